@@ -1,0 +1,229 @@
+"""``hyper hosts``: create, list, select, update, delete, import, start and stop hosts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hyper import config, hosts, local_host
+from hyper.cli.walkthrough import answer, interactive, refuse_missing
+from hyper.errors import UsageError
+from hyper.hosts import HostRequest
+
+app = typer.Typer(help="Hosts: the control planes jobs are submitted to.", no_args_is_help=True)
+
+HostOption = typer.Option(None, "--host", envvar="HYPER_HOST", help="the host (default: the one in use)")
+
+
+def _target(name: str | None, host: str | None) -> str:
+    return hosts.default_host_name(name or host)
+
+
+def ask_host_request(defaults: HostRequest, *, input: Any = None, output: Any = None) -> HostRequest:
+    """The create-host walkthrough: the same questions as the flags, in their order."""
+    import questionary
+
+    io = {"input": input, "output": output} if input is not None else {}
+    name = answer(questionary.text(
+        "Host name:",
+        default=defaults.name,
+        validate=lambda text: bool(config.HOST_NAME_PATTERN.match(text))
+        or "letters, digits, '.', '_' or '-' (at most 63)",
+        **io,
+    ))
+    provider = answer(questionary.select(
+        "Provider:", choices=list(hosts.PROVIDERS), default=defaults.provider, **io
+    ))
+    return HostRequest(name=name, provider=provider, bind=defaults.bind, port=defaults.port)
+
+
+@app.command("create-host")
+def create_host(
+    name: str = typer.Option(None, "--name", help="host name (default: local)"),
+    provider: str = typer.Option(None, "--provider", help="local (this machine) or aws"),
+    bind: str = typer.Option("127.0.0.1", "--bind", help="local: address the daemon listens on"),
+    port: int = typer.Option(0, "--port", help="local: port to listen on (0: any free port)"),
+    select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
+) -> None:
+    """Create a host and start it (a local host runs as a daemon on this machine)."""
+    request = HostRequest(
+        name=name or config.DEFAULT_LOCAL_HOST, provider=provider or "local", bind=bind, port=port
+    )
+    missing = [flag for flag, value in (("--name", name), ("--provider", provider)) if value is None]
+    if missing and not yes:
+        if interactive():
+            request = ask_host_request(request)
+        else:
+            refuse_missing(["--name"] if name is None else [])
+    host = hosts.create_host(request, select=select)
+    typer.echo(f"created host {host.name!r} ({host.provider}) at {host.url}", err=True)
+
+
+@app.command("list-hosts")
+def list_hosts(
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    show_key: bool = typer.Option(False, "--show-key", help="include API keys"),
+) -> None:
+    """List saved hosts; the one in use is marked."""
+    current = config.current_host_name()
+    rows = []
+    for name in config.list_host_names():
+        host = config.load_host(name)
+        state = "-"
+        if host.provider == "local" and host.data_dir and Path(host.data_dir).is_dir():
+            state = "running" if local_host.status(host).running else "stopped"
+        rows.append({**host.public(show_key=show_key), "in_use": name == current, "state": state})
+    if as_json:
+        typer.echo(json.dumps({"version": 1, "hosts": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "NAME", "PROVIDER", "URL", "STATE", *(["API KEY"] if show_key else []), box=None)
+    for row in rows:
+        table.add_row("*" if row["in_use"] else "", row["name"], row["provider"], row["url"] or "-",
+                      row["state"], *([row["api_key"]] if show_key else []))
+    Console().print(table)
+
+
+@app.command("select-host")
+def select_host(name: str = typer.Argument(..., help="the saved host to use from now on")) -> None:
+    """Use this host from now on."""
+    config.select_host(name)
+    typer.echo(f"host {name!r} is now in use", err=True)
+
+
+@app.command("update-host")
+def update_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    bind: str = typer.Option(None, "--bind", help="local: address the daemon listens on"),
+    port: int = typer.Option(None, "--port", help="local: port to listen on"),
+    url: str = typer.Option(None, "--url", help="imported hosts: the new URL"),
+) -> None:
+    """Change a host's settings and restart it on the installed code."""
+    target = config.load_host(_target(name, host))
+    if target.provider == "local":
+        if url is not None:
+            raise UsageError("--url is for imported hosts; a local host's URL follows its port")
+        target.bind = bind or target.bind
+        target.port = target.port if port is None else port
+        config.save_host(target)
+        local_host.stop(target)
+        local_host.start(target)
+    else:
+        if bind is not None or port is not None:
+            raise UsageError("--bind and --port are for local hosts")
+        if url is not None:
+            if not url.startswith(("http://", "https://")):
+                raise UsageError(f"invalid URL {url!r}")
+            target.url = url.rstrip("/")
+            config.save_host(target)
+    typer.echo(f"host {target.name!r} updated ({config.load_host(target.name).url})", err=True)
+
+
+@app.command("delete-host")
+def delete_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    keep_data: bool = typer.Option(False, "--keep-data", help="keep a local host's jobs and logs"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="delete without asking"),
+) -> None:
+    """Stop a host and forget it; a local host's data is deleted unless --keep-data."""
+    target = config.load_host(_target(name, host))
+    if target.provider == "local" and not keep_data and not yes:
+        if not interactive():
+            refuse_missing(["--yes (or --keep-data)"])
+        import questionary
+
+        if not answer(questionary.confirm(
+            f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
+            default=False,
+        )):
+            raise typer.Exit(1)
+    hosts.delete_host(target.name, keep_data=keep_data)
+    typer.echo(f"deleted host {target.name!r}", err=True)
+
+
+@app.command("import-deployment")
+def import_deployment(
+    name: str = typer.Option(..., "--name", help="name to save the host under"),
+    url: str = typer.Option(..., "--url", help="the host's API URL"),
+    api_key_file: str = typer.Option(
+        None, "--api-key-file", help="file holding the API key, - for stdin (keeps it off the command line)"
+    ),
+    api_key: str = typer.Option(None, "--api-key", envvar="HYPER_IMPORT_API_KEY", help="the API key"),
+    provider: str = typer.Option("remote", "--provider", help="what runs the host: local, aws or remote"),
+) -> None:
+    """Save the credentials of a host deployed elsewhere."""
+    if api_key_file is not None:
+        api_key = sys.stdin.read() if api_key_file == "-" else Path(api_key_file).read_text()
+    if api_key is None:
+        if not interactive():
+            refuse_missing(["--api-key-file or --api-key"])
+        import questionary
+
+        api_key = answer(questionary.password("API key:"))
+    hosts.import_deployment(name, url, api_key, provider)
+    typer.echo(f"saved host {name!r}; select it with 'hyper hosts select-host {name}'", err=True)
+
+
+@app.command("start-host")
+def start_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+) -> None:
+    """Start a local host's daemon (commands also start it when they find it down)."""
+    target = config.load_host(_target(name, host))
+    if target.provider != "local":
+        raise UsageError(f"host {target.name!r} is not a local host")
+    typer.echo(f"host {target.name!r} running at {local_host.start(target)}", err=True)
+
+
+@app.command("stop-host")
+def stop_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+) -> None:
+    """Stop a local host's daemon; jobs and logs stay, and waiting jobs run when it is back."""
+    target = config.load_host(_target(name, host))
+    if target.provider != "local":
+        raise UsageError(f"host {target.name!r} is not a local host")
+    was_running = local_host.stop(target)
+    typer.echo(f"host {target.name!r} {'stopped' if was_running else 'was not running'}", err=True)
+
+
+@app.command("host-status")
+def host_status(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Say whether a host answers, and where."""
+    from hyper.errors import HyperError
+
+    target = config.load_host(_target(name, host))
+    info: dict[str, Any] = {"name": target.name, "provider": target.provider, "url": target.url}
+    if target.provider == "local" and target.data_dir:
+        state = local_host.status(target)
+        info.update(running=state.running, pid=state.pid, data_dir=target.data_dir)
+    if target.url and info.get("running", True):
+        from hyper.client import HostClient
+
+        try:
+            with HostClient(target.url, target.api_key, host_name=target.name, retries=0, timeout=5) as client:
+                info["health"] = client.call("GET", "/health")
+        except HyperError as error:
+            info["error"] = str(error)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            typer.echo(f"{key:<10}{value}")
+    if "health" not in info:
+        raise typer.Exit(1)

@@ -1,0 +1,313 @@
+"""The host client: the one way every command and worker talks to a host.
+
+Speaks HTTP/1.1 over a plain socket (TLS for https URLs) instead of using
+http.client or httpx: a submit is one process start plus one request, and
+those libraries cost more to import than the request takes. Retries with
+back-off and jitter on connection errors, 429 and 503; every failure becomes
+one exception from ``hyper.errors`` whose message tells the user what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode, urlsplit
+
+from hyper.errors import (
+    AuthError,
+    Conflict,
+    HostFailure,
+    HostRejected,
+    HostUnreachable,
+    NotFound,
+)
+
+RETRY_STATUSES = frozenset({429, 503})
+
+
+class Transport(Protocol):
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class RequestNotSent(OSError):
+    """The connection failed before any byte of the request left: safe to retry any method."""
+
+
+class SocketTransport:
+    """A keep-alive HTTP/1.1 connection to one server."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.tls = parts.scheme == "https"
+        self.hostname = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.base = parts.path.rstrip("/")
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+
+    def _connect(self) -> socket.socket:
+        try:
+            sock = socket.create_connection((self.hostname, self.port), timeout=self.timeout)
+        except OSError as exc:
+            raise RequestNotSent(str(exc)) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls:
+            import ssl
+
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.hostname)
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._buffer = b""
+
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        head = [f"{method} {self.base}{path} HTTP/1.1", f"Host: {self.hostname}:{self.port}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        head.append(f"Content-Length: {len(body) if body else 0}")
+        payload = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+        reused = self._sock is not None
+        if self._sock is None:
+            self._sock = self._connect()
+        try:
+            self._sock.sendall(payload)
+            return self._read_response()
+        except OSError as exc:
+            self.close()
+            if reused and not isinstance(exc, TimeoutError):
+                # the server closed an idle keep-alive connection: once more on a fresh one
+                self._sock = self._connect()
+                try:
+                    self._sock.sendall(payload)
+                    return self._read_response()
+                except OSError:
+                    self.close()
+                    raise
+            raise
+
+    def _read_until(self, marker: bytes) -> bytes:
+        assert self._sock is not None
+        while marker not in self._buffer:
+            data = self._sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("the host closed the connection")
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(marker)
+        return line
+
+    def _read_exactly(self, size: int) -> bytes:
+        assert self._sock is not None
+        while len(self._buffer) < size:
+            data = self._sock.recv(max(65536, size - len(self._buffer)))
+            if not data:
+                raise ConnectionResetError("the host closed the connection")
+            self._buffer += data
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def _read_response(self) -> tuple[int, bytes]:
+        head = self._read_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        status = int(head[0].split(" ", 2)[1])
+        fields = {}
+        for line in head[1:]:
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        if fields.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+                body += self._read_exactly(size)
+                self._read_until(b"\r\n")
+                if size == 0:
+                    break
+        else:
+            body = self._read_exactly(int(fields.get("content-length", "0")))
+        if fields.get("connection", "").lower() == "close":
+            self.close()
+        return status, body
+
+
+def _detail(status: int, body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("detail", "")
+    except (ValueError, AttributeError):
+        return body.decode(errors="replace").strip()[:300] or f"HTTP {status}"
+    if isinstance(detail, list) and detail:  # request validation errors
+        first = detail[0]
+        where = ".".join(str(p) for p in first.get("loc", [])[1:])
+        return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+    return str(detail) or f"HTTP {status}"
+
+
+class HostClient:
+    """Calls one host's API. `reconnect` is asked for a fresh URL when the host is down
+    (for a local host it starts the daemon); it returns None when it cannot help."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        host_name: str = "",
+        timeout: float = 30.0,
+        retries: int = 5,
+        transport: Transport | None = None,
+        reconnect: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.url = url
+        self.host_name = host_name or url
+        self._key = api_key
+        self._timeout = timeout
+        self._retries = retries
+        self._transport = transport or SocketTransport(url, timeout)
+        self._reconnect = reconnect
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> HostClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        if query:
+            items = {k: v for k, v in query.items() if v is not None}
+            if items:
+                path = f"{path}?{urlencode(items, doseq=True)}"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"x-api-key": self._key, "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        attempt = 0
+        while True:
+            try:
+                status, payload = self._transport.request(method, path, data, headers)
+            except OSError as exc:
+                not_sent = isinstance(exc, RequestNotSent)
+                if not_sent and attempt == 0 and self._reconnect is not None:
+                    new_url = self._reconnect()
+                    if new_url:
+                        self._switch(new_url)
+                        attempt += 1
+                        continue
+                # a request that may have reached the host is repeated only when it is safe
+                if (not_sent or method == "GET") and attempt < self._retries:
+                    self._pause(attempt)
+                    attempt += 1
+                    continue
+                raise HostUnreachable(
+                    f"host {self.host_name!r} is unreachable at {self.url} ({exc}); "
+                    "check it with 'hyper hosts host-status'"
+                ) from exc
+            if status in RETRY_STATUSES and attempt < self._retries:
+                self._pause(attempt)
+                attempt += 1
+                continue
+            return self._result(status, payload)
+
+    def _switch(self, url: str) -> None:
+        self._transport.close()
+        self.url = url
+        self._transport = SocketTransport(url, self._timeout)
+
+    @staticmethod
+    def _pause(attempt: int) -> None:
+        time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+    def _result(self, status: int, payload: bytes) -> Any:
+        if 200 <= status < 300:
+            return json.loads(payload) if payload else None
+        message = _detail(status, payload)
+        if status in (401, 403):
+            raise AuthError(f"host {self.host_name!r} refused the API key ({message})")
+        if status == 404:
+            raise NotFound(message)
+        if status == 409:
+            raise Conflict(message)
+        if 400 <= status < 500:
+            raise HostRejected(message)
+        raise HostFailure(f"host {self.host_name!r} failed: {message}")
+
+    # jobs -----------------------------------------------------------------
+
+    def submit(self, jobs: list[dict[str, Any]]) -> list[int]:
+        return list(self.call("POST", "/jobs", {"jobs": jobs})["ids"])
+
+    def get_job(self, job_id: int, *, wait: float | None = None) -> dict[str, Any]:
+        return dict(self.call("GET", f"/jobs/{int(job_id)}", query={"wait": wait}))
+
+    def list_jobs(self, **filters: Any) -> dict[str, Any]:
+        return dict(self.call("GET", "/jobs", query=filters))
+
+    def iter_jobs(self, *, limit: int | None = None, **filters: Any) -> Iterable[dict[str, Any]]:
+        """Every matching job, page by page, up to `limit` (None: all)."""
+        after = None
+        seen = 0
+        while True:
+            page_size = 1000 if limit is None else min(1000, limit - seen)
+            if page_size <= 0:
+                return
+            page = self.list_jobs(after=after, limit=page_size, **filters)
+            for job in page["jobs"]:
+                yield job
+                seen += 1
+            after = page.get("next")
+            if not after:
+                return
+
+    def count_jobs(self, **filters: Any) -> dict[str, int]:
+        return dict(self.call("GET", "/jobs/counts", query=filters))
+
+    def cancel(self, *, ids: list[int], name: str | None, queue: str | None) -> dict[str, Any]:
+        return dict(self.call("POST", "/jobs/cancel", {"ids": ids, "name": name, "queue": queue}))
+
+    def read_log(
+        self, job_id: int, *, kinds: list[str], after: int = 0, wait: float | None = None
+    ) -> dict[str, Any]:
+        query = {"kind": kinds, "after": after, "wait": wait}
+        return dict(self.call("GET", f"/jobs/{int(job_id)}/log", query=query))
+
+    # resources ------------------------------------------------------------
+
+    def list_resources(self, kind: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"/resources/{quote(kind)}")["items"])
+
+    # workers --------------------------------------------------------------
+
+    def claim(
+        self, worker_id: str, *, queue: str, definition: str, limit: int, wait: float
+    ) -> list[dict[str, Any]]:
+        body = {"queue": queue, "definition": definition, "limit": limit, "wait": wait}
+        return list(self.call("POST", f"/workers/{quote(worker_id)}/claim", body)["jobs"])
+
+    def progress(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.call("POST", f"/workers/{quote(worker_id)}/jobs/{job_id}/progress", body))
+
+    def complete(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.call("POST", f"/workers/{quote(worker_id)}/jobs/{job_id}/complete", body))
+
+    def worker_exit(self, worker_id: str) -> None:
+        self.call("POST", f"/workers/{quote(worker_id)}/exit", {})

@@ -1,0 +1,138 @@
+"""Where hyper keeps things, and the saved credentials of each host.
+
+Layout (``HYPER_HOME`` replaces both roots when set, for tests and for
+several independent set-ups on one machine):
+
+    <config>/hosts/<name>.json   one file per host, mode 0600 (holds the API key)
+    <config>/current             the name of the host in use
+    <data>/hosts/<name>/         a local host's database, logs and worker directories
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hyper.errors import NotFound, UsageError
+
+HOST_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+DEFAULT_LOCAL_HOST = "local"
+
+
+def config_root() -> Path:
+    home = os.environ.get("HYPER_HOME")
+    if home:
+        return Path(home).expanduser() / "config"
+    import platformdirs  # only when no HYPER_HOME: keeps the shell tools quick
+
+    return Path(platformdirs.user_config_dir("hyper"))
+
+
+def data_root() -> Path:
+    home = os.environ.get("HYPER_HOME")
+    if home:
+        return Path(home).expanduser() / "data"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("hyper"))
+
+
+@dataclass
+class HostConfig:
+    """The saved credentials of one host."""
+
+    name: str
+    provider: str
+    url: str
+    api_key: str = field(repr=False)
+    data_dir: str | None = None  # local hosts: where the daemon keeps its state
+    bind: str = "127.0.0.1"  # local hosts: the address the daemon listens on
+    port: int = 0  # local hosts: the port tried first when the daemon starts
+
+    def public(self, *, show_key: bool = False) -> dict[str, object]:
+        data = asdict(self)
+        if not show_key:
+            data["api_key"] = "********"
+        return data
+
+
+def validate_host_name(name: str) -> str:
+    if not HOST_NAME_PATTERN.match(name):
+        raise UsageError(
+            f"invalid host name {name!r}: use letters, digits, '.', '_' or '-' (at most 63)"
+        )
+    return name
+
+
+def _hosts_dir() -> Path:
+    return config_root() / "hosts"
+
+
+def host_file(name: str) -> Path:
+    return _hosts_dir() / f"{validate_host_name(name)}.json"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only, atomically (no window where it is 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_host(host: HostConfig) -> None:
+    write_private(host_file(host.name), json.dumps(asdict(host), indent=2) + "\n")
+
+
+def load_host(name: str) -> HostConfig:
+    path = host_file(name)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(list_host_names()) or "none"
+        raise NotFound(f"no host named {name!r} (saved hosts: {known})") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the credentials of host {name!r} at {path}: {exc}") from exc
+    return HostConfig(**data)
+
+
+def list_host_names() -> list[str]:
+    folder = _hosts_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if HOST_NAME_PATTERN.match(p.stem))
+
+
+def delete_host_file(name: str) -> None:
+    host_file(name).unlink(missing_ok=True)
+    if current_host_name() == name:
+        (config_root() / "current").unlink(missing_ok=True)
+
+
+def current_host_name() -> str | None:
+    try:
+        name = (config_root() / "current").read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def select_host(name: str) -> None:
+    load_host(name)  # refuses unknown names
+    write_private(config_root() / "current", name + "\n")
+
+
+def resolve_host_name(explicit: str | None = None) -> str | None:
+    """The host a command talks to: --host, then HYPER_HOST, then the host in use."""
+    return explicit or os.environ.get("HYPER_HOST") or current_host_name()

@@ -1,0 +1,56 @@
+"""The one exception tree of hyper, and the exit codes the commands map it to.
+
+    HyperError                 anything hyper reports to a user (exit 1)
+    ├── UsageError             bad input from the user; nothing was changed (exit 2)
+    │   └── HostRejected       the host refused a request as invalid (exit 2)
+    ├── NotFound               a job, host or resource that does not exist (exit 2)
+    ├── HostUnreachable        the host could not be reached (exit 69)
+    ├── AuthError              the host refused the API key (exit 77)
+    ├── Conflict               the request no longer fits the state, e.g. a late report
+    │                          from a worker whose lease expired (exit 1)
+    └── HostFailure            the host answered with a server error (exit 1)
+
+Commands translate these to one line on stderr and the exit code; the library
+never prints or exits.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 69  # sysexits EX_UNAVAILABLE
+EXIT_AUTH = 77  # sysexits EX_NOPERM
+EXIT_CANCELLED = 143  # a waited-for job was cancelled (128 + SIGTERM, what qdel sends)
+
+
+class HyperError(Exception):
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(HyperError):
+    exit_code = EXIT_USAGE
+
+
+class HostRejected(UsageError):
+    """The host refused a request because its content is invalid."""
+
+
+class NotFound(HyperError):
+    exit_code = EXIT_USAGE
+
+
+class HostUnreachable(HyperError):
+    exit_code = EXIT_UNREACHABLE
+
+
+class AuthError(HyperError):
+    exit_code = EXIT_AUTH
+
+
+class Conflict(HyperError):
+    exit_code = EXIT_FAILURE
+
+
+class HostFailure(HyperError):
+    exit_code = EXIT_FAILURE

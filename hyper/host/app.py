@@ -1,0 +1,223 @@
+"""The host's HTTP API: one ASGI application built by ``create_app(settings)``.
+
+The same application runs as the local daemon (uvicorn) and, later, serverless.
+Every route, the OpenAPI schema included, requires the host's ``x-api-key``.
+Routes are coroutines on purpose: the store is used from the event loop's one
+thread only, so its transactions never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from hyper import __version__
+from hyper.errors import Conflict, HyperError, NotFound, UsageError
+from hyper.host.schemas import (
+    CancelRequest,
+    CancelResponse,
+    ClaimRequest,
+    ClaimResponse,
+    CompletionReport,
+    CompletionResponse,
+    JobPage,
+    LogPage,
+    ProgressReport,
+    ProgressResponse,
+    ResourceList,
+    SubmitRequest,
+    SubmitResponse,
+)
+from hyper.host.service import HostService
+from hyper.host.settings import HostSettings
+from hyper.jobs import JobStatus, LogKind
+from hyper.launchers.base import Launcher
+from hyper.models import ResourceKind
+from hyper.resources import ensure_local_defaults
+from hyper.scheduler import Scheduler
+from hyper.store.base import JobFilter, Store
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS = ((NotFound, 404), (Conflict, 409), (UsageError, 400))
+
+
+def _status_of(error: HyperError) -> int:
+    for kind, status in HTTP_STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def create_app(
+    settings: HostSettings,
+    store: Store,
+    *,
+    launcher: Launcher | None = None,
+    local_defaults: bool = True,
+) -> FastAPI:
+    """Build the host application around a store; with a launcher it also schedules."""
+    service = HostService(store, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if local_defaults:
+            ensure_local_defaults(store)
+        # workers that outlived a restart get one lease to report in before their jobs retry
+        store.extend_leases(settings.lease_seconds, time.time())
+        task = None
+        if launcher is not None:
+            scheduler = Scheduler(store, launcher, silence_seconds=settings.lease_seconds * 2)
+            task = asyncio.create_task(_schedule(scheduler, service, settings))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                assert launcher is not None
+                launcher.close()
+
+    async def authenticated(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if x_api_key is None or not hmac.compare_digest(
+            x_api_key.encode(), settings.api_key.encode()
+        ):
+            raise HTTPException(status_code=401, detail="missing or wrong x-api-key")
+
+    app = FastAPI(
+        title="hyper host",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(authenticated)],
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service
+
+    @app.exception_handler(HyperError)
+    async def _hyper_error(request: Request, error: HyperError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=_status_of(error))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return service.health()
+
+    # jobs -------------------------------------------------------------------
+
+    @app.post("/jobs", response_model=SubmitResponse)
+    async def submit(request: SubmitRequest) -> SubmitResponse:
+        return SubmitResponse(ids=service.submit(request.jobs))
+
+    @app.get("/jobs", response_model=JobPage)
+    async def list_jobs(
+        queue: str | None = None,
+        name: str | None = None,
+        status: Annotated[list[str] | None, Query()] = None,
+        after: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> JobPage:
+        where = _filter(queue, name, status)
+        jobs = service.store.list_jobs(where, limit=limit, after=after)
+        next_after = jobs[-1].id if len(jobs) == limit else None
+        return JobPage(jobs=[j.as_dict() for j in jobs], next=next_after)
+
+    @app.get("/jobs/counts")
+    async def count_jobs(queue: str | None = None, name: str | None = None) -> dict[str, int]:
+        counts = service.store.count_jobs(_filter(queue, name, None))
+        return {"Total": sum(counts.values()), **{s.value: n for s, n in counts.items()}}
+
+    @app.post("/jobs/cancel", response_model=CancelResponse)
+    async def cancel(request: CancelRequest) -> CancelResponse:
+        result = service.cancel(request.ids, request.name, request.queue)
+        return CancelResponse(
+            cancelled=result.cancelled, stopping=result.stopping, finished=result.finished
+        )
+
+    @app.get("/jobs/{job_id}")
+    async def get_job(job_id: int, wait: float = Query(0.0, ge=0.0, le=60.0)) -> dict[str, Any]:
+        job = await service.wait_for_job(job_id, wait) if wait else service.job(job_id)
+        return job.as_dict()
+
+    @app.get("/jobs/{job_id}/script")
+    async def get_script(job_id: int) -> dict[str, Any]:
+        job = service.store.get_job(job_id, with_script=True)
+        if job is None:
+            raise NotFound(f"unknown job id {job_id}")
+        return {"id": job_id, "script": job.script}
+
+    @app.get("/jobs/{job_id}/log", response_model=LogPage)
+    async def read_log(
+        job_id: int,
+        kind: Annotated[list[LogKind] | None, Query()] = None,
+        after: int = Query(0, ge=0),
+        wait: float = Query(0.0, ge=0.0, le=60.0),
+    ) -> LogPage:
+        entries, finished = await service.read_log(job_id, kind or [], after, wait)
+        next_after = entries[-1].seq if entries else after
+        return LogPage(entries=[e.as_dict() for e in entries], next=next_after, finished=finished)
+
+    # workers ----------------------------------------------------------------------
+
+    @app.post("/workers/{worker_id}/claim", response_model=ClaimResponse)
+    async def claim(worker_id: str, request: ClaimRequest) -> ClaimResponse:
+        jobs = await service.claim(
+            worker_id, request.queue, request.definition, request.limit, request.wait
+        )
+        return ClaimResponse(jobs=[j.as_dict() for j in jobs])
+
+    @app.post("/workers/{worker_id}/jobs/{job_id}/progress", response_model=ProgressResponse)
+    async def progress(worker_id: str, job_id: int, report: ProgressReport) -> ProgressResponse:
+        return ProgressResponse(cancel=service.progress(worker_id, job_id, report))
+
+    @app.post("/workers/{worker_id}/jobs/{job_id}/complete", response_model=CompletionResponse)
+    async def complete(worker_id: str, job_id: int, report: CompletionReport) -> CompletionResponse:
+        return CompletionResponse(status=service.complete(worker_id, job_id, report).value)
+
+    @app.post("/workers/{worker_id}/exit")
+    async def worker_exit(worker_id: str) -> dict[str, bool]:
+        service.worker_exit(worker_id)
+        return {"ok": True}
+
+    # resources --------------------------------------------------------------------
+
+    @app.get("/resources/{kind}", response_model=ResourceList)
+    async def list_resources(kind: ResourceKind) -> ResourceList:
+        return ResourceList(items=service.list_resources(kind))
+
+    @app.get("/resources/{kind}/{name}")
+    async def get_resource(kind: ResourceKind, name: str) -> dict[str, Any]:
+        return service.get_resource(kind, name)
+
+    return app
+
+
+def _filter(queue: str | None, name: str | None, status: list[str] | None) -> JobFilter:
+    try:
+        statuses = tuple(JobStatus.parse(s) for s in status or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return JobFilter(queue=queue, name=name, statuses=statuses)
+
+
+async def _schedule(scheduler: Scheduler, service: HostService, settings: HostSettings) -> None:
+    """Run scheduler ticks until cancelled: every period, and at once when work arrives."""
+    while True:
+        try:
+            scheduler.tick(time.time())
+        except Exception:  # one bad tick must not stop scheduling
+            log.exception("scheduler tick failed")
+        await service.work_arrived.wait(settings.scheduler_seconds)

@@ -1,0 +1,126 @@
+"""Hosts as a user sees them: create, list, select, update, delete, import, connect.
+
+The ``hyper hosts`` commands and the shell tools both stand on this module.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hyper import config, local_host
+from hyper.client import HostClient
+from hyper.config import DEFAULT_LOCAL_HOST, HostConfig
+from hyper.errors import UsageError
+
+PROVIDERS = ("local", "aws")
+
+
+@dataclass(frozen=True)
+class HostRequest:
+    """What creating a host needs: the walkthrough's answers or the flags."""
+
+    name: str = DEFAULT_LOCAL_HOST
+    provider: str = "local"
+    bind: str = "127.0.0.1"
+    port: int = 0
+
+
+def create_host(request: HostRequest, *, select: bool = True, start: bool = True) -> HostConfig:
+    name = config.validate_host_name(request.name)
+    if request.provider not in PROVIDERS:
+        raise UsageError(f"unknown provider {request.provider!r}; use one of {', '.join(PROVIDERS)}")
+    if request.provider != "local":
+        raise UsageError(f"the {request.provider} provider is not available in this version")
+    if name in config.list_host_names():
+        raise UsageError(f"a host named {name!r} already exists")
+    if not 0 <= request.port <= 65535:
+        raise UsageError(f"invalid port {request.port}")
+
+    from hyper.host.settings import HostSettings
+
+    data_dir = config.data_root() / "hosts" / name
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise UsageError(f"{data_dir} already holds data; move it away or pick another name")
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_urlsafe(32)
+    HostSettings(data_dir=data_dir, api_key=key, name=name).save()
+    host = HostConfig(
+        name=name,
+        provider="local",
+        url="",
+        api_key=key,
+        data_dir=str(data_dir),
+        bind=request.bind,
+        port=request.port,
+    )
+    config.save_host(host)
+    if select:
+        config.select_host(name)
+    if start:
+        local_host.start(host)
+    return config.load_host(name)
+
+
+def import_deployment(name: str, url: str, api_key: str, provider: str = "remote") -> HostConfig:
+    config.validate_host_name(name)
+    if name in config.list_host_names():
+        raise UsageError(f"a host named {name!r} already exists")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"invalid URL {url!r}: it must start with http:// or https://")
+    if not api_key.strip():
+        raise UsageError("the API key is empty")
+    host = HostConfig(name=name, provider=provider, url=url.rstrip("/"), api_key=api_key.strip())
+    config.save_host(host)
+    return host
+
+
+def delete_host(name: str, *, keep_data: bool = False) -> None:
+    host = config.load_host(name)
+    if host.provider == "local" and host.data_dir:
+        local_host.stop(host)
+        if not keep_data:
+            shutil.rmtree(Path(host.data_dir), ignore_errors=True)
+    config.delete_host_file(name)
+
+
+def default_host_name(explicit: str | None = None) -> str:
+    name = config.resolve_host_name(explicit)
+    if name:
+        return name
+    known = config.list_host_names()
+    if known:
+        raise UsageError(
+            f"no host selected; run 'hyper hosts select-host NAME' (saved: {', '.join(known)})"
+        )
+    raise UsageError("no host yet; run 'hyper hosts create-host'")
+
+
+def connect(
+    explicit: str | None = None,
+    *,
+    on_first_use: Callable[[HostConfig], None] | None = None,
+    timeout: float = 30.0,
+) -> HostClient:
+    """A client for the host in use. With no host saved at all, the default local host
+    is created first (so a new user's first qsub just works) and `on_first_use` is told."""
+    name = config.resolve_host_name(explicit)
+    if name is None and not config.list_host_names():
+        host = create_host(HostRequest(), start=False)
+        if on_first_use is not None:
+            on_first_use(host)
+    else:
+        host = config.load_host(default_host_name(explicit))
+
+    def reconnect() -> str | None:
+        return local_host.ensure_running(host)
+
+    url = host.url
+    if not url:
+        url = reconnect() or ""
+        if not url:
+            raise UsageError(f"host {host.name!r} has no URL; import it again with its URL")
+    return HostClient(url, host.api_key, host_name=host.name, timeout=timeout, reconnect=reconnect)

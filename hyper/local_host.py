@@ -1,0 +1,152 @@
+"""Starting, stopping and checking a local host's daemon, from any command.
+
+Light on purpose: the shell tools call ``ensure_running`` when the daemon does
+not answer, so it imports no web framework.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hyper.config import HostConfig, save_host
+from hyper.errors import HostUnreachable, UsageError
+
+STATE_FILE = "daemon.json"
+LOCK_FILE = "daemon.lock"
+START_LOCK_FILE = "start.lock"
+LOG_FILE = "host.log"
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    running: bool
+    pid: int | None
+    url: str | None
+
+
+def _data_dir(host: HostConfig) -> Path:
+    if not host.data_dir:
+        raise UsageError(f"host {host.name!r} has no data directory on this machine")
+    return Path(host.data_dir)
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether a daemon holds its lock: true even if its pid was reused, false once it died."""
+    try:
+        with open(path, "a") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+
+
+def status(host: HostConfig) -> DaemonState:
+    data_dir = _data_dir(host)
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    running = _lock_held(data_dir / LOCK_FILE)
+    return DaemonState(running, state.get("pid") if running else None, state.get("url"))
+
+
+@contextlib.contextmanager
+def _start_lock(data_dir: Path) -> Iterator[None]:
+    with open(data_dir / START_LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def start(host: HostConfig, *, timeout: float = 30.0) -> str:
+    """Start the daemon unless it runs; return its URL (saved with the host's credentials)."""
+    data_dir = _data_dir(host)
+    if not (data_dir / "host.json").exists():
+        raise UsageError(
+            f"host {host.name!r}: no host data in {data_dir}; delete and create the host again"
+        )
+    with _start_lock(data_dir):
+        current = status(host)
+        if not (current.running and current.url):
+            (data_dir / STATE_FILE).unlink(missing_ok=True)
+            with open(data_dir / LOG_FILE, "ab") as log:
+                child = subprocess.Popen(
+                    [
+                        sys.executable, "-m", "hyper.host.daemon",
+                        "--data-dir", str(data_dir),
+                        "--bind", host.bind,
+                        "--port", str(host.port),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            current = _await_daemon(host, child, timeout)
+    assert current.url is not None
+    if current.url != host.url:
+        host.url = current.url
+        host.port = int(current.url.rsplit(":", 1)[1])
+        save_host(host)
+    return current.url
+
+
+def _await_daemon(host: HostConfig, child: subprocess.Popen[bytes], timeout: float) -> DaemonState:
+    deadline = time.monotonic() + timeout
+    data_dir = _data_dir(host)
+    while time.monotonic() < deadline:
+        current = status(host)
+        if current.running and current.url and current.pid == child.pid:
+            return current
+        if child.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise HostUnreachable(
+        f"the daemon of host {host.name!r} did not start: {_tail(data_dir / LOG_FILE)}"
+    )
+
+
+def ensure_running(host: HostConfig) -> str | None:
+    """For the host client: bring a local host's daemon back when it does not answer."""
+    if host.provider != "local" or not host.data_dir or not Path(host.data_dir).is_dir():
+        return None
+    return start(host)
+
+
+def stop(host: HostConfig, *, timeout: float = 10.0) -> bool:
+    """Stop the daemon (its workers finish their current job and exit on their own).
+    Returns whether it was running."""
+    data_dir = _data_dir(host)
+    current = status(host)
+    if not current.running or current.pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(current.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _lock_held(data_dir / LOCK_FILE):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(current.pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+        time.sleep(0.05)
+    return True

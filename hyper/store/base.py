@@ -1,0 +1,166 @@
+"""The store protocol and the records it holds.
+
+Promises every implementation keeps (the contract tests check them):
+- a submit is committed before it returns, and ids are never reused;
+- a claim is atomic: a job is held by at most one (worker, attempt) at a time;
+- a report from a worker that no longer holds the job raises ``Conflict``;
+- counts come from the store, never from listing every job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from hyper.jobs import JobStatus, LogKind
+
+
+@dataclass(frozen=True)
+class NewJob:
+    name: str
+    queue: str
+    definition: str
+    script: str
+    retries: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    submit_dir: str | None = None
+
+
+@dataclass
+class JobRecord:
+    id: int
+    name: str
+    queue: str
+    definition: str
+    status: JobStatus
+    retries: int
+    retries_left: int
+    attempt: int
+    exit_code: int | None
+    reason: str | None
+    cancel_requested: bool
+    worker_id: str | None
+    lease_until: float | None
+    submit_dir: str | None
+    env: dict[str, str]
+    created: float
+    started: float | None
+    ended: float | None
+    script: str | None = None  # only filled where the caller needs it
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    queue: str | None = None
+    name: str | None = None
+    statuses: tuple[JobStatus, ...] = ()
+    ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    job_id: int
+    attempt: int
+    kind: LogKind
+    time: float
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        return data
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    name: str
+    spec: dict[str, Any]
+    status: str
+    log: list[str]
+    created: float
+    updated: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class WorkerRecord:
+    id: str
+    queue: str
+    definition: str
+    region: str
+    launcher: str
+    pid: int | None
+    state: str  # STARTING, ACTIVE, EXITED
+    started: float
+    last_seen: float
+    ended: float | None = None
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    cancelled: list[int]  # ended now (they had not started)
+    stopping: list[int]  # running: their workers stop them and report
+    finished: list[int]  # already over: left as they were
+
+
+class Store(Protocol):
+    def close(self) -> None: ...
+
+    # resources
+    def put_resource(
+        self, kind: str, name: str, spec: dict[str, Any], status: str, log_line: str, now: float
+    ) -> Resource: ...
+    def get_resource(self, kind: str, name: str) -> Resource | None: ...
+    def list_resources(self, kind: str) -> list[Resource]: ...
+
+    # jobs
+    def submit(self, jobs: Sequence[NewJob], now: float) -> list[int]: ...
+    def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None: ...
+    def list_jobs(self, where: JobFilter, *, limit: int, after: int = 0) -> list[JobRecord]: ...
+    def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]: ...
+    def missing_ids(self, ids: Sequence[int]) -> list[int]: ...
+    def cancel(self, where: JobFilter, now: float) -> CancelResult: ...
+
+    # the worker side of a job
+    def claim(
+        self, worker_id: str, queue: str, definition: str, limit: int, lease: float, now: float
+    ) -> list[JobRecord]: ...
+    def heartbeat(
+        self, worker_id: str, job_id: int, attempt: int, lease: float, now: float
+    ) -> bool: ...
+    def complete(
+        self,
+        worker_id: str,
+        job_id: int,
+        attempt: int,
+        exit_code: int | None,
+        reason: str | None,
+        now: float,
+    ) -> JobStatus: ...
+    def expire_leases(self, now: float) -> list[int]: ...
+    def extend_leases(self, lease: float, now: float) -> int: ...
+    def demand(self) -> list[tuple[str, str, int, int]]: ...
+
+    # logs
+    def append_log(
+        self, job_id: int, attempt: int, entries: Sequence[tuple[LogKind, str]], now: float
+    ) -> None: ...
+    def read_log(
+        self, job_id: int, kinds: Sequence[LogKind], *, after: int = 0, limit: int = 1000
+    ) -> list[LogEntry]: ...
+
+    # workers
+    def add_worker(self, worker: WorkerRecord) -> None: ...
+    def touch_worker(self, worker_id: str, now: float) -> None: ...
+    def end_worker(self, worker_id: str, now: float) -> None: ...
+    def live_workers(self) -> list[WorkerRecord]: ...

@@ -1,0 +1,1 @@
+"""The worker agent that claims and runs jobs."""

@@ -1,0 +1,47 @@
+"""``python -m hyper.worker``: run a worker agent against a host.
+
+The API key comes from the environment (``HYPER_API_KEY``), never from the
+command line, where other users of the machine could read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from hyper.client import HostClient
+from hyper.worker.agent import WorkerAgent, WorkerOptions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hyper.worker")
+    parser.add_argument("--url", default=os.environ.get("HYPER_URL"))
+    parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--definition", required=True)
+    parser.add_argument("--workdir", type=Path, default=Path.cwd())
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--heartbeat-seconds", type=float, default=0.5)
+    parser.add_argument("--lifetime-seconds", type=float, default=None)
+    args = parser.parse_args(argv)
+    key = os.environ.get("HYPER_API_KEY")
+    if not args.url or not key:
+        print("worker: set --url (or HYPER_URL) and HYPER_API_KEY", file=sys.stderr)
+        return 2
+    options = WorkerOptions(
+        worker_id=args.worker_id,
+        queue=args.queue,
+        definition=args.definition,
+        workdir=args.workdir,
+        idle_seconds=args.idle_seconds,
+        heartbeat_seconds=args.heartbeat_seconds,
+        lifetime_seconds=args.lifetime_seconds,
+    )
+    with HostClient(args.url, key, timeout=70.0) as client:
+        return WorkerAgent(client, options).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

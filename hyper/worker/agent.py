@@ -1,0 +1,265 @@
+"""The worker agent: the only code that runs users' scripts, the same on every provider.
+
+It claims jobs of one (queue, definition), runs each in its own process group
+(respecting the script's shebang, bash otherwise), streams stdout and stderr
+to the host while the job runs, heartbeats, stops the job when the host says
+it was cancelled, reports the exit code, and exits after an idle timeout.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hyper.client import HostClient
+from hyper.errors import Conflict, HostFailure, HostUnreachable
+from hyper.jobs import LogKind
+
+KILL_GRACE_SECONDS = 0.5  # SIGTERM, then SIGKILL: qdel must end a job within 2 s
+METRICS_SECONDS = 5.0
+MAX_BATCH_CHARS = 256 * 1024
+SECRET_VARIABLES = ("HYPER_API_KEY",)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    worker_id: str
+    queue: str
+    definition: str
+    workdir: Path
+    idle_seconds: float = 10.0
+    heartbeat_seconds: float = 0.5
+    lifetime_seconds: float | None = None
+    patience_seconds: float = 120.0  # how long to keep trying while the host is down
+
+
+class OutputPump:
+    """Reads a child's stdout and stderr on two threads into one ordered queue."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._queue: queue.Queue[tuple[LogKind, str]] = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._read, args=(stream, kind), daemon=True)
+            for stream, kind in ((process.stdout, LogKind.STDOUT), (process.stderr, LogKind.STDERR))
+            if stream is not None
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, stream: Any, kind: LogKind) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        fd = stream.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            text = decoder.decode(data, final=not data)
+            if text:
+                self._queue.put((kind, text))
+            if not data:
+                return
+
+    def drain(self, limit: float = MAX_BATCH_CHARS) -> list[dict[str, str]]:
+        """What arrived so far (about `limit` characters at most), with neighbouring
+        pieces of one stream joined."""
+        chunks: list[dict[str, str]] = []
+        size = 0
+        while size < limit:
+            try:
+                kind, text = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            size += len(text)
+            if chunks and chunks[-1]["kind"] == kind.value:
+                chunks[-1]["text"] += text
+            else:
+                chunks.append({"kind": kind.value, "text": text})
+        return chunks
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _metrics(pid: int) -> dict[str, float] | None:
+    try:
+        import psutil
+
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+        rss = 0
+        cpu = 0.0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                rss += process.memory_info().rss
+                times = process.cpu_times()
+                cpu += times.user + times.system
+        memory = psutil.virtual_memory()
+        return {
+            "cpu_seconds": round(cpu, 3),
+            "rss_mib": round(rss / 2**20, 2),
+            "processes": float(len(processes)),
+            "host_cpu_count": float(psutil.cpu_count() or 0),
+            "host_cpu_percent": psutil.cpu_percent(interval=None),
+            "host_memory_total_mib": round(memory.total / 2**20, 1),
+            "host_memory_used_mib": round(memory.used / 2**20, 1),
+            "host_memory_percent": memory.percent,
+        }
+    except Exception:  # a process that just ended has no metrics; that is fine
+        return None
+
+
+class WorkerAgent:
+    def __init__(self, client: HostClient, options: WorkerOptions) -> None:
+        self.client = client
+        self.options = options
+        self.options.workdir.mkdir(parents=True, exist_ok=True)
+
+    def _patiently(self, call: Any, *args: Any) -> Any:
+        """Repeat a call while the host is down or failing, up to the patience limit."""
+        deadline = time.monotonic() + self.options.patience_seconds
+        while True:
+            try:
+                return call(*args)
+            except (HostUnreachable, HostFailure):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
+    def run(self) -> int:
+        options = self.options
+        born = time.monotonic()
+        idle_since = born
+        try:
+            while True:
+                now = time.monotonic()
+                if options.lifetime_seconds and now - born > options.lifetime_seconds:
+                    break
+                idle_left = options.idle_seconds - (now - idle_since)
+                if idle_left <= 0:
+                    break
+                jobs = self._patiently(
+                    lambda wait: self.client.claim(
+                        options.worker_id,
+                        queue=options.queue,
+                        definition=options.definition,
+                        limit=1,
+                        wait=wait,
+                    ),
+                    round(min(idle_left, 10.0), 3),
+                )
+                for job in jobs:
+                    self.run_job(job)
+                if jobs:
+                    idle_since = time.monotonic()
+        except (HostUnreachable, HostFailure):
+            return 1
+        with contextlib.suppress(HostUnreachable, HostFailure, Conflict):
+            self.client.worker_exit(options.worker_id)
+        return 0
+
+    def _environment(self, job: dict[str, Any], workdir: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+        env.update(job.get("env") or {})
+        env.update(
+            {
+                "HYPER_JOB_ID": str(job["id"]),
+                "HYPER_JOB_NAME": job["name"],
+                "HYPER_QUEUE": job["queue"],
+                "HYPER_DEFINITION": job["definition"],
+                "HYPER_ATTEMPT": str(job["attempt"]),
+                "HYPER_SUBMIT_DIR": job.get("submit_dir") or "",
+                "HYPER_WORKER_ID": self.options.worker_id,
+                "HYPER_WORKDIR": str(workdir),
+            }
+        )
+        return env
+
+    def _command(self, job: dict[str, Any]) -> tuple[list[str], Path]:
+        path = self.options.workdir / f"job-{job['id']}.{job['attempt']}.sh"
+        path.write_text(job["script"])
+        path.chmod(0o700)
+        if job["script"].startswith("#!"):
+            return [str(path)], path
+        return ["/bin/bash", str(path)], path
+
+    def run_job(self, job: dict[str, Any]) -> None:
+        job_id, attempt = int(job["id"]), int(job["attempt"])
+        submit_dir = job.get("submit_dir")
+        # run where it was submitted (as Slurm does) when that folder is on this machine
+        cwd = Path(submit_dir) if submit_dir and Path(submit_dir).is_dir() else self.options.workdir
+        command, script_path = self._command(job)
+        reason: str | None = None
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=self._environment(job, self.options.workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._complete(job_id, attempt, 127, f"could not start the script: {exc}", [])
+            return
+        pump = OutputPump(process)
+        last_metrics = time.monotonic()
+        kill_at: float | None = None
+        lost = False
+        while True:
+            try:
+                process.wait(timeout=self.options.heartbeat_seconds)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if kill_at is not None:
+                if time.monotonic() >= kill_at:
+                    _kill_group(process.pid, signal.SIGKILL)
+                continue
+            metrics = None
+            if time.monotonic() - last_metrics >= METRICS_SECONDS:
+                metrics = _metrics(process.pid)
+                last_metrics = time.monotonic()
+            body: dict[str, Any] = {"attempt": attempt, "output": pump.drain(), "metrics": metrics}
+            try:
+                cancel = self._patiently(self.client.progress, self.options.worker_id, job_id, body)[
+                    "cancel"
+                ]
+            except Conflict:
+                cancel, lost = True, True  # the lease is gone: the job is someone else's now
+            except (HostUnreachable, HostFailure):
+                cancel, lost = True, True
+            if cancel:
+                reason = "cancelled"
+                _kill_group(process.pid, signal.SIGTERM)
+                kill_at = time.monotonic() + KILL_GRACE_SECONDS
+        # the script has ended: stop what it left behind, so its pipes close
+        _kill_group(process.pid, signal.SIGKILL)
+        pump.join(timeout=2.0)
+        script_path.unlink(missing_ok=True)
+        if lost:
+            return
+        code = process.returncode
+        exit_code = code if code >= 0 else 128 - code
+        self._complete(job_id, attempt, exit_code, reason, pump.drain(limit=float("inf")))
+
+    def _complete(
+        self, job_id: int, attempt: int, exit_code: int, reason: str | None, output: list[Any]
+    ) -> None:
+        body = {"attempt": attempt, "exit_code": exit_code, "reason": reason, "output": output}
+        with contextlib.suppress(Conflict, HostUnreachable, HostFailure):
+            self._patiently(self.client.complete, self.options.worker_id, job_id, body)

@@ -1,0 +1,53 @@
+"""What every shell tool shares: one-line errors and exit codes, the host connection."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from hyper.client import HostClient
+from hyper.config import HostConfig
+from hyper.errors import EXIT_USAGE, HyperError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line on stderr and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def add_host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", metavar="NAME", help="the saved host to use (default: $HYPER_HOST, then the host in use)"
+    )
+
+
+def connect(host: str | None) -> HostClient:
+    from hyper.hosts import connect as connect_host
+
+    def first_use(created: HostConfig) -> None:
+        sys.stderr.write(
+            f"hyper: no host was configured; created the local host {created.name!r} and selected it\n"
+        )
+
+    return connect_host(host, on_first_use=first_use)
+
+
+def run(prog: str, body: Callable[[], int]) -> int:
+    """Run a command body, turning hyper's errors into one line and an exit code."""
+    try:
+        return body()
+    except HyperError as error:
+        sys.stderr.write(f"{prog}: {error}\n")
+        return error.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130
+    except BrokenPipeError:  # e.g. `qstat | head`: the reader is gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
