@@ -82,13 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("serving on %s without TLS: the API key crosses the network in clear", args.bind)
 
     store = SQLiteStore(settings.database)
-    launcher = LocalLauncher(
-        url=settings.url,
-        api_key=settings.api_key,
-        workers_dir=data_dir / "workers",
-        idle_seconds=settings.worker_idle_seconds,
-        heartbeat_seconds=settings.heartbeat_seconds,
-    )
+    launcher = LocalLauncher(settings)
     app = create_app(settings, store, launcher=launcher)
     state = {"pid": os.getpid(), "url": settings.url, "started": time.time()}
     state_path = data_dir / STATE_FILE

@@ -20,6 +20,7 @@ class HostSettings:
     lease_seconds: float = 30.0  # a running job's worker must report within this
     heartbeat_seconds: float = 0.5  # how often workers report (and learn of qdel)
     worker_idle_seconds: float = 10.0  # a worker with nothing to do exits after this
+    worker_patience_seconds: float = 120.0  # a worker keeps trying this long while the host is down
     scheduler_seconds: float = 0.5  # the scheduler's period when nothing wakes it
     max_wait_seconds: float = 20.0  # longest a long-poll request is held
     max_script_bytes: int = 1024 * 1024

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
+from hyper.host.settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.store.base import WorkerRecord
 
@@ -14,29 +14,26 @@ from hyper.store.base import WorkerRecord
 class LocalLauncher(Launcher):
     kind = "local"
 
-    def __init__(self, *, url: str, api_key: str, workers_dir: Path, idle_seconds: float,
-                 heartbeat_seconds: float) -> None:
-        self.url = url
-        self.api_key = api_key
-        self.workers_dir = workers_dir
-        self.idle_seconds = idle_seconds
-        self.heartbeat_seconds = heartbeat_seconds
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+        self.workers_dir = settings.data_dir / "workers"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def _start(self, worker_id: str, request: LaunchRequest) -> int | None:
         folder = self.workers_dir / worker_id
         folder.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        env["HYPER_API_KEY"] = self.api_key  # never on the command line
+        env["HYPER_API_KEY"] = self.settings.api_key  # never on the command line
         command = [
             sys.executable, "-m", "hyper.worker",
-            "--url", self.url,
+            "--url", self.settings.url,
             "--worker-id", worker_id,
             "--queue", request.queue,
             "--definition", request.definition.name,
             "--workdir", str(folder),
-            "--idle-seconds", str(self.idle_seconds),
-            "--heartbeat-seconds", str(self.heartbeat_seconds),
+            "--idle-seconds", str(self.settings.worker_idle_seconds),
+            "--heartbeat-seconds", str(self.settings.heartbeat_seconds),
+            "--patience-seconds", str(self.settings.worker_patience_seconds),
         ]
         if request.definition.timeout_minutes:
             command += ["--lifetime-seconds", str(request.definition.timeout_minutes * 60)]

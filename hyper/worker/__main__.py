@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--heartbeat-seconds", type=float, default=0.5)
     parser.add_argument("--lifetime-seconds", type=float, default=None)
+    parser.add_argument("--patience-seconds", type=float, default=120.0,
+                        help="how long to keep trying while the host does not answer")
     args = parser.parse_args(argv)
     key = os.environ.get("HYPER_API_KEY")
     if not args.url or not key:
@@ -38,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         idle_seconds=args.idle_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
         lifetime_seconds=args.lifetime_seconds,
+        patience_seconds=args.patience_seconds,
     )
     with HostClient(args.url, key, timeout=70.0) as client:
-        return WorkerAgent(client, options).run()
+        agent = WorkerAgent(client, options)
+        agent.stop_on_signal()
+        return agent.run()
 
 
 if __name__ == "__main__":

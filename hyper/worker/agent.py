@@ -127,6 +127,18 @@ class WorkerAgent:
         self.client = client
         self.options = options
         self.options.workdir.mkdir(parents=True, exist_ok=True)
+        self._job_group: int | None = None
+
+    def stop_on_signal(self) -> None:
+        """On SIGTERM, stop the running job's process group too, then exit: its lease
+        runs out and the host retries it by policy."""
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._job_group is not None:
+                _kill_group(self._job_group, signal.SIGKILL)
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, handler)
 
     def _patiently(self, call: Any, *args: Any) -> Any:
         """Repeat a call while the host is down or failing, up to the patience limit."""
@@ -216,6 +228,7 @@ class WorkerAgent:
         except OSError as exc:
             self._complete(job_id, attempt, 127, f"could not start the script: {exc}", [])
             return
+        self._job_group = process.pid
         pump = OutputPump(process)
         last_metrics = time.monotonic()
         kill_at: float | None = None
@@ -249,6 +262,7 @@ class WorkerAgent:
                 kill_at = time.monotonic() + KILL_GRACE_SECONDS
         # the script has ended: stop what it left behind, so its pipes close
         _kill_group(process.pid, signal.SIGKILL)
+        self._job_group = None
         pump.join(timeout=2.0)
         script_path.unlink(missing_ok=True)
         if lost:

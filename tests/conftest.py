@@ -1,0 +1,149 @@
+"""Shared fixtures: a private HYPER_HOME per test, a fresh store, the API in-process,
+and a real local host daemon with real worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hyper import config, hosts, local_host
+from hyper.config import HostConfig
+from hyper.host.settings import HostSettings
+from hyper.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def hyper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HYPER_HOME", str(home))
+    monkeypatch.delenv("HYPER_HOST", raising=False)
+    return home
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    db = SQLiteStore(tmp_path / "store.db")
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> HostSettings:
+    return HostSettings(data_dir=tmp_path, api_key="test-key", url="http://127.0.0.1:9")
+
+
+@pytest.fixture
+def api(settings: HostSettings, store: SQLiteStore) -> Iterator[object]:
+    """The host app in-process (no scheduler), authenticated."""
+    from fastapi.testclient import TestClient
+
+    from hyper.host.app import create_app
+
+    app = create_app(settings, store)
+    with TestClient(app, headers={"x-api-key": settings.api_key}) as client:
+        yield client
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class LocalHost:
+    """A real daemon in a private HYPER_HOME, and helpers to drive the shell tools."""
+
+    config: HostConfig
+    env: dict[str, str]
+    cwd: Path
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.config.data_dir
+        return Path(self.config.data_dir)
+
+    def sh(self, *argv: str, input: str | None = None, timeout: float = 60) -> Result:
+        """Run one of our commands as a user would, in its own process."""
+        command = [str(BIN / argv[0]), *argv[1:]]
+        done = subprocess.run(
+            command, input=input, capture_output=True, text=True, env=self.env,
+            cwd=self.cwd, timeout=timeout,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *argv: str, input: str | None = None, timeout: float = 60) -> str:
+        result = self.sh(*argv, input=input, timeout=timeout)
+        assert result.code == 0, f"{argv} exited {result.code}: {result.err}"
+        return result.out
+
+    def script(self, name: str, text: str) -> Path:
+        path = self.cwd / name
+        path.write_text(text)
+        return path
+
+    def daemon_pid(self) -> int:
+        state = local_host.status(config.load_host(self.config.name))
+        assert state.pid
+        return state.pid
+
+    def worker_pids(self) -> list[int]:
+        with contextlib.closing(sqlite3.connect(self.data_dir / "hyper.db")) as db:
+            return [row[0] for row in db.execute("SELECT pid FROM workers WHERE pid IS NOT NULL")]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def _end_worker(pid: int) -> None:
+    """SIGTERM a worker this test started, making sure the pid is still that worker."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"hyper.worker" in cmdline:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def local(hyper_home: Path, tmp_path: Path) -> Iterator[LocalHost]:
+    """A running local host with quick settings; stopped, with its workers, afterwards."""
+    host = hosts.create_host(hosts.HostRequest(name="local"), start=False)
+    assert host.data_dir
+    tuned = HostSettings.load(Path(host.data_dir))
+    tuned.worker_idle_seconds = 3.0
+    tuned.worker_patience_seconds = 20.0
+    tuned.save()
+    local_host.start(host)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    env = {**os.environ, "HYPER_HOME": str(hyper_home)}
+    env.pop("HYPER_HOST", None)
+    handle = LocalHost(config.load_host("local"), env, cwd)
+    try:
+        yield handle
+    finally:
+        pids = handle.worker_pids()
+        local_host.stop(config.load_host("local"))
+        for pid in pids:
+            _end_worker(pid)
