@@ -90,9 +90,9 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
         if not (current.running and current.url):
             (data_dir / STATE_FILE).unlink(missing_ok=True)
             with open(data_dir / LOG_FILE, "ab") as log:
-                child = subprocess.Popen(
+                subprocess.run(
                     [
-                        sys.executable, "-m", "hyper.host.daemon",
+                        sys.executable, "-m", "hyper.host.daemon", "--detach",
                         "--data-dir", str(data_dir),
                         "--bind", host.bind,
                         "--port", str(host.port),
@@ -101,8 +101,10 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    timeout=timeout,
+                    check=False,
                 )
-            current = _await_daemon(host, child, timeout)
+            current = _await_daemon(host, timeout)
     assert current.url is not None
     if current.url != host.url:
         host.url = current.url
@@ -111,15 +113,17 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
     return current.url
 
 
-def _await_daemon(host: HostConfig, child: subprocess.Popen[bytes], timeout: float) -> DaemonState:
+def _await_daemon(host: HostConfig, timeout: float) -> DaemonState:
+    """Wait for the detached daemon to listen. It holds its lock before detaching, so a
+    lock that is not held means it died."""
     deadline = time.monotonic() + timeout
     data_dir = _data_dir(host)
     while time.monotonic() < deadline:
         current = status(host)
-        if current.running and current.url and current.pid == child.pid:
-            return current
-        if child.poll() is not None:
+        if not current.running:
             break
+        if current.url and current.pid:
+            return current
         time.sleep(0.02)
     raise HostUnreachable(
         f"the daemon of host {host.name!r} did not start: {_tail(data_dir / LOG_FILE)}"

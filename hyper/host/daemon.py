@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--detach", action="store_true",
+                        help="go to the background once the lock is held")
     args = parser.parse_args(argv)
     data_dir: Path = args.data_dir.resolve()
 
@@ -58,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         print(f"a host daemon already runs for {data_dir}", file=sys.stderr)
         return 0
+    if args.detach:
+        # the starter waits for this parent only; the lock stays with the child
+        if os.fork() > 0:
+            os._exit(0)
+        os.setsid()
 
     logging.basicConfig(
         filename=data_dir / LOG_FILE,
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=1,  # long-polls are cut short, clients retry
         timeout_keep_alive=30,
     )
     try:

@@ -1,0 +1,486 @@
+"""The host's HTTP API through FastAPI's TestClient (no scheduler runs here)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from hyper.host.settings import HostSettings
+from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
+
+Q = SAMPLE_QUEUE
+D = SAMPLE_DEFINITION
+STATUSES = ["Waiting", "Running", "Successful", "Failed", "Cancelled"]
+
+
+def submission(name: str = "job", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "queue": Q, "definition": D, "script": "echo hi\n", **extra}
+
+
+def submit(api: TestClient, *jobs: dict[str, Any]) -> list[int]:
+    response = api.post("/jobs", json={"jobs": list(jobs) or [submission()]})
+    assert response.status_code == 200, response.text
+    ids = response.json()["ids"]
+    assert len(ids) == (len(jobs) or 1)
+    return ids
+
+
+def claim(api: TestClient, worker: str, limit: int = 1, wait: float = 0) -> list[dict[str, Any]]:
+    response = api.post(
+        f"/workers/{worker}/claim",
+        json={"queue": Q, "definition": D, "limit": limit, "wait": wait},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["jobs"]
+
+
+def job(api: TestClient, job_id: int) -> dict[str, Any]:
+    response = api.get(f"/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# authentication -------------------------------------------------------------------------
+
+PATH_VALUES = {"job_id": "1", "worker_id": "w-anon", "kind": "queues", "name": Q}
+BODIES = {
+    "/jobs": {"jobs": [submission()]},
+    "/jobs/cancel": {"queue": Q},
+    "/workers/{worker_id}/claim": {"queue": Q, "definition": D, "wait": 0},
+    "/workers/{worker_id}/jobs/{job_id}/progress": {"attempt": 1},
+    "/workers/{worker_id}/jobs/{job_id}/complete": {"attempt": 1, "exit_code": 0},
+}
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: PATH_VALUES[m.group(1)], path)
+
+
+def every_request(app: Any) -> list[tuple[str, str, str]]:
+    """(method, concrete path, route path) for each route the app serves."""
+    requests = []
+    for route in app.routes:
+        assert isinstance(route, APIRoute), f"unexpected route {route!r}"
+        for method in sorted(route.methods):
+            requests.append((method, concrete(route.path), route.path))
+    return requests
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"x-api-key": "wrong"}, {"x-api-key": ""}, {"x-api-key": "test-key "}],
+    ids=["missing", "wrong", "empty", "padded"],
+)
+def test_every_route_refuses_without_the_key(
+    api: TestClient, headers: dict[str, str]
+) -> None:
+    (job_id,) = submit(api)
+    requests = every_request(api.app)
+    served = {(method, path) for method, _, path in requests}
+    # the iteration really covers the API
+    assert {
+        ("GET", "/openapi.json"),
+        ("GET", "/health"),
+        ("POST", "/jobs"),
+        ("GET", "/jobs"),
+        ("GET", "/jobs/counts"),
+        ("POST", "/jobs/cancel"),
+        ("GET", "/jobs/{job_id}"),
+        ("GET", "/jobs/{job_id}/script"),
+        ("GET", "/jobs/{job_id}/log"),
+        ("POST", "/workers/{worker_id}/claim"),
+        ("POST", "/workers/{worker_id}/jobs/{job_id}/progress"),
+        ("POST", "/workers/{worker_id}/jobs/{job_id}/complete"),
+        ("POST", "/workers/{worker_id}/exit"),
+        ("GET", "/resources/{kind}"),
+        ("GET", "/resources/{kind}/{name}"),
+    } <= served
+
+    anonymous = TestClient(api.app, headers=headers)
+    try:
+        for method, path, template in requests:
+            body = BODIES.get(template)
+            response = anonymous.request(method, path, json=body)
+            assert response.status_code == 401, (method, path, response.text)
+            assert "x-api-key" in response.json()["detail"]
+    finally:
+        anonymous.close()
+
+    # nothing those requests asked for happened
+    assert job(api, job_id)["status"] == "Waiting"
+    assert api.get("/jobs/counts").json()["Total"] == 1
+
+
+def test_openapi_served_with_key(api: TestClient) -> None:
+    response = api.get("/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["info"]["title"] == "hyper host"
+    assert "/jobs" in schema["paths"]
+    assert "/workers/{worker_id}/claim" in schema["paths"]
+    assert "/openapi.json" not in schema["paths"]
+    # the built-in documentation pages are not served at all
+    assert api.get("/docs").status_code == 404
+
+
+def test_health(api: TestClient, settings: HostSettings) -> None:
+    response = api.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["host"] == settings.name
+    assert isinstance(body["pid"], int)
+    assert body["version"]
+
+
+# jobs -------------------------------------------------------------------------------------
+
+
+def test_submit_then_get(api: TestClient) -> None:
+    first, second = submit(
+        api,
+        submission("one", retries=2, env={"A": "1"}, submit_dir="/tmp/d", script="echo 1\n"),
+        submission("two"),
+    )
+    assert second > first
+    found = job(api, first)
+    assert found["id"] == first
+    assert found["name"] == "one"
+    assert found["queue"] == Q and found["definition"] == D
+    assert found["status"] == "Waiting"
+    assert found["retries"] == 2 and found["retries_left"] == 2
+    assert found["attempt"] == 0
+    assert found["env"] == {"A": "1"}
+    assert found["submit_dir"] == "/tmp/d"
+    assert found["script"] is None  # not carried in the job record
+    script = api.get(f"/jobs/{first}/script")
+    assert script.status_code == 200
+    assert script.json() == {"id": first, "script": "echo 1\n"}
+
+
+def test_get_unknown_job_is_404(api: TestClient) -> None:
+    for path in ("/jobs/999999", "/jobs/999999/script", "/jobs/999999/log"):
+        response = api.get(path)
+        assert response.status_code == 404, path
+        assert "999999" in response.json()["detail"]
+
+
+def test_list_jobs_pagination_and_filters(api: TestClient) -> None:
+    ids = submit(api, *(submission(f"j{i}") for i in range(5)))
+    seen: list[int] = []
+    after = 0
+    pages = []
+    while True:
+        page = api.get("/jobs", params={"limit": 2, "after": after})
+        assert page.status_code == 200
+        body = page.json()
+        pages.append(body["next"])
+        seen.extend(j["id"] for j in body["jobs"])
+        if body["next"] is None:
+            break
+        after = body["next"]
+    assert seen == ids
+    assert pages == [ids[1], ids[3], None]
+
+    named = api.get("/jobs", params={"name": "j3"}).json()
+    assert [j["id"] for j in named["jobs"]] == [ids[3]]
+    assert named["next"] is None
+    api.post("/jobs/cancel", json={"ids": [ids[0]]})
+    waiting = api.get("/jobs", params={"status": "waiting"}).json()
+    assert [j["id"] for j in waiting["jobs"]] == ids[1:]
+    several = api.get("/jobs", params=[("status", "Cancelled"), ("status", "Waiting")]).json()
+    assert [j["id"] for j in several["jobs"]] == ids
+    assert api.get("/jobs", params={"queue": "other"}).json()["jobs"] == []
+    bad = api.get("/jobs", params={"status": "Done"})
+    assert bad.status_code == 400
+    assert "Waiting" in bad.json()["detail"]
+    assert api.get("/jobs", params={"limit": 0}).status_code == 422
+
+
+def test_counts(api: TestClient) -> None:
+    empty = api.get("/jobs/counts")
+    assert empty.status_code == 200
+    assert empty.json() == {"Total": 0, **dict.fromkeys(STATUSES, 0)}
+
+    ids = submit(api, submission(), submission(), submission(), submission())
+    api.post("/jobs/cancel", json={"ids": [ids[0]]})
+    (running,) = claim(api, "w1")
+    assert running["id"] == ids[1]
+    counts = api.get("/jobs/counts").json()
+    assert counts == {
+        "Total": 4, "Waiting": 2, "Running": 1, "Successful": 0, "Failed": 0, "Cancelled": 1,
+    }
+    assert api.get("/jobs/counts", params={"queue": "other"}).json()["Total"] == 0
+
+
+def test_unknown_queue_is_400_listing_queues(api: TestClient) -> None:
+    response = api.post("/jobs", json={"jobs": [submission(queue="no-such-queue")]})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "no-such-queue" in detail
+    assert "existing queues" in detail and Q in detail
+    assert api.get("/jobs/counts").json()["Total"] == 0
+
+
+def test_unknown_definition_is_400_with_hint(api: TestClient) -> None:
+    # one good job and one bad: the whole request is refused
+    response = api.post(
+        "/jobs", json={"jobs": [submission(), submission(definition="sample-def-2")]}
+    )
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert f"did you mean {D!r}" in detail
+    assert api.get("/jobs/counts").json()["Total"] == 0
+
+
+def test_script_size_limit(api: TestClient, settings: HostSettings) -> None:
+    settings.max_script_bytes = 64
+    at_limit = api.post("/jobs", json={"jobs": [submission(script="x" * 64)]})
+    assert at_limit.status_code == 200, at_limit.text
+    over = api.post("/jobs", json={"jobs": [submission("big", script="x" * 65)]})
+    assert over.status_code == 400
+    assert "64 bytes" in over.json()["detail"]
+    # bytes, not characters
+    wide = api.post("/jobs", json={"jobs": [submission("wide", script="é" * 33)]})
+    assert wide.status_code == 400
+    assert api.get("/jobs/counts").json()["Total"] == 1
+
+
+def test_script_with_nul_is_400(api: TestClient) -> None:
+    response = api.post("/jobs", json={"jobs": [submission(script="echo \x00")]})
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"jobs": [submission(colour="red")]},
+        {"jobs": [submission()], "priority": 1},
+        {"jobs": []},
+        {"jobs": [submission(retries=-1)]},
+        {"jobs": [submission(name="")]},
+    ],
+    ids=["extra-job-field", "extra-top-field", "no-jobs", "negative-retries", "empty-name"],
+)
+def test_invalid_body_is_422(api: TestClient, body: dict[str, Any]) -> None:
+    response = api.post("/jobs", json=body)
+    assert response.status_code == 422, response.text
+    assert api.get("/jobs/counts").json()["Total"] == 0
+
+
+# cancelling ---------------------------------------------------------------------------------
+
+
+def test_cancel_with_unknown_id_is_400_and_cancels_nothing(api: TestClient) -> None:
+    (job_id,) = submit(api)
+    response = api.post("/jobs/cancel", json={"ids": [job_id, 999999]})
+    assert response.status_code == 400
+    assert "999999" in response.json()["detail"]
+    assert job(api, job_id)["status"] == "Waiting"
+
+
+def test_cancel_needs_a_selection(api: TestClient) -> None:
+    (job_id,) = submit(api)
+    response = api.post("/jobs/cancel", json={})
+    assert response.status_code == 400
+    assert job(api, job_id)["status"] == "Waiting"
+    unknown_queue = api.post("/jobs/cancel", json={"queue": "nope"})
+    assert unknown_queue.status_code == 400
+    assert job(api, job_id)["status"] == "Waiting"
+
+
+def test_cancel_by_queue(api: TestClient) -> None:
+    first, second, third = submit(api, submission(), submission(), submission())
+    (running,) = claim(api, "w1")
+    assert running["id"] == first
+    response = api.post("/jobs/cancel", json={"queue": Q})
+    assert response.status_code == 200
+    assert response.json() == {"cancelled": [second, third], "stopping": [first], "finished": []}
+    assert job(api, second)["status"] == "Cancelled"
+    assert job(api, first)["status"] == "Running"
+    assert job(api, first)["cancel_requested"] is True
+    assert claim(api, "w2") == []
+    again = api.post("/jobs/cancel", json={"queue": Q}).json()
+    assert sorted(again["finished"]) == [second, third]
+    assert again["cancelled"] == []
+
+
+# the worker side ------------------------------------------------------------------------------
+
+
+def test_worker_flow(api: TestClient) -> None:
+    (job_id,) = submit(api, submission("flow", script="echo hello\n", env={"GREETING": "hi"}))
+    claimed = claim(api, "W")
+    assert len(claimed) == 1
+    got = claimed[0]
+    assert got["id"] == job_id
+    assert got["script"] == "echo hello\n"
+    assert got["env"] == {"GREETING": "hi"}
+    assert got["attempt"] == 1
+    assert got["status"] == "Running"
+    assert got["worker_id"] == "W"
+    assert claim(api, "W2") == []
+
+    progress = api.post(
+        f"/workers/W/jobs/{job_id}/progress",
+        json={
+            "attempt": 1,
+            "output": [{"kind": "STDOUT", "text": "hello\n"}],
+            "metrics": {"cpu": 0.5},
+        },
+    )
+    assert progress.status_code == 200, progress.text
+    assert progress.json() == {"cancel": False}
+
+    cancel = api.post("/jobs/cancel", json={"ids": [job_id]})
+    assert cancel.json() == {"cancelled": [], "stopping": [job_id], "finished": []}
+    progress = api.post(f"/workers/W/jobs/{job_id}/progress", json={"attempt": 1})
+    assert progress.json() == {"cancel": True}
+
+    # another worker cannot end it, nor report its attempt
+    stranger = api.post(
+        f"/workers/W2/jobs/{job_id}/complete", json={"attempt": 1, "exit_code": 0}
+    )
+    assert stranger.status_code == 409
+    wrong_attempt = api.post(
+        f"/workers/W/jobs/{job_id}/complete", json={"attempt": 2, "exit_code": 0}
+    )
+    assert wrong_attempt.status_code == 409
+    assert job(api, job_id)["status"] == "Running"
+
+    done = api.post(
+        f"/workers/W/jobs/{job_id}/complete",
+        json={
+            "attempt": 1,
+            "exit_code": 143,
+            "output": [{"kind": "STDERR", "text": "terminated\n"}],
+        },
+    )
+    assert done.status_code == 200, done.text
+    assert done.json() == {"status": "Cancelled"}
+    final = job(api, job_id)
+    assert final["status"] == "Cancelled"
+    assert final["exit_code"] == 143
+    assert final["ended"] is not None
+
+    log = api.get(f"/jobs/{job_id}/log")
+    assert log.status_code == 200
+    page = log.json()
+    assert page["finished"] is True
+    entries = page["entries"]
+    assert page["next"] == entries[-1]["seq"]
+    kinds = [e["kind"] for e in entries]
+    assert {"STDOUT", "STDERR", "SYSTEM", "METRICS"} <= set(kinds)
+    assert [e["text"] for e in entries if e["kind"] == "STDOUT"] == ["hello\n"]
+    assert [e["text"] for e in entries if e["kind"] == "STDERR"] == ["terminated\n"]
+    system = [e["text"] for e in entries if e["kind"] == "SYSTEM"]
+    assert any("submitted" in t for t in system)
+    assert any("started on W" in t for t in system)
+    assert any("cancel requested" in t for t in system)
+    assert "cancelled" in system[-1]
+
+    # a late report after the end is refused too
+    late = api.post(f"/workers/W/jobs/{job_id}/progress", json={"attempt": 1})
+    assert late.status_code == 409
+
+
+def test_complete_with_retries_goes_back_to_waiting(api: TestClient) -> None:
+    (job_id,) = submit(api, submission(retries=1))
+    claim(api, "W")
+    done = api.post(f"/workers/W/jobs/{job_id}/complete", json={"attempt": 1, "exit_code": 3})
+    assert done.json() == {"status": "Waiting"}
+    (again,) = claim(api, "W")
+    assert again["attempt"] == 2
+    done = api.post(f"/workers/W/jobs/{job_id}/complete", json={"attempt": 2, "exit_code": 3})
+    assert done.json() == {"status": "Failed"}
+    assert job(api, job_id)["exit_code"] == 3
+
+
+def test_log_kind_filter_and_cursor(api: TestClient) -> None:
+    (job_id,) = submit(api)
+    claim(api, "W")
+    api.post(
+        f"/workers/W/jobs/{job_id}/progress",
+        json={"attempt": 1, "output": [{"kind": "STDOUT", "text": "a"}]},
+    )
+    system = api.get(f"/jobs/{job_id}/log", params={"kind": "SYSTEM"}).json()
+    assert system["entries"]
+    assert {e["kind"] for e in system["entries"]} == {"SYSTEM"}
+    assert system["finished"] is False
+    stdout = api.get(f"/jobs/{job_id}/log", params={"kind": "STDOUT"}).json()
+    assert [e["text"] for e in stdout["entries"]] == ["a"]
+    after = api.get(f"/jobs/{job_id}/log", params={"after": stdout["next"]}).json()
+    assert after["entries"] == []
+    assert after["next"] == stdout["next"]
+    assert api.get(f"/jobs/{job_id}/log", params={"kind": "BOGUS"}).status_code == 422
+
+
+def test_claim_long_poll_times_out_empty(api: TestClient) -> None:
+    start = time.monotonic()
+    assert claim(api, "W", wait=0.3) == []
+    elapsed = time.monotonic() - start
+    assert 0.25 <= elapsed < 5
+
+
+def test_claim_long_poll_wakes_on_submit(api: TestClient) -> None:
+    result: dict[str, Any] = {}
+
+    def waiting_claim() -> None:
+        start = time.monotonic()
+        result["jobs"] = claim(api, "W", wait=10)
+        result["elapsed"] = time.monotonic() - start
+
+    thread = threading.Thread(target=waiting_claim)
+    thread.start()
+    time.sleep(0.2)
+    (job_id,) = submit(api)
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert [j["id"] for j in result["jobs"]] == [job_id]
+    assert result["elapsed"] < 5
+
+
+def test_claim_unknown_definition_is_400(api: TestClient) -> None:
+    response = api.post(
+        "/workers/W/claim", json={"queue": Q, "definition": "nope", "wait": 0}
+    )
+    assert response.status_code == 400
+    assert D in response.json()["detail"]
+
+
+def test_worker_exit(api: TestClient) -> None:
+    response = api.post("/workers/W/exit")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+
+
+# resources ---------------------------------------------------------------------------------
+
+
+def test_resources(api: TestClient) -> None:
+    queues = api.get("/resources/queues")
+    assert queues.status_code == 200
+    assert [r["name"] for r in queues.json()["items"]] == [Q]
+    definitions = api.get("/resources/definitions").json()["items"]
+    assert [r["name"] for r in definitions] == [D]
+
+    one = api.get(f"/resources/queues/{Q}")
+    assert one.status_code == 200
+    assert one.json()["name"] == Q
+    assert one.json()["status"] == "ACTIVE"
+    assert one.json()["spec"]["compute_environment"] == "local-cluster"
+
+
+def test_unknown_resource(api: TestClient) -> None:
+    # an unknown name is a usage error naming what exists (400), not a 404
+    missing = api.get("/resources/queues/nosuch")
+    assert missing.status_code == 400
+    assert "nosuch" in missing.json()["detail"]
+    assert Q in missing.json()["detail"]
+    assert api.get("/resources/bogus-kind").status_code == 422

@@ -1,0 +1,234 @@
+"""End to end: a real daemon, real worker processes, the shell tools as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hyper.errors import EXIT_CANCELLED, EXIT_UNREACHABLE
+from tests.conftest import BIN, ROOT, LocalHost
+
+pytestmark = pytest.mark.e2e
+
+Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
+
+
+def job(local: LocalHost, job_id: str) -> dict:
+    return json.loads(local.ok("qstat", "-i", job_id, "--json"))["job"]
+
+
+def wait_finished(local: LocalHost, job_id: str, timeout: float = 30) -> dict:
+    local.wait_for(lambda: job(local, job_id)["status"] in ("Successful", "Failed", "Cancelled"),
+                   timeout, f"job {job_id} to finish")
+    return job(local, job_id)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_example_job_runs_and_prints(local: LocalHost) -> None:
+    example = str(ROOT / "qsub-example-file.sh")
+    job_id = local.ok("qsub", "--wait", "-p", '{"${SECONDS_TO_RUN:-10}": "2"}', example).strip()
+    assert job_id.isdigit()
+    output = local.ok("qlog", job_id)
+    assert f"hello from job {job_id} (example-job-name)" in output
+    assert "2 seconds\ndone\n" in output
+    record = job(local, job_id)
+    assert (record["status"], record["exit_code"], record["retries_left"]) == ("Successful", 0, 2)
+
+
+def test_stdout_carries_only_the_id_and_the_job_sees_its_environment(local: LocalHost) -> None:
+    local.script("env.sh", "#HYPER -n envjob\necho \"$HYPER_JOB_ID|$HYPER_JOB_NAME|$HYPER_QUEUE|"
+                 "$HYPER_ATTEMPT|$HYPER_SUBMIT_DIR|$PWD|${HYPER_API_KEY:-nokey}\"\necho oops >&2\n")
+    result = local.sh("qsub", "--wait", *Q, "env.sh")
+    assert result.code == 0, result.err
+    job_id = result.out.strip()
+    assert result.out == f"{job_id}\n"
+    line = local.ok("qlog", "-t", "STDOUT", job_id).strip()
+    assert line == f"{job_id}|envjob|sample-queue-1|1|{local.cwd}|{local.cwd}|nokey"
+    assert local.ok("qlog", "-t", "STDERR", job_id) == "oops\n"
+
+
+def test_shebang_is_respected(local: LocalHost) -> None:
+    local.script("py.sh", "#!/usr/bin/env python3\nimport sys\nprint('python', sys.version_info[0])\n")
+    job_id = local.ok("qsub", "--wait", *Q, "py.sh").strip()
+    assert local.ok("qlog", job_id) == "python 3\n"
+
+
+def test_failure_is_retried_then_fails_with_its_code(local: LocalHost) -> None:
+    local.script("fail.sh", "echo attempt $HYPER_ATTEMPT\nexit 3\n")
+    result = local.sh("qsub", "--wait", "-r", "2", *Q, "fail.sh")
+    assert result.code == 3
+    job_id = result.out.strip()
+    record = job(local, job_id)
+    assert (record["status"], record["exit_code"], record["attempt"]) == ("Failed", 3, 3)
+    system = local.ok("qlog", "-t", "SYSTEM", job_id)
+    assert [n for n in (1, 2, 3, 4) if f"attempt {n} started" in system] == [1, 2, 3]
+    assert "attempt 3 exited with code 3; failed" in system
+    assert local.ok("qlog", job_id) == "attempt 1\nattempt 2\nattempt 3\n"
+
+
+def test_retry_then_success(local: LocalHost) -> None:
+    local.script("flaky.sh", "[ \"$HYPER_ATTEMPT\" -ge 2 ] || exit 9\necho ok\n")
+    result = local.sh("qsub", "--wait", "-r", "1", *Q, "flaky.sh")
+    assert result.code == 0
+    assert job(local, result.out.strip())["attempt"] == 2
+
+
+def test_qdel_stops_a_running_job_within_two_seconds(local: LocalHost) -> None:
+    local.script("sleep.sh", "sleep 600 &\necho $! > sleep.pid\necho $$ > shell.pid\nwait\n")
+    job_id = local.ok("qsub", *Q, "sleep.sh").strip()
+    local.wait_for(lambda: (local.cwd / "sleep.pid").exists() and (local.cwd / "shell.pid").exists()
+                   and job(local, job_id)["status"] == "Running", what="the job to start")
+    pids = [int((local.cwd / f).read_text()) for f in ("sleep.pid", "shell.pid")]
+    assert all(alive(p) for p in pids)
+    started = time.monotonic()
+    local.ok("qdel", job_id)
+    while any(alive(p) for p in pids):
+        assert time.monotonic() - started < 2.0, "the job outlived qdel by 2 s"
+        time.sleep(0.02)
+    record = wait_finished(local, job_id)
+    assert record["status"] == "Cancelled"
+
+
+def test_qdel_of_waiting_jobs_means_they_never_start(local: LocalHost) -> None:
+    cores = os.cpu_count() or 1
+    local.script("block.sh", "touch started.$HYPER_JOB_ID\nsleep 600\n")
+    blockers = [local.ok("qsub", *Q, "block.sh").strip() for _ in range(cores)]
+    local.wait_for(lambda: all((local.cwd / f"started.{b}").exists() for b in blockers),
+                   what="the blockers to fill the cluster")
+    waiting = [local.ok("qsub", *Q, "block.sh").strip() for _ in range(2)]
+    ids = local.ok("qstat", "-q", "sample-queue-1", "-f", "waiting", "-o")
+    assert ids.split() == waiting
+    local.ok("qdel", ids)  # newline separated, as `qdel "$(qstat -o)"` passes them
+    local.ok("qdel", *blockers)
+    for job_id in waiting + blockers:
+        assert wait_finished(local, job_id)["status"] == "Cancelled"
+    time.sleep(1.0)
+    assert not any((local.cwd / f"started.{w}").exists() for w in waiting)
+    assert all(job(local, w)["attempt"] == 0 for w in waiting)
+
+
+def test_wait_exit_codes(local: LocalHost) -> None:
+    local.script("seven.sh", "exit 7\n")
+    assert local.sh("qsub", "--wait", *Q, "seven.sh").code == 7
+    local.script("long.sh", "sleep 30\n")
+    with subprocess.Popen([str(BIN / "qsub"), "--wait", *Q, "long.sh"], cwd=local.cwd,
+                          env=local.env, stdout=subprocess.PIPE, text=True) as waiter:
+        assert waiter.stdout is not None
+        job_id = waiter.stdout.readline().strip()
+        local.wait_for(lambda: job(local, job_id)["status"] == "Running", what="the job to run")
+        local.ok("qdel", job_id)
+        assert waiter.wait(timeout=15) == EXIT_CANCELLED
+
+
+def test_follow_streams_output_while_the_job_runs(local: LocalHost) -> None:
+    local.script("slow.sh", "for i in 1 2 3; do echo line $i; sleep 0.7; done\n")
+    job_id = local.ok("qsub", *Q, "slow.sh").strip()
+    with subprocess.Popen([str(BIN / "qlog"), "-f", job_id], cwd=local.cwd, env=local.env,
+                          stdout=subprocess.PIPE, text=True) as follower:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()
+        assert first == "line 1\n"
+        assert job(local, job_id)["status"] == "Running"  # it arrived before the job ended
+        rest = follower.stdout.read()
+        assert follower.wait(timeout=15) == 0
+    assert rest == "line 2\nline 3\n"
+    assert job(local, job_id)["status"] == "Successful"
+
+
+def test_two_hundred_jobs_in_a_loop(local: LocalHost) -> None:
+    local.script("tiny.sh", "echo $HYPER_JOB_ID\n")
+    loop = f"for i in $(seq 200); do {BIN}/qsub -q sample-queue-1 -d sample-def-1 tiny.sh || exit 1; done"
+    done = subprocess.run(["bash", "-c", loop], cwd=local.cwd, env=local.env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    assert len(set(ids)) == 200
+
+    def all_done() -> bool:
+        return local.ok("qstat", "-q", "sample-queue-1").splitlines()[-1].split()[7] == "200"
+
+    local.wait_for(all_done, timeout=120, what="200 successful jobs")
+    totals = local.ok("qstat", "-q", "sample-queue-1").splitlines()[-1]
+    assert totals == ("Total: 200  Waiting: 0  Running: 0  Successful: 200  Failed: 0  Cancelled: 0")
+
+
+def test_daemon_killed_with_jobs_in_flight(local: LocalHost) -> None:
+    local.script("mid.sh", "echo start $HYPER_JOB_ID\nsleep 2\necho end $HYPER_JOB_ID\n")
+    ids = [local.ok("qsub", *Q, "mid.sh").strip() for _ in range(4)]
+    local.wait_for(lambda: job(local, ids[0])["status"] == "Running", what="a job to run")
+    os.kill(local.daemon_pid(), signal.SIGKILL)
+    listing = local.ok("qstat")  # finds the daemon down and starts it again
+    assert all(i in listing.split() for i in ids)
+    for job_id in ids:
+        record = wait_finished(local, job_id, timeout=60)
+        assert record["status"] == "Successful"
+        assert local.ok("qlog", job_id) == f"start {job_id}\nend {job_id}\n"
+
+
+def test_bad_input_gets_one_line_and_changes_nothing(local: LocalHost) -> None:
+    local.script("noqueue.sh", "echo hi\n")
+    cases = [
+        (["qsub", "noqueue.sh"], "no queue"),
+        (["qsub", "-q", "nosuch", "-d", "sample-def-1", "noqueue.sh"], "existing queues: sample-queue-1"),
+        (["qsub", "-q", "sample-queue-1", "-d", "sample-def", "noqueue.sh"], "did you mean 'sample-def-1'"),
+        (["qsub", "-q"], "expected one argument"),
+        (["qsub", *Q, "missing.sh"], "no such file"),
+        (["qdel", "12x"], "not a job id"),
+        (["qdel", "999999"], "unknown job id"),
+        (["qdel"], "say which jobs"),
+        (["qstat", "-f", "bogus"], "unknown status"),
+        (["qstat", "-i", "999999"], "unknown job id"),
+        (["qlog", "999999"], "unknown job id"),
+        (["qlog", "1", "-t", "NOPE"], "unknown log type"),
+    ]
+    for argv, message in cases:
+        result = local.sh(*argv)
+        assert result.code == 2, (argv, result)
+        assert result.err.count("\n") == 1 and message in result.err, (argv, result.err)
+        assert result.out == ""
+    assert local.ok("qstat").strip() == (
+        "Total: 0  Waiting: 0  Running: 0  Successful: 0  Failed: 0  Cancelled: 0"
+    )
+
+
+def test_unreachable_host_is_one_line_with_its_own_code(local: LocalHost) -> None:
+    local.ok("hyper", "hosts", "import-deployment", "--name", "gone", "--url", "http://127.0.0.1:9",
+             "--api-key-file", "-", input="some-key\n")
+    result = local.sh("qstat", "--host", "gone")
+    assert result.code == EXIT_UNREACHABLE
+    assert result.err.count("\n") == 1 and "unreachable" in result.err
+
+
+def test_wrong_key_is_refused(local: LocalHost) -> None:
+    local.ok("hyper", "hosts", "import-deployment", "--name", "badkey", "--url", local.config.url,
+             "--api-key-file", "-", input="wrong\n")
+    result = local.sh("qstat", "--host", "badkey")
+    assert result.code == 77 and "refused the API key" in result.err
+
+
+def test_first_use_creates_the_local_host(hyper_home: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HYPER_HOME": str(hyper_home)}
+    done = subprocess.run([str(BIN / "qsub"), "--wait", "-p", '{"${SECONDS_TO_RUN:-10}": "1"}',
+                           str(ROOT / "qsub-example-file.sh")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    try:
+        assert done.returncode == 0, done.stderr
+        assert "created the local host 'local'" in done.stderr
+        out = subprocess.run([str(BIN / "qlog"), done.stdout.strip()], env=env,
+                             capture_output=True, text=True, timeout=30).stdout
+        assert out.endswith("1 seconds\ndone\n")
+    finally:
+        subprocess.run([str(BIN / "hyper"), "hosts", "delete-host", "--yes"], env=env, timeout=30)

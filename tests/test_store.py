@@ -1,0 +1,799 @@
+"""Contract tests for the Store protocol (hyper/store/base.py).
+
+Every test that takes ``any_store`` (or ``open_store``) runs against each backend
+in ``BACKENDS``; a new backend (e.g. DynamoDB) joins by adding a param and a
+branch in ``open_store``. Tests named ``test_sqlite_*`` are about SQLite only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hyper.errors import Conflict
+from hyper.jobs import JobStatus, LogKind
+from hyper.store.base import JobFilter, NewJob, Store, WorkerRecord
+from hyper.store.sqlite import SQLiteStore
+
+BACKENDS = ["sqlite"]
+
+Q = "q1"
+D = "d1"
+LEASE = 30.0
+
+
+@pytest.fixture(params=BACKENDS)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """A factory of handles on one fresh, empty store; each call opens another handle."""
+    opened: list[Store] = []
+    if request.param == "sqlite":
+        path = tmp_path / "contract.db"
+
+        def factory() -> Store:
+            handle = SQLiteStore(path)
+            opened.append(handle)
+            return handle
+
+    else:  # pragma: no cover - a backend listed without a branch
+        raise AssertionError(f"no factory for backend {request.param!r}")
+    yield factory
+    for handle in opened:
+        handle.close()
+
+
+@pytest.fixture
+def any_store(open_store: Callable[[], Store]) -> Store:
+    return open_store()
+
+
+def job(
+    name: str = "job",
+    *,
+    queue: str = Q,
+    definition: str = D,
+    script: str = "echo hi\n",
+    retries: int = 0,
+    env: dict[str, str] | None = None,
+    submit_dir: str | None = None,
+) -> NewJob:
+    return NewJob(
+        name=name,
+        queue=queue,
+        definition=definition,
+        script=script,
+        retries=retries,
+        env=env or {},
+        submit_dir=submit_dir,
+    )
+
+
+def submit_one(store: Store, now: float, **kwargs: object) -> int:
+    (job_id,) = store.submit([job(**kwargs)], now)  # type: ignore[arg-type]
+    return job_id
+
+
+def claim_one(store: Store, worker: str, now: float, lease: float = LEASE) -> int:
+    claimed = store.claim(worker, Q, D, 1, lease, now)
+    assert len(claimed) == 1, claimed
+    return claimed[0].id
+
+
+def status_of(store: Store, job_id: int) -> JobStatus:
+    found = store.get_job(job_id)
+    assert found is not None
+    return found.status
+
+
+# submit and read ---------------------------------------------------------------
+
+
+def test_submit_returns_increasing_unique_ids(any_store: Store) -> None:
+    now = time.time()
+    first = any_store.submit([job("a"), job("b"), job("c")], now)
+    second = any_store.submit([job("d")], now + 1)
+    ids = first + second
+    assert len(set(ids)) == 4
+    assert ids == sorted(ids)
+    assert all(isinstance(i, int) and i > 0 for i in ids)
+    assert any_store.submit([], now) == []
+
+
+def test_submit_is_visible_to_another_handle(open_store: Callable[[], Store]) -> None:
+    writer, reader = open_store(), open_store()
+    ids = writer.submit([job("a"), job("b")], time.time())
+    assert [j.id for j in reader.list_jobs(JobFilter(), limit=10)] == ids
+
+
+def test_get_job_fields_with_and_without_script(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(
+        any_store, now, name="n1", script="echo one\n", retries=2,
+        env={"A": "1"}, submit_dir="/tmp/x",
+    )
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.id == job_id
+    assert (found.name, found.queue, found.definition) == ("n1", Q, D)
+    assert found.status is JobStatus.WAITING
+    assert (found.retries, found.retries_left, found.attempt) == (2, 2, 0)
+    assert found.exit_code is None and found.reason is None
+    assert found.cancel_requested is False
+    assert found.worker_id is None and found.lease_until is None
+    assert found.submit_dir == "/tmp/x"
+    assert found.env == {"A": "1"}
+    assert found.created == pytest.approx(now)
+    assert found.started is None and found.ended is None
+    assert found.script is None
+
+    with_script = any_store.get_job(job_id, with_script=True)
+    assert with_script is not None
+    assert with_script.script == "echo one\n"
+    assert with_script.as_dict()["status"] == "Waiting"
+
+
+def test_get_job_unknown_is_none(any_store: Store) -> None:
+    assert any_store.get_job(424242) is None
+    assert any_store.get_job(424242, with_script=True) is None
+
+
+def test_list_jobs_pagination(any_store: Store) -> None:
+    ids = any_store.submit([job(f"j{i}") for i in range(7)], time.time())
+    seen: list[int] = []
+    after = 0
+    pages = 0
+    while True:
+        page = any_store.list_jobs(JobFilter(), limit=3, after=after)
+        if not page:
+            break
+        assert len(page) <= 3
+        seen.extend(j.id for j in page)
+        after = page[-1].id
+        pages += 1
+    assert seen == ids
+    assert pages == 3
+    assert [j.id for j in any_store.list_jobs(JobFilter(), limit=2, after=ids[4])] == ids[5:7]
+    assert any_store.list_jobs(JobFilter(), limit=10, after=ids[-1]) == []
+    # a listing does not carry scripts
+    assert all(j.script is None for j in any_store.list_jobs(JobFilter(), limit=10))
+
+
+def test_list_jobs_filters(any_store: Store) -> None:
+    now = time.time()
+    a, b, c, d = any_store.submit(
+        [job("x"), job("y"), job("x", queue="q2"), job("z", queue="q2")], now
+    )
+    claimed = claim_one(any_store, "w", now)
+    assert claimed == a
+    any_store.cancel(JobFilter(ids=(d,)), now)
+
+    def ids(where: JobFilter) -> list[int]:
+        return [j.id for j in any_store.list_jobs(where, limit=100)]
+
+    assert ids(JobFilter()) == [a, b, c, d]
+    assert ids(JobFilter(queue=Q)) == [a, b]
+    assert ids(JobFilter(queue="q2")) == [c, d]
+    assert ids(JobFilter(queue="none")) == []
+    assert ids(JobFilter(name="x")) == [a, c]
+    assert ids(JobFilter(name="x", queue="q2")) == [c]
+    assert ids(JobFilter(statuses=(JobStatus.WAITING,))) == [b, c]
+    assert ids(JobFilter(statuses=(JobStatus.RUNNING, JobStatus.CANCELLED))) == [a, d]
+    assert ids(JobFilter(statuses=(JobStatus.SUCCESSFUL,))) == []
+    assert ids(JobFilter(ids=(d, b))) == [b, d]
+    assert ids(JobFilter(ids=(b, c), queue="q2")) == [c]
+    assert ids(JobFilter(ids=(999999,))) == []
+    assert ids(JobFilter(statuses=(JobStatus.WAITING,), name="y")) == [b]
+
+
+def test_count_jobs_per_status(any_store: Store) -> None:
+    now = time.time()
+    empty = any_store.count_jobs(JobFilter())
+    assert empty == dict.fromkeys(JobStatus, 0)
+
+    ids = any_store.submit([job() for _ in range(6)] + [job(queue="q2")], now)
+    running = claim_one(any_store, "w", now)
+    done = claim_one(any_store, "w", now)
+    any_store.complete("w", done, 1, 0, None, now)
+    failed = claim_one(any_store, "w", now)
+    any_store.complete("w", failed, 1, 1, None, now)
+    any_store.cancel(JobFilter(ids=(ids[5],)), now)
+    assert running == ids[0]
+
+    counts = any_store.count_jobs(JobFilter())
+    assert counts == {
+        JobStatus.WAITING: 3,  # ids[3], ids[4] and the q2 job
+        JobStatus.RUNNING: 1,
+        JobStatus.SUCCESSFUL: 1,
+        JobStatus.FAILED: 1,
+        JobStatus.CANCELLED: 1,
+    }
+    assert sum(counts.values()) == 7
+    assert any_store.count_jobs(JobFilter(queue="q2")) == dict.fromkeys(JobStatus, 0) | {
+        JobStatus.WAITING: 1
+    }
+    only = any_store.count_jobs(JobFilter(statuses=(JobStatus.RUNNING,)))
+    assert only[JobStatus.RUNNING] == 1 and only[JobStatus.WAITING] == 0
+
+
+def test_missing_ids(any_store: Store) -> None:
+    ids = any_store.submit([job(), job()], time.time())
+    assert any_store.missing_ids([]) == []
+    assert any_store.missing_ids(ids) == []
+    assert any_store.missing_ids([ids[1], 999999, ids[0], 888888, 999999]) == [888888, 999999]
+    # more ids than fit in one query
+    many = list(range(ids[-1] + 1, ids[-1] + 1201))
+    assert any_store.missing_ids([*many, ids[0]]) == many
+
+
+# claiming ------------------------------------------------------------------------
+
+
+def test_claim_sets_running_attempt_lease(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now - 5, script="echo claimed\n", env={"K": "v"})
+    claimed = any_store.claim("w1", Q, D, 5, LEASE, now)
+    assert [j.id for j in claimed] == [job_id]
+    got = claimed[0]
+    assert got.status is JobStatus.RUNNING
+    assert got.attempt == 1
+    assert got.worker_id == "w1"
+    assert got.lease_until == pytest.approx(now + LEASE)
+    assert got.started == pytest.approx(now)
+    assert got.script == "echo claimed\n"
+    assert got.env == {"K": "v"}
+
+    stored = any_store.get_job(job_id)
+    assert stored is not None
+    assert stored.status is JobStatus.RUNNING
+    assert stored.attempt == 1 and stored.worker_id == "w1"
+    assert stored.lease_until == pytest.approx(now + LEASE)
+
+
+def test_claim_respects_queue_and_definition(any_store: Store) -> None:
+    now = time.time()
+    other_q, other_d, right = any_store.submit(
+        [job(queue="q2"), job(definition="d2"), job()], now
+    )
+    assert any_store.claim("w", "q3", D, 10, LEASE, now) == []
+    assert [j.id for j in any_store.claim("w", Q, D, 10, LEASE, now)] == [right]
+    assert [j.id for j in any_store.claim("w", "q2", D, 10, LEASE, now)] == [other_q]
+    assert [j.id for j in any_store.claim("w", Q, "d2", 10, LEASE, now)] == [other_d]
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+
+
+def test_claim_orders_by_id_and_respects_limit(any_store: Store) -> None:
+    now = time.time()
+    ids = any_store.submit([job(f"j{i}") for i in range(5)], now)
+    first = any_store.claim("w1", Q, D, 2, LEASE, now)
+    assert [j.id for j in first] == ids[:2]
+    second = any_store.claim("w2", Q, D, 2, LEASE, now)
+    assert [j.id for j in second] == ids[2:4]
+    third = any_store.claim("w3", Q, D, 2, LEASE, now)
+    assert [j.id for j in third] == ids[4:]
+    assert any_store.claim("w4", Q, D, 2, LEASE, now) == []
+    held = {j.id: j.worker_id for j in any_store.list_jobs(JobFilter(), limit=10)}
+    assert held == {
+        ids[0]: "w1", ids[1]: "w1", ids[2]: "w2", ids[3]: "w2", ids[4]: "w3",
+    }
+
+
+def test_concurrent_claims_never_share_a_job(open_store: Callable[[], Store]) -> None:
+    setup = open_store()
+    ids = setup.submit([job(f"j{i}") for i in range(60)], time.time())
+    handles = [open_store() for _ in range(4)]
+    got: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(handles))
+
+    def worker(name: str, handle: Store) -> None:
+        try:
+            start.wait()
+            mine: list[int] = []
+            while True:
+                batch = handle.claim(name, Q, D, 3, LEASE, time.time())
+                if not batch:
+                    break
+                mine.extend(j.id for j in batch)
+            got[name] = mine
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(f"w{i}", h)) for i, h in enumerate(handles)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    everything = [i for mine in got.values() for i in mine]
+    assert sorted(everything) == ids  # each job claimed exactly once
+    for name, mine in got.items():
+        for job_id in mine:
+            record = setup.get_job(job_id)
+            assert record is not None
+            assert (record.worker_id, record.attempt) == (name, 1)
+
+
+# heartbeat and completion -----------------------------------------------------------
+
+
+def test_heartbeat_extends_lease_and_returns_cancel_flag(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now)
+    claim_one(any_store, "w", now, lease=10)
+    assert any_store.heartbeat("w", job_id, 1, 100, now + 5) is False
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.lease_until == pytest.approx(now + 105)
+    # the lease now outlives the original one
+    assert any_store.expire_leases(now + 50) == []
+    assert status_of(any_store, job_id) is JobStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    "worker, attempt", [("other", 1), ("w", 2), ("w", 0)], ids=["worker", "attempt", "zero"]
+)
+def test_reports_from_non_holders_conflict(any_store: Store, worker: str, attempt: int) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now)
+    claim_one(any_store, "w", now)
+    with pytest.raises(Conflict):
+        any_store.heartbeat(worker, job_id, attempt, LEASE, now)
+    with pytest.raises(Conflict):
+        any_store.complete(worker, job_id, attempt, 0, None, now)
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert (found.status, found.worker_id, found.attempt) == (JobStatus.RUNNING, "w", 1)
+    assert found.lease_until == pytest.approx(now + LEASE)
+
+
+def test_reports_on_unknown_or_waiting_job_conflict(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now)
+    with pytest.raises(Conflict):
+        any_store.heartbeat("w", job_id, 1, LEASE, now)
+    with pytest.raises(Conflict):
+        any_store.complete("w", job_id, 1, 0, None, now)
+    with pytest.raises(Conflict):
+        any_store.heartbeat("w", 999999, 1, LEASE, now)
+    with pytest.raises(Conflict):
+        any_store.complete("w", 999999, 1, 0, None, now)
+    assert status_of(any_store, job_id) is JobStatus.WAITING
+
+
+def test_complete_zero_is_successful(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=3)
+    claim_one(any_store, "w", now)
+    assert any_store.complete("w", job_id, 1, 0, None, now + 2) is JobStatus.SUCCESSFUL
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.SUCCESSFUL
+    assert found.exit_code == 0
+    assert found.retries_left == 3
+    assert found.ended == pytest.approx(now + 2)
+    assert found.worker_id is None and found.lease_until is None
+    # a second report for the same attempt is late
+    with pytest.raises(Conflict):
+        any_store.complete("w", job_id, 1, 0, None, now + 3)
+    assert any_store.claim("w", Q, D, 10, LEASE, now + 4) == []
+
+
+def test_nonzero_exit_is_retried_then_fails(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=2)
+    attempts = 0
+    statuses: list[JobStatus] = []
+    for step in range(10):
+        claimed = any_store.claim(f"w{step}", Q, D, 1, LEASE, now + step)
+        if not claimed:
+            break
+        assert claimed[0].id == job_id
+        attempts += 1
+        assert claimed[0].attempt == attempts
+        statuses.append(any_store.complete(f"w{step}", job_id, attempts, 3, None, now + step))
+        found = any_store.get_job(job_id)
+        assert found is not None
+        assert found.retries_left == max(0, 2 - attempts)
+    assert attempts == 3
+    assert statuses == [JobStatus.WAITING, JobStatus.WAITING, JobStatus.FAILED]
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.FAILED
+    assert found.exit_code == 3
+    assert found.attempt == 3
+    assert found.retries_left == 0
+    assert found.ended is not None
+    assert found.reason  # says why
+
+
+def test_retried_job_is_waiting_with_fields_reset(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=1)
+    claim_one(any_store, "w", now)
+    assert any_store.complete("w", job_id, 1, 7, None, now) is JobStatus.WAITING
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.WAITING
+    assert found.retries_left == 0
+    assert found.worker_id is None and found.lease_until is None
+    assert found.ended is None
+    # the next attempt starts over on whatever worker claims it
+    again = any_store.claim("w2", Q, D, 1, LEASE, now + 1)
+    assert [(j.id, j.attempt, j.worker_id) for j in again] == [(job_id, 2, "w2")]
+    assert any_store.complete("w2", job_id, 2, 0, None, now + 2) is JobStatus.SUCCESSFUL
+
+
+# cancelling -----------------------------------------------------------------------------
+
+
+def test_cancel_waiting_job_is_immediate_and_never_claimed(any_store: Store) -> None:
+    now = time.time()
+    job_id, other = any_store.submit([job(), job()], now)
+    result = any_store.cancel(JobFilter(ids=(job_id,)), now + 1)
+    assert (result.cancelled, result.stopping, result.finished) == ([job_id], [], [])
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.CANCELLED
+    assert found.ended == pytest.approx(now + 1)
+    assert found.attempt == 0
+    assert [j.id for j in any_store.claim("w", Q, D, 10, LEASE, now + 2)] == [other]
+    assert any_store.claim("w", Q, D, 10, LEASE, now + 3) == []
+    assert status_of(any_store, job_id) is JobStatus.CANCELLED
+
+
+def test_cancel_retried_waiting_job_is_immediate(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=3)
+    claim_one(any_store, "w", now)
+    any_store.complete("w", job_id, 1, 1, None, now)
+    result = any_store.cancel(JobFilter(ids=(job_id,)), now)
+    assert result.cancelled == [job_id]
+    assert status_of(any_store, job_id) is JobStatus.CANCELLED
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+
+
+def test_cancel_running_job_is_stopped_by_its_worker(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=5)
+    claim_one(any_store, "w", now)
+    assert any_store.heartbeat("w", job_id, 1, LEASE, now) is False
+    result = any_store.cancel(JobFilter(ids=(job_id,)), now + 1)
+    assert (result.cancelled, result.stopping, result.finished) == ([], [job_id], [])
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.RUNNING
+    assert found.cancel_requested is True
+    # asking again is harmless and still reports it as stopping
+    assert any_store.cancel(JobFilter(ids=(job_id,)), now + 1).stopping == [job_id]
+    assert any_store.heartbeat("w", job_id, 1, LEASE, now + 2) is True
+    # even a non-zero exit with retries left ends it as Cancelled, not retried
+    assert any_store.complete("w", job_id, 1, 143, None, now + 3) is JobStatus.CANCELLED
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.CANCELLED
+    assert found.ended == pytest.approx(now + 3)
+    assert any_store.claim("w", Q, D, 10, LEASE, now + 4) == []
+
+
+def test_cancel_running_job_that_succeeds_ends_cancelled(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now)
+    claim_one(any_store, "w", now)
+    any_store.cancel(JobFilter(ids=(job_id,)), now)
+    assert any_store.complete("w", job_id, 1, 0, None, now) is JobStatus.CANCELLED
+
+
+def test_cancel_of_finished_jobs_changes_nothing(any_store: Store) -> None:
+    now = time.time()
+    ok, bad, gone = any_store.submit([job(), job(), job()], now)
+    claim_one(any_store, "w", now)
+    any_store.complete("w", ok, 1, 0, None, now)
+    claim_one(any_store, "w", now)
+    any_store.complete("w", bad, 1, 2, None, now)
+    any_store.cancel(JobFilter(ids=(gone,)), now)
+    before = {j.id: j for j in any_store.list_jobs(JobFilter(), limit=10)}
+
+    result = any_store.cancel(JobFilter(ids=(ok, bad, gone)), now + 10)
+    assert (result.cancelled, result.stopping) == ([], [])
+    assert sorted(result.finished) == [ok, bad, gone]
+    after = {j.id: j for j in any_store.list_jobs(JobFilter(), limit=10)}
+    assert after == before
+    assert after[ok].status is JobStatus.SUCCESSFUL
+    assert after[bad].status is JobStatus.FAILED
+
+
+def test_cancel_by_queue_and_name(any_store: Store) -> None:
+    now = time.time()
+    a, b, c, d = any_store.submit(
+        [job("x"), job("y"), job("x", queue="q2"), job("y", queue="q2")], now
+    )
+    claim_one(any_store, "w", now)  # a
+    result = any_store.cancel(JobFilter(queue=Q), now)
+    assert (sorted(result.cancelled), result.stopping, result.finished) == ([b], [a], [])
+    result = any_store.cancel(JobFilter(name="x"), now)
+    assert (result.cancelled, result.stopping) == ([c], [a])
+    assert status_of(any_store, d) is JobStatus.WAITING
+    empty = any_store.cancel(JobFilter(queue="none"), now)
+    assert (empty.cancelled, empty.stopping, empty.finished) == ([], [], [])
+
+
+# leases ------------------------------------------------------------------------------------
+
+
+def test_expire_leases_retries_then_late_worker_conflicts(any_store: Store) -> None:
+    now = time.time()
+    job_id, other = any_store.submit([job(retries=1), job()], now)
+    claim_one(any_store, "late", now, lease=10)
+    claim_one(any_store, "alive", now, lease=100)
+    assert any_store.expire_leases(now + 5) == []
+    assert any_store.expire_leases(now + 11) == [job_id]
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.WAITING
+    assert found.retries_left == 0
+    assert found.worker_id is None
+    assert status_of(any_store, other) is JobStatus.RUNNING
+    # once expired, nothing happens twice
+    assert any_store.expire_leases(now + 12) == []
+    with pytest.raises(Conflict):
+        any_store.heartbeat("late", job_id, 1, LEASE, now + 12)
+    with pytest.raises(Conflict):
+        any_store.complete("late", job_id, 1, 0, None, now + 12)
+    assert status_of(any_store, job_id) is JobStatus.WAITING
+
+    # the retry runs elsewhere; the late worker still cannot report on it
+    again = any_store.claim("fresh", Q, D, 1, 10, now + 13)
+    assert [(j.id, j.attempt) for j in again] == [(job_id, 2)]
+    with pytest.raises(Conflict):
+        any_store.complete("late", job_id, 1, 0, None, now + 14)
+    with pytest.raises(Conflict):
+        any_store.complete("late", job_id, 2, 0, None, now + 14)
+
+    # no retries left: the policy fails it
+    assert any_store.expire_leases(now + 30) == [job_id]
+    found = any_store.get_job(job_id)
+    assert found is not None
+    assert found.status is JobStatus.FAILED
+    assert found.exit_code is None
+    assert found.reason and "lost" in found.reason
+    with pytest.raises(Conflict):
+        any_store.complete("fresh", job_id, 2, 0, None, now + 31)
+    assert status_of(any_store, job_id) is JobStatus.FAILED
+
+
+def test_expire_lease_of_cancelled_running_job_ends_cancelled(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=3)
+    claim_one(any_store, "w", now, lease=1)
+    any_store.cancel(JobFilter(ids=(job_id,)), now)
+    assert any_store.expire_leases(now + 2) == [job_id]
+    assert status_of(any_store, job_id) is JobStatus.CANCELLED
+
+
+def test_extend_leases(any_store: Store) -> None:
+    now = time.time()
+    short, long_, waiting = any_store.submit([job(), job(), job()], now)
+    claim_one(any_store, "w", now, lease=1)
+    claim_one(any_store, "w", now, lease=500)
+    assert any_store.extend_leases(60, now) == 2
+    by_id = {j.id: j for j in any_store.list_jobs(JobFilter(), limit=10)}
+    assert by_id[short].lease_until == pytest.approx(now + 60)
+    assert by_id[long_].lease_until == pytest.approx(now + 500)  # never shortened
+    assert by_id[waiting].lease_until is None
+    assert by_id[waiting].status is JobStatus.WAITING
+    assert any_store.expire_leases(now + 30) == []
+    assert any_store.expire_leases(now + 61) == [short]
+
+
+def test_demand(any_store: Store) -> None:
+    now = time.time()
+    assert any_store.demand() == []
+    ids = any_store.submit(
+        [job(), job(), job(), job(definition="d2"), job(queue="q2", definition="d2")], now
+    )
+    claim_one(any_store, "w", now)
+    any_store.claim("w", "q2", "d2", 1, LEASE, now)
+    assert sorted(any_store.demand()) == [(Q, D, 2, 1), (Q, "d2", 1, 0), ("q2", "d2", 0, 1)]
+    # finished jobs are no demand
+    any_store.complete("w", ids[0], 1, 0, None, now)
+    any_store.cancel(JobFilter(ids=(ids[3],)), now)
+    assert sorted(any_store.demand()) == [(Q, D, 2, 0), ("q2", "d2", 0, 1)]
+
+
+# logs ----------------------------------------------------------------------------------------
+
+
+def test_append_and_read_log(any_store: Store) -> None:
+    now = time.time()
+    job_id, other = any_store.submit([job(), job()], now)
+    claim_one(any_store, "w", now)
+    any_store.append_log(
+        job_id, 1, [(LogKind.STDOUT, "out 1"), (LogKind.STDERR, "err 1")], now + 1
+    )
+    any_store.append_log(job_id, 1, [], now + 1)  # nothing to add is fine
+    any_store.append_log(
+        job_id, 1, [(LogKind.STDOUT, "out 2"), (LogKind.METRICS, '{"cpu": 1.0}')], now + 2
+    )
+    any_store.append_log(other, 0, [(LogKind.STDOUT, "someone else")], now + 2)
+
+    everything = any_store.read_log(job_id, [])
+    seqs = [e.seq for e in everything]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert all(e.job_id == job_id for e in everything)
+    outputs = [(e.kind, e.text) for e in everything if e.kind is not LogKind.SYSTEM]
+    assert outputs == [
+        (LogKind.STDOUT, "out 1"),
+        (LogKind.STDERR, "err 1"),
+        (LogKind.STDOUT, "out 2"),
+        (LogKind.METRICS, '{"cpu": 1.0}'),
+    ]
+    stdout = any_store.read_log(job_id, [LogKind.STDOUT])
+    assert [e.text for e in stdout] == ["out 1", "out 2"]
+    assert all(e.attempt == 1 for e in stdout)
+    assert stdout[0].time == pytest.approx(now + 1)
+    assert stdout[0].as_dict()["kind"] == "STDOUT"
+    both = any_store.read_log(job_id, [LogKind.STDOUT, LogKind.STDERR])
+    assert [e.text for e in both] == ["out 1", "err 1", "out 2"]
+
+    # the cursor: entries strictly after a seq
+    after_first = any_store.read_log(job_id, [LogKind.STDOUT], after=stdout[0].seq)
+    assert [e.text for e in after_first] == ["out 2"]
+    assert any_store.read_log(job_id, [], after=everything[-1].seq) == []
+    limited = any_store.read_log(job_id, [], limit=2)
+    assert limited == everything[:2]
+    assert [e.text for e in any_store.read_log(other, [LogKind.STDOUT])] == ["someone else"]
+
+
+def test_system_events_for_submit_start_end(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, queue=Q)
+    claim_one(any_store, "w7", now + 1)
+    any_store.complete("w7", job_id, 1, 0, None, now + 2)
+    events = any_store.read_log(job_id, [LogKind.SYSTEM])
+    assert len(events) == 3, events
+    assert [e.attempt for e in events] == [0, 1, 1]
+    assert all(e.kind is LogKind.SYSTEM for e in events)
+    submitted, started, ended = (e.text for e in events)
+    assert "submitted" in submitted and Q in submitted
+    assert "started" in started and "w7" in started
+    assert "code 0" in ended and "successful" in ended
+    assert [e.time for e in events] == pytest.approx([now, now + 1, now + 2])
+
+
+def test_system_events_for_retry_cancel_and_loss(any_store: Store) -> None:
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=1)
+    claim_one(any_store, "w", now, lease=1)
+    any_store.expire_leases(now + 2)
+    claim_one(any_store, "w", now + 3)
+    any_store.cancel(JobFilter(ids=(job_id,)), now + 4)
+    any_store.complete("w", job_id, 2, 143, None, now + 5)
+    texts = [e.text for e in any_store.read_log(job_id, [LogKind.SYSTEM])]
+    assert len(texts) == 6, texts
+    assert "retrying" in texts[2] and "lost" in texts[2]
+    assert "attempt 2" in texts[3]
+    assert "cancel" in texts[4]
+    assert "cancelled" in texts[5]
+
+
+# workers -------------------------------------------------------------------------------------
+
+
+def worker_record(worker_id: str, now: float) -> WorkerRecord:
+    return WorkerRecord(
+        id=worker_id, queue=Q, definition=D, region="local", launcher="local",
+        pid=1234, state="STARTING", started=now, last_seen=now,
+    )
+
+
+def test_workers_lifecycle(any_store: Store) -> None:
+    now = time.time()
+    assert any_store.live_workers() == []
+    any_store.add_worker(worker_record("w1", now))
+    any_store.add_worker(worker_record("w2", now + 1))
+    live = any_store.live_workers()
+    assert [w.id for w in live] == ["w1", "w2"]
+    assert live[0] == worker_record("w1", now)
+
+    any_store.touch_worker("w1", now + 5)
+    (w1,) = [w for w in any_store.live_workers() if w.id == "w1"]
+    assert w1.state == "ACTIVE"
+    assert w1.last_seen == pytest.approx(now + 5)
+
+    # claiming and reporting count as signs of life
+    submit_one(any_store, now)
+    job_id = claim_one(any_store, "w2", now + 6)
+    any_store.heartbeat("w2", job_id, 1, LEASE, now + 7)
+    (w2,) = [w for w in any_store.live_workers() if w.id == "w2"]
+    assert (w2.state, w2.last_seen) == ("ACTIVE", pytest.approx(now + 7))
+
+    any_store.end_worker("w1", now + 8)
+    assert [w.id for w in any_store.live_workers()] == ["w2"]
+    any_store.touch_worker("w1", now + 9)  # an ended worker stays ended
+    assert [w.id for w in any_store.live_workers()] == ["w2"]
+    any_store.touch_worker("nobody", now + 9)  # unknown: nothing happens
+    assert [w.id for w in any_store.live_workers()] == ["w2"]
+
+
+# resources -----------------------------------------------------------------------------------
+
+
+def test_resources(any_store: Store) -> None:
+    now = time.time()
+    assert any_store.get_resource("queues", "qa") is None
+    assert any_store.list_resources("queues") == []
+    created = any_store.put_resource("queues", "qb", {"x": 1}, "CREATING", "creating", now)
+    assert (created.kind, created.name, created.spec, created.status) == (
+        "queues", "qb", {"x": 1}, "CREATING",
+    )
+    assert created.log == ["creating"]
+    assert created.created == pytest.approx(now)
+
+    updated = any_store.put_resource("queues", "qb", {"x": 2}, "ACTIVE", "ready", now + 5)
+    assert updated.log == ["creating", "ready"]
+    assert updated.created == pytest.approx(now)
+    assert updated.updated == pytest.approx(now + 5)
+    stored = any_store.get_resource("queues", "qb")
+    assert stored == updated
+    assert stored is not None and stored.as_dict()["spec"] == {"x": 2}
+
+    any_store.put_resource("queues", "qa", {}, "ACTIVE", "made", now)
+    any_store.put_resource("definitions", "qa", {"d": True}, "ACTIVE", "made", now)
+    assert [r.name for r in any_store.list_resources("queues")] == ["qa", "qb"]
+    assert [r.spec for r in any_store.list_resources("definitions")] == [{"d": True}]
+    assert any_store.get_resource("definitions", "qb") is None
+
+    for i in range(3):
+        any_store.put_resource("queues", "qb", {"x": 2}, "ACTIVE", f"line {i}", now + 6 + i)
+    again = any_store.get_resource("queues", "qb")
+    assert again is not None
+    assert again.log == ["creating", "ready", "line 0", "line 1", "line 2"]
+
+
+# SQLite only ---------------------------------------------------------------------------------
+
+
+def test_sqlite_submit_is_committed_and_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    now = time.time()
+    first = SQLiteStore(path)
+    try:
+        ids = first.submit([job("a", script="echo a\n"), job("b")], now)
+        # another connection sees the jobs while the first is still open
+        other = SQLiteStore(path)
+        try:
+            assert [j.id for j in other.list_jobs(JobFilter(), limit=10)] == ids
+            found = other.get_job(ids[0], with_script=True)
+            assert found is not None and found.script == "echo a\n"
+        finally:
+            other.close()
+    finally:
+        first.close()
+
+    reopened = SQLiteStore(path)
+    try:
+        assert [j.name for j in reopened.list_jobs(JobFilter(), limit=10)] == ["a", "b"]
+        more = reopened.submit([job("c")], now)
+        assert more[0] > ids[-1]
+    finally:
+        reopened.close()
+
+
+def test_sqlite_ids_are_never_reused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path)
+    try:
+        ids = store.submit([job(), job(), job()], time.time())
+        with sqlite3.connect(path) as raw:
+            raw.execute("DELETE FROM jobs WHERE id = ?", (ids[-1],))
+        raw.close()
+        (again,) = store.submit([job()], time.time())
+        assert again > ids[-1]
+    finally:
+        store.close()
