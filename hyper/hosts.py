@@ -32,7 +32,9 @@ class HostRequest:
 def create_host(request: HostRequest, *, select: bool = True, start: bool = True) -> HostConfig:
     name = config.validate_host_name(request.name)
     if request.provider not in PROVIDERS:
-        raise UsageError(f"unknown provider {request.provider!r}; use one of {', '.join(PROVIDERS)}")
+        raise UsageError(
+            f"unknown provider {request.provider!r}; use one of {', '.join(PROVIDERS)}"
+        )
     if request.provider != "local":
         raise UsageError(f"the {request.provider} provider is not available in this version")
     if name in config.list_host_names():

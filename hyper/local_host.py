@@ -92,10 +92,16 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
             with open(data_dir / LOG_FILE, "ab") as log:
                 subprocess.run(
                     [
-                        sys.executable, "-m", "hyper.host.daemon", "--detach",
-                        "--data-dir", str(data_dir),
-                        "--bind", host.bind,
-                        "--port", str(host.port),
+                        sys.executable,
+                        "-m",
+                        "hyper.host.daemon",
+                        "--detach",
+                        "--data-dir",
+                        str(data_dir),
+                        "--bind",
+                        host.bind,
+                        "--port",
+                        str(host.port),
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -23,7 +23,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_host_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--host", metavar="NAME", help="the saved host to use (default: $HYPER_HOST, then the host in use)"
+        "--host",
+        metavar="NAME",
+        help="the saved host to use (default: $HYPER_HOST, then the host in use)",
     )
 
 
@@ -32,7 +34,8 @@ def connect(host: str | None) -> HostClient:
 
     def first_use(created: HostConfig) -> None:
         sys.stderr.write(
-            f"hyper: no host was configured; created the local host {created.name!r} and selected it\n"
+            "hyper: no host was configured; created the local host"
+            f" {created.name!r} and selected it\n"
         )
 
     return connect_host(host, on_first_use=first_use)

@@ -26,16 +26,23 @@ class JobOptions:
 
     def merged_over(self, base: JobOptions) -> JobOptions:
         """These options, falling back to `base` for anything not said here."""
-        given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        given = {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
         return replace(base, **given)
 
 
 # option spellings -> field
 OPTIONS = {
-    "-n": "name", "--name": "name", "--job-name": "name",
-    "-q": "queue", "--queue": "queue",
-    "-r": "retries", "--retries": "retries",
-    "-d": "definition", "--definition": "definition",
+    "-n": "name",
+    "--name": "name",
+    "--job-name": "name",
+    "-q": "queue",
+    "--queue": "queue",
+    "-r": "retries",
+    "--retries": "retries",
+    "-d": "definition",
+    "--definition": "definition",
 }
 
 
@@ -65,17 +72,21 @@ def leading_block(text: str) -> list[tuple[int, str]]:
 def parse_directives(text: str) -> JobOptions:
     values: dict[str, object] = {}
     for number, line in leading_block(text):
-        if not (line.startswith(PREFIX) and (len(line) == len(PREFIX) or line[len(PREFIX)].isspace())):
+        if not (
+            line.startswith(PREFIX) and (len(line) == len(PREFIX) or line[len(PREFIX)].isspace())
+        ):
             continue
         where = f"line {number}"
         try:
-            words = shlex.split(line[len(PREFIX):], comments=False)
+            words = shlex.split(line[len(PREFIX) :], comments=False)
         except ValueError as exc:
             raise UsageError(f"{where}: cannot read {PREFIX} directive: {exc}") from None
         index = 0
         while index < len(words):
             word = words[index]
-            option, has_inline, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+            option, has_inline, inline = (
+                word.partition("=") if word.startswith("--") else (word, "", "")
+            )
             field = OPTIONS.get(option)
             if field is None:
                 raise UsageError(f"{where}: unknown {PREFIX} option {option!r}")

@@ -19,9 +19,12 @@ from qtools.common import ArgumentParser, add_host_option, connect, run
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="qdel", description="Cancel hyper jobs.")
     parser.add_argument("ids", nargs="*", metavar="ID", help="job ids")
-    parser.add_argument("-i", "--job-id", action="append", default=[], metavar="ID",
-                        help="a job id (repeatable)")
-    parser.add_argument("-j", "--job-name", metavar="NAME", help="every unfinished job of this name")
+    parser.add_argument(
+        "-i", "--job-id", action="append", default=[], metavar="ID", help="a job id (repeatable)"
+    )
+    parser.add_argument(
+        "-j", "--job-name", metavar="NAME", help="every unfinished job of this name"
+    )
     parser.add_argument("-q", "--queue", help="every unfinished job of this queue (or: only in it)")
     add_host_option(parser)
     return parser

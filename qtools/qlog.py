@@ -18,25 +18,45 @@ from hyper.jobs import LogKind
 from qtools.common import ArgumentParser, add_host_option, connect, run
 
 FOLLOW_WAIT_SECONDS = 10.0
-TYPES = {"STDOUT": [LogKind.STDOUT], "STDERR": [LogKind.STDERR], "SYSTEM": [LogKind.SYSTEM],
-         "METRICS": [LogKind.METRICS], "ALL": list(LogKind), "OUTPUT": [LogKind.STDOUT, LogKind.STDERR]}
+TYPES = {
+    "STDOUT": [LogKind.STDOUT],
+    "STDERR": [LogKind.STDERR],
+    "SYSTEM": [LogKind.SYSTEM],
+    "METRICS": [LogKind.METRICS],
+    "ALL": list(LogKind),
+    "OUTPUT": [LogKind.STDOUT, LogKind.STDERR],
+}
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="qlog", description="Print the log of a hyper job.")
     parser.add_argument("id", nargs="?", type=int, metavar="ID", help="the job id")
-    parser.add_argument("-i", "--job-id", type=int, metavar="ID", help="the job id (as the original qlog)")
-    parser.add_argument("-q", "--queue", help="accepted for compatibility: the id alone names a job")
-    parser.add_argument("-t", "--log-type", default="OUTPUT", metavar="TYPE",
-                        help="STDOUT, STDERR, SYSTEM (lifecycle events), METRICS or ALL")
-    parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    parser.add_argument(
+        "-i", "--job-id", type=int, metavar="ID", help="the job id (as the original qlog)"
+    )
+    parser.add_argument(
+        "-q", "--queue", help="accepted for compatibility: the id alone names a job"
+    )
+    parser.add_argument(
+        "-t",
+        "--log-type",
+        default="OUTPUT",
+        metavar="TYPE",
+        help="STDOUT, STDERR, SYSTEM (lifecycle events), METRICS or ALL",
+    )
+    parser.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing until the job ends"
+    )
     add_host_option(parser)
     return parser
 
 
 def _stamp(entry: dict[str, Any]) -> str:
     seconds = float(entry["time"])
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(seconds)) + f".{int(seconds % 1 * 1000):03d}"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(seconds))
+        + f".{int(seconds % 1 * 1000):03d}"
+    )
 
 
 def write_entries(entries: list[dict[str, Any]], raw: bool) -> None:
@@ -59,18 +79,26 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give a job ID")
         kind = args.log_type.upper()
         if kind not in TYPES:
-            raise UsageError(f"unknown log type {args.log_type!r}; use STDOUT, STDERR, SYSTEM, METRICS or ALL")
+            raise UsageError(
+                f"unknown log type {args.log_type!r}; use STDOUT, STDERR, SYSTEM, METRICS or ALL"
+            )
         raw = kind in ("OUTPUT", "STDOUT", "STDERR")
         kinds = [k.value for k in TYPES[kind]]
         with connect(args.host) as client:
             if args.queue is not None:
                 job = client.get_job(job_id)
                 if job["queue"] != args.queue:
-                    raise UsageError(f"job {job_id} is in queue {job['queue']!r}, not {args.queue!r}")
+                    raise UsageError(
+                        f"job {job_id} is in queue {job['queue']!r}, not {args.queue!r}"
+                    )
             after = 0
             while True:
-                page = client.read_log(job_id, kinds=kinds, after=after,
-                                       wait=FOLLOW_WAIT_SECONDS if args.follow else None)
+                page = client.read_log(
+                    job_id,
+                    kinds=kinds,
+                    after=after,
+                    wait=FOLLOW_WAIT_SECONDS if args.follow else None,
+                )
                 write_entries(page["entries"], raw)
                 after = page["next"]
                 if page["entries"]:

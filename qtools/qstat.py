@@ -18,8 +18,15 @@ from hyper.jobs import ALL_STATUSES, JobStatus
 from qtools.common import ArgumentParser, add_host_option, connect, run
 
 JSON_VERSION = 1
-COLUMNS = (("ID", "id"), ("NAME", "name"), ("QUEUE", "queue"), ("STATUS", "status"),
-           ("ATTEMPTS", "attempt"), ("RETRIES LEFT", "retries_left"), ("EXIT", "exit_code"))
+COLUMNS = (
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("QUEUE", "queue"),
+    ("STATUS", "status"),
+    ("ATTEMPTS", "attempt"),
+    ("RETRIES LEFT", "retries_left"),
+    ("EXIT", "exit_code"),
+)
 
 
 def _truthy(text: str) -> bool:
@@ -35,13 +42,25 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("-q", "--queue", help="only this queue (default: all queues)")
     parser.add_argument("-i", "--job-id", type=int, metavar="ID", help="every field of one job")
     parser.add_argument("-j", "--job-name", metavar="NAME", help="only jobs with this name")
-    parser.add_argument("-f", "--filter-status", metavar="STATUS",
-                        help="only jobs in this state: " + ", ".join(s.value for s in ALL_STATUSES))
-    parser.add_argument("-o", "--only-job-id-out", nargs="?", const="true", default="false",
-                        metavar="", help="print job ids only, one a line (for pipes)")
+    parser.add_argument(
+        "-f",
+        "--filter-status",
+        metavar="STATUS",
+        help="only jobs in this state: " + ", ".join(s.value for s in ALL_STATUSES),
+    )
+    parser.add_argument(
+        "-o",
+        "--only-job-id-out",
+        nargs="?",
+        const="true",
+        default="false",
+        metavar="",
+        help="print job ids only, one a line (for pipes)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--limit", type=int, default=1000,
-                        help="list at most this many jobs (0: all; default 1000)")
+    parser.add_argument(
+        "--limit", type=int, default=1000, help="list at most this many jobs (0: all; default 1000)"
+    )
     add_host_option(parser)
     return parser
 
@@ -64,11 +83,12 @@ def print_job(job: dict[str, Any]) -> None:
 
 
 def print_table(jobs: list[dict[str, Any]]) -> None:
+    titles = [title for title, _ in COLUMNS]
     rows = [[str("-" if job[key] is None else job[key]) for _, key in COLUMNS] for job in jobs]
-    widths = [max([len(title), *(len(row[i]) for row in rows)]) for i, (title, _) in enumerate(COLUMNS)]
-    lines = ["  ".join(title.ljust(w) for (title, _), w in zip(COLUMNS, widths)).rstrip()]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    sys.stdout.write("\n".join(lines) + "\n")
+    widths = [max(len(cell) for cell in column) for column in zip(titles, *rows, strict=True)]
+    for row in (titles, *rows):
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        sys.stdout.write("  ".join(cells).rstrip() + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.job_id is not None:
                 job = client.get_job(args.job_id)
                 if args.json:
-                    sys.stdout.write(json.dumps({"version": JSON_VERSION, "job": job}, indent=2) + "\n")
+                    sys.stdout.write(
+                        json.dumps({"version": JSON_VERSION, "job": job}, indent=2) + "\n"
+                    )
                 else:
                     print_job(job)
                 return 0
@@ -104,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 print_table(jobs)
             shown = sum(counts.get(s, 0) for s in statuses) if statuses else counts["Total"]
             if args.limit and shown > len(jobs):
-                sys.stderr.write(f"qstat: showing {len(jobs)} of {shown} jobs; use --limit 0 for all\n")
+                sys.stderr.write(
+                    f"qstat: showing {len(jobs)} of {shown} jobs; use --limit 0 for all\n"
+                )
             totals = ["Total"] + [s.value for s in ALL_STATUSES]
             sys.stdout.write("  ".join(f"{k}: {counts.get(k, 0)}" for k in totals) + "\n")
         return 0

@@ -24,18 +24,37 @@ WAIT_POLL_SECONDS = 20.0
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="qsub", description="Submit a job script to a hyper queue.")
     parser.add_argument("file", nargs="?", metavar="FILE", help="the job script, or - for stdin")
-    parser.add_argument("-j", "--job-name", "--name", dest="name", metavar="NAME",
-                        help="job name (default: the script's file name)")
+    parser.add_argument(
+        "-j",
+        "--job-name",
+        "--name",
+        dest="name",
+        metavar="NAME",
+        help="job name (default: the script's file name)",
+    )
     parser.add_argument("-q", "--queue", metavar="QUEUE", help="queue to submit to")
-    parser.add_argument("-r", "--retries", metavar="N",
-                        help="retries after the first attempt when it fails (default 0)")
+    parser.add_argument(
+        "-r",
+        "--retries",
+        metavar="N",
+        help="retries after the first attempt when it fails (default 0)",
+    )
     parser.add_argument("-d", "--definition", metavar="DEFINITION", help="job definition")
-    parser.add_argument("-c", "--commands", metavar="COMMANDS",
-                        help="run these commands instead of the script's body (directives kept)")
-    parser.add_argument("-p", "--params", metavar="JSON",
-                        help='literal text replacements applied to the script first, e.g. \'{"X": "1"}\'')
-    parser.add_argument("--wait", action="store_true",
-                        help="wait for the job to end and exit with its exit code")
+    parser.add_argument(
+        "-c",
+        "--commands",
+        metavar="COMMANDS",
+        help="run these commands instead of the script's body (directives kept)",
+    )
+    parser.add_argument(
+        "-p",
+        "--params",
+        metavar="JSON",
+        help='literal text replacements applied to the script first, e.g. \'{"X": "1"}\'',
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="wait for the job to end and exit with its exit code"
+    )
     add_host_option(parser)
     return parser
 
@@ -61,9 +80,13 @@ def read_script(file: str | None) -> tuple[str, str]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"{file if file != '-' else 'stdin'} is not a text script (invalid UTF-8)") from None
+        raise UsageError(
+            f"{file if file != '-' else 'stdin'} is not a text script (invalid UTF-8)"
+        ) from None
     if "\x00" in text:
-        raise UsageError(f"{file if file != '-' else 'stdin'} is not a text script (it has NUL bytes)")
+        raise UsageError(
+            f"{file if file != '-' else 'stdin'} is not a text script (it has NUL bytes)"
+        )
     return text, name
 
 
@@ -72,7 +95,9 @@ def apply_params(text: str, params: str) -> str:
         replacements = json.loads(params)
     except ValueError as exc:
         raise UsageError(f"-p/--params is not valid JSON: {exc}") from None
-    if not isinstance(replacements, dict) or not all(isinstance(v, (str, int, float)) for v in replacements.values()):
+    if not isinstance(replacements, dict) or not all(
+        isinstance(v, (str, int, float)) for v in replacements.values()
+    ):
         raise UsageError('-p/--params must be a JSON object of replacements, e.g. {"X": "1"}')
     for old, new in replacements.items():
         text = text.replace(old, str(new))
@@ -82,7 +107,9 @@ def apply_params(text: str, params: str) -> str:
 def replace_body(text: str, commands: str) -> str:
     lines = text.splitlines()
     block = leading_block(text)
-    kept = lines[: block[-1][0]] if block else lines[:1] if lines and lines[0].startswith("#!") else []
+    kept = (
+        lines[: block[-1][0]] if block else lines[:1] if lines and lines[0].startswith("#!") else []
+    )
     return "\n".join([*kept, commands]) + "\n"
 
 

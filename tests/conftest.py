@@ -81,8 +81,13 @@ class LocalHost:
         """Run one of our commands as a user would, in its own process."""
         command = [str(BIN / argv[0]), *argv[1:]]
         done = subprocess.run(
-            command, input=input, capture_output=True, text=True, env=self.env,
-            cwd=self.cwd, timeout=timeout,
+            command,
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            timeout=timeout,
         )
         return Result(done.returncode, done.stdout, done.stderr)
 

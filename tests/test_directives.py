@@ -22,7 +22,9 @@ def test_example_file_directives() -> None:
 
 def test_long_forms_inline_values_and_quotes() -> None:
     text = "#!/bin/sh\n#HYPER --name='my job' --queue q1\n#HYPER --retries=3 --definition d\necho\n"
-    assert parse_directives(text) == JobOptions(name="my job", queue="q1", retries=3, definition="d")
+    assert parse_directives(text) == JobOptions(
+        name="my job", queue="q1", retries=3, definition="d"
+    )
 
 
 def test_crlf_and_trailing_spaces_are_tolerated() -> None:
@@ -68,7 +70,10 @@ def _args(tmp_path: Path, text: str, *flags: str) -> argparse.Namespace:
 def test_flags_override_directives(tmp_path: Path) -> None:
     job = build_job(_args(tmp_path, EXAMPLE, "-q", "other", "-r", "0", "-j", "renamed"))
     assert (job["queue"], job["retries"], job["name"], job["definition"]) == (
-        "other", 0, "renamed", "sample-def-1",
+        "other",
+        0,
+        "renamed",
+        "sample-def-1",
     )
 
 
@@ -79,8 +84,16 @@ def test_name_defaults_to_the_file_name(tmp_path: Path) -> None:
 
 
 def test_params_replace_text_before_parsing(tmp_path: Path) -> None:
-    job = build_job(_args(tmp_path, "#HYPER -q QUEUE\necho VALUE\n", "-d", "d", "-p",
-                          '{"QUEUE": "q7", "VALUE": "42"}'))
+    job = build_job(
+        _args(
+            tmp_path,
+            "#HYPER -q QUEUE\necho VALUE\n",
+            "-d",
+            "d",
+            "-p",
+            '{"QUEUE": "q7", "VALUE": "42"}',
+        )
+    )
     assert job["queue"] == "q7"
     assert "echo 42" in str(job["script"])
 

@@ -24,8 +24,11 @@ def job(local: LocalHost, job_id: str) -> dict:
 
 
 def wait_finished(local: LocalHost, job_id: str, timeout: float = 30) -> dict:
-    local.wait_for(lambda: job(local, job_id)["status"] in ("Successful", "Failed", "Cancelled"),
-                   timeout, f"job {job_id} to finish")
+    local.wait_for(
+        lambda: job(local, job_id)["status"] in ("Successful", "Failed", "Cancelled"),
+        timeout,
+        f"job {job_id} to finish",
+    )
     return job(local, job_id)
 
 
@@ -49,8 +52,11 @@ def test_example_job_runs_and_prints(local: LocalHost) -> None:
 
 
 def test_stdout_carries_only_the_id_and_the_job_sees_its_environment(local: LocalHost) -> None:
-    local.script("env.sh", "#HYPER -n envjob\necho \"$HYPER_JOB_ID|$HYPER_JOB_NAME|$HYPER_QUEUE|"
-                 "$HYPER_ATTEMPT|$HYPER_SUBMIT_DIR|$PWD|${HYPER_API_KEY:-nokey}\"\necho oops >&2\n")
+    local.script(
+        "env.sh",
+        '#HYPER -n envjob\necho "$HYPER_JOB_ID|$HYPER_JOB_NAME|$HYPER_QUEUE|'
+        '$HYPER_ATTEMPT|$HYPER_SUBMIT_DIR|$PWD|${HYPER_API_KEY:-nokey}"\necho oops >&2\n',
+    )
     result = local.sh("qsub", "--wait", *Q, "env.sh")
     assert result.code == 0, result.err
     job_id = result.out.strip()
@@ -61,7 +67,9 @@ def test_stdout_carries_only_the_id_and_the_job_sees_its_environment(local: Loca
 
 
 def test_shebang_is_respected(local: LocalHost) -> None:
-    local.script("py.sh", "#!/usr/bin/env python3\nimport sys\nprint('python', sys.version_info[0])\n")
+    local.script(
+        "py.sh", "#!/usr/bin/env python3\nimport sys\nprint('python', sys.version_info[0])\n"
+    )
     job_id = local.ok("qsub", "--wait", *Q, "py.sh").strip()
     assert local.ok("qlog", job_id) == "python 3\n"
 
@@ -80,7 +88,7 @@ def test_failure_is_retried_then_fails_with_its_code(local: LocalHost) -> None:
 
 
 def test_retry_then_success(local: LocalHost) -> None:
-    local.script("flaky.sh", "[ \"$HYPER_ATTEMPT\" -ge 2 ] || exit 9\necho ok\n")
+    local.script("flaky.sh", '[ "$HYPER_ATTEMPT" -ge 2 ] || exit 9\necho ok\n')
     result = local.sh("qsub", "--wait", "-r", "1", *Q, "flaky.sh")
     assert result.code == 0
     assert job(local, result.out.strip())["attempt"] == 2
@@ -89,8 +97,14 @@ def test_retry_then_success(local: LocalHost) -> None:
 def test_qdel_stops_a_running_job_within_two_seconds(local: LocalHost) -> None:
     local.script("sleep.sh", "sleep 600 &\necho $! > sleep.pid\necho $$ > shell.pid\nwait\n")
     job_id = local.ok("qsub", *Q, "sleep.sh").strip()
-    local.wait_for(lambda: (local.cwd / "sleep.pid").exists() and (local.cwd / "shell.pid").exists()
-                   and job(local, job_id)["status"] == "Running", what="the job to start")
+    local.wait_for(
+        lambda: (
+            (local.cwd / "sleep.pid").exists()
+            and (local.cwd / "shell.pid").exists()
+            and job(local, job_id)["status"] == "Running"
+        ),
+        what="the job to start",
+    )
     pids = [int((local.cwd / f).read_text()) for f in ("sleep.pid", "shell.pid")]
     assert all(alive(p) for p in pids)
     started = time.monotonic()
@@ -106,8 +120,10 @@ def test_qdel_of_waiting_jobs_means_they_never_start(local: LocalHost) -> None:
     cores = os.cpu_count() or 1
     local.script("block.sh", "touch started.$HYPER_JOB_ID\nsleep 600\n")
     blockers = [local.ok("qsub", *Q, "block.sh").strip() for _ in range(cores)]
-    local.wait_for(lambda: all((local.cwd / f"started.{b}").exists() for b in blockers),
-                   what="the blockers to fill the cluster")
+    local.wait_for(
+        lambda: all((local.cwd / f"started.{b}").exists() for b in blockers),
+        what="the blockers to fill the cluster",
+    )
     waiting = [local.ok("qsub", *Q, "block.sh").strip() for _ in range(2)]
     ids = local.ok("qstat", "-q", "sample-queue-1", "-f", "waiting", "-o")
     assert ids.split() == waiting
@@ -124,8 +140,13 @@ def test_wait_exit_codes(local: LocalHost) -> None:
     local.script("seven.sh", "exit 7\n")
     assert local.sh("qsub", "--wait", *Q, "seven.sh").code == 7
     local.script("long.sh", "sleep 30\n")
-    with subprocess.Popen([str(BIN / "qsub"), "--wait", *Q, "long.sh"], cwd=local.cwd,
-                          env=local.env, stdout=subprocess.PIPE, text=True) as waiter:
+    with subprocess.Popen(
+        [str(BIN / "qsub"), "--wait", *Q, "long.sh"],
+        cwd=local.cwd,
+        env=local.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as waiter:
         assert waiter.stdout is not None
         job_id = waiter.stdout.readline().strip()
         local.wait_for(lambda: job(local, job_id)["status"] == "Running", what="the job to run")
@@ -136,8 +157,13 @@ def test_wait_exit_codes(local: LocalHost) -> None:
 def test_follow_streams_output_while_the_job_runs(local: LocalHost) -> None:
     local.script("slow.sh", "for i in 1 2 3; do echo line $i; sleep 0.7; done\n")
     job_id = local.ok("qsub", *Q, "slow.sh").strip()
-    with subprocess.Popen([str(BIN / "qlog"), "-f", job_id], cwd=local.cwd, env=local.env,
-                          stdout=subprocess.PIPE, text=True) as follower:
+    with subprocess.Popen(
+        [str(BIN / "qlog"), "-f", job_id],
+        cwd=local.cwd,
+        env=local.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as follower:
         assert follower.stdout is not None
         first = follower.stdout.readline()
         assert first == "line 1\n"
@@ -150,9 +176,16 @@ def test_follow_streams_output_while_the_job_runs(local: LocalHost) -> None:
 
 def test_two_hundred_jobs_in_a_loop(local: LocalHost) -> None:
     local.script("tiny.sh", "echo $HYPER_JOB_ID\n")
-    loop = f"for i in $(seq 200); do {BIN}/qsub -q sample-queue-1 -d sample-def-1 tiny.sh || exit 1; done"
-    done = subprocess.run(["bash", "-c", loop], cwd=local.cwd, env=local.env, capture_output=True,
-                          text=True, timeout=240)
+    qsub = f"{BIN}/qsub -q sample-queue-1 -d sample-def-1 tiny.sh"
+    loop = f"for i in $(seq 200); do {qsub} || exit 1; done"
+    done = subprocess.run(
+        ["bash", "-c", loop],
+        cwd=local.cwd,
+        env=local.env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     ids = done.stdout.split()
     assert len(set(ids)) == 200
@@ -162,7 +195,9 @@ def test_two_hundred_jobs_in_a_loop(local: LocalHost) -> None:
 
     local.wait_for(all_done, timeout=120, what="200 successful jobs")
     totals = local.ok("qstat", "-q", "sample-queue-1").splitlines()[-1]
-    assert totals == ("Total: 200  Waiting: 0  Running: 0  Successful: 200  Failed: 0  Cancelled: 0")
+    assert totals == (
+        "Total: 200  Waiting: 0  Running: 0  Successful: 200  Failed: 0  Cancelled: 0"
+    )
 
 
 def test_daemon_killed_with_jobs_in_flight(local: LocalHost) -> None:
@@ -182,8 +217,14 @@ def test_bad_input_gets_one_line_and_changes_nothing(local: LocalHost) -> None:
     local.script("noqueue.sh", "echo hi\n")
     cases = [
         (["qsub", "noqueue.sh"], "no queue"),
-        (["qsub", "-q", "nosuch", "-d", "sample-def-1", "noqueue.sh"], "existing queues: sample-queue-1"),
-        (["qsub", "-q", "sample-queue-1", "-d", "sample-def", "noqueue.sh"], "did you mean 'sample-def-1'"),
+        (
+            ["qsub", "-q", "nosuch", "-d", "sample-def-1", "noqueue.sh"],
+            "existing queues: sample-queue-1",
+        ),
+        (
+            ["qsub", "-q", "sample-queue-1", "-d", "sample-def", "noqueue.sh"],
+            "did you mean 'sample-def-1'",
+        ),
         (["qsub", "-q"], "expected one argument"),
         (["qsub", *Q, "missing.sh"], "no such file"),
         (["qdel", "12x"], "not a job id"),
@@ -205,30 +246,66 @@ def test_bad_input_gets_one_line_and_changes_nothing(local: LocalHost) -> None:
 
 
 def test_unreachable_host_is_one_line_with_its_own_code(local: LocalHost) -> None:
-    local.ok("hyper", "hosts", "import-deployment", "--name", "gone", "--url", "http://127.0.0.1:9",
-             "--api-key-file", "-", input="some-key\n")
+    local.ok(
+        "hyper",
+        "hosts",
+        "import-deployment",
+        "--name",
+        "gone",
+        "--url",
+        "http://127.0.0.1:9",
+        "--api-key-file",
+        "-",
+        input="some-key\n",
+    )
     result = local.sh("qstat", "--host", "gone")
     assert result.code == EXIT_UNREACHABLE
     assert result.err.count("\n") == 1 and "unreachable" in result.err
 
 
 def test_wrong_key_is_refused(local: LocalHost) -> None:
-    local.ok("hyper", "hosts", "import-deployment", "--name", "badkey", "--url", local.config.url,
-             "--api-key-file", "-", input="wrong\n")
+    local.ok(
+        "hyper",
+        "hosts",
+        "import-deployment",
+        "--name",
+        "badkey",
+        "--url",
+        local.config.url,
+        "--api-key-file",
+        "-",
+        input="wrong\n",
+    )
     result = local.sh("qstat", "--host", "badkey")
     assert result.code == 77 and "refused the API key" in result.err
 
 
 def test_first_use_creates_the_local_host(hyper_home: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HYPER_HOME": str(hyper_home)}
-    done = subprocess.run([str(BIN / "qsub"), "--wait", "-p", '{"${SECONDS_TO_RUN:-10}": "1"}',
-                           str(ROOT / "qsub-example-file.sh")], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(BIN / "qsub"),
+            "--wait",
+            "-p",
+            '{"${SECONDS_TO_RUN:-10}": "1"}',
+            str(ROOT / "qsub-example-file.sh"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     try:
         assert done.returncode == 0, done.stderr
         assert "created the local host 'local'" in done.stderr
-        out = subprocess.run([str(BIN / "qlog"), done.stdout.strip()], env=env,
-                             capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            [str(BIN / "qlog"), done.stdout.strip()],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
         assert out.endswith("1 seconds\ndone\n")
     finally:
         subprocess.run([str(BIN / "hyper"), "hosts", "delete-host", "--yes"], env=env, timeout=30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -21,11 +20,11 @@ from hyper.errors import EXIT_USAGE, HyperError
 class HyperGroup(TyperGroup):
     """Turns a HyperError from any command below it into one line and an exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except HyperError as error:
-            click.echo(f"hyper: {error}", err=True)
+            typer.echo(f"hyper: {error}", err=True)
             ctx.exit(error.exit_code)
 
 
@@ -41,13 +40,23 @@ app = typer.Typer(
 app.add_typer(hosts.app, name="hosts")
 
 
+def _click_errors() -> Any:
+    import importlib
+
+    try:  # newer Typer releases carry their own copy of click
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
 def main(argv: list[str] | None = None) -> int:
+    errors = _click_errors()
     try:
         code = app(args=argv, prog_name="hyper", standalone_mode=False)
-    except click.exceptions.UsageError as error:
+    except errors.UsageError as error:
         sys.stderr.write(f"hyper: {error.format_message()}\n")
         return EXIT_USAGE
-    except click.exceptions.Abort:
+    except errors.Abort:
         sys.stderr.write("hyper: aborted\n")
         return 130
     return code if isinstance(code, int) else 0

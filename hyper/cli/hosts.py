@@ -16,28 +16,38 @@ from hyper.hosts import HostRequest
 
 app = typer.Typer(help="Hosts: the control planes jobs are submitted to.", no_args_is_help=True)
 
-HostOption = typer.Option(None, "--host", envvar="HYPER_HOST", help="the host (default: the one in use)")
+HostOption = typer.Option(
+    None, "--host", envvar="HYPER_HOST", help="the host (default: the one in use)"
+)
 
 
 def _target(name: str | None, host: str | None) -> str:
     return hosts.default_host_name(name or host)
 
 
-def ask_host_request(defaults: HostRequest, *, input: Any = None, output: Any = None) -> HostRequest:
+def ask_host_request(
+    defaults: HostRequest, *, input: Any = None, output: Any = None
+) -> HostRequest:
     """The create-host walkthrough: the same questions as the flags, in their order."""
     import questionary
 
     io = {"input": input, "output": output} if input is not None else {}
-    name = answer(questionary.text(
-        "Host name:",
-        default=defaults.name,
-        validate=lambda text: bool(config.HOST_NAME_PATTERN.match(text))
-        or "letters, digits, '.', '_' or '-' (at most 63)",
-        **io,
-    ))
-    provider = answer(questionary.select(
-        "Provider:", choices=list(hosts.PROVIDERS), default=defaults.provider, **io
-    ))
+    name = answer(
+        questionary.text(
+            "Host name:",
+            default=defaults.name,
+            validate=lambda text: (
+                bool(config.HOST_NAME_PATTERN.match(text))
+                or "letters, digits, '.', '_' or '-' (at most 63)"
+            ),
+            **io,
+        )
+    )
+    provider = answer(
+        questionary.select(
+            "Provider:", choices=list(hosts.PROVIDERS), default=defaults.provider, **io
+        )
+    )
     return HostRequest(name=name, provider=provider, bind=defaults.bind, port=defaults.port)
 
 
@@ -54,7 +64,9 @@ def create_host(
     request = HostRequest(
         name=name or config.DEFAULT_LOCAL_HOST, provider=provider or "local", bind=bind, port=port
     )
-    missing = [flag for flag, value in (("--name", name), ("--provider", provider)) if value is None]
+    missing = [
+        flag for flag, value in (("--name", name), ("--provider", provider)) if value is None
+    ]
     if missing and not yes:
         if interactive():
             request = ask_host_request(request)
@@ -84,10 +96,12 @@ def list_hosts(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("", "NAME", "PROVIDER", "URL", "STATE", *(["API KEY"] if show_key else []), box=None)
+    table = Table(
+        "", "NAME", "PROVIDER", "URL", "STATE", *(["API KEY"] if show_key else []), box=None
+    )
     for row in rows:
-        table.add_row("*" if row["in_use"] else "", row["name"], row["provider"], row["url"] or "-",
-                      row["state"], *([row["api_key"]] if show_key else []))
+        keys = ["name", "provider", "url", "state", *(["api_key"] if show_key else [])]
+        table.add_row("*" if row["in_use"] else "", *(str(row[k] or "-") for k in keys))
     Console().print(table)
 
 
@@ -141,10 +155,12 @@ def delete_host(
             refuse_missing(["--yes (or --keep-data)"])
         import questionary
 
-        if not answer(questionary.confirm(
-            f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
-            default=False,
-        )):
+        if not answer(
+            questionary.confirm(
+                f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
+                default=False,
+            )
+        ):
             raise typer.Exit(1)
     hosts.delete_host(target.name, keep_data=keep_data)
     typer.echo(f"deleted host {target.name!r}", err=True)
@@ -155,10 +171,16 @@ def import_deployment(
     name: str = typer.Option(..., "--name", help="name to save the host under"),
     url: str = typer.Option(..., "--url", help="the host's API URL"),
     api_key_file: str = typer.Option(
-        None, "--api-key-file", help="file holding the API key, - for stdin (keeps it off the command line)"
+        None,
+        "--api-key-file",
+        help="file holding the API key, - for stdin (keeps it off the command line)",
     ),
-    api_key: str = typer.Option(None, "--api-key", envvar="HYPER_IMPORT_API_KEY", help="the API key"),
-    provider: str = typer.Option("remote", "--provider", help="what runs the host: local, aws or remote"),
+    api_key: str = typer.Option(
+        None, "--api-key", envvar="HYPER_IMPORT_API_KEY", help="the API key"
+    ),
+    provider: str = typer.Option(
+        "remote", "--provider", help="what runs the host: local, aws or remote"
+    ),
 ) -> None:
     """Save the credentials of a host deployed elsewhere."""
     if api_key_file is not None:
@@ -216,7 +238,9 @@ def host_status(
         from hyper.client import HostClient
 
         try:
-            with HostClient(target.url, target.api_key, host_name=target.name, retries=0, timeout=5) as client:
+            with HostClient(
+                target.url, target.api_key, host_name=target.name, retries=0, timeout=5
+            ) as client:
                 info["health"] = client.call("GET", "/health")
         except HyperError as error:
             info["error"] = str(error)

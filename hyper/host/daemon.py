@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--detach", action="store_true",
-                        help="go to the background once the lock is held")
+    parser.add_argument(
+        "--detach", action="store_true", help="go to the background once the lock is held"
+    )
     args = parser.parse_args(argv)
     data_dir: Path = args.data_dir.resolve()
 
@@ -86,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     reach = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
     settings.url = f"http://{'[' + reach + ']' if ':' in reach else reach}:{port}"
     if not _is_loopback(args.bind):
-        log.warning("serving on %s without TLS: the API key crosses the network in clear", args.bind)
+        log.warning(
+            "serving on %s without TLS: the API key crosses the network in clear", args.bind
+        )
 
     store = SQLiteStore(settings.database)
     launcher = LocalLauncher(settings)

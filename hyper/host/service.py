@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -35,10 +36,8 @@ class Pulse:
 
     async def wait(self, timeout: float) -> None:
         event = self._event
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
 
 
 class HostService:
@@ -104,8 +103,10 @@ class HostService:
             raise UsageError("say which jobs to cancel: job ids, a job name or a queue")
         missing = self.store.missing_ids(ids)
         if missing:
-            raise UsageError(f"unknown job id{'s' if len(missing) > 1 else ''}: "
-                             + " ".join(map(str, missing[:20])))
+            raise UsageError(
+                f"unknown job id{'s' if len(missing) > 1 else ''}: "
+                + " ".join(map(str, missing[:20]))
+            )
         if queue is not None:
             resources.require(self.store, ResourceKind.QUEUE, queue)
         result = self.store.cancel(JobFilter(queue=queue, name=name, ids=tuple(ids)), time.time())
@@ -147,8 +148,14 @@ class HostService:
             job.env = {**spec.environment, **job.env}
         return jobs
 
-    def _append_output(self, job_id: int, attempt: int, output: list[OutputChunk],
-                       metrics: dict[str, float] | None, now: float) -> None:
+    def _append_output(
+        self,
+        job_id: int,
+        attempt: int,
+        output: list[OutputChunk],
+        metrics: dict[str, float] | None,
+        now: float,
+    ) -> None:
         entries = [(chunk.kind, chunk.text) for chunk in output]
         if metrics:
             entries.append((LogKind.METRICS, json.dumps(metrics, sort_keys=True)))
@@ -194,5 +201,9 @@ class HostService:
     def health(self) -> dict[str, Any]:
         from hyper import __version__
 
-        return {"status": "ok", "host": self.settings.name, "version": __version__,
-                "pid": os.getpid()}
+        return {
+            "status": "ok",
+            "host": self.settings.name,
+            "version": __version__,
+            "pid": os.getpid(),
+        }

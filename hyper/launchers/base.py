@@ -52,5 +52,5 @@ class Launcher(ABC):
         """True or False when the launcher can tell, None when only silence can."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most launchers hold nothing to let go of
         """Forget started workers (they keep running and report in on their own)."""

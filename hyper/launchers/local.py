@@ -25,15 +25,25 @@ class LocalLauncher(Launcher):
         env = dict(os.environ)
         env["HYPER_API_KEY"] = self.settings.api_key  # never on the command line
         command = [
-            sys.executable, "-m", "hyper.worker",
-            "--url", self.settings.url,
-            "--worker-id", worker_id,
-            "--queue", request.queue,
-            "--definition", request.definition.name,
-            "--workdir", str(folder),
-            "--idle-seconds", str(self.settings.worker_idle_seconds),
-            "--heartbeat-seconds", str(self.settings.heartbeat_seconds),
-            "--patience-seconds", str(self.settings.worker_patience_seconds),
+            sys.executable,
+            "-m",
+            "hyper.worker",
+            "--url",
+            self.settings.url,
+            "--worker-id",
+            worker_id,
+            "--queue",
+            request.queue,
+            "--definition",
+            request.definition.name,
+            "--workdir",
+            str(folder),
+            "--idle-seconds",
+            str(self.settings.worker_idle_seconds),
+            "--heartbeat-seconds",
+            str(self.settings.heartbeat_seconds),
+            "--patience-seconds",
+            str(self.settings.worker_patience_seconds),
         ]
         if request.definition.timeout_minutes:
             command += ["--lifetime-seconds", str(request.definition.timeout_minutes * 60)]

@@ -284,27 +284,23 @@ class SQLiteStore:
                 " ORDER BY id LIMIT ?",
                 (JobStatus.WAITING.value, queue, definition, limit),
             ).fetchall()
-            ids = [row["id"] for row in rows]
-            for job_id in ids:
-                db.execute(
+            claimed = []
+            for row in rows:
+                job = db.execute(
                     "UPDATE jobs SET status = ?, worker_id = ?, attempt = attempt + 1,"
-                    " lease_until = ?, started = ?, exit_code = NULL WHERE id = ?",
-                    (JobStatus.RUNNING.value, worker_id, now + lease, now, job_id),
-                )
-                attempt = db.execute("SELECT attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()[
-                    0
-                ]
+                    " lease_until = ?, started = ?, exit_code = NULL WHERE id = ?"
+                    f" RETURNING {JOB_COLUMNS}, script",
+                    (JobStatus.RUNNING.value, worker_id, now + lease, now, row["id"]),
+                ).fetchone()
                 db.execute(
-                    "INSERT INTO attempts (job_id, attempt, worker_id, started) VALUES (?, ?, ?, ?)",
-                    (job_id, attempt, worker_id, now),
+                    "INSERT INTO attempts (job_id, attempt, worker_id, started)"
+                    " VALUES (?, ?, ?, ?)",
+                    (job["id"], job["attempt"], worker_id, now),
                 )
-                self._event(db, job_id, attempt, f"attempt {attempt} started on {worker_id}", now)
+                started = f"attempt {job['attempt']} started on {worker_id}"
+                self._event(db, job["id"], job["attempt"], started, now)
+                claimed.append(job)
             self._touch(db, worker_id, now)
-            claimed = db.execute(
-                f"SELECT {JOB_COLUMNS}, script FROM jobs WHERE id IN ({','.join('?' * len(ids))})"
-                " ORDER BY id",
-                ids,
-            ).fetchall()
         return [_job(row, row["script"]) for row in claimed]
 
     def _held(
@@ -324,7 +320,9 @@ class SQLiteStore:
             raise Conflict(f"worker {worker_id} no longer holds attempt {attempt} of job {job_id}")
         return row
 
-    def heartbeat(self, worker_id: str, job_id: int, attempt: int, lease: float, now: float) -> bool:
+    def heartbeat(
+        self, worker_id: str, job_id: int, attempt: int, lease: float, now: float
+    ) -> bool:
         with self._write() as db:
             row = self._held(db, worker_id, job_id, attempt)
             db.execute("UPDATE jobs SET lease_until = ? WHERE id = ?", (now + lease, job_id))
@@ -424,7 +422,9 @@ class SQLiteStore:
 
     # logs ------------------------------------------------------------------------
 
-    def _event(self, db: sqlite3.Connection, job_id: int, attempt: int, text: str, now: float) -> None:
+    def _event(
+        self, db: sqlite3.Connection, job_id: int, attempt: int, text: str, now: float
+    ) -> None:
         db.execute(
             "INSERT INTO job_log (job_id, attempt, kind, time, text) VALUES (?, ?, ?, ?, ?)",
             (job_id, attempt, LogKind.SYSTEM.value, now, text),

@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--heartbeat-seconds", type=float, default=0.5)
     parser.add_argument("--lifetime-seconds", type=float, default=None)
-    parser.add_argument("--patience-seconds", type=float, default=120.0,
-                        help="how long to keep trying while the host does not answer")
+    parser.add_argument(
+        "--patience-seconds",
+        type=float,
+        default=120.0,
+        help="how long to keep trying while the host does not answer",
+    )
     args = parser.parse_args(argv)
     key = os.environ.get("HYPER_API_KEY")
     if not args.url or not key:

@@ -249,9 +249,9 @@ class WorkerAgent:
                 last_metrics = time.monotonic()
             body: dict[str, Any] = {"attempt": attempt, "output": pump.drain(), "metrics": metrics}
             try:
-                cancel = self._patiently(self.client.progress, self.options.worker_id, job_id, body)[
-                    "cancel"
-                ]
+                cancel = self._patiently(
+                    self.client.progress, self.options.worker_id, job_id, body
+                )["cancel"]
             except Conflict:
                 cancel, lost = True, True  # the lease is gone: the job is someone else's now
             except (HostUnreachable, HostFailure):

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install hyper from this checkout into a virtual environment (./.venv, or $HYPER_VENV).
+#
+#   ./install.sh           the hyper, qsub, qstat, qlog and qdel commands
+#   ./install.sh --test    the same, editable, with what the tests and checks need
+#
+# Needs python3 (3.10 or newer) with venv; everything else comes from the package index.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+venv=${HYPER_VENV:-.venv}
+mode=${1:-}
+case "$mode" in
+  ""|--test) ;;
+  *) echo "install.sh: unknown option $mode (use --test or nothing)" >&2; exit 2 ;;
+esac
+
+python3 - <<'PY' || { echo "install.sh: hyper needs Python 3.10 or newer" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 10) else 1)
+PY
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || {
+    echo "install.sh: python3 -m venv failed; on Debian/Ubuntu: apt-get install python3-venv" >&2
+    exit 1
+  }
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
+if [ "$mode" = "--test" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+else
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check .
+fi
+echo "hyper installed in $(cd "$venv" && pwd); put $(cd "$venv" && pwd)/bin on your PATH" >&2
