@@ -12,10 +12,13 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from hyper.host.settings import HostSettings
-from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
+from hyper.models import DefinitionSpec, ResourceKind
+from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE, create
+from hyper.store.sqlite import SQLiteStore
 
 Q = SAMPLE_QUEUE
 D = SAMPLE_DEFINITION
+DEF_ENV = {"A": "def", "B": "def"}
 STATUSES = ["Waiting", "Running", "Successful", "Failed", "Cancelled"]
 
 
@@ -73,12 +76,11 @@ def every_request(app: Any) -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize(
-    "headers", [{}, {"x-api-key": "wrong"}, {"x-api-key": ""}, {"x-api-key": "test-key "}],
+    "headers",
+    [{}, {"x-api-key": "wrong"}, {"x-api-key": ""}, {"x-api-key": "test-key "}],
     ids=["missing", "wrong", "empty", "padded"],
 )
-def test_every_route_refuses_without_the_key(
-    api: TestClient, headers: dict[str, str]
-) -> None:
+def test_every_route_refuses_without_the_key(api: TestClient, headers: dict[str, str]) -> None:
     (job_id,) = submit(api)
     requests = every_request(api.app)
     served = {(method, path) for method, _, path in requests}
@@ -114,6 +116,17 @@ def test_every_route_refuses_without_the_key(
     # nothing those requests asked for happened
     assert job(api, job_id)["status"] == "Waiting"
     assert api.get("/jobs/counts").json()["Total"] == 1
+
+
+def test_malformed_body_without_key_is_401(api: TestClient) -> None:
+    anonymous = TestClient(api.app)
+    try:
+        response = anonymous.post(
+            "/jobs", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    finally:
+        anonymous.close()
+    assert response.status_code == 401, response.text
 
 
 def test_openapi_served_with_key(api: TestClient) -> None:
@@ -213,7 +226,12 @@ def test_counts(api: TestClient) -> None:
     assert running["id"] == ids[1]
     counts = api.get("/jobs/counts").json()
     assert counts == {
-        "Total": 4, "Waiting": 2, "Running": 1, "Successful": 0, "Failed": 0, "Cancelled": 1,
+        "Total": 4,
+        "Waiting": 2,
+        "Running": 1,
+        "Successful": 0,
+        "Failed": 0,
+        "Cancelled": 1,
     }
     assert api.get("/jobs/counts", params={"queue": "other"}).json()["Total"] == 0
 
@@ -345,9 +363,16 @@ def test_worker_flow(api: TestClient) -> None:
 
     # another worker cannot end it, nor report its attempt
     stranger = api.post(
-        f"/workers/W2/jobs/{job_id}/complete", json={"attempt": 1, "exit_code": 0}
+        f"/workers/W2/jobs/{job_id}/complete",
+        json={"attempt": 1, "exit_code": 0, "output": [{"kind": "STDOUT", "text": "stray"}]},
     )
     assert stranger.status_code == 409
+    assert "W2" in stranger.json()["detail"]
+    stray_progress = api.post(
+        f"/workers/W2/jobs/{job_id}/progress",
+        json={"attempt": 1, "output": [{"kind": "STDOUT", "text": "stray"}]},
+    )
+    assert stray_progress.status_code == 409
     wrong_attempt = api.post(
         f"/workers/W/jobs/{job_id}/complete", json={"attempt": 2, "exit_code": 0}
     )
@@ -377,6 +402,7 @@ def test_worker_flow(api: TestClient) -> None:
     assert page["next"] == entries[-1]["seq"]
     kinds = [e["kind"] for e in entries]
     assert {"STDOUT", "STDERR", "SYSTEM", "METRICS"} <= set(kinds)
+    # the strangers' output was refused with their reports
     assert [e["text"] for e in entries if e["kind"] == "STDOUT"] == ["hello\n"]
     assert [e["text"] for e in entries if e["kind"] == "STDERR"] == ["terminated\n"]
     system = [e["text"] for e in entries if e["kind"] == "SYSTEM"]
@@ -446,10 +472,23 @@ def test_claim_long_poll_wakes_on_submit(api: TestClient) -> None:
     assert result["elapsed"] < 5
 
 
-def test_claim_unknown_definition_is_400(api: TestClient) -> None:
+def test_claim_merges_definition_environment(api: TestClient, store: SQLiteStore) -> None:
+    create(store, ResourceKind.DEFINITION, DefinitionSpec(name="d-env", environment=DEF_ENV))
     response = api.post(
-        "/workers/W/claim", json={"queue": Q, "definition": "nope", "wait": 0}
+        "/jobs",
+        json={"jobs": [submission(definition="d-env", env={"B": "job", "C": "job"})]},
     )
+    assert response.status_code == 200, response.text
+    claimed = api.post("/workers/W/claim", json={"queue": Q, "definition": "d-env"})
+    (got,) = claimed.json()["jobs"]
+    # the job's own variables win over the definition's
+    assert got["env"] == {"A": "def", "B": "job", "C": "job"}
+    # the stored job keeps only its own
+    assert job(api, got["id"])["env"] == {"B": "job", "C": "job"}
+
+
+def test_claim_unknown_definition_is_400(api: TestClient) -> None:
+    response = api.post("/workers/W/claim", json={"queue": Q, "definition": "nope", "wait": 0})
     assert response.status_code == 400
     assert D in response.json()["detail"]
 

@@ -112,8 +112,13 @@ def test_submit_is_visible_to_another_handle(open_store: Callable[[], Store]) ->
 def test_get_job_fields_with_and_without_script(any_store: Store) -> None:
     now = time.time()
     job_id = submit_one(
-        any_store, now, name="n1", script="echo one\n", retries=2,
-        env={"A": "1"}, submit_dir="/tmp/x",
+        any_store,
+        now,
+        name="n1",
+        script="echo one\n",
+        retries=2,
+        env={"A": "1"},
+        submit_dir="/tmp/x",
     )
     found = any_store.get_job(job_id)
     assert found is not None
@@ -255,9 +260,7 @@ def test_claim_sets_running_attempt_lease(any_store: Store) -> None:
 
 def test_claim_respects_queue_and_definition(any_store: Store) -> None:
     now = time.time()
-    other_q, other_d, right = any_store.submit(
-        [job(queue="q2"), job(definition="d2"), job()], now
-    )
+    other_q, other_d, right = any_store.submit([job(queue="q2"), job(definition="d2"), job()], now)
     assert any_store.claim("w", "q3", D, 10, LEASE, now) == []
     assert [j.id for j in any_store.claim("w", Q, D, 10, LEASE, now)] == [right]
     assert [j.id for j in any_store.claim("w", "q2", D, 10, LEASE, now)] == [other_q]
@@ -277,7 +280,11 @@ def test_claim_orders_by_id_and_respects_limit(any_store: Store) -> None:
     assert any_store.claim("w4", Q, D, 2, LEASE, now) == []
     held = {j.id: j.worker_id for j in any_store.list_jobs(JobFilter(), limit=10)}
     assert held == {
-        ids[0]: "w1", ids[1]: "w1", ids[2]: "w2", ids[3]: "w2", ids[4]: "w3",
+        ids[0]: "w1",
+        ids[1]: "w1",
+        ids[2]: "w2",
+        ids[3]: "w2",
+        ids[4]: "w3",
     }
 
 
@@ -302,9 +309,7 @@ def test_concurrent_claims_never_share_a_job(open_store: Callable[[], Store]) ->
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [
-        threading.Thread(target=worker, args=(f"w{i}", h)) for i, h in enumerate(handles)
-    ]
+    threads = [threading.Thread(target=worker, args=(f"w{i}", h)) for i, h in enumerate(handles)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -613,9 +618,7 @@ def test_append_and_read_log(any_store: Store) -> None:
     now = time.time()
     job_id, other = any_store.submit([job(), job()], now)
     claim_one(any_store, "w", now)
-    any_store.append_log(
-        job_id, 1, [(LogKind.STDOUT, "out 1"), (LogKind.STDERR, "err 1")], now + 1
-    )
+    any_store.append_log(job_id, 1, [(LogKind.STDOUT, "out 1"), (LogKind.STDERR, "err 1")], now + 1)
     any_store.append_log(job_id, 1, [], now + 1)  # nothing to add is fine
     any_store.append_log(
         job_id, 1, [(LogKind.STDOUT, "out 2"), (LogKind.METRICS, '{"cpu": 1.0}')], now + 2
@@ -687,8 +690,15 @@ def test_system_events_for_retry_cancel_and_loss(any_store: Store) -> None:
 
 def worker_record(worker_id: str, now: float) -> WorkerRecord:
     return WorkerRecord(
-        id=worker_id, queue=Q, definition=D, region="local", launcher="local",
-        pid=1234, state="STARTING", started=now, last_seen=now,
+        id=worker_id,
+        queue=Q,
+        definition=D,
+        region="local",
+        launcher="local",
+        pid=1234,
+        state="STARTING",
+        started=now,
+        last_seen=now,
     )
 
 
@@ -730,7 +740,10 @@ def test_resources(any_store: Store) -> None:
     assert any_store.list_resources("queues") == []
     created = any_store.put_resource("queues", "qb", {"x": 1}, "CREATING", "creating", now)
     assert (created.kind, created.name, created.spec, created.status) == (
-        "queues", "qb", {"x": 1}, "CREATING",
+        "queues",
+        "qb",
+        {"x": 1},
+        "CREATING",
     )
     assert created.log == ["creating"]
     assert created.created == pytest.approx(now)

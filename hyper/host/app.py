@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from hyper import __version__
@@ -88,10 +88,7 @@ def create_app(
                 launcher.close()
 
     async def authenticated(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if x_api_key is None or not hmac.compare_digest(
-            x_api_key.encode(), settings.api_key.encode()
-        ):
-            raise HTTPException(status_code=401, detail="missing or wrong x-api-key")
+        """Documents the header in the schema; ApiKeyMiddleware has already checked it."""
 
     app = FastAPI(
         title="hyper host",
@@ -103,6 +100,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
 
     @app.exception_handler(HyperError)
     async def _hyper_error(request: Request, error: HyperError) -> JSONResponse:
@@ -203,6 +201,23 @@ def create_app(
         return service.get_resource(kind, name)
 
     return app
+
+
+class ApiKeyMiddleware:
+    """Refuses any request without the right key before anything reads its body."""
+
+    def __init__(self, app: Any, api_key: str) -> None:
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, self.key):
+                response = JSONResponse({"detail": "missing or wrong x-api-key"}, status_code=401)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _filter(queue: str | None, name: str | None, status: list[str] | None) -> JobFilter:
