@@ -87,6 +87,10 @@ def read_script(file: str | None) -> tuple[str, str]:
         raise UsageError(
             f"{file if file != '-' else 'stdin'} is not a text script (it has NUL bytes)"
         )
+    if "\r\n" in text:
+        # a script saved on Windows would fail in bash at its first line ending
+        text = text.replace("\r\n", "\n")
+        sys.stderr.write("qsub: the script's DOS line endings (CRLF) were converted to LF\n")
     return text, name
 
 

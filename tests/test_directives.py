@@ -134,3 +134,9 @@ def test_binary_script_is_refused(tmp_path: Path) -> None:
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         build_job(build_parser().parse_args(["-q", "q", "-d", "d", str(tmp_path / "nope.sh")]))
+
+
+def test_dos_line_endings_are_converted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = build_job(_args(tmp_path, "#HYPER -q q\r\n#HYPER -d d\r\necho hi\r\n"))
+    assert job["script"] == "#HYPER -q q\n#HYPER -d d\necho hi\n"
+    assert "converted to LF" in capsys.readouterr().err

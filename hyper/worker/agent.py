@@ -39,7 +39,7 @@ class WorkerOptions:
     idle_seconds: float = 10.0
     heartbeat_seconds: float = 0.5
     lifetime_seconds: float | None = None
-    patience_seconds: float = 120.0  # how long to keep trying while the host is down
+    patience_seconds: float = 120.0  # how long a running job's reports wait for a host that is down
 
 
 class OutputPump:
@@ -163,15 +163,14 @@ class WorkerAgent:
                 idle_left = options.idle_seconds - (now - idle_since)
                 if idle_left <= 0:
                     break
-                jobs = self._patiently(
-                    lambda wait: self.client.claim(
-                        options.worker_id,
-                        queue=options.queue,
-                        definition=options.definition,
-                        limit=1,
-                        wait=wait,
-                    ),
-                    round(min(idle_left, 10.0), 3),
+                # an idle worker holds nothing: when the host is gone it just leaves,
+                # and the scheduler starts new workers once the host is back
+                jobs = self.client.claim(
+                    options.worker_id,
+                    queue=options.queue,
+                    definition=options.definition,
+                    limit=1,
+                    wait=round(min(idle_left, 10.0), 3),
                 )
                 for job in jobs:
                     self.run_job(job)
