@@ -262,9 +262,10 @@ class HostClient:
     def list_jobs(self, **filters: Any) -> dict[str, Any]:
         return dict(self.call("GET", "/jobs", query=filters))
 
-    def iter_jobs(self, *, limit: int | None = None, **filters: Any) -> Iterable[dict[str, Any]]:
-        """Every matching job, page by page, up to `limit` (None: all)."""
-        after = None
+    def iter_jobs(
+        self, *, limit: int | None = None, after: int | None = None, **filters: Any
+    ) -> Iterable[dict[str, Any]]:
+        """Every matching job after id `after`, page by page, up to `limit` (None: all)."""
         seen = 0
         while True:
             page_size = 1000 if limit is None else min(1000, limit - seen)
@@ -281,8 +282,11 @@ class HostClient:
     def count_jobs(self, **filters: Any) -> dict[str, int]:
         return dict(self.call("GET", "/jobs/counts", query=filters))
 
-    def cancel(self, *, ids: list[int], name: str | None, queue: str | None) -> dict[str, Any]:
-        return dict(self.call("POST", "/jobs/cancel", {"ids": ids, "name": name, "queue": queue}))
+    def change(self, action: str, selection: dict[str, Any]) -> dict[str, Any]:
+        """Cancel, hold or release the selected jobs, in one request however many."""
+        if action not in ("cancel", "hold", "release"):
+            raise ValueError(f"unknown action {action!r}")
+        return dict(self.call("POST", f"/jobs/{action}", selection))
 
     def read_log(
         self, job_id: int, *, kinds: list[str], after: int = 0, wait: float | None = None

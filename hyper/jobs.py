@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 
 class JobStatus(str, enum.Enum):
-    WAITING = "Waiting"
+    WAITING = "Waiting"  # ready to run
+    BLOCKED = "Blocked"  # waiting for its dependencies
+    HELD = "Held"  # not to start until released
     RUNNING = "Running"
     SUCCESSFUL = "Successful"
     FAILED = "Failed"
@@ -32,6 +34,7 @@ class JobStatus(str, enum.Enum):
 
 
 FINISHED = frozenset({JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED})
+NOT_STARTED = frozenset({JobStatus.WAITING, JobStatus.BLOCKED, JobStatus.HELD})
 ALL_STATUSES = tuple(JobStatus)
 
 
@@ -67,6 +70,8 @@ def outcome_of_attempt(
     ended = f"exited with code {exit_code}" if exit_code is not None else (reason or "was lost")
     if cancel_requested:
         return Outcome(JobStatus.CANCELLED, retries_left, f"attempt {attempt} {ended}; cancelled")
+    if exit_code is not None and reason:  # e.g. stopped at its time limit
+        ended = f"{ended} ({reason})"
     if exit_code == 0:
         return Outcome(JobStatus.SUCCESSFUL, retries_left, f"attempt {attempt} {ended}; successful")
     if retries_left > 0:
@@ -75,3 +80,41 @@ def outcome_of_attempt(
             JobStatus.WAITING, left, f"attempt {attempt} {ended}; retrying ({left} retries left)"
         )
     return Outcome(JobStatus.FAILED, 0, f"attempt {attempt} {ended}; failed")
+
+
+class Verdict(str, enum.Enum):
+    MET = "met"
+    NEVER = "never"
+    PENDING = "pending"
+
+
+def judge_dependency(kind: str, *, ok: int, bad: int, size: int) -> Verdict:
+    """Whether a dependency of `kind` on a job (size 1) or array (size N) is met, can
+    never be met, or is still pending, from how many of its tasks ended well or not.
+
+    afterok: all succeeded. afternotok: all ended and at least one did not succeed.
+    afterany: all ended. aftercorr is judged per task, as afterok on the one task.
+    """
+    done = ok + bad >= size
+    if kind in ("afterok", "aftercorr"):
+        return Verdict.NEVER if bad else Verdict.MET if done else Verdict.PENDING
+    if kind == "afternotok":
+        if not done:
+            return Verdict.PENDING
+        return Verdict.MET if bad else Verdict.NEVER
+    if kind == "afterany":
+        return Verdict.MET if done else Verdict.PENDING
+    raise ValueError(f"unknown dependency type {kind!r}")
+
+
+def wait_exit_code(counts: dict[str, int], highest_failed_code: int | None) -> int:
+    """What `qsub --wait` exits with for a job or a whole array (as Slurm's --wait):
+    0 when all succeeded, else the highest exit code of a failed task (1 when it had
+    none), else the fixed code for cancelled."""
+    from hyper.errors import EXIT_CANCELLED
+
+    if counts.get(JobStatus.FAILED.value):
+        return highest_failed_code if highest_failed_code and highest_failed_code > 0 else 1
+    if counts.get(JobStatus.CANCELLED.value):
+        return EXIT_CANCELLED
+    return 0

@@ -1,14 +1,20 @@
-"""Reading ``#HYPER`` directives from a job script.
+"""Reading job options from a script's directive lines.
 
 As Slurm reads ``#SBATCH``: only the leading block of comments (after an
-optional shebang) counts, and the first command ends it. Lines may end in
-CRLF or trailing spaces. Values follow shell quoting.
+optional shebang) counts, and the first command ends it. Lines may end in CRLF
+or trailing spaces; values follow shell quoting.
+
+``#HYPER`` lines take qsub's own options. ``#SBATCH``, ``#PBS`` and ``#BSUB``
+lines are translated (see ``qtools.foreign``). On a conflict the command line
+wins over ``#HYPER``, which wins over the others.
 """
 
 from __future__ import annotations
 
+import argparse
 import shlex
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, NoReturn
 
 from hyper.errors import UsageError
 
@@ -17,33 +23,34 @@ PREFIX = "#HYPER"
 
 @dataclass(frozen=True)
 class JobOptions:
-    """What a script (or the command line) says about a job; None = not said."""
+    """What a script or the command line says about a job; None (or empty) = not said."""
 
     name: str | None = None
     queue: str | None = None
     retries: int | None = None
     definition: str | None = None
+    array: str | None = None
+    depends: tuple[str, ...] = ()
+    time_limit: str | None = None
+    env: tuple[str, ...] = ()  # NAME=VALUE, or NAME alone for the submitting shell's value
+    export_all: bool | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    join: bool | None = None
+    hold: bool | None = None
+    priority: int | None = None
 
     def merged_over(self, base: JobOptions) -> JobOptions:
-        """These options, falling back to `base` for anything not said here."""
-        given = {
-            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
-        }
+        """These options, falling back to `base` for anything not said here. Lists add up,
+        this side last, so its variables win."""
+        given: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                given[f.name] = (*getattr(base, f.name), *value)
+            elif value is not None:
+                given[f.name] = value
         return replace(base, **given)
-
-
-# option spellings -> field
-OPTIONS = {
-    "-n": "name",
-    "--name": "name",
-    "--job-name": "name",
-    "-q": "queue",
-    "--queue": "queue",
-    "-r": "retries",
-    "--retries": "retries",
-    "-d": "definition",
-    "--definition": "definition",
-}
 
 
 def parse_retries(text: str, where: str) -> int:
@@ -54,6 +61,125 @@ def parse_retries(text: str, where: str) -> int:
     if value < 0 or value > 100:
         raise UsageError(f"{where}: retries must be a whole number from 0 to 100, not {text!r}")
     return value
+
+
+def parse_priority(text: str, where: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{where}: priority must be a whole number, not {text!r}") from None
+    if not -10_000 <= value <= 10_000:
+        raise UsageError(f"{where}: priority must be between -10000 and 10000")
+    return value
+
+
+def add_job_options(parser: argparse.ArgumentParser, *, directive: bool = False) -> None:
+    """The options a job can be given, shared by qsub's command line and #HYPER lines."""
+    name_flags = ["-n", "--name", "--job-name"] if directive else ["-j", "--job-name", "--name"]
+    add = parser.add_argument
+    add(*name_flags, dest="name", metavar="NAME", help="job name (default: the script's name)")
+    add("-q", "--queue", metavar="QUEUE", help="queue to submit to")
+    add("-r", "--retries", metavar="N", help="retries after a failed first attempt (default 0)")
+    add("-d", "--definition", metavar="DEFINITION", help="job definition")
+    add(
+        "-a",
+        "--array",
+        metavar="SPEC|FILE",
+        help="array: 1-100, 0-100:5, 1,3,5-9, with %%CAP for at most CAP tasks at once;"
+        " or a file of JSON replacements, one task a line",
+    )
+    add(
+        "-W",
+        "--dependency",
+        dest="depends",
+        action="append",
+        default=[],
+        metavar="DEPEND",
+        help="depend=afterok:ID[:ID...] (also afterany, afternotok, aftercorr; comma-separated)",
+    )
+    add(
+        "-t",
+        "--time-limit",
+        dest="time_limit",
+        metavar="TIME",
+        help="stop the job after this long: MINUTES, MM:SS, HH:MM:SS or D-HH:MM:SS",
+    )
+    add(
+        "-v",
+        "--name-value",
+        dest="env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an environment variable for the job (repeatable)",
+    )
+    add(
+        "-V",
+        "--export-env",
+        dest="export_all",
+        action="store_const",
+        const=True,
+        help="pass the submitting shell's environment to the job",
+    )
+    add(
+        "-o",
+        "--output",
+        dest="stdout",
+        metavar="PATTERN",
+        help="also write stdout to this file (%%j id, %%A array id, %%a index, %%x name, %%u user)",
+    )
+    add(
+        "-e",
+        "--error",
+        dest="stderr",
+        metavar="PATTERN",
+        help="also write stderr to this file (without -e it goes to the -o file)",
+    )
+    add(
+        "--join",
+        action="store_const",
+        const=True,
+        help="write stderr into the stdout file (as PBS's -j oe)",
+    )
+    add(
+        "-h",
+        "--hold",
+        action="store_const",
+        const=True,
+        help="submit held: the job starts only after qrls",
+    )
+    add("--priority", metavar="N", help="higher runs first among waiting jobs of a queue")
+
+
+class _DirectiveParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _directive_parser() -> argparse.ArgumentParser:
+    parser = _DirectiveParser(prog=PREFIX, add_help=False, allow_abbrev=False)
+    add_job_options(parser, directive=True)
+    return parser
+
+
+def options_from(values: argparse.Namespace, where: str) -> JobOptions:
+    """JobOptions from parsed qsub options (the command line or #HYPER lines)."""
+    return JobOptions(
+        name=values.name,
+        queue=values.queue,
+        retries=parse_retries(values.retries, where) if values.retries is not None else None,
+        definition=values.definition,
+        array=values.array,
+        depends=tuple(values.depends),
+        time_limit=values.time_limit,
+        env=tuple(values.env),
+        export_all=values.export_all,
+        stdout=values.stdout,
+        stderr=values.stderr,
+        join=values.join,
+        hold=values.hold,
+        priority=parse_priority(values.priority, where) if values.priority is not None else None,
+    )
 
 
 def leading_block(text: str) -> list[tuple[int, str]]:
@@ -69,34 +195,41 @@ def leading_block(text: str) -> list[tuple[int, str]]:
     return block
 
 
+def directive_words(line: str, prefix: str, number: int) -> list[str] | None:
+    """The shell words of a directive line with this prefix, or None when it is not one."""
+    if not line.startswith(prefix):
+        return None
+    rest = line[len(prefix) :]
+    if rest and not rest[0].isspace():
+        return None
+    try:
+        return shlex.split(rest, comments=False)
+    except ValueError as exc:
+        raise UsageError(f"line {number}: cannot read {prefix} directive: {exc}") from None
+
+
 def parse_directives(text: str) -> JobOptions:
-    values: dict[str, object] = {}
+    """The options of the script's #HYPER lines."""
+    parser = _directive_parser()
+    values = parser.parse_args([])
     for number, line in leading_block(text):
-        if not (
-            line.startswith(PREFIX) and (len(line) == len(PREFIX) or line[len(PREFIX)].isspace())
-        ):
+        words = directive_words(line, PREFIX, number)
+        if words is None:
             continue
-        where = f"line {number}"
         try:
-            words = shlex.split(line[len(PREFIX) :], comments=False)
-        except ValueError as exc:
-            raise UsageError(f"{where}: cannot read {PREFIX} directive: {exc}") from None
-        index = 0
-        while index < len(words):
-            word = words[index]
-            option, has_inline, inline = (
-                word.partition("=") if word.startswith("--") else (word, "", "")
-            )
-            field = OPTIONS.get(option)
-            if field is None:
-                raise UsageError(f"{where}: unknown {PREFIX} option {option!r}")
-            if has_inline:
-                value = inline
-            elif index + 1 < len(words):
-                index += 1
-                value = words[index]
-            else:
-                raise UsageError(f"{where}: {PREFIX} {option} needs a value")
-            values[field] = parse_retries(value, where) if field == "retries" else value
-            index += 1
-    return JobOptions(**values)  # type: ignore[arg-type]
+            unknown = parser.parse_known_args(words, namespace=values)[1]
+        except UsageError as error:
+            raise UsageError(f"line {number}: {PREFIX} {error}") from None
+        if unknown:
+            raise UsageError(f"line {number}: unknown {PREFIX} option {unknown[0]!r}")
+        options_from(values, f"line {number}")  # checks numbers where they were written
+    return options_from(values, PREFIX)
+
+
+@dataclass
+class Translation:
+    """Options found in other schedulers' directives, and what hyper could not take."""
+
+    options: JobOptions = field(default_factory=JobOptions)
+    warnings: list[str] = field(default_factory=list)
+    schedulers: list[str] = field(default_factory=list)  # whose directives the script had

@@ -1,60 +1,91 @@
-"""qdel: cancel jobs.
+"""qdel, qhold, qrls: cancel, hold or release jobs.
 
-    qdel ID [ID ...] [-j NAME] [-q QUEUE] [--host NAME]
+    qdel ID [ID ...] [-j NAME] [-q QUEUE] [-f STATUS] [--host NAME]
 
-Ids may come whitespace or newline separated in one argument, so
-``qdel $(qstat -q Q -o)`` works. With -j or -q (and no ids) every unfinished
-job of that name or queue is cancelled. A waiting job never starts; a running
-job's whole process group is stopped. One request, whatever the number of ids.
+An ID is a job (`12`), a whole array (`20`), or some of its tasks (`20[1-5]`,
+`20_3`). Ids may come whitespace or newline separated in one argument, so
+``qdel $(qstat -q Q -o)`` works. With -j, -q or -f (and no ids) every matching
+job is chosen; with ids too, only the ids that match. One request to the host,
+whatever the number of ids.
+
+qdel: a waiting job never starts; a running job's whole process group is
+stopped. qhold: waiting jobs do not start until qrls releases them.
 """
 
 from __future__ import annotations
 
 import sys
 
+from hyper import jobspec
 from hyper.errors import UsageError
 from qtools.common import ArgumentParser, add_host_option, connect, run
 
+VERBS = {
+    "qdel": ("cancel", "Cancel hyper jobs."),
+    "qhold": ("hold", "Hold waiting hyper jobs: they do not start until released."),
+    "qrls": ("release", "Release held hyper jobs."),
+}
+DONE = {"hold": "held", "release": "released"}
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="qdel", description="Cancel hyper jobs.")
-    parser.add_argument("ids", nargs="*", metavar="ID", help="job ids")
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=VERBS[prog][1])
     parser.add_argument(
-        "-i", "--job-id", action="append", default=[], metavar="ID", help="a job id (repeatable)"
+        "ids", nargs="*", metavar="ID", help="job ids: 12, 20 (an array), 20[1-5], 20_3"
     )
-    parser.add_argument(
-        "-j", "--job-name", metavar="NAME", help="every unfinished job of this name"
-    )
-    parser.add_argument("-q", "--queue", help="every unfinished job of this queue (or: only in it)")
+    parser.add_argument("-i", "--job-id", action="append", default=[], metavar="ID",
+                        help="a job id (repeatable)")  # fmt: skip
+    parser.add_argument("-j", "--job-name", metavar="NAME", help="jobs of exactly this name")
+    parser.add_argument("-q", "--queue", help="jobs of this queue")
+    parser.add_argument("-f", "--filter-status", metavar="STATUS", help="jobs in this state")
     add_host_option(parser)
     return parser
 
 
-def parse_ids(words: list[str]) -> list[int]:
-    ids = []
-    for word in words:
-        for token in word.split():
-            if not token.isdigit():
-                raise UsageError(f"not a job id: {token!r}")
-            ids.append(int(token))
+def parse_ids(words: list[str]) -> list[str]:
+    ids = [token for word in words for token in word.split()]
+    for token in ids:
+        jobspec.parse_selector(token)  # refuse bad ids before anything is sent
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def act(prog: str, argv: list[str] | None) -> int:
+    action = VERBS[prog][0]
+    args = build_parser(prog).parse_args(argv)
 
     def body() -> int:
         ids = parse_ids([*args.ids, *args.job_id])
         if not ids and args.job_name is None and args.queue is None:
-            raise UsageError("say which jobs to cancel: job ids, -j NAME or -q QUEUE")
+            raise UsageError("say which jobs: job ids, -j NAME or -q QUEUE")
+        selection = {
+            "ids": ids,
+            "name": args.job_name,
+            "queue": args.queue,
+            "status": args.filter_status,
+        }
         with connect(args.host) as client:
-            result = client.cancel(ids=ids, name=args.job_name, queue=args.queue)
-        for job_id in result["finished"]:
-            if job_id in ids:
-                sys.stderr.write(f"qdel: job {job_id} had already finished\n")
+            result = client.change(action, selection)
+        if action == "cancel":
+            for job_id in result["finished"]:
+                sys.stderr.write(f"{prog}: job {job_id} had already finished\n")
+        else:
+            for job_id in result["unchanged"]:
+                sys.stderr.write(f"{prog}: job {job_id} cannot be {DONE[action]} in its state\n")
         return 0
 
-    return run("qdel", body)
+    return run(prog, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return act("qdel", argv)
+
+
+def hold_main(argv: list[str] | None = None) -> int:
+    return act("qhold", argv)
+
+
+def release_main(argv: list[str] | None = None) -> int:
+    return act("qrls", argv)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """qstat: list jobs and their states, or every field of one job.
 
-    qstat [-q QUEUE] [-j NAME] [-f STATUS] [-o] [--json] [--limit N] [--host NAME]
+    qstat [-q QUEUE] [-j NAME] [-f STATUS] [-a ARRAY] [--expand] [-o] [--json]
+          [--noheader] [--limit N] [--after ID] [--host NAME]
     qstat -i ID [--json]
 
-JSON output (``--json``) is versioned: ``{"version": 1, "jobs": [...], "counts": {...}}``.
+Arrays show as one line each unless --expand (or a status filter, or -a). The
+totals line counts every matching job (array tasks one by one) from the host's
+store, however long the listing. JSON output is versioned:
+``{"version": 1, "jobs": [...], "counts": {...}, "next": ID or null}``.
 """
 
 from __future__ import annotations
@@ -18,15 +22,8 @@ from hyper.jobs import ALL_STATUSES, JobStatus
 from qtools.common import ArgumentParser, add_host_option, connect, run
 
 JSON_VERSION = 1
-COLUMNS = (
-    ("ID", "id"),
-    ("NAME", "name"),
-    ("QUEUE", "queue"),
-    ("STATUS", "status"),
-    ("ATTEMPTS", "attempt"),
-    ("RETRIES LEFT", "retries_left"),
-    ("EXIT", "exit_code"),
-)
+COLUMNS = ("ID", "NAME", "QUEUE", "STATUS", "ATTEMPTS", "RETRIES LEFT", "EXIT", "REASON")
+DEFAULT_LIMIT = 1000
 
 
 def _truthy(text: str) -> bool:
@@ -39,28 +36,21 @@ def _truthy(text: str) -> bool:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="qstat", description="Show hyper jobs.")
-    parser.add_argument("-q", "--queue", help="only this queue (default: all queues)")
-    parser.add_argument("-i", "--job-id", type=int, metavar="ID", help="every field of one job")
-    parser.add_argument("-j", "--job-name", metavar="NAME", help="only jobs with this name")
-    parser.add_argument(
-        "-f",
-        "--filter-status",
-        metavar="STATUS",
-        help="only jobs in this state: " + ", ".join(s.value for s in ALL_STATUSES),
-    )
-    parser.add_argument(
-        "-o",
-        "--only-job-id-out",
-        nargs="?",
-        const="true",
-        default="false",
-        metavar="",
-        help="print job ids only, one a line (for pipes)",
-    )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument(
-        "--limit", type=int, default=1000, help="list at most this many jobs (0: all; default 1000)"
-    )
+    add = parser.add_argument
+    add("-q", "--queue", help="only this queue (default: all queues)")
+    add("-i", "--job-id", type=int, metavar="ID", help="every field of one job or array")
+    add("-j", "--job-name", metavar="NAME", help="only jobs whose name starts with this")
+    add("-f", "--filter-status", metavar="STATUS",
+        help="only jobs in this state: " + ", ".join(s.value for s in ALL_STATUSES))  # fmt: skip
+    add("-a", "--array", type=int, metavar="ARRAY_ID", help="only the tasks of this array")
+    add("--expand", action="store_true", help="list array tasks one by one")
+    add("-o", "--only-job-id-out", nargs="?", const="true", default="false", metavar="",
+        help="print job ids only, one a line (for pipes)")  # fmt: skip
+    add("--json", action="store_true", help="machine-readable output (versioned)")
+    add("--noheader", action="store_true", help="no column titles and no totals line")
+    add("--limit", type=int, default=DEFAULT_LIMIT,
+        help=f"list at most this many jobs (0: all; default {DEFAULT_LIMIT})")  # fmt: skip
+    add("--after", type=int, default=0, metavar="ID", help="continue a listing after this id")
     add_host_option(parser)
     return parser
 
@@ -77,16 +67,36 @@ def print_job(job: dict[str, Any]) -> None:
             value = _when(value)
         elif key == "env":
             value = " ".join(f"{k}={v}" for k, v in value.items()) or "-"
-        elif value is None:
+        elif key == "counts":
+            value = " ".join(f"{k}={v}" for k, v in value.items() if v) or "-"
+        elif value is None or value == {}:
             value = "-"
         sys.stdout.write(f"{key:<17}{value}\n")
 
 
-def print_table(jobs: list[dict[str, Any]]) -> None:
-    titles = [title for title, _ in COLUMNS]
-    rows = [[str("-" if job[key] is None else job[key]) for _, key in COLUMNS] for job in jobs]
+def _row(job: dict[str, Any]) -> list[str]:
+    def text(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    if job.get("kind") == "array":
+        tasks = ", ".join(f"{n} {s}" for s, n in job["counts"].items() if n)
+        job_id = f"{job['id']}[{job['spec']}]" if job["spec"][:1].isdigit() else f"{job['id']}[]"
+        return [job_id, job["name"], job["queue"], job["status"], "-", "-", "-",
+                f"{job['size']} tasks: {tasks}"]  # fmt: skip
+    name = job["name"]
+    job_id = str(job["id"])
+    if job.get("array_id") is not None:
+        job_id = f"{job['array_id']}_{job['array_index']}"
+    reason = (job.get("reason") or "")[:70]
+    return [job_id, name, job["queue"], job["status"], text(job["attempt"]),
+            text(job["retries_left"]), text(job["exit_code"]), reason]  # fmt: skip
+
+
+def print_table(jobs: list[dict[str, Any]], header: bool) -> None:
+    rows = [_row(job) for job in jobs]
+    titles = list(COLUMNS)
     widths = [max(len(cell) for cell in column) for column in zip(titles, *rows, strict=True)]
-    for row in (titles, *rows):
+    for row in ([titles] if header else []) + rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         sys.stdout.write("  ".join(cells).rstrip() + "\n")
 
@@ -106,31 +116,43 @@ def main(argv: list[str] | None = None) -> int:
             if args.job_id is not None:
                 job = client.get_job(args.job_id)
                 if args.json:
-                    sys.stdout.write(
-                        json.dumps({"version": JSON_VERSION, "job": job}, indent=2) + "\n"
-                    )
+                    out = {"version": JSON_VERSION, "job": job}
+                    sys.stdout.write(json.dumps(out, indent=2) + "\n")
                 else:
                     print_job(job)
                 return 0
-            filters = {"queue": args.queue, "name": args.job_name}
-            jobs = list(client.iter_jobs(limit=args.limit or None, status=statuses, **filters))
+            filters = {"queue": args.queue, "name_prefix": args.job_name, "array": args.array}
+            collapse = not (args.expand or statuses or args.array)
+            limit = args.limit or None
+            jobs = list(
+                client.iter_jobs(
+                    limit=None if limit is None else limit + 1,
+                    after=args.after or None,
+                    status=statuses,
+                    collapse=collapse,
+                    **filters,
+                )
+            )
+            more = limit is not None and len(jobs) > limit
+            jobs = jobs[:limit]
+            next_after = jobs[-1]["id"] if more else None
+            if more and not args.json:
+                sys.stderr.write(
+                    f"qstat: showing {len(jobs)}; continue with --after {next_after}\n"
+                )
             if only_ids:
                 sys.stdout.write("".join(f"{job['id']}\n" for job in jobs))
                 return 0
             counts = client.count_jobs(**filters)
             if args.json:
-                out = {"version": JSON_VERSION, "jobs": jobs, "counts": counts}
+                out = {"version": JSON_VERSION, "jobs": jobs, "counts": counts, "next": next_after}
                 sys.stdout.write(json.dumps(out, indent=2) + "\n")
                 return 0
             if jobs:
-                print_table(jobs)
-            shown = sum(counts.get(s, 0) for s in statuses) if statuses else counts["Total"]
-            if args.limit and shown > len(jobs):
-                sys.stderr.write(
-                    f"qstat: showing {len(jobs)} of {shown} jobs; use --limit 0 for all\n"
-                )
-            totals = ["Total"] + [s.value for s in ALL_STATUSES]
-            sys.stdout.write("  ".join(f"{k}: {counts.get(k, 0)}" for k in totals) + "\n")
+                print_table(jobs, header=not args.noheader)
+            if not args.noheader:
+                totals = ["Total"] + [s.value for s in ALL_STATUSES]
+                sys.stdout.write("  ".join(f"{k}: {counts.get(k, 0)}" for k in totals) + "\n")
         return 0
 
     return run("qstat", body)

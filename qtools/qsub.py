@@ -1,59 +1,77 @@
-"""qsub: submit a job script.
+"""qsub: submit a job script, an array of tasks, or a list of work items.
 
-    qsub [-j NAME] [-q QUEUE] [-r RETRIES] [-d DEFINITION] [-c COMMANDS] [-p JSON]
-         [--wait] [--host NAME] FILE|-
+    qsub [options] FILE|-
 
-Options on the command line override ``#HYPER`` directives in the script.
-Only the job id goes to stdout, so ``id=$(qsub job.sh)`` works.
+Options on the command line override ``#HYPER`` lines, which override
+``#SBATCH``/``#PBS``/``#BSUB`` lines. Only the job id goes to stdout, so
+``id=$(qsub job.sh)`` works; everything else goes to stderr.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from hyper.errors import EXIT_CANCELLED, UsageError
+from hyper import jobspec
+from hyper.errors import UsageError
+from hyper.jobs import wait_exit_code
 from qtools.common import ArgumentParser, add_host_option, connect, run
-from qtools.directives import JobOptions, leading_block, parse_directives, parse_retries
+from qtools.directives import (
+    JobOptions,
+    add_job_options,
+    leading_block,
+    options_from,
+    parse_directives,
+)
+from qtools.foreign import translate
 
 WAIT_POLL_SECONDS = 20.0
+SECRET_VARIABLES = ("HYPER_API_KEY",)
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="qsub", description="Submit a job script to a hyper queue.")
+    parser = ArgumentParser(
+        prog="qsub", description="Submit a job script to a hyper queue.", add_help=False
+    )
+    parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("file", nargs="?", metavar="FILE", help="the job script, or - for stdin")
-    parser.add_argument(
-        "-j",
-        "--job-name",
-        "--name",
-        dest="name",
-        metavar="NAME",
-        help="job name (default: the script's file name)",
-    )
-    parser.add_argument("-q", "--queue", metavar="QUEUE", help="queue to submit to")
-    parser.add_argument(
-        "-r",
-        "--retries",
-        metavar="N",
-        help="retries after the first attempt when it fails (default 0)",
-    )
-    parser.add_argument("-d", "--definition", metavar="DEFINITION", help="job definition")
-    parser.add_argument(
+    add_job_options(parser)
+    add = parser.add_argument
+    add(
         "-c",
         "--commands",
         metavar="COMMANDS",
         help="run these commands instead of the script's body (directives kept)",
     )
-    parser.add_argument(
+    add(
         "-p",
         "--params",
         metavar="JSON",
         help='literal text replacements applied to the script first, e.g. \'{"X": "1"}\'',
     )
-    parser.add_argument(
-        "--wait", action="store_true", help="wait for the job to end and exit with its exit code"
+    add(
+        "--workitems",
+        metavar="ITEMS",
+        help="one task per work item: 01-16 (a range) or a,b,c (as given)",
+    )
+    add("--workitem-file", metavar="FILE", help="work items one a line, - for stdin")
+    add("--prefix", default="", help="put before every work item (e.g. Dam001/Period)")
+    add("--padding", type=int, default=3, help="zero-fill numeric work items to this width")
+    add(
+        "--directives",
+        choices=("hyper", "all", "none"),
+        default="all",
+        help="which directive lines to read: #HYPER only, also #SBATCH/#PBS/#BSUB (default), none",
+    )
+    add("--dry-run", action="store_true", help="print what would be submitted; submit nothing")
+    add(
+        "--wait",
+        action="store_true",
+        help="wait for the job (every task of an array) to end; exit with its exit code",
     )
     add_host_option(parser)
     return parser
@@ -117,48 +135,166 @@ def replace_body(text: str, commands: str) -> str:
     return "\n".join([*kept, commands]) + "\n"
 
 
-def build_job(args: object) -> dict[str, object]:
-    file = getattr(args, "file", None)
-    commands = getattr(args, "commands", None)
-    if file is None and commands is None:
+def script_options(text: str, directives: str) -> tuple[JobOptions, list[str]]:
+    """The options a script's directive lines give (with warnings on stderr for what
+    hyper ignores), and the schedulers whose directives it carried."""
+    if directives == "none":
+        return JobOptions(), []
+    own = parse_directives(text)
+    if directives == "hyper":
+        return own, []
+    foreign = translate(text)
+    for warning in foreign.warnings:
+        sys.stderr.write(f"qsub: warning: {warning}\n")
+    return own.merged_over(foreign.options), foreign.schedulers
+
+
+def environment(options: JobOptions) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if options.export_all:
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    for item in options.env:
+        if "=" in item:
+            name, value = jobspec.parse_env_pair(item)
+        else:  # NAME alone: its value in the submitting shell, as Slurm's --export=NAME
+            name = jobspec.check_env_name(item)
+            if name not in os.environ:
+                raise UsageError(f"-v {name}: no such variable in this shell; use NAME=VALUE")
+            value = os.environ[name]
+        env[name] = value
+    return env
+
+
+def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] | None:
+    items = None
+    if args.workitems is not None:
+        items = jobspec.expand_work_items(args.workitems, args.prefix, args.padding)
+    if args.workitem_file is not None:
+        if items is not None:
+            raise UsageError("give --workitems or --workitem-file, not both")
+        lines = read_lines(args.workitem_file, "--workitem-file")
+        items = [f"{args.prefix}{line}" for line in lines]
+        if not items:
+            raise UsageError("--workitem-file has no work items")
+    if items is not None:
+        if options.array:
+            raise UsageError("give -a/--array or work items, not both")
+        tasks = [
+            {"name": item.replace("/", "_"), "env": {"HYPER_WORK_ITEM": item, "WORK_ITEM": item}}
+            for item in items
+        ]
+        return {"tasks": tasks}
+    if not options.array:
+        return None
+    if Path(options.array).is_file():  # the original tool's array file
+        tasks = []
+        for number, line in enumerate(read_lines(options.array, "-a"), start=1):
+            try:
+                replacements = json.loads(line)
+            except ValueError as exc:
+                raise UsageError(f"{options.array} line {number}: not JSON: {exc}") from None
+            if not isinstance(replacements, dict):
+                raise UsageError(
+                    f"{options.array} line {number}: use a JSON object of replacements"
+                )
+            tasks.append({"replacements": {k: str(v) for k, v in replacements.items()}})
+        if not tasks:
+            raise UsageError(f"array file {options.array} has no lines")
+        return {"tasks": tasks}
+    jobspec.parse_array(options.array)  # refuse a bad spec before anything is sent
+    return {"spec": options.array}
+
+
+def read_lines(source: str, flag: str) -> list[str]:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as exc:
+        raise UsageError(f"{flag} {source}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag} {source}: not a text file") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def build_job(args: argparse.Namespace) -> dict[str, Any]:
+    if args.file is None and args.commands is None:
         raise UsageError("give a script FILE (or - for stdin), or -c COMMANDS")
-    text, default_name = read_script(file)
-    if getattr(args, "params", None):
-        text = apply_params(text, args.params)  # type: ignore[attr-defined]
-    if commands is not None:
-        text = replace_body(text, commands)
+    if args.file == "-" and args.workitem_file == "-":
+        raise UsageError("the script and the work items cannot both come from stdin")
+    text, default_name = read_script(args.file)
+    if args.params:
+        text = apply_params(text, args.params)
+    if args.commands is not None:
+        text = replace_body(text, args.commands)
     if not text.strip():
-        raise UsageError(f"{file} is empty: nothing to run")
-    retries = getattr(args, "retries", None)
-    given = JobOptions(
-        name=getattr(args, "name", None),
-        queue=getattr(args, "queue", None),
-        retries=parse_retries(retries, "-r/--retries") if retries is not None else None,
-        definition=getattr(args, "definition", None),
-    )
-    options = given.merged_over(parse_directives(text))
+        raise UsageError(f"{args.file} is empty: nothing to run")
+    in_script, schedulers = script_options(text, args.directives)
+    options = options_from(args, "qsub").merged_over(in_script)
     if not options.queue:
         raise UsageError("no queue: give -q QUEUE or a '#HYPER -q QUEUE' line")
     if not options.definition:
         raise UsageError("no job definition: give -d DEFINITION or a '#HYPER -d DEFINITION' line")
-    return {
+    job: dict[str, Any] = {
         "name": options.name or default_name,
         "queue": options.queue,
         "definition": options.definition,
         "retries": options.retries or 0,
         "script": text,
         "submit_dir": os.getcwd(),
+        "env": environment(options),
+        "priority": options.priority or 0,
+        "hold": bool(options.hold),
+        "depends": [
+            {"kind": d.kind, "target": d.target}
+            for spec in options.depends
+            for d in jobspec.parse_dependencies(spec)
+        ],
     }
+    if options.time_limit:
+        job["time_limit"] = jobspec.parse_time_limit(options.time_limit)
+    if options.stdout or options.stderr:
+        job["output"] = {
+            "stdout": options.stdout,
+            "stderr": options.stderr,
+            "join": bool(options.join),
+        }
+    if schedulers:
+        job["compat"] = schedulers
+    array = array_body(options, args)
+    if array is not None:
+        job["array"] = array
+    return job
 
 
-def exit_code_of(job: dict[str, object]) -> int:
-    status = job["status"]
-    if status == "Successful":
-        return 0
-    if status == "Cancelled":
-        return EXIT_CANCELLED
-    code = job.get("exit_code")
-    return code if isinstance(code, int) and code > 0 else 1
+def describe(job: dict[str, Any]) -> str:
+    """What --dry-run prints: the job as it would be submitted."""
+    lines = [f"{key}: {job[key]}" for key in ("name", "queue", "definition", "retries", "priority")]
+    for key in ("time_limit", "hold", "submit_dir"):
+        if job.get(key):
+            lines.append(f"{key}: {job[key]}")
+    if job["depends"]:
+        lines.append("depends: " + ", ".join(f"{d['kind']}:{d['target']}" for d in job["depends"]))
+    if job.get("output"):
+        lines.append("output: " + json.dumps(job["output"]))
+    env = job["env"]
+    lines.append(f"environment: {len(env)} variables")
+    lines += [f"  {name}={value}" for name, value in sorted(env.items())[:20]]
+    array = job.get("array")
+    if array and array.get("spec"):
+        parsed = jobspec.parse_array(array["spec"])
+        shown = ", ".join(map(str, parsed.indices[:10])) + (
+            " ..." if len(parsed.indices) > 10 else ""
+        )
+        cap = f", at most {parsed.cap} at once" if parsed.cap else ""
+        lines.append(f"tasks: {len(parsed.indices)} (indices {shown}){cap}")
+    elif array:
+        lines.append(f"tasks: {len(array['tasks'])}")
+        for number, task in enumerate(array["tasks"], start=1):
+            detail = " ".join(f"{k}={v}" for k, v in task.get("env", {}).items())
+            detail += " ".join(f"{k}->{v}" for k, v in task.get("replacements", {}).items())
+            lines.append(f"  {number}  {task.get('name') or job['name']}  {detail}".rstrip())
+    lines.append("script:")
+    lines += [f"  | {line}" for line in job["script"].splitlines()]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         job = build_job(args)
+        if args.dry_run:
+            sys.stdout.write(describe(job))
+            sys.stderr.write("qsub: dry run: nothing was submitted\n")
+            return 0
         with connect(args.host) as client:
             job_id = client.submit([job])[0]
             sys.stdout.write(f"{job_id}\n")
@@ -174,8 +314,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             while True:
                 record = client.get_job(job_id, wait=WAIT_POLL_SECONDS)
-                if record["status"] in ("Successful", "Failed", "Cancelled"):
-                    return exit_code_of(record)
+                counts = record.get("counts") or {record["status"]: 1}
+                unfinished = sum(
+                    n for s, n in counts.items() if s not in ("Successful", "Failed", "Cancelled")
+                )
+                if not unfinished:
+                    highest = record.get("highest_exit_code", record.get("exit_code"))
+                    return wait_exit_code(counts, highest)
 
     return run("qsub", body)
 

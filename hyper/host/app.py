@@ -22,17 +22,18 @@ from fastapi.responses import JSONResponse
 from hyper import __version__
 from hyper.errors import Conflict, HyperError, NotFound, UsageError
 from hyper.host.schemas import (
-    CancelRequest,
     CancelResponse,
     ClaimRequest,
     ClaimResponse,
     CompletionReport,
     CompletionResponse,
+    HoldResponse,
     JobPage,
     LogPage,
     ProgressReport,
     ProgressResponse,
     ResourceList,
+    Selection,
     SubmitRequest,
     SubmitResponse,
 )
@@ -124,26 +125,47 @@ def create_app(
     async def list_jobs(
         queue: str | None = None,
         name: str | None = None,
+        name_prefix: str | None = None,
         status: Annotated[list[str] | None, Query()] = None,
+        array: int | None = Query(None, ge=1, description="only the tasks of this array"),
+        collapse: bool = Query(False, description="one line per array"),
         after: int = Query(0, ge=0),
         limit: int = Query(100, ge=1, le=1000),
     ) -> JobPage:
-        where = _filter(queue, name, status)
-        jobs = service.store.list_jobs(where, limit=limit, after=after)
+        where = _filter(queue, name, status, name_prefix=name_prefix, array=array)
+        jobs = service.store.list_jobs(
+            where, limit=limit, after=after, collapse=collapse and not where.statuses
+        )
         next_after = jobs[-1].id if len(jobs) == limit else None
         return JobPage(jobs=[j.as_dict() for j in jobs], next=next_after)
 
     @app.get("/jobs/counts")
-    async def count_jobs(queue: str | None = None, name: str | None = None) -> dict[str, int]:
-        counts = service.store.count_jobs(_filter(queue, name, None))
+    async def count_jobs(
+        queue: str | None = None,
+        name: str | None = None,
+        name_prefix: str | None = None,
+        array: int | None = Query(None, ge=1),
+    ) -> dict[str, int]:
+        where = _filter(queue, name, None, name_prefix=name_prefix, array=array)
+        counts = service.store.count_jobs(where)
         return {"Total": sum(counts.values()), **{s.value: n for s, n in counts.items()}}
 
     @app.post("/jobs/cancel", response_model=CancelResponse)
-    async def cancel(request: CancelRequest) -> CancelResponse:
-        result = service.cancel(request.ids, request.name, request.queue)
+    async def cancel(selection: Selection) -> CancelResponse:
+        result = service.cancel(selection)
         return CancelResponse(
             cancelled=result.cancelled, stopping=result.stopping, finished=result.finished
         )
+
+    @app.post("/jobs/hold", response_model=HoldResponse)
+    async def hold(selection: Selection) -> HoldResponse:
+        result = service.hold(selection, hold=True)
+        return HoldResponse(changed=result.changed, unchanged=result.unchanged)
+
+    @app.post("/jobs/release", response_model=HoldResponse)
+    async def release(selection: Selection) -> HoldResponse:
+        result = service.hold(selection, hold=False)
+        return HoldResponse(changed=result.changed, unchanged=result.unchanged)
 
     @app.get("/jobs/{job_id}")
     async def get_job(job_id: int, wait: float = Query(0.0, ge=0.0, le=60.0)) -> dict[str, Any]:
@@ -220,12 +242,21 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-def _filter(queue: str | None, name: str | None, status: list[str] | None) -> JobFilter:
+def _filter(
+    queue: str | None,
+    name: str | None,
+    status: list[str] | None,
+    *,
+    name_prefix: str | None = None,
+    array: int | None = None,
+) -> JobFilter:
     try:
         statuses = tuple(JobStatus.parse(s) for s in status or [])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return JobFilter(queue=queue, name=name, statuses=statuses)
+    return JobFilter(
+        queue=queue, name=name, name_prefix=name_prefix, statuses=statuses, array_id=array
+    )
 
 
 async def _schedule(scheduler: Scheduler, service: HostService, settings: HostSettings) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,34 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DependencyBody(Body):
+    kind: Literal["afterok", "afterany", "afternotok", "aftercorr"]
+    target: int = Field(ge=1)
+
+
+class TaskBody(Body):
+    """One task of an array given task by task (array files, work items)."""
+
+    index: int | None = Field(None, ge=0)
+    name: str | None = Field(None, min_length=1, max_length=256)
+    env: dict[str, str] = Field(default_factory=dict)
+    replacements: dict[str, str] = Field(default_factory=dict)
+
+
+class ArrayBody(Body):
+    """Either a range `spec` such as "1-1000:2%50", or `tasks` one by one."""
+
+    spec: str | None = Field(None, max_length=10_000)
+    tasks: list[TaskBody] | None = None
+    cap: int | None = Field(None, ge=1)
+
+
+class OutputBody(Body):
+    stdout: str | None = Field(None, max_length=4096)
+    stderr: str | None = Field(None, max_length=4096)
+    join: bool = False
+
+
 class JobSubmission(Body):
     name: str = Field(min_length=1, max_length=256)
     queue: str = Field(min_length=1, max_length=128)
@@ -21,6 +49,15 @@ class JobSubmission(Body):
     retries: int = Field(0, ge=0, le=100)
     env: dict[str, str] = Field(default_factory=dict)
     submit_dir: str | None = Field(None, max_length=4096)
+    priority: int = Field(0, ge=-10_000, le=10_000)
+    time_limit: int | None = Field(None, ge=1, description="seconds")
+    hold: bool = False
+    depends: list[DependencyBody] = Field(default_factory=list, max_length=1000)
+    output: OutputBody | None = None
+    array: ArrayBody | None = None
+    compat: list[Literal["slurm", "pbs", "lsf"]] = Field(
+        default_factory=list, description="also set these schedulers' job variables"
+    )
 
 
 class SubmitRequest(Body):
@@ -36,16 +73,24 @@ class JobPage(BaseModel):
     next: int | None = None
 
 
-class CancelRequest(Body):
-    ids: list[int] = Field(default_factory=list)
+class Selection(Body):
+    """Which jobs: ids (`12`, `12[1-5]`, `12_3`) and/or filters, all of which must match."""
+
+    ids: list[str] = Field(default_factory=list)
     name: str | None = None
     queue: str | None = None
+    status: str | None = None
 
 
 class CancelResponse(BaseModel):
-    cancelled: list[int]
-    stopping: list[int]
+    cancelled: int
+    stopping: int
     finished: list[int]
+
+
+class HoldResponse(BaseModel):
+    changed: int
+    unchanged: list[int]
 
 
 class LogPage(BaseModel):

@@ -4,24 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from hyper import resources
+from hyper import jobspec, resources
 from hyper.errors import NotFound, UsageError
 from hyper.host.schemas import (
+    ArrayBody,
     CompletionReport,
     JobSubmission,
     OutputChunk,
     ProgressReport,
+    Selection,
 )
 from hyper.host.settings import HostSettings
 from hyper.jobs import JobStatus, LogKind
 from hyper.models import DefinitionSpec, ResourceKind
-from hyper.store.base import CancelResult, JobFilter, JobRecord, LogEntry, NewJob, Store
+from hyper.store.base import (
+    ArrayRecord,
+    ArrayTasks,
+    CancelResult,
+    HoldResult,
+    JobFilter,
+    JobRecord,
+    LogEntry,
+    NewJob,
+    Store,
+)
 
 
 class Pulse:
@@ -50,67 +63,88 @@ class HostService:
     # jobs ---------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[JobSubmission]) -> list[int]:
-        queues = set()
-        definitions = set()
-        for job in jobs:
-            if len(job.script.encode()) > self.settings.max_script_bytes:
-                raise UsageError(
-                    f"script of job {job.name!r} is larger than"
-                    f" {self.settings.max_script_bytes} bytes"
-                )
-            if "\x00" in job.script:
-                raise UsageError(f"script of job {job.name!r} contains a NUL byte")
-            queues.add(job.queue)
-            definitions.add(job.definition)
-        for queue in queues:
+        new = [self._new_job(job) for job in jobs]
+        for queue in {job.queue for job in jobs}:
             resources.require(self.store, ResourceKind.QUEUE, queue)
-        for definition in definitions:
+        for definition in {job.definition for job in jobs}:
             resources.require(self.store, ResourceKind.DEFINITION, definition)
-        new = [
-            NewJob(
-                name=job.name,
-                queue=job.queue,
-                definition=job.definition,
-                script=job.script,
-                retries=job.retries,
-                env=job.env,
-                submit_dir=job.submit_dir,
-            )
-            for job in jobs
-        ]
         ids = self.store.submit(new, time.time())
         self.work_arrived.fire()
         self.jobs_changed.fire()
         return ids
 
-    def job(self, job_id: int) -> JobRecord:
-        found = self.store.get_job(job_id)
+    def _new_job(self, job: JobSubmission) -> NewJob:
+        if len(job.script.encode()) > self.settings.max_script_bytes:
+            raise UsageError(
+                f"script of job {job.name!r} is larger than {self.settings.max_script_bytes} bytes"
+            )
+        if "\x00" in job.script:
+            raise UsageError(f"script of job {job.name!r} contains a NUL byte")
+        for name in job.env:
+            jobspec.check_env_name(name)
+        output = job.output.model_dump() if job.output else {}
+        return NewJob(
+            name=job.name,
+            queue=job.queue,
+            definition=job.definition,
+            script=job.script,
+            retries=job.retries,
+            env=job.env,
+            submit_dir=job.submit_dir,
+            priority=job.priority,
+            time_limit=job.time_limit,
+            hold=job.hold,
+            depends=tuple(jobspec.Dependency(d.kind, d.target) for d in job.depends),
+            options={k: v for k, v in {**output, "compat": job.compat}.items() if v},
+            array=_array_tasks(job.array) if job.array else None,
+        )
+
+    def job(self, job_id: int) -> JobRecord | ArrayRecord:
+        found = self.store.get_job(job_id) or self.store.get_array(job_id)
         if found is None:
             raise NotFound(f"unknown job id {job_id}")
         return found
 
-    async def wait_for_job(self, job_id: int, wait: float) -> JobRecord:
+    async def wait_for_job(self, job_id: int, wait: float) -> JobRecord | ArrayRecord:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             job = self.job(job_id)
             left = deadline - time.monotonic()
-            if job.status.finished or left <= 0:
+            if job.finished or left <= 0:
                 return job
             await self.jobs_changed.wait(left)
 
-    def cancel(self, ids: list[int], name: str | None, queue: str | None) -> CancelResult:
-        if not ids and name is None and queue is None:
-            raise UsageError("say which jobs to cancel: job ids, a job name or a queue")
-        missing = self.store.missing_ids(ids)
-        if missing:
-            raise UsageError(
-                f"unknown job id{'s' if len(missing) > 1 else ''}: "
-                + " ".join(map(str, missing[:20]))
-            )
-        if queue is not None:
-            resources.require(self.store, ResourceKind.QUEUE, queue)
-        result = self.store.cancel(JobFilter(queue=queue, name=name, ids=tuple(ids)), time.time())
+    def select(self, selection: Selection) -> JobFilter:
+        """The jobs a cancel, hold or release names: ids, filters, or both."""
+        if not selection.ids and selection.name is None and selection.queue is None:
+            raise UsageError("say which jobs: job ids, a job name or a queue")
+        selectors = [jobspec.parse_selector(word) for word in selection.ids]
+        chosen = self.store.resolve(selectors) if selectors else JobFilter()
+        if selection.queue is not None:
+            resources.require(self.store, ResourceKind.QUEUE, selection.queue)
+        statuses: tuple[JobStatus, ...] = ()
+        if selection.status:
+            try:
+                statuses = (JobStatus.parse(selection.status),)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+        return dataclasses.replace(
+            chosen, queue=selection.queue, name=selection.name, statuses=statuses
+        )
+
+    def cancel(self, selection: Selection) -> CancelResult:
+        result = self.store.cancel(self.select(selection), time.time())
         self.jobs_changed.fire()
+        self.work_arrived.fire()  # ended jobs may have released their dependents
+        return result
+
+    def hold(self, selection: Selection, *, hold: bool) -> HoldResult:
+        where = self.select(selection)
+        now = time.time()
+        result = self.store.hold(where, now) if hold else self.store.release(where, now)
+        self.jobs_changed.fire()
+        if not hold:
+            self.work_arrived.fire()
         return result
 
     async def read_log(
@@ -120,7 +154,7 @@ class HostService:
         or the job has finished."""
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
-            finished = self.job(job_id).status.finished
+            finished = self.job(job_id).finished
             entries = self.store.read_log(job_id, kinds, after=after)
             left = deadline - time.monotonic()
             if entries or finished or left <= 0:
@@ -179,8 +213,7 @@ class HostService:
         status = self.store.complete(
             worker_id, job_id, report.attempt, report.exit_code, report.reason, now
         )
-        if status is JobStatus.WAITING:
-            self.work_arrived.fire()
+        self.work_arrived.fire()  # a retry, or dependents released
         self.jobs_changed.fire()
         return status
 
@@ -207,3 +240,34 @@ class HostService:
             "version": __version__,
             "pid": os.getpid(),
         }
+
+
+def _array_tasks(body: ArrayBody) -> ArrayTasks:
+    """An array from a range spec, or from tasks given one by one (numbered from 1)."""
+    if (body.spec is None) == (body.tasks is None):
+        raise UsageError("an array needs either a range spec or a list of tasks")
+    if body.spec is not None:
+        parsed = jobspec.parse_array(body.spec)
+        return ArrayTasks(indices=parsed.indices, cap=body.cap or parsed.cap, spec=body.spec)
+    tasks = body.tasks or []
+    if not tasks:
+        raise UsageError("an array needs at least one task")
+    if len(tasks) > jobspec.MAX_ARRAY_SIZE:
+        raise UsageError(f"an array has at most {jobspec.MAX_ARRAY_SIZE} tasks")
+    indices = [t.index if t.index is not None else n for n, t in enumerate(tasks, start=1)]
+    if len(set(indices)) != len(indices):
+        raise UsageError("array task indices must be unique")
+    for task in tasks:
+        for name in task.env:
+            jobspec.check_env_name(name)
+    named = any(t.name for t in tasks)
+    params = [
+        {k: v for k, v in (("env", t.env), ("replacements", t.replacements)) if v} for t in tasks
+    ]
+    return ArrayTasks(
+        indices=indices,
+        cap=body.cap,
+        spec=f"{len(tasks)} tasks",
+        names=[t.name or "" for t in tasks] if named else None,
+        params=params if any(params) else None,
+    )

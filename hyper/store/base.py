@@ -14,6 +14,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from hyper.jobs import JobStatus, LogKind
+from hyper.jobspec import Dependency, Selector
+
+
+@dataclass(frozen=True)
+class ArrayTasks:
+    """The tasks of an array submission; per-task lists run parallel to `indices`."""
+
+    indices: list[int]
+    cap: int | None = None  # most tasks running at once
+    spec: str = ""  # as the user wrote it, for display
+    names: list[str] | None = None  # work items name their tasks
+    params: list[dict[str, Any]] | None = None  # {"env": {...}, "replacements": {...}}
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,12 @@ class NewJob:
     retries: int = 0
     env: dict[str, str] = field(default_factory=dict)
     submit_dir: str | None = None
+    priority: int = 0
+    time_limit: int | None = None  # seconds
+    hold: bool = False
+    depends: tuple[Dependency, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # output files: stdout, stderr, join
+    array: ArrayTasks | None = None
 
 
 @dataclass
@@ -47,7 +65,18 @@ class JobRecord:
     created: float
     started: float | None
     ended: float | None
+    array_id: int | None = None
+    array_index: int | None = None
+    array_size: int | None = None
+    priority: int = 0
+    time_limit: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     script: str | None = None  # only filled where the caller needs it
+    kind: str = "job"
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -55,12 +84,64 @@ class JobRecord:
         return data
 
 
+@dataclass
+class ArrayRecord:
+    """An array as one line: its tasks are jobs with their own ids."""
+
+    id: int
+    name: str
+    queue: str
+    definition: str
+    size: int
+    cap: int | None
+    spec: str
+    retries: int
+    priority: int
+    time_limit: int | None
+    submit_dir: str | None
+    env: dict[str, str]
+    options: dict[str, Any]
+    created: float
+    counts: dict[str, int]
+    highest_exit_code: int | None = None
+    kind: str = "array"
+
+    @property
+    def status(self) -> str:
+        """One word for the whole array: Running while any task runs, then Waiting,
+        Blocked or Held while any task has not started, then how it ended."""
+        for state in (JobStatus.RUNNING, JobStatus.WAITING, JobStatus.BLOCKED, JobStatus.HELD):
+            if self.counts.get(state.value):
+                return state.value
+        for state in (JobStatus.FAILED, JobStatus.CANCELLED):
+            if self.counts.get(state.value):
+                return state.value
+        return JobStatus.SUCCESSFUL.value
+
+    @property
+    def finished(self) -> bool:
+        done = (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED)
+        return sum(self.counts.get(s.value, 0) for s in done) >= self.size
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status
+        return data
+
+
 @dataclass(frozen=True)
 class JobFilter:
     queue: str | None = None
     name: str | None = None
+    name_prefix: str | None = None
     statuses: tuple[JobStatus, ...] = ()
-    ids: tuple[int, ...] = ()
+    ids: tuple[int, ...] = ()  # single jobs or tasks, by id
+    arrays: tuple[tuple[int, tuple[int, ...] | None], ...] = ()  # array id, some indices or all
+    array_id: int | None = None  # only the tasks of this array
+
+    @property
+    def selects(self) -> bool:
+        return bool(self.ids or self.arrays)
 
 
 @dataclass(frozen=True)
@@ -108,9 +189,15 @@ class WorkerRecord:
 
 @dataclass(frozen=True)
 class CancelResult:
-    cancelled: list[int]  # ended now (they had not started)
-    stopping: list[int]  # running: their workers stop them and report
-    finished: list[int]  # already over: left as they were
+    cancelled: int  # ended now (they had not started)
+    stopping: int  # running: their workers stop them and report
+    finished: list[int]  # already over: left as they were (ids named in the request)
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    changed: int
+    unchanged: list[int]  # ids named in the request that could not change (running, ended)
 
 
 class Store(Protocol):
@@ -126,10 +213,15 @@ class Store(Protocol):
     # jobs
     def submit(self, jobs: Sequence[NewJob], now: float) -> list[int]: ...
     def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None: ...
-    def list_jobs(self, where: JobFilter, *, limit: int, after: int = 0) -> list[JobRecord]: ...
+    def get_array(self, array_id: int) -> ArrayRecord | None: ...
+    def list_jobs(
+        self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False
+    ) -> list[JobRecord | ArrayRecord]: ...
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]: ...
-    def missing_ids(self, ids: Sequence[int]) -> list[int]: ...
+    def resolve(self, selectors: Sequence[Selector]) -> JobFilter: ...
     def cancel(self, where: JobFilter, now: float) -> CancelResult: ...
+    def hold(self, where: JobFilter, now: float) -> HoldResult: ...
+    def release(self, where: JobFilter, now: float) -> HoldResult: ...
 
     # the worker side of a job
     def claim(

@@ -4,21 +4,41 @@ Used from one thread (the host's event loop), so a write transaction is never
 interleaved with another; ``BEGIN IMMEDIATE`` still guards against a second
 process opening the same file. Submits commit with ``synchronous=FULL`` (an
 acknowledged job survives a power cut); everything else with NORMAL.
+
+Arrays: one ``arrays`` row holds the script and options once; each task is a
+``jobs`` row with its own id (ids come from one sequence, so the array's id is
+never a task's). Counters on the array row (running, ok, bad) make concurrency
+caps and dependencies on whole arrays O(1).
+
+Dependencies: a ``deps`` row per (owner, kind, target), the owner a job or an
+array; ``jobs.deps_left`` counts what each job still waits for. When a job
+ends, the rows that target it (or its array) are judged, and a job whose
+dependency can never be met ends Failed, which may end its own dependents.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hyper.errors import Conflict
-from hyper.jobs import FINISHED, JobStatus, LogKind, outcome_of_attempt
+from hyper.errors import Conflict, UsageError
+from hyper.jobs import (
+    FINISHED,
+    JobStatus,
+    LogKind,
+    Verdict,
+    judge_dependency,
+    outcome_of_attempt,
+)
+from hyper.jobspec import Selector
 from hyper.store.base import (
+    ArrayRecord,
     CancelResult,
+    HoldResult,
     JobFilter,
     JobRecord,
     LogEntry,
@@ -27,24 +47,44 @@ from hyper.store.base import (
     WorkerRecord,
 )
 
+SCHEMA_VERSION = 2
+
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (
     kind TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, status TEXT NOT NULL,
     log TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
     PRIMARY KEY (kind, name)
 );
+CREATE TABLE IF NOT EXISTS arrays (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, queue TEXT NOT NULL, definition TEXT NOT NULL,
+    script TEXT NOT NULL, env TEXT NOT NULL, submit_dir TEXT, retries INTEGER NOT NULL,
+    priority INTEGER NOT NULL, time_limit INTEGER, options TEXT NOT NULL,
+    size INTEGER NOT NULL, cap INTEGER, spec TEXT NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0,
+    bad INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS arrays_by_queue ON arrays (queue);
 CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY, array_id INTEGER, array_index INTEGER,
     name TEXT NOT NULL, queue TEXT NOT NULL, definition TEXT NOT NULL,
-    script TEXT NOT NULL, env TEXT NOT NULL, submit_dir TEXT,
+    script TEXT, env TEXT, params TEXT, submit_dir TEXT,
     status TEXT NOT NULL, retries INTEGER NOT NULL, retries_left INTEGER NOT NULL,
     attempt INTEGER NOT NULL DEFAULT 0, exit_code INTEGER, reason TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0, worker_id TEXT, lease_until REAL,
+    priority INTEGER NOT NULL DEFAULT 0, time_limit INTEGER, options TEXT,
+    deps_left INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL, started REAL, ended REAL
 );
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (status, queue, definition, priority DESC, id);
 CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, status);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, queue, definition);
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
+CREATE INDEX IF NOT EXISTS jobs_by_array ON jobs (array_id, array_index);
+CREATE TABLE IF NOT EXISTS deps (
+    owner INTEGER NOT NULL, kind TEXT NOT NULL, target INTEGER NOT NULL,
+    PRIMARY KEY (owner, kind, target)
+);
+CREATE INDEX IF NOT EXISTS deps_by_target ON deps (target);
 CREATE TABLE IF NOT EXISTS attempts (
     job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, worker_id TEXT NOT NULL,
     started REAL NOT NULL, ended REAL, exit_code INTEGER, outcome TEXT,
@@ -64,9 +104,18 @@ CREATE INDEX IF NOT EXISTS workers_by_state ON workers (state);
 """
 
 JOB_COLUMNS = (
-    "id, name, queue, definition, status, retries, retries_left, attempt, exit_code, reason, "
-    "cancel_requested, worker_id, lease_until, submit_dir, env, created, started, ended"
+    "j.id, j.name, j.queue, j.definition, j.status, j.retries, j.retries_left, j.attempt,"
+    " j.exit_code, j.reason, j.cancel_requested, j.worker_id, j.lease_until,"
+    " coalesce(j.submit_dir, a.submit_dir) AS submit_dir,"
+    " coalesce(j.env, a.env) AS env, j.created, j.started, j.ended, j.array_id, j.array_index,"
+    " a.size AS array_size, j.priority, j.time_limit, coalesce(j.options, a.options) AS options"
 )
+JOB_FROM = "jobs j LEFT JOIN arrays a ON a.id = j.array_id"
+ARRAY_COLUMNS = (
+    "id, name, queue, definition, size, cap, spec, retries, priority, time_limit, submit_dir,"
+    " env, options, created"
+)
+BAD = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 
 
 def _job(row: sqlite3.Row, script: str | None = None) -> JobRecord:
@@ -85,29 +134,55 @@ def _job(row: sqlite3.Row, script: str | None = None) -> JobRecord:
         worker_id=row["worker_id"],
         lease_until=row["lease_until"],
         submit_dir=row["submit_dir"],
-        env=json.loads(row["env"]),
+        env=json.loads(row["env"] or "{}"),
         created=row["created"],
         started=row["started"],
         ended=row["ended"],
+        array_id=row["array_id"],
+        array_index=row["array_index"],
+        array_size=row["array_size"],
+        priority=row["priority"],
+        time_limit=row["time_limit"],
+        options=json.loads(row["options"] or "{}"),
         script=script,
     )
 
 
-def _where(where: JobFilter) -> tuple[str, list[Any]]:
+def _in(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if where.queue is not None:
-        clauses.append("queue = ?")
+        clauses.append(f"{alias}queue = ?")
         args.append(where.queue)
     if where.name is not None:
-        clauses.append("name = ?")
+        clauses.append(f"{alias}name = ?")
         args.append(where.name)
+    if where.name_prefix:
+        clauses.append(f"{alias}name >= ? AND {alias}name < ?")
+        args += [where.name_prefix, where.name_prefix + "\U0010ffff"]
     if where.statuses:
-        clauses.append(f"status IN ({','.join('?' * len(where.statuses))})")
+        clauses.append(f"{alias}status IN ({_in(where.statuses)})")
         args.extend(s.value for s in where.statuses)
-    if where.ids:
-        clauses.append(f"id IN ({','.join('?' * len(where.ids))})")
-        args.extend(where.ids)
+    if where.array_id is not None:
+        clauses.append(f"{alias}array_id = ?")
+        args.append(where.array_id)
+    if where.selects:
+        picks: list[str] = []
+        if where.ids:
+            picks.append(f"{alias}id IN ({_in(where.ids)})")
+            args.extend(where.ids)
+        for array_id, indices in where.arrays:
+            if indices is None:
+                picks.append(f"{alias}array_id = ?")
+                args.append(array_id)
+            else:
+                picks.append(f"({alias}array_id = ? AND {alias}array_index IN ({_in(indices)}))")
+                args += [array_id, *indices]
+        clauses.append("(" + " OR ".join(picks) + ")")
     return (" AND ".join(clauses) or "1"), args
 
 
@@ -119,7 +194,14 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise UsageError(
+                f"{self.path} was written by another version of hyper (schema {version},"
+                f" this one reads {SCHEMA_VERSION})"
+            )
         self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -140,6 +222,14 @@ class SQLiteStore:
         finally:
             if durable:
                 db.execute("PRAGMA synchronous=NORMAL")
+
+    def _reserve_ids(self, db: sqlite3.Connection, count: int) -> int:
+        """The first of `count` consecutive new ids (ids are never reused)."""
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('next_id', 1)")
+        row = db.execute(
+            "UPDATE meta SET value = value + ? WHERE key = 'next_id' RETURNING value", (count,)
+        ).fetchone()
+        return int(row[0]) - count
 
     # resources ---------------------------------------------------------------
 
@@ -180,50 +270,240 @@ class SQLiteStore:
         rows = self._db.execute("SELECT * FROM resources WHERE kind = ? ORDER BY name", (kind,))
         return [self._resource(row) for row in rows]
 
-    # jobs ----------------------------------------------------------------------
+    # submitting ----------------------------------------------------------------
 
     def submit(self, jobs: Sequence[NewJob], now: float) -> list[int]:
         ids: list[int] = []
         with self._write(durable=True) as db:
             for job in jobs:
-                cursor = db.execute(
-                    "INSERT INTO jobs (name, queue, definition, script, env, submit_dir, status,"
-                    " retries, retries_left, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job.name,
-                        job.queue,
-                        job.definition,
-                        job.script,
-                        json.dumps(job.env),
-                        job.submit_dir,
-                        JobStatus.WAITING.value,
-                        job.retries,
-                        job.retries,
-                        now,
-                    ),
-                )
-                job_id = int(cursor.lastrowid or 0)
-                ids.append(job_id)
-                self._event(db, job_id, 0, f"submitted to queue {job.queue}", now)
+                if job.array is None:
+                    ids.append(self._submit_single(db, job, now))
+                else:
+                    ids.append(self._submit_array(db, job, now))
         return ids
 
+    def _target_state(self, db: sqlite3.Connection, target: int) -> tuple[int, int, int]:
+        """(ok, bad, size) of a dependency's target: a job or a whole array."""
+        row = db.execute("SELECT ok, bad, size FROM arrays WHERE id = ?", (target,)).fetchone()
+        if row is not None:
+            return row["ok"], row["bad"], row["size"]
+        row = db.execute("SELECT status FROM jobs WHERE id = ?", (target,)).fetchone()
+        if row is None:
+            raise UsageError(f"dependency on unknown job id {target}")
+        status = row["status"]
+        return int(status == JobStatus.SUCCESSFUL.value), int(status in BAD), 1
+
+    def _judge_new(
+        self, db: sqlite3.Connection, job: NewJob
+    ) -> tuple[list[tuple[str, int]], str | None]:
+        """The dependencies still pending, and why the job can never run (or None)."""
+        pending: list[tuple[str, int]] = []
+        for dep in job.depends:
+            if dep.kind == "aftercorr":
+                if job.array is None:
+                    raise UsageError("aftercorr is for arrays: task N waits for task N")
+                if (
+                    db.execute("SELECT 1 FROM arrays WHERE id = ?", (dep.target,)).fetchone()
+                    is None
+                ):
+                    raise UsageError(f"aftercorr:{dep.target}: {dep.target} is not an array job")
+                pending.append((dep.kind, dep.target))  # judged per task
+                continue
+            ok, bad, size = self._target_state(db, dep.target)
+            verdict = judge_dependency(dep.kind, ok=ok, bad=bad, size=size)
+            if verdict is Verdict.NEVER:
+                return [], _never(dep.kind, dep.target)
+            if verdict is Verdict.PENDING:
+                pending.append((dep.kind, dep.target))
+        return pending, None
+
+    def _first_status(self, job: NewJob, deps_left: int) -> str:
+        if job.hold:
+            return JobStatus.HELD.value
+        return (JobStatus.BLOCKED if deps_left else JobStatus.WAITING).value
+
+    def _submit_single(self, db: sqlite3.Connection, job: NewJob, now: float) -> int:
+        pending, never = self._judge_new(db, job)
+        job_id = self._reserve_ids(db, 1)
+        status = JobStatus.FAILED.value if never else self._first_status(job, len(pending))
+        db.execute(
+            "INSERT INTO jobs (id, name, queue, definition, script, env, submit_dir, status,"
+            " retries, retries_left, priority, time_limit, options, deps_left, reason, created,"
+            " ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_id, job.name, job.queue, job.definition, job.script, json.dumps(job.env),
+                job.submit_dir, status, job.retries, job.retries, job.priority, job.time_limit,
+                json.dumps(job.options), len(pending), never, now, now if never else None,
+            ),
+        )  # fmt: skip
+        db.executemany(
+            "INSERT OR IGNORE INTO deps VALUES (?, ?, ?)", [(job_id, k, t) for k, t in pending]
+        )
+        self._event(db, job_id, 0, f"submitted to queue {job.queue}", now)
+        if never:
+            self._event(db, job_id, 0, never, now)
+        return job_id
+
+    def _submit_array(self, db: sqlite3.Connection, job: NewJob, now: float) -> int:
+        tasks = job.array
+        assert tasks is not None
+        pending, never = self._judge_new(db, job)
+        size = len(tasks.indices)
+        array_id = self._reserve_ids(db, size + 1)
+        db.execute(
+            "INSERT INTO arrays (id, name, queue, definition, script, env, submit_dir, retries,"
+            " priority, time_limit, options, size, cap, spec, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                array_id, job.name, job.queue, job.definition, job.script, json.dumps(job.env),
+                job.submit_dir, job.retries, job.priority, job.time_limit,
+                json.dumps(job.options), size, tasks.cap, tasks.spec, now,
+            ),
+        )  # fmt: skip
+        corr_targets = [t for k, t in pending if k == "aftercorr"]
+        array_deps = [(k, t) for k, t in pending if k != "aftercorr"]
+        corr_left = self._corr_pending(db, corr_targets, tasks.indices)
+        status = JobStatus.FAILED.value if never else None
+        names = [name or job.name for name in tasks.names] if tasks.names else [job.name] * size
+        params: list[dict[str, Any]] = tasks.params or [{}] * size
+        rows = []
+        for n, index in enumerate(tasks.indices):
+            left = len(array_deps) + corr_left[n][0]
+            reason = never or corr_left[n][1]
+            rows.append(
+                (
+                    array_id + 1 + n, array_id, index, names[n], job.queue, job.definition,
+                    json.dumps(params[n]) if params[n] else None,
+                    JobStatus.FAILED.value if reason else status or self._first_status(job, left),
+                    job.retries, job.retries, job.priority, job.time_limit, left, reason, now,
+                    now if reason else None,
+                )
+            )  # fmt: skip
+        db.executemany(
+            "INSERT INTO jobs (id, array_id, array_index, name, queue, definition, params, status,"
+            " retries, retries_left, priority, time_limit, deps_left, reason, created, ended)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        failed = sum(1 for row in rows if row[7] == JobStatus.FAILED.value)
+        if failed:
+            db.execute("UPDATE arrays SET bad = ? WHERE id = ?", (failed, array_id))
+        db.executemany(
+            "INSERT OR IGNORE INTO deps VALUES (?, ?, ?)", [(array_id, k, t) for k, t in pending]
+        )
+        self._event(db, array_id, 0, f"array of {size} tasks submitted to queue {job.queue}", now)
+        return array_id
+
+    def _corr_pending(
+        self, db: sqlite3.Connection, targets: list[int], indices: list[int]
+    ) -> list[tuple[int, str | None]]:
+        """Per task: how many aftercorr dependencies are still pending, and a reason when
+        one can never be met. A task with no counterpart has nothing to wait for."""
+        result: list[tuple[int, str | None]] = [(0, None)] * len(indices)
+        position = {index: n for n, index in enumerate(indices)}
+        for target in targets:
+            rows = db.execute(
+                "SELECT array_index, status FROM jobs WHERE array_id = ?", (target,)
+            ).fetchall()
+            for row in rows:
+                n = position.get(row["array_index"])
+                if n is None:
+                    continue
+                left, reason = result[n]
+                status = row["status"]
+                if status == JobStatus.SUCCESSFUL.value:
+                    continue
+                if status in BAD:
+                    reason = reason or _never("aftercorr", target, row["array_index"])
+                else:
+                    left += 1
+                result[n] = (left, reason)
+        return result
+
+    # reading ---------------------------------------------------------------------
+
     def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None:
-        columns = JOB_COLUMNS + (", script" if with_script else "")
-        row = self._db.execute(f"SELECT {columns} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {JOB_COLUMNS}, coalesce(j.script, a.script) AS script, j.params"
+            f" FROM {JOB_FROM} WHERE j.id = ?",
+            (job_id,),
+        ).fetchone()
         if row is None:
             return None
-        return _job(row, row["script"] if with_script else None)
+        return _job(row, _task_script(row) if with_script else None)
 
-    def list_jobs(self, where: JobFilter, *, limit: int, after: int = 0) -> list[JobRecord]:
-        clause, args = _where(where)
-        rows = self._db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} AND id > ? ORDER BY id LIMIT ?",
-            [*args, after, limit],
+    def get_array(self, array_id: int) -> ArrayRecord | None:
+        row = self._db.execute(
+            f"SELECT {ARRAY_COLUMNS} FROM arrays WHERE id = ?", (array_id,)
+        ).fetchone()
+        return self._array(row) if row else None
+
+    def _array(self, row: sqlite3.Row) -> ArrayRecord:
+        counts = dict.fromkeys((s.value for s in JobStatus), 0)
+        for status, n in self._db.execute(
+            "SELECT status, count(*) FROM jobs WHERE array_id = ? GROUP BY status", (row["id"],)
+        ):
+            counts[status] = n
+        highest = self._db.execute(
+            "SELECT max(exit_code) FROM jobs WHERE array_id = ? AND status = ?",
+            (row["id"], JobStatus.FAILED.value),
+        ).fetchone()[0]
+        return ArrayRecord(
+            id=row["id"],
+            name=row["name"],
+            queue=row["queue"],
+            definition=row["definition"],
+            size=row["size"],
+            cap=row["cap"],
+            spec=row["spec"],
+            retries=row["retries"],
+            priority=row["priority"],
+            time_limit=row["time_limit"],
+            submit_dir=row["submit_dir"],
+            env=json.loads(row["env"]),
+            options=json.loads(row["options"]),
+            created=row["created"],
+            counts=counts,
+            highest_exit_code=highest,
         )
-        return [_job(row) for row in rows]
+
+    def list_jobs(
+        self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False
+    ) -> list[JobRecord | ArrayRecord]:
+        clause, args = _where(where)
+        if not collapse:
+            rows = self._db.execute(
+                f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE {clause} AND j.id > ?"
+                " ORDER BY j.id LIMIT ?",
+                [*args, after, limit],
+            )
+            return [_job(row) for row in rows]
+        # single jobs as they are, each array as one line
+        singles = [
+            _job(row)
+            for row in self._db.execute(
+                f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE {clause} AND j.array_id IS NULL"
+                " AND j.id > ? ORDER BY j.id LIMIT ?",
+                [*args, after, limit],
+            )
+        ]
+        array_clause, array_args = _where(
+            JobFilter(queue=where.queue, name=where.name, name_prefix=where.name_prefix), ""
+        )
+        arrays = [
+            self._array(row)
+            for row in self._db.execute(
+                f"SELECT {ARRAY_COLUMNS} FROM arrays WHERE {array_clause} AND id > ?"
+                " ORDER BY id LIMIT ?",
+                [*array_args, after, limit],
+            )
+        ]
+        merged: list[JobRecord | ArrayRecord] = [*singles, *arrays]
+        merged.sort(key=lambda record: record.id)
+        return merged[:limit]
 
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
-        clause, args = _where(where)
+        clause, args = _where(where, "")
         counts = dict.fromkeys(JobStatus, 0)
         rows = self._db.execute(
             f"SELECT status, count(*) AS n FROM jobs WHERE {clause} GROUP BY status", args
@@ -232,65 +512,124 @@ class SQLiteStore:
             counts[JobStatus(row["status"])] = row["n"]
         return counts
 
-    def missing_ids(self, ids: Sequence[int]) -> list[int]:
-        wanted = sorted(set(ids))
-        found: set[int] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            )
-            found.update(row["id"] for row in rows)
-        return [i for i in wanted if i not in found]
+    def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
+        ids: list[int] = []
+        arrays: list[tuple[int, tuple[int, ...] | None]] = []
+        missing: list[str] = []
+        for selector in selectors:
+            if self._db.execute("SELECT 1 FROM arrays WHERE id = ?", (selector.id,)).fetchone():
+                arrays.append((selector.id, selector.indices))
+            elif selector.indices is not None:
+                missing.append(f"{selector.id} (not an array)")
+            elif self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (selector.id,)).fetchone():
+                ids.append(selector.id)
+            else:
+                missing.append(str(selector.id))
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            raise UsageError(f"unknown job id{plural}: {' '.join(missing[:20])}")
+        return JobFilter(ids=tuple(ids), arrays=tuple(arrays))
+
+    # changing state ------------------------------------------------------------------
+
+    def _selected(
+        self, db: sqlite3.Connection, where: JobFilter, statuses: Iterable[JobStatus] = ()
+    ) -> list[sqlite3.Row]:
+        clause, args = _where(where, "")
+        wanted = tuple(statuses)
+        if wanted:
+            clause += f" AND status IN ({_in(wanted)})"
+            args += [s.value for s in wanted]
+        return db.execute(
+            f"SELECT id, status, attempt, array_id, array_index, deps_left, cancel_requested"
+            f" FROM jobs WHERE {clause}",
+            args,
+        ).fetchall()
 
     def cancel(self, where: JobFilter, now: float) -> CancelResult:
-        clause, args = _where(where)
-        cancelled: list[int] = []
-        stopping: list[int] = []
+        cancelled = stopping = 0
         finished: list[int] = []
         with self._write() as db:
-            rows = db.execute(
-                f"SELECT id, status, attempt, cancel_requested FROM jobs WHERE {clause}", args
-            ).fetchall()
-            for row in rows:
+            for row in self._selected(db, where):
                 status = JobStatus(row["status"])
                 if status in FINISHED:
-                    finished.append(row["id"])
+                    if row["id"] in where.ids:
+                        finished.append(row["id"])
                 elif status is JobStatus.RUNNING:
-                    stopping.append(row["id"])
+                    stopping += 1
                     if not row["cancel_requested"]:
                         db.execute(
                             "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (row["id"],)
                         )
                         self._event(db, row["id"], row["attempt"], "cancel requested", now)
                 else:
-                    cancelled.append(row["id"])
+                    cancelled += 1
                     db.execute(
                         "UPDATE jobs SET status = ?, cancel_requested = 1, ended = ?,"
                         " reason = 'cancelled before it started' WHERE id = ?",
                         (JobStatus.CANCELLED.value, now, row["id"]),
                     )
                     self._event(db, row["id"], row["attempt"], "cancelled before it started", now)
+                    self._ended(db, row, JobStatus.CANCELLED, now)
         return CancelResult(cancelled, stopping, finished)
+
+    def hold(self, where: JobFilter, now: float) -> HoldResult:
+        return self._set_hold(where, now, hold=True)
+
+    def release(self, where: JobFilter, now: float) -> HoldResult:
+        return self._set_hold(where, now, hold=False)
+
+    def _set_hold(self, where: JobFilter, now: float, *, hold: bool) -> HoldResult:
+        changed = 0
+        unchanged: list[int] = []
+        movable = (JobStatus.WAITING, JobStatus.BLOCKED) if hold else (JobStatus.HELD,)
+        with self._write() as db:
+            for row in self._selected(db, where):
+                status = JobStatus(row["status"])
+                if status not in movable:
+                    if row["id"] in where.ids and (hold or status is not JobStatus.HELD):
+                        unchanged.append(row["id"])
+                    continue
+                if hold:
+                    new = JobStatus.HELD
+                else:
+                    new = JobStatus.BLOCKED if row["deps_left"] else JobStatus.WAITING
+                db.execute("UPDATE jobs SET status = ? WHERE id = ?", (new.value, row["id"]))
+                self._event(db, row["id"], row["attempt"], "held" if hold else "released", now)
+                changed += 1
+        return HoldResult(changed, unchanged)
 
     # the worker side ------------------------------------------------------------
 
     def claim(
         self, worker_id: str, queue: str, definition: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
+        claimed = []
         with self._write() as db:
-            rows = db.execute(
-                "SELECT id FROM jobs WHERE status = ? AND queue = ? AND definition = ?"
-                " ORDER BY id LIMIT ?",
-                (JobStatus.WAITING.value, queue, definition, limit),
-            ).fetchall()
-            claimed = []
-            for row in rows:
-                job = db.execute(
+            for _ in range(limit):
+                row = db.execute(
+                    "SELECT j.id, j.array_id FROM jobs j INDEXED BY jobs_claim"
+                    " WHERE j.status = ? AND j.queue = ? AND j.definition = ? AND"
+                    " (j.array_id IS NULL OR NOT EXISTS (SELECT 1 FROM arrays a WHERE"
+                    "  a.id = j.array_id AND a.cap IS NOT NULL AND a.running >= a.cap))"
+                    " ORDER BY j.priority DESC, j.id LIMIT 1",
+                    (JobStatus.WAITING.value, queue, definition),
+                ).fetchone()
+                if row is None:
+                    break
+                db.execute(
                     "UPDATE jobs SET status = ?, worker_id = ?, attempt = attempt + 1,"
-                    " lease_until = ?, started = ?, exit_code = NULL WHERE id = ?"
-                    f" RETURNING {JOB_COLUMNS}, script",
+                    " lease_until = ?, started = ?, exit_code = NULL WHERE id = ?",
                     (JobStatus.RUNNING.value, worker_id, now + lease, now, row["id"]),
+                )
+                if row["array_id"] is not None:
+                    db.execute(
+                        "UPDATE arrays SET running = running + 1 WHERE id = ?", (row["array_id"],)
+                    )
+                job = db.execute(
+                    f"SELECT {JOB_COLUMNS}, coalesce(j.script, a.script) AS script, j.params"
+                    f" FROM {JOB_FROM} WHERE j.id = ?",
+                    (row["id"],),
                 ).fetchone()
                 db.execute(
                     "INSERT INTO attempts (job_id, attempt, worker_id, started)"
@@ -299,16 +638,18 @@ class SQLiteStore:
                 )
                 started = f"attempt {job['attempt']} started on {worker_id}"
                 self._event(db, job["id"], job["attempt"], started, now)
-                claimed.append(job)
+                record = _job(job, _task_script(job))
+                record.env = {**record.env, **_task_params(job).get("env", {})}
+                claimed.append(record)
             self._touch(db, worker_id, now)
-        return [_job(row, row["script"]) for row in claimed]
+        return claimed
 
     def _held(
         self, db: sqlite3.Connection, worker_id: str, job_id: int, attempt: int
     ) -> sqlite3.Row:
         row = db.execute(
-            "SELECT status, worker_id, attempt, retries_left, cancel_requested FROM jobs"
-            " WHERE id = ?",
+            "SELECT id, status, worker_id, attempt, retries_left, cancel_requested, array_id,"
+            " array_index FROM jobs WHERE id = ?",
             (job_id,),
         ).fetchone()
         if (
@@ -341,18 +682,17 @@ class SQLiteStore:
         with self._write() as db:
             row = self._held(db, worker_id, job_id, attempt)
             self._touch(db, worker_id, now)
-            return self._end_attempt(db, job_id, row, exit_code, reason, now)
+            return self._end_attempt(db, row, exit_code, reason, now)
 
     def _end_attempt(
         self,
         db: sqlite3.Connection,
-        job_id: int,
         row: sqlite3.Row,
         exit_code: int | None,
         reason: str | None,
         now: float,
     ) -> JobStatus:
-        attempt = row["attempt"]
+        job_id, attempt = row["id"], row["attempt"]
         outcome = outcome_of_attempt(
             attempt=attempt,
             exit_code=exit_code,
@@ -383,20 +723,115 @@ class SQLiteStore:
             " attempt = ?",
             (now, exit_code, outcome.status.value, job_id, attempt),
         )
+        if row["array_id"] is not None:
+            db.execute("UPDATE arrays SET running = running - 1 WHERE id = ?", (row["array_id"],))
         self._event(db, job_id, attempt, outcome.event, now)
+        if finished:
+            self._ended(db, row, outcome.status, now)
         return outcome.status
+
+    def _ended(
+        self, db: sqlite3.Connection, row: sqlite3.Row, status: JobStatus, now: float
+    ) -> None:
+        """A job reached a final state: count it on its array, and judge what depends on it."""
+        work = [(row["id"], row["array_id"], row["array_index"], status)]
+        while work:
+            job_id, array_id, index, state = work.pop()
+            if array_id is not None:
+                column = "ok" if state is JobStatus.SUCCESSFUL else "bad"
+                db.execute(f"UPDATE arrays SET {column} = {column} + 1 WHERE id = ?", (array_id,))
+            for dep in db.execute("SELECT owner, kind FROM deps WHERE target = ?", (job_id,)):
+                ok = int(state is JobStatus.SUCCESSFUL)
+                verdict = judge_dependency(dep["kind"], ok=ok, bad=1 - ok, size=1)
+                work += self._settle(db, dep["owner"], dep["kind"], job_id, verdict, now)
+            if array_id is None:
+                continue
+            for dep in db.execute("SELECT owner, kind FROM deps WHERE target = ?", (array_id,)):
+                if dep["kind"] == "aftercorr":
+                    ok = int(state is JobStatus.SUCCESSFUL)
+                    verdict = judge_dependency("aftercorr", ok=ok, bad=1 - ok, size=1)
+                    work += self._settle_task(db, dep["owner"], array_id, index, verdict, now)
+                    continue
+                counts = db.execute(
+                    "SELECT ok, bad, size FROM arrays WHERE id = ?", (array_id,)
+                ).fetchone()
+                verdict = judge_dependency(
+                    dep["kind"], ok=counts["ok"], bad=counts["bad"], size=counts["size"]
+                )
+                work += self._settle(db, dep["owner"], dep["kind"], array_id, verdict, now)
+
+    def _settle(
+        self,
+        db: sqlite3.Connection,
+        owner: int,
+        kind: str,
+        target: int,
+        verdict: Verdict,
+        now: float,
+    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+        """Apply a judged dependency of a job or a whole array; return the jobs it ended."""
+        if verdict is Verdict.PENDING:
+            return []
+        db.execute(
+            "DELETE FROM deps WHERE owner = ? AND kind = ? AND target = ?", (owner, kind, target)
+        )
+        scope = "(id = ? OR array_id = ?) AND status IN (?, ?)"
+        args = (owner, owner, JobStatus.BLOCKED.value, JobStatus.HELD.value)
+        if verdict is Verdict.MET:
+            db.execute(f"UPDATE jobs SET deps_left = deps_left - 1 WHERE {scope}", args)
+            db.execute(
+                "UPDATE jobs SET status = ? WHERE (id = ? OR array_id = ?) AND status = ?"
+                " AND deps_left = 0",
+                (JobStatus.WAITING.value, owner, owner, JobStatus.BLOCKED.value),
+            )
+            return []
+        return self._fail_unrunnable(db, scope, args, _never(kind, target), now)
+
+    def _settle_task(
+        self,
+        db: sqlite3.Connection,
+        owner_array: int,
+        target_array: int,
+        index: int | None,
+        verdict: Verdict,
+        now: float,
+    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+        """aftercorr: task `index` of `owner_array` waited for task `index` of the target."""
+        scope = "array_id = ? AND array_index = ? AND status IN (?, ?)"
+        args = (owner_array, index, JobStatus.BLOCKED.value, JobStatus.HELD.value)
+        if verdict is Verdict.MET:
+            db.execute(f"UPDATE jobs SET deps_left = deps_left - 1 WHERE {scope}", args)
+            db.execute(
+                "UPDATE jobs SET status = ? WHERE array_id = ? AND array_index = ? AND status = ?"
+                " AND deps_left = 0",
+                (JobStatus.WAITING.value, owner_array, index, JobStatus.BLOCKED.value),
+            )
+            return []
+        return self._fail_unrunnable(db, scope, args, _never("aftercorr", target_array, index), now)
+
+    def _fail_unrunnable(
+        self, db: sqlite3.Connection, scope: str, args: tuple[Any, ...], reason: str, now: float
+    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+        rows = db.execute(
+            f"UPDATE jobs SET status = ?, reason = ?, ended = ? WHERE {scope}"
+            " RETURNING id, array_id, array_index",
+            (JobStatus.FAILED.value, reason, now, *args),
+        ).fetchall()
+        for row in rows:
+            self._event(db, row["id"], 0, reason, now)
+        return [(r["id"], r["array_id"], r["array_index"], JobStatus.FAILED) for r in rows]
 
     def expire_leases(self, now: float) -> list[int]:
         expired: list[int] = []
         with self._write() as db:
             rows = db.execute(
-                "SELECT id, worker_id, attempt, retries_left, cancel_requested FROM jobs"
-                " WHERE status = ? AND lease_until < ?",
+                "SELECT id, worker_id, attempt, retries_left, cancel_requested, array_id,"
+                " array_index FROM jobs WHERE status = ? AND lease_until < ?",
                 (JobStatus.RUNNING.value, now),
             ).fetchall()
             for row in rows:
                 reason = f"was lost: worker {row['worker_id']} fell silent past its lease"
-                self._end_attempt(db, row["id"], row, None, reason, now)
+                self._end_attempt(db, row, None, reason, now)
                 expired.append(row["id"])
         return expired
 
@@ -409,15 +844,26 @@ class SQLiteStore:
             return cursor.rowcount
 
     def demand(self) -> list[tuple[str, str, int, int]]:
-        rows = self._db.execute(
+        """(queue, definition, waiting, running): waiting counts only the tasks that the
+        caps of their arrays let start now."""
+        totals: dict[tuple[str, str], list[int]] = {}
+        for row in self._db.execute(
             "SELECT queue, definition, status, count(*) AS n FROM jobs WHERE status IN (?, ?)"
             " GROUP BY queue, definition, status",
             (JobStatus.WAITING.value, JobStatus.RUNNING.value),
-        )
-        totals: dict[tuple[str, str], list[int]] = {}
-        for row in rows:
+        ):
             counts = totals.setdefault((row["queue"], row["definition"]), [0, 0])
             counts[0 if row["status"] == JobStatus.WAITING.value else 1] += row["n"]
+        for row in self._db.execute(
+            "SELECT a.queue, a.definition, a.cap, a.running, (SELECT count(*) FROM jobs j"
+            "  WHERE j.array_id = a.id AND j.status = ?) AS waiting"
+            " FROM arrays a WHERE a.cap IS NOT NULL AND a.ok + a.bad < a.size",
+            (JobStatus.WAITING.value,),
+        ):
+            pair = (row["queue"], row["definition"])
+            if pair in totals:
+                allowed = max(0, min(row["waiting"], row["cap"] - row["running"]))
+                totals[pair][0] -= row["waiting"] - allowed
         return [(q, d, waiting, running) for (q, d), (waiting, running) in sorted(totals.items())]
 
     # logs ------------------------------------------------------------------------
@@ -446,7 +892,7 @@ class SQLiteStore:
     ) -> list[LogEntry]:
         wanted = kinds or tuple(LogKind)
         rows = self._db.execute(
-            f"SELECT * FROM job_log WHERE job_id = ? AND kind IN ({','.join('?' * len(wanted))})"
+            f"SELECT * FROM job_log WHERE job_id = ? AND kind IN ({_in(wanted)})"
             " AND seq > ? ORDER BY seq LIMIT ?",
             [job_id, *(k.value for k in wanted), after, limit],
         )
@@ -502,3 +948,20 @@ class SQLiteStore:
     def live_workers(self) -> list[WorkerRecord]:
         rows = self._db.execute("SELECT * FROM workers WHERE state != 'EXITED' ORDER BY started")
         return [WorkerRecord(**dict(row)) for row in rows]
+
+
+def _never(kind: str, target: int, index: int | None = None) -> str:
+    which = f"task {index} of array {target}" if index is not None else f"job {target}"
+    return f"dependency {kind}:{target} can never be met ({which} did not end as required)"
+
+
+def _task_params(row: sqlite3.Row) -> dict[str, Any]:
+    return json.loads(row["params"]) if row["params"] else {}
+
+
+def _task_script(row: sqlite3.Row) -> str:
+    """The script a task runs: its array's, with the task's text replacements applied."""
+    script: str = row["script"]
+    for old, new in _task_params(row).get("replacements", {}).items():
+        script = script.replace(old, str(new))
+    return script

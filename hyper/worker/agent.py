@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import getpass
 import os
 import queue
 import signal
@@ -18,11 +19,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from hyper.client import HostClient
 from hyper.errors import Conflict, HostFailure, HostUnreachable
 from hyper.jobs import LogKind
+from hyper.jobspec import expand_output_pattern
 
 KILL_GRACE_SECONDS = 0.5  # SIGTERM, then SIGKILL: qdel must end a job within 2 s
 METRICS_SECONDS = 5.0
@@ -45,7 +47,10 @@ class WorkerOptions:
 class OutputPump:
     """Reads a child's stdout and stderr on two threads into one ordered queue."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], files: dict[LogKind, BinaryIO] | None = None
+    ) -> None:
+        self._files = files or {}
         self._queue: queue.Queue[tuple[LogKind, str]] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._read, args=(stream, kind), daemon=True)
@@ -58,8 +63,12 @@ class OutputPump:
     def _read(self, stream: Any, kind: LogKind) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         fd = stream.fileno()
+        sink = self._files.get(kind)
         while True:
             data = os.read(fd, 65536)
+            if data and sink is not None:
+                sink.write(data)
+                sink.flush()
             text = decoder.decode(data, final=not data)
             if text:
                 self._queue.put((kind, text))
@@ -92,6 +101,43 @@ class OutputPump:
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
+    """What a script written for another scheduler reads about its job."""
+    job_id, name = env["HYPER_JOB_ID"], env["HYPER_JOB_NAME"]
+    array_id, index = env.get("HYPER_ARRAY_JOB_ID"), env.get("HYPER_ARRAY_INDEX")
+    submit_dir, attempt = env["HYPER_SUBMIT_DIR"], int(env["HYPER_ATTEMPT"])
+    if scheduler == "slurm":
+        found = {
+            "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": name,
+            "SLURM_SUBMIT_DIR": submit_dir, "SLURM_RESTART_COUNT": str(attempt - 1),
+            "SLURM_JOB_PARTITION": env["HYPER_QUEUE"],
+        }  # fmt: skip
+        if array_id:
+            found |= {
+                "SLURM_ARRAY_JOB_ID": array_id, "SLURM_ARRAY_TASK_ID": index or "",
+                "SLURM_ARRAY_TASK_COUNT": env.get("HYPER_ARRAY_SIZE", ""),
+            }  # fmt: skip
+        return found
+    if scheduler == "pbs":
+        found = {"PBS_JOBID": job_id, "PBS_JOBNAME": name, "PBS_O_WORKDIR": submit_dir,
+                 "PBS_QUEUE": env["HYPER_QUEUE"]}  # fmt: skip
+        if array_id:
+            found |= {"PBS_ARRAY_INDEX": index or "", "PBS_ARRAY_ID": array_id}
+        return found
+    if scheduler == "lsf":
+        found = {"LSB_JOBID": job_id, "LSB_JOBNAME": name, "LS_SUBCWD": submit_dir,
+                 "LSB_QUEUE": env["HYPER_QUEUE"]}  # fmt: skip
+        if array_id:
+            found |= {"LSB_JOBINDEX": index or "", "LSB_JOBID": array_id}
+        return found
+    return {}
+
+
+def _close_all(files: dict[LogKind, BinaryIO]) -> None:
+    for handle in set(files.values()):
+        handle.close()
 
 
 def _metrics(pid: int) -> dict[str, float] | None:
@@ -197,7 +243,41 @@ class WorkerAgent:
                 "HYPER_WORKDIR": str(workdir),
             }
         )
+        if job.get("array_id") is not None:
+            env["HYPER_ARRAY_JOB_ID"] = str(job["array_id"])
+            env["HYPER_ARRAY_INDEX"] = str(job["array_index"])
+            env["HYPER_ARRAY_SIZE"] = str(job["array_size"])
+        for scheduler in (job.get("options") or {}).get("compat", []):
+            env.update(compat_variables(scheduler, env))
         return env
+
+    def _output_files(self, job: dict[str, Any], cwd: Path) -> dict[LogKind, BinaryIO]:
+        """Open the job's -o/-e files (Slurm's rule: without -e, stderr joins stdout).
+        The first attempt starts them afresh; later attempts append."""
+        options = job.get("options") or {}
+        stdout, stderr = options.get("stdout"), options.get("stderr")
+        if options.get("join") or (stdout and not stderr):
+            stderr = None
+            joined = True
+        else:
+            joined = False
+        mode = "wb" if int(job["attempt"]) <= 1 else "ab"
+        names = {
+            "job_id": int(job["id"]),
+            "array_id": int(job.get("array_id") or job["id"]),
+            "index": job.get("array_index"),
+            "name": job["name"],
+            "user": getpass.getuser(),
+        }
+        files: dict[LogKind, BinaryIO] = {}
+        for kind, pattern in ((LogKind.STDOUT, stdout), (LogKind.STDERR, stderr)):
+            if pattern:
+                path = cwd / expand_output_pattern(pattern, **names)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                files[kind] = cast(BinaryIO, open(path, mode))  # noqa: SIM115 - closed after the job
+        if joined and LogKind.STDOUT in files:
+            files[LogKind.STDERR] = files[LogKind.STDOUT]
+        return files
 
     def _command(self, job: dict[str, Any]) -> tuple[list[str], Path]:
         path = self.options.workdir / f"job-{job['id']}.{job['attempt']}.sh"
@@ -215,6 +295,11 @@ class WorkerAgent:
         command, script_path = self._command(job)
         reason: str | None = None
         try:
+            files = self._output_files(job, cwd)
+        except OSError as exc:
+            self._complete(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
+            return
+        try:
             process = subprocess.Popen(
                 command,
                 cwd=cwd,
@@ -225,22 +310,33 @@ class WorkerAgent:
                 start_new_session=True,
             )
         except OSError as exc:
+            _close_all(files)
             self._complete(job_id, attempt, 127, f"could not start the script: {exc}", [])
             return
         self._job_group = process.pid
-        pump = OutputPump(process)
+        pump = OutputPump(process, files)
         last_metrics = time.monotonic()
+        limit = job.get("time_limit")
+        deadline = time.monotonic() + limit if limit else None
         kill_at: float | None = None
         lost = False
         while True:
+            wait = self.options.heartbeat_seconds
+            if deadline is not None and kill_at is None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
             try:
-                process.wait(timeout=self.options.heartbeat_seconds)
+                process.wait(timeout=wait)
                 break
             except subprocess.TimeoutExpired:
                 pass
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
                     _kill_group(process.pid, signal.SIGKILL)
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                reason = f"time limit of {limit} s reached"
+                _kill_group(process.pid, signal.SIGTERM)
+                kill_at = time.monotonic() + KILL_GRACE_SECONDS
                 continue
             metrics = None
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
@@ -263,6 +359,7 @@ class WorkerAgent:
         _kill_group(process.pid, signal.SIGKILL)
         self._job_group = None
         pump.join(timeout=2.0)
+        _close_all(files)
         script_path.unlink(missing_ok=True)
         if lost:
             return

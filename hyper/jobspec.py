@@ -1,0 +1,185 @@
+"""The small languages users write job options in: array ranges, work items, time
+limits, dependencies, job selectors and output-file patterns.
+
+Shared by the shell tools (which parse what users type) and the host (which
+checks it again), so it imports only the standard library. Every parser raises
+``UsageError`` with a message that names the bad part.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hyper.errors import UsageError
+
+MAX_ARRAY_SIZE = 1_000_000
+MAX_ARRAY_INDEX = 4_000_000_000
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok", "aftercorr")
+
+
+@dataclass(frozen=True)
+class ArrayRange:
+    indices: list[int]
+    cap: int | None  # most tasks running at once
+
+
+def parse_array(spec: str) -> ArrayRange:
+    """`1-10000`, `0-100:5`, `1,3,5-9`, each optionally ending in `%CAP`."""
+    text = spec.strip()
+    body, _, cap_text = text.partition("%")
+    cap = None
+    if cap_text:
+        if not cap_text.isdigit() or int(cap_text) < 1:
+            raise UsageError(f"array {spec!r}: the cap after % must be a whole number of 1 or more")
+        cap = int(cap_text)
+    indices: list[int] = []
+    seen: set[int] = set()
+    for part in body.split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:\s*-\s*(\d+)(?::(\d+))?)?\s*", part)
+        if not match:
+            raise UsageError(
+                f"array {spec!r}: cannot read {part!r} (use forms like 1-10, 0-100:5, 1,3,5-9, %4)"
+            )
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        step = int(match.group(3)) if match.group(3) is not None else 1
+        if last < first or step < 1:
+            raise UsageError(f"array {spec!r}: {part.strip()!r} is an empty range")
+        if last > MAX_ARRAY_INDEX:
+            raise UsageError(f"array {spec!r}: indices go up to {MAX_ARRAY_INDEX}")
+        if (last - first) // step + 1 + len(indices) > MAX_ARRAY_SIZE:
+            raise UsageError(f"array {spec!r}: more than {MAX_ARRAY_SIZE} tasks")
+        for index in range(first, last + 1, step):
+            if index not in seen:
+                seen.add(index)
+                indices.append(index)
+    return ArrayRange(sorted(indices), cap)
+
+
+def expand_work_items(spec: str, prefix: str = "", padding: int = 3) -> list[str]:
+    """Cloudburst work items: `01-16` is a numeric range, zero-filled to `padding`
+    (or to the width written); comma-separated items are taken as given. A `-`
+    inside a name that is not two numbers is part of the name."""
+    items: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)-(\d+)", part)
+        if match:
+            first, last = int(match.group(1)), int(match.group(2))
+            if last < first:
+                raise UsageError(f"work items {spec!r}: {part!r} is an empty range")
+            if last - first >= MAX_ARRAY_SIZE:
+                raise UsageError(f"work items {spec!r}: more than {MAX_ARRAY_SIZE} items")
+            width = max(padding, len(match.group(1)))
+            items.extend(f"{prefix}{n:0{width}d}" for n in range(first, last + 1))
+        else:
+            items.append(f"{prefix}{part}")
+    if not items:
+        raise UsageError("no work items given")
+    return items
+
+
+def parse_time_limit(text: str) -> int:
+    """Seconds, from Slurm's forms: `MINUTES`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`,
+    `D-HH:MM:SS`."""
+    value = text.strip()
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value)
+    if not match or not value:
+        raise UsageError(
+            f"time limit {text!r}: use MINUTES, MM:SS, HH:MM:SS or D-HH:MM:SS (e.g. 90 or 1:30:00)"
+        )
+    days, a, b, c = match.groups()
+    numbers = [int(x) for x in (a, b, c) if x is not None]
+    if days is not None:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = [*numbers, 0, 0][:3]
+        total = int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
+    elif len(numbers) == 1:
+        total = numbers[0] * 60
+    elif len(numbers) == 2:
+        total = numbers[0] * 60 + numbers[1]
+    else:
+        total = numbers[0] * 3600 + numbers[1] * 60 + numbers[2]
+    if total <= 0:
+        raise UsageError(f"time limit {text!r} must be above zero")
+    return total
+
+
+@dataclass(frozen=True)
+class Dependency:
+    kind: str
+    target: int
+
+
+def parse_dependencies(text: str) -> list[Dependency]:
+    """`afterok:12:13,afterany:14` (Slurm), also after `depend=` (PBS's `-W depend=...`)."""
+    value = text.strip()
+    if value.startswith("depend="):
+        value = value[len("depend=") :]
+    deps: list[Dependency] = []
+    for clause in value.replace("?", ",").split(","):
+        kind, _, targets = clause.strip().partition(":")
+        if kind not in DEPENDENCY_KINDS:
+            raise UsageError(
+                f"dependency {text!r}: unknown type {kind!r}; use {', '.join(DEPENDENCY_KINDS)}"
+            )
+        ids = [t for t in targets.split(":") if t]
+        if not ids:
+            raise UsageError(f"dependency {text!r}: {kind} needs job ids, as {kind}:ID[:ID...]")
+        for target in ids:
+            if not target.isdigit():
+                raise UsageError(f"dependency {text!r}: {target!r} is not a job id")
+            deps.append(Dependency(kind, int(target)))
+    return deps
+
+
+def parse_env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise UsageError(f"{text!r}: give variables as NAME=VALUE")
+    check_env_name(name)
+    return name, value
+
+
+def check_env_name(name: str) -> str:
+    if not ENV_NAME.match(name):
+        raise UsageError(f"{name!r} is not a valid environment variable name")
+    return name
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A job id, or some tasks of an array: `12`, `12[3-5]`, `12_3`."""
+
+    id: int
+    indices: tuple[int, ...] | None = None
+
+
+def parse_selector(text: str) -> Selector:
+    match = re.fullmatch(r"(\d+)(?:\[([0-9,:\-]+)\]|_(\d+))?", text.strip())
+    if not match:
+        raise UsageError(f"not a job id: {text!r} (use ID, ARRAY_ID[1-5] or ARRAY_ID_3)")
+    job_id = int(match.group(1))
+    if match.group(2) is not None:
+        return Selector(job_id, tuple(parse_array(match.group(2)).indices))
+    if match.group(3) is not None:
+        return Selector(job_id, (int(match.group(3)),))
+    return Selector(job_id)
+
+
+def expand_output_pattern(
+    pattern: str, *, job_id: int, array_id: int, index: int | None, name: str, user: str
+) -> str:
+    """Slurm's filename patterns: %j job id, %A array id, %a array index, %x job name,
+    %u user, %% a percent sign. Unknown `%c` sequences are left as they are."""
+    values = {
+        "j": str(job_id),
+        "A": str(array_id),
+        "a": str(index if index is not None else 0),
+        "x": name,
+        "u": user,
+        "%": "%",
+    }
+    return re.sub(r"%([jAaxu%])", lambda m: values[m.group(1)], pattern)

@@ -1,0 +1,259 @@
+"""Scripts from Slurm, PBS and LSF run unchanged: their directives, translated.
+
+Understood: job name, queue (partition), array, dependency, time limit,
+environment export, output and error files, requeue (one retry), hold and
+priority. Anything else is named in a warning, never silently dropped.
+
+When a script carries a scheduler's directives and says nothing about the
+environment, that scheduler's default applies: Slurm and LSF pass the
+submitting shell's environment, PBS does not. Its jobs also find the
+variables that scheduler sets (SLURM_JOB_ID, PBS_ARRAY_INDEX, LSB_JOBINDEX...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from hyper.errors import UsageError
+from qtools.directives import JobOptions, Translation, directive_words, leading_block
+
+Handler = Callable[[JobOptions, str], JobOptions]
+
+
+def _with(options: JobOptions, field: str, value: Any) -> JobOptions:
+    changes: dict[str, Any] = {field: value}
+    return replace(options, **changes)
+
+
+def _set(field: str) -> Handler:
+    return lambda options, value: _with(options, field, value)
+
+
+def _flag(field: str, value: object) -> Handler:
+    return lambda options, _: _with(options, field, value)
+
+
+# ---- Slurm ----------------------------------------------------------------------
+
+
+def _slurm_export(options: JobOptions, value: str) -> JobOptions:
+    export_all = False
+    env = list(options.env)
+    for part in value.split(","):
+        part = part.strip()
+        if part.upper() == "ALL":
+            export_all = True
+        elif part.upper() == "NONE" or not part:
+            continue
+        else:
+            env.append(part)
+    return replace(options, export_all=export_all, env=tuple(env))
+
+
+def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
+    if "singleton" in value or "afterburstbuffer" in value or "+" in value:
+        raise UsageError(
+            f"dependency {value!r}: hyper takes afterok, afterany, afternotok, aftercorr"
+        )
+    return replace(options, depends=(*options.depends, value))
+
+
+SLURM: dict[str, Handler] = {
+    "-J": _set("name"), "--job-name": _set("name"),
+    "-p": _set("queue"), "--partition": _set("queue"),
+    "-a": _set("array"), "--array": _set("array"),
+    "-d": _slurm_dependency, "--dependency": _slurm_dependency,
+    "-t": _set("time_limit"), "--time": _set("time_limit"),
+    "--export": _slurm_export,
+    "-o": _set("stdout"), "--output": _set("stdout"),
+    "-e": _set("stderr"), "--error": _set("stderr"),
+    "--requeue": _flag("retries", 1), "--no-requeue": _flag("retries", 0),
+    "-H": _flag("hold", True), "--hold": _flag("hold", True),
+}  # fmt: skip
+SLURM_FLAGS = {"--requeue", "--no-requeue", "-H", "--hold"}
+
+
+# ---- PBS --------------------------------------------------------------------------
+
+
+def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
+    """-l walltime=1:00:00 is understood; other resources are not."""
+    others = []
+    for item in value.split(","):
+        key, _, amount = item.partition("=")
+        if key.strip() == "walltime":
+            options = replace(options, time_limit=amount.strip())
+        else:
+            others.append(item)
+    if others:
+        raise _Unsupported(f"-l {','.join(others)}")
+    return options
+
+
+def _pbs_env(options: JobOptions, value: str) -> JobOptions:
+    return replace(options, env=(*options.env, *(v.strip() for v in value.split(",") if v.strip())))
+
+
+def _pbs_depend(options: JobOptions, value: str) -> JobOptions:
+    # PBS ids may carry a server name: afterok:123.server:124.server
+    return replace(options, depends=(*options.depends, re.sub(r"(\d+)\.[\w.-]+", r"\1", value)))
+
+
+def _pbs_join(options: JobOptions, value: str) -> JobOptions:
+    if value not in ("oe", "eo", "n"):
+        raise UsageError(f"-j {value!r}: use oe or n")
+    return replace(options, join=value != "n")
+
+
+def _pbs_rerun(options: JobOptions, value: str) -> JobOptions:
+    if value not in ("y", "n"):
+        raise UsageError(f"-r {value!r}: use y or n")
+    return replace(options, retries=1 if value == "y" else 0)
+
+
+def _pbs_w(options: JobOptions, value: str) -> JobOptions:
+    if not value.startswith("depend="):
+        raise _Unsupported(f"-W {value}")
+    return _pbs_depend(options, value)
+
+
+PBS: dict[str, Handler] = {
+    "-N": _set("name"), "-q": _set("queue"), "-J": _set("array"), "-W": _pbs_w,
+    "-l": _pbs_resources, "-V": _flag("export_all", True), "-v": _pbs_env,
+    "-o": _set("stdout"), "-e": _set("stderr"), "-j": _pbs_join, "-r": _pbs_rerun,
+    "-h": _flag("hold", True),
+    "-p": lambda options, value: replace(options, priority=int(value)),
+}  # fmt: skip
+PBS_FLAGS = {"-V", "-h"}
+
+
+# ---- LSF -----------------------------------------------------------------------------
+
+
+def _lsf_name(options: JobOptions, value: str) -> JobOptions:
+    """-J "name[1-100:2]%10" names an array."""
+    match = re.fullmatch(r"(.*?)\[([0-9,:\-]+)\](%\d+)?", value)
+    if not match:
+        return replace(options, name=value)
+    name = match.group(1) or None
+    return replace(options, name=name, array=match.group(2) + (match.group(3) or ""))
+
+
+def _lsf_depend(options: JobOptions, value: str) -> JobOptions:
+    kinds = {"done": "afterok", "ended": "afterany", "exit": "afternotok"}
+    if "||" in value or "!" in value:
+        raise UsageError(f"-w {value!r}: hyper takes conditions joined by && only")
+    found = re.findall(r"(\w+)\(\s*(\d+)\s*\)", value)
+    terms = [term.strip() for term in value.split("&&")]
+    if not found or len(found) != len(terms) or any(k not in kinds for k, _ in found):
+        raise UsageError(f"-w {value!r}: use done(ID), ended(ID) or exit(ID), joined by &&")
+    return replace(options, depends=(*options.depends, *(f"{kinds[k]}:{i}" for k, i in found)))
+
+
+def _lsf_walltime(options: JobOptions, value: str) -> JobOptions:
+    """LSF's -W is [HH:]MM (Slurm's MM:SS would read it wrong)."""
+    match = re.fullmatch(r"(?:(\d+):)?(\d+)", value.strip())
+    if not match:
+        raise UsageError(f"-W {value!r}: use [HH:]MM")
+    hours, minutes = int(match.group(1) or 0), int(match.group(2))
+    return replace(options, time_limit=f"{hours}:{minutes:02d}:00")
+
+
+def _lsf_file(field: str) -> Handler:
+    # %J is the job id and %I the array index in LSF; hyper spells them %j and %a
+    setter = _set(field)
+    return lambda options, value: setter(options, value.replace("%J", "%j").replace("%I", "%a"))
+
+
+def _lsf_env(options: JobOptions, value: str) -> JobOptions:
+    export_all = options.export_all
+    env = list(options.env)
+    for part in (p.strip() for p in value.split(",")):
+        if part.lower() == "all":
+            export_all = True
+        elif part.lower() == "none":
+            export_all = False
+        elif part:
+            env.append(part)
+    return replace(options, export_all=export_all, env=tuple(env))
+
+
+LSF: dict[str, Handler] = {
+    "-J": _lsf_name, "-q": _set("queue"), "-w": _lsf_depend, "-W": _lsf_walltime,
+    "-o": _lsf_file("stdout"), "-oo": _lsf_file("stdout"),
+    "-e": _lsf_file("stderr"), "-eo": _lsf_file("stderr"),
+    "-r": _flag("retries", 1), "-H": _flag("hold", True), "-env": _lsf_env,
+    "-sp": lambda options, value: replace(options, priority=int(value)),
+}  # fmt: skip
+LSF_FLAGS = {"-r", "-H"}
+
+SCHEDULERS = (
+    ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, True),
+    ("#PBS", "pbs", PBS, PBS_FLAGS, False),
+    ("#BSUB", "lsf", LSF, LSF_FLAGS, True),
+)
+
+
+class _Unsupported(Exception):
+    """A directive hyper understands in part; the message names the part it does not."""
+
+
+def _options(words: list[str], flags: set[str]) -> Iterator[tuple[str, str | None, str]]:
+    """(option, value, as written) from directive words: `-J x`, `-Jx`, `--job-name=x`."""
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if not word.startswith("-"):
+            yield word, None, word
+            continue
+        if word.startswith("--") and "=" in word:
+            option, _, value = word.partition("=")
+            yield option, value, word
+            continue
+        if word in flags:
+            yield word, "", word
+            continue
+        if index < len(words) and not (words[index].startswith("-") and len(words[index]) > 1):
+            yield word, words[index], f"{word} {words[index]}"
+            index += 1
+            continue
+        if not word.startswith("--") and len(word) > 2:  # -Jname
+            yield word[:2], word[2:], word
+            continue
+        yield word, "", word
+
+
+def translate(text: str) -> Translation:
+    """Options from a script's #SBATCH, #PBS and #BSUB lines, and warnings for the rest."""
+    result = Translation()
+    defaults: list[bool] = []
+    for number, line in leading_block(text):
+        for prefix, scheduler, table, flags, exports in SCHEDULERS:
+            words = directive_words(line, prefix, number)
+            if words is None:
+                continue
+            defaults.append(exports)
+            if scheduler not in result.schedulers:
+                result.schedulers.append(scheduler)
+            for option, value, written in _options(words, flags):
+                handler = table.get(option)
+                if handler is None or value is None:
+                    result.warnings.append(
+                        f"line {number}: {prefix} {written} is not supported by hyper; ignored"
+                    )
+                    continue
+                try:
+                    result.options = handler(result.options, value)
+                except _Unsupported as part:
+                    result.warnings.append(
+                        f"line {number}: {prefix} {part} is not supported by hyper; ignored"
+                    )
+                except (UsageError, ValueError) as error:
+                    raise UsageError(f"line {number}: {prefix} {error}") from None
+    if defaults and result.options.export_all is None:
+        result.options = replace(result.options, export_all=defaults[0])
+    return result
