@@ -77,7 +77,13 @@ class LocalHost:
         assert self.config.data_dir
         return Path(self.config.data_dir)
 
-    def sh(self, *argv: str, input: str | None = None, timeout: float = 60) -> Result:
+    def sh(
+        self,
+        *argv: str,
+        input: str | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> Result:
         """Run one of our commands as a user would, in its own process."""
         command = [str(BIN / argv[0]), *argv[1:]]
         done = subprocess.run(
@@ -85,14 +91,20 @@ class LocalHost:
             input=input,
             capture_output=True,
             text=True,
-            env=self.env,
+            env=env or self.env,
             cwd=self.cwd,
             timeout=timeout,
         )
         return Result(done.returncode, done.stdout, done.stderr)
 
-    def ok(self, *argv: str, input: str | None = None, timeout: float = 60) -> str:
-        result = self.sh(*argv, input=input, timeout=timeout)
+    def ok(
+        self,
+        *argv: str,
+        input: str | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        result = self.sh(*argv, input=input, timeout=timeout, env=env)
         assert result.code == 0, f"{argv} exited {result.code}: {result.err}"
         return result.out
 

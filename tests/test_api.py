@@ -19,7 +19,7 @@ from hyper.store.sqlite import SQLiteStore
 Q = SAMPLE_QUEUE
 D = SAMPLE_DEFINITION
 DEF_ENV = {"A": "def", "B": "def"}
-STATUSES = ["Waiting", "Running", "Successful", "Failed", "Cancelled"]
+STATUSES = ["Waiting", "Blocked", "Held", "Running", "Successful", "Failed", "Cancelled"]
 
 
 def submission(name: str = "job", **extra: Any) -> dict[str, Any]:
@@ -55,6 +55,8 @@ PATH_VALUES = {"job_id": "1", "worker_id": "w-anon", "kind": "queues", "name": Q
 BODIES = {
     "/jobs": {"jobs": [submission()]},
     "/jobs/cancel": {"queue": Q},
+    "/jobs/hold": {"queue": Q},
+    "/jobs/release": {"queue": Q},
     "/workers/{worker_id}/claim": {"queue": Q, "definition": D, "wait": 0},
     "/workers/{worker_id}/jobs/{job_id}/progress": {"attempt": 1},
     "/workers/{worker_id}/jobs/{job_id}/complete": {"attempt": 1, "exit_code": 0},
@@ -70,7 +72,7 @@ def every_request(app: Any) -> list[tuple[str, str, str]]:
     requests = []
     for route in app.routes:
         assert isinstance(route, APIRoute), f"unexpected route {route!r}"
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             requests.append((method, concrete(route.path), route.path))
     return requests
 
@@ -92,6 +94,8 @@ def test_every_route_refuses_without_the_key(api: TestClient, headers: dict[str,
         ("GET", "/jobs"),
         ("GET", "/jobs/counts"),
         ("POST", "/jobs/cancel"),
+        ("POST", "/jobs/hold"),
+        ("POST", "/jobs/release"),
         ("GET", "/jobs/{job_id}"),
         ("GET", "/jobs/{job_id}/script"),
         ("GET", "/jobs/{job_id}/log"),
@@ -203,7 +207,7 @@ def test_list_jobs_pagination_and_filters(api: TestClient) -> None:
     named = api.get("/jobs", params={"name": "j3"}).json()
     assert [j["id"] for j in named["jobs"]] == [ids[3]]
     assert named["next"] is None
-    api.post("/jobs/cancel", json={"ids": [ids[0]]})
+    assert api.post("/jobs/cancel", json={"ids": [str(ids[0])]}).json()["cancelled"] == 1
     waiting = api.get("/jobs", params={"status": "waiting"}).json()
     assert [j["id"] for j in waiting["jobs"]] == ids[1:]
     several = api.get("/jobs", params=[("status", "Cancelled"), ("status", "Waiting")]).json()
@@ -220,14 +224,16 @@ def test_counts(api: TestClient) -> None:
     assert empty.status_code == 200
     assert empty.json() == {"Total": 0, **dict.fromkeys(STATUSES, 0)}
 
-    ids = submit(api, submission(), submission(), submission(), submission())
-    api.post("/jobs/cancel", json={"ids": [ids[0]]})
+    ids = submit(api, submission(), submission(), submission(), submission(hold=True))
+    assert api.post("/jobs/cancel", json={"ids": [str(ids[0])]}).json()["cancelled"] == 1
     (running,) = claim(api, "w1")
     assert running["id"] == ids[1]
     counts = api.get("/jobs/counts").json()
     assert counts == {
         "Total": 4,
-        "Waiting": 2,
+        "Waiting": 1,
+        "Blocked": 0,
+        "Held": 1,
         "Running": 1,
         "Successful": 0,
         "Failed": 0,
@@ -297,9 +303,19 @@ def test_invalid_body_is_422(api: TestClient, body: dict[str, Any]) -> None:
 
 def test_cancel_with_unknown_id_is_400_and_cancels_nothing(api: TestClient) -> None:
     (job_id,) = submit(api)
-    response = api.post("/jobs/cancel", json={"ids": [job_id, 999999]})
+    response = api.post("/jobs/cancel", json={"ids": [str(job_id), "999999"]})
     assert response.status_code == 400
     assert "999999" in response.json()["detail"]
+    assert job(api, job_id)["status"] == "Waiting"
+    # ids are strings in the selector forms; a bare number or a bad form is refused
+    assert api.post("/jobs/cancel", json={"ids": [job_id]}).status_code == 422
+    bad_form = api.post("/jobs/cancel", json={"ids": [f"{job_id}x"]})
+    assert bad_form.status_code == 400
+    assert f"{job_id}x" in bad_form.json()["detail"]
+    # an index range on a job that is not an array
+    not_array = api.post("/jobs/cancel", json={"ids": [f"{job_id}[1-2]"]})
+    assert not_array.status_code == 400
+    assert "not an array" in not_array.json()["detail"]
     assert job(api, job_id)["status"] == "Waiting"
 
 
@@ -319,14 +335,370 @@ def test_cancel_by_queue(api: TestClient) -> None:
     assert running["id"] == first
     response = api.post("/jobs/cancel", json={"queue": Q})
     assert response.status_code == 200
-    assert response.json() == {"cancelled": [second, third], "stopping": [first], "finished": []}
+    assert response.json() == {"cancelled": 2, "stopping": 1, "finished": []}
     assert job(api, second)["status"] == "Cancelled"
+    assert job(api, third)["status"] == "Cancelled"
     assert job(api, first)["status"] == "Running"
     assert job(api, first)["cancel_requested"] is True
     assert claim(api, "w2") == []
     again = api.post("/jobs/cancel", json={"queue": Q}).json()
-    assert sorted(again["finished"]) == [second, third]
-    assert again["cancelled"] == []
+    assert again == {"cancelled": 0, "stopping": 1, "finished": []}
+    # jobs already over are listed when named by id
+    named = api.post("/jobs/cancel", json={"ids": [str(third), str(second)]}).json()
+    assert sorted(named["finished"]) == [second, third]
+    assert (named["cancelled"], named["stopping"]) == (0, 0)
+
+
+# arrays, dependencies, hold ---------------------------------------------------------------------
+
+
+def tasks(api: TestClient, array_id: int, **params: Any) -> list[dict[str, Any]]:
+    response = api.get("/jobs", params={"array": array_id, **params})
+    assert response.status_code == 200, response.text
+    return response.json()["jobs"]
+
+
+def complete(api: TestClient, worker: str, job_id: int, exit_code: int, attempt: int = 1) -> str:
+    response = api.post(
+        f"/workers/{worker}/jobs/{job_id}/complete",
+        json={"attempt": attempt, "exit_code": exit_code},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["status"]
+
+
+def test_array_by_spec(api: TestClient) -> None:
+    (array_id,) = submit(api, submission("arr", array={"spec": "1-5%2"}, env={"E": "1"}))
+    (after,) = submit(api)
+    assert after == array_id + 6  # one id for the array, one per task
+
+    record = job(api, array_id)
+    assert record["kind"] == "array"
+    assert record["id"] == array_id and record["name"] == "arr"
+    assert (record["size"], record["cap"], record["spec"]) == (5, 2, "1-5%2")
+    assert record["status"] == "Waiting"
+    assert record["counts"] == {**dict.fromkeys(STATUSES, 0), "Waiting": 5}
+    assert record["env"] == {"E": "1"}
+
+    listed = tasks(api, array_id)
+    assert [t["id"] for t in listed] == [array_id + n for n in range(1, 6)]
+    assert [t["array_index"] for t in listed] == [1, 2, 3, 4, 5]
+    assert all(t["kind"] == "job" and t["array_id"] == array_id for t in listed)
+    assert all(t["array_size"] == 5 for t in listed)
+    task = job(api, array_id + 3)
+    assert (task["kind"], task["array_id"], task["array_index"]) == ("job", array_id, 3)
+
+    # the cap: two tasks at a time
+    claimed = claim(api, "W", limit=10)
+    assert [c["id"] for c in claimed] == [array_id + 1, array_id + 2, after]
+    assert claim(api, "W", limit=10) == []
+    assert complete(api, "W", array_id + 1, 0) == "Successful"
+    assert [c["id"] for c in claim(api, "W", limit=10)] == [array_id + 3]
+
+    record = job(api, array_id)
+    assert record["status"] == "Running"
+    assert record["counts"]["Running"] == 2 and record["counts"]["Successful"] == 1
+    counts = api.get("/jobs/counts", params={"array": array_id}).json()
+    assert counts == {
+        **dict.fromkeys(STATUSES, 0),
+        "Total": 5,
+        "Running": 2,
+        "Waiting": 2,
+        "Successful": 1,
+    }
+    # counts of everything are of tasks and single jobs, not of the array line
+    assert api.get("/jobs/counts").json()["Total"] == 6
+    assert api.get("/jobs/counts", params={"name_prefix": "ar"}).json()["Total"] == 5
+    assert api.get("/jobs/counts", params={"array": 0}).status_code == 422
+
+    only_running = tasks(api, array_id, status="Running")
+    assert [t["id"] for t in only_running] == [array_id + 2, array_id + 3]
+    # a cap in the body wins over the spec's
+    (other,) = submit(api, submission(array={"spec": "0-100:50%1", "cap": 3}))
+    found = job(api, other)
+    assert (found["size"], found["cap"]) == (3, 3)
+    assert [t["array_index"] for t in tasks(api, other)] == [0, 50, 100]
+
+
+def test_array_by_tasks(api: TestClient) -> None:
+    body = submission(
+        "items",
+        script="process @ITEM@\n",
+        array={
+            "tasks": [
+                {"name": "item-a", "env": {"ITEM": "a"}, "replacements": {"@ITEM@": "a"}},
+                {"name": "item-b", "replacements": {"@ITEM@": "b"}},
+                {"index": 7},
+            ]
+        },
+    )
+    (array_id,) = submit(api, body)
+    record = job(api, array_id)
+    assert (record["kind"], record["size"], record["cap"]) == ("array", 3, None)
+    listed = tasks(api, array_id)
+    assert [(t["array_index"], t["name"]) for t in listed] == [
+        (1, "item-a"),
+        (2, "item-b"),
+        (7, "items"),
+    ]
+    scripts = [api.get(f"/jobs/{t['id']}/script").json()["script"] for t in listed]
+    assert scripts == ["process a\n", "process b\n", "process @ITEM@\n"]
+    named = api.get("/jobs", params={"name": "item-b"}).json()["jobs"]
+    assert [t["id"] for t in named] == [array_id + 2]
+
+
+@pytest.mark.parametrize(
+    ("array", "expected"),
+    [
+        ({"spec": "5-1"}, "empty range"),
+        ({"spec": "1-3%0"}, "cap"),
+        ({"spec": "a-b"}, "cannot read"),
+        ({}, "either"),
+        ({"spec": "1-3", "tasks": [{}]}, "either"),
+        ({"tasks": []}, "at least one task"),
+        ({"tasks": [{"index": 1}, {"index": 1}]}, "unique"),
+    ],
+    ids=["reversed", "zero-cap", "words", "neither", "both", "no-tasks", "same-index"],
+)
+def test_bad_array_is_400_with_one_message(
+    api: TestClient, array: dict[str, Any], expected: str
+) -> None:
+    response = api.post("/jobs", json={"jobs": [submission(), submission(array=array)]})
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail
+    assert expected in detail
+    if "spec" in array and "tasks" not in array:
+        assert array["spec"] in detail
+    assert api.get("/jobs/counts").json()["Total"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        submission(env={"1BAD": "x"}),
+        submission(env={"A-B": "x"}),
+        submission(array={"tasks": [{"env": {"OK": "1"}}, {"env": {"NO WAY": "1"}}]}),
+    ],
+    ids=["leading-digit", "dash", "task-env"],
+)
+def test_invalid_env_name_is_400(api: TestClient, body: dict[str, Any]) -> None:
+    response = api.post("/jobs", json={"jobs": [body]})
+    assert response.status_code == 400, response.text
+    assert "not a valid environment variable name" in response.json()["detail"]
+    assert api.get("/jobs/counts").json()["Total"] == 0
+
+
+def test_get_array_and_its_tasks_in_listings(api: TestClient) -> None:
+    (single,) = submit(api, submission("one"))
+    (array_id,) = submit(api, submission("arr", array={"spec": "1-3"}))
+    (last,) = submit(api, submission("two"))
+
+    flat = api.get("/jobs").json()["jobs"]
+    assert [j["id"] for j in flat] == [single, array_id + 1, array_id + 2, array_id + 3, last]
+    lines = api.get("/jobs", params={"collapse": "true"}).json()
+    assert [(j["kind"], j["id"]) for j in lines["jobs"]] == [
+        ("job", single),
+        ("array", array_id),
+        ("job", last),
+    ]
+    assert lines["jobs"][1]["counts"]["Waiting"] == 3
+    assert lines["jobs"][1]["status"] == "Waiting"
+    page = api.get("/jobs", params={"collapse": "true", "limit": 2}).json()
+    assert [j["id"] for j in page["jobs"]] == [single, array_id]
+    assert page["next"] == array_id
+    rest = api.get("/jobs", params={"collapse": "true", "after": page["next"]}).json()
+    assert [j["id"] for j in rest["jobs"]] == [last]
+    # a status filter lists tasks, not array lines
+    by_status = api.get("/jobs", params={"collapse": "true", "status": "Waiting"}).json()
+    assert [j["id"] for j in by_status["jobs"]] == [j["id"] for j in flat]
+
+    assert [t["id"] for t in tasks(api, array_id)] == [array_id + n for n in (1, 2, 3)]
+    assert tasks(api, single) == []
+    prefixed = api.get("/jobs", params={"name_prefix": "tw"}).json()["jobs"]
+    assert [j["id"] for j in prefixed] == [last]
+
+
+def test_collapse_with_array_filter_shows_only_that_array(api: TestClient) -> None:
+    first, second = submit(api, submission(array={"spec": "1-2"}), submission(array={"spec": "1"}))
+    lines = api.get("/jobs", params={"array": first, "collapse": "true"}).json()["jobs"]
+    assert second not in [j["id"] for j in lines]
+
+
+def test_cancel_tasks_by_selector(api: TestClient) -> None:
+    (array_id,) = submit(api, submission(array={"spec": "1-5"}))
+    response = api.post("/jobs/cancel", json={"ids": [f"{array_id}[2-3]"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cancelled": 2, "stopping": 0, "finished": []}
+    response = api.post("/jobs/cancel", json={"ids": [f"{array_id}_4"]})
+    assert response.json() == {"cancelled": 1, "stopping": 0, "finished": []}
+    assert [t["status"] for t in tasks(api, array_id)] == [
+        "Waiting",
+        "Cancelled",
+        "Cancelled",
+        "Cancelled",
+        "Waiting",
+    ]
+    # a task by its own id; a finished one named so is listed
+    again = api.post("/jobs/cancel", json={"ids": [str(array_id + 4)]}).json()
+    assert again == {"cancelled": 0, "stopping": 0, "finished": [array_id + 4]}
+    # the whole array, with filters that must also match
+    running_only = api.post("/jobs/cancel", json={"ids": [str(array_id)], "status": "Running"})
+    assert running_only.json() == {"cancelled": 0, "stopping": 0, "finished": []}
+    whole = api.post("/jobs/cancel", json={"ids": [str(array_id)]}).json()
+    assert whole == {"cancelled": 2, "stopping": 0, "finished": []}
+    record = job(api, array_id)
+    assert record["status"] == "Cancelled" and record["counts"]["Cancelled"] == 5
+    # selectors on an unknown array are refused
+    unknown = api.post("/jobs/cancel", json={"ids": ["999999[1-2]"]})
+    assert unknown.status_code == 400 and "999999" in unknown.json()["detail"]
+
+
+def test_hold_and_release_routes(api: TestClient) -> None:
+    held, free = submit(api, submission(hold=True), submission())
+    assert job(api, held)["status"] == "Held"
+    (running,) = claim(api, "W", limit=10)
+    assert running["id"] == free
+    assert claim(api, "W") == []
+
+    response = api.post("/jobs/release", json={"ids": [str(held)]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"changed": 1, "unchanged": []}
+    assert job(api, held)["status"] == "Waiting"
+
+    response = api.post("/jobs/hold", json={"ids": [str(held), str(free)]})
+    assert response.json() == {"changed": 1, "unchanged": [free]}  # free is running
+    assert job(api, held)["status"] == "Held"
+    assert claim(api, "W") == []
+
+    (array_id,) = submit(api, submission(array={"spec": "1-3"}))
+    response = api.post("/jobs/hold", json={"ids": [f"{array_id}[1-2]"]})
+    assert response.json() == {"changed": 2, "unchanged": []}
+    assert [t["status"] for t in tasks(api, array_id)] == ["Held", "Held", "Waiting"]
+    assert job(api, array_id)["counts"]["Held"] == 2
+    response = api.post("/jobs/release", json={"queue": Q})
+    assert response.json() == {"changed": 3, "unchanged": []}
+    assert [c["id"] for c in claim(api, "W", limit=10)] == [
+        held,
+        *range(array_id + 1, array_id + 4),
+    ]
+
+    assert api.post("/jobs/hold", json={}).status_code == 400
+    assert api.post("/jobs/release", json={"ids": ["999999"]}).status_code == 400
+    assert api.post("/jobs/hold", json={"queue": Q, "colour": "red"}).status_code == 422
+
+
+def test_dependencies_over_the_api(api: TestClient) -> None:
+    (first,) = submit(api)
+    (after_ok,) = submit(api, submission(depends=[{"kind": "afterok", "target": first}]))
+    (after_not,) = submit(api, submission(depends=[{"kind": "afternotok", "target": first}]))
+    assert job(api, after_ok)["status"] == "Blocked"
+    assert api.get("/jobs/counts").json()["Blocked"] == 2
+    (got,) = claim(api, "W", limit=10)
+    assert got["id"] == first
+    assert complete(api, "W", first, 0) == "Successful"
+    assert job(api, after_ok)["status"] == "Waiting"
+    failed = job(api, after_not)
+    assert failed["status"] == "Failed"
+    assert "can never be met" in failed["reason"]
+
+
+def test_dependency_on_unknown_id_is_400(api: TestClient) -> None:
+    (known,) = submit(api)
+    response = api.post(
+        "/jobs",
+        json={
+            "jobs": [
+                submission(),
+                submission(depends=[{"kind": "afterok", "target": known}]),
+                submission(depends=[{"kind": "afterany", "target": 999999}]),
+            ]
+        },
+    )
+    assert response.status_code == 400, response.text
+    assert "999999" in response.json()["detail"]
+    assert api.get("/jobs/counts").json()["Total"] == 1
+
+
+@pytest.mark.parametrize(
+    "depends",
+    [
+        [{"kind": "afterfoo", "target": 1}],
+        [{"kind": "afterok", "target": 0}],
+        [{"kind": "afterok"}],
+        [{"kind": "afterok", "target": 1, "extra": 1}],
+    ],
+    ids=["unknown-kind", "zero-target", "no-target", "extra-field"],
+)
+def test_bad_dependency_shape_is_422(api: TestClient, depends: list[dict[str, Any]]) -> None:
+    (target,) = submit(api)
+    assert target == 1
+    response = api.post("/jobs", json={"jobs": [submission(depends=depends)]})
+    assert response.status_code == 422, response.text
+    assert api.get("/jobs/counts").json()["Total"] == 1
+
+
+def test_aftercorr_on_a_single_job_is_400(api: TestClient) -> None:
+    (array_id,) = submit(api, submission(array={"spec": "1-2"}))
+    response = api.post(
+        "/jobs",
+        json={"jobs": [submission(depends=[{"kind": "aftercorr", "target": array_id}])]},
+    )
+    assert response.status_code == 400
+    assert "aftercorr" in response.json()["detail"]
+    (b,) = submit(
+        api,
+        submission(array={"spec": "1-2"}, depends=[{"kind": "aftercorr", "target": array_id}]),
+    )
+    assert [t["status"] for t in tasks(api, b)] == ["Blocked", "Blocked"]
+
+
+def test_priority_time_limit_and_output_options(api: TestClient) -> None:
+    low, high = submit(
+        api,
+        submission(priority=-1),
+        submission(
+            priority=5,
+            time_limit=90,
+            output={"stdout": "out-%j.txt", "stderr": None, "join": True},
+        ),
+    )
+    found = job(api, high)
+    assert (found["priority"], found["time_limit"]) == (5, 90)
+    assert found["options"] == {"stdout": "out-%j.txt", "join": True}
+    assert job(api, low)["options"] == {}
+    assert [c["id"] for c in claim(api, "W", limit=10)] == [high, low]
+    for bad in ({"priority": 10_001}, {"time_limit": 0}, {"output": {"colour": "red"}}):
+        response = api.post("/jobs", json={"jobs": [submission(**bad)]})
+        assert response.status_code == 422, bad
+
+
+def test_claimed_task_merges_env_and_applies_replacements(
+    api: TestClient, store: SQLiteStore
+) -> None:
+    create(store, ResourceKind.DEFINITION, DefinitionSpec(name="d-env", environment=DEF_ENV))
+    body = submission(
+        definition="d-env",
+        script="run @ITEM@ with $A $B $C $D\n",
+        env={"B": "array", "C": "array"},
+        array={
+            "tasks": [
+                {"env": {"C": "task", "D": "task"}, "replacements": {"@ITEM@": "first"}},
+                {"replacements": {"@ITEM@": "second"}},
+            ]
+        },
+    )
+    (array_id,) = submit(api, body)
+    response = api.post("/workers/W/claim", json={"queue": Q, "definition": "d-env", "limit": 5})
+    first, second = response.json()["jobs"]
+    assert (first["array_id"], first["array_index"]) == (array_id, 1)
+    # definition < array < task
+    assert first["env"] == {"A": "def", "B": "array", "C": "task", "D": "task"}
+    assert second["env"] == {"A": "def", "B": "array", "C": "array"}
+    assert first["script"] == "run first with $A $B $C $D\n"
+    assert second["script"] == "run second with $A $B $C $D\n"
+    # the stored array keeps only its own variables
+    assert job(api, array_id)["env"] == {"B": "array", "C": "array"}
 
 
 # the worker side ------------------------------------------------------------------------------
@@ -356,8 +728,8 @@ def test_worker_flow(api: TestClient) -> None:
     assert progress.status_code == 200, progress.text
     assert progress.json() == {"cancel": False}
 
-    cancel = api.post("/jobs/cancel", json={"ids": [job_id]})
-    assert cancel.json() == {"cancelled": [], "stopping": [job_id], "finished": []}
+    cancel = api.post("/jobs/cancel", json={"ids": [str(job_id)]})
+    assert cancel.json() == {"cancelled": 0, "stopping": 1, "finished": []}
     progress = api.post(f"/workers/W/jobs/{job_id}/progress", json={"attempt": 1})
     assert progress.json() == {"cancel": True}
 

@@ -50,7 +50,7 @@ def test_later_directive_wins() -> None:
     ("text", "message"),
     [
         ("#HYPER -x 1\n", "line 1: unknown #HYPER option '-x'"),
-        ("#!/bin/sh\n#HYPER -q\n", "line 2: #HYPER -q needs a value"),
+        ("#!/bin/sh\n#HYPER -q\n", "line 2: #HYPER argument -q/--queue: expected one argument"),
         ("#HYPER -r many\n", "line 1: retries must be a whole number"),
         ("#HYPER -r -1\n", "line 1: retries must be a whole number"),
         ("#HYPER -n 'open\n", "line 1: cannot read #HYPER directive"),

@@ -15,9 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from hyper.errors import Conflict
+from hyper.errors import Conflict, UsageError
 from hyper.jobs import JobStatus, LogKind
-from hyper.store.base import JobFilter, NewJob, Store, WorkerRecord
+from hyper.jobspec import Dependency, Selector
+from hyper.store.base import (
+    ArrayRecord,
+    ArrayTasks,
+    JobFilter,
+    JobRecord,
+    NewJob,
+    Store,
+    WorkerRecord,
+)
 from hyper.store.sqlite import SQLiteStore
 
 BACKENDS = ["sqlite"]
@@ -60,6 +69,12 @@ def job(
     retries: int = 0,
     env: dict[str, str] | None = None,
     submit_dir: str | None = None,
+    priority: int = 0,
+    hold: bool = False,
+    depends: tuple[Dependency, ...] = (),
+    array: ArrayTasks | None = None,
+    time_limit: int | None = None,
+    options: dict[str, object] | None = None,
 ) -> NewJob:
     return NewJob(
         name=name,
@@ -69,6 +84,12 @@ def job(
         retries=retries,
         env=env or {},
         submit_dir=submit_dir,
+        priority=priority,
+        time_limit=time_limit,
+        hold=hold,
+        depends=depends,
+        options=options or {},
+        array=array,
     )
 
 
@@ -81,6 +102,14 @@ def claim_one(store: Store, worker: str, now: float, lease: float = LEASE) -> in
     claimed = store.claim(worker, Q, D, 1, lease, now)
     assert len(claimed) == 1, claimed
     return claimed[0].id
+
+
+def listed(store: Store, where: JobFilter, limit: int = 100_000) -> list[JobRecord]:
+    """A flat listing: jobs and tasks only, never array lines."""
+    found = store.list_jobs(where, limit=limit)
+    jobs = [j for j in found if isinstance(j, JobRecord)]
+    assert len(jobs) == len(found)
+    return jobs
 
 
 def status_of(store: Store, job_id: int) -> JobStatus:
@@ -164,7 +193,7 @@ def test_list_jobs_pagination(any_store: Store) -> None:
     assert [j.id for j in any_store.list_jobs(JobFilter(), limit=2, after=ids[4])] == ids[5:7]
     assert any_store.list_jobs(JobFilter(), limit=10, after=ids[-1]) == []
     # a listing does not carry scripts
-    assert all(j.script is None for j in any_store.list_jobs(JobFilter(), limit=10))
+    assert all(j.script is None for j in listed(any_store, JobFilter()))
 
 
 def test_list_jobs_filters(any_store: Store) -> None:
@@ -211,6 +240,8 @@ def test_count_jobs_per_status(any_store: Store) -> None:
     counts = any_store.count_jobs(JobFilter())
     assert counts == {
         JobStatus.WAITING: 3,  # ids[3], ids[4] and the q2 job
+        JobStatus.BLOCKED: 0,
+        JobStatus.HELD: 0,
         JobStatus.RUNNING: 1,
         JobStatus.SUCCESSFUL: 1,
         JobStatus.FAILED: 1,
@@ -224,14 +255,26 @@ def test_count_jobs_per_status(any_store: Store) -> None:
     assert only[JobStatus.RUNNING] == 1 and only[JobStatus.WAITING] == 0
 
 
-def test_missing_ids(any_store: Store) -> None:
-    ids = any_store.submit([job(), job()], time.time())
-    assert any_store.missing_ids([]) == []
-    assert any_store.missing_ids(ids) == []
-    assert any_store.missing_ids([ids[1], 999999, ids[0], 888888, 999999]) == [888888, 999999]
-    # more ids than fit in one query
-    many = list(range(ids[-1] + 1, ids[-1] + 1201))
-    assert any_store.missing_ids([*many, ids[0]]) == many
+def test_resolve_known_and_unknown_ids(any_store: Store) -> None:
+    now = time.time()
+    ids = any_store.submit([job(), job()], now)
+    assert any_store.resolve([]) == JobFilter()
+    where = any_store.resolve([Selector(i) for i in ids])
+    assert where == JobFilter(ids=tuple(ids))
+    assert where.selects
+    with pytest.raises(UsageError) as error:
+        any_store.resolve([Selector(ids[1]), Selector(999999), Selector(ids[0]), Selector(888888)])
+    assert "888888" in str(error.value) and "999999" in str(error.value)
+    assert str(ids[0]) not in str(error.value).split(":", 1)[1].split()
+    # more ids than fit in one query: the tasks of a big array, each named by its id
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=list(range(1, 1201))))], now)
+    task_ids = [array_id + n for n in range(1, 1201)]
+    many = any_store.resolve([Selector(i) for i in [*task_ids, ids[0]]])
+    assert many.ids == (*task_ids, ids[0])
+    assert any_store.count_jobs(many)[JobStatus.WAITING] == 1201
+    with pytest.raises(UsageError) as error:
+        any_store.resolve([Selector(i) for i in [*task_ids, task_ids[-1] + 1]])
+    assert str(task_ids[-1] + 1) in str(error.value)
 
 
 # claiming ------------------------------------------------------------------------
@@ -278,7 +321,7 @@ def test_claim_orders_by_id_and_respects_limit(any_store: Store) -> None:
     third = any_store.claim("w3", Q, D, 2, LEASE, now)
     assert [j.id for j in third] == ids[4:]
     assert any_store.claim("w4", Q, D, 2, LEASE, now) == []
-    held = {j.id: j.worker_id for j in any_store.list_jobs(JobFilter(), limit=10)}
+    held = {j.id: j.worker_id for j in listed(any_store, JobFilter())}
     assert held == {
         ids[0]: "w1",
         ids[1]: "w1",
@@ -441,7 +484,7 @@ def test_cancel_waiting_job_is_immediate_and_never_claimed(any_store: Store) -> 
     now = time.time()
     job_id, other = any_store.submit([job(), job()], now)
     result = any_store.cancel(JobFilter(ids=(job_id,)), now + 1)
-    assert (result.cancelled, result.stopping, result.finished) == ([job_id], [], [])
+    assert (result.cancelled, result.stopping, result.finished) == (1, 0, [])
     found = any_store.get_job(job_id)
     assert found is not None
     assert found.status is JobStatus.CANCELLED
@@ -458,7 +501,7 @@ def test_cancel_retried_waiting_job_is_immediate(any_store: Store) -> None:
     claim_one(any_store, "w", now)
     any_store.complete("w", job_id, 1, 1, None, now)
     result = any_store.cancel(JobFilter(ids=(job_id,)), now)
-    assert result.cancelled == [job_id]
+    assert (result.cancelled, result.stopping, result.finished) == (1, 0, [])
     assert status_of(any_store, job_id) is JobStatus.CANCELLED
     assert any_store.claim("w", Q, D, 10, LEASE, now) == []
 
@@ -469,13 +512,14 @@ def test_cancel_running_job_is_stopped_by_its_worker(any_store: Store) -> None:
     claim_one(any_store, "w", now)
     assert any_store.heartbeat("w", job_id, 1, LEASE, now) is False
     result = any_store.cancel(JobFilter(ids=(job_id,)), now + 1)
-    assert (result.cancelled, result.stopping, result.finished) == ([], [job_id], [])
+    assert (result.cancelled, result.stopping, result.finished) == (0, 1, [])
     found = any_store.get_job(job_id)
     assert found is not None
     assert found.status is JobStatus.RUNNING
     assert found.cancel_requested is True
     # asking again is harmless and still reports it as stopping
-    assert any_store.cancel(JobFilter(ids=(job_id,)), now + 1).stopping == [job_id]
+    again = any_store.cancel(JobFilter(ids=(job_id,)), now + 1)
+    assert (again.cancelled, again.stopping, again.finished) == (0, 1, [])
     assert any_store.heartbeat("w", job_id, 1, LEASE, now + 2) is True
     # even a non-zero exit with retries left ends it as Cancelled, not retried
     assert any_store.complete("w", job_id, 1, 143, None, now + 3) is JobStatus.CANCELLED
@@ -505,7 +549,7 @@ def test_cancel_of_finished_jobs_changes_nothing(any_store: Store) -> None:
     before = {j.id: j for j in any_store.list_jobs(JobFilter(), limit=10)}
 
     result = any_store.cancel(JobFilter(ids=(ok, bad, gone)), now + 10)
-    assert (result.cancelled, result.stopping) == ([], [])
+    assert (result.cancelled, result.stopping) == (0, 0)
     assert sorted(result.finished) == [ok, bad, gone]
     after = {j.id: j for j in any_store.list_jobs(JobFilter(), limit=10)}
     assert after == before
@@ -520,12 +564,16 @@ def test_cancel_by_queue_and_name(any_store: Store) -> None:
     )
     claim_one(any_store, "w", now)  # a
     result = any_store.cancel(JobFilter(queue=Q), now)
-    assert (sorted(result.cancelled), result.stopping, result.finished) == ([b], [a], [])
+    assert (result.cancelled, result.stopping, result.finished) == (1, 1, [])
+    assert status_of(any_store, b) is JobStatus.CANCELLED
+    assert status_of(any_store, a) is JobStatus.RUNNING
     result = any_store.cancel(JobFilter(name="x"), now)
-    assert (result.cancelled, result.stopping) == ([c], [a])
+    # b is over and not named by id, so not listed; a is still stopping
+    assert (result.cancelled, result.stopping, result.finished) == (1, 1, [])
+    assert status_of(any_store, c) is JobStatus.CANCELLED
     assert status_of(any_store, d) is JobStatus.WAITING
     empty = any_store.cancel(JobFilter(queue="none"), now)
-    assert (empty.cancelled, empty.stopping, empty.finished) == ([], [], [])
+    assert (empty.cancelled, empty.stopping, empty.finished) == (0, 0, [])
 
 
 # leases ------------------------------------------------------------------------------------
@@ -587,7 +635,7 @@ def test_extend_leases(any_store: Store) -> None:
     claim_one(any_store, "w", now, lease=1)
     claim_one(any_store, "w", now, lease=500)
     assert any_store.extend_leases(60, now) == 2
-    by_id = {j.id: j for j in any_store.list_jobs(JobFilter(), limit=10)}
+    by_id = {j.id: j for j in listed(any_store, JobFilter())}
     assert by_id[short].lease_until == pytest.approx(now + 60)
     assert by_id[long_].lease_until == pytest.approx(now + 500)  # never shortened
     assert by_id[waiting].lease_until is None
@@ -767,6 +815,675 @@ def test_resources(any_store: Store) -> None:
     again = any_store.get_resource("queues", "qb")
     assert again is not None
     assert again.log == ["creating", "ready", "line 0", "line 1", "line 2"]
+
+
+# arrays ----------------------------------------------------------------------------------------
+
+
+def tasks_of(store: Store, array_id: int) -> list[JobRecord]:
+    return listed(store, JobFilter(array_id=array_id))
+
+
+def statuses_of(store: Store, array_id: int) -> list[JobStatus]:
+    return [t.status for t in tasks_of(store, array_id)]
+
+
+def array_of(store: Store, array_id: int) -> ArrayRecord:
+    found = store.get_array(array_id)
+    assert found is not None
+    return found
+
+
+def finish(store: Store, job_id: int, exit_code: int, now: float, definition: str = D) -> JobStatus:
+    """Claim `job_id` (it must be the next claimable job of Q and `definition`) and end it."""
+    claimed = store.claim("w", Q, definition, 1, LEASE, now)
+    assert [c.id for c in claimed] == [job_id], claimed
+    return store.complete("w", job_id, claimed[0].attempt, exit_code, None, now)
+
+
+def test_array_submit_ids_tasks_and_counts(any_store: Store) -> None:
+    now = time.time()
+    (before,) = any_store.submit([job("single")], now)
+    (array_id,) = any_store.submit(
+        [job("arr", array=ArrayTasks(indices=[1, 2, 3], spec="1-3"), env={"E": "1"}, retries=1)],
+        now,
+    )
+    (after,) = any_store.submit([job("later")], now)
+    # the array takes one id for itself, then one per task
+    assert array_id > before
+    assert after == array_id + 4
+    assert any_store.get_job(array_id) is None  # the array itself is not a job
+
+    tasks = tasks_of(any_store, array_id)
+    assert [t.id for t in tasks] == [array_id + 1, array_id + 2, array_id + 3]
+    assert [t.array_index for t in tasks] == [1, 2, 3]
+    assert {(t.array_id, t.array_size, t.name, t.status) for t in tasks} == {
+        (array_id, 3, "arr", JobStatus.WAITING)
+    }
+    assert all(t.env == {"E": "1"} and t.retries_left == 1 for t in tasks)
+    one = any_store.get_job(array_id + 2)
+    assert one is not None and (one.array_id, one.array_index) == (array_id, 2)
+    single = any_store.get_job(before)
+    assert single is not None and single.array_id is None and single.array_size is None
+
+    record = array_of(any_store, array_id)
+    assert (record.id, record.name, record.size, record.spec, record.kind) == (
+        array_id,
+        "arr",
+        3,
+        "1-3",
+        "array",
+    )
+    assert record.counts == {s.value: 0 for s in JobStatus} | {"Waiting": 3}
+    assert record.status == "Waiting" and not record.finished
+    assert any_store.get_array(before) is None
+    assert any_store.get_array(array_id + 1) is None  # a task is not an array
+
+    # counts are of tasks, never of the array line
+    counts = any_store.count_jobs(JobFilter())
+    assert counts[JobStatus.WAITING] == 5 and sum(counts.values()) == 5
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 3
+
+    finish(any_store, before, 0, now)
+    finish(any_store, array_id + 1, 0, now)
+    assert finish(any_store, array_id + 2, 7, now) is JobStatus.WAITING  # retried
+    assert array_of(any_store, array_id).counts["Waiting"] == 2
+    assert finish(any_store, array_id + 2, 5, now) is JobStatus.FAILED
+    running = any_store.claim("w", Q, D, 1, LEASE, now)
+    assert [r.id for r in running] == [array_id + 3]
+    record = array_of(any_store, array_id)
+    assert record.counts == {s.value: 0 for s in JobStatus} | {
+        "Successful": 1,
+        "Failed": 1,
+        "Running": 1,
+    }
+    assert record.status == "Running" and not record.finished
+    any_store.cancel(JobFilter(ids=(array_id + 3,)), now)
+    any_store.complete("w", array_id + 3, 1, 143, None, now)
+    record = array_of(any_store, array_id)
+    assert record.counts["Cancelled"] == 1 and record.counts["Running"] == 0
+    assert record.status == "Failed" and record.finished
+    # the highest exit code of a failed task (a cancelled task's 143 does not count)
+    assert record.highest_exit_code == 5
+    assert record.as_dict()["status"] == "Failed"
+
+
+def test_list_jobs_collapse_shows_one_line_per_array(any_store: Store) -> None:
+    now = time.time()
+    a = submit_one(any_store, now, name="a")
+    (arr1,) = any_store.submit([job("arr1", array=ArrayTasks(indices=[1, 2]))], now)
+    b = submit_one(any_store, now, name="b")
+    (arr2,) = any_store.submit([job("arr2", queue="q2", array=ArrayTasks(indices=[5]))], now)
+    c = submit_one(any_store, now, name="c", queue="q2")
+
+    flat = any_store.list_jobs(JobFilter(), limit=100)
+    assert [r.id for r in flat] == [a, arr1 + 1, arr1 + 2, b, arr2 + 1, c]
+    lines = any_store.list_jobs(JobFilter(), limit=100, collapse=True)
+    assert [(r.kind, r.id) for r in lines] == [
+        ("job", a),
+        ("array", arr1),
+        ("job", b),
+        ("array", arr2),
+        ("job", c),
+    ]
+    assert isinstance(lines[1], ArrayRecord) and lines[1].size == 2
+    assert lines[1].counts["Waiting"] == 2
+    # pages by id, arrays included
+    page = any_store.list_jobs(JobFilter(), limit=2, after=a, collapse=True)
+    assert [r.id for r in page] == [arr1, b]
+    page = any_store.list_jobs(JobFilter(), limit=2, after=b, collapse=True)
+    assert [r.id for r in page] == [arr2, c]
+    # filters apply to the array lines too
+    in_q2 = any_store.list_jobs(JobFilter(queue="q2"), limit=100, collapse=True)
+    assert [r.id for r in in_q2] == [arr2, c]
+    by_prefix = any_store.list_jobs(JobFilter(name_prefix="arr"), limit=100, collapse=True)
+    assert [r.id for r in by_prefix] == [arr1, arr2]
+    assert [r.id for r in any_store.list_jobs(JobFilter(name_prefix="arr"), limit=100)] == [
+        arr1 + 1,
+        arr1 + 2,
+        arr2 + 1,
+    ]
+    assert [r.id for r in any_store.list_jobs(JobFilter(array_id=arr1), limit=100)] == [
+        arr1 + 1,
+        arr1 + 2,
+    ]
+    assert any_store.list_jobs(JobFilter(array_id=a), limit=100) == []
+
+
+def test_list_jobs_collapse_keeps_the_array_filter(any_store: Store) -> None:
+    now = time.time()
+    (arr1,) = any_store.submit([job("arr1", array=ArrayTasks(indices=[1, 2]))], now)
+    (arr2,) = any_store.submit([job("arr2", array=ArrayTasks(indices=[1, 2]))], now)
+    lines = any_store.list_jobs(JobFilter(array_id=arr1), limit=100, collapse=True)
+    assert arr2 not in [r.id for r in lines]
+
+
+def test_array_per_task_names_env_and_replacements(any_store: Store) -> None:
+    now = time.time()
+    tasks = ArrayTasks(
+        indices=[1, 2, 3],
+        names=["item-a", "", "item-c"],
+        params=[
+            {"env": {"ITEM": "a", "SHARED": "task"}, "replacements": {"@ITEM@": "a"}},
+            {},
+            {"replacements": {"@ITEM@": "c", "@N@": 3}},
+        ],
+    )
+    (array_id,) = any_store.submit(
+        [job("items", script="run @ITEM@ @N@\n", env={"SHARED": "array"}, array=tasks)], now
+    )
+    first, second, third = tasks_of(any_store, array_id)
+    assert [first.name, second.name, third.name] == ["item-a", "items", "item-c"]
+    assert [t.id for t in any_store.list_jobs(JobFilter(name="item-c"), limit=10)] == [third.id]
+
+    scripts = []
+    for t in (first, second, third):
+        found = any_store.get_job(t.id, with_script=True)
+        assert found is not None
+        scripts.append(found.script)
+    assert scripts == ["run a @N@\n", "run @ITEM@ @N@\n", "run c 3\n"]
+    plain = any_store.get_job(first.id)
+    assert plain is not None and plain.script is None
+
+    claimed = {c.id: c for c in any_store.claim("w", Q, D, 10, LEASE, now)}
+    assert sorted(claimed) == [first.id, second.id, third.id]
+    assert claimed[first.id].script == "run a @N@\n"
+    assert claimed[third.id].script == "run c 3\n"
+    # the task's variables over the array's
+    assert claimed[first.id].env == {"SHARED": "task", "ITEM": "a"}
+    assert claimed[second.id].env == {"SHARED": "array"}
+    assert claimed[third.id].array_index == 3
+
+
+def test_array_options_priority_and_time_limit_reach_tasks(any_store: Store) -> None:
+    now = time.time()
+    options = {"stdout": "out-%A_%a.txt", "join": True}
+    (array_id,) = any_store.submit(
+        [job(array=ArrayTasks(indices=[1, 2]), options=options, time_limit=90, priority=3)], now
+    )
+    single = submit_one(any_store, now, options={"stderr": "e.txt"}, time_limit=5)
+    for t in tasks_of(any_store, array_id):
+        assert (t.options, t.time_limit, t.priority) == (options, 90, 3)
+    found = any_store.get_job(single)
+    assert found is not None and (found.options, found.time_limit) == ({"stderr": "e.txt"}, 5)
+    record = array_of(any_store, array_id)
+    assert (record.options, record.time_limit, record.priority) == (options, 90, 3)
+    claimed = any_store.claim("w", Q, D, 1, LEASE, now)
+    assert claimed[0].options == options and claimed[0].time_limit == 90
+
+
+def test_array_cap_limits_running_tasks(any_store: Store) -> None:
+    now = time.time()
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=[1, 2, 3, 4, 5], cap=2))], now)
+    other = submit_one(any_store, now)
+    assert array_of(any_store, array_id).cap == 2
+    # only 2 of the 5 are wanted now, plus the single job
+    assert any_store.demand() == [(Q, D, 3, 0)]
+    first = any_store.claim("w", Q, D, 10, LEASE, now)
+    assert [c.id for c in first] == [array_id + 1, array_id + 2, other]
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+    assert any_store.demand() == [(Q, D, 0, 3)]
+
+    any_store.complete("w", array_id + 1, 1, 0, None, now)
+    assert any_store.demand() == [(Q, D, 1, 2)]
+    again = any_store.claim("w", Q, D, 10, LEASE, now)
+    assert [c.id for c in again] == [array_id + 3]
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+    # a failed attempt with no retries also frees its place, as does a lost one
+    any_store.complete("w", array_id + 2, 1, 1, None, now)
+    any_store.expire_leases(now + LEASE + 1)
+    assert statuses_of(any_store, array_id).count(JobStatus.RUNNING) == 0
+    later = now + LEASE + 2
+    assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, later)] == [
+        array_id + 4,
+        array_id + 5,
+    ]
+    counts = array_of(any_store, array_id).counts
+    assert counts["Running"] == 2 and counts["Waiting"] == 0
+
+
+def test_priority_higher_first_ties_by_id(any_store: Store) -> None:
+    now = time.time()
+    low, high, mid, high2 = any_store.submit(
+        [job(priority=-5), job(priority=10), job(), job(priority=10)], now
+    )
+    (array_id,) = any_store.submit([job(priority=5, array=ArrayTasks(indices=[1, 2]))], now)
+    order = [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)]
+    assert order == [high, high2, array_id + 1, array_id + 2, mid, low]
+    found = any_store.get_job(high)
+    assert found is not None and found.priority == 10
+
+
+# hold and release ------------------------------------------------------------------------------
+
+
+def test_hold_and_release(any_store: Store) -> None:
+    now = time.time()
+    held = submit_one(any_store, now, hold=True)
+    waiting = submit_one(any_store, now)
+    assert status_of(any_store, held) is JobStatus.HELD
+    assert any_store.count_jobs(JobFilter())[JobStatus.HELD] == 1
+    assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [waiting]
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+    assert any_store.demand() == [(Q, D, 0, 1)]
+
+    result = any_store.release(JobFilter(ids=(held,)), now)
+    assert (result.changed, result.unchanged) == (1, [])
+    assert status_of(any_store, held) is JobStatus.WAITING
+    # releasing again: nothing to change, and named by id it is reported
+    assert any_store.release(JobFilter(ids=(held,)), now).unchanged == [held]
+
+    # a Waiting job can be held; a Running one cannot
+    result = any_store.hold(JobFilter(ids=(held, waiting)), now)
+    assert (result.changed, result.unchanged) == (1, [waiting])
+    assert status_of(any_store, held) is JobStatus.HELD
+    assert status_of(any_store, waiting) is JobStatus.RUNNING
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+    # a finished job named by id cannot change either
+    any_store.complete("w", waiting, 1, 0, None, now)
+    assert any_store.hold(JobFilter(ids=(waiting,)), now).unchanged == [waiting]
+    assert any_store.release(JobFilter(ids=(waiting,)), now).unchanged == [waiting]
+
+    # by filter, with nothing listed for jobs that could not change
+    more = any_store.submit([job("h"), job("h"), job("other")], now)
+    result = any_store.hold(JobFilter(name="h"), now)
+    assert (result.changed, result.unchanged) == (2, [])
+    assert [status_of(any_store, i) for i in more] == [
+        JobStatus.HELD,
+        JobStatus.HELD,
+        JobStatus.WAITING,
+    ]
+    result = any_store.release(JobFilter(queue=Q), now)
+    assert (result.changed, result.unchanged) == (3, [])  # held, and both "h"
+    assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [held, *more]
+    texts = [e.text for e in any_store.read_log(held, [LogKind.SYSTEM])]
+    assert "held" in texts and "released" in texts
+
+
+def test_release_with_pending_dependencies_is_blocked(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    dependent = submit_one(any_store, now, hold=True, depends=(Dependency("afterok", first),))
+    assert status_of(any_store, dependent) is JobStatus.HELD
+    assert any_store.release(JobFilter(ids=(dependent,)), now).changed == 1
+    assert status_of(any_store, dependent) is JobStatus.BLOCKED
+    # a Blocked job can be held too; its dependency is met while it is held
+    assert any_store.hold(JobFilter(ids=(dependent,)), now).changed == 1
+    finish(any_store, first, 0, now)
+    assert status_of(any_store, dependent) is JobStatus.HELD
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+    any_store.release(JobFilter(ids=(dependent,)), now)
+    assert status_of(any_store, dependent) is JobStatus.WAITING
+
+
+def test_hold_and_release_array_tasks(any_store: Store) -> None:
+    now = time.time()
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=[1, 2, 3]), hold=True)], now)
+    assert statuses_of(any_store, array_id) == [JobStatus.HELD] * 3
+    assert array_of(any_store, array_id).status == "Held"
+    result = any_store.release(any_store.resolve([Selector(array_id, (2,))]), now)
+    assert (result.changed, result.unchanged) == (1, [])
+    assert statuses_of(any_store, array_id) == [JobStatus.HELD, JobStatus.WAITING, JobStatus.HELD]
+    assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [array_id + 2]
+    assert any_store.release(any_store.resolve([Selector(array_id)]), now).changed == 2
+    assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [
+        array_id + 1,
+        array_id + 3,
+    ]
+
+
+# dependencies --------------------------------------------------------------------------------
+
+
+def test_afterok_blocks_until_success(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    dependent = submit_one(any_store, now, depends=(Dependency("afterok", first),))
+    assert status_of(any_store, dependent) is JobStatus.BLOCKED
+    assert any_store.count_jobs(JobFilter())[JobStatus.BLOCKED] == 1
+    assert any_store.demand() == [(Q, D, 1, 0)]  # Blocked is no demand
+    assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [first]
+    assert status_of(any_store, dependent) is JobStatus.BLOCKED
+    any_store.complete("w", first, 1, 0, None, now)
+    assert status_of(any_store, dependent) is JobStatus.WAITING
+    assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [dependent]
+
+
+def test_afterok_on_a_failure_fails_the_dependent(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now, retries=1)
+    dependent = submit_one(any_store, now, depends=(Dependency("afterok", first),))
+    assert finish(any_store, first, 3, now) is JobStatus.WAITING  # retried: still pending
+    assert status_of(any_store, dependent) is JobStatus.BLOCKED
+    assert finish(any_store, first, 3, now) is JobStatus.FAILED
+    found = any_store.get_job(dependent)
+    assert found is not None
+    assert found.status is JobStatus.FAILED
+    assert found.reason is not None and "can never be met" in found.reason
+    assert str(first) in found.reason
+    assert found.ended == pytest.approx(now)
+    assert found.attempt == 0
+    assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+    events = [e.text for e in any_store.read_log(dependent, [LogKind.SYSTEM])]
+    assert any("can never be met" in t for t in events)
+
+
+@pytest.mark.parametrize(
+    ("kind", "exit_code", "expected"),
+    [
+        ("afternotok", 1, JobStatus.WAITING),
+        ("afternotok", 0, JobStatus.FAILED),
+        ("afterany", 0, JobStatus.WAITING),
+        ("afterany", 1, JobStatus.WAITING),
+        ("afterok", 0, JobStatus.WAITING),
+        ("afterok", 1, JobStatus.FAILED),
+    ],
+)
+def test_dependency_kinds(any_store: Store, kind: str, exit_code: int, expected: JobStatus) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    dependent = submit_one(any_store, now, depends=(Dependency(kind, first),))
+    assert status_of(any_store, dependent) is JobStatus.BLOCKED
+    finish(any_store, first, exit_code, now)
+    assert status_of(any_store, dependent) is expected
+    if expected is JobStatus.FAILED:
+        found = any_store.get_job(dependent)
+        assert found is not None and "can never be met" in (found.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("kind", "exit_code", "expected"),
+    [
+        ("afterok", 0, JobStatus.WAITING),
+        ("afterok", 1, JobStatus.FAILED),
+        ("afternotok", 1, JobStatus.WAITING),
+        ("afternotok", 0, JobStatus.FAILED),
+        ("afterany", 0, JobStatus.WAITING),
+        ("afterany", 1, JobStatus.WAITING),
+    ],
+)
+def test_dependency_on_a_finished_job_is_judged_at_submit(
+    any_store: Store, kind: str, exit_code: int, expected: JobStatus
+) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    finish(any_store, first, exit_code, now)
+    dependent = submit_one(any_store, now + 1, depends=(Dependency(kind, first),))
+    found = any_store.get_job(dependent)
+    assert found is not None
+    assert found.status is expected
+    if expected is JobStatus.FAILED:
+        assert "can never be met" in (found.reason or "")
+        assert found.ended == pytest.approx(now + 1)
+        assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+    else:
+        assert [c.id for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [dependent]
+
+
+def test_dependency_on_a_cancelled_job(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    any_store.cancel(JobFilter(ids=(first,)), now)
+    ok = submit_one(any_store, now, depends=(Dependency("afterok", first),))
+    notok = submit_one(any_store, now, depends=(Dependency("afternotok", first),))
+    assert status_of(any_store, ok) is JobStatus.FAILED
+    assert status_of(any_store, notok) is JobStatus.WAITING
+
+
+def test_dependency_on_an_unknown_id_creates_nothing(any_store: Store) -> None:
+    now = time.time()
+    known = submit_one(any_store, now)
+    with pytest.raises(UsageError) as error:
+        any_store.submit(
+            [
+                job("fine"),
+                job(depends=(Dependency("afterok", known), Dependency("afterany", 99999))),
+            ],
+            now,
+        )
+    assert "99999" in str(error.value)
+    with pytest.raises(UsageError):
+        any_store.submit(
+            [job(array=ArrayTasks(indices=[1, 2]), depends=(Dependency("afterok", 99999),))], now
+        )
+    assert [j.id for j in any_store.list_jobs(JobFilter(), limit=10)] == [known]
+    assert sum(any_store.count_jobs(JobFilter()).values()) == 1
+    # the store still takes submits after the refusals
+    (after,) = any_store.submit([job()], now)
+    assert after > known and status_of(any_store, after) is JobStatus.WAITING
+
+
+def test_several_dependencies_all_needed(any_store: Store) -> None:
+    now = time.time()
+    a, b = any_store.submit([job(), job()], now)
+    both = submit_one(any_store, now, depends=(Dependency("afterok", a), Dependency("afterany", b)))
+    finish(any_store, a, 0, now)
+    assert status_of(any_store, both) is JobStatus.BLOCKED
+    finish(any_store, b, 1, now)
+    assert status_of(any_store, both) is JobStatus.WAITING
+
+
+def test_the_same_dependency_twice_is_met_once(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    twice = (Dependency("afterok", first), Dependency("afterok", first))
+    dependent = submit_one(any_store, now, depends=twice)
+    finish(any_store, first, 0, now)
+    assert status_of(any_store, dependent) is JobStatus.WAITING
+
+
+def test_afterok_on_an_array_waits_for_every_task(any_store: Store) -> None:
+    now = time.time()
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=[1, 2, 3]))], now)
+    ok = submit_one(any_store, now, depends=(Dependency("afterok", array_id),))
+    anyway = submit_one(any_store, now, depends=(Dependency("afterany", array_id),))
+    on_task = submit_one(any_store, now, depends=(Dependency("afterok", array_id + 1),))
+    finish(any_store, array_id + 1, 0, now)
+    assert status_of(any_store, on_task) is JobStatus.WAITING  # a task's own id works too
+    finish(any_store, array_id + 2, 0, now)
+    assert status_of(any_store, ok) is JobStatus.BLOCKED
+    assert status_of(any_store, anyway) is JobStatus.BLOCKED
+    finish(any_store, array_id + 3, 0, now)
+    assert status_of(any_store, ok) is JobStatus.WAITING
+    assert status_of(any_store, anyway) is JobStatus.WAITING
+
+
+def test_afterok_on_an_array_fails_at_its_first_failed_task(any_store: Store) -> None:
+    now = time.time()
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=[1, 2, 3]))], now)
+    ok = submit_one(any_store, now, depends=(Dependency("afterok", array_id),))
+    notok = submit_one(any_store, now, depends=(Dependency("afternotok", array_id),))
+    finish(any_store, array_id + 1, 4, now)
+    assert status_of(any_store, ok) is JobStatus.FAILED  # can never be met, at once
+    assert status_of(any_store, notok) is JobStatus.BLOCKED  # not until all have ended
+    finish(any_store, array_id + 2, 0, now)
+    finish(any_store, array_id + 3, 0, now)
+    assert status_of(any_store, notok) is JobStatus.WAITING
+
+
+def test_array_depending_on_a_job(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    (array_id,) = any_store.submit(
+        [job(array=ArrayTasks(indices=[1, 2]), depends=(Dependency("afterok", first),))], now
+    )
+    assert statuses_of(any_store, array_id) == [JobStatus.BLOCKED] * 2
+    assert array_of(any_store, array_id).status == "Blocked"
+    finish(any_store, first, 0, now)
+    assert statuses_of(any_store, array_id) == [JobStatus.WAITING] * 2
+
+
+def test_aftercorr_task_by_task(any_store: Store) -> None:
+    now = time.time()
+    # A runs on its own definition, so claiming its tasks never claims one of B's
+    (a,) = any_store.submit([job("A", definition="dA", array=ArrayTasks(indices=[1, 2, 3]))], now)
+    after_a = (Dependency("aftercorr", a),)
+    (b,) = any_store.submit(
+        [job("B", array=ArrayTasks(indices=[1, 2, 3, 4]), depends=after_a)], now
+    )
+    # task 4 has no counterpart in A: nothing to wait for
+    assert statuses_of(any_store, b) == [JobStatus.BLOCKED] * 3 + [JobStatus.WAITING]
+    assert len(any_store.claim("w", Q, "dA", 10, LEASE, now)) == 3
+    assert statuses_of(any_store, b)[:3] == [JobStatus.BLOCKED] * 3  # running is not ended
+
+    any_store.complete("w", a + 2, 1, 0, None, now)
+    assert statuses_of(any_store, b)[:3] == [
+        JobStatus.BLOCKED,
+        JobStatus.WAITING,
+        JobStatus.BLOCKED,
+    ]
+    any_store.complete("w", a + 1, 1, 1, None, now)
+    first = any_store.get_job(b + 1)
+    assert first is not None and first.status is JobStatus.FAILED
+    assert "can never be met" in (first.reason or "")
+    assert f"task 1 of array {a}" in (first.reason or "")
+    assert statuses_of(any_store, b)[1:] == [
+        JobStatus.WAITING,
+        JobStatus.BLOCKED,
+        JobStatus.WAITING,
+    ]
+    any_store.complete("w", a + 3, 1, 0, None, now)
+    assert statuses_of(any_store, b) == [JobStatus.FAILED] + [JobStatus.WAITING] * 3
+    assert [c.array_index for c in any_store.claim("w", Q, D, 10, LEASE, now)] == [2, 3, 4]
+
+    # submitted after A ended: judged per task at once
+    (late,) = any_store.submit(
+        [job("late", array=ArrayTasks(indices=[1, 2]), depends=after_a)], now
+    )
+    assert statuses_of(any_store, late) == [JobStatus.FAILED, JobStatus.WAITING]
+
+
+def test_aftercorr_needs_arrays(any_store: Store) -> None:
+    now = time.time()
+    (a,) = any_store.submit([job(array=ArrayTasks(indices=[1, 2]))], now)
+    single = submit_one(any_store, now)
+    with pytest.raises(UsageError):
+        any_store.submit([job(depends=(Dependency("aftercorr", a),))], now)
+    with pytest.raises(UsageError):
+        any_store.submit(
+            [job(array=ArrayTasks(indices=[1]), depends=(Dependency("aftercorr", single),))], now
+        )
+    assert sum(any_store.count_jobs(JobFilter()).values()) == 3
+
+
+def test_failure_cascades_down_a_chain(any_store: Store) -> None:
+    now = time.time()
+    a = submit_one(any_store, now)
+    b = submit_one(any_store, now, depends=(Dependency("afterok", a),))
+    c = submit_one(any_store, now, depends=(Dependency("afterok", b),))
+    (arr,) = any_store.submit(
+        [job(array=ArrayTasks(indices=[1, 2]), depends=(Dependency("afterok", c),))], now
+    )
+    after_arr = submit_one(any_store, now, depends=(Dependency("afternotok", arr),))
+    finish(any_store, a, 2, now)
+    assert status_of(any_store, b) is JobStatus.FAILED
+    assert status_of(any_store, c) is JobStatus.FAILED
+    assert statuses_of(any_store, arr) == [JobStatus.FAILED] * 2
+    assert array_of(any_store, arr).status == "Failed"
+    assert status_of(any_store, after_arr) is JobStatus.WAITING
+    found = any_store.get_job(c)
+    assert found is not None and str(b) in (found.reason or "")
+
+
+def test_cancelling_a_waiting_job_settles_its_dependents(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now)
+    ok = submit_one(any_store, now, depends=(Dependency("afterok", first),))
+    anyway = submit_one(any_store, now, depends=(Dependency("afterany", first),))
+    notok = submit_one(any_store, now, depends=(Dependency("afternotok", first),))
+    result = any_store.cancel(JobFilter(ids=(first,)), now)
+    assert (result.cancelled, result.stopping, result.finished) == (1, 0, [])
+    assert status_of(any_store, ok) is JobStatus.FAILED
+    assert status_of(any_store, anyway) is JobStatus.WAITING
+    assert status_of(any_store, notok) is JobStatus.WAITING
+    # cancelling a Blocked or Held job ends it too
+    blocked = submit_one(any_store, now, depends=(Dependency("afterok", anyway),))
+    held = submit_one(any_store, now, hold=True)
+    result = any_store.cancel(JobFilter(ids=(blocked, held)), now)
+    assert (result.cancelled, result.stopping, result.finished) == (2, 0, [])
+    assert status_of(any_store, blocked) is JobStatus.CANCELLED
+    assert status_of(any_store, held) is JobStatus.CANCELLED
+
+
+def test_cancel_of_a_job_and_its_dependent_counts_it_once(any_store: Store) -> None:
+    now = time.time()
+    (y,) = any_store.submit([job("y", array=ArrayTasks(indices=[1, 2, 3]))], now)
+    (x,) = any_store.submit(
+        [job("x", array=ArrayTasks(indices=[1, 2, 3]), depends=(Dependency("aftercorr", y),))],
+        now,
+    )
+    z = submit_one(any_store, now, queue="q2", depends=(Dependency("afterany", x),))
+    # task 1 of y and its counterpart in x, in one request
+    result = any_store.cancel(any_store.resolve([Selector(y, (1,)), Selector(x, (1,))]), now)
+    assert result.cancelled == 1  # x's task 1 had already failed: its dependency never met
+    assert status_of(any_store, x + 1) is JobStatus.FAILED
+    finish(any_store, y + 2, 0, now)
+    finish(any_store, y + 3, 0, now)
+    finish(any_store, x + 2, 0, now)
+    assert status_of(any_store, x + 3) is JobStatus.WAITING
+    assert status_of(any_store, z) is JobStatus.BLOCKED  # x has a task still to run
+
+
+# selecting ---------------------------------------------------------------------------------
+
+
+def test_resolve_jobs_arrays_and_tasks(any_store: Store) -> None:
+    now = time.time()
+    single = submit_one(any_store, now)
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=[1, 2, 3, 4]))], now)
+    assert any_store.resolve([Selector(single)]) == JobFilter(ids=(single,))
+    assert any_store.resolve([Selector(array_id)]) == JobFilter(arrays=((array_id, None),))
+    assert any_store.resolve([Selector(array_id, (2, 3)), Selector(single)]) == JobFilter(
+        ids=(single,), arrays=((array_id, (2, 3)),)
+    )
+    # a task by its own id is a job
+    assert any_store.resolve([Selector(array_id + 1)]) == JobFilter(ids=(array_id + 1,))
+    with pytest.raises(UsageError) as error:
+        any_store.resolve([Selector(single, (1,))])
+    assert str(single) in str(error.value) and "not an array" in str(error.value)
+    with pytest.raises(UsageError):
+        any_store.resolve([Selector(999999, (1,))])
+
+    all_tasks = any_store.resolve([Selector(array_id)])
+    assert any_store.count_jobs(all_tasks)[JobStatus.WAITING] == 4
+    assert [j.id for j in any_store.list_jobs(all_tasks, limit=10)] == [
+        array_id + n for n in (1, 2, 3, 4)
+    ]
+
+
+def test_cancel_some_tasks_of_an_array(any_store: Store) -> None:
+    now = time.time()
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=[1, 2, 3, 4]))], now)
+    single = submit_one(any_store, now)
+    result = any_store.cancel(any_store.resolve([Selector(array_id, (2, 3))]), now)
+    assert (result.cancelled, result.stopping, result.finished) == (2, 0, [])
+    assert statuses_of(any_store, array_id) == [
+        JobStatus.WAITING,
+        JobStatus.CANCELLED,
+        JobStatus.CANCELLED,
+        JobStatus.WAITING,
+    ]
+    assert status_of(any_store, single) is JobStatus.WAITING
+    # the whole array: the running task is stopped, the rest cancelled
+    assert [c.id for c in any_store.claim("w", Q, D, 1, LEASE, now)] == [array_id + 1]
+    result = any_store.cancel(any_store.resolve([Selector(array_id)]), now)
+    assert (result.cancelled, result.stopping, result.finished) == (1, 1, [])
+    assert any_store.complete("w", array_id + 1, 1, 143, None, now) is JobStatus.CANCELLED
+    record = array_of(any_store, array_id)
+    assert record.counts["Cancelled"] == 4 and record.status == "Cancelled"
+
+
+def test_big_array_is_one_quick_submit(any_store: Store) -> None:
+    now = time.time()
+    started = time.monotonic()
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=list(range(10_000))))], now)
+    assert time.monotonic() - started < 5
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 10_000
+    assert array_of(any_store, array_id).size == 10_000
+    last = any_store.get_job(array_id + 10_000)
+    assert last is not None and (last.array_id, last.array_index) == (array_id, 9_999)
+    assert submit_one(any_store, now) == array_id + 10_001
+    assert any_store.demand() == [(Q, D, 10_001, 0)]
 
 
 # SQLite only ---------------------------------------------------------------------------------

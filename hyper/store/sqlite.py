@@ -28,6 +28,7 @@ from typing import Any
 from hyper.errors import Conflict, UsageError
 from hyper.jobs import (
     FINISHED,
+    NOT_STARTED,
     JobStatus,
     LogKind,
     Verdict,
@@ -116,6 +117,7 @@ ARRAY_COLUMNS = (
     " env, options, created"
 )
 BAD = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+NOT_STARTED_VALUES = tuple(sorted(s.value for s in NOT_STARTED))
 
 
 def _job(row: sqlite3.Row, script: str | None = None) -> JobRecord:
@@ -298,7 +300,7 @@ class SQLiteStore:
     ) -> tuple[list[tuple[str, int]], str | None]:
         """The dependencies still pending, and why the job can never run (or None)."""
         pending: list[tuple[str, int]] = []
-        for dep in job.depends:
+        for dep in dict.fromkeys(job.depends):  # the same dependency twice counts once
             if dep.kind == "aftercorr":
                 if job.array is None:
                     raise UsageError("aftercorr is for arrays: task N waits for task N")
@@ -430,7 +432,7 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return None
-        return _job(row, _task_script(row) if with_script else None)
+        return _task(row, with_script=with_script)
 
     def get_array(self, array_id: int) -> ArrayRecord | None:
         row = self._db.execute(
@@ -471,7 +473,7 @@ class SQLiteStore:
         self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False
     ) -> list[JobRecord | ArrayRecord]:
         clause, args = _where(where)
-        if not collapse:
+        if not collapse or where.array_id is not None or where.selects or where.statuses:
             rows = self._db.execute(
                 f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE {clause} AND j.id > ?"
                 " ORDER BY j.id LIMIT ?",
@@ -563,12 +565,16 @@ class SQLiteStore:
                         )
                         self._event(db, row["id"], row["attempt"], "cancel requested", now)
                 else:
-                    cancelled += 1
-                    db.execute(
+                    # guarded: cancelling an earlier row may already have ended this one
+                    ended = db.execute(
                         "UPDATE jobs SET status = ?, cancel_requested = 1, ended = ?,"
-                        " reason = 'cancelled before it started' WHERE id = ?",
-                        (JobStatus.CANCELLED.value, now, row["id"]),
-                    )
+                        " reason = 'cancelled before it started' WHERE id = ?"
+                        f" AND status IN ({_in(NOT_STARTED_VALUES)}) RETURNING id",
+                        (JobStatus.CANCELLED.value, now, row["id"], *NOT_STARTED_VALUES),
+                    ).fetchone()
+                    if ended is None:
+                        continue
+                    cancelled += 1
                     self._event(db, row["id"], row["attempt"], "cancelled before it started", now)
                     self._ended(db, row, JobStatus.CANCELLED, now)
         return CancelResult(cancelled, stopping, finished)
@@ -638,9 +644,7 @@ class SQLiteStore:
                 )
                 started = f"attempt {job['attempt']} started on {worker_id}"
                 self._event(db, job["id"], job["attempt"], started, now)
-                record = _job(job, _task_script(job))
-                record.env = {**record.env, **_task_params(job).get("env", {})}
-                claimed.append(record)
+                claimed.append(_task(job, with_script=True))
             self._touch(db, worker_id, now)
         return claimed
 
@@ -953,6 +957,13 @@ class SQLiteStore:
 def _never(kind: str, target: int, index: int | None = None) -> str:
     which = f"task {index} of array {target}" if index is not None else f"job {target}"
     return f"dependency {kind}:{target} can never be met ({which} did not end as required)"
+
+
+def _task(row: sqlite3.Row, *, with_script: bool) -> JobRecord:
+    """A job read with its script and params: a task's own variables over its array's."""
+    record = _job(row, _task_script(row) if with_script else None)
+    record.env = {**record.env, **_task_params(row).get("env", {})}
+    return record
 
 
 def _task_params(row: sqlite3.Row) -> dict[str, Any]:
