@@ -15,7 +15,7 @@ from hyper.errors import UsageError
 
 MAX_ARRAY_SIZE = 1_000_000
 MAX_ARRAY_INDEX = 4_000_000_000
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok", "aftercorr")
 
 
@@ -28,16 +28,16 @@ class ArrayRange:
 def parse_array(spec: str) -> ArrayRange:
     """`1-10000`, `0-100:5`, `1,3,5-9`, each optionally ending in `%CAP`."""
     text = spec.strip()
-    body, _, cap_text = text.partition("%")
+    body, percent, cap_text = text.partition("%")
     cap = None
-    if cap_text:
-        if not cap_text.isdigit() or int(cap_text) < 1:
+    if percent:
+        if not re.fullmatch(r"[0-9]+", cap_text) or int(cap_text) < 1:
             raise UsageError(f"array {spec!r}: the cap after % must be a whole number of 1 or more")
         cap = int(cap_text)
     indices: list[int] = []
     seen: set[int] = set()
     for part in body.split(","):
-        match = re.fullmatch(r"\s*(\d+)(?:\s*-\s*(\d+)(?::(\d+))?)?\s*", part)
+        match = re.fullmatch(r"\s*([0-9]+)(?:\s*-\s*([0-9]+)(?::([0-9]+))?)?\s*", part)
         if not match:
             raise UsageError(
                 f"array {spec!r}: cannot read {part!r} (use forms like 1-10, 0-100:5, 1,3,5-9, %4)"
@@ -66,12 +66,12 @@ def expand_work_items(spec: str, prefix: str = "", padding: int = 3) -> list[str
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        match = re.fullmatch(r"(\d+)-(\d+)", part)
+        match = re.fullmatch(r"([0-9]+)-([0-9]+)", part)
         if match:
             first, last = int(match.group(1)), int(match.group(2))
             if last < first:
                 raise UsageError(f"work items {spec!r}: {part!r} is an empty range")
-            if last - first >= MAX_ARRAY_SIZE:
+            if len(items) + last - first >= MAX_ARRAY_SIZE:
                 raise UsageError(f"work items {spec!r}: more than {MAX_ARRAY_SIZE} items")
             width = max(padding, len(match.group(1)))
             items.extend(f"{prefix}{n:0{width}d}" for n in range(first, last + 1))
@@ -86,7 +86,7 @@ def parse_time_limit(text: str) -> int:
     """Seconds, from Slurm's forms: `MINUTES`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`,
     `D-HH:MM:SS`."""
     value = text.strip()
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value)
+    match = re.fullmatch(r"(?:([0-9]+)-)?([0-9]+)(?::([0-9]+))?(?::([0-9]+))?", value)
     if not match or not value:
         raise UsageError(
             f"time limit {text!r}: use MINUTES, MM:SS, HH:MM:SS or D-HH:MM:SS (e.g. 90 or 1:30:00)"
@@ -119,7 +119,11 @@ def parse_dependencies(text: str) -> list[Dependency]:
     if value.startswith("depend="):
         value = value[len("depend=") :]
     deps: list[Dependency] = []
-    for clause in value.replace("?", ",").split(","):
+    if "?" in value:
+        raise UsageError(
+            f"dependency {text!r}: '?' (any one of) is not supported; hyper waits for all"
+        )
+    for clause in value.split(","):
         kind, _, targets = clause.strip().partition(":")
         if kind not in DEPENDENCY_KINDS:
             raise UsageError(
@@ -129,7 +133,7 @@ def parse_dependencies(text: str) -> list[Dependency]:
         if not ids:
             raise UsageError(f"dependency {text!r}: {kind} needs job ids, as {kind}:ID[:ID...]")
         for target in ids:
-            if not target.isdigit():
+            if not re.fullmatch(r"[0-9]+", target):
                 raise UsageError(f"dependency {text!r}: {target!r} is not a job id")
             deps.append(Dependency(kind, int(target)))
     return deps
@@ -144,7 +148,7 @@ def parse_env_pair(text: str) -> tuple[str, str]:
 
 
 def check_env_name(name: str) -> str:
-    if not ENV_NAME.match(name):
+    if not ENV_NAME.fullmatch(name):
         raise UsageError(f"{name!r} is not a valid environment variable name")
     return name
 
@@ -158,7 +162,7 @@ class Selector:
 
 
 def parse_selector(text: str) -> Selector:
-    match = re.fullmatch(r"(\d+)(?:\[([0-9,:\-]+)\]|_(\d+))?", text.strip())
+    match = re.fullmatch(r"([0-9]+)(?:\[([0-9,:\-]+)\]|_([0-9]+))?", text.strip())
     if not match:
         raise UsageError(f"not a job id: {text!r} (use ID, ARRAY_ID[1-5] or ARRAY_ID_3)")
     job_id = int(match.group(1))

@@ -89,7 +89,7 @@ def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
         else:
             others.append(item)
     if others:
-        raise _Unsupported(f"-l {','.join(others)}")
+        raise _Unsupported(f"-l {','.join(others)}", options)
     return options
 
 
@@ -99,7 +99,7 @@ def _pbs_env(options: JobOptions, value: str) -> JobOptions:
 
 def _pbs_depend(options: JobOptions, value: str) -> JobOptions:
     # PBS ids may carry a server name: afterok:123.server:124.server
-    return replace(options, depends=(*options.depends, re.sub(r"(\d+)\.[\w.-]+", r"\1", value)))
+    return replace(options, depends=(*options.depends, re.sub(r"([0-9]+)\.[\w.-]+", r"\1", value)))
 
 
 def _pbs_join(options: JobOptions, value: str) -> JobOptions:
@@ -116,7 +116,7 @@ def _pbs_rerun(options: JobOptions, value: str) -> JobOptions:
 
 def _pbs_w(options: JobOptions, value: str) -> JobOptions:
     if not value.startswith("depend="):
-        raise _Unsupported(f"-W {value}")
+        raise _Unsupported(f"-W {value}", options)
     return _pbs_depend(options, value)
 
 
@@ -135,7 +135,7 @@ PBS_FLAGS = {"-V", "-h"}
 
 def _lsf_name(options: JobOptions, value: str) -> JobOptions:
     """-J "name[1-100:2]%10" names an array."""
-    match = re.fullmatch(r"(.*?)\[([0-9,:\-]+)\](%\d+)?", value)
+    match = re.fullmatch(r"(.*?)\[([0-9,:\-]+)\](%[0-9]+)?", value)
     if not match:
         return replace(options, name=value)
     name = match.group(1) or None
@@ -146,16 +146,16 @@ def _lsf_depend(options: JobOptions, value: str) -> JobOptions:
     kinds = {"done": "afterok", "ended": "afterany", "exit": "afternotok"}
     if "||" in value or "!" in value:
         raise UsageError(f"-w {value!r}: hyper takes conditions joined by && only")
-    found = re.findall(r"(\w+)\(\s*(\d+)\s*\)", value)
-    terms = [term.strip() for term in value.split("&&")]
-    if not found or len(found) != len(terms) or any(k not in kinds for k, _ in found):
+    terms = [re.fullmatch(r"(\w+)\(\s*([0-9]+)\s*\)", t.strip()) for t in value.split("&&")]
+    if not all(terms) or any(t.group(1) not in kinds for t in terms if t):
         raise UsageError(f"-w {value!r}: use done(ID), ended(ID) or exit(ID), joined by &&")
-    return replace(options, depends=(*options.depends, *(f"{kinds[k]}:{i}" for k, i in found)))
+    found = [f"{kinds[t.group(1)]}:{t.group(2)}" for t in terms if t]
+    return replace(options, depends=(*options.depends, *found))
 
 
 def _lsf_walltime(options: JobOptions, value: str) -> JobOptions:
     """LSF's -W is [HH:]MM (Slurm's MM:SS would read it wrong)."""
-    match = re.fullmatch(r"(?:(\d+):)?(\d+)", value.strip())
+    match = re.fullmatch(r"(?:([0-9]+):)?([0-9]+)", value.strip())
     if not match:
         raise UsageError(f"-W {value!r}: use [HH:]MM")
     hours, minutes = int(match.group(1) or 0), int(match.group(2))
@@ -185,10 +185,11 @@ LSF: dict[str, Handler] = {
     "-J": _lsf_name, "-q": _set("queue"), "-w": _lsf_depend, "-W": _lsf_walltime,
     "-o": _lsf_file("stdout"), "-oo": _lsf_file("stdout"),
     "-e": _lsf_file("stderr"), "-eo": _lsf_file("stderr"),
-    "-r": _flag("retries", 1), "-H": _flag("hold", True), "-env": _lsf_env,
+    "-r": _flag("retries", 1), "-rn": _flag("retries", 0), "-H": _flag("hold", True),
+    "-env": _lsf_env,
     "-sp": lambda options, value: replace(options, priority=int(value)),
 }  # fmt: skip
-LSF_FLAGS = {"-r", "-H"}
+LSF_FLAGS = {"-r", "-rn", "-H"}
 
 SCHEDULERS = (
     ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, True),
@@ -198,11 +199,19 @@ SCHEDULERS = (
 
 
 class _Unsupported(Exception):
-    """A directive hyper understands in part; the message names the part it does not."""
+    """A directive hyper understands in part: what it took, and the part it did not."""
+
+    def __init__(self, part: str, options: JobOptions) -> None:
+        super().__init__(part)
+        self.options = options
 
 
-def _options(words: list[str], flags: set[str]) -> Iterator[tuple[str, str | None, str]]:
-    """(option, value, as written) from directive words: `-J x`, `-Jx`, `--job-name=x`."""
+def _options(
+    words: list[str], table: dict[str, Handler], flags: set[str]
+) -> Iterator[tuple[str, str | None, str]]:
+    """(option, value, as written) from directive words: `-J x`, `-Jx`, `--job-name=x`.
+    An option hyper knows takes the next word as its value even when it starts with
+    `-` (`-p -3`); for one it does not know, a next word that is not an option."""
     index = 0
     while index < len(words):
         word = words[index]
@@ -217,13 +226,16 @@ def _options(words: list[str], flags: set[str]) -> Iterator[tuple[str, str | Non
         if word in flags:
             yield word, "", word
             continue
-        if index < len(words) and not (words[index].startswith("-") and len(words[index]) > 1):
+        known = word in table
+        if index < len(words) and (known or not words[index].startswith("-")):
             yield word, words[index], f"{word} {words[index]}"
             index += 1
             continue
-        if not word.startswith("--") and len(word) > 2:  # -Jname
-            yield word[:2], word[2:], word
+        if not known and not word.startswith("--") and len(word) > 2 and word[:2] in table:
+            yield word[:2], word[2:], word  # -Jname
             continue
+        if known:
+            raise UsageError(f"{word} needs a value")
         yield word, "", word
 
 
@@ -239,7 +251,11 @@ def translate(text: str) -> Translation:
             defaults.append(exports)
             if scheduler not in result.schedulers:
                 result.schedulers.append(scheduler)
-            for option, value, written in _options(words, flags):
+            try:
+                found = list(_options(words, table, flags))
+            except UsageError as error:
+                raise UsageError(f"line {number}: {prefix} {error}") from None
+            for option, value, written in found:
                 handler = table.get(option)
                 if handler is None or value is None:
                     result.warnings.append(
@@ -249,11 +265,14 @@ def translate(text: str) -> Translation:
                 try:
                     result.options = handler(result.options, value)
                 except _Unsupported as part:
+                    result.options = part.options
                     result.warnings.append(
                         f"line {number}: {prefix} {part} is not supported by hyper; ignored"
                     )
-                except (UsageError, ValueError) as error:
+                except UsageError as error:
                     raise UsageError(f"line {number}: {prefix} {error}") from None
+                except ValueError:
+                    raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
     if defaults and result.options.export_all is None:
         result.options = replace(result.options, export_all=defaults[0])
     return result

@@ -173,7 +173,7 @@ def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] 
         if items is not None:
             raise UsageError("give --workitems or --workitem-file, not both")
         lines = read_lines(args.workitem_file, "--workitem-file")
-        items = [f"{args.prefix}{line}" for line in lines]
+        items = [f"{args.prefix}{line}" for _, line in lines]
         if not items:
             raise UsageError("--workitem-file has no work items")
     if items is not None:
@@ -188,7 +188,7 @@ def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] 
         return None
     if Path(options.array).is_file():  # the original tool's array file
         tasks = []
-        for number, line in enumerate(read_lines(options.array, "-a"), start=1):
+        for number, line in read_lines(options.array, "-a"):
             try:
                 replacements = json.loads(line)
             except ValueError as exc:
@@ -205,14 +205,16 @@ def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] 
     return {"spec": options.array}
 
 
-def read_lines(source: str, flag: str) -> list[str]:
+def read_lines(source: str, flag: str) -> list[tuple[int, str]]:
+    """The non-blank lines of a file (or stdin), stripped, with their line numbers."""
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
     except OSError as exc:
         raise UsageError(f"{flag} {source}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{flag} {source}: not a text file") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    numbered = enumerate(text.splitlines(), start=1)
+    return [(number, line.strip()) for number, line in numbered if line.strip()]
 
 
 def build_job(args: argparse.Namespace) -> dict[str, Any]:

@@ -78,9 +78,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL, started REAL, ended REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (status, queue, definition, priority DESC, id);
-CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, status);
+CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, id);
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
 CREATE INDEX IF NOT EXISTS jobs_by_array ON jobs (array_id, array_index);
+-- counts per (queue, array, status), so that qstat's totals never scan the jobs (array_id 0:
+-- jobs outside arrays); submits add theirs in bulk, a trigger follows every change of state
+CREATE TABLE IF NOT EXISTS job_counts (
+    queue TEXT NOT NULL, array_id INTEGER NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (queue, array_id, status)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS jobs_counted_on_update AFTER UPDATE OF status ON jobs
+WHEN OLD.status != NEW.status BEGIN
+    UPDATE job_counts SET n = n - 1
+    WHERE queue = OLD.queue AND array_id = coalesce(OLD.array_id, 0) AND status = OLD.status;
+    INSERT INTO job_counts VALUES (NEW.queue, coalesce(NEW.array_id, 0), NEW.status, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
 CREATE TABLE IF NOT EXISTS deps (
     owner INTEGER NOT NULL, kind TEXT NOT NULL, target INTEGER NOT NULL,
     PRIMARY KEY (owner, kind, target)
@@ -338,6 +351,7 @@ class SQLiteStore:
                 json.dumps(job.options), len(pending), never, now, now if never else None,
             ),
         )  # fmt: skip
+        self._count(db, job.queue, 0, status, 1)
         db.executemany(
             "INSERT OR IGNORE INTO deps VALUES (?, ?, ?)", [(job_id, k, t) for k, t in pending]
         )
@@ -362,39 +376,66 @@ class SQLiteStore:
                 json.dumps(job.options), size, tasks.cap, tasks.spec, now,
             ),
         )  # fmt: skip
-        corr_targets = [t for k, t in pending if k == "aftercorr"]
         array_deps = [(k, t) for k, t in pending if k != "aftercorr"]
-        corr_left = self._corr_pending(db, corr_targets, tasks.indices)
-        status = JobStatus.FAILED.value if never else None
-        names = [name or job.name for name in tasks.names] if tasks.names else [job.name] * size
-        params: list[dict[str, Any]] = tasks.params or [{}] * size
-        rows = []
-        for n, index in enumerate(tasks.indices):
-            left = len(array_deps) + corr_left[n][0]
-            reason = never or corr_left[n][1]
-            rows.append(
-                (
-                    array_id + 1 + n, array_id, index, names[n], job.queue, job.definition,
-                    json.dumps(params[n]) if params[n] else None,
-                    JobStatus.FAILED.value if reason else status or self._first_status(job, left),
-                    job.retries, job.retries, job.priority, job.time_limit, left, reason, now,
-                    now if reason else None,
-                )
-            )  # fmt: skip
-        db.executemany(
-            "INSERT INTO jobs (id, array_id, array_index, name, queue, definition, params, status,"
+        status = JobStatus.FAILED.value if never else self._first_status(job, len(array_deps))
+        # every task in one statement: SQLite walks the indices itself (4x faster than rows)
+        db.execute(
+            "INSERT INTO jobs (id, array_id, array_index, name, queue, definition, status,"
             " retries, retries_left, priority, time_limit, deps_left, reason, created, ended)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        failed = sum(1 for row in rows if row[7] == JobStatus.FAILED.value)
-        if failed:
-            db.execute("UPDATE arrays SET bad = ? WHERE id = ?", (failed, array_id))
+            " SELECT ? + key + 1, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
+            (
+                array_id, array_id, job.name, job.queue, job.definition, status, job.retries,
+                job.retries, job.priority, job.time_limit, len(array_deps), never, now,
+                now if never else None, json.dumps(tasks.indices),
+            ),
+        )  # fmt: skip
+        self._count(db, job.queue, array_id, status, size)
+        if tasks.names or tasks.params:
+            names = tasks.names or [""] * size
+            params = tasks.params or [{}] * size
+            db.executemany(
+                "UPDATE jobs SET name = coalesce(?, name), params = ? WHERE id = ?",
+                [
+                    (
+                        names[n] or None,
+                        json.dumps(params[n]) if params[n] else None,
+                        array_id + 1 + n,
+                    )
+                    for n in range(size)
+                ],
+            )
+        corr_targets = [t for k, t in pending if k == "aftercorr"]
+        if corr_targets and not never:
+            changes = []
+            for n, (left, reason) in enumerate(self._corr_pending(db, corr_targets, tasks.indices)):
+                if left or reason:
+                    total = len(array_deps) + left
+                    new = JobStatus.FAILED.value if reason else self._first_status(job, total)
+                    changes.append((new, total, reason, now if reason else None, array_id + 1 + n))
+            db.executemany(  # the counts follow by trigger
+                "UPDATE jobs SET status = ?, deps_left = ?, reason = ?, ended = ? WHERE id = ?",
+                changes,
+            )
+        failed = db.execute(
+            "SELECT n FROM job_counts WHERE queue = ? AND array_id = ? AND status = ?",
+            (job.queue, array_id, JobStatus.FAILED.value),
+        ).fetchone()
+        if failed and failed[0]:
+            db.execute("UPDATE arrays SET bad = ? WHERE id = ?", (failed[0], array_id))
         db.executemany(
             "INSERT OR IGNORE INTO deps VALUES (?, ?, ?)", [(array_id, k, t) for k, t in pending]
         )
         self._event(db, array_id, 0, f"array of {size} tasks submitted to queue {job.queue}", now)
         return array_id
+
+    def _count(
+        self, db: sqlite3.Connection, queue: str, array_id: int, status: str, n: int
+    ) -> None:
+        """Add new jobs to the kept counts (changes of state are counted by a trigger)."""
+        db.execute(
+            "INSERT INTO job_counts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + ?",
+            (queue, array_id, status, n, n),
+        )
 
     def _corr_pending(
         self, db: sqlite3.Connection, targets: list[int], indices: list[int]
@@ -443,13 +484,16 @@ class SQLiteStore:
     def _array(self, row: sqlite3.Row) -> ArrayRecord:
         counts = dict.fromkeys((s.value for s in JobStatus), 0)
         for status, n in self._db.execute(
-            "SELECT status, count(*) FROM jobs WHERE array_id = ? GROUP BY status", (row["id"],)
+            "SELECT status, n FROM job_counts WHERE queue = ? AND array_id = ?",
+            (row["queue"], row["id"]),
         ):
             counts[status] = n
-        highest = self._db.execute(
-            "SELECT max(exit_code) FROM jobs WHERE array_id = ? AND status = ?",
-            (row["id"], JobStatus.FAILED.value),
-        ).fetchone()[0]
+        highest = None
+        if counts[JobStatus.FAILED.value]:
+            highest = self._db.execute(
+                "SELECT max(exit_code) FROM jobs WHERE array_id = ? AND status = ?",
+                (row["id"], JobStatus.FAILED.value),
+            ).fetchone()[0]
         return ArrayRecord(
             id=row["id"],
             name=row["name"],
@@ -505,11 +549,30 @@ class SQLiteStore:
         return merged[:limit]
 
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
-        clause, args = _where(where, "")
         counts = dict.fromkeys(JobStatus, 0)
-        rows = self._db.execute(
-            f"SELECT status, count(*) AS n FROM jobs WHERE {clause} GROUP BY status", args
-        )
+        if where.name is None and not where.name_prefix and not where.selects:
+            # by queue, array and state: from the kept counts
+            clauses = ["n > 0"]
+            args: list[Any] = []
+            if where.queue is not None:
+                clauses.append("queue = ?")
+                args.append(where.queue)
+            if where.array_id is not None:
+                clauses.append("array_id = ?")
+                args.append(where.array_id)
+            if where.statuses:
+                clauses.append(f"status IN ({_in(where.statuses)})")
+                args += [s.value for s in where.statuses]
+            rows = self._db.execute(
+                f"SELECT status, sum(n) AS n FROM job_counts WHERE {' AND '.join(clauses)}"
+                " GROUP BY status",
+                args,
+            )
+        else:
+            clause, args = _where(where, "")
+            rows = self._db.execute(
+                f"SELECT status, count(*) AS n FROM jobs WHERE {clause} GROUP BY status", args
+            )
         for row in rows:
             counts[JobStatus(row["status"])] = row["n"]
         return counts

@@ -1,0 +1,545 @@
+"""Scripts written for Slurm, PBS and LSF: what their directive lines become in hyper,
+what is warned about, and what is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from hyper import jobspec
+from hyper.errors import UsageError
+from qtools.directives import JobOptions, Translation
+from qtools.foreign import translate
+
+
+def _only(text: str) -> JobOptions:
+    """The options of a script that must translate without any warning."""
+    result = translate(text)
+    assert result.warnings == []
+    return result.options
+
+
+# ---- Slurm -------------------------------------------------------------------------
+
+SLURM_SCRIPT = """\
+#!/bin/bash
+#SBATCH -J sim
+#SBATCH -p short
+#SBATCH -a 1-100%10
+#SBATCH -d afterok:1:2,afterany:3
+#SBATCH -t 1:00:00
+#SBATCH --export=ALL,X=1
+#SBATCH -o logs/%x_%A_%a.out
+#SBATCH -e logs/%x_%A_%a.err
+#SBATCH --requeue
+#SBATCH -H
+
+srun ./simulate --task "$SLURM_ARRAY_TASK_ID"
+"""
+
+
+def test_slurm_script() -> None:
+    result = translate(SLURM_SCRIPT)
+    assert result.warnings == []
+    assert result.schedulers == ["slurm"]
+    assert result.options == JobOptions(
+        name="sim",
+        queue="short",
+        retries=1,
+        array="1-100%10",
+        depends=("afterok:1:2,afterany:3",),
+        time_limit="1:00:00",
+        env=("X=1",),
+        export_all=True,
+        stdout="logs/%x_%A_%a.out",
+        stderr="logs/%x_%A_%a.err",
+        hold=True,
+    )
+
+
+def test_slurm_values_are_ones_hyper_reads() -> None:
+    options = translate(SLURM_SCRIPT).options
+    assert options.array and jobspec.parse_array(options.array).cap == 10
+    assert options.time_limit and jobspec.parse_time_limit(options.time_limit) == 3600
+    assert [(d.kind, d.target) for d in jobspec.parse_dependencies(options.depends[0])] == [
+        ("afterok", 1),
+        ("afterok", 2),
+        ("afterany", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "value"),
+    [
+        ("-J sim", "name", "sim"),
+        ("-Jsim", "name", "sim"),
+        ("--job-name=sim", "name", "sim"),
+        ("--job-name sim", "name", "sim"),
+        ("--job-name='my sim'", "name", "my sim"),
+        ('-J "my sim"', "name", "my sim"),
+        ("-p gpu", "queue", "gpu"),
+        ("--partition=gpu", "queue", "gpu"),
+        ("-a 0-100:5%4", "array", "0-100:5%4"),
+        ("--array=1,3,5-9", "array", "1,3,5-9"),
+        ("-t 90", "time_limit", "90"),
+        ("--time=1-2:00:00", "time_limit", "1-2:00:00"),
+        ("-t60", "time_limit", "60"),
+        ("-o out.%j", "stdout", "out.%j"),
+        ("--output=out.%j", "stdout", "out.%j"),
+        ("-e err.%j", "stderr", "err.%j"),
+        ("--error=err.%j", "stderr", "err.%j"),
+        ("--requeue", "retries", 1),
+        ("--no-requeue", "retries", 0),
+        ("-H", "hold", True),
+        ("--hold", "hold", True),
+    ],
+)
+def test_slurm_options(line: str, field: str, value: object) -> None:
+    options = _only(f"#!/bin/bash\n#SBATCH {line}\nrun\n")
+    assert getattr(options, field) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "export_all", "env"),
+    [
+        ("ALL", True, ()),
+        ("all", True, ()),
+        ("NONE", False, ()),
+        ("ALL,X=1", True, ("X=1",)),
+        ("X=1,Y", False, ("X=1", "Y")),
+        ("NONE,X=1", False, ("X=1",)),
+        ("X=1,,Y", False, ("X=1", "Y")),
+    ],
+)
+def test_slurm_export(value: str, export_all: bool, env: tuple[str, ...]) -> None:
+    options = _only(f"#SBATCH --export={value}\n")
+    assert (options.export_all, options.env) == (export_all, env)
+
+
+def test_slurm_dependencies_on_several_lines_add_up() -> None:
+    options = _only("#SBATCH -d afterok:1\n#SBATCH --dependency=afternotok:2\n")
+    assert options.depends == ("afterok:1", "afternotok:2")
+
+
+def test_slurm_later_line_wins() -> None:
+    assert _only("#SBATCH -J a\n#SBATCH --job-name=b\n").name == "b"
+
+
+@pytest.mark.parametrize(
+    ("lines", "warnings"),
+    [
+        (["--mem=4G"], ["line 2: #SBATCH --mem=4G is not supported by hyper; ignored"]),
+        (["-N 2"], ["line 2: #SBATCH -N 2 is not supported by hyper; ignored"]),
+        (["--exclusive"], ["line 2: #SBATCH --exclusive is not supported by hyper; ignored"]),
+        (["-N2"], ["line 2: #SBATCH -N2 is not supported by hyper; ignored"]),
+        (
+            ["--mem=4G", "-N 2", "--exclusive"],
+            [
+                "line 2: #SBATCH --mem=4G is not supported by hyper; ignored",
+                "line 3: #SBATCH -N 2 is not supported by hyper; ignored",
+                "line 4: #SBATCH --exclusive is not supported by hyper; ignored",
+            ],
+        ),
+        (
+            ["-N 2 --exclusive -p q"],
+            [
+                "line 2: #SBATCH -N 2 is not supported by hyper; ignored",
+                "line 2: #SBATCH --exclusive is not supported by hyper; ignored",
+            ],
+        ),
+    ],
+)
+def test_slurm_unsupported_options_each_warn_once(lines: list[str], warnings: list[str]) -> None:
+    text = "#!/bin/bash\n" + "".join(f"#SBATCH {line}\n" for line in lines) + "run\n"
+    result = translate(text)
+    assert result.warnings == warnings
+
+
+def test_slurm_unsupported_options_do_not_hide_the_supported_ones() -> None:
+    result = translate("#SBATCH -N 2 --exclusive -p q --mem=4G -J n\n")
+    assert (result.options.queue, result.options.name) == ("q", "n")
+    assert len(result.warnings) == 3
+
+
+@pytest.mark.parametrize(
+    "value", ["singleton", "afterok:1,singleton", "afterburstbuffer:3", "afterok:1+60"]
+)
+def test_slurm_dependencies_hyper_cannot_keep_are_refused_with_the_line(value: str) -> None:
+    text = f"#!/bin/bash\n#SBATCH -J x\n#SBATCH --dependency={value}\nrun\n"
+    with pytest.raises(UsageError) as caught:
+        translate(text)
+    message = str(caught.value)
+    assert message.startswith("line 3: #SBATCH ")
+    assert repr(value) in message
+    assert "hyper takes afterok, afterany, afternotok, aftercorr" in message
+
+
+def test_slurm_option_without_its_value_is_not_silently_dropped() -> None:
+    try:
+        result = translate("#!/bin/bash\n#SBATCH -t\nrun\n")
+    except UsageError:
+        return
+    assert result.warnings
+
+
+# ---- PBS ---------------------------------------------------------------------------
+
+PBS_SCRIPT = """\
+#!/bin/bash
+#PBS -N assemble
+#PBS -q workq
+#PBS -J 1-100:2%10
+#PBS -W depend=afterok:123.server:124
+#PBS -l walltime=01:00:00
+#PBS -v A=1,B=2
+#PBS -o run.out
+#PBS -e run.err
+#PBS -j oe
+#PBS -r y
+#PBS -h
+#PBS -p 5
+
+cd "$PBS_O_WORKDIR"
+./assemble "$PBS_ARRAY_INDEX"
+"""
+
+
+def test_pbs_script() -> None:
+    result = translate(PBS_SCRIPT)
+    assert result.warnings == []
+    assert result.schedulers == ["pbs"]
+    assert result.options == JobOptions(
+        name="assemble",
+        queue="workq",
+        retries=1,
+        array="1-100:2%10",
+        depends=("depend=afterok:123:124",),
+        time_limit="01:00:00",
+        env=("A=1", "B=2"),
+        export_all=False,  # PBS's default: the submitting shell's environment is not passed
+        stdout="run.out",
+        stderr="run.err",
+        join=True,
+        hold=True,
+        priority=5,
+    )
+
+
+def test_pbs_values_are_ones_hyper_reads() -> None:
+    options = translate(PBS_SCRIPT).options
+    assert options.array is not None
+    array = jobspec.parse_array(options.array)
+    assert (len(array.indices), array.indices[:3], array.indices[-1], array.cap) == (
+        50,
+        [1, 3, 5],
+        99,
+        10,
+    )
+    assert [(d.kind, d.target) for d in jobspec.parse_dependencies(options.depends[0])] == [
+        ("afterok", 123),
+        ("afterok", 124),
+    ]
+    assert options.time_limit and jobspec.parse_time_limit(options.time_limit) == 3600
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "value"),
+    [
+        ("-N job", "name", "job"),
+        ("-q long", "queue", "long"),
+        ("-J 0-9", "array", "0-9"),
+        ("-V", "export_all", True),
+        ("-v A=1", "env", ("A=1",)),
+        ("-v A=1,B=2", "env", ("A=1", "B=2")),
+        ("-v 'A=1, B'", "env", ("A=1", "B")),
+        ("-o o.txt", "stdout", "o.txt"),
+        ("-e e.txt", "stderr", "e.txt"),
+        ("-j oe", "join", True),
+        ("-j eo", "join", True),
+        ("-j n", "join", False),
+        ("-r y", "retries", 1),
+        ("-r n", "retries", 0),
+        ("-h", "hold", True),
+        ("-p 5", "priority", 5),
+        ("-l walltime=2:00:00", "time_limit", "2:00:00"),
+        ("-W depend=afterany:7.pbs-server.example.org", "depends", ("depend=afterany:7",)),
+        (
+            "-W depend=afterok:123.server:124.server,afternotok:125.s2",
+            "depends",
+            ("depend=afterok:123:124,afternotok:125",),
+        ),
+    ],
+)
+def test_pbs_options(line: str, field: str, value: object) -> None:
+    options = translate(f"#!/bin/bash\n#PBS {line}\nrun\n").options
+    assert getattr(options, field) == value
+
+
+def test_pbs_walltime_is_taken_and_the_other_resources_warned() -> None:
+    result = translate("#!/bin/bash\n#PBS -l select=1:ncpus=4,walltime=2:00:00\nrun\n")
+    assert result.options.time_limit == "2:00:00"
+    assert result.warnings == [
+        "line 2: #PBS -l select=1:ncpus=4 is not supported by hyper; ignored"
+    ]
+
+
+def test_pbs_other_resources_are_warned_even_beside_walltime() -> None:
+    result = translate("#!/bin/bash\n#PBS -l select=1:ncpus=4,walltime=2:00:00\nrun\n")
+    assert result.warnings == [
+        "line 2: #PBS -l select=1:ncpus=4 is not supported by hyper; ignored"
+    ]
+
+
+def test_pbs_walltime_on_its_own_line_beside_other_resources() -> None:
+    result = translate("#PBS -l select=1:ncpus=4\n#PBS -l walltime=2:00:00\n")
+    assert result.options.time_limit == "2:00:00"
+    assert result.warnings == [
+        "line 1: #PBS -l select=1:ncpus=4 is not supported by hyper; ignored"
+    ]
+
+
+def test_pbs_negative_priority() -> None:
+    assert translate("#PBS -p -3\n").options.priority == -3
+
+
+def test_pbs_resources_without_walltime_are_all_warned() -> None:
+    result = translate("#PBS -l nodes=1:ppn=4,mem=4gb\n")
+    assert result.options.time_limit is None
+    assert result.warnings == [
+        "line 1: #PBS -l nodes=1:ppn=4,mem=4gb is not supported by hyper; ignored"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "warning"),
+    [
+        ("-M me@example.org", "#PBS -M me@example.org"),
+        ("-m abe", "#PBS -m abe"),
+        ("-W group_list=lab", "#PBS -W group_list=lab"),
+        ("-A project", "#PBS -A project"),
+        ("-t 1-10", "#PBS -t 1-10"),
+    ],
+)
+def test_pbs_unsupported_options_warn(line: str, warning: str) -> None:
+    result = translate(f"#!/bin/sh\n#PBS -N n\n#PBS {line}\nrun\n")
+    assert result.options.name == "n"
+    assert result.warnings == [f"line 3: {warning} is not supported by hyper; ignored"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("-j x", "line 2: #PBS -j 'x': use oe or n"),
+        ("-r maybe", "line 2: #PBS -r 'maybe': use y or n"),
+        ("-p high", "line 2: #PBS -p high: not a number"),
+    ],
+)
+def test_pbs_bad_values_are_refused_with_the_line(line: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        translate(f"#!/bin/sh\n#PBS {line}\nrun\n")
+    assert str(caught.value).startswith(message)
+
+
+def test_pbs_export_of_the_environment_is_off_unless_asked() -> None:
+    assert translate("#PBS -N x\n").options.export_all is False
+    assert translate("#PBS -N x\n#PBS -V\n").options.export_all is True
+
+
+# ---- LSF ---------------------------------------------------------------------------
+
+LSF_SCRIPT = """\
+#!/bin/bash
+#BSUB -J "render[1-100:2]%10"
+#BSUB -q normal
+#BSUB -w 'done(1) && ended(2) && exit(3)'
+#BSUB -W 1:30
+#BSUB -o out.%J.%I
+#BSUB -e err.%J.%I
+#BSUB -r
+#BSUB -H
+#BSUB -env "all, A=1"
+#BSUB -sp 20
+
+./render "$LSB_JOBINDEX"
+"""
+
+
+def test_lsf_script() -> None:
+    result = translate(LSF_SCRIPT)
+    assert result.warnings == []
+    assert result.schedulers == ["lsf"]
+    assert result.options == JobOptions(
+        name="render",
+        queue="normal",
+        retries=1,
+        array="1-100:2%10",
+        depends=("afterok:1", "afterany:2", "afternotok:3"),
+        time_limit="1:30:00",
+        env=("A=1",),
+        export_all=True,
+        stdout="out.%j.%a",
+        stderr="err.%j.%a",
+        hold=True,
+        priority=20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("90", 5400), ("1:30", 5400), ("0:05", 300), ("2:00", 7200)]
+)
+def test_lsf_run_limit_is_hours_and_minutes(value: str, seconds: int) -> None:
+    options = _only(f"#BSUB -W {value}\n")
+    assert options.time_limit is not None
+    assert jobspec.parse_time_limit(options.time_limit) == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "array"),
+    [
+        ("plain", "plain", None),
+        ("render[1-100:2]%10", "render", "1-100:2%10"),
+        ("render[1-5]", "render", "1-5"),
+        ("r[1,3,5-9]", "r", "1,3,5-9"),
+        ("[1-3]", None, "1-3"),
+        ("odd[name", "odd[name", None),
+    ],
+)
+def test_lsf_job_name_may_carry_an_array(value: str, name: str | None, array: str | None) -> None:
+    options = _only(f"#BSUB -J '{value}'\n")
+    assert (options.name, options.array) == (name, array)
+
+
+@pytest.mark.parametrize(
+    ("value", "depends"),
+    [
+        ("done(1)", ("afterok:1",)),
+        ("ended(2)", ("afterany:2",)),
+        ("exit(3)", ("afternotok:3",)),
+        ("done(1)&&done( 2 )", ("afterok:1", "afterok:2")),
+        ("done(1) && ended(2) && exit(3)", ("afterok:1", "afterany:2", "afternotok:3")),
+    ],
+)
+def test_lsf_dependency_conditions(value: str, depends: tuple[str, ...]) -> None:
+    assert _only(f"#BSUB -w '{value}'\n").depends == depends
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("done(1) || done(2)", "hyper takes conditions joined by && only"),
+        ("!done(1)", "hyper takes conditions joined by && only"),
+        ("started(1)", "use done(ID), ended(ID) or exit(ID), joined by &&"),
+        ("done(myjob)", "use done(ID), ended(ID) or exit(ID)"),
+        ("done(1) && 2", "use done(ID), ended(ID) or exit(ID)"),
+        ("done(1) done(2)", "use done(ID), ended(ID) or exit(ID)"),
+    ],
+)
+def test_lsf_dependency_conditions_refused(value: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        translate(f"#!/bin/bash\n#BSUB -w '{value}'\nrun\n")
+    assert str(caught.value).startswith(f"line 2: #BSUB -w {value!r}: ")
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["1.5", "1:30:00", "abc", "10/hostA"])
+def test_lsf_bad_run_limit_is_refused(value: str) -> None:
+    with pytest.raises(UsageError, match=r"line 1: #BSUB -W '.*': use \[HH:\]MM"):
+        translate(f"#BSUB -W {value}\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "value"),
+    [
+        ("-oo o.%J", "stdout", "o.%j"),
+        ("-eo e.%J_%I", "stderr", "e.%j_%a"),
+        ("-env none", "export_all", False),
+        ("-env 'all'", "env", ()),
+        ("-env 'A=1,B=2'", "env", ("A=1", "B=2")),
+    ],
+)
+def test_lsf_options(line: str, field: str, value: object) -> None:
+    assert getattr(_only(f"#BSUB {line}\n"), field) == value
+
+
+@pytest.mark.parametrize(
+    ("line", "warning"),
+    [
+        ("-n 4", "#BSUB -n 4"),
+        ("-R 'span[hosts=1]'", "#BSUB -R span[hosts=1]"),
+        ("-M 4000", "#BSUB -M 4000"),
+        ("-B", "#BSUB -B"),
+    ],
+)
+def test_lsf_unsupported_options_warn(line: str, warning: str) -> None:
+    result = translate(f"#!/bin/bash\n#BSUB {line}\nrun\n")
+    assert result.warnings == [f"line 2: {warning} is not supported by hyper; ignored"]
+
+
+def test_lsf_never_rerunnable_is_not_read_as_rerunnable() -> None:
+    result = translate("#!/bin/bash\n#BSUB -rn\nrun\n")
+    assert result.options.retries in (None, 0)
+
+
+# ---- all schedulers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "export_all"),
+    [
+        ("#SBATCH -J x\n", True),
+        ("#BSUB -J x\n", True),
+        ("#PBS -N x\n", False),
+        ("#SBATCH --export=NONE\n", False),
+        ("#SBATCH --export=NONE,X=1\n", False),
+        ("#BSUB -env none\n", False),
+        ("#PBS -V\n", True),
+        ("#!/bin/sh\necho no directives\n", None),
+        ("#HYPER -q q\n", None),
+        ("#SBATCH\n", True),  # an empty directive still marks a Slurm script
+        ("#PBS -N x\n#SBATCH -J y\n", False),  # the first scheduler's default
+        ("#SBATCH -J y\n#PBS -N x\n", True),
+    ],
+)
+def test_environment_export_default(text: str, export_all: bool | None) -> None:
+    assert translate(text).options.export_all is export_all
+
+
+def test_no_foreign_directives() -> None:
+    assert translate("#!/bin/bash\n#HYPER -q q\n# SBATCH -J x\necho\n") == Translation()
+
+
+def test_directives_after_the_first_command_are_ignored() -> None:
+    text = "#!/bin/bash\n#SBATCH -J early\n\n# comment\necho go\n#SBATCH -J late\n#PBS -q x\n"
+    result = translate(text)
+    assert result.options.name == "early"
+    assert result.options.queue is None
+    assert result.schedulers == ["slurm"]
+
+
+def test_prefix_must_stand_alone_and_start_the_line() -> None:
+    text = "#SBATCHX -J a\n #SBATCH -J b\n"  # the indented line is a command: the block ends
+    assert translate(text) == Translation()
+
+
+def test_crlf_and_trailing_spaces() -> None:
+    result = translate("#!/bin/bash\r\n#SBATCH -J n  \r\n#SBATCH -p q\t\r\necho\r\n")
+    assert (result.options.name, result.options.queue, result.warnings) == ("n", "q", [])
+
+
+def test_unreadable_quoting_is_refused_with_the_line() -> None:
+    with pytest.raises(UsageError, match="line 2: cannot read #SBATCH directive"):
+        translate("#!/bin/bash\n#SBATCH -J 'open\n")
+
+
+def test_schedulers_listed_once_each_in_order_of_appearance() -> None:
+    text = (
+        "#!/bin/bash\n#BSUB -q a\n#SBATCH -J b\n#BSUB -n 1\n#PBS -N c\n#SBATCH -p d\n#PBS -V\nrun\n"
+    )
+    result = translate(text)
+    assert result.schedulers == ["lsf", "slurm", "pbs"]
+    assert (result.options.name, result.options.queue) == ("c", "d")  # later lines win
+    assert result.warnings == ["line 4: #BSUB -n 1 is not supported by hyper; ignored"]
+
+
+def test_a_bare_word_is_warned_about() -> None:
+    result = translate("#SBATCH stray\n")
+    assert result.warnings == ["line 1: #SBATCH stray is not supported by hyper; ignored"]
