@@ -190,13 +190,13 @@ def test_two_hundred_jobs_in_a_loop(local: LocalHost) -> None:
     ids = done.stdout.split()
     assert len(set(ids)) == 200
 
-    def all_done() -> bool:
-        return local.ok("qstat", "-q", "sample-queue-1").splitlines()[-1].split()[7] == "200"
+    def totals() -> str:
+        return local.ok("qstat", "-q", "sample-queue-1").splitlines()[-1]
 
-    local.wait_for(all_done, timeout=120, what="200 successful jobs")
-    totals = local.ok("qstat", "-q", "sample-queue-1").splitlines()[-1]
-    assert totals == (
-        "Total: 200  Waiting: 0  Running: 0  Successful: 200  Failed: 0  Cancelled: 0"
+    local.wait_for(lambda: "Successful: 200" in totals(), timeout=120, what="200 successes")
+    assert totals() == (
+        "Total: 200  Waiting: 0  Blocked: 0  Held: 0  Running: 0  Successful: 200  Failed: 0"
+        "  Cancelled: 0"
     )
 
 
@@ -241,7 +241,8 @@ def test_bad_input_gets_one_line_and_changes_nothing(local: LocalHost) -> None:
         assert result.err.count("\n") == 1 and message in result.err, (argv, result.err)
         assert result.out == ""
     assert local.ok("qstat").strip() == (
-        "Total: 0  Waiting: 0  Running: 0  Successful: 0  Failed: 0  Cancelled: 0"
+        "Total: 0  Waiting: 0  Blocked: 0  Held: 0  Running: 0  Successful: 0  Failed: 0"
+        "  Cancelled: 0"
     )
 
 
