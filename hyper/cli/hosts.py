@@ -25,6 +25,13 @@ def _target(name: str | None, host: str | None) -> str:
     return hosts.default_host_name(name or host)
 
 
+def _local_target(name: str | None, host: str | None) -> config.HostConfig:
+    target = config.load_host(_target(name, host))
+    if target.provider != "local":
+        raise UsageError(f"host {target.name!r} is not a local host")
+    return target
+
+
 def ask_host_request(
     defaults: HostRequest, *, input: Any = None, output: Any = None
 ) -> HostRequest:
@@ -201,9 +208,7 @@ def start_host(
     host: str = HostOption,
 ) -> None:
     """Start a local host's daemon (commands also start it when they find it down)."""
-    target = config.load_host(_target(name, host))
-    if target.provider != "local":
-        raise UsageError(f"host {target.name!r} is not a local host")
+    target = _local_target(name, host)
     typer.echo(f"host {target.name!r} running at {local_host.start(target)}", err=True)
 
 
@@ -213,9 +218,7 @@ def stop_host(
     host: str = HostOption,
 ) -> None:
     """Stop a local host's daemon; jobs and logs stay, and waiting jobs run when it is back."""
-    target = config.load_host(_target(name, host))
-    if target.provider != "local":
-        raise UsageError(f"host {target.name!r} is not a local host")
+    target = _local_target(name, host)
     was_running = local_host.stop(target)
     typer.echo(f"host {target.name!r} {'stopped' if was_running else 'was not running'}", err=True)
 

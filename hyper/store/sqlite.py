@@ -842,17 +842,8 @@ class SQLiteStore:
         db.execute(
             "DELETE FROM deps WHERE owner = ? AND kind = ? AND target = ?", (owner, kind, target)
         )
-        scope = "(id = ? OR array_id = ?) AND status IN (?, ?)"
-        args = (owner, owner, JobStatus.BLOCKED.value, JobStatus.HELD.value)
-        if verdict is Verdict.MET:
-            db.execute(f"UPDATE jobs SET deps_left = deps_left - 1 WHERE {scope}", args)
-            db.execute(
-                "UPDATE jobs SET status = ? WHERE (id = ? OR array_id = ?) AND status = ?"
-                " AND deps_left = 0",
-                (JobStatus.WAITING.value, owner, owner, JobStatus.BLOCKED.value),
-            )
-            return []
-        return self._fail_unrunnable(db, scope, args, _never(kind, target), now)
+        reason = _never(kind, target)
+        return self._apply(db, "(id = ? OR array_id = ?)", (owner, owner), verdict, reason, now)
 
     def _settle_task(
         self,
@@ -864,17 +855,36 @@ class SQLiteStore:
         now: float,
     ) -> list[tuple[int, int | None, int | None, JobStatus]]:
         """aftercorr: task `index` of `owner_array` waited for task `index` of the target."""
-        scope = "array_id = ? AND array_index = ? AND status IN (?, ?)"
-        args = (owner_array, index, JobStatus.BLOCKED.value, JobStatus.HELD.value)
-        if verdict is Verdict.MET:
-            db.execute(f"UPDATE jobs SET deps_left = deps_left - 1 WHERE {scope}", args)
-            db.execute(
-                "UPDATE jobs SET status = ? WHERE array_id = ? AND array_index = ? AND status = ?"
-                " AND deps_left = 0",
-                (JobStatus.WAITING.value, owner_array, index, JobStatus.BLOCKED.value),
-            )
+        reason = _never("aftercorr", target_array, index)
+        scope = "array_id = ? AND array_index = ?"
+        return self._apply(db, scope, (owner_array, index), verdict, reason, now)
+
+    def _apply(
+        self,
+        db: sqlite3.Connection,
+        scope: str,
+        args: tuple[Any, ...],
+        verdict: Verdict,
+        reason: str,
+        now: float,
+    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+        """A judged dependency of the jobs in `scope` that have not started: one less to wait
+        for (ready when none is left), or never runnable. Returns the jobs it ended."""
+        if verdict is Verdict.PENDING:
             return []
-        return self._fail_unrunnable(db, scope, args, _never("aftercorr", target_array, index), now)
+        waiting = (JobStatus.BLOCKED.value, JobStatus.HELD.value)
+        if verdict is Verdict.NEVER:
+            return self._fail_unrunnable(db, f"{scope} AND status IN (?, ?)", (*args, *waiting),
+                                         reason, now)  # fmt: skip
+        db.execute(
+            f"UPDATE jobs SET deps_left = deps_left - 1 WHERE {scope} AND status IN (?, ?)",
+            (*args, *waiting),
+        )
+        db.execute(
+            f"UPDATE jobs SET status = ? WHERE {scope} AND status = ? AND deps_left = 0",
+            (JobStatus.WAITING.value, *args, JobStatus.BLOCKED.value),
+        )
+        return []
 
     def _fail_unrunnable(
         self, db: sqlite3.Connection, scope: str, args: tuple[Any, ...], reason: str, now: float
