@@ -8,7 +8,9 @@
     ├── AuthError              the host refused the API key (exit 77)
     ├── Conflict               the request no longer fits the state, e.g. a late report
     │                          from a worker whose lease expired (exit 1)
-    └── HostFailure            the host answered with a server error (exit 1)
+    ├── HostFailure            the host answered with a server error (exit 1)
+    ├── DeployFailed           a resource could not be deployed; its log says why (exit 1)
+    └── CommandFailed          a program hyper ran exited non-zero (exit 1)
 
 Commands translate these to one line on stderr and the exit code; the library
 never prints or exits.
@@ -54,3 +56,18 @@ class Conflict(HyperError):
 
 class HostFailure(HyperError):
     exit_code = EXIT_FAILURE
+
+
+class DeployFailed(HyperError):
+    exit_code = EXIT_FAILURE
+
+
+class CommandFailed(HyperError):
+    """Carries what ran and what it said, so the message can show both."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, command: list[str], code: int, stdout: str, stderr: str) -> None:
+        last = (stderr.strip() or stdout.strip()).splitlines()[-1:] or [""]
+        super().__init__(f"{' '.join(command)} exited with {code}: {last[0]}")
+        self.command, self.code, self.stdout, self.stderr = command, code, stdout, stderr

@@ -1,19 +1,21 @@
 """The resource records a host keeps: regions, clusters, queues, images, definitions.
 
 These are what walkthroughs return, what flags fill in, and what the host
-stores (as the ``spec`` of a resource record). Names follow the original
+stores (as the ``spec`` of a resource record). Field names follow the original
 tool's options so its users recognise them.
 """
 
 from __future__ import annotations
 
 import enum
+import ipaddress
+import json
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class ResourceKind(str, enum.Enum):
@@ -23,6 +25,10 @@ class ResourceKind(str, enum.Enum):
     IMAGE = "images"
     DEFINITION = "definitions"
 
+    @property
+    def singular(self) -> str:
+        return self.value.rstrip("s")
+
 
 class DeployStatus(str, enum.Enum):
     CREATING = "CREATING"
@@ -31,51 +37,135 @@ class DeployStatus(str, enum.Enum):
     ACTIVE = "ACTIVE"
     FAILED = "FAILED"
 
+    @property
+    def settled(self) -> bool:
+        return self in (DeployStatus.ACTIVE, DeployStatus.FAILED)
+
+
+def check_name(value: str) -> str:
+    if not NAME_PATTERN.fullmatch(value):
+        raise ValueError("use letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
+
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     name: str
 
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError(
-                "use letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
-        return value
+        return check_name(value)
+
+
+def _cidr(value: str | None) -> str | None:
+    if value:
+        ipaddress.ip_network(value, strict=False)  # raises ValueError with a clear message
+    return value or None
 
 
 class RegionSpec(Spec):
+    """A compute site. On a local host: `local` is this machine; `static` is a pool of
+    machines whose workers join over HTTP. The network fields matter on AWS."""
+
     kind: Literal["local", "static", "aws", "slurm"] = "local"
     main_region: bool = False
+    import_vpc: bool = True  # use the host's VPC
+    vpc_id: str | None = None
+    cidr: str | None = None
+    peer_with_main_region: bool = False
+    deploy_vpc_endpoints: Literal["OFF", "DATA_OPTIMISED", "FOR_PRIVATE_VPC"] = "OFF"
+    subnet_config: Literal["PUBLIC", "PRIVATE_ISOLATED", "PRIVATE_WITH_NAT"] = "PRIVATE_WITH_NAT"
+    nat_gateways: int = Field(2, ge=0, le=3)
+
+    @field_validator("cidr")
+    @classmethod
+    def _valid_cidr(cls, value: str | None) -> str | None:
+        return _cidr(value)
 
 
 class ClusterSpec(Spec):
-    max_vcpus: int = Field(1000, ge=1, description="vCPUs per region")
+    """Capacity across every region of the host."""
+
     instance_list: list[str] = Field(default_factory=lambda: ["optimal"])
+    max_vcpus: int = Field(1000, ge=1, description="vCPUs per region")
     compute_envs: int = Field(3, ge=1, le=3)
     type: Literal["SPOT", "ONDEMAND"] = "SPOT"
+    iam_policies: list[str] = Field(default_factory=list)
+    main_region_image_name: str = ""
+    bid_percentage: int = Field(100, ge=1, le=100)
+    allocation_strategy: Literal["SPOT_CAPACITY_OPTIMIZED", "BEST_FIT_PROGRESSIVE", "BEST_FIT"] = (
+        "SPOT_CAPACITY_OPTIMIZED"
+    )
+    compute_resources_tags: dict[str, str] = Field(default_factory=dict)
 
 
 class QueueSpec(Spec):
     compute_environment: str = Field(description="the cluster's exact name")
-    region_weights: dict[str, int] | Literal["auto"] = "auto"
+    automate_region_weights: bool = True
+    region_distribution_weights: dict[str, int] = Field(
+        default_factory=dict, description="region -> integer weight; 0 leaves a region unused"
+    )
+
+    @model_validator(mode="after")
+    def _weights(self) -> QueueSpec:
+        weights = self.region_distribution_weights
+        if any(w < 0 for w in weights.values()):
+            raise ValueError("region weights are integers of 0 or more")
+        if not self.automate_region_weights and not any(w > 0 for w in weights.values()):
+            raise ValueError("give at least one region a weight above 0 (or automate weights)")
+        return self
 
 
 class ImageSpec(Spec):
+    """`native` is the host machine's own environment; others are container images."""
+
     local_build_directory: str | None = None
+    local_docker_image: str | None = None  # repo:tag pushed with replace-with-local-image
+    uri: str | None = None  # where workers pull it from, once built
+
+
+LOG_DRIVERS = ("AWSLOGS", "FLUENTD", "GELF", "JOURNALD", "JSON_FILE", "LOGENTRIES", "SPLUNK",
+               "SYSLOG")  # fmt: skip
 
 
 class DefinitionSpec(Spec):
-    image: str = "native"
+    use_cyclone_image: bool = True  # an image of this host, rather than an image URI
+    cyclone_image_name: str = "native"
+    image_uri: str = ""  # `_REGION_` is replaced per region
     jobs_to_workers_ratio: int = Field(1, ge=1)
     vcpus: int = Field(1, ge=1)
     memory_limit_mib: int = Field(1024, ge=4)
+    linux_parameters: dict[str, Any] = Field(default_factory=dict)
+    ulimits: list[dict[str, Any]] = Field(default_factory=list)
+    mount_points: list[dict[str, Any]] = Field(default_factory=list)
+    host_volumes: list[dict[str, Any]] = Field(default_factory=list)
+    gpu_count: int | None = Field(None, ge=0)
     environment: dict[str, str] = Field(default_factory=dict)
+    privileged: bool = False
+    user: str = ""
     timeout_minutes: int | None = Field(None, ge=1, description="worker lifetime")
+    iam_policies: list[str] = Field(default_factory=list)
+    log_driver: str = ""
+    log_options: dict[str, str] = Field(default_factory=dict)
     enable_qlog: bool = True
+
+    @field_validator("log_driver")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        if value and value.upper() not in LOG_DRIVERS:
+            raise ValueError(f"use one of {', '.join(LOG_DRIVERS)}")
+        return value.upper()
+
+    @property
+    def image(self) -> str:
+        """The host image the jobs run in ('' when an image URI is used instead)."""
+        return self.cyclone_image_name if self.use_cyclone_image else ""
+
+    @property
+    def native(self) -> bool:
+        return self.use_cyclone_image and self.cyclone_image_name == "native"
 
 
 SPECS: dict[ResourceKind, type[Spec]] = {
@@ -85,3 +175,11 @@ SPECS: dict[ResourceKind, type[Spec]] = {
     ResourceKind.IMAGE: ImageSpec,
     ResourceKind.DEFINITION: DefinitionSpec,
 }
+
+
+def parse_json_option(text: str, what: str) -> Any:
+    """A JSON value given on the command line or typed into a walkthrough."""
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{what} is not valid JSON: {error}") from None

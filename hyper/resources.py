@@ -1,18 +1,15 @@
-"""Creating resources and checking references to them, for every provider.
-
-A local host's defaults (its main region, a cluster sized to this machine, a
-sample queue and definition) are made here through ``create``, the same path
-the resource commands take.
+"""Rules about resources that hold for every provider: what a resource refers to
+must exist, what is in use may not be deleted, and a new local host's defaults.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import time
 from typing import TypeVar
 
 from hyper.errors import UsageError
+from hyper.jobs import FINISHED, JobStatus
 from hyper.models import (
     ClusterSpec,
     DefinitionSpec,
@@ -23,7 +20,7 @@ from hyper.models import (
     ResourceKind,
     Spec,
 )
-from hyper.store.base import Resource, Store
+from hyper.store.base import JobFilter, Resource, Store
 
 SpecT = TypeVar("SpecT", bound=Spec)
 
@@ -31,17 +28,13 @@ MAIN_REGION = "local"
 DEFAULT_CLUSTER = "local-cluster"
 SAMPLE_QUEUE = "sample-queue-1"
 SAMPLE_DEFINITION = "sample-def-1"
-
-
-def _singular(kind: ResourceKind) -> str:
-    return kind.value.rstrip("s")
+NATIVE_IMAGE = "native"
 
 
 def unknown(kind: ResourceKind, name: str, existing: list[str]) -> UsageError:
     """One line naming the miss, a near match if there is one, and what exists."""
-    what = _singular(kind)
     hint = difflib.get_close_matches(name, existing, n=1)
-    message = f"unknown {what} {name!r}"
+    message = f"unknown {kind.singular} {name!r}"
     if hint:
         message += f"; did you mean {hint[0]!r}?"
     message += f" (existing {kind.value}: {', '.join(existing) or 'none'})"
@@ -68,42 +61,69 @@ def find_spec(store: Store, kind: ResourceKind, name: str, model: type[SpecT]) -
     return model.model_validate(found.spec) if found else None
 
 
-def create(store: Store, kind: ResourceKind, spec: Spec) -> Resource:
-    """Record a new resource after checking what it refers to.
+def active_regions(store: Store) -> list[RegionSpec]:
+    return [
+        RegionSpec.model_validate(r.spec)
+        for r in store.list_resources(ResourceKind.REGION.value)
+        if r.status == DeployStatus.ACTIVE.value
+    ]
 
-    On a local host there is nothing to deploy, so the record goes straight to
-    ACTIVE; the log says what was checked.
-    """
-    if store.get_resource(kind.value, spec.name) is not None:
-        raise UsageError(f"{_singular(kind)} {spec.name!r} already exists")
+
+def check_references(store: Store, kind: ResourceKind, spec: Spec) -> None:
+    """Everything `spec` names must exist, by exact name."""
     if isinstance(spec, QueueSpec):
         require(store, ResourceKind.CLUSTER, spec.compute_environment)
-        if isinstance(spec.region_weights, dict):
-            for region in spec.region_weights:
-                require(store, ResourceKind.REGION, region)
-            if not any(w > 0 for w in spec.region_weights.values()):
-                raise UsageError("at least one region weight must be above 0")
-            if any(w < 0 for w in spec.region_weights.values()):
-                raise UsageError("region weights must be integers of 0 or more")
-    if isinstance(spec, DefinitionSpec):
-        require(store, ResourceKind.IMAGE, spec.image)
-    now = time.time()
-    data = spec.model_dump()
-    store.put_resource(kind.value, spec.name, data, DeployStatus.CREATING.value, "creating", now)
-    return store.put_resource(kind.value, spec.name, data, DeployStatus.ACTIVE.value, "ready", now)
+        for region in spec.region_distribution_weights:
+            require(store, ResourceKind.REGION, region)
+    if isinstance(spec, DefinitionSpec) and spec.use_cyclone_image:
+        require(store, ResourceKind.IMAGE, spec.cyclone_image_name)
+    if isinstance(spec, DefinitionSpec) and not spec.use_cyclone_image and not spec.image_uri:
+        raise UsageError("give --image-uri, or use a host image (--use-cyclone-image)")
+    if isinstance(spec, RegionSpec) and spec.main_region:
+        for other in store.list_resources(ResourceKind.REGION.value):
+            if other.spec.get("main_region") and other.name != spec.name:
+                raise UsageError(f"region {other.name!r} is already the main region")
 
 
-def ensure_local_defaults(store: Store, cores: int | None = None) -> None:
-    """Give a new local host what `qsub qsub-example-file.sh` needs.
+def users_of(store: Store, kind: ResourceKind, name: str) -> list[str]:
+    """What stops `name` from being deleted: the resources and jobs that use it."""
+    users: list[str] = []
+    unfinished = tuple(s for s in JobStatus if s not in FINISHED)
 
-    Only a host with no region yet is new: what an operator deleted later stays deleted.
-    """
-    if store.list_resources(ResourceKind.REGION.value):
-        return
+    def jobs(where: JobFilter) -> None:
+        count = sum(store.count_jobs(where).values())
+        if count:
+            users.append(f"{count} unfinished job{'s' if count > 1 else ''}")
+
+    if kind is ResourceKind.CLUSTER:
+        for queue in store.list_resources(ResourceKind.QUEUE.value):
+            if queue.spec.get("compute_environment") == name:
+                users.append(f"queue {queue.name!r}")
+    elif kind is ResourceKind.IMAGE:
+        for definition in store.list_resources(ResourceKind.DEFINITION.value):
+            spec = DefinitionSpec.model_validate(definition.spec)
+            if spec.use_cyclone_image and spec.cyclone_image_name == name:
+                users.append(f"definition {definition.name!r}")
+    elif kind is ResourceKind.REGION:
+        for queue in store.list_resources(ResourceKind.QUEUE.value):
+            if queue.spec.get("region_distribution_weights", {}).get(name, 0) > 0:
+                users.append(f"queue {queue.name!r}")
+        workers = [w for w in store.live_workers() if w.region == name]
+        if workers:
+            users.append(f"{len(workers)} running workers")
+    elif kind is ResourceKind.QUEUE:
+        jobs(JobFilter(queue=name, statuses=unfinished))
+    elif kind is ResourceKind.DEFINITION:
+        jobs(JobFilter(definition=name, statuses=unfinished))
+    return users
+
+
+def local_defaults(cores: int | None = None) -> list[tuple[ResourceKind, Spec]]:
+    """What a new local host has, so that `qsub qsub-example-file.sh` works at once."""
     cores = cores or os.cpu_count() or 1
-    wanted: list[tuple[ResourceKind, Spec]] = [
+    return [
         (ResourceKind.REGION, RegionSpec(name=MAIN_REGION, kind="local", main_region=True)),
-        (ResourceKind.IMAGE, ImageSpec(name="native")),
+        (ResourceKind.IMAGE, ImageSpec(name=NATIVE_IMAGE)),
         (
             ResourceKind.CLUSTER,
             ClusterSpec(name=DEFAULT_CLUSTER, max_vcpus=cores, instance_list=["local"]),
@@ -111,5 +131,3 @@ def ensure_local_defaults(store: Store, cores: int | None = None) -> None:
         (ResourceKind.QUEUE, QueueSpec(name=SAMPLE_QUEUE, compute_environment=DEFAULT_CLUSTER)),
         (ResourceKind.DEFINITION, DefinitionSpec(name=SAMPLE_DEFINITION)),
     ]
-    for kind, spec in wanted:
-        create(store, kind, spec)

@@ -2,8 +2,10 @@
 
 Each tick it ends attempts whose workers fell silent past their lease (the
 job is retried or failed by policy), forgets workers that are gone, and asks
-the launcher for ``ceil((waiting + running) / ratio)`` workers per
-(queue, definition), capped by the vCPUs of the queue's cluster.
+the launchers for ``ceil((waiting + running) / ratio)`` workers per
+(queue, definition), split between the queue's regions by weight (largest
+remainder) and capped per region by the vCPUs of the queue's cluster and by
+what the region can take.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 from typing import Generic
 
 from hyper.launchers.base import Launcher, LaunchRequest
-from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, ResourceKind
-from hyper.resources import MAIN_REGION, SpecT, find_spec
+from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
+from hyper.resources import SpecT, active_regions, find_spec
 from hyper.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,28 @@ class TickReport:
     gone: int
 
 
+def split_by_weight(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """`total` shared in proportion to `weights`, the remainder going to the largest
+    fractions (ties to the larger weight, then by name)."""
+    positive = {name: w for name, w in weights.items() if w > 0}
+    if total <= 0 or not positive:
+        return dict.fromkeys(positive, 0)
+    whole = sum(positive.values())
+    exact = {name: total * w / whole for name, w in positive.items()}
+    shares = {name: math.floor(x) for name, x in exact.items()}
+    left = total - sum(shares.values())
+    order = sorted(positive, key=lambda n: (-(exact[n] - shares[n]), -positive[n], n))
+    for name in order[:left]:
+        shares[name] += 1
+    return shares
+
+
 class Scheduler:
-    def __init__(self, store: Store, launcher: Launcher, *, silence_seconds: float) -> None:
+    def __init__(
+        self, store: Store, launchers: dict[str, Launcher], *, silence_seconds: float
+    ) -> None:
         self.store = store
-        self.launcher = launcher
+        self.launchers = launchers  # by region kind
         self.silence_seconds = silence_seconds
 
     def tick(self, now: float) -> TickReport:
@@ -40,31 +60,60 @@ class Scheduler:
         for job_id in expired:
             log.warning("job %s: its worker fell silent past the lease", job_id)
         gone = self._forget_gone_workers(now)
-        started = self._scale(now)
+        started = self._scale()
         return TickReport(expired, started, gone)
 
     def _forget_gone_workers(self, now: float) -> int:
         gone = 0
         for worker in self.store.live_workers():
-            alive = self.launcher.alive(worker)
+            launcher = self.launchers.get(worker.launcher)
+            alive = launcher.alive(worker) if launcher else None
             silent = now - worker.last_seen > self.silence_seconds
             if alive is False or (alive is None and silent):
                 self.store.end_worker(worker.id, now)
                 gone += 1
         return gone
 
-    def _scale(self, now: float) -> int:
+    def _weights(
+        self, queue: QueueSpec, regions: dict[str, RegionSpec], definition: str
+    ) -> dict[str, int]:
+        """The regions this queue's workers may go to now, with their weights: `auto`
+        weighs every ACTIVE region equally. A region that cannot take a worker of this
+        definition at all (a pool with no machine for it) is left out."""
+        if queue.automate_region_weights:
+            weights = dict.fromkeys(regions, 1)
+        else:
+            weights = {n: w for n, w in queue.region_distribution_weights.items() if n in regions}
+        usable = {}
+        for name, weight in weights.items():
+            launcher = self.launchers.get(regions[name].kind)
+            if launcher is None or weight <= 0:
+                continue
+            room = launcher.capacity(name, definition)
+            if room is None or room > 0 or self._workers_in(name, queue.name, definition):
+                usable[name] = weight
+        return usable
+
+    def _workers_in(self, region: str, queue: str, definition: str) -> int:
+        return sum(
+            1
+            for w in self.store.live_workers()
+            if (w.region, w.queue, w.definition) == (region, queue, definition)
+        )
+
+    def _scale(self) -> int:
         workers = self.store.live_workers()
-        per_pair = Counter((w.queue, w.definition) for w in workers)
+        current = Counter((w.queue, w.definition, w.region) for w in workers)
         queues = _Specs(self.store, ResourceKind.QUEUE, QueueSpec)
         definitions = _Specs(self.store, ResourceKind.DEFINITION, DefinitionSpec)
         clusters = _Specs(self.store, ResourceKind.CLUSTER, ClusterSpec)
+        regions = {r.name: r for r in active_regions(self.store)}
 
-        used: Counter[str] = Counter()  # vCPUs held by live workers, per cluster
+        used: Counter[tuple[str, str]] = Counter()  # vCPUs held, per (cluster, region)
         for w in workers:
             q, d = queues.get(w.queue), definitions.get(w.definition)
             if q and d:
-                used[q.compute_environment] += d.vcpus
+                used[(q.compute_environment, w.region)] += d.vcpus
 
         started = 0
         for queue_name, definition_name, waiting, running in self.store.demand():
@@ -73,15 +122,19 @@ class Scheduler:
             if not waiting or q is None or d is None or cluster is None:
                 continue
             wanted = math.ceil((waiting + running) / d.jobs_to_workers_ratio)
-            room = (cluster.max_vcpus - used[q.compute_environment]) // d.vcpus
-            count = min(wanted - per_pair[(queue_name, definition_name)], room)
-            if count <= 0:
-                continue
-            request = LaunchRequest(queue=queue_name, definition=d, region=MAIN_REGION, count=count)
-            for record in self.launcher.launch(request):
-                self.store.add_worker(record)
-            used[q.compute_environment] += count * d.vcpus
-            started += count
+            shares = split_by_weight(wanted, self._weights(q, regions, d.name))
+            for region, share in shares.items():
+                launcher = self.launchers[regions[region].kind]
+                key = (q.compute_environment, region)
+                room = (cluster.max_vcpus - used[key]) // d.vcpus
+                count = min(share - current[(queue_name, definition_name, region)], room)
+                if count <= 0:
+                    continue
+                request = LaunchRequest(queue_name, d, region, count)
+                for record in launcher.launch(request):
+                    self.store.add_worker(record)
+                    used[key] += d.vcpus
+                    started += 1
         return started
 
 

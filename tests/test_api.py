@@ -12,14 +12,23 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from hyper.host.settings import HostSettings
-from hyper.models import DefinitionSpec, ResourceKind
-from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE, create
+from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
 from hyper.store.sqlite import SQLiteStore
 
 Q = SAMPLE_QUEUE
 D = SAMPLE_DEFINITION
 DEF_ENV = {"A": "def", "B": "def"}
 STATUSES = ["Waiting", "Blocked", "Held", "Running", "Successful", "Failed", "Cancelled"]
+
+
+def make_definition(api: TestClient, name: str, env: dict[str, str]) -> None:
+    """A definition made through the API, once its deployment has settled."""
+    response = api.post("/resources/definitions", json={"name": name, "environment": env})
+    assert response.status_code == 202, response.text
+    deadline = time.monotonic() + 10
+    while api.get(f"/resources/definitions/{name}").json()["status"] != "ACTIVE":
+        assert time.monotonic() < deadline, "the definition never settled"
+        time.sleep(0.01)
 
 
 def submission(name: str = "job", **extra: Any) -> dict[str, Any]:
@@ -51,7 +60,9 @@ def job(api: TestClient, job_id: int) -> dict[str, Any]:
 
 # authentication -------------------------------------------------------------------------
 
-PATH_VALUES = {"job_id": "1", "worker_id": "w-anon", "kind": "queues", "name": Q}
+PATH_VALUES = {
+    "job_id": "1", "worker_id": "w-anon", "kind": "queues", "name": Q, "node_id": "n-anon",
+}  # fmt: skip
 BODIES = {
     "/jobs": {"jobs": [submission()]},
     "/jobs/cancel": {"queue": Q},
@@ -60,6 +71,10 @@ BODIES = {
     "/workers/{worker_id}/claim": {"queue": Q, "definition": D, "wait": 0},
     "/workers/{worker_id}/jobs/{job_id}/progress": {"attempt": 1},
     "/workers/{worker_id}/jobs/{job_id}/complete": {"attempt": 1, "exit_code": 0},
+    "/resources/{kind}": {"name": "anon-queue", "compute_environment": "local-cluster"},
+    "/resources/{kind}/{name}": {"automate_region_weights": True},
+    "/nodes/{node_id}/join": {"region": "local", "definition": D, "slots": 1},
+    "/nodes/{node_id}/poll": {"wait": 0},
 }
 
 
@@ -105,6 +120,12 @@ def test_every_route_refuses_without_the_key(api: TestClient, headers: dict[str,
         ("POST", "/workers/{worker_id}/exit"),
         ("GET", "/resources/{kind}"),
         ("GET", "/resources/{kind}/{name}"),
+        ("POST", "/resources/{kind}"),
+        ("PATCH", "/resources/{kind}/{name}"),
+        ("DELETE", "/resources/{kind}/{name}"),
+        ("POST", "/nodes/{node_id}/join"),
+        ("POST", "/nodes/{node_id}/poll"),
+        ("POST", "/nodes/{node_id}/leave"),
     } <= served
 
     anonymous = TestClient(api.app, headers=headers)
@@ -676,7 +697,7 @@ def test_priority_time_limit_and_output_options(api: TestClient) -> None:
 def test_claimed_task_merges_env_and_applies_replacements(
     api: TestClient, store: SQLiteStore
 ) -> None:
-    create(store, ResourceKind.DEFINITION, DefinitionSpec(name="d-env", environment=DEF_ENV))
+    make_definition(api, "d-env", DEF_ENV)
     body = submission(
         definition="d-env",
         script="run @ITEM@ with $A $B $C $D\n",
@@ -845,7 +866,7 @@ def test_claim_long_poll_wakes_on_submit(api: TestClient) -> None:
 
 
 def test_claim_merges_definition_environment(api: TestClient, store: SQLiteStore) -> None:
-    create(store, ResourceKind.DEFINITION, DefinitionSpec(name="d-env", environment=DEF_ENV))
+    make_definition(api, "d-env", DEF_ENV)
     response = api.post(
         "/jobs",
         json={"jobs": [submission(definition="d-env", env={"B": "job", "C": "job"})]},

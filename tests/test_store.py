@@ -786,7 +786,7 @@ def test_resources(any_store: Store) -> None:
     now = time.time()
     assert any_store.get_resource("queues", "qa") is None
     assert any_store.list_resources("queues") == []
-    created = any_store.put_resource("queues", "qb", {"x": 1}, "CREATING", "creating", now)
+    created = any_store.put_resource("queues", "qb", {"x": 1}, "CREATING", ["creating"], now)
     assert (created.kind, created.name, created.spec, created.status) == (
         "queues",
         "qb",
@@ -796,7 +796,7 @@ def test_resources(any_store: Store) -> None:
     assert created.log == ["creating"]
     assert created.created == pytest.approx(now)
 
-    updated = any_store.put_resource("queues", "qb", {"x": 2}, "ACTIVE", "ready", now + 5)
+    updated = any_store.put_resource("queues", "qb", {"x": 2}, "ACTIVE", ["ready"], now + 5)
     assert updated.log == ["creating", "ready"]
     assert updated.created == pytest.approx(now)
     assert updated.updated == pytest.approx(now + 5)
@@ -804,14 +804,14 @@ def test_resources(any_store: Store) -> None:
     assert stored == updated
     assert stored is not None and stored.as_dict()["spec"] == {"x": 2}
 
-    any_store.put_resource("queues", "qa", {}, "ACTIVE", "made", now)
-    any_store.put_resource("definitions", "qa", {"d": True}, "ACTIVE", "made", now)
+    any_store.put_resource("queues", "qa", {}, "ACTIVE", ["made"], now)
+    any_store.put_resource("definitions", "qa", {"d": True}, "ACTIVE", ["made"], now)
     assert [r.name for r in any_store.list_resources("queues")] == ["qa", "qb"]
     assert [r.spec for r in any_store.list_resources("definitions")] == [{"d": True}]
     assert any_store.get_resource("definitions", "qb") is None
 
     for i in range(3):
-        any_store.put_resource("queues", "qb", {"x": 2}, "ACTIVE", f"line {i}", now + 6 + i)
+        any_store.put_resource("queues", "qb", {"x": 2}, "ACTIVE", [f"line {i}"], now + 6 + i)
     again = any_store.get_resource("queues", "qb")
     assert again is not None
     assert again.log == ["creating", "ready", "line 0", "line 1", "line 2"]

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from hyper import __version__
+from hyper import __version__, resources
+from hyper.deployer import build_spec
 from hyper.errors import Conflict, HyperError, NotFound, UsageError
 from hyper.host.schemas import (
     CancelResponse,
@@ -30,6 +31,8 @@ from hyper.host.schemas import (
     HoldResponse,
     JobPage,
     LogPage,
+    NodeJoin,
+    NodePoll,
     ProgressReport,
     ProgressResponse,
     ResourceList,
@@ -41,8 +44,11 @@ from hyper.host.service import HostService
 from hyper.host.settings import HostSettings
 from hyper.jobs import JobStatus, LogKind
 from hyper.launchers.base import Launcher
+from hyper.launchers.local import LocalLauncher
+from hyper.launchers.static import StaticLauncher
 from hyper.models import ResourceKind
-from hyper.resources import ensure_local_defaults
+from hyper.providers import Provider
+from hyper.providers.local import LocalProvider
 from hyper.scheduler import Scheduler
 from hyper.store.base import JobFilter, Store
 
@@ -62,21 +68,32 @@ def create_app(
     settings: HostSettings,
     store: Store,
     *,
-    launcher: Launcher | None = None,
+    schedule: bool = False,
+    provider: Provider | None = None,
     local_defaults: bool = True,
 ) -> FastAPI:
-    """Build the host application around a store; with a launcher it also schedules."""
-    service = HostService(store, settings)
+    """Build the host application around a store. With `schedule` it also runs the
+    scheduler, starting workers on this machine and on joined machines."""
+    service = HostService(store, settings, provider or LocalProvider())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if local_defaults:
-            ensure_local_defaults(store)
+        deployer = service.deployer
+        if local_defaults and not store.list_resources(ResourceKind.REGION.value):
+            for kind, spec in resources.local_defaults():
+                deployer.create(kind, spec)
+            await deployer.settled()
+        deployer.resume()
         # workers that outlived a restart get one lease to report in before their jobs retry
         store.extend_leases(settings.lease_seconds, time.time())
+        launchers: dict[str, Launcher] = {}
         task = None
-        if launcher is not None:
-            scheduler = Scheduler(store, launcher, silence_seconds=settings.lease_seconds * 2)
+        if schedule:
+            launchers = {
+                "local": LocalLauncher(settings),
+                "static": StaticLauncher(store, service.assignments.fire),
+            }
+            scheduler = Scheduler(store, launchers, silence_seconds=settings.lease_seconds * 2)
             task = asyncio.create_task(_schedule(scheduler, service, settings))
         try:
             yield
@@ -85,8 +102,9 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                assert launcher is not None
+            for launcher in launchers.values():
                 launcher.close()
+            await deployer.close()
 
     async def authenticated(x_api_key: Annotated[str | None, Header()] = None) -> None:
         """Documents the header in the schema; ApiKeyMiddleware has already checked it."""
@@ -197,7 +215,7 @@ def create_app(
         jobs = await service.claim(
             worker_id, request.queue, request.definition, request.limit, request.wait
         )
-        return ClaimResponse(jobs=[j.as_dict() for j in jobs])
+        return ClaimResponse(jobs=jobs)
 
     @app.post("/workers/{worker_id}/jobs/{job_id}/progress", response_model=ProgressResponse)
     async def progress(worker_id: str, job_id: int, report: ProgressReport) -> ProgressResponse:
@@ -221,6 +239,35 @@ def create_app(
     @app.get("/resources/{kind}/{name}")
     async def get_resource(kind: ResourceKind, name: str) -> dict[str, Any]:
         return service.get_resource(kind, name)
+
+    @app.post("/resources/{kind}", status_code=202)
+    async def create_resource(kind: ResourceKind, spec: dict[str, Any]) -> dict[str, Any]:
+        return service.deployer.create(kind, build_spec(kind, spec)).as_dict()
+
+    @app.patch("/resources/{kind}/{name}", status_code=202)
+    async def update_resource(
+        kind: ResourceKind, name: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        return service.deployer.update(kind, name, changes).as_dict()
+
+    @app.delete("/resources/{kind}/{name}", status_code=202)
+    async def delete_resource(kind: ResourceKind, name: str, force: bool = False) -> dict[str, Any]:
+        return service.deployer.delete(kind, name, force=force).as_dict()
+
+    # machines of static regions -----------------------------------------------------
+
+    @app.post("/nodes/{node_id}/join")
+    async def join_node(node_id: str, request: NodeJoin) -> dict[str, Any]:
+        return service.join_node(node_id, request)
+
+    @app.post("/nodes/{node_id}/poll")
+    async def poll_node(node_id: str, request: NodePoll) -> dict[str, Any]:
+        return {"workers": await service.poll_node(node_id, request.wait)}
+
+    @app.post("/nodes/{node_id}/leave")
+    async def leave_node(node_id: str) -> dict[str, bool]:
+        service.store.leave_node(node_id)
+        return {"ok": True}
 
     return app
 

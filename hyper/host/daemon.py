@@ -78,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from hyper.host.app import create_app
     from hyper.host.settings import HostSettings
-    from hyper.launchers.local import LocalLauncher
     from hyper.store.sqlite import SQLiteStore
 
     settings = HostSettings.load(data_dir)
@@ -92,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     store = SQLiteStore(settings.database)
-    launcher = LocalLauncher(settings)
-    app = create_app(settings, store, launcher=launcher)
+    app = create_app(settings, store, schedule=True)
     state = {"pid": os.getpid(), "url": settings.url, "started": time.time()}
     state_path = data_dir / STATE_FILE
     tmp = state_path.with_suffix(".tmp")

@@ -138,3 +138,16 @@ class CompletionResponse(BaseModel):
 
 class ResourceList(BaseModel):
     items: list[dict[str, Any]]
+
+
+class NodeJoin(Body):
+    """A machine of a static region offering slots for workers of one definition."""
+
+    region: str
+    definition: str
+    slots: int = Field(ge=1, le=1024)
+    hostname: str = Field("", max_length=255)
+
+
+class NodePoll(Body):
+    wait: float = Field(0.0, ge=0.0, le=60.0)

@@ -12,18 +12,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from hyper import jobspec, resources
+from hyper.deployer import Deployer
 from hyper.errors import NotFound, UsageError
 from hyper.host.schemas import (
     ArrayBody,
     CompletionReport,
     JobSubmission,
+    NodeJoin,
     OutputChunk,
     ProgressReport,
     Selection,
 )
 from hyper.host.settings import HostSettings
 from hyper.jobs import JobStatus, LogKind
-from hyper.models import DefinitionSpec, ResourceKind
+from hyper.models import DefinitionSpec, ImageSpec, RegionSpec, ResourceKind
+from hyper.providers import Provider
 from hyper.store.base import (
     ArrayRecord,
     ArrayTasks,
@@ -33,6 +36,7 @@ from hyper.store.base import (
     JobRecord,
     LogEntry,
     NewJob,
+    NodeRecord,
     Store,
 )
 
@@ -54,11 +58,13 @@ class Pulse:
 
 
 class HostService:
-    def __init__(self, store: Store, settings: HostSettings) -> None:
+    def __init__(self, store: Store, settings: HostSettings, provider: Provider) -> None:
         self.store = store
         self.settings = settings
         self.work_arrived = Pulse()  # jobs became claimable
         self.jobs_changed = Pulse()  # a job changed state or got output
+        self.assignments = Pulse()  # workers were assigned to joined machines
+        self.deployer = Deployer(store, provider, on_change=self.work_arrived.fire)
 
     # jobs ---------------------------------------------------------------------
 
@@ -165,7 +171,9 @@ class HostService:
 
     async def claim(
         self, worker_id: str, queue: str, definition: str, limit: int, wait: float
-    ) -> list[JobRecord]:
+    ) -> list[dict[str, Any]]:
+        """Jobs for a worker, each with how to run it: its definition (limits, image...)
+        and the container image to use, if any."""
         spec = resources.spec_of(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
@@ -178,9 +186,22 @@ class HostService:
             await self.work_arrived.wait(left)
         if jobs:
             self.jobs_changed.fire()
+        image = self._container_image(spec)
+        claimed = []
         for job in jobs:
             job.env = {**spec.environment, **job.env}
-        return jobs
+            claimed.append({**job.as_dict(), "definition_spec": spec.model_dump(), "image": image})
+        return claimed
+
+    def _container_image(self, spec: DefinitionSpec) -> str | None:
+        if spec.native:
+            return None
+        if not spec.use_cyclone_image:
+            return spec.image_uri  # `_REGION_` is for cloud registries; a worker fills it in
+        image = resources.spec_of(
+            self.store, ResourceKind.IMAGE, spec.cyclone_image_name, ImageSpec
+        )
+        return image.uri or f"hyper/{image.name}:latest"
 
     def _append_output(
         self,
@@ -230,6 +251,47 @@ class HostService:
         if found is None:
             raise resources.unknown(kind, name, resources.names(self.store, kind))
         return found.as_dict()
+
+    # machines of static regions ---------------------------------------------------
+
+    def join_node(self, node_id: str, request: NodeJoin) -> dict[str, Any]:
+        region = resources.spec_of(self.store, ResourceKind.REGION, request.region, RegionSpec)
+        if region.kind != "static":
+            raise UsageError(
+                f"region {region.name!r} is a {region.kind} region; machines join static"
+                " regions (hyper regions add-region --kind static)"
+            )
+        resources.require(self.store, ResourceKind.DEFINITION, request.definition)
+        now = time.time()
+        node = NodeRecord(node_id, request.region, request.definition, request.slots,
+                          request.hostname, now, now)  # fmt: skip
+        self.store.join_node(node)
+        self.work_arrived.fire()  # new room: the scheduler may start workers there now
+        return {"id": node_id, "url": self.settings.url}
+
+    async def poll_node(self, node_id: str, wait: float) -> list[dict[str, Any]]:
+        """Workers assigned to the machine that it should start now."""
+        if not any(n.id == node_id for n in self.store.nodes()):
+            raise NotFound(f"no machine {node_id!r} has joined; run hyper worker join again")
+        deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
+        while True:
+            workers = self.store.take_assignments(node_id, time.time())
+            left = deadline - time.monotonic()
+            if workers or left <= 0:
+                break
+            await self.assignments.wait(left)
+        settings = self.settings
+        return [
+            {
+                "worker_id": w.id,
+                "queue": w.queue,
+                "definition": w.definition,
+                "idle_seconds": settings.worker_idle_seconds,
+                "heartbeat_seconds": settings.heartbeat_seconds,
+                "patience_seconds": settings.worker_patience_seconds,
+            }
+            for w in workers
+        ]
 
     def health(self) -> dict[str, Any]:
         from hyper import __version__

@@ -23,30 +23,22 @@ class Launcher(ABC):
     kind: str = ""
 
     def launch(self, request: LaunchRequest) -> list[WorkerRecord]:
-        """Start `count` workers for (queue, definition) and return their records."""
+        """Start up to `count` workers for (queue, definition) and return their records."""
         started = []
         for _ in range(request.count):
-            worker_id = f"w-{uuid.uuid4().hex[:12]}"
-            now = time.time()
-            pid = self._start(worker_id, request)
-            started.append(
-                WorkerRecord(
-                    id=worker_id,
-                    queue=request.queue,
-                    definition=request.definition.name,
-                    region=request.region,
-                    launcher=self.kind,
-                    pid=pid,
-                    state="STARTING",
-                    started=now,
-                    last_seen=now,
-                )
-            )
+            record = self._start(f"w-{uuid.uuid4().hex[:12]}", request)
+            if record is None:  # no room left where this launcher starts workers
+                break
+            started.append(record)
         return started
 
     @abstractmethod
-    def _start(self, worker_id: str, request: LaunchRequest) -> int | None:
-        """Start one worker; return its process id where there is one."""
+    def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
+        """Start one worker; None when there is no room for it."""
+
+    def capacity(self, region: str, definition: str) -> int | None:
+        """How many more workers of `definition` the region can take (None: no own limit)."""
+        return None
 
     def alive(self, worker: WorkerRecord) -> bool | None:
         """True or False when the launcher can tell, None when only silence can."""
@@ -54,3 +46,26 @@ class Launcher(ABC):
 
     def close(self) -> None:  # noqa: B027 - most launchers hold nothing to let go of
         """Forget started workers (they keep running and report in on their own)."""
+
+    def _record(
+        self,
+        worker_id: str,
+        request: LaunchRequest,
+        *,
+        pid: int | None = None,
+        state: str = "STARTING",
+        node: str | None = None,
+    ) -> WorkerRecord:
+        now = time.time()
+        return WorkerRecord(
+            id=worker_id,
+            queue=request.queue,
+            definition=request.definition.name,
+            region=request.region,
+            launcher=self.kind,
+            pid=pid,
+            state=state,
+            started=now,
+            last_seen=now,
+            node=node,
+        )

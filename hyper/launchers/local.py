@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 from hyper.host.settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.store.base import WorkerRecord
+from hyper.worker.spawn import WorkerStart, process_alive, spawn_worker
+
+
+def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest) -> WorkerStart:
+    lifetime = request.definition.timeout_minutes
+    return WorkerStart(
+        url=settings.url,
+        worker_id=worker_id,
+        queue=request.queue,
+        definition=request.definition.name,
+        idle_seconds=settings.worker_idle_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        patience_seconds=settings.worker_patience_seconds,
+        lifetime_seconds=lifetime * 60 if lifetime else None,
+    )
 
 
 class LocalLauncher(Launcher):
@@ -16,49 +29,13 @@ class LocalLauncher(Launcher):
 
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
-        self.workers_dir = settings.data_dir / "workers"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
-    def _start(self, worker_id: str, request: LaunchRequest) -> int | None:
-        folder = self.workers_dir / worker_id
-        folder.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env["HYPER_API_KEY"] = self.settings.api_key  # never on the command line
-        command = [
-            sys.executable,
-            "-m",
-            "hyper.worker",
-            "--url",
-            self.settings.url,
-            "--worker-id",
-            worker_id,
-            "--queue",
-            request.queue,
-            "--definition",
-            request.definition.name,
-            "--workdir",
-            str(folder),
-            "--idle-seconds",
-            str(self.settings.worker_idle_seconds),
-            "--heartbeat-seconds",
-            str(self.settings.heartbeat_seconds),
-            "--patience-seconds",
-            str(self.settings.worker_patience_seconds),
-        ]
-        if request.definition.timeout_minutes:
-            command += ["--lifetime-seconds", str(request.definition.timeout_minutes * 60)]
-        with open(folder / "worker.log", "ab") as log:
-            child = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=folder,
-                env=env,
-                start_new_session=True,
-            )
+    def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
+        start = worker_start(self.settings, worker_id, request)
+        child = spawn_worker(start, self.settings.api_key, self.settings.data_dir / "workers")
         self._children[child.pid] = child
-        return child.pid
+        return self._record(worker_id, request, pid=child.pid)
 
     def alive(self, worker: WorkerRecord) -> bool | None:
         if worker.pid is None:
@@ -69,13 +46,7 @@ class LocalLauncher(Launcher):
                 return True
             del self._children[worker.pid]
             return False
-        try:  # started by an earlier run of the daemon
-            os.kill(worker.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(worker.pid)  # started by an earlier run of the daemon
 
     def close(self) -> None:
         for child in list(self._children.values()):

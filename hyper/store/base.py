@@ -134,6 +134,7 @@ class JobFilter:
     queue: str | None = None
     name: str | None = None
     name_prefix: str | None = None
+    definition: str | None = None
     statuses: tuple[JobStatus, ...] = ()
     ids: tuple[int, ...] = ()  # single jobs or tasks, by id
     arrays: tuple[tuple[int, tuple[int, ...] | None], ...] = ()  # array id, some indices or all
@@ -181,10 +182,24 @@ class WorkerRecord:
     region: str
     launcher: str
     pid: int | None
-    state: str  # STARTING, ACTIVE, EXITED
+    state: str  # ASSIGNED (to a node, not started yet), STARTING, ACTIVE, EXITED
     started: float
     last_seen: float
     ended: float | None = None
+    node: str | None = None  # the static-region machine it runs on
+
+
+@dataclass
+class NodeRecord:
+    """A machine of a static region that runs workers for one definition."""
+
+    id: str
+    region: str
+    definition: str
+    slots: int
+    hostname: str
+    joined: float
+    last_seen: float
 
 
 @dataclass(frozen=True)
@@ -205,9 +220,16 @@ class Store(Protocol):
 
     # resources
     def put_resource(
-        self, kind: str, name: str, spec: dict[str, Any], status: str, log_line: str, now: float
+        self,
+        kind: str,
+        name: str,
+        spec: dict[str, Any],
+        status: str,
+        log_lines: Sequence[str],
+        now: float,
     ) -> Resource: ...
     def get_resource(self, kind: str, name: str) -> Resource | None: ...
+    def delete_resource(self, kind: str, name: str) -> None: ...
     def list_resources(self, kind: str) -> list[Resource]: ...
 
     # jobs
@@ -256,3 +278,9 @@ class Store(Protocol):
     def touch_worker(self, worker_id: str, now: float) -> None: ...
     def end_worker(self, worker_id: str, now: float) -> None: ...
     def live_workers(self) -> list[WorkerRecord]: ...
+
+    # machines of static regions
+    def join_node(self, node: NodeRecord) -> None: ...
+    def nodes(self, region: str | None = None) -> list[NodeRecord]: ...
+    def leave_node(self, node_id: str) -> None: ...
+    def take_assignments(self, node_id: str, now: float) -> list[WorkerRecord]: ...

@@ -44,11 +44,12 @@ from hyper.store.base import (
     JobRecord,
     LogEntry,
     NewJob,
+    NodeRecord,
     Resource,
     WorkerRecord,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -112,9 +113,14 @@ CREATE INDEX IF NOT EXISTS job_log_by_job ON job_log (job_id, kind, seq);
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, queue TEXT NOT NULL, definition TEXT NOT NULL, region TEXT NOT NULL,
     launcher TEXT NOT NULL, pid INTEGER, state TEXT NOT NULL, started REAL NOT NULL,
-    last_seen REAL NOT NULL, ended REAL
+    last_seen REAL NOT NULL, ended REAL, node TEXT
 );
 CREATE INDEX IF NOT EXISTS workers_by_state ON workers (state);
+-- machines of static regions that joined to run workers (`hyper worker join`)
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY, region TEXT NOT NULL, definition TEXT NOT NULL, slots INTEGER NOT NULL,
+    hostname TEXT NOT NULL, joined REAL NOT NULL, last_seen REAL NOT NULL
+);
 """
 
 JOB_COLUMNS = (
@@ -176,6 +182,9 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
     if where.name is not None:
         clauses.append(f"{alias}name = ?")
         args.append(where.name)
+    if where.definition is not None:
+        clauses.append(f"{alias}definition = ?")
+        args.append(where.definition)
     if where.name_prefix:
         clauses.append(f"{alias}name >= ? AND {alias}name < ?")
         args += [where.name_prefix, where.name_prefix + "\U0010ffff"]
@@ -249,14 +258,20 @@ class SQLiteStore:
     # resources ---------------------------------------------------------------
 
     def put_resource(
-        self, kind: str, name: str, spec: dict[str, Any], status: str, log_line: str, now: float
+        self,
+        kind: str,
+        name: str,
+        spec: dict[str, Any],
+        status: str,
+        log_lines: Sequence[str],
+        now: float,
     ) -> Resource:
         with self._write(durable=True) as db:
             row = db.execute(
                 "SELECT log, created FROM resources WHERE kind = ? AND name = ?", (kind, name)
             ).fetchone()
             log = json.loads(row["log"]) if row else []
-            log.append(log_line)
+            log.extend(log_lines)
             created = row["created"] if row else now
             db.execute(
                 "INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -274,6 +289,10 @@ class SQLiteStore:
             created=row["created"],
             updated=row["updated"],
         )
+
+    def delete_resource(self, kind: str, name: str) -> None:
+        with self._write(durable=True) as db:
+            db.execute("DELETE FROM resources WHERE kind = ? AND name = ?", (kind, name))
 
     def get_resource(self, kind: str, name: str) -> Resource | None:
         row = self._db.execute(
@@ -550,7 +569,12 @@ class SQLiteStore:
 
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
-        if where.name is None and not where.name_prefix and not where.selects:
+        if (
+            where.name is None
+            and not where.name_prefix
+            and not where.selects
+            and (where.definition is None)
+        ):
             # by queue, array and state: from the kept counts
             clauses = ["n > 0"]
             args: list[Any] = []
@@ -990,7 +1014,7 @@ class SQLiteStore:
     def add_worker(self, worker: WorkerRecord) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     worker.id,
                     worker.queue,
@@ -1002,6 +1026,7 @@ class SQLiteStore:
                     worker.started,
                     worker.last_seen,
                     worker.ended,
+                    worker.node,
                 ),
             )
 
@@ -1024,6 +1049,41 @@ class SQLiteStore:
 
     def live_workers(self) -> list[WorkerRecord]:
         rows = self._db.execute("SELECT * FROM workers WHERE state != 'EXITED' ORDER BY started")
+        return [WorkerRecord(**dict(row)) for row in rows]
+
+    # nodes of static regions ----------------------------------------------------------
+
+    def join_node(self, node: NodeRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " region = excluded.region, definition = excluded.definition,"
+                " slots = excluded.slots, hostname = excluded.hostname,"
+                " last_seen = excluded.last_seen",
+                (node.id, node.region, node.definition, node.slots, node.hostname, node.joined,
+                 node.last_seen),
+            )  # fmt: skip
+
+    def nodes(self, region: str | None = None) -> list[NodeRecord]:
+        if region is None:
+            rows = self._db.execute("SELECT * FROM nodes ORDER BY id")
+        else:
+            rows = self._db.execute("SELECT * FROM nodes WHERE region = ? ORDER BY id", (region,))
+        return [NodeRecord(**dict(row)) for row in rows]
+
+    def leave_node(self, node_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+
+    def take_assignments(self, node_id: str, now: float) -> list[WorkerRecord]:
+        """Workers the scheduler placed on a node that the node has not started yet."""
+        with self._write() as db:
+            db.execute("UPDATE nodes SET last_seen = ? WHERE id = ?", (now, node_id))
+            rows = db.execute(
+                "UPDATE workers SET state = 'STARTING', last_seen = ? WHERE node = ? AND"
+                " state = 'ASSIGNED' RETURNING *",
+                (now, node_id),
+            ).fetchall()
         return [WorkerRecord(**dict(row)) for row in rows]
 
 

@@ -1,0 +1,153 @@
+"""The deployer: resource changes are asynchronous.
+
+A create, update or delete checks what it can at once (names, references,
+users), records the intent (CREATING, UPDATING, DELETING) and returns; the
+provider's work then runs in the background and the record settles ACTIVE or
+FAILED with a deployment log (a delete removes the record). Changes left
+unsettled by a restart are taken up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from hyper import resources
+from hyper.errors import DeployFailed, UsageError
+from hyper.jobs import FINISHED, JobStatus
+from hyper.models import SPECS, DeployStatus, ResourceKind, Spec
+from hyper.providers import Provider
+from hyper.store.base import JobFilter, Resource, Store
+
+log = logging.getLogger(__name__)
+
+
+def validation_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where.replace('_', '-')}: {message}" if where else message
+
+
+def build_spec(kind: ResourceKind, data: dict[str, Any]) -> Spec:
+    try:
+        return SPECS[kind].model_validate(data)
+    except ValidationError as error:
+        raise UsageError(f"{kind.singular}: {validation_message(error)}") from None
+
+
+class Deployer:
+    def __init__(
+        self, store: Store, provider: Provider, on_change: Callable[[], None] = lambda: None
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.on_change = on_change
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def create(self, kind: ResourceKind, spec: Spec) -> Resource:
+        if self.store.get_resource(kind.value, spec.name) is not None:
+            raise UsageError(f"{kind.singular} {spec.name!r} already exists")
+        resources.check_references(self.store, kind, spec)
+        record = self._record(kind, spec, DeployStatus.CREATING, "creating")
+        self._start(kind, spec.name)
+        return record
+
+    def update(self, kind: ResourceKind, name: str, changes: dict[str, Any]) -> Resource:
+        current = resources.require(self.store, kind, name)
+        if not DeployStatus(current.status).settled:
+            raise UsageError(f"{kind.singular} {name!r} is {current.status}; wait until it settles")
+        if changes.get("name", name) != name:
+            raise UsageError("a resource keeps its name; create a new one instead")
+        spec = build_spec(kind, {**current.spec, **changes})
+        resources.check_references(self.store, kind, spec)
+        record = self._record(kind, spec, DeployStatus.UPDATING, f"updating {sorted(changes)}")
+        self._start(kind, name)
+        return record
+
+    def delete(self, kind: ResourceKind, name: str, *, force: bool = False) -> Resource:
+        current = resources.require(self.store, kind, name)
+        if current.status == DeployStatus.DELETING.value:
+            return current
+        users = resources.users_of(self.store, kind, name)
+        if kind is ResourceKind.REGION and current.spec.get("main_region"):
+            users.insert(0, "the host (it is the main region)")
+        if users and not force:
+            raise UsageError(
+                f"{kind.singular} {name!r} is in use by {', '.join(users)}; --force deletes it"
+                " anyway"
+            )
+        if force and kind in (ResourceKind.QUEUE, ResourceKind.DEFINITION):
+            unfinished = tuple(s for s in JobStatus if s not in FINISHED)
+            if kind is ResourceKind.QUEUE:
+                where = JobFilter(statuses=unfinished, queue=name)
+            else:
+                where = JobFilter(statuses=unfinished, definition=name)
+            self.store.cancel(where, time.time())
+        spec = build_spec(ResourceKind(kind), current.spec)
+        record = self._record(kind, spec, DeployStatus.DELETING, "deleting")
+        self._start(kind, name)
+        return record
+
+    def resume(self) -> None:
+        """Take up changes that a restart interrupted."""
+        for kind in ResourceKind:
+            for record in self.store.list_resources(kind.value):
+                if not DeployStatus(record.status).settled:
+                    self._start(kind, record.name)
+
+    async def settled(self) -> None:
+        """Wait until every change under way has settled."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _record(self, kind: ResourceKind, spec: Spec, status: DeployStatus, line: str) -> Resource:
+        record = self.store.put_resource(
+            kind.value, spec.name, spec.model_dump(), status.value, [line], time.time()
+        )
+        self.on_change()
+        return record
+
+    def _start(self, kind: ResourceKind, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._work(kind, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _work(self, kind: ResourceKind, name: str) -> None:
+        record = self.store.get_resource(kind.value, name)
+        if record is None:
+            return
+        spec = build_spec(kind, record.spec)
+        lines: list[str] = []
+        deleting = record.status == DeployStatus.DELETING.value
+        try:
+            if deleting:
+                await asyncio.to_thread(self.provider.teardown, kind, spec, lines.append)
+                self.store.delete_resource(kind.value, name)
+                self.on_change()
+                return
+            spec = await asyncio.to_thread(self.provider.deploy, kind, spec, lines.append)
+            status = DeployStatus.ACTIVE
+        except DeployFailed as error:
+            lines.append(f"failed: {error}")
+            status = DeployStatus.FAILED
+        except Exception as error:  # a provider bug must still settle the record
+            log.exception("deploying %s %s", kind.singular, name)
+            lines.append(f"failed: {type(error).__name__}: {error}")
+            status = DeployStatus.FAILED
+        self.store.put_resource(
+            kind.value, name, spec.model_dump(), status.value, lines or [status.value], time.time()
+        )
+        self.on_change()

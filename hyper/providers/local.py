@@ -1,0 +1,82 @@
+"""The local provider: resources of a host that runs on this machine.
+
+Regions: `local` is this machine; `static` is a pool of machines that join with
+`hyper worker join`. Clusters, queues and definitions need nothing deployed.
+Images other than `native` are built with docker or podman when one works.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from hyper.commands import run
+from hyper.errors import CommandFailed, DeployFailed
+from hyper.models import DefinitionSpec, ImageSpec, RegionSpec, ResourceKind, Spec
+from hyper.providers import Log
+
+CONTAINER_TOOLS = ("docker", "podman")
+
+
+def container_tool() -> str:
+    for tool in CONTAINER_TOOLS:
+        if shutil.which(tool):
+            return tool
+    raise DeployFailed("neither docker nor podman is installed: container images cannot be built")
+
+
+class LocalProvider:
+    def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
+        if isinstance(spec, RegionSpec):
+            return self._region(spec, log)
+        if isinstance(spec, ImageSpec):
+            return self._image(spec, log)
+        if isinstance(spec, DefinitionSpec) and not spec.native:
+            log(f"jobs run in a container of {spec.image_uri or spec.cyclone_image_name}")
+            return spec
+        log(f"{kind.singular} ready")
+        return spec
+
+    def _region(self, spec: RegionSpec, log: Log) -> Spec:
+        if spec.kind == "local":
+            log("this machine runs the region's workers")
+        elif spec.kind == "static":
+            log(f"machines join with: hyper worker join --region {spec.name} ...")
+        else:
+            raise DeployFailed(f"{spec.kind} regions need a host of that provider, not a local one")
+        return spec
+
+    def _image(self, spec: ImageSpec, log: Log) -> Spec:
+        if spec.name == "native":
+            log("the host machine's own environment")
+            return spec
+        tag = f"hyper/{spec.name}:latest"
+        try:
+            if spec.local_docker_image:
+                tool = container_tool()
+                run([tool, "image", "inspect", spec.local_docker_image], timeout=60)
+                run([tool, "tag", spec.local_docker_image, tag], timeout=60)
+                log(f"tagged {spec.local_docker_image} as {tag}")
+            elif spec.local_build_directory:
+                folder = Path(spec.local_build_directory)
+                if not (folder / "Dockerfile").is_file():
+                    raise DeployFailed(f"{folder} has no Dockerfile")
+                tool = container_tool()
+                log(f"building {tag} from {folder} with {tool}")
+                output = run([tool, "build", "-t", tag, str(folder)], timeout=3600)
+                for line in output.strip().splitlines()[-5:]:
+                    log(line)
+            else:
+                raise DeployFailed("give a build directory or a local image")
+        except CommandFailed as error:
+            raise DeployFailed(str(error)) from None
+        return spec.model_copy(update={"uri": tag})
+
+    def teardown(self, kind: ResourceKind, spec: Spec, log: Log) -> None:
+        if isinstance(spec, ImageSpec) and spec.uri:
+            try:
+                run([container_tool(), "rmi", spec.uri], timeout=120)
+                log(f"removed {spec.uri}")
+            except (CommandFailed, DeployFailed) as error:
+                log(f"left {spec.uri} in place: {error}")
+        log(f"{kind.singular} deleted")

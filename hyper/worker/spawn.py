@@ -1,0 +1,62 @@
+"""Starting a worker agent process: the local launcher and joined machines both do it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class WorkerStart:
+    url: str
+    worker_id: str
+    queue: str
+    definition: str
+    idle_seconds: float
+    heartbeat_seconds: float
+    patience_seconds: float
+    lifetime_seconds: float | None = None
+
+
+def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subprocess.Popen[bytes]:
+    """A worker in its own session and folder, logging to `worker.log` there. The API key
+    travels in the environment, never on the command line."""
+    folder = workers_dir / start.worker_id
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HYPER_API_KEY": api_key}
+    command = [
+        sys.executable, "-m", "hyper.worker",
+        "--url", start.url,
+        "--worker-id", start.worker_id,
+        "--queue", start.queue,
+        "--definition", start.definition,
+        "--workdir", str(folder),
+        "--idle-seconds", str(start.idle_seconds),
+        "--heartbeat-seconds", str(start.heartbeat_seconds),
+        "--patience-seconds", str(start.patience_seconds),
+    ]  # fmt: skip
+    if start.lifetime_seconds:
+        command += ["--lifetime-seconds", str(start.lifetime_seconds)]
+    with open(folder / "worker.log", "ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
