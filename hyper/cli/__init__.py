@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from hyper.cli import hosts
+from hyper.cli import hosts, resources, worker
 from hyper.errors import EXIT_USAGE, HyperError
 
 
@@ -38,6 +38,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(hosts.app, name="hosts")
+app.add_typer(resources.regions, name="regions")
+app.add_typer(resources.clusters, name="clusters")
+app.add_typer(resources.queues, name="queues")
+app.add_typer(resources.images, name="images")
+app.add_typer(resources.definitions, name="definitions")
+app.add_typer(worker.app, name="worker")
 
 
 def _click_errors() -> Any:
@@ -51,8 +57,9 @@ def _click_errors() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     errors = _click_errors()
+    args = resources.pair_arguments(sys.argv[1:] if argv is None else argv)
     try:
-        code = app(args=argv, prog_name="hyper", standalone_mode=False)
+        code = app(args=args, prog_name="hyper", standalone_mode=False)
     except errors.UsageError as error:
         sys.stderr.write(f"hyper: {error.format_message()}\n")
         return EXIT_USAGE

@@ -13,6 +13,7 @@ import contextlib
 import getpass
 import os
 import queue
+import resource
 import signal
 import subprocess
 import threading
@@ -25,6 +26,7 @@ from hyper.client import HostClient
 from hyper.errors import Conflict, HostFailure, HostUnreachable
 from hyper.jobs import LogKind
 from hyper.jobspec import expand_output_pattern
+from hyper.worker.container import container_command, container_name, container_tool
 
 KILL_GRACE_SECONDS = 0.5  # SIGTERM, then SIGKILL: qdel must end a job within 2 s
 METRICS_SECONDS = 5.0
@@ -256,6 +258,8 @@ class WorkerAgent:
         The first attempt starts them afresh; later attempts append."""
         options = job.get("options") or {}
         stdout, stderr = options.get("stdout"), options.get("stderr")
+        if not (job.get("definition_spec") or {}).get("enable_qlog", True) and not stdout:
+            stdout = "hyper-%j.out"  # output is not sent to the host: keep it here
         if options.get("join") or (stdout and not stderr):
             stderr = None
             joined = True
@@ -279,35 +283,61 @@ class WorkerAgent:
             files[LogKind.STDERR] = files[LogKind.STDOUT]
         return files
 
-    def _command(self, job: dict[str, Any]) -> tuple[list[str], Path]:
+    def _command(
+        self, job: dict[str, Any], cwd: Path, env: dict[str, str]
+    ) -> tuple[list[str], Path]:
+        """The command that runs the job's script: itself (its shebang), bash, or a
+        container of the definition's image."""
         path = self.options.workdir / f"job-{job['id']}.{job['attempt']}.sh"
         path.write_text(job["script"])
-        path.chmod(0o700)
+        path.chmod(0o755)
+        if job.get("image"):
+            tool = container_tool()
+            if tool is None:
+                raise OSError("the definition runs jobs in a container: install docker or podman")
+            job_variables = sorted(set(env) - set(os.environ) | set(job.get("env") or {}))
+            return container_command(tool, job, path, cwd, job_variables), path
         if job["script"].startswith("#!"):
             return [str(path)], path
         return ["/bin/bash", str(path)], path
+
+    @staticmethod
+    def _limits(job: dict[str, Any]) -> Any:
+        """Applied in the job's process before it starts: its memory limit (as address
+        space, RLIMIT_AS). Containers get theirs from the container tool."""
+        mib = (job.get("definition_spec") or {}).get("memory_limit_mib")
+        if not mib or job.get("image"):
+            return None
+
+        def apply() -> None:
+            limit = int(mib) * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        return apply
 
     def run_job(self, job: dict[str, Any]) -> None:
         job_id, attempt = int(job["id"]), int(job["attempt"])
         submit_dir = job.get("submit_dir")
         # run where it was submitted (as Slurm does) when that folder is on this machine
         cwd = Path(submit_dir) if submit_dir and Path(submit_dir).is_dir() else self.options.workdir
-        command, script_path = self._command(job)
+        env = self._environment(job, self.options.workdir)
         reason: str | None = None
         try:
+            command, script_path = self._command(job, cwd, env)
             files = self._output_files(job, cwd)
         except OSError as exc:
-            self._complete(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
+            self._complete(job_id, attempt, 1, f"cannot start: {exc}", [])
             return
         try:
             process = subprocess.Popen(
                 command,
                 cwd=cwd,
-                env=self._environment(job, self.options.workdir),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=self._limits(job),
             )
         except OSError as exc:
             _close_all(files)
@@ -315,6 +345,7 @@ class WorkerAgent:
             return
         self._job_group = process.pid
         pump = OutputPump(process, files)
+        streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
         last_metrics = time.monotonic()
         limit = job.get("time_limit")
         deadline = time.monotonic() + limit if limit else None
@@ -336,13 +367,16 @@ class WorkerAgent:
             if deadline is not None and time.monotonic() >= deadline:
                 reason = f"time limit of {limit} s reached"
                 _kill_group(process.pid, signal.SIGTERM)
+                self._stop_container(job)
                 kill_at = time.monotonic() + KILL_GRACE_SECONDS
                 continue
             metrics = None
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
                 metrics = _metrics(process.pid)
                 last_metrics = time.monotonic()
-            body: dict[str, Any] = {"attempt": attempt, "output": pump.drain(), "metrics": metrics}
+            drained = pump.drain()  # drained either way: output is kept in memory until sent
+            output = drained if streaming else []
+            body: dict[str, Any] = {"attempt": attempt, "output": output, "metrics": metrics}
             try:
                 cancel = self._patiently(
                     self.client.progress, self.options.worker_id, job_id, body
@@ -354,6 +388,7 @@ class WorkerAgent:
             if cancel:
                 reason = "cancelled"
                 _kill_group(process.pid, signal.SIGTERM)
+                self._stop_container(job)
                 kill_at = time.monotonic() + KILL_GRACE_SECONDS
         # the script has ended: stop what it left behind, so its pipes close
         _kill_group(process.pid, signal.SIGKILL)
@@ -365,7 +400,16 @@ class WorkerAgent:
             return
         code = process.returncode
         exit_code = code if code >= 0 else 128 - code
-        self._complete(job_id, attempt, exit_code, reason, pump.drain(limit=float("inf")))
+        rest = pump.drain(limit=float("inf"))
+        self._complete(job_id, attempt, exit_code, reason, rest if streaming else [])
+
+    @staticmethod
+    def _stop_container(job: dict[str, Any]) -> None:
+        tool = container_tool() if job.get("image") else None
+        if tool:
+            subprocess.run(
+                [tool, "kill", container_name(job)], capture_output=True, timeout=10, check=False
+            )
 
     def _complete(
         self, job_id: int, attempt: int, exit_code: int, reason: str | None, output: list[Any]

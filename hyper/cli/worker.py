@@ -1,0 +1,50 @@
+"""``hyper worker``: run this machine as part of a static region."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import typer
+
+from hyper import config, hosts
+from hyper.client import HostClient
+from hyper.errors import UsageError
+from hyper.worker.node import NodeAgent, NodeOptions
+
+app = typer.Typer(help="Machines that join a host's static region.", no_args_is_help=True)
+
+
+@app.command("join")
+def join(
+    region: str = typer.Option(..., "--region", help="the static region this machine joins"),
+    definition: str = typer.Option(..., "--definition", help="the definition its workers run"),
+    slots: int = typer.Option(1, "--slots", min=1, help="how many workers may run here at once"),
+    url: str = typer.Option(None, "--url", help="the host's URL (default: the saved host's)"),
+    api_key_file: str = typer.Option(
+        None, "--api-key-file", help="file holding the host's API key, - for stdin"
+    ),
+    host: str = typer.Option(None, "--host", envvar="HYPER_HOST", help="a saved host to join"),
+    workdir: Path = typer.Option(None, "--workdir", help="where workers keep their files"),
+    node_id: str = typer.Option(None, "--node-id", help="this machine's id (default: random)"),
+) -> None:
+    """Join a static region and run the workers the host assigns here, until stopped."""
+    if url is not None:
+        if api_key_file is None:
+            raise UsageError("with --url, give --api-key-file (the key stays off the command line)")
+        key = (sys.stdin.read() if api_key_file == "-" else Path(api_key_file).read_text()).strip()
+    else:
+        saved = config.load_host(hosts.default_host_name(host))
+        url, key = saved.url, saved.api_key
+        if saved.provider == "local":
+            url = hosts.connect(saved.name).url  # starts the daemon if it is down
+    node = node_id or f"n-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    folder = workdir or config.data_root() / "nodes" / node
+    options = NodeOptions(node, region, definition, slots, folder, socket.gethostname())
+    with HostClient(url, key, timeout=70.0) as client:
+        agent = NodeAgent(client, key, options)
+        agent.stop_on_signal()
+        typer.echo(f"machine {node} joined region {region!r} with {slots} slots", err=True)
+        agent.run()
