@@ -75,9 +75,14 @@ def settle(client: HostClient, kind: ResourceKind, name: str, *, deleting: bool 
     raise HyperError(f"{kind.singular} {name!r} did not settle in {SETTLE_TIMEOUT:.0f} s")
 
 
-def summary(kind: ResourceKind, spec: dict[str, Any]) -> str:
+def summary(kind: ResourceKind, spec: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
     if kind is ResourceKind.REGION:
-        return f"{spec.get('kind')}{' (main)' if spec.get('main_region') else ''}"
+        text = f"{spec.get('kind')}{' (main)' if spec.get('main_region') else ''}"
+        if spec.get("kind") == "static":
+            mine = [n for n in nodes if n["region"] == spec["name"]]
+            slots = sum(n["slots"] for n in mine)
+            text += f", {len(mine)} machine{'s' if len(mine) != 1 else ''} ({slots} slots)"
+        return text
     if kind is ResourceKind.CLUSTER:
         return (f"{spec.get('max_vcpus')} vCPUs/region, {spec.get('type')},"
                 f" {','.join(spec.get('instance_list', []))}")  # fmt: skip
@@ -94,15 +99,17 @@ def summary(kind: ResourceKind, spec: dict[str, Any]) -> str:
             f" ratio {spec.get('jobs_to_workers_ratio')}")  # fmt: skip
 
 
-def print_table(kind: ResourceKind, items: list[dict[str, Any]]) -> None:
+def print_table(
+    kind: ResourceKind, items: list[dict[str, Any]], nodes: list[dict[str, Any]]
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table("NAME", "STATUS", "WHAT", "LOG", box=None)
     for item in items:
         last = item["log"][-1] if item["log"] else ""
-        table.add_row(item["name"], item["status"], summary(kind, item["spec"]), last)
-    Console().print(table)
+        table.add_row(item["name"], item["status"], summary(kind, item["spec"], nodes), last)
+    Console(width=200).print(table)
 
 
 # ---- building the commands -----------------------------------------------------------
@@ -211,7 +218,10 @@ def list_command(kind: ResourceKind, doc: str) -> Callable[..., None]:
                 if as_json:
                     typer.echo(json.dumps({"version": 1, "items": items}, indent=2))
                 elif items != shown:
-                    print_table(kind, items)
+                    nodes = (
+                        client.call("GET", "/nodes")["nodes"] if kind is ResourceKind.REGION else []
+                    )
+                    print_table(kind, items, nodes)
                     shown = items
                 settled = all(i["status"] in ("ACTIVE", "FAILED") for i in items)
                 if not watch or settled or as_json or time.monotonic() > deadline:

@@ -120,6 +120,8 @@ def _pairs(question: Question, items: list[Any]) -> dict[str, Any]:
 
 def _validator(question: Question) -> Callable[[str], bool | str]:
     def check(text: str) -> bool | str:
+        if question.default is None and not text.strip():
+            return "an answer is needed"
         try:
             parse(question, text)
         except UsageError as error:
@@ -184,12 +186,15 @@ def walk(
     flags still missing are named (with --yes, only those without a default)."""
     ask_them = interactive() if prompt is None else prompt
     answers: Answers = {}
+    context: Answers = {}  # the answers so far, defaults standing in for missing ones
     missing: list[str] = []
     for question in questions:
-        if question.when is not None and not question.when(answers):
-            continue
         raw = given.get(question.key)
-        if raw is not None and raw != []:
+        given_here = raw is not None and raw != []
+        # a flag that was given always counts; otherwise the question may not apply
+        if not given_here and question.when is not None and not question.when(context):
+            continue
+        if given_here:
             answers[question.key] = parse(question, raw)
         elif yes and question.default is not None:
             answers[question.key] = question.default
@@ -197,5 +202,6 @@ def walk(
             answers[question.key] = ask(question, refs, io or {})
         else:
             missing.append(question.flag)
+        context[question.key] = answers.get(question.key, question.default)
     refuse_missing(missing)
     return answers

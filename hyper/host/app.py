@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import time
@@ -255,6 +256,10 @@ def create_app(
         return service.deployer.delete(kind, name, force=force).as_dict()
 
     # machines of static regions -----------------------------------------------------
+
+    @app.get("/nodes")
+    async def list_nodes(region: str | None = None) -> dict[str, Any]:
+        return {"nodes": [dataclasses.asdict(n) for n in service.store.nodes(region)]}
 
     @app.post("/nodes/{node_id}/join")
     async def join_node(node_id: str, request: NodeJoin) -> dict[str, Any]:

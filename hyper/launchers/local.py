@@ -21,6 +21,7 @@ def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest)
         heartbeat_seconds=settings.heartbeat_seconds,
         patience_seconds=settings.worker_patience_seconds,
         lifetime_seconds=lifetime * 60 if lifetime else None,
+        region=request.region,
     )
 
 

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--heartbeat-seconds", type=float, default=0.5)
     parser.add_argument("--lifetime-seconds", type=float, default=None)
+    parser.add_argument("--region", default="", help="the region it runs in (for image URIs)")
     parser.add_argument(
         "--patience-seconds",
         type=float,
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_seconds=args.heartbeat_seconds,
         lifetime_seconds=args.lifetime_seconds,
         patience_seconds=args.patience_seconds,
+        region=args.region,
     )
     with HostClient(args.url, key, timeout=70.0) as client:
         agent = WorkerAgent(client, options)

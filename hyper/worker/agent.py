@@ -43,6 +43,7 @@ class WorkerOptions:
     idle_seconds: float = 10.0
     heartbeat_seconds: float = 0.5
     lifetime_seconds: float | None = None
+    region: str = ""  # where it runs: fills in `_REGION_` in image URIs
     patience_seconds: float = 120.0  # how long a running job's reports wait for a host that is down
 
 
@@ -296,7 +297,8 @@ class WorkerAgent:
             if tool is None:
                 raise OSError("the definition runs jobs in a container: install docker or podman")
             job_variables = sorted(set(env) - set(os.environ) | set(job.get("env") or {}))
-            return container_command(tool, job, path, cwd, job_variables), path
+            command = container_command(tool, job, path, cwd, job_variables, self.options.region)
+            return command, path
         if job["script"].startswith("#!"):
             return [str(path)], path
         return ["/bin/bash", str(path)], path

@@ -1,6 +1,6 @@
 """How a job runs in a container: the `docker run` (or podman) command for a definition.
 
-The job's own variables pass by name (`-e NAME`), their values through the
+The job's own variables pass by name (`--env NAME`), their values through the
 environment of the docker client, so no secret or value lands on a command line.
 """
 

@@ -80,6 +80,7 @@ class NodeAgent:
             idle_seconds=assignment["idle_seconds"],
             heartbeat_seconds=assignment["heartbeat_seconds"],
             patience_seconds=assignment["patience_seconds"],
+            region=self.options.region,
         )
         self.children.append(spawn_worker(start, self.api_key, self.options.workdir))
 

@@ -19,6 +19,7 @@ class WorkerStart:
     heartbeat_seconds: float
     patience_seconds: float
     lifetime_seconds: float | None = None
+    region: str = ""
 
 
 def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subprocess.Popen[bytes]:
@@ -38,6 +39,8 @@ def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subproc
         "--heartbeat-seconds", str(start.heartbeat_seconds),
         "--patience-seconds", str(start.patience_seconds),
     ]  # fmt: skip
+    if start.region:
+        command += ["--region", start.region]
     if start.lifetime_seconds:
         command += ["--lifetime-seconds", str(start.lifetime_seconds)]
     with open(folder / "worker.log", "ab") as log:
