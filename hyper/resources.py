@@ -79,6 +79,12 @@ def check_references(store: Store, kind: ResourceKind, spec: Spec) -> None:
         require(store, ResourceKind.IMAGE, spec.cyclone_image_name)
     if isinstance(spec, DefinitionSpec) and not spec.use_cyclone_image and not spec.image_uri:
         raise UsageError("give --image-uri, or use a host image (--use-cyclone-image)")
+    if (
+        isinstance(spec, ImageSpec)
+        and spec.name == NATIVE_IMAGE
+        and (spec.local_build_directory or spec.local_docker_image)
+    ):
+        raise UsageError("the native image is the host machine's own environment: nothing to build")
     if isinstance(spec, RegionSpec) and spec.main_region:
         for other in store.list_resources(ResourceKind.REGION.value):
             if other.spec.get("main_region") and other.name != spec.name:

@@ -365,3 +365,68 @@ def test_no_terminal_no_prompt_for_delete_host(local: LocalHost) -> None:
     result = local.sh("hyper", "hosts", "delete-host")
     assert result.code == 2 and "--yes" in result.err
     assert os.path.isdir(local.data_dir)
+
+
+def walk_through(local: LocalHost, *command: str, name: str) -> str:
+    """Run a walkthrough in a real terminal: type the name, then Enter on every default."""
+    import pexpect
+
+    child = pexpect.spawn(
+        str(BIN / "hyper"), list(command), env=local.env, cwd=str(local.cwd),
+        encoding="utf-8", timeout=30, dimensions=(40, 120),
+    )  # fmt: skip
+    child.expect("name")
+    child.send(name + "\r")
+    while child.expect([r"\?", pexpect.EOF]) == 0:
+        child.send("\r")
+    child.close()
+    assert child.exitstatus == 0, child.before
+    return str(child.before)
+
+
+def test_walkthroughs_with_enter_on_every_default_make_working_resources(
+    local: LocalHost,
+) -> None:
+    walk_through(local, "clusters", "add-cluster", name="tty-cluster")
+    cluster = items(local, "clusters")["tty-cluster"]
+    assert cluster["status"] == "ACTIVE" and cluster["spec"]["max_vcpus"] == 1000
+    walk_through(local, "queues", "add-queue", name="tty-queue")
+    assert items(local, "queues")["tty-queue"]["status"] == "ACTIVE"
+    walk_through(local, "definitions", "add-definition", name="tty-def")
+    definition = items(local, "definitions")["tty-def"]
+    assert definition["spec"]["vcpus"] == 1 and definition["spec"]["memory_limit_mib"] == 1024
+    job_id = local.ok("qsub", "--wait", "-q", "tty-queue", "-d", "tty-def", "-c", "echo walked")
+    assert local.ok("qlog", job_id.strip()) == "walked\n"
+
+
+def test_the_remaining_commands(local: LocalHost) -> None:
+    result = local.sh("hyper", "regions", "init-main-region", "--name", "second", "--yes")
+    assert result.code == 2 and "already the main region" in result.err
+    local.ok("hyper", "regions", "add-region", "--name", "pool", "--kind", "static", "--yes")
+    local.ok("hyper", "regions", "update-region", "pool", "--nat-gateways", "1")
+    assert items(local, "regions")["pool"]["spec"]["nat_gateways"] == 1
+    local.ok("hyper", "regions", "delete-region", "pool")
+    assert "pool" not in items(local, "regions")
+    local.ok("hyper", "definitions", "add-definition", "--name", "d1", "--yes")
+    local.ok("hyper", "definitions", "update-definition", "d1", "--vcpus", "2", "--environment",
+             '{"A": "1"}')  # fmt: skip
+    spec = items(local, "definitions")["d1"]["spec"]
+    assert (spec["vcpus"], spec["environment"], spec["memory_limit_mib"]) == (2, {"A": "1"}, 1024)
+    local.ok("hyper", "definitions", "delete-definition", "d1")
+    assert "d1" not in items(local, "definitions")
+    assert "native" in local.ok("hyper", "images", "list-images")
+    result = local.sh("hyper", "images", "replace-with-local-image", "--name", "native",
+                      "--local-docker-image", "no/such:image")  # fmt: skip
+    assert result.code == 2 and "nothing to build" in result.err
+    (local.cwd / "ctx").mkdir()
+    (local.cwd / "ctx" / "Dockerfile").write_text("FROM scratch\n")
+    local.sh("hyper", "images", "add-image", "--name", "img", "--local-build-directory", "ctx",
+             "--yes")  # fmt: skip
+    result = local.sh("hyper", "images", "replace-with-local-image", "--name", "img",
+                      "--local-docker-image", "no/such:image")  # fmt: skip
+    image = items(local, "images")["img"]
+    assert result.code == 1 and image["status"] == "FAILED"
+    assert image["spec"]["local_docker_image"] == "no/such:image"
+    result = local.sh("hyper", "regions", "add-region", "--name", "r2", "--kind", "aws",
+                      "--new-vpc", "--vpc", "not-a-cidr", "--yes")  # fmt: skip
+    assert result.code == 2 and "neither a vpc-id nor a CIDR" in result.err

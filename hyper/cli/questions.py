@@ -5,7 +5,22 @@ Every question is also a flag (the first spelling is the one messages use).
 
 from __future__ import annotations
 
+import ipaddress
+
 from hyper.cli.walkthrough import Answers, Question
+from hyper.models import check_name
+
+
+def check_vpc(value: str) -> None:
+    """A vpc-id, or the CIDR of a new VPC."""
+    if not value.startswith("vpc-"):
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is neither a vpc-id nor a CIDR such as 10.0.0.0/16"
+            ) from None
+
 
 SUBNET_CONFIGS = ("PUBLIC", "PRIVATE_ISOLATED", "PRIVATE_WITH_NAT")
 VPC_ENDPOINTS = ("OFF", "DATA_OPTIMISED", "FOR_PRIVATE_VPC")
@@ -25,6 +40,7 @@ NETWORK = [
     Question("import_vpc", ("--import-vpc/--new-vpc",), "Use the same VPC as the host?", "bool",
              True, when=_aws, help="aws: reuse the host's VPC"),
     Question("vpc", ("--vpc",), "VPC: a CIDR for a new one, or an existing vpc-id", when=_own_vpc,
+             check=check_vpc,
              help="aws: a CIDR (10.0.0.0/16) for a new VPC, or an existing vpc-id"),
     Question("peer_with_main_region", ("--peer-with-main-region/--no-peer-with-main-region",),
              "Peer with the main region?", "bool", False, when=_aws),
@@ -37,14 +53,14 @@ NETWORK = [
 ]  # fmt: skip
 
 MAIN_REGION = [
-    Question("name", ("--name",), "Main region name", default=None,
+    Question("name", ("--name",), "Main region name", check=check_name, default=None,
              help="the region code (on a local host, any name)"),
     Question("kind", ("--kind",), "Kind of region", "choice", "local", ("local", "aws")),
     *NETWORK,
 ]  # fmt: skip
 
 REGION = [
-    Question("name", ("--name",), "Region name",
+    Question("name", ("--name",), "Region name", check=check_name,
              help="a region code on AWS; any name for a pool of machines"),
     Question("kind", ("--kind",), "Kind of region", "choice", "static", ("static", "aws"),
              help="static: machines that join with 'hyper worker join'; aws: an AWS region"),
@@ -52,7 +68,7 @@ REGION = [
 ]  # fmt: skip
 
 CLUSTER = [
-    Question("name", ("--name",), "Cluster name"),
+    Question("name", ("--name",), "Cluster name", check=check_name),
     Question("instance_list", ("--instance-list",), "Instance types (comma-separated)", "list",
              ["optimal"]),
     Question("max_vcpus", ("--max-vcpus", "--max-vCPUs"), "Max vCPUs per region", "int", 1000),
@@ -73,7 +89,7 @@ CLUSTER = [
 ]  # fmt: skip
 
 QUEUE = [
-    Question("name", ("--name",), "Queue name"),
+    Question("name", ("--name",), "Queue name", check=check_name),
     Question("compute_environment", ("--compute-environment",), "Cluster", "ref", ref="clusters",
              help="the cluster's exact name"),
     Question("automate_region_weights", ("--automate-region-weights/--manual-region-weights",),
@@ -86,7 +102,7 @@ QUEUE = [
 ]  # fmt: skip
 
 IMAGE = [
-    Question("name", ("--name",), "Image name"),
+    Question("name", ("--name",), "Image name", check=check_name),
     Question("local_build_directory", ("--local-build-directory",),
              "Directory with the Dockerfile", default="example-worker-image"),
 ]  # fmt: skip
@@ -97,7 +113,7 @@ REPLACE_IMAGE = [
 ]  # fmt: skip
 
 DEFINITION = [
-    Question("name", ("--name",), "Definition name"),
+    Question("name", ("--name",), "Definition name", check=check_name),
     Question("use_cyclone_image", ("--use-cyclone-image/--use-image-uri",),
              "Use an image of this host?", "bool", True),
     Question("cyclone_image_name", ("--cyclone-image-name",), "Image", "ref", "native",

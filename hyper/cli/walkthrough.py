@@ -57,6 +57,7 @@ class Question:
     when: Callable[[Answers], bool] | None = None  # asked only when earlier answers say so
     help: str = ""
     value_type: type = str  # pairs: the type of each value
+    check: Callable[[Any], Any] | None = None  # raises ValueError for a bad value
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,6 +75,11 @@ def parse(question: Question, raw: Any) -> Any:
     if kind == "list" and isinstance(raw, list):
         return [str(item).strip() for item in raw if str(item).strip()]
     raw = str(raw)
+    if question.check is not None and raw:
+        try:
+            question.check(raw)
+        except ValueError as error:
+            raise UsageError(f"{flag}: {error}") from None
     if kind == "int":
         try:
             return int(raw)
