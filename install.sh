@@ -3,6 +3,7 @@
 #
 #   ./install.sh           the hyper, qsub, qstat, qlog and qdel commands
 #   ./install.sh --test    the same, editable, with what the tests and checks need
+#   ./install.sh --bench   the same, editable, with what the benchmarks need
 #
 # Needs python3 (3.10 or newer) with venv; everything else comes from the package index.
 set -euo pipefail
@@ -11,8 +12,8 @@ cd "$(dirname "$0")"
 venv=${HYPER_VENV:-.venv}
 mode=${1:-}
 case "$mode" in
-  ""|--test) ;;
-  *) echo "install.sh: unknown option $mode (use --test or nothing)" >&2; exit 2 ;;
+  ""|--test|--bench) ;;
+  *) echo "install.sh: unknown option $mode (use --test, --bench or nothing)" >&2; exit 2 ;;
 esac
 
 python3 - <<'PY' || { echo "install.sh: hyper needs Python 3.10 or newer" >&2; exit 1; }
@@ -27,8 +28,8 @@ if [ ! -x "$venv/bin/python" ]; then
   }
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
-if [ "$mode" = "--test" ]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+if [ -n "$mode" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[${mode#--}]"
 else
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check .
 fi
