@@ -273,8 +273,9 @@ def main() -> int:
         f"# hyper benchmarks, {stamp}",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.platform()},"
-        f" Python {platform.python_version()}. Took {time.time() - started:.0f} s; {args.reps} repetitions, B3 {args.short_jobs} jobs,"
-        f" B2 {args.bulk} tasks, B5 {args.queue_size} jobs.",
+        f" Python {platform.python_version()}. Took {time.time() - started:.0f} s;"
+        f" {args.reps} repetitions, B3 {args.short_jobs} jobs, B2 {args.bulk} tasks,"
+        f" B5 {args.queue_size} jobs.",
         "",
         "Targets: " + "; ".join(f"{k} {v}" for k, v in TARGETS.items()),
         "",
