@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from hyper.errors import NotFound, UsageError
 
@@ -40,20 +40,22 @@ def data_root() -> Path:
     return Path(platformdirs.user_data_dir("hyper"))
 
 
-@dataclass
-class HostConfig:
-    """The saved credentials of one host."""
+class HostConfig(NamedTuple):
+    """The saved credentials of one host (change one with `_replace`, then `save_host`)."""
 
     name: str
     provider: str
     url: str
-    api_key: str = field(repr=False)
+    api_key: str
     data_dir: str | None = None  # local hosts: where the daemon keeps its state
     bind: str = "127.0.0.1"  # local hosts: the address the daemon listens on
     port: int = 0  # local hosts: the port tried first when the daemon starts
 
+    def __repr__(self) -> str:  # never shows the key
+        return f"HostConfig(name={self.name!r}, provider={self.provider!r}, url={self.url!r})"
+
     def public(self, *, show_key: bool = False) -> dict[str, object]:
-        data = asdict(self)
+        data = self._asdict()
         if not show_key:
             data["api_key"] = "********"
         return data
@@ -92,7 +94,7 @@ def write_private(path: Path, text: str) -> None:
 
 
 def save_host(host: HostConfig) -> None:
-    write_private(host_file(host.name), json.dumps(asdict(host), indent=2) + "\n")
+    write_private(host_file(host.name), json.dumps(host._asdict(), indent=2) + "\n")
 
 
 def load_host(name: str) -> HostConfig:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hyper import config, local_host
 from hyper.client import HostClient
@@ -19,8 +19,7 @@ from hyper.errors import UsageError
 PROVIDERS = ("local", "aws")
 
 
-@dataclass(frozen=True)
-class HostRequest:
+class HostRequest(NamedTuple):
     """What creating a host needs: the walkthrough's answers or the flags."""
 
     name: str = DEFAULT_LOCAL_HOST

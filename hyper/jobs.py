@@ -7,7 +7,7 @@ imports nothing beyond the standard library.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class JobStatus(str, enum.Enum):
@@ -45,8 +45,7 @@ class LogKind(str, enum.Enum):
     METRICS = "METRICS"
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """Where a job goes once an attempt of it has ended."""
 
     status: JobStatus

@@ -2,14 +2,15 @@
 limits, dependencies, job selectors and output-file patterns.
 
 Shared by the shell tools (which parse what users type) and the host (which
-checks it again), so it imports only the standard library. Every parser raises
-``UsageError`` with a message that names the bad part.
+checks it again), so it imports only light parts of the standard library
+(records are NamedTuples: dataclasses would cost qsub a few milliseconds).
+Every parser raises ``UsageError`` with a message that names the bad part.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hyper.errors import UsageError
 
@@ -19,8 +20,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok", "aftercorr")
 
 
-@dataclass(frozen=True)
-class ArrayRange:
+class ArrayRange(NamedTuple):
     indices: list[int]
     cap: int | None  # most tasks running at once
 
@@ -107,8 +107,7 @@ def parse_time_limit(text: str) -> int:
     return total
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     kind: str
     target: int
 
@@ -153,8 +152,7 @@ def check_env_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Selector:
+class Selector(NamedTuple):
     """A job id, or some tasks of an array: `12`, `12[3-5]`, `12_3`."""
 
     id: int

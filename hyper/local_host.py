@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hyper.config import HostConfig, save_host
 from hyper.errors import HostUnreachable, UsageError
@@ -27,8 +27,7 @@ START_LOCK_FILE = "start.lock"
 LOG_FILE = "host.log"
 
 
-@dataclass(frozen=True)
-class DaemonState:
+class DaemonState(NamedTuple):
     running: bool
     pid: int | None
     url: str | None
@@ -113,9 +112,7 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
             current = _await_daemon(host, timeout)
     assert current.url is not None
     if current.url != host.url:
-        host.url = current.url
-        host.port = int(current.url.rsplit(":", 1)[1])
-        save_host(host)
+        save_host(host._replace(url=current.url, port=int(current.url.rsplit(":", 1)[1])))
     return current.url
 
 

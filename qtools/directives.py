@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from hyper.errors import UsageError
 
 PREFIX = "#HYPER"
 
 
-@dataclass(frozen=True)
-class JobOptions:
+class JobOptions(NamedTuple):
     """What a script or the command line says about a job; None (or empty) = not said."""
 
     name: str | None = None
@@ -44,13 +42,12 @@ class JobOptions:
         """These options, falling back to `base` for anything not said here. Lists add up,
         this side last, so its variables win."""
         given: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name, value in self._asdict().items():
             if isinstance(value, tuple):
-                given[f.name] = (*getattr(base, f.name), *value)
+                given[name] = (*getattr(base, name), *value)
             elif value is not None:
-                given[f.name] = value
-        return replace(base, **given)
+                given[name] = value
+        return base._replace(**given)
 
 
 def parse_retries(text: str, where: str) -> int:
@@ -226,10 +223,17 @@ def parse_directives(text: str) -> JobOptions:
     return options_from(values, PREFIX)
 
 
-@dataclass
 class Translation:
     """Options found in other schedulers' directives, and what hyper could not take."""
 
-    options: JobOptions = field(default_factory=JobOptions)
-    warnings: list[str] = field(default_factory=list)
-    schedulers: list[str] = field(default_factory=list)  # whose directives the script had
+    def __init__(self) -> None:
+        self.options = JobOptions()
+        self.warnings: list[str] = []
+        self.schedulers: list[str] = []  # whose directives the script had
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Translation):
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]

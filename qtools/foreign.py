@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from hyper.errors import UsageError
@@ -25,7 +24,7 @@ Handler = Callable[[JobOptions, str], JobOptions]
 
 def _with(options: JobOptions, field: str, value: Any) -> JobOptions:
     changes: dict[str, Any] = {field: value}
-    return replace(options, **changes)
+    return options._replace(**changes)
 
 
 def _set(field: str) -> Handler:
@@ -50,7 +49,7 @@ def _slurm_export(options: JobOptions, value: str) -> JobOptions:
             continue
         else:
             env.append(part)
-    return replace(options, export_all=export_all, env=tuple(env))
+    return options._replace(export_all=export_all, env=tuple(env))
 
 
 def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
@@ -58,7 +57,7 @@ def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
         raise UsageError(
             f"dependency {value!r}: hyper takes afterok, afterany, afternotok, aftercorr"
         )
-    return replace(options, depends=(*options.depends, value))
+    return options._replace(depends=(*options.depends, value))
 
 
 SLURM: dict[str, Handler] = {
@@ -85,7 +84,7 @@ def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
     for item in value.split(","):
         key, _, amount = item.partition("=")
         if key.strip() == "walltime":
-            options = replace(options, time_limit=amount.strip())
+            options = options._replace(time_limit=amount.strip())
         else:
             others.append(item)
     if others:
@@ -94,24 +93,24 @@ def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
 
 
 def _pbs_env(options: JobOptions, value: str) -> JobOptions:
-    return replace(options, env=(*options.env, *(v.strip() for v in value.split(",") if v.strip())))
+    return options._replace(env=(*options.env, *(v.strip() for v in value.split(",") if v.strip())))
 
 
 def _pbs_depend(options: JobOptions, value: str) -> JobOptions:
     # PBS ids may carry a server name: afterok:123.server:124.server
-    return replace(options, depends=(*options.depends, re.sub(r"([0-9]+)\.[\w.-]+", r"\1", value)))
+    return options._replace(depends=(*options.depends, re.sub(r"([0-9]+)\.[\w.-]+", r"\1", value)))
 
 
 def _pbs_join(options: JobOptions, value: str) -> JobOptions:
     if value not in ("oe", "eo", "n"):
         raise UsageError(f"-j {value!r}: use oe or n")
-    return replace(options, join=value != "n")
+    return options._replace(join=value != "n")
 
 
 def _pbs_rerun(options: JobOptions, value: str) -> JobOptions:
     if value not in ("y", "n"):
         raise UsageError(f"-r {value!r}: use y or n")
-    return replace(options, retries=1 if value == "y" else 0)
+    return options._replace(retries=1 if value == "y" else 0)
 
 
 def _pbs_w(options: JobOptions, value: str) -> JobOptions:
@@ -125,7 +124,7 @@ PBS: dict[str, Handler] = {
     "-l": _pbs_resources, "-V": _flag("export_all", True), "-v": _pbs_env,
     "-o": _set("stdout"), "-e": _set("stderr"), "-j": _pbs_join, "-r": _pbs_rerun,
     "-h": _flag("hold", True),
-    "-p": lambda options, value: replace(options, priority=int(value)),
+    "-p": lambda options, value: options._replace(priority=int(value)),
 }  # fmt: skip
 PBS_FLAGS = {"-V", "-h"}
 
@@ -137,9 +136,9 @@ def _lsf_name(options: JobOptions, value: str) -> JobOptions:
     """-J "name[1-100:2]%10" names an array."""
     match = re.fullmatch(r"(.*?)\[([0-9,:\-]+)\](%[0-9]+)?", value)
     if not match:
-        return replace(options, name=value)
+        return options._replace(name=value)
     name = match.group(1) or None
-    return replace(options, name=name, array=match.group(2) + (match.group(3) or ""))
+    return options._replace(name=name, array=match.group(2) + (match.group(3) or ""))
 
 
 def _lsf_depend(options: JobOptions, value: str) -> JobOptions:
@@ -150,7 +149,7 @@ def _lsf_depend(options: JobOptions, value: str) -> JobOptions:
     if not all(terms) or any(t.group(1) not in kinds for t in terms if t):
         raise UsageError(f"-w {value!r}: use done(ID), ended(ID) or exit(ID), joined by &&")
     found = [f"{kinds[t.group(1)]}:{t.group(2)}" for t in terms if t]
-    return replace(options, depends=(*options.depends, *found))
+    return options._replace(depends=(*options.depends, *found))
 
 
 def _lsf_walltime(options: JobOptions, value: str) -> JobOptions:
@@ -159,7 +158,7 @@ def _lsf_walltime(options: JobOptions, value: str) -> JobOptions:
     if not match:
         raise UsageError(f"-W {value!r}: use [HH:]MM")
     hours, minutes = int(match.group(1) or 0), int(match.group(2))
-    return replace(options, time_limit=f"{hours}:{minutes:02d}:00")
+    return options._replace(time_limit=f"{hours}:{minutes:02d}:00")
 
 
 def _lsf_file(field: str) -> Handler:
@@ -178,7 +177,7 @@ def _lsf_env(options: JobOptions, value: str) -> JobOptions:
             export_all = False
         elif part:
             env.append(part)
-    return replace(options, export_all=export_all, env=tuple(env))
+    return options._replace(export_all=export_all, env=tuple(env))
 
 
 LSF: dict[str, Handler] = {
@@ -187,7 +186,7 @@ LSF: dict[str, Handler] = {
     "-e": _lsf_file("stderr"), "-eo": _lsf_file("stderr"),
     "-r": _flag("retries", 1), "-rn": _flag("retries", 0), "-H": _flag("hold", True),
     "-env": _lsf_env,
-    "-sp": lambda options, value: replace(options, priority=int(value)),
+    "-sp": lambda options, value: options._replace(priority=int(value)),
 }  # fmt: skip
 LSF_FLAGS = {"-r", "-rn", "-H"}
 
@@ -274,5 +273,5 @@ def translate(text: str) -> Translation:
                 except ValueError:
                     raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
     if defaults and result.options.export_all is None:
-        result.options = replace(result.options, export_all=defaults[0])
+        result.options = result.options._replace(export_all=defaults[0])
     return result

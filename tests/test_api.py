@@ -781,7 +781,7 @@ def test_worker_flow(api: TestClient) -> None:
         },
     )
     assert done.status_code == 200, done.text
-    assert done.json() == {"status": "Cancelled"}
+    assert done.json() == {"status": "Cancelled", "jobs": []}
     final = job(api, job_id)
     assert final["status"] == "Cancelled"
     assert final["exit_code"] == 143
@@ -813,11 +813,11 @@ def test_complete_with_retries_goes_back_to_waiting(api: TestClient) -> None:
     (job_id,) = submit(api, submission(retries=1))
     claim(api, "W")
     done = api.post(f"/workers/W/jobs/{job_id}/complete", json={"attempt": 1, "exit_code": 3})
-    assert done.json() == {"status": "Waiting"}
+    assert done.json() == {"status": "Waiting", "jobs": []}
     (again,) = claim(api, "W")
     assert again["attempt"] == 2
     done = api.post(f"/workers/W/jobs/{job_id}/complete", json={"attempt": 2, "exit_code": 3})
-    assert done.json() == {"status": "Failed"}
+    assert done.json() == {"status": "Failed", "jobs": []}
     assert job(api, job_id)["exit_code"] == 3
 
 
@@ -916,3 +916,18 @@ def test_unknown_resource(api: TestClient) -> None:
     assert "nosuch" in missing.json()["detail"]
     assert Q in missing.json()["detail"]
     assert api.get("/resources/bogus-kind").status_code == 422
+
+
+def test_completion_claims_the_next_job_in_the_same_round_trip(api: TestClient) -> None:
+    first, second = (
+        api.post("/jobs", json={"jobs": [submission(name=n)]}).json()["ids"][0] for n in "ab"
+    )
+    (job,) = claim(api, "W")
+    assert job["id"] == first
+    done = api.post(
+        f"/workers/W/jobs/{first}/complete",
+        json={"attempt": 1, "exit_code": 0, "claim_next": 1},
+    ).json()
+    assert done["status"] == "Successful"
+    assert [j["id"] for j in done["jobs"]] == [second]
+    assert api.get(f"/jobs/{second}").json()["status"] == "Running"

@@ -132,8 +132,9 @@ def update_host(
     if target.provider == "local":
         if url is not None:
             raise UsageError("--url is for imported hosts; a local host's URL follows its port")
-        target.bind = bind or target.bind
-        target.port = target.port if port is None else port
+        target = target._replace(
+            bind=bind or target.bind, port=target.port if port is None else port
+        )
         config.save_host(target)
         local_host.stop(target)
         local_host.start(target)
@@ -143,8 +144,7 @@ def update_host(
         if url is not None:
             if not url.startswith(("http://", "https://")):
                 raise UsageError(f"invalid URL {url!r}")
-            target.url = url.rstrip("/")
-            config.save_host(target)
+            config.save_host(target._replace(url=url.rstrip("/")))
     typer.echo(f"host {target.name!r} updated ({config.load_host(target.name).url})", err=True)
 
 

@@ -224,7 +224,8 @@ def create_app(
 
     @app.post("/workers/{worker_id}/jobs/{job_id}/complete", response_model=CompletionResponse)
     async def complete(worker_id: str, job_id: int, report: CompletionReport) -> CompletionResponse:
-        return CompletionResponse(status=service.complete(worker_id, job_id, report).value)
+        status, following = await service.complete(worker_id, job_id, report)
+        return CompletionResponse(status=status.value, jobs=following)
 
     @app.post("/workers/{worker_id}/exit")
     async def worker_exit(worker_id: str) -> dict[str, bool]:

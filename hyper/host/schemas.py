@@ -130,10 +130,12 @@ class CompletionReport(Body):
     exit_code: int | None = None
     reason: str | None = Field(None, max_length=1000)
     output: list[OutputChunk] = Field(default_factory=list)
+    claim_next: int = Field(0, ge=0, le=1000, description="also claim this many next jobs")
 
 
 class CompletionResponse(BaseModel):
     status: str
+    jobs: list[dict[str, Any]] = Field(default_factory=list, description="the next jobs claimed")
 
 
 class ResourceList(BaseModel):

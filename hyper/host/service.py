@@ -226,17 +226,24 @@ class HostService:
         self._append_output(job_id, report.attempt, report.output, report.metrics, now)
         return cancel
 
-    def complete(self, worker_id: str, job_id: int, report: CompletionReport) -> JobStatus:
+    async def complete(
+        self, worker_id: str, job_id: int, report: CompletionReport
+    ) -> tuple[JobStatus, list[dict[str, Any]]]:
+        """End an attempt, and (in the same round trip) claim the worker's next jobs."""
         now = time.time()
-        # check the lease first, so a late worker's output is refused with its report
-        self.store.heartbeat(worker_id, job_id, report.attempt, self.settings.lease_seconds, now)
-        self._append_output(job_id, report.attempt, report.output, None, now)
+        # the lease is checked first, so a late worker's output is refused with its report;
+        # nothing can read the log in between: this runs on the event loop without awaiting
         status = self.store.complete(
             worker_id, job_id, report.attempt, report.exit_code, report.reason, now
         )
+        self._append_output(job_id, report.attempt, report.output, None, now)
         self.work_arrived.fire()  # a retry, or dependents released
         self.jobs_changed.fire()
-        return status
+        following: list[dict[str, Any]] = []
+        if report.claim_next:
+            job = self.job(job_id)
+            following = await self.claim(worker_id, job.queue, job.definition, report.claim_next, 0)
+        return status, following
 
     def worker_exit(self, worker_id: str) -> None:
         self.store.end_worker(worker_id, time.time())

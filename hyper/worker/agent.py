@@ -221,9 +221,12 @@ class WorkerAgent:
                     limit=1,
                     wait=round(min(idle_left, 10.0), 3),
                 )
-                for job in jobs:
-                    self.run_job(job)
-                if jobs:
+                while jobs:  # each completion brings the next job, if there is one
+                    job = jobs.pop(0)
+                    young = not options.lifetime_seconds or (
+                        time.monotonic() - born < options.lifetime_seconds
+                    )
+                    jobs += self.run_job(job, claim_next=int(young and not jobs))
                     idle_since = time.monotonic()
         except (HostUnreachable, HostFailure):
             return 1
@@ -315,7 +318,8 @@ class WorkerAgent:
             with contextlib.suppress(ProcessLookupError):
                 resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
-    def run_job(self, job: dict[str, Any]) -> None:
+    def run_job(self, job: dict[str, Any], claim_next: int = 0) -> list[dict[str, Any]]:
+        """Run one job to its end and report it; return the next jobs claimed with the report."""
         job_id, attempt = int(job["id"]), int(job["attempt"])
         submit_dir = job.get("submit_dir")
         # run where it was submitted (as Slurm does) when that folder is on this machine
@@ -326,8 +330,7 @@ class WorkerAgent:
             command, script_path = self._command(job, cwd, env)
             files = self._output_files(job, cwd)
         except OSError as exc:
-            self._complete(job_id, attempt, 1, f"cannot start: {exc}", [])
-            return
+            return self._complete(job_id, attempt, 1, f"cannot start: {exc}", [], claim_next)
         try:
             process = subprocess.Popen(
                 command,
@@ -340,8 +343,9 @@ class WorkerAgent:
             )
         except OSError as exc:
             _close_all(files)
-            self._complete(job_id, attempt, 127, f"could not start the script: {exc}", [])
-            return
+            return self._complete(
+                job_id, attempt, 127, f"could not start the script: {exc}", [], claim_next
+            )
         self._limit_memory(job, process.pid)
         self._job_group = process.pid
         pump = OutputPump(process, files)
@@ -397,11 +401,12 @@ class WorkerAgent:
         _close_all(files)
         script_path.unlink(missing_ok=True)
         if lost:
-            return
+            return []
         code = process.returncode
         exit_code = code if code >= 0 else 128 - code
         rest = pump.drain(limit=float("inf"))
-        self._complete(job_id, attempt, exit_code, reason, rest if streaming else [])
+        output = rest if streaming else []
+        return self._complete(job_id, attempt, exit_code, reason, output, claim_next)
 
     @staticmethod
     def _stop_container(job: dict[str, Any]) -> None:
@@ -412,8 +417,23 @@ class WorkerAgent:
             )
 
     def _complete(
-        self, job_id: int, attempt: int, exit_code: int, reason: str | None, output: list[Any]
-    ) -> None:
-        body = {"attempt": attempt, "exit_code": exit_code, "reason": reason, "output": output}
-        with contextlib.suppress(Conflict, HostUnreachable, HostFailure):
-            self._patiently(self.client.complete, self.options.worker_id, job_id, body)
+        self,
+        job_id: int,
+        attempt: int,
+        exit_code: int,
+        reason: str | None,
+        output: list[Any],
+        claim_next: int = 0,
+    ) -> list[dict[str, Any]]:
+        body = {
+            "attempt": attempt,
+            "exit_code": exit_code,
+            "reason": reason,
+            "output": output,
+            "claim_next": claim_next,
+        }
+        try:
+            answer = self._patiently(self.client.complete, self.options.worker_id, job_id, body)
+        except (Conflict, HostUnreachable, HostFailure):
+            return []
+        return list(answer.get("jobs", []))
