@@ -24,6 +24,9 @@ from hyper import __version__, resources
 from hyper.deployer import build_spec
 from hyper.errors import Conflict, HyperError, NotFound, UsageError
 from hyper.host.schemas import (
+    BatchCompletion,
+    BatchCompletionResponse,
+    BatchReport,
     CancelResponse,
     ClaimRequest,
     ClaimResponse,
@@ -224,8 +227,20 @@ def create_app(
 
     @app.post("/workers/{worker_id}/jobs/{job_id}/complete", response_model=CompletionResponse)
     async def complete(worker_id: str, job_id: int, report: CompletionReport) -> CompletionResponse:
-        status, following = await service.complete(worker_id, job_id, report)
-        return CompletionResponse(status=status.value, jobs=following)
+        batch = BatchCompletion(
+            reports=[BatchReport(job_id=job_id, **report.model_dump())],
+            claim_next=report.claim_next,
+        )
+        (result,), following = await service.complete(worker_id, batch)
+        if isinstance(result, Conflict):
+            raise result
+        return CompletionResponse(status=result.value, jobs=following)
+
+    @app.post("/workers/{worker_id}/complete", response_model=BatchCompletionResponse)
+    async def complete_many(worker_id: str, batch: BatchCompletion) -> BatchCompletionResponse:
+        results, following = await service.complete(worker_id, batch)
+        statuses = [None if isinstance(r, Conflict) else r.value for r in results]
+        return BatchCompletionResponse(statuses=statuses, jobs=following)
 
     @app.post("/workers/{worker_id}/exit")
     async def worker_exit(worker_id: str) -> dict[str, bool]:

@@ -133,6 +133,22 @@ class CompletionReport(Body):
     claim_next: int = Field(0, ge=0, le=1000, description="also claim this many next jobs")
 
 
+class BatchReport(CompletionReport):
+    job_id: int = Field(ge=1)
+
+
+class BatchCompletion(Body):
+    """Several attempts ended, reported together; with the next jobs claimed in return."""
+
+    reports: list[BatchReport] = Field(max_length=1000)
+    claim_next: int = Field(0, ge=0, le=1000)
+
+
+class BatchCompletionResponse(BaseModel):
+    statuses: list[str | None] = Field(description="per report; null when it was refused")
+    jobs: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class CompletionResponse(BaseModel):
     status: str
     jobs: list[dict[str, Any]] = Field(default_factory=list, description="the next jobs claimed")

@@ -13,10 +13,10 @@ from typing import Any
 
 from hyper import jobspec, resources
 from hyper.deployer import Deployer
-from hyper.errors import NotFound, UsageError
+from hyper.errors import Conflict, NotFound, UsageError
 from hyper.host.schemas import (
     ArrayBody,
-    CompletionReport,
+    BatchCompletion,
     JobSubmission,
     NodeJoin,
     OutputChunk,
@@ -31,6 +31,7 @@ from hyper.store.base import (
     ArrayRecord,
     ArrayTasks,
     CancelResult,
+    Ending,
     HoldResult,
     JobFilter,
     JobRecord,
@@ -227,23 +228,22 @@ class HostService:
         return cancel
 
     async def complete(
-        self, worker_id: str, job_id: int, report: CompletionReport
-    ) -> tuple[JobStatus, list[dict[str, Any]]]:
-        """End an attempt, and (in the same round trip) claim the worker's next jobs."""
-        now = time.time()
-        # the lease is checked first, so a late worker's output is refused with its report;
-        # nothing can read the log in between: this runs on the event loop without awaiting
-        status = self.store.complete(
-            worker_id, job_id, report.attempt, report.exit_code, report.reason, now
-        )
-        self._append_output(job_id, report.attempt, report.output, None, now)
-        self.work_arrived.fire()  # a retry, or dependents released
+        self, worker_id: str, batch: BatchCompletion
+    ) -> tuple[list[JobStatus | Conflict], list[dict[str, Any]]]:
+        """End attempts (in one transaction), and in the same round trip claim the worker's
+        next jobs. A report for an attempt the worker no longer holds is refused."""
+        endings = [
+            Ending(r.job_id, r.attempt, r.exit_code, r.reason, [(c.kind, c.text) for c in r.output])
+            for r in batch.reports
+        ]
+        results = self.store.complete_many(worker_id, endings, time.time())
+        self.work_arrived.fire()  # retries, or dependents released
         self.jobs_changed.fire()
         following: list[dict[str, Any]] = []
-        if report.claim_next:
-            job = self.job(job_id)
-            following = await self.claim(worker_id, job.queue, job.definition, report.claim_next, 0)
-        return status, following
+        if batch.claim_next and batch.reports:
+            job = self.job(batch.reports[0].job_id)
+            following = await self.claim(worker_id, job.queue, job.definition, batch.claim_next, 0)
+        return results, following
 
     def worker_exit(self, worker_id: str) -> None:
         self.store.end_worker(worker_id, time.time())

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from hyper.errors import Conflict
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency, Selector
 
@@ -203,6 +204,17 @@ class NodeRecord:
 
 
 @dataclass(frozen=True)
+class Ending:
+    """How an attempt ended, as its worker reports it."""
+
+    job_id: int
+    attempt: int
+    exit_code: int | None
+    reason: str | None
+    output: Sequence[tuple[LogKind, str]] = ()
+
+
+@dataclass(frozen=True)
 class CancelResult:
     cancelled: int  # ended now (they had not started)
     stopping: int  # running: their workers stop them and report
@@ -261,6 +273,9 @@ class Store(Protocol):
         reason: str | None,
         now: float,
     ) -> JobStatus: ...
+    def complete_many(
+        self, worker_id: str, endings: Sequence[Ending], now: float
+    ) -> list[JobStatus | Conflict]: ...
     def expire_leases(self, now: float) -> list[int]: ...
     def extend_leases(self, lease: float, now: float) -> int: ...
     def demand(self) -> list[tuple[str, str, int, int]]: ...

@@ -39,6 +39,7 @@ from hyper.jobspec import Selector
 from hyper.store.base import (
     ArrayRecord,
     CancelResult,
+    Ending,
     HoldResult,
     JobFilter,
     JobRecord,
@@ -136,6 +137,7 @@ ARRAY_COLUMNS = (
     " env, options, created"
 )
 BAD = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+LOG_INSERT = "INSERT INTO job_log (job_id, attempt, kind, time, text) VALUES (?, ?, ?, ?, ?)"
 NOT_STARTED_VALUES = tuple(sorted(s.value for s in NOT_STARTED))
 
 
@@ -770,10 +772,32 @@ class SQLiteStore:
         reason: str | None,
         now: float,
     ) -> JobStatus:
+        ending = Ending(job_id, attempt, exit_code, reason, ())
+        status = self.complete_many(worker_id, [ending], now)[0]
+        if isinstance(status, Conflict):
+            raise status
+        return status
+
+    def complete_many(
+        self, worker_id: str, endings: Sequence[Ending], now: float
+    ) -> list[JobStatus | Conflict]:
+        """End several attempts in one transaction, their last output with them; an attempt
+        the worker no longer holds gets a Conflict in its place, and its output is dropped."""
+        results: list[JobStatus | Conflict] = []
         with self._write() as db:
-            row = self._held(db, worker_id, job_id, attempt)
+            for ending in endings:
+                try:
+                    row = self._held(db, worker_id, ending.job_id, ending.attempt)
+                except Conflict as conflict:
+                    results.append(conflict)
+                    continue
+                results.append(self._end_attempt(db, row, ending.exit_code, ending.reason, now))
+                db.executemany(
+                    LOG_INSERT,
+                    [(ending.job_id, ending.attempt, k.value, now, t) for k, t in ending.output],
+                )
             self._touch(db, worker_id, now)
-            return self._end_attempt(db, row, exit_code, reason, now)
+        return results
 
     def _end_attempt(
         self,
@@ -973,7 +997,7 @@ class SQLiteStore:
         self, db: sqlite3.Connection, job_id: int, attempt: int, text: str, now: float
     ) -> None:
         db.execute(
-            "INSERT INTO job_log (job_id, attempt, kind, time, text) VALUES (?, ?, ?, ?, ?)",
+            LOG_INSERT,
             (job_id, attempt, LogKind.SYSTEM.value, now, text),
         )
 
@@ -984,7 +1008,7 @@ class SQLiteStore:
             return
         with self._write() as db:
             db.executemany(
-                "INSERT INTO job_log (job_id, attempt, kind, time, text) VALUES (?, ?, ?, ?, ?)",
+                LOG_INSERT,
                 [(job_id, attempt, kind.value, now, text) for kind, text in entries],
             )
 

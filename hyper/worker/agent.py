@@ -9,18 +9,19 @@ it was cancelled, reports the exit code, and exits after an idle timeout.
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import getpass
 import os
-import queue
 import resource
+import selectors
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
+from urllib.parse import quote
 
 from hyper.client import HostClient
 from hyper.errors import Conflict, HostFailure, HostUnreachable
@@ -30,6 +31,8 @@ from hyper.worker.container import container_command, container_name, container_
 
 KILL_GRACE_SECONDS = 0.5  # SIGTERM, then SIGKILL: qdel must end a job within 2 s
 METRICS_SECONDS = 5.0
+SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
+PREFETCH_MAX = 16
 MAX_BATCH_CHARS = 256 * 1024
 SECRET_VARIABLES = ("HYPER_API_KEY",)
 
@@ -48,46 +51,68 @@ class WorkerOptions:
 
 
 class OutputPump:
-    """Reads a child's stdout and stderr on two threads into one ordered queue."""
+    """Reads a child's stdout and stderr as they come, in the order they come, with no
+    threads: the worker waits on the pipes and the process together (`wait`)."""
 
     def __init__(
         self, process: subprocess.Popen[bytes], files: dict[LogKind, BinaryIO] | None = None
     ) -> None:
+        self._process = process
         self._files = files or {}
-        self._queue: queue.Queue[tuple[LogKind, str]] = queue.Queue()
-        self._threads = [
-            threading.Thread(target=self._read, args=(stream, kind), daemon=True)
-            for stream, kind in ((process.stdout, LogKind.STDOUT), (process.stderr, LogKind.STDERR))
-            if stream is not None
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._chunks: collections.deque[tuple[LogKind, str]] = collections.deque()
+        self._selector = selectors.DefaultSelector()
+        for stream, kind in ((process.stdout, LogKind.STDOUT), (process.stderr, LogKind.STDERR)):
+            if stream is not None:
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                self._selector.register(stream.fileno(), selectors.EVENT_READ, (kind, decoder))
 
-    def _read(self, stream: Any, kind: LogKind) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        fd = stream.fileno()
-        sink = self._files.get(kind)
-        while True:
-            data = os.read(fd, 65536)
+    def wait(self, timeout: float) -> bool:
+        """Take output for up to `timeout` seconds; True as soon as the process has ended."""
+        deadline = time.monotonic() + timeout
+        while self._process.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._selector.get_map():
+                self._read(left)
+                continue
+            try:
+                self._process.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                return False
+        return True
+
+    def _read(self, timeout: float) -> None:
+        for key, _ in self._selector.select(timeout):
+            kind, decoder = key.data
+            data = os.read(key.fd, 65536)
+            sink = self._files.get(kind)
             if data and sink is not None:
                 sink.write(data)
                 sink.flush()
             text = decoder.decode(data, final=not data)
             if text:
-                self._queue.put((kind, text))
+                self._chunks.append((kind, text))
             if not data:
-                return
+                self._selector.unregister(key.fd)
+
+    def finish(self, timeout: float) -> None:
+        """Read what is left until both pipes close (or `timeout`), then let them go."""
+        deadline = time.monotonic() + timeout
+        while self._selector.get_map() and time.monotonic() < deadline:
+            self._read(deadline - time.monotonic())
+        self._selector.close()
+        for stream in (self._process.stdout, self._process.stderr):
+            if stream is not None:
+                stream.close()
 
     def drain(self, limit: float = MAX_BATCH_CHARS) -> list[dict[str, str]]:
         """What arrived so far (about `limit` characters at most), with neighbouring
         pieces of one stream joined."""
         chunks: list[dict[str, str]] = []
         size = 0
-        while size < limit:
-            try:
-                kind, text = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        while size < limit and self._chunks:
+            kind, text = self._chunks.popleft()
             size += len(text)
             if chunks and chunks[-1]["kind"] == kind.value:
                 chunks[-1]["text"] += text
@@ -95,15 +120,22 @@ class OutputPump:
                 chunks.append({"kind": kind.value, "text": text})
         return chunks
 
-    def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
 
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _ending(
+    job_id: int, attempt: int, exit_code: int, reason: str | None, output: list[Any]
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "attempt": attempt,
+        "exit_code": exit_code,
+        "reason": reason,
+        "output": output,
+    }
 
 
 def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
@@ -177,6 +209,8 @@ class WorkerAgent:
         self.options = options
         self.options.workdir.mkdir(parents=True, exist_ok=True)
         self._job_group: int | None = None
+        self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
+        self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
 
     def stop_on_signal(self) -> None:
         """On SIGTERM, stop the running job's process group too, then exit: its lease
@@ -201,11 +235,31 @@ class WorkerAgent:
                 time.sleep(1.0)
 
     def run(self) -> int:
+        """Claim and run jobs until idle (or past its lifetime). Short jobs are taken and
+        reported in batches, growing while jobs stay short: each report brings the next
+        jobs back in the same round trip."""
         options = self.options
         born = time.monotonic()
         idle_since = born
+        prefetch = 1
         try:
             while True:
+                if self._held_jobs:
+                    job = self._held_jobs.popleft()
+                    started = time.monotonic()
+                    report = self.run_job(job)
+                    if report is not None:
+                        self._pending.append(report)
+                    short = time.monotonic() - started < SHORT_JOB_SECONDS
+                    prefetch = min(prefetch * 2, PREFETCH_MAX) if short else 1
+                    idle_since = time.monotonic()
+                    if not self._held_jobs or len(self._pending) >= prefetch:
+                        young = not options.lifetime_seconds or (
+                            time.monotonic() - born < options.lifetime_seconds
+                        )
+                        wanted = prefetch if young and not self._held_jobs else 0
+                        self._held_jobs.extend(self._report(wanted))
+                    continue
                 now = time.monotonic()
                 if options.lifetime_seconds and now - born > options.lifetime_seconds:
                     break
@@ -214,25 +268,35 @@ class WorkerAgent:
                     break
                 # an idle worker holds nothing: when the host is gone it just leaves,
                 # and the scheduler starts new workers once the host is back
-                jobs = self.client.claim(
-                    options.worker_id,
-                    queue=options.queue,
-                    definition=options.definition,
-                    limit=1,
-                    wait=round(min(idle_left, 10.0), 3),
-                )
-                while jobs:  # each completion brings the next job, if there is one
-                    job = jobs.pop(0)
-                    young = not options.lifetime_seconds or (
-                        time.monotonic() - born < options.lifetime_seconds
+                self._held_jobs.extend(
+                    self.client.claim(
+                        options.worker_id,
+                        queue=options.queue,
+                        definition=options.definition,
+                        limit=1,
+                        wait=round(min(idle_left, 10.0), 3),
                     )
-                    jobs += self.run_job(job, claim_next=int(young and not jobs))
-                    idle_since = time.monotonic()
+                )
         except (HostUnreachable, HostFailure):
             return 1
+        finally:
+            self._report(0)
         with contextlib.suppress(HostUnreachable, HostFailure, Conflict):
             self.client.worker_exit(options.worker_id)
         return 0
+
+    def _report(self, claim_next: int) -> list[dict[str, Any]]:
+        """Send the reports of ended jobs (if any), and claim `claim_next` more."""
+        if not self._pending:
+            return []
+        body = {"reports": self._pending, "claim_next": claim_next}
+        self._pending = []
+        path = f"/workers/{quote(self.options.worker_id)}/complete"
+        try:
+            answer = self._patiently(self.client.call, "POST", path, body)
+        except (Conflict, HostUnreachable, HostFailure):
+            return []
+        return list(answer.get("jobs", []))
 
     def _environment(self, job: dict[str, Any], workdir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
@@ -318,8 +382,8 @@ class WorkerAgent:
             with contextlib.suppress(ProcessLookupError):
                 resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
-    def run_job(self, job: dict[str, Any], claim_next: int = 0) -> list[dict[str, Any]]:
-        """Run one job to its end and report it; return the next jobs claimed with the report."""
+    def run_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one job to its end; return its report (None when its lease was lost)."""
         job_id, attempt = int(job["id"]), int(job["attempt"])
         submit_dir = job.get("submit_dir")
         # run where it was submitted (as Slurm does) when that folder is on this machine
@@ -330,7 +394,7 @@ class WorkerAgent:
             command, script_path = self._command(job, cwd, env)
             files = self._output_files(job, cwd)
         except OSError as exc:
-            return self._complete(job_id, attempt, 1, f"cannot start: {exc}", [], claim_next)
+            return _ending(job_id, attempt, 1, f"cannot start: {exc}", [])
         try:
             process = subprocess.Popen(
                 command,
@@ -343,9 +407,7 @@ class WorkerAgent:
             )
         except OSError as exc:
             _close_all(files)
-            return self._complete(
-                job_id, attempt, 127, f"could not start the script: {exc}", [], claim_next
-            )
+            return _ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
         self._limit_memory(job, process.pid)
         self._job_group = process.pid
         pump = OutputPump(process, files)
@@ -359,11 +421,8 @@ class WorkerAgent:
             wait = self.options.heartbeat_seconds
             if deadline is not None and kill_at is None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
-            try:
-                process.wait(timeout=wait)
+            if pump.wait(wait):
                 break
-            except subprocess.TimeoutExpired:
-                pass
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
                     _kill_group(process.pid, signal.SIGKILL)
@@ -374,6 +433,7 @@ class WorkerAgent:
                 self._stop_container(job)
                 kill_at = time.monotonic() + KILL_GRACE_SECONDS
                 continue
+            self._report(0)  # jobs that ended before this long one do not wait for it
             metrics = None
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
                 metrics = _metrics(process.pid)
@@ -397,16 +457,16 @@ class WorkerAgent:
         # the script has ended: stop what it left behind, so its pipes close
         _kill_group(process.pid, signal.SIGKILL)
         self._job_group = None
-        pump.join(timeout=2.0)
+        pump.finish(timeout=2.0)
         _close_all(files)
         script_path.unlink(missing_ok=True)
         if lost:
-            return []
+            return None
         code = process.returncode
         exit_code = code if code >= 0 else 128 - code
         rest = pump.drain(limit=float("inf"))
         output = rest if streaming else []
-        return self._complete(job_id, attempt, exit_code, reason, output, claim_next)
+        return _ending(job_id, attempt, exit_code, reason, output)
 
     @staticmethod
     def _stop_container(job: dict[str, Any]) -> None:
@@ -415,25 +475,3 @@ class WorkerAgent:
             subprocess.run(
                 [tool, "kill", container_name(job)], capture_output=True, timeout=10, check=False
             )
-
-    def _complete(
-        self,
-        job_id: int,
-        attempt: int,
-        exit_code: int,
-        reason: str | None,
-        output: list[Any],
-        claim_next: int = 0,
-    ) -> list[dict[str, Any]]:
-        body = {
-            "attempt": attempt,
-            "exit_code": exit_code,
-            "reason": reason,
-            "output": output,
-            "claim_next": claim_next,
-        }
-        try:
-            answer = self._patiently(self.client.complete, self.options.worker_id, job_id, body)
-        except (Conflict, HostUnreachable, HostFailure):
-            return []
-        return list(answer.get("jobs", []))
