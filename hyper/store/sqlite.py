@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from hyper.store.base import (
     WorkerRecord,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -83,17 +84,22 @@ CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (status, queue, definition, priori
 CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, id);
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
 CREATE INDEX IF NOT EXISTS jobs_by_array ON jobs (array_id, array_index);
--- counts per (queue, array, status), so that qstat's totals never scan the jobs (array_id 0:
--- jobs outside arrays); submits add theirs in bulk, a trigger follows every change of state
+-- counts per (queue, definition, array, status), so that qstat's totals and the scheduler's
+-- demand never scan the jobs (array_id 0: jobs outside arrays); submits add theirs in bulk,
+-- a trigger follows every change of state
 CREATE TABLE IF NOT EXISTS job_counts (
-    queue TEXT NOT NULL, array_id INTEGER NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
-    PRIMARY KEY (queue, array_id, status)
+    queue TEXT NOT NULL, definition TEXT NOT NULL, array_id INTEGER NOT NULL,
+    status TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (queue, definition, array_id, status)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS job_counts_by_array ON job_counts (array_id);
 CREATE TRIGGER IF NOT EXISTS jobs_counted_on_update AFTER UPDATE OF status ON jobs
 WHEN OLD.status != NEW.status BEGIN
     UPDATE job_counts SET n = n - 1
-    WHERE queue = OLD.queue AND array_id = coalesce(OLD.array_id, 0) AND status = OLD.status;
-    INSERT INTO job_counts VALUES (NEW.queue, coalesce(NEW.array_id, 0), NEW.status, 1)
+    WHERE queue = OLD.queue AND definition = OLD.definition
+      AND array_id = coalesce(OLD.array_id, 0) AND status = OLD.status;
+    INSERT INTO job_counts VALUES (NEW.queue, NEW.definition, coalesce(NEW.array_id, 0),
+                                   NEW.status, 1)
     ON CONFLICT DO UPDATE SET n = n + 1;
 END;
 CREATE TABLE IF NOT EXISTS deps (
@@ -139,6 +145,8 @@ ARRAY_COLUMNS = (
 BAD = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 LOG_INSERT = "INSERT INTO job_log (job_id, attempt, kind, time, text) VALUES (?, ?, ?, ?, ?)"
 NOT_STARTED_VALUES = tuple(sorted(s.value for s in NOT_STARTED))
+EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one line per array
+Ended = tuple[int, int | None, int | None, JobStatus]  # job id, array id, index, final state
 
 
 def _job(row: sqlite3.Row, script: str | None = None) -> JobRecord:
@@ -205,9 +213,12 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
             if indices is None:
                 picks.append(f"{alias}array_id = ?")
                 args.append(array_id)
-            else:
-                picks.append(f"({alias}array_id = ? AND {alias}array_index IN ({_in(indices)}))")
-                args += [array_id, *indices]
+            else:  # any number of indices: one JSON parameter, not one variable each
+                picks.append(
+                    f"({alias}array_id = ? AND {alias}array_index IN"
+                    " (SELECT value FROM json_each(?)))"
+                )
+                args += [array_id, json.dumps(list(indices))]
         clauses.append("(" + " OR ".join(picks) + ")")
     return (" AND ".join(clauses) or "1"), args
 
@@ -372,7 +383,7 @@ class SQLiteStore:
                 json.dumps(job.options), len(pending), never, now, now if never else None,
             ),
         )  # fmt: skip
-        self._count(db, job.queue, 0, status, 1)
+        self._count(db, job, 0, status, 1)
         db.executemany(
             "INSERT OR IGNORE INTO deps VALUES (?, ?, ?)", [(job_id, k, t) for k, t in pending]
         )
@@ -410,7 +421,7 @@ class SQLiteStore:
                 now if never else None, json.dumps(tasks.indices),
             ),
         )  # fmt: skip
-        self._count(db, job.queue, array_id, status, size)
+        self._count(db, job, array_id, status, size)
         if tasks.names or tasks.params:
             names = tasks.names or [""] * size
             params = tasks.params or [{}] * size
@@ -438,8 +449,8 @@ class SQLiteStore:
                 changes,
             )
         failed = db.execute(
-            "SELECT n FROM job_counts WHERE queue = ? AND array_id = ? AND status = ?",
-            (job.queue, array_id, JobStatus.FAILED.value),
+            "SELECT sum(n) FROM job_counts WHERE array_id = ? AND status = ?",
+            (array_id, JobStatus.FAILED.value),
         ).fetchone()
         if failed and failed[0]:
             db.execute("UPDATE arrays SET bad = ? WHERE id = ?", (failed[0], array_id))
@@ -450,12 +461,12 @@ class SQLiteStore:
         return array_id
 
     def _count(
-        self, db: sqlite3.Connection, queue: str, array_id: int, status: str, n: int
+        self, db: sqlite3.Connection, job: NewJob, array_id: int, status: str, n: int
     ) -> None:
         """Add new jobs to the kept counts (changes of state are counted by a trigger)."""
         db.execute(
-            "INSERT INTO job_counts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + ?",
-            (queue, array_id, status, n, n),
+            "INSERT INTO job_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + ?",
+            (job.queue, job.definition, array_id, status, n, n),
         )
 
     def _corr_pending(
@@ -505,8 +516,8 @@ class SQLiteStore:
     def _array(self, row: sqlite3.Row) -> ArrayRecord:
         counts = dict.fromkeys((s.value for s in JobStatus), 0)
         for status, n in self._db.execute(
-            "SELECT status, n FROM job_counts WHERE queue = ? AND array_id = ?",
-            (row["queue"], row["id"]),
+            "SELECT status, sum(n) FROM job_counts WHERE array_id = ? GROUP BY status",
+            (row["id"],),
         ):
             counts[status] = n
         highest = None
@@ -571,13 +582,8 @@ class SQLiteStore:
 
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
-        if (
-            where.name is None
-            and not where.name_prefix
-            and not where.selects
-            and (where.definition is None)
-        ):
-            # by queue, array and state: from the kept counts
+        if where.name is None and not where.name_prefix and not where.selects:
+            # by queue, definition, array and state: from the kept counts
             clauses = ["n > 0"]
             args: list[Any] = []
             if where.queue is not None:
@@ -586,6 +592,9 @@ class SQLiteStore:
             if where.array_id is not None:
                 clauses.append("array_id = ?")
                 args.append(where.array_id)
+            if where.definition is not None:
+                clauses.append("definition = ?")
+                args.append(where.definition)
             if where.statuses:
                 clauses.append(f"status IN ({_in(where.statuses)})")
                 args += [s.value for s in where.statuses]
@@ -623,50 +632,60 @@ class SQLiteStore:
 
     # changing state ------------------------------------------------------------------
 
-    def _selected(
-        self, db: sqlite3.Connection, where: JobFilter, statuses: Iterable[JobStatus] = ()
-    ) -> list[sqlite3.Row]:
-        clause, args = _where(where, "")
-        wanted = tuple(statuses)
-        if wanted:
-            clause += f" AND status IN ({_in(wanted)})"
-            args += [s.value for s in wanted]
-        return db.execute(
-            f"SELECT id, status, attempt, array_id, array_index, deps_left, cancel_requested"
-            f" FROM jobs WHERE {clause}",
-            args,
-        ).fetchall()
-
     def cancel(self, where: JobFilter, now: float) -> CancelResult:
-        cancelled = stopping = 0
-        finished: list[int] = []
+        clause, args = _where(where, "")
         with self._write() as db:
-            for row in self._selected(db, where):
-                status = JobStatus(row["status"])
-                if status in FINISHED:
-                    if row["id"] in where.ids:
-                        finished.append(row["id"])
-                elif status is JobStatus.RUNNING:
-                    stopping += 1
-                    if not row["cancel_requested"]:
-                        db.execute(
-                            "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (row["id"],)
-                        )
-                        self._event(db, row["id"], row["attempt"], "cancel requested", now)
-                else:
-                    # guarded: cancelling an earlier row may already have ended this one
-                    ended = db.execute(
-                        "UPDATE jobs SET status = ?, cancel_requested = 1, ended = ?,"
-                        " reason = 'cancelled before it started' WHERE id = ?"
-                        f" AND status IN ({_in(NOT_STARTED_VALUES)}) RETURNING id",
-                        (JobStatus.CANCELLED.value, now, row["id"], *NOT_STARTED_VALUES),
-                    ).fetchone()
-                    if ended is None:
-                        continue
-                    cancelled += 1
-                    self._event(db, row["id"], row["attempt"], "cancelled before it started", now)
-                    self._ended(db, row, JobStatus.CANCELLED, now)
-        return CancelResult(cancelled, stopping, finished)
+            finished = []
+            if where.ids:
+                done = tuple(s.value for s in FINISHED)
+                finished = [
+                    row[0]
+                    for row in db.execute(
+                        f"SELECT id FROM jobs WHERE id IN ({_in(where.ids)})"
+                        f" AND status IN ({_in(done)})",
+                        [*where.ids, *done],
+                    )
+                ]
+            stopping = db.execute(
+                f"SELECT count(*) FROM jobs WHERE {clause} AND status = ?",
+                [*args, JobStatus.RUNNING.value],
+            ).fetchone()[0]
+            asked = db.execute(
+                f"UPDATE jobs SET cancel_requested = 1 WHERE {clause} AND status = ?"
+                " AND cancel_requested = 0 RETURNING id, attempt",
+                [*args, JobStatus.RUNNING.value],
+            ).fetchall()
+            for row in asked:  # their workers stop them at their next report
+                self._event(db, row["id"], row["attempt"], "cancel requested", now)
+            # what has not started ends now, in one statement however many
+            ended = db.execute(
+                f"UPDATE jobs SET status = ?, cancel_requested = 1, ended = ?,"
+                f" reason = 'cancelled before it started'"
+                f" WHERE {clause} AND status IN ({_in(NOT_STARTED_VALUES)})"
+                " RETURNING id, array_id, array_index, attempt",
+                [JobStatus.CANCELLED.value, now, *args, *NOT_STARTED_VALUES],
+            ).fetchall()
+            self._bulk_events(db, ended, "cancelled before it started", now)
+            rows = [(r["id"], r["array_id"], r["array_index"], JobStatus.CANCELLED) for r in ended]
+            self._ended(db, rows, now)
+        return CancelResult(len(ended), stopping, finished)
+
+    def _bulk_events(
+        self, db: sqlite3.Connection, rows: Sequence[sqlite3.Row], text: str, now: float
+    ) -> None:
+        """One event per job for a small change; one per array (and per single job) for a
+        large one, so that changing a million jobs writes no million log lines."""
+        if len(rows) <= EVENTS_PER_CHANGE:
+            for row in rows:
+                self._event(db, row["id"], row["attempt"], text, now)
+            return
+        per_array = Counter(row["array_id"] for row in rows)
+        for array_id, n in per_array.items():
+            if array_id is not None:
+                self._event(db, array_id, 0, f"{n} tasks: {text}", now)
+        for row in rows:
+            if row["array_id"] is None:
+                self._event(db, row["id"], row["attempt"], text, now)
 
     def hold(self, where: JobFilter, now: float) -> HoldResult:
         return self._set_hold(where, now, hold=True)
@@ -675,26 +694,35 @@ class SQLiteStore:
         return self._set_hold(where, now, hold=False)
 
     def _set_hold(self, where: JobFilter, now: float, *, hold: bool) -> HoldResult:
-        changed = 0
-        unchanged: list[int] = []
-        movable = (JobStatus.WAITING, JobStatus.BLOCKED) if hold else (JobStatus.HELD,)
+        clause, args = _where(where, "")
+        movable: tuple[str, ...]
+        if hold:
+            movable = (JobStatus.WAITING.value, JobStatus.BLOCKED.value)
+            new = "?"
+            new_args: list[Any] = [JobStatus.HELD.value]
+        else:
+            movable = (JobStatus.HELD.value,)
+            new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"
+            new_args = [JobStatus.BLOCKED.value, JobStatus.WAITING.value]
         with self._write() as db:
-            for row in self._selected(db, where):
-                status = JobStatus(row["status"])
-                if status not in movable:
-                    if row["id"] in where.ids and (hold or status is not JobStatus.HELD):
-                        unchanged.append(row["id"])
-                    continue
-                if hold:
-                    new = JobStatus.HELD
-                else:
-                    new = JobStatus.BLOCKED if row["deps_left"] else JobStatus.WAITING
-                db.execute("UPDATE jobs SET status = ? WHERE id = ?", (new.value, row["id"]))
-                self._event(db, row["id"], row["attempt"], "held" if hold else "released", now)
-                changed += 1
-        return HoldResult(changed, unchanged)
-
-    # the worker side ------------------------------------------------------------
+            unchanged = []
+            if where.ids:  # named jobs that cannot change, to say so
+                stays = (*movable, JobStatus.HELD.value) if not hold else movable
+                unchanged = [
+                    row[0]
+                    for row in db.execute(
+                        f"SELECT id FROM jobs WHERE id IN ({_in(where.ids)})"
+                        f" AND status NOT IN ({_in(stays)})",
+                        [*where.ids, *stays],
+                    )
+                ]
+            changed = db.execute(
+                f"UPDATE jobs SET status = {new} WHERE {clause} AND status IN ({_in(movable)})"
+                " RETURNING id, array_id, attempt",
+                [*new_args, *args, *movable],
+            ).fetchall()
+            self._bulk_events(db, changed, "held" if hold else "released", now)
+        return HoldResult(len(changed), unchanged)
 
     def claim(
         self, worker_id: str, queue: str, definition: str, limit: int, lease: float, now: float
@@ -842,38 +870,46 @@ class SQLiteStore:
             db.execute("UPDATE arrays SET running = running - 1 WHERE id = ?", (row["array_id"],))
         self._event(db, job_id, attempt, outcome.event, now)
         if finished:
-            self._ended(db, row, outcome.status, now)
+            self._ended(db, [(job_id, row["array_id"], row["array_index"], outcome.status)], now)
         return outcome.status
 
-    def _ended(
-        self, db: sqlite3.Connection, row: sqlite3.Row, status: JobStatus, now: float
-    ) -> None:
-        """A job reached a final state: count it on its array, and judge what depends on it."""
-        work = [(row["id"], row["array_id"], row["array_index"], status)]
+    def _ended(self, db: sqlite3.Connection, ended: Sequence[Ended], now: float) -> None:
+        """Jobs reached a final state: count them on their arrays, and judge what depends
+        on them (which may end more jobs, judged in turn)."""
+        self._count_on_arrays(db, ended)
+        targets = {row[0] for row in db.execute("SELECT DISTINCT target FROM deps")}
+        work = [e for e in ended if e[0] in targets or e[1] in targets]
         while work:
             job_id, array_id, index, state = work.pop()
-            if array_id is not None:
-                column = "ok" if state is JobStatus.SUCCESSFUL else "bad"
-                db.execute(f"UPDATE arrays SET {column} = {column} + 1 WHERE id = ?", (array_id,))
+            more: list[Ended] = []
+            ok = int(state is JobStatus.SUCCESSFUL)
             for dep in db.execute("SELECT owner, kind FROM deps WHERE target = ?", (job_id,)):
-                ok = int(state is JobStatus.SUCCESSFUL)
                 verdict = judge_dependency(dep["kind"], ok=ok, bad=1 - ok, size=1)
-                work += self._settle(db, dep["owner"], dep["kind"], job_id, verdict, now)
-            if array_id is None:
-                continue
-            for dep in db.execute("SELECT owner, kind FROM deps WHERE target = ?", (array_id,)):
-                if dep["kind"] == "aftercorr":
-                    ok = int(state is JobStatus.SUCCESSFUL)
-                    verdict = judge_dependency("aftercorr", ok=ok, bad=1 - ok, size=1)
-                    work += self._settle_task(db, dep["owner"], array_id, index, verdict, now)
-                    continue
-                counts = db.execute(
-                    "SELECT ok, bad, size FROM arrays WHERE id = ?", (array_id,)
-                ).fetchone()
-                verdict = judge_dependency(
-                    dep["kind"], ok=counts["ok"], bad=counts["bad"], size=counts["size"]
-                )
-                work += self._settle(db, dep["owner"], dep["kind"], array_id, verdict, now)
+                more += self._settle(db, dep["owner"], dep["kind"], job_id, verdict, now)
+            if array_id is not None:
+                for dep in db.execute("SELECT owner, kind FROM deps WHERE target = ?", (array_id,)):
+                    if dep["kind"] == "aftercorr":
+                        verdict = judge_dependency("aftercorr", ok=ok, bad=1 - ok, size=1)
+                        more += self._settle_task(db, dep["owner"], array_id, index, verdict, now)
+                        continue
+                    counts = db.execute(
+                        "SELECT ok, bad, size FROM arrays WHERE id = ?", (array_id,)
+                    ).fetchone()
+                    verdict = judge_dependency(
+                        dep["kind"], ok=counts["ok"], bad=counts["bad"], size=counts["size"]
+                    )
+                    more += self._settle(db, dep["owner"], dep["kind"], array_id, verdict, now)
+            self._count_on_arrays(db, more)
+            work += [e for e in more if e[0] in targets or e[1] in targets]
+
+    def _count_on_arrays(self, db: sqlite3.Connection, ended: Sequence[Ended]) -> None:
+        tally = Counter(
+            (array_id, "ok" if state is JobStatus.SUCCESSFUL else "bad")
+            for _, array_id, _, state in ended
+            if array_id is not None
+        )
+        for (array_id, column), n in tally.items():
+            db.execute(f"UPDATE arrays SET {column} = {column} + ? WHERE id = ?", (n, array_id))
 
     def _settle(
         self,
@@ -883,7 +919,7 @@ class SQLiteStore:
         target: int,
         verdict: Verdict,
         now: float,
-    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+    ) -> list[Ended]:
         """Apply a judged dependency of a job or a whole array; return the jobs it ended."""
         if verdict is Verdict.PENDING:
             return []
@@ -901,7 +937,7 @@ class SQLiteStore:
         index: int | None,
         verdict: Verdict,
         now: float,
-    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+    ) -> list[Ended]:
         """aftercorr: task `index` of `owner_array` waited for task `index` of the target."""
         reason = _never("aftercorr", target_array, index)
         scope = "array_id = ? AND array_index = ?"
@@ -915,7 +951,7 @@ class SQLiteStore:
         verdict: Verdict,
         reason: str,
         now: float,
-    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+    ) -> list[Ended]:
         """A judged dependency of the jobs in `scope` that have not started: one less to wait
         for (ready when none is left), or never runnable. Returns the jobs it ended."""
         if verdict is Verdict.PENDING:
@@ -936,7 +972,7 @@ class SQLiteStore:
 
     def _fail_unrunnable(
         self, db: sqlite3.Connection, scope: str, args: tuple[Any, ...], reason: str, now: float
-    ) -> list[tuple[int, int | None, int | None, JobStatus]]:
+    ) -> list[Ended]:
         rows = db.execute(
             f"UPDATE jobs SET status = ?, reason = ?, ended = ? WHERE {scope}"
             " RETURNING id, array_id, array_index",
@@ -973,15 +1009,15 @@ class SQLiteStore:
         caps of their arrays let start now."""
         totals: dict[tuple[str, str], list[int]] = {}
         for row in self._db.execute(
-            "SELECT queue, definition, status, count(*) AS n FROM jobs WHERE status IN (?, ?)"
-            " GROUP BY queue, definition, status",
+            "SELECT queue, definition, status, sum(n) AS n FROM job_counts"
+            " WHERE status IN (?, ?) AND n > 0 GROUP BY queue, definition, status",
             (JobStatus.WAITING.value, JobStatus.RUNNING.value),
         ):
             counts = totals.setdefault((row["queue"], row["definition"]), [0, 0])
             counts[0 if row["status"] == JobStatus.WAITING.value else 1] += row["n"]
         for row in self._db.execute(
-            "SELECT a.queue, a.definition, a.cap, a.running, (SELECT count(*) FROM jobs j"
-            "  WHERE j.array_id = a.id AND j.status = ?) AS waiting"
+            "SELECT a.queue, a.definition, a.cap, a.running, (SELECT coalesce(sum(n), 0)"
+            "  FROM job_counts c WHERE c.array_id = a.id AND c.status = ?) AS waiting"
             " FROM arrays a WHERE a.cap IS NOT NULL AND a.ok + a.bad < a.size",
             (JobStatus.WAITING.value,),
         ):
