@@ -118,6 +118,9 @@ def test_every_route_refuses_without_the_key(api: TestClient, headers: dict[str,
         ("POST", "/workers/{worker_id}/jobs/{job_id}/progress"),
         ("POST", "/workers/{worker_id}/jobs/{job_id}/complete"),
         ("POST", "/workers/{worker_id}/exit"),
+        ("POST", "/workers/{worker_id}/complete"),
+        ("POST", "/workers/{worker_id}/return"),
+        ("GET", "/nodes"),
         ("GET", "/resources/{kind}"),
         ("GET", "/resources/{kind}/{name}"),
         ("POST", "/resources/{kind}"),
@@ -931,3 +934,29 @@ def test_completion_claims_the_next_job_in_the_same_round_trip(api: TestClient) 
     assert done["status"] == "Successful"
     assert [j["id"] for j in done["jobs"]] == [second]
     assert api.get(f"/jobs/{second}").json()["status"] == "Running"
+
+
+def test_a_worker_returns_claims_it_will_not_start(api: TestClient) -> None:
+    ids = [api.post("/jobs", json={"jobs": [submission(name=n)]}).json()["ids"][0] for n in "ab"]
+    claimed = claim(api, "W", limit=2)
+    assert [j["id"] for j in claimed] == ids
+    refs = [{"job_id": j["id"], "attempt": j["attempt"]} for j in claimed[1:]]
+    assert api.post("/workers/W/return", json={"jobs": refs}).json() == {"returned": 1}
+    returned = api.get(f"/jobs/{ids[1]}").json()
+    assert (returned["status"], returned["attempt"], returned["worker_id"]) == ("Waiting", 0, None)
+    # returning twice, or someone else's claim, changes nothing
+    assert api.post("/workers/W/return", json={"jobs": refs}).json() == {"returned": 0}
+    other = [{"job_id": ids[0], "attempt": 1}]
+    assert api.post("/workers/X/return", json={"jobs": other}).json() == {"returned": 0}
+
+
+def test_batch_completion_claims_nothing_after_a_refused_report(api: TestClient) -> None:
+    ids = [api.post("/jobs", json={"jobs": [submission(name=n)]}).json()["ids"][0] for n in "abc"]
+    (first,) = claim(api, "W")
+    reports = [
+        {"job_id": first["id"], "attempt": 1, "exit_code": 0},
+        {"job_id": ids[1], "attempt": 1, "exit_code": 0},  # never claimed by W
+    ]
+    answer = api.post("/workers/W/complete", json={"reports": reports, "claim_next": 2}).json()
+    assert answer == {"statuses": ["Successful", None], "jobs": []}
+    assert api.get(f"/jobs/{ids[1]}").json()["status"] == "Waiting"

@@ -40,6 +40,7 @@ from hyper.host.schemas import (
     ProgressReport,
     ProgressResponse,
     ResourceList,
+    ReturnedClaims,
     Selection,
     SubmitRequest,
     SubmitResponse,
@@ -241,6 +242,11 @@ def create_app(
         results, following = await service.complete(worker_id, batch)
         statuses = [None if isinstance(r, Conflict) else r.value for r in results]
         return BatchCompletionResponse(statuses=statuses, jobs=following)
+
+    @app.post("/workers/{worker_id}/return")
+    async def return_claims(worker_id: str, body: ReturnedClaims) -> dict[str, int]:
+        claims = [(ref.job_id, ref.attempt) for ref in body.jobs]
+        return {"returned": service.return_claims(worker_id, claims)}
 
     @app.post("/workers/{worker_id}/exit")
     async def worker_exit(worker_id: str) -> dict[str, bool]:

@@ -169,3 +169,14 @@ class NodeJoin(Body):
 
 class NodePoll(Body):
     wait: float = Field(0.0, ge=0.0, le=60.0)
+
+
+class ClaimRef(Body):
+    job_id: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+
+
+class ReturnedClaims(Body):
+    """Jobs a worker claimed and will not start (it is stopping, or a long job came first)."""
+
+    jobs: list[ClaimRef] = Field(max_length=1000)

@@ -240,10 +240,17 @@ class HostService:
         self.work_arrived.fire()  # retries, or dependents released
         self.jobs_changed.fire()
         following: list[dict[str, Any]] = []
-        if batch.claim_next and batch.reports:
+        # a worker that lost a lease is behind: it gets nothing more until it catches up
+        if batch.claim_next and batch.reports and not any(isinstance(r, Conflict) for r in results):
             job = self.job(batch.reports[0].job_id)
             following = await self.claim(worker_id, job.queue, job.definition, batch.claim_next, 0)
         return results, following
+
+    def return_claims(self, worker_id: str, claims: list[tuple[int, int]]) -> int:
+        returned = self.store.return_claims(worker_id, claims, time.time())
+        if returned:
+            self.work_arrived.fire()
+        return returned
 
     def worker_exit(self, worker_id: str) -> None:
         self.store.end_worker(worker_id, time.time())

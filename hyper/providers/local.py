@@ -7,22 +7,22 @@ Images other than `native` are built with docker or podman when one works.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from hyper.commands import run
 from hyper.errors import CommandFailed, DeployFailed
 from hyper.models import DefinitionSpec, ImageSpec, RegionSpec, ResourceKind, Spec
 from hyper.providers import Log
-
-CONTAINER_TOOLS = ("docker", "podman")
+from hyper.worker.container import container_tool as find_container_tool
 
 
 def container_tool() -> str:
-    for tool in CONTAINER_TOOLS:
-        if shutil.which(tool):
-            return tool
-    raise DeployFailed("neither docker nor podman is installed: container images cannot be built")
+    tool = find_container_tool()
+    if tool is None:
+        raise DeployFailed(
+            "neither docker nor podman is installed: container images cannot be built"
+        )
+    return tool
 
 
 class LocalProvider:

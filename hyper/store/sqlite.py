@@ -982,6 +982,30 @@ class SQLiteStore:
             self._event(db, row["id"], 0, reason, now)
         return [(r["id"], r["array_id"], r["array_index"], JobStatus.FAILED) for r in rows]
 
+    def return_claims(self, worker_id: str, claims: Sequence[tuple[int, int]], now: float) -> int:
+        """Jobs a worker claimed but never started go back to waiting, as if never claimed."""
+        returned = 0
+        with self._write() as db:
+            for job_id, attempt in claims:
+                row = db.execute(
+                    "UPDATE jobs SET status = ?, attempt = attempt - 1, worker_id = NULL,"
+                    " lease_until = NULL, started = NULL WHERE id = ? AND status = ? AND"
+                    " worker_id = ? AND attempt = ? RETURNING array_id",
+                    (JobStatus.WAITING.value, job_id, JobStatus.RUNNING.value, worker_id, attempt),
+                ).fetchone()
+                if row is None:
+                    continue
+                returned += 1
+                db.execute(
+                    "DELETE FROM attempts WHERE job_id = ? AND attempt = ?", (job_id, attempt)
+                )
+                if row["array_id"] is not None:
+                    db.execute(
+                        "UPDATE arrays SET running = running - 1 WHERE id = ?", (row["array_id"],)
+                    )
+                self._event(db, job_id, attempt - 1, f"returned unstarted by {worker_id}", now)
+        return returned
+
     def expire_leases(self, now: float) -> list[int]:
         expired: list[int] = []
         with self._write() as db:

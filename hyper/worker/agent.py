@@ -17,6 +17,7 @@ import resource
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 from hyper.client import HostClient
-from hyper.errors import Conflict, HostFailure, HostUnreachable
+from hyper.commands import run as run_command
+from hyper.errors import CommandFailed, Conflict, HostFailure, HostUnreachable, HyperError
 from hyper.jobs import LogKind
 from hyper.jobspec import expand_output_pattern
 from hyper.worker.container import container_command, container_name, container_tool
@@ -277,13 +279,25 @@ class WorkerAgent:
                         wait=round(min(idle_left, 10.0), 3),
                     )
                 )
-        except (HostUnreachable, HostFailure):
+        except HyperError as error:
+            print(f"worker {options.worker_id}: {error}", file=sys.stderr, flush=True)
             return 1
         finally:
-            self._report(0)
-        with contextlib.suppress(HostUnreachable, HostFailure, Conflict):
+            with contextlib.suppress(HyperError):
+                self._report(0)
+                self._return_held()
+        with contextlib.suppress(HyperError):
             self.client.worker_exit(options.worker_id)
         return 0
+
+    def _return_held(self) -> None:
+        """Give back claimed jobs this worker will not start now, so others can run them."""
+        if not self._held_jobs:
+            return
+        refs = [{"job_id": j["id"], "attempt": j["attempt"]} for j in self._held_jobs]
+        self._held_jobs.clear()
+        path = f"/workers/{quote(self.options.worker_id)}/return"
+        self.client.call("POST", path, {"jobs": refs})
 
     def _report(self, claim_next: int) -> list[dict[str, Any]]:
         """Send the reports of ended jobs (if any), and claim `claim_next` more."""
@@ -341,14 +355,24 @@ class WorkerAgent:
             "name": job["name"],
             "user": getpass.getuser(),
         }
+        paths = {
+            kind: cwd / expand_output_pattern(pattern, **names)
+            for kind, pattern in ((LogKind.STDOUT, stdout), (LogKind.STDERR, stderr))
+            if pattern
+        }
+        if joined and LogKind.STDOUT in paths:
+            paths[LogKind.STDERR] = paths[LogKind.STDOUT]
         files: dict[LogKind, BinaryIO] = {}
-        for kind, pattern in ((LogKind.STDOUT, stdout), (LogKind.STDERR, stderr)):
-            if pattern:
-                path = cwd / expand_output_pattern(pattern, **names)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                files[kind] = cast(BinaryIO, open(path, mode))  # noqa: SIM115 - closed after the job
-        if joined and LogKind.STDOUT in files:
-            files[LogKind.STDERR] = files[LogKind.STDOUT]
+        opened: dict[Path, BinaryIO] = {}  # `-o f -e f` share one handle
+        try:
+            for kind, path in paths.items():
+                if path not in opened:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    opened[path] = cast(BinaryIO, open(path, mode))  # noqa: SIM115 - closed later
+                files[kind] = opened[path]
+        except OSError:
+            _close_all(files)
+            raise
         return files
 
     def _command(
@@ -373,9 +397,10 @@ class WorkerAgent:
     @staticmethod
     def _limit_memory(job: dict[str, Any], pid: int) -> None:
         """The job's memory limit, as address space (RLIMIT_AS), set on its first process
-        as it starts (what it starts inherits it). Containers get theirs from the container
-        tool. Set from outside rather than in a preexec hook: that would cost a slower
-        fork for every job."""
+        right after it starts, so what that process starts later inherits it. Set from
+        outside rather than in a preexec hook, which would cost a slower fork for every job;
+        a script that forks within microseconds of starting could escape it. Containers get
+        their limit from the container tool."""
         mib = (job.get("definition_spec") or {}).get("memory_limit_mib")
         if mib and not job.get("image"):
             limit = int(mib) * 2**20
@@ -392,9 +417,13 @@ class WorkerAgent:
         reason: str | None = None
         try:
             command, script_path = self._command(job, cwd, env)
-            files = self._output_files(job, cwd)
         except OSError as exc:
             return _ending(job_id, attempt, 1, f"cannot start: {exc}", [])
+        try:
+            files = self._output_files(job, cwd)
+        except OSError as exc:
+            script_path.unlink(missing_ok=True)
+            return _ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
         try:
             process = subprocess.Popen(
                 command,
@@ -407,6 +436,7 @@ class WorkerAgent:
             )
         except OSError as exc:
             _close_all(files)
+            script_path.unlink(missing_ok=True)
             return _ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
         self._limit_memory(job, process.pid)
         self._job_group = process.pid
@@ -433,7 +463,11 @@ class WorkerAgent:
                 self._stop_container(job)
                 kill_at = time.monotonic() + KILL_GRACE_SECONDS
                 continue
-            self._report(0)  # jobs that ended before this long one do not wait for it
+            # this job is a long one: what ended before it is reported, and what was claimed
+            # after it goes back for other workers (its leases are not renewed here)
+            self._report(0)
+            with contextlib.suppress(HyperError):
+                self._return_held()
             metrics = None
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
                 metrics = _metrics(process.pid)
@@ -472,6 +506,5 @@ class WorkerAgent:
     def _stop_container(job: dict[str, Any]) -> None:
         tool = container_tool() if job.get("image") else None
         if tool:
-            subprocess.run(
-                [tool, "kill", container_name(job)], capture_output=True, timeout=10, check=False
-            )
+            with contextlib.suppress(CommandFailed):  # it may have ended already
+                run_command([tool, "kill", container_name(job)], timeout=10)

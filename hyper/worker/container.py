@@ -14,6 +14,7 @@ CONTAINER_TOOLS = ("docker", "podman")
 
 
 def container_tool() -> str | None:
+    """The container tool on this machine, if any (docker first, then podman)."""
     return next((tool for tool in CONTAINER_TOOLS if shutil.which(tool)), None)
 
 
@@ -45,17 +46,21 @@ def container_command(
         command.append("--privileged")
     if spec.get("gpu_count"):
         command += ["--gpus", str(spec["gpu_count"])]
+    # AWS Batch shapes; malformed entries are skipped rather than stopping the worker
     volumes = {
-        v.get("name"): v.get("host", {}).get("sourcePath") for v in spec.get("host_volumes", [])
+        v.get("name"): (v.get("host") or {}).get("sourcePath")
+        for v in spec.get("host_volumes") or []
+        if isinstance(v, dict)
     }
-    for mount in spec.get("mount_points", []):
+    for mount in [m for m in spec.get("mount_points") or [] if isinstance(m, dict)]:
         source = volumes.get(mount.get("sourceVolume")) or mount.get("sourceVolume")
         target = mount.get("containerPath")
         if source and target:
             mode = ":ro" if mount.get("readOnly") else ""
             command += ["--volume", f"{source}:{target}{mode}"]
-    for limit in spec.get("ulimits", []):
-        command += ["--ulimit", f"{limit['name']}={limit['softLimit']}:{limit['hardLimit']}"]
+    for limit in [u for u in spec.get("ulimits") or [] if isinstance(u, dict)]:
+        if {"name", "softLimit", "hardLimit"} <= limit.keys():
+            command += ["--ulimit", f"{limit['name']}={limit['softLimit']}:{limit['hardLimit']}"]
     if spec.get("log_driver"):
         command += ["--log-driver", spec["log_driver"].lower().replace("_", "-")]
         for key, value in (spec.get("log_options") or {}).items():
