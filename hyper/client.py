@@ -27,6 +27,7 @@ from hyper.errors import (
 )
 
 RETRY_STATUSES = frozenset({429, 503})
+IDLE_RECONNECT_SECONDS = 20.0  # below the server's keep-alive timeout (30 s)
 
 
 class Transport(Protocol):
@@ -55,6 +56,7 @@ class SocketTransport:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buffer = b""
+        self._last_used = 0.0
 
     def _connect(self) -> socket.socket:
         try:
@@ -81,16 +83,21 @@ class SocketTransport:
         head += [f"{k}: {v}" for k, v in headers.items()]
         head.append(f"Content-Length: {len(body) if body else 0}")
         payload = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+        if self._sock is not None and time.monotonic() - self._last_used > IDLE_RECONNECT_SECONDS:
+            self.close()  # the server may be closing it now: never send on it
         reused = self._sock is not None
         if self._sock is None:
             self._sock = self._connect()
+        sent = False
         try:
             self._sock.sendall(payload)
+            sent = True
             return self._read_response()
         except OSError as exc:
             self.close()
-            if reused and not isinstance(exc, TimeoutError):
-                # the server closed an idle keep-alive connection: once more on a fresh one
+            # a kept-alive connection the server had closed: once more on a fresh one, unless
+            # the request may have been acted on (a POST that was sent is never repeated)
+            if reused and not isinstance(exc, TimeoutError) and (method == "GET" or not sent):
                 self._sock = self._connect()
                 try:
                     self._sock.sendall(payload)
@@ -99,6 +106,8 @@ class SocketTransport:
                     self.close()
                     raise
             raise
+        finally:
+            self._last_used = time.monotonic()
 
     def _read_until(self, marker: bytes) -> bytes:
         assert self._sock is not None
@@ -309,9 +318,6 @@ class HostClient:
 
     def progress(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.call("POST", f"/workers/{quote(worker_id)}/jobs/{job_id}/progress", body))
-
-    def complete(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.call("POST", f"/workers/{quote(worker_id)}/jobs/{job_id}/complete", body))
 
     def worker_exit(self, worker_id: str) -> None:
         self.call("POST", f"/workers/{quote(worker_id)}/exit", {})

@@ -10,15 +10,17 @@ several independent set-ups on one machine):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from hyper.errors import NotFound, UsageError
 
-HOST_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+HOST_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 DEFAULT_LOCAL_HOST = "local"
 
 
@@ -62,7 +64,7 @@ class HostConfig(NamedTuple):
 
 
 def validate_host_name(name: str) -> str:
-    if not HOST_NAME_PATTERN.match(name):
+    if not HOST_NAME_PATTERN.fullmatch(name):
         raise UsageError(
             f"invalid host name {name!r}: use letters, digits, '.', '_' or '-' (at most 63)"
         )
@@ -93,6 +95,18 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+@contextlib.contextmanager
+def lock(name: str) -> Iterator[None]:
+    """An exclusive lock between hyper processes of this user, held for the block."""
+    import fcntl
+
+    path = config_root() / f".{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def save_host(host: HostConfig) -> None:
     write_private(host_file(host.name), json.dumps(host._asdict(), indent=2) + "\n")
 
@@ -106,14 +120,19 @@ def load_host(name: str) -> HostConfig:
         raise NotFound(f"no host named {name!r} (saved hosts: {known})") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read the credentials of host {name!r} at {path}: {exc}") from exc
-    return HostConfig(**data)
+    try:
+        return HostConfig(**{k: v for k, v in data.items() if k in HostConfig._fields})
+    except (AttributeError, TypeError):
+        raise UsageError(
+            f"the credentials of host {name!r} at {path} are damaged; import the host again"
+        ) from None
 
 
 def list_host_names() -> list[str]:
     folder = _hosts_dir()
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.json") if HOST_NAME_PATTERN.match(p.stem))
+    return sorted(p.stem for p in folder.glob("*.json") if HOST_NAME_PATTERN.fullmatch(p.stem))
 
 
 def delete_host_file(name: str) -> None:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from hyper import resources
 from hyper.errors import DeployFailed, UsageError
-from hyper.jobs import FINISHED, JobStatus
+from hyper.jobs import UNFINISHED
 from hyper.models import SPECS, DeployStatus, ResourceKind, Spec
 from hyper.providers import Provider
 from hyper.store.base import JobFilter, Resource, Store
@@ -75,6 +75,8 @@ class Deployer:
         current = resources.require(self.store, kind, name)
         if current.status == DeployStatus.DELETING.value:
             return current
+        if not DeployStatus(current.status).settled:
+            raise UsageError(f"{kind.singular} {name!r} is {current.status}; wait until it settles")
         users = resources.users_of(self.store, kind, name)
         if kind is ResourceKind.REGION and current.spec.get("main_region"):
             users.insert(0, "the host (it is the main region)")
@@ -84,13 +86,13 @@ class Deployer:
                 " anyway"
             )
         if force and kind in (ResourceKind.QUEUE, ResourceKind.DEFINITION):
-            unfinished = tuple(s for s in JobStatus if s not in FINISHED)
+            unfinished = UNFINISHED
             if kind is ResourceKind.QUEUE:
                 where = JobFilter(statuses=unfinished, queue=name)
             else:
                 where = JobFilter(statuses=unfinished, definition=name)
             self.store.cancel(where, time.time())
-        spec = build_spec(ResourceKind(kind), current.spec)
+        spec = build_spec(kind, current.spec)
         record = self._record(kind, spec, DeployStatus.DELETING, "deleting")
         self._start(kind, name)
         return record

@@ -18,7 +18,6 @@ never prints or exits.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 69  # sysexits EX_UNAVAILABLE

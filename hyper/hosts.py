@@ -5,6 +5,7 @@ The ``hyper hosts`` commands and the shell tools both stand on this module.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import shutil
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from hyper.client import HostClient
 from hyper.config import DEFAULT_LOCAL_HOST, HostConfig
 from hyper.errors import UsageError
 
-PROVIDERS = ("local", "aws")
+PROVIDERS = ("local",)  # the providers this version can create hosts with
 
 
 class HostRequest(NamedTuple):
@@ -32,14 +33,11 @@ def create_host(request: HostRequest, *, select: bool = True, start: bool = True
     name = config.validate_host_name(request.name)
     if request.provider not in PROVIDERS:
         raise UsageError(
-            f"unknown provider {request.provider!r}; use one of {', '.join(PROVIDERS)}"
+            f"provider {request.provider!r} is not available; use {', '.join(PROVIDERS)}"
         )
-    if request.provider != "local":
-        raise UsageError(f"the {request.provider} provider is not available in this version")
     if name in config.list_host_names():
         raise UsageError(f"a host named {name!r} already exists")
-    if not 0 <= request.port <= 65535:
-        raise UsageError(f"invalid port {request.port}")
+    check_address(request.bind, request.port)
 
     from hyper.host.settings import HostSettings
 
@@ -64,6 +62,17 @@ def create_host(request: HostRequest, *, select: bool = True, start: bool = True
     if start:
         local_host.start(host)
     return config.load_host(name)
+
+
+def check_address(bind: str, port: int) -> None:
+    """A daemon address that can be listened on: an IP address (or localhost) and a port."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"invalid port {port}: use 0 (any free port) to 65535")
+    if bind != "localhost":
+        try:
+            ipaddress.ip_address(bind)
+        except ValueError:
+            raise UsageError(f"invalid bind address {bind!r}: use an IP address") from None
 
 
 def import_deployment(name: str, url: str, api_key: str, provider: str = "remote") -> HostConfig:
@@ -110,11 +119,12 @@ def connect(
     is created first (so a new user's first qsub just works) and `on_first_use` is told."""
     name = config.resolve_host_name(explicit)
     if name is None and not config.list_host_names():
-        host = create_host(HostRequest(), start=False)
-        if on_first_use is not None:
-            on_first_use(host)
-    else:
-        host = config.load_host(default_host_name(explicit))
+        with config.lock("first-use"):  # several first commands at once make one host
+            if not config.list_host_names():
+                created = create_host(HostRequest(), start=False)
+                if on_first_use is not None:
+                    on_first_use(created)
+    host = config.load_host(default_host_name(explicit))
 
     def reconnect() -> str | None:
         return local_host.ensure_running(host)

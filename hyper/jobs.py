@@ -1,7 +1,7 @@
 """Job states and the rules that move a job between them.
 
 Shared by every store implementation, the host and the shell tools, so it
-imports nothing beyond the standard library.
+imports nothing heavy: the standard library and hyper's errors.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class JobStatus(str, enum.Enum):
 
 FINISHED = frozenset({JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED})
 NOT_STARTED = frozenset({JobStatus.WAITING, JobStatus.BLOCKED, JobStatus.HELD})
+UNFINISHED = tuple(s for s in JobStatus if s not in FINISHED)
+SECRET_VARIABLES = ("HYPER_API_KEY",)  # never passed on to jobs
 ALL_STATUSES = tuple(JobStatus)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import json
 import re
 from typing import Any, Literal
 
@@ -159,11 +158,6 @@ class DefinitionSpec(Spec):
         return value.upper()
 
     @property
-    def image(self) -> str:
-        """The host image the jobs run in ('' when an image URI is used instead)."""
-        return self.cyclone_image_name if self.use_cyclone_image else ""
-
-    @property
     def native(self) -> bool:
         return self.use_cyclone_image and self.cyclone_image_name == "native"
 
@@ -175,11 +169,3 @@ SPECS: dict[ResourceKind, type[Spec]] = {
     ResourceKind.IMAGE: ImageSpec,
     ResourceKind.DEFINITION: DefinitionSpec,
 }
-
-
-def parse_json_option(text: str, what: str) -> Any:
-    """A JSON value given on the command line or typed into a walkthrough."""
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"{what} is not valid JSON: {error}") from None

@@ -9,7 +9,7 @@ import os
 from typing import TypeVar
 
 from hyper.errors import UsageError
-from hyper.jobs import FINISHED, JobStatus
+from hyper.jobs import UNFINISHED
 from hyper.models import (
     ClusterSpec,
     DefinitionSpec,
@@ -94,7 +94,7 @@ def check_references(store: Store, kind: ResourceKind, spec: Spec) -> None:
 def users_of(store: Store, kind: ResourceKind, name: str) -> list[str]:
     """What stops `name` from being deleted: the resources and jobs that use it."""
     users: list[str] = []
-    unfinished = tuple(s for s in JobStatus if s not in FINISHED)
+    unfinished = UNFINISHED
 
     def jobs(where: JobFilter) -> None:
         count = sum(store.count_jobs(where).values())

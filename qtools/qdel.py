@@ -55,8 +55,8 @@ def act(prog: str, argv: list[str] | None) -> int:
 
     def body() -> int:
         ids = parse_ids([*args.ids, *args.job_id])
-        if not ids and args.job_name is None and args.queue is None:
-            raise UsageError("say which jobs: job ids, -j NAME or -q QUEUE")
+        if not (ids or args.job_name or args.queue or args.filter_status):
+            raise UsageError("say which jobs: job ids, -j NAME, -q QUEUE or -f STATUS")
         selection = {
             "ids": ids,
             "name": args.job_name,

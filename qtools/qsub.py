@@ -18,7 +18,7 @@ from typing import Any
 
 from hyper import jobspec
 from hyper.errors import UsageError
-from hyper.jobs import wait_exit_code
+from hyper.jobs import SECRET_VARIABLES, wait_exit_code
 from qtools.common import ArgumentParser, add_host_option, connect, run
 from qtools.directives import (
     JobOptions,
@@ -30,7 +30,6 @@ from qtools.directives import (
 from qtools.foreign import translate
 
 WAIT_POLL_SECONDS = 20.0
-SECRET_VARIABLES = ("HYPER_API_KEY",)
 
 
 def build_parser() -> ArgumentParser:
@@ -118,7 +117,7 @@ def apply_params(text: str, params: str) -> str:
     except ValueError as exc:
         raise UsageError(f"-p/--params is not valid JSON: {exc}") from None
     if not isinstance(replacements, dict) or not all(
-        isinstance(v, (str, int, float)) for v in replacements.values()
+        k and isinstance(v, (str, int, float)) for k, v in replacements.items()
     ):
         raise UsageError('-p/--params must be a JSON object of replacements, e.g. {"X": "1"}')
     for old, new in replacements.items():
@@ -193,7 +192,7 @@ def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] 
                 replacements = json.loads(line)
             except ValueError as exc:
                 raise UsageError(f"{options.array} line {number}: not JSON: {exc}") from None
-            if not isinstance(replacements, dict):
+            if not isinstance(replacements, dict) or "" in replacements:
                 raise UsageError(
                     f"{options.array} line {number}: use a JSON object of replacements"
                 )

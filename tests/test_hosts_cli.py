@@ -66,7 +66,7 @@ def test_create_refuses_duplicates_and_bad_names(created: config.HostConfig) -> 
     code, _, err = hyper("hosts", "create-host", "--name", "bad/name", "--yes")
     assert code == 2 and "invalid host name" in err
     code, _, err = hyper("hosts", "create-host", "--name", "x", "--provider", "gcp", "--yes")
-    assert code == 2 and "unknown provider" in err
+    assert code == 2 and "provider 'gcp' is not available" in err
 
 
 def test_no_prompt_without_a_terminal(hyper_home: Path) -> None:

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from hyper.cli import hosts, resources, worker
-from hyper.errors import EXIT_USAGE, HyperError
+from hyper.errors import EXIT_FAILURE, EXIT_USAGE, HyperError
 
 
 class HyperGroup(TyperGroup):
@@ -26,6 +26,9 @@ class HyperGroup(TyperGroup):
         except HyperError as error:
             typer.echo(f"hyper: {error}", err=True)
             ctx.exit(error.exit_code)
+        except OSError as error:  # a file the user named, say: one line, not a traceback
+            typer.echo(f"hyper: {error}", err=True)
+            ctx.exit(EXIT_FAILURE)
 
 
 app = typer.Typer(
@@ -49,7 +52,7 @@ app.add_typer(worker.app, name="worker")
 def _click_errors() -> Any:
     import importlib
 
-    try:  # newer Typer releases carry their own copy of click
+    try:  # newer Typer releases carry their own copy of click's errors
         return importlib.import_module("typer._click.exceptions")
     except ImportError:
         return importlib.import_module("click.exceptions")
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except errors.UsageError as error:
         sys.stderr.write(f"hyper: {error.format_message()}\n")
         return EXIT_USAGE
-    except errors.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("hyper: aborted\n")
         return 130
     return code if isinstance(code, int) else 0

@@ -21,6 +21,14 @@ HostOption = typer.Option(
 )
 
 
+def read_secret(source: str) -> str:
+    """A key from a file, or from stdin with `-` (keys never go on command lines)."""
+    try:
+        return (sys.stdin.read() if source == "-" else Path(source).read_text()).strip()
+    except OSError as error:
+        raise UsageError(f"cannot read {source}: {error.strerror}") from None
+
+
 def _target(name: str | None, host: str | None) -> str:
     return hosts.default_host_name(name or host)
 
@@ -44,7 +52,7 @@ def ask_host_request(
             "Host name:",
             default=defaults.name,
             validate=lambda text: (
-                bool(config.HOST_NAME_PATTERN.match(text))
+                bool(config.HOST_NAME_PATTERN.fullmatch(text))
                 or "letters, digits, '.', '_' or '-' (at most 63)"
             ),
             **io,
@@ -135,6 +143,7 @@ def update_host(
         target = target._replace(
             bind=bind or target.bind, port=target.port if port is None else port
         )
+        hosts.check_address(target.bind, target.port)
         config.save_host(target)
         local_host.stop(target)
         local_host.start(target)
@@ -182,19 +191,15 @@ def import_deployment(
         "--api-key-file",
         help="file holding the API key, - for stdin (keeps it off the command line)",
     ),
-    api_key: str = typer.Option(
-        None, "--api-key", envvar="HYPER_IMPORT_API_KEY", help="the API key"
-    ),
     provider: str = typer.Option(
         "remote", "--provider", help="what runs the host: local, aws or remote"
     ),
 ) -> None:
     """Save the credentials of a host deployed elsewhere."""
-    if api_key_file is not None:
-        api_key = sys.stdin.read() if api_key_file == "-" else Path(api_key_file).read_text()
+    api_key = read_secret(api_key_file) if api_key_file is not None else None
     if api_key is None:
         if not interactive():
-            refuse_missing(["--api-key-file or --api-key"])
+            refuse_missing(["--api-key-file"])
         import questionary
 
         api_key = answer(questionary.password("API key:"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 
 from hyper.cli.walkthrough import Answers, Question
+from hyper.models import LOG_DRIVERS as MODEL_LOG_DRIVERS
 from hyper.models import check_name
 
 
@@ -24,8 +25,7 @@ def check_vpc(value: str) -> None:
 
 SUBNET_CONFIGS = ("PUBLIC", "PRIVATE_ISOLATED", "PRIVATE_WITH_NAT")
 VPC_ENDPOINTS = ("OFF", "DATA_OPTIMISED", "FOR_PRIVATE_VPC")
-LOG_DRIVERS = ("", "AWSLOGS", "FLUENTD", "GELF", "JOURNALD", "JSON_FILE", "LOGENTRIES", "SPLUNK",
-               "SYSLOG")  # fmt: skip
+LOG_DRIVERS = ("", *MODEL_LOG_DRIVERS)  # "" keeps the container tool's own
 
 
 def _aws(answers: Answers) -> bool:

@@ -13,7 +13,9 @@ import inspect
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 
@@ -22,7 +24,7 @@ from hyper.cli import questions as q
 from hyper.cli.walkthrough import Answers, Question, parse, walk
 from hyper.client import HostClient
 from hyper.errors import HyperError, NotFound, UsageError
-from hyper.models import ResourceKind
+from hyper.models import DeployStatus, ResourceKind
 
 SETTLE_TIMEOUT = 600.0
 PAIR_FLAGS = ("-rw", "--region-distribution-weights", "--compute-resources-tags")
@@ -30,6 +32,10 @@ PAIR_FLAGS = ("-rw", "--region-distribution-weights", "--compute-resources-tags"
 
 def connect(host: str | None) -> HostClient:
     return hosts.connect(host)
+
+
+def resource_path(kind: ResourceKind, name: str) -> str:
+    return f"/resources/{kind.value}/{quote(name, safe='')}"
 
 
 def to_spec(kind: ResourceKind, answers: Answers) -> dict[str, Any]:
@@ -40,6 +46,8 @@ def to_spec(kind: ResourceKind, answers: Answers) -> dict[str, Any]:
         if vpc:
             spec["import_vpc"] = False
             spec["vpc_id" if vpc.startswith("vpc-") else "cidr"] = vpc
+    if spec.get("local_build_directory"):  # the host may run elsewhere than this shell
+        spec["local_build_directory"] = str(Path(spec["local_build_directory"]).resolve())
     if kind is ResourceKind.DEFINITION:
         for field in ("gpu_count", "timeout_minutes"):
             if spec.get(field) == 0:
@@ -55,7 +63,7 @@ def settle(client: HostClient, kind: ResourceKind, name: str, *, deleting: bool 
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
         try:
-            record = client.call("GET", f"/resources/{kind.value}/{name}")
+            record = client.call("GET", resource_path(kind, name))
         except NotFound:
             record = None
         except UsageError:  # the host answers 400 "unknown ..." for a record that is gone
@@ -65,7 +73,7 @@ def settle(client: HostClient, kind: ResourceKind, name: str, *, deleting: bool 
                 typer.echo(f"{kind.singular} {name!r} deleted", err=True)
                 return
             raise HyperError(f"{kind.singular} {name!r} disappeared")
-        if record["status"] in ("ACTIVE", "FAILED") and not deleting:
+        if DeployStatus(record["status"]).settled and not deleting:
             line = record["log"][-1] if record["log"] else ""
             typer.echo(f"{kind.singular} {name!r} {record['status']}: {line}", err=True)
             if record["status"] == "FAILED":
@@ -190,7 +198,7 @@ def update_command(kind: ResourceKind, asked: list[Question], doc: str) -> Calla
             raise UsageError(f"nothing to change: give one or more of {flags}")
         changes = to_spec(kind, changes)
         with connect(host) as client:
-            client.call("PATCH", f"/resources/{kind.value}/{name}", changes)
+            client.call("PATCH", resource_path(kind, name), changes)
             if wait:
                 settle(client, kind, name)
 
@@ -200,7 +208,7 @@ def update_command(kind: ResourceKind, asked: list[Question], doc: str) -> Calla
 def delete_command(kind: ResourceKind, doc: str) -> Callable[..., None]:
     def body(*, name: str, force: bool, host: str | None, wait: bool) -> None:
         with connect(host) as client:
-            client.call("DELETE", f"/resources/{kind.value}/{name}", query={"force": force})
+            client.call("DELETE", resource_path(kind, name), query={"force": force})
             if wait:
                 settle(client, kind, name, deleting=True)
 
@@ -223,7 +231,7 @@ def list_command(kind: ResourceKind, doc: str) -> Callable[..., None]:
                     )
                     print_table(kind, items, nodes)
                     shown = items
-                settled = all(i["status"] in ("ACTIVE", "FAILED") for i in items)
+                settled = all(DeployStatus(i["status"]).settled for i in items)
                 if not watch or settled or as_json or time.monotonic() > deadline:
                     return
                 time.sleep(0.5)
@@ -287,7 +295,7 @@ def _replace(*, host: str | None, wait: bool, yes: bool, **given: Any) -> None:
         answers = walk(q.REPLACE_IMAGE, given, yes=yes, refs=refs)
         name = answers["name"]
         changes = {"local_docker_image": answers["local_docker_image"]}
-        client.call("PATCH", f"/resources/images/{name}", changes)
+        client.call("PATCH", resource_path(ResourceKind.IMAGE, name), changes)
         if wait:
             settle(client, ResourceKind.IMAGE, name)
 

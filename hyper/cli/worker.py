@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-import sys
 import uuid
 from pathlib import Path
 
 import typer
 
 from hyper import config, hosts
+from hyper.cli.hosts import read_secret
 from hyper.client import HostClient
 from hyper.errors import UsageError
 from hyper.worker.node import NodeAgent, NodeOptions
@@ -34,7 +34,7 @@ def join(
     if url is not None:
         if api_key_file is None:
             raise UsageError("with --url, give --api-key-file (the key stays off the command line)")
-        key = (sys.stdin.read() if api_key_file == "-" else Path(api_key_file).read_text()).strip()
+        key = read_secret(api_key_file)
     else:
         saved = config.load_host(hosts.default_host_name(host))
         url, key = saved.url, saved.api_key

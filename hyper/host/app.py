@@ -84,7 +84,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deployer = service.deployer
-        if local_defaults and not store.list_resources(ResourceKind.REGION.value):
+        # a new host (no resource of any kind) gets the defaults; what was deleted later
+        # stays deleted
+        if local_defaults and not any(store.list_resources(k.value) for k in ResourceKind):
             for kind, spec in resources.local_defaults():
                 deployer.create(kind, spec)
             await deployer.settled()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hyper.jobs import LogKind
+
+MAX_ID = 2**62  # ids, indices and counts stay within SQLite's 64-bit integers
 
 
 class Body(BaseModel):
@@ -15,7 +17,7 @@ class Body(BaseModel):
 
 class DependencyBody(Body):
     kind: Literal["afterok", "afterany", "afternotok", "aftercorr"]
-    target: int = Field(ge=1)
+    target: int = Field(ge=1, le=MAX_ID)
 
 
 class TaskBody(Body):
@@ -24,7 +26,9 @@ class TaskBody(Body):
     index: int | None = Field(None, ge=0)
     name: str | None = Field(None, min_length=1, max_length=256)
     env: dict[str, str] = Field(default_factory=dict)
-    replacements: dict[str, str] = Field(default_factory=dict)
+    replacements: dict[Annotated[str, StringConstraints(min_length=1)], str] = Field(
+        default_factory=dict
+    )
 
 
 class ArrayBody(Body):
@@ -50,7 +54,7 @@ class JobSubmission(Body):
     env: dict[str, str] = Field(default_factory=dict)
     submit_dir: str | None = Field(None, max_length=4096)
     priority: int = Field(0, ge=-10_000, le=10_000)
-    time_limit: int | None = Field(None, ge=1, description="seconds")
+    time_limit: int | None = Field(None, ge=1, le=10 * 365 * 86400, description="seconds")
     hold: bool = False
     depends: list[DependencyBody] = Field(default_factory=list, max_length=1000)
     output: OutputBody | None = None
@@ -134,7 +138,7 @@ class CompletionReport(Body):
 
 
 class BatchReport(CompletionReport):
-    job_id: int = Field(ge=1)
+    job_id: int = Field(ge=1, le=MAX_ID)
 
 
 class BatchCompletion(Body):
@@ -172,8 +176,8 @@ class NodePoll(Body):
 
 
 class ClaimRef(Body):
-    job_id: int = Field(ge=1)
-    attempt: int = Field(ge=1)
+    job_id: int = Field(ge=1, le=MAX_ID)
+    attempt: int = Field(ge=1, le=MAX_ID)
 
 
 class ReturnedClaims(Body):

@@ -25,7 +25,7 @@ from hyper.host.schemas import (
 )
 from hyper.host.settings import HostSettings
 from hyper.jobs import JobStatus, LogKind
-from hyper.models import DefinitionSpec, ImageSpec, RegionSpec, ResourceKind
+from hyper.models import ClusterSpec, DefinitionSpec, ImageSpec, QueueSpec, RegionSpec, ResourceKind
 from hyper.providers import Provider
 from hyper.store.base import (
     ArrayRecord,
@@ -71,14 +71,25 @@ class HostService:
 
     def submit(self, jobs: Sequence[JobSubmission]) -> list[int]:
         new = [self._new_job(job) for job in jobs]
-        for queue in {job.queue for job in jobs}:
-            resources.require(self.store, ResourceKind.QUEUE, queue)
-        for definition in {job.definition for job in jobs}:
-            resources.require(self.store, ResourceKind.DEFINITION, definition)
+        for queue, definition in {(job.queue, job.definition) for job in jobs}:
+            self._check_fits(queue, definition)
         ids = self.store.submit(new, time.time())
         self.work_arrived.fire()
         self.jobs_changed.fire()
         return ids
+
+    def _check_fits(self, queue: str, definition: str) -> None:
+        """The queue and definition exist, and a worker of the definition fits the cluster."""
+        q = resources.spec_of(self.store, ResourceKind.QUEUE, queue, QueueSpec)
+        d = resources.spec_of(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
+        cluster = resources.find_spec(
+            self.store, ResourceKind.CLUSTER, q.compute_environment, ClusterSpec
+        )
+        if cluster is not None and d.vcpus > cluster.max_vcpus:
+            raise UsageError(
+                f"definition {definition!r} needs {d.vcpus} vCPUs; queue {queue!r} runs on"
+                f" cluster {cluster.name!r} with at most {cluster.max_vcpus} per region"
+            )
 
     def _new_job(self, job: JobSubmission) -> NewJob:
         if len(job.script.encode()) > self.settings.max_script_bytes:
@@ -123,8 +134,8 @@ class HostService:
 
     def select(self, selection: Selection) -> JobFilter:
         """The jobs a cancel, hold or release names: ids, filters, or both."""
-        if not selection.ids and selection.name is None and selection.queue is None:
-            raise UsageError("say which jobs: job ids, a job name or a queue")
+        if not (selection.ids or selection.name or selection.queue or selection.status):
+            raise UsageError("say which jobs: job ids, a job name, a queue or a state")
         selectors = [jobspec.parse_selector(word) for word in selection.ids]
         chosen = self.store.resolve(selectors) if selectors else JobFilter()
         if selection.queue is not None:
@@ -295,17 +306,24 @@ class HostService:
                 break
             await self.assignments.wait(left)
         settings = self.settings
-        return [
-            {
-                "worker_id": w.id,
-                "queue": w.queue,
-                "definition": w.definition,
-                "idle_seconds": settings.worker_idle_seconds,
-                "heartbeat_seconds": settings.heartbeat_seconds,
-                "patience_seconds": settings.worker_patience_seconds,
-            }
-            for w in workers
-        ]
+        assignments = []
+        for w in workers:
+            spec = resources.find_spec(
+                self.store, ResourceKind.DEFINITION, w.definition, DefinitionSpec
+            )
+            lifetime = spec.timeout_minutes * 60 if spec and spec.timeout_minutes else None
+            assignments.append(
+                {
+                    "worker_id": w.id,
+                    "queue": w.queue,
+                    "definition": w.definition,
+                    "idle_seconds": settings.worker_idle_seconds,
+                    "heartbeat_seconds": settings.heartbeat_seconds,
+                    "patience_seconds": settings.worker_patience_seconds,
+                    "lifetime_seconds": lifetime,
+                }
+            )
+        return assignments
 
     def health(self) -> dict[str, Any]:
         from hyper import __version__

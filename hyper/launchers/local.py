@@ -7,7 +7,7 @@ import subprocess
 from hyper.host.settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.store.base import WorkerRecord
-from hyper.worker.spawn import WorkerStart, process_alive, spawn_worker
+from hyper.worker.spawn import WorkerStart, spawn_worker
 
 
 def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest) -> WorkerStart:
@@ -47,7 +47,9 @@ class LocalLauncher(Launcher):
                 return True
             del self._children[worker.pid]
             return False
-        return process_alive(worker.pid)  # started by an earlier run of the daemon
+        # started by an earlier run of the daemon: its pid may have been reused since, so
+        # only silence can tell
+        return None
 
     def close(self) -> None:
         for child in list(self._children.values()):

@@ -4,11 +4,14 @@ and each machine starts the workers assigned to it when it next asks."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.store.base import Store, WorkerRecord
+
+NODE_SILENCE_SECONDS = 60.0  # a machine polls every 10 s; silent this long, it is gone
 
 
 class StaticLauncher(Launcher):
@@ -20,10 +23,13 @@ class StaticLauncher(Launcher):
 
     def _free_slots(self, region: str, definition: str) -> dict[str, int]:
         busy = Counter(w.node for w in self.store.live_workers() if w.node)
+        heard_from = time.time() - NODE_SILENCE_SECONDS
         return {
             node.id: node.slots - busy[node.id]
             for node in self.store.nodes(region)
-            if node.definition == definition and node.slots > busy[node.id]
+            if node.definition == definition
+            and node.slots > busy[node.id]
+            and node.last_seen >= heard_from
         }
 
     def capacity(self, region: str, definition: str) -> int | None:
@@ -38,3 +44,6 @@ class StaticLauncher(Launcher):
         self.store.add_worker(record)  # counted as busy for the next worker of this launch
         self.on_assign()
         return record
+
+    def owns_records(self) -> bool:
+        return True

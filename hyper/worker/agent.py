@@ -27,7 +27,7 @@ from urllib.parse import quote
 from hyper.client import HostClient
 from hyper.commands import run as run_command
 from hyper.errors import CommandFailed, Conflict, HostFailure, HostUnreachable, HyperError
-from hyper.jobs import LogKind
+from hyper.jobs import SECRET_VARIABLES, LogKind
 from hyper.jobspec import expand_output_pattern
 from hyper.worker.container import container_command, container_name, container_tool
 
@@ -36,7 +36,6 @@ METRICS_SECONDS = 5.0
 SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
 PREFETCH_MAX = 16
 MAX_BATCH_CHARS = 256 * 1024
-SECRET_VARIABLES = ("HYPER_API_KEY",)
 
 
 @dataclass(frozen=True)

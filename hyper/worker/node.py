@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hyper.client import HostClient
 from hyper.errors import HostFailure, HostUnreachable, NotFound
@@ -37,11 +38,14 @@ class NodeAgent:
         self.children: list[subprocess.Popen[bytes]] = []
         self._stopping = False
 
+    def _path(self, action: str) -> str:
+        return f"/nodes/{quote(self.options.node_id, safe='')}/{action}"
+
     def join(self) -> None:
         o = self.options
         body = {"region": o.region, "definition": o.definition, "slots": o.slots,
                 "hostname": o.hostname}  # fmt: skip
-        self.client.call("POST", f"/nodes/{o.node_id}/join", body)
+        self.client.call("POST", self._path("join"), body)
 
     def stop_on_signal(self) -> None:
         def handler(signum: int, frame: Any) -> None:
@@ -57,7 +61,9 @@ class NodeAgent:
                 self.children = [c for c in self.children if c.poll() is None]
                 try:
                     answer = self.client.call(
-                        "POST", f"/nodes/{self.options.node_id}/poll", {"wait": POLL_WAIT_SECONDS}
+                        "POST",
+                        self._path("poll"),
+                        {"wait": POLL_WAIT_SECONDS},
                     )
                 except NotFound:  # the host forgot this machine (its data was restored)
                     self.join()
@@ -80,6 +86,7 @@ class NodeAgent:
             idle_seconds=assignment["idle_seconds"],
             heartbeat_seconds=assignment["heartbeat_seconds"],
             patience_seconds=assignment["patience_seconds"],
+            lifetime_seconds=assignment.get("lifetime_seconds"),
             region=self.options.region,
         )
         self.children.append(spawn_worker(start, self.api_key, self.options.workdir))
@@ -92,4 +99,4 @@ class NodeAgent:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
         with contextlib.suppress(HostUnreachable, HostFailure, NotFound):
-            self.client.call("POST", f"/nodes/{self.options.node_id}/leave", {})
+            self.client.call("POST", self._path("leave"), {})

@@ -53,13 +53,3 @@ def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subproc
             env=env,
             start_new_session=True,
         )
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
