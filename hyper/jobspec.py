@@ -16,6 +16,8 @@ from hyper.errors import UsageError
 
 MAX_ARRAY_SIZE = 1_000_000
 MAX_ARRAY_INDEX = 4_000_000_000
+MAX_TIME_LIMIT = 10 * 365 * 86400  # seconds
+MAX_JOB_ID = 2**62
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok", "aftercorr")
 
@@ -104,6 +106,8 @@ def parse_time_limit(text: str) -> int:
         total = numbers[0] * 3600 + numbers[1] * 60 + numbers[2]
     if total <= 0:
         raise UsageError(f"time limit {text!r} must be above zero")
+    if total > MAX_TIME_LIMIT:
+        raise UsageError(f"time limit {text!r} is longer than ten years")
     return total
 
 
@@ -132,7 +136,7 @@ def parse_dependencies(text: str) -> list[Dependency]:
         if not ids:
             raise UsageError(f"dependency {text!r}: {kind} needs job ids, as {kind}:ID[:ID...]")
         for target in ids:
-            if not re.fullmatch(r"[0-9]+", target):
+            if not re.fullmatch(r"[0-9]+", target) or int(target) > MAX_JOB_ID:
                 raise UsageError(f"dependency {text!r}: {target!r} is not a job id")
             deps.append(Dependency(kind, int(target)))
     return deps
@@ -164,6 +168,8 @@ def parse_selector(text: str) -> Selector:
     if not match:
         raise UsageError(f"not a job id: {text!r} (use ID, ARRAY_ID[1-5] or ARRAY_ID_3)")
     job_id = int(match.group(1))
+    if job_id > MAX_JOB_ID:
+        raise UsageError(f"not a job id: {text!r}")
     if match.group(2) is not None:
         return Selector(job_id, tuple(parse_array(match.group(2)).indices))
     if match.group(3) is not None:

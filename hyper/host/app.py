@@ -17,13 +17,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from hyper import __version__, resources
 from hyper.deployer import build_spec
 from hyper.errors import Conflict, HyperError, NotFound, UsageError
 from hyper.host.schemas import (
+    MAX_ID,
     BatchCompletion,
     BatchCompletionResponse,
     BatchReport,
@@ -60,6 +61,7 @@ from hyper.store.base import JobFilter, Store
 log = logging.getLogger(__name__)
 
 HTTP_STATUS = ((NotFound, 404), (Conflict, 409), (UsageError, 400))
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _status_of(error: HyperError) -> int:
@@ -152,9 +154,11 @@ def create_app(
         name: str | None = None,
         name_prefix: str | None = None,
         status: Annotated[list[str] | None, Query()] = None,
-        array: int | None = Query(None, ge=1, description="only the tasks of this array"),
+        array: int | None = Query(
+            None, ge=1, le=MAX_ID, description="only the tasks of this array"
+        ),
         collapse: bool = Query(False, description="one line per array"),
-        after: int = Query(0, ge=0),
+        after: int = Query(0, ge=0, le=MAX_ID),
         limit: int = Query(100, ge=1, le=1000),
     ) -> JobPage:
         where = _filter(queue, name, status, name_prefix=name_prefix, array=array)
@@ -169,7 +173,7 @@ def create_app(
         queue: str | None = None,
         name: str | None = None,
         name_prefix: str | None = None,
-        array: int | None = Query(None, ge=1),
+        array: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> dict[str, int]:
         where = _filter(queue, name, None, name_prefix=name_prefix, array=array)
         counts = service.store.count_jobs(where)
@@ -193,12 +197,12 @@ def create_app(
         return HoldResponse(changed=result.changed, unchanged=result.unchanged)
 
     @app.get("/jobs/{job_id}")
-    async def get_job(job_id: int, wait: float = Query(0.0, ge=0.0, le=60.0)) -> dict[str, Any]:
+    async def get_job(job_id: JobId, wait: float = Query(0.0, ge=0.0, le=60.0)) -> dict[str, Any]:
         job = await service.wait_for_job(job_id, wait) if wait else service.job(job_id)
         return job.as_dict()
 
     @app.get("/jobs/{job_id}/script")
-    async def get_script(job_id: int) -> dict[str, Any]:
+    async def get_script(job_id: JobId) -> dict[str, Any]:
         job = service.store.get_job(job_id, with_script=True)
         if job is None:
             raise NotFound(f"unknown job id {job_id}")
@@ -206,9 +210,9 @@ def create_app(
 
     @app.get("/jobs/{job_id}/log", response_model=LogPage)
     async def read_log(
-        job_id: int,
+        job_id: JobId,
         kind: Annotated[list[LogKind] | None, Query()] = None,
-        after: int = Query(0, ge=0),
+        after: int = Query(0, ge=0, le=MAX_ID),
         wait: float = Query(0.0, ge=0.0, le=60.0),
     ) -> LogPage:
         entries, finished = await service.read_log(job_id, kind or [], after, wait)
@@ -225,11 +229,13 @@ def create_app(
         return ClaimResponse(jobs=jobs)
 
     @app.post("/workers/{worker_id}/jobs/{job_id}/progress", response_model=ProgressResponse)
-    async def progress(worker_id: str, job_id: int, report: ProgressReport) -> ProgressResponse:
+    async def progress(worker_id: str, job_id: JobId, report: ProgressReport) -> ProgressResponse:
         return ProgressResponse(cancel=service.progress(worker_id, job_id, report))
 
     @app.post("/workers/{worker_id}/jobs/{job_id}/complete", response_model=CompletionResponse)
-    async def complete(worker_id: str, job_id: int, report: CompletionReport) -> CompletionResponse:
+    async def complete(
+        worker_id: str, job_id: JobId, report: CompletionReport
+    ) -> CompletionResponse:
         batch = BatchCompletion(
             reports=[BatchReport(job_id=job_id, **report.model_dump())],
             claim_next=report.claim_next,

@@ -41,6 +41,8 @@ from hyper.store.base import (
     Store,
 )
 
+LOG_PAGE = 1000  # log entries per answer
+
 
 class Pulse:
     """Wakes every coroutine waiting on it; used for long-polls and to wake the scheduler."""
@@ -173,10 +175,11 @@ class HostService:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             finished = self.job(job_id).finished
-            entries = self.store.read_log(job_id, kinds, after=after)
+            entries = self.store.read_log(job_id, kinds, after=after, limit=LOG_PAGE)
             left = deadline - time.monotonic()
             if entries or finished or left <= 0:
-                return entries, finished and len(entries) < 1000
+                # the reader is done once the job is and this page was not full
+                return entries, finished and len(entries) < LOG_PAGE
             await self.jobs_changed.wait(left)
 
     # workers --------------------------------------------------------------------
