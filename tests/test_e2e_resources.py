@@ -73,35 +73,11 @@ def test_references_are_checked(local: LocalHost) -> None:
     assert result.code == 2 and result.err.count("\n") == 1
     assert "unknown cluster 'local-clustr'; did you mean 'local-cluster'?" in result.err
     assert "q1" not in items(local, "queues")
-    result = local.sh(
-        "hyper",
-        "queues",
-        "add-queue",
-        "--name",
-        "q1",
-        "--compute-environment",
-        "local-cluster",
-        "--manual-region-weights",
-        "-rw",
-        "nowhere",
-        "2",
-        "--yes",
-    )
+    weighted = ["hyper", "queues", "add-queue", "--name", "q1", "--compute-environment",
+                "local-cluster", "--manual-region-weights", "--yes", "-rw"]  # fmt: skip
+    result = local.sh(*weighted, "nowhere", "2")
     assert result.code == 2 and "unknown region 'nowhere'" in result.err
-    result = local.sh(
-        "hyper",
-        "queues",
-        "add-queue",
-        "--name",
-        "q1",
-        "--compute-environment",
-        "local-cluster",
-        "--manual-region-weights",
-        "-rw",
-        "local",
-        "0",
-        "--yes",
-    )
+    result = local.sh(*weighted, "local", "0")
     assert result.code == 2 and "at least one region a weight above 0" in result.err
     result = local.sh(
         "hyper",

@@ -635,17 +635,7 @@ class SQLiteStore:
     def cancel(self, where: JobFilter, now: float) -> CancelResult:
         clause, args = _where(where, "")
         with self._write() as db:
-            finished = []
-            if where.ids:
-                done = tuple(s.value for s in FINISHED)
-                finished = [
-                    row[0]
-                    for row in db.execute(
-                        f"SELECT id FROM jobs WHERE id IN ({_in(where.ids)})"
-                        f" AND status IN ({_in(done)})",
-                        [*where.ids, *done],
-                    )
-                ]
+            finished = self._named(db, where, tuple(s.value for s in FINISHED), among=True)
             stopping = db.execute(
                 f"SELECT count(*) FROM jobs WHERE {clause} AND status = ?",
                 [*args, JobStatus.RUNNING.value],
@@ -669,6 +659,20 @@ class SQLiteStore:
             rows = [(r["id"], r["array_id"], r["array_index"], JobStatus.CANCELLED) for r in ended]
             self._ended(db, rows, now)
         return CancelResult(len(ended), stopping, finished)
+
+    def _named(
+        self, db: sqlite3.Connection, where: JobFilter, statuses: tuple[str, ...], *, among: bool
+    ) -> list[int]:
+        """Of the job ids a request named, those in (or, among=False, not in) these states."""
+        if not where.ids:
+            return []
+        negate = "" if among else "NOT "
+        rows = db.execute(
+            f"SELECT id FROM jobs WHERE id IN ({_in(where.ids)})"
+            f" AND status {negate}IN ({_in(statuses)})",
+            [*where.ids, *statuses],
+        )
+        return [row[0] for row in rows]
 
     def _bulk_events(
         self, db: sqlite3.Connection, rows: Sequence[sqlite3.Row], text: str, now: float
@@ -705,17 +709,7 @@ class SQLiteStore:
             new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"
             new_args = [JobStatus.BLOCKED.value, JobStatus.WAITING.value]
         with self._write() as db:
-            unchanged = []
-            if where.ids:  # named jobs that cannot change, to say so
-                stays = (*movable, JobStatus.HELD.value) if not hold else movable
-                unchanged = [
-                    row[0]
-                    for row in db.execute(
-                        f"SELECT id FROM jobs WHERE id IN ({_in(where.ids)})"
-                        f" AND status NOT IN ({_in(stays)})",
-                        [*where.ids, *stays],
-                    )
-                ]
+            unchanged = self._named(db, where, movable, among=False)  # named, to say so
             changed = db.execute(
                 f"UPDATE jobs SET status = {new} WHERE {clause} AND status IN ({_in(movable)})"
                 " RETURNING id, array_id, attempt",
