@@ -1,18 +1,17 @@
 """Hosts as a user sees them: create, list, select, update, delete, import, connect.
 
-The ``hyper hosts`` commands and the shell tools both stand on this module.
+The ``hyper hosts`` commands and the shell tools both stand on this module; what
+only some paths need (starting a daemon, making keys) is imported where used,
+to keep a qsub quick.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from hyper import config, local_host
+from hyper import config
 from hyper.client import HostClient
 from hyper.config import DEFAULT_LOCAL_HOST, HostConfig
 from hyper.errors import UsageError
@@ -45,6 +44,8 @@ def create_host(request: HostRequest, *, select: bool = True, start: bool = True
     if data_dir.exists() and any(data_dir.iterdir()):
         raise UsageError(f"{data_dir} already holds data; move it away or pick another name")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import secrets
+
     key = secrets.token_urlsafe(32)
     HostSettings(data_dir=data_dir, api_key=key, name=name).save()
     host = HostConfig(
@@ -60,12 +61,16 @@ def create_host(request: HostRequest, *, select: bool = True, start: bool = True
     if select:
         config.select_host(name)
     if start:
+        from hyper import local_host
+
         local_host.start(host)
     return config.load_host(name)
 
 
 def check_address(bind: str, port: int) -> None:
     """A daemon address that can be listened on: an IP address (or localhost) and a port."""
+    import ipaddress
+
     if not 0 <= port <= 65535:
         raise UsageError(f"invalid port {port}: use 0 (any free port) to 65535")
     if bind != "localhost":
@@ -91,6 +96,10 @@ def import_deployment(name: str, url: str, api_key: str, provider: str = "remote
 def delete_host(name: str, *, keep_data: bool = False) -> None:
     host = config.load_host(name)
     if host.provider == "local" and host.data_dir:
+        import shutil
+
+        from hyper import local_host
+
         local_host.stop(host)
         if not keep_data:
             shutil.rmtree(Path(host.data_dir), ignore_errors=True)
@@ -127,6 +136,8 @@ def connect(
     host = config.load_host(default_host_name(explicit))
 
     def reconnect() -> str | None:
+        from hyper import local_host  # only when the host does not answer
+
         return local_host.ensure_running(host)
 
     url = host.url

@@ -27,7 +27,6 @@ from qtools.directives import (
     options_from,
     parse_directives,
 )
-from qtools.foreign import translate
 
 WAIT_POLL_SECONDS = 20.0
 
@@ -142,6 +141,10 @@ def script_options(text: str, directives: str) -> tuple[JobOptions, list[str]]:
     own = parse_directives(text)
     if directives == "hyper":
         return own, []
+    if not any(prefix in text for prefix in ("#SBATCH", "#PBS", "#BSUB")):
+        return own, []
+    from qtools.foreign import translate  # only for scripts written for another scheduler
+
     foreign = translate(text)
     for warning in foreign.warnings:
         sys.stderr.write(f"qsub: warning: {warning}\n")
