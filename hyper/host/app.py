@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hmac
 import logging
 import time
@@ -162,10 +161,7 @@ def create_app(
         limit: int = Query(100, ge=1, le=1000),
     ) -> JobPage:
         where = _filter(queue, name, status, name_prefix=name_prefix, array=array)
-        jobs = service.store.list_jobs(
-            where, limit=limit, after=after, collapse=collapse and not where.statuses
-        )
-        next_after = jobs[-1].id if len(jobs) == limit else None
+        jobs, next_after = service.list_jobs(where, limit=limit, after=after, collapse=collapse)
         return JobPage(jobs=[j.as_dict() for j in jobs], next=next_after)
 
     @app.get("/jobs/counts")
@@ -175,9 +171,7 @@ def create_app(
         name_prefix: str | None = None,
         array: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> dict[str, int]:
-        where = _filter(queue, name, None, name_prefix=name_prefix, array=array)
-        counts = service.store.count_jobs(where)
-        return {"Total": sum(counts.values()), **{s.value: n for s, n in counts.items()}}
+        return service.count_jobs(_filter(queue, name, None, name_prefix=name_prefix, array=array))
 
     @app.post("/jobs/cancel", response_model=CancelResponse)
     async def cancel(selection: Selection) -> CancelResponse:
@@ -203,10 +197,7 @@ def create_app(
 
     @app.get("/jobs/{job_id}/script")
     async def get_script(job_id: JobId) -> dict[str, Any]:
-        job = service.store.get_job(job_id, with_script=True)
-        if job is None:
-            raise NotFound(f"unknown job id {job_id}")
-        return {"id": job_id, "script": job.script}
+        return {"id": job_id, "script": service.script(job_id)}
 
     @app.get("/jobs/{job_id}/log", response_model=LogPage)
     async def read_log(
@@ -289,7 +280,7 @@ def create_app(
 
     @app.get("/nodes")
     async def list_nodes(region: str | None = None) -> dict[str, Any]:
-        return {"nodes": [dataclasses.asdict(n) for n in service.store.nodes(region)]}
+        return {"nodes": service.nodes(region)}
 
     @app.post("/nodes/{node_id}/join")
     async def join_node(node_id: str, request: NodeJoin) -> dict[str, Any]:
@@ -301,7 +292,7 @@ def create_app(
 
     @app.post("/nodes/{node_id}/leave")
     async def leave_node(node_id: str) -> dict[str, bool]:
-        service.store.leave_node(node_id)
+        service.leave_node(node_id)
         return {"ok": True}
 
     return app

@@ -119,6 +119,26 @@ class HostService:
             array=_array_tasks(job.array) if job.array else None,
         )
 
+    def list_jobs(
+        self, where: JobFilter, *, limit: int, after: int, collapse: bool
+    ) -> tuple[list[JobRecord | ArrayRecord], int | None]:
+        """A page of jobs, and the id to continue after (None on the last page). Arrays are
+        one line each when `collapse`, unless states are filtered (tasks differ in state)."""
+        jobs = self.store.list_jobs(
+            where, limit=limit, after=after, collapse=collapse and not where.statuses
+        )
+        return jobs, jobs[-1].id if len(jobs) == limit else None
+
+    def count_jobs(self, where: JobFilter) -> dict[str, int]:
+        counts = self.store.count_jobs(where)
+        return {"Total": sum(counts.values()), **{s.value: n for s, n in counts.items()}}
+
+    def script(self, job_id: int) -> str | None:
+        job = self.store.get_job(job_id, with_script=True)
+        if job is None:
+            raise NotFound(f"unknown job id {job_id}")
+        return job.script
+
     def job(self, job_id: int) -> JobRecord | ArrayRecord:
         found = self.store.get_job(job_id) or self.store.get_array(job_id)
         if found is None:
@@ -327,6 +347,12 @@ class HostService:
                 }
             )
         return assignments
+
+    def nodes(self, region: str | None) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(node) for node in self.store.nodes(region)]
+
+    def leave_node(self, node_id: str) -> None:
+        self.store.leave_node(node_id)
 
     def health(self) -> dict[str, Any]:
         from hyper import __version__
