@@ -10,7 +10,6 @@ one exception from ``hyper.errors`` whose message tells the user what to do.
 from __future__ import annotations
 
 import json
-import random
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -244,7 +243,8 @@ class HostClient:
 
     @staticmethod
     def _pause(attempt: int) -> None:
-        time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        jitter = (time.perf_counter_ns() % 1000) / 1000  # enough randomness to spread clients
+        time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + jitter))
 
     def _result(self, status: int, payload: bytes) -> Any:
         if 200 <= status < 300:
