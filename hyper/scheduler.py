@@ -68,9 +68,13 @@ class Scheduler:
         for worker in self.store.live_workers():
             launcher = self.launchers.get(worker.launcher)
             alive = launcher.alive(worker) if launcher else None
+            # a worker reports at least every long-poll (10 s) or heartbeat (0.5 s): one
+            # silent this long is stuck even when its process is there, and its slot is freed
             silent = now - worker.last_seen > self.silence_seconds
-            if alive is False or (alive is None and silent):
+            if alive is False or silent:
                 self.store.end_worker(worker.id, now)
+                if alive and launcher is not None:
+                    launcher.stop(worker)
                 gone += 1
         return gone
 

@@ -92,8 +92,12 @@ def create_app(
                 deployer.create(kind, spec)
             await deployer.settled()
         deployer.resume()
-        # workers that outlived a restart get one lease to report in before their jobs retry
-        store.extend_leases(settings.lease_seconds, time.time())
+        # workers that outlived a restart get one lease to report in before their jobs retry,
+        # and are not taken for stuck meanwhile
+        now = time.time()
+        store.extend_leases(settings.lease_seconds, now)
+        for worker in store.live_workers():
+            store.touch_worker(worker.id, now)
         launchers: dict[str, Launcher] = {}
         task = None
         if schedule:

@@ -44,6 +44,9 @@ class Launcher(ABC):
         """How many more workers of `definition` the region can take (None: no own limit)."""
         return None
 
+    def stop(self, worker: WorkerRecord) -> None:  # noqa: B027 - not every backend can
+        """End a worker that is stuck (its record is already ended)."""
+
     def alive(self, worker: WorkerRecord) -> bool | None:
         """True or False when the launcher can tell, None when only silence can."""
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 
 from hyper.host.settings import HostSettings
@@ -50,6 +52,15 @@ class LocalLauncher(Launcher):
         # started by an earlier run of the daemon: its pid may have been reused since, so
         # only silence can tell
         return None
+
+    def stop(self, worker: WorkerRecord) -> None:
+        """A stuck worker of ours: woken (it may be stopped) and asked to end, which ends its
+        job's process group too."""
+        child = self._children.get(worker.pid or -1)
+        if child is not None and child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGCONT)
+                child.send_signal(signal.SIGTERM)
 
     def close(self) -> None:
         for child in list(self._children.values()):
