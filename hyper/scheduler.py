@@ -73,8 +73,11 @@ class Scheduler:
             silent = now - worker.last_seen > self.silence_seconds
             if alive is False or silent:
                 self.store.end_worker(worker.id, now)
-                if alive and launcher is not None:
-                    launcher.stop(worker)
+                if launcher is not None:
+                    if alive:
+                        launcher.stop(worker)
+                    # what it ran and never reported ended must not run on beside a retry
+                    launcher.end_orphans(worker, self.store.process_groups(worker.id))
                 gone += 1
         return gone
 

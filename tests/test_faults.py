@@ -186,3 +186,21 @@ def test_killed_workers_lose_no_job(local: LocalHost) -> None:
         attempts.sort()
         for (_, end), (begin, _) in itertools.pairwise(attempts):
             assert end <= begin, (job_id, attempts)
+
+
+def test_a_killed_workers_job_does_not_run_on_beside_its_retry(local: LocalHost) -> None:
+    local.script("long.sh", "echo $$ > leader.$HYPER_ATTEMPT\nsleep 600\n")
+    job_id = local.ok("qsub", "-r", "1", *Q, "long.sh").strip()
+    local.wait_for(lambda: (local.cwd / "leader.1").exists(), what="the first attempt")
+    time.sleep(1.5)  # it has told the host where it runs
+    leader = int((local.cwd / "leader.1").read_text())
+    with contextlib.closing(database(local)) as db:
+        (worker_pid,) = db.execute(
+            "SELECT w.pid FROM workers w JOIN jobs j ON j.worker_id = w.id WHERE j.id = ?",
+            (int(job_id),),
+        ).fetchone()
+    os.kill(worker_pid, signal.SIGKILL)
+    local.wait_for(lambda: not Path(f"/proc/{leader}").exists(), timeout=10,
+                   what="the orphaned attempt to be ended")  # fmt: skip
+    local.wait_for(lambda: (local.cwd / "leader.2").exists(), timeout=60, what="the retry")
+    local.ok("qdel", job_id)

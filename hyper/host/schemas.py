@@ -123,6 +123,7 @@ class ProgressReport(Body):
     attempt: int = Field(ge=1)
     output: list[OutputChunk] = Field(default_factory=list)
     metrics: dict[str, float] | None = None
+    process_group: int | None = Field(None, ge=1, description="where the job runs, on its machine")
 
 
 class ProgressResponse(BaseModel):

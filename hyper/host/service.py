@@ -256,7 +256,12 @@ class HostService:
     def progress(self, worker_id: str, job_id: int, report: ProgressReport) -> bool:
         now = time.time()
         cancel = self.store.heartbeat(
-            worker_id, job_id, report.attempt, self.settings.lease_seconds, now
+            worker_id,
+            job_id,
+            report.attempt,
+            self.settings.lease_seconds,
+            now,
+            report.process_group,
         )
         self._append_output(job_id, report.attempt, report.output, report.metrics, now)
         return cancel

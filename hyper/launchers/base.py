@@ -47,6 +47,11 @@ class Launcher(ABC):
     def stop(self, worker: WorkerRecord) -> None:  # noqa: B027 - not every backend can
         """End a worker that is stuck (its record is already ended)."""
 
+    def end_orphans(  # noqa: B027 - only a launcher on the workers' machine can
+        self, worker: WorkerRecord, groups: list[tuple[int, int, int]]
+    ) -> None:
+        """End the process groups of jobs a gone worker left running: (job, attempt, group)."""
+
     def alive(self, worker: WorkerRecord) -> bool | None:
         """True or False when the launcher can tell, None when only silence can."""
         return None

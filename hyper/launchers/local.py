@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
+from pathlib import Path
 
 from hyper.host.settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
@@ -61,6 +63,20 @@ class LocalLauncher(Launcher):
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGCONT)
                 child.send_signal(signal.SIGTERM)
+
+    def end_orphans(self, worker: WorkerRecord, groups: list[tuple[int, int, int]]) -> None:
+        """A job's processes outlive a killed worker (they have their own session). Each
+        group is ended only while its leader still carries that job's attempt in its
+        environment: a process id reused since belongs to someone else."""
+        for job_id, attempt, group in groups:
+            try:
+                environ = Path(f"/proc/{group}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue  # gone already
+            mine = f"HYPER_JOB_ID={job_id}".encode() in environ
+            if mine and f"HYPER_ATTEMPT={attempt}".encode() in environ:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
 
     def close(self) -> None:
         for child in list(self._children.values()):

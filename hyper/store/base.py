@@ -262,8 +262,15 @@ class Store(Protocol):
         self, worker_id: str, queue: str, definition: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]: ...
     def heartbeat(
-        self, worker_id: str, job_id: int, attempt: int, lease: float, now: float
+        self,
+        worker_id: str,
+        job_id: int,
+        attempt: int,
+        lease: float,
+        now: float,
+        process_group: int | None = None,
     ) -> bool: ...
+    def process_groups(self, worker_id: str) -> list[tuple[int, int, int]]: ...
     def complete(
         self,
         worker_id: str,

@@ -51,7 +51,7 @@ from hyper.store.base import (
     WorkerRecord,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -110,6 +110,7 @@ CREATE INDEX IF NOT EXISTS deps_by_target ON deps (target);
 CREATE TABLE IF NOT EXISTS attempts (
     job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, worker_id TEXT NOT NULL,
     started REAL NOT NULL, ended REAL, exit_code INTEGER, outcome TEXT,
+    process_group INTEGER,  -- where the worker runs it, once reported
     PRIMARY KEY (job_id, attempt)
 );
 CREATE TABLE IF NOT EXISTS job_log (
@@ -777,13 +778,34 @@ class SQLiteStore:
         return row
 
     def heartbeat(
-        self, worker_id: str, job_id: int, attempt: int, lease: float, now: float
+        self,
+        worker_id: str,
+        job_id: int,
+        attempt: int,
+        lease: float,
+        now: float,
+        process_group: int | None = None,
     ) -> bool:
         with self._write() as db:
             row = self._held(db, worker_id, job_id, attempt)
             db.execute("UPDATE jobs SET lease_until = ? WHERE id = ?", (now + lease, job_id))
+            if process_group is not None:
+                db.execute(
+                    "UPDATE attempts SET process_group = ? WHERE job_id = ? AND attempt = ?",
+                    (process_group, job_id, attempt),
+                )
             self._touch(db, worker_id, now)
         return bool(row["cancel_requested"])
+
+    def process_groups(self, worker_id: str) -> list[tuple[int, int, int]]:
+        """(job id, attempt, process group) of the attempts a worker ran, as it reported
+        them, that it never reported ended."""
+        rows = self._db.execute(
+            "SELECT job_id, attempt, process_group FROM attempts WHERE worker_id = ?"
+            " AND process_group IS NOT NULL AND exit_code IS NULL",
+            (worker_id,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def complete(
         self,

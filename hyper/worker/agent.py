@@ -473,7 +473,12 @@ class WorkerAgent:
                 last_metrics = time.monotonic()
             drained = pump.drain()  # drained either way: output is kept in memory until sent
             output = drained if streaming else []
-            body: dict[str, Any] = {"attempt": attempt, "output": output, "metrics": metrics}
+            body: dict[str, Any] = {
+                "attempt": attempt,
+                "output": output,
+                "metrics": metrics,
+                "process_group": process.pid,  # so its host can end it if this worker dies
+            }
             try:
                 cancel = self._patiently(
                     self.client.progress, self.options.worker_id, job_id, body
