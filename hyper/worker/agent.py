@@ -281,9 +281,10 @@ class WorkerAgent:
         except HyperError as error:
             print(f"worker {options.worker_id}: {error}", file=sys.stderr, flush=True)
             return 1
-        finally:
+        finally:  # on SIGTERM too: what ended is reported, what was not started goes back
             with contextlib.suppress(HyperError):
                 self._report(0)
+            with contextlib.suppress(HyperError):
                 self._return_held()
         with contextlib.suppress(HyperError):
             self.client.worker_exit(options.worker_id)
