@@ -73,6 +73,7 @@ class Scheduler:
             silent = now - worker.last_seen > self.silence_seconds
             if alive is False or silent:
                 self.store.end_worker(worker.id, now)
+                self.store.abandon(worker.id, now)  # its jobs are retried now
                 if launcher is not None:
                     if alive:
                         launcher.stop(worker)

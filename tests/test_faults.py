@@ -202,5 +202,6 @@ def test_a_killed_workers_job_does_not_run_on_beside_its_retry(local: LocalHost)
     os.kill(worker_pid, signal.SIGKILL)
     local.wait_for(lambda: not Path(f"/proc/{leader}").exists(), timeout=10,
                    what="the orphaned attempt to be ended")  # fmt: skip
-    local.wait_for(lambda: (local.cwd / "leader.2").exists(), timeout=60, what="the retry")
+    # the host knows the worker died: the retry does not wait for the lease (30 s)
+    local.wait_for(lambda: (local.cwd / "leader.2").exists(), timeout=15, what="the retry")
     local.ok("qdel", job_id)

@@ -1023,18 +1023,26 @@ class SQLiteStore:
         return returned
 
     def expire_leases(self, now: float) -> list[int]:
-        expired: list[int] = []
+        return self._lose("lease_until < ?", (now,), "fell silent past its lease", now)
+
+    def abandon(self, worker_id: str, now: float) -> list[int]:
+        """The worker is known to be gone: what it held is lost now, not when leases end."""
+        return self._lose("worker_id = ?", (worker_id,), "is gone", now)
+
+    def _lose(self, clause: str, args: tuple[Any, ...], why: str, now: float) -> list[int]:
+        """End the running attempts that match as lost: each is retried or fails by policy."""
+        lost: list[int] = []
         with self._write() as db:
             rows = db.execute(
                 "SELECT id, worker_id, attempt, retries_left, cancel_requested, array_id,"
-                " array_index FROM jobs WHERE status = ? AND lease_until < ?",
-                (JobStatus.RUNNING.value, now),
+                f" array_index FROM jobs WHERE status = ? AND {clause}",
+                (JobStatus.RUNNING.value, *args),
             ).fetchall()
             for row in rows:
-                reason = f"was lost: worker {row['worker_id']} fell silent past its lease"
+                reason = f"was lost: worker {row['worker_id']} {why}"
                 self._end_attempt(db, row, None, reason, now)
-                expired.append(row["id"])
-        return expired
+                lost.append(row["id"])
+        return lost
 
     def extend_leases(self, lease: float, now: float) -> int:
         with self._write() as db:
