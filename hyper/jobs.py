@@ -25,12 +25,14 @@ class JobStatus(str, enum.Enum):
 
     @classmethod
     def parse(cls, text: str) -> JobStatus:
-        """Case-insensitive lookup that names the valid states when it fails."""
+        """Case-insensitive lookup; a user's typo is a UsageError naming the valid states."""
+        from hyper.errors import UsageError
+
         for status in cls:
             if status.value.lower() == text.strip().lower():
                 return status
         names = ", ".join(s.value for s in cls)
-        raise ValueError(f"unknown status {text!r}; use one of {names}")
+        raise UsageError(f"unknown status {text!r}; use one of {names}")
 
 
 FINISHED = frozenset({JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED})

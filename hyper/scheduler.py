@@ -140,8 +140,7 @@ class Scheduler:
                     continue
                 request = LaunchRequest(queue_name, d, region, count)
                 for record in launcher.launch(request):
-                    if not launcher.owns_records():
-                        self.store.add_worker(record)
+                    self.store.add_worker(record)
                     used[key] += d.vcpus
                     started += 1
         return started

@@ -106,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         only_ids = _truthy(args.only_job_id_out)
-        try:
-            statuses = [JobStatus.parse(args.filter_status).value] if args.filter_status else None
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+        statuses = [JobStatus.parse(args.filter_status).value] if args.filter_status else None
         if args.limit < 0:
             raise UsageError("--limit must be 0 or more")
         with connect(args.host) as client:

@@ -327,10 +327,7 @@ def _filter(
     name_prefix: str | None = None,
     array: int | None = None,
 ) -> JobFilter:
-    try:
-        statuses = tuple(JobStatus.parse(s) for s in status or [])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    statuses = tuple(JobStatus.parse(s) for s in status or [])
     return JobFilter(
         queue=queue, name=name, name_prefix=name_prefix, statuses=statuses, array_id=array
     )

@@ -162,12 +162,7 @@ class HostService:
         chosen = self.store.resolve(selectors) if selectors else JobFilter()
         if selection.queue is not None:
             resources.require(self.store, ResourceKind.QUEUE, selection.queue)
-        statuses: tuple[JobStatus, ...] = ()
-        if selection.status:
-            try:
-                statuses = (JobStatus.parse(selection.status),)
-            except ValueError as error:
-                raise UsageError(str(error)) from None
+        statuses = (JobStatus.parse(selection.status),) if selection.status else ()
         return dataclasses.replace(
             chosen, queue=selection.queue, name=selection.name, statuses=statuses
         )

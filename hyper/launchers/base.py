@@ -36,10 +36,6 @@ class Launcher(ABC):
     def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
         """Start one worker; None when there is no room for it."""
 
-    def owns_records(self) -> bool:
-        """Whether the launcher stores its workers' records itself (else the scheduler does)."""
-        return False
-
     def capacity(self, region: str, definition: str) -> int | None:
         """How many more workers of `definition` the region can take (None: no own limit)."""
         return None

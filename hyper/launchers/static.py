@@ -20,6 +20,14 @@ class StaticLauncher(Launcher):
     def __init__(self, store: Store, on_assign: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.on_assign = on_assign
+        self._free: dict[str, int] = {}  # slots left on each machine, during one launch
+
+    def launch(self, request: LaunchRequest) -> list[WorkerRecord]:
+        self._free = self._free_slots(request.region, request.definition.name)
+        records = super().launch(request)
+        if records:
+            self.on_assign()  # the machines are told when they next ask
+        return records
 
     def _free_slots(self, region: str, definition: str) -> dict[str, int]:
         busy = Counter(w.node for w in self.store.live_workers() if w.node)
@@ -36,14 +44,9 @@ class StaticLauncher(Launcher):
         return sum(self._free_slots(region, definition).values())
 
     def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
-        free = self._free_slots(request.region, request.definition.name)
+        free = {node: slots for node, slots in self._free.items() if slots > 0}
         if not free:
             return None
         node = max(sorted(free), key=lambda n: free[n])  # the emptiest machine
-        record = self._record(worker_id, request, state="ASSIGNED", node=node)
-        self.store.add_worker(record)  # counted as busy for the next worker of this launch
-        self.on_assign()
-        return record
-
-    def owns_records(self) -> bool:
-        return True
+        self._free[node] -= 1
+        return self._record(worker_id, request, state="ASSIGNED", node=node)
