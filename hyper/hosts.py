@@ -84,13 +84,41 @@ def import_deployment(name: str, url: str, api_key: str, provider: str = "remote
     config.validate_host_name(name)
     if name in config.list_host_names():
         raise UsageError(f"a host named {name!r} already exists")
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"invalid URL {url!r}: it must start with http:// or https://")
     if not api_key.strip():
         raise UsageError("the API key is empty")
-    host = HostConfig(name=name, provider=provider, url=url.rstrip("/"), api_key=api_key.strip())
+    host = HostConfig(name=name, provider=provider, url=checked_url(url), api_key=api_key.strip())
     config.save_host(host)
     return host
+
+
+def checked_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"invalid URL {url!r}: it must start with http:// or https://")
+    return url.rstrip("/")
+
+
+def update_host(
+    name: str, *, bind: str | None = None, port: int | None = None, url: str | None = None
+) -> HostConfig:
+    """Change a host's saved settings; a local host's daemon restarts on them (and on the
+    installed code)."""
+    host = config.load_host(name)
+    if host.provider == "local":
+        if url is not None:
+            raise UsageError("--url is for imported hosts; a local host's URL follows its port")
+        host = host._replace(bind=bind or host.bind, port=host.port if port is None else port)
+        check_address(host.bind, host.port)
+        config.save_host(host)
+        from hyper import local_host
+
+        local_host.stop(host)
+        local_host.start(host)
+    else:
+        if bind is not None or port is not None:
+            raise UsageError("--bind and --port are for local hosts")
+        if url is not None:
+            config.save_host(host._replace(url=checked_url(url)))
+    return config.load_host(name)
 
 
 def delete_host(name: str, *, keep_data: bool = False) -> None:

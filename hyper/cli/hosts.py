@@ -136,25 +136,8 @@ def update_host(
     url: str = typer.Option(None, "--url", help="imported hosts: the new URL"),
 ) -> None:
     """Change a host's settings and restart it on the installed code."""
-    target = config.load_host(_target(name, host))
-    if target.provider == "local":
-        if url is not None:
-            raise UsageError("--url is for imported hosts; a local host's URL follows its port")
-        target = target._replace(
-            bind=bind or target.bind, port=target.port if port is None else port
-        )
-        hosts.check_address(target.bind, target.port)
-        config.save_host(target)
-        local_host.stop(target)
-        local_host.start(target)
-    else:
-        if bind is not None or port is not None:
-            raise UsageError("--bind and --port are for local hosts")
-        if url is not None:
-            if not url.startswith(("http://", "https://")):
-                raise UsageError(f"invalid URL {url!r}")
-            config.save_host(target._replace(url=url.rstrip("/")))
-    typer.echo(f"host {target.name!r} updated ({config.load_host(target.name).url})", err=True)
+    updated = hosts.update_host(_target(name, host), bind=bind, port=port, url=url)
+    typer.echo(f"host {updated.name!r} updated ({updated.url})", err=True)
 
 
 @app.command("delete-host")
