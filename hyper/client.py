@@ -258,6 +258,8 @@ class HostClient:
             raise Conflict(message)
         if 400 <= status < 500:
             raise HostRejected(message)
+        if status == 503:
+            raise HostFailure(f"host {self.host_name!r} is unavailable: {message}")
         raise HostFailure(f"host {self.host_name!r} failed: {message}")
 
     # jobs -----------------------------------------------------------------

@@ -9,6 +9,8 @@
     ├── Conflict               the request no longer fits the state, e.g. a late report
     │                          from a worker whose lease expired (exit 1)
     ├── HostFailure            the host answered with a server error (exit 1)
+    ├── StoreUnavailable       the host's store cannot take writes now: its disk is full
+    │                          or another process locks it; nothing was changed (exit 1)
     ├── DeployFailed           a resource could not be deployed; its log says why (exit 1)
     └── CommandFailed          a program hyper ran exited non-zero (exit 1)
 
@@ -54,6 +56,10 @@ class Conflict(HyperError):
 
 
 class HostFailure(HyperError):
+    exit_code = EXIT_FAILURE
+
+
+class StoreUnavailable(HyperError):
     exit_code = EXIT_FAILURE
 
 

@@ -73,12 +73,12 @@ class Scheduler:
             silent = now - worker.last_seen > self.silence_seconds
             if alive is False or silent:
                 self.store.end_worker(worker.id, now)
-                self.store.abandon(worker.id, now)  # its jobs are retried now
                 if launcher is not None:
                     if alive:
                         launcher.stop(worker)
-                    # what it ran and never reported ended must not run on beside a retry
+                    # what it ran and never reported ended is gone before a retry can start
                     launcher.end_orphans(worker, self.store.process_groups(worker.id))
+                self.store.abandon(worker.id, now)  # its jobs are retried now
                 gone += 1
         return gone
 

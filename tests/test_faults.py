@@ -7,15 +7,17 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from hyper import config
+from hyper import config, hosts
 from hyper.host.settings import HostSettings
 from hyper.local_host import start, stop
 from tests.conftest import BIN, LocalHost
@@ -29,54 +31,139 @@ def database(local: LocalHost) -> sqlite3.Connection:
     return sqlite3.connect(local.data_dir / "hyper.db")
 
 
+SUBMITTER = """
+import sys
+from hyper import hosts
+job = {"name": "x", "queue": "sample-queue-1", "definition": "sample-def-1",
+       "script": "true\\n", "hold": True}
+with hosts.connect() as client:
+    for _ in range(int(sys.argv[1])):
+        print(client.submit([job])[0], flush=True)
+"""
+
+
 def test_concurrent_submitters_get_unique_ids(local: LocalHost) -> None:
-    local.script("x.sh", "true\n")
-    qsub = f"{BIN}/qsub -h -q sample-queue-1 -d sample-def-1 x.sh"
-    loop = f"for i in $(seq 100); do {qsub} || exit 1; done"
+    """16 processes each send 1,000 single-job submissions at once."""
+    submitters = [
+        subprocess.Popen(
+            [sys.executable, "-c", SUBMITTER, "1000"],
+            cwd=local.cwd,
+            env=local.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(16)
+    ]
+    ids: list[str] = []
+    for submitter in submitters:
+        out, _ = submitter.communicate(timeout=600)
+        assert submitter.returncode == 0
+        ids += out.split()
+    assert len(ids) == 16_000 and len(set(ids)) == 16_000
+    with contextlib.closing(database(local)) as db:
+        assert db.execute("SELECT count(*), count(DISTINCT id) FROM jobs").fetchone() == (
+            16_000,
+            16_000,
+        )
+
+
+def test_daemon_killed_during_submit_loops_loses_no_printed_id(local: LocalHost) -> None:
+    """8 shell loops of qsub while the daemon is killed three times: every id printed is
+    stored with its script, and every qsub that printed no id exited non-zero."""
+    local.script("x.sh", "echo keep-me\n")
+    loop = (
+        f"for i in $(seq 50); do id=$({BIN}/qsub -h -q sample-queue-1 -d sample-def-1 x.sh"
+        ' 2>/dev/null); echo "$? $id"; done'
+    )
     submitters = [
         subprocess.Popen(
             ["bash", "-c", loop], cwd=local.cwd, env=local.env, stdout=subprocess.PIPE, text=True
         )
         for _ in range(8)
     ]
-    ids: list[str] = []
+    for _ in range(3):
+        time.sleep(1.5)
+        os.kill(local.daemon_pid(), signal.SIGKILL)  # the loops' next qsub starts it again
+    outcomes: list[tuple[int, str]] = []
     for submitter in submitters:
         out, _ = submitter.communicate(timeout=300)
-        assert submitter.returncode == 0
-        ids += out.split()
-    assert len(ids) == 800 and len(set(ids)) == 800
-    counts = json.loads(local.ok("qstat", "--json", "--limit", "1"))["counts"]
-    assert counts["Held"] == 800
-
-
-def test_daemon_killed_during_submit_loops_loses_no_printed_id(local: LocalHost) -> None:
-    local.script("x.sh", "echo keep-me\n")
-    loop = (
-        f"for i in $(seq 60); do id=$({BIN}/qsub -h -q sample-queue-1 -d sample-def-1 x.sh)"
-        " && echo $id || echo FAILED; done"
-    )
-    submitters = [
-        subprocess.Popen(
-            ["bash", "-c", loop],
-            cwd=local.cwd,
-            env=local.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    time.sleep(1.0)
-    os.kill(local.daemon_pid(), signal.SIGKILL)  # the loops' next qsub starts it again
-    printed: list[str] = []
-    for submitter in submitters:
-        out, _ = submitter.communicate(timeout=300)
-        printed += [word for word in out.split() if word != "FAILED"]
-    assert printed
+        for line in out.splitlines():
+            code, _, printed = line.partition(" ")
+            outcomes.append((int(code), printed))
+    assert len(outcomes) == 400
     with contextlib.closing(database(local)) as db:
         rows = dict(db.execute("SELECT id, script FROM jobs").fetchall())
-    for job_id in printed:
-        assert rows.get(int(job_id)) == "echo keep-me\n", job_id
+    for code, printed in outcomes:
+        if code == 0:
+            assert rows.get(int(printed)) == "echo keep-me\n", printed
+        else:
+            assert printed == "", (code, printed)  # a failed qsub prints no id
+    assert len(rows) >= sum(code == 0 for code, _ in outcomes)
+
+
+def test_a_full_disk_refuses_writes_with_one_line_and_recovers(
+    hyper_home: Path, tmp_path: Path
+) -> None:
+    """The host's data on a small tmpfs: filled up, a submit fails with one line and
+    leaves nothing behind; reads still work; once space returns the same daemon accepts."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)], check=True)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("HYPER_HOME", str(disk / "home"))
+            created = hosts.create_host(hosts.HostRequest(), start=False)
+            start(created)
+            handle = LocalHost(
+                config.load_host("local"),
+                {**os.environ, "HYPER_HOME": str(disk / "home")},
+                tmp_path,
+            )
+            try:
+                _fill_and_recover(handle, disk)
+            finally:
+                stop(config.load_host("local"))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _fill_and_recover(local: LocalHost, disk: Path) -> None:
+    local.script("big.sh", "#" + "x" * 900_000 + "\ntrue\n")  # must grow the WAL
+    for _ in range(3):
+        local.ok("qsub", "-h", *Q, "big.sh")
+    daemon = local.daemon_pid()
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+    refused = local.sh("qsub", "-h", *Q, "big.sh", timeout=120)
+    assert refused.code == 1 and refused.out == ""
+    assert refused.err.count("\n") == 1 and "is full" in refused.err, refused.err
+    assert "Held: 3" in local.ok("qstat")  # reads still work; nothing half-written
+    filler.unlink()
+    accepted = local.ok("qsub", "-h", *Q, "big.sh").strip()
+    assert local.daemon_pid() == daemon  # the same daemon: it never went down
+    with contextlib.closing(database(local)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM jobs").fetchone() == (4,)
+        (script,) = db.execute("SELECT script FROM jobs WHERE id = ?", (int(accepted),)).fetchone()
+    assert script == (local.cwd / "big.sh").read_text()
+
+
+def test_a_locked_store_refuses_writes_with_one_line_and_recovers(local: LocalHost) -> None:
+    local.script("x.sh", "true\n")
+    held = local.ok("qsub", "-h", *Q, "x.sh").strip()
+    with contextlib.closing(sqlite3.connect(local.data_dir / "hyper.db")) as locker:
+        locker.execute("BEGIN IMMEDIATE")  # what a user's sqlite3 shell writing would do
+        refused = local.sh("qsub", "-h", *Q, "x.sh", timeout=120)
+        cancel = local.sh("qdel", held, timeout=120)
+        locker.execute("ROLLBACK")
+    for result in (refused, cancel):
+        assert result.code == 1 and result.out == "", result
+        assert result.err.count("\n") == 1 and "locked by another process" in result.err
+    assert "Held: 1 " in local.ok("qstat")
+    local.ok("qsub", "-h", *Q, "x.sh")
+    assert "Held: 2 " in local.ok("qstat")
 
 
 def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
@@ -84,8 +171,6 @@ def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
 ) -> None:
     host = config.load_host("local") if "local" in config.list_host_names() else None
     assert host is None
-    from hyper import hosts
-
     created = hosts.create_host(hosts.HostRequest(), start=False)
     settings = HostSettings.load(Path(created.data_dir or ""))
     settings.lease_seconds = 2.0
@@ -153,35 +238,52 @@ def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
 
 
 def test_killed_workers_lose_no_job(local: LocalHost) -> None:
-    local.script("short.sh", "sleep 0.2\n")
-    array_id = local.ok("qsub", "-r", "5", "-a", "1-200", *Q, "short.sh").strip()
+    """1,000 jobs with retries while random workers are SIGKILLed 20 times: each ends
+    Successful or Failed with a reason, and no two attempts of one job ever overlap, by
+    the host's records and by a lock each attempt holds while it runs."""
+    (local.cwd / "locks").mkdir()
+    local.script(
+        "short.sh",
+        "flock -n locks/$HYPER_JOB_ID sleep 0.1 || echo $HYPER_JOB_ID >> overlaps\n",
+    )
+    array_id = local.ok("qsub", "-r", "5", "-a", "1-1000", *Q, "short.sh").strip()
+    chooser = random.Random(6)
     killed = 0
-    deadline = time.monotonic() + 120
-    while killed < 8 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 240
+    while killed < 20 and time.monotonic() < deadline:
         with contextlib.closing(database(local)) as db:
             pids = [p for (p,) in db.execute("SELECT pid FROM workers WHERE state != 'EXITED'")]
-        for pid in pids[:1]:
+        if pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(chooser.choice(pids), signal.SIGKILL)
                 killed += 1
-        time.sleep(1.0)
+        time.sleep(chooser.uniform(0.5, 1.5))
+    assert killed == 20
 
     def settled() -> bool:
         counts = json.loads(local.ok("qstat", "-i", array_id, "--json"))["job"]["counts"]
-        return counts["Successful"] + counts["Failed"] == 200
+        return counts["Successful"] + counts["Failed"] == 1000
 
-    local.wait_for(settled, timeout=240, what="every task to end")
-    counts = json.loads(local.ok("qstat", "-i", array_id, "--json"))["job"]["counts"]
-    assert counts["Successful"] == 200, counts
+    local.wait_for(settled, timeout=300, what="every job to end")
+    assert not (local.cwd / "overlaps").exists()
     with contextlib.closing(database(local)) as db:
+        unexplained = db.execute(
+            "SELECT count(*) FROM jobs WHERE array_id = ? AND status = 'Failed'"
+            " AND coalesce(reason, '') = '' AND exit_code IS NULL",
+            (int(array_id),),
+        ).fetchone()
         spans = db.execute(
             "SELECT a.job_id, a.started, coalesce(a.ended, 1e18) FROM attempts a"
             " JOIN jobs j ON j.id = a.job_id WHERE j.array_id = ?",
             (int(array_id),),
         ).fetchall()
+    assert unexplained == (0,)
+    retried = sum(1 for _, began, ended in spans) - 1000
+    print(f"\n20 workers killed under 1,000 jobs: {retried} attempts cut short and retried")
     by_job: dict[int, list[tuple[float, float]]] = {}
     for job_id, began, ended in spans:
         by_job.setdefault(job_id, []).append((began, ended))
+    assert len(by_job) == 1000
     for job_id, attempts in by_job.items():  # never two attempts of one job at once
         attempts.sort()
         for (_, end), (begin, _) in itertools.pairwise(attempts):

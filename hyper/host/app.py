@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from hyper import __version__, resources
 from hyper.deployer import build_spec
-from hyper.errors import Conflict, HyperError, NotFound, UsageError
+from hyper.errors import Conflict, HyperError, NotFound, StoreUnavailable, UsageError
 from hyper.host.schemas import (
     MAX_ID,
     BatchCompletion,
@@ -59,7 +59,12 @@ from hyper.store.base import JobFilter, Store
 
 log = logging.getLogger(__name__)
 
-HTTP_STATUS = ((NotFound, 404), (Conflict, 409), (UsageError, 400))
+HTTP_STATUS = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (UsageError, 400),
+    (StoreUnavailable, 503),  # nothing was changed: the client may send it again
+)
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from hyper.host.settings import HostSettings
@@ -27,6 +28,9 @@ def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest)
         lifetime_seconds=lifetime * 60 if lifetime else None,
         region=request.region,
     )
+
+
+ORPHAN_PATIENCE_SECONDS = 5.0  # how long a dead worker's jobs may take to die of SIGKILL
 
 
 class LocalLauncher(Launcher):
@@ -65,20 +69,44 @@ class LocalLauncher(Launcher):
                 child.send_signal(signal.SIGTERM)
 
     def end_orphans(self, worker: WorkerRecord, groups: list[tuple[int, int, int]]) -> None:
-        """A job's processes outlive a killed worker (they have their own session). Each
-        group is ended only while its leader still carries that job's attempt in its
-        environment: a process id reused since belongs to someone else."""
+        """A job's processes outlive a killed worker (they have their own session). They
+        are found by the worker's id in their environment, as a job may end its worker
+        before the worker reports where it runs; and by the process groups reported, each
+        while its leader still carries that attempt in its environment (a process id
+        reused since is someone else's). Returns when they are gone, so that a retry
+        never runs beside them."""
         for job_id, attempt, group in groups:
-            try:
-                environ = Path(f"/proc/{group}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue  # gone already
-            mine = f"HYPER_JOB_ID={job_id}".encode() in environ
-            if mine and f"HYPER_ATTEMPT={attempt}".encode() in environ:
+            environ = _environment(group)
+            if f"HYPER_JOB_ID={job_id}".encode() in environ and (
+                f"HYPER_ATTEMPT={attempt}".encode() in environ
+            ):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
+        mark = f"HYPER_WORKER_ID={worker.id}".encode()
+        deadline = time.monotonic() + ORPHAN_PATIENCE_SECONDS
+        while time.monotonic() < deadline:  # again, for what forked meanwhile
+            left = [pid for pid in _process_ids() if mark in _environment(pid)]
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
 
     def close(self) -> None:
         for child in list(self._children.values()):
             child.poll()
         self._children.clear()
+
+
+def _process_ids() -> list[int]:
+    own = os.getpid()
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) != own]
+
+
+def _environment(pid: int) -> list[bytes]:
+    """A process's environment entries; empty once it has ended (or is not ours to read)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hyper.errors import Conflict, UsageError
+from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
     NOT_STARTED,
@@ -224,6 +224,21 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
     return (" AND ".join(clauses) or "1"), args
 
 
+BUSY_TIMEOUT_MS = 2000
+
+
+def _unavailable(path: str, error: sqlite3.OperationalError) -> Exception:
+    """A write the store could not make, said in a user's words; nothing was changed."""
+    text = str(error)
+    if "full" in text:
+        return StoreUnavailable(f"the disk holding {path} is full; nothing was changed")
+    if "locked" in text or "busy" in text:
+        return StoreUnavailable(f"{path} is locked by another process; nothing was changed")
+    if "I/O" in text or "readonly" in text:
+        return StoreUnavailable(f"{path} cannot be written ({text}); nothing was changed")
+    return error
+
+
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -231,7 +246,9 @@ class SQLiteStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        # only another process (a user's sqlite3 shell, a copy) locks the daemon's store;
+        # a write waits this long for it, then is refused and retried by the client
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise UsageError(
@@ -249,14 +266,17 @@ class SQLiteStore:
         db = self._db
         if durable:
             db.execute("PRAGMA synchronous=FULL")
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            raise _unavailable(self.path, error) from error
         finally:
             if durable:
                 db.execute("PRAGMA synchronous=NORMAL")

@@ -27,7 +27,10 @@ def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subproc
     travels in the environment, never on the command line."""
     folder = workers_dir / start.worker_id
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HYPER_API_KEY": api_key}
+    # a host started from inside a job must not hand that job's worker id on: it marks
+    # the processes to end when that worker dies
+    env = {k: v for k, v in os.environ.items() if k != "HYPER_WORKER_ID"}
+    env["HYPER_API_KEY"] = api_key
     command = [
         sys.executable, "-m", "hyper.worker",
         "--url", start.url,
