@@ -98,7 +98,12 @@ def checked_url(url: str) -> str:
 
 
 def update_host(
-    name: str, *, bind: str | None = None, port: int | None = None, url: str | None = None
+    name: str,
+    *,
+    bind: str | None = None,
+    port: int | None = None,
+    url: str | None = None,
+    data_dir: Path | None = None,
 ) -> HostConfig:
     """Change a host's saved settings; a local host's daemon restarts on them (and on the
     installed code)."""
@@ -106,19 +111,42 @@ def update_host(
     if host.provider == "local":
         if url is not None:
             raise UsageError("--url is for imported hosts; a local host's URL follows its port")
-        host = host._replace(bind=bind or host.bind, port=host.port if port is None else port)
-        check_address(host.bind, host.port)
-        config.save_host(host)
+        changed = host._replace(bind=bind or host.bind, port=host.port if port is None else port)
+        check_address(changed.bind, changed.port)
         from hyper import local_host
 
+        if data_dir is not None:
+            _check_move(host, data_dir.resolve())
         local_host.stop(host)
-        local_host.start(host)
+        if data_dir is not None:
+            changed = _move_data(changed, data_dir.resolve())
+        config.save_host(changed)
+        local_host.start(changed)
     else:
-        if bind is not None or port is not None:
-            raise UsageError("--bind and --port are for local hosts")
+        if bind is not None or port is not None or data_dir is not None:
+            raise UsageError("--bind, --port and --data-dir are for local hosts")
         if url is not None:
             config.save_host(host._replace(url=checked_url(url)))
     return config.load_host(name)
+
+
+def _check_move(host: HostConfig, new: Path) -> None:
+    """A data folder moves to a new place, or is found where it was moved by hand."""
+    old = Path(host.data_dir or "")
+    moved_by_hand = not old.exists() and (new / "hyper.db").is_file()
+    if new != old and not moved_by_hand and not (old.is_dir() and not new.exists()):
+        problem = f"{new} exists already" if new.exists() else f"{old} is missing"
+        raise UsageError(f"cannot move host {host.name!r}'s data to {new}: {problem}")
+
+
+def _move_data(host: HostConfig, new: Path) -> HostConfig:
+    old = Path(host.data_dir or "")
+    if old.is_dir() and not new.exists():
+        import shutil
+
+        new.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(old, new)
+    return host._replace(data_dir=str(new))
 
 
 def delete_host(name: str, *, keep_data: bool = False) -> None:

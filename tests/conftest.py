@@ -4,6 +4,7 @@ and a real local host daemon with real worker processes."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -74,8 +75,9 @@ class LocalHost:
 
     @property
     def data_dir(self) -> Path:
-        assert self.config.data_dir
-        return Path(self.config.data_dir)
+        current = config.load_host(self.config.name).data_dir  # it may have moved
+        assert current
+        return Path(current)
 
     def sh(
         self,
@@ -117,6 +119,17 @@ class LocalHost:
         state = local_host.status(config.load_host(self.config.name))
         assert state.pid
         return state.pid
+
+    def job(self, job_id: str | int) -> dict:
+        return json.loads(self.ok("qstat", "-i", str(job_id), "--json"))["job"]
+
+    def wait_finished(self, job_id: str | int, timeout: float = 60) -> dict:
+        self.wait_for(
+            lambda: self.job(job_id)["status"] in ("Successful", "Failed", "Cancelled"),
+            timeout,
+            f"job {job_id} to finish",
+        )
+        return self.job(job_id)
 
     def worker_pids(self) -> list[int]:
         with contextlib.closing(sqlite3.connect(self.data_dir / "hyper.db")) as db:

@@ -134,9 +134,16 @@ def update_host(
     bind: str = typer.Option(None, "--bind", help="local: address the daemon listens on"),
     port: int = typer.Option(None, "--port", help="local: port to listen on"),
     url: str = typer.Option(None, "--url", help="imported hosts: the new URL"),
+    data_dir: Path = typer.Option(
+        None,
+        "--data-dir",
+        help="local: move the host's data folder here (or find it here, moved by hand)",
+    ),
 ) -> None:
     """Change a host's settings and restart it on the installed code."""
-    updated = hosts.update_host(_target(name, host), bind=bind, port=port, url=url)
+    updated = hosts.update_host(
+        _target(name, host), bind=bind, port=port, url=url, data_dir=data_dir
+    )
     typer.echo(f"host {updated.name!r} updated ({updated.url})", err=True)
 
 
@@ -209,6 +216,51 @@ def stop_host(
     target = _local_target(name, host)
     was_running = local_host.stop(target)
     typer.echo(f"host {target.name!r} {'stopped' if was_running else 'was not running'}", err=True)
+
+
+@app.command("backup-host")
+def backup_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    to: Path = typer.Option(..., "--to", help="a new or empty folder for the copy"),
+) -> None:
+    """Copy a local host's jobs, logs and resources while it runs (SQLite online backup)."""
+    from hyper import backup
+
+    done = backup.backup(_local_target(name, host), to)
+    typer.echo(f"backed up {done.jobs} jobs ({_size(done.size)}) to {done.folder}", err=True)
+
+
+@app.command("restore-host")
+def restore_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    source: Path = typer.Option(..., "--from", help="a folder written by backup-host"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="replace without asking"),
+) -> None:
+    """Replace a local host's jobs, logs and resources with a backup, and restart it. The
+    host keeps its name, key and port."""
+    from hyper import backup
+
+    target = _local_target(name, host)
+    if not yes:
+        if not interactive():
+            refuse_missing(["--yes"])
+        import questionary
+
+        if not answer(
+            questionary.confirm(
+                f"Replace every job, log and resource of host {target.name!r} with {source}?",
+                default=False,
+            )
+        ):
+            raise typer.Exit(1)
+    done = backup.restore(target, source)
+    typer.echo(f"restored host {target.name!r}: {done.jobs} jobs from {source}", err=True)
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
 @app.command("host-status")
