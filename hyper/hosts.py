@@ -67,6 +67,25 @@ def create_host(request: HostRequest, *, select: bool = True, start: bool = True
     return config.load_host(name)
 
 
+def is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def exposure_warning(host: HostConfig) -> str | None:
+    """What to tell whoever starts a local host that listens beyond this machine."""
+    if host.provider != "local" or is_loopback(host.bind):
+        return None
+    return (
+        f"warning: host {host.name!r} listens on {host.bind} without TLS: its API key"
+        " crosses the network in clear; put a TLS proxy in front of it"
+    )
+
+
 def check_address(bind: str, port: int) -> None:
     """A daemon address that can be listened on: an IP address (or localhost) and a port."""
     import ipaddress

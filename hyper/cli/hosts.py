@@ -89,6 +89,13 @@ def create_host(
             refuse_missing(["--name"] if name is None else [])
     host = hosts.create_host(request, select=select)
     typer.echo(f"created host {host.name!r} ({host.provider}) at {host.url}", err=True)
+    _warn_if_exposed(host)
+
+
+def _warn_if_exposed(host: config.HostConfig) -> None:
+    warning = hosts.exposure_warning(host)
+    if warning:
+        typer.echo(warning, err=True)
 
 
 @app.command("list-hosts")
@@ -145,6 +152,7 @@ def update_host(
         _target(name, host), bind=bind, port=port, url=url, data_dir=data_dir
     )
     typer.echo(f"host {updated.name!r} updated ({updated.url})", err=True)
+    _warn_if_exposed(updated)
 
 
 @app.command("delete-host")
@@ -205,6 +213,7 @@ def start_host(
     """Start a local host's daemon (commands also start it when they find it down)."""
     target = _local_target(name, host)
     typer.echo(f"host {target.name!r} running at {local_host.start(target)}", err=True)
+    _warn_if_exposed(target)
 
 
 @app.command("stop-host")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import ipaddress
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from hyper.hosts import is_loopback
 from hyper.local_host import LOCK_FILE, LOG_FILE, STATE_FILE
 
 
@@ -35,13 +35,6 @@ def _bind(address: str, port: int) -> socket.socket:
         sock.listen(1024)
         return sock
     raise OSError(f"cannot listen on {address}")
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     port = sock.getsockname()[1]
     reach = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
     settings.url = f"http://{'[' + reach + ']' if ':' in reach else reach}:{port}"
-    if not _is_loopback(args.bind):
+    if not is_loopback(args.bind):
         log.warning(
             "serving on %s without TLS: the API key crosses the network in clear", args.bind
         )
