@@ -278,7 +278,7 @@ def test_killed_workers_lose_no_job(local: LocalHost) -> None:
             (int(array_id),),
         ).fetchall()
     assert unexplained == (0,)
-    retried = sum(1 for _, began, ended in spans) - 1000
+    retried = len(spans) - 1000
     print(f"\n20 workers killed under 1,000 jobs: {retried} attempts cut short and retried")
     by_job: dict[int, list[tuple[float, float]]] = {}
     for job_id, began, ended in spans:
@@ -307,3 +307,22 @@ def test_a_killed_workers_job_does_not_run_on_beside_its_retry(local: LocalHost)
     # the host knows the worker died: the retry does not wait for the lease (30 s)
     local.wait_for(lambda: (local.cwd / "leader.2").exists(), timeout=15, what="the retry")
     local.ok("qdel", job_id)
+
+
+def test_qdel_wins_over_a_dying_worker(local: LocalHost) -> None:
+    """A job with retries left is cancelled and its worker killed at the same moment: it
+    ends Cancelled and never starts again."""
+    local.script("long.sh", "echo $HYPER_ATTEMPT >> attempts\nsleep 600\n")
+    job_id = local.ok("qsub", "-r", "3", *Q, "long.sh").strip()
+    local.wait_for(lambda: (local.cwd / "attempts").exists(), what="the first attempt")
+    with contextlib.closing(database(local)) as db:
+        (worker_pid,) = db.execute(
+            "SELECT w.pid FROM workers w JOIN jobs j ON j.worker_id = w.id WHERE j.id = ?",
+            (int(job_id),),
+        ).fetchone()
+    local.ok("qdel", job_id)
+    os.kill(worker_pid, signal.SIGKILL)
+    local.wait_for(lambda: local.job(job_id)["status"] == "Cancelled", what="the cancel")
+    time.sleep(3)  # long enough for a wrongful retry to start
+    assert local.job(job_id)["status"] == "Cancelled"
+    assert (local.cwd / "attempts").read_text() == "1\n"

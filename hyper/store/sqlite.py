@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (status, queue, definition, priority DESC, id);
 CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, id);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);  -- qstat -f STATE, page by page
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
 CREATE INDEX IF NOT EXISTS jobs_by_array ON jobs (array_id, array_index);
 -- counts per (queue, definition, array, status), so that qstat's totals and the scheduler's
