@@ -76,3 +76,23 @@ class CommandFailed(HyperError):
         last = (stderr.strip() or stdout.strip()).splitlines()[-1:] or [""]
         super().__init__(f"{' '.join(command)} exited with {code}: {last[0]}")
         self.command, self.code, self.stdout, self.stderr = command, code, stdout, stderr
+
+
+# what str.splitlines() breaks a line at, written as escapes so a message stays one line
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def is_utf8(text: str) -> bool:
+    """Whether text holds no undecodable bytes (Python's stand-ins for non-UTF-8 in argv,
+    os.environ and paths): nothing else can be sent to a host."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def one_line(text: str) -> str:
+    """Text for a one-line message: bytes that are not UTF-8 as \\xNN, line breaks escaped."""
+    raw = text.encode(errors="surrogateescape").decode(errors="backslashreplace")
+    return raw.translate(_LINE_BREAKS)

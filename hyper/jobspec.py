@@ -1,5 +1,5 @@
 """The small languages users write job options in: array ranges, work items, time
-limits, dependencies, job selectors and output-file patterns.
+limits, dependencies, job selectors, job names and output-file patterns.
 
 Shared by the shell tools (which parse what users type) and the host (which
 checks it again), so it imports only light parts of the standard library
@@ -18,6 +18,13 @@ MAX_ARRAY_SIZE = 1_000_000
 MAX_ARRAY_INDEX = 4_000_000_000
 MAX_TIME_LIMIT = 10 * 365 * 86400  # seconds
 MAX_JOB_ID = 2**62
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024  # as Slurm's default max_script_size
+MAX_NAME_LENGTH = 256
+# a job name may hold spaces, quotes and shell metacharacters (as in Slurm: nothing hands it
+# to a shell), but not what would make it a path or break a line, since %x puts it in file
+# names: no '/', not '.' or '..', no control characters (the pattern suits pydantic too)
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+JOB_NAME = re.compile(rf"^(?:[^/{_CONTROL}]*[^./{_CONTROL}][^/{_CONTROL}]*|\.{{3,}})$")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok", "aftercorr")
 
@@ -64,6 +71,8 @@ def expand_work_items(spec: str, prefix: str = "", padding: int = 3) -> list[str
     """Cloudburst work items: `01-16` is a numeric range, zero-filled to `padding`
     (or to the width written); comma-separated items are taken as given. A `-`
     inside a name that is not two numbers is part of the name."""
+    if not 0 <= padding <= MAX_NAME_LENGTH:
+        raise UsageError(f"--padding {padding}: use a width from 0 to {MAX_NAME_LENGTH}")
     items: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
@@ -109,6 +118,21 @@ def parse_time_limit(text: str) -> int:
     if total > MAX_TIME_LIMIT:
         raise UsageError(f"time limit {text!r} is longer than ten years")
     return total
+
+
+def check_job_name(name: str, what: str = "job name") -> str:
+    """A job's (or a task's) name, checked against JOB_NAME with a message saying why."""
+    if not name:
+        raise UsageError(f"{what} is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UsageError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    if not JOB_NAME.fullmatch(name):
+        if re.search(f"[{_CONTROL}]", name):
+            raise UsageError(f"{what} {name!r} has a control character (a newline, a tab...)")
+        raise UsageError(
+            f"{what} {name!r}: names go into file names (%x), so no '/' and not '.' or '..'"
+        )
+    return name
 
 
 class Dependency(NamedTuple):

@@ -6,18 +6,25 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hyper.client import HostClient
 from hyper.config import HostConfig
-from hyper.errors import EXIT_USAGE, HyperError
+from hyper.errors import EXIT_USAGE, HyperError, is_utf8, one_line
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line on stderr and exits 2."""
+    """argparse that reports a usage error as one line on stderr and exits 2, and refuses
+    arguments that are not UTF-8 (nothing could send them to a host)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        for arg in sys.argv[1:] if args is None else args:
+            if not is_utf8(arg):
+                self.error(f"argument '{one_line(arg)}' is not valid UTF-8")
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"{self.prog}: {one_line(message)} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -46,7 +53,7 @@ def run(prog: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except HyperError as error:
-        sys.stderr.write(f"{prog}: {error}\n")
+        sys.stderr.write(f"{prog}: {one_line(str(error))}\n")
         return error.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")

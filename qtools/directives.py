@@ -50,13 +50,18 @@ class JobOptions(NamedTuple):
         return base._replace(**given)
 
 
+def _at(where: str) -> str:
+    """A message's prefix naming where a value was written ("" for the command line)."""
+    return f"{where}: " if where else ""
+
+
 def parse_retries(text: str, where: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = -1
     if value < 0 or value > 100:
-        raise UsageError(f"{where}: retries must be a whole number from 0 to 100, not {text!r}")
+        raise UsageError(f"{_at(where)}retries must be a whole number from 0 to 100, not {text!r}")
     return value
 
 
@@ -64,9 +69,9 @@ def parse_priority(text: str, where: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"{where}: priority must be a whole number, not {text!r}") from None
+        raise UsageError(f"{_at(where)}priority must be a whole number, not {text!r}") from None
     if not -10_000 <= value <= 10_000:
-        raise UsageError(f"{where}: priority must be between -10000 and 10000")
+        raise UsageError(f"{_at(where)}priority must be between -10000 and 10000")
     return value
 
 
@@ -160,7 +165,7 @@ def _directive_parser() -> argparse.ArgumentParser:
 
 
 def options_from(values: argparse.Namespace, where: str) -> JobOptions:
-    """JobOptions from parsed qsub options (the command line or #HYPER lines)."""
+    """JobOptions from parsed qsub options (the command line, where="", or #HYPER lines)."""
     return JobOptions(
         name=values.name,
         queue=values.queue,

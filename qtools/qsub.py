@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hyper import jobspec
-from hyper.errors import UsageError
+from hyper.errors import UsageError, is_utf8, one_line
 from hyper.jobs import SECRET_VARIABLES, wait_exit_code
 from qtools.common import ArgumentParser, add_host_option, connect, run
 from qtools.directives import (
@@ -75,8 +75,8 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def read_script(file: str | None) -> tuple[str, str]:
-    """The script's text and the default job name."""
+def read_script(file: str | None, notes: list[str]) -> tuple[str, str]:
+    """The script's text and the default job name; what the user should know goes to `notes`."""
     if file is None:
         return "", "wrap"
     if file == "-":
@@ -93,21 +93,31 @@ def read_script(file: str | None) -> tuple[str, str]:
         except OSError as exc:
             raise UsageError(f"cannot read {file}: {exc.strerror}") from None
         name = path.name
+    check_size(len(data), source(file))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(
-            f"{file if file != '-' else 'stdin'} is not a text script (invalid UTF-8)"
-        ) from None
+        raise UsageError(f"{source(file)} is not a text script (invalid UTF-8)") from None
     if "\x00" in text:
-        raise UsageError(
-            f"{file if file != '-' else 'stdin'} is not a text script (it has NUL bytes)"
-        )
+        raise UsageError(f"{source(file)} is not a text script (it has NUL bytes)")
     if "\r\n" in text:
         # a script saved on Windows would fail in bash at its first line ending
         text = text.replace("\r\n", "\n")
-        sys.stderr.write("qsub: the script's DOS line endings (CRLF) were converted to LF\n")
+        notes.append("the script's DOS line endings (CRLF) were converted to LF")
     return text, name
+
+
+def source(file: str | None) -> str:
+    """How messages name where the script came from."""
+    return "stdin" if file == "-" else "-c COMMANDS" if file is None else file
+
+
+def check_size(size: int, where: str) -> None:
+    """Refuse a script over MAX_SCRIPT_BYTES (4 MiB, Slurm's default max_script_size)."""
+    if size > jobspec.MAX_SCRIPT_BYTES:
+        mib = size / 2**20
+        amount = f"{mib:.1f} MiB" if round(mib, 1) > 4 else f"{size:,} bytes"
+        raise UsageError(f"{where} is {amount}; scripts are limited to 4 MiB")
 
 
 def apply_params(text: str, params: str) -> str:
@@ -116,11 +126,13 @@ def apply_params(text: str, params: str) -> str:
     except ValueError as exc:
         raise UsageError(f"-p/--params is not valid JSON: {exc}") from None
     if not isinstance(replacements, dict) or not all(
-        k and isinstance(v, (str, int, float)) for k, v in replacements.items()
+        k and isinstance(v, str) for k, v in replacements.items()
     ):
-        raise UsageError('-p/--params must be a JSON object of replacements, e.g. {"X": "1"}')
+        raise UsageError(
+            '-p/--params must be a JSON object of text replacements (strings), e.g. {"X": "1"}'
+        )
     for old, new in replacements.items():
-        text = text.replace(old, str(new))
+        text = text.replace(old, new)
     return text
 
 
@@ -133,8 +145,8 @@ def replace_body(text: str, commands: str) -> str:
     return "\n".join([*kept, commands]) + "\n"
 
 
-def script_options(text: str, directives: str) -> tuple[JobOptions, list[str]]:
-    """The options a script's directive lines give (with warnings on stderr for what
+def script_options(text: str, directives: str, notes: list[str]) -> tuple[JobOptions, list[str]]:
+    """The options a script's directive lines give (with warnings in `notes` for what
     hyper ignores), and the schedulers whose directives it carried."""
     if directives == "none":
         return JobOptions(), []
@@ -146,15 +158,22 @@ def script_options(text: str, directives: str) -> tuple[JobOptions, list[str]]:
     from qtools.foreign import translate  # only for scripts written for another scheduler
 
     foreign = translate(text)
-    for warning in foreign.warnings:
-        sys.stderr.write(f"qsub: warning: {warning}\n")
+    notes += [f"warning: {warning}" for warning in foreign.warnings]
     return own.merged_over(foreign.options), foreign.schedulers
 
 
-def environment(options: JobOptions) -> dict[str, str]:
+def environment(options: JobOptions, notes: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     if options.export_all:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+        # a job's variables are text with plain names: exported bash functions
+        # (BASH_FUNC_f%%) and values that are not UTF-8 stay behind, said once
+        left = [k for k, v in env.items() if not (jobspec.ENV_NAME.fullmatch(k) and is_utf8(v))]
+        for name in left:
+            del env[name]
+        if left:
+            names = ", ".join(one_line(name) for name in sorted(left))
+            notes.append(f"warning: -V: not passed (not a plain name, or not UTF-8): {names}")
     for item in options.env:
         if "=" in item:
             name, value = jobspec.parse_env_pair(item)
@@ -182,11 +201,14 @@ def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] 
         if options.array:
             raise UsageError("give -a/--array or work items, not both")
         tasks = [
-            {"name": item.replace("/", "_"), "env": {"HYPER_WORK_ITEM": item, "WORK_ITEM": item}}
+            {
+                "name": jobspec.check_job_name(item.replace("/", "_"), "work item"),
+                "env": {"HYPER_WORK_ITEM": item, "WORK_ITEM": item},
+            }
             for item in items
         ]
         return {"tasks": tasks}
-    if not options.array:
+    if options.array is None:
         return None
     if Path(options.array).is_file():  # the original tool's array file
         tasks = []
@@ -219,32 +241,40 @@ def read_lines(source: str, flag: str) -> list[tuple[int, str]]:
     return [(number, line.strip()) for number, line in numbered if line.strip()]
 
 
-def build_job(args: argparse.Namespace) -> dict[str, Any]:
+def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[str, Any]:
+    """The job to submit. Notes for the user (CRLF converted, directives ignored) are
+    written once the job is built, or added to `notes` for the caller to write once
+    the host took it: a refused job gets one line, its error."""
     if args.file is None and args.commands is None:
         raise UsageError("give a script FILE (or - for stdin), or -c COMMANDS")
     if args.file == "-" and args.workitem_file == "-":
         raise UsageError("the script and the work items cannot both come from stdin")
-    text, default_name = read_script(args.file)
-    if args.params:
+    said: list[str] = []
+    text, default_name = read_script(args.file, said)
+    if args.params is not None:
         text = apply_params(text, args.params)
     if args.commands is not None:
         text = replace_body(text, args.commands)
+    check_size(len(text.encode()), source(args.file))
     if not text.strip():
-        raise UsageError(f"{args.file} is empty: nothing to run")
-    in_script, schedulers = script_options(text, args.directives)
-    options = options_from(args, "qsub").merged_over(in_script)
+        raise UsageError(f"{source(args.file)} is empty: nothing to run")
+    in_script, schedulers = script_options(text, args.directives, said)
+    options = options_from(args, "").merged_over(in_script)
     if not options.queue:
         raise UsageError("no queue: give -q QUEUE or a '#HYPER -q QUEUE' line")
     if not options.definition:
         raise UsageError("no job definition: give -d DEFINITION or a '#HYPER -d DEFINITION' line")
+    submit_dir = os.getcwd()
+    if not is_utf8(submit_dir):
+        raise UsageError(f"the current directory {one_line(submit_dir)} is not UTF-8; cd elsewhere")
     job: dict[str, Any] = {
-        "name": options.name or default_name,
+        "name": jobspec.check_job_name(default_name if options.name is None else options.name),
         "queue": options.queue,
         "definition": options.definition,
         "retries": options.retries or 0,
         "script": text,
-        "submit_dir": os.getcwd(),
-        "env": environment(options),
+        "submit_dir": submit_dir,
+        "env": environment(options, said),
         "priority": options.priority or 0,
         "hold": bool(options.hold),
         "depends": [
@@ -253,7 +283,7 @@ def build_job(args: argparse.Namespace) -> dict[str, Any]:
             for d in jobspec.parse_dependencies(spec)
         ],
     }
-    if options.time_limit:
+    if options.time_limit is not None:
         job["time_limit"] = jobspec.parse_time_limit(options.time_limit)
     if options.stdout or options.stderr:
         job["output"] = {
@@ -266,6 +296,10 @@ def build_job(args: argparse.Namespace) -> dict[str, Any]:
     array = array_body(options, args)
     if array is not None:
         job["array"] = array
+    if notes is None:
+        sys.stderr.write("".join(f"qsub: {note}\n" for note in said))
+    else:
+        notes += said
     return job
 
 
@@ -305,15 +339,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        job = build_job(args)
+        notes: list[str] = []
+        job = build_job(args, notes)
+        said = "".join(f"qsub: {note}\n" for note in notes)
         if args.dry_run:
             sys.stdout.write(describe(job))
-            sys.stderr.write("qsub: dry run: nothing was submitted\n")
+            sys.stderr.write(f"{said}qsub: dry run: nothing was submitted\n")
             return 0
         with connect(args.host) as client:
             job_id = client.submit([job])[0]
             sys.stdout.write(f"{job_id}\n")
             sys.stdout.flush()
+            sys.stderr.write(said)
             if not args.wait:
                 return 0
             while True:

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from hyper.cli import hosts, resources, worker
-from hyper.errors import EXIT_FAILURE, EXIT_USAGE, HyperError
+from hyper.errors import EXIT_FAILURE, EXIT_USAGE, HyperError, is_utf8, one_line
 
 
 class HyperGroup(TyperGroup):
@@ -61,6 +61,10 @@ def _click_errors() -> Any:
 def main(argv: list[str] | None = None) -> int:
     errors = _click_errors()
     args = resources.pair_arguments(sys.argv[1:] if argv is None else argv)
+    for arg in args:
+        if not is_utf8(arg):
+            sys.stderr.write(f"hyper: argument '{one_line(arg)}' is not valid UTF-8\n")
+            return EXIT_USAGE
     try:
         code = app(args=args, prog_name="hyper", standalone_mode=False)
     except errors.UsageError as error:

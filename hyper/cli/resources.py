@@ -316,7 +316,8 @@ def pair_arguments(argv: list[str]) -> list[str]:
         out.append(word)
         index += 1
         pair = word in PAIR_FLAGS and index + 1 < len(argv) and "=" not in argv[index]
-        if pair and not argv[index + 1].startswith("-"):
+        value = argv[index + 1] if pair else ""
+        if pair and (not value.startswith("-") or value[1:].isdigit()):  # `-rw r -1` too
             out.append(f"{argv[index]}={argv[index + 1]}")
             index += 2
     return out

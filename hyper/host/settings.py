@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from hyper.config import write_private
+from hyper.jobspec import MAX_SCRIPT_BYTES
 
 SETTINGS_FILE = "host.json"
 
@@ -23,7 +24,7 @@ class HostSettings:
     worker_patience_seconds: float = 120.0  # a worker keeps trying this long while the host is down
     scheduler_seconds: float = 0.5  # the scheduler's period when nothing wakes it
     max_wait_seconds: float = 20.0  # longest a long-poll request is held
-    max_script_bytes: int = 1024 * 1024
+    max_script_bytes: int = MAX_SCRIPT_BYTES  # of a job's script, encoded as UTF-8
 
     @property
     def database(self) -> Path:
