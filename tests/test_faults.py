@@ -98,7 +98,10 @@ def test_daemon_killed_during_submit_loops_loses_no_printed_id(local: LocalHost)
             assert rows.get(int(printed)) == "echo keep-me\n", printed
         else:
             assert printed == "", (code, printed)  # a failed qsub prints no id
-    assert len(rows) >= sum(code == 0 for code, _ in outcomes)
+    printed = sum(code == 0 for code, _ in outcomes)
+    assert len(rows) >= printed
+    print(f"\n3 daemon kills during 400 qsubs: {printed} ids printed and stored, all intact;")
+    print(f"{400 - printed} qsubs exited non-zero and printed no id")
 
 
 def test_a_full_disk_refuses_writes_with_one_line_and_recovers(

@@ -11,17 +11,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any, NoReturn
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from hyper import __version__, resources
 from hyper.deployer import build_spec
-from hyper.errors import Conflict, HyperError, NotFound, StoreUnavailable, UsageError
+from hyper.errors import (
+    Conflict,
+    HyperError,
+    NotFound,
+    StoreUnavailable,
+    UsageError,
+    is_utf8,
+)
 from hyper.host.schemas import (
     MAX_ID,
     BatchCompletion,
@@ -136,11 +147,21 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
+    app.router.route_class = JsonRoute
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
 
     @app.exception_handler(HyperError)
     async def _hyper_error(request: Request, error: HyperError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=_status_of(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # as FastAPI's own handler, but a body that is not text (bytes sent as text/plain)
+        # is echoed with its bad bytes replaced rather than failing the answer
+        errors = jsonable_encoder(
+            error.errors(), custom_encoder={bytes: lambda b: b.decode(errors="replace")}
+        )
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> dict[str, Any]:
@@ -322,6 +343,60 @@ class ApiKeyMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class JsonRequest(Request):
+    """A request whose JSON body holds only what an answer can show and SQLite can store."""
+
+    async def json(self) -> Any:
+        body = json.loads(await self.body(), parse_constant=_not_json)
+        where = _not_text(body)
+        if where is not None:
+            # an escaped half of a UTF-16 pair ("\udcff") decodes to a str UTF-8 cannot encode
+            raise _invalid_body(where, "not Unicode text: it holds a lone surrogate")
+        return body
+
+
+class JsonRoute(APIRoute):
+    """Routes that read their JSON bodies with JsonRequest."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            return await handler(JsonRequest(request.scope, request.receive))
+
+        return checked
+
+
+def _not_json(constant: str) -> NoReturn:
+    """Python reads NaN and Infinity, which are not JSON, and no answer could show them."""
+    raise _invalid_body((), f"{constant} is not a JSON number")
+
+
+def _not_text(value: Any, where: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """Where in a decoded JSON value a string cannot be encoded as UTF-8, if anywhere."""
+    if isinstance(value, str):
+        return None if value.isascii() or is_utf8(value) else where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not is_utf8(key):
+                return where  # the key itself could not be shown
+            found = _not_text(item, (*where, key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for n, item in enumerate(value):
+            found = _not_text(item, (*where, n))
+            if found is not None:
+                return found
+    return None
+
+
+def _invalid_body(where: tuple[str | int, ...], message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors."""
+    error = {"type": "value_error", "loc": ["body", *where], "msg": message}
+    return HTTPException(status_code=422, detail=[error])
 
 
 def _filter(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hyper.jobs import LogKind
+from hyper.jobspec import JOB_NAME, MAX_ARRAY_INDEX, MAX_NAME_LENGTH, MAX_SCRIPT_BYTES
 
 MAX_ID = 2**62  # ids, indices and counts stay within SQLite's 64-bit integers
 
@@ -23,8 +24,8 @@ class DependencyBody(Body):
 class TaskBody(Body):
     """One task of an array given task by task (array files, work items)."""
 
-    index: int | None = Field(None, ge=0)
-    name: str | None = Field(None, min_length=1, max_length=256)
+    index: int | None = Field(None, ge=0, le=MAX_ARRAY_INDEX)  # as in a range spec
+    name: str | None = Field(None, max_length=MAX_NAME_LENGTH, pattern=JOB_NAME.pattern)
     env: dict[str, str] = Field(default_factory=dict)
     replacements: dict[Annotated[str, StringConstraints(min_length=1)], str] = Field(
         default_factory=dict
@@ -36,7 +37,7 @@ class ArrayBody(Body):
 
     spec: str | None = Field(None, max_length=10_000)
     tasks: list[TaskBody] | None = None
-    cap: int | None = Field(None, ge=1)
+    cap: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class OutputBody(Body):
@@ -46,10 +47,10 @@ class OutputBody(Body):
 
 
 class JobSubmission(Body):
-    name: str = Field(min_length=1, max_length=256)
+    name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME.pattern)
     queue: str = Field(min_length=1, max_length=128)
     definition: str = Field(min_length=1, max_length=128)
-    script: str
+    script: str = Field(max_length=MAX_SCRIPT_BYTES, description="at most 4 MiB once encoded")
     retries: int = Field(0, ge=0, le=100)
     env: dict[str, str] = Field(default_factory=dict)
     submit_dir: str | None = Field(None, max_length=4096)
@@ -120,10 +121,12 @@ class OutputChunk(Body):
 
 
 class ProgressReport(Body):
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_ID)
     output: list[OutputChunk] = Field(default_factory=list)
     metrics: dict[str, float] | None = None
-    process_group: int | None = Field(None, ge=1, description="where the job runs, on its machine")
+    process_group: int | None = Field(
+        None, ge=1, le=MAX_ID, description="where the job runs, on its machine"
+    )
 
 
 class ProgressResponse(BaseModel):
@@ -131,8 +134,8 @@ class ProgressResponse(BaseModel):
 
 
 class CompletionReport(Body):
-    attempt: int = Field(ge=1)
-    exit_code: int | None = None
+    attempt: int = Field(ge=1, le=MAX_ID)
+    exit_code: int | None = Field(None, ge=-MAX_ID, le=MAX_ID)
     reason: str | None = Field(None, max_length=1000)
     output: list[OutputChunk] = Field(default_factory=list)
     claim_next: int = Field(0, ge=0, le=1000, description="also claim this many next jobs")

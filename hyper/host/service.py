@@ -15,6 +15,7 @@ from hyper import jobspec, resources
 from hyper.deployer import Deployer
 from hyper.errors import Conflict, NotFound, UsageError
 from hyper.host.schemas import (
+    MAX_ID,
     ArrayBody,
     BatchCompletion,
     JobSubmission,
@@ -371,6 +372,8 @@ def _array_tasks(body: ArrayBody) -> ArrayTasks:
         raise UsageError("an array needs either a range spec or a list of tasks")
     if body.spec is not None:
         parsed = jobspec.parse_array(body.spec)
+        if parsed.cap is not None and parsed.cap > MAX_ID:  # more than the store holds
+            raise UsageError(f"array {body.spec!r}: the cap after % goes up to {MAX_ID}")
         return ArrayTasks(indices=parsed.indices, cap=body.cap or parsed.cap, spec=body.spec)
     tasks = body.tasks or []
     if not tasks:
