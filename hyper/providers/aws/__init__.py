@@ -1,0 +1,21 @@
+"""The AWS provider: a host that runs serverless, with workers on AWS Batch.
+
+The map (each module one concept; none imported on the qsub path):
+
+- ``tables.py``     the DynamoDB tables of a host (CreateTable shapes), used by the
+                    DynamoDB store (``hyper/store/dynamodb.py``) and the host template
+- ``templates.py``  CloudFormation generated in Python: the host stack (tables, bucket,
+                    API Gateway + API key + usage plan, Lambda, schedule, roles, logs,
+                    dashboard) and a region stack (VPC, subnets, endpoints, peering)
+- ``stacks.py``     creating, updating and deleting stacks, waiting, reading outputs
+- ``bundle.py``     the Lambda code bundle, built from the installed package
+- ``batch.py``      clusters, queues, images and definitions as Batch compute
+                    environments, job queues, ECR repositories and job definitions
+- ``weights.py``    `auto` region weights from EC2 spot placement scores
+
+The Batch launcher is ``hyper/launchers/batch.py``; the Lambda entry point that runs
+the host app is ``hyper/host/lambda_adapter.py``.
+
+Every AWS call goes through plain boto3 clients, so `AWS_ENDPOINT_URL` points them all
+at a moto server in end-to-end tests.
+"""
