@@ -86,6 +86,17 @@ def _status_of(error: HyperError) -> int:
     return 500
 
 
+LauncherFactory = Callable[[HostService], dict[str, Launcher]]
+
+
+def local_launchers(service: HostService) -> dict[str, Launcher]:
+    """Workers as processes on this machine, and on machines that join it."""
+    return {
+        "local": LocalLauncher(service.settings),
+        "static": StaticLauncher(service.store, service.assignments.fire),
+    }
+
+
 def create_app(
     settings: HostSettings,
     store: Store,
@@ -93,10 +104,15 @@ def create_app(
     schedule: bool = False,
     provider: Provider | None = None,
     local_defaults: bool = True,
+    launchers: LauncherFactory | None = None,
 ) -> FastAPI:
-    """Build the host application around a store. With `schedule` it also runs the
-    scheduler, starting workers on this machine and on joined machines."""
+    """Build the host application around a store. With `launchers` (or `schedule`, which
+    takes this machine's) it can run scheduler ticks: `app.state.tick()`. With `schedule`
+    it runs them itself, as a long-lived daemon, starting workers on this machine and on
+    joined machines."""
     service = HostService(store, settings, provider or LocalProvider())
+    if schedule and launchers is None:
+        launchers = local_launchers
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,20 +124,18 @@ def create_app(
                 deployer.create(kind, spec)
             await deployer.settled()
         deployer.resume()
-        # workers that outlived a restart get one lease to report in before their jobs retry,
-        # and are not taken for stuck meanwhile
-        now = time.time()
-        store.extend_leases(settings.lease_seconds, now)
-        for worker in store.live_workers():
-            store.touch_worker(worker.id, now)
-        launchers: dict[str, Launcher] = {}
+        started: dict[str, Launcher] = launchers(service) if launchers else {}
         task = None
+        if started:
+            scheduler = Scheduler(store, started, silence_seconds=settings.lease_seconds * 2)
+            app.state.tick = lambda: scheduler.tick(time.time())
         if schedule:
-            launchers = {
-                "local": LocalLauncher(settings),
-                "static": StaticLauncher(store, service.assignments.fire),
-            }
-            scheduler = Scheduler(store, launchers, silence_seconds=settings.lease_seconds * 2)
+            # workers that outlived a restart get one lease to report in before their jobs
+            # retry, and are not taken for stuck meanwhile
+            now = time.time()
+            store.extend_leases(settings.lease_seconds, now)
+            for worker in store.live_workers():
+                store.touch_worker(worker.id, now)
             task = asyncio.create_task(_schedule(scheduler, service, settings))
         try:
             yield
@@ -130,7 +144,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for launcher in launchers.values():
+            for launcher in started.values():
                 launcher.close()
             await deployer.close()
 
