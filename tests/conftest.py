@@ -155,25 +155,35 @@ def _end_worker(pid: int) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
+@contextlib.contextmanager
+def running_local_host(home: Path, cwd: Path) -> Iterator[LocalHost]:
+    """A local host named `local` in HYPER_HOME `home`, running with quick settings, its
+    commands run in `cwd`; stopped, with its workers, afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HYPER_HOME", str(home))
+        patch.delenv("HYPER_HOST", raising=False)
+        host = hosts.create_host(hosts.HostRequest(name="local"), start=False)
+        assert host.data_dir
+        tuned = HostSettings.load(Path(host.data_dir))
+        tuned.worker_idle_seconds = 3.0
+        tuned.worker_patience_seconds = 20.0
+        tuned.save()
+        local_host.start(host)
+        cwd.mkdir(exist_ok=True)
+        env = {**os.environ, "HYPER_HOME": str(home)}
+        env.pop("HYPER_HOST", None)
+        handle = LocalHost(config.load_host("local"), env, cwd)
+        try:
+            yield handle
+        finally:
+            pids = handle.worker_pids()
+            local_host.stop(config.load_host("local"))
+            for pid in pids:
+                _end_worker(pid)
+
+
 @pytest.fixture
 def local(hyper_home: Path, tmp_path: Path) -> Iterator[LocalHost]:
     """A running local host with quick settings; stopped, with its workers, afterwards."""
-    host = hosts.create_host(hosts.HostRequest(name="local"), start=False)
-    assert host.data_dir
-    tuned = HostSettings.load(Path(host.data_dir))
-    tuned.worker_idle_seconds = 3.0
-    tuned.worker_patience_seconds = 20.0
-    tuned.save()
-    local_host.start(host)
-    cwd = tmp_path / "work"
-    cwd.mkdir()
-    env = {**os.environ, "HYPER_HOME": str(hyper_home)}
-    env.pop("HYPER_HOST", None)
-    handle = LocalHost(config.load_host("local"), env, cwd)
-    try:
+    with running_local_host(hyper_home, tmp_path / "work") as handle:
         yield handle
-    finally:
-        pids = handle.worker_pids()
-        local_host.stop(config.load_host("local"))
-        for pid in pids:
-            _end_worker(pid)

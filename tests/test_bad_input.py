@@ -22,10 +22,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from hyper import config, hosts, local_host
-from hyper.host.settings import HostSettings
 from hyper.jobspec import ENV_NAME, MAX_SCRIPT_BYTES
-from tests.conftest import BIN, LocalHost, _end_worker
+from tests.conftest import BIN, LocalHost, running_local_host
 
 pytestmark = pytest.mark.e2e
 
@@ -48,30 +46,11 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     held job and a held array for the selectors to name."""
     base = tmp_path_factory.mktemp("bad-input")
     home = base / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HYPER_HOME", str(home))
-        patch.delenv("HYPER_HOST", raising=False)
-        created = hosts.create_host(hosts.HostRequest(name="local"), start=False)
-        assert created.data_dir
-        tuned = HostSettings.load(Path(created.data_dir))
-        tuned.worker_idle_seconds = 3.0
-        tuned.save()
-        local_host.start(created)
-        cwd = base / "work"
-        cwd.mkdir()
-        env = {**os.environ, "HYPER_HOME": str(home)}
-        env.pop("HYPER_HOST", None)
-        local = LocalHost(config.load_host("local"), env, cwd)
-        try:
-            (cwd / "held.sh").write_text("echo held\n")
-            job = int(local.ok("qsub", "-h", *Q, "held.sh"))
-            array = int(local.ok("qsub", "-h", "-a", "1-3", *Q, "held.sh"))
-            yield Host(local, home, job, array)
-        finally:
-            pids = local.worker_pids()
-            local_host.stop(config.load_host("local"))
-            for pid in pids:
-                _end_worker(pid)
+    with running_local_host(home, base / "work") as local:
+        (local.cwd / "held.sh").write_text("echo held\n")
+        job = int(local.ok("qsub", "-h", *Q, "held.sh"))
+        array = int(local.ok("qsub", "-h", "-a", "1-3", *Q, "held.sh"))
+        yield Host(local, home, job, array)
 
 
 def snapshot(host: Host) -> dict[str, Any]:

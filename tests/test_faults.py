@@ -20,7 +20,7 @@ import pytest
 from hyper import config, hosts
 from hyper.host.settings import HostSettings
 from hyper.local_host import start, stop
-from tests.conftest import BIN, LocalHost
+from tests.conftest import BIN, LocalHost, running_local_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -113,19 +113,8 @@ def test_a_full_disk_refuses_writes_with_one_line_and_recovers(
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)], check=True)
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("HYPER_HOME", str(disk / "home"))
-            created = hosts.create_host(hosts.HostRequest(), start=False)
-            start(created)
-            handle = LocalHost(
-                config.load_host("local"),
-                {**os.environ, "HYPER_HOME": str(disk / "home")},
-                tmp_path,
-            )
-            try:
-                _fill_and_recover(handle, disk)
-            finally:
-                stop(config.load_host("local"))
+        with running_local_host(disk / "home", tmp_path / "work") as handle:
+            _fill_and_recover(handle, disk)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
 
