@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from hyper import config, hosts, local_host
-from hyper.cli.walkthrough import answer, interactive, refuse_missing
+from hyper.cli.walkthrough import answer, confirm, interactive, refuse_missing
 from hyper.errors import UsageError
 from hyper.hosts import HostRequest
 
@@ -165,17 +165,10 @@ def delete_host(
     """Stop a host and forget it; a local host's data is deleted unless --keep-data."""
     target = config.load_host(_target(name, host))
     if target.provider == "local" and not keep_data and not yes:
-        if not interactive():
-            refuse_missing(["--yes (or --keep-data)"])
-        import questionary
-
-        if not answer(
-            questionary.confirm(
-                f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
-                default=False,
-            )
-        ):
-            raise typer.Exit(1)
+        confirm(
+            f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
+            ["--yes (or --keep-data)"],
+        )
     hosts.delete_host(target.name, keep_data=keep_data)
     typer.echo(f"deleted host {target.name!r}", err=True)
 
@@ -253,17 +246,10 @@ def restore_host(
 
     target = _local_target(name, host)
     if not yes:
-        if not interactive():
-            refuse_missing(["--yes"])
-        import questionary
-
-        if not answer(
-            questionary.confirm(
-                f"Replace every job, log and resource of host {target.name!r} with {source}?",
-                default=False,
-            )
-        ):
-            raise typer.Exit(1)
+        confirm(
+            f"Replace every job, log and resource of host {target.name!r} with {source}?",
+            ["--yes"],
+        )
     done = backup.restore(target, source)
     typer.echo(f"restored host {target.name!r}: {done.jobs} jobs from {source}", err=True)
 

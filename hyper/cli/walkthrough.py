@@ -40,6 +40,18 @@ def answer(question: Any) -> Any:
     return value
 
 
+def confirm(question: str, flags: list[str]) -> None:
+    """A yes/no question before something that cannot be undone; outside a terminal the
+    command says which flags would answer it. No ends the command with exit 1."""
+    if not interactive():
+        refuse_missing(flags)
+    import questionary
+    import typer
+
+    if not answer(questionary.confirm(question, default=False)):
+        raise typer.Exit(1)
+
+
 Answers = dict[str, Any]
 
 
