@@ -1,0 +1,970 @@
+"""CloudFormation templates, generated in Python as plain dicts.
+
+Two stacks make an AWS host:
+
+- ``host_template``: the control plane in the host's region. The DynamoDB tables the
+  store asks for, an S3 bucket, a REST API (API key on every method, a usage plan
+  that throttles it) in front of one Lambda function that runs the host app, a
+  one-minute schedule that makes the same function run a scheduler tick, the function's
+  role (this host's tables, bucket, log group and secret, and nothing else of the
+  kind), log groups with retention, the secret holding the API key, and optionally
+  a CloudWatch dashboard.
+- ``region_template``: the network a region's workers run in: the host's VPC or an
+  existing one (their subnets and route tables looked up beforehand, see
+  ``stacks.lookup_vpc``), or a new VPC with public, isolated or NAT'ed private
+  subnets; VPC endpoints; peering with the main region; a security group for workers.
+  ``peering_routes_template`` adds the main region's side of a peering.
+
+Nothing here calls AWS: a template is a function of its arguments, so the same
+arguments give the same template (and CloudFormation sees no change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hyper.errors import UsageError
+from hyper.host.lambda_adapter import TICK_EVENT
+from hyper.models import RegionSpec
+
+Template = dict[str, Any]
+Json = dict[str, Any]
+
+LAMBDA_PYTHON = "3.11"  # the bundle's wheels are built for this version (bundle.py)
+LAMBDA_RUNTIME = f"python{LAMBDA_PYTHON}"
+LAMBDA_HANDLER = "hyper.host.lambda_adapter.handler"
+API_STAGE = "v1"
+TEMPLATE_VERSION = "2010-09-09"
+HOST_TAG = "hyper:host"
+
+# what the host function may do to the host's own tables (transactions are authorised
+# through these same actions)
+TABLE_ACTIONS = [
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+]
+# interface endpoints a VPC without a way out needs for Batch workers: ECR (images),
+# CloudWatch Logs, the ECS agent that Batch runs on its instances, Secrets Manager (the
+# host's API key) and STS (role credentials); images' layers come through the S3 gateway
+INTERFACE_ENDPOINTS = [
+    "ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "secretsmanager", "sts",
+]  # fmt: skip
+GATEWAY_ENDPOINTS = ["s3", "dynamodb"]
+
+
+# small helpers that keep the templates readable ------------------------------------------
+
+
+def ref(name: str) -> Json:
+    return {"Ref": name}
+
+
+def get_att(name: str, attribute: str) -> Json:
+    return {"Fn::GetAtt": [name, attribute]}
+
+
+def sub(text: str) -> Json:
+    return {"Fn::Sub": text}
+
+
+def resource(kind: str, properties: Json, **attributes: Any) -> Json:
+    """One resource: its type, properties and attributes (DependsOn, DeletionPolicy...)."""
+    return {"Type": kind, "Properties": properties, **attributes}
+
+
+def output(value: Any, description: str) -> Json:
+    return {"Description": description, "Value": value}
+
+
+def tags(host_name: str, name: str | None = None) -> list[Json]:
+    found = [{"Key": HOST_TAG, "Value": host_name}]
+    if name:
+        found.insert(0, {"Key": "Name", "Value": name})
+    return found
+
+
+def statement(actions: list[str], resources: list[Any] | str) -> Json:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def logical_id(text: str) -> str:
+    """`hyper-h-job-logs` -> `HyperHJobLogs`: what CloudFormation accepts as a logical id."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text))
+
+
+def physical_name(host_name: str, suffix: str = "", *, limit: int = 64) -> str:
+    """`hyper-HOST[-SUFFIX]` in letters, digits, '-' and '_' (what Lambda, dashboards and
+    stacks accept), at most `limit` long. A name that had to change ends with a hash of
+    the original, so two hosts never share one."""
+    wanted = f"hyper-{host_name}" + (f"-{suffix}" if suffix else "")
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", wanted)
+    if safe == wanted and len(safe) <= limit:
+        return safe
+    digest = hashlib.sha256(wanted.encode()).hexdigest()[:8]
+    return f"{safe[: limit - len(digest) - 1]}-{digest}"
+
+
+def table_prefix(host_name: str) -> str:
+    """The prefix of a host's DynamoDB tables, named `PREFIX-TABLE` (what
+    `tables.table_definitions` takes)."""
+    return f"hyper-{host_name}"
+
+
+def function_name(host_name: str) -> str:
+    return physical_name(host_name, "host")
+
+
+def template_hash(template: Template) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+
+
+# DynamoDB tables ---------------------------------------------------------------------
+
+# CreateTable keys that a CloudFormation table takes as they are
+_SAME_KEYS = (
+    "TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput",
+    "GlobalSecondaryIndexes", "LocalSecondaryIndexes", "Tags", "TableClass",
+    "DeletionProtectionEnabled", "OnDemandThroughput", "WarmThroughput",
+    # not CreateTable's, but UpdateTimeToLive's, in the same shape CloudFormation wants
+    "TimeToLiveSpecification",
+)  # fmt: skip
+
+
+def dynamodb_table(definition: Json, host_name: str) -> Json:
+    """A boto3 `create_table` request as an AWS::DynamoDB::Table resource."""
+    unknown = set(definition) - {*_SAME_KEYS, "StreamSpecification", "SSESpecification"}
+    if unknown:
+        raise ValueError(f"table {definition.get('TableName')}: cannot convert {sorted(unknown)}")
+    properties = {k: definition[k] for k in _SAME_KEYS if k in definition}
+    stream = definition.get("StreamSpecification")
+    if stream and stream.get("StreamEnabled"):
+        properties["StreamSpecification"] = {"StreamViewType": stream["StreamViewType"]}
+    sse = definition.get("SSESpecification")
+    if sse:
+        converted = {"SSEEnabled": sse.get("Enabled", False)}
+        converted.update({k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse})
+        properties["SSESpecification"] = converted
+    properties["Tags"] = [*properties.get("Tags", []), *tags(host_name)]
+    # deleting a host deletes its jobs (the command asks first); a table replaced by an
+    # update would lose them, so replacement keeps the old one
+    return resource(
+        "AWS::DynamoDB::Table", properties, DeletionPolicy="Delete", UpdateReplacePolicy="Retain"
+    )
+
+
+def _has_indexes(definition: Json) -> bool:
+    return bool(definition.get("GlobalSecondaryIndexes") or definition.get("LocalSecondaryIndexes"))
+
+
+# the host stack ------------------------------------------------------------------------
+
+
+def host_template(
+    host_name: str,
+    tables: list[Json],
+    *,
+    enable_dashboard: bool,
+    code_bucket: str,
+    code_key: str,
+    rate_limit: float = 500.0,
+    burst_limit: int = 1000,
+    log_retention_days: int = 30,
+    memory_mib: int = 1024,
+    batch_prefix: str | None = None,
+) -> Template:
+    """The control plane of host `host_name`. `tables` are CreateTable requests whose
+    names start with `table_prefix(host_name)`; the function's code is the zip at
+    `code_bucket`/`code_key` (name the key after the bundle's hash: the function is
+    updated only when the key changes). `rate_limit`/`burst_limit` throttle the API key
+    (requests per second). With `batch_prefix` (the prefix of `batch.Names`), the function
+    may submit only to the job queues and definitions whose names start with it."""
+    prefix = table_prefix(host_name)
+    names = [str(t.get("TableName", "")) for t in tables]
+    strangers = [n or "(no name)" for n in names if not n.startswith(f"{prefix}-")]
+    if strangers:
+        raise ValueError(f"tables not named {prefix}-*: {', '.join(strangers)}")
+    if not tables:
+        raise ValueError("a host needs its tables")
+
+    function = function_name(host_name)
+    api_name = physical_name(host_name, limit=128)
+    resources: dict[str, Json] = {}
+    by_id: dict[str, Json] = {}  # the table definitions by logical id
+    for definition in tables:
+        lid = logical_id(definition["TableName"][len(prefix) + 1 :]) + "Table"
+        if lid in by_id:
+            raise ValueError(f"two tables make the same logical id {lid}")
+        by_id[lid] = definition
+        resources[lid] = dynamodb_table(definition, host_name)
+
+    resources.update(_bucket(host_name))
+    resources["ApiKeySecret"] = resource(
+        "AWS::SecretsManager::Secret",
+        {
+            "Description": f"The API key of hyper host {host_name}, for its workers",
+            # the whole value is the key (what workers read)
+            "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
+            "Tags": tags(host_name),
+        },
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+    )
+    resources["FunctionLogs"] = resource(
+        "AWS::Logs::LogGroup",
+        {
+            "LogGroupName": f"/aws/lambda/{function}",
+            "RetentionInDays": log_retention_days,
+            "Tags": tags(host_name),
+        },
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+    )
+    resources["WorkerLogs"] = resource(
+        "AWS::Logs::LogGroup",
+        {
+            "LogGroupName": f"/hyper/{host_name}/workers",
+            "RetentionInDays": log_retention_days,
+            "Tags": tags(host_name),
+        },
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+    )
+    resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix)
+    resources["HostFunction"] = resource(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": function,
+            "Description": f"hyper host {host_name}: the API and the scheduler",
+            "Runtime": LAMBDA_RUNTIME,
+            "Handler": LAMBDA_HANDLER,
+            "Architectures": ["x86_64"],
+            "Code": {"S3Bucket": code_bucket, "S3Key": code_key},
+            "Role": get_att("FunctionRole", "Arn"),
+            "MemorySize": memory_mib,
+            "Timeout": 60,
+            "Environment": {
+                "Variables": {
+                    "HYPER_HOST_NAME": host_name,
+                    "HYPER_TABLE_PREFIX": prefix,
+                    "HYPER_BUCKET": ref("Bucket"),
+                    "HYPER_REGION": ref("AWS::Region"),
+                    "HYPER_SECRET_ARN": ref("ApiKeySecret"),
+                    "HYPER_API_URL": _api_url(),
+                    "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
+                }
+            },
+            "Tags": tags(host_name),
+        },
+        DependsOn=["FunctionLogs"],  # the function must not create its log group itself
+    )
+    resources.update(_api(host_name, api_name, rate_limit, burst_limit))
+    resources["TickRule"] = resource(
+        "AWS::Events::Rule",
+        {
+            "Description": f"a scheduler tick of hyper host {host_name}",
+            "ScheduleExpression": "rate(1 minute)",
+            "State": "ENABLED",
+            "Targets": [
+                {
+                    "Id": "tick",
+                    "Arn": get_att("HostFunction", "Arn"),
+                    "Input": json.dumps(TICK_EVENT),
+                }
+            ],
+        },
+    )
+    resources["TickPermission"] = resource(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": get_att("HostFunction", "Arn"),
+            "Principal": "events.amazonaws.com",
+            "SourceArn": get_att("TickRule", "Arn"),
+        },
+    )
+    if enable_dashboard:
+        resources["Dashboard"] = _dashboard(host_name, api_name, [t["TableName"] for t in tables])
+
+    outputs = {
+        "ApiUrl": output(_api_url(), "where the host's API answers"),
+        "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is in the secret)"),
+        "BucketName": output(ref("Bucket"), "scripts and archived logs"),
+        "TablePrefix": output(prefix, "the prefix of the host's DynamoDB tables"),
+        "SecretArn": output(ref("ApiKeySecret"), "the secret holding the API key"),
+        "FunctionName": output(ref("HostFunction"), "the function running the host"),
+        "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
+    }
+    return {
+        "AWSTemplateFormatVersion": TEMPLATE_VERSION,
+        "Description": f"hyper host {host_name}",
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def _api_url() -> Json:
+    return sub("https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + API_STAGE)
+
+
+def _bucket(host_name: str) -> dict[str, Json]:
+    bucket = resource(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "abort-incomplete-uploads",
+                        "Status": "Enabled",
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+                    }
+                ]
+            },
+            "Tags": tags(host_name),
+        },
+        # CloudFormation deletes only an empty bucket: stacks.delete_stack(empty_buckets=True)
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Retain",
+    )
+    only_tls = {
+        "Sid": "OnlyTls",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [get_att("Bucket", "Arn"), sub("${Bucket.Arn}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    policy = resource(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": ref("Bucket"),
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [only_tls]},
+        },
+    )
+    return {"Bucket": bucket, "BucketPolicy": policy}
+
+
+def _function_role(host_name: str, tables: dict[str, Json], batch_prefix: str | None) -> Json:
+    """The host function's role: this host's tables (and their indexes), bucket, log
+    group and secret; Batch jobs in this account (queues and definitions named with
+    `batch_prefix` when given), and what takes no narrower resource than "*"."""
+    table_arns: list[Any] = []
+    for lid, definition in tables.items():
+        table_arns.append(get_att(lid, "Arn"))
+        if _has_indexes(definition):
+            table_arns.append(sub("${" + lid + ".Arn}/index/*"))
+    batch = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
+    # Batch names are cleaned as batch.Names cleans them
+    named = re.sub(r"[^A-Za-z0-9_-]", "_", batch_prefix) + "-" if batch_prefix else ""
+    statements = [
+        statement(TABLE_ACTIONS, table_arns),
+        statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [sub("${Bucket.Arn}/*")]),
+        statement(["s3:ListBucket"], [get_att("Bucket", "Arn")]),
+        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att("FunctionLogs", "Arn")]),
+        statement(["secretsmanager:GetSecretValue"], [ref("ApiKeySecret")]),
+        statement(
+            ["batch:SubmitJob"],
+            [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
+        ),
+        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")]),
+        # these take no resource narrower than "*"
+        statement(["batch:DescribeJobs", "batch:ListJobs"], "*"),
+        statement(["ec2:GetSpotPlacementScores"], "*"),
+    ]
+    return resource(
+        "AWS::IAM::Role",
+        {
+            "Description": f"the function of hyper host {host_name}",
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "host",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                }
+            ],
+            "Tags": tags(host_name),
+        },
+    )
+
+
+def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> dict[str, Json]:
+    """A REST API passing every path and method to the host function, with an API key
+    required on each method, and a usage plan that throttles that key on the stage."""
+    integration = {
+        "Type": "AWS_PROXY",
+        "IntegrationHttpMethod": "POST",
+        "Uri": sub(
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31"
+            "/functions/${HostFunction.Arn}/invocations"
+        ),
+    }
+
+    def method(resource_id: Any) -> Json:
+        return resource(
+            "AWS::ApiGateway::Method",
+            {
+                "RestApiId": ref("Api"),
+                "ResourceId": resource_id,
+                "HttpMethod": "ANY",
+                "AuthorizationType": "NONE",
+                "ApiKeyRequired": True,
+                "Integration": integration,
+            },
+        )
+
+    methods = {
+        "ApiRootMethod": method(get_att("Api", "RootResourceId")),
+        "ApiProxyMethod": method(ref("ApiProxyResource")),
+    }
+    # a deployment is a snapshot: a new logical id whenever the methods change deploys them
+    deployment = "ApiDeployment" + template_hash(methods)[:10]
+    found: dict[str, Json] = {
+        "Api": resource(
+            "AWS::ApiGateway::RestApi",
+            {
+                "Name": api_name,
+                "Description": f"hyper host {host_name}",
+                "ApiKeySourceType": "HEADER",
+                "EndpointConfiguration": {"Types": ["REGIONAL"]},
+                # every body reaches the function base64-encoded, byte for byte
+                "BinaryMediaTypes": ["*/*"],
+                "Tags": tags(host_name),
+            },
+        ),
+        "ApiProxyResource": resource(
+            "AWS::ApiGateway::Resource",
+            {
+                "RestApiId": ref("Api"),
+                "ParentId": get_att("Api", "RootResourceId"),
+                "PathPart": "{proxy+}",
+            },
+        ),
+        **methods,
+        deployment: resource(
+            "AWS::ApiGateway::Deployment",
+            {"RestApiId": ref("Api"), "Description": "the host's routes"},
+            DependsOn=sorted(methods),
+        ),
+        "ApiStage": resource(
+            "AWS::ApiGateway::Stage",
+            {
+                "RestApiId": ref("Api"),
+                "StageName": API_STAGE,
+                "DeploymentId": ref(deployment),
+                "Tags": tags(host_name),
+            },
+        ),
+        "ApiPermission": resource(
+            "AWS::Lambda::Permission",
+            {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": get_att("HostFunction", "Arn"),
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": sub(
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}"
+                    f":${{Api}}/{API_STAGE}/*"
+                ),
+            },
+        ),
+        "ApiKey": resource(
+            "AWS::ApiGateway::ApiKey",
+            {
+                "Name": api_name,
+                "Description": f"the key of hyper host {host_name}",
+                "Enabled": True,
+                # the secret made it; workers and the function read it from there
+                "Value": sub("{{resolve:secretsmanager:${ApiKeySecret}}}"),
+                "Tags": tags(host_name),
+            },
+        ),
+        "UsagePlan": resource(
+            "AWS::ApiGateway::UsagePlan",
+            {
+                "UsagePlanName": api_name,
+                "Description": f"the throttle on hyper host {host_name}'s key",
+                "ApiStages": [{"ApiId": ref("Api"), "Stage": ref("ApiStage")}],
+                "Throttle": {"RateLimit": rate_limit, "BurstLimit": burst_limit},
+                "Tags": tags(host_name),
+            },
+        ),
+        "UsagePlanKey": resource(
+            "AWS::ApiGateway::UsagePlanKey",
+            {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
+        ),
+    }
+    return found
+
+
+def _dashboard(host_name: str, api_name: str, table_names: list[str]) -> Json:
+    def widget(title: str, metrics: list[list[Any]], x: int, y: int, stat: str = "Sum") -> Json:
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": "${AWS::Region}",
+                "stat": stat,
+                "period": 60,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
+
+    fn = ["AWS/Lambda", "FunctionName", "${HostFunction}"]
+    api = ["AWS/ApiGateway", "ApiName", api_name, "Stage", API_STAGE]
+
+    def lambda_metric(name: str, **options: str) -> list[Any]:
+        return [fn[0], name, *fn[1:], *([options] if options else [])]
+
+    def api_metric(name: str, **options: str) -> list[Any]:
+        return [api[0], name, *api[1:], *([options] if options else [])]
+
+    table_metrics: list[list[Any]] = []
+    throttles: list[list[Any]] = []
+    for name in table_names:
+        for metric in ("ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits"):
+            table_metrics.append(["AWS/DynamoDB", metric, "TableName", name])
+        for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+            throttles.append(["AWS/DynamoDB", metric, "TableName", name])
+    body = {
+        "widgets": [
+            widget(
+                "API requests",
+                [api_metric("Count"), api_metric("4XXError"), api_metric("5XXError")],
+                0,
+                0,
+            ),
+            widget(
+                "API latency (ms)",
+                [api_metric("Latency", stat="Average"), api_metric("Latency", stat="p99")],
+                12,
+                0,
+            ),
+            widget(
+                "Host function",
+                [lambda_metric("Invocations"), lambda_metric("Errors"), lambda_metric("Throttles")],
+                0,
+                6,
+            ),
+            widget(
+                "Host function duration (ms)",
+                [lambda_metric("Duration", stat="Average"), lambda_metric("Duration", stat="p99")],
+                12,
+                6,
+            ),
+            widget("Table capacity used", table_metrics, 0, 12),
+            widget("Table throttling", throttles, 12, 12),
+        ]
+    }
+    return resource(
+        "AWS::CloudWatch::Dashboard",
+        {
+            "DashboardName": physical_name(host_name, limit=255),
+            "DashboardBody": sub(json.dumps(body, separators=(",", ":"))),
+        },
+    )
+
+
+# the region stack --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExistingVpc:
+    """A VPC the region stack uses but does not own: the host's or one named by id.
+    `subnet_ids` are where workers go (and interface endpoints: at most one per
+    availability zone); `route_table_ids` get the gateway endpoints and peering routes."""
+
+    vpc_id: str
+    subnet_ids: list[str]
+    route_table_ids: list[str] = field(default_factory=list)
+    cidr: str | None = None
+
+
+@dataclass(frozen=True)
+class PeerVpc:
+    """The main region's VPC, for a region that peers with it."""
+
+    vpc_id: str
+    cidr: str
+    region: str
+
+
+def region_template(
+    spec: RegionSpec,
+    *,
+    host_name: str,
+    vpc: ExistingVpc | None = None,
+    peer: PeerVpc | None = None,
+) -> Template:
+    """The network of one region's workers, as `spec` asks:
+
+    - the VPC: `spec.vpc_id` (an existing VPC, described by `vpc`), else `spec.cidr` (a
+      new VPC), else with `spec.import_vpc` the host's VPC (described by `vpc`);
+    - a new VPC's subnets: PUBLIC (workers get public addresses), PRIVATE_ISOLATED (no
+      way out but VPC endpoints) or PRIVATE_WITH_NAT (`spec.nat_gateways`, 1 to 3, NAT
+      gateways in public subnets; 3 spreads over three availability zones, otherwise
+      two). NAT gateways count only there;
+    - endpoints: DATA_OPTIMISED adds S3 and DynamoDB gateway endpoints, FOR_PRIVATE_VPC
+      also the interface endpoints Batch workers need without a way out;
+    - `spec.peer_with_main_region`: a peering connection with `peer` and routes to it.
+    """
+    if spec.vpc_id:
+        if vpc is None or vpc.vpc_id != spec.vpc_id:
+            raise UsageError(f"region {spec.name}: describe VPC {spec.vpc_id} first")
+        network: _Network = _existing_network(vpc)
+    elif spec.cidr:
+        network = _new_network(spec, host_name)
+    elif spec.import_vpc:
+        if vpc is None:
+            raise UsageError(f"region {spec.name}: the host's VPC is not known here")
+        network = _existing_network(vpc)
+    else:
+        raise UsageError(f"region {spec.name}: give a CIDR for a new VPC or an existing vpc-id")
+
+    resources = network.resources
+    resources["WorkerSecurityGroup"] = resource(
+        "AWS::EC2::SecurityGroup",
+        {
+            "GroupDescription": f"hyper host {host_name}: workers in {spec.name}",
+            "VpcId": network.vpc_id,
+            "SecurityGroupEgress": [
+                {"IpProtocol": "-1", "CidrIp": "0.0.0.0/0", "Description": "anywhere"}
+            ],
+            "Tags": tags(host_name, physical_name(host_name, f"{spec.name}-workers", limit=255)),
+        },
+    )
+    if spec.deploy_vpc_endpoints != "OFF":
+        resources.update(_gateway_endpoints(network))
+    if spec.deploy_vpc_endpoints == "FOR_PRIVATE_VPC":
+        resources.update(_interface_endpoints(network, host_name))
+
+    outputs = {
+        "VpcId": output(network.vpc_id, "the workers' VPC"),
+        "SubnetIds": output(network.subnet_ids, "the workers' subnets, comma-separated"),
+        "SecurityGroupId": output(ref("WorkerSecurityGroup"), "the workers' security group"),
+    }
+    if network.cidr is not None:
+        outputs["VpcCidr"] = output(network.cidr, "the VPC's address range")
+    if spec.peer_with_main_region:
+        if spec.main_region:
+            raise UsageError(f"region {spec.name} is the main region: it cannot peer with itself")
+        if peer is None:
+            raise UsageError(f"region {spec.name}: the main region's VPC is not known here")
+        if not network.route_tables:
+            raise UsageError(f"region {spec.name}: VPC {network.vpc_id} has no route tables")
+        mine = network.cidr_literal
+        if mine and ipaddress.ip_network(mine).overlaps(ipaddress.ip_network(peer.cidr)):
+            raise UsageError(
+                f"region {spec.name}: {mine} overlaps the main region's {peer.cidr}; "
+                "peered VPCs need separate ranges"
+            )
+        resources.update(_peering(network, peer, host_name, spec.name))
+        outputs["PeeringConnectionId"] = output(ref("Peering"), "the peering with the main region")
+    return {
+        "AWSTemplateFormatVersion": TEMPLATE_VERSION,
+        "Description": f"hyper host {host_name}: region {spec.name}",
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def peering_routes_template(
+    host_name: str,
+    region_name: str,
+    *,
+    peering_connection_id: str,
+    route_table_ids: list[str],
+    cidr: str,
+) -> Template:
+    """The main region's side of a peering: routes to region `region_name`'s `cidr`."""
+    resources = {
+        f"PeerRoute{n}": resource(
+            "AWS::EC2::Route",
+            {
+                "RouteTableId": table,
+                "DestinationCidrBlock": cidr,
+                "VpcPeeringConnectionId": peering_connection_id,
+            },
+        )
+        for n, table in enumerate(route_table_ids)
+    }
+    return {
+        "AWSTemplateFormatVersion": TEMPLATE_VERSION,
+        "Description": f"hyper host {host_name}: routes from the main region to {region_name}",
+        "Resources": resources,
+    }
+
+
+@dataclass
+class _Network:
+    vpc_id: Any  # a literal id or a Ref
+    subnet_ids: Any  # a comma-separated list, literal or Fn::Join
+    endpoint_subnets: list[Any]  # at most one per availability zone
+    route_tables: list[Any]
+    cidr: Any  # literal, GetAtt, or None when unknown
+    cidr_literal: str | None
+    resources: dict[str, Json] = field(default_factory=dict)
+
+
+def _existing_network(vpc: ExistingVpc) -> _Network:
+    if not vpc.subnet_ids:
+        raise UsageError(f"VPC {vpc.vpc_id} has no subnets for workers")
+    return _Network(
+        vpc_id=vpc.vpc_id,
+        subnet_ids=",".join(vpc.subnet_ids),
+        endpoint_subnets=list(vpc.subnet_ids),
+        route_tables=list(vpc.route_table_ids),
+        cidr=vpc.cidr,
+        cidr_literal=vpc.cidr,
+    )
+
+
+def _subnet_ranges(cidr: str, count: int) -> list[str]:
+    """`count` equal subnets of `cidr` (a power of two of them, the first `count` used)."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    if network.version != 4:
+        raise UsageError(f"{cidr}: give an IPv4 range")
+    if not 16 <= network.prefixlen <= 28:
+        raise UsageError(f"{cidr}: a VPC's range is between /16 and /28")
+    prefix = network.prefixlen + math.ceil(math.log2(count))
+    if prefix > 28:
+        raise UsageError(f"{cidr} is too small for {count} subnets (each at least /28)")
+    return [str(s) for s in network.subnets(new_prefix=prefix)][:count]
+
+
+def _new_network(spec: RegionSpec, host_name: str) -> _Network:
+    assert spec.cidr
+    config = spec.subnet_config
+    nats = spec.nat_gateways if config == "PRIVATE_WITH_NAT" else 0
+    if config == "PRIVATE_WITH_NAT" and nats < 1:
+        raise UsageError(
+            f"region {spec.name}: PRIVATE_WITH_NAT needs at least one NAT gateway "
+            "(or choose PRIVATE_ISOLATED with endpoints, or PUBLIC)"
+        )
+    zones = 3 if nats == 3 else 2
+    public = config in ("PUBLIC", "PRIVATE_WITH_NAT")
+    private = config != "PUBLIC"
+    ranges = iter(_subnet_ranges(spec.cidr, zones * (int(public) + int(private))))
+    cidr = str(ipaddress.ip_network(spec.cidr, strict=False))
+
+    def name(suffix: str) -> list[Json]:
+        return tags(host_name, physical_name(host_name, f"{spec.name}-{suffix}", limit=255))
+
+    res: dict[str, Json] = {
+        "Vpc": resource(
+            "AWS::EC2::VPC",
+            {
+                "CidrBlock": cidr,
+                "EnableDnsSupport": True,  # interface endpoints need both
+                "EnableDnsHostnames": True,
+                "Tags": name("vpc"),
+            },
+        )
+    }
+
+    def subnet(lid: str, zone: int, is_public: bool) -> None:
+        res[lid] = resource(
+            "AWS::EC2::Subnet",
+            {
+                "VpcId": ref("Vpc"),
+                "CidrBlock": next(ranges),
+                "AvailabilityZone": {"Fn::Select": [zone, {"Fn::GetAZs": ""}]},
+                "MapPublicIpOnLaunch": is_public,
+                "Tags": name(lid.lower()),
+            },
+        )
+
+    route_tables: list[Any] = []
+    public_subnets = [f"PublicSubnet{z}" for z in range(zones)] if public else []
+    private_subnets = [f"PrivateSubnet{z}" for z in range(zones)] if private else []
+    if public:
+        res["InternetGateway"] = resource("AWS::EC2::InternetGateway", {"Tags": name("igw")})
+        res["InternetGatewayAttachment"] = resource(
+            "AWS::EC2::VPCGatewayAttachment",
+            {"VpcId": ref("Vpc"), "InternetGatewayId": ref("InternetGateway")},
+        )
+        res["PublicRouteTable"] = resource(
+            "AWS::EC2::RouteTable", {"VpcId": ref("Vpc"), "Tags": name("public")}
+        )
+        res["PublicDefaultRoute"] = resource(
+            "AWS::EC2::Route",
+            {
+                "RouteTableId": ref("PublicRouteTable"),
+                "DestinationCidrBlock": "0.0.0.0/0",
+                "GatewayId": ref("InternetGateway"),
+            },
+            DependsOn="InternetGatewayAttachment",
+        )
+        route_tables.append(ref("PublicRouteTable"))
+        for zone, lid in enumerate(public_subnets):
+            subnet(lid, zone, True)
+            res[f"{lid}Routes"] = resource(
+                "AWS::EC2::SubnetRouteTableAssociation",
+                {"SubnetId": ref(lid), "RouteTableId": ref("PublicRouteTable")},
+            )
+    for n in range(nats):
+        res[f"NatAddress{n}"] = resource(
+            "AWS::EC2::EIP",
+            {"Domain": "vpc", "Tags": name(f"nat{n}")},
+            DependsOn="InternetGatewayAttachment",
+        )
+        res[f"NatGateway{n}"] = resource(
+            "AWS::EC2::NatGateway",
+            {
+                "AllocationId": get_att(f"NatAddress{n}", "AllocationId"),
+                "SubnetId": ref(public_subnets[n]),
+                "Tags": name(f"nat{n}"),
+            },
+        )
+    if private and nats:
+        for zone, lid in enumerate(private_subnets):
+            subnet(lid, zone, False)
+            table = f"PrivateRouteTable{zone}"
+            res[table] = resource(
+                "AWS::EC2::RouteTable", {"VpcId": ref("Vpc"), "Tags": name(table.lower())}
+            )
+            res[f"{table}Nat"] = resource(
+                "AWS::EC2::Route",
+                {
+                    "RouteTableId": ref(table),
+                    "DestinationCidrBlock": "0.0.0.0/0",
+                    "NatGatewayId": ref(f"NatGateway{zone % nats}"),
+                },
+            )
+            res[f"{lid}Routes"] = resource(
+                "AWS::EC2::SubnetRouteTableAssociation",
+                {"SubnetId": ref(lid), "RouteTableId": ref(table)},
+            )
+            route_tables.append(ref(table))
+    elif private:
+        res["PrivateRouteTable"] = resource(
+            "AWS::EC2::RouteTable", {"VpcId": ref("Vpc"), "Tags": name("isolated")}
+        )
+        route_tables.append(ref("PrivateRouteTable"))
+        for zone, lid in enumerate(private_subnets):
+            subnet(lid, zone, False)
+            res[f"{lid}Routes"] = resource(
+                "AWS::EC2::SubnetRouteTableAssociation",
+                {"SubnetId": ref(lid), "RouteTableId": ref("PrivateRouteTable")},
+            )
+    workers = private_subnets or public_subnets
+    return _Network(
+        vpc_id=ref("Vpc"),
+        subnet_ids={"Fn::Join": [",", [ref(s) for s in workers]]},
+        endpoint_subnets=[ref(s) for s in workers],
+        route_tables=route_tables,
+        cidr=get_att("Vpc", "CidrBlock"),
+        cidr_literal=cidr,
+        resources=res,
+    )
+
+
+def _gateway_endpoints(network: _Network) -> dict[str, Json]:
+    return {
+        f"{logical_id(service)}Endpoint": resource(
+            "AWS::EC2::VPCEndpoint",
+            {
+                "VpcId": network.vpc_id,
+                "ServiceName": sub("com.amazonaws.${AWS::Region}." + service),
+                "VpcEndpointType": "Gateway",
+                "RouteTableIds": network.route_tables,
+            },
+        )
+        for service in GATEWAY_ENDPOINTS
+    }
+
+
+def _interface_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
+    found: dict[str, Json] = {
+        "EndpointSecurityGroup": resource(
+            "AWS::EC2::SecurityGroup",
+            {
+                "GroupDescription": f"hyper host {host_name}: HTTPS from workers to endpoints",
+                "VpcId": network.vpc_id,
+                "SecurityGroupIngress": [
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": 443,
+                        "ToPort": 443,
+                        "SourceSecurityGroupId": ref("WorkerSecurityGroup"),
+                        "Description": "workers",
+                    }
+                ],
+                "Tags": tags(host_name),
+            },
+        )
+    }
+    for service in INTERFACE_ENDPOINTS:
+        found[f"{logical_id(service)}Endpoint"] = resource(
+            "AWS::EC2::VPCEndpoint",
+            {
+                "VpcId": network.vpc_id,
+                "ServiceName": sub("com.amazonaws.${AWS::Region}." + service),
+                "VpcEndpointType": "Interface",
+                "PrivateDnsEnabled": True,
+                "SubnetIds": network.endpoint_subnets,
+                "SecurityGroupIds": [ref("EndpointSecurityGroup")],
+            },
+        )
+    return found
+
+
+def _peering(network: _Network, peer: PeerVpc, host_name: str, region: str) -> dict[str, Json]:
+    found: dict[str, Json] = {
+        "Peering": resource(
+            "AWS::EC2::VPCPeeringConnection",
+            {
+                "VpcId": network.vpc_id,
+                "PeerVpcId": peer.vpc_id,
+                "PeerRegion": peer.region,
+                "Tags": tags(host_name, physical_name(host_name, f"{region}-main", limit=255)),
+            },
+        )
+    }
+    for n, table in enumerate(network.route_tables):
+        found[f"PeeringRoute{n}"] = resource(
+            "AWS::EC2::Route",
+            {
+                "RouteTableId": table,
+                "DestinationCidrBlock": peer.cidr,
+                "VpcPeeringConnectionId": ref("Peering"),
+            },
+        )
+    return found

@@ -1,0 +1,512 @@
+"""The generated CloudFormation: cfn-lint on every variant, least privilege read from the
+policies themselves, the options' effects, and golden copies of two templates.
+
+Set HYPER_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.config import ConfigMixIn
+from cfnlint.decode.decode import decode_str
+from cfnlint.runner import run_template_by_data
+from cfnlint.runner.cli import Runner
+
+from hyper.errors import UsageError
+from hyper.host.lambda_adapter import TICK_EVENT
+from hyper.models import RegionSpec
+from hyper.providers.aws import templates
+from hyper.providers.aws.tables import table_definitions
+from hyper.providers.aws.templates import (
+    ExistingVpc,
+    PeerVpc,
+    host_template,
+    peering_routes_template,
+    region_template,
+    table_prefix,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+HOST = "h1"
+# the regions cfn-lint checks against: one with two zones (us-west-1) among them
+LINT_REGIONS = ["us-east-1", "us-west-1", "eu-west-1", "ap-southeast-2"]
+# warnings we accept, each with its reason (none so far)
+ACCEPTED_WARNINGS: dict[str, str] = {}
+
+
+def sample_tables(prefix: str) -> list[dict[str, Any]]:
+    """CreateTable requests using what the converter knows beyond tables.py's own."""
+    return [
+        {
+            "TableName": f"{prefix}-jobs",
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "id", "AttributeType": "N"},
+                {"AttributeName": "qs", "AttributeType": "S"},
+            ],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "queue-status",
+                    "KeySchema": [
+                        {"AttributeName": "qs", "KeyType": "HASH"},
+                        {"AttributeName": "id", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+            "SSESpecification": {"Enabled": True, "SSEType": "KMS"},
+        },
+        {
+            "TableName": f"{prefix}-log",
+            "BillingMode": "PROVISIONED",
+            "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+            "AttributeDefinitions": [
+                {"AttributeName": "job_id", "AttributeType": "N"},
+                {"AttributeName": "seq", "AttributeType": "N"},
+            ],
+            "KeySchema": [
+                {"AttributeName": "job_id", "KeyType": "HASH"},
+                {"AttributeName": "seq", "KeyType": "RANGE"},
+            ],
+            "StreamSpecification": {"StreamEnabled": False},
+            "TimeToLiveSpecification": {"AttributeName": "expires", "Enabled": True},
+            "Tags": [{"Key": "purpose", "Value": "job output"}],
+        },
+    ]
+
+
+TABLE_SOURCES = {"tables.py": table_definitions, "sample": sample_tables}
+
+
+def host(enable_dashboard: bool = True, tables: str = "tables.py", **options: Any) -> Any:
+    made = TABLE_SOURCES[tables](table_prefix(HOST))
+    return host_template(
+        HOST,
+        made,
+        enable_dashboard=enable_dashboard,
+        code_bucket="hyper-code-bucket",
+        code_key="hyper/lambda-0123456789abcdef.zip",
+        **options,
+    )
+
+
+class Linter:
+    """cfn-lint's rules, loaded once; each distinct template linted once."""
+
+    def __init__(self) -> None:
+        self.config = ConfigMixIn(regions=LINT_REGIONS, include_checks=["I"])
+        self.rules = Runner(self.config).rules
+        self.seen: dict[str, list[Any]] = {}
+
+    def findings(self, template: dict[str, Any]) -> list[Any]:
+        text = json.dumps(template, sort_keys=True)
+        if text not in self.seen:
+            decoded, errors = decode_str(text)
+            self.seen[text] = list(errors) or list(
+                run_template_by_data(decoded, self.config, self.rules)
+            )
+        return self.seen[text]
+
+    def assert_clean(self, template: dict[str, Any]) -> None:
+        """No error, and no warning we have not accepted (informational notes pass)."""
+        bad = [
+            m
+            for m in self.findings(template)
+            if m.rule.id[0] in "EW" and m.rule.id not in ACCEPTED_WARNINGS
+        ]
+        assert not bad, "\n".join(map(str, bad))
+
+
+@pytest.fixture(scope="module")
+def linter() -> Linter:
+    return Linter()
+
+
+def test_the_linter_finds_what_is_wrong(linter: Linter) -> None:
+    broken = host(False, "sample")
+    broken["Resources"]["HostFunction"]["Properties"]["Runtime"] = "python2.1"
+    broken["Resources"]["Bucket"]["DependsOn"] = "NoSuchResource"
+    found = {m.rule.id for m in linter.findings(broken)}
+    assert {"E3005", "E3030"} <= found
+    with pytest.raises(AssertionError, match=r"python2\.1"):
+        linter.assert_clean(broken)
+
+
+# the host stack --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tables", sorted(TABLE_SOURCES))
+@pytest.mark.parametrize("dashboard", [True, False], ids=["dashboard", "no-dashboard"])
+def test_host_template_lints_clean(dashboard: bool, tables: str, linter: Linter) -> None:
+    template = host(dashboard, tables)
+    assert ("Dashboard" in template["Resources"]) is dashboard
+    linter.assert_clean(template)
+
+
+def test_host_template_with_a_batch_prefix_lints_clean(linter: Linter) -> None:
+    linter.assert_clean(host(batch_prefix="hyper-h1", rate_limit=50, burst_limit=100))
+
+
+def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    role = template["Resources"]["FunctionRole"]["Properties"]
+    (policy,) = role["Policies"]
+    return policy["PolicyDocument"]["Statement"]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+ALLOWED_ACTIONS = {
+    *templates.TABLE_ACTIONS,
+    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
+    "logs:CreateLogStream", "logs:PutLogEvents",
+    "batch:SubmitJob", "batch:DescribeJobs", "batch:CancelJob", "batch:TerminateJob",
+    "batch:ListJobs",
+    "ec2:GetSpotPlacementScores",
+    "secretsmanager:GetSecretValue",
+}  # fmt: skip
+# the only actions AWS offers no narrower resource for
+STAR_ACTIONS = {"batch:DescribeJobs", "batch:ListJobs", "ec2:GetSpotPlacementScores"}
+
+
+@pytest.mark.parametrize("tables", sorted(TABLE_SOURCES))
+def test_the_function_may_touch_only_its_own_host(tables: str) -> None:
+    template = host(tables=tables)
+    resources = template["Resources"]
+    own_tables = {lid for lid, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+    assert len(own_tables) == len(TABLE_SOURCES[tables]("x"))
+    touched_tables: set[str] = set()
+    for found in policy_statements(template):
+        assert found["Effect"] == "Allow"
+        actions = as_list(found["Action"])
+        assert set(actions) <= ALLOWED_ACTIONS, actions
+        assert not any("*" in action for action in actions)
+        services = {a.split(":")[0] for a in actions}
+        assert len(services) == 1, "one service per statement keeps the check honest"
+        (service,) = services
+        targets = as_list(found["Resource"])
+        if "*" in targets:
+            assert set(actions) <= STAR_ACTIONS, actions
+            continue
+        for target in targets:
+            assert isinstance(target, dict), f"{service}: {target!r} is not this host's"
+            if service == "dynamodb":
+                if "Fn::GetAtt" in target:
+                    lid, attribute = target["Fn::GetAtt"]
+                    assert (lid in own_tables, attribute) == (True, "Arn")
+                else:
+                    text = target["Fn::Sub"]
+                    lid = text.removeprefix("${").removesuffix(".Arn}/index/*")
+                    assert text == "${" + lid + ".Arn}/index/*" and lid in own_tables
+                touched_tables.add(lid)
+            elif service == "s3":
+                assert target in ({"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Sub": "${Bucket.Arn}/*"})
+            elif service == "secretsmanager":
+                assert target == {"Ref": "ApiKeySecret"}
+            elif service == "logs":
+                assert target == {"Fn::GetAtt": ["FunctionLogs", "Arn"]}
+            elif service == "batch":
+                this_account = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
+                assert target["Fn::Sub"].startswith(this_account)
+            else:
+                raise AssertionError(f"{service} has a resource: {target}")
+    assert touched_tables == own_tables
+    # indexes are reachable exactly for the tables that have some
+    with_indexes = {
+        lid
+        for lid in own_tables
+        if resources[lid]["Properties"].get("GlobalSecondaryIndexes")
+        or resources[lid]["Properties"].get("LocalSecondaryIndexes")
+    }
+    dynamodb = next(s for s in policy_statements(template) if s["Action"][0].startswith("dynamodb"))
+    index_arns = {
+        r["Fn::Sub"].removeprefix("${").removesuffix(".Arn}/index/*")
+        for r in dynamodb["Resource"]
+        if "Fn::Sub" in r
+    }
+    assert index_arns == with_indexes
+
+
+def test_a_batch_prefix_narrows_submitting() -> None:
+    submit = next(
+        s
+        for s in policy_statements(host(batch_prefix="hyper-a.b"))
+        if s["Action"] == ["batch:SubmitJob"]
+    )
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in submit["Resource"]] == [
+        "job-queue/hyper-a_b-*",
+        "job-definition/hyper-a_b-*",
+    ]
+
+
+def test_the_host_stack_holds_what_it_should() -> None:
+    template = host()
+    resources = template["Resources"]
+
+    def of_type(kind: str) -> dict[str, dict[str, Any]]:
+        return {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == kind}
+
+    methods = of_type("AWS::ApiGateway::Method")
+    assert len(methods) == 2
+    assert all(m["ApiKeyRequired"] is True for m in methods.values())
+    assert all(m["Integration"]["Type"] == "AWS_PROXY" for m in methods.values())
+    (proxy,) = of_type("AWS::ApiGateway::Resource").values()
+    assert proxy["PathPart"] == "{proxy+}"
+    (plan,) = of_type("AWS::ApiGateway::UsagePlan").values()
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "ApiStage"}}]
+    assert plan["Throttle"] == {"RateLimit": 500.0, "BurstLimit": 1000}
+    (plan_key,) = of_type("AWS::ApiGateway::UsagePlanKey").values()
+    assert plan_key["KeyId"] == {"Ref": "ApiKey"}
+    assert "ApiKeySecret" in of_type("AWS::ApiGateway::ApiKey")["ApiKey"]["Value"]["Fn::Sub"]
+
+    function = of_type("AWS::Lambda::Function")["HostFunction"]
+    assert function["Runtime"] in ("python3.11", "python3.12")
+    assert function["Handler"] == "hyper.host.lambda_adapter.handler"
+    assert function["Code"] == {
+        "S3Bucket": "hyper-code-bucket",
+        "S3Key": "hyper/lambda-0123456789abcdef.zip",
+    }
+    variables = function["Environment"]["Variables"]
+    assert variables["HYPER_TABLE_PREFIX"] == table_prefix(HOST)
+    assert variables["HYPER_BUCKET"] == {"Ref": "Bucket"}
+    assert variables["HYPER_HOST_NAME"] == HOST
+    assert variables["HYPER_REGION"] == {"Ref": "AWS::Region"}
+
+    (rule,) = of_type("AWS::Events::Rule").values()
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    assert json.loads(rule["Targets"][0]["Input"]) == TICK_EVENT == {"hyper": "tick"}
+    principals = sorted(p["Principal"] for p in of_type("AWS::Lambda::Permission").values())
+    assert principals == ["apigateway.amazonaws.com", "events.amazonaws.com"]
+
+    logs = of_type("AWS::Logs::LogGroup")
+    assert logs["FunctionLogs"]["LogGroupName"] == f"/aws/lambda/{function['FunctionName']}"
+    assert all(group["RetentionInDays"] == 30 for group in logs.values())
+
+    bucket = of_type("AWS::S3::Bucket")["Bucket"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    rule_sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule_sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+    assert set(template["Outputs"]) >= {
+        "ApiUrl", "ApiKeyId", "BucketName", "TablePrefix", "SecretArn", "FunctionName",
+    }  # fmt: skip
+    tables = of_type("AWS::DynamoDB::Table")
+    assert sorted(t["TableName"] for t in tables.values()) == sorted(
+        t["TableName"] for t in table_definitions(table_prefix(HOST))
+    )
+
+
+def test_create_table_requests_become_cloudformation_tables() -> None:
+    jobs, log = (templates.dynamodb_table(t, HOST) for t in sample_tables(table_prefix(HOST)))
+    assert jobs["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert jobs["Properties"]["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
+    assert jobs["Properties"]["GlobalSecondaryIndexes"][0]["IndexName"] == "queue-status"
+    assert "StreamSpecification" not in log["Properties"]
+    assert log["Properties"]["TimeToLiveSpecification"]["AttributeName"] == "expires"
+    assert log["Properties"]["Tags"] == [
+        {"Key": "purpose", "Value": "job output"},
+        {"Key": "hyper:host", "Value": HOST},
+    ]
+    with pytest.raises(ValueError, match="ResourcePolicy"):
+        templates.dynamodb_table({"TableName": "t", "ResourcePolicy": "{}"}, HOST)
+
+
+def test_only_this_hosts_tables() -> None:
+    with pytest.raises(ValueError, match="hyper-other-jobs"):
+        host_template(
+            HOST,
+            table_definitions(table_prefix("other"))[:1],
+            enable_dashboard=False,
+            code_bucket="b-b-b",
+            code_key="k",
+        )
+
+
+def test_names_aws_takes(linter: Linter) -> None:
+    long = "a." + "b" * 61
+    name = templates.function_name(long)
+    assert len(name) <= 64 and set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+    # hosts whose names differ only where AWS needs a change still get different names
+    assert templates.function_name("a.b") != templates.function_name("a-b")
+    assert templates.function_name("plain") == "hyper-plain-host"
+    linter.assert_clean(
+        host_template(
+            long,
+            table_definitions(table_prefix(long)),
+            enable_dashboard=True,
+            code_bucket="hyper-code",
+            code_key="k.zip",
+        )
+    )
+
+
+# the region stack ----------------------------------------------------------------------------
+
+HOST_VPC = ExistingVpc(
+    "vpc-0a1b2c3d4e5f60718",
+    ["subnet-0a1b2c3d4e5f60718", "subnet-1a1b2c3d4e5f60718"],
+    ["rtb-0a1b2c3d4e5f60718"],
+    "10.0.0.0/16",
+)
+OTHER_VPC = ExistingVpc(
+    "vpc-9a1b2c3d4e5f60718",
+    ["subnet-9a1b2c3d4e5f60718", "subnet-8a1b2c3d4e5f60718", "subnet-7a1b2c3d4e5f60718"],
+    ["rtb-9a1b2c3d4e5f60718", "rtb-8a1b2c3d4e5f60718"],
+    "172.16.0.0/16",
+)
+MAIN = PeerVpc("vpc-0f0e0d0c0b0a09080", "10.200.0.0/16", "us-east-1")
+VPC_CHOICES = ("host", "existing", "new")
+SUBNETS = ("PUBLIC", "PRIVATE_ISOLATED", "PRIVATE_WITH_NAT")
+ENDPOINTS = ("OFF", "DATA_OPTIMISED", "FOR_PRIVATE_VPC")
+NATS = (0, 1, 2, 3)
+PEERING = (False, True)
+VARIANTS = list(itertools.product(VPC_CHOICES, SUBNETS, ENDPOINTS, NATS, PEERING))
+
+
+def region_spec(vpc: str, subnets: str, endpoints: str, nats: int, peering: bool) -> RegionSpec:
+    return RegionSpec(
+        name="eu-west-1",
+        kind="aws",
+        import_vpc=vpc == "host",
+        vpc_id=OTHER_VPC.vpc_id if vpc == "existing" else None,
+        cidr="10.1.0.0/16" if vpc == "new" else None,
+        subnet_config=subnets,
+        deploy_vpc_endpoints=endpoints,
+        nat_gateways=nats,
+        peer_with_main_region=peering,
+    )
+
+
+def region_variant(vpc: str, subnets: str, endpoints: str, nats: int, peering: bool) -> Any:
+    spec = region_spec(vpc, subnets, endpoints, nats, peering)
+    described = {"host": HOST_VPC, "existing": OTHER_VPC, "new": None}[vpc]
+    return region_template(spec, host_name=HOST, vpc=described, peer=MAIN if peering else None)
+
+
+@pytest.mark.parametrize(
+    ("vpc", "subnets", "endpoints", "nats", "peering"),
+    VARIANTS,
+    ids=["-".join(map(str, v)) for v in VARIANTS],
+)
+def test_every_region_variant_lints_clean(
+    vpc: str,
+    subnets: str,
+    endpoints: str,
+    nats: int,
+    peering: bool,
+    linter: Linter,
+) -> None:
+    if vpc == "new" and subnets == "PRIVATE_WITH_NAT" and nats == 0:
+        with pytest.raises(UsageError, match="at least one NAT gateway"):
+            region_variant(vpc, subnets, endpoints, nats, peering)
+        return
+    template = region_variant(vpc, subnets, endpoints, nats, peering)
+    linter.assert_clean(template)  # variants giving the same template are linted once
+
+    resources = template["Resources"]
+    kinds = [r["Type"] for r in resources.values()]
+    assert set(template["Outputs"]) >= {"VpcId", "SubnetIds", "SecurityGroupId"}
+    assert ("AWS::EC2::VPC" in kinds) is (vpc == "new")
+    nat_count = kinds.count("AWS::EC2::NatGateway")
+    assert nat_count == (nats if vpc == "new" and subnets == "PRIVATE_WITH_NAT" else 0)
+    interface = [
+        r for r in resources.values() if r["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    gateway = [r for r in resources.values() if r["Properties"].get("VpcEndpointType") == "Gateway"]
+    assert len(gateway) == (0 if endpoints == "OFF" else 2)
+    assert len(interface) == (
+        len(templates.INTERFACE_ENDPOINTS) if endpoints == "FOR_PRIVATE_VPC" else 0
+    )
+    assert ("AWS::EC2::VPCPeeringConnection" in kinds) is peering
+    if peering:
+        routes = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::Route"]
+        to_main = [r for r in routes if r.get("DestinationCidrBlock") == MAIN.cidr]
+        assert to_main and all(r["VpcPeeringConnectionId"] == {"Ref": "Peering"} for r in to_main)
+        assert "PeeringConnectionId" in template["Outputs"]
+
+
+def test_a_new_vpc_spreads_over_zones() -> None:
+    three = region_variant("new", "PRIVATE_WITH_NAT", "OFF", 3, False)["Resources"]
+    subnets = [r["Properties"] for r in three.values() if r["Type"] == "AWS::EC2::Subnet"]
+    zones = {json.dumps(s["AvailabilityZone"]) for s in subnets}
+    assert len(subnets) == 6 and len(zones) == 3
+    assert [s["CidrBlock"] for s in subnets] == [f"10.1.{n * 32}.0/19" for n in range(6)]
+    one = region_variant("new", "PRIVATE_WITH_NAT", "OFF", 1, False)["Resources"]
+    nat_routes = [r["Properties"].get("NatGatewayId") for r in one.values()]
+    nat_routes = [route for route in nat_routes if route]
+    assert nat_routes == [{"Ref": "NatGateway0"}] * 2
+    public = region_variant("new", "PUBLIC", "OFF", 0, False)["Resources"]
+    assert all(
+        r["Properties"]["MapPublicIpOnLaunch"]
+        for r in public.values()
+        if r["Type"] == "AWS::EC2::Subnet"
+    )
+
+
+def test_region_choices_that_cannot_work() -> None:
+    with pytest.raises(UsageError, match="host's VPC"):
+        region_template(region_spec("host", "PUBLIC", "OFF", 0, False), host_name=HOST)
+    with pytest.raises(UsageError, match="describe VPC"):
+        region_template(region_spec("existing", "PUBLIC", "OFF", 0, False), host_name=HOST)
+    with pytest.raises(UsageError, match="CIDR"):
+        region_template(
+            RegionSpec(name="r", kind="aws", import_vpc=False), host_name=HOST, vpc=HOST_VPC
+        )
+    with pytest.raises(UsageError, match="main region's VPC"):
+        region_template(region_spec("new", "PUBLIC", "OFF", 0, True), host_name=HOST)
+    overlapping = PeerVpc("vpc-0f0e0d0c0b0a09080", "10.1.128.0/17", "us-east-1")
+    with pytest.raises(UsageError, match="overlaps"):
+        region_template(
+            region_spec("new", "PUBLIC", "OFF", 0, True), host_name=HOST, peer=overlapping
+        )
+    main = region_spec("host", "PUBLIC", "OFF", 0, True)
+    main.main_region = True
+    with pytest.raises(UsageError, match="cannot peer with itself"):
+        region_template(main, host_name=HOST, vpc=HOST_VPC, peer=MAIN)
+    tiny = region_spec("new", "PRIVATE_WITH_NAT", "OFF", 3, False)
+    tiny.cidr = "10.1.0.0/26"
+    with pytest.raises(UsageError, match="too small"):
+        region_template(tiny, host_name=HOST)
+
+
+def test_the_main_regions_side_of_a_peering_lints_clean(linter: Linter) -> None:
+    template = peering_routes_template(
+        HOST,
+        "eu-west-1",
+        peering_connection_id="pcx-0a1b2c3d4e5f60718",
+        route_table_ids=HOST_VPC.route_table_ids,
+        cidr="10.1.0.0/16",
+    )
+    linter.assert_clean(template)
+    assert len(template["Resources"]) == 1
+
+
+# golden copies -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("aws-host.json", lambda: host(True, "sample")),
+        (
+            "aws-region-new-nat-endpoints-peering.json",
+            lambda: region_variant("new", "PRIVATE_WITH_NAT", "FOR_PRIVATE_VPC", 2, True),
+        ),
+    ],
+)
+def test_golden_templates(name: str, make: Any) -> None:
+    text = json.dumps(make(), indent=2, sort_keys=True) + "\n"
+    path = GOLDEN / name
+    if os.environ.get("HYPER_UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.read_text() == text, f"{name} changed; HYPER_UPDATE_GOLDEN=1 rewrites it"
