@@ -36,6 +36,7 @@ from hyper.providers.aws.stacks import (
 )
 from hyper.providers.aws.tables import table_definitions
 from hyper.providers.aws.templates import (
+    SECRET_PARAMETER,
     PeerVpc,
     host_template,
     peering_routes_template,
@@ -49,6 +50,7 @@ REGION = "eu-west-1"
 HOST = "h1"
 CODE_BUCKET = "hyper-code"
 CODE_KEY = "hyper/lambda-0123456789abcdef.zip"
+SECRET_NAME = "hyper/h1/api-key"
 
 
 @pytest.fixture
@@ -67,7 +69,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         with zipfile.ZipFile(code, "w") as bundle:
             bundle.writestr("hyper/__init__.py", "")
         s3.put_object(Bucket=CODE_BUCKET, Key=CODE_KEY, Body=code.getvalue())
+        boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name=SECRET_NAME, SecretString="the-key"
+        )
         yield
+
+
+def host_parameters(**extra: str) -> dict[str, str]:
+    """The host stack's parameter (the secret made before it), and any given."""
+    secret = boto3.client("secretsmanager", region_name=REGION).describe_secret(
+        SecretId=SECRET_NAME
+    )
+    return {SECRET_PARAMETER: secret["ARN"], **extra}
 
 
 def the_host_template(**extra: Any) -> dict[str, Any]:
@@ -88,12 +101,13 @@ def client(service: str) -> Any:
 def test_the_host_stack_deploys_with_its_outputs(aws: None) -> None:
     lines: list[str] = []
     name = host_stack_name(HOST)
-    outputs = deploy_stack(name, the_host_template(), REGION, log=lines.append)
+    outputs = deploy_stack(name, the_host_template(), REGION, host_parameters(), log=lines.append)
 
     assert f"creating stack {name} in {REGION}" in lines
     assert f"stack {name}: CREATE_COMPLETE" in lines
-    # all but what moto's CloudFormation lacks (the API key and the secret)
-    assert set(outputs) >= {"ApiUrl", "BucketName", "TablePrefix", "FunctionName"}
+    # all but what moto's CloudFormation lacks (the API key)
+    assert set(outputs) >= {"ApiUrl", "BucketName", "TablePrefix", "FunctionName", "SecretArn"}
+    assert outputs["SecretArn"] == host_parameters()[SECRET_PARAMETER]
     assert outputs == stack_outputs(name, REGION)
 
     api_url = rf"https://(\w+)\.execute-api\.{REGION}\.amazonaws\.com/v1"
@@ -134,16 +148,16 @@ def test_an_update_without_changes_is_no_error(aws: None) -> None:
     name = host_stack_name(HOST)
     template = the_host_template()
     # a parameter, for moto says "No updates are to be performed" only when given some
-    template["Parameters"] = {"Note": {"Type": "String", "Description": "a note"}}
-    first = deploy_stack(name, template, REGION, {"Note": "one"}, log=lambda _: None)
+    template["Parameters"]["Note"] = {"Type": "String", "Description": "a note"}
+    first = deploy_stack(name, template, REGION, host_parameters(Note="one"), log=lambda _: None)
 
     lines: list[str] = []
-    again = deploy_stack(name, template, REGION, {"Note": "one"}, log=lines.append)
+    again = deploy_stack(name, template, REGION, host_parameters(Note="one"), log=lines.append)
     assert again == first
     assert lines == [f"stack {name}: no changes"]
 
     lines.clear()
-    changed = deploy_stack(name, template, REGION, {"Note": "two"}, log=lines.append)
+    changed = deploy_stack(name, template, REGION, host_parameters(Note="two"), log=lines.append)
     assert changed == first
     assert f"updating stack {name} in {REGION}" in lines
     assert f"stack {name}: UPDATE_COMPLETE" in lines
@@ -152,7 +166,7 @@ def test_an_update_without_changes_is_no_error(aws: None) -> None:
 
 def test_deleting_the_host_stack(aws: None) -> None:
     name = host_stack_name(HOST)
-    outputs = deploy_stack(name, the_host_template(), REGION, log=lambda _: None)
+    outputs = deploy_stack(name, the_host_template(), REGION, host_parameters(), log=lambda _: None)
     client("s3").put_object(Bucket=outputs["BucketName"], Key="scripts/1", Body=b"echo hi\n")
 
     lines: list[str] = []
@@ -339,7 +353,9 @@ def test_a_big_template_goes_through_s3(aws: None) -> None:
         deploy_stack(name, template, REGION, log=lambda _: None)
     assert describe_stack(name, REGION) is None
 
-    outputs = deploy_stack(name, template, REGION, template_bucket=CODE_BUCKET, log=lambda _: None)
+    outputs = deploy_stack(
+        name, template, REGION, host_parameters(), template_bucket=CODE_BUCKET, log=lambda _: None
+    )
     assert outputs["TablePrefix"] == table_prefix(HOST)
     keys = [o["Key"] for o in client("s3").list_objects_v2(Bucket=CODE_BUCKET)["Contents"]]
     assert [k for k in keys if k.startswith(f"hyper/templates/{name}-")]

@@ -211,7 +211,7 @@ def test_the_function_may_touch_only_its_own_host(tables: str) -> None:
             elif service == "s3":
                 assert target in ({"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Sub": "${Bucket.Arn}/*"})
             elif service == "secretsmanager":
-                assert target == {"Ref": "ApiKeySecret"}
+                assert target == {"Ref": "ApiKeySecretArn"}
             elif service == "logs":
                 assert target == {"Fn::GetAtt": ["FunctionLogs", "Arn"]}
             elif service == "batch":

@@ -42,6 +42,7 @@ LAMBDA_HANDLER = "hyper.host.lambda_adapter.handler"
 API_STAGE = "v1"
 TEMPLATE_VERSION = "2010-09-09"
 HOST_TAG = "hyper:host"
+SECRET_PARAMETER = "ApiKeySecretArn"  # the host stack's one parameter
 
 # what the host function may do to the host's own tables (transactions are authorised
 # through these same actions)
@@ -212,17 +213,6 @@ def host_template(
         resources[lid] = dynamodb_table(definition, host_name)
 
     resources.update(_bucket(host_name))
-    resources["ApiKeySecret"] = resource(
-        "AWS::SecretsManager::Secret",
-        {
-            "Description": f"The API key of hyper host {host_name}, for its workers",
-            # the whole value is the key (what workers read)
-            "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
-            "Tags": tags(host_name),
-        },
-        DeletionPolicy="Delete",
-        UpdateReplacePolicy="Delete",
-    )
     resources["FunctionLogs"] = resource(
         "AWS::Logs::LogGroup",
         {
@@ -262,7 +252,7 @@ def host_template(
                     "HYPER_TABLE_PREFIX": prefix,
                     "HYPER_BUCKET": ref("Bucket"),
                     "HYPER_REGION": ref("AWS::Region"),
-                    "HYPER_SECRET_ARN": ref("ApiKeySecret"),
+                    "HYPER_SECRET_ARN": ref(SECRET_PARAMETER),
                     "HYPER_API_URL": _api_url(),
                     "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
                 }
@@ -304,13 +294,20 @@ def host_template(
         "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is in the secret)"),
         "BucketName": output(ref("Bucket"), "scripts and archived logs"),
         "TablePrefix": output(prefix, "the prefix of the host's DynamoDB tables"),
-        "SecretArn": output(ref("ApiKeySecret"), "the secret holding the API key"),
+        "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
         "FunctionName": output(ref("HostFunction"), "the function running the host"),
         "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
         "Description": f"hyper host {host_name}",
+        "Parameters": {
+            SECRET_PARAMETER: {
+                "Type": "String",
+                "Description": "the ARN of the secret holding the API key (made before the"
+                " stack, so that the key is known to whoever deploys it, and never echoed)",
+            }
+        },
         "Resources": resources,
         "Outputs": outputs,
     }
@@ -386,7 +383,7 @@ def _function_role(host_name: str, tables: dict[str, Json], batch_prefix: str | 
         statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [sub("${Bucket.Arn}/*")]),
         statement(["s3:ListBucket"], [get_att("Bucket", "Arn")]),
         statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att("FunctionLogs", "Arn")]),
-        statement(["secretsmanager:GetSecretValue"], [ref("ApiKeySecret")]),
+        statement(["secretsmanager:GetSecretValue"], [ref(SECRET_PARAMETER)]),
         statement(
             ["batch:SubmitJob"],
             [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
@@ -507,7 +504,7 @@ def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> 
                 "Description": f"the key of hyper host {host_name}",
                 "Enabled": True,
                 # the secret made it; workers and the function read it from there
-                "Value": sub("{{resolve:secretsmanager:${ApiKeySecret}}}"),
+                "Value": sub(f"{{{{resolve:secretsmanager:${{{SECRET_PARAMETER}}}}}}}"),
                 "Tags": tags(host_name),
             },
         ),
