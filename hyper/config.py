@@ -52,6 +52,10 @@ class HostConfig(NamedTuple):
     data_dir: str | None = None  # local hosts: where the daemon keeps its state
     bind: str = "127.0.0.1"  # local hosts: the address the daemon listens on
     port: int = 0  # local hosts: the port tried first when the daemon starts
+    region: str | None = None  # aws hosts: where the control plane runs
+    account: str | None = None  # aws hosts: the AWS account
+    vpc: str | None = None  # aws hosts: the CIDR or vpc-id the main region uses
+    dashboard: bool = False  # aws hosts: with a CloudWatch dashboard
 
     def __repr__(self) -> str:  # never shows the key
         return f"HostConfig(name={self.name!r}, provider={self.provider!r}, url={self.url!r})"

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hyper import config
 from hyper.client import HostClient
 from hyper.config import DEFAULT_LOCAL_HOST, HostConfig
 from hyper.errors import UsageError
 
-PROVIDERS = ("local",)  # the providers this version can create hosts with
+PROVIDERS = ("local", "aws")  # the providers this version can create hosts with
 
 
 class HostRequest(NamedTuple):
@@ -26,9 +26,19 @@ class HostRequest(NamedTuple):
     provider: str = "local"
     bind: str = "127.0.0.1"
     port: int = 0
+    region: str | None = None  # aws: where the control plane goes
+    account: str | None = None  # aws: checked against the credentials' account
+    vpc: str | None = None  # aws: a CIDR or vpc-id for the main region
+    enable_dashboard: bool = False  # aws: a CloudWatch dashboard
+    code_bundle: Path | None = None  # aws: a Lambda bundle built before (default: build one)
 
 
-def create_host(request: HostRequest, *, select: bool = True, start: bool = True) -> HostConfig:
+Log = Callable[[str], None]
+
+
+def create_host(
+    request: HostRequest, *, select: bool = True, start: bool = True, log: Log = print
+) -> HostConfig:
     name = config.validate_host_name(request.name)
     if request.provider not in PROVIDERS:
         raise UsageError(
@@ -36,6 +46,12 @@ def create_host(request: HostRequest, *, select: bool = True, start: bool = True
         )
     if name in config.list_host_names():
         raise UsageError(f"a host named {name!r} already exists")
+    if request.provider == "aws":
+        host = _deploy_aws_host(request._replace(name=name), log)
+        config.save_host(host)
+        if select:
+            config.select_host(name)
+        return host
     check_address(request.bind, request.port)
 
     from hyper.host.settings import HostSettings
@@ -65,6 +81,51 @@ def create_host(request: HostRequest, *, select: bool = True, start: bool = True
 
         local_host.start(host)
     return config.load_host(name)
+
+
+def _aws() -> Any:
+    """The AWS provider's host module, or one line saying what to install."""
+    try:
+        from hyper.providers.aws import host as aws_host
+    except ImportError as error:
+        raise UsageError(
+            f"the aws provider needs boto3 ({error});"
+            " install it with: pip install 'hyper-scheduler[aws]'"
+        ) from None
+    return aws_host
+
+
+def aws_account(region: str) -> str:
+    """The AWS account of the credentials in use (the create-host walkthrough shows it)."""
+    account: str = _aws().caller_account(region)
+    return account
+
+
+def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
+    if not request.region:
+        raise UsageError("an aws host needs --region (the AWS region of its control plane)")
+    from hyper.models import RegionSpec
+
+    if request.vpc and not request.vpc.startswith("vpc-"):
+        try:
+            RegionSpec(name="check", cidr=request.vpc)
+        except ValueError:
+            raise UsageError(
+                f"--vpc {request.vpc!r} is neither a vpc-id nor a CIDR such as 10.0.0.0/16"
+            ) from None
+    aws = _aws()
+    deployed: HostConfig = aws.deploy_host(
+        aws.AwsHostRequest(
+            name=request.name,
+            region=request.region,
+            account=request.account,
+            vpc=request.vpc,
+            enable_dashboard=request.enable_dashboard,
+        ),
+        log,
+        code=request.code_bundle,
+    )
+    return deployed._replace(dashboard=request.enable_dashboard)
 
 
 def is_loopback(address: str) -> bool:
@@ -99,6 +160,16 @@ def check_address(bind: str, port: int) -> None:
             raise UsageError(f"invalid bind address {bind!r}: use an IP address") from None
 
 
+def import_aws_deployment(name: str, region: str) -> HostConfig:
+    """Save the credentials of an aws host from its stack and its secret."""
+    config.validate_host_name(name)
+    if name in config.list_host_names():
+        raise UsageError(f"a host named {name!r} already exists")
+    host: HostConfig = _aws().import_host(name, region)
+    config.save_host(host)
+    return host
+
+
 def import_deployment(name: str, url: str, api_key: str, provider: str = "remote") -> HostConfig:
     config.validate_host_name(name)
     if name in config.list_host_names():
@@ -123,9 +194,11 @@ def update_host(
     port: int | None = None,
     url: str | None = None,
     data_dir: Path | None = None,
+    code_bundle: Path | None = None,
+    log: Log = print,
 ) -> HostConfig:
     """Change a host's saved settings; a local host's daemon restarts on them (and on the
-    installed code)."""
+    installed code); an aws host's control plane is deployed again with this code."""
     host = config.load_host(name)
     if host.provider == "local":
         if url is not None:
@@ -146,6 +219,17 @@ def update_host(
             raise UsageError("--bind, --port and --data-dir are for local hosts")
         if url is not None:
             config.save_host(host._replace(url=checked_url(url)))
+        elif host.provider == "aws":  # the control plane again, on the installed code
+            request = HostRequest(
+                name=name,
+                provider="aws",
+                region=host.region,
+                account=host.account,
+                vpc=host.vpc,
+                enable_dashboard=host.dashboard,
+                code_bundle=code_bundle,
+            )
+            config.save_host(_deploy_aws_host(request, log))
     return config.load_host(name)
 
 
@@ -168,8 +252,10 @@ def _move_data(host: HostConfig, new: Path) -> HostConfig:
     return host._replace(data_dir=str(new))
 
 
-def delete_host(name: str, *, keep_data: bool = False) -> None:
+def delete_host(name: str, *, keep_data: bool = False, log: Log = print) -> None:
     host = config.load_host(name)
+    if host.provider == "aws":
+        _aws().delete_host(host, log)
     if host.provider == "local" and host.data_dir:
         import shutil
 

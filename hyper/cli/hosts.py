@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,36 @@ def ask_host_request(
             "Provider:", choices=list(hosts.PROVIDERS), default=defaults.provider, **io
         )
     )
-    return HostRequest(name=name, provider=provider, bind=defaults.bind, port=defaults.port)
+    if provider != "aws":
+        return defaults._replace(name=name, provider=provider)
+    region = answer(
+        questionary.text(
+            "AWS region:",
+            default=defaults.region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            **io,
+        )
+    )
+    account = hosts.aws_account(region)
+    if not answer(questionary.confirm(f"Deploy to AWS account {account}?", default=True, **io)):
+        raise typer.Exit(1)
+    vpc = answer(
+        questionary.text(
+            "VPC for the main region (a CIDR such as 10.0.0.0/16, or a vpc-id):",
+            default=defaults.vpc or "10.0.0.0/16",
+            **io,
+        )
+    )
+    dashboard = answer(
+        questionary.confirm("A CloudWatch dashboard?", default=defaults.enable_dashboard, **io)
+    )
+    return defaults._replace(
+        name=name,
+        provider=provider,
+        region=region,
+        account=account,
+        vpc=vpc,
+        enable_dashboard=dashboard,
+    )
 
 
 @app.command("create-host")
@@ -72,24 +102,52 @@ def create_host(
     provider: str = typer.Option(None, "--provider", help="local (this machine) or aws"),
     bind: str = typer.Option("127.0.0.1", "--bind", help="local: address the daemon listens on"),
     port: int = typer.Option(0, "--port", help="local: port to listen on (0: any free port)"),
+    region: str = typer.Option(None, "--region", help="aws: the AWS region of the host"),
+    account: str = typer.Option(
+        None, "--account", help="aws: the AWS account (checked against your credentials)"
+    ),
+    vpc: str = typer.Option(
+        None, "--vpc", help="aws: a CIDR (10.0.0.0/16) or vpc-id for the main region"
+    ),
+    enable_dashboard: bool = typer.Option(
+        False, "--enable-dashboard", help="aws: a CloudWatch dashboard"
+    ),
+    code_bundle: Path = typer.Option(
+        None, "--code-bundle", help="aws: a Lambda bundle built before (default: build one)"
+    ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
 ) -> None:
-    """Create a host and start it (a local host runs as a daemon on this machine)."""
+    """Create a host and start it (a local host runs as a daemon on this machine; an aws
+    host is deployed to AWS with your credentials)."""
     request = HostRequest(
-        name=name or config.DEFAULT_LOCAL_HOST, provider=provider or "local", bind=bind, port=port
+        name=name or config.DEFAULT_LOCAL_HOST,
+        provider=provider or "local",
+        bind=bind,
+        port=port,
+        region=region,
+        account=account,
+        vpc=vpc,
+        enable_dashboard=enable_dashboard,
+        code_bundle=code_bundle,
     )
     missing = [
         flag for flag, value in (("--name", name), ("--provider", provider)) if value is None
     ]
+    if request.provider == "aws" and region is None:
+        missing.append("--region")
     if missing and not yes:
         if interactive():
             request = ask_host_request(request)
         else:
             refuse_missing(["--name"] if name is None else [])
-    host = hosts.create_host(request, select=select)
+    host = hosts.create_host(request, select=select, log=_say)
     typer.echo(f"created host {host.name!r} ({host.provider}) at {host.url}", err=True)
     _warn_if_exposed(host)
+
+
+def _say(line: str) -> None:
+    typer.echo(line, err=True)
 
 
 def _warn_if_exposed(host: config.HostConfig) -> None:
@@ -146,10 +204,19 @@ def update_host(
         "--data-dir",
         help="local: move the host's data folder here (or find it here, moved by hand)",
     ),
+    code_bundle: Path = typer.Option(
+        None, "--code-bundle", help="aws: a Lambda bundle built before (default: build one)"
+    ),
 ) -> None:
     """Change a host's settings and restart it on the installed code."""
     updated = hosts.update_host(
-        _target(name, host), bind=bind, port=port, url=url, data_dir=data_dir
+        _target(name, host),
+        bind=bind,
+        port=port,
+        url=url,
+        data_dir=data_dir,
+        code_bundle=code_bundle,
+        log=_say,
     )
     typer.echo(f"host {updated.name!r} updated ({updated.url})", err=True)
     _warn_if_exposed(updated)
@@ -169,14 +236,17 @@ def delete_host(
             f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
             ["--yes (or --keep-data)"],
         )
-    hosts.delete_host(target.name, keep_data=keep_data)
+    hosts.delete_host(target.name, keep_data=keep_data, log=_say)
     typer.echo(f"deleted host {target.name!r}", err=True)
 
 
 @app.command("import-deployment")
 def import_deployment(
     name: str = typer.Option(..., "--name", help="name to save the host under"),
-    url: str = typer.Option(..., "--url", help="the host's API URL"),
+    url: str = typer.Option(None, "--url", help="the host's API URL"),
+    region: str = typer.Option(
+        None, "--region", help="aws: the host's AWS region (its credentials are read from AWS)"
+    ),
     api_key_file: str = typer.Option(
         None,
         "--api-key-file",
@@ -186,15 +256,23 @@ def import_deployment(
         "remote", "--provider", help="what runs the host: local, aws or remote"
     ),
 ) -> None:
-    """Save the credentials of a host deployed elsewhere."""
-    api_key = read_secret(api_key_file) if api_key_file is not None else None
-    if api_key is None:
-        if not interactive():
-            refuse_missing(["--api-key-file"])
-        import questionary
+    """Save the credentials of a host deployed elsewhere: an aws host by --region, any
+    other by --url and its key."""
+    if region is not None:
+        if url is not None or api_key_file is not None:
+            raise UsageError("--region reads an aws host's URL and key from AWS: drop --url")
+        hosts.import_aws_deployment(name, region)
+    else:
+        if url is None:
+            raise UsageError("say where the host is: --url URL (or --region for an aws host)")
+        api_key = read_secret(api_key_file) if api_key_file is not None else None
+        if api_key is None:
+            if not interactive():
+                refuse_missing(["--api-key-file"])
+            import questionary
 
-        api_key = answer(questionary.password("API key:"))
-    hosts.import_deployment(name, url, api_key, provider)
+            api_key = answer(questionary.password("API key:"))
+        hosts.import_deployment(name, url, api_key, provider)
     typer.echo(f"saved host {name!r}; select it with 'hyper hosts select-host {name}'", err=True)
 
 

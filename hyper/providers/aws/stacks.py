@@ -71,7 +71,7 @@ def deploy_stack(
         ]
     if tags:
         request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
-    with _aws_errors(f"stack {name}"):
+    with aws_errors(f"stack {name}"):
         stack = describe_stack(name, region)
         if stack is not None and stack["StackStatus"].endswith("_IN_PROGRESS"):
             log(f"stack {name} is {stack['StackStatus']}; waiting for it first")
@@ -123,7 +123,7 @@ def delete_stack(
     """Delete stack `name` and wait until it is gone. CloudFormation deletes only empty
     buckets: with `empty_buckets`, the stack's buckets are emptied first."""
     cf = _client("cloudformation", region)
-    with _aws_errors(f"stack {name}"):
+    with aws_errors(f"stack {name}"):
         stack = describe_stack(name, region)
         if stack is None:
             log(f"stack {name}: not there")
@@ -134,7 +134,7 @@ def delete_stack(
 
 
 def stack_outputs(name: str, region: str) -> dict[str, str]:
-    with _aws_errors(f"stack {name}"):
+    with aws_errors(f"stack {name}"):
         stack = describe_stack(name, region)
     if stack is None:
         raise NotFound(f"no stack {name} in {region}")
@@ -144,7 +144,7 @@ def stack_outputs(name: str, region: str) -> dict[str, str]:
 def describe_stack(name: str, region: str) -> dict[str, Any] | None:
     """The stack as DescribeStacks gives it, or None when there is none by that name."""
     cf = _client("cloudformation", region)
-    with _aws_errors(f"stack {name}"):
+    with aws_errors(f"stack {name}"):
         try:
             stacks = cf.describe_stacks(StackName=name)["Stacks"]
         except ClientError as error:
@@ -163,7 +163,7 @@ def lookup_vpc(vpc_id: str, region: str, *, zones: int = 3) -> ExistingVpc:
     of up to `zones` availability zones for workers (and interface endpoints), private
     ones (no public address on launch) first, then the roomiest; all its route tables."""
     ec2 = _client("ec2", region)
-    with _aws_errors(f"VPC {vpc_id}"):
+    with aws_errors(f"VPC {vpc_id}"):
         try:
             vpcs = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
         except ClientError as error:
@@ -221,7 +221,7 @@ def _client(service: str, region: str) -> Any:
 
 
 @contextlib.contextmanager
-def _aws_errors(what: str) -> Iterator[None]:
+def aws_errors(what: str) -> Iterator[None]:
     """AWS errors (and not reaching AWS) as DeployFailed naming what was being done."""
     try:
         yield
@@ -250,7 +250,7 @@ def _template_source(
         )
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     key = f"hyper/templates/{name}-{digest}.json"
-    with _aws_errors(f"stack {name}: uploading its template to s3://{bucket}"):
+    with aws_errors(f"stack {name}: uploading its template to s3://{bucket}"):
         _client("s3", region).put_object(
             Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json"
         )

@@ -1,0 +1,185 @@
+"""An AWS host's control plane, deployed from this machine with the user's credentials:
+the API key's secret, the Lambda bundle in a code bucket, then the host stack.
+
+The key is made here and kept in Secrets Manager before the stack exists, so the stack
+and its workers read it from there; it is read back from AWS, never printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import boto3
+from botocore.exceptions import ClientError
+
+from hyper.config import HostConfig
+from hyper.errors import DeployFailed, UsageError
+from hyper.providers.aws import bundle, stacks, tables, templates
+from hyper.providers.aws.stacks import aws_errors
+
+Log = Callable[[str], None]
+
+
+class AwsHostRequest(NamedTuple):
+    """The create-host walkthrough's answers, or the flags, for an AWS host."""
+
+    name: str
+    region: str
+    account: str | None = None  # checked against the credentials' account when given
+    vpc: str | None = None  # a CIDR or a vpc-id, for the main region to use
+    enable_dashboard: bool = False
+
+
+def caller_account(region: str) -> str:
+    """The account of the AWS credentials in use (STS)."""
+    with aws_errors("reading the account of your AWS credentials"):
+        return str(boto3.client("sts", region_name=region).get_caller_identity()["Account"])
+
+
+def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) -> HostConfig:
+    """Deploy (or redeploy) the control plane of `request.name`; its credentials.
+    `code` is a bundle already built (tests); otherwise one is built from this install."""
+    account = caller_account(request.region)
+    if request.account and request.account != account:
+        raise UsageError(
+            f"--account {request.account} is not the account of your AWS credentials ({account})"
+        )
+    secret_arn = _api_key_secret(request.name, request.region, log)
+    bucket = _code_bucket(account, request.region, log)
+    with tempfile.TemporaryDirectory(prefix="hyper-bundle-") as work:
+        if code is None:
+            log("building the host's code bundle from this install")
+            code = bundle.build_bundle(Path(work))
+        key = f"hyper/{code.name}"
+        _upload(bucket, key, code, request.region, log)
+    prefix = templates.table_prefix(request.name)
+    template = templates.host_template(
+        request.name,
+        tables.table_definitions(prefix),
+        enable_dashboard=request.enable_dashboard,
+        code_bucket=bucket,
+        code_key=key,
+    )
+    outputs = stacks.deploy_stack(
+        stacks.host_stack_name(request.name),
+        template,
+        request.region,
+        {templates.SECRET_PARAMETER: secret_arn},
+        log,
+        template_bucket=bucket,
+        tags={templates.HOST_TAG: request.name},
+    )
+    return credentials(request.name, request.region, outputs, account, request.vpc)
+
+
+def import_host(name: str, region: str) -> HostConfig:
+    """The credentials of a host deployed before, read from its stack and its secret."""
+    outputs = stacks.stack_outputs(stacks.host_stack_name(name), region)
+    return credentials(name, region, outputs, caller_account(region), None)
+
+
+def credentials(
+    name: str, region: str, outputs: dict[str, str], account: str, vpc: str | None
+) -> HostConfig:
+    missing = [k for k in ("ApiUrl", "SecretArn") if not outputs.get(k)]
+    if missing:
+        raise DeployFailed(f"the stack of host {name!r} has no output {', '.join(missing)}")
+    with aws_errors("reading the host's API key"):
+        secret = boto3.client("secretsmanager", region_name=region).get_secret_value(
+            SecretId=outputs["SecretArn"]
+        )
+    return HostConfig(
+        name=name,
+        provider="aws",
+        url=outputs["ApiUrl"],
+        api_key=secret["SecretString"],
+        region=region,
+        account=account,
+        vpc=vpc,
+    )
+
+
+def delete_host(host: HostConfig, log: Log) -> None:
+    """Delete the host's stack (its tables, bucket and function) and its secret."""
+    region = _region_of(host)
+    stacks.delete_stack(stacks.host_stack_name(host.name), region, log, empty_buckets=True)
+    with aws_errors("deleting the host's API key"):
+        client = boto3.client("secretsmanager", region_name=region)
+        with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+            client.delete_secret(SecretId=_secret_name(host.name), ForceDeleteWithoutRecovery=True)
+    log(f"deleted the secret {_secret_name(host.name)}")
+
+
+def _region_of(host: HostConfig) -> str:
+    if not host.region:
+        raise UsageError(f"host {host.name!r} has no AWS region saved; import it again")
+    return host.region
+
+
+def _secret_name(host_name: str) -> str:
+    return f"hyper/{host_name}/api-key"
+
+
+def _api_key_secret(host_name: str, region: str, log: Log) -> str:
+    """The ARN of the secret holding the host's API key, made with a new key if absent."""
+    client = boto3.client("secretsmanager", region_name=region)
+    with aws_errors("keeping the host's API key in Secrets Manager"):
+        try:
+            return str(client.describe_secret(SecretId=_secret_name(host_name))["ARN"])
+        except client.exceptions.ResourceNotFoundException:
+            pass
+        made = client.create_secret(
+            Name=_secret_name(host_name),
+            Description=f"the API key of hyper host {host_name}",
+            SecretString=secrets.token_urlsafe(32),
+            Tags=[{"Key": templates.HOST_TAG, "Value": host_name}],
+        )
+    log(f"made the secret {_secret_name(host_name)} holding the host's API key")
+    return str(made["ARN"])
+
+
+def _code_bucket(account: str, region: str, log: Log) -> str:
+    """The bucket holding hosts' code bundles and big templates, one per account and region."""
+    name = f"hyper-code-{account}-{region}"
+    s3 = boto3.client("s3", region_name=region)
+    with aws_errors(f"making the code bucket {name}"):
+        try:
+            s3.head_bucket(Bucket=name)
+            return name
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise
+        where: dict[str, Any] = {}
+        if region != "us-east-1":  # the one region that refuses to be named here
+            where = {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=name, **where)
+        s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+    log(f"made the code bucket {name}")
+    return name
+
+
+def _upload(bucket: str, key: str, code: Path, region: str, log: Log) -> None:
+    """Upload the bundle unless that very bundle is there (its name is its hash)."""
+    s3 = boto3.client("s3", region_name=region)
+    with aws_errors(f"uploading the code bundle to s3://{bucket}/{key}"):
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+            log(f"code bundle {code.name} is there already")
+            return
+        except ClientError:
+            pass
+        s3.upload_file(str(code), bucket, key)
+    log(f"uploaded {code.name} ({code.stat().st_size // 1024} KiB)")

@@ -1,0 +1,137 @@
+"""`hyper hosts create-host --provider aws` and its siblings, run as a user runs them,
+against a moto server on loopback: the stack, the saved credentials, the key read from
+AWS and never printed, import, redeploy and delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.conftest import BIN
+
+REGION = "eu-west-1"
+API_URL = re.compile(rf"https://\w+\.execute-api\.{REGION}\.amazonaws\.com/v1")
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+
+
+@pytest.fixture
+def aws(tmp_path: Path, hyper_home: Path) -> Iterator[dict[str, str]]:
+    """A moto server on loopback, and the environment that points every AWS call at it."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "HYPER_HOME": str(hyper_home),
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    saved = {k: os.environ.get(k) for k in env if k.startswith("AWS_")}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    try:
+        yield env
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def bundle(path: Path, text: str) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("hyper/__init__.py", text)
+    return path
+
+
+def hyper(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "hyper"), *argv], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def saved(env: dict[str, str], name: str) -> dict:
+    return json.loads((Path(env["HYPER_HOME"]) / "config" / "hosts" / f"{name}.json").read_text())
+
+
+def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> None:
+    code = bundle(tmp_path / "one.zip", "# one\n")
+    done = hyper(
+        aws, "hosts", "create-host", "--provider", "aws", "--name", "h1", "--region", REGION,
+        "--enable-dashboard", "--code-bundle", str(code),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    host = saved(aws, "h1")
+    assert host["provider"] == "aws" and host["region"] == REGION and host["dashboard"]
+    assert API_URL.fullmatch(host["url"]), host["url"]
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    key = secrets.get_secret_value(SecretId="hyper/h1/api-key")["SecretString"]
+    assert host["api_key"] == key
+    assert key not in done.stdout + done.stderr
+    assert "made the secret hyper/h1/api-key" in done.stderr
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    listing = hyper(aws, "hosts", "list-hosts", "--json")
+    (row,) = json.loads(listing.stdout)["hosts"]
+    assert row["name"] == "h1" and row["in_use"] and row["api_key"] == "********"
+
+    # the same control plane on new code
+    updated = hyper(aws, "hosts", "update-host", "h1", "--code-bundle",
+                    str(bundle(tmp_path / "two.zip", "# two\n")))  # fmt: skip
+    assert updated.returncode == 0, updated.stderr
+    (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert saved(aws, "h1")["api_key"] == key
+
+    # credentials read back from AWS on another machine
+    (Path(aws["HYPER_HOME"]) / "config" / "hosts" / "h1.json").unlink()
+    imported = hyper(aws, "hosts", "import-deployment", "--name", "h1", "--region", REGION)
+    assert imported.returncode == 0, imported.stderr
+    assert saved(aws, "h1")["api_key"] == key and saved(aws, "h1")["url"] == host["url"]
+
+    deleted = hyper(aws, "hosts", "delete-host", "h1", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not cloudformation.describe_stacks()["Stacks"] or all(
+        s["StackStatus"] == "DELETE_COMPLETE" for s in cloudformation.describe_stacks()["Stacks"]
+    )
+    assert secrets.list_secrets()["SecretList"] == []
+    assert json.loads(hyper(aws, "hosts", "list-hosts", "--json").stdout)["hosts"] == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--name", "h2"], "--region"),
+        (["--name", "h2", "--region", REGION, "--account", "999999999999"], "not the account"),
+        (["--name", "h2", "--region", REGION, "--vpc", "10.0.0.0/99"], "neither a vpc-id"),
+        (["--name", "bad/name", "--region", REGION], "invalid host name"),
+    ],
+)
+def test_bad_aws_hosts_are_refused(aws: dict[str, str], argv: list[str], message: str) -> None:
+    done = hyper(aws, "hosts", "create-host", "--provider", "aws", "--yes", *argv)
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert boto3.client("cloudformation", region_name=REGION).describe_stacks()["Stacks"] == []
+    assert not (Path(aws["HYPER_HOME"]) / "config" / "hosts").exists() or not list(
+        (Path(aws["HYPER_HOME"]) / "config" / "hosts").iterdir()
+    )
+
+
+def test_importing_a_host_that_is_not_there(aws: dict[str, str]) -> None:
+    done = hyper(aws, "hosts", "import-deployment", "--name", "nope", "--region", REGION)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done
+    assert "no stack hyper-nope" in done.stderr
