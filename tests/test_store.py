@@ -1,8 +1,9 @@
 """Contract tests for the Store protocol (hyper/store/base.py).
 
 Every test that takes ``any_store`` (or ``open_store``) runs against each backend
-in ``BACKENDS``; a new backend (e.g. DynamoDB) joins by adding a param and a
-branch in ``open_store``. Tests named ``test_sqlite_*`` are about SQLite only.
+in ``BACKENDS``: SQLite in a temp dir, DynamoDB under moto's in-process mock; a new
+backend joins by adding a param and a branch in ``open_store``. Tests named
+``test_sqlite_*`` are about SQLite only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hyper.store.base import (
 )
 from hyper.store.sqlite import SQLiteStore
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "dynamodb"]
 
 Q = "q1"
 D = "d1"
@@ -37,7 +38,9 @@ LEASE = 30.0
 
 
 @pytest.fixture(params=BACKENDS)
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+def open_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], Store]]:
     """A factory of handles on one fresh, empty store; each call opens another handle."""
     opened: list[Store] = []
     if request.param == "sqlite":
@@ -48,11 +51,51 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
             opened.append(handle)
             return handle
 
+        yield factory
+    elif request.param == "dynamodb":
+        yield from _dynamodb_factory(monkeypatch, opened)
     else:  # pragma: no cover - a backend listed without a branch
         raise AssertionError(f"no factory for backend {request.param!r}")
-    yield factory
     for handle in opened:
         handle.close()
+
+
+def _dynamodb_factory(
+    monkeypatch: pytest.MonkeyPatch, opened: list[Store]
+) -> Iterator[Callable[[], Store]]:
+    """Fresh tables (and a bucket for big scripts) under moto's in-process mock."""
+    import boto3
+    import moto
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    from hyper.providers.aws.tables import create_tables
+    from hyper.store.dynamodb import DynamoDBStore
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    # DynamoDB applies each request atomically; moto, called from several threads at once,
+    # does not, so it handles one request at a time here, as the service would
+    lock = threading.RLock()
+    handle_request = BotocoreStubber.process_request
+
+    def one_at_a_time(self: BotocoreStubber, *args: object, **kwargs: object) -> object:
+        with lock:
+            return handle_request(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+    region = "us-east-1"
+    with moto.mock_aws():
+        create_tables(boto3.client("dynamodb", region_name=region), "contract")
+        boto3.client("s3", region_name=region).create_bucket(Bucket="contract-scripts")
+
+        def factory() -> Store:
+            handle = DynamoDBStore("contract", region, "contract-scripts")
+            opened.append(handle)
+            return handle
+
+        yield factory
 
 
 @pytest.fixture

@@ -1,0 +1,418 @@
+"""What is particular to the DynamoDB store (the contract suite in test_store.py runs it
+too): scripts in S3, claim races, AWS calls per job, and the worker-side calls the
+contract suite does not cover, each compared with the SQLite store. All under moto's
+in-process mock; run with ``-s`` to see the call counts printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto
+import pytest
+from moto.core.botocore_stubber import BotocoreStubber
+
+from hyper.errors import Conflict, UsageError
+from hyper.jobs import JobStatus, LogKind
+from hyper.jobspec import Dependency
+from hyper.providers.aws.tables import create_tables, table_definitions
+from hyper.store.base import ArrayTasks, Ending, JobFilter, NodeRecord, Store, WorkerRecord
+from hyper.store.dynamodb import SCRIPT_INLINE_BYTES, DynamoDBStore
+from hyper.store.sqlite import SQLiteStore
+from tests.test_store import job
+
+REGION = "us-east-1"
+PREFIX = "test"
+BUCKET = "test-scripts"
+Q, D, LEASE = "q1", "d1", 30.0
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fresh tables and a script bucket under moto, handling one request at a time as
+    DynamoDB does (moto alone does not, when called from several threads)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    lock = threading.RLock()
+    handle_request = BotocoreStubber.process_request
+
+    def one_at_a_time(self: BotocoreStubber, *args: object, **kwargs: object) -> object:
+        with lock:
+            return handle_request(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+    with moto.mock_aws():
+        create_tables(boto3.client("dynamodb", region_name=REGION), PREFIX)
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield
+
+
+@pytest.fixture
+def store(aws: None) -> Iterator[DynamoDBStore]:
+    handle = DynamoDBStore(PREFIX, REGION, BUCKET)
+    yield handle
+    handle.close()
+
+
+def counting(store: DynamoDBStore) -> Counter[str]:
+    """AWS calls the store makes from now on, by operation (a botocore event hook)."""
+    calls: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        calls[model.name] += 1
+
+    store.dynamodb.meta.events.register("before-call.dynamodb", count)
+    return calls
+
+
+def show(title: str, calls: Counter[str]) -> None:
+    listed = ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
+    print(f"\n{title}: {sum(calls.values())} calls ({listed})")
+
+
+# scripts ------------------------------------------------------------------------------------
+
+
+def test_scripts_above_the_item_size_round_trip_through_s3(store: DynamoDBStore) -> None:
+    now = time.time()
+    big = "#!/bin/bash\n" + "echo 'a line of a long generated script'\n" * 12_000
+    assert SCRIPT_INLINE_BYTES < len(big.encode()) < 4 * 1024 * 1024
+    small = "echo small\n"
+    single, plain = store.submit([job("big", script=big), job("small", script=small)], now)
+    (array_id,) = store.submit([job("arr", script=big + "@X@\n", array=_tasks(2))], now)
+
+    s3 = boto3.client("s3", region_name=REGION)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+    assert keys == {f"scripts/{single}", f"scripts/{array_id}"}  # the small one stays inline
+    stored = s3.get_object(Bucket=BUCKET, Key=f"scripts/{single}")["Body"].read().decode()
+    assert stored == big
+
+    for handle in (store, DynamoDBStore(PREFIX, REGION, BUCKET)):  # a fresh one reads S3
+        found = handle.get_job(single, with_script=True)
+        assert found is not None and found.script == big
+        task = handle.get_job(array_id + 2, with_script=True)
+        assert task is not None and task.script == big + "two\n"
+        assert handle.get_job(single) is not None
+        assert handle.get_job(single).script is None  # type: ignore[union-attr]
+    claimed = {c.id: c.script for c in store.claim("w", Q, D, 10, LEASE, now)}
+    assert claimed == {single: big, plain: small, array_id + 1: big + "one\n",
+                       array_id + 2: big + "two\n"}  # fmt: skip
+
+
+def test_a_big_script_without_a_bucket_is_refused_and_nothing_is_written(aws: None) -> None:
+    store = DynamoDBStore(PREFIX, REGION)  # no bucket
+    big = "x" * (SCRIPT_INLINE_BYTES + 1)
+    with pytest.raises(UsageError, match="S3 bucket"):
+        store.submit([job("fine"), job("big", script=big)], time.time())
+    assert store.list_jobs(JobFilter(), limit=10) == []
+    assert sum(store.count_jobs(JobFilter()).values()) == 0
+    (first,) = store.submit([job("fine")], time.time())
+    assert first == 1  # the refused submit took no ids
+
+
+def _tasks(n: int) -> ArrayTasks:
+    words = ["one", "two", "three", "four"]
+    return ArrayTasks(
+        indices=list(range(1, n + 1)),
+        params=[{"replacements": {"@X@": words[i % 4]}} for i in range(n)],
+    )
+
+
+# claim races --------------------------------------------------------------------------------
+
+
+def _race(handles: list[DynamoDBStore], limit: int) -> dict[str, list[int]]:
+    got: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(handles))
+
+    def worker(name: str, handle: DynamoDBStore) -> None:
+        try:
+            start.wait()
+            mine: list[int] = []
+            while batch := handle.claim(name, Q, D, limit, LEASE, time.time()):
+                mine += [j.id for j in batch]
+            got[name] = mine
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=worker, args=(f"w{n}", handle)) for n, handle in enumerate(handles)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return got
+
+
+def test_two_workers_claiming_one_queue_at_once_get_disjoint_jobs(store: DynamoDBStore) -> None:
+    ids = store.submit([job(f"j{n}") for n in range(40)], time.time())
+    handles = [DynamoDBStore(PREFIX, REGION, BUCKET) for _ in range(2)]
+    # both workers' first claims wait for each other: they read the same first candidates,
+    # so at least one claim is lost to the other worker and must be handled
+    together = threading.Barrier(2)
+    calls: Counter[str] = Counter()
+    for handle in handles:
+        first = threading.Event()
+
+        def meet(model: Any, first: threading.Event = first, **_: Any) -> None:
+            calls[model.name] += 1
+            if model.name == "TransactWriteItems" and not first.is_set():
+                first.set()
+                together.wait(timeout=10)
+
+        handle.dynamodb.meta.events.register("before-call.dynamodb", meet)
+    got = _race(handles, limit=4)
+    first_worker, second_worker = got["w0"], got["w1"]
+    assert not set(first_worker) & set(second_worker)
+    assert sorted(first_worker + second_worker) == ids
+    assert calls["TransactWriteItems"] > len(ids)  # claims were lost, and nothing broke
+    for name, mine in got.items():
+        for job_id in mine:
+            record = store.get_job(job_id)
+            assert record is not None and (record.worker_id, record.attempt) == (name, 1)
+    # the counters followed every claim, won or lost
+    counts = store.count_jobs(JobFilter())
+    assert (counts[JobStatus.RUNNING], counts[JobStatus.WAITING]) == (40, 0)
+    assert store.demand() == [(Q, D, 0, 40)]
+
+
+def test_racing_claims_never_pass_an_array_cap(store: DynamoDBStore) -> None:
+    (array_id,) = store.submit([job(array=ArrayTasks(indices=list(range(20)), cap=3))], time.time())
+    got = _race([DynamoDBStore(PREFIX, REGION, BUCKET) for _ in range(3)], limit=2)
+    taken = [i for mine in got.values() for i in mine]
+    assert len(taken) == len(set(taken)) == 3
+    record = store.get_array(array_id)
+    assert record is not None and record.counts["Running"] == 3
+
+
+# AWS calls per job --------------------------------------------------------------------------
+
+
+def test_api_calls_per_1000_submitted_jobs(store: DynamoDBStore) -> None:
+    """The floor: 1,000 items at 25 a BatchWriteItem call is 40 calls; besides them one
+    UpdateItem reserves the ids and one adds to the counters."""
+    now = time.time()
+    calls = counting(store)
+    ids = store.submit([job(f"j{n}") for n in range(1000)], now)
+    show("submit 1,000 jobs", calls)
+    assert len(ids) == 1000
+    assert calls == {"BatchWriteItem": 40, "UpdateItem": 2}
+
+    calls.clear()
+    store.submit([job("arr", array=ArrayTasks(indices=list(range(1000))))], now)
+    show("submit an array of 1,000 tasks", calls)
+    # 1,001 items (the array's own too); its counters, of the queue and of the array, are
+    # added to in one transaction
+    assert calls == {"BatchWriteItem": 41, "UpdateItem": 1, "TransactWriteItems": 1}
+
+
+def test_api_calls_per_job_run(store: DynamoDBStore) -> None:
+    """A job's life after its submit: claimed in batches of 10, ended in batches of 10
+    (what a worker of short jobs does), then counted and listed as qstat would."""
+    now = time.time()
+    ids = store.submit([job(f"j{n}") for n in range(50)], now)
+    store.add_worker(WorkerRecord("w", Q, D, "local", "local", 1, "ACTIVE", now, now))
+    calls = counting(store)
+    for _ in range(5):
+        claimed = store.claim("w", Q, D, 10, LEASE, now)
+        endings = [Ending(c.id, c.attempt, 0, None, [(LogKind.STDOUT, "out\n")]) for c in claimed]
+        assert store.complete_many("w", endings, now) == [JobStatus.SUCCESSFUL] * 10
+    show("claim and end 50 jobs (10 a call)", calls)
+    # per job: a transaction to claim it, a read and a transaction to end it; per call of
+    # 10: a Query of the claim index and a touch of the worker
+    assert calls == {"Query": 5, "TransactWriteItems": 100, "GetItem": 50, "UpdateItem": 10}
+
+    calls.clear()
+    assert store.count_jobs(JobFilter())[JobStatus.SUCCESSFUL] == 50
+    page = store.list_jobs(JobFilter(queue=Q), limit=20, after=ids[10])
+    assert [j.id for j in page] == ids[11:31]
+    assert store.demand() == []
+    show("count, list a page of 20, demand", calls)
+    assert "Scan" not in calls
+    assert calls["Query"] <= 6  # counters (3) and one page of the queue's Successful jobs
+
+
+# the rest of the protocol, compared with SQLite -----------------------------------------------
+
+
+@pytest.fixture
+def both(store: DynamoDBStore, tmp_path: Path) -> Iterator[list[Store]]:
+    sqlite = SQLiteStore(tmp_path / "parity.db")
+    yield [sqlite, store]
+    sqlite.close()
+
+
+def same(both: list[Store], scenario: Callable[[Store], Any]) -> Any:
+    """Run a scenario on each store; its results must be equal."""
+    results = [scenario(handle) for handle in both]
+    assert results[0] == results[1]
+    return results[0]
+
+
+def _log(store: Store, job_id: int) -> list[tuple[int, str, str]]:
+    return [(e.attempt, e.kind.value, e.text) for e in store.read_log(job_id, [])]
+
+
+def test_return_claims_abandon_and_process_groups_as_in_sqlite(both: list[Store]) -> None:
+    now = 1_700_000_000.0
+
+    def scenario(store: Store) -> Any:
+        a, b, c = store.submit([job("a", retries=1), job("b"), job("c")], now)
+        claimed = [j.id for j in store.claim("w", Q, D, 3, LEASE, now)]
+        assert store.heartbeat("w", a, 1, LEASE, now, process_group=4242) is False
+        assert store.heartbeat("w", b, 1, LEASE, now, process_group=4343) is False
+        returned = store.return_claims("w", [(c, 1), (a, 2), (b, 7)], now + 1)
+        groups = store.process_groups("w")
+        store.complete("w", b, 1, 0, None, now + 2)  # ended: its group is no orphan
+        after_end = store.process_groups("w")
+        lost = store.abandon("w", now + 3)  # a is lost (retried); its group stays listed
+        return (
+            claimed, returned, groups, after_end, lost, store.process_groups("w"),
+            [(j.id, j.status.value, j.attempt, j.worker_id, j.retries_left, j.reason)
+             for j in store.list_jobs(JobFilter(), limit=10)],  # type: ignore[union-attr]
+            [_log(store, i) for i in (a, b, c)],
+            store.count_jobs(JobFilter()), store.demand(),
+        )  # fmt: skip
+
+    result = same(both, scenario)
+    assert result[1] == 1 and result[4] == [1]
+
+
+def test_complete_many_with_output_and_late_reports_as_in_sqlite(both: list[Store]) -> None:
+    now = 1_700_000_000.0
+
+    def scenario(store: Store) -> Any:
+        a, b = store.submit([job("a"), job("b", retries=1)], now)
+        store.claim("w", Q, D, 2, LEASE, now)
+        many = [(LogKind.STDOUT, f"line {n}\n") for n in range(120)]  # more than a transaction
+        results = store.complete_many(
+            "w",
+            [Ending(a, 1, 0, None, many), Ending(b, 2, 0, None, [(LogKind.STDOUT, "late")]),
+             Ending(b, 1, 3, None, [(LogKind.STDERR, "failed")]), Ending(999, 1, 0, None)],
+            now + 1,
+        )  # fmt: skip
+        kinds = [type(r).__name__ if isinstance(r, Conflict) else r.value for r in results]
+        return kinds, _log(store, a), _log(store, b), store.count_jobs(JobFilter())
+
+    kinds, log_a, _, _ = same(both, scenario)
+    assert kinds == ["Successful", "Conflict", "Waiting", "Conflict"]
+    assert [text for _, kind, text in log_a if kind == "STDOUT"] == [
+        f"line {n}\n" for n in range(120)
+    ]
+
+
+def test_nodes_workers_and_assignments_as_in_sqlite(both: list[Store]) -> None:
+    now = 1_700_000_000.0
+
+    def worker(worker_id: str, state: str, node: str | None) -> WorkerRecord:
+        return WorkerRecord(worker_id, Q, D, "lab", "static", None, state, now, now, None, node)
+
+    def scenario(store: Store) -> Any:
+        store.join_node(NodeRecord("n1", "lab", D, 4, "n1.example", now, now))
+        store.join_node(NodeRecord("n2", "other", D, 2, "n2.example", now, now))
+        store.join_node(NodeRecord("n1", "lab", D, 8, "n1.example", now + 5, now + 5))  # again
+        for record in (worker("a", "ASSIGNED", "n1"), worker("b", "ASSIGNED", "n1"),
+                       worker("c", "ASSIGNED", "n2"), worker("d", "ACTIVE", None)):  # fmt: skip
+            store.add_worker(record)
+        store.touch_worker("b", now + 1)  # a sign of life: no longer waiting for its node
+        taken = store.take_assignments("n1", now + 2)
+        again = store.take_assignments("n1", now + 3)
+        store.end_worker("d", now + 4)
+        store.end_worker("d", now + 9)  # once ended, stays as it ended
+        nodes = [store.nodes(), store.nodes("lab")]
+        store.leave_node("n2")
+        return taken, again, nodes, store.nodes(), store.live_workers()
+
+    taken, again, nodes, left, live = same(both, scenario)
+    assert [w.id for w in taken] == ["a"] and again == []
+    assert nodes[1][0].slots == 8 and nodes[1][0].joined == now  # joined when first seen
+    assert [n.id for n in left] == ["n1"]
+    assert [w.id for w in live] == ["a", "b", "c"]
+
+
+def test_dependencies_hold_and_bulk_events_as_in_sqlite(
+    both: list[Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a change of more jobs than this logs one line per array (moto copies a whole table
+    # for every item of a transaction, so the test stays small rather than above 1,000)
+    import hyper.store.dynamodb
+    import hyper.store.sqlite
+
+    for module in (hyper.store.sqlite, hyper.store.dynamodb):
+        monkeypatch.setattr(module, "EVENTS_PER_CHANGE", 10)
+    now = 1_700_000_000.0
+
+    def scenario(store: Store) -> Any:
+        first = store.submit([job("first")], now)[0]
+        (arr,) = store.submit(
+            [job("arr", array=ArrayTasks(indices=list(range(30))), hold=True,
+                 depends=(Dependency("afterok", first),))],
+            now,
+        )  # fmt: skip
+        released = store.release(JobFilter(arrays=((arr, None),)), now + 1)
+        blocked = store.count_jobs(JobFilter(array_id=arr))
+        store.claim("w", Q, D, 1, LEASE, now + 2)
+        store.complete("w", first, 1, 0, None, now + 3)
+        waiting = store.count_jobs(JobFilter(array_id=arr))
+        cancelled = store.cancel(JobFilter(name="arr"), now + 4)
+        record = store.get_array(arr)
+        assert record is not None
+        return (released.changed, blocked, waiting, cancelled, record.counts, record.status,
+                _log(store, arr), _log(store, arr + 5), store.count_jobs(JobFilter()))  # fmt: skip
+
+    result = same(both, scenario)
+    assert result[3].cancelled == 30
+    assert result[6][-1] == (0, "SYSTEM", "30 tasks: cancelled before it started")
+
+
+def test_listing_pages_through_many_items(store: DynamoDBStore) -> None:
+    now = time.time()
+    ids = store.submit([job(f"j{n}") for n in range(700)], now)
+    (arr,) = store.submit([job("arr", array=ArrayTasks(indices=list(range(600))))], now)
+    tasks = [arr + 1 + n for n in range(600)]
+    store.claim("w", Q, D, 5, LEASE, now)  # the first five are Running now
+    everything = [j.id for j in store.list_jobs(JobFilter(), limit=100_000)]
+    assert everything == [*ids, *tasks]
+    page = store.list_jobs(JobFilter(queue=Q), limit=600, after=ids[3])
+    assert [j.id for j in page] == [*ids[4:], *tasks][:600]
+    lines = store.list_jobs(JobFilter(), limit=1000, after=ids[650], collapse=True)
+    assert [r.id for r in lines] == [*ids[651:], arr]
+    assert store.count_jobs(JobFilter(name_prefix="j6"))[JobStatus.WAITING] == 1 + 10 + 100
+
+
+# the module and the tables ---------------------------------------------------------------------
+
+
+def test_the_store_imports_and_constructs_without_aws() -> None:
+    code = (
+        "import sys\n"
+        "from hyper.store.dynamodb import DynamoDBStore\n"
+        "store = DynamoDBStore('p', 'eu-west-1', 'bucket')\n"
+        "print('boto3' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # no client made, so no call possible
+
+
+def test_table_definitions_are_plain_data() -> None:
+    tables = table_definitions("host")
+    assert json.loads(json.dumps(tables)) == tables
+    assert tables == table_definitions("host")
+    assert all(t["TableName"].startswith("host-") for t in tables)
+    assert all(t["BillingMode"] == "PAY_PER_REQUEST" for t in tables)
+    jobs = next(t for t in tables if t["TableName"] == "host-jobs")
+    indexes = {i["IndexName"] for i in jobs["GlobalSecondaryIndexes"]}
+    assert {"queue-status", "name", "definition", "array", "claim"} <= indexes
