@@ -1,0 +1,181 @@
+"""The AWS provider: what a host's resources mean in AWS.
+
+- a region: its network stack (``templates.region_template``), and the main region's
+  return routes when it peers;
+- a cluster: compute environments and a job queue in every ACTIVE AWS region;
+- a queue: its cluster's job queue, checked in every region it weighs;
+- an image: an ECR repository in every ACTIVE region, built and pushed when docker can;
+- a definition: a job definition in every ACTIVE region, with a job role that may read
+  the host's API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hyper.errors import DeployFailed
+from hyper.models import (
+    ClusterSpec,
+    DefinitionSpec,
+    DeployStatus,
+    ImageSpec,
+    QueueSpec,
+    RegionSpec,
+    ResourceKind,
+    Spec,
+)
+from hyper.providers.aws import batch, stacks, templates
+from hyper.store.base import Store
+
+Log = Callable[[str], None]
+
+
+class AwsProvider:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        host_name: str,
+        secret_arn: str,
+        host_vpc: str | None = None,
+    ) -> None:
+        self.store = store
+        self.host_name = host_name
+        self.secret_arn = secret_arn
+        self.host_vpc = host_vpc  # a CIDR or vpc-id, for regions that reuse the host's
+        self.names = batch.Names(prefix=templates.physical_name(host_name, limit=40))
+
+    # what exists -------------------------------------------------------------
+
+    def active_regions(self) -> list[RegionSpec]:
+        found = []
+        for record in self.store.list_resources(ResourceKind.REGION.value):
+            spec = RegionSpec.model_validate(record.spec)
+            if spec.kind == "aws" and record.status == DeployStatus.ACTIVE.value:
+                found.append(spec)
+        return found
+
+    def _main_region(self) -> RegionSpec | None:
+        return next((r for r in self.active_regions() if r.main_region), None)
+
+    def _spec(self, kind: ResourceKind, name: str) -> Spec | None:
+        from hyper.models import SPECS
+
+        record = self.store.get_resource(kind.value, name)
+        return SPECS[kind].model_validate(record.spec) if record else None
+
+    def network(self, region: str) -> batch.Network:
+        """The subnets and security group of a region, from its stack."""
+        outputs = stacks.stack_outputs(stacks.region_stack_name(self.host_name, region), region)
+        subnets = tuple(s for s in outputs.get("SubnetIds", "").split(",") if s)
+        if not subnets or not outputs.get("SecurityGroupId"):
+            raise DeployFailed(f"region {region}'s stack gives no subnets or security group")
+        return batch.Network(subnets=subnets, security_group=outputs["SecurityGroupId"])
+
+    # deploy and teardown -----------------------------------------------------
+
+    def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
+        if isinstance(spec, RegionSpec):
+            return self._region(spec, log)
+        if isinstance(spec, ClusterSpec):
+            roles = batch.ensure_cluster_roles(spec, self.names, log)
+            for region in self.active_regions():
+                batch.deploy_cluster(region.name, spec, self.network(region.name), roles,
+                                     self.names, log)  # fmt: skip
+            return spec
+        if isinstance(spec, QueueSpec):
+            weights = spec.region_distribution_weights
+            for region in self.active_regions():
+                if spec.automate_region_weights or weights.get(region.name, 0) > 0:
+                    batch.check_queue(region.name, spec, self.names)
+            log(f"queue {spec.name} sends its workers to cluster {spec.compute_environment}")
+            return spec
+        if isinstance(spec, ImageSpec):
+            return self._image(spec, log)
+        if isinstance(spec, DefinitionSpec):
+            return self._definition(spec, log)
+        raise DeployFailed(f"{kind.singular} {spec.name}: not something AWS hosts deploy")
+
+    def teardown(self, kind: ResourceKind, spec: Spec, log: Log) -> None:
+        regions = [r.name for r in self.active_regions()]
+        if isinstance(spec, RegionSpec):
+            if spec.kind == "aws":
+                stacks.delete_stack(stacks.region_stack_name(self.host_name, spec.name),
+                                    spec.name, log)  # fmt: skip
+        elif isinstance(spec, ClusterSpec):
+            for region in regions:
+                batch.delete_cluster(region, spec, self.names, log)
+            batch.delete_cluster_roles(spec, self.names, log)
+        elif isinstance(spec, ImageSpec):
+            for region in regions:
+                batch.delete_repository(region, spec, self.names, log)
+        elif isinstance(spec, DefinitionSpec):
+            for region in regions:
+                batch.delete_definition(region, spec, self.names, log)
+            batch.delete_job_role(spec, self.names, log)
+
+    def _region(self, spec: RegionSpec, log: Log) -> Spec:
+        if spec.kind != "aws":
+            raise DeployFailed(f"an aws host's regions are AWS regions, not {spec.kind}")
+        vpc = None
+        if spec.vpc_id:
+            vpc = stacks.lookup_vpc(spec.vpc_id, spec.name)
+        elif not spec.cidr and spec.import_vpc:
+            if not self.host_vpc:
+                raise DeployFailed("the host has no VPC to reuse: give the region a CIDR")
+            if self.host_vpc.startswith("vpc-"):
+                vpc = stacks.lookup_vpc(self.host_vpc, spec.name)
+            else:  # the host's range, as a new VPC in this region
+                spec = spec.model_copy(update={"cidr": self.host_vpc})
+        peer = None
+        main = self._main_region()
+        if spec.peer_with_main_region and not spec.main_region:
+            if main is None:
+                raise DeployFailed("there is no ACTIVE main region to peer with")
+            theirs = stacks.stack_outputs(
+                stacks.region_stack_name(self.host_name, main.name), main.name
+            )
+            peer = templates.PeerVpc(theirs["VpcId"], theirs.get("VpcCidr", ""), main.name)
+        name = stacks.region_stack_name(self.host_name, spec.name)
+        template = templates.region_template(spec, host_name=self.host_name, vpc=vpc, peer=peer)
+        outputs = stacks.deploy_stack(name, template, spec.name, log=log)
+        if peer is not None and main is not None and outputs.get("PeeringConnectionId"):
+            # the main region routes back to this one, or the peering carries nothing
+            main_vpc = stacks.lookup_vpc(peer.vpc_id, main.name)
+            routes = templates.peering_routes_template(
+                self.host_name,
+                spec.name,
+                peering_connection_id=outputs["PeeringConnectionId"],
+                route_table_ids=main_vpc.route_table_ids,
+                cidr=outputs.get("VpcCidr") or spec.cidr or "",
+            )
+            stacks.deploy_stack(f"{name}-routes", routes, main.name, log=log)
+        return spec
+
+    def _image(self, spec: ImageSpec, log: Log) -> Spec:
+        regions = [r.name for r in self.active_regions()]
+        if spec.name == "native":
+            log("the native image has no container: definitions on AWS need an image")
+            return spec
+        uri = ""
+        for region in regions:
+            uri = batch.deploy_repository(region, spec, self.names, log)
+        if spec.local_docker_image:
+            return batch.push_local_image(spec, regions, self.names, log)
+        if spec.local_build_directory:
+            return batch.build_and_push(spec, regions, self.names, log)
+        if uri:
+            log(f"repositories ready; push an image with replace-with-local-image ({uri})")
+        return spec
+
+    def _definition(self, spec: DefinitionSpec, log: Log) -> Spec:
+        image = None
+        if spec.use_cyclone_image:
+            found = self._spec(ResourceKind.IMAGE, spec.cyclone_image_name)
+            image = found if isinstance(found, ImageSpec) else None
+        uri = batch.definition_image(spec, image)
+        role = batch.ensure_job_role(spec, self.names, self.secret_arn, log)
+        for region in self.active_regions():
+            batch.deploy_definition(region.name, spec, self.names, log, image=uri,
+                                    job_role_arn=role, secret_arn=self.secret_arn)  # fmt: skip
+        return spec

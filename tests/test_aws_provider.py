@@ -1,0 +1,107 @@
+"""The AWS provider end to end under moto: regions as stacks, then a cluster, a queue
+and a definition in every ACTIVE region, and their teardown."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from hyper.errors import DeployFailed
+from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
+from hyper.providers.aws.provider import AwsProvider
+from hyper.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+
+MAIN, OTHER = "us-east-1", "eu-west-1"
+
+
+@pytest.fixture
+def provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsProvider]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws(
+        config={"batch": {"use_docker": False}, "iam": {"load_aws_managed_policies": True}}
+    ):
+        secret = boto3.client("secretsmanager", region_name=MAIN).create_secret(
+            Name="hyper/h1/api-key", SecretString="the-key"
+        )
+        store = SQLiteStore(tmp_path / "store.db")
+        yield AwsProvider(store, host_name="h1", secret_arn=secret["ARN"], host_vpc="10.0.0.0/16")
+        store.close()
+
+
+def active(provider: AwsProvider, kind: ResourceKind, spec: object) -> None:
+    """What the deployer does once a deploy succeeded."""
+    assert hasattr(spec, "model_dump") and hasattr(spec, "name")
+    provider.store.put_resource(kind.value, spec.name, spec.model_dump(), "ACTIVE", [], time.time())
+
+
+def test_resources_reach_every_active_region(provider: AwsProvider) -> None:
+    lines: list[str] = []
+    main = RegionSpec(name=MAIN, kind="aws", main_region=True, subnet_config="PUBLIC")
+    deployed = provider.deploy(ResourceKind.REGION, main, lines.append)
+    assert isinstance(deployed, RegionSpec) and deployed.cidr == "10.0.0.0/16"  # the host's
+    active(provider, ResourceKind.REGION, deployed)
+    other = RegionSpec(name=OTHER, kind="aws", import_vpc=False, cidr="10.1.0.0/16",
+                       subnet_config="PUBLIC")  # fmt: skip
+    active(provider, ResourceKind.REGION, provider.deploy(ResourceKind.REGION, other, lines.append))
+    assert [r.name for r in provider.active_regions()] == [OTHER, MAIN]
+    for region, cidr in ((MAIN, "10.0.0.0/16"), (OTHER, "10.1.0.0/16")):
+        vpcs = boto3.client("ec2", region_name=region).describe_vpcs()["Vpcs"]
+        assert cidr in [v["CidrBlock"] for v in vpcs]
+
+    cluster = ClusterSpec(name="c1", compute_envs=2, max_vcpus=64, type="ONDEMAND")
+    provider.deploy(ResourceKind.CLUSTER, cluster, lines.append)
+    active(provider, ResourceKind.CLUSTER, cluster)
+    for region in (MAIN, OTHER):
+        aws_batch = boto3.client("batch", region_name=region)
+        environments = aws_batch.describe_compute_environments()["computeEnvironments"]
+        assert len(environments) == 2
+        assert sorted(e["computeResources"]["maxvCpus"] for e in environments) == [32, 32]
+        (queue,) = aws_batch.describe_job_queues()["jobQueues"]
+        assert len(queue["computeEnvironmentOrder"]) == 2
+
+    queue = QueueSpec(name="q1", compute_environment="c1")
+    provider.deploy(ResourceKind.QUEUE, queue, lines.append)
+    with pytest.raises(DeployFailed):
+        provider.deploy(ResourceKind.QUEUE, QueueSpec(name="q2", compute_environment="c9"),
+                        lines.append)  # fmt: skip
+
+    definition = DefinitionSpec(
+        name="d1",
+        use_cyclone_image=False,
+        image_uri="123456789012.dkr.ecr._REGION_.amazonaws.com/work:1",
+        vcpus=2,
+        memory_limit_mib=2048,
+    )
+    provider.deploy(ResourceKind.DEFINITION, definition, lines.append)
+    for region in (MAIN, OTHER):
+        (found,) = boto3.client("batch", region_name=region).describe_job_definitions(
+            status="ACTIVE"
+        )["jobDefinitions"]
+        image = found["containerProperties"]["image"]
+        assert image == f"123456789012.dkr.ecr.{region}.amazonaws.com/work:1"
+
+    provider.teardown(ResourceKind.DEFINITION, definition, lines.append)
+    provider.teardown(ResourceKind.CLUSTER, cluster, lines.append)
+    for region in (MAIN, OTHER):
+        aws_batch = boto3.client("batch", region_name=region)
+        assert aws_batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"] == []
+        assert aws_batch.describe_job_queues()["jobQueues"] == []
+        assert aws_batch.describe_compute_environments()["computeEnvironments"] == []
+
+
+def test_a_region_that_reuses_no_vpc_is_refused(provider: AwsProvider) -> None:
+    provider.host_vpc = None
+    with pytest.raises(DeployFailed, match="no VPC to reuse"):
+        provider.deploy(ResourceKind.REGION, RegionSpec(name=MAIN, kind="aws"), print)
+    with pytest.raises(DeployFailed, match="AWS regions"):
+        provider.deploy(ResourceKind.REGION, RegionSpec(name="here", kind="local"), print)
