@@ -1,7 +1,9 @@
 """``python -m hyper.worker``: run a worker agent against a host.
 
 The API key comes from the environment (``HYPER_API_KEY``), never from the
-command line, where other users of the machine could read it.
+command line, where other users of the machine could read it. On AWS Batch that variable
+holds the ARN of a Secrets Manager secret, whose value is the key; and a child of an array
+job is worker ``$HYPER_WORKER_ID_PREFIX-$AWS_BATCH_JOB_ARRAY_INDEX``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ from pathlib import Path
 
 from hyper.client import HostClient
 from hyper.worker.agent import WorkerAgent, WorkerOptions
+
+
+def api_key(value: str) -> str:
+    """The key itself, or the value of the Secrets Manager secret whose ARN is given."""
+    if not (value.startswith("arn:") and ":secretsmanager:" in value):
+        return value
+    import boto3  # only workers on AWS get here
+
+    region = value.split(":")[3]
+    secrets = boto3.session.Session().client("secretsmanager", region_name=region)
+    return str(secrets.get_secret_value(SecretId=value)["SecretString"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,12 +46,22 @@ def main(argv: list[str] | None = None) -> int:
         help="how long to keep trying while the host does not answer",
     )
     args = parser.parse_args(argv)
+    # a Batch array child: its jobs must not inherit the prefix (a worker they start
+    # would take this worker's id)
+    prefix = os.environ.pop("HYPER_WORKER_ID_PREFIX", None)
+    index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    worker_id = f"{prefix}-{index}" if prefix and index else args.worker_id
     key = os.environ.get("HYPER_API_KEY")
     if not args.url or not key:
         print("worker: set --url (or HYPER_URL) and HYPER_API_KEY", file=sys.stderr)
         return 2
+    try:
+        key = api_key(key)
+    except Exception as error:
+        print(f"worker: cannot read the API key from {key}: {error}", file=sys.stderr)
+        return 1
     options = WorkerOptions(
-        worker_id=args.worker_id,
+        worker_id=worker_id,
         queue=args.queue,
         definition=args.definition,
         workdir=args.workdir,

@@ -1,0 +1,359 @@
+"""Workers as AWS Batch jobs: one array job of N workers per launch, in the region's job
+queue of the queue's cluster, with the definition's job definition.
+
+A launch of N workers is ONE SubmitJob (a single job when N is 1; arrays hold at most
+10,000 children, so 25,000 workers are three arrays of 10,000, 10,000 and 5,000). Each
+submitted job gets a fresh worker id prefix; its children are workers
+``PREFIX-0 .. PREFIX-(N-1)``: the worker takes ``HYPER_WORKER_ID_PREFIX`` from its
+environment and appends ``-`` and ``AWS_BATCH_JOB_ARRAY_INDEX``, which Batch sets in each
+child (a single job is given its full id, ``PREFIX-0``, as ``HYPER_WORKER_ID``).
+
+What a job is given (containerOverrides environment): the host URL, the queue, the
+definition, the worker id (prefix), the idle timeout and the region (``HYPER_REGION``,
+which its jobs see too). Never the API key: the job definition sets
+``HYPER_API_KEY`` to the ARN of the host's secret and the worker reads the key from
+Secrets Manager with its job role (see hyper/providers/aws/batch.py).
+
+SubmitJob allows 50 calls a second per account: calls take a token from a bucket filled at
+that rate, and a throttled call (TooManyRequestsException and the like) is tried again
+after an exponential back-off with jitter.
+
+`alive` asks DescribeJobs about every submitted job at once (100 a call, arrays by their
+parent; ListJobs only for arrays with children ended), at most every 30 s; it knows only
+the workers this launcher started (None for others, e.g. after a restart). `stop`
+terminates a worker's job (its child of an array).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from hyper.launchers.base import Launcher, LaunchRequest
+from hyper.models import ClusterSpec, DefinitionSpec, DeployStatus, QueueSpec, ResourceKind
+from hyper.providers.aws.batch import Names, aws_client
+from hyper.resources import find_spec
+from hyper.store.base import Store, WorkerRecord
+
+log = logging.getLogger(__name__)
+
+MAX_ARRAY_SIZE = 10_000  # Batch's limit on the children of one array job
+SUBMITS_PER_SECOND = 50.0  # Batch's SubmitJob rate limit
+DESCRIBE_BATCH = 100  # job ids per DescribeJobs call
+THROTTLED = frozenset(
+    {
+        "TooManyRequestsException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+    }
+)
+ENDED = frozenset({"SUCCEEDED", "FAILED"})
+
+BatchClients = Callable[[str], Any]  # region -> a Batch client
+
+
+class TokenBucket:
+    """At most `rate` takes a second on average, with bursts of `capacity`."""
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.capacity = capacity if capacity is not None else rate
+        self.clock, self.sleep = clock, sleep
+        self._tokens = self.capacity
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            while True:
+                now = self.clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+                self._at = now
+                if self._tokens >= 1 - 1e-9:  # a sleep of exactly the shortfall may fall short
+                    self._tokens = max(0.0, self._tokens - 1)
+                    return
+                self.sleep((1 - self._tokens) / self.rate)
+
+
+def _code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _boto3_batch(region: str) -> Any:
+    """A Batch client whose throttled calls come back to us at once: the launcher's own
+    back-off decides when to try again."""
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+    return aws_client("batch", region, config=config)
+
+
+class BatchLauncher(Launcher):
+    kind = "aws"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        url: str,
+        names: Names,
+        idle_seconds: float = 60.0,
+        clients: BatchClients = _boto3_batch,
+        submits_per_second: float = SUBMITS_PER_SECOND,
+        max_attempts: int = 8,
+        backoff_seconds: float = 0.2,
+        backoff_cap_seconds: float = 20.0,
+        status_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.store = store
+        self.url = url
+        self.names = names
+        self.idle_seconds = idle_seconds
+        self._make_client = clients
+        self._clients: dict[str, Any] = {}
+        self.bucket = TokenBucket(submits_per_second, clock=clock, sleep=sleep)
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.backoff_cap_seconds = backoff_cap_seconds
+        self.status_seconds = status_seconds
+        self.clock, self.sleep, self.jitter = clock, sleep, jitter
+        self._jobs: dict[str, tuple[str, str]] = {}  # worker id -> (region, Batch job id)
+        self._alive: dict[str, bool] = {}  # worker id -> what Batch said last
+        self._looked = -float("inf")
+
+    def client(self, region: str) -> Any:
+        if region not in self._clients:
+            self._clients[region] = self._make_client(region)
+        return self._clients[region]
+
+    # ---- launching -------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> list[WorkerRecord]:
+        """One SubmitJob per 10,000 workers (an array job; a single job for one worker)."""
+        target = self._target(request)
+        if target is None:
+            return []
+        records: list[WorkerRecord] = []
+        left = request.count
+        while left > 0:
+            size = min(left, MAX_ARRAY_SIZE)
+            prefix = f"b-{uuid.uuid4().hex[:12]}"
+            job_id = self._submit(request, target, prefix if size > 1 else f"{prefix}-0", size)
+            if job_id is None:
+                break
+            for index in range(size):
+                worker_id = f"{prefix}-{index}"
+                self._jobs[worker_id] = (
+                    request.region,
+                    f"{job_id}:{index}" if size > 1 else job_id,
+                )
+                records.append(self._record(worker_id, request))
+            left -= size
+        return records
+
+    def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
+        """One worker with the given id, as a single job."""
+        target = self._target(request)
+        if target is None:
+            return None
+        job_id = self._submit(request, target, worker_id, 1)
+        if job_id is None:
+            return None
+        self._jobs[worker_id] = (request.region, job_id)
+        return self._record(worker_id, request)
+
+    def _target(self, request: LaunchRequest) -> tuple[str, str] | None:
+        """(job queue, job definition) of a request."""
+        queue = find_spec(self.store, ResourceKind.QUEUE, request.queue, QueueSpec)
+        if queue is None:
+            log.warning("no queue %r: no Batch workers started for it", request.queue)
+            return None
+        return (
+            self.names.job_queue(queue.compute_environment),
+            self.names.job_definition(request.definition.name),
+        )
+
+    def submit_request(
+        self, request: LaunchRequest, target: tuple[str, str], name: str, size: int
+    ) -> dict[str, Any]:
+        """The SubmitJob request for `size` workers: an array whose children are workers
+        ``NAME-INDEX``, or a single job that is worker NAME."""
+        job_queue, job_definition = target
+        environment = {
+            "HYPER_URL": self.url,
+            "HYPER_QUEUE": request.queue,
+            "HYPER_DEFINITION": request.definition.name,
+            "HYPER_IDLE_SECONDS": f"{self.idle_seconds:g}",
+            "HYPER_REGION": request.region,
+        }
+        environment["HYPER_WORKER_ID_PREFIX" if size > 1 else "HYPER_WORKER_ID"] = name
+        submit: dict[str, Any] = {
+            "jobName": self.names.job_name(request.queue, request.definition.name),
+            "jobQueue": job_queue,
+            "jobDefinition": job_definition,
+            "containerOverrides": {
+                "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())]
+            },
+        }
+        if size > 1:
+            submit["arrayProperties"] = {"size": size}
+        return submit
+
+    def _submit(
+        self, request: LaunchRequest, target: tuple[str, str], name: str, size: int
+    ) -> str | None:
+        """Submit, backing off while Batch throttles; the job id, or None when Batch would
+        not take it (the scheduler asks again on its next tick)."""
+        submit = self.submit_request(request, target, name, size)
+        client = self.client(request.region)
+        for attempt in range(self.max_attempts):
+            self.bucket.take()
+            try:
+                return str(client.submit_job(**submit)["jobId"])
+            except Exception as error:
+                code = _code(error)
+                if code not in THROTTLED or attempt == self.max_attempts - 1:
+                    log.warning(
+                        "%s: submitting %d workers of %s/%s failed: %s",
+                        request.region,
+                        size,
+                        request.queue,
+                        request.definition.name,
+                        error,
+                    )
+                    return None
+                self.sleep(self.backoff(attempt))
+        return None
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential back-off with jitter: half the step for sure, the other half random."""
+        step = min(self.backoff_cap_seconds, self.backoff_seconds * 2**attempt)
+        return step / 2 + self.jitter(0, step / 2)
+
+    # ---- capacity, liveness, stopping ------------------------------------------------------
+
+    def capacity(self, region: str, definition: str) -> int | None:
+        """Workers of `definition` that still fit in the region: the vCPUs of every ACTIVE
+        cluster there, less what this launcher's live workers hold."""
+        wanted = find_spec(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
+        if wanted is None:
+            return None
+        total = sum(
+            ClusterSpec.model_validate(r.spec).max_vcpus
+            for r in self.store.list_resources(ResourceKind.CLUSTER.value)
+            if r.status == DeployStatus.ACTIVE.value
+        )
+        vcpus: dict[str, int] = {}
+        used = 0
+        for worker in self.store.live_workers():
+            if worker.launcher != self.kind or worker.region != region:
+                continue
+            if worker.definition not in vcpus:
+                spec = find_spec(
+                    self.store, ResourceKind.DEFINITION, worker.definition, DefinitionSpec
+                )
+                vcpus[worker.definition] = spec.vcpus if spec else 1
+            used += vcpus[worker.definition]
+        return max(0, (total - used) // wanted.vcpus)
+
+    def alive(self, worker: WorkerRecord) -> bool | None:
+        """What Batch says of the worker's job, read for all known workers at once (at most
+        every `status_seconds`); None for a worker started before this launcher was made."""
+        if worker.id not in self._jobs:
+            return None
+        if worker.id not in self._alive or self.clock() - self._looked > self.status_seconds:
+            self._look()
+        found = self._alive.get(worker.id)
+        if found is False:  # ended: nothing more to ask about it
+            self._jobs.pop(worker.id, None)
+            self._alive.pop(worker.id, None)
+        return found
+
+    def _look(self) -> None:
+        """DescribeJobs on the submitted jobs (100 a call, arrays by their parent); for an
+        array with some children ended, ListJobs of its ended children."""
+        self._looked = self.clock()
+        self._alive.clear()
+        by_job: dict[tuple[str, str], list[tuple[str, int | None]]] = {}
+        for worker_id, (region, job_id) in self._jobs.items():
+            parent, _, index = job_id.partition(":")
+            by_job.setdefault((region, parent), []).append(
+                (worker_id, int(index) if index else None)
+            )
+        regions = sorted({region for region, _ in by_job})
+        for region in regions:
+            parents = sorted(parent for r, parent in by_job if r == region)
+            client = self.client(region)
+            for start in range(0, len(parents), DESCRIBE_BATCH):
+                try:
+                    jobs = client.describe_jobs(jobs=parents[start : start + DESCRIBE_BATCH])
+                except Exception as error:
+                    log.info("%s: DescribeJobs failed: %s", region, error)
+                    continue
+                for job in jobs["jobs"]:
+                    workers = by_job.get((region, job["jobId"]), [])
+                    self._note(client, job, workers)
+
+    def _note(
+        self, client: Any, job: dict[str, Any], workers: list[tuple[str, int | None]]
+    ) -> None:
+        status = job.get("status", "")
+        summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
+        ended_children = sum(int(summary.get(s, 0)) for s in ENDED)
+        if status in ENDED or not summary or not ended_children:
+            for worker_id, _ in workers:
+                self._alive[worker_id] = status not in ENDED
+            return
+        ended: set[int] = set()
+        try:
+            for state in sorted(ENDED):
+                pages = client.get_paginator("list_jobs").paginate(
+                    arrayJobId=job["jobId"], jobStatus=state
+                )
+                for page in pages:
+                    for child in page["jobSummaryList"]:
+                        index = (child.get("arrayProperties") or {}).get("index")
+                        if index is None:
+                            index = int(str(child["jobId"]).rpartition(":")[2])
+                        ended.add(int(index))
+        except Exception as error:
+            log.info("ListJobs of %s failed: %s", job["jobId"], error)
+            return
+        for worker_id, index in workers:
+            self._alive[worker_id] = index not in ended
+
+    def stop(self, worker: WorkerRecord) -> None:
+        """Terminate a stuck worker's job (its child of an array)."""
+        found = self._jobs.pop(worker.id, None)
+        self._alive.pop(worker.id, None)
+        if found is None:
+            return
+        region, job_id = found
+        try:
+            self.client(region).terminate_job(jobId=job_id, reason="hyper: worker stopped")
+        except Exception as error:
+            log.warning("%s: terminating %s failed: %s", region, job_id, error)
+
+    def close(self) -> None:
+        self._jobs.clear()
+        self._alive.clear()
+        self._clients.clear()

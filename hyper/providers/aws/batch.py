@@ -1,0 +1,973 @@
+"""Clusters, queues, images and definitions on AWS, one region at a time.
+
+What each resource is in a region (every name comes from `Names`, under the host's prefix):
+
+- cluster     ``compute_envs`` managed Batch compute environments ``PREFIX-CLUSTER-ce1..3``
+              sharing the cluster's max vCPUs (SPOT or ON_DEMAND, in the region's subnets
+              and security group), and ONE job queue ``PREFIX-CLUSTER`` in front of them,
+              in that order. An update sets max vCPUs and state; a delete disables and
+              deletes the job queue, then the compute environments.
+- queue       nothing of its own: its workers are array jobs on its cluster's job queue
+              (`check_queue` says whether that queue is there).
+- image       an ECR repository ``prefix/image`` per region. `build_and_push` and
+              `push_local_image` use docker when a docker engine answers (`docker info`).
+              The image's URI is kept with ``_REGION_`` for the region, as definitions
+              write it.
+- definition  a Batch job definition ``PREFIX-DEFINITION`` per region whose container
+              runs the worker agent (``start.sh`` of the worker image, see
+              example-worker-image/), with a job role ``PREFIX-DEFINITION-job``.
+
+IAM roles are global: the ``ensure_*_role(s)`` functions run once per change, before the
+per-region ones, and are idempotent. They are created when absent, each with the least
+AWS documents for its service:
+
+- ``PREFIX-batch-service``   (batch.amazonaws.com) AWS managed ``AWSBatchServiceRole``;
+- ``PREFIX-CLUSTER-instance`` (ec2.amazonaws.com) and its instance profile:
+  ``AmazonEC2ContainerServiceforEC2Role`` (the ECS agent) plus the cluster's iam_policies;
+- ``PREFIX-spot-fleet``       (spotfleet.amazonaws.com) ``AmazonEC2SpotFleetTaggingRole``,
+  only for SPOT clusters with allocation strategy BEST_FIT (the others need none);
+- ``PREFIX-DEFINITION-job``  (ecs-tasks.amazonaws.com): an inline policy allowing
+  ``secretsmanager:GetSecretValue`` on the host's API-key secret and nothing else, plus
+  the definition's iam_policies.
+
+A `ClusterRoles` of ARNs made elsewhere may be passed instead of `ensure_cluster_roles`.
+
+The API key never travels in a job definition or a submitted job: the job definition sets
+``HYPER_API_KEY`` to the *ARN* of the host's secret, and the worker (``python -m
+hyper.worker``) reads the secret's value with its job role when it sees an ARN there.
+
+Every AWS call goes through `ClientFactory` (plain boto3 clients by default, imported
+lazily), so moto, a moto server (``AWS_ENDPOINT_URL``) or a Stubber can stand in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyper.commands import run
+from hyper.errors import CommandFailed, DeployFailed, one_line
+from hyper.models import ClusterSpec, DefinitionSpec, ImageSpec, QueueSpec
+from hyper.providers import Log
+
+ClientFactory = Callable[[str, str], Any]  # (service, region) -> a boto3 client
+
+
+_CLIENTS = threading.Lock()  # boto3's default session makes clients one at a time
+
+
+def aws_client(service: str, region: str, **options: Any) -> Any:
+    """A plain boto3 client for `service` in `region` (boto3 imported only now), from
+    boto3's default session, which loads each service's model once."""
+    import boto3
+
+    with _CLIENTS:
+        return boto3.client(service, region_name=region, **options)
+
+
+# ---- names ----------------------------------------------------------------------------------
+
+_BATCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_IAM_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]+")
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+
+
+def _fit(wanted: str, pattern: re.Pattern[str], limit: int, clean: Callable[[str], str]) -> str:
+    """`wanted` when AWS takes it as is; otherwise a cleaned, shortened form with a hash of
+    the wanted name, so that two hyper names never meet in one AWS name."""
+    if pattern.fullmatch(wanted) and len(wanted) <= limit:
+        return wanted
+    digest = hashlib.sha1(wanted.encode()).hexdigest()[:8]
+    return f"{clean(wanted)[: limit - 9]}-{digest}"
+
+
+@dataclass(frozen=True)
+class Names:
+    """AWS names of a host's resources: everything starts with the host's prefix."""
+
+    prefix: str = "hyper"
+
+    def _batch(self, *parts: str) -> str:
+        return _fit(
+            "-".join((self.prefix, *parts)),
+            _BATCH_NAME,
+            128,
+            lambda s: re.sub(r"[^A-Za-z0-9_-]", "_", s),
+        )
+
+    def _iam(self, *parts: str) -> str:
+        return _fit(
+            "-".join((self.prefix, *parts)),
+            _IAM_NAME,
+            64,
+            lambda s: re.sub(r"[^A-Za-z0-9+=,.@_-]", "_", s),
+        )
+
+    def compute_env(self, cluster: str, number: int) -> str:
+        return self._batch(cluster, f"ce{number}")
+
+    def job_queue(self, cluster: str) -> str:
+        return self._batch(cluster)
+
+    def job_definition(self, definition: str) -> str:
+        return self._batch(definition)
+
+    def job_name(self, queue: str, definition: str) -> str:
+        return self._batch(queue, definition)
+
+    def repository(self, image: str) -> str:
+        def clean(wanted: str) -> str:
+            parts = (re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in wanted.split("/"))
+            return "/".join(p or "x" for p in parts)
+
+        return _fit(f"{self.prefix}/{image}", _REPOSITORY, 256, clean)
+
+    def service_role(self) -> str:
+        return self._iam("batch-service")
+
+    def instance_role(self, cluster: str) -> str:
+        return self._iam(cluster, "instance")
+
+    def spot_fleet_role(self) -> str:
+        return self._iam("spot-fleet")
+
+    def job_role(self, definition: str) -> str:
+        return self._iam(definition, "job")
+
+    def tags(self, **more: str) -> dict[str, str]:
+        return {"hyper:host": self.prefix, **{f"hyper:{k}": v for k, v in more.items()}}
+
+
+# ---- waiting --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long to wait for Batch to settle a change, and how often to look."""
+
+    timeout: float = 900.0
+    interval: float = 5.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+def _wait(what: str, done: Callable[[], bool], patience: Patience) -> None:
+    deadline = patience.clock() + patience.timeout
+    while not done():
+        if patience.clock() > deadline:
+            raise DeployFailed(f"gave up waiting after {patience.timeout:.0f} s for {what}")
+        patience.sleep(patience.interval)
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _aws_failed(what: str, error: Exception) -> DeployFailed:
+    return DeployFailed(one_line(f"{what}: {error}"))
+
+
+# ---- IAM (global) ---------------------------------------------------------------------------
+
+_AWS_POLICY = "arn:{partition}:iam::aws:policy/{name}"
+_BATCH_SERVICE_POLICY = "service-role/AWSBatchServiceRole"
+_ECS_INSTANCE_POLICY = "service-role/AmazonEC2ContainerServiceforEC2Role"
+_SPOT_FLEET_POLICY = "service-role/AmazonEC2SpotFleetTaggingRole"
+_IAM_REGION = "us-east-1"  # IAM is global; its client needs some region
+
+
+@dataclass(frozen=True)
+class ClusterRoles:
+    """What a cluster's compute environments run as (ARNs)."""
+
+    service_role: str
+    instance_profile: str
+    spot_fleet_role: str | None = None
+
+
+def _trust(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def _policy_arn(policy: str, partition: str) -> str:
+    """A policy ARN as given, or the ARN of an AWS managed policy named `policy`."""
+    if policy.startswith("arn:"):
+        return policy
+    return _AWS_POLICY.format(partition=partition, name=policy)
+
+
+def _ensure_role(
+    iam: Any,
+    name: str,
+    service: str,
+    policies: Sequence[str],
+    tags: Mapping[str, str],
+    log: Log,
+    inline: Mapping[str, dict[str, Any]] | None = None,
+) -> str:
+    """The role `name`, trusted by `service`, with exactly `policies` attached and the
+    given inline policies; created when absent. Returns its ARN."""
+    try:
+        arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    except Exception as error:
+        if _error_code(error) != "NoSuchEntity":
+            raise _aws_failed(f"reading role {name}", error) from None
+        arn = str(
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=_trust(service),
+                Description=f"hyper: {service}",
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )["Role"]["Arn"]
+        )
+        log(f"created role {name}")
+    partition = arn.split(":")[1]
+    wanted = {_policy_arn(p, partition) for p in policies}
+    attached = {
+        p["PolicyArn"]
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+        for p in page["AttachedPolicies"]
+    }
+    for policy in sorted(wanted - attached):
+        try:
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy)
+        except Exception as error:
+            raise _aws_failed(f"attaching {policy} to role {name}", error) from None
+    for policy in sorted(attached - wanted):
+        iam.detach_role_policy(RoleName=name, PolicyArn=policy)
+    for policy_name, document in (inline or {}).items():
+        iam.put_role_policy(
+            RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
+        )
+    return arn
+
+
+def _delete_role(iam: Any, name: str, log: Log) -> None:
+    try:
+        iam.get_role(RoleName=name)
+    except Exception as error:
+        if _error_code(error) == "NoSuchEntity":
+            return
+        raise _aws_failed(f"reading role {name}", error) from None
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
+        for policy in page["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+        for policy_name in page["PolicyNames"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+    for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=name):
+        for profile in page["InstanceProfiles"]:
+            iam.remove_role_from_instance_profile(
+                InstanceProfileName=profile["InstanceProfileName"], RoleName=name
+            )
+            iam.delete_instance_profile(InstanceProfileName=profile["InstanceProfileName"])
+    iam.delete_role(RoleName=name)
+    log(f"deleted role {name}")
+
+
+def _spot_fleet_needed(cluster: ClusterSpec) -> bool:
+    return cluster.type == "SPOT" and cluster.allocation_strategy == "BEST_FIT"
+
+
+def ensure_cluster_roles(
+    cluster: ClusterSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+) -> ClusterRoles:
+    """The roles a cluster's compute environments need, created when absent."""
+    iam = clients("iam", _IAM_REGION)
+    tags = names.tags(cluster=cluster.name)
+    service = _ensure_role(
+        iam,
+        names.service_role(),
+        "batch.amazonaws.com",
+        [_BATCH_SERVICE_POLICY],
+        names.tags(),
+        log,
+    )
+    instance_role = names.instance_role(cluster.name)
+    _ensure_role(
+        iam,
+        instance_role,
+        "ec2.amazonaws.com",
+        [_ECS_INSTANCE_POLICY, *cluster.iam_policies],
+        tags,
+        log,
+    )
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=instance_role)["InstanceProfile"]
+    except Exception as error:
+        if _error_code(error) != "NoSuchEntity":
+            raise _aws_failed(f"reading instance profile {instance_role}", error) from None
+        profile = iam.create_instance_profile(
+            InstanceProfileName=instance_role,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )["InstanceProfile"]
+        log(f"created instance profile {instance_role}")
+    if not any(r["RoleName"] == instance_role for r in profile.get("Roles", [])):
+        iam.add_role_to_instance_profile(InstanceProfileName=instance_role, RoleName=instance_role)
+    spot_fleet = None
+    if _spot_fleet_needed(cluster):
+        spot_fleet = _ensure_role(
+            iam,
+            names.spot_fleet_role(),
+            "spotfleet.amazonaws.com",
+            [_SPOT_FLEET_POLICY],
+            names.tags(),
+            log,
+        )
+    return ClusterRoles(service, str(profile["Arn"]), spot_fleet)
+
+
+def delete_cluster_roles(
+    cluster: ClusterSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+) -> None:
+    """The cluster's own instance role and profile, once no region uses them. The service
+    and spot fleet roles are shared by the host's clusters and stay."""
+    _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log)
+
+
+def ensure_job_role(
+    definition: DefinitionSpec,
+    names: Names,
+    secret_arn: str,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> str:
+    """The job role of a definition's workers: read the host's API key, and what the
+    definition's iam_policies allow."""
+    read_key = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}
+        ],
+    }
+    return _ensure_role(
+        clients("iam", _IAM_REGION),
+        names.job_role(definition.name),
+        "ecs-tasks.amazonaws.com",
+        definition.iam_policies,
+        names.tags(definition=definition.name),
+        log,
+        inline={"hyper-api-key": read_key},
+    )
+
+
+def delete_job_role(
+    definition: DefinitionSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+) -> None:
+    _delete_role(clients("iam", _IAM_REGION), names.job_role(definition.name), log)
+
+
+# ---- clusters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where a region's instances go: its subnets and its security group."""
+
+    subnets: tuple[str, ...]
+    security_group: str
+
+
+@dataclass(frozen=True)
+class ClusterInRegion:
+    job_queue: str  # ARN
+    compute_environments: tuple[str, ...] = field(default=())  # ARNs, in queue order
+
+
+MAX_COMPUTE_ENVS = 3
+_SETTLING = ("CREATING", "UPDATING", "DELETING")
+
+
+def split_vcpus(total: int, parts: int) -> list[int]:
+    """`total` vCPUs over at most `parts` compute environments, the larger shares first;
+    never an environment of 0 vCPUs."""
+    parts = max(1, min(parts, total))
+    share, extra = divmod(total, parts)
+    return [share + (1 if i < extra else 0) for i in range(parts)]
+
+
+def find_ami(region: str, name: str, *, clients: ClientFactory = aws_client) -> str:
+    """The id of this account's newest AMI named `name` in `region` (an `ami-` id as is)."""
+    if name.startswith("ami-"):
+        return name
+    images = clients("ec2", region).describe_images(
+        Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]
+    )["Images"]
+    if not images:
+        raise DeployFailed(
+            f"no AMI named {name!r} in {region}: copy it there first (aws ec2 copy-image)"
+        )
+    return str(max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"])
+
+
+def compute_resources(
+    cluster: ClusterSpec,
+    max_vcpus: int,
+    network: Network,
+    roles: ClusterRoles,
+    image_id: str | None,
+) -> dict[str, Any]:
+    """The computeResources of one of the cluster's compute environments."""
+    spot = cluster.type == "SPOT"
+    strategy = cluster.allocation_strategy
+    if not spot and strategy == "SPOT_CAPACITY_OPTIMIZED":  # on-demand has no such strategy
+        strategy = "BEST_FIT_PROGRESSIVE"
+    resources: dict[str, Any] = {
+        "type": "SPOT" if spot else "EC2",
+        "allocationStrategy": strategy,
+        "minvCpus": 0,
+        "maxvCpus": max_vcpus,
+        "instanceTypes": list(cluster.instance_list),
+        "subnets": list(network.subnets),
+        "securityGroupIds": [network.security_group],
+        "instanceRole": roles.instance_profile,
+        "tags": {**cluster.compute_resources_tags, "hyper:cluster": cluster.name},
+    }
+    if spot:
+        resources["bidPercentage"] = cluster.bid_percentage
+        if roles.spot_fleet_role:
+            resources["spotIamFleetRole"] = roles.spot_fleet_role
+    if image_id:
+        resources["ec2Configuration"] = [{"imageType": "ECS_AL2", "imageIdOverride": image_id}]
+    return resources
+
+
+def _compute_envs(batch: Any, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found = batch.describe_compute_environments(computeEnvironments=list(names))
+    return {
+        env["computeEnvironmentName"]: env
+        for env in found["computeEnvironments"]
+        if env.get("status") != "DELETED"
+    }
+
+
+def _job_queue(batch: Any, name: str) -> dict[str, Any] | None:
+    found = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
+    return next((q for q in found if q.get("status") != "DELETED"), None)
+
+
+def _settled_envs(
+    batch: Any, region: str, names: Sequence[str], *, invalid_fails: bool = False
+) -> Callable[[], bool]:
+    """A check that the environments are settled (not creating, updating or deleting);
+    with `invalid_fails`, one that settled INVALID fails the change with Batch's reason."""
+
+    def check() -> bool:
+        envs = _compute_envs(batch, names)
+        for name, env in envs.items():
+            if invalid_fails and env.get("status") == "INVALID":
+                reason = env.get("statusReason", "no reason given")
+                raise DeployFailed(one_line(f"compute environment {name} in {region}: {reason}"))
+        return all(env.get("status") not in _SETTLING for env in envs.values())
+
+    return check
+
+
+def _settled_queue(
+    batch: Any, region: str, name: str, *, invalid_fails: bool = False
+) -> Callable[[], bool]:
+    def check() -> bool:
+        queue = _job_queue(batch, name)
+        if invalid_fails and queue is not None and queue.get("status") == "INVALID":
+            reason = queue.get("statusReason", "no reason given")
+            raise DeployFailed(one_line(f"job queue {name} in {region}: {reason}"))
+        return queue is None or queue.get("status") not in _SETTLING
+
+    return check
+
+
+def deploy_cluster(
+    region: str,
+    cluster: ClusterSpec,
+    network: Network,
+    roles: ClusterRoles,
+    names: Names,
+    log: Log,
+    *,
+    image_id: str | None = None,
+    clients: ClientFactory = aws_client,
+    patience: Patience = Patience(),
+) -> ClusterInRegion:
+    """Create or update the cluster's compute environments and job queue in `region`.
+    `image_id` (or the cluster's main_region_image_name, looked up in the region) is the
+    instances' AMI."""
+    batch = clients("batch", region)
+    if image_id is None and cluster.main_region_image_name:
+        image_id = find_ami(region, cluster.main_region_image_name, clients=clients)
+    shares = split_vcpus(cluster.max_vcpus, cluster.compute_envs)
+    wanted = [names.compute_env(cluster.name, n + 1) for n in range(len(shares))]
+    every = [names.compute_env(cluster.name, n + 1) for n in range(MAX_COMPUTE_ENVS)]
+    try:
+        existing = _compute_envs(batch, every)
+        for name, vcpus in zip(wanted, shares, strict=True):
+            resources = compute_resources(cluster, vcpus, network, roles, image_id)
+            env = existing.get(name)
+            if env is None:
+                batch.create_compute_environment(
+                    computeEnvironmentName=name,
+                    type="MANAGED",
+                    state="ENABLED",
+                    computeResources=resources,
+                    serviceRole=roles.service_role,
+                    tags=names.tags(cluster=cluster.name),
+                )
+                log(f"{region}: created compute environment {name} ({vcpus} vCPUs)")
+                continue
+            _wait(f"compute environment {name}", _settled_envs(batch, region, [name]), patience)
+            batch.update_compute_environment(
+                computeEnvironment=name,
+                state="ENABLED",
+                computeResources={"minvCpus": 0, "maxvCpus": vcpus},
+            )
+            log(f"{region}: updated compute environment {name} ({vcpus} vCPUs, ENABLED)")
+            kept = _unchanged_in_place(env.get("computeResources", {}), resources)
+            if kept:
+                log(
+                    f"{region}: {name} keeps its {', '.join(kept)}: delete and re-create the "
+                    "cluster to change them"
+                )
+        _wait(
+            f"the compute environments of {cluster.name} in {region}",
+            _settled_envs(batch, region, wanted, invalid_fails=True),
+            patience,
+        )
+        envs = _compute_envs(batch, wanted)
+        order = [
+            {"order": n + 1, "computeEnvironment": envs[name]["computeEnvironmentArn"]}
+            for n, name in enumerate(wanted)
+        ]
+        queue_name = names.job_queue(cluster.name)
+        queue = _job_queue(batch, queue_name)
+        if queue is None:
+            batch.create_job_queue(
+                jobQueueName=queue_name,
+                state="ENABLED",
+                priority=1,
+                computeEnvironmentOrder=order,
+                tags=names.tags(cluster=cluster.name),
+            )
+            log(f"{region}: created job queue {queue_name}")
+        else:
+            _wait(f"job queue {queue_name}", _settled_queue(batch, region, queue_name), patience)
+            batch.update_job_queue(
+                jobQueue=queue_name, state="ENABLED", computeEnvironmentOrder=order
+            )
+            log(f"{region}: updated job queue {queue_name}")
+        settled = _settled_queue(batch, region, queue_name, invalid_fails=True)
+        _wait(f"job queue {queue_name}", settled, patience)
+        queue = _job_queue(batch, queue_name)
+        for name in [n for n in every if n in existing and n not in wanted]:
+            _delete_compute_env(batch, region, name, log, patience)
+    except DeployFailed:
+        raise
+    except Exception as error:
+        raise _aws_failed(f"cluster {cluster.name} in {region}", error) from None
+    assert queue is not None
+    return ClusterInRegion(
+        str(queue["jobQueueArn"]),
+        tuple(envs[name]["computeEnvironmentArn"] for name in wanted),
+    )
+
+
+def _unchanged_in_place(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """The fields an update leaves as they are, where the cluster now asks otherwise."""
+    fields = ("type", "instanceTypes", "allocationStrategy", "bidPercentage", "ec2Configuration")
+    return [f for f in fields if f in current and current.get(f) != wanted.get(f)]
+
+
+def _delete_compute_env(batch: Any, region: str, name: str, log: Log, patience: Patience) -> None:
+    settled = _settled_envs(batch, region, [name])
+    _wait(f"compute environment {name}", settled, patience)
+    env = _compute_envs(batch, [name]).get(name)
+    if env is None:
+        return
+    if env.get("state") != "DISABLED":
+        batch.update_compute_environment(computeEnvironment=name, state="DISABLED")
+        _wait(f"compute environment {name} to be disabled", settled, patience)
+    batch.delete_compute_environment(computeEnvironment=name)
+    _wait(
+        f"compute environment {name} to go",
+        lambda: name not in _compute_envs(batch, [name]),
+        patience,
+    )
+    log(f"{region}: deleted compute environment {name}")
+
+
+def delete_cluster(
+    region: str,
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    patience: Patience = Patience(),
+) -> None:
+    """Disable and delete the cluster's job queue, then its compute environments, waiting
+    for each step (Batch refuses to delete what is enabled or still in use)."""
+    batch = clients("batch", region)
+    queue_name = names.job_queue(cluster.name)
+    try:
+        settled = _settled_queue(batch, region, queue_name)
+        _wait(f"job queue {queue_name}", settled, patience)
+        queue = _job_queue(batch, queue_name)
+        if queue is not None:
+            if queue.get("state") != "DISABLED":
+                batch.update_job_queue(jobQueue=queue_name, state="DISABLED")
+                _wait(f"job queue {queue_name} to be disabled", settled, patience)
+            batch.delete_job_queue(jobQueue=queue_name)
+            _wait(
+                f"job queue {queue_name} to go",
+                lambda: _job_queue(batch, queue_name) is None,
+                patience,
+            )
+            log(f"{region}: deleted job queue {queue_name}")
+        for number in range(1, MAX_COMPUTE_ENVS + 1):
+            _delete_compute_env(
+                batch, region, names.compute_env(cluster.name, number), log, patience
+            )
+    except DeployFailed:
+        raise
+    except Exception as error:
+        raise _aws_failed(f"deleting cluster {cluster.name} in {region}", error) from None
+
+
+# ---- queues ---------------------------------------------------------------------------------
+
+
+def check_queue(
+    region: str, queue: QueueSpec, names: Names, *, clients: ClientFactory = aws_client
+) -> str:
+    """The ARN of the job queue a queue's workers go to in `region`: its cluster's."""
+    name = names.job_queue(queue.compute_environment)
+    try:
+        found = _job_queue(clients("batch", region), name)
+    except Exception as error:
+        raise _aws_failed(f"queue {queue.name} in {region}", error) from None
+    if found is None or found.get("status") != "VALID" or found.get("state") != "ENABLED":
+        state = "missing" if found is None else f"{found.get('state')}/{found.get('status')}"
+        raise DeployFailed(
+            f"cluster {queue.compute_environment!r} has no usable job queue in {region} "
+            f"({state}): deploy the cluster there first"
+        )
+    return str(found["jobQueueArn"])
+
+
+# ---- images ---------------------------------------------------------------------------------
+
+REGION_PLACEHOLDER = "_REGION_"
+
+
+def deploy_repository(
+    region: str, image: ImageSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+) -> str:
+    """The image's ECR repository in `region`, created when absent; returns its URI."""
+    ecr = clients("ecr", region)
+    name = names.repository(image.name)
+    try:
+        try:
+            found = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        except Exception as error:
+            if _error_code(error) != "RepositoryNotFoundException":
+                raise
+            found = ecr.create_repository(
+                repositoryName=name,
+                imageScanningConfiguration={"scanOnPush": True},
+                tags=[{"Key": k, "Value": v} for k, v in names.tags(image=image.name).items()],
+            )["repository"]
+            log(f"{region}: created repository {name}")
+    except Exception as error:
+        raise _aws_failed(f"image {image.name} in {region}", error) from None
+    return str(found["repositoryUri"])
+
+
+def delete_repository(
+    region: str, image: ImageSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+) -> None:
+    """The image's repository in `region`, with every image it holds."""
+    name = names.repository(image.name)
+    try:
+        clients("ecr", region).delete_repository(repositoryName=name, force=True)
+        log(f"{region}: deleted repository {name}")
+    except Exception as error:
+        if _error_code(error) != "RepositoryNotFoundException":
+            raise _aws_failed(f"deleting image {image.name} in {region}", error) from None
+
+
+def uri_template(repository_uri: str, region: str, tag: str = "latest") -> str:
+    """A repository URI of one region as the image's URI for every region."""
+    return f"{repository_uri.replace(f'.{region}.', f'.{REGION_PLACEHOLDER}.')}:{tag}"
+
+
+def require_docker_engine() -> None:
+    """DeployFailed, in one line, unless a docker engine answers on this machine."""
+    if shutil.which("docker") is None:
+        raise DeployFailed("docker is not installed: images are built and pushed with docker")
+    try:
+        run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=60)
+    except CommandFailed as error:
+        said = (error.stderr.strip() or error.stdout.strip()).splitlines()[-1:] or ["no answer"]
+        raise DeployFailed(
+            one_line(
+                f"no docker engine answers on this machine (docker info: {said[0]}): "
+                "start one to build and push images"
+            )
+        ) from None
+
+
+def _push(
+    local: str,
+    image: ImageSpec,
+    regions: Sequence[str],
+    names: Names,
+    log: Log,
+    clients: ClientFactory,
+) -> str:
+    """Tag the local image `local` for every region's repository and push it there. The
+    registry's token goes into a private docker config folder, never on a command line."""
+    if not regions:
+        raise DeployFailed(f"image {image.name}: no ACTIVE region to push it to")
+    uri = ""
+    with tempfile.TemporaryDirectory(prefix="hyper-docker-") as config:
+        for region in regions:
+            repository = deploy_repository(region, image, names, log, clients=clients)
+            token = clients("ecr", region).get_authorization_token()["authorizationData"][0]
+            registry = repository.split("/", 1)[0]
+            auths = {"auths": {registry: {"auth": token["authorizationToken"]}}}
+            Path(config, "config.json").write_text(json.dumps(auths))
+            target = f"{repository}:latest"
+            try:
+                run(["docker", "tag", local, target], timeout=120)
+                run(["docker", "--config", config, "push", target], timeout=3600)
+            except CommandFailed as error:
+                raise DeployFailed(str(error)) from None
+            log(f"{region}: pushed {target}")
+            uri = uri_template(repository, region)
+    return uri
+
+
+def build_and_push(
+    image: ImageSpec,
+    regions: Sequence[str],
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> ImageSpec:
+    """Build the image from its folder with docker and push it to every region's
+    repository; returns it with its URI (``_REGION_`` for the region)."""
+    folder = Path(image.local_build_directory or "")
+    if not image.local_build_directory or not (folder / "Dockerfile").is_file():
+        raise DeployFailed(f"{folder} has no Dockerfile")
+    require_docker_engine()
+    local = f"hyper/{image.name}:latest".lower()
+    log(f"building {local} from {folder}")
+    try:
+        output = run(["docker", "build", "-t", local, str(folder)], timeout=3600)
+    except CommandFailed as error:
+        raise DeployFailed(str(error)) from None
+    for line in output.strip().splitlines()[-5:]:
+        log(line)
+    return image.model_copy(update={"uri": _push(local, image, regions, names, log, clients)})
+
+
+def push_local_image(
+    image: ImageSpec,
+    regions: Sequence[str],
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> ImageSpec:
+    """replace-with-local-image: tag the image's local_docker_image and push it to every
+    region given (the ACTIVE ones)."""
+    if not image.local_docker_image:
+        raise DeployFailed("give the local image to push (repo:tag)")
+    require_docker_engine()
+    try:
+        run(["docker", "image", "inspect", image.local_docker_image], timeout=60)
+    except CommandFailed:
+        raise DeployFailed(f"docker has no image {image.local_docker_image!r}") from None
+    uri = _push(image.local_docker_image, image, regions, names, log, clients)
+    return image.model_copy(update={"uri": uri})
+
+
+# ---- definitions ----------------------------------------------------------------------------
+
+WORKER_COMMAND = ["/usr/local/bin/start.sh"]  # the worker image's start.sh runs the agent
+# Batch's names for the log drivers hyper's definitions name (LOGENTRIES has none)
+LOG_DRIVERS = {
+    "AWSLOGS": "awslogs",
+    "FLUENTD": "fluentd",
+    "GELF": "gelf",
+    "JOURNALD": "journald",
+    "JSON_FILE": "json-file",
+    "SPLUNK": "splunk",
+    "SYSLOG": "syslog",
+}
+
+
+def definition_image(definition: DefinitionSpec, image: ImageSpec | None) -> str:
+    """The image a definition's workers run in, ``_REGION_`` still in it: its image URI,
+    or the ECR URI of the host's image it names."""
+    if not definition.use_cyclone_image:
+        if not definition.image_uri:
+            raise DeployFailed(f"definition {definition.name!r} names no image URI")
+        return definition.image_uri
+    if definition.native or image is None or not image.uri:
+        raise DeployFailed(
+            f"definition {definition.name!r} runs in image {definition.cyclone_image_name!r}, "
+            "which has no container image in AWS: give it a pushed image or an image URI"
+        )
+    return image.uri
+
+
+def job_definition(
+    region: str,
+    definition: DefinitionSpec,
+    names: Names,
+    *,
+    image: str,
+    job_role_arn: str,
+    secret_arn: str,
+) -> dict[str, Any]:
+    """The RegisterJobDefinition request of a definition in `region`: every field of the
+    definition mapped; Batch never retries (hyper retries jobs itself)."""
+    reserved = sorted(n for n in definition.environment if n.startswith("AWS_BATCH"))
+    if reserved:
+        raise DeployFailed(f"environment names starting AWS_BATCH are Batch's: {reserved[0]}")
+    volumes = {v.get("name") for v in definition.host_volumes}
+    for mount in definition.mount_points:
+        if mount.get("sourceVolume") not in volumes:
+            raise DeployFailed(
+                f"mount point {mount.get('containerPath')!r} names no host volume "
+                f"({mount.get('sourceVolume')!r})"
+            )
+    environment = {
+        **definition.environment,
+        "HYPER_DEFINITION": definition.name,
+        "HYPER_API_KEY": secret_arn,  # the secret's ARN: the worker reads the key itself
+    }
+    if definition.timeout_minutes:
+        environment["HYPER_LIFETIME_SECONDS"] = str(definition.timeout_minutes * 60)
+    requirements = [
+        {"type": "VCPU", "value": str(definition.vcpus)},
+        {"type": "MEMORY", "value": str(definition.memory_limit_mib)},
+    ]
+    if definition.gpu_count:
+        requirements.append({"type": "GPU", "value": str(definition.gpu_count)})
+    container: dict[str, Any] = {
+        "image": image.replace(REGION_PLACEHOLDER, region),
+        "command": list(WORKER_COMMAND),
+        "resourceRequirements": requirements,
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "jobRoleArn": job_role_arn,
+        "privileged": definition.privileged,
+        "ulimits": list(definition.ulimits),
+        "mountPoints": list(definition.mount_points),
+        "volumes": list(definition.host_volumes),
+    }
+    if definition.linux_parameters:
+        container["linuxParameters"] = dict(definition.linux_parameters)
+    if definition.user:
+        container["user"] = definition.user
+    if definition.log_driver:
+        driver = LOG_DRIVERS.get(definition.log_driver)
+        if driver is None:
+            raise DeployFailed(
+                f"AWS Batch has no {definition.log_driver} log driver: use one of "
+                f"{', '.join(LOG_DRIVERS)}"
+            )
+        container["logConfiguration"] = {"logDriver": driver}
+        if definition.log_options:
+            container["logConfiguration"]["options"] = dict(definition.log_options)
+    request: dict[str, Any] = {
+        "jobDefinitionName": names.job_definition(definition.name),
+        "type": "container",
+        "platformCapabilities": ["EC2"],
+        "containerProperties": container,
+        "retryStrategy": {"attempts": 1},
+        "propagateTags": True,
+        "tags": names.tags(definition=definition.name),
+    }
+    if definition.timeout_minutes:
+        request["timeout"] = {"attemptDurationSeconds": definition.timeout_minutes * 60}
+    return request
+
+
+def _active_revisions(batch: Any, name: str) -> list[str]:
+    arns = []
+    for page in batch.get_paginator("describe_job_definitions").paginate(
+        jobDefinitionName=name, status="ACTIVE"
+    ):
+        arns += [d["jobDefinitionArn"] for d in page["jobDefinitions"] if d["status"] == "ACTIVE"]
+    return arns
+
+
+def deploy_definition(
+    region: str,
+    definition: DefinitionSpec,
+    names: Names,
+    log: Log,
+    *,
+    image: str,
+    job_role_arn: str,
+    secret_arn: str,
+    clients: ClientFactory = aws_client,
+) -> str:
+    """Register the definition's job definition in `region` (a new revision on update; the
+    older ones are deregistered). Returns the new revision's ARN."""
+    request = job_definition(
+        region, definition, names, image=image, job_role_arn=job_role_arn, secret_arn=secret_arn
+    )
+    batch = clients("batch", region)
+    name = request["jobDefinitionName"]
+    try:
+        older = _active_revisions(batch, name)
+        arn = str(batch.register_job_definition(**request)["jobDefinitionArn"])
+        for revision in older:
+            batch.deregister_job_definition(jobDefinition=revision)
+    except Exception as error:
+        raise _aws_failed(f"definition {definition.name} in {region}", error) from None
+    log(f"{region}: registered {arn.rsplit('/', 1)[-1]}")
+    return arn
+
+
+def delete_definition(
+    region: str,
+    definition: DefinitionSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> None:
+    """Deregister every active revision of the definition's job definition in `region`."""
+    batch = clients("batch", region)
+    name = names.job_definition(definition.name)
+    try:
+        for revision in _active_revisions(batch, name):
+            batch.deregister_job_definition(jobDefinition=revision)
+    except Exception as error:
+        raise _aws_failed(f"deleting definition {definition.name} in {region}", error) from None
+    log(f"{region}: deregistered {name}")

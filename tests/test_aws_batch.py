@@ -1,0 +1,1016 @@
+"""Clusters, queues, images and definitions on AWS Batch, and the Batch launcher.
+
+Everything runs against moto (`mock_aws`, Batch without docker); what moto does not keep
+(an update's new max vCPUs) or does not do (throttling, jobs still running) is seen
+through botocore's own event hooks on real clients, or a Stubber."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto.iam.models
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from hyper.errors import DeployFailed
+from hyper.launchers.base import Launcher, LaunchRequest
+from hyper.launchers.batch import BatchLauncher, TokenBucket
+from hyper.models import (
+    ClusterSpec,
+    DefinitionSpec,
+    ImageSpec,
+    QueueSpec,
+    RegionSpec,
+    ResourceKind,
+    Spec,
+)
+from hyper.providers.aws import batch
+from hyper.providers.aws.batch import Names, Network, Patience, aws_client
+from hyper.scheduler import Scheduler, split_by_weight
+from hyper.store.base import ArrayTasks, NewJob, WorkerRecord
+from hyper.store.sqlite import SQLiteStore
+from hyper.worker import __main__ as worker_main
+
+NAMES = Names("hyper-test")
+QUICK = Patience(timeout=5, interval=0, sleep=lambda _: None)
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hyper-test-key-AbCdEf"
+TWO = ("us-east-1", "eu-west-1")
+THREE = ("us-east-1", "eu-west-1", "ap-southeast-1")
+URL = "https://api.example.test/prod"
+
+
+# the AWS managed policies hyper attaches (and the tests' iam_policies): moto knows them
+# all, but loading its whole catalogue costs half a second per region and test
+MANAGED_POLICIES = (
+    "AWSBatchServiceRole",
+    "AmazonEC2ContainerServiceforEC2Role",
+    "AmazonEC2SpotFleetTaggingRole",
+    "AmazonS3ReadOnlyAccess",
+    "CloudWatchAgentServerPolicy",
+)
+
+
+@functools.cache
+def managed_policies() -> str:
+    catalogue = json.loads(moto.iam.models.aws_managed_policies_data)
+    return json.dumps({name: catalogue[name] for name in MANAGED_POLICIES})
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setattr(moto.iam.models, "aws_managed_policies_data", managed_policies())
+    with mock_aws(
+        config={"batch": {"use_docker": False}, "iam": {"load_aws_managed_policies": True}}
+    ):
+        yield
+
+
+class Calls:
+    """A client factory of real (moto) clients that notes every call's parameters."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []  # (region, operation, params)
+
+    def __call__(self, service: str, region: str) -> Any:
+        return self.watch(aws_client(service, region), region)
+
+    def watch(self, client: Any, region: str) -> Any:
+        def note(params: dict[str, Any], model: Any, **_: Any) -> None:
+            self.calls.append((region, model.name, json.loads(json.dumps(params, default=str))))
+
+        client.meta.events.register("before-parameter-build", note)
+        return client
+
+    def of(self, operation: str, region: str | None = None) -> list[dict[str, Any]]:
+        return [p for r, op, p in self.calls if op == operation and region in (None, r)]
+
+    def operations(self, region: str, *wanted: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(op, p) for r, op, p in self.calls if r == region and op in wanted]
+
+
+def network(region: str) -> Network:
+    ec2 = boto3.client("ec2", region_name=region)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = tuple(
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24")["Subnet"]["SubnetId"]
+        for n in range(2)
+    )
+    group = ec2.create_security_group(GroupName="hyper", Description="workers", VpcId=vpc)
+    return Network(subnets, group["GroupId"])
+
+
+def ami(region: str, name: str) -> str:
+    ec2 = boto3.client("ec2", region_name=region)
+    return str(ec2.register_image(Name=name, RootDeviceName="/dev/xvda")["ImageId"])
+
+
+def log_to(lines: list[str]) -> Callable[[str], None]:
+    return lines.append
+
+
+CLUSTER = ClusterSpec(
+    name="c1",
+    instance_list=["c5.large", "m5.large"],
+    max_vcpus=1000,
+    compute_envs=3,
+    type="SPOT",
+    bid_percentage=80,
+    allocation_strategy="SPOT_CAPACITY_OPTIMIZED",
+    compute_resources_tags={"team": "hydro"},
+    main_region_image_name="hyper-worker-ami",
+    iam_policies=["AmazonS3ReadOnlyAccess"],
+)
+
+
+def deploy_cluster(regions: tuple[str, ...], calls: Calls, cluster: ClusterSpec = CLUSTER) -> None:
+    lines: list[str] = []
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lines.append, clients=calls)
+    for region in regions:
+        batch.deploy_cluster(
+            region, cluster, network(region), roles, NAMES, lines.append,
+            clients=calls, patience=QUICK,
+        )  # fmt: skip
+
+
+# ---- clusters ---------------------------------------------------------------------------------
+
+
+def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: None) -> None:
+    images = {region: ami(region, "hyper-worker-ami") for region in TWO}
+    calls = Calls()
+    deploy_cluster(TWO, calls)
+
+    iam = boto3.client("iam")
+    profile = iam.get_instance_profile(InstanceProfileName="hyper-test-c1-instance")
+    assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [
+        "hyper-test-c1-instance"
+    ]
+    attached = iam.list_attached_role_policies(RoleName="hyper-test-c1-instance")
+    assert sorted(p["PolicyName"] for p in attached["AttachedPolicies"]) == [
+        "AmazonEC2ContainerServiceforEC2Role",
+        "AmazonS3ReadOnlyAccess",
+    ]
+    service = iam.list_attached_role_policies(RoleName="hyper-test-batch-service")
+    assert [p["PolicyName"] for p in service["AttachedPolicies"]] == ["AWSBatchServiceRole"]
+
+    for region in TWO:
+        client = boto3.client("batch", region_name=region)
+        envs = client.describe_compute_environments()["computeEnvironments"]
+        assert [e["computeEnvironmentName"] for e in envs] == [
+            "hyper-test-c1-ce1",
+            "hyper-test-c1-ce2",
+            "hyper-test-c1-ce3",
+        ]
+        assert [e["computeResources"]["maxvCpus"] for e in envs] == [334, 333, 333]
+        for env in envs:
+            assert env["type"] == "MANAGED" and env["state"] == "ENABLED"
+            assert env["serviceRole"].endswith(":role/hyper-test-batch-service")
+            resources = env["computeResources"]
+            assert resources["type"] == "SPOT"
+            assert resources["bidPercentage"] == 80
+            assert resources["allocationStrategy"] == "SPOT_CAPACITY_OPTIMIZED"
+            assert resources["instanceTypes"] == ["c5.large", "m5.large"]
+            assert resources["minvCpus"] == 0
+            assert resources["tags"] == {"team": "hydro", "hyper:cluster": "c1"}
+            assert resources["instanceRole"] == profile["InstanceProfile"]["Arn"]
+            assert resources["ec2Configuration"] == [
+                {"imageType": "ECS_AL2", "imageIdOverride": images[region]}
+            ]
+            assert len(resources["subnets"]) == 2 and len(resources["securityGroupIds"]) == 1
+            assert "spotIamFleetRole" not in resources  # only BEST_FIT needs one
+        (queue,) = client.describe_job_queues()["jobQueues"]
+        assert queue["jobQueueName"] == "hyper-test-c1"
+        assert queue["state"] == "ENABLED" and queue["priority"] == 1
+        assert queue["computeEnvironmentOrder"] == [
+            {"order": n + 1, "computeEnvironment": env["computeEnvironmentArn"]}
+            for n, env in enumerate(envs)
+        ]
+    # per region: 3 CreateComputeEnvironment and 1 CreateJobQueue, nothing updated
+    for region in TWO:
+        assert len(calls.of("CreateComputeEnvironment", region)) == 3
+        assert len(calls.of("CreateJobQueue", region)) == 1
+    assert not calls.of("UpdateComputeEnvironment") and not calls.of("UpdateJobQueue")
+
+
+def test_the_compute_resources_of_an_on_demand_cluster() -> None:
+    cluster = ClusterSpec(name="od", type="ONDEMAND", allocation_strategy="SPOT_CAPACITY_OPTIMIZED")
+    roles = batch.ClusterRoles("arn:service", "arn:profile", None)
+    resources = batch.compute_resources(cluster, 500, Network(("s-1",), "sg-1"), roles, None)
+    assert resources == {
+        "type": "EC2",
+        "allocationStrategy": "BEST_FIT_PROGRESSIVE",
+        "minvCpus": 0,
+        "maxvCpus": 500,
+        "instanceTypes": ["optimal"],
+        "subnets": ["s-1"],
+        "securityGroupIds": ["sg-1"],
+        "instanceRole": "arn:profile",
+        "tags": {"hyper:cluster": "od"},
+    }
+    assert batch.split_vcpus(1000, 3) == [334, 333, 333]
+    assert batch.split_vcpus(2, 3) == [1, 1]  # never an environment of 0 vCPUs
+
+
+def test_a_best_fit_spot_cluster_gets_a_spot_fleet_role(aws: None) -> None:
+    cluster = ClusterSpec(name="bf", allocation_strategy="BEST_FIT", compute_envs=1)
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lambda _: None)
+    assert roles.spot_fleet_role and roles.spot_fleet_role.endswith(":role/hyper-test-spot-fleet")
+    batch.deploy_cluster("us-east-1", cluster, network("us-east-1"), roles, NAMES,
+                         lambda _: None, patience=QUICK)  # fmt: skip
+    env = boto3.client("batch").describe_compute_environments()["computeEnvironments"][0]
+    assert env["computeResources"]["spotIamFleetRole"] == roles.spot_fleet_role
+
+
+def test_a_missing_ami_is_one_clear_line(aws: None) -> None:
+    roles = batch.ensure_cluster_roles(CLUSTER, NAMES, lambda _: None)
+    with pytest.raises(DeployFailed) as failed:
+        batch.deploy_cluster("eu-west-1", CLUSTER, network("eu-west-1"), roles, NAMES,
+                             lambda _: None, patience=QUICK)  # fmt: skip
+    assert str(failed.value) == (
+        "no AMI named 'hyper-worker-ami' in eu-west-1: copy it there first (aws ec2 copy-image)"
+    )
+    assert not boto3.client("batch", "eu-west-1").describe_compute_environments()[
+        "computeEnvironments"
+    ]
+
+
+def test_an_update_sets_max_vcpus_and_state_and_drops_environments(aws: None) -> None:
+    for region in TWO:
+        ami(region, "hyper-worker-ami")
+    deploy_cluster(TWO, Calls())
+    smaller = CLUSTER.model_copy(update={"max_vcpus": 600, "compute_envs": 2})
+    calls = Calls()
+    deploy_cluster(("us-east-1",), calls, smaller)
+
+    updates = calls.of("UpdateComputeEnvironment", "us-east-1")
+    assert updates[:2] == [
+        {
+            "computeEnvironment": f"hyper-test-c1-ce{n}",
+            "state": "ENABLED",
+            "computeResources": {"minvCpus": 0, "maxvCpus": 300},
+        }
+        for n in (1, 2)
+    ]
+    assert not calls.of("CreateComputeEnvironment") and not calls.of("CreateJobQueue")
+    # the queue first leaves ce3, which is then disabled and deleted
+    steps = calls.operations(
+        "us-east-1", "UpdateJobQueue", "UpdateComputeEnvironment", "DeleteComputeEnvironment"
+    )
+    (operation, queue_update), *rest = steps[2:]
+    assert operation == "UpdateJobQueue" and queue_update["state"] == "ENABLED"
+    assert [
+        (o["order"], o["computeEnvironment"].rsplit("/", 1)[1])
+        for o in queue_update["computeEnvironmentOrder"]
+    ] == [(1, "hyper-test-c1-ce1"), (2, "hyper-test-c1-ce2")]
+    assert rest == [
+        (
+            "UpdateComputeEnvironment",
+            {"computeEnvironment": "hyper-test-c1-ce3", "state": "DISABLED"},
+        ),
+        ("DeleteComputeEnvironment", {"computeEnvironment": "hyper-test-c1-ce3"}),
+    ]
+    for region, left in (("us-east-1", 2), ("eu-west-1", 3)):  # the other region untouched
+        client = boto3.client("batch", region_name=region)
+        envs = client.describe_compute_environments()["computeEnvironments"]
+        names = [e["computeEnvironmentName"] for e in envs]
+        assert names == [f"hyper-test-c1-ce{n}" for n in range(1, left + 1)]
+        (queue,) = client.describe_job_queues()["jobQueues"]
+        order = [
+            o["computeEnvironment"].rsplit("/", 1)[1] for o in queue["computeEnvironmentOrder"]
+        ]
+        assert order == names
+
+
+def test_a_delete_disables_and_deletes_the_queue_then_the_environments(aws: None) -> None:
+    for region in TWO:
+        ami(region, "hyper-worker-ami")
+    deploy_cluster(TWO, Calls())
+    calls = Calls()
+    lines: list[str] = []
+    for region in TWO:
+        batch.delete_cluster(region, CLUSTER, NAMES, lines.append, clients=calls, patience=QUICK)
+    batch.delete_cluster_roles(CLUSTER, NAMES, lines.append, clients=calls)
+
+    changes = ("UpdateJobQueue", "DeleteJobQueue", "UpdateComputeEnvironment",
+               "DeleteComputeEnvironment")  # fmt: skip
+    for region in TWO:
+        steps = [(op, p.get("jobQueue") or p.get("computeEnvironment"), p.get("state"))
+                 for op, p in calls.operations(region, *changes)]  # fmt: skip
+        assert steps == [
+            ("UpdateJobQueue", "hyper-test-c1", "DISABLED"),
+            ("DeleteJobQueue", "hyper-test-c1", None),
+            ("UpdateComputeEnvironment", "hyper-test-c1-ce1", "DISABLED"),
+            ("DeleteComputeEnvironment", "hyper-test-c1-ce1", None),
+            ("UpdateComputeEnvironment", "hyper-test-c1-ce2", "DISABLED"),
+            ("DeleteComputeEnvironment", "hyper-test-c1-ce2", None),
+            ("UpdateComputeEnvironment", "hyper-test-c1-ce3", "DISABLED"),
+            ("DeleteComputeEnvironment", "hyper-test-c1-ce3", None),
+        ]
+        client = boto3.client("batch", region_name=region)
+        assert not client.describe_job_queues()["jobQueues"]
+        assert not client.describe_compute_environments()["computeEnvironments"]
+    roles = boto3.client("iam").list_roles()["Roles"]
+    assert "hyper-test-c1-instance" not in [r["RoleName"] for r in roles]
+    assert not boto3.client("iam").list_instance_profiles()["InstanceProfiles"]
+    # deleting again finds nothing to do
+    batch.delete_cluster("us-east-1", CLUSTER, NAMES, lines.append, patience=QUICK)
+
+
+def test_an_invalid_compute_environment_is_one_clear_line() -> None:
+    """Batch settling a new environment INVALID (a Stubber: moto's are always VALID)."""
+    client = boto3.client("batch", region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")  # fmt: skip
+    cluster = ClusterSpec(name="c9", compute_envs=1)
+    roles = batch.ClusterRoles("arn:aws:iam::1:role/s", "arn:aws:iam::1:instance-profile/i")
+    name = "hyper-test-c9-ce1"
+    reason = "CLIENT_ERROR - the instance profile\nis not ready"
+    with Stubber(client) as stub:
+        stub.add_response("describe_compute_environments", {"computeEnvironments": []})
+        stub.add_response(
+            "create_compute_environment",
+            {"computeEnvironmentName": name, "computeEnvironmentArn": "arn:ce"},
+        )
+        stub.add_response(
+            "describe_compute_environments",
+            {
+                "computeEnvironments": [
+                    {
+                        "computeEnvironmentName": name,
+                        "computeEnvironmentArn": "arn:ce",
+                        "status": "CREATING",
+                    }
+                ]
+            },
+        )
+        stub.add_response(
+            "describe_compute_environments",
+            {
+                "computeEnvironments": [
+                    {
+                        "computeEnvironmentName": name,
+                        "computeEnvironmentArn": "arn:ce",
+                        "status": "INVALID",
+                        "statusReason": reason,
+                    }
+                ]
+            },
+        )
+        with pytest.raises(DeployFailed) as failed:
+            batch.deploy_cluster(
+                "us-east-1",
+                cluster,
+                Network(("s",), "sg"),
+                roles,
+                NAMES,
+                lambda _: None,
+                clients=lambda *_: client,
+                patience=QUICK,
+            )
+        stub.assert_no_pending_responses()
+    assert str(failed.value) == (
+        "compute environment hyper-test-c9-ce1 in us-east-1: CLIENT_ERROR - the instance "
+        "profile\\nis not ready"
+    )  # fmt: skip
+
+
+def test_a_queue_needs_its_clusters_job_queue(aws: None) -> None:
+    queue = QueueSpec(name="q1", compute_environment="c1")
+    with pytest.raises(DeployFailed, match="cluster 'c1' has no usable job queue in us-east-1"):
+        batch.check_queue("us-east-1", queue, NAMES)
+    ami("us-east-1", "hyper-worker-ami")
+    deploy_cluster(("us-east-1",), Calls())
+    arn = batch.check_queue("us-east-1", queue, NAMES)
+    assert arn.endswith(":job-queue/hyper-test-c1")
+
+
+# ---- definitions --------------------------------------------------------------------------------
+
+EVERYTHING = DefinitionSpec(
+    name="d1",
+    use_cyclone_image=False,
+    image_uri="123456789012.dkr.ecr._REGION_.amazonaws.com/worker:2",
+    jobs_to_workers_ratio=4,
+    vcpus=2,
+    memory_limit_mib=4096,
+    linux_parameters={"sharedMemorySize": 256, "initProcessEnabled": True},
+    ulimits=[{"name": "nofile", "softLimit": 4096, "hardLimit": 8192}],
+    mount_points=[{"sourceVolume": "scratch", "containerPath": "/scratch", "readOnly": False}],
+    host_volumes=[{"name": "scratch", "host": {"sourcePath": "/mnt/scratch"}}],
+    gpu_count=1,
+    environment={"MODEL": "tuflow", "THREADS": "2"},
+    privileged=True,
+    user="worker",
+    timeout_minutes=90,
+    iam_policies=["AmazonS3ReadOnlyAccess", "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"],
+    log_driver="awslogs",
+    log_options={"awslogs-group": "/hyper/d1"},
+)
+
+
+def expected_container(region: str, role: str) -> dict[str, Any]:
+    return {
+        "image": f"123456789012.dkr.ecr.{region}.amazonaws.com/worker:2",
+        "command": ["/usr/local/bin/start.sh"],
+        "resourceRequirements": [
+            {"type": "VCPU", "value": "2"},
+            {"type": "MEMORY", "value": "4096"},
+            {"type": "GPU", "value": "1"},
+        ],
+        "environment": [
+            {"name": "HYPER_API_KEY", "value": SECRET},
+            {"name": "HYPER_DEFINITION", "value": "d1"},
+            {"name": "HYPER_LIFETIME_SECONDS", "value": "5400"},
+            {"name": "MODEL", "value": "tuflow"},
+            {"name": "THREADS", "value": "2"},
+        ],
+        "jobRoleArn": role,
+        "privileged": True,
+        "ulimits": [{"name": "nofile", "softLimit": 4096, "hardLimit": 8192}],
+        "mountPoints": [
+            {"sourceVolume": "scratch", "containerPath": "/scratch", "readOnly": False}
+        ],
+        "volumes": [{"name": "scratch", "host": {"sourcePath": "/mnt/scratch"}}],
+        "linuxParameters": {"sharedMemorySize": 256, "initProcessEnabled": True},
+        "user": "worker",
+        "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/hyper/d1"}},
+    }
+
+
+def test_the_job_definition_request_is_every_field_of_the_definition() -> None:
+    request = batch.job_definition(
+        "eu-west-1", EVERYTHING, NAMES, image=EVERYTHING.image_uri, job_role_arn="arn:role",
+        secret_arn=SECRET,
+    )  # fmt: skip
+    assert request == {
+        "jobDefinitionName": "hyper-test-d1",
+        "type": "container",
+        "platformCapabilities": ["EC2"],
+        "containerProperties": expected_container("eu-west-1", "arn:role"),
+        "retryStrategy": {"attempts": 1},  # hyper retries, Batch never does
+        "timeout": {"attemptDurationSeconds": 5400},
+        "propagateTags": True,
+        "tags": {"hyper:host": "hyper-test", "hyper:definition": "d1"},
+    }
+
+
+def test_job_definitions_are_registered_in_every_region(aws: None) -> None:
+    lines: list[str] = []
+    role = batch.ensure_job_role(EVERYTHING, NAMES, SECRET, lines.append)
+    image = batch.definition_image(EVERYTHING, None)
+    for region in TWO:
+        batch.deploy_definition(region, EVERYTHING, NAMES, lines.append, image=image,
+                                job_role_arn=role, secret_arn=SECRET)  # fmt: skip
+    for region in TWO:
+        client = boto3.client("batch", region_name=region)
+        (found,) = client.describe_job_definitions(jobDefinitionName="hyper-test-d1")[
+            "jobDefinitions"
+        ]
+        assert found["status"] == "ACTIVE" and found["revision"] == 1
+        assert found["type"] == "container"
+        assert found["retryStrategy"] == {"attempts": 1}
+        assert found["timeout"] == {"attemptDurationSeconds": 5400}
+        assert found["platformCapabilities"] == ["EC2"]
+        container = found["containerProperties"]
+        for key, value in expected_container(region, role).items():
+            assert container[key] == value, key
+
+    iam = boto3.client("iam")
+    assert role.endswith(":role/hyper-test-d1-job")
+    trust = iam.get_role(RoleName="hyper-test-d1-job")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    attached = iam.list_attached_role_policies(RoleName="hyper-test-d1-job")["AttachedPolicies"]
+    assert sorted(p["PolicyName"] for p in attached) == [
+        "AmazonS3ReadOnlyAccess",
+        "CloudWatchAgentServerPolicy",
+    ]
+    inline = iam.get_role_policy(RoleName="hyper-test-d1-job", PolicyName="hyper-api-key")
+    assert inline["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}
+    ]
+
+    # an update is a new revision, the old one deregistered; a delete leaves none active
+    changed = EVERYTHING.model_copy(update={"vcpus": 4, "iam_policies": []})
+    role = batch.ensure_job_role(changed, NAMES, SECRET, lines.append)
+    assert not iam.list_attached_role_policies(RoleName="hyper-test-d1-job")["AttachedPolicies"]
+    batch.deploy_definition("us-east-1", changed, NAMES, lines.append, image=image,
+                            job_role_arn=role, secret_arn=SECRET)  # fmt: skip
+    client = boto3.client("batch", region_name="us-east-1")
+    revisions = client.describe_job_definitions(jobDefinitionName="hyper-test-d1")
+    assert {d["revision"]: d["status"] for d in revisions["jobDefinitions"]} == {
+        1: "INACTIVE",
+        2: "ACTIVE",
+    }
+    for region in TWO:
+        batch.delete_definition(region, changed, NAMES, lines.append)
+        revisions = boto3.client("batch", region).describe_job_definitions(
+            jobDefinitionName="hyper-test-d1", status="ACTIVE"
+        )
+        assert not revisions["jobDefinitions"]
+    batch.delete_job_role(changed, NAMES, lines.append)
+    assert "hyper-test-d1-job" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+
+
+def test_a_definition_of_a_host_image_runs_its_ecr_uri() -> None:
+    image = ImageSpec(
+        name="worker", uri="1.dkr.ecr._REGION_.amazonaws.com/hyper-test/worker:latest"
+    )
+    definition = DefinitionSpec(name="d2", cyclone_image_name="worker")
+    uri = batch.definition_image(definition, image)
+    request = batch.job_definition("ap-southeast-1", definition, NAMES, image=uri,
+                                   job_role_arn="arn:role", secret_arn=SECRET)  # fmt: skip
+    container = request["containerProperties"]
+    assert container["image"] == "1.dkr.ecr.ap-southeast-1.amazonaws.com/hyper-test/worker:latest"
+    assert "timeout" not in request and "logConfiguration" not in container
+    assert "linuxParameters" not in container and "user" not in container
+    assert container["resourceRequirements"] == [
+        {"type": "VCPU", "value": "1"},
+        {"type": "MEMORY", "value": "1024"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"cyclone_image_name": "native"}, "definition 'd3' runs in image 'native', which has "
+         "no container image in AWS: give it a pushed image or an image URI"),
+        ({"use_cyclone_image": False, "image_uri": "x", "log_driver": "LOGENTRIES"},
+         "AWS Batch has no LOGENTRIES log driver: use one of AWSLOGS, FLUENTD, GELF, JOURNALD, "
+         "JSON_FILE, SPLUNK, SYSLOG"),
+        ({"use_cyclone_image": False, "image_uri": "x", "environment": {"AWS_BATCH_X": "1"}},
+         "environment names starting AWS_BATCH are Batch's: AWS_BATCH_X"),
+        ({"use_cyclone_image": False, "image_uri": "x",
+          "mount_points": [{"sourceVolume": "nope", "containerPath": "/data"}]},
+         "mount point '/data' names no host volume ('nope')"),
+    ],
+)  # fmt: skip
+def test_definitions_batch_cannot_run_are_one_clear_line(
+    changes: dict[str, Any], message: str
+) -> None:
+    definition = DefinitionSpec(name="d3", **changes)
+    with pytest.raises(DeployFailed) as failed:
+        uri = batch.definition_image(definition, None)
+        batch.job_definition("us-east-1", definition, NAMES, image=uri, job_role_arn="r",
+                             secret_arn=SECRET)  # fmt: skip
+    assert str(failed.value) == message
+
+
+# ---- images ---------------------------------------------------------------------------------
+
+
+def test_an_image_is_a_repository_in_every_region(aws: None) -> None:
+    image = ImageSpec(name="Worker.GPU")
+    lines: list[str] = []
+    uris = {r: batch.deploy_repository(r, image, NAMES, lines.append) for r in TWO}
+    for region, uri in uris.items():
+        repository = NAMES.repository("Worker.GPU")
+        assert uri == f"123456789012.dkr.ecr.{region}.amazonaws.com/{repository}"
+        found = boto3.client("ecr", region).describe_repositories()["repositories"]
+        assert [r["repositoryName"] for r in found] == [repository]
+        assert found[0]["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert batch.deploy_repository("us-east-1", image, NAMES, lines.append) == uris["us-east-1"]
+    assert len([line for line in lines if "created repository" in line]) == 2
+    template = batch.uri_template(uris["eu-west-1"], "eu-west-1")
+    assert template.replace("_REGION_", "us-east-1") == uris["us-east-1"] + ":latest"
+    for region in TWO:
+        batch.delete_repository(region, image, NAMES, lines.append)
+        assert not boto3.client("ecr", region).describe_repositories()["repositories"]
+    batch.delete_repository("us-east-1", image, NAMES, lines.append)  # already gone: fine
+
+
+def test_names_aws_takes() -> None:
+    assert NAMES.repository("Worker.GPU").startswith("hyper-test/worker-gpu-")
+    assert NAMES.repository("worker") == "hyper-test/worker"
+    assert NAMES.compute_env("c.1", 2).startswith("hyper-test-c_1-ce2-")
+    assert NAMES.compute_env("c.1", 2) != NAMES.compute_env("c_1", 2)
+    long = NAMES.job_role("d" * 120)
+    assert len(long) <= 64 and long != NAMES.job_role("d" * 121)
+
+
+def test_without_a_docker_engine_images_fail_in_one_clear_line(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This machine has a docker client but no engine; a host pointing at no engine is the
+    same everywhere."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/hyper-test/docker.sock")
+    lines: list[str] = []
+    for attempt in (
+        lambda: batch.build_and_push(
+            ImageSpec(name="w", local_build_directory=str(tmp_path)), TWO, NAMES, lines.append
+        ),
+        lambda: batch.push_local_image(
+            ImageSpec(name="w", local_docker_image="mine:1"), TWO, NAMES, lines.append
+        ),
+    ):
+        with pytest.raises(DeployFailed) as failed:
+            attempt()
+        message = str(failed.value)
+        assert "\n" not in message
+        assert message.startswith("no docker engine answers on this machine (docker info: ")
+        assert message.endswith("): start one to build and push images")
+    for region in TWO:  # nothing was made
+        assert not boto3.client("ecr", region).describe_repositories()["repositories"]
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker client at all
+    with pytest.raises(DeployFailed) as failed:
+        batch.push_local_image(ImageSpec(name="w", local_docker_image="mine:1"), TWO, NAMES,
+                               lines.append)  # fmt: skip
+    assert str(failed.value) == "docker is not installed: images are built and pushed with docker"
+
+
+# ---- the launcher ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    db = SQLiteStore(tmp_path / "store.db")
+    yield db
+    db.close()
+
+
+DEFINITION = DefinitionSpec(name="d1", use_cyclone_image=False, image_uri="worker:1", vcpus=1)
+
+
+def put(store: SQLiteStore, kind: ResourceKind, spec: Spec) -> None:
+    store.put_resource(kind.value, spec.name, spec.model_dump(), "ACTIVE", ["ready"], time.time())
+
+
+def aws_host(store: SQLiteStore, regions: tuple[str, ...], weights: dict[str, int]) -> None:
+    """The host's records and their Batch side: cluster c1 (10,000 vCPUs a region), queue q1
+    weighted over `regions`, definition d1."""
+    cluster = ClusterSpec(name="c1", instance_list=["optimal"], max_vcpus=10_000, compute_envs=1)
+    for region in regions:
+        put(store, ResourceKind.REGION, RegionSpec(name=region, kind="aws"))
+    put(store, ResourceKind.CLUSTER, cluster)
+    put(store, ResourceKind.QUEUE, QueueSpec(
+        name="q1", compute_environment="c1", automate_region_weights=False,
+        region_distribution_weights=weights,
+    ))  # fmt: skip
+    put(store, ResourceKind.DEFINITION, DEFINITION)
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lambda _: None)
+    for region in regions:
+        batch.deploy_cluster(region, cluster, network(region), roles, NAMES, lambda _: None,
+                             patience=QUICK)  # fmt: skip
+        batch.deploy_definition(region, DEFINITION, NAMES, lambda _: None, image="worker:1",
+                                job_role_arn="arn:aws:iam::123456789012:role/r",
+                                secret_arn=SECRET)  # fmt: skip
+
+
+class Launched:
+    """A BatchLauncher on moto clients, with its SubmitJob calls noted and no real sleep."""
+
+    def __init__(self, store: SQLiteStore, **options: Any) -> None:
+        self.calls = Calls()
+        self.sleeps: list[float] = []
+        self.launcher = BatchLauncher(
+            store, url=URL, names=NAMES,
+            clients=lambda region: self.calls("batch", region),
+            sleep=self.sleeps.append, **options,
+        )  # fmt: skip
+
+    def submits(self, region: str | None = None) -> list[dict[str, Any]]:
+        return self.calls.of("SubmitJob", region)
+
+
+def environment(submit: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in submit["containerOverrides"]["environment"]}
+
+
+def submitted(region: str) -> list[int | None]:
+    """The jobs in moto's job queue of c1 in `region`: array sizes, None for single jobs."""
+    client = boto3.client("batch", region_name=region)
+    listed = client.list_jobs(jobQueue="hyper-test-c1", jobStatus="SUCCEEDED")["jobSummaryList"]
+    jobs = [j["jobId"] for j in listed if ":" not in j["jobId"]]  # not the arrays' children
+    described = client.describe_jobs(jobs=jobs)["jobs"] if jobs else []
+    return [(j.get("arrayProperties") or {}).get("size") for j in described]
+
+
+def test_a_demand_of_1000_is_one_array_job_per_region_split_5_3_2(
+    aws: None, store: SQLiteStore
+) -> None:
+    weights = {"us-east-1": 5, "eu-west-1": 3, "ap-southeast-1": 2}
+    aws_host(store, THREE, weights)
+    store.submit([NewJob(name="sim", queue="q1", definition="d1", script="echo hi\n",
+                         array=ArrayTasks(indices=list(range(1, 1001))))], time.time())  # fmt: skip
+    launched = Launched(store)
+    scheduler = Scheduler(store, {"aws": launched.launcher}, silence_seconds=600)
+
+    report = scheduler.tick(time.time())
+
+    shares = split_by_weight(1000, weights)
+    assert shares == {"us-east-1": 500, "eu-west-1": 300, "ap-southeast-1": 200}
+    assert report.started == 1000
+    for region, share in shares.items():
+        (submit,) = launched.submits(region)  # ONE SubmitJob per region
+        assert submit["arrayProperties"] == {"size": share}
+        assert submit["jobQueue"] == "hyper-test-c1"
+        assert submit["jobDefinition"] == "hyper-test-d1"
+        env = environment(submit)
+        assert env["HYPER_URL"] == URL and env["HYPER_QUEUE"] == "q1"
+        prefix = env["HYPER_WORKER_ID_PREFIX"]
+        workers = [w for w in store.live_workers() if w.region == region]
+        assert sorted(w.id for w in workers) == sorted(f"{prefix}-{i}" for i in range(share))
+        assert {(w.launcher, w.queue, w.definition) for w in workers} == {("aws", "q1", "d1")}
+        assert submitted(region) == [share]  # what moto holds in the region's queue
+    assert len(launched.submits()) == 3
+    assert len({w.id for w in store.live_workers()}) == 1000
+    # the key is in no call, only the secret's ARN in the job definition
+    assert "HYPER_API_KEY" not in json.dumps(launched.calls.calls)
+
+
+def test_the_submit_job_request(aws: None, store: SQLiteStore) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store, idle_seconds=90)
+    request = LaunchRequest("q1", DEFINITION, "us-east-1", 7)
+    records = launched.launcher.launch(request)
+    (submit,) = launched.submits()
+    prefix = environment(submit)["HYPER_WORKER_ID_PREFIX"]
+    assert submit == {
+        "jobName": "hyper-test-q1-d1",
+        "jobQueue": "hyper-test-c1",
+        "jobDefinition": "hyper-test-d1",
+        "arrayProperties": {"size": 7},
+        "containerOverrides": {
+            "environment": [
+                {"name": "HYPER_DEFINITION", "value": "d1"},
+                {"name": "HYPER_IDLE_SECONDS", "value": "90"},
+                {"name": "HYPER_QUEUE", "value": "q1"},
+                {"name": "HYPER_REGION", "value": "us-east-1"},
+                {"name": "HYPER_URL", "value": URL},
+                {"name": "HYPER_WORKER_ID_PREFIX", "value": prefix},
+            ]
+        },
+    }
+    assert [r.id for r in records] == [f"{prefix}-{i}" for i in range(7)]
+
+
+def test_one_worker_is_a_single_job(aws: None, store: SQLiteStore) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store)
+    (record,) = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+    (submit,) = launched.submits()
+    assert "arrayProperties" not in submit
+    env = environment(submit)
+    assert env["HYPER_WORKER_ID"] == record.id and "HYPER_WORKER_ID_PREFIX" not in env
+    assert submitted("us-east-1") == [None]
+    # the base class's one-at-a-time launch goes through the same hook: single jobs
+    records = Launcher.launch(launched.launcher, LaunchRequest("q1", DEFINITION, "us-east-1", 2))
+    assert [environment(s)["HYPER_WORKER_ID"] for s in launched.submits()[1:]] == [
+        r.id for r in records
+    ]
+    assert submitted("us-east-1") == [None, None, None]
+
+
+def test_25000_workers_are_arrays_of_10000_10000_and_5000(aws: None, store: SQLiteStore) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store)
+    records = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 25_000))
+    sizes = [s["arrayProperties"]["size"] for s in launched.submits()]
+    assert sizes == [10_000, 10_000, 5_000]
+    assert len(records) == 25_000 and len({r.id for r in records}) == 25_000
+    prefixes = [environment(s)["HYPER_WORKER_ID_PREFIX"] for s in launched.submits()]
+    assert len(set(prefixes)) == 3
+    assert records[10_000].id == f"{prefixes[1]}-0" and records[-1].id == f"{prefixes[2]}-4999"
+    # 10,001 workers: an array of 10,000 and a single job
+    launched = Launched(store)
+    launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 10_001))
+    assert [s.get("arrayProperties") for s in launched.submits()] == [{"size": 10_000}, None]
+
+
+def throttle(client: Any, times: int) -> list[str]:
+    """Batch answers SubmitJob with TooManyRequestsException the first `times` calls."""
+    seen: list[str] = []
+
+    def answer(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        seen.append("SubmitJob")
+        if len(seen) > times:
+            return None  # on to moto
+        body = {"Error": {"Code": "TooManyRequestsException", "Message": "Too Many Requests"},
+                "ResponseMetadata": {"HTTPStatusCode": 429}}  # fmt: skip
+        return AWSResponse("https://batch.test", 429, {}, None), body
+
+    client.meta.events.register("before-call.batch.SubmitJob", answer)
+    return seen
+
+
+def test_throttled_submits_back_off_with_jitter(aws: None, store: SQLiteStore) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store, backoff_seconds=0.5, jitter=lambda low, high: high)
+    seen = throttle(launched.launcher.client("us-east-1"), times=3)
+
+    records = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 4))
+
+    assert len(records) == 4
+    assert len(seen) == 4  # three throttled, the fourth taken
+    assert launched.sleeps == [0.5, 1.0, 2.0]  # the full step when the jitter is at its top
+    assert submitted("us-east-1") == [4]
+    # the jitter keeps at least half of each step, and the steps stop growing at the cap
+    launcher = BatchLauncher(store, url=URL, names=NAMES, backoff_seconds=1,
+                             backoff_cap_seconds=8, jitter=lambda low, high: low)  # fmt: skip
+    assert [launcher.backoff(n) for n in range(6)] == [0.5, 1, 2, 4, 4, 4]
+
+
+def test_a_launch_throttled_past_its_attempts_starts_nothing(aws: None, store: SQLiteStore) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store, max_attempts=3)
+    seen = throttle(launched.launcher.client("us-east-1"), times=99)
+    assert launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 5)) == []
+    assert len(seen) == 3 and len(launched.sleeps) == 2
+
+
+def test_the_token_bucket_keeps_to_50_submits_a_second() -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    bucket = TokenBucket(50, clock=lambda: now[0], sleep=sleep)
+    for _ in range(50):  # a burst of 50 at once
+        bucket.take()
+    assert now[0] == 0
+    for _ in range(100):
+        bucket.take()
+    assert now[0] == pytest.approx(2.0)  # 100 more take two seconds
+
+
+def test_capacity_is_the_clusters_vcpus_less_what_workers_hold(
+    aws: None, store: SQLiteStore
+) -> None:
+    put(store, ResourceKind.CLUSTER, ClusterSpec(name="c1", max_vcpus=100))
+    put(store, ResourceKind.CLUSTER, ClusterSpec(name="c2", max_vcpus=28))
+    put(store, ResourceKind.DEFINITION, DefinitionSpec(name="big", vcpus=16))
+    put(store, ResourceKind.DEFINITION, DefinitionSpec(name="small", vcpus=2))
+    launcher = BatchLauncher(store, url=URL, names=NAMES)
+    assert launcher.capacity("us-east-1", "big") == 8
+    now = time.time()
+    for n in range(3):
+        store.add_worker(WorkerRecord(f"w{n}", "q1", "big", "us-east-1", "aws", None,
+                                      "STARTING", now, now))  # fmt: skip
+    store.add_worker(WorkerRecord("other", "q1", "big", "eu-west-1", "aws", None, "STARTING",
+                                  now, now))  # fmt: skip
+    assert launcher.capacity("us-east-1", "big") == (128 - 48) // 16
+    assert launcher.capacity("us-east-1", "small") == (128 - 48) // 2
+    assert launcher.capacity("us-east-1", "missing") is None
+    # its own clients leave throttling to its back-off
+    assert launcher.client("us-east-1").meta.config.retries["total_max_attempts"] == 1
+
+
+def test_alive_and_stop_from_batch(aws: None, store: SQLiteStore) -> None:
+    """moto ends jobs at once: every worker reads as gone, all in one DescribeJobs."""
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store)
+    records = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
+    records += launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+    assert [launched.launcher.alive(r) for r in records] == [False] * 4
+    assert len(launched.calls.of("DescribeJobs")) == 1
+    stranger = WorkerRecord("w-0", "q1", "d1", "us-east-1", "aws", None, "ACTIVE", 0, 0)
+    assert launched.launcher.alive(stranger) is None
+
+    more = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
+    launched.launcher.stop(more[1])
+    (terminate,) = launched.calls.of("TerminateJob")
+    parent = launched.submits()[-1]
+    job_id = terminate["jobId"]
+    assert job_id.endswith(":1") and terminate["reason"] == "hyper: worker stopped"
+    assert parent["arrayProperties"] == {"size": 3}
+    assert launched.launcher.alive(more[1]) is None  # stopped: no longer followed
+
+
+def test_alive_reads_arrays_with_some_children_ended(store: SQLiteStore) -> None:
+    """Batch with jobs still running (a Stubber: moto ends every job at once)."""
+    client = boto3.client("batch", region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")  # fmt: skip
+    clock = [0.0]
+    launcher = BatchLauncher(store, url=URL, names=NAMES, clients=lambda region: client,
+                             clock=lambda: clock[0], status_seconds=30)  # fmt: skip
+    aws_host_records(store)
+    with Stubber(client) as stub:
+        stub.add_response("submit_job", {"jobName": "j", "jobId": "array-1"},
+                          {"jobName": "hyper-test-q1-d1", "jobQueue": "hyper-test-c1",
+                           "jobDefinition": "hyper-test-d1", "arrayProperties": {"size": 3},
+                           "containerOverrides": stubbed_any()})  # fmt: skip
+        stub.add_response("submit_job", {"jobName": "j", "jobId": "single-1"})
+        array = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
+        (single,) = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+        summary = {"RUNNING": 1, "SUCCEEDED": 1, "FAILED": 1}
+        stub.add_response("describe_jobs", {"jobs": [
+            job("array-1", "RUNNING", arrayProperties={"statusSummary": summary, "size": 3}),
+            job("single-1", "RUNNABLE"),
+        ]}, {"jobs": ["array-1", "single-1"]})  # fmt: skip
+        stub.add_response("list_jobs", {"jobSummaryList": [
+            {"jobId": "array-1:2", "jobName": "j", "arrayProperties": {"index": 2}}]},
+            {"arrayJobId": "array-1", "jobStatus": "FAILED"})  # fmt: skip
+        stub.add_response("list_jobs", {"jobSummaryList": [
+            {"jobId": "array-1:0", "jobName": "j", "arrayProperties": {"index": 0}}]},
+            {"arrayJobId": "array-1", "jobStatus": "SUCCEEDED"})  # fmt: skip
+        assert [launcher.alive(r) for r in [*array, single]] == [False, True, False, True]
+        clock[0] = 10  # within status_seconds: no new call
+        assert launcher.alive(array[1]) is True and launcher.alive(single) is True
+        stub.assert_no_pending_responses()
+
+
+def aws_host_records(store: SQLiteStore) -> None:
+    put(store, ResourceKind.CLUSTER, ClusterSpec(name="c1"))
+    put(store, ResourceKind.QUEUE, QueueSpec(name="q1", compute_environment="c1"))
+    put(store, ResourceKind.DEFINITION, DEFINITION)
+
+
+def stubbed_any() -> Any:
+    from botocore.stub import ANY
+
+    return ANY
+
+
+def job(job_id: str, status: str, **more: Any) -> dict[str, Any]:
+    return {"jobId": job_id, "jobName": "j", "jobQueue": "q", "status": status,
+            "startedAt": 1, "jobDefinition": "d", **more}  # fmt: skip
+
+
+# ---- the worker in a Batch job ------------------------------------------------------------
+
+
+class Refusing(http.server.BaseHTTPRequestHandler):
+    """A host that refuses every key, noting who asked with what."""
+
+    seen: list[tuple[str, str | None]] = []
+
+    def do_POST(self) -> None:
+        self.seen.append((self.path, self.headers.get("x-api-key")))
+        body = json.dumps({"detail": "bad key"}).encode()
+        self.send_response(401)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_an_array_child_is_its_prefix_and_index_and_reads_the_key_by_arn(
+    aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = boto3.client("secretsmanager").create_secret(Name="hyper-key", SecretString="s3cr3t")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Refusing.seen = []
+    try:
+        monkeypatch.setenv("HYPER_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("HYPER_API_KEY", secret["ARN"])
+        monkeypatch.setenv("HYPER_WORKER_ID_PREFIX", "b-0123456789ab")
+        monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "7")
+        code = worker_main.main(["--worker-id", "w-host-1", "--queue", "q1", "--definition",
+                                 "d1", "--workdir", str(tmp_path), "--idle-seconds", "1",
+                                 "--patience-seconds", "0"])  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1 and "refused the API key" in capsys.readouterr().err
+    assert Refusing.seen[0] == ("/workers/b-0123456789ab-7/claim", "s3cr3t")
+
+    assert "HYPER_WORKER_ID_PREFIX" not in os.environ  # not handed on to jobs
+
+
+def test_a_worker_that_cannot_read_its_secret_says_so(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYPER_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("HYPER_API_KEY", SECRET)  # no such secret
+    code = worker_main.main(["--worker-id", "w", "--queue", "q1", "--definition", "d1"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"worker: cannot read the API key from {SECRET}: ")
+    assert err.count("\n") == 1
+
+
+def test_calls_per_launch_are_counted(aws: None, store: SQLiteStore) -> None:
+    """Launching 1,000 workers over three regions costs three SubmitJob calls and nothing
+    else; a look at their liveness one DescribeJobs per region."""
+    weights = {"us-east-1": 5, "eu-west-1": 3, "ap-southeast-1": 2}
+    aws_host(store, THREE, weights)
+    launched = Launched(store)
+    records = []
+    for region, share in split_by_weight(1000, weights).items():
+        records += launched.launcher.launch(LaunchRequest("q1", DEFINITION, region, share))
+    assert Counter(op for _, op, _ in launched.calls.calls) == {"SubmitJob": 3}
+    assert all(launched.launcher.alive(r) is False for r in records)
+    assert Counter((r, op) for r, op, _ in launched.calls.calls if op != "SubmitJob") == {
+        (region, "DescribeJobs"): 1 for region in THREE
+    }
