@@ -193,10 +193,7 @@ def test_a_tick_event_runs_the_scheduler_hook(lam: LambdaHandler, factory: HostF
     assert factory.calls == 1
 
 
-def test_the_default_handler_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HYPER_APP_FACTORY", raising=False)
-    with pytest.raises(HyperError, match="not wired"):
-        handler(proxy_event("GET", "/health"), None)
+def test_a_factory_that_is_not_there(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYPER_APP_FACTORY", "tests.test_lambda_adapter:not_there")
     with pytest.raises(HyperError, match="not_there"):
         handler(proxy_event("GET", "/health"), None)

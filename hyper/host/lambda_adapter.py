@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 TICK_EVENT = {"hyper": "tick"}
 FACTORY_VARIABLE = "HYPER_APP_FACTORY"
+DEFAULT_FACTORY = "hyper.providers.aws.lambda_app:make_app"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -111,14 +112,9 @@ def make_handler(app_factory: AppFactory) -> LambdaHandler:
 
 
 def app_from_environment() -> LambdaApp:
-    """The factory named by HYPER_APP_FACTORY (`module:function`), called."""
-    name = os.environ.get(FACTORY_VARIABLE, "")
-    if not name:
-        raise HyperError(
-            "no app for this function: the AWS host app (DynamoDB store, Batch launcher) is "
-            f"not wired into the Lambda adapter yet; set {FACTORY_VARIABLE}=module:function "
-            "to a factory returning a LambdaApp"
-        )
+    """The factory named by HYPER_APP_FACTORY (`module:function`), called; by default the
+    AWS host's."""
+    name = os.environ.get(FACTORY_VARIABLE) or DEFAULT_FACTORY
     module_name, _, attribute = name.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from hyper.config import HostConfig
 from hyper.errors import DeployFailed, UsageError
-from hyper.providers.aws import bundle, stacks, tables, templates
+from hyper.providers.aws import batch, bundle, stacks, tables, templates
 from hyper.providers.aws.stacks import aws_errors
 
 Log = Callable[[str], None]
@@ -64,6 +64,8 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         enable_dashboard=request.enable_dashboard,
         code_bucket=bucket,
         code_key=key,
+        host_vpc=request.vpc,
+        batch_prefix=worker_names(request.name).prefix,
     )
     outputs = stacks.deploy_stack(
         stacks.host_stack_name(request.name),
@@ -75,6 +77,11 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         tags={templates.HOST_TAG: request.name},
     )
     return credentials(request.name, request.region, outputs, account, request.vpc)
+
+
+def worker_names(host_name: str) -> batch.Names:
+    """The names of a host's Batch resources: each starts with this host's prefix."""
+    return batch.Names(prefix=templates.physical_name(host_name, limit=40))
 
 
 def import_host(name: str, region: str) -> HostConfig:

@@ -25,6 +25,7 @@ from hyper.models import (
     Spec,
 )
 from hyper.providers.aws import batch, stacks, templates
+from hyper.providers.aws.host import worker_names
 from hyper.store.base import Store
 
 Log = Callable[[str], None]
@@ -43,7 +44,7 @@ class AwsProvider:
         self.host_name = host_name
         self.secret_arn = secret_arn
         self.host_vpc = host_vpc  # a CIDR or vpc-id, for regions that reuse the host's
-        self.names = batch.Names(prefix=templates.physical_name(host_name, limit=40))
+        self.names = worker_names(host_name)
 
     # what exists -------------------------------------------------------------
 

@@ -186,6 +186,7 @@ def host_template(
     log_retention_days: int = 30,
     memory_mib: int = 1024,
     batch_prefix: str | None = None,
+    host_vpc: str | None = None,
 ) -> Template:
     """The control plane of host `host_name`. `tables` are CreateTable requests whose
     names start with `table_prefix(host_name)`; the function's code is the zip at
@@ -255,6 +256,7 @@ def host_template(
                     "HYPER_SECRET_ARN": ref(SECRET_PARAMETER),
                     "HYPER_API_URL": _api_url(),
                     "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
+                    "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
                 }
             },
             "Tags": tags(host_name),
