@@ -10,7 +10,8 @@ from typing import Any, NoReturn
 
 from hyper.client import HostClient
 from hyper.config import HostConfig
-from hyper.errors import EXIT_USAGE, HyperError, is_utf8, one_line
+from hyper.errors import EXIT_USAGE, HyperError, UsageError, is_utf8, one_line
+from hyper.jobspec import Selector
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -61,3 +62,16 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except BrokenPipeError:  # e.g. `qstat | head`: the reader is gone, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def job_id_of(client: HostClient, selector: Selector) -> int:
+    """The job a selector names: a job id, or one task of an array (`12_3`, `12[3]`)."""
+    if selector.indices is None:
+        return selector.id
+    if len(selector.indices) != 1:
+        raise UsageError(f"{selector.id}{list(selector.indices)} names several tasks; give one")
+    (index,) = selector.indices
+    found = client.list_jobs(ids=[f"{selector.id}_{index}"], limit=1)["jobs"]
+    if not found:
+        raise UsageError(f"array {selector.id} has no task {index}")
+    return int(found[0]["id"])

@@ -13,9 +13,10 @@ import sys
 import time
 from typing import Any
 
+from hyper import jobspec
 from hyper.errors import UsageError
 from hyper.jobs import LogKind
-from qtools.common import ArgumentParser, add_host_option, connect, run
+from qtools.common import ArgumentParser, add_host_option, connect, job_id_of, run
 
 FOLLOW_WAIT_SECONDS = 10.0
 TYPES = {
@@ -30,10 +31,8 @@ TYPES = {
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="qlog", description="Print the log of a hyper job.")
-    parser.add_argument("id", nargs="?", type=int, metavar="ID", help="the job id")
-    parser.add_argument(
-        "-i", "--job-id", type=int, metavar="ID", help="the job id (as the original qlog)"
-    )
+    parser.add_argument("id", nargs="?", metavar="ID", help="the job id, or a task: ARRAY_ID_3")
+    parser.add_argument("-i", "--job-id", metavar="ID", help="the job id (as the original qlog)")
     parser.add_argument(
         "-q", "--queue", help="accepted for compatibility: the id alone names a job"
     )
@@ -74,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        job_id = args.id if args.id is not None else args.job_id
-        if job_id is None:
+        named = args.id if args.id is not None else args.job_id
+        if named is None:
             raise UsageError("give a job ID")
+        selector = jobspec.parse_selector(named)
         kind = args.log_type.upper()
         if kind not in TYPES:
             raise UsageError(
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = kind in ("OUTPUT", "STDOUT", "STDERR")
         kinds = [k.value for k in TYPES[kind]]
         with connect(args.host) as client:
+            job_id = job_id_of(client, selector)
             if args.queue is not None:
                 job = client.get_job(job_id)
                 if job["queue"] != args.queue:

@@ -17,9 +17,10 @@ import sys
 import time
 from typing import Any
 
+from hyper import jobspec
 from hyper.errors import UsageError
 from hyper.jobs import ALL_STATUSES, JobStatus
-from qtools.common import ArgumentParser, add_host_option, connect, run
+from qtools.common import ArgumentParser, add_host_option, connect, job_id_of, run
 
 JSON_VERSION = 1
 COLUMNS = ("ID", "NAME", "QUEUE", "STATUS", "ATTEMPTS", "RETRIES LEFT", "EXIT", "REASON")
@@ -38,7 +39,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="qstat", description="Show hyper jobs.")
     add = parser.add_argument
     add("-q", "--queue", help="only this queue (default: all queues)")
-    add("-i", "--job-id", type=int, metavar="ID", help="every field of one job or array")
+    add("-i", "--job-id", metavar="ID", help="every field of one job, array or task (ID_3)")
     add("-j", "--job-name", metavar="NAME", help="only jobs whose name starts with this")
     add("-f", "--filter-status", metavar="STATUS",
         help="only jobs in this state: " + ", ".join(s.value for s in ALL_STATUSES))  # fmt: skip
@@ -109,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         statuses = [JobStatus.parse(args.filter_status).value] if args.filter_status else None
         if args.limit < 0:
             raise UsageError("--limit must be 0 or more")
+        one = jobspec.parse_selector(args.job_id) if args.job_id is not None else None
         with connect(args.host) as client:
-            if args.job_id is not None:
-                job = client.get_job(args.job_id)
+            if one is not None:
+                job = client.get_job(job_id_of(client, one))
                 if args.json:
                     out = {"version": JSON_VERSION, "job": job}
                     sys.stdout.write(json.dumps(out, indent=2) + "\n")

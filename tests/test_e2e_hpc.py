@@ -332,3 +332,20 @@ def test_array_of_ten_thousand_runs_to_the_end(local: LocalHost) -> None:
     local.script("x.sh", "true\n")
     array_id = local.ok("qsub", "--wait", "-a", "1-10000", *Q, "x.sh", timeout=600).strip()
     assert record(local, array_id)["counts"]["Successful"] == 10000
+
+
+def test_one_task_by_its_selector_in_qlog_and_qstat(local: LocalHost) -> None:
+    local.script("each.sh", "echo task $HYPER_ARRAY_INDEX\n")
+    array_id = local.ok("qsub", "-a", "0-20:5", *Q, "each.sh").strip()
+    for selector in (f"{array_id}_10", f"{array_id}[10]"):
+        record = json.loads(local.ok("qstat", "-i", selector, "--json"))["job"]
+        assert record["array_index"] == 10
+        assert local.wait_finished(record["id"])["status"] == "Successful"
+        assert local.ok("qlog", selector) == "task 10\n"
+    for argv, message in (
+        (["qlog", f"{array_id}_3"], "has no task 3"),
+        (["qstat", "-i", f"{array_id}_3"], "has no task 3"),
+        (["qlog", f"{array_id}[5-10]"], "several tasks"),
+    ):
+        result = local.sh(*argv)
+        assert result.code == 2 and result.err.count("\n") == 1 and message in result.err, result

@@ -203,8 +203,13 @@ def create_app(
         collapse: bool = Query(False, description="one line per array"),
         after: int = Query(0, ge=0, le=MAX_ID),
         limit: int = Query(100, ge=1, le=1000),
+        ids: Annotated[
+            list[str] | None, Query(description="job ids and tasks: 12, 12_3, 12[1-5]")
+        ] = None,
     ) -> JobPage:
         where = _filter(queue, name, status, name_prefix=name_prefix, array=array)
+        if ids:
+            where = service.named(ids, where)
         jobs, next_after = service.list_jobs(where, limit=limit, after=after, collapse=collapse)
         return JobPage(jobs=[j.as_dict() for j in jobs], next=next_after)
 

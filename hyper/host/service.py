@@ -155,6 +155,18 @@ class HostService:
                 return job
             await self.jobs_changed.wait(left)
 
+    def named(self, ids: Sequence[str], where: JobFilter) -> JobFilter:
+        """`where`, narrowed to the jobs and tasks `ids` name."""
+        chosen = self.store.resolve([jobspec.parse_selector(word) for word in ids])
+        return dataclasses.replace(
+            chosen,
+            queue=where.queue,
+            name=where.name,
+            name_prefix=where.name_prefix,
+            statuses=where.statuses,
+            array_id=where.array_id,
+        )
+
     def select(self, selection: Selection) -> JobFilter:
         """The jobs a cancel, hold or release names: ids, filters, or both."""
         if not (selection.ids or selection.name or selection.queue or selection.status):
