@@ -1,10 +1,13 @@
 #!/bin/bash
 # Starts one hyper worker agent. The launcher sets:
 #   HYPER_URL          the host's API URL
-#   HYPER_API_KEY      the host's API key (from the environment, never the command line)
+#   HYPER_API_KEY      the host's API key, or the ARN of the secret holding it (never on
+#                      the command line)
 #   HYPER_QUEUE        the queue to take jobs from
 #   HYPER_DEFINITION   the job definition the jobs run with
-# and optionally HYPER_WORKER_ID, HYPER_IDLE_SECONDS and HYPER_LIFETIME_SECONDS.
+# and optionally HYPER_WORKER_ID (on AWS Batch: HYPER_WORKER_ID_PREFIX, to which the
+# worker adds the array index), HYPER_REGION, HYPER_IDLE_SECONDS, HYPER_LIFETIME_SECONDS
+# and HYPER_WORKDIR (default /work).
 set -euo pipefail
 
 # ---- user section -------------------------------------------------------------
@@ -18,8 +21,8 @@ set -euo pipefail
 : "${HYPER_QUEUE:?set HYPER_QUEUE}" "${HYPER_DEFINITION:?set HYPER_DEFINITION}"
 worker_id=${HYPER_WORKER_ID:-"w-$(hostname)-$$"}
 args=(--url "$HYPER_URL" --worker-id "$worker_id" --queue "$HYPER_QUEUE"
-      --definition "$HYPER_DEFINITION" --workdir /work
-      --idle-seconds "${HYPER_IDLE_SECONDS:-60}")
+      --definition "$HYPER_DEFINITION" --workdir "${HYPER_WORKDIR:-/work}"
+      --idle-seconds "${HYPER_IDLE_SECONDS:-60}" --region "${HYPER_REGION:-}")
 if [ -n "${HYPER_LIFETIME_SECONDS:-}" ]; then
   args+=(--lifetime-seconds "$HYPER_LIFETIME_SECONDS")
 fi

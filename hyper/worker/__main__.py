@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_seconds=args.heartbeat_seconds,
         lifetime_seconds=args.lifetime_seconds,
         patience_seconds=args.patience_seconds,
-        region=args.region,
+        region=args.region or os.environ.get("AWS_REGION", ""),
+        in_image=bool(os.environ.get("AWS_BATCH_JOB_ID")),  # Batch ran it in the image
     )
     with HostClient(args.url, key, timeout=70.0) as client:
         agent = WorkerAgent(client, options)

@@ -49,6 +49,7 @@ class WorkerOptions:
     lifetime_seconds: float | None = None
     region: str = ""  # where it runs: fills in `_REGION_` in image URIs
     patience_seconds: float = 120.0  # how long a running job's reports wait for a host that is down
+    in_image: bool = False  # it runs in the definition's image already (a Batch container)
 
 
 class OutputPump:
@@ -410,6 +411,8 @@ class WorkerAgent:
     def run_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """Run one job to its end; return its report (None when its lease was lost)."""
         job_id, attempt = int(job["id"]), int(job["attempt"])
+        if self.options.in_image:
+            job = {**job, "image": None}  # no container inside the container
         submit_dir = job.get("submit_dir")
         # run where it was submitted (as Slurm does) when that folder is on this machine
         cwd = Path(submit_dir) if submit_dir and Path(submit_dir).is_dir() else self.options.workdir
