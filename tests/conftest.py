@@ -34,6 +34,36 @@ def hyper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake AWS credentials, and nothing pointing boto3 at a real account."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_aws_credentials(monkeypatch)
+
+
+def moto_one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request atomically; moto, called from several threads at
+    once, does not: here it handles one request at a time, as the service would."""
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock = threading.RLock()
+    handle_request = BotocoreStubber.process_request
+
+    def one_at_a_time(self: BotocoreStubber, *args: object, **kwargs: object) -> object:
+        with lock:
+            return handle_request(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SQLiteStore]:
     db = SQLiteStore(tmp_path / "store.db")

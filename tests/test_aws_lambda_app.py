@@ -19,12 +19,8 @@ REGION = "eu-west-1"
 
 
 @pytest.fixture
-def function_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def function_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """What the host stack gives its function, with the resources behind it; the key."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws(config={"batch": {"use_docker": False}}):
         secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="hyper/h1/api-key", SecretString="the-function-key"

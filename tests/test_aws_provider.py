@@ -22,11 +22,7 @@ MAIN, OTHER = "us-east-1", "eu-west-1"
 
 
 @pytest.fixture
-def provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsProvider]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def provider(aws_credentials: None, tmp_path: Path) -> Iterator[AwsProvider]:
     with mock_aws(
         config={"batch": {"use_docker": False}, "iam": {"load_aws_managed_policies": True}}
     ):

@@ -18,7 +18,6 @@ from typing import Any
 import boto3
 import moto
 import pytest
-from moto.core.botocore_stubber import BotocoreStubber
 
 from hyper.errors import Conflict, UsageError
 from hyper.jobs import JobStatus, LogKind
@@ -27,6 +26,7 @@ from hyper.providers.aws.tables import create_tables, table_definitions
 from hyper.store.base import ArrayTasks, Ending, JobFilter, NodeRecord, Store, WorkerRecord
 from hyper.store.dynamodb import SCRIPT_INLINE_BYTES, DynamoDBStore
 from hyper.store.sqlite import SQLiteStore
+from tests.conftest import moto_one_request_at_a_time
 from tests.test_store import job
 
 REGION = "us-east-1"
@@ -36,21 +36,9 @@ Q, D, LEASE = "q1", "d1", 30.0
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fresh tables and a script bucket under moto, handling one request at a time as
-    DynamoDB does (moto alone does not, when called from several threads)."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    lock = threading.RLock()
-    handle_request = BotocoreStubber.process_request
-
-    def one_at_a_time(self: BotocoreStubber, *args: object, **kwargs: object) -> object:
-        with lock:
-            return handle_request(self, *args, **kwargs)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+def aws(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fresh tables and a script bucket under moto."""
+    moto_one_request_at_a_time(monkeypatch)
     with moto.mock_aws():
         create_tables(boto3.client("dynamodb", region_name=REGION), PREFIX)
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)

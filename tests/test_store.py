@@ -29,6 +29,7 @@ from hyper.store.base import (
     WorkerRecord,
 )
 from hyper.store.sqlite import SQLiteStore
+from tests.conftest import fake_aws_credentials, moto_one_request_at_a_time
 
 BACKENDS = ["sqlite", "dynamodb"]
 
@@ -66,25 +67,12 @@ def _dynamodb_factory(
     """Fresh tables (and a bucket for big scripts) under moto's in-process mock."""
     import boto3
     import moto
-    from moto.core.botocore_stubber import BotocoreStubber
 
     from hyper.providers.aws.tables import create_tables
     from hyper.store.dynamodb import DynamoDBStore
 
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    # DynamoDB applies each request atomically; moto, called from several threads at once,
-    # does not, so it handles one request at a time here, as the service would
-    lock = threading.RLock()
-    handle_request = BotocoreStubber.process_request
-
-    def one_at_a_time(self: BotocoreStubber, *args: object, **kwargs: object) -> object:
-        with lock:
-            return handle_request(self, *args, **kwargs)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+    fake_aws_credentials(monkeypatch)
+    moto_one_request_at_a_time(monkeypatch)
     region = "us-east-1"
     with moto.mock_aws():
         create_tables(boto3.client("dynamodb", region_name=region), "contract")
