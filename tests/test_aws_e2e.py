@@ -68,6 +68,8 @@ def aws_host(
         monkeypatch.delenv(name, raising=False)
     for name, value in aws_env.items():
         monkeypatch.setenv(name, value)
+    # moto's state lives in this process, across servers: start from none
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     requests.post(
         f"{endpoint}/moto-api/config",
         json={"batch": {"use_docker": False}},

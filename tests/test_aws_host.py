@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,10 @@ def aws(tmp_path: Path, hyper_home: Path) -> Iterator[dict[str, str]]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's state lives in this process, across servers: each test starts from none
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
+    ).close()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         "HYPER_HOME": str(hyper_home),
