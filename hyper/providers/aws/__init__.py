@@ -12,6 +12,10 @@ The map (each module one concept; none imported on the qsub path):
 - ``batch.py``      clusters, queues, images and definitions as Batch compute
                     environments, job queues, ECR repositories and job definitions
 - ``weights.py``    `auto` region weights from EC2 spot placement scores
+- ``provider.py``   the AWS provider: each resource kind in every ACTIVE region
+- ``host.py``       a host's control plane deployed from the user's machine: the key's
+                    secret, the code bucket and bundle, the host stack, credentials
+- ``lambda_app.py`` the host app as the Lambda function builds it
 
 The Batch launcher is ``hyper/launchers/batch.py``; the Lambda entry point that runs
 the host app is ``hyper/host/lambda_adapter.py``.
