@@ -23,10 +23,12 @@ peers-setup.sh first); a peer that is not installed is left out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -89,8 +91,24 @@ class Host:
         return kib / 1024
 
     def close(self) -> None:
+        workers = self.worker_pids()
         self.run("hyper", "hosts", "delete-host", "--yes", check=False)
+        for pid in workers:  # they would wait out their patience for the host to return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         shutil.rmtree(self.home, ignore_errors=True)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes of this host (their folders are under its home)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"hyper.worker" in command and str(self.home).encode() in command:
+                found.append(int(entry.name))
+        return found
 
 
 def timed(action: Callable[[], object]) -> float:
