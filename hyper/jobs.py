@@ -91,6 +91,19 @@ class Verdict(str, enum.Enum):
     PENDING = "pending"
 
 
+def never_met(kind: str, target: int, index: int | None = None) -> str:
+    """The reason a job fails when its dependency on `target` can no longer be met."""
+    which = f"task {index} of array {target}" if index is not None else f"job {target}"
+    return f"dependency {kind}:{target} can never be met ({which} did not end as required)"
+
+
+def task_script(script: str, replacements: dict[str, str]) -> str:
+    """The script a task runs: its array's, with the task's text replacements applied."""
+    for old, new in replacements.items():
+        script = script.replace(old, str(new))
+    return script
+
+
 def judge_dependency(kind: str, *, ok: int, bad: int, size: int) -> Verdict:
     """Whether a dependency of `kind` on a job (size 1) or array (size N) is met, can
     never be met, or is still pending, from how many of its tasks ended well or not.

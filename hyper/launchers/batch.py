@@ -36,7 +36,8 @@ from typing import Any
 
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.models import ClusterSpec, DefinitionSpec, DeployStatus, QueueSpec, ResourceKind
-from hyper.providers.aws.batch import Names, aws_client
+from hyper.providers.aws.batch import Names
+from hyper.providers.aws.calls import aws_client, error_code
 from hyper.resources import find_spec
 from hyper.store.base import Store, WorkerRecord
 
@@ -88,11 +89,6 @@ class TokenBucket:
                     self._tokens = max(0.0, self._tokens - 1)
                     return
                 self.sleep((1 - self._tokens) / self.rate)
-
-
-def _code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 def _boto3_batch(region: str) -> Any:
@@ -230,7 +226,7 @@ class BatchLauncher(Launcher):
             try:
                 return str(client.submit_job(**submit)["jobId"])
             except Exception as error:
-                code = _code(error)
+                code = error_code(error)
                 if code not in THROTTLED or attempt == self.max_attempts - 1:
                     log.warning(
                         "%s: submitting %d workers of %s/%s failed: %s",

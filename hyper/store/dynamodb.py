@@ -68,10 +68,13 @@ from hyper.jobs import (
     LogKind,
     Verdict,
     judge_dependency,
+    never_met,
     outcome_of_attempt,
+    task_script,
 )
 from hyper.jobspec import Selector
 from hyper.providers.aws import tables
+from hyper.providers.aws.calls import error_code
 from hyper.store.base import (
     ArrayRecord,
     CancelResult,
@@ -221,10 +224,6 @@ def _update(
     return request
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -277,11 +276,6 @@ def _counter_keys(job: Mapping[str, Any], status: str) -> list[CounterKey]:
         pinned = status == RUNNING and job.get("cap") is not None
         keys.append((f"array:{job['array_id']}", status, pinned))
     return keys
-
-
-def _never(kind: str, target: int, index: int | None = None) -> str:
-    which = f"task {index} of array {target}" if index is not None else f"job {target}"
-    return f"dependency {kind}:{target} can never be met ({which} did not end as required)"
 
 
 def _split_output(entries: Sequence[tuple[LogKind, str]]) -> list[tuple[LogKind, str]]:
@@ -538,7 +532,7 @@ class DynamoDBStore:
                     self.dynamodb.transact_write_items(TransactItems=actions)
                 return None
             except ClientError as error:
-                code = _code(error)
+                code = error_code(error)
                 if code == "ConditionalCheckFailedException":
                     return [CHECK_FAILED]
                 if code == "TransactionCanceledException":
@@ -560,7 +554,7 @@ class DynamoDBStore:
         try:
             return dict(self.dynamodb.update_item(**request, **kw))
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return None
             raise
 
@@ -627,9 +621,7 @@ class DynamoDBStore:
         info = self._array_infos([item["array_id"]])[item["array_id"]]
         script = info.script if info.script is not None else self._s3_script(info.script_s3 or "")
         params = json.loads(item.get("params") or "{}")
-        for old, new in params.get("replacements", {}).items():
-            script = script.replace(old, str(new))
-        return script
+        return task_script(script, params.get("replacements", {}))
 
     def _record(
         self, item: Item, *, with_script: bool = False, task_env: bool = False
@@ -952,7 +944,7 @@ class DynamoDBStore:
                     ),
                 )
             except ClientError as error:
-                if _code(error) == "ConditionalCheckFailedException":
+                if error_code(error) == "ConditionalCheckFailedException":
                     continue  # changed meanwhile: read it again
                 raise
             return Resource(kind, name, spec, status, log, created, now)
@@ -1214,7 +1206,7 @@ class DynamoDBStore:
             ok, bad, size = self._state_of(target)
             verdict = judge_dependency(dep.kind, ok=ok, bad=bad, size=size)
             if verdict is Verdict.NEVER:
-                return [], _never(dep.kind, dep.target)
+                return [], never_met(dep.kind, dep.target)
             if verdict is Verdict.PENDING:
                 pending.append((dep.kind, dep.target))
         return pending, None
@@ -1255,7 +1247,7 @@ class DynamoDBStore:
                     continue
                 waits, reason = result[n]
                 if status in BAD:
-                    reason = reason or _never("aftercorr", target, index)
+                    reason = reason or never_met("aftercorr", target, index)
                 else:
                     waits = [*waits, target]
                 result[n] = (waits, reason)
@@ -1977,7 +1969,7 @@ class DynamoDBStore:
         """Apply a judged dependency of a job or a whole array; return the jobs it ended."""
         if verdict is Verdict.PENDING:
             return []
-        reason = _never(kind, target)
+        reason = never_met(kind, target)
         dep_key = {"target": target, "dep": f"{owner}{SEP}{kind}"}
         delete = {
             "Delete": {
@@ -2066,7 +2058,7 @@ class DynamoDBStore:
             verdict = verdict_of(item)
             set_: dict[str, Any] = {"corr": waits or None}
             if verdict is Verdict.NEVER:
-                reason = _never("aftercorr", target, item["array_index"])
+                reason = never_met("aftercorr", target, item["array_index"])
                 set_ |= {"status": FAILED, "reason": reason, "ended": now}
                 return _Change(item, set_, [reason], 0)
             left = int(item.get("deps_left", 0)) - 1

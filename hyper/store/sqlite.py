@@ -34,7 +34,9 @@ from hyper.jobs import (
     LogKind,
     Verdict,
     judge_dependency,
+    never_met,
     outcome_of_attempt,
+    task_script,
 )
 from hyper.jobspec import Selector
 from hyper.store.base import (
@@ -381,7 +383,7 @@ class SQLiteStore:
             ok, bad, size = self._target_state(db, dep.target)
             verdict = judge_dependency(dep.kind, ok=ok, bad=bad, size=size)
             if verdict is Verdict.NEVER:
-                return [], _never(dep.kind, dep.target)
+                return [], never_met(dep.kind, dep.target)
             if verdict is Verdict.PENDING:
                 pending.append((dep.kind, dep.target))
         return pending, None
@@ -511,7 +513,7 @@ class SQLiteStore:
                 if status == JobStatus.SUCCESSFUL.value:
                     continue
                 if status in BAD:
-                    reason = reason or _never("aftercorr", target, row["array_index"])
+                    reason = reason or never_met("aftercorr", target, row["array_index"])
                 else:
                     left += 1
                 result[n] = (left, reason)
@@ -963,7 +965,7 @@ class SQLiteStore:
         db.execute(
             "DELETE FROM deps WHERE owner = ? AND kind = ? AND target = ?", (owner, kind, target)
         )
-        reason = _never(kind, target)
+        reason = never_met(kind, target)
         return self._apply(db, "(id = ? OR array_id = ?)", (owner, owner), verdict, reason, now)
 
     def _settle_task(
@@ -976,7 +978,7 @@ class SQLiteStore:
         now: float,
     ) -> list[Ended]:
         """aftercorr: task `index` of `owner_array` waited for task `index` of the target."""
-        reason = _never("aftercorr", target_array, index)
+        reason = never_met("aftercorr", target_array, index)
         scope = "array_id = ? AND array_index = ?"
         return self._apply(db, scope, (owner_array, index), verdict, reason, now)
 
@@ -1216,11 +1218,6 @@ class SQLiteStore:
         return [WorkerRecord(**dict(row)) for row in rows]
 
 
-def _never(kind: str, target: int, index: int | None = None) -> str:
-    which = f"task {index} of array {target}" if index is not None else f"job {target}"
-    return f"dependency {kind}:{target} can never be met ({which} did not end as required)"
-
-
 def _task(row: sqlite3.Row, *, with_script: bool) -> JobRecord:
     """A job read with its script and params: a task's own variables over its array's."""
     record = _job(row, _task_script(row) if with_script else None)
@@ -1233,8 +1230,4 @@ def _task_params(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _task_script(row: sqlite3.Row) -> str:
-    """The script a task runs: its array's, with the task's text replacements applied."""
-    script: str = row["script"]
-    for old, new in _task_params(row).get("replacements", {}).items():
-        script = script.replace(old, str(new))
-    return script
+    return task_script(row["script"], _task_params(row).get("replacements", {}))

@@ -47,7 +47,6 @@ import json
 import re
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,20 +57,9 @@ from hyper.commands import run
 from hyper.errors import CommandFailed, DeployFailed, one_line
 from hyper.models import ClusterSpec, DefinitionSpec, ImageSpec, QueueSpec
 from hyper.providers import Log
+from hyper.providers.aws.calls import aws_client, error_code
 
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> a boto3 client
-
-
-_CLIENTS = threading.Lock()  # boto3's default session makes clients one at a time
-
-
-def aws_client(service: str, region: str, **options: Any) -> Any:
-    """A plain boto3 client for `service` in `region` (boto3 imported only now), from
-    boto3's default session, which loads each service's model once."""
-    import boto3
-
-    with _CLIENTS:
-        return boto3.client(service, region_name=region, **options)
 
 
 # ---- names ----------------------------------------------------------------------------------
@@ -168,11 +156,6 @@ def _wait(what: str, done: Callable[[], bool], patience: Patience) -> None:
         patience.sleep(patience.interval)
 
 
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 def _aws_failed(what: str, error: Exception) -> DeployFailed:
     return DeployFailed(one_line(f"{what}: {error}"))
 
@@ -231,7 +214,7 @@ def _ensure_role(
     try:
         arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
     except Exception as error:
-        if _error_code(error) != "NoSuchEntity":
+        if error_code(error) != "NoSuchEntity":
             raise _aws_failed(f"reading role {name}", error) from None
         arn = str(
             iam.create_role(
@@ -267,7 +250,7 @@ def _delete_role(iam: Any, name: str, log: Log) -> None:
     try:
         iam.get_role(RoleName=name)
     except Exception as error:
-        if _error_code(error) == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return
         raise _aws_failed(f"reading role {name}", error) from None
     for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
@@ -316,7 +299,7 @@ def ensure_cluster_roles(
     try:
         profile = iam.get_instance_profile(InstanceProfileName=instance_role)["InstanceProfile"]
     except Exception as error:
-        if _error_code(error) != "NoSuchEntity":
+        if error_code(error) != "NoSuchEntity":
             raise _aws_failed(f"reading instance profile {instance_role}", error) from None
         profile = iam.create_instance_profile(
             InstanceProfileName=instance_role,
@@ -689,7 +672,7 @@ def deploy_repository(
         try:
             found = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
         except Exception as error:
-            if _error_code(error) != "RepositoryNotFoundException":
+            if error_code(error) != "RepositoryNotFoundException":
                 raise
             found = ecr.create_repository(
                 repositoryName=name,
@@ -711,7 +694,7 @@ def delete_repository(
         clients("ecr", region).delete_repository(repositoryName=name, force=True)
         log(f"{region}: deleted repository {name}")
     except Exception as error:
-        if _error_code(error) != "RepositoryNotFoundException":
+        if error_code(error) != "RepositoryNotFoundException":
             raise _aws_failed(f"deleting image {image.name} in {region}", error) from None
 
 

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from hyper.config import HostConfig
 from hyper.errors import DeployFailed, UsageError
 from hyper.providers.aws import batch, bundle, stacks, tables, templates
-from hyper.providers.aws.stacks import aws_errors
+from hyper.providers.aws.calls import aws_errors
 
 Log = Callable[[str], None]
 

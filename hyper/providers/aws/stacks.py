@@ -12,17 +12,16 @@ takes inline, go through S3 (``template_bucket``, in the stack's region).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from hyper.errors import DeployFailed, NotFound
+from hyper.providers.aws.calls import aws_client, aws_errors, error_message
 from hyper.providers.aws.templates import ExistingVpc, Template, physical_name
 
 Log = Callable[[str], None]
@@ -58,7 +57,7 @@ def deploy_stack(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, str]:
     """Create or update stack `name` in `region` from `template`; its outputs."""
-    cf = _client("cloudformation", region)
+    cf = aws_client("cloudformation", region)
     source = _template_source(name, template, region, template_bucket)
     request: dict[str, Any] = {
         "StackName": name,
@@ -91,7 +90,7 @@ def deploy_stack(
             try:
                 stack_id = cf.create_stack(**request, OnFailure="ROLLBACK")["StackId"]
             except ClientError as error:
-                raise DeployFailed(f"stack {name}: {_message(error)}") from None
+                raise DeployFailed(f"stack {name}: {error_message(error)}") from None
             since = None
         else:
             stack_id = stack["StackId"]
@@ -99,10 +98,10 @@ def deploy_stack(
             try:
                 cf.update_stack(**request)
             except ClientError as error:
-                if NO_UPDATES in _message(error):
+                if NO_UPDATES in error_message(error):
                     log(f"stack {name}: no changes")
                     return outputs_of(stack)
-                raise DeployFailed(f"stack {name}: {_message(error)}") from None
+                raise DeployFailed(f"stack {name}: {error_message(error)}") from None
             log(f"updating stack {name} in {region}")
         final, events = _wait(cf, stack_id, since, log, timeout)
     status = final["StackStatus"]
@@ -122,7 +121,7 @@ def delete_stack(
 ) -> None:
     """Delete stack `name` and wait until it is gone. CloudFormation deletes only empty
     buckets: with `empty_buckets`, the stack's buckets are emptied first."""
-    cf = _client("cloudformation", region)
+    cf = aws_client("cloudformation", region)
     with aws_errors(f"stack {name}"):
         stack = describe_stack(name, region)
         if stack is None:
@@ -143,12 +142,12 @@ def stack_outputs(name: str, region: str) -> dict[str, str]:
 
 def describe_stack(name: str, region: str) -> dict[str, Any] | None:
     """The stack as DescribeStacks gives it, or None when there is none by that name."""
-    cf = _client("cloudformation", region)
+    cf = aws_client("cloudformation", region)
     with aws_errors(f"stack {name}"):
         try:
             stacks = cf.describe_stacks(StackName=name)["Stacks"]
         except ClientError as error:
-            if "does not exist" in _message(error):
+            if "does not exist" in error_message(error):
                 return None
             raise
     return stacks[0] if stacks else None
@@ -162,7 +161,7 @@ def lookup_vpc(vpc_id: str, region: str, *, zones: int = 3) -> ExistingVpc:
     """What a region stack needs to know of an existing VPC: its range, one subnet in each
     of up to `zones` availability zones for workers (and interface endpoints), private
     ones (no public address on launch) first, then the roomiest; all its route tables."""
-    ec2 = _client("ec2", region)
+    ec2 = aws_client("ec2", region)
     with aws_errors(f"VPC {vpc_id}"):
         try:
             vpcs = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
@@ -216,26 +215,6 @@ def failure_reasons(events: list[dict[str, Any]]) -> list[str]:
 _STACK = "AWS::CloudFormation::Stack"
 
 
-def _client(service: str, region: str) -> Any:
-    return boto3.client(service, region_name=region)
-
-
-@contextlib.contextmanager
-def aws_errors(what: str) -> Iterator[None]:
-    """AWS errors (and not reaching AWS) as DeployFailed naming what was being done."""
-    try:
-        yield
-    except ClientError as error:
-        raise DeployFailed(f"{what}: {_message(error)}") from None
-    except BotoCoreError as error:
-        raise DeployFailed(f"{what}: {error}") from None
-
-
-def _message(error: ClientError) -> str:
-    detail = error.response.get("Error", {})
-    return str(detail.get("Message") or detail.get("Code") or error)
-
-
 def _template_source(
     name: str, template: Template, region: str, bucket: str | None
 ) -> dict[str, str]:
@@ -251,7 +230,7 @@ def _template_source(
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     key = f"hyper/templates/{name}-{digest}.json"
     with aws_errors(f"stack {name}: uploading its template to s3://{bucket}"):
-        _client("s3", region).put_object(
+        aws_client("s3", region).put_object(
             Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json"
         )
     return {"TemplateURL": f"https://{bucket}.s3.{region}.amazonaws.com/{key}"}
@@ -329,7 +308,7 @@ def _delete(cf: Any, name: str, stack: dict[str, Any], log: Log, timeout: float)
 
 
 def _empty_buckets(cf: Any, stack_id: str, region: str, log: Log) -> None:
-    s3 = _client("s3", region)
+    s3 = aws_client("s3", region)
     resources = _all(cf, "list_stack_resources", "StackResourceSummaries", StackName=stack_id)
     for found in resources:
         bucket = found.get("PhysicalResourceId")

@@ -19,7 +19,7 @@ from typing import Any
 
 from hyper.models import ClusterSpec
 from hyper.providers import Log
-from hyper.providers.aws.batch import aws_client
+from hyper.providers.aws.calls import aws_client, error_code
 
 FAVOURED_REGIONS = ("us-east-1", "us-east-2", "us-west-1", "eu-west-1", "ap-southeast-1")
 LOWEST_SCORE = 1  # scores run from 1 to 10
@@ -41,13 +41,8 @@ def weights_from_scores(regions: Sequence[str], scores: Mapping[str, int]) -> di
     }
 
 
-def _code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 def _too_large(error: Exception) -> bool:
-    return CAPACITY_TOO_LARGE in _code(error) or CAPACITY_TOO_LARGE in str(error)
+    return CAPACITY_TOO_LARGE in error_code(error) or CAPACITY_TOO_LARGE in str(error)
 
 
 def spot_scores(
@@ -103,7 +98,7 @@ def auto_weights(
             ec2 = aws_client("ec2", regions[0])
         scores = spot_scores(ec2, regions, types, cluster.max_vcpus)
     except Exception as error:
-        say(f"region weights: fixed (spot placement scores failed: {_code(error) or error})")
+        say(f"region weights: fixed (spot placement scores failed: {error_code(error) or error})")
         return fallback_weights(regions)
     weights = weights_from_scores(regions, scores)
     say("region weights: " + ", ".join(f"{r}={w}" for r, w in weights.items()))
