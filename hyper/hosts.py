@@ -104,15 +104,13 @@ def aws_account(region: str) -> str:
 def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
     if not request.region:
         raise UsageError("an aws host needs --region (the AWS region of its control plane)")
-    from hyper.models import RegionSpec
+    from hyper.models import check_vpc
 
-    if request.vpc and not request.vpc.startswith("vpc-"):
+    if request.vpc:
         try:
-            RegionSpec(name="check", cidr=request.vpc)
-        except ValueError:
-            raise UsageError(
-                f"--vpc {request.vpc!r} is neither a vpc-id nor a CIDR such as 10.0.0.0/16"
-            ) from None
+            check_vpc(request.vpc)
+        except ValueError as error:
+            raise UsageError(f"--vpc {error}") from None
     aws = _aws()
     deployed: HostConfig = aws.deploy_host(
         aws.AwsHostRequest(
@@ -265,6 +263,26 @@ def delete_host(name: str, *, keep_data: bool = False, log: Log = print) -> None
         if not keep_data:
             shutil.rmtree(Path(host.data_dir), ignore_errors=True)
     config.delete_host_file(name)
+
+
+def host_status(host: HostConfig) -> dict[str, Any]:
+    """Where a host is and whether it answers: `health` when it does, `error` when not;
+    a local host's daemon state too."""
+    from hyper.errors import HyperError
+
+    info: dict[str, Any] = {"name": host.name, "provider": host.provider, "url": host.url}
+    if host.provider == "local" and host.data_dir:
+        from hyper import local_host
+
+        state = local_host.status(host)
+        info.update(running=state.running, pid=state.pid, data_dir=host.data_dir)
+    if host.url and info.get("running", True):
+        try:
+            with HostClient(host.url, host.api_key, host_name=host.name, retries=0, timeout=5) as c:
+                info["health"] = c.call("GET", "/health")
+        except HyperError as error:
+            info["error"] = str(error)
+    return info
 
 
 def default_host_name(explicit: str | None = None) -> str:

@@ -58,6 +58,17 @@ class Spec(BaseModel):
         return check_name(value)
 
 
+def check_vpc(value: str) -> None:
+    """A vpc-id, or the CIDR of a new VPC."""
+    if not value.startswith("vpc-"):
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is neither a vpc-id nor a CIDR such as 10.0.0.0/16"
+            ) from None
+
+
 def _cidr(value: str | None) -> str | None:
     if value:
         ipaddress.ip_network(value, strict=False)  # raises ValueError with a clear message

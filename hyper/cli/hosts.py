@@ -80,6 +80,7 @@ def ask_host_request(
         questionary.text(
             "VPC for the main region (a CIDR such as 10.0.0.0/16, or a vpc-id):",
             default=defaults.vpc or "10.0.0.0/16",
+            validate=_vpc_error,
             **io,
         )
     )
@@ -94,6 +95,16 @@ def ask_host_request(
         vpc=vpc,
         enable_dashboard=dashboard,
     )
+
+
+def _vpc_error(text: str) -> bool | str:
+    from hyper.models import check_vpc
+
+    try:
+        check_vpc(text)
+    except ValueError as error:
+        return str(error)
+    return True
 
 
 @app.command("create-host")
@@ -343,23 +354,7 @@ def host_status(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Say whether a host answers, and where."""
-    from hyper.errors import HyperError
-
-    target = config.load_host(_target(name, host))
-    info: dict[str, Any] = {"name": target.name, "provider": target.provider, "url": target.url}
-    if target.provider == "local" and target.data_dir:
-        state = local_host.status(target)
-        info.update(running=state.running, pid=state.pid, data_dir=target.data_dir)
-    if target.url and info.get("running", True):
-        from hyper.client import HostClient
-
-        try:
-            with HostClient(
-                target.url, target.api_key, host_name=target.name, retries=0, timeout=5
-            ) as client:
-                info["health"] = client.call("GET", "/health")
-        except HyperError as error:
-            info["error"] = str(error)
+    info = hosts.host_status(config.load_host(_target(name, host)))
     if as_json:
         typer.echo(json.dumps(info, indent=2))
     else:

@@ -5,23 +5,9 @@ Every question is also a flag (the first spelling is the one messages use).
 
 from __future__ import annotations
 
-import ipaddress
-
 from hyper.cli.walkthrough import Answers, Question
 from hyper.models import LOG_DRIVERS as MODEL_LOG_DRIVERS
-from hyper.models import check_name
-
-
-def check_vpc(value: str) -> None:
-    """A vpc-id, or the CIDR of a new VPC."""
-    if not value.startswith("vpc-"):
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is neither a vpc-id nor a CIDR such as 10.0.0.0/16"
-            ) from None
-
+from hyper.models import check_name, check_vpc
 
 SUBNET_CONFIGS = ("PUBLIC", "PRIVATE_ISOLATED", "PRIVATE_WITH_NAT")
 VPC_ENDPOINTS = ("OFF", "DATA_OPTIMISED", "FOR_PRIVATE_VPC")
