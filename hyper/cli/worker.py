@@ -39,7 +39,8 @@ def join(
         saved = config.load_host(hosts.default_host_name(host))
         url, key = saved.url, saved.api_key
         if saved.provider == "local":
-            url = hosts.connect(saved.name).url  # starts the daemon if it is down
+            with hosts.connect(saved.name) as started:  # starts the daemon if it is down
+                url = started.url
     node = node_id or f"n-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     folder = workdir or config.data_root() / "nodes" / node
     options = NodeOptions(node, region, definition, slots, folder, socket.gethostname())
