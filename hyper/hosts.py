@@ -48,12 +48,21 @@ def create_host(
         raise UsageError(f"a host named {name!r} already exists")
     if request.provider == "aws":
         host = _deploy_aws_host(request._replace(name=name), log)
-        config.save_host(host)
-        if select:
-            config.select_host(name)
-        return host
-    check_address(request.bind, request.port)
+    else:
+        host = _new_local_host(name, request)
+    config.save_host(host)
+    if select:
+        config.select_host(name)
+    if start and host.provider == "local":
+        from hyper import local_host
 
+        local_host.start(host)
+    return config.load_host(name)
+
+
+def _new_local_host(name: str, request: HostRequest) -> HostConfig:
+    """A local host's data folder, settings and key; its daemon is not started yet."""
+    check_address(request.bind, request.port)
     from hyper.host.settings import HostSettings
 
     data_dir = config.data_root() / "hosts" / name
@@ -64,7 +73,7 @@ def create_host(
 
     key = secrets.token_urlsafe(32)
     HostSettings(data_dir=data_dir, api_key=key, name=name).save()
-    host = HostConfig(
+    return HostConfig(
         name=name,
         provider="local",
         url="",
@@ -73,14 +82,6 @@ def create_host(
         bind=request.bind,
         port=request.port,
     )
-    config.save_host(host)
-    if select:
-        config.select_host(name)
-    if start:
-        from hyper import local_host
-
-        local_host.start(host)
-    return config.load_host(name)
 
 
 def _aws() -> Any:
