@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,19 +16,6 @@ from tests.conftest import BIN, ROOT, LocalHost
 pytestmark = pytest.mark.e2e
 
 Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
-
-
-def job(local: LocalHost, job_id: str) -> dict:
-    return json.loads(local.ok("qstat", "-i", job_id, "--json"))["job"]
-
-
-def wait_finished(local: LocalHost, job_id: str, timeout: float = 30) -> dict:
-    local.wait_for(
-        lambda: job(local, job_id)["status"] in ("Successful", "Failed", "Cancelled"),
-        timeout,
-        f"job {job_id} to finish",
-    )
-    return job(local, job_id)
 
 
 def alive(pid: int) -> bool:
@@ -47,7 +33,7 @@ def test_example_job_runs_and_prints(local: LocalHost) -> None:
     output = local.ok("qlog", job_id)
     assert f"hello from job {job_id} (example-job-name)" in output
     assert "2 seconds\ndone\n" in output
-    record = job(local, job_id)
+    record = local.job(job_id)
     assert (record["status"], record["exit_code"], record["retries_left"]) == ("Successful", 0, 2)
 
 
@@ -79,7 +65,7 @@ def test_failure_is_retried_then_fails_with_its_code(local: LocalHost) -> None:
     result = local.sh("qsub", "--wait", "-r", "2", *Q, "fail.sh")
     assert result.code == 3
     job_id = result.out.strip()
-    record = job(local, job_id)
+    record = local.job(job_id)
     assert (record["status"], record["exit_code"], record["attempt"]) == ("Failed", 3, 3)
     system = local.ok("qlog", "-t", "SYSTEM", job_id)
     assert [n for n in (1, 2, 3, 4) if f"attempt {n} started" in system] == [1, 2, 3]
@@ -91,7 +77,7 @@ def test_retry_then_success(local: LocalHost) -> None:
     local.script("flaky.sh", '[ "$HYPER_ATTEMPT" -ge 2 ] || exit 9\necho ok\n')
     result = local.sh("qsub", "--wait", "-r", "1", *Q, "flaky.sh")
     assert result.code == 0
-    assert job(local, result.out.strip())["attempt"] == 2
+    assert local.job(result.out.strip())["attempt"] == 2
 
 
 def test_qdel_stops_a_running_job_within_two_seconds(local: LocalHost) -> None:
@@ -101,7 +87,7 @@ def test_qdel_stops_a_running_job_within_two_seconds(local: LocalHost) -> None:
         lambda: (
             (local.cwd / "sleep.pid").exists()
             and (local.cwd / "shell.pid").exists()
-            and job(local, job_id)["status"] == "Running"
+            and local.job(job_id)["status"] == "Running"
         ),
         what="the job to start",
     )
@@ -112,7 +98,7 @@ def test_qdel_stops_a_running_job_within_two_seconds(local: LocalHost) -> None:
     while any(alive(p) for p in pids):
         assert time.monotonic() - started < 2.0, "the job outlived qdel by 2 s"
         time.sleep(0.02)
-    record = wait_finished(local, job_id)
+    record = local.wait_finished(job_id)
     assert record["status"] == "Cancelled"
 
 
@@ -130,10 +116,10 @@ def test_qdel_of_waiting_jobs_means_they_never_start(local: LocalHost) -> None:
     local.ok("qdel", ids)  # newline separated, as `qdel "$(qstat -o)"` passes them
     local.ok("qdel", *blockers)
     for job_id in waiting + blockers:
-        assert wait_finished(local, job_id)["status"] == "Cancelled"
+        assert local.wait_finished(job_id)["status"] == "Cancelled"
     time.sleep(1.0)
     assert not any((local.cwd / f"started.{w}").exists() for w in waiting)
-    assert all(job(local, w)["attempt"] == 0 for w in waiting)
+    assert all(local.job(w)["attempt"] == 0 for w in waiting)
 
 
 def test_wait_exit_codes(local: LocalHost) -> None:
@@ -149,7 +135,7 @@ def test_wait_exit_codes(local: LocalHost) -> None:
     ) as waiter:
         assert waiter.stdout is not None
         job_id = waiter.stdout.readline().strip()
-        local.wait_for(lambda: job(local, job_id)["status"] == "Running", what="the job to run")
+        local.wait_for(lambda: local.job(job_id)["status"] == "Running", what="the job to run")
         local.ok("qdel", job_id)
         assert waiter.wait(timeout=15) == EXIT_CANCELLED
 
@@ -167,11 +153,11 @@ def test_follow_streams_output_while_the_job_runs(local: LocalHost) -> None:
         assert follower.stdout is not None
         first = follower.stdout.readline()
         assert first == "line 1\n"
-        assert job(local, job_id)["status"] == "Running"  # it arrived before the job ended
+        assert local.job(job_id)["status"] == "Running"  # it arrived before the job ended
         rest = follower.stdout.read()
         assert follower.wait(timeout=15) == 0
     assert rest == "line 2\nline 3\n"
-    assert job(local, job_id)["status"] == "Successful"
+    assert local.job(job_id)["status"] == "Successful"
 
 
 def test_two_hundred_jobs_in_a_loop(local: LocalHost) -> None:
@@ -203,12 +189,12 @@ def test_two_hundred_jobs_in_a_loop(local: LocalHost) -> None:
 def test_daemon_killed_with_jobs_in_flight(local: LocalHost) -> None:
     local.script("mid.sh", "echo start $HYPER_JOB_ID\nsleep 2\necho end $HYPER_JOB_ID\n")
     ids = [local.ok("qsub", *Q, "mid.sh").strip() for _ in range(4)]
-    local.wait_for(lambda: job(local, ids[0])["status"] == "Running", what="a job to run")
+    local.wait_for(lambda: local.job(ids[0])["status"] == "Running", what="a job to run")
     os.kill(local.daemon_pid(), signal.SIGKILL)
     listing = local.ok("qstat")  # finds the daemon down and starts it again
     assert all(i in listing.split() for i in ids)
     for job_id in ids:
-        record = wait_finished(local, job_id, timeout=60)
+        record = local.wait_finished(job_id, timeout=60)
         assert record["status"] == "Successful"
         assert local.ok("qlog", job_id) == f"start {job_id}\nend {job_id}\n"
 

@@ -20,19 +20,6 @@ Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
 CORES = os.cpu_count() or 1
 
 
-def record(local: LocalHost, job_id: str | int) -> dict:
-    return json.loads(local.ok("qstat", "-i", str(job_id), "--json"))["job"]
-
-
-def finished(local: LocalHost, job_id: str | int, timeout: float = 60) -> dict:
-    def done() -> bool:
-        job = record(local, job_id)
-        return job["status"] in ("Successful", "Failed", "Cancelled")
-
-    local.wait_for(done, timeout, f"job {job_id} to end")
-    return record(local, job_id)
-
-
 def attempts(local: LocalHost, array_id: int | None = None) -> list[tuple[int, float, float]]:
     """(job id, started, ended) of every finished attempt, from the host's database."""
     query = "SELECT a.job_id, a.started, a.ended FROM attempts a JOIN jobs j ON j.id = a.job_id"
@@ -57,7 +44,7 @@ def test_array_of_a_thousand_with_a_cap(local: LocalHost) -> None:
     local.script("task.sh", "echo $HYPER_ARRAY_INDEX $HYPER_ARRAY_SIZE $HYPER_ARRAY_JOB_ID\n")
     array_id = local.ok("qsub", "--wait", "-a", "1-1000%4", "-o", "out/%a.txt", *Q, "task.sh")
     array_id = array_id.strip()
-    job = record(local, array_id)
+    job = local.job(array_id)
     assert job["kind"] == "array" and job["counts"]["Successful"] == 1000
     for index in (1, 500, 1000):
         assert (local.cwd / "out" / f"{index}.txt").read_text() == f"{index} 1000 {array_id}\n"
@@ -111,9 +98,9 @@ def test_afterok_runs_b_after_a(local: LocalHost) -> None:
     local.script("b.sh", "echo b\n")
     a = local.ok("qsub", *Q, "a.sh").strip()
     b = local.ok("qsub", "-W", f"depend=afterok:{a}", *Q, "b.sh").strip()
-    assert record(local, b)["status"] == "Blocked"
-    assert finished(local, b)["status"] == "Successful"
-    assert record(local, a)["ended"] <= record(local, b)["started"]
+    assert local.job(b)["status"] == "Blocked"
+    assert local.wait_finished(b)["status"] == "Successful"
+    assert local.job(a)["ended"] <= local.job(b)["started"]
 
 
 def test_failed_dependency_fails_the_dependent_with_a_reason(local: LocalHost) -> None:
@@ -122,9 +109,9 @@ def test_failed_dependency_fails_the_dependent_with_a_reason(local: LocalHost) -
     a = local.ok("qsub", *Q, "bad.sh").strip()
     b = local.ok("qsub", "-W", f"depend=afterok:{a}", *Q, "b.sh").strip()
     c = local.ok("qsub", "-W", f"depend=afterok:{b}", *Q, "b.sh").strip()
-    job = finished(local, c)
+    job = local.wait_finished(c)
     assert job["status"] == "Failed" and "can never be met" in job["reason"]
-    assert record(local, b)["attempt"] == 0 and local.ok("qlog", b) == ""
+    assert local.job(b)["attempt"] == 0 and local.ok("qlog", b) == ""
 
 
 def test_afternotok_afterany_and_submit_time_judgement(local: LocalHost) -> None:
@@ -134,9 +121,9 @@ def test_afternotok_afterany_and_submit_time_judgement(local: LocalHost) -> None
     notok = local.ok("qsub", "-W", f"depend=afternotok:{bad}", *Q, "ok.sh").strip()
     anyway = local.ok("qsub", "-W", f"depend=afterany:{bad}", *Q, "ok.sh").strip()
     never = local.ok("qsub", "-W", f"depend=afterok:{bad}", *Q, "ok.sh").strip()
-    assert finished(local, notok)["status"] == "Successful"
-    assert finished(local, anyway)["status"] == "Successful"
-    assert record(local, never)["status"] == "Failed"  # judged at once: bad had already failed
+    assert local.wait_finished(notok)["status"] == "Successful"
+    assert local.wait_finished(anyway)["status"] == "Successful"
+    assert local.job(never)["status"] == "Failed"  # judged at once: bad had already failed
 
 
 def test_aftercorr_pairs_tasks(local: LocalHost) -> None:
@@ -145,7 +132,7 @@ def test_aftercorr_pairs_tasks(local: LocalHost) -> None:
     first = local.ok("qsub", "-a", "1-3", *Q, "first.sh").strip()
     second = local.ok("qsub", "-a", "1-3", "-W", f"depend=aftercorr:{first}", *Q,
                       "second.sh").strip()  # fmt: skip
-    job = finished(local, second)
+    job = local.wait_finished(second)
     assert job["counts"]["Successful"] == 2 and job["counts"]["Failed"] == 1
     failed = json.loads(local.ok("qstat", "-a", second, "--json"))["jobs"]
     by_index = {task["array_index"]: task for task in failed}
@@ -164,22 +151,22 @@ def test_hold_and_release(local: LocalHost) -> None:
     local.script("x.sh", "echo released\n")
     held = local.ok("qsub", "-h", *Q, "x.sh").strip()
     time.sleep(1.5)
-    assert record(local, held)["status"] == "Held"
+    assert local.job(held)["status"] == "Held"
     local.ok("qrls", held)
-    assert finished(local, held)["status"] == "Successful"
+    assert local.wait_finished(held)["status"] == "Successful"
     # hold a waiting job behind a full cluster, then release it
     local.script("block.sh", "sleep 600\n")
     blockers = [local.ok("qsub", *Q, "block.sh").strip() for _ in range(CORES)]
-    local.wait_for(lambda: all(record(local, b)["status"] == "Running" for b in blockers))
+    local.wait_for(lambda: all(local.job(b)["status"] == "Running" for b in blockers))
     waiting = local.ok("qsub", *Q, "x.sh").strip()
     local.ok("qhold", waiting)
     local.ok("qdel", *blockers)
     time.sleep(1.5)
-    assert record(local, waiting)["status"] == "Held"
+    assert local.job(waiting)["status"] == "Held"
     result = local.sh("qhold", blockers[0])
     assert result.code == 0 and "cannot be held" in result.err
     local.ok("qrls", waiting)
-    assert finished(local, waiting)["status"] == "Successful"
+    assert local.wait_finished(waiting)["status"] == "Successful"
 
 
 def test_time_limit_stops_the_job(local: LocalHost) -> None:
@@ -188,7 +175,7 @@ def test_time_limit_stops_the_job(local: LocalHost) -> None:
     result = local.sh("qsub", "--wait", "-t", "0:02", *Q, "long.sh")
     assert time.monotonic() - started < 10
     assert result.code == 143
-    job = record(local, result.out.strip())
+    job = local.job(result.out.strip())
     assert job["status"] == "Failed" and "time limit" in job["reason"]
 
 
@@ -196,13 +183,13 @@ def test_priority_orders_waiting_jobs(local: LocalHost) -> None:
     local.script("block.sh", "sleep 600\n")
     local.script("x.sh", "true\n")
     blockers = [local.ok("qsub", *Q, "block.sh").strip() for _ in range(CORES)]
-    local.wait_for(lambda: all(record(local, b)["status"] == "Running" for b in blockers))
+    local.wait_for(lambda: all(local.job(b)["status"] == "Running" for b in blockers))
     low = local.ok("qsub", "--priority", "-5", *Q, "x.sh").strip()
     high = local.ok("qsub", "--priority", "10", *Q, "x.sh").strip()
     local.ok("qdel", blockers[0])
-    finished(local, high)
-    finished(local, low)
-    assert record(local, high)["started"] <= record(local, low)["started"]
+    local.wait_finished(high)
+    local.wait_finished(low)
+    assert local.job(high)["started"] <= local.job(low)["started"]
     local.ok("qdel", *blockers)
 
 
@@ -226,7 +213,7 @@ def test_qdel_on_arrays(local: LocalHost) -> None:
     cancelled = sorted(t["array_index"] for t in tasks if t["status"] == "Cancelled")
     assert cancelled == [2, 3, 5]
     local.ok("qdel", "-f", "Held", "-q", "sample-queue-1")
-    assert record(local, array_id)["counts"]["Cancelled"] == 6
+    assert local.job(array_id)["counts"]["Cancelled"] == 6
     bad = local.sh("qdel", "1x[")
     assert bad.code == 2 and "not a job id" in bad.err
 
@@ -235,7 +222,7 @@ def test_wait_on_an_array_exits_with_the_failing_code(local: LocalHost) -> None:
     local.script("t.sh", "[ $HYPER_ARRAY_INDEX -eq 3 ] && exit 6\nexit 0\n")
     result = local.sh("qsub", "--wait", "-a", "1-4", *Q, "t.sh")
     assert result.code == 6
-    assert record(local, result.out.strip())["status"] == "Failed"
+    assert local.job(result.out.strip())["status"] == "Failed"
 
 
 SLURM_SCRIPT = """#!/bin/bash
@@ -281,7 +268,7 @@ def test_slurm_script_runs_unchanged(local: LocalHost) -> None:
     assert result.code == 0, result.err
     assert result.err.count("\n") == 1 and "--mem=1G is not supported" in result.err
     array_id = result.out.strip()
-    job = record(local, array_id)
+    job = local.job(array_id)
     assert (job["name"], job["time_limit"], job["size"]) == ("slurm-job", 600, 3)
     out = (local.cwd / f"slurm-{array_id}_2.out").read_text()
     assert out == f"task 2 of job {array_id} in sample-queue-1\nto stderr\n"
@@ -291,7 +278,7 @@ def test_pbs_script_runs_unchanged(local: LocalHost) -> None:
     local.script("pbs.sh", PBS_SCRIPT)
     env = {**local.env, "MARK": "exported"}
     array_id = local.ok("qsub", "--wait", "pbs.sh", env=env).strip()
-    job = record(local, array_id)
+    job = local.job(array_id)
     assert (job["name"], job["time_limit"], job["size"]) == ("pbs-job", 600, 2)
     assert (local.cwd / "pbs.out").read_text() in ("pbs 1 exported\n", "pbs 2 exported\n")
 
@@ -301,7 +288,7 @@ def test_lsf_script_runs_unchanged(local: LocalHost) -> None:
     result = local.sh("qsub", "--wait", "lsf.sh")
     assert result.code == 0 and "-n 4 is not supported" in result.err
     array_id = result.out.strip()
-    job = record(local, array_id)
+    job = local.job(array_id)
     assert (job["name"], job["time_limit"], job["size"]) == ("lsf-job", 600, 2)
     task_one = int(array_id) + 1
     out = local.cwd / f"lsf.{task_one}.1.out"
@@ -323,7 +310,7 @@ def test_hundred_thousand_tasks_in_one_request(local: LocalHost) -> None:
     assert counts["counts"]["Held"] == 100000 and len(counts["jobs"]) == 5
     assert counts["next"] == counts["jobs"][-1]["id"]
     local.ok("qdel", array_id)
-    assert record(local, array_id)["counts"]["Cancelled"] == 100000
+    assert local.job(array_id)["counts"]["Cancelled"] == 100000
     assert took < 30  # the figure itself is measured by the benchmarks
 
 
@@ -331,7 +318,7 @@ def test_hundred_thousand_tasks_in_one_request(local: LocalHost) -> None:
 def test_array_of_ten_thousand_runs_to_the_end(local: LocalHost) -> None:
     local.script("x.sh", "true\n")
     array_id = local.ok("qsub", "--wait", "-a", "1-10000", *Q, "x.sh", timeout=600).strip()
-    assert record(local, array_id)["counts"]["Successful"] == 10000
+    assert local.job(array_id)["counts"]["Successful"] == 10000
 
 
 def test_one_task_by_its_selector_in_qlog_and_qstat(local: LocalHost) -> None:

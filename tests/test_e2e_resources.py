@@ -25,10 +25,6 @@ def items(local: LocalHost, kind: str) -> dict[str, dict]:
     return {item["name"]: item for item in listing["items"]}
 
 
-def job(local: LocalHost, job_id: str) -> dict:
-    return json.loads(local.ok("qstat", "-i", job_id, "--json"))["job"]
-
-
 def test_flags_only_cluster_queue_definition_run_a_job(local: LocalHost) -> None:
     local.ok("hyper", "clusters", "add-cluster", "--name", "c1", "--max-vcpus", "4", "--yes")
     local.ok("hyper", "queues", "add-queue", "--name", "q1", "--compute-environment", "c1", "--yes")
@@ -120,7 +116,7 @@ def test_delete_refuses_while_in_use_unless_forced(local: LocalHost) -> None:
     assert result.code == 2 and "definition 'sample-def-1'" in result.err
     local.ok("hyper", "queues", "delete-queue", "sample-queue-1", "--force")
     assert "sample-queue-1" not in items(local, "queues")
-    assert job(local, held)["status"] == "Cancelled"
+    assert local.job(held)["status"] == "Cancelled"
     local.ok("hyper", "clusters", "delete-cluster", "local-cluster")
     assert "local-cluster" not in items(local, "clusters")
 
@@ -184,7 +180,7 @@ def test_memory_limit_stops_a_job_that_exceeds_it(local: LocalHost) -> None:
     local.script("big.sh", "#!/usr/bin/env python3\nx = bytearray(400 * 2**20)\nprint('ok')\n")
     local.script("fits.sh", "#!/usr/bin/env python3\nx = bytearray(20 * 2**20)\nprint('ok')\n")
     big = local.sh("qsub", "--wait", "-q", "sample-queue-1", "-d", "small", "big.sh")
-    assert big.code != 0 and job(local, big.out.strip())["status"] == "Failed"
+    assert big.code != 0 and local.job(big.out.strip())["status"] == "Failed"
     assert "MemoryError" in local.ok("qlog", "-t", "STDERR", big.out.strip())
     fits = local.ok("qsub", "--wait", "-q", "sample-queue-1", "-d", "small", "fits.sh").strip()
     assert local.ok("qlog", fits) == "ok\n"
