@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from hyper.cli import hosts, resources, worker
+from hyper.cli import data, hosts, items, resources, tasks, worker, workflows
 from hyper.errors import EXIT_FAILURE, EXIT_USAGE, HyperError, is_utf8, one_line
 
 
@@ -47,6 +47,10 @@ app.add_typer(resources.queues, name="queues")
 app.add_typer(resources.images, name="images")
 app.add_typer(resources.definitions, name="definitions")
 app.add_typer(worker.app, name="worker")
+app.add_typer(workflows.app, name="workflows")
+app.add_typer(tasks.app, name="tasks")
+app.add_typer(items.app, name="items")
+app.add_typer(data.app, name="data")
 
 
 def _click_errors() -> Any:
