@@ -19,9 +19,11 @@ from typing import Generic
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
 from hyper.resources import SpecT, active_regions, find_spec
-from hyper.store.base import Store
+from hyper.store.base import Store, WorkerRecord
 
 log = logging.getLogger(__name__)
+
+NOT_REPORTED = frozenset({"ASSIGNED", "STARTING"})  # worker states before its first report
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class Scheduler:
             alive = launcher.alive(worker) if launcher else None
             # a worker reports at least every long-poll (10 s) or heartbeat (0.5 s): one
             # silent this long is stuck even when its process is there, and its slot is freed
-            silent = now - worker.last_seen > self.silence_seconds
+            silent = now - worker.last_seen > self._allowed_silence(worker, launcher)
             if alive is False or silent:
                 self.store.end_worker(worker.id, now)
                 if launcher is not None:
@@ -82,14 +84,26 @@ class Scheduler:
                 gone += 1
         return gone
 
+    def _allowed_silence(self, worker: WorkerRecord, launcher: Launcher | None) -> float:
+        """A worker that has not reported yet may take its launcher's start-up time."""
+        startup = launcher.startup_seconds if launcher else None
+        if worker.state in NOT_REPORTED and startup is not None:
+            return max(startup, self.silence_seconds)
+        return self.silence_seconds
+
     def _weights(
-        self, queue: QueueSpec, regions: dict[str, RegionSpec], definition: str
+        self,
+        queue: QueueSpec,
+        regions: dict[str, RegionSpec],
+        definition: str,
+        cluster: ClusterSpec,
     ) -> dict[str, int]:
         """The regions this queue's workers may go to now, with their weights: `auto`
-        weighs every ACTIVE region equally. A region that cannot take a worker of this
-        definition at all (a pool with no machine for it) is left out."""
+        asks each kind's launcher to weigh its ACTIVE regions (AWS: spot placement scores)
+        and weighs the rest equally. A region that cannot take a worker of this definition
+        at all (a pool with no machine for it) is left out."""
         if queue.automate_region_weights:
-            weights = dict.fromkeys(regions, 1)
+            weights = self._auto_weights(regions, cluster)
         else:
             weights = {n: w for n, w in queue.region_distribution_weights.items() if n in regions}
         usable = {}
@@ -101,6 +115,17 @@ class Scheduler:
             if room is None or room > 0 or self._workers_in(name, queue.name, definition):
                 usable[name] = weight
         return usable
+
+    def _auto_weights(self, regions: dict[str, RegionSpec], cluster: ClusterSpec) -> dict[str, int]:
+        weights = dict.fromkeys(regions, 1)
+        by_kind: dict[str, list[str]] = {}
+        for name, region in regions.items():
+            by_kind.setdefault(region.kind, []).append(name)
+        for kind, names in by_kind.items():
+            launcher = self.launchers.get(kind)
+            found = launcher.auto_weights(names, cluster) if launcher else None
+            weights.update({name: found.get(name, 1) for name in names} if found else {})
+        return weights
 
     def _workers_in(self, region: str, queue: str, definition: str) -> int:
         return sum(
@@ -130,7 +155,7 @@ class Scheduler:
             if not waiting or q is None or d is None or cluster is None:
                 continue
             wanted = math.ceil((waiting + running) / d.jobs_to_workers_ratio)
-            shares = split_by_weight(wanted, self._weights(q, regions, d.name))
+            shares = split_by_weight(wanted, self._weights(q, regions, d.name, cluster))
             for region, share in shares.items():
                 launcher = self.launchers[regions[region].kind]
                 key = (q.compute_environment, region)

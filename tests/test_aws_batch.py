@@ -652,16 +652,23 @@ def put(store: SQLiteStore, kind: ResourceKind, spec: Spec) -> None:
     store.put_resource(kind.value, spec.name, spec.model_dump(), "ACTIVE", ["ready"], time.time())
 
 
-def aws_host(store: SQLiteStore, regions: tuple[str, ...], weights: dict[str, int]) -> None:
+def aws_host(
+    store: SQLiteStore,
+    regions: tuple[str, ...],
+    weights: dict[str, int] | None,
+    instance_types: tuple[str, ...] = ("optimal",),
+) -> None:
     """The host's records and their Batch side: cluster c1 (10,000 vCPUs a region), queue q1
-    weighted over `regions`, definition d1."""
-    cluster = ClusterSpec(name="c1", instance_list=["optimal"], max_vcpus=10_000, compute_envs=1)
+    weighted over `regions` (`auto` when weights is None), definition d1."""
+    cluster = ClusterSpec(
+        name="c1", instance_list=list(instance_types), max_vcpus=10_000, compute_envs=1
+    )
     for region in regions:
         put(store, ResourceKind.REGION, RegionSpec(name=region, kind="aws"))
     put(store, ResourceKind.CLUSTER, cluster)
     put(store, ResourceKind.QUEUE, QueueSpec(
-        name="q1", compute_environment="c1", automate_region_weights=False,
-        region_distribution_weights=weights,
+        name="q1", compute_environment="c1", automate_region_weights=weights is None,
+        region_distribution_weights=weights or {},
     ))  # fmt: skip
     put(store, ResourceKind.DEFINITION, DEFINITION)
     roles = batch.ensure_cluster_roles(cluster, NAMES, lambda _: None)
@@ -733,6 +740,37 @@ def test_a_demand_of_1000_is_one_array_job_per_region_split_5_3_2(
     assert len({w.id for w in store.live_workers()}) == 1000
     # the key is in no call, only the secret's ARN in the job definition
     assert "HYPER_API_KEY" not in json.dumps(launched.calls.calls)
+
+
+def test_auto_weights_come_from_spot_placement_scores_asked_once(
+    aws: None, store: SQLiteStore
+) -> None:
+    aws_host(store, THREE, None, instance_types=("c5.large",))
+    store.submit([NewJob(name="sim", queue="q1", definition="d1", script="echo hi\n",
+                         array=ArrayTasks(indices=list(range(1, 1001))))], time.time())  # fmt: skip
+    ec2 = boto3.client("ec2", region_name="ap-southeast-1")
+    with Stubber(ec2) as stub:  # moto has no GetSpotPlacementScores
+        stub.add_response(
+            "get_spot_placement_scores",
+            {"SpotPlacementScores": [{"Region": "us-east-1", "Score": 9},
+                                     {"Region": "eu-west-1", "Score": 3},
+                                     {"Region": "ap-southeast-1", "Score": 3}]},
+            {"InstanceTypes": ["c5.large"], "TargetCapacity": 10_000,
+             "TargetCapacityUnitType": "vcpu", "SingleAvailabilityZone": False,
+             "RegionNames": sorted(THREE)},
+        )  # fmt: skip
+        launched = Launched(store, ec2_clients=lambda region: ec2)
+        scheduler = Scheduler(store, {"aws": launched.launcher}, silence_seconds=600)
+        scheduler.tick(time.time())
+        stub.assert_no_pending_responses()
+        # moto's Batch ends the arrays at once, so the next tick starts them all again:
+        # with the scores kept (a second call would find no answer and fall back to the
+        # fixed weights, 5 : 1 : 5)
+        scheduler.tick(time.time())
+
+    # 9²/3 : 3²/3 : 3²/3 = 27 : 3 : 3 of 1,000 workers, both times
+    sizes = {r: [s["arrayProperties"]["size"] for s in launched.submits(r)] for r in THREE}
+    assert sizes == {"us-east-1": [818] * 2, "eu-west-1": [91] * 2, "ap-southeast-1": [91] * 2}
 
 
 def test_the_submit_job_request(aws: None, store: SQLiteStore) -> None:

@@ -355,3 +355,24 @@ def test_silent_workers_are_ended_when_no_launcher_can_tell(
     assert report.gone == 8
     assert all(_state(tmp_path / "store.db", w)[0] == "EXITED" for w in pool)
     assert placed(store) == {"local": 8}  # the emptied pool is left out: all go local
+
+
+def test_workers_get_their_launchers_start_up_time_before_their_first_report(
+    store: SQLiteStore, scheduler: Scheduler, local: Recording
+) -> None:
+    """Batch workers wait RUNNABLE for instances: until a worker first reports, silence
+    is measured against its launcher's start-up time, and after it against the lease."""
+    build(store, weights={"local": 1})
+    submit(store, 400)
+    local.startup_seconds = 300
+    now = time.time()
+    scheduler.tick(now)
+    started = [w.id for w in store.live_workers()]
+    assert len(started) == 8 and {w.state for w in store.live_workers()} == {"STARTING"}
+
+    assert scheduler.tick(now + 120).gone == 0  # silent past 30 s, but still starting
+    store.touch_worker(started[0], now + 120)  # its first report: ACTIVE from now on
+    report = scheduler.tick(now + 200)
+    assert report.gone == 1 and started[0] not in {w.id for w in store.live_workers()}
+    scheduler.tick(now + 400)  # past the start-up time too
+    assert not set(started) & {w.id for w in store.live_workers()}

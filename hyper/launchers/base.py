@@ -7,7 +7,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from hyper.models import DefinitionSpec
+from hyper.models import ClusterSpec, DefinitionSpec
 from hyper.store.base import WorkerRecord
 
 
@@ -21,6 +21,9 @@ class LaunchRequest:
 
 class Launcher(ABC):
     kind: str = ""
+    # how long a started worker may take to report for the first time before it counts
+    # as silent (None: no longer than any worker may stay silent)
+    startup_seconds: float | None = None
 
     def launch(self, request: LaunchRequest) -> list[WorkerRecord]:
         """Start up to `count` workers for (queue, definition) and return their records."""
@@ -38,6 +41,11 @@ class Launcher(ABC):
 
     def capacity(self, region: str, definition: str) -> int | None:
         """How many more workers of `definition` the region can take (None: no own limit)."""
+        return None
+
+    def auto_weights(self, regions: list[str], cluster: ClusterSpec) -> dict[str, int] | None:
+        """Weights for a queue with `auto` weights over these regions of this launcher's
+        kind (None: they weigh the same)."""
         return None
 
     def stop(self, worker: WorkerRecord) -> None:  # noqa: B027 - not every backend can

@@ -18,6 +18,11 @@ SubmitJob allows 50 calls a second per account: calls take a token from a bucket
 that rate, and a throttled call (TooManyRequestsException and the like) is tried again
 after an exponential back-off with jitter.
 
+A queue with `auto` weights spreads its workers over AWS regions by EC2 spot placement
+scores (hyper/providers/aws/weights.py), asked at most every 10 minutes. A worker waits
+RUNNABLE until its compute environment has an instance for it, so it has 15 minutes to
+report for the first time before the scheduler takes it for silent.
+
 `alive` asks DescribeJobs about every submitted job at once (100 a call, arrays by their
 parent; ListJobs only for arrays with children ended), at most every 30 s; it knows only
 the workers this launcher started (None for others, e.g. after a restart). `stop`
@@ -38,6 +43,7 @@ from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.models import ClusterSpec, DefinitionSpec, DeployStatus, QueueSpec, ResourceKind
 from hyper.providers.aws.batch import Names
 from hyper.providers.aws.calls import aws_client, error_code
+from hyper.providers.aws.weights import auto_weights as spot_weights
 from hyper.resources import find_spec
 from hyper.store.base import Store, WorkerRecord
 
@@ -102,6 +108,9 @@ def _boto3_batch(region: str) -> Any:
 
 class BatchLauncher(Launcher):
     kind = "aws"
+    # a Batch job waits RUNNABLE while its compute environment starts instances, often
+    # minutes; only then does the worker report in
+    startup_seconds = 15 * 60.0
 
     def __init__(
         self,
@@ -119,6 +128,8 @@ class BatchLauncher(Launcher):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
+        ec2_clients: Callable[[str], Any] = lambda region: aws_client("ec2", region),
+        weights_seconds: float = 600.0,
     ) -> None:
         self.store = store
         self.url = url
@@ -135,6 +146,9 @@ class BatchLauncher(Launcher):
         self._jobs: dict[str, tuple[str, str]] = {}  # worker id -> (region, Batch job id)
         self._alive: dict[str, bool] = {}  # worker id -> what Batch said last
         self._looked = -float("inf")
+        self._ec2 = ec2_clients
+        self.weights_seconds = weights_seconds
+        self._weights: dict[tuple[Any, ...], tuple[float, dict[str, int]]] = {}
 
     def client(self, region: str) -> Any:
         if region not in self._clients:
@@ -270,6 +284,18 @@ class BatchLauncher(Launcher):
                 vcpus[worker.definition] = spec.vcpus if spec else 1
             used += vcpus[worker.definition]
         return max(0, (total - used) // wanted.vcpus)
+
+    def auto_weights(self, regions: list[str], cluster: ClusterSpec) -> dict[str, int]:
+        """Weights from EC2 spot placement scores of the cluster's instance types, asked
+        at most every `weights_seconds` for the same regions and cluster."""
+        key = (tuple(sorted(regions)), tuple(cluster.instance_list), cluster.max_vcpus)
+        at, found = self._weights.get(key, (-float("inf"), {}))
+        if self.clock() - at > self.weights_seconds:
+            found = spot_weights(
+                sorted(regions), cluster, ec2=self._ec2(sorted(regions)[0]), log=log.info
+            )
+            self._weights[key] = (self.clock(), found)
+        return found
 
     def alive(self, worker: WorkerRecord) -> bool | None:
         """What Batch says of the worker's job, read for all known workers at once (at most
