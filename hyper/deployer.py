@@ -5,6 +5,11 @@ users), records the intent (CREATING, UPDATING, DELETING) and returns; the
 provider's work then runs in the background and the record settles ACTIVE or
 FAILED with a deployment log (a delete removes the record). Changes left
 unsettled by a restart are taken up again.
+
+Where the work runs: by default in this process, in the background. A host whose
+requests must end quickly (AWS Lambda) calls `hand_off`: each change goes to another
+invocation that calls `run`, and `resume` takes up only changes left unsettled longer
+than such an invocation may last.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class Deployer:
         self.store = store
         self.provider = provider
         self.on_change = on_change
+        self._dispatch: Callable[[ResourceKind, str], None] | None = None
+        self._stale_after = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def create(self, kind: ResourceKind, spec: Spec) -> Resource:
@@ -97,12 +104,37 @@ class Deployer:
         self._start(kind, name)
         return record
 
-    def resume(self) -> None:
-        """Take up changes that a restart interrupted."""
+    def hand_off(
+        self, dispatch: Callable[[ResourceKind, str], None], *, stale_after: float
+    ) -> None:
+        """Do changes elsewhere: `dispatch(kind, name)` hands each to a process that
+        calls `run`; one unsettled for `stale_after` seconds is taken for lost."""
+        self._dispatch, self._stale_after = dispatch, stale_after
+
+    def resume(self) -> list[str]:
+        """Take up changes that a restart interrupted (or, handed off, that were lost);
+        their names."""
+        now = time.time()
+        taken = []
         for kind in ResourceKind:
             for record in self.store.list_resources(kind.value):
-                if not DeployStatus(record.status).settled:
+                stale = now - record.updated >= self._stale_after
+                if not DeployStatus(record.status).settled and stale:
+                    self._record_line(record, "taken up again")
                     self._start(kind, record.name)
+                    taken.append(f"{kind.singular} {record.name}")
+        return taken
+
+    async def run(self, kind: ResourceKind, name: str) -> str | None:
+        """Do one change's work here and now (what a dispatched change's invocation
+        does); its status once settled, None when nothing was left to do."""
+        record = self.store.get_resource(kind.value, name)
+        if record is None or DeployStatus(record.status).settled:
+            return None
+        self._record_line(record, "working on it")  # not stale while this runs
+        await self._work(kind, name)
+        settled = self.store.get_resource(kind.value, name)
+        return settled.status if settled else "DELETED"
 
     async def settled(self) -> None:
         """Wait until every change under way has settled."""
@@ -122,7 +154,16 @@ class Deployer:
         self.on_change()
         return record
 
+    def _record_line(self, record: Resource, line: str) -> None:
+        """A line added to an unsettled record's log; its time says it is being worked on."""
+        self.store.put_resource(
+            record.kind, record.name, record.spec, record.status, [line], time.time()
+        )
+
     def _start(self, kind: ResourceKind, name: str) -> None:
+        if self._dispatch is not None:
+            self._dispatch(kind, name)
+            return
         task = asyncio.get_running_loop().create_task(self._work(kind, name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -4,15 +4,18 @@ Batch launcher, key from Secrets Manager), driven through the Lambda adapter und
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from hyper.host.lambda_adapter import TICK_EVENT, LambdaHandler, make_handler
 from hyper.providers.aws import tables
 from hyper.providers.aws.lambda_app import make_app
+from hyper.store.dynamodb import DynamoDBStore
 from tests.test_lambda_adapter import proxy_event
 
 REGION = "eu-west-1"
@@ -61,3 +64,110 @@ def serve(handler: LambdaHandler, key: str) -> None:
     assert refused["statusCode"] == 400 and "q1" in json.loads(refused["body"])["detail"]
     ticked = handler(dict(TICK_EVENT), None)
     assert ticked["hyper"] == "tick" and ticked["result"]["started"] == 0
+
+
+# ---- in Lambda: changes go to the deploy function, a submit asks for a tick -------------
+
+API_FUNCTION, DEPLOY_FUNCTION = "hyper-h1-host", "hyper-h1-deploy"
+
+
+def invoked(function: str, event: dict[str, str]) -> dict[str, object]:
+    return {
+        "FunctionName": function,
+        "InvocationType": "Event",
+        "Payload": json.dumps(event).encode(),
+    }
+
+
+@pytest.fixture
+def in_lambda(function_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """What Lambda and the stack add: the function's own name and the deploy function's;
+    asynchronous Invoke answered by botocore's Stubber (moto cannot run a function
+    without docker)."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", API_FUNCTION)
+    monkeypatch.setenv("HYPER_DEPLOY_FUNCTION", DEPLOY_FUNCTION)
+    client = boto3.client("lambda", region_name=REGION)
+    with Stubber(client) as stub:
+        yield stub
+
+
+def test_changes_are_handed_to_the_deploy_function(
+    in_lambda: Stubber, function_env: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = in_lambda
+    client = stub.client
+    api = make_handler(lambda: make_app(lambda_client=client))
+    deployer = make_handler(lambda: make_app(lambda_client=client))
+    key = function_env
+    try:
+        stub.add_response("invoke", {"StatusCode": 202}, invoked(DEPLOY_FUNCTION, {
+            "hyper": "deploy", "kind": "images", "name": "native"}))  # fmt: skip
+        made = api(proxy_event("POST", "/resources/images", key=key,
+                               body=json.dumps({"name": "native"})), None)  # fmt: skip
+        assert made["statusCode"] == 202, made  # accepted: it settles later
+        stub.assert_no_pending_responses()
+        record = json.loads(api(proxy_event("GET", "/resources/images/native", key=key))["body"])
+        assert record["status"] == "CREATING"  # nothing was deployed in the request
+
+        # the deploy function's invocation does the work, and a second one finds it done
+        done = deployer({"hyper": "deploy", "kind": "images", "name": "native"}, None)
+        assert done == {"hyper": "deploy",
+                        "result": {"kind": "images", "name": "native", "status": "ACTIVE"}}  # fmt: skip
+        again = deployer({"hyper": "deploy", "kind": "images", "name": "native"}, None)
+        assert again["result"]["status"] is None
+        record = json.loads(api(proxy_event("GET", "/resources/images/native", key=key))["body"])
+        assert record["status"] == "ACTIVE" and "working on it" in record["log"]
+        assert not [r for r in caplog.records if "failed" in r.getMessage()]
+    finally:
+        api.close()
+        deployer.close()
+
+
+def test_a_lost_change_is_handed_off_again_by_a_tick(in_lambda: Stubber, function_env: str) -> None:
+    stub = in_lambda
+    api = make_handler(lambda: make_app(lambda_client=stub.client))
+    try:
+        assert api(dict(TICK_EVENT), None)["result"]["deploys_taken_up"] == []
+        store = DynamoDBStore("hyper-h1", REGION, "hyper-h1-bucket")
+        long_ago = time.time() - 2 * 3600
+        store.put_resource("images", "native", {"name": "native"}, "CREATING", ["creating"],
+                           long_ago)  # fmt: skip
+        store.put_resource("images", "fresh", {"name": "fresh"}, "CREATING", ["creating"],
+                           time.time())  # fmt: skip
+        stub.add_response("invoke", {"StatusCode": 202}, invoked(DEPLOY_FUNCTION, {
+            "hyper": "deploy", "kind": "images", "name": "native"}))  # fmt: skip
+        ticked = api(dict(TICK_EVENT), None)["result"]
+        assert ticked["deploys_taken_up"] == ["image native"]  # not the one under way
+        stub.assert_no_pending_responses()
+        # taken up just now: the next tick leaves it to the invocation it was given
+        assert api(dict(TICK_EVENT), None)["result"]["deploys_taken_up"] == []
+    finally:
+        api.close()
+
+
+def test_a_submit_asks_for_one_tick_a_second(
+    in_lambda: Stubber, function_env: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = in_lambda
+    api = make_handler(lambda: make_app(lambda_client=stub.client))
+    key = function_env
+    try:
+        store = DynamoDBStore("hyper-h1", REGION, "hyper-h1-bucket")
+        for kind, spec in (("clusters", {"name": "c1"}),
+                           ("queues", {"name": "q1", "compute_environment": "c1"}),
+                           ("definitions", {"name": "d1"})):  # fmt: skip
+            store.put_resource(kind, spec["name"], spec, "ACTIVE", ["ready"], time.time())
+        job = {"name": "j", "queue": "q1", "definition": "d1", "script": "true\n"}
+        body = json.dumps({"jobs": [job]})
+        stub.add_response("invoke", {"StatusCode": 202}, invoked(API_FUNCTION, TICK_EVENT))
+        for _ in range(3):  # a burst: one tick asked for
+            answer = api(proxy_event("POST", "/jobs", body=body, key=key), None)
+            assert answer["statusCode"] == 200, answer
+        stub.assert_no_pending_responses()
+        assert not [r for r in caplog.records if "invoking" in r.getMessage()]
+        refused = api(proxy_event("POST", "/jobs", body=json.dumps({"jobs": [
+            {**job, "queue": "nope"}]}), key=key), None)  # fmt: skip
+        assert refused["statusCode"] == 400  # and no tick asked (none is stubbed)
+        assert not [r for r in caplog.records if "invoking" in r.getMessage()]
+    finally:
+        api.close()

@@ -173,6 +173,7 @@ ALLOWED_ACTIONS = {
     "batch:ListJobs",
     "ec2:GetSpotPlacementScores",
     "secretsmanager:GetSecretValue",
+    "lambda:InvokeFunction",
 }  # fmt: skip
 # the only actions AWS offers no narrower resource for
 STAR_ACTIONS = {"batch:DescribeJobs", "batch:ListJobs", "ec2:GetSpotPlacementScores"}
@@ -217,6 +218,12 @@ def test_the_function_may_touch_only_its_own_host(tables: str) -> None:
             elif service == "batch":
                 this_account = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
                 assert target["Fn::Sub"].startswith(this_account)
+            elif service == "lambda":  # itself (a tick after a submit) and its deployer
+                functions = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:"
+                assert target["Fn::Sub"] in (
+                    f"{functions}function:{resources[lid]['Properties']['FunctionName']}"
+                    for lid in ("HostFunction", "DeployFunction")
+                )
             else:
                 raise AssertionError(f"{service} has a resource: {target}")
     assert touched_tables == own_tables
@@ -234,6 +241,30 @@ def test_the_function_may_touch_only_its_own_host(tables: str) -> None:
         if "Fn::Sub" in r
     }
     assert index_arns == with_indexes
+
+
+def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
+    """Only the deploy function may make stacks, roles, repositories and compute
+    environments, and only this host's; the API function may only invoke it."""
+    template = host(batch_prefix="hyper-h1")
+    resources = template["Resources"]
+    deployer = resources["DeployFunction"]["Properties"]
+    assert deployer["Timeout"] == 900 and deployer["Role"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
+    api_env = resources["HostFunction"]["Properties"]["Environment"]["Variables"]
+    assert api_env["HYPER_DEPLOY_FUNCTION"] == deployer["FunctionName"]
+    (policy,) = resources["DeployRole"]["Properties"]["Policies"]
+    for found in policy["PolicyDocument"]["Statement"]:
+        if found["Resource"] == "*":
+            continue
+        for target in found["Resource"]:
+            text = target["Fn::Sub"] if "Fn::Sub" in target else str(target)
+            own = (
+                ":stack/hyper-h1-*", "/hyper-h1-*", ":repository/hyper-h1/*", "Table",
+                "Bucket", "ApiKeySecretArn", "DeployFunctionLogs",
+            )  # fmt: skip
+            assert any(mark in text for mark in own), target
+    api_actions = {a for s in policy_statements(template) for a in as_list(s["Action"])}
+    assert not {a for a in api_actions if a.split(":")[0] in ("cloudformation", "iam", "ecr")}
 
 
 def test_a_batch_prefix_narrows_submitting() -> None:

@@ -286,7 +286,7 @@ def test_an_app_that_fails_answers_500(
 
 
 def test_an_app_without_a_tick(bare: LambdaHandler) -> None:
-    with pytest.raises(HyperError, match="no scheduler tick"):
+    with pytest.raises(HyperError, match="no tick hook"):
         bare(dict(TICK_EVENT))
 
 

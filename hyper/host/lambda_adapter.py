@@ -8,7 +8,10 @@ Each invocation is either:
   the host app answers it, and the answer becomes the proxy response (statusCode,
   headers, multiValueHeaders, body, isBase64Encoded);
 - ``{"hyper": "tick"}`` from the schedule: one scheduler tick, through the hook the
-  app factory gave.
+  app factory gave;
+- ``{"hyper": "deploy", "kind": KIND, "name": NAME}``, which the function sends itself
+  (asynchronously) for each resource change: that change's work, which may take
+  minutes, through the factory's deploy hook.
 
 The app is built once per container by an app factory, and its lifespan startup runs
 once, on the first invocation; one event loop per container runs every invocation
@@ -41,6 +44,7 @@ from hyper.errors import HyperError
 log = logging.getLogger(__name__)
 
 TICK_EVENT = {"hyper": "tick"}
+DEPLOY = "deploy"
 FACTORY_VARIABLE = "HYPER_APP_FACTORY"
 DEFAULT_FACTORY = "hyper.providers.aws.lambda_app:make_app"
 
@@ -57,11 +61,13 @@ _TEXT_SUFFIXES = ("+json", "+xml")
 
 @dataclass(frozen=True)
 class LambdaApp:
-    """What an app factory gives: the ASGI app and the scheduler tick hook (sync or async;
-    what it returns goes back to the caller when it is JSON, or a dataclass)."""
+    """What an app factory gives: the ASGI app, the scheduler tick hook and the hook that
+    does one resource change's work (sync or async; what they return goes back to the
+    caller when it is JSON, or a dataclass)."""
 
     app: ASGIApp
     tick: Callable[[], Any] | None = None
+    deploy: Callable[[str, str], Any] | None = None
 
 
 AppFactory = Callable[[], LambdaApp]
@@ -78,14 +84,20 @@ class LambdaHandler:
         self._check(event)
         container = self._start()
         if is_tick(event):
-            return container.tick()
+            return container.run_hook("tick", container.tick_hook)
+        if is_deploy(event):
+            kind, name = event["kind"], event["name"]
+            return container.run_hook(DEPLOY, container.deploy_hook, kind, name)
         return container.http(event, context)
 
     def _check(self, event: Any) -> None:
-        if not is_tick(event) and not (isinstance(event, dict) and "httpMethod" in event):
+        if not (is_tick(event) or is_deploy(event)) and not (
+            isinstance(event, dict) and "httpMethod" in event
+        ):
             raise HyperError(
                 "not an event this function takes: an API Gateway REST proxy event "
-                f"(payload 1.0) or {json.dumps(TICK_EVENT)}"
+                f'(payload 1.0), {json.dumps(TICK_EVENT)} or {{"hyper": "deploy", "kind": '
+                '"...", "name": "..."}'
             )
 
     def close(self) -> None:
@@ -132,6 +144,19 @@ handler = make_handler(app_from_environment)
 
 def is_tick(event: Any) -> bool:
     return isinstance(event, dict) and event.get("hyper") == TICK_EVENT["hyper"]
+
+
+def deploy_event(kind: str, name: str) -> dict[str, str]:
+    return {"hyper": DEPLOY, "kind": kind, "name": name}
+
+
+def is_deploy(event: Any) -> bool:
+    return (
+        isinstance(event, dict)
+        and event.get("hyper") == DEPLOY
+        and isinstance(event.get("kind"), str)
+        and isinstance(event.get("name"), str)
+    )
 
 
 # API Gateway events <-> ASGI ------------------------------------------------------------
@@ -236,6 +261,7 @@ class _Container:
     def __init__(self, built: LambdaApp) -> None:
         self.app = built.app
         self.tick_hook = built.tick
+        self.deploy_hook = built.deploy
         self.loop = asyncio.new_event_loop()
         self.lifespan = _Lifespan(self.app)
 
@@ -263,10 +289,10 @@ class _Container:
         scope["state"] = dict(self.lifespan.state)
         return self.loop.run_until_complete(self._http(scope, body))
 
-    def tick(self) -> dict[str, Any]:
-        if self.tick_hook is None:
-            raise HyperError("this app has no scheduler tick")
-        result = self.tick_hook()
+    def run_hook(self, name: str, hook: Callable[..., Any] | None, *args: Any) -> dict[str, Any]:
+        if hook is None:
+            raise HyperError(f"this app has no {name} hook")
+        result = hook(*args)
         if asyncio.iscoroutine(result):
             result = self.loop.run_until_complete(result)
         if dataclasses.is_dataclass(result) and not isinstance(result, type):
@@ -275,7 +301,7 @@ class _Container:
             json.dumps(result)
         except (TypeError, ValueError):
             result = None
-        return {"hyper": "tick", "result": result}
+        return {"hyper": name, "result": result}
 
     async def _http(self, scope: Scope, body: bytes) -> dict[str, Any]:
         answered = asyncio.Event()

@@ -1,25 +1,111 @@
-"""The host app as the AWS Lambda function runs it: the DynamoDB store, the AWS provider,
+"""The host app as the AWS Lambda functions run it: the DynamoDB store, the AWS provider,
 workers on AWS Batch, settings from the function's environment (set by the host stack)
-and the API key from Secrets Manager."""
+and the API key from Secrets Manager.
+
+Two functions of the host stack run it. The API function answers requests and runs the
+scheduler ticks; a request must end within API Gateway's 29 s, so it hands each resource
+change to the deploy function (``HYPER_DEPLOY_FUNCTION``), invoked asynchronously, which
+alone may make stacks, roles and compute environments. After a submit, the API function
+asks itself for a tick the same way, so workers start at once rather than at the next
+scheduled tick. A change whose invocation was lost is handed off again by a tick once it
+has been unsettled longer than the deploy function may run.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 
-from hyper.host.lambda_adapter import LambdaApp
+from hyper.host.lambda_adapter import (
+    TICK_EVENT,
+    ASGIApp,
+    LambdaApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    deploy_event,
+)
+from hyper.providers.aws.templates import DEPLOY_TIMEOUT_SECONDS
+
+log = logging.getLogger(__name__)
+
+DEPLOY_STALE_SECONDS = DEPLOY_TIMEOUT_SECONDS + 60
 
 
-def make_app() -> LambdaApp:
+class SelfInvoker:
+    """Asynchronous invocations of one of the host's functions (its events are queued by
+    Lambda; a failure is logged: the scheduled tick makes up for it)."""
+
+    def __init__(self, function: str, region: str, client: Any = None) -> None:
+        self.function = function
+        self.region = region
+        self._client = client
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self._client is None:
+            self._client = boto3.client("lambda", region_name=self.region)
+        try:
+            self._client.invoke(
+                FunctionName=self.function,
+                InvocationType="Event",
+                Payload=json.dumps(event).encode(),
+            )
+        except Exception as error:
+            log.warning("invoking %s with %s failed: %s", self.function, event, error)
+
+
+class TickAfterSubmit:
+    """ASGI middleware: after a successful submit, `ask` for a tick (at most once per
+    `gap` seconds per container: a burst of submits needs one tick, not one each)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        ask: Callable[[], None],
+        *,
+        gap: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app, self.ask, self.gap, self.clock = app, ask, gap, clock
+        self._asked = -float("inf")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        submit = scope["type"] == "http" and (scope["method"], scope["path"]) == ("POST", "/jobs")
+        if not submit:
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def noting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, noting)
+        if status == 200 and self.clock() - self._asked >= self.gap:
+            self._asked = self.clock()
+            self.ask()
+
+
+def make_app(*, lambda_client: Any = None) -> LambdaApp:
     """Built once per Lambda container (the adapter calls it on the first event)."""
     from hyper.host.app import create_app
     from hyper.host.service import HostService
     from hyper.host.settings import HostSettings
     from hyper.launchers.base import Launcher
     from hyper.launchers.batch import BatchLauncher
+    from hyper.models import ResourceKind
     from hyper.providers.aws.provider import AwsProvider
     from hyper.store.dynamodb import DynamoDBStore
 
@@ -44,4 +130,31 @@ def make_app() -> LambdaApp:
         return {"aws": BatchLauncher(store, url=settings.url, names=provider.names)}
 
     app = create_app(settings, store, provider=provider, local_defaults=False, launchers=launchers)
-    return LambdaApp(app, tick=lambda: app.state.tick())
+    deployer = app.state.service.deployer
+    asgi: ASGIApp = app
+    # in Lambda (not when the app is served some other way, as in tests)
+    this_function = env.get("AWS_LAMBDA_FUNCTION_NAME")
+    if this_function:
+        deploy_function = env.get("HYPER_DEPLOY_FUNCTION") or this_function
+        to_deployer = SelfInvoker(deploy_function, region, lambda_client)
+        deployer.hand_off(
+            lambda kind, name: to_deployer(deploy_event(kind.value, name)),
+            stale_after=DEPLOY_STALE_SECONDS,
+        )
+        to_self = SelfInvoker(this_function, region, lambda_client)
+        asgi = TickAfterSubmit(app, lambda: to_self(dict(TICK_EVENT)))
+
+    def tick() -> dict[str, Any]:
+        report = dataclasses.asdict(app.state.tick())
+        # served otherwise, changes run in this process and a restart takes them up
+        taken = deployer.resume() if this_function else []
+        return {**report, "deploys_taken_up": taken}
+
+    async def deploy(kind: str, name: str) -> dict[str, Any]:
+        try:
+            resource_kind = ResourceKind(kind)
+        except ValueError:
+            return {"kind": kind, "name": name, "status": None, "error": "no such kind"}
+        return {"kind": kind, "name": name, "status": await deployer.run(resource_kind, name)}
+
+    return LambdaApp(asgi, tick=tick, deploy=deploy)

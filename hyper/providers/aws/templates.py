@@ -39,6 +39,8 @@ Json = dict[str, Any]
 LAMBDA_PYTHON = "3.11"  # the bundle's wheels are built for this version (bundle.py)
 LAMBDA_RUNTIME = f"python{LAMBDA_PYTHON}"
 LAMBDA_HANDLER = "hyper.host.lambda_adapter.handler"
+FUNCTION_TIMEOUT_SECONDS = 300  # API Gateway ends a request at 29 s; a tick may take longer
+DEPLOY_TIMEOUT_SECONDS = 900  # Lambda's most: a region's stack can take minutes
 API_STAGE = "v1"
 TEMPLATE_VERSION = "2010-09-09"
 HOST_TAG = "hyper:host"
@@ -234,34 +236,52 @@ def host_template(
         DeletionPolicy="Delete",
         UpdateReplacePolicy="Delete",
     )
-    resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix)
-    resources["HostFunction"] = resource(
-        "AWS::Lambda::Function",
+    deployer = physical_name(host_name, "deploy")
+    resources["DeployFunctionLogs"] = resource(
+        "AWS::Logs::LogGroup",
         {
-            "FunctionName": function,
-            "Description": f"hyper host {host_name}: the API and the scheduler",
-            "Runtime": LAMBDA_RUNTIME,
-            "Handler": LAMBDA_HANDLER,
-            "Architectures": ["x86_64"],
-            "Code": {"S3Bucket": code_bucket, "S3Key": code_key},
-            "Role": get_att("FunctionRole", "Arn"),
-            "MemorySize": memory_mib,
-            "Timeout": 60,
-            "Environment": {
-                "Variables": {
-                    "HYPER_HOST_NAME": host_name,
-                    "HYPER_TABLE_PREFIX": prefix,
-                    "HYPER_BUCKET": ref("Bucket"),
-                    "HYPER_REGION": ref("AWS::Region"),
-                    "HYPER_SECRET_ARN": ref(SECRET_PARAMETER),
-                    "HYPER_API_URL": _api_url(),
-                    "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
-                    "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
-                }
-            },
+            "LogGroupName": f"/aws/lambda/{deployer}",
+            "RetentionInDays": log_retention_days,
             "Tags": tags(host_name),
         },
-        DependsOn=["FunctionLogs"],  # the function must not create its log group itself
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+    )
+    environment = {
+        "HYPER_HOST_NAME": host_name,
+        "HYPER_TABLE_PREFIX": prefix,
+        "HYPER_BUCKET": ref("Bucket"),
+        "HYPER_REGION": ref("AWS::Region"),
+        "HYPER_SECRET_ARN": ref(SECRET_PARAMETER),
+        "HYPER_API_URL": _api_url(),
+        "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
+        "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
+    }
+    code = {"S3Bucket": code_bucket, "S3Key": code_key}
+    resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
+    resources["HostFunction"] = _function(
+        function,
+        f"hyper host {host_name}: the API and the scheduler",
+        "FunctionRole",
+        "FunctionLogs",
+        code,
+        memory_mib,
+        timeout=FUNCTION_TIMEOUT_SECONDS,
+        # resource changes go to the deploy function; ticks it asks of itself
+        environment={**environment, "HYPER_DEPLOY_FUNCTION": deployer},
+        host_name=host_name,
+    )
+    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix)
+    resources["DeployFunction"] = _function(
+        deployer,
+        f"hyper host {host_name}: region, cluster, image and definition changes",
+        "DeployRole",
+        "DeployFunctionLogs",
+        code,
+        memory_mib,
+        timeout=DEPLOY_TIMEOUT_SECONDS,
+        environment=environment,
+        host_name=host_name,
     )
     resources.update(_api(host_name, api_name, rate_limit, burst_limit))
     resources["TickRule"] = resource(
@@ -368,37 +388,152 @@ def _bucket(host_name: str) -> dict[str, Json]:
     return {"Bucket": bucket, "BucketPolicy": policy}
 
 
-def _function_role(host_name: str, tables: dict[str, Json], batch_prefix: str | None) -> Json:
-    """The host function's role: this host's tables (and their indexes), bucket, log
-    group and secret; Batch jobs in this account (queues and definitions named with
-    `batch_prefix` when given), and what takes no narrower resource than "*"."""
+def _function(
+    name: str,
+    description: str,
+    role: str,
+    logs: str,
+    code: Json,
+    memory_mib: int,
+    *,
+    timeout: int,
+    environment: dict[str, Any],
+    host_name: str,
+) -> Json:
+    return resource(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": name,
+            "Description": description,
+            "Runtime": LAMBDA_RUNTIME,
+            "Handler": LAMBDA_HANDLER,
+            "Architectures": ["x86_64"],
+            "Code": code,
+            "Role": get_att(role, "Arn"),
+            "MemorySize": memory_mib,
+            "Timeout": timeout,
+            "Environment": {"Variables": environment},
+            "Tags": tags(host_name),
+        },
+        DependsOn=[logs],  # a function must not create its log group itself
+    )
+
+
+def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
+    """What the host's code needs wherever it runs: this host's tables (and their
+    indexes), bucket, a log group and the secret."""
     table_arns: list[Any] = []
     for lid, definition in tables.items():
         table_arns.append(get_att(lid, "Arn"))
         if _has_indexes(definition):
             table_arns.append(sub("${" + lid + ".Arn}/index/*"))
-    batch = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
-    # Batch names are cleaned as batch.Names cleans them
-    named = re.sub(r"[^A-Za-z0-9_-]", "_", batch_prefix) + "-" if batch_prefix else ""
-    statements = [
+    return [
         statement(TABLE_ACTIONS, table_arns),
         statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [sub("${Bucket.Arn}/*")]),
         statement(["s3:ListBucket"], [get_att("Bucket", "Arn")]),
-        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att("FunctionLogs", "Arn")]),
+        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att(logs, "Arn")]),
         statement(["secretsmanager:GetSecretValue"], [ref(SECRET_PARAMETER)]),
+    ]
+
+
+def _batch_named(batch_prefix: str | None) -> str:
+    """The start of this host's Batch and IAM names (cleaned as batch.Names cleans them)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", batch_prefix) + "-" if batch_prefix else ""
+
+
+def _function_role(
+    host_name: str, tables: dict[str, Json], batch_prefix: str | None, deployer: str
+) -> Json:
+    """The API function's role: the store; Batch jobs in this account (queues and
+    definitions named with `batch_prefix` when given); invoking itself (a tick after a
+    submit) and the deploy function; and what takes no narrower resource than "*"."""
+    batch = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
+    named = _batch_named(batch_prefix)
+    functions = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+    statements = [
+        *_store_statements(tables, "FunctionLogs"),
         statement(
             ["batch:SubmitJob"],
             [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
         ),
         statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")]),
+        statement(
+            ["lambda:InvokeFunction"],
+            [sub(functions + function_name(host_name)), sub(functions + deployer)],
+        ),
         # these take no resource narrower than "*"
         statement(["batch:DescribeJobs", "batch:ListJobs"], "*"),
         statement(["ec2:GetSpotPlacementScores"], "*"),
     ]
+    return _lambda_role(f"the API function of hyper host {host_name}", statements, host_name)
+
+
+def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | None) -> Json:
+    """The deploy function's role: the store, and what a region, cluster, image or
+    definition is made of: this host's stacks, Batch resources, repositories and roles,
+    and EC2 networking (which CloudFormation makes with these credentials, and which
+    has no names to narrow it by). The API function cannot do any of this."""
+
+    def arn(service: str, rest: str, region: str = "*") -> Json:
+        return sub(f"arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{rest}")
+
+    named = _batch_named(batch_prefix)
+    stacks = arn("cloudformation", f"stack/{physical_name(host_name)}-*")
+    repositories = arn("ecr", f"repository/{batch_prefix or 'hyper'}/*")
+    statements = [
+        *_store_statements(tables, "DeployFunctionLogs"),
+        statement(["cloudformation:*"], [stacks]),
+        statement(
+            ["batch:*"],
+            [
+                arn("batch", f"{kind}/{named}*")
+                for kind in ("compute-environment", "job-queue", "job-definition")
+            ],
+        ),
+        statement(["ecr:*"], [repositories]),
+        statement(
+            [
+                "iam:CreateRole",
+                "iam:DeleteRole",
+                "iam:GetRole",
+                "iam:TagRole",
+                "iam:PassRole",
+                "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:GetRolePolicy",
+                "iam:AttachRolePolicy",
+                "iam:DetachRolePolicy",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListRolePolicies",
+                "iam:CreateInstanceProfile",
+                "iam:DeleteInstanceProfile",
+                "iam:GetInstanceProfile",
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+            ],
+            [arn("iam", f"role/{named}*", ""), arn("iam", f"instance-profile/{named}*", "")],
+        ),
+        # these take no resource narrower than "*"
+        statement(
+            [
+                "ec2:*",
+                "batch:Describe*",
+                "ecr:GetAuthorizationToken",
+                "cloudformation:Describe*",
+                "cloudformation:ValidateTemplate",
+                "iam:CreateServiceLinkedRole",
+            ],
+            "*",
+        ),
+    ]
+    return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
+
+
+def _lambda_role(description: str, statements: list[Json], host_name: str) -> Json:
     return resource(
         "AWS::IAM::Role",
         {
-            "Description": f"the function of hyper host {host_name}",
+            "Description": description,
             "AssumeRolePolicyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [
