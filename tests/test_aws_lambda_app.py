@@ -111,8 +111,8 @@ def test_changes_are_handed_to_the_deploy_function(
 
         # the deploy function's invocation does the work, and a second one finds it done
         done = deployer({"hyper": "deploy", "kind": "images", "name": "native"}, None)
-        assert done == {"hyper": "deploy",
-                        "result": {"kind": "images", "name": "native", "status": "ACTIVE"}}  # fmt: skip
+        settled = {"kind": "images", "name": "native", "status": "ACTIVE"}
+        assert done == {"hyper": "deploy", "result": settled}
         again = deployer({"hyper": "deploy", "kind": "images", "name": "native"}, None)
         assert again["result"]["status"] is None
         record = json.loads(api(proxy_event("GET", "/resources/images/native", key=key))["body"])
