@@ -55,6 +55,7 @@ class HostConfig(NamedTuple):
     region: str | None = None  # aws hosts: where the control plane runs
     account: str | None = None  # aws hosts: the AWS account
     vpc: str | None = None  # aws hosts: the CIDR or vpc-id the main region uses
+    subnets: str | None = None  # aws hosts with a vpc-id: the subnets workers use (a,b)
     dashboard: bool = False  # aws hosts: with a CloudWatch dashboard
 
     def __repr__(self) -> str:  # never shows the key

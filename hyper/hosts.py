@@ -7,6 +7,7 @@ to keep a qsub quick.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,6 +18,7 @@ from hyper.config import DEFAULT_LOCAL_HOST, HostConfig
 from hyper.errors import UsageError
 
 PROVIDERS = ("local", "aws")  # the providers this version can create hosts with
+SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
 
 
 class HostRequest(NamedTuple):
@@ -29,6 +31,7 @@ class HostRequest(NamedTuple):
     region: str | None = None  # aws: where the control plane goes
     account: str | None = None  # aws: checked against the credentials' account
     vpc: str | None = None  # aws: a CIDR or vpc-id for the main region
+    subnets: str | None = None  # aws, with a vpc-id: its subnets for workers (a,b)
     enable_dashboard: bool = False  # aws: a CloudWatch dashboard
     code_bundle: Path | None = None  # aws: a Lambda bundle built before (default: build one)
 
@@ -102,6 +105,14 @@ def aws_account(region: str) -> str:
     return account
 
 
+def vpc_subnets(region: str, vpc: str) -> tuple[list[str], list[str]]:
+    """The subnets of an existing VPC, described, and the ids chosen when none are given
+    (the create-host walkthrough offers the first and ticks the second)."""
+    from hyper.providers.aws import stacks
+
+    return stacks.describe_subnets(vpc, region), stacks.lookup_vpc(vpc, region).subnet_ids
+
+
 def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
     if not request.region:
         raise UsageError("an aws host needs --region (the AWS region of its control plane)")
@@ -112,6 +123,12 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
             check_vpc(request.vpc)
         except ValueError as error:
             raise UsageError(f"--vpc {error}") from None
+    if request.subnets:
+        if not (request.vpc or "").startswith("vpc-"):
+            raise UsageError("--subnets are chosen in an existing VPC: give --vpc vpc-...")
+        wrong = [s for s in request.subnets.split(",") if not SUBNET_ID.fullmatch(s)]
+        if wrong:
+            raise UsageError(f"--subnets: {wrong[0]!r} is not a subnet id (subnet-...)")
     aws = _aws()
     deployed: HostConfig = aws.deploy_host(
         aws.AwsHostRequest(
@@ -119,6 +136,7 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
             region=request.region,
             account=request.account,
             vpc=request.vpc,
+            subnets=request.subnets,
             enable_dashboard=request.enable_dashboard,
         ),
         log,
@@ -225,6 +243,7 @@ def update_host(
                 region=host.region,
                 account=host.account,
                 vpc=host.vpc,
+                subnets=host.subnets,
                 enable_dashboard=host.dashboard,
                 code_bundle=code_bundle,
             )

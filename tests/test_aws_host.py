@@ -124,6 +124,23 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
         (["--name", "h2", "--region", REGION, "--account", "999999999999"], "not the account"),
         (["--name", "h2", "--region", REGION, "--vpc", "10.0.0.0/99"], "neither a vpc-id"),
         (["--name", "bad/name", "--region", REGION], "invalid host name"),
+        (
+            ["--name", "h2", "--region", REGION, "--subnets", "subnet-0123456789abcdef0"],
+            "give --vpc vpc-",
+        ),
+        (
+            [
+                "--name",
+                "h2",
+                "--region",
+                REGION,
+                "--vpc",
+                "vpc-0123456789abcdef0",
+                "--subnets",
+                "sub-1",
+            ],
+            "not a subnet id",
+        ),
     ],
 )
 def test_bad_aws_hosts_are_refused(aws: dict[str, str], argv: list[str], message: str) -> None:
@@ -140,3 +157,38 @@ def test_importing_a_host_that_is_not_there(aws: dict[str, str]) -> None:
     done = hyper(aws, "hosts", "import-deployment", "--name", "nope", "--region", REGION)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done
     assert "no stack hyper-nope" in done.stderr
+
+
+def test_an_aws_host_in_an_existing_vpc_uses_the_subnets_given(
+    aws: dict[str, str], tmp_path: Path
+) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{n}.0/24", AvailabilityZone=f"{REGION}{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for n, z in ((1, "a"), (2, "b"), (3, "c"))
+    ]
+    code = bundle(tmp_path / "one.zip", "# one\n")
+    elsewhere = ec2.create_subnet(
+        VpcId=ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"], CidrBlock="10.8.1.0/24"
+    )["Subnet"]["SubnetId"]
+    refused = hyper(aws, "hosts", "create-host", "--provider", "aws", "--name", "h3",
+                    "--region", REGION, "--vpc", vpc, "--subnets", elsewhere,
+                    "--code-bundle", str(code))  # fmt: skip
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"subnet {elsewhere} is not in {vpc}" in refused.stderr
+    assert boto3.client("cloudformation", region_name=REGION).describe_stacks()["Stacks"] == []
+
+    chosen = ",".join(subnets[1:])
+    done = hyper(aws, "hosts", "create-host", "--provider", "aws", "--name", "h3",
+                 "--region", REGION, "--vpc", vpc, "--subnets", chosen,
+                 "--code-bundle", str(code))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert saved(aws, "h3")["vpc"] == vpc and saved(aws, "h3")["subnets"] == chosen
+    function = boto3.client("lambda", region_name=REGION).get_function_configuration(
+        FunctionName="hyper-h3-host"
+    )
+    variables = function["Environment"]["Variables"]
+    assert (variables["HYPER_HOST_VPC"], variables["HYPER_HOST_SUBNETS"]) == (vpc, chosen)

@@ -101,3 +101,20 @@ def test_a_region_that_reuses_no_vpc_is_refused(provider: AwsProvider) -> None:
         provider.deploy(ResourceKind.REGION, RegionSpec(name=MAIN, kind="aws"), print)
     with pytest.raises(DeployFailed, match="AWS regions"):
         provider.deploy(ResourceKind.REGION, RegionSpec(name="here", kind="local"), print)
+
+
+def test_a_main_region_in_the_hosts_vpc_puts_workers_in_the_subnets_chosen(
+    provider: AwsProvider,
+) -> None:
+    ec2 = boto3.client("ec2", region_name=MAIN)
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    made = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{n}.0/24", AvailabilityZone=f"{MAIN}{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for n, z in ((1, "a"), (2, "b"), (3, "c"))
+    ]
+    provider.host_vpc, provider.host_subnets = vpc, (made[2],)
+    main = RegionSpec(name=MAIN, kind="aws", main_region=True, subnet_config="PUBLIC")
+    provider.deploy(ResourceKind.REGION, main, print)
+    assert provider.network(MAIN).subnets == (made[2],)

@@ -84,6 +84,21 @@ def ask_host_request(
             **io,
         )
     )
+    subnets = defaults.subnets
+    if vpc.startswith("vpc-") and not subnets:
+        described, chosen = hosts.vpc_subnets(region, vpc)
+        picked = answer(
+            questionary.checkbox(
+                f"Subnets of {vpc} for workers:",
+                choices=[
+                    questionary.Choice(text, checked=text.split()[0] in chosen)
+                    for text in described
+                ],
+                validate=lambda ticked: bool(ticked) or "tick at least one subnet",
+                **io,
+            )
+        )
+        subnets = ",".join(text.split()[0] for text in picked)
     dashboard = answer(
         questionary.confirm("A CloudWatch dashboard?", default=defaults.enable_dashboard, **io)
     )
@@ -93,6 +108,7 @@ def ask_host_request(
         region=region,
         account=account,
         vpc=vpc,
+        subnets=subnets,
         enable_dashboard=dashboard,
     )
 
@@ -120,6 +136,12 @@ def create_host(
     vpc: str = typer.Option(
         None, "--vpc", help="aws: a CIDR (10.0.0.0/16) or vpc-id for the main region"
     ),
+    subnets: str = typer.Option(
+        None,
+        "--subnets",
+        help="aws, with --vpc vpc-...: its subnets for workers (a,b; default: one per zone,"
+        " private first)",
+    ),
     enable_dashboard: bool = typer.Option(
         False, "--enable-dashboard", help="aws: a CloudWatch dashboard"
     ),
@@ -139,6 +161,7 @@ def create_host(
         region=region,
         account=account,
         vpc=vpc,
+        subnets=subnets,
         enable_dashboard=enable_dashboard,
         code_bundle=code_bundle,
     )

@@ -32,6 +32,7 @@ class AwsHostRequest(NamedTuple):
     region: str
     account: str | None = None  # checked against the credentials' account when given
     vpc: str | None = None  # a CIDR or a vpc-id, for the main region to use
+    subnets: str | None = None  # with a vpc-id: the subnets workers use there (a,b)
     enable_dashboard: bool = False
 
 
@@ -49,6 +50,8 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         raise UsageError(
             f"--account {request.account} is not the account of your AWS credentials ({account})"
         )
+    if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
+        stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
     secret_arn = _api_key_secret(request.name, request.region, log)
     bucket = _code_bucket(account, request.region, log)
     with tempfile.TemporaryDirectory(prefix="hyper-bundle-") as work:
@@ -65,6 +68,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         code_bucket=bucket,
         code_key=key,
         host_vpc=request.vpc,
+        host_subnets=request.subnets,
         batch_prefix=worker_names(request.name).prefix,
     )
     outputs = stacks.deploy_stack(
@@ -76,7 +80,8 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         template_bucket=bucket,
         tags={templates.HOST_TAG: request.name},
     )
-    return credentials(request.name, request.region, outputs, account, request.vpc)
+    host = credentials(request.name, request.region, outputs, account, request.vpc)
+    return host._replace(subnets=request.subnets)
 
 
 def worker_names(host_name: str) -> batch.Names:

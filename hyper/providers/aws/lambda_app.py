@@ -123,7 +123,11 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
     )
     store = DynamoDBStore(env["HYPER_TABLE_PREFIX"], region, env.get("HYPER_BUCKET"))
     provider = AwsProvider(
-        store, host_name=settings.name, secret_arn=secret_arn, host_vpc=env.get("HYPER_HOST_VPC")
+        store,
+        host_name=settings.name,
+        secret_arn=secret_arn,
+        host_vpc=env.get("HYPER_HOST_VPC"),
+        host_subnets=[s for s in env.get("HYPER_HOST_SUBNETS", "").split(",") if s],
     )
 
     def launchers(service: HostService) -> dict[str, Launcher]:

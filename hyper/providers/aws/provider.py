@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from hyper.errors import DeployFailed
 from hyper.models import (
@@ -39,11 +39,13 @@ class AwsProvider:
         host_name: str,
         secret_arn: str,
         host_vpc: str | None = None,
+        host_subnets: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.host_name = host_name
         self.secret_arn = secret_arn
         self.host_vpc = host_vpc  # a CIDR or vpc-id, for regions that reuse the host's
+        self.host_subnets = tuple(host_subnets)  # in that vpc-id: where workers go
         self.names = worker_names(host_name)
 
     # what exists -------------------------------------------------------------
@@ -125,7 +127,7 @@ class AwsProvider:
             if not self.host_vpc:
                 raise DeployFailed("the host has no VPC to reuse: give the region a CIDR")
             if self.host_vpc.startswith("vpc-"):
-                vpc = stacks.lookup_vpc(self.host_vpc, spec.name)
+                vpc = stacks.lookup_vpc(self.host_vpc, spec.name, subnets=self.host_subnets)
             else:  # the host's range, as a new VPC in this region
                 spec = spec.model_copy(update={"cidr": self.host_vpc})
         peer = None

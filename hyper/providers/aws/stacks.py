@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from hyper.errors import DeployFailed, NotFound
+from hyper.errors import DeployFailed, NotFound, UsageError
 from hyper.providers.aws.calls import aws_client, aws_errors, error_message
 from hyper.providers.aws.templates import ExistingVpc, Template, physical_name
 
@@ -157,10 +157,13 @@ def outputs_of(stack: dict[str, Any]) -> dict[str, str]:
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []}
 
 
-def lookup_vpc(vpc_id: str, region: str, *, zones: int = 3) -> ExistingVpc:
-    """What a region stack needs to know of an existing VPC: its range, one subnet in each
-    of up to `zones` availability zones for workers (and interface endpoints), private
-    ones (no public address on launch) first, then the roomiest; all its route tables."""
+def lookup_vpc(
+    vpc_id: str, region: str, *, zones: int = 3, subnets: Sequence[str] = ()
+) -> ExistingVpc:
+    """What a region stack needs to know of an existing VPC: its range, the `subnets`
+    given for workers (and interface endpoints), or else one subnet in each of up to
+    `zones` availability zones, private ones (no public address on launch) first, then
+    the roomiest; all its route tables."""
     ec2 = aws_client("ec2", region)
     with aws_errors(f"VPC {vpc_id}"):
         try:
@@ -172,11 +175,14 @@ def lookup_vpc(vpc_id: str, region: str, *, zones: int = 3) -> ExistingVpc:
         if not vpcs:
             raise NotFound(f"no VPC {vpc_id} in {region}")
         where = [{"Name": "vpc-id", "Values": [vpc_id]}]
-        subnets = _all(ec2, "describe_subnets", "Subnets", Filters=where)
+        in_vpc = _all(ec2, "describe_subnets", "Subnets", Filters=where)
         tables = _all(ec2, "describe_route_tables", "RouteTables", Filters=where)
+    strangers = sorted(set(subnets) - {s["SubnetId"] for s in in_vpc})
+    if strangers:
+        raise UsageError(f"subnet {strangers[0]} is not in {vpc_id} ({region})")
     best: dict[str, dict[str, Any]] = {}
     for subnet in sorted(
-        subnets,
+        in_vpc,
         key=lambda s: (
             bool(s.get("MapPublicIpOnLaunch")),
             -int(s.get("AvailableIpAddressCount", 0)),
@@ -184,13 +190,28 @@ def lookup_vpc(vpc_id: str, region: str, *, zones: int = 3) -> ExistingVpc:
         ),
     ):
         best.setdefault(subnet["AvailabilityZone"], subnet)
-    chosen = [best[zone]["SubnetId"] for zone in sorted(best)[:zones]]
+    chosen = list(subnets) or [best[zone]["SubnetId"] for zone in sorted(best)[:zones]]
     return ExistingVpc(
         vpc_id=vpc_id,
         subnet_ids=chosen,
         route_table_ids=sorted(t["RouteTableId"] for t in tables),
         cidr=vpcs[0].get("CidrBlock"),
     )
+
+
+def describe_subnets(vpc_id: str, region: str) -> list[str]:
+    """The VPC's subnets as the create-host walkthrough offers them, in the order
+    `lookup_vpc` prefers: "subnet-... (zone, range, private|public)"."""
+    with aws_errors(f"VPC {vpc_id}"):
+        found = _all(
+            aws_client("ec2", region), "describe_subnets", "Subnets",
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}],
+        )  # fmt: skip
+    return [
+        f"{s['SubnetId']} ({s['AvailabilityZone']}, {s.get('CidrBlock', '?')}, "
+        f"{'public' if s.get('MapPublicIpOnLaunch') else 'private'})"
+        for s in sorted(found, key=lambda s: (bool(s.get("MapPublicIpOnLaunch")), s["SubnetId"]))
+    ]
 
 
 def failure_reasons(events: list[dict[str, Any]]) -> list[str]:

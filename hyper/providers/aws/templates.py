@@ -189,6 +189,7 @@ def host_template(
     memory_mib: int = 1024,
     batch_prefix: str | None = None,
     host_vpc: str | None = None,
+    host_subnets: str | None = None,
 ) -> Template:
     """The control plane of host `host_name`. `tables` are CreateTable requests whose
     names start with `table_prefix(host_name)`; the function's code is the zip at
@@ -256,6 +257,7 @@ def host_template(
         "HYPER_API_URL": _api_url(),
         "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
         "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
+        "HYPER_HOST_SUBNETS": host_subnets or "",  # and, in a vpc-id, where workers go
     }
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
