@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 
 from hyper.host.lambda_adapter import LambdaHandler, make_handler
+from tests.test_lambda_adapter import proxy_event
 
 STAGE = "v1"
 INVOKE_PREFIX = "/2015-03-31/functions/"
@@ -184,22 +185,15 @@ class Gateway:
                 if self.headers.get("x-api-key") != gateway.key:
                     self._answer(403, b'{"message":"Forbidden"}', {})
                     return
-                values = parse_qs(query, keep_blank_values=True)
-                headers = dict(self.headers.items())
-                event = {
-                    "resource": "/{proxy+}",
-                    "path": path,
-                    "httpMethod": self.command,
-                    "headers": headers,
-                    "multiValueHeaders": {k: [v] for k, v in headers.items()},
-                    "queryStringParameters": {k: v[-1] for k, v in values.items()} or None,
-                    "multiValueQueryStringParameters": values or None,
-                    "pathParameters": {"proxy": path.lstrip("/")},
-                    "stageVariables": None,
-                    "requestContext": {"stage": STAGE, "httpMethod": self.command},
-                    "body": base64.b64encode(body).decode() if body else None,
-                    "isBase64Encoded": bool(body),
-                }
+                event = proxy_event(
+                    self.command,
+                    path,
+                    body=body or None,
+                    base64_body=True,
+                    key=self.headers.get("x-api-key"),
+                    query=parse_qs(query, keep_blank_values=True),
+                    headers=dict(self.headers.items()),
+                )
                 answer = gateway.api(event)
                 raw = answer.get("body") or ""
                 data = base64.b64decode(raw) if answer.get("isBase64Encoded") else raw.encode()

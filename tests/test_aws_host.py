@@ -18,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import BIN
+from tests.test_aws_provider import vpc_with_subnets
 
 REGION = "eu-west-1"
 API_URL = re.compile(rf"https://\w+\.execute-api\.{REGION}\.amazonaws\.com/v1")
@@ -163,13 +164,7 @@ def test_an_aws_host_in_an_existing_vpc_uses_the_subnets_given(
     aws: dict[str, str], tmp_path: Path
 ) -> None:
     ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{n}.0/24", AvailabilityZone=f"{REGION}{z}")[
-            "Subnet"
-        ]["SubnetId"]
-        for n, z in ((1, "a"), (2, "b"), (3, "c"))
-    ]
+    vpc, subnets = vpc_with_subnets(REGION, "10.9")
     code = bundle(tmp_path / "one.zip", "# one\n")
     elsewhere = ec2.create_subnet(
         VpcId=ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"], CidrBlock="10.8.1.0/24"

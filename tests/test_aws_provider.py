@@ -106,15 +106,21 @@ def test_a_region_that_reuses_no_vpc_is_refused(provider: AwsProvider) -> None:
 def test_a_main_region_in_the_hosts_vpc_puts_workers_in_the_subnets_chosen(
     provider: AwsProvider,
 ) -> None:
-    ec2 = boto3.client("ec2", region_name=MAIN)
-    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
-    made = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{n}.0/24", AvailabilityZone=f"{MAIN}{z}")[
-            "Subnet"
-        ]["SubnetId"]
-        for n, z in ((1, "a"), (2, "b"), (3, "c"))
-    ]
+    vpc, made = vpc_with_subnets(MAIN, "10.7")
     provider.host_vpc, provider.host_subnets = vpc, (made[2],)
     main = RegionSpec(name=MAIN, kind="aws", main_region=True, subnet_config="PUBLIC")
     provider.deploy(ResourceKind.REGION, main, print)
     assert provider.network(MAIN).subnets == (made[2],)
+
+
+def vpc_with_subnets(region: str, prefix: str) -> tuple[str, list[str]]:
+    """A VPC PREFIX.0.0/16 with a subnet in each of three zones."""
+    ec2 = boto3.client("ec2", region_name=region)
+    vpc = ec2.create_vpc(CidrBlock=f"{prefix}.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"{prefix}.{n}.0/24", AvailabilityZone=f"{region}{zone}"
+        )["Subnet"]["SubnetId"]
+        for n, zone in enumerate("abc", start=1)
+    ]
+    return vpc, subnets
