@@ -83,6 +83,28 @@ def test_walkthrough_with_piped_answers(hyper_home: Path) -> None:
     assert request == HostRequest(name="bravo", provider="local")
 
 
+def test_walkthrough_for_an_aws_host_in_an_existing_vpc_offers_its_subnets(
+    hyper_home: Path, aws_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto import mock_aws
+
+    from tests.test_aws_provider import vpc_with_subnets
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        vpc, subnets = vpc_with_subnets("eu-west-1", "10.5")
+        with create_pipe_input() as pipe:
+            pipe.send_text("\x7f" * 5 + "cloud\r")  # the name
+            pipe.send_text("\x1b[B\r")  # provider: aws
+            pipe.send_text("\r\r")  # the region from the environment; yes, this account
+            pipe.send_text("\x7f" * 11 + vpc + "\r")  # an existing VPC
+            pipe.send_text(" \r")  # all three offered and ticked: untick the first
+            pipe.send_text("\r")  # no dashboard
+            request = ask_host_request(HostRequest(), input=pipe, output=DummyOutput())
+    assert (request.provider, request.region, request.vpc) == ("aws", "eu-west-1", vpc)
+    assert request.subnets == ",".join(sorted(subnets)[1:])  # offered by id, private first
+
+
 def test_walkthrough_validates_names_as_typed(hyper_home: Path) -> None:
     with create_pipe_input() as pipe:
         pipe.send_text("\x7f" * 5 + "no/slash\r")  # refused: stays on the question
