@@ -22,8 +22,11 @@ from hyper.errors import (
     HostFailure,
     HostRejected,
     HostUnreachable,
+    HyperError,
     NotFound,
+    UsageError,
 )
+from hyper.jobs import MAX_FILE_BYTES
 
 RETRY_STATUSES = frozenset({429, 503})
 IDLE_RECONNECT_SECONDS = 20.0  # below the server's keep-alive timeout (30 s)
@@ -150,6 +153,10 @@ class SocketTransport:
         return status, body
 
 
+def _file_path(key: str) -> str:
+    return f"/files/{quote(key)}"  # slashes stay: they are part of the key
+
+
 def _detail(status: int, body: bytes) -> str:
     try:
         detail = json.loads(body).get("detail", "")
@@ -206,9 +213,25 @@ class HostClient:
             if items:
                 path = f"{path}?{urlencode(items, doseq=True)}"
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"x-api-key": self._key, "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        payload = self._exchange(method, path, data, headers, repeatable=method == "GET")
+        return json.loads(payload) if payload else None
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        *,
+        repeatable: bool,
+    ) -> bytes:
+        """Send a request (with retries) and return the body of its 2xx answer; any other
+        answer raises. A `repeatable` request may be sent again even after it may have
+        reached the host."""
+        headers = {"x-api-key": self._key, **headers}
         attempt = 0
         while True:
             try:
@@ -222,7 +245,7 @@ class HostClient:
                         attempt += 1
                         continue
                 # a request that may have reached the host is repeated only when it is safe
-                if (not_sent or method == "GET") and attempt < self._retries:
+                if (not_sent or repeatable) and attempt < self._retries:
                     self._pause(attempt)
                     attempt += 1
                     continue
@@ -234,7 +257,9 @@ class HostClient:
                 self._pause(attempt)
                 attempt += 1
                 continue
-            return self._result(status, payload)
+            if 200 <= status < 300:
+                return payload
+            raise self._error(status, payload)
 
     def _switch(self, url: str) -> None:
         self._transport.close()
@@ -246,21 +271,19 @@ class HostClient:
         jitter = (time.perf_counter_ns() % 1000) / 1000  # enough randomness to spread clients
         time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + jitter))
 
-    def _result(self, status: int, payload: bytes) -> Any:
-        if 200 <= status < 300:
-            return json.loads(payload) if payload else None
+    def _error(self, status: int, payload: bytes) -> HyperError:
         message = _detail(status, payload)
         if status in (401, 403):
-            raise AuthError(f"host {self.host_name!r} refused the API key ({message})")
+            return AuthError(f"host {self.host_name!r} refused the API key ({message})")
         if status == 404:
-            raise NotFound(message)
+            return NotFound(message)
         if status == 409:
-            raise Conflict(message)
+            return Conflict(message)
         if 400 <= status < 500:
-            raise HostRejected(message)
+            return HostRejected(message)
         if status == 503:
-            raise HostFailure(f"host {self.host_name!r} is unavailable: {message}")
-        raise HostFailure(f"host {self.host_name!r} failed: {message}")
+            return HostFailure(f"host {self.host_name!r} is unavailable: {message}")
+        return HostFailure(f"host {self.host_name!r} failed: {message}")
 
     # jobs -----------------------------------------------------------------
 
@@ -304,6 +327,27 @@ class HostClient:
     ) -> dict[str, Any]:
         query = {"kind": kinds, "after": after, "wait": wait}
         return dict(self.call("GET", f"/jobs/{int(job_id)}/log", query=query))
+
+    # files ----------------------------------------------------------------
+    # (putting and deleting a key twice does what doing it once does: they may be repeated)
+
+    def put_file(self, key: str, data: bytes) -> None:
+        if len(data) > MAX_FILE_BYTES:
+            raise UsageError(
+                f"file {key!r} is {len(data)} bytes; the host keeps files of at most"
+                f" {MAX_FILE_BYTES // 2**20} MiB"
+            )
+        headers = {"Content-Type": "application/octet-stream"}
+        self._exchange("PUT", _file_path(key), data, headers, repeatable=True)
+
+    def get_file(self, key: str) -> bytes:
+        """The file's bytes; NotFound when the host has no such file."""
+        headers = {"Accept": "application/octet-stream"}
+        return self._exchange("GET", _file_path(key), None, headers, repeatable=True)
+
+    def delete_files(self, key: str) -> None:
+        """Delete the file `key` and every file under `key/`."""
+        self._exchange("DELETE", _file_path(key), None, {}, repeatable=True)
 
     # resources ------------------------------------------------------------
 

@@ -7,6 +7,8 @@ imports nothing heavy: the standard library and hyper's errors.
 from __future__ import annotations
 
 import enum
+import posixpath
+import re
 from typing import NamedTuple
 
 
@@ -134,3 +136,28 @@ def wait_exit_code(counts: dict[str, int], highest_failed_code: int | None) -> i
     if counts.get(JobStatus.CANCELLED.value):
         return EXIT_CANCELLED
     return 0
+
+
+# files jobs carry in (packages) and out (what they collect), kept by the host by key
+
+# a segment of a files key: not empty, not "." nor ".." (no lookarounds: pydantic's regex
+# engine has none)
+_SEGMENT = r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)"
+FILE_KEY_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
+MAX_FILE_KEY = 512  # characters
+MAX_FILE_BYTES = 64 * 2**20
+
+
+def is_file_key(key: str) -> bool:
+    return len(key) <= MAX_FILE_KEY and re.fullmatch(FILE_KEY_PATTERN, key) is not None
+
+
+def is_under(key: str, prefix: str) -> bool:
+    """Whether `key` is `prefix` itself or a file under the folder `prefix/`."""
+    return key == prefix or key.startswith(prefix + "/")
+
+
+def escapes(path: str) -> bool:
+    """Whether a path meant to be inside a folder reaches out of it (absolute, or up
+    through `..`)."""
+    return path.startswith("/") or posixpath.normpath(path).split("/")[0] == ".."

@@ -19,7 +19,7 @@ import boto3
 import moto
 import pytest
 
-from hyper.errors import Conflict, UsageError
+from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency
 from hyper.providers.aws.tables import create_tables, table_definitions
@@ -106,6 +106,39 @@ def test_a_big_script_without_a_bucket_is_refused_and_nothing_is_written(aws: No
     assert sum(store.count_jobs(JobFilter()).values()) == 0
     (first,) = store.submit([job("fine")], time.time())
     assert first == 1  # the refused submit took no ids
+
+
+# files and workflows --------------------------------------------------------------------------
+
+
+def test_files_are_objects_under_files_in_the_hosts_bucket(store: DynamoDBStore) -> None:
+    store.put_file("pkg/a.tar.gz", b"\x1f\x8b bytes", time.time())
+    s3 = boto3.client("s3", region_name=REGION)
+    body = s3.get_object(Bucket=BUCKET, Key="files/pkg/a.tar.gz")["Body"].read()
+    assert body == b"\x1f\x8b bytes"
+    # more keys than one DeleteObjects call takes, and a neighbour that stays
+    for n in range(1001):
+        s3.put_object(Bucket=BUCKET, Key=f"files/pkg/many/{n}", Body=b"")
+    store.put_file("pkg2", b"stays", time.time())
+    assert store.delete_files("pkg") == 1002
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert left == ["files/pkg2"]
+
+
+def test_files_without_a_bucket_are_refused_with_one_line(aws: None) -> None:
+    store = DynamoDBStore(PREFIX, REGION)  # no bucket
+    with pytest.raises(StoreUnavailable, match="no S3 bucket"):
+        store.put_file("a", b"x", time.time())
+
+
+def test_the_tick_reads_only_unfinished_workflows(store: DynamoDBStore) -> None:
+    now = time.time()
+    records = [store.add_workflow({"n": n}, now) for n in range(30)]
+    for record in records[:-2]:
+        store.update_workflow(record, record.data, finished=True, now=now)
+    calls = counting(store)
+    assert [w.data["n"] for w in store.list_workflows(unfinished=True)] == [29, 28]
+    assert calls == {"Query": 1, "GetItem": 2}  # the open markers, then their two records
 
 
 def _tasks(n: int) -> ArrayTasks:

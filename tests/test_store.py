@@ -1517,6 +1517,71 @@ def test_big_array_is_one_quick_submit(any_store: Store) -> None:
     assert any_store.demand() == [(Q, D, 10_001, 0)]
 
 
+# files -------------------------------------------------------------------------------------
+
+
+def test_files_round_trip_and_are_replaced(any_store: Store) -> None:
+    data = bytes(range(256)) * 1000  # every byte value, NUL included
+    any_store.put_file("pkg/a.tar.gz", data, time.time())
+    assert any_store.get_file("pkg/a.tar.gz") == data
+    any_store.put_file("pkg/a.tar.gz", b"", time.time())
+    assert any_store.get_file("pkg/a.tar.gz") == b""
+    assert any_store.get_file("pkg/missing") is None
+    assert any_store.get_file("pkg") is None  # a folder of keys is not a file
+
+
+def test_delete_files_takes_the_key_and_what_is_under_it_only(any_store: Store) -> None:
+    now = time.time()
+    keys = ["jobs/1", "jobs/1/out.txt", "jobs/1/deep/er.txt", "jobs/12/out.txt", "jobs/1x", "j"]
+    for key in keys:
+        any_store.put_file(key, key.encode(), now)
+    assert any_store.delete_files("jobs/1") == 3
+    left = [k for k in keys if any_store.get_file(k) is not None]
+    assert left == ["jobs/12/out.txt", "jobs/1x", "j"]
+    assert any_store.delete_files("jobs/1") == 0
+    assert any_store.delete_files("jobs") == 2
+    assert any_store.get_file("j") == b"j"
+
+
+# workflows ---------------------------------------------------------------------------------
+
+
+def test_workflows_are_added_read_and_listed_newest_first(any_store: Store) -> None:
+    now = time.time()
+    first = any_store.add_workflow({"name": "a", "steps": [{"job_id": 3}]}, now)
+    second = any_store.add_workflow({"name": "b"}, now + 1)
+    assert second.id > first.id
+    assert (first.finished, first.version, first.created) == (False, 1, now)
+    found = any_store.get_workflow(first.id)
+    assert found == first and found.data == {"name": "a", "steps": [{"job_id": 3}]}
+    assert any_store.get_workflow(second.id + 100) is None
+    assert [w.id for w in any_store.list_workflows()] == [second.id, first.id]
+    assert [w.id for w in any_store.list_workflows(limit=1)] == [second.id]
+
+
+def test_a_workflow_changes_only_from_the_version_read(open_store: Callable[[], Store]) -> None:
+    store, other = open_store(), open_store()
+    now = time.time()
+    record = store.add_workflow({"state": "Running"}, now)
+    changed = store.update_workflow(record, {"state": "Ending"}, finished=False, now=now + 1)
+    assert (changed.version, changed.updated, changed.data) == (2, now + 1, {"state": "Ending"})
+    # a second writer that read the first version is refused, and changes nothing
+    with pytest.raises(Conflict):
+        other.update_workflow(record, {"state": "Cancelled"}, finished=True, now=now + 2)
+    assert other.get_workflow(record.id) == changed
+    done = other.update_workflow(changed, {"state": "Failed"}, finished=True, now=now + 3)
+    assert store.get_workflow(record.id) == done and done.finished
+
+
+def test_only_unfinished_workflows_are_listed_as_such(any_store: Store) -> None:
+    now = time.time()
+    records = [any_store.add_workflow({"n": n}, now) for n in range(4)]
+    any_store.update_workflow(records[1], {"n": 1}, finished=True, now=now)
+    any_store.update_workflow(records[3], {"n": 3}, finished=True, now=now)
+    assert [w.data["n"] for w in any_store.list_workflows(unfinished=True)] == [2, 0]
+    assert [w.data["n"] for w in any_store.list_workflows()] == [3, 2, 1, 0]
+
+
 # SQLite only ---------------------------------------------------------------------------------
 
 

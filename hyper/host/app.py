@@ -22,6 +22,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.routing import compile_path
 
 from hyper import __version__, resources
 from hyper.deployer import build_spec
@@ -55,17 +56,19 @@ from hyper.host.schemas import (
     Selection,
     SubmitRequest,
     SubmitResponse,
+    WorkflowCancel,
+    WorkflowRequest,
 )
 from hyper.host.service import HostService
 from hyper.host.settings import HostSettings
-from hyper.jobs import JobStatus, LogKind
+from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_BYTES, MAX_FILE_KEY, JobStatus, LogKind
 from hyper.launchers.base import Launcher
 from hyper.launchers.local import LocalLauncher
 from hyper.launchers.static import StaticLauncher
 from hyper.models import ResourceKind
 from hyper.providers import Provider
 from hyper.providers.local import LocalProvider
-from hyper.scheduler import Scheduler
+from hyper.scheduler import Scheduler, TickReport
 from hyper.store.base import JobFilter, Store
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,15 @@ HTTP_STATUS = (
     (StoreUnavailable, 503),  # nothing was changed: the client may send it again
 )
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# a workflow's id, in the path as `{name}` (the name the API's other routes give what they name)
+WorkflowId = Annotated[int, Path(alias="name", ge=1, le=MAX_ID)]
+# a files key, in the path as `{name}` (the name the API's other routes give what they name)
+FileKey = Annotated[
+    str,
+    Path(alias="name", min_length=1, max_length=MAX_FILE_KEY, pattern=FILE_KEY_PATTERN,
+         description="1-512 of A-Za-z0-9._/-, no empty, '.' or '..' segment"),
+]  # fmt: skip
+BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _status_of(error: HyperError) -> int:
@@ -126,9 +138,17 @@ def create_app(
         deployer.resume()
         started: dict[str, Launcher] = launchers(service) if launchers else {}
         task = None
+        loop = asyncio.get_running_loop()
         if started:
             scheduler = Scheduler(store, started, silence_seconds=settings.lease_seconds * 2)
-            app.state.tick = lambda: scheduler.tick(time.time())
+
+            def tick() -> TickReport:
+                now = time.time()
+                report = scheduler.tick(now)
+                _in_loop(loop, lambda: service.workflows.advance(now))
+                return report
+
+            app.state.tick = tick
         if schedule:
             # workers that outlived a restart get one lease to report in before their jobs
             # retry, and are not taken for stuck meanwhile
@@ -301,6 +321,48 @@ def create_app(
         service.worker_exit(worker_id)
         return {"ok": True}
 
+    # files ------------------------------------------------------------------------
+
+    @app.put(
+        "/files/{name}",
+        status_code=204,
+        response_class=Response,
+        openapi_extra={"requestBody": {"required": True, "content": BYTES}},
+    )
+    async def put_file(key: FileKey, request: Request) -> Response:
+        service.put_file(key, await _file_body(request))
+        return Response(status_code=204)
+
+    @app.get("/files/{name}", response_class=Response, responses={200: {"content": BYTES}})
+    async def get_file(key: FileKey) -> Response:
+        return Response(service.get_file(key), media_type="application/octet-stream")
+
+    @app.delete("/files/{name}")
+    async def delete_files(key: FileKey) -> dict[str, int]:
+        """The file, and every file under `name/`."""
+        return {"deleted": service.delete_files(key)}
+
+    # workflows ----------------------------------------------------------------------
+
+    @app.post("/workflows", status_code=201)
+    async def start_workflow(request: WorkflowRequest) -> dict[str, Any]:
+        return service.workflows.start(request).shown()
+
+    @app.get("/workflows")
+    async def list_workflows(
+        unfinished: bool = False, limit: int = Query(100, ge=1, le=1000)
+    ) -> dict[str, Any]:
+        found = service.workflows.recent(unfinished=unfinished, limit=limit)
+        return {"workflows": [workflow.shown() for workflow in found]}
+
+    @app.get("/workflows/{name}")
+    async def get_workflow(workflow_id: WorkflowId) -> dict[str, Any]:
+        return service.workflows.get(workflow_id).shown()
+
+    @app.post("/workflows/{name}/cancel")
+    async def cancel_workflow(workflow_id: WorkflowId, body: WorkflowCancel) -> dict[str, Any]:
+        return service.workflows.cancel(workflow_id, body.cause).shown()
+
     # resources --------------------------------------------------------------------
 
     @app.get("/resources/{kind}", response_model=ResourceList)
@@ -344,7 +406,32 @@ def create_app(
         service.leave_node(node_id)
         return {"ok": True}
 
+    _keys_take_slashes(app)
     return app
+
+
+def _keys_take_slashes(app: FastAPI) -> None:
+    """A files key holds slashes: its routes take the rest of the path, while the schema
+    and the route's path still show `{name}` as every other route's parameter."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path == "/files/{name}":
+            route.path_regex, _, route.param_convertors = compile_path("/files/{name:path}")
+
+
+async def _file_body(request: Request) -> bytes:
+    """The raw body of a file upload, refused (413) beyond MAX_FILE_BYTES before it is all
+    read: at once when its declared length says so."""
+    too_large = HTTPException(413, f"a file is at most {MAX_FILE_BYTES // 2**20} MiB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FILE_BYTES:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class ApiKeyMiddleware:
@@ -433,10 +520,35 @@ def _filter(
 
 
 async def _schedule(scheduler: Scheduler, service: HostService, settings: HostSettings) -> None:
-    """Run scheduler ticks until cancelled: every period, and at once when work arrives."""
+    """Run scheduler ticks until cancelled: every period, and at once when work arrives;
+    each moves the workflows on too."""
     while True:
         try:
             scheduler.tick(time.time())
         except Exception:  # one bad tick must not stop scheduling
             log.exception("scheduler tick failed")
+        try:
+            service.workflows.advance(time.time())
+        except Exception:  # nor one bad read of the workflows
+            log.exception("moving workflows on failed")
         await service.work_arrived.wait(settings.scheduler_seconds)
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> None:
+    """Make `call` on the app's event loop, where the deployer starts its work: at once
+    when it is this thread's, else through it (a Lambda's tick comes between requests)."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        call()
+        return
+
+    async def on_loop() -> None:
+        call()
+
+    if loop.is_running():
+        asyncio.run_coroutine_threadsafe(on_loop(), loop).result()
+    else:
+        loop.run_until_complete(on_loop())

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from hyper.jobs import LogKind
+from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_KEY, LogKind, escapes
 from hyper.jobspec import JOB_NAME, MAX_ARRAY_INDEX, MAX_NAME_LENGTH, MAX_SCRIPT_BYTES
+from hyper.models import NAME_PATTERN
 
 MAX_ID = 2**62  # ids, indices and counts stay within SQLite's 64-bit integers
+MAX_COLLECT = 100  # paths a job may collect
+# a collected path becomes the key jobs/<id>/<path>: room is left for the prefix
+MAX_COLLECT_PATH = MAX_FILE_KEY - len(f"jobs/{MAX_ID}/")
+FileKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_FILE_KEY, pattern=FILE_KEY_PATTERN)
+]
+CollectPath = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_COLLECT_PATH, pattern=FILE_KEY_PATTERN)
+]
 
 
 class Body(BaseModel):
@@ -62,6 +80,14 @@ class JobSubmission(Body):
     array: ArrayBody | None = None
     compat: list[Literal["slurm", "pbs", "lsf"]] = Field(
         default_factory=list, description="also set these schedulers' job variables"
+    )
+    package: FileKey | None = Field(
+        None, description="a files key: a gzip'd tar archive unpacked where the job runs"
+    )
+    collect: list[CollectPath] = Field(
+        default_factory=list,
+        max_length=MAX_COLLECT,
+        description="files (relative to where the job runs) kept as jobs/<id>/<path> when it ends",
     )
 
 
@@ -188,3 +214,59 @@ class ReturnedClaims(Body):
     """Jobs a worker claimed and will not start (it is stopping, or a long job came first)."""
 
     jobs: list[ClaimRef] = Field(max_length=1000)
+
+
+# workflows -----------------------------------------------------------------------------
+
+
+class WorkflowStep(Body):
+    name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME.pattern)
+    handler: str = Field(
+        min_length=1, max_length=4096, description="the file to run, in the package"
+    )
+    package: FileKey
+    wait_time: int = Field(10, ge=1, le=240, description="seconds between checks of its job")
+    source: str = Field("", max_length=4096, description="where its files came from")
+
+    @field_validator("handler")
+    @classmethod
+    def _inside_the_package(cls, handler: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in handler):
+            raise ValueError("a handler holds no control characters")
+        if escapes(handler) or posixpath.normpath(handler) == ".":
+            raise ValueError("a handler is a path inside its package")
+        return posixpath.normpath(handler)
+
+
+class WorkflowCluster(Body):
+    """A cluster, and a queue of the same name on it, made for the run and deleted after."""
+
+    name: str = Field(max_length=128, pattern=f"^{NAME_PATTERN.pattern}$")
+    max_vcpus: int | None = Field(None, ge=1, le=10**6)
+    timeout: float = Field(1800.0, gt=0, le=86400, description="seconds it may take to be ready")
+
+
+class WorkflowRequest(Body):
+    """A workflow to start: its jobs run on `queue`, or on a cluster made for it."""
+
+    name: str = Field(min_length=1, max_length=256)
+    order: Literal["sequential", "parallel"]
+    steps: list[WorkflowStep] = Field(min_length=1, max_length=500)
+    definition: str = Field(min_length=1, max_length=128)
+    queue: str | None = Field(None, min_length=1, max_length=128)
+    cluster: WorkflowCluster | None = None
+    keep_cluster: bool = Field(False, description="leave the cluster made for it in place")
+    keep_going: bool = Field(False, description="parallel: let the others run on after a failure")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkflowRequest:
+        if (self.queue is None) == (self.cluster is None):
+            raise ValueError("give the queue to run on, or a cluster to make for the run")
+        names = [step.name for step in self.steps]
+        if len(set(names)) < len(names):
+            raise ValueError("every job of a workflow has its own name")
+        return self
+
+
+class WorkflowCancel(Body):
+    cause: str = Field("cancelled by request", min_length=1, max_length=1000)

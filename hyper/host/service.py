@@ -41,6 +41,7 @@ from hyper.store.base import (
     NodeRecord,
     Store,
 )
+from hyper.workflows.engine import WorkflowEngine
 
 LOG_PAGE = 1000  # log entries per answer
 
@@ -69,19 +70,20 @@ class HostService:
         self.jobs_changed = Pulse()  # a job changed state or got output
         self.assignments = Pulse()  # workers were assigned to joined machines
         self.deployer = Deployer(store, provider, on_change=self.work_arrived.fire)
+        self.workflows = WorkflowEngine(self)
 
     # jobs ---------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[JobSubmission]) -> list[int]:
         new = [self._new_job(job) for job in jobs]
         for queue, definition in {(job.queue, job.definition) for job in jobs}:
-            self._check_fits(queue, definition)
+            self.check_fits(queue, definition)
         ids = self.store.submit(new, time.time())
         self.work_arrived.fire()
         self.jobs_changed.fire()
         return ids
 
-    def _check_fits(self, queue: str, definition: str) -> None:
+    def check_fits(self, queue: str, definition: str) -> None:
         """The queue and definition exist, and a worker of the definition fits the cluster."""
         q = resources.spec_of(self.store, ResourceKind.QUEUE, queue, QueueSpec)
         d = resources.spec_of(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
@@ -104,6 +106,8 @@ class HostService:
         for name in job.env:
             jobspec.check_env_name(name)
         output = job.output.model_dump() if job.output else {}
+        # what the worker needs besides the script travels in the options
+        options = {**output, "compat": job.compat, "package": job.package, "collect": job.collect}
         return NewJob(
             name=job.name,
             queue=job.queue,
@@ -116,7 +120,7 @@ class HostService:
             time_limit=job.time_limit,
             hold=job.hold,
             depends=tuple(jobspec.Dependency(d.kind, d.target) for d in job.depends),
-            options={k: v for k, v in {**output, "compat": job.compat}.items() if v},
+            options={k: v for k, v in options.items() if v},
             array=_array_tasks(job.array) if job.array else None,
         )
 
@@ -284,7 +288,8 @@ class HostService:
             for r in batch.reports
         ]
         results = self.store.complete_many(worker_id, endings, time.time())
-        self.work_arrived.fire()  # retries, or dependents released
+        self.workflows.reported([r.job_id for r in batch.reports])
+        self.work_arrived.fire()  # retries, or dependents released; workflows move on
         self.jobs_changed.fire()
         following: list[dict[str, Any]] = []
         # a worker that lost a lease is behind: it gets nothing more until it catches up
@@ -301,6 +306,20 @@ class HostService:
 
     def worker_exit(self, worker_id: str) -> None:
         self.store.end_worker(worker_id, time.time())
+
+    # files ----------------------------------------------------------------------
+
+    def put_file(self, key: str, data: bytes) -> None:
+        self.store.put_file(key, data, time.time())
+
+    def get_file(self, key: str) -> bytes:
+        data = self.store.get_file(key)
+        if data is None:
+            raise NotFound(f"no file {key!r} on this host")
+        return data
+
+    def delete_files(self, key: str) -> int:
+        return self.store.delete_files(key)
 
     # resources ------------------------------------------------------------------
 

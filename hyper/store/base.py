@@ -4,7 +4,12 @@ Promises every implementation keeps (the contract tests check them):
 - a submit is committed before it returns, and ids are never reused;
 - a claim is atomic: a job is held by at most one (worker, attempt) at a time;
 - a report from a worker that no longer holds the job raises ``Conflict``;
-- counts come from the store, never from listing every job.
+- counts come from the store, never from listing every job;
+- a workflow record changes only from the version that was read (else ``Conflict``).
+
+Files: the host keeps bytes under keys (jobs' packages in, the files they collect
+out; the rules of keys are in ``hyper.jobs``). A prefix names a key and everything
+under ``prefix/``.
 """
 
 from __future__ import annotations
@@ -227,6 +232,19 @@ class HoldResult:
     unchanged: list[int]  # ids named in the request that could not change (running, ended)
 
 
+@dataclass(frozen=True)
+class WorkflowRecord:
+    """A workflow as the host keeps it. The store reads only `finished`; `data` is what
+    ``hyper.workflows.model`` puts there (its steps, cluster, state and cause)."""
+
+    id: int
+    finished: bool
+    data: dict[str, Any]
+    version: int
+    created: float
+    updated: float
+
+
 class Store(Protocol):
     def close(self) -> None: ...
 
@@ -310,3 +328,18 @@ class Store(Protocol):
     def nodes(self, region: str | None = None) -> list[NodeRecord]: ...
     def leave_node(self, node_id: str) -> None: ...
     def take_assignments(self, node_id: str, now: float) -> list[WorkerRecord]: ...
+
+    # files: packages jobs carry in, results they collect out
+    def put_file(self, key: str, data: bytes, now: float) -> None: ...
+    def get_file(self, key: str) -> bytes | None: ...
+    def delete_files(self, prefix: str) -> int: ...
+
+    # workflows (newest first; `unfinished` only those not finished)
+    def add_workflow(self, data: dict[str, Any], now: float) -> WorkflowRecord: ...
+    def get_workflow(self, workflow_id: int) -> WorkflowRecord | None: ...
+    def list_workflows(
+        self, *, unfinished: bool = False, limit: int = 100
+    ) -> list[WorkflowRecord]: ...
+    def update_workflow(
+        self, record: WorkflowRecord, data: dict[str, Any], *, finished: bool, now: float
+    ) -> WorkflowRecord: ...

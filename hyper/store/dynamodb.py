@@ -31,6 +31,10 @@ transaction is done here as follows.
 - Listings and counts never Scan: each filter maps to a Query of an index (queue and
   status, name, definition, array), pages merged by id.
 
+Files are S3 objects under ``files/`` in the host's bucket. Workflows are items of the
+resources table (kind ``workflow``, named by their zero-filled id), with a marker item
+(kind ``workflow-open``) while unfinished, so the scheduler's tick reads only those.
+
 The tasks of an array hold only what differs between them (index, state, attempts,
 name, parameters); the rest is read from the array item, which never changes and is
 kept in a small cache.
@@ -67,6 +71,7 @@ from hyper.jobs import (
     JobStatus,
     LogKind,
     Verdict,
+    is_under,
     judge_dependency,
     never_met,
     outcome_of_attempt,
@@ -87,6 +92,7 @@ from hyper.store.base import (
     NodeRecord,
     Resource,
     WorkerRecord,
+    WorkflowRecord,
 )
 
 SCRIPT_INLINE_BYTES = 300 * 1024  # larger scripts go to S3 (an item holds at most 400 KB)
@@ -106,6 +112,10 @@ EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then on
 ARRAY_CACHE = 1024
 SETTLE_CHUNK = 2000  # tasks read at a time when a dependency of their array is settled
 PAGE = 500
+FILES = "files/"  # where files are kept in the bucket
+S3_DELETE_BATCH = 1000  # DeleteObjects' limit
+WORKFLOW = "workflow"  # the kind of workflow items in the resources table
+OPEN_WORKFLOW = "workflow-open"  # and of the markers of unfinished ones
 
 WAITING = JobStatus.WAITING.value
 BLOCKED = JobStatus.BLOCKED.value
@@ -2412,3 +2422,127 @@ class DynamoDBStore:
             if response is not None:  # else another poll took it first
                 taken.append(self._worker(_item(response["Attributes"])))
         return taken
+
+    # files ---------------------------------------------------------------------------------
+
+    def _file_bucket(self) -> str:
+        if self.bucket is None:
+            raise StoreUnavailable("this host has no S3 bucket to keep files in")
+        return self.bucket
+
+    def put_file(self, key: str, data: bytes, now: float) -> None:
+        self.s3.put_object(Bucket=self._file_bucket(), Key=FILES + key, Body=data)
+
+    def get_file(self, key: str) -> bytes | None:
+        try:
+            answer = self.s3.get_object(Bucket=self._file_bucket(), Key=FILES + key)
+        except ClientError as error:
+            if error_code(error) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return bytes(answer["Body"].read())
+
+    def delete_files(self, prefix: str) -> int:
+        bucket = self._file_bucket()
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=FILES + prefix
+        )
+        keys = [
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", [])
+            if is_under(item["Key"][len(FILES) :], prefix)  # not "prefix2/..." nor "prefixes"
+        ]
+        for chunk in _chunks(keys, S3_DELETE_BATCH):
+            self.s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            )
+        return len(keys)
+
+    # workflows -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _workflow_key(kind: str, workflow_id: int) -> dict[str, Any]:
+        return {"kind": kind, "name": f"{workflow_id:019d}"}  # names sort as ids
+
+    @staticmethod
+    def _workflow(item: Item) -> WorkflowRecord:
+        return WorkflowRecord(
+            id=int(item["name"]),
+            finished=bool(item["finished"]),
+            data=json.loads(item["data"]),
+            version=int(item["version"]),
+            created=float(item["created"]),
+            updated=float(item["updated"]),
+        )
+
+    def add_workflow(self, data: dict[str, Any], now: float) -> WorkflowRecord:
+        response = self.dynamodb.update_item(
+            **_update(self._counts_name, {"scope": "ids", "key": WORKFLOW}, add={"n": 1}),
+            ReturnValues="UPDATED_NEW",
+        )
+        workflow_id = int(response["Attributes"]["n"]["N"])
+        item = {
+            **self._workflow_key(WORKFLOW, workflow_id),
+            "finished": False,
+            "data": json.dumps(data),
+            "version": 1,
+            "created": now,
+            "updated": now,
+        }
+        marker = self._workflow_key(OPEN_WORKFLOW, workflow_id)
+        self._transact(
+            [
+                {"Put": {"TableName": self._resources, "Item": _marshal(item)}},
+                {"Put": {"TableName": self._resources, "Item": _marshal(marker)}},
+            ]
+        )
+        return self._workflow(item)
+
+    def get_workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        item = self._get(self._resources, self._workflow_key(WORKFLOW, workflow_id))
+        return self._workflow(item) if item else None
+
+    def list_workflows(self, *, unfinished: bool = False, limit: int = 100) -> list[WorkflowRecord]:
+        request: dict[str, Any] = {
+            "TableName": self._resources,
+            "KeyConditionExpression": "#kind = :kind",
+            "ExpressionAttributeNames": {"#kind": "kind"},
+            "ExpressionAttributeValues": _values(
+                {"kind": OPEN_WORKFLOW if unfinished else WORKFLOW}
+            ),
+            "ScanIndexForward": False,  # newest first
+            "ConsistentRead": True,
+        }
+        items: list[Item] = []
+        while len(items) < limit:
+            response = self.dynamodb.query(**request, Limit=limit - len(items))
+            items += [_item(raw) for raw in response.get("Items", [])]
+            if not response.get("LastEvaluatedKey"):
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        if not unfinished:
+            return [self._workflow(item) for item in items]
+        found = (self.get_workflow(int(marker["name"])) for marker in items)
+        return [record for record in found if record is not None]
+
+    def update_workflow(
+        self, record: WorkflowRecord, data: dict[str, Any], *, finished: bool, now: float
+    ) -> WorkflowRecord:
+        update = _update(
+            self._resources,
+            self._workflow_key(WORKFLOW, record.id),
+            set_={"data": json.dumps(data), "finished": finished, "updated": now},
+            add={"version": 1},
+            condition="#version = :version",
+            values={"version": record.version},
+        )
+        actions = [{"Update": update}]
+        if finished:
+            marker = _marshal(self._workflow_key(OPEN_WORKFLOW, record.id))
+            actions.append({"Delete": {"TableName": self._resources, "Key": marker}})
+        if self._transact(actions) is not None:
+            raise Conflict(f"workflow {record.id} changed meanwhile")
+        return dataclasses.replace(
+            record, finished=finished, data=data, version=record.version + 1, updated=now
+        )

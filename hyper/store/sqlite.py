@@ -51,6 +51,7 @@ from hyper.store.base import (
     NodeRecord,
     Resource,
     WorkerRecord,
+    WorkflowRecord,
 )
 
 SCHEMA_VERSION = 5
@@ -132,6 +133,15 @@ CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY, region TEXT NOT NULL, definition TEXT NOT NULL, slots INTEGER NOT NULL,
     hostname TEXT NOT NULL, joined REAL NOT NULL, last_seen REAL NOT NULL
 );
+-- jobs' packages and what they collect, by key
+CREATE TABLE IF NOT EXISTS files (
+    key TEXT PRIMARY KEY, data BLOB NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, finished INTEGER NOT NULL, version INTEGER NOT NULL,
+    data TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS workflows_unfinished ON workflows (finished, id);
 """
 
 JOB_COLUMNS = (
@@ -1216,6 +1226,71 @@ class SQLiteStore:
                 (now, node_id),
             ).fetchall()
         return [WorkerRecord(**dict(row)) for row in rows]
+
+    # files -------------------------------------------------------------------------------
+
+    def put_file(self, key: str, data: bytes, now: float) -> None:
+        with self._write(durable=True) as db:
+            db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (key, data, now))
+
+    def get_file(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT data FROM files WHERE key = ?", (key,)).fetchone()
+        return bytes(row["data"]) if row else None
+
+    def delete_files(self, prefix: str) -> int:
+        with self._write() as db:
+            # the key, and the keys from "prefix/" up to "prefix0" ('0' follows '/')
+            cursor = db.execute(
+                "DELETE FROM files WHERE key = ? OR (key > ? AND key < ?)",
+                (prefix, prefix + "/", prefix + "0"),
+            )
+            return cursor.rowcount
+
+    # workflows -----------------------------------------------------------------------------
+
+    def add_workflow(self, data: dict[str, Any], now: float) -> WorkflowRecord:
+        with self._write(durable=True) as db:
+            row = db.execute(
+                "INSERT INTO workflows (finished, version, data, created, updated)"
+                " VALUES (0, 1, ?, ?, ?) RETURNING *",
+                (json.dumps(data), now, now),
+            ).fetchone()
+        return _workflow(row)
+
+    def get_workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        row = self._db.execute("SELECT * FROM workflows WHERE id = ?", (workflow_id,)).fetchone()
+        return _workflow(row) if row else None
+
+    def list_workflows(self, *, unfinished: bool = False, limit: int = 100) -> list[WorkflowRecord]:
+        clause = "WHERE finished = 0" if unfinished else ""
+        rows = self._db.execute(
+            f"SELECT * FROM workflows {clause} ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [_workflow(row) for row in rows]
+
+    def update_workflow(
+        self, record: WorkflowRecord, data: dict[str, Any], *, finished: bool, now: float
+    ) -> WorkflowRecord:
+        with self._write(durable=True) as db:
+            row = db.execute(
+                "UPDATE workflows SET finished = ?, version = version + 1, data = ?, updated = ?"
+                " WHERE id = ? AND version = ? RETURNING *",
+                (int(finished), json.dumps(data), now, record.id, record.version),
+            ).fetchone()
+        if row is None:
+            raise Conflict(f"workflow {record.id} changed meanwhile")
+        return _workflow(row)
+
+
+def _workflow(row: sqlite3.Row) -> WorkflowRecord:
+    return WorkflowRecord(
+        id=row["id"],
+        finished=bool(row["finished"]),
+        data=json.loads(row["data"]),
+        version=row["version"],
+        created=row["created"],
+        updated=row["updated"],
+    )
 
 
 def _task(row: sqlite3.Row, *, with_script: bool) -> JobRecord:

@@ -4,6 +4,10 @@ It claims jobs of one (queue, definition), runs each in its own process group
 (respecting the script's shebang, bash otherwise), streams stdout and stderr
 to the host while the job runs, heartbeats, stops the job when the host says
 it was cancelled, reports the exit code, and exits after an idle timeout.
+
+A job with a package runs in a fresh folder of the worker's, where the package (a
+gzip'd tar archive kept by the host) is unpacked first; the files a job collects are
+sent to the host when it ends, before its end is reported.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ import codecs
 import collections
 import contextlib
 import getpass
+import io
 import os
+import posixpath
 import resource
 import selectors
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +36,7 @@ from urllib.parse import quote
 from hyper.client import HostClient
 from hyper.commands import run as run_command
 from hyper.errors import CommandFailed, Conflict, HostFailure, HostUnreachable, HyperError
-from hyper.jobs import SECRET_VARIABLES, LogKind
+from hyper.jobs import MAX_FILE_BYTES, SECRET_VARIABLES, LogKind, escapes
 from hyper.jobspec import expand_output_pattern
 from hyper.worker.container import container_command, container_name, container_tool
 
@@ -121,6 +130,38 @@ class OutputPump:
             else:
                 chunks.append({"kind": kind.value, "text": text})
         return chunks
+
+
+class PackageError(Exception):
+    """A job's package could not be fetched or unpacked: the attempt ends with exit 1."""
+
+
+def unpack_package(data: bytes, folder: Path) -> None:
+    """Unpack a gzip'd tar archive into `folder` (made here). Every member is checked
+    before anything is written: only files, folders and links, none of them reaching
+    outside the folder (no absolute path, no `..`, no link pointing out)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        members = archive.getmembers()
+        for member in members:
+            _check_member(member)
+        folder.mkdir(parents=True)
+        if hasattr(tarfile, "data_filter"):  # Python's own check of the same, from 3.10.12
+            archive.extractall(folder, members=members, filter="data")
+        else:
+            archive.extractall(folder, members=members)
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    if escapes(member.name) or ".." in member.name.split("/"):
+        raise PackageError(f"{member.name!r} would be unpacked outside the job's folder")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise PackageError(f"{member.name!r} is neither a file, a folder nor a link")
+    if member.issym():  # relative to where the link is; a hard link's, to the archive's top
+        target = posixpath.join(posixpath.dirname(member.name), member.linkname)
+    else:
+        target = member.linkname
+    if (member.issym() or member.islnk()) and (member.linkname.startswith("/") or escapes(target)):
+        raise PackageError(f"link {member.name!r} points outside the job's folder")
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -409,14 +450,74 @@ class WorkerAgent:
                 resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
     def run_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """Run one job to its end; return its report (None when its lease was lost)."""
+        """Run one job to its end; return its report (None when its lease was lost).
+        A job with a package runs in a folder of its own, made for this attempt and
+        removed after it; what it collects is sent to the host before its end is."""
+        job_id, attempt = int(job["id"]), int(job["attempt"])
+        options = job.get("options") or {}
+        package = options.get("package")
+        if not package:
+            submit_dir = job.get("submit_dir")
+            cwd = self.options.workdir
+            if submit_dir and Path(submit_dir).is_dir():
+                cwd = Path(submit_dir)  # where it was submitted (as Slurm does), if on this machine
+            return self._collected(job, self._run(job, cwd, self.options.workdir), cwd)
+        folder = self.options.workdir / f"job-{job_id}.{attempt}"
+        shutil.rmtree(folder, ignore_errors=True)  # what a killed worker left: start afresh
+        try:
+            try:
+                self._unpack(package, folder)
+            except PackageError as error:
+                return _ending(job_id, attempt, 1, str(error), [])
+            return self._collected(job, self._run(job, folder, folder), folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _unpack(self, key: str, folder: Path) -> None:
+        try:
+            data = self._patiently(self.client.get_file, key)
+        except HyperError as error:
+            raise PackageError(f"package {key!r} could not be fetched: {error}") from None
+        try:
+            unpack_package(data, folder)
+        except (tarfile.TarError, OSError, PackageError) as error:
+            raise PackageError(f"package {key!r} could not be unpacked: {error}") from None
+
+    def _collected(
+        self, job: dict[str, Any], report: dict[str, Any] | None, cwd: Path
+    ) -> dict[str, Any] | None:
+        """The report, once the files the job collects (those it made, as regular files)
+        are kept on the host as jobs/<id>/<path>; a file that could not be sent gets a
+        line in the job's stderr log."""
+        paths = (job.get("options") or {}).get("collect") or []
+        if report is None or not paths:
+            return report
+        notes = []
+        for path in paths:
+            try:
+                info = (cwd / path).lstat()
+            except OSError:
+                continue  # the job did not make it
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if info.st_size > MAX_FILE_BYTES:
+                notes.append(f"{path}: {info.st_size} bytes, above {MAX_FILE_BYTES} bytes")
+                continue
+            try:
+                data = (cwd / path).read_bytes()
+                self._patiently(self.client.put_file, f"jobs/{job['id']}/{path}", data)
+            except (HyperError, OSError) as error:
+                notes.append(f"{path}: {error}")
+        text = "".join(f"hyper: not collected: {note}\n" for note in notes)
+        if text:
+            report["output"] = [*report["output"], {"kind": LogKind.STDERR.value, "text": text}]
+        return report
+
+    def _run(self, job: dict[str, Any], cwd: Path, workdir: Path) -> dict[str, Any] | None:
         job_id, attempt = int(job["id"]), int(job["attempt"])
         if self.options.in_image:
             job = {**job, "image": None}  # no container inside the container
-        submit_dir = job.get("submit_dir")
-        # run where it was submitted (as Slurm does) when that folder is on this machine
-        cwd = Path(submit_dir) if submit_dir and Path(submit_dir).is_dir() else self.options.workdir
-        env = self._environment(job, self.options.workdir)
+        env = self._environment(job, workdir)
         reason: str | None = None
         try:
             command, script_path = self._command(job, cwd, env)
