@@ -12,7 +12,11 @@
     ├── StoreUnavailable       the host's store cannot take writes now: its disk is full
     │                          or another process locks it; nothing was changed (exit 1)
     ├── DeployFailed           a resource could not be deployed; its log says why (exit 1)
-    └── CommandFailed          a program hyper ran exited non-zero (exit 1)
+    ├── CommandFailed          a program hyper ran exited non-zero (exit 1)
+    ├── RemoteError            a call of the Python API gave no outcome of its own on its
+    │                          worker (its job ended without one, the worker's Python
+    │                          cannot run it, or its exception could not be brought back)
+    └── PoolError              a WorkerPool could not launch its minimum of workers
 
 Commands translate these to one line on stderr and the exit code; the library
 never prints or exits.
@@ -96,3 +100,13 @@ def one_line(text: str) -> str:
     """Text for a one-line message: bytes that are not UTF-8 as \\xNN, line breaks escaped."""
     raw = text.encode(errors="surrogateescape").decode(errors="backslashreplace")
     return raw.translate(_LINE_BREAKS)
+
+
+class RemoteError(HyperError):
+    """A call on a worker gave no outcome of its own: its job ended without one, the
+    worker's Python cannot run it, or the exception it raised could not be brought back
+    (then this error carries its type, message and traceback)."""
+
+
+class PoolError(HyperError):
+    """The pool could not launch the minimum number of workers."""
