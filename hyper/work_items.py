@@ -13,7 +13,6 @@ blocked, held or running) of a queue that the plan names.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -73,17 +72,13 @@ def parse_name_values(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def pipeline_script(tasks_text: str, source: str) -> str:
-    """The job script of every work item: its tasks.json, run by `hyper tasks run`, or by
-    the Python that planned it when the worker's PATH has no `hyper` (a local host)."""
+    """The job script of every work item: its tasks.json, run by `hyper tasks run` (a
+    worker puts hyper's commands on its jobs' PATH)."""
     body = tasks_text if tasks_text.endswith("\n") else tasks_text + "\n"
-    python = shlex.quote(sys.executable)
     return (
         "#!/bin/bash\n"
         f"# hyper items start: the pipeline of {one_line(source)} for the work item in $WORK_ITEM\n"
-        "if command -v hyper >/dev/null 2>&1; then run=(hyper tasks run)\n"
-        f"else run=({python} -m hyper.pipeline)\n"
-        "fi\n"
-        f"\"${{run[@]}}\" - <<'{HEREDOC}'\n"
+        f"hyper tasks run - <<'{HEREDOC}'\n"
         f"{body}{HEREDOC}\n"
     )
 

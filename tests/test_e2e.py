@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hyper.errors import EXIT_CANCELLED, EXIT_UNREACHABLE
-from tests.conftest import BIN, ROOT, LocalHost
+from tests.conftest import BIN, ROOT, LocalHost, running_local_host
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +50,20 @@ def test_stdout_carries_only_the_id_and_the_job_sees_its_environment(local: Loca
     line = local.ok("qlog", "-t", "STDOUT", job_id).strip()
     assert line == f"{job_id}|envjob|sample-queue-1|1|{local.cwd}|{local.cwd}|nokey"
     assert local.ok("qlog", "-t", "STDERR", job_id) == "oops\n"
+
+
+def test_jobs_find_hypers_commands_and_python(
+    hyper_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when the daemon was started with a PATH that lacks them (the venv not
+    activated), after the job's own PATH."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with running_local_host(hyper_home, tmp_path / "work") as local:
+        local.script("which.sh", 'echo "$(command -v hyper)|$HYPER_WORKER_PYTHON|$PATH"\n')
+        job_id = local.ok("qsub", "--wait", *Q, "which.sh").strip()
+        hyper, python, path = local.ok("qlog", "-t", "STDOUT", job_id).strip().split("|")
+    assert hyper == str(BIN / "hyper") and Path(python).parent == BIN
+    assert path == f"/usr/bin:/bin:{BIN}"
 
 
 def test_shebang_is_respected(local: LocalHost) -> None:

@@ -3,8 +3,8 @@
 Each job runs a short shell script that finds hyper's Python on the worker and runs
 ``python -m hyper.python_api.remote`` in the job's unpacked package. That Python is
 ``$HYPER_PYTHON`` when the job or its definition sets it; otherwise the interpreter
-running the job's worker agent (the job's parent), which has hyper and cloudpickle by
-construction; otherwise ``python3``. The submitter's own ``sys.executable`` is not
+running the job's worker agent (``$HYPER_WORKER_PYTHON``), which has hyper and
+cloudpickle by construction; otherwise ``python3``. The submitter's own ``sys.executable`` is not
 used: it need not exist where the job runs.
 """
 
@@ -29,13 +29,8 @@ FINISHED_STATES = sorted(status.value for status in FINISHED)
 
 REMOTE_SCRIPT = """#!/bin/sh
 # hyper's Python API: run the pickled calls of this job's package, its working directory.
-# hyper's Python: $HYPER_PYTHON, else the one running this job's worker agent (its parent).
-py=${HYPER_PYTHON:-}
-if [ -z "$py" ] && [ -r "/proc/$PPID/cmdline" ]; then
-  py=$(tr '\\000' '\\n' < "/proc/$PPID/cmdline" | head -n 1)
-  case ${py##*/} in python*) ;; *) py= ;; esac
-fi
-exec "${py:-python3}" -m hyper.python_api.remote
+# hyper's Python: $HYPER_PYTHON, else the one running this job's worker agent.
+exec "${HYPER_PYTHON:-${HYPER_WORKER_PYTHON:-python3}}" -m hyper.python_api.remote
 """
 
 

@@ -369,6 +369,14 @@ class WorkerAgent:
                 "HYPER_WORKDIR": str(workdir),
             }
         )
+        if not job.get("image"):  # in a container, hyper is whatever its image holds
+            # hyper's own commands and Python, for jobs that call them (a workflow's
+            # handler, a work item's pipeline, the Python API); the job's PATH first
+            commands = str(Path(sys.executable).parent)
+            path = env.get("PATH", "")
+            if commands not in path.split(os.pathsep):
+                env["PATH"] = f"{path}{os.pathsep}{commands}" if path else commands
+            env["HYPER_WORKER_PYTHON"] = sys.executable
         if job.get("array_id") is not None:
             env["HYPER_ARRAY_JOB_ID"] = str(job["array_id"])
             env["HYPER_ARRAY_INDEX"] = str(job["array_index"])
