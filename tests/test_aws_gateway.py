@@ -19,6 +19,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from hyper.client import HostClient
 from tests.aws_gateway import STAGE, Gateway
 from tests.conftest import BIN, ROOT
 from tests.test_aws_host import bundle
@@ -147,4 +148,9 @@ def test_a_new_aws_host_runs_jobs_from_the_shell(
         assert shown["Successful"] == 3, shown
         assert run(aws, "qlog", f"{array}_2") == "hello from 2\n"
         assert json.loads(run(aws, "qstat", "-i", held, "--json"))["job"]["status"] == "Cancelled"
+        # binary files through API Gateway and the function (S3 behind them)
+        blob = bytes(range(256)) * 64
+        with HostClient(f"{gateway.url}/{STAGE}", gateway.key, retries=0) as client:
+            client.put_file("probe/blob.bin", blob)
+            assert client.get_file("probe/blob.bin") == blob
         assert not any(f.errors for f in gateway.functions.values())
