@@ -317,6 +317,11 @@ def default_host_name(explicit: str | None = None) -> str:
     raise UsageError("no host yet; run 'hyper hosts create-host'")
 
 
+def first_use_note(created: HostConfig) -> str:
+    """What a command says when its call made the first host (see `connect`)."""
+    return f"no host was configured; created the local host {created.name!r} and selected it"
+
+
 def connect(
     explicit: str | None = None,
     *,

@@ -39,12 +39,10 @@ def add_host_option(parser: argparse.ArgumentParser) -> None:
 
 def connect(host: str | None) -> HostClient:
     from hyper.hosts import connect as connect_host
+    from hyper.hosts import first_use_note
 
     def first_use(created: HostConfig) -> None:
-        sys.stderr.write(
-            "hyper: no host was configured; created the local host"
-            f" {created.name!r} and selected it\n"
-        )
+        sys.stderr.write(f"hyper: {first_use_note(created)}\n")
 
     return connect_host(host, on_first_use=first_use)
 

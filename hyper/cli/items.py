@@ -30,11 +30,7 @@ HostOption = typer.Option(
 
 def _connect(host: str | None) -> HostClient:
     def first_use(created: HostConfig) -> None:
-        typer.echo(
-            "hyper: no host was configured; created the local host"
-            f" {created.name!r} and selected it",
-            err=True,
-        )
+        typer.echo(f"hyper: {hosts.first_use_note(created)}", err=True)
 
     return hosts.connect(host, on_first_use=first_use)
 

@@ -38,9 +38,10 @@ def connect(host: str | None) -> HostClient:
     """A client of the saved host `host` (default: the host in use); a new user's first
     call creates and starts the local host, as their first qsub would."""
     from hyper.hosts import connect as connect_host
+    from hyper.hosts import first_use_note
 
     def first_use(created: HostConfig) -> None:
-        log.warning("hyper: no host was configured; created the local host %r", created.name)
+        log.warning("hyper: %s", first_use_note(created))
 
     return connect_host(host, on_first_use=first_use)
 
