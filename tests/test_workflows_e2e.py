@@ -281,6 +281,9 @@ def start(local: LocalHost, *flags: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [str(BIN / "hyper"), "workflows", "run", "jobs.ini", *flags],
         cwd=local.cwd, env=local.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C reaches it as at a terminal, even when these tests run in the background
+        # (where a shell leaves SIGINT ignored, and Python then never raises KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert process.stdout is not None
     run_id = process.stdout.readline().strip()
