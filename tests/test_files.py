@@ -215,7 +215,7 @@ BAD_PACKAGES = {
     "absolute": (archive({"/tmp/escaped.txt": b"x"}), "would be unpacked outside"),
     "symlink out": (link_archive("evil", "../../.."), "link 'evil' points outside"),
     "absolute symlink": (link_archive("evil", "/etc"), "link 'evil' points outside"),
-    "hard link out": (link_archive("evil", "../x", hard=True), "link 'evil' points outside"),
+    "hard link out": (link_archive("evil", "../x", hard=True), "'evil' is a hard link"),
 }
 
 

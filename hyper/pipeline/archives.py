@@ -15,9 +15,10 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from hyper import commands
+from hyper import commands, untar
 from hyper.errors import CommandFailed
 from hyper.pipeline.codes import ARCHIVE_FAILED, StepFailed
+from hyper.untar import UnsafeArchive
 
 FORMATS = ("7z", "zip")
 UNPACKS = (".7z", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -87,11 +88,8 @@ def expand(archive: Path, into: Path) -> None:
             _unzip(archive, into)
         else:
             with tarfile.open(archive) as tar:
-                if hasattr(tarfile, "data_filter"):  # refuses links and paths out of `into`
-                    tar.extractall(into, filter="data")
-                else:  # pragma: no cover - Pythons before the filter
-                    tar.extractall(into)
-    except (CommandFailed, OSError, zipfile.BadZipFile, tarfile.TarError) as error:
+                untar.extract(tar, into)
+    except (CommandFailed, OSError, zipfile.BadZipFile, tarfile.TarError, UnsafeArchive) as error:
         raise StepFailed(ARCHIVE_FAILED, f"cannot unpack {archive}: {error}") from None
 
 
@@ -102,4 +100,4 @@ def _unzip(archive: Path, into: Path) -> None:
             target = Path(source.extract(info, into))
             mode = info.external_attr >> 16
             if mode & 0o111 and target.is_file():  # keep programs runnable
-                os.chmod(target, mode & 0o7777)
+                os.chmod(target, mode & 0o755)  # never setuid, setgid or writable by others

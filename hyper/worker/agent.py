@@ -18,7 +18,6 @@ import contextlib
 import getpass
 import io
 import os
-import posixpath
 import resource
 import selectors
 import shutil
@@ -33,10 +32,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
+from hyper import untar
 from hyper.client import HostClient
 from hyper.commands import run as run_command
 from hyper.errors import CommandFailed, Conflict, HostFailure, HostUnreachable, HyperError
-from hyper.jobs import MAX_FILE_BYTES, SECRET_VARIABLES, LogKind, escapes
+from hyper.jobs import MAX_FILE_BYTES, SECRET_VARIABLES, LogKind
 from hyper.jobspec import expand_output_pattern
 from hyper.worker.container import container_command, container_name, container_tool
 
@@ -137,31 +137,12 @@ class PackageError(Exception):
 
 
 def unpack_package(data: bytes, folder: Path) -> None:
-    """Unpack a gzip'd tar archive into `folder` (made here). Every member is checked
-    before anything is written: only files, folders and links, none of them reaching
-    outside the folder (no absolute path, no `..`, no link pointing out)."""
+    """Unpack a gzip'd tar archive into `folder` (made here), nothing outside it."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        members = archive.getmembers()
-        for member in members:
-            _check_member(member)
-        folder.mkdir(parents=True)
-        if hasattr(tarfile, "data_filter"):  # Python's own check of the same, from 3.10.12
-            archive.extractall(folder, members=members, filter="data")
-        else:
-            archive.extractall(folder, members=members)
-
-
-def _check_member(member: tarfile.TarInfo) -> None:
-    if escapes(member.name) or ".." in member.name.split("/"):
-        raise PackageError(f"{member.name!r} would be unpacked outside the job's folder")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise PackageError(f"{member.name!r} is neither a file, a folder nor a link")
-    if member.issym():  # relative to where the link is; a hard link's, to the archive's top
-        target = posixpath.join(posixpath.dirname(member.name), member.linkname)
-    else:
-        target = member.linkname
-    if (member.issym() or member.islnk()) and (member.linkname.startswith("/") or escapes(target)):
-        raise PackageError(f"link {member.name!r} points outside the job's folder")
+        try:
+            untar.extract(archive, folder)
+        except untar.UnsafeArchive as error:
+            raise PackageError(str(error)) from None
 
 
 def _kill_group(pgid: int, sig: int) -> None:
