@@ -171,3 +171,16 @@ def test_a_submit_asks_for_one_tick_a_second(
         assert not [r for r in caplog.records if "invoking" in r.getMessage()]
     finally:
         api.close()
+
+
+def test_a_tick_while_another_runs_does_nothing(function_env: str) -> None:
+    api = make_handler(make_app)
+    try:
+        other = DynamoDBStore("hyper-h1", REGION, "hyper-h1-bucket")  # another container
+        assert other.claim_tick("elsewhere", time.time(), 300)
+        assert api(dict(TICK_EVENT), None)["result"] == {"skipped": "another tick is under way"}
+        other.release_tick("elsewhere")
+        assert api(dict(TICK_EVENT), None)["result"]["started"] == 0
+        assert other.claim_tick("again", time.time(), 300)  # the tick let go of it
+    finally:
+        api.close()

@@ -178,6 +178,24 @@ def _race(handles: list[DynamoDBStore], limit: int) -> dict[str, list[int]]:
     return got
 
 
+def test_one_tick_at_a_time_across_processes(store: DynamoDBStore) -> None:
+    """Lambda may run ticks in several containers at once: one holds the tick's lease
+    until it releases it or the lease runs out."""
+    other = DynamoDBStore(PREFIX, REGION, BUCKET)  # another container
+    try:
+        assert store.claim_tick("a", 1000.0, 300)
+        assert not other.claim_tick("b", 1001.0, 300)
+        assert store.claim_tick("a", 1002.0, 300)  # its own again
+        store.release_tick("b")  # not b's to release
+        assert not other.claim_tick("b", 1003.0, 300)
+        store.release_tick("a")
+        assert other.claim_tick("b", 1004.0, 300)
+        assert not store.claim_tick("a", 1304.0, 300)  # b's lasts until 1304
+        assert store.claim_tick("a", 1305.0, 300)  # a crashed tick frees it in time
+    finally:
+        other.close()
+
+
 def test_two_workers_claiming_one_queue_at_once_get_disjoint_jobs(store: DynamoDBStore) -> None:
     ids = store.submit([job(f"j{n}") for n in range(40)], time.time())
     handles = [DynamoDBStore(PREFIX, REGION, BUCKET) for _ in range(2)]

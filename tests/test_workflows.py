@@ -19,12 +19,14 @@ from fastapi.testclient import TestClient
 
 from hyper.errors import DeployFailed, UsageError
 from hyper.host.app import create_app
+from hyper.host.service import HostService
 from hyper.host.settings import HostSettings
 from hyper.models import ResourceKind, Spec
 from hyper.providers import Log
 from hyper.providers.local import LocalProvider
 from hyper.store.sqlite import SQLiteStore
 from hyper.workflows import jobsfile
+from hyper.workflows.model import Step, Workflow, WorkflowState
 from hyper.workflows.packaging import S3Source
 from tests.conftest import fake_aws_credentials
 
@@ -351,3 +353,21 @@ def test_a_cluster_too_slow_to_create_ends_the_run_and_is_deleted_once_ready(
     )
     assert workflow["teardown"] == "cluster run-cluster and queue run-cluster deleted"
     assert left == {"clusters": ["local-cluster"], "queues": ["sample-queue-1"]}
+
+
+def test_a_run_whose_start_is_still_submitting_is_left_to_it_for_a_while(
+    store: SQLiteStore, settings: HostSettings
+) -> None:
+    """On Lambda a tick in another container can see a new run before its start has
+    submitted the jobs: it leaves the run alone for a minute, then judges it."""
+    service = HostService(store, settings, LocalProvider())
+    step = Step(name="a", handler="a.sh", package="p", wait_time=1)
+    new = Workflow(
+        name="jobs.ini", order="sequential", queue="q", definition="d",
+        state=WorkflowState.RUNNING, steps=[step],
+    )  # fmt: skip
+    record = store.add_workflow(new.data(), time.time())
+    service.workflows.advance(record.created + 5)
+    assert Workflow.of(store.get_workflow(record.id)).state is WorkflowState.RUNNING
+    service.workflows.advance(record.created + 61)  # "its job is gone": no job was submitted
+    assert Workflow.of(store.get_workflow(record.id)).state is not WorkflowState.RUNNING

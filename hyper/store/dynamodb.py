@@ -110,6 +110,7 @@ NAME_KEY_CHARS = 200  # of a name in the name index (a sort key holds at most 1 
 PRIORITY_OFFSET = 10**9
 EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one per array
 ARRAY_CACHE = 1024
+TICK_LEASE = {"scope": "lease", "key": "tick"}  # who runs the scheduler's tick now
 SETTLE_CHUNK = 2000  # tasks read at a time when a dependency of their array is settled
 PAGE = 500
 FILES = "files/"  # where files are kept in the bucket
@@ -2306,6 +2307,31 @@ class DynamoDBStore:
                 set_={"last_seen": now, "state": "ACTIVE", "assigned_node": None},
                 condition="attribute_exists(#id) AND #state <> :exited",
                 values={"exited": "EXITED"},
+            )
+        )
+
+    def claim_tick(self, owner: str, now: float, seconds: float) -> bool:
+        """A lease item in the counts table, taken on the condition that no other owner
+        holds one that is still valid."""
+        claimed = self._update_if(
+            _update(
+                self._counts_name,
+                TICK_LEASE,
+                set_={"owner": owner, "until": now + seconds},
+                condition="attribute_not_exists(#owner) OR #until < :now OR #owner = :me",
+                values={"now": now, "me": owner},
+            )
+        )
+        return claimed is not None
+
+    def release_tick(self, owner: str) -> None:
+        self._update_if(
+            _update(
+                self._counts_name,
+                TICK_LEASE,
+                set_={"owner": None, "until": None},
+                condition="#owner = :me",
+                values={"me": owner},
             )
         )
 

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 TEARDOWN_ORDER = (ResourceKind.QUEUE, ResourceKind.CLUSTER)  # no cluster under a queue
 STOP_GRACE_LEASES = 2  # how long jobs being stopped may take before their queue goes anyway
 SAVE_TRIES = 3
+SUBMIT_GRACE_SECONDS = 60.0  # a new run's jobs are being submitted by its start meanwhile
 
 
 def handler_script(handler: str) -> str:
@@ -176,6 +177,8 @@ class WorkflowEngine:
         for record in self.store.list_workflows(unfinished=True, limit=10_000):
             try:
                 workflow = Workflow.of(record)
+                if self._being_submitted(workflow, now):
+                    continue
                 before = workflow.data()
                 if workflow.state is WorkflowState.CREATING_CLUSTER:
                     self._creating(workflow, now)
@@ -189,6 +192,17 @@ class WorkflowEngine:
                 pass  # changed meanwhile (cancelled): the next tick sees it
             except Exception:  # one workflow that cannot move must not stop the others
                 log.exception("workflow %s could not move on", record.id)
+
+    @staticmethod
+    def _being_submitted(workflow: Workflow, now: float) -> bool:
+        """A run whose start is still submitting its jobs (in another process, on Lambda):
+        left to it for a while, then judged as any run."""
+        unsubmitted = any(step.job_id is None for step in workflow.steps)
+        return (
+            workflow.state is WorkflowState.RUNNING
+            and unsubmitted
+            and now - workflow.created < SUBMIT_GRACE_SECONDS
+        )
 
     def _creating(self, workflow: Workflow, now: float) -> None:
         found = [self.store.get_resource(kind, workflow.cluster or "") for kind in workflow.made]

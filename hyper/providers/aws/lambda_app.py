@@ -7,8 +7,9 @@ scheduler ticks; a request must end within API Gateway's 29 s, so it hands each 
 change to the deploy function (``HYPER_DEPLOY_FUNCTION``), invoked asynchronously, which
 alone may make stacks, roles and compute environments. After a submit, the API function
 asks itself for a tick the same way, so workers start at once rather than at the next
-scheduled tick. A change whose invocation was lost is handed off again by a tick once it
-has been unsettled longer than the deploy function may run.
+scheduled tick; ticks in several containers take turns (a lease in the store). A change
+whose invocation was lost is handed off again by a tick once it has been unsettled longer
+than the deploy function may run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from hyper.host.lambda_adapter import (
     Send,
     deploy_event,
 )
-from hyper.providers.aws.templates import DEPLOY_TIMEOUT_SECONDS
+from hyper.providers.aws.templates import DEPLOY_TIMEOUT_SECONDS, FUNCTION_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +151,17 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
         asgi = TickAfterSubmit(app, lambda: to_self(dict(TICK_EVENT)))
 
     def tick() -> dict[str, Any]:
-        report = dataclasses.asdict(app.state.tick())
-        # served otherwise, changes run in this process and a restart takes them up
-        taken = deployer.resume() if this_function else []
+        # ticks may overlap (the schedule's, and those submits ask for, in other
+        # containers): one at a time, or workers and workflow jobs would start twice
+        me = uuid.uuid4().hex
+        if not store.claim_tick(me, time.time(), FUNCTION_TIMEOUT_SECONDS):
+            return {"skipped": "another tick is under way"}
+        try:
+            report = dataclasses.asdict(app.state.tick())
+            # served otherwise, changes run in this process and a restart takes them up
+            taken = deployer.resume() if this_function else []
+        finally:
+            store.release_tick(me)
         return {**report, "deploys_taken_up": taken}
 
     async def deploy(kind: str, name: str) -> dict[str, Any]:
