@@ -82,6 +82,16 @@ class CommandFailed(HyperError):
         self.command, self.code, self.stdout, self.stderr = command, code, stdout, stderr
 
 
+class RemoteError(HyperError):
+    """A call on a worker gave no outcome of its own: its job ended without one, the
+    worker's Python cannot run it, or the exception it raised could not be brought back
+    (then this error carries its type, message and traceback)."""
+
+
+class PoolError(HyperError):
+    """The pool could not launch the minimum number of workers."""
+
+
 # what str.splitlines() breaks a line at, written as escapes so a message stays one line
 _LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
 
@@ -100,13 +110,3 @@ def one_line(text: str) -> str:
     """Text for a one-line message: bytes that are not UTF-8 as \\xNN, line breaks escaped."""
     raw = text.encode(errors="surrogateescape").decode(errors="backslashreplace")
     return raw.translate(_LINE_BREAKS)
-
-
-class RemoteError(HyperError):
-    """A call on a worker gave no outcome of its own: its job ended without one, the
-    worker's Python cannot run it, or the exception it raised could not be brought back
-    (then this error carries its type, message and traceback)."""
-
-
-class PoolError(HyperError):
-    """The pool could not launch the minimum number of workers."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import posixpath
-import re
 from typing import NamedTuple
 
 
@@ -146,10 +145,6 @@ _SEGMENT = r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.
 FILE_KEY_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
 MAX_FILE_KEY = 512  # characters
 MAX_FILE_BYTES = 64 * 2**20
-
-
-def is_file_key(key: str) -> bool:
-    return len(key) <= MAX_FILE_KEY and re.fullmatch(FILE_KEY_PATTERN, key) is not None
 
 
 def is_under(key: str, prefix: str) -> bool:

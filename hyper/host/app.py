@@ -145,7 +145,10 @@ def create_app(
             def tick() -> TickReport:
                 now = time.time()
                 report = scheduler.tick(now)
-                _in_loop(loop, lambda: service.workflows.advance(now))
+                try:
+                    _in_loop(loop, lambda: service.workflows.advance(now))
+                except Exception:  # as in _schedule: the tick's report still goes back
+                    log.exception("moving workflows on failed")
                 return report
 
             app.state.tick = tick

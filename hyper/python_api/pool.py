@@ -330,6 +330,7 @@ class WorkerPool(concurrent.futures.Executor):
             self._live += 1
         conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wire.keep_alive(conn)
         try:
             self._work(worker)
         finally:

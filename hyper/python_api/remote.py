@@ -69,6 +69,7 @@ def serve_pool(workdir: Path, manifest: dict[str, Any]) -> int:
         with socket.create_connection(address, timeout=CONNECT_SECONDS) as sock:
             wire.join_pool(sock, secret, hello)
             sock.settimeout(None)
+            wire.keep_alive(sock)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while (call := wire.receive_frame(sock)) != wire.RELEASE:
                 wire.send_frame(sock, payload.run_pickled_call(call))

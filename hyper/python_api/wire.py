@@ -84,3 +84,14 @@ def join_pool(sock: socket.socket, secret: bytes, hello: dict[str, Any]) -> None
     proof = receive_frame(sock, PROOF_BYTES)
     if not hmac.compare_digest(proof, _proof(secret, b"pool", ours, theirs)):
         raise HandshakeFailed("the pool did not prove it holds the secret")
+
+
+def keep_alive(sock: socket.socket, *, idle: int = 30, interval: int = 10, probes: int = 3) -> None:
+    """A connection with no timeout that still ends when its peer's machine vanishes
+    without a word: TCP keepalive probes after `idle` s of silence (where the system
+    lets us tune them), so a call waiting on it fails rather than waits forever."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
+                          ("TCP_KEEPCNT", probes)):  # fmt: skip
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
