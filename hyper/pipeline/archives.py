@@ -15,10 +15,10 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from hyper import commands, untar
+from hyper import commands, tarballs
 from hyper.errors import CommandFailed
 from hyper.pipeline.codes import ARCHIVE_FAILED, StepFailed
-from hyper.untar import UnsafeArchive
+from hyper.tarballs import UnsafeArchive
 
 FORMATS = ("7z", "zip")
 UNPACKS = (".7z", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -88,7 +88,7 @@ def expand(archive: Path, into: Path) -> None:
             _unzip(archive, into)
         else:
             with tarfile.open(archive) as tar:
-                untar.extract(tar, into)
+                tarballs.extract(tar, into)
     except (CommandFailed, OSError, zipfile.BadZipFile, tarfile.TarError, UnsafeArchive) as error:
         raise StepFailed(ARCHIVE_FAILED, f"cannot unpack {archive}: {error}") from None
 

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import pickle
 import platform
 import site
 import sys
 import sysconfig
-import tarfile
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -32,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from hyper import tarballs
 from hyper.errors import RemoteError, UsageError
 from hyper.jobs import MAX_FILE_BYTES
 
@@ -142,15 +140,7 @@ def _by_value(fn: Callable[..., Any]) -> Iterator[Any]:
 
 
 def _tar(files: dict[str, bytes], private: Sequence[str] = ()) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o600 if name in private else 0o644
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    data = buffer.getvalue()
+    data = tarballs.pack(files.items(), private=private)
     if len(data) > MAX_FILE_BYTES:
         raise UsageError(
             f"the pickled function and arguments take {len(data) / 2**20:.1f} MiB once"

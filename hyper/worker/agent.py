@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
-from hyper import untar
+from hyper import tarballs
 from hyper.client import HostClient
 from hyper.commands import run as run_command
 from hyper.errors import CommandFailed, Conflict, HostFailure, HostUnreachable, HyperError
@@ -140,8 +140,8 @@ def unpack_package(data: bytes, folder: Path) -> None:
     """Unpack a gzip'd tar archive into `folder` (made here), nothing outside it."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         try:
-            untar.extract(archive, folder)
-        except untar.UnsafeArchive as error:
+            tarballs.extract(archive, folder)
+        except tarballs.UnsafeArchive as error:
             raise PackageError(str(error)) from None
 
 

@@ -4,30 +4,15 @@ unpacks it where the job runs (``hyper.worker.agent.unpack_package``)."""
 
 from __future__ import annotations
 
-import io
 import posixpath
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyper import tarballs
 from hyper.errors import UsageError
 from hyper.jobs import MAX_FILE_BYTES
-
-
-def _archive(members: Iterator[tuple[str, bytes | Path]]) -> bytes:
-    """A gzip'd tar archive of (name, content or local path) pairs."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", dereference=True) as tar:
-        for name, content in members:
-            if isinstance(content, Path):
-                tar.add(content, arcname=name)  # a folder with all it holds; links followed
-            else:
-                info = tarfile.TarInfo(name)
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def _checked(data: bytes, source: str) -> bytes:
@@ -59,7 +44,7 @@ class LocalSource:
             members = ((child.name, child) for child in sorted(self.path.iterdir()))
         else:
             members = iter([(self.path.name, self.path)])
-        return _checked(_archive(members), str(self))
+        return _checked(tarballs.pack(members), str(self))
 
 
 @dataclass(frozen=True)
@@ -141,7 +126,7 @@ class S3Source:
             ]
         except (BotoCoreError, ClientError) as error:
             raise UsageError(f"{self.uri}: {error_message(error)}") from None
-        return _checked(_archive(iter(contents)), self.uri)
+        return _checked(tarballs.pack(iter(contents)), self.uri)
 
 
 Source = LocalSource | S3Source

@@ -1,5 +1,5 @@
-"""Unpacking tar archives that came from elsewhere (a job's package, a pipeline's inputs)
-so that nothing lands outside the folder they are unpacked into.
+"""Gzip'd tar archives: packing a job's package, and unpacking archives that came from
+elsewhere (a package, a pipeline's inputs) so that nothing lands outside their folder.
 
 Every member is checked before anything is written: only files, folders and symbolic
 links, no absolute path and no ``..``. Links are followed only where Python's own
@@ -11,10 +11,32 @@ everywhere. The filter also clears setuid, setgid and sticky bits.
 
 from __future__ import annotations
 
+import io
 import tarfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from hyper.jobs import escapes
+
+PRIVATE = 0o600  # a member only its owner may read (a pool's secret)
+
+
+def pack(members: Iterable[tuple[str, bytes | Path]], *, private: Iterable[str] = ()) -> bytes:
+    """A gzip'd tar of (name, content or local path) pairs: a path is added with all it
+    holds, links followed (a package holds no links); `private` names get mode 0600."""
+    secret = set(private)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", dereference=True) as tar:
+        for name, content in members:
+            if isinstance(content, Path):
+                tar.add(content, arcname=name)
+                continue
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(content), int(time.time())
+            info.mode = PRIVATE if name in secret else 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 class UnsafeArchive(ValueError):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hyper import untar
+from hyper import tarballs
 
 
 def archive(*members: tuple[str, str, bytes | str]) -> tarfile.TarFile:
@@ -42,12 +42,12 @@ def test_a_chain_of_links_cannot_lead_out(tmp_path: Path) -> None:
         ("sub/l/m", "sym", ".."),
         ("sub/l/m/pwned", "file", b"x"),
     )
-    with pytest.raises((untar.UnsafeArchive, tarfile.TarError)):
-        untar.extract(chain, into)
+    with pytest.raises((tarballs.UnsafeArchive, tarfile.TarError)):
+        tarballs.extract(chain, into)
     assert not (tmp_path / "pwned").exists()
     # where Python has no filter to follow links with, links are refused outright
-    with pytest.raises(untar.UnsafeArchive, match="points outside"):
-        untar.check(chain.getmember("sub/l"), links=False)
+    with pytest.raises(tarballs.UnsafeArchive, match="points outside"):
+        tarballs.check(chain.getmember("sub/l"), links=False)
 
 
 @pytest.mark.parametrize(
@@ -65,14 +65,14 @@ def test_members_that_could_land_outside_are_refused_before_anything_is_written(
     tmp_path: Path, member: tuple[str, str, bytes | str], message: str
 ) -> None:
     into = tmp_path / "job"
-    with pytest.raises(untar.UnsafeArchive, match=message):
-        untar.extract(archive(("inside.txt", "file", b"ok"), member), into)
+    with pytest.raises(tarballs.UnsafeArchive, match=message):
+        tarballs.extract(archive(("inside.txt", "file", b"ok"), member), into)
     assert not into.exists()
 
 
 def test_files_links_inside_and_modes_without_special_bits(tmp_path: Path) -> None:
     into = tmp_path / "job"
-    untar.extract(
+    tarballs.extract(
         archive(("bin", "dir", b""), ("bin/run", "file", "#!/bin/sh\n"), ("run", "sym", "bin/run")),
         into,
     )
