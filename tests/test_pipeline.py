@@ -139,7 +139,7 @@ def test_work_items_run_their_pipeline_as_jobs_and_their_outputs_come_back(
         assert json.loads(local.ok("qstat", "--json"))["counts"]["Total"] == 0
         array_id = local.ok(*start, "-apply").strip()
         array = local.wait_finished(array_id, timeout=180)
-        assert array["counts"]["Successful"] == 16, local.ok("qlog", f"{array_id}_1")
+        assert array["counts"]["Successful"] == 16, failures(local, array_id)
         log = local.ok("qlog", f"{array_id}_16")
         assert "work item [Dam001/Period16] mode [full]" in log
         assert "pipeline succeeded: 4 ran, 0 failed, 0 skipped" in log
@@ -169,6 +169,16 @@ def test_work_items_run_their_pipeline_as_jobs_and_their_outputs_come_back(
         assert "16/16" in down.err  # the progress bar, once done
         fetched = sorted(p.name for p in (local.cwd / "output.tmp" / "Dam001").iterdir())
         assert fetched == [f"{p}.zip" for p in periods]
+
+
+def failures(local: LocalHost, array_id: str) -> str:
+    """What the tasks of an array that did not succeed said, to read when a test fails."""
+    tasks = json.loads(local.ok("qstat", "-a", array_id, "--json"))["jobs"]
+    return "\n\n".join(
+        f"{t['id']}: {t['status']} {t.get('reason')}\n" + local.sh("qlog", str(t["id"])).out
+        for t in tasks
+        if t["status"] != "Successful"
+    )
 
 
 @pytest.mark.e2e
