@@ -62,6 +62,7 @@ def job(api: TestClient, job_id: int) -> dict[str, Any]:
 
 PATH_VALUES = {
     "job_id": "1", "worker_id": "w-anon", "kind": "queues", "name": Q, "node_id": "n-anon",
+    "key": "anon/file.txt", "workflow_id": "1",
 }  # fmt: skip
 BODIES = {
     "/jobs": {"jobs": [submission()]},
@@ -82,13 +83,18 @@ def concrete(path: str) -> str:
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: PATH_VALUES[m.group(1)], path)
 
 
+def schema_path(path: str) -> str:
+    """A route's path as the schema shows it: `{key:path}` is `{key}`."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
 def every_request(app: Any) -> list[tuple[str, str, str]]:
     """(method, concrete path, route path) for each route the app serves."""
     requests = []
     for route in app.routes:
         assert isinstance(route, APIRoute), f"unexpected route {route!r}"
         for method in sorted(route.methods or ()):
-            requests.append((method, concrete(route.path), route.path))
+            requests.append((method, concrete(route.path), schema_path(route.path)))
     return requests
 
 

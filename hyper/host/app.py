@@ -22,7 +22,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.routing import compile_path
 
 from hyper import __version__, resources
 from hyper.deployer import build_spec
@@ -80,12 +79,10 @@ HTTP_STATUS = (
     (StoreUnavailable, 503),  # nothing was changed: the client may send it again
 )
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
-# a workflow's id, in the path as `{name}` (the name the API's other routes give what they name)
-WorkflowId = Annotated[int, Path(alias="name", ge=1, le=MAX_ID)]
-# a files key, in the path as `{name}` (the name the API's other routes give what they name)
+WorkflowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 FileKey = Annotated[
     str,
-    Path(alias="name", min_length=1, max_length=MAX_FILE_KEY, pattern=FILE_KEY_PATTERN,
+    Path(min_length=1, max_length=MAX_FILE_KEY, pattern=FILE_KEY_PATTERN,
          description="1-512 of A-Za-z0-9._/-, no empty, '.' or '..' segment"),
 ]  # fmt: skip
 BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -327,7 +324,7 @@ def create_app(
     # files ------------------------------------------------------------------------
 
     @app.put(
-        "/files/{name}",
+        "/files/{key:path}",
         status_code=204,
         response_class=Response,
         openapi_extra={"requestBody": {"required": True, "content": BYTES}},
@@ -336,13 +333,13 @@ def create_app(
         service.put_file(key, await _file_body(request))
         return Response(status_code=204)
 
-    @app.get("/files/{name}", response_class=Response, responses={200: {"content": BYTES}})
+    @app.get("/files/{key:path}", response_class=Response, responses={200: {"content": BYTES}})
     async def get_file(key: FileKey) -> Response:
         return Response(service.get_file(key), media_type="application/octet-stream")
 
-    @app.delete("/files/{name}")
+    @app.delete("/files/{key:path}")
     async def delete_files(key: FileKey) -> dict[str, int]:
-        """The file, and every file under `name/`."""
+        """The file, and every file under `key/`."""
         return {"deleted": service.delete_files(key)}
 
     # workflows ----------------------------------------------------------------------
@@ -358,11 +355,11 @@ def create_app(
         found = service.workflows.recent(unfinished=unfinished, limit=limit)
         return {"workflows": [workflow.shown() for workflow in found]}
 
-    @app.get("/workflows/{name}")
+    @app.get("/workflows/{workflow_id}")
     async def get_workflow(workflow_id: WorkflowId) -> dict[str, Any]:
         return service.workflows.get(workflow_id).shown()
 
-    @app.post("/workflows/{name}/cancel")
+    @app.post("/workflows/{workflow_id}/cancel")
     async def cancel_workflow(workflow_id: WorkflowId, body: WorkflowCancel) -> dict[str, Any]:
         return service.workflows.cancel(workflow_id, body.cause).shown()
 
@@ -409,16 +406,7 @@ def create_app(
         service.leave_node(node_id)
         return {"ok": True}
 
-    _keys_take_slashes(app)
     return app
-
-
-def _keys_take_slashes(app: FastAPI) -> None:
-    """A files key holds slashes: its routes take the rest of the path, while the schema
-    and the route's path still show `{name}` as every other route's parameter."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path == "/files/{name}":
-            route.path_regex, _, route.param_convertors = compile_path("/files/{name:path}")
 
 
 async def _file_body(request: Request) -> bytes:
