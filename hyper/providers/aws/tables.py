@@ -51,14 +51,6 @@ JOB_KEYS = (
 )  # fmt: skip
 
 
-# every key attribute of the jobs table and its indexes, with its type
-JOB_KEYS = (
-    ("id", "N"), ("qs", "S"), ("nh", "S"), ("nk", "S"), ("dk", "S"), ("array_id", "N"),
-    ("array_index", "N"), ("ck", "S"), ("co", "S"), ("leased", "S"), ("lease_until", "N"),
-    ("worker_id", "S"), ("ak", "S"), ("capped", "S"),
-)  # fmt: skip
-
-
 # what the arrays index holds of an array (all but its script)
 ARRAY_FIELDS = (
     "kind", "name", "queue", "definition", "env", "submit_dir", "retries", "priority",
