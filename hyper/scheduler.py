@@ -97,6 +97,7 @@ class Scheduler:
         regions: dict[str, RegionSpec],
         definition: str,
         cluster: ClusterSpec,
+        current: Counter[tuple[str, str, str]],
     ) -> dict[str, int]:
         """The regions this queue's workers may go to now, with their weights: `auto`
         asks each kind's launcher to weigh its ACTIVE regions (AWS: spot placement scores)
@@ -112,7 +113,7 @@ class Scheduler:
             if launcher is None or weight <= 0:
                 continue
             room = launcher.capacity(name, definition)
-            if room is None or room > 0 or self._workers_in(name, queue.name, definition):
+            if room is None or room > 0 or current[(queue.name, definition, name)]:
                 usable[name] = weight
         return usable
 
@@ -126,13 +127,6 @@ class Scheduler:
             found = launcher.auto_weights(names, cluster) if launcher else None
             weights.update({name: found.get(name, 1) for name in names} if found else {})
         return weights
-
-    def _workers_in(self, region: str, queue: str, definition: str) -> int:
-        return sum(
-            1
-            for w in self.store.live_workers()
-            if (w.region, w.queue, w.definition) == (region, queue, definition)
-        )
 
     def _scale(self) -> int:
         workers = self.store.live_workers()
@@ -155,7 +149,7 @@ class Scheduler:
             if not waiting or q is None or d is None or cluster is None:
                 continue
             wanted = math.ceil((waiting + running) / d.jobs_to_workers_ratio)
-            shares = split_by_weight(wanted, self._weights(q, regions, d.name, cluster))
+            shares = split_by_weight(wanted, self._weights(q, regions, d.name, cluster, current))
             for region, share in shares.items():
                 launcher = self.launchers[regions[region].kind]
                 key = (q.compute_environment, region)
