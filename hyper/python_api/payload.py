@@ -32,12 +32,14 @@ from typing import Any
 from hyper import tarballs
 from hyper.errors import RemoteError, UsageError
 from hyper.jobs import MAX_FILE_BYTES
+from hyper.python_api import sources
 
 MANIFEST = "hyper-python.json"
 FUNCTION = "function.pickle"
 # every task's calls, each pickled apart: a task unpickles only its own (one file, not one
 # per task, as every task unpacks the whole package)
 CALLS = "calls.pickle"
+SOURCES = "sources.pickle"  # the lines of the code sent by value, for tracebacks
 RESULT = "result.pickle"  # what a job of calls leaves for the worker to collect
 POOL_SECRET = "pool-secret"  # mode 0600; read, then deleted, by the pool's worker
 
@@ -160,11 +162,14 @@ def calls_package(
 ) -> bytes:
     """A package for a job (one task) or an array (a task per entry), each task running
     `fn` on its calls in order. `versions` says which Python made it (default: this one)."""
+    spans = sources.Spans()
     with _by_value(fn) as cloudpickle:
-        function = cloudpickle.dumps(fn)
-        calls = pickle.dumps([cloudpickle.dumps(list(own)) for own in tasks], protocol=4)
+        function = sources.dumps(cloudpickle, fn, spans)
+        each = [sources.dumps(cloudpickle, list(own), spans) for own in tasks]
+    calls = pickle.dumps(each, protocol=4)
+    lines = pickle.dumps(spans.lines(), protocol=4)
     manifest = _manifest("calls", versions, tasks=len(tasks))
-    return _tar({MANIFEST: manifest, FUNCTION: function, CALLS: calls})
+    return _tar({MANIFEST: manifest, FUNCTION: function, CALLS: calls, SOURCES: lines})
 
 
 def pool_package(address: str, port: int, secret: bytes) -> bytes:
@@ -174,10 +179,11 @@ def pool_package(address: str, port: int, secret: bytes) -> bytes:
 
 
 def pickle_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """One call, for a pool's worker."""
+    """One call, for a pool's worker, with the lines of its code."""
+    spans = sources.Spans()
     with _by_value(fn) as cloudpickle:
-        data: bytes = cloudpickle.dumps((fn, args, kwargs))
-    return data
+        call = sources.dumps(cloudpickle, (fn, args, kwargs), spans)
+    return pickle.dumps((call, spans.lines()), protocol=4)
 
 
 # the worker's side -----------------------------------------------------------------
@@ -220,7 +226,9 @@ def run_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
 def run_pickled_call(data: bytes) -> bytes:
     """Run a call that `pickle_call` made; its outcome, pickled."""
     try:
-        fn, args, kwargs = pickle.loads(data)
+        call, lines = pickle.loads(data)
+        sources.register(lines)
+        fn, args, kwargs = pickle.loads(call)
     except Exception as error:
         return _error_outcome(error, f"cannot load the call here: {error!r}\n")
     return run_call(fn, args, kwargs)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hyper.python_api import payload, wire
+from hyper.python_api import payload, sources, wire
 
 CONNECT_SECONDS = 30.0
 
@@ -38,6 +38,7 @@ def run_calls(workdir: Path, manifest: dict[str, Any]) -> int:
     if problem is None:
         index = int(os.environ.get("HYPER_ARRAY_INDEX") or 0)
         try:
+            sources.register(pickle.loads((workdir / payload.SOURCES).read_bytes()))
             fn = pickle.loads((workdir / payload.FUNCTION).read_bytes())
             calls = pickle.loads(pickle.loads((workdir / payload.CALLS).read_bytes())[index])
         except Exception as error:  # a module missing here, most often
