@@ -18,13 +18,12 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 
 from hyper.client import HostClient
 from hyper.host.lambda_adapter import LambdaApp
 from hyper.providers.aws import tables
 from tests.conftest import BIN, ROOT
+from tests.helpers.moto import moto_server
 
 # slow: moto's DynamoDB copies every table on each transaction, so 1,000 jobs take minutes
 pytestmark = [
@@ -54,10 +53,9 @@ class AwsHost:
 def aws_host(
     tmp_path: Path, hyper_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AwsHost]:
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # Batch's service roles
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    endpoint = "http://{}:{}".format(*moto.get_host_and_port())
+    # Batch's service roles need AWS's managed policies
+    moto = moto_server(monkeypatch, managed_policies=True, batch=True)
+    endpoint = moto.__enter__()
     aws_env = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -68,13 +66,6 @@ def aws_host(
         monkeypatch.delenv(name, raising=False)
     for name, value in aws_env.items():
         monkeypatch.setenv(name, value)
-    # moto's state lives in this process, across servers: start from none
-    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    requests.post(
-        f"{endpoint}/moto-api/config",
-        json={"batch": {"use_docker": False}},
-        timeout=10,
-    ).raise_for_status()
     secret = boto3.client("secretsmanager", region_name=MAIN).create_secret(
         Name="hyper/e2e/api-key", SecretString="the-e2e-key"
     )
@@ -107,7 +98,7 @@ def aws_host(
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the host did not start"
         time.sleep(0.05)
@@ -116,7 +107,7 @@ def aws_host(
     finally:
         server.should_exit = True
         thread.join(timeout=20)
-        moto.stop()
+        moto.__exit__(None, None, None)
 
 
 def deploy(host: AwsHost, kind: str, spec: dict[str, Any]) -> None:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from hyper.client import HostClient
 from tests.aws_gateway import STAGE, Gateway
 from tests.conftest import BIN, ROOT
+from tests.helpers.moto import moto_server
 from tests.test_aws_host import bundle
 
 REGION = "eu-west-1"
@@ -34,31 +34,19 @@ pytestmark = [
 
 @pytest.fixture
 def aws(hyper_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # Batch's service roles
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    endpoint = "http://{}:{}".format(*server.get_host_and_port())
-    for path, body in (("reset", None), ("config", {"batch": {"use_docker": False}})):
-        request = urllib.request.Request(
-            f"{endpoint}/moto-api/{path}",
-            data=json.dumps(body).encode() if body else None,
-            method="POST",
-        )
-        urllib.request.urlopen(request, timeout=10).close()
-    aws_env = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_LAMBDA"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in aws_env.items():
-        monkeypatch.setenv(name, value)
-    try:
+    # Batch's service roles need AWS's managed policies
+    with moto_server(monkeypatch, managed_policies=True, batch=True) as endpoint:
+        aws_env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_LAMBDA"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in aws_env.items():
+            monkeypatch.setenv(name, value)
         yield {**os.environ, "HYPER_HOME": str(hyper_home)}
-    finally:
-        server.stop()
 
 
 def run(env: dict[str, str], *argv: str, cwd: Path | None = None) -> str:

@@ -8,16 +8,15 @@ import json
 import os
 import re
 import subprocess
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.conftest import BIN
+from tests.helpers.moto import moto_server
 from tests.test_aws_provider import vpc_with_subnets
 
 REGION = "eu-west-1"
@@ -27,34 +26,21 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
 
 @pytest.fixture
-def aws(tmp_path: Path, hyper_home: Path) -> Iterator[dict[str, str]]:
+def aws(hyper_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A moto server on loopback, and the environment that points every AWS call at it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    # moto's state lives in this process, across servers: each test starts from none
-    urllib.request.urlopen(
-        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
-    ).close()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        "HYPER_HOME": str(hyper_home),
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    saved = {k: os.environ.get(k) for k in env if k.startswith("AWS_")}
-    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-    try:
+    with moto_server(monkeypatch) as endpoint:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "HYPER_HOME": str(hyper_home),
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        for name, value in env.items():
+            if name.startswith("AWS_"):
+                monkeypatch.setenv(name, value)
         yield env
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def bundle(path: Path, text: str) -> Path:

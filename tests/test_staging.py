@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.conftest import BIN, Result, fake_aws_credentials
+from tests.helpers.moto import moto_server
 
 BUCKET = "dams"
 
@@ -40,22 +39,14 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3]:
     (the `s3` fixture of each test module that needs S3)."""
     import boto3
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    endpoint = "http://{}:{}".format(*server.get_host_and_port())
-    # moto's state lives in this process, across servers: start from none
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=10).close()
-    fake_aws_credentials(monkeypatch)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    client = boto3.client("s3", region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    try:
+    with moto_server(monkeypatch) as endpoint:
+        fake_aws_credentials(monkeypatch)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.delenv("AWS_REGION", raising=False)
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
         yield S3(client, endpoint)
-    finally:
-        server.stop()
 
 
 @pytest.fixture

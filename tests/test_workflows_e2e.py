@@ -11,18 +11,17 @@ import re
 import signal
 import sqlite3
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from hyper import hosts
 from hyper.client import HostClient
 from tests.conftest import BIN, LocalHost, Result
+from tests.helpers.moto import moto_server
 
 pytestmark = pytest.mark.e2e
 
@@ -434,26 +433,19 @@ def test_validate_status_and_list_show_a_run(local: LocalHost) -> None:
 
 
 @pytest.fixture
-def s3_env(local: LocalHost) -> Iterator[dict[str, str]]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    url = "http://{}:{}".format(*server.get_host_and_port())
-    # moto's state lives in this process, across servers: start from none
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
-    aws = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
-    s3 = boto3.client(
-        "s3", endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
-    s3.create_bucket(Bucket="bucket-to-use")
-    for key, body in {"folder/project/src/script.sh": "cat data.txt\n",
-                      "folder/project/data.txt": "from s3\n"}.items():  # fmt: skip
-        s3.put_object(Bucket="bucket-to-use", Key=key, Body=body.encode())
-    try:
+def s3_env(local: LocalHost, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    with moto_server(monkeypatch) as url:
+        aws = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+        s3 = boto3.client(
+            "s3", endpoint_url=url, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        s3.create_bucket(Bucket="bucket-to-use")
+        for key, body in {"folder/project/src/script.sh": "cat data.txt\n",
+                          "folder/project/data.txt": "from s3\n"}.items():  # fmt: skip
+            s3.put_object(Bucket="bucket-to-use", Key=key, Body=body.encode())
         yield {**{k: v for k, v in local.env.items() if not k.startswith("AWS_")}, **aws}
-    finally:
-        server.stop()
 
 
 def test_a_job_from_an_s3_prefix_runs_with_its_files(

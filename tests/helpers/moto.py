@@ -1,0 +1,53 @@
+"""A moto server on loopback for tests that reach AWS from other processes.
+
+moto keeps its state in this process, across servers, so every server starts from a
+reset. With AWS's managed policies loaded (Batch's service roles need them) a reset
+reloads them for every account moto has seen, which takes seconds on a busy machine: it
+is waited for with a generous bound, never a short fixed timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+# how long a reset or a setting may take on a busy 2-core machine before it is a failure
+MOTO_API_SECONDS = 300.0
+
+
+def _moto_api(endpoint: str, path: str, body: object | None = None) -> None:
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=MOTO_API_SECONDS).close()
+
+
+@contextlib.contextmanager
+def moto_server(
+    monkeypatch: pytest.MonkeyPatch, *, managed_policies: bool = False, batch: bool = False
+) -> Iterator[str]:
+    """A fresh moto server's endpoint, reset; `managed_policies` loads AWS's managed IAM
+    policies, `batch` runs Batch jobs without docker."""
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true" if managed_policies else "false")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = "http://{}:{}".format(*server.get_host_and_port())
+    try:
+        started = time.monotonic()
+        _moto_api(endpoint, "reset")
+        if batch:
+            _moto_api(endpoint, "config", {"batch": {"use_docker": False}})
+        took = time.monotonic() - started
+        if took > 10:  # worth knowing when the suite slows, not a failure
+            print(f"moto's reset took {took:.0f} s")
+        yield endpoint
+    finally:
+        server.stop()
