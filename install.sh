@@ -2,7 +2,8 @@
 # Install hyper from this checkout into a virtual environment (./.venv, or $HYPER_VENV).
 #
 #   ./install.sh           the hyper, qsub, qstat, qlog and qdel commands
-#   ./install.sh --test    the same, editable, with what the tests and checks need
+#   ./install.sh --test    the same, editable, with what the tests and checks need, at the
+#                          exact versions in .ci/constraints.txt (refreshed by .ci/lock)
 #   ./install.sh --bench   the same as users get it (not editable), with what benchmarks need
 #
 # Needs python3 (3.10 or newer) with venv; everything else comes from the package index.
@@ -27,9 +28,11 @@ if [ ! -x "$venv/bin/python" ]; then
     exit 1
   }
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
+pin=()
+[ "$mode" = --test ] && pin=(--constraint .ci/constraints.txt)
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pin[@]}" --upgrade pip setuptools wheel
 case "$mode" in
-  --test) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" ;;
+  --test) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e ".[test]" ;;
   # measured as users run it: an editable install costs every Python start ~10 ms more
   --bench) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".[bench]" ;;
   *) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check . ;;
