@@ -1,5 +1,11 @@
 """Shared fixtures: a private HYPER_HOME per test, a fresh store, the API in-process,
-and a real local host daemon with real worker processes."""
+and a real local host daemon with real worker processes; and the test tiers.
+
+Tiers: bare `pytest` runs the fast tier (unit, API, store contract, and the end-to-end
+tests marked `smoke`); `pytest -m e2e` or `-m slow` runs those; `pytest --tier all`
+(what .ci/run does) runs everything. Naming test files or `-m` chooses as pytest always
+does. A test that uses a real local host is `e2e` whether or not it says so.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,35 @@ from hyper.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+FAST_TIER = "smoke or not (e2e or slow)"
+# fixtures that start a real daemon: a test that uses one is end-to-end
+DAEMON_FIXTURES = frozenset({"local"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tier",
+        choices=("fast", "all"),
+        help="fast: unit, API, contract and smoke tests (the default for a bare `pytest`);"
+        " all: every test",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tier = config.getoption("tier")
+    bare = config.args_source is pytest.Config.ArgsSource.TESTPATHS
+    if tier == "fast" or (tier is None and bare and not config.option.markexpr):
+        config.option.markexpr = FAST_TIER
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses_daemon = DAEMON_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_daemon and item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

@@ -816,6 +816,7 @@ def test_one_worker_is_a_single_job(aws: None, store: SQLiteStore) -> None:
     assert submitted("us-east-1") == [None, None, None]
 
 
+@pytest.mark.slow
 def test_25000_workers_are_arrays_of_10000_10000_and_5000(aws: None, store: SQLiteStore) -> None:
     aws_host(store, ("us-east-1",), {"us-east-1": 1})
     launched = Launched(store)

@@ -103,6 +103,7 @@ def test_a_region_that_reuses_no_vpc_is_refused(provider: AwsProvider) -> None:
         provider.deploy(ResourceKind.REGION, RegionSpec(name="here", kind="local"), print)
 
 
+@pytest.mark.slow
 def test_a_main_region_in_the_hosts_vpc_puts_workers_in_the_subnets_chosen(
     provider: AwsProvider,
 ) -> None:

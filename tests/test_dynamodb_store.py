@@ -417,6 +417,7 @@ def test_dependencies_hold_and_bulk_events_as_in_sqlite(
     assert result[6][-1] == (0, "SYSTEM", "30 tasks: cancelled before it started")
 
 
+@pytest.mark.slow
 def test_listing_pages_through_many_items(store: DynamoDBStore) -> None:
     now = time.time()
     ids = store.submit([job(f"j{n}") for n in range(700)], now)

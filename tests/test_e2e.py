@@ -26,6 +26,7 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+@pytest.mark.smoke
 def test_example_job_runs_and_prints(local: LocalHost) -> None:
     example = str(ROOT / "qsub-example-file.sh")
     job_id = local.ok("qsub", "--wait", "-p", '{"${SECONDS_TO_RUN:-10}": "2"}', example).strip()
@@ -74,6 +75,7 @@ def test_shebang_is_respected(local: LocalHost) -> None:
     assert local.ok("qlog", job_id) == "python 3\n"
 
 
+@pytest.mark.smoke
 def test_failure_is_retried_then_fails_with_its_code(local: LocalHost) -> None:
     local.script("fail.sh", "echo attempt $HYPER_ATTEMPT\nexit 3\n")
     result = local.sh("qsub", "--wait", "-r", "2", *Q, "fail.sh")
@@ -94,6 +96,7 @@ def test_retry_then_success(local: LocalHost) -> None:
     assert local.job(result.out.strip())["attempt"] == 2
 
 
+@pytest.mark.smoke
 def test_qdel_stops_a_running_job_within_two_seconds(local: LocalHost) -> None:
     local.script("sleep.sh", "sleep 600 &\necho $! > sleep.pid\necho $$ > shell.pid\nwait\n")
     job_id = local.ok("qsub", *Q, "sleep.sh").strip()

@@ -50,6 +50,9 @@ from tests.test_api import (
     submit,
 )
 
+# a few minutes on 2 cores: the slow tier
+pytestmark = pytest.mark.slow
+
 KEY = "fuzz-key"
 EXAMPLES = 50  # per operation and generation mode (valid requests, then invalid ones)
 ANONYMOUS_EXAMPLES = 6  # the same without the key: all the middleware sees is the headers

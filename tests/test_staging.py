@@ -68,6 +68,7 @@ def tree(folder: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_two_thousand_files_go_up_and_come_back_and_a_rerun_sends_only_what_changed(
     s3: S3, tmp_path: Path
 ) -> None:

@@ -343,10 +343,13 @@ def test_a_cluster_that_fails_to_create_ends_the_run_and_is_deleted(tmp_path: Pa
     assert left == {"clusters": ["local-cluster"], "queues": ["sample-queue-1"]}
 
 
+@pytest.mark.slow
 def test_a_cluster_too_slow_to_create_ends_the_run_and_is_deleted_once_ready(
     tmp_path: Path,
 ) -> None:
-    workflow, left = run_on_a_new_cluster(tmp_path, CloudLikeClusters(seconds=1.5))
+    # the run must see the cluster not ACTIVE 0.5 s in: 5 s leaves a busy machine's ticks
+    # room to be late
+    workflow, left = run_on_a_new_cluster(tmp_path, CloudLikeClusters(seconds=5), timeout=120)
     assert (workflow["state"], workflow["cause"]) == (
         "Failed",
         "Cluster creation timed out (not ACTIVE after 0.5 s)",
