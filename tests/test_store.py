@@ -1508,7 +1508,9 @@ def test_big_array_is_one_quick_submit(any_store: Store) -> None:
     now = time.time()
     started = time.monotonic()
     (array_id,) = any_store.submit([job(array=ArrayTasks(indices=list(range(10_000))))], now)
-    assert time.monotonic() - started < 5
+    # a bound a loaded machine keeps, that per-task round trips or quadratic work would not:
+    # the speed itself is bench/run's to measure
+    assert time.monotonic() - started < 60
     assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 10_000
     assert array_of(any_store, array_id).size == 10_000
     last = any_store.get_job(array_id + 10_000)
