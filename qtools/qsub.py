@@ -258,25 +258,42 @@ def without_host(path: str) -> str:
     return match.group(1) if match else path
 
 
-def with_arguments(text: str, arguments: list[str], where: str) -> str:
-    """The script, with its arguments set before its first command (`set -- ARG...`), so
-    that `$1`... are what `qsub FILE ARG...` was given, as sbatch does."""
+def program_of(text: str) -> str:
+    """The program a script's shebang names (bash when it has none)."""
     first = text.split("\n", 1)[0]
-    if first.startswith("#!"):
-        words = first[2:].split()
-        program = words[0].rsplit("/", 1)[-1] if words else ""
-        if program == "env":
-            program = next((w for w in words[1:] if not w.startswith("-")), "")
-        if program not in SHELLS:
-            raise UsageError(
-                f"{where} runs {program or 'an unknown program'}: script arguments are given"
-                " to shell scripts only (sh, bash, ksh, zsh); use -v NAME=VALUE"
-            )
-    line = "set -- " + " ".join(shlex.quote(a) for a in arguments) + "  # qsub's script arguments"
+    if not first.startswith("#!"):
+        return "bash"
+    words = first[2:].split()
+    program = words[0].rsplit("/", 1)[-1] if words else ""
+    if program == "env":
+        program = next((w for w in words[1:] if not w.startswith("-")), "")
+    return program
+
+
+def shell_of(text: str) -> str | None:
+    """The shell a script runs in, or None when its shebang names another program."""
+    program = program_of(text)
+    return program if program in SHELLS else None
+
+
+def before_first_command(text: str, line: str) -> str:
+    """The script with `line` put just before its first command (after its directives)."""
     lines = text.split("\n")
     number = first_command_line(text)
     lines.insert(len(lines) if number is None else number - 1, line)
     return "\n".join(lines)
+
+
+def with_arguments(text: str, arguments: list[str], where: str) -> str:
+    """The script, with its arguments set before its first command (`set -- ARG...`), so
+    that `$1`... are what `qsub FILE ARG...` was given, as sbatch does."""
+    if shell_of(text) is None:
+        raise UsageError(
+            f"{where} runs {program_of(text) or 'an unknown program'}: script arguments are"
+            " given to shell scripts only (sh, bash, ksh, zsh); use -v NAME=VALUE"
+        )
+    words = " ".join(shlex.quote(a) for a in arguments)
+    return before_first_command(text, f"set -- {words}  # qsub's script arguments")
 
 
 def environment(options: JobOptions, notes: list[str]) -> dict[str, str]:
@@ -387,10 +404,18 @@ def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[
     arguments = getattr(args, "script_args", None) or []
     if arguments:
         text = with_arguments(text, arguments, source(file))
-        check_size(len(text.encode()), source(file))
+    if foreign and foreign.torque_array and shell_of(text) is not None:
+        # Torque names a task's index PBS_ARRAYID; the worker sets PBS Pro's PBS_ARRAY_INDEX
+        text = before_first_command(
+            text, 'export PBS_ARRAYID="$PBS_ARRAY_INDEX"  # Torque\'s name for the task index'
+        )
+    check_size(len(text.encode()), source(file))
     submit_dir = os.getcwd()
     if not is_utf8(submit_dir):
         raise UsageError(f"the current directory {one_line(submit_dir)} is not UTF-8; cd elsewhere")
+    for flag, value in (("-q", options.queue), ("-d", options.definition)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: the name is empty")
     array = array_body(options, args)
     if schedulers:
         from qtools.foreign import output_files
@@ -446,6 +471,11 @@ def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = Fa
     if job["queue"] and job["definition"] and not check:
         return
     queues = {q["name"]: q for q in client.list_resources("queues")}
+    if job["queue"] and job["queue"] not in queues:
+        from hyper.models import ResourceKind
+        from hyper.resources import unknown
+
+        raise unknown(ResourceKind.QUEUE, job["queue"], sorted(queues))
     if not job["queue"]:
         default = [name for name, q in queues.items() if q["spec"].get("default")]
         if default:
@@ -462,14 +492,12 @@ def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = Fa
     if missing:
         raise UsageError(
             "give " + " and ".join(missing) + ", or '#HYPER -q/-d' lines; set defaults with"
-            " 'hyper queues update --name Q --default --default-definition D'"
+            " 'hyper queues update-queue QUEUE --default --default-definition DEFINITION'"
         )
     if check:
         from hyper.models import ResourceKind
         from hyper.resources import unknown
 
-        if job["queue"] not in queues:
-            raise unknown(ResourceKind.QUEUE, job["queue"], sorted(queues))
         definitions = [d["name"] for d in client.list_resources("definitions")]
         if job["definition"] not in definitions:
             raise unknown(ResourceKind.DEFINITION, job["definition"], sorted(definitions))

@@ -164,7 +164,7 @@ def test_hold_and_release(local: LocalHost) -> None:
     time.sleep(1.5)
     assert local.job(waiting)["status"] == "Held"
     result = local.sh("qhold", blockers[0])
-    assert result.code == 0 and "cannot be held" in result.err
+    assert result.code == 1 and "cannot be held" in result.err
     local.ok("qrls", waiting)
     assert local.wait_finished(waiting)["status"] == "Successful"
 
@@ -298,7 +298,8 @@ def test_lsf_script_runs_unchanged(local: LocalHost) -> None:
 def test_directives_none_ignores_the_script(local: LocalHost) -> None:
     local.script("slurm.sh", SLURM_SCRIPT)
     result = local.sh("qsub", "--directives", "none", "slurm.sh")
-    assert result.code == 2 and "no queue" in result.err
+    assert result.code == 0, result.err  # the host's default queue and definition
+    assert local.job(result.out.strip())["name"] == "slurm.sh"
 
 
 def test_hundred_thousand_tasks_in_one_request(local: LocalHost) -> None:

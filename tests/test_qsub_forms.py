@@ -4,7 +4,6 @@ script arguments, a script on stdin, defaults, and the rough edges of qdel and q
 from __future__ import annotations
 
 import io
-import json
 import re
 import signal
 import subprocess
@@ -240,6 +239,7 @@ def test_warnings_come_before_the_id(host: LocalHost) -> None:
 @pytest.mark.e2e
 def test_dry_run_checks_the_queue_and_definition(host: LocalHost) -> None:
     host.script("dry.sh", "#SBATCH -a 1-4\necho\n")
+    before = host.ok("qstat", "-o")
     result = host.sh("qsub", "--dry-run", "dry.sh")
     assert result.code == 0
     assert result.err.splitlines()[-1] == (
@@ -249,12 +249,12 @@ def test_dry_run_checks_the_queue_and_definition(host: LocalHost) -> None:
     refused = host.sh("qsub", "--dry-run", "-d", "nope", "dry.sh")
     assert refused.code == 2
     assert refused.err.startswith("qsub: unknown definition 'nope'")
-    assert host.ok("qstat", "-o") == ""
+    assert host.ok("qstat", "-o") == before
 
 
 @pytest.mark.e2e
 def test_missing_queue_and_definition_are_named_in_one_line(host: LocalHost) -> None:
-    host.ok("hyper", "queues", "update-queue", "--name", "sample-queue-1", "--no-default")
+    host.ok("hyper", "queues", "update-queue", "sample-queue-1", "--no-default")
     try:
         host.script("none.sh", "echo\n")
         result = host.sh("qsub", "none.sh")
@@ -263,7 +263,7 @@ def test_missing_queue_and_definition_are_named_in_one_line(host: LocalHost) -> 
         assert "a queue (-q QUEUE" in result.err
         assert "a job definition (-d DEFINITION" in result.err
     finally:
-        host.ok("hyper", "queues", "update-queue", "--name", "sample-queue-1", "--default")
+        host.ok("hyper", "queues", "update-queue", "sample-queue-1", "--default")
 
 
 @pytest.mark.e2e
@@ -290,6 +290,18 @@ def test_hold_of_a_finished_job_exits_non_zero(host: LocalHost) -> None:
     result = host.sh("qhold", job_id)
     assert result.code == 1
     assert "cannot be held in its state" in result.err
+
+
+@pytest.mark.e2e
+def test_torque_array_tasks_find_their_index_in_pbs_arrayid(host: LocalHost) -> None:
+    """Torque (qsub -t): "Each 1098[x] job has an environment variable called PBS_ARRAYID,
+    which is set to the value of the array index of the job"."""
+    host.script("torque.sh", '#PBS -t 2-3\n#PBS -N torque\necho "index $PBS_ARRAYID"\n')
+    array_id = host.ok("qsub", "torque.sh").strip()
+    assert host.wait_finished(array_id)["status"] == "Successful"
+    out = [line for line in host.ok("qlog", array_id).splitlines() if "==>" not in line]
+    assert out == ["index 2", "index 3"]
+    assert (host.cwd / f"torque.o{array_id}-2").read_text() == "index 2\n"
 
 
 @pytest.mark.e2e
@@ -330,4 +342,4 @@ def test_interrupting_wait_says_the_job_goes_on(host: LocalHost) -> None:
     assert f"job {job_id} goes on" in err
     assert f"qdel {job_id}" in err
     host.ok("qdel", job_id)
-    assert json.loads(host.ok("qstat", "-i", job_id, "--json"))["job"]["status"] == "Cancelled"
+    assert host.wait_finished(job_id)["status"] == "Cancelled"
