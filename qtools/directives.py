@@ -262,6 +262,23 @@ def directive_lines(text: str, prefix: str) -> list[tuple[int, str]]:
     return found
 
 
+def indented_lines(text: str, prefix: str) -> list[int]:
+    """The numbers of the lines that would be directives of this prefix but for their
+    indentation, where its scheduler wants the prefix at the start of the line (a user
+    should hear that they are comments to it)."""
+    if RULES[prefix].indented:
+        return []
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip()
+        if _executable(line) and not RULES[prefix].anywhere:
+            break
+        stripped = line.lstrip()
+        if stripped != line and stripped.startswith(prefix + " "):
+            found.append(number)
+    return found
+
+
 def directive_words(rest: str, prefix: str, number: int) -> list[str]:
     """The words of a directive line's options, as its scheduler splits them: blanks
     separate words, single and double quotes group them (and are removed), a backslash

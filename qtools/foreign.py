@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from hyper.errors import UsageError
-from qtools.directives import JobOptions, Translation, directive_lines, directive_words
+from qtools.directives import (
+    JobOptions,
+    Translation,
+    directive_lines,
+    directive_words,
+    indented_lines,
+)
 
 Handler = Callable[[JobOptions, str], JobOptions]
 
@@ -331,6 +337,10 @@ def translate(text: str) -> Translation:
                 raise UsageError(f"line {number}: {prefix} {error}") from None
             except ValueError:
                 raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
+    for prefix, *_ in SCHEDULERS:
+        for number in indented_lines(text, prefix):
+            result.ignored.append((number, f"indented {prefix} (a comment to its scheduler)"))
+    result.ignored.sort(key=lambda item: item[0])
     if defaults and result.options.export_all is None:
         result.options = result.options._replace(export_all=defaults[0])
     warning = ignored_warning(result.ignored)

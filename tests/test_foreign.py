@@ -509,8 +509,10 @@ def test_directives_after_the_first_command_are_ignored() -> None:
 
 
 def test_prefix_must_stand_alone_and_start_the_line() -> None:
-    text = "#SBATCHX -J a\n #SBATCH -J b\n"  # the indented line is a command: the block ends
-    assert translate(text) == Translation()
+    text = "#SBATCHX -J a\n #SBATCH -J b\n"  # an indented #SBATCH is a comment to sbatch
+    result = translate(text)
+    assert (result.options, result.schedulers) == (JobOptions(), [])
+    assert result.ignored == [(2, "indented #SBATCH (a comment to its scheduler)")]
 
 
 def test_crlf_and_trailing_spaces() -> None:
@@ -536,3 +538,15 @@ def test_schedulers_listed_once_each_in_order_of_appearance() -> None:
 def test_a_bare_word_is_warned_about() -> None:
     result = translate("#SBATCH stray\n")
     assert result.ignored == [(1, "stray")]
+
+
+def test_an_indented_sbatch_line_is_a_comment_and_said_so() -> None:
+    """sbatch reads "#SBATCH" at the start of a line; PBS's qsub(1B) reads a directive
+    from "the first non white space character on the line"."""
+    slurm = translate("#!/bin/bash\n    #SBATCH --job-name=x\n#SBATCH -t 5\necho\n")
+    assert (slurm.options.name, slurm.options.time_limit) == (None, "5")
+    assert slurm.warnings == [
+        "ignored (not supported): indented #SBATCH (a comment to its scheduler) (line 2)"
+    ]
+    pbs = translate("#!/bin/bash\n    #PBS -N x\necho\n")
+    assert (pbs.options.name, pbs.warnings) == ("x", [])
