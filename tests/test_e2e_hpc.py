@@ -266,7 +266,7 @@ def test_slurm_script_runs_unchanged(local: LocalHost) -> None:
     local.script("slurm.sh", SLURM_SCRIPT)
     result = local.sh("qsub", "--wait", "slurm.sh")
     assert result.code == 0, result.err
-    assert result.err.count("\n") == 1 and "--mem=1G is not supported" in result.err
+    assert result.err.count("\n") == 1 and "ignored (not supported): --mem=1G (line 7)" in result.err
     array_id = result.out.strip()
     job = local.job(array_id)
     assert (job["name"], job["time_limit"], job["size"]) == ("slurm-job", 600, 3)
@@ -286,12 +286,12 @@ def test_pbs_script_runs_unchanged(local: LocalHost) -> None:
 def test_lsf_script_runs_unchanged(local: LocalHost) -> None:
     local.script("lsf.sh", LSF_SCRIPT)
     result = local.sh("qsub", "--wait", "lsf.sh")
-    assert result.code == 0 and "-n 4 is not supported" in result.err
+    assert result.code == 0 and "ignored (not supported): -n 4 (line 6)" in result.err
     array_id = result.out.strip()
     job = local.job(array_id)
     assert (job["name"], job["time_limit"], job["size"]) == ("lsf-job", 600, 2)
-    task_one = int(array_id) + 1
-    out = local.cwd / f"lsf.{task_one}.1.out"
+    # bsub: "%J is replaced by the job ID"; "All jobs in the array share the same job ID"
+    out = local.cwd / f"lsf.{array_id}.1.out"
     assert out.read_text() == f"lsf 1 of {array_id}\n"
 
 
