@@ -204,14 +204,33 @@ def parse_selector(text: str) -> Selector:
 def expand_output_pattern(
     pattern: str, *, job_id: int, array_id: int, index: int | None, name: str, user: str
 ) -> str:
-    """Slurm's filename patterns: %j job id, %A array id, %a array index, %x job name,
-    %u user, %% a percent sign. Unknown `%c` sequences are left as they are."""
+    """Slurm's filename patterns (sbatch(1), "filename pattern"): %j job id, %J job id
+    (the batch step has no step number), %A array id, %a array index, %x job name, %u
+    user, %N the short host name, %n node number (0), %s step ("batch"), %t task (0), %%
+    a percent sign; a number after % zero-pads (%3a: 007). Unknown `%c` sequences are
+    left as they are."""
     values = {
         "j": str(job_id),
+        "J": str(job_id),
         "A": str(array_id),
         "a": str(index if index is not None else 0),
         "x": name,
         "u": user,
-        "%": "%",
+        "n": "0",
+        "s": "batch",
+        "t": "0",
     }
-    return re.sub(r"%([jAaxu%])", lambda m: values[m.group(1)], pattern)
+
+    def one(match: re.Match[str]) -> str:
+        width, code = match.group(1), match.group(2)
+        if code == "%":
+            return "%"
+        if code == "N":
+            import socket
+
+            value = socket.gethostname().split(".")[0]
+        else:
+            value = values[code]
+        return value.zfill(int(width)) if width and value.isdigit() else value
+
+    return re.sub(r"%([0-9]*)([jJAaxuNnst%])", one, pattern)

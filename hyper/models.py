@@ -117,6 +117,8 @@ class QueueSpec(Spec):
     region_distribution_weights: dict[str, int] = Field(
         default_factory=dict, description="region -> integer weight; 0 leaves a region unused"
     )
+    default: bool = Field(False, description="the host's queue for jobs that name none")
+    default_definition: str = Field("", description="the definition for jobs that name none")
 
     @model_validator(mode="after")
     def _weights(self) -> QueueSpec:

@@ -75,6 +75,14 @@ def check_references(store: Store, kind: ResourceKind, spec: Spec) -> None:
         require(store, ResourceKind.CLUSTER, spec.compute_environment)
         for region in spec.region_distribution_weights:
             require(store, ResourceKind.REGION, region)
+        if spec.default_definition:
+            require(store, ResourceKind.DEFINITION, spec.default_definition)
+        for other in store.list_resources(ResourceKind.QUEUE.value):
+            if spec.default and other.spec.get("default") and other.name != spec.name:
+                raise UsageError(
+                    f"queue {other.name!r} is already the host's default queue; give it"
+                    " --no-default first"
+                )
     if isinstance(spec, DefinitionSpec) and spec.use_cyclone_image:
         require(store, ResourceKind.IMAGE, spec.cyclone_image_name)
     if isinstance(spec, DefinitionSpec) and not spec.use_cyclone_image and not spec.image_uri:
@@ -120,6 +128,9 @@ def users_of(store: Store, kind: ResourceKind, name: str) -> list[str]:
     elif kind is ResourceKind.QUEUE:
         jobs(JobFilter(queue=name, statuses=unfinished))
     elif kind is ResourceKind.DEFINITION:
+        for queue in store.list_resources(ResourceKind.QUEUE.value):
+            if queue.spec.get("default_definition") == name:
+                users.append(f"queue {queue.name!r} (its default definition)")
         jobs(JobFilter(definition=name, statuses=unfinished))
     return users
 
@@ -134,6 +145,14 @@ def local_defaults(cores: int | None = None) -> list[tuple[ResourceKind, Spec]]:
             ResourceKind.CLUSTER,
             ClusterSpec(name=DEFAULT_CLUSTER, max_vcpus=cores, instance_list=["local"]),
         ),
-        (ResourceKind.QUEUE, QueueSpec(name=SAMPLE_QUEUE, compute_environment=DEFAULT_CLUSTER)),
         (ResourceKind.DEFINITION, DefinitionSpec(name=SAMPLE_DEFINITION)),
+        (
+            ResourceKind.QUEUE,
+            QueueSpec(
+                name=SAMPLE_QUEUE,
+                compute_environment=DEFAULT_CLUSTER,
+                default=True,
+                default_definition=SAMPLE_DEFINITION,
+            ),
+        ),
     ]

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from hyper import __version__
 from hyper.client import HostClient
 from hyper.config import HostConfig
 from hyper.errors import EXIT_USAGE, HyperError, UsageError, is_utf8, one_line
@@ -15,8 +16,20 @@ from hyper.jobspec import Selector
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line on stderr and exits 2, and refuses
-    arguments that are not UTF-8 (nothing could send them to a host)."""
+    """argparse that reports a usage error as one line on stderr and exits 2, refuses
+    arguments that are not UTF-8 (nothing could send them to a host), and gives every
+    command --version. A later option of the same spelling replaces an earlier one, so a
+    dialect's command can reuse qsub's options and respell some."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("conflict_handler", "resolve")
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--version",
+            action="version",
+            version=f"%(prog)s (hyper) {__version__}",
+            help="print the version and exit",
+        )
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         for arg in sys.argv[1:] if args is None else args:

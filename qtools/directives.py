@@ -12,7 +12,6 @@ wins over ``#HYPER``, which wins over the others.
 from __future__ import annotations
 
 import argparse
-import shlex
 from typing import Any, NamedTuple, NoReturn
 
 from hyper.errors import UsageError
@@ -37,6 +36,7 @@ class JobOptions(NamedTuple):
     join: bool | None = None
     hold: bool | None = None
     priority: int | None = None
+    join_into_error: bool | None = None  # PBS -j eo: stdout goes into the stderr file
 
     def merged_over(self, base: JobOptions) -> JobOptions:
         """These options, falling back to `base` for anything not said here. Lists add up,
@@ -77,14 +77,19 @@ def parse_priority(text: str, where: str) -> int:
 
 def add_job_options(parser: argparse.ArgumentParser, *, directive: bool = False) -> None:
     """The options a job can be given, shared by qsub's command line and #HYPER lines."""
-    name_flags = ["-n", "--name", "--job-name"] if directive else ["-j", "--job-name", "--name"]
+    name_flags = ["-n", "--name", "--job-name"] if directive else ["-N", "--job-name", "--name"]
     add = parser.add_argument
     add(*name_flags, dest="name", metavar="NAME", help="job name (default: the script's name)")
+    if not directive:  # Cyclone's -j NAME, and PBS's -j oe|eo|n: told apart by the value
+        add("-j", dest="j", metavar="NAME|oe|eo|n",
+            help="the job name; but oe, eo or n join output as PBS's -j (oe: stderr into"
+            " the stdout file, eo: the other way, n: apart)")  # fmt: skip
     add("-q", "--queue", metavar="QUEUE", help="queue to submit to")
     add("-r", "--retries", metavar="N", help="retries after a failed first attempt (default 0)")
     add("-d", "--definition", metavar="DEFINITION", help="job definition")
     add(
         "-a",
+        "-J",
         "--array",
         metavar="SPEC|FILE",
         help="array: 1-100, 0-100:5, 1,3,5-9, with %%CAP for at most CAP tasks at once;"
@@ -184,40 +189,141 @@ def options_from(values: argparse.Namespace, where: str) -> JobOptions:
     )
 
 
+class Rule(NamedTuple):
+    """Where a scheduler reads its directive lines, from its own documentation."""
+
+    indented: bool  # the prefix may follow leading blanks (PBS: "the first non white space")
+    anywhere: bool  # every line of the script counts, not only the leading block (LSF)
+    colon_line: bool = False  # a first line starting with ':' is skipped, as "#!" (PBS)
+
+
+# Slurm (sbatch(1)): "sbatch will stop processing further #SBATCH directives once the first
+# non-comment non-whitespace line has been reached in the script."
+# PBS (qsub(1B)): "scanning will continue until the first executable line, that is a line
+# that is not blank, not a directive line, nor a line whose first non white space character
+# is '#'"; a directive is where "the string of characters starting with the first non white
+# space character on the line ... matches the directive prefix".
+# LSF (bsub job_script): "Use the #BSUB imperative (in upper case letters) at the beginning
+# of each line to specify job submission options in the script" - its own example has a
+# #BSUB line after the commands.
+RULES = {
+    "#HYPER": Rule(indented=False, anywhere=False),
+    "#SBATCH": Rule(indented=False, anywhere=False),
+    "#PBS": Rule(indented=True, anywhere=False, colon_line=True),
+    "#BSUB": Rule(indented=False, anywhere=True),
+}
+
+
+def _executable(line: str) -> bool:
+    """Whether a line is a command: not blank, and not a comment (indented or not)."""
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
 def leading_block(text: str) -> list[tuple[int, str]]:
-    """The numbered lines of the script's leading comment block, right-stripped."""
+    """The numbered lines before the script's first command (comments and blank lines,
+    indented or not), right-stripped, without the shebang."""
     block = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         if number == 1 and line.startswith("#!"):
             continue
-        if line and not line.startswith("#"):
+        if _executable(line):
             break
         block.append((number, line))
     return block
 
 
-def directive_words(line: str, prefix: str, number: int) -> list[str] | None:
-    """The shell words of a directive line with this prefix, or None when it is not one."""
-    if not line.startswith(prefix):
-        return None
-    rest = line[len(prefix) :]
-    if rest and not rest[0].isspace():
-        return None
-    try:
-        return shlex.split(rest, comments=False)
-    except ValueError as exc:
-        raise UsageError(f"line {number}: cannot read {prefix} directive: {exc}") from None
+def first_command_line(text: str) -> int | None:
+    """The number of the script's first command line (None when it has none)."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not (number == 1 and raw.startswith("#!")) and _executable(raw):
+            return number
+    return None
+
+
+def directive_lines(text: str, prefix: str) -> list[tuple[int, str]]:
+    """(line number, text after the prefix) of each directive line of this prefix, where
+    its scheduler reads them (see RULES)."""
+    rule = RULES[prefix]
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip()
+        if number == 1 and (line.startswith("#!") or (rule.colon_line and line.startswith(":"))):
+            continue
+        candidate = line.lstrip() if rule.indented else line
+        if candidate.startswith(prefix):
+            rest = candidate[len(prefix) :]
+            if not rest or rest[0].isspace() or rest[0] == "-":
+                found.append((number, rest))
+                continue
+        if _executable(line) and not rule.anywhere:
+            break
+    return found
+
+
+def indented_lines(text: str, prefix: str) -> list[int]:
+    """The numbers of the lines that would be directives of this prefix but for their
+    indentation, where its scheduler wants the prefix at the start of the line (a user
+    should hear that they are comments to it)."""
+    if RULES[prefix].indented:
+        return []
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip()
+        if _executable(line) and not RULES[prefix].anywhere:
+            break
+        stripped = line.lstrip()
+        if stripped != line and stripped.startswith(prefix + " "):
+            found.append(number)
+    return found
+
+
+def directive_words(rest: str, prefix: str, number: int) -> list[str]:
+    """The words of a directive line's options, as its scheduler splits them: blanks
+    separate words, single and double quotes group them (and are removed), a backslash
+    keeps the next character, and a '#' that starts a word begins a comment that runs to
+    the end of the line (so an apostrophe in that comment is only text)."""
+    words: list[str] = []
+    word: list[str] | None = None
+    index = 0
+    while index < len(rest):
+        char = rest[index]
+        if char.isspace():
+            if word is not None:
+                words.append("".join(word))
+                word = None
+            index += 1
+            continue
+        if word is None:
+            if char == "#":
+                break
+            word = []
+        if char == "\\" and index + 1 < len(rest):
+            word.append(rest[index + 1])
+            index += 2
+        elif char in "\"'":
+            close = rest.find(char, index + 1)
+            if close < 0:
+                raise UsageError(
+                    f"line {number}: cannot read {prefix} directive: no closing quotation ({char})"
+                )
+            word.append(rest[index + 1 : close])
+            index = close + 1
+        else:
+            word.append(char)
+            index += 1
+    if word is not None:
+        words.append("".join(word))
+    return words
 
 
 def parse_directives(text: str) -> JobOptions:
     """The options of the script's #HYPER lines."""
     parser = _directive_parser()
     values = parser.parse_args([])
-    for number, line in leading_block(text):
-        words = directive_words(line, PREFIX, number)
-        if words is None:
-            continue
+    for number, rest in directive_lines(text, PREFIX):
+        words = directive_words(rest, PREFIX, number)
         try:
             unknown = parser.parse_known_args(words, namespace=values)[1]
         except UsageError as error:
@@ -233,8 +339,10 @@ class Translation:
 
     def __init__(self) -> None:
         self.options = JobOptions()
-        self.warnings: list[str] = []
+        self.ignored: list[tuple[int, str]] = []  # (line, option as written) hyper does not do
+        self.warnings: list[str] = []  # at most one line, naming all of `ignored`
         self.schedulers: list[str] = []  # whose directives the script had
+        self.torque_array = False  # the array came from Torque's -t (its own file names)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Translation):

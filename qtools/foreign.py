@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from hyper.errors import UsageError
-from qtools.directives import JobOptions, Translation, directive_words, leading_block
+from qtools.directives import (
+    JobOptions,
+    Translation,
+    directive_lines,
+    directive_words,
+    indented_lines,
+)
 
 Handler = Callable[[JobOptions, str], JobOptions]
 
@@ -92,6 +99,31 @@ def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
     return options
 
 
+def pbs_path(value: str) -> str:
+    """A PBS output path as hyper writes it: PBS's `[hostname:]path` loses its host (the
+    job writes where it runs), and a `%` is only a percent sign (PBS expands no patterns)."""
+    match = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*:(.+)", value)
+    if match and not match.group(1).startswith("//"):
+        value = match.group(1)
+    return value.replace("%", "%%")
+
+
+def _pbs_file(field: str) -> Handler:
+    setter = _set(field)
+    return lambda options, value: setter(options, pbs_path(value))
+
+
+SHELLS = {"sh", "bash", "ksh", "zsh", "dash"}  # what hyper's default (bash or the shebang) serves
+
+
+def _pbs_shell(options: JobOptions, value: str) -> JobOptions:
+    """-S /bin/bash: hyper runs the script with its shebang, or bash; another shell is
+    not something hyper can give."""
+    if value.rsplit("/", 1)[-1] not in SHELLS:
+        raise _Unsupported(f"-S {value}", options)
+    return options
+
+
 def _pbs_env(options: JobOptions, value: str) -> JobOptions:
     return options._replace(env=(*options.env, *(v.strip() for v in value.split(",") if v.strip())))
 
@@ -102,9 +134,10 @@ def _pbs_depend(options: JobOptions, value: str) -> JobOptions:
 
 
 def _pbs_join(options: JobOptions, value: str) -> JobOptions:
+    """-j oe: stderr into the stdout file; eo: stdout into the stderr file; n: apart."""
     if value not in ("oe", "eo", "n"):
-        raise UsageError(f"-j {value!r}: use oe or n")
-    return options._replace(join=value != "n")
+        raise UsageError(f"-j {value!r}: use oe, eo or n")
+    return options._replace(join=value != "n", join_into_error=value == "eo")
 
 
 def _pbs_rerun(options: JobOptions, value: str) -> JobOptions:
@@ -120,9 +153,10 @@ def _pbs_w(options: JobOptions, value: str) -> JobOptions:
 
 
 PBS: dict[str, Handler] = {
-    "-N": _set("name"), "-q": _set("queue"), "-J": _set("array"), "-W": _pbs_w,
-    "-l": _pbs_resources, "-V": _flag("export_all", True), "-v": _pbs_env,
-    "-o": _set("stdout"), "-e": _set("stderr"), "-j": _pbs_join, "-r": _pbs_rerun,
+    "-N": _set("name"), "-q": _set("queue"), "-J": _set("array"), "-t": _set("array"),
+    "-W": _pbs_w, "-l": _pbs_resources, "-V": _flag("export_all", True), "-v": _pbs_env,
+    "-o": _pbs_file("stdout"), "-e": _pbs_file("stderr"), "-j": _pbs_join, "-r": _pbs_rerun,
+    "-S": _pbs_shell,
     "-h": _flag("hold", True),
     "-p": lambda options, value: options._replace(priority=int(value)),
 }  # fmt: skip
@@ -161,10 +195,17 @@ def _lsf_walltime(options: JobOptions, value: str) -> JobOptions:
     return options._replace(time_limit=f"{hours}:{minutes:02d}:00")
 
 
+def lsf_path(value: str) -> str:
+    """An LSF output path in hyper's patterns. LSF's %J is the job id, which every task of
+    an array shares (the array's id, hyper's %A); %I is the task's index (%a, 0 outside an
+    array, as LSF's); any other % is itself."""
+    codes = {"J": "%A", "I": "%a", "": "%%"}
+    return re.sub(r"%([JI]?)", lambda m: codes[m.group(1)], value)
+
+
 def _lsf_file(field: str) -> Handler:
-    # %J is the job id and %I the array index in LSF; hyper spells them %j and %a
     setter = _set(field)
-    return lambda options, value: setter(options, value.replace("%J", "%j").replace("%I", "%a"))
+    return lambda options, value: setter(options, lsf_path(value))
 
 
 def _lsf_env(options: JobOptions, value: str) -> JobOptions:
@@ -190,10 +231,22 @@ LSF: dict[str, Handler] = {
 }  # fmt: skip
 LSF_FLAGS = {"-r", "-rn", "-H"}
 
+# options of several letters that must not be read as a known one with its value glued on
+# (LSF's -We is not -W e); every other unknown word is named in the warning as written
+LSF_WORDS = {"-We", "-Ep", "-Ip", "-Is", "-IS", "-ISp", "-ISs", "-IX", "-Jd", "-Lp", "-Ne",
+             "-app", "-ar", "-cwd", "-data", "-datagrp", "-env", "-eptl", "-gpu", "-hl",
+             "-hostfile", "-jsdl", "-jsm", "-kill", "-list", "-mig", "-network", "-nnodes",
+             "-notify", "-outdir", "-pack", "-ptl", "-rcacct", "-rn", "-rnc", "-sla", "-smt",
+             "-stage", "-ti", "-tty", "-ul", "-wa", "-wt", "-xf", "-yaml", "-zs",
+             "-alloc_flags", "-core_isolation", "-csm", "-cn_cu", "-cn_mem", "-freq",
+             "-clusters", "-json", "-K", "-B", "-N", "-x", "-I"}  # fmt: skip
+LSF_FLAGS |= {"-B", "-N", "-x", "-K", "-I", "-Ip", "-Is", "-tty", "-rn", "-ul", "-hl"}
+
+NO_WORDS: set[str] = set()
 SCHEDULERS = (
-    ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, True),
-    ("#PBS", "pbs", PBS, PBS_FLAGS, False),
-    ("#BSUB", "lsf", LSF, LSF_FLAGS, True),
+    ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, NO_WORDS, True),
+    ("#PBS", "pbs", PBS, PBS_FLAGS, NO_WORDS, False),
+    ("#BSUB", "lsf", LSF, LSF_FLAGS, LSF_WORDS, True),
 )
 
 
@@ -206,7 +259,7 @@ class _Unsupported(Exception):
 
 
 def _options(
-    words: list[str], table: dict[str, Handler], flags: set[str]
+    words: list[str], table: dict[str, Handler], flags: set[str], whole: set[str]
 ) -> Iterator[tuple[str, str | None, str]]:
     """(option, value, as written) from directive words: `-J x`, `-Jx`, `--job-name=x`.
     An option hyper knows takes the next word as its value even when it starts with
@@ -215,7 +268,7 @@ def _options(
     while index < len(words):
         word = words[index]
         index += 1
-        if not word.startswith("-"):
+        if not word.startswith("-") or word == "-":
             yield word, None, word
             continue
         if word.startswith("--") and "=" in word:
@@ -226,52 +279,111 @@ def _options(
             yield word, "", word
             continue
         known = word in table
+        glued = not known and not word.startswith("--") and len(word) > 2 and word not in whole
+        if glued and word[:2] in table and word[:2] not in flags:
+            yield word[:2], word[2:], word  # -Jname, -W30, -lwalltime=1:00:00
+            continue
         if index < len(words) and (known or not words[index].startswith("-")):
             yield word, words[index], f"{word} {words[index]}"
             index += 1
-            continue
-        if not known and not word.startswith("--") and len(word) > 2 and word[:2] in table:
-            yield word[:2], word[2:], word  # -Jname
             continue
         if known:
             raise UsageError(f"{word} needs a value")
         yield word, "", word
 
 
+def ignored_warning(ignored: list[tuple[int, str]]) -> str | None:
+    """One line for everything a script's directives asked that hyper does not do:
+    `ignored (not supported): --mem=4G, --nodes=1 (line 4, 5)`."""
+    if not ignored:
+        return None
+    parts = ", ".join(dict.fromkeys(written for _, written in ignored))
+    lines = ", ".join(str(n) for n in sorted({number for number, _ in ignored}))
+    return f"ignored (not supported): {parts} (line {lines})"
+
+
 def translate(text: str) -> Translation:
-    """Options from a script's #SBATCH, #PBS and #BSUB lines, and warnings for the rest."""
+    """Options from a script's #SBATCH, #PBS and #BSUB lines, each read where and as its
+    scheduler reads them (see qtools.directives.RULES), and one warning for the rest."""
     result = Translation()
+    found_lines = sorted(
+        (number, rest, entry)
+        for entry in SCHEDULERS
+        for number, rest in directive_lines(text, entry[0])
+    )
     defaults: list[bool] = []
-    for number, line in leading_block(text):
-        for prefix, scheduler, table, flags, exports in SCHEDULERS:
-            words = directive_words(line, prefix, number)
-            if words is None:
+    for number, rest, (prefix, scheduler, table, flags, whole, exports) in found_lines:
+        words = directive_words(rest, prefix, number)
+        defaults.append(exports)
+        if scheduler not in result.schedulers:
+            result.schedulers.append(scheduler)
+        try:
+            found = list(_options(words, table, flags, whole))
+        except UsageError as error:
+            raise UsageError(f"line {number}: {prefix} {error}") from None
+        for option, value, written in found:
+            if scheduler == "pbs" and option == "-t":
+                result.torque_array = True
+            handler = table.get(option)
+            if handler is None or value is None:
+                result.ignored.append((number, written))
                 continue
-            defaults.append(exports)
-            if scheduler not in result.schedulers:
-                result.schedulers.append(scheduler)
             try:
-                found = list(_options(words, table, flags))
+                result.options = handler(result.options, value)
+            except _Unsupported as part:
+                result.options = part.options
+                result.ignored.append((number, str(part)))
             except UsageError as error:
                 raise UsageError(f"line {number}: {prefix} {error}") from None
-            for option, value, written in found:
-                handler = table.get(option)
-                if handler is None or value is None:
-                    result.warnings.append(
-                        f"line {number}: {prefix} {written} is not supported by hyper; ignored"
-                    )
-                    continue
-                try:
-                    result.options = handler(result.options, value)
-                except _Unsupported as part:
-                    result.options = part.options
-                    result.warnings.append(
-                        f"line {number}: {prefix} {part} is not supported by hyper; ignored"
-                    )
-                except UsageError as error:
-                    raise UsageError(f"line {number}: {prefix} {error}") from None
-                except ValueError:
-                    raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
+            except ValueError:
+                raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
+    for prefix, *_ in SCHEDULERS:
+        for number in indented_lines(text, prefix):
+            result.ignored.append((number, f"indented {prefix} (a comment to its scheduler)"))
+    result.ignored.sort(key=lambda item: item[0])
     if defaults and result.options.export_all is None:
         result.options = result.options._replace(export_all=defaults[0])
+    warning = ignored_warning(result.ignored)
+    result.warnings = [warning] if warning else []
     return result
+
+
+def output_files(
+    scheduler: str, options: JobOptions, *, array: bool, torque: bool = False
+) -> JobOptions:
+    """The files a job's output goes to, where its source scheduler puts them: when the
+    script names none (Slurm: slurm-%j.out, slurm-%A_%a.out for an array; PBS:
+    NAME.oID and NAME.eID), and when it names a directory (PBS: a directory that exists
+    or a path ending in '/'; LSF: a path ending in '/', which gets job_ID.out/.err)."""
+    out, err = options.stdout, options.stderr
+    if scheduler == "slurm":
+        if out is None:
+            out = "slurm-%A_%a.out" if array else "slurm-%j.out"
+        return options._replace(stdout=out)
+    if scheduler == "pbs":
+        # qsub(1B): "the default ... is used: job_name.oSEQ" (Torque arrays: SEQ-INDEX,
+        # PBS Pro subjobs: SEQ.INDEX)
+        seq = ("%A-%a" if torque else "%A.%a") if array else "%j"
+        out = _in_directory(out, f"%x.o{seq}", lambda p: p.endswith("/") or Path(p).is_dir())
+        err = _in_directory(err, f"%x.e{seq}", lambda p: p.endswith("/") or Path(p).is_dir())
+        if options.join_into_error:  # -j eo: both streams into the error file
+            return options._replace(stdout=err, stderr=None, join=True)
+        if options.join:
+            return options._replace(stdout=out, stderr=None)
+        return options._replace(stdout=out, stderr=err)
+    if scheduler == "lsf":
+        seq = "%A_%a" if array else "%A"
+        if out is not None:
+            out = _in_directory(out, f"{seq}.out", lambda p: p.endswith("/"))
+        if err is not None:
+            err = _in_directory(err, f"{seq}.err", lambda p: p.endswith("/"))
+        return options._replace(stdout=out, stderr=err)
+    return options
+
+
+def _in_directory(path: str | None, name: str, is_directory: Callable[[str], bool]) -> str:
+    if path is None:
+        return name
+    if is_directory(path.replace("%%", "%")):
+        return f"{path.rstrip('/')}/{name}"
+    return path

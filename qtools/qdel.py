@@ -4,20 +4,28 @@
 
 An ID is a job (`12`), a whole array (`20`), or some of its tasks (`20[1-5]`,
 `20_3`). Ids may come whitespace or newline separated in one argument, so
-``qdel $(qstat -q Q -o)`` works. With -j, -q or -f (and no ids) every matching
-job is chosen; with ids too, only the ids that match. One request to the host,
-whatever the number of ids.
+``qdel $(qstat -q Q -o)`` works; ``-`` reads them from stdin, as does a pipe or a
+file on stdin when no id or filter is given, so ``qstat -f Waiting -o | qdel`` works.
+With -j, -q or -f (and no ids) every matching job is chosen; with ids too, only the
+ids that match. One request to the host, whatever the number of ids.
 
 qdel: a waiting job never starts; a running job's whole process group is
 stopped. qhold: waiting jobs do not start until qrls releases them.
+
+Exit codes: 0 every chosen job was changed (or nothing was chosen from an empty stdin);
+1 some could not be (already finished, or not in a state to hold or release), each named
+on stderr, the others changed; 2 bad input, nothing changed; 69 host unreachable;
+77 key refused.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 
 from hyper import jobspec
-from hyper.errors import UsageError
+from hyper.errors import EXIT_FAILURE, UsageError
 from qtools.common import ArgumentParser, add_host_option, connect, run
 
 VERBS = {
@@ -31,7 +39,10 @@ DONE = {"hold": "held", "release": "released"}
 def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description=VERBS[prog][1])
     parser.add_argument(
-        "ids", nargs="*", metavar="ID", help="job ids: 12, 20 (an array), 20[1-5], 20_3"
+        "ids",
+        nargs="*",
+        metavar="ID",
+        help="job ids: 12, 20 (an array), 20[1-5], 20_3; - reads them from stdin",
     )
     parser.add_argument("-i", "--job-id", action="append", default=[], metavar="ID",
                         help="a job id (repeatable)")  # fmt: skip
@@ -49,14 +60,33 @@ def parse_ids(words: list[str]) -> list[str]:
     return ids
 
 
+def stdin_is_data() -> bool:
+    """Whether stdin is a pipe or a file (not a terminal, not closed or /dev/null)."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
 def act(prog: str, argv: list[str] | None) -> int:
     action = VERBS[prog][0]
     args = build_parser(prog).parse_args(argv)
 
     def body() -> int:
-        ids = parse_ids([*args.ids, *args.job_id])
-        if not (ids or args.job_name or args.queue or args.filter_status):
-            raise UsageError("say which jobs: job ids, -j NAME, -q QUEUE or -f STATUS")
+        words = [*args.ids, *args.job_id]
+        filters = args.job_name or args.queue or args.filter_status
+        from_stdin = "-" in words or (not words and not filters and stdin_is_data())
+        if from_stdin:
+            words = [word for word in words if word != "-"] + [sys.stdin.read()]
+            if not parse_ids(words) and not filters:
+                sys.stderr.write(f"{prog}: no job ids on stdin; nothing to do\n")
+                return 0
+        ids = parse_ids(words)
+        if not (ids or filters):
+            raise UsageError(
+                "say which jobs: job ids (or - for stdin), -j NAME, -q QUEUE or -f STATUS"
+            )
         selection = {
             "ids": ids,
             "name": args.job_name,
@@ -66,12 +96,14 @@ def act(prog: str, argv: list[str] | None) -> int:
         with connect(args.host) as client:
             result = client.change(action, selection)
         if action == "cancel":
-            for job_id in result["finished"]:
+            refused = result["finished"]
+            for job_id in refused:
                 sys.stderr.write(f"{prog}: job {job_id} had already finished\n")
         else:
-            for job_id in result["unchanged"]:
+            refused = result["unchanged"]
+            for job_id in refused:
                 sys.stderr.write(f"{prog}: job {job_id} cannot be {DONE[action]} in its state\n")
-        return 0
+        return EXIT_FAILURE if refused else 0
 
     return run(prog, body)
 

@@ -4,19 +4,23 @@
 
 Without -t it prints the job's output (stdout and stderr as they arrived).
 SYSTEM, METRICS and ALL print ``TYPE | time | text`` lines. -f follows the job
-until it ends.
+until it ends. An array's id prints each task's log in turn under a
+``==> task INDEX (job ID, STATUS) <==`` header; name one task (``ID_3``) to follow it.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hyper import jobspec
 from hyper.errors import UsageError
 from hyper.jobs import LogKind
 from qtools.common import ArgumentParser, add_host_option, connect, job_id_of, run
+
+if TYPE_CHECKING:
+    from hyper.client import HostClient
 
 FOLLOW_WAIT_SECONDS = 10.0
 TYPES = {
@@ -69,6 +73,29 @@ def write_entries(entries: list[dict[str, Any]], raw: bool) -> None:
     out.flush()
 
 
+def print_array(
+    client: HostClient, array: dict[str, Any], kinds: list[str], raw: bool, follow: bool
+) -> int:
+    """Each task's log in turn, under a header naming it."""
+    if follow:
+        raise UsageError(
+            f"{array['id']} is an array of {array['size']} tasks: follow one, e.g."
+            f" qlog -f {array['id']}_INDEX"
+        )
+    for task in client.iter_jobs(array=array["id"]):
+        sys.stdout.write(
+            f"==> task {task['array_index']} (job {task['id']}, {task['status']}) <==\n"
+        )
+        after = 0
+        while True:
+            page = client.read_log(int(task["id"]), kinds=kinds, after=after)
+            write_entries(page["entries"], raw)
+            if not page["entries"]:
+                break
+            after = page["next"]
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -86,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         kinds = [k.value for k in TYPES[kind]]
         with connect(args.host) as client:
             job_id = job_id_of(client, selector)
+            if selector.indices is None:
+                record = client.get_job(job_id)
+                if record.get("kind") == "array":
+                    return print_array(client, record, kinds, raw, args.follow)
             if args.queue is not None:
                 job = client.get_job(job_id)
                 if job["queue"] != args.queue:

@@ -1,10 +1,16 @@
 """qsub: submit a job script, an array of tasks, or a list of work items.
 
-    qsub [options] FILE|-
+    qsub [options] [FILE|- [ARG ...]]
 
 Options on the command line override ``#HYPER`` lines, which override
-``#SBATCH``/``#PBS``/``#BSUB`` lines. Only the job id goes to stdout, so
-``id=$(qsub job.sh)`` works; everything else goes to stderr.
+``#SBATCH``/``#PBS``/``#BSUB`` lines. Words after FILE are the script's arguments
+(``$1``...), as sbatch passes them; ``--`` ends the options. Without FILE the script is
+read from stdin (``qsub < job.sh``), as PBS's qsub does. Only the job id goes to stdout,
+so ``id=$(qsub job.sh)`` works; notes and warnings go to stderr, before the id is printed.
+
+PBS Pro / Torque options are taken beside Cyclone's: ``-N -l -A -m -M -S -j oe|eo|n -J
+-W -V -v -o -e -h -p -r``. Where a PBS option and a Cyclone one share a letter, the value
+tells them apart (see ``pbs_forms``).
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hyper import jobspec
 from hyper.errors import UsageError, is_utf8, one_line
@@ -22,11 +30,18 @@ from hyper.jobs import SECRET_VARIABLES, wait_exit_code
 from qtools.common import ArgumentParser, add_host_option, connect, run
 from qtools.directives import (
     JobOptions,
+    Translation,
     add_job_options,
+    first_command_line,
     leading_block,
     options_from,
     parse_directives,
 )
+
+if TYPE_CHECKING:
+    from hyper.client import HostClient
+
+SHELLS = {"sh", "bash", "ksh", "zsh", "dash"}  # what can be given script arguments
 
 WAIT_POLL_SECONDS = 20.0
 
@@ -36,7 +51,15 @@ def build_parser() -> ArgumentParser:
         prog="qsub", description="Submit a job script to a hyper queue.", add_help=False
     )
     parser.add_argument("--help", action="help", help="show this help and exit")
-    parser.add_argument("file", nargs="?", metavar="FILE", help="the job script, or - for stdin")
+    parser.add_argument(
+        "file", nargs="?", metavar="FILE", help="the job script, or - for stdin (the default)"
+    )
+    parser.add_argument(
+        "script_args",
+        nargs=argparse.REMAINDER,
+        metavar="ARG",
+        help="arguments for the script ($1...), as sbatch passes them",
+    )
     add_job_options(parser)
     add = parser.add_argument
     add(
@@ -49,8 +72,22 @@ def build_parser() -> ArgumentParser:
         "-p",
         "--params",
         metavar="JSON",
-        help='literal text replacements applied to the script first, e.g. \'{"X": "1"}\'',
+        help='literal text replacements applied to the script first, e.g. \'{"X": "1"}\';'
+        " a whole number is PBS's -p PRIORITY",
     )
+    add(
+        "-l",
+        dest="resources",
+        action="append",
+        default=[],
+        metavar="RESOURCES",
+        help="PBS resources: walltime=HH:MM:SS is the time limit; select, ncpus, mem, nodes,"
+        " ngpus are accepted (the job definition decides CPUs, memory and GPUs)",
+    )
+    add("-A", dest="account", metavar="ACCOUNT", help="PBS account (accepted, not used)")
+    add("-m", dest="mail_events", metavar="EVENTS", help="PBS mail events (accepted, not used)")
+    add("-M", dest="mail_users", metavar="USERS", help="PBS mail users (accepted, not used)")
+    add("-S", dest="shell", metavar="SHELL", help="PBS shell: sh, bash... (the shebang rules)")
     add(
         "--workitems",
         metavar="ITEMS",
@@ -145,21 +182,118 @@ def replace_body(text: str, commands: str) -> str:
     return "\n".join([*kept, commands]) + "\n"
 
 
-def script_options(text: str, directives: str, notes: list[str]) -> tuple[JobOptions, list[str]]:
-    """The options a script's directive lines give (with warnings in `notes` for what
-    hyper ignores), and the schedulers whose directives it carried."""
+def script_options(text: str, directives: str) -> tuple[JobOptions, Translation | None]:
+    """The options a script's directive lines give, and the translation of its other
+    schedulers' lines (None when it has none, or they are not read)."""
     if directives == "none":
-        return JobOptions(), []
+        return JobOptions(), None
     own = parse_directives(text)
     if directives == "hyper":
-        return own, []
+        return own, None
     if not any(prefix in text for prefix in ("#SBATCH", "#PBS", "#BSUB")):
-        return own, []
+        return own, None
     from qtools.foreign import translate  # only for scripts written for another scheduler
 
     foreign = translate(text)
-    notes += [f"warning: {warning}" for warning in foreign.warnings]
-    return own.merged_over(foreign.options), foreign.schedulers
+    return own.merged_over(foreign.options), foreign
+
+
+def pbs_forms(args: argparse.Namespace, ignored: list[str]) -> JobOptions:
+    """The options of the command line, reading PBS's forms where they share a letter with
+    Cyclone's: -j oe|eo|n joins the output (any other value is the job name); -p N is a
+    priority (any other value is --params JSON); -r y|n says rerunnable (a number is
+    retries); -W depend=... is a dependency (other attributes are ignored); -l walltime=
+    is the time limit. What hyper does not use is added to `ignored`, as written."""
+    j = getattr(args, "j", None)
+    join = join_into_error = None
+    if j in ("oe", "eo", "n"):
+        join, join_into_error = j != "n", j == "eo"
+    elif j is not None and args.name is None:
+        args.name = j
+    params = getattr(args, "params", None)
+    if params is not None and re.fullmatch(r"\s*[+-]?[0-9]+\s*", params):
+        args.params = None
+        args.priority = params.strip()
+    if args.retries in ("y", "n"):
+        args.retries = "1" if args.retries == "y" else "0"
+    depends = []
+    for spec in args.depends:
+        if "=" in spec and not spec.startswith("depend="):
+            ignored.append(f"-W {spec}")
+        else:
+            depends.append(spec)
+    args.depends = depends
+    for value in getattr(args, "resources", []):
+        for item in (part.strip() for part in value.split(",")):
+            key, _, amount = item.partition("=")
+            if key == "walltime" and amount:
+                args.time_limit = args.time_limit or amount
+            elif item:
+                ignored.append(f"-l {item}")
+    for flag, dest in (("-A", "account"), ("-m", "mail_events"), ("-M", "mail_users")):
+        if getattr(args, dest, None) is not None:
+            ignored.append(f"{flag} {getattr(args, dest)}")
+    shell = getattr(args, "shell", None)
+    if shell is not None and shell.rsplit("/", 1)[-1] not in SHELLS:
+        ignored.append(f"-S {shell}")
+    args.env = [pair for value in args.env for pair in split_variables(value)]
+    for dest in ("stdout", "stderr"):
+        if getattr(args, dest) is not None:
+            setattr(args, dest, without_host(getattr(args, dest)))
+    options = options_from(args, "")
+    if join is not None:
+        options = options._replace(join=join, join_into_error=join_into_error)
+    return options
+
+
+def split_variables(value: str) -> list[str]:
+    """PBS's -v takes a comma-separated list (`A=1,B,C=x`); a comma that is not followed
+    by a variable name stays in the value (`-v X=a,b`: X is `a,b`)."""
+    return [part for part in re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*(?:=|,|$))", value) if part]
+
+
+def without_host(path: str) -> str:
+    """PBS's `host:/path` as the path: the job writes where it runs."""
+    match = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*:(/.*)", path)
+    return match.group(1) if match else path
+
+
+def program_of(text: str) -> str:
+    """The program a script's shebang names (bash when it has none)."""
+    first = text.split("\n", 1)[0]
+    if not first.startswith("#!"):
+        return "bash"
+    words = first[2:].split()
+    program = words[0].rsplit("/", 1)[-1] if words else ""
+    if program == "env":
+        program = next((w for w in words[1:] if not w.startswith("-")), "")
+    return program
+
+
+def shell_of(text: str) -> str | None:
+    """The shell a script runs in, or None when its shebang names another program."""
+    program = program_of(text)
+    return program if program in SHELLS else None
+
+
+def before_first_command(text: str, line: str) -> str:
+    """The script with `line` put just before its first command (after its directives)."""
+    lines = text.split("\n")
+    number = first_command_line(text)
+    lines.insert(len(lines) if number is None else number - 1, line)
+    return "\n".join(lines)
+
+
+def with_arguments(text: str, arguments: list[str], where: str) -> str:
+    """The script, with its arguments set before its first command (`set -- ARG...`), so
+    that `$1`... are what `qsub FILE ARG...` was given, as sbatch does."""
+    if shell_of(text) is None:
+        raise UsageError(
+            f"{where} runs {program_of(text) or 'an unknown program'}: script arguments are"
+            " given to shell scripts only (sh, bash, ksh, zsh); use -v NAME=VALUE"
+        )
+    words = " ".join(shlex.quote(a) for a in arguments)
+    return before_first_command(text, f"set -- {words}  # qsub's script arguments")
 
 
 def environment(options: JobOptions, notes: list[str]) -> dict[str, str]:
@@ -242,31 +376,52 @@ def read_lines(source: str, flag: str) -> list[tuple[int, str]]:
 
 
 def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[str, Any]:
-    """The job to submit. Notes for the user (CRLF converted, directives ignored) are
-    written once the job is built, or added to `notes` for the caller to write once
-    the host took it: a refused job gets one line, its error."""
-    if args.file is None and args.commands is None:
-        raise UsageError("give a script FILE (or - for stdin), or -c COMMANDS")
-    if args.file == "-" and args.workitem_file == "-":
+    """The job to submit. Its queue and definition are None when nothing named them:
+    `complete_target` fills them from the host's defaults. Notes for the user (CRLF
+    converted, one warning naming what hyper ignores) are written once the job is built,
+    or added to `notes` for the caller to write before the job id: a refused job gets one
+    line, its error."""
+    file = args.file
+    if file is None and args.commands is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("give a script FILE, - or a pipe for stdin (qsub < job.sh), or -c")
+        file = "-"  # PBS's qsub reads the script from stdin when no file is named
+    if file == "-" and args.workitem_file == "-":
         raise UsageError("the script and the work items cannot both come from stdin")
     said: list[str] = []
-    text, default_name = read_script(args.file, said)
-    if args.params is not None:
+    text, default_name = read_script(file, said)
+    if args.params is not None and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", args.params):
         text = apply_params(text, args.params)
     if args.commands is not None:
         text = replace_body(text, args.commands)
-    check_size(len(text.encode()), source(args.file))
+    check_size(len(text.encode()), source(file))
     if not text.strip():
-        raise UsageError(f"{source(args.file)} is empty: nothing to run")
-    in_script, schedulers = script_options(text, args.directives, said)
-    options = options_from(args, "").merged_over(in_script)
-    if not options.queue:
-        raise UsageError("no queue: give -q QUEUE or a '#HYPER -q QUEUE' line")
-    if not options.definition:
-        raise UsageError("no job definition: give -d DEFINITION or a '#HYPER -d DEFINITION' line")
+        raise UsageError(f"{source(file)} is empty: nothing to run")
+    in_script, foreign = script_options(text, args.directives)
+    ignored: list[str] = []
+    options = pbs_forms(args, ignored).merged_over(in_script)
+    schedulers = foreign.schedulers if foreign else []
+    arguments = getattr(args, "script_args", None) or []
+    if arguments:
+        text = with_arguments(text, arguments, source(file))
+    if foreign and foreign.torque_array and shell_of(text) is not None:
+        # Torque names a task's index PBS_ARRAYID; the worker sets PBS Pro's PBS_ARRAY_INDEX
+        text = before_first_command(
+            text, 'export PBS_ARRAYID="$PBS_ARRAY_INDEX"  # Torque\'s name for the task index'
+        )
+    check_size(len(text.encode()), source(file))
     submit_dir = os.getcwd()
     if not is_utf8(submit_dir):
         raise UsageError(f"the current directory {one_line(submit_dir)} is not UTF-8; cd elsewhere")
+    for flag, value in (("-q", options.queue), ("-d", options.definition)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: the name is empty")
+    array = array_body(options, args)
+    if schedulers:
+        from qtools.foreign import output_files
+
+        torque = bool(foreign and foreign.torque_array)
+        options = output_files(schedulers[0], options, array=array is not None, torque=torque)
     job: dict[str, Any] = {
         "name": jobspec.check_job_name(default_name if options.name is None else options.name),
         "queue": options.queue,
@@ -293,14 +448,59 @@ def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[
         }
     if schedulers:
         job["compat"] = schedulers
-    array = array_body(options, args)
     if array is not None:
         job["array"] = array
+    parts = []
+    if foreign and foreign.warnings:
+        parts.append(foreign.warnings[0].removeprefix("ignored (not supported): "))
+    if ignored:
+        parts.append(f"{', '.join(ignored)} (command line)")
+    if parts:
+        said.append("warning: ignored (not supported): " + "; ".join(parts))
     if notes is None:
         sys.stderr.write("".join(f"qsub: {note}\n" for note in said))
     else:
         notes += said
     return job
+
+
+def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = False) -> None:
+    """Fill in the queue and definition the job does not name: the host's default queue,
+    that queue's default definition. One line names everything still missing. With
+    `check`, also make sure both exist (the host checks again when it takes the job)."""
+    if job["queue"] and job["definition"] and not check:
+        return
+    queues = {q["name"]: q for q in client.list_resources("queues")}
+    if job["queue"] and job["queue"] not in queues:
+        from hyper.models import ResourceKind
+        from hyper.resources import unknown
+
+        raise unknown(ResourceKind.QUEUE, job["queue"], sorted(queues))
+    if not job["queue"]:
+        default = [name for name, q in queues.items() if q["spec"].get("default")]
+        if default:
+            job["queue"] = default[0]
+    queue = queues.get(job["queue"]) if job["queue"] else None
+    if not job["definition"] and queue is not None:
+        job["definition"] = queue["spec"].get("default_definition") or None
+    missing = []
+    if not job["queue"]:
+        missing.append("a queue (-q QUEUE; the host has no default queue)")
+    if not job["definition"]:
+        why = f"queue {job['queue']!r} has no default definition" if job["queue"] else "no queue"
+        missing.append(f"a job definition (-d DEFINITION; {why})")
+    if missing:
+        raise UsageError(
+            "give " + " and ".join(missing) + ", or '#HYPER -q/-d' lines; set defaults with"
+            " 'hyper queues update-queue QUEUE --default --default-definition DEFINITION'"
+        )
+    if check:
+        from hyper.models import ResourceKind
+        from hyper.resources import unknown
+
+        definitions = [d["name"] for d in client.list_resources("definitions")]
+        if job["definition"] not in definitions:
+            raise unknown(ResourceKind.DEFINITION, job["definition"], sorted(definitions))
 
 
 def describe(job: dict[str, Any]) -> str:
@@ -342,28 +542,57 @@ def main(argv: list[str] | None = None) -> int:
         notes: list[str] = []
         job = build_job(args, notes)
         said = "".join(f"qsub: {note}\n" for note in notes)
-        if args.dry_run:
-            sys.stdout.write(describe(job))
-            sys.stderr.write(f"{said}qsub: dry run: nothing was submitted\n")
-            return 0
         with connect(args.host) as client:
+            complete_target(client, job, check=args.dry_run)
+            if args.dry_run:
+                sys.stdout.write(describe(job))
+                sys.stderr.write(
+                    f"{said}qsub: dry run: queue {job['queue']!r} and definition"
+                    f" {job['definition']!r} exist; {what_it_makes(job)} would be"
+                    " submitted; nothing was\n"
+                )
+                return 0
             job_id = client.submit([job])[0]
+            # notes first: a tool that merges stderr into stdout reads the id last
+            sys.stderr.write(said)
+            sys.stderr.flush()
             sys.stdout.write(f"{job_id}\n")
             sys.stdout.flush()
-            sys.stderr.write(said)
             if not args.wait:
                 return 0
-            while True:
-                record = client.get_job(job_id, wait=WAIT_POLL_SECONDS)
-                counts = record.get("counts") or {record["status"]: 1}
-                unfinished = sum(
-                    n for s, n in counts.items() if s not in ("Successful", "Failed", "Cancelled")
+            try:
+                return wait_for(client, job_id)
+            except KeyboardInterrupt:
+                sys.stderr.write(
+                    f"qsub: stopped waiting; job {job_id} goes on."
+                    f" Follow it with 'qstat -i {job_id}', cancel it with 'qdel {job_id}'\n"
                 )
-                if not unfinished:
-                    highest = record.get("highest_exit_code", record.get("exit_code"))
-                    return wait_exit_code(counts, highest)
+                return 130
 
     return run("qsub", body)
+
+
+def what_it_makes(job: dict[str, Any]) -> str:
+    array = job.get("array")
+    if not array:
+        return "1 job"
+    if array.get("spec"):
+        return f"an array of {len(jobspec.parse_array(array['spec']).indices)} tasks"
+    return f"an array of {len(array['tasks'])} tasks"
+
+
+def wait_for(client: HostClient, job_id: int) -> int:
+    """Wait for the job (every task of an array) to end; its exit code, as `qsub --wait`
+    exits with it."""
+    while True:
+        record = client.get_job(job_id, wait=WAIT_POLL_SECONDS)
+        counts = record.get("counts") or {record["status"]: 1}
+        unfinished = sum(
+            n for s, n in counts.items() if s not in ("Successful", "Failed", "Cancelled")
+        )
+        if not unfinished:
+            highest = record.get("highest_exit_code", record.get("exit_code"))
+            return wait_exit_code(counts, highest)
 
 
 if __name__ == "__main__":

@@ -238,9 +238,9 @@ CASES = [
     case("unknown-queue", "qsub", "-q", "nosuch", "-d", "sample-def-1", "job.sh", files=JOB),
     case("queue-typo", "qsub", "-q", "sample-queue-2", "-d", "sample-def-1", "job.sh", files=JOB),
     case("unknown-definition", "qsub", "-q", "sample-queue-1", "-d", "nosuch", "job.sh", files=JOB),
-    case("no-queue", "qsub", "-d", "sample-def-1", "job.sh", files={"job.sh": b"echo\n"}),
+    case("no-default-definition", "qsub", "-q", "nosuch", "job.sh", files={"job.sh": b"echo\n"}),
     case("empty-queue", "qsub", "-q", "", "job.sh", files=JOB),
-    case("no-definition", "qsub", "-q", "sample-queue-1", "job.sh", files={"job.sh": b"echo\n"}),
+    case("empty-definition", "qsub", "-d", "", "job.sh", files={"job.sh": b"echo\n"}),
     # -- JSON options ------------------------------------------------------------------------------
     *(case(f"params-{name}", "qsub", "-p", value, "job.sh", files=JOB) for name, value in [
         ("bad-json", "{bad"),
@@ -297,7 +297,8 @@ CASES = [
     # -- qsub's own command line ------------------------------------------------------------------
     case("unknown-flag", "qsub", "--bogus", "job.sh", files=JOB),
     case("no-script", "qsub", *Q),
-    case("two-scripts", "qsub", "job.sh", "job.sh", files=JOB),
+    case("arguments-for-a-python-script", "qsub", *Q, "job.py", "1",
+         files={"job.py": b"#!/usr/bin/env python3\nprint(1)\n"}),
     case("bad-directives-choice", "qsub", "--directives", "slurm", "job.sh", files=JOB),
     # -- selectors: qstat, qdel, qhold, qrls, qlog (JOB: a held job, ARRAY: a held array) --------
     case("qstat-id-word", "qstat", "-i", "x"),
@@ -311,7 +312,7 @@ CASES = [
     case("qstat-after-word", "qstat", "--after", "x"),
     case("qstat-not-utf8-name", "qstat", "-j", "\udcff"),
     case("qdel-word", "qdel", "abc"),
-    case("qdel-nothing", "qdel"),
+    case("qdel-nothing", "qdel", "-q", "nosuch"),
     case("qdel-open-bracket", "qdel", "12["),
     case("qdel-empty-brackets", "qdel", "ARRAY[]"),
     case("qdel-unknown", "qdel", "999999"),

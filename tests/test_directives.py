@@ -111,8 +111,6 @@ def test_commands_replace_the_body_and_keep_directives(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "flags", "message"),
     [
-        ("echo hi\n", ["-d", "d"], "no queue"),
-        ("echo hi\n", ["-q", "q"], "no job definition"),
         ("   \n", ["-q", "q", "-d", "d"], "is empty"),
         ("echo\n", ["-q", "q", "-d", "d", "-p", "{nope"], "not valid JSON"),
         ("echo\n", ["-q", "q", "-d", "d", "-p", "[1]"], "JSON object"),
@@ -211,14 +209,14 @@ def test_directives_all_warns_on_stderr(tmp_path: Path, capsys: pytest.CaptureFi
     text = "#SBATCH --mem=4G\n#SBATCH --export=NONE\n#HYPER -q q -d d\necho\n"
     build_job(_args(tmp_path, text))
     assert capsys.readouterr().err == (
-        "qsub: warning: line 1: #SBATCH --mem=4G is not supported by hyper; ignored\n"
+        "qsub: warning: ignored (not supported): --mem=4G (line 1)\n"
     )
 
 
 def test_directives_none_ignores_hyper_lines_too(tmp_path: Path) -> None:
     text = "#HYPER -q q -d d -n named\n#SBATCH -J slurm\necho\n"
-    with pytest.raises(UsageError, match="no queue"):
-        build_job(_args(tmp_path, text, "--directives", "none"))
+    job = build_job(_args(tmp_path, text, "--directives", "none"))
+    assert (job["name"], job["queue"], job["definition"]) == ("job.sh", None, None)
     job = build_job(_args(tmp_path, text, "--directives", "none", "-q", "fq", "-d", "fd"))
     assert (job["name"], job["queue"], job["definition"]) == ("job.sh", "fq", "fd")
     assert "compat" not in job

@@ -219,7 +219,7 @@ def test_daemon_killed_with_jobs_in_flight(local: LocalHost) -> None:
 def test_bad_input_gets_one_line_and_changes_nothing(local: LocalHost) -> None:
     local.script("noqueue.sh", "echo hi\n")
     cases = [
-        (["qsub", "noqueue.sh"], "no queue"),
+        (["qsub", "-q", "nosuch", "noqueue.sh"], "existing queues: sample-queue-1"),
         (
             ["qsub", "-q", "nosuch", "-d", "sample-def-1", "noqueue.sh"],
             "existing queues: sample-queue-1",

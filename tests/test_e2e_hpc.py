@@ -164,7 +164,7 @@ def test_hold_and_release(local: LocalHost) -> None:
     time.sleep(1.5)
     assert local.job(waiting)["status"] == "Held"
     result = local.sh("qhold", blockers[0])
-    assert result.code == 0 and "cannot be held" in result.err
+    assert result.code == 1 and "cannot be held" in result.err
     local.ok("qrls", waiting)
     assert local.wait_finished(waiting)["status"] == "Successful"
 
@@ -190,7 +190,8 @@ def test_priority_orders_waiting_jobs(local: LocalHost) -> None:
     local.wait_finished(high)
     local.wait_finished(low)
     assert local.job(high)["started"] <= local.job(low)["started"]
-    local.ok("qdel", *blockers)
+    if blockers[1:]:  # blockers[0] has ended: naming it again would exit 1
+        local.ok("qdel", *blockers[1:])
 
 
 def test_environment_flags(local: LocalHost) -> None:
@@ -266,7 +267,8 @@ def test_slurm_script_runs_unchanged(local: LocalHost) -> None:
     local.script("slurm.sh", SLURM_SCRIPT)
     result = local.sh("qsub", "--wait", "slurm.sh")
     assert result.code == 0, result.err
-    assert result.err.count("\n") == 1 and "--mem=1G is not supported" in result.err
+    assert result.err.count("\n") == 1
+    assert "ignored (not supported): --mem=1G (line 7)" in result.err
     array_id = result.out.strip()
     job = local.job(array_id)
     assert (job["name"], job["time_limit"], job["size"]) == ("slurm-job", 600, 3)
@@ -286,19 +288,20 @@ def test_pbs_script_runs_unchanged(local: LocalHost) -> None:
 def test_lsf_script_runs_unchanged(local: LocalHost) -> None:
     local.script("lsf.sh", LSF_SCRIPT)
     result = local.sh("qsub", "--wait", "lsf.sh")
-    assert result.code == 0 and "-n 4 is not supported" in result.err
+    assert result.code == 0 and "ignored (not supported): -n 4 (line 6)" in result.err
     array_id = result.out.strip()
     job = local.job(array_id)
     assert (job["name"], job["time_limit"], job["size"]) == ("lsf-job", 600, 2)
-    task_one = int(array_id) + 1
-    out = local.cwd / f"lsf.{task_one}.1.out"
+    # bsub: "%J is replaced by the job ID"; "All jobs in the array share the same job ID"
+    out = local.cwd / f"lsf.{array_id}.1.out"
     assert out.read_text() == f"lsf 1 of {array_id}\n"
 
 
 def test_directives_none_ignores_the_script(local: LocalHost) -> None:
     local.script("slurm.sh", SLURM_SCRIPT)
     result = local.sh("qsub", "--directives", "none", "slurm.sh")
-    assert result.code == 2 and "no queue" in result.err
+    assert result.code == 0, result.err  # the host's default queue and definition
+    assert local.job(result.out.strip())["name"] == "slurm.sh"
 
 
 def test_hundred_thousand_tasks_in_one_request(local: LocalHost) -> None:

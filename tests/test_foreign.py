@@ -127,23 +127,23 @@ def test_slurm_later_line_wins() -> None:
 @pytest.mark.parametrize(
     ("lines", "warnings"),
     [
-        (["--mem=4G"], ["line 2: #SBATCH --mem=4G is not supported by hyper; ignored"]),
-        (["-N 2"], ["line 2: #SBATCH -N 2 is not supported by hyper; ignored"]),
-        (["--exclusive"], ["line 2: #SBATCH --exclusive is not supported by hyper; ignored"]),
-        (["-N2"], ["line 2: #SBATCH -N2 is not supported by hyper; ignored"]),
+        (["--mem=4G"], [(2, "--mem=4G")]),
+        (["-N 2"], [(2, "-N 2")]),
+        (["--exclusive"], [(2, "--exclusive")]),
+        (["-N2"], [(2, "-N2")]),
         (
             ["--mem=4G", "-N 2", "--exclusive"],
             [
-                "line 2: #SBATCH --mem=4G is not supported by hyper; ignored",
-                "line 3: #SBATCH -N 2 is not supported by hyper; ignored",
-                "line 4: #SBATCH --exclusive is not supported by hyper; ignored",
+                (2, "--mem=4G"),
+                (3, "-N 2"),
+                (4, "--exclusive"),
             ],
         ),
         (
             ["-N 2 --exclusive -p q"],
             [
-                "line 2: #SBATCH -N 2 is not supported by hyper; ignored",
-                "line 2: #SBATCH --exclusive is not supported by hyper; ignored",
+                (2, "-N 2"),
+                (2, "--exclusive"),
             ],
         ),
     ],
@@ -151,13 +151,14 @@ def test_slurm_later_line_wins() -> None:
 def test_slurm_unsupported_options_each_warn_once(lines: list[str], warnings: list[str]) -> None:
     text = "#!/bin/bash\n" + "".join(f"#SBATCH {line}\n" for line in lines) + "run\n"
     result = translate(text)
-    assert result.warnings == warnings
+    assert result.ignored == warnings
 
 
 def test_slurm_unsupported_options_do_not_hide_the_supported_ones() -> None:
     result = translate("#SBATCH -N 2 --exclusive -p q --mem=4G -J n\n")
     assert (result.options.queue, result.options.name) == ("q", "n")
-    assert len(result.warnings) == 3
+    assert len(result.ignored) == 3
+    assert result.warnings == ["ignored (not supported): -N 2, --exclusive, --mem=4G (line 1)"]
 
 
 @pytest.mark.parametrize(
@@ -221,6 +222,7 @@ def test_pbs_script() -> None:
         join=True,
         hold=True,
         priority=5,
+        join_into_error=False,
     )
 
 
@@ -277,24 +279,18 @@ def test_pbs_options(line: str, field: str, value: object) -> None:
 def test_pbs_walltime_is_taken_and_the_other_resources_warned() -> None:
     result = translate("#!/bin/bash\n#PBS -l select=1:ncpus=4,walltime=2:00:00\nrun\n")
     assert result.options.time_limit == "2:00:00"
-    assert result.warnings == [
-        "line 2: #PBS -l select=1:ncpus=4 is not supported by hyper; ignored"
-    ]
+    assert result.ignored == [(2, "-l select=1:ncpus=4")]
 
 
 def test_pbs_other_resources_are_warned_even_beside_walltime() -> None:
     result = translate("#!/bin/bash\n#PBS -l select=1:ncpus=4,walltime=2:00:00\nrun\n")
-    assert result.warnings == [
-        "line 2: #PBS -l select=1:ncpus=4 is not supported by hyper; ignored"
-    ]
+    assert result.ignored == [(2, "-l select=1:ncpus=4")]
 
 
 def test_pbs_walltime_on_its_own_line_beside_other_resources() -> None:
     result = translate("#PBS -l select=1:ncpus=4\n#PBS -l walltime=2:00:00\n")
     assert result.options.time_limit == "2:00:00"
-    assert result.warnings == [
-        "line 1: #PBS -l select=1:ncpus=4 is not supported by hyper; ignored"
-    ]
+    assert result.ignored == [(1, "-l select=1:ncpus=4")]
 
 
 def test_pbs_negative_priority() -> None:
@@ -304,9 +300,7 @@ def test_pbs_negative_priority() -> None:
 def test_pbs_resources_without_walltime_are_all_warned() -> None:
     result = translate("#PBS -l nodes=1:ppn=4,mem=4gb\n")
     assert result.options.time_limit is None
-    assert result.warnings == [
-        "line 1: #PBS -l nodes=1:ppn=4,mem=4gb is not supported by hyper; ignored"
-    ]
+    assert result.ignored == [(1, "-l nodes=1:ppn=4,mem=4gb")]
 
 
 @pytest.mark.parametrize(
@@ -316,19 +310,18 @@ def test_pbs_resources_without_walltime_are_all_warned() -> None:
         ("-m abe", "#PBS -m abe"),
         ("-W group_list=lab", "#PBS -W group_list=lab"),
         ("-A project", "#PBS -A project"),
-        ("-t 1-10", "#PBS -t 1-10"),
     ],
 )
 def test_pbs_unsupported_options_warn(line: str, warning: str) -> None:
     result = translate(f"#!/bin/sh\n#PBS -N n\n#PBS {line}\nrun\n")
     assert result.options.name == "n"
-    assert result.warnings == [f"line 3: {warning} is not supported by hyper; ignored"]
+    assert result.ignored == [(3, warning.removeprefix("#PBS "))]
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("-j x", "line 2: #PBS -j 'x': use oe or n"),
+        ("-j x", "line 2: #PBS -j 'x': use oe, eo or n"),
         ("-r maybe", "line 2: #PBS -r 'maybe': use y or n"),
         ("-p high", "line 2: #PBS -p high: not a number"),
     ],
@@ -376,8 +369,8 @@ def test_lsf_script() -> None:
         time_limit="1:30:00",
         env=("A=1",),
         export_all=True,
-        stdout="out.%j.%a",
-        stderr="err.%j.%a",
+        stdout="out.%A.%a",
+        stderr="err.%A.%a",
         hold=True,
         priority=20,
     )
@@ -449,8 +442,8 @@ def test_lsf_bad_run_limit_is_refused(value: str) -> None:
 @pytest.mark.parametrize(
     ("line", "field", "value"),
     [
-        ("-oo o.%J", "stdout", "o.%j"),
-        ("-eo e.%J_%I", "stderr", "e.%j_%a"),
+        ("-oo o.%J", "stdout", "o.%A"),
+        ("-eo e.%J_%I", "stderr", "e.%A_%a"),
         ("-env none", "export_all", False),
         ("-env 'all'", "env", ()),
         ("-env 'A=1,B=2'", "env", ("A=1", "B=2")),
@@ -471,7 +464,7 @@ def test_lsf_options(line: str, field: str, value: object) -> None:
 )
 def test_lsf_unsupported_options_warn(line: str, warning: str) -> None:
     result = translate(f"#!/bin/bash\n#BSUB {line}\nrun\n")
-    assert result.warnings == [f"line 2: {warning} is not supported by hyper; ignored"]
+    assert result.ignored == [(2, warning.removeprefix("#BSUB "))]
 
 
 def test_lsf_never_rerunnable_is_not_read_as_rerunnable() -> None:
@@ -516,8 +509,10 @@ def test_directives_after_the_first_command_are_ignored() -> None:
 
 
 def test_prefix_must_stand_alone_and_start_the_line() -> None:
-    text = "#SBATCHX -J a\n #SBATCH -J b\n"  # the indented line is a command: the block ends
-    assert translate(text) == Translation()
+    text = "#SBATCHX -J a\n #SBATCH -J b\n"  # an indented #SBATCH is a comment to sbatch
+    result = translate(text)
+    assert (result.options, result.schedulers) == (JobOptions(), [])
+    assert result.ignored == [(2, "indented #SBATCH (a comment to its scheduler)")]
 
 
 def test_crlf_and_trailing_spaces() -> None:
@@ -537,9 +532,21 @@ def test_schedulers_listed_once_each_in_order_of_appearance() -> None:
     result = translate(text)
     assert result.schedulers == ["lsf", "slurm", "pbs"]
     assert (result.options.name, result.options.queue) == ("c", "d")  # later lines win
-    assert result.warnings == ["line 4: #BSUB -n 1 is not supported by hyper; ignored"]
+    assert result.ignored == [(4, "-n 1")]
 
 
 def test_a_bare_word_is_warned_about() -> None:
     result = translate("#SBATCH stray\n")
-    assert result.warnings == ["line 1: #SBATCH stray is not supported by hyper; ignored"]
+    assert result.ignored == [(1, "stray")]
+
+
+def test_an_indented_sbatch_line_is_a_comment_and_said_so() -> None:
+    """sbatch reads "#SBATCH" at the start of a line; PBS's qsub(1B) reads a directive
+    from "the first non white space character on the line"."""
+    slurm = translate("#!/bin/bash\n    #SBATCH --job-name=x\n#SBATCH -t 5\necho\n")
+    assert (slurm.options.name, slurm.options.time_limit) == (None, "5")
+    assert slurm.warnings == [
+        "ignored (not supported): indented #SBATCH (a comment to its scheduler) (line 2)"
+    ]
+    pbs = translate("#!/bin/bash\n    #PBS -N x\necho\n")
+    assert (pbs.options.name, pbs.warnings) == ("x", [])

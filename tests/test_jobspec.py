@@ -435,8 +435,12 @@ def _expand(pattern: str, index: int | None = 3) -> str:
         ("%%%j", "%42"),
         ("%%%%", "%%"),
         ("%q.out", "%q.out"),  # unknown: left alone
-        ("%N-%t-%5a", "%N-%t-%5a"),
-        ("%J %I", "%J %I"),  # case matters
+        # sbatch(1): "%J jobid.stepid of the running job" (the batch step has no number),
+        # "%n Node identifier relative to current job", "%s stepid", "%t task identifier
+        # (rank) relative to current job", "A number placed between the percent character
+        # and format specifier may be used to zero-pad the result"
+        ("%J %I", "42 %I"),
+        ("%n-%s-%t-%5a-%3j", "0-batch-0-00003-042"),
         ("end%", "end%"),
         ("%j%j", "4242"),
     ],

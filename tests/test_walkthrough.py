@@ -198,8 +198,14 @@ def test_queue_defaults_pick_the_cluster_and_automate() -> None:
         looked_up.append(kind)
         return ["c1"]
 
-    answers = typed(q.QUEUE, "q1" + ENTER + ENTER + ENTER, refs)
-    assert answers == {"name": "q1", "compute_environment": "c1", "automate_region_weights": True}
+    answers = typed(q.QUEUE, "q1" + ENTER + ENTER + ENTER + ENTER + ENTER, refs)
+    assert answers == {
+        "name": "q1",
+        "compute_environment": "c1",
+        "automate_region_weights": True,
+        "default": False,
+        "default_definition": "",
+    }
     assert looked_up == ["clusters"]
     QueueSpec.model_validate(to_spec(ResourceKind.QUEUE, answers))
 
@@ -212,12 +218,14 @@ def test_queue_manual_weights_ask_one_weight_per_region() -> None:
         return {"clusters": ["c0", "c1"], "regions": ["local", "pool"]}[kind]
 
     keys = "q1" + ENTER + DOWN + ENTER + "n" + ENTER + BACKSPACE + "3" + ENTER
-    answers = typed(q.QUEUE, keys, refs)
+    answers = typed(q.QUEUE, keys + "y" + "d1" + ENTER, refs)
     assert answers == {
         "name": "q1",
         "compute_environment": "c1",
         "automate_region_weights": False,
         "region_distribution_weights": {"local": 1, "pool": 3},
+        "default": True,
+        "default_definition": "d1",
     }
     assert looked_up == ["clusters", "regions"]
     spec = QueueSpec.model_validate(to_spec(ResourceKind.QUEUE, answers))
@@ -227,7 +235,7 @@ def test_queue_manual_weights_ask_one_weight_per_region() -> None:
 def test_queue_weight_must_be_a_whole_number() -> None:
     refs = {"clusters": ["c1"], "regions": ["local"]}.__getitem__
     keys = "q1" + ENTER + ENTER + "n" + BACKSPACE + "-2" + ENTER + BACKSPACE * 2 + "4" + ENTER
-    answers = typed(q.QUEUE, keys, refs)
+    answers = typed(q.QUEUE, keys + ENTER + ENTER, refs)
     assert answers["region_distribution_weights"] == {"local": 4}
 
 

@@ -85,6 +85,12 @@ QUEUE = [
              when=lambda a: not a.get("automate_region_weights", True),
              help="REGION WEIGHT, repeatable; weight 0 leaves a region unused",
              extra={"per_ref": "regions"}),
+    Question("default", ("--default/--no-default",), "The host's default queue (for jobs that"
+             " name none)?", "bool", False, help="qsub without -q submits here",
+             extra={"optional": True}),
+    Question("default_definition", ("--default-definition",), "Default definition for its jobs"
+             " (empty: none)", default="", help="qsub without -d uses it; empty: none",
+             extra={"optional": True}),
 ]  # fmt: skip
 
 IMAGE = [

@@ -212,6 +212,8 @@ def walk(
         # a flag that was given always counts; otherwise the question may not apply
         if not given_here and question.when is not None and not question.when(context):
             continue
+        if not given_here and not ask_them and question.extra.get("optional"):
+            continue  # a later addition: outside a terminal its default holds unsaid
         if given_here:
             answers[question.key] = parse(question, raw)
         elif yes and question.default is not None:
