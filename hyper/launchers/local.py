@@ -27,6 +27,7 @@ def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest)
         patience_seconds=settings.worker_patience_seconds,
         lifetime_seconds=lifetime * 60 if lifetime else None,
         region=request.region,
+        self_fence=False,  # this launcher ends a silent worker's jobs before their retry
     )
 
 
