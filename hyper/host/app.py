@@ -145,9 +145,7 @@ def create_app(
                 silence_seconds=settings.lease_seconds * 2,
                 lease_seconds=settings.lease_seconds,
                 # the daemon ticks every scheduler_seconds: a longer gap is a stall of its own
-                stall_seconds=max(STALL_SECONDS, 4 * settings.scheduler_seconds)
-                if schedule
-                else None,
+                stall_seconds=stall if schedule else None,
             )
 
             def tick() -> TickReport:
