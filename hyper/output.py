@@ -29,12 +29,15 @@ def limit_bytes(spec: dict[str, object] | None) -> int:
 
 def cut_note(skipped: int, limit: int) -> str:
     """What the log says where the worker left out the middle of an attempt's output."""
-    half = limit // 2**21
     return (
         f"\n[hyper: {skipped} bytes of output cut here; the host keeps the first and the"
-        f" last {half} MiB of each attempt (the definition's output_limit_mib);"
+        f" last {_amount(limit // 2)} of each attempt (the definition's output_limit_mib);"
         " -o files get all of it]\n"
     )
+
+
+def _amount(size: int) -> str:
+    return f"{size // 2**20} MiB" if size % 2**20 == 0 else f"{size // 1024} KiB"
 
 
 def host_cut_note(limit: int) -> str:
@@ -42,7 +45,7 @@ def host_cut_note(limit: int) -> str:
     if limit <= 0:  # a final report: its notes only
         return f"\n[hyper: a final report keeps {NOTE_ROOM_BYTES // 1024} KiB of output]\n"
     return (
-        f"\n[hyper: the host keeps at most {limit // 2**20} MiB of output per attempt;"
+        f"\n[hyper: the host keeps at most {_amount(limit)} of output per attempt;"
         " what came after this was not kept]\n"
     )
 

@@ -53,16 +53,16 @@ class LeaseKeeper(threading.Thread):
         self.renewed = clock()  # the claim's lease counts from before this
         self.cancel = threading.Event()
         self.lost = threading.Event()  # the host refused the lease: the job is not ours
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._wake = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._wake.set()
 
     def run(self) -> None:
         first = True
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             output = self.spool.take(SEND_BYTES) if self.spool is not None else []
             if not self._send(output, self.metrics()):
                 self._wake.wait(min(1.0, self.heartbeat_seconds))
