@@ -647,8 +647,8 @@ class WorkerAgent:
         (a subreaper: orphans of the job were re-parented here)."""
         _kill_group(group, signal.SIGKILL)
         if self._job_cgroup is not None:
-            self._job_cgroup.kill()
-        kill_descendants()
+            self._job_cgroup.kill(spare=group)
+        kill_descendants(spare=group)  # the job's first process is reaped by subprocess
 
     def _chores(self, client: HostClient) -> None:
         """While a long job runs: what ended before it is reported, and what was claimed

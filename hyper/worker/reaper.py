@@ -40,9 +40,11 @@ def become_subreaper() -> bool:
         return False
 
 
-def descendants(pid: int) -> list[int]:
-    """The processes below `pid` (children first found by their parent in /proc)."""
+def descendants(pid: int, *, zombies: bool = False) -> list[int]:
+    """The processes below `pid` (found by their parents in /proc); those that ended and
+    wait to be reaped only with `zombies`."""
     children: dict[int, list[int]] = {}
+    dead: set[int] = set()
     for name in _pids():
         try:
             stat = Path(f"/proc/{name}/stat").read_bytes()
@@ -52,11 +54,14 @@ def descendants(pid: int) -> list[int]:
         fields = stat[stat.rfind(b")") + 2 :].split()
         with contextlib.suppress(ValueError, IndexError):
             children.setdefault(int(fields[1]), []).append(name)
+            if fields[0] == b"Z":
+                dead.add(name)
     found: list[int] = []
     todo = [pid]
     while todo:
         for child in children.get(todo.pop(), []):
-            found.append(child)
+            if zombies or child not in dead:
+                found.append(child)
             todo.append(child)
     return found
 
@@ -68,9 +73,11 @@ def _pids() -> Iterator[int]:
                 yield int(name)
 
 
-def kill_descendants(patience: float = 2.0) -> None:
+def kill_descendants(patience: float = 2.0, *, spare: int | None = None) -> None:
     """SIGKILL every descendant of this process (a subreaper: what its jobs left), again
-    until none is left (they may fork meanwhile) or `patience` runs out, and reap them."""
+    until none is left (they may fork meanwhile) or `patience` runs out, and reap those that
+    were re-parented here. Only the pids killed are reaped: a child the worker waits for
+    itself (`spare`: the job's first process, through subprocess) keeps its exit status."""
     own = os.getpid()
     deadline = time.monotonic() + patience
     while True:
@@ -78,21 +85,17 @@ def kill_descendants(patience: float = 2.0) -> None:
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        reap()
+        reap([pid for pid in descendants(own, zombies=True) if pid != spare])
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.01)
 
 
-def reap() -> None:
-    """Collect ended children that nothing else waits for (orphans re-parented here)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def reap(pids: list[int]) -> None:
+    """Collect those of `pids` that ended and are children of this process."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def cgroup_v2_mount() -> Path | None:
@@ -170,8 +173,8 @@ class JobCgroup:
         relative = self.home.relative_to(mount).as_posix()
         return own_cgroup() == ("/" if relative == "." else "/" + relative)
 
-    def kill(self, patience: float = 2.0) -> None:
-        kill_cgroup(self.folder, patience)
+    def kill(self, patience: float = 2.0, *, spare: int | None = None) -> None:
+        kill_cgroup(self.folder, patience, spare=spare)
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):
@@ -193,7 +196,7 @@ def cgroup_pids(folder: Path) -> list[int]:
         return []
 
 
-def kill_cgroup(folder: Path, patience: float = 2.0) -> None:
+def kill_cgroup(folder: Path, patience: float = 2.0, *, spare: int | None = None) -> None:
     """SIGKILL everything in the cgroup (all at once with cgroup.kill where the kernel has
     it), never this process, and wait until it is empty (or `patience` runs out)."""
     own = os.getpid()
@@ -209,7 +212,7 @@ def kill_cgroup(folder: Path, patience: float = 2.0) -> None:
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        reap()
+        reap([pid for pid in left if pid != spare])
         time.sleep(0.01)
 
 
