@@ -182,6 +182,43 @@ def test_a_stalled_workers_job_never_runs_beside_its_retry(
 
 
 @pytest.mark.slow
+def test_a_pools_node_ends_its_stalled_workers_job_before_the_lease_runs_out(
+    hyper_home: Path, tmp_path: Path
+) -> None:
+    """Finding 3 on a machine of a static pool: its worker SIGSTOPped (it cannot fence
+    itself); the machine's node ends it with every process of its job before the job's 6 s
+    lease runs out, and attempt 2, on the same machine, finds none of them."""
+    mark = 31_423
+    with tuned_host(hyper_home, tmp_path / "work", lease_seconds=6.0) as local:
+        local.script("guarded.sh", ATTEMPT_GUARD.format(mark=mark))
+        local.ok("hyper", "regions", "add-region", "--name", "pool", "--kind", "static", "--yes")
+        local.ok("hyper", "queues", "add-queue", "--name", "q-pool", "--compute-environment",
+                 DEFAULT_CLUSTER, "--manual-region-weights", "-rw", MAIN_REGION, "0",
+                 "-rw", "pool", "1", "--yes")  # fmt: skip
+        command = [str(BIN / "hyper"), "worker", "join", "--region", "pool", "--definition",
+                   "sample-def-1", "--slots", "1", "--node-id", "pool-1"]  # fmt: skip
+        node = subprocess.Popen(command, env=local.env, cwd=local.cwd, stderr=subprocess.DEVNULL)
+        try:
+            job_id = local.ok("qsub", "-r", "1", "-q", "q-pool", *Q[2:], "guarded.sh").strip()
+            local.wait_for(lambda: (local.cwd / "first").exists(), 60, "attempt 1")
+            # a worker of the node: its process is found by its id, on its command line
+            (worker,) = processes_running(f"--worker-id {local.job(job_id)['worker_id']} ")
+            os.kill(worker, signal.SIGSTOP)
+            stopped = time.monotonic()
+            wait_until(lambda: not processes_running(f"sleep {mark}"), 30, "the node's fence")
+            assert time.monotonic() - stopped < 6.0  # before the lease ran out
+            job = local.wait_finished(job_id, timeout=90)
+            assert (job["status"], job["attempt"]) == ("Successful", 2), job
+            assert (local.cwd / "overlap").read_text() == ""
+            second = float((local.cwd / "second.started").read_text())
+            assert float((local.cwd / "beats.1").read_text().split()[-1]) < second
+        finally:
+            node.send_signal(signal.SIGTERM)
+            node.wait(timeout=30)
+            kill_all(processes_running(f"sleep {mark}"))
+
+
+@pytest.mark.slow
 def test_a_stalled_daemon_fails_no_healthy_job(hyper_home: Path, tmp_path: Path) -> None:
     """Finding 4: the daemon SIGSTOPped for 10 s, over three of its 3 s leases (and past
     the silence after which it forgets workers), while a -r 0 job runs: when it is back it

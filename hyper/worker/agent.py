@@ -60,6 +60,9 @@ DEFAULT_LEASE_SECONDS = 30.0  # when the host does not say
 # a worker that fences itself stops its job when the host has not renewed its lease for
 # this share of the lease: the job is gone (SIGTERM, SIGKILL) before the host may retry it
 FENCE_SHARE = 2 / 3
+# while a self-fencing worker runs a job: touched at each renewal, holding the seconds
+# after which its node ends it (and the job) if it has not been touched (hyper.worker.node)
+LEASE_MARK = "lease"
 
 
 @dataclass(frozen=True)
@@ -586,11 +589,15 @@ class WorkerAgent:
             self.options.heartbeat_seconds,
             _metrics_every(process.pid, METRICS_SECONDS),
             chores=self._chores,
+            mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
         )
         keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
-        keeper.start()
         lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
         fence_after = lease * FENCE_SHARE if self.options.self_fence else None
+        if fence_after is not None:  # what the machine's node watches, in case this stalls
+            with contextlib.suppress(OSError):
+                (self.options.workdir / LEASE_MARK).write_text(f"{fence_after}\n")
+        keeper.start()
         time_limit = job.get("time_limit")
         deadline = time.monotonic() + time_limit if time_limit else None
         kill_at: float | None = None
@@ -631,6 +638,7 @@ class WorkerAgent:
         script_path.unlink(missing_ok=True)
         keeper.stop()
         keeper.join()
+        (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
         try:
             if lost or keeper.lost.is_set() or not keeper.flush(self.options.patience_seconds):
                 return None

@@ -12,9 +12,12 @@ lease earlier), on a clock that runs while the machine sleeps (CLOCK_BOOTTIME).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hyper.client import HostClient
@@ -41,6 +44,7 @@ class LeaseKeeper(threading.Thread):
         heartbeat_seconds: float,
         metrics: Callable[[], dict[str, float] | None],
         chores: Callable[[HostClient], None] = lambda client: None,
+        mark: Path | None = None,
     ) -> None:
         super().__init__(name=f"lease-{job_id}.{attempt}", daemon=True)
         self.client = client
@@ -50,6 +54,7 @@ class LeaseKeeper(threading.Thread):
         self.heartbeat_seconds = heartbeat_seconds
         self.metrics = metrics
         self.chores = chores  # other calls to make while the job runs (earlier reports)
+        self.mark = mark  # a file touched at each renewal, for the machine's node to watch
         self.renewed = clock()  # the claim's lease counts from before this
         self.cancel = threading.Event()
         self.lost = threading.Event()  # the host refused the lease: the job is not ours
@@ -97,6 +102,9 @@ class LeaseKeeper(threading.Thread):
                 self.spool.unsend()
             return False
         self.renewed = sent
+        if self.mark is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self.mark)
         if answer.get("cancel"):
             self.cancel.set()
         return True

@@ -24,7 +24,7 @@ import ctypes
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -40,9 +40,9 @@ def become_subreaper() -> bool:
         return False
 
 
-def descendants(pid: int, *, zombies: bool = False) -> list[int]:
-    """The processes below `pid` (found by their parents in /proc); those that ended and
-    wait to be reaped only with `zombies`."""
+def descendants(pid: int, *, zombies: bool = False, keep: Sequence[int] = ()) -> list[int]:
+    """The processes below `pid` (found by their parents in /proc), but for those in
+    `keep` and theirs; those that ended and wait to be reaped only with `zombies`."""
     children: dict[int, list[int]] = {}
     dead: set[int] = set()
     for name in _pids():
@@ -60,6 +60,8 @@ def descendants(pid: int, *, zombies: bool = False) -> list[int]:
     todo = [pid]
     while todo:
         for child in children.get(todo.pop(), []):
+            if child in keep:
+                continue
             if zombies or child not in dead:
                 found.append(child)
             todo.append(child)
@@ -73,19 +75,22 @@ def _pids() -> Iterator[int]:
                 yield int(name)
 
 
-def kill_descendants(patience: float = 2.0, *, spare: int | None = None) -> None:
+def kill_descendants(
+    patience: float = 2.0, *, spare: int | None = None, keep: Sequence[int] = ()
+) -> None:
     """SIGKILL every descendant of this process (a subreaper: what its jobs left), again
     until none is left (they may fork meanwhile) or `patience` runs out, and reap those that
     were re-parented here. Only the pids killed are reaped: a child the worker waits for
-    itself (`spare`: the job's first process, through subprocess) keeps its exit status."""
+    itself (`spare`: the job's first process, through subprocess) keeps its exit status.
+    Processes in `keep` and below them are left alone."""
     own = os.getpid()
     deadline = time.monotonic() + patience
     while True:
-        left = descendants(own)
+        left = descendants(own, keep=keep)
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        reap([pid for pid in descendants(own, zombies=True) if pid != spare])
+        reap([pid for pid in descendants(own, zombies=True, keep=keep) if pid != spare])
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.01)
