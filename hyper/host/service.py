@@ -45,7 +45,8 @@ from hyper.workflows.engine import WorkflowEngine
 
 LOG_PAGE = 1000  # log entries per answer, at most
 LOG_PAGE_BYTES = 4 * 2**20  # and about this much text (a reader streams a big log page by page)
-LOG_STEP = 64  # entries read from the store at a time while filling a page
+LOG_STEP = 64  # entries read from the store at a time while filling a page, at most
+LOG_ENTRY_CHARS = 2**20  # longer output is kept as several entries
 DEFINITION_CACHE_SECONDS = 10.0  # how long a definition's output limit is taken as read
 
 
@@ -233,14 +234,18 @@ class HostService:
         and whether the page is full (there may be more)."""
         entries: list[LogEntry] = []
         size = 0
+        step = 4  # entries hold up to LOG_ENTRY_CHARS: a few first, then as many as fit
+        largest = 1024
         while len(entries) < LOG_PAGE and size < LOG_PAGE_BYTES:
-            step = min(LOG_STEP, LOG_PAGE - len(entries))
+            step = min(step, LOG_PAGE - len(entries))
             found = self.store.read_log(job_id, kinds, after=after, limit=step)
             entries += found
             size += sum(len(e.text) for e in found)
             if len(found) < step:
                 return entries, False
             after = found[-1].seq
+            largest = max(largest, *(len(e.text) for e in found))
+            step = max(1, min(LOG_STEP, (LOG_PAGE_BYTES - size) // largest))
         return entries, True
 
     # workers --------------------------------------------------------------------
@@ -294,7 +299,11 @@ class HostService:
         metrics: dict[str, float] | None,
         now: float,
     ) -> None:
-        entries = [(chunk.kind, chunk.text) for chunk in output]
+        entries = [
+            (chunk.kind, chunk.text[i : i + LOG_ENTRY_CHARS])
+            for chunk in output
+            for i in range(0, len(chunk.text), LOG_ENTRY_CHARS)
+        ]
         if metrics:
             entries.append((LogKind.METRICS, json.dumps(metrics, sort_keys=True)))
         if entries:
