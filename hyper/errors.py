@@ -29,6 +29,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 69  # sysexits EX_UNAVAILABLE
 EXIT_AUTH = 77  # sysexits EX_NOPERM
 EXIT_CANCELLED = 143  # a waited-for job was cancelled (128 + SIGTERM, what qdel sends)
+EXIT_TIME_LIMIT = 124  # a job stopped at its time limit (as GNU timeout exits; qdel gives 143)
 
 
 class HyperError(Exception):

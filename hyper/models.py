@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hyper.output import DEFAULT_OUTPUT_LIMIT_MIB
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -162,6 +164,8 @@ class DefinitionSpec(Spec):
     log_driver: str = ""
     log_options: dict[str, str] = Field(default_factory=dict)
     enable_qlog: bool = True
+    # output of a job attempt the host keeps (its first and last halves): hyper.output
+    output_limit_mib: int = Field(DEFAULT_OUTPUT_LIMIT_MIB, ge=1, le=1024)
 
     @field_validator("log_driver")
     @classmethod

@@ -6,6 +6,13 @@ the launchers for ``ceil((waiting + running) / ratio)`` workers per
 (queue, definition), split between the queue's regions by weight (largest
 remainder) and capped per region by the vCPUs of the queue's cluster and by
 what the region can take.
+
+Leases are judged on the host's own time: a host that notices it did not run for a
+while (a gap between ticks: the daemon was stopped, its machine suspended or swapping)
+gives every running job a full lease from the moment it is back, before it judges any
+worker. A worker whose lease ran out is ended first, with its jobs' processes (when its
+launcher can reach them), and only then are its jobs retried: two attempts of one job
+never run at once.
 """
 
 from __future__ import annotations
@@ -51,19 +58,62 @@ def split_by_weight(total: int, weights: dict[str, int]) -> dict[str, int]:
 
 class Scheduler:
     def __init__(
-        self, store: Store, launchers: dict[str, Launcher], *, silence_seconds: float
+        self,
+        store: Store,
+        launchers: dict[str, Launcher],
+        *,
+        silence_seconds: float,
+        lease_seconds: float | None = None,
+        stall_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.launchers = launchers  # by region kind
         self.silence_seconds = silence_seconds
+        self.lease_seconds = lease_seconds or silence_seconds / 2
+        # a gap between ticks longer than this is a stall of the host (None: ticks come
+        # when something calls them, as on AWS, and gaps mean nothing)
+        self.stall_seconds = stall_seconds
+        self._last_tick: float | None = None
 
     def tick(self, now: float) -> TickReport:
+        self._after_stall(now)
+        fenced = self._fence(now)
         expired = self.store.expire_leases(now)
         for job_id in expired:
             log.warning("job %s: its worker fell silent past the lease", job_id)
-        gone = self._forget_gone_workers(now)
+        for worker_id in fenced:
+            self.store.abandon(worker_id, now)  # what else it held (its leases ran on)
+        gone = len(fenced) + self._forget_gone_workers(now)
         started = self._scale()
         return TickReport(expired, started, gone)
+
+    def _after_stall(self, now: float) -> None:
+        """When the host did not run for a while, nobody could renew a lease with it: every
+        running job gets a full lease from now (at least the gap), and every live worker
+        counts as just heard from, before anything is judged."""
+        last, self._last_tick = self._last_tick, now
+        if self.stall_seconds is None or last is None or now - last <= self.stall_seconds:
+            return
+        extended = self.store.extend_leases(self.lease_seconds, now)
+        for worker in self.store.live_workers():
+            self.store.touch_worker(worker.id, now)
+        log.warning(
+            "the host did not run for %.1f s: leases of %d running jobs extended", now - last,
+            extended,
+        )  # fmt: skip
+
+    def _fence(self, now: float) -> list[str]:
+        """Workers holding leases that ran out are ended, with what their jobs left
+        running, before those jobs are retried; their ids."""
+        holders = set(self.store.lease_holders(now))
+        if not holders:
+            return []
+        fenced = [w for w in self.store.live_workers() if w.id in holders]
+        for worker in fenced:
+            launcher = self.launchers.get(worker.launcher)
+            alive = launcher.alive(worker) if launcher else None
+            self._end_worker(worker, launcher, alive, now, abandon=False)
+        return [w.id for w in fenced]
 
     def _forget_gone_workers(self, now: float) -> int:
         gone = 0
@@ -74,15 +124,27 @@ class Scheduler:
             # silent this long is stuck even when its process is there, and its slot is freed
             silent = now - worker.last_seen > self._allowed_silence(worker, launcher)
             if alive is False or silent:
-                self.store.end_worker(worker.id, now)
-                if launcher is not None:
-                    if alive:
-                        launcher.stop(worker)
-                    # what it ran and never reported ended is gone before a retry can start
-                    launcher.end_orphans(worker, self.store.process_groups(worker.id))
-                self.store.abandon(worker.id, now)  # its jobs are retried now
+                self._end_worker(worker, launcher, alive, now)
                 gone += 1
         return gone
+
+    def _end_worker(
+        self,
+        worker: WorkerRecord,
+        launcher: Launcher | None,
+        alive: bool | None,
+        now: float,
+        *,
+        abandon: bool = True,
+    ) -> None:
+        self.store.end_worker(worker.id, now)
+        if launcher is not None:
+            if alive:
+                launcher.stop(worker)
+            # what it ran and never reported ended is gone before a retry can start
+            launcher.end_orphans(worker, self.store.process_groups(worker.id))
+        if abandon:
+            self.store.abandon(worker.id, now)  # its jobs are retried now
 
     def _allowed_silence(self, worker: WorkerRecord, launcher: Launcher | None) -> float:
         """A worker that has not reported yet may take its launcher's start-up time."""

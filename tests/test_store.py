@@ -675,6 +675,18 @@ def test_extend_leases(any_store: Store) -> None:
     assert any_store.expire_leases(now + 61) == [short]
 
 
+def test_lease_holders_are_the_workers_whose_leases_ran_out(any_store: Store) -> None:
+    now = time.time()
+    any_store.submit([job(), job(), job()], now)
+    claim_one(any_store, "late", now, lease=10)
+    claim_one(any_store, "alive", now, lease=100)
+    assert any_store.lease_holders(now + 5) == []
+    assert any_store.lease_holders(now + 11) == ["late"]
+    assert any_store.lease_holders(now + 101) == ["alive", "late"]
+    any_store.expire_leases(now + 11)
+    assert any_store.lease_holders(now + 11) == []  # its job is no longer running
+
+
 def test_demand(any_store: Store) -> None:
     now = time.time()
     assert any_store.demand() == []
@@ -691,6 +703,29 @@ def test_demand(any_store: Store) -> None:
 
 
 # logs ----------------------------------------------------------------------------------------
+
+
+def test_output_beyond_an_attempts_limit_is_dropped_with_one_note(any_store: Store) -> None:
+    from hyper.output import NOTE_ROOM_BYTES, host_cut_note
+
+    now = time.time()
+    job_id = submit_one(any_store, now, retries=1)
+    claim_one(any_store, "w", now)
+    limit = 1000
+    piece = "x" * 600
+    metrics = (LogKind.METRICS, '{"cpu": 1.0}')
+    for _ in range((limit + NOTE_ROOM_BYTES) // 600 + 3):
+        any_store.append_log(job_id, 1, [(LogKind.STDOUT, piece), metrics], now, output_limit=limit)
+    kept = any_store.read_log(job_id, [LogKind.STDOUT, LogKind.STDERR], limit=10_000)
+    text = "".join(e.text for e in kept)
+    assert text.endswith(host_cut_note(limit)) and text.count("[hyper:") == 1
+    assert len(text) == limit + NOTE_ROOM_BYTES + len(host_cut_note(limit))
+    assert len(any_store.read_log(job_id, [LogKind.METRICS], limit=10_000)) > 100  # all kept
+    # another attempt counts afresh; without a limit nothing is counted
+    any_store.append_log(job_id, 2, [(LogKind.STDERR, piece)], now, output_limit=limit)
+    any_store.append_log(job_id, 1, [(LogKind.STDERR, "late")], now)
+    again = any_store.read_log(job_id, [LogKind.STDERR])
+    assert [(e.attempt, e.text) for e in again] == [(2, piece), (1, "late")]
 
 
 def test_append_and_read_log(any_store: Store) -> None:

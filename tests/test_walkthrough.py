@@ -246,7 +246,7 @@ def test_a_ref_with_nothing_to_choose_from_is_refused() -> None:
 
 def test_definition_defaults() -> None:
     refs = {"images": ["native", "tools"]}.__getitem__
-    answers = typed(q.DEFINITION, "d1" + ENTER + ENTER * 18, refs)
+    answers = typed(q.DEFINITION, "d1" + ENTER + ENTER * 19, refs)
     assert answers["cyclone_image_name"] == "native" and "image_uri" not in answers
     assert answers["gpu_count"] == 0 and answers["timeout_minutes"] == 0
     spec = to_spec(ResourceKind.DEFINITION, answers)
@@ -273,6 +273,7 @@ def test_definition_with_an_image_uri_and_limits() -> None:
         + ENTER
         + DOWN * 5 + ENTER  # JSON_FILE
         + ENTER + ENTER
+        + BACKSPACE * 2 + "8" + ENTER  # output kept per attempt (MiB)
     )  # fmt: skip
     answers = typed(q.DEFINITION, keys)
     spec = DefinitionSpec.model_validate(to_spec(ResourceKind.DEFINITION, answers))
@@ -281,6 +282,7 @@ def test_definition_with_an_image_uri_and_limits() -> None:
     assert (spec.jobs_to_workers_ratio, spec.vcpus, spec.gpu_count) == (10, 2, 1)
     assert spec.ulimits == [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]
     assert spec.environment == {"A": "1"} and spec.privileged and spec.user == "app"
+    assert spec.output_limit_mib == 8
     assert spec.timeout_minutes == 30 and spec.log_driver == "JSON_FILE"
 
 

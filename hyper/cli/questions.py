@@ -132,4 +132,6 @@ DEFINITION = [
     Question("log_options", ("--log-options",), "Log options (JSON object)", "json", {}),
     Question("enable_qlog", ("--enable-qlog/--disable-qlog",), "Send job output to qlog?",
              "bool", True),
+    Question("output_limit_mib", ("--output-limit-mib",), "Output kept per job attempt (MiB:"
+             " its first and last halves)", "int", 32),
 ]  # fmt: skip

@@ -71,6 +71,7 @@ from hyper.scheduler import Scheduler, TickReport
 from hyper.store.base import JobFilter, Store
 
 log = logging.getLogger(__name__)
+STALL_SECONDS = 2.0  # a gap between the daemon's ticks longer than this is a stall
 
 HTTP_STATUS = (
     (NotFound, 404),
@@ -137,7 +138,15 @@ def create_app(
         task = None
         loop = asyncio.get_running_loop()
         if started:
-            scheduler = Scheduler(store, started, silence_seconds=settings.lease_seconds * 2)
+            stall = max(STALL_SECONDS, 4 * settings.scheduler_seconds)
+            scheduler = Scheduler(
+                store,
+                started,
+                silence_seconds=settings.lease_seconds * 2,
+                lease_seconds=settings.lease_seconds,
+                # the daemon ticks every scheduler_seconds: a longer gap is a stall of its own
+                stall_seconds=stall if schedule else None,
+            )
 
             def tick() -> TickReport:
                 now = time.time()

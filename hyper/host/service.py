@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hyper import jobspec, resources
+from hyper import jobspec, output, resources
 from hyper.deployer import Deployer
 from hyper.errors import Conflict, NotFound, UsageError
 from hyper.host.schemas import (
@@ -43,7 +43,19 @@ from hyper.store.base import (
 )
 from hyper.workflows.engine import WorkflowEngine
 
-LOG_PAGE = 1000  # log entries per answer
+LOG_PAGE = 1000  # log entries per answer, at most
+LOG_PAGE_BYTES = 4 * 2**20  # and about this much text (a reader streams a big log page by page)
+LOG_STEP = 64  # entries read from the store at a time while filling a page, at most
+LOG_ENTRY_CHARS = 2**20  # longer output is kept as several entries
+DEFINITION_CACHE_SECONDS = 10.0  # how long a definition's output limit is taken as read
+
+
+def _report_output(chunks: Sequence[OutputChunk]) -> list[tuple[LogKind, str]]:
+    """The output of a final report, at most NOTE_ROOM_BYTES of it (then one note)."""
+    entries = [(chunk.kind, chunk.text) for chunk in chunks]
+    if output.size_of(entries) <= output.NOTE_ROOM_BYTES:
+        return entries
+    return output.within(entries, 0, 0)[0]
 
 
 class Pulse:
@@ -71,6 +83,7 @@ class HostService:
         self.assignments = Pulse()  # workers were assigned to joined machines
         self.deployer = Deployer(store, provider, on_change=self.work_arrived.fire)
         self.workflows = WorkflowEngine(self)
+        self._limits: dict[str, tuple[float, int]] = {}  # definition: (read at, output limit)
 
     # jobs ---------------------------------------------------------------------
 
@@ -207,12 +220,33 @@ class HostService:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             finished = self.job(job_id).finished
-            entries = self.store.read_log(job_id, kinds, after=after, limit=LOG_PAGE)
+            entries, full = self._log_page(job_id, kinds, after)
             left = deadline - time.monotonic()
             if entries or finished or left <= 0:
                 # the reader is done once the job is and this page was not full
-                return entries, finished and len(entries) < LOG_PAGE
+                return entries, finished and not full
             await self.jobs_changed.wait(left)
+
+    def _log_page(
+        self, job_id: int, kinds: Sequence[LogKind], after: int
+    ) -> tuple[list[LogEntry], bool]:
+        """Entries after `after`, up to LOG_PAGE of them or about LOG_PAGE_BYTES of text;
+        and whether the page is full (there may be more)."""
+        entries: list[LogEntry] = []
+        size = 0
+        step = 4  # entries hold up to LOG_ENTRY_CHARS: a few first, then as many as fit
+        largest = 1024
+        while len(entries) < LOG_PAGE and size < LOG_PAGE_BYTES:
+            step = min(step, LOG_PAGE - len(entries))
+            found = self.store.read_log(job_id, kinds, after=after, limit=step)
+            entries += found
+            size += sum(len(e.text) for e in found)
+            if len(found) < step:
+                return entries, False
+            after = found[-1].seq
+            largest = max(largest, *(len(e.text) for e in found))
+            step = max(1, min(LOG_STEP, (LOG_PAGE_BYTES - size) // largest))
+        return entries, True
 
     # workers --------------------------------------------------------------------
 
@@ -237,7 +271,14 @@ class HostService:
         claimed = []
         for job in jobs:
             job.env = {**spec.environment, **job.env}
-            claimed.append({**job.as_dict(), "definition_spec": spec.model_dump(), "image": image})
+            claimed.append(
+                {
+                    **job.as_dict(),
+                    "definition_spec": spec.model_dump(),
+                    "image": image,
+                    "lease_seconds": self.settings.lease_seconds,  # a worker fences itself by it
+                }
+            )
         return claimed
 
     def _container_image(self, spec: DefinitionSpec) -> str | None:
@@ -258,12 +299,29 @@ class HostService:
         metrics: dict[str, float] | None,
         now: float,
     ) -> None:
-        entries = [(chunk.kind, chunk.text) for chunk in output]
+        entries = [
+            (chunk.kind, chunk.text[i : i + LOG_ENTRY_CHARS])
+            for chunk in output
+            for i in range(0, len(chunk.text), LOG_ENTRY_CHARS)
+        ]
         if metrics:
             entries.append((LogKind.METRICS, json.dumps(metrics, sort_keys=True)))
         if entries:
-            self.store.append_log(job_id, attempt, entries, now)
+            limit = self._output_limit(job_id) if output else None
+            self.store.append_log(job_id, attempt, entries, now, output_limit=limit)
             self.jobs_changed.fire()
+
+    def _output_limit(self, job_id: int) -> int:
+        """How much output an attempt of the job keeps (its definition's, read at most
+        once every few seconds)."""
+        job = self.store.get_job(job_id)
+        name = job.definition if job else ""
+        seen = self._limits.get(name)
+        if seen is None or time.monotonic() - seen[0] > DEFINITION_CACHE_SECONDS:
+            found = self.store.get_resource(ResourceKind.DEFINITION.value, name) if name else None
+            seen = (time.monotonic(), output.limit_bytes(found.spec if found else None))
+            self._limits[name] = seen
+        return seen[1]
 
     def progress(self, worker_id: str, job_id: int, report: ProgressReport) -> bool:
         now = time.time()
@@ -283,8 +341,9 @@ class HostService:
     ) -> tuple[list[JobStatus | Conflict], list[dict[str, Any]]]:
         """End attempts (in one transaction), and in the same round trip claim the worker's
         next jobs. A report for an attempt the worker no longer holds is refused."""
+        # a report's own output is short (notes); the job's output came with its progress
         endings = [
-            Ending(r.job_id, r.attempt, r.exit_code, r.reason, [(c.kind, c.text) for c in r.output])
+            Ending(r.job_id, r.attempt, r.exit_code, r.reason, _report_output(r.output))
             for r in batch.reports
         ]
         results = self.store.complete_many(worker_id, endings, time.time())

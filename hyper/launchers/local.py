@@ -12,6 +12,7 @@ from pathlib import Path
 from hyper.host.settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.store.base import WorkerRecord
+from hyper.worker.reaper import cgroup_parent, kill_cgroup, worker_cgroups
 from hyper.worker.spawn import WorkerStart, spawn_worker
 
 
@@ -27,6 +28,7 @@ def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest)
         patience_seconds=settings.worker_patience_seconds,
         lifetime_seconds=lifetime * 60 if lifetime else None,
         region=request.region,
+        self_fence=False,  # this launcher ends a silent worker's jobs before their retry
     )
 
 
@@ -60,21 +62,27 @@ class LocalLauncher(Launcher):
         return None
 
     def stop(self, worker: WorkerRecord) -> None:
-        """A stuck worker of ours: woken (it may be stopped) and asked to end, which ends its
-        job's process group too."""
+        """A stuck worker of ours: woken (it may be stopped) and asked to end, which ends
+        every process of its job (it is their subreaper); killed if it has not ended soon."""
         child = self._children.get(worker.pid or -1)
         if child is not None and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGCONT)
                 child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=ORPHAN_PATIENCE_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
     def end_orphans(self, worker: WorkerRecord, groups: list[tuple[int, int, int]]) -> None:
         """A job's processes outlive a killed worker (they have their own session). They
         are found by the worker's id in their environment, as a job may end its worker
         before the worker reports where it runs; and by the process groups reported, each
         while its leader still carries that attempt in its environment (a process id
-        reused since is someone else's). Returns when they are gone, so that a retry
-        never runs beside them."""
+        reused since is someone else's); and, where the machine has cgroup v2, by the
+        cgroups the worker made for its jobs, which nothing a job does can leave. Returns
+        when they are gone, so that a retry never runs beside them."""
         for job_id, attempt, group in groups:
             environ = _environment(group)
             if f"HYPER_JOB_ID={job_id}".encode() in environ and (
@@ -82,6 +90,12 @@ class LocalLauncher(Launcher):
             ):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
+        # the cgroups its jobs ran in (beside this daemon's, which the worker inherited)
+        parent = cgroup_parent()
+        for cgroup in worker_cgroups(parent, worker.id) if parent else []:
+            kill_cgroup(cgroup, ORPHAN_PATIENCE_SECONDS)
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
         mark = f"HYPER_WORKER_ID={worker.id}".encode()
         deadline = time.monotonic() + ORPHAN_PATIENCE_SECONDS
         while time.monotonic() < deadline:  # again, for what forked meanwhile

@@ -305,14 +305,29 @@ class Store(Protocol):
         self, worker_id: str, claims: Sequence[tuple[int, int]], now: float
     ) -> int: ...
     def expire_leases(self, now: float) -> list[int]: ...
+    def lease_holders(self, now: float) -> list[str]:
+        """The workers holding running jobs whose leases ran out by `now`."""
+        ...
+
     def abandon(self, worker_id: str, now: float) -> list[int]: ...
     def extend_leases(self, lease: float, now: float) -> int: ...
     def demand(self) -> list[tuple[str, str, int, int]]: ...
 
     # logs
     def append_log(
-        self, job_id: int, attempt: int, entries: Sequence[tuple[LogKind, str]], now: float
-    ) -> None: ...
+        self,
+        job_id: int,
+        attempt: int,
+        entries: Sequence[tuple[LogKind, str]],
+        now: float,
+        *,
+        output_limit: int | None = None,
+    ) -> None:
+        """Add entries to a job's log. With `output_limit`, the attempt's stdout and
+        stderr count against it (hyper.output.within): what goes past it is dropped, with
+        one note where it was cut."""
+        ...
+
     def read_log(
         self, job_id: int, kinds: Sequence[LogKind], *, after: int = 0, limit: int = 1000
     ) -> list[LogEntry]: ...

@@ -63,6 +63,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from hyper import output
 from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
@@ -2130,6 +2131,23 @@ class DynamoDBStore:
             now,
         )
 
+    def lease_holders(self, now: float) -> list[str]:
+        items = self._query_all(
+            self._jobs,
+            "#leased = :one AND #lease_until < :now",
+            {"one": "1", "now": now},
+            index=tables.LEASES,
+        )
+        ids = [i["id"] for i in items]
+        found = self._get_jobs(ids, "#id, #status, #worker_id") if ids else {}
+        return sorted(
+            {
+                str(i["worker_id"])
+                for i in found.values()
+                if i.get("status") == RUNNING and i.get("worker_id")
+            }
+        )
+
     def abandon(self, worker_id: str, now: float) -> list[int]:
         """The worker is known to be gone: what it held is lost now, not when leases end."""
         ids = [
@@ -2202,12 +2220,23 @@ class DynamoDBStore:
     # logs ------------------------------------------------------------------------------
 
     def append_log(
-        self, job_id: int, attempt: int, entries: Sequence[tuple[LogKind, str]], now: float
+        self,
+        job_id: int,
+        attempt: int,
+        entries: Sequence[tuple[LogKind, str]],
+        now: float,
+        *,
+        output_limit: int | None = None,
     ) -> None:
         """Sequence numbers come from the job's counter (one ADD), then the entries are
         written. Two writers of one job's log at once (its worker, a cancel) could make a
         reader at that instant see a later entry before an earlier one; the job's own
-        changes write their events in their transaction."""
+        changes write their events in their transaction. With `output_limit`, the bytes of
+        output kept for the attempt are counted on the job's item (output_kept_<attempt>),
+        read and set with a condition, so that two writers never both take the room left."""
+        if output_limit is not None and any(k in output.OUTPUT_KINDS for k, _ in entries):
+            self._append_limited(job_id, attempt, entries, now, output_limit)
+            return
         split = _split_output(entries)
         if not split:
             return
@@ -2222,7 +2251,51 @@ class DynamoDBStore:
         )
         if response is None:
             return  # no such job: nothing could read these
-        last = int(response["Attributes"]["log_seq"]["N"])
+        self._put_log(job_id, attempt, split, int(response["Attributes"]["log_seq"]["N"]), now)
+
+    def _append_limited(
+        self,
+        job_id: int,
+        attempt: int,
+        entries: Sequence[tuple[LogKind, str]],
+        now: float,
+        limit: int,
+    ) -> None:
+        counter = f"output_kept_{int(attempt)}"
+        while True:
+            item = self._get(self._jobs, {"id": job_id}, f"#id, #{counter}")
+            if item is None:
+                return  # no such job: nothing could read these
+            counted = counter in item
+            before = int(item.get(counter, 0))
+            kept, after = output.within(entries, before, limit)
+            split = _split_output(kept)
+            condition = f"#{counter} = :before" if counted else f"attribute_not_exists(#{counter})"
+            response = self._update_if(
+                _update(
+                    self._jobs,
+                    {"id": job_id},
+                    set_={counter: after},
+                    add={"log_seq": len(split), "version": 1},
+                    condition=f"attribute_exists(#id) AND {condition}",
+                    values={"before": before} if counted else None,
+                ),
+                ReturnValues="UPDATED_NEW",
+            )
+            if response is not None:
+                break  # else another writer counted output meanwhile: count again
+        if split:
+            self._put_log(job_id, attempt, split, int(response["Attributes"]["log_seq"]["N"]), now)
+
+    def _put_log(
+        self,
+        job_id: int,
+        attempt: int,
+        split: Sequence[tuple[LogKind, str]],
+        last: int,
+        now: float,
+    ) -> None:
+        """Write entries whose sequence numbers end at `last` (reserved already)."""
         first = last - len(split) + 1
         self._write(
             [

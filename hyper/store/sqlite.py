@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hyper import output
 from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
@@ -122,6 +123,11 @@ CREATE TABLE IF NOT EXISTS job_log (
     kind TEXT NOT NULL, time REAL NOT NULL, text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS job_log_by_job ON job_log (job_id, kind, seq);
+-- bytes of output kept per attempt, against the definition's output limit
+CREATE TABLE IF NOT EXISTS output_kept (
+    job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+);
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, queue TEXT NOT NULL, definition TEXT NOT NULL, region TEXT NOT NULL,
     launcher TEXT NOT NULL, pid INTEGER, state TEXT NOT NULL, started REAL NOT NULL,
@@ -1058,6 +1064,14 @@ class SQLiteStore:
     def expire_leases(self, now: float) -> list[int]:
         return self._lose("lease_until < ?", (now,), "fell silent past its lease", now)
 
+    def lease_holders(self, now: float) -> list[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT worker_id FROM jobs WHERE status = ? AND lease_until < ?"
+            " AND worker_id IS NOT NULL",
+            (JobStatus.RUNNING.value, now),
+        )
+        return sorted(row[0] for row in rows)
+
     def abandon(self, worker_id: str, now: float) -> list[int]:
         """The worker is known to be gone: what it held is lost now, not when leases end."""
         return self._lose("worker_id = ?", (worker_id,), "is gone", now)
@@ -1119,11 +1133,28 @@ class SQLiteStore:
         )
 
     def append_log(
-        self, job_id: int, attempt: int, entries: Sequence[tuple[LogKind, str]], now: float
+        self,
+        job_id: int,
+        attempt: int,
+        entries: Sequence[tuple[LogKind, str]],
+        now: float,
+        *,
+        output_limit: int | None = None,
     ) -> None:
         if not entries:
             return
         with self._write() as db:
+            if output_limit is not None:
+                row = db.execute(
+                    "SELECT bytes FROM output_kept WHERE job_id = ? AND attempt = ?",
+                    (job_id, attempt),
+                ).fetchone()
+                entries, kept = output.within(entries, row[0] if row else 0, output_limit)
+                db.execute(
+                    "INSERT INTO output_kept VALUES (?, ?, ?) ON CONFLICT (job_id, attempt)"
+                    " DO UPDATE SET bytes = excluded.bytes",
+                    (job_id, attempt, kept),
+                )
             db.executemany(
                 LOG_INSERT,
                 [(job_id, attempt, kind.value, now, text) for kind, text in entries],

@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="how long to keep trying while the host does not answer",
     )
+    parser.add_argument(
+        "--host-fences",
+        action="store_true",
+        help="the host ends this worker's jobs if it falls silent (a worker on the host's"
+        " machine): do not stop a job when its lease cannot be renewed",
+    )
     args = parser.parse_args(argv)
     # a Batch array child: its jobs must not inherit the prefix (a worker they start
     # would take this worker's id)
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         patience_seconds=args.patience_seconds,
         region=args.region or os.environ.get("AWS_REGION", ""),
         in_image=bool(os.environ.get("AWS_BATCH_JOB_ID")),  # Batch ran it in the image
+        self_fence=not args.host_fences,
     )
     with HostClient(args.url, key, timeout=70.0) as client:
         agent = WorkerAgent(client, options)

@@ -27,24 +27,42 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
-from hyper import tarballs
+from hyper import output, tarballs
 from hyper.client import HostClient
 from hyper.commands import run as run_command
-from hyper.errors import CommandFailed, Conflict, HostFailure, HostUnreachable, HyperError
+from hyper.errors import (
+    EXIT_TIME_LIMIT,
+    CommandFailed,
+    Conflict,
+    HostFailure,
+    HostUnreachable,
+    HyperError,
+)
 from hyper.jobs import MAX_FILE_BYTES, SECRET_VARIABLES, LogKind
 from hyper.jobspec import expand_output_pattern
 from hyper.worker.container import container_command, container_name, container_tool
+from hyper.worker.lease import LeaseKeeper, clock
+from hyper.worker.reaper import JobCgroup, become_subreaper, kill_descendants
+from hyper.worker.spool import Spool
 
 KILL_GRACE_SECONDS = 0.5  # SIGTERM, then SIGKILL: qdel must end a job within 2 s
 METRICS_SECONDS = 5.0
 SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
 PREFETCH_MAX = 16
-MAX_BATCH_CHARS = 256 * 1024
+LOOP_SECONDS = 0.25  # how often the worker looks at a running job's limits and lease
+DEFAULT_LEASE_SECONDS = 30.0  # when the host does not say
+# a worker that fences itself stops its job when the host has not renewed its lease for
+# this share of the lease: the job is gone (SIGTERM, SIGKILL) before the host may retry it
+FENCE_SHARE = 2 / 3
+# while a self-fencing worker runs a job: touched at each renewal, holding the seconds
+# after which its node ends it (and the job) if it has not been touched (hyper.worker.node)
+LEASE_MARK = "lease"
 
 
 @dataclass(frozen=True)
@@ -59,18 +77,26 @@ class WorkerOptions:
     region: str = ""  # where it runs: fills in `_REGION_` in image URIs
     patience_seconds: float = 120.0  # how long a running job's reports wait for a host that is down
     in_image: bool = False  # it runs in the definition's image already (a Batch container)
+    # stop a running job itself when its lease cannot be renewed (False where the host
+    # ends its workers' jobs itself: the local launcher, on the same machine)
+    self_fence: bool = True
 
 
 class OutputPump:
     """Reads a child's stdout and stderr as they come, in the order they come, with no
-    threads: the worker waits on the pipes and the process together (`wait`)."""
+    threads: the worker waits on the pipes and the process together (`wait`). What it
+    reads goes to the job's -o/-e files (all of it) and to the spool (bounded), never to
+    memory beyond one read."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], files: dict[LogKind, BinaryIO] | None = None
+        self,
+        process: subprocess.Popen[bytes],
+        files: dict[LogKind, BinaryIO] | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._process = process
         self._files = files or {}
-        self._chunks: collections.deque[tuple[LogKind, str]] = collections.deque()
+        self._spool = spool
         self._selector = selectors.DefaultSelector()
         for stream, kind in ((process.stdout, LogKind.STDOUT), (process.stderr, LogKind.STDERR)):
             if stream is not None:
@@ -101,9 +127,10 @@ class OutputPump:
             if data and sink is not None:
                 sink.write(data)
                 sink.flush()
-            text = decoder.decode(data, final=not data)
-            if text:
-                self._chunks.append((kind, text))
+            if self._spool is not None:
+                text = decoder.decode(data, final=not data)
+                if text:
+                    self._spool.write(kind, text)
             if not data:
                 self._selector.unregister(key.fd)
 
@@ -116,20 +143,6 @@ class OutputPump:
         for stream in (self._process.stdout, self._process.stderr):
             if stream is not None:
                 stream.close()
-
-    def drain(self, limit: float = MAX_BATCH_CHARS) -> list[dict[str, str]]:
-        """What arrived so far (about `limit` characters at most), with neighbouring
-        pieces of one stream joined."""
-        chunks: list[dict[str, str]] = []
-        size = 0
-        while size < limit and self._chunks:
-            kind, text = self._chunks.popleft()
-            size += len(text)
-            if chunks and chunks[-1]["kind"] == kind.value:
-                chunks[-1]["text"] += text
-            else:
-                chunks.append({"kind": kind.value, "text": text})
-        return chunks
 
 
 class PackageError(Exception):
@@ -199,6 +212,27 @@ def _close_all(files: dict[LogKind, BinaryIO]) -> None:
         handle.close()
 
 
+def _stamped(jobs: list[dict[str, Any]], sent: float) -> list[dict[str, Any]]:
+    """Claimed jobs, marked with when their claim was asked for (their leases count from
+    no earlier than that)."""
+    for job in jobs:
+        job["_claimed_at"] = sent
+    return jobs
+
+
+def _metrics_every(pid: int, seconds: float) -> Callable[[], dict[str, float] | None]:
+    """The job's metrics, at most once every `seconds` (None in between)."""
+    last = [time.monotonic()]
+
+    def sample() -> dict[str, float] | None:
+        if time.monotonic() - last[0] < seconds:
+            return None
+        last[0] = time.monotonic()
+        return _metrics(pid)
+
+    return sample
+
+
 def _metrics(pid: int) -> dict[str, float] | None:
     try:
         import psutil
@@ -233,6 +267,7 @@ class WorkerAgent:
         self.options = options
         self.options.workdir.mkdir(parents=True, exist_ok=True)
         self._job_group: int | None = None
+        self._job_cgroup: JobCgroup | None = None
         self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
         self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
 
@@ -242,7 +277,7 @@ class WorkerAgent:
 
         def handler(signum: int, frame: Any) -> None:
             if self._job_group is not None:
-                _kill_group(self._job_group, signal.SIGKILL)
+                self._end_everything(self._job_group)
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, handler)
@@ -266,6 +301,7 @@ class WorkerAgent:
         born = time.monotonic()
         idle_since = born
         prefetch = 1
+        become_subreaper()  # what a job leaves behind stays the worker's to end
         try:
             while True:
                 if self._held_jobs:
@@ -292,15 +328,15 @@ class WorkerAgent:
                     break
                 # an idle worker holds nothing: when the host is gone it just leaves,
                 # and the scheduler starts new workers once the host is back
-                self._held_jobs.extend(
-                    self.client.claim(
-                        options.worker_id,
-                        queue=options.queue,
-                        definition=options.definition,
-                        limit=1,
-                        wait=round(min(idle_left, 10.0), 3),
-                    )
+                sent = clock()
+                claimed = self.client.claim(
+                    options.worker_id,
+                    queue=options.queue,
+                    definition=options.definition,
+                    limit=1,
+                    wait=round(min(idle_left, 10.0), 3),
                 )
+                self._held_jobs.extend(_stamped(claimed, sent))
         except HyperError as error:
             print(f"worker {options.worker_id}: {error}", file=sys.stderr, flush=True)
             return 1
@@ -329,11 +365,12 @@ class WorkerAgent:
         body = {"reports": self._pending, "claim_next": claim_next}
         self._pending = []
         path = f"/workers/{quote(self.options.worker_id)}/complete"
+        sent = clock()
         try:
             answer = self._patiently(self.client.call, "POST", path, body)
         except (Conflict, HostUnreachable, HostFailure):
             return []
-        return list(answer.get("jobs", []))
+        return _stamped(list(answer.get("jobs", [])), sent)
 
     def _environment(self, job: dict[str, Any], workdir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
@@ -517,6 +554,8 @@ class WorkerAgent:
         except OSError as exc:
             script_path.unlink(missing_ok=True)
             return _ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
+        cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt)
+        entered = cgroup is not None and cgroup.enter()  # the job's first process starts there
         try:
             process = subprocess.Popen(
                 command,
@@ -531,74 +570,100 @@ class WorkerAgent:
             _close_all(files)
             script_path.unlink(missing_ok=True)
             return _ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
+        finally:
+            if entered and cgroup is not None:
+                cgroup.leave()
         self._limit_memory(job, process.pid)
-        self._job_group = process.pid
-        pump = OutputPump(process, files)
+        self._job_group, self._job_cgroup = process.pid, cgroup
         streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
-        last_metrics = time.monotonic()
-        limit = job.get("time_limit")
-        deadline = time.monotonic() + limit if limit else None
+        limit = output.limit_bytes(job.get("definition_spec"))
+        spool = Spool(workdir / f"spool-{job_id}.{attempt}", limit) if streaming else None
+        pump = OutputPump(process, files, spool)
+        keeper = LeaseKeeper(
+            self.client,
+            self.options.worker_id,
+            job_id,
+            attempt,
+            process.pid,
+            spool,
+            self.options.heartbeat_seconds,
+            _metrics_every(process.pid, METRICS_SECONDS),
+            chores=self._chores,
+            mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
+        )
+        keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
+        lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
+        fence_after = lease * FENCE_SHARE if self.options.self_fence else None
+        if fence_after is not None:  # what the machine's node watches, in case this stalls
+            with contextlib.suppress(OSError):
+                (self.options.workdir / LEASE_MARK).write_text(f"{fence_after}\n")
+        keeper.start()
+        time_limit = job.get("time_limit")
+        deadline = time.monotonic() + time_limit if time_limit else None
         kill_at: float | None = None
+        exit_code: int | None = None  # set when the worker decided how it ended
         lost = False
         while True:
-            wait = self.options.heartbeat_seconds
+            wait = min(self.options.heartbeat_seconds, LOOP_SECONDS)
             if deadline is not None and kill_at is None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
             if pump.wait(wait):
                 break
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
-                    _kill_group(process.pid, signal.SIGKILL)
+                    self._end_everything(process.pid)
                 continue
             if deadline is not None and time.monotonic() >= deadline:
-                reason = f"time limit of {limit} s reached"
-                _kill_group(process.pid, signal.SIGTERM)
-                self._stop_container(job)
-                kill_at = time.monotonic() + KILL_GRACE_SECONDS
-                continue
-            # this job is a long one: what ended before it is reported, and what was claimed
-            # after it goes back for other workers (its leases are not renewed here)
-            self._report(0)
-            with contextlib.suppress(HyperError):
-                self._return_held()
-            metrics = None
-            if time.monotonic() - last_metrics >= METRICS_SECONDS:
-                metrics = _metrics(process.pid)
-                last_metrics = time.monotonic()
-            drained = pump.drain()  # drained either way: output is kept in memory until sent
-            output = drained if streaming else []
-            body: dict[str, Any] = {
-                "attempt": attempt,
-                "output": output,
-                "metrics": metrics,
-                "process_group": process.pid,  # so its host can end it if this worker dies
-            }
-            try:
-                cancel = self._patiently(
-                    self.client.progress, self.options.worker_id, job_id, body
-                )["cancel"]
-            except Conflict:
-                cancel, lost = True, True  # the lease is gone: the job is someone else's now
-            except (HostUnreachable, HostFailure):
-                cancel, lost = True, True
-            if cancel:
+                reason, exit_code = f"time limit of {time_limit} s reached", EXIT_TIME_LIMIT
+            elif keeper.lost.is_set():
+                reason, lost = "its lease was lost", True  # the job is someone else's now
+            elif keeper.cancel.is_set():
                 reason = "cancelled"
-                _kill_group(process.pid, signal.SIGTERM)
-                self._stop_container(job)
-                kill_at = time.monotonic() + KILL_GRACE_SECONDS
-        # the script has ended: stop what it left behind, so its pipes close
-        _kill_group(process.pid, signal.SIGKILL)
-        self._job_group = None
+            elif fence_after is not None and clock() - keeper.renewed > fence_after:
+                silent = round(clock() - keeper.renewed)
+                reason = f"stopped by its worker: the host did not renew its lease for {silent} s"
+            else:
+                continue
+            _kill_group(process.pid, signal.SIGTERM)
+            self._stop_container(job)
+            kill_at = time.monotonic() + KILL_GRACE_SECONDS
+        # the script has ended: stop what it left behind (its pipes close then), whatever
+        # session, process group or environment it has
+        self._end_everything(process.pid)
+        self._job_group, self._job_cgroup = None, None
         pump.finish(timeout=2.0)
+        if cgroup is not None:
+            cgroup.remove()
         _close_all(files)
         script_path.unlink(missing_ok=True)
-        if lost:
-            return None
-        code = process.returncode
-        exit_code = code if code >= 0 else 128 - code
-        rest = pump.drain(limit=float("inf"))
-        output = rest if streaming else []
-        return _ending(job_id, attempt, exit_code, reason, output)
+        keeper.stop()
+        keeper.join()
+        (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
+        try:
+            if lost or keeper.lost.is_set() or not keeper.flush(self.options.patience_seconds):
+                return None
+        finally:
+            if spool is not None:
+                spool.close()
+        if exit_code is None:
+            code = process.returncode
+            exit_code = code if code >= 0 else 128 - code
+        return _ending(job_id, attempt, exit_code, reason, [])
+
+    def _end_everything(self, group: int) -> None:
+        """SIGKILL the job's process group, its cgroup and every descendant of this worker
+        (a subreaper: orphans of the job were re-parented here)."""
+        _kill_group(group, signal.SIGKILL)
+        if self._job_cgroup is not None:
+            self._job_cgroup.kill(spare=group)
+        kill_descendants(spare=group)  # the job's first process is reaped by subprocess
+
+    def _chores(self, client: HostClient) -> None:
+        """While a long job runs: what ended before it is reported, and what was claimed
+        after it goes back for other workers (its leases are not renewed here)."""
+        self._report(0)
+        with contextlib.suppress(HyperError):
+            self._return_held()
 
     @staticmethod
     def _stop_container(job: dict[str, Any]) -> None:

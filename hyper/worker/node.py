@@ -1,12 +1,19 @@
 """A machine of a static region: it joins the host, offering slots for workers of one
 definition, and starts the worker agents the scheduler assigns to it. It runs until
-stopped (SIGTERM or Ctrl-C), then stops its workers and leaves."""
+stopped (SIGTERM or Ctrl-C), then stops its workers and leaves.
+
+It fences its workers, as the local launcher does on the host's machine: a worker that
+runs a job touches a file at each renewal of the job's lease; one that has not touched
+it for its fence time (2/3 of the lease, written in the file) plus a second is stalled
+(stopped, hung) and cannot fence itself, so the node SIGKILLs it with every process of
+its job (its cgroups, and what carries its id), before the host may retry the job."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +22,19 @@ from urllib.parse import quote
 
 from hyper.client import HostClient
 from hyper.errors import HostFailure, HostUnreachable, NotFound
+from hyper.worker.agent import LEASE_MARK
+from hyper.worker.reaper import (
+    become_subreaper,
+    cgroup_parent,
+    kill_cgroup,
+    kill_descendants,
+    worker_cgroups,
+)
 from hyper.worker.spawn import WorkerStart, spawn_worker
 
 POLL_WAIT_SECONDS = 10.0
+WATCH_SECONDS = 0.5  # how often the node looks at its workers' leases
+WATCH_GRACE_SECONDS = 1.0  # past a worker's own fence time, before the node ends it
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class NodeAgent:
         self.api_key = api_key
         self.options = options
         self.children: list[subprocess.Popen[bytes]] = []
+        self._ids: dict[int, str] = {}  # worker ids by pid
         self._stopping = False
 
     def _path(self, action: str) -> str:
@@ -55,7 +73,10 @@ class NodeAgent:
         signal.signal(signal.SIGINT, handler)
 
     def run(self) -> int:
+        become_subreaper()  # what a killed worker's jobs leave stays the node's to end
         self.join()
+        watchdog = threading.Thread(target=self._watch, name="fence", daemon=True)
+        watchdog.start()
         try:
             while not self._stopping:
                 self.children = [c for c in self.children if c.poll() is None]
@@ -89,7 +110,39 @@ class NodeAgent:
             lifetime_seconds=assignment.get("lifetime_seconds"),
             region=self.options.region,
         )
-        self.children.append(spawn_worker(start, self.api_key, self.options.workdir))
+        child = spawn_worker(start, self.api_key, self.options.workdir)
+        self._ids[child.pid] = start.worker_id
+        self.children.append(child)
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            for child in list(self.children):
+                worker_id = self._ids.get(child.pid)
+                if worker_id and child.poll() is None and self._stalled(worker_id):
+                    self.fence(child, worker_id)
+            time.sleep(WATCH_SECONDS)
+
+    def _stalled(self, worker_id: str) -> bool:
+        mark = self.options.workdir / worker_id / LEASE_MARK
+        try:
+            fence = float(mark.read_text())
+            touched = mark.stat().st_mtime
+        except (OSError, ValueError):
+            return False  # no job running, or it just ended
+        return time.time() - touched > fence + WATCH_GRACE_SECONDS
+
+    def fence(self, child: subprocess.Popen[bytes], worker_id: str) -> None:
+        """End a stalled worker and every process of its job."""
+        child.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+        parent = cgroup_parent()
+        for cgroup in worker_cgroups(parent, worker_id) if parent else []:
+            kill_cgroup(cgroup)
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        kill_descendants(spare=None, keep=[c.pid for c in self.children if c is not child])
+        (self.options.workdir / worker_id / LEASE_MARK).unlink(missing_ok=True)
 
     def leave(self) -> None:
         for child in self.children:

@@ -20,6 +20,7 @@ class WorkerStart:
     patience_seconds: float
     lifetime_seconds: float | None = None
     region: str = ""
+    self_fence: bool = True  # False: the host ends this worker's jobs itself (same machine)
 
 
 def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subprocess.Popen[bytes]:
@@ -44,6 +45,8 @@ def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subproc
     ]  # fmt: skip
     if start.region:
         command += ["--region", start.region]
+    if not start.self_fence:
+        command.append("--host-fences")
     if start.lifetime_seconds:
         command += ["--lifetime-seconds", str(start.lifetime_seconds)]
     with open(folder / "worker.log", "ab") as log:

@@ -1,0 +1,128 @@
+"""Keeping a running job's lease: a thread of the worker that heartbeats and sends the
+job's output, so that neither waits for the other, nor for the job.
+
+The worker's main thread reads the job's pipes into the spool, enforces its time limit
+and watches this thread's last renewal: nothing it does waits for the host. This thread
+sends the spool's head in bounded pieces (each call renews the lease), at least every
+heartbeat, and reports what it learns: a cancel, or that the lease is gone.
+
+The time a renewal counts from is when its request was sent (the host cannot have set the
+lease earlier), on a clock that runs while the machine sleeps (CLOCK_BOOTTIME).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hyper.client import HostClient
+from hyper.errors import Conflict, HostFailure, HostUnreachable
+from hyper.worker.spool import Spool
+
+SEND_BYTES = 1024 * 1024  # output per call, at most (about)
+
+
+def clock() -> float:
+    """Seconds on a clock that also runs while the machine is suspended."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+class LeaseKeeper(threading.Thread):
+    def __init__(
+        self,
+        client: HostClient,
+        worker_id: str,
+        job_id: int,
+        attempt: int,
+        process_group: int,
+        spool: Spool | None,
+        heartbeat_seconds: float,
+        metrics: Callable[[], dict[str, float] | None],
+        chores: Callable[[HostClient], None] = lambda client: None,
+        mark: Path | None = None,
+    ) -> None:
+        super().__init__(name=f"lease-{job_id}.{attempt}", daemon=True)
+        self.client = client
+        self.worker_id, self.job_id, self.attempt = worker_id, job_id, attempt
+        self.process_group = process_group
+        self.spool = spool
+        self.heartbeat_seconds = heartbeat_seconds
+        self.metrics = metrics
+        self.chores = chores  # other calls to make while the job runs (earlier reports)
+        self.mark = mark  # a file touched at each renewal, for the machine's node to watch
+        self.renewed = clock()  # the claim's lease counts from before this
+        self.cancel = threading.Event()
+        self.lost = threading.Event()  # the host refused the lease: the job is not ours
+        self._halt = threading.Event()
+        self._wake = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        first = True
+        while not self._halt.is_set():
+            output = self.spool.take(SEND_BYTES) if self.spool is not None else []
+            if not self._send(output, self.metrics()):
+                self._wake.wait(min(1.0, self.heartbeat_seconds))
+                continue
+            if first:
+                first = False
+                self.chores(self.client)
+            if self.lost.is_set():
+                return
+            if not (self.spool is not None and self.spool.pending()):
+                self._wake.wait(self.heartbeat_seconds)
+
+    def _send(
+        self, output: list[dict[str, str]], metrics: dict[str, float] | None, requeue: bool = True
+    ) -> bool:
+        """One progress call; True when the host answered (the lease is renewed or gone).
+        Output the host did not take goes back to the spool for the next call."""
+        body: dict[str, Any] = {
+            "attempt": self.attempt,
+            "output": output,
+            "metrics": metrics,
+            "process_group": self.process_group,  # so its host can end it if this worker dies
+        }
+        sent = clock()
+        try:
+            answer = self.client.progress(self.worker_id, self.job_id, body)
+        except Conflict:
+            self.lost.set()
+            return True
+        except (HostUnreachable, HostFailure):
+            if self.spool is not None and output and requeue:
+                self.spool.unsend()
+            return False
+        self.renewed = sent
+        if self.mark is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self.mark)
+        if answer.get("cancel"):
+            self.cancel.set()
+        return True
+
+    def flush(self, patience: float) -> bool:
+        """Once the job has ended (this thread stopped): send the rest of its output,
+        trying for up to `patience` seconds while the host does not answer. False when the
+        lease is gone (the output is then dropped)."""
+        if self.spool is None:
+            return not self.lost.is_set()
+        for piece in self.spool.rest(SEND_BYTES):
+            deadline = time.monotonic() + patience
+            while True:
+                if self.lost.is_set():
+                    return False
+                if self._send(piece, None, requeue=False):
+                    break
+                if time.monotonic() > deadline:
+                    return True  # the report will say how the job ended, without this
+                time.sleep(1.0)
+        return not self.lost.is_set()

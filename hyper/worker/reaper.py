@@ -1,0 +1,229 @@
+"""Every process of a job ends with it.
+
+A job's processes may leave its process group and session (``setsid``), double-fork so
+that their parent is gone, and clear their environment (``env -i``). Two things find them
+anyway, neither relying on anything the job can change:
+
+- the worker is a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``): a process whose
+  parent ends is re-parented to the worker, not to init, so every process a job started
+  stays a descendant of the worker while the worker lives. The worker runs one job at a
+  time, so at the job's end all its descendants are that job's, and they are killed;
+- where the machine has cgroup v2 and lets the worker write to it, each job runs in a
+  cgroup of its own, named ``hyper-<worker>.<job>.<attempt>`` beside the worker's cgroup.
+  A cgroup outlives the worker: the host's local launcher finds the cgroups of a worker
+  it judged gone by their names, and kills what they hold before a retry starts.
+
+Elsewhere (no cgroup v2, or not writable) the worker falls back on the subreaper alone,
+and the local launcher on the process groups and environments it knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
+CGROUP_PREFIX = "hyper-"
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False elsewhere."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(pid: int, *, zombies: bool = False, keep: Sequence[int] = ()) -> list[int]:
+    """The processes below `pid` (found by their parents in /proc), but for those in
+    `keep` and theirs; those that ended and wait to be reaped only with `zombies`."""
+    children: dict[int, list[int]] = {}
+    dead: set[int] = set()
+    for name in _pids():
+        try:
+            stat = Path(f"/proc/{name}/stat").read_bytes()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: fields start after the last ')'
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        with contextlib.suppress(ValueError, IndexError):
+            children.setdefault(int(fields[1]), []).append(name)
+            if fields[0] == b"Z":
+                dead.add(name)
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child in keep:
+                continue
+            if zombies or child not in dead:
+                found.append(child)
+            todo.append(child)
+    return found
+
+
+def _pids() -> Iterator[int]:
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                yield int(name)
+
+
+def kill_descendants(
+    patience: float = 2.0, *, spare: int | None = None, keep: Sequence[int] = ()
+) -> None:
+    """SIGKILL every descendant of this process (a subreaper: what its jobs left), again
+    until none is left (they may fork meanwhile) or `patience` runs out, and reap those that
+    were re-parented here. Only the pids killed are reaped: a child the worker waits for
+    itself (`spare`: the job's first process, through subprocess) keeps its exit status.
+    Processes in `keep` and below them are left alone."""
+    own = os.getpid()
+    deadline = time.monotonic() + patience
+    while True:
+        left = descendants(own, keep=keep)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        reap([pid for pid in descendants(own, zombies=True, keep=keep) if pid != spare])
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
+def reap(pids: list[int]) -> None:
+    """Collect those of `pids` that ended and are children of this process."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def cgroup_v2_mount() -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified on hybrid
+    machines), if anywhere."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        before, _, after = line.partition(" - ")
+        if after.split(" ", 1)[0] == "cgroup2":
+            return Path(before.split()[4])
+    return None
+
+
+def own_cgroup(pid: int | str = "self") -> str | None:
+    """The cgroup v2 path of a process, relative to the hierarchy's root."""
+    try:
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                return line[3:].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cgroup_parent() -> Path | None:
+    """The folder this process's job cgroups go in (its own cgroup), when there is one."""
+    mount, path = cgroup_v2_mount(), own_cgroup()
+    if mount is None or path is None:
+        return None
+    folder = mount / path.lstrip("/")
+    return folder if (folder / "cgroup.procs").exists() else None
+
+
+def cgroup_name(worker_id: str, job_id: int, attempt: int) -> str:
+    return f"{CGROUP_PREFIX}{worker_id}.{job_id}.{attempt}"
+
+
+class JobCgroup:
+    """A cgroup v2 of one job attempt; the worker steps into it to start the job's first
+    process there (so that nothing the job forks is ever outside), then steps back."""
+
+    def __init__(self, folder: Path, home: Path) -> None:
+        self.folder = folder
+        self.home = home  # the worker's own cgroup
+
+    @classmethod
+    def make(cls, worker_id: str, job_id: int, attempt: int) -> JobCgroup | None:
+        """A new cgroup for the attempt; None where cgroup v2 is missing or not writable."""
+        parent = cgroup_parent()
+        if parent is None or not os.access(parent / "cgroup.procs", os.W_OK):
+            return None
+        folder = parent / cgroup_name(worker_id, job_id, attempt)
+        try:
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir()
+            if not (folder / "cgroup.procs").exists():
+                return None
+        except OSError:
+            return None
+        return cls(folder, parent)
+
+    def enter(self) -> bool:
+        """Move this process (all its threads) into the job's cgroup."""
+        return _move(os.getpid(), self.folder)
+
+    def leave(self) -> bool:
+        """Move this process back to its own cgroup; False if it could not (then the
+        cgroup is killed process by process, sparing this one)."""
+        mount = cgroup_v2_mount()
+        if mount is None or not _move(os.getpid(), self.home):
+            return False
+        relative = self.home.relative_to(mount).as_posix()
+        return own_cgroup() == ("/" if relative == "." else "/" + relative)
+
+    def kill(self, patience: float = 2.0, *, spare: int | None = None) -> None:
+        kill_cgroup(self.folder, patience, spare=spare)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
+
+
+def _move(pid: int, folder: Path) -> bool:
+    try:
+        (folder / "cgroup.procs").write_text(str(pid))
+        return True
+    except OSError:
+        return False
+
+
+def cgroup_pids(folder: Path) -> list[int]:
+    try:
+        return [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def kill_cgroup(folder: Path, patience: float = 2.0, *, spare: int | None = None) -> None:
+    """SIGKILL everything in the cgroup (all at once with cgroup.kill where the kernel has
+    it), never this process, and wait until it is empty (or `patience` runs out)."""
+    own = os.getpid()
+    deadline = time.monotonic() + patience
+    at_once = (folder / "cgroup.kill").exists() and own not in cgroup_pids(folder)
+    while True:
+        left = [pid for pid in cgroup_pids(folder) if pid != own]
+        if not left or time.monotonic() > deadline:
+            return
+        if at_once:
+            with contextlib.suppress(OSError):
+                (folder / "cgroup.kill").write_text("1")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        reap([pid for pid in left if pid != spare])
+        time.sleep(0.01)
+
+
+def worker_cgroups(parent: Path, worker_id: str) -> list[Path]:
+    """The job cgroups a worker made under `parent` (its own cgroup when it started)."""
+    try:
+        return sorted(parent.glob(f"{CGROUP_PREFIX}{worker_id}.*"))
+    except OSError:
+        return []

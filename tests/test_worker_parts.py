@@ -1,0 +1,100 @@
+"""The worker's parts on their own: the output spool, the output limit's rule, and the
+reaper that ends every process of a job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from hyper import output
+from hyper.jobs import LogKind
+from hyper.worker.spool import Spool
+
+KIB = 1024
+
+
+def _text(pieces: list[list[dict[str, str]]]) -> str:
+    return "".join(chunk["text"] for piece in pieces for chunk in piece)
+
+
+def test_a_spool_keeps_head_and_tail_and_says_what_it_cut(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s", limit=64 * KIB)
+    lines = [f"line {n:06d}\n" for n in range(20_000)]  # 12 bytes each, 240,000 in all
+    for n, line in enumerate(lines):
+        spool.write(LogKind.STDERR if n % 1000 == 999 else LogKind.STDOUT, line)
+    live = []
+    while piece := spool.take(10 * KIB):
+        assert sum(len(c["text"]) for c in piece) <= 10 * KIB + 12
+        live.append(piece)
+    assert len(_text(live)) == 32 * KIB  # the head, sent while the job runs
+    rest = list(spool.rest(8 * KIB))
+    text = _text(live) + _text(rest)
+    skipped = 240_000 - 64 * KIB
+    assert output.cut_note(skipped, 64 * KIB) in text
+    head, _, tail = text.partition(output.cut_note(skipped, 64 * KIB))
+    assert head == "".join(lines)[: 32 * KIB]
+    assert tail == "".join(lines)[-32 * KIB :]
+    kinds = {c["kind"] for piece in live + rest for c in piece}
+    assert kinds == {"STDOUT", "STDERR"}
+    files = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert len(files) <= 4  # the head and at most three pieces of the tail
+    spool.close()
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_spool_of_short_output_cuts_nothing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s", limit=64 * KIB)
+    for n in range(3000):  # 30 KiB + 10 KiB of a 64 KiB limit: the head and a bit more
+        spool.write(LogKind.STDOUT, f"{n:09d}\n" if n < 3000 else "")
+    spool.write(LogKind.STDOUT, "é" * (5 * KIB))  # characters of two bytes across the edge
+    first = spool.take(KIB)
+    spool.unsend()  # the host did not answer: the same piece again
+    assert spool.take(KIB) == first
+    text = _text([first, *spool.rest(4 * KIB)])
+    assert "[hyper:" not in text
+    assert text == "".join(f"{n:09d}\n" for n in range(3000)) + "é" * (5 * KIB)
+    spool.close()
+
+
+def test_the_host_keeps_output_up_to_the_limit_then_one_note() -> None:
+    limit = 2**20
+    almost = limit + output.NOTE_ROOM_BYTES - 1000  # kept already: room for 1000 bytes
+    entries = [(LogKind.STDOUT, "a" * 600), (LogKind.METRICS, "{}"), (LogKind.STDERR, "b" * 600)]
+    kept, count = output.within(entries, almost, limit)
+    assert [k for k, _ in kept] == [LogKind.STDOUT, LogKind.METRICS, LogKind.STDERR, LogKind.STDERR]
+    assert kept[2][1] == "b" * 400 and kept[3][1] == output.host_cut_note(limit)
+    assert "at most 1 MiB of output per attempt" in kept[3][1]
+    again, _ = output.within([(LogKind.STDOUT, "c"), (LogKind.METRICS, "{}")], count, limit)
+    assert again == [(LogKind.METRICS, "{}")]  # once cut, no more output and no second note
+    wide = output.within([(LogKind.STDOUT, "é" * 10)], limit + output.NOTE_ROOM_BYTES - 5, limit)
+    assert wide[0][0][1] == "éé"  # never half a character
+
+
+REAPER = """
+import os, subprocess, sys, time
+from hyper.worker.reaper import become_subreaper, descendants, kill_descendants
+assert become_subreaper()
+subprocess.run(["bash", "-c", "( setsid sleep {a} & ); env -i setsid -f sleep {b};"
+                " bash -c '(sleep {c} &) &'"], check=True)
+deadline = time.monotonic() + 10
+while len(descendants(os.getpid())) < 3 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(len(descendants(os.getpid())), flush=True)
+kill_descendants()
+print(len(descendants(os.getpid(), zombies=True)), flush=True)
+"""
+
+
+def test_a_subreaper_finds_and_ends_what_left_its_session() -> None:
+    marks = (30_511, 30_512, 30_513)
+    script = textwrap.dedent(REAPER.format(a=marks[0], b=marks[1], c=marks[2]))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["3", "0"], done
+    time.sleep(0.1)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not any(f"sleep {mark}" in ps for mark in marks)
