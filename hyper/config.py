@@ -50,13 +50,15 @@ class HostConfig(NamedTuple):
     url: str
     api_key: str
     data_dir: str | None = None  # local hosts: where the daemon keeps its state
-    bind: str = "127.0.0.1"  # local hosts: the address the daemon listens on
-    port: int = 0  # local hosts: the port tried first when the daemon starts
+    bind: str = ""  # local hosts: a TCP address to serve other machines on ("": none)
+    port: int = 0  # local hosts with a bind address: the port tried first at start
     region: str | None = None  # aws hosts: where the control plane runs
     account: str | None = None  # aws hosts: the AWS account
     vpc: str | None = None  # aws hosts: the CIDR or vpc-id the main region uses
     subnets: str | None = None  # aws hosts with a vpc-id: the subnets workers use (a,b)
     dashboard: bool = False  # aws hosts: with a CloudWatch dashboard
+    tls_url: str | None = None  # local hosts with a bind address: the URL other machines
+    # use, with the fingerprint of the host's certificate (https://addr:port#sha256=...)
 
     def __repr__(self) -> str:  # never shows the key
         return f"HostConfig(name={self.name!r}, provider={self.provider!r}, url={self.url!r})"

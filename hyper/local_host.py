@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hyper.config import HostConfig, save_host
-from hyper.errors import HostUnreachable, UsageError
+from hyper.errors import HostUnreachable, StoreDamaged, UsageError
 
 STATE_FILE = "daemon.json"
+ERROR_FILE = "daemon.error"  # why the daemon refused to start: one line
 LOCK_FILE = "daemon.lock"
 START_LOCK_FILE = "start.lock"
 LOG_FILE = "host.log"
@@ -31,6 +32,7 @@ class DaemonState(NamedTuple):
     running: bool
     pid: int | None
     url: str | None
+    tls_url: str | None = None  # for other machines, when it listens on TCP
 
 
 def _data_dir(host: HostConfig) -> Path:
@@ -57,10 +59,17 @@ def status(host: HostConfig) -> DaemonState:
     data_dir = _data_dir(host)
     try:
         state = json.loads((data_dir / STATE_FILE).read_text())
-    except (FileNotFoundError, ValueError):
+        if not isinstance(state, dict):
+            state = {}
+    except (OSError, ValueError):  # missing, or half-written by a daemon that died
         state = {}
     running = _lock_held(data_dir / LOCK_FILE)
-    return DaemonState(running, state.get("pid") if running else None, state.get("url"))
+    return DaemonState(
+        running,
+        state.get("pid") if running else None,
+        state.get("url"),
+        state.get("tls_url") or None,
+    )
 
 
 @contextlib.contextmanager
@@ -78,7 +87,8 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def start(host: HostConfig, *, timeout: float = 30.0) -> str:
-    """Start the daemon unless it runs; return its URL (saved with the host's credentials)."""
+    """Start the daemon unless it runs; return its URL (saved with the host's credentials,
+    with the pinned TLS URL other machines use when it listens on TCP)."""
     data_dir = _data_dir(host)
     if not (data_dir / "host.json").exists():
         raise UsageError(
@@ -88,31 +98,26 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
         current = status(host)
         if not (current.running and current.url):
             (data_dir / STATE_FILE).unlink(missing_ok=True)
+            # where it listens goes in its environment: a command line is public
+            env = {**os.environ, "HYPER_DAEMON_BIND": host.bind, "HYPER_DAEMON_PORT": str(host.port)}
             with open(data_dir / LOG_FILE, "ab") as log:
                 subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "hyper.host.daemon",
-                        "--detach",
-                        "--data-dir",
-                        str(data_dir),
-                        "--bind",
-                        host.bind,
-                        "--port",
-                        str(host.port),
-                    ],
+                    [sys.executable, "-m", "hyper.host.daemon", "--detach", "--data-dir",
+                     str(data_dir)],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     timeout=timeout,
                     check=False,
-                )
+                    env=env,
+                )  # fmt: skip
             current = _await_daemon(host, timeout)
     assert current.url is not None
-    if current.url != host.url:
-        save_host(host._replace(url=current.url, port=int(current.url.rsplit(":", 1)[1])))
+    tls_url = current.tls_url
+    port = int(tls_url.split("#")[0].rsplit(":", 1)[1]) if tls_url else host.port
+    if (current.url, tls_url, port) != (host.url, host.tls_url, host.port):
+        save_host(host._replace(url=current.url, tls_url=tls_url, port=port))
     return current.url
 
 
@@ -128,9 +133,20 @@ def _await_daemon(host: HostConfig, timeout: float) -> DaemonState:
         if current.url and current.pid:
             return current
         time.sleep(0.02)
+    refusal = _refusal(data_dir)
+    if refusal:
+        raise StoreDamaged(f"host {host.name!r} did not start: {refusal}")
     raise HostUnreachable(
         f"the daemon of host {host.name!r} did not start: {_tail(data_dir / LOG_FILE)}"
     )
+
+
+def _refusal(data_dir: Path) -> str:
+    """The one line a daemon left when it refused to start, if it did."""
+    try:
+        return (data_dir / ERROR_FILE).read_text(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def ensure_running(host: HostConfig) -> str | None:

@@ -127,8 +127,13 @@ def _vpc_error(text: str) -> bool | str:
 def create_host(
     name: str = typer.Option(None, "--name", help="host name (default: local)"),
     provider: str = typer.Option(None, "--provider", help="local (this machine) or aws"),
-    bind: str = typer.Option("127.0.0.1", "--bind", help="local: address the daemon listens on"),
-    port: int = typer.Option(0, "--port", help="local: port to listen on (0: any free port)"),
+    bind: str = typer.Option(
+        "",
+        "--bind",
+        help="local: also serve other machines on this address, over TLS with a certificate"
+        " they pin (default: none; the owner's commands and workers use a Unix socket)",
+    ),
+    port: int = typer.Option(0, "--port", help="local, with --bind: the port (0: any free)"),
     region: str = typer.Option(None, "--region", help="aws: the AWS region of the host"),
     account: str = typer.Option(
         None, "--account", help="aws: the AWS account (checked against your credentials)"
@@ -230,8 +235,10 @@ def select_host(name: str = typer.Argument(..., help="the saved host to use from
 def update_host(
     name: str = typer.Argument(None, help="the host (default: the one in use)"),
     host: str = HostOption,
-    bind: str = typer.Option(None, "--bind", help="local: address the daemon listens on"),
-    port: int = typer.Option(None, "--port", help="local: port to listen on"),
+    bind: str = typer.Option(
+        None, "--bind", help="local: serve other machines on this address (none: stop)"
+    ),
+    port: int = typer.Option(None, "--port", help="local, with --bind: the port"),
     url: str = typer.Option(None, "--url", help="imported hosts: the new URL"),
     data_dir: Path = typer.Option(
         None,

@@ -14,11 +14,22 @@ Dependencies: a ``deps`` row per (owner, kind, target), the owner a job or an
 array; ``jobs.deps_left`` counts what each job still waits for. When a job
 ends, the rows that target it (or its array) are judged, and a job whose
 dependency can never be met ends Failed, which may end its own dependents.
+Integrity: ``SQLiteStore.open`` (the daemon's start) runs ``PRAGMA quick_check`` and
+refuses a damaged store; ids come from ``meta.next_id``, and every reservation is
+also written (fsynced, after its commit) to ``hyper.db.ids`` beside the store, a
+high-water mark outside the pages the write-ahead log covers. A store whose
+next id is below that mark lost acknowledged jobs (a deleted WAL, a copy put back
+by hand): ``open`` refuses it, and ``accept_rollback`` lifts its next id above
+every id ever given, so that no id is used twice. ``close`` checkpoints the WAL
+into the store and truncates it. ``purge`` deletes finished jobs, their logs and
+files older than a time; the freed pages go back to the file system
+(``auto_vacuum=INCREMENTAL``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -26,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hyper.errors import Conflict, StoreUnavailable, UsageError
+from hyper.errors import Conflict, StoreDamaged, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
     NOT_STARTED,
@@ -238,6 +249,33 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
 
 
 BUSY_TIMEOUT_MS = 2000
+IDS_SUFFIX = ".ids"  # the high-water mark of ids, beside the store
+RESTORE_HINT = "restore it with 'hyper hosts restore-host --from BACKUP'"
+
+
+def _check(path: str) -> str | None:
+    """What is wrong with the store file at `path` (PRAGMA quick_check), or None."""
+    try:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            rows = db.execute("PRAGMA quick_check(3)").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        return str(error)
+    found = [str(row[0]) for row in rows]
+    return None if found == ["ok"] else "; ".join(found)[:200]
+
+
+def _read_high_water(path: str) -> int:
+    try:
+        with open(path + IDS_SUFFIX, "rb") as marks:
+            text = marks.read(64).strip()
+    except FileNotFoundError:
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 def _unavailable(path: str, error: sqlite3.OperationalError) -> Exception:
@@ -255,8 +293,14 @@ def _unavailable(path: str, error: sqlite3.OperationalError) -> Exception:
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        self._high_water = 0  # the next id, once reserved: written beside the store on commit
+        self._marked = 0  # the next id last written there
+        self._marks: int | None = None  # the open high-water file
+        fresh = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        if fresh:  # before any table: pages freed by a purge can go back to the disk
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # only another process (a user's sqlite3 shell, a copy) locks the daemon's store;
@@ -271,8 +315,67 @@ class SQLiteStore:
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    @classmethod
+    def open(cls, path: Path | str) -> SQLiteStore:
+        """The store of a daemon about to serve it: checked first. A damaged store, or one
+        that lost what it had acknowledged, is refused with one StoreDamaged line."""
+        path = str(path)
+        if os.path.exists(path):
+            problem = _check(path)
+            if problem:
+                raise StoreDamaged(f"the store {path} is damaged ({problem}); {RESTORE_HINT}")
+        store = cls(path)
+        known = store._next_id()
+        given = _read_high_water(path)
+        if known < given:
+            store.close()
+            raise StoreDamaged(
+                f"the store {path} lost acknowledged jobs (ids up to {given - 1} were given,"
+                f" it knows of ids below {known}: its write-ahead log was lost, or an older copy"
+                f" was put back); {RESTORE_HINT}, or keep what it holds with"
+                " 'hyper hosts start-host --accept-store'"
+            )
+        return store
+
+    @staticmethod
+    def accept_rollback(path: Path | str) -> int:
+        """Serve a rolled-back store as it is, its next id above every id ever given (the
+        restored or surviving jobs keep theirs). Returns that next id."""
+        store = SQLiteStore(path)
+        try:
+            with store._write(durable=True) as db:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('next_id', 1)")
+                db.execute(
+                    "UPDATE meta SET value = max(value, ?) WHERE key = 'next_id'",
+                    (_read_high_water(store.path),),
+                )
+            store._high_water = store._next_id()
+            store._record_high_water()
+            return store._high_water
+        finally:
+            store.close()
+
+    def _next_id(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
+        return int(row[0]) if row else 1
+
+    def _record_high_water(self) -> None:
+        """Write the next id beside the store and fsync it: what the WAL may lose, this keeps."""
+        if self._marks is None:
+            self._marks = os.open(self.path + IDS_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
+        os.pwrite(self._marks, f"{self._high_water:020d}\n".encode(), 0)
+        os.fsync(self._marks)
+
     def close(self) -> None:
+        """Checkpoint the write-ahead log into the store, empty it, and close."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # another process reads it: SQLite checkpoints on its last close
         self._db.close()
+        if self._marks is not None:
+            os.close(self._marks)
+            self._marks = None
 
     @contextmanager
     def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -287,7 +390,11 @@ class SQLiteStore:
             except BaseException:
                 if db.in_transaction:  # SQLite may have rolled back already (disk full)
                     db.execute("ROLLBACK")
+                self._high_water = self._marked  # the ids it reserved were not given
                 raise
+            if self._high_water > self._marked:
+                self._record_high_water()
+                self._marked = self._high_water
         except sqlite3.OperationalError as error:
             raise _unavailable(self.path, error) from error
         finally:
@@ -300,6 +407,7 @@ class SQLiteStore:
         row = db.execute(
             "UPDATE meta SET value = value + ? WHERE key = 'next_id' RETURNING value", (count,)
         ).fetchone()
+        self._high_water = int(row[0])  # recorded beside the store once committed
         return int(row[0]) - count
 
     # resources ---------------------------------------------------------------
