@@ -289,6 +289,25 @@ class SocketTransport:
         return status, body
 
 
+SUBMIT_BATCH_JOBS = 10_000  # the host's max_jobs_per_request
+SUBMIT_BATCH_BYTES = 16 * 2**20  # half the host's max_body_bytes: room for escapes
+
+
+def _batches(jobs: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive runs of `jobs` that each fit in one submit request."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for job in jobs:
+        cost = len(json.dumps(job)) + 2
+        if batch and (len(batch) >= SUBMIT_BATCH_JOBS or size + cost > SUBMIT_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(job)
+        size += cost
+    if batch:
+        yield batch
+
+
 def _file_path(key: str) -> str:
     return f"/files/{quote(key)}"  # slashes stay: they are part of the key
 
@@ -424,7 +443,12 @@ class HostClient:
     # jobs -----------------------------------------------------------------
 
     def submit(self, jobs: list[dict[str, Any]]) -> list[int]:
-        return list(self.call("POST", "/jobs", {"jobs": jobs})["ids"])
+        """Submit jobs, in as many requests as the host's limits on one request take
+        (SUBMIT_BATCH_JOBS jobs, SUBMIT_BATCH_BYTES of JSON); their ids in order."""
+        ids: list[int] = []
+        for batch in _batches(jobs):
+            ids += self.call("POST", "/jobs", {"jobs": batch})["ids"]
+        return ids
 
     def get_job(self, job_id: int, *, wait: float | None = None) -> dict[str, Any]:
         return dict(self.call("GET", f"/jobs/{int(job_id)}", query={"wait": wait}))

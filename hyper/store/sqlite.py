@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hyper.errors import Conflict, StoreDamaged, StoreUnavailable, UsageError
 from hyper.jobs import (
@@ -249,6 +249,7 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
 
 
 BUSY_TIMEOUT_MS = 2000
+FILE_CHUNK = 2**20  # an upload goes into the store this much at a time
 IDS_SUFFIX = ".ids"  # the high-water mark of ids, beside the store
 RESTORE_HINT = "restore it with 'hyper hosts restore-host --from BACKUP'"
 
@@ -1346,6 +1347,99 @@ class SQLiteStore:
     def put_file(self, key: str, data: bytes, now: float) -> None:
         with self._write(durable=True) as db:
             db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (key, data, now))
+
+    def put_file_from(self, key: str, source: BinaryIO, size: int, now: float) -> None:
+        """Store `size` bytes read from `source` a chunk at a time, never all in memory."""
+        with self._write(durable=True) as db:
+            (rowid,) = db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, zeroblob(?), ?) RETURNING rowid",
+                (key, size, now),
+            ).fetchone()
+            with db.blobopen("files", "data", rowid) as blob:
+                while chunk := source.read(FILE_CHUNK):
+                    blob.write(chunk)
+
+    # retention ----------------------------------------------------------------------
+
+    def purge(self, before: float) -> dict[str, int]:
+        """Delete the jobs that finished before `before` (an array once all its tasks
+        have), their logs, attempts and files (what they collected, and their package if
+        no job left uses it), and workers that ended before it; then give the freed pages
+        back to the file system. What was deleted, counted."""
+        done = ",".join(f"'{s.value}'" for s in FINISHED)
+        with self._write() as db:
+            db.execute("DROP TABLE IF EXISTS temp.purged")
+            db.execute(
+                "CREATE TEMP TABLE purged AS"
+                f" SELECT id, array_id FROM jobs WHERE array_id IS NULL AND status IN ({done})"
+                "   AND ended < ?1"
+                " UNION ALL SELECT j.id, j.array_id FROM jobs j WHERE j.array_id IN ("
+                "   SELECT array_id FROM jobs WHERE array_id IS NOT NULL GROUP BY array_id"
+                f"   HAVING sum(status NOT IN ({done}) OR ended IS NULL OR ended >= ?1) = 0)",
+                (before,),
+            )
+            db.execute("CREATE INDEX temp.purged_id ON purged (id)")
+            packages = [
+                row[0]
+                for row in db.execute(
+                    "SELECT DISTINCT json_extract(coalesce(j.options, a.options), '$.package')"
+                    " FROM purged p JOIN jobs j ON j.id = p.id"
+                    " LEFT JOIN arrays a ON a.id = j.array_id"
+                )
+                if row[0]
+            ]
+            counted = db.execute(
+                "SELECT j.queue, j.definition, coalesce(j.array_id, 0), j.status, count(*)"
+                " FROM purged p JOIN jobs j ON j.id = p.id GROUP BY 1, 2, 3, 4"
+            ).fetchall()
+            for queue, definition, array_id, status, n in counted:
+                db.execute(
+                    "UPDATE job_counts SET n = n - ? WHERE queue = ? AND definition = ?"
+                    " AND array_id = ? AND status = ?",
+                    (n, queue, definition, array_id, status),
+                )
+            db.execute("DELETE FROM job_counts WHERE n <= 0")
+            logs = db.execute(
+                "DELETE FROM job_log WHERE job_id IN (SELECT id FROM purged)"
+            ).rowcount
+            db.execute("DELETE FROM attempts WHERE job_id IN (SELECT id FROM purged)")
+            db.execute(
+                "DELETE FROM deps WHERE owner IN (SELECT id FROM purged)"
+                " OR owner IN (SELECT array_id FROM purged)"
+            )
+            files = db.execute(
+                "DELETE FROM files WHERE key GLOB 'jobs/[0-9]*/*' AND CAST(substr(key, 6,"
+                " instr(substr(key, 6), '/') - 1) AS INTEGER) IN (SELECT id FROM purged)"
+            ).rowcount
+            jobs = db.execute("DELETE FROM jobs WHERE id IN (SELECT id FROM purged)").rowcount
+            db.execute("DELETE FROM arrays WHERE id IN (SELECT array_id FROM purged)")
+            for package in packages:
+                in_use = db.execute(
+                    "SELECT 1 FROM jobs j LEFT JOIN arrays a ON a.id = j.array_id WHERE"
+                    " json_extract(coalesce(j.options, a.options), '$.package') = ? LIMIT 1",
+                    (package,),
+                ).fetchone()
+                if not in_use:
+                    files += db.execute("DELETE FROM files WHERE key = ?", (package,)).rowcount
+            workers = db.execute(
+                "DELETE FROM workers WHERE ended IS NOT NULL AND ended < ?", (before,)
+            ).rowcount
+            db.execute("DROP TABLE temp.purged")
+        self._give_back_space()
+        return {"jobs": jobs, "log_lines": logs, "files": files, "workers": workers}
+
+    def _give_back_space(self) -> None:
+        """Return free pages to the file system and empty the write-ahead log. A store made
+        before auto_vacuum was set is rewritten once (VACUUM) to set it."""
+        try:
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                self._db.execute("VACUUM")
+            else:
+                self._db.execute("PRAGMA incremental_vacuum").fetchall()  # a page per row
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as error:
+            raise _unavailable(self.path, error) from error
 
     def get_file(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT data FROM files WHERE key = ?", (key,)).fetchone()
