@@ -102,16 +102,17 @@ def unix_address(path: str) -> Iterator[str]:
         os.close(fd)
 
 
-def private_folder_problem(folder: str) -> str | None:
-    """Why another user could put a socket in `folder`, or None when only we can."""
+def private_folder_problem(folder: int | str, shown: str) -> str | None:
+    """Why another user could put a socket in `folder` (a path or an open descriptor,
+    named `shown`), or None when only we can."""
     try:
         info = os.stat(folder)
     except OSError as error:
-        return f"{folder}: {error.strerror}"
+        return f"{shown}: {error.strerror}"
     if info.st_uid != os.getuid():
-        return f"{folder} belongs to user {info.st_uid}, not to you"
+        return f"{shown} belongs to user {info.st_uid}, not to you"
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{folder} is writable by other users; run: chmod 700 {folder}"
+        return f"{shown} is writable by other users; run: chmod 700 {shown}"
     return None
 
 
@@ -138,6 +139,7 @@ class SocketTransport:
                 self.pin = parts.fragment[len(PIN_PREFIX) :].lower()
         self.timeout = timeout
         self._sock: socket.socket | None = None
+        self._folder: int | None = None  # the socket's folder, once connected (unix:)
         self._buffer = b""
         self._last_used = 0.0
 
@@ -181,20 +183,27 @@ class SocketTransport:
         return sock
 
     def _connect_unix(self, path: str) -> socket.socket:
-        """Connect to a local host's socket, and make sure it is ours before anything is sent."""
-        folder = os.path.dirname(path)
-        problem = private_folder_problem(folder)
+        """Connect to a local host's socket, and make sure it is ours before anything is
+        sent. The socket is reached through its folder, held open from the first connection
+        on: a host whose data folder is moved meanwhile is still found."""
+        folder, name = os.path.split(path)
+        if self._folder is None:
+            try:
+                self._folder = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+            except OSError as exc:
+                raise RequestNotSent(f"{folder}: {exc.strerror}") from exc
+        problem = private_folder_problem(self._folder, folder)
         if problem is not None:
-            if not os.path.exists(folder):
-                raise RequestNotSent(problem)
             raise HostUntrusted(f"the host's socket folder is not private: {problem}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            with unix_address(path) as address:
-                sock.connect(address)
+            sock.connect(f"/proc/self/fd/{self._folder}/{name}")
         except OSError as exc:
             sock.close()
+            if os.stat(self._folder).st_nlink == 0:  # deleted (and made again, maybe)
+                os.close(self._folder)
+                self._folder = None
             raise RequestNotSent(str(exc)) from exc
         _pid, uid, _gid = struct.unpack(
             "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -206,6 +215,11 @@ class SocketTransport:
                 " was not sent"
             )
         return sock
+
+    def __del__(self) -> None:
+        if getattr(self, "_folder", None) is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._folder)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._sock is not None:

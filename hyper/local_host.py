@@ -55,6 +55,20 @@ def _lock_held(path: Path) -> bool:
         return False
 
 
+def _lock_holder(path: Path) -> int | None:
+    """The process holding the flock on `path`, from /proc/locks (Linux)."""
+    try:
+        inode = path.stat().st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return int(fields[4])
+    return None
+
+
 def status(host: HostConfig) -> DaemonState:
     data_dir = _data_dir(host)
     try:
@@ -161,8 +175,14 @@ def stop(host: HostConfig, *, timeout: float = 10.0) -> bool:
     Returns whether it was running."""
     data_dir = _data_dir(host)
     current = status(host)
-    if not current.running or current.pid is None:
+    if not current.running:
         return False
+    pid = current.pid or _lock_holder(data_dir / LOCK_FILE)  # its daemon.json may be damaged
+    if pid is None:
+        raise UsageError(
+            f"the daemon of host {host.name!r} runs but its pid is unknown; see {data_dir}"
+        )
+    current = current._replace(pid=pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(current.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

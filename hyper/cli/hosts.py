@@ -201,7 +201,7 @@ def list_hosts(
     show_key: bool = typer.Option(False, "--show-key", help="include API keys"),
 ) -> None:
     """List saved hosts; the one in use is marked."""
-    current = config.current_host_name()
+    current = config.current_host_name(strict=False)
     rows = []
     for name in config.list_host_names():
         host = config.load_host(name)
@@ -321,11 +321,21 @@ def import_deployment(
 def start_host(
     name: str = typer.Argument(None, help="the host (default: the one in use)"),
     host: str = HostOption,
+    accept_store: bool = typer.Option(
+        False,
+        "--accept-store",
+        help="serve a store that lost acknowledged jobs as it is (new ids stay above every"
+        " id given before); restore-host brings a backup back instead",
+    ),
 ) -> None:
     """Start a local host's daemon (commands also start it when they find it down)."""
     target = _local_target(name, host)
+    if accept_store:
+        from hyper import backup
+
+        backup.accept_store(target)
     typer.echo(f"host {target.name!r} running at {local_host.start(target)}", err=True)
-    _warn_if_exposed(target)
+    _warn_if_exposed(config.load_host(target.name))
 
 
 @app.command("stop-host")
@@ -371,6 +381,32 @@ def restore_host(
         )
     done = backup.restore(target, source)
     typer.echo(f"restored host {target.name!r}: {done.jobs} jobs from {source}", err=True)
+
+
+@app.command("purge")
+def purge(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    older_than: float = typer.Option(
+        None,
+        "--older-than",
+        min=0,
+        help="days since a job finished (default: the host's retention_days, 30)",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Delete finished jobs, their logs and files now (the host also does it hourly, after
+    its retention), and give the space back to the disk."""
+    with hosts.connect(_target(name, host)) as client:
+        done = client.call("POST", "/purge", {"older_than_days": older_than})
+    if as_json:
+        typer.echo(json.dumps(done, indent=2))
+        return
+    typer.echo(
+        f"purged {done['jobs']} jobs, {done['log_lines']} log lines and {done['files']} files"
+        f" that finished more than {done['older_than_days']:g} days ago",
+        err=True,
+    )
 
 
 def _size(size: int) -> str:

@@ -50,6 +50,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     cap = 1000
     head_seconds = 10.0
+    silent: dict[GuardedProtocol, None]  # connections yet to send a byte, oldest first
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,20 +59,29 @@ class GuardedProtocol(HttpToolsProtocol):
 
     @classmethod
     def limits(cls, cap: int, head_seconds: float) -> type[GuardedProtocol]:
-        return type("Guarded", (cls,), {"cap": cap, "head_seconds": head_seconds})
+        attributes = {"cap": cap, "head_seconds": head_seconds, "silent": {}}
+        return type("Guarded", (cls,), attributes)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.cap:
-            transport.abort()  # full: the newest connection goes
-            return
+            # full: the oldest connection that never said a word makes room, else this one
+            oldest = next(iter(self.silent), None)
+            if oldest is None:
+                transport.abort()
+                return
+            oldest.transport.abort()
+            self.silent.pop(oldest, None)
+        self.silent[self] = None
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.silent.pop(self, None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self.silent.pop(self, None)
         if self._head_bytes is not None:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
