@@ -36,12 +36,16 @@ class Recorder:
             except OSError:
                 return
             self.connections += 1
-            with contextlib.suppress(OSError, ssl.SSLError), conn:
-                conn.settimeout(3)
+            conn.settimeout(3)
+            try:
                 if self.context is not None:
                     conn = self.context.wrap_socket(conn, server_side=True)
                 while data := conn.recv(65536):
                     self.received += data
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
 
     def close(self) -> None:
         self._stop.set()
@@ -141,3 +145,5 @@ def unix_squatter_as_other_user(path: Path, record: Path) -> Iterator[subprocess
     finally:
         child.kill()
         child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
