@@ -83,12 +83,12 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self.silent.pop(self, None)
         if self._head_bytes is not None:
+            self._arm()
+        super().data_received(data)
+        if self._head_bytes is not None:  # the head is not complete yet
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self.transport.abort()
-                return
-            self._arm()
-        super().data_received(data)
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0

@@ -265,9 +265,13 @@ def _check(path: str) -> str | None:
         finally:
             db.close()
     except sqlite3.Error as error:
-        return str(error)
+        return " ".join(str(error).split())
     found = [str(row[0]) for row in rows]
-    return None if found == ["ok"] else "; ".join(found)[:200]
+    if found == ["ok"]:
+        return None
+    lines = [line.strip() for text in found for line in text.splitlines()]
+    said = "; ".join(line for line in lines if line and not line.startswith("***"))
+    return said[:160] + ("..." if len(said) > 160 else "")
 
 
 def _read_high_water(path: str) -> int:
@@ -1436,7 +1440,8 @@ class SQLiteStore:
                 self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self._db.execute("VACUUM")
             else:
-                self._db.execute("PRAGMA incremental_vacuum").fetchall()  # a page per row
+                # sqlite3_exec steps it to the end (execute would free one page per call)
+                self._db.executescript("PRAGMA incremental_vacuum;")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.OperationalError as error:
             raise _unavailable(self.path, error) from error
