@@ -242,7 +242,15 @@ class SocketTransport:
             self._sock = self._connect()
         sent = False
         try:
-            self._sock.sendall(payload)
+            try:
+                self._sock.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                # the host may have refused the request before reading it all (413): its
+                # answer is there to read
+                answer = self._answer_sent_early()
+                if answer is None:
+                    raise
+                return answer
             sent = True
             return self._read_response()
         except OSError as exc:
@@ -260,6 +268,15 @@ class SocketTransport:
             raise
         finally:
             self._last_used = time.monotonic()
+
+    def _answer_sent_early(self) -> tuple[int, bytes] | None:
+        """An answer the server wrote before it closed a request it would not read."""
+        try:
+            status, body = self._read_response()
+        except (OSError, ValueError, IndexError):
+            return None
+        self.close()
+        return (status, body) if status >= 400 else None
 
     def _read_until(self, marker: bytes) -> bytes:
         assert self._sock is not None
