@@ -65,7 +65,14 @@ def _lock_holder(path: Path) -> int | None:
     for line in lines:
         fields = line.split()
         if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
-            return int(fields[4])
+            pid = int(fields[4])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return None  # a daemon of an older version: locked before it forked
+            except PermissionError:
+                pass
+            return pid
     return None
 
 
@@ -78,11 +85,12 @@ def status(host: HostConfig) -> DaemonState:
     except (OSError, ValueError):  # missing, or half-written by a daemon that died
         state = {}
     running = _lock_held(data_dir / LOCK_FILE)
+    pid, url, tls_url = state.get("pid"), state.get("url"), state.get("tls_url")
     return DaemonState(
         running,
-        state.get("pid") if running else None,
-        state.get("url"),
-        state.get("tls_url") or None,
+        pid if running and isinstance(pid, int) and pid > 0 else None,
+        url if isinstance(url, str) and url else None,
+        tls_url if isinstance(tls_url, str) and tls_url else None,
     )
 
 
@@ -171,25 +179,29 @@ def ensure_running(host: HostConfig) -> str | None:
 
 
 def stop(host: HostConfig, *, timeout: float = 10.0) -> bool:
-    """Stop the daemon (its workers finish their current job and exit on their own).
-    Returns whether it was running."""
+    """Stop the daemon (its workers finish their current job and exit on their own):
+    SIGTERM, then SIGKILL after `timeout`. The process signalled is the one holding the
+    daemon's lock, read again each round: a daemon started meanwhile is stopped too.
+    Returns whether one was running."""
     data_dir = _data_dir(host)
-    current = status(host)
-    if not current.running:
+    lock = data_dir / LOCK_FILE
+    if not _lock_held(lock):
         return False
-    pid = current.pid or _lock_holder(data_dir / LOCK_FILE)  # its daemon.json may be damaged
-    if pid is None:
-        raise UsageError(
-            f"the daemon of host {host.name!r} runs but its pid is unknown; see {data_dir}"
-        )
-    current = current._replace(pid=pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(current.pid, signal.SIGTERM)
+    signalled: int | None = None
     deadline = time.monotonic() + timeout
-    while _lock_held(data_dir / LOCK_FILE):
-        if time.monotonic() > deadline:
+    while _lock_held(lock):
+        pid = _lock_holder(lock) or status(host).pid  # its daemon.json may be damaged
+        if pid is None:
+            raise UsageError(
+                f"the daemon of host {host.name!r} runs but its pid is unknown; see {data_dir}"
+            )
+        if pid != signalled:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(current.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
+            signalled, deadline = pid, time.monotonic() + timeout
+        elif time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
         time.sleep(0.05)
     return True

@@ -44,17 +44,26 @@ def main(argv: list[str] | None = None) -> int:
     bind = os.environ.pop(BIND_VARIABLE, "")
     port = int(os.environ.pop(PORT_VARIABLE, "0") or 0)
 
+    told = -1
+    if args.detach:
+        # the starter waits for this parent only, which waits until the child holds the
+        # lock (taken by the child, /proc/locks names the daemon itself)
+        ready, told = os.pipe()
+        if os.fork() > 0:
+            os.close(told)
+            os.read(ready, 1)
+            os._exit(0)
+        os.close(ready)
+        os.setsid()
     lock = open(data_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the daemon's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         print(f"a host daemon already runs for {data_dir}", file=sys.stderr)
         return 0
-    if args.detach:
-        # the starter waits for this parent only; the lock stays with the child
-        if os.fork() > 0:
-            os._exit(0)
-        os.setsid()
+    finally:
+        if told >= 0:
+            os.close(told)  # the parent goes
 
     logging.basicConfig(
         filename=data_dir / LOG_FILE,
