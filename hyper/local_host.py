@@ -191,11 +191,13 @@ def stop(host: HostConfig, *, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while _lock_held(lock):
         pid = _lock_holder(lock) or status(host).pid  # its daemon.json may be damaged
-        if pid is None:
-            raise UsageError(
-                f"the daemon of host {host.name!r} runs but its pid is unknown; see {data_dir}"
-            )
-        if pid != signalled:
+        if pid is None:  # between two holders, maybe: look again
+            if time.monotonic() > deadline:
+                raise UsageError(
+                    f"the daemon of host {host.name!r} runs but its pid is unknown; see"
+                    f" {data_dir}"
+                )
+        elif pid != signalled:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             signalled, deadline = pid, time.monotonic() + timeout

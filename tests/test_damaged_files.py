@@ -4,7 +4,6 @@ settings, the daemon's state file."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -109,4 +108,11 @@ def test_a_damaged_state_file_while_the_daemon_runs(local: LocalHost, content: b
     result = local.sh("hyper", "hosts", "stop-host")
     assert result.code == 0 and "stopped" in result.err and "not running" not in result.err
     assert not local_host.status(config.load_host("local")).running
-    assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    local.wait_for(lambda: _gone(pid), 30, "the daemon to exit")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
