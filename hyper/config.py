@@ -180,8 +180,7 @@ def current_host_name(*, strict: bool = True) -> str | None:
     if not strict:
         return None
     raise UsageError(
-        f"{path} (which host is in use) is damaged; choose one with"
-        " 'hyper hosts select-host NAME'"
+        f"{path} (which host is in use) is damaged; choose one with 'hyper hosts select-host NAME'"
     )
 
 

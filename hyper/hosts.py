@@ -210,9 +210,7 @@ def checked_url(url: str) -> str:
     if url.startswith("unix:/"):
         return url
     if not url.startswith(("http://", "https://")):
-        raise UsageError(
-            f"invalid URL {url!r}: it must start with https://, http:// or unix:/"
-        )
+        raise UsageError(f"invalid URL {url!r}: it must start with https://, http:// or unix:/")
     from hyper.client import PIN_PREFIX
 
     base, _, pin = url.partition("#")

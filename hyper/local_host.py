@@ -121,7 +121,11 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
         if not (current.running and current.url):
             (data_dir / STATE_FILE).unlink(missing_ok=True)
             # where it listens goes in its environment: a command line is public
-            env = {**os.environ, "HYPER_DAEMON_BIND": host.bind, "HYPER_DAEMON_PORT": str(host.port)}
+            env = {
+                **os.environ,
+                "HYPER_DAEMON_BIND": host.bind,
+                "HYPER_DAEMON_PORT": str(host.port),
+            }
             with open(data_dir / LOG_FILE, "ab") as log:
                 subprocess.run(
                     [sys.executable, "-m", "hyper.host.daemon", "--detach", "--data-dir",
@@ -194,8 +198,7 @@ def stop(host: HostConfig, *, timeout: float = 10.0) -> bool:
         if pid is None:  # between two holders, maybe: look again
             if time.monotonic() > deadline:
                 raise UsageError(
-                    f"the daemon of host {host.name!r} runs but its pid is unknown; see"
-                    f" {data_dir}"
+                    f"the daemon of host {host.name!r} runs but its pid is unknown; see {data_dir}"
                 )
         elif pid != signalled:
             with contextlib.suppress(ProcessLookupError):

@@ -34,7 +34,11 @@ def test_damaged_credentials(local: LocalHost, content: bytes) -> None:
     saved = path.read_bytes()
     path.write_bytes(content)
     try:
-        for argv in (("qstat",), ("hyper", "hosts", "host-status"), ("hyper", "hosts", "stop-host")):
+        for argv in (
+            ("qstat",),
+            ("hyper", "hosts", "host-status"),
+            ("hyper", "hosts", "stop-host"),
+        ):
             result = local.sh(*argv)
             assert result.code == 2, (argv, result)
             one_line(result.err)

@@ -57,7 +57,9 @@ def test_a_local_host_listens_only_on_a_private_unix_socket(local: LocalHost) ->
 
 
 def test_no_command_line_says_where_to_connect(local: LocalHost) -> None:
-    script = local.script("nap.sh", "#!/bin/bash\n#HYPER -q sample-queue-1 -d sample-def-1\nsleep 30\n")
+    script = local.script(
+        "nap.sh", "#!/bin/bash\n#HYPER -q sample-queue-1 -d sample-def-1\nsleep 30\n"
+    )
     job = local.ok("qsub", str(script)).strip()
     local.wait_for(lambda: local.job(job)["status"] == "Running", 60, "the job to run")
     pids = [local.daemon_pid(), *local.worker_pids()]
@@ -181,7 +183,9 @@ def test_the_tls_certificate_and_key_are_private(tls_local: LocalHost) -> None:
 
 
 def _echo(local: LocalHost) -> Path:
-    return local.script("echo.sh", "#!/bin/bash\n#HYPER -q sample-queue-1 -d sample-def-1\necho hi\n")
+    return local.script(
+        "echo.sh", "#!/bin/bash\n#HYPER -q sample-queue-1 -d sample-def-1\necho hi\n"
+    )
 
 
 def test_a_restarted_host_keeps_its_certificate(tls_local: LocalHost) -> None:

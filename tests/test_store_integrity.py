@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hyper import config, local_host
+from hyper import local_host
 from hyper.errors import NotFound, StoreDamaged
 from hyper.jobs import JobStatus, LogKind
 from hyper.store.base import ArrayTasks, NewJob
@@ -83,7 +83,9 @@ def test_a_lost_write_ahead_log_is_refused_and_ids_never_come_back(tmp_path: Pat
     first = store.submit([new_job("a"), new_job("b")], time.time())
     store.close()  # checkpointed: these are in the main file
     store = SQLiteStore.open(path)
-    later = store.submit([new_job("c"), new_job("d", array=ArrayTasks([1, 2, 3, 4, 5]))], time.time())
+    later = store.submit(
+        [new_job("c"), new_job("d", array=ArrayTasks([1, 2, 3, 4, 5]))], time.time()
+    )
     # the process dies with the WAL unmerged, and the WAL is lost
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -288,4 +290,3 @@ def test_the_high_water_mark_is_private(tmp_path: Path) -> None:
     store.close()
     assert (tmp_path / "hyper.db.ids").stat().st_mode & 0o077 == 0
     assert int((tmp_path / "hyper.db.ids").read_text()) == 2
-

@@ -214,7 +214,9 @@ def create_app(
     async def purge(request: PurgeRequest) -> dict[str, Any]:
         """Delete finished jobs, their logs and files, older than `older_than_days`
         (default: the host's retention), and give the space back."""
-        days = settings.retention_days if request.older_than_days is None else request.older_than_days
+        days = (
+            settings.retention_days if request.older_than_days is None else request.older_than_days
+        )
         return {"older_than_days": days, **purge_finished(store, days)}
 
     # jobs -------------------------------------------------------------------

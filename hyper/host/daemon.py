@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hyper.client import pinned_url, unix_url
 from hyper.local_host import ERROR_FILE, LOCK_FILE, LOG_FILE, STATE_FILE
@@ -117,7 +117,7 @@ def _serve(settings: Any, store: Any, bind: str, port: int, log: logging.Logger)
 
     app = create_app(settings, store, schedule=True)
 
-    def config(cap: int, lifespan: str) -> Any:
+    def config(cap: int, lifespan: Literal["on", "off"]) -> Any:
         made = uvicorn.Config(
             app,
             log_config=None,

@@ -23,13 +23,12 @@ import ipaddress
 import logging
 import os
 import resource
+import signal
 import socket
 import ssl
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
-
-import signal
-from collections.abc import Generator
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -247,6 +246,7 @@ class TlsDoor:
         self.cap = cap
         self.handshake_seconds = handshake_seconds
         self.handshaking = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.connections = connections  # the protocols connected (they add themselves)
 
     async def serve(self) -> None:
@@ -263,7 +263,9 @@ class TlsDoor:
                 conn.close()
                 continue
             self.handshaking += 1
-            loop.create_task(self._handshake(conn))
+            task = loop.create_task(self._handshake(conn))
+            self._tasks.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self._tasks.discard)
 
     async def _handshake(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()

@@ -201,9 +201,8 @@ class WorkerPool(concurrent.futures.Executor):
         self._acceptor.start()
 
     def _default_address(self) -> str:
-        from hyper.hosts import is_loopback
-
         from hyper.client import is_local_url
+        from hyper.hosts import is_loopback
 
         url = self._client.url
         if is_local_url(url) or is_loopback(urlsplit(url).hostname or ""):

@@ -33,7 +33,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -373,10 +373,9 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Checkpoint the write-ahead log into the store, empty it, and close."""
-        try:
+        # (another process may be reading it: SQLite checkpoints again on its last close)
+        with suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass  # another process reads it: SQLite checkpoints on its last close
         self._db.close()
         if self._marks is not None:
             os.close(self._marks)
@@ -1359,7 +1358,11 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO files VALUES (?, zeroblob(?), ?) RETURNING rowid",
                 (key, size, now),
             ).fetchone()
-            with db.blobopen("files", "data", rowid) as blob:
+            blobopen = getattr(db, "blobopen", None)  # Python 3.11 and later
+            if blobopen is None:
+                db.execute("UPDATE files SET data = ? WHERE rowid = ?", (source.read(), rowid))
+                return
+            with blobopen("files", "data", rowid) as blob:
                 while chunk := source.read(FILE_CHUNK):
                     blob.write(chunk)
 
