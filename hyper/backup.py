@@ -89,9 +89,22 @@ def restore(host: HostConfig, folder: Path) -> BackupSummary:
     for leftover in ("-wal", "-shm"):
         target.with_name(DATABASE + leftover).unlink(missing_ok=True)
     incoming.rename(target)
+    from hyper.store.sqlite import SQLiteStore
+
+    SQLiteStore.accept_rollback(target)  # new ids stay above every id the host gave before
     if was_running:
         local_host.start(host)
     return BackupSummary(folder, jobs, target.stat().st_size)
+
+
+def accept_store(host: HostConfig) -> int:
+    """Let a local host serve its store as it is, after it lost acknowledged jobs: its next
+    id goes above every id it gave before. The daemon must be down. Returns that id."""
+    from hyper.store.sqlite import SQLiteStore
+
+    if local_host.status(host).running:
+        raise UsageError(f"host {host.name!r} is running: its store was accepted already")
+    return SQLiteStore.accept_rollback(_database(host))
 
 
 def _database(host: HostConfig) -> Path:

@@ -1,5 +1,19 @@
 """The host client: the one way every command and worker talks to a host.
 
+Where a host is, and how it proves who it is before the key is sent:
+
+    unix:/path/to/hyper.sock      a local host: a Unix socket in its owner's private data
+                                  folder; the client checks that the folder is not open to
+                                  other users and that the process listening runs as this
+                                  user (SO_PEERCRED)
+    https://addr:port#sha256=HEX  a host serving other machines: TLS with the certificate
+                                  the host made itself, pinned by its SHA-256 fingerprint
+    https://name                  a host with a certificate of a public authority (aws)
+    http://addr:port              plain HTTP: only for hosts you reach through your own
+                                  tunnel or proxy
+
+The key never leaves before the check passes (``HostUntrusted`` otherwise).
+
 Speaks HTTP/1.1 over a plain socket (TLS for https URLs) instead of using
 http.client or httpx: a submit is one process start plus one request, and
 those libraries cost more to import than the request takes. Retries with
@@ -9,10 +23,16 @@ one exception from ``hyper.errors`` whose message tells the user what to do.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
+import os
 import socket
+import stat
+import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -22,6 +42,7 @@ from hyper.errors import (
     HostFailure,
     HostRejected,
     HostUnreachable,
+    HostUntrusted,
     HyperError,
     NotFound,
     UsageError,
@@ -30,6 +51,9 @@ from hyper.jobs import MAX_FILE_BYTES
 
 RETRY_STATUSES = frozenset({429, 503})
 IDLE_RECONNECT_SECONDS = 20.0  # below the server's keep-alive timeout (30 s)
+UNIX_SCHEME = "unix"
+PIN_PREFIX = "sha256="
+MAX_SUN_PATH = 100  # AF_UNIX paths are at most 107 bytes; longer ones go through /proc
 
 
 class Transport(Protocol):
@@ -44,23 +68,84 @@ class RequestNotSent(OSError):
     """The connection failed before any byte of the request left: safe to retry any method."""
 
 
+def unix_url(path: os.PathLike[str] | str) -> str:
+    """The URL of a host listening on the Unix socket at `path`."""
+    return f"{UNIX_SCHEME}:{os.fspath(path)}"
+
+
+def is_local_url(url: str) -> bool:
+    """Whether a URL names a host on this machine only (a Unix socket)."""
+    return url.startswith(f"{UNIX_SCHEME}:")
+
+
+def pinned_url(url: str, fingerprint: str) -> str:
+    """`url` with the SHA-256 fingerprint of the certificate its server must show."""
+    return f"{url.split('#', 1)[0]}#{PIN_PREFIX}{fingerprint}"
+
+
+def fingerprint(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+@contextlib.contextmanager
+def unix_address(path: str) -> Iterator[str]:
+    """An address for `path` that fits in sun_path: itself, or its name under
+    /proc/self/fd/N for a folder held open meanwhile (Linux)."""
+    if len(os.fsencode(path)) <= MAX_SUN_PATH:
+        yield path
+        return
+    folder, name = os.path.split(path)
+    fd = os.open(folder or ".", os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)
+
+
+def private_folder_problem(folder: int | str, shown: str) -> str | None:
+    """Why another user could put a socket in `folder` (a path or an open descriptor,
+    named `shown`), or None when only we can."""
+    try:
+        info = os.stat(folder)
+    except OSError as error:
+        return f"{shown}: {error.strerror}"
+    if info.st_uid != os.getuid():
+        return f"{shown} belongs to user {info.st_uid}, not to you"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{shown} is writable by other users; run: chmod 700 {shown}"
+    return None
+
+
 class SocketTransport:
     """A keep-alive HTTP/1.1 connection to one server."""
 
     def __init__(self, url: str, timeout: float) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self.tls = parts.scheme == "https"
-        self.hostname = parts.hostname
-        self.port = parts.port or (443 if self.tls else 80)
-        self.base = parts.path.rstrip("/")
+        self.socket_path: str | None = None
+        self.pin: str | None = None
+        if parts.scheme == UNIX_SCHEME:
+            if not parts.path.startswith("/"):
+                raise ValueError(f"not a unix:/absolute/path URL: {url!r}")
+            self.socket_path = parts.path
+            self.tls, self.hostname, self.port, self.base = False, "localhost", 0, ""
+        else:
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"not an http(s) URL: {url!r}")
+            self.tls = parts.scheme == "https"
+            self.hostname = parts.hostname
+            self.port = parts.port or (443 if self.tls else 80)
+            self.base = parts.path.rstrip("/")
+            if parts.fragment.startswith(PIN_PREFIX):
+                self.pin = parts.fragment[len(PIN_PREFIX) :].lower()
         self.timeout = timeout
         self._sock: socket.socket | None = None
+        self._folder: int | None = None  # the socket's folder, once connected (unix:)
         self._buffer = b""
         self._last_used = 0.0
 
     def _connect(self) -> socket.socket:
+        if self.socket_path is not None:
+            return self._connect_unix(self.socket_path)
         try:
             sock = socket.create_connection((self.hostname, self.port), timeout=self.timeout)
         except OSError as exc:
@@ -69,8 +154,72 @@ class SocketTransport:
         if self.tls:
             import ssl
 
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.hostname)
+            try:
+                if self.pin is None:
+                    context = ssl.create_default_context()
+                    return context.wrap_socket(sock, server_hostname=self.hostname)
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False  # the pin names the one certificate to accept
+                context.verify_mode = ssl.CERT_NONE
+                tls = context.wrap_socket(sock, server_hostname=self.hostname)
+            except ssl.SSLError as exc:
+                sock.close()
+                raise HostUntrusted(
+                    f"{self.hostname}:{self.port} did not complete a TLS handshake ({exc.reason});"
+                    " the API key was not sent"
+                ) from None
+            except OSError as exc:
+                sock.close()
+                raise RequestNotSent(str(exc)) from exc
+            shown = fingerprint(tls.getpeercert(binary_form=True) or b"")
+            if not hmac.compare_digest(shown, self.pin):
+                tls.close()
+                raise HostUntrusted(
+                    f"{self.hostname}:{self.port} showed a certificate that is not the host's"
+                    f" (sha256 {shown[:16]}..., pinned {self.pin[:16]}...); the API key was not"
+                    " sent"
+                )
+            return tls
         return sock
+
+    def _connect_unix(self, path: str) -> socket.socket:
+        """Connect to a local host's socket, and make sure it is ours before anything is
+        sent. The socket is reached through its folder, held open from the first connection
+        on: a host whose data folder is moved meanwhile is still found."""
+        folder, name = os.path.split(path)
+        if self._folder is None:
+            try:
+                self._folder = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+            except OSError as exc:
+                raise RequestNotSent(f"{folder}: {exc.strerror}") from exc
+        problem = private_folder_problem(self._folder, folder)
+        if problem is not None:
+            raise HostUntrusted(f"the host's socket folder is not private: {problem}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(f"/proc/self/fd/{self._folder}/{name}")
+        except OSError as exc:
+            sock.close()
+            if os.stat(self._folder).st_nlink == 0:  # deleted (and made again, maybe)
+                os.close(self._folder)
+                self._folder = None
+            raise RequestNotSent(str(exc)) from exc
+        _pid, uid, _gid = struct.unpack(
+            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        )
+        if uid != os.getuid():
+            sock.close()
+            raise HostUntrusted(
+                f"the process listening on {path} runs as user {uid}, not as you; the API key"
+                " was not sent"
+            )
+        return sock
+
+    def __del__(self) -> None:
+        if getattr(self, "_folder", None) is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._folder)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._sock is not None:
@@ -81,7 +230,8 @@ class SocketTransport:
     def request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        head = [f"{method} {self.base}{path} HTTP/1.1", f"Host: {self.hostname}:{self.port}"]
+        where = f"{self.hostname}:{self.port}" if self.port else self.hostname
+        head = [f"{method} {self.base}{path} HTTP/1.1", f"Host: {where}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         head.append(f"Content-Length: {len(body) if body else 0}")
         payload = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
@@ -92,7 +242,15 @@ class SocketTransport:
             self._sock = self._connect()
         sent = False
         try:
-            self._sock.sendall(payload)
+            try:
+                self._sock.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                # the host may have refused the request before reading it all (413): its
+                # answer is there to read
+                answer = self._answer_sent_early()
+                if answer is None:
+                    raise
+                return answer
             sent = True
             return self._read_response()
         except OSError as exc:
@@ -110,6 +268,15 @@ class SocketTransport:
             raise
         finally:
             self._last_used = time.monotonic()
+
+    def _answer_sent_early(self) -> tuple[int, bytes] | None:
+        """An answer the server wrote before it closed a request it would not read."""
+        try:
+            status, body = self._read_response()
+        except (OSError, ValueError, IndexError):
+            return None
+        self.close()
+        return (status, body) if status >= 400 else None
 
     def _read_until(self, marker: bytes) -> bytes:
         assert self._sock is not None
@@ -151,6 +318,25 @@ class SocketTransport:
         if fields.get("connection", "").lower() == "close":
             self.close()
         return status, body
+
+
+SUBMIT_BATCH_JOBS = 10_000  # the host's max_jobs_per_request
+SUBMIT_BATCH_BYTES = 16 * 2**20  # half the host's max_body_bytes: room for escapes
+
+
+def _batches(jobs: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive runs of `jobs` that each fit in one submit request."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for job in jobs:
+        cost = len(json.dumps(job)) + 2
+        if batch and (len(batch) >= SUBMIT_BATCH_JOBS or size + cost > SUBMIT_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(job)
+        size += cost
+    if batch:
+        yield batch
 
 
 def _file_path(key: str) -> str:
@@ -288,7 +474,12 @@ class HostClient:
     # jobs -----------------------------------------------------------------
 
     def submit(self, jobs: list[dict[str, Any]]) -> list[int]:
-        return list(self.call("POST", "/jobs", {"jobs": jobs})["ids"])
+        """Submit jobs, in as many requests as the host's limits on one request take
+        (SUBMIT_BATCH_JOBS jobs, SUBMIT_BATCH_BYTES of JSON); their ids in order."""
+        ids: list[int] = []
+        for batch in _batches(jobs):
+            ids += self.call("POST", "/jobs", {"jobs": batch})["ids"]
+        return ids
 
     def get_job(self, job_id: int, *, wait: float | None = None) -> dict[str, Any]:
         return dict(self.call("GET", f"/jobs/{int(job_id)}", query={"wait": wait}))

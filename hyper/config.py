@@ -50,13 +50,15 @@ class HostConfig(NamedTuple):
     url: str
     api_key: str
     data_dir: str | None = None  # local hosts: where the daemon keeps its state
-    bind: str = "127.0.0.1"  # local hosts: the address the daemon listens on
-    port: int = 0  # local hosts: the port tried first when the daemon starts
+    bind: str = ""  # local hosts: a TCP address to serve other machines on ("": none)
+    port: int = 0  # local hosts with a bind address: the port tried first at start
     region: str | None = None  # aws hosts: where the control plane runs
     account: str | None = None  # aws hosts: the AWS account
     vpc: str | None = None  # aws hosts: the CIDR or vpc-id the main region uses
     subnets: str | None = None  # aws hosts with a vpc-id: the subnets workers use (a,b)
     dashboard: bool = False  # aws hosts: with a CloudWatch dashboard
+    tls_url: str | None = None  # local hosts with a bind address: the URL other machines
+    # use, with the fingerprint of the host's certificate (https://addr:port#sha256=...)
 
     def __repr__(self) -> str:  # never shows the key
         return f"HostConfig(name={self.name!r}, provider={self.provider!r}, url={self.url!r})"
@@ -124,13 +126,28 @@ def load_host(name: str) -> HostConfig:
         known = ", ".join(list_host_names()) or "none"
         raise NotFound(f"no host named {name!r} (saved hosts: {known})") from None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the credentials of host {name!r} at {path}: {exc}") from exc
-    try:
+        data = exc
+    if isinstance(data, dict) and _well_typed(data):
         return HostConfig(**{k: v for k, v in data.items() if k in HostConfig._fields})
-    except (AttributeError, TypeError):
-        raise UsageError(
-            f"the credentials of host {name!r} at {path} are damaged; import the host again"
-        ) from None
+    raise UsageError(
+        f"the credentials of host {name!r} at {path} are damaged; fix the file (JSON), or"
+        " delete it and import the host again ('hyper hosts import-deployment')"
+    )
+
+
+def _well_typed(data: dict[str, object]) -> bool:
+    """Whether saved credentials hold what a HostConfig needs, each of its type."""
+    if not all(isinstance(data.get(k), str) and data.get(k) for k in ("name", "provider")):
+        return False
+    if not isinstance(data.get("url", ""), str) or not isinstance(data.get("api_key"), str):
+        return False
+    port = data.get("port", 0)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        return False
+    for key in ("data_dir", "bind", "tls_url", "region", "account", "vpc", "subnets"):
+        if data.get(key) is not None and not isinstance(data.get(key), str):
+            return False
+    return True
 
 
 def list_host_names() -> list[str]:
@@ -142,21 +159,37 @@ def list_host_names() -> list[str]:
 
 def delete_host_file(name: str) -> None:
     host_file(name).unlink(missing_ok=True)
-    if current_host_name() == name:
+    if current_host_name(strict=False) == name:
         (config_root() / "current").unlink(missing_ok=True)
 
 
-def current_host_name() -> str | None:
+def current_host_name(*, strict: bool = True) -> str | None:
+    """The host in use, or None. A damaged pointer is one UsageError saying how to mend
+    it (or None when not `strict`)."""
+    path = config_root() / "current"
     try:
-        name = (config_root() / "current").read_text().strip()
+        name = path.read_bytes().decode().strip()
     except FileNotFoundError:
         return None
-    return name or None
+    except (OSError, UnicodeDecodeError):
+        name = "\0"
+    if not name:
+        return None
+    if HOST_NAME_PATTERN.fullmatch(name):
+        return name
+    if not strict:
+        return None
+    raise UsageError(
+        f"{path} (which host is in use) is damaged; choose one with 'hyper hosts select-host NAME'"
+    )
 
 
 def select_host(name: str) -> None:
     load_host(name)  # refuses unknown names
-    write_private(config_root() / "current", name + "\n")
+    path = config_root() / "current"
+    if path.is_dir():  # a damaged pointer is replaced
+        path.rmdir()
+    write_private(path, name + "\n")
 
 
 def resolve_host_name(explicit: str | None = None) -> str | None:

@@ -6,9 +6,14 @@
     ├── NotFound               a job, host or resource that does not exist (exit 2)
     ├── HostUnreachable        the host could not be reached (exit 69)
     ├── AuthError              the host refused the API key (exit 77)
+    │   └── HostUntrusted      the server did not prove it is the host: the key was not
+    │                          sent (a socket held by another user, a certificate that is
+    │                          not the pinned one) (exit 77)
     ├── Conflict               the request no longer fits the state, e.g. a late report
     │                          from a worker whose lease expired (exit 1)
     ├── HostFailure            the host answered with a server error (exit 1)
+    ├── StoreDamaged           a local host's store failed its check at start, or lost
+    │                          what it had acknowledged: restore it (exit 1)
     ├── StoreUnavailable       the host's store cannot take writes now: its disk is full
     │                          or another process locks it; nothing was changed (exit 1)
     ├── DeployFailed           a resource could not be deployed; its log says why (exit 1)
@@ -56,12 +61,20 @@ class AuthError(HyperError):
     exit_code = EXIT_AUTH
 
 
+class HostUntrusted(AuthError):
+    """The server did not prove it is the host; the key was not sent to it."""
+
+
 class Conflict(HyperError):
     exit_code = EXIT_FAILURE
 
 
 class HostFailure(HyperError):
     exit_code = EXIT_FAILURE
+
+
+class StoreDamaged(HyperError):
+    """A local host's store is damaged or rolled back; the daemon refused to serve it."""
 
 
 class StoreUnavailable(HyperError):

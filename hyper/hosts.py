@@ -26,7 +26,7 @@ class HostRequest(NamedTuple):
 
     name: str = DEFAULT_LOCAL_HOST
     provider: str = "local"
-    bind: str = "127.0.0.1"
+    bind: str = ""  # local: a TCP address for other machines (TLS); "": the Unix socket only
     port: int = 0
     region: str | None = None  # aws: where the control plane goes
     account: str | None = None  # aws: checked against the credentials' account
@@ -66,6 +66,7 @@ def create_host(
 def _new_local_host(name: str, request: HostRequest) -> HostConfig:
     """A local host's data folder, settings and key; its daemon is not started yet."""
     check_address(request.bind, request.port)
+    bind = "" if request.bind in NO_TCP else request.bind
     from hyper.host.settings import HostSettings
 
     data_dir = config.data_root() / "hosts" / name
@@ -82,7 +83,7 @@ def _new_local_host(name: str, request: HostRequest) -> HostConfig:
         url="",
         api_key=key,
         data_dir=str(data_dir),
-        bind=request.bind,
+        bind=bind,
         port=request.port,
     )
 
@@ -155,21 +156,28 @@ def is_loopback(address: str) -> bool:
 
 
 def exposure_warning(host: HostConfig) -> str | None:
-    """What to tell whoever starts a local host that listens beyond this machine."""
-    if host.provider != "local" or is_loopback(host.bind):
+    """What to tell whoever starts a local host that serves other machines: where they
+    reach it (its certificate's fingerprint in the URL, which they pin)."""
+    if host.provider != "local" or not host.bind or not host.tls_url:
         return None
     return (
-        f"warning: host {host.name!r} listens on {host.bind} without TLS: its API key"
-        " crosses the network in clear; put a TLS proxy in front of it"
+        f"host {host.name!r} serves other machines over TLS at {host.tls_url}"
+        " (import it there with this URL: the fingerprint after # is its certificate's)"
     )
 
 
+NO_TCP = ("", "none")  # --bind values that turn the TCP door off
+
+
 def check_address(bind: str, port: int) -> None:
-    """A daemon address that can be listened on: an IP address (or localhost) and a port."""
+    """A daemon address that can be listened on: an IP address (or localhost) and a port,
+    or no address at all (the Unix socket only)."""
     import ipaddress
 
     if not 0 <= port <= 65535:
         raise UsageError(f"invalid port {port}: use 0 (any free port) to 65535")
+    if bind in NO_TCP:
+        return
     if bind != "localhost":
         try:
             ipaddress.ip_address(bind)
@@ -199,9 +207,18 @@ def import_deployment(name: str, url: str, api_key: str, provider: str = "remote
 
 
 def checked_url(url: str) -> str:
+    if url.startswith("unix:/"):
+        return url
     if not url.startswith(("http://", "https://")):
-        raise UsageError(f"invalid URL {url!r}: it must start with http:// or https://")
-    return url.rstrip("/")
+        raise UsageError(f"invalid URL {url!r}: it must start with https://, http:// or unix:/")
+    from hyper.client import PIN_PREFIX
+
+    base, _, pin = url.partition("#")
+    if pin and not (
+        pin.startswith(PIN_PREFIX) and re.fullmatch(r"[0-9a-fA-F]{64}", pin[len(PIN_PREFIX) :])
+    ):
+        raise UsageError(f"invalid URL {url!r}: after # comes {PIN_PREFIX} and 64 hex digits")
+    return base.rstrip("/") + (f"#{pin.lower()}" if pin else "")
 
 
 def update_host(
@@ -220,7 +237,10 @@ def update_host(
     if host.provider == "local":
         if url is not None:
             raise UsageError("--url is for imported hosts; a local host's URL follows its port")
-        changed = host._replace(bind=bind or host.bind, port=host.port if port is None else port)
+        new_bind = host.bind if bind is None else ("" if bind in NO_TCP else bind)
+        changed = host._replace(bind=new_bind, port=host.port if port is None else port)
+        if not new_bind:
+            changed = changed._replace(tls_url=None)
         check_address(changed.bind, changed.port)
         from hyper import local_host
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hyper.config import HostConfig, save_host
-from hyper.errors import HostUnreachable, UsageError
+from hyper.errors import HostUnreachable, StoreDamaged, UsageError
 
 STATE_FILE = "daemon.json"
+ERROR_FILE = "daemon.error"  # why the daemon refused to start: one line
 LOCK_FILE = "daemon.lock"
 START_LOCK_FILE = "start.lock"
 LOG_FILE = "host.log"
@@ -31,6 +32,7 @@ class DaemonState(NamedTuple):
     running: bool
     pid: int | None
     url: str | None
+    tls_url: str | None = None  # for other machines, when it listens on TCP
 
 
 def _data_dir(host: HostConfig) -> Path:
@@ -53,14 +55,43 @@ def _lock_held(path: Path) -> bool:
         return False
 
 
+def _lock_holder(path: Path) -> int | None:
+    """The process holding the flock on `path`, from /proc/locks (Linux)."""
+    try:
+        inode = path.stat().st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            pid = int(fields[4])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return None  # a daemon of an older version: locked before it forked
+            except PermissionError:
+                pass
+            return pid
+    return None
+
+
 def status(host: HostConfig) -> DaemonState:
     data_dir = _data_dir(host)
     try:
         state = json.loads((data_dir / STATE_FILE).read_text())
-    except (FileNotFoundError, ValueError):
+        if not isinstance(state, dict):
+            state = {}
+    except (OSError, ValueError):  # missing, or half-written by a daemon that died
         state = {}
     running = _lock_held(data_dir / LOCK_FILE)
-    return DaemonState(running, state.get("pid") if running else None, state.get("url"))
+    pid, url, tls_url = state.get("pid"), state.get("url"), state.get("tls_url")
+    return DaemonState(
+        running,
+        pid if running and isinstance(pid, int) and pid > 0 else None,
+        url if isinstance(url, str) and url else None,
+        tls_url if isinstance(tls_url, str) and tls_url else None,
+    )
 
 
 @contextlib.contextmanager
@@ -78,7 +109,8 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def start(host: HostConfig, *, timeout: float = 30.0) -> str:
-    """Start the daemon unless it runs; return its URL (saved with the host's credentials)."""
+    """Start the daemon unless it runs; return its URL (saved with the host's credentials,
+    with the pinned TLS URL other machines use when it listens on TCP)."""
     data_dir = _data_dir(host)
     if not (data_dir / "host.json").exists():
         raise UsageError(
@@ -88,31 +120,30 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
         current = status(host)
         if not (current.running and current.url):
             (data_dir / STATE_FILE).unlink(missing_ok=True)
+            # where it listens goes in its environment: a command line is public
+            env = {
+                **os.environ,
+                "HYPER_DAEMON_BIND": host.bind,
+                "HYPER_DAEMON_PORT": str(host.port),
+            }
             with open(data_dir / LOG_FILE, "ab") as log:
                 subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "hyper.host.daemon",
-                        "--detach",
-                        "--data-dir",
-                        str(data_dir),
-                        "--bind",
-                        host.bind,
-                        "--port",
-                        str(host.port),
-                    ],
+                    [sys.executable, "-m", "hyper.host.daemon", "--detach", "--data-dir",
+                     str(data_dir)],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     timeout=timeout,
                     check=False,
-                )
+                    env=env,
+                )  # fmt: skip
             current = _await_daemon(host, timeout)
     assert current.url is not None
-    if current.url != host.url:
-        save_host(host._replace(url=current.url, port=int(current.url.rsplit(":", 1)[1])))
+    tls_url = current.tls_url
+    port = int(tls_url.split("#")[0].rsplit(":", 1)[1]) if tls_url else host.port
+    if (current.url, tls_url, port) != (host.url, host.tls_url, host.port):
+        save_host(host._replace(url=current.url, tls_url=tls_url, port=port))
     return current.url
 
 
@@ -128,9 +159,20 @@ def _await_daemon(host: HostConfig, timeout: float) -> DaemonState:
         if current.url and current.pid:
             return current
         time.sleep(0.02)
+    refusal = _refusal(data_dir)
+    if refusal:
+        raise StoreDamaged(f"host {host.name!r} did not start: {refusal}")
     raise HostUnreachable(
         f"the daemon of host {host.name!r} did not start: {_tail(data_dir / LOG_FILE)}"
     )
+
+
+def _refusal(data_dir: Path) -> str:
+    """The one line a daemon left when it refused to start, if it did."""
+    try:
+        return (data_dir / ERROR_FILE).read_text(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def ensure_running(host: HostConfig) -> str | None:
@@ -141,19 +183,30 @@ def ensure_running(host: HostConfig) -> str | None:
 
 
 def stop(host: HostConfig, *, timeout: float = 10.0) -> bool:
-    """Stop the daemon (its workers finish their current job and exit on their own).
-    Returns whether it was running."""
+    """Stop the daemon (its workers finish their current job and exit on their own):
+    SIGTERM, then SIGKILL after `timeout`. The process signalled is the one holding the
+    daemon's lock, read again each round: a daemon started meanwhile is stopped too.
+    Returns whether one was running."""
     data_dir = _data_dir(host)
-    current = status(host)
-    if not current.running or current.pid is None:
+    lock = data_dir / LOCK_FILE
+    if not _lock_held(lock):
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(current.pid, signal.SIGTERM)
+    signalled: int | None = None
     deadline = time.monotonic() + timeout
-    while _lock_held(data_dir / LOCK_FILE):
-        if time.monotonic() > deadline:
+    while _lock_held(lock):
+        pid = _lock_holder(lock) or status(host).pid  # its daemon.json may be damaged
+        if pid is None:  # between two holders, maybe: look again
+            if time.monotonic() > deadline:
+                raise UsageError(
+                    f"the daemon of host {host.name!r} runs but its pid is unknown; see {data_dir}"
+                )
+        elif pid != signalled:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(current.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
+            signalled, deadline = pid, time.monotonic() + timeout
+        elif time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
         time.sleep(0.05)
     return True

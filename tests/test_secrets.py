@@ -1,6 +1,6 @@
 """No one let in: the key is on no command line, in no log and in no job's environment;
-files holding it are private; the daemon listens on loopback unless told otherwise and
-warns when it does not."""
+files holding it are private; the daemon listens on its private Unix socket only unless
+told to serve other machines, and then over TLS with a certificate they pin."""
 
 from __future__ import annotations
 
@@ -47,13 +47,15 @@ def test_the_key_is_nowhere_but_its_private_files(local: LocalHost) -> None:
     assert stat.S_IMODE(config.host_file("local").stat().st_mode) == 0o600
 
 
-def test_the_daemon_listens_on_loopback(local: LocalHost) -> None:
+def test_the_daemon_listens_on_its_private_socket_only(local: LocalHost) -> None:
     daemon = psutil.Process(local.daemon_pid())
-    listening = [c.laddr for c in daemon.net_connections() if c.status == psutil.CONN_LISTEN]
-    assert listening and all(address.ip == "127.0.0.1" for address in listening)
+    on_network = [c.laddr for c in daemon.net_connections() if c.status == psutil.CONN_LISTEN]
+    assert on_network == []
+    sockets = [c.laddr for c in daemon.net_connections(kind="unix")]
+    assert str(local.data_dir / "hyper.sock") in sockets
 
 
-def test_a_host_beyond_loopback_warns_that_it_lacks_tls(tmp_path: Path) -> None:
+def test_a_host_beyond_loopback_serves_tls_with_a_pinned_certificate(tmp_path: Path) -> None:
     """In a network namespace of its own, where 10.99.0.1 is an address of this test only."""
     home = tmp_path / "home"
     script = f"""
@@ -72,9 +74,11 @@ ip addr add 10.99.0.1/32 dev lo
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    warning = "listens on 10.99.0.1 without TLS"
-    assert sum(warning in line for line in done.stderr.splitlines()) == 1, done.stderr
-    log = (home / "data" / "hosts" / "wide" / "host.log").read_text()
-    assert "serving on 10.99.0.1 without TLS" in log
     saved = json.loads((home / "config" / "hosts" / "wide.json").read_text())
     assert saved["bind"] == "10.99.0.1"
+    assert saved["tls_url"].startswith("https://10.99.0.1:") and "#sha256=" in saved["tls_url"]
+    said = f"serves other machines over TLS at {saved['tls_url']}"
+    assert sum(said in line for line in done.stderr.splitlines()) == 1, done.stderr
+    log = (home / "data" / "hosts" / "wide" / "host.log").read_text()
+    assert saved["tls_url"] in log
+    assert saved["url"].startswith("unix:")  # the owner's own commands use the socket

@@ -127,8 +127,13 @@ def _vpc_error(text: str) -> bool | str:
 def create_host(
     name: str = typer.Option(None, "--name", help="host name (default: local)"),
     provider: str = typer.Option(None, "--provider", help="local (this machine) or aws"),
-    bind: str = typer.Option("127.0.0.1", "--bind", help="local: address the daemon listens on"),
-    port: int = typer.Option(0, "--port", help="local: port to listen on (0: any free port)"),
+    bind: str = typer.Option(
+        "",
+        "--bind",
+        help="local: also serve other machines on this address, over TLS with a certificate"
+        " they pin (default: none; the owner's commands and workers use a Unix socket)",
+    ),
+    port: int = typer.Option(0, "--port", help="local, with --bind: the port (0: any free)"),
     region: str = typer.Option(None, "--region", help="aws: the AWS region of the host"),
     account: str = typer.Option(
         None, "--account", help="aws: the AWS account (checked against your credentials)"
@@ -196,7 +201,7 @@ def list_hosts(
     show_key: bool = typer.Option(False, "--show-key", help="include API keys"),
 ) -> None:
     """List saved hosts; the one in use is marked."""
-    current = config.current_host_name()
+    current = config.current_host_name(strict=False)
     rows = []
     for name in config.list_host_names():
         host = config.load_host(name)
@@ -230,8 +235,10 @@ def select_host(name: str = typer.Argument(..., help="the saved host to use from
 def update_host(
     name: str = typer.Argument(None, help="the host (default: the one in use)"),
     host: str = HostOption,
-    bind: str = typer.Option(None, "--bind", help="local: address the daemon listens on"),
-    port: int = typer.Option(None, "--port", help="local: port to listen on"),
+    bind: str = typer.Option(
+        None, "--bind", help="local: serve other machines on this address (none: stop)"
+    ),
+    port: int = typer.Option(None, "--port", help="local, with --bind: the port"),
     url: str = typer.Option(None, "--url", help="imported hosts: the new URL"),
     data_dir: Path = typer.Option(
         None,
@@ -314,11 +321,21 @@ def import_deployment(
 def start_host(
     name: str = typer.Argument(None, help="the host (default: the one in use)"),
     host: str = HostOption,
+    accept_store: bool = typer.Option(
+        False,
+        "--accept-store",
+        help="serve a store that lost acknowledged jobs as it is (new ids stay above every"
+        " id given before); restore-host brings a backup back instead",
+    ),
 ) -> None:
     """Start a local host's daemon (commands also start it when they find it down)."""
     target = _local_target(name, host)
+    if accept_store:
+        from hyper import backup
+
+        backup.accept_store(target)
     typer.echo(f"host {target.name!r} running at {local_host.start(target)}", err=True)
-    _warn_if_exposed(target)
+    _warn_if_exposed(config.load_host(target.name))
 
 
 @app.command("stop-host")
@@ -364,6 +381,32 @@ def restore_host(
         )
     done = backup.restore(target, source)
     typer.echo(f"restored host {target.name!r}: {done.jobs} jobs from {source}", err=True)
+
+
+@app.command("purge")
+def purge(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    older_than: float = typer.Option(
+        None,
+        "--older-than",
+        min=0,
+        help="days since a job finished (default: the host's retention_days, 30)",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Delete finished jobs, their logs and files now (the host also does it hourly, after
+    its retention), and give the space back to the disk."""
+    with hosts.connect(_target(name, host)) as client:
+        done = client.call("POST", "/purge", {"older_than_days": older_than})
+    if as_json:
+        typer.echo(json.dumps(done, indent=2))
+        return
+    typer.echo(
+        f"purged {done['jobs']} jobs, {done['log_lines']} log lines and {done['files']} files"
+        f" that finished more than {done['older_than_days']:g} days ago",
+        err=True,
+    )
 
 
 def _size(size: int) -> str:

@@ -13,15 +13,17 @@ import contextlib
 import hmac
 import json
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, BinaryIO, NoReturn
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 
 from hyper import __version__, resources
 from hyper.deployer import build_spec
@@ -191,7 +193,10 @@ def create_app(
     )
     app.state.service = service
     app.router.route_class = JsonRoute
+    # the key is checked first (outermost), then the size of what comes with it
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    uploads = asyncio.Semaphore(max(1, settings.max_uploads))
 
     @app.exception_handler(HyperError)
     async def _hyper_error(request: Request, error: HyperError) -> JSONResponse:
@@ -214,10 +219,25 @@ def create_app(
     async def health() -> dict[str, Any]:
         return service.health()
 
+    @app.post("/purge")
+    async def purge(request: PurgeRequest) -> dict[str, Any]:
+        """Delete finished jobs, their logs and files, older than `older_than_days`
+        (default: the host's retention), and give the space back."""
+        days = (
+            settings.retention_days if request.older_than_days is None else request.older_than_days
+        )
+        return {"older_than_days": days, **purge_finished(store, days)}
+
     # jobs -------------------------------------------------------------------
 
     @app.post("/jobs", response_model=SubmitResponse)
     async def submit(request: SubmitRequest) -> SubmitResponse:
+        if len(request.jobs) > settings.max_jobs_per_request:
+            raise HTTPException(
+                413,
+                f"at most {settings.max_jobs_per_request} jobs per request (this one has"
+                f" {len(request.jobs)}); send them in several",
+            )
         return SubmitResponse(ids=service.submit(request.jobs))
 
     @app.get("/jobs", response_model=JobPage)
@@ -339,7 +359,17 @@ def create_app(
         openapi_extra={"requestBody": {"required": True, "content": BYTES}},
     )
     async def put_file(key: FileKey, request: Request) -> Response:
-        service.put_file(key, await _file_body(request))
+        """At most `max_uploads` at once, each spooled to a file beside the store and then
+        copied in, a chunk at a time: never whole in memory."""
+        async with uploads:
+            with tempfile.TemporaryFile(dir=settings.data_dir) as spool:
+                size = await _file_body(request, spool)
+                spool.seek(0)
+                put_from = getattr(store, "put_file_from", None)
+                if put_from is not None:
+                    put_from(key, spool, size, time.time())
+                else:
+                    service.put_file(key, spool.read())
         return Response(status_code=204)
 
     @app.get("/files/{key:path}", response_class=Response, responses={200: {"content": BYTES}})
@@ -418,20 +448,69 @@ def create_app(
     return app
 
 
-async def _file_body(request: Request) -> bytes:
-    """The raw body of a file upload, refused (413) beyond MAX_FILE_BYTES before it is all
-    read: at once when its declared length says so."""
+async def _file_body(request: Request, spool: BinaryIO) -> int:
+    """Write the raw body of a file upload to `spool`; its size. Refused (413) beyond
+    MAX_FILE_BYTES before it is all read: at once when its declared length says so."""
     too_large = HTTPException(413, f"a file is at most {MAX_FILE_BYTES // 2**20} MiB")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_FILE_BYTES:
         raise too_large
-    chunks, size = [], 0
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_FILE_BYTES:
             raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+        spool.write(chunk)
+    return size
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"a request body is at most {limit // 2**20} MiB; send it in parts")
+
+
+class BodyLimitMiddleware:
+    """Refuses (413) a request body beyond `limit` bytes: at once when its declared length
+    says so, else as soon as that much has come. File uploads have their own limit
+    (MAX_FILE_BYTES), checked as they are spooled to disk."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/files/"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge(self.limit)
+            return message
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        response = JSONResponse({"detail": BodyTooLarge(self.limit).detail}, status_code=413)
+        await response(scope, receive, send)
 
 
 class ApiKeyMiddleware:
@@ -519,10 +598,36 @@ def _filter(
     )
 
 
+class PurgeRequest(BaseModel):
+    older_than_days: float | None = Field(None, ge=0, le=100 * 365)
+
+
+PURGE_PERIOD_SECONDS = 3600.0  # how often the daemon purges what its retention lets go
+
+
+def purge_finished(store: Store, days: float) -> dict[str, int]:
+    """Purge what finished more than `days` ago, on stores that can (SQLite)."""
+    purge = getattr(store, "purge", None)
+    if purge is None:
+        raise UsageError("this host's store keeps finished jobs by its own rules")
+    report: dict[str, int] = purge(time.time() - days * 86400)
+    if any(report.values()):
+        log.info("purged what finished more than %s days ago: %s", days, report)
+    return report
+
+
 async def _schedule(scheduler: Scheduler, service: HostService, settings: HostSettings) -> None:
     """Run scheduler ticks until cancelled: every period, and at once when work arrives;
-    each moves the workflows on too."""
+    each moves the workflows on too. Once an hour (and at start) finished jobs older
+    than the retention are purged."""
+    next_purge = time.monotonic()
     while True:
+        if time.monotonic() >= next_purge and hasattr(service.store, "purge"):
+            next_purge = time.monotonic() + PURGE_PERIOD_SECONDS
+            try:
+                purge_finished(service.store, settings.retention_days)
+            except Exception:  # the next hour tries again
+                log.exception("purging finished jobs failed")
         try:
             scheduler.tick(time.time())
         except Exception:  # one bad tick must not stop scheduling

@@ -1,64 +1,69 @@
-"""The local host daemon: the host app on uvicorn, bound to loopback.
+"""The local host daemon: the host app on uvicorn, behind the doors of ``serving``.
 
-Started detached by ``hyper.local_host.start``; one daemon per data
-directory (an exclusive lock on ``daemon.lock`` is held while it lives).
-Writes ``daemon.json`` (pid and URL) once its socket listens.
+Started detached by ``hyper.local_host.start``; one daemon per data directory (an
+exclusive lock on ``daemon.lock`` is held while it lives). Its own address on
+TCP, when it has one, comes in the environment (HYPER_DAEMON_BIND/PORT), never on
+its command line. Before it serves, it checks its store (``SQLiteStore.open``
+refuses a damaged or rolled-back one); a refusal is one line in ``daemon.error``,
+which the starter shows. Once its doors listen it writes ``daemon.json`` (pid and
+URLs). A clean stop (SIGTERM, SIGINT: what ``hyper hosts stop-host`` sends) ends the
+scheduler, checkpoints the store into one file, removes ``daemon.json`` and the
+socket, and logs "stopped".
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import fcntl
 import json
 import logging
 import os
-import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any, Literal
 
-from hyper.hosts import is_loopback
-from hyper.local_host import LOCK_FILE, LOG_FILE, STATE_FILE
+from hyper.client import pinned_url, unix_url
+from hyper.local_host import ERROR_FILE, LOCK_FILE, LOG_FILE, STATE_FILE
 
-
-def _bind(address: str, port: int) -> socket.socket:
-    """Listen on `port` when it is free (saved URLs stay valid), else on any free port."""
-    for candidate in (port, 0) if port else (0,):
-        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, candidate))
-        except OSError:
-            sock.close()
-            continue
-        sock.listen(1024)
-        return sock
-    raise OSError(f"cannot listen on {address}")
+BIND_VARIABLE = "HYPER_DAEMON_BIND"
+PORT_VARIABLE = "HYPER_DAEMON_PORT"
+EXIT_REFUSED = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hyper-host-daemon")
     parser.add_argument("--data-dir", required=True, type=Path)
-    parser.add_argument("--bind", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
         "--detach", action="store_true", help="go to the background once the lock is held"
     )
     args = parser.parse_args(argv)
     data_dir: Path = args.data_dir.resolve()
+    bind = os.environ.pop(BIND_VARIABLE, "")
+    port = int(os.environ.pop(PORT_VARIABLE, "0") or 0)
 
+    told = -1
+    if args.detach:
+        # the starter waits for this parent only, which waits until the child holds the
+        # lock (taken by the child, /proc/locks names the daemon itself)
+        ready, told = os.pipe()
+        if os.fork() > 0:
+            os.close(told)
+            os.read(ready, 1)
+            os._exit(0)
+        os.close(ready)
+        os.setsid()
     lock = open(data_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the daemon's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         print(f"a host daemon already runs for {data_dir}", file=sys.stderr)
         return 0
-    if args.detach:
-        # the starter waits for this parent only; the lock stays with the child
-        if os.fork() > 0:
-            os._exit(0)
-        os.setsid()
+    finally:
+        if told >= 0:
+            os.close(told)  # the parent goes
 
     logging.basicConfig(
         filename=data_dir / LOG_FILE,
@@ -66,49 +71,113 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger("hyper.daemon")
+    (data_dir / ERROR_FILE).unlink(missing_ok=True)
 
-    import uvicorn
-
-    from hyper.host.app import create_app
+    from hyper.errors import HyperError
     from hyper.host.settings import HostSettings
     from hyper.store.sqlite import SQLiteStore
 
-    settings = HostSettings.load(data_dir)
-    sock = _bind(args.bind, args.port)
-    port = sock.getsockname()[1]
-    reach = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
-    settings.url = f"http://{'[' + reach + ']' if ':' in reach else reach}:{port}"
-    if not is_loopback(args.bind):
-        log.warning(
-            "serving on %s without TLS: the API key crosses the network in clear", args.bind
-        )
-
-    store = SQLiteStore(settings.database)
-    app = create_app(settings, store, schedule=True)
-    state = {"pid": os.getpid(), "url": settings.url, "started": time.time()}
-    state_path = data_dir / STATE_FILE
-    tmp = state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(state_path)
-    log.info("host %s listening at %s (pid %s)", settings.name, settings.url, os.getpid())
-
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=1,  # long-polls are cut short, clients retry
-        timeout_keep_alive=30,
-    )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        settings = HostSettings.load(data_dir)
+        store = SQLiteStore.open(settings.database)
+    except HyperError as error:
+        (data_dir / ERROR_FILE).write_text(str(error) + "\n")
+        log.error("refused to start: %s", error)
+        return EXIT_REFUSED
+    try:
+        _serve(settings, store, bind, port, log)
     finally:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            if json.loads(state_path.read_text()).get("pid") == os.getpid():
-                state_path.unlink()
-        store.close()
+        (data_dir / STATE_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(data_dir / "hyper.sock")
+        store.close()  # checkpoints the write-ahead log into the store and empties it
         log.info("host %s stopped", settings.name)
     return 0
+
+
+def _serve(settings: Any, store: Any, bind: str, port: int, log: logging.Logger) -> None:
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from hyper.host import serving
+    from hyper.host.app import create_app
+
+    data_dir: Path = settings.data_dir
+    serving.raise_file_limit()
+    unix = serving.bind_unix(data_dir)
+    settings.url = unix_url(data_dir / serving.SOCKET_FILE)  # where local workers come
+    tls_url = ""
+    door = None
+    if bind:
+        tcp = serving.bind_tcp(bind, port)
+        cert, key, pin = serving.certificate(data_dir, bind)
+        reach = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+        shown = f"[{reach}]" if ":" in reach else reach
+        tls_url = pinned_url(f"https://{shown}:{tcp.getsockname()[1]}", pin)
+
+    app = create_app(settings, store, schedule=True)
+
+    def config(cap: int, lifespan: Literal["on", "off"]) -> Any:
+        made = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan=lifespan,
+            http=serving.GuardedProtocol.limits(cap, settings.header_timeout_seconds),
+            timeout_graceful_shutdown=1,  # long-polls are cut short, clients retry
+            timeout_keep_alive=int(settings.idle_timeout_seconds),
+        )
+        made.load()
+        return made
+
+    server = serving.Server(config(settings.max_connections, "on"))
+
+    async def run() -> None:
+        nonlocal door
+        serving_task = asyncio.create_task(server.serve(sockets=[unix]))
+        while not server.started and not serving_task.done():
+            await asyncio.sleep(0.01)
+        tcp_state = ServerState()
+        if bind and server.started:
+            tcp_config = config(settings.max_tcp_connections, "off")
+
+            def protocol() -> Any:
+                return tcp_config.http_protocol_class(
+                    config=tcp_config, server_state=tcp_state, app_state=server.lifespan.state
+                )
+
+            door = serving.TlsDoor(
+                tcp,
+                serving.server_context(cert, key),
+                protocol,
+                tcp_state.connections,
+                cap=settings.max_tcp_connections,
+                handshake_seconds=settings.tls_handshake_seconds,
+            )
+            door_task = asyncio.create_task(door.serve())
+            serving_task.add_done_callback(lambda _: door_task.cancel())
+        if server.started:
+            _write_state(data_dir, settings.url, tls_url)
+            log.info(
+                "host %s listening at %s%s (pid %s)",
+                settings.name,
+                settings.url,
+                f" and {tls_url}" if tls_url else "",
+                os.getpid(),
+            )
+        await serving_task
+        for connection in list(tcp_state.connections):
+            connection.shutdown()
+
+    asyncio.run(run())
+
+
+def _write_state(data_dir: Path, url: str, tls_url: str) -> None:
+    state = {"pid": os.getpid(), "url": url, "tls_url": tls_url, "started": time.time()}
+    path = data_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -201,9 +201,11 @@ class WorkerPool(concurrent.futures.Executor):
         self._acceptor.start()
 
     def _default_address(self) -> str:
+        from hyper.client import is_local_url
         from hyper.hosts import is_loopback
 
-        if is_loopback(urlsplit(self._client.url).hostname or ""):
+        url = self._client.url
+        if is_local_url(url) or is_loopback(urlsplit(url).hostname or ""):
             return "127.0.0.1"
         raise UsageError(
             f"the workers of host {self._client.host_name!r} run on other machines: give"

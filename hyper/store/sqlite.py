@@ -14,20 +14,31 @@ Dependencies: a ``deps`` row per (owner, kind, target), the owner a job or an
 array; ``jobs.deps_left`` counts what each job still waits for. When a job
 ends, the rows that target it (or its array) are judged, and a job whose
 dependency can never be met ends Failed, which may end its own dependents.
+Integrity: ``SQLiteStore.open`` (the daemon's start) runs ``PRAGMA quick_check`` and
+refuses a damaged store; ids come from ``meta.next_id``, and every reservation is
+also written (fsynced, after its commit) to ``hyper.db.ids`` beside the store, a
+high-water mark outside the pages the write-ahead log covers. A store whose
+next id is below that mark lost acknowledged jobs (a deleted WAL, a copy put back
+by hand): ``open`` refuses it, and ``accept_rollback`` lifts its next id above
+every id ever given, so that no id is used twice. ``close`` checkpoints the WAL
+into the store and truncates it. ``purge`` deletes finished jobs, their logs and
+files older than a time; the freed pages go back to the file system
+(``auto_vacuum=INCREMENTAL``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hyper import output
-from hyper.errors import Conflict, StoreUnavailable, UsageError
+from hyper.errors import Conflict, StoreDamaged, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
     NOT_STARTED,
@@ -244,6 +255,38 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
 
 
 BUSY_TIMEOUT_MS = 2000
+FILE_CHUNK = 2**20  # an upload goes into the store this much at a time
+IDS_SUFFIX = ".ids"  # the high-water mark of ids, beside the store
+RESTORE_HINT = "restore it with 'hyper hosts restore-host --from BACKUP'"
+
+
+def _check(path: str) -> str | None:
+    """What is wrong with the store file at `path` (PRAGMA quick_check), or None."""
+    try:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            rows = db.execute("PRAGMA quick_check(3)").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        return " ".join(str(error).split())
+    found = [str(row[0]) for row in rows]
+    if found == ["ok"]:
+        return None
+    lines = [line.strip() for text in found for line in text.splitlines()]
+    said = "; ".join(line for line in lines if line and not line.startswith("***"))
+    return said[:160] + ("..." if len(said) > 160 else "")
+
+
+def _read_high_water(path: str) -> int:
+    try:
+        with open(path + IDS_SUFFIX, "rb") as marks:
+            text = marks.read(64).strip()
+    except FileNotFoundError:
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 def _unavailable(path: str, error: sqlite3.OperationalError) -> Exception:
@@ -261,8 +304,14 @@ def _unavailable(path: str, error: sqlite3.OperationalError) -> Exception:
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        self._high_water = 0  # the next id, once reserved: written beside the store on commit
+        self._marked = 0  # the next id last written there
+        self._marks: int | None = None  # the open high-water file
+        fresh = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        if fresh:  # before any table: pages freed by a purge can go back to the disk
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # only another process (a user's sqlite3 shell, a copy) locks the daemon's store;
@@ -277,8 +326,66 @@ class SQLiteStore:
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    @classmethod
+    def open(cls, path: Path | str) -> SQLiteStore:
+        """The store of a daemon about to serve it: checked first. A damaged store, or one
+        that lost what it had acknowledged, is refused with one StoreDamaged line."""
+        path = str(path)
+        if os.path.exists(path):
+            problem = _check(path)
+            if problem:
+                raise StoreDamaged(f"the store {path} is damaged ({problem}); {RESTORE_HINT}")
+        store = cls(path)
+        known = store._next_id()
+        given = _read_high_water(path)
+        if known < given:
+            store.close()
+            raise StoreDamaged(
+                f"the store {path} lost acknowledged jobs (ids up to {given - 1} were given,"
+                f" it knows of ids below {known}: its write-ahead log was lost, or an older copy"
+                f" was put back); {RESTORE_HINT}, or keep what it holds with"
+                " 'hyper hosts start-host --accept-store'"
+            )
+        return store
+
+    @staticmethod
+    def accept_rollback(path: Path | str) -> int:
+        """Serve a rolled-back store as it is, its next id above every id ever given (the
+        restored or surviving jobs keep theirs). Returns that next id."""
+        store = SQLiteStore(path)
+        try:
+            with store._write(durable=True) as db:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('next_id', 1)")
+                db.execute(
+                    "UPDATE meta SET value = max(value, ?) WHERE key = 'next_id'",
+                    (_read_high_water(store.path),),
+                )
+            store._high_water = store._next_id()
+            store._record_high_water()
+            return store._high_water
+        finally:
+            store.close()
+
+    def _next_id(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
+        return int(row[0]) if row else 1
+
+    def _record_high_water(self) -> None:
+        """Write the next id beside the store and fsync it: what the WAL may lose, this keeps."""
+        if self._marks is None:
+            self._marks = os.open(self.path + IDS_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
+        os.pwrite(self._marks, f"{self._high_water:020d}\n".encode(), 0)
+        os.fsync(self._marks)
+
     def close(self) -> None:
+        """Checkpoint the write-ahead log into the store, empty it, and close."""
+        # (another process may be reading it: SQLite checkpoints again on its last close)
+        with suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        if self._marks is not None:
+            os.close(self._marks)
+            self._marks = None
 
     @contextmanager
     def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -293,7 +400,11 @@ class SQLiteStore:
             except BaseException:
                 if db.in_transaction:  # SQLite may have rolled back already (disk full)
                     db.execute("ROLLBACK")
+                self._high_water = self._marked  # the ids it reserved were not given
                 raise
+            if self._high_water > self._marked:
+                self._record_high_water()
+                self._marked = self._high_water
         except sqlite3.OperationalError as error:
             raise _unavailable(self.path, error) from error
         finally:
@@ -306,6 +417,7 @@ class SQLiteStore:
         row = db.execute(
             "UPDATE meta SET value = value + ? WHERE key = 'next_id' RETURNING value", (count,)
         ).fetchone()
+        self._high_water = int(row[0])  # recorded beside the store once committed
         return int(row[0]) - count
 
     # resources ---------------------------------------------------------------
@@ -1269,6 +1381,104 @@ class SQLiteStore:
     def put_file(self, key: str, data: bytes, now: float) -> None:
         with self._write(durable=True) as db:
             db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (key, data, now))
+
+    def put_file_from(self, key: str, source: BinaryIO, size: int, now: float) -> None:
+        """Store `size` bytes read from `source` a chunk at a time, never all in memory."""
+        with self._write(durable=True) as db:
+            (rowid,) = db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, zeroblob(?), ?) RETURNING rowid",
+                (key, size, now),
+            ).fetchone()
+            blobopen = getattr(db, "blobopen", None)  # Python 3.11 and later
+            if blobopen is None:
+                db.execute("UPDATE files SET data = ? WHERE rowid = ?", (source.read(), rowid))
+                return
+            with blobopen("files", "data", rowid) as blob:
+                while chunk := source.read(FILE_CHUNK):
+                    blob.write(chunk)
+
+    # retention ----------------------------------------------------------------------
+
+    def purge(self, before: float) -> dict[str, int]:
+        """Delete the jobs that finished before `before` (an array once all its tasks
+        have), their logs, attempts and files (what they collected, and their package if
+        no job left uses it), and workers that ended before it; then give the freed pages
+        back to the file system. What was deleted, counted."""
+        done = ",".join(f"'{s.value}'" for s in FINISHED)
+        with self._write() as db:
+            db.execute("DROP TABLE IF EXISTS temp.purged")
+            db.execute(
+                "CREATE TEMP TABLE purged AS"
+                f" SELECT id, array_id FROM jobs WHERE array_id IS NULL AND status IN ({done})"
+                "   AND ended < ?1"
+                " UNION ALL SELECT j.id, j.array_id FROM jobs j WHERE j.array_id IN ("
+                "   SELECT array_id FROM jobs WHERE array_id IS NOT NULL GROUP BY array_id"
+                f"   HAVING sum(status NOT IN ({done}) OR ended IS NULL OR ended >= ?1) = 0)",
+                (before,),
+            )
+            db.execute("CREATE INDEX temp.purged_id ON purged (id)")
+            packages = [
+                row[0]
+                for row in db.execute(
+                    "SELECT DISTINCT json_extract(coalesce(j.options, a.options), '$.package')"
+                    " FROM purged p JOIN jobs j ON j.id = p.id"
+                    " LEFT JOIN arrays a ON a.id = j.array_id"
+                )
+                if row[0]
+            ]
+            counted = db.execute(
+                "SELECT j.queue, j.definition, coalesce(j.array_id, 0), j.status, count(*)"
+                " FROM purged p JOIN jobs j ON j.id = p.id GROUP BY 1, 2, 3, 4"
+            ).fetchall()
+            for queue, definition, array_id, status, n in counted:
+                db.execute(
+                    "UPDATE job_counts SET n = n - ? WHERE queue = ? AND definition = ?"
+                    " AND array_id = ? AND status = ?",
+                    (n, queue, definition, array_id, status),
+                )
+            db.execute("DELETE FROM job_counts WHERE n <= 0")
+            logs = db.execute(
+                "DELETE FROM job_log WHERE job_id IN (SELECT id FROM purged)"
+            ).rowcount
+            db.execute("DELETE FROM attempts WHERE job_id IN (SELECT id FROM purged)")
+            db.execute(
+                "DELETE FROM deps WHERE owner IN (SELECT id FROM purged)"
+                " OR owner IN (SELECT array_id FROM purged)"
+            )
+            files = db.execute(
+                "DELETE FROM files WHERE key GLOB 'jobs/[0-9]*/*' AND CAST(substr(key, 6,"
+                " instr(substr(key, 6), '/') - 1) AS INTEGER) IN (SELECT id FROM purged)"
+            ).rowcount
+            jobs = db.execute("DELETE FROM jobs WHERE id IN (SELECT id FROM purged)").rowcount
+            db.execute("DELETE FROM arrays WHERE id IN (SELECT array_id FROM purged)")
+            for package in packages:
+                in_use = db.execute(
+                    "SELECT 1 FROM jobs j LEFT JOIN arrays a ON a.id = j.array_id WHERE"
+                    " json_extract(coalesce(j.options, a.options), '$.package') = ? LIMIT 1",
+                    (package,),
+                ).fetchone()
+                if not in_use:
+                    files += db.execute("DELETE FROM files WHERE key = ?", (package,)).rowcount
+            workers = db.execute(
+                "DELETE FROM workers WHERE ended IS NOT NULL AND ended < ?", (before,)
+            ).rowcount
+            db.execute("DROP TABLE temp.purged")
+        self._give_back_space()
+        return {"jobs": jobs, "log_lines": logs, "files": files, "workers": workers}
+
+    def _give_back_space(self) -> None:
+        """Return free pages to the file system and empty the write-ahead log. A store made
+        before auto_vacuum was set is rewritten once (VACUUM) to set it."""
+        try:
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                self._db.execute("VACUUM")
+            else:
+                # sqlite3_exec steps it to the end (execute would free one page per call)
+                self._db.executescript("PRAGMA incremental_vacuum;")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as error:
+            raise _unavailable(self.path, error) from error
 
     def get_file(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT data FROM files WHERE key = ?", (key,)).fetchone()

@@ -25,16 +25,16 @@ class WorkerStart:
 
 def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subprocess.Popen[bytes]:
     """A worker in its own session and folder, logging to `worker.log` there. The API key
-    travels in the environment, never on the command line."""
+    and the host's URL travel in the environment, never on the command line."""
     folder = workers_dir / start.worker_id
     folder.mkdir(parents=True, exist_ok=True)
     # a host started from inside a job must not hand that job's worker id on: it marks
     # the processes to end when that worker dies
     env = {k: v for k, v in os.environ.items() if k != "HYPER_WORKER_ID"}
     env["HYPER_API_KEY"] = api_key
+    env["HYPER_URL"] = start.url  # not on the command line, which every user can read
     command = [
         sys.executable, "-m", "hyper.worker",
-        "--url", start.url,
         "--worker-id", start.worker_id,
         "--queue", start.queue,
         "--definition", start.definition,
