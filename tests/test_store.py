@@ -463,6 +463,21 @@ def test_complete_zero_is_successful(any_store: Store) -> None:
     assert any_store.claim("w", Q, D, 10, LEASE, now + 4) == []
 
 
+def test_ended_since_gives_when_jobs_ended_earliest_first(any_store: Store) -> None:
+    now = time.time()
+    ids = any_store.submit([job("a"), job("b"), job("c")], now)
+    assert any_store.ended_since(now - 10, limit=10) == []
+    for n, job_id in enumerate(ids[:2]):
+        claim_one(any_store, "w", now)
+        assert any_store.complete("w", job_id, 1, 0, None, now + 20 - n * 10) is not None
+    assert any_store.ended_since(now, limit=10) == [
+        pytest.approx(now + 10),
+        pytest.approx(now + 20),
+    ]
+    assert any_store.ended_since(now + 15, limit=10) == [pytest.approx(now + 20)]
+    assert any_store.ended_since(now, limit=1) == [pytest.approx(now + 10)]
+
+
 def test_nonzero_exit_is_retried_then_fails(any_store: Store) -> None:
     now = time.time()
     job_id = submit_one(any_store, now, retries=2)

@@ -1601,6 +1601,15 @@ class DynamoDBStore:
             counts[JobStatus(item["status"])] += 1
         return counts
 
+    def ended_since(self, since: float, *, limit: int) -> list[float]:
+        # the finished jobs are read by state: no index orders jobs by when they ended
+        ended = []
+        for item in self._iterate(JobFilter(statuses=tuple(FINISHED))):
+            when = _float(item.get("ended"))
+            if when is not None and when >= since:
+                ended.append(when)
+        return sorted(ended)[:limit]
+
     def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
         found = self._get_jobs((s.id for s in selectors), "#id, #kind, #array_id")
         ids: list[int] = []

@@ -88,6 +88,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, id);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);  -- qstat -f STATE, page by page
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
 CREATE INDEX IF NOT EXISTS jobs_by_array ON jobs (array_id, array_index);
+CREATE INDEX IF NOT EXISTS jobs_by_ended ON jobs (ended);  -- throughput, on the dashboard
 -- counts per (queue, definition, array, status), so that qstat's totals and the scheduler's
 -- demand never scan the jobs (array_id 0: jobs outside arrays); submits add theirs in bulk,
 -- a trigger follows every change of state
@@ -645,6 +646,12 @@ class SQLiteStore:
         for row in rows:
             counts[JobStatus(row["status"])] = row["n"]
         return counts
+
+    def ended_since(self, since: float, *, limit: int) -> list[float]:
+        rows = self._db.execute(
+            "SELECT ended FROM jobs WHERE ended >= ? ORDER BY ended LIMIT ?", (since, limit)
+        )
+        return [row["ended"] for row in rows]
 
     def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
         ids: list[int] = []
