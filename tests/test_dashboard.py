@@ -55,7 +55,9 @@ def token(client: TestClient, seconds: float | None = None) -> str:
 
 
 def log_in(client: TestClient) -> None:
-    response = client.get("/dashboard/login", params={"token": token(client)}, follow_redirects=False)
+    response = client.get(
+        "/dashboard/login", params={"token": token(client)}, follow_redirects=False
+    )
     assert response.status_code == 303, response.text
     assert response.headers["location"] == "./"
 
@@ -219,7 +221,7 @@ def test_jobs_table_has_one_line_per_array_with_its_progress(app_client: TestCli
     log_in(app_client)
     html = app_client.get("/dashboard/jobs").text
     assert f'data-id="{single}"' in html
-    assert f'<progress value="0" max="5">' in html
+    assert '<progress value="0" max="5">' in html
     assert html.count("<tr data-id") == 2
     # an array's tasks, when asked
     tasks = app_client.get("/dashboard/jobs", params={"array": array}).text
@@ -293,7 +295,10 @@ def test_actions_need_a_confirmation_and_are_logged(
     assert "held from the dashboard" in notes
     assert "released from the dashboard" in notes
     assert "cancelled from the dashboard" in notes
-    assert app_client.post(f"/dashboard/jobs/{job_id}/delete", data={"confirm": "yes"}).status_code == 404
+    assert (
+        app_client.post(f"/dashboard/jobs/{job_id}/delete", data={"confirm": "yes"}).status_code
+        == 404
+    )
 
 
 def test_cancelling_an_array_notes_it_on_each_task(

@@ -166,12 +166,21 @@ def rows(driver: Any) -> list[Any]:
     return list(driver.find_elements("css selector", "#rows tr[data-id]"))
 
 
+REFUSED = [
+    "/dashboard/",
+    "/dashboard/jobs",
+    "/dashboard/jobs/1",
+    "/dashboard/workflows",
+    "/dashboard/static/vendor/htmx-2.0.4.min.js",
+    "/dashboard/throughput.json",
+]
+
+
 def test_nothing_loads_without_a_live_login(
     local: LocalHost, page: tuple[Any, browser.Dashboard], tmp_path: Path
 ) -> None:
     driver, served = page
-    for path in ("/dashboard/", "/dashboard/jobs", "/dashboard/jobs/1", "/dashboard/workflows",
-                 "/dashboard/static/vendor/htmx-2.0.4.min.js", "/dashboard/throughput.json"):  # fmt: skip
+    for path in REFUSED:
         driver.get(served.base + path)
         assert "Log in first" in body(driver), path
     shoot(driver, tmp_path, "refused")

@@ -463,19 +463,16 @@ def test_complete_zero_is_successful(any_store: Store) -> None:
     assert any_store.claim("w", Q, D, 10, LEASE, now + 4) == []
 
 
-def test_ended_since_gives_when_jobs_ended_earliest_first(any_store: Store) -> None:
-    now = time.time()
-    ids = any_store.submit([job("a"), job("b"), job("c")], now)
-    assert any_store.ended_since(now - 10, limit=10) == []
-    for n, job_id in enumerate(ids[:2]):
-        claim_one(any_store, "w", now)
-        assert any_store.complete("w", job_id, 1, 0, None, now + 20 - n * 10) is not None
-    assert any_store.ended_since(now, limit=10) == [
-        pytest.approx(now + 10),
-        pytest.approx(now + 20),
-    ]
-    assert any_store.ended_since(now + 15, limit=10) == [pytest.approx(now + 20)]
-    assert any_store.ended_since(now, limit=1) == [pytest.approx(now + 10)]
+def test_ended_per_minute_counts_jobs_by_the_minute_they_ended(any_store: Store) -> None:
+    minute = (int(time.time()) // 60) * 60
+    ids = any_store.submit([job("a"), job("b"), job("c"), job("d")], minute)
+    assert any_store.ended_per_minute(minute - 600) == {}
+    for job_id, ended in zip(ids[:3], (minute + 1, minute + 59, minute + 61), strict=True):
+        claim_one(any_store, "w", minute)
+        any_store.complete("w", job_id, 1, 0, None, ended)
+    assert any_store.ended_per_minute(minute) == {minute: 2, minute + 60: 1}
+    assert any_store.ended_per_minute(minute + 30) == {minute: 1, minute + 60: 1}
+    assert any_store.ended_per_minute(minute + 120) == {}
 
 
 def test_nonzero_exit_is_retried_then_fails(any_store: Store) -> None:

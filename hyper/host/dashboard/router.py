@@ -9,8 +9,8 @@ a job (cancel, hold, release) needs ``confirm=yes`` and is noted in its SYSTEM l
 
 from __future__ import annotations
 
-import time
 import pathlib
+import time
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -259,7 +259,7 @@ def _note(service: HostService, found: Any, text: str) -> None:
     service.jobs_changed.fire()
 
 
-async def login_required(request: Request, error: LoginRequired) -> HTMLResponse:
+async def login_required(request: Request, error: Exception) -> Response:
     """What a request without a live session gets: nothing of the host's."""
     html = (
         "<!doctype html><title>hyper: log in</title><h1>Log in first</h1>"
