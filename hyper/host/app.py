@@ -184,8 +184,7 @@ def create_app(
     app.state.service = service
     app.router.route_class = JsonRoute
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
-    app.include_router(dashboard.make_router(service))
-    app.add_exception_handler(dashboard.LoginRequired, dashboard.login_required)
+    dashboard.install(app, service)
 
     @app.exception_handler(HyperError)
     async def _hyper_error(request: Request, error: HyperError) -> JSONResponse:

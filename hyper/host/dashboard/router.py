@@ -14,7 +14,7 @@ import time
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -88,8 +88,9 @@ def _base(request: Request) -> str:
     return "../" * depth if depth else "./"
 
 
-def make_router(service: HostService) -> APIRouter:
-    """The dashboard of the host `service` runs."""
+def install(app: FastAPI, service: HostService) -> None:
+    """Add the dashboard of the host `service` runs to its app (routes of its own, out
+    of the API's schema)."""
     api_key = service.settings.api_key
     cookie = login.cookie_name(api_key)
     templates = _templates()
@@ -109,18 +110,20 @@ def make_router(service: HostService) -> APIRouter:
         )
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
-    router = APIRouter(prefix=PREFIX, include_in_schema=False)
-    pages = APIRouter(dependencies=[Depends(session)])
+    app.add_exception_handler(LoginRequired, login_required)
+    keyed: dict[str, Any] = {"dependencies": [Depends(with_key)], "include_in_schema": False}
+    anyone: dict[str, Any] = {"include_in_schema": False}
+    logged_in: dict[str, Any] = {"dependencies": [Depends(session)], "include_in_schema": False}
 
     # logging in ----------------------------------------------------------------------
 
-    @router.post("/tokens", dependencies=[Depends(with_key)])
+    @app.post(PREFIX + "/tokens", **keyed)
     async def new_token(body: TokenRequest) -> dict[str, Any]:
         now = time.time()
         token = login.issue_token(service.store, now, body.seconds)
         return {"token": token, "expires": now + body.seconds, "path": f"{PREFIX}/login"}
 
-    @router.post("/session", dependencies=[Depends(with_key)])
+    @app.post(PREFIX + "/session", **keyed)
     async def trade_token(body: SessionRequest) -> dict[str, Any]:
         """For a server that stands between the browser and the host (hyper dashboard's
         loopback server): the token's session, for it to set as its own cookie."""
@@ -130,7 +133,7 @@ def make_router(service: HostService) -> APIRouter:
         value = login.new_session(api_key, now)
         return {"cookie": cookie, "value": value, "max_age": login.SESSION_SECONDS}
 
-    @router.get("/login")
+    @app.get(PREFIX + "/login", **anyone)
     async def log_in(request: Request, token: str = Query("", max_length=200)) -> Response:
         now = time.time()
         if not login.redeem_token(service.store, token, now):
@@ -141,18 +144,18 @@ def make_router(service: HostService) -> APIRouter:
 
     # pages -----------------------------------------------------------------------------
 
-    @pages.get("/")
+    @app.get(PREFIX + "/", **logged_in)
     async def overview(request: Request, part: str = "") -> HTMLResponse:
         data = views.overview(service)
         if part == "overview":
             return page(request, "overview_part.html", **data)
         return page(request, "overview.html", **data)
 
-    @pages.get("/throughput.json")
+    @app.get(PREFIX + "/throughput.json", **logged_in)
     async def throughput() -> JSONResponse:
         return JSONResponse(views.throughput(service, time.time()), headers=SECURITY_HEADERS)
 
-    @pages.get("/jobs")
+    @app.get(PREFIX + "/jobs", **logged_in)
     async def jobs(
         request: Request,
         queue: str = Query("", max_length=200),
@@ -168,7 +171,7 @@ def make_router(service: HostService) -> APIRouter:
         data = views.jobs_page(service, query)
         return page(request, "jobs_rows.html" if part == "rows" else "jobs.html", **data)
 
-    @pages.get("/jobs/{job_id}")
+    @app.get(PREFIX + "/jobs/{job_id}", **logged_in)
     async def job(
         request: Request,
         job_id: JobId,
@@ -182,7 +185,7 @@ def make_router(service: HostService) -> APIRouter:
         data = views.job_page(service, job_id)
         return page(request, "job_part.html" if part == "fields" else "job.html", **data)
 
-    @pages.post("/jobs/{job_id}/{action}")
+    @app.post(PREFIX + "/jobs/{job_id}/{action}", **logged_in)
     async def change(
         request: Request,
         job_id: JobId,
@@ -204,27 +207,24 @@ def make_router(service: HostService) -> APIRouter:
         _note(service, found, f"{ACTIONS[action]} from the dashboard")
         return page(request, "done.html", said=said)
 
-    @pages.get("/workflows")
+    @app.get(PREFIX + "/workflows", **logged_in)
     async def workflows(request: Request) -> HTMLResponse:
         return page(request, "workflows.html", workflows=views.workflows(service))
 
-    @pages.get("/resources/{kind}")
+    @app.get(PREFIX + "/resources/{kind}", **logged_in)
     async def resources(request: Request, kind: str) -> HTMLResponse:
         if kind not in views.RESOURCE_KINDS:
             raise HTTPException(404, f"no kind {kind!r}")
         found = views.resources(service, kind)
         return page(request, "resources.html", kind=kind, items=found, kinds=views.RESOURCE_KINDS)
 
-    @pages.get("/static/{name:path}")
+    @app.get(PREFIX + "/static/{name:path}", **logged_in)
     async def static_file(name: str) -> Response:
         path = static.get(name)
         if path is None:
             raise HTTPException(404, "no such file")
         headers = {**SECURITY_HEADERS, "Cache-Control": "private, max-age=3600"}
         return Response(path.read_bytes(), media_type=STATIC_TYPES[path.suffix], headers=headers)
-
-    router.include_router(pages)
-    return router
 
 
 def set_session(response: Response, request: Request, cookie: str, value: str) -> None:
