@@ -319,3 +319,16 @@ def test_resource_pages_show_state_and_deployment_log(app_client: TestClient) ->
     for kind in ("regions", "clusters", "queues", "images", "definitions"):
         html = app_client.get(f"/dashboard/resources/{kind}").text
         assert "ACTIVE" in html, kind
+
+
+def test_job_page_shows_its_dependencies_and_their_states(app_client: TestClient) -> None:
+    (first,) = submit(app_client, job("first", hold=True))
+    (second,) = submit(app_client, job("second", depends=[{"kind": "afterok", "target": first}]))
+    log_in(app_client)
+    page = app_client.get(f"/dashboard/jobs/{second}").text
+    assert "Blocked" in page
+    found = re.search(
+        r'<th>afterok</th><td><a href="../jobs/(\d+)">\d+</a></td><td>(.*?)</td>', page
+    )
+    assert found is not None and found.group(1) == str(first)
+    assert "Held" in found.group(2)

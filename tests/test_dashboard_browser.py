@@ -92,6 +92,7 @@ def test_array_progress_advances_to_done(
         what="the array to be shown Successful",
     )
     shoot(driver, tmp_path, "jobs-done")
+    driver.set_window_size(1280, 1150)  # the whole overview, chart and all
     driver.get(f"{served.base}/dashboard/")
     browser.wait_until(
         lambda: driver.find_element("id", "throughput").get_attribute("data-total") == "12",

@@ -185,12 +185,29 @@ def job_page(service: HostService, job_id: int) -> dict[str, Any]:
         data["tasks"] = [row(task) for task in tasks]
         data["attempts"] = []
         data["finished"] = found.finished
-        data["depends"] = None
+        data["depends"] = dependencies(service, found)
     else:
         data["attempts"] = attempts(service, job_id)
         data["finished"] = found.finished
-        data["depends"] = found.reason if found.status is JobStatus.BLOCKED else None
+        data["depends"] = dependencies(service, found)
     return data
+
+
+def dependencies(service: HostService, job: JobRecord | ArrayRecord) -> list[dict[str, Any]]:
+    """What the job waits for, as submitted (afterok:12...), each with its state now."""
+    found = []
+    for said in job.options.get("depends") or []:
+        kind, _, target = str(said).partition(":")
+        if not target.isdigit():
+            continue
+        record = service.store.get_job(int(target)) or service.store.get_array(int(target))
+        status = (
+            (record.status if isinstance(record, ArrayRecord) else record.status.value)
+            if record
+            else "unknown"
+        )
+        found.append({"kind": kind, "target": int(target), "status": status})
+    return found
 
 
 def fields(job: JobRecord | ArrayRecord) -> list[tuple[str, Any]]:
