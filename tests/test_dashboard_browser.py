@@ -225,3 +225,44 @@ def test_every_page_renders(
         shoot(driver, tmp_path, name)
         errors += [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_cancel_asks_first_and_is_logged(
+    local: LocalHost, page: tuple[Any, browser.Dashboard], tmp_path: Path
+) -> None:
+    driver, served = page
+    script = local.script("long.sh", "#!/bin/bash\necho started\nsleep 120\n")
+    job_id = local.ok("qsub", "-q", "sample-queue-1", "-d", "sample-def-1", "-j", "long",
+                      str(script)).strip()  # fmt: skip
+    log_in(driver, served)
+    driver.get(f"{served.base}/dashboard/jobs/{job_id}")
+    log = driver.find_element("id", "log")
+    browser.wait_until(lambda: "started" in log.text, what="the job to start")
+    # dismissed: nothing happens
+    driver.find_element("css selector", "button.cancel").click()
+    alert = browser.wait_until(lambda: _alert(driver), what="the confirmation")
+    assert alert.text == f"Cancel job {job_id}?"
+    alert.dismiss()
+    assert local.job(job_id)["status"] == "Running"
+    # accepted: cancelled, and said so in the job's SYSTEM log, which the page follows
+    driver.find_element("css selector", "button.cancel").click()
+    browser.wait_until(lambda: _alert(driver), what="the confirmation").accept()
+    browser.wait_until(
+        lambda: "cancelled from the dashboard" in log.text, what="the SYSTEM log line"
+    )
+    browser.wait_until(
+        lambda: attribute(driver, "#job-state", "textContent") == "Cancelled",
+        what="the job to be cancelled",
+    )
+    shoot(driver, tmp_path, "job-cancelled")
+
+
+def _alert(driver: Any) -> Any:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        alert = driver.switch_to.alert
+        alert.text  # noqa: B018  (raises when there is none)
+        return alert
+    except NoAlertPresentException:
+        return None
