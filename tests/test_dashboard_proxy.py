@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import re
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,3 +60,24 @@ def test_the_loopback_server_passes_on_pages_and_nothing_else(local: LocalHost) 
         # other cookies of 127.0.0.1 do not reach the host; a forged session opens nothing
         forged = {"Cookie": "hyper_000000000000=1.2.3; other=secret"}
         assert request(base, "GET", "/dashboard/jobs", forged)[0] == 401
+
+
+def test_hyper_dashboard_opens_the_browser_on_a_private_page(local: LocalHost) -> None:
+    """The browser (here a script named by BROWSER) gets a file that redirects to the
+    login link: the token is not on its command line, and the file goes with the command."""
+    seen = local.cwd / "browser-was-given"
+    fake = local.script(
+        "browser.sh", f'#!/bin/sh\necho "$1" > {seen}\ncat "${{1#file://}}" >> {seen}\n'
+    )
+    fake.chmod(0o755)
+    env = {**local.env, "BROWSER": str(fake)}
+    started = time.monotonic()
+    done = local.sh("hyper", "dashboard", "--minutes", "0.1", env=env, timeout=120)
+    assert done.code == 0, done.err
+    assert time.monotonic() - started < 60  # it stopped by itself
+    assert "log in" not in done.out  # the link was opened, not printed
+    given = seen.read_text().splitlines()
+    assert given[0].startswith("file:///") and given[0].endswith("/open.html")
+    assert re.search(r'url=http://127\.0\.0\.1:\d+/dashboard/login\?token=[\w-]+"', given[1])
+    assert local.config.api_key not in seen.read_text()
+    assert not Path(given[0].removeprefix("file://")).exists()  # removed afterwards

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -45,19 +46,21 @@ def command(
     browser = not no_browser and _has_browser()
     seconds = OPENED_TOKEN_SECONDS if browser else PRINTED_TOKEN_SECONDS
     server = None
-    if local:
-        from hyper.host.dashboard.proxy import LoopbackServer
-
-        server = LoopbackServer(client, port)
-        server.start()
-        base = server.url
-    else:
-        base = client.url.rstrip("/")
+    opened: Path | None = None
     try:
+        if local:
+            from hyper.host.dashboard.proxy import LoopbackServer
+
+            server = LoopbackServer(client, port)
+            server.start()
+            base = server.url
+        else:
+            base = client.url.rstrip("/")
         token = client.dashboard_token(seconds=seconds)["token"]
         link = f"{base}/dashboard/login?token={token}"
         typer.echo(f"dashboard of host {client.host_name!r}: {base}/dashboard/")
-        if not browser or not _open(link):
+        opened = _open(link) if browser else None
+        if opened is None:
             typer.echo(f"log in within {int(seconds / 60)} minutes, once, at: {link}")
         if server is None:
             return
@@ -69,6 +72,10 @@ def command(
     finally:
         if server is not None:
             server.stop()
+            if opened is not None:
+                shutil.rmtree(opened, ignore_errors=True)
+        # an AWS host's command ends at once: its browser may not have read the page yet,
+        # which stays in its private folder (the token in it works once, for a minute)
         client.close()
 
 
@@ -81,9 +88,10 @@ def _has_browser() -> bool:
     return True
 
 
-def _open(link: str) -> bool:
+def _open(link: str) -> Path | None:
     """Open `link` through a private file that redirects to it, so that the token is not
-    on the browser's command line for other users to read."""
+    on the browser's command line for other users to read; the file's folder, or None
+    when no browser opened."""
     import webbrowser
 
     folder = Path(tempfile.mkdtemp(prefix="hyper-dashboard-"))  # mode 0700
@@ -94,6 +102,9 @@ def _open(link: str) -> bool:
     )
     page.chmod(0o600)
     try:
-        return webbrowser.open(page.as_uri())
+        if webbrowser.open(page.as_uri()):
+            return folder
     except webbrowser.Error:
-        return False
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
