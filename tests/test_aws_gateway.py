@@ -187,12 +187,17 @@ def test_the_dashboard_through_api_gateway_logs_in_with_a_token(
     code = bundle(tmp_path / "code.zip", "# h2\n")
     run(aws, "hyper", "hosts", "create-host", "--provider", "aws", "--name", "h2",
         "--region", REGION, "--code-bundle", str(code))  # fmt: skip
+    saved_path = Path(aws["HYPER_HOME"]) / "config" / "hosts" / "h2.json"
     with Gateway("hyper-h2", REGION) as gateway:
         base = f"{gateway.url}/{STAGE}"
+        saved_path.write_text(json.dumps({**json.loads(saved_path.read_text()), "url": base}))
         status, _, page = _get(f"{base}/dashboard/jobs")
         assert status == 401 and "hyper dashboard" in page  # the function's answer
-        with HostClient(base, gateway.key, retries=0) as client:
-            token = client.dashboard_token()["token"]
+        # the command prints the host's own address, with a token from its API
+        printed = run(aws, "hyper", "dashboard", "--no-browser", "--host", "h2")
+        assert f"dashboard of host 'h2': {base}/dashboard/" in printed
+        token = printed.split("?token=")[1].split()[0]
+        assert gateway.key not in printed
         status, headers, _ = _get(f"{base}/dashboard/login?token={token}")
         assert status == 303 and headers["location"] == "./"
         cookie = headers["set-cookie"].split(";")[0]
