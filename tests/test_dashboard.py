@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from hyper.host.app import create_app
 from hyper.host.dashboard import login
 from hyper.host.settings import HostSettings
-from hyper.jobs import LogKind
+from hyper.jobs import JobStatus, LogKind
 from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
 from hyper.store.sqlite import SQLiteStore
 
@@ -332,3 +332,33 @@ def test_job_page_shows_its_dependencies_and_their_states(app_client: TestClient
     )
     assert found is not None and found.group(1) == str(first)
     assert "Held" in found.group(2)
+
+
+def test_workflows_show_as_a_tree_of_states(app_client: TestClient, store: SQLiteStore) -> None:
+    from hyper.workflows.model import Step, Workflow, WorkflowState
+
+    steps = [
+        Step(name="fetch", handler="run.sh", package="p/1", wait_time=10, job_id=1,
+             status=JobStatus.SUCCESSFUL),
+        Step(name="crunch", handler="run.sh", package="p/2", wait_time=10, job_id=2,
+             status=JobStatus.RUNNING),
+        Step(name="<store>", handler="run.sh", package="p/3", wait_time=10),
+    ]  # fmt: skip
+    run = Workflow(name="nightly", order="sequential", queue=SAMPLE_QUEUE,
+                   definition=SAMPLE_DEFINITION, cluster="wf-1",
+                   state=WorkflowState.RUNNING, steps=steps)  # fmt: skip
+    run.note("started")
+    record = store.add_workflow(run.data(), time.time())
+    log_in(app_client)
+    page = app_client.get("/dashboard/workflows").text
+    assert f'data-workflow="{record.id}"' in page
+    tree = page[page.index('<ul class="tree">') :]
+    for name, state in [
+        ("fetch", "Successful"),
+        ("crunch", "Running"),
+        ("&lt;store&gt;", "not started"),
+    ]:
+        assert re.search(
+            rf'<span class="step">{name}</span> <span class="state [^"]*">{state}</span>', tree
+        )
+    assert 'href="./jobs/2"' in tree and "cluster wf-1" in tree and "started" in tree
