@@ -295,6 +295,10 @@ def test_actions_need_a_confirmation_and_are_logged(
     assert "held from the dashboard" in notes
     assert "released from the dashboard" in notes
     assert "cancelled from the dashboard" in notes
+    # what changes nothing is not noted
+    app_client.post(f"/dashboard/jobs/{job_id}/cancel", data={"confirm": "yes"})
+    notes = [e.text for e in store.read_log(job_id, [LogKind.SYSTEM])]
+    assert notes.count("cancelled from the dashboard") == 1
     assert (
         app_client.post(f"/dashboard/jobs/{job_id}/delete", data={"confirm": "yes"}).status_code
         == 404

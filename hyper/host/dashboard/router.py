@@ -22,8 +22,8 @@ from hyper.errors import UsageError
 from hyper.host.dashboard import login, views
 from hyper.host.schemas import MAX_ID, Selection
 from hyper.host.service import HostService
-from hyper.jobs import LogKind
-from hyper.store.base import ArrayRecord, JobFilter
+from hyper.jobs import UNFINISHED, LogKind
+from hyper.store.base import ArrayRecord, JobFilter, JobRecord
 
 PREFIX = "/dashboard"
 HERE = pathlib.Path(__file__).parent
@@ -66,7 +66,6 @@ def _templates() -> Any:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["when"] = lambda t: time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
-    env.filters["percent"] = lambda part, whole: round(100 * part / whole) if whole else 0
     return env
 
 
@@ -196,15 +195,18 @@ def install(app: FastAPI, service: HostService) -> None:
         form = parse_qs((await request.body())[:1000].decode(errors="replace"))
         if form.get("confirm") != ["yes"]:
             raise UsageError(f"{action} needs confirm=yes")
-        found = service.job(job_id)
+        affected = _unfinished(service, service.job(job_id))
         selection = Selection(ids=[str(job_id)])
         if action == "cancel":
             result = service.cancel(selection)
+            changed = result.cancelled + result.stopping
             said = f"{result.cancelled} cancelled, {result.stopping} stopping"
         else:
             held = service.hold(selection, hold=action == "hold")
+            changed = held.changed
             said = f"{held.changed} {ACTIONS[action]}"
-        _note(service, found, f"{ACTIONS[action]} from the dashboard")
+        if changed:
+            _note(service, affected, f"{ACTIONS[action]} from the dashboard")
         return page(request, "done.html", said=said)
 
     @app.get(PREFIX + "/workflows", **logged_in)
@@ -240,22 +242,24 @@ def set_session(response: Response, request: Request, cookie: str, value: str) -
     )
 
 
-def _note(service: HostService, found: Any, text: str) -> None:
-    """Say in the SYSTEM log of the job, or of each task of the array, what was done."""
-    now = time.time()
-    if not isinstance(found, ArrayRecord):
-        service.store.append_log(found.id, found.attempt, [(LogKind.SYSTEM, text)], now)
-        service.jobs_changed.fire()
-        return
-    after = 0
+def _unfinished(service: HostService, found: JobRecord | ArrayRecord) -> list[JobRecord]:
+    """The job, or the array's tasks, that have not ended: what an action may change."""
+    if isinstance(found, JobRecord):
+        return [] if found.finished else [found]
+    tasks: list[JobRecord] = []
+    where = JobFilter(array_id=found.id, statuses=UNFINISHED)
     while True:
-        tasks = service.store.list_jobs(JobFilter(array_id=found.id), limit=1000, after=after)
-        for task in tasks:
-            if not isinstance(task, ArrayRecord):
-                service.store.append_log(task.id, task.attempt, [(LogKind.SYSTEM, text)], now)
-        if len(tasks) < 1000:
-            break
-        after = tasks[-1].id
+        page = service.store.list_jobs(where, limit=1000, after=tasks[-1].id if tasks else 0)
+        tasks += [task for task in page if isinstance(task, JobRecord)]
+        if len(page) < 1000:
+            return tasks
+
+
+def _note(service: HostService, jobs: list[JobRecord], text: str) -> None:
+    """Say in the SYSTEM log of each job what was done."""
+    now = time.time()
+    for job in jobs:
+        service.store.append_log(job.id, job.attempt, [(LogKind.SYSTEM, text)], now)
     service.jobs_changed.fire()
 
 
