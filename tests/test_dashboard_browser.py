@@ -202,6 +202,13 @@ def test_nothing_loads_without_a_live_login(
     assert "expired or was used" in body(driver)
     driver.get(f"{served.base}/dashboard/")
     assert "Log in first" in body(driver)
+    # a page whose session ends says so at its next refresh
+    with hosts.connect() as client:
+        fresh = client.dashboard_token()["token"]
+    driver.get(f"{served.base}/dashboard/login?token={fresh}")
+    browser.wait_until(lambda: "Overview" in driver.title, what="the overview")
+    driver.delete_all_cookies()
+    browser.wait_until(lambda: "Log in first" in body(driver), what="the page to say so")
 
 
 def test_every_page_renders(
