@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import boto3
 import pytest
@@ -172,6 +174,7 @@ def _get(url: str, cookie: str = "") -> tuple[int, dict[str, str], str]:
         return error.code, dict(error.headers), error.read().decode()
 
 
+VENDOR = ROOT / "hyper" / "host" / "dashboard" / "static" / "vendor"
 DASHBOARD_PAGES = [
     "/dashboard/",
     "/dashboard/jobs",
@@ -205,7 +208,17 @@ def test_the_dashboard_through_api_gateway_logs_in_with_a_token(
         for path in DASHBOARD_PAGES:
             status, _, page = _get(base + path, cookie)
             assert status == 200, (path, page[:300])
-        assert "Overview" in _get(f"{base}/dashboard/", cookie)[2]
+        status, headers, overview = _get(f"{base}/dashboard/", cookie)
+        assert "Overview" in overview and "script-src 'self'" in headers["content-security-policy"]
+        # every link and script of the page resolves under the stage's prefix
+        linked = set(re.findall(r'(?:href|src|data-src)="(\./[^"]*)"', overview))
+        assert {"./static/vendor/htmx-2.0.4.min.js", "./throughput.json", "./jobs"} <= linked
+        for link in linked:
+            status, headers, text = _get(urljoin(f"{base}/dashboard/", link), cookie)
+            assert status == 200, (link, text[:200])
+        status, headers, script = _get(f"{base}/dashboard/static/vendor/htmx-2.0.4.min.js", cookie)
+        assert headers["content-type"].startswith("text/javascript")
+        assert script == (VENDOR / "htmx-2.0.4.min.js").read_text()
         # the token worked once; the API still wants its key
         assert _get(f"{base}/dashboard/login?token={token}")[0] == 401
         assert _get(f"{base}/jobs", cookie)[0] == 403
