@@ -89,6 +89,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);  -- qstat -f STA
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
 CREATE INDEX IF NOT EXISTS jobs_by_array ON jobs (array_id, array_index);
 CREATE INDEX IF NOT EXISTS jobs_by_ended ON jobs (ended);  -- throughput, on the dashboard
+-- pages of single jobs (array_id NULL) or of one array's tasks, by id, without a sort
+CREATE INDEX IF NOT EXISTS jobs_by_array_id ON jobs (array_id);
 -- counts per (queue, definition, array, status), so that qstat's totals and the scheduler's
 -- demand never scan the jobs (array_id 0: jobs outside arrays); submits add theirs in bulk,
 -- a trigger follows every change of state
