@@ -519,6 +519,31 @@ class HostClient:
         query = {"kind": kinds, "after": after, "wait": wait}
         return dict(self.call("GET", f"/jobs/{int(job_id)}/log", query=query))
 
+    # the dashboard --------------------------------------------------------
+
+    def dashboard_token(self, *, seconds: float | None = None) -> dict[str, Any]:
+        """A single-use login token for the host's dashboard (the API key stays here)."""
+        body = {} if seconds is None else {"seconds": seconds}
+        return dict(self.call("POST", "/dashboard/tokens", body))
+
+    def dashboard_session(self, token: str) -> dict[str, Any]:
+        """Trade a login token for a session cookie (its name, value and max_age)."""
+        return dict(self.call("POST", "/dashboard/session", {"token": token}))
+
+    def relay(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """Pass a browser's request for a dashboard page on as it is, without the API key
+        (the page checks its session cookie), and return the status and body."""
+        if not path.startswith("/dashboard/"):
+            raise ValueError(f"not a dashboard path: {path!r}")
+        try:
+            return self._transport.request(method, path, body, headers)
+        except OSError as exc:
+            raise HostUnreachable(
+                f"host {self.host_name!r} is unreachable at {self.url} ({exc})"
+            ) from exc
+
     # files ----------------------------------------------------------------
     # (putting and deleting a key twice does what doing it once does: they may be repeated)
 

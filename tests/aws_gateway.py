@@ -6,7 +6,7 @@ both, the way AWS would run the stack:
 
 - ``/v1/...`` is the API's stage: a request without the host's API key is refused
   with 403 (API Gateway's answer), one with it becomes a REST proxy event for the API
-  function;
+  function; ``/v1/dashboard/...`` needs no key (the function checks a session cookie);
 - ``POST /2015-03-31/functions/NAME/invocations`` is Lambda's Invoke: an ``Event``
   invocation is queued and run on a thread of its own (as another container would),
   ``RequestResponse`` runs at once. Point boto3 here with ``AWS_ENDPOINT_URL_LAMBDA``.
@@ -182,7 +182,8 @@ class Gateway:
                     self._answer(200, json.dumps(function(event)).encode(), {})
 
             def _proxy(self, path: str, query: str, body: bytes) -> None:
-                if self.headers.get("x-api-key") != gateway.key:
+                dashboard = path == "/dashboard" or path.startswith("/dashboard/")
+                if not dashboard and self.headers.get("x-api-key") != gateway.key:
                     self._answer(403, b'{"message":"Forbidden"}', {})
                     return
                 event = proxy_event(

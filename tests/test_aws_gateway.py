@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import boto3
 import pytest
@@ -141,4 +143,71 @@ def test_a_new_aws_host_runs_jobs_from_the_shell(
         with HostClient(f"{gateway.url}/{STAGE}", gateway.key, retries=0) as client:
             client.put_file("probe/blob.bin", blob)
             assert client.get_file("probe/blob.bin") == blob
+        assert not any(f.errors for f in gateway.functions.values())
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _get(url: str, cookie: str = "") -> tuple[int, dict[str, str], str]:
+    """A browser's GET: no API key, the cookie it was given, redirects not followed."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    try:
+        with opener.open(request, timeout=30) as answer:
+            return answer.status, dict(answer.headers), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+VENDOR = ROOT / "hyper" / "host" / "dashboard" / "static" / "vendor"
+DASHBOARD_PAGES = [
+    "/dashboard/",
+    "/dashboard/jobs",
+    "/dashboard/resources/queues",
+    "/dashboard/throughput.json",
+    "/dashboard/static/vendor/htmx-2.0.4.min.js",
+]
+
+
+def test_the_dashboard_through_api_gateway_logs_in_with_a_token(
+    aws: dict[str, str], tmp_path: Path
+) -> None:
+    code = bundle(tmp_path / "code.zip", "# h2\n")
+    run(aws, "hyper", "hosts", "create-host", "--provider", "aws", "--name", "h2",
+        "--region", REGION, "--code-bundle", str(code))  # fmt: skip
+    saved_path = Path(aws["HYPER_HOME"]) / "config" / "hosts" / "h2.json"
+    with Gateway("hyper-h2", REGION) as gateway:
+        base = f"{gateway.url}/{STAGE}"
+        saved_path.write_text(json.dumps({**json.loads(saved_path.read_text()), "url": base}))
+        status, _, page = _get(f"{base}/dashboard/jobs")
+        assert status == 401 and "hyper dashboard" in page  # the function's answer
+        # the command prints the host's own address, with a token from its API
+        printed = run(aws, "hyper", "dashboard", "--no-browser", "--host", "h2")
+        assert f"dashboard of host 'h2': {base}/dashboard/" in printed
+        token = printed.split("?token=")[1].split()[0]
+        assert gateway.key not in printed
+        status, headers, _ = _get(f"{base}/dashboard/login?token={token}")
+        assert status == 303 and headers["location"] == "./"
+        cookie = headers["set-cookie"].split(";")[0]
+        assert "HttpOnly" in headers["set-cookie"] and "SameSite=strict" in headers["set-cookie"]
+        for path in DASHBOARD_PAGES:
+            status, _, page = _get(base + path, cookie)
+            assert status == 200, (path, page[:300])
+        status, headers, overview = _get(f"{base}/dashboard/", cookie)
+        assert "Overview" in overview and "script-src 'self'" in headers["content-security-policy"]
+        # every link and script of the page resolves under the stage's prefix
+        linked = set(re.findall(r'(?:href|src|data-src)="(\./[^"]*)"', overview))
+        assert {"./static/vendor/htmx-2.0.4.min.js", "./throughput.json", "./jobs"} <= linked
+        for link in linked:
+            status, headers, text = _get(urljoin(f"{base}/dashboard/", link), cookie)
+            assert status == 200, (link, text[:200])
+        status, headers, script = _get(f"{base}/dashboard/static/vendor/htmx-2.0.4.min.js", cookie)
+        assert headers["content-type"].startswith("text/javascript")
+        assert script == (VENDOR / "htmx-2.0.4.min.js").read_text()
+        # the token worked once; the API still wants its key
+        assert _get(f"{base}/dashboard/login?token={token}")[0] == 401
+        assert _get(f"{base}/jobs", cookie)[0] == 403
         assert not any(f.errors for f in gateway.functions.values())

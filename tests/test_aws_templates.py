@@ -287,11 +287,15 @@ def test_the_host_stack_holds_what_it_should() -> None:
         return {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == kind}
 
     methods = of_type("AWS::ApiGateway::Method")
-    assert len(methods) == 2
-    assert all(m["ApiKeyRequired"] is True for m in methods.values())
+    assert len(methods) == 4
+    # the API takes the key; the dashboard's pages, a session cookie the function checks
+    keyed = {lid for lid, m in methods.items() if m["ApiKeyRequired"] is True}
+    assert keyed == {"ApiRootMethod", "ApiProxyMethod"}
     assert all(m["Integration"]["Type"] == "AWS_PROXY" for m in methods.values())
-    (proxy,) = of_type("AWS::ApiGateway::Resource").values()
-    assert proxy["PathPart"] == "{proxy+}"
+    paths = of_type("AWS::ApiGateway::Resource")
+    assert paths["ApiProxyResource"]["PathPart"] == "{proxy+}"
+    assert paths["ApiDashboardResource"]["PathPart"] == "dashboard"
+    assert paths["ApiDashboardProxyResource"]["ParentId"] == {"Ref": "ApiDashboardResource"}
     (plan,) = of_type("AWS::ApiGateway::UsagePlan").values()
     assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "ApiStage"}}]
     assert plan["Throttle"] == {"RateLimit": 500.0, "BurstLimit": 1000}

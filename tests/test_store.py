@@ -463,6 +463,18 @@ def test_complete_zero_is_successful(any_store: Store) -> None:
     assert any_store.claim("w", Q, D, 10, LEASE, now + 4) == []
 
 
+def test_ended_per_minute_counts_jobs_by_the_minute_they_ended(any_store: Store) -> None:
+    minute = (int(time.time()) // 60) * 60
+    ids = any_store.submit([job("a"), job("b"), job("c"), job("d")], minute)
+    assert any_store.ended_per_minute(minute - 600) == {}
+    for job_id, ended in zip(ids[:3], (minute + 1, minute + 59, minute + 61), strict=True):
+        claim_one(any_store, "w", minute)
+        any_store.complete("w", job_id, 1, 0, None, ended)
+    assert any_store.ended_per_minute(minute) == {minute: 2, minute + 60: 1}
+    assert any_store.ended_per_minute(minute + 30) == {minute: 1, minute + 60: 1}
+    assert any_store.ended_per_minute(minute + 120) == {}
+
+
 def test_nonzero_exit_is_retried_then_fails(any_store: Store) -> None:
     now = time.time()
     job_id = submit_one(any_store, now, retries=2)

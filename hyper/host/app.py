@@ -35,6 +35,7 @@ from hyper.errors import (
     UsageError,
     is_utf8,
 )
+from hyper.host.dashboard import router as dashboard
 from hyper.host.schemas import (
     MAX_ID,
     BatchCompletion,
@@ -197,6 +198,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     uploads = asyncio.Semaphore(max(1, settings.max_uploads))
+    dashboard.install(app, service)
 
     @app.exception_handler(HyperError)
     async def _hyper_error(request: Request, error: HyperError) -> JSONResponse:
@@ -514,20 +516,25 @@ class BodyLimitMiddleware:
 
 
 class ApiKeyMiddleware:
-    """Refuses any request without the right key before anything reads its body."""
+    """Refuses any request without the right key before anything reads its body; the
+    dashboard's pages check their own login (a session cookie) instead."""
 
     def __init__(self, app: Any, api_key: str) -> None:
         self.app = app
         self.key = api_key.encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not _dashboard_path(scope["path"]):
             given = dict(scope["headers"]).get(b"x-api-key", b"")
             if not hmac.compare_digest(given, self.key):
                 response = JSONResponse({"detail": "missing or wrong x-api-key"}, status_code=401)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _dashboard_path(path: str) -> bool:
+    return path == dashboard.PREFIX or path.startswith(dashboard.PREFIX + "/")
 
 
 class JsonRequest(Request):

@@ -1602,6 +1602,15 @@ class DynamoDBStore:
             counts[JobStatus(item["status"])] += 1
         return counts
 
+    def ended_per_minute(self, since: float) -> dict[int, int]:
+        # the finished jobs are read by state: no index orders jobs by when they ended
+        counts: Counter[int] = Counter()
+        for item in self._iterate(JobFilter(statuses=tuple(FINISHED))):
+            when = _float(item.get("ended"))
+            if when is not None and when >= since:
+                counts[int(when // 60) * 60] += 1
+        return dict(counts)
+
     def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
         found = self._get_jobs((s.id for s in selectors), "#id, #kind, #array_id")
         ids: list[int] = []

@@ -559,7 +559,8 @@ def _lambda_role(description: str, statements: list[Json], host_name: str) -> Js
 
 def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> dict[str, Json]:
     """A REST API passing every path and method to the host function, with an API key
-    required on each method, and a usage plan that throttles that key on the stage."""
+    required on each method but the dashboard's (whose pages check a session cookie), and
+    a usage plan that throttles that key on the stage."""
     integration = {
         "Type": "AWS_PROXY",
         "IntegrationHttpMethod": "POST",
@@ -569,7 +570,7 @@ def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> 
         ),
     }
 
-    def method(resource_id: Any) -> Json:
+    def method(resource_id: Any, key: bool = True) -> Json:
         return resource(
             "AWS::ApiGateway::Method",
             {
@@ -577,7 +578,7 @@ def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> 
                 "ResourceId": resource_id,
                 "HttpMethod": "ANY",
                 "AuthorizationType": "NONE",
-                "ApiKeyRequired": True,
+                "ApiKeyRequired": key,
                 "Integration": integration,
             },
         )
@@ -585,6 +586,10 @@ def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> 
     methods = {
         "ApiRootMethod": method(get_att("Api", "RootResourceId")),
         "ApiProxyMethod": method(ref("ApiProxyResource")),
+        # the dashboard's pages come to a browser, which has a session cookie and no key:
+        # the function checks the cookie (hyper.host.dashboard.login)
+        "ApiDashboardMethod": method(ref("ApiDashboardResource"), key=False),
+        "ApiDashboardProxyMethod": method(ref("ApiDashboardProxyResource"), key=False),
     }
     # a deployment is a snapshot: a new logical id whenever the methods change deploys them
     deployment = "ApiDeployment" + template_hash(methods)[:10]
@@ -606,6 +611,22 @@ def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> 
             {
                 "RestApiId": ref("Api"),
                 "ParentId": get_att("Api", "RootResourceId"),
+                "PathPart": "{proxy+}",
+            },
+        ),
+        "ApiDashboardResource": resource(
+            "AWS::ApiGateway::Resource",
+            {
+                "RestApiId": ref("Api"),
+                "ParentId": get_att("Api", "RootResourceId"),
+                "PathPart": "dashboard",
+            },
+        ),
+        "ApiDashboardProxyResource": resource(
+            "AWS::ApiGateway::Resource",
+            {
+                "RestApiId": ref("Api"),
+                "ParentId": ref("ApiDashboardResource"),
                 "PathPart": "{proxy+}",
             },
         ),
