@@ -3,7 +3,8 @@
     qdel ID [ID ...] [-j NAME] [-q QUEUE] [-f STATUS] [--host NAME]
 
 An ID is a job (`12`), a whole array (`20`), or some of its tasks (`20[1-5]`,
-`20_3`). Ids may come whitespace or newline separated in one argument, so
+`20_3`); PBS's forms `12.server` and `20[].server` are read as 12 and 20.
+Ids may come whitespace or newline separated in one argument, so
 ``qdel $(qstat -q Q -o)`` works. With -j, -q or -f (and no ids) every matching
 job is chosen; with ids too, only the ids that match. One request to the host,
 whatever the number of ids.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import sys
 
-from hyper import jobspec
 from hyper.errors import UsageError
 from qtools.common import ArgumentParser, add_host_option, connect, run
 
@@ -43,10 +43,11 @@ def build_parser(prog: str) -> ArgumentParser:
 
 
 def parse_ids(words: list[str]) -> list[str]:
-    ids = [token for word in words for token in word.split()]
-    for token in ids:
-        jobspec.parse_selector(token)  # refuse bad ids before anything is sent
-    return ids
+    """Job ids, refused before anything is sent when they are not; PBS's `12.server`
+    and `12[].server` name job 12 and array 12."""
+    from qtools.dialect import job_word
+
+    return [job_word(token) for word in words for token in word.split()]
 
 
 def act(prog: str, argv: list[str] | None) -> int:

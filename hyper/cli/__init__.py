@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from hyper.cli import data, hosts, items, resources, tasks, worker, workflows
+from hyper.cli import data, dialects, hosts, items, resources, tasks, worker, workflows
 from hyper.errors import EXIT_FAILURE, EXIT_USAGE, HyperError, is_utf8, one_line
 
 
@@ -51,6 +51,7 @@ app.add_typer(workflows.app, name="workflows")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(items.app, name="items")
 app.add_typer(data.app, name="data")
+app.command("dialect-path")(dialects.dialect_path)
 
 
 def _click_errors() -> Any:
