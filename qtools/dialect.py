@@ -246,6 +246,8 @@ def submit(
                 ) from None
         try:
             job = qsub.build_job(args, notes)
+        except UsageError as error:  # told as the option the user gave, when it was one
+            raise UsageError(said_as_option(str(error), prefix, added)) from None
         finally:
             os.chdir(here)
     sys.stderr.write("".join(f"{prog}: {said_as_option(n, prefix, added)}\n" for n in notes))
