@@ -139,6 +139,7 @@ SUBMIT = {"pbs": f"qsub -q {QUEUE}", "lsf": "./lsf-submit.sh",
 CANCEL = {"pbs": "qdel", "lsf": "bkill", "slurm": "scancel"}
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Snakemake 9 needs Python 3.11")
 @pytest.mark.parametrize("kind", ["pbs", "lsf", "slurm"])
 def test_snakemake_cluster_generic(tool_host: LocalHost, kind: str) -> None:
     """A workflow of 10 cluster jobs runs through the cluster-generic executor with the
