@@ -107,6 +107,24 @@ def parse_bsub(argv: list[str]) -> tuple[list[tuple[str, str | None]], list[str]
     return options, []
 
 
+def _script_text(word: str) -> str | None:
+    """The text of a script named as bsub's command; None when the command is a program
+    (`bsub /bin/bash job.sh`) or not a file."""
+    path = Path(word)
+    if not path.is_file():
+        return None
+    try:
+        data = path.read_bytes()[: 4 * 2**20 + 1]
+    except OSError:
+        return None
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def bsub(argv: list[str]) -> int:
     argv, host = _host_option(argv)
     if argv[:1] in (["-h"], ["--help"]):
@@ -114,9 +132,9 @@ def bsub(argv: list[str]) -> int:
     options, command = parse_bsub(argv)
     wait = any(option == "-K" for option, _ in options)
     workdir = next((value for option, value in options if option == "-cwd"), None)
-    if command and Path(command[0]).is_file():
-        text = dialect.read_script_file(command[0])
-        text = dialect.with_arguments(text, command[1:], "bsub")
+    script = _script_text(command[0]) if command else None
+    if script is not None:
+        text = dialect.with_arguments(script, command[1:], "bsub")
         name = Path(command[0]).name
     elif command:
         text = "#!/bin/sh\n" + shlex.join(command) + "\n"
