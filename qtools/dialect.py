@@ -254,6 +254,11 @@ def submit(
     sys.stderr.flush()
     client = connect(host)
     try:
+        # the host's default queue and that queue's default definition, where qsub's
+        # library fills them in after building the job
+        complete = getattr(qsub, "complete_target", None)
+        if complete is not None:
+            complete(client, job)
         job_id = client.submit([job])[0]
     except BaseException:
         client.close()
@@ -262,11 +267,29 @@ def submit(
 
 
 def said_as_option(note: str, prefix: str, added: set[int]) -> str:
-    """A qsub note about a line this command wrote, told as the option the user gave."""
+    """A qsub note or error as the user should read it: what it says of a line this
+    command wrote is told as the command line's, and the script's own line numbers as
+    they are in the user's script (the written lines shifted those after them)."""
+    last = max(added, default=0)
+
+    def line(number: int) -> str:
+        return str(number - len(added) if number > last else number)
+
     match = re.match(rf"(warning: )?line ([0-9]+): {re.escape(prefix)} (.*)$", note)
     if match and int(match.group(2)) in added:
         return f"{match.group(1) or ''}option {match.group(3)}"
-    return note
+    if match:
+        note = f"{match.group(1) or ''}line {line(int(match.group(2)))}: {prefix} {match.group(3)}"
+
+    def group(found: re.Match[str]) -> str:
+        numbers = [int(word) for word in found.group(1).split(",")]
+        own = [line(n) for n in numbers if n not in added]
+        said = ["line " + ", ".join(own)] if own else []
+        if len(own) < len(numbers):
+            said.append("command line")
+        return "(" + "; ".join(said) + ")"
+
+    return re.sub(r"\(line ([0-9][0-9, ]*)\)", group, note)
 
 
 def wait_for(client: HostClient, job_id: int) -> int:

@@ -226,3 +226,11 @@ def test_option_lines_go_after_the_script_s_own() -> None:
         )
         == "warning: option -n 2 is not supported by hyper; ignored"
     )
+    grouped = "warning: ignored (not supported): -c 2, -n 2 (line 2, 5)"
+    assert dialect.said_as_option(grouped, "#SBATCH", {5}) == (
+        "warning: ignored (not supported): -c 2, -n 2 (line 2; command line)"
+    )
+    # the script's own lines after the written ones are numbered as in the user's script
+    assert dialect.said_as_option("line 8: #SBATCH -t x: bad", "#SBATCH", {5, 6}) == (
+        "line 6: #SBATCH -t x: bad"
+    )
