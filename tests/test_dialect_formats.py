@@ -4,6 +4,9 @@ host returns them: no host needed. Each test quotes the documented format it pin
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from hyper.errors import UsageError
 from qtools import dialect, pbs_formats, slurm, states
 from qtools.qstat import pbs_argv
+from tests.conftest import BIN
 
 NOW = 1_700_000_000.0
 
@@ -234,3 +238,21 @@ def test_option_lines_go_after_the_script_s_own() -> None:
     assert dialect.said_as_option("line 8: #SBATCH -t x: bad", "#SBATCH", {5, 6}) == (
         "line 6: #SBATCH -t x: bad"
     )
+
+
+def test_dialect_commands_live_in_folders_of_their_own(tmp_path: Path) -> None:
+    """`hyper dialect-path` prints each dialect's folder; hyper's own bin holds none of
+    LSF's or Slurm's commands, so a real LSF or Slurm on the machine is never shadowed."""
+    from qtools.dialect_path import COMMANDS, folder
+
+    env = {**os.environ, "HYPER_HOME": str(tmp_path)}
+    done = subprocess.run([str(BIN / "hyper"), "dialect-path", "slurm"], capture_output=True,
+                          text=True, env=env, check=True)  # fmt: skip
+    assert Path(done.stdout.strip()) == tmp_path / "data" / "dialects" / "slurm"
+    for name, commands in COMMANDS.items():
+        made = folder(name, tmp_path / "data" / "dialects")
+        assert sorted(p.name for p in made.iterdir()) == sorted(commands)
+        if name != "pbs":
+            assert not any((BIN / command).exists() for command in commands)
+    with pytest.raises(UsageError):
+        folder("sge", tmp_path)
