@@ -48,10 +48,11 @@ def is_me(names: str | None) -> bool:
 
 def job_word(word: str) -> str:
     """A job id as another scheduler writes it, as hyper reads it: `12.server` is 12,
-    `12[].server` the array 12, `12[3]` its task 3; LSF's `12[3]` too."""
+    `12[3].server` task 3 of array 12, as are LSF's `12[3]` and Slurm's `12_3`. An array
+    is named by its id alone: `12[]` is refused (`qdel 12[$I]` with I unset must not
+    cancel a whole array)."""
     word = word.strip()
-    word = re.sub(r"^([0-9]+(?:\[[0-9,:\-]*\]|_[0-9]+)?)\.[\w.-]+$", r"\1", word)
-    word = re.sub(r"^([0-9]+)\[\]$", r"\1", word)
+    word = re.sub(r"^([0-9]+(?:\[[0-9,:\-]+\]|_[0-9]+)?)\.[\w.-]+$", r"\1", word)
     word = re.sub(r"^([0-9]+)\+[0-9]+$", r"\1", word)  # a Slurm heterogeneous part
     jobspec.parse_selector(word)  # refuse what is not a job id, before anything is sent
     return word

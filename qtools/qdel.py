@@ -3,7 +3,7 @@
     qdel ID [ID ...] [-j NAME] [-q QUEUE] [-f STATUS] [--host NAME]
 
 An ID is a job (`12`), a whole array (`20`), or some of its tasks (`20[1-5]`,
-`20_3`); PBS's forms `12.server` and `20[].server` are read as 12 and 20.
+`20_3`); PBS's forms `12.server` and `20[3].server` are read as 12 and 20[3].
 Ids may come whitespace or newline separated in one argument, so
 ``qdel $(qstat -q Q -o)`` works. With -j, -q or -f (and no ids) every matching
 job is chosen; with ids too, only the ids that match. One request to the host,

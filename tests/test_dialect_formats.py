@@ -160,11 +160,13 @@ def test_qstat_tells_cyclone_from_pbs(argv: list[str], expected: list[str]) -> N
 
 
 def test_job_words_from_other_schedulers() -> None:
-    """PBS: "sequence_number[.server_name][@server]"; PBS Pro arrays `12[].server`,
-    subjobs `12[3]`; Slurm array tasks `12_3`."""
+    """PBS: "sequence_number[.server_name][@server]"; PBS Pro subjobs `12[3]`; Slurm
+    array tasks `12_3`."""
     assert dialect.job_word("12.server") == "12"
     assert dialect.job_word("12.pbs.example.org") == "12"
-    assert dialect.job_word("12[].server") == "12"
+    assert dialect.job_word("12[3].server") == "12[3]"
+    with pytest.raises(UsageError):
+        dialect.job_word("12[]")  # `qdel 12[$I]` with I unset must not cancel a whole array
     assert dialect.job_word("12[3]") == "12[3]"
     assert dialect.job_word("12_3") == "12_3"
     with pytest.raises(UsageError):
