@@ -3,7 +3,8 @@
     qdel ID [ID ...] [-j NAME] [-q QUEUE] [-f STATUS] [--host NAME]
 
 An ID is a job (`12`), a whole array (`20`), or some of its tasks (`20[1-5]`,
-`20_3`). Ids may come whitespace or newline separated in one argument, so
+`20_3`); PBS's forms `12.server` and `20[3].server` are read as 12 and 20[3].
+Ids may come whitespace or newline separated in one argument, so
 ``qdel $(qstat -q Q -o)`` works; ``-`` reads them from stdin, as does a pipe or a
 file on stdin when no id or filter is given, so ``qstat -f Waiting -o | qdel`` works.
 With -j, -q or -f (and no ids) every matching job is chosen; with ids too, only the
@@ -24,7 +25,6 @@ import os
 import stat
 import sys
 
-from hyper import jobspec
 from hyper.errors import EXIT_FAILURE, UsageError
 from qtools.common import ArgumentParser, add_host_option, connect, run
 
@@ -54,10 +54,11 @@ def build_parser(prog: str) -> ArgumentParser:
 
 
 def parse_ids(words: list[str]) -> list[str]:
-    ids = [token for word in words for token in word.split()]
-    for token in ids:
-        jobspec.parse_selector(token)  # refuse bad ids before anything is sent
-    return ids
+    """Job ids, refused before anything is sent when they are not; PBS's `12.server`
+    and `12[].server` name job 12 and array 12."""
+    from qtools.dialect import job_word
+
+    return [job_word(token) for word in words for token in word.split()]
 
 
 def stdin_is_data() -> bool:

@@ -26,6 +26,7 @@ PROBE = """
 import json, sys
 import hyper, hyper.hosts, hyper.client, hyper.local_host
 import qtools.qsub, qtools.qstat, qtools.qlog, qtools.qdel
+import qtools.lsf, qtools.slurm, qtools.pbs_formats, qtools.dialect, qtools.dialect_path
 print(json.dumps(sorted(m.split(".")[0] for m in sys.modules)))
 """
 
@@ -46,3 +47,21 @@ def test_help_works_without_a_host(tmp_path) -> None:
         )
         assert done.returncode == 0 and "usage:" in done.stdout, tool
     assert not (tmp_path / "config").exists()  # --help created no host
+
+
+def test_dialect_commands_start_without_a_host(tmp_path) -> None:
+    """Each dialect's launchers (made by `hyper dialect-path`) answer --help without a
+    host and without importing anything heavy on the way."""
+    from qtools.dialect_path import COMMANDS, folder
+
+    for dialect, commands in COMMANDS.items():
+        place = folder(dialect, tmp_path / "dialects")
+        for command in commands:
+            done = subprocess.run(
+                [str(place / command), "--help"],
+                capture_output=True,
+                text=True,
+                env={"HYPER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            )
+            assert done.returncode == 0 and "sage" in done.stdout, (command, done.stderr)
+    assert not (tmp_path / "config").exists()

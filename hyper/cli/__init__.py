@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from hyper.cli import dashboard, data, hosts, items, resources, tasks, worker, workflows
+from hyper.cli import dashboard, data, dialects, hosts, items, resources, tasks, worker, workflows
 from hyper.errors import EXIT_FAILURE, EXIT_USAGE, HyperError, is_utf8, one_line
 
 
@@ -52,6 +52,7 @@ app.add_typer(tasks.app, name="tasks")
 app.add_typer(items.app, name="items")
 app.add_typer(data.app, name="data")
 app.command("dashboard")(dashboard.command)
+app.command("dialect-path")(dialects.dialect_path)
 
 
 def _click_errors() -> Any:

@@ -1,0 +1,616 @@
+"""LSF's commands over hyper: bsub, bjobs, bkill, bpeek, bhist.
+
+    bsub [options] [COMMAND [ARGS...] | SCRIPT [ARGS...]]    bsub [options] < SCRIPT
+    bjobs [-a] [-d] [-p] [-r] [-noheader] [-o "FIELDS [delimiter='C']"] [-json] [-w] [-l]
+          [-J NAME] [-u USER|all] [-q QUEUE] [ID...]
+    bkill [-J NAME] [-q QUEUE] [-u USER|all] [-s SIGNAL] [ID... | 0]
+    bpeek [-f] [-J NAME | -q QUEUE | ID]
+    bhist [-a] [-d] [-l] [-J NAME] [ID...]
+
+bsub reads ``#BSUB`` lines from a script given on stdin, and from a script given as
+a file (as LSF does with LSB_BSUB_PARSE_SCRIPT=Y); any other COMMAND runs as a
+one-line shell script. Its options become ``#BSUB`` lines after the script's own,
+so they win; what hyper cannot do (``-n``, ``-M``, ``-R``, ``-P``...) is named in one
+warning on stderr. It prints ``Job <ID> is submitted to queue <QUEUE>.``; ``-K``
+waits for the job and leaves with its exit code; interactive jobs (``-I``...) are
+refused. States and exit codes: ``qtools.states``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hyper.errors import UsageError
+from qtools import dialect, states
+from qtools.common import run
+
+LSF_ERROR = 255  # what LSF's commands exit with when a job is not found or has finished
+FLAGS = {"-B", "-H", "-K", "-N", "-r", "-rn", "-ti", "-x", "-hl", "-ul", "-Zs", "-XF"}
+INTERACTIVE = {"-I", "-Ip", "-Is", "-IS", "-ISp", "-ISs", "-IX", "-tty"}
+DEFAULT_FIELDS = (
+    "jobid",
+    "user",
+    "stat",
+    "queue",
+    "from_host",
+    "exec_host",
+    "job_name",
+    "submit_time",
+)
+WIDTHS = {
+    "jobid": 7,
+    "user": 7,
+    "stat": 5,
+    "queue": 10,
+    "from_host": 11,
+    "exec_host": 11,
+    "job_name": 10,
+    "submit_time": 12,
+}
+ALIASES = {"id": "jobid", "name": "job_name", "state": "stat", "proj": "proj_name"}
+
+
+def _usage(prog: str, text: str) -> int:
+    sys.stdout.write(f"usage: {prog} {text}\n")
+    return 0
+
+
+def _host_option(argv: list[str]) -> tuple[list[str], str | None]:
+    """`--host NAME` (hyper's own option), taken out of the arguments."""
+    host = None
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--host" and index + 1 < len(argv):
+            host = argv[index + 1]
+            index += 2
+            continue
+        if word.startswith("--host="):
+            host = word.partition("=")[2]
+        else:
+            out.append(word)
+        index += 1
+    return out, host
+
+
+# ---- bsub -----------------------------------------------------------------------------
+
+
+def parse_bsub(argv: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """The options as (option, value or None for a flag), and the command with its args."""
+    options: list[tuple[str, str | None]] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return options, argv[index + 1 :]
+        if not word.startswith("-") or word == "-":
+            return options, argv[index:]
+        index += 1
+        if word in INTERACTIVE:
+            raise UsageError(f"{word}: interactive jobs are not supported by hyper")
+        if word in FLAGS:
+            options.append((word, None))
+            continue
+        if index >= len(argv):
+            raise UsageError(f"{word} needs a value")
+        options.append((word, argv[index]))
+        index += 1
+    return options, []
+
+
+def _script_text(word: str) -> str | None:
+    """The text of a script named as bsub's command; None when the command is a program
+    (`bsub /bin/bash job.sh`) or not a file."""
+    path = Path(word)
+    if not path.is_file():
+        return None
+    try:
+        data = path.read_bytes()[: 4 * 2**20 + 1]
+    except OSError:
+        return None
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def bsub(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        return _usage("bsub", "[options] [COMMAND [ARGS...]] | bsub [options] < SCRIPT")
+    options, command = parse_bsub(argv)
+    wait = any(option == "-K" for option, _ in options)
+    workdir = next((value for option, value in options if option == "-cwd"), None)
+    script = _script_text(command[0]) if command else None
+    if script is not None:
+        text = dialect.with_arguments(script, command[1:], "bsub")
+        name = Path(command[0]).name
+    elif command:
+        text = "#!/bin/sh\n" + shlex.join(command) + "\n"
+        name = " ".join(command)
+    else:
+        text = dialect.read_stdin_script("bsub")
+        name = "stdin"
+    lines = [
+        f"#BSUB {option}" if value is None else f"#BSUB {option} {shlex.quote(value)}"
+        for option, value in options
+        if option not in ("-K", "-cwd", "-Zs")
+    ]
+    client, job_id, queue = dialect.submit(
+        "bsub", "#BSUB", text, lines, name, host, workdir=workdir
+    )
+    with client:
+        sys.stdout.write(f"Job <{job_id}> is submitted to queue <{queue}>.\n")
+        sys.stdout.flush()
+        if not wait:
+            return 0
+        sys.stderr.write("<<Waiting for dispatch ...>>\n")
+        code = dialect.wait_for(client, job_id)
+        sys.stderr.write("<<Job is finished>>\n")
+        return code
+
+
+# ---- bjobs ----------------------------------------------------------------------------
+
+
+def lsf_time(seconds: float | None) -> str:
+    if not seconds:
+        return "-"
+    return time.strftime("%b %d %H:%M", time.localtime(float(seconds)))
+
+
+def lsf_id(job: dict[str, Any]) -> str:
+    if job.get("array_id") is not None:
+        return f"{job['array_id']}[{job['array_index']}]"
+    return str(job["id"])
+
+
+def field_value(job: dict[str, Any], field: str, server: str) -> str:
+    said = states.words(job)
+    values: dict[str, Callable[[], str]] = {
+        "jobid": lambda: lsf_id(job),
+        "jobindex": lambda: str(job.get("array_index") or 0),
+        "stat": lambda: said.lsf,
+        "user": dialect.user,
+        "queue": lambda: job["queue"],
+        "job_name": lambda: job["name"],
+        "job_description": lambda: "",
+        "proj_name": lambda: "default",
+        "exit_code": lambda: states.lsf_exit_code(job),
+        "exit_reason": lambda: "",
+        "kill_reason": lambda: "",
+        "suspend_reason": lambda: "",
+        "pend_reason": lambda: (job.get("reason") or "") if said.lsf == "PEND" else "",
+        "submit_time": lambda: lsf_time(job.get("created")),
+        "start_time": lambda: lsf_time(job.get("started")),
+        "finish_time": lambda: lsf_time(job.get("ended")),
+        "run_time": lambda: f"{int(dialect.elapsed(job))} second(s)",
+        "cpu_used": lambda: dialect.clock(dialect.elapsed(job)),
+        "from_host": lambda: server,
+        "exec_host": lambda: server if job.get("started") else "",
+        "nexec_host": lambda: "1" if job.get("started") else "0",
+        "priority": lambda: str(job.get("priority") or 0),
+        "command": lambda: job["name"],
+        "sub_cwd": lambda: job.get("submit_dir") or "",
+        "output_file": lambda: (job.get("options") or {}).get("stdout") or "",
+        "error_file": lambda: (job.get("options") or {}).get("stderr") or "",
+        "runtimelimit": lambda: str(round((job.get("time_limit") or 0) / 60, 1)),
+    }
+    if field not in values:
+        raise UsageError(f"{field}: Illegal field")
+    return values[field]()
+
+
+def parse_fields(spec: str) -> tuple[list[tuple[str, int | None, bool]], str | None]:
+    """`-o "jobid stat:8 job_name:-20 delimiter='|'"`: fields with widths (negative: right
+    aligned) and the delimiter, if any."""
+    delimiter = None
+    match = re.search(r"\s*delimiter=(['\"])(.*?)\1\s*$", spec)
+    if match:
+        delimiter = match.group(2)
+        spec = spec[: match.start()]
+    fields = []
+    for word in spec.replace(",", " ").split():
+        name, _, width = word.partition(":")
+        name = ALIASES.get(name.lower(), name.lower())
+        field_value({"status": "Waiting", "name": "", "queue": "", "id": 0}, name, "")
+        number = int(width) if re.fullmatch(r"-?[0-9]+", width) else None
+        fields.append((name, abs(number) if number else None, bool(number and number < 0)))
+    if not fields:
+        raise UsageError("-o: no fields given")
+    return fields, delimiter
+
+
+def bjobs(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    flags = {"-a", "-d", "-p", "-r", "-s", "-noheader", "-json", "-w", "-l", "-W", "-A", "-X"}
+    valued = {"-o", "-J", "-u", "-q", "-m", "-P", "-G", "-g"}
+    given: dict[str, str] = {}
+    ids: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word in ("-h", "--help"):
+            return _usage(
+                "bjobs", "[-a] [-noheader] [-o FIELDS] [-json] [-J NAME] [-u USER] [ID...]"
+            )
+        if word in flags:
+            given[word] = ""
+        elif word in valued:
+            if index >= len(argv):
+                raise UsageError(f"{word} needs a value")
+            given[word] = argv[index]
+            index += 1
+        elif word.startswith("-"):
+            raise UsageError(f"{word}: Illegal option")
+        else:
+            ids.append(dialect.job_word(word))
+    fields, delimiter = parse_fields(given["-o"]) if "-o" in given else (None, None)
+    server = _server()
+    from qtools.common import connect
+
+    with connect(host) as client:
+        if ids:
+            jobs, missing = dialect.fetch_named(client, ids, collapse=False)
+        else:
+            finished = "-a" in given or "-d" in given
+            jobs = dialect.fetch_all(
+                client,
+                finished=finished,
+                collapse=False,
+                queue=given.get("-q"),
+                name=given.get("-J"),
+            )
+            missing = []
+    if "-J" in given:
+        jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
+    if "-q" in given:
+        jobs = [job for job in jobs if job["queue"] == given["-q"]]
+    if not dialect.is_me(given.get("-u")):
+        jobs = []
+    wanted = {"-d": ("DONE", "EXIT"), "-p": ("PEND", "PSUSP"), "-r": ("RUN",)}
+    for flag, words in wanted.items():
+        if flag in given and not ids:
+            jobs = [job for job in jobs if states.words(job).lsf in words]
+    if "-json" in given:
+        chosen = fields or [(f, None, False) for f in DEFAULT_FIELDS]
+        records: list[dict[str, str]] = [
+            {name.upper(): field_value(job, name, server) for name, _, _ in chosen} for job in jobs
+        ]
+        records += [{"JOBID": word, "ERROR": f"Job <{word}> is not found"} for word in missing]
+        document = {"COMMAND": "bjobs", "JOBS": len(records), "RECORDS": records}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return LSF_ERROR if missing else 0
+    for word in missing:
+        sys.stderr.write(f"Job <{word}> is not found\n")
+    if not jobs:
+        if not missing:
+            sys.stderr.write("No unfinished job found\n" if "-a" not in given else "No job found\n")
+        return LSF_ERROR if missing else 0
+    if "-l" in given:
+        sys.stdout.write(_long(jobs, server))
+        return LSF_ERROR if missing else 0
+    columns = fields or [(f, WIDTHS[f], False) for f in DEFAULT_FIELDS]
+    rows = [[field_value(job, name, server) for name, _, _ in columns] for job in jobs]
+    if delimiter is not None:
+        lines = [[name.upper() for name, _, _ in columns], *rows]
+        if "-noheader" in given:
+            lines = lines[1:]
+        sys.stdout.write("".join(delimiter.join(row) + "\n" for row in lines))
+        return LSF_ERROR if missing else 0
+    titles = [name.upper() for name, _, _ in columns]
+    table = ([titles] if "-noheader" not in given else []) + rows
+    out = []
+    for row in table:
+        cells = []
+        for (_, width, right), cell in zip(columns, row, strict=True):
+            if width is None:
+                cells.append(cell)
+            else:
+                cell = cell if "-w" in given or len(cell) <= width else "*" + cell[-(width - 1) :]
+                cells.append(cell.rjust(width) if right else cell.ljust(width))
+        out.append(" ".join(cells).rstrip() + "\n")
+    sys.stdout.write("".join(out))
+    return LSF_ERROR if missing else 0
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
+def _server() -> str:
+    import socket
+
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def _long(jobs: list[dict[str, Any]], server: str) -> str:
+    out = []
+    for job in jobs:
+        said = states.words(job)
+        out.append(
+            f"\nJob <{lsf_id(job)}>, Job Name <{job['name']}>, User <{dialect.user()}>, "
+            f"Project <default>, Status <{said.lsf}>, Queue <{job['queue']}>, "
+            f"Command <{job['name']}>\n"
+            f"{dialect.ctime(job.get('created'))}: Submitted from host <{server}>, "
+            f"CWD <{job.get('submit_dir') or ''}>;\n"
+        )
+        if job.get("started"):
+            out.append(f"{dialect.ctime(job['started'])}: Started on <{server}>;\n")
+        if job.get("ended"):
+            code = states.lsf_exit_code(job)
+            ended = f"Exited with exit code {code}" if said.lsf == "EXIT" else "Done successfully"
+            out.append(f"{dialect.ctime(job['ended'])}: {ended}.\n")
+        if job.get("reason"):
+            out.append(f" {job['reason']}\n")
+    return "".join(out)
+
+
+# ---- bkill ----------------------------------------------------------------------------
+
+
+def bkill(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    given: dict[str, str] = {}
+    ids: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word in ("-h", "--help"):
+            return _usage("bkill", "[-J NAME] [-q QUEUE] [-u USER] [-s SIGNAL] [ID... | 0]")
+        if word in ("-J", "-q", "-u", "-s", "-m", "-app", "-g", "-sla", "-C"):
+            if index >= len(argv):
+                raise UsageError(f"{word} needs a value")
+            given[word] = argv[index]
+            index += 1
+        elif word in ("-r", "-d", "-b", "-l", "-stat"):
+            given[word] = ""
+        elif word.startswith("-"):
+            raise UsageError(f"{word}: Illegal option")
+        else:
+            ids.append(word)
+    signal = given.get("-s", "KILL").upper().removeprefix("SIG")
+    if signal not in ("KILL", "TERM", "INT", "9", "15", "2"):
+        raise UsageError(f"-s {given['-s']}: hyper stops jobs; it sends no other signal")
+    everything = "0" in ids
+    ids = [dialect.job_word(w) for w in ids if w != "0"]
+    if not (ids or everything or "-J" in given or "-q" in given):
+        raise UsageError("job ID or one of -J, -q or 0 must be specified")
+    if not dialect.is_me(given.get("-u")):
+        sys.stderr.write("No matching job found\n")
+        return LSF_ERROR
+    from qtools.common import connect
+
+    code = 0
+    with connect(host) as client:
+        missing: list[str] = []
+        if ids:
+            jobs, missing = dialect.fetch_named(client, ids, collapse=True)
+            chosen = [dialect.display_id(job) for job in jobs]
+        else:
+            jobs = dialect.fetch_all(client, finished=False, collapse=False, queue=given.get("-q"))
+            if "-J" in given:
+                jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
+            chosen = [dialect.display_id(job) for job in jobs]
+            if not chosen:
+                sys.stderr.write("No unfinished job found\n")
+                return LSF_ERROR
+        finished: set[int] = set()
+        if chosen:
+            result = client.change("cancel", {"ids": chosen})
+            finished = {int(n) for n in result["finished"]}
+        for job in jobs:
+            if int(job["id"]) in finished or states.finished(job):
+                sys.stderr.write(f"Job <{lsf_id(job)}>: Job has already finished\n")
+                code = LSF_ERROR
+            else:
+                sys.stdout.write(f"Job <{lsf_id(job)}> is being terminated\n")
+        for word in missing:
+            sys.stderr.write(f"Job <{word}>: No matching job found\n")
+            code = LSF_ERROR
+    return code
+
+
+# ---- bpeek ----------------------------------------------------------------------------
+
+
+def bpeek(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    follow = False
+    given: dict[str, str] = {}
+    ids: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word in ("-h", "--help"):
+            return _usage("bpeek", "[-f] [-J NAME | -q QUEUE | ID]")
+        if word == "-f":
+            follow = True
+        elif word in ("-J", "-q", "-m"):
+            if index >= len(argv):
+                raise UsageError(f"{word} needs a value")
+            given[word] = argv[index]
+            index += 1
+        elif word.startswith("-"):
+            raise UsageError(f"{word}: Illegal option")
+        else:
+            ids.append(dialect.job_word(word))
+    if len(ids) > 1:
+        raise UsageError("give one job ID")
+    from hyper.jobs import LogKind
+    from qtools.common import connect, job_id_of
+    from qtools.qlog import write_entries
+
+    with connect(host) as client:
+        if ids:
+            from hyper import jobspec
+
+            job = client.get_job(job_id_of(client, jobspec.parse_selector(ids[0])))
+        else:
+            jobs = dialect.fetch_all(client, finished=False, collapse=False, queue=given.get("-q"))
+            if "-J" in given:
+                jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
+            jobs = [job for job in jobs if job.get("started")]
+            if not jobs:
+                sys.stderr.write("No unfinished job found\n")
+                return LSF_ERROR
+            job = jobs[-1]
+        if not job.get("started"):
+            sys.stderr.write(f"Job <{lsf_id(job)}> : Not yet started.\n")
+            return LSF_ERROR
+        sys.stdout.write("<< output from stdout >>\n")
+        kinds = [LogKind.STDOUT.value, LogKind.STDERR.value]
+        after = 0
+        while True:
+            page = client.read_log(
+                int(job["id"]), kinds=kinds, after=after, wait=10.0 if follow else None
+            )
+            write_entries(page["entries"], raw=True)
+            after = page["next"]
+            if page["entries"]:
+                continue
+            if not follow or page["finished"]:
+                return 0
+
+
+# ---- bhist ----------------------------------------------------------------------------
+
+
+def bhist(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    given: dict[str, str] = {}
+    ids: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word in ("-h", "--help"):
+            return _usage("bhist", "[-a] [-d] [-l] [-J NAME] [ID...]")
+        if word in ("-a", "-d", "-l", "-b", "-w", "-p", "-r", "-s"):
+            given[word] = ""
+        elif word in ("-J", "-q", "-u"):
+            if index >= len(argv):
+                raise UsageError(f"{word} needs a value")
+            given[word] = argv[index]
+            index += 1
+        elif word.startswith("-"):
+            raise UsageError(f"{word}: Illegal option")
+        else:
+            ids.append(dialect.job_word(word))
+    from qtools.common import connect
+
+    with connect(host) as client:
+        if ids:
+            jobs, missing = dialect.fetch_named(client, ids, collapse=False)
+        else:
+            finished = "-a" in given or "-d" in given
+            jobs = dialect.fetch_all(
+                client, finished=finished, collapse=False, queue=given.get("-q")
+            )
+            missing = []
+        if "-d" in given:
+            jobs = [job for job in jobs if states.finished(job)]
+        if "-J" in given:
+            jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
+        if not dialect.is_me(given.get("-u")):
+            jobs = []
+        for word in missing:
+            sys.stderr.write(f"{word}: No matching job found\n")
+        if not jobs:
+            if not missing:
+                sys.stderr.write("No matching job found\n")
+            return LSF_ERROR if missing else 0
+        if "-l" in given:
+            for job in jobs:
+                sys.stdout.write(_history(client, job))
+            return LSF_ERROR if missing else 0
+    now = time.time()
+    titles = (
+        "JOBID",
+        "USER",
+        "JOB_NAME",
+        "PEND",
+        "PSUSP",
+        "RUN",
+        "USUSP",
+        "SSUSP",
+        "UNKWN",
+        "TOTAL",
+    )
+    sys.stdout.write("Summary of time in seconds spent in various states:\n")
+    rows = [titles]
+    for job in jobs:
+        created = float(job.get("created") or now)
+        started = job.get("started")
+        ended = float(job.get("ended") or now)
+        pend = (float(started) if started else ended) - created
+        ran = ended - float(started) if started else 0.0
+        rows.append(
+            (
+                lsf_id(job),
+                dialect.user()[:7],
+                job["name"][:9],
+                str(int(pend)),
+                "0",
+                str(int(ran)),
+                "0",
+                "0",
+                "0",
+                str(int(pend + ran)),
+            )
+        )
+    for row in rows:
+        sys.stdout.write("  ".join(cell.ljust(7) for cell in row).rstrip() + "\n")
+    return LSF_ERROR if missing else 0
+
+
+def _history(client: Any, job: dict[str, Any]) -> str:
+    page = client.read_log(int(job["id"]), kinds=["SYSTEM"])
+    lines = [
+        f"\nJob <{lsf_id(job)}>, Job Name <{job['name']}>, User <{dialect.user()}>, "
+        f"Status <{states.words(job).lsf}>, Queue <{job['queue']}>\n"
+    ]
+    for entry in page["entries"]:
+        lines.append(f"{dialect.ctime(entry['time'])}: {entry['text'].rstrip()};\n")
+    return "".join(lines)
+
+
+# ---- entry points ---------------------------------------------------------------------
+
+
+def _entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
+    def main(argv: list[str] | None = None) -> int:
+        words = sys.argv[1:] if argv is None else argv
+        return run(prog, lambda: body(words))
+
+    return main
+
+
+bsub_main = _entry("bsub", bsub)
+bjobs_main = _entry("bjobs", bjobs)
+bkill_main = _entry("bkill", bkill)
+bpeek_main = _entry("bpeek", bpeek)
+bhist_main = _entry("bhist", bhist)
+COMMANDS = {
+    "bsub": bsub_main,
+    "bjobs": bjobs_main,
+    "bkill": bkill_main,
+    "bpeek": bpeek_main,
+    "bhist": bhist_main,
+}

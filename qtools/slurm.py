@@ -1,0 +1,1107 @@
+"""Slurm's commands over hyper: sbatch, squeue, scancel, sacct, scontrol.
+
+    sbatch [options] [SCRIPT [ARGS...]]      sbatch [options] --wrap "COMMAND"
+    squeue [-h] [-o FORMAT | -O FIELDS] [-j IDS] [--me] [-u USERS] [-t STATES]
+           [-p PARTITIONS] [-n NAMES] [--json]
+    scancel [-Q] [-n NAME] [-u USER] [-t STATE] [-p PARTITION] [--me] [ID...]
+    sacct [-j IDS] [-X] [-n] [-P | -p] [-o FIELDS] [-b] [-s STATES] [-S TIME] [--name NAMES]
+          [--json]
+    scontrol show job [ID]      scontrol hold|release|requeue ID...
+
+sbatch reads the script's ``#SBATCH`` lines; its options become ``#SBATCH`` lines
+after them, so they win, and what hyper cannot do (``-n``, ``-c``, ``--mem``, ``-A``...)
+is named in a warning on stderr. It prints ``Submitted batch job ID`` (``--parsable``:
+the id alone), after any warning. Script arguments reach the script as $1, $2...
+(a ``set --`` line after its directives: shell scripts only). ``-D`` is the job's
+working directory; ``-W/--wait`` waits for the job and leaves with its exit code.
+
+squeue lists unfinished jobs; ``-t all`` adds those that ended in the last
+MIN_JOB_AGE seconds (as Slurm keeps them), and jobs named with ``-j`` are listed
+whatever their age. sacct lists the jobs submitted since midnight, or those named
+with ``-j``; hyper has no job steps, so every listing is what ``-X`` shows.
+States and exit codes: ``qtools.states``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hyper.errors import UsageError
+from qtools import dialect, states
+from qtools.common import run
+
+MIN_JOB_AGE = 300.0  # seconds a finished job stays in squeue -t all (Slurm's MinJobAge)
+SLURM_ERROR = 1
+
+# sbatch options that take no value; those after `|` take one only as --opt=value
+SBATCH_FLAGS = {
+    "--parsable",
+    "--requeue",
+    "--no-requeue",
+    "-H",
+    "--hold",
+    "-O",
+    "--overcommit",
+    "-Q",
+    "--quiet",
+    "-W",
+    "--wait",
+    "--test-only",
+    "--contiguous",
+    "--spread-job",
+    "--use-min-nodes",
+    "-v",
+    "--verbose",
+    "--ignore-pbs",
+    "--exclusive",
+    "--get-user-env",
+    "--nice",
+    "--no-kill",
+    "-k",
+    "-s",
+    "--oversubscribe",
+    "--propagate",
+    "--reboot",
+}
+OPTIONAL_VALUE = {"--exclusive", "--get-user-env", "--nice", "--no-kill", "--propagate"}
+SHORT_VALUED = set("abABcCdDeFGiJLmMnNopqSstwx")
+SBATCH_VALUED = {
+    "--job-name",
+    "--partition",
+    "--array",
+    "--dependency",
+    "--time",
+    "--export",
+    "--output",
+    "--error",
+    "--chdir",
+    "--wrap",
+    "--account",
+    "--nodes",
+    "--ntasks",
+    "--cpus-per-task",
+    "--mem",
+    "--mem-per-cpu",
+    "--mem-per-gpu",
+    "--gres",
+    "--gpus",
+    "--gpus-per-node",
+    "--gpus-per-task",
+    "--constraint",
+    "--qos",
+    "--mail-type",
+    "--mail-user",
+    "--begin",
+    "--comment",
+    "--licenses",
+    "--nodelist",
+    "--exclude",
+    "--reservation",
+    "--signal",
+    "--time-min",
+    "--ntasks-per-node",
+    "--open-mode",
+    "--input",
+    "--clusters",
+    "--priority",
+    "--kill-on-invalid-dep",
+    "--tmp",
+    "--cpu-bind",
+    "--mem-bind",
+    "--distribution",
+    "--network",
+    "--wckey",
+    "--export-file",
+    "--hint",
+    "--threads-per-core",
+    "--mincpus",
+    "--profile",
+    "--deadline",
+    "--acctg-freq",
+    "--container",
+    "--extra-node-info",
+}
+OWN = {
+    "--parsable",
+    "-W",
+    "--wait",
+    "-D",
+    "--chdir",
+    "--wrap",
+    "-Q",
+    "--quiet",
+    "--test-only",
+    "-v",
+    "--verbose",
+    "--ignore-pbs",
+}
+
+
+def _host_option(argv: list[str]) -> tuple[list[str], str | None]:
+    host = None
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--host" and index + 1 < len(argv):
+            host = argv[index + 1]
+            index += 2
+            continue
+        if word.startswith("--host="):
+            host = word.partition("=")[2]
+        else:
+            out.append(word)
+        index += 1
+    return out, host
+
+
+def _usage(prog: str, text: str) -> int:
+    sys.stdout.write(f"Usage: {prog} {text}\n")
+    return 0
+
+
+def _long_name(name: str, known: set[str]) -> str:
+    """A long option as written or abbreviated (`--job` for `--jobs`), as getopt reads it."""
+    if name in known:
+        return name
+    candidates = [option for option in known if option.startswith(name)]
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise UsageError(
+            f"option '{name}' is ambiguous; possibilities: {' '.join(sorted(candidates))}"
+        )
+    return name
+
+
+def _options(
+    argv: list[str], valued: set[str], flags: set[str], short_valued: set[str]
+) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """(option, value or None) pairs and the words after the options. Long options take
+    `--opt=value` or `--opt value`; short ones `-J name` or `-Jname`; `-hv` is two flags."""
+    found: list[tuple[str, str | None]] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return found, argv[index + 1 :]
+        if not word.startswith("-") or word == "-":
+            return found, argv[index:]
+        index += 1
+        if word.startswith("--"):
+            name, equals, value = word.partition("=")
+            name = _long_name(name, valued | flags | OPTIONAL_VALUE)
+            if equals:
+                found.append((name, value))
+            elif name in flags or name in OPTIONAL_VALUE:
+                found.append((name, None))
+            elif name in valued or name not in flags:
+                if index >= len(argv):
+                    raise UsageError(f"option '{name}' requires an argument")
+                found.append((name, argv[index]))
+                index += 1
+            continue
+        letters = word[1:]
+        while letters:
+            option = f"-{letters[0]}"
+            rest = letters[1:]
+            if option in flags or letters[0] not in short_valued:
+                found.append((option, None))
+                letters = rest
+                continue
+            if rest:
+                found.append((option, rest))
+            elif index < len(argv):
+                found.append((option, argv[index]))
+                index += 1
+            else:
+                raise UsageError(f"option requires an argument -- '{letters[0]}'")
+            break
+    return found, []
+
+
+# ---- sbatch ---------------------------------------------------------------------------
+
+
+def sbatch(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    if argv[:1] in (["-h"], ["--help"], ["--usage"]):
+        return _usage("sbatch", "[options] [SCRIPT [ARGS...]] | --wrap COMMAND")
+    options, rest = _options(argv, SBATCH_VALUED, SBATCH_FLAGS, SHORT_VALUED)
+    given = dict(options)
+    wrap = given.get("--wrap")
+    if wrap is not None:
+        if rest:
+            raise UsageError("give a script or --wrap, not both")
+        text = f"#!/bin/sh\n# This script was created by sbatch --wrap.\n\n{wrap}\n"
+        name = "wrap"
+    elif rest:
+        text = dialect.read_script_file(rest[0])
+        text = dialect.with_arguments(text, rest[1:], "sbatch")
+        name = Path(rest[0]).name
+    else:
+        text = dialect.read_stdin_script("sbatch")
+        name = "sbatch"
+    if not text.startswith("#!"):
+        raise UsageError(
+            "This does not look like a batch script.  The first line must start"
+            " with #! followed by the path to an interpreter."
+        )
+    lines = []
+    for option, value in options:
+        if option in OWN:
+            continue
+        if value is None:
+            lines.append(f"#SBATCH {option}")
+        elif option.startswith("--"):
+            lines.append(f"#SBATCH {option}={shlex.quote(value)}")
+        else:
+            lines.append(f"#SBATCH {option} {shlex.quote(value)}")
+    if not any(o == "--export" for o, _ in options) and not re.search(
+        r"^#(SBATCH|PBS|BSUB)\b", text, re.M
+    ):
+        lines.append("#SBATCH --export=ALL")  # Slurm's default for any script
+    workdir = given.get("-D", given.get("--chdir"))
+    client, job_id, _queue = dialect.submit(
+        "sbatch", "#SBATCH", text, lines, name, host, workdir=workdir
+    )
+    with client:
+        said = f"{job_id}\n" if "--parsable" in given else f"Submitted batch job {job_id}\n"
+        sys.stdout.write(said)
+        sys.stdout.flush()
+        if "-W" in given or "--wait" in given:
+            return dialect.wait_for(client, job_id)
+    return 0
+
+
+# ---- job fields -----------------------------------------------------------------------
+
+
+def slurm_id(job: dict[str, Any]) -> str:
+    if job.get("kind") == "array":
+        return f"{job['id']}_[{job.get('spec', '')}]"
+    return dialect.display_id(job)
+
+
+def _minutes(seconds: int | None) -> str:
+    if not seconds:
+        return "UNLIMITED"
+    return _duration(seconds)
+
+
+def _duration(seconds: float) -> str:
+    """Slurm's [D-]HH:MM:SS (squeue's TIME drops leading zero fields: 0:05, 1:02:03)."""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    clock = f"{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+    return f"{days}-{clock}" if days else clock
+
+
+def _short_duration(seconds: float) -> str:
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, minutes, secs = rest // 3600, rest // 60 % 60, rest % 60
+    if days:
+        return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+class Fields:
+    """A job's values under Slurm's names, as squeue and sacct print them."""
+
+    def __init__(self, job: dict[str, Any], server: str) -> None:
+        self.job = job
+        self.server = server
+        self.said = states.words(job)
+
+    def value(self, name: str) -> str:
+        job, said = self.job, self.said
+        options = job.get("options") or {}
+        array = job.get("array_id")
+        table: dict[str, Callable[[], str]] = {
+            "jobid": lambda: slurm_id(job),
+            "jobidraw": lambda: str(job["id"]),
+            "jobarrayid": lambda: slurm_id(job),
+            "arrayjobid": lambda: str(array if array is not None else job["id"]),
+            "arraytaskid": lambda: str(job["array_index"]) if array is not None else "N/A",
+            "jobname": lambda: job["name"],
+            "name": lambda: job["name"],
+            "partition": lambda: job["queue"],
+            "account": lambda: "",
+            "alloccpus": lambda: "1",
+            "ncpus": lambda: "1",
+            "nnodes": lambda: "1",
+            "numnodes": lambda: "1",
+            "state": lambda: said.slurm,
+            "statecompact": lambda: said.slurm_compact,
+            "exitcode": lambda: states.slurm_exit_code(job),
+            "derivedexitcode": lambda: states.slurm_exit_code(job),
+            "elapsed": lambda: _duration(dialect.elapsed(job)),
+            "elapsedraw": lambda: str(int(dialect.elapsed(job))),
+            "timeused": lambda: _short_duration(dialect.elapsed(job)),
+            "timelimit": lambda: _minutes(job.get("time_limit")),
+            "submit": lambda: dialect.iso(job.get("created")),
+            "submittime": lambda: dialect.iso(job.get("created")),
+            "start": lambda: dialect.iso(job.get("started")),
+            "starttime": lambda: dialect.iso(job.get("started")),
+            "end": lambda: dialect.iso(job.get("ended")),
+            "endtime": lambda: dialect.iso(job.get("ended")),
+            "user": dialect.user,
+            "username": dialect.user,
+            "uid": lambda: str(__import__("os").getuid()),
+            "nodelist": lambda: self.server if job.get("started") else "None assigned",
+            "reason": lambda: said.slurm_reason,
+            "workdir": lambda: job.get("submit_dir") or "",
+            "stdout": lambda: options.get("stdout") or "",
+            "stderr": lambda: options.get("stderr") or options.get("stdout") or "",
+            "priority": lambda: str(job.get("priority") or 0),
+            "qos": lambda: "normal",
+            "comment": lambda: job.get("reason") or "",
+            "reqmem": lambda: "0",
+            "maxrss": lambda: "",
+            "cluster": lambda: "hyper",
+        }
+        if name not in table:
+            raise UsageError(f'Invalid field requested: "{name}"')
+        return table[name]()
+
+
+# ---- squeue ---------------------------------------------------------------------------
+
+SQUEUE_DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
+PERCENT = {
+    "i": "jobid",
+    "A": "arrayjobid",
+    "a": "arraytaskid",
+    "F": "arrayjobid",
+    "K": "arraytaskid",
+    "j": "name",
+    "u": "user",
+    "t": "statecompact",
+    "T": "state",
+    "M": "timeused",
+    "l": "timelimit",
+    "D": "nnodes",
+    "C": "ncpus",
+    "P": "partition",
+    "q": "qos",
+    "r": "reason",
+    "V": "submittime",
+    "S": "starttime",
+    "e": "endtime",
+    "Z": "workdir",
+    "N": "nodelist",
+    "p": "priority",
+    "U": "uid",
+    "o": "name",
+    "k": "comment",
+    "Q": "priority",
+}
+PERCENT_TITLES = {
+    "i": "JOBID",
+    "A": "JOBID",
+    "a": "TASK_ID",
+    "F": "ARRAY_JOB_ID",
+    "K": "ARRAY_TASK_ID",
+    "j": "NAME",
+    "u": "USER",
+    "t": "ST",
+    "T": "STATE",
+    "M": "TIME",
+    "l": "TIME_LIMIT",
+    "D": "NODES",
+    "C": "CPUS",
+    "P": "PARTITION",
+    "q": "QOS",
+    "r": "REASON",
+    "R": "NODELIST(REASON)",
+    "V": "SUBMIT_TIME",
+    "S": "START_TIME",
+    "e": "END_TIME",
+    "Z": "WORK_DIR",
+    "N": "NODELIST",
+    "p": "PRIORITY",
+    "U": "UID",
+    "o": "COMMAND",
+    "k": "COMMENT",
+    "Q": "PRIORITY",
+}
+FORMAT_TITLES = {
+    "jobarrayid": "JOBID",
+    "jobid": "JOBID",
+    "statecompact": "ST",
+    "username": "USER",
+    "timeused": "TIME",
+    "name": "NAME",
+    "numnodes": "NODES",
+    "reasonlist": "NODELIST(REASON)",
+}
+
+Cell = tuple[str, int | None, bool, Callable[[Fields], str]]  # title, width, right, value
+
+
+def percent_format(spec: str) -> list[Cell | str]:
+    """squeue -o: `%[.][size]type` fields and the text between them."""
+    out: list[Cell | str] = []
+    for match in re.finditer(r"%(\.?)([0-9]*)([a-zA-Z%])|([^%]+)", spec):
+        if match.group(4) is not None:
+            out.append(match.group(4))
+            continue
+        right, size, letter = match.group(1) == ".", match.group(2), match.group(3)
+        if letter == "%":
+            out.append("%")
+            continue
+        value: Callable[[Fields], str]
+        if letter == "R":
+            value = _reason_list
+        elif letter in PERCENT:
+            value = _getter(PERCENT[letter])
+        else:
+            raise UsageError(f"invalid output format: %{letter}")
+        out.append((PERCENT_TITLES.get(letter, letter), int(size) if size else None, right, value))
+    return out
+
+
+def _reason_list(fields: Fields) -> str:
+    """%R: the node a running job runs on, or why a job is not running."""
+    if fields.job.get("started") and not states.finished(fields.job):
+        return fields.server
+    return f"({fields.said.slurm_reason})"
+
+
+PROBE = {"status": "Waiting", "id": 0, "name": "", "queue": ""}
+
+
+def _getter(name: str) -> Callable[[Fields], str]:
+    return lambda fields: fields.value(name)
+
+
+def long_format(spec: str) -> list[Cell | str]:
+    """squeue -O: `Field[:[.][size]]` joined by commas; 20 characters by default."""
+    out: list[Cell | str] = []
+    for item in spec.split(","):
+        name, _, size = item.strip().partition(":")
+        if not name:
+            continue
+        key = name.lower()
+        if key == "reasonlist":
+            value: Callable[[Fields], str] = _reason_list
+        else:
+            value = _getter(key)
+            Fields(PROBE, "").value(key)  # refuses a field it does not know
+        right = size.startswith(".")
+        width = int(size.lstrip(".")) if size.lstrip(".").isdigit() else 20
+        title = FORMAT_TITLES.get(key, key.upper())
+        out.append((title, width, right, value))
+        out.append(" ")
+    return out
+
+
+def render(cells: list[Cell | str], jobs: list[dict[str, Any]], header: bool) -> str:
+    server = _server()
+    rows = []
+    if header:
+        rows.append(_line(cells, lambda cell: cell[0]))
+    for job in jobs:
+        fields = Fields(job, server)
+        rows.append(_line(cells, lambda cell, f=fields: cell[3](f)))  # type: ignore[misc]
+    return "".join(row.rstrip() + "\n" for row in rows)
+
+
+def _line(cells: list[Cell | str], text: Callable[[Cell], str]) -> str:
+    out = []
+    for cell in cells:
+        if isinstance(cell, str):
+            out.append(cell)
+            continue
+        value = text(cell)
+        width, right = cell[1], cell[2]
+        if width is not None:
+            value = value[:width]
+            value = value.rjust(width) if right else value.ljust(width)
+        out.append(value)
+    return "".join(out)
+
+
+def _server() -> str:
+    import socket
+
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def squeue(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    flags = {
+        "-h",
+        "--noheader",
+        "--me",
+        "-r",
+        "--array",
+        "-a",
+        "--all",
+        "-l",
+        "--long",
+        "--json",
+        "--yaml",
+        "-v",
+        "--verbose",
+        "-s",
+        "--steps",
+        "--help",
+        "--usage",
+    }
+    valued = {
+        "--format",
+        "--Format",
+        "--jobs",
+        "--user",
+        "--states",
+        "--partition",
+        "--name",
+        "--sort",
+        "--clusters",
+        "--account",
+        "--qos",
+        "--reservation",
+        "--iterate",
+        "--licenses",
+        "--nodelist",
+    }
+    options, rest = _options(argv, valued, flags, set("ojutpnOSMwAiLRqwx"))
+    if rest:
+        raise UsageError(f"Unrecognized option: {rest[0]}")
+    given: dict[str, str] = {}
+    for option, value in options:
+        given[option] = value if value is not None else ""
+    if "--help" in given or "--usage" in given:
+        return _usage("squeue", "[-h] [-o FORMAT] [-j IDS] [--me] [-u USERS] [-t STATES] [--json]")
+    ids = dialect.split_words([given[k] for k in ("-j", "--jobs") if k in given], r"[,\s]+")
+    words = [dialect.job_word(w) for w in ids]
+    state_names = given.get("-t", given.get("--states"))
+    wanted = states.slurm_states(state_names) if state_names else set(states.UNFINISHED)
+    users = given.get("-u", given.get("--user"))
+    partitions = given.get("-p", given.get("--partition"))
+    names = given.get("-n", given.get("--name"))
+    from qtools.common import connect
+
+    with connect(host) as client:
+        if words:
+            jobs, _missing = dialect.fetch_named(client, words, collapse=False)
+            if _missing and not jobs:
+                sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
+                return SLURM_ERROR
+            if state_names:
+                jobs = [job for job in jobs if job["status"] in wanted]
+        else:
+            finished = bool(wanted & set(states.FINISHED))
+            since = time.time() - MIN_JOB_AGE
+            jobs = dialect.fetch_all(client, finished=finished, collapse=False, since=since)
+            jobs = [job for job in jobs if job["status"] in wanted]
+    if users is not None and not dialect.is_me(users):
+        jobs = []
+    if partitions is not None:
+        allowed = set(partitions.split(","))
+        jobs = [job for job in jobs if job["queue"] in allowed]
+    if names is not None:
+        allowed = set(names.split(","))
+        jobs = [job for job in jobs if job["name"] in allowed]
+    if "--json" in given:
+        sys.stdout.write(json.dumps(_json(jobs, "squeue"), indent=2) + "\n")
+        return 0
+    header = not ("-h" in given or "--noheader" in given)
+    if "-O" in given or "--Format" in given:
+        cells = long_format(given.get("-O", given.get("--Format", "")))
+    else:
+        cells = percent_format(given.get("-o", given.get("--format", SQUEUE_DEFAULT)))
+    sys.stdout.write(render(cells, jobs, header))
+    return 0
+
+
+def _number(value: float | int | None) -> dict[str, Any]:
+    return {"set": value is not None, "infinite": False, "number": int(value or 0)}
+
+
+def _json(jobs: list[dict[str, Any]], command: str) -> dict[str, Any]:
+    """Slurm's --json shape (data_parser 0.0.40), with the fields tools read."""
+    server = _server()
+    out = []
+    for job in jobs:
+        said = states.words(job)
+        code, _, signal = states.slurm_exit_code(job).partition(":")
+        finished = states.finished(job)
+        array = job.get("array_id")
+        options = job.get("options") or {}
+        status = (
+            "SUCCESS"
+            if finished and code == "0" and signal == "0"
+            else ("SIGNALED" if signal != "0" else "ERROR" if finished else "PENDING")
+        )
+        out.append(
+            {
+                "job_id": int(job["id"]),
+                "name": job["name"],
+                "job_state": [said.slurm],
+                "state": {"current": [said.slurm], "reason": said.slurm_reason},
+                "state_reason": said.slurm_reason,
+                "partition": job["queue"],
+                "user_name": dialect.user(),
+                "account": "",
+                "array_job_id": _number(array if array is not None else 0),
+                "array_task_id": _number(job.get("array_index")),
+                "exit_code": {
+                    "status": [status],
+                    "return_code": _number(int(code) if finished else None),
+                    "signal": {"id": _number(int(signal) if signal != "0" else None), "name": ""},
+                },
+                "derived_exit_code": {"status": [status], "return_code": _number(int(code))},
+                "submit_time": _number(job.get("created")),
+                "start_time": _number(job.get("started")),
+                "end_time": _number(job.get("ended")),
+                "time": {
+                    "submission": int(job.get("created") or 0),
+                    "start": int(job.get("started") or 0),
+                    "end": int(job.get("ended") or 0),
+                    "elapsed": int(dialect.elapsed(job)),
+                    "limit": _number((job.get("time_limit") or 0) // 60 or None),
+                },
+                "time_limit": _number((job.get("time_limit") or 0) // 60 or None),
+                "priority": _number(job.get("priority") or 0),
+                "current_working_directory": job.get("submit_dir") or "",
+                "working_directory": job.get("submit_dir") or "",
+                "standard_output": options.get("stdout") or "",
+                "standard_error": options.get("stderr") or "",
+                "nodes": server if job.get("started") else "",
+                "comment": job.get("reason") or "",
+            }
+        )
+    return {
+        "jobs": out,
+        "meta": {"plugin": {"type": "hyper", "name": command}, "command": [command]},
+        "errors": [],
+        "warnings": [],
+    }
+
+
+# ---- scancel --------------------------------------------------------------------------
+
+
+def scancel(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    flags = {
+        "-Q",
+        "--quiet",
+        "--me",
+        "-v",
+        "--verbose",
+        "-b",
+        "--batch",
+        "-f",
+        "--full",
+        "-i",
+        "--interactive",
+        "--help",
+        "--usage",
+        "-H",
+        "--hurry",
+    }
+    valued = {
+        "--name",
+        "--jobname",
+        "--user",
+        "--state",
+        "--partition",
+        "--signal",
+        "--account",
+        "--clusters",
+        "--qos",
+        "--reservation",
+        "--nodelist",
+        "--wckey",
+    }
+    options, rest = _options(argv, valued, flags, set("nutpsAMqRwc"))
+    given: dict[str, str] = {}
+    for option, value in options:
+        given[option] = value if value is not None else ""
+    if "--help" in given or "--usage" in given:
+        return _usage("scancel", "[-Q] [-n NAME] [-u USER] [-t STATE] [--me] [ID...]")
+    quiet = "-Q" in given or "--quiet" in given
+    signal = given.get("-s", given.get("--signal"))
+    if signal is not None and signal.upper().removeprefix("SIG") not in (
+        "KILL",
+        "TERM",
+        "INT",
+        "9",
+        "15",
+        "2",
+    ):
+        raise UsageError(f"--signal={signal}: hyper stops jobs; it sends no other signal")
+    words = [dialect.job_word(w) for w in dialect.split_words(rest)]
+    name = given.get("-n", given.get("--name", given.get("--jobname")))
+    users = given.get("-u", given.get("--user"))
+    state = given.get("-t", given.get("--state"))
+    partition = given.get("-p", given.get("--partition"))
+    if not (words or name or users or state or partition or "--me" in given):
+        raise UsageError("No job identification provided")
+    if users is not None and not dialect.is_me(users):
+        return 0
+    from qtools.common import connect
+
+    code = 0
+    with connect(host) as client:
+        missing: list[str] = []
+        if words:
+            jobs, missing = dialect.fetch_named(client, words, collapse=True)
+        else:
+            jobs = dialect.fetch_all(client, finished=False, collapse=False, queue=partition)
+        if name is not None:
+            jobs = [job for job in jobs if job["name"] in name.split(",")]
+        if partition is not None:
+            jobs = [job for job in jobs if job["queue"] in partition.split(",")]
+        if state is not None:
+            wanted = states.slurm_states(state)
+            jobs = [job for job in jobs if job["status"] in wanted]
+        chosen = [dialect.display_id(job) for job in jobs if not states.finished(job)]
+        if chosen:
+            client.change("cancel", {"ids": chosen})
+        for job in jobs:
+            if states.finished(job) and words and not quiet:
+                sys.stderr.write(
+                    f"scancel: error: Kill job error on job id {slurm_id(job)}:"
+                    " Job/step already completing or completed\n"
+                )
+                code = SLURM_ERROR
+        for word in missing:
+            if not quiet:
+                sys.stderr.write(
+                    f"scancel: error: Kill job error on job id {word}: Invalid job id specified\n"
+                )
+            code = SLURM_ERROR
+    return code
+
+
+# ---- sacct ----------------------------------------------------------------------------
+
+SACCT_DEFAULT = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
+SACCT_BRIEF = "JobID,State,ExitCode"
+SACCT_WIDTHS = {
+    "jobid": 12,
+    "jobidraw": 12,
+    "jobname": 10,
+    "partition": 10,
+    "account": 10,
+    "alloccpus": 10,
+    "state": 10,
+    "exitcode": 8,
+    "elapsed": 10,
+    "start": 19,
+    "end": 19,
+    "submit": 19,
+    "user": 9,
+    "nodelist": 15,
+    "workdir": 20,
+}
+
+
+def _parse_time(text: str) -> float:
+    """sacct's -S/-E: YYYY-MM-DD[THH:MM[:SS]], HH:MM[:SS], now[-N[units]]."""
+    text = text.strip()
+    now = time.time()
+    match = re.fullmatch(r"now(?:-([0-9]+)(seconds|minutes|hours|days|weeks)?)?", text, re.I)
+    if match:
+        amount = int(match.group(1) or 0)
+        unit = (match.group(2) or "seconds").lower()
+        seconds = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+        return now - amount * seconds[unit]
+    for form in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%m/%d/%y"):
+        try:
+            return time.mktime(time.strptime(text, form))
+        except ValueError:
+            continue
+    match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?", text)
+    if match:
+        today = time.localtime(now)
+        return time.mktime(
+            (
+                today.tm_year,
+                today.tm_mon,
+                today.tm_mday,
+                int(match.group(1)),
+                int(match.group(2)),
+                int(match.group(3) or 0),
+                0,
+                0,
+                -1,
+            )
+        )
+    raise UsageError(f"invalid time specification: {text}")
+
+
+def sacct(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    flags = {
+        "-X",
+        "--allocations",
+        "-n",
+        "--noheader",
+        "-P",
+        "--parsable2",
+        "-p",
+        "--parsable",
+        "-b",
+        "--brief",
+        "-a",
+        "--allusers",
+        "-L",
+        "--allclusters",
+        "-l",
+        "--long",
+        "--json",
+        "--yaml",
+        "-D",
+        "--duplicates",
+        "-v",
+        "--verbose",
+        "--help",
+        "--usage",
+        "-e",
+        "--helpformat",
+    }
+    valued = {
+        "--jobs",
+        "--format",
+        "--state",
+        "--starttime",
+        "--endtime",
+        "--user",
+        "--partition",
+        "--name",
+        "--clusters",
+        "--accounts",
+        "--delimiter",
+        "--gid",
+        "--group",
+        "--nodelist",
+        "--qos",
+        "--uid",
+        "--wckeys",
+    }
+    options, rest = _options(argv, valued, flags, set("jorsSEuMAcCfFgiIkKNqTW"))
+    if rest:
+        raise UsageError(f"Unrecognized option: {rest[0]}")
+    given: dict[str, str] = {}
+    formats: list[str] = []
+    for option, value in options:
+        if option in ("-o", "--format"):
+            formats.append(value or "")
+        given[option] = value if value is not None else ""
+    if "--help" in given or "--usage" in given:
+        return _usage("sacct", "[-j IDS] [-X] [-n] [-P] [-o FIELDS] [-S TIME] [--json]")
+    if "-e" in given or "--helpformat" in given:
+        known = sorted({*SACCT_WIDTHS, "state", "exitcode", "reason", "timelimit"})
+        sys.stdout.write(" ".join(known) + "\n")
+        return 0
+    ids = dialect.split_words([v for k, v in options if k in ("-j", "--jobs") and v], r"[,\s]+")
+    words = [dialect.job_word(w) for w in ids]
+    state_names = given.get("-s", given.get("--state"))
+    names = given.get("--name")
+    users = given.get("-u", given.get("--user"))
+    partitions = given.get("-r", given.get("--partition"))
+    from qtools.common import connect
+
+    with connect(host) as client:
+        if words:
+            jobs, _missing = dialect.fetch_named(client, words, collapse=False)
+            jobs = [job for job in jobs if job.get("kind") != "array"]
+        else:
+            since_text = given.get("-S", given.get("--starttime"))
+            if since_text is not None:
+                since = _parse_time(since_text)
+            else:
+                today = time.localtime()
+                since = time.mktime((today.tm_year, today.tm_mon, today.tm_mday, 0, 0, 0, 0, 0, -1))
+            jobs = [
+                job
+                for job in dialect.fetch_all(client, finished=True, collapse=False)
+                if float(job.get("created") or 0) >= since
+                or float(job.get("ended") or time.time()) >= since
+            ]
+            end_text = given.get("-E", given.get("--endtime"))
+            if end_text is not None:
+                until = _parse_time(end_text)
+                jobs = [job for job in jobs if float(job.get("created") or 0) <= until]
+    if state_names:
+        wanted = states.slurm_states(state_names)
+        jobs = [job for job in jobs if job["status"] in wanted]
+    if names is not None:
+        jobs = [job for job in jobs if job["name"] in names.split(",")]
+    if partitions is not None:
+        jobs = [job for job in jobs if job["queue"] in partitions.split(",")]
+    if users is not None and not dialect.is_me(users):
+        jobs = []
+    if "--json" in given:
+        sys.stdout.write(json.dumps(_json(jobs, "sacct"), indent=2) + "\n")
+        return 0
+    spec = (
+        ",".join(formats)
+        if formats
+        else (SACCT_BRIEF if "-b" in given or "--brief" in given else SACCT_DEFAULT)
+    )
+    columns: list[tuple[str, str, int]] = []
+    for item in spec.replace(" ", ",").split(","):
+        if not item:
+            continue
+        name, _, width = item.partition("%")
+        key = name.lower()
+        Fields(PROBE, "").value(key)  # refuses a field it does not know
+        size = int(width) if width.isdigit() else SACCT_WIDTHS.get(key, 10)
+        columns.append((name, key, size))
+    server = _server()
+    rows = [[Fields(job, server).value(key) for _, key, _ in columns] for job in jobs]
+    header = not ("-n" in given or "--noheader" in given)
+    out = []
+    parsable = {"-P", "--parsable2", "-p", "--parsable"} & set(given)
+    delimiter = given.get("--delimiter", "|") if parsable else None
+    if delimiter is not None:
+        trailing = "|" if {"-p", "--parsable"} & set(given) else ""
+        lines = ([[name for name, _, _ in columns]] if header else []) + rows
+        out = [delimiter.join(row) + trailing + "\n" for row in lines]
+    else:
+        if header:
+            out.append(" ".join(n[:w].rjust(w) for n, _, w in columns) + " \n")
+            out.append(" ".join("-" * w for _, _, w in columns) + " \n")
+        for row in rows:
+            cells = []
+            for (_, _, size), text in zip(columns, row, strict=True):
+                cut = text if len(text) <= size else text[: size - 1] + "+"
+                cells.append(cut.rjust(size))
+            out.append(" ".join(cells) + " \n")
+    sys.stdout.write("".join(out))
+    return 0
+
+
+# ---- scontrol -------------------------------------------------------------------------
+
+
+def scontrol(argv: list[str]) -> int:
+    argv, host = _host_option(argv)
+    oneliner = False
+    words = []
+    for word in argv:
+        if word in ("-o", "--oneliner"):
+            oneliner = True
+        elif word in ("-d", "--details", "-Q", "--quiet", "-v"):
+            continue
+        else:
+            words.append(word)
+    if not words or words[0] in ("-h", "--help", "help"):
+        return _usage("scontrol", "show job [ID] | hold ID... | release ID... | requeue ID...")
+    verb = words[0].lower()
+    from qtools.common import connect
+
+    if verb in ("hold", "uhold", "release", "requeue"):
+        targets = [dialect.job_word(w) for w in dialect.split_words(words[1:])]
+        if not targets:
+            raise UsageError(f"{verb}: give job ids")
+        action = {"hold": "hold", "uhold": "hold", "release": "release"}.get(verb)
+        if action is None:
+            raise UsageError(
+                "requeue: hyper retries a failed job by its retries; it does not requeue on demand"
+            )
+        with connect(host) as client:
+            client.change(action, {"ids": targets})
+        return 0
+    if verb != "show" or len(words) < 2 or words[1].lower() not in ("job", "jobs", "jobid"):
+        raise UsageError(
+            f"invalid entity: {' '.join(words[:2])} for keyword: {words[0]}"
+            " (hyper shows jobs: scontrol show job [ID])"
+        )
+    targets = [dialect.job_word(w) for w in dialect.split_words(words[2:])]
+    with connect(host) as client:
+        if targets:
+            jobs, missing = dialect.fetch_named(client, targets, collapse=False)
+            jobs = [job for job in jobs if job.get("kind") != "array"]
+            if missing:
+                sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
+                return SLURM_ERROR
+        else:
+            since = time.time() - MIN_JOB_AGE
+            jobs = dialect.fetch_all(client, finished=True, collapse=False, since=since)
+    if not jobs:
+        sys.stdout.write("No jobs in the system\n")
+        return 0
+    sys.stdout.write("\n".join(_show(job, oneliner) for job in jobs))
+    return 0
+
+
+def _show(job: dict[str, Any], oneliner: bool) -> str:
+    fields = Fields(job, _server())
+    v = fields.value
+    me = dialect.user()
+    uid = v("uid")
+    array = ""
+    if job.get("array_id") is not None:
+        array = f" ArrayJobId={job['array_id']} ArrayTaskId={job['array_index']}"
+    groups = [
+        [f"JobId={job['id']}{array}", f"JobName={job['name']}"],
+        [f"UserId={me}({uid})", f"GroupId={me}({uid})", "MCS_label=N/A"],
+        [f"Priority={v('priority')}", "Nice=0", "Account=(null)", "QOS=normal"],
+        [f"JobState={v('state')}", f"Reason={v('reason')}", "Dependency=(null)"],
+        [
+            f"Requeue={1 if job.get('retries') else 0}",
+            f"Restarts={max(0, int(job.get('attempt') or 0) - 1)}",
+            "BatchFlag=1",
+            "Reboot=0",
+            f"ExitCode={v('exitcode')}",
+        ],
+        [f"RunTime={v('elapsed')}", f"TimeLimit={v('timelimit')}", "TimeMin=N/A"],
+        [f"SubmitTime={v('submit')}", f"EligibleTime={v('submit')}"],
+        [f"StartTime={v('start')}", f"EndTime={v('end')}", "Deadline=N/A"],
+        [f"Partition={job['queue']}", f"AllocNode:Sid={fields.server}:0"],
+        [f"NodeList={fields.server if job.get('started') else '(null)'}"],
+        ["NumNodes=1", "NumCPUs=1", "NumTasks=1", "CPUs/Task=1"],
+        [f"Command={job['name']}"],
+        [f"WorkDir={v('workdir')}"],
+        [f"StdErr={v('stderr')}"],
+        ["StdIn=/dev/null"],
+        [f"StdOut={v('stdout')}"],
+    ]
+    if job.get("reason"):
+        groups.insert(4, [f"Comment={job['reason']}"])
+    if oneliner:
+        return " ".join(" ".join(group) for group in groups) + "\n"
+    first, *others = groups
+    return " ".join(first) + "\n" + "".join("   " + " ".join(g) + "\n" for g in others)
+
+
+# ---- entry points ---------------------------------------------------------------------
+
+
+def _entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
+    def main(argv: list[str] | None = None) -> int:
+        words = sys.argv[1:] if argv is None else argv
+        return run(prog, lambda: body(words))
+
+    return main
+
+
+sbatch_main = _entry("sbatch", sbatch)
+squeue_main = _entry("squeue", squeue)
+scancel_main = _entry("scancel", scancel)
+sacct_main = _entry("sacct", sacct)
+scontrol_main = _entry("scontrol", scontrol)
+COMMANDS = {
+    "sbatch": sbatch_main,
+    "squeue": squeue_main,
+    "scancel": scancel_main,
+    "sacct": sacct_main,
+    "scontrol": scontrol_main,
+}

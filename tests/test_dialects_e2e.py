@@ -1,0 +1,123 @@
+"""The PBS, LSF and Slurm commands against a real local host, as tools type them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import LocalHost
+from tests.helpers.dialects import DEF, ok, sh, unfinished
+
+pytestmark = pytest.mark.e2e
+
+
+def test_lsf_commands(local: LocalHost) -> None:
+    """bsub prints "Job <1234> is submitted to queue <normal>." (LSF's bsub reference);
+    bjobs -o "jobid stat" and -json as LSF documents them; bkill, bpeek, bhist."""
+    local.script("ok.sh", f"#!/bin/bash\n#BSUB -q sample-queue-1\n{DEF}echo out $LSB_JOBID\n")
+    local.script("bad.sh", f"#!/bin/bash\n#BSUB -q sample-queue-1\n{DEF}exit 6\n")
+    said = ok(local, "bsub < ok.sh")
+    match = re.fullmatch(r"Job <([0-9]+)> is submitted to queue <sample-queue-1>\.\n", said)
+    assert match, said
+    good = match.group(1)
+    # options on the command line win over the script's #BSUB lines; -K waits
+    waited = sh(local, "bsub -K -J named -q sample-queue-1 -n 4 bad.sh")
+    assert waited.code == 6, waited
+    bad = re.findall(r"Job <([0-9]+)>", waited.out)[0]
+    assert "-n 4" in waited.err and "line 6" not in waited.err  # the option, not a line
+    local.wait_finished(good)
+    lines = ok(local, f"bjobs -noheader -o 'jobid stat exit_code' {good} {bad}").split("\n")
+    assert [line.split() for line in lines if line] == [[good, "DONE"], [bad, "EXIT", "6"]]
+    assert local.job(bad)["name"] == "named"
+    document = json.loads(ok(local, f"bjobs -o 'JOBID STAT EXIT_REASON' -json -a {good}"))
+    assert document["RECORDS"] == [{"JOBID": good, "STAT": "DONE", "EXIT_REASON": ""}]
+    assert "Done successfully" in ok(local, f"bjobs -l {good}")
+    unknown = sh(local, "bjobs 999999")
+    assert (unknown.code, unknown.err) == (255, "Job <999999> is not found\n")
+    # a running job: bpeek shows its output; bkill stops it; a second bkill is refused
+    local.script("long.sh", f"#!/bin/bash\n#BSUB -q sample-queue-1\n{DEF}echo started\nsleep 60\n")
+    long = re.findall(r"Job <([0-9]+)>", ok(local, "bsub long.sh"))[0]
+    local.wait_for(lambda: "started" in sh(local, f"bpeek {long}").out, 60, "bpeek output")
+    assert ok(local, f"bpeek {long}").startswith("<< output from stdout >>\nstarted\n")
+    assert "RUN" in ok(local, "bjobs -noheader")
+    assert ok(local, f"bkill {long}") == f"Job <{long}> is being terminated\n"
+    local.wait_finished(long)
+    again = sh(local, f"bkill {long}")
+    assert again.code == 255 and "Job has already finished" in again.err
+    assert ok(local, f"bjobs -noheader -o stat {long}").strip() == "EXIT"
+    assert "Summary of time in seconds" in ok(local, f"bhist {good}")
+    assert unfinished(local) == []
+
+
+def test_slurm_commands(local: LocalHost) -> None:
+    """sbatch prints "Submitted batch job N" (--parsable: "N"); squeue -h -o "%i %t";
+    sacct -X -P -n -o JobID,State,ExitCode ("|" delimited without a "|" at the end);
+    scancel; scontrol show job."""
+    body = "echo got $1 $2 $SLURM_JOB_ID\nexit ${3:-0}\n"
+    local.script("args.sh", f"#!/bin/bash\n#SBATCH -p sample-queue-1\n{DEF}{body}")
+    first = ok(local, "sbatch args.sh 'a b' c")
+    assert re.fullmatch(r"Submitted batch job [0-9]+\n", first)
+    good = first.split()[-1]
+    # warnings come before the id, so a tool reading both streams finds the id last
+    merged = ok(local, "sbatch --parsable -J failing -n 2 --mem=1G args.sh x y 5 2>&1")
+    assert merged.splitlines()[-1].isdigit() and "--mem=1G" in merged
+    bad = merged.splitlines()[-1]
+    local.wait_finished(good)
+    local.wait_finished(bad)
+    assert "got a b c" in local.ok("qlog", good)
+    rows = ok(local, f"sacct -X -n -P -o JobID,State,ExitCode,JobName -j {good},{bad}")
+    assert rows == f"{good}|COMPLETED|0:0|args.sh\n{bad}|FAILED|5:0|failing\n"
+    assert ok(local, f"sacct -X --noheader --format=jobid,state%20 --job '{bad}'").split() == [
+        bad, "FAILED"]  # fmt: skip
+    assert ok(local, f"squeue -h -t all -o '%i %t' -j {good},{bad}") == f"{good} CD\n{bad} F\n"
+    # a waiting job, held: squeue sees it pending; scancel ends it
+    held = ok(local, "sbatch --parsable -H args.sh").strip()
+    assert ok(local, f"squeue -h -o '%i %t %r' -j {held}") == f"{held} PD JobHeldUser\n"
+    assert held in ok(local, "squeue --me -h -o %i")
+    listed = json.loads(ok(local, f"squeue --json -j {held}"))["jobs"]
+    assert [(j["job_id"], j["job_state"]) for j in listed] == [(int(held), ["PENDING"])]
+    shown = ok(local, f"scontrol show job {held}")
+    assert shown.startswith(f"JobId={held} ") and "JobState=PENDING Reason=JobHeldUser" in shown
+    ok(local, f"scancel {held}")
+    local.wait_finished(held)
+    assert ok(local, f"sacct -n -X -P -o State -j {held}") == "CANCELLED\n"
+    refused = sh(local, f"scancel {held}")
+    assert refused.code == 1 and "already completing or completed" in refused.err
+    assert sh(local, f"scancel -Q {held}").code == 0
+    assert unfinished(local) == []
+
+
+def test_pbs_forms(local: LocalHost) -> None:
+    """qstat ID... (Torque's table), qstat -x -f -F json ID... (PBS Pro's shape), qdel with
+    PBS ids; Cyclone's `qstat -f STATUS` and `qstat -i` keep working beside them."""
+    local.script("ok.sh", f"#!/bin/bash\n#PBS -q sample-queue-1\n{DEF}echo hi\n")
+    local.script("bad.sh", f"#!/bin/bash\n#PBS -q sample-queue-1\n{DEF}exit 9\n")
+    good = local.ok("qsub", "ok.sh").strip()
+    bad = local.ok("qsub", "bad.sh").strip()
+    held = local.ok("qsub", "-h", "ok.sh").strip()
+    local.wait_finished(good)
+    local.wait_finished(bad)
+    table = ok(local, f"qstat {good} {bad} {held}").splitlines()
+    assert table[0].split()[:3] == ["Job", "ID", "Name"]
+    assert [(row.split()[0], row.split()[4]) for row in table[2:]] == [
+        (good, "F"), (bad, "F"), (held, "H")]  # fmt: skip
+    document = json.loads(ok(local, f"qstat -x -f -F json {good} {bad} {held}"))
+    found = {key: (v["job_state"], v.get("Exit_status")) for key, v in document["Jobs"].items()}
+    assert found == {good: ("F", 0), bad: ("F", 9), held: ("H", None)}
+    assert f"Job Id: {bad}\n" in ok(local, f"qstat -fx {bad}")
+    missing = sh(local, "qstat 999999")
+    assert missing.code == 153 and missing.err == "qstat: Unknown Job Id 999999\n"
+    assert ok(local, "qstat -u nobody-here") == ""
+    assert [line.split()[0] for line in ok(local, "qstat -u root,$(id -un)").splitlines()[2:]] == [
+        held]  # fmt: skip
+    # Cyclone's forms, unchanged
+    cyclone = ok(local, "qstat -f Failed")
+    assert cyclone.splitlines()[0].split()[:2] == ["ID", "NAME"] and f"\n{bad} " in cyclone
+    fields = ok(local, f"qstat -i {good} -i {bad}")
+    assert "exit_code        9" in fields and "'" not in fields and "{" not in fields
+    ok(local, f"qdel {held}.server")
+    local.wait_finished(held)
+    assert json.loads(ok(local, f"qstat -x -f -F json {held}"))["Jobs"][held]["Exit_status"] == 265
+    assert unfinished(local) == []
