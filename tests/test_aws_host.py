@@ -187,3 +187,13 @@ def test_an_aws_host_in_an_existing_vpc_uses_the_subnets_given(
     )
     variables = function["Environment"]["Variables"]
     assert (variables["HYPER_HOST_VPC"], variables["HYPER_HOST_SUBNETS"]) == (vpc, chosen)
+
+
+def test_the_api_key_is_letters_and_digits_as_api_gateway_documents() -> None:
+    """API Gateway takes a key of 20 to 128 alphanumeric characters; `-` and `_` (which
+    token_urlsafe gives) are not among them."""
+    from hyper.providers.aws.host import new_api_key
+
+    keys = {new_api_key() for _ in range(200)}
+    assert len(keys) == 200
+    assert all(k.isascii() and k.isalnum() and 20 <= len(k) <= 128 for k in keys)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import string
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -148,11 +149,20 @@ def _api_key_secret(host_name: str, region: str, log: Log) -> str:
         made = client.create_secret(
             Name=_secret_name(host_name),
             Description=f"the API key of hyper host {host_name}",
-            SecretString=secrets.token_urlsafe(32),
+            SecretString=new_api_key(),
             Tags=[{"Key": templates.HOST_TAG, "Value": host_name}],
         )
     log(f"made the secret {_secret_name(host_name)} holding the host's API key")
     return str(made["ARN"])
+
+
+API_KEY_ALPHABET = string.ascii_letters + string.digits
+API_KEY_LENGTH = 40  # API Gateway takes 20 to 128 alphanumeric characters; ~238 bits
+
+
+def new_api_key() -> str:
+    """A new API key: only letters and digits, as API Gateway documents a key's value."""
+    return "".join(secrets.choice(API_KEY_ALPHABET) for _ in range(API_KEY_LENGTH))
 
 
 def _code_bucket(account: str, region: str, log: Log) -> str:

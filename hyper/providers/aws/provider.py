@@ -40,6 +40,7 @@ class AwsProvider:
         secret_arn: str,
         host_vpc: str | None = None,
         host_subnets: Sequence[str] = (),
+        patience: batch.Patience | None = None,
     ) -> None:
         self.store = store
         self.host_name = host_name
@@ -47,6 +48,7 @@ class AwsProvider:
         self.host_vpc = host_vpc  # a CIDR or vpc-id, for regions that reuse the host's
         self.host_subnets = tuple(host_subnets)  # in that vpc-id: where workers go
         self.names = worker_names(host_name)
+        self.patience = patience or batch.Patience()  # how long to wait for AWS to settle
 
     # what exists -------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class AwsProvider:
             roles = batch.ensure_cluster_roles(spec, self.names, log)
             for region in self.active_regions():
                 batch.deploy_cluster(region.name, spec, self.network(region.name), roles,
-                                     self.names, log)  # fmt: skip
+                                     self.names, log, patience=self.patience)  # fmt: skip
             return spec
         if isinstance(spec, QueueSpec):
             weights = spec.region_distribution_weights
@@ -107,7 +109,7 @@ class AwsProvider:
                                     spec.name, log)  # fmt: skip
         elif isinstance(spec, ClusterSpec):
             for region in regions:
-                batch.delete_cluster(region, spec, self.names, log)
+                batch.delete_cluster(region, spec, self.names, log, patience=self.patience)
             batch.delete_cluster_roles(spec, self.names, log)
         elif isinstance(spec, ImageSpec):
             for region in regions:

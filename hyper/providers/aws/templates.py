@@ -67,6 +67,19 @@ INTERFACE_ENDPOINTS = [
     "ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "secretsmanager", "sts",
 ]  # fmt: skip
 GATEWAY_ENDPOINTS = ["s3", "dynamodb"]
+# what the deploy function does to the roles and instance profiles it makes (batch.py);
+# tests/test_aws_permissions.py checks each call it makes against these
+ROLE_ACTIONS = [
+    "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:TagRole",
+    "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies",
+    "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole", "iam:PutRolePermissionsBoundary",
+]  # fmt: skip
+PROFILE_ACTIONS = [
+    "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
+    "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
+    "iam:RemoveRoleFromInstanceProfile",
+]  # fmt: skip
 
 
 # small helpers that keep the templates readable ------------------------------------------
@@ -100,8 +113,10 @@ def tags(host_name: str, name: str | None = None) -> list[Json]:
     return found
 
 
-def statement(actions: list[str], resources: list[Any] | str) -> Json:
-    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+def statement(actions: list[str], resources: list[Any] | str, sid: str = "", **more: Any) -> Json:
+    """An Allow statement; `sid` names it (docs/aws.md says which one grants each call)."""
+    found: Json = {"Sid": sid} if sid else {}
+    return {**found, "Effect": "Allow", "Action": actions, "Resource": resources, **more}
 
 
 def logical_id(text: str) -> str:
@@ -430,11 +445,15 @@ def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
         if _has_indexes(definition):
             table_arns.append(sub("${" + lid + ".Arn}/index/*"))
     return [
-        statement(TABLE_ACTIONS, table_arns),
-        statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [sub("${Bucket.Arn}/*")]),
-        statement(["s3:ListBucket"], [get_att("Bucket", "Arn")]),
-        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att(logs, "Arn")]),
-        statement(["secretsmanager:GetSecretValue"], [ref(SECRET_PARAMETER)]),
+        statement(TABLE_ACTIONS, table_arns, "HostTables"),
+        statement(
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            [sub("${Bucket.Arn}/*")],
+            "HostBucketObjects",
+        ),
+        statement(["s3:ListBucket"], [get_att("Bucket", "Arn")], "HostBucket"),
+        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att(logs, "Arn")], "OwnLogs"),
+        statement(["secretsmanager:GetSecretValue"], [ref(SECRET_PARAMETER)], "ApiKeySecret"),
     ]
 
 
@@ -457,15 +476,17 @@ def _function_role(
         statement(
             ["batch:SubmitJob"],
             [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
+            "SubmitWorkers",
         ),
-        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")]),
+        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")], "StopWorkers"),
         statement(
             ["lambda:InvokeFunction"],
             [sub(functions + function_name(host_name)), sub(functions + deployer)],
+            "InvokeHostFunctions",
         ),
         # these take no resource narrower than "*"
-        statement(["batch:DescribeJobs", "batch:ListJobs"], "*"),
-        statement(["ec2:GetSpotPlacementScores"], "*"),
+        statement(["batch:DescribeJobs", "batch:ListJobs"], "*", "ReadWorkers"),
+        statement(["ec2:GetSpotPlacementScores"], "*", "SpotPlacementScores"),
     ]
     return _lambda_role(f"the API function of hyper host {host_name}", statements, host_name)
 
@@ -484,37 +505,21 @@ def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | No
     repositories = arn("ecr", f"repository/{batch_prefix or 'hyper'}/*")
     statements = [
         *_store_statements(tables, "DeployFunctionLogs"),
-        statement(["cloudformation:*"], [stacks]),
+        statement(["cloudformation:*"], [stacks], "HostStacks"),
         statement(
             ["batch:*"],
             [
                 arn("batch", f"{kind}/{named}*")
                 for kind in ("compute-environment", "job-queue", "job-definition")
             ],
+            "HostBatch",
         ),
-        statement(["ecr:*"], [repositories]),
+        statement(["ecr:*"], [repositories], "HostRepositories"),
+        statement(ROLE_ACTIONS, [arn("iam", f"role/{named}*", "")], "HostRoles"),
         statement(
-            [
-                "iam:CreateRole",
-                "iam:DeleteRole",
-                "iam:GetRole",
-                "iam:TagRole",
-                "iam:PassRole",
-                "iam:PutRolePolicy",
-                "iam:DeleteRolePolicy",
-                "iam:GetRolePolicy",
-                "iam:AttachRolePolicy",
-                "iam:DetachRolePolicy",
-                "iam:ListAttachedRolePolicies",
-                "iam:ListRolePolicies",
-                "iam:CreateInstanceProfile",
-                "iam:DeleteInstanceProfile",
-                "iam:GetInstanceProfile",
-                "iam:AddRoleToInstanceProfile",
-                "iam:RemoveRoleFromInstanceProfile",
-            ],
-            [arn("iam", f"role/{named}*", ""), arn("iam", f"instance-profile/{named}*", "")],
+            PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
         ),
+        statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
         # these take no resource narrower than "*"
         statement(
             [
@@ -526,6 +531,7 @@ def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | No
                 "iam:CreateServiceLinkedRole",
             ],
             "*",
+            "NoNarrowerResource",
         ),
     ]
     return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
