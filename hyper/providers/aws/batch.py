@@ -57,7 +57,7 @@ from hyper.commands import run
 from hyper.errors import CommandFailed, DeployFailed, one_line
 from hyper.models import ClusterSpec, DefinitionSpec, ImageSpec, QueueSpec
 from hyper.providers import Log
-from hyper.providers.aws.calls import aws_client, error_code
+from hyper.providers.aws.calls import aws_client, error_code, error_message
 
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> a boto3 client
 
@@ -140,12 +140,17 @@ class Names:
 
 @dataclass(frozen=True)
 class Patience:
-    """How long to wait for Batch to settle a change, and how often to look."""
+    """How long to wait for Batch to settle a change, and how often to look; and, after
+    IAM made or changed a role, how long to give it to reach Batch and EC2 (IAM is
+    eventually consistent: a compute environment made with a role seconds old is often
+    refused, or settles INVALID) and how many times to try again."""
 
     timeout: float = 900.0
     interval: float = 5.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    propagation: float = 10.0  # after IAM's waiters saw the roles; doubled per retry
+    attempts: int = 4  # creations of a compute environment refused while IAM propagates
 
 
 def _wait(what: str, done: Callable[[], bool], patience: Patience) -> None:
@@ -171,11 +176,47 @@ _IAM_REGION = "us-east-1"  # IAM is global; its client needs some region
 
 @dataclass(frozen=True)
 class ClusterRoles:
-    """What a cluster's compute environments run as (ARNs)."""
+    """What a cluster's compute environments run as (ARNs). `fresh`: IAM made or changed
+    one of them just now, so Batch may not see it yet (`wait_for_roles`)."""
 
     service_role: str
     instance_profile: str
     spot_fleet_role: str | None = None
+    fresh: bool = False
+
+
+# what Batch and EC2 say while a new role or instance profile has not reached them
+IAM_NOT_YET = re.compile(
+    r"role|instance ?profile|not authori[sz]ed|assume|AccessDenied|iam", re.IGNORECASE
+)
+
+
+def _name_of(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def wait_for_roles(
+    roles: ClusterRoles, log: Log, *, clients: ClientFactory = aws_client, patience: Patience
+) -> None:
+    """When `roles` are fresh: IAM's own waiters until it shows each role and the
+    instance profile, then `patience.propagation` seconds for the other services."""
+    if not roles.fresh:
+        return
+    iam = clients("iam", _IAM_REGION)
+    config = {"Delay": max(1, int(patience.interval)), "MaxAttempts": 40}
+    if patience.interval == 0:
+        config["Delay"] = 0
+    try:
+        for role in (roles.service_role, roles.spot_fleet_role):
+            if role:
+                iam.get_waiter("role_exists").wait(RoleName=_name_of(role), WaiterConfig=config)
+        iam.get_waiter("instance_profile_exists").wait(
+            InstanceProfileName=_name_of(roles.instance_profile), WaiterConfig=config
+        )
+    except Exception as error:
+        raise _aws_failed("waiting for IAM to show the cluster's roles", error) from None
+    log(f"new IAM roles: giving them {patience.propagation:g} s to reach Batch and EC2")
+    patience.sleep(patience.propagation)
 
 
 def _trust(service: str) -> str:
@@ -208,9 +249,12 @@ def _ensure_role(
     tags: Mapping[str, str],
     log: Log,
     inline: Mapping[str, dict[str, Any]] | None = None,
+    changed: list[str] | None = None,
 ) -> str:
     """The role `name`, trusted by `service`, with exactly `policies` attached and the
-    given inline policies; created when absent. Returns its ARN."""
+    given inline policies; created when absent. Returns its ARN; a role created or
+    given new policies is added to `changed`."""
+    fresh = False
     try:
         arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
     except Exception as error:
@@ -225,6 +269,7 @@ def _ensure_role(
             )["Role"]["Arn"]
         )
         log(f"created role {name}")
+        fresh = True
     partition = arn.split(":")[1]
     wanted = {_policy_arn(p, partition) for p in policies}
     attached = {
@@ -232,6 +277,7 @@ def _ensure_role(
         for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
         for p in page["AttachedPolicies"]
     }
+    fresh = fresh or bool(wanted - attached)
     for policy in sorted(wanted - attached):
         try:
             iam.attach_role_policy(RoleName=name, PolicyArn=policy)
@@ -243,6 +289,8 @@ def _ensure_role(
         iam.put_role_policy(
             RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
         )
+    if fresh and changed is not None:
+        changed.append(name)
     return arn
 
 
@@ -279,6 +327,7 @@ def ensure_cluster_roles(
     """The roles a cluster's compute environments need, created when absent."""
     iam = clients("iam", _IAM_REGION)
     tags = names.tags(cluster=cluster.name)
+    changed: list[str] = []
     service = _ensure_role(
         iam,
         names.service_role(),
@@ -286,6 +335,7 @@ def ensure_cluster_roles(
         [_BATCH_SERVICE_POLICY],
         names.tags(),
         log,
+        changed=changed,
     )
     instance_role = names.instance_role(cluster.name)
     _ensure_role(
@@ -295,6 +345,7 @@ def ensure_cluster_roles(
         [_ECS_INSTANCE_POLICY, *cluster.iam_policies],
         tags,
         log,
+        changed=changed,
     )
     try:
         profile = iam.get_instance_profile(InstanceProfileName=instance_role)["InstanceProfile"]
@@ -308,6 +359,7 @@ def ensure_cluster_roles(
         log(f"created instance profile {instance_role}")
     if not any(r["RoleName"] == instance_role for r in profile.get("Roles", [])):
         iam.add_role_to_instance_profile(InstanceProfileName=instance_role, RoleName=instance_role)
+        changed.append(instance_role)
     spot_fleet = None
     if _spot_fleet_needed(cluster):
         spot_fleet = _ensure_role(
@@ -317,8 +369,9 @@ def ensure_cluster_roles(
             [_SPOT_FLEET_POLICY],
             names.tags(),
             log,
+            changed=changed,
         )
-    return ClusterRoles(service, str(profile["Arn"]), spot_fleet)
+    return ClusterRoles(service, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
 
 
 def delete_cluster_roles(
@@ -502,20 +555,23 @@ def deploy_cluster(
     shares = split_vcpus(cluster.max_vcpus, cluster.compute_envs)
     wanted = [names.compute_env(cluster.name, n + 1) for n in range(len(shares))]
     every = [names.compute_env(cluster.name, n + 1) for n in range(MAX_COMPUTE_ENVS)]
+    wait_for_roles(roles, log, clients=clients, patience=patience)
     try:
         existing = _compute_envs(batch, every)
+        created: dict[str, dict[str, Any]] = {}
         for name, vcpus in zip(wanted, shares, strict=True):
             resources = compute_resources(cluster, vcpus, network, roles, image_id)
             env = existing.get(name)
             if env is None:
-                batch.create_compute_environment(
-                    computeEnvironmentName=name,
-                    type="MANAGED",
-                    state="ENABLED",
-                    computeResources=resources,
-                    serviceRole=roles.service_role,
-                    tags=names.tags(cluster=cluster.name),
-                )
+                created[name] = {
+                    "computeEnvironmentName": name,
+                    "type": "MANAGED",
+                    "state": "ENABLED",
+                    "computeResources": resources,
+                    "serviceRole": roles.service_role,
+                    "tags": names.tags(cluster=cluster.name),
+                }
+                _create_env(batch, region, created[name], roles, patience, log)
                 log(f"{region}: created compute environment {name} ({vcpus} vCPUs)")
                 continue
             _wait(f"compute environment {name}", _settled_envs(batch, region, [name]), patience)
@@ -531,11 +587,7 @@ def deploy_cluster(
                     f"{region}: {name} keeps its {', '.join(kept)}: delete and re-create the "
                     "cluster to change them"
                 )
-        _wait(
-            f"the compute environments of {cluster.name} in {region}",
-            _settled_envs(batch, region, wanted, invalid_fails=True),
-            patience,
-        )
+        _settle_created(batch, region, cluster.name, wanted, created, roles, patience, log)
         envs = _compute_envs(batch, wanted)
         order = [
             {"order": n + 1, "computeEnvironment": envs[name]["computeEnvironmentArn"]}
@@ -572,6 +624,77 @@ def deploy_cluster(
         str(queue["jobQueueArn"]),
         tuple(envs[name]["computeEnvironmentArn"] for name in wanted),
     )
+
+
+def _iam_not_yet(roles: ClusterRoles, reason: str) -> bool:
+    """Whether `reason` (Batch's) is IAM not having reached Batch yet, for fresh roles."""
+    return roles.fresh and bool(IAM_NOT_YET.search(reason))
+
+
+def _create_env(
+    batch: Any,
+    region: str,
+    request: dict[str, Any],
+    roles: ClusterRoles,
+    patience: Patience,
+    log: Log,
+) -> None:
+    """CreateComputeEnvironment, tried again (at most `patience.attempts` times, waiting
+    longer each time) while Batch refuses roles IAM made just now."""
+    for attempt in range(1, patience.attempts + 1):
+        try:
+            batch.create_compute_environment(**request)
+            return
+        except Exception as error:
+            said = error_message(error)
+            if attempt == patience.attempts or not _iam_not_yet(roles, said):
+                raise
+            wait = patience.propagation * 2**attempt
+            log(f"{region}: Batch does not see the new roles yet ({one_line(said)}); "
+                f"again in {wait:g} s")  # fmt: skip
+            patience.sleep(wait)
+
+
+def _settle_created(
+    batch: Any,
+    region: str,
+    cluster: str,
+    wanted: Sequence[str],
+    created: Mapping[str, dict[str, Any]],
+    roles: ClusterRoles,
+    patience: Patience,
+    log: Log,
+) -> None:
+    """Wait until the cluster's environments settle. One made just now with fresh roles
+    that settles INVALID for a reason of IAM's is deleted and made again, at most
+    `patience.attempts` times; any other INVALID fails the change with Batch's reason."""
+    for attempt in range(1, patience.attempts + 1):
+        try:
+            _wait(
+                f"the compute environments of {cluster} in {region}",
+                _settled_envs(batch, region, wanted, invalid_fails=True),
+                patience,
+            )
+            return
+        except DeployFailed:
+            if attempt == patience.attempts or not roles.fresh or not created:
+                raise
+            envs = _compute_envs(batch, list(created))
+            again = [
+                n for n, env in envs.items()
+                if env.get("status") == "INVALID"
+                and _iam_not_yet(roles, str(env.get("statusReason", "")))
+            ]  # fmt: skip
+            if not again:
+                raise
+            wait = patience.propagation * 2**attempt
+            for name in again:
+                log(f"{region}: {name} is INVALID while IAM propagates; making it again "
+                    f"in {wait:g} s")  # fmt: skip
+                _delete_compute_env(batch, region, name, lambda _: None, patience)
+            patience.sleep(wait)
+            for name in again:
+                batch.create_compute_environment(**created[name])
 
 
 def _unchanged_in_place(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
