@@ -79,6 +79,11 @@ class AwsProvider:
 
     # deploy and teardown -----------------------------------------------------
 
+    def check(self, kind: ResourceKind, spec: Spec) -> None:
+        """UsageError, before anything is recorded, for what AWS could never deploy."""
+        if isinstance(spec, RegionSpec) and spec.kind == "aws":
+            templates.check_new_network(spec)
+
     def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
         if isinstance(spec, RegionSpec):
             return self._region(spec, log)

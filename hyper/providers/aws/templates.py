@@ -11,7 +11,7 @@ Two stacks make an AWS host:
   a CloudWatch dashboard.
 - ``region_template``: the network a region's workers run in: the host's VPC or an
   existing one (their subnets and route tables looked up beforehand, see
-  ``stacks.lookup_vpc``), or a new VPC with public, isolated or NAT'ed private
+  ``stacks.lookup_vpc``), or a new VPC with public or NAT'ed private
   subnets; VPC endpoints; peering with the main region; a security group for workers.
   ``peering_routes_template`` adds the main region's side of a peering.
 
@@ -779,10 +779,13 @@ def region_template(
 
     - the VPC: `spec.vpc_id` (an existing VPC, described by `vpc`), else `spec.cidr` (a
       new VPC), else with `spec.import_vpc` the host's VPC (described by `vpc`);
-    - a new VPC's subnets: PUBLIC (workers get public addresses), PRIVATE_ISOLATED (no
-      way out but VPC endpoints) or PRIVATE_WITH_NAT (`spec.nat_gateways`, 1 to 3, NAT
-      gateways in public subnets; 3 spreads over three availability zones, otherwise
-      two). NAT gateways count only there;
+    - a new VPC's subnets: PUBLIC (workers get public addresses) or PRIVATE_WITH_NAT
+      (`spec.nat_gateways`, 1 to 3, NAT gateways in public subnets; 3 spreads over three
+      availability zones, otherwise two). NAT gateways count only there. Each subnet's
+      range depends only on its role and zone (`subnet_range`). PRIVATE_ISOLATED is
+      refused: workers must reach the host's public API, and endpoints do not lead there;
+    - an existing VPC's subnets must reach the API too (a NAT or an internet gateway):
+      that is the owner's to arrange;
     - endpoints: DATA_OPTIMISED adds S3 and DynamoDB gateway endpoints, FOR_PRIVATE_VPC
       also the interface endpoints Batch workers need without a way out;
     - `spec.peer_with_main_region`: a peering connection with `peer` and routes to it.
@@ -898,17 +901,39 @@ def _existing_network(vpc: ExistingVpc) -> _Network:
     )
 
 
-def _subnet_ranges(cidr: str, count: int) -> list[str]:
-    """`count` equal subnets of `cidr` (a power of two of them, the first `count` used)."""
+SUBNET_SLOTS = 8  # a new VPC is cut in eighths: public subnets first, private from the 5th
+PRIVATE_SLOT = 4
+
+
+def subnet_range(cidr: str, *, public: bool, zone: int) -> str:
+    """The range of a new VPC's subnet: the same for the same role and zone whatever
+    else the region asks (PUBLIC, NAT gateways, zones), so that an update never moves a
+    subnet onto addresses another one holds (CloudFormation makes the new one first)."""
     network = ipaddress.ip_network(cidr, strict=False)
     if network.version != 4:
         raise UsageError(f"{cidr}: give an IPv4 range")
     if not 16 <= network.prefixlen <= 28:
         raise UsageError(f"{cidr}: a VPC's range is between /16 and /28")
-    prefix = network.prefixlen + math.ceil(math.log2(count))
+    prefix = network.prefixlen + int(math.log2(SUBNET_SLOTS))
     if prefix > 28:
-        raise UsageError(f"{cidr} is too small for {count} subnets (each at least /28)")
-    return [str(s) for s in network.subnets(new_prefix=prefix)][:count]
+        raise UsageError(
+            f"{cidr} is too small for hyper's {SUBNET_SLOTS} subnet slots (each at least /28): "
+            f"give a /{28 - int(math.log2(SUBNET_SLOTS))} or larger"
+        )
+    slots = list(network.subnets(new_prefix=prefix))
+    return str(slots[zone + (0 if public else PRIVATE_SLOT)])
+
+
+def check_new_network(spec: RegionSpec) -> None:
+    """UsageError unless a new VPC as `spec` asks lets workers reach the host's API."""
+    if spec.cidr and not spec.vpc_id and spec.subnet_config == "PRIVATE_ISOLATED":
+        raise UsageError(
+            f"region {spec.name}: PRIVATE_ISOLATED subnets have no way to the host's API (a "
+            "public HTTPS endpoint), so its workers could take no job: choose "
+            "PRIVATE_WITH_NAT or PUBLIC"
+        )
+    if spec.cidr and not spec.vpc_id:
+        subnet_range(spec.cidr, public=True, zone=0)
 
 
 def _new_network(spec: RegionSpec, host_name: str) -> _Network:
@@ -918,12 +943,13 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
     if config == "PRIVATE_WITH_NAT" and nats < 1:
         raise UsageError(
             f"region {spec.name}: PRIVATE_WITH_NAT needs at least one NAT gateway "
-            "(or choose PRIVATE_ISOLATED with endpoints, or PUBLIC)"
+            "(or choose PUBLIC)"
         )
+    check_new_network(spec)
     zones = 3 if nats == 3 else 2
     public = config in ("PUBLIC", "PRIVATE_WITH_NAT")
     private = config != "PUBLIC"
-    ranges = iter(_subnet_ranges(spec.cidr, zones * (int(public) + int(private))))
+    subnet_range(spec.cidr, public=True, zone=0)  # the range is checked before anything
     cidr = str(ipaddress.ip_network(spec.cidr, strict=False))
 
     def name(suffix: str) -> list[Json]:
@@ -946,7 +972,7 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
             "AWS::EC2::Subnet",
             {
                 "VpcId": ref("Vpc"),
-                "CidrBlock": next(ranges),
+                "CidrBlock": subnet_range(cidr, public=is_public, zone=zone),
                 "AvailabilityZone": {"Fn::Select": [zone, {"Fn::GetAZs": ""}]},
                 "MapPublicIpOnLaunch": is_public,
                 "Tags": name(lid.lower()),
@@ -995,7 +1021,7 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
                 "Tags": name(f"nat{n}"),
             },
         )
-    if private and nats:
+    if private:
         for zone, lid in enumerate(private_subnets):
             subnet(lid, zone, False)
             table = f"PrivateRouteTable{zone}"
@@ -1015,17 +1041,6 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
                 {"SubnetId": ref(lid), "RouteTableId": ref(table)},
             )
             route_tables.append(ref(table))
-    elif private:
-        res["PrivateRouteTable"] = resource(
-            "AWS::EC2::RouteTable", {"VpcId": ref("Vpc"), "Tags": name("isolated")}
-        )
-        route_tables.append(ref("PrivateRouteTable"))
-        for zone, lid in enumerate(private_subnets):
-            subnet(lid, zone, False)
-            res[f"{lid}Routes"] = resource(
-                "AWS::EC2::SubnetRouteTableAssociation",
-                {"SubnetId": ref(lid), "RouteTableId": ref("PrivateRouteTable")},
-            )
     workers = private_subnets or public_subnets
     return _Network(
         vpc_id=ref("Vpc"),
