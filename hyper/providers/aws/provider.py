@@ -4,7 +4,8 @@
   return routes when it peers;
 - a cluster: compute environments and a job queue in every ACTIVE AWS region;
 - a queue: its cluster's job queue, checked in every region it weighs;
-- an image: an ECR repository in every ACTIVE region, built and pushed when docker can;
+- an image: an ECR repository in every ACTIVE region; the image is built and pushed
+  from the user's machine (``images.py``), never here;
 - a definition: a job definition in every ACTIVE region, with a job role that may read
   the host's API key.
 """
@@ -163,6 +164,9 @@ class AwsProvider:
         return spec
 
     def _image(self, spec: ImageSpec, log: Log) -> Spec:
+        """The image's repository in every ACTIVE region. Building and pushing happen on
+        the user's machine (`images.push_from_here`): this runs in Lambda, which has no
+        docker; the spec comes with the URI pushed to."""
         regions = [r.name for r in self.active_regions()]
         if spec.name == "native":
             log("the native image has no container: definitions on AWS need an image")
@@ -170,10 +174,15 @@ class AwsProvider:
         uri = ""
         for region in regions:
             uri = batch.deploy_repository(region, spec, self.names, log)
-        if spec.local_docker_image:
-            return batch.push_local_image(spec, regions, self.names, log)
-        if spec.local_build_directory:
-            return batch.build_and_push(spec, regions, self.names, log)
+        if spec.uri:
+            log(f"image {spec.name} is {spec.uri}")
+            return spec
+        if spec.local_build_directory or spec.local_docker_image:
+            raise DeployFailed(
+                f"image {spec.name}: an AWS host's images are built and pushed from your "
+                "machine (its functions have no docker): run hyper images add-image (or "
+                "replace-with-local-image) where docker runs, with your AWS credentials"
+            )
         if uri:
             log(f"repositories ready; push an image with replace-with-local-image ({uri})")
         return spec
