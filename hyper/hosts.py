@@ -270,10 +270,12 @@ def _move_data(host: HostConfig, new: Path) -> HostConfig:
     return host._replace(data_dir=str(new))
 
 
-def delete_host(name: str, *, keep_data: bool = False, log: Log = print) -> None:
+def delete_host(
+    name: str, *, keep_data: bool = False, backup: bool = True, log: Log = print
+) -> None:
     host = config.load_host(name)
     if host.provider == "aws":
-        _aws().delete_host(host, log)
+        _aws().delete_host(host, log, backup=backup)
     if host.provider == "local" and host.data_dir:
         import shutil
 

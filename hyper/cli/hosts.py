@@ -262,15 +262,26 @@ def delete_host(
     host: str = HostOption,
     keep_data: bool = typer.Option(False, "--keep-data", help="keep a local host's jobs and logs"),
     yes: bool = typer.Option(False, "--yes", "-y", help="delete without asking"),
+    backup: bool = typer.Option(
+        True, "--backup/--no-backup", help="an AWS host: back up its tables before deleting"
+    ),
 ) -> None:
-    """Stop a host and forget it; a local host's data is deleted unless --keep-data."""
+    """Stop a host and forget it; a local host's data is deleted unless --keep-data. An
+    AWS host is removed from every region (its tables backed up first unless --no-backup)."""
     target = config.load_host(_target(name, host))
     if target.provider == "local" and not keep_data and not yes:
         confirm(
             f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
             ["--yes (or --keep-data)"],
         )
-    hosts.delete_host(target.name, keep_data=keep_data, log=_say)
+    if target.provider == "aws" and not yes:
+        kept = "backed up first" if backup else "NOT backed up (--no-backup)"
+        confirm(
+            f"Delete AWS host {target.name!r} and everything it made in every region (jobs, "
+            f"logs, clusters, images, roles, networks); its tables are {kept}?",
+            ["--yes"],
+        )
+    hosts.delete_host(target.name, keep_data=keep_data, backup=backup, log=_say)
     typer.echo(f"deleted host {target.name!r}", err=True)
 
 

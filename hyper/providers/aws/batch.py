@@ -382,6 +382,14 @@ def delete_cluster_roles(
     _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log)
 
 
+def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_client) -> None:
+    """The roles every cluster of the host shares (Batch's service role, the spot fleet
+    role): once the host goes."""
+    iam = clients("iam", _IAM_REGION)
+    for name in (names.service_role(), names.spot_fleet_role()):
+        _delete_role(iam, name, log)
+
+
 def ensure_job_role(
     definition: DefinitionSpec,
     names: Names,

@@ -11,6 +11,7 @@ import contextlib
 import secrets
 import string
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -117,15 +118,90 @@ def credentials(
     )
 
 
-def delete_host(host: HostConfig, log: Log) -> None:
-    """Delete the host's stack (its tables, bucket and function) and its secret."""
+def delete_host(host: HostConfig, log: Log, *, backup: bool = True) -> list[str]:
+    """Delete everything the host made, in every region it knows, with the user's
+    credentials: definitions (job definitions and job roles), images (repositories),
+    clusters (job queues, compute environments, instance roles and profiles), the shared
+    Batch roles, each region's network stack (VPC, NAT gateways, endpoints, peering and
+    the main region's routes to it), then, after an on-demand backup of each table when
+    `backup`, the host stack (tables, bucket, functions, API, logs) and the key's secret.
+    Each step finds what is left, so a delete cut short can be run again. Returns the
+    ARNs of the backups made (they outlive the tables, and are billed, until deleted)."""
     region = _region_of(host)
+    stack = stacks.describe_stack(stacks.host_stack_name(host.name), region)
+    outputs = stacks.outputs_of(stack) if stack else {}
+    made: list[str] = []
+    if outputs:
+        _delete_resources(host, region, outputs, log)
+        if backup:
+            made = backup_tables(host, region, log)
     stacks.delete_stack(stacks.host_stack_name(host.name), region, log, empty_buckets=True)
     with aws_errors("deleting the host's API key"):
         client = boto3.client("secretsmanager", region_name=region)
         with contextlib.suppress(client.exceptions.ResourceNotFoundException):
             client.delete_secret(SecretId=_secret_name(host.name), ForceDeleteWithoutRecovery=True)
     log(f"deleted the secret {_secret_name(host.name)}")
+    return made
+
+
+def _delete_resources(host: HostConfig, region: str, outputs: dict[str, str], log: Log) -> None:
+    """What the host's deploy function made, as its resource records tell (whatever
+    their status: a FAILED change may have left something behind)."""
+    from hyper.models import SPECS, ClusterSpec, DefinitionSpec, ImageSpec, ResourceKind
+    from hyper.store.dynamodb import DynamoDBStore
+
+    store = DynamoDBStore(outputs.get("TablePrefix") or templates.table_prefix(host.name),
+                          region, outputs.get("BucketName"))  # fmt: skip
+    records = {
+        kind: [SPECS[kind].model_validate(r.spec) for r in store.list_resources(kind.value)]
+        for kind in (ResourceKind.REGION, ResourceKind.CLUSTER, ResourceKind.IMAGE,
+                     ResourceKind.DEFINITION)
+    }  # fmt: skip
+    regions = [r.name for r in records[ResourceKind.REGION] if getattr(r, "kind", "") == "aws"]
+    names = worker_names(host.name)
+    with aws_errors("deleting the host's resources"):
+        for definition in records[ResourceKind.DEFINITION]:
+            assert isinstance(definition, DefinitionSpec)
+            for where in regions:
+                batch.delete_definition(where, definition, names, log)
+            batch.delete_job_role(definition, names, log)
+        for image in records[ResourceKind.IMAGE]:
+            assert isinstance(image, ImageSpec)
+            for where in regions:
+                batch.delete_repository(where, image, names, log)
+        for cluster in records[ResourceKind.CLUSTER]:
+            assert isinstance(cluster, ClusterSpec)
+            for where in regions:
+                batch.delete_cluster(where, cluster, names, log)
+            batch.delete_cluster_roles(cluster, names, log)
+        batch.delete_shared_roles(names, log)
+        main = next((r.name for r in records[ResourceKind.REGION]
+                     if getattr(r, "main_region", False)), region)  # fmt: skip
+        for where in regions:
+            name = stacks.region_stack_name(host.name, where)
+            stacks.delete_stack(f"{name}-routes", main, log)  # the main region's side
+        for where in regions:
+            stacks.delete_stack(stacks.region_stack_name(host.name, where), where, log)
+    store.close()
+
+
+def backup_tables(host: HostConfig, region: str, log: Log) -> list[str]:
+    """An on-demand backup of each of the host's tables (kept after the tables go)."""
+    prefix = templates.table_prefix(host.name)
+    client = boto3.client("dynamodb", region_name=region)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    made = []
+    with aws_errors("backing up the host's tables"):
+        for definition in tables.table_definitions(prefix):
+            name = definition["TableName"]
+            try:
+                client.describe_table(TableName=name)
+            except client.exceptions.ResourceNotFoundException:
+                continue
+            backup = client.create_backup(TableName=name, BackupName=f"{name}-{stamp}"[:255])
+            made.append(str(backup["BackupDetails"]["BackupArn"]))
+            log(f"backed up table {name} ({backup['BackupDetails']['BackupArn']})")
+    return made
 
 
 def _region_of(host: HostConfig) -> str:

@@ -177,6 +177,8 @@ def dynamodb_table(definition: Json, host_name: str) -> Json:
         converted.update({k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse})
         properties["SSESpecification"] = converted
     properties["Tags"] = [*properties.get("Tags", []), *tags(host_name)]
+    # any moment of the last 35 days can be restored (delete-host also offers a backup)
+    properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
     # deleting a host deletes its jobs (the command asks first); a table replaced by an
     # update would lose them, so replacement keeps the old one
     return resource(
