@@ -119,6 +119,7 @@ class BatchLauncher(Launcher):
         url: str,
         names: Names,
         idle_seconds: float = 60.0,
+        heartbeat_seconds: float = 0.5,
         clients: BatchClients = _boto3_batch,
         submits_per_second: float = SUBMITS_PER_SECOND,
         max_attempts: int = 8,
@@ -135,6 +136,7 @@ class BatchLauncher(Launcher):
         self.url = url
         self.names = names
         self.idle_seconds = idle_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self._make_client = clients
         self._clients: dict[str, Any] = {}
         self.bucket = TokenBucket(submits_per_second, clock=clock, sleep=sleep)
@@ -213,6 +215,7 @@ class BatchLauncher(Launcher):
             "HYPER_QUEUE": request.queue,
             "HYPER_DEFINITION": request.definition.name,
             "HYPER_IDLE_SECONDS": f"{self.idle_seconds:g}",
+            "HYPER_HEARTBEAT_SECONDS": f"{self.heartbeat_seconds:g}",
             "HYPER_REGION": request.region,
         }
         environment["HYPER_WORKER_ID_PREFIX" if size > 1 else "HYPER_WORKER_ID"] = name
