@@ -40,6 +40,7 @@ from hyper.providers.aws.permissions import (
     Place,
     Policy,
     needs,
+    resolve,
     role_policy,
     template_values,
 )
@@ -50,6 +51,7 @@ from tests.helpers.aws import ACCOUNT, mocked_aws
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
 HOST = "h1"
+ALLOWED = ("AmazonS3ReadOnlyAccess",)  # what the host's owner lets clusters and jobs attach
 MAIN, OTHER = "us-east-1", "eu-west-1"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "aws.md"
 BEGIN, END = (
@@ -74,6 +76,7 @@ class Walk:
     stacks: dict[str, dict]  # the templates of the stacks made, by name
     deploy: Policy
     function: Policy
+    boundary: Policy  # on both roles: what they may do is what both allow
     statements: dict[str, list[dict]]  # role -> its statements, for naming where a grant is
 
 
@@ -100,7 +103,27 @@ def _walk(recorder: CallRecorder) -> Walk:
         Name=f"hyper/{HOST}/api-key", SecretString="k" * 40
     )["ARN"]
     store = SQLiteStore(folder / "store.db")
-    provider = AwsProvider(store, host_name=HOST, secret_arn=secret, host_vpc="10.0.0.0/16")
+    template = templates.host_template(
+        HOST,
+        tables.table_definitions(templates.table_prefix(HOST)),
+        enable_dashboard=False,
+        code_bucket=f"hyper-code-{ACCOUNT}-{MAIN}",
+        code_key="hyper/bundle.zip",
+        batch_prefix=worker_names(HOST).prefix,
+        allowed_policies=ALLOWED,
+    )
+    boundary_document = template["Resources"]["Boundary"]["Properties"]
+    boundary = boto3.client("iam").create_policy(
+        PolicyName=boundary_document["ManagedPolicyName"],
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "batch:DescribeJobs", "Resource": "*"}],
+            }
+        ),
+    )["Policy"]["Arn"]
+    provider = AwsProvider(store, host_name=HOST, secret_arn=secret, host_vpc="10.0.0.0/16",
+                           permissions_boundary=boundary, allowed_policies=ALLOWED)  # fmt: skip
     quick = batch.Patience(timeout=30, interval=0, sleep=_no_sleep)
     provider.patience = quick
     steps: list[Step] = []
@@ -137,7 +160,7 @@ def _walk(recorder: CallRecorder) -> Walk:
     other = RegionSpec(name=OTHER, kind="aws", import_vpc=False, cidr="10.1.0.0/16",
                        subnet_config="PUBLIC")  # fmt: skip
     cluster = ClusterSpec(name="c1", compute_envs=2, max_vcpus=64, type="SPOT",
-                          allocation_strategy="BEST_FIT")  # fmt: skip
+                          allocation_strategy="BEST_FIT", iam_policies=list(ALLOWED))  # fmt: skip
     queue = QueueSpec(name="q1", compute_environment="c1", automate_region_weights=False,
                       region_distribution_weights={MAIN: 3, OTHER: 2})  # fmt: skip
     image = ImageSpec(name="work")
@@ -174,14 +197,6 @@ def _walk(recorder: CallRecorder) -> Walk:
          lambda: provider.teardown(ResourceKind.CLUSTER, cluster, lambda _: None))  # fmt: skip
     store.close()
 
-    template = templates.host_template(
-        HOST,
-        tables.table_definitions(templates.table_prefix(HOST)),
-        enable_dashboard=False,
-        code_bucket=f"hyper-code-{ACCOUNT}-{MAIN}",
-        code_key="hyper/bundle.zip",
-        batch_prefix=worker_names(HOST).prefix,
-    )
     values = template_values(template, region=MAIN, account=ACCOUNT,
                              ApiKeySecretArn=secret, Bucket="hyper-h1-bucket-1a2b3c")  # fmt: skip
     return Walk(
@@ -189,6 +204,7 @@ def _walk(recorder: CallRecorder) -> Walk:
         stacks,
         role_policy(template, "DeployRole", values),
         role_policy(template, "FunctionRole", values),
+        Policy(resolve(boundary_document["PolicyDocument"]["Statement"], values)),
         {
             "DeployRole": role_policy(template, "DeployRole", values).statements,
             "FunctionRole": role_policy(template, "FunctionRole", values).statements,
@@ -207,7 +223,7 @@ def test_every_deploy_call_is_allowed_by_the_deploy_role(walk: Walk) -> None:
         for step in walk.steps
         if step.role == "DeployRole"
         for _, need in _needs(walk, step)
-        if not walk.deploy.allows(need)
+        if not (walk.deploy.allows(need) and walk.boundary.allows(need))
     ]
     assert not denied, "\n".join(sorted(set(denied)))
 
@@ -218,7 +234,7 @@ def test_every_launcher_call_is_allowed_by_the_api_function_role(walk: Walk) -> 
         for step in walk.steps
         if step.role == "FunctionRole"
         for _, need in _needs(walk, step)
-        if not walk.function.allows(need)
+        if not (walk.function.allows(need) and walk.boundary.allows(need))
     ]
     assert not denied, "\n".join(sorted(set(denied)))
 
@@ -295,3 +311,43 @@ def test_docs_list_every_call_of_the_walk_with_its_permission(walk: Walk) -> Non
         DOC.write_text(head + table + tail)
         return
     assert current == table, "docs/aws.md's table of calls is stale: HYPER_UPDATE_DOCS=1"
+
+
+def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Path) -> None:
+    """The way up the issue found: a job reads the key, the key adds a definition with
+    AdministratorAccess, the deploy function attaches it to the job role. Now the
+    provider refuses policies the owner did not allow before anything is recorded, and
+    the deploy role itself can neither attach them nor make a role without the host's
+    boundary (which allows no IAM change beyond the host's own roles)."""
+    from hyper.deployer import Deployer
+    from hyper.errors import UsageError
+
+    role = f"arn:aws:iam::{ACCOUNT}:role/hyper-h1-d9-job"
+    admin = "arn:aws:iam::aws:policy/AdministratorAccess"
+    attach = Need("iam:AttachRolePolicy", role, context=(("iam:PolicyARN", admin),))
+    assert not walk.deploy.allows(attach)
+    allowed = f"arn:aws:iam::aws:policy/{ALLOWED[0]}"
+    assert walk.deploy.allows(Need("iam:AttachRolePolicy", role,
+                                   context=(("iam:PolicyARN", allowed),)))  # fmt: skip
+    assert not walk.deploy.allows(Need("iam:CreateRole", role))  # no boundary given
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/hyper-h1-boundary"
+    assert walk.deploy.allows(Need("iam:CreateRole", role,
+                                   context=(("iam:PermissionsBoundary", boundary),)))  # fmt: skip
+    for escalation in (
+        "iam:CreateUser",
+        "iam:AttachUserPolicy",
+        "sts:AssumeRole",
+        "iam:DeleteRolePermissionsBoundary",
+        "organizations:LeaveOrganization",
+    ):
+        assert not walk.boundary.allows(Need(escalation, "*")), escalation  # fmt: skip
+    assert not walk.boundary.allows(Need("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/x"))
+
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name=HOST, secret_arn="arn:x", allowed_policies=ALLOWED)
+    definition = DefinitionSpec(name="d9", use_cyclone_image=False, image_uri="w:1",
+                                iam_policies=[admin])  # fmt: skip
+    with pytest.raises(UsageError, match="not one the host's owner allows"):
+        Deployer(store, provider).create(ResourceKind.DEFINITION, definition)
+    assert store.list_resources(ResourceKind.DEFINITION.value) == []
+    store.close()

@@ -250,13 +250,19 @@ def _ensure_role(
     log: Log,
     inline: Mapping[str, dict[str, Any]] | None = None,
     changed: list[str] | None = None,
+    boundary: str | None = None,
 ) -> str:
     """The role `name`, trusted by `service`, with exactly `policies` attached and the
     given inline policies; created when absent. Returns its ARN; a role created or
     given new policies is added to `changed`."""
     fresh = False
+    bounded = {"PermissionsBoundary": boundary} if boundary else {}
     try:
-        arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
+        role = iam.get_role(RoleName=name)["Role"]
+        arn = str(role["Arn"])
+        current = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+        if boundary and current != boundary:
+            iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
     except Exception as error:
         if error_code(error) != "NoSuchEntity":
             raise _aws_failed(f"reading role {name}", error) from None
@@ -266,6 +272,7 @@ def _ensure_role(
                 AssumeRolePolicyDocument=_trust(service),
                 Description=f"hyper: {service}",
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                **bounded,
             )["Role"]["Arn"]
         )
         log(f"created role {name}")
@@ -322,9 +329,15 @@ def _spot_fleet_needed(cluster: ClusterSpec) -> bool:
 
 
 def ensure_cluster_roles(
-    cluster: ClusterSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> ClusterRoles:
-    """The roles a cluster's compute environments need, created when absent."""
+    """The roles a cluster's compute environments need, created when absent, each with
+    the permissions `boundary` (the host's) when given."""
     iam = clients("iam", _IAM_REGION)
     tags = names.tags(cluster=cluster.name)
     changed: list[str] = []
@@ -336,6 +349,7 @@ def ensure_cluster_roles(
         names.tags(),
         log,
         changed=changed,
+        boundary=boundary,
     )
     instance_role = names.instance_role(cluster.name)
     _ensure_role(
@@ -346,6 +360,7 @@ def ensure_cluster_roles(
         tags,
         log,
         changed=changed,
+        boundary=boundary,
     )
     try:
         profile = iam.get_instance_profile(InstanceProfileName=instance_role)["InstanceProfile"]
@@ -370,6 +385,7 @@ def ensure_cluster_roles(
             names.tags(),
             log,
             changed=changed,
+            boundary=boundary,
         )
     return ClusterRoles(service, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
 
@@ -397,9 +413,10 @@ def ensure_job_role(
     log: Log,
     *,
     clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> str:
     """The job role of a definition's workers: read the host's API key, and what the
-    definition's iam_policies allow."""
+    definition's iam_policies allow (within the permissions `boundary`, when given)."""
     read_key = {
         "Version": "2012-10-17",
         "Statement": [
@@ -414,6 +431,7 @@ def ensure_job_role(
         names.tags(definition=definition.name),
         log,
         inline={"hyper-api-key": read_key},
+        boundary=boundary,
     )
 
 

@@ -145,6 +145,8 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
         secret_arn=secret_arn,
         host_vpc=env.get("HYPER_HOST_VPC"),
         host_subnets=[s for s in env.get("HYPER_HOST_SUBNETS", "").split(",") if s],
+        permissions_boundary=env.get("HYPER_PERMISSIONS_BOUNDARY"),
+        allowed_policies=env.get("HYPER_ALLOWED_POLICIES", "").split(","),
     )
 
     def launchers(service: HostService) -> dict[str, Launcher]:

@@ -40,6 +40,7 @@ class Need:
     request_tags: tuple[tuple[str, str], ...] = ()
     resource_tags: tuple[tuple[str, str], ...] = ()
     why: str = ""  # the call it comes from, for messages
+    context: tuple[tuple[str, str], ...] = ()  # other condition keys: iam:PolicyARN...
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def needs(
         return []
     found = list(_needs(call, place, stack_templates or {}))
     return [
-        Need(n.action, n.resource, n.request_tags, n.resource_tags, n.why or call.name)
+        Need(n.action, n.resource, n.request_tags, n.resource_tags, n.why or call.name, n.context)
         for n in found
     ]
 
@@ -258,7 +259,12 @@ def _iam(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
                        tags)  # fmt: skip
         return
     if "RoleName" in p:
-        yield Need(action, arn("role", p["RoleName"]), tags)
+        context: list[tuple[str, str]] = []
+        if p.get("PermissionsBoundary"):
+            context.append(("iam:PermissionsBoundary", p["PermissionsBoundary"]))
+        if call.operation in ("AttachRolePolicy", "DetachRolePolicy"):
+            context.append(("iam:PolicyARN", p["PolicyArn"]))
+        yield Need(action, arn("role", p["RoleName"]), tags, context=tuple(context))
         if call.operation == "CreateRole" and tags:
             yield Need("iam:TagRole", arn("role", p["RoleName"]), tags)
         return
@@ -455,11 +461,13 @@ def _conditions(conditions: Json, need: Need) -> bool:
     """StringEquals/StringLike (and ...IfExists) on aws:RequestTag, aws:ResourceTag and
     aws:TagKeys; any other condition key is taken as not met (an unknown is no grant)."""
     request, resource = dict(need.request_tags), dict(need.resource_tags)
+    context = dict(need.context)
     for operator, tests in conditions.items():
         if_exists = operator.endswith("IfExists")
         base = operator.removesuffix("IfExists")
         multi = base.startswith("ForAllValues:")
         base = base.removeprefix("ForAllValues:")
+        base = {"ArnEquals": "StringEquals", "ArnLike": "StringLike"}.get(base, base)
         if base not in ("StringEquals", "StringLike"):
             return False
         for key, wanted in tests.items():
@@ -472,6 +480,8 @@ def _conditions(conditions: Json, need: Need) -> bool:
                 values = None if got is None else [got]
             elif key == "aws:TagKeys":
                 values = list(request)
+            elif key in context:
+                values = [context[key]]
             else:
                 return False
             if values is None or (multi and not values):
@@ -539,4 +549,6 @@ def template_values(
             values[f"{lid}.Arn"] = place.arn("lambda", region, f"function:{name}")
         elif kind == "AWS::IAM::Role":
             values[f"{lid}.Arn"] = place.arn("iam", "", f"role/{lid}")
+        elif kind == "AWS::IAM::ManagedPolicy":
+            values[lid] = place.arn("iam", "", f"policy/{properties['ManagedPolicyName']}")
     return values

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from hyper.errors import DeployFailed
+from hyper.errors import DeployFailed, UsageError
 from hyper.models import (
     ClusterSpec,
     DefinitionSpec,
@@ -42,6 +42,8 @@ class AwsProvider:
         host_vpc: str | None = None,
         host_subnets: Sequence[str] = (),
         patience: batch.Patience | None = None,
+        permissions_boundary: str | None = None,
+        allowed_policies: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.host_name = host_name
@@ -50,6 +52,9 @@ class AwsProvider:
         self.host_subnets = tuple(host_subnets)  # in that vpc-id: where workers go
         self.names = worker_names(host_name)
         self.patience = patience or batch.Patience()  # how long to wait for AWS to settle
+        self.boundary = permissions_boundary or None  # on every role this provider makes
+        # the policies clusters and definitions may attach (the host owner's list)
+        self.allowed_policies = tuple(p for p in allowed_policies if p)
 
     # what exists -------------------------------------------------------------
 
@@ -81,15 +86,29 @@ class AwsProvider:
     # deploy and teardown -----------------------------------------------------
 
     def check(self, kind: ResourceKind, spec: Spec) -> None:
-        """UsageError, before anything is recorded, for what AWS could never deploy."""
+        """UsageError, before anything is recorded, for what AWS could never deploy or
+        the host's owner does not allow."""
         if isinstance(spec, RegionSpec) and spec.kind == "aws":
             templates.check_new_network(spec)
+        if isinstance(spec, ClusterSpec | DefinitionSpec):
+            refused = [p for p in spec.iam_policies if p not in self.allowed_policies]
+            if refused:
+                allowed = ", ".join(self.allowed_policies) or "none"
+                raise UsageError(
+                    f"{kind.singular} {spec.name}: IAM policy {refused[0]} is not one the "
+                    f"host's owner allows (allowed: {allowed}; hyper hosts update-host "
+                    "--allowed-policies)"
+                )
 
     def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
         if isinstance(spec, RegionSpec):
             return self._region(spec, log)
+        try:
+            self.check(kind, spec)
+        except UsageError as error:
+            raise DeployFailed(str(error)) from None
         if isinstance(spec, ClusterSpec):
-            roles = batch.ensure_cluster_roles(spec, self.names, log)
+            roles = batch.ensure_cluster_roles(spec, self.names, log, boundary=self.boundary)
             for region in self.active_regions():
                 batch.deploy_cluster(region.name, spec, self.network(region.name), roles,
                                      self.names, log, patience=self.patience)  # fmt: skip
@@ -193,7 +212,8 @@ class AwsProvider:
             found = self._spec(ResourceKind.IMAGE, spec.cyclone_image_name)
             image = found if isinstance(found, ImageSpec) else None
         uri = batch.definition_image(spec, image)
-        role = batch.ensure_job_role(spec, self.names, self.secret_arn, log)
+        role = batch.ensure_job_role(spec, self.names, self.secret_arn, log,
+                                     boundary=self.boundary)  # fmt: skip
         for region in self.active_regions():
             batch.deploy_definition(region.name, spec, self.names, log, image=uri,
                                     job_role_arn=role, secret_arn=self.secret_arn)  # fmt: skip

@@ -72,9 +72,12 @@ GATEWAY_ENDPOINTS = ["s3", "dynamodb"]
 ROLE_ACTIONS = [
     "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:TagRole",
     "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies",
-    "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:ListAttachedRolePolicies",
+    "iam:DetachRolePolicy", "iam:ListAttachedRolePolicies",
     "iam:ListInstanceProfilesForRole", "iam:PutRolePermissionsBoundary",
 ]  # fmt: skip
+# the deploy role may do these only with the host's permissions boundary on the role (and
+# attach only the allowed policies: a statement of its own)
+BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary"]
 PROFILE_ACTIONS = [
     "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
     "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
@@ -207,13 +210,21 @@ def host_template(
     batch_prefix: str | None = None,
     host_vpc: str | None = None,
     host_subnets: str | None = None,
+    allowed_policies: tuple[str, ...] = (),
 ) -> Template:
     """The control plane of host `host_name`. `tables` are CreateTable requests whose
     names start with `table_prefix(host_name)`; the function's code is the zip at
     `code_bucket`/`code_key` (name the key after the bundle's hash: the function is
     updated only when the key changes). `rate_limit`/`burst_limit` throttle the API key
     (requests per second). With `batch_prefix` (the prefix of `batch.Names`), the function
-    may submit only to the job queues and definitions whose names start with it."""
+    may submit only to the job queues and definitions whose names start with it.
+
+    Every role the host makes (its functions' here, Batch's and jobs' by the deploy
+    function) has the permissions boundary `Boundary`: whatever is attached to it, no
+    such role can change IAM beyond the host's own roles, nor reach accounts or
+    organizations. The deploy function may attach to them only the AWS managed
+    policies Batch needs and `allowed_policies` (the host owner's list, from
+    create-host), and may create roles only with that boundary."""
     prefix = table_prefix(host_name)
     names = [str(t.get("TableName", "")) for t in tables]
     strangers = [n or "(no name)" for n in names if not n.startswith(f"{prefix}-")]
@@ -275,7 +286,10 @@ def host_template(
         "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
         "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
         "HYPER_HOST_SUBNETS": host_subnets or "",  # and, in a vpc-id, where workers go
+        "HYPER_PERMISSIONS_BOUNDARY": ref("Boundary"),
+        "HYPER_ALLOWED_POLICIES": ",".join(allowed_policies),
     }
+    resources["Boundary"] = _boundary(host_name, batch_prefix)
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
     resources["HostFunction"] = _function(
@@ -290,7 +304,7 @@ def host_template(
         environment={**environment, "HYPER_DEPLOY_FUNCTION": deployer},
         host_name=host_name,
     )
-    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix)
+    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix, allowed_policies)
     resources["DeployFunction"] = _function(
         deployer,
         f"hyper host {host_name}: region, cluster, image and definition changes",
@@ -338,6 +352,7 @@ def host_template(
         "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
         "FunctionName": output(ref("HostFunction"), "the function running the host"),
         "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
+        "BoundaryArn": output(ref("Boundary"), "the permissions boundary of the host's roles"),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
@@ -493,7 +508,59 @@ def _function_role(
     return _lambda_role(f"the API function of hyper host {host_name}", statements, host_name)
 
 
-def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | None) -> Json:
+# the AWS managed policies hyper attaches to the roles it makes (batch.py)
+BATCH_MANAGED_POLICIES = (
+    "service-role/AWSBatchServiceRole",
+    "service-role/AmazonEC2ContainerServiceforEC2Role",
+    "service-role/AmazonEC2SpotFleetTaggingRole",
+)
+
+
+def managed_policy_arn(policy: str) -> Any:
+    """An AWS managed policy's ARN in the stack's partition; an ARN as it is."""
+    return (
+        policy
+        if policy.startswith("arn:")
+        else sub("arn:${AWS::Partition}:iam::aws:policy/" + policy)
+    )
+
+
+def _boundary(host_name: str, batch_prefix: str | None) -> Json:
+    """The permissions boundary of every role of the host: anything but IAM, STS,
+    Organizations and account changes, and of IAM only what the host's own roles and
+    instance profiles need (the Batch service role reads and passes them; the deploy
+    function makes them, each with this boundary)."""
+    named = _batch_named(batch_prefix)
+    iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
+    own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
+    statements = [
+        {"Sid": "AnythingButIdentity", "Effect": "Allow",
+         "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
+        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy", "iam:PassRole"], own,
+                  "HostRolesOnly"),
+        statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
+                   "iam:ListRoles", "iam:CreateServiceLinkedRole", "sts:GetCallerIdentity"],
+                  "*", "ReadIdentity"),
+        {"Sid": "KeepTheBoundary", "Effect": "Deny",
+         "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
+                    "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
+    ]  # fmt: skip
+    return resource(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "ManagedPolicyName": physical_name(host_name, "boundary", limit=128),
+            "Description": f"the permissions boundary of hyper host {host_name}'s roles",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+        },
+    )
+
+
+def _deploy_role(
+    host_name: str,
+    tables: dict[str, Json],
+    batch_prefix: str | None,
+    allowed_policies: tuple[str, ...] = (),
+) -> Json:
     """The deploy function's role: the store, and what a region, cluster, image or
     definition is made of: this host's stacks, Batch resources, repositories and roles,
     and EC2 networking (which CloudFormation makes with these credentials, and which
@@ -517,7 +584,29 @@ def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | No
             "HostBatch",
         ),
         statement(["ecr:*"], [repositories], "HostRepositories"),
-        statement(ROLE_ACTIONS, [arn("iam", f"role/{named}*", "")], "HostRoles"),
+        statement(
+            [a for a in ROLE_ACTIONS if a not in BOUNDED_ROLE_ACTIONS],
+            [arn("iam", f"role/{named}*", "")],
+            "HostRoles",
+        ),
+        statement(
+            BOUNDED_ROLE_ACTIONS,
+            [arn("iam", f"role/{named}*", "")],
+            "HostRolesWithTheBoundary",
+            Condition={"StringEquals": {"iam:PermissionsBoundary": ref("Boundary")}},
+        ),
+        statement(
+            ["iam:AttachRolePolicy"],
+            [arn("iam", f"role/{named}*", "")],
+            "AllowedPoliciesOnly",
+            Condition={
+                "ArnEquals": {
+                    "iam:PolicyARN": [
+                        managed_policy_arn(p) for p in (*BATCH_MANAGED_POLICIES, *allowed_policies)
+                    ]
+                }
+            },
+        ),
         statement(
             PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
         ),
@@ -560,6 +649,7 @@ def _lambda_role(description: str, statements: list[Json], host_name: str) -> Js
                     "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
                 }
             ],
+            "PermissionsBoundary": ref("Boundary"),
             "Tags": tags(host_name),
         },
     )
