@@ -34,6 +34,7 @@ class HostRequest(NamedTuple):
     subnets: str | None = None  # aws, with a vpc-id: its subnets for workers (a,b)
     enable_dashboard: bool = False  # aws: a CloudWatch dashboard
     code_bundle: Path | None = None  # aws: a Lambda bundle built before (default: build one)
+    allowed_policies: str | None = None  # aws: IAM policies clusters and definitions may use
 
 
 Log = Callable[[str], None]
@@ -138,6 +139,7 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
             vpc=request.vpc,
             subnets=request.subnets,
             enable_dashboard=request.enable_dashboard,
+            allowed_policies=request.allowed_policies,
         ),
         log,
         code=request.code_bundle,

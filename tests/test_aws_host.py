@@ -215,9 +215,11 @@ def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
 
     code = bundle(tmp_path / "one.zip", "# one\n")
     done = hyper(aws, "hosts", "create-host", "--provider", "aws", "--name", "h1", "--region",
-                 REGION, "--code-bundle", str(code))  # fmt: skip
+                 REGION, "--code-bundle", str(code),
+                 "--allowed-policies", "AmazonS3ReadOnlyAccess")  # fmt: skip
     assert done.returncode == 0, done.stderr
     outputs = stacks.stack_outputs("hyper-h1", REGION)
+    assert outputs["AllowedPolicies"] == "AmazonS3ReadOnlyAccess"
     store = DynamoDBStore(outputs["TablePrefix"], REGION, outputs["BucketName"])
     provider = AwsProvider(store, host_name="h1", secret_arn=outputs["SecretArn"],
                            patience=batch.Patience(timeout=30, interval=0))  # fmt: skip

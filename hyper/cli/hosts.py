@@ -148,6 +148,12 @@ def create_host(
     code_bundle: Path = typer.Option(
         None, "--code-bundle", help="aws: a Lambda bundle built before (default: build one)"
     ),
+    allowed_policies: str = typer.Option(
+        None,
+        "--allowed-policies",
+        help="aws: the IAM policies (names or ARNs, a,b) clusters and definitions may attach;"
+        " default none",
+    ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
 ) -> None:
@@ -164,6 +170,7 @@ def create_host(
         subnets=subnets,
         enable_dashboard=enable_dashboard,
         code_bundle=code_bundle,
+        allowed_policies=allowed_policies,
     )
     missing = [
         flag for flag, value in (("--name", name), ("--provider", provider)) if value is None

@@ -36,6 +36,8 @@ class AwsHostRequest(NamedTuple):
     vpc: str | None = None  # a CIDR or a vpc-id, for the main region to use
     subnets: str | None = None  # with a vpc-id: the subnets workers use there (a,b)
     enable_dashboard: bool = False
+    # the IAM policies clusters and definitions may attach (a,b); None: as deployed before
+    allowed_policies: str | None = None
 
 
 def caller_account(region: str) -> str:
@@ -62,6 +64,11 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
             code = bundle.build_bundle(Path(work))
         key = f"hyper/{code.name}"
         _upload(bucket, key, code, request.region, log)
+    allowed = request.allowed_policies
+    if allowed is None:  # an update keeps the owner's list
+        before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+        allowed = stacks.outputs_of(before).get("AllowedPolicies", "") if before else ""
+        allowed = "" if allowed == "-" else allowed  # an output cannot be empty
     prefix = templates.table_prefix(request.name)
     template = templates.host_template(
         request.name,
@@ -72,6 +79,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         host_vpc=request.vpc,
         host_subnets=request.subnets,
         batch_prefix=worker_names(request.name).prefix,
+        allowed_policies=tuple(p.strip() for p in allowed.split(",") if p.strip()),
     )
     outputs = stacks.deploy_stack(
         stacks.host_stack_name(request.name),

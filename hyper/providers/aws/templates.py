@@ -353,6 +353,9 @@ def host_template(
         "FunctionName": output(ref("HostFunction"), "the function running the host"),
         "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
         "BoundaryArn": output(ref("Boundary"), "the permissions boundary of the host's roles"),
+        "AllowedPolicies": output(
+            ",".join(allowed_policies) or "-", "IAM policies clusters and definitions may attach"
+        ),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
