@@ -292,6 +292,46 @@ def delete_host(
     typer.echo(f"deleted host {target.name!r}", err=True)
 
 
+@app.command("check-host")
+def check_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    queue: str = typer.Option(None, "--queue", help="with --definition: run one job there"),
+    definition: str = typer.Option(None, "--definition", help="the one job's definition"),
+    timeout: float = typer.Option(1800.0, "--timeout", help="seconds the one job may take"),
+    as_json: bool = typer.Option(False, "--json", help="the checks as JSON"),
+) -> None:
+    """An AWS host: what the account still lacks (credentials, stack and roles, the Batch
+    service-linked role, quotas, images, and with --queue/--definition a one-job round
+    trip). Exit 1 when something is missing."""
+    target = config.load_host(_target(name, host))
+    if target.provider != "aws":
+        raise UsageError("check-host checks AWS hosts; for this host: hyper hosts host-status")
+    from hyper.providers.aws import check
+
+    with hosts.connect(target.name) as client:
+        kinds = ("regions", "clusters", "definitions")
+        resources = {kind: client.list_resources(kind) for kind in kinds}
+        trip = None
+        if queue and definition:
+            job = {"name": "hyper-check", "queue": queue, "definition": definition,
+                   "script": "echo hyper check-host\n"}  # fmt: skip
+            trip = lambda: check.wait_for_job(  # noqa: E731
+                lambda: int(client.submit([job])[0]),
+                lambda j: str(client.get_job(j).get("status", "")),
+                timeout,
+            )
+        found = check.check_host(target, resources, round_trip=trip)
+    if as_json:
+        typer.echo(json.dumps({"checks": [c.__dict__ for c in found]}, indent=2))
+    else:
+        mark = {True: "ok", False: "MISSING", None: "?"}
+        for item in found:
+            typer.echo(f"{mark[item.ok]:8} {item.what}: {item.detail}")
+    if any(item.ok is False for item in found):
+        raise typer.Exit(1)
+
+
 @app.command("import-deployment")
 def import_deployment(
     name: str = typer.Option(..., "--name", help="name to save the host under"),
