@@ -92,3 +92,26 @@ def test_an_image_is_built_here_and_pushed_to_every_region(
     assert provider.deploy(ResourceKind.IMAGE, ImageSpec(**spec), lambda _: None).uri == spec["uri"]
     assert images.needs_push(spec) and not images.needs_push({"name": "x", "uri": "u"})
     assert json.dumps(spec)  # what the CLI sends
+
+
+def test_every_call_on_the_code_bucket_names_its_owner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The code bucket's name is predictable: a bucket of that name in another account
+    must never receive the host's code or templates."""
+    from hyper.providers.aws import host, stacks
+
+    with mocked_aws(monkeypatch) as recorder:
+        bucket = host._code_bucket("123456789012", MAIN, lambda _: None)
+        code = tmp_path / "code.zip"
+        code.write_bytes(b"PK")
+        host._upload(bucket, "hyper/code.zip", code, MAIN, lambda _: None, owner="123456789012")
+        big = {"Resources": {f"R{n}": {"Type": "AWS::SNS::Topic",
+                                       "Properties": {"TopicName": "x" * 200}}
+                             for n in range(300)}}  # fmt: skip
+        stacks._template_source("hyper-h1", big, MAIN, bucket, "123456789012")
+        calls = [c for c in recorder.take() if c.service == "s3"]
+    assert {c.operation for c in calls} >= {"HeadBucket", "CreateBucket", "PutObject"}
+    # CreateBucket takes no owner: it fails when another account holds the name
+    owned = [c for c in calls if c.operation != "CreateBucket"]
+    assert all(c.params.get("ExpectedBucketOwner") == "123456789012" for c in owned), owned

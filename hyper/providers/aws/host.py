@@ -63,7 +63,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
             log("building the host's code bundle from this install")
             code = bundle.build_bundle(Path(work))
         key = f"hyper/{code.name}"
-        _upload(bucket, key, code, request.region, log)
+        _upload(bucket, key, code, request.region, log, owner=account)
     allowed = request.allowed_policies
     if allowed is None:  # an update keeps the owner's list
         before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
@@ -88,6 +88,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         {templates.SECRET_PARAMETER: secret_arn},
         log,
         template_bucket=bucket,
+        bucket_owner=account,
         tags={templates.HOST_TAG: request.name},
     )
     host = credentials(request.name, request.region, outputs, account, request.vpc)
@@ -250,12 +251,14 @@ def new_api_key() -> str:
 
 
 def _code_bucket(account: str, region: str, log: Log) -> str:
-    """The bucket holding hosts' code bundles and big templates, one per account and region."""
+    """The bucket holding hosts' code bundles and big templates, one per account and region.
+    Its name is predictable, so every call on it names the owner it must have
+    (ExpectedBucketOwner): a bucket of that name in another account is never used."""
     name = f"hyper-code-{account}-{region}"
     s3 = boto3.client("s3", region_name=region)
     with aws_errors(f"making the code bucket {name}"):
         try:
-            s3.head_bucket(Bucket=name)
+            s3.head_bucket(Bucket=name, ExpectedBucketOwner=account)
             return name
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
@@ -266,6 +269,7 @@ def _code_bucket(account: str, region: str, log: Log) -> str:
         s3.create_bucket(Bucket=name, **where)
         s3.put_public_access_block(
             Bucket=name,
+            ExpectedBucketOwner=account,
             PublicAccessBlockConfiguration={
                 "BlockPublicAcls": True,
                 "IgnorePublicAcls": True,
@@ -277,15 +281,15 @@ def _code_bucket(account: str, region: str, log: Log) -> str:
     return name
 
 
-def _upload(bucket: str, key: str, code: Path, region: str, log: Log) -> None:
+def _upload(bucket: str, key: str, code: Path, region: str, log: Log, *, owner: str) -> None:
     """Upload the bundle unless that very bundle is there (its name is its hash)."""
     s3 = boto3.client("s3", region_name=region)
     with aws_errors(f"uploading the code bundle to s3://{bucket}/{key}"):
         try:
-            s3.head_object(Bucket=bucket, Key=key)
+            s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
             log(f"code bundle {code.name} is there already")
             return
         except ClientError:
             pass
-        s3.upload_file(str(code), bucket, key)
+        s3.upload_file(str(code), bucket, key, ExtraArgs={"ExpectedBucketOwner": owner})
     log(f"uploaded {code.name} ({code.stat().st_size // 1024} KiB)")
