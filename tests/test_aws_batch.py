@@ -781,13 +781,14 @@ def test_the_submit_job_request(aws: None, store: SQLiteStore) -> None:
     (submit,) = launched.submits()
     prefix = environment(submit)["HYPER_WORKER_ID_PREFIX"]
     assert submit == {
-        "jobName": "hyper-test-q1-d1",
+        "jobName": f"hyper-test-q1-d1-{prefix}",
         "jobQueue": "hyper-test-c1",
         "jobDefinition": "hyper-test-d1",
         "arrayProperties": {"size": 7},
         "containerOverrides": {
             "environment": [
                 {"name": "HYPER_DEFINITION", "value": "d1"},
+                {"name": "HYPER_HEARTBEAT_SECONDS", "value": "0.5"},
                 {"name": "HYPER_IDLE_SECONDS", "value": "90"},
                 {"name": "HYPER_QUEUE", "value": "q1"},
                 {"name": "HYPER_REGION", "value": "us-east-1"},
@@ -941,7 +942,7 @@ def test_alive_reads_arrays_with_some_children_ended(store: SQLiteStore) -> None
     aws_host_records(store)
     with Stubber(client) as stub:
         stub.add_response("submit_job", {"jobName": "j", "jobId": "array-1"},
-                          {"jobName": "hyper-test-q1-d1", "jobQueue": "hyper-test-c1",
+                          {"jobName": stubbed_any(), "jobQueue": "hyper-test-c1",
                            "jobDefinition": "hyper-test-d1", "arrayProperties": {"size": 3},
                            "containerOverrides": stubbed_any()})  # fmt: skip
         stub.add_response("submit_job", {"jobName": "j", "jobId": "single-1"})
@@ -1156,3 +1157,23 @@ def test_an_environment_invalid_while_iam_propagates_is_made_again(aws: None) ->
     assert created[0] == 2 and len(calls.of("DeleteComputeEnvironment")) == 1
     (env,) = client.describe_compute_environments()["computeEnvironments"]
     assert env["status"] == "VALID"
+
+
+def test_any_container_finds_and_stops_a_worker_another_launched(
+    aws: None, store: SQLiteStore
+) -> None:
+    """Ticks run in whichever Lambda container: one that did not launch a worker finds
+    its Batch job by name, so a worker stuck RUNNABLE is stopped by any of them."""
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    first = Launched(store)
+    array = first.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
+    (single,) = first.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+    other = Launched(store)  # another container: it launched nothing
+    assert other.launcher.alive(array[2]) is not None
+    assert other.launcher.alive(single) is not None
+    other.launcher.stop(array[2])
+    other.launcher.stop(single)
+    terminated = [p["jobId"] for p in other.calls.of("TerminateJob")]
+    parent = first.calls.of("SubmitJob")[0]
+    assert len(terminated) == 2 and terminated[0].endswith(":2") and ":" not in terminated[1]
+    assert parent["jobName"].endswith(array[0].id.rpartition("-")[0])

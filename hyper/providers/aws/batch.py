@@ -112,6 +112,11 @@ class Names:
     def job_name(self, queue: str, definition: str) -> str:
         return self._batch(queue, definition)
 
+    def worker_job_name(self, queue: str, definition: str, workers: str) -> str:
+        """The Batch job of workers `workers` (an array's prefix, or one worker's id): any
+        container of the host finds it by this name (ListJobs, JOB_NAME)."""
+        return self._batch(queue, definition, workers)
+
     def repository(self, image: str) -> str:
         def clean(wanted: str) -> str:
             parts = (re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in wanted.split("/"))
