@@ -45,6 +45,11 @@ API_STAGE = "v1"
 TEMPLATE_VERSION = "2010-09-09"
 HOST_TAG = "hyper:host"
 SECRET_PARAMETER = "ApiKeySecretArn"  # the host stack's one parameter
+# Lambda concurrency reserved for each function: the API always has its share of the
+# account's (1,000 by default; at least 100 must stay unreserved) and cannot take it all
+# from the account's other functions; changes always have room. docs/aws.md.
+API_CONCURRENCY = 400
+DEPLOY_CONCURRENCY = 10
 
 # what the host function may do to the host's own tables (transactions are authorised
 # through these same actions)
@@ -211,6 +216,8 @@ def host_template(
     host_vpc: str | None = None,
     host_subnets: str | None = None,
     allowed_policies: tuple[str, ...] = (),
+    api_concurrency: int = API_CONCURRENCY,
+    deploy_concurrency: int = DEPLOY_CONCURRENCY,
 ) -> Template:
     """The control plane of host `host_name`. `tables` are CreateTable requests whose
     names start with `table_prefix(host_name)`; the function's code is the zip at
@@ -303,6 +310,7 @@ def host_template(
         # resource changes go to the deploy function; ticks it asks of itself
         environment={**environment, "HYPER_DEPLOY_FUNCTION": deployer},
         host_name=host_name,
+        concurrency=api_concurrency,
     )
     resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix, allowed_policies)
     resources["DeployFunction"] = _function(
@@ -315,6 +323,7 @@ def host_template(
         timeout=DEPLOY_TIMEOUT_SECONDS,
         environment=environment,
         host_name=host_name,
+        concurrency=deploy_concurrency,
     )
     resources.update(_api(host_name, api_name, rate_limit, burst_limit))
     resources["TickRule"] = resource(
@@ -436,6 +445,7 @@ def _function(
     timeout: int,
     environment: dict[str, Any],
     host_name: str,
+    concurrency: int,
 ) -> Json:
     return resource(
         "AWS::Lambda::Function",
@@ -450,6 +460,7 @@ def _function(
             "MemorySize": memory_mib,
             "Timeout": timeout,
             "Environment": {"Variables": environment},
+            "ReservedConcurrentExecutions": concurrency,
             "Tags": tags(host_name),
         },
         DependsOn=[logs],  # a function must not create its log group itself
