@@ -2,7 +2,7 @@
 (DynamoDB store, AWS provider, Batch launcher) behind the loopback API Gateway and Lambda
 (tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 25 requests/s, 8
 containers at once), every AWS call going to a moto server. Resources are deployed
-through the API, `qsub` submits 1,000 jobs of a few seconds each, a tick submits one
+through the API, `qsub` submits 1,000 jobs of a second each, a tick submits one
 Batch array job per weighted region, and real workers started by the image's start.sh,
 with the environment Batch gives that array's first children, run them all: the 429s
 and 500s the limits give are ridden out and nothing is lost."""
@@ -37,7 +37,7 @@ pytestmark = [
 
 MAIN, OTHER = "eu-west-1", "us-east-1"
 Q = ["-q", "q1", "-d", "d1"]
-WORKERS = 4
+WORKERS = 8
 
 
 FUNCTION = "hyper-e2e-host"
@@ -124,14 +124,14 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
         deploy(aws_host, "regions", {"name": name, "kind": "aws", "main_region": name == MAIN,
                                      "import_vpc": False, "cidr": cidr,
                                      "subnet_config": "PUBLIC"})  # fmt: skip
-    deploy(aws_host, "clusters", {"name": "c1", "compute_envs": 1, "max_vcpus": 1024,
+    deploy(aws_host, "clusters", {"name": "c1", "compute_envs": 1, "max_vcpus": 256,
                                   "type": "ONDEMAND"})  # fmt: skip
     deploy(aws_host, "queues", {"name": "q1", "compute_environment": "c1",
                                 "automate_region_weights": False,
                                 "region_distribution_weights": {MAIN: 3, OTHER: 2}})  # fmt: skip
     deploy(aws_host, "definitions", {"name": "d1", "use_cyclone_image": False,
                                      "image_uri": "123456789012.dkr.ecr._REGION_.amazonaws.com/w:1",
-                                     "jobs_to_workers_ratio": 10, "vcpus": 8})  # fmt: skip
+                                     "jobs_to_workers_ratio": 10})  # fmt: skip
 
     # the shell tools, unchanged, against the AWS host
     env = {**aws_host.env, "HYPER_HOME": os.environ["HYPER_HOME"]}
@@ -142,7 +142,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
     )  # fmt: skip
     subprocess.run([str(BIN / "hyper"), "hosts", "select-host", "aws"], env=env, check=True,
                    capture_output=True)  # fmt: skip
-    (tmp_path / "job.sh").write_text("sleep 2\necho hello from task $HYPER_ARRAY_INDEX\n")
+    (tmp_path / "job.sh").write_text("sleep 1\necho hello from task $HYPER_ARRAY_INDEX\n")
     array_id = subprocess.run(
         [str(BIN / "qsub"), "-a", "1-1000", *Q, "job.sh"],
         cwd=tmp_path, env=env, text=True, check=True, capture_output=True,
@@ -172,8 +172,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
         submitted[region] = described[0]
     assert sizes == {MAIN: 60, OTHER: 40}
 
-    # the first children of the main region's array, as Batch would start them: eight
-    # jobs at once each (the definition's 8 vCPUs)
+    # the first children of the main region's array, as Batch would start them
     job = submitted[MAIN]
     container = {e["name"]: e["value"] for e in job["container"]["environment"]}
     assert container["HYPER_API_KEY"] == aws_host.secret_arn  # the key itself is not there
@@ -186,7 +185,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
             "AWS_REGION": MAIN,
             "HYPER_WORKDIR": str(tmp_path / f"worker{index}"),
-            "HYPER_IDLE_SECONDS": "5",
+            "HYPER_IDLE_SECONDS": "60",
             "PATH": f"{BIN}:{os.environ['PATH']}",
         }
         errors = (tmp_path / f"worker{index}.log").open("w")

@@ -455,3 +455,34 @@ def test_table_definitions_are_plain_data() -> None:
     jobs = next(t for t in tables if t["TableName"] == "host-jobs")
     indexes = {i["IndexName"] for i in jobs["GlobalSecondaryIndexes"]}
     assert {"queue-status", "name", "definition", "array", "claim"} <= indexes
+
+
+def test_throttling_past_botocores_retries_is_a_503_clients_ask_again(
+    store: DynamoDBStore,
+) -> None:
+    """DynamoDB throttling (a hot partition) reaches the host as StoreUnavailable, which
+    it answers with 503, instead of an unhandled error (a 500 no client retries); the
+    store's own retry loops still see the ClientError and try again."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.exceptions import ClientError
+
+    from hyper.host.app import HTTP_STATUS
+
+    [ids] = [store.submit([job("t1")], time.time())]
+    left = [10**6]
+
+    def throttle(**_: Any) -> Any:
+        if left[0] <= 0:
+            return None
+        left[0] -= 1
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException",
+                           "Message": "hot partition"}, "ResponseMetadata": {}}  # fmt: skip
+        return AWSResponse("https://dynamodb.test", 400, {}, None), error
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.GetItem", throttle)
+    with pytest.raises(StoreUnavailable) as raised:
+        store.get_job(ids[0])
+    assert isinstance(raised.value, ClientError)
+    assert dict(HTTP_STATUS)[StoreUnavailable] == 503
+    left[0] = 0
+    assert store.get_job(ids[0]) is not None

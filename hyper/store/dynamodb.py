@@ -138,6 +138,27 @@ RETRYABLE = {
     "RequestLimitExceeded",
 }
 CHECK_FAILED = "ConditionalCheckFailed"
+THROTTLED = frozenset({
+    "ThrottlingError", "ThrottlingException", "ProvisionedThroughputExceeded",
+    "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+})  # fmt: skip
+
+
+class Throttled(StoreUnavailable, ClientError):
+    """DynamoDB still throttling a request after botocore's own retries. The store's
+    retry loops take it as the ClientError it is; anywhere else it is StoreUnavailable,
+    which the host answers with 503 and clients ask again (not a 500 they would not)."""
+
+    def __init__(self, response: dict[str, Any], operation: str) -> None:
+        ClientError.__init__(self, response, operation)
+
+
+def _raise_throttled(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """botocore's after-call hook: a throttled answer becomes `Throttled`."""
+    code = (parsed.get("Error") or {}).get("Code")
+    if code in THROTTLED:
+        raise Throttled(parsed, model.name)
+
 
 Item = dict[str, Any]
 Ended = tuple[int, int | None, int | None, JobStatus, bool]  # id, array, index, state, dependents
@@ -415,9 +436,9 @@ class DynamoDBStore:
                     # requests are built here, not typed by a user: botocore's check of
                     # every parameter would take a fifth of a big submit's time
                     config = Config(parameter_validation=False, retries={"mode": "standard"})
-                    self._dynamodb = boto3.client(
-                        "dynamodb", region_name=self.region, config=config
-                    )
+                    client = boto3.client("dynamodb", region_name=self.region, config=config)
+                    client.meta.events.register("after-call.dynamodb", _raise_throttled)
+                    self._dynamodb = client
         return self._dynamodb
 
     @property
