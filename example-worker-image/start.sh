@@ -6,8 +6,8 @@
 #   HYPER_QUEUE        the queue to take jobs from
 #   HYPER_DEFINITION   the job definition the jobs run with
 # and optionally HYPER_WORKER_ID (on AWS Batch: HYPER_WORKER_ID_PREFIX, to which the
-# worker adds the array index), HYPER_REGION, HYPER_IDLE_SECONDS, HYPER_LIFETIME_SECONDS
-# and HYPER_WORKDIR (default /work).
+# worker adds the array index), HYPER_REGION, HYPER_IDLE_SECONDS, HYPER_HEARTBEAT_SECONDS,
+# HYPER_LIFETIME_SECONDS and HYPER_WORKDIR (default /work).
 set -euo pipefail
 
 # ---- user section -------------------------------------------------------------
@@ -22,7 +22,8 @@ set -euo pipefail
 worker_id=${HYPER_WORKER_ID:-"w-$(hostname)-$$"}
 args=(--url "$HYPER_URL" --worker-id "$worker_id" --queue "$HYPER_QUEUE"
       --definition "$HYPER_DEFINITION" --workdir "${HYPER_WORKDIR:-/work}"
-      --idle-seconds "${HYPER_IDLE_SECONDS:-60}" --region "${HYPER_REGION:-}")
+      --idle-seconds "${HYPER_IDLE_SECONDS:-60}" --region "${HYPER_REGION:-}"
+      --heartbeat-seconds "${HYPER_HEARTBEAT_SECONDS:-0.5}")
 if [ -n "${HYPER_LIFETIME_SECONDS:-}" ]; then
   args+=(--lifetime-seconds "$HYPER_LIFETIME_SECONDS")
 fi

@@ -50,6 +50,9 @@ from hyper.errors import (
 from hyper.jobs import MAX_FILE_BYTES
 
 RETRY_STATUSES = frozenset({429, 503})
+# what API Gateway answers when Lambda is throttled (500), fails (502) or is too slow
+# (504): a request that is safe to repeat (a GET) is asked again
+GATEWAY_ERRORS = frozenset({500, 502, 504})
 IDLE_RECONNECT_SECONDS = 20.0  # below the server's keep-alive timeout (30 s)
 UNIX_SCHEME = "unix"
 PIN_PREFIX = "sha256="
@@ -369,12 +372,14 @@ class HostClient:
         retries: int = 5,
         transport: Transport | None = None,
         reconnect: Callable[[], str | None] | None = None,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
     ) -> None:
         self.url = url
         self.host_name = host_name or url
         self._key = api_key
         self._timeout = timeout
         self._retries = retries
+        self._retry_statuses = retry_statuses
         self._transport = transport or SocketTransport(url, timeout)
         self._reconnect = reconnect
 
@@ -439,7 +444,8 @@ class HostClient:
                     f"host {self.host_name!r} is unreachable at {self.url} ({exc}); "
                     "check it with 'hyper hosts host-status'"
                 ) from exc
-            if status in RETRY_STATUSES and attempt < self._retries:
+            again = status in self._retry_statuses or (repeatable and status in GATEWAY_ERRORS)
+            if again and attempt < self._retries:
                 self._pause(attempt)
                 attempt += 1
                 continue

@@ -62,9 +62,16 @@ class Deployer:
         if self.store.get_resource(kind.value, spec.name) is not None:
             raise UsageError(f"{kind.singular} {spec.name!r} already exists")
         resources.check_references(self.store, kind, spec)
+        self._check(kind, spec)
         record = self._record(kind, spec, DeployStatus.CREATING, "creating")
         self._start(kind, spec.name)
         return record
+
+    def _check(self, kind: ResourceKind, spec: Spec) -> None:
+        """The provider's own refusals (a provider may have none): UsageError."""
+        check = getattr(self.provider, "check", None)
+        if check is not None:
+            check(kind, spec)
 
     def update(self, kind: ResourceKind, name: str, changes: dict[str, Any]) -> Resource:
         current = resources.require(self.store, kind, name)
@@ -74,6 +81,7 @@ class Deployer:
             raise UsageError("a resource keeps its name; create a new one instead")
         spec = build_spec(kind, {**current.spec, **changes})
         resources.check_references(self.store, kind, spec)
+        self._check(kind, spec)
         record = self._record(kind, spec, DeployStatus.UPDATING, f"updating {sorted(changes)}")
         self._start(kind, name)
         return record

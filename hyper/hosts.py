@@ -34,6 +34,7 @@ class HostRequest(NamedTuple):
     subnets: str | None = None  # aws, with a vpc-id: its subnets for workers (a,b)
     enable_dashboard: bool = False  # aws: a CloudWatch dashboard
     code_bundle: Path | None = None  # aws: a Lambda bundle built before (default: build one)
+    allowed_policies: str | None = None  # aws: IAM policies clusters and definitions may use
 
 
 Log = Callable[[str], None]
@@ -139,6 +140,7 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
             vpc=request.vpc,
             subnets=request.subnets,
             enable_dashboard=request.enable_dashboard,
+            allowed_policies=request.allowed_policies,
         ),
         log,
         code=request.code_bundle,
@@ -290,10 +292,12 @@ def _move_data(host: HostConfig, new: Path) -> HostConfig:
     return host._replace(data_dir=str(new))
 
 
-def delete_host(name: str, *, keep_data: bool = False, log: Log = print) -> None:
+def delete_host(
+    name: str, *, keep_data: bool = False, backup: bool = True, log: Log = print
+) -> None:
     host = config.load_host(name)
     if host.provider == "aws":
-        _aws().delete_host(host, log)
+        _aws().delete_host(host, log, backup=backup)
     if host.provider == "local" and host.data_dir:
         import shutil
 

@@ -12,9 +12,15 @@ both, the way AWS would run the stack:
   ``RequestResponse`` runs at once. Point boto3 here with ``AWS_ENDPOINT_URL_LAMBDA``.
 
 Each function runs the installed hyper through the real handler
-(``hyper.host.lambda_adapter``) with the environment moto holds for that function,
-one invocation at a time per function, in this process. Only the address differs from
-AWS: ``url`` stands where the stack's execute-api URL would.
+(``hyper.host.lambda_adapter``) with the environment moto holds for that function, in
+containers that each run one invocation at a time, in this process. Only the address
+differs from AWS: ``url`` stands where the stack's execute-api URL would.
+
+AWS's limits hold here as there (`Limits`), with AWS's answers: the usage plan's rate
+and burst (429 Too Many Requests), Lambda's 6 MB request (413) and response (502),
+API Gateway's 29 s (504 Endpoint request timed out, the invocation running on), and the
+function's concurrency (a throttled invocation reaches the client as 500 Internal
+server error; an asynchronous one waits, as Lambda queues it).
 """
 
 from __future__ import annotations
@@ -24,15 +30,18 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 
-from hyper.host.lambda_adapter import LambdaHandler, make_handler
+from hyper.host.lambda_adapter import LambdaApp, LambdaHandler, make_handler
 from tests.test_lambda_adapter import proxy_event
 
 STAGE = "v1"
@@ -53,33 +62,144 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@dataclass(frozen=True)
+class Limits:
+    """AWS's limits the gateway enforces, answering as AWS does (the defaults are AWS's
+    and the host stack's own: its usage plan, Lambda's payload and API Gateway's
+    integration timeout; the account's concurrency, less on new accounts)."""
+
+    rate: float = 500.0  # the usage plan's requests per second on the key ...
+    burst: int = 1000  # ... and its burst: beyond them, 429 Too Many Requests
+    payload_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous request and response
+    timeout_seconds: float = 29.0  # API Gateway's integration timeout: 504
+    concurrency: int = 1000  # containers of one function at once; beyond, throttled
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
+
+_BUILDING = threading.Lock()  # a function's app reads its environment once, when built
+
+
 class Function:
-    """One Lambda function: its handler, built with its environment, one call at a time."""
+    """One Lambda function: containers of its handler, each built with the function's
+    environment and running one invocation at a time, at most `limits.concurrency` of
+    them at once (as Lambda scales a function out, up to its concurrency)."""
 
-    def __init__(self, name: str, env: dict[str, str]) -> None:
-        from hyper.providers.aws.lambda_app import make_app
-
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        limits: Limits | None = None,
+        *,
+        factory: Callable[[], LambdaApp] | None = None,
+    ) -> None:
         self.name = name
         self.env = {**env, "AWS_LAMBDA_FUNCTION_NAME": name}
-        with environment(self.env):
-            built = make_app()
-        self.handler: LambdaHandler = make_handler(lambda: built)
-        self.lock = threading.Lock()
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.limits = limits or Limits()
+        self._factory = factory
         self.calls: list[dict[str, Any]] = []
         self.errors: list[BaseException] = []
+        self.throttled = 0
+        self.timed_out = 0
+        self._pool = threading.Condition()
+        self._idle: list[LambdaHandler] = []
+        self._all: list[LambdaHandler] = []
+        self._release(self._build())  # the first container, so a bad environment shows now
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._runner = threading.Thread(target=self._run_events, daemon=True)
         self._runner.start()
 
+    def _build(self) -> LambdaHandler:
+        if self._factory is not None:
+            handler = make_handler(self._factory)
+        else:
+            from hyper.providers.aws.lambda_app import make_app
+
+            with _BUILDING, environment(self.env):
+                built = make_app()
+            handler = make_handler(lambda: built)
+        with self._pool:
+            self._all.append(handler)
+        return handler
+
+    def _acquire(self, *, wait: bool) -> LambdaHandler | None:
+        with self._pool:
+            while True:
+                if self._idle:
+                    return self._idle.pop()
+                if len(self._all) < self.limits.concurrency:
+                    break
+                if not wait:
+                    return None
+                self._pool.wait(timeout=1)
+        return self._build()
+
+    def _release(self, handler: LambdaHandler) -> None:
+        with self._pool:
+            self._idle.append(handler)
+            self._pool.notify()
+
+    @property
+    def containers(self) -> int:
+        return len(self._all)
+
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            self.calls.append(event)
-            return self.handler(event, None)
+        """An invocation that waits for a container (Invoke RequestResponse, events)."""
+        handler = self._acquire(wait=True)
+        assert handler is not None
+        self.calls.append(event)
+        try:
+            return handler(event, None)
+        finally:
+            self._release(handler)
+
+    def invoke(self, event: dict[str, Any], timeout: float) -> tuple[str, Any]:
+        """As API Gateway invokes it: ("ok", answer), or "throttled" (no container to
+        spare), "timeout" (the invocation runs on, its answer lost) or "error"."""
+        handler = self._acquire(wait=False)
+        if handler is None:
+            self.throttled += 1
+            return "throttled", None
+        self.calls.append(event)
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["answer"] = handler(event, None)
+            except BaseException as error:  # noted for the test; API Gateway says 502
+                box["error"] = error
+                self.errors.append(error)
+            finally:
+                self._release(handler)
+                done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+        if not done.wait(timeout):
+            self.timed_out += 1
+            return "timeout", None
+        return ("error", None) if "error" in box else ("ok", box["answer"])
 
     def _run_events(self) -> None:
         while (event := self.events.get()) is not None:
             try:
-                self(event)
+                self(event)  # Lambda queues an asynchronous invocation while throttled
             except BaseException as error:  # noted for the test; Lambda would retry
                 self.errors.append(error)
             finally:
@@ -88,33 +208,74 @@ class Function:
     def close(self) -> None:
         self.events.put(None)
         self._runner.join(timeout=60)
-        with self.lock:
-            self.handler.close()
+        deadline = time.monotonic() + 60
+        with self._pool:
+            while len(self._idle) < len(self._all) and time.monotonic() < deadline:
+                self._pool.wait(timeout=1)
+            for handler in self._all:
+                handler.close()
 
 
 class Gateway:
     """The host stack's API and functions, served on 127.0.0.1."""
 
-    def __init__(self, stack: str, region: str) -> None:
+    def __init__(self, stack: str, region: str, limits: Limits | None = None) -> None:
         cloudformation = boto3.client("cloudformation", region_name=region)
         (found,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in found["Outputs"]}
         lambda_client = boto3.client("lambda", region_name=region)
         secrets = boto3.client("secretsmanager", region_name=region)
-        self.key = secrets.get_secret_value(SecretId=outputs["SecretArn"])["SecretString"]
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.functions: dict[str, Function] = {}
+        key = secrets.get_secret_value(SecretId=outputs["SecretArn"])["SecretString"]
         api = outputs["FunctionName"]
         variables = lambda_client.get_function_configuration(FunctionName=api)["Environment"][
             "Variables"
         ]
-        deployer = variables["HYPER_DEPLOY_FUNCTION"]
-        for name in (api, deployer):
-            env = lambda_client.get_function_configuration(FunctionName=name)["Environment"]
+        envs = {
+            name: lambda_client.get_function_configuration(FunctionName=name)["Environment"][
+                "Variables"
+            ]
+            for name in (api, variables["HYPER_DEPLOY_FUNCTION"])
+        }
+        self._start(key, envs, api, limits or Limits())
+
+    @classmethod
+    def of(
+        cls,
+        key: str,
+        envs: dict[str, dict[str, str]],
+        api: str,
+        limits: Limits | None = None,
+        *,
+        factories: dict[str, Callable[[], LambdaApp]] | None = None,
+    ) -> Gateway:
+        """A gateway for functions given by their environments (or app factories)."""
+        gateway = cls.__new__(cls)
+        gateway._start(key, envs, api, limits or Limits(), factories or {})
+        return gateway
+
+    def _start(
+        self,
+        key: str,
+        envs: dict[str, dict[str, str]],
+        api: str,
+        limits: Limits,
+        factories: dict[str, Callable[[], LambdaApp]] | None = None,
+    ) -> None:
+        self.key = key
+        self.limits = limits
+        self.bucket = TokenBucket(limits.rate, limits.burst)
+        self.answers: Counter[int] = Counter()  # what API Gateway answered, by status
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.functions: dict[str, Function] = {}
+        for name, env in envs.items():
             # where the stack's execute-api URL would answer
             self.functions[name] = Function(
-                name, {**env["Variables"], "HYPER_API_URL": f"{self.url}/{STAGE}"}
+                name,
+                {**env, "HYPER_API_URL": f"{self.url}/{STAGE}"},
+                limits,
+                factory=(factories or {}).get(name),
             )
         self.api = self.functions[api]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -181,10 +342,19 @@ class Gateway:
                 else:
                     self._answer(200, json.dumps(function(event)).encode(), {})
 
+            def _refuse(self, status: int, message: str, kind: str) -> None:
+                gateway.answers[status] += 1
+                body = json.dumps({"message": message}).encode()
+                self._answer(status, body, {"Content-Type": "application/json",
+                                            "x-amzn-ErrorType": kind})  # fmt: skip
+
             def _proxy(self, path: str, query: str, body: bytes) -> None:
                 dashboard = path == "/dashboard" or path.startswith("/dashboard/")
                 if not dashboard and self.headers.get("x-api-key") != gateway.key:
-                    self._answer(403, b'{"message":"Forbidden"}', {})
+                    self._refuse(403, "Forbidden", "ForbiddenException")
+                    return
+                if not gateway.bucket.take():  # the usage plan's rate and burst
+                    self._refuse(429, "Too Many Requests", "TooManyRequestsException")
                     return
                 event = proxy_event(
                     self.command,
@@ -195,9 +365,23 @@ class Gateway:
                     query=parse_qs(query, keep_blank_values=True),
                     headers=dict(self.headers.items()),
                 )
-                answer = gateway.api(event)
+                limits = gateway.limits
+                if len(json.dumps(event)) > limits.payload_bytes:  # Lambda's request limit
+                    self._refuse(413, "Request Too Long", "RequestTooLongException")
+                    return
+                outcome, answer = gateway.api.invoke(event, limits.timeout_seconds)
+                if outcome == "throttled":  # Lambda's 429 reaches the client as a 500
+                    self._refuse(500, "Internal server error", "InternalServerErrorException")
+                    return
+                if outcome == "timeout":
+                    self._refuse(504, "Endpoint request timed out", "IntegrationTimeout")
+                    return
+                if outcome == "error" or len(json.dumps(answer)) > limits.payload_bytes:
+                    self._refuse(502, "Internal server error", "InternalServerErrorException")
+                    return
                 raw = answer.get("body") or ""
                 data = base64.b64decode(raw) if answer.get("isBase64Encoded") else raw.encode()
+                gateway.answers[int(answer["statusCode"])] += 1
                 self._answer(int(answer["statusCode"]), data, dict(answer.get("headers") or {}))
 
         return Handler

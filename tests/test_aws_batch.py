@@ -781,13 +781,14 @@ def test_the_submit_job_request(aws: None, store: SQLiteStore) -> None:
     (submit,) = launched.submits()
     prefix = environment(submit)["HYPER_WORKER_ID_PREFIX"]
     assert submit == {
-        "jobName": "hyper-test-q1-d1",
+        "jobName": f"hyper-test-q1-d1-{prefix}",
         "jobQueue": "hyper-test-c1",
         "jobDefinition": "hyper-test-d1",
         "arrayProperties": {"size": 7},
         "containerOverrides": {
             "environment": [
                 {"name": "HYPER_DEFINITION", "value": "d1"},
+                {"name": "HYPER_HEARTBEAT_SECONDS", "value": "0.5"},
                 {"name": "HYPER_IDLE_SECONDS", "value": "90"},
                 {"name": "HYPER_QUEUE", "value": "q1"},
                 {"name": "HYPER_REGION", "value": "us-east-1"},
@@ -942,7 +943,7 @@ def test_alive_reads_arrays_with_some_children_ended(store: SQLiteStore) -> None
     aws_host_records(store)
     with Stubber(client) as stub:
         stub.add_response("submit_job", {"jobName": "j", "jobId": "array-1"},
-                          {"jobName": "hyper-test-q1-d1", "jobQueue": "hyper-test-c1",
+                          {"jobName": stubbed_any(), "jobQueue": "hyper-test-c1",
                            "jobDefinition": "hyper-test-d1", "arrayProperties": {"size": 3},
                            "containerOverrides": stubbed_any()})  # fmt: skip
         stub.add_response("submit_job", {"jobName": "j", "jobId": "single-1"})
@@ -1053,3 +1054,127 @@ def test_calls_per_launch_are_counted(aws: None, store: SQLiteStore) -> None:
     assert Counter((r, op) for r, op, _ in launched.calls.calls if op != "SubmitJob") == {
         (region, "DescribeJobs"): 1 for region in THREE
     }
+
+
+# ---- IAM propagation ------------------------------------------------------------------------
+
+
+def _iam_refusal(reason: str, times: int) -> Callable[..., Any]:
+    """A botocore before-call hook: Batch refusing the first `times` creations."""
+    left = [times]
+
+    def refuse(**_: Any) -> Any:
+        if left[0] <= 0:
+            return None
+        left[0] -= 1
+        response = AWSResponse("https://batch.test", 400, {}, None)
+        return response, {"Error": {"Code": "ClientException", "Message": reason},
+                          "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
+
+    return refuse
+
+
+def test_new_roles_are_waited_for_before_the_compute_environments(aws: None) -> None:
+    """IAM's waiters see each new role and the instance profile, then the roles get time
+    to reach Batch, all before the first CreateComputeEnvironment."""
+    calls = Calls()
+    slept: list[float] = []
+    patience = Patience(timeout=5, interval=0, sleep=slept.append, propagation=10)
+    cluster = ClusterSpec(name="c1", compute_envs=1)
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lambda _: None, clients=calls)
+    assert roles.fresh
+    lines: list[str] = []
+    batch.deploy_cluster("us-east-1", cluster, network("us-east-1"), roles, NAMES, lines.append,
+                         clients=calls, patience=patience)  # fmt: skip
+    order = [op for _, op, _ in calls.calls]
+    first_create = order.index("CreateComputeEnvironment")
+    last_role = max(
+        i for i, op in enumerate(order) if op in ("CreateRole", "AddRoleToInstanceProfile")
+    )
+    waited = order[last_role:first_create]
+    assert "GetRole" in waited and "GetInstanceProfile" in waited
+    assert slept[:1] == [10]
+    assert any("reach Batch and EC2" in line for line in lines)
+
+    # the same roles again: nothing new, no wait
+    again = batch.ensure_cluster_roles(cluster, NAMES, lambda _: None, clients=calls)
+    assert not again.fresh
+
+
+def test_a_creation_refused_while_iam_propagates_is_tried_again(aws: None) -> None:
+    slept: list[float] = []
+    patience = Patience(timeout=5, interval=0, sleep=slept.append, propagation=10)
+    cluster = ClusterSpec(name="c1", compute_envs=1)
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lambda _: None)
+    client = aws_client("batch", "us-east-1")
+    reason = "Role arn:aws:iam::123456789012:role/hyper-test-batch-service is not authorized"
+    client.meta.events.register("before-call.batch.CreateComputeEnvironment",
+                                _iam_refusal(reason, 2))  # fmt: skip
+    lines: list[str] = []
+    batch.deploy_cluster("us-east-1", cluster, network("us-east-1"), roles, NAMES, lines.append,
+                         clients=lambda service, region: client if service == "batch"
+                         else aws_client(service, region), patience=patience)  # fmt: skip
+    assert slept == [10, 20, 40]  # the propagation wait, then two back-offs
+    assert sum("does not see the new roles yet" in line for line in lines) == 2
+    assert len(client.describe_compute_environments()["computeEnvironments"]) == 1
+
+    # bounded: refused every time, the change fails with Batch's reason
+    other = ClusterSpec(name="c2", compute_envs=1)
+    client.meta.events.register("before-call.batch.CreateComputeEnvironment",
+                                _iam_refusal(reason, 99))  # fmt: skip
+    fresh = batch.ensure_cluster_roles(other, NAMES, lambda _: None)
+    with pytest.raises(DeployFailed, match="not authorized"):
+        batch.deploy_cluster("us-east-1", other, network("us-east-1"), fresh, NAMES,
+                             lambda _: None, clients=lambda service, region: client
+                             if service == "batch" else aws_client(service, region),
+                             patience=patience)  # fmt: skip
+
+
+def test_an_environment_invalid_while_iam_propagates_is_made_again(aws: None) -> None:
+    slept: list[float] = []
+    patience = Patience(timeout=5, interval=0, sleep=slept.append, propagation=10)
+    cluster = ClusterSpec(name="c1", compute_envs=1)
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lambda _: None)
+    client = aws_client("batch", "us-east-1")
+    invalid = [2]  # the first two looks after the creation see it INVALID
+
+    def look(parsed: dict[str, Any], **_: Any) -> None:
+        for env in parsed.get("computeEnvironments", []):
+            if invalid[0] > 0 and env.get("status") == "VALID":
+                invalid[0] -= 1
+                env["status"] = "INVALID"
+                env["statusReason"] = "CLIENT_ERROR - instance profile is not ready"
+
+    calls = Calls()
+    calls.watch(client, "us-east-1")
+    created = [0]
+    client.meta.events.register("after-call.batch.DescribeComputeEnvironments", look)
+    client.meta.events.register("before-call.batch.CreateComputeEnvironment",
+                                lambda **_: created.__setitem__(0, created[0] + 1))  # fmt: skip
+    batch.deploy_cluster("us-east-1", cluster, network("us-east-1"), roles, NAMES,
+                         lambda _: None, clients=lambda service, region: client
+                         if service == "batch" else aws_client(service, region),
+                         patience=patience)  # fmt: skip
+    assert created[0] == 2 and len(calls.of("DeleteComputeEnvironment")) == 1
+    (env,) = client.describe_compute_environments()["computeEnvironments"]
+    assert env["status"] == "VALID"
+
+
+def test_any_container_finds_and_stops_a_worker_another_launched(
+    aws: None, store: SQLiteStore
+) -> None:
+    """Ticks run in whichever Lambda container: one that did not launch a worker finds
+    its Batch job by name, so a worker stuck RUNNABLE is stopped by any of them."""
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    first = Launched(store)
+    array = first.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
+    (single,) = first.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+    other = Launched(store)  # another container: it launched nothing
+    assert other.launcher.alive(array[2]) is not None
+    assert other.launcher.alive(single) is not None
+    other.launcher.stop(array[2])
+    other.launcher.stop(single)
+    terminated = [p["jobId"] for p in other.calls.of("TerminateJob")]
+    parent = first.calls.of("SubmitJob")[0]
+    assert len(terminated) == 2 and terminated[0].endswith(":2") and ":" not in terminated[1]
+    assert parent["jobName"].endswith(array[0].id.rpartition("-")[0])

@@ -1,16 +1,17 @@
 """An AWS host end to end, on loopback: the host app as its Lambda function builds it
-(DynamoDB store, AWS provider, Batch launcher) served over HTTP, every AWS call going to
-a moto server. Resources are deployed through the API, `qsub` submits 1,000 jobs, a tick
-submits one Batch array job per weighted region, and a real worker started by the
-image's start.sh, with the environment Batch gives that array's first child, runs them."""
+(DynamoDB store, AWS provider, Batch launcher) behind the loopback API Gateway and Lambda
+(tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 25 requests/s, 8
+containers at once), every AWS call going to a moto server. Resources are deployed
+through the API, `qsub` submits 1,000 jobs of a second each, a tick submits one
+Batch array job per weighted region, and real workers started by the image's start.sh,
+with the environment Batch gives that array's first children, run them all: the 429s
+and 500s the limits give are ridden out and nothing is lost."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,9 @@ import boto3
 import pytest
 
 from hyper.client import HostClient
-from hyper.host.lambda_adapter import LambdaApp
+from hyper.host.lambda_adapter import TICK_EVENT
 from hyper.providers.aws import tables
+from tests.aws_gateway import STAGE, Gateway, Limits
 from tests.conftest import BIN, ROOT
 from tests.helpers.moto import moto_server
 
@@ -34,19 +36,24 @@ pytestmark = [
 
 MAIN, OTHER = "eu-west-1", "us-east-1"
 Q = ["-q", "q1", "-d", "d1"]
+WORKERS = 8
+
+
+FUNCTION = "hyper-e2e-host"
+LIMITS = Limits(rate=25, burst=50, concurrency=8)
 
 
 class AwsHost:
-    def __init__(self, url: str, key: str, secret_arn: str, env: dict[str, str]) -> None:
-        self.url, self.key, self.secret_arn, self.env = url, key, secret_arn, env
-        self.built: LambdaApp | None = None
+    def __init__(self, gateway: Gateway, secret_arn: str, env: dict[str, str]) -> None:
+        self.gateway = gateway
+        self.url, self.key = f"{gateway.url}/{STAGE}", gateway.key
+        self.secret_arn, self.env = secret_arn, env
 
     def client(self) -> HostClient:
-        return HostClient(self.url, self.key, retries=0)
+        return HostClient(self.url, self.key)
 
     def tick(self) -> Any:
-        assert self.built is not None and self.built.tick is not None
-        return self.built.tick()
+        return self.gateway.api(dict(TICK_EVENT))
 
 
 @pytest.fixture
@@ -54,60 +61,37 @@ def aws_host(
     tmp_path: Path, hyper_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AwsHost]:
     # Batch's service roles need AWS's managed policies
-    moto = moto_server(monkeypatch, managed_policies=True, batch=True)
-    endpoint = moto.__enter__()
-    aws_env = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": MAIN,
-    }
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in aws_env.items():
-        monkeypatch.setenv(name, value)
-    secret = boto3.client("secretsmanager", region_name=MAIN).create_secret(
-        Name="hyper/e2e/api-key", SecretString="the-e2e-key"
-    )
-    tables.create_tables(boto3.client("dynamodb", region_name=MAIN), "hyper-e2e")
-    boto3.client("s3", region_name=MAIN).create_bucket(
-        Bucket="hyper-e2e-bucket", CreateBucketConfiguration={"LocationConstraint": MAIN}
-    )
-    with socket.socket() as probe:  # the host's URL is known before the app is built
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    function_env = {
-        "HYPER_REGION": MAIN,
-        "HYPER_SECRET_ARN": secret["ARN"],
-        "HYPER_HOST_NAME": "e2e",
-        "HYPER_API_URL": url,
-        "HYPER_TABLE_PREFIX": "hyper-e2e",
-        "HYPER_BUCKET": "hyper-e2e-bucket",
-    }
-    for name, value in function_env.items():
-        monkeypatch.setenv(name, value)
-    import uvicorn
-
-    from hyper.providers.aws.lambda_app import make_app
-
-    host = AwsHost(url, "the-e2e-key", secret["ARN"], {**os.environ, **aws_env})
-    host.built = make_app()
-    server = uvicorn.Server(
-        uvicorn.Config(host.built.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the host did not start"
-        time.sleep(0.05)
-    try:
-        yield host
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        moto.__exit__(None, None, None)
+    with moto_server(monkeypatch, managed_policies=True, batch=True) as endpoint:
+        aws_env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": MAIN,
+        }
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in aws_env.items():
+            monkeypatch.setenv(name, value)
+        secret = boto3.client("secretsmanager", region_name=MAIN).create_secret(
+            Name="hyper/e2e/api-key", SecretString="the-e2e-key"
+        )
+        tables.create_tables(boto3.client("dynamodb", region_name=MAIN), "hyper-e2e")
+        boto3.client("s3", region_name=MAIN).create_bucket(
+            Bucket="hyper-e2e-bucket", CreateBucketConfiguration={"LocationConstraint": MAIN}
+        )
+        function_env = {
+            "HYPER_REGION": MAIN,
+            "HYPER_SECRET_ARN": secret["ARN"],
+            "HYPER_HOST_NAME": "e2e",
+            "HYPER_TABLE_PREFIX": "hyper-e2e",
+            "HYPER_BUCKET": "hyper-e2e-bucket",
+        }
+        with Gateway.of("the-e2e-key", {FUNCTION: function_env}, FUNCTION, LIMITS) as gateway:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", gateway.url)  # the functions' Invoke
+            try:
+                yield AwsHost(gateway, secret["ARN"], {**os.environ, **aws_env})
+            finally:
+                gateway.settle()
 
 
 def deploy(host: AwsHost, kind: str, spec: dict[str, Any]) -> None:
@@ -147,14 +131,17 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
     )  # fmt: skip
     subprocess.run([str(BIN / "hyper"), "hosts", "select-host", "aws"], env=env, check=True,
                    capture_output=True)  # fmt: skip
-    (tmp_path / "job.sh").write_text("echo hello from task $HYPER_ARRAY_INDEX\n")
+    (tmp_path / "job.sh").write_text("sleep 1\necho hello from task $HYPER_ARRAY_INDEX\n")
     array_id = subprocess.run(
         [str(BIN / "qsub"), "-a", "1-1000", *Q, "job.sh"],
         cwd=tmp_path, env=env, text=True, check=True, capture_output=True,
     ).stdout.strip()  # fmt: skip
 
-    # one tick: ceil(1,000 / 10) = 100 workers, 3:2 over the regions, one array each
-    aws_host.tick()
+    # a tick: ceil(1,000 / 10) = 100 workers, 3:2 over the regions, one array each (the
+    # submit asked for a tick too; moto ends Batch jobs at once, so a later tick finds
+    # those workers gone and starts others, each time the same arrays)
+    aws_host.gateway.settle()  # the tick the submit asked for (an Event invocation)
+    assert aws_host.tick()["result"]["started"] == 100
     sizes = {}
     submitted = {}
     for region in (MAIN, OTHER):
@@ -167,34 +154,36 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
                 "jobSummaryList"
             ]
         ]
-        (parent,) = {job["jobId"] for job in jobs if ":" not in job["jobId"]}  # no children
-        (described,) = batch.describe_jobs(jobs=[parent])["jobs"]
-        sizes[region] = described["arrayProperties"]["size"]
-        submitted[region] = described
+        parents = {job["jobId"] for job in jobs if ":" not in job["jobId"]}  # no children
+        described = batch.describe_jobs(jobs=sorted(parents))["jobs"]
+        assert len({d["arrayProperties"]["size"] for d in described}) == 1, described
+        sizes[region] = described[0]["arrayProperties"]["size"]
+        submitted[region] = described[0]
     assert sizes == {MAIN: 60, OTHER: 40}
 
-    # the first child of the main region's array, as Batch would start it
+    # the first children of the main region's array, as Batch would start them
     job = submitted[MAIN]
     container = {e["name"]: e["value"] for e in job["container"]["environment"]}
-    worker_env = {
-        **aws_host.env,
-        **container,
-        "AWS_BATCH_JOB_ID": f"{job['jobId']}:0",
-        "AWS_BATCH_JOB_ARRAY_INDEX": "0",
-        "AWS_REGION": MAIN,
-        "HYPER_WORKDIR": str(tmp_path / "worker"),
-        "HYPER_IDLE_SECONDS": "3",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
     assert container["HYPER_API_KEY"] == aws_host.secret_arn  # the key itself is not there
-    worker_log = tmp_path / "worker.log"
-    with worker_log.open("w") as errors:
-        worker = subprocess.Popen(
+    workers = []
+    for index in range(WORKERS):
+        worker_env = {
+            **aws_host.env,
+            **container,
+            "AWS_BATCH_JOB_ID": f"{job['jobId']}:{index}",
+            "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
+            "AWS_REGION": MAIN,
+            "HYPER_WORKDIR": str(tmp_path / f"worker{index}"),
+            "HYPER_IDLE_SECONDS": "60",
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+        }
+        errors = (tmp_path / f"worker{index}.log").open("w")
+        workers.append(subprocess.Popen(
             [str(ROOT / "example-worker-image" / "start.sh")],
             env=worker_env, stdout=subprocess.DEVNULL, stderr=errors,
-        )  # fmt: skip
+        ))  # fmt: skip
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1500
         while True:
             counts = json.loads(
                 subprocess.run(
@@ -207,9 +196,12 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             )["job"]["counts"]
             if counts["Successful"] + counts["Failed"] == 1000:
                 break
-            assert worker.poll() is None, worker_log.read_text()
+            ended = [w.poll() for w in workers]
+            assert any(code is None for code in ended), [
+                (tmp_path / f"worker{n}.log").read_text() for n in range(WORKERS)
+            ]
             assert time.monotonic() < deadline, counts
-            time.sleep(1)
+            time.sleep(2)
         assert counts["Successful"] == 1000, counts
         log = subprocess.run(
             [str(BIN / "qlog"), f"{array_id}_7"], env=env, text=True, check=True,
@@ -217,5 +209,15 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
         ).stdout  # fmt: skip
         assert log == "hello from task 7\n"
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
+    for n in range(WORKERS):  # none gave up on the limits
+        said = (tmp_path / f"worker{n}.log").read_text()
+        assert "Too Many Requests" not in said and "Internal server error" not in said, said
+    answers = aws_host.gateway.answers
+    print(
+        f"API Gateway answered {dict(answers)}; Lambda throttled "
+        f"{aws_host.gateway.api.throttled}, containers {aws_host.gateway.api.containers}"
+    )

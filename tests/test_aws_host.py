@@ -173,3 +173,103 @@ def test_an_aws_host_in_an_existing_vpc_uses_the_subnets_given(
     )
     variables = function["Environment"]["Variables"]
     assert (variables["HYPER_HOST_VPC"], variables["HYPER_HOST_SUBNETS"]) == (vpc, chosen)
+
+
+def test_the_api_key_is_letters_and_digits_as_api_gateway_documents() -> None:
+    """API Gateway takes a key of 20 to 128 alphanumeric characters; `-` and `_` (which
+    token_urlsafe gives) are not among them."""
+    from hyper.providers.aws.host import new_api_key
+
+    keys = {new_api_key() for _ in range(200)}
+    assert len(keys) == 200
+    assert all(k.isascii() and k.isalnum() and 20 <= len(k) <= 128 for k in keys)
+
+
+def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
+    aws: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regions, clusters, images and definitions in two regions (made as the deploy
+    function makes them, with the user's credentials here), then delete-host: refused
+    without --yes outside a terminal, then everything gone, the tables backed up."""
+    import time
+
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # Batch's service roles
+    from hyper.models import ClusterSpec, DefinitionSpec, ImageSpec, RegionSpec, ResourceKind
+    from hyper.providers.aws import batch, stacks
+    from hyper.providers.aws.provider import AwsProvider
+    from hyper.store.dynamodb import DynamoDBStore
+
+    code = bundle(tmp_path / "one.zip", "# one\n")
+    done = hyper(aws, "hosts", "create-host", "--provider", "aws", "--name", "h1", "--region",
+                 REGION, "--code-bundle", str(code),
+                 "--allowed-policies", "AmazonS3ReadOnlyAccess")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    outputs = stacks.stack_outputs("hyper-h1", REGION)
+    assert outputs["AllowedPolicies"] == "AmazonS3ReadOnlyAccess"
+    store = DynamoDBStore(outputs["TablePrefix"], REGION, outputs["BucketName"])
+    provider = AwsProvider(store, host_name="h1", secret_arn=outputs["SecretArn"],
+                           patience=batch.Patience(timeout=30, interval=0))  # fmt: skip
+    regions = (REGION, "us-east-1")
+    for where in regions:  # a region's network, as its stack would give it
+        ec2 = boto3.client("ec2", region_name=where)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="w", Description="w", VpcId=vpc)["GroupId"]
+        network = {"AWSTemplateFormatVersion": "2010-09-09",
+                   "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+                   "Outputs": {"SubnetIds": {"Value": subnet},
+                               "SecurityGroupId": {"Value": group}}}  # fmt: skip
+        stacks.deploy_stack(stacks.region_stack_name("h1", where), network, where, log=print)
+        spec = RegionSpec(name=where, kind="aws", main_region=where == REGION, import_vpc=False,
+                          cidr="10.0.0.0/16", subnet_config="PUBLIC")  # fmt: skip
+        store.put_resource("regions", where, spec.model_dump(), "ACTIVE", [], time.time())
+    made = [
+        (ResourceKind.CLUSTER, ClusterSpec(name="c1", compute_envs=1, type="ONDEMAND")),
+        (ResourceKind.IMAGE, ImageSpec(name="work")),
+        (ResourceKind.DEFINITION, DefinitionSpec(name="d1", use_cyclone_image=False,
+                                                 image_uri="w:1")),
+    ]  # fmt: skip
+    for kind, spec in made:
+        provider.deploy(kind, spec, lambda _: None)
+        store.put_resource(kind.value, spec.name, spec.model_dump(), "ACTIVE", [], time.time())
+    store.close()
+    iam = boto3.client("iam")
+
+    def ours() -> dict[str, object]:
+        found: dict[str, object] = {
+            "roles": sorted(r["RoleName"] for r in iam.list_roles()["Roles"]
+                            if r["RoleName"].startswith("hyper-h1-")),
+            "profiles": [p["InstanceProfileName"]
+                         for p in iam.list_instance_profiles()["InstanceProfiles"]],
+        }  # fmt: skip
+        for where in regions:
+            client = boto3.client("batch", region_name=where)
+            found[where] = (
+                [e["computeEnvironmentName"] for e in
+                 client.describe_compute_environments()["computeEnvironments"]],
+                [q["jobQueueName"] for q in client.describe_job_queues()["jobQueues"]],
+                [d["jobDefinitionName"] for d in
+                 client.describe_job_definitions(status="ACTIVE")["jobDefinitions"]],
+                [r["repositoryName"] for r in boto3.client("ecr", region_name=where)
+                 .describe_repositories()["repositories"]],
+                [s["StackName"] for s in boto3.client("cloudformation", region_name=where)
+                 .describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"],
+            )  # fmt: skip
+        return found
+
+    before = ours()
+    assert "hyper-h1-c1-instance" in before["roles"] and before["profiles"]
+    assert all(all(before[w]) for w in regions), before  # something of each kind, each region
+
+    refused = hyper(aws, "hosts", "delete-host", "h1")  # stdin is no terminal: no question
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    assert ours() == before  # nothing changed
+
+    deleted = hyper(aws, "hosts", "delete-host", "h1", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    after = ours()
+    assert after == {"roles": [], "profiles": [], **{w: ([], [], [], [], []) for w in regions}}
+    backups = boto3.client("dynamodb", region_name=REGION).list_backups()["BackupSummaries"]
+    assert {b["TableName"] for b in backups} >= {outputs["TablePrefix"] + "-jobs"}
+    assert "backed up table" in deleted.stderr
+    assert boto3.client("secretsmanager", region_name=REGION).list_secrets()["SecretList"] == []

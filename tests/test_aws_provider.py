@@ -125,3 +125,18 @@ def vpc_with_subnets(region: str, prefix: str) -> tuple[str, list[str]]:
         for n, zone in enumerate("abc", start=1)
     ]
     return vpc, subnets
+
+
+def test_isolated_subnets_are_refused_before_anything_is_recorded(tmp_path: Path) -> None:
+    """Workers in PRIVATE_ISOLATED subnets could never reach the host's public API."""
+    from hyper.deployer import Deployer
+    from hyper.errors import UsageError
+
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name="h1", secret_arn="arn:x")
+    isolated = RegionSpec(name=MAIN, kind="aws", import_vpc=False, cidr="10.0.0.0/16",
+                          subnet_config="PRIVATE_ISOLATED")  # fmt: skip
+    with pytest.raises(UsageError, match="PRIVATE_ISOLATED subnets have no way to the host's API"):
+        Deployer(store, provider).create(ResourceKind.REGION, isolated)
+    assert store.list_resources(ResourceKind.REGION.value) == []
+    store.close()

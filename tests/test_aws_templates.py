@@ -444,6 +444,10 @@ def test_every_region_variant_lints_clean(
         with pytest.raises(UsageError, match="at least one NAT gateway"):
             region_variant(vpc, subnets, endpoints, nats, peering)
         return
+    if vpc == "new" and subnets == "PRIVATE_ISOLATED":  # workers could not reach the API
+        with pytest.raises(UsageError, match="no way to the host's API"):
+            region_variant(vpc, subnets, endpoints, nats, peering)
+        return
     template = region_variant(vpc, subnets, endpoints, nats, peering)
     linter.assert_clean(template)  # variants giving the same template are linted once
 
@@ -474,7 +478,8 @@ def test_a_new_vpc_spreads_over_zones() -> None:
     subnets = [r["Properties"] for r in three.values() if r["Type"] == "AWS::EC2::Subnet"]
     zones = {json.dumps(s["AvailabilityZone"]) for s in subnets}
     assert len(subnets) == 6 and len(zones) == 3
-    assert [s["CidrBlock"] for s in subnets] == [f"10.1.{n * 32}.0/19" for n in range(6)]
+    # public subnets in the first three eighths, private ones from the fifth
+    assert [s["CidrBlock"] for s in subnets] == [f"10.1.{n * 32}.0/19" for n in (0, 1, 2, 4, 5, 6)]
     one = region_variant("new", "PRIVATE_WITH_NAT", "OFF", 1, False)["Resources"]
     nat_routes = [r["Properties"].get("NatGatewayId") for r in one.values()]
     nat_routes = [route for route in nat_routes if route]
@@ -545,3 +550,26 @@ def test_golden_templates(name: str, make: Any) -> None:
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
     assert path.read_text() == text, f"{name} changed; HYPER_UPDATE_GOLDEN=1 rewrites it"
+
+
+def test_a_region_update_keeps_every_subnet_on_its_range() -> None:
+    """Whatever an update changes (PUBLIC to NAT'ed, one NAT gateway to three), a subnet
+    keeps its range, and no subnet of one variant overlaps another subnet of the other:
+    CloudFormation makes the new subnets before it deletes the old ones."""
+    import ipaddress
+
+    def ranges(subnets: str, nats: int) -> dict[str, str]:
+        resources = region_variant("new", subnets, "OFF", nats, False)["Resources"]
+        return {lid: r["Properties"]["CidrBlock"] for lid, r in resources.items()
+                if r["Type"] == "AWS::EC2::Subnet"}  # fmt: skip
+
+    variants = [ranges("PUBLIC", 0), *(ranges("PRIVATE_WITH_NAT", n) for n in (1, 2, 3))]
+    for before in variants:
+        for after in variants:
+            for lid, cidr in before.items():
+                for other, theirs in after.items():
+                    if lid == other:
+                        assert cidr == theirs, (lid, cidr, theirs)
+                    else:
+                        a, b = ipaddress.ip_network(cidr), ipaddress.ip_network(theirs)
+                        assert not a.overlaps(b), (lid, cidr, other, theirs)

@@ -153,6 +153,12 @@ def create_host(
     code_bundle: Path = typer.Option(
         None, "--code-bundle", help="aws: a Lambda bundle built before (default: build one)"
     ),
+    allowed_policies: str = typer.Option(
+        None,
+        "--allowed-policies",
+        help="aws: the IAM policies (names or ARNs, a,b) clusters and definitions may attach;"
+        " default none",
+    ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
 ) -> None:
@@ -169,6 +175,7 @@ def create_host(
         subnets=subnets,
         enable_dashboard=enable_dashboard,
         code_bundle=code_bundle,
+        allowed_policies=allowed_policies,
     )
     missing = [
         flag for flag, value in (("--name", name), ("--provider", provider)) if value is None
@@ -269,16 +276,67 @@ def delete_host(
     host: str = HostOption,
     keep_data: bool = typer.Option(False, "--keep-data", help="keep a local host's jobs and logs"),
     yes: bool = typer.Option(False, "--yes", "-y", help="delete without asking"),
+    backup: bool = typer.Option(
+        True, "--backup/--no-backup", help="an AWS host: back up its tables before deleting"
+    ),
 ) -> None:
-    """Stop a host and forget it; a local host's data is deleted unless --keep-data."""
+    """Stop a host and forget it; a local host's data is deleted unless --keep-data. An
+    AWS host is removed from every region (its tables backed up first unless --no-backup)."""
     target = config.load_host(_target(name, host))
     if target.provider == "local" and not keep_data and not yes:
         confirm(
             f"Delete host {target.name!r} and all its jobs and logs in {target.data_dir}?",
             ["--yes (or --keep-data)"],
         )
-    hosts.delete_host(target.name, keep_data=keep_data, log=_say)
+    if target.provider == "aws" and not yes:
+        kept = "backed up first" if backup else "NOT backed up (--no-backup)"
+        confirm(
+            f"Delete AWS host {target.name!r} and everything it made in every region (jobs, "
+            f"logs, clusters, images, roles, networks); its tables are {kept}?",
+            ["--yes"],
+        )
+    hosts.delete_host(target.name, keep_data=keep_data, backup=backup, log=_say)
     typer.echo(f"deleted host {target.name!r}", err=True)
+
+
+@app.command("check-host")
+def check_host(
+    name: str = typer.Argument(None, help="the host (default: the one in use)"),
+    host: str = HostOption,
+    queue: str = typer.Option(None, "--queue", help="with --definition: run one job there"),
+    definition: str = typer.Option(None, "--definition", help="the one job's definition"),
+    timeout: float = typer.Option(1800.0, "--timeout", help="seconds the one job may take"),
+    as_json: bool = typer.Option(False, "--json", help="the checks as JSON"),
+) -> None:
+    """An AWS host: what the account still lacks (credentials, stack and roles, the Batch
+    service-linked role, quotas, images, and with --queue/--definition a one-job round
+    trip). Exit 1 when something is missing."""
+    target = config.load_host(_target(name, host))
+    if target.provider != "aws":
+        raise UsageError("check-host checks AWS hosts; for this host: hyper hosts host-status")
+    from hyper.providers.aws import check
+
+    with hosts.connect(target.name) as client:
+        kinds = ("regions", "clusters", "definitions")
+        resources = {kind: client.list_resources(kind) for kind in kinds}
+        trip = None
+        if queue and definition:
+            job = {"name": "hyper-check", "queue": queue, "definition": definition,
+                   "script": "echo hyper check-host\n"}  # fmt: skip
+            trip = lambda: check.wait_for_job(  # noqa: E731
+                lambda: int(client.submit([job])[0]),
+                lambda j: str(client.get_job(j).get("status", "")),
+                timeout,
+            )
+        found = check.check_host(target, resources, round_trip=trip)
+    if as_json:
+        typer.echo(json.dumps({"checks": [c.__dict__ for c in found]}, indent=2))
+    else:
+        mark = {True: "ok", False: "MISSING", None: "?"}
+        for item in found:
+            typer.echo(f"{mark[item.ok]:8} {item.what}: {item.detail}")
+    if any(item.ok is False for item in found):
+        raise typer.Exit(1)
 
 
 @app.command("import-deployment")

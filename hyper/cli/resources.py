@@ -55,6 +55,29 @@ def to_spec(kind: ResourceKind, answers: Answers) -> dict[str, Any]:
     return spec
 
 
+def pushed_here(
+    kind: ResourceKind, spec: dict[str, Any], host: str | None, client: HostClient
+) -> dict[str, Any]:
+    """An AWS host's image is built and pushed from this machine (its functions have no
+    docker): the spec with the URI it was pushed to. Other specs and hosts: as given."""
+    if kind is not ResourceKind.IMAGE:
+        return spec
+    from hyper import config
+    from hyper.providers.aws import images
+
+    if not images.needs_push(spec):
+        return spec
+    saved = config.load_host(hosts.default_host_name(host))
+    if saved.provider != "aws":
+        return spec
+    regions = [
+        r["name"]
+        for r in client.list_resources(ResourceKind.REGION.value)
+        if r["status"] == DeployStatus.ACTIVE.value and r["spec"].get("kind") == "aws"
+    ]
+    return images.push_from_here(saved, spec, regions, lambda line: typer.echo(line, err=True))
+
+
 # ---- waiting and showing -------------------------------------------------------------
 
 
@@ -175,6 +198,7 @@ def add_command(
 
             answers = walk(asked, given, yes=yes, refs=refs)
             spec = to_spec(kind, {**answers, **(fixed or {})})
+            spec = pushed_here(kind, spec, host, client)
             record = client.call("POST", f"/resources/{kind.value}", spec)
             typer.echo(f"{kind.singular} {record['name']!r} {record['status']}", err=True)
             if wait:
@@ -295,6 +319,8 @@ def _replace(*, host: str | None, wait: bool, yes: bool, **given: Any) -> None:
         answers = walk(q.REPLACE_IMAGE, given, yes=yes, refs=refs)
         name = answers["name"]
         changes = {"local_docker_image": answers["local_docker_image"]}
+        pushed = pushed_here(ResourceKind.IMAGE, {"name": name, **changes}, host, client)
+        changes.update({k: v for k, v in pushed.items() if k == "uri"})
         client.call("PATCH", resource_path(ResourceKind.IMAGE, name), changes)
         if wait:
             settle(client, ResourceKind.IMAGE, name)

@@ -119,6 +119,7 @@ class BatchLauncher(Launcher):
         url: str,
         names: Names,
         idle_seconds: float = 60.0,
+        heartbeat_seconds: float = 0.5,
         clients: BatchClients = _boto3_batch,
         submits_per_second: float = SUBMITS_PER_SECOND,
         max_attempts: int = 8,
@@ -135,6 +136,7 @@ class BatchLauncher(Launcher):
         self.url = url
         self.names = names
         self.idle_seconds = idle_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self._make_client = clients
         self._clients: dict[str, Any] = {}
         self.bucket = TokenBucket(submits_per_second, clock=clock, sleep=sleep)
@@ -145,6 +147,7 @@ class BatchLauncher(Launcher):
         self.clock, self.sleep, self.jitter = clock, sleep, jitter
         self._jobs: dict[str, tuple[str, str]] = {}  # worker id -> (region, Batch job id)
         self._alive: dict[str, bool] = {}  # worker id -> what Batch said last
+        self._missed: dict[str, float] = {}  # worker id -> when a lookup found no job
         self._looked = -float("inf")
         self._ec2 = ec2_clients
         self.weights_seconds = weights_seconds
@@ -213,11 +216,12 @@ class BatchLauncher(Launcher):
             "HYPER_QUEUE": request.queue,
             "HYPER_DEFINITION": request.definition.name,
             "HYPER_IDLE_SECONDS": f"{self.idle_seconds:g}",
+            "HYPER_HEARTBEAT_SECONDS": f"{self.heartbeat_seconds:g}",
             "HYPER_REGION": request.region,
         }
         environment["HYPER_WORKER_ID_PREFIX" if size > 1 else "HYPER_WORKER_ID"] = name
         submit: dict[str, Any] = {
-            "jobName": self.names.job_name(request.queue, request.definition.name),
+            "jobName": self.names.worker_job_name(request.queue, request.definition.name, name),
             "jobQueue": job_queue,
             "jobDefinition": job_definition,
             "containerOverrides": {
@@ -297,10 +301,52 @@ class BatchLauncher(Launcher):
             self._weights[key] = (self.clock(), found)
         return found
 
+    def _find(self, worker: WorkerRecord) -> bool:
+        """Whether the worker's Batch job is known here, looking it up by name when another
+        container (or an earlier one) launched it: any container's tick can then see and
+        stop a worker stuck RUNNABLE. A miss is asked again after `status_seconds`."""
+        if worker.id in self._jobs:
+            return True
+        missed = self._missed.get(worker.id)
+        if missed is not None and self.clock() - missed < self.status_seconds:
+            return False
+        self._missed[worker.id] = self.clock()
+        queue = find_spec(self.store, ResourceKind.QUEUE, worker.queue, QueueSpec)
+        prefix, _, index = worker.id.rpartition("-")
+        if queue is None or not prefix or not index.isdigit():
+            return False
+        array = self.names.worker_job_name(worker.queue, worker.definition, prefix)
+        single = self.names.worker_job_name(worker.queue, worker.definition, worker.id)
+        try:
+            pages = (
+                self.client(worker.region)
+                .get_paginator("list_jobs")
+                .paginate(
+                    jobQueue=self.names.job_queue(queue.compute_environment),
+                    filters=[{"name": "JOB_NAME", "values": [f"{array}*"]}],
+                )
+            )
+            for page in pages:
+                for job in page["jobSummaryList"]:
+                    if ":" in str(job["jobId"]):  # an array's child
+                        continue
+                    if job.get("jobName") == array:  # a single job's name ends with -0
+                        self._jobs[worker.id] = (worker.region, f"{job['jobId']}:{index}")
+                    elif job.get("jobName") == single:
+                        self._jobs[worker.id] = (worker.region, str(job["jobId"]))
+        except Exception as error:
+            log.info("%s: looking up the job of worker %s failed: %s", worker.region,
+                     worker.id, error)  # fmt: skip
+            return False
+        if worker.id in self._jobs:
+            self._missed.pop(worker.id, None)
+            return True
+        return False
+
     def alive(self, worker: WorkerRecord) -> bool | None:
         """What Batch says of the worker's job, read for all known workers at once (at most
-        every `status_seconds`); None for a worker started before this launcher was made."""
-        if worker.id not in self._jobs:
+        every `status_seconds`); None for a worker whose Batch job cannot be found."""
+        if not self._find(worker):
             return None
         if worker.id not in self._alive or self.clock() - self._looked > self.status_seconds:
             self._look()
@@ -364,9 +410,12 @@ class BatchLauncher(Launcher):
             self._alive[worker_id] = index not in ended
 
     def stop(self, worker: WorkerRecord) -> None:
-        """Terminate a stuck worker's job (its child of an array)."""
+        """Terminate a stuck worker's job (its child of an array), whichever container
+        launched it."""
+        self._find(worker)
         found = self._jobs.pop(worker.id, None)
         self._alive.pop(worker.id, None)
+        self._missed[worker.id] = self.clock()  # not looked up again for a while
         if found is None:
             return
         region, job_id = found

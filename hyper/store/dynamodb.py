@@ -56,6 +56,7 @@ import random
 import re
 import threading
 import time
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,24 @@ TRIES = 10  # attempts at a write that meets throttling or a conflict, with back
 SEP = "\x1f"  # between the parts of a key (names hold no control characters)
 NAME_KEY_CHARS = 200  # of a name in the name index (a sort key holds at most 1 KB)
 PRIORITY_OFFSET = 10**9
+# The lease and live-worker indexes are written by every heartbeat: their partition keys
+# are spread over this many shards (a running job's by its id, a live worker's by a hash
+# of its id), so no partition takes more than 1/16 of the heartbeats. At 10,000 running
+# jobs reporting every 30 s (an AWS host), that is 21 writes/s per shard, against
+# DynamoDB's 1,000 per partition (tests/test_dynamodb_store.py counts them).
+SHARDS = 16
+
+
+def lease_shard(job_id: int) -> str:
+    return f"L{job_id % SHARDS:02d}"
+
+
+def live_shard(worker_id: str) -> str:
+    return f"W{zlib.crc32(worker_id.encode()) % SHARDS:02d}"
+
+
+LEASE_SHARDS = tuple(f"L{n:02d}" for n in range(SHARDS))
+LIVE_SHARDS = tuple(f"W{n:02d}" for n in range(SHARDS))
 EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one per array
 ARRAY_CACHE = 1024
 TICK_LEASE = {"scope": "lease", "key": "tick"}  # who runs the scheduler's tick now
@@ -139,6 +158,27 @@ RETRYABLE = {
     "RequestLimitExceeded",
 }
 CHECK_FAILED = "ConditionalCheckFailed"
+THROTTLED = frozenset({
+    "ThrottlingError", "ThrottlingException", "ProvisionedThroughputExceeded",
+    "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+})  # fmt: skip
+
+
+class Throttled(StoreUnavailable, ClientError):
+    """DynamoDB still throttling a request after botocore's own retries. The store's
+    retry loops take it as the ClientError it is; anywhere else it is StoreUnavailable,
+    which the host answers with 503 and clients ask again (not a 500 they would not)."""
+
+    def __init__(self, response: dict[str, Any], operation: str) -> None:
+        ClientError.__init__(self, response, operation)
+
+
+def _raise_throttled(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """botocore's after-call hook: a throttled answer becomes `Throttled`."""
+    code = (parsed.get("Error") or {}).get("Code")
+    if code in THROTTLED:
+        raise Throttled(parsed, model.name)
+
 
 Item = dict[str, Any]
 Ended = tuple[int, int | None, int | None, JobStatus, bool]  # id, array, index, state, dependents
@@ -273,7 +313,9 @@ def _index_keys(job: Mapping[str, Any]) -> dict[str, Any]:
         "dk": f"{job['definition']}{SEP}{status}{SEP}{flag}" if flag == "s" else None,
         "ck": f"{job['queue']}{SEP}{job['definition']}" if waiting else None,
         "co": _claim_order(job["priority"], job["id"]) if waiting else None,
-        "leased": "1" if status == RUNNING and job.get("lease_until") is not None else None,
+        "leased": lease_shard(int(job["id"]))
+        if status == RUNNING and job.get("lease_until") is not None
+        else None,
     }
 
 
@@ -416,9 +458,9 @@ class DynamoDBStore:
                     # requests are built here, not typed by a user: botocore's check of
                     # every parameter would take a fifth of a big submit's time
                     config = Config(parameter_validation=False, retries={"mode": "standard"})
-                    self._dynamodb = boto3.client(
-                        "dynamodb", region_name=self.region, config=config
-                    )
+                    client = boto3.client("dynamodb", region_name=self.region, config=config)
+                    client.meta.events.register("after-call.dynamodb", _raise_throttled)
+                    self._dynamodb = client
         return self._dynamodb
 
     @property
@@ -2123,16 +2165,21 @@ class DynamoDBStore:
 
         return len(self._transition(sorted(items, key=lambda i: i["id"]), plan, now))
 
-    def expire_leases(self, now: float) -> list[int]:
-        ids = [
+    def _leased(self, before: float) -> list[int]:
+        """The running jobs whose lease ends before `before`, from every lease shard."""
+        return [
             i["id"]
+            for shard in LEASE_SHARDS
             for i in self._query_all(
                 self._jobs,
-                "#leased = :one AND #lease_until < :now",
-                {"one": "1", "now": now},
+                "#leased = :shard AND #lease_until < :before",
+                {"shard": shard, "before": before},
                 index=tables.LEASES,
             )
         ]
+
+    def expire_leases(self, now: float) -> list[int]:
+        ids = self._leased(now)
         return self._lose(
             ids,
             lambda item: float(item.get("lease_until") or now) < now,
@@ -2188,9 +2235,7 @@ class DynamoDBStore:
 
     def extend_leases(self, lease: float, now: float) -> int:
         until = now + lease
-        condition = "#leased = :one AND #lease_until < :until"
-        values = {"one": "1", "until": until}
-        ids = [i["id"] for i in self._query_all(self._jobs, condition, values, index=tables.LEASES)]
+        ids = self._leased(until)
         for job_id in ids:  # never shortened: only those that end sooner
             self._update_if(
                 _update(
@@ -2376,7 +2421,7 @@ class DynamoDBStore:
     def add_worker(self, worker: WorkerRecord) -> None:
         item = dataclasses.asdict(worker)
         if worker.state != "EXITED":
-            item["live"] = "1"
+            item["live"] = live_shard(worker.id)
         if worker.state == "ASSIGNED" and worker.node:
             item["assigned_node"] = worker.node
         self.dynamodb.put_item(TableName=self._workers, Item=_marshal(item))
@@ -2449,9 +2494,13 @@ class DynamoDBStore:
 
     def live_workers(self) -> list[WorkerRecord]:
         """From the sparse index of live workers (it may trail a change by a moment)."""
-        items = self._query_all(
-            self._workers, "#live = :one", {"one": "1"}, index=tables.LIVE_WORKERS
-        )
+        items = [
+            item
+            for shard in LIVE_SHARDS
+            for item in self._query_all(
+                self._workers, "#live = :shard", {"shard": shard}, index=tables.LIVE_WORKERS
+            )
+        ]
         return sorted((self._worker(i) for i in items), key=lambda w: w.started)
 
     # nodes of static regions ---------------------------------------------------------------

@@ -16,6 +16,15 @@ from pathlib import Path
 from hyper.client import HostClient
 from hyper.worker.agent import WorkerAgent, WorkerOptions
 
+# The worker's retry policy, in this one place: what it asks again, backing off (up to
+# 2 s a try, about 20 s in all) before a failure reaches the agent. Through API Gateway
+# and Lambda a host says 429 (the usage plan), 500 (Lambda throttled), 502 (the
+# function failed), 503 and 504 (the integration timed out) of requests it may be
+# asked again; the worker's calls are safe to repeat (claims and reports are by job
+# and attempt).
+RETRIES = 12
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
 
 def api_key(value: str) -> str:
     """The key itself, or the value of the Secrets Manager secret whose ARN is given."""
@@ -79,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         in_image=bool(os.environ.get("AWS_BATCH_JOB_ID")),  # Batch ran it in the image
         self_fence=not args.host_fences,
     )
-    with HostClient(args.url, key, timeout=70.0) as client:
+    with HostClient(
+        args.url, key, timeout=70.0, retries=RETRIES, retry_statuses=RETRY_STATUSES
+    ) as client:
         agent = WorkerAgent(client, options)
         agent.stop_on_signal()
         return agent.run()

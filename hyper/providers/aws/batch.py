@@ -57,7 +57,7 @@ from hyper.commands import run
 from hyper.errors import CommandFailed, DeployFailed, one_line
 from hyper.models import ClusterSpec, DefinitionSpec, ImageSpec, QueueSpec
 from hyper.providers import Log
-from hyper.providers.aws.calls import aws_client, error_code
+from hyper.providers.aws.calls import aws_client, error_code, error_message
 
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> a boto3 client
 
@@ -112,6 +112,11 @@ class Names:
     def job_name(self, queue: str, definition: str) -> str:
         return self._batch(queue, definition)
 
+    def worker_job_name(self, queue: str, definition: str, workers: str) -> str:
+        """The Batch job of workers `workers` (an array's prefix, or one worker's id): any
+        container of the host finds it by this name (ListJobs, JOB_NAME)."""
+        return self._batch(queue, definition, workers)
+
     def repository(self, image: str) -> str:
         def clean(wanted: str) -> str:
             parts = (re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in wanted.split("/"))
@@ -140,12 +145,17 @@ class Names:
 
 @dataclass(frozen=True)
 class Patience:
-    """How long to wait for Batch to settle a change, and how often to look."""
+    """How long to wait for Batch to settle a change, and how often to look; and, after
+    IAM made or changed a role, how long to give it to reach Batch and EC2 (IAM is
+    eventually consistent: a compute environment made with a role seconds old is often
+    refused, or settles INVALID) and how many times to try again."""
 
     timeout: float = 900.0
     interval: float = 5.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    propagation: float = 10.0  # after IAM's waiters saw the roles; doubled per retry
+    attempts: int = 4  # creations of a compute environment refused while IAM propagates
 
 
 def _wait(what: str, done: Callable[[], bool], patience: Patience) -> None:
@@ -171,11 +181,47 @@ _IAM_REGION = "us-east-1"  # IAM is global; its client needs some region
 
 @dataclass(frozen=True)
 class ClusterRoles:
-    """What a cluster's compute environments run as (ARNs)."""
+    """What a cluster's compute environments run as (ARNs). `fresh`: IAM made or changed
+    one of them just now, so Batch may not see it yet (`wait_for_roles`)."""
 
     service_role: str
     instance_profile: str
     spot_fleet_role: str | None = None
+    fresh: bool = False
+
+
+# what Batch and EC2 say while a new role or instance profile has not reached them
+IAM_NOT_YET = re.compile(
+    r"role|instance ?profile|not authori[sz]ed|assume|AccessDenied|iam", re.IGNORECASE
+)
+
+
+def _name_of(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def wait_for_roles(
+    roles: ClusterRoles, log: Log, *, clients: ClientFactory = aws_client, patience: Patience
+) -> None:
+    """When `roles` are fresh: IAM's own waiters until it shows each role and the
+    instance profile, then `patience.propagation` seconds for the other services."""
+    if not roles.fresh:
+        return
+    iam = clients("iam", _IAM_REGION)
+    config = {"Delay": max(1, int(patience.interval)), "MaxAttempts": 40}
+    if patience.interval == 0:
+        config["Delay"] = 0
+    try:
+        for role in (roles.service_role, roles.spot_fleet_role):
+            if role:
+                iam.get_waiter("role_exists").wait(RoleName=_name_of(role), WaiterConfig=config)
+        iam.get_waiter("instance_profile_exists").wait(
+            InstanceProfileName=_name_of(roles.instance_profile), WaiterConfig=config
+        )
+    except Exception as error:
+        raise _aws_failed("waiting for IAM to show the cluster's roles", error) from None
+    log(f"new IAM roles: giving them {patience.propagation:g} s to reach Batch and EC2")
+    patience.sleep(patience.propagation)
 
 
 def _trust(service: str) -> str:
@@ -208,11 +254,20 @@ def _ensure_role(
     tags: Mapping[str, str],
     log: Log,
     inline: Mapping[str, dict[str, Any]] | None = None,
+    changed: list[str] | None = None,
+    boundary: str | None = None,
 ) -> str:
     """The role `name`, trusted by `service`, with exactly `policies` attached and the
-    given inline policies; created when absent. Returns its ARN."""
+    given inline policies; created when absent. Returns its ARN; a role created or
+    given new policies is added to `changed`."""
+    fresh = False
+    bounded = {"PermissionsBoundary": boundary} if boundary else {}
     try:
-        arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
+        role = iam.get_role(RoleName=name)["Role"]
+        arn = str(role["Arn"])
+        current = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+        if boundary and current != boundary:
+            iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
     except Exception as error:
         if error_code(error) != "NoSuchEntity":
             raise _aws_failed(f"reading role {name}", error) from None
@@ -222,9 +277,11 @@ def _ensure_role(
                 AssumeRolePolicyDocument=_trust(service),
                 Description=f"hyper: {service}",
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                **bounded,
             )["Role"]["Arn"]
         )
         log(f"created role {name}")
+        fresh = True
     partition = arn.split(":")[1]
     wanted = {_policy_arn(p, partition) for p in policies}
     attached = {
@@ -232,6 +289,7 @@ def _ensure_role(
         for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
         for p in page["AttachedPolicies"]
     }
+    fresh = fresh or bool(wanted - attached)
     for policy in sorted(wanted - attached):
         try:
             iam.attach_role_policy(RoleName=name, PolicyArn=policy)
@@ -243,6 +301,8 @@ def _ensure_role(
         iam.put_role_policy(
             RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
         )
+    if fresh and changed is not None:
+        changed.append(name)
     return arn
 
 
@@ -274,11 +334,18 @@ def _spot_fleet_needed(cluster: ClusterSpec) -> bool:
 
 
 def ensure_cluster_roles(
-    cluster: ClusterSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> ClusterRoles:
-    """The roles a cluster's compute environments need, created when absent."""
+    """The roles a cluster's compute environments need, created when absent, each with
+    the permissions `boundary` (the host's) when given."""
     iam = clients("iam", _IAM_REGION)
     tags = names.tags(cluster=cluster.name)
+    changed: list[str] = []
     service = _ensure_role(
         iam,
         names.service_role(),
@@ -286,6 +353,8 @@ def ensure_cluster_roles(
         [_BATCH_SERVICE_POLICY],
         names.tags(),
         log,
+        changed=changed,
+        boundary=boundary,
     )
     instance_role = names.instance_role(cluster.name)
     _ensure_role(
@@ -295,6 +364,8 @@ def ensure_cluster_roles(
         [_ECS_INSTANCE_POLICY, *cluster.iam_policies],
         tags,
         log,
+        changed=changed,
+        boundary=boundary,
     )
     try:
         profile = iam.get_instance_profile(InstanceProfileName=instance_role)["InstanceProfile"]
@@ -308,6 +379,7 @@ def ensure_cluster_roles(
         log(f"created instance profile {instance_role}")
     if not any(r["RoleName"] == instance_role for r in profile.get("Roles", [])):
         iam.add_role_to_instance_profile(InstanceProfileName=instance_role, RoleName=instance_role)
+        changed.append(instance_role)
     spot_fleet = None
     if _spot_fleet_needed(cluster):
         spot_fleet = _ensure_role(
@@ -317,8 +389,10 @@ def ensure_cluster_roles(
             [_SPOT_FLEET_POLICY],
             names.tags(),
             log,
+            changed=changed,
+            boundary=boundary,
         )
-    return ClusterRoles(service, str(profile["Arn"]), spot_fleet)
+    return ClusterRoles(service, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
 
 
 def delete_cluster_roles(
@@ -329,6 +403,14 @@ def delete_cluster_roles(
     _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log)
 
 
+def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_client) -> None:
+    """The roles every cluster of the host shares (Batch's service role, the spot fleet
+    role): once the host goes."""
+    iam = clients("iam", _IAM_REGION)
+    for name in (names.service_role(), names.spot_fleet_role()):
+        _delete_role(iam, name, log)
+
+
 def ensure_job_role(
     definition: DefinitionSpec,
     names: Names,
@@ -336,9 +418,10 @@ def ensure_job_role(
     log: Log,
     *,
     clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> str:
     """The job role of a definition's workers: read the host's API key, and what the
-    definition's iam_policies allow."""
+    definition's iam_policies allow (within the permissions `boundary`, when given)."""
     read_key = {
         "Version": "2012-10-17",
         "Statement": [
@@ -353,6 +436,7 @@ def ensure_job_role(
         names.tags(definition=definition.name),
         log,
         inline={"hyper-api-key": read_key},
+        boundary=boundary,
     )
 
 
@@ -502,20 +586,23 @@ def deploy_cluster(
     shares = split_vcpus(cluster.max_vcpus, cluster.compute_envs)
     wanted = [names.compute_env(cluster.name, n + 1) for n in range(len(shares))]
     every = [names.compute_env(cluster.name, n + 1) for n in range(MAX_COMPUTE_ENVS)]
+    wait_for_roles(roles, log, clients=clients, patience=patience)
     try:
         existing = _compute_envs(batch, every)
+        created: dict[str, dict[str, Any]] = {}
         for name, vcpus in zip(wanted, shares, strict=True):
             resources = compute_resources(cluster, vcpus, network, roles, image_id)
             env = existing.get(name)
             if env is None:
-                batch.create_compute_environment(
-                    computeEnvironmentName=name,
-                    type="MANAGED",
-                    state="ENABLED",
-                    computeResources=resources,
-                    serviceRole=roles.service_role,
-                    tags=names.tags(cluster=cluster.name),
-                )
+                created[name] = {
+                    "computeEnvironmentName": name,
+                    "type": "MANAGED",
+                    "state": "ENABLED",
+                    "computeResources": resources,
+                    "serviceRole": roles.service_role,
+                    "tags": names.tags(cluster=cluster.name),
+                }
+                _create_env(batch, region, created[name], roles, patience, log)
                 log(f"{region}: created compute environment {name} ({vcpus} vCPUs)")
                 continue
             _wait(f"compute environment {name}", _settled_envs(batch, region, [name]), patience)
@@ -531,11 +618,7 @@ def deploy_cluster(
                     f"{region}: {name} keeps its {', '.join(kept)}: delete and re-create the "
                     "cluster to change them"
                 )
-        _wait(
-            f"the compute environments of {cluster.name} in {region}",
-            _settled_envs(batch, region, wanted, invalid_fails=True),
-            patience,
-        )
+        _settle_created(batch, region, cluster.name, wanted, created, roles, patience, log)
         envs = _compute_envs(batch, wanted)
         order = [
             {"order": n + 1, "computeEnvironment": envs[name]["computeEnvironmentArn"]}
@@ -572,6 +655,77 @@ def deploy_cluster(
         str(queue["jobQueueArn"]),
         tuple(envs[name]["computeEnvironmentArn"] for name in wanted),
     )
+
+
+def _iam_not_yet(roles: ClusterRoles, reason: str) -> bool:
+    """Whether `reason` (Batch's) is IAM not having reached Batch yet, for fresh roles."""
+    return roles.fresh and bool(IAM_NOT_YET.search(reason))
+
+
+def _create_env(
+    batch: Any,
+    region: str,
+    request: dict[str, Any],
+    roles: ClusterRoles,
+    patience: Patience,
+    log: Log,
+) -> None:
+    """CreateComputeEnvironment, tried again (at most `patience.attempts` times, waiting
+    longer each time) while Batch refuses roles IAM made just now."""
+    for attempt in range(1, patience.attempts + 1):
+        try:
+            batch.create_compute_environment(**request)
+            return
+        except Exception as error:
+            said = error_message(error)
+            if attempt == patience.attempts or not _iam_not_yet(roles, said):
+                raise
+            wait = patience.propagation * 2**attempt
+            log(f"{region}: Batch does not see the new roles yet ({one_line(said)}); "
+                f"again in {wait:g} s")  # fmt: skip
+            patience.sleep(wait)
+
+
+def _settle_created(
+    batch: Any,
+    region: str,
+    cluster: str,
+    wanted: Sequence[str],
+    created: Mapping[str, dict[str, Any]],
+    roles: ClusterRoles,
+    patience: Patience,
+    log: Log,
+) -> None:
+    """Wait until the cluster's environments settle. One made just now with fresh roles
+    that settles INVALID for a reason of IAM's is deleted and made again, at most
+    `patience.attempts` times; any other INVALID fails the change with Batch's reason."""
+    for attempt in range(1, patience.attempts + 1):
+        try:
+            _wait(
+                f"the compute environments of {cluster} in {region}",
+                _settled_envs(batch, region, wanted, invalid_fails=True),
+                patience,
+            )
+            return
+        except DeployFailed:
+            if attempt == patience.attempts or not roles.fresh or not created:
+                raise
+            envs = _compute_envs(batch, list(created))
+            again = [
+                n for n, env in envs.items()
+                if env.get("status") == "INVALID"
+                and _iam_not_yet(roles, str(env.get("statusReason", "")))
+            ]  # fmt: skip
+            if not again:
+                raise
+            wait = patience.propagation * 2**attempt
+            for name in again:
+                log(f"{region}: {name} is INVALID while IAM propagates; making it again "
+                    f"in {wait:g} s")  # fmt: skip
+                _delete_compute_env(batch, region, name, lambda _: None, patience)
+            patience.sleep(wait)
+            for name in again:
+                batch.create_compute_environment(**created[name])
 
 
 def _unchanged_in_place(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import string
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,6 +36,8 @@ class AwsHostRequest(NamedTuple):
     vpc: str | None = None  # a CIDR or a vpc-id, for the main region to use
     subnets: str | None = None  # with a vpc-id: the subnets workers use there (a,b)
     enable_dashboard: bool = False
+    # the IAM policies clusters and definitions may attach (a,b); None: as deployed before
+    allowed_policies: str | None = None
 
 
 def caller_account(region: str) -> str:
@@ -59,7 +63,12 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
             log("building the host's code bundle from this install")
             code = bundle.build_bundle(Path(work))
         key = f"hyper/{code.name}"
-        _upload(bucket, key, code, request.region, log)
+        _upload(bucket, key, code, request.region, log, owner=account)
+    allowed = request.allowed_policies
+    if allowed is None:  # an update keeps the owner's list
+        before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+        allowed = stacks.outputs_of(before).get("AllowedPolicies", "") if before else ""
+        allowed = "" if allowed == "-" else allowed  # an output cannot be empty
     prefix = templates.table_prefix(request.name)
     template = templates.host_template(
         request.name,
@@ -70,6 +79,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         host_vpc=request.vpc,
         host_subnets=request.subnets,
         batch_prefix=worker_names(request.name).prefix,
+        allowed_policies=tuple(p.strip() for p in allowed.split(",") if p.strip()),
     )
     outputs = stacks.deploy_stack(
         stacks.host_stack_name(request.name),
@@ -78,6 +88,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         {templates.SECRET_PARAMETER: secret_arn},
         log,
         template_bucket=bucket,
+        bucket_owner=account,
         tags={templates.HOST_TAG: request.name},
     )
     host = credentials(request.name, request.region, outputs, account, request.vpc)
@@ -116,15 +127,90 @@ def credentials(
     )
 
 
-def delete_host(host: HostConfig, log: Log) -> None:
-    """Delete the host's stack (its tables, bucket and function) and its secret."""
+def delete_host(host: HostConfig, log: Log, *, backup: bool = True) -> list[str]:
+    """Delete everything the host made, in every region it knows, with the user's
+    credentials: definitions (job definitions and job roles), images (repositories),
+    clusters (job queues, compute environments, instance roles and profiles), the shared
+    Batch roles, each region's network stack (VPC, NAT gateways, endpoints, peering and
+    the main region's routes to it), then, after an on-demand backup of each table when
+    `backup`, the host stack (tables, bucket, functions, API, logs) and the key's secret.
+    Each step finds what is left, so a delete cut short can be run again. Returns the
+    ARNs of the backups made (they outlive the tables, and are billed, until deleted)."""
     region = _region_of(host)
+    stack = stacks.describe_stack(stacks.host_stack_name(host.name), region)
+    outputs = stacks.outputs_of(stack) if stack else {}
+    made: list[str] = []
+    if outputs:
+        _delete_resources(host, region, outputs, log)
+        if backup:
+            made = backup_tables(host, region, log)
     stacks.delete_stack(stacks.host_stack_name(host.name), region, log, empty_buckets=True)
     with aws_errors("deleting the host's API key"):
         client = boto3.client("secretsmanager", region_name=region)
         with contextlib.suppress(client.exceptions.ResourceNotFoundException):
             client.delete_secret(SecretId=_secret_name(host.name), ForceDeleteWithoutRecovery=True)
     log(f"deleted the secret {_secret_name(host.name)}")
+    return made
+
+
+def _delete_resources(host: HostConfig, region: str, outputs: dict[str, str], log: Log) -> None:
+    """What the host's deploy function made, as its resource records tell (whatever
+    their status: a FAILED change may have left something behind)."""
+    from hyper.models import SPECS, ClusterSpec, DefinitionSpec, ImageSpec, ResourceKind
+    from hyper.store.dynamodb import DynamoDBStore
+
+    store = DynamoDBStore(outputs.get("TablePrefix") or templates.table_prefix(host.name),
+                          region, outputs.get("BucketName"))  # fmt: skip
+    records = {
+        kind: [SPECS[kind].model_validate(r.spec) for r in store.list_resources(kind.value)]
+        for kind in (ResourceKind.REGION, ResourceKind.CLUSTER, ResourceKind.IMAGE,
+                     ResourceKind.DEFINITION)
+    }  # fmt: skip
+    regions = [r.name for r in records[ResourceKind.REGION] if getattr(r, "kind", "") == "aws"]
+    names = worker_names(host.name)
+    with aws_errors("deleting the host's resources"):
+        for definition in records[ResourceKind.DEFINITION]:
+            assert isinstance(definition, DefinitionSpec)
+            for where in regions:
+                batch.delete_definition(where, definition, names, log)
+            batch.delete_job_role(definition, names, log)
+        for image in records[ResourceKind.IMAGE]:
+            assert isinstance(image, ImageSpec)
+            for where in regions:
+                batch.delete_repository(where, image, names, log)
+        for cluster in records[ResourceKind.CLUSTER]:
+            assert isinstance(cluster, ClusterSpec)
+            for where in regions:
+                batch.delete_cluster(where, cluster, names, log)
+            batch.delete_cluster_roles(cluster, names, log)
+        batch.delete_shared_roles(names, log)
+        main = next((r.name for r in records[ResourceKind.REGION]
+                     if getattr(r, "main_region", False)), region)  # fmt: skip
+        for where in regions:
+            name = stacks.region_stack_name(host.name, where)
+            stacks.delete_stack(f"{name}-routes", main, log)  # the main region's side
+        for where in regions:
+            stacks.delete_stack(stacks.region_stack_name(host.name, where), where, log)
+    store.close()
+
+
+def backup_tables(host: HostConfig, region: str, log: Log) -> list[str]:
+    """An on-demand backup of each of the host's tables (kept after the tables go)."""
+    prefix = templates.table_prefix(host.name)
+    client = boto3.client("dynamodb", region_name=region)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    made = []
+    with aws_errors("backing up the host's tables"):
+        for definition in tables.table_definitions(prefix):
+            name = definition["TableName"]
+            try:
+                client.describe_table(TableName=name)
+            except client.exceptions.ResourceNotFoundException:
+                continue
+            backup = client.create_backup(TableName=name, BackupName=f"{name}-{stamp}"[:255])
+            made.append(str(backup["BackupDetails"]["BackupArn"]))
+            log(f"backed up table {name} ({backup['BackupDetails']['BackupArn']})")
+    return made
 
 
 def _region_of(host: HostConfig) -> str:
@@ -148,20 +234,31 @@ def _api_key_secret(host_name: str, region: str, log: Log) -> str:
         made = client.create_secret(
             Name=_secret_name(host_name),
             Description=f"the API key of hyper host {host_name}",
-            SecretString=secrets.token_urlsafe(32),
+            SecretString=new_api_key(),
             Tags=[{"Key": templates.HOST_TAG, "Value": host_name}],
         )
     log(f"made the secret {_secret_name(host_name)} holding the host's API key")
     return str(made["ARN"])
 
 
+API_KEY_ALPHABET = string.ascii_letters + string.digits
+API_KEY_LENGTH = 40  # API Gateway takes 20 to 128 alphanumeric characters; ~238 bits
+
+
+def new_api_key() -> str:
+    """A new API key: only letters and digits, as API Gateway documents a key's value."""
+    return "".join(secrets.choice(API_KEY_ALPHABET) for _ in range(API_KEY_LENGTH))
+
+
 def _code_bucket(account: str, region: str, log: Log) -> str:
-    """The bucket holding hosts' code bundles and big templates, one per account and region."""
+    """The bucket holding hosts' code bundles and big templates, one per account and region.
+    Its name is predictable, so every call on it names the owner it must have
+    (ExpectedBucketOwner): a bucket of that name in another account is never used."""
     name = f"hyper-code-{account}-{region}"
     s3 = boto3.client("s3", region_name=region)
     with aws_errors(f"making the code bucket {name}"):
         try:
-            s3.head_bucket(Bucket=name)
+            s3.head_bucket(Bucket=name, ExpectedBucketOwner=account)
             return name
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
@@ -172,6 +269,7 @@ def _code_bucket(account: str, region: str, log: Log) -> str:
         s3.create_bucket(Bucket=name, **where)
         s3.put_public_access_block(
             Bucket=name,
+            ExpectedBucketOwner=account,
             PublicAccessBlockConfiguration={
                 "BlockPublicAcls": True,
                 "IgnorePublicAcls": True,
@@ -183,15 +281,15 @@ def _code_bucket(account: str, region: str, log: Log) -> str:
     return name
 
 
-def _upload(bucket: str, key: str, code: Path, region: str, log: Log) -> None:
+def _upload(bucket: str, key: str, code: Path, region: str, log: Log, *, owner: str) -> None:
     """Upload the bundle unless that very bundle is there (its name is its hash)."""
     s3 = boto3.client("s3", region_name=region)
     with aws_errors(f"uploading the code bundle to s3://{bucket}/{key}"):
         try:
-            s3.head_object(Bucket=bucket, Key=key)
+            s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
             log(f"code bundle {code.name} is there already")
             return
         except ClientError:
             pass
-        s3.upload_file(str(code), bucket, key)
+        s3.upload_file(str(code), bucket, key, ExtraArgs={"ExpectedBucketOwner": owner})
     log(f"uploaded {code.name} ({code.stat().st_size // 1024} KiB)")

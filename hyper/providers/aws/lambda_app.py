@@ -66,6 +66,20 @@ class SelfInvoker:
             log.warning("invoking %s with %s failed: %s", self.function, event, error)
 
 
+# An AWS host's timings (a local host keeps HostSettings' defaults: 0.5 s heartbeats, 30 s
+# leases, 20 s long-polls). Every request is a Lambda invocation under the usage plan's
+# 500 requests/s and the account's concurrency, so workers report every 30 s (10,000
+# workers: 333 requests/s), a lease outlives four missed reports, and a long-poll holds
+# its container (and its share of concurrency) 10 s at most, well under API Gateway's
+# 29 s. qdel reaches a running job within a heartbeat (30 s). docs/aws.md.
+AWS_TIMINGS: dict[str, Any] = {
+    "heartbeat_seconds": 30.0,
+    "lease_seconds": 150.0,
+    "max_wait_seconds": 10.0,
+    "worker_idle_seconds": 60.0,
+}
+
+
 class TickAfterSubmit:
     """ASGI middleware: after a successful submit, `ask` for a tick (at most once per
     `gap` seconds per container: a burst of submits needs one tick, not one each)."""
@@ -122,6 +136,7 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
         api_key=key,
         name=env["HYPER_HOST_NAME"],
         url=env["HYPER_API_URL"],
+        **AWS_TIMINGS,
     )
     store = DynamoDBStore(env["HYPER_TABLE_PREFIX"], region, env.get("HYPER_BUCKET"))
     provider = AwsProvider(
@@ -130,10 +145,19 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
         secret_arn=secret_arn,
         host_vpc=env.get("HYPER_HOST_VPC"),
         host_subnets=[s for s in env.get("HYPER_HOST_SUBNETS", "").split(",") if s],
+        permissions_boundary=env.get("HYPER_PERMISSIONS_BOUNDARY"),
+        allowed_policies=env.get("HYPER_ALLOWED_POLICIES", "").split(","),
     )
 
     def launchers(service: HostService) -> dict[str, Launcher]:
-        return {"aws": BatchLauncher(store, url=settings.url, names=provider.names)}
+        batch = BatchLauncher(
+            store,
+            url=settings.url,
+            names=provider.names,
+            idle_seconds=settings.worker_idle_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
+        return {"aws": batch}
 
     app = create_app(settings, store, provider=provider, local_defaults=False, launchers=launchers)
     deployer = app.state.service.deployer

@@ -4,7 +4,8 @@
   return routes when it peers;
 - a cluster: compute environments and a job queue in every ACTIVE AWS region;
 - a queue: its cluster's job queue, checked in every region it weighs;
-- an image: an ECR repository in every ACTIVE region, built and pushed when docker can;
+- an image: an ECR repository in every ACTIVE region; the image is built and pushed
+  from the user's machine (``images.py``), never here;
 - a definition: a job definition in every ACTIVE region, with a job role that may read
   the host's API key.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from hyper.errors import DeployFailed
+from hyper.errors import DeployFailed, UsageError
 from hyper.models import (
     ClusterSpec,
     DefinitionSpec,
@@ -40,6 +41,9 @@ class AwsProvider:
         secret_arn: str,
         host_vpc: str | None = None,
         host_subnets: Sequence[str] = (),
+        patience: batch.Patience | None = None,
+        permissions_boundary: str | None = None,
+        allowed_policies: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.host_name = host_name
@@ -47,6 +51,10 @@ class AwsProvider:
         self.host_vpc = host_vpc  # a CIDR or vpc-id, for regions that reuse the host's
         self.host_subnets = tuple(host_subnets)  # in that vpc-id: where workers go
         self.names = worker_names(host_name)
+        self.patience = patience or batch.Patience()  # how long to wait for AWS to settle
+        self.boundary = permissions_boundary or None  # on every role this provider makes
+        # the policies clusters and definitions may attach (the host owner's list)
+        self.allowed_policies = tuple(p for p in allowed_policies if p)
 
     # what exists -------------------------------------------------------------
 
@@ -77,14 +85,33 @@ class AwsProvider:
 
     # deploy and teardown -----------------------------------------------------
 
+    def check(self, kind: ResourceKind, spec: Spec) -> None:
+        """UsageError, before anything is recorded, for what AWS could never deploy or
+        the host's owner does not allow."""
+        if isinstance(spec, RegionSpec) and spec.kind == "aws":
+            templates.check_new_network(spec)
+        if isinstance(spec, ClusterSpec | DefinitionSpec):
+            refused = [p for p in spec.iam_policies if p not in self.allowed_policies]
+            if refused:
+                allowed = ", ".join(self.allowed_policies) or "none"
+                raise UsageError(
+                    f"{kind.singular} {spec.name}: IAM policy {refused[0]} is not one the "
+                    f"host's owner allows (allowed: {allowed}; hyper hosts update-host "
+                    "--allowed-policies)"
+                )
+
     def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
         if isinstance(spec, RegionSpec):
             return self._region(spec, log)
+        try:
+            self.check(kind, spec)
+        except UsageError as error:
+            raise DeployFailed(str(error)) from None
         if isinstance(spec, ClusterSpec):
-            roles = batch.ensure_cluster_roles(spec, self.names, log)
+            roles = batch.ensure_cluster_roles(spec, self.names, log, boundary=self.boundary)
             for region in self.active_regions():
                 batch.deploy_cluster(region.name, spec, self.network(region.name), roles,
-                                     self.names, log)  # fmt: skip
+                                     self.names, log, patience=self.patience)  # fmt: skip
             return spec
         if isinstance(spec, QueueSpec):
             weights = spec.region_distribution_weights
@@ -107,7 +134,7 @@ class AwsProvider:
                                     spec.name, log)  # fmt: skip
         elif isinstance(spec, ClusterSpec):
             for region in regions:
-                batch.delete_cluster(region, spec, self.names, log)
+                batch.delete_cluster(region, spec, self.names, log, patience=self.patience)
             batch.delete_cluster_roles(spec, self.names, log)
         elif isinstance(spec, ImageSpec):
             for region in regions:
@@ -156,6 +183,9 @@ class AwsProvider:
         return spec
 
     def _image(self, spec: ImageSpec, log: Log) -> Spec:
+        """The image's repository in every ACTIVE region. Building and pushing happen on
+        the user's machine (`images.push_from_here`): this runs in Lambda, which has no
+        docker; the spec comes with the URI pushed to."""
         regions = [r.name for r in self.active_regions()]
         if spec.name == "native":
             log("the native image has no container: definitions on AWS need an image")
@@ -163,10 +193,15 @@ class AwsProvider:
         uri = ""
         for region in regions:
             uri = batch.deploy_repository(region, spec, self.names, log)
-        if spec.local_docker_image:
-            return batch.push_local_image(spec, regions, self.names, log)
-        if spec.local_build_directory:
-            return batch.build_and_push(spec, regions, self.names, log)
+        if spec.uri:
+            log(f"image {spec.name} is {spec.uri}")
+            return spec
+        if spec.local_build_directory or spec.local_docker_image:
+            raise DeployFailed(
+                f"image {spec.name}: an AWS host's images are built and pushed from your "
+                "machine (its functions have no docker): run hyper images add-image (or "
+                "replace-with-local-image) where docker runs, with your AWS credentials"
+            )
         if uri:
             log(f"repositories ready; push an image with replace-with-local-image ({uri})")
         return spec
@@ -177,7 +212,8 @@ class AwsProvider:
             found = self._spec(ResourceKind.IMAGE, spec.cyclone_image_name)
             image = found if isinstance(found, ImageSpec) else None
         uri = batch.definition_image(spec, image)
-        role = batch.ensure_job_role(spec, self.names, self.secret_arn, log)
+        role = batch.ensure_job_role(spec, self.names, self.secret_arn, log,
+                                     boundary=self.boundary)  # fmt: skip
         for region in self.active_regions():
             batch.deploy_definition(region.name, spec, self.names, log, image=uri,
                                     job_role_arn=role, secret_arn=self.secret_arn)  # fmt: skip

@@ -55,10 +55,11 @@ def deploy_stack(
     template_bucket: str | None = None,
     tags: dict[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    bucket_owner: str | None = None,
 ) -> dict[str, str]:
     """Create or update stack `name` in `region` from `template`; its outputs."""
     cf = aws_client("cloudformation", region)
-    source = _template_source(name, template, region, template_bucket)
+    source = _template_source(name, template, region, template_bucket, bucket_owner)
     request: dict[str, Any] = {
         "StackName": name,
         **source,
@@ -237,8 +238,9 @@ _STACK = "AWS::CloudFormation::Stack"
 
 
 def _template_source(
-    name: str, template: Template, region: str, bucket: str | None
+    name: str, template: Template, region: str, bucket: str | None, owner: str | None = None
 ) -> dict[str, str]:
+    """The template inline, or uploaded to `bucket` (whose owner must be `owner`)."""
     body = json.dumps(template, separators=(",", ":"))
     size = len(body.encode())
     if size <= MAX_TEMPLATE_BODY:
@@ -251,8 +253,9 @@ def _template_source(
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     key = f"hyper/templates/{name}-{digest}.json"
     with aws_errors(f"stack {name}: uploading its template to s3://{bucket}"):
+        owned = {"ExpectedBucketOwner": owner} if owner else {}
         aws_client("s3", region).put_object(
-            Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json"
+            Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json", **owned
         )
     return {"TemplateURL": f"https://{bucket}.s3.{region}.amazonaws.com/{key}"}
 

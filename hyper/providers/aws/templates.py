@@ -11,7 +11,7 @@ Two stacks make an AWS host:
   a CloudWatch dashboard.
 - ``region_template``: the network a region's workers run in: the host's VPC or an
   existing one (their subnets and route tables looked up beforehand, see
-  ``stacks.lookup_vpc``), or a new VPC with public, isolated or NAT'ed private
+  ``stacks.lookup_vpc``), or a new VPC with public or NAT'ed private
   subnets; VPC endpoints; peering with the main region; a security group for workers.
   ``peering_routes_template`` adds the main region's side of a peering.
 
@@ -45,6 +45,11 @@ API_STAGE = "v1"
 TEMPLATE_VERSION = "2010-09-09"
 HOST_TAG = "hyper:host"
 SECRET_PARAMETER = "ApiKeySecretArn"  # the host stack's one parameter
+# Lambda concurrency reserved for each function: the API always has its share of the
+# account's (1,000 by default; at least 100 must stay unreserved) and cannot take it all
+# from the account's other functions; changes always have room. docs/aws.md.
+API_CONCURRENCY = 400
+DEPLOY_CONCURRENCY = 10
 
 # what the host function may do to the host's own tables (transactions are authorised
 # through these same actions)
@@ -67,6 +72,22 @@ INTERFACE_ENDPOINTS = [
     "ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "secretsmanager", "sts",
 ]  # fmt: skip
 GATEWAY_ENDPOINTS = ["s3", "dynamodb"]
+# what the deploy function does to the roles and instance profiles it makes (batch.py);
+# tests/test_aws_permissions.py checks each call it makes against these
+ROLE_ACTIONS = [
+    "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:TagRole",
+    "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies",
+    "iam:DetachRolePolicy", "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole", "iam:PutRolePermissionsBoundary",
+]  # fmt: skip
+# the deploy role may do these only with the host's permissions boundary on the role (and
+# attach only the allowed policies: a statement of its own)
+BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary"]
+PROFILE_ACTIONS = [
+    "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
+    "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
+    "iam:RemoveRoleFromInstanceProfile",
+]  # fmt: skip
 
 
 # small helpers that keep the templates readable ------------------------------------------
@@ -100,8 +121,10 @@ def tags(host_name: str, name: str | None = None) -> list[Json]:
     return found
 
 
-def statement(actions: list[str], resources: list[Any] | str) -> Json:
-    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+def statement(actions: list[str], resources: list[Any] | str, sid: str = "", **more: Any) -> Json:
+    """An Allow statement; `sid` names it (docs/aws.md says which one grants each call)."""
+    found: Json = {"Sid": sid} if sid else {}
+    return {**found, "Effect": "Allow", "Action": actions, "Resource": resources, **more}
 
 
 def logical_id(text: str) -> str:
@@ -162,6 +185,8 @@ def dynamodb_table(definition: Json, host_name: str) -> Json:
         converted.update({k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse})
         properties["SSESpecification"] = converted
     properties["Tags"] = [*properties.get("Tags", []), *tags(host_name)]
+    # any moment of the last 35 days can be restored (delete-host also offers a backup)
+    properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
     # deleting a host deletes its jobs (the command asks first); a table replaced by an
     # update would lose them, so replacement keeps the old one
     return resource(
@@ -190,13 +215,23 @@ def host_template(
     batch_prefix: str | None = None,
     host_vpc: str | None = None,
     host_subnets: str | None = None,
+    allowed_policies: tuple[str, ...] = (),
+    api_concurrency: int = API_CONCURRENCY,
+    deploy_concurrency: int = DEPLOY_CONCURRENCY,
 ) -> Template:
     """The control plane of host `host_name`. `tables` are CreateTable requests whose
     names start with `table_prefix(host_name)`; the function's code is the zip at
     `code_bucket`/`code_key` (name the key after the bundle's hash: the function is
     updated only when the key changes). `rate_limit`/`burst_limit` throttle the API key
     (requests per second). With `batch_prefix` (the prefix of `batch.Names`), the function
-    may submit only to the job queues and definitions whose names start with it."""
+    may submit only to the job queues and definitions whose names start with it.
+
+    Every role the host makes (its functions' here, Batch's and jobs' by the deploy
+    function) has the permissions boundary `Boundary`: whatever is attached to it, no
+    such role can change IAM beyond the host's own roles, nor reach accounts or
+    organizations. The deploy function may attach to them only the AWS managed
+    policies Batch needs and `allowed_policies` (the host owner's list, from
+    create-host), and may create roles only with that boundary."""
     prefix = table_prefix(host_name)
     names = [str(t.get("TableName", "")) for t in tables]
     strangers = [n or "(no name)" for n in names if not n.startswith(f"{prefix}-")]
@@ -258,7 +293,10 @@ def host_template(
         "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
         "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
         "HYPER_HOST_SUBNETS": host_subnets or "",  # and, in a vpc-id, where workers go
+        "HYPER_PERMISSIONS_BOUNDARY": ref("Boundary"),
+        "HYPER_ALLOWED_POLICIES": ",".join(allowed_policies),
     }
+    resources["Boundary"] = _boundary(host_name, batch_prefix)
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
     resources["HostFunction"] = _function(
@@ -272,8 +310,9 @@ def host_template(
         # resource changes go to the deploy function; ticks it asks of itself
         environment={**environment, "HYPER_DEPLOY_FUNCTION": deployer},
         host_name=host_name,
+        concurrency=api_concurrency,
     )
-    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix)
+    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix, allowed_policies)
     resources["DeployFunction"] = _function(
         deployer,
         f"hyper host {host_name}: region, cluster, image and definition changes",
@@ -284,6 +323,7 @@ def host_template(
         timeout=DEPLOY_TIMEOUT_SECONDS,
         environment=environment,
         host_name=host_name,
+        concurrency=deploy_concurrency,
     )
     resources.update(_api(host_name, api_name, rate_limit, burst_limit))
     resources["TickRule"] = resource(
@@ -321,6 +361,10 @@ def host_template(
         "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
         "FunctionName": output(ref("HostFunction"), "the function running the host"),
         "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
+        "BoundaryArn": output(ref("Boundary"), "the permissions boundary of the host's roles"),
+        "AllowedPolicies": output(
+            ",".join(allowed_policies) or "-", "IAM policies clusters and definitions may attach"
+        ),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
@@ -401,6 +445,7 @@ def _function(
     timeout: int,
     environment: dict[str, Any],
     host_name: str,
+    concurrency: int,
 ) -> Json:
     return resource(
         "AWS::Lambda::Function",
@@ -415,6 +460,7 @@ def _function(
             "MemorySize": memory_mib,
             "Timeout": timeout,
             "Environment": {"Variables": environment},
+            "ReservedConcurrentExecutions": concurrency,
             "Tags": tags(host_name),
         },
         DependsOn=[logs],  # a function must not create its log group itself
@@ -430,11 +476,15 @@ def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
         if _has_indexes(definition):
             table_arns.append(sub("${" + lid + ".Arn}/index/*"))
     return [
-        statement(TABLE_ACTIONS, table_arns),
-        statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [sub("${Bucket.Arn}/*")]),
-        statement(["s3:ListBucket"], [get_att("Bucket", "Arn")]),
-        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att(logs, "Arn")]),
-        statement(["secretsmanager:GetSecretValue"], [ref(SECRET_PARAMETER)]),
+        statement(TABLE_ACTIONS, table_arns, "HostTables"),
+        statement(
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            [sub("${Bucket.Arn}/*")],
+            "HostBucketObjects",
+        ),
+        statement(["s3:ListBucket"], [get_att("Bucket", "Arn")], "HostBucket"),
+        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att(logs, "Arn")], "OwnLogs"),
+        statement(["secretsmanager:GetSecretValue"], [ref(SECRET_PARAMETER)], "ApiKeySecret"),
     ]
 
 
@@ -457,20 +507,74 @@ def _function_role(
         statement(
             ["batch:SubmitJob"],
             [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
+            "SubmitWorkers",
         ),
-        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")]),
+        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")], "StopWorkers"),
         statement(
             ["lambda:InvokeFunction"],
             [sub(functions + function_name(host_name)), sub(functions + deployer)],
+            "InvokeHostFunctions",
         ),
         # these take no resource narrower than "*"
-        statement(["batch:DescribeJobs", "batch:ListJobs"], "*"),
-        statement(["ec2:GetSpotPlacementScores"], "*"),
+        statement(["batch:DescribeJobs", "batch:ListJobs"], "*", "ReadWorkers"),
+        statement(["ec2:GetSpotPlacementScores"], "*", "SpotPlacementScores"),
     ]
     return _lambda_role(f"the API function of hyper host {host_name}", statements, host_name)
 
 
-def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | None) -> Json:
+# the AWS managed policies hyper attaches to the roles it makes (batch.py)
+BATCH_MANAGED_POLICIES = (
+    "service-role/AWSBatchServiceRole",
+    "service-role/AmazonEC2ContainerServiceforEC2Role",
+    "service-role/AmazonEC2SpotFleetTaggingRole",
+)
+
+
+def managed_policy_arn(policy: str) -> Any:
+    """An AWS managed policy's ARN in the stack's partition; an ARN as it is."""
+    return (
+        policy
+        if policy.startswith("arn:")
+        else sub("arn:${AWS::Partition}:iam::aws:policy/" + policy)
+    )
+
+
+def _boundary(host_name: str, batch_prefix: str | None) -> Json:
+    """The permissions boundary of every role of the host: anything but IAM, STS,
+    Organizations and account changes, and of IAM only what the host's own roles and
+    instance profiles need (the Batch service role reads and passes them; the deploy
+    function makes them, each with this boundary)."""
+    named = _batch_named(batch_prefix)
+    iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
+    own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
+    statements = [
+        {"Sid": "AnythingButIdentity", "Effect": "Allow",
+         "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
+        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy", "iam:PassRole"], own,
+                  "HostRolesOnly"),
+        statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
+                   "iam:ListRoles", "iam:CreateServiceLinkedRole", "sts:GetCallerIdentity"],
+                  "*", "ReadIdentity"),
+        {"Sid": "KeepTheBoundary", "Effect": "Deny",
+         "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
+                    "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
+    ]  # fmt: skip
+    return resource(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "ManagedPolicyName": physical_name(host_name, "boundary", limit=128),
+            "Description": f"the permissions boundary of hyper host {host_name}'s roles",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+        },
+    )
+
+
+def _deploy_role(
+    host_name: str,
+    tables: dict[str, Json],
+    batch_prefix: str | None,
+    allowed_policies: tuple[str, ...] = (),
+) -> Json:
     """The deploy function's role: the store, and what a region, cluster, image or
     definition is made of: this host's stacks, Batch resources, repositories and roles,
     and EC2 networking (which CloudFormation makes with these credentials, and which
@@ -484,37 +588,43 @@ def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | No
     repositories = arn("ecr", f"repository/{batch_prefix or 'hyper'}/*")
     statements = [
         *_store_statements(tables, "DeployFunctionLogs"),
-        statement(["cloudformation:*"], [stacks]),
+        statement(["cloudformation:*"], [stacks], "HostStacks"),
         statement(
             ["batch:*"],
             [
                 arn("batch", f"{kind}/{named}*")
                 for kind in ("compute-environment", "job-queue", "job-definition")
             ],
+            "HostBatch",
         ),
-        statement(["ecr:*"], [repositories]),
+        statement(["ecr:*"], [repositories], "HostRepositories"),
         statement(
-            [
-                "iam:CreateRole",
-                "iam:DeleteRole",
-                "iam:GetRole",
-                "iam:TagRole",
-                "iam:PassRole",
-                "iam:PutRolePolicy",
-                "iam:DeleteRolePolicy",
-                "iam:GetRolePolicy",
-                "iam:AttachRolePolicy",
-                "iam:DetachRolePolicy",
-                "iam:ListAttachedRolePolicies",
-                "iam:ListRolePolicies",
-                "iam:CreateInstanceProfile",
-                "iam:DeleteInstanceProfile",
-                "iam:GetInstanceProfile",
-                "iam:AddRoleToInstanceProfile",
-                "iam:RemoveRoleFromInstanceProfile",
-            ],
-            [arn("iam", f"role/{named}*", ""), arn("iam", f"instance-profile/{named}*", "")],
+            [a for a in ROLE_ACTIONS if a not in BOUNDED_ROLE_ACTIONS],
+            [arn("iam", f"role/{named}*", "")],
+            "HostRoles",
         ),
+        statement(
+            BOUNDED_ROLE_ACTIONS,
+            [arn("iam", f"role/{named}*", "")],
+            "HostRolesWithTheBoundary",
+            Condition={"StringEquals": {"iam:PermissionsBoundary": ref("Boundary")}},
+        ),
+        statement(
+            ["iam:AttachRolePolicy"],
+            [arn("iam", f"role/{named}*", "")],
+            "AllowedPoliciesOnly",
+            Condition={
+                "ArnEquals": {
+                    "iam:PolicyARN": [
+                        managed_policy_arn(p) for p in (*BATCH_MANAGED_POLICIES, *allowed_policies)
+                    ]
+                }
+            },
+        ),
+        statement(
+            PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
+        ),
+        statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
         # these take no resource narrower than "*"
         statement(
             [
@@ -526,6 +636,7 @@ def _deploy_role(host_name: str, tables: dict[str, Json], batch_prefix: str | No
                 "iam:CreateServiceLinkedRole",
             ],
             "*",
+            "NoNarrowerResource",
         ),
     ]
     return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
@@ -552,6 +663,7 @@ def _lambda_role(description: str, statements: list[Json], host_name: str) -> Js
                     "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
                 }
             ],
+            "PermissionsBoundary": ref("Boundary"),
             "Tags": tags(host_name),
         },
     )
@@ -794,10 +906,13 @@ def region_template(
 
     - the VPC: `spec.vpc_id` (an existing VPC, described by `vpc`), else `spec.cidr` (a
       new VPC), else with `spec.import_vpc` the host's VPC (described by `vpc`);
-    - a new VPC's subnets: PUBLIC (workers get public addresses), PRIVATE_ISOLATED (no
-      way out but VPC endpoints) or PRIVATE_WITH_NAT (`spec.nat_gateways`, 1 to 3, NAT
-      gateways in public subnets; 3 spreads over three availability zones, otherwise
-      two). NAT gateways count only there;
+    - a new VPC's subnets: PUBLIC (workers get public addresses) or PRIVATE_WITH_NAT
+      (`spec.nat_gateways`, 1 to 3, NAT gateways in public subnets; 3 spreads over three
+      availability zones, otherwise two). NAT gateways count only there. Each subnet's
+      range depends only on its role and zone (`subnet_range`). PRIVATE_ISOLATED is
+      refused: workers must reach the host's public API, and endpoints do not lead there;
+    - an existing VPC's subnets must reach the API too (a NAT or an internet gateway):
+      that is the owner's to arrange;
     - endpoints: DATA_OPTIMISED adds S3 and DynamoDB gateway endpoints, FOR_PRIVATE_VPC
       also the interface endpoints Batch workers need without a way out;
     - `spec.peer_with_main_region`: a peering connection with `peer` and routes to it.
@@ -913,17 +1028,39 @@ def _existing_network(vpc: ExistingVpc) -> _Network:
     )
 
 
-def _subnet_ranges(cidr: str, count: int) -> list[str]:
-    """`count` equal subnets of `cidr` (a power of two of them, the first `count` used)."""
+SUBNET_SLOTS = 8  # a new VPC is cut in eighths: public subnets first, private from the 5th
+PRIVATE_SLOT = 4
+
+
+def subnet_range(cidr: str, *, public: bool, zone: int) -> str:
+    """The range of a new VPC's subnet: the same for the same role and zone whatever
+    else the region asks (PUBLIC, NAT gateways, zones), so that an update never moves a
+    subnet onto addresses another one holds (CloudFormation makes the new one first)."""
     network = ipaddress.ip_network(cidr, strict=False)
     if network.version != 4:
         raise UsageError(f"{cidr}: give an IPv4 range")
     if not 16 <= network.prefixlen <= 28:
         raise UsageError(f"{cidr}: a VPC's range is between /16 and /28")
-    prefix = network.prefixlen + math.ceil(math.log2(count))
+    prefix = network.prefixlen + int(math.log2(SUBNET_SLOTS))
     if prefix > 28:
-        raise UsageError(f"{cidr} is too small for {count} subnets (each at least /28)")
-    return [str(s) for s in network.subnets(new_prefix=prefix)][:count]
+        raise UsageError(
+            f"{cidr} is too small for hyper's {SUBNET_SLOTS} subnet slots (each at least /28): "
+            f"give a /{28 - int(math.log2(SUBNET_SLOTS))} or larger"
+        )
+    slots = list(network.subnets(new_prefix=prefix))
+    return str(slots[zone + (0 if public else PRIVATE_SLOT)])
+
+
+def check_new_network(spec: RegionSpec) -> None:
+    """UsageError unless a new VPC as `spec` asks lets workers reach the host's API."""
+    if spec.cidr and not spec.vpc_id and spec.subnet_config == "PRIVATE_ISOLATED":
+        raise UsageError(
+            f"region {spec.name}: PRIVATE_ISOLATED subnets have no way to the host's API (a "
+            "public HTTPS endpoint), so its workers could take no job: choose "
+            "PRIVATE_WITH_NAT or PUBLIC"
+        )
+    if spec.cidr and not spec.vpc_id:
+        subnet_range(spec.cidr, public=True, zone=0)
 
 
 def _new_network(spec: RegionSpec, host_name: str) -> _Network:
@@ -933,12 +1070,13 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
     if config == "PRIVATE_WITH_NAT" and nats < 1:
         raise UsageError(
             f"region {spec.name}: PRIVATE_WITH_NAT needs at least one NAT gateway "
-            "(or choose PRIVATE_ISOLATED with endpoints, or PUBLIC)"
+            "(or choose PUBLIC)"
         )
+    check_new_network(spec)
     zones = 3 if nats == 3 else 2
     public = config in ("PUBLIC", "PRIVATE_WITH_NAT")
     private = config != "PUBLIC"
-    ranges = iter(_subnet_ranges(spec.cidr, zones * (int(public) + int(private))))
+    subnet_range(spec.cidr, public=True, zone=0)  # the range is checked before anything
     cidr = str(ipaddress.ip_network(spec.cidr, strict=False))
 
     def name(suffix: str) -> list[Json]:
@@ -961,7 +1099,7 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
             "AWS::EC2::Subnet",
             {
                 "VpcId": ref("Vpc"),
-                "CidrBlock": next(ranges),
+                "CidrBlock": subnet_range(cidr, public=is_public, zone=zone),
                 "AvailabilityZone": {"Fn::Select": [zone, {"Fn::GetAZs": ""}]},
                 "MapPublicIpOnLaunch": is_public,
                 "Tags": name(lid.lower()),
@@ -1010,7 +1148,7 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
                 "Tags": name(f"nat{n}"),
             },
         )
-    if private and nats:
+    if private:
         for zone, lid in enumerate(private_subnets):
             subnet(lid, zone, False)
             table = f"PrivateRouteTable{zone}"
@@ -1030,17 +1168,6 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
                 {"SubnetId": ref(lid), "RouteTableId": ref(table)},
             )
             route_tables.append(ref(table))
-    elif private:
-        res["PrivateRouteTable"] = resource(
-            "AWS::EC2::RouteTable", {"VpcId": ref("Vpc"), "Tags": name("isolated")}
-        )
-        route_tables.append(ref("PrivateRouteTable"))
-        for zone, lid in enumerate(private_subnets):
-            subnet(lid, zone, False)
-            res[f"{lid}Routes"] = resource(
-                "AWS::EC2::SubnetRouteTableAssociation",
-                {"SubnetId": ref(lid), "RouteTableId": ref("PrivateRouteTable")},
-            )
     workers = private_subnets or public_subnets
     return _Network(
         vpc_id=ref("Vpc"),

@@ -1,0 +1,183 @@
+"""`hyper hosts check-host` for an AWS host: what a real account still lacks, in one
+screen. Each check says what it found and, when something is missing, what to do.
+
+- credentials: whose they are (STS), and that they are the host's account;
+- the host: its stack deployed, its functions' roles there with the host's boundary;
+- the Batch service-linked role (AWS makes it on first use; an account whose policies
+  forbid that must make it first);
+- quotas: Lambda concurrent executions, EC2 On-Demand and Spot vCPUs in each region,
+  against what the host's clusters ask;
+- images: each definition's image is in its registry in every ACTIVE region;
+- a round trip (optional, `--queue` and `--definition`): one job submitted, run by a
+  Batch worker and reported back, within a deadline.
+
+Nothing here changes the account, except the round trip's one job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hyper.config import HostConfig
+from hyper.providers.aws import stacks
+from hyper.providers.aws.calls import aws_client, error_code, error_message
+
+# quota codes (Service Quotas) and what an AWS host wants at least
+LAMBDA_CONCURRENCY = ("lambda", "L-B99A9384", 1000.0)  # concurrent executions
+EC2_ON_DEMAND_VCPUS = ("ec2", "L-1216C47A")  # Running On-Demand Standard instances, vCPUs
+EC2_SPOT_VCPUS = ("ec2", "L-34B43A08")  # All Standard Spot Instance Requests, vCPUs
+
+
+MAKE_BATCH_ROLE = (
+    "absent: AWS makes it on the first compute environment, or: aws iam "
+    "create-service-linked-role --aws-service-name batch.amazonaws.com"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    ok: bool | None  # None: could not tell
+    detail: str
+
+
+Clients = Callable[[str, str], Any]
+
+
+def check_host(
+    host: HostConfig,
+    resources: dict[str, list[dict[str, Any]]],
+    *,
+    clients: Clients = aws_client,
+    round_trip: Callable[[], Check] | None = None,
+) -> list[Check]:
+    """Every check of an AWS host; `resources` are the host's records by kind (from its
+    API: regions, clusters, definitions)."""
+    region = host.region or "us-east-1"
+    found = [_credentials(host, region, clients)]
+    found += _stack(host, region, clients)
+    found.append(_service_linked_role(clients))
+    regions = [r["name"] for r in resources.get("regions", [])
+               if r["status"] == "ACTIVE" and r["spec"].get("kind") == "aws"]  # fmt: skip
+    found.append(_quota(clients, region, *LAMBDA_CONCURRENCY, "Lambda concurrent executions"))
+    clusters = [c["spec"] for c in resources.get("clusters", [])]
+    for kind, code in (("ONDEMAND", EC2_ON_DEMAND_VCPUS), ("SPOT", EC2_SPOT_VCPUS)):
+        wanted = float(sum(c.get("max_vcpus", 0) for c in clusters if c.get("type") == kind))
+        if wanted:
+            for where in regions:
+                label = f"EC2 {kind.lower()} vCPUs in {where}"
+                found.append(_quota(clients, where, code[0], code[1], wanted, label))
+    for definition in resources.get("definitions", []):
+        uri = definition["spec"].get("image_uri") or ""
+        for where in regions:
+            found.append(_image(clients, where, definition["name"], uri))
+    if round_trip is not None:
+        found.append(round_trip())
+    return found
+
+
+def _credentials(host: HostConfig, region: str, clients: Clients) -> Check:
+    try:
+        account = str(clients("sts", region).get_caller_identity()["Account"])
+    except Exception as error:
+        return Check("AWS credentials", False, f"none usable: {error_message(error)}")
+    if host.account and host.account != account:
+        return Check("AWS credentials", False,
+                     f"account {account}, but the host is in {host.account}")  # fmt: skip
+    return Check("AWS credentials", True, f"account {account}")
+
+
+def _stack(host: HostConfig, region: str, clients: Clients) -> list[Check]:
+    try:
+        stack = stacks.describe_stack(stacks.host_stack_name(host.name), region)
+    except Exception as error:
+        return [Check("host stack", None, error_message(error))]
+    if stack is None:
+        return [Check("host stack", False, "not deployed: hyper hosts create-host")]
+    status = str(stack.get("StackStatus"))
+    found = [Check("host stack", status in stacks.DEPLOYED, status)]
+    outputs = stacks.outputs_of(stack)
+    boundary = outputs.get("BoundaryArn")
+    iam = clients("iam", "us-east-1")
+    for what in ("FunctionRole", "DeployRole"):
+        try:
+            resource = clients("cloudformation", region).describe_stack_resource(
+                StackName=stacks.host_stack_name(host.name), LogicalResourceId=what
+            )["StackResourceDetail"]
+            role = iam.get_role(RoleName=resource["PhysicalResourceId"])["Role"]
+        except Exception as error:
+            found.append(Check(f"role {what}", False, error_message(error)))
+            continue
+        has = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+        ok = bool(boundary) and has == boundary
+        found.append(Check(f"role {what}", ok, "bounded" if ok else "no permissions boundary:"
+                           " hyper hosts update-host"))  # fmt: skip
+    return found
+
+
+def _service_linked_role(clients: Clients) -> Check:
+    try:
+        clients("iam", "us-east-1").get_role(RoleName="AWSServiceRoleForBatch")
+    except Exception as error:
+        if error_code(error) == "NoSuchEntity":
+            return Check("Batch service-linked role", None, MAKE_BATCH_ROLE)
+        return Check("Batch service-linked role", None, error_message(error))
+    return Check("Batch service-linked role", True, "there")
+
+
+def _quota(
+    clients: Clients, region: str, service: str, code: str, wanted: float, label: str
+) -> Check:
+    try:
+        value = float(
+            clients("service-quotas", region).get_service_quota(
+                ServiceCode=service, QuotaCode=code
+            )["Quota"]["Value"]
+        )
+    except Exception as error:
+        return Check(label, None, f"could not read quota {code}: {error_message(error)}")
+    if value < wanted:
+        return Check(label, False, f"{value:g}, less than {wanted:g}: ask AWS for more"
+                     f" (Service Quotas, {service} {code})")  # fmt: skip
+    return Check(label, True, f"{value:g} (wanted {wanted:g})")
+
+
+def _image(clients: Clients, region: str, definition: str, uri: str) -> Check:
+    label = f"image of {definition} in {region}"
+    image = uri.replace("_REGION_", region)
+    if ".dkr.ecr." not in image:
+        return Check(label, None, f"{image or 'a host image'}: not in ECR, not checked")
+    registry, _, rest = image.partition("/")
+    repository, _, tag = rest.partition(":")
+    account = registry.split(".", 1)[0]
+    try:
+        clients("ecr", region).describe_images(
+            registryId=account, repositoryName=repository, imageIds=[{"imageTag": tag or "latest"}]
+        )
+    except Exception as error:
+        return Check(label, False, f"{image}: {error_message(error)}")
+    return Check(label, True, image)
+
+
+def wait_for_job(
+    submit: Callable[[], int],
+    status: Callable[[int], str],
+    timeout: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Check:
+    """The round trip: one job submitted, then its status until it ends or `timeout`."""
+    job = submit()
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        seen = status(job)
+        if seen in ("Successful", "Failed", "Cancelled"):
+            break
+        sleep(5)
+    ok = seen == "Successful"
+    detail = f"job {job} {seen or 'unknown'}" + ("" if seen else f" after {timeout:g} s")
+    return Check("one job round trip", ok, detail)

@@ -1,0 +1,57 @@
+"""Moto for the AWS tests: one mock with the few AWS managed IAM policies hyper attaches
+(moto's whole catalogue costs half a second per region and test), and the calls made
+inside it recorded with the IAM permission each needs."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from hyper.providers.aws.permissions import CallRecorder
+
+ACCOUNT = "123456789012"  # moto's
+MANAGED_POLICIES = (
+    "AWSBatchServiceRole",
+    "AmazonEC2ContainerServiceforEC2Role",
+    "AmazonEC2SpotFleetTaggingRole",
+    "AmazonS3ReadOnlyAccess",
+    "CloudWatchAgentServerPolicy",
+)
+
+
+@functools.cache
+def managed_policies() -> str:
+    import moto.iam.models
+
+    catalogue = json.loads(moto.iam.models.aws_managed_policies_data)
+    return json.dumps({name: catalogue[name] for name in MANAGED_POLICIES})
+
+
+@contextlib.contextmanager
+def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[CallRecorder]:
+    """moto in-process, fake credentials, and a recorder of every call made with boto3's
+    default session from now on."""
+    import moto.iam.models
+    from moto import mock_aws
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(moto.iam.models, "aws_managed_policies_data", managed_policies())
+    recorder = CallRecorder()
+    with mock_aws(
+        config={"batch": {"use_docker": False}, "iam": {"load_aws_managed_policies": True}}
+    ):
+        boto3.setup_default_session()
+        recorder.attach(boto3.DEFAULT_SESSION.events)
+        try:
+            yield recorder
+        finally:
+            boto3.DEFAULT_SESSION = None

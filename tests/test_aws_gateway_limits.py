@@ -1,0 +1,89 @@
+"""The loopback API Gateway and Lambda (tests/aws_gateway.py) keep AWS's limits and
+answer as AWS does: the usage plan's rate and burst (429), Lambda's 6 MB request (413)
+and response (502), API Gateway's 29 s (504) and the function's concurrency (500).
+A small app stands in for the host here; the host itself runs behind these limits in
+test_aws_gateway.py and test_aws_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI, Request, Response
+
+from hyper.host.lambda_adapter import LambdaApp
+from tests.aws_gateway import STAGE, Gateway, Limits
+
+KEY = "Key0123456789abcdefghijKLMNOP"
+
+
+def small_app() -> LambdaApp:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    @app.get("/big")
+    async def big(n: int) -> Response:
+        return Response(b"x" * n, media_type="application/octet-stream")
+
+    @app.get("/sleep")
+    async def sleep(s: float) -> dict[str, float]:
+        await asyncio.sleep(s)
+        return {"slept": s}
+
+    return LambdaApp(app=app)
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    limits = Limits(rate=5, burst=5, timeout_seconds=1.5, concurrency=2)
+    with Gateway.of(KEY, {"fn": {}}, "fn", limits, factories={"fn": small_app}) as running:
+        yield running
+
+
+def call(gateway: Gateway, method: str, path: str, body: bytes | None = None) -> int:
+    request = urllib.request.Request(f"{gateway.url}/{STAGE}{path}", data=body, method=method,
+                                     headers={"x-api-key": KEY})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        assert error.headers.get("x-amzn-ErrorType"), error.code  # API Gateway's own answer
+        return int(error.code)
+
+
+def test_rate_and_burst_give_429(gateway: Gateway) -> None:
+    statuses = [call(gateway, "POST", "/echo", b"{}") for _ in range(8)]
+    assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+
+
+def test_payloads_over_6_mb_give_413_and_502(gateway: Gateway) -> None:
+    assert call(gateway, "POST", "/echo", b"x" * 1024) == 200
+    assert call(gateway, "POST", "/echo", b"x" * (5 * 1024 * 1024)) == 413  # base64: 6.7 MB
+    assert call(gateway, "GET", "/big?n=1000") == 200
+    assert call(gateway, "GET", f"/big?n={7 * 1024 * 1024}") == 502
+
+
+def test_an_answer_after_29_s_gives_504_and_a_busy_function_500(gateway: Gateway) -> None:
+    assert call(gateway, "GET", "/sleep?s=0.1") == 200
+    assert call(gateway, "GET", "/sleep?s=3") == 504  # the limit here is 1.5 s
+    assert gateway.api.timed_out == 1
+    # two containers at most: two long calls hold both, a third is throttled
+    held = [threading.Thread(target=call, args=(gateway, "GET", "/sleep?s=1")) for _ in range(2)]
+    for thread in held:
+        thread.start()
+    deadline = 50
+    while len(gateway.api._idle) and deadline:  # both containers taken
+        threading.Event().wait(0.05)
+        deadline -= 1
+    assert call(gateway, "GET", "/sleep?s=0") == 500
+    for thread in held:
+        thread.join()
+    assert gateway.api.throttled >= 1 and gateway.api.containers == 2

@@ -1,0 +1,117 @@
+"""An AWS host's images are built and pushed from the user's machine: the deploy function
+(in Lambda, without docker) only keeps the repositories and the URI it is given."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from hyper.config import HostConfig
+from hyper.errors import DeployFailed
+from hyper.models import ImageSpec, RegionSpec, ResourceKind
+from hyper.providers.aws import images
+from hyper.providers.aws.provider import AwsProvider
+from hyper.store.sqlite import SQLiteStore
+from tests.helpers.aws import mocked_aws
+
+MAIN, OTHER = "us-east-1", "eu-west-1"
+FAKE_DOCKER = """#!/bin/sh
+# a docker client and engine that note what they are asked
+echo "$@" >> "{log}"
+case "$1" in
+  info) echo 27.0.0 ;;
+  build) echo "Successfully built 0123456789ab" ;;
+esac
+"""
+
+
+@pytest.fixture
+def provider(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AwsProvider]:
+    with mocked_aws(monkeypatch):
+        store = SQLiteStore(tmp_path / "store.db")
+        for region in (MAIN, OTHER):
+            spec = RegionSpec(name=region, kind="aws", import_vpc=False, cidr="10.0.0.0/16")
+            store.put_resource("regions", region, spec.model_dump(), "ACTIVE", [], time.time())
+        yield AwsProvider(store, host_name="h1", secret_arn="arn:x")
+        store.close()
+
+
+def fake_docker(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = folder / "docker.log"
+    docker = folder / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text(FAKE_DOCKER.format(log=log))
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{docker.parent}:/usr/bin:/bin")
+    return log
+
+
+def test_the_deploy_function_never_builds_and_asks_for_a_push_from_here(
+    provider: AwsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = fake_docker(tmp_path, monkeypatch)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    built = ImageSpec(name="work", local_build_directory=str(tmp_path))
+    with pytest.raises(DeployFailed, match="built and pushed from your machine"):
+        provider.deploy(ResourceKind.IMAGE, built, lambda _: None)
+    assert not log.exists()  # docker was never asked
+
+    uri = "123456789012.dkr.ecr._REGION_.amazonaws.com/hyper-h1/work:latest"
+    pushed = built.model_copy(update={"uri": uri})
+    assert provider.deploy(ResourceKind.IMAGE, pushed, lambda _: None) == pushed
+    assert not log.exists()
+    for region in (MAIN, OTHER):
+        found = boto3.client("ecr", region_name=region).describe_repositories()["repositories"]
+        assert [r["repositoryName"] for r in found] == ["hyper-h1/work"]
+
+
+def test_an_image_is_built_here_and_pushed_to_every_region(
+    provider: AwsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = fake_docker(tmp_path, monkeypatch)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    host = HostConfig(name="h1", provider="aws", url="https://x", api_key="k", region=MAIN)
+    lines: list[str] = []
+    spec = images.push_from_here(host, {"name": "work", "local_build_directory": str(tmp_path)},
+                                 [MAIN, OTHER], lines.append)  # fmt: skip
+    assert spec["uri"] == "123456789012.dkr.ecr._REGION_.amazonaws.com/hyper-h1/work:latest"
+    asked = log.read_text().splitlines()
+    assert asked[1].startswith("build -t hyper/work:latest")
+    pushes = [line for line in asked if " push " in f" {line} "]
+    assert [p.rsplit(" ", 1)[-1] for p in pushes] == [
+        f"123456789012.dkr.ecr.{region}.amazonaws.com/hyper-h1/work:latest"
+        for region in (MAIN, OTHER)
+    ]
+    assert all("--config" in p for p in pushes)  # the registry token is in a private file
+    # the host is then given the URI, and the deploy function keeps it
+    assert provider.deploy(ResourceKind.IMAGE, ImageSpec(**spec), lambda _: None).uri == spec["uri"]
+    assert images.needs_push(spec) and not images.needs_push({"name": "x", "uri": "u"})
+    assert json.dumps(spec)  # what the CLI sends
+
+
+def test_every_call_on_the_code_bucket_names_its_owner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The code bucket's name is predictable: a bucket of that name in another account
+    must never receive the host's code or templates."""
+    from hyper.providers.aws import host, stacks
+
+    with mocked_aws(monkeypatch) as recorder:
+        bucket = host._code_bucket("123456789012", MAIN, lambda _: None)
+        code = tmp_path / "code.zip"
+        code.write_bytes(b"PK")
+        host._upload(bucket, "hyper/code.zip", code, MAIN, lambda _: None, owner="123456789012")
+        big = {"Resources": {f"R{n}": {"Type": "AWS::SNS::Topic",
+                                       "Properties": {"TopicName": "x" * 200}}
+                             for n in range(300)}}  # fmt: skip
+        stacks._template_source("hyper-h1", big, MAIN, bucket, "123456789012")
+        calls = [c for c in recorder.take() if c.service == "s3"]
+    assert {c.operation for c in calls} >= {"HeadBucket", "CreateBucket", "PutObject"}
+    # CreateBucket takes no owner: it fails when another account holds the name
+    owned = [c for c in calls if c.operation != "CreateBucket"]
+    assert all(c.params.get("ExpectedBucketOwner") == "123456789012" for c in owned), owned
