@@ -32,7 +32,7 @@ pin=()
 [ "$mode" = --test ] && pin=(--constraint .ci/constraints.txt)
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pin[@]}" --upgrade pip setuptools wheel
 case "$mode" in
-  --test) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e ".[test]" ;;
+  --test) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e ".[test,tools]" ;;
   # measured as users run it: an editable install costs every Python start ~10 ms more
   --bench) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".[bench]" ;;
   *) "$venv/bin/python" -m pip install --quiet --disable-pip-version-check . ;;
