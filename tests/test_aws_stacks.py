@@ -112,7 +112,7 @@ def test_the_host_stack_deploys_with_its_outputs(aws: None) -> None:
     api = client("apigateway").get_rest_api(restApiId=url.group(1))
     assert api["name"] == "hyper-h1"
     paths = {r["path"] for r in client("apigateway").get_resources(restApiId=api["id"])["items"]}
-    assert paths == {"/", "/{proxy+}"}
+    assert paths == {"/", "/{proxy+}", "/dashboard", "/dashboard/{proxy+}"}
 
     client("s3").head_bucket(Bucket=outputs["BucketName"])
     assert outputs["TablePrefix"] == table_prefix(HOST)

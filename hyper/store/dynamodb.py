@@ -2188,13 +2188,7 @@ class DynamoDBStore:
         )
 
     def lease_holders(self, now: float) -> list[str]:
-        items = self._query_all(
-            self._jobs,
-            "#leased = :one AND #lease_until < :now",
-            {"one": "1", "now": now},
-            index=tables.LEASES,
-        )
-        ids = [i["id"] for i in items]
+        ids = self._leased(now)
         found = self._get_jobs(ids, "#id, #status, #worker_id") if ids else {}
         return sorted(
             {
