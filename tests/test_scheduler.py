@@ -376,3 +376,65 @@ def test_workers_get_their_launchers_start_up_time_before_their_first_report(
     assert report.gone == 1 and started[0] not in {w.id for w in store.live_workers()}
     scheduler.tick(now + 400)  # past the start-up time too
     assert not set(started) & {w.id for w in store.live_workers()}
+
+
+class Fencing(Recording):
+    """Records, with the state of a watched job at that moment, when it ended a worker."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__()
+        self.store = store
+        self.watched = 0
+        self.ended: list[tuple[str, str]] = []
+
+    def end_orphans(self, worker: WorkerRecord, groups: list[tuple[int, int, int]]) -> None:
+        job = self.store.get_job(self.watched)
+        self.ended.append((worker.id, job.status.value if job else ""))
+
+
+def test_a_worker_whose_lease_ran_out_is_ended_before_its_job_is_retried(
+    store: SQLiteStore,
+) -> None:
+    launcher = Fencing(store)
+    scheduler = Scheduler(store, {"local": launcher}, silence_seconds=60, lease_seconds=30)
+    build(store, weights={"local": 1})
+    submit(store, 1)
+    now = time.time()
+    scheduler.tick(now)
+    (worker,) = store.live_workers()
+    (job,) = store.claim(worker.id, "q1", "d1", 1, 30, now)
+    launcher.watched = job.id
+    scheduler.tick(now + 31)  # its lease ran out (its silence is not yet past 60 s)
+    assert launcher.ended == [(worker.id, "Running")]  # ended while it still held the job
+    found = store.get_job(job.id)
+    assert found is not None and found.status.value == "Failed"  # then the job, by policy
+    assert worker.id not in {w.id for w in store.live_workers()}
+
+
+def test_after_a_stall_leases_run_on_from_when_the_host_is_back(store: SQLiteStore) -> None:
+    launcher = Recording()
+    scheduler = Scheduler(
+        store, {"local": launcher}, silence_seconds=6, lease_seconds=3, stall_seconds=2
+    )
+    build(store, weights={"local": 1})
+    submit(store, 1)
+    now = time.time()
+    scheduler.tick(now)
+    (worker,) = store.live_workers()
+    (job,) = store.claim(worker.id, "q1", "d1", 1, 3, now)
+    report = scheduler.tick(now + 10)  # the host did not run for 10 s: over three leases
+    assert report.expired == [] and report.gone == 0
+    assert scheduler.tick(now + 11).expired == []  # ticking again: no stall, the lease runs on
+    assert scheduler.tick(now + 12).expired == []
+    assert scheduler.tick(now + 13.5).expired == [job.id]  # a full lease after it was back
+
+
+def test_without_a_stall_setting_gaps_between_ticks_mean_nothing(store: SQLiteStore) -> None:
+    scheduler = Scheduler(store, {"local": Recording()}, silence_seconds=6, lease_seconds=3)
+    build(store, weights={"local": 1})
+    submit(store, 1)
+    now = time.time()
+    scheduler.tick(now)
+    (worker,) = store.live_workers()
+    (job,) = store.claim(worker.id, "q1", "d1", 1, 3, now)
+    assert scheduler.tick(now + 10).expired == [job.id]  # ticks on demand, as on AWS

@@ -278,6 +278,8 @@ class WorkerAgent:
         def handler(signum: int, frame: Any) -> None:
             if self._job_group is not None:
                 self._end_everything(self._job_group)
+                if self._job_cgroup is not None:
+                    self._job_cgroup.remove()
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, handler)
