@@ -184,7 +184,9 @@ def test_nothing_loads_without_a_live_login(
     for path in REFUSED:
         driver.get(served.base + path)
         assert "Log in first" in body(driver), path
-    shoot(driver, tmp_path, "refused")
+        assert driver.find_element("tag name", "h1").text == "Log in first", path  # a page
+        if path == "/dashboard/jobs":
+            shoot(driver, tmp_path, "refused")
     # an expired token
     with hosts.connect() as client:
         late = client.dashboard_token(seconds=1)["token"]

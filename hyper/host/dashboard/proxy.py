@@ -121,7 +121,8 @@ class LoopbackDashboard:
         except HyperError as error:
             await _answer(send, 502, f"{error}\n".encode())
             return
-        await _answer(send, status, answer, [(b"content-type", _type(scope["path"], answer))])
+        kind = _type(scope["path"], status, answer)
+        await _answer(send, status, answer, [(b"content-type", kind)])
 
     def _locked(self, call: Callable[[], Any]) -> Callable[[], Any]:
         def run() -> Any:
@@ -131,13 +132,18 @@ class LoopbackDashboard:
         return run
 
 
-def _type(path: str, body: bytes) -> bytes:
-    for suffix, kind in TYPES.items():
-        if path.endswith(suffix):
-            return kind
+def _type(path: str, status: int, body: bytes) -> bytes:
+    """The answer's type: the file's own for a static file or the chart's data, else
+    what the body is (a page, or an error's JSON)."""
+    if status == 200:
+        for suffix, kind in TYPES.items():
+            if path.endswith(suffix):
+                return kind
     if body.startswith(b"{"):
         return b"application/json"
-    return b"text/html; charset=utf-8"
+    if body.lstrip().startswith(b"<"):
+        return b"text/html; charset=utf-8"
+    return b"text/plain; charset=utf-8"
 
 
 async def _in_thread(call: Callable[[], Any]) -> Any:
