@@ -2,7 +2,9 @@
 configure them: each tool's own class for the dialect with only the queue named, the
 dialect's folder first on PATH (as `hyper dialect-path` tells users to do).
 
-Where a tool needs more than the queue, the test says why next to it.
+Where a tool needs more than the queue, the test says why next to it. No tool names a
+job definition (none has a word for it): every test here relies on the queue's default
+definition (sample-queue-1's is sample-def-1).
 """
 
 from __future__ import annotations
