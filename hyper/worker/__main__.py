@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--heartbeat-seconds", type=float, default=0.5)
     parser.add_argument("--lifetime-seconds", type=float, default=None)
+    parser.add_argument(
+        "--walltime-seconds",
+        type=float,
+        default=None,
+        help="a pilot's time left: start only jobs whose time limit fits in it",
+    )
     parser.add_argument("--region", default="", help="the region it runs in (for image URIs)")
     parser.add_argument(
         "--patience-seconds",
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         patience_seconds=args.patience_seconds,
         region=args.region or os.environ.get("AWS_REGION", ""),
         in_image=bool(os.environ.get("AWS_BATCH_JOB_ID")),  # Batch ran it in the image
+        walltime_seconds=args.walltime_seconds,
     )
     with HostClient(args.url, key, timeout=70.0) as client:
         agent = WorkerAgent(client, options)

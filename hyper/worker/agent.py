@@ -45,6 +45,8 @@ METRICS_SECONDS = 5.0
 SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
 PREFETCH_MAX = 16
 MAX_BATCH_CHARS = 256 * 1024
+# under a walltime (a pilot), a job with no time limit is taken to need this long
+DEFAULT_TIME_LIMIT_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class WorkerOptions:
     region: str = ""  # where it runs: fills in `_REGION_` in image URIs
     patience_seconds: float = 120.0  # how long a running job's reports wait for a host that is down
     in_image: bool = False  # it runs in the definition's image already (a Batch container)
+    # a pilot's: it starts only jobs whose time limit fits in what is left of this, and
+    # hands the rest back and leaves when one does not
+    walltime_seconds: float | None = None
 
 
 class OutputPump:
@@ -235,6 +240,7 @@ class WorkerAgent:
         self._job_group: int | None = None
         self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
         self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
+        self._started_any = False
 
     def stop_on_signal(self) -> None:
         """On SIGTERM, stop the running job's process group too, then exit: its lease
@@ -270,6 +276,9 @@ class WorkerAgent:
             while True:
                 if self._held_jobs:
                     job = self._held_jobs.popleft()
+                    if not self._fits(job, born):
+                        self._held_jobs.appendleft(job)  # handed back as it leaves
+                        break
                     started = time.monotonic()
                     report = self.run_job(job)
                     if report is not None:
@@ -312,6 +321,17 @@ class WorkerAgent:
         with contextlib.suppress(HyperError):
             self.client.worker_exit(options.worker_id)
         return 0
+
+    def _fits(self, job: dict[str, Any], born: float) -> bool:
+        """Under a walltime: the job's time limit (or the default) fits in what is left.
+        A pilot's first job always fits, so that a job longer than any walltime still runs
+        (and meets its lease rules) instead of being handed from pilot to pilot."""
+        walltime = self.options.walltime_seconds
+        if walltime is None or not self._started_any:
+            self._started_any = True
+            return True
+        needs = job.get("time_limit") or DEFAULT_TIME_LIMIT_SECONDS
+        return bool(needs <= walltime - (time.monotonic() - born))
 
     def _return_held(self) -> None:
         """Give back claimed jobs this worker will not start now, so others can run them."""
