@@ -61,7 +61,7 @@ SLURM = [
     Question("pilot_idle_seconds", ("--pilot-idle-seconds",), "Seconds an idle pilot waits",
              "int", 60, when=_slurm, help="slurm: a pilot with nothing to do ends after this"),
     Question("pilot_pending_minutes", ("--pilot-pending-minutes",),
-             "Minutes a pilot may stay PENDING", "int", 30, when=_slurm,
+             "Minutes a pilot may stay PENDING", default=30, when=_slurm, check=float,
              help="slurm: pilots pending longer are cancelled and reported in the region's log"),
     Question("worker_python", ("--worker-python",),
              "Python that runs the worker on the cluster (empty: the host's own)", default="",

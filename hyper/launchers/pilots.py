@@ -47,7 +47,9 @@ STATUS_SECONDS = 2.0  # one status poll serves every question asked within this 
 COMMAND_SECONDS = 60.0  # the longest a submit, status or cancel command may take
 KEY_FILE = "pilot-key"  # beside the host's data, mode 0600: the pilots read the API key here
 
-PILOT_ID = re.compile(r"^(?P<region>.+)-(?P<job>[0-9]+(?:\[[0-9]+\]|_[0-9]+|\.[0-9]+)?)-[0-9a-f]+$")
+# REGION-JOBID-TOKEN: a batch job id starts with a digit (Slurm 12_3, PBS 12[3].server,
+# LSF 12[3]); the token (6 hex digits) tells apart pilots of a batch system that restarted
+PILOT_ID = re.compile(r"^(?P<region>.+)-(?P<job>[0-9][^\s/]*?)-[0-9a-f]{6}$")
 
 
 class PilotState:

@@ -74,3 +74,19 @@ class Slurm(BatchSystem):
 class SlurmLauncher(PilotLauncher):
     kind = "slurm"
     system = Slurm()
+
+
+def list_pilots(region: str, user: str) -> list[dict[str, str]]:
+    """A region's pilots as Slurm lists them (one `squeue` call): job id, state, time used,
+    time left, and the node or the reason it waits."""
+    from hyper.commands import run
+    from hyper.launchers.pilots import pilot_name
+
+    fields = ("job_id", "state", "time", "time_left", "where")
+    out = run(["squeue", "--noheader", "--array", f"--user={user}",
+               f"--name={pilot_name(region)}", "--format=%i|%T|%M|%L|%R"], timeout=60)  # fmt: skip
+    return [
+        dict(zip(fields, line.strip().split("|", 4), strict=False))
+        for line in out.splitlines()
+        if line.strip()
+    ]
