@@ -167,3 +167,19 @@ def test_a_pilot_starts_only_jobs_that_fit_in_its_walltime(tmp_path: Path) -> No
     assert not agent._fits({"time_limit": 90}, born - 20)  # 80 s left
     assert not agent._fits({}, born)  # no limit: the default
     assert DEFAULT_TIME_LIMIT_SECONDS > 100
+
+
+def test_the_region_walkthrough_asks_the_slurm_questions_only_for_slurm() -> None:
+    from hyper.cli import questions
+    from hyper.cli.walkthrough import walk
+
+    given = {"name": "hpc", "kind": "slurm", "partition": "short", "max_pilots": "4",
+             "pilot_pending_minutes": "0.5"}  # fmt: skip
+    answers = walk(questions.REGION, given, yes=True, refs=lambda kind: [], prompt=False)
+    assert answers["partition"] == "short" and answers["max_pilots"] == 4
+    assert answers["pilot_walltime_minutes"] == 60 and "import_vpc" not in answers
+    spec = RegionSpec.model_validate(answers)
+    assert spec.pilot_pending_minutes == 0.5
+    static = walk(questions.REGION, {"name": "pool", "kind": "static"}, yes=True,
+                  refs=lambda kind: [], prompt=False)  # fmt: skip
+    assert "partition" not in static

@@ -162,3 +162,15 @@ def test_weights_one_to_three_between_local_and_slurm(slurm_region: LocalHost) -
     assert started() == {"local": 2, REGION: 6}
     assert len(squeue(PILOTS)) == 6
     local.ok("qdel", job_id)
+
+
+def test_deleting_the_region_cancels_its_pilots(slurm_region: LocalHost) -> None:
+    local = slurm_region
+    local.ok("hyper", "regions", "update-region", REGION, "--sbatch-args", "--begin=now+1hour",
+             timeout=120)  # fmt: skip
+    local.ok("qsub", "-q", "hq", "-d", "sample-def-1", str(local.script("x.sh", "echo x\n")))
+    local.wait_for(lambda: bool(squeue(PILOTS)), 120, "a pending pilot")
+    listed = json.loads(local.ok("hyper", "regions", "list-pilots", REGION, "--json"))
+    assert [p["state"] for p in listed["items"]] == ["PENDING"]
+    local.ok("hyper", "regions", "delete-region", REGION, "--force", timeout=120)
+    assert not squeue(PILOTS)
