@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+import shlex
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -79,7 +80,8 @@ def _cidr(value: str | None) -> str | None:
 
 class RegionSpec(Spec):
     """A compute site. On a local host: `local` is this machine; `static` is a pool of
-    machines whose workers join over HTTP. The network fields matter on AWS."""
+    machines whose workers join over HTTP; `slurm` is a Slurm cluster whose pilot jobs run
+    the workers. The network fields matter on AWS, the pilot fields on Slurm."""
 
     kind: Literal["local", "static", "aws", "slurm"] = "local"
     main_region: bool = False
@@ -90,6 +92,23 @@ class RegionSpec(Spec):
     deploy_vpc_endpoints: Literal["OFF", "DATA_OPTIMISED", "FOR_PRIVATE_VPC"] = "OFF"
     subnet_config: Literal["PUBLIC", "PRIVATE_ISOLATED", "PRIVATE_WITH_NAT"] = "PRIVATE_WITH_NAT"
     nat_gateways: int = Field(2, ge=0, le=3)
+    # slurm: pilot jobs submitted with sbatch (hyper/launchers/slurm.py, docs/slurm.md)
+    partition: str = ""  # empty: the cluster's default partition
+    account: str = ""
+    qos: str = ""
+    reservation: str = ""
+    sbatch_args: str = ""  # more sbatch arguments, split as a shell would
+    pilot_walltime_minutes: int = Field(60, ge=2)
+    max_pilots: int = Field(10, ge=1)
+    pilot_idle_seconds: float = Field(60.0, ge=1)
+    pilot_pending_minutes: float = Field(30.0, gt=0, description="cancel pilots pending longer")
+    worker_python: str = ""  # empty: the host's own Python; else a path on the shared file system
+
+    @field_validator("sbatch_args")
+    @classmethod
+    def _valid_sbatch_args(cls, value: str) -> str:
+        shlex.split(value)  # raises ValueError for an unclosed quote
+        return value
 
     @field_validator("cidr")
     @classmethod

@@ -18,6 +18,10 @@ def _aws(answers: Answers) -> bool:
     return answers.get("kind") == "aws"
 
 
+def _slurm(answers: Answers) -> bool:
+    return answers.get("kind") == "slurm"
+
+
 def _own_vpc(answers: Answers) -> bool:
     return _aws(answers) and not answers.get("import_vpc", True)
 
@@ -38,6 +42,33 @@ NETWORK = [
              when=lambda a: _aws(a) and a.get("subnet_config") == "PRIVATE_WITH_NAT"),
 ]  # fmt: skip
 
+SLURM = [
+    Question("partition", ("--partition",), "Slurm partition (empty: the cluster's default)",
+             default="", when=_slurm, help="slurm: the partition pilots are submitted to"),
+    Question("account", ("--account",), "Slurm account (empty: your default)", default="",
+             when=_slurm, help="slurm: the account pilots are charged to"),
+    Question("qos", ("--qos",), "Slurm QOS (empty: the default)", default="", when=_slurm,
+             help="slurm: the quality of service of pilots"),
+    Question("reservation", ("--reservation",), "Slurm reservation (empty: none)", default="",
+             when=_slurm, help="slurm: a reservation to run pilots in"),
+    Question("sbatch_args", ("--sbatch-args",), "More sbatch arguments (empty: none)",
+             default="", when=_slurm,
+             help="slurm: more sbatch arguments, quoted as in a shell, e.g. '--constraint=avx2'"),
+    Question("pilot_walltime_minutes", ("--pilot-walltime-minutes",), "Pilot walltime (minutes)",
+             "int", 60, when=_slurm, help="slurm: each pilot's --time"),
+    Question("max_pilots", ("--max-pilots",), "Most pilots at once", "int", 10, when=_slurm,
+             help="slurm: pilots pending or running at once"),
+    Question("pilot_idle_seconds", ("--pilot-idle-seconds",), "Seconds an idle pilot waits",
+             "int", 60, when=_slurm, help="slurm: a pilot with nothing to do ends after this"),
+    Question("pilot_pending_minutes", ("--pilot-pending-minutes",),
+             "Minutes a pilot may stay PENDING", default=30, when=_slurm, check=float,
+             help="slurm: pilots pending longer are cancelled and reported in the region's log"),
+    Question("worker_python", ("--worker-python",),
+             "Python that runs the worker on the cluster (empty: the host's own)", default="",
+             when=_slurm,
+             help="slurm: a python with hyper installed, on the cluster's shared file system"),
+]  # fmt: skip
+
 MAIN_REGION = [
     Question("name", ("--name",), "Main region name", check=check_name, default=None,
              help="the region code (on a local host, any name)"),
@@ -48,9 +79,12 @@ MAIN_REGION = [
 REGION = [
     Question("name", ("--name",), "Region name", check=check_name,
              help="a region code on AWS; any name for a pool of machines"),
-    Question("kind", ("--kind",), "Kind of region", "choice", "static", ("static", "aws"),
-             help="static: machines that join with 'hyper worker join'; aws: an AWS region"),
+    Question("kind", ("--kind",), "Kind of region", "choice", "static",
+             ("static", "aws", "slurm"),
+             help="static: machines that join with 'hyper worker join'; aws: an AWS region;"
+             " slurm: a Slurm cluster whose pilot jobs run the workers"),
     *NETWORK,
+    *SLURM,
 ]  # fmt: skip
 
 CLUSTER = [

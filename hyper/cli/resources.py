@@ -296,6 +296,31 @@ regions.command("delete-region")(
     delete_command(ResourceKind.REGION, "Delete a region that no queue or worker uses.")
 )
 
+
+@regions.command("list-pilots")
+def list_pilots(
+    name: str = typer.Argument(..., help="the Slurm region's name"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable"),
+) -> None:
+    """List a Slurm region's pilot jobs as Slurm sees them (run where squeue works)."""
+    import getpass
+
+    from hyper.launchers.slurm import list_pilots as pilots
+
+    found = pilots(name, getpass.getuser())
+    if as_json:
+        typer.echo(json.dumps({"version": 1, "items": found}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("SLURM JOB", "STATE", "TIME", "LEFT", "NODE/REASON", box=None)
+    for pilot in found:
+        table.add_row(*(pilot.get(k, "") for k in ("job_id", "state", "time", "time_left",
+                                                     "where")))  # fmt: skip
+    Console(width=200).print(table)
+
+
 clusters = group(ResourceKind.CLUSTER, q.CLUSTER, "Clusters: capacity across every region.")
 queues = group(ResourceKind.QUEUE, q.QUEUE, "Queues: where jobs wait, weighted over regions.")
 definitions = group(

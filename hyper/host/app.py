@@ -66,6 +66,7 @@ from hyper.host.settings import HostSettings
 from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_BYTES, MAX_FILE_KEY, JobStatus, LogKind
 from hyper.launchers.base import Launcher
 from hyper.launchers.local import LocalLauncher
+from hyper.launchers.slurm import SlurmLauncher
 from hyper.launchers.static import StaticLauncher
 from hyper.models import ResourceKind
 from hyper.providers import Provider
@@ -107,6 +108,7 @@ def local_launchers(service: HostService) -> dict[str, Launcher]:
     return {
         "local": LocalLauncher(service.settings),
         "static": StaticLauncher(service.store, service.assignments.fire),
+        "slurm": SlurmLauncher(service.settings, service.store),
     }
 
 

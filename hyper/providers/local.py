@@ -25,6 +25,42 @@ def container_tool() -> str:
     return tool
 
 
+def check_slurm_region(spec: RegionSpec, log: Log) -> None:
+    """Slurm's own answer to a test submit of a pilot (`sbatch --test-only`): a bad partition,
+    account, QOS or reservation fails here, in Slurm's words."""
+    from hyper.launchers.pilots import PilotJob, pilot_name, walltime_limits
+    from hyper.launchers.slurm import Slurm
+
+    walltime, _ = walltime_limits(spec)
+    job = PilotJob(pilot_name(spec.name), 1, Path("/dev/null"), Path("/tmp"),
+                   spec.pilot_walltime_minutes, 1, 64, 0, spec)  # fmt: skip
+    command = Slurm().submit_command(job)
+    command = [command[0], "--test-only", *command[2:-1], "--wrap=true"]
+    try:
+        said = run(command, timeout=60)
+    except CommandFailed as error:
+        lines = [line.strip() for line in error.stderr.splitlines() if line.strip()]
+        raise DeployFailed("; ".join(lines) or str(error)) from None
+    log(f"sbatch --test-only: {said.strip() or 'accepted'}")
+    log(f"pilots run hyper's worker for up to {walltime / 60:g} min each, at most"
+        f" {spec.max_pilots} at once")  # fmt: skip
+
+
+def cancel_slurm_pilots(spec: RegionSpec, log: Log) -> None:
+    import getpass
+
+    from hyper.launchers.pilots import pilot_name
+    from hyper.launchers.slurm import Slurm
+
+    command = Slurm().cancel_by_name_command(pilot_name(spec.name), getpass.getuser())
+    try:
+        if command:
+            run(command, timeout=60)
+            log(f"cancelled the region's pilots ({' '.join(command)})")
+    except CommandFailed as error:
+        log(f"could not cancel the region's pilots: {error}")
+
+
 class LocalProvider:
     def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
         if isinstance(spec, RegionSpec):
@@ -42,6 +78,8 @@ class LocalProvider:
             log("this machine runs the region's workers")
         elif spec.kind == "static":
             log(f"machines join with: hyper worker join --region {spec.name} ...")
+        elif spec.kind == "slurm":
+            check_slurm_region(spec, log)
         else:
             raise DeployFailed(f"{spec.kind} regions need a host of that provider, not a local one")
         return spec
@@ -73,6 +111,8 @@ class LocalProvider:
         return spec.model_copy(update={"uri": tag})
 
     def teardown(self, kind: ResourceKind, spec: Spec, log: Log) -> None:
+        if isinstance(spec, RegionSpec) and spec.kind == "slurm":
+            cancel_slurm_pilots(spec, log)
         if isinstance(spec, ImageSpec) and spec.uri:
             try:
                 run([container_tool(), "rmi", spec.uri], timeout=120)

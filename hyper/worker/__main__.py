@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--heartbeat-seconds", type=float, default=0.5)
     parser.add_argument("--lifetime-seconds", type=float, default=None)
+    parser.add_argument(
+        "--walltime-seconds",
+        type=float,
+        default=None,
+        help="a pilot's time left: start only jobs whose time limit fits in it",
+    )
     parser.add_argument("--region", default="", help="the region it runs in (for image URIs)")
     parser.add_argument(
         "--patience-seconds",
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         region=args.region or os.environ.get("AWS_REGION", ""),
         in_image=bool(os.environ.get("AWS_BATCH_JOB_ID")),  # Batch ran it in the image
         self_fence=not args.host_fences,
+        walltime_seconds=args.walltime_seconds,
     )
     with HostClient(
         args.url, key, timeout=70.0, retries=RETRIES, retry_statuses=RETRY_STATUSES

@@ -63,6 +63,8 @@ FENCE_SHARE = 2 / 3
 # while a self-fencing worker runs a job: touched at each renewal, holding the seconds
 # after which its node ends it (and the job) if it has not been touched (hyper.worker.node)
 LEASE_MARK = "lease"
+# under a walltime (a pilot), a job with no time limit is taken to need this long
+DEFAULT_TIME_LIMIT_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class WorkerOptions:
     # stop a running job itself when its lease cannot be renewed (False where the host
     # ends its workers' jobs itself: the local launcher, on the same machine)
     self_fence: bool = True
+    # a pilot's: it starts only jobs whose time limit fits in what is left of this, and
+    # hands the rest back and leaves when one does not
+    walltime_seconds: float | None = None
 
 
 class OutputPump:
@@ -270,6 +275,7 @@ class WorkerAgent:
         self._job_cgroup: JobCgroup | None = None
         self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
         self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
+        self._started_any = False
 
     def stop_on_signal(self) -> None:
         """On SIGTERM, stop the running job's process group too, then exit: its lease
@@ -308,6 +314,9 @@ class WorkerAgent:
             while True:
                 if self._held_jobs:
                     job = self._held_jobs.popleft()
+                    if not self._fits(job, born):
+                        self._held_jobs.appendleft(job)  # handed back as it leaves
+                        break
                     started = time.monotonic()
                     report = self.run_job(job)
                     if report is not None:
@@ -350,6 +359,17 @@ class WorkerAgent:
         with contextlib.suppress(HyperError):
             self.client.worker_exit(options.worker_id)
         return 0
+
+    def _fits(self, job: dict[str, Any], born: float) -> bool:
+        """Under a walltime: the job's time limit (or the default) fits in what is left.
+        A pilot's first job always fits, so that a job longer than any walltime still runs
+        (and meets its lease rules) instead of being handed from pilot to pilot."""
+        walltime = self.options.walltime_seconds
+        if walltime is None or not self._started_any:
+            self._started_any = True
+            return True
+        needs = job.get("time_limit") or DEFAULT_TIME_LIMIT_SECONDS
+        return bool(needs <= walltime - (time.monotonic() - born))
 
     def _return_held(self) -> None:
         """Give back claimed jobs this worker will not start now, so others can run them."""
