@@ -116,6 +116,10 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
         raise UsageError(
             f"host {host.name!r}: no host data in {data_dir}; delete and create the host again"
         )
+    if host.url.startswith("http://") and host.bind in ("127.0.0.1", "::1", "localhost"):
+        # saved by a version that served plain HTTP on loopback by default: the Unix
+        # socket replaces it (other machines never reached it anyway)
+        host = host._replace(bind="", port=0)
     with _start_lock(data_dir):
         current = status(host)
         if not (current.running and current.url):
@@ -142,8 +146,9 @@ def start(host: HostConfig, *, timeout: float = 30.0) -> str:
     assert current.url is not None
     tls_url = current.tls_url
     port = int(tls_url.split("#")[0].rsplit(":", 1)[1]) if tls_url else host.port
-    if (current.url, tls_url, port) != (host.url, host.tls_url, host.port):
-        save_host(host._replace(url=current.url, tls_url=tls_url, port=port))
+    saved = host._replace(url=current.url, tls_url=tls_url, port=port)
+    if saved != host:
+        save_host(saved)
     return current.url
 
 

@@ -230,7 +230,7 @@ def create_app(
         days = (
             settings.retention_days if request.older_than_days is None else request.older_than_days
         )
-        return {"older_than_days": days, **purge_finished(store, days)}
+        return {"older_than_days": days, **purge_finished(store, days, rewrite=True)}
 
     # jobs -------------------------------------------------------------------
 
@@ -614,12 +614,13 @@ class PurgeRequest(BaseModel):
 PURGE_PERIOD_SECONDS = 3600.0  # how often the daemon purges what its retention lets go
 
 
-def purge_finished(store: Store, days: float) -> dict[str, int]:
-    """Purge what finished more than `days` ago, on stores that can (SQLite)."""
+def purge_finished(store: Store, days: float, *, rewrite: bool = False) -> dict[str, int]:
+    """Purge what finished more than `days` ago, on stores that can (SQLite); `rewrite`
+    lets a store made before auto_vacuum be rewritten to give the space back."""
     purge = getattr(store, "purge", None)
     if purge is None:
         raise UsageError("this host's store keeps finished jobs by its own rules")
-    report: dict[str, int] = purge(time.time() - days * 86400)
+    report: dict[str, int] = purge(time.time() - days * 86400, rewrite=rewrite)
     if any(report.values()):
         log.info("purged what finished more than %s days ago: %s", days, report)
     return report

@@ -107,7 +107,6 @@ def _serve(settings: Any, store: Any, bind: str, port: int, log: logging.Logger)
     unix = serving.bind_unix(data_dir)
     settings.url = unix_url(data_dir / serving.SOCKET_FILE)  # where local workers come
     tls_url = ""
-    door = None
     if bind:
         tcp = serving.bind_tcp(bind, port)
         cert, key, pin = serving.certificate(data_dir, bind)
@@ -131,9 +130,17 @@ def _serve(settings: Any, store: Any, bind: str, port: int, log: logging.Logger)
         return made
 
     server = serving.Server(config(settings.max_connections, "on"))
+    # the doors listen already: what connects now waits for the app to start
+    _write_state(data_dir, settings.url, tls_url)
+    log.info(
+        "host %s listening at %s%s (pid %s)",
+        settings.name,
+        settings.url,
+        f" and {tls_url}" if tls_url else "",
+        os.getpid(),
+    )
 
     async def run() -> None:
-        nonlocal door
         serving_task = asyncio.create_task(server.serve(sockets=[unix]))
         while not server.started and not serving_task.done():
             await asyncio.sleep(0.01)
@@ -156,16 +163,9 @@ def _serve(settings: Any, store: Any, bind: str, port: int, log: logging.Logger)
             )
             door_task = asyncio.create_task(door.serve())
             serving_task.add_done_callback(lambda _: door_task.cancel())
-        if server.started:
-            _write_state(data_dir, settings.url, tls_url)
-            log.info(
-                "host %s listening at %s%s (pid %s)",
-                settings.name,
-                settings.url,
-                f" and {tls_url}" if tls_url else "",
-                os.getpid(),
-            )
         await serving_task
+        if bind:
+            tcp.close()
         for connection in list(tcp_state.connections):
             connection.shutdown()
 

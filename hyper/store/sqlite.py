@@ -1421,11 +1421,12 @@ class SQLiteStore:
 
     # retention ----------------------------------------------------------------------
 
-    def purge(self, before: float) -> dict[str, int]:
+    def purge(self, before: float, *, rewrite: bool = False) -> dict[str, int]:
         """Delete the jobs that finished before `before` (an array once all its tasks
         have), their logs, attempts and files (what they collected, and their package if
         no job left uses it), and workers that ended before it; then give the freed pages
-        back to the file system. What was deleted, counted."""
+        back to the file system (a store made without auto_vacuum only with `rewrite`: a
+        VACUUM holds the store for as long as it takes). What was deleted, counted."""
         done = ",".join(f"'{s.value}'" for s in FINISHED)
         with self._write() as db:
             db.execute("DROP TABLE IF EXISTS temp.purged")
@@ -1485,16 +1486,18 @@ class SQLiteStore:
                 "DELETE FROM workers WHERE ended IS NOT NULL AND ended < ?", (before,)
             ).rowcount
             db.execute("DROP TABLE temp.purged")
-        self._give_back_space()
+        if jobs or files or workers:
+            self._give_back_space(rewrite=rewrite)
         return {"jobs": jobs, "log_lines": logs, "files": files, "workers": workers}
 
-    def _give_back_space(self) -> None:
+    def _give_back_space(self, *, rewrite: bool) -> None:
         """Return free pages to the file system and empty the write-ahead log. A store made
-        before auto_vacuum was set is rewritten once (VACUUM) to set it."""
+        before auto_vacuum was set is rewritten (VACUUM) to set it, when `rewrite`."""
         try:
             if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-                self._db.execute("VACUUM")
+                if rewrite:
+                    self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                    self._db.execute("VACUUM")
             else:
                 # sqlite3_exec steps it to the end (execute would free one page per call)
                 self._db.executescript("PRAGMA incremental_vacuum;")
