@@ -41,6 +41,26 @@ WORKERS = 8
 
 
 FUNCTION = "hyper-e2e-host"
+
+
+def one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request atomically; moto's server, called by several Lambda
+    containers at once, does not (a reader may see an item half updated): here it
+    answers one request at a time, as the service would appear to."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lock = threading.RLock()
+    dispatch = DomainDispatcherApplication.__call__
+
+    def one_at_a_time(self: Any, environ: Any, start_response: Any) -> Any:
+        with lock:
+            return list(dispatch(self, environ, start_response))
+
+    monkeypatch.setattr(DomainDispatcherApplication, "__call__", one_at_a_time)
+
+
 LIMITS = Limits(rate=25, burst=50, concurrency=8)
 
 
@@ -62,6 +82,7 @@ def aws_host(
     tmp_path: Path, hyper_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AwsHost]:
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # Batch's service roles
+    one_request_at_a_time(monkeypatch)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     endpoint = "http://{}:{}".format(*moto.get_host_and_port())

@@ -272,7 +272,7 @@ def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
         return found
 
     before = ours()
-    assert "hyper-h1-c1-instance" in before["roles"] and before["profiles"]
+    assert "hyper-h1--c1-instance" in before["roles"] and before["profiles"]
     assert all(all(before[w]) for w in regions), before  # something of each kind, each region
 
     refused = hyper(aws, "hosts", "delete-host", "h1")  # stdin is no terminal: no question

@@ -322,7 +322,7 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
     from hyper.deployer import Deployer
     from hyper.errors import UsageError
 
-    role = f"arn:aws:iam::{ACCOUNT}:role/hyper-h1-d9-job"
+    role = f"arn:aws:iam::{ACCOUNT}:role/hyper-h1--d9-job"
     admin = "arn:aws:iam::aws:policy/AdministratorAccess"
     attach = Need("iam:AttachRolePolicy", role, context=(("iam:PolicyARN", admin),))
     assert not walk.deploy.allows(attach)
@@ -351,3 +351,28 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
         Deployer(store, provider).create(ResourceKind.DEFINITION, definition)
     assert store.list_resources(ResourceKind.DEFINITION.value) == []
     store.close()
+
+
+def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:
+    """Host `h1`'s roles and stacks match `hyper-h1--*`: host `h1-eu`'s (`hyper-h1-eu--...`)
+    are out of its reach, as are those of a host whose name had to be cleaned."""
+    from hyper.providers.aws import stacks
+
+    for other in ("h1-eu", "h1-", "h1.eu", "h1--x"):
+        names = worker_names(other)
+        for arn in (
+            f"arn:aws:iam::{ACCOUNT}:role/{names.instance_role('c1')}",
+            f"arn:aws:batch:{MAIN}:{ACCOUNT}:compute-environment/{names.compute_env('c1', 1)}",
+            f"arn:aws:batch:{MAIN}:{ACCOUNT}:job-queue/{names.job_queue('c1')}",
+            f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
+            f"{stacks.region_stack_name(other, MAIN)}/x",
+            f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/{names.repository('work')}",
+        ):
+            action = {"iam": "iam:DeleteRole", "batch": "batch:DeleteJobQueue",
+                      "cloudformation": "cloudformation:DeleteStack",
+                      "ecr": "ecr:DeleteRepository"}[arn.split(":")[2]]  # fmt: skip
+            assert not walk.deploy.allows(Need(action, arn)), (other, arn)
+    mine = worker_names(HOST)
+    assert walk.deploy.allows(
+        Need("iam:DeleteRole", f"arn:aws:iam::{ACCOUNT}:role/{mine.instance_role('c1')}")
+    )
