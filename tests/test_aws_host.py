@@ -199,6 +199,7 @@ def test_the_api_key_is_letters_and_digits_as_api_gateway_documents() -> None:
     assert all(k.isascii() and k.isalnum() and 20 <= len(k) <= 128 for k in keys)
 
 
+@pytest.mark.slow
 def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
     aws: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
