@@ -1,6 +1,6 @@
 """An AWS host end to end, on loopback: the host app as its Lambda function builds it
 (DynamoDB store, AWS provider, Batch launcher) behind the loopback API Gateway and Lambda
-(tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 25 requests/s, 8
+(tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 25 requests/s, 12
 containers at once), every AWS call going to a moto server. Resources are deployed
 through the API, `qsub` submits 1,000 jobs of a second each, a tick submits one
 Batch array job per weighted region, and real workers started by the image's start.sh,
@@ -61,7 +61,7 @@ def one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DomainDispatcherApplication, "__call__", one_at_a_time)
 
 
-LIMITS = Limits(rate=25, burst=50, concurrency=8)
+LIMITS = Limits(rate=25, burst=50, concurrency=12)  # 8 workers long-polling, and room
 
 
 class AwsHost:
@@ -198,6 +198,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
     container = {e["name"]: e["value"] for e in job["container"]["environment"]}
     assert container["HYPER_API_KEY"] == aws_host.secret_arn  # the key itself is not there
     workers = []
+    logs = []
     for index in range(WORKERS):
         worker_env = {
             **aws_host.env,
@@ -210,6 +211,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             "PATH": f"{BIN}:{os.environ['PATH']}",
         }
         errors = (tmp_path / f"worker{index}.log").open("w")
+        logs.append(errors)
         workers.append(subprocess.Popen(
             [str(ROOT / "example-worker-image" / "start.sh")],
             env=worker_env, stdout=subprocess.DEVNULL, stderr=errors,
@@ -245,6 +247,8 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=60)
+        for errors in logs:
+            errors.close()
     for n in range(WORKERS):  # none gave up on the limits
         said = (tmp_path / f"worker{n}.log").read_text()
         assert "Too Many Requests" not in said and "Internal server error" not in said, said
