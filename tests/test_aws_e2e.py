@@ -1,6 +1,6 @@
 """An AWS host end to end, on loopback: the host app as its Lambda function builds it
 (DynamoDB store, AWS provider, Batch launcher) behind the loopback API Gateway and Lambda
-(tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 25 requests/s, 8
+(tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 25 requests/s, 12
 containers at once), every AWS call going to a moto server. Resources are deployed
 through the API, `qsub` submits 1,000 jobs of a second each, a tick submits one
 Batch array job per weighted region, and real workers started by the image's start.sh,
@@ -40,7 +40,27 @@ WORKERS = 8
 
 
 FUNCTION = "hyper-e2e-host"
-LIMITS = Limits(rate=25, burst=50, concurrency=8)
+
+
+def one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request atomically; moto's server, called by several Lambda
+    containers at once, does not (a reader may see an item half updated): here it
+    answers one request at a time, as the service would appear to."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lock = threading.RLock()
+    dispatch = DomainDispatcherApplication.__call__
+
+    def one_at_a_time(self: Any, environ: Any, start_response: Any) -> Any:
+        with lock:
+            return list(dispatch(self, environ, start_response))
+
+    monkeypatch.setattr(DomainDispatcherApplication, "__call__", one_at_a_time)
+
+
+LIMITS = Limits(rate=25, burst=50, concurrency=12)  # 8 workers long-polling, and room
 
 
 class AwsHost:
@@ -60,6 +80,7 @@ class AwsHost:
 def aws_host(
     tmp_path: Path, hyper_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AwsHost]:
+    one_request_at_a_time(monkeypatch)
     # Batch's service roles need AWS's managed policies
     with moto_server(monkeypatch, managed_policies=True, batch=True) as endpoint:
         aws_env = {
@@ -166,6 +187,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
     container = {e["name"]: e["value"] for e in job["container"]["environment"]}
     assert container["HYPER_API_KEY"] == aws_host.secret_arn  # the key itself is not there
     workers = []
+    logs = []
     for index in range(WORKERS):
         worker_env = {
             **aws_host.env,
@@ -178,6 +200,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             "PATH": f"{BIN}:{os.environ['PATH']}",
         }
         errors = (tmp_path / f"worker{index}.log").open("w")
+        logs.append(errors)
         workers.append(subprocess.Popen(
             [str(ROOT / "example-worker-image" / "start.sh")],
             env=worker_env, stdout=subprocess.DEVNULL, stderr=errors,
@@ -213,6 +236,8 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=60)
+        for errors in logs:
+            errors.close()
     for n in range(WORKERS):  # none gave up on the limits
         said = (tmp_path / f"worker{n}.log").read_text()
         assert "Too Many Requests" not in said and "Internal server error" not in said, said

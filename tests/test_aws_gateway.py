@@ -112,7 +112,8 @@ def test_a_new_aws_host_runs_jobs_from_the_shell(
 
         batch = boto3.client("batch", region_name=REGION)
         jobs = [j for status in ("SUBMITTED", "PENDING", "RUNNABLE", "RUNNING", "SUCCEEDED")
-                for j in batch.list_jobs(jobQueue="hyper-h1-c1", jobStatus=status)["jobSummaryList"]
+                for j in batch.list_jobs(jobQueue="hyper-h1--c1",
+                                         jobStatus=status)["jobSummaryList"]
                 if ":" not in j["jobId"]]  # fmt: skip
         assert jobs, "the tick submitted workers to Batch"
         (submitted,) = batch.describe_jobs(jobs=[jobs[0]["jobId"]])["jobs"]

@@ -87,3 +87,41 @@ def test_an_answer_after_29_s_gives_504_and_a_busy_function_500(gateway: Gateway
     for thread in held:
         thread.join()
     assert gateway.api.throttled >= 1 and gateway.api.containers == 2
+
+
+class Scripted:
+    """A transport answering each request with the next status of a script."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.sent: list[str] = []
+
+    def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+                ) -> tuple[int, bytes]:  # fmt: skip
+        self.sent.append(method)
+        status = self.statuses.pop(0)
+        return status, b'{"message": "Too Many Requests"}' if status != 200 else b"{}"
+
+    def close(self) -> None:
+        pass
+
+
+def test_what_the_host_client_and_the_worker_ask_again() -> None:
+    """Any client asks again after a 429 (the usage plan refused it before the host saw
+    it), and a GET after a gateway's 500/502/504; the worker's client (its one retry
+    policy) asks its POSTs again too, as its calls are safe to repeat."""
+    from hyper.client import HostClient
+    from hyper.errors import HostFailure
+    from hyper.worker.__main__ import RETRIES, RETRY_STATUSES
+
+    plain = Scripted(429, 500, 504, 200)
+    assert HostClient("http://x", "k", transport=plain).call("GET", "/jobs") == {}
+    posted = Scripted(500)
+    with pytest.raises(HostFailure):
+        HostClient("http://x", "k", transport=posted).call("POST", "/jobs", {})
+    assert posted.sent == ["POST"]  # not asked again: it may have been applied
+    worker = Scripted(429, 500, 502, 503, 504, 200)
+    client = HostClient("http://x", "k", transport=worker, retries=RETRIES,
+                        retry_statuses=RETRY_STATUSES)  # fmt: skip
+    assert client.call("POST", "/workers/w/claim", {}) == {}
+    assert len(worker.sent) == 6

@@ -51,6 +51,7 @@ from tests.helpers.aws import ACCOUNT, mocked_aws
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
 HOST = "h1"
+HOST_STACK = "hyper-h1"
 ALLOWED = ("AmazonS3ReadOnlyAccess",)  # what the host's owner lets clusters and jobs attach
 MAIN, OTHER = "us-east-1", "eu-west-1"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "aws.md"
@@ -66,7 +67,7 @@ class Step:
     """What one command made the host's code call, and with which role."""
 
     command: str
-    role: str  # DeployRole or FunctionRole
+    role: str  # DeployRole or FunctionRole (or User: the user's own credentials)
     calls: list[Call] = field(default_factory=list)
 
 
@@ -113,17 +114,8 @@ def _walk(recorder: CallRecorder) -> Walk:
         allowed_policies=ALLOWED,
     )
     boundary_document = template["Resources"]["Boundary"]["Properties"]
-    boundary = boto3.client("iam").create_policy(
-        PolicyName=boundary_document["ManagedPolicyName"],
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "batch:DescribeJobs", "Resource": "*"}],
-            }
-        ),
-    )["Policy"]["Arn"]
     provider = AwsProvider(store, host_name=HOST, secret_arn=secret, host_vpc="10.0.0.0/16",
-                           permissions_boundary=boundary, allowed_policies=ALLOWED)  # fmt: skip
+                           allowed_policies=ALLOWED)  # fmt: skip
     quick = batch.Patience(timeout=30, interval=0, sleep=_no_sleep)
     provider.patience = quick
     steps: list[Step] = []
@@ -155,6 +147,21 @@ def _walk(recorder: CallRecorder) -> Walk:
         made = provider.deploy(kind, spec, lambda _: None)
         store.put_resource(kind.value, spec.name, made.model_dump(), "ACTIVE", [], time.time())
 
+    def create_host() -> None:
+        import zipfile
+
+        from hyper.providers.aws.host import AwsHostRequest, deploy_host
+
+        code = folder / "bundle-0123abcd.zip"
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("hyper/__init__.py", "")
+        deploy_host(AwsHostRequest(name=HOST, region=MAIN, allowed_policies=",".join(ALLOWED)),
+                    lambda _: None, code=code)  # fmt: skip
+
+    step("hyper hosts create-host", "User", create_host)
+    from hyper.providers.aws import stacks as host_stacks
+
+    provider.boundary = host_stacks.stack_outputs(HOST_STACK, MAIN)["BoundaryArn"]
     main = RegionSpec(name=MAIN, kind="aws", main_region=True, subnet_config="PUBLIC",
                       deploy_vpc_endpoints="DATA_OPTIMISED")  # fmt: skip
     other = RegionSpec(name=OTHER, kind="aws", import_vpc=False, cidr="10.1.0.0/16",
@@ -282,17 +289,26 @@ def _granted_by(statements: list[dict], need: Need) -> str:
 def calls_table(walk: Walk) -> str:
     lines = [BEGIN, ""]
     for step in walk.steps:
-        role = "the deploy function" if step.role == "DeployRole" else "the API function"
-        lines += [f"**{step.command}** (as {role}'s role, `{step.role}`)", "",
+        if step.role == "User":
+            said = "with your own credentials: they need each of these"
+        else:
+            role = "the deploy function" if step.role == "DeployRole" else "the API function"
+            said = f"as {role}'s role, `{step.role}`"
+        lines += [f"**{step.command}** ({said})", "",
                   "| call | permission | resource | granted by |", "|---|---|---|---|"]  # fmt: skip
         seen = set()
         for call, need in _needs(walk, step):
             resource = re.sub(UUID, "ID", need.resource.replace(ACCOUNT, "ACCOUNT"))
+            resource = re.sub(r"(:secret:.+)-[A-Za-z0-9]{6}$", r"\1-SUFFIX", resource)
             row = (call.name, need.action, resource)
             if row in seen:
                 continue
             seen.add(row)
-            where = _granted_by(walk.statements[step.role], need)
+            where = (
+                "your credentials"
+                if step.role == "User"
+                else _granted_by(walk.statements[step.role], need)
+            )
             lines.append(f"| `{call.name}` | `{need.action}` | `{resource}` | {where} |")
         lines.append("")
     lines.append(END)
@@ -322,7 +338,7 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
     from hyper.deployer import Deployer
     from hyper.errors import UsageError
 
-    role = f"arn:aws:iam::{ACCOUNT}:role/hyper-h1-d9-job"
+    role = f"arn:aws:iam::{ACCOUNT}:role/hyper-h1--d9-job"
     admin = "arn:aws:iam::aws:policy/AdministratorAccess"
     attach = Need("iam:AttachRolePolicy", role, context=(("iam:PolicyARN", admin),))
     assert not walk.deploy.allows(attach)
@@ -351,3 +367,28 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
         Deployer(store, provider).create(ResourceKind.DEFINITION, definition)
     assert store.list_resources(ResourceKind.DEFINITION.value) == []
     store.close()
+
+
+def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:
+    """Host `h1`'s roles and stacks match `hyper-h1--*`: host `h1-eu`'s (`hyper-h1-eu--...`)
+    are out of its reach, as are those of a host whose name had to be cleaned."""
+    from hyper.providers.aws import stacks
+
+    for other in ("h1-eu", "h1-", "h1.eu", "h1--x"):
+        names = worker_names(other)
+        for arn in (
+            f"arn:aws:iam::{ACCOUNT}:role/{names.instance_role('c1')}",
+            f"arn:aws:batch:{MAIN}:{ACCOUNT}:compute-environment/{names.compute_env('c1', 1)}",
+            f"arn:aws:batch:{MAIN}:{ACCOUNT}:job-queue/{names.job_queue('c1')}",
+            f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
+            f"{stacks.region_stack_name(other, MAIN)}/x",
+            f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/{names.repository('work')}",
+        ):
+            action = {"iam": "iam:DeleteRole", "batch": "batch:DeleteJobQueue",
+                      "cloudformation": "cloudformation:DeleteStack",
+                      "ecr": "ecr:DeleteRepository"}[arn.split(":")[2]]  # fmt: skip
+            assert not walk.deploy.allows(Need(action, arn)), (other, arn)
+    mine = worker_names(HOST)
+    assert walk.deploy.allows(
+        Need("iam:DeleteRole", f"arn:aws:iam::{ACCOUNT}:role/{mine.instance_role('c1')}")
+    )

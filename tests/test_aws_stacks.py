@@ -359,6 +359,6 @@ def test_a_big_template_goes_through_s3(aws: None) -> None:
 
 def test_stack_names() -> None:
     assert host_stack_name("h1") == "hyper-h1"
-    assert region_stack_name("h1", "eu-west-1") == "hyper-h1-region-eu-west-1"
+    assert region_stack_name("h1", "eu-west-1") == "hyper-h1--region-eu-west-1"
     odd = host_stack_name("a.b_c")
     assert re.fullmatch(r"[A-Za-z][-A-Za-z0-9_]*", odd) and odd != host_stack_name("a-b_c")

@@ -246,7 +246,7 @@ def test_the_function_may_touch_only_its_own_host(tables: str) -> None:
 def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
     """Only the deploy function may make stacks, roles, repositories and compute
     environments, and only this host's; the API function may only invoke it."""
-    template = host(batch_prefix="hyper-h1")
+    template = host(batch_prefix="hyper-h1-")  # worker_names("h1").prefix
     resources = template["Resources"]
     deployer = resources["DeployFunction"]["Properties"]
     assert deployer["Timeout"] == 900 and deployer["Role"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
@@ -259,7 +259,7 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
         for target in found["Resource"]:
             text = target["Fn::Sub"] if "Fn::Sub" in target else str(target)
             own = (
-                ":stack/hyper-h1-*", "/hyper-h1-*", ":repository/hyper-h1/*", "Table",
+                ":stack/hyper-h1--*", "/hyper-h1--*", ":repository/hyper-h1/*", "Table",
                 "Bucket", "ApiKeySecretArn", "DeployFunctionLogs",
             )  # fmt: skip
             assert any(mark in text for mark in own), target

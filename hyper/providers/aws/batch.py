@@ -122,7 +122,7 @@ class Names:
             parts = (re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in wanted.split("/"))
             return "/".join(p or "x" for p in parts)
 
-        return _fit(f"{self.prefix}/{image}", _REPOSITORY, 256, clean)
+        return _fit(f"{self.prefix.rstrip('-')}/{image}", _REPOSITORY, 256, clean)
 
     def service_role(self) -> str:
         return self._iam("batch-service")
@@ -137,7 +137,8 @@ class Names:
         return self._iam(definition, "job")
 
     def tags(self, **more: str) -> dict[str, str]:
-        return {"hyper:host": self.prefix, **{f"hyper:{k}": v for k, v in more.items()}}
+        host = self.prefix.rstrip("-")
+        return {"hyper:host": host, **{f"hyper:{k}": v for k, v in more.items()}}
 
 
 # ---- waiting --------------------------------------------------------------------------------

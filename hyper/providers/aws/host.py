@@ -97,7 +97,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
 
 def worker_names(host_name: str) -> batch.Names:
     """The names of a host's Batch resources: each starts with this host's prefix."""
-    return batch.Names(prefix=templates.physical_name(host_name, limit=40))
+    return batch.Names(prefix=templates.resource_prefix(host_name))
 
 
 def import_host(name: str, region: str) -> HostConfig:

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from hyper.errors import DeployFailed, NotFound, UsageError
 from hyper.providers.aws.calls import aws_client, aws_errors, error_message
-from hyper.providers.aws.templates import ExistingVpc, Template, physical_name
+from hyper.providers.aws.templates import ExistingVpc, Template, physical_name, resource_prefix
 
 Log = Callable[[str], None]
 
@@ -42,7 +42,9 @@ def host_stack_name(host_name: str) -> str:
 
 
 def region_stack_name(host_name: str, region: str) -> str:
-    return physical_name(host_name, f"region-{region}", limit=128)
+    """``hyper-HOST--region-REGION``: under the host's resource prefix, which no other
+    host's names start with (templates.resource_prefix)."""
+    return f"{resource_prefix(host_name)}-region-{region}"
 
 
 def deploy_stack(

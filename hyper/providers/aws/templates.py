@@ -144,6 +144,20 @@ def physical_name(host_name: str, suffix: str = "", *, limit: int = 64) -> str:
     return f"{safe[: limit - len(digest) - 1]}-{digest}"
 
 
+def resource_prefix(host_name: str) -> str:
+    """The start of the name of each Batch resource, role, instance profile and region
+    stack of a host: ``hyper-HOST-``, and then one more ``-`` before the resource's own
+    name (``hyper-prod--c1-ce1``). HOST is the host's name in letters, digits and single
+    dashes, never ending with one (a name that had to change ends with a hash of it), so
+    that ``hyper-prod--*`` in a policy matches nothing of host ``prod-eu``
+    (``hyper-prod-eu--...``) nor of any other host."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "-", host_name).strip("-")
+    if cleaned != host_name or len(cleaned) > 32:
+        digest = hashlib.sha256(host_name.encode()).hexdigest()[:8]
+        cleaned = f"{cleaned[:23].strip('-')}-{digest}".lstrip("-")
+    return f"hyper-{cleaned}-"
+
+
 def table_prefix(host_name: str) -> str:
     """The prefix of a host's DynamoDB tables, named `PREFIX-TABLE` (what
     `tables.table_definitions` takes)."""
@@ -489,7 +503,8 @@ def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
 
 
 def _batch_named(batch_prefix: str | None) -> str:
-    """The start of this host's Batch and IAM names (cleaned as batch.Names cleans them)."""
+    """The start of this host's Batch and IAM names (cleaned as batch.Names cleans them):
+    with `resource_prefix`'s, ``hyper-HOST--``."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", batch_prefix) + "-" if batch_prefix else ""
 
 
@@ -584,8 +599,8 @@ def _deploy_role(
         return sub(f"arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{rest}")
 
     named = _batch_named(batch_prefix)
-    stacks = arn("cloudformation", f"stack/{physical_name(host_name)}-*")
-    repositories = arn("ecr", f"repository/{batch_prefix or 'hyper'}/*")
+    stacks = arn("cloudformation", f"stack/{resource_prefix(host_name)}-*")
+    repositories = arn("ecr", f"repository/{(batch_prefix or 'hyper').rstrip('-')}/*")
     statements = [
         *_store_statements(tables, "DeployFunctionLogs"),
         statement(["cloudformation:*"], [stacks], "HostStacks"),
