@@ -1,6 +1,6 @@
 """An AWS host end to end, on loopback: the host app as its Lambda function builds it
 (DynamoDB store, AWS provider, Batch launcher) behind the loopback API Gateway and Lambda
-(tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 25 requests/s, 12
+(tests/aws_gateway.py) with AWS's limits tightened (a usage plan of 4 requests/s, 12
 containers at once), every AWS call going to a moto server. Resources are deployed
 through the API, `qsub` submits 1,000 jobs of a second each, a tick submits one
 Batch array job per weighted region, and real workers started by the image's start.sh,
@@ -60,7 +60,7 @@ def one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DomainDispatcherApplication, "__call__", one_at_a_time)
 
 
-LIMITS = Limits(rate=25, burst=50, concurrency=12)  # 8 workers long-polling, and room
+LIMITS = Limits(rate=4, burst=8, concurrency=12)  # 8 workers long-polling, and room
 
 
 class AwsHost:
