@@ -53,6 +53,10 @@ RETRY_STATUSES = frozenset({429, 503})
 # what API Gateway answers when Lambda is throttled (500), fails (502) or is too slow
 # (504): a request that is safe to repeat (a GET) is asked again
 GATEWAY_ERRORS = frozenset({500, 502, 504})
+# a throttled host (API Gateway's usage plan: 429) is waited out longer than a failing one:
+# up to this many tries, with pauses of up to THROTTLED_PAUSE_SECONDS (about 18 s in all)
+THROTTLED_RETRIES = 10
+THROTTLED_PAUSE_SECONDS = 4.0
 IDLE_RECONNECT_SECONDS = 20.0  # below the server's keep-alive timeout (30 s)
 UNIX_SCHEME = "unix"
 PIN_PREFIX = "sha256="
@@ -445,8 +449,10 @@ class HostClient:
                     "check it with 'hyper hosts host-status'"
                 ) from exc
             again = status in self._retry_statuses or (repeatable and status in GATEWAY_ERRORS)
-            if again and attempt < self._retries:
-                self._pause(attempt)
+            throttled = status == 429 and self._retries > 0
+            tries = max(self._retries, THROTTLED_RETRIES) if throttled else self._retries
+            if again and attempt < tries:
+                self._pause(attempt, THROTTLED_PAUSE_SECONDS if throttled else 2.0)
                 attempt += 1
                 continue
             if 200 <= status < 300:
@@ -459,9 +465,9 @@ class HostClient:
         self._transport = SocketTransport(url, self._timeout)
 
     @staticmethod
-    def _pause(attempt: int) -> None:
+    def _pause(attempt: int, ceiling: float = 2.0) -> None:
         jitter = (time.perf_counter_ns() % 1000) / 1000  # enough randomness to spread clients
-        time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + jitter))
+        time.sleep(min(ceiling, 0.05 * 2**attempt) * (0.5 + jitter))
 
     def _error(self, status: int, payload: bytes) -> HyperError:
         message = _detail(status, payload)
@@ -469,6 +475,8 @@ class HostClient:
             return AuthError(f"host {self.host_name!r} refused the API key ({message})")
         if status == 404:
             return NotFound(message)
+        if status == 429:
+            return HostFailure(f"host {self.host_name!r} is busy (too many requests): {message}")
         if status == 409:
             return Conflict(message)
         if 400 <= status < 500:

@@ -208,15 +208,14 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
     try:
         deadline = time.monotonic() + 1500
         while True:
-            counts = json.loads(
-                subprocess.run(
-                    [str(BIN / "qstat"), "-i", array_id, "--json"],
-                    env=env,
-                    text=True,
-                    check=True,
-                    capture_output=True,
-                ).stdout
-            )["job"]["counts"]
+            shown = subprocess.run(
+                [str(BIN / "qstat"), "-i", array_id, "--json"],
+                env=env,
+                text=True,
+                capture_output=True,
+            )
+            assert shown.returncode == 0, shown.stderr
+            counts = json.loads(shown.stdout)["job"]["counts"]
             if counts["Successful"] + counts["Failed"] == 1000:
                 break
             ended = [w.poll() for w in workers]

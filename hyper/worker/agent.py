@@ -55,6 +55,9 @@ KILL_GRACE_SECONDS = 0.5  # SIGTERM, then SIGKILL: qdel must end a job within 2 
 METRICS_SECONDS = 5.0
 SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
 PREFETCH_MAX = 16
+# output left at a job's end that goes with its final report rather than a call of its own
+# (well within the 64 KiB a final report may carry)
+CARRY_BYTES = 16 * 1024
 LOOP_SECONDS = 0.25  # how often the worker looks at a running job's limits and lease
 DEFAULT_LEASE_SECONDS = 30.0  # when the host does not say
 # a worker that fences itself stops its job when the host has not renewed its lease for
@@ -662,15 +665,16 @@ class WorkerAgent:
         keeper.join()
         (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
         try:
-            if lost or keeper.lost.is_set() or not keeper.flush(self.options.patience_seconds):
-                return None
+            carried = None if lost else keeper.flush(self.options.patience_seconds, CARRY_BYTES)
         finally:
             if spool is not None:
                 spool.close()
+        if carried is None:
+            return None
         if exit_code is None:
             code = process.returncode
             exit_code = code if code >= 0 else 128 - code
-        return _ending(job_id, attempt, exit_code, reason, [])
+        return _ending(job_id, attempt, exit_code, reason, carried)
 
     def _end_everything(self, group: int) -> None:
         """SIGKILL the job's process group, its cgroup and every descendant of this worker

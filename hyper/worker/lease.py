@@ -13,6 +13,7 @@ lease earlier), on a clock that runs while the machine sleeps (CLOCK_BOOTTIME).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -66,6 +67,10 @@ class LeaseKeeper(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        # a job that ends within one heartbeat costs no call: its claim's lease covers it,
+        # and its output goes with its final report (short jobs, batched, stay cheap)
+        if self._halt.wait(self.heartbeat_seconds):
+            return
         first = True
         while not self._halt.is_set():
             output = self.spool.take(SEND_BYTES) if self.spool is not None else []
@@ -109,12 +114,30 @@ class LeaseKeeper(threading.Thread):
             self.cancel.set()
         return True
 
-    def flush(self, patience: float) -> bool:
-        """Once the job has ended (this thread stopped): send the rest of its output,
-        trying for up to `patience` seconds while the host does not answer. False when the
+    def flush(self, patience: float, carry: int = 0) -> list[dict[str, str]] | None:
+        """Once the job has ended (this thread stopped): the rest of its output. When all
+        of it fits in `carry` bytes it is returned, for the final report to take (a short
+        job costs no call of its own); else it is sent here, trying for up to `patience`
+        seconds while the host does not answer, and nothing is returned. None when the
         lease is gone (the output is then dropped)."""
         if self.spool is None:
-            return not self.lost.is_set()
+            return None if self.lost.is_set() else []
+        pieces = self.spool.rest(SEND_BYTES)
+        first = next(pieces, [])
+        second = next(pieces, None)
+        if second is None and sum(len(c["text"].encode()) for c in first) <= carry:
+            return None if self.lost.is_set() else first
+        for piece in itertools.chain([first], [second] if second else [], pieces):
+            deadline = time.monotonic() + patience
+            while True:
+                if self.lost.is_set():
+                    return None
+                if self._send(piece, None, requeue=False):
+                    break
+                if time.monotonic() > deadline:
+                    return []  # the report will say how the job ended, without this
+                time.sleep(1.0)
+        return None if self.lost.is_set() else []
         for piece in self.spool.rest(SEND_BYTES):
             deadline = time.monotonic() + patience
             while True:

@@ -50,4 +50,8 @@ def moto_server(
             print(f"moto's reset took {took:.0f} s")
         yield endpoint
     finally:
+        # what the test made stays in this process until a reset: gigabytes after a long
+        # run, which slow every later test and the interpreter's exit
+        with contextlib.suppress(OSError):
+            _moto_api(endpoint, "reset")
         server.stop()
