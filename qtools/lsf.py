@@ -90,6 +90,20 @@ def _words(
     return host, given, words
 
 
+def _listed(
+    client: Any, ids: list[str], given: dict[str, str], name: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The jobs named by `ids` and the ids not found; with no ids, those of the queue (-q)
+    given and `name`, finished ones too with -a or -d."""
+    if ids:
+        return dialect.fetch_named(client, ids, collapse=False)
+    finished = "-a" in given or "-d" in given
+    jobs = dialect.fetch_all(
+        client, finished=finished, collapse=False, queue=given.get("-q"), name=name
+    )
+    return jobs, []
+
+
 def _unfinished(client: Any, given: dict[str, str]) -> list[dict[str, Any]]:
     """The unfinished jobs of the queue (-q) and name (-J) given."""
     jobs = dialect.fetch_all(client, finished=False, collapse=False, queue=given.get("-q"))
@@ -266,18 +280,7 @@ def bjobs(argv: list[str]) -> int:
     from qtools.common import connect
 
     with connect(host) as client:
-        if ids:
-            jobs, missing = dialect.fetch_named(client, ids, collapse=False)
-        else:
-            finished = "-a" in given or "-d" in given
-            jobs = dialect.fetch_all(
-                client,
-                finished=finished,
-                collapse=False,
-                queue=given.get("-q"),
-                name=given.get("-J"),
-            )
-            missing = []
+        jobs, missing = _listed(client, ids, given, name=given.get("-J"))
     if "-J" in given:
         jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
     if "-q" in given:
@@ -483,14 +486,7 @@ def bhist(argv: list[str]) -> int:
     from qtools.common import connect
 
     with connect(host) as client:
-        if ids:
-            jobs, missing = dialect.fetch_named(client, ids, collapse=False)
-        else:
-            finished = "-a" in given or "-d" in given
-            jobs = dialect.fetch_all(
-                client, finished=finished, collapse=False, queue=given.get("-q")
-            )
-            missing = []
+        jobs, missing = _listed(client, ids, given, name=None)
         if "-d" in given:
             jobs = [job for job in jobs if states.finished(job)]
         if "-J" in given:
