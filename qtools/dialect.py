@@ -30,6 +30,36 @@ SHELLS = ("sh", "bash", "zsh", "ksh", "dash")
 WAIT_POLL_SECONDS = 20.0
 
 
+def host_option(argv: list[str]) -> tuple[list[str], str | None]:
+    """`--host NAME` (hyper's own option), taken out of the arguments."""
+    host = None
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--host" and index + 1 < len(argv):
+            host = argv[index + 1]
+            index += 2
+            continue
+        if word.startswith("--host="):
+            host = word.partition("=")[2]
+        else:
+            out.append(word)
+        index += 1
+    return out, host
+
+
+def entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
+    """A command's `main`: its arguments (sys.argv's by default) run through `body`."""
+    from qtools.common import run
+
+    def main(argv: list[str] | None = None) -> int:
+        words = sys.argv[1:] if argv is None else argv
+        return run(prog, lambda: body(words))
+
+    return main
+
+
 def user() -> str:
     """Who the jobs belong to: a host's jobs are its owner's, the user running the command."""
     try:
@@ -315,15 +345,20 @@ def read_stdin_script(prog: str) -> str:
         raise UsageError("the script on stdin is not text (invalid UTF-8)") from None
 
 
-def read_script_file(path: str) -> str:
+def read_script_bytes(path: str) -> bytes:
+    """A script file's bytes; a missing or unreadable file is a one-line usage error."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise UsageError(f"{path} is a directory, not a script") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_script_file(path: str) -> str:
+    data = read_script_bytes(path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

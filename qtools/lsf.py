@@ -29,7 +29,6 @@ from typing import Any
 
 from hyper.errors import UsageError
 from qtools import dialect, states
-from qtools.common import run
 
 LSF_ERROR = 255  # what LSF's commands exit with when a job is not found or has finished
 FLAGS = {"-B", "-H", "-K", "-N", "-r", "-rn", "-ti", "-x", "-hl", "-ul", "-Zs", "-XF"}
@@ -62,23 +61,55 @@ def _usage(prog: str, text: str) -> int:
     return 0
 
 
-def _host_option(argv: list[str]) -> tuple[list[str], str | None]:
-    """`--host NAME` (hyper's own option), taken out of the arguments."""
-    host = None
-    out: list[str] = []
+def _words(
+    argv: list[str], prog: str, usage: str, flags: set[str], valued: set[str]
+) -> tuple[str | None, dict[str, str], list[str]] | None:
+    """`--host`, the options given (a flag's value is "") and the other words of a command
+    line; None when help was asked for and printed."""
+    argv, host = dialect.host_option(argv)
+    given: dict[str, str] = {}
+    words: list[str] = []
     index = 0
     while index < len(argv):
         word = argv[index]
-        if word == "--host" and index + 1 < len(argv):
-            host = argv[index + 1]
-            index += 2
-            continue
-        if word.startswith("--host="):
-            host = word.partition("=")[2]
-        else:
-            out.append(word)
         index += 1
-    return out, host
+        if word in ("-h", "--help"):
+            _usage(prog, usage)
+            return None
+        if word in flags:
+            given[word] = ""
+        elif word in valued:
+            if index >= len(argv):
+                raise UsageError(f"{word} needs a value")
+            given[word] = argv[index]
+            index += 1
+        elif word.startswith("-"):
+            raise UsageError(f"{word}: Illegal option")
+        else:
+            words.append(word)
+    return host, given, words
+
+
+def _listed(
+    client: Any, ids: list[str], given: dict[str, str], name: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The jobs named by `ids` and the ids not found; with no ids, those of the queue (-q)
+    given and `name`, finished ones too with -a or -d."""
+    if ids:
+        return dialect.fetch_named(client, ids, collapse=False)
+    finished = "-a" in given or "-d" in given
+    jobs = dialect.fetch_all(
+        client, finished=finished, collapse=False, queue=given.get("-q"), name=name
+    )
+    return jobs, []
+
+
+def _unfinished(client: Any, given: dict[str, str]) -> list[dict[str, Any]]:
+    """The unfinished jobs of the queue (-q) and name (-J) given."""
+    jobs = dialect.fetch_all(client, finished=False, collapse=False, queue=given.get("-q"))
+    if "-J" in given:
+        jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
+    return jobs
 
 
 # ---- bsub -----------------------------------------------------------------------------
@@ -126,7 +157,7 @@ def _script_text(word: str) -> str | None:
 
 
 def bsub(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
+    argv, host = dialect.host_option(argv)
     if argv[:1] in (["-h"], ["--help"]):
         return _usage("bsub", "[options] [COMMAND [ARGS...]] | bsub [options] < SCRIPT")
     options, command = parse_bsub(argv)
@@ -233,47 +264,23 @@ def parse_fields(spec: str) -> tuple[list[tuple[str, int | None, bool]], str | N
 
 
 def bjobs(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
-    flags = {"-a", "-d", "-p", "-r", "-s", "-noheader", "-json", "-w", "-l", "-W", "-A", "-X"}
-    valued = {"-o", "-J", "-u", "-q", "-m", "-P", "-G", "-g"}
-    given: dict[str, str] = {}
-    ids: list[str] = []
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        index += 1
-        if word in ("-h", "--help"):
-            return _usage(
-                "bjobs", "[-a] [-noheader] [-o FIELDS] [-json] [-J NAME] [-u USER] [ID...]"
-            )
-        if word in flags:
-            given[word] = ""
-        elif word in valued:
-            if index >= len(argv):
-                raise UsageError(f"{word} needs a value")
-            given[word] = argv[index]
-            index += 1
-        elif word.startswith("-"):
-            raise UsageError(f"{word}: Illegal option")
-        else:
-            ids.append(dialect.job_word(word))
+    parsed = _words(
+        argv,
+        "bjobs",
+        "[-a] [-noheader] [-o FIELDS] [-json] [-J NAME] [-u USER] [ID...]",
+        flags={"-a", "-d", "-p", "-r", "-s", "-noheader", "-json", "-w", "-l", "-W", "-A", "-X"},
+        valued={"-o", "-J", "-u", "-q", "-m", "-P", "-G", "-g"},
+    )
+    if parsed is None:
+        return 0
+    host, given, args = parsed
+    ids = [dialect.job_word(word) for word in args]
     fields, delimiter = parse_fields(given["-o"]) if "-o" in given else (None, None)
     server = _server()
     from qtools.common import connect
 
     with connect(host) as client:
-        if ids:
-            jobs, missing = dialect.fetch_named(client, ids, collapse=False)
-        else:
-            finished = "-a" in given or "-d" in given
-            jobs = dialect.fetch_all(
-                client,
-                finished=finished,
-                collapse=False,
-                queue=given.get("-q"),
-                name=given.get("-J"),
-            )
-            missing = []
+        jobs, missing = _listed(client, ids, given, name=given.get("-J"))
     if "-J" in given:
         jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
     if "-q" in given:
@@ -364,26 +371,16 @@ def _long(jobs: list[dict[str, Any]], server: str) -> str:
 
 
 def bkill(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
-    given: dict[str, str] = {}
-    ids: list[str] = []
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        index += 1
-        if word in ("-h", "--help"):
-            return _usage("bkill", "[-J NAME] [-q QUEUE] [-u USER] [-s SIGNAL] [ID... | 0]")
-        if word in ("-J", "-q", "-u", "-s", "-m", "-app", "-g", "-sla", "-C"):
-            if index >= len(argv):
-                raise UsageError(f"{word} needs a value")
-            given[word] = argv[index]
-            index += 1
-        elif word in ("-r", "-d", "-b", "-l", "-stat"):
-            given[word] = ""
-        elif word.startswith("-"):
-            raise UsageError(f"{word}: Illegal option")
-        else:
-            ids.append(word)
+    parsed = _words(
+        argv,
+        "bkill",
+        "[-J NAME] [-q QUEUE] [-u USER] [-s SIGNAL] [ID... | 0]",
+        flags={"-r", "-d", "-b", "-l", "-stat"},
+        valued={"-J", "-q", "-u", "-s", "-m", "-app", "-g", "-sla", "-C"},
+    )
+    if parsed is None:
+        return 0
+    host, given, ids = parsed
     signal = given.get("-s", "KILL").upper().removeprefix("SIG")
     if signal not in ("KILL", "TERM", "INT", "9", "15", "2"):
         raise UsageError(f"-s {given['-s']}: hyper stops jobs; it sends no other signal")
@@ -403,9 +400,7 @@ def bkill(argv: list[str]) -> int:
             jobs, missing = dialect.fetch_named(client, ids, collapse=True)
             chosen = [dialect.display_id(job) for job in jobs]
         else:
-            jobs = dialect.fetch_all(client, finished=False, collapse=False, queue=given.get("-q"))
-            if "-J" in given:
-                jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
+            jobs = _unfinished(client, given)
             chosen = [dialect.display_id(job) for job in jobs]
             if not chosen:
                 sys.stderr.write("No unfinished job found\n")
@@ -430,27 +425,14 @@ def bkill(argv: list[str]) -> int:
 
 
 def bpeek(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
-    follow = False
-    given: dict[str, str] = {}
-    ids: list[str] = []
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        index += 1
-        if word in ("-h", "--help"):
-            return _usage("bpeek", "[-f] [-J NAME | -q QUEUE | ID]")
-        if word == "-f":
-            follow = True
-        elif word in ("-J", "-q", "-m"):
-            if index >= len(argv):
-                raise UsageError(f"{word} needs a value")
-            given[word] = argv[index]
-            index += 1
-        elif word.startswith("-"):
-            raise UsageError(f"{word}: Illegal option")
-        else:
-            ids.append(dialect.job_word(word))
+    parsed = _words(
+        argv, "bpeek", "[-f] [-J NAME | -q QUEUE | ID]", flags={"-f"}, valued={"-J", "-q", "-m"}
+    )
+    if parsed is None:
+        return 0
+    host, given, words = parsed
+    follow = "-f" in given
+    ids = [dialect.job_word(word) for word in words]
     if len(ids) > 1:
         raise UsageError("give one job ID")
     from hyper.jobs import LogKind
@@ -463,10 +445,7 @@ def bpeek(argv: list[str]) -> int:
 
             job = client.get_job(job_id_of(client, jobspec.parse_selector(ids[0])))
         else:
-            jobs = dialect.fetch_all(client, finished=False, collapse=False, queue=given.get("-q"))
-            if "-J" in given:
-                jobs = [job for job in jobs if _name_matches(job["name"], given["-J"])]
-            jobs = [job for job in jobs if job.get("started")]
+            jobs = [job for job in _unfinished(client, given) if job.get("started")]
             if not jobs:
                 sys.stderr.write("No unfinished job found\n")
                 return LSF_ERROR
@@ -493,37 +472,21 @@ def bpeek(argv: list[str]) -> int:
 
 
 def bhist(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
-    given: dict[str, str] = {}
-    ids: list[str] = []
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        index += 1
-        if word in ("-h", "--help"):
-            return _usage("bhist", "[-a] [-d] [-l] [-J NAME] [ID...]")
-        if word in ("-a", "-d", "-l", "-b", "-w", "-p", "-r", "-s"):
-            given[word] = ""
-        elif word in ("-J", "-q", "-u"):
-            if index >= len(argv):
-                raise UsageError(f"{word} needs a value")
-            given[word] = argv[index]
-            index += 1
-        elif word.startswith("-"):
-            raise UsageError(f"{word}: Illegal option")
-        else:
-            ids.append(dialect.job_word(word))
+    parsed = _words(
+        argv,
+        "bhist",
+        "[-a] [-d] [-l] [-J NAME] [ID...]",
+        flags={"-a", "-d", "-l", "-b", "-w", "-p", "-r", "-s"},
+        valued={"-J", "-q", "-u"},
+    )
+    if parsed is None:
+        return 0
+    host, given, words = parsed
+    ids = [dialect.job_word(word) for word in words]
     from qtools.common import connect
 
     with connect(host) as client:
-        if ids:
-            jobs, missing = dialect.fetch_named(client, ids, collapse=False)
-        else:
-            finished = "-a" in given or "-d" in given
-            jobs = dialect.fetch_all(
-                client, finished=finished, collapse=False, queue=given.get("-q")
-            )
-            missing = []
+        jobs, missing = _listed(client, ids, given, name=None)
         if "-d" in given:
             jobs = [job for job in jobs if states.finished(job)]
         if "-J" in given:
@@ -594,19 +557,11 @@ def _history(client: Any, job: dict[str, Any]) -> str:
 # ---- entry points ---------------------------------------------------------------------
 
 
-def _entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
-    def main(argv: list[str] | None = None) -> int:
-        words = sys.argv[1:] if argv is None else argv
-        return run(prog, lambda: body(words))
-
-    return main
-
-
-bsub_main = _entry("bsub", bsub)
-bjobs_main = _entry("bjobs", bjobs)
-bkill_main = _entry("bkill", bkill)
-bpeek_main = _entry("bpeek", bpeek)
-bhist_main = _entry("bhist", bhist)
+bsub_main = dialect.entry("bsub", bsub)
+bjobs_main = dialect.entry("bjobs", bjobs)
+bkill_main = dialect.entry("bkill", bkill)
+bpeek_main = dialect.entry("bpeek", bpeek)
+bhist_main = dialect.entry("bhist", bhist)
 COMMANDS = {
     "bsub": bsub_main,
     "bjobs": bjobs_main,

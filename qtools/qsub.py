@@ -28,6 +28,7 @@ from hyper import jobspec
 from hyper.errors import UsageError, is_utf8, one_line
 from hyper.jobs import SECRET_VARIABLES, wait_exit_code
 from qtools.common import ArgumentParser, add_host_option, connect, run
+from qtools.dialect import read_script_bytes
 from qtools.directives import (
     JobOptions,
     Translation,
@@ -120,16 +121,8 @@ def read_script(file: str | None, notes: list[str]) -> tuple[str, str]:
         data = sys.stdin.buffer.read()
         name = "stdin"
     else:
-        path = Path(file)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise UsageError(f"no such file: {file}") from None
-        except IsADirectoryError:
-            raise UsageError(f"{file} is a directory, not a script") from None
-        except OSError as exc:
-            raise UsageError(f"cannot read {file}: {exc.strerror}") from None
-        name = path.name
+        data = read_script_bytes(file)
+        name = Path(file).name
     check_size(len(data), source(file))
     try:
         text = data.decode("utf-8")

@@ -35,7 +35,6 @@ from typing import Any
 
 from hyper.errors import UsageError
 from qtools import dialect, states
-from qtools.common import run
 
 MIN_JOB_AGE = 300.0  # seconds a finished job stays in squeue -t all (Slurm's MinJobAge)
 SLURM_ERROR = 1
@@ -144,24 +143,6 @@ OWN = {
 }
 
 
-def _host_option(argv: list[str]) -> tuple[list[str], str | None]:
-    host = None
-    out: list[str] = []
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        if word == "--host" and index + 1 < len(argv):
-            host = argv[index + 1]
-            index += 2
-            continue
-        if word.startswith("--host="):
-            host = word.partition("=")[2]
-        else:
-            out.append(word)
-        index += 1
-    return out, host
-
-
 def _usage(prog: str, text: str) -> int:
     sys.stdout.write(f"Usage: {prog} {text}\n")
     return 0
@@ -227,11 +208,23 @@ def _options(
     return found, []
 
 
+def _command_line(
+    argv: list[str], valued: set[str], flags: set[str], short_valued: set[str], words: bool
+) -> tuple[list[tuple[str, str | None]], dict[str, str], list[str]]:
+    """`_options`' pairs, the same as a dict (a flag's value is "", the last one given wins)
+    and the words after the options, which are refused unless the command takes `words`."""
+    options, rest = _options(argv, valued, flags, short_valued)
+    if rest and not words:
+        raise UsageError(f"Unrecognized option: {rest[0]}")
+    given = {option: "" if value is None else value for option, value in options}
+    return options, given, rest
+
+
 # ---- sbatch ---------------------------------------------------------------------------
 
 
 def sbatch(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
+    argv, host = dialect.host_option(argv)
     if argv[:1] in (["-h"], ["--help"], ["--usage"]):
         return _usage("sbatch", "[options] [SCRIPT [ARGS...]] | --wrap COMMAND")
     options, rest = _options(argv, SBATCH_VALUED, SBATCH_FLAGS, SHORT_VALUED)
@@ -539,7 +532,7 @@ def _server() -> str:
 
 
 def squeue(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
+    argv, host = dialect.host_option(argv)
     flags = {
         "-h",
         "--noheader",
@@ -576,12 +569,7 @@ def squeue(argv: list[str]) -> int:
         "--licenses",
         "--nodelist",
     }
-    options, rest = _options(argv, valued, flags, set("ojutpnOSMwAiLRqwx"))
-    if rest:
-        raise UsageError(f"Unrecognized option: {rest[0]}")
-    given: dict[str, str] = {}
-    for option, value in options:
-        given[option] = value if value is not None else ""
+    _, given, _ = _command_line(argv, valued, flags, set("ojutpnOSMwAiLRqwx"), words=False)
     if "--help" in given or "--usage" in given:
         return _usage("squeue", "[-h] [-o FORMAT] [-j IDS] [--me] [-u USERS] [-t STATES] [--json]")
     ids = dialect.split_words([given[k] for k in ("-j", "--jobs") if k in given], r"[,\s]+")
@@ -695,7 +683,7 @@ def _json(jobs: list[dict[str, Any]], command: str) -> dict[str, Any]:
 
 
 def scancel(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
+    argv, host = dialect.host_option(argv)
     flags = {
         "-Q",
         "--quiet",
@@ -727,10 +715,7 @@ def scancel(argv: list[str]) -> int:
         "--nodelist",
         "--wckey",
     }
-    options, rest = _options(argv, valued, flags, set("nutpsAMqRwc"))
-    given: dict[str, str] = {}
-    for option, value in options:
-        given[option] = value if value is not None else ""
+    _, given, rest = _command_line(argv, valued, flags, set("nutpsAMqRwc"), words=True)
     if "--help" in given or "--usage" in given:
         return _usage("scancel", "[-Q] [-n NAME] [-u USER] [-t STATE] [--me] [ID...]")
     quiet = "-Q" in given or "--quiet" in given
@@ -846,7 +831,7 @@ def _parse_time(text: str) -> float:
 
 
 def sacct(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
+    argv, host = dialect.host_option(argv)
     flags = {
         "-X",
         "--allocations",
@@ -894,15 +879,10 @@ def sacct(argv: list[str]) -> int:
         "--uid",
         "--wckeys",
     }
-    options, rest = _options(argv, valued, flags, set("jorsSEuMAcCfFgiIkKNqTW"))
-    if rest:
-        raise UsageError(f"Unrecognized option: {rest[0]}")
-    given: dict[str, str] = {}
-    formats: list[str] = []
-    for option, value in options:
-        if option in ("-o", "--format"):
-            formats.append(value or "")
-        given[option] = value if value is not None else ""
+    options, given, _ = _command_line(
+        argv, valued, flags, set("jorsSEuMAcCfFgiIkKNqTW"), words=False
+    )
+    formats = [value or "" for option, value in options if option in ("-o", "--format")]
     if "--help" in given or "--usage" in given:
         return _usage("sacct", "[-j IDS] [-X] [-n] [-P] [-o FIELDS] [-S TIME] [--json]")
     if "-e" in given or "--helpformat" in given:
@@ -992,7 +972,7 @@ def sacct(argv: list[str]) -> int:
 
 
 def scontrol(argv: list[str]) -> int:
-    argv, host = _host_option(argv)
+    argv, host = dialect.host_option(argv)
     oneliner = False
     words = []
     for word in argv:
@@ -1085,19 +1065,11 @@ def _show(job: dict[str, Any], oneliner: bool) -> str:
 # ---- entry points ---------------------------------------------------------------------
 
 
-def _entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
-    def main(argv: list[str] | None = None) -> int:
-        words = sys.argv[1:] if argv is None else argv
-        return run(prog, lambda: body(words))
-
-    return main
-
-
-sbatch_main = _entry("sbatch", sbatch)
-squeue_main = _entry("squeue", squeue)
-scancel_main = _entry("scancel", scancel)
-sacct_main = _entry("sacct", sacct)
-scontrol_main = _entry("scontrol", scontrol)
+sbatch_main = dialect.entry("sbatch", sbatch)
+squeue_main = dialect.entry("squeue", squeue)
+scancel_main = dialect.entry("scancel", scancel)
+sacct_main = dialect.entry("sacct", sacct)
+scontrol_main = dialect.entry("scontrol", scontrol)
 COMMANDS = {
     "sbatch": sbatch_main,
     "squeue": squeue_main,

@@ -201,12 +201,17 @@ class LocalHost:
             return [row[0] for row in db.execute("SELECT pid FROM workers WHERE pid IS NOT NULL")]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what or predicate}")
+        wait_until(predicate, timeout, what)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    """Return once `predicate()` is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 def _end_worker(pid: int) -> None:
@@ -221,9 +226,10 @@ def _end_worker(pid: int) -> None:
 
 
 @contextlib.contextmanager
-def running_local_host(home: Path, cwd: Path) -> Iterator[LocalHost]:
-    """A local host named `local` in HYPER_HOME `home`, running with quick settings, its
-    commands run in `cwd`; stopped, with its workers, afterwards."""
+def running_local_host(home: Path, cwd: Path, **settings: float) -> Iterator[LocalHost]:
+    """A local host named `local` in HYPER_HOME `home`, running with quick settings (and
+    the host `settings` given: lease_seconds, heartbeat_seconds...), its commands run in
+    `cwd`; stopped, with its workers, afterwards."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HYPER_HOME", str(home))
         patch.delenv("HYPER_HOST", raising=False)
@@ -232,6 +238,9 @@ def running_local_host(home: Path, cwd: Path) -> Iterator[LocalHost]:
         tuned = HostSettings.load(Path(host.data_dir))
         tuned.worker_idle_seconds = 3.0
         tuned.worker_patience_seconds = 20.0
+        for name, value in settings.items():
+            assert hasattr(tuned, name), name
+            setattr(tuned, name, value)
         tuned.save()
         local_host.start(host)
         cwd.mkdir(exist_ok=True)

@@ -7,52 +7,30 @@ import contextlib
 import os
 import signal
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 
-from hyper import config, hosts, local_host
-from hyper.host.settings import HostSettings
-from tests.conftest import LocalHost, _end_worker
+from tests.conftest import LocalHost, running_local_host
+from tests.conftest import wait_until as wait_until  # the tests import it from here
 
 
 @contextlib.contextmanager
 def tuned_host(home: Path, cwd: Path, **settings: float) -> Iterator[LocalHost]:
     """A local host named `local` whose settings (lease_seconds, heartbeat_seconds...) are
-    set before it starts; stopped, with its workers, afterwards."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HYPER_HOME", str(home))
-        patch.delenv("HYPER_HOST", raising=False)
-        host = hosts.create_host(hosts.HostRequest(name="local"), start=False)
-        assert host.data_dir
-        tuned = HostSettings.load(Path(host.data_dir))
-        tuned.worker_idle_seconds = 3.0
-        tuned.worker_patience_seconds = 60.0
-        for name, value in settings.items():
-            assert hasattr(tuned, name), name
-            setattr(tuned, name, value)
-        tuned.save()
-        local_host.start(host)
-        cwd.mkdir(exist_ok=True)
-        env = {**os.environ, "HYPER_HOME": str(home)}
-        env.pop("HYPER_HOST", None)
-        handle = LocalHost(config.load_host("local"), env, cwd)
+    set before it starts; stopped, with its workers, afterwards (resumed first, as a test
+    may have stopped the daemon or a worker)."""
+    tuned = {"worker_patience_seconds": 60.0, **settings}
+    with running_local_host(home, cwd, **tuned) as handle:
         try:
             yield handle
         finally:
             with contextlib.suppress(OSError):
-                daemon = handle.daemon_pid()
-                os.kill(daemon, signal.SIGCONT)  # a test may have stopped it
-            pids = handle.worker_pids()
-            for pid in pids:
+                os.kill(handle.daemon_pid(), signal.SIGCONT)
+            for pid in handle.worker_pids():
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGCONT)
-            local_host.stop(config.load_host("local"))
-            for pid in pids:
-                _end_worker(pid)
 
 
 def worker_of(local: LocalHost, job_id: str | int) -> int:
@@ -107,12 +85,3 @@ class PeakMemory:
             with contextlib.suppress(psutil.Error):
                 mib = psutil.Process(pid).memory_info().rss / 2**20
                 self.peaks[name] = max(self.peaks.get(name, 0.0), mib)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
