@@ -138,14 +138,3 @@ class LeaseKeeper(threading.Thread):
                     return []  # the report will say how the job ended, without this
                 time.sleep(1.0)
         return None if self.lost.is_set() else []
-        for piece in self.spool.rest(SEND_BYTES):
-            deadline = time.monotonic() + patience
-            while True:
-                if self.lost.is_set():
-                    return False
-                if self._send(piece, None, requeue=False):
-                    break
-                if time.monotonic() > deadline:
-                    return True  # the report will say how the job ended, without this
-                time.sleep(1.0)
-        return not self.lost.is_set()
