@@ -6,7 +6,6 @@ through botocore's own event hooks on real clients, or a Stubber."""
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import os
@@ -42,6 +41,7 @@ from hyper.scheduler import Scheduler, split_by_weight
 from hyper.store.base import ArrayTasks, NewJob, WorkerRecord
 from hyper.store.sqlite import SQLiteStore
 from hyper.worker import __main__ as worker_main
+from tests.helpers.aws import managed_policies
 
 NAMES = Names("hyper-test")
 QUICK = Patience(timeout=5, interval=0, sleep=lambda _: None)
@@ -49,23 +49,6 @@ SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hyper-test-key-Ab
 TWO = ("us-east-1", "eu-west-1")
 THREE = ("us-east-1", "eu-west-1", "ap-southeast-1")
 URL = "https://api.example.test/prod"
-
-
-# the AWS managed policies hyper attaches (and the tests' iam_policies): moto knows them
-# all, but loading its whole catalogue costs half a second per region and test
-MANAGED_POLICIES = (
-    "AWSBatchServiceRole",
-    "AmazonEC2ContainerServiceforEC2Role",
-    "AmazonEC2SpotFleetTaggingRole",
-    "AmazonS3ReadOnlyAccess",
-    "CloudWatchAgentServerPolicy",
-)
-
-
-@functools.cache
-def managed_policies() -> str:
-    catalogue = json.loads(moto.iam.models.aws_managed_policies_data)
-    return json.dumps({name: catalogue[name] for name in MANAGED_POLICIES})
 
 
 @pytest.fixture
