@@ -192,7 +192,7 @@ def run_commands(step: dict[str, Any], ctx: Context) -> str:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, runs))
     if capture:
-        _drop_empty_error_logs(name)
+        _drop_empty_error_logs(name, runs)
     if not failures:
         return f"{len(runs)} runs" if len(runs) > 1 else "1 run"
     run, code, why = failures[0]
@@ -263,10 +263,14 @@ def _kill_tree(pid: int) -> None:
             process.kill()
 
 
-def _drop_empty_error_logs(name: str) -> None:
-    for path in LOG_FOLDER.glob(f"{name}*.err"):
-        if path.stat().st_size == 0:
-            path.unlink()
+def _drop_empty_error_logs(name: str, runs: list[Run]) -> None:
+    """Only this step's own runs' logs: work items sharing a folder run side by side, and a
+    glob would reach (and race with) another item's files."""
+    for run in runs:
+        _, error_log = _log_files(name, run)
+        with contextlib.suppress(FileNotFoundError):
+            if error_log.stat().st_size == 0:
+                error_log.unlink()
 
 
 def _show_tail(name: str, run: Run, log: Log) -> None:
