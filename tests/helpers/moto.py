@@ -30,12 +30,32 @@ def _moto_api(endpoint: str, path: str, body: object | None = None) -> None:
     urllib.request.urlopen(request, timeout=MOTO_API_SECONDS).close()
 
 
+def forget_transaction_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto keeps every model object it makes for its dashboard, and each DynamoDB
+    transaction deep-copies the tables it touches (to roll back): a 1,000-job run kept
+    every copy, about 1 GB a minute. The copies are forgotten after each transaction."""
+    from moto.core.model_instances import model_data
+    from moto.dynamodb.models import DynamoDBBackend
+
+    transact = DynamoDBBackend.transact_write_items
+
+    def forgetting(self: DynamoDBBackend, transact_items: list[dict[str, object]]) -> None:
+        try:
+            transact(self, transact_items)
+        finally:
+            for model in model_data["dynamodb"].values():
+                model.instances_tracked = []  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", forgetting)
+
+
 @contextlib.contextmanager
 def moto_server(
     monkeypatch: pytest.MonkeyPatch, *, managed_policies: bool = False, batch: bool = False
 ) -> Iterator[str]:
     """A fresh moto server's endpoint, reset; `managed_policies` loads AWS's managed IAM
     policies, `batch` runs Batch jobs without docker."""
+    forget_transaction_copies(monkeypatch)
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true" if managed_policies else "false")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
