@@ -601,5 +601,23 @@ class HostClient:
     def progress(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.call("POST", f"/workers/{quote(worker_id)}/jobs/{job_id}/progress", body))
 
+    def progress_output(
+        self,
+        worker_id: str,
+        job_id: int,
+        attempt: int,
+        kind: str,
+        text: bytes,
+        process_group: int | None = None,
+    ) -> dict[str, Any]:
+        """A progress report with one piece of output (UTF-8), sent as the body itself."""
+        query = {"attempt": attempt, "kind": kind}
+        if process_group is not None:
+            query["process_group"] = process_group
+        path = f"/workers/{quote(worker_id)}/jobs/{job_id}/output?{urlencode(query)}"
+        headers = {"Accept": "application/json", "Content-Type": "text/plain; charset=utf-8"}
+        payload = self._exchange("POST", path, text, headers, repeatable=False)
+        return dict(json.loads(payload)) if payload else {}
+
     def worker_exit(self, worker_id: str) -> None:
         self.call("POST", f"/workers/{quote(worker_id)}/exit", {})

@@ -50,7 +50,10 @@ class Spool:
     # writing (the worker's main thread) --------------------------------------------------
 
     def write(self, kind: LogKind, text: str) -> None:
-        data = text.encode()
+        self.write_bytes(kind, text.encode())
+
+    def write_bytes(self, kind: LogKind, data: bytes) -> None:
+        """Write output that is valid UTF-8 already."""
         self.total += len(data)
         room = self.head_limit - self._head_bytes
         if room > 0:
