@@ -46,7 +46,7 @@ def timed(action: object) -> float:
 
 
 def measure(size: int, samples: int, folder: Path) -> dict[str, float]:
-    store = SQLiteStore(folder / "deep.db")
+    store = SQLiteStore.open(folder / "deep.db")  # as a daemon opens its store
     figures: dict[str, float] = {}
     try:
         start = time.perf_counter()
