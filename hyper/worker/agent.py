@@ -52,7 +52,9 @@ from hyper.worker.lease import LeaseKeeper, clock
 from hyper.worker.reaper import JobCgroup, become_subreaper, kill_descendants
 from hyper.worker.spool import Spool
 
-PIPE_BYTES = 2**20  # a job's stdout and stderr pipes, and the most read from one at once
+# a job's stdout and stderr pipes, and the most read from one at once: larger pipes count
+# against the user's pipe-user-pages-soft (64 MiB), past which new pipes get one page
+PIPE_BYTES = 256 * 1024
 COALESCE_BYTES = 64 * 1024  # a read shorter than this waits COALESCE_SECONDS for more
 COALESCE_SECONDS = 0.002
 KILL_GRACE_SECONDS = 0.5  # SIGTERM, then SIGKILL: qdel must end a job within 2 s
