@@ -23,12 +23,12 @@ one exception from ``hyper.errors`` whose message tells the user what to do.
 
 from __future__ import annotations
 
+# a local host is reached through _socket: the socket module's own import (its enums,
+# selectors) costs a submit about as much as its request; TCP hosts import it to connect
+import _socket
 import contextlib
-import hashlib
-import hmac
 import json
 import os
-import socket
 import stat
 import struct
 import time
@@ -91,6 +91,8 @@ def pinned_url(url: str, fingerprint: str) -> str:
 
 
 def fingerprint(der: bytes) -> str:
+    import hashlib  # only for TLS hosts: loading OpenSSL's hashes costs a local submit 2 ms
+
     return hashlib.sha256(der).hexdigest()
 
 
@@ -145,14 +147,16 @@ class SocketTransport:
             if parts.fragment.startswith(PIN_PREFIX):
                 self.pin = parts.fragment[len(PIN_PREFIX) :].lower()
         self.timeout = timeout
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._folder: int | None = None  # the socket's folder, once connected (unix:)
         self._buffer = b""
         self._last_used = 0.0
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> _socket.socket:
         if self.socket_path is not None:
             return self._connect_unix(self.socket_path)
+        import socket
+
         try:
             sock = socket.create_connection((self.hostname, self.port), timeout=self.timeout)
         except OSError as exc:
@@ -178,6 +182,8 @@ class SocketTransport:
             except OSError as exc:
                 sock.close()
                 raise RequestNotSent(str(exc)) from exc
+            import hmac
+
             shown = fingerprint(tls.getpeercert(binary_form=True) or b"")
             if not hmac.compare_digest(shown, self.pin):
                 tls.close()
@@ -189,7 +195,7 @@ class SocketTransport:
             return tls
         return sock
 
-    def _connect_unix(self, path: str) -> socket.socket:
+    def _connect_unix(self, path: str) -> _socket.socket:
         """Connect to a local host's socket, and make sure it is ours before anything is
         sent. The socket is reached through its folder, held open from the first connection
         on: a host whose data folder is moved meanwhile is still found."""
@@ -202,7 +208,7 @@ class SocketTransport:
         problem = private_folder_problem(self._folder, folder)
         if problem is not None:
             raise HostUntrusted(f"the host's socket folder is not private: {problem}")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(f"/proc/self/fd/{self._folder}/{name}")
@@ -213,7 +219,7 @@ class SocketTransport:
                 self._folder = None
             raise RequestNotSent(str(exc)) from exc
         _pid, uid, _gid = struct.unpack(
-            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            "3i", sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
         )
         if uid != os.getuid():
             sock.close()
@@ -594,6 +600,24 @@ class HostClient:
 
     def progress(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.call("POST", f"/workers/{quote(worker_id)}/jobs/{job_id}/progress", body))
+
+    def progress_output(
+        self,
+        worker_id: str,
+        job_id: int,
+        attempt: int,
+        kind: str,
+        text: bytes,
+        process_group: int | None = None,
+    ) -> dict[str, Any]:
+        """A progress report with one piece of output (UTF-8), sent as the body itself."""
+        query = {"attempt": attempt, "kind": kind}
+        if process_group is not None:
+            query["process_group"] = process_group
+        path = f"/workers/{quote(worker_id)}/jobs/{job_id}/output?{urlencode(query)}"
+        headers = {"Accept": "application/json", "Content-Type": "text/plain; charset=utf-8"}
+        payload = self._exchange("POST", path, text, headers, repeatable=False)
+        return dict(json.loads(payload)) if payload else {}
 
     def worker_exit(self, worker_id: str) -> None:
         self.call("POST", f"/workers/{quote(worker_id)}/exit", {})

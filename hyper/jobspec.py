@@ -24,7 +24,9 @@ MAX_NAME_LENGTH = 256
 # to a shell), but not what would make it a path or break a line, since %x puts it in file
 # names: no '/', not '.' or '..', no control characters (the pattern suits pydantic too)
 _CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
-JOB_NAME = re.compile(rf"^(?:[^/{_CONTROL}]*[^./{_CONTROL}][^/{_CONTROL}]*|\.{{3,}})$")
+JOB_NAME_PATTERN = rf"^(?:[^/{_CONTROL}]*[^./{_CONTROL}][^/{_CONTROL}]*|\.{{3,}})$"
+# the same rule without compiling the pattern (a millisecond of every submit's start)
+_CONTROL_CHARS = frozenset(chr(code) for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029))
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok", "aftercorr")
 
@@ -120,14 +122,22 @@ def parse_time_limit(text: str) -> int:
     return total
 
 
+def is_job_name(name: str) -> bool:
+    """Whether `name` matches JOB_NAME_PATTERN: no '/' or control character, and not only
+    dots unless three or more."""
+    if "/" in name or not _CONTROL_CHARS.isdisjoint(name):
+        return False
+    return bool(name.strip(".")) or len(name) >= 3
+
+
 def check_job_name(name: str, what: str = "job name") -> str:
-    """A job's (or a task's) name, checked against JOB_NAME with a message saying why."""
+    """A job's (or a task's) name, checked against JOB_NAME_PATTERN with a message saying why."""
     if not name:
         raise UsageError(f"{what} is empty")
     if len(name) > MAX_NAME_LENGTH:
         raise UsageError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
-    if not JOB_NAME.fullmatch(name):
-        if re.search(f"[{_CONTROL}]", name):
+    if not is_job_name(name):
+        if not _CONTROL_CHARS.isdisjoint(name):
             raise UsageError(f"{what} {name!r} has a control character (a newline, a tab...)")
         raise UsageError(
             f"{what} {name!r}: names go into file names (%x), so no '/' and not '.' or '..'"

@@ -130,7 +130,7 @@ def plan_start(
         )
     program = (checked.document or {}).get("programName", "")
     if not name:  # the program's name when it makes a job name
-        name = program if program and jobspec.JOB_NAME.fullmatch(program) else DEFAULT_NAME
+        name = program if program and jobspec.is_job_name(program) else DEFAULT_NAME
     job = {
         "name": jobspec.check_job_name(name),
         "queue": queue,

@@ -13,6 +13,7 @@ from hyper.client import HostClient
 from hyper.config import HostConfig
 from hyper.errors import EXIT_USAGE, HyperError, UsageError, is_utf8, one_line
 from hyper.jobspec import Selector
+from qtools.arguments import HelpFormatter
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -23,6 +24,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("conflict_handler", "resolve")
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument(
             "--version",

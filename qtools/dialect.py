@@ -10,12 +10,10 @@ scheduler. ``#HYPER`` lines in the script still win over both.
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -62,6 +60,8 @@ def entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | 
 
 def user() -> str:
     """Who the jobs belong to: a host's jobs are its owner's, the user running the command."""
+    import getpass  # not on a submit's path
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -258,6 +258,8 @@ def submit(
     """Submit `text` with directive `lines` added, through qsub's library; the client (still
     open, for a caller that waits), the job id and its queue. Warnings go to stderr
     before the caller prints the id, so that a tool reading both finds the id last."""
+    import tempfile  # only for a dialect's submit (3 ms to import)
+
     from qtools import qsub
     from qtools.common import connect
 

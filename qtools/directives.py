@@ -15,6 +15,7 @@ import argparse
 from typing import Any, NamedTuple, NoReturn
 
 from hyper.errors import UsageError
+from qtools.arguments import HelpFormatter
 
 PREFIX = "#HYPER"
 
@@ -164,7 +165,9 @@ class _DirectiveParser(argparse.ArgumentParser):
 
 
 def _directive_parser() -> argparse.ArgumentParser:
-    parser = _DirectiveParser(prog=PREFIX, add_help=False, allow_abbrev=False)
+    parser = _DirectiveParser(
+        prog=PREFIX, add_help=False, allow_abbrev=False, formatter_class=HelpFormatter
+    )
     add_job_options(parser, directive=True)
     return parser
 
@@ -320,9 +323,12 @@ def directive_words(rest: str, prefix: str, number: int) -> list[str]:
 
 def parse_directives(text: str) -> JobOptions:
     """The options of the script's #HYPER lines."""
+    lines = list(directive_lines(text, PREFIX))
+    if not lines:  # most scripts: no parser to build
+        return JobOptions()
     parser = _directive_parser()
     values = parser.parse_args([])
-    for number, rest in directive_lines(text, PREFIX):
+    for number, rest in lines:
         words = directive_words(rest, PREFIX, number)
         try:
             unknown = parser.parse_known_args(words, namespace=values)[1]

@@ -736,6 +736,36 @@ def test_claimed_task_merges_env_and_applies_replacements(
 # the worker side ------------------------------------------------------------------------------
 
 
+def test_output_sent_as_the_body_is_logged_as_progress_output_is(api: TestClient) -> None:
+    """/output: one piece of one stream as UTF-8 text (not JSON); it renews the lease,
+    answers a cancel, and is refused from a worker that does not hold the attempt."""
+    (job_id,) = submit(api, submission("raw"))
+    assert claim(api, "W")[0]["id"] == job_id
+    path = f"/workers/W/jobs/{job_id}/output"
+    text = 'line "one"\\n\té\n' * 5000
+    sent = api.post(
+        path,
+        params={"attempt": 1, "kind": "STDOUT", "process_group": 4242},
+        content=text.encode(),
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    )
+    assert sent.status_code == 200, sent.text
+    assert sent.json() == {"cancel": False}
+    api.post(path, params={"attempt": 1, "kind": "STDERR"}, content=b"bad \xff byte\n")
+    entries = api.get(f"/jobs/{job_id}/log", params={"kind": ["STDOUT", "STDERR"]}).json()
+    logged = "".join(e["text"] for e in entries["entries"] if e["kind"] == "STDOUT")
+    assert logged == text
+    assert [e["text"] for e in entries["entries"] if e["kind"] == "STDERR"] == ["bad \ufffd byte\n"]
+    api.post("/jobs/cancel", json={"ids": [str(job_id)]})
+    again = api.post(path, params={"attempt": 1, "kind": "STDOUT"}, content=b"more\n")
+    assert again.json() == {"cancel": True}
+    stranger = api.post(
+        f"/workers/W2/jobs/{job_id}/output", params={"attempt": 1, "kind": "STDOUT"}, content=b"x"
+    )
+    assert stranger.status_code == 409
+    assert api.post(path, params={"attempt": 1, "kind": "NOPE"}, content=b"x").status_code == 422
+
+
 def test_worker_flow(api: TestClient) -> None:
     (job_id,) = submit(api, submission("flow", script="echo hello\n", env={"GREETING": "hi"}))
     claimed = claim(api, "W")

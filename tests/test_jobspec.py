@@ -456,3 +456,15 @@ def test_output_pattern_index_defaults_to_zero_outside_arrays() -> None:
 def test_output_pattern_values_are_not_expanded_again() -> None:
     got = expand_output_pattern("%x", job_id=1, array_id=1, index=0, name="%j", user="u")
     assert got == "%j"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a", "job.sh", "...", "....", ".a", "a.", "with space", "é", "", ".", "..", "a/b",
+     "a\nb", "a\tb", "\x7f", "\x9f", "a\u2028", "\xa0", "./", ".\n"],
+)  # fmt: skip
+def test_job_name_rule_is_the_pattern_pydantic_checks(name: str) -> None:
+    """is_job_name (the shell tools' check) and JOB_NAME_PATTERN (the host's) agree."""
+    import re
+
+    assert jobspec.is_job_name(name) == bool(re.fullmatch(jobspec.JOB_NAME_PATTERN, name))

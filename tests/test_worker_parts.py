@@ -98,3 +98,43 @@ def test_a_subreaper_finds_and_ends_what_left_its_session() -> None:
     time.sleep(0.1)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert not any(f"sleep {mark}" in ps for mark in marks)
+
+
+TREE = """
+import os, signal, subprocess, sys, threading, time
+from hyper.worker.reaper import _descendants_by_scan, become_subreaper, descendants
+assert become_subreaper()
+# a child started from a thread (it is in that thread's list), a grandchild that outlived
+# its parent (re-parented here), a zombie, and a child whose branch is kept
+kept = subprocess.Popen(["bash", "-c", "sleep 30 & wait"])
+started = []
+thread = threading.Thread(target=lambda: started.append(subprocess.Popen(["sleep", "30"])))
+thread.start(); thread.join()
+subprocess.run(["bash", "-c", "sleep 30 &"], check=True)
+zombie = subprocess.Popen(["true"])
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and (
+    len(_descendants_by_scan(os.getpid(), zombies=True)) < 5
+    or len(_descendants_by_scan(os.getpid())) != 4
+):
+    time.sleep(0.05)
+for zombies in (False, True):
+    for keep in ((), (kept.pid,)):
+        fast = sorted(descendants(os.getpid(), zombies=zombies, keep=keep))
+        scan = sorted(_descendants_by_scan(os.getpid(), zombies=zombies, keep=keep))
+        print(len(fast), fast == scan, flush=True)
+for pid in _descendants_by_scan(os.getpid()):
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+def test_descendants_from_children_lists_are_those_a_full_scan_finds() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(TREE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    # without zombies: kept's bash and sleep, the thread's sleep, the orphaned sleep
+    assert done.stdout.split() == ["4", "True", "2", "True", "5", "True", "3", "True"], done

@@ -51,6 +51,7 @@ from hyper.host.schemas import (
     LogPage,
     NodeJoin,
     NodePoll,
+    OutputChunk,
     ProgressReport,
     ProgressResponse,
     ResourceList,
@@ -323,6 +324,30 @@ def create_app(
 
     @app.post("/workers/{worker_id}/jobs/{job_id}/progress", response_model=ProgressResponse)
     async def progress(worker_id: str, job_id: JobId, report: ProgressReport) -> ProgressResponse:
+        return ProgressResponse(cancel=service.progress(worker_id, job_id, report))
+
+    @app.post(
+        "/workers/{worker_id}/jobs/{job_id}/output",
+        response_model=ProgressResponse,
+        openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def progress_output(
+        worker_id: str,
+        job_id: JobId,
+        request: Request,
+        attempt: int = Query(ge=1, le=MAX_ID),
+        kind: LogKind = Query(),
+        process_group: int | None = Query(None, ge=1, le=MAX_ID),
+    ) -> ProgressResponse:
+        """A progress report carrying one piece of output as the body itself (UTF-8 text,
+        not JSON): what a job prints in bulk reaches the log without being escaped and
+        parsed again. Otherwise the same as /progress."""
+        text = (await request.body()).decode(errors="replace")
+        report = ProgressReport(
+            attempt=attempt,
+            output=[OutputChunk(kind=kind, text=text)] if text else [],
+            process_group=process_group,
+        )
         return ProgressResponse(cancel=service.progress(worker_id, job_id, report))
 
     @app.post("/workers/{worker_id}/jobs/{job_id}/complete", response_model=CompletionResponse)

@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_KEY, LogKind, escapes
-from hyper.jobspec import JOB_NAME, MAX_ARRAY_INDEX, MAX_NAME_LENGTH, MAX_SCRIPT_BYTES
+from hyper.jobspec import JOB_NAME_PATTERN, MAX_ARRAY_INDEX, MAX_NAME_LENGTH, MAX_SCRIPT_BYTES
 from hyper.models import NAME_PATTERN
 
 MAX_ID = 2**62  # ids, indices and counts stay within SQLite's 64-bit integers
@@ -43,7 +43,7 @@ class TaskBody(Body):
     """One task of an array given task by task (array files, work items)."""
 
     index: int | None = Field(None, ge=0, le=MAX_ARRAY_INDEX)  # as in a range spec
-    name: str | None = Field(None, max_length=MAX_NAME_LENGTH, pattern=JOB_NAME.pattern)
+    name: str | None = Field(None, max_length=MAX_NAME_LENGTH, pattern=JOB_NAME_PATTERN)
     env: dict[str, str] = Field(default_factory=dict)
     replacements: dict[Annotated[str, StringConstraints(min_length=1)], str] = Field(
         default_factory=dict
@@ -65,7 +65,7 @@ class OutputBody(Body):
 
 
 class JobSubmission(Body):
-    name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME.pattern)
+    name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME_PATTERN)
     queue: str = Field(min_length=1, max_length=128)
     definition: str = Field(min_length=1, max_length=128)
     script: str = Field(max_length=MAX_SCRIPT_BYTES, description="at most 4 MiB once encoded")
@@ -220,7 +220,7 @@ class ReturnedClaims(Body):
 
 
 class WorkflowStep(Body):
-    name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME.pattern)
+    name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME_PATTERN)
     handler: str = Field(
         min_length=1, max_length=4096, description="the file to run, in the package"
     )

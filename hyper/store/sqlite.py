@@ -1,9 +1,11 @@
 """The store on SQLite: one file in the host's data directory, WAL journal.
 
 Used from one thread (the host's event loop), so a write transaction is never
-interleaved with another; ``BEGIN IMMEDIATE`` still guards against a second
-process opening the same file. Submits commit with ``synchronous=FULL`` (an
-acknowledged job survives a power cut); everything else with NORMAL.
+interleaved with another (a daemon's store moves its write-ahead log into the file from
+a thread and connection of its own, so that no claim or submit waits for that);
+``BEGIN IMMEDIATE`` still guards against a second process opening the same file.
+Submits commit with ``synchronous=FULL`` (an acknowledged job survives a power cut);
+everything else with NORMAL.
 
 Arrays: one ``arrays`` row holds the script and options once; each task is a
 ``jobs`` row with its own id (ids come from one sequence, so the array's id is
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -258,6 +261,7 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
 
 
 BUSY_TIMEOUT_MS = 2000
+CHECKPOINT_SECONDS = 0.5  # how often a daemon's store moves its write-ahead log into the file
 FILE_CHUNK = 2**20  # an upload goes into the store this much at a time
 IDS_SUFFIX = ".ids"  # the high-water mark of ids, beside the store
 RESTORE_HINT = "restore it with 'hyper hosts restore-host --from BACKUP'"
@@ -304,9 +308,37 @@ def _unavailable(path: str, error: sqlite3.OperationalError) -> Exception:
     return error
 
 
+class _Checkpointer(threading.Thread):
+    """Moves the write-ahead log into the store, beside the host's work. A checkpoint
+    writes pages and syncs the file; left to SQLite it runs inside whichever commit
+    crosses its threshold (a claim or a submit then takes ten times as long). Its own
+    connection: SQLite lets a checkpoint run while the store is read and written."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="sqlite-checkpointer", daemon=True)
+        self.path = path
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with suppress(sqlite3.Error):
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                while not self.halt.wait(CHECKPOINT_SECONDS):
+                    with suppress(sqlite3.Error):
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                db.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join()
+
+
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        self._checkpointer: _Checkpointer | None = None
         self._high_water = 0  # the next id, once reserved: written beside the store on commit
         self._marked = 0  # the next id last written there
         self._marks: int | None = None  # the open high-water file
@@ -349,7 +381,14 @@ class SQLiteStore:
                 f" was put back); {RESTORE_HINT}, or keep what it holds with"
                 " 'hyper hosts start-host --accept-store'"
             )
+        store._checkpoint_aside()
         return store
+
+    def _checkpoint_aside(self) -> None:
+        """Checkpoint in a thread of its own rather than in the commits (a daemon's store)."""
+        self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer.start()
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
 
     @staticmethod
     def accept_rollback(path: Path | str) -> int:
@@ -383,6 +422,9 @@ class SQLiteStore:
     def close(self) -> None:
         """Checkpoint the write-ahead log into the store, empty it, and close."""
         # (another process may be reading it: SQLite checkpoints again on its last close)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()

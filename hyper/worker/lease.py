@@ -26,6 +26,7 @@ from hyper.errors import Conflict, HostFailure, HostUnreachable
 from hyper.worker.spool import Spool
 
 SEND_BYTES = 1024 * 1024  # output per call, at most (about)
+RAW_BYTES = 64 * 1024  # a piece of one stream this large goes as the body of its call
 
 
 def clock() -> float:
@@ -98,7 +99,18 @@ class LeaseKeeper(threading.Thread):
         }
         sent = clock()
         try:
-            answer = self.client.progress(self.worker_id, self.job_id, body)
+            if len(output) == 1 and metrics is None and len(output[0]["text"]) >= RAW_BYTES:
+                # bulk output of one stream: as the body itself, not escaped into JSON
+                answer = self.client.progress_output(
+                    self.worker_id,
+                    self.job_id,
+                    self.attempt,
+                    output[0]["kind"],
+                    output[0]["text"].encode(),
+                    self.process_group,
+                )
+            else:
+                answer = self.client.progress(self.worker_id, self.job_id, body)
         except Conflict:
             self.lost.set()
             return True

@@ -41,8 +41,59 @@ def become_subreaper() -> bool:
 
 
 def descendants(pid: int, *, zombies: bool = False, keep: Sequence[int] = ()) -> list[int]:
-    """The processes below `pid` (found by their parents in /proc), but for those in
-    `keep` and theirs; those that ended and wait to be reaped only with `zombies`."""
+    """The processes below `pid`, but for those in `keep` and theirs; those that ended and
+    wait to be reaped only with `zombies`. Found from each process's own list of children
+    (/proc/PID/task/TID/children): the cost follows the job's processes, not the machine's
+    (a scan of every process in /proc, where the kernel keeps no such lists)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        children = _children(todo.pop())
+        if children is None:
+            return _descendants_by_scan(pid, zombies=zombies, keep=keep)
+        for child in children:
+            if child in keep:
+                continue
+            if zombies or not _is_zombie(child):
+                found.append(child)
+            todo.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int] | None:
+    """The children of every thread of `pid` ([] when it is gone); None when the kernel
+    keeps no children lists (CONFIG_PROC_CHILDREN off)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for thread in threads:
+        path = f"/proc/{pid}/task/{thread}/children"
+        try:
+            with open(path, "rb", buffering=0) as file:
+                data = b"".join(iter(lambda: file.read(65536), b""))
+        except FileNotFoundError:
+            if os.path.exists(f"/proc/{pid}/task/{thread}"):
+                return None  # the thread is there, its list is not: no such lists here
+            continue  # the thread ended meanwhile
+        except OSError:
+            continue
+        found += [int(word) for word in data.split()]
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False  # reaped meanwhile: it is no one's to kill
+    # the command name may hold spaces and parentheses: fields start after the last ')'
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+
+
+def _descendants_by_scan(pid: int, *, zombies: bool = False, keep: Sequence[int] = ()) -> list[int]:
+    """As `descendants`, from every process's parent in /proc (any Linux)."""
     children: dict[int, list[int]] = {}
     dead: set[int] = set()
     for name in _pids():

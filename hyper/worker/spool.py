@@ -30,13 +30,12 @@ SEGMENTS = 3  # the tail's files kept: the last `tail` bytes are in the last thr
 
 class Spool:
     def __init__(self, folder: Path, limit: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
+        self.folder = folder  # made with the first output: a silent job costs no files
         self.limit = limit
         self.head_limit = limit // 2
         self.tail_limit = limit - self.head_limit
         self._segment_bytes = max(1, self.tail_limit // (SEGMENTS - 1))
-        self._head = os.open(folder / "head", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._head: int | None = None
         self._head_bytes = 0  # payload in the head
         self._head_end = 0  # file offset written (and readable)
         self._head_sent = 0  # file offset sent
@@ -51,7 +50,10 @@ class Spool:
     # writing (the worker's main thread) --------------------------------------------------
 
     def write(self, kind: LogKind, text: str) -> None:
-        data = text.encode()
+        self.write_bytes(kind, text.encode())
+
+    def write_bytes(self, kind: LogKind, data: bytes) -> None:
+        """Write output that is valid UTF-8 already."""
         self.total += len(data)
         room = self.head_limit - self._head_bytes
         if room > 0:
@@ -59,6 +61,10 @@ class Spool:
             if len(part) < len(data):  # not in the middle of a character
                 part = part.decode(errors="ignore").encode()
             record = HEADER.pack(KINDS[kind], len(part)) + part
+            if self._head is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
+                self._head = os.open(self.folder / "head", flags, 0o600)
             os.pwrite(self._head, record, self._head_end)
             self._head_bytes += len(part)
             with self._lock:
@@ -73,6 +79,8 @@ class Spool:
         if self._tail_fd is None or self._tail_file_bytes >= self._segment_bytes:
             if self._tail_fd is not None:
                 os.close(self._tail_fd)
+            if not self._tail:
+                self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f"tail.{len(self._tail)}"
             self._tail.append(path)
             self._tail_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -91,7 +99,7 @@ class Spool:
         with self._lock:
             end = self._head_end
         start = self._head_sent
-        if start >= end:
+        if start >= end or self._head is None:
             return []
         data = os.pread(self._head, min(end - start, most + HEADER.size * 64), start)
         runs: list[tuple[LogKind, list[bytes]]] = []
@@ -173,8 +181,12 @@ class Spool:
                 offset += HEADER.size + size
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._head)
+        if self._head is None and not self._tail:
+            return  # nothing was written: nothing was made
+        if self._head is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._head)
+            self._head = None
         if self._tail_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._tail_fd)
