@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 
 from hyper.host.lambda_adapter import LambdaApp, LambdaHandler, make_handler
-from tests.test_lambda_adapter import proxy_event
+from tests.helpers.lambda_events import proxy_event
 
 STAGE = "v1"
 INVOKE_PREFIX = "/2015-03-31/functions/"
@@ -129,7 +129,7 @@ class Function:
         if self._factory is not None:
             handler = make_handler(self._factory)
         else:
-            from hyper.providers.aws.lambda_app import make_app
+            from hyper.host.lambda_app import make_app
 
             with _BUILDING, environment(self.env):
                 built = make_app()
