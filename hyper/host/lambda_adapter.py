@@ -190,6 +190,8 @@ class _Container:
             self.loop.close()
 
     def http(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # what API Gateway always sends, for an event made by hand (a test, a console)
+        event = {"resource": "/{proxy+}", "path": "/", "requestContext": {}, **event}
         gateway = APIGateway(event, context, self.config)
         try:
             _check_body(event)
