@@ -37,7 +37,7 @@ def squeue_count(name: str) -> int:
 
 def through_hyper(jobs: int, pilots: int, home: Path) -> tuple[float, int, int]:
     from hyper import config, hosts, local_host
-    from hyper.host.settings import HostSettings
+    from hyper.host_settings import HostSettings
 
     os.environ["HYPER_HOME"] = str(home)
     os.environ.pop("HYPER_HOST", None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from hyper.version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms)
 if TYPE_CHECKING:

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from hyper import __version__, local_host
+from hyper import local_host
 from hyper.config import HostConfig
 from hyper.errors import UsageError
+from hyper.version import __version__
 
 DATABASE = "hyper.db"
 MANIFEST = "backup.json"

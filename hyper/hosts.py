@@ -68,7 +68,7 @@ def _new_local_host(name: str, request: HostRequest) -> HostConfig:
     """A local host's data folder, settings and key; its daemon is not started yet."""
     check_address(request.bind, request.port)
     bind = "" if request.bind in NO_TCP else request.bind
-    from hyper.host.settings import HostSettings
+    from hyper.host_settings import HostSettings
 
     data_dir = config.data_root() / "hosts" / name
     if data_dir.exists() and any(data_dir.iterdir()):

@@ -6,13 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
-from hyper import __version__
 from hyper.client import HostClient
 from hyper.config import HostConfig
 from hyper.errors import EXIT_USAGE, HyperError, UsageError, is_utf8, one_line
 from hyper.jobspec import Selector
+from hyper.version import __version__
 from qtools.arguments import HelpFormatter
 
 
@@ -88,3 +89,15 @@ def job_id_of(client: HostClient, selector: Selector) -> int:
     if not found:
         raise UsageError(f"array {selector.id} has no task {index}")
     return int(found[0]["id"])
+
+
+def read_script_bytes(path: str) -> bytes:
+    """A script file's bytes; a missing or unreadable file is a one-line usage error."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a script") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None

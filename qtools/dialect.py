@@ -22,6 +22,7 @@ from typing import Any
 from hyper import jobspec
 from hyper.client import HostClient
 from hyper.errors import HostRejected, NotFound, UsageError
+from qtools.common import read_script_bytes
 from qtools.states import FINISHED, UNFINISHED
 
 SHELLS = ("sh", "bash", "zsh", "ksh", "dash")
@@ -345,18 +346,6 @@ def read_stdin_script(prog: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError("the script on stdin is not text (invalid UTF-8)") from None
-
-
-def read_script_bytes(path: str) -> bytes:
-    """A script file's bytes; a missing or unreadable file is a one-line usage error."""
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a script") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def read_script_file(path: str) -> str:

@@ -22,7 +22,7 @@ import socket
 import time
 from typing import Any
 
-from hyper import __version__
+from hyper.version import __version__
 from qtools import states
 from qtools.dialect import clock, ctime, display_id, elapsed, user
 

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hyper import jobspec
 from hyper.errors import UsageError, is_utf8, one_line
 from hyper.jobs import SECRET_VARIABLES, wait_exit_code
-from qtools.common import ArgumentParser, add_host_option, connect, run
-from qtools.dialect import read_script_bytes
+from qtools.common import ArgumentParser, add_host_option, connect, read_script_bytes, run
 from qtools.directives import (
     JobOptions,
     Translation,

@@ -19,7 +19,8 @@ squeue lists unfinished jobs; ``-t all`` adds those that ended in the last
 MIN_JOB_AGE seconds (as Slurm keeps them), and jobs named with ``-j`` are listed
 whatever their age. sacct lists the jobs submitted since midnight, or those named
 with ``-j``; hyper has no job steps, so every listing is what ``-X`` shows.
-States and exit codes: ``qtools.states``.
+States and exit codes: ``qtools.states``; job fields and output formats:
+``qtools.slurm_formats``.
 """
 
 from __future__ import annotations
@@ -29,14 +30,24 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hyper.errors import UsageError
 from qtools import dialect, states
+from qtools.slurm_formats import (
+    MIN_JOB_AGE,
+    PROBE,
+    SQUEUE_DEFAULT,
+    Fields,
+    json_document,
+    long_format,
+    percent_format,
+    render,
+    server_name,
+    slurm_id,
+)
 
-MIN_JOB_AGE = 300.0  # seconds a finished job stays in squeue -t all (Slurm's MinJobAge)
 SLURM_ERROR = 1
 
 # sbatch options that take no value; those after `|` take one only as --opt=value
@@ -274,261 +285,7 @@ def sbatch(argv: list[str]) -> int:
     return 0
 
 
-# ---- job fields -----------------------------------------------------------------------
-
-
-def slurm_id(job: dict[str, Any]) -> str:
-    if job.get("kind") == "array":
-        return f"{job['id']}_[{job.get('spec', '')}]"
-    return dialect.display_id(job)
-
-
-def _minutes(seconds: int | None) -> str:
-    if not seconds:
-        return "UNLIMITED"
-    return _duration(seconds)
-
-
-def _duration(seconds: float) -> str:
-    """Slurm's [D-]HH:MM:SS (squeue's TIME drops leading zero fields: 0:05, 1:02:03)."""
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    clock = f"{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
-    return f"{days}-{clock}" if days else clock
-
-
-def _short_duration(seconds: float) -> str:
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, minutes, secs = rest // 3600, rest // 60 % 60, rest % 60
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{minutes}:{secs:02d}"
-
-
-class Fields:
-    """A job's values under Slurm's names, as squeue and sacct print them."""
-
-    def __init__(self, job: dict[str, Any], server: str) -> None:
-        self.job = job
-        self.server = server
-        self.said = states.words(job)
-
-    def value(self, name: str) -> str:
-        job, said = self.job, self.said
-        options = job.get("options") or {}
-        array = job.get("array_id")
-        table: dict[str, Callable[[], str]] = {
-            "jobid": lambda: slurm_id(job),
-            "jobidraw": lambda: str(job["id"]),
-            "jobarrayid": lambda: slurm_id(job),
-            "arrayjobid": lambda: str(array if array is not None else job["id"]),
-            "arraytaskid": lambda: str(job["array_index"]) if array is not None else "N/A",
-            "jobname": lambda: job["name"],
-            "name": lambda: job["name"],
-            "partition": lambda: job["queue"],
-            "account": lambda: "",
-            "alloccpus": lambda: "1",
-            "ncpus": lambda: "1",
-            "nnodes": lambda: "1",
-            "numnodes": lambda: "1",
-            "state": lambda: said.slurm,
-            "statecompact": lambda: said.slurm_compact,
-            "exitcode": lambda: states.slurm_exit_code(job),
-            "derivedexitcode": lambda: states.slurm_exit_code(job),
-            "elapsed": lambda: _duration(dialect.elapsed(job)),
-            "elapsedraw": lambda: str(int(dialect.elapsed(job))),
-            "timeused": lambda: _short_duration(dialect.elapsed(job)),
-            "timelimit": lambda: _minutes(job.get("time_limit")),
-            "submit": lambda: dialect.iso(job.get("created")),
-            "submittime": lambda: dialect.iso(job.get("created")),
-            "start": lambda: dialect.iso(job.get("started")),
-            "starttime": lambda: dialect.iso(job.get("started")),
-            "end": lambda: dialect.iso(job.get("ended")),
-            "endtime": lambda: dialect.iso(job.get("ended")),
-            "user": dialect.user,
-            "username": dialect.user,
-            "uid": lambda: str(__import__("os").getuid()),
-            "nodelist": lambda: self.server if job.get("started") else "None assigned",
-            "reason": lambda: said.slurm_reason,
-            "workdir": lambda: job.get("submit_dir") or "",
-            "stdout": lambda: options.get("stdout") or "",
-            "stderr": lambda: options.get("stderr") or options.get("stdout") or "",
-            "priority": lambda: str(job.get("priority") or 0),
-            "qos": lambda: "normal",
-            "comment": lambda: job.get("reason") or "",
-            "reqmem": lambda: "0",
-            "maxrss": lambda: "",
-            "cluster": lambda: "hyper",
-        }
-        if name not in table:
-            raise UsageError(f'Invalid field requested: "{name}"')
-        return table[name]()
-
-
 # ---- squeue ---------------------------------------------------------------------------
-
-SQUEUE_DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
-PERCENT = {
-    "i": "jobid",
-    "A": "arrayjobid",
-    "a": "arraytaskid",
-    "F": "arrayjobid",
-    "K": "arraytaskid",
-    "j": "name",
-    "u": "user",
-    "t": "statecompact",
-    "T": "state",
-    "M": "timeused",
-    "l": "timelimit",
-    "D": "nnodes",
-    "C": "ncpus",
-    "P": "partition",
-    "q": "qos",
-    "r": "reason",
-    "V": "submittime",
-    "S": "starttime",
-    "e": "endtime",
-    "Z": "workdir",
-    "N": "nodelist",
-    "p": "priority",
-    "U": "uid",
-    "o": "name",
-    "k": "comment",
-    "Q": "priority",
-}
-PERCENT_TITLES = {
-    "i": "JOBID",
-    "A": "JOBID",
-    "a": "TASK_ID",
-    "F": "ARRAY_JOB_ID",
-    "K": "ARRAY_TASK_ID",
-    "j": "NAME",
-    "u": "USER",
-    "t": "ST",
-    "T": "STATE",
-    "M": "TIME",
-    "l": "TIME_LIMIT",
-    "D": "NODES",
-    "C": "CPUS",
-    "P": "PARTITION",
-    "q": "QOS",
-    "r": "REASON",
-    "R": "NODELIST(REASON)",
-    "V": "SUBMIT_TIME",
-    "S": "START_TIME",
-    "e": "END_TIME",
-    "Z": "WORK_DIR",
-    "N": "NODELIST",
-    "p": "PRIORITY",
-    "U": "UID",
-    "o": "COMMAND",
-    "k": "COMMENT",
-    "Q": "PRIORITY",
-}
-FORMAT_TITLES = {
-    "jobarrayid": "JOBID",
-    "jobid": "JOBID",
-    "statecompact": "ST",
-    "username": "USER",
-    "timeused": "TIME",
-    "name": "NAME",
-    "numnodes": "NODES",
-    "reasonlist": "NODELIST(REASON)",
-}
-
-Cell = tuple[str, int | None, bool, Callable[[Fields], str]]  # title, width, right, value
-
-
-def percent_format(spec: str) -> list[Cell | str]:
-    """squeue -o: `%[.][size]type` fields and the text between them."""
-    out: list[Cell | str] = []
-    for match in re.finditer(r"%(\.?)([0-9]*)([a-zA-Z%])|([^%]+)", spec):
-        if match.group(4) is not None:
-            out.append(match.group(4))
-            continue
-        right, size, letter = match.group(1) == ".", match.group(2), match.group(3)
-        if letter == "%":
-            out.append("%")
-            continue
-        value: Callable[[Fields], str]
-        if letter == "R":
-            value = _reason_list
-        elif letter in PERCENT:
-            value = _getter(PERCENT[letter])
-        else:
-            raise UsageError(f"invalid output format: %{letter}")
-        out.append((PERCENT_TITLES.get(letter, letter), int(size) if size else None, right, value))
-    return out
-
-
-def _reason_list(fields: Fields) -> str:
-    """%R: the node a running job runs on, or why a job is not running."""
-    if fields.job.get("started") and not states.finished(fields.job):
-        return fields.server
-    return f"({fields.said.slurm_reason})"
-
-
-PROBE = {"status": "Waiting", "id": 0, "name": "", "queue": ""}
-
-
-def _getter(name: str) -> Callable[[Fields], str]:
-    return lambda fields: fields.value(name)
-
-
-def long_format(spec: str) -> list[Cell | str]:
-    """squeue -O: `Field[:[.][size]]` joined by commas; 20 characters by default."""
-    out: list[Cell | str] = []
-    for item in spec.split(","):
-        name, _, size = item.strip().partition(":")
-        if not name:
-            continue
-        key = name.lower()
-        if key == "reasonlist":
-            value: Callable[[Fields], str] = _reason_list
-        else:
-            value = _getter(key)
-            Fields(PROBE, "").value(key)  # refuses a field it does not know
-        right = size.startswith(".")
-        width = int(size.lstrip(".")) if size.lstrip(".").isdigit() else 20
-        title = FORMAT_TITLES.get(key, key.upper())
-        out.append((title, width, right, value))
-        out.append(" ")
-    return out
-
-
-def render(cells: list[Cell | str], jobs: list[dict[str, Any]], header: bool) -> str:
-    server = _server()
-    rows = []
-    if header:
-        rows.append(_line(cells, lambda cell: cell[0]))
-    for job in jobs:
-        fields = Fields(job, server)
-        rows.append(_line(cells, lambda cell, f=fields: cell[3](f)))  # type: ignore[misc]
-    return "".join(row.rstrip() + "\n" for row in rows)
-
-
-def _line(cells: list[Cell | str], text: Callable[[Cell], str]) -> str:
-    out = []
-    for cell in cells:
-        if isinstance(cell, str):
-            out.append(cell)
-            continue
-        value = text(cell)
-        width, right = cell[1], cell[2]
-        if width is not None:
-            value = value[:width]
-            value = value.rjust(width) if right else value.ljust(width)
-        out.append(value)
-    return "".join(out)
-
-
-def _server() -> str:
-    import socket
-
-    return socket.gethostname().split(".")[0] or "localhost"
 
 
 def squeue(argv: list[str]) -> int:
@@ -603,7 +360,7 @@ def squeue(argv: list[str]) -> int:
         allowed = set(names.split(","))
         jobs = [job for job in jobs if job["name"] in allowed]
     if "--json" in given:
-        sys.stdout.write(json.dumps(_json(jobs, "squeue"), indent=2) + "\n")
+        sys.stdout.write(json.dumps(json_document(jobs, "squeue"), indent=2) + "\n")
         return 0
     header = not ("-h" in given or "--noheader" in given)
     if "-O" in given or "--Format" in given:
@@ -612,71 +369,6 @@ def squeue(argv: list[str]) -> int:
         cells = percent_format(given.get("-o", given.get("--format", SQUEUE_DEFAULT)))
     sys.stdout.write(render(cells, jobs, header))
     return 0
-
-
-def _number(value: float | int | None) -> dict[str, Any]:
-    return {"set": value is not None, "infinite": False, "number": int(value or 0)}
-
-
-def _json(jobs: list[dict[str, Any]], command: str) -> dict[str, Any]:
-    """Slurm's --json shape (data_parser 0.0.40), with the fields tools read."""
-    server = _server()
-    out = []
-    for job in jobs:
-        said = states.words(job)
-        code, _, signal = states.slurm_exit_code(job).partition(":")
-        finished = states.finished(job)
-        array = job.get("array_id")
-        options = job.get("options") or {}
-        status = (
-            "SUCCESS"
-            if finished and code == "0" and signal == "0"
-            else ("SIGNALED" if signal != "0" else "ERROR" if finished else "PENDING")
-        )
-        out.append(
-            {
-                "job_id": int(job["id"]),
-                "name": job["name"],
-                "job_state": [said.slurm],
-                "state": {"current": [said.slurm], "reason": said.slurm_reason},
-                "state_reason": said.slurm_reason,
-                "partition": job["queue"],
-                "user_name": dialect.user(),
-                "account": "",
-                "array_job_id": _number(array if array is not None else 0),
-                "array_task_id": _number(job.get("array_index")),
-                "exit_code": {
-                    "status": [status],
-                    "return_code": _number(int(code) if finished else None),
-                    "signal": {"id": _number(int(signal) if signal != "0" else None), "name": ""},
-                },
-                "derived_exit_code": {"status": [status], "return_code": _number(int(code))},
-                "submit_time": _number(job.get("created")),
-                "start_time": _number(job.get("started")),
-                "end_time": _number(job.get("ended")),
-                "time": {
-                    "submission": int(job.get("created") or 0),
-                    "start": int(job.get("started") or 0),
-                    "end": int(job.get("ended") or 0),
-                    "elapsed": int(dialect.elapsed(job)),
-                    "limit": _number((job.get("time_limit") or 0) // 60 or None),
-                },
-                "time_limit": _number((job.get("time_limit") or 0) // 60 or None),
-                "priority": _number(job.get("priority") or 0),
-                "current_working_directory": job.get("submit_dir") or "",
-                "working_directory": job.get("submit_dir") or "",
-                "standard_output": options.get("stdout") or "",
-                "standard_error": options.get("stderr") or "",
-                "nodes": server if job.get("started") else "",
-                "comment": job.get("reason") or "",
-            }
-        )
-    return {
-        "jobs": out,
-        "meta": {"plugin": {"type": "hyper", "name": command}, "command": [command]},
-        "errors": [],
-        "warnings": [],
-    }
 
 
 # ---- scancel --------------------------------------------------------------------------
@@ -928,7 +620,7 @@ def sacct(argv: list[str]) -> int:
     if users is not None and not dialect.is_me(users):
         jobs = []
     if "--json" in given:
-        sys.stdout.write(json.dumps(_json(jobs, "sacct"), indent=2) + "\n")
+        sys.stdout.write(json.dumps(json_document(jobs, "sacct"), indent=2) + "\n")
         return 0
     spec = (
         ",".join(formats)
@@ -944,7 +636,7 @@ def sacct(argv: list[str]) -> int:
         Fields(PROBE, "").value(key)  # refuses a field it does not know
         size = int(width) if width.isdigit() else SACCT_WIDTHS.get(key, 10)
         columns.append((name, key, size))
-    server = _server()
+    server = server_name()
     rows = [[Fields(job, server).value(key) for _, key, _ in columns] for job in jobs]
     header = not ("-n" in given or "--noheader" in given)
     out = []
@@ -1023,7 +715,7 @@ def scontrol(argv: list[str]) -> int:
 
 
 def _show(job: dict[str, Any], oneliner: bool) -> str:
-    fields = Fields(job, _server())
+    fields = Fields(job, server_name())
     v = fields.value
     me = dialect.user()
     uid = v("uid")

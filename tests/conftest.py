@@ -5,6 +5,10 @@ Tiers: bare `pytest` runs the fast tier (unit, API, store contract, and the end-
 tests marked `smoke`); `pytest -m e2e` or `-m slow` runs those; `pytest --tier all`
 (what .ci/run does) runs everything. Naming test files or `-m` chooses as pytest always
 does. A test that uses a real local host is `e2e` whether or not it says so.
+
+Run in parallel (`-n 2`, as .ci/run does), the slow tests are handed out first, so
+that the longest do not start last; tests marked `alone` (they stop, kill or starve
+processes, or time what they see) are for a run of their own: `-m alone`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import pytest
 
 from hyper import config, hosts, local_host
 from hyper.config import HostConfig
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,11 +58,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         uses_daemon = DAEMON_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses_daemon and item.get_closest_marker("e2e") is None:
             item.add_marker(pytest.mark.e2e)
+    if getattr(config.option, "numprocesses", None):
+        # slow tests first (a stable sort: each tier keeps its order)
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Any
@@ -11,12 +10,20 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from hyper.host.settings import HostSettings
-from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
+from hyper.host_settings import HostSettings
 from hyper.store.sqlite import SQLiteStore
+from tests.helpers.api import (
+    BODIES,
+    D,
+    Q,
+    claim,
+    complete,
+    concrete,
+    schema_path,
+    submission,
+    submit,
+)
 
-Q = SAMPLE_QUEUE
-D = SAMPLE_DEFINITION
 DEF_ENV = {"A": "def", "B": "def"}
 STATUSES = ["Waiting", "Blocked", "Held", "Running", "Successful", "Failed", "Cancelled"]
 
@@ -31,27 +38,6 @@ def make_definition(api: TestClient, name: str, env: dict[str, str]) -> None:
         time.sleep(0.01)
 
 
-def submission(name: str = "job", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "queue": Q, "definition": D, "script": "echo hi\n", **extra}
-
-
-def submit(api: TestClient, *jobs: dict[str, Any]) -> list[int]:
-    response = api.post("/jobs", json={"jobs": list(jobs) or [submission()]})
-    assert response.status_code == 200, response.text
-    ids = response.json()["ids"]
-    assert len(ids) == (len(jobs) or 1)
-    return ids
-
-
-def claim(api: TestClient, worker: str, limit: int = 1, wait: float = 0) -> list[dict[str, Any]]:
-    response = api.post(
-        f"/workers/{worker}/claim",
-        json={"queue": Q, "definition": D, "limit": limit, "wait": wait},
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["jobs"]
-
-
 def job(api: TestClient, job_id: int) -> dict[str, Any]:
     response = api.get(f"/jobs/{job_id}")
     assert response.status_code == 200, response.text
@@ -59,33 +45,6 @@ def job(api: TestClient, job_id: int) -> dict[str, Any]:
 
 
 # authentication -------------------------------------------------------------------------
-
-PATH_VALUES = {
-    "job_id": "1", "worker_id": "w-anon", "kind": "queues", "name": Q, "node_id": "n-anon",
-    "key": "anon/file.txt", "workflow_id": "1",
-}  # fmt: skip
-BODIES = {
-    "/jobs": {"jobs": [submission()]},
-    "/jobs/cancel": {"queue": Q},
-    "/jobs/hold": {"queue": Q},
-    "/jobs/release": {"queue": Q},
-    "/workers/{worker_id}/claim": {"queue": Q, "definition": D, "wait": 0},
-    "/workers/{worker_id}/jobs/{job_id}/progress": {"attempt": 1},
-    "/workers/{worker_id}/jobs/{job_id}/complete": {"attempt": 1, "exit_code": 0},
-    "/resources/{kind}": {"name": "anon-queue", "compute_environment": "local-cluster"},
-    "/resources/{kind}/{name}": {"automate_region_weights": True},
-    "/nodes/{node_id}/join": {"region": "local", "definition": D, "slots": 1},
-    "/nodes/{node_id}/poll": {"wait": 0},
-}
-
-
-def concrete(path: str) -> str:
-    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: PATH_VALUES[m.group(1)], path)
-
-
-def schema_path(path: str) -> str:
-    """A route's path as the schema shows it: `{key:path}` is `{key}`."""
-    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
 
 
 def every_request(app: Any) -> list[tuple[str, str, str]]:
@@ -388,15 +347,6 @@ def tasks(api: TestClient, array_id: int, **params: Any) -> list[dict[str, Any]]
     response = api.get("/jobs", params={"array": array_id, **params})
     assert response.status_code == 200, response.text
     return response.json()["jobs"]
-
-
-def complete(api: TestClient, worker: str, job_id: int, exit_code: int, attempt: int = 1) -> str:
-    response = api.post(
-        f"/workers/{worker}/jobs/{job_id}/complete",
-        json={"attempt": attempt, "exit_code": exit_code},
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["status"]
 
 
 def test_array_by_spec(api: TestClient) -> None:

@@ -68,7 +68,7 @@ import json, pathlib, sys, tempfile
 sys.path.insert(0, sys.argv[1])
 from hyper.host.app import create_app
 from hyper.host.lambda_adapter import LambdaApp, make_handler
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.store.sqlite import SQLiteStore
 
 data = pathlib.Path(tempfile.mkdtemp())

@@ -3,7 +3,7 @@ flags only against a moto server, then regions, a cluster, a queue and a definit
 made through the host's API (each change run by the host's deploy function), then
 `qsub`, `qstat`, `qlog` and `qdel` unchanged, with a worker started as Batch would start
 the array the host submitted. API Gateway and Lambda are played on loopback by
-tests/aws_gateway.py, since moto cannot run the functions."""
+tests/helpers/aws_gateway.py, since moto cannot run the functions."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ import boto3
 import pytest
 
 from hyper.client import HostClient
-from tests.aws_gateway import STAGE, Gateway
 from tests.conftest import BIN, ROOT
+from tests.helpers.aws_gateway import STAGE, Gateway
+from tests.helpers.aws_host import bundle
 from tests.helpers.moto import moto_server
-from tests.test_aws_host import bundle
 
 REGION = "eu-west-1"
 

@@ -1,4 +1,4 @@
-"""The loopback API Gateway and Lambda (tests/aws_gateway.py) keep AWS's limits and
+"""The loopback API Gateway and Lambda (tests/helpers/aws_gateway.py) keep AWS's limits and
 answer as AWS does: the usage plan's rate and burst (429), Lambda's 6 MB request (413)
 and response (502), API Gateway's 29 s (504) and the function's concurrency (500).
 A small app stands in for the host here; the host itself runs behind these limits in
@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 
 from hyper.host.lambda_adapter import LambdaApp
-from tests.aws_gateway import STAGE, Gateway, Limits
+from tests.helpers.aws_gateway import STAGE, Gateway, Limits
 
 KEY = "Key0123456789abcdefghijKLMNOP"
 

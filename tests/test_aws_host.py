@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import boto3
 import pytest
 
 from tests.conftest import BIN
+from tests.helpers.aws_host import bundle, vpc_with_subnets
 from tests.helpers.moto import moto_server
-from tests.test_aws_provider import vpc_with_subnets
 
 REGION = "eu-west-1"
 API_URL = re.compile(rf"https://\w+\.execute-api\.{REGION}\.amazonaws\.com/v1")
@@ -41,12 +40,6 @@ def aws(hyper_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
             if name.startswith("AWS_"):
                 monkeypatch.setenv(name, value)
         yield env
-
-
-def bundle(path: Path, text: str) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("hyper/__init__.py", text)
-    return path
 
 
 def hyper(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:

@@ -13,10 +13,10 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from hyper.host.lambda_adapter import TICK_EVENT, LambdaHandler, make_handler
-from hyper.providers.aws import tables
-from hyper.providers.aws.lambda_app import make_app
+from hyper.host.lambda_app import make_app
+from hyper.store import dynamodb_tables as tables
 from hyper.store.dynamodb import DynamoDBStore
-from tests.test_lambda_adapter import proxy_event
+from tests.helpers.lambda_events import proxy_event
 
 REGION = "eu-west-1"
 

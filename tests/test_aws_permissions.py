@@ -31,7 +31,7 @@ from hyper.models import (
     ResourceKind,
     Spec,
 )
-from hyper.providers.aws import batch, tables, templates
+from hyper.providers.aws import batch, templates
 from hyper.providers.aws.host import worker_names
 from hyper.providers.aws.permissions import (
     Call,
@@ -45,6 +45,7 @@ from hyper.providers.aws.permissions import (
     template_values,
 )
 from hyper.providers.aws.provider import AwsProvider
+from hyper.store import dynamodb_tables as tables
 from hyper.store.sqlite import SQLiteStore
 from tests.helpers.aws import ACCOUNT, mocked_aws
 

@@ -15,6 +15,7 @@ from hyper.errors import DeployFailed
 from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
 from hyper.providers.aws.provider import AwsProvider
 from hyper.store.sqlite import SQLiteStore
+from tests.helpers.aws_host import vpc_with_subnets
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
@@ -112,19 +113,6 @@ def test_a_main_region_in_the_hosts_vpc_puts_workers_in_the_subnets_chosen(
     main = RegionSpec(name=MAIN, kind="aws", main_region=True, subnet_config="PUBLIC")
     provider.deploy(ResourceKind.REGION, main, print)
     assert provider.network(MAIN).subnets == (made[2],)
-
-
-def vpc_with_subnets(region: str, prefix: str) -> tuple[str, list[str]]:
-    """A VPC PREFIX.0.0/16 with a subnet in each of three zones."""
-    ec2 = boto3.client("ec2", region_name=region)
-    vpc = ec2.create_vpc(CidrBlock=f"{prefix}.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(
-            VpcId=vpc, CidrBlock=f"{prefix}.{n}.0/24", AvailabilityZone=f"{region}{zone}"
-        )["Subnet"]["SubnetId"]
-        for n, zone in enumerate("abc", start=1)
-    ]
-    return vpc, subnets
 
 
 def test_isolated_subnets_are_refused_before_anything_is_recorded(tmp_path: Path) -> None:

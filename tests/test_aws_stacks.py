@@ -34,7 +34,6 @@ from hyper.providers.aws.stacks import (
     region_stack_name,
     stack_outputs,
 )
-from hyper.providers.aws.tables import table_definitions
 from hyper.providers.aws.templates import (
     SECRET_PARAMETER,
     PeerVpc,
@@ -43,6 +42,7 @@ from hyper.providers.aws.templates import (
     region_template,
     table_prefix,
 )
+from hyper.store.dynamodb_tables import table_definitions
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 

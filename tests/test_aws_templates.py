@@ -22,7 +22,6 @@ from hyper.errors import UsageError
 from hyper.host.lambda_adapter import TICK_EVENT
 from hyper.models import RegionSpec
 from hyper.providers.aws import templates
-from hyper.providers.aws.tables import table_definitions
 from hyper.providers.aws.templates import (
     ExistingVpc,
     PeerVpc,
@@ -31,6 +30,7 @@ from hyper.providers.aws.templates import (
     region_template,
     table_prefix,
 )
+from hyper.store.dynamodb_tables import table_definitions
 
 GOLDEN = Path(__file__).parent / "golden"
 HOST = "h1"

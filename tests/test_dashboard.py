@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from hyper.host.app import create_app
 from hyper.host.dashboard import login
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.jobs import JobStatus, LogKind
 from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
 from hyper.store.sqlite import SQLiteStore

@@ -18,12 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hyper.host.app import create_app
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
 from hyper.store.base import ArrayTasks, NewJob
 from hyper.store.sqlite import SQLiteStore
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 SINGLES = 100_000
 ARRAYS = 9

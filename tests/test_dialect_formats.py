@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hyper.errors import UsageError
-from qtools import dialect, pbs_formats, slurm, states
+from qtools import dialect, pbs_formats, slurm_formats, states
 from qtools.qstat import pbs_argv
 from tests.conftest import BIN
 
@@ -179,25 +179,29 @@ def test_squeue_formats() -> None:
     case of job arrays, the job ID format will be of the form <base_job_id>_<index>";
     "%t Job state in compact form". -O: "Field[:[.][size]]", 20 characters by default."""
     jobs = [job("Running"), job("Waiting", id=14, array_id=13, array_index=2)]
-    out = slurm.render(slurm.percent_format("%i %t"), jobs, header=False)
+    out = slurm_formats.render(slurm_formats.percent_format("%i %t"), jobs, header=False)
     assert out == "12 R\n13_2 PD\n"
-    default = slurm.render(slurm.percent_format(slurm.SQUEUE_DEFAULT), jobs, header=True)
+    default = slurm_formats.render(
+        slurm_formats.percent_format(slurm_formats.SQUEUE_DEFAULT), jobs, header=True
+    )
     titles = default.splitlines()[0].split()
     assert titles == ["JOBID", "PARTITION", "NAME", "USER", "ST", "TIME", "NODES",
                       "NODELIST(REASON)"]  # fmt: skip
     assert default.splitlines()[2].endswith("(Priority)")
     assert default.splitlines()[1].startswith(" " * 16 + "12 ")
-    long = slurm.render(slurm.long_format("JobArrayID,StateCompact,Reason"), jobs, header=True)
+    long = slurm_formats.render(
+        slurm_formats.long_format("JobArrayID,StateCompact,Reason"), jobs, header=True
+    )
     assert [line.split() for line in long.splitlines()] == [
         ["JOBID", "ST", "REASON"], ["12", "R", "None"], ["13_2", "PD", "Priority"]]  # fmt: skip
     with pytest.raises(UsageError):
-        slurm.percent_format("%y")
+        slurm_formats.percent_format("%y")
 
 
 def test_squeue_json() -> None:
     """squeue --json / sacct --json: {"jobs": [{"job_id": N, "job_state": ["RUNNING"],
     "exit_code": {"status": [...], "return_code": {"set": ..., "number": N}}, ...}]}."""
-    document = slurm._json([job("Failed", exit_code=2)], "sacct")
+    document = slurm_formats.json_document([job("Failed", exit_code=2)], "sacct")
     (one,) = document["jobs"]
     assert (one["job_id"], one["job_state"], one["partition"]) == (12, ["FAILED"], "batch")
     assert one["exit_code"]["return_code"] == {"set": True, "infinite": False, "number": 2}

@@ -22,12 +22,12 @@ import pytest
 from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency
-from hyper.providers.aws.tables import create_tables, table_definitions
 from hyper.store.base import ArrayTasks, Ending, JobFilter, NodeRecord, Store, WorkerRecord
 from hyper.store.dynamodb import SCRIPT_INLINE_BYTES, DynamoDBStore
+from hyper.store.dynamodb_tables import create_tables, table_definitions
 from hyper.store.sqlite import SQLiteStore
 from tests.conftest import moto_one_request_at_a_time
-from tests.test_store import job
+from tests.helpers.store import job
 
 REGION = "us-east-1"
 PREFIX = "test"

@@ -4,11 +4,9 @@ functions and results travelling through the host's file store."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -21,19 +19,14 @@ import hyper
 from hyper.errors import UsageError
 from hyper.python_api import payload
 from tests.conftest import LocalHost
+from tests.helpers.executor import DEFINITION, QUEUE, fail, files_left
 
 pytestmark = pytest.mark.e2e
-
-QUEUE, DEFINITION = "sample-queue-1", "sample-def-1"
 
 
 def shout(word: str, *, times: int = 1) -> str:
     print(f"saying {word}")
     return (word.upper() + "!") * times
-
-
-def fail(n: int) -> None:
-    raise ValueError(f"bad input {n}")
 
 
 class NeedsTwo(Exception):
@@ -58,11 +51,6 @@ def nap(seconds: float) -> None:
 
 def qstat_lines(local: LocalHost) -> list[dict]:
     return list(json.loads(local.ok("qstat", "--json"))["jobs"])
-
-
-def files_left(local: LocalHost) -> int:
-    with contextlib.closing(sqlite3.connect(local.data_dir / "hyper.db")) as db:
-        return int(db.execute("SELECT count(*) FROM files").fetchone()[0])
 
 
 def test_map_runs_as_one_array_job(local: LocalHost) -> None:

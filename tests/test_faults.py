@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from hyper import config, hosts
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.local_host import start, stop
 from tests.conftest import BIN, LocalHost, running_local_host
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.alone]
 
 Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
 

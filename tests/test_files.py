@@ -17,7 +17,7 @@ from hyper.client import HostClient
 from hyper.errors import HostRejected, NotFound, UsageError
 from hyper.jobs import MAX_FILE_BYTES
 from tests.conftest import LocalHost
-from tests.test_api import submission, submit
+from tests.helpers.api import submission, submit
 
 # the routes -------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from hyper.errors import DeployFailed
 from hyper.host.app import create_app
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.jobs import LogKind
 from hyper.models import ImageSpec, ResourceKind, Spec
 from hyper.providers import Log
@@ -38,7 +38,7 @@ from hyper.providers.local import LocalProvider
 from hyper.resources import DEFAULT_CLUSTER, MAIN_REGION, NATIVE_IMAGE
 from hyper.store.base import JobFilter
 from hyper.store.sqlite import SQLiteStore
-from tests.test_api import (
+from tests.helpers.api import (
     BODIES,
     D,
     Q,

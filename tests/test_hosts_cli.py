@@ -88,7 +88,7 @@ def test_walkthrough_for_an_aws_host_in_an_existing_vpc_offers_its_subnets(
 ) -> None:
     from moto import mock_aws
 
-    from tests.test_aws_provider import vpc_with_subnets
+    from tests.helpers.aws_host import vpc_with_subnets
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():

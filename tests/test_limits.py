@@ -20,7 +20,7 @@ from hyper import config, hosts, local_host
 from hyper.client import SUBMIT_BATCH_BYTES, SUBMIT_BATCH_JOBS, _batches
 from hyper.host.app import create_app
 from hyper.host.serving import MAX_HEAD_BYTES
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.store.sqlite import SQLiteStore
 from tests.conftest import LocalHost
 from tests.helpers.flood import silent_tcp_connections
@@ -202,6 +202,7 @@ def test_a_flood_of_silent_connections_on_the_socket_leaves_the_owner_in(local: 
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.alone
 def test_19980_half_open_tcp_connections_leave_the_owner_in(local: LocalHost) -> None:
     """The issue's probe: 19,980 connections without a key on the TCP door, all open at
     once. The owner's commands (the socket) answer meanwhile, the daemon holds a bounded
@@ -228,6 +229,7 @@ def test_19980_half_open_tcp_connections_leave_the_owner_in(local: LocalHost) ->
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.alone
 def test_concurrent_uploads_are_streamed_to_disk(local: LocalHost) -> None:
     """The issue's probe, smaller: 8 uploads of 40 MB at once. The daemon's peak memory
     stays far below their sum, and every file arrives whole."""

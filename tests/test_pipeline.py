@@ -21,7 +21,7 @@ from hyper.pipeline import runner
 from hyper.pipeline.runner import RunReport
 from hyper.pipeline.schema import SCHEMA
 from tests.conftest import LocalHost, running_local_host
-from tests.test_staging import BUCKET, S3, hyper, moto_s3
+from tests.helpers.staging import BUCKET, S3, hyper, moto_s3
 
 Q = ("-queue", "sample-queue-1", "-jobdef", "sample-def-1")
 INPUTS = 20

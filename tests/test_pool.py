@@ -17,7 +17,7 @@ import hyper
 from hyper.errors import UsageError
 from hyper.python_api import payload, wire
 from tests.conftest import LocalHost
-from tests.test_executor import DEFINITION, QUEUE, fail, files_left
+from tests.helpers.executor import DEFINITION, QUEUE, fail, files_left
 
 pytestmark = pytest.mark.e2e
 

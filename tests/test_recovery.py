@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from tests.conftest import LocalHost
 
 pytestmark = pytest.mark.e2e

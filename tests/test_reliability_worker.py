@@ -44,6 +44,7 @@ def qlog_output(local: LocalHost, job_id: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_job_writing_60_mb_succeeds_in_one_attempt_with_head_and_tail_kept(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -67,6 +68,7 @@ def test_a_job_writing_60_mb_succeeds_in_one_attempt_with_head_and_tail_kept(
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_job_writing_1_gb_keeps_its_exit_code_and_bounded_memory(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -151,6 +153,7 @@ fi
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_stalled_workers_job_never_runs_beside_its_retry(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -182,6 +185,7 @@ def test_a_stalled_workers_job_never_runs_beside_its_retry(
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_pools_node_ends_its_stalled_workers_job_before_the_lease_runs_out(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -219,6 +223,7 @@ def test_a_pools_node_ends_its_stalled_workers_job_before_the_lease_runs_out(
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_stalled_daemon_fails_no_healthy_job(hyper_home: Path, tmp_path: Path) -> None:
     """Finding 4: the daemon SIGSTOPped for 10 s, over three of its 3 s leases (and past
     the silence after which it forgets workers), while a -r 0 job runs: when it is back it
@@ -242,6 +247,7 @@ def test_a_stalled_daemon_fails_no_healthy_job(hyper_home: Path, tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_time_limit_holds_while_the_daemon_is_stopped(hyper_home: Path, tmp_path: Path) -> None:
     """Finding 7's last part: a -t 0:03 job is stopped by its worker at 3 s although the
     daemon is SIGSTOPped all along; it then ends Failed with the time limit's exit code."""
@@ -288,6 +294,7 @@ def _self_fencing_worker(local: LocalHost, worker_id: str) -> subprocess.Popen[b
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_worker_that_cannot_renew_its_lease_stops_its_job_itself(
     hyper_home: Path, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.launchers.base import LaunchRequest
 from hyper.launchers.lsf import LSFLauncher
 from hyper.launchers.pbs import PBSLauncher

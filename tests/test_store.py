@@ -24,17 +24,15 @@ from hyper.store.base import (
     ArrayTasks,
     JobFilter,
     JobRecord,
-    NewJob,
     Store,
     WorkerRecord,
 )
 from hyper.store.sqlite import SQLiteStore
 from tests.conftest import fake_aws_credentials, moto_one_request_at_a_time
+from tests.helpers.store import D, Q, job
 
 BACKENDS = ["sqlite", "dynamodb"]
 
-Q = "q1"
-D = "d1"
 LEASE = 30.0
 
 
@@ -68,8 +66,8 @@ def _dynamodb_factory(
     import boto3
     import moto
 
-    from hyper.providers.aws.tables import create_tables
     from hyper.store.dynamodb import DynamoDBStore
+    from hyper.store.dynamodb_tables import create_tables
 
     fake_aws_credentials(monkeypatch)
     moto_one_request_at_a_time(monkeypatch)
@@ -89,39 +87,6 @@ def _dynamodb_factory(
 @pytest.fixture
 def any_store(open_store: Callable[[], Store]) -> Store:
     return open_store()
-
-
-def job(
-    name: str = "job",
-    *,
-    queue: str = Q,
-    definition: str = D,
-    script: str = "echo hi\n",
-    retries: int = 0,
-    env: dict[str, str] | None = None,
-    submit_dir: str | None = None,
-    priority: int = 0,
-    hold: bool = False,
-    depends: tuple[Dependency, ...] = (),
-    array: ArrayTasks | None = None,
-    time_limit: int | None = None,
-    options: dict[str, object] | None = None,
-) -> NewJob:
-    return NewJob(
-        name=name,
-        queue=queue,
-        definition=definition,
-        script=script,
-        retries=retries,
-        env=env or {},
-        submit_dir=submit_dir,
-        priority=priority,
-        time_limit=time_limit,
-        hold=hold,
-        depends=depends,
-        options=options or {},
-        array=array,
-    )
 
 
 def submit_one(store: Store, now: float, **kwargs: object) -> int:

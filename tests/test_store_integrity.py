@@ -277,7 +277,7 @@ def test_hyper_hosts_purge_now(local: LocalHost) -> None:
 
 
 def test_retention_is_a_setting(tmp_path: Path) -> None:
-    from hyper.host.settings import HostSettings
+    from hyper.host_settings import HostSettings
 
     settings = HostSettings(data_dir=tmp_path, api_key="k", retention_days=2.5)
     settings.save()

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from hyper.errors import DeployFailed, UsageError
 from hyper.host.app import create_app
 from hyper.host.service import HostService
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.models import ResourceKind, Spec
 from hyper.providers import Log
 from hyper.providers.local import LocalProvider

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from hyper.pipeline import codes, runner, schema
+from hyper.pipeline import codes, command, runner, schema
 
 app = typer.Typer(help="Work-item pipelines: run and check tasks.json files.", no_args_is_help=True)
 
@@ -20,11 +20,7 @@ FileArgument = typer.Argument(
 
 def _checked(source: str) -> schema.Checked:
     """The document, its problems on stderr (each with its JSON path); exit 2 when invalid."""
-    checked = schema.check(runner.read_source(source), os.environ)
-    for warning in checked.warnings:
-        typer.echo(f"{source}: warning: {warning}", err=True)
-    for error in checked.errors:
-        typer.echo(f"{source}: {error}", err=True)
+    checked = command.check(source, os.environ, typer.echo)
     if checked.errors:
         raise typer.Exit(codes.INVALID)
     return checked
@@ -36,13 +32,7 @@ def run(file: str = FileArgument) -> None:
     move and store steps in document order, then a summary. Exits with the code of the
     first failed step (0 when none failed); reads WORK_ITEM, MODE_STR, LOCAL_MODE,
     DISK_STATS and TASKS_PATH from the environment, and expands $VAR in the file."""
-    source = runner.source_path(file, os.environ)
-    checked = _checked(source)
-    assert checked.document is not None
-    report = runner.run(checked.document, log=typer.echo)
-    if report.exit_code:
-        typer.echo(f"hyper: pipeline failed with exit code {report.exit_code}", err=True)
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(command.run_file(file, os.environ, typer.echo))
 
 
 @app.command("validate")

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     (data_dir / ERROR_FILE).unlink(missing_ok=True)
 
     from hyper.errors import HyperError
-    from hyper.host.settings import HostSettings
+    from hyper.host_settings import HostSettings
     from hyper.store.sqlite import SQLiteStore
 
     try:

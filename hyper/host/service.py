@@ -18,15 +18,24 @@ from hyper.host.schemas import (
     MAX_ID,
     ArrayBody,
     BatchCompletion,
+    DependencyBody,
     JobSubmission,
     NodeJoin,
     OutputChunk,
     ProgressReport,
     Selection,
 )
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.jobs import JobStatus, LogKind
-from hyper.models import ClusterSpec, DefinitionSpec, ImageSpec, QueueSpec, RegionSpec, ResourceKind
+from hyper.models import (
+    ClusterSpec,
+    DefinitionSpec,
+    ImageSpec,
+    QueueSpec,
+    RegionSpec,
+    ResourceKind,
+    Spec,
+)
 from hyper.providers import Provider
 from hyper.store.base import (
     ArrayRecord,
@@ -42,6 +51,7 @@ from hyper.store.base import (
     Store,
 )
 from hyper.workflows.engine import WorkflowEngine
+from hyper.workflows.port import WorkflowJob
 
 LOG_PAGE = 1000  # log entries per answer, at most
 LOG_PAGE_BYTES = 4 * 2**20  # and about this much text (a reader streams a big log page by page)
@@ -82,7 +92,7 @@ class HostService:
         self.jobs_changed = Pulse()  # a job changed state or got output
         self.assignments = Pulse()  # workers were assigned to joined machines
         self.deployer = Deployer(store, provider, on_change=self.work_arrived.fire)
-        self.workflows = WorkflowEngine(self)
+        self.workflows = WorkflowEngine(ServiceWorkflowHost(self))
         self._limits: dict[str, tuple[float, int]] = {}  # definition: (read at, output limit)
 
     # jobs ---------------------------------------------------------------------
@@ -448,7 +458,7 @@ class HostService:
         self.store.leave_node(node_id)
 
     def health(self) -> dict[str, Any]:
-        from hyper import __version__
+        from hyper.version import __version__
 
         return {
             "status": "ok",
@@ -488,4 +498,55 @@ def _array_tasks(body: ArrayBody) -> ArrayTasks:
         spec=f"{len(tasks)} tasks",
         names=[t.name or "" for t in tasks] if named else None,
         params=params if any(params) else None,
+    )
+
+
+class ServiceWorkflowHost:
+    """The host as the workflow engine sees it (``hyper.workflows.port.WorkflowHost``),
+    made of its service: the engine's jobs become the API's submissions here."""
+
+    def __init__(self, service: HostService) -> None:
+        self.service = service
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.service.settings.lease_seconds
+
+    def check_fits(self, queue: str, definition: str) -> None:
+        self.service.check_fits(queue, definition)
+
+    def submit(self, jobs: Sequence[WorkflowJob]) -> list[int]:
+        return self.service.submit([_submission(job) for job in jobs])
+
+    def release(self, job_id: int) -> None:
+        self.service.hold(Selection(ids=[str(job_id)]), hold=False)
+
+    def cancel(self, job_ids: Sequence[int]) -> None:
+        self.service.cancel(Selection(ids=[str(i) for i in job_ids]))
+
+    def create_resource(self, kind: ResourceKind, spec: Spec) -> None:
+        self.service.deployer.create(kind, spec)
+
+    def delete_resource(self, kind: ResourceKind, name: str, *, force: bool) -> None:
+        self.service.deployer.delete(kind, name, force=force)
+
+    def wake(self) -> None:
+        self.service.work_arrived.fire()
+
+
+def _submission(job: WorkflowJob) -> JobSubmission:
+    after = [DependencyBody(kind="afterok", target=job.after)] if job.after else []
+    return JobSubmission(
+        name=job.name,
+        queue=job.queue,
+        definition=job.definition,
+        script=job.script,
+        env=job.env,
+        package=job.package,
+        hold=job.hold,
+        depends=after,
     )

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.store.base import WorkerRecord
 from hyper.worker.reaper import cgroup_parent, kill_cgroup, worker_cgroups

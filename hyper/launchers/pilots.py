@@ -33,7 +33,7 @@ from pathlib import Path
 from hyper.commands import run
 from hyper.config import write_private
 from hyper.errors import CommandFailed
-from hyper.host.settings import HostSettings
+from hyper.host_settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.models import DeployStatus, RegionSpec, ResourceKind
 from hyper.resources import find_spec

@@ -65,6 +65,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from hyper import output
+from hyper.aws_errors import error_code
 from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
@@ -80,8 +81,7 @@ from hyper.jobs import (
     task_script,
 )
 from hyper.jobspec import Selector
-from hyper.providers.aws import tables
-from hyper.providers.aws.calls import error_code
+from hyper.store import dynamodb_tables as tables
 from hyper.store.base import (
     ArrayRecord,
     CancelResult,

@@ -18,22 +18,19 @@ on, at each scheduler tick, whether or not the client that started it is still t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import time
-from typing import TYPE_CHECKING
 
 from hyper import resources
 from hyper.deployer import build_spec
 from hyper.errors import Conflict, HyperError, NotFound, UsageError
-from hyper.host.schemas import DependencyBody, JobSubmission, Selection, WorkflowRequest
 from hyper.jobs import JobStatus
 from hyper.models import DefinitionSpec, DeployStatus, ResourceKind, Spec
 from hyper.store.base import WorkflowRecord
 from hyper.workflows.model import Step, Workflow, WorkflowState
-
-if TYPE_CHECKING:
-    from hyper.host.service import HostService
+from hyper.workflows.port import WorkflowAsk, WorkflowHost, WorkflowJob
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +53,9 @@ exec /bin/bash -- "$handler"
 
 
 class WorkflowEngine:
-    def __init__(self, service: HostService) -> None:
-        self.service = service
-        self.store = service.store
+    def __init__(self, host: WorkflowHost) -> None:
+        self.host = host
+        self.store = host.store
         # when each running job is checked next, by (workflow, step), and the jobs whose
         # workers reported since the last tick: in memory only (a restarted host checks
         # every job at once; another process running the same host app, by wait_time)
@@ -67,7 +64,7 @@ class WorkflowEngine:
 
     # what requests ask ------------------------------------------------------------------
 
-    def start(self, request: WorkflowRequest) -> Workflow:
+    def start(self, request: WorkflowAsk) -> Workflow:
         """Check everything first (a refusal changes nothing), then make the run's cluster
         or submit its jobs."""
         specs = self._check(request)
@@ -93,7 +90,7 @@ class WorkflowEngine:
         workflow = Workflow.of(record)
         try:
             for kind, spec in specs:
-                self.service.deployer.create(kind, spec)
+                self.host.create_resource(kind, spec)
                 workflow.made.append(kind.value)
                 workflow.note(f"{kind.singular} {spec.name} being created")
             if not specs:
@@ -104,17 +101,17 @@ class WorkflowEngine:
             else:
                 self._end(workflow, WorkflowState.FAILED, f"jobs not submitted: {error}", now)
         self._save(record, workflow, now)
-        self.service.work_arrived.fire()  # the scheduler's tick moves it on
+        self.host.wake()  # the scheduler's tick moves it on
         return workflow
 
-    def _check(self, request: WorkflowRequest) -> list[tuple[ResourceKind, Spec]]:
+    def _check(self, request: WorkflowAsk) -> list[tuple[ResourceKind, Spec]]:
         """What start() will make; raises UsageError when anything is amiss."""
         store = self.store
         definition = resources.spec_of(
             store, ResourceKind.DEFINITION, request.definition, DefinitionSpec
         )
         if request.cluster is None:
-            self.service.check_fits(request.queue or "", request.definition)
+            self.host.check_fits(request.queue or "", request.definition)
             return []
         name = request.cluster.name
         for kind in (ResourceKind.CLUSTER, ResourceKind.QUEUE):
@@ -161,7 +158,7 @@ class WorkflowEngine:
                 self._save(record, workflow, now)
             except Conflict:
                 continue  # the tick moved it meanwhile: decide again
-            self.service.work_arrived.fire()
+            self.host.wake()
             return workflow
         raise Conflict(f"workflow {workflow_id} keeps changing; try again")
 
@@ -229,7 +226,7 @@ class WorkflowEngine:
         its first job held until the whole chain is in (a refusal part-way cancels it)."""
         sequential = workflow.order == "sequential"
         jobs = [
-            JobSubmission(
+            WorkflowJob(
                 name=step.name,
                 queue=workflow.queue,
                 definition=workflow.definition,
@@ -244,11 +241,11 @@ class WorkflowEngine:
         try:
             if sequential:
                 for job in jobs:
-                    depends = [DependencyBody(kind="afterok", target=ids[-1])] if ids else []
-                    ids += self.service.submit([job.model_copy(update={"depends": depends})])
-                self.service.hold(Selection(ids=[str(ids[0])]), hold=False)
+                    after = ids[-1] if ids else None
+                    ids += self.host.submit([dataclasses.replace(job, after=after)])
+                self.host.release(ids[0])
             else:
-                ids = self.service.submit(jobs)
+                ids = self.host.submit(jobs)
         except HyperError:
             if ids:
                 self._cancel_jobs(ids)
@@ -298,14 +295,14 @@ class WorkflowEngine:
             self._cancel_jobs(unfinished)
 
     def _cancel_jobs(self, ids: list[int]) -> None:
-        self.service.cancel(Selection(ids=[str(i) for i in ids]))
+        self.host.cancel(ids)
 
     def _ending(self, workflow: Workflow, now: float) -> None:
         stopping = [step for step in workflow.steps if step.job_id is not None and not step.ended]
         for step in stopping:
             self._check_job(workflow, step)
         left = [step.name for step in stopping if not step.ended]
-        grace = STOP_GRACE_LEASES * self.service.settings.lease_seconds
+        grace = STOP_GRACE_LEASES * self.host.lease_seconds
         if left and now - (workflow.ending_since or now) < grace:
             workflow.teardown = f"waiting for job {', '.join(left)} to stop"
             return
@@ -330,7 +327,7 @@ class WorkflowEngine:
         else:
             try:
                 # a queue's unfinished jobs (any left past the grace) are cancelled with it
-                self.service.deployer.delete(kind, name, force=kind is ResourceKind.QUEUE)
+                self.host.delete_resource(kind, name, force=kind is ResourceKind.QUEUE)
             except HyperError as error:  # say so, and go on: the rest is still torn down
                 workflow.left[kind.value] = str(error)
                 workflow.note(f"{kind.singular} {name} left in place: {error}")

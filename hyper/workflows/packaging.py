@@ -85,7 +85,7 @@ class S3Source:
     def _list(self) -> list[tuple[str, str]]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from hyper.providers.aws.calls import error_code, error_message
+        from hyper.aws_errors import error_code, error_message
 
         s3 = self._s3()
         try:
@@ -116,7 +116,7 @@ class S3Source:
     def pack(self) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from hyper.providers.aws.calls import error_message
+        from hyper.aws_errors import error_message
 
         s3 = self._s3()
         try:

@@ -111,35 +111,8 @@ def install(app: FastAPI, service: HostService) -> None:
 
     app.add_exception_handler(LoginRequired, login_required)
     keyed: dict[str, Any] = {"dependencies": [Depends(with_key)], "include_in_schema": False}
-    anyone: dict[str, Any] = {"include_in_schema": False}
     logged_in: dict[str, Any] = {"dependencies": [Depends(session)], "include_in_schema": False}
-
-    # logging in ----------------------------------------------------------------------
-
-    @app.post(PREFIX + "/tokens", **keyed)
-    async def new_token(body: TokenRequest) -> dict[str, Any]:
-        now = time.time()
-        token = login.issue_token(service.store, now, body.seconds)
-        return {"token": token, "expires": now + body.seconds, "path": f"{PREFIX}/login"}
-
-    @app.post(PREFIX + "/session", **keyed)
-    async def trade_token(body: SessionRequest) -> dict[str, Any]:
-        """For a server that stands between the browser and the host (hyper dashboard's
-        loopback server): the token's session, for it to set as its own cookie."""
-        now = time.time()
-        if not login.redeem_token(service.store, body.token, now):
-            raise HTTPException(401, "this login token has expired or was used")
-        value = login.new_session(api_key, now)
-        return {"cookie": cookie, "value": value, "max_age": login.SESSION_SECONDS}
-
-    @app.get(PREFIX + "/login", **anyone)
-    async def log_in(request: Request, token: str = Query("", max_length=200)) -> Response:
-        now = time.time()
-        if not login.redeem_token(service.store, token, now):
-            return page(request, "login.html", status=401, reason="expired or used")
-        answer = RedirectResponse("./", status_code=303, headers=SECURITY_HEADERS)
-        set_session(answer, request, cookie, login.new_session(api_key, now))
-        return answer
+    _add_login(app, service, page, keyed)
 
     # pages -----------------------------------------------------------------------------
 
@@ -195,19 +168,7 @@ def install(app: FastAPI, service: HostService) -> None:
         form = parse_qs((await request.body())[:1000].decode(errors="replace"))
         if form.get("confirm") != ["yes"]:
             raise UsageError(f"{action} needs confirm=yes")
-        affected = _unfinished(service, service.job(job_id))
-        selection = Selection(ids=[str(job_id)])
-        if action == "cancel":
-            result = service.cancel(selection)
-            changed = result.cancelled + result.stopping
-            said = f"{result.cancelled} cancelled, {result.stopping} stopping"
-        else:
-            held = service.hold(selection, hold=action == "hold")
-            changed = held.changed
-            said = f"{held.changed} {ACTIONS[action]}"
-        if changed:
-            _note(service, affected, f"{ACTIONS[action]} from the dashboard")
-        return page(request, "done.html", said=said)
+        return page(request, "done.html", said=_change(service, job_id, action))
 
     @app.get(PREFIX + "/workflows", **logged_in)
     async def workflows(request: Request) -> HTMLResponse:
@@ -227,6 +188,55 @@ def install(app: FastAPI, service: HostService) -> None:
             raise HTTPException(404, "no such file")
         headers = {**SECURITY_HEADERS, "Cache-Control": "private, max-age=3600"}
         return Response(path.read_bytes(), media_type=STATIC_TYPES[path.suffix], headers=headers)
+
+
+def _add_login(app: FastAPI, service: HostService, page: Any, keyed: dict[str, Any]) -> None:
+    """The routes that log a browser in: a token for the key, a session for a token."""
+    api_key = service.settings.api_key
+    cookie = login.cookie_name(api_key)
+    anyone: dict[str, Any] = {"include_in_schema": False}
+
+    @app.post(PREFIX + "/tokens", **keyed)
+    async def new_token(body: TokenRequest) -> dict[str, Any]:
+        now = time.time()
+        token = login.issue_token(service.store, now, body.seconds)
+        return {"token": token, "expires": now + body.seconds, "path": f"{PREFIX}/login"}
+
+    @app.post(PREFIX + "/session", **keyed)
+    async def trade_token(body: SessionRequest) -> dict[str, Any]:
+        """For a server that stands between the browser and the host (hyper dashboard's
+        loopback server): the token's session, for it to set as its own cookie."""
+        now = time.time()
+        if not login.redeem_token(service.store, body.token, now):
+            raise HTTPException(401, "this login token has expired or was used")
+        value = login.new_session(api_key, now)
+        return {"cookie": cookie, "value": value, "max_age": login.SESSION_SECONDS}
+
+    @app.get(PREFIX + "/login", **anyone)
+    async def log_in(request: Request, token: str = Query("", max_length=200)) -> Response:
+        now = time.time()
+        if not login.redeem_token(service.store, token, now):
+            return page(request, "login.html", status=401, reason="expired or used")
+        answer = RedirectResponse("./", status_code=303, headers=SECURITY_HEADERS)
+        set_session(answer, request, cookie, login.new_session(api_key, now))
+        return answer
+
+
+def _change(service: HostService, job_id: int, action: str) -> str:
+    """Cancel, hold or release a job from the dashboard (noted in its log); what changed."""
+    affected = _unfinished(service, service.job(job_id))
+    selection = Selection(ids=[str(job_id)])
+    if action == "cancel":
+        result = service.cancel(selection)
+        changed = result.cancelled + result.stopping
+        said = f"{result.cancelled} cancelled, {result.stopping} stopping"
+    else:
+        held = service.hold(selection, hold=action == "hold")
+        changed = held.changed
+        said = f"{held.changed} {ACTIONS[action]}"
+    if changed:
+        _note(service, affected, f"{ACTIONS[action]} from the dashboard")
+    return said
 
 
 def set_session(response: Response, request: Request, cookie: str, value: str) -> None:

@@ -2,8 +2,6 @@
 
 The map (each module one concept; none imported on the qsub path):
 
-- ``tables.py``     the DynamoDB tables of a host (CreateTable shapes), used by the
-                    DynamoDB store (``hyper/store/dynamodb.py``) and the host template
 - ``templates.py``  CloudFormation generated in Python: the host stack (tables, bucket,
                     API Gateway + API key + usage plan, Lambda, schedule, roles, logs,
                     dashboard) and a region stack (VPC, subnets, endpoints, peering)
@@ -15,10 +13,11 @@ The map (each module one concept; none imported on the qsub path):
 - ``provider.py``   the AWS provider: each resource kind in every ACTIVE region
 - ``host.py``       a host's control plane deployed from the user's machine: the key's
                     secret, the code bucket and bundle, the host stack, credentials
-- ``lambda_app.py`` the host app as the Lambda function builds it
 
-The Batch launcher is ``hyper/launchers/batch.py``; the Lambda entry point that runs
-the host app is ``hyper/host/lambda_adapter.py``.
+The Batch launcher is ``hyper/launchers/batch.py``; the DynamoDB tables of a host are
+``hyper/store/dynamodb_tables.py`` (the store's, which the host template makes); the
+host app as the Lambda function builds it is ``hyper/host/lambda_app.py``, beside the
+daemon, and its entry point ``hyper/host/lambda_adapter.py``.
 
 Every AWS call goes through plain boto3 clients, so `AWS_ENDPOINT_URL` points them all
 at a moto server in end-to-end tests.

@@ -108,9 +108,7 @@ def installed_versions() -> list[str]:
 
 
 def package_dir() -> Path:
-    import hyper
-
-    return Path(hyper.__file__).resolve().parent
+    return Path(__file__).resolve().parents[2]  # hyper/, from hyper/providers/aws/
 
 
 def tree_files(root: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:

@@ -7,7 +7,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from hyper.aws_errors import error_code, error_message
 from hyper.errors import DeployFailed, one_line
+
+__all__ = ["aws_client", "aws_errors", "error_code", "error_message"]
 
 _CLIENTS = threading.Lock()  # boto3's default session makes clients one at a time
 
@@ -19,18 +22,6 @@ def aws_client(service: str, region: str, **options: Any) -> Any:
 
     with _CLIENTS:
         return boto3.client(service, region_name=region, **options)
-
-
-def error_code(error: BaseException) -> str:
-    """The code AWS answered with (`ThrottlingException`...), or '' for other errors."""
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def error_message(error: BaseException) -> str:
-    response = getattr(error, "response", None) or {}
-    detail = response.get("Error", {})
-    return str(detail.get("Message") or detail.get("Code") or error)
 
 
 @contextlib.contextmanager

@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 
 from hyper.config import HostConfig
 from hyper.errors import DeployFailed, UsageError
-from hyper.providers.aws import batch, bundle, stacks, tables, templates
+from hyper.providers.aws import batch, bundle, stacks, templates
 from hyper.providers.aws.calls import aws_errors
+from hyper.store import dynamodb_tables as tables
 
 Log = Callable[[str], None]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hyper.errors import UsageError
-from hyper.host.lambda_adapter import TICK_EVENT
+from hyper.lambda_events import TICK_EVENT
 from hyper.models import RegionSpec
 
 Template = dict[str, Any]

@@ -27,16 +27,8 @@ from typing import Any
 
 import boto3
 
-from hyper.host.lambda_adapter import (
-    TICK_EVENT,
-    ASGIApp,
-    LambdaApp,
-    Message,
-    Receive,
-    Scope,
-    Send,
-    deploy_event,
-)
+from hyper.host.lambda_adapter import ASGIApp, LambdaApp, Message, Receive, Scope, Send
+from hyper.lambda_events import TICK_EVENT, deploy_event
 from hyper.providers.aws.templates import DEPLOY_TIMEOUT_SECONDS, FUNCTION_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
@@ -118,7 +110,7 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
     """Built once per Lambda container (the adapter calls it on the first event)."""
     from hyper.host.app import create_app
     from hyper.host.service import HostService
-    from hyper.host.settings import HostSettings
+    from hyper.host_settings import HostSettings
     from hyper.launchers.base import Launcher
     from hyper.launchers.batch import BatchLauncher
     from hyper.models import ResourceKind

@@ -1,9 +1,10 @@
 """The DynamoDB tables of a host, as data: one ``create_table`` request per table.
 
-``table_definitions`` is pure data so that the host template can turn the same tables
-into CloudFormation; ``create_tables`` makes them through a boto3 client (tests, local
-use). The DynamoDB store (``hyper/store/dynamodb.py``) reads and writes them; the
-attributes named here are the keys and index keys it maintains.
+``table_definitions`` is pure data so that the AWS host template
+(``hyper/providers/aws/templates.py``) can turn the same tables into CloudFormation;
+``create_tables`` makes them through a boto3 client (tests, local use). The DynamoDB
+store (``hyper/store/dynamodb.py``) reads and writes them; the attributes named here are
+the keys and index keys it maintains.
 
 Every table is PAY_PER_REQUEST. Index key attributes are written only on the items an
 index is for (sparse indexes): ``ck``/``co`` only while a job is Waiting, ``leased`` and

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 
 from hyper.host.lambda_adapter import LambdaApp, LambdaHandler, make_handler
-from tests.test_lambda_adapter import proxy_event
+from tests.helpers.lambda_events import proxy_event
 
 STAGE = "v1"
 INVOKE_PREFIX = "/2015-03-31/functions/"
@@ -129,7 +129,7 @@ class Function:
         if self._factory is not None:
             handler = make_handler(self._factory)
         else:
-            from hyper.providers.aws.lambda_app import make_app
+            from hyper.host.lambda_app import make_app
 
             with _BUILDING, environment(self.env):
                 built = make_app()
@@ -308,9 +308,12 @@ class Gateway:
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            def _answer(
+                self, status: int, body: bytes, headers: list[tuple[str, str]] | dict[str, str]
+            ) -> None:
                 self.send_response(status)
-                for name, value in headers.items():
+                pairs = headers.items() if isinstance(headers, dict) else headers
+                for name, value in pairs:
                     if name.lower() not in ("content-length", "connection"):
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
@@ -382,6 +385,16 @@ class Gateway:
                 raw = answer.get("body") or ""
                 data = base64.b64decode(raw) if answer.get("isBase64Encoded") else raw.encode()
                 gateway.answers[int(answer["statusCode"])] += 1
-                self._answer(int(answer["statusCode"]), data, dict(answer.get("headers") or {}))
+                self._answer(int(answer["statusCode"]), data, proxy_headers(answer))
 
         return Handler
+
+
+def proxy_headers(answer: dict[str, Any]) -> list[tuple[str, str]]:
+    """A proxy response's headers as API Gateway sends them: `headers` and
+    `multiValueHeaders` merged into one list."""
+    merged = {name: [value] for name, value in (answer.get("headers") or {}).items()}
+    for name, values in (answer.get("multiValueHeaders") or {}).items():
+        known = merged.setdefault(name, [])
+        known.extend(v for v in values if v not in known)
+    return [(name, value) for name, values in merged.items() for value in values]
