@@ -64,6 +64,14 @@ class OutputBody(Body):
     join: bool = False
 
 
+class ResourcesBody(Body):
+    """What the job asks for (hyper.capacity); what it does not say takes the default."""
+
+    cpus: int | None = Field(None, ge=1, le=4096)
+    mem_mib: int | None = Field(None, ge=1, le=64 * 2**20)
+    gpus: int | None = Field(None, ge=0, le=64)
+
+
 class JobSubmission(Body):
     name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME.pattern)
     queue: str = Field(min_length=1, max_length=128)
@@ -75,6 +83,9 @@ class JobSubmission(Body):
     priority: int = Field(0, ge=-10_000, le=10_000)
     time_limit: int | None = Field(None, ge=1, le=10 * 365 * 86400, description="seconds")
     hold: bool = False
+    resources: ResourcesBody | None = Field(
+        None, description="CPUs, memory (MiB) and GPUs the job gets on its worker"
+    )
     depends: list[DependencyBody] = Field(default_factory=list, max_length=1000)
     output: OutputBody | None = None
     array: ArrayBody | None = None

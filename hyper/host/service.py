@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hyper import jobspec, output, resources
+from hyper import capacity, jobspec, output, resources
 from hyper.deployer import Deployer
 from hyper.errors import Conflict, NotFound, UsageError
 from hyper.host.schemas import (
@@ -91,6 +91,7 @@ class HostService:
         new = [self._new_job(job) for job in jobs]
         for queue, definition in {(job.queue, job.definition) for job in jobs}:
             self.check_fits(queue, definition)
+        self._check_requests(jobs)
         ids = self.store.submit(new, time.time())
         self.work_arrived.fire()
         self.jobs_changed.fire()
@@ -109,6 +110,24 @@ class HostService:
                 f" cluster {cluster.name!r} with at most {cluster.max_vcpus} per region"
             )
 
+    def _check_requests(self, jobs: Sequence[JobSubmission]) -> None:
+        """A job asking more than any worker of its definition could ever have is refused,
+        with what fits."""
+        shapes: dict[str, capacity.Shape] = {}
+        for job in jobs:
+            if not job.resources:
+                continue
+            if job.definition not in shapes:
+                spec = resources.spec_of(
+                    self.store, ResourceKind.DEFINITION, job.definition, DefinitionSpec
+                )
+                shapes[job.definition] = capacity.shape_of(spec.model_dump())
+            why = capacity.refusal(
+                job.resources.model_dump(), shapes[job.definition], job.definition
+            )
+            if why:
+                raise UsageError(f"job {job.name!r}: {why}")
+
     def _new_job(self, job: JobSubmission) -> NewJob:
         if len(job.script.encode()) > self.settings.max_script_bytes:
             raise UsageError(
@@ -123,6 +142,9 @@ class HostService:
         options = {**output, "compat": job.compat, "package": job.package, "collect": job.collect}
         # kept for people to read (the dashboard): the store settles dependencies its own way
         options["depends"] = [f"{d.kind}:{d.target}" for d in job.depends]
+        if job.resources:  # what the job asked for; the worker gives it (hyper.capacity)
+            asked = job.resources.model_dump(exclude_none=True)
+            options["request"] = asked or None
         return NewJob(
             name=job.name,
             queue=job.queue,
