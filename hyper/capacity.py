@@ -105,7 +105,9 @@ def shape_of(definition: dict[str, Any]) -> Shape:
     if not ids:
         ids = [str(i) for i in range(int(definition.get("gpu_count") or 0))]
     return Shape(
-        int(definition.get("vcpus") or 1), int(definition.get("memory_limit_mib") or 1024), tuple(ids)
+        int(definition.get("vcpus") or 1),
+        int(definition.get("memory_limit_mib") or 1024),
+        tuple(ids),
     )
 
 
