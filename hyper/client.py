@@ -587,9 +587,24 @@ class HostClient:
     # workers --------------------------------------------------------------
 
     def claim(
-        self, worker_id: str, *, queue: str, definition: str, limit: int, wait: float
+        self,
+        worker_id: str,
+        *,
+        queue: str,
+        definition: str,
+        limit: int,
+        wait: float,
+        room: dict[str, int] | None = None,
     ) -> list[dict[str, Any]]:
-        body = {"queue": queue, "definition": definition, "limit": limit, "wait": wait}
+        """Claim up to `limit` jobs; with `room`, only jobs that fit in it."""
+        body: dict[str, Any] = {
+            "queue": queue,
+            "definition": definition,
+            "limit": limit,
+            "wait": wait,
+        }
+        if room is not None:
+            body["room"] = room
         return list(self.call("POST", f"/workers/{quote(worker_id)}/claim", body)["jobs"])
 
     def progress(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:

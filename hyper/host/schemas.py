@@ -141,11 +141,20 @@ class LogPage(BaseModel):
     finished: bool
 
 
+class RoomBody(Body):
+    """What a worker has left: only jobs whose requests fit in it are claimed."""
+
+    cpus: int = Field(ge=0, le=1_000_000)
+    mem_mib: int = Field(ge=0, le=2**50)
+    gpus: int = Field(0, ge=0, le=1_000_000)
+
+
 class ClaimRequest(Body):
     queue: str
     definition: str
     limit: int = Field(1, ge=1, le=1000)
     wait: float = Field(0.0, ge=0.0, le=60.0)
+    room: RoomBody | None = None
 
 
 class ClaimResponse(BaseModel):
@@ -187,6 +196,7 @@ class BatchCompletion(Body):
 
     reports: list[BatchReport] = Field(max_length=1000)
     claim_next: int = Field(0, ge=0, le=1000)
+    room: RoomBody | None = Field(None, description="the next jobs fit in this")
 
 
 class BatchCompletionResponse(BaseModel):

@@ -275,15 +275,35 @@ class HostService:
     # workers --------------------------------------------------------------------
 
     async def claim(
-        self, worker_id: str, queue: str, definition: str, limit: int, wait: float
+        self,
+        worker_id: str,
+        queue: str,
+        definition: str,
+        limit: int,
+        wait: float,
+        room: dict[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         """Jobs for a worker, each with how to run it: its definition (limits, image...)
-        and the container image to use, if any."""
+        and the container image to use, if any. With `room` (what the worker has left),
+        only jobs whose requests fit in it."""
         spec = resources.spec_of(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
+        fits = None
+        if room is not None:
+            shape, free = capacity.shape_of(spec.model_dump()), capacity.Request(**room)
+
+            def fits(asked: dict[str, Any] | None) -> bool:
+                return capacity.effective(asked, shape).fits(free)
+
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             jobs = self.store.claim(
-                worker_id, queue, definition, limit, self.settings.lease_seconds, time.time()
+                worker_id,
+                queue,
+                definition,
+                limit,
+                self.settings.lease_seconds,
+                time.time(),
+                fits,
             )
             left = deadline - time.monotonic()
             if jobs or left <= 0:
@@ -378,7 +398,10 @@ class HostService:
         # a worker that lost a lease is behind: it gets nothing more until it catches up
         if batch.claim_next and batch.reports and not any(isinstance(r, Conflict) for r in results):
             job = self.job(batch.reports[0].job_id)
-            following = await self.claim(worker_id, job.queue, job.definition, batch.claim_next, 0)
+            room = batch.room.model_dump() if batch.room else None
+            following = await self.claim(
+                worker_id, job.queue, job.definition, batch.claim_next, 0, room
+            )
         return results, following
 
     def return_claims(self, worker_id: str, claims: list[tuple[int, int]]) -> int:
