@@ -185,6 +185,9 @@ class CompletionReport(Body):
     reason: str | None = Field(None, max_length=1000)
     output: list[OutputChunk] = Field(default_factory=list)
     claim_next: int = Field(0, ge=0, le=1000, description="also claim this many next jobs")
+    usage: dict[str, float] | None = Field(
+        None, description="what the attempt used: peak_rss_mib, cpu_seconds (sampled)"
+    )
 
 
 class BatchReport(CompletionReport):

@@ -18,6 +18,7 @@ from hyper.host.schemas import (
     MAX_ID,
     ArrayBody,
     BatchCompletion,
+    BatchReport,
     JobSubmission,
     NodeJoin,
     OutputChunk,
@@ -56,6 +57,14 @@ def _report_output(chunks: Sequence[OutputChunk]) -> list[tuple[LogKind, str]]:
     if output.size_of(entries) <= output.NOTE_ROOM_BYTES:
         return entries
     return output.within(entries, 0, 0)[0]
+
+
+def _usage(report: BatchReport) -> list[tuple[LogKind, str]]:
+    """What an attempt used (peak memory, CPU time), kept as its last METRICS entry, marked
+    `final` (qstat -i shows it)."""
+    if not report.usage:
+        return []
+    return [(LogKind.METRICS, json.dumps({**report.usage, "final": 1.0}, sort_keys=True))]
 
 
 class Pulse:
@@ -387,7 +396,7 @@ class HostService:
         next jobs. A report for an attempt the worker no longer holds is refused."""
         # a report's own output is short (notes); the job's output came with its progress
         endings = [
-            Ending(r.job_id, r.attempt, r.exit_code, r.reason, _report_output(r.output))
+            Ending(r.job_id, r.attempt, r.exit_code, r.reason, _report_output(r.output) + _usage(r))
             for r in batch.reports
         ]
         results = self.store.complete_many(worker_id, endings, time.time())
