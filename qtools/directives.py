@@ -42,7 +42,8 @@ class JobOptions(NamedTuple):
     gpus: str | None = None
     # a dialect's parts of the request, multiplied out at the end (hyper.capacity.combine)
     tasks: str | None = None  # Slurm -n/--ntasks: CPUs are tasks times --cpus-per-task
-    mem_per_cpu: str | None = None  # Slurm --mem-per-cpu: memory is this times CPUs
+    tasks_per_node: str | None = None  # Slurm --ntasks-per-node: more tasks is more nodes
+    mem_per_cpu: str | None = None  # Slurm --mem-per-cpu, PBS pmem: this times CPUs
 
     def merged_over(self, base: JobOptions) -> JobOptions:
         """These options, falling back to `base` for anything not said here. Lists add up,

@@ -127,7 +127,7 @@ SLURM: dict[str, Handler] = {
     "--cpus-per-task": lambda o, v: o._replace(cpus=_count(v, "--cpus-per-task")),
     "-n": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
     "--ntasks": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
-    "--ntasks-per-node": lambda o, v: o._replace(tasks=_count(v, "--ntasks-per-node")),
+    "--ntasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--ntasks-per-node")),
     "--mem": lambda o, v: o._replace(mem=_mib(v, "M", "--mem")),
     "--mem-per-cpu": lambda o, v: o._replace(mem_per_cpu=_mib(v, "M", "--mem-per-cpu")),
     "--gres": _slurm_gres, "--gpus": _slurm_gpus, "-G": _slurm_gpus,
@@ -147,6 +147,7 @@ _PBS_AMOUNTS = {
     "ngpus": lambda o, v: o._replace(gpus=_count(v, "ngpus")),
     "ppn": lambda o, v: o._replace(cpus=_count(v, "ppn")),
     "gpus": lambda o, v: o._replace(gpus=_count(v, "gpus")),
+    "pmem": lambda o, v: o._replace(mem_per_cpu=_mib(v, "b", "pmem")),
 }
 
 
@@ -172,7 +173,7 @@ def pbs_resources(options: JobOptions, value: str) -> tuple[JobOptions, list[str
                     options = _PBS_AMOUNTS[name](options, number)
                 elif name not in ("mpiprocs", "ompthreads") or not number:
                     others.append(f"{key}=...:{part}")
-        elif key in _PBS_AMOUNTS and key != "ppn" and amount:
+        elif key in _PBS_AMOUNTS and key not in ("ppn",) and amount:
             options = _PBS_AMOUNTS[key](options, amount)
         elif item:
             others.append(item)
@@ -477,13 +478,17 @@ def translate(text: str) -> Translation:
 def combine(options: JobOptions) -> JobOptions:
     """The request from its dialect's parts: Slurm's CPUs are tasks times CPUs per task,
     and --mem-per-cpu is per CPU."""
-    tasks, per_task = options.tasks, options.cpus
+    tasks, per_node, per_task = options.tasks, options.tasks_per_node, options.cpus
+    if tasks is not None and per_node is not None and int(tasks) > int(per_node):
+        nodes = -(-int(tasks) // max(1, int(per_node)))
+        capacity.check_nodes(nodes, f"#SBATCH --ntasks={tasks} --ntasks-per-node={per_node}")
+    tasks = per_node if per_node is not None else tasks
     if tasks is not None:
         options = options._replace(cpus=str(int(tasks) * int(per_task or 1)))
     if options.mem_per_cpu is not None and options.mem is None:
         mib = int(options.mem_per_cpu.rstrip("M")) * int(options.cpus or 1)
         options = options._replace(mem=f"{mib}M")
-    return options._replace(tasks=None, mem_per_cpu=None)
+    return options._replace(tasks=None, tasks_per_node=None, mem_per_cpu=None)
 
 
 def output_files(
