@@ -309,6 +309,28 @@ def _lsf_env(options: JobOptions, value: str) -> JobOptions:
     return options._replace(export_all=export_all, env=tuple(env))
 
 
+def lsf_unit() -> str:
+    """The unit of LSF's memory limits (-M, rusage[mem]) without a unit of their own: the
+    cluster's LSF_UNIT_FOR_LIMITS (the variable, or lsf.conf in $LSF_ENVDIR, $LSF_CONFDIR
+    or /etc, as LSF and dask-jobqueue look for it); MB when none says (what LSF's
+    installer sets)."""
+    import os
+
+    said = os.environ.get("LSF_UNIT_FOR_LIMITS", "")
+    if not said:
+        folder = os.environ.get("LSF_ENVDIR") or os.environ.get("LSF_CONFDIR") or "/etc"
+        try:
+            lines = Path(folder, "lsf.conf").read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            if line.strip().startswith("LSF_UNIT_FOR_LIMITS"):
+                said = line.partition("=")[2].strip()
+                break
+    unit = said[:1].upper()
+    return unit if unit in ("K", "M", "G", "T") else "M"
+
+
 def _lsf_slots(options: JobOptions, value: str) -> JobOptions:
     """-n N (or MIN,MAX: the job gets MIN) slots on one host: N CPUs."""
     return options._replace(cpus=_count(value.split(",", 1)[0], "-n"))
@@ -323,7 +345,7 @@ def _lsf_requirement(options: JobOptions, value: str) -> JobOptions:
         if name == "rusage":
             found = re.search(r"(?:^|[,:\s])mem\s*=\s*([0-9.]+\s*[A-Za-z]*)", body)
             if found:
-                options = options._replace(mem=_mib(found.group(1), "M", "rusage[mem]"))
+                options = options._replace(mem=_mib(found.group(1), lsf_unit(), "rusage[mem]"))
             if re.sub(r"(?:^|[,:\s])mem\s*=\s*[^,:\s]+", "", body).strip(" ,:"):
                 others.append(f"rusage[{body}]")
         elif name == "span" and body.replace(" ", "") == "hosts=1":
@@ -353,7 +375,7 @@ LSF: dict[str, Handler] = {
     "-env": _lsf_env,
     "-sp": lambda options, value: options._replace(priority=int(value)),
     "-n": _lsf_slots, "-R": _lsf_requirement, "-gpu": _lsf_gpu,
-    "-M": lambda o, v: o._replace(mem=o.mem or _mib(v, "M", "-M")),
+    "-M": lambda o, v: o._replace(mem=o.mem or _mib(v, lsf_unit(), "-M")),
 }  # fmt: skip
 LSF_FLAGS = {"-r", "-rn", "-H"}
 

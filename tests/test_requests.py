@@ -163,6 +163,17 @@ def test_lsf_requests_and_their_units(lines: str, asked: tuple) -> None:
     assert translate(text).warnings == []
 
 
+@pytest.mark.parametrize(("unit", "mib"), [("KB", 4), ("MB", 4096), ("GB", 4 * 1024 * 1024)])
+def test_lsf_units_follow_the_clusters_lsf_conf(
+    unit: str, mib: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "lsf.conf").write_text(f"LSF_UNIT_FOR_LIMITS=KB\nLSF_UNIT_FOR_LIMITS={unit}\n")
+    monkeypatch.delenv("LSF_UNIT_FOR_LIMITS", raising=False)
+    monkeypatch.setenv("LSF_ENVDIR", str(tmp_path))
+    assert translate("#BSUB -M 4096\n").options.mem == f"{mib}M"
+    assert translate('#BSUB -R "rusage[mem=4096]"\n').options.mem == f"{mib}M"
+
+
 def test_lsf_resource_sections_hyper_does_not_have_are_warned() -> None:
     result = translate('#BSUB -R "select[mem>100] rusage[mem=200]"\n')
     assert result.options.mem == "200M"

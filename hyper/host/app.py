@@ -295,7 +295,7 @@ def create_app(
     @app.get("/jobs/{job_id}")
     async def get_job(job_id: JobId, wait: float = Query(0.0, ge=0.0, le=60.0)) -> dict[str, Any]:
         job = await service.wait_for_job(job_id, wait) if wait else service.job(job_id)
-        return job.as_dict()
+        return service.job_details(job)
 
     @app.get("/jobs/{job_id}/script")
     async def get_script(job_id: JobId) -> dict[str, Any]:

@@ -67,6 +67,9 @@ def _usage(report: BatchReport) -> list[tuple[LogKind, str]]:
     return [(LogKind.METRICS, json.dumps({**report.usage, "final": 1.0}, sort_keys=True))]
 
 
+USED_ENTRIES = 20_000  # METRICS entries a job's `used` is read from, at most
+
+
 class Pulse:
     """Wakes every coroutine waiting on it; used for long-polls and to wake the scheduler."""
 
@@ -195,6 +198,39 @@ class HostService:
         if found is None:
             raise NotFound(f"unknown job id {job_id}")
         return found
+
+    def job_details(self, job: JobRecord | ArrayRecord) -> dict[str, Any]:
+        """A job's fields, with what it gets on its worker (`resources`: CPUs, memory in
+        MiB, GPUs, from what it asked and its definition) and, once it ran, what it used
+        (`used`: peak resident memory and CPU time, as its worker sampled them)."""
+        data = job.as_dict()
+        found = self.store.get_resource(ResourceKind.DEFINITION.value, job.definition)
+        if found is not None:
+            asked = (job.options or {}).get("request")
+            data["resources"] = capacity.effective(asked, capacity.shape_of(found.spec)).as_dict()
+        if isinstance(job, JobRecord) and job.started is not None:
+            used = self._used(job.id)
+            if used:
+                data["used"] = used
+        return data
+
+    def _used(self, job_id: int) -> dict[str, float]:
+        """Peak memory and CPU time from the job's METRICS entries, the highest over its
+        attempts (read up to USED_ENTRIES of them)."""
+        peak = cpu = 0.0
+        after, seen = 0, 0
+        while seen < USED_ENTRIES:
+            entries = self.store.read_log(job_id, [LogKind.METRICS], after=after, limit=1000)
+            for entry in entries:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    sample = json.loads(entry.text)
+                    peak = max(peak, float(sample.get("peak_rss_mib", sample.get("rss_mib", 0))))
+                    cpu = max(cpu, float(sample.get("cpu_seconds", 0)))
+            seen += len(entries)
+            if len(entries) < 1000:
+                break
+            after = entries[-1].seq
+        return {"peak_rss_mib": round(peak, 1), "cpu_seconds": round(cpu, 2)} if seen else {}
 
     async def wait_for_job(self, job_id: int, wait: float) -> JobRecord | ArrayRecord:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
