@@ -330,8 +330,8 @@ class Fields:
             "name": lambda: job["name"],
             "partition": lambda: job["queue"],
             "account": lambda: "",
-            "alloccpus": lambda: "1",
-            "ncpus": lambda: "1",
+            "alloccpus": lambda: str(dialect.requested(job)[0]),
+            "ncpus": lambda: str(dialect.requested(job)[0]),
             "nnodes": lambda: "1",
             "numnodes": lambda: "1",
             "state": lambda: said.slurm,
@@ -359,8 +359,8 @@ class Fields:
             "priority": lambda: str(job.get("priority") or 0),
             "qos": lambda: "normal",
             "comment": lambda: job.get("reason") or "",
-            "reqmem": lambda: "0",
-            "maxrss": lambda: "",
+            "reqmem": lambda: f"{dialect.requested(job)[1] or 0}M",
+            "maxrss": lambda: _maxrss(job),
             "cluster": lambda: "hyper",
         }
         if name not in table:
@@ -1022,11 +1022,19 @@ def scontrol(argv: list[str]) -> int:
     return 0
 
 
+def _maxrss(job: dict[str, Any]) -> str:
+    """sacct's MaxRSS: the peak resident memory the worker saw (empty when not known)."""
+    peak = (job.get("used") or {}).get("peak_rss_mib")
+    return f"{int(peak * 1024)}K" if peak else ""
+
+
 def _show(job: dict[str, Any], oneliner: bool) -> str:
     fields = Fields(job, _server())
     v = fields.value
     me = dialect.user()
     uid = v("uid")
+    cpus, mem, gpus = dialect.requested(job)
+    gres = f",gres/gpu={gpus}" if gpus else ""
     array = ""
     if job.get("array_id") is not None:
         array = f" ArrayJobId={job['array_id']} ArrayTaskId={job['array_index']}"
@@ -1047,7 +1055,11 @@ def _show(job: dict[str, Any], oneliner: bool) -> str:
         [f"StartTime={v('start')}", f"EndTime={v('end')}", "Deadline=N/A"],
         [f"Partition={job['queue']}", f"AllocNode:Sid={fields.server}:0"],
         [f"NodeList={fields.server if job.get('started') else '(null)'}"],
-        ["NumNodes=1", "NumCPUs=1", "NumTasks=1", "CPUs/Task=1"],
+        ["NumNodes=1", f"NumCPUs={cpus}", "NumTasks=1", f"CPUs/Task={cpus}"],
+        [
+            f"MinMemoryNode={mem or 0}M",
+            f"TRES=cpu={cpus},mem={mem or 0}M,node=1{gres}",
+        ],
         [f"Command={job['name']}"],
         [f"WorkDir={v('workdir')}"],
         [f"StdErr={v('stderr')}"],

@@ -102,6 +102,8 @@ def test_a_job_over_its_memory_ends_out_of_memory_beside_a_neighbour(local: Loca
     assert ended["exit_code"] == 125
     assert ended["reason"].startswith("out of memory"), ended["reason"]
     assert "100 MiB" in ended["reason"]
+    assert ended["resources"] == {"cpus": 1, "mem_mib": 100, "gpus": 0}  # qstat -i
+    assert ended["used"]["peak_rss_mib"] > 100  # what the worker saw it reach
     done = local.wait_finished(neighbour_id, timeout=120)
     assert done["status"] == "Successful" and local.ok("qlog", neighbour_id) == "fine\n"
     assert done["worker_id"] == ended["worker_id"]  # they ran side by side
