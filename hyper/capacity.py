@@ -114,14 +114,15 @@ def shape_of(definition: dict[str, Any]) -> Shape:
 def effective(asked: dict[str, Any] | None, shape: Shape) -> Request:
     """What a job gets on a worker of `shape`, from what it asked (None or {} = nothing):
     nothing asked is the whole worker; CPUs without memory get the memory of that many
-    CPUs' share; memory without CPUs gets one CPU; GPUs are 0 unless asked."""
+    CPUs' share (at most the worker's); memory without CPUs gets one CPU; GPUs are 0
+    unless asked."""
     asked = {k: v for k, v in (asked or {}).items() if v is not None}
     if not asked:
         return shape.whole
     cpus = int(asked.get("cpus") or 1)
     mem = asked.get("mem_mib")
     if mem is None:
-        mem = max(1, shape.mem_mib * cpus // max(1, shape.cpus))
+        mem = max(1, min(shape.mem_mib, shape.mem_mib * cpus // max(1, shape.cpus)))
     return Request(cpus, int(mem), int(asked.get("gpus") or 0))
 
 
