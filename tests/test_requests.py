@@ -4,6 +4,7 @@ and the refusals (hyper.capacity, qtools.foreign, qsub's own flags)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -240,3 +241,48 @@ def test_bad_requests_are_refused_with_one_line(tmp_path: Path, flags: tuple, wo
     with pytest.raises(UsageError) as caught:
         _job(tmp_path, "echo\n", *flags)
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ---- the host: kept on the job, refused when too large, claimed by what fits ----------
+
+
+def _post(api: Any, path: str, body: dict[str, Any]) -> Any:
+    return api.post(path, json=body)
+
+
+def _job_body(name: str, **resources: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "queue": "sample-queue-1",
+        "definition": "sample-def-1",
+        "script": "echo\n",
+    }
+    if resources:
+        body["resources"] = resources
+    return body
+
+
+def test_the_host_keeps_the_request_and_claims_by_room(api: Any) -> None:
+    response = _post(api, "/jobs", {"jobs": [_job_body("small", cpus=1, mem_mib=100)]})
+    assert response.status_code == 200, response.text
+    (job_id,) = response.json()["ids"]
+    shown = api.get(f"/jobs/{job_id}").json()
+    assert shown["options"]["request"] == {"cpus": 1, "mem_mib": 100}
+    assert shown["resources"] == {"cpus": 1, "mem_mib": 100, "gpus": 0}
+    claim = {"queue": "sample-queue-1", "definition": "sample-def-1", "limit": 1}
+    tight = {**claim, "room": {"cpus": 1, "mem_mib": 50, "gpus": 0}}
+    assert _post(api, "/workers/w1/claim", tight).json()["jobs"] == []  # 100 MiB > 50
+    roomy = {**claim, "room": {"cpus": 1, "mem_mib": 100, "gpus": 0}}
+    (claimed,) = _post(api, "/workers/w1/claim", roomy).json()["jobs"]
+    assert claimed["id"] == job_id and claimed["options"]["request"]["mem_mib"] == 100
+    report = {"attempt": 1, "exit_code": 0, "usage": {"peak_rss_mib": 42.5, "cpu_seconds": 1.5}}
+    done = _post(api, f"/workers/w1/jobs/{job_id}/complete", report)
+    assert done.status_code == 200, done.text
+    assert api.get(f"/jobs/{job_id}").json()["used"] == {"peak_rss_mib": 42.5, "cpu_seconds": 1.5}
+
+
+def test_the_host_refuses_a_request_no_worker_could_hold(api: Any) -> None:
+    response = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=4)]})
+    assert response.status_code in (400, 422)
+    assert "4 CPUs" in response.text and "1 CPU, 1G" in response.text
+    assert api.get("/jobs").json()["jobs"] == []
