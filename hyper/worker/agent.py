@@ -366,15 +366,17 @@ class WorkerAgent:
         self._ended = threading.Event()  # a job thread finished
         self._machine_cpus = sorted(os.sched_getaffinity(0))
         self._sweep = False  # a job ended while others ran: its orphans wait for a quiet time
+        self._stopping = False  # SIGTERM: running jobs were ended, their leases run out
 
     def stop_on_signal(self) -> None:
         """On SIGTERM, stop the running jobs' process groups too, then exit: their leases
         run out and the host retries them by policy."""
 
         def handler(signum: int, frame: Any) -> None:
+            self._stopping = True
             for placement in list(self._running.values()):
                 if placement.group is not None:
-                    self._end_everything(placement.group, placement.cgroup)
+                    self._end_everything(placement.group, placement.cgroup, alone=True)
                 if placement.cgroup is not None:
                     placement.cgroup.remove()
             raise SystemExit(128 + signum)
@@ -476,14 +478,19 @@ class WorkerAgent:
                 idle_left = options.idle_seconds - (now - idle_since)
                 wait = 0.0 if self._running else round(max(0.0, min(idle_left, 10.0)), 3)
                 sent = clock()
-                claimed = self.client.claim(
-                    options.worker_id,
-                    queue=options.queue,
-                    definition=options.definition,
-                    limit=1,
-                    wait=wait,
-                    room=room.as_dict() if room is not None else None,
-                )
+                try:
+                    claimed = self.client.claim(
+                        options.worker_id,
+                        queue=options.queue,
+                        definition=options.definition,
+                        limit=1,
+                        wait=wait,
+                        room=room.as_dict() if room is not None else None,
+                    )
+                except (HostUnreachable, HostFailure):
+                    if not self._running:
+                        raise
+                    claimed = []  # the running jobs' keepers deal with the host
                 self._held_jobs.extend(_stamped(claimed, sent))
                 if not claimed and self._running:
                     self._ended.wait(LOOP_SECONDS * 4)
@@ -493,7 +500,8 @@ class WorkerAgent:
         finally:  # on SIGTERM too: what ended is reported, what was not started goes back
             with contextlib.suppress(HyperError):
                 self._return_held()
-            self._drain()
+            if not self._stopping:
+                self._drain()  # jobs still running end as they end, and are reported
             with contextlib.suppress(HyperError):
                 self._report(0, None)
         with contextlib.suppress(HyperError):
@@ -894,7 +902,7 @@ class WorkerAgent:
             kill_at = time.monotonic() + KILL_GRACE_SECONDS
         # the script has ended: stop what it left behind (its pipes close then), whatever
         # session, process group or environment it has
-        self._end_everything(process.pid, cgroup, alone=len(self._running) <= 1)
+        self._end_everything(process.pid, cgroup)
         if exit_code is None and watch.killed_by_kernel():
             reason, exit_code = watch.reason(), EXIT_OUT_OF_MEMORY
         pump.finish(timeout=2.0)
@@ -920,10 +928,15 @@ class WorkerAgent:
         ending["usage"] = watch.usage()
         return ending
 
-    def _end_everything(self, group: int, cgroup: JobCgroup | None, *, alone: bool = True) -> None:
+    def _end_everything(
+        self, group: int, cgroup: JobCgroup | None, *, alone: bool | None = None
+    ) -> None:
         """SIGKILL the job's process group, its cgroup and, when it is the worker's only
-        job, every descendant of this worker (a subreaper: orphans of the job were
-        re-parented here; beside other jobs they are swept once the worker is quiet)."""
+        job (`alone`; by default: whether it runs no other), every descendant of this
+        worker (a subreaper: orphans of the job were re-parented here; beside other jobs
+        they are swept once the worker is quiet)."""
+        if alone is None:
+            alone = len(self._running) <= 1
         _kill_group(group, signal.SIGKILL)
         if cgroup is not None:
             cgroup.kill(spare=group)
