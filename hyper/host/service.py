@@ -230,7 +230,9 @@ class HostService:
             if len(entries) < 1000:
                 break
             after = entries[-1].seq
-        return {"peak_rss_mib": round(peak, 1), "cpu_seconds": round(cpu, 2)} if seen else {}
+        if not (peak or cpu):
+            return {}  # it ended before its worker took a sample
+        return {"peak_rss_mib": round(peak, 1), "cpu_seconds": round(cpu, 2)}
 
     async def wait_for_job(self, job_id: int, wait: float) -> JobRecord | ArrayRecord:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)

@@ -345,8 +345,10 @@ class _MemoryWatch:
     def reason(self) -> str:
         return f"out of memory: it reached the {self.limit_mib} MiB it asked for"
 
-    def usage(self) -> dict[str, float]:
-        """What it used, as sampled while it ran."""
+    def usage(self) -> dict[str, float] | None:
+        """What it used, as sampled while it ran (None when it ended before a sample)."""
+        if not (self.peak_mib or self.cpu_seconds):
+            return None
         return {"peak_rss_mib": round(self.peak_mib, 1), "cpu_seconds": round(self.cpu_seconds, 2)}
 
 
