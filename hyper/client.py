@@ -31,6 +31,7 @@ import os
 import socket
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -149,6 +150,9 @@ class SocketTransport:
         self._folder: int | None = None  # the socket's folder, once connected (unix:)
         self._buffer = b""
         self._last_used = 0.0
+        # one request at a time on the connection: a worker's threads (its claims, its
+        # jobs' leases and files) share one client
+        self._lock = threading.Lock()
 
     def _connect(self) -> socket.socket:
         if self.socket_path is not None:
@@ -235,6 +239,12 @@ class SocketTransport:
         self._buffer = b""
 
     def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        with self._lock:
+            return self._request(method, path, body, headers)
+
+    def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
         where = f"{self.hostname}:{self.port}" if self.port else self.hostname

@@ -38,7 +38,7 @@ def _submit(local: LocalHost, *flags: str, directives: str = "", sleep: float = 
 
 def _ran(local: LocalHost, job_id: str) -> dict:
     job = local.wait_finished(job_id, timeout=120)
-    assert job["status"] == "Successful", job
+    assert job["status"] == "Successful", (job["reason"], job["exit_code"])
     return dict(json.loads(local.ok("qlog", job_id)))
 
 
