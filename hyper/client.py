@@ -31,6 +31,7 @@ import json
 import os
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -151,6 +152,9 @@ class SocketTransport:
         self._folder: int | None = None  # the socket's folder, once connected (unix:)
         self._buffer = b""
         self._last_used = 0.0
+        # one request at a time on the connection: a worker's threads (its claims, its
+        # jobs' leases and files) share one client
+        self._lock = threading.Lock()
 
     def _connect(self) -> _socket.socket:
         if self.socket_path is not None:
@@ -241,6 +245,12 @@ class SocketTransport:
         self._buffer = b""
 
     def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        with self._lock:
+            return self._request(method, path, body, headers)
+
+    def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
         where = f"{self.hostname}:{self.port}" if self.port else self.hostname
@@ -593,9 +603,24 @@ class HostClient:
     # workers --------------------------------------------------------------
 
     def claim(
-        self, worker_id: str, *, queue: str, definition: str, limit: int, wait: float
+        self,
+        worker_id: str,
+        *,
+        queue: str,
+        definition: str,
+        limit: int,
+        wait: float,
+        room: dict[str, int] | None = None,
     ) -> list[dict[str, Any]]:
-        body = {"queue": queue, "definition": definition, "limit": limit, "wait": wait}
+        """Claim up to `limit` jobs; with `room`, only jobs that fit in it."""
+        body: dict[str, Any] = {
+            "queue": queue,
+            "definition": definition,
+            "limit": limit,
+            "wait": wait,
+        }
+        if room is not None:
+            body["room"] = room
         return list(self.call("POST", f"/workers/{quote(worker_id)}/claim", body)["jobs"])
 
     def progress(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ EXIT_UNREACHABLE = 69  # sysexits EX_UNAVAILABLE
 EXIT_AUTH = 77  # sysexits EX_NOPERM
 EXIT_CANCELLED = 143  # a waited-for job was cancelled (128 + SIGTERM, what qdel sends)
 EXIT_TIME_LIMIT = 124  # a job stopped at its time limit (as GNU timeout exits; qdel gives 143)
+EXIT_OUT_OF_MEMORY = 125  # a job ended for using more memory than it asked for
 
 
 class HyperError(Exception):

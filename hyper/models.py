@@ -175,6 +175,8 @@ class DefinitionSpec(Spec):
     mount_points: list[dict[str, Any]] = Field(default_factory=list)
     host_volumes: list[dict[str, Any]] = Field(default_factory=list)
     gpu_count: int | None = Field(None, ge=0)
+    # the GPUs a worker hands its jobs (their indices on the machine); empty: 0..count-1
+    gpu_ids: list[str] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
     privileged: bool = False
     user: str = ""
@@ -192,6 +194,17 @@ class DefinitionSpec(Spec):
         if value and value.upper() not in LOG_DRIVERS:
             raise ValueError(f"use one of {', '.join(LOG_DRIVERS)}")
         return value.upper()
+
+    @model_validator(mode="after")
+    def _gpus(self) -> DefinitionSpec:
+        if self.gpu_ids and len(self.gpu_ids) != (self.gpu_count or 0):
+            raise ValueError(
+                f"{len(self.gpu_ids)} GPU ids for a gpu_count of {self.gpu_count or 0}: give"
+                " one id per GPU"
+            )
+        if any(not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", g) for g in self.gpu_ids):
+            raise ValueError("GPU ids are indices or UUIDs (letters, digits, '-', ':', '.')")
+        return self
 
     @property
     def native(self) -> bool:

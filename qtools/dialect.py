@@ -163,6 +163,14 @@ def collapse_arrays(jobs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---- words for times -----------------------------------------------------------------
 
 
+def requested(job: dict[str, Any]) -> tuple[int, int | None, int]:
+    """CPUs, memory (MiB, None when not known) and GPUs of a job: what it gets when the
+    host said (`resources`, qstat -i), else what it asked (one CPU when it did not say)."""
+    found = job.get("resources") or (job.get("options") or {}).get("request") or {}
+    mem = found.get("mem_mib")
+    return int(found.get("cpus") or 1), int(mem) if mem else None, int(found.get("gpus") or 0)
+
+
 def clock(seconds: float | None) -> str:
     """HH:MM:SS (hours may pass 99)."""
     total = int(seconds or 0)

@@ -38,6 +38,13 @@ class JobOptions(NamedTuple):
     hold: bool | None = None
     priority: int | None = None
     join_into_error: bool | None = None  # PBS -j eo: stdout goes into the stderr file
+    cpus: str | None = None  # the job's request (hyper.capacity)
+    mem: str | None = None  # a size; a bare number is MiB
+    gpus: str | None = None
+    # a dialect's parts of the request, multiplied out at the end (hyper.capacity.combine)
+    tasks: str | None = None  # Slurm -n/--ntasks: CPUs are tasks times --cpus-per-task
+    tasks_per_node: str | None = None  # Slurm --ntasks-per-node: more tasks is more nodes
+    mem_per_cpu: str | None = None  # Slurm --mem-per-cpu, PBS pmem: this times CPUs
 
     def merged_over(self, base: JobOptions) -> JobOptions:
         """These options, falling back to `base` for anything not said here. Lists add up,
@@ -157,6 +164,9 @@ def add_job_options(parser: argparse.ArgumentParser, *, directive: bool = False)
         help="submit held: the job starts only after qrls",
     )
     add("--priority", metavar="N", help="higher runs first among waiting jobs of a queue")
+    add("--cpus", metavar="N", help="CPUs the job gets (default: the definition's whole worker)")
+    add("--mem", metavar="SIZE", help="memory the job gets: 512M, 16G (a bare number is MB)")
+    add("--gpus", metavar="N", help="GPUs the job gets (default 0)")
 
 
 class _DirectiveParser(argparse.ArgumentParser):
@@ -189,6 +199,9 @@ def options_from(values: argparse.Namespace, where: str) -> JobOptions:
         join=values.join,
         hold=values.hold,
         priority=parse_priority(values.priority, where) if values.priority is not None else None,
+        cpus=values.cpus,
+        mem=values.mem,
+        gpus=values.gpus,
     )
 
 

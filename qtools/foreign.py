@@ -1,8 +1,10 @@
 """Scripts from Slurm, PBS and LSF run unchanged: their directives, translated.
 
 Understood: job name, queue (partition), array, dependency, time limit,
-environment export, output and error files, requeue (one retry), hold and
-priority. Anything else is named in a warning, never silently dropped.
+environment export, output and error files, requeue (one retry), hold,
+priority, and the job's request (CPUs, memory, GPUs on one node, in each
+dialect's units: docs/resources.md); more than one node is refused. Anything
+else is named in a warning, never silently dropped.
 
 When a script carries a scheduler's directives and says nothing about the
 environment, that scheduler's default applies: Slurm and LSF pass the
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hyper import capacity
 from hyper.errors import UsageError
 from qtools.directives import (
     JobOptions,
@@ -67,6 +70,48 @@ def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
     return options._replace(depends=(*options.depends, value))
 
 
+def _mib(value: str, unit: str, written: str) -> str:
+    """A size in a dialect's default unit, as a count of MiB (what qsub's --mem reads)."""
+    return f"{capacity.parse_size(value, unit, written)}M"
+
+
+def _count(value: str, written: str) -> str:
+    text = value.strip()
+    if not text.isdigit():
+        raise UsageError(f"{written} {value!r}: use a whole number")
+    return text
+
+
+def _slurm_nodes(options: JobOptions, value: str) -> JobOptions:
+    """-N 1 (or 1-1) is one node; more is refused."""
+    low = value.split("-", 1)[0].split(":", 1)[0].strip()
+    capacity.check_nodes(int(_count(low, "--nodes")), f"--nodes={value}")
+    return options
+
+
+def _slurm_gpus(options: JobOptions, value: str) -> JobOptions:
+    """--gpus/-G [type:]N."""
+    return options._replace(gpus=_count(value.rsplit(":", 1)[-1], "--gpus"))
+
+
+def _slurm_gres(options: JobOptions, value: str) -> JobOptions:
+    """--gres gpu[:type]:N (gpu alone is 1); other generic resources are not something
+    hyper has."""
+    count = 0
+    others = []
+    for item in (part.strip() for part in value.split(",")):
+        parts = item.split(":")
+        if parts[0] == "gpu":
+            count += int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
+        elif item:
+            others.append(item)
+    if count:
+        options = options._replace(gpus=str(count))
+    if others:
+        raise _Unsupported(f"--gres={','.join(others)}", options)
+    return options
+
+
 SLURM: dict[str, Handler] = {
     "-J": _set("name"), "--job-name": _set("name"),
     "-p": _set("queue"), "--partition": _set("queue"),
@@ -78,6 +123,16 @@ SLURM: dict[str, Handler] = {
     "-e": _set("stderr"), "--error": _set("stderr"),
     "--requeue": _flag("retries", 1), "--no-requeue": _flag("retries", 0),
     "-H": _flag("hold", True), "--hold": _flag("hold", True),
+    "-c": lambda o, v: o._replace(cpus=_count(v, "--cpus-per-task")),
+    "--cpus-per-task": lambda o, v: o._replace(cpus=_count(v, "--cpus-per-task")),
+    "-n": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
+    "--ntasks": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
+    "--ntasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--ntasks-per-node")),
+    "--mem": lambda o, v: o._replace(mem=_mib(v, "M", "--mem")),
+    "--mem-per-cpu": lambda o, v: o._replace(mem_per_cpu=_mib(v, "M", "--mem-per-cpu")),
+    "--gres": _slurm_gres, "--gpus": _slurm_gpus, "-G": _slurm_gpus,
+    "--gpus-per-node": _slurm_gpus,
+    "-N": _slurm_nodes, "--nodes": _slurm_nodes,
 }  # fmt: skip
 SLURM_FLAGS = {"--requeue", "--no-requeue", "-H", "--hold"}
 
@@ -85,15 +140,48 @@ SLURM_FLAGS = {"--requeue", "--no-requeue", "-H", "--hold"}
 # ---- PBS --------------------------------------------------------------------------
 
 
-def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
-    """-l walltime=1:00:00 is understood; other resources are not."""
+# a PBS size with no unit is in bytes (qsub(1B), "size"); ngpus and ncpus are counts
+_PBS_AMOUNTS = {
+    "ncpus": lambda o, v: o._replace(cpus=_count(v, "ncpus")),
+    "mem": lambda o, v: o._replace(mem=_mib(v, "b", "mem")),
+    "ngpus": lambda o, v: o._replace(gpus=_count(v, "ngpus")),
+    "ppn": lambda o, v: o._replace(cpus=_count(v, "ppn")),
+    "gpus": lambda o, v: o._replace(gpus=_count(v, "gpus")),
+    "pmem": lambda o, v: o._replace(mem_per_cpu=_mib(v, "b", "pmem")),
+}
+
+
+def pbs_resources(options: JobOptions, value: str) -> tuple[JobOptions, list[str]]:
+    """-l walltime=1:00:00, select=1:ncpus=8:mem=16gb:ngpus=1, nodes=1:ppn=4, mem=16gb,
+    ncpus=8, ngpus=1: the options they give, and the items hyper does not take. More than
+    one chunk or node is refused."""
     others = []
-    for item in value.split(","):
+    for item in (part.strip() for part in value.split(",")):
         key, _, amount = item.partition("=")
-        if key.strip() == "walltime":
-            options = options._replace(time_limit=amount.strip())
-        else:
+        key, amount = key.strip(), amount.strip()
+        if key == "walltime":
+            options = options._replace(time_limit=amount)
+        elif key in ("select", "nodes"):
+            if "+" in amount:
+                capacity.check_nodes(2, f"-l {item}")
+            count, *chunk = amount.split(":")
+            nodes = int(count) if count.isdigit() else 1  # nodes=host01:ppn=4 is one node
+            capacity.check_nodes(nodes, f"-l {item}")
+            for part in chunk:
+                name, _, number = part.partition("=")
+                if name in _PBS_AMOUNTS and number:
+                    options = _PBS_AMOUNTS[name](options, number)
+                elif name not in ("mpiprocs", "ompthreads") or not number:
+                    others.append(f"{key}=...:{part}")
+        elif key in _PBS_AMOUNTS and key not in ("ppn",) and amount:
+            options = _PBS_AMOUNTS[key](options, amount)
+        elif item:
             others.append(item)
+    return options, others
+
+
+def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
+    options, others = pbs_resources(options, value)
     if others:
         raise _Unsupported(f"-l {','.join(others)}", options)
     return options
@@ -221,6 +309,64 @@ def _lsf_env(options: JobOptions, value: str) -> JobOptions:
     return options._replace(export_all=export_all, env=tuple(env))
 
 
+def lsf_unit() -> str:
+    """The unit of LSF's memory limits (-M, rusage[mem]) without a unit of their own: the
+    cluster's LSF_UNIT_FOR_LIMITS (the variable, or lsf.conf in $LSF_ENVDIR, $LSF_CONFDIR
+    or /etc, as LSF and dask-jobqueue look for it); MB when none says (what LSF's
+    installer sets)."""
+    import os
+
+    said = os.environ.get("LSF_UNIT_FOR_LIMITS", "")
+    if not said:
+        folder = os.environ.get("LSF_ENVDIR") or os.environ.get("LSF_CONFDIR") or "/etc"
+        try:
+            lines = Path(folder, "lsf.conf").read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            if line.strip().startswith("LSF_UNIT_FOR_LIMITS"):
+                said = line.partition("=")[2].strip()
+                break
+    unit = said[:1].upper()
+    return unit if unit in ("K", "M", "G", "T") else "M"
+
+
+def _lsf_slots(options: JobOptions, value: str) -> JobOptions:
+    """-n N (or MIN,MAX: the job gets MIN) slots on one host: N CPUs."""
+    return options._replace(cpus=_count(value.split(",", 1)[0], "-n"))
+
+
+def _lsf_requirement(options: JobOptions, value: str) -> JobOptions:
+    """-R "rusage[mem=16000] span[hosts=1]": memory in MB; span[hosts=1] is what hyper
+    does anyway; other sections are not taken."""
+    others = []
+    for section in re.findall(r"(\w+)\[([^\]]*)\]", value):
+        name, body = section
+        if name == "rusage":
+            found = re.search(r"(?:^|[,:\s])mem\s*=\s*([0-9.]+\s*[A-Za-z]*)", body)
+            if found:
+                options = options._replace(mem=_mib(found.group(1), lsf_unit(), "rusage[mem]"))
+            if re.sub(r"(?:^|[,:\s])mem\s*=\s*[^,:\s]+", "", body).strip(" ,:"):
+                others.append(f"rusage[{body}]")
+        elif name == "span" and body.replace(" ", "") == "hosts=1":
+            continue
+        else:
+            others.append(f"{name}[{body}]")
+    if not re.findall(r"\w+\[", value) and value.strip():
+        others.append(value.strip())
+    if others:
+        raise _Unsupported(f"-R {' '.join(others)}", options)
+    return options
+
+
+def _lsf_gpu(options: JobOptions, value: str) -> JobOptions:
+    """-gpu "num=2:mode=shared" (or -gpu -, LSF's default of one GPU)."""
+    if value.strip() == "-":
+        return options._replace(gpus="1")
+    found = re.search(r"(?:^|:)num=([0-9]+)", value)
+    return options._replace(gpus=found.group(1) if found else "1")
+
+
 LSF: dict[str, Handler] = {
     "-J": _lsf_name, "-q": _set("queue"), "-w": _lsf_depend, "-W": _lsf_walltime,
     "-o": _lsf_file("stdout"), "-oo": _lsf_file("stdout"),
@@ -228,6 +374,8 @@ LSF: dict[str, Handler] = {
     "-r": _flag("retries", 1), "-rn": _flag("retries", 0), "-H": _flag("hold", True),
     "-env": _lsf_env,
     "-sp": lambda options, value: options._replace(priority=int(value)),
+    "-n": _lsf_slots, "-R": _lsf_requirement, "-gpu": _lsf_gpu,
+    "-M": lambda o, v: o._replace(mem=o.mem or _mib(v, lsf_unit(), "-M")),
 }  # fmt: skip
 LSF_FLAGS = {"-r", "-rn", "-H"}
 
@@ -337,6 +485,7 @@ def translate(text: str) -> Translation:
                 raise UsageError(f"line {number}: {prefix} {error}") from None
             except ValueError:
                 raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
+    result.options = combine(result.options)
     for prefix, *_ in SCHEDULERS:
         for number in indented_lines(text, prefix):
             result.ignored.append((number, f"indented {prefix} (a comment to its scheduler)"))
@@ -346,6 +495,22 @@ def translate(text: str) -> Translation:
     warning = ignored_warning(result.ignored)
     result.warnings = [warning] if warning else []
     return result
+
+
+def combine(options: JobOptions) -> JobOptions:
+    """The request from its dialect's parts: Slurm's CPUs are tasks times CPUs per task,
+    and --mem-per-cpu is per CPU."""
+    tasks, per_node, per_task = options.tasks, options.tasks_per_node, options.cpus
+    if tasks is not None and per_node is not None and int(tasks) > int(per_node):
+        nodes = -(-int(tasks) // max(1, int(per_node)))
+        capacity.check_nodes(nodes, f"#SBATCH --ntasks={tasks} --ntasks-per-node={per_node}")
+    tasks = per_node if per_node is not None else tasks
+    if tasks is not None:
+        options = options._replace(cpus=str(int(tasks) * int(per_task or 1)))
+    if options.mem_per_cpu is not None and options.mem is None:
+        mib = int(options.mem_per_cpu.rstrip("M")) * int(options.cpus or 1)
+        options = options._replace(mem=f"{mib}M")
+    return options._replace(tasks=None, tasks_per_node=None, mem_per_cpu=None)
 
 
 def output_files(

@@ -24,7 +24,7 @@ from typing import Any
 
 from hyper.version import __version__
 from qtools import states
-from qtools.dialect import clock, ctime, display_id, elapsed, user
+from qtools.dialect import clock, ctime, display_id, elapsed, requested, user
 
 
 def server_name() -> str:
@@ -45,6 +45,7 @@ def attributes(job: dict[str, Any], server: str) -> dict[str, Any]:
     owner = f"{user()}@{server}"
     options = job.get("options") or {}
     said = states.words(job)
+    cpus, mem, gpus = requested(job)
     out: dict[str, Any] = {
         "Job_Name": job["name"],
         "Job_Owner": owner,
@@ -53,8 +54,13 @@ def attributes(job: dict[str, Any], server: str) -> dict[str, Any]:
         out["resources_used"] = {
             "cput": clock(elapsed(job)),
             "walltime": clock(elapsed(job)),
-            "ncpus": 1,
+            "ncpus": cpus,
         }
+        used = job.get("used") or {}
+        if used.get("peak_rss_mib"):
+            out["resources_used"]["mem"] = f"{int(used['peak_rss_mib'] * 1024)}kb"
+        if "cpu_seconds" in used:
+            out["resources_used"]["cput"] = clock(used["cpu_seconds"])
     out["job_state"] = said.pbs
     out["queue"] = job["queue"]
     out["server"] = server
@@ -75,7 +81,11 @@ def attributes(job: dict[str, Any], server: str) -> dict[str, Any]:
     out["Priority"] = job.get("priority") or 0
     out["qtime"] = ctime(created)
     out["Rerunable"] = "True" if job.get("retries") else "False"
-    limits: dict[str, Any] = {"ncpus": 1, "nodect": 1}
+    limits: dict[str, Any] = {"ncpus": cpus, "nodect": 1}
+    if mem:
+        limits["mem"] = f"{mem}mb"
+    if gpus:
+        limits["ngpus"] = gpus
     if job.get("time_limit"):
         limits["walltime"] = clock(job["time_limit"])
     out["Resource_List"] = limits

@@ -81,8 +81,8 @@ def build_parser() -> ArgumentParser:
         action="append",
         default=[],
         metavar="RESOURCES",
-        help="PBS resources: walltime=HH:MM:SS is the time limit; select, ncpus, mem, nodes,"
-        " ngpus are accepted (the job definition decides CPUs, memory and GPUs)",
+        help="PBS resources: walltime=HH:MM:SS, select=1:ncpus=N:mem=SIZE:ngpus=N,"
+        " nodes=1:ppn=N, ncpus=N, mem=SIZE (bytes unless a unit is given), ngpus=N",
     )
     add("-A", dest="account", metavar="ACCOUNT", help="PBS account (accepted, not used)")
     add("-m", dest="mail_events", metavar="EVENTS", help="PBS mail events (accepted, not used)")
@@ -215,13 +215,14 @@ def pbs_forms(args: argparse.Namespace, ignored: list[str]) -> JobOptions:
         else:
             depends.append(spec)
     args.depends = depends
-    for value in getattr(args, "resources", []):
-        for item in (part.strip() for part in value.split(",")):
-            key, _, amount = item.partition("=")
-            if key == "walltime" and amount:
-                args.time_limit = args.time_limit or amount
-            elif item:
-                ignored.append(f"-l {item}")
+    resources = getattr(args, "resources", [])
+    from_l = JobOptions()
+    if resources:
+        from qtools.foreign import pbs_resources  # only for PBS's -l
+
+        for value in resources:
+            from_l, others = pbs_resources(from_l, value)
+            ignored += [f"-l {item}" for item in others]
     for flag, dest in (("-A", "account"), ("-m", "mail_events"), ("-M", "mail_users")):
         if getattr(args, dest, None) is not None:
             ignored.append(f"{flag} {getattr(args, dest)}")
@@ -232,7 +233,7 @@ def pbs_forms(args: argparse.Namespace, ignored: list[str]) -> JobOptions:
     for dest in ("stdout", "stderr"):
         if getattr(args, dest) is not None:
             setattr(args, dest, without_host(getattr(args, dest)))
-    options = options_from(args, "")
+    options = options_from(args, "").merged_over(from_l)
     if join is not None:
         options = options._replace(join=join, join_into_error=join_into_error)
     return options
@@ -432,6 +433,9 @@ def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[
     }
     if options.time_limit is not None:
         job["time_limit"] = jobspec.parse_time_limit(options.time_limit)
+    resources = request_body(options)
+    if resources:
+        job["resources"] = resources
     if options.stdout or options.stderr:
         job["output"] = {
             "stdout": options.stdout,
@@ -454,6 +458,22 @@ def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[
     else:
         notes += said
     return job
+
+
+def request_body(options: JobOptions) -> dict[str, int]:
+    """The job's request as the host takes it (--cpus, --mem, --gpus, or a dialect's)."""
+    from hyper import capacity
+
+    body = {}
+    if options.cpus is not None:
+        body["cpus"] = capacity.parse_count(options.cpus, "--cpus", capacity.MAX_CPUS)
+        if body["cpus"] < 1:
+            raise UsageError("--cpus must be 1 or more")
+    if options.mem is not None:
+        body["mem_mib"] = capacity.parse_size(options.mem, "M", "--mem")
+    if options.gpus is not None:
+        body["gpus"] = capacity.parse_count(options.gpus, "--gpus", capacity.MAX_GPUS)
+    return body
 
 
 def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = False) -> None:
@@ -501,6 +521,8 @@ def describe(job: dict[str, Any]) -> str:
     for key in ("time_limit", "hold", "submit_dir"):
         if job.get(key):
             lines.append(f"{key}: {job[key]}")
+    if job.get("resources"):
+        lines.append("resources: " + json.dumps(job["resources"], sort_keys=True))
     if job["depends"]:
         lines.append("depends: " + ", ".join(f"{d['kind']}:{d['target']}" for d in job["depends"]))
     if job.get("output"):

@@ -719,6 +719,8 @@ def _show(job: dict[str, Any], oneliner: bool) -> str:
     v = fields.value
     me = dialect.user()
     uid = v("uid")
+    cpus, mem, gpus = dialect.requested(job)
+    gres = f",gres/gpu={gpus}" if gpus else ""
     array = ""
     if job.get("array_id") is not None:
         array = f" ArrayJobId={job['array_id']} ArrayTaskId={job['array_index']}"
@@ -739,7 +741,11 @@ def _show(job: dict[str, Any], oneliner: bool) -> str:
         [f"StartTime={v('start')}", f"EndTime={v('end')}", "Deadline=N/A"],
         [f"Partition={job['queue']}", f"AllocNode:Sid={fields.server}:0"],
         [f"NodeList={fields.server if job.get('started') else '(null)'}"],
-        ["NumNodes=1", "NumCPUs=1", "NumTasks=1", "CPUs/Task=1"],
+        ["NumNodes=1", f"NumCPUs={cpus}", "NumTasks=1", f"CPUs/Task={cpus}"],
+        [
+            f"MinMemoryNode={mem or 0}M",
+            f"TRES=cpu={cpus},mem={mem or 0}M,node=1{gres}",
+        ],
         [f"Command={job['name']}"],
         [f"WorkDir={v('workdir')}"],
         [f"StdErr={v('stderr')}"],

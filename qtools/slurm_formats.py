@@ -44,6 +44,12 @@ def _short_duration(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+def _maxrss(job: dict[str, Any]) -> str:
+    """sacct's MaxRSS: the peak resident memory the worker saw (empty when not known)."""
+    peak = (job.get("used") or {}).get("peak_rss_mib")
+    return f"{int(peak * 1024)}K" if peak else ""
+
+
 class Fields:
     """A job's values under Slurm's names, as squeue and sacct print them."""
 
@@ -66,8 +72,8 @@ class Fields:
             "name": lambda: job["name"],
             "partition": lambda: job["queue"],
             "account": lambda: "",
-            "alloccpus": lambda: "1",
-            "ncpus": lambda: "1",
+            "alloccpus": lambda: str(dialect.requested(job)[0]),
+            "ncpus": lambda: str(dialect.requested(job)[0]),
             "nnodes": lambda: "1",
             "numnodes": lambda: "1",
             "state": lambda: said.slurm,
@@ -95,8 +101,8 @@ class Fields:
             "priority": lambda: str(job.get("priority") or 0),
             "qos": lambda: "normal",
             "comment": lambda: job.get("reason") or "",
-            "reqmem": lambda: "0",
-            "maxrss": lambda: "",
+            "reqmem": lambda: f"{dialect.requested(job)[1] or 0}M",
+            "maxrss": lambda: _maxrss(job),
             "cluster": lambda: "hyper",
         }
         if name not in table:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from hyper.errors import UsageError
 from hyper.jobspec import expand_output_pattern, parse_array
 from qtools.qsub import build_job, build_parser
 from tests.conftest import LocalHost, running_local_host
@@ -61,9 +62,19 @@ def test_each_script_is_read_as_its_scheduler_reads_it(
     monkeypatch.chdir(tmp_path)
     script = tmp_path / Path(entry.path).name
     shutil.copy(CORPUS / entry.path, script)
+    if entry.refused:  # more than one node: one line, nothing submitted
+        with pytest.raises(UsageError) as caught:
+            build_job(build_parser().parse_args([str(script)]))
+        assert "nodes; hyper runs each job on one machine" in str(caught.value)
+        assert "\n" not in str(caught.value)
+        return
     job = build_job(build_parser().parse_args([str(script)]))
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == (1 if entry.warns else 0), warnings
+    # its resource lines are honoured, not warned about
+    assert job.get("resources") == entry.asks
+    for word in ("--mem", "--ntasks", "--cpus-per-task", "ncpus", "ppn", "rusage", "-n "):
+        assert not any(word in line for line in warnings), warnings
     assert (job["name"], job["queue"], job.get("time_limit")) == (
         entry.name,
         entry.queue,
@@ -89,6 +100,16 @@ def test_each_script_is_read_as_its_scheduler_reads_it(
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
     base = tmp_path_factory.mktemp("corpus")
     with running_local_host(base / "home", base / "work") as local:
+        # workers big enough for what the scripts ask (up to 8 CPUs and 240 GB; the
+        # machine's CPUs are shared among a worker's jobs when it has fewer)
+        local.ok("hyper", "clusters", "update-cluster", "local-cluster", "--max-vcpus", "16")
+        local.ok(
+            "hyper", "definitions", "add-definition", "--name", "corpus", "--vcpus", "8",
+            "--memory-limit-mib", str(256 * 1024), "--yes",
+        )  # fmt: skip
+        local.ok(
+            "hyper", "queues", "update-queue", "sample-queue-1", "--default-definition", "corpus"
+        )
         yield local
 
 
@@ -102,7 +123,7 @@ def submitted(host: LocalHost) -> dict[str, tuple[str, str]]:
         shutil.copy(CORPUS / entry.path, script)
         flags = ["-q", "sample-queue-1"] if entry.queue else []
         result = host.sh("qsub", *flags, script.name)
-        assert result.code == 0, f"{entry.path}: {result.err}"
+        assert result.code == (2 if entry.refused else 0), f"{entry.path}: {result.err}"
         ids[entry.path] = (result.out.strip(), result.err)
     return ids
 
@@ -114,6 +135,9 @@ def test_each_script_runs_to_successful_with_its_schedulers_fields(
     entry: Expected, host: LocalHost, submitted: dict[str, tuple[str, str]]
 ) -> None:
     job_id, said = submitted[entry.path]
+    if entry.refused:
+        assert job_id == "" and len(said.splitlines()) == 1 and "nodes" in said
+        return
     assert job_id.isdigit(), said
     assert len(said.splitlines()) <= 1
     job = host.wait_finished(job_id, timeout=600)
@@ -121,6 +145,7 @@ def test_each_script_runs_to_successful_with_its_schedulers_fields(
     assert job["name"] == entry.name
     assert job.get("time_limit") == entry.time_limit
     options = job.get("options") or {}
+    assert options.get("request") == entry.asks  # what it asked is kept on the job
     if entry.tasks is None:
         numbers = {"job": int(job_id), "array": int(job_id), "index": None}
     else:

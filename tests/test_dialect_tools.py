@@ -72,7 +72,9 @@ def test_dask_jobqueue(tool_host: LocalHost, kind: str) -> None:
         "lsf": dask_jobqueue.LSFCluster,
         "slurm": dask_jobqueue.SLURMCluster,
     }[kind]
-    with cluster_class(queue=QUEUE, cores=1, memory="1GB") as cluster:
+    # LSF's memory unit is the cluster's LSF_UNIT_FOR_LIMITS; hyper's is MB
+    units = {"lsf_units": "mb"} if kind == "lsf" else {}
+    with cluster_class(queue=QUEUE, cores=1, memory="1GB", **units) as cluster:
         cluster.scale(2)
         with Client(cluster) as client:
             client.wait_for_workers(2, timeout=120)

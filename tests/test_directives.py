@@ -206,10 +206,10 @@ def test_directives_hyper_ignores_other_schedulers(
 
 
 def test_directives_all_warns_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = "#SBATCH --mem=4G\n#SBATCH --export=NONE\n#HYPER -q q -d d\necho\n"
+    text = "#SBATCH --exclusive\n#SBATCH --export=NONE\n#HYPER -q q -d d\necho\n"
     build_job(_args(tmp_path, text))
     assert capsys.readouterr().err == (
-        "qsub: warning: ignored (not supported): --mem=4G (line 1)\n"
+        "qsub: warning: ignored (not supported): --exclusive (line 1)\n"
     )
 
 

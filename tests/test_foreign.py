@@ -127,25 +127,9 @@ def test_slurm_later_line_wins() -> None:
 @pytest.mark.parametrize(
     ("lines", "warnings"),
     [
-        (["--mem=4G"], [(2, "--mem=4G")]),
-        (["-N 2"], [(2, "-N 2")]),
         (["--exclusive"], [(2, "--exclusive")]),
-        (["-N2"], [(2, "-N2")]),
-        (
-            ["--mem=4G", "-N 2", "--exclusive"],
-            [
-                (2, "--mem=4G"),
-                (3, "-N 2"),
-                (4, "--exclusive"),
-            ],
-        ),
-        (
-            ["-N 2 --exclusive -p q"],
-            [
-                (2, "-N 2"),
-                (2, "--exclusive"),
-            ],
-        ),
+        (["--mem=4G", "-N 1", "--exclusive"], [(4, "--exclusive")]),
+        (["-N 1 --exclusive -p q"], [(2, "--exclusive")]),
     ],
 )
 def test_slurm_unsupported_options_each_warn_once(lines: list[str], warnings: list[str]) -> None:
@@ -155,10 +139,17 @@ def test_slurm_unsupported_options_each_warn_once(lines: list[str], warnings: li
 
 
 def test_slurm_unsupported_options_do_not_hide_the_supported_ones() -> None:
-    result = translate("#SBATCH -N 2 --exclusive -p q --mem=4G -J n\n")
-    assert (result.options.queue, result.options.name) == ("q", "n")
-    assert len(result.ignored) == 3
-    assert result.warnings == ["ignored (not supported): -N 2, --exclusive, --mem=4G (line 1)"]
+    result = translate("#SBATCH -N 1 --exclusive -p q --mem=4G -J n\n")
+    assert (result.options.queue, result.options.name, result.options.mem) == ("q", "n", "4096M")
+    assert result.warnings == ["ignored (not supported): --exclusive (line 1)"]
+
+
+@pytest.mark.parametrize("line", ["-N 2", "-N2", "--nodes=2", "--nodes=2-4"])
+def test_slurm_more_than_one_node_is_refused_with_one_line(line: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        translate(f"#!/bin/bash\n#SBATCH {line}\nrun\n")
+    assert str(caught.value).startswith("line 2: #SBATCH ")
+    assert "hyper runs each job on one machine" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -276,31 +267,32 @@ def test_pbs_options(line: str, field: str, value: object) -> None:
     assert getattr(options, field) == value
 
 
-def test_pbs_walltime_is_taken_and_the_other_resources_warned() -> None:
+def test_pbs_walltime_and_the_select_chunk_are_both_taken() -> None:
     result = translate("#!/bin/bash\n#PBS -l select=1:ncpus=4,walltime=2:00:00\nrun\n")
+    assert (result.options.time_limit, result.options.cpus) == ("2:00:00", "4")
+    assert result.ignored == []
+
+
+def test_pbs_resources_hyper_does_not_have_are_warned_beside_walltime() -> None:
+    result = translate("#!/bin/bash\n#PBS -l software=abaqus,walltime=2:00:00\nrun\n")
     assert result.options.time_limit == "2:00:00"
-    assert result.ignored == [(2, "-l select=1:ncpus=4")]
-
-
-def test_pbs_other_resources_are_warned_even_beside_walltime() -> None:
-    result = translate("#!/bin/bash\n#PBS -l select=1:ncpus=4,walltime=2:00:00\nrun\n")
-    assert result.ignored == [(2, "-l select=1:ncpus=4")]
+    assert result.ignored == [(2, "-l software=abaqus")]
 
 
 def test_pbs_walltime_on_its_own_line_beside_other_resources() -> None:
     result = translate("#PBS -l select=1:ncpus=4\n#PBS -l walltime=2:00:00\n")
-    assert result.options.time_limit == "2:00:00"
-    assert result.ignored == [(1, "-l select=1:ncpus=4")]
+    assert (result.options.time_limit, result.options.cpus) == ("2:00:00", "4")
+    assert result.ignored == []
 
 
 def test_pbs_negative_priority() -> None:
     assert translate("#PBS -p -3\n").options.priority == -3
 
 
-def test_pbs_resources_without_walltime_are_all_warned() -> None:
+def test_pbs_nodes_and_memory_are_taken() -> None:
     result = translate("#PBS -l nodes=1:ppn=4,mem=4gb\n")
-    assert result.options.time_limit is None
-    assert result.ignored == [(1, "-l nodes=1:ppn=4,mem=4gb")]
+    assert (result.options.cpus, result.options.mem) == ("4", "4096M")
+    assert result.ignored == []
 
 
 @pytest.mark.parametrize(
@@ -456,9 +448,7 @@ def test_lsf_options(line: str, field: str, value: object) -> None:
 @pytest.mark.parametrize(
     ("line", "warning"),
     [
-        ("-n 4", "#BSUB -n 4"),
-        ("-R 'span[hosts=1]'", "#BSUB -R span[hosts=1]"),
-        ("-M 4000", "#BSUB -M 4000"),
+        ("-R 'select[type==X86_64]'", "#BSUB -R select[type==X86_64]"),
         ("-B", "#BSUB -B"),
     ],
 )
@@ -532,7 +522,7 @@ def test_schedulers_listed_once_each_in_order_of_appearance() -> None:
     result = translate(text)
     assert result.schedulers == ["lsf", "slurm", "pbs"]
     assert (result.options.name, result.options.queue) == ("c", "d")  # later lines win
-    assert result.ignored == [(4, "-n 1")]
+    assert (result.ignored, result.options.cpus) == ([], "1")
 
 
 def test_a_bare_word_is_warned_about() -> None:

@@ -99,13 +99,15 @@ def test_pbs_output_paths_lose_their_host(tmp_path: Path) -> None:
 def test_pbs_options_hyper_does_not_use_make_one_warning_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = "#SBATCH --mem=4G\n#SBATCH --nodes=1\necho\n"
-    _job(
-        tmp_path, text, "-A", "proj", "-m", "abe", "-M", "me@x", "-l", "ncpus=2", "-S", "/bin/tcsh"
-    )
+    text = "#SBATCH --exclusive\n#SBATCH --nodes=1\necho\n"
+    job = _job(
+        tmp_path, text, "-A", "proj", "-m", "abe", "-M", "me@x", "-l", "ncpus=2,place=scatter",
+        "-S", "/bin/tcsh",
+    )  # fmt: skip
+    assert job["resources"] == {"cpus": 2}
     assert capsys.readouterr().err.splitlines() == [
-        "qsub: warning: ignored (not supported): --mem=4G, --nodes=1 (line 1, 2);"
-        " -l ncpus=2, -A proj, -m abe, -M me@x, -S /bin/tcsh (command line)"
+        "qsub: warning: ignored (not supported): --exclusive (line 1);"
+        " -l place=scatter, -A proj, -m abe, -M me@x, -S /bin/tcsh (command line)"
     ]
 
 

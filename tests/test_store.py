@@ -8,6 +8,7 @@ backend joins by adding a param and a branch in ``open_store``. Tests named
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -305,6 +306,40 @@ def test_claim_respects_queue_and_definition(any_store: Store) -> None:
     assert [j.id for j in any_store.claim("w", "q2", D, 10, LEASE, now)] == [other_q]
     assert [j.id for j in any_store.claim("w", Q, "d2", 10, LEASE, now)] == [other_d]
     assert any_store.claim("w", Q, D, 10, LEASE, now) == []
+
+
+def test_claim_passes_over_jobs_whose_request_does_not_fit(any_store: Store) -> None:
+    """A worker claims only what fits in what it has left; a larger job waits for a
+    worker with room, and a job asking nothing is handed on as before (None)."""
+    now = time.time()
+    big, small, plain = any_store.submit(
+        [
+            dataclasses.replace(job("big"), options={"request": {"cpus": 2}}),
+            dataclasses.replace(job("small"), options={"request": {"cpus": 1}}),
+            job("plain"),
+        ],
+        now,
+    )
+    (tasks,) = any_store.submit(
+        [
+            dataclasses.replace(
+                job("tasks", array=ArrayTasks([1, 2])), options={"request": {"cpus": 3}}
+            )
+        ],
+        now,
+    )
+    seen: list[object] = []
+
+    def one_cpu(request: dict[str, object] | None) -> bool:
+        seen.append(request)
+        return request is not None and int(str(request.get("cpus", 1))) <= 1
+
+    assert [j.id for j in any_store.claim("w", Q, D, 10, LEASE, now, one_cpu)] == [small]
+    assert None in seen  # the plain job was asked about, with no request
+    everything = any_store.claim("w2", Q, D, 10, LEASE, now, lambda request: True)
+    assert [j.id for j in everything][:2] == [big, plain]
+    assert len(everything) == 4  # and both tasks, whose request is their array's
+    assert tasks not in (j.id for j in everything)
 
 
 def test_claim_orders_by_id_and_respects_limit(any_store: Store) -> None:

@@ -266,6 +266,7 @@ def test_definition_with_an_image_uri_and_limits() -> None:
         + '[{"name": "nofile", "softLimit": 1, "hardLimit": 2}]' + ENTER
         + ENTER * 2
         + BACKSPACE + "1" + ENTER  # gpus
+        + "7" + ENTER  # its id (asked when there are GPUs)
         + '{"A": "1"}' + ENTER
         + "y"  # privileged
         + "app" + ENTER
@@ -280,6 +281,7 @@ def test_definition_with_an_image_uri_and_limits() -> None:
     assert (spec.use_cyclone_image, spec.image_uri) == (False, "repo/_REGION_/img:1")
     assert "cyclone_image_name" not in answers
     assert (spec.jobs_to_workers_ratio, spec.vcpus, spec.gpu_count) == (10, 2, 1)
+    assert spec.gpu_ids == ["7"]
     assert spec.ulimits == [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]
     assert spec.environment == {"A": "1"} and spec.privileged and spec.user == "app"
     assert spec.output_limit_mib == 8
@@ -366,7 +368,9 @@ def test_no_terminal_names_every_missing_flag_in_order() -> None:
     flags = missing_flags(refused(q.DEFINITION, {"name": "d"}))
     assert flags[:3] == ["--use-cyclone-image/--use-image-uri", "--cyclone-image-name",
                          "--jobs-to-workers-ratio"]  # fmt: skip
-    assert "--image-uri" not in flags and len(flags) == len(q.DEFINITION) - 2
+    # neither --image-uri nor --gpu-ids (asked only for GPUs) is missing
+    assert "--image-uri" not in flags and "--gpu-ids" not in flags
+    assert len(flags) == len(q.DEFINITION) - 3
     flags = missing_flags(refused(q.DEFINITION, {"name": "d", "use_cyclone_image": False}))
     assert flags[0] == "--image-uri" and "--cyclone-image-name" not in flags
 

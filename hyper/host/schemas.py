@@ -64,6 +64,14 @@ class OutputBody(Body):
     join: bool = False
 
 
+class ResourcesBody(Body):
+    """What the job asks for (hyper.capacity); what it does not say takes the default."""
+
+    cpus: int | None = Field(None, ge=1, le=4096)
+    mem_mib: int | None = Field(None, ge=1, le=64 * 2**20)
+    gpus: int | None = Field(None, ge=0, le=64)
+
+
 class JobSubmission(Body):
     name: str = Field(max_length=MAX_NAME_LENGTH, pattern=JOB_NAME_PATTERN)
     queue: str = Field(min_length=1, max_length=128)
@@ -75,6 +83,9 @@ class JobSubmission(Body):
     priority: int = Field(0, ge=-10_000, le=10_000)
     time_limit: int | None = Field(None, ge=1, le=10 * 365 * 86400, description="seconds")
     hold: bool = False
+    resources: ResourcesBody | None = Field(
+        None, description="CPUs, memory (MiB) and GPUs the job gets on its worker"
+    )
     depends: list[DependencyBody] = Field(default_factory=list, max_length=1000)
     output: OutputBody | None = None
     array: ArrayBody | None = None
@@ -130,11 +141,20 @@ class LogPage(BaseModel):
     finished: bool
 
 
+class RoomBody(Body):
+    """What a worker has left: only jobs whose requests fit in it are claimed."""
+
+    cpus: int = Field(ge=0, le=1_000_000)
+    mem_mib: int = Field(ge=0, le=2**50)
+    gpus: int = Field(0, ge=0, le=1_000_000)
+
+
 class ClaimRequest(Body):
     queue: str
     definition: str
     limit: int = Field(1, ge=1, le=1000)
     wait: float = Field(0.0, ge=0.0, le=60.0)
+    room: RoomBody | None = None
 
 
 class ClaimResponse(BaseModel):
@@ -165,6 +185,9 @@ class CompletionReport(Body):
     reason: str | None = Field(None, max_length=1000)
     output: list[OutputChunk] = Field(default_factory=list)
     claim_next: int = Field(0, ge=0, le=1000, description="also claim this many next jobs")
+    usage: dict[str, float] | None = Field(
+        None, description="what the attempt used: peak_rss_mib, cpu_seconds (sampled)"
+    )
 
 
 class BatchReport(CompletionReport):
@@ -176,6 +199,7 @@ class BatchCompletion(Body):
 
     reports: list[BatchReport] = Field(max_length=1000)
     claim_next: int = Field(0, ge=0, le=1000)
+    room: RoomBody | None = Field(None, description="the next jobs fit in this")
 
 
 class BatchCompletionResponse(BaseModel):

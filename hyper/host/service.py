@@ -11,13 +11,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hyper import jobspec, output, resources
+from hyper import capacity, jobspec, output, resources
 from hyper.deployer import Deployer
 from hyper.errors import Conflict, NotFound, UsageError
 from hyper.host.schemas import (
     MAX_ID,
     ArrayBody,
     BatchCompletion,
+    BatchReport,
     DependencyBody,
     JobSubmission,
     NodeJoin,
@@ -68,6 +69,17 @@ def _report_output(chunks: Sequence[OutputChunk]) -> list[tuple[LogKind, str]]:
     return output.within(entries, 0, 0)[0]
 
 
+def _usage(report: BatchReport) -> list[tuple[LogKind, str]]:
+    """What an attempt used (peak memory, CPU time), kept as its last METRICS entry, marked
+    `final` (qstat -i shows it)."""
+    if not report.usage:
+        return []
+    return [(LogKind.METRICS, json.dumps({**report.usage, "final": 1.0}, sort_keys=True))]
+
+
+USED_ENTRIES = 20_000  # METRICS entries a job's `used` is read from, at most
+
+
 class Pulse:
     """Wakes every coroutine waiting on it; used for long-polls and to wake the scheduler."""
 
@@ -101,6 +113,7 @@ class HostService:
         new = [self._new_job(job) for job in jobs]
         for queue, definition in {(job.queue, job.definition) for job in jobs}:
             self.check_fits(queue, definition)
+        self._check_requests(jobs)
         ids = self.store.submit(new, time.time())
         self.work_arrived.fire()
         self.jobs_changed.fire()
@@ -119,6 +132,24 @@ class HostService:
                 f" cluster {cluster.name!r} with at most {cluster.max_vcpus} per region"
             )
 
+    def _check_requests(self, jobs: Sequence[JobSubmission]) -> None:
+        """A job asking more than any worker of its definition could ever have is refused,
+        with what fits."""
+        shapes: dict[str, capacity.Shape] = {}
+        for job in jobs:
+            if not job.resources:
+                continue
+            if job.definition not in shapes:
+                spec = resources.spec_of(
+                    self.store, ResourceKind.DEFINITION, job.definition, DefinitionSpec
+                )
+                shapes[job.definition] = capacity.shape_of(spec.model_dump())
+            why = capacity.refusal(
+                job.resources.model_dump(), shapes[job.definition], job.definition
+            )
+            if why:
+                raise UsageError(f"job {job.name!r}: {why}")
+
     def _new_job(self, job: JobSubmission) -> NewJob:
         if len(job.script.encode()) > self.settings.max_script_bytes:
             raise UsageError(
@@ -133,6 +164,9 @@ class HostService:
         options = {**output, "compat": job.compat, "package": job.package, "collect": job.collect}
         # kept for people to read (the dashboard): the store settles dependencies its own way
         options["depends"] = [f"{d.kind}:{d.target}" for d in job.depends]
+        if job.resources:  # what the job asked for; the worker gives it (hyper.capacity)
+            asked = job.resources.model_dump(exclude_none=True)
+            options["request"] = asked or None
         return NewJob(
             name=job.name,
             queue=job.queue,
@@ -174,6 +208,41 @@ class HostService:
         if found is None:
             raise NotFound(f"unknown job id {job_id}")
         return found
+
+    def job_details(self, job: JobRecord | ArrayRecord) -> dict[str, Any]:
+        """A job's fields, with what it gets on its worker (`resources`: CPUs, memory in
+        MiB, GPUs, from what it asked and its definition) and, once it ran, what it used
+        (`used`: peak resident memory and CPU time, as its worker sampled them)."""
+        data = job.as_dict()
+        found = self.store.get_resource(ResourceKind.DEFINITION.value, job.definition)
+        if found is not None:
+            asked = (job.options or {}).get("request")
+            data["resources"] = capacity.effective(asked, capacity.shape_of(found.spec)).as_dict()
+        if isinstance(job, JobRecord) and job.started is not None:
+            used = self._used(job.id)
+            if used:
+                data["used"] = used
+        return data
+
+    def _used(self, job_id: int) -> dict[str, float]:
+        """Peak memory and CPU time from the job's METRICS entries, the highest over its
+        attempts (read up to USED_ENTRIES of them)."""
+        peak = cpu = 0.0
+        after, seen = 0, 0
+        while seen < USED_ENTRIES:
+            entries = self.store.read_log(job_id, [LogKind.METRICS], after=after, limit=1000)
+            for entry in entries:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    sample = json.loads(entry.text)
+                    peak = max(peak, float(sample.get("peak_rss_mib", sample.get("rss_mib", 0))))
+                    cpu = max(cpu, float(sample.get("cpu_seconds", 0)))
+            seen += len(entries)
+            if len(entries) < 1000:
+                break
+            after = entries[-1].seq
+        if not (peak or cpu):
+            return {}  # it ended before its worker took a sample
+        return {"peak_rss_mib": round(peak, 1), "cpu_seconds": round(cpu, 2)}
 
     async def wait_for_job(self, job_id: int, wait: float) -> JobRecord | ArrayRecord:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
@@ -263,15 +332,35 @@ class HostService:
     # workers --------------------------------------------------------------------
 
     async def claim(
-        self, worker_id: str, queue: str, definition: str, limit: int, wait: float
+        self,
+        worker_id: str,
+        queue: str,
+        definition: str,
+        limit: int,
+        wait: float,
+        room: dict[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         """Jobs for a worker, each with how to run it: its definition (limits, image...)
-        and the container image to use, if any."""
+        and the container image to use, if any. With `room` (what the worker has left),
+        only jobs whose requests fit in it."""
         spec = resources.spec_of(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
+        fits = None
+        if room is not None:
+            shape, free = capacity.shape_of(spec.model_dump()), capacity.Request(**room)
+
+            def fits(asked: dict[str, Any] | None) -> bool:
+                return capacity.effective(asked, shape).fits(free)
+
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             jobs = self.store.claim(
-                worker_id, queue, definition, limit, self.settings.lease_seconds, time.time()
+                worker_id,
+                queue,
+                definition,
+                limit,
+                self.settings.lease_seconds,
+                time.time(),
+                fits,
             )
             left = deadline - time.monotonic()
             if jobs or left <= 0:
@@ -355,7 +444,7 @@ class HostService:
         next jobs. A report for an attempt the worker no longer holds is refused."""
         # a report's own output is short (notes); the job's output came with its progress
         endings = [
-            Ending(r.job_id, r.attempt, r.exit_code, r.reason, _report_output(r.output))
+            Ending(r.job_id, r.attempt, r.exit_code, r.reason, _report_output(r.output) + _usage(r))
             for r in batch.reports
         ]
         results = self.store.complete_many(worker_id, endings, time.time())
@@ -366,7 +455,10 @@ class HostService:
         # a worker that lost a lease is behind: it gets nothing more until it catches up
         if batch.claim_next and batch.reports and not any(isinstance(r, Conflict) for r in results):
             job = self.job(batch.reports[0].job_id)
-            following = await self.claim(worker_id, job.queue, job.definition, batch.claim_next, 0)
+            room = batch.room.model_dump() if batch.room else None
+            following = await self.claim(
+                worker_id, job.queue, job.definition, batch.claim_next, 0, room
+            )
         return results, following
 
     def return_claims(self, worker_id: str, claims: list[tuple[int, int]]) -> int:

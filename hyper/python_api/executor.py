@@ -102,14 +102,20 @@ class Executor(concurrent.futures.Executor):
         time_limit: int | None = None,
         env: Mapping[str, str] | None = None,
         python: str | None = None,
+        cpus: int | None = None,
+        mem: str | int | None = None,
+        gpus: int | None = None,
     ) -> None:
         """`host` is a saved host's name (default: the host in use, created on first use
         as qsub does); `name` the jobs' name (default: python-FUNCTION); `time_limit`
         in seconds; `env` variables for the jobs; `python` hyper's Python where the jobs
-        run (default: $HYPER_PYTHON there, else the worker's own interpreter)."""
+        run (default: $HYPER_PYTHON there, else the worker's own interpreter); `cpus`,
+        `mem` ("4G"; a number is MiB) and `gpus` what each job gets on its worker (as
+        qsub's --cpus, --mem, --gpus; default: the definition's share)."""
         self._settings = JobSettings(
-            queue, definition, retries, time_limit, dict(env or {}), python
+            queue, definition, retries, time_limit, dict(env or {}), python, cpus, mem, gpus
         )
+        self._settings.resources()  # a bad request is refused here, before any submit
         self._name = name
         self._host = host
         self._client = connect(host)  # for the caller's threads, one request at a time

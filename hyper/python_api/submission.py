@@ -62,6 +62,22 @@ class JobSettings:
     time_limit: int | None = None  # seconds
     env: Mapping[str, str] = field(default_factory=dict)
     python: str | None = None  # hyper's Python on the workers ($HYPER_PYTHON)
+    cpus: int | None = None  # each job's request (hyper.capacity; None: the default)
+    mem: str | int | None = None  # a size such as "4G"; a number is MiB
+    gpus: int | None = None
+
+    def resources(self) -> dict[str, int]:
+        """The jobs' request as the host takes it (checked here: a bad one is UsageError)."""
+        from hyper import capacity
+
+        body: dict[str, int] = {}
+        if self.cpus is not None:
+            body["cpus"] = max(1, capacity.parse_count(self.cpus, "cpus", capacity.MAX_CPUS))
+        if self.mem is not None:
+            body["mem_mib"] = capacity.parse_size(str(self.mem), "M", "mem")
+        if self.gpus is not None:
+            body["gpus"] = capacity.parse_count(self.gpus, "gpus", capacity.MAX_GPUS)
+        return body
 
     def submission(
         self, name: str, package: str, *, tasks: int | None, collect: list[str]
@@ -85,6 +101,9 @@ class JobSettings:
         }
         if tasks is not None:
             job["array"] = {"spec": f"0-{tasks - 1}"}
+        resources = self.resources()
+        if resources:
+            job["resources"] = resources
         return job
 
 

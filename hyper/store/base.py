@@ -14,13 +14,17 @@ under ``prefix/``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from hyper.errors import Conflict
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency, Selector
+
+# whether a job's request (its options' "request": what it asked, or None) fits in what the
+# claiming worker has left; a claim passes over the jobs that do not (hyper.capacity)
+Fits = Callable[[dict[str, Any] | None], bool]
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,14 @@ class Store(Protocol):
 
     # the worker side of a job
     def claim(
-        self, worker_id: str, queue: str, definition: str, limit: int, lease: float, now: float
+        self,
+        worker_id: str,
+        queue: str,
+        definition: str,
+        limit: int,
+        lease: float,
+        now: float,
+        fits: Fits | None = None,
     ) -> list[JobRecord]: ...
     def heartbeat(
         self,

@@ -86,6 +86,7 @@ from hyper.store.base import (
     ArrayRecord,
     CancelResult,
     Ending,
+    Fits,
     HoldResult,
     JobFilter,
     JobRecord,
@@ -1760,7 +1761,14 @@ class DynamoDBStore:
         return HoldResult(len(applied), unchanged)
 
     def claim(
-        self, worker_id: str, queue: str, definition: str, limit: int, lease: float, now: float
+        self,
+        worker_id: str,
+        queue: str,
+        definition: str,
+        limit: int,
+        lease: float,
+        now: float,
+        fits: Fits | None = None,
     ) -> list[JobRecord]:
         claimed: list[JobRecord] = []
         after = ""  # the claim order to continue after
@@ -1780,6 +1788,8 @@ class DynamoDBStore:
                 array_id = item.get("array_id")
                 if array_id is not None and array_id in full:
                     result: JobRecord | str = "full"
+                elif fits is not None and not fits(self._request(item)):
+                    continue  # more than the worker has left: another worker's
                 else:
                     result = self._claim_one(item, worker_id, queue, definition, lease, now)
                 if isinstance(result, JobRecord):
@@ -1796,6 +1806,17 @@ class DynamoDBStore:
                 break
         self._touch(worker_id, now)
         return claimed
+
+    def _request(self, item: Item) -> dict[str, Any] | None:
+        """What a job asked for (in its options; a task's are its array's)."""
+        text = item.get("options")
+        if not text and item.get("kind") == "task":
+            text = self._array_infos({item["array_id"]})[item["array_id"]].options
+        try:
+            request = json.loads(text).get("request") if text else None
+        except (ValueError, AttributeError):
+            return None
+        return request if isinstance(request, dict) else None
 
     def _claim_one(
         self, item: Item, worker_id: str, queue: str, definition: str, lease: float, now: float

@@ -35,7 +35,7 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,6 +58,7 @@ from hyper.store.base import (
     ArrayRecord,
     CancelResult,
     Ending,
+    Fits,
     HoldResult,
     JobFilter,
     JobRecord,
@@ -935,17 +936,32 @@ class SQLiteStore:
         return HoldResult(len(changed), unchanged)
 
     def claim(
-        self, worker_id: str, queue: str, definition: str, limit: int, lease: float, now: float
+        self,
+        worker_id: str,
+        queue: str,
+        definition: str,
+        limit: int,
+        lease: float,
+        now: float,
+        fits: Fits | None = None,
     ) -> list[JobRecord]:
         claimed = []
+        sized = ""
+        if fits is not None:  # the request is in the job's options (a task's: its array's)
+            sized = (
+                " AND hyper_fits(coalesce(j.options,"
+                " (SELECT a.options FROM arrays a WHERE a.id = j.array_id)))"
+            )
         with self._write() as db:
+            if fits is not None:
+                db.create_function("hyper_fits", 1, _fits_function(fits))
             for _ in range(limit):
                 row = db.execute(
                     "SELECT j.id, j.array_id FROM jobs j INDEXED BY jobs_claim"
                     " WHERE j.status = ? AND j.queue = ? AND j.definition = ? AND"
                     " (j.array_id IS NULL OR NOT EXISTS (SELECT 1 FROM arrays a WHERE"
                     "  a.id = j.array_id AND a.cap IS NOT NULL AND a.running >= a.cap))"
-                    " ORDER BY j.priority DESC, j.id LIMIT 1",
+                    f"{sized} ORDER BY j.priority DESC, j.id LIMIT 1",
                     (JobStatus.WAITING.value, queue, definition),
                 ).fetchone()
                 if row is None:
@@ -1594,6 +1610,19 @@ class SQLiteStore:
         if row is None:
             raise Conflict(f"workflow {record.id} changed meanwhile")
         return _workflow(row)
+
+
+def _fits_function(fits: Fits) -> Callable[[str | None], int]:
+    """`fits` as an SQL function of a job's options (JSON text)."""
+
+    def call(options: str | None) -> int:
+        try:
+            request = json.loads(options).get("request") if options else None
+        except (ValueError, AttributeError):
+            request = None
+        return int(fits(request if isinstance(request, dict) else None))
+
+    return call
 
 
 def _workflow(row: sqlite3.Row) -> WorkflowRecord:

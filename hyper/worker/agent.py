@@ -5,6 +5,14 @@ It claims jobs of one (queue, definition), runs each in its own process group
 to the host while the job runs, heartbeats, stops the job when the host says
 it was cancelled, reports the exit code, and exits after an idle timeout.
 
+A worker has the shape of its definition (vCPUs, memory, GPUs: hyper.capacity) and
+runs as many jobs at once as fit in what it has left, each in a thread of its own:
+it claims only jobs that fit (the host passes over the others), pins each to CPUs of
+its own (affinity, and cgroup v2 cpu.max where writable), hands it GPUs no running job
+holds, and holds it to its memory (cgroup v2 memory.max where the machine has it, else
+the worker watches the job's resident memory): a job over it ends "out of memory"
+with exit code 125 (EXIT_OUT_OF_MEMORY).
+
 A job with a package runs in a fresh folder of the worker's, where the package (a
 gzip'd tar archive kept by the host) is unpacked first; the files a job collects are
 sent to the host when it ends, before its end is reported.
@@ -27,6 +35,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,10 +43,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
-from hyper import output, tarballs
+from hyper import capacity, output, tarballs
 from hyper.client import HostClient
 from hyper.commands import run as run_command
 from hyper.errors import (
+    EXIT_OUT_OF_MEMORY,
     EXIT_TIME_LIMIT,
     CommandFailed,
     Conflict,
@@ -74,6 +84,26 @@ FENCE_SHARE = 2 / 3
 LEASE_MARK = "lease"
 # under a walltime (a pilot), a job with no time limit is taken to need this long
 DEFAULT_TIME_LIMIT_SECONDS = 600
+# a claimed job waiting for room on its worker goes back to the host after this share of
+# its lease (its lease is not renewed while it waits)
+HOLD_SHARE = 1 / 3
+MEMORY_CHECK_SECONDS = 0.25  # how often the worker looks at a job's memory (no cgroup)
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+                 "ZE_AFFINITY_MASK")  # fmt: skip
+
+
+@dataclass
+class Placement:
+    """Where a running job is on its worker: what it asked, the CPUs and GPUs it has."""
+
+    request: capacity.Request
+    cpus: tuple[int, ...]
+    gpus: tuple[str, ...]
+    group: int | None = None  # its first process (and process group)
+    cgroup: JobCgroup | None = None
+    report: dict[str, Any] | None = None
+    done: bool = False
+    short: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,7 +291,7 @@ def _metrics_every(pid: int, seconds: float) -> Callable[[], dict[str, float] | 
     return sample
 
 
-def _metrics(pid: int) -> dict[str, float] | None:
+def _metrics(pid: int, *, host: bool = True) -> dict[str, float] | None:
     try:
         import psutil
 
@@ -274,6 +304,8 @@ def _metrics(pid: int) -> dict[str, float] | None:
                 rss += process.memory_info().rss
                 times = process.cpu_times()
                 cpu += times.user + times.system
+        if not host:
+            return {"cpu_seconds": round(cpu, 3), "rss_mib": round(rss / 2**20, 2)}
         memory = psutil.virtual_memory()
         return {
             "cpu_seconds": round(cpu, 3),
@@ -289,26 +321,86 @@ def _metrics(pid: int) -> dict[str, float] | None:
         return None
 
 
+def _pin(cpus: tuple[int, ...]) -> bool:
+    """Run this thread (and so the job it starts) on these CPUs only."""
+    try:
+        os.sched_setaffinity(0, cpus)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+class _MemoryWatch:
+    """A job's memory and CPU time while it runs. Where its cgroup holds its memory
+    (memory.max) the kernel ends it and this only tells why; elsewhere this ends it when
+    its resident memory (all its processes) goes above what it asked for, looked at every
+    MEMORY_CHECK_SECONDS (a job may go above it for that long)."""
+
+    def __init__(self, pid: int, limit_mib: int, cgroup: JobCgroup | None, held: bool) -> None:
+        self.pid, self.limit_mib, self.cgroup, self.held = pid, limit_mib, cgroup, held
+        self.peak_mib = 0.0
+        self.cpu_seconds = 0.0
+        self._last = time.monotonic()
+
+    def over(self) -> str | None:
+        """Why the job must end now (None while it is within its memory)."""
+        if time.monotonic() - self._last < MEMORY_CHECK_SECONDS:
+            return None
+        self._last = time.monotonic()
+        sample = _metrics(self.pid, host=False)
+        if sample is None:
+            return None
+        self.peak_mib = max(self.peak_mib, sample["rss_mib"])
+        self.cpu_seconds = max(self.cpu_seconds, sample["cpu_seconds"])
+        if not self.held and sample["rss_mib"] > self.limit_mib:
+            return (
+                f"out of memory: it used {sample['rss_mib']:.0f} MiB, above the"
+                f" {self.limit_mib} MiB it asked for"
+            )
+        return None
+
+    def killed_by_kernel(self) -> bool:
+        return self.held and self.cgroup is not None and self.cgroup.oom_kills() > 0
+
+    def reason(self) -> str:
+        return f"out of memory: it reached the {self.limit_mib} MiB it asked for"
+
+    def usage(self) -> dict[str, float] | None:
+        """What it used, as sampled while it ran (None when it ended before a sample)."""
+        if not (self.peak_mib or self.cpu_seconds):
+            return None
+        return {"peak_rss_mib": round(self.peak_mib, 1), "cpu_seconds": round(self.cpu_seconds, 2)}
+
+
 class WorkerAgent:
     def __init__(self, client: HostClient, options: WorkerOptions) -> None:
         self.client = client
         self.options = options
         self.options.workdir.mkdir(parents=True, exist_ok=True)
-        self._job_group: int | None = None
-        self._job_cgroup: JobCgroup | None = None
         self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
+        self._held_since: float | None = None  # when the first held job began to wait
         self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
         self._started_any = False
+        self._shape: capacity.Shape | None = None  # known from the first job's definition
+        self._running: dict[tuple[int, int], Placement] = {}  # (job id, attempt)
+        self._lock = threading.Lock()  # guards the placements' state and the spawn
+        self._spawn = threading.Lock()  # one job starts at a time (its cgroup, its CPUs)
+        self._ended = threading.Event()  # a job thread finished
+        self._machine_cpus = sorted(os.sched_getaffinity(0))
+        self._sweep = False  # a job ended while others ran: its orphans wait for a quiet time
+        self._stopping = False  # SIGTERM: running jobs were ended, their leases run out
 
     def stop_on_signal(self) -> None:
-        """On SIGTERM, stop the running job's process group too, then exit: its lease
-        runs out and the host retries it by policy."""
+        """On SIGTERM, stop the running jobs' process groups too, then exit: their leases
+        run out and the host retries them by policy."""
 
         def handler(signum: int, frame: Any) -> None:
-            if self._job_group is not None:
-                self._end_everything(self._job_group)
-                if self._job_cgroup is not None:
-                    self._job_cgroup.remove()
+            self._stopping = True
+            for placement in list(self._running.values()):
+                if placement.group is not None:
+                    self._end_everything(placement.group, placement.cgroup, alone=True)
+                if placement.cgroup is not None:
+                    placement.cgroup.remove()
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, handler)
@@ -324,10 +416,46 @@ class WorkerAgent:
                     raise
                 time.sleep(1.0)
 
+    # what the worker has ------------------------------------------------------------
+
+    def _learn_shape(self, job: dict[str, Any]) -> None:
+        if self._shape is None:
+            self._shape = capacity.shape_of(job.get("definition_spec") or {})
+
+    def _request(self, job: dict[str, Any]) -> capacity.Request:
+        shape = self._shape or capacity.shape_of(job.get("definition_spec") or {})
+        return capacity.effective((job.get("options") or {}).get("request"), shape)
+
+    def _room(self) -> capacity.Request | None:
+        """What is left for more jobs (None before the first job: the worker does not
+        know its shape yet, and an empty worker has room for any job of its definition)."""
+        if self._shape is None:
+            return None
+        room = self._shape.whole
+        for placement in self._running.values():
+            room = room.minus(placement.request)
+        return room
+
+    def _place(self, request: capacity.Request) -> Placement:
+        """CPUs for the job: the machine's least used ones (a job never shares a CPU with
+        another while the worker has CPUs to spare); GPUs no running job holds."""
+        use = {cpu: 0 for cpu in self._machine_cpus}
+        taken: set[str] = set()
+        for placement in self._running.values():
+            for cpu in placement.cpus:
+                use[cpu] = use.get(cpu, 0) + 1
+            taken.update(placement.gpus)
+        order = sorted(use, key=lambda cpu: (use[cpu], cpu))
+        cpus = tuple(sorted(order[: max(1, request.cpus)]))
+        free = [g for g in (self._shape.gpu_ids if self._shape else ()) if g not in taken]
+        return Placement(request, cpus, tuple(free[: request.gpus]))
+
+    # the run loop ---------------------------------------------------------------------
+
     def run(self) -> int:
-        """Claim and run jobs until idle (or past its lifetime). Short jobs are taken and
-        reported in batches, growing while jobs stay short: each report brings the next
-        jobs back in the same round trip."""
+        """Claim and run jobs until idle (or past its lifetime), as many at once as fit.
+        Short jobs are taken and reported in batches, growing while jobs stay short: each
+        report brings the next jobs back in the same round trip."""
         options = self.options
         born = time.monotonic()
         idle_since = born
@@ -335,53 +463,147 @@ class WorkerAgent:
         become_subreaper()  # what a job leaves behind stays the worker's to end
         try:
             while True:
-                if self._held_jobs:
-                    job = self._held_jobs.popleft()
-                    if not self._fits(job, born):
-                        self._held_jobs.appendleft(job)  # handed back as it leaves
-                        break
-                    started = time.monotonic()
-                    report = self.run_job(job)
-                    if report is not None:
-                        self._pending.append(report)
-                    short = time.monotonic() - started < SHORT_JOB_SECONDS
+                ended = self._collect()
+                if ended:
+                    short = all(p.short for p in ended)
                     prefetch = min(prefetch * 2, PREFETCH_MAX) if short else 1
+                if self._running or ended:
                     idle_since = time.monotonic()
-                    if not self._held_jobs or len(self._pending) >= prefetch:
-                        young = not options.lifetime_seconds or (
-                            time.monotonic() - born < options.lifetime_seconds
-                        )
-                        wanted = prefetch if young and not self._held_jobs else 0
-                        self._held_jobs.extend(self._report(wanted))
+                if not self._start_held(born):
+                    break  # a pilot's walltime: what is held goes back as it leaves
+                young = not options.lifetime_seconds or (
+                    time.monotonic() - born < options.lifetime_seconds
+                )
+                room = self._room()
+                has_room = room is None or (room.cpus > 0 and room.mem_mib > 0)
+                if self._pending and (not self._held_jobs or len(self._pending) >= prefetch):
+                    wanted = 0
+                    if young and has_room and not self._held_jobs:
+                        wanted = 1 if self._running else prefetch
+                    self._held_jobs.extend(self._report(wanted, room))
+                    continue
+                if self._held_jobs:
+                    self._hand_back_stale()
+                    self._ended.wait(LOOP_SECONDS)
                     continue
                 now = time.monotonic()
-                if options.lifetime_seconds and now - born > options.lifetime_seconds:
-                    break
-                idle_left = options.idle_seconds - (now - idle_since)
-                if idle_left <= 0:
-                    break
+                if not self._running:
+                    if options.lifetime_seconds and now - born > options.lifetime_seconds:
+                        break
+                    if options.idle_seconds - (now - idle_since) <= 0:
+                        break
+                if not young or not has_room:
+                    self._ended.wait(LOOP_SECONDS)
+                    continue
                 # an idle worker holds nothing: when the host is gone it just leaves,
                 # and the scheduler starts new workers once the host is back
+                idle_left = options.idle_seconds - (now - idle_since)
+                wait = 0.0 if self._running else round(max(0.0, min(idle_left, 10.0)), 3)
                 sent = clock()
-                claimed = self.client.claim(
-                    options.worker_id,
-                    queue=options.queue,
-                    definition=options.definition,
-                    limit=1,
-                    wait=round(min(idle_left, 10.0), 3),
-                )
+                try:
+                    claimed = self.client.claim(
+                        options.worker_id,
+                        queue=options.queue,
+                        definition=options.definition,
+                        limit=1,
+                        wait=wait,
+                        room=room.as_dict() if room is not None else None,
+                    )
+                except (HostUnreachable, HostFailure):
+                    if not self._running:
+                        raise
+                    claimed = []  # the running jobs' keepers deal with the host
                 self._held_jobs.extend(_stamped(claimed, sent))
+                if not claimed and self._running:
+                    self._ended.wait(LOOP_SECONDS * 4)
         except HyperError as error:
             print(f"worker {options.worker_id}: {error}", file=sys.stderr, flush=True)
             return 1
         finally:  # on SIGTERM too: what ended is reported, what was not started goes back
             with contextlib.suppress(HyperError):
-                self._report(0)
-            with contextlib.suppress(HyperError):
                 self._return_held()
+            if not self._stopping:
+                self._drain()  # jobs still running end as they end, and are reported
+            with contextlib.suppress(HyperError):
+                self._report(0, None)
         with contextlib.suppress(HyperError):
             self.client.worker_exit(options.worker_id)
         return 0
+
+    def _start_held(self, born: float) -> bool:
+        """Start the held jobs that fit, in order; False when a pilot's walltime has no
+        room for the next one (the worker then leaves)."""
+        while self._held_jobs:
+            job = self._held_jobs[0]
+            self._learn_shape(job)
+            request = self._request(job)
+            room = self._room()
+            if room is not None and self._running and not request.fits(room):
+                if self._held_since is None:
+                    self._held_since = time.monotonic()
+                return True  # it waits for a running job to end
+            if not self._fits(job, born):
+                return False
+            self._held_jobs.popleft()
+            self._held_since = None
+            self._launch(job, request)
+        return True
+
+    def _launch(self, job: dict[str, Any], request: capacity.Request) -> None:
+        with self._lock:
+            placement = self._place(request)
+            self._running[(int(job["id"]), int(job["attempt"]))] = placement
+
+        def body() -> None:
+            started = time.monotonic()
+            try:
+                placement.report = self.run_job(job, placement)
+            except Exception as error:  # a job thread never takes the worker down
+                reason = f"the worker could not run it: {error}"
+                placement.report = _ending(int(job["id"]), int(job["attempt"]), 1, reason, [])
+            finally:
+                placement.short = time.monotonic() - started < SHORT_JOB_SECONDS
+                placement.done = True
+                self._ended.set()
+
+        threading.Thread(target=body, name=f"job-{job['id']}.{job['attempt']}", daemon=True).start()
+
+    def _collect(self) -> list[Placement]:
+        """The placements of jobs that ended, their reports queued; their room is free."""
+        self._ended.clear()
+        with self._lock:
+            ended = [key for key, p in self._running.items() if p.done]
+            placements = [self._running.pop(key) for key in ended]
+        for placement in placements:
+            if placement.report is not None:
+                self._pending.append(placement.report)
+        if placements and self._running:
+            self._sweep = True
+        if self._sweep and not self._running:
+            self._sweep = False
+            kill_descendants()  # what jobs left while their neighbours ran
+        return placements
+
+    def _drain(self) -> None:
+        """Wait for running jobs to end (they were told to stop, or the worker leaves)."""
+        while self._running:
+            self._ended.wait(LOOP_SECONDS)
+            self._collect()
+
+    def _hand_back_stale(self) -> None:
+        """Held jobs that waited too long for room go back, so that other workers run
+        them (their leases are not renewed while they wait)."""
+        lease = min(
+            (float(j.get("lease_seconds") or DEFAULT_LEASE_SECONDS) for j in self._held_jobs),
+            default=DEFAULT_LEASE_SECONDS,
+        )
+        if (
+            self._held_since is not None
+            and time.monotonic() - self._held_since > lease * HOLD_SHARE
+        ):
+            self._held_since = None
+            with contextlib.suppress(HyperError):
+                self._return_held()
 
     def _fits(self, job: dict[str, Any], born: float) -> bool:
         """Under a walltime: the job's time limit (or the default) fits in what is left.
@@ -403,11 +625,14 @@ class WorkerAgent:
         path = f"/workers/{quote(self.options.worker_id)}/return"
         self.client.call("POST", path, {"jobs": refs})
 
-    def _report(self, claim_next: int) -> list[dict[str, Any]]:
-        """Send the reports of ended jobs (if any), and claim `claim_next` more."""
+    def _report(self, claim_next: int, room: capacity.Request | None) -> list[dict[str, Any]]:
+        """Send the reports of ended jobs (if any), and claim `claim_next` more that fit
+        in `room`."""
         if not self._pending:
             return []
-        body = {"reports": self._pending, "claim_next": claim_next}
+        body: dict[str, Any] = {"reports": self._pending, "claim_next": claim_next}
+        if claim_next and room is not None:
+            body["room"] = room.as_dict()
         self._pending = []
         path = f"/workers/{quote(self.options.worker_id)}/complete"
         sent = clock()
@@ -520,10 +745,15 @@ class WorkerAgent:
             with contextlib.suppress(ProcessLookupError):
                 resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
-    def run_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    def run_job(
+        self, job: dict[str, Any], placement: Placement | None = None
+    ) -> dict[str, Any] | None:
         """Run one job to its end; return its report (None when its lease was lost).
         A job with a package runs in a folder of its own, made for this attempt and
         removed after it; what it collects is sent to the host before its end is."""
+        if placement is None:  # on its own: the whole worker
+            self._learn_shape(job)
+            placement = self._place(self._request(job))
         job_id, attempt = int(job["id"]), int(job["attempt"])
         options = job.get("options") or {}
         package = options.get("package")
@@ -532,7 +762,8 @@ class WorkerAgent:
             cwd = self.options.workdir
             if submit_dir and Path(submit_dir).is_dir():
                 cwd = Path(submit_dir)  # where it was submitted (as Slurm does), if on this machine
-            return self._collected(job, self._run(job, cwd, self.options.workdir), cwd)
+            report = self._run(job, cwd, self.options.workdir, placement)
+            return self._collected(job, report, cwd)
         folder = self.options.workdir / f"job-{job_id}.{attempt}"
         shutil.rmtree(folder, ignore_errors=True)  # what a killed worker left: start afresh
         try:
@@ -540,7 +771,7 @@ class WorkerAgent:
                 self._unpack(package, folder)
             except PackageError as error:
                 return _ending(job_id, attempt, 1, str(error), [])
-            return self._collected(job, self._run(job, folder, folder), folder)
+            return self._collected(job, self._run(job, folder, folder, placement), folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -584,11 +815,14 @@ class WorkerAgent:
             report["output"] = [*report["output"], {"kind": LogKind.STDERR.value, "text": text}]
         return report
 
-    def _run(self, job: dict[str, Any], cwd: Path, workdir: Path) -> dict[str, Any] | None:
+    def _run(
+        self, job: dict[str, Any], cwd: Path, workdir: Path, placement: Placement
+    ) -> dict[str, Any] | None:
         job_id, attempt = int(job["id"]), int(job["attempt"])
         if self.options.in_image:
             job = {**job, "image": None}  # no container inside the container
         env = self._environment(job, workdir)
+        env.update(self._resource_variables(job, env, placement))
         reason: str | None = None
         try:
             command, script_path = self._command(job, cwd, env)
@@ -600,26 +834,36 @@ class WorkerAgent:
             script_path.unlink(missing_ok=True)
             return _ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
         cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt)
-        entered = cgroup is not None and cgroup.enter()  # the job's first process starts there
-        try:
-            process = subprocess.Popen(
-                command,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            _close_all(files)
-            script_path.unlink(missing_ok=True)
-            return _ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
-        finally:
-            if entered and cgroup is not None:
-                cgroup.leave()
+        memory_enforced = cgroup is not None and cgroup.limit(
+            placement.request.cpus, placement.request.mem_mib
+        )
+        # one job starts at a time: the worker steps into its cgroup to start it, and
+        # this thread takes its CPUs, which the job's first process inherits
+        with self._spawn:
+            entered = cgroup is not None and cgroup.enter()  # the first process starts there
+            pinned = _pin(placement.cpus)
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                _close_all(files)
+                script_path.unlink(missing_ok=True)
+                return _ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
+            finally:
+                if pinned:
+                    _pin(tuple(self._machine_cpus))
+                if entered and cgroup is not None:
+                    cgroup.leave()
         self._limit_memory(job, process.pid)
-        self._job_group, self._job_cgroup = process.pid, cgroup
+        placement.group, placement.cgroup = process.pid, cgroup
+        watch = _MemoryWatch(process.pid, placement.request.mem_mib, cgroup, memory_enforced)
         streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
         limit = output.limit_bytes(job.get("definition_spec"))
         spool = Spool(workdir / f"spool-{job_id}.{attempt}", limit) if streaming else None
@@ -633,7 +877,7 @@ class WorkerAgent:
             spool,
             self.options.heartbeat_seconds,
             _metrics_every(process.pid, METRICS_SECONDS),
-            chores=self._chores,
+            chores=lambda client: None,  # the run loop reports what ended meanwhile
             mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
         )
         keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
@@ -656,7 +900,13 @@ class WorkerAgent:
                 break
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
-                    self._end_everything(process.pid)
+                    self._end_everything(process.pid, cgroup)
+                continue
+            over = watch.over()
+            if over is not None:
+                reason, exit_code = over, EXIT_OUT_OF_MEMORY
+                self._end_everything(process.pid, cgroup)  # at once: memory is short
+                kill_at = time.monotonic()
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 reason, exit_code = f"time limit of {time_limit} s reached", EXIT_TIME_LIMIT
@@ -674,8 +924,9 @@ class WorkerAgent:
             kill_at = time.monotonic() + KILL_GRACE_SECONDS
         # the script has ended: stop what it left behind (its pipes close then), whatever
         # session, process group or environment it has
-        self._end_everything(process.pid)
-        self._job_group, self._job_cgroup = None, None
+        self._end_everything(process.pid, cgroup)
+        if exit_code is None and watch.killed_by_kernel():
+            reason, exit_code = watch.reason(), EXIT_OUT_OF_MEMORY
         pump.finish(timeout=2.0)
         if cgroup is not None:
             cgroup.remove()
@@ -683,7 +934,8 @@ class WorkerAgent:
         script_path.unlink(missing_ok=True)
         keeper.stop()
         keeper.join()
-        (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
+        if len(self._running) <= 1:  # the mark is the worker's: its last job takes it away
+            (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
         try:
             carried = None if lost else keeper.flush(self.options.patience_seconds, CARRY_BYTES)
         finally:
@@ -694,22 +946,50 @@ class WorkerAgent:
         if exit_code is None:
             code = process.returncode
             exit_code = code if code >= 0 else 128 - code
-        return _ending(job_id, attempt, exit_code, reason, carried)
+        ending = _ending(job_id, attempt, exit_code, reason, carried)
+        ending["usage"] = watch.usage()
+        return ending
 
-    def _end_everything(self, group: int) -> None:
-        """SIGKILL the job's process group, its cgroup and every descendant of this worker
-        (a subreaper: orphans of the job were re-parented here)."""
+    def _end_everything(
+        self, group: int, cgroup: JobCgroup | None, *, alone: bool | None = None
+    ) -> None:
+        """SIGKILL the job's process group, its cgroup and, when it is the worker's only
+        job (`alone`; by default: whether it runs no other), every descendant of this
+        worker (a subreaper: orphans of the job were re-parented here; beside other jobs
+        they are swept once the worker is quiet)."""
+        if alone is None:
+            alone = len(self._running) <= 1
         _kill_group(group, signal.SIGKILL)
-        if self._job_cgroup is not None:
-            self._job_cgroup.kill(spare=group)
-        kill_descendants(spare=group)  # the job's first process is reaped by subprocess
+        if cgroup is not None:
+            cgroup.kill(spare=group)
+        if alone:
+            kill_descendants(spare=group)  # the job's first process is reaped by subprocess
 
-    def _chores(self, client: HostClient) -> None:
-        """While a long job runs: what ended before it is reported, and what was claimed
-        after it goes back for other workers (its leases are not renewed here)."""
-        self._report(0)
-        with contextlib.suppress(HyperError):
-            self._return_held()
+    def _resource_variables(
+        self, job: dict[str, Any], env: dict[str, str], placement: Placement
+    ) -> dict[str, str]:
+        """What the job reads about what it got: HYPER_CPUS, HYPER_MEM (MiB), HYPER_GPUS,
+        OMP_NUM_THREADS (unless the job sets it), the GPU variables of every vendor, and
+        its dialect's own (SLURM_CPUS_PER_TASK, NCPUS, LSB_DJOB_NUMPROC...)."""
+        request = placement.request
+        cpus, mem = str(request.cpus), str(request.mem_mib)
+        found = {"HYPER_CPUS": cpus, "HYPER_MEM": mem, "HYPER_GPUS": ",".join(placement.gpus)}
+        if "OMP_NUM_THREADS" not in (job.get("env") or {}):
+            found["OMP_NUM_THREADS"] = cpus
+        if placement.gpus or (self._shape and self._shape.gpu_ids):
+            found |= {name: ",".join(placement.gpus) for name in GPU_VARIABLES}
+        compat = (job.get("options") or {}).get("compat", [])
+        if "slurm" in compat:
+            found |= {"SLURM_CPUS_PER_TASK": cpus, "SLURM_CPUS_ON_NODE": cpus,
+                      "SLURM_MEM_PER_NODE": mem, "SLURM_NTASKS": "1",
+                      "SLURM_NNODES": "1"}  # fmt: skip
+            if placement.gpus:
+                found["SLURM_JOB_GPUS"] = found["SLURM_STEP_GPUS"] = ",".join(placement.gpus)
+        if "pbs" in compat:
+            found |= {"NCPUS": cpus, "PBS_NCPUS": cpus, "PBS_NUM_PPN": cpus}
+        if "lsf" in compat:
+            found |= {"LSB_DJOB_NUMPROC": cpus, "LSB_MAX_NUM_PROCESSORS": cpus}
+        return found
 
     @staticmethod
     def _stop_container(job: dict[str, Any]) -> None:

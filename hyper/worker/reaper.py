@@ -6,8 +6,9 @@ anyway, neither relying on anything the job can change:
 
 - the worker is a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``): a process whose
   parent ends is re-parented to the worker, not to init, so every process a job started
-  stays a descendant of the worker while the worker lives. The worker runs one job at a
-  time, so at the job's end all its descendants are that job's, and they are killed;
+  stays a descendant of the worker while the worker lives. When a job ends alone on its
+  worker, all the worker's descendants are that job's, and they are killed; when others
+  run beside it, what it left is killed once the worker has no job running;
 - where the machine has cgroup v2 and lets the worker write to it, each job runs in a
   cgroup of its own, named ``hyper-<worker>.<job>.<attempt>`` beside the worker's cgroup.
   A cgroup outlives the worker: the host's local launcher finds the cgroups of a worker
@@ -215,6 +216,33 @@ class JobCgroup:
         except OSError:
             return None
         return cls(folder, parent)
+
+    def limit(self, cpus: int, mem_mib: int) -> bool:
+        """Hold the job to its CPUs (cpu.max) and memory (memory.max, no swap) where the
+        machine's cgroup v2 has those controllers for us; True when memory is held here."""
+        with contextlib.suppress(OSError):
+            if (self.folder / "cpu.max").exists():
+                (self.folder / "cpu.max").write_text(f"{cpus * 100_000} 100000")
+        try:
+            if not (self.folder / "memory.max").exists():
+                return False
+            (self.folder / "memory.max").write_text(str(mem_mib * 2**20))
+            with contextlib.suppress(OSError):
+                (self.folder / "memory.swap.max").write_text("0")
+            return True
+        except OSError:
+            return False
+
+    def oom_kills(self) -> int:
+        """How many of its processes the kernel killed for going over memory.max."""
+        try:
+            for line in (self.folder / "memory.events").read_text().splitlines():
+                name, _, count = line.partition(" ")
+                if name == "oom_kill":
+                    return int(count)
+        except (OSError, ValueError):
+            pass
+        return 0
 
     def enter(self) -> bool:
         """Move this process (all its threads) into the job's cgroup."""

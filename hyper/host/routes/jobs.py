@@ -92,7 +92,7 @@ async def get_job(
     job_id: JobId, service: Service, wait: float = Query(0.0, ge=0.0, le=60.0)
 ) -> dict[str, Any]:
     job = await service.wait_for_job(job_id, wait) if wait else service.job(job_id)
-    return job.as_dict()
+    return service.job_details(job)
 
 
 @router.get("/jobs/{job_id}/script")

@@ -28,7 +28,12 @@ router = api_router()
 @router.post("/workers/{worker_id}/claim", response_model=ClaimResponse)
 async def claim(worker_id: str, request: ClaimRequest, service: Service) -> ClaimResponse:
     jobs = await service.claim(
-        worker_id, request.queue, request.definition, request.limit, request.wait
+        worker_id,
+        request.queue,
+        request.definition,
+        request.limit,
+        request.wait,
+        request.room.model_dump() if request.room else None,
     )
     return ClaimResponse(jobs=jobs)
 
