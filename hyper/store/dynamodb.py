@@ -29,7 +29,9 @@ transaction is done here as follows.
   that ended in between is not missed; settling removes the ``deps`` item on a
   condition, so a dependency is settled once whoever sees it first.
 - Listings and counts never Scan: each filter maps to a Query of an index (queue and
-  status, name, definition, array), pages merged by id.
+  status, name, definition, array), pages merged by id. These indexes hold keys only
+  (a heartbeat then writes none of them); the jobs a page finds are read by id
+  (BatchGetItem, strongly consistent).
 
 Files are S3 objects under ``files/`` in the host's bucket. Workflows are items of the
 resources table (kind ``workflow``, named by their zero-filled id), with a marker item
@@ -113,8 +115,9 @@ PRIORITY_OFFSET = 10**9
 # The lease and live-worker indexes are written by every heartbeat: their partition keys
 # are spread over this many shards (a running job's by its id, a live worker's by a hash
 # of its id), so no partition takes more than 1/16 of the heartbeats. At 10,000 running
-# jobs reporting every 30 s (an AWS host), that is 21 writes/s per shard, against
-# DynamoDB's 1,000 per partition (tests/test_dynamodb_store.py counts them).
+# jobs reporting every 30 s (an AWS host), that is 42 index writes/s per lease shard (a
+# new lease end is a delete and a put), against DynamoDB's 1,000 per partition
+# (tests/test_dynamodb_store.py counts them). No other index is written by a heartbeat.
 SHARDS = 16
 
 
@@ -1509,6 +1512,7 @@ class DynamoDBStore:
                 "#qs = :qs AND #id > :after",
                 {"qs": f"{q}{SEP}{status}{SEP}{flag}", "after": after},
                 tables.BY_QUEUE_STATUS,
+                hydrate=True,
                 page=page,
             )
             for q, status, flag in wanted_qs
@@ -1532,6 +1536,7 @@ class DynamoDBStore:
                 "#array_id = :array AND #id > :after",
                 {"array": array_id, "after": after},
                 tables.BY_ARRAY,
+                hydrate=True,
                 page=page,
             )
         return self._by_ids(self._task_ids(array_id, indices, after))
