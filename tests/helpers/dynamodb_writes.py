@@ -72,6 +72,7 @@ class WriteCounter:
 
     def _targets(self, operation: str, params: dict[str, Any]) -> list[tuple[str, Raw]]:
         """(table, key) of each item a write request may change."""
+
         def key_of(table: str, item: Raw) -> Raw:
             return {k: item[k] for k in self._table(table).keys}
 
