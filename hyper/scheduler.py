@@ -84,6 +84,7 @@ class Scheduler:
         for worker_id in fenced:
             self.store.abandon(worker_id, now)  # what else it held (its leases ran on)
         gone = len(fenced) + self._forget_gone_workers(now)
+        self.store.reconcile_counts(now)  # a submit cut off must not ask for workers
         started = self._scale()
         return TickReport(expired, started, gone)
 

@@ -242,20 +242,76 @@ def test_racing_claims_never_pass_an_array_cap(store: DynamoDBStore) -> None:
 
 def test_api_calls_per_1000_submitted_jobs(store: DynamoDBStore) -> None:
     """The floor: 1,000 items at 25 a BatchWriteItem call is 40 calls; besides them one
-    UpdateItem reserves the ids and one adds to the counters."""
+    UpdateItem reserves the ids, one transaction adds to the counters with the submit's
+    journal entry, and one DeleteItem removes the entry once the items are written."""
     now = time.time()
     calls = counting(store)
     ids = store.submit([job(f"j{n}") for n in range(1000)], now)
     show("submit 1,000 jobs", calls)
     assert len(ids) == 1000
-    assert calls == {"BatchWriteItem": 40, "UpdateItem": 2}
+    assert calls == {
+        "BatchWriteItem": 40, "UpdateItem": 1, "TransactWriteItems": 1, "DeleteItem": 1
+    }  # fmt: skip
 
     calls.clear()
     store.submit([job("arr", array=ArrayTasks(indices=list(range(1000))))], now)
     show("submit an array of 1,000 tasks", calls)
     # 1,001 items (the array's own too); its counters, of the queue and of the array, are
     # added to in one transaction
-    assert calls == {"BatchWriteItem": 41, "UpdateItem": 1, "TransactWriteItems": 1}
+    assert calls == {
+        "BatchWriteItem": 41, "UpdateItem": 1, "TransactWriteItems": 1, "DeleteItem": 1
+    }  # fmt: skip
+
+
+class CutOff(BaseException):
+    """The end of a Lambda that timed out: no handler of the store's runs after it."""
+
+
+def _cut_at_write(store: DynamoDBStore, calls_let_through: int) -> None:
+    """Cut the store off at its BatchWriteItem call after `calls_let_through` of them."""
+    left = [calls_let_through]
+
+    def cut(**_: Any) -> None:
+        if left[0] <= 0:
+            raise CutOff
+        left[0] -= 1
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", cut, "cut-off")
+
+
+@pytest.mark.parametrize("written", [0, 1])
+def test_a_submit_cut_off_after_its_counters_is_taken_back_by_the_tick(
+    store: DynamoDBStore, written: int
+) -> None:
+    """A submit cut off after it counted its jobs, before it wrote all of them (none, or
+    the first 25 of 63), leaves counters that ask for workers for jobs that do not
+    exist. Once no submit can still be running, the scheduler's tick takes back what was
+    counted for the jobs never written, and nothing else: counts, demand and the
+    listing agree again."""
+    from hyper.scheduler import Scheduler
+    from hyper.store.dynamodb import SUBMIT_CUT_OFF
+
+    now = time.time()
+    (kept,) = store.submit([job("kept")], now)
+    _cut_at_write(store, written)
+    with pytest.raises(CutOff):
+        store.submit([job("a"), job("b"), job("arr", array=_tasks(60))], now)
+    store.dynamodb.meta.events.unregister("before-call.dynamodb.BatchWriteItem", None, "cut-off")
+    assert store.demand() == [(Q, D, 63, 0)]  # 1 + 2 + 60 counted
+
+    scheduler = Scheduler(store, {}, silence_seconds=60)
+    scheduler.tick(now + 60)  # the cut-off Lambda could still be writing: left alone
+    assert store.demand() == [(Q, D, 63, 0)]
+    scheduler.tick(now + SUBMIT_CUT_OFF + 1)
+    listed = store.list_jobs(JobFilter(), limit=1000)
+    waiting = [j for j in listed if j.status is JobStatus.WAITING]
+    # written: the first batch of 25 items (2 jobs, the array and 22 of its tasks)
+    expected = 1 + (2 + 22 if written else 0)
+    assert len(waiting) == expected and kept in {j.id for j in waiting}
+    assert store.demand() == [(Q, D, expected, 0)]
+    assert store.count_jobs(JobFilter())[JobStatus.WAITING] == expected
+    assert store.reconcile_counts(now + 2 * SUBMIT_CUT_OFF) == 0  # settled once
+    assert store.demand() == [(Q, D, expected, 0)]
 
 
 def test_api_calls_per_job_run(store: DynamoDBStore) -> None:

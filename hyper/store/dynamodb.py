@@ -23,7 +23,11 @@ transaction is done here as follows.
 - Submits: ids first, then the counters, then the items in BatchWriteItem calls of 25
   (unprocessed items retried with back-off); nothing is written before every
   dependency has been judged, so a refused submit leaves nothing behind. Scripts over
-  300 KB go to S3 under ``scripts/{id}`` first.
+  300 KB go to S3 under ``scripts/{id}`` first. The counters go with a journal entry
+  (counts table, scope ``submits``) that the submit removes once its items are written;
+  a submit cut off in between (its Lambda timed out) leaves the entry, and the tick
+  takes back what it counted for the items it never wrote (``reconcile_counts``), so
+  the scheduler does not start workers for jobs that do not exist.
 - Dependencies: as in SQLite, judged at submit. A pending one is recorded (a ``deps``
   item, and a ``dependents`` flag on its target) and then judged again, so that a target
   that ended in between is not missed; settling removes the ``deps`` item on a
@@ -131,6 +135,13 @@ def live_shard(worker_id: str) -> str:
 
 LEASE_SHARDS = tuple(f"L{n:02d}" for n in range(SHARDS))
 LIVE_SHARDS = tuple(f"W{n:02d}" for n in range(SHARDS))
+# A submit adds its counters before it writes its jobs, with a journal entry (in the
+# same transaction) that it removes once they are written. An entry older than Lambda's
+# longest timeout belongs to a submit that was cut off (nothing still running can write
+# its jobs): the tick takes back what it counted for jobs that were never written.
+SUBMIT_CUT_OFF = 900.0
+SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first id
+SETTLED_PER_TICK = 10  # journal entries settled per tick at most
 EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one per array
 ARRAY_CACHE = 1024
 TICK_LEASE = {"scope": "lease", "key": "tick"}  # who runs the scheduler's tick now
@@ -333,6 +344,45 @@ def _counter_keys(job: Mapping[str, Any], status: str) -> list[CounterKey]:
         pinned = status == RUNNING and job.get("cap") is not None
         keys.append((f"array:{job['array_id']}", status, pinned))
     return keys
+
+
+def _journal_entry(
+    counted: Sequence[tuple[int, list[CounterKey]]], deltas: Mapping[CounterKey, int], now: float
+) -> Item:
+    """A submit's journal entry: its ids, its counters (in the order they are made) and
+    the counter keys of its jobs as runs of consecutive ids that share them."""
+    runs: list[list[Any]] = []
+    for job_id, keys in counted:
+        listed = [list(k) for k in keys]
+        if runs and runs[-1][1] == job_id - 1 and runs[-1][2] == listed:
+            runs[-1][1] = job_id
+        else:
+            runs.append([job_id, job_id, listed])
+    return {
+        "key": f"{counted[0][0]:019d}",
+        "first": counted[0][0],
+        "last": counted[-1][0],
+        "started": now,
+        "deltas": json.dumps([[*k, n] for k, n in sorted(deltas.items()) if n]),
+        "runs": json.dumps(runs),
+    }
+
+
+def _journal_deltas(
+    entry: Mapping[str, Any], only: Sequence[tuple[int, int]] | None = None
+) -> list[list[Any]]:
+    """A journal entry's counters as [scope, key, pinned, n], in the order they are made;
+    with `only`, those of the jobs in these id ranges, from its runs."""
+    if only is None:
+        return [list(d) for d in json.loads(entry["deltas"])]
+    found: Counter[CounterKey] = Counter()
+    for low, high, keys in json.loads(entry["runs"]):
+        for first, last in only:
+            n = min(high, last) - max(low, first) + 1
+            if n > 0:
+                for scope, key, pinned in keys:
+                    found[(scope, key, bool(pinned))] += n
+    return [[*k, n] for k, n in sorted(found.items()) if n]
 
 
 def _split_output(entries: Sequence[tuple[LogKind, str]]) -> list[tuple[LogKind, str]]:
@@ -790,11 +840,6 @@ class DynamoDBStore:
             actions.append({"Update": request})
         return actions
 
-    def _add_counts(self, deltas: Mapping[CounterKey, int]) -> None:
-        actions = self._counter_actions(deltas)
-        for chunk in _chunks(actions, TRANSACTION_ITEMS):
-            self._transact(list(chunk))
-
     @staticmethod
     def _deltas(change: _Change) -> Counter[CounterKey]:
         deltas: Counter[CounterKey] = Counter()
@@ -1051,6 +1096,7 @@ class DynamoDBStore:
         logs: list[Item] = []
         links: list[tuple[int, str, int]] = []  # owner, kind, target: pending dependencies
         deltas: Counter[CounterKey] = Counter()
+        counted: list[tuple[int, list[CounterKey]]] = []  # each job's keys, for the journal
         for job, (pending, never, corr) in zip(jobs, judged, strict=True):
             ids.append(next_id)
             links += [(next_id, kind, target) for kind, target in pending]
@@ -1058,6 +1104,7 @@ class DynamoDBStore:
                 item = self._single_item(job, next_id, pending, never, now)
                 items.append(item)
                 deltas.update(_counter_keys(item, item["status"]))
+                counted.append((next_id, _counter_keys(item, item["status"])))
                 if never:
                     event = {"job_id": next_id, "seq": 2, "attempt": 0, "text": never}
                     logs.append({**event, "kind": LogKind.SYSTEM.value, "time": now})
@@ -1069,29 +1116,152 @@ class DynamoDBStore:
                 for status, n in Counter(task["status"] for task in made[1:]).items():
                     for key in _counter_keys(view, status):
                         deltas[key] += n
+                counted.append((next_id, []))
+                counted += [(t["id"], _counter_keys(view, t["status"])) for t in made[1:]]
                 next_id += len(job.array.indices) + 1
-        self._add_counts(deltas)
+        entry = _journal_entry(counted, deltas, now)
+        try:
+            self._count_submit(entry)
+        except Exception:
+            self._undo_submit((), entry)
+            raise
         writes = [(self._jobs, {"PutRequest": {"Item": _marshal(i)}}) for i in items]
         writes += [(self._log, {"PutRequest": {"Item": _marshal(e)}}) for e in logs]
         try:
             self._write(writes)
         except Exception:
-            self._undo_submit(items, deltas)
+            self._undo_submit(items, entry)
             raise
+        self.dynamodb.delete_item(
+            TableName=self._counts_name, Key=_marshal({"scope": SUBMITS, "key": entry["key"]})
+        )
         if links:
             self._link(links, now)
         return ids
 
-    def _undo_submit(self, items: Sequence[Item], deltas: Counter[CounterKey]) -> None:
+    def _undo_submit(self, items: Sequence[Item], entry: Item) -> None:
         """A submit that failed part-way takes back what it wrote, as far as it can; its ids
-        stay used (they are never reused)."""
+        stay used (they are never reused). Its jobs go last first, so that those left by
+        a failure here are still the first ones, as the journal expects."""
         try:
-            self._write(
-                [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}}) for i in items]
+            for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
+                self._write(
+                    [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
+                     for i in chunk]
+                )  # fmt: skip
+            found = self._get(self._counts_name, {"scope": SUBMITS, "key": entry["key"]})
+            if found is not None:
+                self._settle_submit(found)
+        except Exception:  # the error being raised says more than this one; the tick
+            pass  # settles what is left
+
+    # the journal of submits -------------------------------------------------------------
+
+    def _count_submit(self, entry: Item) -> None:
+        """A submit's counters, with its journal entry: put with the first transaction of
+        counters, then its `applied` raised by each further one, so that it always says
+        how many of them were made."""
+        deltas = _journal_deltas(entry)
+        key = {"scope": SUBMITS, "key": entry["key"]}
+        for n, chunk in enumerate(_chunks(deltas, TRANSACTION_ITEMS - 1) if deltas else [[]]):
+            if n == 0:
+                step = {"Put": {"TableName": self._counts_name,
+                                "Item": _marshal({**key, **entry, "applied": 1})}}  # fmt: skip
+            else:
+                step = {"Update": _update(self._counts_name, key, add={"applied": 1})}
+            made = Counter({(sc, k, bool(p)): n for sc, k, p, n in chunk})
+            self._transact([*self._counter_actions(made), step])
+
+    def reconcile_counts(self, now: float) -> int:
+        """Settle the journal entries of submits cut off (older than SUBMIT_CUT_OFF), a few
+        a tick: the counters of their jobs that were never written are taken back. How
+        many were settled."""
+        settled = 0
+        for items, _ in self._query(
+            self._counts_name, "#scope = :scope", {"scope": SUBMITS}, consistent=True,
+            limit=100,
+        ):  # fmt: skip
+            for entry in items:
+                if float(entry["started"]) <= now - SUBMIT_CUT_OFF:
+                    self._settle_submit(entry)
+                    settled += 1
+                    if settled >= SETTLED_PER_TICK:
+                        return settled
+        return settled
+
+    def _settle_submit(self, entry: Item) -> None:
+        """Take back what a submit that did not finish counted for jobs it never wrote,
+        then remove its entry. Each step is a transaction on the entry's `applied`, so a
+        settle cut off in turn is taken up where it stopped, never done twice."""
+        key = {"scope": SUBMITS, "key": entry["key"]}
+        deltas = _journal_deltas(entry)
+        chunks = [list(c) for c in _chunks(deltas, TRANSACTION_ITEMS - 1)] or [[]]
+        applied = int(entry["applied"])
+        if not entry.get("undo") and applied == len(chunks):
+            # every counter was made: the jobs never written are the ones to take back
+            undo = _journal_deltas(entry, self._unwritten(entry))
+            chunks = [list(c) for c in _chunks(undo, TRANSACTION_ITEMS - 1)]
+            done = self._update_if(
+                _update(
+                    self._counts_name, key,
+                    set_={"deltas": json.dumps(undo), "applied": len(chunks), "undo": True},
+                    condition="#applied = :applied", values={"applied": applied},
+                )
+            )  # fmt: skip
+            if done is None:
+                return  # someone else is settling it
+            applied = len(chunks)
+        while applied > 0:
+            back = Counter({(sc, k, bool(p)): -n for sc, k, p, n in chunks[applied - 1]})
+            step = _update(
+                self._counts_name, key, add={"applied": -1},
+                condition="#applied = :applied", values={"applied": applied},
+            )  # fmt: skip
+            if self._transact([*self._counter_actions(back), {"Update": step}]) is not None:
+                return
+            applied -= 1
+        try:
+            self.dynamodb.delete_item(
+                TableName=self._counts_name,
+                Key=_marshal(key),
+                ConditionExpression="#applied = :zero",
+                ExpressionAttributeNames={"#applied": "applied"},
+                ExpressionAttributeValues=_values({"zero": 0}),
             )
-            self._add_counts(Counter({key: -n for key, n in deltas.items()}))
-        except Exception:  # the error being raised says more than this one
-            pass
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def _unwritten(self, entry: Item) -> list[tuple[int, int]]:
+        """The ranges of ids (first, last) of a submit's jobs that are not there. They were
+        written in order, WRITE_BATCH at a time, each batch finished before the next: so
+        the batches up to one are all there, that one maybe in part, none after it. The
+        last batch with any job is found by halving (a few reads), then read in full."""
+        first, last = int(entry["first"]), int(entry["last"])
+        batches = (last - first) // WRITE_BATCH + 1
+
+        def ids_of(batch: int) -> range:
+            start = first + batch * WRITE_BATCH
+            return range(start, min(start + WRITE_BATCH, last + 1))
+
+        def any_there(batch: int) -> bool:
+            return bool(self._get_jobs(ids_of(batch), "#id"))
+
+        low, high = -1, batches - 1  # the last batch with a job is in (low, high]
+        if not any_there(0):
+            return [(first, last)]
+        low = 0
+        while low < high:
+            middle = (low + high + 1) // 2
+            if any_there(middle):
+                low = middle
+            else:
+                high = middle - 1
+        there = set(self._get_jobs(ids_of(low), "#id"))
+        missing = [(i, i) for i in ids_of(low) if i not in there]
+        if low + 1 < batches:
+            missing.append((ids_of(low + 1)[0], last))
+        return missing
 
     def _reserve_ids(self, count: int) -> int:
         """The first of `count` consecutive new ids: one atomic ADD (ids are never reused)."""
