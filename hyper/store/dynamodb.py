@@ -2110,7 +2110,12 @@ class DynamoDBStore:
         return JobStatus(change.status)
 
     def _end_attempt(
-        self, item: Item, exit_code: int | None, reason: str | None, now: float
+        self,
+        item: Item,
+        exit_code: int | None,
+        reason: str | None,
+        now: float,
+        reclaimed: bool = False,
     ) -> _Change:
         attempt = int(item["attempt"])
         outcome = outcome_of_attempt(
@@ -2119,6 +2124,7 @@ class DynamoDBStore:
             retries_left=int(item["retries_left"]),
             cancel_requested=bool(item.get("cancel_requested")),
             reason=reason,
+            reclaimed=reclaimed,
         )
         finished = outcome.status in FINISHED
         final_reason = None
@@ -2373,7 +2379,7 @@ class DynamoDBStore:
             }
         )
 
-    def abandon(self, worker_id: str, now: float) -> list[int]:
+    def abandon(self, worker_id: str, now: float, *, reclaimed: bool = False) -> list[int]:
         """The worker is known to be gone: what it held is lost now, not when leases end."""
         ids = [
             i["id"]
@@ -2381,10 +2387,18 @@ class DynamoDBStore:
                 self._jobs, "#worker_id = :worker", {"worker": worker_id}, index=tables.BY_WORKER
             )
         ]
-        return self._lose(ids, lambda item: item.get("worker_id") == worker_id, "is gone", now)
+        why = "is gone with its reclaimed machine" if reclaimed else "is gone"
+        held = lambda item: item.get("worker_id") == worker_id  # noqa: E731
+        return self._lose(ids, held, why, now, reclaimed=reclaimed)
 
     def _lose(
-        self, ids: Sequence[int], check: Callable[[Item], bool], why: str, now: float
+        self,
+        ids: Sequence[int],
+        check: Callable[[Item], bool],
+        why: str,
+        now: float,
+        *,
+        reclaimed: bool = False,
     ) -> list[int]:
         """End the running attempts that match as lost: each is retried or fails by policy."""
         if not ids:
@@ -2395,7 +2409,7 @@ class DynamoDBStore:
             if item["status"] != RUNNING or not check(item):
                 return None
             reason = f"was lost: worker {item.get('worker_id')} {why}"
-            return self._end_attempt(item, None, reason, now)
+            return self._end_attempt(item, None, reason, now, reclaimed)
 
         applied = self._transition(items, plan, now)
         finished = {s.value for s in FINISHED}
