@@ -503,6 +503,33 @@ def test_the_store_imports_and_constructs_without_aws() -> None:
     assert done.stdout.strip() == "False"  # no client made, so no call possible
 
 
+def test_every_call_to_the_bucket_names_its_owner(aws: None) -> None:
+    """Scripts and files: each S3 call of a store given its bucket's owner carries
+    ExpectedBucketOwner (S3 then refuses a same-named bucket of another account)."""
+    owner = "123456789012"
+    store = DynamoDBStore(PREFIX, REGION, BUCKET, bucket_owner=owner)
+    seen: list[tuple[str, str | None]] = []
+
+    def note(model: Any, params: dict[str, Any], **_: Any) -> None:
+        seen.append((model.name, params["headers"].get("x-amz-expected-bucket-owner")))
+
+    store.s3.meta.events.register("before-call.s3", note)
+    try:
+        big = "#!/bin/bash\n" + "echo 'a long script'\n" * 20_000
+        (job_id,) = store.submit([job("big", script=big)], time.time())
+        store._scripts.clear()
+        record = store.get_job(job_id, with_script=True)
+        assert record is not None and record.script == big
+        store.put_file("jobs/1/out.txt", b"x", time.time())
+        assert store.get_file("jobs/1/out.txt") == b"x"
+        assert store.delete_files("jobs/1") == 1
+    finally:
+        store.close()
+    operations = {name for name, _ in seen}
+    assert {"PutObject", "GetObject", "ListObjectsV2", "DeleteObjects"} <= operations
+    assert all(given == owner for _, given in seen), seen
+
+
 def test_table_definitions_are_plain_data() -> None:
     tables = table_definitions("host")
     assert json.loads(json.dumps(tables)) == tables

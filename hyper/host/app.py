@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import tempfile
@@ -35,6 +34,7 @@ from hyper.errors import (
     UsageError,
     is_utf8,
 )
+from hyper.host.auth import Keys
 from hyper.host.dashboard import router as dashboard
 from hyper.host.schemas import (
     MAX_ID,
@@ -198,7 +198,7 @@ def create_app(
     app.router.route_class = JsonRoute
     # the key is checked first (outermost), then the size of what comes with it
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(ApiKeyMiddleware, keys=Keys(settings.api_key, settings.worker_key))
     uploads = asyncio.Semaphore(max(1, settings.max_uploads))
     dashboard.install(app, service)
 
@@ -521,14 +521,14 @@ class ApiKeyMiddleware:
     """Refuses any request without the right key before anything reads its body; the
     dashboard's pages check their own login (a session cookie) instead."""
 
-    def __init__(self, app: Any, api_key: str) -> None:
+    def __init__(self, app: Any, keys: Keys) -> None:
         self.app = app
-        self.key = api_key.encode()
+        self.keys = keys
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not _dashboard_path(scope["path"]):
             given = dict(scope["headers"]).get(b"x-api-key", b"")
-            if not hmac.compare_digest(given, self.key):
+            if not self.keys.allows(scope["method"], scope["path"], given):
                 response = JSONResponse({"detail": "missing or wrong x-api-key"}, status_code=401)
                 await response(scope, receive, send)
                 return

@@ -87,7 +87,7 @@ from hyper.jobs import (
 )
 from hyper.jobspec import Selector
 from hyper.providers.aws import tables
-from hyper.providers.aws.calls import error_code
+from hyper.providers.aws.calls import error_code, expect_bucket_owner
 from hyper.store.base import (
     ArrayRecord,
     CancelResult,
@@ -481,10 +481,12 @@ class DynamoDBStore:
         *,
         dynamodb: Any = None,
         s3: Any = None,
+        bucket_owner: str | None = None,
     ) -> None:
         self.prefix = prefix
         self.region = region
         self.bucket = bucket
+        self.bucket_owner = bucket_owner  # every S3 call names it (ExpectedBucketOwner)
         self._dynamodb = dynamodb
         self._s3 = s3
         self._lock = threading.Lock()
@@ -523,7 +525,10 @@ class DynamoDBStore:
                 if self._s3 is None:
                     import boto3
 
-                    self._s3 = boto3.client("s3", region_name=self.region)
+                    client = boto3.client("s3", region_name=self.region)
+                    if self.bucket_owner:
+                        expect_bucket_owner(client, self.bucket_owner)
+                    self._s3 = client
         return self._s3
 
     def close(self) -> None:
