@@ -622,3 +622,19 @@ def test_heartbeats_spread_over_partitions_with_margin_at_10000_running_jobs(
     print(f"\nbusiest partition: {busiest} of {beats} heartbeats;"
           f" at 10,000 jobs {per_second_at_10000:.0f} writes/s of 1,000")  # fmt: skip
     assert per_second_at_10000 <= 1000 / 10, counter.per_partition.most_common(3)
+
+
+def test_a_journal_entry_too_big_for_an_item_keeps_all_or_nothing() -> None:
+    """Tasks whose states change every few (aftercorr) make many runs of counter keys;
+    past what an item holds they are left out, and a cut-off submit is then taken back
+    only when none of its jobs were written."""
+    from hyper.store.dynamodb import JOURNAL_RUNS_CHARS, _journal_deltas, _journal_entry
+
+    a, b = ("jobs", "q/d/Waiting/t", False), ("jobs", "q/d/Failed/t", False)
+    few = _journal_entry([(1, [a]), (2, [a]), (3, [b])], {a: 2, b: 1}, 0.0)
+    assert _journal_deltas(few, [(2, 3)]) == [[*b, 1], [*a, 1]]
+    many = [(n, [a if n % 2 else b]) for n in range(1, 20_001)]
+    big = _journal_entry(many, {a: 10_000, b: 10_000}, 0.0)
+    assert big["runs"] is None and len(json.dumps(big)) < JOURNAL_RUNS_CHARS
+    assert _journal_deltas(big, [(1, 20_000)]) == _journal_deltas(big)
+    assert _journal_deltas(big, [(5, 20_000)]) == []

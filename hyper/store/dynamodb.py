@@ -142,6 +142,7 @@ LIVE_SHARDS = tuple(f"W{n:02d}" for n in range(SHARDS))
 SUBMIT_CUT_OFF = 900.0
 SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first id
 SETTLED_PER_TICK = 10  # journal entries settled per tick at most
+JOURNAL_RUNS_CHARS = 200_000  # of an entry's runs of counter keys, at most
 EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one per array
 ARRAY_CACHE = 1024
 TICK_LEASE = {"scope": "lease", "key": "tick"}  # who runs the scheduler's tick now
@@ -358,13 +359,17 @@ def _journal_entry(
             runs[-1][1] = job_id
         else:
             runs.append([job_id, job_id, listed])
+    text = json.dumps(runs)
     return {
         "key": f"{counted[0][0]:019d}",
         "first": counted[0][0],
         "last": counted[-1][0],
         "started": now,
         "deltas": json.dumps([[*k, n] for k, n in sorted(deltas.items()) if n]),
-        "runs": json.dumps(runs),
+        # an item holds 400 KB: runs past this (tasks whose states change every few, as
+        # aftercorr can make them) are left out, and only a submit cut off before it
+        # wrote any job can then be taken back
+        "runs": text if len(text) <= JOURNAL_RUNS_CHARS else None,
     }
 
 
@@ -375,6 +380,9 @@ def _journal_deltas(
     with `only`, those of the jobs in these id ranges, from its runs."""
     if only is None:
         return [list(d) for d in json.loads(entry["deltas"])]
+    if entry.get("runs") is None:  # too many to keep: all or nothing
+        whole = (int(entry["first"]), int(entry["last"]))
+        return _journal_deltas(entry) if list(only) == [whole] else []
     found: Counter[CounterKey] = Counter()
     for low, high, keys in json.loads(entry["runs"]):
         for first, last in only:
