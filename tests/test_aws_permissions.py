@@ -427,3 +427,20 @@ def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:
     assert walk.deploy.allows(
         Need("iam:DeleteRole", f"arn:aws:iam::{ACCOUNT}:role/{mine.instance_role('c1')}")
     )
+
+
+def test_the_deploy_role_deletes_only_this_hosts_network(walk: Walk) -> None:
+    """EC2 narrowed: the deploy role makes and changes networks (CloudFormation does it
+    with its credentials), deletes only resources tagged as this host's, and can do
+    nothing to instances, volumes, images or key pairs."""
+    for action in ("ec2:DeleteVpc", "ec2:DeleteSubnet", "ec2:DeleteNatGateway",
+                   "ec2:DeleteSecurityGroup", "ec2:ReleaseAddress"):  # fmt: skip
+        mine = Need(action, "*", resource_tags=(("hyper:host", HOST),))
+        assert walk.deploy.allows(mine), action
+        for tags in ((("hyper:host", "h1-eu"),), ()):  # another host's, or the owner's
+            assert not walk.deploy.allows(Need(action, "*", resource_tags=tags)), (action, tags)
+    for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateKeyPair",
+                   "ec2:DeleteVolume", "ec2:ModifyInstanceAttribute",
+                   "ec2:CreateImage"):  # fmt: skip
+        assert not walk.deploy.allows(Need(action, "*", resource_tags=(("hyper:host", HOST),)))
+    assert walk.deploy.allows(Need("ec2:CreateVpc", "*"))

@@ -313,9 +313,15 @@ def _cloudformation(call: Call, place: Place, templates: Mapping[str, Json]) -> 
             bucket, key = _s3_url(p["TemplateURL"])
             yield Need("s3:GetObject", f"arn:{place.partition}:s3:::{bucket}/{key}")
         template = templates.get(_last(name, "stack").split("/")[0]) or _body(p)
-        for kind in sorted({r["Type"] for r in (template or {}).get("Resources", {}).values()}):
+        # each resource's actions, with its tags: those it is made with, and those it
+        # has when it is changed or deleted
+        made = {
+            (r["Type"], _tags(r.get("Properties", {}).get("Tags")))
+            for r in (template or {}).get("Resources", {}).values()
+        }
+        for kind, tags in sorted(made):
             for needed in STACK_RESOURCE_ACTIONS.get(kind, ()):
-                yield Need(needed, "*", why=f"{call.name} ({kind})")
+                yield Need(needed, "*", tags, tags, why=f"{call.name} ({kind})")
 
 
 def _body(params: Json) -> Json | None:

@@ -84,6 +84,30 @@ ROLE_ACTIONS = [
 # the deploy role may do these only with the host's permissions boundary on the role (and
 # attach only the allowed policies: a statement of its own)
 BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy"]
+# EC2 for the deploy role: what CloudFormation does with its credentials to make and
+# change a region's network (AWS's resource type reference, the handlers' "required
+# permissions"); no instance, key pair, volume or image action. These take "*": a new
+# resource has no tag to check yet, and routes, endpoints and groups may go into a VPC
+# the owner made (untagged).
+EC2_NETWORK_ACTIONS = [
+    "ec2:Describe*", "ec2:Get*", "ec2:CreateTags",
+    "ec2:CreateVpc", "ec2:ModifyVpcAttribute", "ec2:CreateSubnet", "ec2:ModifySubnetAttribute",
+    "ec2:CreateInternetGateway", "ec2:AttachInternetGateway", "ec2:DetachInternetGateway",
+    "ec2:CreateRouteTable",
+    "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:AssociateRouteTable",
+    "ec2:DisassociateRouteTable", "ec2:AllocateAddress", "ec2:CreateNatGateway",
+    "ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateVpcEndpoint", "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints",
+    "ec2:CreateVpcPeeringConnection", "ec2:AcceptVpcPeeringConnection",
+]  # fmt: skip
+# and these only on resources tagged as this host's (every one hyper makes is): another
+# host's network, or anything else in the account, cannot be deleted with them
+EC2_HOST_DELETES = [
+    "ec2:DeleteVpc", "ec2:DeleteSubnet", "ec2:DeleteInternetGateway",
+    "ec2:DeleteRouteTable", "ec2:ReleaseAddress",
+    "ec2:DeleteNatGateway", "ec2:DeleteSecurityGroup", "ec2:DeleteVpcPeeringConnection",
+]  # fmt: skip
 PROFILE_ACTIONS = [
     "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
     "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
@@ -661,10 +685,16 @@ def _deploy_role(
             PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
         ),
         statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
+        statement(EC2_NETWORK_ACTIONS, "*", "HostNetwork"),
+        statement(
+            EC2_HOST_DELETES,
+            "*",
+            "HostNetworkDeletes",
+            Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host_name}},
+        ),
         # these take no resource narrower than "*"
         statement(
             [
-                "ec2:*",
                 "batch:Describe*",
                 "ecr:GetAuthorizationToken",
                 "cloudformation:Describe*",
