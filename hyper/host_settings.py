@@ -20,6 +20,8 @@ class HostSettings:
     data_dir: Path
     api_key: str
     name: str = "local"
+    # a key that opens only what workers do (hyper/host/auth.py); none on a local host
+    worker_key: str = ""
     url: str = ""  # where workers reach the host; known once the daemon has bound its port
     lease_seconds: float = 30.0  # a running job's worker must report within this
     heartbeat_seconds: float = 0.5  # how often workers report (and learn of qdel)
@@ -48,6 +50,8 @@ class HostSettings:
         data = asdict(self)
         data.pop("data_dir")
         data.pop("url")
+        if not data["worker_key"]:
+            data.pop("worker_key")
         write_private(self.data_dir / SETTINGS_FILE, json.dumps(data, indent=2) + "\n")
 
     @classmethod

@@ -65,15 +65,25 @@ def outcome_of_attempt(
     retries_left: int,
     cancel_requested: bool,
     reason: str | None = None,
+    reclaimed: bool = False,
 ) -> Outcome:
     """Decide the next state after attempt number `attempt` ended.
 
     `exit_code` is None when the attempt ended without one (its worker was lost);
-    `reason` then says why. A non-zero exit is retried while retries remain.
+    `reason` then says why. A non-zero exit is retried while retries remain. An attempt
+    lost because its provider took the machine back (`reclaimed`: a spot instance
+    reclaimed) is no fault of the job: it is retried without using one of its retries.
     """
     ended = f"exited with code {exit_code}" if exit_code is not None else (reason or "was lost")
     if cancel_requested:
         return Outcome(JobStatus.CANCELLED, retries_left, f"attempt {attempt} {ended}; cancelled")
+    if reclaimed and exit_code is None:
+        return Outcome(
+            JobStatus.WAITING,
+            retries_left,
+            f"attempt {attempt} {ended}; retrying, its machine was reclaimed"
+            f" (not counted: {retries_left} retries left)",
+        )
     if exit_code is not None and reason:  # e.g. stopped at its time limit
         ended = f"{ended} ({reason})"
     if exit_code == 0:

@@ -84,6 +84,7 @@ class Scheduler:
         for worker_id in fenced:
             self.store.abandon(worker_id, now)  # what else it held (its leases ran on)
         gone = len(fenced) + self._forget_gone_workers(now)
+        self.store.reconcile_counts(now)  # a submit cut off must not ask for workers
         started = self._scale()
         return TickReport(expired, started, gone)
 
@@ -138,13 +139,16 @@ class Scheduler:
         abandon: bool = True,
     ) -> None:
         self.store.end_worker(worker.id, now)
+        reclaimed = alive is False and launcher is not None and launcher.reclaimed(worker)
         if launcher is not None:
             if alive:
                 launcher.stop(worker)
             # what it ran and never reported ended is gone before a retry can start
             launcher.end_orphans(worker, self.store.process_groups(worker.id))
-        if abandon:
-            self.store.abandon(worker.id, now)  # its jobs are retried now
+        if abandon or reclaimed:
+            # its jobs are retried now (a reclaim, before their leases run out, so that
+            # it is not counted against their retries)
+            self.store.abandon(worker.id, now, reclaimed=reclaimed)
 
     def _allowed_silence(self, worker: WorkerRecord, launcher: Launcher | None) -> float:
         """A worker that has not reported yet may take its launcher's start-up time."""

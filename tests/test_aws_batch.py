@@ -24,6 +24,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from hyper.errors import DeployFailed
+from hyper.jobs import LogKind
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.launchers.batch import BatchLauncher, TokenBucket
 from hyper.models import (
@@ -947,6 +948,56 @@ def test_alive_reads_arrays_with_some_children_ended(store: SQLiteStore) -> None
         clock[0] = 10  # within status_seconds: no new call
         assert launcher.alive(array[1]) is True and launcher.alive(single) is True
         stub.assert_no_pending_responses()
+
+
+def test_a_spot_reclaim_is_not_counted_against_the_jobs_retries(store: SQLiteStore) -> None:
+    """Batch fails a job whose EC2 instance was terminated (a spot reclaim) with the
+    statusReason "Host EC2 (instance ...) terminated.": the jobs its worker held go back
+    to Waiting without using a retry (none are left here), whether the worker was a
+    single job or a child of an array; a worker that failed otherwise still costs its
+    job a retry (and so fails it). A Stubber plays Batch, as moto ends jobs at once."""
+    client = boto3.client("batch", region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")  # fmt: skip
+    launcher = BatchLauncher(store, url=URL, names=NAMES, clients=lambda region: client,
+                             clock=lambda: 0.0, status_seconds=30)  # fmt: skip
+    aws_host_records(store)
+    gone = "Host EC2 (instance i-0123456789abcdef0) terminated."
+    with Stubber(client) as stub:
+        stub.add_response("submit_job", {"jobName": "j", "jobId": "single-1"})
+        stub.add_response("submit_job", {"jobName": "j", "jobId": "array-1"})
+        workers = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+        workers += launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 2))
+        now = time.time()
+        held = {}
+        for n, worker in enumerate(workers):
+            store.add_worker(worker)
+            new = NewJob(name=f"j{n}", queue="q1", definition="d1", script="sleep 60\n",
+                         retries=0, env={}, submit_dir=None)  # fmt: skip
+            (job_id,) = store.submit([new], now)
+            (claim,) = store.claim(worker.id, "q1", "d1", 1, 600, now)
+            held[worker.id] = claim.id
+            assert claim.id == job_id
+        summary = {"FAILED": 2}
+        stub.add_response("describe_jobs", {"jobs": [
+            job("array-1", "FAILED", arrayProperties={"statusSummary": summary, "size": 2}),
+            job("single-1", "FAILED", statusReason=gone),
+        ]})  # fmt: skip
+        stub.add_response("list_jobs", {"jobSummaryList": [
+            {"jobId": "array-1:0", "jobName": "j", "arrayProperties": {"index": 0},
+             "statusReason": gone},
+            {"jobId": "array-1:1", "jobName": "j", "arrayProperties": {"index": 1},
+             "statusReason": "Essential container in task exited"},
+        ]}, {"arrayJobId": "array-1", "jobStatus": "FAILED"})  # fmt: skip
+        Scheduler(store, {"aws": launcher}, silence_seconds=600).tick(now + 1)
+        stub.assert_no_pending_responses()
+    states = {w: store.get_job(held[w]) for w in held}
+    single, child0, child1 = (states[w.id] for w in workers)
+    assert single is not None and child0 is not None and child1 is not None
+    assert (single.status.value, single.retries_left) == ("Waiting", 0)
+    assert (child0.status.value, child0.retries_left) == ("Waiting", 0)
+    assert child1.status.value == "Failed"
+    events = [e.text for e in store.read_log(single.id, [LogKind.SYSTEM])]
+    assert any("reclaimed" in text and "not counted" in text for text in events), events
 
 
 def aws_host_records(store: SQLiteStore) -> None:

@@ -223,7 +223,9 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
                 break
             ended = [w.poll() for w in workers]
             assert any(code is None for code in ended), [
-                (tmp_path / f"worker{n}.log").read_text() for n in range(WORKERS)
+                counts,
+                ended,
+                *((tmp_path / f"worker{n}.log").read_text() for n in range(WORKERS)),
             ]
             assert time.monotonic() < deadline, counts
             time.sleep(2)

@@ -25,9 +25,9 @@ REGION = "eu-west-1"
 def function_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """What the host stack gives its function, with the resources behind it; the key."""
     with mock_aws(config={"batch": {"use_docker": False}}):
-        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
-            Name="hyper/h1/api-key", SecretString="the-function-key"
-        )
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        secret = secrets.create_secret(Name="hyper/h1/api-key", SecretString="the-function-key")
+        worker = secrets.create_secret(Name="hyper/h1/worker-key", SecretString="the-worker-key")
         tables.create_tables(boto3.client("dynamodb", region_name=REGION), "hyper-h1")
         boto3.client("s3", region_name=REGION).create_bucket(
             Bucket="hyper-h1-bucket", CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -35,6 +35,7 @@ def function_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iter
         for name, value in {
             "HYPER_REGION": REGION,
             "HYPER_SECRET_ARN": secret["ARN"],
+            "HYPER_WORKER_SECRET_ARN": worker["ARN"],
             "HYPER_HOST_NAME": "h1",
             "HYPER_API_URL": f"https://abc123.execute-api.{REGION}.amazonaws.com/v1",
             "HYPER_TABLE_PREFIX": "hyper-h1",
@@ -48,6 +49,33 @@ def test_the_function_serves_the_host_api(function_env: str) -> None:
     handler = make_handler(make_app)
     try:
         serve(handler, function_env)
+    finally:
+        handler.close()
+
+
+def test_workers_and_jobs_get_the_worker_key_which_opens_worker_routes_only(
+    function_env: str,
+) -> None:
+    """The function reads both keys; what it gives workers (the secret a Batch job's
+    role may read, named in its definition) is the worker key's, never the host's: with
+    it a job can claim and report, not submit, list, cancel, read logs or resources."""
+    app = make_app()
+    handler = make_handler(lambda: app)
+    try:
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        worker_arn = secrets.describe_secret(SecretId="hyper/h1/worker-key")["ARN"]
+        assert app.app.state.service.deployer.provider.secret_arn == worker_arn  # type: ignore[attr-defined]
+        worker = "the-worker-key"
+        for method, path in [("GET", "/jobs"), ("GET", "/health"), ("GET", "/resources/queues"),
+                             ("POST", "/jobs/cancel"), ("GET", "/jobs/1/log"),
+                             ("DELETE", "/files/jobs/1/out.txt")]:  # fmt: skip
+            event = proxy_event(method, path, key=worker, body="{}")
+            assert handler(event, None)["statusCode"] == 401, (method, path)
+        claim = {"queue": "q1", "definition": "d1", "limit": 1, "wait": 0}
+        event = proxy_event("POST", "/workers/b-1-0/claim", key=worker, body=json.dumps(claim))
+        answer = handler(event, None)
+        # past the key: the host itself answers (this host has no definition d1 yet)
+        assert answer["statusCode"] == 400 and "d1" in json.loads(answer["body"])["detail"]
     finally:
         handler.close()
 

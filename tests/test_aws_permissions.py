@@ -101,9 +101,10 @@ def _walk(recorder: CallRecorder) -> Walk:
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="hyper-permissions-"))
-    secret = boto3.client("secretsmanager", region_name=MAIN).create_secret(
-        Name=f"hyper/{HOST}/api-key", SecretString="k" * 40
-    )["ARN"]
+    secrets = boto3.client("secretsmanager", region_name=MAIN)
+    secret = secrets.create_secret(Name=f"hyper/{HOST}/api-key", SecretString="k" * 40)["ARN"]
+    # what the API function gives the provider (job roles, definitions): the worker key's
+    workers = secrets.create_secret(Name=f"hyper/{HOST}/worker-key", SecretString="w" * 40)["ARN"]
     store = SQLiteStore(folder / "store.db")
     template = templates.host_template(
         HOST,
@@ -115,7 +116,7 @@ def _walk(recorder: CallRecorder) -> Walk:
         allowed_policies=ALLOWED,
     )
     boundary_document = template["Resources"]["Boundary"]["Properties"]
-    provider = AwsProvider(store, host_name=HOST, secret_arn=secret, host_vpc="10.0.0.0/16",
+    provider = AwsProvider(store, host_name=HOST, secret_arn=workers, host_vpc="10.0.0.0/16",
                            allowed_policies=ALLOWED)  # fmt: skip
     quick = batch.Patience(timeout=30, interval=0, sleep=_no_sleep)
     provider.patience = quick
@@ -205,8 +206,9 @@ def _walk(recorder: CallRecorder) -> Walk:
          lambda: provider.teardown(ResourceKind.CLUSTER, cluster, lambda _: None))  # fmt: skip
     store.close()
 
-    values = template_values(template, region=MAIN, account=ACCOUNT,
-                             ApiKeySecretArn=secret, Bucket="hyper-h1-bucket-1a2b3c")  # fmt: skip
+    values = template_values(template, region=MAIN, account=ACCOUNT, ApiKeySecretArn=secret,
+                             WorkerKeySecretArn=workers,
+                             Bucket="hyper-h1-bucket-1a2b3c")  # fmt: skip
     return Walk(
         steps,
         stacks,
@@ -221,8 +223,20 @@ def _walk(recorder: CallRecorder) -> Walk:
 
 
 def _needs(walk: Walk, step: Step) -> list[tuple[Call, Need]]:
+    """What each call of a step needs; calls on a role made in the walk carry the
+    boundary it was made with (IAM's iam:PermissionsBoundary for that role)."""
     place = Place(ACCOUNT)
-    return [(c, n) for c in step.calls for n in needs(c, place, stack_templates=walk.stacks)]
+    boundaries = {
+        c.params["RoleName"]: c.params["PermissionsBoundary"]
+        for s in walk.steps
+        for c in s.calls
+        if c.name == "iam:CreateRole" and c.params.get("PermissionsBoundary")
+    }
+    return [
+        (c, n)
+        for c in step.calls
+        for n in needs(c, place, stack_templates=walk.stacks, role_boundaries=boundaries)
+    ]
 
 
 def test_every_deploy_call_is_allowed_by_the_deploy_role(walk: Walk) -> None:
@@ -275,6 +289,19 @@ def test_the_checker_refuses_what_a_policy_does_not_grant() -> None:
     assert not policy.allows(Need("ec2:RunInstances", "*"))
     assert not policy.allows(Need("ec2:RunInstances", "*", (("hyper:host", "h2"),)))
     assert policy.allows(Need("ec2:RunInstances", "*", (("hyper:host", "h1"),)))
+    # a Deny with a Not test: met when the key differs or is missing, as IAM has it
+    bound = "arn:aws:iam::1:policy/b"
+    fenced = Policy([
+        {"Effect": "Allow", "Action": "iam:PutRolePolicy", "Resource": "*"},
+        {"Effect": "Deny", "Action": "iam:PutRolePolicy", "Resource": "*",
+         "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": bound}}},
+    ])  # fmt: skip
+    assert fenced.allows(
+        Need("iam:PutRolePolicy", "r", context=(("iam:PermissionsBoundary", bound),))
+    )
+    assert not fenced.allows(Need("iam:PutRolePolicy", "r"))
+    assert not fenced.allows(Need("iam:PutRolePolicy", "r",
+                                  context=(("iam:PermissionsBoundary", "other"),)))  # fmt: skip
 
 
 # ---- the walk in docs/aws.md --------------------------------------------------------------
@@ -359,6 +386,14 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
     ):
         assert not walk.boundary.allows(Need(escalation, "*")), escalation  # fmt: skip
     assert not walk.boundary.allows(Need("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/x"))
+    # an inline policy only on a role that holds the boundary (which then caps it): on
+    # one of the host's own names without it, the boundary and the deploy role refuse
+    put = Need("iam:PutRolePolicy", role)
+    bounded = Need("iam:PutRolePolicy", role, context=(("iam:PermissionsBoundary", boundary),))
+    other = Need("iam:PutRolePolicy", role, context=(("iam:PermissionsBoundary", admin),))
+    assert walk.boundary.allows(bounded) and walk.deploy.allows(bounded)
+    for unbounded in (put, other):
+        assert not walk.boundary.allows(unbounded) and not walk.deploy.allows(unbounded)
 
     store = SQLiteStore(tmp_path / "store.db")
     provider = AwsProvider(store, host_name=HOST, secret_arn="arn:x", allowed_policies=ALLOWED)
@@ -393,3 +428,20 @@ def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:
     assert walk.deploy.allows(
         Need("iam:DeleteRole", f"arn:aws:iam::{ACCOUNT}:role/{mine.instance_role('c1')}")
     )
+
+
+def test_the_deploy_role_deletes_only_this_hosts_network(walk: Walk) -> None:
+    """EC2 narrowed: the deploy role makes and changes networks (CloudFormation does it
+    with its credentials), deletes only resources tagged as this host's, and can do
+    nothing to instances, volumes, images or key pairs."""
+    for action in ("ec2:DeleteVpc", "ec2:DeleteSubnet", "ec2:DeleteNatGateway",
+                   "ec2:DeleteSecurityGroup", "ec2:ReleaseAddress"):  # fmt: skip
+        mine = Need(action, "*", resource_tags=(("hyper:host", HOST),))
+        assert walk.deploy.allows(mine), action
+        for tags in ((("hyper:host", "h1-eu"),), ()):  # another host's, or the owner's
+            assert not walk.deploy.allows(Need(action, "*", resource_tags=tags)), (action, tags)
+    for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateKeyPair",
+                   "ec2:DeleteVolume", "ec2:ModifyInstanceAttribute",
+                   "ec2:CreateImage"):  # fmt: skip
+        assert not walk.deploy.allows(Need(action, "*", resource_tags=(("hyper:host", HOST),)))
+    assert walk.deploy.allows(Need("ec2:CreateVpc", "*"))

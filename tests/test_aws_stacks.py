@@ -36,6 +36,7 @@ from hyper.providers.aws.stacks import (
 )
 from hyper.providers.aws.templates import (
     SECRET_PARAMETER,
+    WORKER_SECRET_PARAMETER,
     PeerVpc,
     host_template,
     peering_routes_template,
@@ -51,6 +52,7 @@ HOST = "h1"
 CODE_BUCKET = "hyper-code"
 CODE_KEY = "hyper/lambda-0123456789abcdef.zip"
 SECRET_NAME = "hyper/h1/api-key"
+WORKER_SECRET_NAME = "hyper/h1/worker-key"
 
 
 @pytest.fixture
@@ -65,18 +67,20 @@ def aws(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
         with zipfile.ZipFile(code, "w") as bundle:
             bundle.writestr("hyper/__init__.py", "")
         s3.put_object(Bucket=CODE_BUCKET, Key=CODE_KEY, Body=code.getvalue())
-        boto3.client("secretsmanager", region_name=REGION).create_secret(
-            Name=SECRET_NAME, SecretString="the-key"
-        )
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        secrets.create_secret(Name=SECRET_NAME, SecretString="the-key")
+        secrets.create_secret(Name=WORKER_SECRET_NAME, SecretString="the-worker-key")
         yield
 
 
 def host_parameters(**extra: str) -> dict[str, str]:
-    """The host stack's parameter (the secret made before it), and any given."""
-    secret = boto3.client("secretsmanager", region_name=REGION).describe_secret(
-        SecretId=SECRET_NAME
-    )
-    return {SECRET_PARAMETER: secret["ARN"], **extra}
+    """The host stack's parameters (the secrets made before it), and any given."""
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    return {
+        SECRET_PARAMETER: secrets.describe_secret(SecretId=SECRET_NAME)["ARN"],
+        WORKER_SECRET_PARAMETER: secrets.describe_secret(SecretId=WORKER_SECRET_NAME)["ARN"],
+        **extra,
+    }
 
 
 def the_host_template(**extra: Any) -> dict[str, Any]:

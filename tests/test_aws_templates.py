@@ -212,7 +212,7 @@ def test_the_function_may_touch_only_its_own_host(tables: str) -> None:
             elif service == "s3":
                 assert target in ({"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Sub": "${Bucket.Arn}/*"})
             elif service == "secretsmanager":
-                assert target == {"Ref": "ApiKeySecretArn"}
+                assert target in ({"Ref": "ApiKeySecretArn"}, {"Ref": "WorkerKeySecretArn"})
             elif service == "logs":
                 assert target == {"Fn::GetAtt": ["FunctionLogs", "Arn"]}
             elif service == "batch":
@@ -260,7 +260,7 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
             text = target["Fn::Sub"] if "Fn::Sub" in target else str(target)
             own = (
                 ":stack/hyper-h1--*", "/hyper-h1--*", ":repository/hyper-h1/*", "Table",
-                "Bucket", "ApiKeySecretArn", "DeployFunctionLogs",
+                "Bucket", "ApiKeySecretArn", "WorkerKeySecretArn", "DeployFunctionLogs",
             )  # fmt: skip
             assert any(mark in text for mark in own), target
     api_actions = {a for s in policy_statements(template) for a in as_list(s["Action"])}
@@ -299,9 +299,12 @@ def test_the_host_stack_holds_what_it_should() -> None:
     (plan,) = of_type("AWS::ApiGateway::UsagePlan").values()
     assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "ApiStage"}}]
     assert plan["Throttle"] == {"RateLimit": 500.0, "BurstLimit": 1000}
-    (plan_key,) = of_type("AWS::ApiGateway::UsagePlanKey").values()
-    assert plan_key["KeyId"] == {"Ref": "ApiKey"}
-    assert "ApiKeySecret" in of_type("AWS::ApiGateway::ApiKey")["ApiKey"]["Value"]["Fn::Sub"]
+    # two keys in the plan: the host's, and the workers' (each from its own secret)
+    plan_keys = of_type("AWS::ApiGateway::UsagePlanKey").values()
+    assert sorted(k["KeyId"]["Ref"] for k in plan_keys) == ["ApiKey", "WorkerApiKey"]
+    keys = of_type("AWS::ApiGateway::ApiKey")
+    assert "ApiKeySecret" in keys["ApiKey"]["Value"]["Fn::Sub"]
+    assert "WorkerKeySecret" in keys["WorkerApiKey"]["Value"]["Fn::Sub"]
 
     function = of_type("AWS::Lambda::Function")["HostFunction"]
     assert function["Runtime"] in ("python3.11", "python3.12")

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from hyper.errors import Conflict, HyperError, NotFound, StoreUnavailable, UsageError
+from hyper.host.auth import Keys
 from hyper.host.dashboard import router as dashboard
 from hyper.host.deps import authenticated
 from hyper.host.lifespan import LauncherFactory, host_lifespan
@@ -91,7 +92,7 @@ def create_app(
     app.router.route_class = JsonRoute
     # the key is checked first (outermost), then the size of what comes with it
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(ApiKeyMiddleware, keys=Keys(settings.api_key, settings.worker_key))
     dashboard.install(app, service)
     app.add_exception_handler(HyperError, _hyper_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]

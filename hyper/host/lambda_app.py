@@ -119,22 +119,28 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
 
     env = os.environ
     region = env["HYPER_REGION"]
-    secret_arn = env["HYPER_SECRET_ARN"]
-    key = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_arn)[
-        "SecretString"
-    ]
+    secrets = boto3.client("secretsmanager", region_name=region)
+    key = secrets.get_secret_value(SecretId=env["HYPER_SECRET_ARN"])["SecretString"]
+    # workers, and so jobs, get the worker key's secret: it opens only worker routes (a
+    # stack made before it had none: its workers read the host's key, as they did)
+    worker_secret_arn = env.get("HYPER_WORKER_SECRET_ARN") or env["HYPER_SECRET_ARN"]
+    worker_key = ""
+    if worker_secret_arn != env["HYPER_SECRET_ARN"]:
+        worker_key = secrets.get_secret_value(SecretId=worker_secret_arn)["SecretString"]
     settings = HostSettings(
         data_dir=Path(tempfile.gettempdir()),  # the only place a function may write
         api_key=key,
+        worker_key=worker_key,
         name=env["HYPER_HOST_NAME"],
         url=env["HYPER_API_URL"],
         **AWS_TIMINGS,
     )
-    store = DynamoDBStore(env["HYPER_TABLE_PREFIX"], region, env.get("HYPER_BUCKET"))
+    store = DynamoDBStore(env["HYPER_TABLE_PREFIX"], region, env.get("HYPER_BUCKET"),
+                          bucket_owner=env.get("HYPER_BUCKET_OWNER"))  # fmt: skip
     provider = AwsProvider(
         store,
         host_name=settings.name,
-        secret_arn=secret_arn,
+        secret_arn=worker_secret_arn,
         host_vpc=env.get("HYPER_HOST_VPC"),
         host_subnets=[s for s in env.get("HYPER_HOST_SUBNETS", "").split(",") if s],
         permissions_boundary=env.get("HYPER_PERMISSIONS_BOUNDARY"),

@@ -4,7 +4,6 @@ what an answer can show and SQLite can store)."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
@@ -14,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from hyper.errors import is_utf8
+from hyper.host.auth import Keys
 from hyper.host.dashboard import router as dashboard
 
 
@@ -70,14 +70,14 @@ class ApiKeyMiddleware:
     """Refuses any request without the right key before anything reads its body; the
     dashboard's pages check their own login (a session cookie) instead."""
 
-    def __init__(self, app: Any, api_key: str) -> None:
+    def __init__(self, app: Any, keys: Keys) -> None:
         self.app = app
-        self.key = api_key.encode()
+        self.keys = keys
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not _dashboard_path(scope["path"]):
             given = dict(scope["headers"]).get(b"x-api-key", b"")
-            if not hmac.compare_digest(given, self.key):
+            if not self.keys.allows(scope["method"], scope["path"], given):
                 response = JSONResponse({"detail": "missing or wrong x-api-key"}, status_code=401)
                 await response(scope, receive, send)
                 return

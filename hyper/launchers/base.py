@@ -60,6 +60,11 @@ class Launcher(ABC):
         """True or False when the launcher can tell, None when only silence can."""
         return None
 
+    def reclaimed(self, worker: WorkerRecord) -> bool:
+        """Whether a worker that `alive` found ended was ended by its provider taking the
+        machine back (a spot reclaim), not by anything of its own or its jobs'."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - most launchers hold nothing to let go of
         """Forget started workers (they keep running and report in on their own)."""
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -63,6 +64,9 @@ THROTTLED = frozenset(
     }
 )
 ENDED = frozenset({"SUCCEEDED", "FAILED"})
+# The statusReason Batch gives a job whose instance went away under it: a spot instance
+# reclaimed (or any EC2 termination), no fault of the worker or its jobs.
+HOST_TERMINATED = re.compile(r"^Host EC2 \(instance [^)]*\) terminated")
 
 BatchClients = Callable[[str], Any]  # region -> a Batch client
 
@@ -147,6 +151,7 @@ class BatchLauncher(Launcher):
         self.clock, self.sleep, self.jitter = clock, sleep, jitter
         self._jobs: dict[str, tuple[str, str]] = {}  # worker id -> (region, Batch job id)
         self._alive: dict[str, bool] = {}  # worker id -> what Batch said last
+        self._reclaimed: set[str] = set()  # ended workers whose instance was terminated
         self._missed: dict[str, float] = {}  # worker id -> when a lookup found no job
         self._looked = -float("inf")
         self._ec2 = ec2_clients
@@ -381,19 +386,36 @@ class BatchLauncher(Launcher):
                     workers = by_job.get((region, job["jobId"]), [])
                     self._note(client, job, workers)
 
+    def reclaimed(self, worker: WorkerRecord) -> bool:
+        """Whether Batch said the worker's job failed as its EC2 instance was terminated
+        (asked once, after `alive` found it ended)."""
+        if worker.id in self._reclaimed:
+            self._reclaimed.discard(worker.id)
+            return True
+        return False
+
     def _note(
         self, client: Any, job: dict[str, Any], workers: list[tuple[str, int | None]]
     ) -> None:
         status = job.get("status", "")
         summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
         ended_children = sum(int(summary.get(s, 0)) for s in ENDED)
-        if status in ENDED or not summary or not ended_children:
+        if not summary or not ended_children:
             for worker_id, _ in workers:
                 self._alive[worker_id] = status not in ENDED
+                if HOST_TERMINATED.match(str(job.get("statusReason", ""))):
+                    self._reclaimed.add(worker_id)
             return
+        # an array with children ended: which (every one, when the array ended), and
+        # which of those failed as their instance was terminated
+        if status in ENDED:
+            states: tuple[str, ...] = ("FAILED",) if int(summary.get("FAILED", 0)) else ()
+        else:
+            states = tuple(sorted(ENDED))
         ended: set[int] = set()
+        lost: set[int] = set()
         try:
-            for state in sorted(ENDED):
+            for state in states:
                 pages = client.get_paginator("list_jobs").paginate(
                     arrayJobId=job["jobId"], jobStatus=state
                 )
@@ -403,11 +425,16 @@ class BatchLauncher(Launcher):
                         if index is None:
                             index = int(str(child["jobId"]).rpartition(":")[2])
                         ended.add(int(index))
+                        if HOST_TERMINATED.match(str(child.get("statusReason", ""))):
+                            lost.add(int(index))
         except Exception as error:
             log.info("ListJobs of %s failed: %s", job["jobId"], error)
-            return
+            if status not in ENDED:
+                return
         for worker_id, index in workers:
-            self._alive[worker_id] = index not in ended
+            self._alive[worker_id] = status not in ENDED and index not in ended
+            if index in lost:
+                self._reclaimed.add(worker_id)
 
     def stop(self, worker: WorkerRecord) -> None:
         """Terminate a stuck worker's job (its child of an array), whichever container

@@ -1,4 +1,4 @@
-"""The store on DynamoDB: the tables of ``hyper/providers/aws/tables.py`` through boto3.
+"""The store on DynamoDB: the tables of ``hyper/store/dynamodb_tables.py`` through boto3.
 
 Same records, states, errors and events as the SQLite store; what SQLite does in one
 transaction is done here as follows.
@@ -23,13 +23,19 @@ transaction is done here as follows.
 - Submits: ids first, then the counters, then the items in BatchWriteItem calls of 25
   (unprocessed items retried with back-off); nothing is written before every
   dependency has been judged, so a refused submit leaves nothing behind. Scripts over
-  300 KB go to S3 under ``scripts/{id}`` first.
+  300 KB go to S3 under ``scripts/{id}`` first. The counters go with a journal entry
+  (counts table, scope ``submits``) that the submit removes once its items are written;
+  a submit cut off in between (its Lambda timed out) leaves the entry, and the tick
+  takes back what it counted for the items it never wrote (``reconcile_counts``), so
+  the scheduler does not start workers for jobs that do not exist.
 - Dependencies: as in SQLite, judged at submit. A pending one is recorded (a ``deps``
   item, and a ``dependents`` flag on its target) and then judged again, so that a target
   that ended in between is not missed; settling removes the ``deps`` item on a
   condition, so a dependency is settled once whoever sees it first.
 - Listings and counts never Scan: each filter maps to a Query of an index (queue and
-  status, name, definition, array), pages merged by id.
+  status, name, definition, array), pages merged by id. These indexes hold keys only
+  (a heartbeat then writes none of them); the jobs a page finds are read by id
+  (BatchGetItem, strongly consistent).
 
 Files are S3 objects under ``files/`` in the host's bucket. Workflows are items of the
 resources table (kind ``workflow``, named by their zero-filled id), with a marker item
@@ -65,6 +71,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from hyper import output
+from hyper.aws_buckets import expect_bucket_owner
 from hyper.aws_errors import error_code
 from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import (
@@ -114,8 +121,9 @@ PRIORITY_OFFSET = 10**9
 # The lease and live-worker indexes are written by every heartbeat: their partition keys
 # are spread over this many shards (a running job's by its id, a live worker's by a hash
 # of its id), so no partition takes more than 1/16 of the heartbeats. At 10,000 running
-# jobs reporting every 30 s (an AWS host), that is 21 writes/s per shard, against
-# DynamoDB's 1,000 per partition (tests/test_dynamodb_store.py counts them).
+# jobs reporting every 30 s (an AWS host), that is 42 index writes/s per lease shard (a
+# new lease end is a delete and a put), against DynamoDB's 1,000 per partition
+# (tests/test_dynamodb_store.py counts them). No other index is written by a heartbeat.
 SHARDS = 16
 
 
@@ -129,6 +137,14 @@ def live_shard(worker_id: str) -> str:
 
 LEASE_SHARDS = tuple(f"L{n:02d}" for n in range(SHARDS))
 LIVE_SHARDS = tuple(f"W{n:02d}" for n in range(SHARDS))
+# A submit adds its counters before it writes its jobs, with a journal entry (in the
+# same transaction) that it removes once they are written. An entry older than Lambda's
+# longest timeout belongs to a submit that was cut off (nothing still running can write
+# its jobs): the tick takes back what it counted for jobs that were never written.
+SUBMIT_CUT_OFF = 900.0
+SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first id
+SETTLED_PER_TICK = 10  # journal entries settled per tick at most
+JOURNAL_RUNS_CHARS = 200_000  # of an entry's runs of counter keys, at most
 EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one per array
 ARRAY_CACHE = 1024
 TICK_LEASE = {"scope": "lease", "key": "tick"}  # who runs the scheduler's tick now
@@ -333,6 +349,52 @@ def _counter_keys(job: Mapping[str, Any], status: str) -> list[CounterKey]:
     return keys
 
 
+def _journal_entry(
+    counted: Sequence[tuple[int, list[CounterKey]]], deltas: Mapping[CounterKey, int], now: float
+) -> Item:
+    """A submit's journal entry: its ids, its counters (in the order they are made) and
+    the counter keys of its jobs as runs of consecutive ids that share them."""
+    runs: list[list[Any]] = []
+    for job_id, keys in counted:
+        listed = [list(k) for k in keys]
+        if runs and runs[-1][1] == job_id - 1 and runs[-1][2] == listed:
+            runs[-1][1] = job_id
+        else:
+            runs.append([job_id, job_id, listed])
+    text = json.dumps(runs)
+    return {
+        "key": f"{counted[0][0]:019d}",
+        "first": counted[0][0],
+        "last": counted[-1][0],
+        "started": now,
+        "deltas": json.dumps([[*k, n] for k, n in sorted(deltas.items()) if n]),
+        # an item holds 400 KB: runs past this (tasks whose states change every few, as
+        # aftercorr can make them) are left out, and only a submit cut off before it
+        # wrote any job can then be taken back
+        "runs": text if len(text) <= JOURNAL_RUNS_CHARS else None,
+    }
+
+
+def _journal_deltas(
+    entry: Mapping[str, Any], only: Sequence[tuple[int, int]] | None = None
+) -> list[list[Any]]:
+    """A journal entry's counters as [scope, key, pinned, n], in the order they are made;
+    with `only`, those of the jobs in these id ranges, from its runs."""
+    if only is None:
+        return [list(d) for d in json.loads(entry["deltas"])]
+    if entry.get("runs") is None:  # too many to keep: all or nothing
+        whole = (int(entry["first"]), int(entry["last"]))
+        return _journal_deltas(entry) if list(only) == [whole] else []
+    found: Counter[CounterKey] = Counter()
+    for low, high, keys in json.loads(entry["runs"]):
+        for first, last in only:
+            n = min(high, last) - max(low, first) + 1
+            if n > 0:
+                for scope, key, pinned in keys:
+                    found[(scope, key, bool(pinned))] += n
+    return [[*k, n] for k, n in sorted(found.items()) if n]
+
+
 def _split_output(entries: Sequence[tuple[LogKind, str]]) -> list[tuple[LogKind, str]]:
     """Output as entries an item can hold: a longer text becomes consecutive entries."""
     out: list[tuple[LogKind, str]] = []
@@ -429,10 +491,12 @@ class DynamoDBStore:
         *,
         dynamodb: Any = None,
         s3: Any = None,
+        bucket_owner: str | None = None,
     ) -> None:
         self.prefix = prefix
         self.region = region
         self.bucket = bucket
+        self.bucket_owner = bucket_owner  # every S3 call names it (ExpectedBucketOwner)
         self._dynamodb = dynamodb
         self._s3 = s3
         self._lock = threading.Lock()
@@ -471,7 +535,10 @@ class DynamoDBStore:
                 if self._s3 is None:
                     import boto3
 
-                    self._s3 = boto3.client("s3", region_name=self.region)
+                    client = boto3.client("s3", region_name=self.region)
+                    if self.bucket_owner:
+                        expect_bucket_owner(client, self.bucket_owner)
+                    self._s3 = client
         return self._s3
 
     def close(self) -> None:
@@ -788,11 +855,6 @@ class DynamoDBStore:
             actions.append({"Update": request})
         return actions
 
-    def _add_counts(self, deltas: Mapping[CounterKey, int]) -> None:
-        actions = self._counter_actions(deltas)
-        for chunk in _chunks(actions, TRANSACTION_ITEMS):
-            self._transact(list(chunk))
-
     @staticmethod
     def _deltas(change: _Change) -> Counter[CounterKey]:
         deltas: Counter[CounterKey] = Counter()
@@ -1049,6 +1111,7 @@ class DynamoDBStore:
         logs: list[Item] = []
         links: list[tuple[int, str, int]] = []  # owner, kind, target: pending dependencies
         deltas: Counter[CounterKey] = Counter()
+        counted: list[tuple[int, list[CounterKey]]] = []  # each job's keys, for the journal
         for job, (pending, never, corr) in zip(jobs, judged, strict=True):
             ids.append(next_id)
             links += [(next_id, kind, target) for kind, target in pending]
@@ -1056,6 +1119,7 @@ class DynamoDBStore:
                 item = self._single_item(job, next_id, pending, never, now)
                 items.append(item)
                 deltas.update(_counter_keys(item, item["status"]))
+                counted.append((next_id, _counter_keys(item, item["status"])))
                 if never:
                     event = {"job_id": next_id, "seq": 2, "attempt": 0, "text": never}
                     logs.append({**event, "kind": LogKind.SYSTEM.value, "time": now})
@@ -1067,29 +1131,152 @@ class DynamoDBStore:
                 for status, n in Counter(task["status"] for task in made[1:]).items():
                     for key in _counter_keys(view, status):
                         deltas[key] += n
+                counted.append((next_id, []))
+                counted += [(t["id"], _counter_keys(view, t["status"])) for t in made[1:]]
                 next_id += len(job.array.indices) + 1
-        self._add_counts(deltas)
+        entry = _journal_entry(counted, deltas, now)
+        try:
+            self._count_submit(entry)
+        except Exception:
+            self._undo_submit((), entry)
+            raise
         writes = [(self._jobs, {"PutRequest": {"Item": _marshal(i)}}) for i in items]
         writes += [(self._log, {"PutRequest": {"Item": _marshal(e)}}) for e in logs]
         try:
             self._write(writes)
         except Exception:
-            self._undo_submit(items, deltas)
+            self._undo_submit(items, entry)
             raise
+        self.dynamodb.delete_item(
+            TableName=self._counts_name, Key=_marshal({"scope": SUBMITS, "key": entry["key"]})
+        )
         if links:
             self._link(links, now)
         return ids
 
-    def _undo_submit(self, items: Sequence[Item], deltas: Counter[CounterKey]) -> None:
+    def _undo_submit(self, items: Sequence[Item], entry: Item) -> None:
         """A submit that failed part-way takes back what it wrote, as far as it can; its ids
-        stay used (they are never reused)."""
+        stay used (they are never reused). Its jobs go last first, so that those left by
+        a failure here are still the first ones, as the journal expects."""
         try:
-            self._write(
-                [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}}) for i in items]
+            for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
+                self._write(
+                    [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
+                     for i in chunk]
+                )  # fmt: skip
+            found = self._get(self._counts_name, {"scope": SUBMITS, "key": entry["key"]})
+            if found is not None:
+                self._settle_submit(found)
+        except Exception:  # the error being raised says more than this one; the tick
+            pass  # settles what is left
+
+    # the journal of submits -------------------------------------------------------------
+
+    def _count_submit(self, entry: Item) -> None:
+        """A submit's counters, with its journal entry: put with the first transaction of
+        counters, then its `applied` raised by each further one, so that it always says
+        how many of them were made."""
+        deltas = _journal_deltas(entry)
+        key = {"scope": SUBMITS, "key": entry["key"]}
+        for n, chunk in enumerate(_chunks(deltas, TRANSACTION_ITEMS - 1) if deltas else [[]]):
+            if n == 0:
+                step = {"Put": {"TableName": self._counts_name,
+                                "Item": _marshal({**key, **entry, "applied": 1})}}  # fmt: skip
+            else:
+                step = {"Update": _update(self._counts_name, key, add={"applied": 1})}
+            made = Counter({(sc, k, bool(p)): n for sc, k, p, n in chunk})
+            self._transact([*self._counter_actions(made), step])
+
+    def reconcile_counts(self, now: float) -> int:
+        """Settle the journal entries of submits cut off (older than SUBMIT_CUT_OFF), a few
+        a tick: the counters of their jobs that were never written are taken back. How
+        many were settled."""
+        settled = 0
+        for items, _ in self._query(
+            self._counts_name, "#scope = :scope", {"scope": SUBMITS}, consistent=True,
+            limit=100,
+        ):  # fmt: skip
+            for entry in items:
+                if float(entry["started"]) <= now - SUBMIT_CUT_OFF:
+                    self._settle_submit(entry)
+                    settled += 1
+                    if settled >= SETTLED_PER_TICK:
+                        return settled
+        return settled
+
+    def _settle_submit(self, entry: Item) -> None:
+        """Take back what a submit that did not finish counted for jobs it never wrote,
+        then remove its entry. Each step is a transaction on the entry's `applied`, so a
+        settle cut off in turn is taken up where it stopped, never done twice."""
+        key = {"scope": SUBMITS, "key": entry["key"]}
+        deltas = _journal_deltas(entry)
+        chunks = [list(c) for c in _chunks(deltas, TRANSACTION_ITEMS - 1)] or [[]]
+        applied = int(entry["applied"])
+        if not entry.get("undo") and applied == len(chunks):
+            # every counter was made: the jobs never written are the ones to take back
+            undo = _journal_deltas(entry, self._unwritten(entry))
+            chunks = [list(c) for c in _chunks(undo, TRANSACTION_ITEMS - 1)]
+            done = self._update_if(
+                _update(
+                    self._counts_name, key,
+                    set_={"deltas": json.dumps(undo), "applied": len(chunks), "undo": True},
+                    condition="#applied = :applied", values={"applied": applied},
+                )
+            )  # fmt: skip
+            if done is None:
+                return  # someone else is settling it
+            applied = len(chunks)
+        while applied > 0:
+            back = Counter({(sc, k, bool(p)): -n for sc, k, p, n in chunks[applied - 1]})
+            step = _update(
+                self._counts_name, key, add={"applied": -1},
+                condition="#applied = :applied", values={"applied": applied},
+            )  # fmt: skip
+            if self._transact([*self._counter_actions(back), {"Update": step}]) is not None:
+                return
+            applied -= 1
+        try:
+            self.dynamodb.delete_item(
+                TableName=self._counts_name,
+                Key=_marshal(key),
+                ConditionExpression="#applied = :zero",
+                ExpressionAttributeNames={"#applied": "applied"},
+                ExpressionAttributeValues=_values({"zero": 0}),
             )
-            self._add_counts(Counter({key: -n for key, n in deltas.items()}))
-        except Exception:  # the error being raised says more than this one
-            pass
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def _unwritten(self, entry: Item) -> list[tuple[int, int]]:
+        """The ranges of ids (first, last) of a submit's jobs that are not there. They were
+        written in order, WRITE_BATCH at a time, each batch finished before the next: so
+        the batches up to one are all there, that one maybe in part, none after it. The
+        last batch with any job is found by halving (a few reads), then read in full."""
+        first, last = int(entry["first"]), int(entry["last"])
+        batches = (last - first) // WRITE_BATCH + 1
+
+        def ids_of(batch: int) -> range:
+            start = first + batch * WRITE_BATCH
+            return range(start, min(start + WRITE_BATCH, last + 1))
+
+        def any_there(batch: int) -> bool:
+            return bool(self._get_jobs(ids_of(batch), "#id"))
+
+        low, high = -1, batches - 1  # the last batch with a job is in (low, high]
+        if not any_there(0):
+            return [(first, last)]
+        low = 0
+        while low < high:
+            middle = (low + high + 1) // 2
+            if any_there(middle):
+                low = middle
+            else:
+                high = middle - 1
+        there = set(self._get_jobs(ids_of(low), "#id"))
+        missing = [(i, i) for i in ids_of(low) if i not in there]
+        if low + 1 < batches:
+            missing.append((ids_of(low + 1)[0], last))
+        return missing
 
     def _reserve_ids(self, count: int) -> int:
         """The first of `count` consecutive new ids: one atomic ADD (ids are never reused)."""
@@ -1510,6 +1697,7 @@ class DynamoDBStore:
                 "#qs = :qs AND #id > :after",
                 {"qs": f"{q}{SEP}{status}{SEP}{flag}", "after": after},
                 tables.BY_QUEUE_STATUS,
+                hydrate=True,
                 page=page,
             )
             for q, status, flag in wanted_qs
@@ -1533,6 +1721,7 @@ class DynamoDBStore:
                 "#array_id = :array AND #id > :after",
                 {"array": array_id, "after": after},
                 tables.BY_ARRAY,
+                hydrate=True,
                 page=page,
             )
         return self._by_ids(self._task_ids(array_id, indices, after))
@@ -1956,7 +2145,12 @@ class DynamoDBStore:
         return JobStatus(change.status)
 
     def _end_attempt(
-        self, item: Item, exit_code: int | None, reason: str | None, now: float
+        self,
+        item: Item,
+        exit_code: int | None,
+        reason: str | None,
+        now: float,
+        reclaimed: bool = False,
     ) -> _Change:
         attempt = int(item["attempt"])
         outcome = outcome_of_attempt(
@@ -1965,6 +2159,7 @@ class DynamoDBStore:
             retries_left=int(item["retries_left"]),
             cancel_requested=bool(item.get("cancel_requested")),
             reason=reason,
+            reclaimed=reclaimed,
         )
         finished = outcome.status in FINISHED
         final_reason = None
@@ -2219,7 +2414,7 @@ class DynamoDBStore:
             }
         )
 
-    def abandon(self, worker_id: str, now: float) -> list[int]:
+    def abandon(self, worker_id: str, now: float, *, reclaimed: bool = False) -> list[int]:
         """The worker is known to be gone: what it held is lost now, not when leases end."""
         ids = [
             i["id"]
@@ -2227,10 +2422,18 @@ class DynamoDBStore:
                 self._jobs, "#worker_id = :worker", {"worker": worker_id}, index=tables.BY_WORKER
             )
         ]
-        return self._lose(ids, lambda item: item.get("worker_id") == worker_id, "is gone", now)
+        why = "is gone with its reclaimed machine" if reclaimed else "is gone"
+        held = lambda item: item.get("worker_id") == worker_id  # noqa: E731
+        return self._lose(ids, held, why, now, reclaimed=reclaimed)
 
     def _lose(
-        self, ids: Sequence[int], check: Callable[[Item], bool], why: str, now: float
+        self,
+        ids: Sequence[int],
+        check: Callable[[Item], bool],
+        why: str,
+        now: float,
+        *,
+        reclaimed: bool = False,
     ) -> list[int]:
         """End the running attempts that match as lost: each is retried or fails by policy."""
         if not ids:
@@ -2241,7 +2444,7 @@ class DynamoDBStore:
             if item["status"] != RUNNING or not check(item):
                 return None
             reason = f"was lost: worker {item.get('worker_id')} {why}"
-            return self._end_attempt(item, None, reason, now)
+            return self._end_attempt(item, None, reason, now, reclaimed)
 
         applied = self._transition(items, plan, now)
         finished = {s.value for s in FINISHED}

@@ -11,6 +11,14 @@ index is for (sparse indexes): ``ck``/``co`` only while a job is Waiting, ``leas
 ``worker_id`` only while it runs, ``ak`` only on arrays, ``capped`` only on arrays with a
 cap that may still run tasks; the name and definition indexes hold single jobs (and tasks
 named on their own), as an array's tasks are found through their array.
+
+DynamoDB writes an index only when an item's key or projected attributes in it change.
+A heartbeat changes a running job's lease, process group and version: the indexes a
+running job is in (queue-status, array, lease, worker) project keys only, so a
+heartbeat writes the lease index alone (its sort key is the lease's end; its partitions
+are sharded), and listings read the jobs they find by id. Only the claim index (Waiting
+jobs, which nobody heartbeats) and the arrays index (array items, which never change)
+project more.
 """
 
 from __future__ import annotations
@@ -111,10 +119,10 @@ def table_definitions(prefix: str) -> list[dict[str, Any]]:
             _keys("id"),
             _attributes(*JOB_KEYS),
             [
-                _index(BY_QUEUE_STATUS, "qs", "id"),
+                _index(BY_QUEUE_STATUS, "qs", "id", "KEYS_ONLY"),
                 _index(BY_NAME, "nh", "nk", "KEYS_ONLY"),
                 _index(BY_DEFINITION, "dk", "id", "KEYS_ONLY"),
-                _index(BY_ARRAY, "array_id", "id"),
+                _index(BY_ARRAY, "array_id", "id", "KEYS_ONLY"),
                 _index(BY_ARRAY_INDEX, "array_id", "array_index", "KEYS_ONLY"),
                 _index(CLAIMABLE, "ck", "co"),
                 _index(LEASES, "leased", "lease_until", "KEYS_ONLY"),

@@ -1081,6 +1081,7 @@ class SQLiteStore:
         exit_code: int | None,
         reason: str | None,
         now: float,
+        reclaimed: bool = False,
     ) -> JobStatus:
         job_id, attempt = row["id"], row["attempt"]
         outcome = outcome_of_attempt(
@@ -1089,6 +1090,7 @@ class SQLiteStore:
             retries_left=row["retries_left"],
             cancel_requested=bool(row["cancel_requested"]),
             reason=reason,
+            reclaimed=reclaimed,
         )
         finished = outcome.status in FINISHED
         final_reason = None
@@ -1264,11 +1266,20 @@ class SQLiteStore:
         )
         return sorted(row[0] for row in rows)
 
-    def abandon(self, worker_id: str, now: float) -> list[int]:
+    def abandon(self, worker_id: str, now: float, *, reclaimed: bool = False) -> list[int]:
         """The worker is known to be gone: what it held is lost now, not when leases end."""
-        return self._lose("worker_id = ?", (worker_id,), "is gone", now)
+        why = "is gone with its reclaimed machine" if reclaimed else "is gone"
+        return self._lose("worker_id = ?", (worker_id,), why, now, reclaimed=reclaimed)
 
-    def _lose(self, clause: str, args: tuple[Any, ...], why: str, now: float) -> list[int]:
+    def _lose(
+        self,
+        clause: str,
+        args: tuple[Any, ...],
+        why: str,
+        now: float,
+        *,
+        reclaimed: bool = False,
+    ) -> list[int]:
         """End the running attempts that match as lost: each is retried or fails by policy."""
         lost: list[int] = []
         with self._write() as db:
@@ -1279,7 +1290,7 @@ class SQLiteStore:
             ).fetchall()
             for row in rows:
                 reason = f"was lost: worker {row['worker_id']} {why}"
-                self._end_attempt(db, row, None, reason, now)
+                self._end_attempt(db, row, None, reason, now, reclaimed)
                 lost.append(row["id"])
         return lost
 
@@ -1290,6 +1301,10 @@ class SQLiteStore:
                 (now + lease, JobStatus.RUNNING.value),
             )
             return cursor.rowcount
+
+    def reconcile_counts(self, now: float) -> int:
+        """Nothing to do: counts change in the same transaction as their jobs."""
+        return 0
 
     def demand(self) -> list[tuple[str, str, int, int]]:
         """(queue, definition, waiting, running): waiting counts only the tasks that the

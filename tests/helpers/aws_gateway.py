@@ -21,6 +21,20 @@ and burst (429 Too Many Requests), Lambda's 6 MB request (413) and response (502
 API Gateway's 29 s (504 Endpoint request timed out, the invocation running on), and the
 function's concurrency (a throttled invocation reaches the client as 500 Internal
 server error; an asynchronous one waits, as Lambda queues it).
+
+Against AWS's documentation: Lambda's Invoke takes at most 6 MB synchronously, request
+and response (https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html, where a
+bigger request is RequestTooLargeException, HTTP 413, and throttling is
+TooManyRequestsException, 429); API Gateway's REST payload quota is 10 MB
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html), so a body
+past Lambda's 6 MB (the event, base64 and all) and under 10 MB reaches Lambda and is
+refused there, and one past 10 MB is refused by API Gateway itself with 413 Request Too
+Long; both are 413 here. AWS's knowledge center says a Lambda throttled behind API
+Gateway "might return an Internal server error"
+(https://repost.aws/knowledge-center/api-gateway-internal-server-error): the 500 here,
+never the 429 Lambda itself answers (a client cannot tell it from its own usage plan's).
+What API Gateway answers when Lambda refuses a 6-10 MB request is not in AWS's own
+pages; reports of it say 413, as here.
 """
 
 from __future__ import annotations
@@ -226,6 +240,7 @@ class Gateway:
         lambda_client = boto3.client("lambda", region_name=region)
         secrets = boto3.client("secretsmanager", region_name=region)
         key = secrets.get_secret_value(SecretId=outputs["SecretArn"])["SecretString"]
+        workers = secrets.get_secret_value(SecretId=outputs["WorkerSecretArn"])["SecretString"]
         api = outputs["FunctionName"]
         variables = lambda_client.get_function_configuration(FunctionName=api)["Environment"][
             "Variables"
@@ -237,6 +252,7 @@ class Gateway:
             for name in (api, variables["HYPER_DEPLOY_FUNCTION"])
         }
         self._start(key, envs, api, limits or Limits())
+        self.keys.add(workers)  # the usage plan's other key: the workers'
 
     @classmethod
     def of(
@@ -262,6 +278,7 @@ class Gateway:
         factories: dict[str, Callable[[], LambdaApp]] | None = None,
     ) -> None:
         self.key = key
+        self.keys = {key}  # the usage plan's keys: any of them passes API Gateway
         self.limits = limits
         self.bucket = TokenBucket(limits.rate, limits.burst)
         self.answers: Counter[int] = Counter()  # what API Gateway answered, by status
@@ -353,7 +370,7 @@ class Gateway:
 
             def _proxy(self, path: str, query: str, body: bytes) -> None:
                 dashboard = path == "/dashboard" or path.startswith("/dashboard/")
-                if not dashboard and self.headers.get("x-api-key") != gateway.key:
+                if not dashboard and self.headers.get("x-api-key") not in gateway.keys:
                     self._refuse(403, "Forbidden", "ForbiddenException")
                     return
                 if not gateway.bucket.take():  # the usage plan's rate and burst

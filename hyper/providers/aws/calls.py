@@ -7,10 +7,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from hyper.aws_buckets import expect_bucket_owner
 from hyper.aws_errors import error_code, error_message
 from hyper.errors import DeployFailed, one_line
 
-__all__ = ["aws_client", "aws_errors", "error_code", "error_message"]
+__all__ = ["aws_client", "aws_errors", "error_code", "error_message", "expect_bucket_owner"]
 
 _CLIENTS = threading.Lock()  # boto3's default session makes clients one at a time
 

@@ -58,6 +58,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
         stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
     secret_arn = _api_key_secret(request.name, request.region, log)
+    worker_secret_arn = _api_key_secret(request.name, request.region, log, worker=True)
     bucket = _code_bucket(account, request.region, log)
     with tempfile.TemporaryDirectory(prefix="hyper-bundle-") as work:
         if code is None:
@@ -86,7 +87,10 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         stacks.host_stack_name(request.name),
         template,
         request.region,
-        {templates.SECRET_PARAMETER: secret_arn},
+        {
+            templates.SECRET_PARAMETER: secret_arn,
+            templates.WORKER_SECRET_PARAMETER: worker_secret_arn,
+        },
         log,
         template_bucket=bucket,
         bucket_owner=account,
@@ -146,11 +150,13 @@ def delete_host(host: HostConfig, log: Log, *, backup: bool = True) -> list[str]
         if backup:
             made = backup_tables(host, region, log)
     stacks.delete_stack(stacks.host_stack_name(host.name), region, log, empty_buckets=True)
-    with aws_errors("deleting the host's API key"):
-        client = boto3.client("secretsmanager", region_name=region)
-        with contextlib.suppress(client.exceptions.ResourceNotFoundException):
-            client.delete_secret(SecretId=_secret_name(host.name), ForceDeleteWithoutRecovery=True)
-    log(f"deleted the secret {_secret_name(host.name)}")
+    for worker in (False, True):
+        name = _secret_name(host.name, worker=worker)
+        with aws_errors("deleting the host's API key"):
+            client = boto3.client("secretsmanager", region_name=region)
+            with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+                client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        log(f"deleted the secret {name}")
     return made
 
 
@@ -161,7 +167,8 @@ def _delete_resources(host: HostConfig, region: str, outputs: dict[str, str], lo
     from hyper.store.dynamodb import DynamoDBStore
 
     store = DynamoDBStore(outputs.get("TablePrefix") or templates.table_prefix(host.name),
-                          region, outputs.get("BucketName"))  # fmt: skip
+                          region, outputs.get("BucketName"),
+                          bucket_owner=host.account or None)  # fmt: skip
     records = {
         kind: [SPECS[kind].model_validate(r.spec) for r in store.list_resources(kind.value)]
         for kind in (ResourceKind.REGION, ResourceKind.CLUSTER, ResourceKind.IMAGE,
@@ -220,25 +227,29 @@ def _region_of(host: HostConfig) -> str:
     return host.region
 
 
-def _secret_name(host_name: str) -> str:
-    return f"hyper/{host_name}/api-key"
+def _secret_name(host_name: str, *, worker: bool = False) -> str:
+    return f"hyper/{host_name}/{'worker-key' if worker else 'api-key'}"
 
 
-def _api_key_secret(host_name: str, region: str, log: Log) -> str:
-    """The ARN of the secret holding the host's API key, made with a new key if absent."""
+def _api_key_secret(host_name: str, region: str, log: Log, *, worker: bool = False) -> str:
+    """The ARN of the secret holding the host's API key (or, `worker`, its worker key:
+    the only one workers and jobs can read, opening worker routes only), made with a new
+    key if absent."""
     client = boto3.client("secretsmanager", region_name=region)
-    with aws_errors("keeping the host's API key in Secrets Manager"):
+    name = _secret_name(host_name, worker=worker)
+    what = "worker key" if worker else "API key"
+    with aws_errors(f"keeping the host's {what} in Secrets Manager"):
         try:
-            return str(client.describe_secret(SecretId=_secret_name(host_name))["ARN"])
+            return str(client.describe_secret(SecretId=name)["ARN"])
         except client.exceptions.ResourceNotFoundException:
             pass
         made = client.create_secret(
-            Name=_secret_name(host_name),
-            Description=f"the API key of hyper host {host_name}",
+            Name=name,
+            Description=f"the {what} of hyper host {host_name}",
             SecretString=new_api_key(),
             Tags=[{"Key": templates.HOST_TAG, "Value": host_name}],
         )
-    log(f"made the secret {_secret_name(host_name)} holding the host's API key")
+    log(f"made the secret {name} holding the host's {what}")
     return str(made["ARN"])
 
 

@@ -20,6 +20,7 @@ its resource types needs (`STACK_RESOURCE_ACTIONS`).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import re
@@ -161,13 +162,29 @@ def _last(value: str, marker: str) -> str:
 
 
 def needs(
-    call: Call, place: Place, *, stack_templates: Mapping[str, Json] | None = None
+    call: Call,
+    place: Place,
+    *,
+    stack_templates: Mapping[str, Json] | None = None,
+    role_boundaries: Mapping[str, str] | None = None,
 ) -> list[Need]:
     """The permissions `call` needs in `place`. `stack_templates` (a template by stack
-    name) gives a CreateStack/UpdateStack/DeleteStack the actions of its resources."""
+    name) gives a CreateStack/UpdateStack/DeleteStack the actions of its resources;
+    `role_boundaries` (a boundary ARN by role name, as the roles were made) gives a call
+    on an existing role the ``iam:PermissionsBoundary`` IAM evaluates it with."""
     if call.name in _FREE:
         return []
     found = list(_needs(call, place, stack_templates or {}))
+    role = call.params.get("RoleName") if call.service == "iam" else None
+    boundary = (role_boundaries or {}).get(role or "")
+    if boundary and "PermissionsBoundary" not in call.params:
+        held = ("iam:PermissionsBoundary", boundary)
+        found = [
+            dataclasses.replace(n, context=(*n.context, held))
+            if n.action.startswith("iam:") and ":role/" in n.resource
+            else n
+            for n in found
+        ]
     return [
         Need(n.action, n.resource, n.request_tags, n.resource_tags, n.why or call.name, n.context)
         for n in found
@@ -296,9 +313,15 @@ def _cloudformation(call: Call, place: Place, templates: Mapping[str, Json]) -> 
             bucket, key = _s3_url(p["TemplateURL"])
             yield Need("s3:GetObject", f"arn:{place.partition}:s3:::{bucket}/{key}")
         template = templates.get(_last(name, "stack").split("/")[0]) or _body(p)
-        for kind in sorted({r["Type"] for r in (template or {}).get("Resources", {}).values()}):
+        # each resource's actions, with its tags: those it is made with, and those it
+        # has when it is changed or deleted
+        made = {
+            (r["Type"], _tags(r.get("Properties", {}).get("Tags")))
+            for r in (template or {}).get("Resources", {}).values()
+        }
+        for kind, tags in sorted(made):
             for needed in STACK_RESOURCE_ACTIONS.get(kind, ()):
-                yield Need(needed, "*", why=f"{call.name} ({kind})")
+                yield Need(needed, "*", tags, tags, why=f"{call.name} ({kind})")
 
 
 def _body(params: Json) -> Json | None:
@@ -457,9 +480,15 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
     return any(_matches(w, value, case=True) if like else w == value for w in _listed(wanted))
 
 
+# condition keys a request may or may not carry (`Need.context`), besides tags
+_CONTEXT_KEYS = frozenset({"iam:PermissionsBoundary", "iam:PolicyARN"})
+
+
 def _conditions(conditions: Json, need: Need) -> bool:
-    """StringEquals/StringLike (and ...IfExists) on aws:RequestTag, aws:ResourceTag and
-    aws:TagKeys; any other condition key is taken as not met (an unknown is no grant)."""
+    """StringEquals/StringLike, their Not forms (and ...IfExists) on aws:RequestTag,
+    aws:ResourceTag, aws:TagKeys and the need's context keys; any other condition key is
+    taken as not met (an unknown is no grant). A Not test of a key the request does not
+    have is met, as IAM has it."""
     request, resource = dict(need.request_tags), dict(need.resource_tags)
     context = dict(need.context)
     for operator, tests in conditions.items():
@@ -467,7 +496,14 @@ def _conditions(conditions: Json, need: Need) -> bool:
         base = operator.removesuffix("IfExists")
         multi = base.startswith("ForAllValues:")
         base = base.removeprefix("ForAllValues:")
-        base = {"ArnEquals": "StringEquals", "ArnLike": "StringLike"}.get(base, base)
+        base = {
+            "ArnEquals": "StringEquals",
+            "ArnLike": "StringLike",
+            "ArnNotEquals": "StringNotEquals",
+            "ArnNotLike": "StringNotLike",
+        }.get(base, base)
+        negated = base in ("StringNotEquals", "StringNotLike")
+        base = base.replace("Not", "")
         if base not in ("StringEquals", "StringLike"):
             return False
         for key, wanted in tests.items():
@@ -482,13 +518,18 @@ def _conditions(conditions: Json, need: Need) -> bool:
                 values = list(request)
             elif key in context:
                 values = [context[key]]
+            elif key in _CONTEXT_KEYS:  # a key IAM knows, absent from this request
+                values = None
             else:
                 return False
             if values is None or (multi and not values):
-                if if_exists or multi:
+                if if_exists or multi or negated:
                     continue
                 return False
-            if not all(_string_test(base, wanted, v) for v in values):
+            if negated:
+                if any(_string_test(base, wanted, v) for v in values):
+                    return False
+            elif not all(_string_test(base, wanted, v) for v in values):
                 return False
     return True
 

@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from hyper.errors import DeployFailed, NotFound, UsageError
-from hyper.providers.aws.calls import aws_client, aws_errors, error_message
+from hyper.providers.aws.calls import aws_client, aws_errors, error_message, expect_bucket_owner
 from hyper.providers.aws.templates import ExistingVpc, Template, physical_name, resource_prefix
 
 Log = Callable[[str], None]
@@ -334,7 +334,8 @@ def _delete(cf: Any, name: str, stack: dict[str, Any], log: Log, timeout: float)
 
 
 def _empty_buckets(cf: Any, stack_id: str, region: str, log: Log) -> None:
-    s3 = aws_client("s3", region)
+    # the stack's account owns its buckets: a same-named bucket elsewhere is not emptied
+    s3 = expect_bucket_owner(aws_client("s3", region), stack_id.split(":")[4])
     resources = _all(cf, "list_stack_resources", "StackResourceSummaries", StackName=stack_id)
     for found in resources:
         bucket = found.get("PhysicalResourceId")

@@ -44,7 +44,8 @@ DEPLOY_TIMEOUT_SECONDS = 900  # Lambda's most: a region's stack can take minutes
 API_STAGE = "v1"
 TEMPLATE_VERSION = "2010-09-09"
 HOST_TAG = "hyper:host"
-SECRET_PARAMETER = "ApiKeySecretArn"  # the host stack's one parameter
+SECRET_PARAMETER = "ApiKeySecretArn"  # the host stack's parameters: the host's key's secret
+WORKER_SECRET_PARAMETER = "WorkerKeySecretArn"  # and the worker key's (hyper/host/auth.py)
 # Lambda concurrency reserved for each function: the API always has its share of the
 # account's (1,000 by default; at least 100 must stay unreserved) and cannot take it all
 # from the account's other functions; changes always have room. docs/aws.md.
@@ -82,7 +83,31 @@ ROLE_ACTIONS = [
 ]  # fmt: skip
 # the deploy role may do these only with the host's permissions boundary on the role (and
 # attach only the allowed policies: a statement of its own)
-BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary"]
+BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy"]
+# EC2 for the deploy role: what CloudFormation does with its credentials to make and
+# change a region's network (AWS's resource type reference, the handlers' "required
+# permissions"); no instance, key pair, volume or image action. These take "*": a new
+# resource has no tag to check yet, and routes, endpoints and groups may go into a VPC
+# the owner made (untagged).
+EC2_NETWORK_ACTIONS = [
+    "ec2:Describe*", "ec2:Get*", "ec2:CreateTags",
+    "ec2:CreateVpc", "ec2:ModifyVpcAttribute", "ec2:CreateSubnet", "ec2:ModifySubnetAttribute",
+    "ec2:CreateInternetGateway", "ec2:AttachInternetGateway", "ec2:DetachInternetGateway",
+    "ec2:CreateRouteTable",
+    "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:AssociateRouteTable",
+    "ec2:DisassociateRouteTable", "ec2:AllocateAddress", "ec2:CreateNatGateway",
+    "ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateVpcEndpoint", "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints",
+    "ec2:CreateVpcPeeringConnection", "ec2:AcceptVpcPeeringConnection",
+]  # fmt: skip
+# and these only on resources tagged as this host's (every one hyper makes is): another
+# host's network, or anything else in the account, cannot be deleted with them
+EC2_HOST_DELETES = [
+    "ec2:DeleteVpc", "ec2:DeleteSubnet", "ec2:DeleteInternetGateway",
+    "ec2:DeleteRouteTable", "ec2:ReleaseAddress",
+    "ec2:DeleteNatGateway", "ec2:DeleteSecurityGroup", "ec2:DeleteVpcPeeringConnection",
+]  # fmt: skip
 PROFILE_ACTIONS = [
     "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
     "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
@@ -301,8 +326,10 @@ def host_template(
         "HYPER_HOST_NAME": host_name,
         "HYPER_TABLE_PREFIX": prefix,
         "HYPER_BUCKET": ref("Bucket"),
+        "HYPER_BUCKET_OWNER": ref("AWS::AccountId"),  # named on every call to the bucket
         "HYPER_REGION": ref("AWS::Region"),
         "HYPER_SECRET_ARN": ref(SECRET_PARAMETER),
+        "HYPER_WORKER_SECRET_ARN": ref(WORKER_SECRET_PARAMETER),
         "HYPER_API_URL": _api_url(),
         "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
         "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
@@ -373,6 +400,9 @@ def host_template(
         "BucketName": output(ref("Bucket"), "scripts and archived logs"),
         "TablePrefix": output(prefix, "the prefix of the host's DynamoDB tables"),
         "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
+        "WorkerSecretArn": output(
+            ref(WORKER_SECRET_PARAMETER), "the secret holding the worker key (workers read it)"
+        ),
         "FunctionName": output(ref("HostFunction"), "the function running the host"),
         "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
         "BoundaryArn": output(ref("Boundary"), "the permissions boundary of the host's roles"),
@@ -388,7 +418,12 @@ def host_template(
                 "Type": "String",
                 "Description": "the ARN of the secret holding the API key (made before the"
                 " stack, so that the key is known to whoever deploys it, and never echoed)",
-            }
+            },
+            WORKER_SECRET_PARAMETER: {
+                "Type": "String",
+                "Description": "the ARN of the secret holding the worker key: the one"
+                " secret workers (and so jobs) may read; it opens only worker routes",
+            },
         },
         "Resources": resources,
         "Outputs": outputs,
@@ -498,7 +533,11 @@ def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
         ),
         statement(["s3:ListBucket"], [get_att("Bucket", "Arn")], "HostBucket"),
         statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att(logs, "Arn")], "OwnLogs"),
-        statement(["secretsmanager:GetSecretValue"], [ref(SECRET_PARAMETER)], "ApiKeySecret"),
+        statement(
+            ["secretsmanager:GetSecretValue"],
+            [ref(SECRET_PARAMETER), ref(WORKER_SECRET_PARAMETER)],
+            "ApiKeySecret",
+        ),
     ]
 
 
@@ -562,6 +601,7 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
     named = _batch_named(batch_prefix)
     iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
     own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
+    boundary_name = physical_name(host_name, "boundary", limit=128)  # its own ARN, by name
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
@@ -573,11 +613,16 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
         {"Sid": "KeepTheBoundary", "Effect": "Deny",
          "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
+        # an inline policy goes only on a role this boundary holds (which it then caps)
+        {"Sid": "InlinePoliciesOnBoundedRolesOnly", "Effect": "Deny",
+         "Action": ["iam:PutRolePolicy"], "Resource": "*",
+         "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": sub(
+             f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary_name}")}}},
     ]  # fmt: skip
     return resource(
         "AWS::IAM::ManagedPolicy",
         {
-            "ManagedPolicyName": physical_name(host_name, "boundary", limit=128),
+            "ManagedPolicyName": boundary_name,
             "Description": f"the permissions boundary of hyper host {host_name}'s roles",
             "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
         },
@@ -640,10 +685,16 @@ def _deploy_role(
             PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
         ),
         statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
+        statement(EC2_NETWORK_ACTIONS, "*", "HostNetwork"),
+        statement(
+            EC2_HOST_DELETES,
+            "*",
+            "HostNetworkDeletes",
+            Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host_name}},
+        ),
         # these take no resource narrower than "*"
         statement(
             [
-                "ec2:*",
                 "batch:Describe*",
                 "ecr:GetAuthorizationToken",
                 "cloudformation:Describe*",
@@ -808,6 +859,21 @@ def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> 
         "UsagePlanKey": resource(
             "AWS::ApiGateway::UsagePlanKey",
             {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
+        ),
+        # the workers' key: in the same plan (its throttle applies to each key on its own)
+        "WorkerApiKey": resource(
+            "AWS::ApiGateway::ApiKey",
+            {
+                "Name": f"{api_name}-workers",
+                "Description": f"the worker key of hyper host {host_name}: worker routes only",
+                "Enabled": True,
+                "Value": sub(f"{{{{resolve:secretsmanager:${{{WORKER_SECRET_PARAMETER}}}}}}}"),
+                "Tags": tags(host_name),
+            },
+        ),
+        "WorkerUsagePlanKey": resource(
+            "AWS::ApiGateway::UsagePlanKey",
+            {"KeyId": ref("WorkerApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
         ),
     }
     return found
