@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from hyper.host_settings import HostSettings
 
 from hyper.host.app import create_app
 from hyper.host.auth import worker_route
+from hyper.host_settings import HostSettings
 from hyper.store.sqlite import SQLiteStore
 
 HOST_KEY, WORKER_KEY = "host-key", "worker-key"
