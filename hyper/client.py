@@ -52,7 +52,7 @@ from hyper.jobs import MAX_FILE_BYTES
 
 RETRY_STATUSES = frozenset({429, 503})
 # what API Gateway answers when Lambda is throttled (500), fails (502) or is too slow
-# (504): a request that is safe to repeat (a GET) is asked again
+# (504): a request that is safe to repeat (a GET) is asked again, as patiently as a 429
 GATEWAY_ERRORS = frozenset({500, 502, 504})
 # a throttled host (API Gateway's usage plan: 429) is waited out longer than a failing one:
 # up to this many tries, with pauses of up to THROTTLED_PAUSE_SECONDS (about 18 s in all)
@@ -464,8 +464,11 @@ class HostClient:
                     f"host {self.host_name!r} is unreachable at {self.url} ({exc}); "
                     "check it with 'hyper hosts host-status'"
                 ) from exc
-            again = status in self._retry_statuses or (repeatable and status in GATEWAY_ERRORS)
-            throttled = status == 429 and self._retries > 0
+            gateway_error = repeatable and status in GATEWAY_ERRORS
+            again = status in self._retry_statuses or gateway_error
+            # API Gateway's 500 is also how a Lambda out of concurrency answers: a busy host,
+            # waited out as long as a 429
+            throttled = (status == 429 or gateway_error) and self._retries > 0
             tries = max(self._retries, THROTTLED_RETRIES) if throttled else self._retries
             if again and attempt < tries:
                 self._pause(attempt, THROTTLED_PAUSE_SECONDS if throttled else 2.0)

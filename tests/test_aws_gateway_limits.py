@@ -116,6 +116,10 @@ def test_what_the_host_client_and_the_worker_ask_again() -> None:
 
     plain = Scripted(429, 500, 504, 200)
     assert HostClient("http://x", "k", transport=plain).call("GET", "/jobs") == {}
+    # a Lambda out of concurrency (500) for longer than the five quick tries is waited out
+    busy = Scripted(500, 500, 500, 500, 500, 500, 200)
+    assert HostClient("http://x", "k", transport=busy).call("GET", "/jobs") == {}
+    assert len(busy.sent) == 7
     posted = Scripted(500)
     with pytest.raises(HostFailure):
         HostClient("http://x", "k", transport=posted).call("POST", "/jobs", {})
