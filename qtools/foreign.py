@@ -442,7 +442,7 @@ def _options(
 
 def ignored_warning(ignored: list[tuple[int, str]]) -> str | None:
     """One line for everything a script's directives asked that hyper does not do:
-    `ignored (not supported): --mem=4G, --nodes=1 (line 4, 5)`."""
+    `ignored (not supported): --mail-user=a@b.c, --constraint=x (line 4, 5)`."""
     if not ignored:
         return None
     parts = ", ".join(dict.fromkeys(written for _, written in ignored))

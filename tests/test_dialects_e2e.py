@@ -23,10 +23,10 @@ def test_lsf_commands(local: LocalHost) -> None:
     assert match, said
     good = match.group(1)
     # options on the command line win over the script's #BSUB lines; -K waits
-    waited = sh(local, "bsub -K -J named -q sample-queue-1 -n 4 bad.sh")
+    waited = sh(local, "bsub -K -J named -q sample-queue-1 -u a@b.c bad.sh")
     assert waited.code == 6, waited
     bad = re.findall(r"Job <([0-9]+)>", waited.out)[0]
-    assert "-n 4" in waited.err and "line 6" not in waited.err  # the option, not a line
+    assert "-u a@b.c" in waited.err and "line 6" not in waited.err  # the option, not a line
     local.wait_finished(good)
     lines = ok(local, f"bjobs -noheader -o 'jobid stat exit_code' {good} {bad}").split("\n")
     assert [line.split() for line in lines if line] == [[good, "DONE"], [bad, "EXIT", "6"]]
@@ -61,8 +61,8 @@ def test_slurm_commands(local: LocalHost) -> None:
     assert re.fullmatch(r"Submitted batch job [0-9]+\n", first)
     good = first.split()[-1]
     # warnings come before the id, so a tool reading both streams finds the id last
-    merged = ok(local, "sbatch --parsable -J failing -n 2 --mem=1G args.sh x y 5 2>&1")
-    assert merged.splitlines()[-1].isdigit() and "--mem=1G" in merged
+    merged = ok(local, "sbatch --parsable -J failing --mail-user=a@b.c args.sh x y 5 2>&1")
+    assert merged.splitlines()[-1].isdigit() and "--mail-user=a@b.c" in merged
     bad = merged.splitlines()[-1]
     local.wait_finished(good)
     local.wait_finished(bad)

@@ -224,7 +224,7 @@ def test_a_plain_script_runs_on_the_defaults_with_its_arguments(host: LocalHost)
 
 @pytest.mark.e2e
 def test_warnings_come_before_the_id(host: LocalHost) -> None:
-    host.script("warns.sh", "#SBATCH --mem=1G\necho\n")
+    host.script("warns.sh", "#SBATCH --mail-user=a@b.c\necho\n")
     merged = subprocess.run(
         [str(BIN / "qsub"), "warns.sh"],
         cwd=host.cwd,
@@ -234,7 +234,7 @@ def test_warnings_come_before_the_id(host: LocalHost) -> None:
         text=True,
         check=True,
     ).stdout.splitlines()
-    assert merged[0].startswith("qsub: warning: ignored (not supported): --mem=1G")
+    assert merged[0].startswith("qsub: warning: ignored (not supported): --mail-user=a@b.c")
     assert merged[-1].isdigit()
 
 
