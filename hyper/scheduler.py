@@ -23,12 +23,17 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Generic
 
+from hyper.capacity import shape_of, workers_for
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
 from hyper.resources import SpecT, active_regions, find_spec
 from hyper.store.base import Store, WorkerRecord
 
 log = logging.getLogger(__name__)
+
+# past this many waiting and running jobs of a (queue, definition), workers are counted from
+# jobs, not packed from requests (a read of every job each tick would cost too much)
+REQUESTS_READ = 10_000
 
 NOT_REPORTED = frozenset({"ASSIGNED", "STARTING"})  # worker states before its first report
 
@@ -214,7 +219,7 @@ class Scheduler:
             cluster = clusters.get(q.compute_environment) if q else None
             if not waiting or q is None or d is None or cluster is None:
                 continue
-            wanted = math.ceil((waiting + running) / d.jobs_to_workers_ratio)
+            wanted = self._wanted(queue_name, d, waiting + running)
             shares = split_by_weight(wanted, self._weights(q, regions, d.name, cluster, current))
             for region, share in shares.items():
                 launcher = self.launchers[regions[region].kind]
@@ -229,6 +234,17 @@ class Scheduler:
                     used[key] += d.vcpus
                     started += 1
         return started
+
+    def _wanted(self, queue: str, d: DefinitionSpec, jobs: int) -> int:
+        """Workers for `jobs` waiting and running jobs of (queue, definition): their
+        requests packed into the definition's worker shape, jobs asking nothing one worker
+        per ratio; by count alone (ceil(jobs / ratio)) past REQUESTS_READ jobs or when the
+        store cannot tell."""
+        counted = math.ceil(jobs / d.jobs_to_workers_ratio)
+        asked = self.store.requests(queue, d.name, REQUESTS_READ) if jobs else None
+        if asked is None or sum(asked.values()) != jobs:  # capped arrays: counts hold
+            return counted
+        return workers_for(asked, shape_of(d.model_dump()), d.jobs_to_workers_ratio)
 
 
 class _Specs(Generic[SpecT]):

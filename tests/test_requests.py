@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hyper import capacity
-from hyper.capacity import Request, Shape
+from hyper.capacity import Request, Shape, workers_for
 from hyper.errors import UsageError
 from qtools.foreign import translate
 from qtools.qsub import build_job, build_parser
@@ -286,3 +286,43 @@ def test_the_host_refuses_a_request_no_worker_could_hold(api: Any) -> None:
     assert response.status_code in (400, 422)
     assert "4 CPUs" in response.text and "1 CPU, 1G" in response.text
     assert api.get("/jobs").json()["jobs"] == []
+
+
+# ---- how many workers hold the jobs waiting and running -----------------------------------
+
+
+def _jobs(**counts: int) -> dict[tuple[tuple[str, int], ...], int]:
+    """Jobs by request: `c2=3` is three jobs asking 2 CPUs, `nothing=4` four asking none."""
+    found: dict[tuple[tuple[str, int], ...], int] = {}
+    for name, count in counts.items():
+        key: tuple[tuple[str, int], ...] = ()
+        if name.startswith("c"):
+            key = (("cpus", int(name[1:])),)
+        elif name.startswith("g"):
+            key = (("cpus", 1), ("gpus", int(name[1:])))
+        found[key] = count
+    return found
+
+
+def test_workers_pack_requests_into_the_definitions_shape() -> None:
+    four = Shape(4, 4096, ())
+    assert workers_for(_jobs(c1=8), four, 1) == 2  # four 1-CPU jobs a worker
+    assert workers_for(_jobs(c3=3), four, 1) == 3  # one 3-CPU job a worker
+    assert workers_for(_jobs(c3=3, c1=3), four, 1) == 3  # the 1-CPU jobs fill their gaps
+    assert workers_for(_jobs(c2=3, c1=1), four, 1) == 2
+    assert workers_for(_jobs(c4=1, c1=1), four, 1) == 2
+    assert workers_for({}, four, 1) == 0
+
+
+def test_jobs_asking_nothing_count_by_the_ratio_as_before() -> None:
+    four = Shape(4, 4096, ())
+    assert workers_for(_jobs(nothing=5), four, 2) == 3
+    assert workers_for(_jobs(nothing=5, c1=4), four, 2) == 4
+    assert workers_for(_jobs(nothing=5), four, 1) == 5
+
+
+def test_gpus_and_memory_bound_what_a_worker_holds() -> None:
+    gpus = Shape(8, 8192, ("0", "1"))
+    assert workers_for(_jobs(g1=5), gpus, 1) == 3  # two GPUs a worker
+    assert workers_for({(("cpus", 1), ("mem_mib", 3000)): 4}, gpus, 1) == 2  # two a worker
+    assert workers_for(_jobs(c16=2), gpus, 1) == 0  # can never fit: no worker for it
