@@ -5,11 +5,13 @@ two one-CPU jobs share a worker and a two-CPU job has it to itself."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalHost
+from tests.conftest import BIN, LocalHost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -171,3 +173,35 @@ def test_python_api_jobs_carry_their_request(local: LocalHost, tmp_path: Path) -
     path.write_text(code)
     printed = local.ok("python", str(path), timeout=150)
     assert printed.strip() == "('2', '1024', 2)"
+
+
+def test_a_joined_machine_says_its_capacity_and_its_worker_packs_within_it(
+    local: LocalHost,
+) -> None:
+    local.ok("hyper", "regions", "add-region", "--name", "pool", "--kind", "static", "--yes")
+    local.ok(
+        "hyper", "queues", "add-queue", "--name", "poolq", "--compute-environment",
+        "local-cluster", "--manual-region-weights", "-rw", "pool", "1", "--yes",
+    )  # fmt: skip
+    join = [
+        str(BIN / "hyper"), "worker", "join", "--region", "pool", "--definition",
+        "sample-def-1", "--slots", "1", "--node-id", "pool-1", "--cpus", "2", "--mem", "2G",
+        "--gpus", "3,5",
+    ]  # fmt: skip
+    with subprocess.Popen(
+        join, env=local.env, cwd=local.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as node:
+        try:
+            flags = ("-q", "poolq", "-d", "sample-def-1", "--cpus", "1", "--mem", "100M")
+            first = _submit(local, *flags, sleep=0.1, meet=_meet(local.cwd, "c", "d"))
+            second = _submit(local, *flags, sleep=0.1, meet=_meet(local.cwd, "d", "c"))
+            a, b = _ran(local, first), _ran(local, second)
+        finally:
+            node.send_signal(signal.SIGTERM)
+            node.wait(timeout=20)
+        said = node.stderr.read().decode() if node.stderr else ""
+    # the definition's workers have 1 CPU: two 1-CPU jobs at once only in the machine's 2
+    assert a["worker"] == b["worker"] and _overlap(a, b), (a, b)
+    assert _cpus(a["cpus"]).isdisjoint(_cpus(b["cpus"]))
+    assert "with 1 slots sharing 2 CPUs, 2G, 2 GPUs" in said, said
+    assert (a["gpus"], b["gpus"]) == ("", "")  # asked for none: none visible
