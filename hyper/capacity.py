@@ -178,6 +178,17 @@ def workers_for(asked: dict[tuple[tuple[str, int], ...], int], shape: Shape, rat
     return wanted + len(rooms)
 
 
+def too_large(asked: dict[tuple[tuple[str, int], ...], int], shape: Shape) -> list[Request]:
+    """The requests among `asked` that no worker of `shape` can hold, one per job, largest
+    first (a launcher that sizes workers gives each a worker of its own)."""
+    found: list[Request] = []
+    for items, count in asked.items():
+        want = effective(dict(items), shape) if items else shape.whole
+        if not want.fits(shape.whole):
+            found.extend([want] * count)
+    return sorted(found, key=lambda r: (-r.gpus, -r.cpus, -r.mem_mib))
+
+
 def _largest_first(item: tuple[Request, int]) -> tuple[int, int, int]:
     want = item[0]
     return (-want.gpus, -want.cpus, -want.mem_mib)

@@ -3,6 +3,7 @@ and the refusals (hyper.capacity, qtools.foreign, qsub's own flags)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 from hyper import capacity
 from hyper.capacity import Request, Shape, workers_for
 from hyper.errors import UsageError
+from hyper.models import RegionSpec
+from hyper.store.sqlite import SQLiteStore
 from qtools.foreign import translate
 from qtools.qsub import build_job, build_parser
 
@@ -286,6 +289,25 @@ def test_the_host_refuses_a_request_no_worker_could_hold(api: Any) -> None:
     assert response.status_code in (400, 422)
     assert "4 CPUs" in response.text and "1 CPU, 1G" in response.text
     assert api.get("/jobs").json()["jobs"] == []
+
+
+def test_the_host_takes_a_large_request_where_aws_batch_sizes_a_worker(
+    api: Any, store: SQLiteStore
+) -> None:
+    region = RegionSpec(name="us-east-1", kind="aws")
+    store.put_resource("regions", region.name, region.model_dump(), "ACTIVE", [], time.time())
+    queue = store.get_resource("queues", "sample-queue-1")
+    assert queue is not None
+    spec = {**queue.spec, "automate_region_weights": False}
+    spec["region_distribution_weights"] = {"us-east-1": 1}
+    store.put_resource("queues", queue.name, spec, "ACTIVE", [], time.time())
+    taken = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=2, mem_mib=4096)]})
+    assert taken.status_code == 200, taken.text  # a worker of its own size on Batch
+    cluster = store.get_resource("clusters", spec["compute_environment"])
+    assert cluster is not None
+    too_many = cluster.spec["max_vcpus"] + 1
+    refused = _post(api, "/jobs", {"jobs": [_job_body("huge", cpus=too_many)]})
+    assert refused.status_code in (400, 422) and "1 CPU, 1G" in refused.text
 
 
 # ---- how many workers hold the jobs waiting and running -----------------------------------

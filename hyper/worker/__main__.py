@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--capacity",
-        default=None,
+        default=os.environ.pop("HYPER_CAPACITY", None) or None,
         help="what this worker has, CPUS:MEM_MIB:GPU,IDS (default: its definition's shape)",
     )
     args = parser.parse_args(argv)
