@@ -284,6 +284,16 @@ def test_the_host_keeps_the_request_and_claims_by_room(api: Any) -> None:
     assert api.get(f"/jobs/{job_id}").json()["used"] == {"peak_rss_mib": 42.5, "cpu_seconds": 1.5}
 
 
+def test_a_worker_of_its_own_shape_claims_a_job_asking_nothing_by_it(api: Any) -> None:
+    (job_id,) = _post(api, "/jobs", {"jobs": [_job_body("plain")]}).json()["ids"]
+    claim = {"queue": "sample-queue-1", "definition": "sample-def-1", "limit": 1}
+    small = {"cpus": 1, "mem_mib": 512, "gpus": 0}  # less than the definition's 1G
+    assert _post(api, "/workers/w1/claim", {**claim, "room": small}).json()["jobs"] == []
+    share = {**small, "of_cpus": 1, "of_mem_mib": 512, "of_gpus": 0}  # a machine's share
+    (claimed,) = _post(api, "/workers/w1/claim", {**claim, "room": share}).json()["jobs"]
+    assert claimed["id"] == job_id
+
+
 def test_the_host_refuses_a_request_no_worker_could_hold(api: Any) -> None:
     response = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=4)]})
     assert response.status_code in (400, 422)

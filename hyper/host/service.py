@@ -362,7 +362,11 @@ class HostService:
         spec = resources.spec_of(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
         fits = None
         if room is not None:
+            whole = {k: room.pop(f"of_{k}", None) for k in ("cpus", "mem_mib", "gpus")}
             shape, free = capacity.shape_of(spec.model_dump()), capacity.Request(**room)
+            if whole["cpus"] and whole["mem_mib"]:
+                ids = tuple(str(i) for i in range(whole["gpus"] or 0))
+                shape = capacity.Shape(whole["cpus"], whole["mem_mib"], ids)
 
             def fits(asked: dict[str, Any] | None) -> bool:
                 return capacity.effective(asked, shape).fits(free)

@@ -443,6 +443,17 @@ class WorkerAgent:
             room = room.minus(placement.request)
         return room
 
+    def _room_body(self, room: capacity.Request | None) -> dict[str, int] | None:
+        """`room` as a claim says it, with the worker's whole when that is not its
+        definition's shape (a machine's share, a worker of a job's own size)."""
+        if room is None:
+            return None
+        body = room.as_dict()
+        given = self.options.machine_shape
+        if given is not None:
+            body.update(of_cpus=given.cpus, of_mem_mib=given.mem_mib, of_gpus=len(given.gpu_ids))
+        return body
+
     def _place(self, request: capacity.Request) -> Placement:
         """CPUs for the job: the machine's least used ones (a job never shares a CPU with
         another while the worker has CPUs to spare); GPUs no running job holds."""
@@ -514,7 +525,7 @@ class WorkerAgent:
                         definition=options.definition,
                         limit=1,
                         wait=wait,
-                        room=room.as_dict() if room is not None else None,
+                        room=self._room_body(room),
                     )
                 except (HostUnreachable, HostFailure):
                     if not self._running:
@@ -639,7 +650,7 @@ class WorkerAgent:
             return []
         body: dict[str, Any] = {"reports": self._pending, "claim_next": claim_next}
         if claim_next and room is not None:
-            body["room"] = room.as_dict()
+            body["room"] = self._room_body(room)
         self._pending = []
         path = f"/workers/{quote(self.options.worker_id)}/complete"
         sent = clock()
