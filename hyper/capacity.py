@@ -145,3 +145,63 @@ def check_nodes(count: int, written: str) -> None:
             f"{written}: the job asks for {count} nodes; hyper runs each job on one machine"
             " (ask for CPUs on one node instead)"
         )
+
+
+def workers_for(asked: dict[tuple[tuple[str, int], ...], int], shape: Shape, ratio: int) -> int:
+    """How many workers of `shape` hold these jobs: `asked` counts the jobs by what they
+    asked (a request's items, sorted; () = nothing). Jobs asking nothing need one worker
+    per `ratio` of them, as they always did; the others are packed first fit, largest
+    request first, into workers of the shape (one that could never fit gets none)."""
+    plain = asked.get((), 0)
+    wanted = -(-plain // max(1, ratio))
+    sized: dict[Request, int] = {}
+    whole = shape.whole
+    for items, count in asked.items():
+        if items and count > 0:
+            want = effective(dict(items), shape)
+            if want.fits(whole):
+                sized[want] = sized.get(want, 0) + count
+    rooms: list[Request] = []  # what each worker opened so far has left
+    for want, count in sorted(sized.items(), key=_largest_first):
+        for i, room in enumerate(rooms):
+            if count <= 0:
+                break
+            take = min(count, _how_many(want, room))
+            if take:
+                rooms[i] = room.minus(_times(want, take))
+                count -= take
+        per_worker = _how_many(want, whole)
+        while count > 0:
+            take = min(count, per_worker)
+            rooms.append(whole.minus(_times(want, take)))
+            count -= take
+    return wanted + len(rooms)
+
+
+def too_large(asked: dict[tuple[tuple[str, int], ...], int], shape: Shape) -> list[Request]:
+    """The requests among `asked` that no worker of `shape` can hold, one per job, largest
+    first (a launcher that sizes workers gives each a worker of its own)."""
+    found: list[Request] = []
+    for items, count in asked.items():
+        want = effective(dict(items), shape) if items else shape.whole
+        if not want.fits(shape.whole):
+            found.extend([want] * count)
+    return sorted(found, key=lambda r: (-r.gpus, -r.cpus, -r.mem_mib))
+
+
+def _largest_first(item: tuple[Request, int]) -> tuple[int, int, int]:
+    want = item[0]
+    return (-want.gpus, -want.cpus, -want.mem_mib)
+
+
+def _times(want: Request, count: int) -> Request:
+    return Request(want.cpus * count, want.mem_mib * count, want.gpus * count)
+
+
+def _how_many(want: Request, room: Request) -> int:
+    """How many jobs asking `want` fit in `room`."""
+    limits = [room.cpus // want.cpus if want.cpus else None]
+    limits.append(room.mem_mib // want.mem_mib if want.mem_mib else None)
+    limits.append(room.gpus // want.gpus if want.gpus else None)
+    found = [n for n in limits if n is not None]
+    return max(0, min(found)) if found else 0

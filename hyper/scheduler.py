@@ -23,12 +23,17 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Generic
 
+from hyper.capacity import Request, Shape, shape_of, too_large, workers_for
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
 from hyper.resources import SpecT, active_regions, find_spec
 from hyper.store.base import Store, WorkerRecord
 
 log = logging.getLogger(__name__)
+
+# past this many waiting and running jobs of a (queue, definition), workers are counted from
+# jobs, not packed from requests (a read of every job each tick would cost too much)
+REQUESTS_READ = 10_000
 
 NOT_REPORTED = frozenset({"ASSIGNED", "STARTING"})  # worker states before its first report
 
@@ -214,13 +219,28 @@ class Scheduler:
             cluster = clusters.get(q.compute_environment) if q else None
             if not waiting or q is None or d is None or cluster is None:
                 continue
-            wanted = math.ceil((waiting + running) / d.jobs_to_workers_ratio)
-            shares = split_by_weight(wanted, self._weights(q, regions, d.name, cluster, current))
+            wanted, big = self._wanted(queue_name, d, waiting + running)
+            weights = self._weights(q, regions, d.name, cluster, current)
+            if not any(self.launchers[regions[r].kind].sizes_workers for r in weights):
+                big = []  # no region here can size a worker for them: none started
+            shares = split_by_weight(wanted + len(big), weights)
             for region, share in shares.items():
                 launcher = self.launchers[regions[region].kind]
                 key = (q.compute_environment, region)
-                room = (cluster.max_vcpus - used[key]) // d.vcpus
-                count = min(share - current[(queue_name, definition_name, region)], room)
+                count = share - current[(queue_name, definition_name, region)]
+                while big and count > 0 and launcher.sizes_workers:
+                    if cluster.max_vcpus - used[key] < big[0].cpus:
+                        break
+                    want = big.pop(0)
+                    ids = tuple(str(i) for i in range(want.gpus))
+                    shape = Shape(want.cpus, want.mem_mib, ids)
+                    sized = LaunchRequest(queue_name, d, region, 1, shape=shape)
+                    for record in launcher.launch(sized):
+                        self.store.add_worker(record)
+                        used[key] += want.cpus
+                        started += 1
+                    count -= 1
+                count = min(count, (cluster.max_vcpus - used[key]) // d.vcpus)
                 if count <= 0:
                     continue
                 request = LaunchRequest(queue_name, d, region, count)
@@ -229,6 +249,19 @@ class Scheduler:
                     used[key] += d.vcpus
                     started += 1
         return started
+
+    def _wanted(self, queue: str, d: DefinitionSpec, jobs: int) -> tuple[int, list[Request]]:
+        """Workers for `jobs` waiting and running jobs of (queue, definition): their
+        requests packed into the definition's worker shape, jobs asking nothing one worker
+        per ratio; by count alone (ceil(jobs / ratio)) past REQUESTS_READ jobs or when the
+        store cannot tell. Besides: the requests larger than the definition's worker (each
+        wants a worker of its own size)."""
+        counted = math.ceil(jobs / d.jobs_to_workers_ratio)
+        asked = self.store.requests(queue, d.name, REQUESTS_READ) if jobs else None
+        if asked is None or sum(asked.values()) != jobs:  # capped arrays: counts hold
+            return counted, []
+        shape = shape_of(d.model_dump())
+        return workers_for(asked, shape, d.jobs_to_workers_ratio), too_large(asked, shape)
 
 
 class _Specs(Generic[SpecT]):

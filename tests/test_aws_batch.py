@@ -23,6 +23,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from hyper.capacity import Shape
 from hyper.errors import DeployFailed
 from hyper.jobs import LogKind
 from hyper.launchers.base import Launcher, LaunchRequest
@@ -1212,3 +1213,43 @@ def test_any_container_finds_and_stops_a_worker_another_launched(
     parent = first.calls.of("SubmitJob")[0]
     assert len(terminated) == 2 and terminated[0].endswith(":2") and ":" not in terminated[1]
     assert parent["jobName"].endswith(array[0].id.rpartition("-")[0])
+
+
+def test_a_job_larger_than_the_definition_gets_a_worker_of_its_own_size(
+    aws: None, store: SQLiteStore
+) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store)
+    shape = Shape(16, 65536, ("0", "1"))
+    (record,) = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1, shape))
+    (submit,) = launched.submits()
+    assert submit["containerOverrides"]["resourceRequirements"] == [
+        {"type": "VCPU", "value": "16"},
+        {"type": "MEMORY", "value": "65536"},
+        {"type": "GPU", "value": "2"},
+    ]
+    assert environment(submit)["HYPER_CAPACITY"] == "16:65536:0,1"  # what its worker packs in
+    assert environment(submit)["HYPER_WORKER_ID"] == record.id
+    assert submitted("us-east-1") == [None]  # moto took the overrides
+    plain = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+    assert plain and "resourceRequirements" not in launched.submits()[1]["containerOverrides"]
+
+
+def test_the_scheduler_sizes_a_worker_for_a_job_larger_than_the_definition(
+    aws: None, store: SQLiteStore
+) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store)
+    big = {"request": {"cpus": 4, "mem_mib": 8192}}  # d1's workers: 1 vCPU, 1024 MiB
+    small = {"request": {"cpus": 1, "mem_mib": 256}}
+    jobs = [NewJob("big", "q1", "d1", "true", options=big)]
+    jobs += [NewJob(f"small{i}", "q1", "d1", "true", options=dict(small)) for i in range(2)]
+    store.submit(jobs, time.time())
+    scheduler = Scheduler(store, {"aws": launched.launcher}, silence_seconds=600)
+    assert scheduler.tick(time.time()).started == 3  # one of its own size, one a 1-CPU job
+    sized, packed = launched.submits()
+    assert sized["containerOverrides"]["resourceRequirements"] == [
+        {"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "8192"},
+    ]  # fmt: skip
+    assert "resourceRequirements" not in packed["containerOverrides"]
+    assert packed["arrayProperties"] == {"size": 2}

@@ -3,14 +3,17 @@ and the refusals (hyper.capacity, qtools.foreign, qsub's own flags)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hyper import capacity
-from hyper.capacity import Request, Shape
+from hyper.capacity import Request, Shape, workers_for
 from hyper.errors import UsageError
+from hyper.models import RegionSpec
+from hyper.store.sqlite import SQLiteStore
 from qtools.foreign import translate
 from qtools.qsub import build_job, build_parser
 
@@ -281,8 +284,77 @@ def test_the_host_keeps_the_request_and_claims_by_room(api: Any) -> None:
     assert api.get(f"/jobs/{job_id}").json()["used"] == {"peak_rss_mib": 42.5, "cpu_seconds": 1.5}
 
 
+def test_a_worker_of_its_own_shape_claims_a_job_asking_nothing_by_it(api: Any) -> None:
+    (job_id,) = _post(api, "/jobs", {"jobs": [_job_body("plain")]}).json()["ids"]
+    claim = {"queue": "sample-queue-1", "definition": "sample-def-1", "limit": 1}
+    small = {"cpus": 1, "mem_mib": 512, "gpus": 0}  # less than the definition's 1G
+    assert _post(api, "/workers/w1/claim", {**claim, "room": small}).json()["jobs"] == []
+    share = {**small, "of_cpus": 1, "of_mem_mib": 512, "of_gpus": 0}  # a machine's share
+    (claimed,) = _post(api, "/workers/w1/claim", {**claim, "room": share}).json()["jobs"]
+    assert claimed["id"] == job_id
+
+
 def test_the_host_refuses_a_request_no_worker_could_hold(api: Any) -> None:
     response = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=4)]})
     assert response.status_code in (400, 422)
     assert "4 CPUs" in response.text and "1 CPU, 1G" in response.text
     assert api.get("/jobs").json()["jobs"] == []
+
+
+def test_the_host_takes_a_large_request_where_aws_batch_sizes_a_worker(
+    api: Any, store: SQLiteStore
+) -> None:
+    region = RegionSpec(name="us-east-1", kind="aws")
+    store.put_resource("regions", region.name, region.model_dump(), "ACTIVE", [], time.time())
+    queue = store.get_resource("queues", "sample-queue-1")
+    assert queue is not None
+    spec = {**queue.spec, "automate_region_weights": False}
+    spec["region_distribution_weights"] = {"us-east-1": 1}
+    store.put_resource("queues", queue.name, spec, "ACTIVE", [], time.time())
+    taken = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=2, mem_mib=4096)]})
+    assert taken.status_code == 200, taken.text  # a worker of its own size on Batch
+    cluster = store.get_resource("clusters", spec["compute_environment"])
+    assert cluster is not None
+    too_many = cluster.spec["max_vcpus"] + 1
+    refused = _post(api, "/jobs", {"jobs": [_job_body("huge", cpus=too_many)]})
+    assert refused.status_code in (400, 422) and "1 CPU, 1G" in refused.text
+
+
+# ---- how many workers hold the jobs waiting and running -----------------------------------
+
+
+def _jobs(**counts: int) -> dict[tuple[tuple[str, int], ...], int]:
+    """Jobs by request: `c2=3` is three jobs asking 2 CPUs, `nothing=4` four asking none."""
+    found: dict[tuple[tuple[str, int], ...], int] = {}
+    for name, count in counts.items():
+        key: tuple[tuple[str, int], ...] = ()
+        if name.startswith("c"):
+            key = (("cpus", int(name[1:])),)
+        elif name.startswith("g"):
+            key = (("cpus", 1), ("gpus", int(name[1:])))
+        found[key] = count
+    return found
+
+
+def test_workers_pack_requests_into_the_definitions_shape() -> None:
+    four = Shape(4, 4096, ())
+    assert workers_for(_jobs(c1=8), four, 1) == 2  # four 1-CPU jobs a worker
+    assert workers_for(_jobs(c3=3), four, 1) == 3  # one 3-CPU job a worker
+    assert workers_for(_jobs(c3=3, c1=3), four, 1) == 3  # the 1-CPU jobs fill their gaps
+    assert workers_for(_jobs(c2=3, c1=1), four, 1) == 2
+    assert workers_for(_jobs(c4=1, c1=1), four, 1) == 2
+    assert workers_for({}, four, 1) == 0
+
+
+def test_jobs_asking_nothing_count_by_the_ratio_as_before() -> None:
+    four = Shape(4, 4096, ())
+    assert workers_for(_jobs(nothing=5), four, 2) == 3
+    assert workers_for(_jobs(nothing=5, c1=4), four, 2) == 4
+    assert workers_for(_jobs(nothing=5), four, 1) == 5
+
+
+def test_gpus_and_memory_bound_what_a_worker_holds() -> None:
+    gpus = Shape(8, 8192, ("0", "1"))
+    assert workers_for(_jobs(g1=5), gpus, 1) == 3  # two GPUs a worker
+    assert workers_for({(("cpus", 1), ("mem_mib", 3000)): 4}, gpus, 1) == 2  # two a worker
+    assert workers_for(_jobs(c16=2), gpus, 1) == 0  # can never fit: no worker for it

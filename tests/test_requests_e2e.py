@@ -5,11 +5,13 @@ two one-CPU jobs share a worker and a two-CPU job has it to itself."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalHost
+from tests.conftest import BIN, LocalHost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -17,6 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PROBE = """#!/bin/bash
 start=$(date +%s.%N)
 sleep {sleep}
+{meet}
 end=$(date +%s.%N)
 printf '{{"start": %s, "end": %s, "worker": "%s", "cpus": "%s", "nproc": %s,'\\
 ' "slurm_cpus": "%s", "hyper_cpus": "%s", "gpus": "%s", "omp": "%s"}}\\n' \\
@@ -30,8 +33,21 @@ def _definition(local: LocalHost, name: str, *flags: str) -> None:
     local.ok("hyper", "definitions", "add-definition", "--name", name, *flags, "--yes")
 
 
-def _submit(local: LocalHost, *flags: str, directives: str = "", sleep: float = 2) -> str:
-    text = PROBE.format(sleep=sleep).replace("#!/bin/bash\n", "#!/bin/bash\n" + directives, 1)
+def _meet(here: Path, mine: str, other: str) -> str:
+    """A line that marks this job as running and waits (up to 120 s) until the other one is
+    too: two jobs that run at once overlap however late a loaded machine starts either."""
+    return (
+        f"touch {here / mine}; for _ in $(seq 1200); do"
+        f" [ -e {here / other} ] && break; sleep 0.1; done"
+    )
+
+
+def _submit(
+    local: LocalHost, *flags: str, directives: str = "", sleep: float = 2, meet: str = ""
+) -> str:
+    text = PROBE.format(sleep=sleep, meet=meet).replace(
+        "#!/bin/bash\n", "#!/bin/bash\n" + directives, 1
+    )
     path = local.script(f"probe-{len(list(local.cwd.iterdir()))}.sh", text)
     return local.ok("qsub", *flags, str(path)).strip()
 
@@ -57,8 +73,8 @@ def _overlap(a: dict, b: dict) -> bool:
 def test_two_one_cpu_jobs_share_a_worker_and_a_two_cpu_job_waits(local: LocalHost) -> None:
     _definition(local, "two", "--vcpus", "2", "--memory-limit-mib", "2048")
     flags = ("-q", "sample-queue-1", "-d", "two")
-    first = _submit(local, *flags, "--cpus", "1", sleep=4)
-    second = _submit(local, *flags, "--cpus", "1", sleep=4)
+    first = _submit(local, *flags, "--cpus", "1", sleep=1, meet=_meet(local.cwd, "a", "b"))
+    second = _submit(local, *flags, "--cpus", "1", sleep=1, meet=_meet(local.cwd, "b", "a"))
     whole = _submit(local, *flags, "--cpus", "2", sleep=0.1)
     a, b, c = _ran(local, first), _ran(local, second), _ran(local, whole)
     assert a["worker"] == b["worker"] == c["worker"]  # one worker ran all three
@@ -74,7 +90,7 @@ def test_two_one_cpu_jobs_share_a_worker_and_a_two_cpu_job_waits(local: LocalHos
 def test_slurm_cpus_per_task_is_what_the_job_gets(local: LocalHost) -> None:
     _definition(local, "two", "--vcpus", "2", "--memory-limit-mib", "2048")
     lines = "#SBATCH --cpus-per-task=2\n#SBATCH --mem=500M\n"
-    path = local.script("slurm.sh", PROBE.format(sleep=2).replace("\n", "\n" + lines, 1))
+    path = local.script("slurm.sh", PROBE.format(sleep=2, meet="").replace("\n", "\n" + lines, 1))
     submitted = local.sh("qsub", "-q", "sample-queue-1", "-d", "two", str(path))
     assert submitted.code == 0 and "ignored" not in submitted.err  # honoured, not warned
     again = local.ok("qsub", "-q", "sample-queue-1", "-d", "two", str(path)).strip()
@@ -122,7 +138,10 @@ def test_gpus_are_handed_out_by_id_and_never_shared(local: LocalHost) -> None:
         for other in runs:
             if one is not other and _overlap(one, other):
                 assert one["gpus"] != other["gpus"]
-    assert sum(_overlap(runs[0], run) for run in runs[1:]) <= 1  # two GPUs: two at once
+    # two GPUs: never three at once (three intervals that overlap pairwise share a moment;
+    # one job may overlap both others in turn when they ran one after the other)
+    first, second, third = runs
+    assert not (_overlap(first, second) and _overlap(first, third) and _overlap(second, third))
 
 
 def test_a_request_larger_than_the_definitions_workers_is_refused(local: LocalHost) -> None:
@@ -154,3 +173,35 @@ def test_python_api_jobs_carry_their_request(local: LocalHost, tmp_path: Path) -
     path.write_text(code)
     printed = local.ok("python", str(path), timeout=150)
     assert printed.strip() == "('2', '1024', 2)"
+
+
+def test_a_joined_machine_says_its_capacity_and_its_worker_packs_within_it(
+    local: LocalHost,
+) -> None:
+    local.ok("hyper", "regions", "add-region", "--name", "pool", "--kind", "static", "--yes")
+    local.ok(
+        "hyper", "queues", "add-queue", "--name", "poolq", "--compute-environment",
+        "local-cluster", "--manual-region-weights", "-rw", "pool", "1", "--yes",
+    )  # fmt: skip
+    join = [
+        str(BIN / "hyper"), "worker", "join", "--region", "pool", "--definition",
+        "sample-def-1", "--slots", "1", "--node-id", "pool-1", "--cpus", "2", "--mem", "2G",
+        "--gpus", "3,5",
+    ]  # fmt: skip
+    with subprocess.Popen(
+        join, env=local.env, cwd=local.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as node:
+        try:
+            flags = ("-q", "poolq", "-d", "sample-def-1", "--cpus", "1", "--mem", "100M")
+            first = _submit(local, *flags, sleep=0.1, meet=_meet(local.cwd, "c", "d"))
+            second = _submit(local, *flags, sleep=0.1, meet=_meet(local.cwd, "d", "c"))
+            a, b = _ran(local, first), _ran(local, second)
+        finally:
+            node.send_signal(signal.SIGTERM)
+            node.wait(timeout=20)
+        said = node.stderr.read().decode() if node.stderr else ""
+    # the definition's workers have 1 CPU: two 1-CPU jobs at once only in the machine's 2
+    assert a["worker"] == b["worker"] and _overlap(a, b), (a, b)
+    assert _cpus(a["cpus"]).isdisjoint(_cpus(b["cpus"]))
+    assert "with 1 slots sharing 2 CPUs, 2G, 2 GPUs" in said, said
+    assert (a["gpus"], b["gpus"]) == ("", "")  # asked for none: none visible

@@ -438,3 +438,42 @@ def test_without_a_stall_setting_gaps_between_ticks_mean_nothing(store: SQLiteSt
     (worker,) = store.live_workers()
     (job,) = store.claim(worker.id, "q1", "d1", 1, 3, now)
     assert scheduler.tick(now + 10).expired == [job.id]  # ticks on demand, as on AWS
+
+
+def _sized(store: SQLiteStore, count: int, request: dict[str, int] | None) -> None:
+    options = {"request": request} if request else {}
+    jobs = [NewJob("job", "q1", "d1", "true", options=dict(options)) for _ in range(count)]
+    store.submit(jobs, time.time())
+
+
+def test_workers_are_started_for_the_requests_waiting(
+    store: SQLiteStore, scheduler: Scheduler, local: Recording
+) -> None:
+    build(store, max_vcpus=100, weights={"local": 1}, ratio=1, vcpus=4)
+    _sized(store, 6, {"cpus": 1})  # four to a 4-vCPU worker
+    _sized(store, 2, {"cpus": 3})  # one to a worker, a 1-CPU job beside each
+    assert scheduler.tick(time.time()).started == 3
+    _sized(store, 2, None)  # asking nothing: the whole worker, one a worker at ratio 1
+    assert scheduler.tick(time.time()).started == 2
+    assert placed(store) == {"local": 5}
+
+
+def test_requests_waiting_are_still_capped_by_the_cluster(
+    store: SQLiteStore, scheduler: Scheduler
+) -> None:
+    build(store, max_vcpus=8, weights={"local": 1}, ratio=1, vcpus=4)
+    _sized(store, 5, {"cpus": 4})
+    assert scheduler.tick(time.time()).started == 2  # five wanted, 8 vCPUs hold two
+
+
+def test_the_store_counts_jobs_and_array_tasks_by_request(store: SQLiteStore) -> None:
+    build(store)
+    _sized(store, 2, {"cpus": 2})
+    tasks = ArrayTasks(indices=list(range(3)))
+    options = {"request": {"cpus": 1, "mem_mib": 100}}
+    store.submit([NewJob("arr", "q1", "d1", "true", options=options, array=tasks)], time.time())
+    _sized(store, 1, None)
+    assert store.requests("q1", "d1", 100) == {
+        (("cpus", 2),): 2, (("cpus", 1), ("mem_mib", 100)): 3, (): 1,
+    }  # fmt: skip
+    assert store.requests("q1", "d1", 5) is None  # more than asked to read

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from hyper import config, hosts
+from hyper import config, hosts, machine
 from hyper.cli.hosts import read_secret
 from hyper.client import HostClient
 from hyper.errors import UsageError
@@ -29,8 +29,20 @@ def join(
     host: str = typer.Option(None, "--host", envvar="HYPER_HOST", help="a saved host to join"),
     workdir: Path = typer.Option(None, "--workdir", help="where workers keep their files"),
     node_id: str = typer.Option(None, "--node-id", help="this machine's id (default: random)"),
+    cpus: int = typer.Option(
+        None, "--cpus", min=1, help="CPUs its workers share (default: the machine's)"
+    ),
+    mem: str = typer.Option(
+        None, "--mem", help="memory its workers share, e.g. 64G (default: the machine's)"
+    ),
+    gpus: str = typer.Option(
+        None, "--gpus", help="GPUs its workers share: a count or ids such as 0,1 (default: found)"
+    ),
 ) -> None:
-    """Join a static region and run the workers the host assigns here, until stopped."""
+    """Join a static region and run the workers the host assigns here, until stopped.
+    The machine's CPUs, memory and GPUs (found, or given by flags) are split evenly between
+    its slots; each worker packs jobs by their requests within its share."""
+    shape = machine.shape(cpus, mem, gpus)
     if url is not None:
         if api_key_file is None:
             raise UsageError("with --url, give --api-key-file (the key stays off the command line)")
@@ -43,9 +55,15 @@ def join(
                 url = started.url
     node = node_id or f"n-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     folder = workdir or config.data_root() / "nodes" / node
-    options = NodeOptions(node, region, definition, slots, folder, socket.gethostname())
+    options = NodeOptions(
+        node, region, definition, slots, folder, socket.gethostname(), shape=shape
+    )
     with HostClient(url, key, timeout=70.0) as client:
         agent = NodeAgent(client, key, options)
         agent.stop_on_signal()
-        typer.echo(f"machine {node} joined region {region!r} with {slots} slots", err=True)
+        typer.echo(
+            f"machine {node} joined region {region!r} with {slots} slots"
+            f" sharing {shape.whole.describe()}",
+            err=True,
+        )
         agent.run()

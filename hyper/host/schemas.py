@@ -147,6 +147,11 @@ class RoomBody(Body):
     cpus: int = Field(ge=0, le=1_000_000)
     mem_mib: int = Field(ge=0, le=2**50)
     gpus: int = Field(0, ge=0, le=1_000_000)
+    # the worker's whole, when it is not its definition's shape (a joined machine's share,
+    # a Batch worker of a job's own size): what a job asking nothing takes
+    of_cpus: int | None = Field(None, ge=1, le=1_000_000)
+    of_mem_mib: int | None = Field(None, ge=1, le=2**50)
+    of_gpus: int | None = Field(None, ge=0, le=1_000_000)
 
 
 class ClaimRequest(Body):

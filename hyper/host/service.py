@@ -147,8 +147,24 @@ class HostService:
             why = capacity.refusal(
                 job.resources.model_dump(), shapes[job.definition], job.definition
             )
-            if why:
+            if why and not self._sized_worker_fits(job, shapes[job.definition]):
                 raise UsageError(f"job {job.name!r}: {why}")
+
+    def _sized_worker_fits(self, job: JobSubmission, shape: capacity.Shape) -> bool:
+        """A job larger than its definition's worker still runs where its queue reaches AWS
+        Batch, which starts a worker of its own size (containerOverrides), when that many
+        vCPUs fit in the queue's cluster."""
+        q = resources.find_spec(self.store, ResourceKind.QUEUE, job.queue, QueueSpec)
+        if q is None or job.resources is None:
+            return False
+        cluster = resources.find_spec(
+            self.store, ResourceKind.CLUSTER, q.compute_environment, ClusterSpec
+        )
+        active = {r.name: r.kind for r in resources.active_regions(self.store)}
+        names = active if q.automate_region_weights else q.region_distribution_weights
+        sizing = any(active.get(name) == "aws" for name in names)
+        want = capacity.effective(job.resources.model_dump(), shape)
+        return sizing and cluster is not None and want.cpus <= cluster.max_vcpus
 
     def _new_job(self, job: JobSubmission) -> NewJob:
         if len(job.script.encode()) > self.settings.max_script_bytes:
@@ -346,7 +362,11 @@ class HostService:
         spec = resources.spec_of(self.store, ResourceKind.DEFINITION, definition, DefinitionSpec)
         fits = None
         if room is not None:
+            whole = {k: room.pop(f"of_{k}", None) for k in ("cpus", "mem_mib", "gpus")}
             shape, free = capacity.shape_of(spec.model_dump()), capacity.Request(**room)
+            if whole["cpus"] and whole["mem_mib"]:
+                ids = tuple(str(i) for i in range(whole["gpus"] or 0))
+                shape = capacity.Shape(whole["cpus"], whole["mem_mib"], ids)
 
             def fits(asked: dict[str, Any] | None) -> bool:
                 return capacity.effective(asked, shape).fits(free)

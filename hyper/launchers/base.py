@@ -7,6 +7,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from hyper.capacity import Shape
 from hyper.models import ClusterSpec, DefinitionSpec
 from hyper.store.base import WorkerRecord
 
@@ -17,6 +18,8 @@ class LaunchRequest:
     definition: DefinitionSpec
     region: str
     count: int
+    # workers of their own size for jobs larger than the definition's (None: its shape)
+    shape: Shape | None = None
 
 
 class Launcher(ABC):
@@ -24,6 +27,8 @@ class Launcher(ABC):
     # how long a started worker may take to report for the first time before it counts
     # as silent (None: no longer than any worker may stay silent)
     startup_seconds: float | None = None
+    # it can start a worker larger than its definition's for a job that needs one
+    sizes_workers: bool = False
 
     def launch(self, request: LaunchRequest) -> list[WorkerRecord]:
         """Start up to `count` workers for (queue, definition) and return their records."""

@@ -115,6 +115,7 @@ class BatchLauncher(Launcher):
     # a Batch job waits RUNNABLE while its compute environment starts instances, often
     # minutes; only then does the worker report in
     startup_seconds = 15 * 60.0
+    sizes_workers = True  # containerOverrides size a worker for a job larger than its definition
 
     def __init__(
         self,
@@ -225,12 +226,23 @@ class BatchLauncher(Launcher):
             "HYPER_REGION": request.region,
         }
         environment["HYPER_WORKER_ID_PREFIX" if size > 1 else "HYPER_WORKER_ID"] = name
+        overrides: dict[str, Any] = {}
+        if request.shape is not None:  # a worker of a job's own size, larger than the definition's
+            shape = request.shape
+            environment["HYPER_CAPACITY"] = f"{shape.cpus}:{shape.mem_mib}:" + ",".join(
+                shape.gpu_ids
+            )
+            overrides["resourceRequirements"] = [
+                {"type": "VCPU", "value": str(shape.cpus)},
+                {"type": "MEMORY", "value": str(shape.mem_mib)},
+            ] + ([{"type": "GPU", "value": str(len(shape.gpu_ids))}] if shape.gpu_ids else [])
         submit: dict[str, Any] = {
             "jobName": self.names.worker_job_name(request.queue, request.definition.name, name),
             "jobQueue": job_queue,
             "jobDefinition": job_definition,
             "containerOverrides": {
-                "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())]
+                "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+                **overrides,
             },
         }
         if size > 1:

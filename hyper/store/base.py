@@ -332,6 +332,14 @@ class Store(Protocol):
 
     def extend_leases(self, lease: float, now: float) -> int: ...
     def demand(self) -> list[tuple[str, str, int, int]]: ...
+    def requests(
+        self, queue: str, definition: str, most: int
+    ) -> dict[tuple[tuple[str, int], ...], int] | None:
+        """The waiting and running jobs of (queue, definition) counted by what they asked
+        (a request's items, sorted; () = nothing); None when there are more than `most`
+        of them or the store cannot tell (the scheduler then counts jobs)."""
+        return None
+
     def reconcile_counts(self, now: float) -> int:
         """Bring the counters demand() reads back in line with the jobs where a write that
         was cut off left them apart (a bounded amount of work a call); how many fixes."""

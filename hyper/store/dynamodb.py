@@ -2467,6 +2467,12 @@ class DynamoDBStore:
             )
         return sum(n for *_, status, _, n in self._job_counts() if status == RUNNING)
 
+    def requests(
+        self, queue: str, definition: str, most: int
+    ) -> dict[tuple[tuple[str, int], ...], int] | None:
+        """Not kept per request here: the scheduler counts jobs."""
+        return None
+
     def demand(self) -> list[tuple[str, str, int, int]]:
         """(queue, definition, waiting, running): waiting counts only the tasks that the
         caps of their arrays let start now."""

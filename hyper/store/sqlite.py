@@ -1329,6 +1329,23 @@ class SQLiteStore:
                 totals[pair][0] -= row["waiting"] - allowed
         return [(q, d, waiting, running) for (q, d), (waiting, running) in sorted(totals.items())]
 
+    def requests(
+        self, queue: str, definition: str, most: int
+    ) -> dict[tuple[tuple[str, int], ...], int] | None:
+        rows = self._db.execute(
+            "SELECT json_extract(coalesce(j.options, a.options), '$.request') AS r FROM jobs j"
+            " INDEXED BY jobs_claim LEFT JOIN arrays a ON a.id = j.array_id"
+            " WHERE j.status IN (?, ?) AND j.queue = ? AND j.definition = ? LIMIT ?",
+            (JobStatus.WAITING.value, JobStatus.RUNNING.value, queue, definition, most + 1),
+        ).fetchall()
+        if len(rows) > most:
+            return None
+        found: dict[tuple[tuple[str, int], ...], int] = {}
+        for row in rows:
+            key = _request_key(row["r"])
+            found[key] = found.get(key, 0) + 1
+        return found
+
     # logs ------------------------------------------------------------------------
 
     def _event(
@@ -1625,6 +1642,17 @@ class SQLiteStore:
         if row is None:
             raise Conflict(f"workflow {record.id} changed meanwhile")
         return _workflow(row)
+
+
+def _request_key(text: str | None) -> tuple[tuple[str, int], ...]:
+    """A request kept as JSON text, as sorted items (() for nothing asked)."""
+    try:
+        request = json.loads(text) if text else None
+    except ValueError:
+        request = None
+    if not isinstance(request, dict):
+        return ()
+    return tuple(sorted((k, int(v)) for k, v in request.items() if isinstance(v, int)))
 
 
 def _fits_function(fits: Fits) -> Callable[[str | None], int]:

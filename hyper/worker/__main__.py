@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from hyper import machine
 from hyper.client import HostClient
 from hyper.worker.agent import WorkerAgent, WorkerOptions
 
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the host ends this worker's jobs if it falls silent (a worker on the host's"
         " machine): do not stop a job when its lease cannot be renewed",
     )
+    parser.add_argument(
+        "--capacity",
+        default=os.environ.pop("HYPER_CAPACITY", None) or None,
+        help="what this worker has, CPUS:MEM_MIB:GPU,IDS (default: its definition's shape)",
+    )
     args = parser.parse_args(argv)
     # a Batch array child: its jobs must not inherit the prefix (a worker they start
     # would take this worker's id)
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         in_image=bool(os.environ.get("AWS_BATCH_JOB_ID")),  # Batch ran it in the image
         self_fence=not args.host_fences,
         walltime_seconds=args.walltime_seconds,
+        machine_shape=machine.parse(args.capacity) if args.capacity else None,
     )
     with HostClient(
         args.url, key, timeout=70.0, retries=RETRIES, retry_statuses=RETRY_STATUSES

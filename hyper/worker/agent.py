@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
-from hyper import capacity, output, tarballs
+from hyper import capacity, machine, output, tarballs
 from hyper.client import HostClient
 from hyper.commands import run as run_command
 from hyper.errors import (
@@ -124,6 +124,8 @@ class WorkerOptions:
     # a pilot's: it starts only jobs whose time limit fits in what is left of this, and
     # hands the rest back and leaves when one does not
     walltime_seconds: float | None = None
+    # what it has, when its machine said so on joining (else its definition's shape)
+    machine_shape: capacity.Shape | None = None
 
 
 class OutputPump:
@@ -381,7 +383,8 @@ class WorkerAgent:
         self._held_since: float | None = None  # when the first held job began to wait
         self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
         self._started_any = False
-        self._shape: capacity.Shape | None = None  # known from the first job's definition
+        # its machine's share when it said one, else known from the first job's definition
+        self._shape: capacity.Shape | None = options.machine_shape
         self._running: dict[tuple[int, int], Placement] = {}  # (job id, attempt)
         self._lock = threading.Lock()  # guards the placements' state and the spawn
         self._spawn = threading.Lock()  # one job starts at a time (its cgroup, its CPUs)
@@ -419,8 +422,12 @@ class WorkerAgent:
     # what the worker has ------------------------------------------------------------
 
     def _learn_shape(self, job: dict[str, Any]) -> None:
+        """The definition's shape; GPUs found on the machine when it declares none."""
         if self._shape is None:
-            self._shape = capacity.shape_of(job.get("definition_spec") or {})
+            shape = capacity.shape_of(job.get("definition_spec") or {})
+            if not shape.gpu_ids:
+                shape = shape._replace(gpu_ids=machine.gpu_ids())
+            self._shape = shape
 
     def _request(self, job: dict[str, Any]) -> capacity.Request:
         shape = self._shape or capacity.shape_of(job.get("definition_spec") or {})
@@ -435,6 +442,17 @@ class WorkerAgent:
         for placement in self._running.values():
             room = room.minus(placement.request)
         return room
+
+    def _room_body(self, room: capacity.Request | None) -> dict[str, int] | None:
+        """`room` as a claim says it, with the worker's whole when that is not its
+        definition's shape (a machine's share, a worker of a job's own size)."""
+        if room is None:
+            return None
+        body = room.as_dict()
+        given = self.options.machine_shape
+        if given is not None:
+            body.update(of_cpus=given.cpus, of_mem_mib=given.mem_mib, of_gpus=len(given.gpu_ids))
+        return body
 
     def _place(self, request: capacity.Request) -> Placement:
         """CPUs for the job: the machine's least used ones (a job never shares a CPU with
@@ -507,7 +525,7 @@ class WorkerAgent:
                         definition=options.definition,
                         limit=1,
                         wait=wait,
-                        room=room.as_dict() if room is not None else None,
+                        room=self._room_body(room),
                     )
                 except (HostUnreachable, HostFailure):
                     if not self._running:
@@ -632,7 +650,7 @@ class WorkerAgent:
             return []
         body: dict[str, Any] = {"reports": self._pending, "claim_next": claim_next}
         if claim_next and room is not None:
-            body["room"] = room.as_dict()
+            body["room"] = self._room_body(room)
         self._pending = []
         path = f"/workers/{quote(self.options.worker_id)}/complete"
         sent = clock()

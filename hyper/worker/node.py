@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from hyper import capacity, machine
 from hyper.client import HostClient
 from hyper.errors import HostFailure, HostUnreachable, NotFound
 from hyper.worker.agent import LEASE_MARK
@@ -45,6 +46,8 @@ class NodeOptions:
     slots: int
     workdir: Path
     hostname: str = ""
+    # what the machine has (detected, or said by flags on join): its workers share it
+    shape: capacity.Shape | None = None
 
 
 class NodeAgent:
@@ -55,6 +58,9 @@ class NodeAgent:
         self.children: list[subprocess.Popen[bytes]] = []
         self._ids: dict[int, str] = {}  # worker ids by pid
         self._stopping = False
+        whole = options.shape
+        self._shares = machine.shares(whole, options.slots) if whole else []
+        self._held: dict[int, int] = {}  # which share each live worker (by pid) holds
 
     def _path(self, action: str) -> str:
         return f"/nodes/{quote(self.options.node_id, safe='')}/{action}"
@@ -98,7 +104,17 @@ class NodeAgent:
             self.leave()
         return 0
 
+    def _free_share(self) -> int | None:
+        """A share of the machine no live worker holds (None: the machine said nothing)."""
+        if not self._shares:
+            return None
+        live = {c.pid for c in self.children if c.poll() is None}
+        self._held = {pid: share for pid, share in self._held.items() if pid in live}
+        free = [i for i in range(len(self._shares)) if i not in self._held.values()]
+        return free[0] if free else 0
+
     def start(self, assignment: dict[str, Any]) -> None:
+        share = self._free_share()
         start = WorkerStart(
             url=self.client.url,
             worker_id=assignment["worker_id"],
@@ -109,8 +125,11 @@ class NodeAgent:
             patience_seconds=assignment["patience_seconds"],
             lifetime_seconds=assignment.get("lifetime_seconds"),
             region=self.options.region,
+            capacity=machine.text(self._shares[share]) if share is not None else "",
         )
         child = spawn_worker(start, self.api_key, self.options.workdir)
+        if share is not None:
+            self._held[child.pid] = share
         self._ids[child.pid] = start.worker_id
         self.children.append(child)
 

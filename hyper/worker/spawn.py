@@ -21,6 +21,7 @@ class WorkerStart:
     lifetime_seconds: float | None = None
     region: str = ""
     self_fence: bool = True  # False: the host ends this worker's jobs itself (same machine)
+    capacity: str = ""  # what it has on a machine that said its capacity (CPUS:MEM_MIB:GPUS)
 
 
 def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subprocess.Popen[bytes]:
@@ -47,6 +48,8 @@ def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subproc
         command += ["--region", start.region]
     if not start.self_fence:
         command.append("--host-fences")
+    if start.capacity:
+        command += ["--capacity", start.capacity]
     if start.lifetime_seconds:
         command += ["--lifetime-seconds", str(start.lifetime_seconds)]
     with open(folder / "worker.log", "ab") as log:
