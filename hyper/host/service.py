@@ -153,9 +153,9 @@ class HostService:
     def _sized_worker_fits(self, job: JobSubmission, shape: capacity.Shape) -> bool:
         """A job larger than its definition's worker still runs where its queue reaches AWS
         Batch, which starts a worker of its own size (containerOverrides), when that many
-        vCPUs fit in the queue's cluster."""
+        vCPUs fit in the queue's cluster and the store can tell the scheduler about it."""
         q = resources.find_spec(self.store, ResourceKind.QUEUE, job.queue, QueueSpec)
-        if q is None or job.resources is None:
+        if q is None or job.resources is None or not self.store.counts_requests:
             return False
         cluster = resources.find_spec(
             self.store, ResourceKind.CLUSTER, q.compute_environment, ClusterSpec

@@ -250,6 +250,11 @@ class WorkflowRecord:
 
 
 class Store(Protocol):
+    # whether `requests` can tell what waiting jobs asked for, so that the scheduler can
+    # start a worker of a job's own size (else a job larger than its definition's worker
+    # is refused at submit: nothing would start it)
+    counts_requests: bool
+
     def close(self) -> None: ...
 
     # resources

@@ -483,6 +483,8 @@ class DynamoDBStore:
 
     Clients are made on first use (or passed in); constructing the store calls nothing."""
 
+    counts_requests = False
+
     def __init__(
         self,
         prefix: str,

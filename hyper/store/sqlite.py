@@ -337,6 +337,8 @@ class _Checkpointer(threading.Thread):
 
 
 class SQLiteStore:
+    counts_requests = True
+
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self._checkpointer: _Checkpointer | None = None
