@@ -248,7 +248,13 @@ class SocketTransport:
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
         with self._lock:
-            return self._request(method, path, body, headers)
+            try:
+                return self._request(method, path, body, headers)
+            except BaseException:
+                # interrupted (a signal) or failed mid-request: its answer may still come,
+                # and would be read as the next request's
+                self.close()
+                raise
 
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]

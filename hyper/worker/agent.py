@@ -87,6 +87,7 @@ DEFAULT_TIME_LIMIT_SECONDS = 600
 # a claimed job waiting for room on its worker goes back to the host after this share of
 # its lease (its lease is not renewed while it waits)
 HOLD_SHARE = 1 / 3
+STOP_WAIT_SECONDS = 5.0  # on SIGTERM: how long the jobs that had ended get to be reported
 MEMORY_CHECK_SECONDS = 0.25  # how often the worker looks at a job's memory (no cgroup)
 GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
                  "ZE_AFFINITY_MASK")  # fmt: skip
@@ -104,6 +105,8 @@ class Placement:
     report: dict[str, Any] | None = None
     done: bool = False
     short: bool = False
+    exited: bool = False  # its script ended (before any SIGTERM of the worker)
+    killed: bool = False  # ended by the worker's SIGTERM: not reported, its lease runs out
 
 
 @dataclass(frozen=True)
@@ -389,19 +392,23 @@ class WorkerAgent:
         self._machine_cpus = sorted(os.sched_getaffinity(0))
         self._sweep = False  # a job ended while others ran: its orphans wait for a quiet time
         self._stopping = False  # SIGTERM: running jobs were ended, their leases run out
+        self._interruptible = False  # SIGTERM may leave the run loop (not its last steps)
 
     def stop_on_signal(self) -> None:
         """On SIGTERM, stop the running jobs' process groups too, then exit: their leases
         run out and the host retries them by policy."""
 
         def handler(signum: int, frame: Any) -> None:
-            self._stopping = True
+            self._stopping = True  # before the groups are read: a job starting now sees it
             for placement in list(self._running.values()):
+                if not placement.exited:
+                    placement.killed = True  # its lease runs out: no report
                 if placement.group is not None:
                     self._end_everything(placement.group, placement.cgroup, alone=True)
                 if placement.cgroup is not None:
                     placement.cgroup.remove()
-            raise SystemExit(128 + signum)
+            if self._interruptible:  # never inside the final report and goodbye
+                raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, handler)
 
@@ -461,6 +468,7 @@ class WorkerAgent:
         idle_since = born
         prefetch = 1
         become_subreaper()  # what a job leaves behind stays the worker's to end
+        self._interruptible = True
         try:
             while True:
                 ended = self._collect()
@@ -520,14 +528,17 @@ class WorkerAgent:
             print(f"worker {options.worker_id}: {error}", file=sys.stderr, flush=True)
             return 1
         finally:  # on SIGTERM too: what ended is reported, what was not started goes back
+            self._interruptible = False
             with contextlib.suppress(HyperError):
                 self._return_held()
-            if not self._stopping:
+            if self._stopping:  # the threads of the jobs it ended stop soon
+                self._drain(until=time.monotonic() + STOP_WAIT_SECONDS)
+            else:
                 self._drain()  # jobs still running end as they end, and are reported
             with contextlib.suppress(HyperError):
                 self._report(0, None)
-        with contextlib.suppress(HyperError):
-            self.client.worker_exit(options.worker_id)
+            with contextlib.suppress(HyperError):
+                self.client.worker_exit(options.worker_id)
         return 0
 
     def _start_held(self, born: float) -> bool:
@@ -575,7 +586,7 @@ class WorkerAgent:
             ended = [key for key, p in self._running.items() if p.done]
             placements = [self._running.pop(key) for key in ended]
         for placement in placements:
-            if placement.report is not None:
+            if placement.report is not None and not placement.killed:
                 self._pending.append(placement.report)
         if placements and self._running:
             self._sweep = True
@@ -584,9 +595,10 @@ class WorkerAgent:
             kill_descendants()  # what jobs left while their neighbours ran
         return placements
 
-    def _drain(self) -> None:
-        """Wait for running jobs to end (they were told to stop, or the worker leaves)."""
-        while self._running:
+    def _drain(self, until: float | None = None) -> None:
+        """Wait for running jobs to end (they were told to stop, or the worker leaves),
+        at most `until` (a monotonic time)."""
+        while self._running and (until is None or time.monotonic() < until):
             self._ended.wait(LOOP_SECONDS)
             self._collect()
 
@@ -840,6 +852,12 @@ class WorkerAgent:
         # one job starts at a time: the worker steps into its cgroup to start it, and
         # this thread takes its CPUs, which the job's first process inherits
         with self._spawn:
+            if self._stopping:  # SIGTERM: nothing starts any more
+                _close_all(files)
+                script_path.unlink(missing_ok=True)
+                if cgroup is not None:
+                    cgroup.remove()
+                return None
             entered = cgroup is not None and cgroup.enter()  # the first process starts there
             pinned = _pin(placement.cpus)
             try:
@@ -852,6 +870,7 @@ class WorkerAgent:
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
+                placement.group, placement.cgroup = process.pid, cgroup
             except OSError as exc:
                 _close_all(files)
                 script_path.unlink(missing_ok=True)
@@ -861,8 +880,10 @@ class WorkerAgent:
                     _pin(tuple(self._machine_cpus))
                 if entered and cgroup is not None:
                     cgroup.leave()
+        if self._stopping:  # SIGTERM came as it started (the handler saw no group)
+            placement.killed = True
+            self._end_everything(process.pid, cgroup, alone=True)
         self._limit_memory(job, process.pid)
-        placement.group, placement.cgroup = process.pid, cgroup
         watch = _MemoryWatch(process.pid, placement.request.mem_mib, cgroup, memory_enforced)
         streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
         limit = output.limit_bytes(job.get("definition_spec"))
@@ -897,6 +918,7 @@ class WorkerAgent:
             if deadline is not None and kill_at is None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
             if pump.wait(wait):
+                placement.exited = True
                 break
             if kill_at is not None:
                 if time.monotonic() >= kill_at:

@@ -1,0 +1,148 @@
+"""The worker agent running several jobs at once, each in its own thread: SIGTERM, reports
+during the drain, the jobs' connections, failures in a job's thread. Real processes and a
+real agent; the host is a stub that records what the agent sent (tests/helpers/stub_host)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from hyper.client import HostClient
+from hyper.worker.agent import WorkerAgent, WorkerOptions
+from tests.conftest import wait_until
+from tests.helpers.stub_host import StubHost, job
+
+
+@contextlib.contextmanager
+def sigterm_restored() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _pids_running(pattern: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if pattern in " ".join(proc.info["cmdline"] or []):
+                found.append(proc.pid)
+    return found
+
+
+@pytest.mark.e2e
+def test_sigterm_during_the_drain_reports_what_ended_and_says_goodbye(tmp_path: Path) -> None:
+    """A pilot leaving at its walltime drains its jobs; SIGTERM then ends the running one
+    (its lease runs out), and still the ended job is reported, the held one handed back and
+    the worker's exit said."""
+    done = tmp_path / "j1.done"
+    tag = f"sleep 3{os.getpid() % 1000:03d}"  # a sleep this test can find
+    too_long = job(3, "true", time_limit=600)  # past the walltime: the pilot leaves
+    first, second = job(1, f"touch {done}", time_limit=60), job(2, f"exec {tag}", time_limit=60)
+    host = StubHost([first, second, too_long])
+    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=30, walltime_seconds=100)
+    agent = WorkerAgent(host, options)  # type: ignore[arg-type]
+
+    def terminate_once_job_1_ended() -> None:
+        wait_until(lambda: done.exists() and bool(_pids_running(tag)), what="jobs running")
+        wait_until(
+            lambda: (
+                any(r["job_id"] == 1 for r in agent._pending)
+                or 1 in host.reported()
+                or any(p.exited for (j, _), p in list(agent._running.items()) if j == 1)
+            ),
+            what="job 1 ended",
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with sigterm_restored():
+        agent.stop_on_signal()
+        killer = threading.Thread(target=terminate_once_job_1_ended, daemon=True)
+        killer.start()
+        started = time.monotonic()
+        rc = agent.run()
+        killer.join(timeout=30)
+    assert rc == 0
+    assert time.monotonic() - started < 20
+    assert host.reported().keys() == {1}  # job 2 was ended by the SIGTERM: not reported
+    assert host.reported()[1][1] == 0
+    returns = [body for _, path, body in host.calls if path.endswith("/return")]
+    assert returns == [{"jobs": [{"job_id": 3, "attempt": 1}]}]
+    assert host.paths()[-1] == "exit"
+    wait_until(lambda: not _pids_running(tag), timeout=10, what="job 2's process ended")
+
+
+@pytest.mark.e2e
+def test_no_job_starts_after_sigterm(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    agent = WorkerAgent(StubHost([]), WorkerOptions("w1", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    agent._stopping = True  # what the SIGTERM handler sets
+    assert agent.run_job(job(1, f"touch {ran}")) is None  # not reported: its lease runs out
+    assert not ran.exists()
+    assert not list((tmp_path / "w").glob("job-*.sh"))
+
+
+class _SlowClaims(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.endswith("/claim"):
+            time.sleep(1.5)  # a long-poll, answered after the caller gave up
+            answer: dict[str, Any] = {"jobs": [{"id": 7, "attempt": 1}]}
+        else:
+            answer = {"path": self.path}
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def stub_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_cut_by_a_signal_does_not_answer_the_next_one() -> None:
+    class Interrupted(BaseException):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    with stub_server(_SlowClaims) as url, HostClient(url, "k", timeout=10) as client:
+        before = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(Interrupted):
+                client.claim("w", queue="q", definition="d", limit=1, wait=10)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, before)
+        assert client.call("POST", "/workers/w/return", {"jobs": []}) == {
+            "path": "/workers/w/return"
+        }
