@@ -146,3 +146,21 @@ def test_a_request_cut_by_a_signal_does_not_answer_the_next_one() -> None:
         assert client.call("POST", "/workers/w/return", {"jobs": []}) == {
             "path": "/workers/w/return"
         }
+
+
+@pytest.mark.e2e
+def test_a_job_ending_during_the_drain_is_reported_at_once(tmp_path: Path) -> None:
+    """A pilot leaving at its walltime: the short job beside a long one is reported when
+    it ends, not when the long one does (its lease is no longer renewed)."""
+    long_done = tmp_path / "long.done"
+    jobs = [
+        job(1, "sleep 0.2", time_limit=60),
+        job(2, f"sleep 4; touch {long_done}", time_limit=60),
+        job(3, "true", time_limit=600),  # past the walltime: the pilot leaves
+    ]
+    host = StubHost(jobs)
+    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=30, walltime_seconds=100)
+    assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
+    reported = host.reported()
+    assert reported.keys() == {1, 2}
+    assert reported[1][0] < reported[2][0] - 1.0, reported

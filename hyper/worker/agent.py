@@ -601,6 +601,8 @@ class WorkerAgent:
         while self._running and (until is None or time.monotonic() < until):
             self._ended.wait(LOOP_SECONDS)
             self._collect()
+            with contextlib.suppress(HyperError):
+                self._report(0, None)  # at once: an ended job's lease is no longer renewed
 
     def _hand_back_stale(self) -> None:
         """Held jobs that waited too long for room go back, so that other workers run
