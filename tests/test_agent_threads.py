@@ -164,3 +164,41 @@ def test_a_job_ending_during_the_drain_is_reported_at_once(tmp_path: Path) -> No
     reported = host.reported()
     assert reported.keys() == {1, 2}
     assert reported[1][0] < reported[2][0] - 1.0, reported
+
+
+def test_a_thread_s_request_does_not_wait_for_another_thread_s() -> None:
+    """A job's heartbeat (which carries qdel) is not held behind another job's upload:
+    each thread of a worker has its own connection to the host."""
+    release, arrived = threading.Event(), threading.Event()
+
+    class SlowUploads(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if "/files/" in self.path:
+                arrived.set()
+                release.wait(30)  # an upload that lasts until the test lets it end
+            body = json.dumps({"cancel": True} if "progress" in self.path else {}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_POST = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with stub_server(SlowUploads) as url, HostClient(url, "k", timeout=60) as client:
+        upload = threading.Thread(target=client.put_file, args=("jobs/1/out.dat", b"x" * 1000))
+        upload.start()
+        try:
+            assert arrived.wait(30)  # the upload is under way
+            answer = client.progress("w", 2, {"attempt": 1, "output": [], "metrics": None})
+            assert answer.get("cancel") is True
+            assert not release.is_set() and upload.is_alive()  # answered during the upload
+        finally:
+            release.set()
+            upload.join(timeout=30)
+        assert client.call("POST", "/workers/w/exit", {}) == {}  # connections still good
