@@ -202,3 +202,24 @@ def test_a_thread_s_request_does_not_wait_for_another_thread_s() -> None:
             release.set()
             upload.join(timeout=30)
         assert client.call("POST", "/workers/w/exit", {}) == {}  # connections still good
+
+
+@pytest.mark.e2e
+def test_a_job_whose_thread_fails_leaves_nothing_running(tmp_path: Path) -> None:
+    """Its output spool cannot be made (a file is where its folder goes): the job is
+    reported as not run, and its process and lease keeper end with its thread."""
+    pid_file = tmp_path / "pid"
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "spool-1.1").write_text("in the way\n")
+    script = f"echo $$ > {pid_file}; while true; do echo x; sleep 0.1; done"
+    host = StubHost([job(1, script)])
+    options = WorkerOptions("w1", "q", "d", work, idle_seconds=1, heartbeat_seconds=0.5)
+    assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
+    reports = [r for _, p, b in host.calls if p.endswith("/complete") for r in b["reports"]]
+    assert [r["exit_code"] for r in reports] == [1]
+    assert "could not run it" in reports[0]["reason"]
+    pid = int(pid_file.read_text())
+    wait_until(lambda: not psutil.pid_exists(pid), timeout=10, what="the job's process ended")
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("job-")]
+    assert not [t for t in threading.enumerate() if t.__class__.__name__ == "LeaseKeeper"]

@@ -885,94 +885,133 @@ class WorkerAgent:
         if self._stopping:  # SIGTERM came as it started (the handler saw no group)
             placement.killed = True
             self._end_everything(process.pid, cgroup, alone=True)
-        self._limit_memory(job, process.pid)
-        watch = _MemoryWatch(process.pid, placement.request.mem_mib, cgroup, memory_enforced)
-        streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
-        limit = output.limit_bytes(job.get("definition_spec"))
-        spool = Spool(workdir / f"spool-{job_id}.{attempt}", limit) if streaming else None
-        pump = OutputPump(process, files, spool)
-        keeper = LeaseKeeper(
-            self.client,
-            self.options.worker_id,
-            job_id,
-            attempt,
-            process.pid,
-            spool,
-            self.options.heartbeat_seconds,
-            _metrics_every(process.pid, METRICS_SECONDS),
-            chores=lambda client: None,  # the run loop reports what ended meanwhile
-            mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
-        )
-        keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
-        lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
-        fence_after = lease * FENCE_SHARE if self.options.self_fence else None
-        if fence_after is not None:  # what the machine's node watches, in case this stalls
-            with contextlib.suppress(OSError):
-                (self.options.workdir / LEASE_MARK).write_text(f"{fence_after}\n")
-        keeper.start()
-        time_limit = job.get("time_limit")
-        deadline = time.monotonic() + time_limit if time_limit else None
-        kill_at: float | None = None
-        exit_code: int | None = None  # set when the worker decided how it ended
-        lost = False
-        while True:
-            wait = min(self.options.heartbeat_seconds, LOOP_SECONDS)
-            if deadline is not None and kill_at is None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
-            if pump.wait(wait):
-                placement.exited = True
-                break
-            if kill_at is not None:
-                if time.monotonic() >= kill_at:
-                    self._end_everything(process.pid, cgroup)
-                continue
-            over = watch.over()
-            if over is not None:
-                reason, exit_code = over, EXIT_OUT_OF_MEMORY
-                self._end_everything(process.pid, cgroup)  # at once: memory is short
-                kill_at = time.monotonic()
-                continue
-            if deadline is not None and time.monotonic() >= deadline:
-                reason, exit_code = f"time limit of {time_limit} s reached", EXIT_TIME_LIMIT
-            elif keeper.lost.is_set():
-                reason, lost = "its lease was lost", True  # the job is someone else's now
-            elif keeper.cancel.is_set():
-                reason = "cancelled"
-            elif fence_after is not None and clock() - keeper.renewed > fence_after:
-                silent = round(clock() - keeper.renewed)
-                reason = f"stopped by its worker: the host did not renew its lease for {silent} s"
-            else:
-                continue
-            _kill_group(process.pid, signal.SIGTERM)
-            self._stop_container(job)
-            kill_at = time.monotonic() + KILL_GRACE_SECONDS
-        # the script has ended: stop what it left behind (its pipes close then), whatever
-        # session, process group or environment it has
-        self._end_everything(process.pid, cgroup)
-        if exit_code is None and watch.killed_by_kernel():
-            reason, exit_code = watch.reason(), EXIT_OUT_OF_MEMORY
-        pump.finish(timeout=2.0)
+        spool: Spool | None = None
+        pump: OutputPump | None = None
+        keeper: LeaseKeeper | None = None
+        torn_down = False
+        try:
+            self._limit_memory(job, process.pid)
+            watch = _MemoryWatch(process.pid, placement.request.mem_mib, cgroup, memory_enforced)
+            streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
+            limit = output.limit_bytes(job.get("definition_spec"))
+            spool = Spool(workdir / f"spool-{job_id}.{attempt}", limit) if streaming else None
+            pump = OutputPump(process, files, spool)
+            keeper = LeaseKeeper(
+                self.client,
+                self.options.worker_id,
+                job_id,
+                attempt,
+                process.pid,
+                spool,
+                self.options.heartbeat_seconds,
+                _metrics_every(process.pid, METRICS_SECONDS),
+                chores=lambda client: None,  # the run loop reports what ended meanwhile
+                mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
+            )
+            keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
+            lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
+            fence_after = lease * FENCE_SHARE if self.options.self_fence else None
+            if fence_after is not None:  # what the machine's node watches, in case this stalls
+                with contextlib.suppress(OSError):
+                    (self.options.workdir / LEASE_MARK).write_text(f"{fence_after}\n")
+            keeper.start()
+            time_limit = job.get("time_limit")
+            deadline = time.monotonic() + time_limit if time_limit else None
+            kill_at: float | None = None
+            exit_code: int | None = None  # set when the worker decided how it ended
+            lost = False
+            while True:
+                wait = min(self.options.heartbeat_seconds, LOOP_SECONDS)
+                if deadline is not None and kill_at is None:
+                    wait = max(0.0, min(wait, deadline - time.monotonic()))
+                if pump.wait(wait):
+                    placement.exited = True
+                    break
+                if kill_at is not None:
+                    if time.monotonic() >= kill_at:
+                        self._end_everything(process.pid, cgroup)
+                    continue
+                over = watch.over()
+                if over is not None:
+                    reason, exit_code = over, EXIT_OUT_OF_MEMORY
+                    self._end_everything(process.pid, cgroup)  # at once: memory is short
+                    kill_at = time.monotonic()
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason, exit_code = f"time limit of {time_limit} s reached", EXIT_TIME_LIMIT
+                elif keeper.lost.is_set():
+                    reason, lost = "its lease was lost", True  # the job is someone else's now
+                elif keeper.cancel.is_set():
+                    reason = "cancelled"
+                elif fence_after is not None and clock() - keeper.renewed > fence_after:
+                    silent = round(clock() - keeper.renewed)
+                    reason = (
+                        f"stopped by its worker: the host did not renew its lease for {silent} s"
+                    )
+                else:
+                    continue
+                _kill_group(process.pid, signal.SIGTERM)
+                self._stop_container(job)
+                kill_at = time.monotonic() + KILL_GRACE_SECONDS
+            # the script has ended: stop what it left behind (its pipes close then), whatever
+            # session, process group or environment it has
+            self._end_everything(process.pid, cgroup)
+            if exit_code is None and watch.killed_by_kernel():
+                reason, exit_code = watch.reason(), EXIT_OUT_OF_MEMORY
+            pump.finish(timeout=2.0)
+            if cgroup is not None:
+                cgroup.remove()
+            _close_all(files)
+            script_path.unlink(missing_ok=True)
+            keeper.stop()
+            keeper.join()
+            torn_down = True
+            if len(self._running) <= 1:  # the mark is the worker's: its last job takes it away
+                (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
+            try:
+                carried = None if lost else keeper.flush(self.options.patience_seconds, CARRY_BYTES)
+            finally:
+                if spool is not None:
+                    spool.close()
+            if carried is None:
+                return None
+            if exit_code is None:
+                code = process.returncode
+                exit_code = code if code >= 0 else 128 - code
+            ending = _ending(job_id, attempt, exit_code, reason, carried)
+            ending["usage"] = watch.usage()
+            return ending
+        except BaseException:
+            if not torn_down:  # whatever failed in its thread, nothing of the job goes on
+                self._abandon(process, cgroup, files, script_path, pump, keeper, spool)
+            raise
+
+    def _abandon(
+        self,
+        process: subprocess.Popen[bytes],
+        cgroup: JobCgroup | None,
+        files: dict[LogKind, BinaryIO],
+        script_path: Path,
+        pump: OutputPump | None,
+        keeper: LeaseKeeper | None,
+        spool: Spool | None,
+    ) -> None:
+        """End a job whose thread failed: its processes, its lease keeper, its files."""
+        with contextlib.suppress(Exception):
+            self._end_everything(process.pid, cgroup)
+            process.wait(timeout=KILL_GRACE_SECONDS * 4)
+        if keeper is not None and keeper.is_alive():
+            keeper.stop()
+            keeper.join()
+        with contextlib.suppress(Exception):
+            if pump is not None:
+                pump.finish(timeout=2.0)
         if cgroup is not None:
             cgroup.remove()
         _close_all(files)
         script_path.unlink(missing_ok=True)
-        keeper.stop()
-        keeper.join()
-        if len(self._running) <= 1:  # the mark is the worker's: its last job takes it away
-            (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
-        try:
-            carried = None if lost else keeper.flush(self.options.patience_seconds, CARRY_BYTES)
-        finally:
-            if spool is not None:
-                spool.close()
-        if carried is None:
-            return None
-        if exit_code is None:
-            code = process.returncode
-            exit_code = code if code >= 0 else 128 - code
-        ending = _ending(job_id, attempt, exit_code, reason, carried)
-        ending["usage"] = watch.usage()
-        return ending
+        if spool is not None:
+            spool.close()
 
     def _end_everything(
         self, group: int, cgroup: JobCgroup | None, *, alone: bool | None = None
