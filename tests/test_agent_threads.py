@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from hyper.client import HostClient
-from hyper.worker.agent import WorkerAgent, WorkerOptions
+from hyper.worker.agent import LEASE_MARK, WorkerAgent, WorkerOptions
 from tests.conftest import wait_until
 from tests.helpers.stub_host import StubHost, job
 
@@ -223,3 +224,39 @@ def test_a_job_whose_thread_fails_leaves_nothing_running(tmp_path: Path) -> None
     wait_until(lambda: not psutil.pid_exists(pid), timeout=10, what="the job's process ended")
     assert not [t.name for t in threading.enumerate() if t.name.startswith("job-")]
     assert not [t for t in threading.enumerate() if t.__class__.__name__ == "LeaseKeeper"]
+
+
+@pytest.mark.e2e
+def test_two_jobs_ending_together_take_the_lease_mark_away(tmp_path: Path) -> None:
+    """The lease mark (which the node watches to fence a stalled worker) is gone once
+    no job runs, even when the last two end at the same moment."""
+    at = time.time() + 1.0
+    script = f"#!{sys.executable}\nimport time; time.sleep(max(0, {at} - time.time()))\n"
+    host = StubHost([job(1, script), job(2, script)])
+    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=0.5)
+    assert options.self_fence
+    assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
+    assert host.reported().keys() == {1, 2}
+    assert not (tmp_path / "w" / LEASE_MARK).exists()
+
+
+@pytest.mark.e2e
+def test_a_job_started_beside_one_that_ends_keeps_its_processes(tmp_path: Path) -> None:
+    """Job 2 is claimed while job 1 runs and ends (and ends what it left behind): job 2
+    runs to its own end and its own exit code is reported. (The race itself needs a slow
+    teardown to show: job 1 sweeps only while no job can start.)"""
+    host = StubHost([job(1, "sleep 0.5 & sleep 0.3")])
+    claims = []
+
+    def second_claim_brings_job_2(path: str, body: Any) -> None:
+        if path == "claim":
+            claims.append(body)
+            if len(claims) == 2:
+                host.jobs.append(job(2, "sleep 1; exit 3"))
+
+    host.on_call = second_claim_brings_job_2
+    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=1)
+    assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
+    reported = host.reported()
+    assert reported.keys() == {1, 2}
+    assert reported[2][1] == 3

@@ -588,6 +588,8 @@ class WorkerAgent:
         for placement in placements:
             if placement.report is not None and not placement.killed:
                 self._pending.append(placement.report)
+        if placements and not self._running:  # the mark is the running jobs': none left
+            (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
         if placements and self._running:
             self._sweep = True
         if self._sweep and not self._running:
@@ -966,8 +968,6 @@ class WorkerAgent:
             keeper.stop()
             keeper.join()
             torn_down = True
-            if len(self._running) <= 1:  # the mark is the worker's: its last job takes it away
-                (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
             try:
                 carried = None if lost else keeper.flush(self.options.patience_seconds, CARRY_BYTES)
             finally:
@@ -1021,7 +1021,13 @@ class WorkerAgent:
         worker (a subreaper: orphans of the job were re-parented here; beside other jobs
         they are swept once the worker is quiet)."""
         if alone is None:
-            alone = len(self._running) <= 1
+            # no job starts while this one decides and sweeps: a job placed meanwhile
+            # counts, and one placed after waits for the spawn lock
+            with self._spawn:
+                with self._lock:
+                    alone = len(self._running) <= 1
+                self._end_everything(group, cgroup, alone=alone)
+            return
         _kill_group(group, signal.SIGKILL)
         if cgroup is not None:
             cgroup.kill(spare=group)
