@@ -20,7 +20,9 @@ import psutil
 import pytest
 
 from hyper.client import HostClient
+from hyper.errors import HostUnreachable
 from hyper.worker.agent import LEASE_MARK, WorkerAgent, WorkerOptions
+from hyper.worker.lease import clock
 from tests.conftest import wait_until
 from tests.helpers.stub_host import StubHost, job
 
@@ -260,3 +262,64 @@ def test_a_job_started_beside_one_that_ends_keeps_its_processes(tmp_path: Path) 
     reported = host.reported()
     assert reported.keys() == {1, 2}
     assert reported[2][1] == 3
+
+
+def test_held_jobs_stay_held_when_handing_them_back_fails(tmp_path: Path) -> None:
+    host = StubHost([])
+    agent = WorkerAgent(host, WorkerOptions("w1", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    agent._held_jobs.extend([job(1, "true"), job(2, "true")])
+
+    def host_down(path: str, body: Any) -> None:
+        raise HostUnreachable("host 'h' is unreachable")
+
+    host.on_call = host_down
+    with pytest.raises(HostUnreachable):
+        agent._return_held()
+    assert [j["id"] for j in agent._held_jobs] == [1, 2]  # not lost: tried again later
+    host.on_call = None
+    agent._return_held()
+    assert not agent._held_jobs
+    assert [b for _, p, b in host.calls if p.endswith("/return")][-1] == {
+        "jobs": [{"job_id": 1, "attempt": 1}, {"job_id": 2, "attempt": 1}]
+    }
+
+
+def test_each_held_job_goes_back_when_its_own_claim_is_old(tmp_path: Path) -> None:
+    """A job held for room goes back once a third of its lease has passed since its own
+    claim, whatever the other held jobs did meanwhile; a young one stays."""
+    host = StubHost([])
+    agent = WorkerAgent(host, WorkerOptions("w1", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    old, young = job(1, "true"), job(2, "true")  # leases of 30 s
+    old["_claimed_at"], young["_claimed_at"] = clock() - 11, clock()
+    agent._held_jobs.extend([old, young])
+    agent._hand_back_stale()
+    returns = [b for _, p, b in host.calls if p.endswith("/return")]
+    assert returns == [{"jobs": [{"job_id": 1, "attempt": 1}]}]
+    assert [j["id"] for j in agent._held_jobs] == [2]
+
+
+@pytest.mark.e2e
+def test_a_job_whose_thread_cannot_start_waits_and_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread to be had (a process limit): the job is held again and started once a
+    thread can be had, instead of the worker waiting for it forever."""
+    real_start = threading.Thread.start
+    refused: list[str] = []
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "job-1.1" and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    host = StubHost([job(1, "exit 4")])
+    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=1)
+    agent = WorkerAgent(host, options)  # type: ignore[arg-type]
+    runner = threading.Thread(target=agent.run, daemon=True)
+    real_start(runner)
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert refused == ["job-1.1"]
+    assert host.reported() == {1: (host.reported()[1][0], 4)}

@@ -381,7 +381,6 @@ class WorkerAgent:
         self.options = options
         self.options.workdir.mkdir(parents=True, exist_ok=True)
         self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
-        self._held_since: float | None = None  # when the first held job began to wait
         self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
         self._started_any = False
         self._shape: capacity.Shape | None = None  # known from the first job's definition
@@ -550,17 +549,17 @@ class WorkerAgent:
             request = self._request(job)
             room = self._room()
             if room is not None and self._running and not request.fits(room):
-                if self._held_since is None:
-                    self._held_since = time.monotonic()
                 return True  # it waits for a running job to end
             if not self._fits(job, born):
                 return False
             self._held_jobs.popleft()
-            self._held_since = None
-            self._launch(job, request)
+            if not self._launch(job, request):
+                return True  # it waits (and goes back once it waited too long)
         return True
 
-    def _launch(self, job: dict[str, Any], request: capacity.Request) -> None:
+    def _launch(self, job: dict[str, Any], request: capacity.Request) -> bool:
+        """Start the job in a thread of its own; False (the job held again) when no
+        thread could be started."""
         with self._lock:
             placement = self._place(request)
             self._running[(int(job["id"]), int(job["attempt"]))] = placement
@@ -577,7 +576,17 @@ class WorkerAgent:
                 placement.done = True
                 self._ended.set()
 
-        threading.Thread(target=body, name=f"job-{job['id']}.{job['attempt']}", daemon=True).start()
+        thread = threading.Thread(
+            target=body, name=f"job-{job['id']}.{job['attempt']}", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a limit): the job waits, held
+            with self._lock:
+                self._running.pop((int(job["id"]), int(job["attempt"])), None)
+            self._held_jobs.appendleft(job)
+            return False
+        return True
 
     def _collect(self) -> list[Placement]:
         """The placements of jobs that ended, their reports queued; their room is free."""
@@ -608,18 +617,17 @@ class WorkerAgent:
 
     def _hand_back_stale(self) -> None:
         """Held jobs that waited too long for room go back, so that other workers run
-        them (their leases are not renewed while they wait)."""
-        lease = min(
-            (float(j.get("lease_seconds") or DEFAULT_LEASE_SECONDS) for j in self._held_jobs),
-            default=DEFAULT_LEASE_SECONDS,
-        )
-        if (
-            self._held_since is not None
-            and time.monotonic() - self._held_since > lease * HOLD_SHARE
-        ):
-            self._held_since = None
+        them (their leases are not renewed while they wait): each aged from its own claim."""
+        now = clock()
+        stale = [
+            job
+            for job in self._held_jobs
+            if now - float(job.get("_claimed_at") or now)
+            > float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS) * HOLD_SHARE
+        ]
+        if stale:
             with contextlib.suppress(HyperError):
-                self._return_held()
+                self._return_held(stale)
 
     def _fits(self, job: dict[str, Any], born: float) -> bool:
         """Under a walltime: the job's time limit (or the default) fits in what is left.
@@ -632,14 +640,17 @@ class WorkerAgent:
         needs = job.get("time_limit") or DEFAULT_TIME_LIMIT_SECONDS
         return bool(needs <= walltime - (time.monotonic() - born))
 
-    def _return_held(self) -> None:
-        """Give back claimed jobs this worker will not start now, so others can run them."""
-        if not self._held_jobs:
+    def _return_held(self, jobs: list[dict[str, Any]] | None = None) -> None:
+        """Give back claimed jobs this worker will not start now (by default all it holds),
+        so others can run them."""
+        jobs = list(self._held_jobs) if jobs is None else jobs
+        if not jobs:
             return
-        refs = [{"job_id": j["id"], "attempt": j["attempt"]} for j in self._held_jobs]
-        self._held_jobs.clear()
+        refs = [{"job_id": j["id"], "attempt": j["attempt"]} for j in jobs]
         path = f"/workers/{quote(self.options.worker_id)}/return"
         self.client.call("POST", path, {"jobs": refs})
+        for job in jobs:  # only once the host has them back
+            self._held_jobs.remove(job)
 
     def _report(self, claim_next: int, room: capacity.Request | None) -> list[dict[str, Any]]:
         """Send the reports of ended jobs (if any), and claim `claim_next` more that fit
