@@ -1071,9 +1071,10 @@ class WorkerAgent:
             found |= {"LSB_DJOB_NUMPROC": cpus, "LSB_MAX_NUM_PROCESSORS": cpus}
         return found
 
-    @staticmethod
-    def _stop_container(job: dict[str, Any]) -> None:
+    def _stop_container(self, job: dict[str, Any]) -> None:
         tool = container_tool() if job.get("image") else None
         if tool:
-            with contextlib.suppress(CommandFailed):  # it may have ended already
+            # not while another job starts: the worker then sits in that job's cgroup,
+            # and what it starts would too
+            with self._spawn, contextlib.suppress(CommandFailed):  # it may have ended already
                 run_command([tool, "kill", container_name(job)], timeout=10)
