@@ -33,6 +33,7 @@ import stat
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
@@ -126,6 +127,23 @@ def private_folder_problem(folder: int | str, shown: str) -> str | None:
     return None
 
 
+class _Connection:
+    """One thread's keep-alive connection, closed when the thread is gone."""
+
+    def __init__(self) -> None:
+        self.sock: _socket.socket | None = None
+        self.buffer = b""
+        self.last_used = 0.0
+
+    def close(self) -> None:
+        sock, self.sock, self.buffer = self.sock, None, b""
+        if sock is not None:
+            sock.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class SocketTransport:
     """A keep-alive HTTP/1.1 connection to one server."""
 
@@ -148,13 +166,46 @@ class SocketTransport:
             if parts.fragment.startswith(PIN_PREFIX):
                 self.pin = parts.fragment[len(PIN_PREFIX) :].lower()
         self.timeout = timeout
-        self._sock: _socket.socket | None = None
         self._folder: int | None = None  # the socket's folder, once connected (unix:)
-        self._buffer = b""
-        self._last_used = 0.0
-        # one request at a time on the connection: a worker's threads (its claims, its
-        # jobs' leases and files) share one client
-        self._lock = threading.Lock()
+        self._folder_lock = threading.Lock()  # threads connecting at once open it once
+        # a connection per thread: a worker's threads (its claims, its jobs' leases and
+        # files) share one client, and none waits for another's request
+        self._local = threading.local()
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._connections_lock = threading.Lock()
+
+    @property
+    def _connection(self) -> _Connection:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = _Connection()
+            with self._connections_lock:
+                self._connections.add(connection)
+        return connection
+
+    @property
+    def _sock(self) -> _socket.socket | None:
+        return self._connection.sock
+
+    @_sock.setter
+    def _sock(self, sock: _socket.socket | None) -> None:
+        self._connection.sock = sock
+
+    @property
+    def _buffer(self) -> bytes:
+        return self._connection.buffer
+
+    @_buffer.setter
+    def _buffer(self, data: bytes) -> None:
+        self._connection.buffer = data
+
+    @property
+    def _last_used(self) -> float:
+        return self._connection.last_used
+
+    @_last_used.setter
+    def _last_used(self, when: float) -> None:
+        self._connection.last_used = when
 
     def _connect(self) -> _socket.socket:
         if self.socket_path is not None:
@@ -203,6 +254,10 @@ class SocketTransport:
         """Connect to a local host's socket, and make sure it is ours before anything is
         sent. The socket is reached through its folder, held open from the first connection
         on: a host whose data folder is moved meanwhile is still found."""
+        with self._folder_lock:
+            return self._connect_unix_folder(path)
+
+    def _connect_unix_folder(self, path: str) -> _socket.socket:
         folder, name = os.path.split(path)
         if self._folder is None:
             try:
@@ -239,16 +294,26 @@ class SocketTransport:
                 os.close(self._folder)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock = None
-        self._buffer = b""
+        """Close every thread's connection."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.close()
+
+    def _drop(self) -> None:
+        """Close this thread's connection."""
+        self._connection.close()
 
     def request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        with self._lock:
+        try:
             return self._request(method, path, body, headers)
+        except BaseException:
+            # interrupted (a signal) or failed mid-request: its answer may still come,
+            # and would be read as the next request's
+            self._drop()
+            raise
 
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
@@ -259,7 +324,7 @@ class SocketTransport:
         head.append(f"Content-Length: {len(body) if body else 0}")
         payload = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
         if self._sock is not None and time.monotonic() - self._last_used > IDLE_RECONNECT_SECONDS:
-            self.close()  # the server may be closing it now: never send on it
+            self._drop()  # the server may be closing it now: never send on it
         reused = self._sock is not None
         if self._sock is None:
             self._sock = self._connect()
@@ -277,7 +342,7 @@ class SocketTransport:
             sent = True
             return self._read_response()
         except OSError as exc:
-            self.close()
+            self._drop()
             # a kept-alive connection the server had closed: once more on a fresh one, unless
             # the request may have been acted on (a POST that was sent is never repeated)
             if reused and not isinstance(exc, TimeoutError) and (method == "GET" or not sent):
@@ -286,7 +351,7 @@ class SocketTransport:
                     self._sock.sendall(payload)
                     return self._read_response()
                 except OSError:
-                    self.close()
+                    self._drop()
                     raise
             raise
         finally:
@@ -298,7 +363,7 @@ class SocketTransport:
             status, body = self._read_response()
         except (OSError, ValueError, IndexError):
             return None
-        self.close()
+        self._drop()
         return (status, body) if status >= 400 else None
 
     def _read_until(self, marker: bytes) -> bytes:
@@ -339,7 +404,7 @@ class SocketTransport:
         else:
             body = self._read_exactly(int(fields.get("content-length", "0")))
         if fields.get("connection", "").lower() == "close":
-            self.close()
+            self._drop()
         return status, body
 
 

@@ -87,6 +87,7 @@ DEFAULT_TIME_LIMIT_SECONDS = 600
 # a claimed job waiting for room on its worker goes back to the host after this share of
 # its lease (its lease is not renewed while it waits)
 HOLD_SHARE = 1 / 3
+STOP_WAIT_SECONDS = 5.0  # on SIGTERM: how long the jobs that had ended get to be reported
 MEMORY_CHECK_SECONDS = 0.25  # how often the worker looks at a job's memory (no cgroup)
 GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
                  "ZE_AFFINITY_MASK")  # fmt: skip
@@ -104,6 +105,8 @@ class Placement:
     report: dict[str, Any] | None = None
     done: bool = False
     short: bool = False
+    exited: bool = False  # its script ended (before any SIGTERM of the worker)
+    killed: bool = False  # ended by the worker's SIGTERM: not reported, its lease runs out
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,6 @@ class WorkerAgent:
         self.options = options
         self.options.workdir.mkdir(parents=True, exist_ok=True)
         self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
-        self._held_since: float | None = None  # when the first held job began to wait
         self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
         self._started_any = False
         # its machine's share when it said one, else known from the first job's definition
@@ -392,19 +394,23 @@ class WorkerAgent:
         self._machine_cpus = sorted(os.sched_getaffinity(0))
         self._sweep = False  # a job ended while others ran: its orphans wait for a quiet time
         self._stopping = False  # SIGTERM: running jobs were ended, their leases run out
+        self._interruptible = False  # SIGTERM may leave the run loop (not its last steps)
 
     def stop_on_signal(self) -> None:
         """On SIGTERM, stop the running jobs' process groups too, then exit: their leases
         run out and the host retries them by policy."""
 
         def handler(signum: int, frame: Any) -> None:
-            self._stopping = True
+            self._stopping = True  # before the groups are read: a job starting now sees it
             for placement in list(self._running.values()):
+                if not placement.exited:
+                    placement.killed = True  # its lease runs out: no report
                 if placement.group is not None:
                     self._end_everything(placement.group, placement.cgroup, alone=True)
                 if placement.cgroup is not None:
                     placement.cgroup.remove()
-            raise SystemExit(128 + signum)
+            if self._interruptible:  # never inside the final report and goodbye
+                raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, handler)
 
@@ -479,6 +485,7 @@ class WorkerAgent:
         idle_since = born
         prefetch = 1
         become_subreaper()  # what a job leaves behind stays the worker's to end
+        self._interruptible = True
         try:
             while True:
                 ended = self._collect()
@@ -538,14 +545,17 @@ class WorkerAgent:
             print(f"worker {options.worker_id}: {error}", file=sys.stderr, flush=True)
             return 1
         finally:  # on SIGTERM too: what ended is reported, what was not started goes back
+            self._interruptible = False
             with contextlib.suppress(HyperError):
                 self._return_held()
-            if not self._stopping:
+            if self._stopping:  # the threads of the jobs it ended stop soon
+                self._drain(until=time.monotonic() + STOP_WAIT_SECONDS)
+            else:
                 self._drain()  # jobs still running end as they end, and are reported
             with contextlib.suppress(HyperError):
                 self._report(0, None)
-        with contextlib.suppress(HyperError):
-            self.client.worker_exit(options.worker_id)
+            with contextlib.suppress(HyperError):
+                self.client.worker_exit(options.worker_id)
         return 0
 
     def _start_held(self, born: float) -> bool:
@@ -557,17 +567,17 @@ class WorkerAgent:
             request = self._request(job)
             room = self._room()
             if room is not None and self._running and not request.fits(room):
-                if self._held_since is None:
-                    self._held_since = time.monotonic()
                 return True  # it waits for a running job to end
             if not self._fits(job, born):
                 return False
             self._held_jobs.popleft()
-            self._held_since = None
-            self._launch(job, request)
+            if not self._launch(job, request):
+                return True  # it waits (and goes back once it waited too long)
         return True
 
-    def _launch(self, job: dict[str, Any], request: capacity.Request) -> None:
+    def _launch(self, job: dict[str, Any], request: capacity.Request) -> bool:
+        """Start the job in a thread of its own; False (the job held again) when no
+        thread could be started."""
         with self._lock:
             placement = self._place(request)
             self._running[(int(job["id"]), int(job["attempt"]))] = placement
@@ -584,7 +594,17 @@ class WorkerAgent:
                 placement.done = True
                 self._ended.set()
 
-        threading.Thread(target=body, name=f"job-{job['id']}.{job['attempt']}", daemon=True).start()
+        thread = threading.Thread(
+            target=body, name=f"job-{job['id']}.{job['attempt']}", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a limit): the job waits, held
+            with self._lock:
+                self._running.pop((int(job["id"]), int(job["attempt"])), None)
+            self._held_jobs.appendleft(job)
+            return False
+        return True
 
     def _collect(self) -> list[Placement]:
         """The placements of jobs that ended, their reports queued; their room is free."""
@@ -593,8 +613,10 @@ class WorkerAgent:
             ended = [key for key, p in self._running.items() if p.done]
             placements = [self._running.pop(key) for key in ended]
         for placement in placements:
-            if placement.report is not None:
+            if placement.report is not None and not placement.killed:
                 self._pending.append(placement.report)
+        if placements and not self._running:  # the mark is the running jobs': none left
+            (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
         if placements and self._running:
             self._sweep = True
         if self._sweep and not self._running:
@@ -602,26 +624,28 @@ class WorkerAgent:
             kill_descendants()  # what jobs left while their neighbours ran
         return placements
 
-    def _drain(self) -> None:
-        """Wait for running jobs to end (they were told to stop, or the worker leaves)."""
-        while self._running:
+    def _drain(self, until: float | None = None) -> None:
+        """Wait for running jobs to end (they were told to stop, or the worker leaves),
+        at most `until` (a monotonic time)."""
+        while self._running and (until is None or time.monotonic() < until):
             self._ended.wait(LOOP_SECONDS)
             self._collect()
+            with contextlib.suppress(HyperError):
+                self._report(0, None)  # at once: an ended job's lease is no longer renewed
 
     def _hand_back_stale(self) -> None:
         """Held jobs that waited too long for room go back, so that other workers run
-        them (their leases are not renewed while they wait)."""
-        lease = min(
-            (float(j.get("lease_seconds") or DEFAULT_LEASE_SECONDS) for j in self._held_jobs),
-            default=DEFAULT_LEASE_SECONDS,
-        )
-        if (
-            self._held_since is not None
-            and time.monotonic() - self._held_since > lease * HOLD_SHARE
-        ):
-            self._held_since = None
+        them (their leases are not renewed while they wait): each aged from its own claim."""
+        now = clock()
+        stale = [
+            job
+            for job in self._held_jobs
+            if now - float(job.get("_claimed_at") or now)
+            > float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS) * HOLD_SHARE
+        ]
+        if stale:
             with contextlib.suppress(HyperError):
-                self._return_held()
+                self._return_held(stale)
 
     def _fits(self, job: dict[str, Any], born: float) -> bool:
         """Under a walltime: the job's time limit (or the default) fits in what is left.
@@ -634,14 +658,17 @@ class WorkerAgent:
         needs = job.get("time_limit") or DEFAULT_TIME_LIMIT_SECONDS
         return bool(needs <= walltime - (time.monotonic() - born))
 
-    def _return_held(self) -> None:
-        """Give back claimed jobs this worker will not start now, so others can run them."""
-        if not self._held_jobs:
+    def _return_held(self, jobs: list[dict[str, Any]] | None = None) -> None:
+        """Give back claimed jobs this worker will not start now (by default all it holds),
+        so others can run them."""
+        jobs = list(self._held_jobs) if jobs is None else jobs
+        if not jobs:
             return
-        refs = [{"job_id": j["id"], "attempt": j["attempt"]} for j in self._held_jobs]
-        self._held_jobs.clear()
+        refs = [{"job_id": j["id"], "attempt": j["attempt"]} for j in jobs]
         path = f"/workers/{quote(self.options.worker_id)}/return"
         self.client.call("POST", path, {"jobs": refs})
+        for job in jobs:  # only once the host has them back
+            self._held_jobs.remove(job)
 
     def _report(self, claim_next: int, room: capacity.Request | None) -> list[dict[str, Any]]:
         """Send the reports of ended jobs (if any), and claim `claim_next` more that fit
@@ -858,6 +885,12 @@ class WorkerAgent:
         # one job starts at a time: the worker steps into its cgroup to start it, and
         # this thread takes its CPUs, which the job's first process inherits
         with self._spawn:
+            if self._stopping:  # SIGTERM: nothing starts any more
+                _close_all(files)
+                script_path.unlink(missing_ok=True)
+                if cgroup is not None:
+                    cgroup.remove()
+                return None
             entered = cgroup is not None and cgroup.enter()  # the first process starts there
             pinned = _pin(placement.cpus)
             try:
@@ -870,6 +903,7 @@ class WorkerAgent:
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
+                placement.group, placement.cgroup = process.pid, cgroup
             except OSError as exc:
                 _close_all(files)
                 script_path.unlink(missing_ok=True)
@@ -879,94 +913,134 @@ class WorkerAgent:
                     _pin(tuple(self._machine_cpus))
                 if entered and cgroup is not None:
                     cgroup.leave()
-        self._limit_memory(job, process.pid)
-        placement.group, placement.cgroup = process.pid, cgroup
-        watch = _MemoryWatch(process.pid, placement.request.mem_mib, cgroup, memory_enforced)
-        streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
-        limit = output.limit_bytes(job.get("definition_spec"))
-        spool = Spool(workdir / f"spool-{job_id}.{attempt}", limit) if streaming else None
-        pump = OutputPump(process, files, spool)
-        keeper = LeaseKeeper(
-            self.client,
-            self.options.worker_id,
-            job_id,
-            attempt,
-            process.pid,
-            spool,
-            self.options.heartbeat_seconds,
-            _metrics_every(process.pid, METRICS_SECONDS),
-            chores=lambda client: None,  # the run loop reports what ended meanwhile
-            mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
-        )
-        keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
-        lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
-        fence_after = lease * FENCE_SHARE if self.options.self_fence else None
-        if fence_after is not None:  # what the machine's node watches, in case this stalls
-            with contextlib.suppress(OSError):
-                (self.options.workdir / LEASE_MARK).write_text(f"{fence_after}\n")
-        keeper.start()
-        time_limit = job.get("time_limit")
-        deadline = time.monotonic() + time_limit if time_limit else None
-        kill_at: float | None = None
-        exit_code: int | None = None  # set when the worker decided how it ended
-        lost = False
-        while True:
-            wait = min(self.options.heartbeat_seconds, LOOP_SECONDS)
-            if deadline is not None and kill_at is None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
-            if pump.wait(wait):
-                break
-            if kill_at is not None:
-                if time.monotonic() >= kill_at:
-                    self._end_everything(process.pid, cgroup)
-                continue
-            over = watch.over()
-            if over is not None:
-                reason, exit_code = over, EXIT_OUT_OF_MEMORY
-                self._end_everything(process.pid, cgroup)  # at once: memory is short
-                kill_at = time.monotonic()
-                continue
-            if deadline is not None and time.monotonic() >= deadline:
-                reason, exit_code = f"time limit of {time_limit} s reached", EXIT_TIME_LIMIT
-            elif keeper.lost.is_set():
-                reason, lost = "its lease was lost", True  # the job is someone else's now
-            elif keeper.cancel.is_set():
-                reason = "cancelled"
-            elif fence_after is not None and clock() - keeper.renewed > fence_after:
-                silent = round(clock() - keeper.renewed)
-                reason = f"stopped by its worker: the host did not renew its lease for {silent} s"
-            else:
-                continue
-            _kill_group(process.pid, signal.SIGTERM)
-            self._stop_container(job)
-            kill_at = time.monotonic() + KILL_GRACE_SECONDS
-        # the script has ended: stop what it left behind (its pipes close then), whatever
-        # session, process group or environment it has
-        self._end_everything(process.pid, cgroup)
-        if exit_code is None and watch.killed_by_kernel():
-            reason, exit_code = watch.reason(), EXIT_OUT_OF_MEMORY
-        pump.finish(timeout=2.0)
+        if self._stopping:  # SIGTERM came as it started (the handler saw no group)
+            placement.killed = True
+            self._end_everything(process.pid, cgroup, alone=True)
+        spool: Spool | None = None
+        pump: OutputPump | None = None
+        keeper: LeaseKeeper | None = None
+        torn_down = False
+        try:
+            self._limit_memory(job, process.pid)
+            watch = _MemoryWatch(process.pid, placement.request.mem_mib, cgroup, memory_enforced)
+            streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
+            limit = output.limit_bytes(job.get("definition_spec"))
+            spool = Spool(workdir / f"spool-{job_id}.{attempt}", limit) if streaming else None
+            pump = OutputPump(process, files, spool)
+            keeper = LeaseKeeper(
+                self.client,
+                self.options.worker_id,
+                job_id,
+                attempt,
+                process.pid,
+                spool,
+                self.options.heartbeat_seconds,
+                _metrics_every(process.pid, METRICS_SECONDS),
+                chores=lambda client: None,  # the run loop reports what ended meanwhile
+                mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
+            )
+            keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
+            lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
+            fence_after = lease * FENCE_SHARE if self.options.self_fence else None
+            if fence_after is not None:  # what the machine's node watches, in case this stalls
+                with contextlib.suppress(OSError):
+                    (self.options.workdir / LEASE_MARK).write_text(f"{fence_after}\n")
+            keeper.start()
+            time_limit = job.get("time_limit")
+            deadline = time.monotonic() + time_limit if time_limit else None
+            kill_at: float | None = None
+            exit_code: int | None = None  # set when the worker decided how it ended
+            lost = False
+            while True:
+                wait = min(self.options.heartbeat_seconds, LOOP_SECONDS)
+                if deadline is not None and kill_at is None:
+                    wait = max(0.0, min(wait, deadline - time.monotonic()))
+                if pump.wait(wait):
+                    placement.exited = True
+                    break
+                if kill_at is not None:
+                    if time.monotonic() >= kill_at:
+                        self._end_everything(process.pid, cgroup)
+                    continue
+                over = watch.over()
+                if over is not None:
+                    reason, exit_code = over, EXIT_OUT_OF_MEMORY
+                    self._end_everything(process.pid, cgroup)  # at once: memory is short
+                    kill_at = time.monotonic()
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason, exit_code = f"time limit of {time_limit} s reached", EXIT_TIME_LIMIT
+                elif keeper.lost.is_set():
+                    reason, lost = "its lease was lost", True  # the job is someone else's now
+                elif keeper.cancel.is_set():
+                    reason = "cancelled"
+                elif fence_after is not None and clock() - keeper.renewed > fence_after:
+                    silent = round(clock() - keeper.renewed)
+                    reason = (
+                        f"stopped by its worker: the host did not renew its lease for {silent} s"
+                    )
+                else:
+                    continue
+                _kill_group(process.pid, signal.SIGTERM)
+                self._stop_container(job)
+                kill_at = time.monotonic() + KILL_GRACE_SECONDS
+            # the script has ended: stop what it left behind (its pipes close then), whatever
+            # session, process group or environment it has
+            self._end_everything(process.pid, cgroup)
+            if exit_code is None and watch.killed_by_kernel():
+                reason, exit_code = watch.reason(), EXIT_OUT_OF_MEMORY
+            pump.finish(timeout=2.0)
+            if cgroup is not None:
+                cgroup.remove()
+            _close_all(files)
+            script_path.unlink(missing_ok=True)
+            keeper.stop()
+            keeper.join()
+            torn_down = True
+            try:
+                carried = None if lost else keeper.flush(self.options.patience_seconds, CARRY_BYTES)
+            finally:
+                if spool is not None:
+                    spool.close()
+            if carried is None:
+                return None
+            if exit_code is None:
+                code = process.returncode
+                exit_code = code if code >= 0 else 128 - code
+            ending = _ending(job_id, attempt, exit_code, reason, carried)
+            ending["usage"] = watch.usage()
+            return ending
+        except BaseException:
+            if not torn_down:  # whatever failed in its thread, nothing of the job goes on
+                self._abandon(process, cgroup, files, script_path, pump, keeper, spool)
+            raise
+
+    def _abandon(
+        self,
+        process: subprocess.Popen[bytes],
+        cgroup: JobCgroup | None,
+        files: dict[LogKind, BinaryIO],
+        script_path: Path,
+        pump: OutputPump | None,
+        keeper: LeaseKeeper | None,
+        spool: Spool | None,
+    ) -> None:
+        """End a job whose thread failed: its processes, its lease keeper, its files."""
+        with contextlib.suppress(Exception):
+            self._end_everything(process.pid, cgroup)
+            process.wait(timeout=KILL_GRACE_SECONDS * 4)
+        if keeper is not None and keeper.is_alive():
+            keeper.stop()
+            keeper.join()
+        with contextlib.suppress(Exception):
+            if pump is not None:
+                pump.finish(timeout=2.0)
         if cgroup is not None:
             cgroup.remove()
         _close_all(files)
         script_path.unlink(missing_ok=True)
-        keeper.stop()
-        keeper.join()
-        if len(self._running) <= 1:  # the mark is the worker's: its last job takes it away
-            (self.options.workdir / LEASE_MARK).unlink(missing_ok=True)
-        try:
-            carried = None if lost else keeper.flush(self.options.patience_seconds, CARRY_BYTES)
-        finally:
-            if spool is not None:
-                spool.close()
-        if carried is None:
-            return None
-        if exit_code is None:
-            code = process.returncode
-            exit_code = code if code >= 0 else 128 - code
-        ending = _ending(job_id, attempt, exit_code, reason, carried)
-        ending["usage"] = watch.usage()
-        return ending
+        if spool is not None:
+            spool.close()
 
     def _end_everything(
         self, group: int, cgroup: JobCgroup | None, *, alone: bool | None = None
@@ -976,7 +1050,13 @@ class WorkerAgent:
         worker (a subreaper: orphans of the job were re-parented here; beside other jobs
         they are swept once the worker is quiet)."""
         if alone is None:
-            alone = len(self._running) <= 1
+            # no job starts while this one decides and sweeps: a job placed meanwhile
+            # counts, and one placed after waits for the spawn lock
+            with self._spawn:
+                with self._lock:
+                    alone = len(self._running) <= 1
+                self._end_everything(group, cgroup, alone=alone)
+            return
         _kill_group(group, signal.SIGKILL)
         if cgroup is not None:
             cgroup.kill(spare=group)
@@ -1009,9 +1089,10 @@ class WorkerAgent:
             found |= {"LSB_DJOB_NUMPROC": cpus, "LSB_MAX_NUM_PROCESSORS": cpus}
         return found
 
-    @staticmethod
-    def _stop_container(job: dict[str, Any]) -> None:
+    def _stop_container(self, job: dict[str, Any]) -> None:
         tool = container_tool() if job.get("image") else None
         if tool:
-            with contextlib.suppress(CommandFailed):  # it may have ended already
+            # not while another job starts: the worker then sits in that job's cgroup,
+            # and what it starts would too
+            with self._spawn, contextlib.suppress(CommandFailed):  # it may have ended already
                 run_command([tool, "kill", container_name(job)], timeout=10)
