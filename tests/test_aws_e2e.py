@@ -217,7 +217,12 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
                 text=True,
                 capture_output=True,
             )
-            assert shown.returncode == 0, shown.stderr
+            if shown.returncode != 0:
+                # the usage plan is shared with the workers: a qstat may be throttled out
+                # (it waits about 18 s first, then says so), and that is not a lost job
+                assert "is busy (too many requests)" in shown.stderr, shown.stderr
+                assert time.monotonic() < deadline
+                continue
             counts = json.loads(shown.stdout)["job"]["counts"]
             if counts["Successful"] + counts["Failed"] == 1000:
                 break

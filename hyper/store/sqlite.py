@@ -34,6 +34,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -307,6 +308,9 @@ def _unavailable(path: str, error: sqlite3.OperationalError) -> Exception:
     if "I/O" in text or "readonly" in text:
         return StoreUnavailable(f"{path} cannot be written ({text}); nothing was changed")
     return error
+
+
+GIVE_BACK_SECONDS = 10.0  # how long a purge tries to empty the log while it is busy
 
 
 class _Checkpointer(threading.Thread):
@@ -1593,7 +1597,13 @@ class SQLiteStore:
             else:
                 # sqlite3_exec steps it to the end (execute would free one page per call)
                 self._db.executescript("PRAGMA incremental_vacuum;")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # the file shrinks only when the log is checkpointed whole: a checkpoint of the
+            # daemon's own checkpointer thread running at that moment makes this one busy
+            deadline = time.monotonic() + GIVE_BACK_SECONDS
+            while self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
         except sqlite3.OperationalError as error:
             raise _unavailable(self.path, error) from error
 
