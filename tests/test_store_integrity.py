@@ -262,6 +262,7 @@ def test_hyper_hosts_purge_now(local: LocalHost) -> None:
     with hosts.connect() as client:
         client.put_file(f"jobs/{done[0]}/out.bin", os.urandom(3_000_000))
     local.ok("qsub", "-h", str(local.script("held.sh", HEADER + "echo later\n")))
+
     def on_disk() -> int:  # the store and its write-ahead log (checkpointed in the background)
         files = (local.data_dir / "hyper.db", local.data_dir / "hyper.db-wal")
         return sum(f.stat().st_size for f in files if f.exists())
