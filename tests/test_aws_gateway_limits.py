@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI, Request, Response
@@ -75,14 +76,21 @@ def test_an_answer_after_29_s_gives_504_and_a_busy_function_500(gateway: Gateway
     assert call(gateway, "GET", "/sleep?s=0.1") == 200
     assert call(gateway, "GET", "/sleep?s=3") == 504  # the limit here is 1.5 s
     assert gateway.api.timed_out == 1
-    # two containers at most: two long calls hold both, a third is throttled
-    held = [threading.Thread(target=call, args=(gateway, "GET", "/sleep?s=1")) for _ in range(2)]
+
+    # two containers at most: two long calls hold both (running on past the gateway's
+    # answer, as Lambda does), a third is throttled
+    def waited_for(condition: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + 60  # generous: a busy machine starts threads late
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return condition()
+
+    api = gateway.api
+    assert waited_for(lambda: len(api._idle) == api.containers)  # the 3 s call has ended
+    held = [threading.Thread(target=call, args=(gateway, "GET", "/sleep?s=8")) for _ in range(2)]
     for thread in held:
         thread.start()
-    deadline = 50
-    while len(gateway.api._idle) and deadline:  # both containers taken
-        threading.Event().wait(0.05)
-        deadline -= 1
+    assert waited_for(lambda: api.containers == 2 and not api._idle)  # both taken
     assert call(gateway, "GET", "/sleep?s=0") == 500
     for thread in held:
         thread.join()
