@@ -3,8 +3,9 @@
 A *request* is what a job asks (`qsub --cpus 2 --mem 4G --gpus 1`, or a dialect's
 directives); a *shape* is what one worker of a definition has (its vCPUs, memory and
 GPUs). A worker runs as many jobs at once as fit in what it has left. A job that
-asks for nothing takes the definition's default share, which is the whole worker
-(so such jobs run one at a time on a worker, as they always did); a job that asks
+asks for nothing takes the definition's default share: the whole worker unless the
+definition says `default_cpus` (so such jobs run one at a time on a worker, as they
+always did, or as many at once as shares fit); a job that asks
 for some of it gets defaults for the rest: memory in proportion to its CPUs, one CPU
 when it asks only memory, no GPU unless asked.
 
@@ -87,11 +88,13 @@ def parse_count(text: str | int, what: str, most: int) -> int:
 
 
 class Shape(NamedTuple):
-    """One worker of a definition: its vCPUs, memory (MiB) and GPU ids."""
+    """One worker of a definition: its vCPUs, memory (MiB) and GPU ids, and the CPUs a
+    job asking nothing gets (0: the whole worker)."""
 
     cpus: int
     mem_mib: int
     gpu_ids: tuple[str, ...]
+    share_cpus: int = 0
 
     @property
     def whole(self) -> Request:
@@ -108,17 +111,20 @@ def shape_of(definition: dict[str, Any]) -> Shape:
         int(definition.get("vcpus") or 1),
         int(definition.get("memory_limit_mib") or 1024),
         tuple(ids),
+        int(definition.get("default_cpus") or 0),
     )
 
 
 def effective(asked: dict[str, Any] | None, shape: Shape) -> Request:
     """What a job gets on a worker of `shape`, from what it asked (None or {} = nothing):
-    nothing asked is the whole worker; CPUs without memory get the memory of that many
-    CPUs' share (at most the worker's); memory without CPUs gets one CPU; GPUs are 0
-    unless asked."""
+    nothing asked is the shape's default share (`share_cpus` CPUs, else the whole
+    worker); CPUs without memory get the memory of that many CPUs' share (at most the
+    worker's); memory without CPUs gets one CPU; GPUs are 0 unless asked."""
     asked = {k: v for k, v in (asked or {}).items() if v is not None}
     if not asked:
-        return shape.whole
+        if not shape.share_cpus:
+            return shape.whole
+        asked = {"cpus": shape.share_cpus}
     cpus = int(asked.get("cpus") or 1)
     mem = asked.get("mem_mib")
     if mem is None:
@@ -149,15 +155,16 @@ def check_nodes(count: int, written: str) -> None:
 
 def workers_for(asked: dict[tuple[tuple[str, int], ...], int], shape: Shape, ratio: int) -> int:
     """How many workers of `shape` hold these jobs: `asked` counts the jobs by what they
-    asked (a request's items, sorted; () = nothing). Jobs asking nothing need one worker
-    per `ratio` of them, as they always did; the others are packed first fit, largest
+    asked (a request's items, sorted; () = nothing). Jobs asking nothing for a whole
+    worker need one worker per `ratio` of them, as they always did; the others (and jobs
+    asking nothing where the shape has a default share) are packed first fit, largest
     request first, into workers of the shape (one that could never fit gets none)."""
-    plain = asked.get((), 0)
+    plain = 0 if shape.share_cpus else asked.get((), 0)
     wanted = -(-plain // max(1, ratio))
     sized: dict[Request, int] = {}
     whole = shape.whole
     for items, count in asked.items():
-        if items and count > 0:
+        if (items or shape.share_cpus) and count > 0:
             want = effective(dict(items), shape)
             if want.fits(whole):
                 sized[want] = sized.get(want, 0) + count
@@ -183,7 +190,7 @@ def too_large(asked: dict[tuple[tuple[str, int], ...], int], shape: Shape) -> li
     first (a launcher that sizes workers gives each a worker of its own)."""
     found: list[Request] = []
     for items, count in asked.items():
-        want = effective(dict(items), shape) if items else shape.whole
+        want = effective(dict(items), shape)
         if not want.fits(shape.whole):
             found.extend([want] * count)
     return sorted(found, key=lambda r: (-r.gpus, -r.cpus, -r.mem_mib))

@@ -170,6 +170,8 @@ class DefinitionSpec(Spec):
     jobs_to_workers_ratio: int = Field(1, ge=1)
     vcpus: int = Field(1, ge=1)
     memory_limit_mib: int = Field(1024, ge=4)
+    # CPUs a job asking for nothing gets (memory in proportion); 0: the whole worker
+    default_cpus: int = Field(0, ge=0)
     linux_parameters: dict[str, Any] = Field(default_factory=dict)
     ulimits: list[dict[str, Any]] = Field(default_factory=list)
     mount_points: list[dict[str, Any]] = Field(default_factory=list)
@@ -204,6 +206,10 @@ class DefinitionSpec(Spec):
             )
         if any(not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", g) for g in self.gpu_ids):
             raise ValueError("GPU ids are indices or UUIDs (letters, digits, '-', ':', '.')")
+        if self.default_cpus > self.vcpus:
+            raise ValueError(
+                f"default_cpus {self.default_cpus} is more than the worker's {self.vcpus} vCPUs"
+            )
         return self
 
     @property

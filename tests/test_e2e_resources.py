@@ -297,10 +297,12 @@ def test_two_workers_of_a_pool_run_jobs(local: LocalHost) -> None:
         "1",
         "--yes",
     )
+    # a worker a slot: one vCPU each (the sample definition's worker is the whole machine)
+    local.ok("hyper", "definitions", "add-definition", "--name", "one", "--vcpus", "1", "--yes")
     local.script("where.sh", "echo $HYPER_WORKER_ID $PPID\nsleep 0.5\n")
-    with joined_machine(local, "pool", "sample-def-1", slots=2):
+    with joined_machine(local, "pool", "one", slots=2):
         array_id = local.ok(
-            "qsub", "--wait", "-a", "1-6", "-q", "poolq", "-d", "sample-def-1", "where.sh"
+            "qsub", "--wait", "-a", "1-6", "-q", "poolq", "-d", "one", "where.sh"
         ).strip()
         assert (
             json.loads(local.ok("qstat", "-i", array_id, "--json"))["job"]["counts"]["Successful"]

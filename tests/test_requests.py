@@ -12,7 +12,8 @@ import pytest
 from hyper import capacity
 from hyper.capacity import Request, Shape, workers_for
 from hyper.errors import UsageError
-from hyper.models import RegionSpec
+from hyper.models import DefinitionSpec, RegionSpec, ResourceKind
+from hyper.resources import local_defaults
 from hyper.store.sqlite import SQLiteStore
 from qtools.foreign import translate
 from qtools.qsub import build_job, build_parser
@@ -294,10 +295,18 @@ def test_a_worker_of_its_own_shape_claims_a_job_asking_nothing_by_it(api: Any) -
     assert claimed["id"] == job_id
 
 
-def test_the_host_refuses_a_request_no_worker_could_hold(api: Any) -> None:
-    response = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=4)]})
+def _sample_worker(store: SQLiteStore) -> Shape:
+    definition = store.get_resource("definitions", "sample-def-1")
+    assert definition is not None
+    return capacity.shape_of(definition.spec)
+
+
+def test_the_host_refuses_a_request_no_worker_could_hold(api: Any, store: SQLiteStore) -> None:
+    worker = _sample_worker(store)
+    too_many = worker.cpus + 1
+    response = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=too_many)]})
     assert response.status_code in (400, 422)
-    assert "4 CPUs" in response.text and "1 CPU, 1G" in response.text
+    assert f"{too_many} CPUs" in response.text and worker.whole.describe() in response.text
     assert api.get("/jobs").json()["jobs"] == []
 
 
@@ -311,18 +320,20 @@ def test_the_host_takes_a_large_request_where_aws_batch_sizes_a_worker(
     spec = {**queue.spec, "automate_region_weights": False}
     spec["region_distribution_weights"] = {"us-east-1": 1}
     store.put_resource("queues", queue.name, spec, "ACTIVE", [], time.time())
-    taken = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=2, mem_mib=4096)]})
+    worker = _sample_worker(store)
+    big = {"cpus": worker.cpus, "mem_mib": worker.mem_mib * 2}
+    taken = _post(api, "/jobs", {"jobs": [_job_body("big", **big)]})
     assert taken.status_code == 200, taken.text  # a worker of its own size on Batch
     cluster = store.get_resource("clusters", spec["compute_environment"])
     assert cluster is not None
     too_many = cluster.spec["max_vcpus"] + 1
     refused = _post(api, "/jobs", {"jobs": [_job_body("huge", cpus=too_many)]})
-    assert refused.status_code in (400, 422) and "1 CPU, 1G" in refused.text
+    assert refused.status_code in (400, 422) and worker.whole.describe() in refused.text
     # a store that cannot tell the scheduler what jobs asked (DynamoDB) would leave the job
     # waiting for a worker nothing starts: refused instead
     store.counts_requests = False  # type: ignore[misc]
-    unsized = _post(api, "/jobs", {"jobs": [_job_body("big", cpus=2, mem_mib=4096)]})
-    assert unsized.status_code in (400, 422) and "1 CPU, 1G" in unsized.text
+    unsized = _post(api, "/jobs", {"jobs": [_job_body("big", **big)]})
+    assert unsized.status_code in (400, 422) and worker.whole.describe() in unsized.text
 
 
 # ---- how many workers hold the jobs waiting and running -----------------------------------
@@ -356,6 +367,28 @@ def test_jobs_asking_nothing_count_by_the_ratio_as_before() -> None:
     assert workers_for(_jobs(nothing=5), four, 2) == 3
     assert workers_for(_jobs(nothing=5, c1=4), four, 2) == 4
     assert workers_for(_jobs(nothing=5), four, 1) == 5
+
+
+def test_a_default_share_packs_jobs_asking_nothing_like_one_cpu_jobs() -> None:
+    two = Shape(2, 2048, (), share_cpus=1)
+    assert capacity.effective({}, two) == Request(1, 1024, 0)
+    assert capacity.effective(None, two) == Request(1, 1024, 0)
+    assert capacity.effective({"cpus": 2}, two) == Request(2, 2048, 0)
+    assert workers_for(_jobs(nothing=5), two, 3) == 3  # two at once a worker; no ratio
+    assert workers_for(_jobs(nothing=1, c2=1), two, 1) == 2
+    spec = {"vcpus": 2, "memory_limit_mib": 2048, "default_cpus": 1}
+    assert capacity.shape_of(spec) == two
+
+
+def test_a_new_local_host_has_one_worker_of_the_machine_shared_by_cpu() -> None:
+    defaults = dict(local_defaults(cores=2))
+    definition = defaults[ResourceKind.DEFINITION]
+    assert isinstance(definition, DefinitionSpec)
+    shape = capacity.shape_of(definition.model_dump())
+    assert shape == Shape(2, 2048, (), share_cpus=1)
+    assert capacity.refusal({"cpus": 2}, shape, definition.name) is None
+    with pytest.raises(ValueError, match="more than the worker's 2 vCPUs"):
+        DefinitionSpec(name="d", vcpus=2, default_cpus=3)
 
 
 def test_gpus_and_memory_bound_what_a_worker_holds() -> None:

@@ -246,7 +246,7 @@ def test_a_ref_with_nothing_to_choose_from_is_refused() -> None:
 
 def test_definition_defaults() -> None:
     refs = {"images": ["native", "tools"]}.__getitem__
-    answers = typed(q.DEFINITION, "d1" + ENTER + ENTER * 19, refs)
+    answers = typed(q.DEFINITION, "d1" + ENTER + ENTER * 20, refs)
     assert answers["cyclone_image_name"] == "native" and "image_uri" not in answers
     assert answers["gpu_count"] == 0 and answers["timeout_minutes"] == 0
     spec = to_spec(ResourceKind.DEFINITION, answers)
@@ -262,7 +262,7 @@ def test_definition_with_an_image_uri_and_limits() -> None:
         + "repo/_REGION_/img:1" + ENTER
         + BACKSPACE + "10" + ENTER  # ratio
         + BACKSPACE + "2" + ENTER  # vcpus
-        + ENTER * 2
+        + ENTER * 3  # memory, CPUs of a job asking none, Linux parameters
         + '[{"name": "nofile", "softLimit": 1, "hardLimit": 2}]' + ENTER
         + ENTER * 2
         + BACKSPACE + "1" + ENTER  # gpus

@@ -150,6 +150,8 @@ DEFINITION = [
     Question("vcpus", ("--vcpus",), "vCPUs per worker", "int", 1),
     Question("memory_limit_mib", ("--memory-limit-mib",), "Memory limit per job (MiB)", "int",
              1024),
+    Question("default_cpus", ("--default-cpus",), "CPUs of a job that asks for none (0: all)",
+             "int", 0, help="jobs asking for nothing share a worker this many CPUs each"),
     Question("linux_parameters", ("--linux-parameters",), "Linux parameters (JSON)", "json", {}),
     Question("ulimits", ("--ulimits",), "Ulimits (JSON list)", "json", []),
     Question("mount_points", ("--mount-points",), "Mount points (JSON list)", "json", []),

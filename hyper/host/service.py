@@ -366,7 +366,7 @@ class HostService:
             shape, free = capacity.shape_of(spec.model_dump()), capacity.Request(**room)
             if whole["cpus"] and whole["mem_mib"]:
                 ids = tuple(str(i) for i in range(whole["gpus"] or 0))
-                shape = capacity.Shape(whole["cpus"], whole["mem_mib"], ids)
+                shape = capacity.Shape(whole["cpus"], whole["mem_mib"], ids, shape.share_cpus)
 
             def fits(asked: dict[str, Any] | None) -> bool:
                 return capacity.effective(asked, shape).fits(free)
