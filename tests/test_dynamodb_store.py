@@ -443,11 +443,9 @@ def test_dependencies_hold_and_bulk_events_as_in_sqlite(
 ) -> None:
     # a change of more jobs than this logs one line per array (moto copies a whole table
     # for every item of a transaction, so the test stays small rather than above 1,000)
-    import hyper.store.dynamodb
-    import hyper.store.sqlite
+    import hyper.store.rules
 
-    for module in (hyper.store.sqlite, hyper.store.dynamodb):
-        monkeypatch.setattr(module, "EVENTS_PER_CHANGE", 10)
+    monkeypatch.setattr(hyper.store.rules, "EVENTS_PER_CHANGE", 10)
     now = 1_700_000_000.0
 
     def scenario(store: Store) -> Any:

@@ -76,7 +76,6 @@ from hyper.aws_errors import error_code
 from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
-    NOT_STARTED,
     UNFINISHED,
     JobStatus,
     LogKind,
@@ -84,11 +83,11 @@ from hyper.jobs import (
     is_under,
     judge_dependency,
     never_met,
-    outcome_of_attempt,
     task_script,
 )
 from hyper.jobspec import Selector
 from hyper.store import dynamodb_tables as tables
+from hyper.store import rules
 from hyper.store.base import (
     ArrayRecord,
     CancelResult,
@@ -145,7 +144,6 @@ SUBMIT_CUT_OFF = 900.0
 SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first id
 SETTLED_PER_TICK = 10  # journal entries settled per tick at most
 JOURNAL_RUNS_CHARS = 200_000  # of an entry's runs of counter keys, at most
-EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one per array
 ARRAY_CACHE = 1024
 TICK_LEASE = {"scope": "lease", "key": "tick"}  # who runs the scheduler's tick now
 SETTLE_CHUNK = 2000  # tasks read at a time when a dependency of their array is settled
@@ -155,14 +153,8 @@ S3_DELETE_BATCH = 1000  # DeleteObjects' limit
 WORKFLOW = "workflow"  # the kind of workflow items in the resources table
 OPEN_WORKFLOW = "workflow-open"  # and of the markers of unfinished ones
 
-WAITING = JobStatus.WAITING.value
-BLOCKED = JobStatus.BLOCKED.value
-HELD = JobStatus.HELD.value
-RUNNING = JobStatus.RUNNING.value
-SUCCESSFUL = JobStatus.SUCCESSFUL.value
-FAILED = JobStatus.FAILED.value
-CANCELLED = JobStatus.CANCELLED.value
-BAD = (FAILED, CANCELLED)
+WAITING, BLOCKED, HELD, RUNNING = rules.WAITING, rules.BLOCKED, rules.HELD, rules.RUNNING
+SUCCESSFUL, FAILED, CANCELLED = rules.SUCCESSFUL, rules.FAILED, rules.CANCELLED
 RETRYABLE = {
     "None",
     "TransactionConflict",
@@ -1304,7 +1296,7 @@ class DynamoDBStore:
         never: str | None,
         now: float,
     ) -> Item:
-        status = FAILED if never else self._first_status(job, len(pending))
+        status = rules.first_status(job, len(pending), never)
         item: Item = {
             "id": job_id,
             "kind": "job",
@@ -1365,8 +1357,8 @@ class DynamoDBStore:
             **self._put_script(array_id, job.script),
         }
         items = [{k: v for k, v in array.items() if v is not None}]
-        array_deps = len([k for k, _ in pending if k != "aftercorr"])
-        first = FAILED if never else self._first_status(job, array_deps)
+        array_deps = len(rules.array_deps(pending))
+        first = rules.first_status(job, array_deps, never)
         names = tasks.names or [""] * size
         params = tasks.params or [{}] * size
         queue_status = {s: f"{job.queue}{SEP}{s}{SEP}t" for s in (WAITING, BLOCKED, HELD, FAILED)}
@@ -1376,11 +1368,8 @@ class DynamoDBStore:
             status, left, reason, waits = first, array_deps, never, None
             if corr is not None and not never:
                 waits, corr_reason = corr[n]
-                if corr_reason:
-                    status, reason = FAILED, corr_reason
-                elif waits:
-                    left += len(waits)
-                    status = self._first_status(job, left)
+                if waits or corr_reason:
+                    status, left, reason = rules.task_start(job, array_deps, waits, corr_reason)
             # as little as differs between tasks: a million of them are written one by one
             task: Item = {
                 "id": task_id,
@@ -1408,12 +1397,6 @@ class DynamoDBStore:
             items.append(task)
         return items
 
-    @staticmethod
-    def _first_status(job: NewJob, deps_left: int) -> str:
-        if job.hold:
-            return HELD
-        return BLOCKED if deps_left else WAITING
-
     def _judge_all(
         self, jobs: Sequence[NewJob]
     ) -> list[tuple[list[tuple[str, int]], str | None, list[tuple[list[int], str | None]] | None]]:
@@ -1426,7 +1409,7 @@ class DynamoDBStore:
         for job in jobs:
             pending, never = self._judge_new(job, by_id)
             corr = None
-            corr_targets = [t for k, t in pending if k == "aftercorr"]
+            corr_targets = rules.corr_targets(pending)
             if corr_targets and not never and job.array is not None:
                 corr = self._corr_pending(corr_targets, job.array.indices, by_id)
             judged.append((pending, never, corr))
@@ -1435,34 +1418,21 @@ class DynamoDBStore:
     def _judge_new(
         self, job: NewJob, found: dict[int, Item]
     ) -> tuple[list[tuple[str, int]], str | None]:
-        pending: list[tuple[str, int]] = []
-        for dep in dict.fromkeys(job.depends):  # the same dependency twice counts once
-            target = found.get(dep.target)
-            if dep.kind == "aftercorr":
-                if job.array is None:
-                    raise UsageError("aftercorr is for arrays: task N waits for task N")
-                if target is None or target.get("kind") != "array":
-                    raise UsageError(f"aftercorr:{dep.target}: {dep.target} is not an array job")
-                pending.append((dep.kind, dep.target))  # judged per task
-                continue
-            if target is None:
-                raise UsageError(f"dependency on unknown job id {dep.target}")
-            ok, bad, size = self._state_of(target)
-            verdict = judge_dependency(dep.kind, ok=ok, bad=bad, size=size)
-            if verdict is Verdict.NEVER:
-                return [], never_met(dep.kind, dep.target)
-            if verdict is Verdict.PENDING:
-                pending.append((dep.kind, dep.target))
-        return pending, None
+        def is_array(target: int) -> bool:
+            return found.get(target, {}).get("kind") == "array"
 
-    def _state_of(self, target: Item) -> tuple[int, int, int]:
+        def state_of(target: int) -> rules.State | None:
+            return self._state_of(found[target]) if target in found else None
+
+        return rules.judge_new(job, is_array, state_of)
+
+    def _state_of(self, target: Item) -> rules.State:
         """(ok, bad, size) of a dependency's target: a job, or a whole array by its counts."""
         if target.get("kind") == "array":
             counts = self._counts(f"array:{target['id']}")
-            bad = sum(counts.get(s, 0) for s in BAD)
+            bad = sum(counts.get(s, 0) for s in rules.BAD)
             return counts.get(SUCCESSFUL, 0), bad, int(target["size"])
-        status = target["status"]
-        return int(status == SUCCESSFUL), int(status in BAD), 1
+        return rules.job_state(target["status"])
 
     def _target_state(self, target_id: int) -> tuple[int, int, int]:
         item = self._get(self._jobs, {"id": target_id}, "#id, #kind, #status, #size")
@@ -1479,23 +1449,12 @@ class DynamoDBStore:
     def _corr_pending(
         self, targets: list[int], indices: list[int], found: dict[int, Item]
     ) -> list[tuple[list[int], str | None]]:
-        """Per task: the aftercorr targets it still waits for, and a reason when one can
-        never be met. A task with no counterpart has nothing to wait for."""
-        result: list[tuple[list[int], str | None]] = [([], None) for _ in indices]
-        position = {index: n for n, index in enumerate(indices)}
-        for target in targets:
-            states = self._task_states(target, int(found[target]["size"]))
-            for index, status in states.items():
-                n = position.get(index)
-                if n is None or status == SUCCESSFUL:
-                    continue
-                waits, reason = result[n]
-                if status in BAD:
-                    reason = reason or never_met("aftercorr", target, index)
-                else:
-                    waits = [*waits, target]
-                result[n] = (waits, reason)
-        return result
+        """Per task: the aftercorr targets it waits for, and why it can never run."""
+
+        def task_states(target: int) -> Iterable[tuple[int, str]]:
+            return self._task_states(target, int(found[target]["size"])).items()
+
+        return rules.corr_pending(targets, indices, task_states)
 
     def _link(self, links: Sequence[tuple[int, str, int]], now: float) -> None:
         """Record pending dependencies, then judge them again. Targets are flagged first, so
@@ -1552,8 +1511,7 @@ class DynamoDBStore:
         for task in tasks:
             status = states.get(task["array_index"])
             if target in task.get("corr", []) and status in FINISHED:
-                ok = int(status == SUCCESSFUL)
-                judged[task["id"]] = judge_dependency("aftercorr", ok=ok, bad=1 - ok, size=1)
+                judged[task["id"]] = rules.ended_verdict("aftercorr", JobStatus(status))
         chosen = [t for t in tasks if t["id"] in judged]
         return self._apply_corr(chosen, target, lambda item: judged[item["id"]], now)
 
@@ -1847,23 +1805,7 @@ class DynamoDBStore:
 
     def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
         found = self._get_jobs((s.id for s in selectors), "#id, #kind, #array_id")
-        ids: list[int] = []
-        arrays: list[tuple[int, tuple[int, ...] | None]] = []
-        missing: list[str] = []
-        for selector in selectors:
-            kind = found.get(selector.id, {}).get("kind")
-            if kind == "array":
-                arrays.append((selector.id, selector.indices))
-            elif selector.indices is not None:
-                missing.append(f"{selector.id} (not an array)")
-            elif kind is not None:
-                ids.append(selector.id)
-            else:
-                missing.append(str(selector.id))
-        if missing:
-            plural = "s" if len(missing) > 1 else ""
-            raise UsageError(f"unknown job id{plural}: {' '.join(missing[:20])}")
-        return JobFilter(ids=tuple(ids), arrays=tuple(arrays))
+        return rules.resolve(selectors, {i: item.get("kind") for i, item in found.items()})
 
     # changing state -------------------------------------------------------------------------
 
@@ -1891,29 +1833,22 @@ class DynamoDBStore:
         """A large change logs one event per array (its jobs logged theirs in the change)."""
         per_array = Counter(c.item["array_id"] for c in changes if c.item.get("kind") == "task")
         for array_id, n in sorted(per_array.items()):
-            self._event(array_id, 0, f"{n} tasks: {text}", now)
+            self._event(array_id, 0, rules.bulk_event(n, text), now)
 
     def cancel(self, where: JobFilter, now: float) -> CancelResult:
         finished = self._named(where, (s.value for s in FINISHED), among=True)
         items = self._unfinished(where, (s.value for s in UNFINISHED))
         running = {i["id"] for i in items if i["status"] == RUNNING}
-        bulk = (
-            sum(1 for i in items if i["status"] in {s.value for s in NOT_STARTED})
-            > EVENTS_PER_CHANGE
-        )
-        text = "cancelled before it started"
+        bulk = rules.is_bulk(sum(1 for i in items if i["status"] in rules.NOT_STARTED_VALUES))
+        text = rules.CANCELLED_BEFORE_START
 
         def plan(item: Item) -> _Change | None:
-            if item["status"] in (WAITING, BLOCKED, HELD):
+            if item["status"] in rules.NOT_STARTED_VALUES:
                 events = [] if bulk and item.get("kind") == "task" else [text]
-                return _Change(
-                    item,
-                    {"status": CANCELLED, "cancel_requested": True, "ended": now, "reason": text},
-                    events,
-                )
+                return _Change(item, rules.cancelled_unstarted(now), events)
             if item["status"] == RUNNING and not item.get("cancel_requested"):
                 # its worker stops it at its next report
-                return _Change(item, {"cancel_requested": True}, ["cancel requested"])
+                return _Change(item, {"cancel_requested": True}, [rules.CANCEL_REQUESTED])
             return None
 
         applied = self._transition(items, plan, now)
@@ -1933,16 +1868,16 @@ class DynamoDBStore:
         return self._set_hold(where, now, hold=False)
 
     def _set_hold(self, where: JobFilter, now: float, *, hold: bool) -> HoldResult:
-        movable = (WAITING, BLOCKED) if hold else (HELD,)
+        movable = rules.movable(hold)
         unchanged = self._named(where, movable, among=False)  # named, to say so
         items = self._unfinished(where, movable)
-        bulk = len(items) > EVENTS_PER_CHANGE
-        text = "held" if hold else "released"
+        bulk = rules.is_bulk(len(items))
+        text = rules.hold_event(hold)
 
         def plan(item: Item) -> _Change | None:
             if item["status"] not in movable:
                 return None
-            new = HELD if hold else BLOCKED if item.get("deps_left", 0) > 0 else WAITING
+            new = rules.held_status(hold, int(item.get("deps_left", 0)))
             events = [] if bulk and item.get("kind") == "task" else [text]
             return _Change(item, {"status": new}, events)
 
@@ -2023,15 +1958,8 @@ class DynamoDBStore:
             attempt = int(item.get("attempt", 0)) + 1
             change = _Change(
                 item,
-                {
-                    "status": RUNNING,
-                    "worker_id": worker_id,
-                    "attempt": attempt,
-                    "lease_until": now + lease,
-                    "started": now,
-                    "exit_code": None,
-                },
-                [f"attempt {attempt} started on {worker_id}"],
+                rules.claimed(worker_id, attempt, lease, now),
+                [rules.attempt_started(attempt, worker_id)],
             )
             actions, _, _ = self._actions(change, now)
             cap = item.get("cap") if item.get("kind") == "task" else None
@@ -2070,7 +1998,7 @@ class DynamoDBStore:
             ReturnValues="ALL_OLD",
         )
         if response is None:
-            raise Conflict(f"worker {worker_id} no longer holds attempt {attempt} of job {job_id}")
+            raise rules.not_held(worker_id, attempt, job_id)
         old = _item(response.get("Attributes", {}))
         if process_group is not None and old.get("pg") != process_group:
             attempt_item = {
@@ -2104,11 +2032,8 @@ class DynamoDBStore:
         reason: str | None,
         now: float,
     ) -> JobStatus:
-        ending = Ending(job_id, attempt, exit_code, reason, ())
-        status = self.complete_many(worker_id, [ending], now)[0]
-        if isinstance(status, Conflict):
-            raise status
-        return status
+        endings = rules.single_ending(job_id, attempt, exit_code, reason)
+        return rules.only_status(self.complete_many(worker_id, endings, now))
 
     def complete_many(
         self, worker_id: str, endings: Sequence[Ending], now: float
@@ -2126,9 +2051,7 @@ class DynamoDBStore:
         return results
 
     def _end_held(self, worker_id: str, ending: Ending, now: float) -> JobStatus:
-        lost = Conflict(
-            f"worker {worker_id} no longer holds attempt {ending.attempt} of job {ending.job_id}"
-        )
+        lost = rules.not_held(worker_id, ending.attempt, ending.job_id)
         item = self._get(self._jobs, {"id": ending.job_id})
         if item is None or item.get("kind") == "array":
             raise lost
@@ -2142,7 +2065,7 @@ class DynamoDBStore:
             return change
 
         (change,) = self._transition(self._complete([item]), plan, now)
-        if change.status in {s.value for s in FINISHED}:
+        if change.status in rules.FINISHED_VALUES:
             self._ended([self._ended_of(change)], now)
         return JobStatus(change.status)
 
@@ -2155,7 +2078,7 @@ class DynamoDBStore:
         reclaimed: bool = False,
     ) -> _Change:
         attempt = int(item["attempt"])
-        outcome = outcome_of_attempt(
+        outcome = rules.end_attempt(
             attempt=attempt,
             exit_code=exit_code,
             retries_left=int(item["retries_left"]),
@@ -2163,26 +2086,7 @@ class DynamoDBStore:
             reason=reason,
             reclaimed=reclaimed,
         )
-        finished = outcome.status in FINISHED
-        final_reason = None
-        if outcome.status is JobStatus.CANCELLED:
-            final_reason = "cancelled"
-        elif outcome.status is JobStatus.FAILED:
-            final_reason = reason or f"exit code {exit_code}"
-        change = _Change(
-            item,
-            {
-                "status": outcome.status.value,
-                "retries_left": outcome.retries_left,
-                "exit_code": exit_code,
-                "reason": final_reason,
-                "worker_id": None,
-                "lease_until": None,
-                "ended": now if finished else None,
-                "pg": None,
-            },
-            [outcome.event],
-        )
+        change = _Change(item, {**outcome.fields(exit_code, now), "pg": None}, [outcome.event])
         if item.get("pg") is not None and exit_code is not None:
             # its process group is no orphan to look for once the attempt reported its end
             request = _update(
@@ -2224,10 +2128,9 @@ class DynamoDBStore:
         while work:
             job_id, array_id, index, state, dependents = work.pop()
             more: list[Ended] = []
-            ok = int(state is JobStatus.SUCCESSFUL)
             if dependents:
                 for dep in self._deps_on(job_id):
-                    verdict = judge_dependency(dep.kind, ok=ok, bad=1 - ok, size=1)
+                    verdict = rules.ended_verdict(dep.kind, state)
                     more += self._settle(dep.owner, dep.kind, job_id, verdict, now)
             if array_id is not None:
                 if array_id not in flagged:
@@ -2236,7 +2139,7 @@ class DynamoDBStore:
                 if flagged[array_id]:
                     for dep in self._deps_on(array_id):
                         if dep.kind == "aftercorr":
-                            verdict = judge_dependency("aftercorr", ok=ok, bad=1 - ok, size=1)
+                            verdict = rules.ended_verdict("aftercorr", state)
                             more += self._settle_task(dep.owner, array_id, index, verdict, now)
                             continue
                         good, bad, size = self._target_state(array_id)
@@ -2277,7 +2180,7 @@ class DynamoDBStore:
             return ended
         # a single job: the record's removal and the job's change are one transaction
         job = self._complete([item])[0]
-        if job["status"] not in (BLOCKED, HELD):
+        if job["status"] not in rules.AWAITING:
             self._transact([delete])
             return []
         return self._apply([job], verdict, reason, now, extra=[delete])
@@ -2294,18 +2197,13 @@ class DynamoDBStore:
         when none is left), or never runnable. Returns the jobs it ended."""
 
         def plan(item: Item) -> _Change | None:
-            if item["status"] not in (BLOCKED, HELD):
+            left = int(item.get("deps_left", 0))
+            set_ = rules.settled(item["status"], left, verdict, reason, now)
+            if set_ is None:
                 return None
             if verdict is Verdict.NEVER:
-                change = _Change(
-                    item, {"status": FAILED, "reason": reason, "ended": now}, [reason], 0
-                )
-            else:
-                left = int(item.get("deps_left", 0)) - 1
-                status = WAITING if item["status"] == BLOCKED and left <= 0 else item["status"]
-                change = _Change(item, {"deps_left": left, "status": status})
-            change.extra = list(extra or [])
-            return change
+                return _Change(item, set_, [reason], 0, extra=list(extra or []))
+            return _Change(item, set_, extra=list(extra or []))
 
         applied = self._transition(items, plan, now)
         return [self._ended_of(c) for c in applied if c.status == FAILED]
@@ -2333,19 +2231,16 @@ class DynamoDBStore:
 
         def plan(item: Item) -> _Change | None:
             waits = list(item.get("corr", []))
-            if target not in waits or item["status"] not in (BLOCKED, HELD):
+            verdict = verdict_of(item)
+            reason = never_met("aftercorr", target, item["array_index"])
+            left = int(item.get("deps_left", 0))
+            set_ = rules.settled(item["status"], left, verdict, reason, now)
+            if target not in waits or set_ is None:
                 return None
             waits.remove(target)
-            verdict = verdict_of(item)
-            set_: dict[str, Any] = {"corr": waits or None}
+            set_["corr"] = waits or None
             if verdict is Verdict.NEVER:
-                reason = never_met("aftercorr", target, item["array_index"])
-                set_ |= {"status": FAILED, "reason": reason, "ended": now}
                 return _Change(item, set_, [reason], 0)
-            left = int(item.get("deps_left", 0)) - 1
-            set_ |= {"deps_left": left}
-            if item["status"] == BLOCKED and left <= 0:
-                set_["status"] = WAITING
             return _Change(item, set_)
 
         applied = self._transition(tasks, plan, now)
@@ -2366,20 +2261,9 @@ class DynamoDBStore:
                 return None
             key = _marshal({"job_id": item["id"], "attempt": attempt})
             delete = {"Delete": {"TableName": self._attempts, "Key": key}}
-            return _Change(
-                item,
-                {
-                    "status": WAITING,
-                    "attempt": attempt - 1,
-                    "worker_id": None,
-                    "lease_until": None,
-                    "started": None,
-                    "pg": None,
-                },
-                [f"returned unstarted by {worker_id}"],
-                attempt - 1,
-                extra=[delete],
-            )
+            set_ = {**rules.returned(attempt), "pg": None}
+            events = [rules.returned_unstarted(worker_id)]
+            return _Change(item, set_, events, attempt - 1, extra=[delete])
 
         return len(self._transition(sorted(items, key=lambda i: i["id"]), plan, now))
 
@@ -2401,7 +2285,7 @@ class DynamoDBStore:
         return self._lose(
             ids,
             lambda item: float(item.get("lease_until") or now) < now,
-            "fell silent past its lease",
+            rules.FELL_SILENT,
             now,
         )
 
@@ -2424,7 +2308,7 @@ class DynamoDBStore:
                 self._jobs, "#worker_id = :worker", {"worker": worker_id}, index=tables.BY_WORKER
             )
         ]
-        why = "is gone with its reclaimed machine" if reclaimed else "is gone"
+        why = rules.gone(reclaimed)
         held = lambda item: item.get("worker_id") == worker_id  # noqa: E731
         return self._lose(ids, held, why, now, reclaimed=reclaimed)
 
@@ -2445,11 +2329,11 @@ class DynamoDBStore:
         def plan(item: Item) -> _Change | None:
             if item["status"] != RUNNING or not check(item):
                 return None
-            reason = f"was lost: worker {item.get('worker_id')} {why}"
+            reason = rules.lost(item.get("worker_id"), why)
             return self._end_attempt(item, None, reason, now, reclaimed)
 
         applied = self._transition(items, plan, now)
-        finished = {s.value for s in FINISHED}
+        finished = rules.FINISHED_VALUES
         self._ended([self._ended_of(c) for c in applied if c.status in finished], now)
         return sorted(c.item["id"] for c in applied)
 
@@ -2478,24 +2362,20 @@ class DynamoDBStore:
     def demand(self) -> list[tuple[str, str, int, int]]:
         """(queue, definition, waiting, running): waiting counts only the tasks that the
         caps of their arrays let start now."""
-        totals: dict[tuple[str, str], list[int]] = {}
-        for queue, definition, status, _, n in self._job_counts():
-            if status in (WAITING, RUNNING) and n > 0:
-                counts = totals.setdefault((queue, definition), [0, 0])
-                counts[0 if status == WAITING else 1] += n
-        capped = self._query_all(self._jobs, "#capped = :one", {"one": "1"}, index=tables.CAPPED)
-        for info in self._array_infos(i["id"] for i in capped).values():
+        counts = [
+            (queue, definition, status, n) for queue, definition, status, _, n in self._job_counts()
+        ]
+        capped: list[tuple[str, str, int, int, int]] = []
+        found = self._query_all(self._jobs, "#capped = :one", {"one": "1"}, index=tables.CAPPED)
+        for info in self._array_infos(i["id"] for i in found).values():
             tasks = self._counts(f"array:{info.id}")
-            if sum(tasks.get(s.value, 0) for s in FINISHED) >= info.size:
+            if sum(tasks.get(s, 0) for s in rules.FINISHED_VALUES) >= info.size:
                 # every task ended: no longer looked at (done here, as nothing else knows)
                 self._update_if(_update(self._jobs, {"id": info.id}, set_={"capped": None}))
-                continue
-            pair = (info.queue, info.definition)
-            if pair in totals and info.cap is not None:
+            elif info.cap is not None:
                 waiting, running = tasks.get(WAITING, 0), tasks.get(RUNNING, 0)
-                allowed = max(0, min(waiting, info.cap - running))
-                totals[pair][0] -= waiting - allowed
-        return [(q, d, waiting, running) for (q, d), (waiting, running) in sorted(totals.items())]
+                capped.append((info.queue, info.definition, info.cap, waiting, running))
+        return rules.demand(counts, capped)
 
     # logs ------------------------------------------------------------------------------
 
@@ -2610,9 +2490,8 @@ class DynamoDBStore:
             # submit at 25 jobs a call): it is read from the job itself, as entry 1
             item = self._get(self._jobs, {"id": job_id}, "#kind, #queue, #size, #created")
             if item and item.get("kind") in ("job", "array"):
-                text = f"submitted to queue {item['queue']}"
-                if item["kind"] == "array":
-                    text = f"array of {item['size']} tasks submitted to queue {item['queue']}"
+                size = item["size"] if item["kind"] == "array" else None
+                text = rules.submitted(item["queue"], size)
                 entries.append(LogEntry(1, job_id, 0, LogKind.SYSTEM, float(item["created"]), text))
         filter_ = None
         values: dict[str, Any] = {"job": job_id, "after": max(after, 0)}
@@ -2925,7 +2804,7 @@ class DynamoDBStore:
             marker = _marshal(self._workflow_key(OPEN_WORKFLOW, record.id))
             actions.append({"Delete": {"TableName": self._resources, "Key": marker}})
         if self._transact(actions) is not None:
-            raise Conflict(f"workflow {record.id} changed meanwhile")
+            raise rules.workflow_changed(record.id)
         return dataclasses.replace(
             record, finished=finished, data=data, version=record.version + 1, updated=now
         )

@@ -45,16 +45,15 @@ from hyper import output
 from hyper.errors import Conflict, StoreDamaged, StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
-    NOT_STARTED,
     JobStatus,
     LogKind,
     Verdict,
     judge_dependency,
     never_met,
-    outcome_of_attempt,
     task_script,
 )
 from hyper.jobspec import Selector
+from hyper.store import rules
 from hyper.store.base import (
     ArrayRecord,
     CancelResult,
@@ -181,10 +180,7 @@ ARRAY_COLUMNS = (
     "id, name, queue, definition, size, cap, spec, retries, priority, time_limit, submit_dir,"
     " env, options, created"
 )
-BAD = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 LOG_INSERT = "INSERT INTO job_log (job_id, attempt, kind, time, text) VALUES (?, ?, ?, ?, ?)"
-NOT_STARTED_VALUES = tuple(sorted(s.value for s in NOT_STARTED))
-EVENTS_PER_CHANGE = 1000  # a bulk change logs each job up to this many, then one line per array
 Ended = tuple[int, int | None, int | None, JobStatus]  # job id, array id, index, final state
 
 
@@ -220,6 +216,11 @@ def _job(row: sqlite3.Row, script: str | None = None) -> JobRecord:
 
 def _in(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
+
+
+def _set(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    """An UPDATE's assignments of the fields a rule names (hyper.store.rules)."""
+    return ", ".join(f"{name} = ?" for name in fields), list(fields.values())
 
 
 def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
@@ -533,50 +534,28 @@ class SQLiteStore:
                     ids.append(self._submit_array(db, job, now))
         return ids
 
-    def _target_state(self, db: sqlite3.Connection, target: int) -> tuple[int, int, int]:
-        """(ok, bad, size) of a dependency's target: a job or a whole array."""
+    def _target_state(self, db: sqlite3.Connection, target: int) -> rules.State | None:
+        """(ok, bad, size) of a dependency's target: a job or a whole array (None: unknown)."""
         row = db.execute("SELECT ok, bad, size FROM arrays WHERE id = ?", (target,)).fetchone()
         if row is not None:
             return row["ok"], row["bad"], row["size"]
         row = db.execute("SELECT status FROM jobs WHERE id = ?", (target,)).fetchone()
-        if row is None:
-            raise UsageError(f"dependency on unknown job id {target}")
-        status = row["status"]
-        return int(status == JobStatus.SUCCESSFUL.value), int(status in BAD), 1
+        return None if row is None else rules.job_state(row["status"])
 
     def _judge_new(
         self, db: sqlite3.Connection, job: NewJob
     ) -> tuple[list[tuple[str, int]], str | None]:
         """The dependencies still pending, and why the job can never run (or None)."""
-        pending: list[tuple[str, int]] = []
-        for dep in dict.fromkeys(job.depends):  # the same dependency twice counts once
-            if dep.kind == "aftercorr":
-                if job.array is None:
-                    raise UsageError("aftercorr is for arrays: task N waits for task N")
-                if (
-                    db.execute("SELECT 1 FROM arrays WHERE id = ?", (dep.target,)).fetchone()
-                    is None
-                ):
-                    raise UsageError(f"aftercorr:{dep.target}: {dep.target} is not an array job")
-                pending.append((dep.kind, dep.target))  # judged per task
-                continue
-            ok, bad, size = self._target_state(db, dep.target)
-            verdict = judge_dependency(dep.kind, ok=ok, bad=bad, size=size)
-            if verdict is Verdict.NEVER:
-                return [], never_met(dep.kind, dep.target)
-            if verdict is Verdict.PENDING:
-                pending.append((dep.kind, dep.target))
-        return pending, None
 
-    def _first_status(self, job: NewJob, deps_left: int) -> str:
-        if job.hold:
-            return JobStatus.HELD.value
-        return (JobStatus.BLOCKED if deps_left else JobStatus.WAITING).value
+        def is_array(target: int) -> bool:
+            return db.execute("SELECT 1 FROM arrays WHERE id = ?", (target,)).fetchone() is not None
+
+        return rules.judge_new(job, is_array, lambda target: self._target_state(db, target))
 
     def _submit_single(self, db: sqlite3.Connection, job: NewJob, now: float) -> int:
         pending, never = self._judge_new(db, job)
         job_id = self._reserve_ids(db, 1)
-        status = JobStatus.FAILED.value if never else self._first_status(job, len(pending))
+        status = rules.first_status(job, len(pending), never)
         db.execute(
             "INSERT INTO jobs (id, name, queue, definition, script, env, submit_dir, status,"
             " retries, retries_left, priority, time_limit, options, deps_left, reason, created,"
@@ -591,7 +570,7 @@ class SQLiteStore:
         db.executemany(
             "INSERT OR IGNORE INTO deps VALUES (?, ?, ?)", [(job_id, k, t) for k, t in pending]
         )
-        self._event(db, job_id, 0, f"submitted to queue {job.queue}", now)
+        self._event(db, job_id, 0, rules.submitted(job.queue), now)
         if never:
             self._event(db, job_id, 0, never, now)
         return job_id
@@ -612,8 +591,8 @@ class SQLiteStore:
                 json.dumps(job.options), size, tasks.cap, tasks.spec, now,
             ),
         )  # fmt: skip
-        array_deps = [(k, t) for k, t in pending if k != "aftercorr"]
-        status = JobStatus.FAILED.value if never else self._first_status(job, len(array_deps))
+        array_deps = rules.array_deps(pending)
+        status = rules.first_status(job, len(array_deps), never)
         # every task in one statement: SQLite walks the indices itself (4x faster than rows)
         db.execute(
             "INSERT INTO jobs (id, array_id, array_index, name, queue, definition, status,"
@@ -640,13 +619,12 @@ class SQLiteStore:
                     for n in range(size)
                 ],
             )
-        corr_targets = [t for k, t in pending if k == "aftercorr"]
+        corr_targets = rules.corr_targets(pending)
         if corr_targets and not never:
             changes = []
-            for n, (left, reason) in enumerate(self._corr_pending(db, corr_targets, tasks.indices)):
-                if left or reason:
-                    total = len(array_deps) + left
-                    new = JobStatus.FAILED.value if reason else self._first_status(job, total)
+            for n, (waits, why) in enumerate(self._corr_pending(db, corr_targets, tasks.indices)):
+                if waits or why:
+                    new, total, reason = rules.task_start(job, len(array_deps), waits, why)
                     changes.append((new, total, reason, now if reason else None, array_id + 1 + n))
             db.executemany(  # the counts follow by trigger
                 "UPDATE jobs SET status = ?, deps_left = ?, reason = ?, ended = ? WHERE id = ?",
@@ -661,7 +639,7 @@ class SQLiteStore:
         db.executemany(
             "INSERT OR IGNORE INTO deps VALUES (?, ?, ?)", [(array_id, k, t) for k, t in pending]
         )
-        self._event(db, array_id, 0, f"array of {size} tasks submitted to queue {job.queue}", now)
+        self._event(db, array_id, 0, rules.submitted(job.queue, size), now)
         return array_id
 
     def _count(
@@ -675,29 +653,14 @@ class SQLiteStore:
 
     def _corr_pending(
         self, db: sqlite3.Connection, targets: list[int], indices: list[int]
-    ) -> list[tuple[int, str | None]]:
-        """Per task: how many aftercorr dependencies are still pending, and a reason when
-        one can never be met. A task with no counterpart has nothing to wait for."""
-        result: list[tuple[int, str | None]] = [(0, None)] * len(indices)
-        position = {index: n for n, index in enumerate(indices)}
-        for target in targets:
-            rows = db.execute(
-                "SELECT array_index, status FROM jobs WHERE array_id = ?", (target,)
-            ).fetchall()
-            for row in rows:
-                n = position.get(row["array_index"])
-                if n is None:
-                    continue
-                left, reason = result[n]
-                status = row["status"]
-                if status == JobStatus.SUCCESSFUL.value:
-                    continue
-                if status in BAD:
-                    reason = reason or never_met("aftercorr", target, row["array_index"])
-                else:
-                    left += 1
-                result[n] = (left, reason)
-        return result
+    ) -> list[tuple[list[int], str | None]]:
+        """Per task: the aftercorr targets it waits for, and why it can never run."""
+
+        def task_states(target: int) -> list[tuple[int, str]]:
+            rows = db.execute("SELECT array_index, status FROM jobs WHERE array_id = ?", (target,))
+            return [(row[0], row[1]) for row in rows]
+
+        return rules.corr_pending(targets, indices, task_states)
 
     # reading ---------------------------------------------------------------------
 
@@ -836,22 +799,14 @@ class SQLiteStore:
             start = minute + 60
 
     def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
-        ids: list[int] = []
-        arrays: list[tuple[int, tuple[int, ...] | None]] = []
-        missing: list[str] = []
+        kinds: dict[int, str | None] = {}
         for selector in selectors:
             if self._db.execute("SELECT 1 FROM arrays WHERE id = ?", (selector.id,)).fetchone():
-                arrays.append((selector.id, selector.indices))
-            elif selector.indices is not None:
-                missing.append(f"{selector.id} (not an array)")
-            elif self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (selector.id,)).fetchone():
-                ids.append(selector.id)
-            else:
-                missing.append(str(selector.id))
-        if missing:
-            plural = "s" if len(missing) > 1 else ""
-            raise UsageError(f"unknown job id{plural}: {' '.join(missing[:20])}")
-        return JobFilter(ids=tuple(ids), arrays=tuple(arrays))
+                kinds[selector.id] = "array"
+            elif selector.indices is None:
+                found = self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (selector.id,))
+                kinds[selector.id] = "job" if found.fetchone() else None
+        return rules.resolve(selectors, kinds)
 
     # changing state ------------------------------------------------------------------
 
@@ -869,16 +824,16 @@ class SQLiteStore:
                 [*args, JobStatus.RUNNING.value],
             ).fetchall()
             for row in asked:  # their workers stop them at their next report
-                self._event(db, row["id"], row["attempt"], "cancel requested", now)
+                self._event(db, row["id"], row["attempt"], rules.CANCEL_REQUESTED, now)
             # what has not started ends now, in one statement however many
+            assign, values = _set(rules.cancelled_unstarted(now))
+            unstarted = rules.NOT_STARTED_VALUES
             ended = db.execute(
-                f"UPDATE jobs SET status = ?, cancel_requested = 1, ended = ?,"
-                f" reason = 'cancelled before it started'"
-                f" WHERE {clause} AND status IN ({_in(NOT_STARTED_VALUES)})"
+                f"UPDATE jobs SET {assign} WHERE {clause} AND status IN ({_in(unstarted)})"
                 " RETURNING id, array_id, array_index, attempt",
-                [JobStatus.CANCELLED.value, now, *args, *NOT_STARTED_VALUES],
+                [*values, *args, *unstarted],
             ).fetchall()
-            self._bulk_events(db, ended, "cancelled before it started", now)
+            self._bulk_events(db, ended, rules.CANCELLED_BEFORE_START, now)
             rows = [(r["id"], r["array_id"], r["array_index"], JobStatus.CANCELLED) for r in ended]
             self._ended(db, rows, now)
         return CancelResult(len(ended), stopping, finished)
@@ -902,14 +857,14 @@ class SQLiteStore:
     ) -> None:
         """One event per job for a small change; one per array (and per single job) for a
         large one, so that changing a million jobs writes no million log lines."""
-        if len(rows) <= EVENTS_PER_CHANGE:
+        if not rules.is_bulk(len(rows)):
             for row in rows:
                 self._event(db, row["id"], row["attempt"], text, now)
             return
         per_array = Counter(row["array_id"] for row in rows)
         for array_id, n in per_array.items():
             if array_id is not None:
-                self._event(db, array_id, 0, f"{n} tasks: {text}", now)
+                self._event(db, array_id, 0, rules.bulk_event(n, text), now)
         for row in rows:
             if row["array_id"] is None:
                 self._event(db, row["id"], row["attempt"], text, now)
@@ -922,15 +877,9 @@ class SQLiteStore:
 
     def _set_hold(self, where: JobFilter, now: float, *, hold: bool) -> HoldResult:
         clause, args = _where(where, "")
-        movable: tuple[str, ...]
-        if hold:
-            movable = (JobStatus.WAITING.value, JobStatus.BLOCKED.value)
-            new = "?"
-            new_args: list[Any] = [JobStatus.HELD.value]
-        else:
-            movable = (JobStatus.HELD.value,)
-            new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"
-            new_args = [JobStatus.BLOCKED.value, JobStatus.WAITING.value]
+        movable = rules.movable(hold)
+        new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"  # one job at a time: held_status()
+        new_args = [rules.held_status(hold, 1), rules.held_status(hold, 0)]
         with self._write() as db:
             unchanged = self._named(db, where, movable, among=False)  # named, to say so
             changed = db.execute(
@@ -938,7 +887,7 @@ class SQLiteStore:
                 " RETURNING id, array_id, attempt",
                 [*new_args, *args, *movable],
             ).fetchall()
-            self._bulk_events(db, changed, "held" if hold else "released", now)
+            self._bulk_events(db, changed, rules.hold_event(hold), now)
         return HoldResult(len(changed), unchanged)
 
     def claim(
@@ -963,7 +912,7 @@ class SQLiteStore:
                 db.create_function("hyper_fits", 1, _fits_function(fits))
             for _ in range(limit):
                 row = db.execute(
-                    "SELECT j.id, j.array_id FROM jobs j INDEXED BY jobs_claim"
+                    "SELECT j.id, j.array_id, j.attempt FROM jobs j INDEXED BY jobs_claim"
                     " WHERE j.status = ? AND j.queue = ? AND j.definition = ? AND"
                     " (j.array_id IS NULL OR NOT EXISTS (SELECT 1 FROM arrays a WHERE"
                     "  a.id = j.array_id AND a.cap IS NOT NULL AND a.running >= a.cap))"
@@ -972,11 +921,8 @@ class SQLiteStore:
                 ).fetchone()
                 if row is None:
                     break
-                db.execute(
-                    "UPDATE jobs SET status = ?, worker_id = ?, attempt = attempt + 1,"
-                    " lease_until = ?, started = ?, exit_code = NULL WHERE id = ?",
-                    (JobStatus.RUNNING.value, worker_id, now + lease, now, row["id"]),
-                )
+                assign, values = _set(rules.claimed(worker_id, row["attempt"] + 1, lease, now))
+                db.execute(f"UPDATE jobs SET {assign} WHERE id = ?", (*values, row["id"]))
                 if row["array_id"] is not None:
                     db.execute(
                         "UPDATE arrays SET running = running + 1 WHERE id = ?", (row["array_id"],)
@@ -991,7 +937,7 @@ class SQLiteStore:
                     " VALUES (?, ?, ?, ?)",
                     (job["id"], job["attempt"], worker_id, now),
                 )
-                started = f"attempt {job['attempt']} started on {worker_id}"
+                started = rules.attempt_started(job["attempt"], worker_id)
                 self._event(db, job["id"], job["attempt"], started, now)
                 claimed.append(_task(job, with_script=True))
             self._touch(db, worker_id, now)
@@ -1011,7 +957,7 @@ class SQLiteStore:
             or row["worker_id"] != worker_id
             or row["attempt"] != attempt
         ):
-            raise Conflict(f"worker {worker_id} no longer holds attempt {attempt} of job {job_id}")
+            raise rules.not_held(worker_id, attempt, job_id)
         return row
 
     def heartbeat(
@@ -1053,11 +999,8 @@ class SQLiteStore:
         reason: str | None,
         now: float,
     ) -> JobStatus:
-        ending = Ending(job_id, attempt, exit_code, reason, ())
-        status = self.complete_many(worker_id, [ending], now)[0]
-        if isinstance(status, Conflict):
-            raise status
-        return status
+        endings = rules.single_ending(job_id, attempt, exit_code, reason)
+        return rules.only_status(self.complete_many(worker_id, endings, now))
 
     def complete_many(
         self, worker_id: str, endings: Sequence[Ending], now: float
@@ -1090,7 +1033,7 @@ class SQLiteStore:
         reclaimed: bool = False,
     ) -> JobStatus:
         job_id, attempt = row["id"], row["attempt"]
-        outcome = outcome_of_attempt(
+        outcome = rules.end_attempt(
             attempt=attempt,
             exit_code=exit_code,
             retries_left=row["retries_left"],
@@ -1098,24 +1041,8 @@ class SQLiteStore:
             reason=reason,
             reclaimed=reclaimed,
         )
-        finished = outcome.status in FINISHED
-        final_reason = None
-        if outcome.status is JobStatus.CANCELLED:
-            final_reason = "cancelled"
-        elif outcome.status is JobStatus.FAILED:
-            final_reason = reason or f"exit code {exit_code}"
-        db.execute(
-            "UPDATE jobs SET status = ?, retries_left = ?, exit_code = ?, reason = ?,"
-            " worker_id = NULL, lease_until = NULL, ended = ? WHERE id = ?",
-            (
-                outcome.status.value,
-                outcome.retries_left,
-                exit_code,
-                final_reason,
-                now if finished else None,
-                job_id,
-            ),
-        )
+        assign, values = _set(outcome.fields(exit_code, now))
+        db.execute(f"UPDATE jobs SET {assign} WHERE id = ?", (*values, job_id))
         db.execute(
             "UPDATE attempts SET ended = ?, exit_code = ?, outcome = ? WHERE job_id = ? AND"
             " attempt = ?",
@@ -1124,7 +1051,7 @@ class SQLiteStore:
         if row["array_id"] is not None:
             db.execute("UPDATE arrays SET running = running - 1 WHERE id = ?", (row["array_id"],))
         self._event(db, job_id, attempt, outcome.event, now)
-        if finished:
+        if outcome.finished:
             self._ended(db, [(job_id, row["array_id"], row["array_index"], outcome.status)], now)
         return outcome.status
 
@@ -1137,14 +1064,13 @@ class SQLiteStore:
         while work:
             job_id, array_id, index, state = work.pop()
             more: list[Ended] = []
-            ok = int(state is JobStatus.SUCCESSFUL)
             for dep in db.execute("SELECT owner, kind FROM deps WHERE target = ?", (job_id,)):
-                verdict = judge_dependency(dep["kind"], ok=ok, bad=1 - ok, size=1)
+                verdict = rules.ended_verdict(dep["kind"], state)
                 more += self._settle(db, dep["owner"], dep["kind"], job_id, verdict, now)
             if array_id is not None:
                 for dep in db.execute("SELECT owner, kind FROM deps WHERE target = ?", (array_id,)):
                     if dep["kind"] == "aftercorr":
-                        verdict = judge_dependency("aftercorr", ok=ok, bad=1 - ok, size=1)
+                        verdict = rules.ended_verdict("aftercorr", state)
                         more += self._settle_task(db, dep["owner"], array_id, index, verdict, now)
                         continue
                     counts = db.execute(
@@ -1208,30 +1134,31 @@ class SQLiteStore:
         now: float,
     ) -> list[Ended]:
         """A judged dependency of the jobs in `scope` that have not started: one less to wait
-        for (ready when none is left), or never runnable. Returns the jobs it ended."""
+        for (ready when none is left), or never runnable (rules.settled, as sets). Returns
+        the jobs it ended."""
         if verdict is Verdict.PENDING:
             return []
-        waiting = (JobStatus.BLOCKED.value, JobStatus.HELD.value)
+        awaiting = rules.AWAITING
         if verdict is Verdict.NEVER:
-            return self._fail_unrunnable(db, f"{scope} AND status IN (?, ?)", (*args, *waiting),
+            return self._fail_unrunnable(db, f"{scope} AND status IN (?, ?)", (*args, *awaiting),
                                          reason, now)  # fmt: skip
         db.execute(
             f"UPDATE jobs SET deps_left = deps_left - 1 WHERE {scope} AND status IN (?, ?)",
-            (*args, *waiting),
+            (*args, *awaiting),
         )
         db.execute(
             f"UPDATE jobs SET status = ? WHERE {scope} AND status = ? AND deps_left = 0",
-            (JobStatus.WAITING.value, *args, JobStatus.BLOCKED.value),
+            (rules.WAITING, *args, rules.BLOCKED),
         )
         return []
 
     def _fail_unrunnable(
         self, db: sqlite3.Connection, scope: str, args: tuple[Any, ...], reason: str, now: float
     ) -> list[Ended]:
+        assign, values = _set(rules.failed_unrunnable(reason, now))
         rows = db.execute(
-            f"UPDATE jobs SET status = ?, reason = ?, ended = ? WHERE {scope}"
-            " RETURNING id, array_id, array_index",
-            (JobStatus.FAILED.value, reason, now, *args),
+            f"UPDATE jobs SET {assign} WHERE {scope} RETURNING id, array_id, array_index",
+            (*values, *args),
         ).fetchall()
         for row in rows:
             self._event(db, row["id"], 0, reason, now)
@@ -1241,12 +1168,13 @@ class SQLiteStore:
         """Jobs a worker claimed but never started go back to waiting, as if never claimed."""
         returned = 0
         with self._write() as db:
+            assign_at = {attempt: _set(rules.returned(attempt)) for _, attempt in claims}
             for job_id, attempt in claims:
+                assign, values = assign_at[attempt]
                 row = db.execute(
-                    "UPDATE jobs SET status = ?, attempt = attempt - 1, worker_id = NULL,"
-                    " lease_until = NULL, started = NULL WHERE id = ? AND status = ? AND"
+                    f"UPDATE jobs SET {assign} WHERE id = ? AND status = ? AND"
                     " worker_id = ? AND attempt = ? RETURNING array_id",
-                    (JobStatus.WAITING.value, job_id, JobStatus.RUNNING.value, worker_id, attempt),
+                    (*values, job_id, rules.RUNNING, worker_id, attempt),
                 ).fetchone()
                 if row is None:
                     continue
@@ -1258,11 +1186,11 @@ class SQLiteStore:
                     db.execute(
                         "UPDATE arrays SET running = running - 1 WHERE id = ?", (row["array_id"],)
                     )
-                self._event(db, job_id, attempt - 1, f"returned unstarted by {worker_id}", now)
+                self._event(db, job_id, attempt - 1, rules.returned_unstarted(worker_id), now)
         return returned
 
     def expire_leases(self, now: float) -> list[int]:
-        return self._lose("lease_until < ?", (now,), "fell silent past its lease", now)
+        return self._lose("lease_until < ?", (now,), rules.FELL_SILENT, now)
 
     def lease_holders(self, now: float) -> list[str]:
         rows = self._db.execute(
@@ -1274,7 +1202,7 @@ class SQLiteStore:
 
     def abandon(self, worker_id: str, now: float, *, reclaimed: bool = False) -> list[int]:
         """The worker is known to be gone: what it held is lost now, not when leases end."""
-        why = "is gone with its reclaimed machine" if reclaimed else "is gone"
+        why = rules.gone(reclaimed)
         return self._lose("worker_id = ?", (worker_id,), why, now, reclaimed=reclaimed)
 
     def _lose(
@@ -1295,7 +1223,7 @@ class SQLiteStore:
                 (JobStatus.RUNNING.value, *args),
             ).fetchall()
             for row in rows:
-                reason = f"was lost: worker {row['worker_id']} {why}"
+                reason = rules.lost(row["worker_id"], why)
                 self._end_attempt(db, row, None, reason, now, reclaimed)
                 lost.append(row["id"])
         return lost
@@ -1315,25 +1243,18 @@ class SQLiteStore:
     def demand(self) -> list[tuple[str, str, int, int]]:
         """(queue, definition, waiting, running): waiting counts only the tasks that the
         caps of their arrays let start now."""
-        totals: dict[tuple[str, str], list[int]] = {}
-        for row in self._db.execute(
+        counts = self._db.execute(
             "SELECT queue, definition, status, sum(n) AS n FROM job_counts"
             " WHERE status IN (?, ?) AND n > 0 GROUP BY queue, definition, status",
-            (JobStatus.WAITING.value, JobStatus.RUNNING.value),
-        ):
-            counts = totals.setdefault((row["queue"], row["definition"]), [0, 0])
-            counts[0 if row["status"] == JobStatus.WAITING.value else 1] += row["n"]
-        for row in self._db.execute(
-            "SELECT a.queue, a.definition, a.cap, a.running, (SELECT coalesce(sum(n), 0)"
-            "  FROM job_counts c WHERE c.array_id = a.id AND c.status = ?) AS waiting"
+            (rules.WAITING, rules.RUNNING),
+        ).fetchall()
+        capped = self._db.execute(
+            "SELECT a.queue, a.definition, a.cap, (SELECT coalesce(sum(n), 0)"
+            "  FROM job_counts c WHERE c.array_id = a.id AND c.status = ?) AS waiting, a.running"
             " FROM arrays a WHERE a.cap IS NOT NULL AND a.ok + a.bad < a.size",
-            (JobStatus.WAITING.value,),
-        ):
-            pair = (row["queue"], row["definition"])
-            if pair in totals:
-                allowed = max(0, min(row["waiting"], row["cap"] - row["running"]))
-                totals[pair][0] -= row["waiting"] - allowed
-        return [(q, d, waiting, running) for (q, d), (waiting, running) in sorted(totals.items())]
+            (rules.WAITING,),
+        ).fetchall()
+        return rules.demand([tuple(r) for r in counts], [tuple(r) for r in capped])
 
     def requests(
         self, queue: str, definition: str, most: int
@@ -1652,7 +1573,7 @@ class SQLiteStore:
                 (int(finished), json.dumps(data), now, record.id, record.version),
             ).fetchone()
         if row is None:
-            raise Conflict(f"workflow {record.id} changed meanwhile")
+            raise rules.workflow_changed(record.id)
         return _workflow(row)
 
 
