@@ -100,6 +100,7 @@ from hyper.store.base import (
     NewJob,
     NodeRecord,
     Resource,
+    Store,
     WorkerRecord,
     WorkflowRecord,
 )
@@ -470,7 +471,7 @@ class _Dep:
     kind: str
 
 
-class DynamoDBStore:
+class DynamoDBStore(Store):
     """The Store protocol on the DynamoDB tables named `{prefix}-...` (see tables.py).
 
     Clients are made on first use (or passed in); constructing the store calls nothing."""
@@ -2022,18 +2023,6 @@ class DynamoDBStore:
             index=tables.OPEN_ATTEMPTS,
         )
         return sorted((i["job_id"], i["attempt"], i["pg"]) for i in items)
-
-    def complete(
-        self,
-        worker_id: str,
-        job_id: int,
-        attempt: int,
-        exit_code: int | None,
-        reason: str | None,
-        now: float,
-    ) -> JobStatus:
-        endings = rules.single_ending(job_id, attempt, exit_code, reason)
-        return rules.only_status(self.complete_many(worker_id, endings, now))
 
     def complete_many(
         self, worker_id: str, endings: Sequence[Ending], now: float

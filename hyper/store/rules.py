@@ -29,7 +29,7 @@ from hyper.jobs import (
     outcome_of_attempt,
 )
 from hyper.jobspec import Selector
-from hyper.store.base import Ending, JobFilter, NewJob
+from hyper.store.base import JobFilter, NewJob
 
 # states as the stores write them
 WAITING = JobStatus.WAITING.value
@@ -99,21 +99,6 @@ def not_held(worker_id: str, attempt: int, job_id: int) -> Conflict:
 
 def workflow_changed(workflow_id: int) -> Conflict:
     return Conflict(f"workflow {workflow_id} changed meanwhile")
-
-
-def only_status(results: Sequence[JobStatus | Conflict]) -> JobStatus:
-    """The one result of complete_many() for a single ending (its Conflict raised)."""
-    (status,) = results
-    if isinstance(status, Conflict):
-        raise status
-    return status
-
-
-def single_ending(
-    job_id: int, attempt: int, exit_code: int | None, reason: str | None
-) -> list[Ending]:
-    """complete()'s arguments as complete_many()'s: one ending, no output."""
-    return [Ending(job_id, attempt, exit_code, reason, ())]
 
 
 # submitting ------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ from hyper.store.base import (
     NewJob,
     NodeRecord,
     Resource,
+    Store,
     WorkerRecord,
     WorkflowRecord,
 )
@@ -341,7 +342,7 @@ class _Checkpointer(threading.Thread):
         self.join()
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     counts_requests = True
 
     def __init__(self, path: Path | str) -> None:
@@ -989,18 +990,6 @@ class SQLiteStore:
             (worker_id,),
         )
         return [(r[0], r[1], r[2]) for r in rows]
-
-    def complete(
-        self,
-        worker_id: str,
-        job_id: int,
-        attempt: int,
-        exit_code: int | None,
-        reason: str | None,
-        now: float,
-    ) -> JobStatus:
-        endings = rules.single_ending(job_id, attempt, exit_code, reason)
-        return rules.only_status(self.complete_many(worker_id, endings, now))
 
     def complete_many(
         self, worker_id: str, endings: Sequence[Ending], now: float
