@@ -456,8 +456,9 @@ def test_nodes_workers_and_assignments_as_in_sqlite(both: list[Store]) -> None:
 
     def scenario(store: Store) -> Any:
         store.join_node(NodeRecord("n1", "lab", D, 4, "n1.example", now, now))
-        store.join_node(NodeRecord("n2", "other", D, 2, "n2.example", now, now))
-        store.join_node(NodeRecord("n1", "lab", D, 8, "n1.example", now + 5, now + 5))  # again
+        store.join_node(NodeRecord("n2", "other", D, 2, "n2.example", now, now, "8:16384:0,1"))
+        store.join_node(NodeRecord("n1", "lab", D, 8, "n1.example", now + 5, now + 5,
+                                   "16:65536:"))  # again, saying what it has  # fmt: skip
         for record in (worker("a", "ASSIGNED", "n1"), worker("b", "ASSIGNED", "n1"),
                        worker("c", "ASSIGNED", "n2"), worker("d", "ACTIVE", None)):  # fmt: skip
             store.add_worker(record)
@@ -473,6 +474,7 @@ def test_nodes_workers_and_assignments_as_in_sqlite(both: list[Store]) -> None:
     taken, again, nodes, left, live = same(both, scenario)
     assert [w.id for w in taken] == ["a"] and again == []
     assert nodes[1][0].slots == 8 and nodes[1][0].joined == now  # joined when first seen
+    assert [n.capacity for n in nodes[0]] == ["16:65536:", "8:16384:0,1"]
     assert [n.id for n in left] == ["n1"]
     assert [w.id for w in live] == ["a", "b", "c"]
 

@@ -1724,3 +1724,23 @@ def test_sqlite_ids_are_never_reused(tmp_path: Path) -> None:
         assert again > ids[-1]
     finally:
         store.close()
+
+
+def test_sqlite_a_store_from_before_machines_said_their_capacity_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:  # the nodes table as it was, with a machine in it
+        raw.execute(
+            "CREATE TABLE nodes (id TEXT PRIMARY KEY, region TEXT NOT NULL, definition TEXT"
+            " NOT NULL, slots INTEGER NOT NULL, hostname TEXT NOT NULL, joined REAL NOT NULL,"
+            " last_seen REAL NOT NULL)"
+        )
+        raw.execute("INSERT INTO nodes VALUES ('n1', 'lab', 'd1', 2, 'n1.example', 1.0, 1.0)")
+        raw.execute("PRAGMA user_version=5")
+    store = SQLiteStore(path)
+    try:
+        (old,) = store.nodes()
+        assert (old.id, old.slots, old.capacity) == ("n1", 2, "")  # it said nothing
+        store.join_node(dataclasses.replace(old, capacity="4:8192:"))
+        assert [n.capacity for n in store.nodes("lab")] == ["4:8192:"]
+    finally:
+        store.close()

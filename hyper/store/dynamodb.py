@@ -2786,7 +2786,7 @@ class DynamoDBStore:
         expression = (
             "SET #region = :region, #definition = :definition, #slots = :slots,"
             " #hostname = :hostname, #last_seen = :last_seen,"
-            " #joined = if_not_exists(#joined, :joined)"
+            " #joined = if_not_exists(#joined, :joined), #capacity = :capacity"
         )
         values = {
             "region": node.region,
@@ -2795,6 +2795,7 @@ class DynamoDBStore:
             "hostname": node.hostname,
             "last_seen": node.last_seen,
             "joined": node.joined,
+            "capacity": node.capacity,
         }
         self.dynamodb.update_item(
             TableName=self._nodes,
@@ -2815,6 +2816,7 @@ class DynamoDBStore:
                 hostname=i["hostname"],
                 joined=float(i["joined"]),
                 last_seen=float(i["last_seen"]),
+                capacity=i.get("capacity", ""),
             )
             for i in items
             if region is None or i["region"] == region

@@ -156,7 +156,8 @@ CREATE INDEX IF NOT EXISTS workers_by_state ON workers (state);
 -- machines of static regions that joined to run workers (`hyper worker join`)
 CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY, region TEXT NOT NULL, definition TEXT NOT NULL, slots INTEGER NOT NULL,
-    hostname TEXT NOT NULL, joined REAL NOT NULL, last_seen REAL NOT NULL
+    hostname TEXT NOT NULL, joined REAL NOT NULL, last_seen REAL NOT NULL,
+    capacity TEXT NOT NULL DEFAULT ''
 );
 -- jobs' packages and what they collect, by key
 CREATE TABLE IF NOT EXISTS files (
@@ -366,6 +367,9 @@ class SQLiteStore:
                 f" this one reads {SCHEMA_VERSION})"
             )
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(nodes)")}
+        if "capacity" not in columns:  # a store from before machines said their capacity
+            self._db.execute("ALTER TABLE nodes ADD COLUMN capacity TEXT NOT NULL DEFAULT ''")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @classmethod
@@ -1464,12 +1468,12 @@ class SQLiteStore:
     def join_node(self, node: NodeRecord) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                 " region = excluded.region, definition = excluded.definition,"
                 " slots = excluded.slots, hostname = excluded.hostname,"
-                " last_seen = excluded.last_seen",
+                " last_seen = excluded.last_seen, capacity = excluded.capacity",
                 (node.id, node.region, node.definition, node.slots, node.hostname, node.joined,
-                 node.last_seen),
+                 node.last_seen, node.capacity),
             )  # fmt: skip
 
     def nodes(self, region: str | None = None) -> list[NodeRecord]:
