@@ -210,6 +210,9 @@ class NodeRecord:
     hostname: str
     joined: float
     last_seen: float
+    # what the machine said it has, shared by its slots: `CPUS:MEM_MIB:GPU,IDS` (as
+    # hyper.machine writes it); "" when it said nothing (its workers are the definition's)
+    capacity: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,10 @@ transaction is done here as follows.
 - Counts: counter items per (queue, definition, status, single job or task) and per
   (array, status), each spread over a few shards (a transaction picks one at random, so
   concurrent changes rarely contend; readers add the shards up). qstat's totals and the
-  scheduler's demand read these, never the jobs.
+  scheduler's demand read these, never the jobs. Jobs that asked for resources are also
+  counted per (queue, definition, request) while Waiting or Running (scope
+  ``requests``; a claim or a retry moves nothing there), so that the scheduler packs
+  requests into workers without reading the jobs.
 - Ids: one counter item, one atomic ADD per submit for all of its ids.
 - Submits: ids first, then the counters, then the items in BatchWriteItem calls of 25
   (unprocessed items retried with back-off); nothing is written before every
@@ -56,6 +59,7 @@ consistent) and writes on a condition, so a stale index can delay work, never do
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import json
 import random
@@ -330,6 +334,28 @@ def _index_keys(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 CounterKey = tuple[str, str, bool]  # scope, key without its shard, pinned to shard 0
+REQUESTS = "requests"  # the scope of the counters of Waiting and Running jobs by request
+ACTIVE = frozenset({WAITING, RUNNING})
+
+
+@functools.lru_cache(maxsize=256)
+def _request_text(options: str | None) -> str:
+    """What a job asked for, from its options (JSON text), as `cpus=2,mem_mib=100` (items
+    sorted; "" for nothing asked)."""
+    try:
+        request = json.loads(options).get("request") if options else None
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(request, dict):
+        return ""
+    items = sorted((str(k), v) for k, v in request.items() if isinstance(v, int))
+    return ",".join(f"{k}={v}" for k, v in items)
+
+
+def _request_items(text: str) -> tuple[tuple[str, int], ...]:
+    """A request written by _request_text, back as its sorted items."""
+    pairs = (part.partition("=") for part in text.split(",") if part)
+    return tuple((name, int(value)) for name, _, value in pairs)
 
 
 def _counter_keys(job: Mapping[str, Any], status: str) -> list[CounterKey]:
@@ -339,6 +365,9 @@ def _counter_keys(job: Mapping[str, Any], status: str) -> list[CounterKey]:
         # the Running count of an array with a cap is one item: claims check the cap on it
         pinned = status == RUNNING and job.get("cap") is not None
         keys.append((f"array:{job['array_id']}", status, pinned))
+    asked = _request_text(job.get("options")) if status in ACTIVE else ""
+    if asked:  # a task's options are its array's (in the items _complete fills in)
+        keys.append((REQUESTS, f"{job['queue']}{SEP}{job['definition']}{SEP}{asked}", False))
     return keys
 
 
@@ -476,7 +505,7 @@ class DynamoDBStore(Store):
 
     Clients are made on first use (or passed in); constructing the store calls nothing."""
 
-    counts_requests = False
+    counts_requests = True
 
     def __init__(
         self,
@@ -715,6 +744,7 @@ class DynamoDBStore(Store):
                 array_size=info.size,
                 cap=info.cap,
             )
+            item.setdefault("options", info.options)  # read, never written: a task has none
         return items
 
     def _s3_script(self, key: str) -> str:
@@ -1122,7 +1152,8 @@ class DynamoDBStore(Store):
             else:
                 made = self._array_items(job, next_id, pending, never, corr, now)
                 items += made
-                view = {"queue": job.queue, "definition": job.definition, "array_id": next_id}
+                view = {"queue": job.queue, "definition": job.definition, "array_id": next_id,
+                        "options": json.dumps(job.options)}  # fmt: skip
                 for status, n in Counter(task["status"] for task in made[1:]).items():
                     for key in _counter_keys(view, status):
                         deltas[key] += n
@@ -2345,8 +2376,28 @@ class DynamoDBStore(Store):
     def requests(
         self, queue: str, definition: str, most: int
     ) -> dict[tuple[tuple[str, int], ...], int] | None:
-        """Not kept per request here: the scheduler counts jobs."""
-        return None
+        """From the counters: those of the jobs that asked, by request; the rest of the
+        Waiting and Running jobs asked nothing. None past `most` jobs, or when the counters
+        disagree (jobs that asked, kept before they were counted so)."""
+        pair = f"{queue}{SEP}{definition}{SEP}"
+        total = sum(
+            n for q, d, status, _, n in self._job_counts(queue)
+            if (q, d) == (queue, definition) and status in ACTIVE
+        )  # fmt: skip
+        if total > most:
+            return None
+        found: dict[tuple[tuple[str, int], ...], int] = {}
+        for key, n in self._counts(REQUESTS, pair).items():
+            if n < 0:
+                return None
+            if n:
+                found[_request_items(key[len(pair) :])] = n
+        plain = total - sum(found.values())
+        if plain < 0:
+            return None
+        if plain:
+            found[()] = plain
+        return found
 
     def demand(self) -> list[tuple[str, str, int, int]]:
         """(queue, definition, waiting, running): waiting counts only the tasks that the
@@ -2603,7 +2654,7 @@ class DynamoDBStore(Store):
         expression = (
             "SET #region = :region, #definition = :definition, #slots = :slots,"
             " #hostname = :hostname, #last_seen = :last_seen,"
-            " #joined = if_not_exists(#joined, :joined)"
+            " #joined = if_not_exists(#joined, :joined), #capacity = :capacity"
         )
         values = {
             "region": node.region,
@@ -2612,6 +2663,7 @@ class DynamoDBStore(Store):
             "hostname": node.hostname,
             "last_seen": node.last_seen,
             "joined": node.joined,
+            "capacity": node.capacity,
         }
         self.dynamodb.update_item(
             TableName=self._nodes,
@@ -2632,6 +2684,7 @@ class DynamoDBStore(Store):
                 hostname=i["hostname"],
                 joined=float(i["joined"]),
                 last_seen=float(i["last_seen"]),
+                capacity=i.get("capacity", ""),
             )
             for i in items
             if region is None or i["region"] == region

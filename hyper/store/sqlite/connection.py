@@ -129,6 +129,9 @@ class SQLiteBase:
                 f" this one reads {SCHEMA_VERSION})"
             )
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(nodes)")}
+        if "capacity" not in columns:  # a store from before machines said their capacity
+            self._db.execute("ALTER TABLE nodes ADD COLUMN capacity TEXT NOT NULL DEFAULT ''")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @classmethod

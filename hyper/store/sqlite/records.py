@@ -180,12 +180,12 @@ class Records(SQLiteBase):
     def join_node(self, node: NodeRecord) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                 " region = excluded.region, definition = excluded.definition,"
                 " slots = excluded.slots, hostname = excluded.hostname,"
-                " last_seen = excluded.last_seen",
+                " last_seen = excluded.last_seen, capacity = excluded.capacity",
                 (node.id, node.region, node.definition, node.slots, node.hostname, node.joined,
-                 node.last_seen),
+                 node.last_seen, node.capacity),
             )  # fmt: skip
 
     def nodes(self, region: str | None = None) -> list[NodeRecord]:

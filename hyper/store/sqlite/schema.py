@@ -103,7 +103,8 @@ CREATE INDEX IF NOT EXISTS workers_by_state ON workers (state);
 -- machines of static regions that joined to run workers (`hyper worker join`)
 CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY, region TEXT NOT NULL, definition TEXT NOT NULL, slots INTEGER NOT NULL,
-    hostname TEXT NOT NULL, joined REAL NOT NULL, last_seen REAL NOT NULL
+    hostname TEXT NOT NULL, joined REAL NOT NULL, last_seen REAL NOT NULL,
+    capacity TEXT NOT NULL DEFAULT ''
 );
 -- jobs' packages and what they collect, by key
 CREATE TABLE IF NOT EXISTS files (
