@@ -342,14 +342,7 @@ ACTIVE = frozenset({WAITING, RUNNING})
 def _request_text(options: str | None) -> str:
     """What a job asked for, from its options (JSON text), as `cpus=2,mem_mib=100` (items
     sorted; "" for nothing asked)."""
-    try:
-        request = json.loads(options).get("request") if options else None
-    except (ValueError, AttributeError):
-        return ""
-    if not isinstance(request, dict):
-        return ""
-    items = sorted((str(k), v) for k, v in request.items() if isinstance(v, int))
-    return ",".join(f"{k}={v}" for k, v in items)
+    return ",".join(f"{k}={v}" for k, v in rules.request_items(rules.request_of(options)))
 
 
 def _request_items(text: str) -> tuple[tuple[str, int], ...]:
@@ -1970,11 +1963,7 @@ class DynamoDBStore(Store):
         text = item.get("options")
         if not text and item.get("kind") == "task":
             text = self._array_infos({item["array_id"]})[item["array_id"]].options
-        try:
-            request = json.loads(text).get("request") if text else None
-        except (ValueError, AttributeError):
-            return None
-        return request if isinstance(request, dict) else None
+        return rules.request_of(text)
 
     def _claim_one(
         self, item: Item, worker_id: str, queue: str, definition: str, lease: float, now: float

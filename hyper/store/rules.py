@@ -14,6 +14,7 @@ The verdicts on dependencies and on an attempt's exit are in ``hyper.jobs``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -341,6 +342,24 @@ def settled(
 
 
 # the scheduler's demand -----------------------------------------------------------------
+
+
+def request_of(options: str | None) -> dict[str, Any] | None:
+    """What a job asked for, from its options (JSON text): None when it asked nothing (or
+    its options cannot be read)."""
+    try:
+        request = json.loads(options).get("request") if options else None
+    except (ValueError, AttributeError):
+        return None
+    return request if isinstance(request, dict) else None
+
+
+def request_items(request: dict[str, Any] | None) -> tuple[tuple[str, int], ...]:
+    """A request as the scheduler counts it: its whole-number items, sorted (() for
+    nothing asked)."""
+    if not isinstance(request, dict):
+        return ()
+    return tuple(sorted((str(k), int(v)) for k, v in request.items() if isinstance(v, int)))
 
 
 def demand(

@@ -11,6 +11,7 @@ from hyper.jobs import (
     JobStatus,
     task_script,
 )
+from hyper.store import rules
 from hyper.store.base import (
     Fits,
     JobFilter,
@@ -218,20 +219,14 @@ def _request_key(text: str | None) -> tuple[tuple[str, int], ...]:
         request = json.loads(text) if text else None
     except ValueError:
         request = None
-    if not isinstance(request, dict):
-        return ()
-    return tuple(sorted((k, int(v)) for k, v in request.items() if isinstance(v, int)))
+    return rules.request_items(request)
 
 
 def _fits_function(fits: Fits) -> Callable[[str | None], int]:
     """`fits` as an SQL function of a job's options (JSON text)."""
 
     def call(options: str | None) -> int:
-        try:
-            request = json.loads(options).get("request") if options else None
-        except (ValueError, AttributeError):
-            request = None
-        return int(fits(request if isinstance(request, dict) else None))
+        return int(fits(rules.request_of(options)))
 
     return call
 
