@@ -23,7 +23,8 @@ from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency
 from hyper.store.base import ArrayTasks, Ending, JobFilter, NodeRecord, Store, WorkerRecord
-from hyper.store.dynamodb import SCRIPT_INLINE_BYTES, DynamoDBStore
+from hyper.store.dynamodb import DynamoDBStore
+from hyper.store.dynamodb.items import SCRIPT_INLINE_BYTES
 from hyper.store.dynamodb_tables import create_tables, table_definitions
 from hyper.store.sqlite import SQLiteStore
 from tests.conftest import moto_one_request_at_a_time
@@ -289,7 +290,7 @@ def test_a_submit_cut_off_after_its_counters_is_taken_back_by_the_tick(
     counted for the jobs never written, and nothing else: counts, demand and the
     listing agree again."""
     from hyper.scheduler import Scheduler
-    from hyper.store.dynamodb import SUBMIT_CUT_OFF
+    from hyper.store.dynamodb.items import SUBMIT_CUT_OFF
 
     now = time.time()
     (kept,) = store.submit([job("kept")], now)
@@ -626,7 +627,7 @@ def test_heartbeats_spread_over_partitions_with_margin_at_10000_running_jobs(
     10,000 running jobs reporting every 30 s (an AWS host's heartbeat) give the busiest
     partition of any index 42 writes/s (a lease shard; at most 63 for a live shard as
     measured here) against DynamoDB's 1,000: a margin above 10."""
-    from hyper.store.dynamodb import SHARDS
+    from hyper.store.dynamodb.items import SHARDS
     from tests.helpers.dynamodb_writes import WriteCounter
 
     now = time.time()
@@ -667,7 +668,7 @@ def test_a_journal_entry_too_big_for_an_item_keeps_all_or_nothing() -> None:
     """Tasks whose states change every few (aftercorr) make many runs of counter keys;
     past what an item holds they are left out, and a cut-off submit is then taken back
     only when none of its jobs were written."""
-    from hyper.store.dynamodb import JOURNAL_RUNS_CHARS, _journal_deltas, _journal_entry
+    from hyper.store.dynamodb.items import JOURNAL_RUNS_CHARS, _journal_deltas, _journal_entry
 
     a, b = ("jobs", "q/d/Waiting/t", False), ("jobs", "q/d/Failed/t", False)
     few = _journal_entry([(1, [a]), (2, [a]), (3, [b])], {a: 2, b: 1}, 0.0)
