@@ -373,7 +373,8 @@ class Attempts(Dependents):
         *,
         reclaimed: bool = False,
     ) -> list[int]:
-        """End the running attempts that match as lost: each is retried or fails by policy."""
+        """End as lost those of jobs `ids` still running that `check` passes (each retried or
+        failed as rules.end_attempt decides, in transactions); their job ids."""
         if not ids:
             return []
         items = self._complete(sorted(self._get_jobs(ids).values(), key=lambda i: i["id"]))

@@ -235,7 +235,8 @@ class Attempts(Dependents):
         *,
         reclaimed: bool = False,
     ) -> list[int]:
-        """End the running attempts that match as lost: each is retried or fails by policy."""
+        """End as lost the running attempts that `clause` picks, in one transaction (each
+        retried or failed as rules.end_attempt decides); their job ids."""
         lost: list[int] = []
         with self._write() as db:
             rows = db.execute(

@@ -27,6 +27,7 @@ from hyper.store.sqlite.schema import (
     ARRAY_COLUMNS,
     JOB_COLUMNS,
     JOB_FROM,
+    _from_row,
     _in,
     _job,
     _set,
@@ -209,24 +210,15 @@ class Jobs(Dependents):
                 "SELECT max(exit_code) FROM jobs WHERE array_id = ? AND status = ?",
                 (row["id"], JobStatus.FAILED.value),
             ).fetchone()[0]
-        return ArrayRecord(
-            id=row["id"],
-            name=row["name"],
-            queue=row["queue"],
-            definition=row["definition"],
-            size=row["size"],
-            cap=row["cap"],
-            spec=row["spec"],
-            retries=row["retries"],
-            priority=row["priority"],
-            time_limit=row["time_limit"],
-            submit_dir=row["submit_dir"],
+        record: ArrayRecord = _from_row(
+            ArrayRecord,
+            row,
             env=json.loads(row["env"]),
             options=json.loads(row["options"]),
-            created=row["created"],
             counts=counts,
             highest_exit_code=highest,
         )
+        return record
 
     def list_jobs(
         self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False

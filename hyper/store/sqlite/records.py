@@ -25,6 +25,7 @@ from hyper.store.base import (
 from hyper.store.sqlite.connection import FILE_CHUNK, GIVE_BACK_SECONDS, SQLiteBase, _unavailable
 from hyper.store.sqlite.schema import (
     LOG_INSERT,
+    _from_row,
     _in,
     _workflow,
 )
@@ -121,17 +122,7 @@ class Records(SQLiteBase):
             " AND seq > ? ORDER BY seq LIMIT ?",
             [job_id, *(k.value for k in wanted), after, limit],
         )
-        return [
-            LogEntry(
-                seq=row["seq"],
-                job_id=row["job_id"],
-                attempt=row["attempt"],
-                kind=LogKind(row["kind"]),
-                time=row["time"],
-                text=row["text"],
-            )
-            for row in rows
-        ]
+        return [_from_row(LogEntry, row, kind=LogKind(row["kind"])) for row in rows]
 
     # workers -----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -134,34 +135,29 @@ LOG_INSERT = "INSERT INTO job_log (job_id, attempt, kind, time, text) VALUES (?,
 Ended = tuple[int, int | None, int | None, JobStatus]  # job id, array id, index, final state
 
 
+def _from_row(record_type: Any, row: sqlite3.Row, /, **decoded: Any) -> Any:
+    """A record (a dataclass) from the row's columns of its fields' names, those in
+    `decoded` given as decoded (statuses, JSON)."""
+    columns = set(row.keys())
+    plain = {
+        f.name: row[f.name]
+        for f in dataclasses.fields(record_type)
+        if f.name in columns and f.name not in decoded
+    }
+    return record_type(**plain, **decoded)
+
+
 def _job(row: sqlite3.Row, script: str | None = None) -> JobRecord:
-    return JobRecord(
-        id=row["id"],
-        name=row["name"],
-        queue=row["queue"],
-        definition=row["definition"],
+    record: JobRecord = _from_row(
+        JobRecord,
+        row,
         status=JobStatus(row["status"]),
-        retries=row["retries"],
-        retries_left=row["retries_left"],
-        attempt=row["attempt"],
-        exit_code=row["exit_code"],
-        reason=row["reason"],
         cancel_requested=bool(row["cancel_requested"]),
-        worker_id=row["worker_id"],
-        lease_until=row["lease_until"],
-        submit_dir=row["submit_dir"],
         env=json.loads(row["env"] or "{}"),
-        created=row["created"],
-        started=row["started"],
-        ended=row["ended"],
-        array_id=row["array_id"],
-        array_index=row["array_index"],
-        array_size=row["array_size"],
-        priority=row["priority"],
-        time_limit=row["time_limit"],
         options=json.loads(row["options"] or "{}"),
         script=script,
     )
+    return record
 
 
 def _in(values: Sequence[Any]) -> str:
@@ -232,14 +228,10 @@ def _fits_function(fits: Fits) -> Callable[[str | None], int]:
 
 
 def _workflow(row: sqlite3.Row) -> WorkflowRecord:
-    return WorkflowRecord(
-        id=row["id"],
-        finished=bool(row["finished"]),
-        data=json.loads(row["data"]),
-        version=row["version"],
-        created=row["created"],
-        updated=row["updated"],
+    record: WorkflowRecord = _from_row(
+        WorkflowRecord, row, finished=bool(row["finished"]), data=json.loads(row["data"])
     )
+    return record
 
 
 def _task(row: sqlite3.Row, *, with_script: bool) -> JobRecord:
