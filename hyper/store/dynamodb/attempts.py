@@ -221,8 +221,6 @@ class Attempts(Dependents):
         return bool(old.get("cancel_requested"))
 
     def process_groups(self, worker_id: str) -> list[tuple[int, int, int]]:
-        """(job id, attempt, process group) of the attempts a worker ran, as it reported
-        them, that it never reported ended."""
         items = self._query_all(
             self._attempts,
             "#open_worker = :worker",
@@ -299,7 +297,6 @@ class Attempts(Dependents):
         return change
 
     def return_claims(self, worker_id: str, claims: Sequence[tuple[int, int]], now: float) -> int:
-        """Jobs a worker claimed but never started go back to waiting, as if never claimed."""
         wanted = dict(claims)
         items = self._complete(list(self._get_jobs(wanted).values()))
 
@@ -353,7 +350,6 @@ class Attempts(Dependents):
         )
 
     def abandon(self, worker_id: str, now: float, *, reclaimed: bool = False) -> list[int]:
-        """The worker is known to be gone: what it held is lost now, not when leases end."""
         ids = [
             i["id"]
             for i in self._query_all(
@@ -433,8 +429,6 @@ class Attempts(Dependents):
         return found
 
     def demand(self) -> list[tuple[str, str, int, int]]:
-        """(queue, definition, waiting, running): waiting counts only the tasks that the
-        caps of their arrays let start now."""
         counts = [
             (queue, definition, status, n) for queue, definition, status, _, n in self._job_counts()
         ]

@@ -28,7 +28,8 @@ from hyper.store.dynamodb.reading import Reading
 
 
 class Dependents(Reading):
-    """What ends a job judges what depends on it (hyper.store.rules decides)."""
+    """Dependencies as items of the deps table, settled in transactions when their targets
+    end."""
 
     def _state_of(self, target: Item) -> rules.State:
         """(ok, bad, size) of a dependency's target: a job, or a whole array by its counts."""
@@ -98,7 +99,8 @@ class Dependents(Reading):
     def _settle(
         self, owner: int, kind: str, target: int, verdict: Verdict, now: float
     ) -> list[Ended]:
-        """Apply a judged dependency of a job or a whole array; return the jobs it ended."""
+        """Settle a judged dependency of job or array `owner`: whoever removes its item (on a
+        condition) applies it, once; the jobs it ended."""
         if verdict is Verdict.PENDING:
             return []
         reason = never_met(kind, target)

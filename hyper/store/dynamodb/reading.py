@@ -332,7 +332,8 @@ class Reading(Changes):
     # changing state -------------------------------------------------------------------------
 
     def _named(self, where: JobFilter, statuses: Iterable[str], *, among: bool) -> list[int]:
-        """Of the job ids a request named, those in (or, among=False, not in) these states."""
+        """The job ids a request named whose items, read by id, are in these states
+        (among=False: are not)."""
         if not where.ids:
             return []
         wanted = set(statuses)

@@ -391,7 +391,6 @@ class Records(Changes):
         )
 
     def take_assignments(self, node_id: str, now: float) -> list[WorkerRecord]:
-        """Workers the scheduler placed on a node that the node has not started yet."""
         self._update_if(
             _update(
                 self._nodes,

@@ -398,7 +398,7 @@ class Submitting(Dependents):
     def _corr_pending(
         self, targets: list[int], indices: list[int], found: dict[int, Item]
     ) -> list[tuple[list[int], str | None]]:
-        """Per task: the aftercorr targets it waits for, and why it can never run."""
+        """rules.corr_pending over the targets' tasks, read by id (strongly consistent)."""
 
         def task_states(target: int) -> Iterable[tuple[int, str]]:
             return self._task_states(target, int(found[target]["size"])).items()

@@ -123,8 +123,6 @@ class Attempts(Dependents):
         return bool(row["cancel_requested"])
 
     def process_groups(self, worker_id: str) -> list[tuple[int, int, int]]:
-        """(job id, attempt, process group) of the attempts a worker ran, as it reported
-        them, that it never reported ended."""
         rows = self._db.execute(
             "SELECT job_id, attempt, process_group FROM attempts WHERE worker_id = ?"
             " AND process_group IS NOT NULL AND exit_code IS NULL",
@@ -186,7 +184,6 @@ class Attempts(Dependents):
         return outcome.status
 
     def return_claims(self, worker_id: str, claims: Sequence[tuple[int, int]], now: float) -> int:
-        """Jobs a worker claimed but never started go back to waiting, as if never claimed."""
         returned = 0
         with self._write() as db:
             assign_at = {attempt: _set(rules.returned(attempt)) for _, attempt in claims}
@@ -222,7 +219,6 @@ class Attempts(Dependents):
         return sorted(row[0] for row in rows)
 
     def abandon(self, worker_id: str, now: float, *, reclaimed: bool = False) -> list[int]:
-        """The worker is known to be gone: what it held is lost now, not when leases end."""
         why = rules.gone(reclaimed)
         return self._lose("worker_id = ?", (worker_id,), why, now, reclaimed=reclaimed)
 
@@ -263,8 +259,6 @@ class Attempts(Dependents):
         return 0
 
     def demand(self) -> list[tuple[str, str, int, int]]:
-        """(queue, definition, waiting, running): waiting counts only the tasks that the
-        caps of their arrays let start now."""
         counts = self._db.execute(
             "SELECT queue, definition, status, sum(n) AS n FROM job_counts"
             " WHERE status IN (?, ?) AND n > 0 GROUP BY queue, definition, status",

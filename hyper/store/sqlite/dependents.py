@@ -22,7 +22,7 @@ from hyper.store.sqlite.schema import (
 
 
 class Dependents(SQLiteBase):
-    """What ends a job judges what depends on it (hyper.store.rules decides)."""
+    """Dependencies as rows of `deps`, settled as sets of jobs when their targets end."""
 
     def _ended(self, db: sqlite3.Connection, ended: Sequence[Ended], now: float) -> None:
         """Jobs reached a final state: count them on their arrays, and judge what depends
@@ -70,7 +70,8 @@ class Dependents(SQLiteBase):
         verdict: Verdict,
         now: float,
     ) -> list[Ended]:
-        """Apply a judged dependency of a job or a whole array; return the jobs it ended."""
+        """Settle a judged dependency of job or array `owner`: its row goes, and its jobs that
+        wait change as one set; the jobs it ended."""
         if verdict is Verdict.PENDING:
             return []
         db.execute(

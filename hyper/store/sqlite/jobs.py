@@ -171,7 +171,7 @@ class Jobs(Dependents):
     def _corr_pending(
         self, db: sqlite3.Connection, targets: list[int], indices: list[int]
     ) -> list[tuple[list[int], str | None]]:
-        """Per task: the aftercorr targets it waits for, and why it can never run."""
+        """rules.corr_pending over the targets' tasks as they are in this transaction."""
 
         def task_states(target: int) -> list[tuple[int, str]]:
             rows = db.execute("SELECT array_index, status FROM jobs WHERE array_id = ?", (target,))
@@ -349,7 +349,8 @@ class Jobs(Dependents):
     def _named(
         self, db: sqlite3.Connection, where: JobFilter, statuses: tuple[str, ...], *, among: bool
     ) -> list[int]:
-        """Of the job ids a request named, those in (or, among=False, not in) these states."""
+        """The job ids a request named that are in these states (among=False: not in them),
+        in one query."""
         if not where.ids:
             return []
         negate = "" if among else "NOT "

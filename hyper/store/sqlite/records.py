@@ -191,7 +191,6 @@ class Records(SQLiteBase):
             db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
 
     def take_assignments(self, node_id: str, now: float) -> list[WorkerRecord]:
-        """Workers the scheduler placed on a node that the node has not started yet."""
         with self._write() as db:
             db.execute("UPDATE nodes SET last_seen = ? WHERE id = ?", (now, node_id))
             rows = db.execute(
