@@ -1,7 +1,8 @@
 """The store on DynamoDB: the tables of ``hyper/store/dynamodb_tables.py`` through boto3.
 
-Same records, states, errors and events as the SQLite store; what SQLite does in one
-transaction is done here as follows.
+Same records, states, errors and events as the SQLite store: both ask
+``hyper/store/rules.py`` what each change of a job is and what it says. What SQLite does in
+one transaction is done here as follows.
 
 - Every job item carries a ``version``; a change of a job is a transaction
   (TransactWriteItems, at most 100 items) that updates the job on the condition that its

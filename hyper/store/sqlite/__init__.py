@@ -1,4 +1,6 @@
-"""The store on SQLite: one file in the host's data directory, WAL journal.
+"""The store on SQLite: one file in the host's data directory, WAL journal. What each
+change of a job is, and what it says, comes from ``hyper/store/rules.py``; this package
+writes it as set-based SQL.
 
 Used from one thread (the host's event loop), so a write transaction is never
 interleaved with another (a daemon's store moves its write-ahead log into the file from
