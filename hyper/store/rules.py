@@ -341,6 +341,16 @@ def settled(
     return {"deps_left": left, "status": WAITING if status == BLOCKED and left <= 0 else status}
 
 
+# resources -------------------------------------------------------------------------------
+
+RESOURCE_LOG_LINES = 200  # a resource's log keeps its last this many lines
+
+
+def resource_log(log: Sequence[str], lines: Sequence[str]) -> list[str]:
+    """A resource's log once `lines` are added to it."""
+    return [*log, *lines][-RESOURCE_LOG_LINES:]
+
+
 # the scheduler's demand -----------------------------------------------------------------
 
 

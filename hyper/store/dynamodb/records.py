@@ -64,8 +64,7 @@ class Records(Changes):
     ) -> Resource:
         for _ in range(TRIES):
             current = self._get(self._resources, {"kind": kind, "name": name})
-            log = json.loads(current["log"]) if current else []
-            log = [*log, *log_lines][-200:]
+            log = rules.resource_log(json.loads(current["log"]) if current else [], log_lines)
             created = float(current["created"]) if current else now
             version = int(current.get("version", 0)) if current else 0
             item = {

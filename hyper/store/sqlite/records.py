@@ -49,14 +49,13 @@ class Records(SQLiteBase):
             row = db.execute(
                 "SELECT log, created FROM resources WHERE kind = ? AND name = ?", (kind, name)
             ).fetchone()
-            log = json.loads(row["log"]) if row else []
-            log.extend(log_lines)
+            log = rules.resource_log(json.loads(row["log"]) if row else [], log_lines)
             created = row["created"] if row else now
             db.execute(
                 "INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, name, json.dumps(spec), status, json.dumps(log[-200:]), created, now),
+                (kind, name, json.dumps(spec), status, json.dumps(log), created, now),
             )
-        return Resource(kind, name, spec, status, log[-200:], created, now)
+        return Resource(kind, name, spec, status, log, created, now)
 
     def _resource(self, row: sqlite3.Row) -> Resource:
         return Resource(
