@@ -216,6 +216,18 @@ def resolve(selectors: Sequence[Selector], kind_of: Mapping[int, str | None]) ->
     return JobFilter(ids=tuple(ids), arrays=tuple(arrays))
 
 
+def one_line_per_array(where: JobFilter, collapse: bool) -> bool:
+    """Whether a listing shows each array as one line: asked, and the filter picks no
+    tasks (by array, ids or status). Those lines are filtered by queue and name only."""
+    return collapse and where.array_id is None and not where.selects and not where.statuses
+
+
+def from_counts(where: JobFilter) -> bool:
+    """Whether the kept counts (by queue, definition, array and status) answer a count,
+    else the jobs that match are counted."""
+    return where.name is None and not where.name_prefix and not where.selects
+
+
 # changing state --------------------------------------------------------------------------
 
 

@@ -254,7 +254,7 @@ class Reading(Changes):
         self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False
     ) -> list[JobRecord | ArrayRecord]:
         page = min(max(limit, 10) + 1, PAGE)
-        if not collapse or where.array_id is not None or where.selects or where.statuses:
+        if not rules.one_line_per_array(where, collapse):
             found = []
             for item in self._iterate(where, after, page):
                 found.append(item)
@@ -295,7 +295,7 @@ class Reading(Changes):
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
         statuses = self._statuses(where)
-        if where.name is None and not where.name_prefix and not where.selects:
+        if rules.from_counts(where):
             # by queue, definition, array and state: from the counters
             if where.array_id is not None:
                 info = self._array_info(where.array_id)

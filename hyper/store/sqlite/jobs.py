@@ -224,7 +224,7 @@ class Jobs(Dependents):
         self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False
     ) -> list[JobRecord | ArrayRecord]:
         clause, args = _where(where)
-        if not collapse or where.array_id is not None or where.selects or where.statuses:
+        if not rules.one_line_per_array(where, collapse):
             rows = self._db.execute(
                 f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE {clause} AND j.id > ?"
                 " ORDER BY j.id LIMIT ?",
@@ -257,7 +257,7 @@ class Jobs(Dependents):
 
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
-        if where.name is None and not where.name_prefix and not where.selects:
+        if rules.from_counts(where):
             # by queue, definition, array and state: from the kept counts
             clauses = ["n > 0"]
             args: list[Any] = []
