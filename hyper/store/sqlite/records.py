@@ -58,15 +58,10 @@ class Records(SQLiteBase):
         return Resource(kind, name, spec, status, log, created, now)
 
     def _resource(self, row: sqlite3.Row) -> Resource:
-        return Resource(
-            kind=row["kind"],
-            name=row["name"],
-            spec=json.loads(row["spec"]),
-            status=row["status"],
-            log=json.loads(row["log"]),
-            created=row["created"],
-            updated=row["updated"],
+        record: Resource = _from_row(
+            Resource, row, spec=json.loads(row["spec"]), log=json.loads(row["log"])
         )
+        return record
 
     def delete_resource(self, kind: str, name: str) -> None:
         with self._write(durable=True) as db:
