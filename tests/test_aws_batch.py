@@ -40,7 +40,7 @@ from hyper.models import (
 from hyper.providers.aws import batch
 from hyper.providers.aws.batch import Names, Network, Patience, aws_client
 from hyper.scheduler import Scheduler, split_by_weight
-from hyper.store.base import ArrayTasks, NewJob, WorkerRecord
+from hyper.store.base import ArrayTasks, NewJob, Store, WorkerRecord
 from hyper.store.sqlite import SQLiteStore
 from hyper.worker import __main__ as worker_main
 from tests.helpers.aws import managed_policies
@@ -633,12 +633,12 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 DEFINITION = DefinitionSpec(name="d1", use_cyclone_image=False, image_uri="worker:1", vcpus=1)
 
 
-def put(store: SQLiteStore, kind: ResourceKind, spec: Spec) -> None:
+def put(store: Store, kind: ResourceKind, spec: Spec) -> None:
     store.put_resource(kind.value, spec.name, spec.model_dump(), "ACTIVE", ["ready"], time.time())
 
 
 def aws_host(
-    store: SQLiteStore,
+    store: Store,
     regions: tuple[str, ...],
     weights: dict[str, int] | None,
     instance_types: tuple[str, ...] = ("optimal",),
@@ -668,7 +668,7 @@ def aws_host(
 class Launched:
     """A BatchLauncher on moto clients, with its SubmitJob calls noted and no real sleep."""
 
-    def __init__(self, store: SQLiteStore, **options: Any) -> None:
+    def __init__(self, store: Store, **options: Any) -> None:
         self.calls = Calls()
         self.sleeps: list[float] = []
         self.launcher = BatchLauncher(
@@ -1253,3 +1253,53 @@ def test_the_scheduler_sizes_a_worker_for_a_job_larger_than_the_definition(
     ]  # fmt: skip
     assert "resourceRequirements" not in packed["containerOverrides"]
     assert packed["arrayProperties"] == {"size": 2}
+
+
+def test_a_host_on_dynamodb_takes_a_large_job_and_sizes_its_worker(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An AWS host's store (DynamoDB) counts what waiting jobs asked: a job larger than its
+    definition's worker is taken at submit, and the tick starts it a worker of its own
+    size (containerOverrides) while the smaller ones pack into workers of the definition."""
+    from fastapi.testclient import TestClient
+
+    from hyper.host.app import create_app
+    from hyper.host_settings import HostSettings
+    from hyper.store.dynamodb import DynamoDBStore
+    from hyper.store.dynamodb_tables import create_tables
+    from tests.conftest import moto_one_request_at_a_time
+
+    moto_one_request_at_a_time(monkeypatch)
+    create_tables(boto3.client("dynamodb", region_name="us-east-1"), "hyper-test")
+    store = DynamoDBStore("hyper-test", "us-east-1")
+    assert store.counts_requests
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    settings = HostSettings(data_dir=tmp_path, api_key="k", url=URL)
+    app = create_app(settings, store, local_defaults=False)
+
+    def job(name: str, **asked: int) -> dict[str, Any]:
+        return {"name": name, "queue": "q1", "definition": "d1", "script": "true\n",
+                "resources": asked}  # fmt: skip
+
+    with TestClient(app, headers={"x-api-key": "k"}) as api:
+        jobs = [job("big", cpus=4, mem_mib=8192, gpus=1)]  # d1's workers: 1 vCPU, 1024 MiB
+        jobs += [job(f"small{i}", cpus=1, mem_mib=256) for i in range(6)]
+        taken = api.post("/jobs", json={"jobs": jobs})
+        assert taken.status_code == 200, taken.text
+    big = (("cpus", 4), ("gpus", 1), ("mem_mib", 8192))
+    assert store.requests("q1", "d1", 100) == {big: 1, (("cpus", 1), ("mem_mib", 256)): 6}
+
+    launched = Launched(store)
+    scheduler = Scheduler(store, {"aws": launched.launcher}, silence_seconds=600)
+    assert scheduler.tick(time.time()).started == 7  # its own; a 1-CPU job a 1-vCPU worker
+    sized, packed = launched.submits()
+    assert sized["containerOverrides"]["resourceRequirements"] == [
+        {"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "8192"},
+        {"type": "GPU", "value": "1"},
+    ]  # fmt: skip
+    assert environment(sized)["HYPER_CAPACITY"] == "4:8192:0"
+    assert "arrayProperties" not in sized  # a single job of its own size
+    assert "resourceRequirements" not in packed["containerOverrides"]
+    assert packed["arrayProperties"] == {"size": 6}
+    assert len(store.live_workers()) == 7
+    store.close()

@@ -23,7 +23,8 @@ from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency
 from hyper.store.base import ArrayTasks, Ending, JobFilter, NodeRecord, Store, WorkerRecord
-from hyper.store.dynamodb import SCRIPT_INLINE_BYTES, DynamoDBStore
+from hyper.store.dynamodb import DynamoDBStore
+from hyper.store.dynamodb.items import SCRIPT_INLINE_BYTES
 from hyper.store.dynamodb_tables import create_tables, table_definitions
 from hyper.store.sqlite import SQLiteStore
 from tests.conftest import moto_one_request_at_a_time
@@ -289,15 +290,19 @@ def test_a_submit_cut_off_after_its_counters_is_taken_back_by_the_tick(
     counted for the jobs never written, and nothing else: counts, demand and the
     listing agree again."""
     from hyper.scheduler import Scheduler
-    from hyper.store.dynamodb import SUBMIT_CUT_OFF
+    from hyper.store.dynamodb.items import SUBMIT_CUT_OFF
 
     now = time.time()
     (kept,) = store.submit([job("kept")], now)
     _cut_at_write(store, written)
+    two, one = {"request": {"cpus": 2}}, {"request": {"cpus": 1}}
     with pytest.raises(CutOff):
-        store.submit([job("a"), job("b"), job("arr", array=_tasks(60))], now)
+        store.submit([job("a", options=two), job("b"),
+                      job("arr", array=_tasks(60), options=one)], now)  # fmt: skip
     store.dynamodb.meta.events.unregister("before-call.dynamodb.BatchWriteItem", None, "cut-off")
     assert store.demand() == [(Q, D, 63, 0)]  # 1 + 2 + 60 counted
+    cpus = lambda n: (("cpus", n),)  # noqa: E731
+    assert store.requests(Q, D, 1000) == {cpus(2): 1, cpus(1): 60, (): 2}
 
     scheduler = Scheduler(store, {}, silence_seconds=60)
     scheduler.tick(now + 60)  # the cut-off Lambda could still be writing: left alone
@@ -310,6 +315,8 @@ def test_a_submit_cut_off_after_its_counters_is_taken_back_by_the_tick(
     assert len(waiting) == expected and kept in {j.id for j in waiting}
     assert store.demand() == [(Q, D, expected, 0)]
     assert store.count_jobs(JobFilter())[JobStatus.WAITING] == expected
+    # and by request: what the scheduler packs is what was written
+    assert store.requests(Q, D, 1000) == ({cpus(2): 1, cpus(1): 22, (): 2} if written else {(): 1})
     assert store.reconcile_counts(now + 2 * SUBMIT_CUT_OFF) == 0  # settled once
     assert store.demand() == [(Q, D, expected, 0)]
 
@@ -338,6 +345,39 @@ def test_api_calls_per_job_run(store: DynamoDBStore) -> None:
     show("count, list a page of 20, demand", calls)
     assert "Scan" not in calls
     assert calls["Query"] <= 6  # counters (3) and one page of the queue's Successful jobs
+
+
+def test_requests_are_counted_on_submit_and_end_never_on_a_claim_or_heartbeat(
+    store: DynamoDBStore,
+) -> None:
+    """The counters of jobs by request move when a job starts or stops waiting or running
+    (a submit, an end), not when it is claimed, retried or heartbeats: no partition more
+    than the job counters already have, none written per heartbeat."""
+    now = time.time()
+    written: list[tuple[str, int]] = []  # (scope, n) of each counter update
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        updates = [a["Update"] for a in params.get("TransactItems", []) if "Update" in a]
+        updates += [params] if "UpdateExpression" in params else []
+        for update in updates:
+            if update["TableName"].endswith("-counts"):
+                n = int(next(v["N"] for k, v in update["ExpressionAttributeValues"].items()))
+                written.append((update["Key"]["scope"]["S"], n))
+
+    store.dynamodb.meta.events.register("provide-client-params.dynamodb", note)
+    one = {"request": {"cpus": 1}}
+    store.submit([job(f"j{n}", options=one, retries=1) for n in range(10)], now)
+    assert ("requests", 10) in written
+    store.add_worker(WorkerRecord("w", Q, D, "local", "local", 1, "ACTIVE", now, now))
+    written.clear()
+    claimed = store.claim("w", Q, D, 10, LEASE, now)
+    for c in claimed:
+        store.heartbeat("w", c.id, c.attempt, LEASE, now + 1)
+    store.complete("w", claimed[0].id, 1, 1, None, now)  # retried: Waiting again
+    assert [scope for scope, _ in written if scope == "requests"] == []
+    store.complete_many("w", [Ending(c.id, 1, 0, None, []) for c in claimed[1:]], now)
+    assert sum(n for scope, n in written if scope == "requests") == -9
+    assert store.requests(Q, D, 100) == {(("cpus", 1),): 1}
 
 
 # the rest of the protocol, compared with SQLite -----------------------------------------------
@@ -417,8 +457,9 @@ def test_nodes_workers_and_assignments_as_in_sqlite(both: list[Store]) -> None:
 
     def scenario(store: Store) -> Any:
         store.join_node(NodeRecord("n1", "lab", D, 4, "n1.example", now, now))
-        store.join_node(NodeRecord("n2", "other", D, 2, "n2.example", now, now))
-        store.join_node(NodeRecord("n1", "lab", D, 8, "n1.example", now + 5, now + 5))  # again
+        store.join_node(NodeRecord("n2", "other", D, 2, "n2.example", now, now, "8:16384:0,1"))
+        store.join_node(NodeRecord("n1", "lab", D, 8, "n1.example", now + 5, now + 5,
+                                   "16:65536:"))  # again, saying what it has  # fmt: skip
         for record in (worker("a", "ASSIGNED", "n1"), worker("b", "ASSIGNED", "n1"),
                        worker("c", "ASSIGNED", "n2"), worker("d", "ACTIVE", None)):  # fmt: skip
             store.add_worker(record)
@@ -434,6 +475,7 @@ def test_nodes_workers_and_assignments_as_in_sqlite(both: list[Store]) -> None:
     taken, again, nodes, left, live = same(both, scenario)
     assert [w.id for w in taken] == ["a"] and again == []
     assert nodes[1][0].slots == 8 and nodes[1][0].joined == now  # joined when first seen
+    assert [n.capacity for n in nodes[0]] == ["16:65536:", "8:16384:0,1"]
     assert [n.id for n in left] == ["n1"]
     assert [w.id for w in live] == ["a", "b", "c"]
 
@@ -443,11 +485,9 @@ def test_dependencies_hold_and_bulk_events_as_in_sqlite(
 ) -> None:
     # a change of more jobs than this logs one line per array (moto copies a whole table
     # for every item of a transaction, so the test stays small rather than above 1,000)
-    import hyper.store.dynamodb
-    import hyper.store.sqlite
+    import hyper.store.rules
 
-    for module in (hyper.store.sqlite, hyper.store.dynamodb):
-        monkeypatch.setattr(module, "EVENTS_PER_CHANGE", 10)
+    monkeypatch.setattr(hyper.store.rules, "EVENTS_PER_CHANGE", 10)
     now = 1_700_000_000.0
 
     def scenario(store: Store) -> Any:
@@ -587,7 +627,7 @@ def test_heartbeats_spread_over_partitions_with_margin_at_10000_running_jobs(
     10,000 running jobs reporting every 30 s (an AWS host's heartbeat) give the busiest
     partition of any index 42 writes/s (a lease shard; at most 63 for a live shard as
     measured here) against DynamoDB's 1,000: a margin above 10."""
-    from hyper.store.dynamodb import SHARDS
+    from hyper.store.dynamodb.items import SHARDS
     from tests.helpers.dynamodb_writes import WriteCounter
 
     now = time.time()
@@ -628,7 +668,7 @@ def test_a_journal_entry_too_big_for_an_item_keeps_all_or_nothing() -> None:
     """Tasks whose states change every few (aftercorr) make many runs of counter keys;
     past what an item holds they are left out, and a cut-off submit is then taken back
     only when none of its jobs were written."""
-    from hyper.store.dynamodb import JOURNAL_RUNS_CHARS, _journal_deltas, _journal_entry
+    from hyper.store.dynamodb.items import JOURNAL_RUNS_CHARS, _journal_deltas, _journal_entry
 
     a, b = ("jobs", "q/d/Waiting/t", False), ("jobs", "q/d/Failed/t", False)
     few = _journal_entry([(1, [a]), (2, [a]), (3, [b])], {a: 2, b: 1}, 0.0)

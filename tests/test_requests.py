@@ -329,7 +329,7 @@ def test_the_host_takes_a_large_request_where_aws_batch_sizes_a_worker(
     too_many = cluster.spec["max_vcpus"] + 1
     refused = _post(api, "/jobs", {"jobs": [_job_body("huge", cpus=too_many)]})
     assert refused.status_code in (400, 422) and worker.whole.describe() in refused.text
-    # a store that cannot tell the scheduler what jobs asked (DynamoDB) would leave the job
+    # a store that could not tell the scheduler what jobs asked would leave the job
     # waiting for a worker nothing starts: refused instead
     store.counts_requests = False  # type: ignore[misc]
     unsized = _post(api, "/jobs", {"jobs": [_job_body("big", **big)]})

@@ -464,16 +464,3 @@ def test_requests_waiting_are_still_capped_by_the_cluster(
     build(store, max_vcpus=8, weights={"local": 1}, ratio=1, vcpus=4)
     _sized(store, 5, {"cpus": 4})
     assert scheduler.tick(time.time()).started == 2  # five wanted, 8 vCPUs hold two
-
-
-def test_the_store_counts_jobs_and_array_tasks_by_request(store: SQLiteStore) -> None:
-    build(store)
-    _sized(store, 2, {"cpus": 2})
-    tasks = ArrayTasks(indices=list(range(3)))
-    options = {"request": {"cpus": 1, "mem_mib": 100}}
-    store.submit([NewJob("arr", "q1", "d1", "true", options=options, array=tasks)], time.time())
-    _sized(store, 1, None)
-    assert store.requests("q1", "d1", 100) == {
-        (("cpus", 2),): 2, (("cpus", 1), ("mem_mib", 100)): 3, (): 1,
-    }  # fmt: skip
-    assert store.requests("q1", "d1", 5) is None  # more than asked to read

@@ -25,6 +25,7 @@ from hyper.store.base import (
     ArrayTasks,
     JobFilter,
     JobRecord,
+    NewJob,
     Store,
     WorkerRecord,
 )
@@ -712,6 +713,57 @@ def test_demand(any_store: Store) -> None:
     any_store.complete("w", ids[0], 1, 0, None, now)
     any_store.cancel(JobFilter(ids=(ids[3],)), now)
     assert sorted(any_store.demand()) == [(Q, D, 2, 0), ("q2", "d2", 0, 1)]
+
+
+def asking(name: str, request: dict[str, int] | None, **kwargs: object) -> NewJob:
+    return dataclasses.replace(job(name, **kwargs), options={"request": request})  # type: ignore[arg-type]
+
+
+def test_requests_count_waiting_and_running_jobs_by_what_they_asked(any_store: Store) -> None:
+    """What the scheduler packs into workers: the waiting and running jobs of a (queue,
+    definition) by request, array tasks by their array's; jobs that asked nothing under
+    (); ended, held and blocked jobs not at all; None past `most` jobs."""
+    now = time.time()
+    assert any_store.requests(Q, D, 100) == {}
+    two_a, two_b, plain, _other, held = any_store.submit(
+        [
+            asking("a", {"cpus": 2}),
+            asking("b", {"cpus": 2}),
+            job("plain"),
+            asking("other", {"cpus": 2}, definition="d2"),
+            asking("held", {"cpus": 8}, hold=True),
+        ],
+        now,
+    )
+    (array_id,) = any_store.submit(
+        [asking("arr", {"cpus": 1, "mem_mib": 100}, array=ArrayTasks(indices=[1, 2, 3]))], now
+    )
+    (blocked,) = any_store.submit(
+        [asking("after", {"gpus": 1}, depends=(Dependency("afterok", two_a),))], now
+    )
+    two, small = (("cpus", 2),), (("cpus", 1), ("mem_mib", 100))
+    assert any_store.requests(Q, D, 100) == {two: 2, small: 3, (): 1}
+    assert any_store.requests(Q, "d2", 100) == {two: 1}
+    assert any_store.requests(Q, D, 5) is None  # six jobs: more than asked to read
+
+    # claims and retries move nothing: running jobs count as waiting ones do
+    claimed = {j.id for j in any_store.claim("w", Q, D, 10, LEASE, now)}
+    assert claimed == {two_a, two_b, plain, array_id + 1, array_id + 2, array_id + 3}
+    assert any_store.requests(Q, D, 100) == {two: 2, small: 3, (): 1}
+    any_store.expire_leases(now + LEASE + 1)  # no retries left: these failed
+    assert any_store.requests(Q, D, 100) == {}
+    assert any_store.get_job(blocked).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+    any_store.release(JobFilter(ids=(held,)), now)
+    (again,) = any_store.submit([asking("again", {"cpus": 2}, retries=1)], now)
+    assert any_store.requests(Q, D, 100) == {(("cpus", 8),): 1, two: 1}
+    later = now + LEASE + 2
+    assert {j.id for j in any_store.claim("w", Q, D, 10, LEASE, later)} == {held, again}
+    assert any_store.complete("w", again, 1, 1, None, later) is JobStatus.WAITING  # retried
+    assert any_store.requests(Q, D, 100) == {(("cpus", 8),): 1, two: 1}
+    any_store.complete("w", held, 1, 0, None, later)
+    any_store.cancel(JobFilter(ids=(again,)), later)
+    assert any_store.requests(Q, D, 100) == {}
 
 
 # logs ----------------------------------------------------------------------------------------
@@ -1670,5 +1722,25 @@ def test_sqlite_ids_are_never_reused(tmp_path: Path) -> None:
         raw.close()
         (again,) = store.submit([job()], time.time())
         assert again > ids[-1]
+    finally:
+        store.close()
+
+
+def test_sqlite_a_store_from_before_machines_said_their_capacity_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:  # the nodes table as it was, with a machine in it
+        raw.execute(
+            "CREATE TABLE nodes (id TEXT PRIMARY KEY, region TEXT NOT NULL, definition TEXT"
+            " NOT NULL, slots INTEGER NOT NULL, hostname TEXT NOT NULL, joined REAL NOT NULL,"
+            " last_seen REAL NOT NULL)"
+        )
+        raw.execute("INSERT INTO nodes VALUES ('n1', 'lab', 'd1', 2, 'n1.example', 1.0, 1.0)")
+        raw.execute("PRAGMA user_version=5")
+    store = SQLiteStore(path)
+    try:
+        (old,) = store.nodes()
+        assert (old.id, old.slots, old.capacity) == ("n1", 2, "")  # it said nothing
+        store.join_node(dataclasses.replace(old, capacity="4:8192:"))
+        assert [n.capacity for n in store.nodes("lab")] == ["4:8192:"]
     finally:
         store.close()

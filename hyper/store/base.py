@@ -210,6 +210,9 @@ class NodeRecord:
     hostname: str
     joined: float
     last_seen: float
+    # what the machine said it has, shared by its slots: `CPUS:MEM_MIB:GPU,IDS` (as
+    # hyper.machine writes it); "" when it said nothing (its workers are the definition's)
+    capacity: str = ""
 
 
 @dataclass(frozen=True)
@@ -249,15 +252,16 @@ class WorkflowRecord:
     updated: float
 
 
-class Store(Protocol):
-    # whether `requests` can tell what waiting jobs asked for, so that the scheduler can
-    # start a worker of a job's own size (else a job larger than its definition's worker
-    # is refused at submit: nothing would start it)
-    counts_requests: bool
+# The contract, by role. A store implements them all (``Store``); a reader looking for what
+# the workers' side may do reads ``AttemptStore`` alone. The stores subclass ``Store``, so
+# they share the one method written here in full (``complete``) and mypy checks that none
+# of the others is missing.
 
-    def close(self) -> None: ...
 
-    # resources
+class ResourceStore(Protocol):
+    """Named resources a host keeps (clusters, regions, definitions): a spec, a status and
+    a log of what happened to them, by kind and name."""
+
     def put_resource(
         self,
         kind: str,
@@ -266,30 +270,88 @@ class Store(Protocol):
         status: str,
         log_lines: Sequence[str],
         now: float,
-    ) -> Resource: ...
-    def get_resource(self, kind: str, name: str) -> Resource | None: ...
-    def delete_resource(self, kind: str, name: str) -> None: ...
-    def list_resources(self, kind: str) -> list[Resource]: ...
+    ) -> Resource:
+        """Create or replace the resource `kind`/`name`; `log_lines` are added to its log
+        (an existing resource keeps its creation time and the last 200 lines of its log).
+        Returns it as kept."""
+        ...
 
-    # jobs
-    def submit(self, jobs: Sequence[NewJob], now: float) -> list[int]: ...
-    def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None: ...
-    def get_array(self, array_id: int) -> ArrayRecord | None: ...
+    def get_resource(self, kind: str, name: str) -> Resource | None:
+        """The resource, or None."""
+        ...
+
+    def delete_resource(self, kind: str, name: str) -> None:
+        """Remove it (nothing happens if there is none)."""
+        ...
+
+    def list_resources(self, kind: str) -> list[Resource]:
+        """The resources of a kind, by name."""
+        ...
+
+
+class JobStore(Protocol):
+    """Jobs and arrays as users see them: submit, read, count, select, cancel, hold."""
+
+    def submit(self, jobs: Sequence[NewJob], now: float) -> list[int]:
+        """Commit new jobs and arrays before returning their ids (an array's tasks take the
+        ids after its own). Dependencies are judged now: one on an unknown job raises
+        ``UsageError`` and nothing is written; one that can never be met makes the job
+        Failed at once. Otherwise a job starts Held (asked), Blocked (waiting for
+        dependencies) or Waiting (hyper.store.rules.first_status)."""
+        ...
+
+    def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None:
+        """A job or task by id (None for an unknown id or an array's own id); its script
+        only when asked (a task's, with its replacements made)."""
+        ...
+
+    def get_array(self, array_id: int) -> ArrayRecord | None:
+        """An array as one record with its tasks' counts, or None."""
+        ...
+
     def list_jobs(
         self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False
-    ) -> list[JobRecord | ArrayRecord]: ...
-    def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]: ...
+    ) -> list[JobRecord | ArrayRecord]:
+        """At most `limit` jobs that match, by id, after id `after`; with `collapse`, each
+        array as one ArrayRecord (unless the filter picks tasks: by array, ids or status)."""
+        ...
+
+    def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
+        """How many jobs match, per status (every status present); from kept counts,
+        never by listing every job."""
+        ...
+
     def ended_per_minute(self, since: float) -> dict[int, int]:
         """How many jobs and tasks ended at or after `since`, per minute: {the minute's
         start in epoch seconds (a multiple of 60): count} (a host's throughput)."""
         ...
 
-    def resolve(self, selectors: Sequence[Selector]) -> JobFilter: ...
-    def cancel(self, where: JobFilter, now: float) -> CancelResult: ...
-    def hold(self, where: JobFilter, now: float) -> HoldResult: ...
-    def release(self, where: JobFilter, now: float) -> HoldResult: ...
+    def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
+        """The filter for jobs a user named (ids, arrays, some tasks of arrays); an unknown
+        id, or indices of what is not an array, raises ``UsageError`` naming them."""
+        ...
 
-    # the worker side of a job
+    def cancel(self, where: JobFilter, now: float) -> CancelResult:
+        """Cancel what matches: what has not started ends Cancelled now; a running job is
+        marked, and its worker stops it and reports (heartbeat answers True). Dependents
+        of what ended are judged."""
+        ...
+
+    def hold(self, where: JobFilter, now: float) -> HoldResult:
+        """Hold the Waiting and Blocked jobs that match (they are not claimed until
+        released); named jobs in other states are listed as unchanged."""
+        ...
+
+    def release(self, where: JobFilter, now: float) -> HoldResult:
+        """Release the Held jobs that match: Blocked if dependencies remain, else Waiting."""
+        ...
+
+
+class AttemptStore(Protocol):
+    """The workers' side of a job: claims, leases, reports of an attempt's end, and what
+    is lost when a worker goes. Each claim starts an attempt; only the (worker, attempt)
+    that holds a running job may report on it."""
+
     def claim(
         self,
         worker_id: str,
@@ -299,7 +361,13 @@ class Store(Protocol):
         lease: float,
         now: float,
         fits: Fits | None = None,
-    ) -> list[JobRecord]: ...
+    ) -> list[JobRecord]:
+        """Atomically take up to `limit` Waiting jobs of (queue, definition), highest
+        priority first, then oldest; each becomes Running on the worker, in a new attempt
+        whose lease lasts `lease` seconds. Tasks of an array at its cap of running tasks,
+        and jobs that `fits` refuses, are passed over. The records carry their scripts."""
+        ...
+
     def heartbeat(
         self,
         worker_id: str,
@@ -308,8 +376,16 @@ class Store(Protocol):
         lease: float,
         now: float,
         process_group: int | None = None,
-    ) -> bool: ...
-    def process_groups(self, worker_id: str) -> list[tuple[int, int, int]]: ...
+    ) -> bool:
+        """Renew the attempt's lease (and note its process group); whether a cancel was
+        asked. ``Conflict`` if the worker no longer holds the attempt."""
+        ...
+
+    def process_groups(self, worker_id: str) -> list[tuple[int, int, int]]:
+        """(job id, attempt, process group) of the attempts a worker ran, as it reported
+        them, that it never reported ended."""
+        ...
+
     def complete(
         self,
         worker_id: str,
@@ -318,14 +394,33 @@ class Store(Protocol):
         exit_code: int | None,
         reason: str | None,
         now: float,
-    ) -> JobStatus: ...
+    ) -> JobStatus:
+        """End one attempt (`complete_many` with one ending and no output): the job's new
+        status. ``Conflict`` if the worker no longer holds it."""
+        (status,) = self.complete_many(worker_id, [Ending(job_id, attempt, exit_code, reason)], now)
+        if isinstance(status, Conflict):
+            raise status
+        return status
+
     def complete_many(
         self, worker_id: str, endings: Sequence[Ending], now: float
-    ) -> list[JobStatus | Conflict]: ...
-    def return_claims(
-        self, worker_id: str, claims: Sequence[tuple[int, int]], now: float
-    ) -> int: ...
-    def expire_leases(self, now: float) -> list[int]: ...
+    ) -> list[JobStatus | Conflict]:
+        """End attempts, their last output with them: each is retried or takes its final
+        status (hyper.store.rules.end_attempt) and the dependents of what ended are judged.
+        An attempt the worker no longer holds gets a ``Conflict`` in its place, and its
+        output is dropped."""
+        ...
+
+    def return_claims(self, worker_id: str, claims: Sequence[tuple[int, int]], now: float) -> int:
+        """Jobs (job id, attempt) a worker claimed but never started go back to Waiting,
+        as if never claimed; how many did."""
+        ...
+
+    def expire_leases(self, now: float) -> list[int]:
+        """End as lost the running attempts whose lease ran out by `now` (each retried or
+        failed by policy); their job ids."""
+        ...
+
     def lease_holders(self, now: float) -> list[str]:
         """The workers holding running jobs whose leases ran out by `now`."""
         ...
@@ -335,8 +430,25 @@ class Store(Protocol):
         its provider took its machine back (a spot reclaim), which uses no retry."""
         ...
 
-    def extend_leases(self, lease: float, now: float) -> int: ...
-    def demand(self) -> list[tuple[str, str, int, int]]: ...
+    def extend_leases(self, lease: float, now: float) -> int:
+        """Let every running attempt's lease last at least until `now + lease` (after the
+        host itself was away); how many jobs run."""
+        ...
+
+
+class DemandStore(Protocol):
+    """What the scheduler reads to decide how many workers to start."""
+
+    # whether `requests` can tell what waiting jobs asked for, so that the scheduler can
+    # start a worker of a job's own size (else a job larger than its definition's worker
+    # is refused at submit: nothing would start it)
+    counts_requests: bool
+
+    def demand(self) -> list[tuple[str, str, int, int]]:
+        """(queue, definition, waiting, running) from the kept counts; waiting counts only
+        the tasks that the caps of their arrays let start now."""
+        ...
+
     def requests(
         self, queue: str, definition: str, most: int
     ) -> dict[tuple[tuple[str, int], ...], int] | None:
@@ -350,7 +462,10 @@ class Store(Protocol):
         was cut off left them apart (a bounded amount of work a call); how many fixes."""
         ...
 
-    # logs
+
+class LogStore(Protocol):
+    """Each job's log: SYSTEM events the store writes, and the output its workers send."""
+
     def append_log(
         self,
         job_id: int,
@@ -367,38 +482,116 @@ class Store(Protocol):
 
     def read_log(
         self, job_id: int, kinds: Sequence[LogKind], *, after: int = 0, limit: int = 1000
-    ) -> list[LogEntry]: ...
+    ) -> list[LogEntry]:
+        """Up to `limit` entries of these kinds (all when empty) after sequence number
+        `after`, in order (entry 1 is the submit)."""
+        ...
 
-    # the scheduler's tick: one at a time, where several processes may run it (Lambda)
+
+class TickLease(Protocol):
+    """The scheduler's tick runs one at a time, where several processes may run it
+    (Lambda)."""
+
     def claim_tick(self, owner: str, now: float, seconds: float) -> bool:
         """Whether `owner` may tick now (no other claim younger than its `seconds`)."""
         ...
 
-    def release_tick(self, owner: str) -> None: ...
+    def release_tick(self, owner: str) -> None:
+        """Give the tick up before its time (only `owner`'s own claim)."""
+        ...
 
-    # workers
-    def add_worker(self, worker: WorkerRecord) -> None: ...
-    def touch_worker(self, worker_id: str, now: float) -> None: ...
-    def end_worker(self, worker_id: str, now: float) -> None: ...
-    def live_workers(self) -> list[WorkerRecord]: ...
 
-    # machines of static regions
-    def join_node(self, node: NodeRecord) -> None: ...
-    def nodes(self, region: str | None = None) -> list[NodeRecord]: ...
-    def leave_node(self, node_id: str) -> None: ...
-    def take_assignments(self, node_id: str, now: float) -> list[WorkerRecord]: ...
+class WorkerStore(Protocol):
+    """Workers the host started, and the machines of static regions that run them."""
 
-    # files: packages jobs carry in, results they collect out
-    def put_file(self, key: str, data: bytes, now: float) -> None: ...
-    def get_file(self, key: str) -> bytes | None: ...
-    def delete_files(self, prefix: str) -> int: ...
+    def add_worker(self, worker: WorkerRecord) -> None:
+        """Record a worker (a record of the same id is replaced)."""
+        ...
 
-    # workflows (newest first; `unfinished` only those not finished)
-    def add_workflow(self, data: dict[str, Any], now: float) -> WorkflowRecord: ...
-    def get_workflow(self, workflow_id: int) -> WorkflowRecord | None: ...
-    def list_workflows(
-        self, *, unfinished: bool = False, limit: int = 100
-    ) -> list[WorkflowRecord]: ...
+    def touch_worker(self, worker_id: str, now: float) -> None:
+        """The worker was heard from: its last_seen, and ACTIVE once it reports."""
+        ...
+
+    def end_worker(self, worker_id: str, now: float) -> None:
+        """The worker exited (its jobs are ended by abandon or their leases)."""
+        ...
+
+    def live_workers(self) -> list[WorkerRecord]:
+        """Every worker not EXITED, oldest first."""
+        ...
+
+    def join_node(self, node: NodeRecord) -> None:
+        """A machine of a static region joins, or says it is still there."""
+        ...
+
+    def nodes(self, region: str | None = None) -> list[NodeRecord]:
+        """The machines of one static region, or of all."""
+        ...
+
+    def leave_node(self, node_id: str) -> None:
+        """The machine left its region."""
+        ...
+
+    def take_assignments(self, node_id: str, now: float) -> list[WorkerRecord]:
+        """Workers the scheduler placed on a node that the node has not started yet: they
+        become STARTING, and are not given out again."""
+        ...
+
+
+class FileStore(Protocol):
+    """Files under keys: packages jobs carry in, results they collect out (the rules of
+    keys are in ``hyper.jobs``)."""
+
+    def put_file(self, key: str, data: bytes, now: float) -> None:
+        """Keep `data` under `key` (replacing what was there)."""
+        ...
+
+    def get_file(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None."""
+        ...
+
+    def delete_files(self, prefix: str) -> int:
+        """Delete the key `prefix` and every key under `prefix/`; how many."""
+        ...
+
+
+class WorkflowStore(Protocol):
+    """Workflows as records the engine changes only from the version it read."""
+
+    def add_workflow(self, data: dict[str, Any], now: float) -> WorkflowRecord:
+        """Keep a new, unfinished workflow; it gets the next id, version 1."""
+        ...
+
+    def get_workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        """The workflow, or None."""
+        ...
+
+    def list_workflows(self, *, unfinished: bool = False, limit: int = 100) -> list[WorkflowRecord]:
+        """Newest first; with `unfinished`, only those not finished."""
+        ...
+
     def update_workflow(
         self, record: WorkflowRecord, data: dict[str, Any], *, finished: bool, now: float
-    ) -> WorkflowRecord: ...
+    ) -> WorkflowRecord:
+        """Replace its data if it is still at `record`'s version (else ``Conflict``); the
+        record as kept, at the next version."""
+        ...
+
+
+class Store(
+    ResourceStore,
+    JobStore,
+    AttemptStore,
+    DemandStore,
+    LogStore,
+    TickLease,
+    WorkerStore,
+    FileStore,
+    WorkflowStore,
+    Protocol,
+):
+    """Every record a host keeps (the promises at the top of this module hold for all)."""
+
+    def close(self) -> None:
+        """Let go of connections and threads; the store's data stays."""
+        ...

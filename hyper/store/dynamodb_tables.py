@@ -3,7 +3,7 @@
 ``table_definitions`` is pure data so that the AWS host template
 (``hyper/providers/aws/templates.py``) can turn the same tables into CloudFormation;
 ``create_tables`` makes them through a boto3 client (tests, local use). The DynamoDB
-store (``hyper/store/dynamodb.py``) reads and writes them; the attributes named here are
+store (``hyper/store/dynamodb/``) reads and writes them; the attributes named here are
 the keys and index keys it maintains.
 
 Every table is PAY_PER_REQUEST. Index key attributes are written only on the items an

@@ -1,0 +1,465 @@
+"""The DynamoDB store's submits: judging, items of jobs and arrays, the journal that
+takes back what a cut-off submit counted, and pending dependencies."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from hyper.aws_errors import error_code
+from hyper.errors import UsageError
+from hyper.jobs import (
+    FINISHED,
+    JobStatus,
+    LogKind,
+    judge_dependency,
+)
+from hyper.store import rules
+from hyper.store.base import (
+    NewJob,
+)
+from hyper.store.dynamodb.dependents import Dependents
+from hyper.store.dynamodb.items import (
+    BLOCKED,
+    FAILED,
+    HELD,
+    SCRIPT_INLINE_BYTES,
+    SEP,
+    SETTLED_PER_TICK,
+    SUBMIT_CUT_OFF,
+    SUBMITS,
+    TRANSACTION_ITEMS,
+    WAITING,
+    WRITE_BATCH,
+    CounterKey,
+    Ended,
+    Item,
+    _chunks,
+    _claim_order,
+    _counter_keys,
+    _index_keys,
+    _journal_deltas,
+    _journal_entry,
+    _marshal,
+    _name_key,
+    _update,
+    _values,
+)
+
+
+class Submitting(Dependents):
+    """Submits: judged, counted in a journal, written in batches, then linked."""
+
+    # submitting -------------------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[NewJob], now: float) -> list[int]:
+        if not jobs:
+            return []
+        judged = self._judge_all(jobs)  # refusals come before anything is written
+        for job in jobs:
+            if len(job.script.encode()) > SCRIPT_INLINE_BYTES and self.bucket is None:
+                raise UsageError(
+                    f"script of job {job.name!r} is larger than {SCRIPT_INLINE_BYTES} bytes,"
+                    " and this host has no S3 bucket for scripts"
+                )
+        total = sum(1 if job.array is None else len(job.array.indices) + 1 for job in jobs)
+        next_id = self._reserve_ids(total)
+        ids: list[int] = []
+        items: list[Item] = []
+        logs: list[Item] = []
+        links: list[tuple[int, str, int]] = []  # owner, kind, target: pending dependencies
+        deltas: Counter[CounterKey] = Counter()
+        counted: list[tuple[int, list[CounterKey]]] = []  # each job's keys, for the journal
+        for job, (pending, never, corr) in zip(jobs, judged, strict=True):
+            ids.append(next_id)
+            links += [(next_id, kind, target) for kind, target in pending]
+            if job.array is None:
+                item = self._single_item(job, next_id, pending, never, now)
+                items.append(item)
+                deltas.update(_counter_keys(item, item["status"]))
+                counted.append((next_id, _counter_keys(item, item["status"])))
+                if never:
+                    event = {"job_id": next_id, "seq": 2, "attempt": 0, "text": never}
+                    logs.append({**event, "kind": LogKind.SYSTEM.value, "time": now})
+                next_id += 1
+            else:
+                made = self._array_items(job, next_id, pending, never, corr, now)
+                items += made
+                view = {"queue": job.queue, "definition": job.definition, "array_id": next_id,
+                        "options": json.dumps(job.options)}  # fmt: skip
+                for status, n in Counter(task["status"] for task in made[1:]).items():
+                    for key in _counter_keys(view, status):
+                        deltas[key] += n
+                counted.append((next_id, []))
+                counted += [(t["id"], _counter_keys(view, t["status"])) for t in made[1:]]
+                next_id += len(job.array.indices) + 1
+        entry = _journal_entry(counted, deltas, now)
+        try:
+            self._count_submit(entry)
+        except Exception:
+            self._undo_submit((), entry)
+            raise
+        writes = [(self._jobs, {"PutRequest": {"Item": _marshal(i)}}) for i in items]
+        writes += [(self._log, {"PutRequest": {"Item": _marshal(e)}}) for e in logs]
+        try:
+            self._write(writes)
+        except Exception:
+            self._undo_submit(items, entry)
+            raise
+        self.dynamodb.delete_item(
+            TableName=self._counts_name, Key=_marshal({"scope": SUBMITS, "key": entry["key"]})
+        )
+        if links:
+            self._link(links, now)
+        return ids
+
+    def _undo_submit(self, items: Sequence[Item], entry: Item) -> None:
+        """A submit that failed part-way takes back what it wrote, as far as it can; its ids
+        stay used (they are never reused). Its jobs go last first, so that those left by
+        a failure here are still the first ones, as the journal expects."""
+        try:
+            for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
+                self._write(
+                    [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
+                     for i in chunk]
+                )  # fmt: skip
+            found = self._get(self._counts_name, {"scope": SUBMITS, "key": entry["key"]})
+            if found is not None:
+                self._settle_submit(found)
+        except Exception:  # the error being raised says more than this one; the tick
+            pass  # settles what is left
+
+    # the journal of submits -------------------------------------------------------------
+
+    def _count_submit(self, entry: Item) -> None:
+        """A submit's counters, with its journal entry: put with the first transaction of
+        counters, then its `applied` raised by each further one, so that it always says
+        how many of them were made."""
+        deltas = _journal_deltas(entry)
+        key = {"scope": SUBMITS, "key": entry["key"]}
+        for n, chunk in enumerate(_chunks(deltas, TRANSACTION_ITEMS - 1) if deltas else [[]]):
+            if n == 0:
+                step = {"Put": {"TableName": self._counts_name,
+                                "Item": _marshal({**key, **entry, "applied": 1})}}  # fmt: skip
+            else:
+                step = {"Update": _update(self._counts_name, key, add={"applied": 1})}
+            made = Counter({(sc, k, bool(p)): n for sc, k, p, n in chunk})
+            self._transact([*self._counter_actions(made), step])
+
+    def reconcile_counts(self, now: float) -> int:
+        """Settle the journal entries of submits cut off (older than SUBMIT_CUT_OFF), a few
+        a tick: the counters of their jobs that were never written are taken back. How
+        many were settled."""
+        settled = 0
+        for items, _ in self._query(
+            self._counts_name, "#scope = :scope", {"scope": SUBMITS}, consistent=True,
+            limit=100,
+        ):  # fmt: skip
+            for entry in items:
+                if float(entry["started"]) <= now - SUBMIT_CUT_OFF:
+                    self._settle_submit(entry)
+                    settled += 1
+                    if settled >= SETTLED_PER_TICK:
+                        return settled
+        return settled
+
+    def _settle_submit(self, entry: Item) -> None:
+        """Take back what a submit that did not finish counted for jobs it never wrote,
+        then remove its entry. Each step is a transaction on the entry's `applied`, so a
+        settle cut off in turn is taken up where it stopped, never done twice."""
+        key = {"scope": SUBMITS, "key": entry["key"]}
+        deltas = _journal_deltas(entry)
+        chunks = [list(c) for c in _chunks(deltas, TRANSACTION_ITEMS - 1)] or [[]]
+        applied = int(entry["applied"])
+        if not entry.get("undo") and applied == len(chunks):
+            # every counter was made: the jobs never written are the ones to take back
+            undo = _journal_deltas(entry, self._unwritten(entry))
+            chunks = [list(c) for c in _chunks(undo, TRANSACTION_ITEMS - 1)]
+            done = self._update_if(
+                _update(
+                    self._counts_name, key,
+                    set_={"deltas": json.dumps(undo), "applied": len(chunks), "undo": True},
+                    condition="#applied = :applied", values={"applied": applied},
+                )
+            )  # fmt: skip
+            if done is None:
+                return  # someone else is settling it
+            applied = len(chunks)
+        while applied > 0:
+            back = Counter({(sc, k, bool(p)): -n for sc, k, p, n in chunks[applied - 1]})
+            step = _update(
+                self._counts_name, key, add={"applied": -1},
+                condition="#applied = :applied", values={"applied": applied},
+            )  # fmt: skip
+            if self._transact([*self._counter_actions(back), {"Update": step}]) is not None:
+                return
+            applied -= 1
+        try:
+            self.dynamodb.delete_item(
+                TableName=self._counts_name,
+                Key=_marshal(key),
+                ConditionExpression="#applied = :zero",
+                ExpressionAttributeNames={"#applied": "applied"},
+                ExpressionAttributeValues=_values({"zero": 0}),
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def _unwritten(self, entry: Item) -> list[tuple[int, int]]:
+        """The ranges of ids (first, last) of a submit's jobs that are not there. They were
+        written in order, WRITE_BATCH at a time, each batch finished before the next: so
+        the batches up to one are all there, that one maybe in part, none after it. The
+        last batch with any job is found by halving (a few reads), then read in full."""
+        first, last = int(entry["first"]), int(entry["last"])
+        batches = (last - first) // WRITE_BATCH + 1
+
+        def ids_of(batch: int) -> range:
+            start = first + batch * WRITE_BATCH
+            return range(start, min(start + WRITE_BATCH, last + 1))
+
+        def any_there(batch: int) -> bool:
+            return bool(self._get_jobs(ids_of(batch), "#id"))
+
+        low, high = -1, batches - 1  # the last batch with a job is in (low, high]
+        if not any_there(0):
+            return [(first, last)]
+        low = 0
+        while low < high:
+            middle = (low + high + 1) // 2
+            if any_there(middle):
+                low = middle
+            else:
+                high = middle - 1
+        there = set(self._get_jobs(ids_of(low), "#id"))
+        missing = [(i, i) for i in ids_of(low) if i not in there]
+        if low + 1 < batches:
+            missing.append((ids_of(low + 1)[0], last))
+        return missing
+
+    def _reserve_ids(self, count: int) -> int:
+        """The first of `count` consecutive new ids: one atomic ADD (ids are never reused)."""
+        response = self.dynamodb.update_item(
+            **_update(self._counts_name, {"scope": "ids", "key": "next"}, add={"n": count}),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["n"]["N"]) - count + 1
+
+    def _put_script(self, job_id: int, script: str) -> dict[str, Any]:
+        data = script.encode()
+        if len(data) <= SCRIPT_INLINE_BYTES:
+            return {"script": script}
+        key = f"scripts/{job_id}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return {"script_s3": key}
+
+    def _single_item(
+        self,
+        job: NewJob,
+        job_id: int,
+        pending: list[tuple[str, int]],
+        never: str | None,
+        now: float,
+    ) -> Item:
+        status = rules.first_status(job, len(pending), never)
+        item: Item = {
+            "id": job_id,
+            "kind": "job",
+            "name": job.name,
+            "queue": job.queue,
+            "definition": job.definition,
+            "status": status,
+            "retries": job.retries,
+            "retries_left": job.retries,
+            "submit_dir": job.submit_dir,
+            "env": json.dumps(job.env),
+            "priority": job.priority,
+            "time_limit": job.time_limit,
+            "options": json.dumps(job.options),
+            "deps_left": len(pending) or None,
+            "reason": never,
+            "created": now,
+            "ended": now if never else None,
+            "log_seq": 2 if never else 1,  # 1: the submit event, read from the item itself
+            "nh": f"s{job.name[:1]}",
+            "nk": _name_key(job.name, job_id),
+            **self._put_script(job_id, job.script),
+        }
+        item.update(_index_keys(item))
+        return {k: v for k, v in item.items() if v is not None}
+
+    def _array_items(
+        self,
+        job: NewJob,
+        array_id: int,
+        pending: list[tuple[str, int]],
+        never: str | None,
+        corr: list[tuple[list[int], str | None]] | None,
+        now: float,
+    ) -> list[Item]:
+        tasks = job.array
+        assert tasks is not None
+        size = len(tasks.indices)
+        array: Item = {
+            "id": array_id,
+            "kind": "array",
+            "name": job.name,
+            "queue": job.queue,
+            "definition": job.definition,
+            "env": json.dumps(job.env),
+            "submit_dir": job.submit_dir,
+            "retries": job.retries,
+            "priority": job.priority,
+            "time_limit": job.time_limit,
+            "options": json.dumps(job.options),
+            "size": size,
+            "cap": tasks.cap,
+            "spec": tasks.spec,
+            "created": now,
+            "log_seq": 1,
+            "ak": "array",
+            "capped": "1" if tasks.cap else None,
+            **self._put_script(array_id, job.script),
+        }
+        items = [{k: v for k, v in array.items() if v is not None}]
+        array_deps = len(rules.array_deps(pending))
+        first = rules.first_status(job, array_deps, never)
+        names = tasks.names or [""] * size
+        params = tasks.params or [{}] * size
+        queue_status = {s: f"{job.queue}{SEP}{s}{SEP}t" for s in (WAITING, BLOCKED, HELD, FAILED)}
+        claim_key = f"{job.queue}{SEP}{job.definition}"
+        for n, index in enumerate(tasks.indices):
+            task_id = array_id + 1 + n
+            status, left, reason, waits = first, array_deps, never, None
+            if corr is not None and not never:
+                waits, corr_reason = corr[n]
+                if waits or corr_reason:
+                    status, left, reason = rules.task_start(job, array_deps, waits, corr_reason)
+            # as little as differs between tasks: a million of them are written one by one
+            task: Item = {
+                "id": task_id,
+                "array_id": array_id,
+                "array_index": index,
+                "status": status,
+                "qs": queue_status[status],
+            }
+            if names[n]:  # named on its own: in the name index (others are found by array)
+                task |= {
+                    "name": names[n],
+                    "nh": f"t{names[n][:1]}",
+                    "nk": _name_key(names[n], task_id),
+                }
+            if params[n]:
+                task["params"] = json.dumps(params[n])
+            if left:
+                task["deps_left"] = left
+            if waits:
+                task["corr"] = waits
+            if reason:
+                task["reason"], task["ended"] = reason, now
+            if status == WAITING:
+                task["ck"], task["co"] = claim_key, _claim_order(job.priority, task_id)
+            items.append(task)
+        return items
+
+    def _judge_all(
+        self, jobs: Sequence[NewJob]
+    ) -> list[tuple[list[tuple[str, int]], str | None, list[tuple[list[int], str | None]] | None]]:
+        """Per job: the dependencies still pending, why it can never run (or None), and per
+        task of an aftercorr array the targets it waits for and why it can never run."""
+        targets = {dep.target for job in jobs for dep in job.depends}
+        found = self._complete(list(self._get_jobs(targets).values())) if targets else []
+        by_id = {item["id"]: item for item in found}
+        judged = []
+        for job in jobs:
+            pending, never = self._judge_new(job, by_id)
+            corr = None
+            corr_targets = rules.corr_targets(pending)
+            if corr_targets and not never and job.array is not None:
+                corr = self._corr_pending(corr_targets, job.array.indices, by_id)
+            judged.append((pending, never, corr))
+        return judged
+
+    def _judge_new(
+        self, job: NewJob, found: dict[int, Item]
+    ) -> tuple[list[tuple[str, int]], str | None]:
+        def is_array(target: int) -> bool:
+            return found.get(target, {}).get("kind") == "array"
+
+        def state_of(target: int) -> rules.State | None:
+            return self._state_of(found[target]) if target in found else None
+
+        return rules.judge_new(job, is_array, state_of)
+
+    def _corr_pending(
+        self, targets: list[int], indices: list[int], found: dict[int, Item]
+    ) -> list[tuple[list[int], str | None]]:
+        """rules.corr_pending over the targets' tasks, read by id (strongly consistent)."""
+
+        def task_states(target: int) -> Iterable[tuple[int, str]]:
+            return self._task_states(target, int(found[target]["size"])).items()
+
+        return rules.corr_pending(targets, indices, task_states)
+
+    def _link(self, links: Sequence[tuple[int, str, int]], now: float) -> None:
+        """Record pending dependencies, then judge them again. Targets are flagged first, so
+        that a target ending from then on looks for what depends on it; one that ended
+        before is seen ended when judged again. Settling removes the record on a
+        condition, so whichever sees a dependency met first settles it, once."""
+        for target in sorted({target for _, _, target in links}):
+            self._update_if(
+                _update(
+                    self._jobs,
+                    {"id": target},
+                    set_={"dependents": True},
+                    add={"version": 1},
+                    condition="attribute_exists(#id)",
+                )
+            )
+        self._write(
+            [
+                (
+                    self._deps,
+                    {
+                        "PutRequest": {
+                            "Item": _marshal(
+                                {
+                                    "target": target,
+                                    "dep": f"{owner}{SEP}{kind}",
+                                    "owner": owner,
+                                    "kind": kind,
+                                }
+                            )
+                        }
+                    },
+                )
+                for owner, kind, target in links
+            ]
+        )
+        ended: list[Ended] = []
+        for owner, kind, target in links:
+            if kind == "aftercorr":
+                ended += self._recheck_corr(owner, target, now)
+                continue
+            ok, bad, size = self._target_state(target)
+            verdict = judge_dependency(kind, ok=ok, bad=bad, size=size)
+            ended += self._settle(owner, kind, target, verdict, now)
+        self._ended(ended, now)
+
+    def _recheck_corr(self, owner: int, target: int, now: float) -> list[Ended]:
+        infos = self._array_infos([owner, target])
+        states = self._task_states(target, infos[target].size)
+        tasks = self._complete(
+            list(self._get_jobs(range(owner + 1, owner + infos[owner].size + 1)).values())
+        )
+        judged = {}
+        for task in tasks:
+            status = states.get(task["array_index"])
+            if target in task.get("corr", []) and status in FINISHED:
+                judged[task["id"]] = rules.ended_verdict("aftercorr", JobStatus(status))
+        chosen = [t for t in tasks if t["id"] in judged]
+        return self._apply_corr(chosen, target, lambda item: judged[item["id"]], now)
