@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hyper.client import HostClient
+from hyper.messages import ClaimedJob
 from hyper.models import DefinitionSpec
 from hyper.worker.agent import WorkerAgent, WorkerOptions
 from hyper.worker.container import container_command, container_name
@@ -22,14 +23,14 @@ BASE = [
 ]  # fmt: skip
 
 
-def job(script: str = "echo hi\n", image: str = "hyper/tools:latest", **spec: Any) -> dict:
+def job(script: str = "echo hi\n", image: str = "hyper/tools:latest", **spec: Any) -> ClaimedJob:
     """A claimed job as the host hands it out: the definition's spec and the image."""
     definition = DefinitionSpec(name="d1", **spec).model_dump()
-    return {"id": 7, "attempt": 2, "script": script, "image": image, "definition_spec": definition}
+    return ClaimedJob(7, 2, "j", "q", "d1", script=script, image=image, definition_spec=definition)
 
 
 def test_container_name() -> None:
-    assert container_name({"id": 12, "attempt": 3}) == "hyper-12-3"
+    assert container_name(ClaimedJob(12, 3, "j", "q", "d")) == "hyper-12-3"
 
 
 def test_defaults() -> None:
@@ -38,7 +39,10 @@ def test_defaults() -> None:
 
 
 def test_a_missing_definition_spec_uses_the_defaults() -> None:
-    claimed = {"id": 7, "attempt": 2, "script": "true", "image": "img", "definition_spec": None}
+    claimed = ClaimedJob.from_wire(
+        {"id": 7, "attempt": 2, "name": "j", "queue": "q", "definition": "d", "script": "true",
+         "image": "img", "definition_spec": None}
+    )  # fmt: skip
     assert container_command("podman", claimed, SCRIPT, CWD, []) == [
         "podman", *BASE[1:], "img", "/bin/bash", str(SCRIPT),
     ]  # fmt: skip

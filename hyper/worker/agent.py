@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import collections
 import contextlib
+import dataclasses
 import fcntl
 import getpass
 import io
@@ -41,7 +42,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
-from urllib.parse import quote
 
 from hyper import capacity, machine, output, tarballs
 from hyper.client import HostClient
@@ -57,6 +57,7 @@ from hyper.errors import (
 )
 from hyper.jobs import MAX_FILE_BYTES, SECRET_VARIABLES, LogKind
 from hyper.jobspec import expand_output_pattern
+from hyper.messages import TIMINGS, ClaimedJob, ClaimRef, Completion, Ending, Room, ending
 from hyper.worker.container import container_command, container_name, container_tool
 from hyper.worker.lease import LeaseKeeper, clock
 from hyper.worker.reaper import JobCgroup, become_subreaper, kill_descendants
@@ -75,7 +76,7 @@ PREFETCH_MAX = 16
 # (well within the 64 KiB a final report may carry)
 CARRY_BYTES = 16 * 1024
 LOOP_SECONDS = 0.25  # how often the worker looks at a running job's limits and lease
-DEFAULT_LEASE_SECONDS = 30.0  # when the host does not say
+DEFAULT_LEASE_SECONDS = TIMINGS.lease_seconds  # when the host does not say
 # a worker that fences itself stops its job when the host has not renewed its lease for
 # this share of the lease: the job is gone (SIGTERM, SIGKILL) before the host may retry it
 FENCE_SHARE = 2 / 3
@@ -102,7 +103,7 @@ class Placement:
     gpus: tuple[str, ...]
     group: int | None = None  # its first process (and process group)
     cgroup: JobCgroup | None = None
-    report: dict[str, Any] | None = None
+    report: Ending | None = None
     done: bool = False
     short: bool = False
     exited: bool = False  # its script ended (before any SIGTERM of the worker)
@@ -115,11 +116,13 @@ class WorkerOptions:
     queue: str
     definition: str
     workdir: Path
-    idle_seconds: float = 10.0
-    heartbeat_seconds: float = 0.5
+    idle_seconds: float = TIMINGS.idle_seconds
+    heartbeat_seconds: float = TIMINGS.heartbeat_seconds
     lifetime_seconds: float | None = None
     region: str = ""  # where it runs: fills in `_REGION_` in image URIs
-    patience_seconds: float = 120.0  # how long a running job's reports wait for a host that is down
+    patience_seconds: float = (
+        TIMINGS.patience_seconds
+    )  # how long a running job's reports wait for a host that is down
     in_image: bool = False  # it runs in the definition's image already (a Batch container)
     # stop a running job itself when its lease cannot be renewed (False where the host
     # ends its workers' jobs itself: the local launcher, on the same machine)
@@ -226,18 +229,6 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _ending(
-    job_id: int, attempt: int, exit_code: int, reason: str | None, output: list[Any]
-) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "attempt": attempt,
-        "exit_code": exit_code,
-        "reason": reason,
-        "output": output,
-    }
-
-
 def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
     """What a script written for another scheduler reads about its job."""
     job_id, name = env["HYPER_JOB_ID"], env["HYPER_JOB_NAME"]
@@ -273,14 +264,6 @@ def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
 def _close_all(files: dict[LogKind, BinaryIO]) -> None:
     for handle in set(files.values()):
         handle.close()
-
-
-def _stamped(jobs: list[dict[str, Any]], sent: float) -> list[dict[str, Any]]:
-    """Claimed jobs, marked with when their claim was asked for (their leases count from
-    no earlier than that)."""
-    for job in jobs:
-        job["_claimed_at"] = sent
-    return jobs
 
 
 def _metrics_every(pid: int, seconds: float) -> Callable[[], dict[str, float] | None]:
@@ -382,8 +365,10 @@ class WorkerAgent:
         self.client = client
         self.options = options
         self.options.workdir.mkdir(parents=True, exist_ok=True)
-        self._held_jobs: collections.deque[dict[str, Any]] = collections.deque()
-        self._pending: list[dict[str, Any]] = []  # reports of ended jobs, not sent yet
+        self._held_jobs: collections.deque[ClaimedJob] = collections.deque()
+        # when each held or running attempt's claim was asked for: its lease counts from then
+        self._claimed_at: dict[tuple[int, int], float] = {}
+        self._pending: list[Ending] = []  # reports of ended jobs, not sent yet
         self._started_any = False
         # its machine's share when it said one, else known from the first job's definition
         self._shape: capacity.Shape | None = options.machine_shape
@@ -427,17 +412,24 @@ class WorkerAgent:
 
     # what the worker has ------------------------------------------------------------
 
-    def _learn_shape(self, job: dict[str, Any]) -> None:
+    def _stamp(self, jobs: list[ClaimedJob], sent: float) -> list[ClaimedJob]:
+        """Claimed jobs, noted with when their claim was asked for (their leases count
+        from no earlier than that)."""
+        for job in jobs:
+            self._claimed_at[job.key] = sent
+        return jobs
+
+    def _learn_shape(self, job: ClaimedJob) -> None:
         """The definition's shape; GPUs found on the machine when it declares none."""
         if self._shape is None:
-            shape = capacity.shape_of(job.get("definition_spec") or {})
+            shape = capacity.shape_of(job.definition_spec)
             if not shape.gpu_ids:
                 shape = shape._replace(gpu_ids=machine.gpu_ids())
             self._shape = shape
 
-    def _request(self, job: dict[str, Any]) -> capacity.Request:
-        shape = self._shape or capacity.shape_of(job.get("definition_spec") or {})
-        return capacity.effective((job.get("options") or {}).get("request"), shape)
+    def _request(self, job: ClaimedJob) -> capacity.Request:
+        shape = self._shape or capacity.shape_of(job.definition_spec)
+        return capacity.effective(job.job_options().get("request"), shape)
 
     def _room(self) -> capacity.Request | None:
         """What is left for more jobs (None before the first job: the worker does not
@@ -449,12 +441,12 @@ class WorkerAgent:
             room = room.minus(placement.request)
         return room
 
-    def _room_body(self, room: capacity.Request | None) -> dict[str, int] | None:
+    def _room_body(self, room: capacity.Request | None) -> Room | None:
         """`room` as a claim says it, with the worker's whole when that is not its
         definition's shape (a machine's share, a worker of a job's own size)."""
         if room is None:
             return None
-        body = room.as_dict()
+        body = Room(**room.as_dict())  # type: ignore[typeddict-item]
         given = self.options.machine_shape
         if given is not None:
             body.update(of_cpus=given.cpus, of_mem_mib=given.mem_mib, of_gpus=len(given.gpu_ids))
@@ -523,7 +515,8 @@ class WorkerAgent:
                 # an idle worker holds nothing: when the host is gone it just leaves,
                 # and the scheduler starts new workers once the host is back
                 idle_left = options.idle_seconds - (now - idle_since)
-                wait = 0.0 if self._running else round(max(0.0, min(idle_left, 10.0)), 3)
+                longest = TIMINGS.claim_wait_seconds
+                wait = 0.0 if self._running else round(max(0.0, min(idle_left, longest)), 3)
                 sent = clock()
                 try:
                     claimed = self.client.claim(
@@ -538,7 +531,7 @@ class WorkerAgent:
                     if not self._running:
                         raise
                     claimed = []  # the running jobs' keepers deal with the host
-                self._held_jobs.extend(_stamped(claimed, sent))
+                self._held_jobs.extend(self._stamp(claimed, sent))
                 if not claimed and self._running:
                     self._ended.wait(LOOP_SECONDS * 4)
         except HyperError as error:
@@ -575,12 +568,12 @@ class WorkerAgent:
                 return True  # it waits (and goes back once it waited too long)
         return True
 
-    def _launch(self, job: dict[str, Any], request: capacity.Request) -> bool:
+    def _launch(self, job: ClaimedJob, request: capacity.Request) -> bool:
         """Start the job in a thread of its own; False (the job held again) when no
         thread could be started."""
         with self._lock:
             placement = self._place(request)
-            self._running[(int(job["id"]), int(job["attempt"]))] = placement
+            self._running[job.key] = placement
 
         def body() -> None:
             started = time.monotonic()
@@ -588,20 +581,18 @@ class WorkerAgent:
                 placement.report = self.run_job(job, placement)
             except Exception as error:  # a job thread never takes the worker down
                 reason = f"the worker could not run it: {error}"
-                placement.report = _ending(int(job["id"]), int(job["attempt"]), 1, reason, [])
+                placement.report = ending(job.id, job.attempt, 1, reason, [])
             finally:
                 placement.short = time.monotonic() - started < SHORT_JOB_SECONDS
                 placement.done = True
                 self._ended.set()
 
-        thread = threading.Thread(
-            target=body, name=f"job-{job['id']}.{job['attempt']}", daemon=True
-        )
+        thread = threading.Thread(target=body, name=f"job-{job.id}.{job.attempt}", daemon=True)
         try:
             thread.start()
         except RuntimeError:  # no thread to be had (a limit): the job waits, held
             with self._lock:
-                self._running.pop((int(job["id"]), int(job["attempt"])), None)
+                self._running.pop(job.key, None)
             self._held_jobs.appendleft(job)
             return False
         return True
@@ -640,14 +631,13 @@ class WorkerAgent:
         stale = [
             job
             for job in self._held_jobs
-            if now - float(job.get("_claimed_at") or now)
-            > float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS) * HOLD_SHARE
+            if now - self._claimed_at.get(job.key, now) > job.lease_seconds * HOLD_SHARE
         ]
         if stale:
             with contextlib.suppress(HyperError):
                 self._return_held(stale)
 
-    def _fits(self, job: dict[str, Any], born: float) -> bool:
+    def _fits(self, job: ClaimedJob, born: float) -> bool:
         """Under a walltime: the job's time limit (or the default) fits in what is left.
         A pilot's first job always fits, so that a job longer than any walltime still runs
         (and meets its lease rules) instead of being handed from pilot to pilot."""
@@ -655,54 +645,53 @@ class WorkerAgent:
         if walltime is None or not self._started_any:
             self._started_any = True
             return True
-        needs = job.get("time_limit") or DEFAULT_TIME_LIMIT_SECONDS
+        needs = job.time_limit or DEFAULT_TIME_LIMIT_SECONDS
         return bool(needs <= walltime - (time.monotonic() - born))
 
-    def _return_held(self, jobs: list[dict[str, Any]] | None = None) -> None:
+    def _return_held(self, jobs: list[ClaimedJob] | None = None) -> None:
         """Give back claimed jobs this worker will not start now (by default all it holds),
         so others can run them."""
         jobs = list(self._held_jobs) if jobs is None else jobs
         if not jobs:
             return
-        refs = [{"job_id": j["id"], "attempt": j["attempt"]} for j in jobs]
-        path = f"/workers/{quote(self.options.worker_id)}/return"
-        self.client.call("POST", path, {"jobs": refs})
+        refs = [ClaimRef(job_id=j.id, attempt=j.attempt) for j in jobs]
+        self.client.return_claims(self.options.worker_id, refs)
         for job in jobs:  # only once the host has them back
             self._held_jobs.remove(job)
+            self._claimed_at.pop(job.key, None)
 
-    def _report(self, claim_next: int, room: capacity.Request | None) -> list[dict[str, Any]]:
+    def _report(self, claim_next: int, room: capacity.Request | None) -> list[ClaimedJob]:
         """Send the reports of ended jobs (if any), and claim `claim_next` more that fit
         in `room`."""
         if not self._pending:
             return []
-        body: dict[str, Any] = {"reports": self._pending, "claim_next": claim_next}
+        body: Completion = {"reports": self._pending, "claim_next": claim_next}
         if claim_next and room is not None:
             body["room"] = self._room_body(room)
         self._pending = []
-        path = f"/workers/{quote(self.options.worker_id)}/complete"
         sent = clock()
         try:
-            answer = self._patiently(self.client.call, "POST", path, body)
+            jobs = self._patiently(self.client.complete, self.options.worker_id, body)
         except (Conflict, HostUnreachable, HostFailure):
             return []
-        return _stamped(list(answer.get("jobs", [])), sent)
+        return self._stamp(jobs, sent)
 
-    def _environment(self, job: dict[str, Any], workdir: Path) -> dict[str, str]:
+    def _environment(self, job: ClaimedJob, workdir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
-        env.update(job.get("env") or {})
+        env.update(job.env)
         env.update(
             {
-                "HYPER_JOB_ID": str(job["id"]),
-                "HYPER_JOB_NAME": job["name"],
-                "HYPER_QUEUE": job["queue"],
-                "HYPER_DEFINITION": job["definition"],
-                "HYPER_ATTEMPT": str(job["attempt"]),
-                "HYPER_SUBMIT_DIR": job.get("submit_dir") or "",
+                "HYPER_JOB_ID": str(job.id),
+                "HYPER_JOB_NAME": job.name,
+                "HYPER_QUEUE": job.queue,
+                "HYPER_DEFINITION": job.definition,
+                "HYPER_ATTEMPT": str(job.attempt),
+                "HYPER_SUBMIT_DIR": job.submit_dir or "",
                 "HYPER_WORKER_ID": self.options.worker_id,
                 "HYPER_WORKDIR": str(workdir),
             }
         )
-        if not job.get("image"):  # in a container, hyper is whatever its image holds
+        if not job.image:  # in a container, hyper is whatever its image holds
             # hyper's own commands and Python, for jobs that call them (a workflow's
             # handler, a work item's pipeline, the Python API); the job's PATH first
             commands = str(Path(sys.executable).parent)
@@ -710,32 +699,32 @@ class WorkerAgent:
             if commands not in path.split(os.pathsep):
                 env["PATH"] = f"{path}{os.pathsep}{commands}" if path else commands
             env["HYPER_WORKER_PYTHON"] = sys.executable
-        if job.get("array_id") is not None:
-            env["HYPER_ARRAY_JOB_ID"] = str(job["array_id"])
-            env["HYPER_ARRAY_INDEX"] = str(job["array_index"])
-            env["HYPER_ARRAY_SIZE"] = str(job["array_size"])
-        for scheduler in (job.get("options") or {}).get("compat", []):
+        if job.array_id is not None:
+            env["HYPER_ARRAY_JOB_ID"] = str(job.array_id)
+            env["HYPER_ARRAY_INDEX"] = str(job.array_index)
+            env["HYPER_ARRAY_SIZE"] = str(job.array_size)
+        for scheduler in job.job_options().get("compat", []):
             env.update(compat_variables(scheduler, env))
         return env
 
-    def _output_files(self, job: dict[str, Any], cwd: Path) -> dict[LogKind, BinaryIO]:
+    def _output_files(self, job: ClaimedJob, cwd: Path) -> dict[LogKind, BinaryIO]:
         """Open the job's -o/-e files (Slurm's rule: without -e, stderr joins stdout).
         The first attempt starts them afresh; later attempts append."""
-        options = job.get("options") or {}
+        options = job.job_options()
         stdout, stderr = options.get("stdout"), options.get("stderr")
-        if not (job.get("definition_spec") or {}).get("enable_qlog", True) and not stdout:
+        if not job.definition_spec.get("enable_qlog", True) and not stdout:
             stdout = "hyper-%j.out"  # output is not sent to the host: keep it here
         if options.get("join") or (stdout and not stderr):
             stderr = None
             joined = True
         else:
             joined = False
-        mode = "wb" if int(job["attempt"]) <= 1 else "ab"
-        names = {
-            "job_id": int(job["id"]),
-            "array_id": int(job.get("array_id") or job["id"]),
-            "index": job.get("array_index"),
-            "name": job["name"],
+        mode = "wb" if job.attempt <= 1 else "ab"
+        names: dict[str, Any] = {
+            "job_id": job.id,
+            "array_id": job.array_id or job.id,
+            "index": job.array_index,
+            "name": job.name,
             "user": getpass.getuser(),
         }
         paths = {
@@ -758,52 +747,48 @@ class WorkerAgent:
             raise
         return files
 
-    def _command(
-        self, job: dict[str, Any], cwd: Path, env: dict[str, str]
-    ) -> tuple[list[str], Path]:
+    def _command(self, job: ClaimedJob, cwd: Path, env: dict[str, str]) -> tuple[list[str], Path]:
         """The command that runs the job's script: itself (its shebang), bash, or a
         container of the definition's image."""
-        path = self.options.workdir / f"job-{job['id']}.{job['attempt']}.sh"
-        path.write_text(job["script"])
+        script = job.script or ""
+        path = self.options.workdir / f"job-{job.id}.{job.attempt}.sh"
+        path.write_text(script)
         path.chmod(0o755)
-        if job.get("image"):
+        if job.image:
             tool = container_tool()
             if tool is None:
                 raise OSError("the definition runs jobs in a container: install docker or podman")
-            job_variables = sorted(set(env) - set(os.environ) | set(job.get("env") or {}))
+            job_variables = sorted(set(env) - set(os.environ) | set(job.env))
             command = container_command(tool, job, path, cwd, job_variables, self.options.region)
             return command, path
-        if job["script"].startswith("#!"):
+        if script.startswith("#!"):
             return [str(path)], path
         return ["/bin/bash", str(path)], path
 
     @staticmethod
-    def _limit_memory(job: dict[str, Any], pid: int) -> None:
+    def _limit_memory(job: ClaimedJob, pid: int) -> None:
         """The job's memory limit, as address space (RLIMIT_AS), set on its first process
         right after it starts, so what that process starts later inherits it. Set from
         outside rather than in a preexec hook, which would cost a slower fork for every job;
         a script that forks within microseconds of starting could escape it. Containers get
         their limit from the container tool."""
-        mib = (job.get("definition_spec") or {}).get("memory_limit_mib")
-        if mib and not job.get("image"):
+        mib = job.definition_spec.get("memory_limit_mib")
+        if mib and not job.image:
             limit = int(mib) * 2**20
             with contextlib.suppress(ProcessLookupError):
                 resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
-    def run_job(
-        self, job: dict[str, Any], placement: Placement | None = None
-    ) -> dict[str, Any] | None:
+    def run_job(self, job: ClaimedJob, placement: Placement | None = None) -> Ending | None:
         """Run one job to its end; return its report (None when its lease was lost).
         A job with a package runs in a folder of its own, made for this attempt and
         removed after it; what it collects is sent to the host before its end is."""
         if placement is None:  # on its own: the whole worker
             self._learn_shape(job)
             placement = self._place(self._request(job))
-        job_id, attempt = int(job["id"]), int(job["attempt"])
-        options = job.get("options") or {}
-        package = options.get("package")
+        job_id, attempt = job.key
+        package = job.job_options().get("package")
         if not package:
-            submit_dir = job.get("submit_dir")
+            submit_dir = job.submit_dir
             cwd = self.options.workdir
             if submit_dir and Path(submit_dir).is_dir():
                 cwd = Path(submit_dir)  # where it was submitted (as Slurm does), if on this machine
@@ -815,7 +800,7 @@ class WorkerAgent:
             try:
                 self._unpack(package, folder)
             except PackageError as error:
-                return _ending(job_id, attempt, 1, str(error), [])
+                return ending(job_id, attempt, 1, str(error), [])
             return self._collected(job, self._run(job, folder, folder, placement), folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -830,13 +815,11 @@ class WorkerAgent:
         except (tarfile.TarError, OSError, PackageError) as error:
             raise PackageError(f"package {key!r} could not be unpacked: {error}") from None
 
-    def _collected(
-        self, job: dict[str, Any], report: dict[str, Any] | None, cwd: Path
-    ) -> dict[str, Any] | None:
+    def _collected(self, job: ClaimedJob, report: Ending | None, cwd: Path) -> Ending | None:
         """The report, once the files the job collects (those it made, as regular files)
         are kept on the host as jobs/<id>/<path>; a file that could not be sent gets a
         line in the job's stderr log."""
-        paths = (job.get("options") or {}).get("collect") or []
+        paths = job.job_options().get("collect") or []
         if report is None or not paths:
             return report
         notes = []
@@ -852,32 +835,35 @@ class WorkerAgent:
                 continue
             try:
                 data = (cwd / path).read_bytes()
-                self._patiently(self.client.put_file, f"jobs/{job['id']}/{path}", data)
+                self._patiently(self.client.put_file, f"jobs/{job.id}/{path}", data)
             except (HyperError, OSError) as error:
                 notes.append(f"{path}: {error}")
         text = "".join(f"hyper: not collected: {note}\n" for note in notes)
         if text:
-            report["output"] = [*report["output"], {"kind": LogKind.STDERR.value, "text": text}]
+            report["output"] = [
+                *report.get("output", []),
+                {"kind": LogKind.STDERR.value, "text": text},
+            ]
         return report
 
     def _run(
-        self, job: dict[str, Any], cwd: Path, workdir: Path, placement: Placement
-    ) -> dict[str, Any] | None:
-        job_id, attempt = int(job["id"]), int(job["attempt"])
+        self, job: ClaimedJob, cwd: Path, workdir: Path, placement: Placement
+    ) -> Ending | None:
+        job_id, attempt = job.key
         if self.options.in_image:
-            job = {**job, "image": None}  # no container inside the container
+            job = dataclasses.replace(job, image=None)  # no container inside the container
         env = self._environment(job, workdir)
         env.update(self._resource_variables(job, env, placement))
         reason: str | None = None
         try:
             command, script_path = self._command(job, cwd, env)
         except OSError as exc:
-            return _ending(job_id, attempt, 1, f"cannot start: {exc}", [])
+            return ending(job_id, attempt, 1, f"cannot start: {exc}", [])
         try:
             files = self._output_files(job, cwd)
         except OSError as exc:
             script_path.unlink(missing_ok=True)
-            return _ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
+            return ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
         cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt)
         memory_enforced = cgroup is not None and cgroup.limit(
             placement.request.cpus, placement.request.mem_mib
@@ -907,7 +893,7 @@ class WorkerAgent:
             except OSError as exc:
                 _close_all(files)
                 script_path.unlink(missing_ok=True)
-                return _ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
+                return ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
             finally:
                 if pinned:
                     _pin(tuple(self._machine_cpus))
@@ -923,8 +909,8 @@ class WorkerAgent:
         try:
             self._limit_memory(job, process.pid)
             watch = _MemoryWatch(process.pid, placement.request.mem_mib, cgroup, memory_enforced)
-            streaming = (job.get("definition_spec") or {}).get("enable_qlog", True)
-            limit = output.limit_bytes(job.get("definition_spec"))
+            streaming = job.definition_spec.get("enable_qlog", True)
+            limit = output.limit_bytes(job.definition_spec)
             spool = Spool(workdir / f"spool-{job_id}.{attempt}", limit) if streaming else None
             pump = OutputPump(process, files, spool)
             keeper = LeaseKeeper(
@@ -939,14 +925,14 @@ class WorkerAgent:
                 chores=lambda client: None,  # the run loop reports what ended meanwhile
                 mark=self.options.workdir / LEASE_MARK if self.options.self_fence else None,
             )
-            keeper.renewed = float(job.get("_claimed_at") or keeper.renewed)
-            lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
+            keeper.renewed = self._claimed_at.pop(job.key, keeper.renewed)
+            lease = job.lease_seconds
             fence_after = lease * FENCE_SHARE if self.options.self_fence else None
             if fence_after is not None:  # what the machine's node watches, in case this stalls
                 with contextlib.suppress(OSError):
                     (self.options.workdir / LEASE_MARK).write_text(f"{fence_after}\n")
             keeper.start()
-            time_limit = job.get("time_limit")
+            time_limit = job.time_limit
             deadline = time.monotonic() + time_limit if time_limit else None
             kill_at: float | None = None
             exit_code: int | None = None  # set when the worker decided how it ended
@@ -1007,9 +993,9 @@ class WorkerAgent:
             if exit_code is None:
                 code = process.returncode
                 exit_code = code if code >= 0 else 128 - code
-            ending = _ending(job_id, attempt, exit_code, reason, carried)
-            ending["usage"] = watch.usage()
-            return ending
+            report = ending(job_id, attempt, exit_code, reason, carried)
+            report["usage"] = watch.usage()
+            return report
         except BaseException:
             if not torn_down:  # whatever failed in its thread, nothing of the job goes on
                 self._abandon(process, cgroup, files, script_path, pump, keeper, spool)
@@ -1064,7 +1050,7 @@ class WorkerAgent:
             kill_descendants(spare=group)  # the job's first process is reaped by subprocess
 
     def _resource_variables(
-        self, job: dict[str, Any], env: dict[str, str], placement: Placement
+        self, job: ClaimedJob, env: dict[str, str], placement: Placement
     ) -> dict[str, str]:
         """What the job reads about what it got: HYPER_CPUS, HYPER_MEM (MiB), HYPER_GPUS,
         OMP_NUM_THREADS (unless the job sets it), the GPU variables of every vendor, and
@@ -1072,11 +1058,11 @@ class WorkerAgent:
         request = placement.request
         cpus, mem = str(request.cpus), str(request.mem_mib)
         found = {"HYPER_CPUS": cpus, "HYPER_MEM": mem, "HYPER_GPUS": ",".join(placement.gpus)}
-        if "OMP_NUM_THREADS" not in (job.get("env") or {}):
+        if "OMP_NUM_THREADS" not in job.env:
             found["OMP_NUM_THREADS"] = cpus
         if placement.gpus or (self._shape and self._shape.gpu_ids):
             found |= {name: ",".join(placement.gpus) for name in GPU_VARIABLES}
-        compat = (job.get("options") or {}).get("compat", [])
+        compat = job.job_options().get("compat", [])
         if "slurm" in compat:
             found |= {"SLURM_CPUS_PER_TASK": cpus, "SLURM_CPUS_ON_NODE": cpus,
                       "SLURM_MEM_PER_NODE": mem, "SLURM_NTASKS": "1",
@@ -1089,8 +1075,8 @@ class WorkerAgent:
             found |= {"LSB_DJOB_NUMPROC": cpus, "LSB_MAX_NUM_PROCESSORS": cpus}
         return found
 
-    def _stop_container(self, job: dict[str, Any]) -> None:
-        tool = container_tool() if job.get("image") else None
+    def _stop_container(self, job: ClaimedJob) -> None:
+        tool = container_tool() if job.image else None
         if tool:
             # not while another job starts: the worker then sits in that job's cgroup,
             # and what it starts would too
