@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from hyper.client import HostClient
 from hyper.messages import ClaimedJob
 from hyper.models import DefinitionSpec
-from hyper.worker.agent import WorkerAgent, WorkerOptions
+from hyper.worker import prepare
 from hyper.worker.container import container_command, container_name
 
 SCRIPT = Path("/work/w/job-7.2.sh")
@@ -166,13 +165,7 @@ def test_the_worker_fills_in_the_region_of_an_image_uri(
     (tools / "docker").write_text("#!/bin/sh\nexit 1\n")  # found on PATH, never run
     (tools / "docker").chmod(0o755)
     monkeypatch.setenv("PATH", str(tools))
-    client = HostClient("http://127.0.0.1:9", "key")
-    try:
-        options = WorkerOptions("w-1", "q1", "d1", tmp_path / "work", region="us-east-1")
-        agent = WorkerAgent(client, options)
-        claimed = job(image="acct.dkr.ecr._REGION_.amazonaws.com/img:1")
-        command, _ = agent._command(claimed, tmp_path, {})
-    finally:
-        client.close()
+    claimed = job(image="acct.dkr.ecr._REGION_.amazonaws.com/img:1")
+    command, _ = prepare.command(claimed, tmp_path, {}, tmp_path, "us-east-1")
     image = command[-3]
     assert image == "acct.dkr.ecr.us-east-1.amazonaws.com/img:1", image
