@@ -30,6 +30,11 @@ from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
 CGROUP_PREFIX = "hyper-"
+# the start of a job in a cgroup: `sh -c ENTER_CGROUP PROCS COMMAND...` (PROCS is $0)
+ENTER_CGROUP = (
+    'echo $$ > "$0" || { echo "hyper: the job could not enter its cgroup $0" >&2; exit 126; }\n'
+    'exec "$@"'
+)
 
 
 def become_subreaper() -> bool:
@@ -194,8 +199,8 @@ def cgroup_name(worker_id: str, job_id: int, attempt: int) -> str:
 
 
 class JobCgroup:
-    """A cgroup v2 of one job attempt; the worker steps into it to start the job's first
-    process there (so that nothing the job forks is ever outside), then steps back."""
+    """A cgroup v2 of one job attempt; the job's first process steps into it before it
+    runs the job (`wrap`), so that nothing the job forks is ever outside."""
 
     def __init__(self, folder: Path, home: Path) -> None:
         self.folder = folder
@@ -244,18 +249,11 @@ class JobCgroup:
             pass
         return 0
 
-    def enter(self) -> bool:
-        """Move this process (all its threads) into the job's cgroup."""
-        return _move(os.getpid(), self.folder)
-
-    def leave(self) -> bool:
-        """Move this process back to its own cgroup; False if it could not (then the
-        cgroup is killed process by process, sparing this one)."""
-        mount = cgroup_v2_mount()
-        if mount is None or not _move(os.getpid(), self.home):
-            return False
-        relative = self.home.relative_to(mount).as_posix()
-        return own_cgroup() == ("/" if relative == "." else "/" + relative)
+    def wrap(self, command: list[str]) -> list[str]:
+        """`command`, started so that its first process steps into this cgroup before it
+        runs the job (a shell writes its own pid to cgroup.procs, then execs the command):
+        nothing the job forks is ever outside it, and the worker itself never enters it."""
+        return ["/bin/sh", "-c", ENTER_CGROUP, str(self.folder / "cgroup.procs"), *command]
 
     def kill(self, patience: float = 2.0, *, spare: int | None = None) -> None:
         kill_cgroup(self.folder, patience, spare=spare)

@@ -234,7 +234,9 @@ class JobRunner:
         cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt)
         request = placement.request
         held = cgroup is not None and cgroup.limit(request.cpus, request.mem_mib)
-        # one job starts at a time: the worker steps into its cgroup to start it, and
+        if cgroup is not None:  # its first process steps into it (the worker never does)
+            command = cgroup.wrap(command)
+        # one job starts at a time (a job ending alone sweeps the worker's orphans meanwhile);
         # this thread takes its CPUs, which the job's first process inherits
         with self.spawn:
             if self.stopping:  # SIGTERM: nothing starts any more
@@ -243,7 +245,6 @@ class JobRunner:
                 if cgroup is not None:
                     cgroup.remove()
                 return None
-            entered = cgroup is not None and cgroup.enter()  # the first process starts there
             pinned = pin(placement.cpus)
             try:
                 process = subprocess.Popen(
@@ -263,8 +264,6 @@ class JobRunner:
             finally:
                 if pinned:
                     pin(self.machine_cpus)
-                if entered and cgroup is not None:
-                    cgroup.leave()
         if self.stopping:  # SIGTERM came as it started (the handler saw no group)
             placement.killed = True
             self.end_everything(process.pid, cgroup, alone=True)
@@ -423,7 +422,5 @@ class JobRunner:
     def stop_container(self, job: ClaimedJob) -> None:
         tool = container_tool() if job.image else None
         if tool:
-            # not while another job starts: the worker then sits in that job's cgroup,
-            # and what it starts would too
-            with self.spawn, contextlib.suppress(CommandFailed):  # it may have ended already
+            with contextlib.suppress(CommandFailed):  # it may have ended already
                 run_command([tool, "kill", container_name(job)], timeout=10)
