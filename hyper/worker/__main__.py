@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         " machine): do not stop a job when its lease cannot be renewed",
     )
     parser.add_argument(
+        "--no-cgroups",
+        action="store_true",
+        help="never put a job in a cgroup of its own (its leftovers end by subreapers alone)",
+    )
+    parser.add_argument(
         "--capacity",
         default=os.environ.pop("HYPER_CAPACITY", None) or None,
         help="what this worker has, CPUS:MEM_MIB:GPU,IDS (default: its definition's shape)",
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         self_fence=not args.host_fences,
         walltime_seconds=args.walltime_seconds,
         machine_shape=machine.parse(args.capacity) if args.capacity else None,
+        cgroups=not args.no_cgroups,
     )
     with HostClient(
         args.url, key, timeout=70.0, retries=RETRIES, retry_statuses=RETRY_STATUSES

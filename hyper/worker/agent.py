@@ -107,9 +107,12 @@ class WorkerAgent:
             self._claimed_at[job.key] = sent
         return jobs
 
-    def run_job(self, job: ClaimedJob, placement: Placement | None = None) -> Ending | None:
+    def run_job(
+        self, job: ClaimedJob, placement: Placement | None = None, *, beside: bool = False
+    ) -> Ending | None:
         """Run one job to its end (hyper.worker.runner); its report, None when its lease
-        was lost. Without a placement, on its own: the whole worker."""
+        was lost. Without a placement, on its own: the whole worker. `beside`: other
+        jobs may run beside it."""
         if placement is None:
             self._packing.learn_shape(job)
             placement = self._packing.place(self._packing.request(job))
@@ -118,6 +121,7 @@ class WorkerAgent:
             placement,
             claimed_at=self._claimed_at.pop(job.key, None),
             gpus_here=self._packing.has_gpus(),
+            beside=beside,
         )
 
     # the run loop ---------------------------------------------------------------------
@@ -228,11 +232,14 @@ class WorkerAgent:
         with self._lock:
             placement = self._packing.place(request)
             self._running[job.key] = placement
+            room = self._packing.room()
+            # others may run beside it: they do, or there is room for more
+            beside = len(self._running) > 1 or room is None or (room.cpus > 0 and room.mem_mib > 0)
 
         def body() -> None:
             started = time.monotonic()
             try:
-                placement.report = self.run_job(job, placement)
+                placement.report = self.run_job(job, placement, beside=beside)
             except Exception as error:  # a job thread never takes the worker down
                 reason = f"the worker could not run it: {error}"
                 placement.report = ending(job.id, job.attempt, 1, reason, [])

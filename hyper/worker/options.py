@@ -35,3 +35,6 @@ class WorkerOptions:
     walltime_seconds: float | None = None
     # what it has, when its machine said so on joining (else its definition's shape)
     machine_shape: capacity.Shape | None = None
+    # each job in a cgroup v2 of its own where the machine lets the worker make one
+    # (False: never; what jobs leave behind is then ended by subreapers alone)
+    cgroups: bool = True

@@ -26,6 +26,7 @@ class Placement:
     short: bool = False
     exited: bool = False  # its script ended (before any SIGTERM of the worker)
     killed: bool = False  # ended by the worker's SIGTERM: not reported, its lease runs out
+    tree: bool = False  # it runs under a keeper of its own processes (hyper.worker.jobreaper)
 
 
 class Packing:

@@ -7,15 +7,17 @@ anyway, neither relying on anything the job can change:
 - the worker is a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``): a process whose
   parent ends is re-parented to the worker, not to init, so every process a job started
   stays a descendant of the worker while the worker lives. When a job ends alone on its
-  worker, all the worker's descendants are that job's, and they are killed; when others
-  run beside it, what it left is killed once the worker has no job running;
+  worker, all the worker's descendants are that job's, and they are killed. A job that
+  may run beside others (and has no cgroup) starts under a subreaper of its own
+  (hyper.worker.jobreaper), which kills what the job left when the job's first process
+  ends, while the others run on;
 - where the machine has cgroup v2 and lets the worker write to it, each job runs in a
   cgroup of its own, named ``hyper-<worker>.<job>.<attempt>`` beside the worker's cgroup.
   A cgroup outlives the worker: the host's local launcher finds the cgroups of a worker
   it judged gone by their names, and kills what they hold before a retry starts.
 
-Elsewhere (no cgroup v2, or not writable) the worker falls back on the subreaper alone,
-and the local launcher on the process groups and environments it knows.
+Elsewhere (no cgroup v2, or not writable) the worker falls back on the subreapers
+alone, and the local launcher on the process groups and environments it knows.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -148,6 +151,27 @@ def kill_descendants(
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         reap([pid for pid in descendants(own, zombies=True, keep=keep) if pid != spare])
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
+def reaper_command(command: list[str]) -> list[str]:
+    """`command`, started under a keeper of its own processes (hyper.worker.jobreaper):
+    what it leaves behind ends when it does, whatever else runs on the worker."""
+    keeper = Path(__file__).with_name("jobreaper.py")
+    return [sys.executable, "-I", "-S", str(keeper), *command]
+
+
+def kill_tree(pid: int, patience: float = 2.0) -> None:
+    """SIGKILL every process below `pid` (a job's keeper: all the job's processes are
+    there), again until none is left or `patience` runs out; `pid` reaps them."""
+    deadline = time.monotonic() + patience
+    while True:
+        left = descendants(pid)
+        for child in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.01)

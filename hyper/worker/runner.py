@@ -38,7 +38,7 @@ from hyper.worker.lease import LeaseKeeper, clock
 from hyper.worker.options import LEASE_MARK, WorkerOptions
 from hyper.worker.placement import Placement, pin
 from hyper.worker.pump import OutputPump
-from hyper.worker.reaper import JobCgroup, kill_descendants
+from hyper.worker.reaper import JobCgroup, kill_descendants, kill_tree, reaper_command
 from hyper.worker.spool import Spool
 from hyper.worker.usage import METRICS_SECONDS, MemoryWatch, metrics_every
 
@@ -67,10 +67,22 @@ class Attempt:
     files: dict[LogKind, BinaryIO]
     script: Path
     watch: MemoryWatch
+    tree: bool = False  # it runs under a keeper of its own processes (hyper.worker.jobreaper)
     spool: Spool | None = None
     pump: OutputPump | None = None
     keeper: LeaseKeeper | None = None
     torn_down: bool = False
+
+
+@dataclass(frozen=True)
+class Start:
+    """How a job is to start: where it sits, since when its lease counts, whether the
+    worker has GPUs, and whether other jobs may run beside it."""
+
+    placement: Placement
+    claimed_at: float | None = None
+    gpus_here: bool = False
+    beside: bool = False
 
 
 @dataclass
@@ -100,6 +112,7 @@ class JobRunner:
         self.running = running
         self.spawn = threading.Lock()  # one job starts at a time (its CPUs)
         self.stopping = False  # SIGTERM: nothing starts any more
+        self.cgroups = options.cgroups  # a cgroup v2 of its own for each job, where writable
 
     def patiently(self, call: Callable[..., Any], *args: Any) -> Any:
         """Repeat a call while the host is down or failing, up to the patience limit."""
@@ -119,10 +132,14 @@ class JobRunner:
         *,
         claimed_at: float | None = None,
         gpus_here: bool = False,
+        beside: bool = False,
     ) -> Ending | None:
         """Run one job to its end; return its report (None when its lease was lost).
         A job with a package runs in a folder of its own, made for this attempt and
-        removed after it; what it collects is sent to the host before its end is."""
+        removed after it; what it collects is sent to the host before its end is.
+        A job that may run `beside` others, with no cgroup, starts under a keeper of its
+        own processes: what it leaves behind ends with it, while the others run on."""
+        start = Start(placement, claimed_at, gpus_here, beside)
         job_id, attempt = job.key
         package = job.job_options().get("package")
         if not package:
@@ -130,7 +147,7 @@ class JobRunner:
             cwd = self.options.workdir
             if submit_dir and Path(submit_dir).is_dir():
                 cwd = Path(submit_dir)  # where it was submitted (as Slurm does), if on this machine
-            report = self._run(job, cwd, self.options.workdir, placement, claimed_at, gpus_here)
+            report = self._run(job, cwd, self.options.workdir, start)
             return self._collected(job, report, cwd)
         folder = self.options.workdir / f"job-{job_id}.{attempt}"
         shutil.rmtree(folder, ignore_errors=True)  # what a killed worker left: start afresh
@@ -139,7 +156,7 @@ class JobRunner:
                 self._unpack(package, folder)
             except prepare.PackageError as error:
                 return ending(job_id, attempt, 1, str(error), [])
-            report = self._run(job, folder, folder, placement, claimed_at, gpus_here)
+            report = self._run(job, folder, folder, start)
             return self._collected(job, report, folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -187,26 +204,18 @@ class JobRunner:
 
     # one attempt, from its start to its report -------------------------------------------
 
-    def _run(
-        self,
-        job: ClaimedJob,
-        cwd: Path,
-        workdir: Path,
-        placement: Placement,
-        claimed_at: float | None,
-        gpus_here: bool,
-    ) -> Ending | None:
+    def _run(self, job: ClaimedJob, cwd: Path, workdir: Path, start: Start) -> Ending | None:
         if self.options.in_image:
             job = dataclasses.replace(job, image=None)  # no container inside the container
-        started = self._start(job, cwd, workdir, placement, gpus_here)
+        started = self._start(job, cwd, workdir, start)
         if not isinstance(started, Attempt):
             return started
         run = started
         try:
             run.spool = self._spool(job, workdir)
             run.pump = OutputPump(run.process, run.files, run.spool)
-            run.keeper = self._keeper(job, run, claimed_at)
-            verdict = self._watch(run, placement)
+            run.keeper = self._keeper(job, run, start.claimed_at)
+            verdict = self._watch(run, start.placement)
             return self._finish(run, verdict)
         except BaseException:
             if not run.torn_down:  # whatever failed in its thread, nothing of the job goes on
@@ -214,13 +223,14 @@ class JobRunner:
             raise
 
     def _start(
-        self, job: ClaimedJob, cwd: Path, workdir: Path, placement: Placement, gpus_here: bool
+        self, job: ClaimedJob, cwd: Path, workdir: Path, start: Start
     ) -> Attempt | Ending | None:
         """Start the job's first process, on its CPUs and in its cgroup (where there is
         one); its report when it could not start, None when the worker is stopping."""
         job_id, attempt = job.key
+        placement = start.placement
         env = prepare.environment(job, workdir, self.options.worker_id)
-        env.update(prepare.resource_variables(job, placement, gpus_here))
+        env.update(prepare.resource_variables(job, placement, start.gpus_here))
         try:
             options = self.options
             command, script = prepare.command(job, cwd, env, options.workdir, options.region)
@@ -231,11 +241,14 @@ class JobRunner:
         except OSError as exc:
             script.unlink(missing_ok=True)
             return ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
-        cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt)
+        cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt) if self.cgroups else None
         request = placement.request
         held = cgroup is not None and cgroup.limit(request.cpus, request.mem_mib)
         if cgroup is not None:  # its first process steps into it (the worker never does)
             command = cgroup.wrap(command)
+        tree = start.beside and cgroup is None and not job.image
+        if tree:
+            command = reaper_command(command)
         # one job starts at a time (a job ending alone sweeps the worker's orphans meanwhile);
         # this thread takes its CPUs, which the job's first process inherits
         with self.spawn:
@@ -264,12 +277,13 @@ class JobRunner:
             finally:
                 if pinned:
                     pin(self.machine_cpus)
+        placement.tree = tree
         if self.stopping:  # SIGTERM came as it started (the handler saw no group)
             placement.killed = True
             self.end_everything(process.pid, cgroup, alone=True)
         prepare.limit_memory(job, process.pid)
-        watch = MemoryWatch(process.pid, placement.request.mem_mib, cgroup, held)
-        return Attempt(job, process, cgroup, files, script, watch)
+        watch = MemoryWatch(process.pid, request.mem_mib, cgroup, held, below=tree)
+        return Attempt(job, process, cgroup, files, script, watch, tree)
 
     def _spool(self, job: ClaimedJob, workdir: Path) -> Spool | None:
         if not job.definition_spec.get("enable_qlog", True):
@@ -289,7 +303,7 @@ class JobRunner:
             run.process.pid,
             run.spool,
             options.heartbeat_seconds,
-            metrics_every(run.process.pid, METRICS_SECONDS),
+            metrics_every(run.process.pid, METRICS_SECONDS, below=run.tree),
             chores=lambda client: None,  # the run loop reports what ended meanwhile
             mark=options.workdir / LEASE_MARK if options.self_fence else None,
         )
@@ -323,12 +337,12 @@ class JobRunner:
                 return verdict
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
-                    self.end_everything(process.pid, run.cgroup)
+                    self.end_everything(process.pid, run.cgroup, tree=run.tree)
                 continue
             over = run.watch.over()
             if over is not None:
                 verdict.reason, verdict.exit_code = over, EXIT_OUT_OF_MEMORY
-                self.end_everything(process.pid, run.cgroup)  # at once: memory is short
+                self.end_everything(process.pid, run.cgroup, tree=run.tree)  # memory is short
                 kill_at = time.monotonic()
                 continue
             if deadline is not None and time.monotonic() >= deadline:
@@ -354,7 +368,7 @@ class JobRunner:
         session, process group or environment it has; then its report."""
         assert run.pump is not None and run.keeper is not None
         keeper = run.keeper
-        self.end_everything(run.process.pid, run.cgroup)
+        self.end_everything(run.process.pid, run.cgroup, tree=run.tree)
         if verdict.exit_code is None and run.watch.killed_by_kernel():
             verdict.reason, verdict.exit_code = run.watch.reason(), EXIT_OUT_OF_MEMORY
         run.pump.finish(timeout=2.0)
@@ -385,7 +399,7 @@ class JobRunner:
     def _abandon(self, run: Attempt) -> None:
         """End a job whose thread failed: its processes, its lease keeper, its files."""
         with contextlib.suppress(Exception):
-            self.end_everything(run.process.pid, run.cgroup)
+            self.end_everything(run.process.pid, run.cgroup, tree=run.tree)
             run.process.wait(timeout=KILL_GRACE_SECONDS * 4)
         if run.keeper is not None and run.keeper.is_alive():
             run.keeper.stop()
@@ -401,18 +415,26 @@ class JobRunner:
             run.spool.close()
 
     def end_everything(
-        self, group: int, cgroup: JobCgroup | None, *, alone: bool | None = None
+        self,
+        group: int,
+        cgroup: JobCgroup | None,
+        *,
+        alone: bool | None = None,
+        tree: bool = False,
     ) -> None:
-        """SIGKILL the job's process group, its cgroup and, when it is the worker's only
-        job (`alone`; by default: whether it runs no other), every descendant of this
-        worker (a subreaper: orphans of the job were re-parented here; beside other jobs
-        they are swept once the worker is quiet)."""
+        """SIGKILL the job's processes: those below its keeper (`tree`), its process
+        group, its cgroup and, when it is the worker's only job (`alone`; by default:
+        whether it runs no other), every descendant of this worker (a subreaper: orphans
+        of the job were re-parented here; beside other jobs, with neither a cgroup nor a
+        keeper, they are swept once the worker is quiet)."""
         if alone is None:
             # no job starts while this one decides and sweeps: a job placed meanwhile
             # counts, and one placed after waits for the spawn lock
             with self.spawn:
-                self.end_everything(group, cgroup, alone=self.running() <= 1)
+                self.end_everything(group, cgroup, alone=self.running() <= 1, tree=tree)
             return
+        if tree:
+            kill_tree(group)  # while its keeper lives, every process of the job is below it
         kill_group(group, signal.SIGKILL)
         if cgroup is not None:
             cgroup.kill(spare=group)

@@ -13,7 +13,9 @@ METRICS_SECONDS = 5.0  # how often a running job's metrics go with its heartbeat
 MEMORY_CHECK_SECONDS = 0.25  # how often the worker looks at a job's memory (no cgroup)
 
 
-def metrics_every(pid: int, seconds: float) -> Callable[[], dict[str, float] | None]:
+def metrics_every(
+    pid: int, seconds: float, *, below: bool = False
+) -> Callable[[], dict[str, float] | None]:
     """The job's metrics, at most once every `seconds` (None in between)."""
     last = [time.monotonic()]
 
@@ -21,17 +23,19 @@ def metrics_every(pid: int, seconds: float) -> Callable[[], dict[str, float] | N
         if time.monotonic() - last[0] < seconds:
             return None
         last[0] = time.monotonic()
-        return metrics(pid)
+        return metrics(pid, below=below)
 
     return sample
 
 
-def metrics(pid: int, *, host: bool = True) -> dict[str, float] | None:
+def metrics(pid: int, *, host: bool = True, below: bool = False) -> dict[str, float] | None:
+    """The memory and CPU time of `pid` and the processes below it (`below`: those only,
+    not `pid`, a job's keeper); with `host`, the machine's too."""
     try:
         import psutil
 
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        processes = [*([] if below else [root]), *root.children(recursive=True)]
         rss = 0
         cpu = 0.0
         for process in processes:
@@ -62,8 +66,11 @@ class MemoryWatch:
     its resident memory (all its processes) goes above what it asked for, looked at every
     MEMORY_CHECK_SECONDS (a job may go above it for that long)."""
 
-    def __init__(self, pid: int, limit_mib: int, cgroup: JobCgroup | None, held: bool) -> None:
+    def __init__(
+        self, pid: int, limit_mib: int, cgroup: JobCgroup | None, held: bool, below: bool = False
+    ) -> None:
         self.pid, self.limit_mib, self.cgroup, self.held = pid, limit_mib, cgroup, held
+        self.below = below  # `pid` is the job's keeper: its processes are below it
         self.peak_mib = 0.0
         self.cpu_seconds = 0.0
         self._last = time.monotonic()
@@ -73,7 +80,7 @@ class MemoryWatch:
         if time.monotonic() - self._last < MEMORY_CHECK_SECONDS:
             return None
         self._last = time.monotonic()
-        sample = metrics(self.pid, host=False)
+        sample = metrics(self.pid, host=False, below=self.below)
         if sample is None:
             return None
         self.peak_mib = max(self.peak_mib, sample["rss_mib"])
