@@ -50,6 +50,7 @@ def _writable_cgroups() -> bool:
     return parent is not None and os.access(parent / "cgroup.procs", os.W_OK)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not _writable_cgroups(), reason="no writable cgroup v2 here")
 def test_jobs_run_in_their_cgroups_and_the_worker_stays_in_its_own(tmp_path: Path) -> None:
     home = own_cgroup()
