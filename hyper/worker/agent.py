@@ -16,6 +16,13 @@ with exit code 125 (EXIT_OUT_OF_MEMORY).
 A job with a package runs in a fresh folder of the worker's, where the package (a
 gzip'd tar archive kept by the host) is unpacked first; the files a job collects are
 sent to the host when it ends, before its end is reported.
+
+This module is the run loop: claims, reports, held jobs handed back, the drain and
+SIGTERM. The rest is in parts: hyper.worker.placement (packing jobs on the worker),
+hyper.worker.runner (a job's thread: start, watch, end), hyper.worker.prepare (what a
+job starts with), hyper.worker.pump and .usage (its output, its memory and CPU time),
+hyper.worker.lease (its heartbeats), hyper.worker.reaper and .jobreaper (every process
+of a job ends with it); what host and worker say to each other is hyper.messages.
 """
 
 from __future__ import annotations
@@ -42,7 +49,6 @@ __all__ = ["DEFAULT_TIME_LIMIT_SECONDS", "LEASE_MARK", "Placement", "WorkerAgent
 
 SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
 PREFETCH_MAX = 16
-DEFAULT_LEASE_SECONDS = TIMINGS.lease_seconds  # when the host does not say
 # under a walltime (a pilot), a job with no time limit is taken to need this long
 DEFAULT_TIME_LIMIT_SECONDS = 600
 # a claimed job waiting for room on its worker goes back to the host after this share of

@@ -273,6 +273,8 @@ class JobRunner:
             except OSError as exc:
                 prepare.close_all(files)
                 script.unlink(missing_ok=True)
+                if cgroup is not None:
+                    cgroup.remove()
                 return ending(job_id, attempt, 127, f"could not start the script: {exc}", [])
             finally:
                 if pinned:
