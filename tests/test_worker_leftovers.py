@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from hyper.errors import EXIT_TIME_LIMIT
 from hyper.worker import jobreaper
 from hyper.worker.agent import WorkerAgent, WorkerOptions
 from hyper.worker.reaper import reaper_command
@@ -90,3 +91,29 @@ def test_a_job_alone_on_its_worker_starts_without_a_keeper(tmp_path: Path) -> No
     assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
     assert host.reported()[1][1] == 0
     assert int(mark.read_text()) == os.getpid()  # the worker (here, in this process) itself
+
+
+@pytest.mark.e2e
+def test_a_time_limit_ends_every_process_of_a_job_under_its_keeper(tmp_path: Path) -> None:
+    """A job beside another, ignoring SIGTERM, with a process in a session of its own:
+    at its time limit all of it ends (SIGKILL below its keeper after the grace), it is
+    reported as over its time, and its neighbour runs on."""
+    pids, release = tmp_path / "pids", tmp_path / "release"
+    script = f"trap '' TERM\nsetsid sleep 1002 & echo $! >> {pids}\necho $$ >> {pids}\nsleep 1003\n"
+    first = job(1, script, time_limit=1)
+    second = job(2, f"while [ ! -e {release} ]; do sleep 0.05; done\n", time_limit=60)
+    host = StubHost([first, second])
+    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=1, cgroups=False)
+    agent = WorkerAgent(host, options)  # type: ignore[arg-type]
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: 1 in host.reported(), timeout=60, what="A reported")
+        left = [int(pid) for pid in pids.read_text().split()]
+        wait_until(lambda: not any(_alive(p) for p in left), timeout=10, what="A's processes gone")
+        assert 2 not in host.reported()  # B still runs
+    finally:
+        release.touch()
+        runner.join(timeout=60)
+    assert host.reported()[1][1] == EXIT_TIME_LIMIT
+    assert host.reported()[2][1] == 0
