@@ -50,6 +50,7 @@ from hyper.errors import (
     UsageError,
 )
 from hyper.jobs import MAX_FILE_BYTES
+from hyper.messages import ClaimedJob, ClaimRef, ClaimRequest, Completion, Progress, Room
 
 RETRY_STATUSES = frozenset({429, 503})
 # what API Gateway answers when Lambda is throttled (500), fails (502) or is too slow
@@ -678,10 +679,10 @@ class HostClient:
         definition: str,
         limit: int,
         wait: float,
-        room: dict[str, int] | None = None,
-    ) -> list[dict[str, Any]]:
+        room: Room | None = None,
+    ) -> list[ClaimedJob]:
         """Claim up to `limit` jobs; with `room`, only jobs that fit in it."""
-        body: dict[str, Any] = {
+        body: ClaimRequest = {
             "queue": queue,
             "definition": definition,
             "limit": limit,
@@ -689,9 +690,19 @@ class HostClient:
         }
         if room is not None:
             body["room"] = room
-        return list(self.call("POST", f"/workers/{quote(worker_id)}/claim", body)["jobs"])
+        answer = self.call("POST", f"/workers/{quote(worker_id)}/claim", body)
+        return [ClaimedJob.from_wire(job) for job in answer["jobs"]]
 
-    def progress(self, worker_id: str, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, worker_id: str, body: Completion) -> list[ClaimedJob]:
+        """Report attempts that ended; the jobs claimed in return (body's `claim_next`)."""
+        answer = self.call("POST", f"/workers/{quote(worker_id)}/complete", body)
+        return [ClaimedJob.from_wire(job) for job in answer.get("jobs", [])]
+
+    def return_claims(self, worker_id: str, refs: list[ClaimRef]) -> None:
+        """Hand back claimed attempts that were not started."""
+        self.call("POST", f"/workers/{quote(worker_id)}/return", {"jobs": refs})
+
+    def progress(self, worker_id: str, job_id: int, body: Progress) -> dict[str, Any]:
         return dict(self.call("POST", f"/workers/{quote(worker_id)}/jobs/{job_id}/progress", body))
 
     def progress_output(

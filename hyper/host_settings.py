@@ -9,6 +9,7 @@ from pathlib import Path
 from hyper.config import write_private
 from hyper.errors import UsageError
 from hyper.jobspec import MAX_SCRIPT_BYTES
+from hyper.messages import TIMINGS
 
 SETTINGS_FILE = "host.json"
 MAX_BODY_BYTES = 32 * 2**20
@@ -23,12 +24,13 @@ class HostSettings:
     # a key that opens only what workers do (hyper/host/auth.py); none on a local host
     worker_key: str = ""
     url: str = ""  # where workers reach the host; known once the daemon has bound its port
-    lease_seconds: float = 30.0  # a running job's worker must report within this
-    heartbeat_seconds: float = 0.5  # how often workers report (and learn of qdel)
-    worker_idle_seconds: float = 10.0  # a worker with nothing to do exits after this
-    worker_patience_seconds: float = 120.0  # a worker keeps trying this long while the host is down
+    # the workers' timings (hyper.messages.WorkerTimings says what each is)
+    lease_seconds: float = TIMINGS.lease_seconds
+    heartbeat_seconds: float = TIMINGS.heartbeat_seconds
+    worker_idle_seconds: float = TIMINGS.idle_seconds
+    worker_patience_seconds: float = TIMINGS.patience_seconds
     scheduler_seconds: float = 0.5  # the scheduler's period when nothing wakes it
-    max_wait_seconds: float = 20.0  # longest a long-poll request is held
+    max_wait_seconds: float = TIMINGS.max_wait_seconds  # longest a long-poll request is held
     max_script_bytes: int = MAX_SCRIPT_BYTES  # of a job's script, encoded as UTF-8
     # limits on the doors (docs/reliability-host.md)
     max_body_bytes: int = MAX_BODY_BYTES  # of a JSON request; a file upload has its own

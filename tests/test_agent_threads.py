@@ -275,7 +275,7 @@ def test_held_jobs_stay_held_when_handing_them_back_fails(tmp_path: Path) -> Non
     host.on_call = host_down
     with pytest.raises(HostUnreachable):
         agent._return_held()
-    assert [j["id"] for j in agent._held_jobs] == [1, 2]  # not lost: tried again later
+    assert [j.id for j in agent._held_jobs] == [1, 2]  # not lost: tried again later
     host.on_call = None
     agent._return_held()
     assert not agent._held_jobs
@@ -290,12 +290,11 @@ def test_each_held_job_goes_back_when_its_own_claim_is_old(tmp_path: Path) -> No
     host = StubHost([])
     agent = WorkerAgent(host, WorkerOptions("w1", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
     old, young = job(1, "true"), job(2, "true")  # leases of 30 s
-    old["_claimed_at"], young["_claimed_at"] = clock() - 11, clock()
-    agent._held_jobs.extend([old, young])
+    agent._held_jobs.extend([*agent._stamp([old], clock() - 11), *agent._stamp([young], clock())])
     agent._hand_back_stale()
     returns = [b for _, p, b in host.calls if p.endswith("/return")]
     assert returns == [{"jobs": [{"job_id": 1, "attempt": 1}]}]
-    assert [j["id"] for j in agent._held_jobs] == [2]
+    assert [j.id for j in agent._held_jobs] == [2]
 
 
 @pytest.mark.e2e

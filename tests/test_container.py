@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from hyper.client import HostClient
+from hyper.messages import ClaimedJob
 from hyper.models import DefinitionSpec
-from hyper.worker.agent import WorkerAgent, WorkerOptions
+from hyper.worker import prepare
 from hyper.worker.container import container_command, container_name
 
 SCRIPT = Path("/work/w/job-7.2.sh")
@@ -22,14 +22,14 @@ BASE = [
 ]  # fmt: skip
 
 
-def job(script: str = "echo hi\n", image: str = "hyper/tools:latest", **spec: Any) -> dict:
+def job(script: str = "echo hi\n", image: str = "hyper/tools:latest", **spec: Any) -> ClaimedJob:
     """A claimed job as the host hands it out: the definition's spec and the image."""
     definition = DefinitionSpec(name="d1", **spec).model_dump()
-    return {"id": 7, "attempt": 2, "script": script, "image": image, "definition_spec": definition}
+    return ClaimedJob(7, 2, "j", "q", "d1", script=script, image=image, definition_spec=definition)
 
 
 def test_container_name() -> None:
-    assert container_name({"id": 12, "attempt": 3}) == "hyper-12-3"
+    assert container_name(ClaimedJob(12, 3, "j", "q", "d")) == "hyper-12-3"
 
 
 def test_defaults() -> None:
@@ -38,7 +38,10 @@ def test_defaults() -> None:
 
 
 def test_a_missing_definition_spec_uses_the_defaults() -> None:
-    claimed = {"id": 7, "attempt": 2, "script": "true", "image": "img", "definition_spec": None}
+    claimed = ClaimedJob.from_wire(
+        {"id": 7, "attempt": 2, "name": "j", "queue": "q", "definition": "d", "script": "true",
+         "image": "img", "definition_spec": None}
+    )  # fmt: skip
     assert container_command("podman", claimed, SCRIPT, CWD, []) == [
         "podman", *BASE[1:], "img", "/bin/bash", str(SCRIPT),
     ]  # fmt: skip
@@ -162,13 +165,7 @@ def test_the_worker_fills_in_the_region_of_an_image_uri(
     (tools / "docker").write_text("#!/bin/sh\nexit 1\n")  # found on PATH, never run
     (tools / "docker").chmod(0o755)
     monkeypatch.setenv("PATH", str(tools))
-    client = HostClient("http://127.0.0.1:9", "key")
-    try:
-        options = WorkerOptions("w-1", "q1", "d1", tmp_path / "work", region="us-east-1")
-        agent = WorkerAgent(client, options)
-        claimed = job(image="acct.dkr.ecr._REGION_.amazonaws.com/img:1")
-        command, _ = agent._command(claimed, tmp_path, {})
-    finally:
-        client.close()
+    claimed = job(image="acct.dkr.ecr._REGION_.amazonaws.com/img:1")
+    command, _ = prepare.command(claimed, tmp_path, {}, tmp_path, "us-east-1")
     image = command[-3]
     assert image == "acct.dkr.ecr.us-east-1.amazonaws.com/img:1", image

@@ -16,6 +16,7 @@ from hyper.launchers.lsf import LSFLauncher
 from hyper.launchers.pbs import PBSLauncher
 from hyper.launchers.pilots import PilotJob, PilotState, parse_pilot_id, walltime_limits
 from hyper.launchers.slurm import Slurm
+from hyper.messages import ClaimedJob
 from hyper.models import DefinitionSpec, RegionSpec, ResourceKind
 from hyper.store.sqlite import SQLiteStore
 from hyper.worker.agent import DEFAULT_TIME_LIMIT_SECONDS, WorkerAgent, WorkerOptions
@@ -161,11 +162,15 @@ def test_a_pilot_starts_only_jobs_that_fit_in_its_walltime(tmp_path: Path) -> No
     options = WorkerOptions("p", "q", "d", tmp_path, walltime_seconds=100.0)
     agent = WorkerAgent(None, options)  # type: ignore[arg-type]  # no host is asked
     born = time.monotonic()
-    assert agent._fits({"time_limit": 10_000}, born)  # the first job always runs
-    assert not agent._fits({"time_limit": 200}, born)
-    assert agent._fits({"time_limit": 90}, born)
-    assert not agent._fits({"time_limit": 90}, born - 20)  # 80 s left
-    assert not agent._fits({}, born)  # no limit: the default
+
+    def limited(seconds: int | None) -> ClaimedJob:
+        return ClaimedJob(1, 1, "j", "q", "d", time_limit=seconds)
+
+    assert agent._fits(limited(10_000), born)  # the first job always runs
+    assert not agent._fits(limited(200), born)
+    assert agent._fits(limited(90), born)
+    assert not agent._fits(limited(90), born - 20)  # 80 s left
+    assert not agent._fits(limited(None), born)  # no limit: the default
     assert DEFAULT_TIME_LIMIT_SECONDS > 100
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 
+from hyper import messages
 from hyper.host.lambda_adapter import ASGIApp, LambdaApp, Message, Receive, Scope, Send
 from hyper.lambda_events import TICK_EVENT, deploy_event
 from hyper.providers.aws.templates import DEPLOY_TIMEOUT_SECONDS, FUNCTION_TIMEOUT_SECONDS
@@ -65,10 +66,10 @@ class SelfInvoker:
 # its container (and its share of concurrency) 10 s at most, well under API Gateway's
 # 29 s. qdel reaches a running job within a heartbeat (30 s). docs/aws.md.
 AWS_TIMINGS: dict[str, Any] = {
-    "heartbeat_seconds": 30.0,
-    "lease_seconds": 150.0,
-    "max_wait_seconds": 10.0,
-    "worker_idle_seconds": 60.0,
+    "heartbeat_seconds": messages.AWS_TIMINGS.heartbeat_seconds,
+    "lease_seconds": messages.AWS_TIMINGS.lease_seconds,
+    "max_wait_seconds": messages.AWS_TIMINGS.max_wait_seconds,
+    "worker_idle_seconds": messages.AWS_TIMINGS.idle_seconds,
 }
 
 

@@ -16,6 +16,7 @@ from pydantic import (
 
 from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_KEY, LogKind, escapes
 from hyper.jobspec import JOB_NAME_PATTERN, MAX_ARRAY_INDEX, MAX_NAME_LENGTH, MAX_SCRIPT_BYTES
+from hyper.messages import ClaimedJob
 from hyper.models import NAME_PATTERN
 
 MAX_ID = 2**62  # ids, indices and counts stay within SQLite's 64-bit integers
@@ -163,7 +164,7 @@ class ClaimRequest(Body):
 
 
 class ClaimResponse(BaseModel):
-    jobs: list[dict[str, Any]]
+    jobs: list[ClaimedJob] = Field(description="the jobs claimed, each with how to run it")
 
 
 class OutputChunk(Body):
@@ -209,12 +210,12 @@ class BatchCompletion(Body):
 
 class BatchCompletionResponse(BaseModel):
     statuses: list[str | None] = Field(description="per report; null when it was refused")
-    jobs: list[dict[str, Any]] = Field(default_factory=list)
+    jobs: list[ClaimedJob] = Field(default_factory=list, description="the next jobs claimed")
 
 
 class CompletionResponse(BaseModel):
     status: str
-    jobs: list[dict[str, Any]] = Field(default_factory=list, description="the next jobs claimed")
+    jobs: list[ClaimedJob] = Field(default_factory=list, description="the next jobs claimed")
 
 
 class ResourceList(BaseModel):

@@ -28,6 +28,7 @@ from hyper.host.schemas import (
 )
 from hyper.host_settings import HostSettings
 from hyper.jobs import JobStatus, LogKind
+from hyper.messages import ClaimedJob
 from hyper.models import (
     ClusterSpec,
     DefinitionSpec,
@@ -355,7 +356,7 @@ class HostService:
         limit: int,
         wait: float,
         room: dict[str, int] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ClaimedJob]:
         """Jobs for a worker, each with how to run it: its definition (limits, image...)
         and the container image to use, if any. With `room` (what the worker has left),
         only jobs whose requests fit in it."""
@@ -393,12 +394,14 @@ class HostService:
         for job in jobs:
             job.env = {**spec.environment, **job.env}
             claimed.append(
-                {
-                    **job.as_dict(),
-                    "definition_spec": spec.model_dump(),
-                    "image": image,
-                    "lease_seconds": self.settings.lease_seconds,  # a worker fences itself by it
-                }
+                ClaimedJob.from_wire(
+                    {
+                        **job.as_dict(),
+                        "definition_spec": spec.model_dump(),
+                        "image": image,
+                        "lease_seconds": self.settings.lease_seconds,  # it fences itself by it
+                    }
+                )
             )
         return claimed
 
@@ -459,7 +462,7 @@ class HostService:
 
     async def complete(
         self, worker_id: str, batch: BatchCompletion
-    ) -> tuple[list[JobStatus | Conflict], list[dict[str, Any]]]:
+    ) -> tuple[list[JobStatus | Conflict], list[ClaimedJob]]:
         """End attempts (in one transaction), and in the same round trip claim the worker's
         next jobs. A report for an attempt the worker no longer holds is refused."""
         # a report's own output is short (notes); the job's output came with its progress
@@ -471,7 +474,7 @@ class HostService:
         self.workflows.reported([r.job_id for r in batch.reports])
         self.work_arrived.fire()  # retries, or dependents released; workflows move on
         self.jobs_changed.fire()
-        following: list[dict[str, Any]] = []
+        following: list[ClaimedJob] = []
         # a worker that lost a lease is behind: it gets nothing more until it catches up
         if batch.claim_next and batch.reports and not any(isinstance(r, Conflict) for r in results):
             job = self.job(batch.reports[0].job_id)

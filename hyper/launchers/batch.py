@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hyper.launchers.base import Launcher, LaunchRequest
+from hyper.messages import AWS_TIMINGS, TIMINGS
 from hyper.models import ClusterSpec, DefinitionSpec, DeployStatus, QueueSpec, ResourceKind
 from hyper.providers.aws.batch import Names
 from hyper.providers.aws.calls import aws_client, error_code
@@ -123,8 +124,8 @@ class BatchLauncher(Launcher):
         *,
         url: str,
         names: Names,
-        idle_seconds: float = 60.0,
-        heartbeat_seconds: float = 0.5,
+        idle_seconds: float = AWS_TIMINGS.idle_seconds,  # a Batch worker is slow to start
+        heartbeat_seconds: float = TIMINGS.heartbeat_seconds,
         clients: BatchClients = _boto3_batch,
         submits_per_second: float = SUBMITS_PER_SECOND,
         max_attempts: int = 8,

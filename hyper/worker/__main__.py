@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hyper import machine
 from hyper.client import HostClient
+from hyper.messages import TIMINGS
 from hyper.worker.agent import WorkerAgent, WorkerOptions
 
 # The worker's retry policy, in this one place: what it asks again, backing off (up to
@@ -45,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--definition", required=True)
     parser.add_argument("--workdir", type=Path, default=Path.cwd())
-    parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument("--heartbeat-seconds", type=float, default=0.5)
+    parser.add_argument("--idle-seconds", type=float, default=TIMINGS.idle_seconds)
+    parser.add_argument("--heartbeat-seconds", type=float, default=TIMINGS.heartbeat_seconds)
     parser.add_argument("--lifetime-seconds", type=float, default=None)
     parser.add_argument(
         "--walltime-seconds",
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--patience-seconds",
         type=float,
-        default=120.0,
+        default=TIMINGS.patience_seconds,
         help="how long to keep trying while the host does not answer",
     )
     parser.add_argument(
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the host ends this worker's jobs if it falls silent (a worker on the host's"
         " machine): do not stop a job when its lease cannot be renewed",
+    )
+    parser.add_argument(
+        "--no-cgroups",
+        action="store_true",
+        help="never put a job in a cgroup of its own (its leftovers end by subreapers alone)",
     )
     parser.add_argument(
         "--capacity",
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         self_fence=not args.host_fences,
         walltime_seconds=args.walltime_seconds,
         machine_shape=machine.parse(args.capacity) if args.capacity else None,
+        cgroups=not args.no_cgroups,
     )
     with HostClient(
         args.url, key, timeout=70.0, retries=RETRIES, retry_statuses=RETRY_STATUSES

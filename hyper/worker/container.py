@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+
+from hyper.messages import ClaimedJob
 
 CONTAINER_TOOLS = ("docker", "podman")
 
@@ -18,20 +19,20 @@ def container_tool() -> str | None:
     return next((tool for tool in CONTAINER_TOOLS if shutil.which(tool)), None)
 
 
-def container_name(job: dict[str, Any]) -> str:
-    return f"hyper-{job['id']}-{job['attempt']}"
+def container_name(job: ClaimedJob) -> str:
+    return f"hyper-{job.id}-{job.attempt}"
 
 
 def container_command(
     tool: str,
-    job: dict[str, Any],
+    job: ClaimedJob,
     script: Path,
     cwd: Path,
     variables: list[str],
     region: str = "",
 ) -> list[str]:
-    spec = job.get("definition_spec") or {}
-    image = str(job["image"]).replace("_REGION_", region)
+    spec = job.definition_spec
+    image = str(job.image).replace("_REGION_", region)
     command = [
         tool, "run", "--rm", "--init", "--name", container_name(job),
         "--memory", f"{spec.get('memory_limit_mib', 1024)}m",
@@ -66,5 +67,5 @@ def container_command(
         for key, value in (spec.get("log_options") or {}).items():
             command += ["--log-opt", f"{key}={value}"]
     command.append(image)
-    runner = [str(script)] if job["script"].startswith("#!") else ["/bin/bash", str(script)]
+    runner = [str(script)] if (job.script or "").startswith("#!") else ["/bin/bash", str(script)]
     return command + runner

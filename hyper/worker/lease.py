@@ -19,10 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from hyper.client import HostClient
 from hyper.errors import Conflict, HostFailure, HostUnreachable
+from hyper.messages import OutputPiece, Progress
 from hyper.worker.spool import Spool
 
 SEND_BYTES = 1024 * 1024  # output per call, at most (about)
@@ -87,11 +87,11 @@ class LeaseKeeper(threading.Thread):
                 self._wake.wait(self.heartbeat_seconds)
 
     def _send(
-        self, output: list[dict[str, str]], metrics: dict[str, float] | None, requeue: bool = True
+        self, output: list[OutputPiece], metrics: dict[str, float] | None, requeue: bool = True
     ) -> bool:
         """One progress call; True when the host answered (the lease is renewed or gone).
         Output the host did not take goes back to the spool for the next call."""
-        body: dict[str, Any] = {
+        body: Progress = {
             "attempt": self.attempt,
             "output": output,
             "metrics": metrics,
@@ -126,7 +126,7 @@ class LeaseKeeper(threading.Thread):
             self.cancel.set()
         return True
 
-    def flush(self, patience: float, carry: int = 0) -> list[dict[str, str]] | None:
+    def flush(self, patience: float, carry: int = 0) -> list[OutputPiece] | None:
         """Once the job has ended (this thread stopped): the rest of its output. When all
         of it fits in `carry` bytes it is returned, for the final report to take (a short
         job costs no call of its own); else it is sent here, trying for up to `patience`

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from hyper import capacity, machine
 from hyper.client import HostClient
 from hyper.errors import HostFailure, HostUnreachable, NotFound
-from hyper.worker.agent import LEASE_MARK
+from hyper.worker.options import LEASE_MARK
 from hyper.worker.reaper import (
     become_subreaper,
     cgroup_parent,

@@ -7,15 +7,17 @@ anyway, neither relying on anything the job can change:
 - the worker is a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``): a process whose
   parent ends is re-parented to the worker, not to init, so every process a job started
   stays a descendant of the worker while the worker lives. When a job ends alone on its
-  worker, all the worker's descendants are that job's, and they are killed; when others
-  run beside it, what it left is killed once the worker has no job running;
+  worker, all the worker's descendants are that job's, and they are killed. A job that
+  may run beside others (and has no cgroup) starts under a subreaper of its own
+  (hyper.worker.jobreaper), which kills what the job left when the job's first process
+  ends, while the others run on;
 - where the machine has cgroup v2 and lets the worker write to it, each job runs in a
   cgroup of its own, named ``hyper-<worker>.<job>.<attempt>`` beside the worker's cgroup.
   A cgroup outlives the worker: the host's local launcher finds the cgroups of a worker
   it judged gone by their names, and kills what they hold before a retry starts.
 
-Elsewhere (no cgroup v2, or not writable) the worker falls back on the subreaper alone,
-and the local launcher on the process groups and environments it knows.
+Elsewhere (no cgroup v2, or not writable) the worker falls back on the subreapers
+alone, and the local launcher on the process groups and environments it knows.
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ import contextlib
 import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
 CGROUP_PREFIX = "hyper-"
+# the start of a job in a cgroup: `sh -c ENTER_CGROUP PROCS COMMAND...` (PROCS is $0)
+ENTER_CGROUP = (
+    'echo $$ > "$0" || { echo "hyper: the job could not enter its cgroup $0" >&2; exit 126; }\n'
+    'exec "$@"'
+)
 
 
 def become_subreaper() -> bool:
@@ -148,6 +156,27 @@ def kill_descendants(
         time.sleep(0.01)
 
 
+def reaper_command(command: list[str]) -> list[str]:
+    """`command`, started under a keeper of its own processes (hyper.worker.jobreaper):
+    what it leaves behind ends when it does, whatever else runs on the worker."""
+    keeper = Path(__file__).with_name("jobreaper.py")
+    return [sys.executable, "-I", "-S", str(keeper), *command]
+
+
+def kill_tree(pid: int, patience: float = 2.0) -> None:
+    """SIGKILL every process below `pid` (a job's keeper: all the job's processes are
+    there), again until none is left or `patience` runs out; `pid` reaps them."""
+    deadline = time.monotonic() + patience
+    while True:
+        left = descendants(pid)
+        for child in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
 def reap(pids: list[int]) -> None:
     """Collect those of `pids` that ended and are children of this process."""
     for pid in pids:
@@ -194,8 +223,8 @@ def cgroup_name(worker_id: str, job_id: int, attempt: int) -> str:
 
 
 class JobCgroup:
-    """A cgroup v2 of one job attempt; the worker steps into it to start the job's first
-    process there (so that nothing the job forks is ever outside), then steps back."""
+    """A cgroup v2 of one job attempt; the job's first process steps into it before it
+    runs the job (`wrap`), so that nothing the job forks is ever outside."""
 
     def __init__(self, folder: Path, home: Path) -> None:
         self.folder = folder
@@ -244,18 +273,11 @@ class JobCgroup:
             pass
         return 0
 
-    def enter(self) -> bool:
-        """Move this process (all its threads) into the job's cgroup."""
-        return _move(os.getpid(), self.folder)
-
-    def leave(self) -> bool:
-        """Move this process back to its own cgroup; False if it could not (then the
-        cgroup is killed process by process, sparing this one)."""
-        mount = cgroup_v2_mount()
-        if mount is None or not _move(os.getpid(), self.home):
-            return False
-        relative = self.home.relative_to(mount).as_posix()
-        return own_cgroup() == ("/" if relative == "." else "/" + relative)
+    def wrap(self, command: list[str]) -> list[str]:
+        """`command`, started so that its first process steps into this cgroup before it
+        runs the job (a shell writes its own pid to cgroup.procs, then execs the command):
+        nothing the job forks is ever outside it, and the worker itself never enters it."""
+        return ["/bin/sh", "-c", ENTER_CGROUP, str(self.folder / "cgroup.procs"), *command]
 
     def kill(self, patience: float = 2.0, *, spare: int | None = None) -> None:
         kill_cgroup(self.folder, patience, spare=spare)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hyper.jobs import LogKind
+from hyper.messages import OutputPiece
 from hyper.output import cut_note
 
 HEADER = struct.Struct(">cI")
@@ -93,7 +94,7 @@ class Spool:
 
     # sending (the sender's thread) -------------------------------------------------------
 
-    def take(self, most: int) -> list[dict[str, str]]:
+    def take(self, most: int) -> list[OutputPiece]:
         """Output of the head not sent yet, about `most` bytes at most, neighbouring
         pieces of one stream joined."""
         with self._lock:
@@ -130,7 +131,7 @@ class Spool:
         with self._lock:
             return self._head_sent < self._head_end
 
-    def rest(self, most: int) -> Iterator[list[dict[str, str]]]:
+    def rest(self, most: int) -> Iterator[list[OutputPiece]]:
         """Once the job has ended: what is left of the head, the note where output was cut
         (if it was), and the last part, in pieces of about `most` bytes."""
         while True:
@@ -148,7 +149,7 @@ class Spool:
         if skipped:
             kind = records[0][0] if records else LogKind.STDOUT
             yield [{"kind": kind.value, "text": cut_note(skipped, self.limit)}]
-        piece: list[dict[str, str]] = []
+        piece: list[OutputPiece] = []
         size = 0
         for kind, data in records:
             if skip:

@@ -1,6 +1,6 @@
 """A workflow job's files as a package: a gzip'd tar archive of a local file or folder,
 or of an S3 object or every object under an S3 prefix (fetched with boto3). The worker
-unpacks it where the job runs (``hyper.worker.agent.unpack_package``)."""
+unpacks it where the job runs (``hyper.worker.prepare.unpack_package``)."""
 
 from __future__ import annotations
 

@@ -9,27 +9,31 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hyper.messages import ClaimedJob, ClaimRef, Completion
 
-def job(job_id: int, script: str, *, cpus: int = 1, vcpus: int = 2, **extra: Any) -> dict[str, Any]:
+
+def job(job_id: int, script: str, *, cpus: int = 1, vcpus: int = 2, **extra: Any) -> ClaimedJob:
     """A claimed job as the host sends it, of a definition with `vcpus` CPUs."""
-    return {
-        "id": job_id,
-        "attempt": 1,
-        "name": f"j{job_id}",
-        "queue": "q",
-        "definition": "d",
-        "script": script,
-        "options": {"request": {"cpus": cpus, "mem_mib": 100}},
-        "definition_spec": {"vcpus": vcpus, "memory_limit_mib": 1000},
-        "lease_seconds": 30,
-        **extra,
-    }
+    return ClaimedJob.from_wire(
+        {
+            "id": job_id,
+            "attempt": 1,
+            "name": f"j{job_id}",
+            "queue": "q",
+            "definition": "d",
+            "script": script,
+            "options": {"request": {"cpus": cpus, "mem_mib": 100}},
+            "definition_spec": {"vcpus": vcpus, "memory_limit_mib": 1000},
+            "lease_seconds": 30,
+            **extra,
+        }
+    )
 
 
 class StubHost:
     """What a worker's HostClient offers, as far as the agent uses it."""
 
-    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+    def __init__(self, jobs: list[ClaimedJob]) -> None:
         self.jobs = list(jobs)
         self.calls: list[tuple[float, str, Any]] = []  # (time, path, body)
         self.lock = threading.Lock()
@@ -42,7 +46,7 @@ class StubHost:
         if self.on_call is not None:
             self.on_call(path, body)
 
-    def claim(self, worker_id: str, **kwargs: Any) -> list[dict[str, Any]]:
+    def claim(self, worker_id: str, **kwargs: Any) -> list[ClaimedJob]:
         self._record("claim", kwargs)
         with self.lock:
             jobs, self.jobs = self.jobs, []
@@ -51,6 +55,13 @@ class StubHost:
     def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         self._record(path, body)
         return {"jobs": []}
+
+    def complete(self, worker_id: str, body: Completion) -> list[ClaimedJob]:
+        self.call("POST", f"/workers/{worker_id}/complete", body)
+        return []
+
+    def return_claims(self, worker_id: str, refs: list[ClaimRef]) -> None:
+        self.call("POST", f"/workers/{worker_id}/return", {"jobs": refs})
 
     def progress(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return {}

@@ -1,0 +1,209 @@
+"""What a job starts with on its worker: its environment and the variables of what it
+got (and of the scheduler its script was written for), its -o/-e files, the command that
+runs its script (itself, bash, or a container) and its package, unpacked."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import io
+import os
+import resource
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from hyper import tarballs
+from hyper.jobs import SECRET_VARIABLES, LogKind
+from hyper.jobspec import expand_output_pattern
+from hyper.messages import ClaimedJob
+from hyper.worker.container import container_command, container_tool
+from hyper.worker.placement import Placement
+
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+                 "ZE_AFFINITY_MASK")  # fmt: skip
+
+
+class PackageError(Exception):
+    """A job's package could not be fetched or unpacked: the attempt ends with exit 1."""
+
+
+def unpack_package(data: bytes, folder: Path) -> None:
+    """Unpack a gzip'd tar archive into `folder` (made here), nothing outside it."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        try:
+            tarballs.extract(archive, folder)
+        except tarballs.UnsafeArchive as error:
+            raise PackageError(str(error)) from None
+
+
+def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
+    """What a script written for another scheduler reads about its job."""
+    job_id, name = env["HYPER_JOB_ID"], env["HYPER_JOB_NAME"]
+    array_id, index = env.get("HYPER_ARRAY_JOB_ID"), env.get("HYPER_ARRAY_INDEX")
+    submit_dir, attempt = env["HYPER_SUBMIT_DIR"], int(env["HYPER_ATTEMPT"])
+    if scheduler == "slurm":
+        found = {
+            "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": name,
+            "SLURM_SUBMIT_DIR": submit_dir, "SLURM_RESTART_COUNT": str(attempt - 1),
+            "SLURM_JOB_PARTITION": env["HYPER_QUEUE"],
+        }  # fmt: skip
+        if array_id:
+            found |= {
+                "SLURM_ARRAY_JOB_ID": array_id, "SLURM_ARRAY_TASK_ID": index or "",
+                "SLURM_ARRAY_TASK_COUNT": env.get("HYPER_ARRAY_SIZE", ""),
+            }  # fmt: skip
+        return found
+    if scheduler == "pbs":
+        found = {"PBS_JOBID": job_id, "PBS_JOBNAME": name, "PBS_O_WORKDIR": submit_dir,
+                 "PBS_QUEUE": env["HYPER_QUEUE"]}  # fmt: skip
+        if array_id:
+            found |= {"PBS_ARRAY_INDEX": index or "", "PBS_ARRAY_ID": array_id}
+        return found
+    if scheduler == "lsf":
+        found = {"LSB_JOBID": job_id, "LSB_JOBNAME": name, "LS_SUBCWD": submit_dir,
+                 "LSB_QUEUE": env["HYPER_QUEUE"]}  # fmt: skip
+        if array_id:
+            found |= {"LSB_JOBINDEX": index or "", "LSB_JOBID": array_id}
+        return found
+    return {}
+
+
+def close_all(files: dict[LogKind, BinaryIO]) -> None:
+    for handle in set(files.values()):
+        handle.close()
+
+
+def environment(job: ClaimedJob, workdir: Path, worker_id: str) -> dict[str, str]:
+    """What the job's processes find in their environment: the worker's (but its secrets),
+    the job's own, and what hyper says of the job."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    env.update(job.env)
+    env.update(
+        {
+            "HYPER_JOB_ID": str(job.id),
+            "HYPER_JOB_NAME": job.name,
+            "HYPER_QUEUE": job.queue,
+            "HYPER_DEFINITION": job.definition,
+            "HYPER_ATTEMPT": str(job.attempt),
+            "HYPER_SUBMIT_DIR": job.submit_dir or "",
+            "HYPER_WORKER_ID": worker_id,
+            "HYPER_WORKDIR": str(workdir),
+        }
+    )
+    if not job.image:  # in a container, hyper is whatever its image holds
+        # hyper's own commands and Python, for jobs that call them (a workflow's
+        # handler, a work item's pipeline, the Python API); the job's PATH first
+        commands = str(Path(sys.executable).parent)
+        path = env.get("PATH", "")
+        if commands not in path.split(os.pathsep):
+            env["PATH"] = f"{path}{os.pathsep}{commands}" if path else commands
+        env["HYPER_WORKER_PYTHON"] = sys.executable
+    if job.array_id is not None:
+        env["HYPER_ARRAY_JOB_ID"] = str(job.array_id)
+        env["HYPER_ARRAY_INDEX"] = str(job.array_index)
+        env["HYPER_ARRAY_SIZE"] = str(job.array_size)
+    for scheduler in job.job_options().get("compat", []):
+        env.update(compat_variables(scheduler, env))
+    return env
+
+
+def resource_variables(job: ClaimedJob, placement: Placement, gpus_here: bool) -> dict[str, str]:
+    """What the job reads about what it got: HYPER_CPUS, HYPER_MEM (MiB), HYPER_GPUS,
+    OMP_NUM_THREADS (unless the job sets it), the GPU variables of every vendor, and
+    its dialect's own (SLURM_CPUS_PER_TASK, NCPUS, LSB_DJOB_NUMPROC...)."""
+    request = placement.request
+    cpus, mem = str(request.cpus), str(request.mem_mib)
+    found = {"HYPER_CPUS": cpus, "HYPER_MEM": mem, "HYPER_GPUS": ",".join(placement.gpus)}
+    if "OMP_NUM_THREADS" not in job.env:
+        found["OMP_NUM_THREADS"] = cpus
+    if placement.gpus or gpus_here:
+        found |= {name: ",".join(placement.gpus) for name in GPU_VARIABLES}
+    compat = job.job_options().get("compat", [])
+    if "slurm" in compat:
+        found |= {"SLURM_CPUS_PER_TASK": cpus, "SLURM_CPUS_ON_NODE": cpus,
+                  "SLURM_MEM_PER_NODE": mem, "SLURM_NTASKS": "1",
+                  "SLURM_NNODES": "1"}  # fmt: skip
+        if placement.gpus:
+            found["SLURM_JOB_GPUS"] = found["SLURM_STEP_GPUS"] = ",".join(placement.gpus)
+    if "pbs" in compat:
+        found |= {"NCPUS": cpus, "PBS_NCPUS": cpus, "PBS_NUM_PPN": cpus}
+    if "lsf" in compat:
+        found |= {"LSB_DJOB_NUMPROC": cpus, "LSB_MAX_NUM_PROCESSORS": cpus}
+    return found
+
+
+def output_files(job: ClaimedJob, cwd: Path) -> dict[LogKind, BinaryIO]:
+    """Open the job's -o/-e files (Slurm's rule: without -e, stderr joins stdout).
+    The first attempt starts them afresh; later attempts append."""
+    options = job.job_options()
+    stdout, stderr = options.get("stdout"), options.get("stderr")
+    if not job.definition_spec.get("enable_qlog", True) and not stdout:
+        stdout = "hyper-%j.out"  # output is not sent to the host: keep it here
+    if options.get("join") or (stdout and not stderr):
+        stderr = None
+        joined = True
+    else:
+        joined = False
+    mode = "wb" if job.attempt <= 1 else "ab"
+    names: dict[str, Any] = {
+        "job_id": job.id,
+        "array_id": job.array_id or job.id,
+        "index": job.array_index,
+        "name": job.name,
+        "user": getpass.getuser(),
+    }
+    paths = {
+        kind: cwd / expand_output_pattern(pattern, **names)
+        for kind, pattern in ((LogKind.STDOUT, stdout), (LogKind.STDERR, stderr))
+        if pattern
+    }
+    if joined and LogKind.STDOUT in paths:
+        paths[LogKind.STDERR] = paths[LogKind.STDOUT]
+    files: dict[LogKind, BinaryIO] = {}
+    opened: dict[Path, BinaryIO] = {}  # `-o f -e f` share one handle
+    try:
+        for kind, path in paths.items():
+            if path not in opened:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                opened[path] = cast(BinaryIO, open(path, mode))  # noqa: SIM115 - closed later
+            files[kind] = opened[path]
+    except OSError:
+        close_all(files)
+        raise
+    return files
+
+
+def command(
+    job: ClaimedJob, cwd: Path, env: dict[str, str], workdir: Path, region: str
+) -> tuple[list[str], Path]:
+    """The command that runs the job's script: itself (its shebang), bash, or a
+    container of the definition's image."""
+    script = job.script or ""
+    path = workdir / f"job-{job.id}.{job.attempt}.sh"
+    path.write_text(script)
+    path.chmod(0o755)
+    if job.image:
+        tool = container_tool()
+        if tool is None:
+            raise OSError("the definition runs jobs in a container: install docker or podman")
+        job_variables = sorted(set(env) - set(os.environ) | set(job.env))
+        command = container_command(tool, job, path, cwd, job_variables, region)
+        return command, path
+    if script.startswith("#!"):
+        return [str(path)], path
+    return ["/bin/bash", str(path)], path
+
+
+def limit_memory(job: ClaimedJob, pid: int) -> None:
+    """The job's memory limit, as address space (RLIMIT_AS), set on its first process
+    right after it starts, so what that process starts later inherits it. Set from
+    outside rather than in a preexec hook, which would cost a slower fork for every job;
+    a script that forks within microseconds of starting could escape it. Containers get
+    their limit from the container tool."""
+    mib = job.definition_spec.get("memory_limit_mib")
+    if mib and not job.image:
+        limit = int(mib) * 2**20
+        with contextlib.suppress(ProcessLookupError):
+            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
