@@ -43,6 +43,7 @@ from hyper.scheduler import Scheduler, split_by_weight
 from hyper.store.base import ArrayTasks, NewJob, WorkerRecord
 from hyper.store.sqlite import SQLiteStore
 from hyper.worker import __main__ as worker_main
+from hyper.worker_tokens import WorkerTokens
 from tests.helpers.aws import managed_policies
 
 NAMES = Names("hyper-test")
@@ -802,6 +803,39 @@ def test_one_worker_is_a_single_job(aws: None, store: SQLiteStore) -> None:
     assert submitted("us-east-1") == [None, None, None]
 
 
+def test_workers_get_the_worker_key_and_a_token_for_their_own_launch_only(
+    aws: None, store: SQLiteStore
+) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    tokens = WorkerTokens("the-host-key")
+    launched = Launched(store, worker_key="the-worker-key", tokens=tokens)
+    array = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
+    (single,) = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+    first, second = (environment(s) for s in launched.submits())
+    for env in (first, second):
+        assert env["HYPER_API_KEY"] == "the-worker-key"
+    # each launch's token opens its own workers, and no other launch's
+    assert all(tokens.valid(r.id, first["HYPER_WORKER_TOKEN"]) for r in array)
+    assert tokens.valid(single.id, second["HYPER_WORKER_TOKEN"])
+    assert not tokens.valid(single.id, first["HYPER_WORKER_TOKEN"])
+    assert not any(tokens.valid(r.id, second["HYPER_WORKER_TOKEN"]) for r in array)
+    assert "the-host-key" not in json.dumps(launched.calls.calls)
+
+
+def test_a_job_role_reads_no_secret_when_workers_are_given_their_key(aws: None) -> None:
+    """A host whose launcher gives workers the worker key and a token: job roles read no
+    secret, and the inline policy an older role had goes."""
+    iam = boto3.client("iam")
+    batch.ensure_job_role(DEFINITION, NAMES, SECRET, lambda _: None)
+    assert iam.list_role_policies(RoleName="hyper-test-d1-job")["PolicyNames"] == ["hyper-api-key"]
+    role = batch.ensure_job_role(DEFINITION, NAMES, None, lambda _: None)
+    assert iam.list_role_policies(RoleName="hyper-test-d1-job")["PolicyNames"] == []
+    request = batch.job_definition("us-east-1", DEFINITION, NAMES, image="worker:1",
+                                   job_role_arn=role, secret_arn=None)  # fmt: skip
+    names = {e["name"] for e in request["containerProperties"]["environment"]}
+    assert "HYPER_API_KEY" not in names
+
+
 @pytest.mark.slow
 def test_25000_workers_are_arrays_of_10000_10000_and_5000(aws: None, store: SQLiteStore) -> None:
     aws_host(store, ("us-east-1",), {"us-east-1": 1})
@@ -1025,9 +1059,11 @@ class Refusing(http.server.BaseHTTPRequestHandler):
     """A host that refuses every key, noting who asked with what."""
 
     seen: list[tuple[str, str | None]] = []
+    tokens: list[str | None] = []
 
     def do_POST(self) -> None:
         self.seen.append((self.path, self.headers.get("x-api-key")))
+        self.tokens.append(self.headers.get("x-hyper-worker-token"))
         body = json.dumps({"detail": "bad key"}).encode()
         self.send_response(401)
         self.send_header("content-type", "application/json")
@@ -1046,7 +1082,7 @@ def test_an_array_child_is_its_prefix_and_index_and_reads_the_key_by_arn(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    Refusing.seen = []
+    Refusing.seen, Refusing.tokens = [], []
     try:
         monkeypatch.setenv("HYPER_URL", f"http://127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("HYPER_API_KEY", secret["ARN"])
@@ -1062,6 +1098,29 @@ def test_an_array_child_is_its_prefix_and_index_and_reads_the_key_by_arn(
     assert Refusing.seen[0] == ("/workers/b-0123456789ab-7/claim", "s3cr3t")
 
     assert "HYPER_WORKER_ID_PREFIX" not in os.environ  # not handed on to jobs
+
+
+def test_a_worker_sends_the_key_and_token_its_launch_gave_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Refusing.seen, Refusing.tokens = [], []
+    try:
+        monkeypatch.setenv("HYPER_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("HYPER_API_KEY", "the-worker-key")
+        monkeypatch.setenv("HYPER_WORKER_TOKEN", "the-token")
+        code = worker_main.main(["--worker-id", "b-0123456789ab-0", "--queue", "q1",
+                                 "--definition", "d1", "--workdir", str(tmp_path),
+                                 "--idle-seconds", "1", "--patience-seconds", "0"])  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1 and "refused the API key" in capsys.readouterr().err
+    assert Refusing.seen[0] == ("/workers/b-0123456789ab-0/claim", "the-worker-key")
+    assert Refusing.tokens[0] == "the-token"
+    assert "HYPER_WORKER_TOKEN" not in os.environ  # not handed on to jobs
 
 
 def test_a_worker_that_cannot_read_its_secret_says_so(

@@ -813,16 +813,16 @@ class WorkerAgent:
         shutil.rmtree(folder, ignore_errors=True)  # what a killed worker left: start afresh
         try:
             try:
-                self._unpack(package, folder)
+                self._unpack(package, job_id, folder)
             except PackageError as error:
                 return _ending(job_id, attempt, 1, str(error), [])
             return self._collected(job, self._run(job, folder, folder, placement), folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _unpack(self, key: str, folder: Path) -> None:
+    def _unpack(self, key: str, job_id: int, folder: Path) -> None:
         try:
-            data = self._patiently(self.client.get_file, key)
+            data = self._patiently(self.client.get_job_package, self.options.worker_id, job_id)
         except HyperError as error:
             raise PackageError(f"package {key!r} could not be fetched: {error}") from None
         try:
@@ -852,7 +852,9 @@ class WorkerAgent:
                 continue
             try:
                 data = (cwd / path).read_bytes()
-                self._patiently(self.client.put_file, f"jobs/{job['id']}/{path}", data)
+                self._patiently(
+                    self.client.put_job_file, self.options.worker_id, int(job["id"]), path, data
+                )
             except (HyperError, OSError) as error:
                 notes.append(f"{path}: {error}")
         text = "".join(f"hyper: not collected: {note}\n" for note in notes)

@@ -26,15 +26,17 @@ AWS documents for its service:
   ``AmazonEC2ContainerServiceforEC2Role`` (the ECS agent) plus the cluster's iam_policies;
 - ``PREFIX-spot-fleet``       (spotfleet.amazonaws.com) ``AmazonEC2SpotFleetTaggingRole``,
   only for SPOT clusters with allocation strategy BEST_FIT (the others need none);
-- ``PREFIX-DEFINITION-job``  (ecs-tasks.amazonaws.com): an inline policy allowing
-  ``secretsmanager:GetSecretValue`` on the host's API-key secret and nothing else, plus
-  the definition's iam_policies.
+- ``PREFIX-DEFINITION-job``  (ecs-tasks.amazonaws.com): the definition's iam_policies
+  and nothing else (a host made before worker tokens: also an inline policy allowing
+  ``secretsmanager:GetSecretValue`` on its key's secret).
 
 A `ClusterRoles` of ARNs made elsewhere may be passed instead of `ensure_cluster_roles`.
 
-The API key never travels in a job definition or a submitted job: the job definition sets
-``HYPER_API_KEY`` to the *ARN* of the host's secret, and the worker (``python -m
-hyper.worker``) reads the secret's value with its job role when it sees an ARN there.
+The API key never travels in a job definition or a submitted job: the launcher gives each
+submitted job the worker key and its workers' token (hyper/launchers/batch.py). On a host
+made before them the job definition sets ``HYPER_API_KEY`` to the *ARN* of the host's
+secret, and the worker (``python -m hyper.worker``) reads the secret's value with its job
+role when it sees an ARN there.
 
 Every AWS call goes through `ClientFactory` (plain boto3 clients by default, imported
 lazily), so moto, a moto server (``AWS_ENDPOINT_URL``) or a Stubber can stand in.
@@ -283,6 +285,7 @@ def _ensure_role(
         )
         log(f"created role {name}")
         fresh = True
+    created = fresh
     partition = arn.split(":")[1]
     wanted = {_policy_arn(p, partition) for p in policies}
     attached = {
@@ -302,6 +305,11 @@ def _ensure_role(
         iam.put_role_policy(
             RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
         )
+    if inline is not None and not created:  # an inline policy no longer wanted goes
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+            for policy_name in page["PolicyNames"]:
+                if policy_name not in inline:
+                    iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
     if fresh and changed is not None:
         changed.append(name)
     return arn
@@ -415,20 +423,24 @@ def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_
 def ensure_job_role(
     definition: DefinitionSpec,
     names: Names,
-    secret_arn: str,
+    secret_arn: str | None,
     log: Log,
     *,
     clients: ClientFactory = aws_client,
     boundary: str | None = None,
 ) -> str:
-    """The job role of a definition's workers: read the host's API key, and what the
-    definition's iam_policies allow (within the permissions `boundary`, when given)."""
-    read_key = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}
-        ],
-    }
+    """The job role of a definition's workers: what the definition's iam_policies allow
+    (within the permissions `boundary`, when given), and with a `secret_arn` reading that
+    secret (a host made before worker tokens); no other inline policy."""
+    inline = {}
+    if secret_arn:
+        inline["hyper-api-key"] = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                 "Resource": secret_arn}
+            ],
+        }  # fmt: skip
     return _ensure_role(
         clients("iam", _IAM_REGION),
         names.job_role(definition.name),
@@ -436,7 +448,7 @@ def ensure_job_role(
         definition.iam_policies,
         names.tags(definition=definition.name),
         log,
-        inline={"hyper-api-key": read_key},
+        inline=inline,
         boundary=boundary,
     )
 
@@ -988,7 +1000,7 @@ def job_definition(
     *,
     image: str,
     job_role_arn: str,
-    secret_arn: str,
+    secret_arn: str | None,
 ) -> dict[str, Any]:
     """The RegisterJobDefinition request of a definition in `region`: every field of the
     definition mapped; Batch never retries (hyper retries jobs itself)."""
@@ -1005,8 +1017,9 @@ def job_definition(
     environment = {
         **definition.environment,
         "HYPER_DEFINITION": definition.name,
-        "HYPER_API_KEY": secret_arn,  # the secret's ARN: the worker reads the key itself
     }
+    if secret_arn:  # a host made before worker tokens: the worker reads the key itself
+        environment["HYPER_API_KEY"] = secret_arn
     if definition.timeout_minutes:
         environment["HYPER_LIFETIME_SECONDS"] = str(definition.timeout_minutes * 60)
     requirements = [
@@ -1071,7 +1084,7 @@ def deploy_definition(
     *,
     image: str,
     job_role_arn: str,
-    secret_arn: str,
+    secret_arn: str | None,
     clients: ClientFactory = aws_client,
 ) -> str:
     """Register the definition's job definition in `region` (a new revision on update; the

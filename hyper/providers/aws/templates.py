@@ -401,7 +401,7 @@ def host_template(
         "TablePrefix": output(prefix, "the prefix of the host's DynamoDB tables"),
         "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
         "WorkerSecretArn": output(
-            ref(WORKER_SECRET_PARAMETER), "the secret holding the worker key (workers read it)"
+            ref(WORKER_SECRET_PARAMETER), "the secret holding the worker key"
         ),
         "FunctionName": output(ref("HostFunction"), "the function running the host"),
         "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
@@ -421,8 +421,8 @@ def host_template(
             },
             WORKER_SECRET_PARAMETER: {
                 "Type": "String",
-                "Description": "the ARN of the secret holding the worker key: the one"
-                " secret workers (and so jobs) may read; it opens only worker routes",
+                "Description": "the ARN of the secret holding the worker key: the function"
+                " gives it to workers with their token; it opens only a worker's own routes",
             },
         },
         "Resources": resources,
@@ -865,7 +865,7 @@ def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> 
             "AWS::ApiGateway::ApiKey",
             {
                 "Name": f"{api_name}-workers",
-                "Description": f"the worker key of hyper host {host_name}: worker routes only",
+                "Description": f"the worker key of hyper host {host_name}: with a token only",
                 "Enabled": True,
                 "Value": sub(f"{{{{resolve:secretsmanager:${{{WORKER_SECRET_PARAMETER}}}}}}}"),
                 "Tags": tags(host_name),
