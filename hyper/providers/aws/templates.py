@@ -86,27 +86,44 @@ ROLE_ACTIONS = [
 BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy"]
 # EC2 for the deploy role: what CloudFormation does with its credentials to make and
 # change a region's network (AWS's resource type reference, the handlers' "required
-# permissions"); no instance, key pair, volume or image action. These take "*": a new
-# resource has no tag to check yet, and routes, endpoints and groups may go into a VPC
-# the owner made (untagged).
-EC2_NETWORK_ACTIONS = [
-    "ec2:Describe*", "ec2:Get*", "ec2:CreateTags",
-    "ec2:CreateVpc", "ec2:ModifyVpcAttribute", "ec2:CreateSubnet", "ec2:ModifySubnetAttribute",
-    "ec2:CreateInternetGateway", "ec2:AttachInternetGateway", "ec2:DetachInternetGateway",
-    "ec2:CreateRouteTable",
-    "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:AssociateRouteTable",
-    "ec2:DisassociateRouteTable", "ec2:AllocateAddress", "ec2:CreateNatGateway",
-    "ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupEgress",
-    "ec2:RevokeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
-    "ec2:CreateVpcEndpoint", "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints",
-    "ec2:CreateVpcPeeringConnection", "ec2:AcceptVpcPeeringConnection",
+# permissions"); no instance, key pair, volume or image action. Every network resource
+# hyper makes carries the tag hyper:host=HOST from its creation (each of these types tags
+# on create), so:
+# - reading takes "*" (EC2 reads name no resource);
+EC2_READS = ["ec2:Describe*", "ec2:Get*"]
+# - a create only when the request tags the new resource as this host's (the tag is
+#   the request's, so a subnet, group or endpoint may go into a VPC the owner made);
+EC2_HOST_CREATES = [
+    "ec2:CreateVpc", "ec2:CreateSubnet", "ec2:CreateInternetGateway", "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup", "ec2:AllocateAddress", "ec2:CreateNatGateway",
+    "ec2:CreateVpcEndpoint", "ec2:CreateVpcPeeringConnection",
 ]  # fmt: skip
-# and these only on resources tagged as this host's (every one hyper makes is): another
-# host's network, or anything else in the account, cannot be deleted with them
+# - the tags of such a create (ec2:CreateAction), and changes of an existing resource
+#   only on one tagged as this host's (a route: its route table; an attachment: the
+#   gateway and the VPC), never retagging it as another host's;
+EC2_HOST_CHANGES = [
+    "ec2:CreateTags", "ec2:DeleteTags", "ec2:ModifyVpcAttribute", "ec2:ModifySubnetAttribute",
+    "ec2:AttachInternetGateway", "ec2:DetachInternetGateway",
+    "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute",
+    "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable",
+    "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
+    "ec2:AuthorizeSecurityGroupIngress", "ec2:ModifyVpcEndpoint",
+    "ec2:AcceptVpcPeeringConnection",
+]  # fmt: skip
+# - in a VPC the owner made, what hyper must change of the owner's resources (routes to a
+#   peering in their route tables, gateway endpoints in them, accepting a peering to their
+#   VPC) only where the owner tagged them hyper:use=HOST (docs/aws.md);
+OWNER_TAG = "hyper:use"
+EC2_OWNER_CHANGES = [
+    "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:ModifyVpcEndpoint",
+    "ec2:AcceptVpcPeeringConnection",
+]  # fmt: skip
+# - and deletes only of resources tagged as this host's: another host's network, or
+#   anything else in the account, cannot be deleted with them.
 EC2_HOST_DELETES = [
     "ec2:DeleteVpc", "ec2:DeleteSubnet", "ec2:DeleteInternetGateway",
-    "ec2:DeleteRouteTable", "ec2:ReleaseAddress",
-    "ec2:DeleteNatGateway", "ec2:DeleteSecurityGroup", "ec2:DeleteVpcPeeringConnection",
+    "ec2:DeleteRouteTable", "ec2:ReleaseAddress", "ec2:DeleteNatGateway",
+    "ec2:DeleteSecurityGroup", "ec2:DeleteVpcEndpoints", "ec2:DeleteVpcPeeringConnection",
 ]  # fmt: skip
 PROFILE_ACTIONS = [
     "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
@@ -685,13 +702,7 @@ def _deploy_role(
             PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
         ),
         statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
-        statement(EC2_NETWORK_ACTIONS, "*", "HostNetwork"),
-        statement(
-            EC2_HOST_DELETES,
-            "*",
-            "HostNetworkDeletes",
-            Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host_name}},
-        ),
+        *_network_statements(host_name),
         # these take no resource narrower than "*"
         statement(
             [
@@ -706,6 +717,47 @@ def _deploy_role(
         ),
     ]
     return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
+
+
+def _network_statements(host_name: str) -> list[Json]:
+    """The deploy role's EC2 statements (see EC2_HOST_CREATES and its neighbours)."""
+    mine = {f"aws:ResourceTag/{HOST_TAG}": host_name}
+    return [
+        statement(EC2_READS, "*", "NetworkReads"),
+        statement(
+            EC2_HOST_CREATES,
+            "*",
+            "HostNetworkCreates",
+            Condition={"StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_name}},
+        ),
+        statement(
+            ["ec2:CreateTags"],
+            "*",
+            "HostNetworkTagsOnCreate",
+            Condition={
+                "StringEquals": {
+                    "ec2:CreateAction": [a.removeprefix("ec2:") for a in EC2_HOST_CREATES],
+                    f"aws:RequestTag/{HOST_TAG}": host_name,
+                }
+            },
+        ),
+        statement(
+            EC2_HOST_CHANGES,
+            "*",
+            "HostNetworkChanges",
+            Condition={
+                "StringEquals": mine,
+                "StringEqualsIfExists": {f"aws:RequestTag/{HOST_TAG}": host_name},
+            },
+        ),
+        statement(
+            EC2_OWNER_CHANGES,
+            "*",
+            "OwnerNetworkChanges",
+            Condition={"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": host_name}},
+        ),
+        statement(EC2_HOST_DELETES, "*", "HostNetworkDeletes", Condition={"StringEquals": mine}),
+    ]
 
 
 def _lambda_role(description: str, statements: list[Json], host_name: str) -> Json:
@@ -1024,7 +1076,7 @@ def region_template(
         },
     )
     if spec.deploy_vpc_endpoints != "OFF":
-        resources.update(_gateway_endpoints(network))
+        resources.update(_gateway_endpoints(network, host_name))
     if spec.deploy_vpc_endpoints == "FOR_PRIVATE_VPC":
         resources.update(_interface_endpoints(network, host_name))
 
@@ -1261,7 +1313,7 @@ def _new_network(spec: RegionSpec, host_name: str) -> _Network:
     )
 
 
-def _gateway_endpoints(network: _Network) -> dict[str, Json]:
+def _gateway_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
     return {
         f"{logical_id(service)}Endpoint": resource(
             "AWS::EC2::VPCEndpoint",
@@ -1270,6 +1322,7 @@ def _gateway_endpoints(network: _Network) -> dict[str, Json]:
                 "ServiceName": sub("com.amazonaws.${AWS::Region}." + service),
                 "VpcEndpointType": "Gateway",
                 "RouteTableIds": network.route_tables,
+                "Tags": tags(host_name),
             },
         )
         for service in GATEWAY_ENDPOINTS
@@ -1306,6 +1359,7 @@ def _interface_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
                 "PrivateDnsEnabled": True,
                 "SubnetIds": network.endpoint_subnets,
                 "SecurityGroupIds": [ref("EndpointSecurityGroup")],
+                "Tags": tags(host_name),
             },
         )
     return found
