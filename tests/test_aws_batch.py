@@ -44,7 +44,7 @@ from hyper.store.base import ArrayTasks, NewJob, WorkerRecord
 from hyper.store.sqlite import SQLiteStore
 from hyper.worker import __main__ as worker_main
 from hyper.worker_tokens import WorkerTokens
-from tests.helpers.aws import managed_policies
+from tests.helpers.aws import ACCOUNT, managed_policies
 
 NAMES = Names("hyper-test")
 QUICK = Patience(timeout=5, interval=0, sleep=lambda _: None)
@@ -1033,6 +1033,107 @@ def test_a_spot_reclaim_is_not_counted_against_the_jobs_retries(store: SQLiteSto
     assert child1.status.value == "Failed"
     events = [e.text for e in store.read_log(single.id, [LogKind.SYSTEM])]
     assert any("reclaimed" in text and "not counted" in text for text in events), events
+
+
+def moto_job(job_id: str) -> Any:
+    """moto's record of a Batch job in us-east-1, to play what Batch says of it."""
+    from moto.batch.models import batch_backends
+
+    found = batch_backends[ACCOUNT]["us-east-1"].get_job_by_id(job_id)
+    assert found is not None
+    return found
+
+
+def test_a_reclaim_batch_reports_after_the_lease_ran_out_costs_no_retry(
+    aws: None, store: SQLiteStore
+) -> None:
+    """A worker's lease (150 s) runs out while Batch still says its job is RUNNING (ECS
+    has not yet seen its instance go): its jobs wait for Batch's word, asked afresh each
+    tick (DescribeJobs), up to 300 s past the lease. Batch then says "Host EC2 (instance
+    ...) terminated.": the job goes back to Waiting without a retry. A worker whose job
+    failed otherwise, or that Batch still runs once the wait is over (then terminated),
+    costs its job a retry as any silent worker's. moto plays Batch: its jobs end at once,
+    so each is set to what Batch would say."""
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store, clock=lambda: 0.0)  # no cached answer ever goes stale
+    launcher = launched.launcher
+    now = time.time()
+    workers, held, batch_jobs = [], {}, {}
+    for name in ("reclaimed", "running", "crashed"):
+        (worker,) = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+        store.add_worker(worker)
+        new = NewJob(name=name, queue="q1", definition="d1", script="sleep 600\n",
+                     retries=0, env={}, submit_dir=None)  # fmt: skip
+        store.submit([new], now)
+        (claim,) = store.claim(worker.id, "q1", "d1", 1, 150, now)
+        store.touch_worker(worker.id, now)
+        workers.append(worker)
+        held[name] = claim.id
+        batch_jobs[name] = moto_job(launcher._jobs[worker.id][1])
+    deadline = time.monotonic() + 60
+    while any(j.status not in ("SUCCEEDED", "FAILED") for j in batch_jobs.values()):
+        assert time.monotonic() < deadline, [j.status for j in batch_jobs.values()]
+        time.sleep(0.05)
+    for job_ in batch_jobs.values():  # as Batch says of a job whose instance just went
+        job_.status, job_.job_stopped_reason = "RUNNING", None
+    scheduler = Scheduler(store, {"aws": launcher}, silence_seconds=300, lease_seconds=150)
+
+    def status(name: str) -> tuple[str, int]:
+        found = store.get_job(held[name])
+        assert found is not None
+        return found.status.value, found.retries_left
+
+    # the leases ran out; Batch says every job still runs: all wait, none is counted
+    assert scheduler.tick(now + 160).expired == []
+    assert {name: status(name) for name in held} == {n: ("Running", 0) for n in held}
+    assert len(launched.calls.of("DescribeJobs")) == 1  # asked afresh, once for all
+
+    # Batch's word comes: a reclaim (no retry used) and a crash (a retry: none left)
+    gone = "Host EC2 (instance i-0123456789abcdef0) terminated."
+    batch_jobs["reclaimed"].status, batch_jobs["reclaimed"].job_stopped_reason = "FAILED", gone
+    batch_jobs["crashed"].status = "FAILED"
+    batch_jobs["crashed"].job_stopped_reason = "Essential container in task exited"
+    report = scheduler.tick(now + 300)
+    assert status("reclaimed") == ("Waiting", 0)
+    assert status("crashed") == ("Failed", 0) and report.expired == [held["crashed"]]
+    assert status("running") == ("Running", 0)
+    events = [e.text for e in store.read_log(held["reclaimed"], [LogKind.SYSTEM])]
+    assert any("reclaimed" in text and "not counted" in text for text in events), events
+
+    # the wait is over and Batch still runs it: stopped, and counted as silent
+    assert scheduler.tick(now + 150 + 300 + 1).expired == [held["running"]]
+    assert status("running") == ("Failed", 0)
+    (stopped,) = launched.calls.of("TerminateJob")
+    assert stopped["jobId"] == batch_jobs["running"].job_id
+    # none of them is live (the tick started a new worker for the job back in Waiting)
+    assert not {w.id for w in workers} & {w.id for w in store.live_workers()}
+
+
+def test_a_local_worker_past_its_lease_is_not_waited_on(store: SQLiteStore) -> None:
+    """Launchers that cannot tell how a worker ended (every local one) wait for nothing:
+    a lease that ran out costs the job a retry at once, as before."""
+
+    class Running(Launcher):
+        kind = "local"
+
+        def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
+            return None
+
+        def alive(self, worker: WorkerRecord) -> bool | None:
+            return True
+
+    now = time.time()
+    aws_host_records(store)
+    worker = WorkerRecord(id="w-1", queue="q1", definition="d1", region="local",
+                          launcher="local", pid=None, state="ACTIVE", started=now,
+                          last_seen=now)  # fmt: skip
+    store.add_worker(worker)
+    new = NewJob(name="j", queue="q1", definition="d1", script="true\n", retries=0, env={},
+                 submit_dir=None)  # fmt: skip
+    (job_id,) = store.submit([new], now)
+    store.claim("w-1", "q1", "d1", 1, 30, now)
+    scheduler = Scheduler(store, {"local": Running()}, silence_seconds=60, lease_seconds=30)
+    assert scheduler.tick(now + 31).expired == [job_id]
 
 
 def aws_host_records(store: SQLiteStore) -> None:

@@ -121,6 +121,10 @@ class BatchLauncher(Launcher):
     # minutes; only then does the worker report in
     startup_seconds = 15 * 60.0
     sizes_workers = True  # containerOverrides size a worker for a job larger than its definition
+    # Batch fails the job of a worker whose instance was terminated (a spot reclaim) once
+    # ECS has seen the instance go, which may come after the worker's lease ran out: its
+    # jobs wait that long for Batch's word before they count as a silent worker's
+    confirm_seconds = 300.0
 
     def __init__(
         self,
@@ -143,12 +147,15 @@ class BatchLauncher(Launcher):
         weights_seconds: float = 600.0,
         worker_key: str = "",
         tokens: WorkerTokens | None = None,
+        confirm_seconds: float | None = None,
     ) -> None:
         self.store = store
         # what a worker is given to call the host with: the worker key and its launch's
         # token (none on a host made before them: the job definition names a secret)
         self.worker_key = worker_key
         self.tokens = tokens
+        if confirm_seconds is not None:
+            self.confirm_seconds = confirm_seconds
         self.url = url
         self.names = names
         self.idle_seconds = idle_seconds
@@ -412,6 +419,11 @@ class BatchLauncher(Launcher):
                 for job in jobs["jobs"]:
                     workers = by_job.get((region, job["jobId"]), [])
                     self._note(client, job, workers)
+
+    def look_again(self, worker: WorkerRecord) -> None:
+        """The next `alive` asks Batch (DescribeJobs) whatever it said lately: a worker's
+        lease ran out, and how its job ended decides whether that costs a retry."""
+        self._looked = -float("inf")
 
     def reclaimed(self, worker: WorkerRecord) -> bool:
         """Whether Batch said the worker's job failed as its EC2 instance was terminated

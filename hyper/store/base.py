@@ -14,7 +14,7 @@ under ``prefix/``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -325,7 +325,11 @@ class Store(Protocol):
     def return_claims(
         self, worker_id: str, claims: Sequence[tuple[int, int]], now: float
     ) -> int: ...
-    def expire_leases(self, now: float) -> list[int]: ...
+    def expire_leases(self, now: float, keep: Collection[str] = ()) -> list[int]:
+        """End as lost the running attempts whose leases ran out by `now`, but those of the
+        workers in `keep` (waited on for their provider's word); their job ids."""
+        ...
+
     def lease_holders(self, now: float) -> list[str]:
         """The workers holding running jobs whose leases ran out by `now`."""
         ...

@@ -64,7 +64,7 @@ import threading
 import time
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -2396,11 +2396,15 @@ class DynamoDBStore:
             )
         ]
 
-    def expire_leases(self, now: float) -> list[int]:
+    def expire_leases(self, now: float, keep: Collection[str] = ()) -> list[int]:
         ids = self._leased(now)
+        kept = frozenset(keep)
         return self._lose(
             ids,
-            lambda item: float(item.get("lease_until") or now) < now,
+            lambda item: (
+                float(item.get("lease_until") or now) < now
+                and str(item.get("worker_id") or "") not in kept
+            ),
             "fell silent past its lease",
             now,
         )

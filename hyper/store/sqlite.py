@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -1261,8 +1261,12 @@ class SQLiteStore:
                 self._event(db, job_id, attempt - 1, f"returned unstarted by {worker_id}", now)
         return returned
 
-    def expire_leases(self, now: float) -> list[int]:
-        return self._lose("lease_until < ?", (now,), "fell silent past its lease", now)
+    def expire_leases(self, now: float, keep: Collection[str] = ()) -> list[int]:
+        kept = sorted(keep)
+        clause = "lease_until < ?" + (
+            f" AND worker_id NOT IN ({', '.join('?' * len(kept))})" if kept else ""
+        )
+        return self._lose(clause, (now, *kept), "fell silent past its lease", now)
 
     def lease_holders(self, now: float) -> list[str]:
         rows = self._db.execute(
