@@ -459,8 +459,7 @@ MINE, THEIRS, OWNERS = (("hyper:host", HOST),), (("hyper:host", "h1-eu"),), ()
     ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:AssociateRouteTable",
      "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
      "ec2:RevokeSecurityGroupEgress", "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints",
-     "ec2:DetachInternetGateway", "ec2:AttachInternetGateway", "ec2:ModifyVpcAttribute",
-     "ec2:AcceptVpcPeeringConnection"],
+     "ec2:DetachInternetGateway", "ec2:AttachInternetGateway", "ec2:ModifyVpcAttribute"],
 )  # fmt: skip
 def test_the_deploy_role_changes_only_this_hosts_network(walk: Walk, action: str) -> None:
     """Routes, endpoints, security group rules and gateway attachments change only on a
@@ -476,11 +475,27 @@ def test_an_owners_route_tables_take_hypers_routes_only_where_tagged(walk: Walk)
     endpoints) when the owner tagged them hyper:use=HOST, and nothing else changes."""
     allowed = (("hyper:use", HOST),)
     for action in ("ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute",
-                   "ec2:ModifyVpcEndpoint", "ec2:AcceptVpcPeeringConnection"):  # fmt: skip
+                   "ec2:ModifyVpcEndpoint"):  # fmt: skip
         assert walk.deploy.allows(Need(action, "*", resource_tags=allowed)), action
     for action in ("ec2:DeleteRouteTable", "ec2:AssociateRouteTable", "ec2:CreateTags",
                    "ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteVpc"):  # fmt: skip
         assert not walk.deploy.allows(Need(action, "*", resource_tags=allowed)), action
+
+
+def test_a_peering_is_accepted_only_into_this_hosts_vpc_or_one_its_owner_allows(
+    walk: Walk,
+) -> None:
+    """IAM asks AcceptVpcPeeringConnection of the peering and of the accepter VPC: the
+    peering (whose accepter side may carry no tags) is taken as it is, the VPC must be
+    this host's or tagged hyper:use=HOST by its owner."""
+    accept = "ec2:AcceptVpcPeeringConnection"
+    peering = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:vpc-peering-connection/pcx-1"
+    vpc = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:vpc/vpc-1"
+    assert walk.deploy.allows(Need(accept, peering))
+    for tags in (MINE, (("hyper:use", HOST),)):
+        assert walk.deploy.allows(Need(accept, vpc, resource_tags=tags)), tags
+    for tags in (THEIRS, OWNERS, (("hyper:use", "h1-eu"),)):
+        assert not walk.deploy.allows(Need(accept, vpc, resource_tags=tags)), tags
 
 
 def test_tags_are_written_on_create_or_on_this_hosts_resources(walk: Walk) -> None:

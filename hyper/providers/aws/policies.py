@@ -72,7 +72,6 @@ EC2_HOST_CHANGES = [
     "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable",
     "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
     "ec2:AuthorizeSecurityGroupIngress", "ec2:ModifyVpcEndpoint",
-    "ec2:AcceptVpcPeeringConnection",
 ]  # fmt: skip
 # - in a VPC the owner made, what hyper must change of the owner's resources (routes to a
 #   peering in their route tables, gateway endpoints in them, accepting a peering to their
@@ -80,8 +79,11 @@ EC2_HOST_CHANGES = [
 OWNER_TAG = "hyper:use"
 EC2_OWNER_CHANGES = [
     "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:ModifyVpcEndpoint",
-    "ec2:AcceptVpcPeeringConnection",
 ]  # fmt: skip
+# - accepting a peering (CloudFormation does, in the main region) only into a VPC that is
+#   this host's or that its owner tagged hyper:use=HOST: the accepter's side of a peering
+#   made from another region need not carry the requester's tags, so the peering itself
+#   is not asked for any;
 # - and deletes only of resources tagged as this host's: another host's network, or
 #   anything else in the account, cannot be deleted with them.
 EC2_HOST_DELETES = [
@@ -327,7 +329,27 @@ def _network_statements(host_name: str) -> list[Json]:
             Condition={"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": host_name}},
         ),
         statement(EC2_HOST_DELETES, "*", "HostNetworkDeletes", Condition={"StringEquals": mine}),
+        statement(
+            ["ec2:AcceptVpcPeeringConnection"], [ec2("vpc-peering-connection")], "AcceptPeerings"
+        ),
+        statement(
+            ["ec2:AcceptVpcPeeringConnection"],
+            [ec2("vpc")],
+            "AcceptPeeringsIntoHostVpcs",
+            Condition={"StringEquals": mine},
+        ),
+        statement(
+            ["ec2:AcceptVpcPeeringConnection"],
+            [ec2("vpc")],
+            "AcceptPeeringsIntoOwnerVpcs",
+            Condition={"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": host_name}},
+        ),
     ]
+
+
+def ec2(kind: str) -> Json:
+    """Every EC2 resource of `kind` of the host's account, in any region."""
+    return sub(f"arn:${{AWS::Partition}}:ec2:*:${{AWS::AccountId}}:{kind}/*")
 
 
 def _lambda_role(description: str, statements: list[Json], host_name: str) -> Json:
