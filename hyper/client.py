@@ -51,6 +51,7 @@ from hyper.errors import (
 )
 from hyper.jobs import MAX_FILE_BYTES
 from hyper.messages import ClaimedJob, ClaimRef, ClaimRequest, Completion, Progress, Room
+from hyper.worker_tokens import HEADER as TOKEN_HEADER
 
 RETRY_STATUSES = frozenset({429, 503})
 # what API Gateway answers when Lambda is throttled (500), fails (502) or is too slow
@@ -459,10 +460,15 @@ class HostClient:
         transport: Transport | None = None,
         reconnect: Callable[[], str | None] | None = None,
         retry_statuses: frozenset[int] = RETRY_STATUSES,
+        worker_token: str = "",
     ) -> None:
         self.url = url
         self.host_name = host_name or url
         self._key = api_key
+        # a worker's token, sent with its key where the host gave it one (hyper/host/auth.py)
+        self._auth = {"x-api-key": api_key}
+        if worker_token:
+            self._auth[TOKEN_HEADER] = worker_token
         self._timeout = timeout
         self._retries = retries
         self._retry_statuses = retry_statuses
@@ -508,7 +514,7 @@ class HostClient:
         """Send a request (with retries) and return the body of its 2xx answer; any other
         answer raises. A `repeatable` request may be sent again even after it may have
         reached the host."""
-        headers = {"x-api-key": self._key, **headers}
+        headers = {**self._auth, **headers}
         attempt = 0
         while True:
             try:
@@ -663,6 +669,23 @@ class HostClient:
     def delete_files(self, key: str) -> None:
         """Delete the file `key` and every file under `key/`."""
         self._exchange("DELETE", _file_path(key), None, {}, repeatable=True)
+
+    def get_job_package(self, worker_id: str, job_id: int) -> bytes:
+        """The package of a job this worker holds."""
+        headers = {"Accept": "application/octet-stream"}
+        path = f"/workers/{quote(worker_id)}/jobs/{job_id}/package"
+        return self._exchange("GET", path, None, headers, repeatable=True)
+
+    def put_job_file(self, worker_id: str, job_id: int, key: str, data: bytes) -> None:
+        """Keep a file a job this worker holds collected, as ``jobs/{job_id}/{key}``."""
+        if len(data) > MAX_FILE_BYTES:
+            raise UsageError(
+                f"file {key!r} is {len(data)} bytes; the host keeps files of at most"
+                f" {MAX_FILE_BYTES // 2**20} MiB"
+            )
+        headers = {"Content-Type": "application/octet-stream"}
+        path = f"/workers/{quote(worker_id)}/jobs/{job_id}/files/{quote(key)}"
+        self._exchange("PUT", path, data, headers, repeatable=True)
 
     # resources ------------------------------------------------------------
 

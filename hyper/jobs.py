@@ -39,7 +39,7 @@ class JobStatus(str, enum.Enum):
 FINISHED = frozenset({JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED})
 NOT_STARTED = frozenset({JobStatus.WAITING, JobStatus.BLOCKED, JobStatus.HELD})
 UNFINISHED = tuple(s for s in JobStatus if s not in FINISHED)
-SECRET_VARIABLES = ("HYPER_API_KEY",)  # never passed on to jobs
+SECRET_VARIABLES = ("HYPER_API_KEY", "HYPER_WORKER_TOKEN")  # never passed on to jobs
 ALL_STATUSES = tuple(JobStatus)
 
 

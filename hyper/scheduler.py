@@ -1,7 +1,9 @@
 """The scheduler: what the host does besides answering requests.
 
 Each tick it ends attempts whose workers fell silent past their lease (the
-job is retried or failed by policy), forgets workers that are gone, and asks
+job is retried or failed by policy; a worker whose launcher still runs it and can say
+how it ended, as AWS Batch can, is waited on up to the launcher's `confirm_seconds`
+first: a machine reclaimed costs its jobs no retry), forgets workers that are gone, and asks
 the launchers for ``ceil((waiting + running) / ratio)`` workers per
 (queue, definition), split between the queue's regions by weight (largest
 remainder) and capped per region by the vCPUs of the queue's cluster and by
@@ -82,13 +84,13 @@ class Scheduler:
 
     def tick(self, now: float) -> TickReport:
         self._after_stall(now)
-        fenced = self._fence(now)
-        expired = self.store.expire_leases(now)
+        fenced, waiting = self._fence(now)
+        expired = self.store.expire_leases(now, keep=waiting)
         for job_id in expired:
             log.warning("job %s: its worker fell silent past the lease", job_id)
         for worker_id in fenced:
             self.store.abandon(worker_id, now)  # what else it held (its leases ran on)
-        gone = len(fenced) + self._forget_gone_workers(now)
+        gone = len(fenced) + self._forget_gone_workers(now, waiting)
         self.store.reconcile_counts(now)  # a submit cut off must not ask for workers
         started = self._scale()
         return TickReport(expired, started, gone)
@@ -108,22 +110,41 @@ class Scheduler:
             extended,
         )  # fmt: skip
 
-    def _fence(self, now: float) -> list[str]:
+    def _fence(self, now: float) -> tuple[list[str], set[str]]:
         """Workers holding leases that ran out are ended, with what their jobs left
-        running, before those jobs are retried; their ids."""
+        running, before those jobs are retried: their ids. Their launchers are asked
+        afresh how they are: one that ended as its machine was reclaimed costs its jobs
+        no retry; one its launcher still runs is waited on for the launcher's word, up to
+        its `confirm_seconds` past the lease (the ids waited on)."""
         holders = set(self.store.lease_holders(now))
         if not holders:
-            return []
-        fenced = [w for w in self.store.live_workers() if w.id in holders]
-        for worker in fenced:
+            return [], set()
+        candidates = [w for w in self.store.live_workers() if w.id in holders]
+        for worker in candidates:  # all first: one fresh look serves them all
+            launcher = self.launchers.get(worker.launcher)
+            if launcher is not None:
+                launcher.look_again(worker)
+        fenced, waiting = [], set()
+        for worker in candidates:
             launcher = self.launchers.get(worker.launcher)
             alive = launcher.alive(worker) if launcher else None
+            if alive and launcher is not None and self._confirming(worker, launcher, now):
+                waiting.add(worker.id)
+                continue
             self._end_worker(worker, launcher, alive, now, abandon=False)
-        return [w.id for w in fenced]
+            fenced.append(worker.id)
+        return fenced, waiting
 
-    def _forget_gone_workers(self, now: float) -> int:
+    def _confirming(self, worker: WorkerRecord, launcher: Launcher, now: float) -> bool:
+        """Whether a silent worker its launcher still runs is still waited on."""
+        patience = launcher.confirm_seconds
+        return patience > 0 and now - worker.last_seen < self.lease_seconds + patience
+
+    def _forget_gone_workers(self, now: float, waiting: set[str]) -> int:
         gone = 0
         for worker in self.store.live_workers():
+            if worker.id in waiting:  # judged by _fence this tick
+                continue
             launcher = self.launchers.get(worker.launcher)
             alive = launcher.alive(worker) if launcher else None
             # a worker reports at least every long-poll (10 s) or heartbeat (0.5 s): one

@@ -43,7 +43,8 @@ from hyper.scheduler import Scheduler, split_by_weight
 from hyper.store.base import ArrayTasks, NewJob, Store, WorkerRecord
 from hyper.store.sqlite import SQLiteStore
 from hyper.worker import __main__ as worker_main
-from tests.helpers.aws import managed_policies
+from hyper.worker_tokens import WorkerTokens
+from tests.helpers.aws import ACCOUNT, managed_policies
 
 NAMES = Names("hyper-test")
 QUICK = Patience(timeout=5, interval=0, sleep=lambda _: None)
@@ -802,6 +803,39 @@ def test_one_worker_is_a_single_job(aws: None, store: SQLiteStore) -> None:
     assert submitted("us-east-1") == [None, None, None]
 
 
+def test_workers_get_the_worker_key_and_a_token_for_their_own_launch_only(
+    aws: None, store: SQLiteStore
+) -> None:
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    tokens = WorkerTokens("the-host-key")
+    launched = Launched(store, worker_key="the-worker-key", tokens=tokens)
+    array = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
+    (single,) = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+    first, second = (environment(s) for s in launched.submits())
+    for env in (first, second):
+        assert env["HYPER_API_KEY"] == "the-worker-key"
+    # each launch's token opens its own workers, and no other launch's
+    assert all(tokens.valid(r.id, first["HYPER_WORKER_TOKEN"]) for r in array)
+    assert tokens.valid(single.id, second["HYPER_WORKER_TOKEN"])
+    assert not tokens.valid(single.id, first["HYPER_WORKER_TOKEN"])
+    assert not any(tokens.valid(r.id, second["HYPER_WORKER_TOKEN"]) for r in array)
+    assert "the-host-key" not in json.dumps(launched.calls.calls)
+
+
+def test_a_job_role_reads_no_secret_when_workers_are_given_their_key(aws: None) -> None:
+    """A host whose launcher gives workers the worker key and a token: job roles read no
+    secret, and the inline policy an older role had goes."""
+    iam = boto3.client("iam")
+    batch.ensure_job_role(DEFINITION, NAMES, SECRET, lambda _: None)
+    assert iam.list_role_policies(RoleName="hyper-test-d1-job")["PolicyNames"] == ["hyper-api-key"]
+    role = batch.ensure_job_role(DEFINITION, NAMES, None, lambda _: None)
+    assert iam.list_role_policies(RoleName="hyper-test-d1-job")["PolicyNames"] == []
+    request = batch.job_definition("us-east-1", DEFINITION, NAMES, image="worker:1",
+                                   job_role_arn=role, secret_arn=None)  # fmt: skip
+    names = {e["name"] for e in request["containerProperties"]["environment"]}
+    assert "HYPER_API_KEY" not in names
+
+
 @pytest.mark.slow
 def test_25000_workers_are_arrays_of_10000_10000_and_5000(aws: None, store: SQLiteStore) -> None:
     aws_host(store, ("us-east-1",), {"us-east-1": 1})
@@ -1001,6 +1035,107 @@ def test_a_spot_reclaim_is_not_counted_against_the_jobs_retries(store: SQLiteSto
     assert any("reclaimed" in text and "not counted" in text for text in events), events
 
 
+def moto_job(job_id: str) -> Any:
+    """moto's record of a Batch job in us-east-1, to play what Batch says of it."""
+    from moto.batch.models import batch_backends
+
+    found = batch_backends[ACCOUNT]["us-east-1"].get_job_by_id(job_id)
+    assert found is not None
+    return found
+
+
+def test_a_reclaim_batch_reports_after_the_lease_ran_out_costs_no_retry(
+    aws: None, store: SQLiteStore
+) -> None:
+    """A worker's lease (150 s) runs out while Batch still says its job is RUNNING (ECS
+    has not yet seen its instance go): its jobs wait for Batch's word, asked afresh each
+    tick (DescribeJobs), up to 300 s past the lease. Batch then says "Host EC2 (instance
+    ...) terminated.": the job goes back to Waiting without a retry. A worker whose job
+    failed otherwise, or that Batch still runs once the wait is over (then terminated),
+    costs its job a retry as any silent worker's. moto plays Batch: its jobs end at once,
+    so each is set to what Batch would say."""
+    aws_host(store, ("us-east-1",), {"us-east-1": 1})
+    launched = Launched(store, clock=lambda: 0.0)  # no cached answer ever goes stale
+    launcher = launched.launcher
+    now = time.time()
+    workers, held, batch_jobs = [], {}, {}
+    for name in ("reclaimed", "running", "crashed"):
+        (worker,) = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
+        store.add_worker(worker)
+        new = NewJob(name=name, queue="q1", definition="d1", script="sleep 600\n",
+                     retries=0, env={}, submit_dir=None)  # fmt: skip
+        store.submit([new], now)
+        (claim,) = store.claim(worker.id, "q1", "d1", 1, 150, now)
+        store.touch_worker(worker.id, now)
+        workers.append(worker)
+        held[name] = claim.id
+        batch_jobs[name] = moto_job(launcher._jobs[worker.id][1])
+    deadline = time.monotonic() + 60
+    while any(j.status not in ("SUCCEEDED", "FAILED") for j in batch_jobs.values()):
+        assert time.monotonic() < deadline, [j.status for j in batch_jobs.values()]
+        time.sleep(0.05)
+    for job_ in batch_jobs.values():  # as Batch says of a job whose instance just went
+        job_.status, job_.job_stopped_reason = "RUNNING", None
+    scheduler = Scheduler(store, {"aws": launcher}, silence_seconds=300, lease_seconds=150)
+
+    def status(name: str) -> tuple[str, int]:
+        found = store.get_job(held[name])
+        assert found is not None
+        return found.status.value, found.retries_left
+
+    # the leases ran out; Batch says every job still runs: all wait, none is counted
+    assert scheduler.tick(now + 160).expired == []
+    assert {name: status(name) for name in held} == {n: ("Running", 0) for n in held}
+    assert len(launched.calls.of("DescribeJobs")) == 1  # asked afresh, once for all
+
+    # Batch's word comes: a reclaim (no retry used) and a crash (a retry: none left)
+    gone = "Host EC2 (instance i-0123456789abcdef0) terminated."
+    batch_jobs["reclaimed"].status, batch_jobs["reclaimed"].job_stopped_reason = "FAILED", gone
+    batch_jobs["crashed"].status = "FAILED"
+    batch_jobs["crashed"].job_stopped_reason = "Essential container in task exited"
+    report = scheduler.tick(now + 300)
+    assert status("reclaimed") == ("Waiting", 0)
+    assert status("crashed") == ("Failed", 0) and report.expired == [held["crashed"]]
+    assert status("running") == ("Running", 0)
+    events = [e.text for e in store.read_log(held["reclaimed"], [LogKind.SYSTEM])]
+    assert any("reclaimed" in text and "not counted" in text for text in events), events
+
+    # the wait is over and Batch still runs it: stopped, and counted as silent
+    assert scheduler.tick(now + 150 + 300 + 1).expired == [held["running"]]
+    assert status("running") == ("Failed", 0)
+    (stopped,) = launched.calls.of("TerminateJob")
+    assert stopped["jobId"] == batch_jobs["running"].job_id
+    # none of them is live (the tick started a new worker for the job back in Waiting)
+    assert not {w.id for w in workers} & {w.id for w in store.live_workers()}
+
+
+def test_a_local_worker_past_its_lease_is_not_waited_on(store: SQLiteStore) -> None:
+    """Launchers that cannot tell how a worker ended (every local one) wait for nothing:
+    a lease that ran out costs the job a retry at once, as before."""
+
+    class Running(Launcher):
+        kind = "local"
+
+        def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
+            return None
+
+        def alive(self, worker: WorkerRecord) -> bool | None:
+            return True
+
+    now = time.time()
+    aws_host_records(store)
+    worker = WorkerRecord(id="w-1", queue="q1", definition="d1", region="local",
+                          launcher="local", pid=None, state="ACTIVE", started=now,
+                          last_seen=now)  # fmt: skip
+    store.add_worker(worker)
+    new = NewJob(name="j", queue="q1", definition="d1", script="true\n", retries=0, env={},
+                 submit_dir=None)  # fmt: skip
+    (job_id,) = store.submit([new], now)
+    store.claim("w-1", "q1", "d1", 1, 30, now)
+    scheduler = Scheduler(store, {"local": Running()}, silence_seconds=60, lease_seconds=30)
+    assert scheduler.tick(now + 31).expired == [job_id]
+
+
 def aws_host_records(store: SQLiteStore) -> None:
     put(store, ResourceKind.CLUSTER, ClusterSpec(name="c1"))
     put(store, ResourceKind.QUEUE, QueueSpec(name="q1", compute_environment="c1"))
@@ -1025,9 +1160,11 @@ class Refusing(http.server.BaseHTTPRequestHandler):
     """A host that refuses every key, noting who asked with what."""
 
     seen: list[tuple[str, str | None]] = []
+    tokens: list[str | None] = []
 
     def do_POST(self) -> None:
         self.seen.append((self.path, self.headers.get("x-api-key")))
+        self.tokens.append(self.headers.get("x-hyper-worker-token"))
         body = json.dumps({"detail": "bad key"}).encode()
         self.send_response(401)
         self.send_header("content-type", "application/json")
@@ -1046,7 +1183,7 @@ def test_an_array_child_is_its_prefix_and_index_and_reads_the_key_by_arn(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    Refusing.seen = []
+    Refusing.seen, Refusing.tokens = [], []
     try:
         monkeypatch.setenv("HYPER_URL", f"http://127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("HYPER_API_KEY", secret["ARN"])
@@ -1062,6 +1199,29 @@ def test_an_array_child_is_its_prefix_and_index_and_reads_the_key_by_arn(
     assert Refusing.seen[0] == ("/workers/b-0123456789ab-7/claim", "s3cr3t")
 
     assert "HYPER_WORKER_ID_PREFIX" not in os.environ  # not handed on to jobs
+
+
+def test_a_worker_sends_the_key_and_token_its_launch_gave_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Refusing.seen, Refusing.tokens = [], []
+    try:
+        monkeypatch.setenv("HYPER_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("HYPER_API_KEY", "the-worker-key")
+        monkeypatch.setenv("HYPER_WORKER_TOKEN", "the-token")
+        code = worker_main.main(["--worker-id", "b-0123456789ab-0", "--queue", "q1",
+                                 "--definition", "d1", "--workdir", str(tmp_path),
+                                 "--idle-seconds", "1", "--patience-seconds", "0"])  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1 and "refused the API key" in capsys.readouterr().err
+    assert Refusing.seen[0] == ("/workers/b-0123456789ab-0/claim", "the-worker-key")
+    assert Refusing.tokens[0] == "the-token"
+    assert "HYPER_WORKER_TOKEN" not in os.environ  # not handed on to jobs
 
 
 def test_a_worker_that_cannot_read_its_secret_says_so(

@@ -43,6 +43,7 @@ WORKERS = 8
 
 
 FUNCTION = "hyper-e2e-host"
+WORKER_KEY = "the-e2e-worker-key"
 
 
 def one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,9 +97,9 @@ def aws_host(
             monkeypatch.delenv(name, raising=False)
         for name, value in aws_env.items():
             monkeypatch.setenv(name, value)
-        secret = boto3.client("secretsmanager", region_name=MAIN).create_secret(
-            Name="hyper/e2e/api-key", SecretString="the-e2e-key"
-        )
+        secrets = boto3.client("secretsmanager", region_name=MAIN)
+        secret = secrets.create_secret(Name="hyper/e2e/api-key", SecretString="the-e2e-key")
+        worker_secret = secrets.create_secret(Name="hyper/e2e/worker-key", SecretString=WORKER_KEY)
         tables.create_tables(boto3.client("dynamodb", region_name=MAIN), "hyper-e2e")
         boto3.client("s3", region_name=MAIN).create_bucket(
             Bucket="hyper-e2e-bucket", CreateBucketConfiguration={"LocationConstraint": MAIN}
@@ -106,11 +107,13 @@ def aws_host(
         function_env = {
             "HYPER_REGION": MAIN,
             "HYPER_SECRET_ARN": secret["ARN"],
+            "HYPER_WORKER_SECRET_ARN": worker_secret["ARN"],
             "HYPER_HOST_NAME": "e2e",
             "HYPER_TABLE_PREFIX": "hyper-e2e",
             "HYPER_BUCKET": "hyper-e2e-bucket",
         }
         with Gateway.of("the-e2e-key", {FUNCTION: function_env}, FUNCTION, LIMITS) as gateway:
+            gateway.keys.add(WORKER_KEY)  # the usage plan's other key: the workers'
             monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", gateway.url)  # the functions' Invoke
             try:
                 yield AwsHost(gateway, secret["ARN"], {**os.environ, **aws_env})
@@ -188,7 +191,9 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
     # the first children of the main region's array, as Batch would start them
     job = submitted[MAIN]
     container = {e["name"]: e["value"] for e in job["container"]["environment"]}
-    assert container["HYPER_API_KEY"] == aws_host.secret_arn  # the key itself is not there
+    # the worker key and the array's token: the host's key is not there, nor its secret
+    assert container["HYPER_API_KEY"] == WORKER_KEY and container["HYPER_WORKER_TOKEN"]
+    assert not any("the-e2e-key" in v or v == aws_host.secret_arn for v in container.values())
     workers = []
     logs = []
     for index in range(WORKERS):

@@ -16,6 +16,7 @@ from hyper.host.lambda_adapter import TICK_EVENT, LambdaHandler, make_handler
 from hyper.host.lambda_app import make_app
 from hyper.store import dynamodb_tables as tables
 from hyper.store.dynamodb import DynamoDBStore
+from hyper.worker_tokens import WorkerTokens
 from tests.helpers.lambda_events import proxy_event
 
 REGION = "eu-west-1"
@@ -53,26 +54,38 @@ def test_the_function_serves_the_host_api(function_env: str) -> None:
         handler.close()
 
 
-def test_workers_and_jobs_get_the_worker_key_which_opens_worker_routes_only(
+def test_workers_get_the_worker_key_and_a_token_that_open_their_own_routes_only(
     function_env: str,
 ) -> None:
-    """The function reads both keys; what it gives workers (the secret a Batch job's
-    role may read, named in its definition) is the worker key's, never the host's: with
-    it a job can claim and report, not submit, list, cancel, read logs or resources."""
+    """The function reads both keys; job roles read no secret (the provider names none
+    for them), and its Batch launcher gives workers the worker key and their launch's
+    token, never the host's key: with them a worker can claim and report as itself, not
+    as another launch's worker, nor submit, list, cancel, read logs, files or resources."""
     app = make_app()
     handler = make_handler(lambda: app)
     try:
-        secrets = boto3.client("secretsmanager", region_name=REGION)
-        worker_arn = secrets.describe_secret(SecretId="hyper/h1/worker-key")["ARN"]
-        assert app.app.state.service.deployer.provider.secret_arn == worker_arn  # type: ignore[attr-defined]
+        assert app.app.state.service.deployer.provider.secret_arn is None  # type: ignore[attr-defined]
         worker = "the-worker-key"
+        handler(proxy_event("GET", "/health", key=function_env), None)  # the app has started
+        launcher = app.app.state.tick.scheduler.launchers["aws"]  # type: ignore[attr-defined]
+        assert launcher.worker_key == worker
+        token = launcher.tokens.token("b-1")
+        assert token == WorkerTokens(function_env).token("b-1")
+        mine = {"x-hyper-worker-token": token}
         for method, path in [("GET", "/jobs"), ("GET", "/health"), ("GET", "/resources/queues"),
                              ("POST", "/jobs/cancel"), ("GET", "/jobs/1/log"),
+                             ("GET", "/files/jobs/1/out.txt"),
                              ("DELETE", "/files/jobs/1/out.txt")]:  # fmt: skip
-            event = proxy_event(method, path, key=worker, body="{}")
+            event = proxy_event(method, path, key=worker, body="{}", headers=mine)
             assert handler(event, None)["statusCode"] == 401, (method, path)
-        claim = {"queue": "q1", "definition": "d1", "limit": 1, "wait": 0}
-        event = proxy_event("POST", "/workers/b-1-0/claim", key=worker, body=json.dumps(claim))
+        claim = json.dumps({"queue": "q1", "definition": "d1", "limit": 1, "wait": 0})
+        for path, headers in [
+            ("/workers/b-1-0/claim", {}),  # no token
+            ("/workers/b-2-0/claim", mine),
+        ]:  # another launch's worker
+            event = proxy_event("POST", path, key=worker, body=claim, headers=headers)
+            assert handler(event, None)["statusCode"] == 401, path
+        event = proxy_event("POST", "/workers/b-1-0/claim", key=worker, body=claim, headers=mine)
         answer = handler(event, None)
         # past the key: the host itself answers (this host has no definition d1 yet)
         assert answer["statusCode"] == 400 and "d1" in json.loads(answer["body"])["detail"]

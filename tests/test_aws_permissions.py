@@ -103,7 +103,7 @@ def _walk(recorder: CallRecorder) -> Walk:
     folder = Path(tempfile.mkdtemp(prefix="hyper-permissions-"))
     secrets = boto3.client("secretsmanager", region_name=MAIN)
     secret = secrets.create_secret(Name=f"hyper/{HOST}/api-key", SecretString="k" * 40)["ARN"]
-    # what the API function gives the provider (job roles, definitions): the worker key's
+    # the function reads the worker key's secret; job roles and definitions name no secret
     workers = secrets.create_secret(Name=f"hyper/{HOST}/worker-key", SecretString="w" * 40)["ARN"]
     store = SQLiteStore(folder / "store.db")
     template = templates.host_template(
@@ -116,7 +116,7 @@ def _walk(recorder: CallRecorder) -> Walk:
         allowed_policies=ALLOWED,
     )
     boundary_document = template["Resources"]["Boundary"]["Properties"]
-    provider = AwsProvider(store, host_name=HOST, secret_arn=workers, host_vpc="10.0.0.0/16",
+    provider = AwsProvider(store, host_name=HOST, secret_arn=None, host_vpc="10.0.0.0/16",
                            allowed_policies=ALLOWED)  # fmt: skip
     quick = batch.Patience(timeout=30, interval=0, sleep=_no_sleep)
     provider.patience = quick
@@ -444,4 +444,88 @@ def test_the_deploy_role_deletes_only_this_hosts_network(walk: Walk) -> None:
                    "ec2:DeleteVolume", "ec2:ModifyInstanceAttribute",
                    "ec2:CreateImage"):  # fmt: skip
         assert not walk.deploy.allows(Need(action, "*", resource_tags=(("hyper:host", HOST),)))
-    assert walk.deploy.allows(Need("ec2:CreateVpc", "*"))
+    for action in ("ec2:CreateVpc", "ec2:CreateSubnet", "ec2:CreateVpcEndpoint"):
+        # made only with this host's tag: on a resource no one can delete with this role
+        assert walk.deploy.allows(Need(action, "*", (("hyper:host", HOST),))), action
+        for tags in ((("hyper:host", "h1-eu"),), ()):
+            assert not walk.deploy.allows(Need(action, "*", tags)), (action, tags)
+
+
+MINE, THEIRS, OWNERS = (("hyper:host", HOST),), (("hyper:host", "h1-eu"),), ()
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:AssociateRouteTable",
+     "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
+     "ec2:RevokeSecurityGroupEgress", "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints",
+     "ec2:DetachInternetGateway", "ec2:AttachInternetGateway", "ec2:ModifyVpcAttribute"],
+)  # fmt: skip
+def test_the_deploy_role_changes_only_this_hosts_network(walk: Walk, action: str) -> None:
+    """Routes, endpoints, security group rules and gateway attachments change only on a
+    resource tagged as this host's (a route: its route table), not another host's nor
+    one the owner made without saying so."""
+    assert walk.deploy.allows(Need(action, "*", resource_tags=MINE))
+    for tags in (THEIRS, OWNERS, (("hyper:use", "h1-eu"),)):
+        assert not walk.deploy.allows(Need(action, "*", resource_tags=tags)), tags
+
+
+def test_an_owners_route_tables_take_hypers_routes_only_where_tagged(walk: Walk) -> None:
+    """A VPC the owner made: its route tables take a host's routes (peering, gateway
+    endpoints) when the owner tagged them hyper:use=HOST, and nothing else changes."""
+    allowed = (("hyper:use", HOST),)
+    for action in ("ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute",
+                   "ec2:ModifyVpcEndpoint"):  # fmt: skip
+        assert walk.deploy.allows(Need(action, "*", resource_tags=allowed)), action
+    for action in ("ec2:DeleteRouteTable", "ec2:AssociateRouteTable", "ec2:CreateTags",
+                   "ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteVpc"):  # fmt: skip
+        assert not walk.deploy.allows(Need(action, "*", resource_tags=allowed)), action
+
+
+def test_a_peering_is_accepted_only_into_this_hosts_vpc_or_one_its_owner_allows(
+    walk: Walk,
+) -> None:
+    """IAM asks AcceptVpcPeeringConnection of the peering and of the accepter VPC: the
+    peering (whose accepter side may carry no tags) is taken as it is, the VPC must be
+    this host's or tagged hyper:use=HOST by its owner."""
+    accept = "ec2:AcceptVpcPeeringConnection"
+    peering = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:vpc-peering-connection/pcx-1"
+    vpc = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:vpc/vpc-1"
+    assert walk.deploy.allows(Need(accept, peering))
+    for tags in (MINE, (("hyper:use", HOST),)):
+        assert walk.deploy.allows(Need(accept, vpc, resource_tags=tags)), tags
+    for tags in (THEIRS, OWNERS, (("hyper:use", "h1-eu"),)):
+        assert not walk.deploy.allows(Need(accept, vpc, resource_tags=tags)), tags
+
+
+def test_tags_are_written_on_create_or_on_this_hosts_resources(walk: Walk) -> None:
+    def tagging(request: tuple, resource: tuple, action: str = "") -> Need:
+        context = (("ec2:CreateAction", action),) if action else ()
+        return Need("ec2:CreateTags", "*", request, resource, context=context)
+
+    assert walk.deploy.allows(tagging(MINE, (), "CreateVpc"))  # made with its tags
+    assert walk.deploy.allows(tagging(MINE, MINE))  # an update of its tags
+    assert walk.deploy.allows(tagging((("Name", "x"),), MINE))
+    for refused in (
+        tagging(MINE, OWNERS),  # claiming the owner's resource as the host's
+        tagging(THEIRS, MINE),  # handing the host's resource to another host
+        tagging(THEIRS, (), "CreateVpc"),
+        tagging(MINE, (), "RunInstances"),
+    ):
+        assert not walk.deploy.allows(refused), refused
+
+
+def test_every_network_resource_hyper_makes_is_tagged_as_its_hosts() -> None:
+    spec = RegionSpec(name=MAIN, kind="aws", main_region=True, cidr="10.0.0.0/16",
+                      subnet_config="PRIVATE_WITH_NAT", nat_gateways=1,
+                      deploy_vpc_endpoints="FOR_PRIVATE_VPC")  # fmt: skip
+    made = templates.region_template(spec, host_name=HOST)["Resources"]
+    taggable = {"AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::InternetGateway",
+                "AWS::EC2::RouteTable", "AWS::EC2::EIP", "AWS::EC2::NatGateway",
+                "AWS::EC2::SecurityGroup", "AWS::EC2::VPCEndpoint"}  # fmt: skip
+    kinds = set()
+    for lid, found in made.items():
+        if found["Type"] in taggable:
+            kinds.add(found["Type"])
+            assert {"Key": "hyper:host", "Value": HOST} in found["Properties"]["Tags"], lid
+    assert kinds == taggable

@@ -117,17 +117,20 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
     from hyper.models import ResourceKind
     from hyper.providers.aws.provider import AwsProvider
     from hyper.store.dynamodb import DynamoDBStore
+    from hyper.worker_tokens import WorkerTokens
 
     env = os.environ
     region = env["HYPER_REGION"]
     secrets = boto3.client("secretsmanager", region_name=region)
     key = secrets.get_secret_value(SecretId=env["HYPER_SECRET_ARN"])["SecretString"]
-    # workers, and so jobs, get the worker key's secret: it opens only worker routes (a
-    # stack made before it had none: its workers read the host's key, as they did)
+    # workers, and so jobs, get the worker key and their launch's token (hyper/host/auth.py):
+    # they open only that launch's workers' routes, and job roles read no secret (a stack
+    # made before it had no worker key: its workers read the host's key, as they did)
     worker_secret_arn = env.get("HYPER_WORKER_SECRET_ARN") or env["HYPER_SECRET_ARN"]
     worker_key = ""
     if worker_secret_arn != env["HYPER_SECRET_ARN"]:
         worker_key = secrets.get_secret_value(SecretId=worker_secret_arn)["SecretString"]
+    read_by_jobs = None if worker_key else env["HYPER_SECRET_ARN"]
     settings = HostSettings(
         data_dir=Path(tempfile.gettempdir()),  # the only place a function may write
         api_key=key,
@@ -141,7 +144,7 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
     provider = AwsProvider(
         store,
         host_name=settings.name,
-        secret_arn=worker_secret_arn,
+        secret_arn=read_by_jobs,
         host_vpc=env.get("HYPER_HOST_VPC"),
         host_subnets=[s for s in env.get("HYPER_HOST_SUBNETS", "").split(",") if s],
         permissions_boundary=env.get("HYPER_PERMISSIONS_BOUNDARY"),
@@ -155,6 +158,8 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
             names=provider.names,
             idle_seconds=settings.worker_idle_seconds,
             heartbeat_seconds=settings.heartbeat_seconds,
+            worker_key=worker_key,
+            tokens=WorkerTokens(key) if worker_key else None,
         )
         return {"aws": batch}
 

@@ -15,6 +15,9 @@ from fastapi.routing import APIRoute
 from hyper.errors import is_utf8
 from hyper.host.auth import Keys
 from hyper.host.dashboard import router as dashboard
+from hyper.worker_tokens import HEADER
+
+TOKEN_HEADER = HEADER.encode()
 
 
 class BodyTooLarge(HTTPException):
@@ -76,8 +79,10 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not _dashboard_path(scope["path"]):
-            given = dict(scope["headers"]).get(b"x-api-key", b"")
-            if not self.keys.allows(scope["method"], scope["path"], given):
+            headers = dict(scope["headers"])
+            given = headers.get(b"x-api-key", b"")
+            token = headers.get(TOKEN_HEADER, b"")
+            if not self.keys.allows(scope["method"], scope["path"], given, token):
                 response = JSONResponse({"detail": "missing or wrong x-api-key"}, status_code=401)
                 await response(scope, receive, send)
                 return

@@ -507,6 +507,21 @@ class HostService:
     def delete_files(self, key: str) -> int:
         return self.store.delete_files(key)
 
+    def held_job(self, worker_id: str, job_id: int) -> JobRecord:
+        """The job, when `worker_id` holds it (claimed and not ended); Conflict otherwise:
+        a worker reaches the files of its own jobs only."""
+        job = self.store.get_job(job_id)
+        if job is None or job.finished or job.worker_id != worker_id:
+            raise Conflict(f"worker {worker_id!r} does not hold job {job_id}")
+        return job
+
+    def job_package(self, worker_id: str, job_id: int) -> bytes:
+        """The package of a job the worker holds (NotFound when it has none)."""
+        package = self.held_job(worker_id, job_id).options.get("package")
+        if not package:
+            raise NotFound(f"job {job_id} has no package")
+        return self.get_file(str(package))
+
     # resources ------------------------------------------------------------------
 
     def list_resources(self, kind: ResourceKind) -> list[dict[str, Any]]:

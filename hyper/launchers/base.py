@@ -29,6 +29,9 @@ class Launcher(ABC):
     startup_seconds: float | None = None
     # it can start a worker larger than its definition's for a job that needs one
     sizes_workers: bool = False
+    # how long past the lease of a silent worker it still says is running its jobs wait
+    # for its word on how the worker ended (a reclaimed machine costs them no retry)
+    confirm_seconds: float = 0.0
 
     def launch(self, request: LaunchRequest) -> list[WorkerRecord]:
         """Start up to `count` workers for (queue, definition) and return their records."""
@@ -64,6 +67,9 @@ class Launcher(ABC):
     def alive(self, worker: WorkerRecord) -> bool | None:
         """True or False when the launcher can tell, None when only silence can."""
         return None
+
+    def look_again(self, worker: WorkerRecord) -> None:  # noqa: B027 - most ask afresh anyway
+        """What `alive` says of the worker next is asked afresh: its lease ran out."""
 
     def reclaimed(self, worker: WorkerRecord) -> bool:
         """Whether a worker that `alive` found ended was ended by its provider taking the

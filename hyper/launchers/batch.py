@@ -10,9 +10,12 @@ child (a single job is given its full id, ``PREFIX-0``, as ``HYPER_WORKER_ID``).
 
 What a job is given (containerOverrides environment): the host URL, the queue, the
 definition, the worker id (prefix), the idle timeout and the region (``HYPER_REGION``,
-which its jobs see too). Never the API key: the job definition sets
-``HYPER_API_KEY`` to the ARN of the host's secret and the worker reads the key from
-Secrets Manager with its job role (see hyper/providers/aws/batch.py).
+which its jobs see too). Never the API key: on a host with a worker key, that key
+(``HYPER_API_KEY``: alone it opens nothing) and the token of this submitted job's
+workers (``HYPER_WORKER_TOKEN``, hyper/worker_tokens.py), with which they act as
+themselves and as no worker of another launch; the job role reads no secret. A host made
+before worker keys sets ``HYPER_API_KEY`` in the job definition to the ARN of its
+secret, which the worker reads with its job role (see hyper/providers/aws/batch.py).
 
 SubmitJob allows 50 calls a second per account: calls take a token from a bucket filled at
 that rate, and a throttled call (TooManyRequestsException and the like) is tried again
@@ -48,6 +51,8 @@ from hyper.providers.aws.calls import aws_client, error_code
 from hyper.providers.aws.weights import auto_weights as spot_weights
 from hyper.resources import find_spec
 from hyper.store.base import Store, WorkerRecord
+from hyper.worker_tokens import ENVIRONMENT as TOKEN_ENVIRONMENT
+from hyper.worker_tokens import WorkerTokens, worker_group
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +122,10 @@ class BatchLauncher(Launcher):
     # minutes; only then does the worker report in
     startup_seconds = 15 * 60.0
     sizes_workers = True  # containerOverrides size a worker for a job larger than its definition
+    # Batch fails the job of a worker whose instance was terminated (a spot reclaim) once
+    # ECS has seen the instance go, which may come after the worker's lease ran out: its
+    # jobs wait that long for Batch's word before they count as a silent worker's
+    confirm_seconds = 300.0
 
     def __init__(
         self,
@@ -137,8 +146,17 @@ class BatchLauncher(Launcher):
         jitter: Callable[[float, float], float] = random.uniform,
         ec2_clients: Callable[[str], Any] = lambda region: aws_client("ec2", region),
         weights_seconds: float = 600.0,
+        worker_key: str = "",
+        tokens: WorkerTokens | None = None,
+        confirm_seconds: float | None = None,
     ) -> None:
         self.store = store
+        # what a worker is given to call the host with: the worker key and its launch's
+        # token (none on a host made before them: the job definition names a secret)
+        self.worker_key = worker_key
+        self.tokens = tokens
+        if confirm_seconds is not None:
+            self.confirm_seconds = confirm_seconds
         self.url = url
         self.names = names
         self.idle_seconds = idle_seconds
@@ -227,6 +245,10 @@ class BatchLauncher(Launcher):
             "HYPER_REGION": request.region,
         }
         environment["HYPER_WORKER_ID_PREFIX" if size > 1 else "HYPER_WORKER_ID"] = name
+        if self.worker_key and self.tokens is not None:
+            environment["HYPER_API_KEY"] = self.worker_key
+            group = name if size > 1 else worker_group(name)  # the workers NAME-INDEX
+            environment[TOKEN_ENVIRONMENT] = self.tokens.token(group)
         overrides: dict[str, Any] = {}
         if request.shape is not None:  # a worker of a job's own size, larger than the definition's
             shape = request.shape
@@ -398,6 +420,11 @@ class BatchLauncher(Launcher):
                 for job in jobs["jobs"]:
                     workers = by_job.get((region, job["jobId"]), [])
                     self._note(client, job, workers)
+
+    def look_again(self, worker: WorkerRecord) -> None:
+        """The next `alive` asks Batch (DescribeJobs) whatever it said lately: a worker's
+        lease ran out, and how its job ended decides whether that costs a retry."""
+        self._looked = -float("inf")
 
     def reclaimed(self, worker: WorkerRecord) -> bool:
         """Whether Batch said the worker's job failed as its EC2 instance was terminated

@@ -14,7 +14,7 @@ under ``prefix/``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -416,9 +416,10 @@ class AttemptStore(Protocol):
         as if never claimed; how many did."""
         ...
 
-    def expire_leases(self, now: float) -> list[int]:
+    def expire_leases(self, now: float, keep: Collection[str] = ()) -> list[int]:
         """End as lost the running attempts whose lease ran out by `now` (each retried or
-        failed by policy); their job ids."""
+        failed by policy), but those of the workers in `keep` (waited on for their
+        provider's word); their job ids."""
         ...
 
     def lease_holders(self, now: float) -> list[str]:

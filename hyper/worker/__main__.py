@@ -1,9 +1,12 @@
 """``python -m hyper.worker``: run a worker agent against a host.
 
 The API key comes from the environment (``HYPER_API_KEY``), never from the
-command line, where other users of the machine could read it. On AWS Batch that variable
-holds the ARN of a Secrets Manager secret, whose value is the key; and a child of an array
-job is worker ``$HYPER_WORKER_ID_PREFIX-$AWS_BATCH_JOB_ARRAY_INDEX``.
+command line, where other users of the machine could read it. On AWS Batch it is the
+host's worker key, with the token of this launch (``HYPER_WORKER_TOKEN``, see
+hyper/worker_tokens.py), both given by the host when it submitted the job (a host made
+before worker tokens gives instead the ARN of a Secrets Manager secret, whose value is
+the key); and a child of an array job is worker
+``$HYPER_WORKER_ID_PREFIX-$AWS_BATCH_JOB_ARRAY_INDEX``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from hyper import machine
 from hyper.client import HostClient
 from hyper.messages import TIMINGS
 from hyper.worker.agent import WorkerAgent, WorkerOptions
+from hyper.worker_tokens import ENVIRONMENT as TOKEN_ENVIRONMENT
 
 # The worker's retry policy, in this one place: what it asks again, backing off (up to
 # 2 s a try, about 20 s in all) before a failure reaches the agent. Through API Gateway
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
     worker_id = f"{prefix}-{index}" if prefix and index else args.worker_id
     key = os.environ.get("HYPER_API_KEY")
+    token = os.environ.pop(TOKEN_ENVIRONMENT, "")  # not for the jobs it starts
     if not args.url or not key:
         print("worker: set --url (or HYPER_URL) and HYPER_API_KEY", file=sys.stderr)
         return 2
@@ -110,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         cgroups=not args.no_cgroups,
     )
     with HostClient(
-        args.url, key, timeout=70.0, retries=RETRIES, retry_statuses=RETRY_STATUSES
+        args.url,
+        key,
+        timeout=70.0,
+        retries=RETRIES,
+        retry_statuses=RETRY_STATUSES,
+        worker_token=token,
     ) as client:
         agent = WorkerAgent(client, options)
         agent.stop_on_signal()

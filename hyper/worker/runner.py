@@ -153,7 +153,7 @@ class JobRunner:
         shutil.rmtree(folder, ignore_errors=True)  # what a killed worker left: start afresh
         try:
             try:
-                self._unpack(package, folder)
+                self._unpack(package, job_id, folder)
             except prepare.PackageError as error:
                 return ending(job_id, attempt, 1, str(error), [])
             report = self._run(job, folder, folder, start)
@@ -161,9 +161,9 @@ class JobRunner:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _unpack(self, key: str, folder: Path) -> None:
+    def _unpack(self, key: str, job_id: int, folder: Path) -> None:
         try:
-            data = self.patiently(self.client.get_file, key)
+            data = self.patiently(self.client.get_job_package, self.options.worker_id, job_id)
         except HyperError as error:
             raise prepare.PackageError(f"package {key!r} could not be fetched: {error}") from None
         try:
@@ -191,7 +191,7 @@ class JobRunner:
                 continue
             try:
                 data = (cwd / path).read_bytes()
-                self.patiently(self.client.put_file, f"jobs/{job.id}/{path}", data)
+                self.patiently(self.client.put_job_file, self.options.worker_id, job.id, path, data)
             except (HyperError, OSError) as error:
                 notes.append(f"{path}: {error}")
         text = "".join(f"hyper: not collected: {note}\n" for note in notes)

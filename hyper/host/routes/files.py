@@ -1,4 +1,6 @@
-"""Files: the host's file store (packages, staged inputs, results), by key."""
+"""Files: the host's file store (packages, staged inputs, results), by key; and a
+worker's view of it, the files of the jobs it holds (its key may open nothing else:
+hyper/host/auth.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from typing import BinaryIO
 
 from fastapi import HTTPException, Request, Response
 
-from hyper.host.deps import FileKey, Service, Settings, StoreDep, Uploads, api_router
-from hyper.jobs import MAX_FILE_BYTES
+from hyper.errors import UsageError
+from hyper.host.deps import FileKey, JobId, Service, Settings, StoreDep, Uploads, api_router
+from hyper.jobs import MAX_FILE_BYTES, MAX_FILE_KEY
 
 router = api_router()
 BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -29,6 +32,53 @@ async def put_file(
     store: StoreDep,
     uploads: Uploads,
 ) -> Response:
+    await _keep(key, request, service, settings, store, uploads)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/workers/{worker_id}/jobs/{job_id}/package",
+    response_class=Response,
+    responses={200: {"content": BYTES}},
+)
+async def get_job_package(worker_id: str, job_id: JobId, service: Service) -> Response:
+    """The package of a job the worker holds."""
+    return Response(service.job_package(worker_id, job_id), media_type="application/octet-stream")
+
+
+@router.put(
+    "/workers/{worker_id}/jobs/{job_id}/files/{key:path}",
+    status_code=204,
+    response_class=Response,
+    openapi_extra={"requestBody": {"required": True, "content": BYTES}},
+)
+async def put_job_file(
+    worker_id: str,
+    job_id: JobId,
+    key: FileKey,
+    request: Request,
+    service: Service,
+    settings: Settings,
+    store: StoreDep,
+    uploads: Uploads,
+) -> Response:
+    """A file a job the worker holds collects, kept as ``jobs/{job_id}/{key}``."""
+    service.held_job(worker_id, job_id)
+    full = f"jobs/{job_id}/{key}"
+    if len(full) > MAX_FILE_KEY:
+        raise UsageError(f"a file key is at most {MAX_FILE_KEY} characters: {full[:40]}...")
+    await _keep(full, request, service, settings, store, uploads)
+    return Response(status_code=204)
+
+
+async def _keep(
+    key: str,
+    request: Request,
+    service: Service,
+    settings: Settings,
+    store: StoreDep,
+    uploads: Uploads,
+) -> None:
     """At most `max_uploads` at once, each spooled to a file beside the store and then
     copied in, a chunk at a time: never whole in memory."""
     async with uploads:
@@ -40,7 +90,6 @@ async def put_file(
                 put_from(key, spool, size, time.time())
             else:
                 service.put_file(key, spool.read())
-    return Response(status_code=204)
 
 
 @router.get("/files/{key:path}", response_class=Response, responses={200: {"content": BYTES}})

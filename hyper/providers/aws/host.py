@@ -1,8 +1,9 @@
 """An AWS host's control plane, deployed from this machine with the user's credentials:
 the API key's secret, the Lambda bundle in a code bucket, then the host stack.
 
-The key is made here and kept in Secrets Manager before the stack exists, so the stack
-and its workers read it from there; it is read back from AWS, never printed.
+The keys are made here and kept in Secrets Manager before the stack exists, so the stack
+reads them from there (its function gives workers the worker key and their launch's
+token; no job role reads a secret); they are read back from AWS, never printed.
 """
 
 from __future__ import annotations
@@ -233,8 +234,8 @@ def _secret_name(host_name: str, *, worker: bool = False) -> str:
 
 def _api_key_secret(host_name: str, region: str, log: Log, *, worker: bool = False) -> str:
     """The ARN of the secret holding the host's API key (or, `worker`, its worker key:
-    the only one workers and jobs can read, opening worker routes only), made with a new
-    key if absent."""
+    the API Gateway key workers are given, which opens a worker's own routes only with
+    its token), made with a new key if absent."""
     client = boto3.client("secretsmanager", region_name=region)
     name = _secret_name(host_name, worker=worker)
     what = "worker key" if worker else "API key"

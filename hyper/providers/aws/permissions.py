@@ -117,7 +117,8 @@ STACK_RESOURCE_ACTIONS: dict[str, tuple[str, ...]] = {
                                 "ec2:AuthorizeSecurityGroupIngress",
                                 "ec2:DeleteSecurityGroup", "ec2:CreateTags"),
     "AWS::EC2::VPCEndpoint": ("ec2:CreateVpcEndpoint", "ec2:DescribeVpcEndpoints",
-                              "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints"),
+                              "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints",
+                              "ec2:CreateTags"),
     "AWS::EC2::VPCPeeringConnection": ("ec2:CreateVpcPeeringConnection",
                                        "ec2:AcceptVpcPeeringConnection",
                                        "ec2:DescribeVpcPeeringConnections",
@@ -313,15 +314,58 @@ def _cloudformation(call: Call, place: Place, templates: Mapping[str, Json]) -> 
             bucket, key = _s3_url(p["TemplateURL"])
             yield Need("s3:GetObject", f"arn:{place.partition}:s3:::{bucket}/{key}")
         template = templates.get(_last(name, "stack").split("/")[0]) or _body(p)
-        # each resource's actions, with its tags: those it is made with, and those it
-        # has when it is changed or deleted
-        made = {
-            (r["Type"], _tags(r.get("Properties", {}).get("Tags")))
-            for r in (template or {}).get("Resources", {}).values()
-        }
-        for kind, tags in sorted(made):
-            for needed in STACK_RESOURCE_ACTIONS.get(kind, ()):
-                yield Need(needed, "*", tags, tags, why=f"{call.name} ({kind})")
+        yield from sorted(set(_stack_needs(call, template or {})), key=_need_order)
+
+
+def _need_order(need: Need) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
+    return (need.why, need.action, need.context, str(need.resource_tags))
+
+
+# the action that makes a resource of each type (ec2:CreateAction when it tags on create)
+_CREATED_BY = {
+    kind: next((a for a in actions if a.startswith(("ec2:Create", "ec2:Allocate"))
+                and a != "ec2:CreateTags"), "")
+    for kind, actions in STACK_RESOURCE_ACTIONS.items()
+}  # fmt: skip
+# actions of a resource type that act on other resources, by the property naming each
+_ACTS_ON: dict[str, tuple[str, ...]] = {
+    "AWS::EC2::Route": ("RouteTableId",),
+    "AWS::EC2::SubnetRouteTableAssociation": ("RouteTableId", "SubnetId"),
+    "AWS::EC2::VPCGatewayAttachment": ("InternetGatewayId", "VpcId"),
+}
+
+
+def _stack_needs(call: Call, template: Json) -> Iterator[Need]:
+    """What a stack's resources need, as IAM sees each action: a create with the tags the
+    request gives the new resource (and ec2:CreateTags with its ec2:CreateAction); a
+    change or delete with the tags the resource it acts on has (a route: its route
+    table's; an attachment: the gateway's and the VPC's). A resource the template does
+    not make (an id given as a literal: the owner's) has no tags known here."""
+    resources = template.get("Resources", {})
+
+    def tags_of(value: Any) -> tuple[tuple[str, str], ...]:
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in resources:
+            return _tags(resources[value["Ref"]].get("Properties", {}).get("Tags"))
+        return ()
+
+    for found in resources.values():
+        kind, properties = found["Type"], found.get("Properties", {})
+        own = _tags(properties.get("Tags"))
+        why = f"{call.name} ({kind})"
+        for action in STACK_RESOURCE_ACTIONS.get(kind, ()):
+            if action.startswith(("ec2:Describe", "ec2:Get")):
+                yield Need(action, "*", why=why)
+            elif kind in _ACTS_ON:  # a route or an attachment is no resource of IAM's
+                for key in _ACTS_ON[kind]:
+                    yield Need(action, "*", (), tags_of(properties.get(key)), why=why)
+            elif action == _CREATED_BY[kind]:
+                yield Need(action, "*", own, why=why)
+            elif action == "ec2:CreateTags":
+                created = (("ec2:CreateAction", _CREATED_BY[kind].removeprefix("ec2:")),)
+                yield Need(action, "*", own, why=why, context=created)  # made with its tags
+                yield Need(action, "*", own, own, why=why)  # and an update's new tags
+            else:
+                yield Need(action, "*", (), own, why=why)
 
 
 def _body(params: Json) -> Json | None:
@@ -481,7 +525,7 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
 
 
 # condition keys a request may or may not carry (`Need.context`), besides tags
-_CONTEXT_KEYS = frozenset({"iam:PermissionsBoundary", "iam:PolicyARN"})
+_CONTEXT_KEYS = frozenset({"iam:PermissionsBoundary", "iam:PolicyARN", "ec2:CreateAction"})
 
 
 def _conditions(conditions: Json, need: Need) -> bool:

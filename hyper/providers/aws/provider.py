@@ -38,7 +38,7 @@ class AwsProvider:
         store: Store,
         *,
         host_name: str,
-        secret_arn: str,
+        secret_arn: str | None,
         host_vpc: str | None = None,
         host_subnets: Sequence[str] = (),
         patience: batch.Patience | None = None,
@@ -47,6 +47,8 @@ class AwsProvider:
     ) -> None:
         self.store = store
         self.host_name = host_name
+        # the secret job roles may read: none on a host whose workers are given the worker
+        # key and a token (a host made before them: the secret holding its key)
         self.secret_arn = secret_arn
         self.host_vpc = host_vpc  # a CIDR or vpc-id, for regions that reuse the host's
         self.host_subnets = tuple(host_subnets)  # in that vpc-id: where workers go

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from hyper.errors import Conflict
@@ -329,11 +329,15 @@ class Attempts(Dependents):
             )
         ]
 
-    def expire_leases(self, now: float) -> list[int]:
+    def expire_leases(self, now: float, keep: Collection[str] = ()) -> list[int]:
         ids = self._leased(now)
+        kept = frozenset(keep)
         return self._lose(
             ids,
-            lambda item: float(item.get("lease_until") or now) < now,
+            lambda item: (
+                float(item.get("lease_until") or now) < now
+                and str(item.get("worker_id") or "") not in kept
+            ),
             rules.FELL_SILENT,
             now,
         )

@@ -4,7 +4,7 @@ workers, and the counts the scheduler reads."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from hyper.errors import Conflict
@@ -207,8 +207,12 @@ class Attempts(Dependents):
                 self._event(db, job_id, attempt - 1, rules.returned_unstarted(worker_id), now)
         return returned
 
-    def expire_leases(self, now: float) -> list[int]:
-        return self._lose("lease_until < ?", (now,), rules.FELL_SILENT, now)
+    def expire_leases(self, now: float, keep: Collection[str] = ()) -> list[int]:
+        kept = sorted(keep)
+        clause = "lease_until < ?" + (
+            f" AND worker_id NOT IN ({', '.join('?' * len(kept))})" if kept else ""
+        )
+        return self._lose(clause, (now, *kept), rules.FELL_SILENT, now)
 
     def lease_holders(self, now: float) -> list[str]:
         rows = self._db.execute(

@@ -1,0 +1,591 @@
+"""The host stack (`host_template`): the control plane in the host's region, its
+tables, bucket, functions, REST API and dashboard. See templates.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hyper.lambda_events import TICK_EVENT
+from hyper.providers.aws.policies import _boundary, _deploy_role, _function_role
+from hyper.providers.aws.template_parts import (
+    API_CONCURRENCY,
+    API_STAGE,
+    DEPLOY_CONCURRENCY,
+    DEPLOY_TIMEOUT_SECONDS,
+    FUNCTION_TIMEOUT_SECONDS,
+    LAMBDA_HANDLER,
+    LAMBDA_RUNTIME,
+    SECRET_PARAMETER,
+    TEMPLATE_VERSION,
+    WORKER_SECRET_PARAMETER,
+    Json,
+    Template,
+    function_name,
+    get_att,
+    logical_id,
+    output,
+    physical_name,
+    ref,
+    resource,
+    sub,
+    table_prefix,
+    tags,
+    template_hash,
+)
+
+# DynamoDB tables ---------------------------------------------------------------------
+
+# CreateTable keys that a CloudFormation table takes as they are
+_SAME_KEYS = (
+    "TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput",
+    "GlobalSecondaryIndexes", "LocalSecondaryIndexes", "Tags", "TableClass",
+    "DeletionProtectionEnabled", "OnDemandThroughput", "WarmThroughput",
+    # not CreateTable's, but UpdateTimeToLive's, in the same shape CloudFormation wants
+    "TimeToLiveSpecification",
+)  # fmt: skip
+
+
+def dynamodb_table(definition: Json, host_name: str) -> Json:
+    """A boto3 `create_table` request as an AWS::DynamoDB::Table resource."""
+    unknown = set(definition) - {*_SAME_KEYS, "StreamSpecification", "SSESpecification"}
+    if unknown:
+        raise ValueError(f"table {definition.get('TableName')}: cannot convert {sorted(unknown)}")
+    properties = {k: definition[k] for k in _SAME_KEYS if k in definition}
+    stream = definition.get("StreamSpecification")
+    if stream and stream.get("StreamEnabled"):
+        properties["StreamSpecification"] = {"StreamViewType": stream["StreamViewType"]}
+    sse = definition.get("SSESpecification")
+    if sse:
+        converted = {"SSEEnabled": sse.get("Enabled", False)}
+        converted.update({k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse})
+        properties["SSESpecification"] = converted
+    properties["Tags"] = [*properties.get("Tags", []), *tags(host_name)]
+    # any moment of the last 35 days can be restored (delete-host also offers a backup)
+    properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    # deleting a host deletes its jobs (the command asks first); a table replaced by an
+    # update would lose them, so replacement keeps the old one
+    return resource(
+        "AWS::DynamoDB::Table", properties, DeletionPolicy="Delete", UpdateReplacePolicy="Retain"
+    )
+
+
+# the host stack ------------------------------------------------------------------------
+
+
+def host_template(
+    host_name: str,
+    tables: list[Json],
+    *,
+    enable_dashboard: bool,
+    code_bucket: str,
+    code_key: str,
+    rate_limit: float = 500.0,
+    burst_limit: int = 1000,
+    log_retention_days: int = 30,
+    memory_mib: int = 1024,
+    batch_prefix: str | None = None,
+    host_vpc: str | None = None,
+    host_subnets: str | None = None,
+    allowed_policies: tuple[str, ...] = (),
+    api_concurrency: int = API_CONCURRENCY,
+    deploy_concurrency: int = DEPLOY_CONCURRENCY,
+) -> Template:
+    """The control plane of host `host_name`. `tables` are CreateTable requests whose
+    names start with `table_prefix(host_name)`; the function's code is the zip at
+    `code_bucket`/`code_key` (name the key after the bundle's hash: the function is
+    updated only when the key changes). `rate_limit`/`burst_limit` throttle the API key
+    (requests per second). With `batch_prefix` (the prefix of `batch.Names`), the function
+    may submit only to the job queues and definitions whose names start with it.
+
+    Every role the host makes (its functions' here, Batch's and jobs' by the deploy
+    function) has the permissions boundary `Boundary`: whatever is attached to it, no
+    such role can change IAM beyond the host's own roles, nor reach accounts or
+    organizations. The deploy function may attach to them only the AWS managed
+    policies Batch needs and `allowed_policies` (the host owner's list, from
+    create-host), and may create roles only with that boundary."""
+    prefix = table_prefix(host_name)
+    function = function_name(host_name)
+    api_name = physical_name(host_name, limit=128)
+    by_id = _tables_by_id(host_name, tables)  # the table definitions by logical id
+    resources = {lid: dynamodb_table(definition, host_name) for lid, definition in by_id.items()}
+    resources.update(_bucket(host_name))
+    deployer = physical_name(host_name, "deploy")
+    resources.update(_log_groups(host_name, function, deployer, log_retention_days))
+    environment = {
+        "HYPER_HOST_NAME": host_name,
+        "HYPER_TABLE_PREFIX": prefix,
+        "HYPER_BUCKET": ref("Bucket"),
+        "HYPER_BUCKET_OWNER": ref("AWS::AccountId"),  # named on every call to the bucket
+        "HYPER_REGION": ref("AWS::Region"),
+        "HYPER_SECRET_ARN": ref(SECRET_PARAMETER),
+        "HYPER_WORKER_SECRET_ARN": ref(WORKER_SECRET_PARAMETER),
+        "HYPER_API_URL": _api_url(),
+        "HYPER_WORKER_LOG_GROUP": ref("WorkerLogs"),
+        "HYPER_HOST_VPC": host_vpc or "",  # what regions that reuse it get
+        "HYPER_HOST_SUBNETS": host_subnets or "",  # and, in a vpc-id, where workers go
+        "HYPER_PERMISSIONS_BOUNDARY": ref("Boundary"),
+        "HYPER_ALLOWED_POLICIES": ",".join(allowed_policies),
+    }
+    resources["Boundary"] = _boundary(host_name, batch_prefix)
+    code = {"S3Bucket": code_bucket, "S3Key": code_key}
+    resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
+    resources["HostFunction"] = _function(
+        function,
+        f"hyper host {host_name}: the API and the scheduler",
+        "FunctionRole",
+        "FunctionLogs",
+        code,
+        memory_mib,
+        timeout=FUNCTION_TIMEOUT_SECONDS,
+        # resource changes go to the deploy function; ticks it asks of itself
+        environment={**environment, "HYPER_DEPLOY_FUNCTION": deployer},
+        host_name=host_name,
+        concurrency=api_concurrency,
+    )
+    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix, allowed_policies)
+    resources["DeployFunction"] = _function(
+        deployer,
+        f"hyper host {host_name}: region, cluster, image and definition changes",
+        "DeployRole",
+        "DeployFunctionLogs",
+        code,
+        memory_mib,
+        timeout=DEPLOY_TIMEOUT_SECONDS,
+        environment=environment,
+        host_name=host_name,
+        concurrency=deploy_concurrency,
+    )
+    resources.update(_api(host_name, api_name, rate_limit, burst_limit))
+    resources.update(_tick(host_name))
+    if enable_dashboard:
+        resources["Dashboard"] = _dashboard(host_name, api_name, [t["TableName"] for t in tables])
+    return {
+        "AWSTemplateFormatVersion": TEMPLATE_VERSION,
+        "Description": f"hyper host {host_name}",
+        "Parameters": _host_parameters(),
+        "Resources": resources,
+        "Outputs": _host_outputs(prefix, allowed_policies),
+    }
+
+
+def _tables_by_id(host_name: str, tables: list[Json]) -> dict[str, Json]:
+    """The host's table definitions by logical id, each named under its prefix."""
+    prefix = table_prefix(host_name)
+    names = [str(t.get("TableName", "")) for t in tables]
+    strangers = [n or "(no name)" for n in names if not n.startswith(f"{prefix}-")]
+    if strangers:
+        raise ValueError(f"tables not named {prefix}-*: {', '.join(strangers)}")
+    if not tables:
+        raise ValueError("a host needs its tables")
+    by_id: dict[str, Json] = {}
+    for definition in tables:
+        lid = logical_id(definition["TableName"][len(prefix) + 1 :]) + "Table"
+        if lid in by_id:
+            raise ValueError(f"two tables make the same logical id {lid}")
+        by_id[lid] = definition
+    return by_id
+
+
+def _log_groups(host_name: str, function: str, deployer: str, days: int) -> dict[str, Json]:
+    """The two functions' log groups and the workers', kept `days` days."""
+    groups = {
+        "FunctionLogs": f"/aws/lambda/{function}",
+        "WorkerLogs": f"/hyper/{host_name}/workers",
+        "DeployFunctionLogs": f"/aws/lambda/{deployer}",
+    }
+    return {
+        lid: resource(
+            "AWS::Logs::LogGroup",
+            {"LogGroupName": name, "RetentionInDays": days, "Tags": tags(host_name)},
+            DeletionPolicy="Delete",
+            UpdateReplacePolicy="Delete",
+        )
+        for lid, name in groups.items()
+    }
+
+
+def _tick(host_name: str) -> dict[str, Json]:
+    """The one-minute schedule that makes the host function run a scheduler tick."""
+    return {
+        "TickRule": resource(
+            "AWS::Events::Rule",
+            {
+                "Description": f"a scheduler tick of hyper host {host_name}",
+                "ScheduleExpression": "rate(1 minute)",
+                "State": "ENABLED",
+                "Targets": [
+                    {
+                        "Id": "tick",
+                        "Arn": get_att("HostFunction", "Arn"),
+                        "Input": json.dumps(TICK_EVENT),
+                    }
+                ],
+            },
+        ),
+        "TickPermission": resource(
+            "AWS::Lambda::Permission",
+            {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": get_att("HostFunction", "Arn"),
+                "Principal": "events.amazonaws.com",
+                "SourceArn": get_att("TickRule", "Arn"),
+            },
+        ),
+    }
+
+
+def _host_outputs(prefix: str, allowed_policies: tuple[str, ...]) -> dict[str, Json]:
+    return {
+        "ApiUrl": output(_api_url(), "where the host's API answers"),
+        "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is in the secret)"),
+        "BucketName": output(ref("Bucket"), "scripts and archived logs"),
+        "TablePrefix": output(prefix, "the prefix of the host's DynamoDB tables"),
+        "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
+        "WorkerSecretArn": output(
+            ref(WORKER_SECRET_PARAMETER), "the secret holding the worker key"
+        ),
+        "FunctionName": output(ref("HostFunction"), "the function running the host"),
+        "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
+        "BoundaryArn": output(ref("Boundary"), "the permissions boundary of the host's roles"),
+        "AllowedPolicies": output(
+            ",".join(allowed_policies) or "-", "IAM policies clusters and definitions may attach"
+        ),
+    }
+
+
+def _host_parameters() -> dict[str, Json]:
+    return {
+        SECRET_PARAMETER: {
+            "Type": "String",
+            "Description": "the ARN of the secret holding the API key (made before the"
+            " stack, so that the key is known to whoever deploys it, and never echoed)",
+        },
+        WORKER_SECRET_PARAMETER: {
+            "Type": "String",
+            "Description": "the ARN of the secret holding the worker key: the function"
+            " gives it to workers with their token; it opens only a worker's own routes",
+        },
+    }
+
+
+def _api_url() -> Json:
+    return sub("https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + API_STAGE)
+
+
+def _bucket(host_name: str) -> dict[str, Json]:
+    bucket = resource(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "abort-incomplete-uploads",
+                        "Status": "Enabled",
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+                    }
+                ]
+            },
+            "Tags": tags(host_name),
+        },
+        # CloudFormation deletes only an empty bucket: stacks.delete_stack(empty_buckets=True)
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Retain",
+    )
+    only_tls = {
+        "Sid": "OnlyTls",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [get_att("Bucket", "Arn"), sub("${Bucket.Arn}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    policy = resource(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": ref("Bucket"),
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [only_tls]},
+        },
+    )
+    return {"Bucket": bucket, "BucketPolicy": policy}
+
+
+def _function(
+    name: str,
+    description: str,
+    role: str,
+    logs: str,
+    code: Json,
+    memory_mib: int,
+    *,
+    timeout: int,
+    environment: dict[str, Any],
+    host_name: str,
+    concurrency: int,
+) -> Json:
+    return resource(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": name,
+            "Description": description,
+            "Runtime": LAMBDA_RUNTIME,
+            "Handler": LAMBDA_HANDLER,
+            "Architectures": ["x86_64"],
+            "Code": code,
+            "Role": get_att(role, "Arn"),
+            "MemorySize": memory_mib,
+            "Timeout": timeout,
+            "Environment": {"Variables": environment},
+            "ReservedConcurrentExecutions": concurrency,
+            "Tags": tags(host_name),
+        },
+        DependsOn=[logs],  # a function must not create its log group itself
+    )
+
+
+def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> dict[str, Json]:
+    """A REST API passing every path and method to the host function, with an API key
+    required on each method but the dashboard's (whose pages check a session cookie), and
+    a usage plan that throttles that key on the stage."""
+    return {
+        **_api_routes(host_name, api_name),
+        **_api_keys(host_name, api_name, rate_limit, burst_limit),
+    }
+
+
+def _api_routes(host_name: str, api_name: str) -> dict[str, Json]:
+    """The REST API, its resources and methods, their deployment and stage."""
+    integration = {
+        "Type": "AWS_PROXY",
+        "IntegrationHttpMethod": "POST",
+        "Uri": sub(
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31"
+            "/functions/${HostFunction.Arn}/invocations"
+        ),
+    }
+
+    def method(resource_id: Any, key: bool = True) -> Json:
+        return resource(
+            "AWS::ApiGateway::Method",
+            {
+                "RestApiId": ref("Api"),
+                "ResourceId": resource_id,
+                "HttpMethod": "ANY",
+                "AuthorizationType": "NONE",
+                "ApiKeyRequired": key,
+                "Integration": integration,
+            },
+        )
+
+    methods = {
+        "ApiRootMethod": method(get_att("Api", "RootResourceId")),
+        "ApiProxyMethod": method(ref("ApiProxyResource")),
+        # the dashboard's pages come to a browser, which has a session cookie and no key:
+        # the function checks the cookie (hyper.host.dashboard.login)
+        "ApiDashboardMethod": method(ref("ApiDashboardResource"), key=False),
+        "ApiDashboardProxyMethod": method(ref("ApiDashboardProxyResource"), key=False),
+    }
+    # a deployment is a snapshot: a new logical id whenever the methods change deploys them
+    deployment = "ApiDeployment" + template_hash(methods)[:10]
+    found: dict[str, Json] = {
+        "Api": resource(
+            "AWS::ApiGateway::RestApi",
+            {
+                "Name": api_name,
+                "Description": f"hyper host {host_name}",
+                "ApiKeySourceType": "HEADER",
+                "EndpointConfiguration": {"Types": ["REGIONAL"]},
+                # every body reaches the function base64-encoded, byte for byte
+                "BinaryMediaTypes": ["*/*"],
+                "Tags": tags(host_name),
+            },
+        ),
+        "ApiProxyResource": resource(
+            "AWS::ApiGateway::Resource",
+            {
+                "RestApiId": ref("Api"),
+                "ParentId": get_att("Api", "RootResourceId"),
+                "PathPart": "{proxy+}",
+            },
+        ),
+        "ApiDashboardResource": resource(
+            "AWS::ApiGateway::Resource",
+            {
+                "RestApiId": ref("Api"),
+                "ParentId": get_att("Api", "RootResourceId"),
+                "PathPart": "dashboard",
+            },
+        ),
+        "ApiDashboardProxyResource": resource(
+            "AWS::ApiGateway::Resource",
+            {
+                "RestApiId": ref("Api"),
+                "ParentId": ref("ApiDashboardResource"),
+                "PathPart": "{proxy+}",
+            },
+        ),
+        **methods,
+        deployment: resource(
+            "AWS::ApiGateway::Deployment",
+            {"RestApiId": ref("Api"), "Description": "the host's routes"},
+            DependsOn=sorted(methods),
+        ),
+        "ApiStage": resource(
+            "AWS::ApiGateway::Stage",
+            {
+                "RestApiId": ref("Api"),
+                "StageName": API_STAGE,
+                "DeploymentId": ref(deployment),
+                "Tags": tags(host_name),
+            },
+        ),
+        "ApiPermission": resource(
+            "AWS::Lambda::Permission",
+            {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": get_att("HostFunction", "Arn"),
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": sub(
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}"
+                    f":${{Api}}/{API_STAGE}/*"
+                ),
+            },
+        ),
+    }
+    return found
+
+
+def _api_keys(
+    host_name: str, api_name: str, rate_limit: float, burst_limit: int
+) -> dict[str, Json]:
+    """The host's key and its workers', in one usage plan that throttles each."""
+    return {
+        "ApiKey": resource(
+            "AWS::ApiGateway::ApiKey",
+            {
+                "Name": api_name,
+                "Description": f"the key of hyper host {host_name}",
+                "Enabled": True,
+                # the secret made it; the function reads it from there
+                "Value": sub(f"{{{{resolve:secretsmanager:${{{SECRET_PARAMETER}}}}}}}"),
+                "Tags": tags(host_name),
+            },
+        ),
+        "UsagePlan": resource(
+            "AWS::ApiGateway::UsagePlan",
+            {
+                "UsagePlanName": api_name,
+                "Description": f"the throttle on hyper host {host_name}'s key",
+                "ApiStages": [{"ApiId": ref("Api"), "Stage": ref("ApiStage")}],
+                "Throttle": {"RateLimit": rate_limit, "BurstLimit": burst_limit},
+                "Tags": tags(host_name),
+            },
+        ),
+        "UsagePlanKey": resource(
+            "AWS::ApiGateway::UsagePlanKey",
+            {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
+        ),
+        # the workers' key: in the same plan (its throttle applies to each key on its own)
+        "WorkerApiKey": resource(
+            "AWS::ApiGateway::ApiKey",
+            {
+                "Name": f"{api_name}-workers",
+                "Description": f"the worker key of hyper host {host_name}: with a token only",
+                "Enabled": True,
+                "Value": sub(f"{{{{resolve:secretsmanager:${{{WORKER_SECRET_PARAMETER}}}}}}}"),
+                "Tags": tags(host_name),
+            },
+        ),
+        "WorkerUsagePlanKey": resource(
+            "AWS::ApiGateway::UsagePlanKey",
+            {"KeyId": ref("WorkerApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
+        ),
+    }
+
+
+def _dashboard(host_name: str, api_name: str, table_names: list[str]) -> Json:
+    def widget(title: str, metrics: list[list[Any]], x: int, y: int, stat: str = "Sum") -> Json:
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": "${AWS::Region}",
+                "stat": stat,
+                "period": 60,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
+
+    fn = ["AWS/Lambda", "FunctionName", "${HostFunction}"]
+    api = ["AWS/ApiGateway", "ApiName", api_name, "Stage", API_STAGE]
+
+    def lambda_metric(name: str, **options: str) -> list[Any]:
+        return [fn[0], name, *fn[1:], *([options] if options else [])]
+
+    def api_metric(name: str, **options: str) -> list[Any]:
+        return [api[0], name, *api[1:], *([options] if options else [])]
+
+    table_metrics: list[list[Any]] = []
+    throttles: list[list[Any]] = []
+    for name in table_names:
+        for metric in ("ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits"):
+            table_metrics.append(["AWS/DynamoDB", metric, "TableName", name])
+        for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+            throttles.append(["AWS/DynamoDB", metric, "TableName", name])
+    body = {
+        "widgets": [
+            widget(
+                "API requests",
+                [api_metric("Count"), api_metric("4XXError"), api_metric("5XXError")],
+                0,
+                0,
+            ),
+            widget(
+                "API latency (ms)",
+                [api_metric("Latency", stat="Average"), api_metric("Latency", stat="p99")],
+                12,
+                0,
+            ),
+            widget(
+                "Host function",
+                [lambda_metric("Invocations"), lambda_metric("Errors"), lambda_metric("Throttles")],
+                0,
+                6,
+            ),
+            widget(
+                "Host function duration (ms)",
+                [lambda_metric("Duration", stat="Average"), lambda_metric("Duration", stat="p99")],
+                12,
+                6,
+            ),
+            widget("Table capacity used", table_metrics, 0, 12),
+            widget("Table throttling", throttles, 12, 12),
+        ]
+    }
+    return resource(
+        "AWS::CloudWatch::Dashboard",
+        {
+            "DashboardName": physical_name(host_name, limit=255),
+            "DashboardBody": sub(json.dumps(body, separators=(",", ":"))),
+        },
+    )
+
+
+# the region stack --------------------------------------------------------------------

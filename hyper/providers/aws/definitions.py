@@ -1,0 +1,174 @@
+"""Definitions: a Batch job definition per region running the worker agent.
+See hyper/providers/aws/batch.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hyper.errors import DeployFailed
+from hyper.models import DefinitionSpec, ImageSpec
+from hyper.providers import Log
+from hyper.providers.aws.calls import aws_client
+from hyper.providers.aws.names import Names
+from hyper.providers.aws.repositories import REGION_PLACEHOLDER
+from hyper.providers.aws.waiting import ClientFactory, _aws_failed
+
+# ---- definitions ----------------------------------------------------------------------------
+
+WORKER_COMMAND = ["/usr/local/bin/start.sh"]  # the worker image's start.sh runs the agent
+# Batch's names for the log drivers hyper's definitions name (LOGENTRIES has none)
+LOG_DRIVERS = {
+    "AWSLOGS": "awslogs",
+    "FLUENTD": "fluentd",
+    "GELF": "gelf",
+    "JOURNALD": "journald",
+    "JSON_FILE": "json-file",
+    "SPLUNK": "splunk",
+    "SYSLOG": "syslog",
+}
+
+
+def definition_image(definition: DefinitionSpec, image: ImageSpec | None) -> str:
+    """The image a definition's workers run in, ``_REGION_`` still in it: its image URI,
+    or the ECR URI of the host's image it names."""
+    if not definition.use_cyclone_image:
+        if not definition.image_uri:
+            raise DeployFailed(f"definition {definition.name!r} names no image URI")
+        return definition.image_uri
+    if definition.native or image is None or not image.uri:
+        raise DeployFailed(
+            f"definition {definition.name!r} runs in image {definition.cyclone_image_name!r}, "
+            "which has no container image in AWS: give it a pushed image or an image URI"
+        )
+    return image.uri
+
+
+def job_definition(
+    region: str,
+    definition: DefinitionSpec,
+    names: Names,
+    *,
+    image: str,
+    job_role_arn: str,
+    secret_arn: str | None,
+) -> dict[str, Any]:
+    """The RegisterJobDefinition request of a definition in `region`: every field of the
+    definition mapped; Batch never retries (hyper retries jobs itself)."""
+    reserved = sorted(n for n in definition.environment if n.startswith("AWS_BATCH"))
+    if reserved:
+        raise DeployFailed(f"environment names starting AWS_BATCH are Batch's: {reserved[0]}")
+    volumes = {v.get("name") for v in definition.host_volumes}
+    for mount in definition.mount_points:
+        if mount.get("sourceVolume") not in volumes:
+            raise DeployFailed(
+                f"mount point {mount.get('containerPath')!r} names no host volume "
+                f"({mount.get('sourceVolume')!r})"
+            )
+    environment = {
+        **definition.environment,
+        "HYPER_DEFINITION": definition.name,
+    }
+    if secret_arn:  # a host made before worker tokens: the worker reads the key itself
+        environment["HYPER_API_KEY"] = secret_arn
+    if definition.timeout_minutes:
+        environment["HYPER_LIFETIME_SECONDS"] = str(definition.timeout_minutes * 60)
+    requirements = [
+        {"type": "VCPU", "value": str(definition.vcpus)},
+        {"type": "MEMORY", "value": str(definition.memory_limit_mib)},
+    ]
+    if definition.gpu_count:
+        requirements.append({"type": "GPU", "value": str(definition.gpu_count)})
+    container: dict[str, Any] = {
+        "image": image.replace(REGION_PLACEHOLDER, region),
+        "command": list(WORKER_COMMAND),
+        "resourceRequirements": requirements,
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "jobRoleArn": job_role_arn,
+        "privileged": definition.privileged,
+        "ulimits": list(definition.ulimits),
+        "mountPoints": list(definition.mount_points),
+        "volumes": list(definition.host_volumes),
+    }
+    if definition.linux_parameters:
+        container["linuxParameters"] = dict(definition.linux_parameters)
+    if definition.user:
+        container["user"] = definition.user
+    if definition.log_driver:
+        driver = LOG_DRIVERS.get(definition.log_driver)
+        if driver is None:
+            raise DeployFailed(
+                f"AWS Batch has no {definition.log_driver} log driver: use one of "
+                f"{', '.join(LOG_DRIVERS)}"
+            )
+        container["logConfiguration"] = {"logDriver": driver}
+        if definition.log_options:
+            container["logConfiguration"]["options"] = dict(definition.log_options)
+    request: dict[str, Any] = {
+        "jobDefinitionName": names.job_definition(definition.name),
+        "type": "container",
+        "platformCapabilities": ["EC2"],
+        "containerProperties": container,
+        "retryStrategy": {"attempts": 1},
+        "propagateTags": True,
+        "tags": names.tags(definition=definition.name),
+    }
+    if definition.timeout_minutes:
+        request["timeout"] = {"attemptDurationSeconds": definition.timeout_minutes * 60}
+    return request
+
+
+def _active_revisions(batch: Any, name: str) -> list[str]:
+    arns = []
+    for page in batch.get_paginator("describe_job_definitions").paginate(
+        jobDefinitionName=name, status="ACTIVE"
+    ):
+        arns += [d["jobDefinitionArn"] for d in page["jobDefinitions"] if d["status"] == "ACTIVE"]
+    return arns
+
+
+def deploy_definition(
+    region: str,
+    definition: DefinitionSpec,
+    names: Names,
+    log: Log,
+    *,
+    image: str,
+    job_role_arn: str,
+    secret_arn: str | None,
+    clients: ClientFactory = aws_client,
+) -> str:
+    """Register the definition's job definition in `region` (a new revision on update; the
+    older ones are deregistered). Returns the new revision's ARN."""
+    request = job_definition(
+        region, definition, names, image=image, job_role_arn=job_role_arn, secret_arn=secret_arn
+    )
+    batch = clients("batch", region)
+    name = request["jobDefinitionName"]
+    try:
+        older = _active_revisions(batch, name)
+        arn = str(batch.register_job_definition(**request)["jobDefinitionArn"])
+        for revision in older:
+            batch.deregister_job_definition(jobDefinition=revision)
+    except Exception as error:
+        raise _aws_failed(f"definition {definition.name} in {region}", error) from None
+    log(f"{region}: registered {arn.rsplit('/', 1)[-1]}")
+    return arn
+
+
+def delete_definition(
+    region: str,
+    definition: DefinitionSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> None:
+    """Deregister every active revision of the definition's job definition in `region`."""
+    batch = clients("batch", region)
+    name = names.job_definition(definition.name)
+    try:
+        for revision in _active_revisions(batch, name):
+            batch.deregister_job_definition(jobDefinition=revision)
+    except Exception as error:
+        raise _aws_failed(f"deleting definition {definition.name} in {region}", error) from None
+    log(f"{region}: deregistered {name}")

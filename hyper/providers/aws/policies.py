@@ -1,0 +1,379 @@
+"""The IAM of a host stack: its functions' roles (the API function's and the deploy
+function's, with the deploy role's EC2 narrowed by tags) and the permissions boundary
+of every role the host makes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hyper.providers.aws.template_parts import (
+    HOST_TAG,
+    SECRET_PARAMETER,
+    WORKER_SECRET_PARAMETER,
+    Json,
+    function_name,
+    get_att,
+    physical_name,
+    ref,
+    resource,
+    resource_prefix,
+    statement,
+    sub,
+    tags,
+)
+
+# what the host function may do to the host's own tables (transactions are authorised
+# through these same actions)
+TABLE_ACTIONS = [
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+]
+# what the deploy function does to the roles and instance profiles it makes (batch.py);
+# tests/test_aws_permissions.py checks each call it makes against these
+ROLE_ACTIONS = [
+    "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:TagRole",
+    "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies",
+    "iam:DetachRolePolicy", "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole", "iam:PutRolePermissionsBoundary",
+]  # fmt: skip
+# the deploy role may do these only with the host's permissions boundary on the role (and
+# attach only the allowed policies: a statement of its own)
+BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy"]
+# EC2 for the deploy role: what CloudFormation does with its credentials to make and
+# change a region's network (AWS's resource type reference, the handlers' "required
+# permissions"); no instance, key pair, volume or image action. Every network resource
+# hyper makes carries the tag hyper:host=HOST from its creation (each of these types tags
+# on create), so:
+# - reading takes "*" (EC2 reads name no resource);
+EC2_READS = ["ec2:Describe*", "ec2:Get*"]
+# - a create only when the request tags the new resource as this host's (the tag is
+#   the request's, so a subnet, group or endpoint may go into a VPC the owner made);
+EC2_HOST_CREATES = [
+    "ec2:CreateVpc", "ec2:CreateSubnet", "ec2:CreateInternetGateway", "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup", "ec2:AllocateAddress", "ec2:CreateNatGateway",
+    "ec2:CreateVpcEndpoint", "ec2:CreateVpcPeeringConnection",
+]  # fmt: skip
+# - the tags of such a create (ec2:CreateAction), and changes of an existing resource
+#   only on one tagged as this host's (a route: its route table; an attachment: the
+#   gateway and the VPC), never retagging it as another host's;
+EC2_HOST_CHANGES = [
+    "ec2:CreateTags", "ec2:DeleteTags", "ec2:ModifyVpcAttribute", "ec2:ModifySubnetAttribute",
+    "ec2:AttachInternetGateway", "ec2:DetachInternetGateway",
+    "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute",
+    "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable",
+    "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
+    "ec2:AuthorizeSecurityGroupIngress", "ec2:ModifyVpcEndpoint",
+]  # fmt: skip
+# - in a VPC the owner made, what hyper must change of the owner's resources (routes to a
+#   peering in their route tables, gateway endpoints in them, accepting a peering to their
+#   VPC) only where the owner tagged them hyper:use=HOST (docs/aws.md);
+OWNER_TAG = "hyper:use"
+EC2_OWNER_CHANGES = [
+    "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:ModifyVpcEndpoint",
+]  # fmt: skip
+# - accepting a peering (CloudFormation does, in the main region) only into a VPC that is
+#   this host's or that its owner tagged hyper:use=HOST: the accepter's side of a peering
+#   made from another region need not carry the requester's tags, so the peering itself
+#   is not asked for any;
+# - and deletes only of resources tagged as this host's: another host's network, or
+#   anything else in the account, cannot be deleted with them.
+EC2_HOST_DELETES = [
+    "ec2:DeleteVpc", "ec2:DeleteSubnet", "ec2:DeleteInternetGateway",
+    "ec2:DeleteRouteTable", "ec2:ReleaseAddress", "ec2:DeleteNatGateway",
+    "ec2:DeleteSecurityGroup", "ec2:DeleteVpcEndpoints", "ec2:DeleteVpcPeeringConnection",
+]  # fmt: skip
+PROFILE_ACTIONS = [
+    "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
+    "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
+    "iam:RemoveRoleFromInstanceProfile",
+]  # fmt: skip
+
+
+# small helpers that keep the templates readable ------------------------------------------
+
+
+def _has_indexes(definition: Json) -> bool:
+    return bool(definition.get("GlobalSecondaryIndexes") or definition.get("LocalSecondaryIndexes"))
+
+
+def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
+    """What the host's code needs wherever it runs: this host's tables (and their
+    indexes), bucket, a log group and the secret."""
+    table_arns: list[Any] = []
+    for lid, definition in tables.items():
+        table_arns.append(get_att(lid, "Arn"))
+        if _has_indexes(definition):
+            table_arns.append(sub("${" + lid + ".Arn}/index/*"))
+    return [
+        statement(TABLE_ACTIONS, table_arns, "HostTables"),
+        statement(
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            [sub("${Bucket.Arn}/*")],
+            "HostBucketObjects",
+        ),
+        statement(["s3:ListBucket"], [get_att("Bucket", "Arn")], "HostBucket"),
+        statement(["logs:CreateLogStream", "logs:PutLogEvents"], [get_att(logs, "Arn")], "OwnLogs"),
+        statement(
+            ["secretsmanager:GetSecretValue"],
+            [ref(SECRET_PARAMETER), ref(WORKER_SECRET_PARAMETER)],
+            "ApiKeySecret",
+        ),
+    ]
+
+
+def _batch_named(batch_prefix: str | None) -> str:
+    """The start of this host's Batch and IAM names (cleaned as batch.Names cleans them):
+    with `resource_prefix`'s, ``hyper-HOST--``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", batch_prefix) + "-" if batch_prefix else ""
+
+
+def _function_role(
+    host_name: str, tables: dict[str, Json], batch_prefix: str | None, deployer: str
+) -> Json:
+    """The API function's role: the store; Batch jobs in this account (queues and
+    definitions named with `batch_prefix` when given); invoking itself (a tick after a
+    submit) and the deploy function; and what takes no narrower resource than "*"."""
+    batch = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
+    named = _batch_named(batch_prefix)
+    functions = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+    statements = [
+        *_store_statements(tables, "FunctionLogs"),
+        statement(
+            ["batch:SubmitJob"],
+            [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
+            "SubmitWorkers",
+        ),
+        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")], "StopWorkers"),
+        statement(
+            ["lambda:InvokeFunction"],
+            [sub(functions + function_name(host_name)), sub(functions + deployer)],
+            "InvokeHostFunctions",
+        ),
+        # these take no resource narrower than "*"
+        statement(["batch:DescribeJobs", "batch:ListJobs"], "*", "ReadWorkers"),
+        statement(["ec2:GetSpotPlacementScores"], "*", "SpotPlacementScores"),
+    ]
+    return _lambda_role(f"the API function of hyper host {host_name}", statements, host_name)
+
+
+# the AWS managed policies hyper attaches to the roles it makes (batch.py)
+BATCH_MANAGED_POLICIES = (
+    "service-role/AWSBatchServiceRole",
+    "service-role/AmazonEC2ContainerServiceforEC2Role",
+    "service-role/AmazonEC2SpotFleetTaggingRole",
+)
+
+
+def managed_policy_arn(policy: str) -> Any:
+    """An AWS managed policy's ARN in the stack's partition; an ARN as it is."""
+    return (
+        policy
+        if policy.startswith("arn:")
+        else sub("arn:${AWS::Partition}:iam::aws:policy/" + policy)
+    )
+
+
+def _boundary(host_name: str, batch_prefix: str | None) -> Json:
+    """The permissions boundary of every role of the host: anything but IAM, STS,
+    Organizations and account changes, and of IAM only what the host's own roles and
+    instance profiles need (the Batch service role reads and passes them; the deploy
+    function makes them, each with this boundary)."""
+    named = _batch_named(batch_prefix)
+    iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
+    own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
+    boundary_name = physical_name(host_name, "boundary", limit=128)  # its own ARN, by name
+    statements = [
+        {"Sid": "AnythingButIdentity", "Effect": "Allow",
+         "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
+        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy", "iam:PassRole"], own,
+                  "HostRolesOnly"),
+        statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
+                   "iam:ListRoles", "iam:CreateServiceLinkedRole", "sts:GetCallerIdentity"],
+                  "*", "ReadIdentity"),
+        {"Sid": "KeepTheBoundary", "Effect": "Deny",
+         "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
+                    "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
+        # an inline policy goes only on a role this boundary holds (which it then caps)
+        {"Sid": "InlinePoliciesOnBoundedRolesOnly", "Effect": "Deny",
+         "Action": ["iam:PutRolePolicy"], "Resource": "*",
+         "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": sub(
+             f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary_name}")}}},
+    ]  # fmt: skip
+    return resource(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "ManagedPolicyName": boundary_name,
+            "Description": f"the permissions boundary of hyper host {host_name}'s roles",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+        },
+    )
+
+
+def _deploy_role(
+    host_name: str,
+    tables: dict[str, Json],
+    batch_prefix: str | None,
+    allowed_policies: tuple[str, ...] = (),
+) -> Json:
+    """The deploy function's role: the store, and what a region, cluster, image or
+    definition is made of: this host's stacks, Batch resources, repositories and roles,
+    and EC2 networking (which CloudFormation makes with these credentials, and which
+    has no names to narrow it by). The API function cannot do any of this."""
+
+    def arn(service: str, rest: str, region: str = "*") -> Json:
+        return sub(f"arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{rest}")
+
+    named = _batch_named(batch_prefix)
+    stacks = arn("cloudformation", f"stack/{resource_prefix(host_name)}-*")
+    repositories = arn("ecr", f"repository/{(batch_prefix or 'hyper').rstrip('-')}/*")
+    statements = [
+        *_store_statements(tables, "DeployFunctionLogs"),
+        statement(["cloudformation:*"], [stacks], "HostStacks"),
+        statement(
+            ["batch:*"],
+            [
+                arn("batch", f"{kind}/{named}*")
+                for kind in ("compute-environment", "job-queue", "job-definition")
+            ],
+            "HostBatch",
+        ),
+        statement(["ecr:*"], [repositories], "HostRepositories"),
+        statement(
+            [a for a in ROLE_ACTIONS if a not in BOUNDED_ROLE_ACTIONS],
+            [arn("iam", f"role/{named}*", "")],
+            "HostRoles",
+        ),
+        statement(
+            BOUNDED_ROLE_ACTIONS,
+            [arn("iam", f"role/{named}*", "")],
+            "HostRolesWithTheBoundary",
+            Condition={"StringEquals": {"iam:PermissionsBoundary": ref("Boundary")}},
+        ),
+        statement(
+            ["iam:AttachRolePolicy"],
+            [arn("iam", f"role/{named}*", "")],
+            "AllowedPoliciesOnly",
+            Condition={
+                "ArnEquals": {
+                    "iam:PolicyARN": [
+                        managed_policy_arn(p) for p in (*BATCH_MANAGED_POLICIES, *allowed_policies)
+                    ]
+                }
+            },
+        ),
+        statement(
+            PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
+        ),
+        statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
+        *_network_statements(host_name),
+        # these take no resource narrower than "*"
+        statement(
+            [
+                "batch:Describe*",
+                "ecr:GetAuthorizationToken",
+                "cloudformation:Describe*",
+                "cloudformation:ValidateTemplate",
+                "iam:CreateServiceLinkedRole",
+            ],
+            "*",
+            "NoNarrowerResource",
+        ),
+    ]
+    return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
+
+
+def _network_statements(host_name: str) -> list[Json]:
+    """The deploy role's EC2 statements (see EC2_HOST_CREATES and its neighbours)."""
+    mine = {f"aws:ResourceTag/{HOST_TAG}": host_name}
+    return [
+        statement(EC2_READS, "*", "NetworkReads"),
+        statement(
+            EC2_HOST_CREATES,
+            "*",
+            "HostNetworkCreates",
+            Condition={"StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_name}},
+        ),
+        statement(
+            ["ec2:CreateTags"],
+            "*",
+            "HostNetworkTagsOnCreate",
+            Condition={
+                "StringEquals": {
+                    "ec2:CreateAction": [a.removeprefix("ec2:") for a in EC2_HOST_CREATES],
+                    f"aws:RequestTag/{HOST_TAG}": host_name,
+                }
+            },
+        ),
+        statement(
+            EC2_HOST_CHANGES,
+            "*",
+            "HostNetworkChanges",
+            Condition={
+                "StringEquals": mine,
+                "StringEqualsIfExists": {f"aws:RequestTag/{HOST_TAG}": host_name},
+            },
+        ),
+        statement(
+            EC2_OWNER_CHANGES,
+            "*",
+            "OwnerNetworkChanges",
+            Condition={"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": host_name}},
+        ),
+        statement(EC2_HOST_DELETES, "*", "HostNetworkDeletes", Condition={"StringEquals": mine}),
+        statement(
+            ["ec2:AcceptVpcPeeringConnection"], [ec2("vpc-peering-connection")], "AcceptPeerings"
+        ),
+        statement(
+            ["ec2:AcceptVpcPeeringConnection"],
+            [ec2("vpc")],
+            "AcceptPeeringsIntoHostVpcs",
+            Condition={"StringEquals": mine},
+        ),
+        statement(
+            ["ec2:AcceptVpcPeeringConnection"],
+            [ec2("vpc")],
+            "AcceptPeeringsIntoOwnerVpcs",
+            Condition={"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": host_name}},
+        ),
+    ]
+
+
+def ec2(kind: str) -> Json:
+    """Every EC2 resource of `kind` of the host's account, in any region."""
+    return sub(f"arn:${{AWS::Partition}}:ec2:*:${{AWS::AccountId}}:{kind}/*")
+
+
+def _lambda_role(description: str, statements: list[Json], host_name: str) -> Json:
+    return resource(
+        "AWS::IAM::Role",
+        {
+            "Description": description,
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "host",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                }
+            ],
+            "PermissionsBoundary": ref("Boundary"),
+            "Tags": tags(host_name),
+        },
+    )

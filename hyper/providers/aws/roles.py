@@ -1,0 +1,301 @@
+"""The IAM roles of a host's clusters and definitions (global: made once per change,
+before the per-region resources; idempotent). See hyper/providers/aws/batch.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hyper.models import ClusterSpec, DefinitionSpec
+from hyper.providers import Log
+from hyper.providers.aws.calls import aws_client, error_code
+from hyper.providers.aws.names import Names
+from hyper.providers.aws.waiting import ClientFactory, Patience, _aws_failed
+
+# ---- IAM (global) ---------------------------------------------------------------------------
+
+_AWS_POLICY = "arn:{partition}:iam::aws:policy/{name}"
+_BATCH_SERVICE_POLICY = "service-role/AWSBatchServiceRole"
+_ECS_INSTANCE_POLICY = "service-role/AmazonEC2ContainerServiceforEC2Role"
+_SPOT_FLEET_POLICY = "service-role/AmazonEC2SpotFleetTaggingRole"
+_IAM_REGION = "us-east-1"  # IAM is global; its client needs some region
+
+
+@dataclass(frozen=True)
+class ClusterRoles:
+    """What a cluster's compute environments run as (ARNs). `fresh`: IAM made or changed
+    one of them just now, so Batch may not see it yet (`wait_for_roles`)."""
+
+    service_role: str
+    instance_profile: str
+    spot_fleet_role: str | None = None
+    fresh: bool = False
+
+
+# what Batch and EC2 say while a new role or instance profile has not reached them
+IAM_NOT_YET = re.compile(
+    r"role|instance ?profile|not authori[sz]ed|assume|AccessDenied|iam", re.IGNORECASE
+)
+
+
+def _name_of(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def wait_for_roles(
+    roles: ClusterRoles, log: Log, *, clients: ClientFactory = aws_client, patience: Patience
+) -> None:
+    """When `roles` are fresh: IAM's own waiters until it shows each role and the
+    instance profile, then `patience.propagation` seconds for the other services."""
+    if not roles.fresh:
+        return
+    iam = clients("iam", _IAM_REGION)
+    config = {"Delay": max(1, int(patience.interval)), "MaxAttempts": 40}
+    if patience.interval == 0:
+        config["Delay"] = 0
+    try:
+        for role in (roles.service_role, roles.spot_fleet_role):
+            if role:
+                iam.get_waiter("role_exists").wait(RoleName=_name_of(role), WaiterConfig=config)
+        iam.get_waiter("instance_profile_exists").wait(
+            InstanceProfileName=_name_of(roles.instance_profile), WaiterConfig=config
+        )
+    except Exception as error:
+        raise _aws_failed("waiting for IAM to show the cluster's roles", error) from None
+    log(f"new IAM roles: giving them {patience.propagation:g} s to reach Batch and EC2")
+    patience.sleep(patience.propagation)
+
+
+def _trust(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def _policy_arn(policy: str, partition: str) -> str:
+    """A policy ARN as given, or the ARN of an AWS managed policy named `policy`."""
+    if policy.startswith("arn:"):
+        return policy
+    return _AWS_POLICY.format(partition=partition, name=policy)
+
+
+def _ensure_role(
+    iam: Any,
+    name: str,
+    service: str,
+    policies: Sequence[str],
+    tags: Mapping[str, str],
+    log: Log,
+    inline: Mapping[str, dict[str, Any]] | None = None,
+    changed: list[str] | None = None,
+    boundary: str | None = None,
+) -> str:
+    """The role `name`, trusted by `service`, with exactly `policies` attached and the
+    given inline policies; created when absent. Returns its ARN; a role created or
+    given new policies is added to `changed`."""
+    fresh = False
+    bounded = {"PermissionsBoundary": boundary} if boundary else {}
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+        arn = str(role["Arn"])
+        current = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+        if boundary and current != boundary:
+            iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
+    except Exception as error:
+        if error_code(error) != "NoSuchEntity":
+            raise _aws_failed(f"reading role {name}", error) from None
+        arn = str(
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=_trust(service),
+                Description=f"hyper: {service}",
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                **bounded,
+            )["Role"]["Arn"]
+        )
+        log(f"created role {name}")
+        fresh = True
+    created = fresh
+    partition = arn.split(":")[1]
+    wanted = {_policy_arn(p, partition) for p in policies}
+    attached = {
+        p["PolicyArn"]
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+        for p in page["AttachedPolicies"]
+    }
+    fresh = fresh or bool(wanted - attached)
+    for policy in sorted(wanted - attached):
+        try:
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy)
+        except Exception as error:
+            raise _aws_failed(f"attaching {policy} to role {name}", error) from None
+    for policy in sorted(attached - wanted):
+        iam.detach_role_policy(RoleName=name, PolicyArn=policy)
+    for policy_name, document in (inline or {}).items():
+        iam.put_role_policy(
+            RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
+        )
+    if inline is not None and not created:  # an inline policy no longer wanted goes
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+            for policy_name in page["PolicyNames"]:
+                if policy_name not in inline:
+                    iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+    if fresh and changed is not None:
+        changed.append(name)
+    return arn
+
+
+def _delete_role(iam: Any, name: str, log: Log) -> None:
+    try:
+        iam.get_role(RoleName=name)
+    except Exception as error:
+        if error_code(error) == "NoSuchEntity":
+            return
+        raise _aws_failed(f"reading role {name}", error) from None
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
+        for policy in page["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+        for policy_name in page["PolicyNames"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+    for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=name):
+        for profile in page["InstanceProfiles"]:
+            iam.remove_role_from_instance_profile(
+                InstanceProfileName=profile["InstanceProfileName"], RoleName=name
+            )
+            iam.delete_instance_profile(InstanceProfileName=profile["InstanceProfileName"])
+    iam.delete_role(RoleName=name)
+    log(f"deleted role {name}")
+
+
+def _spot_fleet_needed(cluster: ClusterSpec) -> bool:
+    return cluster.type == "SPOT" and cluster.allocation_strategy == "BEST_FIT"
+
+
+def ensure_cluster_roles(
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
+) -> ClusterRoles:
+    """The roles a cluster's compute environments need, created when absent, each with
+    the permissions `boundary` (the host's) when given."""
+    iam = clients("iam", _IAM_REGION)
+    tags = names.tags(cluster=cluster.name)
+    changed: list[str] = []
+    service = _ensure_role(
+        iam,
+        names.service_role(),
+        "batch.amazonaws.com",
+        [_BATCH_SERVICE_POLICY],
+        names.tags(),
+        log,
+        changed=changed,
+        boundary=boundary,
+    )
+    instance_role = names.instance_role(cluster.name)
+    _ensure_role(
+        iam,
+        instance_role,
+        "ec2.amazonaws.com",
+        [_ECS_INSTANCE_POLICY, *cluster.iam_policies],
+        tags,
+        log,
+        changed=changed,
+        boundary=boundary,
+    )
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=instance_role)["InstanceProfile"]
+    except Exception as error:
+        if error_code(error) != "NoSuchEntity":
+            raise _aws_failed(f"reading instance profile {instance_role}", error) from None
+        profile = iam.create_instance_profile(
+            InstanceProfileName=instance_role,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )["InstanceProfile"]
+        log(f"created instance profile {instance_role}")
+    if not any(r["RoleName"] == instance_role for r in profile.get("Roles", [])):
+        iam.add_role_to_instance_profile(InstanceProfileName=instance_role, RoleName=instance_role)
+        changed.append(instance_role)
+    spot_fleet = None
+    if _spot_fleet_needed(cluster):
+        spot_fleet = _ensure_role(
+            iam,
+            names.spot_fleet_role(),
+            "spotfleet.amazonaws.com",
+            [_SPOT_FLEET_POLICY],
+            names.tags(),
+            log,
+            changed=changed,
+            boundary=boundary,
+        )
+    return ClusterRoles(service, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
+
+
+def delete_cluster_roles(
+    cluster: ClusterSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+) -> None:
+    """The cluster's own instance role and profile, once no region uses them. The service
+    and spot fleet roles are shared by the host's clusters and stay."""
+    _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log)
+
+
+def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_client) -> None:
+    """The roles every cluster of the host shares (Batch's service role, the spot fleet
+    role): once the host goes."""
+    iam = clients("iam", _IAM_REGION)
+    for name in (names.service_role(), names.spot_fleet_role()):
+        _delete_role(iam, name, log)
+
+
+def ensure_job_role(
+    definition: DefinitionSpec,
+    names: Names,
+    secret_arn: str | None,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
+) -> str:
+    """The job role of a definition's workers: what the definition's iam_policies allow
+    (within the permissions `boundary`, when given), and with a `secret_arn` reading that
+    secret (a host made before worker tokens); no other inline policy."""
+    inline = {}
+    if secret_arn:
+        inline["hyper-api-key"] = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                 "Resource": secret_arn}
+            ],
+        }  # fmt: skip
+    return _ensure_role(
+        clients("iam", _IAM_REGION),
+        names.job_role(definition.name),
+        "ecs-tasks.amazonaws.com",
+        definition.iam_policies,
+        names.tags(definition=definition.name),
+        log,
+        inline=inline,
+        boundary=boundary,
+    )
+
+
+def delete_job_role(
+    definition: DefinitionSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+) -> None:
+    _delete_role(clients("iam", _IAM_REGION), names.job_role(definition.name), log)
