@@ -50,10 +50,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    tier = config.getoption("tier")
+def _bare_fast_run(config: pytest.Config) -> bool:
+    """A bare `pytest` (no paths, no -m, no --tier): the fast tier."""
     bare = config.args_source is pytest.Config.ArgsSource.TESTPATHS
-    if tier == "fast" or (tier is None and bare and not config.option.markexpr):
+    return bare and config.getoption("tier") is None and not config.option.markexpr
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads -n
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """A bare `pytest` runs the fast tier on every core, unless -n (or -p no:xdist) says
+    otherwise: the tier is a few thousand short tests that mostly wait on moto and SQLite."""
+    controller = not hasattr(config, "workerinput")  # xdist's workers run what they are given
+    if controller and _bare_fast_run(config) and getattr(config.option, "numprocesses", 0) is None:
+        config.option.numprocesses = "auto"
+        config.option.dist = "worksteal"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("tier") == "fast" or _bare_fast_run(config):
         config.option.markexpr = FAST_TIER
 
 
