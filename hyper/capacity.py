@@ -14,9 +14,13 @@ Pure (no I/O), so that qsub, the host and the worker agree on one rule.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
 
 from hyper.errors import UsageError
+from hyper.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: qsub reads requests without typing
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_CPUS = 4096
 MAX_GPUS = 64

@@ -101,11 +101,14 @@ def urlencode(query: dict[str, Any]) -> str:
         for key, value in query.items()
         for item in (value if type(value) in (list, tuple) else (value,))
     ]
-    if all(type(item) in (str, int, float) and _plain(f"{key}{item}") for key, item in pairs):
+    if all(type(item) in _SCALARS and _plain(f"{key}{item}") for key, item in pairs):
         return "&".join(f"{key}={item}" for key, item in pairs)
     from urllib.parse import urlencode as encoded
 
     return encoded(query, doseq=True)
+
+
+_SCALARS = (str, int, float, bool)  # what urlencode writes as str(value)
 
 
 def _plain(text: str) -> bool:

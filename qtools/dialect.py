@@ -10,20 +10,24 @@ scheduler. ``#HYPER`` lines in the script still win over both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from hyper import jobspec
-from hyper.client import HostClient
 from hyper.errors import HostRejected, NotFound, UsageError
-from qtools.common import read_script_bytes
+from qtools.common import file_name, read_script_bytes
 from qtools.states import FINISHED, UNFINISHED
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a command's start
+if TYPE_CHECKING:
+    from typing import Any
+
+    from hyper.client import HostClient
 
 SHELLS = ("sh", "bash", "zsh", "ksh", "dash")
 WAIT_POLL_SECONDS = 20.0
@@ -225,7 +229,7 @@ def with_arguments(text: str, arguments: Sequence[str], prog: str) -> str:
     first = text.splitlines()[0] if text else ""
     if first.startswith("#!"):
         words = first[2:].split()
-        program = Path(words[0]).name if words else ""
+        program = file_name(words[0]) if words else ""
         if program == "env" and len(words) > 1:
             program = words[1]
         if program not in SHELLS:
@@ -267,17 +271,16 @@ def submit(
     """Submit `text` with directive `lines` added, through qsub's library; the client (still
     open, for a caller that waits), the job id and its queue. Warnings go to stderr
     before the caller prints the id, so that a tool reading both finds the id last."""
-    import tempfile  # only for a dialect's submit (3 ms to import)
-
     from qtools import qsub
     from qtools.common import connect
 
     script, added = with_directives(text, lines)
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="hyper-") as folder:
-        path = Path(folder) / script_name(name)
-        path.write_text(script)
-        args = qsub.build_parser().parse_args([str(path)])
+    with script_folder() as folder:
+        path = os.path.join(folder, script_name(name))
+        with open(path, "w") as file:
+            file.write(script)
+        args = qsub.build_parser().parse_args([path])
         here = os.getcwd()
         if workdir is not None:
             try:
@@ -306,6 +309,30 @@ def submit(
         client.close()
         raise
     return client, job_id, str(job["queue"])
+
+
+@contextlib.contextmanager
+def script_folder() -> Iterator[str]:
+    """A private temporary folder for the script qsub reads, removed with what it holds:
+    tempfile.TemporaryDirectory(prefix="hyper-"), without tempfile's import (3 ms of a
+    submit: shutil, random) where $TMPDIR, $TEMP, $TMP or /tmp takes a new folder."""
+    said = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
+    base = os.path.abspath(next((place for place in said if place), "/tmp"))
+    folder = os.path.join(base, f"hyper-{os.urandom(4).hex()}")
+    try:
+        os.mkdir(folder, 0o700)
+    except OSError:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="hyper-") as made:
+            yield made
+        return
+    try:
+        yield folder
+    finally:
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
 
 
 def said_as_option(note: str, prefix: str, added: set[int]) -> str:

@@ -19,16 +19,20 @@ refused. States and exit codes: ``qtools.states``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from hyper.errors import UsageError
 from qtools import dialect, states
+from qtools.common import as_pathlib_reads, file_name
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a command's start
+if TYPE_CHECKING:
+    from typing import Any
 
 LSF_ERROR = 255  # what LSF's commands exit with when a job is not found or has finished
 FLAGS = {"-B", "-H", "-K", "-N", "-r", "-rn", "-ti", "-x", "-hl", "-ul", "-Zs", "-XF"}
@@ -141,11 +145,12 @@ def parse_bsub(argv: list[str]) -> tuple[list[tuple[str, str | None]], list[str]
 def _script_text(word: str) -> str | None:
     """The text of a script named as bsub's command; None when the command is a program
     (`bsub /bin/bash job.sh`) or not a file."""
-    path = Path(word)
-    if not path.is_file():
+    path = as_pathlib_reads(word)
+    if not os.path.isfile(path):
         return None
     try:
-        data = path.read_bytes()[: 4 * 2**20 + 1]
+        with open(path, "rb") as file:
+            data = file.read()[: 4 * 2**20 + 1]
     except OSError:
         return None
     if b"\x00" in data:
@@ -166,7 +171,7 @@ def bsub(argv: list[str]) -> int:
     script = _script_text(command[0]) if command else None
     if script is not None:
         text = dialect.with_arguments(script, command[1:], "bsub")
-        name = Path(command[0]).name
+        name = file_name(command[0])
     elif command:
         text = "#!/bin/sh\n" + shlex.join(command) + "\n"
         name = " ".join(command)
@@ -340,9 +345,9 @@ def _name_matches(name: str, pattern: str) -> bool:
 
 
 def _server() -> str:
-    import socket
+    import _socket  # socket.gethostname itself; the socket module costs 2 ms to import
 
-    return socket.gethostname().split(".")[0] or "localhost"
+    return _socket.gethostname().split(".")[0] or "localhost"
 
 
 def _long(jobs: list[dict[str, Any]], server: str) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from hyper.errors import UsageError
 from qtools import dialect, states
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a command's start
+if TYPE_CHECKING:
+    from typing import Any
 
 MIN_JOB_AGE = 300.0  # seconds a finished job stays in squeue -t all (Slurm's MinJobAge)
 
@@ -273,9 +276,9 @@ def _line(cells: list[Cell | str], text: Callable[[Cell], str]) -> str:
 
 
 def server_name() -> str:
-    import socket
+    import _socket  # socket.gethostname itself; the socket module costs 2 ms to import
 
-    return socket.gethostname().split(".")[0] or "localhost"
+    return _socket.gethostname().split(".")[0] or "localhost"
 
 
 def _number(value: float | int | None) -> dict[str, Any]:
