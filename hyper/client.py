@@ -26,12 +26,12 @@ from __future__ import annotations
 # a local host is reached through _socket: the socket module's own import (its enums,
 # selectors) costs a submit about as much as its request; TCP hosts import it to connect
 import _socket
+import _thread  # threading.Lock and threading.local themselves: threading costs 1 ms
 import contextlib
 import json
 import os
 import stat
 import struct
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -206,12 +206,12 @@ class SocketTransport:
             self._read_url(url)
         self.timeout = timeout
         self._folder: int | None = None  # the socket's folder, once connected (unix:)
-        self._folder_lock = threading.Lock()  # threads connecting at once open it once
+        self._folder_lock = _thread.allocate_lock()  # threads connecting at once open it once
         # a connection per thread: a worker's threads (its claims, its jobs' leases and
         # files) share one client, and none waits for another's request
-        self._local = threading.local()
+        self._local = _thread._local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._connections_lock = threading.Lock()
+        self._connections_lock = _thread.allocate_lock()
 
     def _read_url(self, url: str) -> None:
         """Where any other URL than a plain unix:/path points (see the module's docstring)."""

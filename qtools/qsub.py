@@ -477,9 +477,11 @@ def build_job(args: Namespace, notes: list[str] | None = None) -> dict[str, Any]
 
 def request_body(options: JobOptions) -> dict[str, int]:
     """The job's request as the host takes it (--cpus, --mem, --gpus, or a dialect's)."""
+    body: dict[str, int] = {}
+    if options.cpus is None and options.mem is None and options.gpus is None:
+        return body
     from hyper import capacity
 
-    body = {}
     if options.cpus is not None:
         body["cpus"] = capacity.parse_count(options.cpus, "--cpus", capacity.MAX_CPUS)
         if body["cpus"] < 1:

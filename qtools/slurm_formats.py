@@ -60,8 +60,16 @@ class Fields:
         self.job = job
         self.server = server
         self.said = states.words(job)
+        self._table: dict[str, Callable[[], str]] | None = None
 
     def value(self, name: str) -> str:
+        if self._table is None:  # made once per job, not once per column
+            self._table = self._make_table()
+        if name not in self._table:
+            raise UsageError(f'Invalid field requested: "{name}"')
+        return self._table[name]()
+
+    def _make_table(self) -> dict[str, Callable[[], str]]:
         job, said = self.job, self.said
         options = job.get("options") or {}
         array = job.get("array_id")
@@ -108,9 +116,7 @@ class Fields:
             "maxrss": lambda: _maxrss(job),
             "cluster": lambda: "hyper",
         }
-        if name not in table:
-            raise UsageError(f'Invalid field requested: "{name}"')
-        return table[name]()
+        return table
 
 
 SQUEUE_DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
