@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 PROVIDERS = ("local", "aws")  # the providers this version can create hosts with
-SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
+SUBNET_ID = r"subnet-[0-9a-f]{8,17}"  # compiled where used: not on a command's start
 
 
 class HostRequest(NamedTuple):
@@ -132,7 +132,7 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
     if request.subnets:
         if not (request.vpc or "").startswith("vpc-"):
             raise UsageError("--subnets are chosen in an existing VPC: give --vpc vpc-...")
-        wrong = [s for s in request.subnets.split(",") if not SUBNET_ID.fullmatch(s)]
+        wrong = [s for s in request.subnets.split(",") if not re.fullmatch(SUBNET_ID, s)]
         if wrong:
             raise UsageError(f"--subnets: {wrong[0]!r} is not a subnet id (subnet-...)")
     aws = _aws()

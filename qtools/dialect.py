@@ -10,13 +10,13 @@ scheduler. ``#HYPER`` lines in the script still win over both.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from hyper import jobspec
 from hyper.errors import HostRejected, NotFound, UsageError
@@ -63,6 +63,7 @@ def entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | 
     return main
 
 
+@functools.cache  # asked once per job listed
 def user() -> str:
     """Who the jobs belong to: a host's jobs are its owner's, the user running the command."""
     import getpass  # not on a submit's path
@@ -276,25 +277,24 @@ def submit(
 
     script, added = with_directives(text, lines)
     notes: list[str] = []
-    with script_folder() as folder:
-        path = os.path.join(folder, script_name(name))
-        with open(path, "w") as file:
-            file.write(script)
-        args = qsub.build_parser().parse_args([path])
-        here = os.getcwd()
-        if workdir is not None:
-            try:
-                os.chdir(workdir)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot use {workdir} as the working directory: {exc.strerror}"
-                ) from None
+    # qsub takes the text as its script: its name (not an option's) names it in messages
+    # and gives the job's default name
+    path = script_name(name)
+    args = qsub.build_parser().parse_args([f"./{path}" if path.startswith("-") else path])
+    here = os.getcwd()
+    if workdir is not None:
         try:
-            job = qsub.build_job(args, notes)
-        except UsageError as error:  # told as the option the user gave, when it was one
-            raise UsageError(said_as_option(str(error), prefix, added)) from None
-        finally:
-            os.chdir(here)
+            os.chdir(workdir)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot use {workdir} as the working directory: {exc.strerror}"
+            ) from None
+    try:
+        job = qsub.build_job(args, notes, script=script.encode())
+    except UsageError as error:  # told as the option the user gave, when it was one
+        raise UsageError(said_as_option(str(error), prefix, added)) from None
+    finally:
+        os.chdir(here)
     sys.stderr.write("".join(f"{prog}: {said_as_option(n, prefix, added)}\n" for n in notes))
     sys.stderr.flush()
     client = connect(host)
@@ -309,30 +309,6 @@ def submit(
         client.close()
         raise
     return client, job_id, str(job["queue"])
-
-
-@contextlib.contextmanager
-def script_folder() -> Iterator[str]:
-    """A private temporary folder for the script qsub reads, removed with what it holds:
-    tempfile.TemporaryDirectory(prefix="hyper-"), without tempfile's import (3 ms of a
-    submit: shutil, random) where $TMPDIR, $TEMP, $TMP or /tmp takes a new folder."""
-    said = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
-    base = os.path.abspath(next((place for place in said if place), "/tmp"))
-    folder = os.path.join(base, f"hyper-{os.urandom(4).hex()}")
-    try:
-        os.mkdir(folder, 0o700)
-    except OSError:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="hyper-") as made:
-            yield made
-        return
-    try:
-        yield folder
-    finally:
-        for name in os.listdir(folder):
-            os.unlink(os.path.join(folder, name))
-        os.rmdir(folder)
 
 
 def said_as_option(note: str, prefix: str, added: set[int]) -> str:

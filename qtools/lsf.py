@@ -213,6 +213,11 @@ def lsf_id(job: dict[str, Any]) -> str:
 
 
 def field_value(job: dict[str, Any], field: str, server: str) -> str:
+    return job_fields(job, server)(field)
+
+
+def job_fields(job: dict[str, Any], server: str) -> Callable[[str], str]:
+    """A job's field by name (made once per job: bjobs asks for several)."""
     said = states.words(job)
     values: dict[str, Callable[[], str]] = {
         "jobid": lambda: lsf_id(job),
@@ -243,9 +248,13 @@ def field_value(job: dict[str, Any], field: str, server: str) -> str:
         "error_file": lambda: (job.get("options") or {}).get("stderr") or "",
         "runtimelimit": lambda: str(round((job.get("time_limit") or 0) / 60, 1)),
     }
-    if field not in values:
-        raise UsageError(f"{field}: Illegal field")
-    return values[field]()
+
+    def value(field: str) -> str:
+        if field not in values:
+            raise UsageError(f"{field}: Illegal field")
+        return values[field]()
+
+    return value
 
 
 def parse_fields(spec: str) -> tuple[list[tuple[str, int | None, bool]], str | None]:
@@ -299,7 +308,8 @@ def bjobs(argv: list[str]) -> int:
     if "-json" in given:
         chosen = fields or [(f, None, False) for f in DEFAULT_FIELDS]
         records: list[dict[str, str]] = [
-            {name.upper(): field_value(job, name, server) for name, _, _ in chosen} for job in jobs
+            {name.upper(): value_of(name) for name, _, _ in chosen}
+            for value_of in (job_fields(job, server) for job in jobs)
         ]
         records += [{"JOBID": word, "ERROR": f"Job <{word}> is not found"} for word in missing]
         document = {"COMMAND": "bjobs", "JOBS": len(records), "RECORDS": records}
@@ -315,7 +325,10 @@ def bjobs(argv: list[str]) -> int:
         sys.stdout.write(_long(jobs, server))
         return LSF_ERROR if missing else 0
     columns = fields or [(f, WIDTHS[f], False) for f in DEFAULT_FIELDS]
-    rows = [[field_value(job, name, server) for name, _, _ in columns] for job in jobs]
+    rows = [
+        [value_of(name) for name, _, _ in columns]
+        for value_of in (job_fields(job, server) for job in jobs)
+    ]
     if delimiter is not None:
         lines = [[name.upper() for name, _, _ in columns], *rows]
         if "-noheader" in given:

@@ -121,11 +121,15 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def read_script(file: str | None, notes: list[str]) -> tuple[str, str]:
-    """The script's text and the default job name; what the user should know goes to `notes`."""
+def read_script(file: str | None, notes: list[str], given: bytes | None = None) -> tuple[str, str]:
+    """The script's text and the default job name; what the user should know goes to `notes`.
+    `given`: the script's bytes when the caller has them (a dialect's command), taken as
+    the file `file` names would be."""
     if file is None:
         return "", "wrap"
-    if file == "-":
+    if given is not None:
+        data, name = given, file_name(file)
+    elif file == "-":
         data = sys.stdin.buffer.read()
         name = "stdin"
     else:
@@ -383,12 +387,15 @@ def read_lines(source: str, flag: str) -> list[tuple[int, str]]:
     return [(number, line.strip()) for number, line in numbered if line.strip()]
 
 
-def build_job(args: Namespace, notes: list[str] | None = None) -> dict[str, Any]:
+def build_job(
+    args: Namespace, notes: list[str] | None = None, *, script: bytes | None = None
+) -> dict[str, Any]:
     """The job to submit. Its queue and definition are None when nothing named them:
     `complete_target` fills them from the host's defaults. Notes for the user (CRLF
     converted, one warning naming what hyper ignores) are written once the job is built,
     or added to `notes` for the caller to write before the job id: a refused job gets one
-    line, its error."""
+    line, its error. `script`: the script's bytes, when the caller has them rather than
+    the file `args.file` names (which still names it in messages and gives its name)."""
     file = args.file
     if file is None and args.commands is None:
         if sys.stdin is None or sys.stdin.isatty():
@@ -397,7 +404,7 @@ def build_job(args: Namespace, notes: list[str] | None = None) -> dict[str, Any]
     if file == "-" and args.workitem_file == "-":
         raise UsageError("the script and the work items cannot both come from stdin")
     said: list[str] = []
-    text, default_name = read_script(file, said)
+    text, default_name = read_script(file, said, script)
     if args.params is not None and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", args.params):
         text = apply_params(text, args.params)
     if args.commands is not None:
