@@ -58,7 +58,7 @@ def entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | 
 
     def main(argv: list[str] | None = None) -> int:
         words = sys.argv[1:] if argv is None else argv
-        return run(prog, lambda: body(words))
+        return run(prog, lambda: body(words), whole_process=argv is None)
 
     return main
 

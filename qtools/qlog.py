@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.follow or page["finished"]:
                     return 0
 
-    return run("qlog", body)
+    return run("qlog", body, whole_process=argv is None)
 
 
 if __name__ == "__main__":

@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.write("  ".join(f"{k}: {counts.get(k, 0)}" for k in totals) + "\n")
         return 0
 
-    return run("qstat", body)
+    return run("qstat", body, whole_process=argv is None)
 
 
 if __name__ == "__main__":

@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 130
 
-    return run("qsub", body)
+    return run("qsub", body, whole_process=argv is None)
 
 
 def what_it_makes(job: dict[str, Any]) -> str:
