@@ -94,6 +94,14 @@ class _Declared:
             self.dest = (long or list(flags))[0].lstrip("-").replace("-", "_")
 
 
+def _for_argparse(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with argparse's own SUPPRESS object where they say SUPPRESS: argparse
+    tells it by identity (`help is not SUPPRESS`), not by value."""
+    import argparse
+
+    return {k: argparse.SUPPRESS if v is SUPPRESS else v for k, v in settings.items()}
+
+
 class _Unplain(Exception):
     """The command line is not in the plain form: argparse reads it."""
 
@@ -119,7 +127,7 @@ class ArgumentParser:
     def add_argument(self, *flags: str, **settings: Any) -> None:
         self._calls.append((flags, settings))
         if self._full is not None:
-            self._full.add_argument(*flags, **settings)
+            self._full.add_argument(*flags, **_for_argparse(settings))
         self._declare(flags, settings)
 
     def _declare(self, flags: tuple[str, ...], settings: dict[str, Any]) -> None:
@@ -140,7 +148,7 @@ class ArgumentParser:
 
             self._full = FullParser(*self._args, **self._kwargs)
             for flags, settings in self._calls:
-                self._full.add_argument(*flags, **settings)
+                self._full.add_argument(*flags, **_for_argparse(settings))
         return self._full
 
     def __getattr__(self, name: str) -> Any:

@@ -138,6 +138,23 @@ def test_help_and_errors_are_argparses(capsys) -> None:
     )
 
 
+@pytest.mark.parametrize("command", PARSERS)
+def test_help_is_argparses(command) -> None:
+    """The help of the same declarations made on argparse itself: hidden options hidden."""
+    import argparse
+
+    from qtools.arguments import FullParser
+    from qtools.command_line import SUPPRESS
+
+    quick = PARSERS[command]()
+    direct = FullParser(*quick._args, **quick._kwargs)
+    for flags, settings in quick._calls:
+        same = {k: argparse.SUPPRESS if v is SUPPRESS else v for k, v in settings.items()}
+        direct.add_argument(*flags, **same)
+    assert quick.format_help() == direct.format_help()
+    assert "SUPPRESS" not in quick.format_help()
+
+
 def test_later_declarations_replace_earlier_ones() -> None:
     """conflict_handler="resolve", as argparse: an option spelled again is the new one,
     and one left without any spelling is gone (its default too)."""
