@@ -1,6 +1,7 @@
 """hyper's benchmarks, beside its peers, in one run.
 
     bench/run [--reps 3] [--short-jobs 2000] [--bulk 100000] [--queue-size 1000000] [--quick]
+              [--cases B1,B2,...]
 
 Cases (each hyper figure is measured in the same run as the peers', interleaved,
 `--reps` times; the table shows medians and the ratio hyper / peer):
@@ -24,7 +25,9 @@ Cases (each hyper figure is measured in the same run as the peers', interleaved,
      tick at p99, one queue and state listed, on the store itself; and `qstat -q Q -f
      Held` as a command, on the B5 host (whose jobs are held).
 
-Each target is printed as met, or with its gap. Figures from a shared machine are
+`--cases` runs some of them (`--cases B1`: command latency alone, a minute); such a
+partial run prints its table and verdicts and writes no results. Each target is printed
+as met, or with its gap. Figures from a shared machine are
 noisy: the load average is written beside them.
 
 The peers are driven by ../shared/bench/peers-bench.sh (set them up with
@@ -472,7 +475,15 @@ def main() -> int:
     parser.add_argument("--bulk", type=int, default=100_000, help="B2 size")
     parser.add_argument("--queue-size", type=int, default=1_000_000, help="B5 and B7 size")
     parser.add_argument("--quick", action="store_true", help="one repetition, small sizes")
+    parser.add_argument(
+        "--cases",
+        default=",".join(TARGETS),
+        help="the cases to run (default all); a partial run writes no results, only prints",
+    )
     args = parser.parse_args()
+    cases = {case.strip().upper() for case in args.cases.split(",")}
+    if not cases <= set(TARGETS):
+        parser.error(f"--cases: use some of {', '.join(TARGETS)}")
     if args.quick:
         args.reps, args.short_jobs, args.bulk, args.queue_size = 1, 500, 20_000, 100_000
     figures: dict[str, list[float]] = defaultdict(list)
@@ -482,19 +493,31 @@ def main() -> int:
     try:
         for rep in range(args.reps):
             print(f"# repetition {rep + 1} of {args.reps}", file=sys.stderr)
-            b1(host, figures)
-            found = b3(host, figures, args.short_jobs)
-            b2(host, figures, args.bulk, found, args.short_jobs)
-            b4(host, figures, idle=10.0)
-            b6(host, figures)
+            if "B1" in cases:
+                b1(host, figures)
+            found = b3(host, figures, args.short_jobs) if "B3" in cases else {}
+            if "B2" in cases:
+                b2(host, figures, args.bulk, found, args.short_jobs)
+            if "B4" in cases:
+                b4(host, figures, idle=10.0)
+            if "B6" in cases:
+                b6(host, figures)
             loads.append(os.getloadavg()[0])
-        b5(host, figures, args.queue_size)
+        if "B5" in cases:
+            b5(host, figures, args.queue_size)
     finally:
         host.close()
-    b7(host, figures, args.queue_size)
+    if "B7" in cases:
+        b7(host, figures, args.queue_size)
     loads.append(os.getloadavg()[0])
     lines, verdicts = table(figures)
+    if cases != set(TARGETS):  # only the rows of the cases run
+        lines = [line for line in lines if "not measured" not in line]
     print("\n".join(lines))
+    if cases != set(TARGETS):
+        print(f"# load average (1 min) at the start and after each repetition: {loads}")
+        print("\n".join(f"# {line}" for line in verdicts), file=sys.stderr)
+        return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     png = RESULTS / f"{stamp}.png"

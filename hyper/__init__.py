@@ -10,8 +10,6 @@ library is loaded until a command needs it. The Python API is loaded on first us
 
 from __future__ import annotations
 
-import importlib
-
 from hyper.version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms)
@@ -37,6 +35,8 @@ __all__ = ["Executor", "JobFuture", "PoolError", "RemoteError", "WorkerPool", "_
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'hyper' has no attribute {name!r}")
+    import importlib
+
     return getattr(importlib.import_module(_LAZY[name]), name)
 
 

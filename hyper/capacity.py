@@ -15,9 +15,13 @@ Pure (no I/O), so that qsub, the host and the worker agree on one rule.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
 
 from hyper.errors import UsageError
+from hyper.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: qsub reads requests without typing
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_CPUS = 4096
 MAX_GPUS = 64
@@ -25,7 +29,8 @@ MAX_MEM_MIB = 64 * 2**20  # 64 TiB
 
 # a size's unit, as the schedulers write them (K, KB, KiB, k...): powers of 1024
 _UNITS = {"": None, "b": -20, "k": -10, "m": 0, "g": 10, "t": 20, "p": 30}
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgtpBKMGTP]?)(?:i?[bB]|[wW])?\s*")
+# compiled where first used (re caches it), not when a command imports this module
+_SIZE = r"\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgtpBKMGTP]?)(?:i?[bB]|[wW])?\s*"
 
 
 class Request(NamedTuple):
@@ -61,7 +66,7 @@ def parse_size(text: str, default_unit: str = "M", what: str = "memory") -> int:
     """MiB, from a size as the schedulers write it: `16G`, `16gb`, `4000` (in
     `default_unit`: Slurm and LSF say MB, PBS bytes), `512M`, `1.5G`, `100mb`, `2TB`.
     K/M/G/T are powers of 1024 (as in all three schedulers); a part of a MiB rounds up."""
-    match = _SIZE.fullmatch(text)
+    match = re.fullmatch(_SIZE, text)
     if not match:
         raise UsageError(f"{what} {text!r}: use a size such as 512M, 16G or 4000 (MB)")
     number, unit = float(match.group(1)), (match.group(2) or default_unit).lower()

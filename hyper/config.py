@@ -14,26 +14,39 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import NamedTuple
 
 from hyper.errors import NotFound, UsageError
+from hyper.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 HOST_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 DEFAULT_LOCAL_HOST = "local"
 
 
-def config_root() -> Path:
+def config_folder() -> str:
+    """config_root() as text: the shell tools read a host's credentials without
+    pathlib (its import costs a command's start a few milliseconds)."""
     home = os.environ.get("HYPER_HOME")
     if home:
-        return Path(home).expanduser() / "config"
+        return os.path.join(os.path.expanduser(home), "config")
     import platformdirs  # only when no HYPER_HOME: keeps the shell tools quick
 
-    return Path(platformdirs.user_config_dir("hyper"))
+    return str(platformdirs.user_config_dir("hyper"))
+
+
+def config_root() -> Path:
+    from pathlib import Path
+
+    return Path(config_folder())
 
 
 def data_root() -> Path:
+    from pathlib import Path
+
     home = os.environ.get("HYPER_HOME")
     if home:
         return Path(home).expanduser() / "data"
@@ -86,6 +99,11 @@ def host_file(name: str) -> Path:
     return _hosts_dir() / f"{validate_host_name(name)}.json"
 
 
+def _host_file_name(name: str) -> str:
+    """host_file(name) as text (see config_folder)."""
+    return os.path.join(config_folder(), "hosts", f"{validate_host_name(name)}.json")
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a file readable by its owner only, atomically (no window where it is 0644)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -119,9 +137,10 @@ def save_host(host: HostConfig) -> None:
 
 
 def load_host(name: str) -> HostConfig:
-    path = host_file(name)
+    path = _host_file_name(name)
     try:
-        data = json.loads(path.read_text())
+        with open(path) as file:
+            data = json.loads(file.read())
     except FileNotFoundError:
         known = ", ".join(list_host_names()) or "none"
         raise NotFound(f"no host named {name!r} (saved hosts: {known})") from None
@@ -130,8 +149,8 @@ def load_host(name: str) -> HostConfig:
     if isinstance(data, dict) and _well_typed(data):
         return HostConfig(**{k: v for k, v in data.items() if k in HostConfig._fields})
     raise UsageError(
-        f"the credentials of host {name!r} at {path} are damaged; fix the file (JSON), or"
-        " delete it and import the host again ('hyper hosts import-deployment')"
+        f"the credentials of host {name!r} at {host_file(name)} are damaged; fix the file"
+        " (JSON), or delete it and import the host again ('hyper hosts import-deployment')"
     )
 
 
@@ -166,9 +185,9 @@ def delete_host_file(name: str) -> None:
 def current_host_name(*, strict: bool = True) -> str | None:
     """The host in use, or None. A damaged pointer is one UsageError saying how to mend
     it (or None when not `strict`)."""
-    path = config_root() / "current"
     try:
-        name = path.read_bytes().decode().strip()
+        with open(os.path.join(config_folder(), "current"), "rb") as file:
+            name = file.read().decode().strip()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError):
@@ -180,7 +199,8 @@ def current_host_name(*, strict: bool = True) -> str | None:
     if not strict:
         return None
     raise UsageError(
-        f"{path} (which host is in use) is damaged; choose one with 'hyper hosts select-host NAME'"
+        f"{config_root() / 'current'} (which host is in use) is damaged; choose one with"
+        " 'hyper hosts select-host NAME'"
     )
 
 

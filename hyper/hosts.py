@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NamedTuple
 
 from hyper import config
 from hyper.client import HostClient
 from hyper.config import DEFAULT_LOCAL_HOST, HostConfig
 from hyper.errors import UsageError
+from hyper.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a qsub's start
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 PROVIDERS = ("local", "aws")  # the providers this version can create hosts with
-SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
+SUBNET_ID = r"subnet-[0-9a-f]{8,17}"  # compiled where used: not on a command's start
 
 
 class HostRequest(NamedTuple):
@@ -128,7 +132,7 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
     if request.subnets:
         if not (request.vpc or "").startswith("vpc-"):
             raise UsageError("--subnets are chosen in an existing VPC: give --vpc vpc-...")
-        wrong = [s for s in request.subnets.split(",") if not SUBNET_ID.fullmatch(s)]
+        wrong = [s for s in request.subnets.split(",") if not re.fullmatch(SUBNET_ID, s)]
         if wrong:
             raise UsageError(f"--subnets: {wrong[0]!r} is not a subnet id (subnet-...)")
     aws = _aws()
@@ -275,6 +279,8 @@ def update_host(
 
 def _check_move(host: HostConfig, new: Path) -> None:
     """A data folder moves to a new place, or is found where it was moved by hand."""
+    from pathlib import Path
+
     old = Path(host.data_dir or "")
     moved_by_hand = not old.exists() and (new / "hyper.db").is_file()
     if new != old and not moved_by_hand and not (old.is_dir() and not new.exists()):
@@ -283,6 +289,8 @@ def _check_move(host: HostConfig, new: Path) -> None:
 
 
 def _move_data(host: HostConfig, new: Path) -> HostConfig:
+    from pathlib import Path
+
     old = Path(host.data_dir or "")
     if old.is_dir() and not new.exists():
         import shutil
@@ -300,6 +308,7 @@ def delete_host(
         _aws().delete_host(host, log, backup=backup)
     if host.provider == "local" and host.data_dir:
         import shutil
+        from pathlib import Path
 
         from hyper import local_host
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import posixpath
-from typing import NamedTuple
+
+from hyper.records import NamedTuple
 
 
 class JobStatus(str, enum.Enum):

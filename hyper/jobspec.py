@@ -10,9 +10,9 @@ Every parser raises ``UsageError`` with a message that names the bad part.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from hyper.errors import UsageError
+from hyper.records import NamedTuple
 
 MAX_ARRAY_SIZE = 1_000_000
 MAX_ARRAY_INDEX = 4_000_000_000

@@ -2,50 +2,37 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NoReturn
 
-from hyper.client import HostClient
-from hyper.config import HostConfig
-from hyper.errors import EXIT_USAGE, HyperError, UsageError, is_utf8, one_line
-from hyper.jobspec import Selector
-from hyper.version import __version__
-from qtools.arguments import HelpFormatter
+from hyper.errors import HyperError, UsageError, one_line
+from qtools.command_line import ArgumentParser
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see command_line)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line on stderr and exits 2, refuses
-    arguments that are not UTF-8 (nothing could send them to a host), and gives every
-    command --version. A later option of the same spelling replaces an earlier one, so a
-    dialect's command can reuse qsub's options and respell some."""
+    from hyper.client import HostClient
+    from hyper.config import HostConfig
+    from hyper.jobspec import Selector
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("conflict_handler", "resolve")
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-        self.add_argument(
-            "--version",
-            action="version",
-            version=f"%(prog)s (hyper) {__version__}",
-            help="print the version and exit",
-        )
-
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        for arg in sys.argv[1:] if args is None else args:
-            if not is_utf8(arg):
-                self.error(f"argument '{one_line(arg)}' is not valid UTF-8")
-        return super().parse_known_args(args, namespace)
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: {one_line(message)} (see {self.prog} --help)\n")
-        raise SystemExit(EXIT_USAGE)
+__all__ = ["ArgumentParser", "add_host_option", "connect", "job_id_of", "read_script_bytes", "run"]
 
 
-def add_host_option(parser: argparse.ArgumentParser) -> None:
+def as_pathlib_reads(path: str) -> str:
+    """A path as pathlib.Path(path) names it (no empty, '.' or trailing parts: `job.sh/`
+    is job.sh, '' is '.'), for the shell tools, which read files without pathlib."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return ("/" if path.startswith("/") else "") + "/".join(parts) or "."
+
+
+def file_name(path: str) -> str:
+    """pathlib.Path(path).name: the last part ('' for '.' and '/')."""
+    name = as_pathlib_reads(path).rsplit("/", 1)[-1]
+    return "" if name in (".", "") else name
+
+
+def add_host_option(parser: ArgumentParser) -> None:
     parser.add_argument(
         "--host",
         metavar="NAME",
@@ -63,8 +50,17 @@ def connect(host: str | None) -> HostClient:
     return connect_host(host, on_first_use=first_use)
 
 
-def run(prog: str, body: Callable[[], int]) -> int:
-    """Run a command body, turning hyper's errors into one line and an exit code."""
+def run(prog: str, body: Callable[[], int], *, whole_process: bool = False) -> int:
+    """Run a command body, turning hyper's errors into one line and an exit code. With
+    `whole_process` (main was called for the process's own command line), the process
+    ends here (see `leave`)."""
+    code = _run(prog, body)
+    if whole_process:
+        leave(code)
+    return code
+
+
+def _run(prog: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except HyperError as error:
@@ -76,6 +72,20 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except BrokenPipeError:  # e.g. `qstat | head`: the reader is gone, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def leave(code: int) -> None:
+    """End the process with `code` once its output is written, as sys.exit(code) does
+    when main returns, but without Python's teardown of every module it loaded (a few
+    milliseconds: more than a command's request). Nothing of a command's is left to
+    finish then: its requests are answered, its files closed. When the output cannot
+    be written, it returns, and Python's own exit says so, as before."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
 
 
 def job_id_of(client: HostClient, selector: Selector) -> int:
@@ -94,7 +104,8 @@ def job_id_of(client: HostClient, selector: Selector) -> int:
 def read_script_bytes(path: str) -> bytes:
     """A script file's bytes; a missing or unreadable file is a one-line usage error."""
     try:
-        return Path(path).read_bytes()
+        with open(as_pathlib_reads(path), "rb") as file:
+            return file.read()
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
     except IsADirectoryError:

@@ -10,20 +10,24 @@ scheduler. ``#HYPER`` lines in the script still win over both.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Any
 
 from hyper import jobspec
-from hyper.client import HostClient
 from hyper.errors import HostRejected, NotFound, UsageError
-from qtools.common import read_script_bytes
+from qtools.common import file_name, read_script_bytes
 from qtools.states import FINISHED, UNFINISHED
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a command's start
+if TYPE_CHECKING:
+    from typing import Any
+
+    from hyper.client import HostClient
 
 SHELLS = ("sh", "bash", "zsh", "ksh", "dash")
 WAIT_POLL_SECONDS = 20.0
@@ -54,11 +58,12 @@ def entry(prog: str, body: Callable[[list[str]], int]) -> Callable[[list[str] | 
 
     def main(argv: list[str] | None = None) -> int:
         words = sys.argv[1:] if argv is None else argv
-        return run(prog, lambda: body(words))
+        return run(prog, lambda: body(words), whole_process=argv is None)
 
     return main
 
 
+@functools.cache  # asked once per job listed
 def user() -> str:
     """Who the jobs belong to: a host's jobs are its owner's, the user running the command."""
     import getpass  # not on a submit's path
@@ -225,7 +230,7 @@ def with_arguments(text: str, arguments: Sequence[str], prog: str) -> str:
     first = text.splitlines()[0] if text else ""
     if first.startswith("#!"):
         words = first[2:].split()
-        program = Path(words[0]).name if words else ""
+        program = file_name(words[0]) if words else ""
         if program == "env" and len(words) > 1:
             program = words[1]
         if program not in SHELLS:
@@ -267,31 +272,29 @@ def submit(
     """Submit `text` with directive `lines` added, through qsub's library; the client (still
     open, for a caller that waits), the job id and its queue. Warnings go to stderr
     before the caller prints the id, so that a tool reading both finds the id last."""
-    import tempfile  # only for a dialect's submit (3 ms to import)
-
     from qtools import qsub
     from qtools.common import connect
 
     script, added = with_directives(text, lines)
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="hyper-") as folder:
-        path = Path(folder) / script_name(name)
-        path.write_text(script)
-        args = qsub.build_parser().parse_args([str(path)])
-        here = os.getcwd()
-        if workdir is not None:
-            try:
-                os.chdir(workdir)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot use {workdir} as the working directory: {exc.strerror}"
-                ) from None
+    # qsub takes the text as its script: its name (not an option's) names it in messages
+    # and gives the job's default name
+    path = script_name(name)
+    args = qsub.build_parser().parse_args([f"./{path}" if path.startswith("-") else path])
+    here = os.getcwd()
+    if workdir is not None:
         try:
-            job = qsub.build_job(args, notes)
-        except UsageError as error:  # told as the option the user gave, when it was one
-            raise UsageError(said_as_option(str(error), prefix, added)) from None
-        finally:
-            os.chdir(here)
+            os.chdir(workdir)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot use {workdir} as the working directory: {exc.strerror}"
+            ) from None
+    try:
+        job = qsub.build_job(args, notes, script=script.encode())
+    except UsageError as error:  # told as the option the user gave, when it was one
+        raise UsageError(said_as_option(str(error), prefix, added)) from None
+    finally:
+        os.chdir(here)
     sys.stderr.write("".join(f"{prog}: {said_as_option(n, prefix, added)}\n" for n in notes))
     sys.stderr.flush()
     client = connect(host)

@@ -11,11 +11,15 @@ wins over ``#HYPER``, which wins over the others.
 
 from __future__ import annotations
 
-import argparse
-from typing import Any, NamedTuple, NoReturn
-
 from hyper.errors import UsageError
-from qtools.arguments import HelpFormatter
+from hyper.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and argparse cost a qsub's start
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from qtools.command_line import ArgumentParser
 
 PREFIX = "#HYPER"
 
@@ -83,7 +87,9 @@ def parse_priority(text: str, where: str) -> int:
     return value
 
 
-def add_job_options(parser: argparse.ArgumentParser, *, directive: bool = False) -> None:
+def add_job_options(
+    parser: ArgumentParser | argparse.ArgumentParser, *, directive: bool = False
+) -> None:
     """The options a job can be given, shared by qsub's command line and #HYPER lines."""
     name_flags = ["-n", "--name", "--job-name"] if directive else ["-N", "--job-name", "--name"]
     add = parser.add_argument
@@ -169,13 +175,10 @@ def add_job_options(parser: argparse.ArgumentParser, *, directive: bool = False)
     add("--gpus", metavar="N", help="GPUs the job gets (default 0)")
 
 
-class _DirectiveParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _directive_parser() -> argparse.ArgumentParser:
-    parser = _DirectiveParser(
+    from qtools.arguments import HelpFormatter, RaisingParser  # only for #HYPER lines
+
+    parser = RaisingParser(
         prog=PREFIX, add_help=False, allow_abbrev=False, formatter_class=HelpFormatter
     )
     add_job_options(parser, directive=True)

@@ -17,18 +17,21 @@ statuses come from ``qtools.states``.
 
 from __future__ import annotations
 
+import _socket  # socket.gethostname itself; the socket module costs 2 ms to import
 import json
-import socket
 import time
-from typing import Any
 
 from hyper.version import __version__
 from qtools import states
 from qtools.dialect import clock, ctime, display_id, elapsed, requested, user
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs qstat's start 3 ms
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def server_name() -> str:
-    return socket.gethostname().split(".")[0] or "localhost"
+    return _socket.gethostname().split(".")[0] or "localhost"
 
 
 def pbs_id(job: dict[str, Any]) -> str:

@@ -106,7 +106,7 @@ def act(prog: str, argv: list[str] | None) -> int:
                 sys.stderr.write(f"{prog}: job {job_id} cannot be {DONE[action]} in its state\n")
         return EXIT_FAILURE if refused else 0
 
-    return run(prog, body)
+    return run(prog, body, whole_process=argv is None)
 
 
 def main(argv: list[str] | None = None) -> int:

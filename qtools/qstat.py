@@ -26,17 +26,21 @@ nothing; ``-t`` lists array tasks one by one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import time
-from typing import Any
 
 from hyper import jobspec
 from hyper.errors import UsageError
 from hyper.jobs import ALL_STATUSES, JobStatus
+from qtools.command_line import SUPPRESS
 from qtools.common import ArgumentParser, add_host_option, connect, job_id_of, run
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a command's start 3 ms
+if TYPE_CHECKING:
+    from argparse import Namespace
+    from typing import Any
 
 PBS_UNKNOWN_JOB = 153  # PBS's exit status for an unknown job id
 PBS_FLAGS = "fxwt1nsEJ"
@@ -65,7 +69,7 @@ def build_parser() -> ArgumentParser:
     add("-f", "--filter-status", metavar="STATUS",
         help="only jobs in this state: " + ", ".join(s.value for s in ALL_STATUSES)
         + "; -f alone, or before a job id: PBS's full output")  # fmt: skip
-    add("--full", action="store_true", help=argparse.SUPPRESS)
+    add("--full", action="store_true", help=SUPPRESS)
     add("-x", dest="history", action="store_true", help="PBS form: finished jobs too")
     add("-F", dest="pbs_format", choices=("json", "dsv"),
         help="PBS form: full output as JSON or delimiter-separated values")  # fmt: skip
@@ -73,7 +77,7 @@ def build_parser() -> ArgumentParser:
     add("-u", dest="users", metavar="USER[,USER]", help="PBS form: jobs of these users")
     add("-t", dest="subjobs", action="store_true", help="PBS form: array tasks one by one")
     for flag in ("-w", "-n", "-s", "-E", "-J"):
-        add(flag, action="store_true", dest=f"ignored_{flag[1:]}", help=argparse.SUPPRESS)
+        add(flag, action="store_true", dest=f"ignored_{flag[1:]}", help=SUPPRESS)
     add("-a", "--array", type=int, metavar="ARRAY_ID", help="only the tasks of this array")
     add("--expand", action="store_true", help="list array tasks one by one")
     add("-o", "--only-job-id-out", nargs="?", const="true", default="false", metavar="",
@@ -183,12 +187,12 @@ def pbs_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def pbs_form(args: argparse.Namespace) -> bool:
+def pbs_form(args: Namespace) -> bool:
     return bool(args.ids or args.full or args.history or args.pbs_format or args.users
                 or args.subjobs)  # fmt: skip
 
 
-def show_pbs(args: argparse.Namespace) -> int:
+def show_pbs(args: Namespace) -> int:
     """qstat's PBS Pro and Torque forms."""
     from qtools import dialect, pbs_formats
 
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.write("  ".join(f"{k}: {counts.get(k, 0)}" for k in totals) + "\n")
         return 0
 
-    return run("qstat", body)
+    return run("qstat", body, whole_process=argv is None)
 
 
 if __name__ == "__main__":

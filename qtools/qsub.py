@@ -15,19 +15,24 @@ tells them apart (see ``pbs_forms``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import shlex
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from hyper import jobspec
 from hyper.errors import UsageError, is_utf8, one_line
 from hyper.jobs import SECRET_VARIABLES, wait_exit_code
-from qtools.common import ArgumentParser, add_host_option, connect, read_script_bytes, run
+from qtools.command_line import REMAINDER
+from qtools.common import (
+    ArgumentParser,
+    add_host_option,
+    as_pathlib_reads,
+    connect,
+    file_name,
+    read_script_bytes,
+    run,
+)
 from qtools.directives import (
     JobOptions,
     Translation,
@@ -38,7 +43,11 @@ from qtools.directives import (
     parse_directives,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a submit's start 3 ms
 if TYPE_CHECKING:
+    from argparse import Namespace
+    from typing import Any
+
     from hyper.client import HostClient
 
 SHELLS = {"sh", "bash", "ksh", "zsh", "dash"}  # what can be given script arguments
@@ -56,7 +65,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "script_args",
-        nargs=argparse.REMAINDER,
+        nargs=REMAINDER,
         metavar="ARG",
         help="arguments for the script ($1...), as sbatch passes them",
     )
@@ -112,16 +121,20 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def read_script(file: str | None, notes: list[str]) -> tuple[str, str]:
-    """The script's text and the default job name; what the user should know goes to `notes`."""
+def read_script(file: str | None, notes: list[str], given: bytes | None = None) -> tuple[str, str]:
+    """The script's text and the default job name; what the user should know goes to `notes`.
+    `given`: the script's bytes when the caller has them (a dialect's command), taken as
+    the file `file` names would be."""
     if file is None:
         return "", "wrap"
-    if file == "-":
+    if given is not None:
+        data, name = given, file_name(file)
+    elif file == "-":
         data = sys.stdin.buffer.read()
         name = "stdin"
     else:
         data = read_script_bytes(file)
-        name = Path(file).name
+        name = file_name(file)
     check_size(len(data), source(file))
     try:
         text = data.decode("utf-8")
@@ -190,7 +203,7 @@ def script_options(text: str, directives: str) -> tuple[JobOptions, Translation 
     return own.merged_over(foreign.options), foreign
 
 
-def pbs_forms(args: argparse.Namespace, ignored: list[str]) -> JobOptions:
+def pbs_forms(args: Namespace, ignored: list[str]) -> JobOptions:
     """The options of the command line, reading PBS's forms where they share a letter with
     Cyclone's: -j oe|eo|n joins the output (any other value is the job name); -p N is a
     priority (any other value is --params JSON); -r y|n says rerunnable (a number is
@@ -285,6 +298,8 @@ def with_arguments(text: str, arguments: list[str], where: str) -> str:
             f"{where} runs {program_of(text) or 'an unknown program'}: script arguments are"
             " given to shell scripts only (sh, bash, ksh, zsh); use -v NAME=VALUE"
         )
+    import shlex  # only for script arguments
+
     words = " ".join(shlex.quote(a) for a in arguments)
     return before_first_command(text, f"set -- {words}  # qsub's script arguments")
 
@@ -313,7 +328,7 @@ def environment(options: JobOptions, notes: list[str]) -> dict[str, str]:
     return env
 
 
-def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] | None:
+def array_body(options: JobOptions, args: Namespace) -> dict[str, Any] | None:
     items = None
     if args.workitems is not None:
         items = jobspec.expand_work_items(args.workitems, args.prefix, args.padding)
@@ -337,7 +352,7 @@ def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] 
         return {"tasks": tasks}
     if options.array is None:
         return None
-    if Path(options.array).is_file():  # the original tool's array file
+    if os.path.isfile(as_pathlib_reads(options.array)):  # the original tool's array file
         tasks = []
         for number, line in read_lines(options.array, "-a"):
             try:
@@ -359,7 +374,11 @@ def array_body(options: JobOptions, args: argparse.Namespace) -> dict[str, Any] 
 def read_lines(source: str, flag: str) -> list[tuple[int, str]]:
     """The non-blank lines of a file (or stdin), stripped, with their line numbers."""
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        if source == "-":
+            text = sys.stdin.read()
+        else:
+            with open(as_pathlib_reads(source)) as file:
+                text = file.read()
     except OSError as exc:
         raise UsageError(f"{flag} {source}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -368,12 +387,15 @@ def read_lines(source: str, flag: str) -> list[tuple[int, str]]:
     return [(number, line.strip()) for number, line in numbered if line.strip()]
 
 
-def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[str, Any]:
+def build_job(
+    args: Namespace, notes: list[str] | None = None, *, script: bytes | None = None
+) -> dict[str, Any]:
     """The job to submit. Its queue and definition are None when nothing named them:
     `complete_target` fills them from the host's defaults. Notes for the user (CRLF
     converted, one warning naming what hyper ignores) are written once the job is built,
     or added to `notes` for the caller to write before the job id: a refused job gets one
-    line, its error."""
+    line, its error. `script`: the script's bytes, when the caller has them rather than
+    the file `args.file` names (which still names it in messages and gives its name)."""
     file = args.file
     if file is None and args.commands is None:
         if sys.stdin is None or sys.stdin.isatty():
@@ -382,7 +404,7 @@ def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[
     if file == "-" and args.workitem_file == "-":
         raise UsageError("the script and the work items cannot both come from stdin")
     said: list[str] = []
-    text, default_name = read_script(file, said)
+    text, default_name = read_script(file, said, script)
     if args.params is not None and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", args.params):
         text = apply_params(text, args.params)
     if args.commands is not None:
@@ -462,9 +484,11 @@ def build_job(args: argparse.Namespace, notes: list[str] | None = None) -> dict[
 
 def request_body(options: JobOptions) -> dict[str, int]:
     """The job's request as the host takes it (--cpus, --mem, --gpus, or a dialect's)."""
+    body: dict[str, int] = {}
+    if options.cpus is None and options.mem is None and options.gpus is None:
+        return body
     from hyper import capacity
 
-    body = {}
     if options.cpus is not None:
         body["cpus"] = capacity.parse_count(options.cpus, "--cpus", capacity.MAX_CPUS)
         if body["cpus"] < 1:
@@ -583,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 130
 
-    return run("qsub", body)
+    return run("qsub", body, whole_process=argv is None)
 
 
 def what_it_makes(job: dict[str, Any]) -> str:

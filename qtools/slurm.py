@@ -30,11 +30,10 @@ import re
 import shlex
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 from hyper.errors import UsageError
 from qtools import dialect, states
+from qtools.common import file_name
 from qtools.slurm_formats import (
     MIN_JOB_AGE,
     PROBE,
@@ -47,6 +46,10 @@ from qtools.slurm_formats import (
     server_name,
     slurm_id,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a command's start
+if TYPE_CHECKING:
+    from typing import Any
 
 SLURM_ERROR = 1
 
@@ -249,7 +252,7 @@ def sbatch(argv: list[str]) -> int:
     elif rest:
         text = dialect.read_script_file(rest[0])
         text = dialect.with_arguments(text, rest[1:], "sbatch")
-        name = Path(rest[0]).name
+        name = file_name(rest[0])
     else:
         text = dialect.read_stdin_script("sbatch")
         name = "sbatch"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from hyper.errors import UsageError
 from qtools import dialect, states
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a command's start
+if TYPE_CHECKING:
+    from typing import Any
 
 MIN_JOB_AGE = 300.0  # seconds a finished job stays in squeue -t all (Slurm's MinJobAge)
 
@@ -57,8 +60,16 @@ class Fields:
         self.job = job
         self.server = server
         self.said = states.words(job)
+        self._table: dict[str, Callable[[], str]] | None = None
 
     def value(self, name: str) -> str:
+        if self._table is None:  # made once per job, not once per column
+            self._table = self._make_table()
+        if name not in self._table:
+            raise UsageError(f'Invalid field requested: "{name}"')
+        return self._table[name]()
+
+    def _make_table(self) -> dict[str, Callable[[], str]]:
         job, said = self.job, self.said
         options = job.get("options") or {}
         array = job.get("array_id")
@@ -105,9 +116,7 @@ class Fields:
             "maxrss": lambda: _maxrss(job),
             "cluster": lambda: "hyper",
         }
-        if name not in table:
-            raise UsageError(f'Invalid field requested: "{name}"')
-        return table[name]()
+        return table
 
 
 SQUEUE_DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
@@ -273,9 +282,9 @@ def _line(cells: list[Cell | str], text: Callable[[Cell], str]) -> str:
 
 
 def server_name() -> str:
-    import socket
+    import _socket  # socket.gethostname itself; the socket module costs 2 ms to import
 
-    return socket.gethostname().split(".")[0] or "localhost"
+    return _socket.gethostname().split(".")[0] or "localhost"
 
 
 def _number(value: float | int | None) -> dict[str, Any]:

@@ -23,7 +23,11 @@ never be met) counts as exit code 1 in every dialect.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from hyper.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing and pathlib cost a command's start
+if TYPE_CHECKING:
+    from typing import Any
 
 CANCELLED_EXIT_STATUS = 265  # PBS: 256 + SIGKILL
 SIGTERM = 15
