@@ -217,7 +217,7 @@ def checked_url(url: str) -> str:
         return url
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"invalid URL {url!r}: it must start with https://, http:// or unix:/")
-    from hyper.client import PIN_PREFIX
+    from hyper.transport import PIN_PREFIX
 
     base, _, pin = url.partition("#")
     if pin and not (

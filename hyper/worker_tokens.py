@@ -12,7 +12,7 @@ host's API key, so only the host can mint one and no store of tokens is needed.
 from __future__ import annotations
 
 import hashlib
-import hmac
+import hmac  # both cheap beside what a worker or host loads; the q-commands read HEADER only
 
 HEADER = "x-hyper-worker-token"  # the header a worker sends its token in
 ENVIRONMENT = "HYPER_WORKER_TOKEN"  # where a launched worker finds it

@@ -104,7 +104,8 @@ PLAIN_PROBE = """
 import json, os, sys
 from qtools import qdel, qlog, qstat, qsub, slurm, lsf, dialect, pbs_formats
 from hyper import config
-from hyper.client import HostClient, urlencode
+from hyper.client import HostClient
+from hyper.transport import urlencode
 args = qsub.build_parser().parse_args(["-h", "-q", "Q", "-d", "D", "-v", "A=1", "job.sh"])
 job = qsub.build_job(args, [])
 qstat.build_parser().parse_args(["-q", "Q", "--limit", "20"])

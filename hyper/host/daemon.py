@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from hyper.client import pinned_url, unix_url
 from hyper.local_host import ERROR_FILE, LOCK_FILE, LOG_FILE, STATE_FILE
+from hyper.transport import pinned_url, unix_url
 
 BIND_VARIABLE = "HYPER_DAEMON_BIND"
 PORT_VARIABLE = "HYPER_DAEMON_PORT"

@@ -33,7 +33,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from hyper.client import fingerprint, unix_address
+from hyper.transport import fingerprint, unix_address
 
 log = logging.getLogger(__name__)
 

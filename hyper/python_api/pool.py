@@ -94,8 +94,10 @@ def capacity(client: HostClient, queue_name: str, definition: str) -> Capacity:
     if not queue_spec.get("automate_region_weights", True):
         weights = queue_spec.get("region_distribution_weights") or {}
         regions &= {name for name, weight in weights.items() if weight > 0}
+    # what one job asking nothing (a pool's worker) takes: the definition's default share
     vcpus = {
-        d["name"]: int(d["spec"].get("vcpus", 1)) for d in client.list_resources("definitions")
+        d["name"]: int(d["spec"].get("default_cpus") or d["spec"].get("vcpus", 1))
+        for d in client.list_resources("definitions")
     }
     if definition not in vcpus:
         spec("definitions", definition)  # the host's own message: unknown, did you mean...
@@ -201,8 +203,8 @@ class WorkerPool(concurrent.futures.Executor):
         self._acceptor.start()
 
     def _default_address(self) -> str:
-        from hyper.client import is_local_url
         from hyper.hosts import is_loopback
+        from hyper.transport import is_local_url
 
         url = self._client.url
         if is_local_url(url) or is_loopback(urlsplit(url).hostname or ""):
