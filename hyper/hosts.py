@@ -43,7 +43,7 @@ Log = Callable[[str], None]
 def create_host(
     request: HostRequest, *, select: bool = True, start: bool = True, log: Log = print
 ) -> HostConfig:
-    name = config.validate_host_name(request.name)
+    name = config.validate_new_host_name(request.name)
     if request.provider not in PROVIDERS:
         raise UsageError(
             f"provider {request.provider!r} is not available; use {', '.join(PROVIDERS)}"

@@ -104,6 +104,11 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
         (["--name", "h2", "--region", REGION, "--account", "999999999999"], "not the account"),
         (["--name", "h2", "--region", REGION, "--vpc", "10.0.0.0/99"], "neither a vpc-id"),
         (["--name", "bad/name", "--region", REGION], "invalid host name"),
+        # its names would fall under host `prod`'s grants (hyper-prod--*)
+        (["--name", "prod--x", "--region", REGION], "invalid host name"),
+        (["--name", "prod-", "--region", REGION], "invalid host name"),
+        (["--name", "prod.", "--region", REGION], "invalid host name"),
+        (["--name", "prod..x", "--region", REGION], "invalid host name"),
         (
             ["--name", "h2", "--region", REGION, "--subnets", "subnet-0123456789abcdef0"],
             "give --vpc vpc-",

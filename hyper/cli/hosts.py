@@ -53,8 +53,11 @@ def ask_host_request(
             "Host name:",
             default=defaults.name,
             validate=lambda text: (
-                bool(config.HOST_NAME_PATTERN.fullmatch(text))
-                or "letters, digits, '.', '_' or '-' (at most 63)"
+                (
+                    bool(config.HOST_NAME_PATTERN.fullmatch(text))
+                    and not config.SHARED_PREFIX.search(text)
+                )
+                or "letters, digits, '.', '_' or '-' (at most 63; no '--', no '-' at the end)"
             ),
             **io,
         )
