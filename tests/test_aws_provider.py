@@ -128,3 +128,34 @@ def test_isolated_subnets_are_refused_before_anything_is_recorded(tmp_path: Path
         Deployer(store, provider).create(ResourceKind.REGION, isolated)
     assert store.list_resources(ResourceKind.REGION.value) == []
     store.close()
+
+
+def test_a_region_in_a_vpc_the_owner_did_not_allow_is_refused_before_anything_is_recorded(
+    tmp_path: Path,
+) -> None:
+    """`add-region --vpc-id` is an API-key operation: only the host's own VPC and those the
+    owner allowed at create-host (`--allowed-vpcs`) may take its workers and endpoints."""
+    from hyper.deployer import Deployer
+    from hyper.errors import UsageError
+
+    own, allowed, foreign = (
+        "vpc-0aaaaaaaaaaaaaaaa",
+        "vpc-0bbbbbbbbbbbbbbbb",
+        "vpc-0cccccccccccccccc",
+    )
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name="h1", secret_arn="arn:x", host_vpc=own,
+                           allowed_vpcs=[allowed, ""])  # fmt: skip
+    elsewhere = RegionSpec(name=OTHER, kind="aws", vpc_id=foreign, import_vpc=False)
+    with pytest.raises(UsageError, match=f"VPC {foreign} is not one the host's owner allows"):
+        Deployer(store, provider).create(ResourceKind.REGION, elsewhere)
+    assert store.list_resources(ResourceKind.REGION.value) == []
+    # the deploy function refuses it too, before any AWS call (there are no credentials)
+    with pytest.raises(DeployFailed, match="not one the host's owner allows"):
+        provider.deploy(ResourceKind.REGION, elsewhere, print)
+    for vpc in (own, allowed):
+        provider.check(ResourceKind.REGION, elsewhere.model_copy(update={"vpc_id": vpc}))
+    # a new VPC, or the host's own by import, needs no allowing
+    provider.check(ResourceKind.REGION, RegionSpec(name=OTHER, kind="aws", cidr="10.1.0.0/16"))
+    provider.check(ResourceKind.REGION, RegionSpec(name=OTHER, kind="aws"))
+    store.close()

@@ -612,3 +612,16 @@ def test_no_name_of_one_host_falls_under_another_hosts_grants() -> None:
         assert not crossing, f"host {a!r}'s {crossing} fall under host {b!r}'s {grant}"
     # and the refused ones did cross
     assert fnmatch.fnmatchcase(host_stack_name("prod--x"), f"{resource_prefix('prod')}-*")
+
+
+@pytest.mark.parametrize("vpc", ["new", "existing", "host"])
+def test_interface_endpoints_name_the_services_only_in_a_vpc_the_host_made(vpc: str) -> None:
+    """Private DNS makes the services' own names resolve to the endpoints for the whole
+    VPC, whose security group admits only workers: in a VPC the host did not make, every
+    other workload there would lose STS, Secrets Manager, ECR, logs and ECS."""
+    template = region_variant(vpc, "PUBLIC", "FOR_PRIVATE_VPC", 0, False)
+    interface = [r["Properties"] for r in template["Resources"].values()
+                 if r["Type"] == "AWS::EC2::VPCEndpoint"
+                 and r["Properties"]["VpcEndpointType"] == "Interface"]  # fmt: skip
+    assert interface
+    assert {p["PrivateDnsEnabled"] for p in interface} == {vpc == "new"}

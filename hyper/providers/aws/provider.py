@@ -44,6 +44,7 @@ class AwsProvider:
         patience: batch.Patience | None = None,
         permissions_boundary: str | None = None,
         allowed_policies: Sequence[str] = (),
+        allowed_vpcs: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.host_name = host_name
@@ -55,6 +56,9 @@ class AwsProvider:
         self.boundary = permissions_boundary or None  # on every role this provider makes
         # the policies clusters and definitions may attach (the host owner's list)
         self.allowed_policies = tuple(p for p in allowed_policies if p)
+        # the existing VPCs regions may put workers in (the owner's list; and the host's)
+        own = (host_vpc,) if host_vpc and host_vpc.startswith("vpc-") else ()
+        self.allowed_vpcs = (*own, *(v for v in allowed_vpcs if v))
 
     # what exists -------------------------------------------------------------
 
@@ -90,6 +94,12 @@ class AwsProvider:
         the host's owner does not allow."""
         if isinstance(spec, RegionSpec) and spec.kind == "aws":
             templates.check_new_network(spec)
+            if spec.vpc_id and spec.vpc_id not in self.allowed_vpcs:
+                allowed = ", ".join(self.allowed_vpcs) or "none"
+                raise UsageError(
+                    f"region {spec.name}: VPC {spec.vpc_id} is not one the host's owner allows"
+                    f" (allowed: {allowed}; hyper hosts update-host --allowed-vpcs)"
+                )
         if isinstance(spec, ClusterSpec | DefinitionSpec):
             refused = [p for p in spec.iam_policies if p not in self.allowed_policies]
             if refused:
@@ -101,12 +111,12 @@ class AwsProvider:
                 )
 
     def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
-        if isinstance(spec, RegionSpec):
-            return self._region(spec, log)
         try:
             self.check(kind, spec)
         except UsageError as error:
             raise DeployFailed(str(error)) from None
+        if isinstance(spec, RegionSpec):
+            return self._region(spec, log)
         if isinstance(spec, ClusterSpec):
             roles = batch.ensure_cluster_roles(spec, self.names, log, boundary=self.boundary)
             for region in self.active_regions():

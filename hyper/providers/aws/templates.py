@@ -255,6 +255,7 @@ def host_template(
     host_vpc: str | None = None,
     host_subnets: str | None = None,
     allowed_policies: tuple[str, ...] = (),
+    allowed_vpcs: tuple[str, ...] = (),
     api_concurrency: int = API_CONCURRENCY,
     deploy_concurrency: int = DEPLOY_CONCURRENCY,
 ) -> Template:
@@ -270,7 +271,9 @@ def host_template(
     such role can change IAM beyond the host's own roles, nor reach accounts or
     organizations. The deploy function may attach to them only the AWS managed
     policies Batch needs and `allowed_policies` (the host owner's list, from
-    create-host), and may create roles only with that boundary."""
+    create-host), and may create roles only with that boundary. A region may put
+    workers in an existing VPC only when it is the host's own (`host_vpc`) or one of
+    `allowed_vpcs` (the owner's list, from create-host)."""
     prefix = table_prefix(host_name)
     names = [str(t.get("TableName", "")) for t in tables]
     strangers = [n or "(no name)" for n in names if not n.startswith(f"{prefix}-")]
@@ -336,6 +339,7 @@ def host_template(
         "HYPER_HOST_SUBNETS": host_subnets or "",  # and, in a vpc-id, where workers go
         "HYPER_PERMISSIONS_BOUNDARY": ref("Boundary"),
         "HYPER_ALLOWED_POLICIES": ",".join(allowed_policies),
+        "HYPER_ALLOWED_VPCS": ",".join(allowed_vpcs),
     }
     resources["Boundary"] = _boundary(host_name, batch_prefix)
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
@@ -409,6 +413,7 @@ def host_template(
         "AllowedPolicies": output(
             ",".join(allowed_policies) or "-", "IAM policies clusters and definitions may attach"
         ),
+        "AllowedVpcs": output(",".join(allowed_vpcs) or "-", "existing VPCs regions may use"),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
@@ -995,7 +1000,8 @@ def region_template(
     - an existing VPC's subnets must reach the API too (a NAT or an internet gateway):
       that is the owner's to arrange;
     - endpoints: DATA_OPTIMISED adds S3 and DynamoDB gateway endpoints, FOR_PRIVATE_VPC
-      also the interface endpoints Batch workers need without a way out;
+      also the interface endpoints Batch workers need without a way out (with private
+      DNS only in a new VPC: in an existing one it would reroute every workload's calls);
     - `spec.peer_with_main_region`: a peering connection with `peer` and routes to it.
     """
     if spec.vpc_id:
@@ -1026,7 +1032,9 @@ def region_template(
     if spec.deploy_vpc_endpoints != "OFF":
         resources.update(_gateway_endpoints(network))
     if spec.deploy_vpc_endpoints == "FOR_PRIVATE_VPC":
-        resources.update(_interface_endpoints(network, host_name))
+        # private DNS names an endpoint for the whole VPC: only in one the host made
+        ours = bool(spec.cidr) and not spec.vpc_id
+        resources.update(_interface_endpoints(network, host_name, private_dns=ours))
 
     outputs = {
         "VpcId": output(network.vpc_id, "the workers' VPC"),
@@ -1142,6 +1150,19 @@ def check_new_network(spec: RegionSpec) -> None:
         )
     if spec.cidr and not spec.vpc_id:
         subnet_range(spec.cidr, public=True, zone=0)
+
+
+VPC_ID = re.compile(r"vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?")
+
+
+def check_vpc_ids(text: str) -> list[str]:
+    """The vpc-ids of a list `a,b` (the owner's --allowed-vpcs); UsageError for one that
+    is not a vpc-id."""
+    ids = [v.strip() for v in text.split(",") if v.strip()]
+    wrong = [v for v in ids if not VPC_ID.fullmatch(v)]
+    if wrong:
+        raise UsageError(f"--allowed-vpcs: {wrong[0]!r} is not a vpc-id (vpc-...)")
+    return ids
 
 
 def _new_network(spec: RegionSpec, host_name: str) -> _Network:
@@ -1276,7 +1297,13 @@ def _gateway_endpoints(network: _Network) -> dict[str, Json]:
     }
 
 
-def _interface_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
+def _interface_endpoints(
+    network: _Network, host_name: str, *, private_dns: bool = True
+) -> dict[str, Json]:
+    """Interface endpoints for the services workers use. With `private_dns` (only in a
+    VPC the host made) the services' own names resolve to them in the whole VPC; in an
+    existing VPC that would take those services from every other workload there (the
+    endpoints' security group admits only workers), so they keep their own names."""
     found: dict[str, Json] = {
         "EndpointSecurityGroup": resource(
             "AWS::EC2::SecurityGroup",
@@ -1303,7 +1330,7 @@ def _interface_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
                 "VpcId": network.vpc_id,
                 "ServiceName": sub("com.amazonaws.${AWS::Region}." + service),
                 "VpcEndpointType": "Interface",
-                "PrivateDnsEnabled": True,
+                "PrivateDnsEnabled": private_dns,
                 "SubnetIds": network.endpoint_subnets,
                 "SecurityGroupIds": [ref("EndpointSecurityGroup")],
             },
