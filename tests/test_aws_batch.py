@@ -194,6 +194,43 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
     assert not calls.of("UpdateComputeEnvironment") and not calls.of("UpdateJobQueue")
 
 
+def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_bridges(
+    aws: None,
+) -> None:
+    """Each compute environment launches its instances from the cluster's launch template:
+    IMDSv2 required, hop limit 1, and a boot script that drops bridged containers'
+    traffic to the metadata service; the template goes with the cluster."""
+    import base64
+
+    for region in TWO:
+        ami(region, "hyper-worker-ami")
+    deploy_cluster(TWO, Calls())
+    for region in TWO:
+        ec2 = boto3.client("ec2", region_name=region)
+        (template,) = ec2.describe_launch_templates()["LaunchTemplates"]
+        assert template["LaunchTemplateName"] == "hyper-test-c1-instances"
+        assert {"Key": "hyper:host", "Value": "hyper-test"} in template["Tags"]
+        (version,) = ec2.describe_launch_template_versions(
+            LaunchTemplateId=template["LaunchTemplateId"]
+        )["LaunchTemplateVersions"]
+        data = version["LaunchTemplateData"]
+        assert data["MetadataOptions"]["HttpTokens"] == "required"
+        assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+        script = base64.b64decode(data["UserData"]).decode()
+        assert script.startswith("MIME-Version: 1.0\n")  # Batch takes MIME multi-part only
+        assert ("iptables --insert DOCKER-USER 1 --in-interface docker+ "
+                "--destination 169.254.169.254/32 --jump DROP") in script  # fmt: skip
+        envs = boto3.client("batch", region_name=region).describe_compute_environments()
+        for env in envs["computeEnvironments"]:
+            assert env["computeResources"]["launchTemplate"] == {
+                "launchTemplateName": "hyper-test-c1-instances", "version": "$Default"}  # fmt: skip
+    deploy_cluster(TWO, Calls())  # an update keeps the one template
+    assert len(boto3.client("ec2", "us-east-1").describe_launch_templates()["LaunchTemplates"]) == 1
+    for region in TWO:
+        batch.delete_cluster(region, CLUSTER, NAMES, lambda _: None, patience=QUICK)
+        assert not boto3.client("ec2", region).describe_launch_templates()["LaunchTemplates"]
+
+
 def test_the_compute_resources_of_an_on_demand_cluster() -> None:
     cluster = ClusterSpec(name="od", type="ONDEMAND", allocation_strategy="SPOT_CAPACITY_OPTIMIZED")
     roles = batch.ClusterRoles("arn:service", "arn:profile", None)
@@ -326,7 +363,14 @@ def test_an_invalid_compute_environment_is_one_clear_line() -> None:
     roles = batch.ClusterRoles("arn:aws:iam::1:role/s", "arn:aws:iam::1:instance-profile/i")
     name = "hyper-test-c9-ce1"
     reason = "CLIENT_ERROR - the instance profile\nis not ready"
-    with Stubber(client) as stub:
+    ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x",
+                       aws_secret_access_key="x")  # fmt: skip
+    clients = {"batch": client, "ec2": ec2}
+    with Stubber(client) as stub, Stubber(ec2) as ec2_stub:
+        ec2_stub.add_response(  # the cluster's launch template is there already
+            "describe_launch_templates",
+            {"LaunchTemplates": [{"LaunchTemplateName": "hyper-test-c9-instances"}]},
+        )
         stub.add_response("describe_compute_environments", {"computeEnvironments": []})
         stub.add_response(
             "create_compute_environment",
@@ -365,7 +409,7 @@ def test_an_invalid_compute_environment_is_one_clear_line() -> None:
                 roles,
                 NAMES,
                 lambda _: None,
-                clients=lambda *_: client,
+                clients=lambda service, _: clients[service],
                 patience=QUICK,
             )
         stub.assert_no_pending_responses()

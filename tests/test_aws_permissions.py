@@ -39,6 +39,7 @@ from hyper.providers.aws.permissions import (
     Need,
     Place,
     Policy,
+    made_tags_of,
     needs,
     resolve,
     role_policy,
@@ -232,10 +233,13 @@ def _needs(walk: Walk, step: Step) -> list[tuple[Call, Need]]:
         for c in s.calls
         if c.name == "iam:CreateRole" and c.params.get("PermissionsBoundary")
     }
+    made = made_tags_of(c for s in walk.steps for c in s.calls)
     return [
         (c, n)
         for c in step.calls
-        for n in needs(c, place, stack_templates=walk.stacks, role_boundaries=boundaries)
+        for n in needs(
+            c, place, stack_templates=walk.stacks, role_boundaries=boundaries, made_tags=made
+        )
     ]
 
 
@@ -267,12 +271,30 @@ def test_the_walk_made_the_calls_that_matter(walk: Walk) -> None:
         "iam:CreateInstanceProfile",
         "iam:ListInstanceProfilesForRole",
         "batch:CreateComputeEnvironment",
+        "ec2:CreateLaunchTemplate",
+        "ec2:DeleteLaunchTemplate",
         "batch:RegisterJobDefinition",
         "batch:SubmitJob",
         "cloudformation:CreateStack",
         "ecr:CreateRepository",
     ):
         assert wanted in made, wanted  # fmt: skip
+
+
+def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: Walk) -> None:
+    """Launch templates have ids for ARNs: the host's tag is what makes one the host's."""
+    template = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/*"
+    ours, theirs = (("hyper:host", "hyper-h1"),), (("hyper:host", "hyper-h2"),)
+    made_as = (("ec2:CreateAction", "CreateLaunchTemplate"),)
+    assert walk.deploy.allows(Need("ec2:CreateLaunchTemplate", template, ours))
+    assert walk.deploy.allows(Need("ec2:DeleteLaunchTemplate", template, resource_tags=ours))
+    assert walk.deploy.allows(Need("ec2:CreateTags", template, ours, context=made_as))
+    for foreign in ((), theirs):
+        assert not walk.deploy.allows(Need("ec2:CreateLaunchTemplate", template, foreign))
+        assert not walk.deploy.allows(
+            Need("ec2:DeleteLaunchTemplate", template, resource_tags=foreign)
+        )
+    assert not walk.deploy.allows(Need("ec2:ModifyLaunchTemplate", template, resource_tags=ours))
 
 
 def test_the_checker_refuses_what_a_policy_does_not_grant() -> None:

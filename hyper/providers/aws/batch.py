@@ -42,6 +42,7 @@ lazily), so moto, a moto server (``AWS_ENDPOINT_URL``) or a Stubber can stand in
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -105,6 +106,10 @@ class Names:
 
     def job_queue(self, cluster: str) -> str:
         return self._batch(cluster)
+
+    def launch_template(self, cluster: str) -> str:
+        """The EC2 launch template of a cluster's instances (one per region)."""
+        return self._batch(cluster, "instances")
 
     def job_definition(self, definition: str) -> str:
         return self._batch(definition)
@@ -490,14 +495,99 @@ def find_ami(region: str, name: str, *, clients: ClientFactory = aws_client) -> 
     return str(max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"])
 
 
+# ---- the instances' launch template ----------------------------------------------------------
+
+# IMDSv2 only, and its answers go no further than the instance itself (hop limit 1): a
+# container on a bridge network is one hop away (AL2023 AMIs otherwise launch with 2)
+METADATA_OPTIONS = {"HttpEndpoint": "enabled", "HttpTokens": "required",
+                    "HttpPutResponseHopLimit": 1}  # fmt: skip
+# the instance's boot script (Batch takes user data as MIME multi-part): containers on a
+# bridge network never reach the metadata service, as ECS's guide for task roles has it
+# (DOCKER-USER made here if docker has not yet: docker keeps the rules of one it finds)
+USER_DATA = """MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="==HYPER=="
+
+--==HYPER==
+Content-Type: text/x-shellscript; charset="us-ascii"
+
+#!/bin/bash
+iptables --new-chain DOCKER-USER 2>/dev/null || true
+iptables --insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP
+echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config
+
+--==HYPER==--
+"""
+
+
+def launch_template_data() -> dict[str, Any]:
+    """What every instance of a hyper cluster is launched with."""
+    return {
+        "MetadataOptions": dict(METADATA_OPTIONS),
+        "UserData": base64.b64encode(USER_DATA.encode()).decode(),
+    }
+
+
+def ensure_launch_template(
+    region: str,
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> str:
+    """The cluster's launch template in `region` (`launch_template_data`), made when
+    absent; its name."""
+    ec2 = clients("ec2", region)
+    name = names.launch_template(cluster.name)
+    if _launch_template(ec2, name) is None:
+        tags = names.tags(cluster=cluster.name)
+        ec2.create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData=launch_template_data(),
+            TagSpecifications=[{
+                "ResourceType": "launch-template",
+                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+            }],
+        )  # fmt: skip
+        log(f"{region}: created launch template {name} (IMDSv2, hop limit 1)")
+    return name
+
+
+def delete_launch_template(
+    region: str,
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> None:
+    ec2 = clients("ec2", region)
+    name = names.launch_template(cluster.name)
+    if _launch_template(ec2, name) is not None:
+        ec2.delete_launch_template(LaunchTemplateName=name)
+        log(f"{region}: deleted launch template {name}")
+
+
+def _launch_template(ec2: Any, name: str) -> dict[str, Any] | None:
+    try:
+        found = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]
+    except Exception as error:
+        if error_code(error) == "InvalidLaunchTemplateName.NotFoundException":
+            return None
+        raise
+    return found[0] if found else None
+
+
 def compute_resources(
     cluster: ClusterSpec,
     max_vcpus: int,
     network: Network,
     roles: ClusterRoles,
     image_id: str | None,
+    launch_template: str | None = None,
 ) -> dict[str, Any]:
-    """The computeResources of one of the cluster's compute environments."""
+    """The computeResources of one of the cluster's compute environments (its instances
+    launched from `launch_template`, when given)."""
     spot = cluster.type == "SPOT"
     strategy = cluster.allocation_strategy
     if not spot and strategy == "SPOT_CAPACITY_OPTIMIZED":  # on-demand has no such strategy
@@ -519,6 +609,8 @@ def compute_resources(
             resources["spotIamFleetRole"] = roles.spot_fleet_role
     if image_id:
         resources["ec2Configuration"] = [{"imageType": "ECS_AL2", "imageIdOverride": image_id}]
+    if launch_template:
+        resources["launchTemplate"] = {"launchTemplateName": launch_template, "version": "$Default"}
     return resources
 
 
@@ -589,10 +681,11 @@ def deploy_cluster(
     every = [names.compute_env(cluster.name, n + 1) for n in range(MAX_COMPUTE_ENVS)]
     wait_for_roles(roles, log, clients=clients, patience=patience)
     try:
+        template = ensure_launch_template(region, cluster, names, log, clients=clients)
         existing = _compute_envs(batch, every)
         created: dict[str, dict[str, Any]] = {}
         for name, vcpus in zip(wanted, shares, strict=True):
-            resources = compute_resources(cluster, vcpus, network, roles, image_id)
+            resources = compute_resources(cluster, vcpus, network, roles, image_id, template)
             env = existing.get(name)
             if env is None:
                 created[name] = {
@@ -731,7 +824,8 @@ def _settle_created(
 
 def _unchanged_in_place(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     """The fields an update leaves as they are, where the cluster now asks otherwise."""
-    fields = ("type", "instanceTypes", "allocationStrategy", "bidPercentage", "ec2Configuration")
+    fields = ("type", "instanceTypes", "allocationStrategy", "bidPercentage", "ec2Configuration",
+              "launchTemplate")  # fmt: skip
     return [f for f in fields if f in current and current.get(f) != wanted.get(f)]
 
 
@@ -785,6 +879,7 @@ def delete_cluster(
             _delete_compute_env(
                 batch, region, names.compute_env(cluster.name, number), log, patience
             )
+        delete_launch_template(region, cluster, names, log, clients=clients)
     except DeployFailed:
         raise
     except Exception as error:

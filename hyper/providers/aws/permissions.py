@@ -167,14 +167,20 @@ def needs(
     *,
     stack_templates: Mapping[str, Json] | None = None,
     role_boundaries: Mapping[str, str] | None = None,
+    made_tags: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> list[Need]:
     """The permissions `call` needs in `place`. `stack_templates` (a template by stack
     name) gives a CreateStack/UpdateStack/DeleteStack the actions of its resources;
     `role_boundaries` (a boundary ARN by role name, as the roles were made) gives a call
-    on an existing role the ``iam:PermissionsBoundary`` IAM evaluates it with."""
+    on an existing role the ``iam:PermissionsBoundary`` IAM evaluates it with;
+    `made_tags` (tags by name, as the resources were made: `made_tags_of`) gives a call on
+    an existing EC2 launch template the ``aws:ResourceTag`` IAM evaluates it with."""
     if call.name in _FREE:
         return []
     found = list(_needs(call, place, stack_templates or {}))
+    held_tags = (made_tags or {}).get(str(call.params.get("LaunchTemplateName", "")))
+    if call.service == "ec2" and held_tags:
+        found = [dataclasses.replace(n, resource_tags=n.resource_tags or held_tags) for n in found]
     role = call.params.get("RoleName") if call.service == "iam" else None
     boundary = (role_boundaries or {}).get(role or "")
     if boundary and "PermissionsBoundary" not in call.params:
@@ -411,6 +417,35 @@ def _lambda(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
     yield Need(action, target)
 
 
+def made_tags_of(calls: Iterable[Call]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """The tags each EC2 launch template was made with, by name, from the calls."""
+    return {
+        str(c.params["LaunchTemplateName"]): tuple(
+            tag for spec in c.params.get("TagSpecifications", []) for tag in _tags(spec["Tags"])
+        )
+        for c in calls
+        if c.name == "ec2:CreateLaunchTemplate"
+    }
+
+
+def _ec2(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
+    """EC2 calls made directly (the networks are CloudFormation's): launch templates,
+    whose ARNs carry an id AWS makes, so they are narrowed by their tags."""
+    p, action = call.params, call.name
+    target = place.arn("ec2", call.region, "launch-template/*")
+    if call.operation == "CreateLaunchTemplate":
+        tags = tuple(t for spec in p.get("TagSpecifications", []) for t in _tags(spec["Tags"]))
+        yield Need(action, target, tags)
+        if tags:  # tagging on create: CreateTags, within this create only
+            yield Need("ec2:CreateTags", target, tags,
+                       context=(("ec2:CreateAction", "CreateLaunchTemplate"),))  # fmt: skip
+    elif call.operation in ("DeleteLaunchTemplate", "CreateLaunchTemplateVersion",
+                            "ModifyLaunchTemplate"):  # fmt: skip
+        yield Need(action, target)
+    else:
+        raise KeyError(f"no permission rule for {action}: add one to permissions.py")
+
+
 def _logs(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
     group = call.params.get("logGroupName", "*")
     yield Need(call.name, place.arn("logs", call.region, f"log-group:{group}:*"))
@@ -426,6 +461,7 @@ _HANDLERS: dict[str, Callable[[Call, Place, Mapping[str, Json]], Iterator[Need]]
     "secretsmanager": _secretsmanager,
     "lambda": _lambda,
     "logs": _logs,
+    "ec2": _ec2,
 }
 
 
@@ -481,7 +517,7 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
 
 
 # condition keys a request may or may not carry (`Need.context`), besides tags
-_CONTEXT_KEYS = frozenset({"iam:PermissionsBoundary", "iam:PolicyARN"})
+_CONTEXT_KEYS = frozenset({"iam:PermissionsBoundary", "iam:PolicyARN", "ec2:CreateAction"})
 
 
 def _conditions(conditions: Json, need: Need) -> bool:

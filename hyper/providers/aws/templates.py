@@ -691,6 +691,7 @@ def _deploy_role(
         ),
         statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
         statement(EC2_NETWORK_ACTIONS, "*", "HostNetwork"),
+        *_launch_template_statements(batch_prefix),
         statement(
             EC2_HOST_DELETES,
             "*",
@@ -711,6 +712,23 @@ def _deploy_role(
         ),
     ]
     return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
+
+
+def _launch_template_statements(batch_prefix: str | None) -> list[Json]:
+    """The launch templates of the host's clusters (`batch.ensure_launch_template`): made
+    only with the host's tag, tagged only as they are made, deleted only when they carry
+    it. Their ARNs hold an id AWS makes, so the tag is what names them as the host's."""
+    host = (batch_prefix or "hyper").rstrip("-")  # batch.Names.tags' hyper:host
+    templates = "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:launch-template/*"
+    return [
+        statement(["ec2:CreateLaunchTemplate"], [sub(templates)], "HostLaunchTemplates",
+                  Condition={"StringEquals": {f"aws:RequestTag/{HOST_TAG}": host}}),
+        statement(["ec2:CreateTags"], [sub(templates)], "TagLaunchTemplatesAsMade",
+                  Condition={"StringEquals": {"ec2:CreateAction": "CreateLaunchTemplate",
+                                              f"aws:RequestTag/{HOST_TAG}": host}}),
+        statement(["ec2:DeleteLaunchTemplate"], [sub(templates)], "DeleteHostLaunchTemplates",
+                  Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host}}),
+    ]  # fmt: skip
 
 
 def _lambda_role(description: str, statements: list[Json], host_name: str) -> Json:
