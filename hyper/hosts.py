@@ -36,6 +36,7 @@ class HostRequest(NamedTuple):
     code_bundle: Path | None = None  # aws: a Lambda bundle built before (default: build one)
     allowed_policies: str | None = None  # aws: IAM policies clusters and definitions may use
     allowed_vpcs: str | None = None  # aws: existing VPCs (vpc-a,vpc-b) regions may put workers in
+    allowed_container_options: str | None = None  # aws: privileged,host-volumes,devices,log-groups
 
 
 Log = Callable[[str], None]
@@ -143,6 +144,7 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
             enable_dashboard=request.enable_dashboard,
             allowed_policies=request.allowed_policies,
             allowed_vpcs=request.allowed_vpcs,
+            allowed_container_options=request.allowed_container_options,
         ),
         log,
         code=request.code_bundle,

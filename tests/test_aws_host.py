@@ -114,6 +114,10 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
         (["--name", "prod..x", "--region", REGION], "invalid host name"),
         (["--name", "h2", "--region", REGION, "--allowed-vpcs", "vpc-0123abcd,x"], "not a vpc-id"),
         (
+            ["--name", "h2", "--region", REGION, "--allowed-container-options", "root"],
+            "'root' is none of privileged, host-volumes, devices, log-groups",
+        ),
+        (
             ["--name", "h2", "--region", REGION, "--subnets", "subnet-0123456789abcdef0"],
             "give --vpc vpc-",
         ),
@@ -206,11 +210,13 @@ def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
     done = hyper(aws, "hosts", "create-host", "--provider", "aws", "--name", "h1", "--region",
                  REGION, "--code-bundle", str(code),
                  "--allowed-policies", "AmazonS3ReadOnlyAccess",
-                 "--allowed-vpcs", "vpc-0123abcd,vpc-0123456789abcdef0")  # fmt: skip
+                 "--allowed-vpcs", "vpc-0123abcd,vpc-0123456789abcdef0",
+                 "--allowed-container-options", "privileged,log-groups")  # fmt: skip
     assert done.returncode == 0, done.stderr
     outputs = stacks.stack_outputs("hyper-h1", REGION)
     assert outputs["AllowedPolicies"] == "AmazonS3ReadOnlyAccess"
     assert outputs["AllowedVpcs"] == "vpc-0123abcd,vpc-0123456789abcdef0"
+    assert outputs["AllowedContainerOptions"] == "privileged,log-groups"
     store = DynamoDBStore(outputs["TablePrefix"], REGION, outputs["BucketName"])
     provider = AwsProvider(store, host_name="h1", secret_arn=outputs["SecretArn"],
                            patience=batch.Patience(timeout=30, interval=0))  # fmt: skip

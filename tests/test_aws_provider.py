@@ -159,3 +159,51 @@ def test_a_region_in_a_vpc_the_owner_did_not_allow_is_refused_before_anything_is
     provider.check(ResourceKind.REGION, RegionSpec(name=OTHER, kind="aws", cidr="10.1.0.0/16"))
     provider.check(ResourceKind.REGION, RegionSpec(name=OTHER, kind="aws"))
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("asked", "option"),
+    [
+        ({"privileged": True}, "privileged"),
+        ({"host_volumes": [{"name": "root", "host": {"sourcePath": "/"}}],
+          "mount_points": [{"sourceVolume": "root", "containerPath": "/host"}]}, "host-volumes"),
+        ({"linux_parameters": {"devices": [{"hostPath": "/dev/mem"}]}}, "devices"),
+        ({"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/audit/trail"}},
+         "log-groups"),
+    ],
+)  # fmt: skip
+def test_a_definition_reaching_beyond_its_container_needs_the_owners_leave(
+    tmp_path: Path, asked: dict, option: str
+) -> None:
+    """A definition comes with the API key (which jobs can reach); what it asks beyond its
+    container is refused before anything is recorded, unless the owner allowed it."""
+    from hyper.deployer import Deployer
+    from hyper.errors import UsageError
+
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name="h1", secret_arn="arn:x")
+    definition = DefinitionSpec(name="d9", use_cyclone_image=False, image_uri="w:1", **asked)
+    with pytest.raises(UsageError, match=f"--allowed-container-options {option}"):
+        Deployer(store, provider).create(ResourceKind.DEFINITION, definition)
+    assert store.list_resources(ResourceKind.DEFINITION.value) == []
+    with pytest.raises(DeployFailed, match="not allowed by the host's owner"):
+        provider.deploy(ResourceKind.DEFINITION, definition, print)
+    allowing = AwsProvider(store, host_name="h1", secret_arn="arn:x",
+                           allowed_container_options=[option])  # fmt: skip
+    allowing.check(ResourceKind.DEFINITION, definition)
+    store.close()
+
+
+def test_what_stays_in_the_container_needs_no_leave(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name="h1", secret_arn="arn:x")
+    for fine in (
+        {"host_volumes": [{"name": "scratch"}],  # a docker volume, not the instance's files
+         "mount_points": [{"sourceVolume": "scratch", "containerPath": "/scratch"}]},
+        {"linux_parameters": {"sharedMemorySize": 256, "initProcessEnabled": True}},
+        {"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/hyper/h1/workers"}},
+        {"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/aws/batch/job"}},
+    ):  # fmt: skip
+        spec = DefinitionSpec(name="d1", use_cyclone_image=False, image_uri="w:1", **fine)
+        provider.check(ResourceKind.DEFINITION, spec)
+    store.close()

@@ -168,6 +168,12 @@ def create_host(
         help="aws: existing VPCs (vpc-a,vpc-b) that add-region --vpc-id may put workers in;"
         " default none (the host's own --vpc is always allowed)",
     ),
+    allowed_container_options: str = typer.Option(
+        None,
+        "--allowed-container-options",
+        help="aws: what definitions may ask beyond their container (privileged,host-volumes,"
+        "devices,log-groups); default none",
+    ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
 ) -> None:
@@ -186,6 +192,7 @@ def create_host(
         code_bundle=code_bundle,
         allowed_policies=allowed_policies,
         allowed_vpcs=allowed_vpcs,
+        allowed_container_options=allowed_container_options,
     )
     missing = [
         flag for flag, value in (("--name", name), ("--provider", provider)) if value is None

@@ -146,6 +146,7 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
         permissions_boundary=env.get("HYPER_PERMISSIONS_BOUNDARY"),
         allowed_policies=env.get("HYPER_ALLOWED_POLICIES", "").split(","),
         allowed_vpcs=env.get("HYPER_ALLOWED_VPCS", "").split(","),
+        allowed_container_options=env.get("HYPER_ALLOWED_CONTAINER_OPTIONS", "").split(","),
     )
 
     def launchers(service: HostService) -> dict[str, Launcher]:

@@ -45,6 +45,7 @@ class AwsProvider:
         permissions_boundary: str | None = None,
         allowed_policies: Sequence[str] = (),
         allowed_vpcs: Sequence[str] = (),
+        allowed_container_options: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.host_name = host_name
@@ -59,6 +60,8 @@ class AwsProvider:
         # the existing VPCs regions may put workers in (the owner's list; and the host's)
         own = (host_vpc,) if host_vpc and host_vpc.startswith("vpc-") else ()
         self.allowed_vpcs = (*own, *(v for v in allowed_vpcs if v))
+        # what definitions may ask beyond their container (batch.CONTAINER_OPTIONS)
+        self.allowed_container_options = tuple(o for o in allowed_container_options if o)
 
     # what exists -------------------------------------------------------------
 
@@ -108,6 +111,16 @@ class AwsProvider:
                     f"{kind.singular} {spec.name}: IAM policy {refused[0]} is not one the "
                     f"host's owner allows (allowed: {allowed}; hyper hosts update-host "
                     "--allowed-policies)"
+                )
+        if isinstance(spec, DefinitionSpec):
+            logs = [templates.worker_log_group(self.host_name)]
+            asked = batch.container_options(spec, logs)
+            refused = [o for o in asked if o not in self.allowed_container_options]
+            if refused:
+                raise UsageError(
+                    f"definition {spec.name}: {batch.CONTAINER_OPTIONS[refused[0]]} are not "
+                    f"allowed by the host's owner (create-host --allowed-container-options "
+                    f"{refused[0]})"
                 )
 
     def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:

@@ -183,6 +183,11 @@ def resource_prefix(host_name: str) -> str:
     return f"hyper-{cleaned}-"
 
 
+def worker_log_group(host_name: str) -> str:
+    """Where the host's workers' container logs go (its `WorkerLogs`)."""
+    return f"/hyper/{host_name}/workers"
+
+
 def table_prefix(host_name: str) -> str:
     """The prefix of a host's DynamoDB tables, named `PREFIX-TABLE` (what
     `tables.table_definitions` takes)."""
@@ -256,6 +261,7 @@ def host_template(
     host_subnets: str | None = None,
     allowed_policies: tuple[str, ...] = (),
     allowed_vpcs: tuple[str, ...] = (),
+    allowed_container_options: tuple[str, ...] = (),
     api_concurrency: int = API_CONCURRENCY,
     deploy_concurrency: int = DEPLOY_CONCURRENCY,
 ) -> Template:
@@ -273,7 +279,8 @@ def host_template(
     policies Batch needs and `allowed_policies` (the host owner's list, from
     create-host), and may create roles only with that boundary. A region may put
     workers in an existing VPC only when it is the host's own (`host_vpc`) or one of
-    `allowed_vpcs` (the owner's list, from create-host)."""
+    `allowed_vpcs` (the owner's list, from create-host), and a definition may ask only
+    the container options of `allowed_container_options` (`batch.CONTAINER_OPTIONS`)."""
     prefix = table_prefix(host_name)
     names = [str(t.get("TableName", "")) for t in tables]
     strangers = [n or "(no name)" for n in names if not n.startswith(f"{prefix}-")]
@@ -307,7 +314,7 @@ def host_template(
     resources["WorkerLogs"] = resource(
         "AWS::Logs::LogGroup",
         {
-            "LogGroupName": f"/hyper/{host_name}/workers",
+            "LogGroupName": worker_log_group(host_name),
             "RetentionInDays": log_retention_days,
             "Tags": tags(host_name),
         },
@@ -340,6 +347,7 @@ def host_template(
         "HYPER_PERMISSIONS_BOUNDARY": ref("Boundary"),
         "HYPER_ALLOWED_POLICIES": ",".join(allowed_policies),
         "HYPER_ALLOWED_VPCS": ",".join(allowed_vpcs),
+        "HYPER_ALLOWED_CONTAINER_OPTIONS": ",".join(allowed_container_options),
     }
     resources["Boundary"] = _boundary(host_name, batch_prefix)
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
@@ -414,6 +422,10 @@ def host_template(
             ",".join(allowed_policies) or "-", "IAM policies clusters and definitions may attach"
         ),
         "AllowedVpcs": output(",".join(allowed_vpcs) or "-", "existing VPCs regions may use"),
+        "AllowedContainerOptions": output(
+            ",".join(allowed_container_options) or "-",
+            "what definitions may ask beyond their container (privileged, host-volumes...)",
+        ),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
