@@ -148,10 +148,26 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
         "hyper-test-c1-instance"
     ]
     attached = iam.list_attached_role_policies(RoleName="hyper-test-c1-instance")
-    assert sorted(p["PolicyName"] for p in attached["AttachedPolicies"]) == [
-        "AmazonEC2ContainerServiceforEC2Role",
-        "AmazonS3ReadOnlyAccess",
+    assert [p["PolicyName"] for p in attached["AttachedPolicies"]] == ["AmazonS3ReadOnlyAccess"]
+    # the ECS agent's permissions, on the host's own clusters, images and log groups only
+    agent = iam.get_role_policy(RoleName="hyper-test-c1-instance", PolicyName="hyper-ecs-instance")
+    statements = {s["Sid"]: s for s in agent["PolicyDocument"]["Statement"]}
+    assert statements["HostEcsClusters"]["Resource"] == [
+        "arn:aws:ecs:*:123456789012:cluster/AWSBatch-hyper-test-*"
     ]
+    assert statements["HostContainerInstances"]["Resource"] == [
+        "arn:aws:ecs:*:123456789012:container-instance/AWSBatch-hyper-test-*"
+    ]
+    assert statements["HostImages"]["Resource"] == [
+        "arn:aws:ecr:*:123456789012:repository/hyper-test/*"
+    ]
+    assert statements["JobLogs"]["Resource"] == [
+        "arn:aws:logs:*:123456789012:log-group:/aws/batch/job:*"
+    ]
+    anywhere = [s for s in statements.values() if s["Resource"] == "*"]
+    assert [s["Action"] for s in anywhere] == [
+        ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken", "ec2:DescribeTags"]
+    ]  # the actions AWS takes on no narrower resource; no ecs:CreateCluster
     service = iam.list_attached_role_policies(RoleName="hyper-test-batch-service")
     assert [p["PolicyName"] for p in service["AttachedPolicies"]] == ["AWSBatchServiceRole"]
 

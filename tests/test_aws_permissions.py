@@ -297,6 +297,36 @@ def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: W
     assert not walk.deploy.allows(Need("ec2:ModifyLaunchTemplate", template, resource_tags=ours))
 
 
+def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> None:
+    """A job on an instance reaches its role (Batch runs jobs in the host's network): the
+    ECS agent's actions hold on the host's own resources, not the account's."""
+    policy = Policy(batch.instance_policy(worker_names(HOST), "aws", ACCOUNT,
+                                          ["/hyper/h1/workers"])["Statement"])  # fmt: skip
+    ecs, logs = f"arn:aws:ecs:{MAIN}:{ACCOUNT}", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group"
+    ours = f"AWSBatch-hyper-h1--c1-ce1-{'0' * 8}"
+    for action, resource in (
+        ("ecs:RegisterContainerInstance", f"{ecs}:cluster/{ours}"),
+        ("ecs:SubmitTaskStateChange", f"{ecs}:cluster/{ours}"),
+        ("ecs:Poll", f"{ecs}:container-instance/{ours}/0123"),
+        ("ecs:DiscoverPollEndpoint", "*"),
+        ("ecr:GetAuthorizationToken", "*"),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{OTHER}:{ACCOUNT}:repository/hyper-h1/work"),
+        ("logs:PutLogEvents", f"{logs}:/aws/batch/job:log-stream:d1/x"),
+        ("logs:CreateLogStream", f"{logs}:/hyper/h1/workers:log-stream:x"),
+    ):  # fmt: skip
+        assert policy.allows(Need(action, resource)), (action, resource)
+    for action, resource in (
+        ("ecs:RegisterContainerInstance", f"{ecs}:cluster/payments-prod"),
+        ("ecs:RegisterContainerInstance", f"{ecs}:cluster/AWSBatch-hyper-h1-eu--c1-ce1-0"),
+        ("ecs:Poll", f"{ecs}:container-instance/payments-prod/0123"),
+        ("ecs:CreateCluster", "*"),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/payments/api"),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/hyper-h1-eu/work"),
+        ("logs:PutLogEvents", f"{logs}:/audit/trail:log-stream:x"),
+    ):  # fmt: skip
+        assert not policy.allows(Need(action, resource)), (action, resource)
+
+
 def test_the_checker_refuses_what_a_policy_does_not_grant() -> None:
     """The evaluator itself: wildcards, resources, tags; nothing is granted by default."""
     policy = Policy([

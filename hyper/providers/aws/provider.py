@@ -131,7 +131,10 @@ class AwsProvider:
         if isinstance(spec, RegionSpec):
             return self._region(spec, log)
         if isinstance(spec, ClusterSpec):
-            roles = batch.ensure_cluster_roles(spec, self.names, log, boundary=self.boundary)
+            roles = batch.ensure_cluster_roles(
+                spec, self.names, log, boundary=self.boundary,
+                log_groups=[templates.worker_log_group(self.host_name)],
+            )  # fmt: skip
             for region in self.active_regions():
                 batch.deploy_cluster(region.name, spec, self.network(region.name), roles,
                                      self.names, log, patience=self.patience)  # fmt: skip

@@ -596,7 +596,6 @@ def _function_role(
 # the AWS managed policies hyper attaches to the roles it makes (batch.py)
 BATCH_MANAGED_POLICIES = (
     "service-role/AWSBatchServiceRole",
-    "service-role/AmazonEC2ContainerServiceforEC2Role",
     "service-role/AmazonEC2SpotFleetTaggingRole",
 )
 
