@@ -102,8 +102,9 @@ def _metadata(dist: importlib.metadata.Distribution) -> str:
     extras = sorted(set(re.findall(r"""\bextra\s*==\s*["']([^"']+)["']""", " ".join(requires))))
     lines = ["Metadata-Version: 2.1", f"Name: {dist.metadata['Name']}", f"Version: {dist.version}"]
     for field in ("Summary", "Requires-Python"):
-        if dist.metadata.get(field):
-            lines.append(f"{field}: {dist.metadata[field]}")
+        value = dist.metadata[field]  # None when the field is not there
+        if value:
+            lines.append(f"{field}: {value}")
     lines += [f"Provides-Extra: {extra}" for extra in extras]
     lines += [f"Requires-Dist: {requirement}" for requirement in requires]
     return "\n".join(lines) + "\n"
