@@ -327,6 +327,21 @@ def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> 
         assert not policy.allows(Need(action, resource)), (action, resource)
 
 
+def test_service_linked_roles_only_for_batchs_services(walk: Walk) -> None:
+    def make(service: str) -> Need:
+        return Need("iam:CreateServiceLinkedRole", "*", context=(("iam:AWSServiceName", service),))
+
+    for role in (walk.deploy, walk.boundary):
+        assert role.allows(make("batch.amazonaws.com")) and role.allows(make("ecs.amazonaws.com"))
+        assert not role.allows(make("lambda.amazonaws.com"))
+        assert not role.allows(make("sso.amazonaws.com"))
+        assert not role.allows(Need("iam:CreateServiceLinkedRole", "*"))
+    recorded = Call("iam", "CreateServiceLinkedRole", MAIN, {"AWSServiceName": "ecs.amazonaws.com"})
+    assert [n.context for n in needs(recorded, Place(ACCOUNT))] == [
+        (("iam:AWSServiceName", "ecs.amazonaws.com"),)
+    ]
+
+
 def test_the_checker_refuses_what_a_policy_does_not_grant() -> None:
     """The evaluator itself: wildcards, resources, tags; nothing is granted by default."""
     policy = Policy([

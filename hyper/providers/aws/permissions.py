@@ -200,6 +200,9 @@ def needs(
 def _needs(call: Call, place: Place, templates: Mapping[str, Json]) -> Iterator[Need]:
     p, region, op = call.params, call.region, call.operation
     action = call.name
+    if action == "iam:CreateServiceLinkedRole":
+        yield Need(action, "*", context=(("iam:AWSServiceName", p.get("AWSServiceName", "")),))
+        return
     if _ANY_RESOURCE.match(action):
         yield Need(action, "*")
         return
@@ -517,7 +520,9 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
 
 
 # condition keys a request may or may not carry (`Need.context`), besides tags
-_CONTEXT_KEYS = frozenset({"iam:PermissionsBoundary", "iam:PolicyARN", "ec2:CreateAction"})
+_CONTEXT_KEYS = frozenset(
+    {"iam:PermissionsBoundary", "iam:PolicyARN", "iam:AWSServiceName", "ec2:CreateAction"}
+)
 
 
 def _conditions(conditions: Json, need: Need) -> bool:

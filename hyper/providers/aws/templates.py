@@ -624,8 +624,9 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
         statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy", "iam:PassRole"], own,
                   "HostRolesOnly"),
         statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
-                   "iam:ListRoles", "iam:CreateServiceLinkedRole", "sts:GetCallerIdentity"],
+                   "iam:ListRoles", "sts:GetCallerIdentity"],
                   "*", "ReadIdentity"),
+        _service_linked_roles(),
         {"Sid": "KeepTheBoundary", "Effect": "Deny",
          "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
@@ -716,13 +717,28 @@ def _deploy_role(
                 "ecr:GetAuthorizationToken",
                 "cloudformation:Describe*",
                 "cloudformation:ValidateTemplate",
-                "iam:CreateServiceLinkedRole",
             ],
             "*",
             "NoNarrowerResource",
         ),
+        _service_linked_roles(),
     ]
     return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
+
+
+# the services whose service-linked roles Batch may make on a first compute environment
+SERVICE_LINKED_ROLES = ("batch.amazonaws.com", "ecs.amazonaws.com", "spot.amazonaws.com",
+                        "spotfleet.amazonaws.com", "autoscaling.amazonaws.com")  # fmt: skip
+
+
+def _service_linked_roles() -> Json:
+    """iam:CreateServiceLinkedRole for Batch's services only (IAM's iam:AWSServiceName)."""
+    return statement(
+        ["iam:CreateServiceLinkedRole"],
+        "*",
+        "BatchServiceLinkedRoles",
+        Condition={"StringEquals": {"iam:AWSServiceName": list(SERVICE_LINKED_ROLES)}},
+    )
 
 
 def _launch_template_statements(batch_prefix: str | None) -> list[Json]:
