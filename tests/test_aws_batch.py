@@ -841,6 +841,7 @@ def test_the_submit_job_request(aws: None, store: SQLiteStore) -> None:
                 {"name": "HYPER_WORKER_ID_PREFIX", "value": prefix},
             ]
         },
+        "tags": {"hyper:host": "hyper-test"},  # what the API function may stop
     }
     assert [r.id for r in records] == [f"{prefix}-{i}" for i in range(7)]
 
@@ -990,7 +991,8 @@ def test_alive_reads_arrays_with_some_children_ended(store: SQLiteStore) -> None
         stub.add_response("submit_job", {"jobName": "j", "jobId": "array-1"},
                           {"jobName": stubbed_any(), "jobQueue": "hyper-test-c1",
                            "jobDefinition": "hyper-test-d1", "arrayProperties": {"size": 3},
-                           "containerOverrides": stubbed_any()})  # fmt: skip
+                           "containerOverrides": stubbed_any(),
+                           "tags": {"hyper:host": "hyper-test"}})  # fmt: skip
         stub.add_response("submit_job", {"jobName": "j", "jobId": "single-1"})
         array = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
         (single,) = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))

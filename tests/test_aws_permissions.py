@@ -327,6 +327,22 @@ def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> 
         assert not policy.allows(Need(action, resource)), (action, resource)
 
 
+def test_the_api_function_stops_only_the_hosts_own_jobs(walk: Walk) -> None:
+    """Batch jobs carry the host's tag from their submit; another team's jobs, in any
+    region, are out of the API function's reach, and it may give a job no other tag."""
+    job = f"arn:aws:batch:{OTHER}:{ACCOUNT}:job/0123"
+    ours, theirs = (("hyper:host", "hyper-h1"),), (("hyper:host", "hyper-h2"),)
+    for action in ("batch:TerminateJob", "batch:CancelJob"):
+        assert walk.function.allows(Need(action, job, resource_tags=ours))
+        assert not walk.function.allows(Need(action, job, resource_tags=theirs))
+        assert not walk.function.allows(Need(action, job))
+    assert walk.function.allows(Need("batch:TagResource", job, ours))
+    assert not walk.function.allows(Need("batch:TagResource", job, theirs))
+    assert not walk.function.allows(Need("batch:TagResource", job, (*ours, ("team", "x"))))
+    submits = [c for s in walk.steps for c in s.calls if c.name == "batch:SubmitJob"]
+    assert submits and all(c.params["tags"] == {"hyper:host": "hyper-h1"} for c in submits)
+
+
 def test_service_linked_roles_only_for_batchs_services(walk: Walk) -> None:
     def make(service: str) -> Need:
         return Need("iam:CreateServiceLinkedRole", "*", context=(("iam:AWSServiceName", service),))

@@ -172,6 +172,7 @@ ALLOWED_ACTIONS = {
     "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
     "logs:CreateLogStream", "logs:PutLogEvents",
     "batch:SubmitJob", "batch:DescribeJobs", "batch:CancelJob", "batch:TerminateJob",
+    "batch:TagResource",
     "batch:ListJobs",
     "ec2:GetSpotPlacementScores",
     "secretsmanager:GetSecretValue",

@@ -178,8 +178,11 @@ def needs(
     if call.name in _FREE:
         return []
     found = list(_needs(call, place, stack_templates or {}))
-    held_tags = (made_tags or {}).get(str(call.params.get("LaunchTemplateName", "")))
-    if call.service == "ec2" and held_tags:
+    made = made_tags or {}
+    held_tags = made.get(str(call.params.get("LaunchTemplateName", "")))
+    if call.name in ("batch:CancelJob", "batch:TerminateJob"):
+        held_tags = made.get(BATCH_JOBS)
+    if call.service in ("ec2", "batch") and held_tags:
         found = [dataclasses.replace(n, resource_tags=n.resource_tags or held_tags) for n in found]
     role = call.params.get("RoleName") if call.service == "iam" else None
     boundary = (role_boundaries or {}).get(role or "")
@@ -259,10 +262,12 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
             "CreateComputeEnvironment": ("compute-environment", "computeEnvironmentName"),
             "CreateJobQueue": ("job-queue", "jobQueueName"),
             "RegisterJobDefinition": ("job-definition", "jobDefinitionName"),
-            "SubmitJob": ("job-queue", "jobQueue"),
         }
-        kind, key = kinds[call.operation]
-        yield Need("batch:TagResource", arn(kind, p[key]), tags)
+        if call.operation == "SubmitJob":  # the job's own tags: its ARN is not known yet
+            yield Need("batch:TagResource", arn("job", "*"), tags)
+        else:
+            kind, key = kinds[call.operation]
+            yield Need("batch:TagResource", arn(kind, p[key]), tags)
 
 
 def _role_arn(role: str, place: Place) -> str:
@@ -420,15 +425,25 @@ def _lambda(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
     yield Need(action, target)
 
 
+BATCH_JOBS = "batch jobs"  # `made_tags_of`'s key for the tags the Batch jobs were submitted with
+
+
 def made_tags_of(calls: Iterable[Call]) -> dict[str, tuple[tuple[str, str], ...]]:
-    """The tags each EC2 launch template was made with, by name, from the calls."""
-    return {
+    """The tags each EC2 launch template was made with, by name, and those every Batch job
+    was submitted with (`BATCH_JOBS`, when all were submitted with the same), from the
+    calls."""
+    calls = list(calls)
+    made = {
         str(c.params["LaunchTemplateName"]): tuple(
             tag for spec in c.params.get("TagSpecifications", []) for tag in _tags(spec["Tags"])
         )
         for c in calls
         if c.name == "ec2:CreateLaunchTemplate"
     }
+    jobs = {_tags(c.params.get("tags")) for c in calls if c.name == "batch:SubmitJob"}
+    if len(jobs) == 1:
+        made[BATCH_JOBS] = jobs.pop()
+    return made
 
 
 def _ec2(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:

@@ -572,6 +572,7 @@ def _function_role(
     submit) and the deploy function; and what takes no narrower resource than "*"."""
     batch = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
     named = _batch_named(batch_prefix)
+    host_tag = (batch_prefix or "hyper").rstrip("-")  # batch.Names.tags' hyper:host
     functions = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
     statements = [
         *_store_statements(tables, "FunctionLogs"),
@@ -580,7 +581,22 @@ def _function_role(
             [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
             "SubmitWorkers",
         ),
-        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")], "StopWorkers"),
+        # the host's jobs carry its tag (submitted with it), and only its jobs may be stopped
+        statement(
+            ["batch:TagResource"],
+            [sub(batch + "job/*")],
+            "TagWorkers",
+            Condition={
+                "StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_tag},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [HOST_TAG]},
+            },
+        ),
+        statement(
+            ["batch:CancelJob", "batch:TerminateJob"],
+            [sub(batch + "job/*")],
+            "StopWorkers",
+            Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host_tag}},
+        ),
         statement(
             ["lambda:InvokeFunction"],
             [sub(functions + function_name(host_name)), sub(functions + deployer)],
