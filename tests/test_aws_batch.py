@@ -240,11 +240,25 @@ def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_
         for env in envs["computeEnvironments"]:
             assert env["computeResources"]["launchTemplate"] == {
                 "launchTemplateName": "hyper-test-c1-instances", "version": "$Default"}  # fmt: skip
-    deploy_cluster(TWO, Calls())  # an update keeps the one template
+    lines: list[str] = []
+    roles = batch.ensure_cluster_roles(CLUSTER, NAMES, lines.append)
+    for region in TWO:  # an update keeps the one template, and says nothing of it
+        batch.deploy_cluster(region, CLUSTER, network(region), roles, NAMES, lines.append,
+                             patience=QUICK)  # fmt: skip
     assert len(boto3.client("ec2", "us-east-1").describe_launch_templates()["LaunchTemplates"]) == 1
+    assert not [line for line in lines if "keeps its" in line], lines
     for region in TWO:
         batch.delete_cluster(region, CLUSTER, NAMES, lambda _: None, patience=QUICK)
         assert not boto3.client("ec2", region).describe_launch_templates()["LaunchTemplates"]
+
+
+def test_an_environment_made_before_launch_templates_says_it_keeps_none() -> None:
+    wanted = {"launchTemplate": {"launchTemplateName": "hyper-test-c1-instances",
+                                 "version": "$Default"}}  # fmt: skip
+    assert batch._unchanged_in_place({"type": "SPOT"}, {**wanted, "type": "SPOT"}) == [
+        "launchTemplate"
+    ]
+    assert batch._unchanged_in_place(wanted, wanted) == []
 
 
 def test_the_compute_resources_of_an_on_demand_cluster() -> None:

@@ -873,9 +873,14 @@ def _settle_created(
 
 def _unchanged_in_place(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     """The fields an update leaves as they are, where the cluster now asks otherwise."""
-    fields = ("type", "instanceTypes", "allocationStrategy", "bidPercentage", "ec2Configuration",
-              "launchTemplate")  # fmt: skip
-    return [f for f in fields if f in current and current.get(f) != wanted.get(f)]
+    fields = ("type", "instanceTypes", "allocationStrategy", "bidPercentage", "ec2Configuration")
+    kept = [f for f in fields if f in current and current.get(f) != wanted.get(f)]
+    name = "launchTemplateName"  # one made before launch templates has none
+    if (current.get("launchTemplate") or {}).get(name) != wanted.get("launchTemplate", {}).get(
+        name
+    ):
+        kept.append("launchTemplate")
+    return kept
 
 
 def _delete_compute_env(batch: Any, region: str, name: str, log: Log, patience: Patience) -> None:
