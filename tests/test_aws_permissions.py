@@ -295,6 +295,14 @@ def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: W
             Need("ec2:DeleteLaunchTemplate", template, resource_tags=foreign)
         )
     assert not walk.deploy.allows(Need("ec2:ModifyLaunchTemplate", template, resource_tags=ours))
+    # tagged only as it is made, as this host's: no ec2:CreateTags on "*" grants more
+    for refused in (
+        Need("ec2:CreateTags", template, ours, ours),
+        Need("ec2:CreateTags", template, theirs, context=made_as),
+        Need("ec2:CreateTags", template, ours, context=(("ec2:CreateAction", "RunInstances"),)),
+        Need("ec2:DeleteTags", template, resource_tags=ours),
+    ):
+        assert not walk.deploy.allows(refused), refused
 
 
 def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> None:

@@ -278,6 +278,29 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
     assert not {a for a in api_actions if a.split(":")[0] in ("cloudformation", "iam", "ecr")}
 
 
+def test_no_ec2_create_or_tag_of_the_deploy_role_is_without_the_hosts_tag() -> None:
+    """Every EC2 statement that makes or tags (networks and launch templates) holds a
+    hyper:host tag condition, and tags only as a resource is made or on the host's own."""
+    template = host(batch_prefix="hyper-h1-")
+    (policy,) = template["Resources"]["DeployRole"]["Properties"]["Policies"]
+    creates = [
+        found
+        for found in policy["PolicyDocument"]["Statement"]
+        if any(a.startswith(("ec2:Create", "ec2:Allocate")) for a in as_list(found["Action"]))
+    ]
+    assert {c["Sid"] for c in creates} >= {"HostNetworkCreates", "HostLaunchTemplates",
+                                           "TagLaunchTemplatesAsMade"}  # fmt: skip
+    for found in creates:
+        keys = {k for test in found.get("Condition", {}).values() for k in test}
+        assert keys & {"aws:RequestTag/hyper:host", "aws:ResourceTag/hyper:host",
+                       "aws:ResourceTag/hyper:use"}, found  # fmt: skip
+        if (
+            "ec2:CreateTags" in as_list(found["Action"])
+            and "aws:ResourceTag/hyper:host" not in keys
+        ):
+            assert "ec2:CreateAction" in keys, found
+
+
 def test_a_batch_prefix_narrows_submitting() -> None:
     submit = next(
         s
