@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 HOST_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# what a new host's name may not hold: AWS names are built as `hyper-NAME-...` with '.'
+# made '-', and another host's grants reach `hyper-OTHER--*`; so no two of '-' and '.' in a
+# row and none at the end (`prod--x`, `prod-` and `prod.` would fall under host `prod`'s)
+SHARED_PREFIX = re.compile(r"[-.]{2}|[-.]$")
 DEFAULT_LOCAL_HOST = "local"
 
 
@@ -87,6 +91,18 @@ def validate_host_name(name: str) -> str:
     if not HOST_NAME_PATTERN.fullmatch(name):
         raise UsageError(
             f"invalid host name {name!r}: use letters, digits, '.', '_' or '-' (at most 63)"
+        )
+    return name
+
+
+def validate_new_host_name(name: str) -> str:
+    """A name for a host being created: `validate_host_name`'s rule, and none of whose
+    cloud resource names another host's may cover (`SHARED_PREFIX`)."""
+    validate_host_name(name)
+    if SHARED_PREFIX.search(name):
+        raise UsageError(
+            f"invalid host name {name!r}: no '--' (nor '.' next to '-' or '.') and no '-' or '.'"
+            " at the end, so that no name of another host starts like this host's"
         )
     return name
 

@@ -39,6 +39,8 @@ class HostRequest(NamedTuple):
     enable_dashboard: bool = False  # aws: a CloudWatch dashboard
     code_bundle: Path | None = None  # aws: a Lambda bundle built before (default: build one)
     allowed_policies: str | None = None  # aws: IAM policies clusters and definitions may use
+    allowed_vpcs: str | None = None  # aws: existing VPCs (vpc-a,vpc-b) regions may put workers in
+    allowed_container_options: str | None = None  # aws: privileged,host-volumes,devices,log-groups
 
 
 Log = Callable[[str], None]
@@ -47,7 +49,7 @@ Log = Callable[[str], None]
 def create_host(
     request: HostRequest, *, select: bool = True, start: bool = True, log: Log = print
 ) -> HostConfig:
-    name = config.validate_host_name(request.name)
+    name = config.validate_new_host_name(request.name)
     if request.provider not in PROVIDERS:
         raise UsageError(
             f"provider {request.provider!r} is not available; use {', '.join(PROVIDERS)}"
@@ -145,6 +147,8 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
             subnets=request.subnets,
             enable_dashboard=request.enable_dashboard,
             allowed_policies=request.allowed_policies,
+            allowed_vpcs=request.allowed_vpcs,
+            allowed_container_options=request.allowed_container_options,
         ),
         log,
         code=request.code_bundle,
@@ -235,6 +239,7 @@ def update_host(
     url: str | None = None,
     data_dir: Path | None = None,
     code_bundle: Path | None = None,
+    allowed_vpcs: str | None = None,
     log: Log = print,
 ) -> HostConfig:
     """Change a host's saved settings; a local host's daemon restarts on them (and on the
@@ -243,6 +248,8 @@ def update_host(
     if host.provider == "local":
         if url is not None:
             raise UsageError("--url is for imported hosts; a local host's URL follows its port")
+        if allowed_vpcs is not None:
+            raise UsageError("--allowed-vpcs is for aws hosts")
         new_bind = host.bind if bind is None else ("" if bind in NO_TCP else bind)
         changed = host._replace(bind=new_bind, port=host.port if port is None else port)
         if not new_bind:
@@ -260,6 +267,8 @@ def update_host(
     else:
         if bind is not None or port is not None or data_dir is not None:
             raise UsageError("--bind, --port and --data-dir are for local hosts")
+        if allowed_vpcs is not None and (host.provider != "aws" or url is not None):
+            raise UsageError("--allowed-vpcs is for aws hosts")
         if url is not None:
             config.save_host(host._replace(url=checked_url(url)))
         elif host.provider == "aws":  # the control plane again, on the installed code
@@ -272,6 +281,7 @@ def update_host(
                 subnets=host.subnets,
                 enable_dashboard=host.dashboard,
                 code_bundle=code_bundle,
+                allowed_vpcs=allowed_vpcs,
             )
             config.save_host(_deploy_aws_host(request, log))
     return config.load_host(name)

@@ -37,7 +37,7 @@ from hyper.models import (
     ResourceKind,
     Spec,
 )
-from hyper.providers.aws import batch
+from hyper.providers.aws import batch, clusters
 from hyper.providers.aws.batch import Names, Network, Patience, aws_client
 from hyper.scheduler import Scheduler, split_by_weight
 from hyper.store.base import ArrayTasks, NewJob, Store, WorkerRecord
@@ -149,10 +149,26 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
         "hyper-test-c1-instance"
     ]
     attached = iam.list_attached_role_policies(RoleName="hyper-test-c1-instance")
-    assert sorted(p["PolicyName"] for p in attached["AttachedPolicies"]) == [
-        "AmazonEC2ContainerServiceforEC2Role",
-        "AmazonS3ReadOnlyAccess",
+    assert [p["PolicyName"] for p in attached["AttachedPolicies"]] == ["AmazonS3ReadOnlyAccess"]
+    # the ECS agent's permissions, on the host's own clusters, images and log groups only
+    agent = iam.get_role_policy(RoleName="hyper-test-c1-instance", PolicyName="hyper-ecs-instance")
+    statements = {s["Sid"]: s for s in agent["PolicyDocument"]["Statement"]}
+    assert statements["HostEcsClusters"]["Resource"] == [
+        "arn:aws:ecs:*:123456789012:cluster/AWSBatch-hyper-test-*"
     ]
+    assert statements["HostContainerInstances"]["Resource"] == [
+        "arn:aws:ecs:*:123456789012:container-instance/AWSBatch-hyper-test-*"
+    ]
+    assert statements["HostImages"]["Resource"] == [
+        "arn:aws:ecr:*:123456789012:repository/hyper-test/*"
+    ]
+    assert statements["JobLogs"]["Resource"] == [
+        "arn:aws:logs:*:123456789012:log-group:/aws/batch/job:*"
+    ]
+    anywhere = [s for s in statements.values() if s["Resource"] == "*"]
+    assert [s["Action"] for s in anywhere] == [
+        ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken", "ec2:DescribeTags"]
+    ]  # the actions AWS takes on no narrower resource; no ecs:CreateCluster
     service = iam.list_attached_role_policies(RoleName="hyper-test-batch-service")
     assert [p["PolicyName"] for p in service["AttachedPolicies"]] == ["AWSBatchServiceRole"]
 
@@ -193,6 +209,57 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
         assert len(calls.of("CreateComputeEnvironment", region)) == 3
         assert len(calls.of("CreateJobQueue", region)) == 1
     assert not calls.of("UpdateComputeEnvironment") and not calls.of("UpdateJobQueue")
+
+
+def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_bridges(
+    aws: None,
+) -> None:
+    """Each compute environment launches its instances from the cluster's launch template:
+    IMDSv2 required, hop limit 1, and a boot script that drops bridged containers'
+    traffic to the metadata service; the template goes with the cluster."""
+    import base64
+
+    for region in TWO:
+        ami(region, "hyper-worker-ami")
+    deploy_cluster(TWO, Calls())
+    for region in TWO:
+        ec2 = boto3.client("ec2", region_name=region)
+        (template,) = ec2.describe_launch_templates()["LaunchTemplates"]
+        assert template["LaunchTemplateName"] == "hyper-test-c1-instances"
+        assert {"Key": "hyper:host", "Value": "hyper-test"} in template["Tags"]
+        (version,) = ec2.describe_launch_template_versions(
+            LaunchTemplateId=template["LaunchTemplateId"]
+        )["LaunchTemplateVersions"]
+        data = version["LaunchTemplateData"]
+        assert data["MetadataOptions"]["HttpTokens"] == "required"
+        assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+        script = base64.b64decode(data["UserData"]).decode()
+        assert script.startswith("MIME-Version: 1.0\n")  # Batch takes MIME multi-part only
+        assert ("iptables --insert DOCKER-USER 1 --in-interface docker+ "
+                "--destination 169.254.169.254/32 --jump DROP") in script  # fmt: skip
+        envs = boto3.client("batch", region_name=region).describe_compute_environments()
+        for env in envs["computeEnvironments"]:
+            assert env["computeResources"]["launchTemplate"] == {
+                "launchTemplateName": "hyper-test-c1-instances", "version": "$Default"}  # fmt: skip
+    lines: list[str] = []
+    roles = batch.ensure_cluster_roles(CLUSTER, NAMES, lines.append)
+    for region in TWO:  # an update keeps the one template, and says nothing of it
+        batch.deploy_cluster(region, CLUSTER, network(region), roles, NAMES, lines.append,
+                             patience=QUICK)  # fmt: skip
+    assert len(boto3.client("ec2", "us-east-1").describe_launch_templates()["LaunchTemplates"]) == 1
+    assert not [line for line in lines if "keeps its" in line], lines
+    for region in TWO:
+        batch.delete_cluster(region, CLUSTER, NAMES, lambda _: None, patience=QUICK)
+        assert not boto3.client("ec2", region).describe_launch_templates()["LaunchTemplates"]
+
+
+def test_an_environment_made_before_launch_templates_says_it_keeps_none() -> None:
+    wanted = {"launchTemplate": {"launchTemplateName": "hyper-test-c1-instances",
+                                 "version": "$Default"}}  # fmt: skip
+    assert clusters._unchanged_in_place({"type": "SPOT"}, {**wanted, "type": "SPOT"}) == [
+        "launchTemplate"
+    ]
+    assert clusters._unchanged_in_place(wanted, wanted) == []
 
 
 def test_the_compute_resources_of_an_on_demand_cluster() -> None:
@@ -327,7 +394,14 @@ def test_an_invalid_compute_environment_is_one_clear_line() -> None:
     roles = batch.ClusterRoles("arn:aws:iam::1:role/s", "arn:aws:iam::1:instance-profile/i")
     name = "hyper-test-c9-ce1"
     reason = "CLIENT_ERROR - the instance profile\nis not ready"
-    with Stubber(client) as stub:
+    ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x",
+                       aws_secret_access_key="x")  # fmt: skip
+    clients = {"batch": client, "ec2": ec2}
+    with Stubber(client) as stub, Stubber(ec2) as ec2_stub:
+        ec2_stub.add_response(  # the cluster's launch template is there already
+            "describe_launch_templates",
+            {"LaunchTemplates": [{"LaunchTemplateName": "hyper-test-c9-instances"}]},
+        )
         stub.add_response("describe_compute_environments", {"computeEnvironments": []})
         stub.add_response(
             "create_compute_environment",
@@ -366,7 +440,7 @@ def test_an_invalid_compute_environment_is_one_clear_line() -> None:
                 roles,
                 NAMES,
                 lambda _: None,
-                clients=lambda *_: client,
+                clients=lambda service, _: clients[service],
                 patience=QUICK,
             )
         stub.assert_no_pending_responses()
@@ -782,6 +856,7 @@ def test_the_submit_job_request(aws: None, store: SQLiteStore) -> None:
                 {"name": "HYPER_WORKER_ID_PREFIX", "value": prefix},
             ]
         },
+        "tags": {"hyper:host": "hyper-test"},  # what the API function may stop
     }
     assert [r.id for r in records] == [f"{prefix}-{i}" for i in range(7)]
 
@@ -964,7 +1039,8 @@ def test_alive_reads_arrays_with_some_children_ended(store: SQLiteStore) -> None
         stub.add_response("submit_job", {"jobName": "j", "jobId": "array-1"},
                           {"jobName": stubbed_any(), "jobQueue": "hyper-test-c1",
                            "jobDefinition": "hyper-test-d1", "arrayProperties": {"size": 3},
-                           "containerOverrides": stubbed_any()})  # fmt: skip
+                           "containerOverrides": stubbed_any(),
+                           "tags": {"hyper:host": "hyper-test"}})  # fmt: skip
         stub.add_response("submit_job", {"jobName": "j", "jobId": "single-1"})
         array = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 3))
         (single,) = launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))

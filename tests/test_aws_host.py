@@ -74,13 +74,16 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
     (row,) = json.loads(listing.stdout)["hosts"]
     assert row["name"] == "h1" and row["in_use"] and row["api_key"] == "********"
 
-    # the same control plane on new code
+    # the same control plane on new code, and with a VPC the owner now allows
     updated = hyper(aws, "hosts", "update-host", "h1", "--code-bundle",
-                    str(bundle(tmp_path / "two.zip", "# two\n")))  # fmt: skip
+                    str(bundle(tmp_path / "two.zip", "# two\n")),
+                    "--allowed-vpcs", "vpc-0123abcd")  # fmt: skip
     assert updated.returncode == 0, updated.stderr
     (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
     assert stack["StackStatus"] == "UPDATE_COMPLETE"
     assert saved(aws, "h1")["api_key"] == key
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert outputs["AllowedVpcs"] == "vpc-0123abcd"
 
     # credentials read back from AWS on another machine
     (Path(aws["HYPER_HOME"]) / "config" / "hosts" / "h1.json").unlink()
@@ -104,6 +107,16 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
         (["--name", "h2", "--region", REGION, "--account", "999999999999"], "not the account"),
         (["--name", "h2", "--region", REGION, "--vpc", "10.0.0.0/99"], "neither a vpc-id"),
         (["--name", "bad/name", "--region", REGION], "invalid host name"),
+        # its names would fall under host `prod`'s grants (hyper-prod--*)
+        (["--name", "prod--x", "--region", REGION], "invalid host name"),
+        (["--name", "prod-", "--region", REGION], "invalid host name"),
+        (["--name", "prod.", "--region", REGION], "invalid host name"),
+        (["--name", "prod..x", "--region", REGION], "invalid host name"),
+        (["--name", "h2", "--region", REGION, "--allowed-vpcs", "vpc-0123abcd,x"], "not a vpc-id"),
+        (
+            ["--name", "h2", "--region", REGION, "--allowed-container-options", "root"],
+            "'root' is none of privileged, host-volumes, devices, log-groups",
+        ),
         (
             ["--name", "h2", "--region", REGION, "--subnets", "subnet-0123456789abcdef0"],
             "give --vpc vpc-",
@@ -196,10 +209,14 @@ def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
     code = bundle(tmp_path / "one.zip", "# one\n")
     done = hyper(aws, "hosts", "create-host", "--provider", "aws", "--name", "h1", "--region",
                  REGION, "--code-bundle", str(code),
-                 "--allowed-policies", "AmazonS3ReadOnlyAccess")  # fmt: skip
+                 "--allowed-policies", "AmazonS3ReadOnlyAccess",
+                 "--allowed-vpcs", "vpc-0123abcd,vpc-0123456789abcdef0",
+                 "--allowed-container-options", "privileged,log-groups")  # fmt: skip
     assert done.returncode == 0, done.stderr
     outputs = stacks.stack_outputs("hyper-h1", REGION)
     assert outputs["AllowedPolicies"] == "AmazonS3ReadOnlyAccess"
+    assert outputs["AllowedVpcs"] == "vpc-0123abcd,vpc-0123456789abcdef0"
+    assert outputs["AllowedContainerOptions"] == "privileged,log-groups"
     store = DynamoDBStore(outputs["TablePrefix"], REGION, outputs["BucketName"])
     provider = AwsProvider(store, host_name="h1", secret_arn=outputs["SecretArn"],
                            patience=batch.Patience(timeout=30, interval=0))  # fmt: skip

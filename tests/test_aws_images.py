@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import shlex
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,9 @@ from hyper.errors import DeployFailed
 from hyper.models import ImageSpec, RegionSpec, ResourceKind
 from hyper.providers.aws import images
 from hyper.providers.aws.provider import AwsProvider
+from hyper.providers.aws.worker_build import write_wheel
 from hyper.store.sqlite import SQLiteStore
+from tests.conftest import ROOT
 from tests.helpers.aws import mocked_aws
 
 MAIN, OTHER = "us-east-1", "eu-west-1"
@@ -25,7 +30,7 @@ FAKE_DOCKER = """#!/bin/sh
 echo "$@" >> "{log}"
 case "$1" in
   info) echo 27.0.0 ;;
-  build) echo "Successfully built 0123456789ab" ;;
+  build) cp -r "$4" "{log}.context"; echo "Successfully built 0123456789ab" ;;
 esac
 """
 
@@ -115,3 +120,49 @@ def test_every_call_on_the_code_bucket_names_its_owner(
     # CreateBucket takes no owner: it fails when another account holds the name
     owned = [c for c in calls if c.operation != "CreateBucket"]
     assert all(c.params.get("ExpectedBucketOwner") == "123456789012" for c in owned), owned
+
+
+def copy_sources(dockerfile: Path) -> list[str]:
+    """The sources of every COPY of a Dockerfile (continued lines joined)."""
+    sources = []
+    for line in dockerfile.read_text().replace("\\\n", " ").splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "COPY":
+            sources += [s for s in shlex.split(rest)[:-1] if not s.startswith("--")]
+    return sources
+
+
+def test_the_default_image_folder_builds_every_copy_from_its_context(
+    provider: AwsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walkthrough's default folder: docker gets a context in which every COPY source
+    of its Dockerfile is (before, the Dockerfile copied from the repository root)."""
+    log = fake_docker(tmp_path, monkeypatch)
+    host = HostConfig(name="h1", provider="aws", url="https://x", api_key="k", region=MAIN)
+    folder = ROOT / "example-worker-image"
+    images.push_from_here(host, {"name": "work", "local_build_directory": str(folder)},
+                          [MAIN], lambda _: None)  # fmt: skip
+    build = next(line for line in log.read_text().splitlines() if line.startswith("build "))
+    assert build.split()[:3] == ["build", "-t", "hyper/work:latest"]
+    context = Path(f"{log}.context")  # what docker was given, as it was
+    sources = copy_sources(context / "Dockerfile")
+    assert sources, "the Dockerfile copies nothing"
+    for source in sources:
+        assert glob.glob(str(context / source)), f"COPY {source}: not in the build context"
+    assert not (folder / "hyper_scheduler").exists() and not list(folder.glob("*.whl"))
+    wheels = list(context.glob("hyper_scheduler-*-py3-none-any.whl"))
+    assert len(wheels) == 1
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = set(wheel.namelist())
+        info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = wheel.read(f"{info}/METADATA").decode()
+        record = wheel.read(f"{info}/RECORD").decode()
+    assert {"hyper/worker/__main__.py", "qtools/qsub.py", f"{info}/WHEEL"} <= names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert 'extra == "aws"' in metadata and "boto3" in metadata  # `[aws]` brings boto3
+    assert len(record.splitlines()) == len(names)
+
+
+def test_a_wheel_of_this_hyper_is_the_same_bytes_each_time(tmp_path: Path) -> None:
+    first = write_wheel(tmp_path / "a").read_bytes()
+    assert write_wheel(tmp_path / "b").read_bytes() == first

@@ -39,6 +39,7 @@ from hyper.providers.aws.permissions import (
     Need,
     Place,
     Policy,
+    made_tags_of,
     needs,
     resolve,
     role_policy,
@@ -232,10 +233,13 @@ def _needs(walk: Walk, step: Step) -> list[tuple[Call, Need]]:
         for c in s.calls
         if c.name == "iam:CreateRole" and c.params.get("PermissionsBoundary")
     }
+    made = made_tags_of(c for s in walk.steps for c in s.calls)
     return [
         (c, n)
         for c in step.calls
-        for n in needs(c, place, stack_templates=walk.stacks, role_boundaries=boundaries)
+        for n in needs(
+            c, place, stack_templates=walk.stacks, role_boundaries=boundaries, made_tags=made
+        )
     ]
 
 
@@ -267,12 +271,99 @@ def test_the_walk_made_the_calls_that_matter(walk: Walk) -> None:
         "iam:CreateInstanceProfile",
         "iam:ListInstanceProfilesForRole",
         "batch:CreateComputeEnvironment",
+        "ec2:CreateLaunchTemplate",
+        "ec2:DeleteLaunchTemplate",
         "batch:RegisterJobDefinition",
         "batch:SubmitJob",
         "cloudformation:CreateStack",
         "ecr:CreateRepository",
     ):
         assert wanted in made, wanted  # fmt: skip
+
+
+def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: Walk) -> None:
+    """Launch templates have ids for ARNs: the host's tag is what makes one the host's."""
+    template = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/*"
+    ours, theirs = (("hyper:host", "hyper-h1"),), (("hyper:host", "hyper-h2"),)
+    made_as = (("ec2:CreateAction", "CreateLaunchTemplate"),)
+    assert walk.deploy.allows(Need("ec2:CreateLaunchTemplate", template, ours))
+    assert walk.deploy.allows(Need("ec2:DeleteLaunchTemplate", template, resource_tags=ours))
+    assert walk.deploy.allows(Need("ec2:CreateTags", template, ours, context=made_as))
+    for foreign in ((), theirs):
+        assert not walk.deploy.allows(Need("ec2:CreateLaunchTemplate", template, foreign))
+        assert not walk.deploy.allows(
+            Need("ec2:DeleteLaunchTemplate", template, resource_tags=foreign)
+        )
+    assert not walk.deploy.allows(Need("ec2:ModifyLaunchTemplate", template, resource_tags=ours))
+    # tagged only as it is made, as this host's: no ec2:CreateTags on "*" grants more
+    for refused in (
+        Need("ec2:CreateTags", template, ours, ours),
+        Need("ec2:CreateTags", template, theirs, context=made_as),
+        Need("ec2:CreateTags", template, ours, context=(("ec2:CreateAction", "RunInstances"),)),
+        Need("ec2:DeleteTags", template, resource_tags=ours),
+    ):
+        assert not walk.deploy.allows(refused), refused
+
+
+def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> None:
+    """A job on an instance reaches its role (Batch runs jobs in the host's network): the
+    ECS agent's actions hold on the host's own resources, not the account's."""
+    policy = Policy(batch.instance_policy(worker_names(HOST), "aws", ACCOUNT,
+                                          ["/hyper/h1/workers"])["Statement"])  # fmt: skip
+    ecs, logs = f"arn:aws:ecs:{MAIN}:{ACCOUNT}", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group"
+    ours = f"AWSBatch-hyper-h1--c1-ce1-{'0' * 8}"
+    for action, resource in (
+        ("ecs:RegisterContainerInstance", f"{ecs}:cluster/{ours}"),
+        ("ecs:SubmitTaskStateChange", f"{ecs}:cluster/{ours}"),
+        ("ecs:Poll", f"{ecs}:container-instance/{ours}/0123"),
+        ("ecs:DiscoverPollEndpoint", "*"),
+        ("ecr:GetAuthorizationToken", "*"),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{OTHER}:{ACCOUNT}:repository/hyper-h1/work"),
+        ("logs:PutLogEvents", f"{logs}:/aws/batch/job:log-stream:d1/x"),
+        ("logs:CreateLogStream", f"{logs}:/hyper/h1/workers:log-stream:x"),
+    ):  # fmt: skip
+        assert policy.allows(Need(action, resource)), (action, resource)
+    for action, resource in (
+        ("ecs:RegisterContainerInstance", f"{ecs}:cluster/payments-prod"),
+        ("ecs:RegisterContainerInstance", f"{ecs}:cluster/AWSBatch-hyper-h1-eu--c1-ce1-0"),
+        ("ecs:Poll", f"{ecs}:container-instance/payments-prod/0123"),
+        ("ecs:CreateCluster", "*"),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/payments/api"),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/hyper-h1-eu/work"),
+        ("logs:PutLogEvents", f"{logs}:/audit/trail:log-stream:x"),
+    ):  # fmt: skip
+        assert not policy.allows(Need(action, resource)), (action, resource)
+
+
+def test_the_api_function_stops_only_the_hosts_own_jobs(walk: Walk) -> None:
+    """Batch jobs carry the host's tag from their submit; another team's jobs, in any
+    region, are out of the API function's reach, and it may give a job no other tag."""
+    job = f"arn:aws:batch:{OTHER}:{ACCOUNT}:job/0123"
+    ours, theirs = (("hyper:host", "hyper-h1"),), (("hyper:host", "hyper-h2"),)
+    for action in ("batch:TerminateJob", "batch:CancelJob"):
+        assert walk.function.allows(Need(action, job, resource_tags=ours))
+        assert not walk.function.allows(Need(action, job, resource_tags=theirs))
+        assert not walk.function.allows(Need(action, job))
+    assert walk.function.allows(Need("batch:TagResource", job, ours))
+    assert not walk.function.allows(Need("batch:TagResource", job, theirs))
+    assert not walk.function.allows(Need("batch:TagResource", job, (*ours, ("team", "x"))))
+    submits = [c for s in walk.steps for c in s.calls if c.name == "batch:SubmitJob"]
+    assert submits and all(c.params["tags"] == {"hyper:host": "hyper-h1"} for c in submits)
+
+
+def test_service_linked_roles_only_for_batchs_services(walk: Walk) -> None:
+    def make(service: str) -> Need:
+        return Need("iam:CreateServiceLinkedRole", "*", context=(("iam:AWSServiceName", service),))
+
+    for role in (walk.deploy, walk.boundary):
+        assert role.allows(make("batch.amazonaws.com")) and role.allows(make("ecs.amazonaws.com"))
+        assert not role.allows(make("lambda.amazonaws.com"))
+        assert not role.allows(make("sso.amazonaws.com"))
+        assert not role.allows(Need("iam:CreateServiceLinkedRole", "*"))
+    recorded = Call("iam", "CreateServiceLinkedRole", MAIN, {"AWSServiceName": "ecs.amazonaws.com"})
+    assert [n.context for n in needs(recorded, Place(ACCOUNT))] == [
+        (("iam:AWSServiceName", "ecs.amazonaws.com"),)
+    ]
 
 
 def test_the_checker_refuses_what_a_policy_does_not_grant() -> None:

@@ -128,3 +128,82 @@ def test_isolated_subnets_are_refused_before_anything_is_recorded(tmp_path: Path
         Deployer(store, provider).create(ResourceKind.REGION, isolated)
     assert store.list_resources(ResourceKind.REGION.value) == []
     store.close()
+
+
+def test_a_region_in_a_vpc_the_owner_did_not_allow_is_refused_before_anything_is_recorded(
+    tmp_path: Path,
+) -> None:
+    """`add-region --vpc-id` is an API-key operation: only the host's own VPC and those the
+    owner allowed at create-host (`--allowed-vpcs`) may take its workers and endpoints."""
+    from hyper.deployer import Deployer
+    from hyper.errors import UsageError
+
+    own, allowed, foreign = (
+        "vpc-0aaaaaaaaaaaaaaaa",
+        "vpc-0bbbbbbbbbbbbbbbb",
+        "vpc-0cccccccccccccccc",
+    )
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name="h1", secret_arn="arn:x", host_vpc=own,
+                           allowed_vpcs=[allowed, ""])  # fmt: skip
+    elsewhere = RegionSpec(name=OTHER, kind="aws", vpc_id=foreign, import_vpc=False)
+    with pytest.raises(UsageError, match=f"VPC {foreign} is not one the host's owner allows"):
+        Deployer(store, provider).create(ResourceKind.REGION, elsewhere)
+    assert store.list_resources(ResourceKind.REGION.value) == []
+    # the deploy function refuses it too, before any AWS call (there are no credentials)
+    with pytest.raises(DeployFailed, match="not one the host's owner allows"):
+        provider.deploy(ResourceKind.REGION, elsewhere, print)
+    for vpc in (own, allowed):
+        provider.check(ResourceKind.REGION, elsewhere.model_copy(update={"vpc_id": vpc}))
+    # a new VPC, or the host's own by import, needs no allowing
+    provider.check(ResourceKind.REGION, RegionSpec(name=OTHER, kind="aws", cidr="10.1.0.0/16"))
+    provider.check(ResourceKind.REGION, RegionSpec(name=OTHER, kind="aws"))
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("asked", "option"),
+    [
+        ({"privileged": True}, "privileged"),
+        ({"host_volumes": [{"name": "root", "host": {"sourcePath": "/"}}],
+          "mount_points": [{"sourceVolume": "root", "containerPath": "/host"}]}, "host-volumes"),
+        ({"linux_parameters": {"devices": [{"hostPath": "/dev/mem"}]}}, "devices"),
+        ({"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/audit/trail"}},
+         "log-groups"),
+    ],
+)  # fmt: skip
+def test_a_definition_reaching_beyond_its_container_needs_the_owners_leave(
+    tmp_path: Path, asked: dict, option: str
+) -> None:
+    """A definition comes with the API key (which jobs can reach); what it asks beyond its
+    container is refused before anything is recorded, unless the owner allowed it."""
+    from hyper.deployer import Deployer
+    from hyper.errors import UsageError
+
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name="h1", secret_arn="arn:x")
+    definition = DefinitionSpec(name="d9", use_cyclone_image=False, image_uri="w:1", **asked)
+    with pytest.raises(UsageError, match=f"--allowed-container-options {option}"):
+        Deployer(store, provider).create(ResourceKind.DEFINITION, definition)
+    assert store.list_resources(ResourceKind.DEFINITION.value) == []
+    with pytest.raises(DeployFailed, match="not allowed by the host's owner"):
+        provider.deploy(ResourceKind.DEFINITION, definition, print)
+    allowing = AwsProvider(store, host_name="h1", secret_arn="arn:x",
+                           allowed_container_options=[option])  # fmt: skip
+    allowing.check(ResourceKind.DEFINITION, definition)
+    store.close()
+
+
+def test_what_stays_in_the_container_needs_no_leave(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name="h1", secret_arn="arn:x")
+    for fine in (
+        {"host_volumes": [{"name": "scratch"}],  # a docker volume, not the instance's files
+         "mount_points": [{"sourceVolume": "scratch", "containerPath": "/scratch"}]},
+        {"linux_parameters": {"sharedMemorySize": 256, "initProcessEnabled": True}},
+        {"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/hyper/h1/workers"}},
+        {"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/aws/batch/job"}},
+    ):  # fmt: skip
+        spec = DefinitionSpec(name="d1", use_cyclone_image=False, image_uri="w:1", **fine)
+        provider.check(ResourceKind.DEFINITION, spec)
+    store.close()

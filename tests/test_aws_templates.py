@@ -27,7 +27,9 @@ from hyper.providers.aws.templates import (
     PeerVpc,
     host_template,
     peering_routes_template,
+    physical_name,
     region_template,
+    resource_prefix,
     table_prefix,
 )
 from hyper.store.dynamodb_tables import table_definitions
@@ -170,6 +172,7 @@ ALLOWED_ACTIONS = {
     "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
     "logs:CreateLogStream", "logs:PutLogEvents",
     "batch:SubmitJob", "batch:DescribeJobs", "batch:CancelJob", "batch:TerminateJob",
+    "batch:TagResource",
     "batch:ListJobs",
     "ec2:GetSpotPlacementScores",
     "secretsmanager:GetSecretValue",
@@ -259,6 +262,11 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
         if found["Sid"].startswith("AcceptPeerings"):  # any peering, into the host's VPCs
             assert found["Action"] == ["ec2:AcceptVpcPeeringConnection"]
             continue
+        tags = {k: v for test in found.get("Condition", {}).values() for k, v in test.items()
+                if k.endswith("Tag/hyper:host")}  # fmt: skip
+        if tags:  # launch templates: ARNs of ids AWS makes, narrowed by the host's tag
+            assert set(tags.values()) == {"hyper-h1"}, found
+            continue
         for target in found["Resource"]:
             text = target["Fn::Sub"] if "Fn::Sub" in target else str(target)
             own = (
@@ -268,6 +276,29 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
             assert any(mark in text for mark in own), target
     api_actions = {a for s in policy_statements(template) for a in as_list(s["Action"])}
     assert not {a for a in api_actions if a.split(":")[0] in ("cloudformation", "iam", "ecr")}
+
+
+def test_no_ec2_create_or_tag_of_the_deploy_role_is_without_the_hosts_tag() -> None:
+    """Every EC2 statement that makes or tags (networks and launch templates) holds a
+    hyper:host tag condition, and tags only as a resource is made or on the host's own."""
+    template = host(batch_prefix="hyper-h1-")
+    (policy,) = template["Resources"]["DeployRole"]["Properties"]["Policies"]
+    creates = [
+        found
+        for found in policy["PolicyDocument"]["Statement"]
+        if any(a.startswith(("ec2:Create", "ec2:Allocate")) for a in as_list(found["Action"]))
+    ]
+    assert {c["Sid"] for c in creates} >= {"HostNetworkCreates", "HostLaunchTemplates",
+                                           "TagLaunchTemplatesAsMade"}  # fmt: skip
+    for found in creates:
+        keys = {k for test in found.get("Condition", {}).values() for k in test}
+        assert keys & {"aws:RequestTag/hyper:host", "aws:ResourceTag/hyper:host",
+                       "aws:ResourceTag/hyper:use"}, found  # fmt: skip
+        if (
+            "ec2:CreateTags" in as_list(found["Action"])
+            and "aws:ResourceTag/hyper:host" not in keys
+        ):
+            assert "ec2:CreateAction" in keys, found
 
 
 def test_a_batch_prefix_narrows_submitting() -> None:
@@ -579,3 +610,50 @@ def test_a_region_update_keeps_every_subnet_on_its_range() -> None:
                     else:
                         a, b = ipaddress.ip_network(cidr), ipaddress.ip_network(theirs)
                         assert not a.overlaps(b), (lid, cidr, other, theirs)
+
+
+def test_no_name_of_one_host_falls_under_another_hosts_grants() -> None:
+    """The grants of host B name `hyper-B--*` (stacks, roles, Batch resources); host A's
+    stacks, its CloudFormation-named function roles and its resources must never match,
+    for every pair of host names create-host accepts. Those it refuses are the ones that
+    would (`prod--x`'s stack `hyper-prod--x` is under `prod`'s `hyper-prod--*`)."""
+    import fnmatch
+
+    from hyper import config
+    from hyper.providers.aws.stacks import host_stack_name, region_stack_name
+
+    candidates = ["prod", "prod-", "prod--x", "prod-eu", "prod.", "prod..x", "prod.-x",
+                  "prod.x", "prod_", "prod-x", "prod-x-", "p.r.o.d"]  # fmt: skip
+    accepted, refused = [], []
+    for name in candidates:
+        try:
+            accepted.append(config.validate_new_host_name(name))
+        except UsageError:
+            refused.append(name)
+    assert refused == ["prod-", "prod--x", "prod.", "prod..x", "prod.-x", "prod-x-"]
+
+    def names_of(host: str) -> list[str]:
+        stack = host_stack_name(host)
+        return [stack, f"{stack}-DeployRole-ABC123", f"{stack}-FunctionRole-ABC123",
+                region_stack_name(host, "eu-west-1"), f"{resource_prefix(host)}-c1-ce1",
+                physical_name(host, "boundary", limit=128)]  # fmt: skip
+
+    for a, b in itertools.permutations(accepted, 2):
+        grant = f"{resource_prefix(b)}-*"
+        crossing = [n for n in names_of(a) if fnmatch.fnmatchcase(n, grant)]
+        assert not crossing, f"host {a!r}'s {crossing} fall under host {b!r}'s {grant}"
+    # and the refused ones did cross
+    assert fnmatch.fnmatchcase(host_stack_name("prod--x"), f"{resource_prefix('prod')}-*")
+
+
+@pytest.mark.parametrize("vpc", ["new", "existing", "host"])
+def test_interface_endpoints_name_the_services_only_in_a_vpc_the_host_made(vpc: str) -> None:
+    """Private DNS makes the services' own names resolve to the endpoints for the whole
+    VPC, whose security group admits only workers: in a VPC the host did not make, every
+    other workload there would lose STS, Secrets Manager, ECR, logs and ECS."""
+    template = region_variant(vpc, "PUBLIC", "FOR_PRIVATE_VPC", 0, False)
+    interface = [r["Properties"] for r in template["Resources"].values()
+                 if r["Type"] == "AWS::EC2::VPCEndpoint"
+                 and r["Properties"]["VpcEndpointType"] == "Interface"]  # fmt: skip
+    assert interface
+    assert {p["PrivateDnsEnabled"] for p in interface} == {vpc == "new"}

@@ -31,6 +31,7 @@ from hyper.launchers.base import LaunchRequest
 from hyper.launchers.batch import BatchLauncher
 from hyper.models import DefinitionSpec
 from hyper.providers.aws.batch import Names, job_definition
+from hyper.providers.aws.worker_build import build_context
 from hyper.store.sqlite import SQLiteStore
 from tests.conftest import ROOT
 
@@ -79,8 +80,10 @@ class Image:
             elif word == "COPY":
                 *sources, target = shlex.split(rest)
                 where = self.path(target if target.startswith("/") else f"{self.workdir}/{target}")
-                for source in sources:
-                    found = context / source
+                for pattern in sources:
+                    matches = sorted(context.glob(pattern))
+                    assert matches, f"COPY {pattern}: not in the build context"
+                    found = matches[0]
                     if found.is_dir():
                         shutil.copytree(found, where, dirs_exist_ok=True)
                     else:
@@ -110,7 +113,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     venv.EnvBuilder(with_pip=True, clear=True).create(base / "venv")  # no site-packages
     python = base / "venv" / "bin" / "python"
     built = Image(base / "root", python)
-    built.build(DOCKERFILE, ROOT)
+    with build_context(DOCKERFILE.parent) as context:  # what add-image gives docker
+        built.build(context / "Dockerfile", context)
     return built
 
 

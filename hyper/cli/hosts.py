@@ -53,8 +53,11 @@ def ask_host_request(
             "Host name:",
             default=defaults.name,
             validate=lambda text: (
-                bool(config.HOST_NAME_PATTERN.fullmatch(text))
-                or "letters, digits, '.', '_' or '-' (at most 63)"
+                (
+                    bool(config.HOST_NAME_PATTERN.fullmatch(text))
+                    and not config.SHARED_PREFIX.search(text)
+                )
+                or "letters, digits, '.', '_' or '-' (at most 63; no '--', no '-' at the end)"
             ),
             **io,
         )
@@ -159,6 +162,18 @@ def create_host(
         help="aws: the IAM policies (names or ARNs, a,b) clusters and definitions may attach;"
         " default none",
     ),
+    allowed_vpcs: str = typer.Option(
+        None,
+        "--allowed-vpcs",
+        help="aws: existing VPCs (vpc-a,vpc-b) that add-region --vpc-id may put workers in;"
+        " default none (the host's own --vpc is always allowed)",
+    ),
+    allowed_container_options: str = typer.Option(
+        None,
+        "--allowed-container-options",
+        help="aws: what definitions may ask beyond their container (privileged,host-volumes,"
+        "devices,log-groups); default none",
+    ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
 ) -> None:
@@ -176,6 +191,8 @@ def create_host(
         enable_dashboard=enable_dashboard,
         code_bundle=code_bundle,
         allowed_policies=allowed_policies,
+        allowed_vpcs=allowed_vpcs,
+        allowed_container_options=allowed_container_options,
     )
     missing = [
         flag for flag, value in (("--name", name), ("--provider", provider)) if value is None
@@ -255,6 +272,12 @@ def update_host(
     code_bundle: Path = typer.Option(
         None, "--code-bundle", help="aws: a Lambda bundle built before (default: build one)"
     ),
+    allowed_vpcs: str = typer.Option(
+        None,
+        "--allowed-vpcs",
+        help='aws: the existing VPCs (vpc-a,vpc-b) regions may use from now on ("": none);'
+        " default: as before",
+    ),
 ) -> None:
     """Change a host's settings and restart it on the installed code."""
     updated = hosts.update_host(
@@ -264,6 +287,7 @@ def update_host(
         url=url,
         data_dir=data_dir,
         code_bundle=code_bundle,
+        allowed_vpcs=allowed_vpcs,
         log=_say,
     )
     typer.echo(f"host {updated.name!r} updated ({updated.url})", err=True)

@@ -149,6 +149,8 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
         host_subnets=[s for s in env.get("HYPER_HOST_SUBNETS", "").split(",") if s],
         permissions_boundary=env.get("HYPER_PERMISSIONS_BOUNDARY"),
         allowed_policies=env.get("HYPER_ALLOWED_POLICIES", "").split(","),
+        allowed_vpcs=env.get("HYPER_ALLOWED_VPCS", "").split(","),
+        allowed_container_options=env.get("HYPER_ALLOWED_CONTAINER_OPTIONS", "").split(","),
     )
 
     def launchers(service: HostService) -> dict[str, Launcher]:

@@ -267,6 +267,8 @@ class BatchLauncher(Launcher):
                 "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
                 **overrides,
             },
+            # the host's tag: the API function may stop only jobs that carry it
+            "tags": self.names.tags(),
         }
         if size > 1:
             submit["arrayProperties"] = {"size": size}

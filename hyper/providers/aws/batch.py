@@ -5,8 +5,11 @@ What each resource is in a region (every name comes from `Names`, under the host
 - cluster     ``compute_envs`` managed Batch compute environments ``PREFIX-CLUSTER-ce1..3``
               sharing the cluster's max vCPUs (SPOT or ON_DEMAND, in the region's subnets
               and security group), and ONE job queue ``PREFIX-CLUSTER`` in front of them,
-              in that order. An update sets max vCPUs and state; a delete disables and
-              deletes the job queue, then the compute environments.
+              in that order, their instances launched from the cluster's launch
+              template ``PREFIX-CLUSTER-instances`` (IMDSv2 only, hop limit 1; see
+              launch_templates). An update sets max vCPUs and state; a delete disables
+              and deletes the job queue, then the compute environments and the
+              launch template.
 - queue       nothing of its own: its workers are array jobs on its cluster's job queue
               (`check_queue` says whether that queue is there).
 - image       an ECR repository ``prefix/image`` per region. `build_and_push` and
@@ -15,15 +18,19 @@ What each resource is in a region (every name comes from `Names`, under the host
               write it.
 - definition  a Batch job definition ``PREFIX-DEFINITION`` per region whose container
               runs the worker agent (``start.sh`` of the worker image, see
-              example-worker-image/), with a job role ``PREFIX-DEFINITION-job``.
+              example-worker-image/), with a job role ``PREFIX-DEFINITION-job``; what
+              it asks beyond its container (CONTAINER_OPTIONS) only when the host's
+              owner allows it.
 
 IAM roles are global: the ``ensure_*_role(s)`` functions run once per change, before the
 per-region ones, and are idempotent. They are created when absent, each with the least
 AWS documents for its service:
 
 - ``PREFIX-batch-service``   (batch.amazonaws.com) AWS managed ``AWSBatchServiceRole``;
-- ``PREFIX-CLUSTER-instance`` (ec2.amazonaws.com) and its instance profile:
-  ``AmazonEC2ContainerServiceforEC2Role`` (the ECS agent) plus the cluster's iam_policies;
+- ``PREFIX-CLUSTER-instance`` (ec2.amazonaws.com) and its instance profile: what the ECS
+  agent does (``AmazonEC2ContainerServiceforEC2Role``'s actions) on the host's own ECS
+  clusters, repositories and log groups (`instance_policy`), plus the cluster's
+  iam_policies;
 - ``PREFIX-spot-fleet``       (spotfleet.amazonaws.com) ``AmazonEC2SpotFleetTaggingRole``,
   only for SPOT clusters with allocation strategy BEST_FIT (the others need none);
 - ``PREFIX-DEFINITION-job``  (ecs-tasks.amazonaws.com): the definition's iam_policies
@@ -42,7 +49,8 @@ Every AWS call goes through `ClientFactory` (plain boto3 clients by default, imp
 lazily), so moto, a moto server (``AWS_ENDPOINT_URL``) or a Stubber can stand in.
 
 This module is the Batch side's one front: each concept lives in a module of its own
-(names, waiting, roles, clusters and queues, repositories, definitions) and is named
+(names, waiting, roles, clusters and queues, launch_templates, repositories,
+worker_build, definitions) and is named
 here, as callers use it (``batch.deploy_cluster``...).
 """
 
@@ -61,14 +69,24 @@ from hyper.providers.aws.clusters import (
     split_vcpus,
 )
 from hyper.providers.aws.definitions import (
+    CONTAINER_OPTIONS,
     LOG_DRIVERS,
     WORKER_COMMAND,
+    check_container_options,
+    container_options,
     definition_image,
     delete_definition,
     deploy_definition,
     job_definition,
 )
-from hyper.providers.aws.names import Names
+from hyper.providers.aws.launch_templates import (
+    METADATA_OPTIONS,
+    USER_DATA,
+    delete_launch_template,
+    ensure_launch_template,
+    launch_template_data,
+)
+from hyper.providers.aws.names import DEFAULT_LOG_GROUP, Names
 from hyper.providers.aws.repositories import (
     REGION_PLACEHOLDER,
     build_and_push,
@@ -86,15 +104,20 @@ from hyper.providers.aws.roles import (
     delete_shared_roles,
     ensure_cluster_roles,
     ensure_job_role,
+    instance_policy,
     wait_for_roles,
 )
 from hyper.providers.aws.waiting import ClientFactory, Patience
 
 __all__ = [
+    "CONTAINER_OPTIONS",
+    "DEFAULT_LOG_GROUP",
     "IAM_NOT_YET",
     "LOG_DRIVERS",
     "MAX_COMPUTE_ENVS",
+    "METADATA_OPTIONS",
     "REGION_PLACEHOLDER",
+    "USER_DATA",
     "WORKER_COMMAND",
     "ClientFactory",
     "ClusterInRegion",
@@ -104,13 +127,16 @@ __all__ = [
     "Patience",
     "aws_client",
     "build_and_push",
+    "check_container_options",
     "check_queue",
     "compute_resources",
+    "container_options",
     "definition_image",
     "delete_cluster",
     "delete_cluster_roles",
     "delete_definition",
     "delete_job_role",
+    "delete_launch_template",
     "delete_repository",
     "delete_shared_roles",
     "deploy_cluster",
@@ -118,8 +144,11 @@ __all__ = [
     "deploy_repository",
     "ensure_cluster_roles",
     "ensure_job_role",
+    "ensure_launch_template",
     "find_ami",
+    "instance_policy",
     "job_definition",
+    "launch_template_data",
     "push_local_image",
     "require_docker_engine",
     "split_vcpus",

@@ -11,6 +11,7 @@ from hyper.errors import DeployFailed, one_line
 from hyper.models import ClusterSpec, QueueSpec
 from hyper.providers import Log
 from hyper.providers.aws.calls import aws_client, error_message
+from hyper.providers.aws.launch_templates import delete_launch_template, ensure_launch_template
 from hyper.providers.aws.names import Names
 from hyper.providers.aws.roles import IAM_NOT_YET, ClusterRoles, wait_for_roles
 from hyper.providers.aws.waiting import ClientFactory, Patience, _aws_failed, _wait
@@ -64,8 +65,10 @@ def compute_resources(
     network: Network,
     roles: ClusterRoles,
     image_id: str | None,
+    launch_template: str | None = None,
 ) -> dict[str, Any]:
-    """The computeResources of one of the cluster's compute environments."""
+    """The computeResources of one of the cluster's compute environments (its instances
+    launched from `launch_template`, when given)."""
     spot = cluster.type == "SPOT"
     strategy = cluster.allocation_strategy
     if not spot and strategy == "SPOT_CAPACITY_OPTIMIZED":  # on-demand has no such strategy
@@ -87,6 +90,8 @@ def compute_resources(
             resources["spotIamFleetRole"] = roles.spot_fleet_role
     if image_id:
         resources["ec2Configuration"] = [{"imageType": "ECS_AL2", "imageIdOverride": image_id}]
+    if launch_template:
+        resources["launchTemplate"] = {"launchTemplateName": launch_template, "version": "$Default"}
     return resources
 
 
@@ -157,10 +162,11 @@ def deploy_cluster(
     every = [names.compute_env(cluster.name, n + 1) for n in range(MAX_COMPUTE_ENVS)]
     wait_for_roles(roles, log, clients=clients, patience=patience)
     try:
+        template = ensure_launch_template(region, cluster, names, log, clients=clients)
         existing = _compute_envs(batch, every)
         created: dict[str, dict[str, Any]] = {}
         for name, vcpus in zip(wanted, shares, strict=True):
-            resources = compute_resources(cluster, vcpus, network, roles, image_id)
+            resources = compute_resources(cluster, vcpus, network, roles, image_id, template)
             env = existing.get(name)
             if env is None:
                 created[name] = {
@@ -300,7 +306,13 @@ def _settle_created(
 def _unchanged_in_place(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     """The fields an update leaves as they are, where the cluster now asks otherwise."""
     fields = ("type", "instanceTypes", "allocationStrategy", "bidPercentage", "ec2Configuration")
-    return [f for f in fields if f in current and current.get(f) != wanted.get(f)]
+    kept = [f for f in fields if f in current and current.get(f) != wanted.get(f)]
+    name = "launchTemplateName"  # one made before launch templates has none
+    if (current.get("launchTemplate") or {}).get(name) != wanted.get("launchTemplate", {}).get(
+        name
+    ):
+        kept.append("launchTemplate")
+    return kept
 
 
 def _delete_compute_env(batch: Any, region: str, name: str, log: Log, patience: Patience) -> None:
@@ -353,6 +365,7 @@ def delete_cluster(
             _delete_compute_env(
                 batch, region, names.compute_env(cluster.name, number), log, patience
             )
+        delete_launch_template(region, cluster, names, log, clients=clients)
     except DeployFailed:
         raise
     except Exception as error:

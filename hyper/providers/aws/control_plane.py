@@ -32,6 +32,7 @@ from hyper.providers.aws.template_parts import (
     table_prefix,
     tags,
     template_hash,
+    worker_log_group,
 )
 
 # DynamoDB tables ---------------------------------------------------------------------
@@ -88,6 +89,8 @@ def host_template(
     host_vpc: str | None = None,
     host_subnets: str | None = None,
     allowed_policies: tuple[str, ...] = (),
+    allowed_vpcs: tuple[str, ...] = (),
+    allowed_container_options: tuple[str, ...] = (),
     api_concurrency: int = API_CONCURRENCY,
     deploy_concurrency: int = DEPLOY_CONCURRENCY,
 ) -> Template:
@@ -103,7 +106,10 @@ def host_template(
     such role can change IAM beyond the host's own roles, nor reach accounts or
     organizations. The deploy function may attach to them only the AWS managed
     policies Batch needs and `allowed_policies` (the host owner's list, from
-    create-host), and may create roles only with that boundary."""
+    create-host), and may create roles only with that boundary. A region may put
+    workers in an existing VPC only when it is the host's own (`host_vpc`) or one of
+    `allowed_vpcs` (the owner's list, from create-host), and a definition may ask only
+    the container options of `allowed_container_options` (`batch.CONTAINER_OPTIONS`)."""
     prefix = table_prefix(host_name)
     function = function_name(host_name)
     api_name = physical_name(host_name, limit=128)
@@ -126,6 +132,8 @@ def host_template(
         "HYPER_HOST_SUBNETS": host_subnets or "",  # and, in a vpc-id, where workers go
         "HYPER_PERMISSIONS_BOUNDARY": ref("Boundary"),
         "HYPER_ALLOWED_POLICIES": ",".join(allowed_policies),
+        "HYPER_ALLOWED_VPCS": ",".join(allowed_vpcs),
+        "HYPER_ALLOWED_CONTAINER_OPTIONS": ",".join(allowed_container_options),
     }
     resources["Boundary"] = _boundary(host_name, batch_prefix)
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
@@ -165,7 +173,7 @@ def host_template(
         "Description": f"hyper host {host_name}",
         "Parameters": _host_parameters(),
         "Resources": resources,
-        "Outputs": _host_outputs(prefix, allowed_policies),
+        "Outputs": _host_outputs(prefix, allowed_policies, allowed_vpcs, allowed_container_options),
     }
 
 
@@ -191,7 +199,7 @@ def _log_groups(host_name: str, function: str, deployer: str, days: int) -> dict
     """The two functions' log groups and the workers', kept `days` days."""
     groups = {
         "FunctionLogs": f"/aws/lambda/{function}",
-        "WorkerLogs": f"/hyper/{host_name}/workers",
+        "WorkerLogs": worker_log_group(host_name),
         "DeployFunctionLogs": f"/aws/lambda/{deployer}",
     }
     return {
@@ -235,7 +243,12 @@ def _tick(host_name: str) -> dict[str, Json]:
     }
 
 
-def _host_outputs(prefix: str, allowed_policies: tuple[str, ...]) -> dict[str, Json]:
+def _host_outputs(
+    prefix: str,
+    allowed_policies: tuple[str, ...],
+    allowed_vpcs: tuple[str, ...],
+    allowed_container_options: tuple[str, ...],
+) -> dict[str, Json]:
     return {
         "ApiUrl": output(_api_url(), "where the host's API answers"),
         "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is in the secret)"),
@@ -250,6 +263,11 @@ def _host_outputs(prefix: str, allowed_policies: tuple[str, ...]) -> dict[str, J
         "BoundaryArn": output(ref("Boundary"), "the permissions boundary of the host's roles"),
         "AllowedPolicies": output(
             ",".join(allowed_policies) or "-", "IAM policies clusters and definitions may attach"
+        ),
+        "AllowedVpcs": output(",".join(allowed_vpcs) or "-", "existing VPCs regions may use"),
+        "AllowedContainerOptions": output(
+            ",".join(allowed_container_options) or "-",
+            "what definitions may ask beyond their container (privileged, host-volumes...)",
         ),
     }
 

@@ -3,13 +3,14 @@ See hyper/providers/aws/batch.py."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from hyper.errors import DeployFailed
+from hyper.errors import DeployFailed, UsageError
 from hyper.models import DefinitionSpec, ImageSpec
 from hyper.providers import Log
 from hyper.providers.aws.calls import aws_client
-from hyper.providers.aws.names import Names
+from hyper.providers.aws.names import DEFAULT_LOG_GROUP, Names
 from hyper.providers.aws.repositories import REGION_PLACEHOLDER
 from hyper.providers.aws.waiting import ClientFactory, _aws_failed
 
@@ -41,6 +42,42 @@ def definition_image(definition: DefinitionSpec, image: ImageSpec | None) -> str
             "which has no container image in AWS: give it a pushed image or an image URI"
         )
     return image.uri
+
+
+# what a definition may ask that reaches beyond its own container, each allowed only
+# when the host's owner allows it (create-host --allowed-container-options)
+CONTAINER_OPTIONS = {
+    "privileged": "privileged containers (the whole instance)",
+    "host-volumes": "host volumes (the instance's files)",
+    "devices": "host devices",
+    "log-groups": "log groups other than the host's",
+}
+
+
+def container_options(definition: DefinitionSpec, log_groups: Sequence[str]) -> list[str]:
+    """The CONTAINER_OPTIONS `definition` asks for; `log_groups` are the host's own."""
+    asked = []
+    if definition.privileged:
+        asked.append("privileged")
+    if any(volume.get("host") for volume in definition.host_volumes):  # not EFS, not scratch
+        asked.append("host-volumes")
+    if definition.linux_parameters.get("devices"):
+        asked.append("devices")
+    group = definition.log_options.get("awslogs-group")
+    if group is not None and group not in (*log_groups, DEFAULT_LOG_GROUP):
+        asked.append("log-groups")
+    return asked
+
+
+def check_container_options(text: str) -> list[str]:
+    """The options of a list `a,b` (the owner's --allowed-container-options)."""
+    options = [o.strip() for o in text.split(",") if o.strip()]
+    wrong = [o for o in options if o not in CONTAINER_OPTIONS]
+    if wrong:
+        raise UsageError(
+            f"--allowed-container-options: {wrong[0]!r} is none of {', '.join(CONTAINER_OPTIONS)}"
+        )
+    return options
 
 
 def job_definition(

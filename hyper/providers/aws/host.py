@@ -40,6 +40,10 @@ class AwsHostRequest(NamedTuple):
     enable_dashboard: bool = False
     # the IAM policies clusters and definitions may attach (a,b); None: as deployed before
     allowed_policies: str | None = None
+    # the existing VPCs (vpc-a,vpc-b) regions may use; None: as deployed before
+    allowed_vpcs: str | None = None
+    # what definitions may ask beyond their container (a,b); None: as deployed before
+    allowed_container_options: str | None = None
 
 
 def caller_account(region: str) -> str:
@@ -56,6 +60,12 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         raise UsageError(
             f"--account {request.account} is not the account of your AWS credentials ({account})"
         )
+    allowed_vpcs = request.allowed_vpcs
+    if allowed_vpcs is not None:
+        allowed_vpcs = ",".join(templates.check_vpc_ids(allowed_vpcs))
+    options = request.allowed_container_options
+    if options is not None:
+        options = ",".join(batch.check_container_options(options))
     if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
         stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
     secret_arn = _api_key_secret(request.name, request.region, log)
@@ -72,6 +82,14 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
         allowed = stacks.outputs_of(before).get("AllowedPolicies", "") if before else ""
         allowed = "" if allowed == "-" else allowed  # an output cannot be empty
+    if allowed_vpcs is None:  # an update keeps the owner's list
+        before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+        allowed_vpcs = stacks.outputs_of(before).get("AllowedVpcs", "") if before else ""
+        allowed_vpcs = "" if allowed_vpcs == "-" else allowed_vpcs
+    if options is None:  # an update keeps the owner's list
+        before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+        options = stacks.outputs_of(before).get("AllowedContainerOptions", "") if before else ""
+        options = "" if options == "-" else options
     prefix = templates.table_prefix(request.name)
     template = templates.host_template(
         request.name,
@@ -83,6 +101,8 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         host_subnets=request.subnets,
         batch_prefix=worker_names(request.name).prefix,
         allowed_policies=tuple(p.strip() for p in allowed.split(",") if p.strip()),
+        allowed_vpcs=tuple(v for v in allowed_vpcs.split(",") if v),
+        allowed_container_options=tuple(o for o in options.split(",") if o),
     )
     outputs = stacks.deploy_stack(
         stacks.host_stack_name(request.name),

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 # ---- names ----------------------------------------------------------------------------------
 
+# the log group Batch's awslogs driver writes to unless a definition names another
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+
 _BATCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _IAM_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]+")
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
@@ -51,6 +54,10 @@ class Names:
 
     def job_queue(self, cluster: str) -> str:
         return self._batch(cluster)
+
+    def launch_template(self, cluster: str) -> str:
+        """The EC2 launch template of a cluster's instances (one per region)."""
+        return self._batch(cluster, "instances")
 
     def job_definition(self, definition: str) -> str:
         return self._batch(definition)

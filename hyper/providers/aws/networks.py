@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +74,8 @@ def region_template(
     - an existing VPC's subnets must reach the API too (a NAT or an internet gateway):
       that is the owner's to arrange;
     - endpoints: DATA_OPTIMISED adds S3 and DynamoDB gateway endpoints, FOR_PRIVATE_VPC
-      also the interface endpoints Batch workers need without a way out;
+      also the interface endpoints Batch workers need without a way out (with private
+      DNS only in a new VPC: in an existing one it would reroute every workload's calls);
     - `spec.peer_with_main_region`: a peering connection with `peer` and routes to it.
     """
     if spec.vpc_id:
@@ -104,7 +106,9 @@ def region_template(
     if spec.deploy_vpc_endpoints != "OFF":
         resources.update(_gateway_endpoints(network, host_name))
     if spec.deploy_vpc_endpoints == "FOR_PRIVATE_VPC":
-        resources.update(_interface_endpoints(network, host_name))
+        # private DNS names an endpoint for the whole VPC: only in one the host made
+        ours = bool(spec.cidr) and not spec.vpc_id
+        resources.update(_interface_endpoints(network, host_name, private_dns=ours))
 
     outputs = {
         "VpcId": output(network.vpc_id, "the workers' VPC"),
@@ -220,6 +224,19 @@ def check_new_network(spec: RegionSpec) -> None:
         )
     if spec.cidr and not spec.vpc_id:
         subnet_range(spec.cidr, public=True, zone=0)
+
+
+VPC_ID = re.compile(r"vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?")
+
+
+def check_vpc_ids(text: str) -> list[str]:
+    """The vpc-ids of a list `a,b` (the owner's --allowed-vpcs); UsageError for one that
+    is not a vpc-id."""
+    ids = [v.strip() for v in text.split(",") if v.strip()]
+    wrong = [v for v in ids if not VPC_ID.fullmatch(v)]
+    if wrong:
+        raise UsageError(f"--allowed-vpcs: {wrong[0]!r} is not a vpc-id (vpc-...)")
+    return ids
 
 
 def _new_network(spec: RegionSpec, host_name: str) -> _Network:
@@ -379,7 +396,13 @@ def _gateway_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
     }
 
 
-def _interface_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
+def _interface_endpoints(
+    network: _Network, host_name: str, *, private_dns: bool = True
+) -> dict[str, Json]:
+    """Interface endpoints for the services workers use. With `private_dns` (only in a
+    VPC the host made) the services' own names resolve to them in the whole VPC; in an
+    existing VPC that would take those services from every other workload there (the
+    endpoints' security group admits only workers), so they keep their own names."""
     found: dict[str, Json] = {
         "EndpointSecurityGroup": resource(
             "AWS::EC2::SecurityGroup",
@@ -406,7 +429,7 @@ def _interface_endpoints(network: _Network, host_name: str) -> dict[str, Json]:
                 "VpcId": network.vpc_id,
                 "ServiceName": sub("com.amazonaws.${AWS::Region}." + service),
                 "VpcEndpointType": "Interface",
-                "PrivateDnsEnabled": True,
+                "PrivateDnsEnabled": private_dns,
                 "SubnetIds": network.endpoint_subnets,
                 "SecurityGroupIds": [ref("EndpointSecurityGroup")],
                 "Tags": tags(host_name),

@@ -168,14 +168,23 @@ def needs(
     *,
     stack_templates: Mapping[str, Json] | None = None,
     role_boundaries: Mapping[str, str] | None = None,
+    made_tags: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> list[Need]:
     """The permissions `call` needs in `place`. `stack_templates` (a template by stack
     name) gives a CreateStack/UpdateStack/DeleteStack the actions of its resources;
     `role_boundaries` (a boundary ARN by role name, as the roles were made) gives a call
-    on an existing role the ``iam:PermissionsBoundary`` IAM evaluates it with."""
+    on an existing role the ``iam:PermissionsBoundary`` IAM evaluates it with;
+    `made_tags` (tags by name, as the resources were made: `made_tags_of`) gives a call on
+    an existing EC2 launch template the ``aws:ResourceTag`` IAM evaluates it with."""
     if call.name in _FREE:
         return []
     found = list(_needs(call, place, stack_templates or {}))
+    made = made_tags or {}
+    held_tags = made.get(str(call.params.get("LaunchTemplateName", "")))
+    if call.name in ("batch:CancelJob", "batch:TerminateJob"):
+        held_tags = made.get(BATCH_JOBS)
+    if call.service in ("ec2", "batch") and held_tags:
+        found = [dataclasses.replace(n, resource_tags=n.resource_tags or held_tags) for n in found]
     role = call.params.get("RoleName") if call.service == "iam" else None
     boundary = (role_boundaries or {}).get(role or "")
     if boundary and "PermissionsBoundary" not in call.params:
@@ -195,6 +204,9 @@ def needs(
 def _needs(call: Call, place: Place, templates: Mapping[str, Json]) -> Iterator[Need]:
     p, region, op = call.params, call.region, call.operation
     action = call.name
+    if action == "iam:CreateServiceLinkedRole":
+        yield Need(action, "*", context=(("iam:AWSServiceName", p.get("AWSServiceName", "")),))
+        return
     if _ANY_RESOURCE.match(action):
         yield Need(action, "*")
         return
@@ -251,10 +263,12 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
             "CreateComputeEnvironment": ("compute-environment", "computeEnvironmentName"),
             "CreateJobQueue": ("job-queue", "jobQueueName"),
             "RegisterJobDefinition": ("job-definition", "jobDefinitionName"),
-            "SubmitJob": ("job-queue", "jobQueue"),
         }
-        kind, key = kinds[call.operation]
-        yield Need("batch:TagResource", arn(kind, p[key]), tags)
+        if call.operation == "SubmitJob":  # the job's own tags: its ARN is not known yet
+            yield Need("batch:TagResource", arn("job", "*"), tags)
+        else:
+            kind, key = kinds[call.operation]
+            yield Need("batch:TagResource", arn(kind, p[key]), tags)
 
 
 def _role_arn(role: str, place: Place) -> str:
@@ -455,6 +469,45 @@ def _lambda(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
     yield Need(action, target)
 
 
+BATCH_JOBS = "batch jobs"  # `made_tags_of`'s key for the tags the Batch jobs were submitted with
+
+
+def made_tags_of(calls: Iterable[Call]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """The tags each EC2 launch template was made with, by name, and those every Batch job
+    was submitted with (`BATCH_JOBS`, when all were submitted with the same), from the
+    calls."""
+    calls = list(calls)
+    made = {
+        str(c.params["LaunchTemplateName"]): tuple(
+            tag for spec in c.params.get("TagSpecifications", []) for tag in _tags(spec["Tags"])
+        )
+        for c in calls
+        if c.name == "ec2:CreateLaunchTemplate"
+    }
+    jobs = {_tags(c.params.get("tags")) for c in calls if c.name == "batch:SubmitJob"}
+    if len(jobs) == 1:
+        made[BATCH_JOBS] = jobs.pop()
+    return made
+
+
+def _ec2(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
+    """EC2 calls made directly (the networks are CloudFormation's): launch templates,
+    whose ARNs carry an id AWS makes, so they are narrowed by their tags."""
+    p, action = call.params, call.name
+    target = place.arn("ec2", call.region, "launch-template/*")
+    if call.operation == "CreateLaunchTemplate":
+        tags = tuple(t for spec in p.get("TagSpecifications", []) for t in _tags(spec["Tags"]))
+        yield Need(action, target, tags)
+        if tags:  # tagging on create: CreateTags, within this create only
+            yield Need("ec2:CreateTags", target, tags,
+                       context=(("ec2:CreateAction", "CreateLaunchTemplate"),))  # fmt: skip
+    elif call.operation in ("DeleteLaunchTemplate", "CreateLaunchTemplateVersion",
+                            "ModifyLaunchTemplate"):  # fmt: skip
+        yield Need(action, target)
+    else:
+        raise KeyError(f"no permission rule for {action}: add one to permissions.py")
+
+
 def _logs(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
     group = call.params.get("logGroupName", "*")
     yield Need(call.name, place.arn("logs", call.region, f"log-group:{group}:*"))
@@ -470,6 +523,7 @@ _HANDLERS: dict[str, Callable[[Call, Place, Mapping[str, Json]], Iterator[Need]]
     "secretsmanager": _secretsmanager,
     "lambda": _lambda,
     "logs": _logs,
+    "ec2": _ec2,
 }
 
 
@@ -525,7 +579,9 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
 
 
 # condition keys a request may or may not carry (`Need.context`), besides tags
-_CONTEXT_KEYS = frozenset({"iam:PermissionsBoundary", "iam:PolicyARN", "ec2:CreateAction"})
+_CONTEXT_KEYS = frozenset(
+    {"iam:PermissionsBoundary", "iam:PolicyARN", "iam:AWSServiceName", "ec2:CreateAction"}
+)
 
 
 def _conditions(conditions: Json, need: Need) -> bool:

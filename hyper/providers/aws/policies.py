@@ -144,6 +144,7 @@ def _function_role(
     submit) and the deploy function; and what takes no narrower resource than "*"."""
     batch = "arn:${AWS::Partition}:batch:*:${AWS::AccountId}:"
     named = _batch_named(batch_prefix)
+    host_tag = (batch_prefix or "hyper").rstrip("-")  # batch.Names.tags' hyper:host
     functions = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
     statements = [
         *_store_statements(tables, "FunctionLogs"),
@@ -152,7 +153,22 @@ def _function_role(
             [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],
             "SubmitWorkers",
         ),
-        statement(["batch:CancelJob", "batch:TerminateJob"], [sub(batch + "job/*")], "StopWorkers"),
+        # the host's jobs carry its tag (submitted with it), and only its jobs may be stopped
+        statement(
+            ["batch:TagResource"],
+            [sub(batch + "job/*")],
+            "TagWorkers",
+            Condition={
+                "StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_tag},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [HOST_TAG]},
+            },
+        ),
+        statement(
+            ["batch:CancelJob", "batch:TerminateJob"],
+            [sub(batch + "job/*")],
+            "StopWorkers",
+            Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host_tag}},
+        ),
         statement(
             ["lambda:InvokeFunction"],
             [sub(functions + function_name(host_name)), sub(functions + deployer)],
@@ -168,7 +184,6 @@ def _function_role(
 # the AWS managed policies hyper attaches to the roles it makes (batch.py)
 BATCH_MANAGED_POLICIES = (
     "service-role/AWSBatchServiceRole",
-    "service-role/AmazonEC2ContainerServiceforEC2Role",
     "service-role/AmazonEC2SpotFleetTaggingRole",
 )
 
@@ -197,8 +212,9 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
         statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy", "iam:PassRole"], own,
                   "HostRolesOnly"),
         statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
-                   "iam:ListRoles", "iam:CreateServiceLinkedRole", "sts:GetCallerIdentity"],
+                   "iam:ListRoles", "sts:GetCallerIdentity"],
                   "*", "ReadIdentity"),
+        _service_linked_roles(),
         {"Sid": "KeepTheBoundary", "Effect": "Deny",
          "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
@@ -275,6 +291,7 @@ def _deploy_role(
         ),
         statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
         *_network_statements(host_name),
+        *_launch_template_statements(batch_prefix),
         # these take no resource narrower than "*"
         statement(
             [
@@ -282,11 +299,11 @@ def _deploy_role(
                 "ecr:GetAuthorizationToken",
                 "cloudformation:Describe*",
                 "cloudformation:ValidateTemplate",
-                "iam:CreateServiceLinkedRole",
             ],
             "*",
             "NoNarrowerResource",
         ),
+        _service_linked_roles(),
     ]
     return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
 
@@ -345,6 +362,41 @@ def _network_statements(host_name: str) -> list[Json]:
             Condition={"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": host_name}},
         ),
     ]
+
+
+# the services whose service-linked roles Batch may make on a first compute environment
+SERVICE_LINKED_ROLES = ("batch.amazonaws.com", "ecs.amazonaws.com", "spot.amazonaws.com",
+                        "spotfleet.amazonaws.com", "autoscaling.amazonaws.com")  # fmt: skip
+
+
+def _service_linked_roles() -> Json:
+    """iam:CreateServiceLinkedRole for Batch's services only (IAM's iam:AWSServiceName)."""
+    return statement(
+        ["iam:CreateServiceLinkedRole"],
+        "*",
+        "BatchServiceLinkedRoles",
+        Condition={"StringEquals": {"iam:AWSServiceName": list(SERVICE_LINKED_ROLES)}},
+    )
+
+
+def _launch_template_statements(batch_prefix: str | None) -> list[Json]:
+    """The launch templates of the host's clusters (`batch.ensure_launch_template`): made
+    only with the host's tag, tagged only as they are made (ec2:CreateAction
+    CreateLaunchTemplate), deleted only when they carry it. Their ARNs hold an id AWS
+    makes, so the tag is what names them as the host's. That tag is `batch.Names.tags`'
+    hyper:host (``hyper-HOST``, the Batch side's), not the network's (HOST): so these are
+    statements of their own rather than entries of `_network_statements`' lists."""
+    host = (batch_prefix or "hyper").rstrip("-")  # batch.Names.tags' hyper:host
+    templates = ec2("launch-template")
+    return [
+        statement(["ec2:CreateLaunchTemplate"], [templates], "HostLaunchTemplates",
+                  Condition={"StringEquals": {f"aws:RequestTag/{HOST_TAG}": host}}),
+        statement(["ec2:CreateTags"], [templates], "TagLaunchTemplatesAsMade",
+                  Condition={"StringEquals": {"ec2:CreateAction": "CreateLaunchTemplate",
+                                              f"aws:RequestTag/{HOST_TAG}": host}}),
+        statement(["ec2:DeleteLaunchTemplate"], [templates], "DeleteHostLaunchTemplates",
+                  Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host}}),
+    ]  # fmt: skip
 
 
 def ec2(kind: str) -> Json:

@@ -44,6 +44,8 @@ class AwsProvider:
         patience: batch.Patience | None = None,
         permissions_boundary: str | None = None,
         allowed_policies: Sequence[str] = (),
+        allowed_vpcs: Sequence[str] = (),
+        allowed_container_options: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.host_name = host_name
@@ -57,6 +59,11 @@ class AwsProvider:
         self.boundary = permissions_boundary or None  # on every role this provider makes
         # the policies clusters and definitions may attach (the host owner's list)
         self.allowed_policies = tuple(p for p in allowed_policies if p)
+        # the existing VPCs regions may put workers in (the owner's list; and the host's)
+        own = (host_vpc,) if host_vpc and host_vpc.startswith("vpc-") else ()
+        self.allowed_vpcs = (*own, *(v for v in allowed_vpcs if v))
+        # what definitions may ask beyond their container (batch.CONTAINER_OPTIONS)
+        self.allowed_container_options = tuple(o for o in allowed_container_options if o)
 
     # what exists -------------------------------------------------------------
 
@@ -92,6 +99,12 @@ class AwsProvider:
         the host's owner does not allow."""
         if isinstance(spec, RegionSpec) and spec.kind == "aws":
             templates.check_new_network(spec)
+            if spec.vpc_id and spec.vpc_id not in self.allowed_vpcs:
+                allowed = ", ".join(self.allowed_vpcs) or "none"
+                raise UsageError(
+                    f"region {spec.name}: VPC {spec.vpc_id} is not one the host's owner allows"
+                    f" (allowed: {allowed}; hyper hosts update-host --allowed-vpcs)"
+                )
         if isinstance(spec, ClusterSpec | DefinitionSpec):
             refused = [p for p in spec.iam_policies if p not in self.allowed_policies]
             if refused:
@@ -101,16 +114,29 @@ class AwsProvider:
                     f"host's owner allows (allowed: {allowed}; hyper hosts update-host "
                     "--allowed-policies)"
                 )
+        if isinstance(spec, DefinitionSpec):
+            logs = [templates.worker_log_group(self.host_name)]
+            asked = batch.container_options(spec, logs)
+            refused = [o for o in asked if o not in self.allowed_container_options]
+            if refused:
+                raise UsageError(
+                    f"definition {spec.name}: {batch.CONTAINER_OPTIONS[refused[0]]} are not "
+                    f"allowed by the host's owner (create-host --allowed-container-options "
+                    f"{refused[0]})"
+                )
 
     def deploy(self, kind: ResourceKind, spec: Spec, log: Log) -> Spec:
-        if isinstance(spec, RegionSpec):
-            return self._region(spec, log)
         try:
             self.check(kind, spec)
         except UsageError as error:
             raise DeployFailed(str(error)) from None
+        if isinstance(spec, RegionSpec):
+            return self._region(spec, log)
         if isinstance(spec, ClusterSpec):
-            roles = batch.ensure_cluster_roles(spec, self.names, log, boundary=self.boundary)
+            roles = batch.ensure_cluster_roles(
+                spec, self.names, log, boundary=self.boundary,
+                log_groups=[templates.worker_log_group(self.host_name)],
+            )  # fmt: skip
             for region in self.active_regions():
                 batch.deploy_cluster(region.name, spec, self.network(region.name), roles,
                                      self.names, log, patience=self.patience)  # fmt: skip

@@ -119,17 +119,21 @@ def build_and_push(
     clients: ClientFactory = aws_client,
 ) -> ImageSpec:
     """Build the image from its folder with docker and push it to every region's
-    repository; returns it with its URI (``_REGION_`` for the region)."""
+    repository; returns it with its URI (``_REGION_`` for the region). The build context
+    is the folder's files plus a wheel of this hyper (`worker_build`)."""
+    from hyper.providers.aws.worker_build import build_context
+
     folder = Path(image.local_build_directory or "")
     if not image.local_build_directory or not (folder / "Dockerfile").is_file():
         raise DeployFailed(f"{folder} has no Dockerfile")
     require_docker_engine()
     local = f"hyper/{image.name}:latest".lower()
-    log(f"building {local} from {folder}")
-    try:
-        output = run(["docker", "build", "-t", local, str(folder)], timeout=3600)
-    except CommandFailed as error:
-        raise DeployFailed(str(error)) from None
+    log(f"building {local} from {folder} (with a wheel of this hyper)")
+    with build_context(folder) as context:  # the folder's files and hyper's wheel
+        try:
+            output = run(["docker", "build", "-t", local, str(context)], timeout=3600)
+        except CommandFailed as error:
+            raise DeployFailed(str(error)) from None
     for line in output.strip().splitlines()[-5:]:
         log(line)
     return image.model_copy(update={"uri": _push(local, image, regions, names, log, clients)})

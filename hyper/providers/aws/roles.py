@@ -12,14 +12,16 @@ from typing import Any
 from hyper.models import ClusterSpec, DefinitionSpec
 from hyper.providers import Log
 from hyper.providers.aws.calls import aws_client, error_code
-from hyper.providers.aws.names import Names
+from hyper.providers.aws.names import DEFAULT_LOG_GROUP, Names
 from hyper.providers.aws.waiting import ClientFactory, Patience, _aws_failed
 
 # ---- IAM (global) ---------------------------------------------------------------------------
 
 _AWS_POLICY = "arn:{partition}:iam::aws:policy/{name}"
 _BATCH_SERVICE_POLICY = "service-role/AWSBatchServiceRole"
-_ECS_INSTANCE_POLICY = "service-role/AmazonEC2ContainerServiceforEC2Role"
+# the instances' own policy (`instance_policy`), in place of AWS's managed
+# AmazonEC2ContainerServiceforEC2Role, whose ECS, ECR and Logs actions are on "*"
+_INSTANCE_POLICY_NAME = "hyper-ecs-instance"
 _SPOT_FLEET_POLICY = "service-role/AmazonEC2SpotFleetTaggingRole"
 _IAM_REGION = "us-east-1"  # IAM is global; its client needs some region
 
@@ -184,6 +186,47 @@ def _spot_fleet_needed(cluster: ClusterSpec) -> bool:
     return cluster.type == "SPOT" and cluster.allocation_strategy == "BEST_FIT"
 
 
+def instance_policy(
+    names: Names, partition: str, account: str, log_groups: Sequence[str] = ()
+) -> dict[str, Any]:
+    """What the ECS agent on a cluster's instances does (AWS's managed
+    AmazonEC2ContainerServiceforEC2Role's actions), on the host's own resources only:
+    the ECS clusters Batch makes for the host's compute environments (named
+    ``AWSBatch-COMPUTE_ENVIRONMENT-...``) and their container instances, the host's image
+    repositories, and the log groups its jobs write to (Batch's default one and
+    `log_groups`). No ecs:CreateCluster: Batch makes the clusters."""
+    host = f"{names.prefix}-"  # every compute environment's name starts with it
+
+    def arn(service: str, rest: str) -> str:
+        return f"arn:{partition}:{service}:*:{account}:{rest}"
+
+    groups = [DEFAULT_LOG_GROUP, *log_groups]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "HostEcsClusters", "Effect": "Allow",
+             "Action": ["ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance",
+                        "ecs:SubmitContainerStateChange", "ecs:SubmitTaskStateChange",
+                        "ecs:SubmitAttachmentStateChanges", "ecs:UpdateContainerInstancesState"],
+             "Resource": [arn("ecs", f"cluster/AWSBatch-{host}*")]},
+            {"Sid": "HostContainerInstances", "Effect": "Allow",
+             "Action": ["ecs:Poll", "ecs:StartTelemetrySession"],
+             "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")]},
+            {"Sid": "HostImages", "Effect": "Allow",
+             "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchGetImage"],
+             "Resource": [arn("ecr", f"repository/{names.prefix.rstrip('-')}/*")]},
+            {"Sid": "JobLogs", "Effect": "Allow",
+             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": [arn("logs", f"log-group:{group}:*") for group in groups]},
+            {"Sid": "NoNarrowerResource", "Effect": "Allow",
+             "Action": ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken",
+                        "ec2:DescribeTags"],
+             "Resource": "*"},
+        ],
+    }  # fmt: skip
+
+
 def ensure_cluster_roles(
     cluster: ClusterSpec,
     names: Names,
@@ -191,9 +234,11 @@ def ensure_cluster_roles(
     *,
     clients: ClientFactory = aws_client,
     boundary: str | None = None,
+    log_groups: Sequence[str] = (),
 ) -> ClusterRoles:
     """The roles a cluster's compute environments need, created when absent, each with
-    the permissions `boundary` (the host's) when given."""
+    the permissions `boundary` (the host's) when given. The instance role has
+    `instance_policy` (with the host's `log_groups`) and the cluster's iam_policies."""
     iam = clients("iam", _IAM_REGION)
     tags = names.tags(cluster=cluster.name)
     changed: list[str] = []
@@ -208,13 +253,15 @@ def ensure_cluster_roles(
         boundary=boundary,
     )
     instance_role = names.instance_role(cluster.name)
+    partition, account = service.split(":")[1], service.split(":")[4]
     _ensure_role(
         iam,
         instance_role,
         "ec2.amazonaws.com",
-        [_ECS_INSTANCE_POLICY, *cluster.iam_policies],
+        list(cluster.iam_policies),
         tags,
         log,
+        inline={_INSTANCE_POLICY_NAME: instance_policy(names, partition, account, log_groups)},
         changed=changed,
         boundary=boundary,
     )

@@ -93,6 +93,11 @@ def resource_prefix(host_name: str) -> str:
     return f"hyper-{cleaned}-"
 
 
+def worker_log_group(host_name: str) -> str:
+    """Where the host's workers' container logs go (its `WorkerLogs`)."""
+    return f"/hyper/{host_name}/workers"
+
+
 def table_prefix(host_name: str) -> str:
     """The prefix of a host's DynamoDB tables, named `PREFIX-TABLE` (what
     `tables.table_definitions` takes)."""

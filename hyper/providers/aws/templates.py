@@ -31,9 +31,11 @@ from hyper.providers.aws.networks import (
     INTERFACE_ENDPOINTS,
     PRIVATE_SLOT,
     SUBNET_SLOTS,
+    VPC_ID,
     ExistingVpc,
     PeerVpc,
     check_new_network,
+    check_vpc_ids,
     peering_routes_template,
     region_template,
     subnet_range,
@@ -49,6 +51,7 @@ from hyper.providers.aws.policies import (
     OWNER_TAG,
     PROFILE_ACTIONS,
     ROLE_ACTIONS,
+    SERVICE_LINKED_ROLES,
     TABLE_ACTIONS,
     managed_policy_arn,
 )
@@ -80,6 +83,7 @@ from hyper.providers.aws.template_parts import (
     table_prefix,
     tags,
     template_hash,
+    worker_log_group,
 )
 
 __all__ = [
@@ -106,15 +110,18 @@ __all__ = [
     "PROFILE_ACTIONS",
     "ROLE_ACTIONS",
     "SECRET_PARAMETER",
+    "SERVICE_LINKED_ROLES",
     "SUBNET_SLOTS",
     "TABLE_ACTIONS",
     "TEMPLATE_VERSION",
+    "VPC_ID",
     "WORKER_SECRET_PARAMETER",
     "ExistingVpc",
     "Json",
     "PeerVpc",
     "Template",
     "check_new_network",
+    "check_vpc_ids",
     "dynamodb_table",
     "function_name",
     "get_att",
@@ -134,4 +141,5 @@ __all__ = [
     "table_prefix",
     "tags",
     "template_hash",
+    "worker_log_group",
 ]

@@ -1,0 +1,94 @@
+"""The EC2 launch template of a cluster's instances, one per region, made, tagged and
+deleted with the cluster: IMDSv2 required, hop limit 1, and bridged containers' traffic
+to the metadata service dropped. See hyper/providers/aws/batch.py."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from hyper.models import ClusterSpec
+from hyper.providers import Log
+from hyper.providers.aws.calls import aws_client, error_code
+from hyper.providers.aws.names import Names
+from hyper.providers.aws.waiting import ClientFactory
+
+# IMDSv2 only, and its answers go no further than the instance itself (hop limit 1): a
+# container on a bridge network is one hop away (AL2023 AMIs otherwise launch with 2)
+METADATA_OPTIONS = {"HttpEndpoint": "enabled", "HttpTokens": "required",
+                    "HttpPutResponseHopLimit": 1}  # fmt: skip
+# the instance's boot script (Batch takes user data as MIME multi-part): containers on a
+# bridge network never reach the metadata service, as ECS's guide for task roles has it
+# (DOCKER-USER made here if docker has not yet: docker keeps the rules of one it finds)
+USER_DATA = """MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="==HYPER=="
+
+--==HYPER==
+Content-Type: text/x-shellscript; charset="us-ascii"
+
+#!/bin/bash
+iptables --new-chain DOCKER-USER 2>/dev/null || true
+iptables --insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP
+echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config
+
+--==HYPER==--
+"""
+
+
+def launch_template_data() -> dict[str, Any]:
+    """What every instance of a hyper cluster is launched with."""
+    return {
+        "MetadataOptions": dict(METADATA_OPTIONS),
+        "UserData": base64.b64encode(USER_DATA.encode()).decode(),
+    }
+
+
+def ensure_launch_template(
+    region: str,
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> str:
+    """The cluster's launch template in `region` (`launch_template_data`), made when
+    absent; its name."""
+    ec2 = clients("ec2", region)
+    name = names.launch_template(cluster.name)
+    if _launch_template(ec2, name) is None:
+        tags = names.tags(cluster=cluster.name)
+        ec2.create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData=launch_template_data(),
+            TagSpecifications=[{
+                "ResourceType": "launch-template",
+                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+            }],
+        )  # fmt: skip
+        log(f"{region}: created launch template {name} (IMDSv2, hop limit 1)")
+    return name
+
+
+def delete_launch_template(
+    region: str,
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+) -> None:
+    ec2 = clients("ec2", region)
+    name = names.launch_template(cluster.name)
+    if _launch_template(ec2, name) is not None:
+        ec2.delete_launch_template(LaunchTemplateName=name)
+        log(f"{region}: deleted launch template {name}")
+
+
+def _launch_template(ec2: Any, name: str) -> dict[str, Any] | None:
+    try:
+        found = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]
+    except Exception as error:
+        if error_code(error) == "InvalidLaunchTemplateName.NotFoundException":
+            return None
+        raise
+    return found[0] if found else None
