@@ -104,6 +104,11 @@ def validate_new_host_name(name: str) -> str:
             f"invalid host name {name!r}: no '--' (nor '.' next to '-' or '.') and no '-' or '.'"
             " at the end, so that no name of another host starts like this host's"
         )
+    if name.lower().startswith("hyper-"):  # host X tags its Batch side `hyper-X`
+        raise UsageError(
+            f"invalid host name {name!r}: it may not start with 'hyper-', so that its tags"
+            " are never another host's"
+        )
     return name
 
 

@@ -109,6 +109,7 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
         (["--name", "bad/name", "--region", REGION], "invalid host name"),
         # its names would fall under host `prod`'s grants (hyper-prod--*)
         (["--name", "prod--x", "--region", REGION], "invalid host name"),
+        (["--name", "hyper-prod", "--region", REGION], "may not start with 'hyper-'"),
         (["--name", "prod-", "--region", REGION], "invalid host name"),
         (["--name", "prod.", "--region", REGION], "invalid host name"),
         (["--name", "prod..x", "--region", REGION], "invalid host name"),
