@@ -151,9 +151,10 @@ def test_weights_one_to_three_between_local_and_slurm(slurm_region: LocalHost) -
         "hyper", "queues", "add-queue", "--name", "mixed", "--compute-environment", "big",
         "--manual-region-weights", "-rw", "local=1", "-rw", f"{REGION}=3", "--yes",
     )  # fmt: skip
+    # one worker a job: workers of one vCPU (the sample definition's hold a CPU per job)
+    local.ok("hyper", "definitions", "add-definition", "--name", "one", "--vcpus", "1", "--yes")
     script = local.script("wait.sh", "#!/bin/bash\nsleep 20\n")
-    job_id = local.ok("qsub", "-q", "mixed", "-d", "sample-def-1", "-a", "1-8",
-                      str(script)).strip()  # fmt: skip
+    job_id = local.ok("qsub", "-q", "mixed", "-d", "one", "-a", "1-8", str(script)).strip()
 
     def started() -> Counter[str]:
         return Counter(region for _, region, _ in workers(local))
