@@ -21,9 +21,9 @@ import boto3
 from botocore.exceptions import ClientError
 
 from hyper.config import HostConfig
-from hyper.errors import DeployFailed, UsageError
-from hyper.providers.aws import batch, bundle, stacks, templates
-from hyper.providers.aws.calls import aws_errors
+from hyper.errors import DeployFailed, UsageError, one_line
+from hyper.providers.aws import batch, bundle, check, stacks, templates
+from hyper.providers.aws.calls import aws_errors, error_message
 from hyper.store import dynamodb_tables as tables
 
 Log = Callable[[str], None]
@@ -68,6 +68,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         options = ",".join(batch.check_container_options(options))
     if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
         stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
+    _check_lambda_concurrency(request, log)  # the last check: nothing is made before it
     secret_arn = _api_key_secret(request.name, request.region, log)
     worker_secret_arn = _api_key_secret(request.name, request.region, log, worker=True)
     bucket = _code_bucket(account, request.region, log)
@@ -119,6 +120,21 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     )
     host = credentials(request.name, request.region, outputs, account, request.vpc)
     return host._replace(subnets=request.subnets)
+
+
+def _check_lambda_concurrency(request: AwsHostRequest, log: Log) -> None:
+    """Refuse, before anything is made, an account whose Lambda concurrency cannot take
+    the host's reservations (the stack would roll back after the secrets and bundle)."""
+    try:
+        settings = boto3.client("lambda", region_name=request.region).get_account_settings()
+    except Exception as error:  # not readable here: the stack says so if it cannot
+        log(f"could not read the account's Lambda concurrency: {one_line(error_message(error))}")
+        return
+    before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+    deployed = before is not None and before.get("StackStatus") in stacks.DEPLOYED
+    lacking = check.lambda_concurrency_lacking(settings, check.HOST_RESERVES if deployed else 0)
+    if lacking:
+        raise UsageError(f"{request.region}: {lacking}, then run create-host again")
 
 
 def worker_names(host_name: str) -> batch.Names:

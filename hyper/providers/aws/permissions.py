@@ -137,7 +137,7 @@ _FREE = {"sts:GetCallerIdentity"}
 _ANY_RESOURCE = re.compile(
     r"^(ec2:(Describe|Get).*|batch:(Describe|List).*|cloudformation:(ValidateTemplate|ListStacks)"
     r"|ecr:GetAuthorizationToken|iam:CreateServiceLinkedRole|servicequotas:.*"
-    r"|apigateway:.*|s3:ListAllMyBuckets)$"
+    r"|apigateway:.*|s3:ListAllMyBuckets|lambda:GetAccountSettings)$"
 )
 
 
