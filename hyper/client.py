@@ -245,6 +245,14 @@ class HostClient:
     def submit(self, jobs: list[dict[str, Any]]) -> list[int]:
         """Submit jobs, in as many requests as the host's limits on one request take
         (SUBMIT_BATCH_JOBS jobs, SUBMIT_BATCH_BYTES of JSON); their ids in order."""
+        if self._submit_bytes < SUBMIT_BATCH_BYTES:  # an AWS host: refused before any is sent
+            for n, job in enumerate(jobs):
+                if len(json.dumps(job)) + 2 > self._submit_bytes:
+                    raise UsageError(
+                        f"job {n + 1} of the submit is {len(json.dumps(job)):,} bytes of JSON;"
+                        f" an AWS host (API Gateway and Lambda) takes {self._submit_bytes:,}"
+                        " at most per request: make its script smaller"
+                    )
         ids: list[int] = []
         for batch in _batches(jobs, self._submit_bytes):
             ids += self.call("POST", "/jobs", {"jobs": batch})["ids"]

@@ -120,6 +120,9 @@ def test_an_aws_hosts_client_keeps_within_lambdas_6_mb() -> None:
         with pytest.raises(UsageError) as refused:
             client.put_file("big.bin", b"x" * (LAMBDA_FILE_BYTES + 1))
         assert "\n" not in str(refused.value) and "AWS host" in str(refused.value)
+        with pytest.raises(UsageError) as refused:  # one job too big: none is sent
+            client.submit([job(1), job(2, "#" + "y" * LAMBDA_SUBMIT_BYTES + "\n")])
+        assert "job 2 of the submit" in str(refused.value)
     finally:
         client.close()
     assert HostClient("http://127.0.0.1:1", "k").max_file_bytes == MAX_FILE_BYTES
