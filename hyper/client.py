@@ -57,15 +57,29 @@ THROTTLED_PAUSE_SECONDS = 4.0
 
 SUBMIT_BATCH_JOBS = 10_000  # the host's max_jobs_per_request
 SUBMIT_BATCH_BYTES = 16 * 2**20  # half the host's max_body_bytes: room for escapes
+# An AWS host answers through API Gateway and Lambda, whose request and response carry at
+# most 6 MB, bodies base64-encoded (4/3 as long): files of at most 4 MB, submits of at
+# most 3 MB of JSON, leave room for the event's other fields. Its URL says it is one.
+LAMBDA_FILE_BYTES = 4_000_000
+LAMBDA_SUBMIT_BYTES = 3_000_000
+LAMBDA_HOSTS = (".amazonaws.com",)  # execute-api.REGION.amazonaws.com
 
 
-def _batches(jobs: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def on_lambda(url: str) -> bool:
+    """Whether a host's URL is an API Gateway endpoint (an AWS host's)."""
+    host = url.partition("://")[2].partition("/")[0].partition(":")[0].lower()
+    return ".execute-api." in host and host.endswith(LAMBDA_HOSTS)
+
+
+def _batches(
+    jobs: list[dict[str, Any]], max_bytes: int = SUBMIT_BATCH_BYTES
+) -> Iterator[list[dict[str, Any]]]:
     """Consecutive runs of `jobs` that each fit in one submit request."""
     batch: list[dict[str, Any]] = []
     size = 0
     for job in jobs:
         cost = len(json.dumps(job)) + 2
-        if batch and (len(batch) >= SUBMIT_BATCH_JOBS or size + cost > SUBMIT_BATCH_BYTES):
+        if batch and (len(batch) >= SUBMIT_BATCH_JOBS or size + cost > max_bytes):
             yield batch
             batch, size = [], 0
         batch.append(job)
@@ -121,6 +135,9 @@ class HostClient:
         self._retry_statuses = retry_statuses
         self._transport = transport or SocketTransport(url, timeout)
         self._reconnect = reconnect
+        lambda_host = on_lambda(url)
+        self.max_file_bytes = LAMBDA_FILE_BYTES if lambda_host else MAX_FILE_BYTES
+        self._submit_bytes = LAMBDA_SUBMIT_BYTES if lambda_host else SUBMIT_BATCH_BYTES
 
     def close(self) -> None:
         self._transport.close()
@@ -228,8 +245,16 @@ class HostClient:
     def submit(self, jobs: list[dict[str, Any]]) -> list[int]:
         """Submit jobs, in as many requests as the host's limits on one request take
         (SUBMIT_BATCH_JOBS jobs, SUBMIT_BATCH_BYTES of JSON); their ids in order."""
+        if self._submit_bytes < SUBMIT_BATCH_BYTES:  # an AWS host: refused before any is sent
+            for n, job in enumerate(jobs):
+                if len(json.dumps(job)) + 2 > self._submit_bytes:
+                    raise UsageError(
+                        f"job {n + 1} of the submit is {len(json.dumps(job)):,} bytes of JSON;"
+                        f" an AWS host (API Gateway and Lambda) takes {self._submit_bytes:,}"
+                        " at most per request: make its script smaller"
+                    )
         ids: list[int] = []
-        for batch in _batches(jobs):
+        for batch in _batches(jobs, self._submit_bytes):
             ids += self.call("POST", "/jobs", {"jobs": batch})["ids"]
         return ids
 
@@ -299,12 +324,21 @@ class HostClient:
     # files ----------------------------------------------------------------
     # (putting and deleting a key twice does what doing it once does: they may be repeated)
 
-    def put_file(self, key: str, data: bytes) -> None:
-        if len(data) > MAX_FILE_BYTES:
+    def _check_file_size(self, key: str, data: bytes) -> None:
+        if len(data) <= self.max_file_bytes:
+            return
+        if self.max_file_bytes < MAX_FILE_BYTES:
             raise UsageError(
-                f"file {key!r} is {len(data)} bytes; the host keeps files of at most"
-                f" {MAX_FILE_BYTES // 2**20} MiB"
+                f"file {key!r} is {len(data)} bytes; an AWS host (API Gateway and Lambda)"
+                f" takes files of at most {self.max_file_bytes:,} bytes"
             )
+        raise UsageError(
+            f"file {key!r} is {len(data)} bytes; the host keeps files of at most"
+            f" {MAX_FILE_BYTES // 2**20} MiB"
+        )
+
+    def put_file(self, key: str, data: bytes) -> None:
+        self._check_file_size(key, data)
         headers = {"Content-Type": "application/octet-stream"}
         self._exchange("PUT", _file_path(key), data, headers, repeatable=True)
 
@@ -325,11 +359,7 @@ class HostClient:
 
     def put_job_file(self, worker_id: str, job_id: int, key: str, data: bytes) -> None:
         """Keep a file a job this worker holds collected, as ``jobs/{job_id}/{key}``."""
-        if len(data) > MAX_FILE_BYTES:
-            raise UsageError(
-                f"file {key!r} is {len(data)} bytes; the host keeps files of at most"
-                f" {MAX_FILE_BYTES // 2**20} MiB"
-            )
+        self._check_file_size(key, data)
         headers = {"Content-Type": "application/octet-stream"}
         path = f"/workers/{quote(worker_id)}/jobs/{job_id}/files/{quote(key)}"
         self._exchange("PUT", path, data, headers, repeatable=True)

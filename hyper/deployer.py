@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from hyper.providers import Provider
 from hyper.store.base import JobFilter, Resource, Store
 
 log = logging.getLogger(__name__)
+
+RUN_LEASE = 900.0  # how long a change's `run` holds it when not handed off (stale_after)
 
 
 def validation_message(error: ValidationError) -> str:
@@ -139,8 +142,21 @@ class Deployer:
         record = self.store.get_resource(kind.value, name)
         if record is None or DeployStatus(record.status).settled:
             return None
-        self._record_line(record, "working on it")  # not stale while this runs
-        await self._work(kind, name)
+        # one invocation at a time per change (Lambda may retry an event, or deliver it
+        # twice): the lease outlasts the invocation, so a retry of one that timed out
+        # leaves the change to `resume`, which hands it off once it is stale
+        what, me = f"deploy {kind.value}/{name}", uuid.uuid4().hex
+        if not self.store.claim_lease(what, me, time.time(), self._stale_after or RUN_LEASE):
+            log.info("%s %s: another invocation is working on it", kind.singular, name)
+            return None
+        try:
+            record = self.store.get_resource(kind.value, name)  # as the last holder left it
+            if record is None or DeployStatus(record.status).settled:
+                return None
+            self._record_line(record, "working on it")  # not stale while this runs
+            await self._work(kind, name)
+        finally:
+            self.store.release_lease(what, me)
         settled = self.store.get_resource(kind.value, name)
         return settled.status if settled else "DELETED"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -193,7 +194,7 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
             assert resources["tags"] == {"team": "hydro", "hyper:cluster": "c1"}
             assert resources["instanceRole"] == profile["InstanceProfile"]["Arn"]
             assert resources["ec2Configuration"] == [
-                {"imageType": "ECS_AL2", "imageIdOverride": images[region]}
+                {"imageType": "ECS_AL2023", "imageIdOverride": images[region]}
             ]
             assert len(resources["subnets"]) == 2 and len(resources["securityGroupIds"]) == 1
             assert "spotIamFleetRole" not in resources  # only BEST_FIT needs one
@@ -237,6 +238,10 @@ def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_
         assert script.startswith("MIME-Version: 1.0\n")  # Batch takes MIME multi-part only
         assert ("iptables --insert DOCKER-USER 1 --in-interface docker+ "
                 "--destination 169.254.169.254/32 --jump DROP") in script  # fmt: skip
+        # Amazon Linux 2023: iptables fetched when absent; no agent, so no job, without it
+        assert "dnf install -y iptables-nft" in script and "systemctl mask --now ecs" in script
+        shell = script.split('charset="us-ascii"\n\n', 1)[1].split("\n--==HYPER==--")[0]
+        assert subprocess.run(["bash", "-n"], input=shell, text=True, check=False).returncode == 0
         envs = boto3.client("batch", region_name=region).describe_compute_environments()
         for env in envs["computeEnvironments"]:
             assert env["computeResources"]["launchTemplate"] == {
@@ -276,7 +281,12 @@ def test_the_compute_resources_of_an_on_demand_cluster() -> None:
         "securityGroupIds": ["sg-1"],
         "instanceRole": "arn:profile",
         "tags": {"hyper:cluster": "od"},
+        "ec2Configuration": [{"imageType": "ECS_AL2023"}],  # not left to Batch's default
     }
+    gpu = ClusterSpec(name="g", instance_list=["c5.large", "g5.xlarge"])
+    assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, "ami-1")[
+        "ec2Configuration"
+    ] == [{"imageType": "ECS_AL2023_NVIDIA", "imageIdOverride": "ami-1"}]
     assert batch.split_vcpus(1000, 3) == [334, 333, 333]
     assert batch.split_vcpus(2, 3) == [1, 1]  # never an environment of 0 vCPUs
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from hyper.config import HostConfig
+from hyper.errors import UsageError
 from hyper.providers.aws import check
+from hyper.providers.aws.host import AwsHostRequest, deploy_host
 from tests.helpers.aws import ACCOUNT, mocked_aws
+from tests.helpers.aws_host import bundle
 
 REGION = "eu-west-1"
 
@@ -61,3 +66,55 @@ def test_the_round_trip_waits_for_the_job_to_end() -> None:
     statuses = iter(["Waiting", "Running", "Successful"])
     ok = check.wait_for_job(lambda: 7, lambda _: next(statuses), timeout=60, sleep=lambda _: None)
     assert ok.ok and ok.detail == "job 7 Successful"
+
+
+def account_settings(limit: int, unreserved: int) -> None:
+    """Lambda's GetAccountSettings answered with these figures (moto has no answer of its
+    own): a hook on boto3's default session, before any client is made."""
+    answer = {"AccountLimit": {"ConcurrentExecutions": limit,
+                               "UnreservedConcurrentExecutions": unreserved},
+              "AccountUsage": {"FunctionCount": 0}}  # fmt: skip
+
+    def respond(**_: object) -> tuple[AWSResponse, dict]:
+        return AWSResponse("https://lambda", 200, {}, None), answer
+
+    boto3.DEFAULT_SESSION.events.register("before-call.lambda.GetAccountSettings", respond)
+
+
+def test_create_host_refuses_an_account_whose_lambda_concurrency_is_too_low(
+    aws: None, tmp_path: Path
+) -> None:
+    """A new account (limit 50): one line saying what to ask AWS for, and nothing made."""
+    account_settings(50, 50)
+    with pytest.raises(UsageError) as refused:
+        deploy_host(AwsHostRequest(name="h1", region=REGION), lambda _: None,
+                    code=bundle(tmp_path / "b.zip", ""))  # fmt: skip
+    message = str(refused.value)
+    assert "\n" not in message and "at least 510 concurrent executions" in message, message
+    assert "50 (50 unreserved)" in message
+    assert not boto3.client("secretsmanager", region_name=REGION).list_secrets()["SecretList"]
+    assert not boto3.client("s3", region_name=REGION).list_buckets()["Buckets"]
+    assert not boto3.client("cloudformation", region_name=REGION).describe_stacks()["Stacks"]
+
+
+def test_the_concurrency_asked_for_counts_other_functions_reservations() -> None:
+    def lacking(limit: int, unreserved: int, reserved_already: int = 0) -> str:
+        settings = {"AccountLimit": {"ConcurrentExecutions": limit,
+                                     "UnreservedConcurrentExecutions": unreserved}}  # fmt: skip
+        return check.lambda_concurrency_lacking(settings, reserved_already)
+
+    assert lacking(1000, 1000) == "" and lacking(510, 510) == ""
+    assert "at least 510 " in lacking(509, 509)
+    assert "at least 710 " in lacking(600, 400)  # other functions reserve 200
+    assert lacking(1000, 800) == ""
+    assert lacking(1000, 590, reserved_already=410) == ""  # a redeploy: its own 410 are held
+    assert "at least 1010 " in lacking(1000, 90, reserved_already=410)
+
+
+def test_check_host_reads_the_accounts_lambda_limit(aws: None) -> None:
+    host = HostConfig(name="h1", provider="aws", url="https://x", api_key="k", region=REGION,
+                      account=ACCOUNT)  # fmt: skip
+    account_settings(50, 50)
+    found = {c.what: c for c in check.check_host(host, {})}
+    lambda_check = found["Lambda concurrent executions"]
+    assert lambda_check.ok is False and "at least 510" in lambda_check.detail

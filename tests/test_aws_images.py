@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from hyper.config import HostConfig
 from hyper.errors import DeployFailed
@@ -166,3 +167,50 @@ def test_the_default_image_folder_builds_every_copy_from_its_context(
 def test_a_wheel_of_this_hyper_is_the_same_bytes_each_time(tmp_path: Path) -> None:
     first = write_wheel(tmp_path / "a").read_bytes()
     assert write_wheel(tmp_path / "b").read_bytes() == first
+
+
+def test_a_code_bucket_name_held_by_another_account_is_passed_over_and_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """S3 answers 403 for the predictable name when another account holds it: create-host
+    makes a name with a random suffix instead (not a dead end), the host stack keeps it,
+    and a redeploy uses it again."""
+    from hyper.providers.aws import host
+
+    squatted = f"hyper-code-123456789012-{MAIN}"
+
+    def not_yours(params: dict, **_: object) -> tuple[AWSResponse, dict] | None:
+        where = str(params.get("url_path", "")) + str(params.get("url", ""))
+        if squatted in where and f"{squatted}-" not in where:
+            error = {"Error": {"Code": "403", "Message": "Forbidden"}}
+            return AWSResponse("https://s3", 403, {}, None), error
+        return None
+
+    with mocked_aws(monkeypatch):
+        boto3.DEFAULT_SESSION.events.register("before-call.s3.HeadBucket", not_yours)
+        lines: list[str] = []
+        first = host._code_bucket("123456789012", MAIN, lines.append)
+        assert first.startswith(squatted + "-") and len(first) <= 63
+        assert any("not this account's" in line for line in lines)
+        s3 = boto3.client("s3", region_name=MAIN)
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [first]
+        assert host._code_bucket("123456789012", MAIN, lambda _: None, kept=first) == first
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [first]  # no other made
+
+
+def test_a_bundle_already_in_the_bucket_is_replaced_by_this_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Anyone able to write the bucket could pre-place an object under the bundle's name:
+    the upload never trusts one that is there."""
+    from hyper.providers.aws import host
+
+    with mocked_aws(monkeypatch):
+        bucket = host._code_bucket("123456789012", MAIN, lambda _: None)
+        s3 = boto3.client("s3", region_name=MAIN)
+        s3.put_object(Bucket=bucket, Key="hyper/code.zip", Body=b"not the bundle")
+        code = tmp_path / "code.zip"
+        code.write_bytes(b"PK the bundle")
+        host._upload(bucket, "hyper/code.zip", code, MAIN, lambda _: None, owner="123456789012")
+        kept = s3.get_object(Bucket=bucket, Key="hyper/code.zip")["Body"].read()
+        assert kept == b"PK the bundle"

@@ -341,7 +341,7 @@ def test_the_host_stack_holds_what_it_should() -> None:
     assert "WorkerKeySecret" in keys["WorkerApiKey"]["Value"]["Fn::Sub"]
 
     function = of_type("AWS::Lambda::Function")["HostFunction"]
-    assert function["Runtime"] in ("python3.11", "python3.12")
+    assert function["Runtime"] in ("python3.12", "python3.13")  # Amazon Linux 2023
     assert function["Handler"] == "hyper.host.lambda_adapter.handler"
     assert function["Code"] == {
         "S3Bucket": "hyper-code-bucket",

@@ -5,6 +5,7 @@ in-process mock; run with ``-s`` to see the call counts printed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,9 +20,12 @@ import boto3
 import moto
 import pytest
 
+from hyper.deployer import Deployer
 from hyper.errors import Conflict, StoreUnavailable, UsageError
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency
+from hyper.models import ResourceKind, Spec
+from hyper.providers.local import LocalProvider
 from hyper.store.base import ArrayTasks, Ending, JobFilter, NodeRecord, Store, WorkerRecord
 from hyper.store.dynamodb import DynamoDBStore
 from hyper.store.dynamodb.items import SCRIPT_INLINE_BYTES
@@ -195,6 +199,46 @@ def test_one_tick_at_a_time_across_processes(store: DynamoDBStore) -> None:
         assert store.claim_tick("a", 1305.0, 300)  # a crashed tick frees it in time
     finally:
         other.close()
+
+
+class SlowClusters(LocalProvider):
+    """Clusters made only once `go` is set, counted (the rest as on a local host)."""
+
+    def __init__(self) -> None:
+        self.go, self.started, self.made = threading.Event(), threading.Event(), 0
+
+    def deploy(self, kind: ResourceKind, spec: Spec, log: Callable[[str], None]) -> Spec:
+        self.made += 1
+        self.started.set()
+        assert self.go.wait(timeout=60)
+        return super().deploy(kind, spec, log)
+
+
+def test_two_runs_of_one_change_at_once_make_it_once(store: DynamoDBStore) -> None:
+    """Lambda may run a deploy event twice at once (a retry, a duplicate delivery): the
+    second run finds the change leased and does nothing; the lease goes with the first."""
+    store.put_resource("clusters", "c1", {"name": "c1"}, "CREATING", ["creating"], time.time())
+    provider = SlowClusters()
+    containers = [DynamoDBStore(PREFIX, REGION, BUCKET) for _ in range(2)]
+    deployers = [Deployer(handle, provider) for handle in containers]
+    for deployer in deployers:
+        deployer.hand_off(lambda kind, name: None, stale_after=960)
+    results: list[str | None] = []
+    try:
+        first = threading.Thread(
+            target=lambda: results.append(asyncio.run(deployers[0].run(ResourceKind.CLUSTER, "c1")))
+        )
+        first.start()
+        assert provider.started.wait(timeout=60)
+        assert asyncio.run(deployers[1].run(ResourceKind.CLUSTER, "c1")) is None  # leased
+        provider.go.set()
+        first.join(timeout=60)
+        assert results == ["ACTIVE"] and provider.made == 1
+        assert store.claim_lease("deploy clusters/c1", "next", time.time(), 960)  # let go
+    finally:
+        provider.go.set()
+        for handle in containers:
+            handle.close()
 
 
 def test_two_workers_claiming_one_queue_at_once_get_disjoint_jobs(store: DynamoDBStore) -> None:

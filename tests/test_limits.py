@@ -5,7 +5,9 @@ of connections, and a flood of silent connections never keeps the owner out."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -17,10 +19,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hyper import config, hosts, local_host
-from hyper.client import SUBMIT_BATCH_BYTES, SUBMIT_BATCH_JOBS, _batches
+from hyper.client import (
+    LAMBDA_FILE_BYTES,
+    LAMBDA_SUBMIT_BYTES,
+    SUBMIT_BATCH_BYTES,
+    SUBMIT_BATCH_JOBS,
+    HostClient,
+    _batches,
+    on_lambda,
+)
+from hyper.errors import UsageError
 from hyper.host.app import create_app
 from hyper.host.serving import MAX_HEAD_BYTES
 from hyper.host_settings import HostSettings
+from hyper.jobs import MAX_FILE_BYTES
 from hyper.store.sqlite import SQLiteStore
 from tests.conftest import LocalHost
 from tests.helpers.flood import silent_tcp_connections
@@ -84,6 +96,36 @@ def test_the_client_splits_by_count_and_by_size() -> None:
     assert sum(len(b) for b in batches) == 12 and len(batches) > 1
     assert [j for b in batches for j in b] == heavy  # in order
     assert all(sum(len(str(j["script"])) for j in b) <= SUBMIT_BATCH_BYTES for b in batches)
+
+
+def test_an_aws_hosts_client_keeps_within_lambdas_6_mb() -> None:
+    """API Gateway and Lambda carry at most 6 MB each way, bodies base64-encoded: a client
+    of an AWS host (its URL says so) sends submits and files that fit, and refuses a
+    bigger file in one line before sending anything."""
+    url = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1"
+    assert on_lambda(url) and not on_lambda("http://127.0.0.1:8080")
+    assert not on_lambda("https://example.com/execute-api.amazonaws.com")
+    lambda_limit = 6_000_000
+    envelope = 20_000  # the event's headers, path and context
+    heavy = [job(n, "#" + "y" * 700_000 + "\n") for n in range(12)]
+    batches = list(_batches(heavy, LAMBDA_SUBMIT_BYTES))
+    assert [j for b in batches for j in b] == heavy and len(batches) > 2
+    for batch in batches:
+        body = json.dumps({"jobs": batch}).encode()
+        assert len(base64.b64encode(body)) + envelope < lambda_limit
+    assert len(base64.b64encode(b"x" * LAMBDA_FILE_BYTES)) + envelope < lambda_limit
+    client = HostClient(url, "k")  # nothing is sent below: the size is refused first
+    try:
+        assert client.max_file_bytes == LAMBDA_FILE_BYTES
+        with pytest.raises(UsageError) as refused:
+            client.put_file("big.bin", b"x" * (LAMBDA_FILE_BYTES + 1))
+        assert "\n" not in str(refused.value) and "AWS host" in str(refused.value)
+        with pytest.raises(UsageError) as refused:  # one job too big: none is sent
+            client.submit([job(1), job(2, "#" + "y" * LAMBDA_SUBMIT_BYTES + "\n")])
+        assert "job 2 of the submit" in str(refused.value)
+    finally:
+        client.close()
+    assert HostClient("http://127.0.0.1:1", "k").max_file_bytes == MAX_FILE_BYTES
 
 
 def test_limits_are_settings_with_their_numbers() -> None:

@@ -490,8 +490,8 @@ class LogStore(Protocol):
 
 
 class TickLease(Protocol):
-    """The scheduler's tick runs one at a time, where several processes may run it
-    (Lambda)."""
+    """The scheduler's tick, and a resource's change, run one at a time, where several
+    processes may run them (Lambda)."""
 
     def claim_tick(self, owner: str, now: float, seconds: float) -> bool:
         """Whether `owner` may tick now (no other claim younger than its `seconds`)."""
@@ -499,6 +499,15 @@ class TickLease(Protocol):
 
     def release_tick(self, owner: str) -> None:
         """Give the tick up before its time (only `owner`'s own claim)."""
+        ...
+
+    def claim_lease(self, what: str, owner: str, now: float, seconds: float) -> bool:
+        """The same for any other work that must run once at a time (`what` names it: a
+        resource's change): whether `owner` may do it now."""
+        ...
+
+    def release_lease(self, what: str, owner: str) -> None:
+        """Give `what` up before its time (only `owner`'s own claim)."""
         ...
 
 

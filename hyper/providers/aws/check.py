@@ -5,7 +5,8 @@ screen. Each check says what it found and, when something is missing, what to do
 - the host: its stack deployed, its functions' roles there with the host's boundary;
 - the Batch service-linked role (AWS makes it on first use; an account whose policies
   forbid that must make it first);
-- quotas: Lambda concurrent executions, EC2 On-Demand and Spot vCPUs in each region,
+- quotas: the account's Lambda concurrency (lambda:GetAccountSettings, the limit that
+  holds) against what the host reserves, EC2 On-Demand and Spot vCPUs in each region
   against what the host's clusters ask;
 - images: each definition's image is in its registry in every ACTIVE region;
 - a round trip (optional, `--queue` and `--definition`): one job submitted, run by a
@@ -24,9 +25,16 @@ from typing import Any
 from hyper.config import HostConfig
 from hyper.providers.aws import stacks
 from hyper.providers.aws.calls import aws_client, error_code, error_message
+from hyper.providers.aws.template_parts import API_CONCURRENCY, DEPLOY_CONCURRENCY
 
 # quota codes (Service Quotas) and what an AWS host wants at least
 LAMBDA_CONCURRENCY = ("lambda", "L-B99A9384", 1000.0)  # concurrent executions
+# the host's functions reserve this much of the account's Lambda concurrency, and AWS
+# keeps 100 unreserved: an account's limit must be at least their sum (510), more when
+# other functions reserve some. The limit that holds is lambda:GetAccountSettings'
+# (new accounts have less than their Service Quotas value says).
+HOST_RESERVES = API_CONCURRENCY + DEPLOY_CONCURRENCY
+UNRESERVED_KEPT = 100
 EC2_ON_DEMAND_VCPUS = ("ec2", "L-1216C47A")  # Running On-Demand Standard instances, vCPUs
 EC2_SPOT_VCPUS = ("ec2", "L-34B43A08")  # All Standard Spot Instance Requests, vCPUs
 
@@ -62,7 +70,8 @@ def check_host(
     found.append(_service_linked_role(clients))
     regions = [r["name"] for r in resources.get("regions", [])
                if r["status"] == "ACTIVE" and r["spec"].get("kind") == "aws"]  # fmt: skip
-    found.append(_quota(clients, region, *LAMBDA_CONCURRENCY, "Lambda concurrent executions"))
+    deployed = any(c.what == "host stack" and c.ok for c in found)
+    found.append(_lambda_concurrency(clients, region, HOST_RESERVES if deployed else 0))
     clusters = [c["spec"] for c in resources.get("clusters", [])]
     for kind, code in (("ONDEMAND", EC2_ON_DEMAND_VCPUS), ("SPOT", EC2_SPOT_VCPUS)):
         wanted = float(sum(c.get("max_vcpus", 0) for c in clusters if c.get("type") == kind))
@@ -143,6 +152,37 @@ def _quota(
         return Check(label, False, f"{value:g}, less than {wanted:g}: ask AWS for more"
                      f" (Service Quotas, {service} {code})")  # fmt: skip
     return Check(label, True, f"{value:g} (wanted {wanted:g})")
+
+
+def lambda_concurrency_lacking(settings: dict[str, Any], reserved_already: int = 0) -> str:
+    """What the account lacks to reserve the host's Lambda concurrency, from
+    lambda:GetAccountSettings' answer ("" when nothing); `reserved_already`: what the
+    host's functions hold now (a redeploy)."""
+    limit = int(settings["AccountLimit"]["ConcurrentExecutions"])
+    unreserved = int(settings["AccountLimit"]["UnreservedConcurrentExecutions"])
+    reserved_by_others = limit - unreserved - reserved_already
+    needed = HOST_RESERVES + UNRESERVED_KEPT + reserved_by_others
+    if limit >= needed:
+        return ""
+    return (
+        f"the account's Lambda concurrency in this region is {limit} ({unreserved} unreserved);"
+        f" the host reserves {HOST_RESERVES} and AWS keeps {UNRESERVED_KEPT} unreserved: ask"
+        f" AWS for at least {needed} concurrent executions (Service Quotas, lambda"
+        f" {LAMBDA_CONCURRENCY[1]})"
+    )
+
+
+def _lambda_concurrency(clients: Clients, region: str, reserved_already: int) -> Check:
+    label = "Lambda concurrent executions"
+    try:
+        settings = clients("lambda", region).get_account_settings()
+    except Exception as error:
+        return Check(label, None, f"could not read the account's limit: {error_message(error)}")
+    lacking = lambda_concurrency_lacking(settings, reserved_already)
+    if lacking:
+        return Check(label, False, lacking)
+    limit = int(settings["AccountLimit"]["ConcurrentExecutions"])
+    return Check(label, True, f"{limit} (the host is sized for {LAMBDA_CONCURRENCY[2]:,.0f})")
 
 
 def _image(clients: Clients, region: str, definition: str, uri: str) -> Check:

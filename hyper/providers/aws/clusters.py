@@ -3,6 +3,7 @@ See hyper/providers/aws/batch.py."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,17 @@ def find_ami(region: str, name: str, *, clients: ClientFactory = aws_client) -> 
     return str(max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"])
 
 
+# GPU instance families (P and G), which take the ECS-optimised AMI with NVIDIA's drivers
+GPU_FAMILY = re.compile(r"^[pg]\d")
+
+
+def image_type(cluster: ClusterSpec) -> str:
+    """The ECS-optimised AMI family a given AMI is of: Amazon Linux 2023 (Batch ends its
+    support of Amazon Linux 2), with NVIDIA's drivers for GPU instance types."""
+    gpu = any(GPU_FAMILY.match(kind) for kind in cluster.instance_list)
+    return "ECS_AL2023_NVIDIA" if gpu else "ECS_AL2023"
+
+
 def compute_resources(
     cluster: ClusterSpec,
     max_vcpus: int,
@@ -88,8 +100,12 @@ def compute_resources(
         resources["bidPercentage"] = cluster.bid_percentage
         if roles.spot_fleet_role:
             resources["spotIamFleetRole"] = roles.spot_fleet_role
+    # the AMI family named, not left to Batch's default: the launch template's boot script
+    # is written for Amazon Linux 2023
+    configuration = {"imageType": image_type(cluster)}
     if image_id:
-        resources["ec2Configuration"] = [{"imageType": "ECS_AL2", "imageIdOverride": image_id}]
+        configuration["imageIdOverride"] = image_id
+    resources["ec2Configuration"] = [configuration]
     if launch_template:
         resources["launchTemplate"] = {"launchTemplateName": launch_template, "version": "$Default"}
     return resources

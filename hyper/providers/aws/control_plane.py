@@ -173,7 +173,9 @@ def host_template(
         "Description": f"hyper host {host_name}",
         "Parameters": _host_parameters(),
         "Resources": resources,
-        "Outputs": _host_outputs(prefix, allowed_policies, allowed_vpcs, allowed_container_options),
+        "Outputs": _host_outputs(
+            prefix, allowed_policies, allowed_vpcs, allowed_container_options, code_bucket
+        ),
     }
 
 
@@ -248,6 +250,7 @@ def _host_outputs(
     allowed_policies: tuple[str, ...],
     allowed_vpcs: tuple[str, ...],
     allowed_container_options: tuple[str, ...],
+    code_bucket: str,
 ) -> dict[str, Json]:
     return {
         "ApiUrl": output(_api_url(), "where the host's API answers"),
@@ -261,6 +264,7 @@ def _host_outputs(
         "FunctionName": output(ref("HostFunction"), "the function running the host"),
         "WorkerLogGroup": output(ref("WorkerLogs"), "where workers' container logs go"),
         "BoundaryArn": output(ref("Boundary"), "the permissions boundary of the host's roles"),
+        "CodeBucket": output(code_bucket, "where the host's code bundle is kept"),
         "AllowedPolicies": output(
             ",".join(allowed_policies) or "-", "IAM policies clusters and definitions may attach"
         ),

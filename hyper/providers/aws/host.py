@@ -21,9 +21,9 @@ import boto3
 from botocore.exceptions import ClientError
 
 from hyper.config import HostConfig
-from hyper.errors import DeployFailed, UsageError
-from hyper.providers.aws import batch, bundle, stacks, templates
-from hyper.providers.aws.calls import aws_errors
+from hyper.errors import DeployFailed, UsageError, one_line
+from hyper.providers.aws import batch, bundle, check, stacks, templates
+from hyper.providers.aws.calls import aws_errors, error_message
 from hyper.store import dynamodb_tables as tables
 
 Log = Callable[[str], None]
@@ -68,9 +68,12 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         options = ",".join(batch.check_container_options(options))
     if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
         stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
+    _check_lambda_concurrency(request, log)  # the last check: nothing is made before it
     secret_arn = _api_key_secret(request.name, request.region, log)
     worker_secret_arn = _api_key_secret(request.name, request.region, log, worker=True)
-    bucket = _code_bucket(account, request.region, log)
+    host_stack = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+    kept = stacks.outputs_of(host_stack).get("CodeBucket") if host_stack else None
+    bucket = _code_bucket(account, request.region, log, kept=kept)
     with tempfile.TemporaryDirectory(prefix="hyper-bundle-") as work:
         if code is None:
             log("building the host's code bundle from this install")
@@ -119,6 +122,21 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     )
     host = credentials(request.name, request.region, outputs, account, request.vpc)
     return host._replace(subnets=request.subnets)
+
+
+def _check_lambda_concurrency(request: AwsHostRequest, log: Log) -> None:
+    """Refuse, before anything is made, an account whose Lambda concurrency cannot take
+    the host's reservations (the stack would roll back after the secrets and bundle)."""
+    try:
+        settings = boto3.client("lambda", region_name=request.region).get_account_settings()
+    except Exception as error:  # not readable here: the stack says so if it cannot
+        log(f"could not read the account's Lambda concurrency: {one_line(error_message(error))}")
+        return
+    before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+    deployed = before is not None and before.get("StackStatus") in stacks.DEPLOYED
+    lacking = check.lambda_concurrency_lacking(settings, check.HOST_RESERVES if deployed else 0)
+    if lacking:
+        raise UsageError(f"{request.region}: {lacking}, then run create-host again")
 
 
 def worker_names(host_name: str) -> batch.Names:
@@ -283,18 +301,28 @@ def new_api_key() -> str:
     return "".join(secrets.choice(API_KEY_ALPHABET) for _ in range(API_KEY_LENGTH))
 
 
-def _code_bucket(account: str, region: str, log: Log) -> str:
+def _code_bucket(account: str, region: str, log: Log, *, kept: str | None = None) -> str:
     """The bucket holding hosts' code bundles and big templates, one per account and region.
     Its name is predictable, so every call on it names the owner it must have
-    (ExpectedBucketOwner): a bucket of that name in another account is never used."""
+    (ExpectedBucketOwner): a bucket of that name in another account is never used. When
+    another account holds the name (S3 answers 403), a name with a random suffix is made
+    instead, and the host stack keeps it (its CodeBucket output, `kept`) for redeploys."""
     name = f"hyper-code-{account}-{region}"
     s3 = boto3.client("s3", region_name=region)
     with aws_errors(f"making the code bucket {name}"):
+        if kept:  # the one this host was deployed with, while still this account's
+            with contextlib.suppress(ClientError):
+                s3.head_bucket(Bucket=kept, ExpectedBucketOwner=account)
+                return kept
         try:
             s3.head_bucket(Bucket=name, ExpectedBucketOwner=account)
             return name
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("403", "AccessDenied", "Forbidden"):  # not ours: another name
+                log(f"the bucket {name} is not this account's: using another name")
+                name = f"{name}-{secrets.token_hex(4)}"
+            elif code not in ("404", "NoSuchBucket"):
                 raise
         where: dict[str, Any] = {}
         if region != "us-east-1":  # the one region that refuses to be named here
@@ -315,14 +343,9 @@ def _code_bucket(account: str, region: str, log: Log) -> str:
 
 
 def _upload(bucket: str, key: str, code: Path, region: str, log: Log, *, owner: str) -> None:
-    """Upload the bundle unless that very bundle is there (its name is its hash)."""
+    """Upload the bundle, always: an object of that name (the bundle's hash) may have been
+    put there by anyone able to write the bucket, and the function would run it."""
     s3 = boto3.client("s3", region_name=region)
     with aws_errors(f"uploading the code bundle to s3://{bucket}/{key}"):
-        try:
-            s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
-            log(f"code bundle {code.name} is there already")
-            return
-        except ClientError:
-            pass
         s3.upload_file(str(code), bucket, key, ExtraArgs={"ExpectedBucketOwner": owner})
     log(f"uploaded {code.name} ({code.stat().st_size // 1024} KiB)")

@@ -17,9 +17,13 @@ from hyper.providers.aws.waiting import ClientFactory
 # container on a bridge network is one hop away (AL2023 AMIs otherwise launch with 2)
 METADATA_OPTIONS = {"HttpEndpoint": "enabled", "HttpTokens": "required",
                     "HttpPutResponseHopLimit": 1}  # fmt: skip
-# the instance's boot script (Batch takes user data as MIME multi-part): containers on a
-# bridge network never reach the metadata service, as ECS's guide for task roles has it
-# (DOCKER-USER made here if docker has not yet: docker keeps the rules of one it finds)
+# the instance's boot script (Batch takes user data as MIME multi-part; cloud-init runs
+# it on Amazon Linux 2023, the clusters' image type): containers on a bridge network never
+# reach the metadata service, as ECS's guide for task roles has it (DOCKER-USER made here
+# if docker has not yet: docker keeps the rules of one it finds). iptables comes with the
+# ECS-optimised AMI's docker, not with every Amazon Linux 2023 image: fetched when absent;
+# an instance that still cannot drop that traffic never starts the ECS agent, so no job
+# runs where it could take the instance's credentials.
 USER_DATA = """MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="==HYPER=="
 
@@ -27,8 +31,14 @@ Content-Type: multipart/mixed; boundary="==HYPER=="
 Content-Type: text/x-shellscript; charset="us-ascii"
 
 #!/bin/bash
+command -v iptables >/dev/null || dnf install -y iptables-nft || yum install -y iptables
 iptables --new-chain DOCKER-USER 2>/dev/null || true
 iptables --insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP
+if [ $? -ne 0 ]; then
+  echo "hyper: no ECS agent: containers' traffic to the metadata service would stay open" >&2
+  systemctl mask --now ecs
+  exit 1
+fi
 echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config
 
 --==HYPER==--

@@ -95,34 +95,39 @@ _IAM_PREFIX = {"monitoring": "cloudwatch", "events": "events", "execute-api": "a
 # "required permissions" of each handler)
 STACK_RESOURCE_ACTIONS: dict[str, tuple[str, ...]] = {
     "AWS::EC2::VPC": ("ec2:CreateVpc", "ec2:DescribeVpcs", "ec2:ModifyVpcAttribute",
-                      "ec2:DescribeVpcAttribute", "ec2:DeleteVpc", "ec2:CreateTags"),
+                      "ec2:DescribeVpcAttribute", "ec2:DeleteVpc", "ec2:CreateTags",
+                      "ec2:DeleteTags"),
     "AWS::EC2::Subnet": ("ec2:CreateSubnet", "ec2:DescribeSubnets", "ec2:ModifySubnetAttribute",
-                         "ec2:DeleteSubnet", "ec2:CreateTags"),
+                         "ec2:DeleteSubnet", "ec2:CreateTags", "ec2:DeleteTags"),
     "AWS::EC2::InternetGateway": ("ec2:CreateInternetGateway", "ec2:DescribeInternetGateways",
-                                  "ec2:DeleteInternetGateway", "ec2:CreateTags"),
+                                  "ec2:DeleteInternetGateway", "ec2:CreateTags",
+                                  "ec2:DeleteTags"),
     "AWS::EC2::VPCGatewayAttachment": ("ec2:AttachInternetGateway",
                                        "ec2:DetachInternetGateway"),
     "AWS::EC2::RouteTable": ("ec2:CreateRouteTable", "ec2:DescribeRouteTables",
-                             "ec2:DeleteRouteTable", "ec2:CreateTags"),
+                             "ec2:DeleteRouteTable", "ec2:CreateTags", "ec2:DeleteTags"),
     "AWS::EC2::Route": ("ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"),
     "AWS::EC2::SubnetRouteTableAssociation": ("ec2:AssociateRouteTable",
+                                              "ec2:ReplaceRouteTableAssociation",
                                               "ec2:DisassociateRouteTable"),
     "AWS::EC2::EIP": ("ec2:AllocateAddress", "ec2:DescribeAddresses", "ec2:ReleaseAddress",
-                      "ec2:CreateTags"),
+                      "ec2:DisassociateAddress", "ec2:CreateTags", "ec2:DeleteTags"),
     "AWS::EC2::NatGateway": ("ec2:CreateNatGateway", "ec2:DescribeNatGateways",
-                             "ec2:DeleteNatGateway", "ec2:CreateTags"),
+                             "ec2:DeleteNatGateway", "ec2:CreateTags", "ec2:DeleteTags"),
     "AWS::EC2::SecurityGroup": ("ec2:CreateSecurityGroup", "ec2:DescribeSecurityGroups",
                                 "ec2:AuthorizeSecurityGroupEgress",
                                 "ec2:RevokeSecurityGroupEgress",
                                 "ec2:AuthorizeSecurityGroupIngress",
-                                "ec2:DeleteSecurityGroup", "ec2:CreateTags"),
+                                "ec2:RevokeSecurityGroupIngress",
+                                "ec2:DeleteSecurityGroup", "ec2:CreateTags", "ec2:DeleteTags"),
     "AWS::EC2::VPCEndpoint": ("ec2:CreateVpcEndpoint", "ec2:DescribeVpcEndpoints",
                               "ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints",
-                              "ec2:CreateTags"),
+                              "ec2:CreateTags", "ec2:DeleteTags"),
     "AWS::EC2::VPCPeeringConnection": ("ec2:CreateVpcPeeringConnection",
                                        "ec2:AcceptVpcPeeringConnection",
                                        "ec2:DescribeVpcPeeringConnections",
-                                       "ec2:DeleteVpcPeeringConnection", "ec2:CreateTags"),
+                                       "ec2:DeleteVpcPeeringConnection", "ec2:CreateTags",
+                                       "ec2:DeleteTags"),
 }  # fmt: skip
 
 # calls that need no permission at all
@@ -132,7 +137,7 @@ _FREE = {"sts:GetCallerIdentity"}
 _ANY_RESOURCE = re.compile(
     r"^(ec2:(Describe|Get).*|batch:(Describe|List).*|cloudformation:(ValidateTemplate|ListStacks)"
     r"|ecr:GetAuthorizationToken|iam:CreateServiceLinkedRole|servicequotas:.*"
-    r"|apigateway:.*|s3:ListAllMyBuckets)$"
+    r"|apigateway:.*|s3:ListAllMyBuckets|lambda:GetAccountSettings)$"
 )
 
 

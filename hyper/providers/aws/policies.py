@@ -64,14 +64,17 @@ EC2_HOST_CREATES = [
 ]  # fmt: skip
 # - the tags of such a create (ec2:CreateAction), and changes of an existing resource
 #   only on one tagged as this host's (a route: its route table; an attachment: the
-#   gateway and the VPC), never retagging it as another host's;
+#   gateway and the VPC), never retagging it as another host's; an update of a region's
+#   stack needs the update handlers' actions too (tags removed, ingress rules revoked,
+#   a subnet's route table replaced, an address disassociated before it is released);
 EC2_HOST_CHANGES = [
     "ec2:CreateTags", "ec2:DeleteTags", "ec2:ModifyVpcAttribute", "ec2:ModifySubnetAttribute",
     "ec2:AttachInternetGateway", "ec2:DetachInternetGateway",
     "ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute",
-    "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable",
+    "ec2:AssociateRouteTable", "ec2:ReplaceRouteTableAssociation", "ec2:DisassociateRouteTable",
     "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
-    "ec2:AuthorizeSecurityGroupIngress", "ec2:ModifyVpcEndpoint",
+    "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
+    "ec2:ModifyVpcEndpoint", "ec2:DisassociateAddress",
 ]  # fmt: skip
 # - in a VPC the owner made, what hyper must change of the owner's resources (routes to a
 #   peering in their route tables, gateway endpoints in them, accepting a peering to their

@@ -11,7 +11,9 @@ from typing import Any
 Template = dict[str, Any]
 Json = dict[str, Any]
 
-LAMBDA_PYTHON = "3.11"  # the bundle's wheels are built for this version (bundle.py)
+# the bundle's wheels are built for this version (bundle.py); 3.12 runs on Amazon Linux
+# 2023 (3.11's runtime is on Amazon Linux 2, at its end of support)
+LAMBDA_PYTHON = "3.12"
 LAMBDA_RUNTIME = f"python{LAMBDA_PYTHON}"
 LAMBDA_HANDLER = "hyper.host.lambda_adapter.handler"
 FUNCTION_TIMEOUT_SECONDS = 300  # API Gateway ends a request at 29 s; a tick may take longer

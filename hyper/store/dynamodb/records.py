@@ -277,12 +277,18 @@ class Records(Changes):
         self.dynamodb.put_item(TableName=self._workers, Item=_marshal(item))
 
     def claim_tick(self, owner: str, now: float, seconds: float) -> bool:
+        return self.claim_lease(TICK_LEASE["key"], owner, now, seconds)
+
+    def release_tick(self, owner: str) -> None:
+        self.release_lease(TICK_LEASE["key"], owner)
+
+    def claim_lease(self, what: str, owner: str, now: float, seconds: float) -> bool:
         """A lease item in the counts table, taken on the condition that no other owner
         holds one that is still valid."""
         claimed = self._update_if(
             _update(
                 self._counts_name,
-                TICK_LEASE,
+                {**TICK_LEASE, "key": what},
                 set_={"owner": owner, "until": now + seconds},
                 condition="attribute_not_exists(#owner) OR #until < :now OR #owner = :me",
                 values={"now": now, "me": owner},
@@ -290,11 +296,11 @@ class Records(Changes):
         )
         return claimed is not None
 
-    def release_tick(self, owner: str) -> None:
+    def release_lease(self, what: str, owner: str) -> None:
         self._update_if(
             _update(
                 self._counts_name,
-                TICK_LEASE,
+                {**TICK_LEASE, "key": what},
                 set_={"owner": None, "until": None},
                 condition="#owner = :me",
                 values={"me": owner},
