@@ -673,3 +673,27 @@ def test_each_roles_inline_policy_fits_iams_size_limit(walk: Walk) -> None:
         size = len(json.dumps({"Version": "2012-10-17", "Statement": statements},
                               separators=(",", ":")))  # fmt: skip
         assert size < 10_240, (role, size)
+
+
+def test_the_hosts_roles_are_passed_only_to_the_services_that_use_them(walk: Walk) -> None:
+    """iam:PassRole names the service it passes to (iam:PassedToService): the deploy role
+    and the boundary pass the host's roles to Batch, Spot Fleet, EC2 and ECS tasks only,
+    never to Lambda or CloudFormation (whose functions or stacks would then run as them)."""
+    role = f"arn:aws:iam::{ACCOUNT}:role/hyper-h1--c1-instance"
+    passed = {
+        dict(n.context).get("iam:PassedToService")
+        for step in walk.steps
+        for _, n in _needs(walk, step)
+        if n.action == "iam:PassRole"
+    }
+    assert {"batch.amazonaws.com", "ec2.amazonaws.com", "ecs-tasks.amazonaws.com",
+            "spotfleet.amazonaws.com"} <= passed  # fmt: skip
+    for policy in (walk.deploy, walk.boundary):
+        for service in ("batch", "ec2", "ecs-tasks", "spotfleet"):
+            need = Need("iam:PassRole", role, context=(("iam:PassedToService",
+                                                        f"{service}.amazonaws.com"),))  # fmt: skip
+            assert policy.allows(need), service
+        for service in ("lambda", "cloudformation", "glue", "codebuild"):
+            need = Need("iam:PassRole", role, context=(("iam:PassedToService",
+                                                        f"{service}.amazonaws.com"),))  # fmt: skip
+            assert not policy.allows(need), service

@@ -228,12 +228,14 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
         target = arn("compute-environment", p["computeEnvironmentName"])
         yield Need(action, target, tags)
         resources = p.get("computeResources", {})
-        for role in (p.get("serviceRole"), resources.get("spotIamFleetRole")):
+        for role, to in ((p.get("serviceRole"), "batch"),
+                         (resources.get("spotIamFleetRole"), "spotfleet")):  # fmt: skip
             if role:
-                yield Need("iam:PassRole", _role_arn(role, place))
+                yield Need("iam:PassRole", _role_arn(role, place), context=_passed(to))
         profile = resources.get("instanceRole")
         if profile:  # hyper names an instance profile after its role
-            yield Need("iam:PassRole", _role_arn(_last(profile, "instance-profile"), place))
+            yield Need("iam:PassRole", _role_arn(_last(profile, "instance-profile"), place),
+                       context=_passed("ec2"))  # fmt: skip
     elif call.operation in ("UpdateComputeEnvironment", "DeleteComputeEnvironment"):
         yield Need(action, arn("compute-environment", p["computeEnvironment"]))
     elif call.operation == "CreateJobQueue":
@@ -248,7 +250,7 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
         yield Need(action, arn("job-definition", p["jobDefinitionName"]), tags)
         role = p.get("containerProperties", {}).get("jobRoleArn")
         if role:
-            yield Need("iam:PassRole", role)
+            yield Need("iam:PassRole", role, context=_passed("ecs-tasks"))
     elif call.operation == "DeregisterJobDefinition":
         yield Need(action, arn("job-definition", p["jobDefinition"]))
     elif call.operation == "SubmitJob":
@@ -269,6 +271,11 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
         else:
             kind, key = kinds[call.operation]
             yield Need("batch:TagResource", arn(kind, p[key]), tags)
+
+
+def _passed(service: str) -> tuple[tuple[str, str], ...]:
+    """The iam:PassedToService of a role a call passes to `service`."""
+    return (("iam:PassedToService", f"{service}.amazonaws.com"),)
 
 
 def _role_arn(role: str, place: Place) -> str:
@@ -612,7 +619,13 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
 
 # condition keys a request may or may not carry (`Need.context`), besides tags
 _CONTEXT_KEYS = frozenset(
-    {"iam:PermissionsBoundary", "iam:PolicyARN", "iam:AWSServiceName", "ec2:CreateAction"}
+    {
+        "iam:PermissionsBoundary",
+        "iam:PolicyARN",
+        "iam:AWSServiceName",
+        "ec2:CreateAction",
+        "iam:PassedToService",
+    }
 )
 
 

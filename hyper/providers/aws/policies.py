@@ -113,6 +113,17 @@ EC2_HOST_DELETES = [
     "ec2:DeleteRouteTable", "ec2:ReleaseAddress", "ec2:DeleteNatGateway",
     "ec2:DeleteSecurityGroup", "ec2:DeleteVpcEndpoints", "ec2:DeleteVpcPeeringConnection",
 ]  # fmt: skip
+# the services the deploy role passes the host's roles to (iam:PassedToService): Batch
+# its service role (CreateComputeEnvironment), Spot Fleet its fleet role, EC2 an
+# instance role (through the instance profile), ECS tasks a definition's job role
+# (RegisterJobDefinition). No Lambda, CloudFormation or other service gets one. The test
+# is ...IfExists: IAM asks iam:PassRole of iam:AddRoleToInstanceProfile too, where no
+# service is named (the profile passes the role on to EC2 later, under this same list)
+PASSED_TO = ("batch.amazonaws.com", "spotfleet.amazonaws.com", "ec2.amazonaws.com",
+             "ecs-tasks.amazonaws.com")  # fmt: skip
+# what a role within the boundary may pass them to: the same, and the services Batch
+# launches its instances through with its service role
+BOUNDARY_PASSED_TO = (*PASSED_TO, "autoscaling.amazonaws.com", "ecs.amazonaws.com")
 PROFILE_ACTIONS = [
     "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
     "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
@@ -231,8 +242,10 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
-        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy", "iam:PassRole"], own,
-                  "HostRolesOnly"),
+        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy"], own, "HostRolesOnly"),
+        statement(["iam:PassRole"], own, "PassHostRolesOnly",
+                  Condition={"StringEqualsIfExists": {"iam:PassedToService": list(
+                      BOUNDARY_PASSED_TO)}}),
         statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
                    "iam:ListRoles", "sts:GetCallerIdentity"],
                   "*", "ReadIdentity"),
@@ -311,7 +324,12 @@ def _deploy_role(
         statement(
             PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
         ),
-        statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
+        statement(
+            ["iam:PassRole"],
+            [arn("iam", f"role/{named}*", "")],
+            "PassHostRoles",
+            Condition={"StringEqualsIfExists": {"iam:PassedToService": list(PASSED_TO)}},
+        ),
         *_network_statements(host_name),
         *_launch_template_statements(batch_prefix),
         # these take no resource narrower than "*"
