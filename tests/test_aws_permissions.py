@@ -335,6 +335,27 @@ def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> 
         assert not policy.allows(Need(action, resource)), (action, resource)
 
 
+def test_the_instance_role_drains_and_tags_only_the_hosts_container_instances() -> None:
+    """ecs:UpdateContainerInstancesState acts on a container instance (not a cluster), and
+    an agent registering with tags needs ecs:TagResource on it (ecs:CreateAction
+    RegisterContainerInstance): both on the host's container instances only."""
+    policy = Policy(batch.instance_policy(worker_names(HOST), "aws", ACCOUNT)["Statement"])
+    ecs = f"arn:aws:ecs:{MAIN}:{ACCOUNT}"
+    ours = f"{ecs}:container-instance/AWSBatch-hyper-h1--c1-ce1-{'0' * 8}/0123"
+    theirs = f"{ecs}:container-instance/payments-prod/0123"
+    registering = (("ecs:CreateAction", "RegisterContainerInstance"),)
+    drain, tag = "ecs:UpdateContainerInstancesState", "ecs:TagResource"
+    assert policy.allows(Need(drain, ours))
+    assert policy.allows(Need(tag, ours, (("team", "x"),), context=registering))
+    for refused in (
+        Need(drain, theirs),
+        Need(tag, theirs, context=registering),
+        Need(tag, ours, (("team", "x"),)),  # retagging a registered instance
+        Need(tag, f"{ecs}:cluster/AWSBatch-hyper-h1--c1-ce1-0", context=registering),
+    ):
+        assert not policy.allows(refused), refused
+
+
 def test_the_api_function_stops_only_the_hosts_own_jobs(walk: Walk) -> None:
     """Batch jobs carry the host's tag from their submit; another team's jobs, in any
     region, are out of the API function's reach, and it may give a job no other tag."""

@@ -625,6 +625,7 @@ _CONTEXT_KEYS = frozenset(
         "iam:AWSServiceName",
         "ec2:CreateAction",
         "iam:PassedToService",
+        "ecs:CreateAction",
     }
 )
 

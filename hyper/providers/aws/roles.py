@@ -207,11 +207,20 @@ def instance_policy(
             {"Sid": "HostEcsClusters", "Effect": "Allow",
              "Action": ["ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance",
                         "ecs:SubmitContainerStateChange", "ecs:SubmitTaskStateChange",
-                        "ecs:SubmitAttachmentStateChanges", "ecs:UpdateContainerInstancesState"],
+                        "ecs:SubmitAttachmentStateChanges"],
              "Resource": [arn("ecs", f"cluster/AWSBatch-{host}*")]},
+            # these act on the container instance (ECS's service authorization reference),
+            # whose ARN is container-instance/CLUSTER/ID
             {"Sid": "HostContainerInstances", "Effect": "Allow",
-             "Action": ["ecs:Poll", "ecs:StartTelemetrySession"],
+             "Action": ["ecs:Poll", "ecs:StartTelemetrySession",
+                        "ecs:UpdateContainerInstancesState"],
              "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")]},
+            # an agent that registers with tags (ECS_CONTAINER_INSTANCE_TAGS, or tags
+            # propagated from the instance) tags its container instance as it registers
+            {"Sid": "TagContainerInstancesAsRegistered", "Effect": "Allow",
+             "Action": ["ecs:TagResource"],
+             "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")],
+             "Condition": {"StringEquals": {"ecs:CreateAction": "RegisterContainerInstance"}}},
             {"Sid": "HostImages", "Effect": "Allow",
              "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
                         "ecr:BatchGetImage"],
