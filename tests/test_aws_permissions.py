@@ -319,8 +319,9 @@ def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> 
         ("ecs:DiscoverPollEndpoint", "*"),
         ("ecr:GetAuthorizationToken", "*"),
         ("ecr:BatchGetImage", f"arn:aws:ecr:{OTHER}:{ACCOUNT}:repository/hyper-h1/work"),
-        ("logs:PutLogEvents", f"{logs}:/aws/batch/job:log-stream:d1/x"),
         ("logs:CreateLogStream", f"{logs}:/hyper/h1/workers:log-stream:x"),
+        ("logs:PutLogEvents", f"{logs}:/hyper/h1/workers:log-stream:d1/x"),
+        ("logs:CreateLogGroup", f"arn:aws:logs:{OTHER}:{ACCOUNT}:log-group:/hyper/h1/workers"),
     ):  # fmt: skip
         assert policy.allows(Need(action, resource)), (action, resource)
     for action, resource in (
@@ -331,6 +332,10 @@ def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> 
         ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/payments/api"),
         ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/hyper-h1-eu/work"),
         ("logs:PutLogEvents", f"{logs}:/audit/trail:log-stream:x"),
+        # Batch's default group is every team's: no line into another team's job logs
+        ("logs:PutLogEvents", f"{logs}:/aws/batch/job:log-stream:d1/x"),
+        ("logs:CreateLogStream", f"{logs}:/aws/batch/job:log-stream:x"),
+        ("logs:CreateLogGroup", f"{logs}:/audit/trail"),
     ):  # fmt: skip
         assert not policy.allows(Need(action, resource)), (action, resource)
 

@@ -12,7 +12,7 @@ from typing import Any
 from hyper.models import ClusterSpec, DefinitionSpec
 from hyper.providers import Log
 from hyper.providers.aws.calls import aws_client, error_code
-from hyper.providers.aws.names import DEFAULT_LOG_GROUP, Names
+from hyper.providers.aws.names import Names
 from hyper.providers.aws.waiting import ClientFactory, Patience, _aws_failed
 
 # ---- IAM (global) ---------------------------------------------------------------------------
@@ -193,14 +193,21 @@ def instance_policy(
     AmazonEC2ContainerServiceforEC2Role's actions), on the host's own resources only:
     the ECS clusters Batch makes for the host's compute environments (named
     ``AWSBatch-COMPUTE_ENVIRONMENT-...``) and their container instances, the host's image
-    repositories, and the log groups its jobs write to (Batch's default one and
-    `log_groups`). No ecs:CreateCluster: Batch makes the clusters."""
+    repositories, and the log groups its jobs write to (`log_groups`, the host's own:
+    never Batch's default `/aws/batch/job`, which every team's jobs share; the awslogs
+    driver makes the group in a region where it is missing). No ecs:CreateCluster: Batch
+    makes the clusters."""
     host = f"{names.prefix}-"  # every compute environment's name starts with it
 
     def arn(service: str, rest: str) -> str:
         return f"arn:{partition}:{service}:*:{account}:{rest}"
 
-    groups = [DEFAULT_LOG_GROUP, *log_groups]
+    logs = [
+        {"Sid": "JobLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [arn("logs", f"log-group:{group}{end}") for group in log_groups
+                      for end in ("", ":*")]}
+    ] if log_groups else []  # fmt: skip
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -225,9 +232,7 @@ def instance_policy(
              "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
                         "ecr:BatchGetImage"],
              "Resource": [arn("ecr", f"repository/{names.prefix.rstrip('-')}/*")]},
-            {"Sid": "JobLogs", "Effect": "Allow",
-             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-             "Resource": [arn("logs", f"log-group:{group}:*") for group in groups]},
+            *logs,
             {"Sid": "NoNarrowerResource", "Effect": "Allow",
              "Action": ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken",
                         "ec2:DescribeTags"],
