@@ -163,9 +163,8 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
     assert statements["HostImages"]["Resource"] == [
         "arn:aws:ecr:*:123456789012:repository/hyper-test/*"
     ]
-    assert statements["JobLogs"]["Resource"] == [
-        "arn:aws:logs:*:123456789012:log-group:/aws/batch/job:*"
-    ]
+    # no log group of the host named: none at all (never Batch's /aws/batch/job, every team's)
+    assert "JobLogs" not in statements
     anywhere = [s for s in statements.values() if s["Resource"] == "*"]
     assert [s["Action"] for s in anywhere] == [
         ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken", "ec2:DescribeTags"]
@@ -538,6 +537,33 @@ def test_the_job_definition_request_is_every_field_of_the_definition() -> None:
         "propagateTags": True,
         "tags": {"hyper:host": "hyper-test", "hyper:definition": "d1"},
     }
+
+
+def test_workers_log_to_the_hosts_group_not_batchs_default() -> None:
+    """Batch's default awslogs group, /aws/batch/job, is every team's: a definition that
+    names no log group of its own logs to the host's (made in a region by its first
+    worker there), and one that names its own keeps it."""
+    plain = DefinitionSpec(name="d2", use_cyclone_image=False, image_uri="w:1")
+    own = {
+        "logDriver": "awslogs",
+        "options": {"awslogs-group": "/hyper/test/workers", "awslogs-create-group": "true"},
+    }
+    for definition in (plain, plain.model_copy(update={"log_driver": "AWSLOGS"})):
+        request = batch.job_definition("eu-west-1", definition, NAMES, image="w:1",
+                                       job_role_arn="r", secret_arn=None,
+                                       log_group="/hyper/test/workers")  # fmt: skip
+        assert request["containerProperties"]["logConfiguration"] == own
+    request = batch.job_definition("eu-west-1", EVERYTHING, NAMES, image="w:1",
+                                   job_role_arn="r", secret_arn=None,
+                                   log_group="/hyper/test/workers")  # fmt: skip
+    assert request["containerProperties"]["logConfiguration"] == {
+        "logDriver": "awslogs",
+        "options": {"awslogs-group": "/hyper/d1"},
+    }
+    syslog = plain.model_copy(update={"log_driver": "SYSLOG"})
+    request = batch.job_definition("eu-west-1", syslog, NAMES, image="w:1", job_role_arn="r",
+                                   secret_arn=None, log_group="/hyper/test/workers")  # fmt: skip
+    assert request["containerProperties"]["logConfiguration"] == {"logDriver": "syslog"}
 
 
 def test_job_definitions_are_registered_in_every_region(aws: None) -> None:

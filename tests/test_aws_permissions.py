@@ -323,8 +323,9 @@ def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> 
         ("ecs:DiscoverPollEndpoint", "*"),
         ("ecr:GetAuthorizationToken", "*"),
         ("ecr:BatchGetImage", f"arn:aws:ecr:{OTHER}:{ACCOUNT}:repository/hyper-h1/work"),
-        ("logs:PutLogEvents", f"{logs}:/aws/batch/job:log-stream:d1/x"),
         ("logs:CreateLogStream", f"{logs}:/hyper/h1/workers:log-stream:x"),
+        ("logs:PutLogEvents", f"{logs}:/hyper/h1/workers:log-stream:d1/x"),
+        ("logs:CreateLogGroup", f"arn:aws:logs:{OTHER}:{ACCOUNT}:log-group:/hyper/h1/workers"),
     ):  # fmt: skip
         assert policy.allows(Need(action, resource)), (action, resource)
     for action, resource in (
@@ -335,8 +336,33 @@ def test_the_instance_role_reaches_only_the_hosts_clusters_images_and_logs() -> 
         ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/payments/api"),
         ("ecr:BatchGetImage", f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/hyper-h1-eu/work"),
         ("logs:PutLogEvents", f"{logs}:/audit/trail:log-stream:x"),
+        # Batch's default group is every team's: no line into another team's job logs
+        ("logs:PutLogEvents", f"{logs}:/aws/batch/job:log-stream:d1/x"),
+        ("logs:CreateLogStream", f"{logs}:/aws/batch/job:log-stream:x"),
+        ("logs:CreateLogGroup", f"{logs}:/audit/trail"),
     ):  # fmt: skip
         assert not policy.allows(Need(action, resource)), (action, resource)
+
+
+def test_the_instance_role_drains_and_tags_only_the_hosts_container_instances() -> None:
+    """ecs:UpdateContainerInstancesState acts on a container instance (not a cluster), and
+    an agent registering with tags needs ecs:TagResource on it (ecs:CreateAction
+    RegisterContainerInstance): both on the host's container instances only."""
+    policy = Policy(batch.instance_policy(worker_names(HOST), "aws", ACCOUNT)["Statement"])
+    ecs = f"arn:aws:ecs:{MAIN}:{ACCOUNT}"
+    ours = f"{ecs}:container-instance/AWSBatch-hyper-h1--c1-ce1-{'0' * 8}/0123"
+    theirs = f"{ecs}:container-instance/payments-prod/0123"
+    registering = (("ecs:CreateAction", "RegisterContainerInstance"),)
+    drain, tag = "ecs:UpdateContainerInstancesState", "ecs:TagResource"
+    assert policy.allows(Need(drain, ours))
+    assert policy.allows(Need(tag, ours, (("team", "x"),), context=registering))
+    for refused in (
+        Need(drain, theirs),
+        Need(tag, theirs, context=registering),
+        Need(tag, ours, (("team", "x"),)),  # retagging a registered instance
+        Need(tag, f"{ecs}:cluster/AWSBatch-hyper-h1--c1-ce1-0", context=registering),
+    ):
+        assert not policy.allows(refused), refused
 
 
 def test_the_api_function_stops_only_the_hosts_own_jobs(walk: Walk) -> None:
@@ -539,14 +565,58 @@ def test_the_deploy_role_deletes_only_this_hosts_network(walk: Walk) -> None:
                    "ec2:DeleteVolume", "ec2:ModifyInstanceAttribute",
                    "ec2:CreateImage"):  # fmt: skip
         assert not walk.deploy.allows(Need(action, "*", resource_tags=(("hyper:host", HOST),)))
-    for action in ("ec2:CreateVpc", "ec2:CreateSubnet", "ec2:CreateVpcEndpoint"):
+    for action, kind in (("ec2:CreateVpc", "vpc"), ("ec2:CreateSubnet", "subnet"),
+                         ("ec2:CreateVpcEndpoint", "vpc-endpoint")):  # fmt: skip
         # made only with this host's tag: on a resource no one can delete with this role
-        assert walk.deploy.allows(Need(action, "*", (("hyper:host", HOST),))), action
+        made = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:{kind}/*"
+        assert walk.deploy.allows(Need(action, made, (("hyper:host", HOST),))), action
         for tags in ((("hyper:host", "h1-eu"),), ()):
-            assert not walk.deploy.allows(Need(action, "*", tags)), (action, tags)
+            assert not walk.deploy.allows(Need(action, made, tags)), (action, tags)
 
 
 MINE, THEIRS, OWNERS = (("hyper:host", HOST),), (("hyper:host", "h1-eu"),), ()
+
+
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [("ec2:CreateSubnet", "vpc"), ("ec2:CreateSecurityGroup", "vpc"),
+     ("ec2:CreateRouteTable", "vpc"), ("ec2:CreateVpcEndpoint", "vpc"),
+     ("ec2:CreateVpcEndpoint", "route-table"), ("ec2:CreateVpcEndpoint", "subnet"),
+     ("ec2:CreateVpcPeeringConnection", "vpc"), ("ec2:CreateNatGateway", "subnet")],
+)  # fmt: skip
+def test_a_create_goes_only_into_this_hosts_network_or_one_its_owner_tagged(
+    walk: Walk, action: str, kind: str
+) -> None:
+    """IAM authorizes a create against the existing resources it is made in (a subnet's
+    VPC, an endpoint's route tables...) too. Whether or not EC2 puts the request's tag in
+    the context there, a request tagged as this host's opens no untagged or other host's
+    VPC: only the existing resource's own tag (hyper:host, or the owner's hyper:use) does."""
+    existing = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:{kind}/{kind}-1"
+    for held in (MINE, (("hyper:use", HOST),)):
+        assert walk.deploy.allows(Need(action, existing, (), held)), held
+        assert walk.deploy.allows(Need(action, existing, MINE, held)), held
+    for held in (THEIRS, OWNERS, (("hyper:use", "h1-eu"),)):
+        assert not walk.deploy.allows(Need(action, existing, MINE, held)), held
+        assert not walk.deploy.allows(Need(action, existing, (), held)), held
+
+
+def test_the_checker_asks_each_create_of_what_it_is_made_in(walk: Walk) -> None:
+    """The walk's creates are checked on the VPC, subnets and route tables they go into
+    (with those resources' tags), not only on the new resource."""
+    wanted = {
+        (
+            n.action,
+            n.resource.rsplit(":", 1)[1].split("/")[0],
+            dict(n.resource_tags).get("hyper:host"),
+        )
+        for step in walk.steps
+        for _, n in _needs(walk, step)
+        if n.action.startswith("ec2:Create") and n.resource != "*"
+    }
+    for action, kind in (("ec2:CreateSubnet", "vpc"), ("ec2:CreateSecurityGroup", "vpc"),
+                         ("ec2:CreateRouteTable", "vpc"), ("ec2:CreateVpcEndpoint", "vpc"),
+                         ("ec2:CreateVpcEndpoint", "route-table")):  # fmt: skip
+        assert (action, kind, HOST) in wanted, (action, kind)
 
 
 @pytest.mark.parametrize(
@@ -626,3 +696,36 @@ def test_every_network_resource_hyper_makes_is_tagged_as_its_hosts() -> None:
             kinds.add(found["Type"])
             assert {"Key": "hyper:host", "Value": HOST} in found["Properties"]["Tags"], lid
     assert kinds == taggable
+
+
+def test_each_roles_inline_policy_fits_iams_size_limit(walk: Walk) -> None:
+    """IAM refuses a role whose inline policies pass 10,240 characters (whitespace not
+    counted): the deploy role's grows with every split statement."""
+    for role, statements in walk.statements.items():
+        size = len(json.dumps({"Version": "2012-10-17", "Statement": statements},
+                              separators=(",", ":")))  # fmt: skip
+        assert size < 10_240, (role, size)
+
+
+def test_the_hosts_roles_are_passed_only_to_the_services_that_use_them(walk: Walk) -> None:
+    """iam:PassRole names the service it passes to (iam:PassedToService): the deploy role
+    and the boundary pass the host's roles to Batch, Spot Fleet, EC2 and ECS tasks only,
+    never to Lambda or CloudFormation (whose functions or stacks would then run as them)."""
+    role = f"arn:aws:iam::{ACCOUNT}:role/hyper-h1--c1-instance"
+    passed = {
+        dict(n.context).get("iam:PassedToService")
+        for step in walk.steps
+        for _, n in _needs(walk, step)
+        if n.action == "iam:PassRole"
+    }
+    assert {"batch.amazonaws.com", "ec2.amazonaws.com", "ecs-tasks.amazonaws.com",
+            "spotfleet.amazonaws.com"} <= passed  # fmt: skip
+    for policy in (walk.deploy, walk.boundary):
+        for service in ("batch", "ec2", "ecs-tasks", "spotfleet"):
+            need = Need("iam:PassRole", role, context=(("iam:PassedToService",
+                                                        f"{service}.amazonaws.com"),))  # fmt: skip
+            assert policy.allows(need), service
+        for service in ("lambda", "cloudformation", "glue", "codebuild"):
+            need = Need("iam:PassRole", role, context=(("iam:PassedToService",
+                                                        f"{service}.amazonaws.com"),))  # fmt: skip
+            assert not policy.allows(need), service

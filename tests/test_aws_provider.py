@@ -170,6 +170,9 @@ def test_a_region_in_a_vpc_the_owner_did_not_allow_is_refused_before_anything_is
         ({"linux_parameters": {"devices": [{"hostPath": "/dev/mem"}]}}, "devices"),
         ({"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/audit/trail"}},
          "log-groups"),
+        # Batch's default group is every team's: the instance role writes only the host's
+        ({"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/aws/batch/job"}},
+         "log-groups"),
     ],
 )  # fmt: skip
 def test_a_definition_reaching_beyond_its_container_needs_the_owners_leave(
@@ -202,7 +205,6 @@ def test_what_stays_in_the_container_needs_no_leave(tmp_path: Path) -> None:
          "mount_points": [{"sourceVolume": "scratch", "containerPath": "/scratch"}]},
         {"linux_parameters": {"sharedMemorySize": 256, "initProcessEnabled": True}},
         {"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/hyper/h1/workers"}},
-        {"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/aws/batch/job"}},
     ):  # fmt: skip
         spec = DefinitionSpec(name="d1", use_cyclone_image=False, image_uri="w:1", **fine)
         provider.check(ResourceKind.DEFINITION, spec)

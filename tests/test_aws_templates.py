@@ -263,7 +263,11 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
             assert found["Action"] == ["ec2:AcceptVpcPeeringConnection"]
             continue
         tags = {k: v for test in found.get("Condition", {}).values() for k, v in test.items()
-                if k.endswith("Tag/hyper:host")}  # fmt: skip
+                if k.endswith(("Tag/hyper:host", "Tag/hyper:use"))}  # fmt: skip
+        if found["Sid"].startswith(("HostNetworkCreates", "OwnerNetworkCreates")):
+            # network creates: ARNs of ids AWS makes, narrowed by the network's tag (HOST)
+            assert set(tags.values()) == {"h1"}, found
+            continue
         if tags:  # launch templates: ARNs of ids AWS makes, narrowed by the host's tag
             assert set(tags.values()) == {"hyper-h1"}, found
             continue
@@ -288,8 +292,14 @@ def test_no_ec2_create_or_tag_of_the_deploy_role_is_without_the_hosts_tag() -> N
         for found in policy["PolicyDocument"]["Statement"]
         if any(a.startswith(("ec2:Create", "ec2:Allocate")) for a in as_list(found["Action"]))
     ]
-    assert {c["Sid"] for c in creates} >= {"HostNetworkCreates", "HostLaunchTemplates",
+    assert {c["Sid"] for c in creates} >= {"HostNetworkCreatesVpc", "HostNetworkCreatesOthers",
+                                           "HostNetworkCreatesIn", "OwnerNetworkCreatesIn",
+                                           "HostLaunchTemplates",
                                            "TagLaunchTemplatesAsMade"}  # fmt: skip
+    for found in creates:  # no create's request tag on "*" (it would open existing VPCs)
+        keys = {k for test in found.get("Condition", {}).values() for k in test}
+        if "aws:RequestTag/hyper:host" in keys and "ec2:CreateTags" not in found["Action"]:
+            assert found["Resource"] != "*", found
     for found in creates:
         keys = {k for test in found.get("Condition", {}).values() for k in test}
         assert keys & {"aws:RequestTag/hyper:host", "aws:ResourceTag/hyper:host",

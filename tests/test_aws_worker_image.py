@@ -122,9 +122,11 @@ class Host(http.server.BaseHTTPRequestHandler):
     """A host that notes who asked with which key, and refuses it (the worker stops)."""
 
     seen: list[tuple[str, str | None]] = []
+    tokens: list[str | None] = []
 
     def do_POST(self) -> None:
         self.seen.append((self.path, self.headers.get("x-api-key")))
+        self.tokens.append(self.headers.get("x-hyper-worker-token"))
         body = b'{"detail": "bad key"}'
         self.send_response(401)
         self.send_header("content-type", "application/json")
@@ -212,6 +214,35 @@ def test_the_image_installs_what_start_sh_needs_and_a_batch_child_reads_its_key(
     path, key = Host.seen[0]
     assert path == "/v1/workers/b-0123456789ab-2/claim"
     assert key == "Key0fTheHost0123456789abcdefXYZ"  # read from the secret by its ARN
+    assert done.returncode == 1 and "refused the API key" in done.stderr
+
+
+def test_a_launch_with_a_token_reaches_its_worker_through_the_re_exec(
+    image: Image, tmp_path: Path
+) -> None:
+    """start.sh in the image, with a worker key and token as the host gives them: the
+    worker starts itself again without them in its environment (/proc), and still asks
+    the host with both."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Host.seen, Host.tokens = [], []
+    child = {
+        **image.env(),
+        "HYPER_URL": f"http://127.0.0.1:{server.server_address[1]}/v1",
+        "HYPER_QUEUE": "q1", "HYPER_DEFINITION": "d1", "HYPER_WORKER_ID": "b-1",
+        "HYPER_API_KEY": "Worker0Key0123456789", "HYPER_WORKER_TOKEN": "Token0123456789",
+        "HYPER_WORKDIR": str(image.path("/work")), "AWS_BATCH_JOB_ID": "0123-abcd",
+    }  # fmt: skip
+    try:
+        done = subprocess.run([str(image.path("/usr/local/bin/start.sh"))],
+                              cwd=image.path("/work"), env=child, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Host.seen == [("/v1/workers/b-1/claim", "Worker0Key0123456789")], done.stderr
+    assert Host.tokens == ["Token0123456789"]
     assert done.returncode == 1 and "refused the API key" in done.stderr
 
 

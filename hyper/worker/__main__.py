@@ -7,11 +7,18 @@ hyper/worker_tokens.py), both given by the host when it submitted the job (a hos
 before worker tokens gives instead the ARN of a Secrets Manager secret, whose value is
 the key); and a child of an array job is worker
 ``$HYPER_WORKER_ID_PREFIX-$AWS_BATCH_JOB_ARRAY_INDEX``.
+
+A launch with a token starts itself again at once without the key and the token in its
+environment (`hide_secrets`): a process's initial environment stays readable in
+``/proc/PID/environ`` whatever ``os.environ.pop`` does, and on Batch the worker is the
+container's PID 1, which its jobs (the same user) can read. The new process gets them
+through an inherited pipe, read and closed before anything else (`take_secrets`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -43,7 +50,42 @@ def api_key(value: str) -> str:
     return str(secrets.get_secret_value(SecretId=value)["SecretString"])
 
 
+# what a launch's worker keeps out of its environment, and where it finds them instead
+SECRETS = ("HYPER_API_KEY", TOKEN_ENVIRONMENT)
+SECRETS_FD = "HYPER_WORKER_SECRETS_FD"
+
+
+def hide_secrets(command: list[str]) -> None:
+    """Exec `command` (this worker again) with SECRETS out of its environment and a pipe
+    holding them, when this is a launch with a token on Linux (where /proc shows a
+    process's initial environment); otherwise return."""
+    if SECRETS_FD in os.environ or not os.environ.get(TOKEN_ENVIRONMENT):
+        return
+    if not sys.platform.startswith("linux"):
+        return
+    held = {name: os.environ[name] for name in SECRETS if name in os.environ}
+    read, write = os.pipe()  # a few hundred bytes: well within a pipe's buffer
+    os.write(write, json.dumps(held).encode())
+    os.close(write)
+    os.set_inheritable(read, True)
+    environment = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    environment[SECRETS_FD] = str(read)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, environment)
+
+
+def take_secrets() -> dict[str, str]:
+    """What `hide_secrets` passed on (nothing when it did not run); the pipe is closed."""
+    fd = os.environ.pop(SECRETS_FD, None)
+    if fd is None:
+        return {}
+    with os.fdopen(int(fd), "rb") as pipe:
+        return dict(json.loads(pipe.read() or b"{}"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    secrets = take_secrets()
     parser = argparse.ArgumentParser(prog="python -m hyper.worker")
     parser.add_argument("--url", default=os.environ.get("HYPER_URL"))
     parser.add_argument("--worker-id", required=True)
@@ -88,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     prefix = os.environ.pop("HYPER_WORKER_ID_PREFIX", None)
     index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
     worker_id = f"{prefix}-{index}" if prefix and index else args.worker_id
-    key = os.environ.get("HYPER_API_KEY")
-    token = os.environ.pop(TOKEN_ENVIRONMENT, "")  # not for the jobs it starts
+    key = secrets.get("HYPER_API_KEY") or os.environ.get("HYPER_API_KEY")
+    token = secrets.get(TOKEN_ENVIRONMENT) or os.environ.pop(TOKEN_ENVIRONMENT, "")  # not jobs
     if not args.url or not key:
         print("worker: set --url (or HYPER_URL) and HYPER_API_KEY", file=sys.stderr)
         return 2
@@ -128,4 +170,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    hide_secrets([sys.executable, *sys.orig_argv[1:]])
     sys.exit(main())

@@ -10,7 +10,7 @@ from hyper.errors import DeployFailed, UsageError
 from hyper.models import DefinitionSpec, ImageSpec
 from hyper.providers import Log
 from hyper.providers.aws.calls import aws_client
-from hyper.providers.aws.names import DEFAULT_LOG_GROUP, Names
+from hyper.providers.aws.names import Names
 from hyper.providers.aws.repositories import REGION_PLACEHOLDER
 from hyper.providers.aws.waiting import ClientFactory, _aws_failed
 
@@ -64,7 +64,7 @@ def container_options(definition: DefinitionSpec, log_groups: Sequence[str]) -> 
     if definition.linux_parameters.get("devices"):
         asked.append("devices")
     group = definition.log_options.get("awslogs-group")
-    if group is not None and group not in (*log_groups, DEFAULT_LOG_GROUP):
+    if group is not None and group not in log_groups:  # Batch's /aws/batch/job is everyone's
         asked.append("log-groups")
     return asked
 
@@ -88,9 +88,11 @@ def job_definition(
     image: str,
     job_role_arn: str,
     secret_arn: str | None,
+    log_group: str | None = None,
 ) -> dict[str, Any]:
     """The RegisterJobDefinition request of a definition in `region`: every field of the
-    definition mapped; Batch never retries (hyper retries jobs itself)."""
+    definition mapped; Batch never retries (hyper retries jobs itself). Its workers log to
+    `log_group` (the host's) unless it names a driver or group of its own."""
     reserved = sorted(n for n in definition.environment if n.startswith("AWS_BATCH"))
     if reserved:
         raise DeployFailed(f"environment names starting AWS_BATCH are Batch's: {reserved[0]}")
@@ -140,6 +142,13 @@ def job_definition(
         container["logConfiguration"] = {"logDriver": driver}
         if definition.log_options:
             container["logConfiguration"]["options"] = dict(definition.log_options)
+    if (
+        log_group
+        and container.get("logConfiguration", {"logDriver": "awslogs"})["logDriver"] == "awslogs"
+        and "awslogs-group" not in definition.log_options
+    ):
+        container["logConfiguration"] = {"logDriver": "awslogs", "options": {
+            **definition.log_options, **own_log_options(log_group)}}  # fmt: skip
     request: dict[str, Any] = {
         "jobDefinitionName": names.job_definition(definition.name),
         "type": "container",
@@ -152,6 +161,13 @@ def job_definition(
     if definition.timeout_minutes:
         request["timeout"] = {"attemptDurationSeconds": definition.timeout_minutes * 60}
     return request
+
+
+def own_log_options(log_group: str) -> dict[str, str]:
+    """awslogs into the host's own group, not Batch's default `/aws/batch/job` (every
+    team's, which a job holding the instance role could write into): the group is made
+    in a region by the first worker there (the instance role may make that one group)."""
+    return {"awslogs-group": log_group, "awslogs-create-group": "true"}
 
 
 def _active_revisions(batch: Any, name: str) -> list[str]:
@@ -172,12 +188,19 @@ def deploy_definition(
     image: str,
     job_role_arn: str,
     secret_arn: str | None,
+    log_group: str | None = None,
     clients: ClientFactory = aws_client,
 ) -> str:
     """Register the definition's job definition in `region` (a new revision on update; the
     older ones are deregistered). Returns the new revision's ARN."""
     request = job_definition(
-        region, definition, names, image=image, job_role_arn=job_role_arn, secret_arn=secret_arn
+        region,
+        definition,
+        names,
+        image=image,
+        job_role_arn=job_role_arn,
+        secret_arn=secret_arn,
+        log_group=log_group,
     )
     batch = clients("batch", region)
     name = request["jobDefinitionName"]

@@ -233,12 +233,14 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
         target = arn("compute-environment", p["computeEnvironmentName"])
         yield Need(action, target, tags)
         resources = p.get("computeResources", {})
-        for role in (p.get("serviceRole"), resources.get("spotIamFleetRole")):
+        for role, to in ((p.get("serviceRole"), "batch"),
+                         (resources.get("spotIamFleetRole"), "spotfleet")):  # fmt: skip
             if role:
-                yield Need("iam:PassRole", _role_arn(role, place))
+                yield Need("iam:PassRole", _role_arn(role, place), context=_passed(to))
         profile = resources.get("instanceRole")
         if profile:  # hyper names an instance profile after its role
-            yield Need("iam:PassRole", _role_arn(_last(profile, "instance-profile"), place))
+            yield Need("iam:PassRole", _role_arn(_last(profile, "instance-profile"), place),
+                       context=_passed("ec2"))  # fmt: skip
     elif call.operation in ("UpdateComputeEnvironment", "DeleteComputeEnvironment"):
         yield Need(action, arn("compute-environment", p["computeEnvironment"]))
     elif call.operation == "CreateJobQueue":
@@ -253,7 +255,7 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
         yield Need(action, arn("job-definition", p["jobDefinitionName"]), tags)
         role = p.get("containerProperties", {}).get("jobRoleArn")
         if role:
-            yield Need("iam:PassRole", role)
+            yield Need("iam:PassRole", role, context=_passed("ecs-tasks"))
     elif call.operation == "DeregisterJobDefinition":
         yield Need(action, arn("job-definition", p["jobDefinition"]))
     elif call.operation == "SubmitJob":
@@ -274,6 +276,11 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
         else:
             kind, key = kinds[call.operation]
             yield Need("batch:TagResource", arn(kind, p[key]), tags)
+
+
+def _passed(service: str) -> tuple[tuple[str, str], ...]:
+    """The iam:PassedToService of a role a call passes to `service`."""
+    return (("iam:PassedToService", f"{service}.amazonaws.com"),)
 
 
 def _role_arn(role: str, place: Place) -> str:
@@ -333,7 +340,7 @@ def _cloudformation(call: Call, place: Place, templates: Mapping[str, Json]) -> 
             bucket, key = _s3_url(p["TemplateURL"])
             yield Need("s3:GetObject", f"arn:{place.partition}:s3:::{bucket}/{key}")
         template = templates.get(_last(name, "stack").split("/")[0]) or _body(p)
-        yield from sorted(set(_stack_needs(call, template or {})), key=_need_order)
+        yield from sorted(set(_stack_needs(call, place, template or {})), key=_need_order)
 
 
 def _need_order(need: Need) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
@@ -353,8 +360,29 @@ _ACTS_ON: dict[str, tuple[str, ...]] = {
     "AWS::EC2::VPCGatewayAttachment": ("InternetGatewayId", "VpcId"),
 }
 
+# what each created type is: a create is authorized on the new resource's ARN (with the
+# request's tags) and on each existing resource it is made in (with that one's tags), by
+# the property naming it (the service authorization reference's resource types, EC2)
+_MAKES: dict[str, str] = {
+    "AWS::EC2::VPC": "vpc", "AWS::EC2::Subnet": "subnet",
+    "AWS::EC2::InternetGateway": "internet-gateway", "AWS::EC2::RouteTable": "route-table",
+    "AWS::EC2::EIP": "elastic-ip", "AWS::EC2::NatGateway": "natgateway",
+    "AWS::EC2::SecurityGroup": "security-group", "AWS::EC2::VPCEndpoint": "vpc-endpoint",
+    "AWS::EC2::VPCPeeringConnection": "vpc-peering-connection",
+}  # fmt: skip
+_MADE_IN: dict[str, tuple[tuple[str, str], ...]] = {
+    "AWS::EC2::Subnet": (("VpcId", "vpc"),),
+    "AWS::EC2::RouteTable": (("VpcId", "vpc"),),
+    "AWS::EC2::SecurityGroup": (("VpcId", "vpc"),),
+    "AWS::EC2::NatGateway": (("SubnetId", "subnet"), ("AllocationId", "elastic-ip")),
+    "AWS::EC2::VPCEndpoint": (("VpcId", "vpc"), ("SubnetIds", "subnet"),
+                              ("RouteTableIds", "route-table"),
+                              ("SecurityGroupIds", "security-group")),
+    "AWS::EC2::VPCPeeringConnection": (("VpcId", "vpc"),),  # the requester's
+}  # fmt: skip
 
-def _stack_needs(call: Call, template: Json) -> Iterator[Need]:
+
+def _stack_needs(call: Call, place: Place, template: Json) -> Iterator[Need]:
     """What a stack's resources need, as IAM sees each action: a create with the tags the
     request gives the new resource (and ec2:CreateTags with its ec2:CreateAction); a
     change or delete with the tags the resource it acts on has (a route: its route
@@ -363,9 +391,17 @@ def _stack_needs(call: Call, template: Json) -> Iterator[Need]:
     resources = template.get("Resources", {})
 
     def tags_of(value: Any) -> tuple[tuple[str, str], ...]:
-        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in resources:
-            return _tags(resources[value["Ref"]].get("Properties", {}).get("Tags"))
+        made = None
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            made = value["Ref"]
+        elif isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+            made = value["Fn::GetAtt"][0]
+        if made in resources:
+            return _tags(resources[made].get("Properties", {}).get("Tags"))
         return ()
+
+    def ec2(kind: str) -> str:
+        return place.arn("ec2", call.region, f"{kind}/*")
 
     for found in resources.values():
         kind, properties = found["Type"], found.get("Properties", {})
@@ -378,7 +414,10 @@ def _stack_needs(call: Call, template: Json) -> Iterator[Need]:
                 for key in _ACTS_ON[kind]:
                     yield Need(action, "*", (), tags_of(properties.get(key)), why=why)
             elif action == _CREATED_BY[kind]:
-                yield Need(action, "*", own, why=why)
+                yield Need(action, ec2(_MAKES[kind]), own, why=why)
+                for key, existing in _MADE_IN.get(kind, ()):
+                    for value in _listed(properties.get(key, [])):
+                        yield Need(action, ec2(existing), (), tags_of(value), why=why)
             elif action == "ec2:CreateTags":
                 created = (("ec2:CreateAction", _CREATED_BY[kind].removeprefix("ec2:")),)
                 yield Need(action, "*", own, why=why, context=created)  # made with its tags
@@ -585,7 +624,14 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
 
 # condition keys a request may or may not carry (`Need.context`), besides tags
 _CONTEXT_KEYS = frozenset(
-    {"iam:PermissionsBoundary", "iam:PolicyARN", "iam:AWSServiceName", "ec2:CreateAction"}
+    {
+        "iam:PermissionsBoundary",
+        "iam:PolicyARN",
+        "iam:AWSServiceName",
+        "ec2:CreateAction",
+        "iam:PassedToService",
+        "ecs:CreateAction",
+    }
 )
 
 

@@ -55,13 +55,35 @@ BOUNDED_ROLE_ACTIONS = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam
 # on create), so:
 # - reading takes "*" (EC2 reads name no resource);
 EC2_READS = ["ec2:Describe*", "ec2:Get*"]
-# - a create only when the request tags the new resource as this host's (the tag is
-#   the request's, so a subnet, group or endpoint may go into a VPC the owner made);
+# - a create only when the request tags the new resource as this host's: the request-tag
+#   condition goes on the ARN of what each create makes (EC2_CREATED), never on "*": IAM
+#   also authorizes a create against the existing resources it is made in (the VPC of a
+#   subnet, group or route table; the subnet and address of a NAT gateway; the VPC,
+#   subnets, route tables and groups of an endpoint; the requester VPC of a peering),
+#   for which AWS documents no aws:RequestTag (service authorization reference, EC2);
 EC2_HOST_CREATES = [
     "ec2:CreateVpc", "ec2:CreateSubnet", "ec2:CreateInternetGateway", "ec2:CreateRouteTable",
     "ec2:CreateSecurityGroup", "ec2:AllocateAddress", "ec2:CreateNatGateway",
     "ec2:CreateVpcEndpoint", "ec2:CreateVpcPeeringConnection",
 ]  # fmt: skip
+# the resource type each create makes; a type that is also one a create is made *in*
+# (vpc, subnet, route table, group, address) is granted to its own create alone, so the
+# request tag of one create never opens an existing resource to another
+EC2_CREATED = {
+    "ec2:CreateVpc": "vpc", "ec2:CreateSubnet": "subnet", "ec2:CreateRouteTable": "route-table",
+    "ec2:CreateSecurityGroup": "security-group", "ec2:AllocateAddress": "elastic-ip",
+    "ec2:CreateInternetGateway": "internet-gateway", "ec2:CreateNatGateway": "natgateway",
+    "ec2:CreateVpcEndpoint": "vpc-endpoint",
+    "ec2:CreateVpcPeeringConnection": "vpc-peering-connection",
+}  # fmt: skip
+# - the existing resources a create is made in: this host's (aws:ResourceTag hyper:host),
+#   or the owner's VPC, subnets and route tables tagged hyper:use=HOST (below)
+EC2_CREATES_IN = [
+    "ec2:CreateSubnet", "ec2:CreateRouteTable", "ec2:CreateSecurityGroup",
+    "ec2:CreateNatGateway", "ec2:CreateVpcEndpoint", "ec2:CreateVpcPeeringConnection",
+]  # fmt: skip
+EC2_CREATED_IN = ("vpc", "subnet", "route-table", "security-group", "elastic-ip")
+EC2_OWNER_CREATED_IN = ("vpc", "subnet", "route-table")
 # - the tags of such a create (ec2:CreateAction), and changes of an existing resource
 #   only on one tagged as this host's (a route: its route table; an attachment: the
 #   gateway and the VPC), never retagging it as another host's; an update of a region's
@@ -94,6 +116,17 @@ EC2_HOST_DELETES = [
     "ec2:DeleteRouteTable", "ec2:ReleaseAddress", "ec2:DeleteNatGateway",
     "ec2:DeleteSecurityGroup", "ec2:DeleteVpcEndpoints", "ec2:DeleteVpcPeeringConnection",
 ]  # fmt: skip
+# the services the deploy role passes the host's roles to (iam:PassedToService): Batch
+# its service role (CreateComputeEnvironment), Spot Fleet its fleet role, EC2 an
+# instance role (through the instance profile), ECS tasks a definition's job role
+# (RegisterJobDefinition). No Lambda, CloudFormation or other service gets one. The test
+# is ...IfExists: IAM asks iam:PassRole of iam:AddRoleToInstanceProfile too, where no
+# service is named (the profile passes the role on to EC2 later, under this same list)
+PASSED_TO = ("batch.amazonaws.com", "spotfleet.amazonaws.com", "ec2.amazonaws.com",
+             "ecs-tasks.amazonaws.com")  # fmt: skip
+# what a role within the boundary may pass them to: the same, and the services Batch
+# launches its instances through with its service role
+BOUNDARY_PASSED_TO = (*PASSED_TO, "autoscaling.amazonaws.com", "ecs.amazonaws.com")
 PROFILE_ACTIONS = [
     "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
     "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
@@ -212,8 +245,10 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
-        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy", "iam:PassRole"], own,
-                  "HostRolesOnly"),
+        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy"], own, "HostRolesOnly"),
+        statement(["iam:PassRole"], own, "PassHostRolesOnly",
+                  Condition={"StringEqualsIfExists": {"iam:PassedToService": list(
+                      BOUNDARY_PASSED_TO)}}),
         statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
                    "iam:ListRoles", "sts:GetCallerIdentity"],
                   "*", "ReadIdentity"),
@@ -292,7 +327,12 @@ def _deploy_role(
         statement(
             PROFILE_ACTIONS, [arn("iam", f"instance-profile/{named}*", "")], "HostInstanceProfiles"
         ),
-        statement(["iam:PassRole"], [arn("iam", f"role/{named}*", "")], "PassHostRoles"),
+        statement(
+            ["iam:PassRole"],
+            [arn("iam", f"role/{named}*", "")],
+            "PassHostRoles",
+            Condition={"StringEqualsIfExists": {"iam:PassedToService": list(PASSED_TO)}},
+        ),
         *_network_statements(host_name),
         *_launch_template_statements(batch_prefix),
         # these take no resource narrower than "*"
@@ -316,12 +356,7 @@ def _network_statements(host_name: str) -> list[Json]:
     mine = {f"aws:ResourceTag/{HOST_TAG}": host_name}
     return [
         statement(EC2_READS, "*", "NetworkReads"),
-        statement(
-            EC2_HOST_CREATES,
-            "*",
-            "HostNetworkCreates",
-            Condition={"StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_name}},
-        ),
+        *_create_statements(host_name),
         statement(
             ["ec2:CreateTags"],
             "*",
@@ -365,6 +400,37 @@ def _network_statements(host_name: str) -> list[Json]:
             Condition={"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": host_name}},
         ),
     ]
+
+
+def _create_statements(host_name: str) -> list[Json]:
+    """The EC2 creates (EC2_HOST_CREATES): each on the ARN of what it makes with the
+    request's tag, and on the existing resources it is made in by theirs."""
+    request = {"StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_name}}
+    made_in = set(EC2_CREATED_IN)
+    alone = [a for a in EC2_HOST_CREATES if EC2_CREATED[a] in made_in]
+    together = [a for a in EC2_HOST_CREATES if EC2_CREATED[a] not in made_in]
+    sid = "HostNetworkCreates"
+    found = [
+        statement([a], [ec2(EC2_CREATED[a])], sid + _camel(EC2_CREATED[a]), Condition=request)
+        for a in alone
+    ]
+    found.append(
+        statement(together, [ec2(EC2_CREATED[a]) for a in together], sid + "Others",
+                  Condition=request)
+    )  # fmt: skip
+    for name, tag, kinds in (
+        ("HostNetworkCreatesIn", HOST_TAG, EC2_CREATED_IN),
+        ("OwnerNetworkCreatesIn", OWNER_TAG, EC2_OWNER_CREATED_IN),
+    ):
+        found.append(
+            statement(EC2_CREATES_IN, [ec2(k) for k in kinds], name,
+                      Condition={"StringEquals": {f"aws:ResourceTag/{tag}": host_name}})
+        )  # fmt: skip
+    return found
+
+
+def _camel(kind: str) -> str:
+    return "".join(part.title() for part in kind.split("-"))
 
 
 # the services whose service-linked roles Batch may make on a first compute environment

@@ -242,7 +242,9 @@ class AwsProvider:
         uri = batch.definition_image(spec, image)
         role = batch.ensure_job_role(spec, self.names, self.secret_arn, log,
                                      boundary=self.boundary)  # fmt: skip
+        logs = templates.worker_log_group(self.host_name)  # its workers log there
         for region in self.active_regions():
             batch.deploy_definition(region.name, spec, self.names, log, image=uri,
-                                    job_role_arn=role, secret_arn=self.secret_arn)  # fmt: skip
+                                    job_role_arn=role, secret_arn=self.secret_arn,
+                                    log_group=logs)  # fmt: skip
         return spec

@@ -12,7 +12,7 @@ from typing import Any
 from hyper.models import ClusterSpec, DefinitionSpec
 from hyper.providers import Log
 from hyper.providers.aws.calls import aws_client, error_code
-from hyper.providers.aws.names import DEFAULT_LOG_GROUP, Names
+from hyper.providers.aws.names import Names
 from hyper.providers.aws.waiting import ClientFactory, Patience, _aws_failed
 
 # ---- IAM (global) ---------------------------------------------------------------------------
@@ -193,32 +193,46 @@ def instance_policy(
     AmazonEC2ContainerServiceforEC2Role's actions), on the host's own resources only:
     the ECS clusters Batch makes for the host's compute environments (named
     ``AWSBatch-COMPUTE_ENVIRONMENT-...``) and their container instances, the host's image
-    repositories, and the log groups its jobs write to (Batch's default one and
-    `log_groups`). No ecs:CreateCluster: Batch makes the clusters."""
+    repositories, and the log groups its jobs write to (`log_groups`, the host's own:
+    never Batch's default `/aws/batch/job`, which every team's jobs share; the awslogs
+    driver makes the group in a region where it is missing). No ecs:CreateCluster: Batch
+    makes the clusters."""
     host = f"{names.prefix}-"  # every compute environment's name starts with it
 
     def arn(service: str, rest: str) -> str:
         return f"arn:{partition}:{service}:*:{account}:{rest}"
 
-    groups = [DEFAULT_LOG_GROUP, *log_groups]
+    logs = [
+        {"Sid": "JobLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [arn("logs", f"log-group:{group}{end}") for group in log_groups
+                      for end in ("", ":*")]}
+    ] if log_groups else []  # fmt: skip
     return {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "HostEcsClusters", "Effect": "Allow",
              "Action": ["ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance",
                         "ecs:SubmitContainerStateChange", "ecs:SubmitTaskStateChange",
-                        "ecs:SubmitAttachmentStateChanges", "ecs:UpdateContainerInstancesState"],
+                        "ecs:SubmitAttachmentStateChanges"],
              "Resource": [arn("ecs", f"cluster/AWSBatch-{host}*")]},
+            # these act on the container instance (ECS's service authorization reference),
+            # whose ARN is container-instance/CLUSTER/ID
             {"Sid": "HostContainerInstances", "Effect": "Allow",
-             "Action": ["ecs:Poll", "ecs:StartTelemetrySession"],
+             "Action": ["ecs:Poll", "ecs:StartTelemetrySession",
+                        "ecs:UpdateContainerInstancesState"],
              "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")]},
+            # an agent that registers with tags (ECS_CONTAINER_INSTANCE_TAGS, or tags
+            # propagated from the instance) tags its container instance as it registers
+            {"Sid": "TagContainerInstancesAsRegistered", "Effect": "Allow",
+             "Action": ["ecs:TagResource"],
+             "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")],
+             "Condition": {"StringEquals": {"ecs:CreateAction": "RegisterContainerInstance"}}},
             {"Sid": "HostImages", "Effect": "Allow",
              "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
                         "ecr:BatchGetImage"],
              "Resource": [arn("ecr", f"repository/{names.prefix.rstrip('-')}/*")]},
-            {"Sid": "JobLogs", "Effect": "Allow",
-             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-             "Resource": [arn("logs", f"log-group:{group}:*") for group in groups]},
+            *logs,
             {"Sid": "NoNarrowerResource", "Effect": "Allow",
              "Action": ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken",
                         "ec2:DescribeTags"],
