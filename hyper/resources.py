@@ -28,7 +28,6 @@ MAIN_REGION = "local"
 DEFAULT_CLUSTER = "local-cluster"
 SAMPLE_QUEUE = "sample-queue-1"
 SAMPLE_DEFINITION = "sample-def-1"
-SAMPLE_MIB_PER_CPU = 1024
 NATIVE_IMAGE = "native"
 
 
@@ -146,16 +145,7 @@ def local_defaults(cores: int | None = None) -> list[tuple[ResourceKind, Spec]]:
             ResourceKind.CLUSTER,
             ClusterSpec(name=DEFAULT_CLUSTER, max_vcpus=cores, instance_list=["local"]),
         ),
-        # one worker with the whole machine; jobs asking nothing take one CPU of it each
-        (
-            ResourceKind.DEFINITION,
-            DefinitionSpec(
-                name=SAMPLE_DEFINITION,
-                vcpus=cores,
-                memory_limit_mib=SAMPLE_MIB_PER_CPU * cores,
-                default_cpus=1,
-            ),
-        ),
+        (ResourceKind.DEFINITION, DefinitionSpec(name=SAMPLE_DEFINITION)),
         (
             ResourceKind.QUEUE,
             QueueSpec(

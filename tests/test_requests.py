@@ -380,13 +380,15 @@ def test_a_default_share_packs_jobs_asking_nothing_like_one_cpu_jobs() -> None:
     assert capacity.shape_of(spec) == two
 
 
-def test_a_new_local_host_has_one_worker_of_the_machine_shared_by_cpu() -> None:
+def test_a_definition_may_share_its_worker_among_jobs_asking_nothing() -> None:
     defaults = dict(local_defaults(cores=2))
-    definition = defaults[ResourceKind.DEFINITION]
-    assert isinstance(definition, DefinitionSpec)
-    shape = capacity.shape_of(definition.model_dump())
+    sample = defaults[ResourceKind.DEFINITION]
+    assert isinstance(sample, DefinitionSpec)
+    assert capacity.shape_of(sample.model_dump()) == Shape(1, 1024, ())  # the whole worker
+    shared = DefinitionSpec(name="d", vcpus=2, memory_limit_mib=2048, default_cpus=1)
+    shape = capacity.shape_of(shared.model_dump())
     assert shape == Shape(2, 2048, (), share_cpus=1)
-    assert capacity.refusal({"cpus": 2}, shape, definition.name) is None
+    assert capacity.refusal({"cpus": 2}, shape, shared.name) is None
     with pytest.raises(ValueError, match="more than the worker's 2 vCPUs"):
         DefinitionSpec(name="d", vcpus=2, default_cpus=3)
 
