@@ -27,7 +27,7 @@ from hyper.host.schemas import (
     Selection,
 )
 from hyper.host_settings import HostSettings
-from hyper.jobs import JobStatus, LogKind
+from hyper.jobs import MAX_FILE_KEY, JobStatus, LogKind
 from hyper.messages import ClaimedJob
 from hyper.models import (
     ClusterSpec,
@@ -514,6 +514,14 @@ class HostService:
         if job is None or job.finished or job.worker_id != worker_id:
             raise Conflict(f"worker {worker_id!r} does not hold job {job_id}")
         return job
+
+    def job_file_key(self, worker_id: str, job_id: int, key: str) -> str:
+        """Where a file that a job the worker holds collects is kept: ``jobs/{job_id}/{key}``."""
+        self.held_job(worker_id, job_id)
+        full = f"jobs/{job_id}/{key}"
+        if len(full) > MAX_FILE_KEY:
+            raise UsageError(f"a file key is at most {MAX_FILE_KEY} characters: {full[:40]}...")
+        return full
 
     def job_package(self, worker_id: str, job_id: int) -> bytes:
         """The package of a job the worker holds (NotFound when it has none)."""

@@ -10,9 +10,8 @@ from typing import BinaryIO
 
 from fastapi import HTTPException, Request, Response
 
-from hyper.errors import UsageError
 from hyper.host.deps import FileKey, JobId, Service, Settings, StoreDep, Uploads, api_router
-from hyper.jobs import MAX_FILE_BYTES, MAX_FILE_KEY
+from hyper.jobs import MAX_FILE_BYTES
 
 router = api_router()
 BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -63,10 +62,7 @@ async def put_job_file(
     uploads: Uploads,
 ) -> Response:
     """A file a job the worker holds collects, kept as ``jobs/{job_id}/{key}``."""
-    service.held_job(worker_id, job_id)
-    full = f"jobs/{job_id}/{key}"
-    if len(full) > MAX_FILE_KEY:
-        raise UsageError(f"a file key is at most {MAX_FILE_KEY} characters: {full[:40]}...")
+    full = service.job_file_key(worker_id, job_id, key)
     await _keep(full, request, service, settings, store, uploads)
     return Response(status_code=204)
 
