@@ -13,6 +13,12 @@ more), so that workers and hosts of neighbouring versions understand each other.
     POST /workers/{id}/complete       Completion (Ending...) -> {"statuses", "jobs"}
     POST /workers/{id}/return         {"jobs": [ClaimRef]}   -> {"returned": n}
     POST /workers/{id}/exit           {}                     -> {"ok": true}
+
+and a machine of a static region (hyper.worker.node):
+
+    POST /nodes/{id}/join             NodeJoin               -> {"id", "url"}
+    POST /nodes/{id}/poll             {"wait": seconds}      -> {"workers": [WorkerAssignment]}
+    POST /nodes/{id}/leave            {}                     -> {"ok": true}
 """
 
 from __future__ import annotations
@@ -175,6 +181,39 @@ class ClaimRef(TypedDict):
 
     job_id: int
     attempt: int
+
+
+class NodeJoin(TypedDict):
+    """A machine of a static region offering `slots` workers of one definition."""
+
+    region: str
+    definition: str
+    slots: int
+    hostname: str
+
+
+@dataclass(frozen=True)
+class WorkerAssignment:
+    """A worker the scheduler placed on a joined machine, for the machine to start now."""
+
+    worker_id: str
+    queue: str
+    definition: str
+    idle_seconds: float = TIMINGS.idle_seconds
+    heartbeat_seconds: float = TIMINGS.heartbeat_seconds
+    patience_seconds: float = TIMINGS.patience_seconds
+    lifetime_seconds: float | None = None  # the definition's timeout: the worker leaves then
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> WorkerAssignment:
+        """From a poll's JSON: the fields known here, each missing one at its default."""
+        return cls(**{k: data[k] for k in _ASSIGNMENT_FIELDS if data.get(k) is not None})
+
+    def to_wire(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_ASSIGNMENT_FIELDS = tuple(f.name for f in dataclasses.fields(WorkerAssignment))
 
 
 def ending(

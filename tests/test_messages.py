@@ -1,5 +1,6 @@
 """The worker protocol's messages (hyper.messages): what /openapi.json says of them, the
-host's models that mirror them, and a claim's JSON, the same as before they were typed."""
+host's models that mirror them, and a claim's JSON, the same as before they were typed;
+and what a joined machine is told."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from hyper import messages
 from hyper.host import schemas
 from hyper.host_settings import HostSettings
-from hyper.messages import TIMINGS, ClaimedJob
+from hyper.messages import TIMINGS, ClaimedJob, WorkerAssignment
 from hyper.store.base import JobRecord
 from hyper.worker.agent import WorkerOptions
 from tests.helpers.api import claim, submit
@@ -72,6 +73,27 @@ def test_the_hosts_models_mirror_the_messages() -> None:
     assert _fields(schemas.BatchReport) - {"claim_next"} == _keys(messages.Ending)
     assert _fields(schemas.BatchCompletion) == _keys(messages.Completion)
     assert _fields(schemas.ClaimRef) == _keys(messages.ClaimRef)
+    assert _fields(schemas.NodeJoin) == _keys(messages.NodeJoin)
+
+
+def test_openapi_describes_what_a_joined_machine_is_told_to_start(api: TestClient) -> None:
+    schema = api.get("/openapi.json").json()
+    answer = schema["paths"]["/nodes/{node_id}/poll"]["post"]["responses"]["200"]
+    body = _resolve(schema, answer["content"]["application/json"]["schema"])
+    worker = _resolve(schema, body["properties"]["workers"]["items"])
+    assert set(worker["properties"]) == {f.name for f in dataclasses.fields(WorkerAssignment)}
+    assert {"worker_id", "queue", "definition"} <= set(worker["required"])
+    assert worker["properties"]["heartbeat_seconds"]["type"] == "number"
+
+
+def test_an_assignment_from_another_version_is_understood() -> None:
+    wire = {"worker_id": "w1", "queue": "q", "definition": "d", "heartbeat_seconds": 2.0,
+            "lifetime_seconds": None, "new_field": 1}  # fmt: skip
+    assignment = WorkerAssignment.from_wire(wire)
+    assert assignment.heartbeat_seconds == 2.0 and assignment.lifetime_seconds is None
+    assert assignment.idle_seconds == TIMINGS.idle_seconds
+    assert WorkerAssignment.from_wire(assignment.to_wire()) == assignment
+    assert "new_field" not in assignment.to_wire()
 
 
 def test_a_claims_json_is_the_job_and_how_to_run_it(api: TestClient) -> None:

@@ -16,7 +16,7 @@ from pydantic import (
 
 from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_KEY, LogKind, escapes
 from hyper.jobspec import JOB_NAME_PATTERN, MAX_ARRAY_INDEX, MAX_NAME_LENGTH, MAX_SCRIPT_BYTES
-from hyper.messages import ClaimedJob
+from hyper.messages import ClaimedJob, WorkerAssignment
 from hyper.models import NAME_PATTERN
 
 MAX_ID = 2**62  # ids, indices and counts stay within SQLite's 64-bit integers
@@ -233,6 +233,10 @@ class NodeJoin(Body):
 
 class NodePoll(Body):
     wait: float = Field(0.0, ge=0.0, le=60.0)
+
+
+class NodePollResponse(BaseModel):
+    workers: list[WorkerAssignment] = Field(description="the workers to start now")
 
 
 class ClaimRef(Body):

@@ -28,7 +28,7 @@ from hyper.host.schemas import (
 )
 from hyper.host_settings import HostSettings
 from hyper.jobs import MAX_FILE_KEY, JobStatus, LogKind
-from hyper.messages import ClaimedJob
+from hyper.messages import ClaimedJob, WorkerAssignment
 from hyper.models import (
     ClusterSpec,
     DefinitionSpec,
@@ -558,7 +558,7 @@ class HostService:
         self.work_arrived.fire()  # new room: the scheduler may start workers there now
         return {"id": node_id, "url": self.settings.url}
 
-    async def poll_node(self, node_id: str, wait: float) -> list[dict[str, Any]]:
+    async def poll_node(self, node_id: str, wait: float) -> list[WorkerAssignment]:
         """Workers assigned to the machine that it should start now."""
         if not any(n.id == node_id for n in self.store.nodes()):
             raise NotFound(f"no machine {node_id!r} has joined; run hyper worker join again")
@@ -577,15 +577,15 @@ class HostService:
             )
             lifetime = spec.timeout_minutes * 60 if spec and spec.timeout_minutes else None
             assignments.append(
-                {
-                    "worker_id": w.id,
-                    "queue": w.queue,
-                    "definition": w.definition,
-                    "idle_seconds": settings.worker_idle_seconds,
-                    "heartbeat_seconds": settings.heartbeat_seconds,
-                    "patience_seconds": settings.worker_patience_seconds,
-                    "lifetime_seconds": lifetime,
-                }
+                WorkerAssignment(
+                    worker_id=w.id,
+                    queue=w.queue,
+                    definition=w.definition,
+                    idle_seconds=settings.worker_idle_seconds,
+                    heartbeat_seconds=settings.heartbeat_seconds,
+                    patience_seconds=settings.worker_patience_seconds,
+                    lifetime_seconds=lifetime,
+                )
             )
         return assignments
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from hyper import capacity, machine
 from hyper.client import HostClient
 from hyper.errors import HostFailure, HostUnreachable, NotFound
+from hyper.messages import NodeJoin, WorkerAssignment
 from hyper.worker.options import LEASE_MARK
 from hyper.worker.reaper import (
     become_subreaper,
@@ -67,9 +68,9 @@ class NodeAgent:
 
     def join(self) -> None:
         o = self.options
-        body = {"region": o.region, "definition": o.definition, "slots": o.slots,
-                "hostname": o.hostname}  # fmt: skip
-        self.client.call("POST", self._path("join"), body)
+        body: NodeJoin = {"region": o.region, "definition": o.definition, "slots": o.slots,
+                          "hostname": o.hostname}  # fmt: skip
+        self.client.call("POST", self._path("join"), dict(body))
 
     def stop_on_signal(self) -> None:
         def handler(signum: int, frame: Any) -> None:
@@ -99,7 +100,7 @@ class NodeAgent:
                     time.sleep(2.0)  # a node is a service: it waits for its host to return
                     continue
                 for assignment in answer["workers"]:
-                    self.start(assignment)
+                    self.start(WorkerAssignment.from_wire(assignment))
         finally:
             self.leave()
         return 0
@@ -113,17 +114,17 @@ class NodeAgent:
         free = [i for i in range(len(self._shares)) if i not in self._held.values()]
         return free[0] if free else 0
 
-    def start(self, assignment: dict[str, Any]) -> None:
+    def start(self, assignment: WorkerAssignment) -> None:
         share = self._free_share()
         start = WorkerStart(
             url=self.client.url,
-            worker_id=assignment["worker_id"],
-            queue=assignment["queue"],
-            definition=assignment["definition"],
-            idle_seconds=assignment["idle_seconds"],
-            heartbeat_seconds=assignment["heartbeat_seconds"],
-            patience_seconds=assignment["patience_seconds"],
-            lifetime_seconds=assignment.get("lifetime_seconds"),
+            worker_id=assignment.worker_id,
+            queue=assignment.queue,
+            definition=assignment.definition,
+            idle_seconds=assignment.idle_seconds,
+            heartbeat_seconds=assignment.heartbeat_seconds,
+            patience_seconds=assignment.patience_seconds,
+            lifetime_seconds=assignment.lifetime_seconds,
             region=self.options.region,
             capacity=machine.text(self._shares[share]) if share is not None else "",
         )

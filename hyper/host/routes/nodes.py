@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hyper.host.deps import Service, api_router
-from hyper.host.schemas import NodeJoin, NodePoll
+from hyper.host.schemas import NodeJoin, NodePoll, NodePollResponse
 
 router = api_router()
 
@@ -21,8 +21,8 @@ async def join_node(node_id: str, request: NodeJoin, service: Service) -> dict[s
 
 
 @router.post("/nodes/{node_id}/poll")
-async def poll_node(node_id: str, request: NodePoll, service: Service) -> dict[str, Any]:
-    return {"workers": await service.poll_node(node_id, request.wait)}
+async def poll_node(node_id: str, request: NodePoll, service: Service) -> NodePollResponse:
+    return NodePollResponse(workers=await service.poll_node(node_id, request.wait))
 
 
 @router.post("/nodes/{node_id}/leave")
