@@ -104,6 +104,11 @@ def _detail(status: int, body: bytes) -> str:
     return str(detail) or f"HTTP {status}"
 
 
+# the most jobs one cancel, hold or release request changes: about 0.2 s of the host's
+# time on a 2-core machine, so a million are changed in 50 short steps
+CHANGE_STEP = 20_000
+
+
 class HostClient:
     """Calls one host's API. `reconnect` is asked for a fresh URL when the host is down
     (for a local host it starts the daemon); it returns None when it cannot help."""
@@ -285,10 +290,23 @@ class HostClient:
         return dict(self.call("GET", "/jobs/counts", query=filters))
 
     def change(self, action: str, selection: dict[str, Any]) -> dict[str, Any]:
-        """Cancel, hold or release the selected jobs, in one request however many."""
+        """Cancel, hold or release the selected jobs, however many: in steps of at most
+        CHANGE_STEP jobs, each a short request (the host serves others between them, and
+        none comes near a gateway's time limit). The answer sums the steps' counts; the
+        named jobs that did not change are those of the first step (later steps see the
+        first one's changes as already made)."""
         if action not in ("cancel", "hold", "release"):
             raise ValueError(f"unknown action {action!r}")
-        return dict(self.call("POST", f"/jobs/{action}", selection))
+        body = {**selection, "limit": CHANGE_STEP}
+        answer = dict(self.call("POST", f"/jobs/{action}", body))
+        total = "cancelled" if action == "cancel" else "changed"
+        step = answer
+        while step.pop("more", False):
+            step = dict(self.call("POST", f"/jobs/{action}", body))
+            answer[total] += step[total]
+            if "stopping" in step:  # the running jobs as they are now
+                answer["stopping"] = step["stopping"]
+        return answer
 
     def read_log(
         self, job_id: int, *, kinds: list[str], after: int = 0, wait: float | None = None

@@ -326,14 +326,14 @@ def test_cancel_by_queue(api: TestClient) -> None:
     assert running["id"] == first
     response = api.post("/jobs/cancel", json={"queue": Q})
     assert response.status_code == 200
-    assert response.json() == {"cancelled": 2, "stopping": 1, "finished": []}
+    assert response.json() == {"cancelled": 2, "stopping": 1, "finished": [], "more": False}
     assert job(api, second)["status"] == "Cancelled"
     assert job(api, third)["status"] == "Cancelled"
     assert job(api, first)["status"] == "Running"
     assert job(api, first)["cancel_requested"] is True
     assert claim(api, "w2") == []
     again = api.post("/jobs/cancel", json={"queue": Q}).json()
-    assert again == {"cancelled": 0, "stopping": 1, "finished": []}
+    assert again == {"cancelled": 0, "stopping": 1, "finished": [], "more": False}
     # jobs already over are listed when named by id
     named = api.post("/jobs/cancel", json={"ids": [str(third), str(second)]}).json()
     assert sorted(named["finished"]) == [second, third]
@@ -511,9 +511,9 @@ def test_cancel_tasks_by_selector(api: TestClient) -> None:
     (array_id,) = submit(api, submission(array={"spec": "1-5"}))
     response = api.post("/jobs/cancel", json={"ids": [f"{array_id}[2-3]"]})
     assert response.status_code == 200, response.text
-    assert response.json() == {"cancelled": 2, "stopping": 0, "finished": []}
+    assert response.json() == {"cancelled": 2, "stopping": 0, "finished": [], "more": False}
     response = api.post("/jobs/cancel", json={"ids": [f"{array_id}_4"]})
-    assert response.json() == {"cancelled": 1, "stopping": 0, "finished": []}
+    assert response.json() == {"cancelled": 1, "stopping": 0, "finished": [], "more": False}
     assert [t["status"] for t in tasks(api, array_id)] == [
         "Waiting",
         "Cancelled",
@@ -523,12 +523,12 @@ def test_cancel_tasks_by_selector(api: TestClient) -> None:
     ]
     # a task by its own id; a finished one named so is listed
     again = api.post("/jobs/cancel", json={"ids": [str(array_id + 4)]}).json()
-    assert again == {"cancelled": 0, "stopping": 0, "finished": [array_id + 4]}
+    assert again == {"cancelled": 0, "stopping": 0, "finished": [array_id + 4], "more": False}
     # the whole array, with filters that must also match
     running_only = api.post("/jobs/cancel", json={"ids": [str(array_id)], "status": "Running"})
-    assert running_only.json() == {"cancelled": 0, "stopping": 0, "finished": []}
+    assert running_only.json() == {"cancelled": 0, "stopping": 0, "finished": [], "more": False}
     whole = api.post("/jobs/cancel", json={"ids": [str(array_id)]}).json()
-    assert whole == {"cancelled": 2, "stopping": 0, "finished": []}
+    assert whole == {"cancelled": 2, "stopping": 0, "finished": [], "more": False}
     record = job(api, array_id)
     assert record["status"] == "Cancelled" and record["counts"]["Cancelled"] == 5
     # selectors on an unknown array are refused
@@ -545,21 +545,21 @@ def test_hold_and_release_routes(api: TestClient) -> None:
 
     response = api.post("/jobs/release", json={"ids": [str(held)]})
     assert response.status_code == 200, response.text
-    assert response.json() == {"changed": 1, "unchanged": []}
+    assert response.json() == {"changed": 1, "unchanged": [], "more": False}
     assert job(api, held)["status"] == "Waiting"
 
     response = api.post("/jobs/hold", json={"ids": [str(held), str(free)]})
-    assert response.json() == {"changed": 1, "unchanged": [free]}  # free is running
+    assert response.json() == {"changed": 1, "unchanged": [free], "more": False}  # free is running
     assert job(api, held)["status"] == "Held"
     assert claim(api, "W") == []
 
     (array_id,) = submit(api, submission(array={"spec": "1-3"}))
     response = api.post("/jobs/hold", json={"ids": [f"{array_id}[1-2]"]})
-    assert response.json() == {"changed": 2, "unchanged": []}
+    assert response.json() == {"changed": 2, "unchanged": [], "more": False}
     assert [t["status"] for t in tasks(api, array_id)] == ["Held", "Held", "Waiting"]
     assert job(api, array_id)["counts"]["Held"] == 2
     response = api.post("/jobs/release", json={"queue": Q})
-    assert response.json() == {"changed": 3, "unchanged": []}
+    assert response.json() == {"changed": 3, "unchanged": [], "more": False}
     assert [c["id"] for c in claim(api, "W", limit=10)] == [
         held,
         *range(array_id + 1, array_id + 4),
@@ -741,7 +741,7 @@ def test_worker_flow(api: TestClient) -> None:
     assert progress.json() == {"cancel": False}
 
     cancel = api.post("/jobs/cancel", json={"ids": [str(job_id)]})
-    assert cancel.json() == {"cancelled": 0, "stopping": 1, "finished": []}
+    assert cancel.json() == {"cancelled": 0, "stopping": 1, "finished": [], "more": False}
     progress = api.post(f"/workers/W/jobs/{job_id}/progress", json={"attempt": 1})
     assert progress.json() == {"cancel": True}
 

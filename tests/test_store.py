@@ -23,6 +23,7 @@ from hyper.jobspec import Dependency, Selector
 from hyper.store.base import (
     ArrayRecord,
     ArrayTasks,
+    CancelResult,
     JobFilter,
     JobRecord,
     NewJob,
@@ -1744,3 +1745,34 @@ def test_sqlite_a_store_from_before_machines_said_their_capacity_opens(tmp_path:
         assert [n.capacity for n in store.nodes("lab")] == ["4:8192:"]
     finally:
         store.close()
+
+
+def test_a_change_with_a_limit_is_made_in_steps(any_store: Store) -> None:
+    """A cancel, hold or release of many jobs, made in steps of `limit` (a million jobs
+    changed by one request would hold the host): each step changes at most `limit` jobs
+    that have not started, says whether more may be left, and the steps together make
+    exactly the change one call would."""
+    now = time.time()
+    running = submit_one(any_store, now)
+    assert [c.id for c in any_store.claim("w", Q, D, 1, LEASE, now)] == [running]
+    (array_id,) = any_store.submit([job(array=ArrayTasks(indices=list(range(1, 26))))], now)
+    whole = JobFilter(queue=Q)
+
+    held = [any_store.hold(whole, now, limit=10)]
+    while held[-1].more and len(held) < 5:
+        held.append(any_store.hold(whole, now, limit=10))
+    assert [h.changed for h in held][:3] == [10, 10, 5]
+    assert statuses_of(any_store, array_id) == [JobStatus.HELD] * 25
+    released = any_store.release(whole, now, limit=30)
+    assert (released.changed, released.more) == (25, False)
+
+    steps: list[CancelResult] = []
+    while (not steps or steps[-1].more) and len(steps) < 5:
+        steps.append(any_store.cancel(whole, now, limit=10))
+        assert steps[-1].cancelled <= 10
+        assert steps[-1].stopping == 1  # the running job, asked to stop at each step
+    assert [s.cancelled for s in steps][:3] == [10, 10, 5]
+    assert sum(s.cancelled for s in steps) == 25
+    assert statuses_of(any_store, array_id) == [JobStatus.CANCELLED] * 25
+    assert any_store.count_jobs(whole)[JobStatus.CANCELLED] == 25
+    assert any_store.heartbeat("w", running, 1, LEASE, now) is True  # its worker stops it

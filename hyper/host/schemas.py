@@ -123,17 +123,23 @@ class Selection(Body):
     name: str | None = None
     queue: str | None = None
     status: str | None = None
+    limit: int | None = Field(
+        None, ge=1, le=MAX_ID, description="change at most this many jobs now; `more` says if"
+        " some are left, for the same request again"
+    )  # fmt: skip
 
 
 class CancelResponse(BaseModel):
     cancelled: int
     stopping: int
     finished: list[int]
+    more: bool = False
 
 
 class HoldResponse(BaseModel):
     changed: int
     unchanged: list[int]
+    more: bool = False
 
 
 class LogPage(BaseModel):

@@ -296,7 +296,7 @@ class HostService:
         )
 
     def cancel(self, selection: Selection) -> CancelResult:
-        result = self.store.cancel(self.select(selection), time.time())
+        result = self.store.cancel(self.select(selection), time.time(), limit=selection.limit)
         self.jobs_changed.fire()
         self.work_arrived.fire()  # ended jobs may have released their dependents
         return result
@@ -304,7 +304,8 @@ class HostService:
     def hold(self, selection: Selection, *, hold: bool) -> HoldResult:
         where = self.select(selection)
         now = time.time()
-        result = self.store.hold(where, now) if hold else self.store.release(where, now)
+        change = self.store.hold if hold else self.store.release
+        result = change(where, now, limit=selection.limit)
         self.jobs_changed.fire()
         if not hold:
             self.work_arrived.fire()

@@ -231,12 +231,14 @@ class CancelResult:
     cancelled: int  # ended now (they had not started)
     stopping: int  # running: their workers stop them and report
     finished: list[int]  # already over: left as they were (ids named in the request)
+    more: bool = False  # a `limit` was reached: some that match may not have ended yet
 
 
 @dataclass(frozen=True)
 class HoldResult:
     changed: int
     unchanged: list[int]  # ids named in the request that could not change (running, ended)
+    more: bool = False  # a `limit` was reached: some that match may not have changed yet
 
 
 @dataclass(frozen=True)
@@ -331,19 +333,23 @@ class JobStore(Protocol):
         id, or indices of what is not an array, raises ``UsageError`` naming them."""
         ...
 
-    def cancel(self, where: JobFilter, now: float) -> CancelResult:
+    def cancel(self, where: JobFilter, now: float, *, limit: int | None = None) -> CancelResult:
         """Cancel what matches: what has not started ends Cancelled now; a running job is
         marked, and its worker stops it and reports (heartbeat answers True). Dependents
-        of what ended are judged."""
+        of what ended are judged. With `limit`, at most that many unstarted jobs end in
+        this call, and `more` says some may be left: a change of a million jobs is made
+        in steps, each short, so the host serves others between them."""
         ...
 
-    def hold(self, where: JobFilter, now: float) -> HoldResult:
+    def hold(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
         """Hold the Waiting and Blocked jobs that match (they are not claimed until
-        released); named jobs in other states are listed as unchanged."""
+        released); named jobs in other states are listed as unchanged. `limit`: as for
+        cancel."""
         ...
 
-    def release(self, where: JobFilter, now: float) -> HoldResult:
-        """Release the Held jobs that match: Blocked if dependencies remain, else Waiting."""
+    def release(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
+        """Release the Held jobs that match: Blocked if dependencies remain, else Waiting.
+        `limit`: as for cancel."""
         ...
 
 

@@ -71,20 +71,23 @@ async def count_jobs(
 async def cancel(selection: Selection, service: Service) -> CancelResponse:
     result = service.cancel(selection)
     return CancelResponse(
-        cancelled=result.cancelled, stopping=result.stopping, finished=result.finished
+        cancelled=result.cancelled,
+        stopping=result.stopping,
+        finished=result.finished,
+        more=result.more,
     )
 
 
 @router.post("/jobs/hold", response_model=HoldResponse)
 async def hold(selection: Selection, service: Service) -> HoldResponse:
     result = service.hold(selection, hold=True)
-    return HoldResponse(changed=result.changed, unchanged=result.unchanged)
+    return HoldResponse(changed=result.changed, unchanged=result.unchanged, more=result.more)
 
 
 @router.post("/jobs/release", response_model=HoldResponse)
 async def release(selection: Selection, service: Service) -> HoldResponse:
     result = service.hold(selection, hold=False)
-    return HoldResponse(changed=result.changed, unchanged=result.unchanged)
+    return HoldResponse(changed=result.changed, unchanged=result.unchanged, more=result.more)
 
 
 @router.get("/jobs/{job_id}")

@@ -47,9 +47,13 @@ from hyper.store.dynamodb.items import (
 class Attempts(Dependents):
     """Cancel and hold, claims, leases, endings, lost workers, and the scheduler's demand."""
 
-    def cancel(self, where: JobFilter, now: float) -> CancelResult:
+    def cancel(self, where: JobFilter, now: float, *, limit: int | None = None) -> CancelResult:
         finished = self._named(where, (s.value for s in FINISHED), among=True)
-        items = self._unfinished(where, (s.value for s in UNFINISHED))
+        items, more = _up_to(
+            limit,
+            self._unfinished(where, (s.value for s in UNFINISHED)),
+            lambda item: item["status"] in rules.NOT_STARTED_VALUES,
+        )
         running = {i["id"] for i in items if i["status"] == RUNNING}
         bulk = rules.is_bulk(sum(1 for i in items if i["status"] in rules.NOT_STARTED_VALUES))
         text = rules.CANCELLED_BEFORE_START
@@ -71,18 +75,20 @@ class Attempts(Dependents):
         if bulk:
             self._bulk_events(ended, text, now)
         self._ended([self._ended_of(c) for c in ended], now)
-        return CancelResult(len(ended), stopping, finished)
+        return CancelResult(len(ended), stopping, finished, more=more)
 
-    def hold(self, where: JobFilter, now: float) -> HoldResult:
-        return self._set_hold(where, now, hold=True)
+    def hold(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
+        return self._set_hold(where, now, limit, hold=True)
 
-    def release(self, where: JobFilter, now: float) -> HoldResult:
-        return self._set_hold(where, now, hold=False)
+    def release(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
+        return self._set_hold(where, now, limit, hold=False)
 
-    def _set_hold(self, where: JobFilter, now: float, *, hold: bool) -> HoldResult:
+    def _set_hold(
+        self, where: JobFilter, now: float, limit: int | None, *, hold: bool
+    ) -> HoldResult:
         movable = rules.movable(hold)
         unchanged = self._named(where, movable, among=False)  # named, to say so
-        items = self._unfinished(where, movable)
+        items, more = _up_to(limit, self._unfinished(where, movable), lambda item: True)
         bulk = rules.is_bulk(len(items))
         text = rules.hold_event(hold)
 
@@ -96,7 +102,7 @@ class Attempts(Dependents):
         applied = self._transition(items, plan, now)
         if bulk:
             self._bulk_events(applied, text, now)
-        return HoldResult(len(applied), unchanged)
+        return HoldResult(len(applied), unchanged, more=more)
 
     def claim(
         self,
@@ -447,3 +453,23 @@ class Attempts(Dependents):
                 waiting, running = tasks.get(WAITING, 0), tasks.get(RUNNING, 0)
                 capped.append((info.queue, info.definition, info.cap, waiting, running))
         return rules.demand(counts, capped)
+
+
+def _up_to(
+    limit: int | None, items: list[Item], counted: Callable[[Item], bool]
+) -> tuple[list[Item], bool]:
+    """The items a change takes: every one, or at most `limit` of the `counted` kind (the
+    others all); and whether some were left for a next call."""
+    if limit is None:
+        return items, False
+    taken: list[Item] = []
+    left = limit
+    for item in items:
+        if not counted(item):
+            taken.append(item)
+        elif left > 0:
+            taken.append(item)
+            left -= 1
+        else:
+            return taken, True
+    return taken, False

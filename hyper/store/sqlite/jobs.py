@@ -318,7 +318,7 @@ class Jobs(Dependents):
 
     # changing state ------------------------------------------------------------------
 
-    def cancel(self, where: JobFilter, now: float) -> CancelResult:
+    def cancel(self, where: JobFilter, now: float, *, limit: int | None = None) -> CancelResult:
         clause, args = _where(where, "")
         with self._write() as db:
             finished = self._named(db, where, tuple(s.value for s in FINISHED), among=True)
@@ -333,18 +333,19 @@ class Jobs(Dependents):
             ).fetchall()
             for row in asked:  # their workers stop them at their next report
                 self._event(db, row["id"], row["attempt"], rules.CANCEL_REQUESTED, now)
-            # what has not started ends now, in one statement however many
+            # what has not started ends now, in one statement however many (up to `limit`)
             assign, values = _set(rules.cancelled_unstarted(now))
             unstarted = rules.NOT_STARTED_VALUES
+            chosen, chosen_args = _up_to(limit, f"{clause} AND status IN ({_in(unstarted)})")
             ended = db.execute(
-                f"UPDATE jobs SET {assign} WHERE {clause} AND status IN ({_in(unstarted)})"
-                " RETURNING id, array_id, array_index, attempt",
-                [*values, *args, *unstarted],
+                f"UPDATE jobs SET {assign} WHERE {chosen} RETURNING id, array_id, array_index,"
+                " attempt",
+                [*values, *args, *unstarted, *chosen_args],
             ).fetchall()
             self._bulk_events(db, ended, rules.CANCELLED_BEFORE_START, now)
             rows = [(r["id"], r["array_id"], r["array_index"], JobStatus.CANCELLED) for r in ended]
             self._ended(db, rows, now)
-        return CancelResult(len(ended), stopping, finished)
+        return CancelResult(len(ended), stopping, finished, more=len(ended) == limit)
 
     def _named(
         self, db: sqlite3.Connection, where: JobFilter, statuses: tuple[str, ...], *, among: bool
@@ -378,23 +379,32 @@ class Jobs(Dependents):
             if row["array_id"] is None:
                 self._event(db, row["id"], row["attempt"], text, now)
 
-    def hold(self, where: JobFilter, now: float) -> HoldResult:
-        return self._set_hold(where, now, hold=True)
+    def hold(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
+        return self._set_hold(where, now, limit, hold=True)
 
-    def release(self, where: JobFilter, now: float) -> HoldResult:
-        return self._set_hold(where, now, hold=False)
+    def release(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
+        return self._set_hold(where, now, limit, hold=False)
 
-    def _set_hold(self, where: JobFilter, now: float, *, hold: bool) -> HoldResult:
+    def _set_hold(
+        self, where: JobFilter, now: float, limit: int | None, *, hold: bool
+    ) -> HoldResult:
         clause, args = _where(where, "")
         movable = rules.movable(hold)
         new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"  # one job at a time: held_status()
         new_args = [rules.held_status(hold, 1), rules.held_status(hold, 0)]
         with self._write() as db:
             unchanged = self._named(db, where, movable, among=False)  # named, to say so
+            chosen, chosen_args = _up_to(limit, f"{clause} AND status IN ({_in(movable)})")
             changed = db.execute(
-                f"UPDATE jobs SET status = {new} WHERE {clause} AND status IN ({_in(movable)})"
-                " RETURNING id, array_id, attempt",
-                [*new_args, *args, *movable],
+                f"UPDATE jobs SET status = {new} WHERE {chosen} RETURNING id, array_id, attempt",
+                [*new_args, *args, *movable, *chosen_args],
             ).fetchall()
             self._bulk_events(db, changed, rules.hold_event(hold), now)
-        return HoldResult(len(changed), unchanged)
+        return HoldResult(len(changed), unchanged, more=len(changed) == limit)
+
+
+def _up_to(limit: int | None, condition: str) -> tuple[str, list[Any]]:
+    """An UPDATE's WHERE for the jobs that meet `condition`, at most `limit` of them."""
+    if limit is None:
+        return condition, []
+    return f"id IN (SELECT id FROM jobs WHERE {condition} LIMIT ?)", [limit]
