@@ -104,8 +104,8 @@ def _detail(status: int, body: bytes) -> str:
     return str(detail) or f"HTTP {status}"
 
 
-# the most jobs one cancel, hold or release request changes: about 0.2 s of the host's
-# time on a 2-core machine, so a million are changed in 50 short steps
+# the most jobs one cancel, hold or release request changes: under a second of the host's
+# time on a loaded 2-core machine, so a million are changed in 50 short steps
 CHANGE_STEP = 20_000
 
 
