@@ -212,23 +212,31 @@ def parse_selector(text: str) -> Selector:
 
 
 def expand_output_pattern(
-    pattern: str, *, job_id: int, array_id: int, index: int | None, name: str, user: str
+    pattern: str,
+    *,
+    job_id: int,
+    array_id: int,
+    index: int | None,
+    name: str,
+    user: str,
+    step: str | None = None,
+    task: int = 0,
 ) -> str:
     """Slurm's filename patterns (sbatch(1), "filename pattern"): %j job id, %J job id
-    (the batch step has no step number), %A array id, %a array index, %x job name, %u
-    user, %N the short host name, %n node number (0), %s step ("batch"), %t task (0), %%
-    a percent sign; a number after % zero-pads (%3a: 007). Unknown `%c` sequences are
-    left as they are."""
+    and step (the batch step has no step number), %A array id, %a array index, %x job
+    name, %u user, %N the short host name, %n node number (0), %s step ("batch", or an
+    srun's number), %t task (0, or an srun's task), %% a percent sign; a number after %
+    zero-pads (%3a: 007). Unknown `%c` sequences are left as they are."""
     values = {
         "j": str(job_id),
-        "J": str(job_id),
+        "J": f"{job_id}.{step}" if step is not None else str(job_id),
         "A": str(array_id),
         "a": str(index if index is not None else 0),
         "x": name,
         "u": user,
         "n": "0",
-        "s": "batch",
-        "t": "0",
+        "s": step if step is not None else "batch",
+        "t": str(task),
     }
 
     def one(match: re.Match[str]) -> str:

@@ -39,6 +39,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "scancel": "qtools.slurm:scancel_main",
         "sacct": "qtools.slurm:sacct_main",
         "scontrol": "qtools.slurm:scontrol_main",
+        "srun": "qtools.srun:srun_main",  # inside a job: its steps
     },
 }
 DIALECTS = tuple(COMMANDS)

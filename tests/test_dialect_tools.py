@@ -269,3 +269,30 @@ def test_psij_executors(tool_host: LocalHost, kind: str) -> None:
     assert good is not None and good.state == JobState.COMPLETED
     assert bad is not None and bad.state == JobState.FAILED and bad.exit_code == 3
     settled(tool_host)
+
+
+# ---- submitit -------------------------------------------------------------------------
+
+
+def test_submitit(tool_host: LocalHost) -> None:
+    """submitit's Slurm executor (as its users write it, with a partition): a job's
+    result, an array's results in order, a job's exception, and a cancel. Its jobs
+    start their work with `srun`, hyper's inside a job; it polls them with sacct."""
+    import math
+
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tool_host.cwd / "submitit", cluster="slurm")
+    executor.update_parameters(slurm_partition=QUEUE, timeout_min=5, cpus_per_task=1,
+                               mem_gb=1)  # fmt: skip
+    one = executor.submit(sum, [1, 2, 3])
+    many = executor.map_array(math.sqrt, [4, 9, 16])  # (by reference: a module jobs import)
+    failing = executor.submit(math.sqrt, -1)
+    assert one.result() == 6
+    assert [job.result() for job in many] == [2, 3, 4]
+    assert "math domain error" in str(failing.exception())
+    slow = executor.submit(time.sleep, 300)
+    tool_host.wait_for(lambda: slow.state == "RUNNING", 60, "the sleeping job to run")
+    slow.cancel()
+    tool_host.wait_for(lambda: slow.state.startswith("CANCELLED"), 60, "the cancel")
+    settled(tool_host)

@@ -9,6 +9,7 @@ import getpass
 import io
 import os
 import resource
+import socket
 import sys
 import tarfile
 from pathlib import Path
@@ -44,10 +45,15 @@ def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
     array_id, index = env.get("HYPER_ARRAY_JOB_ID"), env.get("HYPER_ARRAY_INDEX")
     submit_dir, attempt = env["HYPER_SUBMIT_DIR"], int(env["HYPER_ATTEMPT"])
     if scheduler == "slurm":
+        node = socket.gethostname().split(".")[0]
         found = {
             "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": name,
             "SLURM_SUBMIT_DIR": submit_dir, "SLURM_RESTART_COUNT": str(attempt - 1),
             "SLURM_JOB_PARTITION": env["HYPER_QUEUE"],
+            # the batch step: task 0 of one, on this one machine
+            "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": node, "SLURM_NODELIST": node,
+            "SLURMD_NODENAME": node, "SLURM_NODEID": "0", "SLURM_PROCID": "0",
+            "SLURM_LOCALID": "0",
         }  # fmt: skip
         if array_id:
             found |= {
