@@ -89,6 +89,23 @@ def test_slurm_commands(local: LocalHost) -> None:
     assert unfinished(local) == []
 
 
+def test_a_slurm_script_runs_its_steps_with_srun(local: LocalHost) -> None:
+    """A Slurm script as written for a cluster: srun starts its steps, their tasks write
+    per-task files, and a failing step fails the job with the step's exit code."""
+    steps = (
+        "srun hostname > host.txt\n"
+        "srun -n 2 --output=rank-%t.txt bash -c 'echo $SLURM_PROCID of $SLURM_NTASKS'\n"
+        "srun --ntasks=1 --cpus-per-task=1 bash -c 'exit 7'\n"
+    )
+    local.script("steps.sh", f"#!/bin/bash\n#SBATCH -p sample-queue-1\n{DEF}set -e\n{steps}")
+    job = ok(local, "sbatch --parsable steps.sh").strip()
+    assert local.wait_finished(job)["exit_code"] == 7
+    assert (local.cwd / "host.txt").read_text().strip()
+    for task in (0, 1):
+        assert (local.cwd / f"rank-{task}.txt").read_text() == f"{task} of 2\n"
+    assert ok(local, f"sacct -X -P -n -o State,ExitCode -j {job}") == "FAILED|7:0\n"
+
+
 def test_pbs_forms(local: LocalHost) -> None:
     """qstat ID... (Torque's table), qstat -x -f -F json ID... (PBS Pro's shape), qdel with
     PBS ids; Cyclone's `qstat -f STATUS` and `qstat -i` keep working beside them."""
