@@ -346,7 +346,9 @@ class SocketTransport:
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        where = f"{self.hostname}:{self.port}" if self.port else self.hostname
+        # a default port is not named: a presigned URL's signature covers the Host it names
+        default = 443 if self.tls else 80
+        where = f"{self.hostname}:{self.port}" if self.port not in (0, default) else self.hostname
         head = [f"{method} {self.base}{path} HTTP/1.1", f"Host: {where}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         head.append(f"Content-Length: {len(body) if body else 0}")
