@@ -449,6 +449,11 @@ class HostClient:
                     self._pause(attempt)  # a server error, or a body cut short
                     attempt += 1
                     continue
+                if 200 <= status < 300:  # a download cut short, every time
+                    raise HostFailure(
+                        f"the storage of host {self.host_name!r} sent {len(payload):,} of the"
+                        f" {size:,} bytes of {what}"
+                    )
                 raise HostFailure(
                     f"the storage of host {self.host_name!r} refused {what}: HTTP {status}"
                     f" {_storage_error(payload)}".rstrip()

@@ -8,9 +8,13 @@ server that the presigned URLs point at, as they would point at S3."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import socket
+import subprocess
+import sys
+import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +34,7 @@ from hyper.jobs import INLINE_FILE_BYTES, LINK_SECONDS
 from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
 from hyper.store import dynamodb_tables as tables
 from hyper.store.dynamodb import DynamoDBStore
+from hyper.worker_tokens import ENVIRONMENT as TOKEN_ENVIRONMENT
 from hyper.worker_tokens import WorkerTokens, worker_group
 from tests.helpers.api import submission
 from tests.helpers.aws_gateway import STAGE, Gateway
@@ -200,6 +205,44 @@ def test_a_worker_moves_its_own_jobs_files_by_link_and_no_others(aws_host: AwsHo
         refused.value.close()
     with aws_host.client() as client:
         assert client.get_file(f"jobs/{held}/out/result.bin") == collected
+
+
+def test_a_real_worker_unpacks_a_big_package_and_collects_a_big_file(
+    aws_host: AwsHost, tmp_path: Path
+) -> None:
+    """The worker agent as Batch starts it (the worker key and its launch's token),
+    against the gateway: a 6 MB package in, a 12 MB file collected out, both by link."""
+    data = payload(6 * MB)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:  # stays 6 MB
+        info = tarfile.TarInfo("data.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    assert len(buffer.getvalue()) > INLINE_FILE_BYTES
+    with aws_host.client() as client:
+        client.put_file("packages/big.tar", buffer.getvalue())
+        script = "cat data.bin data.bin > out.bin\n"
+        big = submission("big", package="packages/big.tar", collect=["out.bin"], script=script)
+        (job_id,) = client.submit([big])
+    worker_id = "b-1a2b-0"
+    env = {**os.environ, "HYPER_API_KEY": WORKER_KEY,
+           TOKEN_ENVIRONMENT: WorkerTokens(KEY).token(worker_group(worker_id))}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "hyper.worker", "--url", aws_host.url, "--worker-id", worker_id,
+         "--queue", SAMPLE_QUEUE, "--definition", SAMPLE_DEFINITION,
+         "--workdir", str(tmp_path / "work"), "--idle-seconds", "2"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with aws_host.client() as client:
+        job = client.get_job(job_id)
+        log = client.read_log(job_id, kinds=["STDERR", "SYSTEM"])
+        texts = [e.get("text") for e in log["entries"]]
+        assert job["status"] == "Successful", (texts, done.stderr)
+        assert client.get_file(f"jobs/{job_id}/out.bin") == data + data
+    paths = [c["path"] for c in aws_host.gateway.api.calls]
+    assert f"/workers/{worker_id}/jobs/{job_id}/links/uploaded/out.bin" in paths
+    assert aws_host.gateway.answers[307] == 2  # the package, and the test's own GET
 
 
 def test_the_6_mb_limit_still_holds_for_everything_else(aws_host: AwsHost) -> None:
