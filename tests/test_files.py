@@ -17,6 +17,7 @@ from hyper.client import HostClient
 from hyper.errors import HostRejected, NotFound, UsageError
 from hyper.host_settings import HostSettings
 from hyper.jobs import MAX_FILE_BYTES
+from hyper.transport import SocketTransport
 from tests.conftest import LocalHost
 from tests.helpers.api import InProcessTransport, submission, submit
 
@@ -95,6 +96,19 @@ def test_a_host_on_disk_gives_no_links_and_takes_big_files_itself(
     client.put_file("big.bin", data)
     assert client.get_file("big.bin") == data
     assert api.get("/files/big.bin").status_code == 200
+
+
+def test_a_link_is_followed_with_the_host_it_was_signed_for() -> None:
+    """S3 checks a presigned URL's signature against the Host header: a default port is
+    not named in it, as in the URL."""
+    named = {
+        "https://b.s3.eu-west-1.amazonaws.com": "b.s3.eu-west-1.amazonaws.com",
+        "http://127.0.0.1": "127.0.0.1",
+        "http://127.0.0.1:5000": "127.0.0.1:5000",
+        "https://h.example:8443": "h.example:8443",
+    }
+    for url, host in named.items():
+        assert SocketTransport(url, 1).host_header == host, url
 
 
 def test_a_submission_keeps_its_package_and_collect_paths(api: TestClient) -> None:
