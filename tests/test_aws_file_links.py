@@ -7,7 +7,9 @@ server that the presigned URLs point at, as they would point at S3."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -15,11 +17,13 @@ import socket
 import subprocess
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -36,9 +40,11 @@ from hyper.store import dynamodb_tables as tables
 from hyper.store.dynamodb import DynamoDBStore
 from hyper.worker_tokens import ENVIRONMENT as TOKEN_ENVIRONMENT
 from hyper.worker_tokens import WorkerTokens, worker_group
+from tests.conftest import wait_until
 from tests.helpers.api import submission
 from tests.helpers.aws_gateway import STAGE, Gateway
 from tests.helpers.moto import moto_server
+from tests.helpers.presigned import checking_s3
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's
@@ -55,6 +61,7 @@ pytestmark = pytest.mark.e2e
 class AwsHost:
     gateway: Gateway
     url: str
+    s3: Any  # S3's check of presigned URLs in front of moto: its `.refused`
 
     def client(self) -> HostClient:
         return HostClient(self.url, KEY, retries=1)
@@ -66,15 +73,16 @@ class AwsHost:
 
 @pytest.fixture
 def aws_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsHost]:
-    with moto_server(monkeypatch) as endpoint:
+    with moto_server(monkeypatch) as endpoint, checking_s3(endpoint, "testing") as s3:
         for name, value in {
             "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_S3": s3.url,  # every S3 call, and so every link, goes there
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": REGION,
         }.items():
             monkeypatch.setenv(name, value)
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             monkeypatch.delenv(name, raising=False)
         tables.create_tables(boto3.client("dynamodb", region_name=REGION), "hyper-h1")
         boto3.client("s3", region_name=REGION).create_bucket(
@@ -89,8 +97,18 @@ def aws_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsHos
 
         with Gateway.of(KEY, {"api": {}}, "api", factories={"api": factory}) as gateway:
             gateway.keys.add(WORKER_KEY)  # the usage plan's workers' key
-            yield AwsHost(gateway, f"{gateway.url}/{STAGE}")
+            yield AwsHost(gateway, f"{gateway.url}/{STAGE}", s3)
             assert not gateway.api.errors
+
+
+SIGNATURE_REFUSED = (
+    "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated"
+    " does not match</Message></Error>"
+)
+
+
+def md5_header(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
 def payload(size: int) -> bytes:
@@ -121,6 +139,8 @@ def test_a_20_mb_file_goes_up_and_down_by_presigned_url(aws_host: AwsHost) -> No
     head = s3.head_object(Bucket=BUCKET, Key="files/inputs/big.bin")
     assert head["ContentLength"] == len(data)
     assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    # both went by link, as S3 takes one (tests/helpers/presigned.py)
+    assert aws_host.s3.checked == 2 and not aws_host.s3.refused
     # none of the big file's bytes went through the function
     paths = [c["path"] for c in aws_host.gateway.api.calls]
     assert "/links/upload/inputs/big.bin" in paths and "/links/uploaded/inputs/big.bin" in paths
@@ -145,6 +165,42 @@ def test_a_link_names_one_object_for_a_short_time_and_the_bucket_owner(aws_host:
         assert client.get_file("a/small.bin") == b"s" * INLINE_FILE_BYTES
         with pytest.raises(NotFound):
             client.get_file("a/none.bin")
+
+
+def put(link: dict[str, Any], data: bytes, url: str = "", **headers: str) -> tuple[int, str]:
+    """A PUT to a link as any HTTP client would do it: its status and body."""
+    where = urlsplit(url or link["url"])
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+    try:
+        connection.request("PUT", f"{where.path}?{where.query}", body=data,
+                           headers={**link["headers"], **headers})  # fmt: skip
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
+def test_s3_refuses_a_link_used_for_another_key_other_bytes_or_too_late(
+    aws_host: AwsHost,
+) -> None:
+    data = payload(5 * MB)
+    body = {"size": len(data), "md5": hashlib.md5(data).hexdigest()}
+    with aws_host.client() as client:
+        link = client.call("POST", "/links/upload/jobs/1/a.bin", body)["link"]
+    other_key = link["url"].replace("/files/jobs/1/a.bin", "/files/jobs/2/a.bin")
+    assert put(link, data, other_key) == (403, SIGNATURE_REFUSED)
+    other = payload(5 * MB)
+    assert put(link, other, **{"Content-MD5": md5_header(other)})[0] == 403
+    assert put(link, data + b"x")[0] == 403  # another length
+    assert put(link, data)[0] == 200
+    assert len(aws_host.s3.refused) == 3
+    # a link of one second, used two seconds later
+    store = DynamoDBStore("hyper-h1", REGION, BUCKET, bucket_owner=ACCOUNT)
+    short = store.upload_link("jobs/1/b.bin", 1, hashlib.md5(b"b").hexdigest(), 1)
+    store.close()
+    wait_until(lambda: time.time() > short["expires"] + 1.5, timeout=10, what="the link to expire")
+    status, answer = put(short, b"b")
+    assert status == 403 and "expired" in answer
 
 
 def test_an_upload_cut_off_midway_is_not_acknowledged(aws_host: AwsHost) -> None:
