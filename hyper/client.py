@@ -23,10 +23,11 @@ from hyper.errors import (
     NotFound,
     UsageError,
 )
-from hyper.jobs import MAX_FILE_BYTES
+from hyper.jobs import INLINE_FILE_BYTES, MAX_FILE_BYTES, MAX_LINKED_FILE_BYTES
 from hyper.transport import (
     RequestNotSent,
     SocketTransport,
+    is_local_url,
     quote,
     urlencode,
 )
@@ -35,7 +36,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a submit's start 3 m
 if TYPE_CHECKING:
     from typing import Any, Protocol
 
-    from hyper.messages import ClaimedJob, ClaimRef, ClaimRequest, Completion, Progress, Room
+    from hyper.messages import (
+        ClaimedJob,
+        ClaimRef,
+        ClaimRequest,
+        Completion,
+        FileLink,
+        Progress,
+        Room,
+    )
 
     class Transport(Protocol):
         def request(
@@ -46,6 +55,10 @@ if TYPE_CHECKING:
 
 
 RETRY_STATUSES = frozenset({429, 503})
+LINKED = 307  # a file's answer: fetch it from the link in the body (hyper/host/routes/files.py)
+# a file moved by link may take this long beyond the client's timeout per byte: it is
+# sent at 256 KiB/s at least (a socket's timeout bounds a whole sendall)
+LINK_SECONDS_PER_BYTE = 1 / 2**18
 # what API Gateway answers when Lambda is throttled (500), fails (502) or is too slow
 # (504): a request that is safe to repeat (a GET) is asked again, as patiently as a 429
 GATEWAY_ERRORS = frozenset({500, 502, 504})
@@ -60,7 +73,8 @@ SUBMIT_BATCH_BYTES = 16 * 2**20  # half the host's max_body_bytes: room for esca
 # An AWS host answers through API Gateway and Lambda, whose request and response carry at
 # most 6 MB, bodies base64-encoded (4/3 as long): files of at most 4 MB, submits of at
 # most 3 MB of JSON, leave room for the event's other fields. Its URL says it is one.
-LAMBDA_FILE_BYTES = 4_000_000
+# A bigger file goes by a link the host gives (a presigned S3 URL: `_follow`).
+LAMBDA_FILE_BYTES = INLINE_FILE_BYTES
 LAMBDA_SUBMIT_BYTES = 3_000_000
 LAMBDA_HOSTS = (".amazonaws.com",)  # execute-api.REGION.amazonaws.com
 
@@ -179,10 +193,12 @@ class HostClient:
         headers: dict[str, str],
         *,
         repeatable: bool,
+        linked: bool = False,
     ) -> bytes:
         """Send a request (with retries) and return the body of its 2xx answer; any other
         answer raises. A `repeatable` request may be sent again even after it may have
-        reached the host."""
+        reached the host. With `linked`, a file's answer may be a link (307): the bytes are
+        fetched from it."""
         headers = {**self._auth, **headers}
         attempt = 0
         while True:
@@ -217,6 +233,8 @@ class HostClient:
                 continue
             if 200 <= status < 300:
                 return payload
+            if linked and status == LINKED:
+                return self._follow(json.loads(payload)["link"])
             raise self._error(status, payload)
 
     def _switch(self, url: str) -> None:
@@ -362,6 +380,8 @@ class HostClient:
         )
 
     def put_file(self, key: str, data: bytes) -> None:
+        if self._sent_by_link(key, "/links", data):
+            return
         self._check_file_size(key, data)
         headers = {"Content-Type": "application/octet-stream"}
         self._exchange("PUT", _file_path(key), data, headers, repeatable=True)
@@ -369,7 +389,7 @@ class HostClient:
     def get_file(self, key: str) -> bytes:
         """The file's bytes; NotFound when the host has no such file."""
         headers = {"Accept": "application/octet-stream"}
-        return self._exchange("GET", _file_path(key), None, headers, repeatable=True)
+        return self._exchange("GET", _file_path(key), None, headers, repeatable=True, linked=True)
 
     def delete_files(self, key: str) -> None:
         """Delete the file `key` and every file under `key/`."""
@@ -379,14 +399,91 @@ class HostClient:
         """The package of a job this worker holds."""
         headers = {"Accept": "application/octet-stream"}
         path = f"/workers/{quote(worker_id)}/jobs/{job_id}/package"
-        return self._exchange("GET", path, None, headers, repeatable=True)
+        return self._exchange("GET", path, None, headers, repeatable=True, linked=True)
 
     def put_job_file(self, worker_id: str, job_id: int, key: str, data: bytes) -> None:
         """Keep a file a job this worker holds collected, as ``jobs/{job_id}/{key}``."""
+        job = f"/workers/{quote(worker_id)}/jobs/{job_id}"
+        if self._sent_by_link(key, f"{job}/links", data):
+            return
         self._check_file_size(key, data)
         headers = {"Content-Type": "application/octet-stream"}
-        path = f"/workers/{quote(worker_id)}/jobs/{job_id}/files/{quote(key)}"
-        self._exchange("PUT", path, data, headers, repeatable=True)
+        self._exchange("PUT", f"{job}/files/{quote(key)}", data, headers, repeatable=True)
+
+    def _sent_by_link(self, key: str, links: str, data: bytes) -> bool:
+        """Send a file over INLINE_FILE_BYTES by the link the host gives for it (a host
+        whose API cannot carry it: an AWS host's), and have the host check it arrived
+        whole; False when the host gives none (it takes the file itself). A local host
+        (on its Unix socket) is not asked: it streams every file to its disk."""
+        if len(data) <= INLINE_FILE_BYTES or is_local_url(self.url):
+            return False
+        if len(data) > MAX_LINKED_FILE_BYTES:
+            raise UsageError(
+                f"file {key!r} is {len(data):,} bytes; a host keeps files of at most"
+                f" {MAX_LINKED_FILE_BYTES // 2**30} GiB"
+            )
+        import hashlib  # a big file's: not on a submit's path
+
+        body = {"size": len(data), "md5": hashlib.md5(data).hexdigest()}
+        wanted = json.dumps(body).encode()
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        try:
+            answer = self._exchange(
+                "POST", f"{links}/upload/{quote(key)}", wanted, headers, repeatable=True
+            )
+        except NotFound:  # a host older than links: it takes the file itself
+            return False
+        link = json.loads(answer).get("link")
+        if not link:
+            return False
+        self._follow(link, data)
+        self._exchange("POST", f"{links}/uploaded/{quote(key)}", wanted, headers, repeatable=True)
+        return True
+
+    def _follow(self, link: FileLink, data: bytes | None = None) -> bytes:
+        """Do the request a link stands for (a presigned URL of one object in the host's
+        bucket): its method, its signed headers, never the API key. Repeated on a lost
+        connection or a 5xx (a PUT of the same bytes twice does what once does)."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(link["url"])
+        size = len(data) if data is not None else int(link.get("size") or 0)
+        timeout = self._timeout + size * LINK_SECONDS_PER_BYTE
+        transport = SocketTransport(f"{parts.scheme}://{parts.netloc}", timeout)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        what = f"{link['method']} {parts.path.rsplit('/files/', 1)[-1]}"
+        attempt = 0
+        try:
+            while True:
+                try:
+                    status, payload = transport.request(
+                        link["method"], path, data, dict(link["headers"])
+                    )
+                except OSError as exc:
+                    if attempt < self._retries:
+                        self._pause(attempt)
+                        attempt += 1
+                        continue
+                    raise HostUnreachable(
+                        f"the storage of host {self.host_name!r} is unreachable for {what} ({exc})"
+                    ) from exc
+                if 200 <= status < 300 and (data is not None or len(payload) == size):
+                    return payload
+                if (status >= 500 or 200 <= status < 300) and attempt < self._retries:
+                    self._pause(attempt)  # a server error, or a body cut short
+                    attempt += 1
+                    continue
+                if 200 <= status < 300:  # a download cut short, every time
+                    raise HostFailure(
+                        f"the storage of host {self.host_name!r} sent {len(payload):,} of the"
+                        f" {size:,} bytes of {what}"
+                    )
+                raise HostFailure(
+                    f"the storage of host {self.host_name!r} refused {what}: HTTP {status}"
+                    f" {_storage_error(payload)}".rstrip()
+                )
+        finally:
+            transport.close()
 
     # resources ------------------------------------------------------------
 
@@ -449,6 +546,14 @@ class HostClient:
 
     def worker_exit(self, worker_id: str) -> None:
         self.call("POST", f"/workers/{quote(worker_id)}/exit", {})
+
+
+def _storage_error(payload: bytes) -> str:
+    """S3's error code and message, from its XML answer."""
+    text = payload.decode(errors="replace")
+    code = text.partition("<Code>")[2].partition("</Code>")[0]
+    message = text.partition("<Message>")[2].partition("</Message>")[0]
+    return f"({code}: {message})" if code else ""
 
 
 def _claimed(jobs: list[dict[str, Any]]) -> list[ClaimedJob]:

@@ -156,6 +156,14 @@ _SEGMENT = r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.
 FILE_KEY_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
 MAX_FILE_KEY = 512  # characters
 MAX_FILE_BYTES = 64 * 2**20
+# An AWS host answers through API Gateway and Lambda, whose request and response carry at
+# most 6 MB, bodies base64-encoded (4/3 as long): a file of at most this many bytes goes
+# through them; a bigger one goes straight to and from the host's bucket by a presigned
+# URL the host gives for that one object (hyper/host/routes/files.py), up to S3's
+# largest single PUT, for LINK_SECONDS.
+INLINE_FILE_BYTES = 4_000_000
+MAX_LINKED_FILE_BYTES = 5 * 2**30
+LINK_SECONDS = 900
 
 
 def is_under(key: str, prefix: str) -> bool:

@@ -13,6 +13,9 @@ more), so that workers and hosts of neighbouring versions understand each other.
     POST /workers/{id}/complete       Completion (Ending...) -> {"statuses", "jobs"}
     POST /workers/{id}/return         {"jobs": [ClaimRef]}   -> {"returned": n}
     POST /workers/{id}/exit           {}                     -> {"ok": true}
+    GET  /workers/{id}/jobs/{j}/package   -> the bytes, or 307 {"link": FileLink}
+    POST /workers/{id}/jobs/{j}/links/upload/{key}   {"size", "md5"} -> {"link": FileLink|null}
+    POST /workers/{id}/jobs/{j}/links/uploaded/{key} {"size", "md5"} -> 204
 
 and a machine of a static region (hyper.worker.node):
 
@@ -214,6 +217,20 @@ class WorkerAssignment:
 
 
 _ASSIGNMENT_FIELDS = tuple(f.name for f in dataclasses.fields(WorkerAssignment))
+
+
+class FileLink(TypedDict):
+    """Where one file's bytes go or come from past the host's API (an AWS host's files
+    over 4 MB): a presigned URL of exactly that object in the host's bucket, the method
+    it was signed for, the headers the request must carry (signed with it), the file's
+    size, and when the link stops working (epoch seconds). The API key never goes with
+    it."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    size: int
+    expires: float
 
 
 def ending(

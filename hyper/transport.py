@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 IDLE_RECONNECT_SECONDS = 20.0  # below the server's keep-alive timeout (30 s)
+SMALL_BODY_BYTES = 65536  # a body up to this size goes in one send with its request's head
 UNIX_SCHEME = "unix"
 PIN_PREFIX = "sha256="
 MAX_SUN_PATH = 100  # AF_UNIX paths are at most 107 bytes; longer ones go through /proc
@@ -346,11 +347,12 @@ class SocketTransport:
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        where = f"{self.hostname}:{self.port}" if self.port else self.hostname
-        head = [f"{method} {self.base}{path} HTTP/1.1", f"Host: {where}"]
+        head = [f"{method} {self.base}{path} HTTP/1.1", f"Host: {self.host_header}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         head.append(f"Content-Length: {len(body) if body else 0}")
-        payload = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+        payload = ("\r\n".join(head) + "\r\n\r\n").encode()
+        if body and len(body) <= SMALL_BODY_BYTES:
+            payload, body = payload + body, None  # one send: one packet for most requests
         if self._sock is not None and time.monotonic() - self._last_used > IDLE_RECONNECT_SECONDS:
             self._drop()  # the server may be closing it now: never send on it
         reused = self._sock is not None
@@ -359,7 +361,7 @@ class SocketTransport:
         sent = False
         try:
             try:
-                self._sock.sendall(payload)
+                self._send(payload, body)
             except (BrokenPipeError, ConnectionResetError):
                 # the host may have refused the request before reading it all (413): its
                 # answer is there to read
@@ -376,7 +378,7 @@ class SocketTransport:
             if reused and not isinstance(exc, TimeoutError) and (method == "GET" or not sent):
                 self._sock = self._connect()
                 try:
-                    self._sock.sendall(payload)
+                    self._send(payload, body)
                     return self._read_response()
                 except OSError:
                     self._drop()
@@ -384,6 +386,21 @@ class SocketTransport:
             raise
         finally:
             self._last_used = time.monotonic()
+
+    def _send(self, head: bytes, body: bytes | None) -> None:
+        """A request's head, and a big body after it as it is (never copied: a file sent
+        by link may be gigabytes)."""
+        assert self._sock is not None
+        self._sock.sendall(head)
+        if body:
+            self._sock.sendall(body)
+
+    @property
+    def host_header(self) -> str:
+        """The Host a request names: a default port is left out, as every client does (a
+        presigned URL's signature covers the Host it was made for)."""
+        default = 443 if self.tls else 80
+        return f"{self.hostname}:{self.port}" if self.port not in (0, default) else self.hostname
 
     def _answer_sent_early(self) -> tuple[int, bytes] | None:
         """An answer the server wrote before it closed a request it would not read."""

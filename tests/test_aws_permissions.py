@@ -381,6 +381,55 @@ def test_the_api_function_stops_only_the_hosts_own_jobs(walk: Walk) -> None:
     assert submits and all(c.params["tags"] == {"hyper:host": "hyper-h1"} for c in submits)
 
 
+def test_the_api_function_may_do_what_its_files_and_their_links_do_and_no_more(
+    walk: Walk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's own file calls, and the requests its presigned links stand for (a link
+    acts with the function's grants: PUT is s3:PutObject, GET s3:GetObject), are allowed
+    by the API function's role; its objects' grant reaches files/ and scripts/ only."""
+    from urllib.parse import unquote, urlsplit
+
+    from hyper.store.dynamodb import DynamoDBStore
+
+    bucket = "hyper-h1-bucket-1a2b3c"  # the walk's
+    with mocked_aws(monkeypatch) as recorder:
+        s3 = boto3.client("s3", region_name=MAIN)
+        s3.create_bucket(Bucket=bucket)
+        store = DynamoDBStore("hyper-h1", MAIN, bucket, bucket_owner=ACCOUNT)
+        store.put_file("jobs/7/out/small.bin", b"x", 0)
+        assert store.read_file("jobs/7/out/small.bin", 10, 60) == b"x"
+        big = store.read_file("jobs/7/out/small.bin", 0, 60)
+        upload = store.upload_link("jobs/7/out/big.bin", 5, "0" * 32, 60)
+        assert store.file_stat("jobs/7/out/small.bin") == (1, "9dd4e461268c8034f5c8564e155c67a6")
+        assert store.delete_files("jobs/7") == 1
+        store.close()
+        calls = [c for c in recorder.take() if c.service == "s3" and c.operation != "CreateBucket"]
+    assert {c.operation for c in calls} >= {"PutObject", "GetObject", "HeadObject",
+                                            "ListObjectsV2", "DeleteObjects"}  # fmt: skip
+    for link in (big, upload):
+        assert isinstance(link, dict)
+        path = unquote(urlsplit(link["url"]).path)
+        assert path in (f"/files/jobs/7/out/{n}.bin" for n in ("small", "big")), path
+        operation = {"GET": "GetObject", "PUT": "PutObject"}[link["method"]]
+        calls.append(Call("s3", operation, MAIN, {"Bucket": bucket, "Key": path[1:]}))
+    place = Place(ACCOUNT)
+    denied = [
+        f"{need.action} on {need.resource}"
+        for call in calls
+        for need in needs(call, place)
+        if not (walk.function.allows(need) and walk.boundary.allows(need))
+    ]
+    assert not denied, denied
+    objects = f"arn:aws:s3:::{bucket}"
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+        assert walk.function.allows(Need(action, f"{objects}/scripts/12"))
+        for elsewhere in (f"{objects}/templates/x.json", f"{objects}/code.zip",
+                          "arn:aws:s3:::another-bucket/files/x"):  # fmt: skip
+            assert not walk.function.allows(Need(action, elsewhere)), (action, elsewhere)
+    for action in ("s3:AbortMultipartUpload", "s3:PutObjectAcl", "s3:PutBucketPolicy"):
+        assert not walk.function.allows(Need(action, f"{objects}/files/x")), action
+
+
 def test_service_linked_roles_only_for_batchs_services(walk: Walk) -> None:
     def make(service: str) -> Need:
         return Need("iam:CreateServiceLinkedRole", "*", context=(("iam:AWSServiceName", service),))

@@ -213,7 +213,10 @@ def test_the_function_may_touch_only_its_own_host(tables: str) -> None:
                     assert text == "${" + lid + ".Arn}/index/*" and lid in own_tables
                 touched_tables.add(lid)
             elif service == "s3":
-                assert target in ({"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Sub": "${Bucket.Arn}/*"})
+                # the function's objects: its files (and their links) and big scripts
+                own = ("*", "files/*", "scripts/*")
+                objects = [{"Fn::Sub": "${Bucket.Arn}/" + where} for where in own]
+                assert target in ({"Fn::GetAtt": ["Bucket", "Arn"]}, *objects)
             elif service == "secretsmanager":
                 assert target in ({"Ref": "ApiKeySecretArn"}, {"Ref": "WorkerKeySecretArn"})
             elif service == "logs":

@@ -15,9 +15,11 @@ from fastapi.testclient import TestClient
 from hyper import hosts
 from hyper.client import HostClient
 from hyper.errors import HostRejected, NotFound, UsageError
+from hyper.host_settings import HostSettings
 from hyper.jobs import MAX_FILE_BYTES
+from hyper.transport import SocketTransport
 from tests.conftest import LocalHost
-from tests.helpers.api import submission, submit
+from tests.helpers.api import InProcessTransport, submission, submit
 
 # the routes -------------------------------------------------------------------------------
 
@@ -77,6 +79,36 @@ def test_a_file_above_64_mib_is_refused_with_413(api: TestClient, declared: bool
     assert response.json() == {"detail": "a file is at most 64 MiB"}
     assert api.get("/files/big").status_code == 404
     assert api.put("/files/big", content=_chunks(MAX_FILE_BYTES)).status_code == 204
+
+
+def test_a_host_on_disk_gives_no_links_and_takes_big_files_itself(
+    api: TestClient, settings: HostSettings
+) -> None:
+    """Links (presigned URLs) are an AWS host's: a host whose store is on disk answers the
+    ask for one with null, takes the file itself, and answers a GET with its bytes."""
+    body = {"size": 5_000_000, "md5": "0" * 32}
+    assert api.post("/links/upload/big.bin", json=body).json() == {"link": None}
+    refused = api.post("/links/uploaded/big.bin", json=body)
+    assert refused.status_code == 400 and "send the file itself" in refused.text
+    assert api.post("/links/upload/big.bin", json={**body, "md5": "x"}).status_code == 422
+    client = HostClient("http://127.0.0.1:1", settings.api_key, transport=InProcessTransport(api))
+    data = bytes(range(256)) * 20_000  # 5 MB: over an AWS host's 4 MB, asked for a link
+    client.put_file("big.bin", data)
+    assert client.get_file("big.bin") == data
+    assert api.get("/files/big.bin").status_code == 200
+
+
+def test_a_link_is_followed_with_the_host_it_was_signed_for() -> None:
+    """S3 checks a presigned URL's signature against the Host header: a default port is
+    not named in it, as in the URL."""
+    named = {
+        "https://b.s3.eu-west-1.amazonaws.com": "b.s3.eu-west-1.amazonaws.com",
+        "http://127.0.0.1": "127.0.0.1",
+        "http://127.0.0.1:5000": "127.0.0.1:5000",
+        "https://h.example:8443": "h.example:8443",
+    }
+    for url, host in named.items():
+        assert SocketTransport(url, 1).host_header == host, url
 
 
 def test_a_submission_keeps_its_package_and_collect_paths(api: TestClient) -> None:

@@ -35,6 +35,8 @@ WORKER_ROUTES = {
     ("POST", "/workers/{worker_id}/exit"),
     ("GET", "/workers/{worker_id}/jobs/{job_id}/package"),
     ("PUT", "/workers/{worker_id}/jobs/{job_id}/files/{key:path}"),
+    ("POST", "/workers/{worker_id}/jobs/{job_id}/links/upload/{key:path}"),
+    ("POST", "/workers/{worker_id}/jobs/{job_id}/links/uploaded/{key:path}"),
 }
 
 

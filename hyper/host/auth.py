@@ -1,16 +1,16 @@
 """Who may call which route: the host's key, and a worker key that works only as one worker.
 
-The host's API key opens every route. A host may also have a worker key (an AWS host
-has one: the API Gateway key its workers pass the gateway with). Alone it opens
-nothing: a request made with it must also carry a worker token
-(hyper/worker_tokens.py, minted by the host when it launched the worker), and then it
-opens only that worker's own calls under ``/workers/{id}/``: claim, progress and the
-job's output, complete, return, exit, fetching the package of a job it holds and
-keeping the files such a job collects (the routes themselves check that the job is the
-worker's). Whoever holds a worker's key and token cannot act as another worker (of
-another launch), read or write other files, submit, list, cancel or read jobs, read
-their logs, change resources or read the host's key. A local host has no worker key:
-its workers are its owner's processes and use its key.
+The host's API key opens every route. A host may also have a worker key (an AWS host has
+one: the API Gateway key its workers pass the gateway with). Alone it opens nothing: a
+request made with it must also carry a worker token (hyper/worker_tokens.py, minted by
+the host when it launched the worker), and then it opens only that worker's own calls
+under ``/workers/{id}/``: claim, progress and the job's output, complete, return, exit,
+fetching the package of a job it holds and keeping the files such a job collects, or
+links that move just those files past the host (the routes themselves check that the job
+is the worker's). Whoever holds a worker's key and token cannot act as another worker
+(of another launch), read or write other files, submit, list, cancel or read jobs, read
+their logs, change resources or read the host's key. A local host has no worker key: its
+workers are its owner's processes and use its key.
 
 Keys are compared in constant time; the worker key is checked only when the host's key
 does not match.
@@ -31,6 +31,7 @@ WORKER_ROUTES = (
     ("POST", re.compile(_WORKER + r"/jobs/[0-9]+/(progress|output|complete)")),
     ("GET", re.compile(_WORKER + r"/jobs/[0-9]+/package")),
     ("PUT", re.compile(_WORKER + r"/jobs/[0-9]+/files/.+")),
+    ("POST", re.compile(_WORKER + r"/jobs/[0-9]+/links/(upload|uploaded)/.+")),
 )
 
 

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_KEY, LogKind, escapes
+from hyper.jobs import FILE_KEY_PATTERN, MAX_FILE_KEY, MAX_LINKED_FILE_BYTES, LogKind, escapes
 from hyper.jobspec import JOB_NAME_PATTERN, MAX_ARRAY_INDEX, MAX_NAME_LENGTH, MAX_SCRIPT_BYTES
 from hyper.messages import ClaimedJob, WorkerAssignment
 from hyper.models import NAME_PATTERN
@@ -33,6 +33,13 @@ CollectPath = Annotated[
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class UploadBody(Body):
+    """A file to be sent by link (hyper/host/routes/files.py): its size and MD5 (hex)."""
+
+    size: int = Field(ge=0, le=MAX_LINKED_FILE_BYTES)
+    md5: str = Field(pattern="^[0-9a-f]{32}$")
 
 
 class DependencyBody(Body):

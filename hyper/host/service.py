@@ -27,8 +27,15 @@ from hyper.host.schemas import (
     Selection,
 )
 from hyper.host_settings import HostSettings
-from hyper.jobs import MAX_FILE_KEY, JobStatus, LogKind
-from hyper.messages import ClaimedJob, WorkerAssignment
+from hyper.jobs import (
+    INLINE_FILE_BYTES,
+    LINK_SECONDS,
+    MAX_FILE_KEY,
+    MAX_LINKED_FILE_BYTES,
+    JobStatus,
+    LogKind,
+)
+from hyper.messages import ClaimedJob, FileLink, WorkerAssignment
 from hyper.models import (
     ClusterSpec,
     DefinitionSpec,
@@ -44,6 +51,7 @@ from hyper.store.base import (
     ArrayTasks,
     CancelResult,
     Ending,
+    FileLinks,
     HoldResult,
     JobFilter,
     JobRecord,
@@ -524,12 +532,60 @@ class HostService:
             raise UsageError(f"a file key is at most {MAX_FILE_KEY} characters: {full[:40]}...")
         return full
 
-    def job_package(self, worker_id: str, job_id: int) -> bytes:
-        """The package of a job the worker holds (NotFound when it has none)."""
+    def job_package(self, worker_id: str, job_id: int) -> bytes | FileLink:
+        """The package of a job the worker holds (NotFound when it has none), or a link to
+        it (see read_file)."""
         package = self.held_job(worker_id, job_id).options.get("package")
         if not package:
             raise NotFound(f"job {job_id} has no package")
-        return self.get_file(str(package))
+        return self.read_file(str(package))
+
+    # files past the API, by presigned URL (a store that has them: an AWS host's bucket) ---
+
+    def read_file(self, key: str) -> bytes | FileLink:
+        """The file's bytes; a link to GET them instead when the store gives links and the
+        file is over INLINE_FILE_BYTES (an AWS host's API carries 6 MB at most)."""
+        if not isinstance(self.store, FileLinks):
+            return self.get_file(key)
+        found = self.store.read_file(key, INLINE_FILE_BYTES, LINK_SECONDS)
+        if found is None:
+            raise NotFound(f"no file {key!r} on this host")
+        return found
+
+    def upload_link(self, key: str, size: int, md5: str) -> FileLink | None:
+        """A link to PUT a file of `size` bytes and MD5 `md5` (hex) straight into the store,
+        scoped to `key` alone; None when the store gives no links (send it to the host)."""
+        if not isinstance(self.store, FileLinks):
+            return None
+        if size > MAX_LINKED_FILE_BYTES:
+            raise UsageError(
+                f"file {key!r} is {size:,} bytes; this host keeps files of at most"
+                f" {MAX_LINKED_FILE_BYTES // 2**30} GiB"
+            )
+        return self.store.upload_link(key, size, md5, LINK_SECONDS)
+
+    def uploaded(self, key: str, size: int, md5: str) -> None:
+        """Accept a file sent by link only once it is in the store whole: `size` bytes of
+        MD5 `md5`; an upload cut short, or another file there, is refused (Conflict)."""
+        if not isinstance(self.store, FileLinks):
+            raise UsageError("this host gives no upload links: send the file itself")
+        there = self.store.file_stat(key)
+        if there is None:
+            raise Conflict(f"the upload of {key!r} has not arrived; send it again")
+        if there != (size, md5):
+            raise Conflict(
+                f"the upload of {key!r} did not arrive whole ({there[0]:,} bytes there,"
+                f" {size:,} sent; MD5 {there[1]} there, {md5} sent); send it again"
+            )
+
+    def job_upload_link(
+        self, worker_id: str, job_id: int, key: str, size: int, md5: str
+    ) -> FileLink | None:
+        """upload_link for a file a job the worker holds collects (Conflict otherwise)."""
+        return self.upload_link(self.job_file_key(worker_id, job_id, key), size, md5)
+
+    def job_uploaded(self, worker_id: str, job_id: int, key: str, size: int, md5: str) -> None:
+        self.uploaded(self.job_file_key(worker_id, job_id, key), size, md5)
 
     # resources ------------------------------------------------------------------
 

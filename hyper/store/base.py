@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hyper.errors import Conflict
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency, Selector
+
+if TYPE_CHECKING:
+    from hyper.messages import FileLink
 
 # whether a job's request (its options' "request": what it asked, or None) fits in what the
 # claiming worker has left; a claim passes over the jobs that do not (hyper.capacity)
@@ -568,6 +571,25 @@ class FileStore(Protocol):
 
     def delete_files(self, prefix: str) -> int:
         """Delete the key `prefix` and every key under `prefix/`; how many."""
+        ...
+
+
+@runtime_checkable
+class FileLinks(Protocol):
+    """A file store that can hand out links (presigned URLs) to move one file's bytes past
+    the host, where its API cannot carry them (an AWS host's: 6 MB a request). The
+    SQLite store has none: a local host streams every file itself."""
+
+    def read_file(self, key: str, inline_bytes: int, seconds: int) -> bytes | FileLink | None:
+        """The bytes under `key` when at most `inline_bytes`, else a GET link; or None."""
+        ...
+
+    def upload_link(self, key: str, size: int, md5: str, seconds: int) -> FileLink:
+        """A link to PUT exactly `size` bytes of MD5 `md5` (hex) at `key`."""
+        ...
+
+    def file_stat(self, key: str) -> tuple[int, str] | None:
+        """The size and ETag of the file at `key`, or None."""
         ...
 
 

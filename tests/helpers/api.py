@@ -13,6 +13,23 @@ Q = SAMPLE_QUEUE
 D = SAMPLE_DEFINITION
 
 
+class InProcessTransport:
+    """The client's transport (hyper.client) over a TestClient: the app in-process, as a
+    host reached over TCP would answer."""
+
+    def __init__(self, api: TestClient) -> None:
+        self.api = api
+
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        answer = self.api.request(method, path, content=body, headers=headers)
+        return answer.status_code, answer.content
+
+    def close(self) -> None:
+        pass
+
+
 def submission(name: str = "job", **extra: Any) -> dict[str, Any]:
     return {"name": name, "queue": Q, "definition": D, "script": "echo hi\n", **extra}
 

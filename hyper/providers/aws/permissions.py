@@ -462,8 +462,10 @@ def _s3(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
     action, on_object = _S3_ACTIONS[call.operation]
     bucket = call.params["Bucket"]
     where = f"{bucket}/{call.params['Key']}" if on_object else bucket
-    if call.operation == "DeleteObjects":
-        where = f"{bucket}/*"
+    if call.operation == "DeleteObjects":  # s3:DeleteObject on each object it names
+        for named in call.params.get("Delete", {}).get("Objects", []):
+            yield Need(action, f"arn:{place.partition}:s3:::{bucket}/{named['Key']}")
+        return
     yield Need(action, f"arn:{place.partition}:s3:::{where}")
 
 

@@ -141,9 +141,17 @@ def _has_indexes(definition: Json) -> bool:
     return bool(definition.get("GlobalSecondaryIndexes") or definition.get("LocalSecondaryIndexes"))
 
 
-def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
+# where the API function reads and writes the bucket's objects: files (its own requests,
+# and the presigned URLs it gives for files over 4 MB, which act with its grants: PUT is
+# s3:PutObject, GET and HEAD s3:GetObject) and the scripts of big submits
+FUNCTION_OBJECTS = ("files/*", "scripts/*")
+
+
+def _store_statements(
+    tables: dict[str, Json], logs: str, objects: tuple[str, ...] = ("*",)
+) -> list[Json]:
     """What the host's code needs wherever it runs: this host's tables (and their
-    indexes), bucket, a log group and the secret."""
+    indexes), bucket (its objects under `objects`), a log group and the secret."""
     table_arns: list[Any] = []
     for lid, definition in tables.items():
         table_arns.append(get_att(lid, "Arn"))
@@ -153,7 +161,7 @@ def _store_statements(tables: dict[str, Json], logs: str) -> list[Json]:
         statement(TABLE_ACTIONS, table_arns, "HostTables"),
         statement(
             ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            [sub("${Bucket.Arn}/*")],
+            [sub("${Bucket.Arn}/" + where) for where in objects],
             "HostBucketObjects",
         ),
         statement(["s3:ListBucket"], [get_att("Bucket", "Arn")], "HostBucket"),
@@ -183,7 +191,7 @@ def _function_role(
     host_tag = (batch_prefix or "hyper").rstrip("-")  # batch.Names.tags' hyper:host
     functions = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
     statements = [
-        *_store_statements(tables, "FunctionLogs"),
+        *_store_statements(tables, "FunctionLogs", FUNCTION_OBJECTS),
         statement(
             ["batch:SubmitJob"],
             [sub(f"{batch}job-queue/{named}*"), sub(f"{batch}job-definition/{named}*")],

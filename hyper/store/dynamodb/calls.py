@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -51,6 +52,7 @@ class Calls:
         self.bucket_owner = bucket_owner  # every S3 call names it (ExpectedBucketOwner)
         self._dynamodb = dynamodb
         self._s3 = s3
+        self._s3_links: Any = None
         self._lock = threading.Lock()
         self._arrays: OrderedDict[int, _Array] = OrderedDict()
         self._scripts: OrderedDict[str, str] = OrderedDict()  # from S3, by key
@@ -93,8 +95,31 @@ class Calls:
                     self._s3 = client
         return self._s3
 
+    @property
+    def s3_links(self) -> Any:
+        """A client that presigns URLs of the bucket's objects: Signature Version 4, and the
+        bucket's regional virtual-hosted address (a new bucket outside us-east-1 answers
+        its global address with a redirect, which breaks a signed request), or the path
+        under an endpoint set by `AWS_ENDPOINT_URL` (as in tests)."""
+        if self._s3_links is None:
+            with self._lock:
+                if self._s3_links is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    elsewhere = any(
+                        os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+                    )
+                    style = "path" if elsewhere else "virtual"
+                    config = Config(signature_version="s3v4", s3={"addressing_style": style})
+                    client = boto3.client("s3", region_name=self.region, config=config)
+                    if self.bucket_owner:
+                        expect_bucket_owner(client, self.bucket_owner)
+                    self._s3_links = client
+        return self._s3_links
+
     def close(self) -> None:
-        for client in (self._dynamodb, self._s3):
+        for client in (self._dynamodb, self._s3, self._s3_links):
             if client is not None and hasattr(client, "close"):
                 client.close()
 
