@@ -5,13 +5,14 @@ runs its script (itself, bash, or a container) and its package, unpacked."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import io
 import os
 import resource
 import sys
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 
 from hyper import tarballs
@@ -194,6 +195,25 @@ def command(
     if script.startswith("#!"):
         return [str(path)], path
     return ["/bin/bash", str(path)], path
+
+
+def open_beneath(folder: Path, path: str) -> int:
+    """A file descriptor of `path` (relative) in `folder`, opened read-only without
+    following a link at any step of the way: a job may have made any of them a link to
+    what its worker may read and it may not. OSError when there is no such file."""
+    parts = [p for p in PurePosixPath(path).parts if p != "."]
+    if not parts or path.startswith("/") or ".." in parts:
+        raise OSError(errno.EINVAL, f"not a path within the job's folder: {path}")
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        # non-blocking: a FIFO the job left opens at once (and is then no regular file)
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def limit_memory(job: ClaimedJob, pid: int) -> None:
