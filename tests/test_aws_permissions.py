@@ -542,6 +542,20 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
     store.close()
 
 
+def test_no_role_of_the_host_may_blind_the_accounts_watch(walk: Walk) -> None:
+    """Whatever policy the owner allows for a cluster or a definition, the boundary
+    denies every role of the host what would stop the account's trail, its detectors, its
+    configuration record or findings, open its S3 to the public or destroy its keys; and
+    no call of the walk is one of them."""
+    from hyper.providers.aws.policies import ACCOUNT_WATCH_ACTIONS
+
+    for action in ACCOUNT_WATCH_ACTIONS:
+        assert not walk.boundary.allows(Need(action, "*")), action
+    assert walk.boundary.allows(Need("s3:GetObject", "arn:aws:s3:::data/x"))  # the rest stays
+    made = {need.action for step in walk.steps for _, need in _needs(walk, step)}
+    assert not made & set(ACCOUNT_WATCH_ACTIONS)
+
+
 def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:
     """Host `h1`'s roles and stacks match `hyper-h1--*`: host `h1-eu`'s (`hyper-h1-eu--...`)
     are out of its reach, as are those of a host whose name had to be cleaned."""

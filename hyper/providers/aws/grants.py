@@ -21,7 +21,8 @@ GRANTS_TAG = "hyper:grants"
 GRANTS_OUTPUT = "GrantsVersion"
 UNMARKED = 1
 # 2: the scoped policies (boundary, scoped instance role, job roles without secrets,
-# EC2 creates split by resource, worker tokens)
+# EC2 creates split by resource, worker tokens), and a definition's workers that stay
+# root to run its jobs as another user (no container `user` in its job definition)
 VERSIONS = {"regions": 2, "clusters": 2, "definitions": 2}
 SINGULAR = {"regions": "region", "clusters": "cluster", "definitions": "definition"}
 
