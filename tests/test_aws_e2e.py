@@ -248,7 +248,13 @@ def run_the_arrays(aws_host: AwsHost, tmp_path: Path, workdirs: Path) -> None:
             ]
             assert time.monotonic() < deadline, counts
             time.sleep(2)
-        assert counts["Successful"] == 1000, counts
+        if counts["Successful"] != 1000:  # which failed, and what each said of it
+            with aws_host.client() as client:
+                failed = list(client.iter_jobs(status=["Failed"], array=int(array_id)))
+                said = [(j["id"], j.get("exit_code"), j.get("reason"),
+                         client.read_log(j["id"], kinds=["SYSTEM", "STDERR"]))
+                        for j in failed]  # fmt: skip
+            raise AssertionError(f"{counts}: {said}")
         log = subprocess.run(
             [str(BIN / "qlog"), f"{array_id}_7"], env=env, text=True, check=True,
             capture_output=True,
