@@ -143,8 +143,22 @@ def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: No
     spec = {"use_cyclone_image": False, "image_uri": "w:1"}
     for name in ("new", "upgraded"):  # deployed (again) now
         roles.ensure_job_role(DefinitionSpec(name=name, **spec), names, None, print)
-    roles.ensure_cluster_roles(ClusterSpec(name="c-new"), names,
-                               print)  # fmt: skip
+    made = roles.ensure_cluster_roles(ClusterSpec(name="c-new"), names, print)
+    # compute environments in the host's region: c-old's made before launch templates
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="w", Description="w", VpcId=vpc)["GroupId"]
+    for cluster, template in (("c-old", None), ("c-new", {"launchTemplateName": "t"})):
+        compute = {"type": "EC2", "minvCpus": 0, "maxvCpus": 4, "instanceTypes": ["optimal"],
+                   "subnets": [subnet], "securityGroupIds": [group],
+                   "instanceRole": made.instance_profile}  # fmt: skip
+        if template:
+            compute["launchTemplate"] = template
+        boto3.client("batch", region_name=REGION).create_compute_environment(
+            computeEnvironmentName=names.compute_env(cluster, 1), type="MANAGED",
+            state="ENABLED", computeResources=compute, serviceRole=made.service_role,
+        )  # fmt: skip
     # region stacks of this release's template, and of one from before the marks
     new_stack = region_template(RegionSpec(name="eu-west-2", kind="aws", cidr="10.1.0.0/16"),
                                 host_name="h1")  # fmt: skip
@@ -163,7 +177,8 @@ def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: No
         "definitions": [{"name": d, "spec": {"image_uri": "w:1"}}
                         for d in ("old", "new", "upgraded", "never-deployed")],
     }  # fmt: skip
-    found = [c for c in check.check_host(host, resources) if c.what.startswith("grants")]
+    mine = ("grants", "launch template")
+    found = [c for c in check.check_host(host, resources) if c.what.startswith(mine)]
     assert [(c.what, c.ok, c.detail) for c in found] == [
         ("grants of definition old", False, "deployed with grants version 1, older than 2:"
          " hyper definitions update-definition old --redeploy"),
@@ -171,6 +186,10 @@ def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: No
          " hyper clusters update-cluster c-old --redeploy"),
         (f"grants of region {REGION}", False, "deployed with grants version 1, older than 2:"
          f" hyper regions update-region {REGION} --redeploy"),
+        # which a redeploy does not mend
+        (f"launch template of cluster c-old in {REGION}", False, "hyper-h1--c-old-ce1 made"
+         " before launch templates, which an update keeps: hyper clusters delete-cluster"
+         " c-old, then add-cluster"),
     ]  # fmt: skip
     # deployed again, each holds this release's grants: one line says so
     roles.ensure_job_role(DefinitionSpec(name="old", **spec), names, None, print)
@@ -179,5 +198,6 @@ def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: No
     boto3.client("cloudformation", region_name=REGION).update_stack(
         StackName=stacks.region_stack_name("h1", REGION), TemplateBody=json.dumps(new_stack)
     )
-    (line,) = [c for c in check.check_host(host, resources) if c.what.startswith("grants")]
+    resources["clusters"] = resources["clusters"][1:]  # c-old made again, from the start
+    (line,) = [c for c in check.check_host(host, resources) if c.what.startswith(mine)]
     assert line.ok and "this release's" in line.detail

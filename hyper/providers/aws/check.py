@@ -28,6 +28,7 @@ from typing import Any
 from hyper.config import HostConfig
 from hyper.providers.aws import grants, stacks
 from hyper.providers.aws.calls import aws_client, error_code, error_message
+from hyper.providers.aws.clusters import MAX_COMPUTE_ENVS
 from hyper.providers.aws.names import Names
 from hyper.providers.aws.template_parts import (
     API_CONCURRENCY,
@@ -246,10 +247,35 @@ def _grants(
             command = grants.redeploy_command(kind, name)
             said = f"deployed with grants version {version}, older than {current}: {command}"
             found.append(Check(label, False, said))
+    for record in resources.get("clusters", []):
+        for where in regions:
+            found += _launch_templates(clients, names, record["name"], where)
     if not found:
         versions = ", ".join(f"{kind} {v}" for kind, v in grants.VERSIONS.items())
         found.append(Check("grants", True, f"everything deployed with this release's ({versions})"))
     return found
+
+
+def _launch_templates(clients: Clients, names: Names, cluster: str, region: str) -> list[Check]:
+    """A line when the cluster's compute environments in `region` were made before launch
+    templates (IMDSv2, no metadata service for containers): an update keeps them so."""
+    label = f"launch template of cluster {cluster} in {region}"
+    wanted = [names.compute_env(cluster, n + 1) for n in range(MAX_COMPUTE_ENVS)]
+    try:
+        envs = clients("batch", region).describe_compute_environments(computeEnvironments=wanted)[
+            "computeEnvironments"
+        ]
+    except Exception as error:
+        return [Check(label, None, f"could not read: {error_message(error)}")]
+    bare = [e["computeEnvironmentName"] for e in envs
+            if not (e.get("computeResources") or {}).get("launchTemplate")]  # fmt: skip
+    if not bare:
+        return []
+    said = (
+        f"{', '.join(bare)} made before launch templates, which an update keeps:"
+        f" hyper clusters delete-cluster {cluster}, then add-cluster"
+    )
+    return [Check(label, False, said)]
 
 
 def _role_mark(iam: Any, role: str) -> str | None:
