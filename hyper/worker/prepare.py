@@ -135,7 +135,7 @@ def resource_variables(job: ClaimedJob, placement: Placement, gpus_here: bool) -
     return found
 
 
-def output_files(job: ClaimedJob, cwd: Path) -> dict[LogKind, BinaryIO]:
+def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, BinaryIO]:
     """Open the job's -o/-e files (Slurm's rule: without -e, stderr joins stdout).
     The first attempt starts them afresh; later attempts append."""
     options = job.job_options()
@@ -153,7 +153,7 @@ def output_files(job: ClaimedJob, cwd: Path) -> dict[LogKind, BinaryIO]:
         "array_id": job.array_id or job.id,
         "index": job.array_index,
         "name": job.name,
-        "user": getpass.getuser(),
+        "user": user or getpass.getuser(),  # the job's (%u), where it runs as another
     }
     paths = {
         kind: cwd / expand_output_pattern(pattern, **names)

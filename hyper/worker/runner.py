@@ -257,7 +257,8 @@ class JobRunner:
         except OSError as exc:
             return ending(job_id, attempt, 1, f"cannot start: {exc}", [])
         try:
-            files = prepare.output_files(job, cwd)
+            user = start.user.variables(cwd)["USER"] if start.user else ""
+            files = prepare.output_files(job, cwd, user)
         except OSError as exc:
             script.unlink(missing_ok=True)
             return ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
