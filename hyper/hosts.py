@@ -40,7 +40,8 @@ class HostRequest(NamedTuple):
     code_bundle: Path | None = None  # aws: a Lambda bundle built before (default: build one)
     allowed_policies: str | None = None  # aws: IAM policies clusters and definitions may use
     allowed_vpcs: str | None = None  # aws: existing VPCs (vpc-a,vpc-b) regions may put workers in
-    allowed_container_options: str | None = None  # aws: privileged,host-volumes,devices,log-groups
+    # aws: privileged,host-volumes,devices,log-groups,root-jobs
+    allowed_container_options: str | None = None
 
 
 Log = Callable[[str], None]

@@ -517,7 +517,7 @@ def expected_container(region: str, role: str) -> dict[str, Any]:
         ],
         "volumes": [{"name": "scratch", "host": {"sourcePath": "/mnt/scratch"}}],
         "linuxParameters": {"sharedMemorySize": 256, "initProcessEnabled": True},
-        "user": "worker",
+        # no "user": the worker stays root and runs its jobs as "worker" (worker.identity)
         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/hyper/d1"}},
     }
 

@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSResponse
 
 from hyper.config import HostConfig
 from hyper.errors import UsageError
-from hyper.providers.aws import check
+from hyper.providers.aws import check, stacks
 from hyper.providers.aws.host import AwsHostRequest, deploy_host
 from tests.helpers.aws import ACCOUNT, mocked_aws
 from tests.helpers.aws_host import bundle
@@ -118,3 +118,86 @@ def test_check_host_reads_the_accounts_lambda_limit(aws: None) -> None:
     found = {c.what: c for c in check.check_host(host, {})}
     lambda_check = found["Lambda concurrent executions"]
     assert lambda_check.ok is False and "at least 510" in lambda_check.detail
+
+
+def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: None) -> None:
+    """Definitions, clusters and region stacks deployed before their grants' version
+    (an upgraded host's) each get a line with the command that deploys them again; what
+    was deployed, or deployed again, with this release's grants gets none."""
+    from hyper.models import ClusterSpec, DefinitionSpec, RegionSpec
+    from hyper.providers.aws import grants, roles
+    from hyper.providers.aws.names import Names
+    from hyper.providers.aws.templates import region_template, resource_prefix
+
+    host = HostConfig(name="h1", provider="aws", url="https://x", api_key="k", region=REGION,
+                      account=ACCOUNT)  # fmt: skip
+    names = Names(prefix=resource_prefix("h1"))
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    for old in (names.job_role("old"), names.job_role("upgraded"), names.instance_role("c-old")):
+        iam.create_role(
+            RoleName=old,
+            AssumeRolePolicyDocument=trust,
+            Tags=[{"Key": "hyper:host", "Value": "h1"}],
+        )  # as before the marks
+    spec = {"use_cyclone_image": False, "image_uri": "w:1"}
+    for name in ("new", "upgraded"):  # deployed (again) now
+        roles.ensure_job_role(DefinitionSpec(name=name, **spec), names, None, print)
+    made = roles.ensure_cluster_roles(ClusterSpec(name="c-new"), names, print)
+    # compute environments in the host's region: c-old's made before launch templates
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="w", Description="w", VpcId=vpc)["GroupId"]
+    for cluster, template in (("c-old", None), ("c-new", {"launchTemplateName": "t"})):
+        compute = {"type": "EC2", "minvCpus": 0, "maxvCpus": 4, "instanceTypes": ["optimal"],
+                   "subnets": [subnet], "securityGroupIds": [group],
+                   "instanceRole": made.instance_profile}  # fmt: skip
+        if template:
+            compute["launchTemplate"] = template
+        boto3.client("batch", region_name=REGION).create_compute_environment(
+            computeEnvironmentName=names.compute_env(cluster, 1), type="MANAGED",
+            state="ENABLED", computeResources=compute, serviceRole=made.service_role,
+        )  # fmt: skip
+    # region stacks of this release's template, and of one from before the marks
+    new_stack = region_template(RegionSpec(name="eu-west-2", kind="aws", cidr="10.1.0.0/16"),
+                                host_name="h1")  # fmt: skip
+    assert new_stack["Outputs"][grants.GRANTS_OUTPUT]["Value"] == str(grants.VERSIONS["regions"])
+    outputs = {k: v for k, v in new_stack["Outputs"].items() if k != grants.GRANTS_OUTPUT}
+    old_stack = {**new_stack, "Outputs": outputs}
+    for where, template in ((REGION, old_stack), ("eu-west-2", new_stack)):
+        boto3.client("cloudformation", region_name=where).create_stack(
+            StackName=stacks.region_stack_name("h1", where), TemplateBody=json.dumps(template)
+        )
+    resources = {
+        "regions": [{"name": r, "status": "ACTIVE", "spec": {"kind": "aws"}}
+                    for r in (REGION, "eu-west-2")],
+        "clusters": [{"name": c, "spec": {"type": "ONDEMAND", "max_vcpus": 0}}
+                     for c in ("c-old", "c-new")],
+        "definitions": [{"name": d, "spec": {"image_uri": "w:1"}}
+                        for d in ("old", "new", "upgraded", "never-deployed")],
+    }  # fmt: skip
+    mine = ("grants", "launch template")
+    found = [c for c in check.check_host(host, resources) if c.what.startswith(mine)]
+    assert [(c.what, c.ok, c.detail) for c in found] == [
+        ("grants of definition old", False, "deployed with grants version 1, older than 2:"
+         " hyper definitions update-definition old --redeploy"),
+        ("grants of cluster c-old", False, "deployed with grants version 1, older than 2:"
+         " hyper clusters update-cluster c-old --redeploy"),
+        (f"grants of region {REGION}", False, "deployed with grants version 1, older than 2:"
+         f" hyper regions update-region {REGION} --redeploy"),
+        # which a redeploy does not mend
+        (f"launch template of cluster c-old in {REGION}", False, "hyper-h1--c-old-ce1 made"
+         " before launch templates, which an update keeps: hyper clusters delete-cluster"
+         " c-old, then add-cluster"),
+    ]  # fmt: skip
+    # deployed again, each holds this release's grants: one line says so
+    roles.ensure_job_role(DefinitionSpec(name="old", **spec), names, None, print)
+    roles.ensure_cluster_roles(ClusterSpec(name="c-old"), names,
+                               print)  # fmt: skip
+    boto3.client("cloudformation", region_name=REGION).update_stack(
+        StackName=stacks.region_stack_name("h1", REGION), TemplateBody=json.dumps(new_stack)
+    )
+    resources["clusters"] = resources["clusters"][1:]  # c-old made again, from the start
+    (line,) = [c for c in check.check_host(host, resources) if c.what.startswith(mine)]
+    assert line.ok and "this release's" in line.detail

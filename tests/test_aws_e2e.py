@@ -1,6 +1,6 @@
 """An AWS host end to end, on loopback: the host app as its Lambda function builds it
 (DynamoDB store, AWS provider, Batch launcher) behind the loopback API Gateway and Lambda
-(tests/helpers/aws_gateway.py) with AWS's limits tightened (a usage plan of 4 requests/s, 12
+(tests/helpers/aws_gateway.py) with AWS's limits tightened (usage plans of 4 requests/s, 12
 containers at once), every AWS call going to a moto server. Resources are deployed
 through the API, `qsub` submits 1,000 jobs of a second each, a tick submits one
 Batch array job per weighted region, and real workers started by the image's start.sh,
@@ -25,6 +25,7 @@ from hyper.host.lambda_adapter import TICK_EVENT
 from hyper.store import dynamodb_tables as tables
 from tests.conftest import BIN, ROOT
 from tests.helpers.aws_gateway import STAGE, Gateway, Limits
+from tests.helpers.job_user import passable_folder
 from tests.helpers.moto import moto_server
 
 # slow: moto's DynamoDB copies every table on each transaction, so 1,000 jobs take minutes;
@@ -64,7 +65,8 @@ def one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DomainDispatcherApplication, "__call__", one_at_a_time)
 
 
-LIMITS = Limits(rate=4, burst=8, concurrency=12)  # 8 workers long-polling, and room
+# each key's plan 4 requests/s (the workers' together); 8 workers long-polling, and room
+LIMITS = Limits(rate=4, burst=8, worker_rate=4, worker_burst=8, concurrency=12)
 
 
 class AwsHost:
@@ -113,7 +115,7 @@ def aws_host(
             "HYPER_BUCKET": "hyper-e2e-bucket",
         }
         with Gateway.of("the-e2e-key", {FUNCTION: function_env}, FUNCTION, LIMITS) as gateway:
-            gateway.keys.add(WORKER_KEY)  # the usage plan's other key: the workers'
+            gateway.add_worker_key(WORKER_KEY)  # in its usage plan: the workers'
             monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", gateway.url)  # the functions' Invoke
             try:
                 yield AwsHost(gateway, secret["ARN"], {**os.environ, **aws_env})
@@ -136,6 +138,13 @@ def deploy(host: AwsHost, kind: str, spec: dict[str, Any]) -> None:
 
 
 def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> None:
+    # workers started as root, as in Batch, run their jobs as another user: their folders
+    # are where that user may enter
+    with passable_folder() as workdirs:
+        run_the_arrays(aws_host, tmp_path, workdirs)
+
+
+def run_the_arrays(aws_host: AwsHost, tmp_path: Path, workdirs: Path) -> None:
     for name, cidr in ((MAIN, "10.0.0.0/16"), (OTHER, "10.1.0.0/16")):
         deploy(aws_host, "regions", {"name": name, "kind": "aws", "main_region": name == MAIN,
                                      "import_vpc": False, "cidr": cidr,
@@ -203,7 +212,7 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             "AWS_BATCH_JOB_ID": f"{job['jobId']}:{index}",
             "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
             "AWS_REGION": MAIN,
-            "HYPER_WORKDIR": str(tmp_path / f"worker{index}"),
+            "HYPER_WORKDIR": str(workdirs / f"worker{index}"),
             "HYPER_IDLE_SECONDS": "60",
             "PATH": f"{BIN}:{os.environ['PATH']}",
         }
@@ -239,7 +248,13 @@ def test_qsub_to_batch_arrays_to_a_worker(aws_host: AwsHost, tmp_path: Path) -> 
             ]
             assert time.monotonic() < deadline, counts
             time.sleep(2)
-        assert counts["Successful"] == 1000, counts
+        if counts["Successful"] != 1000:  # which failed, and what each said of it
+            with aws_host.client() as client:
+                failed = list(client.iter_jobs(status=["Failed"], array=int(array_id)))
+                said = [(j["id"], j.get("exit_code"), j.get("reason"),
+                         client.read_log(j["id"], kinds=["SYSTEM", "STDERR"]))
+                        for j in failed]  # fmt: skip
+            raise AssertionError(f"{counts}: {said}")
         log = subprocess.run(
             [str(BIN / "qlog"), f"{array_id}_7"], env=env, text=True, check=True,
             capture_output=True,

@@ -24,6 +24,7 @@ from hyper.client import HostClient
 from tests.conftest import BIN, ROOT
 from tests.helpers.aws_gateway import STAGE, Gateway
 from tests.helpers.aws_host import bundle
+from tests.helpers.job_user import passable_folder
 from tests.helpers.moto import moto_server
 
 REGION = "eu-west-1"
@@ -124,15 +125,17 @@ def test_a_new_aws_host_runs_jobs_from_the_shell(
             **container,
             "AWS_BATCH_JOB_ID": submitted["jobId"],
             "AWS_REGION": REGION,
-            "HYPER_WORKDIR": str(tmp_path / "worker"),
             "HYPER_IDLE_SECONDS": "2",
             "PATH": f"{BIN}:{os.environ['PATH']}",
         }
         if "HYPER_WORKER_ID_PREFIX" in container:
             worker_env["AWS_BATCH_JOB_ARRAY_INDEX"] = "0"
         start = str(ROOT / "example-worker-image" / "start.sh")
-        worker = subprocess.run([start], env=worker_env, capture_output=True, text=True,
-                                timeout=120)  # fmt: skip
+        # as root, as in Batch, it runs the jobs as another user, who may enter this folder
+        with passable_folder() as workdir:
+            worker_env["HYPER_WORKDIR"] = str(workdir)
+            worker = subprocess.run([start], env=worker_env, capture_output=True, text=True,
+                                    timeout=120)  # fmt: skip
         assert worker.returncode == 0, worker.stderr
 
         shown = json.loads(run(aws, "qstat", "-i", array, "--json"))["job"]["counts"]

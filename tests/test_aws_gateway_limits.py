@@ -20,6 +20,7 @@ from hyper.host.lambda_adapter import LambdaApp
 from tests.helpers.aws_gateway import STAGE, Gateway, Limits
 
 KEY = "Key0123456789abcdefghijKLMNOP"
+WORKER_KEY = "WorkerKey0123456789abcdefghij"
 
 
 def small_app() -> LambdaApp:
@@ -43,14 +44,18 @@ def small_app() -> LambdaApp:
 
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
-    limits = Limits(rate=5, burst=5, timeout_seconds=1.5, concurrency=2)
+    limits = Limits(rate=5, burst=5, worker_rate=3, worker_burst=3, timeout_seconds=1.5,
+                    concurrency=2)  # fmt: skip
     with Gateway.of(KEY, {"fn": {}}, "fn", limits, factories={"fn": small_app}) as running:
+        running.add_worker_key(WORKER_KEY)
         yield running
 
 
-def call(gateway: Gateway, method: str, path: str, body: bytes | None = None) -> int:
+def call(
+    gateway: Gateway, method: str, path: str, body: bytes | None = None, key: str = KEY
+) -> int:
     request = urllib.request.Request(f"{gateway.url}/{STAGE}{path}", data=body, method=method,
-                                     headers={"x-api-key": KEY})  # fmt: skip
+                                     headers={"x-api-key": key})  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             answer.read()
@@ -63,6 +68,18 @@ def call(gateway: Gateway, method: str, path: str, body: bytes | None = None) ->
 def test_rate_and_burst_give_429(gateway: Gateway) -> None:
     statuses = [call(gateway, "POST", "/echo", b"{}") for _ in range(8)]
     assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+
+
+def test_the_key_holders_burst_does_not_throttle_a_worker(gateway: Gateway) -> None:
+    """Each key has its own usage plan (the host stack's UsagePlan and WorkerUsagePlan;
+    API Gateway throttles each key on its own): the API key's holder, past its rate,
+    gets 429s while the workers' key still goes through, up to its own burst."""
+    holder = [call(gateway, "POST", "/echo", b"{}") for _ in range(12)]
+    assert holder.count(429) >= 5, holder
+    workers = [call(gateway, "POST", "/echo", b"{}", key=WORKER_KEY) for _ in range(3)]
+    assert workers == [200] * 3
+    assert call(gateway, "POST", "/echo", b"{}", key=WORKER_KEY) == 429  # its own burst, 3
+    assert call(gateway, "POST", "/echo", b"{}", key="NotAKey0123456789abcdef") == 403
 
 
 def test_payloads_over_6_mb_give_413_and_502(gateway: Gateway) -> None:

@@ -116,7 +116,7 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
         (["--name", "h2", "--region", REGION, "--allowed-vpcs", "vpc-0123abcd,x"], "not a vpc-id"),
         (
             ["--name", "h2", "--region", REGION, "--allowed-container-options", "root"],
-            "'root' is none of privileged, host-volumes, devices, log-groups",
+            "'root' is none of privileged, host-volumes, devices, log-groups, root-jobs",
         ),
         (
             ["--name", "h2", "--region", REGION, "--subnets", "subnet-0123456789abcdef0"],

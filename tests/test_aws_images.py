@@ -214,3 +214,15 @@ def test_a_bundle_already_in_the_bucket_is_replaced_by_this_one(
         host._upload(bucket, "hyper/code.zip", code, MAIN, lambda _: None, owner="123456789012")
         kept = s3.get_object(Bucket=bucket, Key="hyper/code.zip")["Body"].read()
         assert kept == b"PK the bundle"
+
+
+def test_the_default_image_makes_the_jobs_user_and_leaves_its_worker_root() -> None:
+    """The worker stays root (no USER line) and runs its jobs as the user the image makes,
+    the one hyper.worker.identity names, with the uid and gid it falls back on."""
+    from hyper.worker.identity import JOB_UID, JOB_USER
+
+    text = (ROOT / "example-worker-image" / "Dockerfile").read_text().replace("\\\n", " ")
+    words = [line.strip().partition(" ")[0] for line in text.splitlines()]
+    assert "USER" not in words
+    assert f"groupadd --gid {JOB_UID} {JOB_USER}" in text
+    assert f"useradd --uid {JOB_UID} --gid {JOB_UID} --create-home" in text

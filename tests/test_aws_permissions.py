@@ -31,7 +31,7 @@ from hyper.models import (
     ResourceKind,
     Spec,
 )
-from hyper.providers.aws import batch, templates
+from hyper.providers.aws import batch, grants, templates
 from hyper.providers.aws.host import worker_names
 from hyper.providers.aws.permissions import (
     Call,
@@ -191,6 +191,13 @@ def _walk(recorder: CallRecorder) -> Walk:
     step("hyper images add-image", "DeployRole", lambda: deployed(ResourceKind.IMAGE, image))
     step("hyper definitions add-definition", "DeployRole",
          lambda: deployed(ResourceKind.DEFINITION, definition))  # fmt: skip
+    # a definition deployed before the grants' marks (an upgraded host's), deployed again
+    # as check-host says: its job role gets this release's mark
+    boto3.client("iam", region_name="us-east-1").untag_role(
+        RoleName=provider.names.job_role("d1"), TagKeys=[grants.GRANTS_TAG]
+    )
+    step("hyper definitions update-definition --redeploy", "DeployRole",
+         lambda: deployed(ResourceKind.DEFINITION, definition))  # fmt: skip
 
     launcher = BatchLauncher(store, url="https://api.example.test/v1", names=provider.names,
                              sleep=_no_sleep)  # fmt: skip
@@ -283,6 +290,15 @@ def test_the_walk_made_the_calls_that_matter(walk: Walk) -> None:
         "ecr:CreateRepository",
     ):
         assert wanted in made, wanted  # fmt: skip
+
+
+def test_a_redeploy_marks_an_old_roles_grants_and_may(walk: Walk) -> None:
+    """What check-host asks of a definition deployed with older grants: the deploy role
+    may tag its job role with this release's version (the rest of the walk checks every
+    call of the step is allowed)."""
+    (redeploy,) = [s for s in walk.steps if s.command.endswith("--redeploy")]
+    tagged = [c for c in redeploy.calls if c.operation == "TagRole"]
+    assert [c.params["Tags"] for c in tagged] == [[{"Key": grants.GRANTS_TAG, "Value": "2"}]]
 
 
 def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: Walk) -> None:
@@ -573,6 +589,20 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
         Deployer(store, provider).create(ResourceKind.DEFINITION, definition)
     assert store.list_resources(ResourceKind.DEFINITION.value) == []
     store.close()
+
+
+def test_no_role_of_the_host_may_blind_the_accounts_watch(walk: Walk) -> None:
+    """Whatever policy the owner allows for a cluster or a definition, the boundary
+    denies every role of the host what would stop the account's trail, its detectors, its
+    configuration record or findings, open its S3 to the public or destroy its keys; and
+    no call of the walk is one of them."""
+    from hyper.providers.aws.policies import ACCOUNT_WATCH_ACTIONS
+
+    for action in ACCOUNT_WATCH_ACTIONS:
+        assert not walk.boundary.allows(Need(action, "*")), action
+    assert walk.boundary.allows(Need("s3:GetObject", "arn:aws:s3:::data/x"))  # the rest stays
+    made = {need.action for step in walk.steps for _, need in _needs(walk, step)}
+    assert not made & set(ACCOUNT_WATCH_ACTIONS)
 
 
 def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:

@@ -173,6 +173,9 @@ def test_a_region_in_a_vpc_the_owner_did_not_allow_is_refused_before_anything_is
         # Batch's default group is every team's: the instance role writes only the host's
         ({"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/aws/batch/job"}},
          "log-groups"),
+        # a job beside a root worker, as root, could read its token from its memory
+        ({"user": "root"}, "root-jobs"),
+        ({"user": "0:0"}, "root-jobs"),
     ],
 )  # fmt: skip
 def test_a_definition_reaching_beyond_its_container_needs_the_owners_leave(
@@ -205,6 +208,7 @@ def test_what_stays_in_the_container_needs_no_leave(tmp_path: Path) -> None:
          "mount_points": [{"sourceVolume": "scratch", "containerPath": "/scratch"}]},
         {"linux_parameters": {"sharedMemorySize": 256, "initProcessEnabled": True}},
         {"log_driver": "AWSLOGS", "log_options": {"awslogs-group": "/hyper/h1/workers"}},
+        {"user": "analyst"},  # another user than root: the worker cannot be reached
     ):  # fmt: skip
         spec = DefinitionSpec(name="d1", use_cyclone_image=False, image_uri="w:1", **fine)
         provider.check(ResourceKind.DEFINITION, spec)

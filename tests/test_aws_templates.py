@@ -154,7 +154,8 @@ def test_host_template_lints_clean(dashboard: bool, tables: str, linter: Linter)
 
 
 def test_host_template_with_a_batch_prefix_lints_clean(linter: Linter) -> None:
-    linter.assert_clean(host(batch_prefix="hyper-h1", rate_limit=50, burst_limit=100))
+    template = host(batch_prefix="hyper-h1", throttle=(50, 100), worker_throttle=(80, 160))
+    linter.assert_clean(template)
 
 
 def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -343,12 +344,18 @@ def test_the_host_stack_holds_what_it_should() -> None:
     assert paths["ApiProxyResource"]["PathPart"] == "{proxy+}"
     assert paths["ApiDashboardResource"]["PathPart"] == "dashboard"
     assert paths["ApiDashboardProxyResource"]["ParentId"] == {"Ref": "ApiDashboardResource"}
-    (plan,) = of_type("AWS::ApiGateway::UsagePlan").values()
-    assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "ApiStage"}}]
-    assert plan["Throttle"] == {"RateLimit": 500.0, "BurstLimit": 1000}
-    # two keys in the plan: the host's, and the workers' (each from its own secret)
+    plans = of_type("AWS::ApiGateway::UsagePlan")
+    stage = [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "ApiStage"}}]
+    assert [plan["ApiStages"] for plan in plans.values()] == [stage, stage]
+    # a plan for each key: the workers' is sized for 10,000 running jobs, and no holder
+    # of the API key takes from it (each key from its own secret)
+    assert plans["UsagePlan"]["Throttle"] == {"RateLimit": 500.0, "BurstLimit": 1000}
+    assert plans["WorkerUsagePlan"]["Throttle"] == {"RateLimit": 1000.0, "BurstLimit": 2000}
     plan_keys = of_type("AWS::ApiGateway::UsagePlanKey").values()
-    assert sorted(k["KeyId"]["Ref"] for k in plan_keys) == ["ApiKey", "WorkerApiKey"]
+    assert sorted((k["KeyId"]["Ref"], k["UsagePlanId"]["Ref"]) for k in plan_keys) == [
+        ("ApiKey", "UsagePlan"),
+        ("WorkerApiKey", "WorkerUsagePlan"),
+    ]
     keys = of_type("AWS::ApiGateway::ApiKey")
     assert "ApiKeySecret" in keys["ApiKey"]["Value"]["Fn::Sub"]
     assert "WorkerKeySecret" in keys["WorkerApiKey"]["Value"]["Fn::Sub"]

@@ -39,9 +39,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DOCKERFILE = ROOT / "example-worker-image" / "Dockerfile"
 REGION = "eu-west-1"
-# what the base image (python:3.11-slim) provides that a venv does not: the OS packages
-# installed with apt-get (bash and procps are on this machine already)
-OS_PACKAGES = re.compile(r"^\s*apt-get\b")
+# what the base image (python:3.11-slim) does that a venv does not: the OS packages
+# installed with apt-get (bash and procps are on this machine already) and the job's
+# user, made in the image's /etc/passwd (not this machine's; tests/test_aws_images.py
+# checks it is the one hyper.worker.identity names)
+OS_PACKAGES = re.compile(r"^\s*(apt-get|groupadd)\b")
 
 
 class Image:

@@ -172,7 +172,7 @@ def create_host(
         None,
         "--allowed-container-options",
         help="aws: what definitions may ask beyond their container (privileged,host-volumes,"
-        "devices,log-groups); default none",
+        "devices,log-groups,root-jobs); default none",
     ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),

@@ -173,6 +173,12 @@ WAIT = _param(
     "wait", typer.Option(True, "--wait/--no-wait", help="wait until the change settles"), bool
 )
 NAME = _param("name", typer.Argument(..., help="the resource's name"), str)
+REDEPLOY = _param(
+    "redeploy",
+    typer.Option(False, "--redeploy", help="deploy it again as it is (with this release's"
+                 " grants: hyper hosts check-host names what needs it)"),
+    bool,
+)  # fmt: skip
 
 
 def _command(
@@ -211,22 +217,22 @@ def add_command(
 def update_command(kind: ResourceKind, asked: list[Question], doc: str) -> Callable[..., None]:
     changeable = [question for question in asked if question.key != "name"]
 
-    def body(*, name: str, host: str | None, wait: bool, **given: Any) -> None:
+    def body(*, name: str, host: str | None, wait: bool, redeploy: bool, **given: Any) -> None:
         changes = {
             question.key: parse(question, given[question.key])
             for question in changeable
             if given.get(question.key) not in (None, [])
         }
-        if not changes:
+        if not changes and not redeploy:
             flags = ", ".join(question.flag for question in changeable)
-            raise UsageError(f"nothing to change: give one or more of {flags}")
+            raise UsageError(f"nothing to change: give one or more of {flags}, or --redeploy")
         changes = to_spec(kind, changes)
         with connect(host) as client:
             client.call("PATCH", resource_path(kind, name), changes)
             if wait:
                 settle(client, kind, name)
 
-    return _command(body, [NAME, *map(_option, changeable), WAIT, HOST], doc)
+    return _command(body, [NAME, *map(_option, changeable), REDEPLOY, WAIT, HOST], doc)
 
 
 def delete_command(kind: ResourceKind, doc: str) -> Callable[..., None]:

@@ -60,8 +60,9 @@ class SelfInvoker:
 
 
 # An AWS host's timings (a local host keeps HostSettings' defaults: 0.5 s heartbeats, 30 s
-# leases, 20 s long-polls). Every request is a Lambda invocation under the usage plan's
-# 500 requests/s and the account's concurrency, so workers report every 30 s (10,000
+# leases, 20 s long-polls). Every worker request is a Lambda invocation under the workers'
+# usage plan (1,000 requests/s, template_parts.WORKER_THROTTLE) and the account's
+# concurrency, so workers report every 30 s (10,000
 # workers: 333 requests/s), a lease outlives four missed reports, and a long-poll holds
 # its container (and its share of concurrency) 10 s at most, well under API Gateway's
 # 29 s. qdel reaches a running job within a heartbeat (30 s). docs/aws.md.

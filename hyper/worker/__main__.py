@@ -140,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         print(f"worker: cannot read the API key from {key}: {error}", file=sys.stderr)
         return 1
+    in_image = bool(os.environ.get("AWS_BATCH_JOB_ID"))  # Batch ran it in the image
+    if in_image and os.geteuid() != 0:
+        print(
+            "worker: not root in its image (a USER line?): its jobs run as its own user,"
+            " and could act as it",
+            file=sys.stderr,
+        )
     options = WorkerOptions(
         worker_id=worker_id,
         queue=args.queue,
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         lifetime_seconds=args.lifetime_seconds,
         patience_seconds=args.patience_seconds,
         region=args.region or os.environ.get("AWS_REGION", ""),
-        in_image=bool(os.environ.get("AWS_BATCH_JOB_ID")),  # Batch ran it in the image
+        in_image=in_image,
         self_fence=not args.host_fences,
         walltime_seconds=args.walltime_seconds,
         machine_shape=machine.parse(args.capacity) if args.capacity else None,

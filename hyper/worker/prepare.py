@@ -5,6 +5,7 @@ runs its script (itself, bash, or a container) and its package, unpacked."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import io
 import os
@@ -12,7 +13,7 @@ import resource
 import socket
 import sys
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 
 from hyper import tarballs
@@ -140,7 +141,7 @@ def resource_variables(job: ClaimedJob, placement: Placement, gpus_here: bool) -
     return found
 
 
-def output_files(job: ClaimedJob, cwd: Path) -> dict[LogKind, BinaryIO]:
+def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, BinaryIO]:
     """Open the job's -o/-e files (Slurm's rule: without -e, stderr joins stdout).
     The first attempt starts them afresh; later attempts append."""
     options = job.job_options()
@@ -158,7 +159,7 @@ def output_files(job: ClaimedJob, cwd: Path) -> dict[LogKind, BinaryIO]:
         "array_id": job.array_id or job.id,
         "index": job.array_index,
         "name": job.name,
-        "user": getpass.getuser(),
+        "user": user or getpass.getuser(),  # the job's (%u), where it runs as another
     }
     paths = {
         kind: cwd / expand_output_pattern(pattern, **names)
@@ -200,6 +201,25 @@ def command(
     if script.startswith("#!"):
         return [str(path)], path
     return ["/bin/bash", str(path)], path
+
+
+def open_beneath(folder: Path, path: str) -> int:
+    """A file descriptor of `path` (relative) in `folder`, opened read-only without
+    following a link at any step of the way: a job may have made any of them a link to
+    what its worker may read and it may not. OSError when there is no such file."""
+    parts = [p for p in PurePosixPath(path).parts if p != "."]
+    if not parts or path.startswith("/") or ".." in parts:
+        raise OSError(errno.EINVAL, f"not a path within the job's folder: {path}")
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        # non-blocking: a FIFO the job left opens at once (and is then no regular file)
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def limit_memory(job: ClaimedJob, pid: int) -> None:

@@ -32,7 +32,7 @@ from hyper.errors import (
 )
 from hyper.jobs import MAX_FILE_BYTES, LogKind
 from hyper.messages import ClaimedJob, Ending, ending
-from hyper.worker import prepare
+from hyper.worker import identity, prepare
 from hyper.worker.container import container_name, container_tool
 from hyper.worker.lease import LeaseKeeper, clock
 from hyper.worker.options import LEASE_MARK, WorkerOptions
@@ -83,6 +83,7 @@ class Start:
     claimed_at: float | None = None
     gpus_here: bool = False
     beside: bool = False
+    user: identity.JobUser | None = None  # another user than the worker's (identity.job_user)
 
 
 @dataclass
@@ -139,21 +140,31 @@ class JobRunner:
         removed after it; what it collects is sent to the host before its end is.
         A job that may run `beside` others, with no cgroup, starts under a keeper of its
         own processes: what it leaves behind ends with it, while the others run on."""
-        start = Start(placement, claimed_at, gpus_here, beside)
         job_id, attempt = job.key
+        try:
+            user = identity.job_user(
+                str(job.definition_spec.get("user") or ""), in_image=self.options.in_image
+            )
+        except identity.UnknownUser as error:
+            return ending(job_id, attempt, 1, f"cannot start: {error}", [])
+        start = Start(placement, claimed_at, gpus_here, beside, user)
         package = job.job_options().get("package")
-        if not package:
+        if not package and user is None:
             submit_dir = job.submit_dir
             cwd = self.options.workdir
             if submit_dir and Path(submit_dir).is_dir():
                 cwd = Path(submit_dir)  # where it was submitted (as Slurm does), if on this machine
             report = self._run(job, cwd, self.options.workdir, start)
             return self._collected(job, report, cwd)
+        # a folder of its own: its package's, or, for a job of another user, one it may write
         folder = self.options.workdir / f"job-{job_id}.{attempt}"
         shutil.rmtree(folder, ignore_errors=True)  # what a killed worker left: start afresh
         try:
             try:
-                self._unpack(package, job_id, folder)
+                if package:
+                    self._unpack(package, job_id, folder)
+                else:
+                    folder.mkdir(parents=True)
             except prepare.PackageError as error:
                 return ending(job_id, attempt, 1, str(error), [])
             report = self._run(job, folder, folder, start)
@@ -174,23 +185,30 @@ class JobRunner:
     def _collected(self, job: ClaimedJob, report: Ending | None, cwd: Path) -> Ending | None:
         """The report, once the files the job collects (those it made, as regular files)
         are kept on the host as jobs/<id>/<path>; a file that could not be sent gets a
-        line in the job's stderr log."""
+        line in the job's stderr log. Each is opened without following any link on its
+        way: whatever the job left there, the worker reads only the job's own files."""
         paths = job.job_options().get("collect") or []
         if report is None or not paths:
             return report
         notes = []
         for path in paths:
             try:
-                info = (cwd / path).lstat()
+                file = os.fdopen(prepare.open_beneath(cwd, path), "rb")
             except OSError:
-                continue  # the job did not make it
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            if info.st_size > MAX_FILE_BYTES:
-                notes.append(f"{path}: {info.st_size} bytes, above {MAX_FILE_BYTES} bytes")
-                continue
+                continue  # the job did not make it (or made it a link)
+            with file:
+                info = os.fstat(file.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if info.st_size > MAX_FILE_BYTES:
+                    notes.append(f"{path}: {info.st_size} bytes, above {MAX_FILE_BYTES} bytes")
+                    continue
+                try:
+                    data = file.read()
+                except OSError as error:
+                    notes.append(f"{path}: {error}")
+                    continue
             try:
-                data = (cwd / path).read_bytes()
                 self.patiently(self.client.put_job_file, self.options.worker_id, job.id, path, data)
             except (HyperError, OSError) as error:
                 notes.append(f"{path}: {error}")
@@ -211,8 +229,8 @@ class JobRunner:
         if not isinstance(started, Attempt):
             return started
         run = started
-        try:
-            run.spool = self._spool(job, workdir)
+        try:  # a spool the job cannot reach, where it runs as another user
+            run.spool = self._spool(job, self.options.workdir if start.user else workdir)
             run.pump = OutputPump(run.process, run.files, run.spool)
             run.keeper = self._keeper(job, run, start.claimed_at)
             verdict = self._watch(run, start.placement)
@@ -231,16 +249,27 @@ class JobRunner:
         placement = start.placement
         env = prepare.environment(job, workdir, self.options.worker_id)
         env.update(prepare.resource_variables(job, placement, start.gpus_here))
+        if start.user is not None:
+            env.update(start.user.variables(cwd))
         try:
             options = self.options
             command, script = prepare.command(job, cwd, env, options.workdir, options.region)
         except OSError as exc:
             return ending(job_id, attempt, 1, f"cannot start: {exc}", [])
         try:
-            files = prepare.output_files(job, cwd)
+            user = start.user.variables(cwd)["USER"] if start.user else ""
+            files = prepare.output_files(job, cwd, user)
         except OSError as exc:
             script.unlink(missing_ok=True)
             return ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
+        if start.user is not None:  # its folder and files, once the worker made them
+            try:
+                start.user.hand_over(cwd)
+            except OSError as exc:
+                prepare.close_all(files)
+                script.unlink(missing_ok=True)
+                return ending(job_id, attempt, 1, f"cannot give its folder to its user: {exc}", [])
+            command = start.user.command(command)  # the last step before the job, as root
         cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt) if self.cgroups else None
         request = placement.request
         held = cgroup is not None and cgroup.limit(request.cpus, request.mem_mib)

@@ -16,8 +16,9 @@ Each function runs the installed hyper through the real handler
 containers that each run one invocation at a time, in this process. Only the address
 differs from AWS: ``url`` stands where the stack's execute-api URL would.
 
-AWS's limits hold here as there (`Limits`), with AWS's answers: the usage plan's rate
-and burst (429 Too Many Requests), Lambda's 6 MB request (413) and response (502),
+AWS's limits hold here as there (`Limits`), with AWS's answers: each key's usage plan's
+rate and burst, the API key's and the worker key's each on its own (429 Too Many
+Requests), Lambda's 6 MB request (413) and response (502),
 API Gateway's 29 s (504 Endpoint request timed out, the invocation running on), and the
 function's concurrency (a throttled invocation reaches the client as 500 Internal
 server error; an asynchronous one waits, as Lambda queues it).
@@ -56,6 +57,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 
 from hyper.host.lambda_adapter import LambdaApp, LambdaHandler, make_handler
+from hyper.providers.aws.template_parts import KEY_THROTTLE, WORKER_THROTTLE
 from tests.helpers.lambda_events import proxy_event
 
 STAGE = "v1"
@@ -82,8 +84,11 @@ class Limits:
     and the host stack's own: its usage plan, Lambda's payload and API Gateway's
     integration timeout; the account's concurrency, less on new accounts)."""
 
-    rate: float = 500.0  # the usage plan's requests per second on the key ...
-    burst: int = 1000  # ... and its burst: beyond them, 429 Too Many Requests
+    rate: float = KEY_THROTTLE[0]  # the API key's usage plan: requests per second ...
+    burst: int = KEY_THROTTLE[1]  # ... and its burst: beyond them, 429 Too Many Requests
+    # the worker key's usage plan, of its own (API Gateway throttles each key on its own)
+    worker_rate: float = WORKER_THROTTLE[0]
+    worker_burst: int = WORKER_THROTTLE[1]
     payload_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous request and response
     timeout_seconds: float = 29.0  # API Gateway's integration timeout: 504
     concurrency: int = 1000  # containers of one function at once; beyond, throttled
@@ -252,7 +257,7 @@ class Gateway:
             for name in (api, variables["HYPER_DEPLOY_FUNCTION"])
         }
         self._start(key, envs, api, limits or Limits())
-        self.keys.add(workers)  # the usage plan's other key: the workers'
+        self.add_worker_key(workers)
 
     @classmethod
     def of(
@@ -278,9 +283,9 @@ class Gateway:
         factories: dict[str, Callable[[], LambdaApp]] | None = None,
     ) -> None:
         self.key = key
-        self.keys = {key}  # the usage plan's keys: any of them passes API Gateway
         self.limits = limits
-        self.bucket = TokenBucket(limits.rate, limits.burst)
+        # each key's usage plan, which throttles it alone: a key not here gets 403
+        self.plans = {key: TokenBucket(limits.rate, limits.burst)}
         self.answers: Counter[int] = Counter()  # what API Gateway answered, by status
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
         self.server.daemon_threads = True
@@ -296,6 +301,10 @@ class Gateway:
             )
         self.api = self.functions[api]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def add_worker_key(self, key: str) -> None:
+        """The worker key, in its usage plan (the stack's WorkerUsagePlan)."""
+        self.plans[key] = TokenBucket(self.limits.worker_rate, self.limits.worker_burst)
 
     def __enter__(self) -> Gateway:
         self.thread.start()
@@ -370,10 +379,11 @@ class Gateway:
 
             def _proxy(self, path: str, query: str, body: bytes) -> None:
                 dashboard = path == "/dashboard" or path.startswith("/dashboard/")
-                if not dashboard and self.headers.get("x-api-key") not in gateway.keys:
+                plan = gateway.plans.get(self.headers.get("x-api-key") or "")
+                if not dashboard and plan is None:
                     self._refuse(403, "Forbidden", "ForbiddenException")
                     return
-                if not gateway.bucket.take():  # the usage plan's rate and burst
+                if plan is not None and not plan.take():  # its usage plan's rate and burst
                     self._refuse(429, "Too Many Requests", "TooManyRequestsException")
                     return
                 event = proxy_event(

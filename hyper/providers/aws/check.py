@@ -9,6 +9,8 @@ screen. Each check says what it found and, when something is missing, what to do
   holds) against what the host reserves, EC2 On-Demand and Spot vCPUs in each region
   against what the host's clusters ask;
 - images: each definition's image is in its registry in every ACTIVE region;
+- grants: each definition, cluster and region deployed with older grants than this
+  release gives (hyper.providers.aws.grants), with the command that deploys it again;
 - a round trip (optional, `--queue` and `--definition`): one job submitted, run by a
   Batch worker and reported back, within a deadline.
 
@@ -17,15 +19,22 @@ Nothing here changes the account, except the round trip's one job.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hyper.config import HostConfig
-from hyper.providers.aws import stacks
+from hyper.providers.aws import grants, stacks
 from hyper.providers.aws.calls import aws_client, error_code, error_message
-from hyper.providers.aws.template_parts import API_CONCURRENCY, DEPLOY_CONCURRENCY
+from hyper.providers.aws.clusters import MAX_COMPUTE_ENVS
+from hyper.providers.aws.names import Names
+from hyper.providers.aws.template_parts import (
+    API_CONCURRENCY,
+    DEPLOY_CONCURRENCY,
+    resource_prefix,
+)
 
 # quota codes (Service Quotas) and what an AWS host wants at least
 LAMBDA_CONCURRENCY = ("lambda", "L-B99A9384", 1000.0)  # concurrent executions
@@ -83,6 +92,7 @@ def check_host(
         uri = definition["spec"].get("image_uri") or ""
         for where in regions:
             found.append(_image(clients, where, definition["name"], uri))
+    found += _grants(host, resources, regions, clients)
     if round_trip is not None:
         found.append(round_trip())
     return found
@@ -200,6 +210,91 @@ def _image(clients: Clients, region: str, definition: str, uri: str) -> Check:
     except Exception as error:
         return Check(label, False, f"{image}: {error_message(error)}")
     return Check(label, True, image)
+
+
+def _grants(
+    host: HostConfig,
+    resources: dict[str, list[dict[str, Any]]],
+    regions: list[str],
+    clients: Clients,
+) -> list[Check]:
+    """A line for each definition, cluster and region stack deployed with older grants
+    (or one line when none is), each with the command that deploys it again."""
+    names = Names(prefix=resource_prefix(host.name))
+    iam = clients("iam", "us-east-1")
+    marks: list[tuple[str, str, Callable[[], str | None]]] = []
+    for record in resources.get("definitions", []):
+        job_role = names.job_role(record["name"])
+        marks.append(("definitions", record["name"], functools.partial(_role_mark, iam, job_role)))
+    for record in resources.get("clusters", []):
+        role = names.instance_role(record["name"])
+        marks.append(("clusters", record["name"], functools.partial(_role_mark, iam, role)))
+    for where in regions:
+        stack = stacks.region_stack_name(host.name, where)
+        marks.append(("regions", where, functools.partial(_stack_mark, stack, where)))
+    found = []
+    for kind, name, read in marks:
+        label = f"grants of {grants.SINGULAR[kind]} {name}"
+        try:
+            version = grants.version_of(read())
+        except LookupError:
+            continue  # not deployed: it holds no grants
+        except Exception as error:
+            found.append(Check(label, None, f"could not read: {error_message(error)}"))
+            continue
+        current = grants.VERSIONS[kind]
+        if version < current:
+            command = grants.redeploy_command(kind, name)
+            said = f"deployed with grants version {version}, older than {current}: {command}"
+            found.append(Check(label, False, said))
+    for record in resources.get("clusters", []):
+        for where in regions:
+            found += _launch_templates(clients, names, record["name"], where)
+    if not found:
+        versions = ", ".join(f"{kind} {v}" for kind, v in grants.VERSIONS.items())
+        found.append(Check("grants", True, f"everything deployed with this release's ({versions})"))
+    return found
+
+
+def _launch_templates(clients: Clients, names: Names, cluster: str, region: str) -> list[Check]:
+    """A line when the cluster's compute environments in `region` were made before launch
+    templates (IMDSv2, no metadata service for containers): an update keeps them so."""
+    label = f"launch template of cluster {cluster} in {region}"
+    wanted = [names.compute_env(cluster, n + 1) for n in range(MAX_COMPUTE_ENVS)]
+    try:
+        envs = clients("batch", region).describe_compute_environments(computeEnvironments=wanted)[
+            "computeEnvironments"
+        ]
+    except Exception as error:
+        return [Check(label, None, f"could not read: {error_message(error)}")]
+    bare = [e["computeEnvironmentName"] for e in envs
+            if not (e.get("computeResources") or {}).get("launchTemplate")]  # fmt: skip
+    if not bare:
+        return []
+    said = (
+        f"{', '.join(bare)} made before launch templates, which an update keeps:"
+        f" hyper clusters delete-cluster {cluster}, then add-cluster"
+    )
+    return [Check(label, False, said)]
+
+
+def _role_mark(iam: Any, role: str) -> str | None:
+    """The role's grants tag (LookupError: no such role)."""
+    try:
+        tags = iam.list_role_tags(RoleName=role)["Tags"]
+    except Exception as error:
+        if error_code(error) == "NoSuchEntity":
+            raise LookupError(role) from None
+        raise
+    return next((t["Value"] for t in tags if t["Key"] == grants.GRANTS_TAG), None)
+
+
+def _stack_mark(name: str, region: str) -> str | None:
+    """The stack's grants output (LookupError: no such stack)."""
+    stack = stacks.describe_stack(name, region)
+    if stack is None:
+        raise LookupError(name)
+    return stacks.outputs_of(stack).get(grants.GRANTS_OUTPUT)
 
 
 def wait_for_job(

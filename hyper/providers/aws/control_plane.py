@@ -14,11 +14,13 @@ from hyper.providers.aws.template_parts import (
     DEPLOY_CONCURRENCY,
     DEPLOY_TIMEOUT_SECONDS,
     FUNCTION_TIMEOUT_SECONDS,
+    KEY_THROTTLE,
     LAMBDA_HANDLER,
     LAMBDA_RUNTIME,
     SECRET_PARAMETER,
     TEMPLATE_VERSION,
     WORKER_SECRET_PARAMETER,
+    WORKER_THROTTLE,
     Json,
     Template,
     function_name,
@@ -81,8 +83,8 @@ def host_template(
     enable_dashboard: bool,
     code_bucket: str,
     code_key: str,
-    rate_limit: float = 500.0,
-    burst_limit: int = 1000,
+    throttle: tuple[float, int] = KEY_THROTTLE,
+    worker_throttle: tuple[float, int] = WORKER_THROTTLE,
     log_retention_days: int = 30,
     memory_mib: int = 1024,
     batch_prefix: str | None = None,
@@ -97,9 +99,10 @@ def host_template(
     """The control plane of host `host_name`. `tables` are CreateTable requests whose
     names start with `table_prefix(host_name)`; the function's code is the zip at
     `code_bucket`/`code_key` (name the key after the bundle's hash: the function is
-    updated only when the key changes). `rate_limit`/`burst_limit` throttle the API key
-    (requests per second). With `batch_prefix` (the prefix of `batch.Names`), the function
-    may submit only to the job queues and definitions whose names start with it.
+    updated only when the key changes). `throttle` is the API key's usage plan, and
+    `worker_throttle` the worker key's (each a rate in requests per second and a burst).
+    With `batch_prefix` (the prefix of `batch.Names`), the function may submit only to
+    the job queues and definitions whose names start with it.
 
     Every role the host makes (its functions' here, Batch's and jobs' by the deploy
     function) has the permissions boundary `Boundary`: whatever is attached to it, no
@@ -164,7 +167,7 @@ def host_template(
         host_name=host_name,
         concurrency=deploy_concurrency,
     )
-    resources.update(_api(host_name, api_name, rate_limit, burst_limit))
+    resources.update(_api(host_name, api_name, throttle, worker_throttle))
     resources.update(_tick(host_name))
     if enable_dashboard:
         resources["Dashboard"] = _dashboard(host_name, api_name, [t["TableName"] for t in tables])
@@ -377,13 +380,15 @@ def _function(
     )
 
 
-def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> dict[str, Json]:
+def _api(
+    host_name: str, api_name: str, throttle: tuple[float, int], worker_throttle: tuple[float, int]
+) -> dict[str, Json]:
     """A REST API passing every path and method to the host function, with an API key
     required on each method but the dashboard's (whose pages check a session cookie), and
     a usage plan that throttles that key on the stage."""
     return {
         **_api_routes(host_name, api_name),
-        **_api_keys(host_name, api_name, rate_limit, burst_limit),
+        **_api_keys(host_name, api_name, throttle, worker_throttle),
     }
 
 
@@ -489,10 +494,26 @@ def _api_routes(host_name: str, api_name: str) -> dict[str, Json]:
     return found
 
 
+def _plan(host_name: str, name: str, what: str, throttle: tuple[float, int]) -> Json:
+    rate, burst = throttle
+    return resource(
+        "AWS::ApiGateway::UsagePlan",
+        {
+            "UsagePlanName": name,
+            "Description": f"the throttle on hyper host {host_name}'s {what}",
+            "ApiStages": [{"ApiId": ref("Api"), "Stage": ref("ApiStage")}],
+            "Throttle": {"RateLimit": rate, "BurstLimit": burst},
+            "Tags": tags(host_name),
+        },
+    )
+
+
 def _api_keys(
-    host_name: str, api_name: str, rate_limit: float, burst_limit: int
+    host_name: str, api_name: str, throttle: tuple[float, int], worker_throttle: tuple[float, int]
 ) -> dict[str, Json]:
-    """The host's key and its workers', in one usage plan that throttles each."""
+    """The host's key and its workers', each in a usage plan of its own: no holder of
+    the API key, however busy, takes from the workers' rate (KEY_THROTTLE,
+    WORKER_THROTTLE)."""
     return {
         "ApiKey": resource(
             "AWS::ApiGateway::ApiKey",
@@ -505,21 +526,12 @@ def _api_keys(
                 "Tags": tags(host_name),
             },
         ),
-        "UsagePlan": resource(
-            "AWS::ApiGateway::UsagePlan",
-            {
-                "UsagePlanName": api_name,
-                "Description": f"the throttle on hyper host {host_name}'s key",
-                "ApiStages": [{"ApiId": ref("Api"), "Stage": ref("ApiStage")}],
-                "Throttle": {"RateLimit": rate_limit, "BurstLimit": burst_limit},
-                "Tags": tags(host_name),
-            },
-        ),
+        "UsagePlan": _plan(host_name, api_name, "key", throttle),
         "UsagePlanKey": resource(
             "AWS::ApiGateway::UsagePlanKey",
             {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
         ),
-        # the workers' key: in the same plan (its throttle applies to each key on its own)
+        # the workers' key, in a plan of its own
         "WorkerApiKey": resource(
             "AWS::ApiGateway::ApiKey",
             {
@@ -532,8 +544,13 @@ def _api_keys(
         ),
         "WorkerUsagePlanKey": resource(
             "AWS::ApiGateway::UsagePlanKey",
-            {"KeyId": ref("WorkerApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
+            {
+                "KeyId": ref("WorkerApiKey"),
+                "KeyType": "API_KEY",
+                "UsagePlanId": ref("WorkerUsagePlan"),
+            },
         ),
+        "WorkerUsagePlan": _plan(host_name, f"{api_name}-workers", "workers", worker_throttle),
     }
 
 

@@ -13,6 +13,7 @@ from hyper.providers.aws.calls import aws_client
 from hyper.providers.aws.names import Names
 from hyper.providers.aws.repositories import REGION_PLACEHOLDER
 from hyper.providers.aws.waiting import ClientFactory, _aws_failed
+from hyper.worker import identity
 
 # ---- definitions ----------------------------------------------------------------------------
 
@@ -51,6 +52,7 @@ CONTAINER_OPTIONS = {
     "host-volumes": "host volumes (the instance's files)",
     "devices": "host devices",
     "log-groups": "log groups other than the host's",
+    "root-jobs": "jobs as root (a job could then act as its worker)",
 }
 
 
@@ -66,6 +68,8 @@ def container_options(definition: DefinitionSpec, log_groups: Sequence[str]) -> 
     group = definition.log_options.get("awslogs-group")
     if group is not None and group not in log_groups:  # Batch's /aws/batch/job is everyone's
         asked.append("log-groups")
+    if identity.names_root(definition.user):  # others run as another user than the worker
+        asked.append("root-jobs")
     return asked
 
 
@@ -130,8 +134,8 @@ def job_definition(
     }
     if definition.linux_parameters:
         container["linuxParameters"] = dict(definition.linux_parameters)
-    if definition.user:
-        container["user"] = definition.user
+    # no `user`: the worker stays root, and runs the jobs as the definition's user
+    # (hyper.worker.identity), who cannot reach it
     if definition.log_driver:
         driver = LOG_DRIVERS.get(definition.log_driver)
         if driver is None:

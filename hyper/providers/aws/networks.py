@@ -11,6 +11,7 @@ from typing import Any
 
 from hyper.errors import UsageError
 from hyper.models import RegionSpec
+from hyper.providers.aws import grants
 from hyper.providers.aws.template_parts import (
     TEMPLATE_VERSION,
     Json,
@@ -114,6 +115,9 @@ def region_template(
         "VpcId": output(network.vpc_id, "the workers' VPC"),
         "SubnetIds": output(network.subnet_ids, "the workers' subnets, comma-separated"),
         "SecurityGroupId": output(ref("WorkerSecurityGroup"), "the workers' security group"),
+        grants.GRANTS_OUTPUT: output(
+            str(grants.VERSIONS["regions"]), "the version of hyper's grants deployed here"
+        ),
     }
     if network.cidr is not None:
         outputs["VpcCidr"] = output(network.cidr, "the VPC's address range")

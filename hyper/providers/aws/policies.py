@@ -241,11 +241,31 @@ def managed_policy_arn(policy: str) -> Any:
     )
 
 
+# what no role of a host needs and none may do, whatever policy its owner allows for a
+# cluster or a definition: blind the account's own watch (its trail, its detectors, its
+# configuration record, its security findings and analyzers), open the account's S3 to
+# the public, or destroy keys. docs/aws.md ("Who may do what") says why the boundary
+# denies these and does not list what hyper's roles use instead.
+ACCOUNT_WATCH_ACTIONS = [
+    "cloudtrail:StopLogging", "cloudtrail:DeleteTrail", "cloudtrail:UpdateTrail",
+    "cloudtrail:PutEventSelectors",
+    "guardduty:DeleteDetector", "guardduty:UpdateDetector",
+    "guardduty:DisassociateFromAdministratorAccount", "guardduty:DisassociateFromMasterAccount",
+    "config:StopConfigurationRecorder", "config:DeleteConfigurationRecorder",
+    "config:DeleteDeliveryChannel",
+    "securityhub:DisableSecurityHub", "securityhub:BatchDisableStandards",
+    "access-analyzer:DeleteAnalyzer",
+    "s3:PutAccountPublicAccessBlock",
+    "kms:ScheduleKeyDeletion",
+    "ec2:DisableEbsEncryptionByDefault",
+]  # fmt: skip
+
+
 def _boundary(host_name: str, batch_prefix: str | None) -> Json:
     """The permissions boundary of every role of the host: anything but IAM, STS,
-    Organizations and account changes, and of IAM only what the host's own roles and
-    instance profiles need (the Batch service role reads and passes them; the deploy
-    function makes them, each with this boundary)."""
+    Organizations, account changes and ACCOUNT_WATCH_ACTIONS, and of IAM only what the
+    host's own roles and instance profiles need (the Batch service role reads and passes
+    them; the deploy function makes them, each with this boundary)."""
     named = _batch_named(batch_prefix)
     iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
     own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
@@ -261,6 +281,8 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
                    "iam:ListRoles", "sts:GetCallerIdentity"],
                   "*", "ReadIdentity"),
         _service_linked_roles(),
+        {"Sid": "KeepTheAccountsWatch", "Effect": "Deny", "Action": ACCOUNT_WATCH_ACTIONS,
+         "Resource": "*"},
         {"Sid": "KeepTheBoundary", "Effect": "Deny",
          "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},

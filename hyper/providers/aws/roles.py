@@ -11,6 +11,7 @@ from typing import Any
 
 from hyper.models import ClusterSpec, DefinitionSpec
 from hyper.providers import Log
+from hyper.providers.aws import grants
 from hyper.providers.aws.calls import aws_client, error_code
 from hyper.providers.aws.names import Names
 from hyper.providers.aws.waiting import ClientFactory, Patience, _aws_failed
@@ -115,6 +116,10 @@ def _ensure_role(
         current = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
         if boundary and current != boundary:
             iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
+        had = {t["Key"]: t["Value"] for t in role.get("Tags", [])}
+        mark = {k: v for k, v in tags.items() if k == grants.GRANTS_TAG and had.get(k) != v}
+        if mark:  # the grants it is given now (hyper.providers.aws.grants)
+            iam.tag_role(RoleName=name, Tags=[{"Key": k, "Value": v} for k, v in mark.items()])
     except Exception as error:
         if error_code(error) != "NoSuchEntity":
             raise _aws_failed(f"reading role {name}", error) from None
@@ -273,7 +278,7 @@ def ensure_cluster_roles(
         instance_role,
         "ec2.amazonaws.com",
         list(cluster.iam_policies),
-        tags,
+        {**tags, **grants.tag("clusters")},
         log,
         inline={_INSTANCE_POLICY_NAME: instance_policy(names, partition, account, log_groups)},
         changed=changed,
@@ -349,7 +354,7 @@ def ensure_job_role(
         names.job_role(definition.name),
         "ecs-tasks.amazonaws.com",
         definition.iam_policies,
-        names.tags(definition=definition.name),
+        {**names.tags(definition=definition.name), **grants.tag("definitions")},
         log,
         inline=inline,
         boundary=boundary,

@@ -28,6 +28,14 @@ WORKER_SECRET_PARAMETER = "WorkerKeySecretArn"  # and the worker key's (hyper/ho
 # from the account's other functions; changes always have room. docs/aws.md.
 API_CONCURRENCY = 400
 DEPLOY_CONCURRENCY = 10
+# the usage plans' throttles, (requests per second, burst): API Gateway throttles each key
+# of a plan on its own; the API key (its holder's commands) and the worker key (every
+# worker of the host, together) have a plan each. The workers' is sized for 10,000
+# running jobs: heartbeats every 30 s (333/s) and a claim and a completion per job of a
+# minute or more (333/s) make about 670/s; a first wave of claims takes the burst, the
+# rest back off (429). docs/aws.md, "Timings, by host kind".
+KEY_THROTTLE = (500.0, 1000)
+WORKER_THROTTLE = (1000.0, 2000)
 
 
 def ref(name: str) -> Json:

@@ -3,12 +3,12 @@
 Two stacks make an AWS host:
 
 - ``host_template``: the control plane in the host's region. The DynamoDB tables the
-  store asks for, an S3 bucket, a REST API (API key on every method, a usage plan
-  that throttles it) in front of one Lambda function that runs the host app, a
-  one-minute schedule that makes the same function run a scheduler tick, the function's
-  role (this host's tables, bucket, log group and secret, and nothing else of the
-  kind), log groups with retention, the secret holding the API key, and optionally
-  a CloudWatch dashboard.
+  store asks for, an S3 bucket, a REST API (a key on every method: the API key
+  and the worker key, each with a usage plan that throttles it) in front of one
+  Lambda function that runs the host app, a one-minute schedule that makes the same
+  function run a scheduler tick, the function's role (this host's tables, bucket, log
+  group and secret, and nothing else of the kind), log groups with retention, the
+  secret holding the API key, and optionally a CloudWatch dashboard.
 - ``region_template``: the network a region's workers run in: the host's VPC or an
   existing one (their subnets and route tables looked up beforehand, see
   ``stacks.lookup_vpc``), or a new VPC with public or NAT'ed private

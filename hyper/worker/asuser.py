@@ -1,0 +1,71 @@
+"""Start a job as another user, for a worker that runs as root (hyper.worker.identity):
+
+    python -I -S asuser.py UID GID GROUPS|- -- COMMAND [ARG...]
+
+It sets ``no_new_privs`` (no set-uid program of the image makes the job root again), its
+supplementary groups (GROUPS, comma-separated; ``-`` for none), its gid, then its uid (real,
+effective and saved, so that no way back to root is left, and every capability goes),
+checks that root is out of reach, and executes COMMAND in its place. It is the last step
+before the job: the worker's cgroup and keeper of processes (hyper.worker.reaper) run
+before it, as root.
+
+Run as a file with the standard library only (``-I -S``), as hyper.worker.jobreaper is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_NO_NEW_PRIVS = 38
+# what Python ignores at its start, which a job must get at their default
+RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"hyper: could not start the job as its user: {message}\n")
+    sys.stderr.flush()
+    return 126
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 5 or argv[3] != "--":
+        sys.stderr.write("usage: asuser.py UID GID GROUPS|- -- COMMAND [ARG...]\n")
+        return 2
+    uid, gid = int(argv[0]), int(argv[1])
+    groups = [] if argv[2] == "-" else [int(g) for g in argv[2].split(",")]
+    command = argv[4:]
+    if uid == 0 or gid == 0:
+        return _fail("not as root")
+    # what execvp imports on its way (warnings), while the standard library is still
+    # readable: the worker's Python may live where the job's user cannot read
+    os.get_exec_path()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return _fail(os.strerror(ctypes.get_errno()))
+    try:
+        os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as error:
+        return _fail(str(error))
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:
+        return _fail("root is still within reach")
+    for number in RESTORED:
+        signal.signal(number, signal.SIG_DFL)
+    try:
+        os.execvp(command[0], command)
+    except OSError as error:
+        sys.stderr.write(f"hyper: could not start the script: {error}\n")
+        sys.stderr.flush()
+    return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
