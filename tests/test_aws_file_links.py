@@ -96,7 +96,7 @@ def aws_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsHos
             return LambdaApp(app=create_app(settings, store))
 
         with Gateway.of(KEY, {"api": {}}, "api", factories={"api": factory}) as gateway:
-            gateway.keys.add(WORKER_KEY)  # the usage plan's workers' key
+            gateway.add_worker_key(WORKER_KEY)  # the workers' usage plan
             yield AwsHost(gateway, f"{gateway.url}/{STAGE}", s3)
             assert not gateway.api.errors
 
