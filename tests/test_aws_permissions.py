@@ -42,6 +42,7 @@ from hyper.providers.aws.permissions import (
     made_tags_of,
     needs,
     resolve,
+    role_documents,
     role_policy,
     template_values,
 )
@@ -698,13 +699,94 @@ def test_every_network_resource_hyper_makes_is_tagged_as_its_hosts() -> None:
     assert kinds == taggable
 
 
-def test_each_roles_inline_policy_fits_iams_size_limit(walk: Walk) -> None:
+# the longest host name hyper takes (config.HOST_NAME_PATTERN), and the longest partition
+# and region names (together longer than any real pair)
+LONGEST_HOST = "a" * 62 + "b"
+LONGEST_PLACES = (("aws", "us-east-1"), ("aws-us-gov", "ap-southeast-2"))
+
+
+def _characters(document: dict) -> int:
+    """A policy's size as IAM counts it: its JSON without whitespace."""
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+@pytest.mark.parametrize("host", [HOST, "team-genomics-prod", LONGEST_HOST])
+@pytest.mark.parametrize(("partition", "region"), LONGEST_PLACES)
+def test_every_policy_hyper_makes_fits_iams_limits(host: str, partition: str, region: str) -> None:
     """IAM refuses a role whose inline policies pass 10,240 characters (whitespace not
-    counted): the deploy role's grows with every split statement."""
-    for role, statements in walk.statements.items():
-        size = len(json.dumps({"Version": "2012-10-17", "Statement": statements},
-                              separators=(",", ":")))  # fmt: skip
-        assert size < 10_240, (role, size)
+    counted), a managed policy of more than 6,144 and more than 10 managed policies on a
+    role (IAM User Guide, "IAM and AWS STS quotas"). The deploy role's statements passed
+    10,240 for host names of 17 characters: now its network and resources go into
+    managed policies. Checked for every role the host makes: the host stack's (with five
+    allowed policies and the boundary), and the instance, job, Batch service and spot
+    fleet roles the deploy function makes."""
+    from hyper.providers.aws.policies import (
+        INLINE_POLICIES_LIMIT,
+        MANAGED_POLICIES_PER_ROLE,
+        MANAGED_POLICY_LIMIT,
+    )
+    from hyper.providers.aws.roles import instance_policy
+
+    account = "123456789012"
+    allowed = tuple(f"arn:{partition}:iam::{account}:policy/team/allowed-policy-{i}"
+                    for i in range(5))  # fmt: skip
+    template = templates.host_template(
+        host, tables.table_definitions(templates.table_prefix(host)), enable_dashboard=True,
+        code_bucket="b", code_key="k", batch_prefix=worker_names(host).prefix,
+        allowed_policies=allowed,
+    )  # fmt: skip
+    secret = f"arn:{partition}:secretsmanager:{region}:{account}:secret:hyper/{host}/api-key-AbCdEf"
+    values = template_values(template, region=region, account=account, partition=partition,
+                             ApiKeySecretArn=secret, WorkerKeySecretArn=secret + "-workers",
+                             Bucket="b" * 63)  # fmt: skip
+    sizes = {}
+    for lid, found in template["Resources"].items():
+        if found["Type"] == "AWS::IAM::ManagedPolicy":
+            size = _characters(resolve(found["Properties"]["PolicyDocument"], values))
+            assert size <= MANAGED_POLICY_LIMIT, (lid, size)
+            sizes[lid] = size
+        if found["Type"] == "AWS::IAM::Role":
+            documents = role_documents(template, lid)
+            inline = sum(_characters(resolve(d, values)) for n, d in documents.items()
+                         if n.startswith("inline:"))  # fmt: skip
+            assert inline <= INLINE_POLICIES_LIMIT, (lid, inline)
+            attached = found["Properties"].get("ManagedPolicyArns", [])
+            assert len(attached) <= MANAGED_POLICIES_PER_ROLE
+            sizes[lid] = inline
+    made = {"DeployRole", "FunctionRole", "Boundary", "DeployResources", "DeployNetwork"}
+    assert made <= set(sizes)
+    # the roles the deploy function makes: the instance role's inline policy (its
+    # cluster's allowed policies attached), the job role (allowed policies only; the
+    # inline read of the key's secret of a host made before worker tokens), and the
+    # Batch service and spot fleet roles (one AWS managed policy each)
+    names = worker_names(host)
+    instance = instance_policy(names, partition, account, [templates.worker_log_group(host)])
+    assert _characters(instance) <= INLINE_POLICIES_LIMIT
+    read = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret}
+    job = {"Version": "2012-10-17", "Statement": [read]}
+    assert _characters(job) <= INLINE_POLICIES_LIMIT
+    for name in (names.instance_role("c" * 40), names.job_role("d" * 40), names.service_role()):
+        assert len(name) <= 64 and name.startswith(names.prefix), name
+
+
+def test_a_cluster_or_definition_asks_no_more_policies_than_iam_attaches(tmp_path: Path) -> None:
+    """IAM attaches at most 10 managed policies to a role: more are refused before
+    anything is recorded."""
+    from hyper.deployer import Deployer
+    from hyper.errors import UsageError
+
+    many = tuple(f"arn:aws:iam::{ACCOUNT}:policy/p{i}" for i in range(11))
+    store = SQLiteStore(tmp_path / "store.db")
+    provider = AwsProvider(store, host_name=HOST, secret_arn="arn:x", allowed_policies=many)
+    for kind, spec in (
+        (ResourceKind.DEFINITION, DefinitionSpec(name="d9", use_cyclone_image=False,
+                                                 image_uri="w:1", iam_policies=list(many))),
+        (ResourceKind.CLUSTER, ClusterSpec(name="c9", iam_policies=list(many))),
+    ):  # fmt: skip
+        with pytest.raises(UsageError, match="at most 10"):
+            Deployer(store, provider).create(kind, spec)
+        assert store.list_resources(kind.value) == []
+    store.close()
 
 
 def test_the_hosts_roles_are_passed_only_to_the_services_that_use_them(walk: Walk) -> None:

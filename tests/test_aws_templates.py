@@ -163,6 +163,14 @@ def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     return policy["PolicyDocument"]["Statement"]
 
 
+def deploy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The deploy role's statements: its inline policy's and its managed policies'."""
+    from hyper.providers.aws.permissions import role_documents
+
+    documents = role_documents(template, "DeployRole").values()
+    return [found for document in documents for found in document["Statement"]]
+
+
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -255,8 +263,7 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
     assert deployer["Timeout"] == 900 and deployer["Role"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     api_env = resources["HostFunction"]["Properties"]["Environment"]["Variables"]
     assert api_env["HYPER_DEPLOY_FUNCTION"] == deployer["FunctionName"]
-    (policy,) = resources["DeployRole"]["Properties"]["Policies"]
-    for found in policy["PolicyDocument"]["Statement"]:
+    for found in deploy_statements(template):
         if found["Resource"] == "*":
             continue
         if found["Sid"].startswith("AcceptPeerings"):  # any peering, into the host's VPCs
@@ -286,10 +293,9 @@ def test_no_ec2_create_or_tag_of_the_deploy_role_is_without_the_hosts_tag() -> N
     """Every EC2 statement that makes or tags (networks and launch templates) holds a
     hyper:host tag condition, and tags only as a resource is made or on the host's own."""
     template = host(batch_prefix="hyper-h1-")
-    (policy,) = template["Resources"]["DeployRole"]["Properties"]["Policies"]
     creates = [
         found
-        for found in policy["PolicyDocument"]["Statement"]
+        for found in deploy_statements(template)
         if any(a.startswith(("ec2:Create", "ec2:Allocate")) for a in as_list(found["Action"]))
     ]
     assert {c["Sid"] for c in creates} >= {"HostNetworkCreatesVpc", "HostNetworkCreatesOthers",

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from hyper.lambda_events import TICK_EVENT
-from hyper.providers.aws.policies import _boundary, _deploy_role, _function_role
+from hyper.providers.aws.policies import _boundary, _function_role, deploy_role
 from hyper.providers.aws.template_parts import (
     API_CONCURRENCY,
     API_STAGE,
@@ -151,7 +151,7 @@ def host_template(
         host_name=host_name,
         concurrency=api_concurrency,
     )
-    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix, allowed_policies)
+    resources.update(deploy_role(host_name, by_id, batch_prefix, allowed_policies))
     resources["DeployFunction"] = _function(
         deployer,
         f"hyper host {host_name}: region, cluster, image and definition changes",

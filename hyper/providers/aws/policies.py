@@ -272,16 +272,60 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
     )
 
 
-def _deploy_role(
+# IAM's quotas (IAM User Guide, "IAM and AWS STS quotas"), in characters without
+# whitespace: a role's inline policies together, one managed policy, and the managed
+# policies attached to one role (by default; 20 at most on request)
+INLINE_POLICIES_LIMIT = 10_240
+MANAGED_POLICY_LIMIT = 6_144
+MANAGED_POLICIES_PER_ROLE = 10
+
+
+def deploy_role(
     host_name: str,
     tables: dict[str, Json],
     batch_prefix: str | None,
     allowed_policies: tuple[str, ...] = (),
-) -> Json:
-    """The deploy function's role: the store, and what a region, cluster, image or
+) -> dict[str, Json]:
+    """The deploy function's role (`DeployRole`) and the managed policies it holds: its
+    statements pass IAM's 10,240 characters of inline policy for a long host name, so
+    the store stays inline (as the API function's), and what a region, cluster, image or
+    definition is made of goes into managed policies of at most 6,144 characters each
+    (`DeployResources`: stacks, Batch, repositories, roles; `DeployNetwork`: EC2 reads
+    and creates; `DeployNetworkChanges`: EC2 tags, changes, deletes and peerings).
+    tests/test_aws_permissions.py checks each against IAM's limits for a 63-character
+    host name in the longest region and partition names."""
+    role, resources, network = _deploy_statements(host_name, tables, batch_prefix, allowed_policies)
+    found = {}
+    for lid, suffix, what, statements in (
+        ("DeployResources", "deploy-resources", "stacks, Batch, repositories and roles", resources),
+        ("DeployNetwork", "deploy-network", "EC2 reads and creates", network[0]),
+        ("DeployNetworkChanges", "deploy-network-changes", "changes of EC2 networks",
+         network[1]),
+    ):  # fmt: skip
+        found[lid] = resource(
+            "AWS::IAM::ManagedPolicy",
+            {
+                "ManagedPolicyName": physical_name(host_name, suffix, limit=128),
+                "Description": f"what the deploy function of hyper host {host_name} makes: {what}",
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+            },
+        )
+    made = _lambda_role(f"the deploy function of hyper host {host_name}", role, host_name)
+    made["Properties"]["ManagedPolicyArns"] = [ref(lid) for lid in found]
+    return {"DeployRole": made, **found}
+
+
+def _deploy_statements(
+    host_name: str,
+    tables: dict[str, Json],
+    batch_prefix: str | None,
+    allowed_policies: tuple[str, ...] = (),
+) -> tuple[list[Json], list[Json], list[list[Json]]]:
+    """The deploy function's statements (its inline policy's, its resources' policy's
+    and its network policies'): the store, and what a region, cluster, image or
     definition is made of: this host's stacks, Batch resources, repositories and roles,
-    and EC2 networking (which CloudFormation makes with these credentials, and which
-    has no names to narrow it by). The API function cannot do any of this."""
+    and EC2 networking (which CloudFormation makes with these credentials, and which has
+    no names to narrow it by). The API function cannot do any of this."""
 
     def arn(service: str, rest: str, region: str = "*") -> Json:
         return sub(f"arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{rest}")
@@ -289,8 +333,8 @@ def _deploy_role(
     named = _batch_named(batch_prefix)
     stacks = arn("cloudformation", f"stack/{resource_prefix(host_name)}-*")
     repositories = arn("ecr", f"repository/{(batch_prefix or 'hyper').rstrip('-')}/*")
+    store = _store_statements(tables, "DeployFunctionLogs")
     statements = [
-        *_store_statements(tables, "DeployFunctionLogs"),
         statement(["cloudformation:*"], [stacks], "HostStacks"),
         statement(
             ["batch:*"],
@@ -333,7 +377,6 @@ def _deploy_role(
             "PassHostRoles",
             Condition={"StringEqualsIfExists": {"iam:PassedToService": list(PASSED_TO)}},
         ),
-        *_network_statements(host_name),
         *_launch_template_statements(batch_prefix),
         # these take no resource narrower than "*"
         statement(
@@ -348,7 +391,9 @@ def _deploy_role(
         ),
         _service_linked_roles(),
     ]
-    return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
+    network = _network_statements(host_name)
+    creates = [s for s in network if s["Sid"] == "NetworkReads" or "Creates" in s["Sid"]]
+    return store, statements, [creates, [s for s in network if s not in creates]]
 
 
 def _network_statements(host_name: str) -> list[Json]:

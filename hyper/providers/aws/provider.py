@@ -27,6 +27,7 @@ from hyper.models import (
 )
 from hyper.providers.aws import batch, stacks, templates
 from hyper.providers.aws.host import worker_names
+from hyper.providers.aws.policies import MANAGED_POLICIES_PER_ROLE
 from hyper.store.base import Store
 
 Log = Callable[[str], None]
@@ -106,6 +107,11 @@ class AwsProvider:
                     f" (allowed: {allowed}; hyper hosts update-host --allowed-vpcs)"
                 )
         if isinstance(spec, ClusterSpec | DefinitionSpec):
+            if len(set(spec.iam_policies)) > MANAGED_POLICIES_PER_ROLE:
+                raise UsageError(
+                    f"{kind.singular} {spec.name}: {len(set(spec.iam_policies))} IAM policies;"
+                    f" IAM attaches at most {MANAGED_POLICIES_PER_ROLE} to one role"
+                )
             refused = [p for p in spec.iam_policies if p not in self.allowed_policies]
             if refused:
                 allowed = ", ".join(self.allowed_policies) or "none"
