@@ -527,6 +527,50 @@ def test_no_key_holder_or_job_can_make_an_administrator(walk: Walk, tmp_path: Pa
     store.close()
 
 
+def test_a_role_within_the_boundary_makes_no_role_without_it(walk: Walk) -> None:
+    """A job whose role holds an IAM-capable policy (here AdministratorAccess, as if the
+    owner had allowed it) is within the boundary: it cannot make a host-named role
+    without the boundary (with a trust policy naming an outside account, that role would
+    be an administrator of the account), nor attach a policy the owner did not allow,
+    nor change or take off a role's boundary (IAM's iam:PermissionsBoundary, as in its
+    delegation example). What both the role's policy and the boundary allow is what IAM
+    allows."""
+    admin_arn = "arn:aws:iam::aws:policy/AdministratorAccess"
+    admin = Policy([{"Effect": "Allow", "Action": "*", "Resource": "*"}])
+    role = f"arn:aws:iam::{ACCOUNT}:role/{worker_names(HOST).prefix}-x"
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/hyper-h1-boundary"
+    allowed = f"arn:aws:iam::aws:policy/{ALLOWED[0]}"
+
+    def allowed_to_job(need: Need) -> bool:
+        return admin.allows(need) and walk.boundary.allows(need)
+
+    def held(value: str, *more: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+        return (("iam:PermissionsBoundary", value), *more)
+
+    for refused in (
+        Need("iam:CreateRole", role),  # no boundary
+        Need("iam:CreateRole", role, context=held(admin_arn)),  # another one
+        Need("iam:AttachRolePolicy", role, context=(("iam:PolicyARN", admin_arn),)),
+        Need("iam:AttachRolePolicy", role, context=held(boundary, ("iam:PolicyARN", admin_arn))),
+        Need("iam:AttachRolePolicy", role, context=(("iam:PolicyARN", allowed),)),
+        Need("iam:PutRolePolicy", role),
+        Need("iam:PutRolePermissionsBoundary", role, context=held(admin_arn)),
+        Need("iam:DeleteRolePermissionsBoundary", role, context=held(boundary)),
+        Need("iam:DetachRolePolicy", role),
+        Need("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/outside", context=held(boundary)),
+        Need("iam:CreatePolicyVersion", boundary),
+    ):
+        assert not allowed_to_job(refused), refused
+    # what the host's roles need stays: roles made with the boundary, allowed policies
+    for granted in (
+        Need("iam:CreateRole", role, context=held(boundary)),
+        Need("iam:AttachRolePolicy", role, context=held(boundary, ("iam:PolicyARN", allowed))),
+        Need("iam:PutRolePolicy", role, context=held(boundary)),
+        Need("iam:DetachRolePolicy", role, context=held(boundary)),
+    ):
+        assert allowed_to_job(granted), granted
+
+
 def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:
     """Host `h1`'s roles and stacks match `hyper-h1--*`: host `h1-eu`'s (`hyper-h1-eu--...`)
     are out of its reach, as are those of a host whose name had to be cleaned."""

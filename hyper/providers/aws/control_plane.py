@@ -135,7 +135,7 @@ def host_template(
         "HYPER_ALLOWED_VPCS": ",".join(allowed_vpcs),
         "HYPER_ALLOWED_CONTAINER_OPTIONS": ",".join(allowed_container_options),
     }
-    resources["Boundary"] = _boundary(host_name, batch_prefix)
+    resources["Boundary"] = _boundary(host_name, batch_prefix, allowed_policies)
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
     resources["HostFunction"] = _function(

@@ -233,19 +233,41 @@ def managed_policy_arn(policy: str) -> Any:
     )
 
 
-def _boundary(host_name: str, batch_prefix: str | None) -> Json:
+# what a role within the boundary may do to a role only when that role holds the boundary
+# (iam:PermissionsBoundary; IAM User Guide, "Permissions boundaries for IAM entities",
+# its delegation example): so no role of the host makes or changes a role without it
+BOUNDARY_KEEPING_ACTIONS = [
+    "iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy",
+]  # fmt: skip
+
+
+def _boundary(
+    host_name: str, batch_prefix: str | None, allowed_policies: tuple[str, ...] = ()
+) -> Json:
     """The permissions boundary of every role of the host: anything but IAM, STS,
     Organizations and account changes, and of IAM only what the host's own roles and
     instance profiles need (the Batch service role reads and passes them; the deploy
-    function makes them, each with this boundary)."""
+    function makes them). A role is made, given policies or a boundary only when it
+    holds this boundary, and is given only Batch's managed policies and the owner's
+    `allowed_policies`: a role within the boundary that holds IAM write actions (an
+    allowed IAMFullAccess, say) cannot make a role without it, nor attach any other
+    policy, nor take the boundary off."""
     named = _batch_named(batch_prefix)
     iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
     own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
     boundary_name = physical_name(host_name, "boundary", limit=128)  # its own ARN, by name
+    this = {"iam:PermissionsBoundary": sub(f"{iam}policy/{boundary_name}")}
+    free = [a for a in [*ROLE_ACTIONS, *PROFILE_ACTIONS] if a not in BOUNDARY_KEEPING_ACTIONS]
+    policies = [managed_policy_arn(p) for p in (*BATCH_MANAGED_POLICIES, *allowed_policies)]
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
-        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy"], own, "HostRolesOnly"),
+        statement(free, own, "HostRolesOnly"),
+        statement([a for a in BOUNDARY_KEEPING_ACTIONS if a != "iam:AttachRolePolicy"], own,
+                  "HostRolesWithTheBoundaryOnly", Condition={"StringEquals": this}),
+        statement(["iam:AttachRolePolicy"], own, "AllowedPoliciesOnHostRolesWithTheBoundary",
+                  Condition={"StringEquals": this, "ArnEquals": {"iam:PolicyARN": policies}}),
         statement(["iam:PassRole"], own, "PassHostRolesOnly",
                   Condition={"StringEqualsIfExists": {"iam:PassedToService": list(
                       BOUNDARY_PASSED_TO)}}),
@@ -256,11 +278,12 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
         {"Sid": "KeepTheBoundary", "Effect": "Deny",
          "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
-        # an inline policy goes only on a role this boundary holds (which it then caps)
-        {"Sid": "InlinePoliciesOnBoundedRolesOnly", "Effect": "Deny",
-         "Action": ["iam:PutRolePolicy"], "Resource": "*",
-         "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": sub(
-             f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary_name}")}}},
+        # a role is made, bounded or given a policy only when it holds this boundary
+        # (which then caps it), whatever else allows it
+        {"Sid": "RolesWithTheBoundaryOnly", "Effect": "Deny",
+         "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy",
+                    "iam:PutRolePolicy"], "Resource": "*",
+         "Condition": {"StringNotEquals": this}},
     ]  # fmt: skip
     return resource(
         "AWS::IAM::ManagedPolicy",
