@@ -119,7 +119,7 @@ def _walk(recorder: CallRecorder) -> Walk:
     )
     boundary_document = template["Resources"]["Boundary"]["Properties"]
     provider = AwsProvider(store, host_name=HOST, secret_arn=None, host_vpc="10.0.0.0/16",
-                           allowed_policies=ALLOWED)  # fmt: skip
+                           allowed_policies=ALLOWED, worker_secret_arn=workers)  # fmt: skip
     quick = batch.Patience(timeout=30, interval=0, sleep=_no_sleep)
     provider.patience = quick
     steps: list[Step] = []

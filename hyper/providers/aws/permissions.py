@@ -253,9 +253,10 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
             yield Need(action, arn("compute-environment", env["computeEnvironment"]))
     elif call.operation == "RegisterJobDefinition":
         yield Need(action, arn("job-definition", p["jobDefinitionName"]), tags)
-        role = p.get("containerProperties", {}).get("jobRoleArn")
-        if role:
-            yield Need("iam:PassRole", role, context=_passed("ecs-tasks"))
+        container = p.get("containerProperties", {})
+        for key in ("jobRoleArn", "executionRoleArn"):  # both passed to ECS tasks
+            if container.get(key):
+                yield Need("iam:PassRole", container[key], context=_passed("ecs-tasks"))
     elif call.operation == "DeregisterJobDefinition":
         yield Need(action, arn("job-definition", p["jobDefinition"]))
     elif call.operation == "SubmitJob":

@@ -319,7 +319,7 @@ def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_
     """The roles every cluster of the host shares (Batch's service role, the spot fleet
     role): once the host goes."""
     iam = clients("iam", _IAM_REGION)
-    for name in (names.service_role(), names.spot_fleet_role()):
+    for name in (names.service_role(), names.spot_fleet_role(), names.execution_role()):
         _delete_role(iam, name, log)
 
 
@@ -352,6 +352,36 @@ def ensure_job_role(
         names.tags(definition=definition.name),
         log,
         inline=inline,
+        boundary=boundary,
+    )
+
+
+def ensure_execution_role(
+    names: Names,
+    worker_secret_arn: str,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
+) -> str:
+    """The execution role of the host's job definitions (shared by them): the ECS agent
+    reads the worker key's secret with it as it starts a worker's container (the
+    definitions' ``secrets``), and it may do nothing else. No job gets its credentials."""
+    read = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "WorkerKeyOnly", "Effect": "Allow",
+             "Action": "secretsmanager:GetSecretValue", "Resource": worker_secret_arn}
+        ],
+    }  # fmt: skip
+    return _ensure_role(
+        clients("iam", _IAM_REGION),
+        names.execution_role(),
+        "ecs-tasks.amazonaws.com",
+        [],
+        names.tags(),
+        log,
+        inline={"hyper-worker-key": read},
         boundary=boundary,
     )
 
