@@ -673,3 +673,23 @@ def test_interface_endpoints_name_the_services_only_in_a_vpc_the_host_made(vpc: 
                  and r["Properties"]["VpcEndpointType"] == "Interface"]  # fmt: skip
     assert interface
     assert {p["PrivateDnsEnabled"] for p in interface} == {vpc == "new"}
+
+
+def test_the_keyless_dashboard_routes_are_throttled_by_the_stage() -> None:
+    """A usage plan throttles only requests with its keys: the dashboard's routes take
+    none (a browser has a session cookie), so the stage throttles them itself, and only
+    them (workers and the key's holder keep the usage plan's rate)."""
+    resources = host()["Resources"]
+    settings = resources["ApiStage"]["Properties"]["MethodSettings"]
+    keyless = {
+        found["Properties"]["ResourceId"]["Ref"]
+        for found in resources.values()
+        if found["Type"] == "AWS::ApiGateway::Method" and not found["Properties"]["ApiKeyRequired"]
+    }
+    assert keyless == {"ApiDashboardResource", "ApiDashboardProxyResource"}
+    assert {(s["ResourcePath"], s["HttpMethod"]) for s in settings} == {
+        ("/~1dashboard", "*"),
+        ("/~1dashboard~1{proxy+}", "*"),
+    }
+    for found in settings:
+        assert 0 < found["ThrottlingRateLimit"] <= 10 and 0 < found["ThrottlingBurstLimit"] <= 20

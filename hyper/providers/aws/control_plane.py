@@ -377,6 +377,11 @@ def _function(
     )
 
 
+# requests a second (and burst) the stage allows the keyless dashboard routes, together
+DASHBOARD_RATE_LIMIT = 10
+DASHBOARD_BURST_LIMIT = 20
+
+
 def _api(host_name: str, api_name: str, rate_limit: float, burst_limit: int) -> dict[str, Json]:
     """A REST API passing every path and method to the host function, with an API key
     required on each method but the dashboard's (whose pages check a session cookie), and
@@ -470,6 +475,17 @@ def _api_routes(host_name: str, api_name: str) -> dict[str, Json]:
                 "RestApiId": ref("Api"),
                 "StageName": API_STAGE,
                 "DeploymentId": ref(deployment),
+                # the keyless dashboard routes: no usage plan throttles a request without a
+                # key, so the stage does (a flood must not fill the function's executions)
+                "MethodSettings": [
+                    {
+                        "ResourcePath": path,
+                        "HttpMethod": "*",
+                        "ThrottlingRateLimit": DASHBOARD_RATE_LIMIT,
+                        "ThrottlingBurstLimit": DASHBOARD_BURST_LIMIT,
+                    }
+                    for path in ("/~1dashboard", "/~1dashboard~1{proxy+}")
+                ],
                 "Tags": tags(host_name),
             },
         ),
