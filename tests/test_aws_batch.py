@@ -969,8 +969,11 @@ def test_the_worker_key_reaches_workers_from_the_definitions_secrets(aws: None) 
     iam = boto3.client("iam")
     (policy,) = iam.list_role_policies(RoleName=NAMES.execution_role())["PolicyNames"]
     document = iam.get_role_policy(RoleName=NAMES.execution_role(), PolicyName=policy)
-    (grant,) = document["PolicyDocument"]["Statement"]
+    grant, *agent = document["PolicyDocument"]["Statement"]
     assert (grant["Action"], grant["Resource"]) == ("secretsmanager:GetSecretValue", secret)
+    # an agent with an execution role pulls and logs with it: the host's own only
+    assert {s["Sid"] for s in agent} == {"HostImages", "NoNarrowerResource"}
+    assert not any("secretsmanager" in str(s["Action"]) for s in agent)
     assert iam.list_attached_role_policies(RoleName=NAMES.execution_role())[
         "AttachedPolicies"] == []  # fmt: skip
     role = batch.ensure_job_role(DEFINITION, NAMES, None, lambda _: None)

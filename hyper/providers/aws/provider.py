@@ -255,7 +255,8 @@ class AwsProvider:
         execution = None
         if self.worker_secret_arn:
             execution = batch.ensure_execution_role(self.names, self.worker_secret_arn, log,
-                                                    boundary=self.boundary)  # fmt: skip
+                                                    boundary=self.boundary,
+                                                    log_groups=[logs])  # fmt: skip
         for region in self.active_regions():
             batch.deploy_definition(region.name, spec, self.names, log, image=uri,
                                     job_role_arn=role, secret_arn=self.secret_arn,
