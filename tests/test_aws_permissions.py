@@ -893,15 +893,22 @@ def test_every_policy_hyper_makes_fits_iams_limits(host: str, partition: str, re
     allowed policies and the boundary), and the instance, job, Batch service and spot
     fleet roles the deploy function makes."""
     from hyper.providers.aws.policies import (
+        ALLOWED_POLICIES_CHARACTERS,
         INLINE_POLICIES_LIMIT,
         MANAGED_POLICIES_PER_ROLE,
         MANAGED_POLICY_LIMIT,
+        allowed_characters,
     )
     from hyper.providers.aws.roles import instance_policy
 
     account = "123456789012"
-    allowed = tuple(f"arn:{partition}:iam::{account}:policy/team/allowed-policy-{i}"
-                    for i in range(5))  # fmt: skip
+    allowed: tuple[str, ...] = ()  # as many allowed policies as create-host takes
+    while True:
+        more = f"arn:{partition}:iam::{account}:policy/team/allowed-policy-{len(allowed):02d}"
+        if sum(allowed_characters(p) for p in (*allowed, more)) > ALLOWED_POLICIES_CHARACTERS:
+            break
+        allowed += (more,)
+    assert len(allowed) >= 20
     template = templates.host_template(
         host, tables.table_definitions(templates.table_prefix(host)), enable_dashboard=True,
         code_bucket="b", code_key="k", batch_prefix=worker_names(host).prefix,
@@ -939,6 +946,32 @@ def test_every_policy_hyper_makes_fits_iams_limits(host: str, partition: str, re
     assert _characters(job) <= INLINE_POLICIES_LIMIT
     for name in (names.instance_role("c" * 40), names.job_role("d" * 40), names.service_role()):
         assert len(name) <= 64 and name.startswith(names.prefix), name
+
+
+def test_create_host_refuses_allowed_policies_past_iams_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More allowed policies than the host's policies have room for are refused before
+    anything is made (no secret, no bucket, no stack)."""
+    from hyper.errors import UsageError
+    from hyper.providers.aws.host import AwsHostRequest, deploy_host
+
+    many = ",".join(f"arn:aws:iam::{ACCOUNT}:policy/team/allowed-policy-{i:02d}"
+                    for i in range(40))  # fmt: skip
+    with mocked_aws(monkeypatch):
+        secrets, s3 = (boto3.client(s, region_name=MAIN) for s in ("secretsmanager", "s3"))
+
+        def made() -> tuple[list, list]:
+            return (
+                [s["Name"] for s in secrets.list_secrets()["SecretList"]],
+                [b["Name"] for b in s3.list_buckets()["Buckets"]],
+            )
+
+        before = made()
+        request = AwsHostRequest(name=LONGEST_HOST, region=MAIN, allowed_policies=many)
+        with pytest.raises(UsageError, match="--allowed-policies: 40 policies"):
+            deploy_host(request, lambda _: None)
+        assert made() == before
 
 
 def test_a_cluster_or_definition_asks_no_more_policies_than_iam_attaches(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from hyper.errors import UsageError
 from hyper.providers.aws.template_parts import (
     HOST_TAG,
     SECRET_PARAMETER,
@@ -301,6 +302,33 @@ def _boundary(
 INLINE_POLICIES_LIMIT = 10_240
 MANAGED_POLICY_LIMIT = 6_144
 MANAGED_POLICIES_PER_ROLE = 10
+# the characters the owner's allowed policies' ARNs may take together (each is in the
+# deploy role's DeployResources and in the boundary): what keeps both under 6,144 for a
+# 63-character host name in the longest region and partition
+# (tests/test_aws_permissions.py -k fits_iams_limits)
+ALLOWED_POLICIES_CHARACTERS = 1_500
+
+
+def check_allowed_policies(text: str) -> list[str]:
+    """The policies of a list `a,b` (the owner's --allowed-policies); UsageError when
+    their ARNs together pass ALLOWED_POLICIES_CHARACTERS, which would put the host's
+    policies past IAM's size limits (the host stack would fail on them)."""
+    policies = [p.strip() for p in text.split(",") if p.strip()]
+    used = sum(allowed_characters(p) for p in policies)
+    if used > ALLOWED_POLICIES_CHARACTERS:
+        raise UsageError(
+            f"--allowed-policies: {len(policies)} policies take {used} characters of IAM "
+            f"policy, more than the {ALLOWED_POLICIES_CHARACTERS} a host's policies have "
+            "room for (IAM's size limits): allow fewer, or a policy that holds them together"
+        )
+    return policies
+
+
+def allowed_characters(policy: str) -> int:
+    """What one allowed policy adds to a policy naming it: its longest ARN, quoted, with
+    a comma."""
+    arn = policy if policy.startswith("arn:") else f"arn:aws-us-gov:iam::aws:policy/{policy}"
+    return len(arn) + 3
 
 
 def deploy_role(
