@@ -1405,6 +1405,7 @@ def test_calls_per_launch_are_counted(aws: None, store: SQLiteStore) -> None:
     }
 
 
+@pytest.mark.slow
 def test_a_cold_launcher_finds_an_arrays_workers_with_one_list_per_array(
     aws: None, store: SQLiteStore
 ) -> None:

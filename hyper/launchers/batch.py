@@ -526,7 +526,12 @@ class BatchLauncher(Launcher):
         self._find(worker)
         found = self._jobs.pop(worker.id, None)
         self._alive.pop(worker.id, None)
-        self._stopped[worker.id] = self.clock()  # not looked up again for a while
+        now = self.clock()
+        if len(self._stopped) > NAMED_JOBS_KEPT:  # those stopped long ago are not asked of
+            self._stopped = {
+                k: t for k, t in self._stopped.items() if now - t < self.status_seconds
+            }
+        self._stopped[worker.id] = now  # not looked up again for a while
         if found is None:
             return
         region, job_id = found
