@@ -914,9 +914,12 @@ def test_one_worker_is_a_single_job(aws: None, store: SQLiteStore) -> None:
     assert submitted("us-east-1") == [None, None, None]
 
 
-def test_workers_get_the_worker_key_and_a_token_for_their_own_launch_only(
+def test_workers_get_a_token_for_their_own_launch_only_and_no_key_in_the_submit(
     aws: None, store: SQLiteStore
 ) -> None:
+    """The submitted job's overrides hold no key: DescribeJobs shows them to whoever may
+    read the account's jobs (ReadOnlyAccess has batch:DescribeJobs). The worker key comes
+    from the job definition's secrets; the token alone opens nothing."""
     aws_host(store, ("us-east-1",), {"us-east-1": 1})
     tokens = WorkerTokens("the-host-key")
     launched = Launched(store, worker_key="the-worker-key", tokens=tokens)
@@ -924,7 +927,16 @@ def test_workers_get_the_worker_key_and_a_token_for_their_own_launch_only(
     (single,) = launched.launcher.launch(LaunchRequest("q1", DEFINITION, "us-east-1", 1))
     first, second = (environment(s) for s in launched.submits())
     for env in (first, second):
-        assert env["HYPER_API_KEY"] == "the-worker-key"
+        assert "HYPER_API_KEY" not in env
+    assert "the-worker-key" not in json.dumps(launched.calls.calls)
+    client = boto3.client("batch", region_name="us-east-1")
+    ids = [
+        j["jobId"]
+        for status in ("SUBMITTED", "RUNNABLE", "RUNNING", "SUCCEEDED", "FAILED")
+        for j in client.list_jobs(jobQueue="hyper-test-c1", jobStatus=status)["jobSummaryList"]
+    ]
+    described = client.describe_jobs(jobs=ids)["jobs"]  # what a read-only principal sees
+    assert described and "the-worker-key" not in json.dumps(described, default=str)
     # each launch's token opens its own workers, and no other launch's
     assert all(tokens.valid(r.id, first["HYPER_WORKER_TOKEN"]) for r in array)
     assert tokens.valid(single.id, second["HYPER_WORKER_TOKEN"])
@@ -945,6 +957,36 @@ def test_a_job_role_reads_no_secret_when_workers_are_given_their_key(aws: None) 
                                    job_role_arn=role, secret_arn=None)  # fmt: skip
     names = {e["name"] for e in request["containerProperties"]["environment"]}
     assert "HYPER_API_KEY" not in names
+
+
+def test_the_worker_key_reaches_workers_from_the_definitions_secrets(aws: None) -> None:
+    """The job definition names the worker key's secret (`secrets`, read by the ECS agent
+    with an execution role that may read that secret and nothing else), so neither the
+    definition nor a submitted job holds the key."""
+    secret = boto3.client("secretsmanager").create_secret(
+        Name="hyper/test/worker-key", SecretString="the-worker-key")["ARN"]  # fmt: skip
+    execution = batch.ensure_execution_role(NAMES, secret, lambda _: None)
+    iam = boto3.client("iam")
+    (policy,) = iam.list_role_policies(RoleName=NAMES.execution_role())["PolicyNames"]
+    document = iam.get_role_policy(RoleName=NAMES.execution_role(), PolicyName=policy)
+    grant, *agent = document["PolicyDocument"]["Statement"]
+    assert (grant["Action"], grant["Resource"]) == ("secretsmanager:GetSecretValue", secret)
+    # an agent with an execution role pulls and logs with it: the host's own only
+    assert {s["Sid"] for s in agent} == {"HostImages", "NoNarrowerResource"}
+    assert not any("secretsmanager" in str(s["Action"]) for s in agent)
+    assert iam.list_attached_role_policies(RoleName=NAMES.execution_role())[
+        "AttachedPolicies"] == []  # fmt: skip
+    role = batch.ensure_job_role(DEFINITION, NAMES, None, lambda _: None)
+    arn = batch.deploy_definition(
+        "us-east-1", DEFINITION, NAMES, lambda _: None, image="worker:1", job_role_arn=role,
+        secret_arn=None, worker_secret_arn=secret, execution_role_arn=execution,
+    )  # fmt: skip
+    (registered,) = boto3.client("batch").describe_job_definitions(jobDefinitions=[arn])[
+        "jobDefinitions"]  # fmt: skip
+    container = registered["containerProperties"]
+    assert container["secrets"] == [{"name": "HYPER_API_KEY", "valueFrom": secret}]
+    assert container["executionRoleArn"] == execution
+    assert "the-worker-key" not in json.dumps(registered, default=str)
 
 
 @pytest.mark.slow
@@ -1361,6 +1403,34 @@ def test_calls_per_launch_are_counted(aws: None, store: SQLiteStore) -> None:
     assert Counter((r, op) for r, op, _ in launched.calls.calls if op != "SubmitJob") == {
         (region, "DescribeJobs"): 1 for region in THREE
     }
+
+
+@pytest.mark.slow
+def test_a_cold_launcher_finds_an_arrays_workers_with_one_list_per_array(
+    aws: None, store: SQLiteStore
+) -> None:
+    """A Lambda container that did not launch the workers looks each array up once by its
+    name (ListJobs), not once per worker: 1,000 workers of three arrays cost three
+    ListJobs and one DescribeJobs per region, where Batch allows 50 calls a second for
+    the whole account; a second tick asks nothing more."""
+    weights = {"us-east-1": 5, "eu-west-1": 3, "ap-southeast-1": 2}
+    aws_host(store, THREE, weights)
+    records = []
+    for region, share in split_by_weight(1000, weights).items():
+        records += Launched(store).launcher.launch(LaunchRequest("q1", DEFINITION, region, share))
+    for record in records:  # as the scheduler keeps them
+        store.add_worker(record)
+    cold = Launched(store)
+    assert all(cold.launcher.alive(r) is False for r in records)
+    counted = Counter((r, op) for r, op, _ in cold.calls.calls)
+    assert counted == {
+        **{(region, "ListJobs"): 1 for region in THREE},
+        **{(region, "DescribeJobs"): 1 for region in THREE},
+    }
+    again = Launched(store)
+    for record in records:
+        again.launcher.stop(record)
+    assert Counter(op for _, op, _ in again.calls.calls)["ListJobs"] == 3
 
 
 # ---- IAM propagation ------------------------------------------------------------------------

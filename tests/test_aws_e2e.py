@@ -200,9 +200,21 @@ def run_the_arrays(aws_host: AwsHost, tmp_path: Path, workdirs: Path) -> None:
     # the first children of the main region's array, as Batch would start them
     job = submitted[MAIN]
     container = {e["name"]: e["value"] for e in job["container"]["environment"]}
-    # the worker key and the array's token: the host's key is not there, nor its secret
-    assert container["HYPER_API_KEY"] == WORKER_KEY and container["HYPER_WORKER_TOKEN"]
+    # the array's token: no key, nor the host's secret (DescribeJobs shows this to
+    # whoever may read the account's jobs)
+    assert container["HYPER_WORKER_TOKEN"] and "HYPER_API_KEY" not in container
     assert not any("the-e2e-key" in v or v == aws_host.secret_arn for v in container.values())
+    assert WORKER_KEY not in json.dumps(job, default=str)
+    # the worker key from the job definition's secrets, read as the ECS agent does
+    batch = boto3.client("batch", region_name=MAIN)
+    (definition,) = batch.describe_job_definitions(jobDefinitions=[job["jobDefinition"]])[
+        "jobDefinitions"
+    ]
+    secrets = boto3.client("secretsmanager", region_name=MAIN)
+    for secret in definition["containerProperties"]["secrets"]:
+        value = secrets.get_secret_value(SecretId=secret["valueFrom"])["SecretString"]
+        container[secret["name"]] = value
+    assert container["HYPER_API_KEY"] == WORKER_KEY
     workers = []
     logs = []
     for index in range(WORKERS):

@@ -164,6 +164,14 @@ def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     return policy["PolicyDocument"]["Statement"]
 
 
+def deploy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The deploy role's statements: its inline policy's and its managed policies'."""
+    from hyper.providers.aws.permissions import role_documents
+
+    documents = role_documents(template, "DeployRole").values()
+    return [found for document in documents for found in document["Statement"]]
+
+
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -259,8 +267,7 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
     assert deployer["Timeout"] == 900 and deployer["Role"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     api_env = resources["HostFunction"]["Properties"]["Environment"]["Variables"]
     assert api_env["HYPER_DEPLOY_FUNCTION"] == deployer["FunctionName"]
-    (policy,) = resources["DeployRole"]["Properties"]["Policies"]
-    for found in policy["PolicyDocument"]["Statement"]:
+    for found in deploy_statements(template):
         if found["Resource"] == "*":
             continue
         if found["Sid"].startswith("AcceptPeerings"):  # any peering, into the host's VPCs
@@ -290,10 +297,9 @@ def test_no_ec2_create_or_tag_of_the_deploy_role_is_without_the_hosts_tag() -> N
     """Every EC2 statement that makes or tags (networks and launch templates) holds a
     hyper:host tag condition, and tags only as a resource is made or on the host's own."""
     template = host(batch_prefix="hyper-h1-")
-    (policy,) = template["Resources"]["DeployRole"]["Properties"]["Policies"]
     creates = [
         found
-        for found in policy["PolicyDocument"]["Statement"]
+        for found in deploy_statements(template)
         if any(a.startswith(("ec2:Create", "ec2:Allocate")) for a in as_list(found["Action"]))
     ]
     assert {c["Sid"] for c in creates} >= {"HostNetworkCreatesVpc", "HostNetworkCreatesOthers",
@@ -677,3 +683,23 @@ def test_interface_endpoints_name_the_services_only_in_a_vpc_the_host_made(vpc: 
                  and r["Properties"]["VpcEndpointType"] == "Interface"]  # fmt: skip
     assert interface
     assert {p["PrivateDnsEnabled"] for p in interface} == {vpc == "new"}
+
+
+def test_the_keyless_dashboard_routes_are_throttled_by_the_stage() -> None:
+    """A usage plan throttles only requests with its keys: the dashboard's routes take
+    none (a browser has a session cookie), so the stage throttles them itself, and only
+    them (workers and the key's holder keep the usage plan's rate)."""
+    resources = host()["Resources"]
+    settings = resources["ApiStage"]["Properties"]["MethodSettings"]
+    keyless = {
+        found["Properties"]["ResourceId"]["Ref"]
+        for found in resources.values()
+        if found["Type"] == "AWS::ApiGateway::Method" and not found["Properties"]["ApiKeyRequired"]
+    }
+    assert keyless == {"ApiDashboardResource", "ApiDashboardProxyResource"}
+    assert {(s["ResourcePath"], s["HttpMethod"]) for s in settings} == {
+        ("/~1dashboard", "*"),
+        ("/~1dashboard~1{proxy+}", "*"),
+    }
+    for found in settings:
+        assert 0 < found["ThrottlingRateLimit"] <= 10 and 0 < found["ThrottlingBurstLimit"] <= 20

@@ -146,6 +146,7 @@ def make_app(*, lambda_client: Any = None) -> LambdaApp:
         store,
         host_name=settings.name,
         secret_arn=read_by_jobs,
+        worker_secret_arn=worker_secret_arn if worker_key else None,
         host_vpc=env.get("HYPER_HOST_VPC"),
         host_subnets=[s for s in env.get("HYPER_HOST_SUBNETS", "").split(",") if s],
         permissions_boundary=env.get("HYPER_PERMISSIONS_BOUNDARY"),

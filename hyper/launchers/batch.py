@@ -10,10 +10,14 @@ child (a single job is given its full id, ``PREFIX-0``, as ``HYPER_WORKER_ID``).
 
 What a job is given (containerOverrides environment): the host URL, the queue, the
 definition, the worker id (prefix), the idle timeout and the region (``HYPER_REGION``,
-which its jobs see too). Never the API key: on a host with a worker key, that key
-(``HYPER_API_KEY``: alone it opens nothing) and the token of this submitted job's
-workers (``HYPER_WORKER_TOKEN``, hyper/worker_tokens.py), with which they act as
-themselves and as no worker of another launch; the job role reads no secret. A host made
+which its jobs see too). Never a key: on a host with a worker key, the token of this
+submitted job's workers (``HYPER_WORKER_TOKEN``, hyper/worker_tokens.py: alone it opens
+nothing), with which they act as themselves and as no worker of another launch. The
+worker key (``HYPER_API_KEY``: alone it opens nothing either) is in the job definition's
+``secrets``, which the ECS agent reads from Secrets Manager with the host's
+worker-secrets execution role as it starts the container, so DescribeJobs (which shows
+the overrides to anyone who may read the account's jobs) holds no key. The job role
+reads no secret. A host made
 before worker keys sets ``HYPER_API_KEY`` in the job definition to the ARN of its
 secret, which the worker reads with its job role (see hyper/providers/aws/batch.py).
 
@@ -59,6 +63,7 @@ log = logging.getLogger(__name__)
 MAX_ARRAY_SIZE = 10_000  # Batch's limit on the children of one array job
 SUBMITS_PER_SECOND = 50.0  # Batch's SubmitJob rate limit
 DESCRIBE_BATCH = 100  # job ids per DescribeJobs call
+NAMED_JOBS_KEPT = 10_000  # launches a container remembers the Batch job ids of (`_find`)
 THROTTLED = frozenset(
     {
         "TooManyRequestsException",
@@ -170,9 +175,13 @@ class BatchLauncher(Launcher):
         self.status_seconds = status_seconds
         self.clock, self.sleep, self.jitter = clock, sleep, jitter
         self._jobs: dict[str, tuple[str, str]] = {}  # worker id -> (region, Batch job id)
+        # (region, job name) -> Batch job id of the launches a ListJobs named (`_find`)
+        self._named: dict[tuple[str, str], str] = {}
         self._alive: dict[str, bool] = {}  # worker id -> what Batch said last
         self._reclaimed: set[str] = set()  # ended workers whose instance was terminated
-        self._missed: dict[str, float] = {}  # worker id -> when a lookup found no job
+        # (region, launch's job name) -> when a lookup found no job; worker id -> when stopped
+        self._missed: dict[tuple[str, str], float] = {}
+        self._stopped: dict[str, float] = {}
         self._looked = -float("inf")
         self._ec2 = ec2_clients
         self.weights_seconds = weights_seconds
@@ -246,7 +255,9 @@ class BatchLauncher(Launcher):
         }
         environment["HYPER_WORKER_ID_PREFIX" if size > 1 else "HYPER_WORKER_ID"] = name
         if self.worker_key and self.tokens is not None:
-            environment["HYPER_API_KEY"] = self.worker_key
+            # the worker key itself comes from the job definition's secrets (the ECS agent
+            # reads it from Secrets Manager): DescribeJobs shows the overrides to anyone
+            # allowed to read the account's jobs, and the token alone opens nothing
             group = name if size > 1 else worker_group(name)  # the workers NAME-INDEX
             environment[TOKEN_ENVIRONMENT] = self.tokens.token(group)
         overrides: dict[str, Any] = {}
@@ -346,44 +357,75 @@ class BatchLauncher(Launcher):
     def _find(self, worker: WorkerRecord) -> bool:
         """Whether the worker's Batch job is known here, looking it up by name when another
         container (or an earlier one) launched it: any container's tick can then see and
-        stop a worker stuck RUNNABLE. A miss is asked again after `status_seconds`."""
+        stop a worker stuck RUNNABLE. One ListJobs (by the launch's name) finds every
+        worker of an array, so a tick asks Batch once per array, not once per worker
+        (Batch allows 50 calls a second per account and region). A miss is asked again
+        after `status_seconds`."""
         if worker.id in self._jobs:
             return True
-        missed = self._missed.get(worker.id)
-        if missed is not None and self.clock() - missed < self.status_seconds:
-            return False
-        self._missed[worker.id] = self.clock()
+        stopped = self._stopped.get(worker.id)
+        if stopped is not None:
+            if self.clock() - stopped < self.status_seconds:
+                return False
+            del self._stopped[worker.id]
         queue = find_spec(self.store, ResourceKind.QUEUE, worker.queue, QueueSpec)
         prefix, _, index = worker.id.rpartition("-")
         if queue is None or not prefix or not index.isdigit():
             return False
         array = self.names.worker_job_name(worker.queue, worker.definition, prefix)
         single = self.names.worker_job_name(worker.queue, worker.definition, worker.id)
-        try:
-            pages = (
-                self.client(worker.region)
-                .get_paginator("list_jobs")
-                .paginate(
-                    jobQueue=self.names.job_queue(queue.compute_environment),
-                    filters=[{"name": "JOB_NAME", "values": [f"{array}*"]}],
+        if not self._known(worker, array, single, index):
+            launch = (worker.region, array)
+            missed = self._missed.get(launch)
+            if missed is not None and self.clock() - missed < self.status_seconds:
+                return False
+            self._missed[launch] = self.clock()
+            if len(self._named) > NAMED_JOBS_KEPT:  # a long-lived container forgets old ones
+                self._named.clear()
+            self.bucket.take()
+            try:
+                pages = (
+                    self.client(worker.region)
+                    .get_paginator("list_jobs")
+                    .paginate(
+                        jobQueue=self.names.job_queue(queue.compute_environment),
+                        filters=[{"name": "JOB_NAME", "values": [f"{array}*"]}],
+                    )
                 )
-            )
-            for page in pages:
-                for job in page["jobSummaryList"]:
-                    if ":" in str(job["jobId"]):  # an array's child
-                        continue
-                    if job.get("jobName") == array:  # a single job's name ends with -0
-                        self._jobs[worker.id] = (worker.region, f"{job['jobId']}:{index}")
-                    elif job.get("jobName") == single:
-                        self._jobs[worker.id] = (worker.region, str(job["jobId"]))
-        except Exception as error:
-            log.info("%s: looking up the job of worker %s failed: %s", worker.region,
-                     worker.id, error)  # fmt: skip
-            return False
-        if worker.id in self._jobs:
-            self._missed.pop(worker.id, None)
-            return True
-        return False
+                for page in pages:
+                    for job in page["jobSummaryList"]:
+                        if ":" not in str(job["jobId"]):  # not an array's child
+                            self._named[(worker.region, str(job.get("jobName")))] = str(
+                                job["jobId"]
+                            )
+            except Exception as error:
+                log.info("%s: looking up the job of worker %s failed: %s", worker.region,
+                         worker.id, error)  # fmt: skip
+                return False
+            if not self._known(worker, array, single, index):
+                return False
+            for sibling in self.store.live_workers():  # its array's others: one look for all
+                head, _, at = sibling.id.rpartition("-")
+                if (head, sibling.region, sibling.queue, sibling.definition) == (
+                    prefix,
+                    worker.region,
+                    worker.queue,
+                    worker.definition,
+                ) and sibling.id not in self._stopped:
+                    own = self.names.worker_job_name(sibling.queue, sibling.definition, sibling.id)
+                    self._known(sibling, array, own, at)
+        self._missed.pop((worker.region, array), None)
+        return True
+
+    def _known(self, worker: WorkerRecord, array: str, single: str, index: str) -> bool:
+        """Whether a ListJobs of this container named the worker's Batch job (its array's,
+        or its own when it was launched alone); noted in `_jobs` when it did."""
+        parent = self._named.get((worker.region, array))
+        if parent is not None:  # a single job's name ends with -0: never the array's
+            self._jobs[worker.id] = (worker.region, f"{parent}:{index}")
+        elif (worker.region, single) in self._named:
+            self._jobs[worker.id] = (worker.region, self._named[(worker.region, single)])
+        return worker.id in self._jobs
 
     def alive(self, worker: WorkerRecord) -> bool | None:
         """What Batch says of the worker's job, read for all known workers at once (at most
@@ -484,7 +526,12 @@ class BatchLauncher(Launcher):
         self._find(worker)
         found = self._jobs.pop(worker.id, None)
         self._alive.pop(worker.id, None)
-        self._missed[worker.id] = self.clock()  # not looked up again for a while
+        now = self.clock()
+        if len(self._stopped) > NAMED_JOBS_KEPT:  # those stopped long ago are not asked of
+            self._stopped = {
+                k: t for k, t in self._stopped.items() if now - t < self.status_seconds
+            }
+        self._stopped[worker.id] = now  # not looked up again for a while
         if found is None:
             return
         region, job_id = found

@@ -35,12 +35,17 @@ AWS documents for its service:
   only for SPOT clusters with allocation strategy BEST_FIT (the others need none);
 - ``PREFIX-DEFINITION-job``  (ecs-tasks.amazonaws.com): the definition's iam_policies
   and nothing else (a host made before worker tokens: also an inline policy allowing
-  ``secretsmanager:GetSecretValue`` on its key's secret).
+  ``secretsmanager:GetSecretValue`` on its key's secret);
+- ``PREFIX-worker-secrets``   (ecs-tasks.amazonaws.com): the job definitions' execution
+  role: the ECS agent reads the worker key's secret with it (the definitions'
+  ``secrets``), pulls the host's images and writes its logs (`execution_policy`).
 
 A `ClusterRoles` of ARNs made elsewhere may be passed instead of `ensure_cluster_roles`.
 
-The API key never travels in a job definition or a submitted job: the launcher gives each
-submitted job the worker key and its workers' token (hyper/launchers/batch.py). On a host
+The API key never travels in a job definition or a submitted job. The job definition
+names the worker key's secret (``secrets``: the ECS agent reads it as it starts the
+container), and the launcher gives each submitted job its workers' token
+(hyper/launchers/batch.py); DescribeJobs shows no key. On a host
 made before them the job definition sets ``HYPER_API_KEY`` to the *ARN* of the host's
 secret, and the worker (``python -m hyper.worker``) reads the secret's value with its job
 role when it sees an ARN there.
@@ -103,6 +108,7 @@ from hyper.providers.aws.roles import (
     delete_job_role,
     delete_shared_roles,
     ensure_cluster_roles,
+    ensure_execution_role,
     ensure_job_role,
     instance_policy,
     wait_for_roles,
@@ -143,6 +149,7 @@ __all__ = [
     "deploy_definition",
     "deploy_repository",
     "ensure_cluster_roles",
+    "ensure_execution_role",
     "ensure_job_role",
     "ensure_launch_template",
     "find_ami",

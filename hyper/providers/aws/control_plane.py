@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from hyper.lambda_events import TICK_EVENT
-from hyper.providers.aws.policies import _boundary, _deploy_role, _function_role
+from hyper.providers.aws.policies import _boundary, _function_role, deploy_role
 from hyper.providers.aws.template_parts import (
     API_CONCURRENCY,
     API_STAGE,
@@ -138,7 +138,7 @@ def host_template(
         "HYPER_ALLOWED_VPCS": ",".join(allowed_vpcs),
         "HYPER_ALLOWED_CONTAINER_OPTIONS": ",".join(allowed_container_options),
     }
-    resources["Boundary"] = _boundary(host_name, batch_prefix)
+    resources["Boundary"] = _boundary(host_name, batch_prefix, allowed_policies)
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
     resources["HostFunction"] = _function(
@@ -154,7 +154,7 @@ def host_template(
         host_name=host_name,
         concurrency=api_concurrency,
     )
-    resources["DeployRole"] = _deploy_role(host_name, by_id, batch_prefix, allowed_policies)
+    resources.update(deploy_role(host_name, by_id, batch_prefix, allowed_policies))
     resources["DeployFunction"] = _function(
         deployer,
         f"hyper host {host_name}: region, cluster, image and definition changes",
@@ -380,6 +380,11 @@ def _function(
     )
 
 
+# requests a second (and burst) the stage allows the keyless dashboard routes, together
+DASHBOARD_RATE_LIMIT = 10
+DASHBOARD_BURST_LIMIT = 20
+
+
 def _api(
     host_name: str, api_name: str, throttle: tuple[float, int], worker_throttle: tuple[float, int]
 ) -> dict[str, Json]:
@@ -475,6 +480,17 @@ def _api_routes(host_name: str, api_name: str) -> dict[str, Json]:
                 "RestApiId": ref("Api"),
                 "StageName": API_STAGE,
                 "DeploymentId": ref(deployment),
+                # the keyless dashboard routes: no usage plan throttles a request without a
+                # key, so the stage does (a flood must not fill the function's executions)
+                "MethodSettings": [
+                    {
+                        "ResourcePath": path,
+                        "HttpMethod": "*",
+                        "ThrottlingRateLimit": DASHBOARD_RATE_LIMIT,
+                        "ThrottlingBurstLimit": DASHBOARD_BURST_LIMIT,
+                    }
+                    for path in ("/~1dashboard", "/~1dashboard~1{proxy+}")
+                ],
                 "Tags": tags(host_name),
             },
         ),

@@ -93,10 +93,17 @@ def job_definition(
     job_role_arn: str,
     secret_arn: str | None,
     log_group: str | None = None,
+    worker_secret_arn: str | None = None,
+    execution_role_arn: str | None = None,
 ) -> dict[str, Any]:
     """The RegisterJobDefinition request of a definition in `region`: every field of the
     definition mapped; Batch never retries (hyper retries jobs itself). Its workers log to
-    `log_group` (the host's) unless it names a driver or group of its own."""
+    `log_group` (the host's) unless it names a driver or group of its own. With
+    `worker_secret_arn` and `execution_role_arn`, the worker key reaches the worker as
+    ``HYPER_API_KEY`` from the definition's ``secrets``: the ECS agent reads it with the
+    execution role (AWS Batch User Guide, "Specify sensitive data with Secrets
+    Manager"; the full ARN, as a secret of another region needs), so no key is in the
+    submitted job's overrides, which DescribeJobs shows."""
     reserved = sorted(n for n in definition.environment if n.startswith("AWS_BATCH"))
     if reserved:
         raise DeployFailed(f"environment names starting AWS_BATCH are Batch's: {reserved[0]}")
@@ -132,6 +139,9 @@ def job_definition(
         "mountPoints": list(definition.mount_points),
         "volumes": list(definition.host_volumes),
     }
+    if worker_secret_arn and execution_role_arn:
+        container["executionRoleArn"] = execution_role_arn
+        container["secrets"] = [{"name": "HYPER_API_KEY", "valueFrom": worker_secret_arn}]
     if definition.linux_parameters:
         container["linuxParameters"] = dict(definition.linux_parameters)
     # no `user`: the worker stays root, and runs the jobs as the definition's user
@@ -194,6 +204,8 @@ def deploy_definition(
     secret_arn: str | None,
     log_group: str | None = None,
     clients: ClientFactory = aws_client,
+    worker_secret_arn: str | None = None,
+    execution_role_arn: str | None = None,
 ) -> str:
     """Register the definition's job definition in `region` (a new revision on update; the
     older ones are deregistered). Returns the new revision's ARN."""
@@ -205,6 +217,8 @@ def deploy_definition(
         job_role_arn=job_role_arn,
         secret_arn=secret_arn,
         log_group=log_group,
+        worker_secret_arn=worker_secret_arn,
+        execution_role_arn=execution_role_arn,
     )
     batch = clients("batch", region)
     name = request["jobDefinitionName"]

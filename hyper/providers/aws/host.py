@@ -24,6 +24,7 @@ from hyper.config import HostConfig
 from hyper.errors import DeployFailed, UsageError, one_line
 from hyper.providers.aws import batch, bundle, check, stacks, templates
 from hyper.providers.aws.calls import aws_errors, error_message
+from hyper.providers.aws.policies import check_allowed_policies
 from hyper.store import dynamodb_tables as tables
 
 Log = Callable[[str], None]
@@ -63,6 +64,8 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     allowed_vpcs = request.allowed_vpcs
     if allowed_vpcs is not None:
         allowed_vpcs = ",".join(templates.check_vpc_ids(allowed_vpcs))
+    if request.allowed_policies is not None:
+        check_allowed_policies(request.allowed_policies)
     options = request.allowed_container_options
     if options is not None:
         options = ",".join(batch.check_container_options(options))

@@ -86,6 +86,11 @@ class Names:
     def spot_fleet_role(self) -> str:
         return self._iam("spot-fleet")
 
+    def execution_role(self) -> str:
+        """The ECS task execution role of the host's job definitions: it reads the worker
+        key's secret for the ECS agent (the definitions' ``secrets``), nothing else."""
+        return self._iam("worker-secrets")
+
     def job_role(self, definition: str) -> str:
         return self._iam(definition, "job")
 

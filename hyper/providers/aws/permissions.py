@@ -253,9 +253,10 @@ def _batch(call: Call, place: Place, _: Mapping[str, Json]) -> Iterator[Need]:
             yield Need(action, arn("compute-environment", env["computeEnvironment"]))
     elif call.operation == "RegisterJobDefinition":
         yield Need(action, arn("job-definition", p["jobDefinitionName"]), tags)
-        role = p.get("containerProperties", {}).get("jobRoleArn")
-        if role:
-            yield Need("iam:PassRole", role, context=_passed("ecs-tasks"))
+        container = p.get("containerProperties", {})
+        for key in ("jobRoleArn", "executionRoleArn"):  # both passed to ECS tasks
+            if container.get(key):
+                yield Need("iam:PassRole", container[key], context=_passed("ecs-tasks"))
     elif call.operation == "DeregisterJobDefinition":
         yield Need(action, arn("job-definition", p["jobDefinition"]))
     elif call.operation == "SubmitJob":
@@ -707,12 +708,28 @@ def resolve(value: Any, values: Mapping[str, str]) -> Any:
 
 
 def role_policy(template: Json, role: str, values: Mapping[str, str]) -> Policy:
-    """The inline policies of role `role` of `template`, resolved."""
-    properties = template["Resources"][role]["Properties"]
+    """The policies of role `role` of `template`, resolved: its inline policies and the
+    template's managed policies it holds (`ManagedPolicyArns` naming them by Ref)."""
     statements: list[Json] = []
-    for policy in properties.get("Policies", []):
-        statements += resolve(policy["PolicyDocument"]["Statement"], values)
+    for document in role_documents(template, role).values():
+        statements += resolve(document["Statement"], values)
     return Policy(statements)
+
+
+def role_documents(template: Json, role: str) -> dict[str, Json]:
+    """The policy documents of role `role` of `template`, unresolved, by name: its inline
+    policies (``inline:NAME``) and the template's managed policies it holds (their
+    logical ids); what IAM's size limits are counted on."""
+    resources = template["Resources"]
+    properties = resources[role]["Properties"]
+    found = {
+        f"inline:{p['PolicyName']}": p["PolicyDocument"] for p in properties.get("Policies", [])
+    }
+    for arn in properties.get("ManagedPolicyArns", []):
+        lid = str(arn.get("Ref")) if isinstance(arn, dict) else ""
+        if lid in resources and resources[lid]["Type"] == "AWS::IAM::ManagedPolicy":
+            found[lid] = resources[lid]["Properties"]["PolicyDocument"]
+    return found
 
 
 def template_values(

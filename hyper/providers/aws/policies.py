@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from hyper.errors import UsageError
 from hyper.providers.aws.template_parts import (
     HOST_TAG,
     SECRET_PARAMETER,
@@ -261,19 +262,41 @@ ACCOUNT_WATCH_ACTIONS = [
 ]  # fmt: skip
 
 
-def _boundary(host_name: str, batch_prefix: str | None) -> Json:
+# what a role within the boundary may do to a role only when that role holds the boundary
+# (iam:PermissionsBoundary; IAM User Guide, "Permissions boundaries for IAM entities",
+# its delegation example): so no role of the host makes or changes a role without it
+BOUNDARY_KEEPING_ACTIONS = [
+    "iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy",
+]  # fmt: skip
+
+
+def _boundary(
+    host_name: str, batch_prefix: str | None, allowed_policies: tuple[str, ...] = ()
+) -> Json:
     """The permissions boundary of every role of the host: anything but IAM, STS,
     Organizations, account changes and ACCOUNT_WATCH_ACTIONS, and of IAM only what the
     host's own roles and instance profiles need (the Batch service role reads and passes
-    them; the deploy function makes them, each with this boundary)."""
+    them; the deploy function makes them). A role is made, given policies or a boundary
+    only when it holds this boundary, and is given only Batch's managed policies and the
+    owner's `allowed_policies`: a role within the boundary that holds IAM write actions
+    (an allowed IAMFullAccess, say) cannot make a role without it, nor attach any other
+    policy, nor take the boundary off."""
     named = _batch_named(batch_prefix)
     iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
     own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
     boundary_name = physical_name(host_name, "boundary", limit=128)  # its own ARN, by name
+    this = {"iam:PermissionsBoundary": sub(f"{iam}policy/{boundary_name}")}
+    free = [a for a in [*ROLE_ACTIONS, *PROFILE_ACTIONS] if a not in BOUNDARY_KEEPING_ACTIONS]
+    policies = [managed_policy_arn(p) for p in (*BATCH_MANAGED_POLICIES, *allowed_policies)]
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
-        statement([*ROLE_ACTIONS, *PROFILE_ACTIONS, "iam:AttachRolePolicy"], own, "HostRolesOnly"),
+        statement(free, own, "HostRolesOnly"),
+        statement([a for a in BOUNDARY_KEEPING_ACTIONS if a != "iam:AttachRolePolicy"], own,
+                  "HostRolesWithTheBoundaryOnly", Condition={"StringEquals": this}),
+        statement(["iam:AttachRolePolicy"], own, "AllowedPoliciesOnHostRolesWithTheBoundary",
+                  Condition={"StringEquals": this, "ArnEquals": {"iam:PolicyARN": policies}}),
         statement(["iam:PassRole"], own, "PassHostRolesOnly",
                   Condition={"StringEqualsIfExists": {"iam:PassedToService": list(
                       BOUNDARY_PASSED_TO)}}),
@@ -286,11 +309,12 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
         {"Sid": "KeepTheBoundary", "Effect": "Deny",
          "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
-        # an inline policy goes only on a role this boundary holds (which it then caps)
-        {"Sid": "InlinePoliciesOnBoundedRolesOnly", "Effect": "Deny",
-         "Action": ["iam:PutRolePolicy"], "Resource": "*",
-         "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": sub(
-             f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary_name}")}}},
+        # a role is made, bounded or given a policy only when it holds this boundary
+        # (which then caps it), whatever else allows it
+        {"Sid": "RolesWithTheBoundaryOnly", "Effect": "Deny",
+         "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy",
+                    "iam:PutRolePolicy"], "Resource": "*",
+         "Condition": {"StringNotEquals": this}},
     ]  # fmt: skip
     return resource(
         "AWS::IAM::ManagedPolicy",
@@ -302,16 +326,87 @@ def _boundary(host_name: str, batch_prefix: str | None) -> Json:
     )
 
 
-def _deploy_role(
+# IAM's quotas (IAM User Guide, "IAM and AWS STS quotas"), in characters without
+# whitespace: a role's inline policies together, one managed policy, and the managed
+# policies attached to one role (by default; 20 at most on request)
+INLINE_POLICIES_LIMIT = 10_240
+MANAGED_POLICY_LIMIT = 6_144
+MANAGED_POLICIES_PER_ROLE = 10
+# the characters the owner's allowed policies' ARNs may take together (each is in the
+# deploy role's DeployResources and in the boundary): what keeps both under 6,144 for a
+# 63-character host name in the longest region and partition
+# (tests/test_aws_permissions.py -k fits_iams_limits)
+ALLOWED_POLICIES_CHARACTERS = 1_500
+
+
+def check_allowed_policies(text: str) -> list[str]:
+    """The policies of a list `a,b` (the owner's --allowed-policies); UsageError when
+    their ARNs together pass ALLOWED_POLICIES_CHARACTERS, which would put the host's
+    policies past IAM's size limits (the host stack would fail on them)."""
+    policies = [p.strip() for p in text.split(",") if p.strip()]
+    used = sum(allowed_characters(p) for p in policies)
+    if used > ALLOWED_POLICIES_CHARACTERS:
+        raise UsageError(
+            f"--allowed-policies: {len(policies)} policies take {used} characters of IAM "
+            f"policy, more than the {ALLOWED_POLICIES_CHARACTERS} a host's policies have "
+            "room for (IAM's size limits): allow fewer, or a policy that holds them together"
+        )
+    return policies
+
+
+def allowed_characters(policy: str) -> int:
+    """What one allowed policy adds to a policy naming it: its longest ARN, quoted, with
+    a comma."""
+    arn = policy if policy.startswith("arn:") else f"arn:aws-us-gov:iam::aws:policy/{policy}"
+    return len(arn) + 3
+
+
+def deploy_role(
     host_name: str,
     tables: dict[str, Json],
     batch_prefix: str | None,
     allowed_policies: tuple[str, ...] = (),
-) -> Json:
-    """The deploy function's role: the store, and what a region, cluster, image or
+) -> dict[str, Json]:
+    """The deploy function's role (`DeployRole`) and the managed policies it holds: its
+    statements pass IAM's 10,240 characters of inline policy for a long host name, so
+    the store stays inline (as the API function's), and what a region, cluster, image or
+    definition is made of goes into managed policies of at most 6,144 characters each
+    (`DeployResources`: stacks, Batch, repositories, roles; `DeployNetwork`: EC2 reads
+    and creates; `DeployNetworkChanges`: EC2 tags, changes, deletes and peerings).
+    tests/test_aws_permissions.py checks each against IAM's limits for a 63-character
+    host name in the longest region and partition names."""
+    role, resources, network = _deploy_statements(host_name, tables, batch_prefix, allowed_policies)
+    found = {}
+    for lid, suffix, what, statements in (
+        ("DeployResources", "deploy-resources", "stacks, Batch, repositories and roles", resources),
+        ("DeployNetwork", "deploy-network", "EC2 reads and creates", network[0]),
+        ("DeployNetworkChanges", "deploy-network-changes", "changes of EC2 networks",
+         network[1]),
+    ):  # fmt: skip
+        found[lid] = resource(
+            "AWS::IAM::ManagedPolicy",
+            {
+                "ManagedPolicyName": physical_name(host_name, suffix, limit=128),
+                "Description": f"what the deploy function of hyper host {host_name} makes: {what}",
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+            },
+        )
+    made = _lambda_role(f"the deploy function of hyper host {host_name}", role, host_name)
+    made["Properties"]["ManagedPolicyArns"] = [ref(lid) for lid in found]
+    return {"DeployRole": made, **found}
+
+
+def _deploy_statements(
+    host_name: str,
+    tables: dict[str, Json],
+    batch_prefix: str | None,
+    allowed_policies: tuple[str, ...] = (),
+) -> tuple[list[Json], list[Json], list[list[Json]]]:
+    """The deploy function's statements (its inline policy's, its resources' policy's
+    and its network policies'): the store, and what a region, cluster, image or
     definition is made of: this host's stacks, Batch resources, repositories and roles,
-    and EC2 networking (which CloudFormation makes with these credentials, and which
-    has no names to narrow it by). The API function cannot do any of this."""
+    and EC2 networking (which CloudFormation makes with these credentials, and which has
+    no names to narrow it by). The API function cannot do any of this."""
 
     def arn(service: str, rest: str, region: str = "*") -> Json:
         return sub(f"arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{rest}")
@@ -319,8 +414,8 @@ def _deploy_role(
     named = _batch_named(batch_prefix)
     stacks = arn("cloudformation", f"stack/{resource_prefix(host_name)}-*")
     repositories = arn("ecr", f"repository/{(batch_prefix or 'hyper').rstrip('-')}/*")
+    store = _store_statements(tables, "DeployFunctionLogs")
     statements = [
-        *_store_statements(tables, "DeployFunctionLogs"),
         statement(["cloudformation:*"], [stacks], "HostStacks"),
         statement(
             ["batch:*"],
@@ -363,7 +458,6 @@ def _deploy_role(
             "PassHostRoles",
             Condition={"StringEqualsIfExists": {"iam:PassedToService": list(PASSED_TO)}},
         ),
-        *_network_statements(host_name),
         *_launch_template_statements(batch_prefix),
         # these take no resource narrower than "*"
         statement(
@@ -378,7 +472,9 @@ def _deploy_role(
         ),
         _service_linked_roles(),
     ]
-    return _lambda_role(f"the deploy function of hyper host {host_name}", statements, host_name)
+    network = _network_statements(host_name)
+    creates = [s for s in network if s["Sid"] == "NetworkReads" or "Creates" in s["Sid"]]
+    return store, statements, [creates, [s for s in network if s not in creates]]
 
 
 def _network_statements(host_name: str) -> list[Json]:

@@ -27,6 +27,7 @@ from hyper.models import (
 )
 from hyper.providers.aws import batch, stacks, templates
 from hyper.providers.aws.host import worker_names
+from hyper.providers.aws.policies import MANAGED_POLICIES_PER_ROLE
 from hyper.store.base import Store
 
 Log = Callable[[str], None]
@@ -46,12 +47,15 @@ class AwsProvider:
         allowed_policies: Sequence[str] = (),
         allowed_vpcs: Sequence[str] = (),
         allowed_container_options: Sequence[str] = (),
+        worker_secret_arn: str | None = None,
     ) -> None:
         self.store = store
         self.host_name = host_name
         # the secret job roles may read: none on a host whose workers are given the worker
         # key and a token (a host made before them: the secret holding its key)
         self.secret_arn = secret_arn
+        # the worker key's secret, which job definitions hand their workers (`secrets`)
+        self.worker_secret_arn = worker_secret_arn or None
         self.host_vpc = host_vpc  # a CIDR or vpc-id, for regions that reuse the host's
         self.host_subnets = tuple(host_subnets)  # in that vpc-id: where workers go
         self.names = worker_names(host_name)
@@ -106,6 +110,11 @@ class AwsProvider:
                     f" (allowed: {allowed}; hyper hosts update-host --allowed-vpcs)"
                 )
         if isinstance(spec, ClusterSpec | DefinitionSpec):
+            if len(set(spec.iam_policies)) > MANAGED_POLICIES_PER_ROLE:
+                raise UsageError(
+                    f"{kind.singular} {spec.name}: {len(set(spec.iam_policies))} IAM policies;"
+                    f" IAM attaches at most {MANAGED_POLICIES_PER_ROLE} to one role"
+                )
             refused = [p for p in spec.iam_policies if p not in self.allowed_policies]
             if refused:
                 allowed = ", ".join(self.allowed_policies) or "none"
@@ -243,8 +252,14 @@ class AwsProvider:
         role = batch.ensure_job_role(spec, self.names, self.secret_arn, log,
                                      boundary=self.boundary)  # fmt: skip
         logs = templates.worker_log_group(self.host_name)  # its workers log there
+        execution = None
+        if self.worker_secret_arn:
+            execution = batch.ensure_execution_role(self.names, self.worker_secret_arn, log,
+                                                    boundary=self.boundary,
+                                                    log_groups=[logs])  # fmt: skip
         for region in self.active_regions():
             batch.deploy_definition(region.name, spec, self.names, log, image=uri,
                                     job_role_arn=role, secret_arn=self.secret_arn,
-                                    log_group=logs)  # fmt: skip
+                                    log_group=logs, worker_secret_arn=self.worker_secret_arn,
+                                    execution_role_arn=execution)  # fmt: skip
         return spec

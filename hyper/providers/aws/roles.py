@@ -324,7 +324,7 @@ def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_
     """The roles every cluster of the host shares (Batch's service role, the spot fleet
     role): once the host goes."""
     iam = clients("iam", _IAM_REGION)
-    for name in (names.service_role(), names.spot_fleet_role()):
+    for name in (names.service_role(), names.spot_fleet_role(), names.execution_role()):
         _delete_role(iam, name, log)
 
 
@@ -357,6 +357,54 @@ def ensure_job_role(
         {**names.tags(definition=definition.name), **grants.tag("definitions")},
         log,
         inline=inline,
+        boundary=boundary,
+    )
+
+
+def execution_policy(
+    names: Names, worker_secret_arn: str, log_groups: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The execution role's policy: the ECS agent reads the worker key's secret with it
+    as it starts a worker's container (the definitions' ``secrets``). An agent given an
+    execution role also pulls the task's image and writes its awslogs with it, so it may
+    do those on the host's own repositories and `log_groups` (as the instance role), and
+    nothing else."""
+    partition, account = worker_secret_arn.split(":")[1], worker_secret_arn.split(":")[4]
+    agent = [
+        s for s in instance_policy(names, partition, account, log_groups)["Statement"]
+        if s["Sid"] in ("HostImages", "JobLogs")
+    ]  # fmt: skip
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "WorkerKeyOnly", "Effect": "Allow",
+             "Action": "secretsmanager:GetSecretValue", "Resource": worker_secret_arn},
+            *agent,
+            {"Sid": "NoNarrowerResource", "Effect": "Allow",
+             "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        ],
+    }  # fmt: skip
+
+
+def ensure_execution_role(
+    names: Names,
+    worker_secret_arn: str,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
+    log_groups: Sequence[str] = (),
+) -> str:
+    """The execution role of the host's job definitions (shared by them), with
+    `execution_policy`. No job gets its credentials."""
+    return _ensure_role(
+        clients("iam", _IAM_REGION),
+        names.execution_role(),
+        "ecs-tasks.amazonaws.com",
+        [],
+        names.tags(),
+        log,
+        inline={"hyper-worker-key": execution_policy(names, worker_secret_arn, log_groups)},
         boundary=boundary,
     )
 
