@@ -474,26 +474,7 @@ def _api_routes(host_name: str, api_name: str) -> dict[str, Json]:
             {"RestApiId": ref("Api"), "Description": "the host's routes"},
             DependsOn=sorted(methods),
         ),
-        "ApiStage": resource(
-            "AWS::ApiGateway::Stage",
-            {
-                "RestApiId": ref("Api"),
-                "StageName": API_STAGE,
-                "DeploymentId": ref(deployment),
-                # the keyless dashboard routes: no usage plan throttles a request without a
-                # key, so the stage does (a flood must not fill the function's executions)
-                "MethodSettings": [
-                    {
-                        "ResourcePath": path,
-                        "HttpMethod": "*",
-                        "ThrottlingRateLimit": DASHBOARD_RATE_LIMIT,
-                        "ThrottlingBurstLimit": DASHBOARD_BURST_LIMIT,
-                    }
-                    for path in ("/~1dashboard", "/~1dashboard~1{proxy+}")
-                ],
-                "Tags": tags(host_name),
-            },
-        ),
+        "ApiStage": _stage(host_name, deployment),
         "ApiPermission": resource(
             "AWS::Lambda::Permission",
             {
@@ -508,6 +489,29 @@ def _api_routes(host_name: str, api_name: str) -> dict[str, Json]:
         ),
     }
     return found
+
+
+def _stage(host_name: str, deployment: str) -> Json:
+    return resource(
+        "AWS::ApiGateway::Stage",
+        {
+            "RestApiId": ref("Api"),
+            "StageName": API_STAGE,
+            "DeploymentId": ref(deployment),
+            # the keyless dashboard routes: no usage plan throttles a request without a
+            # key, so the stage does (a flood must not fill the function's executions)
+            "MethodSettings": [
+                {
+                    "ResourcePath": path,
+                    "HttpMethod": "*",
+                    "ThrottlingRateLimit": DASHBOARD_RATE_LIMIT,
+                    "ThrottlingBurstLimit": DASHBOARD_BURST_LIMIT,
+                }
+                for path in ("/~1dashboard", "/~1dashboard~1{proxy+}")
+            ],
+            "Tags": tags(host_name),
+        },
+    )
 
 
 def _plan(host_name: str, name: str, what: str, throttle: tuple[float, int]) -> Json:
