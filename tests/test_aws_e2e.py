@@ -26,7 +26,7 @@ from hyper.store import dynamodb_tables as tables
 from tests.conftest import BIN, ROOT
 from tests.helpers.aws_gateway import STAGE, Gateway, Limits
 from tests.helpers.job_user import passable_folder
-from tests.helpers.moto import moto_server
+from tests.helpers.moto import batch_child_environment, moto_server
 
 # slow: moto's DynamoDB copies every table on each transaction, so 1,000 jobs take minutes;
 # alone: its workers leave after 60 s without a job and the gateway's limits answer 429s
@@ -199,21 +199,14 @@ def run_the_arrays(aws_host: AwsHost, tmp_path: Path, workdirs: Path) -> None:
 
     # the first children of the main region's array, as Batch would start them
     job = submitted[MAIN]
-    container = {e["name"]: e["value"] for e in job["container"]["environment"]}
+    submitted_env = {e["name"]: e["value"] for e in job["container"]["environment"]}
     # the array's token: no key, nor the host's secret (DescribeJobs shows this to
     # whoever may read the account's jobs)
-    assert container["HYPER_WORKER_TOKEN"] and "HYPER_API_KEY" not in container
-    assert not any("the-e2e-key" in v or v == aws_host.secret_arn for v in container.values())
+    assert submitted_env["HYPER_WORKER_TOKEN"] and "HYPER_API_KEY" not in submitted_env
+    assert not any("the-e2e-key" in v or v == aws_host.secret_arn for v in submitted_env.values())
     assert WORKER_KEY not in json.dumps(job, default=str)
     # the worker key from the job definition's secrets, read as the ECS agent does
-    batch = boto3.client("batch", region_name=MAIN)
-    (definition,) = batch.describe_job_definitions(jobDefinitions=[job["jobDefinition"]])[
-        "jobDefinitions"
-    ]
-    secrets = boto3.client("secretsmanager", region_name=MAIN)
-    for secret in definition["containerProperties"]["secrets"]:
-        value = secrets.get_secret_value(SecretId=secret["valueFrom"])["SecretString"]
-        container[secret["name"]] = value
+    container = batch_child_environment(job, MAIN)
     assert container["HYPER_API_KEY"] == WORKER_KEY
     workers = []
     logs = []

@@ -25,7 +25,7 @@ from tests.conftest import BIN, ROOT
 from tests.helpers.aws_gateway import STAGE, Gateway
 from tests.helpers.aws_host import bundle
 from tests.helpers.job_user import passable_folder
-from tests.helpers.moto import moto_server
+from tests.helpers.moto import batch_child_environment, moto_server
 
 REGION = "eu-west-1"
 
@@ -118,7 +118,7 @@ def test_a_new_aws_host_runs_jobs_from_the_shell(
                 if ":" not in j["jobId"]]  # fmt: skip
         assert jobs, "the tick submitted workers to Batch"
         (submitted,) = batch.describe_jobs(jobs=[jobs[0]["jobId"]])["jobs"]
-        container = {e["name"]: e["value"] for e in submitted["container"]["environment"]}
+        container = batch_child_environment(submitted, REGION)
         assert container["HYPER_URL"] == f"{gateway.url}/{STAGE}"
         worker_env = {
             **aws,

@@ -120,3 +120,22 @@ def moto_server(
         with contextlib.suppress(OSError):
             _moto_api(endpoint, "reset")
         server.stop()
+
+
+def batch_child_environment(job: dict[str, Any], region: str) -> dict[str, str]:
+    """What a submitted Batch job's container starts with: its environment, and its job
+    definition's `secrets` read from Secrets Manager (as the ECS agent does with the
+    definition's execution role)."""
+    import boto3
+
+    found = {e["name"]: e["value"] for e in job["container"]["environment"]}
+    batch = boto3.client("batch", region_name=region)
+    (definition,) = batch.describe_job_definitions(jobDefinitions=[job["jobDefinition"]])[
+        "jobDefinitions"
+    ]
+    secrets = boto3.client("secretsmanager", region_name=region)
+    for secret in definition["containerProperties"].get("secrets", []):
+        found[secret["name"]] = secrets.get_secret_value(SecretId=secret["valueFrom"])[
+            "SecretString"
+        ]
+    return found
