@@ -463,6 +463,12 @@ class DemandStore(Protocol):
         was cut off left them apart (a bounded amount of work a call); how many fixes."""
         ...
 
+    def make_tasks(self, most: int = 2000) -> int:
+        """Make up to `most` tasks of arrays whose submit left them to be made later
+        (hyper.store.rules: "tasks made after their array's submit"), oldest arrays
+        first; how many. A store that writes every task at submit makes none."""
+        return 0
+
 
 class LogStore(Protocol):
     """Each job's log: SYSTEM events the store writes, and the output its workers send."""

@@ -14,14 +14,14 @@ from hyper.jobs import (
     never_met,
 )
 from hyper.store import rules
-from hyper.store.sqlite.connection import SQLiteBase
 from hyper.store.sqlite.schema import (
     Ended,
     _set,
 )
+from hyper.store.sqlite.tasks import Tasks
 
 
-class Dependents(SQLiteBase):
+class Dependents(Tasks):
     """Dependencies as rows of `deps`, settled as sets of jobs when their targets end."""
 
     def _ended(self, db: sqlite3.Connection, ended: Sequence[Ended], now: float) -> None:
@@ -77,6 +77,7 @@ class Dependents(SQLiteBase):
         db.execute(
             "DELETE FROM deps WHERE owner = ? AND kind = ? AND target = ?", (owner, kind, target)
         )
+        self._make(db, owner)  # an array's tasks not made yet change with it
         reason = never_met(kind, target)
         return self._apply(db, "(id = ? OR array_id = ?)", (owner, owner), verdict, reason, now)
 

@@ -57,7 +57,10 @@ class Jobs(Dependents):
         if row is not None:
             return row["ok"], row["bad"], row["size"]
         row = db.execute("SELECT status FROM jobs WHERE id = ?", (target,)).fetchone()
-        return None if row is None else rules.job_state(row["status"])
+        if row is None:  # a task not made yet is as it starts
+            status = self._pending_status(db, target)
+            return None if status is None else rules.job_state(status)
+        return rules.job_state(row["status"])
 
     def _judge_new(
         self, db: sqlite3.Connection, job: NewJob
@@ -98,46 +101,25 @@ class Jobs(Dependents):
         pending, never = self._judge_new(db, job)
         size = len(tasks.indices)
         array_id = self._reserve_ids(db, size + 1)
+        array_deps = rules.array_deps(pending)
+        status = rules.first_status(job, len(array_deps), never)
+        corr_targets = rules.corr_targets(pending) if not never else []
+        plan = rules.plan_tasks(tasks, status, len(array_deps), never, now)
+        later = rules.made_later(size, status, bool(corr_targets))
         db.execute(
             "INSERT INTO arrays (id, name, queue, definition, script, env, submit_dir, retries,"
-            " priority, time_limit, options, size, cap, spec, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " priority, time_limit, options, size, cap, spec, created, plan)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 array_id, job.name, job.queue, job.definition, job.script, json.dumps(job.env),
                 job.submit_dir, job.retries, job.priority, job.time_limit,
-                json.dumps(job.options), size, tasks.cap, tasks.spec, now,
+                json.dumps(job.options), size, tasks.cap, tasks.spec, now, json.dumps(plan),
             ),
         )  # fmt: skip
-        array_deps = rules.array_deps(pending)
-        status = rules.first_status(job, len(array_deps), never)
-        # every task in one statement: SQLite walks the indices itself (4x faster than rows)
-        db.execute(
-            "INSERT INTO jobs (id, array_id, array_index, name, queue, definition, status,"
-            " retries, retries_left, priority, time_limit, deps_left, reason, created, ended)"
-            " SELECT ? + key + 1, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
-            (
-                array_id, array_id, job.name, job.queue, job.definition, status, job.retries,
-                job.retries, job.priority, job.time_limit, len(array_deps), never, now,
-                now if never else None, json.dumps(tasks.indices),
-            ),
-        )  # fmt: skip
-        self._count(db, job, array_id, status, size)
-        if tasks.names or tasks.params:
-            names = tasks.names or [""] * size
-            params = tasks.params or [{}] * size
-            db.executemany(
-                "UPDATE jobs SET name = coalesce(?, name), params = ? WHERE id = ?",
-                [
-                    (
-                        names[n] or None,
-                        json.dumps(params[n]) if params[n] else None,
-                        array_id + 1 + n,
-                    )
-                    for n in range(size)
-                ],
-            )
-        corr_targets = rules.corr_targets(pending)
-        if corr_targets and not never:
+        # the first tasks now (all of them unless the rest can be made later: rules)
+        self._make(db, array_id, rules.FIRST_TASKS if later else size)
+        self._count(db, job, array_id, status, size)  # every task, made or not
+        if corr_targets:
             changes = []
             for n, (waits, why) in enumerate(self._corr_pending(db, corr_targets, tasks.indices)):
                 if waits or why:
@@ -174,12 +156,19 @@ class Jobs(Dependents):
         """rules.corr_pending over the targets' tasks as they are in this transaction."""
 
         def task_states(target: int) -> list[tuple[int, str]]:
+            self._make(db, target)
             rows = db.execute("SELECT array_index, status FROM jobs WHERE array_id = ?", (target,))
             return [(row[0], row[1]) for row in rows]
 
         return rules.corr_pending(targets, indices, task_states)
 
     # reading ---------------------------------------------------------------------
+
+    def _made_for(self, where: JobFilter, *, after: int = 0, limit: int | None = None) -> None:
+        """Before an answer read from the jobs: the tasks it could show are made."""
+        if self._db.execute("SELECT 1 FROM arrays WHERE plan IS NOT NULL LIMIT 1").fetchone():
+            with self._write() as db:
+                self._make_for(db, where, after=after, limit=limit)
 
     def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None:
         row = self._db.execute(
@@ -188,7 +177,12 @@ class Jobs(Dependents):
             (job_id,),
         ).fetchone()
         if row is None:
-            return None
+            covering = self._covering(self._db, job_id)
+            if covering is None:
+                return None
+            with self._write() as db:  # a task not made yet: made first, with those before it
+                self._make(db, covering[0], covering[1] + 1)
+            return self.get_job(job_id, with_script=with_script)
         return _task(row, with_script=with_script)
 
     def get_array(self, array_id: int) -> ArrayRecord | None:
@@ -225,6 +219,7 @@ class Jobs(Dependents):
     ) -> list[JobRecord | ArrayRecord]:
         clause, args = _where(where)
         if not rules.one_line_per_array(where, collapse):
+            self._made_for(where, after=after, limit=limit)
             rows = self._db.execute(
                 f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE {clause} AND j.id > ?"
                 " ORDER BY j.id LIMIT ?",
@@ -279,6 +274,7 @@ class Jobs(Dependents):
                 args,
             )
         else:
+            self._made_for(where)
             clause, args = _where(where, "")
             rows = self._db.execute(
                 f"SELECT status, count(*) AS n FROM jobs WHERE {clause} GROUP BY status", args
@@ -313,7 +309,8 @@ class Jobs(Dependents):
                 kinds[selector.id] = "array"
             elif selector.indices is None:
                 found = self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (selector.id,))
-                kinds[selector.id] = "job" if found.fetchone() else None
+                known = found.fetchone() or self._covering(self._db, selector.id)
+                kinds[selector.id] = "job" if known else None
         return rules.resolve(selectors, kinds)
 
     # changing state ------------------------------------------------------------------
@@ -321,6 +318,7 @@ class Jobs(Dependents):
     def cancel(self, where: JobFilter, now: float) -> CancelResult:
         clause, args = _where(where, "")
         with self._write() as db:
+            self._make_for(db, where)
             finished = self._named(db, where, tuple(s.value for s in FINISHED), among=True)
             stopping = db.execute(
                 f"SELECT count(*) FROM jobs WHERE {clause} AND status = ?",
@@ -390,6 +388,7 @@ class Jobs(Dependents):
         new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"  # one job at a time: held_status()
         new_args = [rules.held_status(hold, 1), rules.held_status(hold, 0)]
         with self._write() as db:
+            self._make_for(db, where)
             unchanged = self._named(db, where, movable, among=False)  # named, to say so
             changed = db.execute(
                 f"UPDATE jobs SET status = {new} WHERE {clause} AND status IN ({_in(movable)})"

@@ -20,7 +20,8 @@ from hyper.store.base import (
     WorkflowRecord,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+UPGRADABLE = (5,)  # older schemas this one upgrades in place
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -35,7 +36,9 @@ CREATE TABLE IF NOT EXISTS arrays (
     priority INTEGER NOT NULL, time_limit INTEGER, options TEXT NOT NULL,
     size INTEGER NOT NULL, cap INTEGER, spec TEXT NOT NULL,
     running INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0,
-    bad INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL
+    bad INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+    -- tasks made so far (the first ones), and what makes the rest (NULL: all are made)
+    made INTEGER NOT NULL DEFAULT 0, plan TEXT
 );
 CREATE INDEX IF NOT EXISTS arrays_by_queue ON arrays (queue);
 CREATE TABLE IF NOT EXISTS jobs (
