@@ -1840,6 +1840,25 @@ def test_a_big_array_submit_writes_a_bounded_number_of_rows(tmp_path: Path) -> N
         store.close()
 
 
+def test_a_met_dependency_of_a_big_array_makes_no_tasks(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        now = time.time()
+        first = submit_one(store, now)
+        tasks = ArrayTasks(indices=list(range(50_000)))
+        (array_id,) = store.submit([job(array=tasks, depends=(Dependency("afterok", first),))], now)
+        assert finish(store, first, 0, now) is JobStatus.SUCCESSFUL
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == 1 + rules.FIRST_TASKS
+        assert store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 50_000
+        assert store.demand() == [(Q, D, 50_000, 0)]
+        assert status_of(store, array_id + 50_000) is JobStatus.WAITING
+        claimed = store.claim("w", Q, D, 1, LEASE, now)
+        assert [c.id for c in claimed] == [array_id + 1]
+    finally:
+        store.close()
+
+
 # files -------------------------------------------------------------------------------------
 
 

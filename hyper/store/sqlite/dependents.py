@@ -77,8 +77,8 @@ class Dependents(Tasks):
         db.execute(
             "DELETE FROM deps WHERE owner = ? AND kind = ? AND target = ?", (owner, kind, target)
         )
-        self._make(db, owner)  # an array's tasks not made yet change with it
         reason = never_met(kind, target)
+        self._settle_later(db, owner, verdict, reason, now)
         return self._apply(db, "(id = ? OR array_id = ?)", (owner, owner), verdict, reason, now)
 
     def _settle_task(

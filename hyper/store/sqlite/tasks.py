@@ -9,6 +9,7 @@ import json
 import sqlite3
 from typing import Any
 
+from hyper.jobs import Verdict
 from hyper.store import rules
 from hyper.store.base import JobFilter
 from hyper.store.sqlite.connection import SQLiteBase
@@ -65,6 +66,37 @@ class Tasks(SQLiteBase):
                 for n, name, params in rules.task_extras(plan, first, end)
             ],
         )
+
+    def _settle_later(
+        self, db: sqlite3.Connection, owner: int, verdict: Verdict, reason: str, now: float
+    ) -> None:
+        """A settled dependency of array `owner`, for its tasks not made yet: their plan
+        changes as each of them would (rules.settled), their counts with it; one that can
+        never be met makes them all first (each task ends with an event of its own)."""
+        row = db.execute(
+            "SELECT queue, definition, made, size, plan FROM arrays WHERE id = ?"
+            " AND plan IS NOT NULL",
+            (owner,),
+        ).fetchone()
+        if row is None:
+            return
+        if verdict is Verdict.NEVER:
+            self._make(db, owner)
+            return
+        plan = json.loads(row["plan"])
+        change = rules.settled(plan["status"], plan["deps_left"], verdict, reason, now)
+        if change is None:
+            return
+        unmade = row["size"] - row["made"]
+        if change["status"] != plan["status"]:
+            for status, n in ((plan["status"], -unmade), (change["status"], unmade)):
+                db.execute(
+                    "INSERT INTO job_counts VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET n = n + ?",
+                    (row["queue"], row["definition"], owner, status, n, n),
+                )
+        plan.update(change)
+        db.execute("UPDATE arrays SET plan = ? WHERE id = ?", (json.dumps(plan), owner))
 
     def _covering(self, db: sqlite3.Connection, job_id: int) -> tuple[int, int] | None:
         """(array id, position) of the task `job_id` when it is one of an array whose tasks
