@@ -1985,3 +1985,25 @@ def test_sqlite_a_store_from_before_machines_said_their_capacity_opens(tmp_path:
         assert [n.capacity for n in store.nodes("lab")] == ["4:8192:"]
     finally:
         store.close()
+
+
+def test_sqlite_a_store_from_before_tasks_were_made_later_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    (old,) = store.submit([job("old", array=ArrayTasks(indices=[1, 2, 3]))], 1.0)
+    store.close()
+    with sqlite3.connect(path) as raw:  # the arrays table as it was
+        raw.execute("DROP INDEX arrays_unmade")
+        raw.execute("ALTER TABLE arrays DROP COLUMN plan")
+        raw.execute("ALTER TABLE arrays DROP COLUMN made")
+        raw.execute("PRAGMA user_version=5")
+    store = SQLiteStore(path)
+    try:
+        assert statuses_of(store, old) == [JobStatus.WAITING] * 3
+        new = later_array(store, 2.0)
+        assert store.count_jobs(JobFilter())[JobStatus.WAITING] == 3 + LATER
+        assert [c.id for c in store.claim("w", Q, D, 4, LEASE, 2.0)] == [
+            old + 1, old + 2, old + 3, new + 1,
+        ]  # fmt: skip
+    finally:
+        store.close()

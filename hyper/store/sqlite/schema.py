@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS resources (
     log TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
     PRIMARY KEY (kind, name)
 );
+-- an array: its tasks are jobs rows; `made` of them are written so far (the first ones),
+-- `plan` makes the rest (NULL once all are made: hyper.store.sqlite.tasks)
 CREATE TABLE IF NOT EXISTS arrays (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, queue TEXT NOT NULL, definition TEXT NOT NULL,
     script TEXT NOT NULL, env TEXT NOT NULL, submit_dir TEXT, retries INTEGER NOT NULL,
@@ -37,7 +39,6 @@ CREATE TABLE IF NOT EXISTS arrays (
     size INTEGER NOT NULL, cap INTEGER, spec TEXT NOT NULL,
     running INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0,
     bad INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
-    -- tasks made so far (the first ones), and what makes the rest (NULL: all are made)
     made INTEGER NOT NULL DEFAULT 0, plan TEXT
 );
 CREATE INDEX IF NOT EXISTS arrays_by_queue ON arrays (queue);
