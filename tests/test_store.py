@@ -1619,14 +1619,23 @@ def test_big_array_is_one_quick_submit(any_store: Store) -> None:
     assert any_store.demand() == [(Q, D, 10_001, 0)]
 
 
-# arrays whose tasks are made after the submit (SQLite makes the first rules.FIRST_TASKS at
+# arrays whose tasks are made after the submit (SQLite makes the first FIRST at
 # submit, the rest later; every answer must be as if all were written at submit) ----------
 
-LATER = rules.FIRST_TASKS * 3 + 7  # an array with tasks left to make, past several chunks
+FIRST = 10  # tasks a submit makes in these tests (SQLite's setting, lowered to keep them quick)
+LATER = FIRST * 3 + 7  # an array with tasks left to make, past several chunks
+
+
+def made_later(store: Store) -> Store:
+    """The store, making the first FIRST tasks at submit and 8 at a time later (SQLite)."""
+    if isinstance(store, SQLiteStore):
+        store.first_tasks, store.tasks_per_make = FIRST, 8
+    return store
 
 
 def later_array(store: Store, now: float, n: int = LATER, **kwargs: object) -> int:
     """An array of `n` tasks of indices 1..n."""
+    made_later(store)
     tasks = ArrayTasks(indices=list(range(1, n + 1)), spec=f"1-{n}")
     (array_id,) = store.submit([job("lazy", array=tasks, **kwargs)], now)  # type: ignore[arg-type]
     return array_id
@@ -1642,7 +1651,7 @@ def test_array_tasks_not_made_yet_read_as_if_written(any_store: Store) -> None:
     assert array_of(any_store, array_id).counts["Waiting"] == LATER
     assert any_store.demand() == [(Q, D, LATER + 1, 0)]
     # a page across the tasks made and those not
-    start = array_id + rules.FIRST_TASKS - 5
+    start = array_id + FIRST - 5
     page = any_store.list_jobs(JobFilter(queue=Q), limit=20, after=start)
     assert [j.id for j in page] == list(range(start + 1, start + 21))
     assert all(isinstance(j, JobRecord) and j.array_index == j.id - array_id for j in page)
@@ -1700,22 +1709,23 @@ def test_claims_take_tasks_not_made_yet_in_order(any_store: Store) -> None:
     now = time.time()
     array_id = later_array(any_store, now)
     single = submit_one(any_store, now)
-    # the first FIRST_TASKS tasks end: the next claims take the tasks after them, by id,
+    # the first FIRST tasks end: the next claims take the tasks after them, by id,
     # before the job submitted after the array
-    first = tuple(range(1, rules.FIRST_TASKS + 1))
+    first = tuple(range(1, FIRST + 1))
     any_store.cancel(JobFilter(arrays=((array_id, first),)), now)
     claimed = any_store.claim("w", Q, D, 3, LEASE, now)
-    assert [c.id for c in claimed] == [array_id + rules.FIRST_TASKS + n for n in (1, 2, 3)]
+    assert [c.id for c in claimed] == [array_id + FIRST + n for n in (1, 2, 3)]
     assert [c.script for c in claimed] == ["echo hi\n"] * 3
     higher = submit_one(any_store, now, priority=5)
     assert claim_one(any_store, "w", now) == higher
-    assert claim_one(any_store, "w", now) == array_id + rules.FIRST_TASKS + 4
+    assert claim_one(any_store, "w", now) == array_id + FIRST + 4
     assert single not in [c.id for c in any_store.claim("w", Q, D, 2, LEASE, now)]
 
 
 def test_cap_on_an_array_with_tasks_not_made_yet(any_store: Store) -> None:
     now = time.time()
     tasks = ArrayTasks(indices=list(range(1, LATER + 1)), cap=2)
+    made_later(any_store)
     (array_id,) = any_store.submit([job("capped", array=tasks)], now)
     assert [c.id for c in any_store.claim("w", Q, D, 5, LEASE, now)] == [
         array_id + 1,
@@ -1779,6 +1789,7 @@ def test_aftercorr_on_an_array_with_tasks_not_made_yet(any_store: Store) -> None
 def test_per_task_names_and_params_of_tasks_not_made_yet(any_store: Store) -> None:
     now = time.time()
     n = LATER
+    made_later(any_store)
     tasks = ArrayTasks(
         indices=list(range(1, n + 1)),
         names=[f"item-{i}" if i % 2 else "" for i in range(1, n + 1)],
@@ -1802,7 +1813,7 @@ def test_tasks_not_made_yet_survive_a_new_handle(open_store: Callable[[], Store]
     now = time.time()
     first = open_store()
     array_id = later_array(first, now)
-    second = open_store()
+    second = made_later(open_store())
     assert second.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == LATER
     assert [t.array_index for t in tasks_of(second, array_id)] == list(range(1, LATER + 1))
     assert status_of(second, array_id + LATER) is JobStatus.WAITING
@@ -1812,10 +1823,10 @@ def test_make_tasks_is_bounded_and_changes_no_answer(any_store: Store) -> None:
     now = time.time()
     array_id = later_array(any_store, now)
     made = []
-    while count := any_store.make_tasks(500):
-        assert count <= 500
+    while count := any_store.make_tasks(5):
+        assert count <= 5
         made.append(count)
-    assert sum(made) in (0, LATER - rules.FIRST_TASKS)  # 0: a store that writes all at submit
+    assert sum(made) in (0, LATER - FIRST)  # 0: a store that writes all at submit
     assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == LATER
     assert [t.array_index for t in tasks_of(any_store, array_id)] == list(range(1, LATER + 1))
     assert any_store.demand() == [(Q, D, LATER, 0)]

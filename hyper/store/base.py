@@ -463,10 +463,11 @@ class DemandStore(Protocol):
         was cut off left them apart (a bounded amount of work a call); how many fixes."""
         ...
 
-    def make_tasks(self, most: int = 2000) -> int:
-        """Make up to `most` tasks of arrays whose submit left them to be made later
-        (hyper.store.rules: "tasks made after their array's submit"), oldest arrays
-        first; how many. A store that writes every task at submit makes none."""
+    def make_tasks(self, most: int | None = None) -> int:
+        """Make up to `most` (a store's own chunk when None) tasks of arrays whose submit
+        left them to be made later (hyper.store.rules: "tasks made after their array's
+        submit"), oldest arrays first; how many. A store that writes every task at submit
+        makes none."""
         return 0
 
 

@@ -230,11 +230,11 @@ def plan_tasks(
     return plan
 
 
-def made_later(size: int, status: str, corr: bool) -> bool:
-    """Whether an array's tasks past the first FIRST_TASKS are made after its submit: not
+def made_later(size: int, status: str, corr: bool, first: int = FIRST_TASKS) -> bool:
+    """Whether an array's tasks past the first `first` are made after its submit: not
     when they end at once (a dependency that can never be met) nor when each task waits
     for its own (aftercorr); those are all written at submit."""
-    return size > FIRST_TASKS and status != FAILED and not corr
+    return size > first and status != FAILED and not corr
 
 
 def task_indices(plan: Mapping[str, Any], first: int, end: int) -> list[int]:

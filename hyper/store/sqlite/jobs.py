@@ -105,7 +105,7 @@ class Jobs(Dependents):
         status = rules.first_status(job, len(array_deps), never)
         corr_targets = rules.corr_targets(pending) if not never else []
         plan = rules.plan_tasks(tasks, status, len(array_deps), never, now)
-        later = rules.made_later(size, status, bool(corr_targets))
+        later = rules.made_later(size, status, bool(corr_targets), self.first_tasks)
         db.execute(
             "INSERT INTO arrays (id, name, queue, definition, script, env, submit_dir, retries,"
             " priority, time_limit, options, size, cap, spec, created, plan)"
@@ -117,7 +117,7 @@ class Jobs(Dependents):
             ),
         )  # fmt: skip
         # the first tasks now (all of them unless the rest can be made later: rules)
-        self._make(db, array_id, rules.FIRST_TASKS if later else size)
+        self._make(db, array_id, self.first_tasks if later else size)
         self._count(db, job, array_id, status, size)  # every task, made or not
         if corr_targets:
             changes = []

@@ -20,6 +20,9 @@ PENDING = "SELECT id, made, size, plan FROM arrays WHERE plan IS NOT NULL"
 class Tasks(SQLiteBase):
     """Making an array's tasks: the first at submit, the rest when needed or in chunks."""
 
+    first_tasks = rules.FIRST_TASKS  # made by the submit (a store's setting: tests lower it)
+    tasks_per_make = rules.TASKS_PER_MAKE  # made at a time later
+
     def _make(self, db: sqlite3.Connection, array_id: int, upto: int | None = None) -> int:
         """Make the tasks of the array up to position `upto` (all: None); how many made."""
         row = db.execute(
@@ -199,10 +202,12 @@ class Tasks(SQLiteBase):
                  row["id"] + row["made"], limit),
             ).fetchone()  # fmt: skip
             if ready < limit:
-                self._make(db, row["id"], row["made"] + max(limit, rules.TASKS_PER_MAKE))
+                self._make(db, row["id"], row["made"] + max(limit, self.tasks_per_make))
 
-    def make_tasks(self, most: int = rules.TASKS_PER_MAKE) -> int:
-        """Make up to `most` tasks of arrays not all made yet, oldest first; how many."""
+    def make_tasks(self, most: int | None = None) -> int:
+        """Make up to `most` (the store's tasks_per_make) tasks of arrays not all made yet,
+        oldest first; how many."""
+        most = most or self.tasks_per_make
         if self._db.execute(f"{PENDING} LIMIT 1").fetchone() is None:
             return 0
         made = 0
