@@ -203,7 +203,7 @@ def task_start(
 # changes each task, `settled`), and its array's kept counts hold it from the submit on.
 
 FIRST_TASKS = 1000  # tasks an array's submit makes itself
-TASKS_PER_MAKE = 2000  # at most this many tasks made at a time, later
+TASKS_PER_MAKE = 1000  # at most this many tasks made at a time, later (a tick: a few ms)
 
 
 def plan_tasks(
