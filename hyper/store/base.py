@@ -31,7 +31,7 @@ Fits = Callable[[dict[str, Any] | None], bool]
 class ArrayTasks:
     """The tasks of an array submission; per-task lists run parallel to `indices`."""
 
-    indices: list[int]
+    indices: Sequence[int]  # a range, or a list
     cap: int | None = None  # most tasks running at once
     spec: str = ""  # as the user wrote it, for display
     names: list[str] | None = None  # work items name their tasks

@@ -214,10 +214,12 @@ def plan_tasks(
     in (status, dependencies left, reason, end)."""
     indices = tasks.indices
     step = indices[1] - indices[0] if len(indices) > 1 else 1
-    ranged = step > 0 and all(b - a == step for a, b in pairwise(indices))
+    ranged = step > 0 and (
+        isinstance(indices, range) or all(b - a == step for a, b in pairwise(indices))
+    )
     plan: dict[str, Any] = {
         "range": [indices[0], step, len(indices)] if ranged else None,
-        "indices": None if ranged else indices,
+        "indices": None if ranged else list(indices),
         "status": status,
         "deps_left": deps_left,
         "reason": reason,

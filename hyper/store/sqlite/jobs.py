@@ -151,7 +151,7 @@ class Jobs(Dependents):
         )
 
     def _corr_pending(
-        self, db: sqlite3.Connection, targets: list[int], indices: list[int]
+        self, db: sqlite3.Connection, targets: list[int], indices: Sequence[int]
     ) -> list[tuple[list[int], str | None]]:
         """rules.corr_pending over the targets' tasks as they are in this transaction."""
 
