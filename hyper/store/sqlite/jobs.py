@@ -219,13 +219,17 @@ class Jobs(Dependents):
     ) -> list[JobRecord | ArrayRecord]:
         clause, args = _where(where)
         if not rules.one_line_per_array(where, collapse):
-            self._made_for(where, after=after, limit=limit)
-            rows = self._db.execute(
+            query = (
                 f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE {clause} AND j.id > ?"
-                " ORDER BY j.id LIMIT ?",
-                [*args, after, limit],
+                " ORDER BY j.id LIMIT ?"
             )
-            return [_job(row) for row in rows]
+            page: list[JobRecord | ArrayRecord]
+            page = [_job(row) for row in self._db.execute(query, [*args, after, limit])]
+            last = page[-1].id if len(page) == limit else None
+            if self._unmade_before(where.queue, after, last):  # the page may miss some
+                self._made_for(where, after=after, limit=limit)
+                page = [_job(row) for row in self._db.execute(query, [*args, after, limit])]
+            return page
         # single jobs as they are, each array as one line
         singles = [
             _job(row)

@@ -179,6 +179,17 @@ class Tasks(SQLiteBase):
             )
             self._make(db, array_id, upto)
 
+    def _unmade_before(self, queue: str | None, after: int, last: int | None) -> bool:
+        """Whether a task not made yet has an id past `after` and before `last` (a full
+        page's last id; None: the page was not full), of one queue's arrays or all."""
+        clause, args = ("", []) if queue is None else (" AND queue = ?", [queue])
+        found = self._db.execute(
+            f"SELECT 1 FROM arrays WHERE plan IS NOT NULL{clause} AND id + size > ?"
+            " AND (? IS NULL OR id + 1 + made < ?) LIMIT 1",
+            [*args, after, last, last],
+        ).fetchone()
+        return found is not None
+
     def _make_to_claim(
         self, db: sqlite3.Connection, queue: str, definition: str, limit: int
     ) -> None:
