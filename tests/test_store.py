@@ -1839,9 +1839,9 @@ def test_a_big_array_submit_writes_a_bounded_number_of_rows(tmp_path: Path) -> N
         (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
         assert rows == rules.FIRST_TASKS
         assert store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 50_000
-        assert store.make_tasks() == rules.TASKS_PER_MAKE  # a tick's share, no more
+        assert store.make_tasks() == rules.TASKS_PER_TICK  # a tick's share, no more
         (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
-        assert rows == rules.FIRST_TASKS + rules.TASKS_PER_MAKE
+        assert rows == rules.FIRST_TASKS + rules.TASKS_PER_TICK
         # a deep page reads as if every task were there, and makes only what it shows
         page = store.list_jobs(JobFilter(array_id=array_id), limit=10, after=array_id + 40_000)
         assert [j.id for j in page] == list(range(array_id + 40_001, array_id + 40_011))

@@ -195,15 +195,16 @@ def task_start(
 # tasks made after their array's submit ------------------------------------------------------
 #
 # An array's submit writes its own record and its first FIRST_TASKS tasks; the rest are
-# made later, in order, at most TASKS_PER_MAKE at a time (by the scheduler's tick, and by
-# a claim that finds too few made), and at once by whatever needs them (listing, cancel,
+# made later, in order: TASKS_PER_TICK by each scheduler tick, TASKS_PER_MAKE by a claim
+# that finds too few made, and at once by whatever needs them (listing, cancel,
 # hold, release, a dependency that can never be met, aftercorr). A task not made yet is
 # exactly the task it would have been had it been written at submit: its array's plan
 # says how it is now (a dependency of the whole array that is met changes the plan as it
 # changes each task, `settled`), and its array's kept counts hold it from the submit on.
 
 FIRST_TASKS = 1000  # tasks an array's submit makes itself
-TASKS_PER_MAKE = 1000  # at most this many tasks made at a time, later (a tick: a few ms)
+TASKS_PER_MAKE = 1000  # made at a time by a claim that finds too few (a few ms)
+TASKS_PER_TICK = 100  # made by each scheduler tick (the tick stays within its ms)
 
 
 def plan_tasks(

@@ -21,7 +21,8 @@ class Tasks(SQLiteBase):
     """Making an array's tasks: the first at submit, the rest when needed or in chunks."""
 
     first_tasks = rules.FIRST_TASKS  # made by the submit (a store's setting: tests lower it)
-    tasks_per_make = rules.TASKS_PER_MAKE  # made at a time later
+    tasks_per_make = rules.TASKS_PER_MAKE  # made at a time by a claim
+    tasks_per_tick = rules.TASKS_PER_TICK  # made by make_tasks (a tick)
 
     def _make(self, db: sqlite3.Connection, array_id: int, upto: int | None = None) -> int:
         """Make the tasks of the array up to position `upto` (all: None); how many made."""
@@ -216,9 +217,9 @@ class Tasks(SQLiteBase):
                 self._make(db, row["id"], row["made"] + max(limit, self.tasks_per_make))
 
     def make_tasks(self, most: int | None = None) -> int:
-        """Make up to `most` (the store's tasks_per_make) tasks of arrays not all made yet,
+        """Make up to `most` (the store's tasks_per_tick) tasks of arrays not all made yet,
         oldest first; how many."""
-        most = most or self.tasks_per_make
+        most = most or self.tasks_per_tick
         if self._db.execute(f"{PENDING} LIMIT 1").fetchone() is None:
             return 0
         made = 0
