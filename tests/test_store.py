@@ -1842,6 +1842,12 @@ def test_a_big_array_submit_writes_a_bounded_number_of_rows(tmp_path: Path) -> N
         assert store.make_tasks() == rules.TASKS_PER_TICK  # a tick's share, no more
         (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
         assert rows == rules.FIRST_TASKS + rules.TASKS_PER_TICK
+        # what cannot be among the tasks not made yet makes none: another name or state
+        assert sum(store.count_jobs(JobFilter(name="other")).values()) == 0
+        assert store.cancel(JobFilter(statuses=(JobStatus.HELD,)), 1.0).cancelled == 0
+        assert store.release(JobFilter(queue=Q), 1.0).changed == 0
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == rules.FIRST_TASKS + rules.TASKS_PER_TICK
         # a deep page reads as if every task were there, and makes only what it shows
         page = store.list_jobs(JobFilter(array_id=array_id), limit=10, after=array_id + 40_000)
         assert [j.id for j in page] == list(range(array_id + 40_001, array_id + 40_011))

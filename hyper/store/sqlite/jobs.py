@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections import Counter
@@ -391,8 +392,9 @@ class Jobs(Dependents):
         movable = rules.movable(hold)
         new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"  # one job at a time: held_status()
         new_args = [rules.held_status(hold, 1), rules.held_status(hold, 0)]
+        moving = tuple(s for s in where.statuses or JobStatus if s.value in movable)
         with self._write() as db:
-            self._make_for(db, where)
+            self._make_for(db, dataclasses.replace(where, statuses=moving))  # what may move
             unchanged = self._named(db, where, movable, among=False)  # named, to say so
             changed = db.execute(
                 f"UPDATE jobs SET status = {new} WHERE {clause} AND status IN ({_in(movable)})"

@@ -165,6 +165,22 @@ class Tasks(SQLiteBase):
             if where.array_id is not None:
                 clauses.append("id = ?")
                 args.append(where.array_id)
+            if where.definition is not None:
+                clauses.append("definition = ?")
+                args.append(where.definition)
+            if where.statuses:  # the tasks not made yet are in the plan's status
+                marks = ",".join("?" * len(where.statuses))
+                clauses.append(f"json_extract(plan, '$.status') IN ({marks})")
+                args += [s.value for s in where.statuses]
+            # by name: the array's, unless its tasks have names of their own
+            if where.name is not None:
+                clauses.append("(name = ? OR json_extract(plan, '$.names') IS NOT NULL)")
+                args.append(where.name)
+            if where.name_prefix:
+                clauses.append(
+                    "((name >= ? AND name < ?) OR json_extract(plan, '$.names') IS NOT NULL)"
+                )
+                args += [where.name_prefix, where.name_prefix + "\U0010ffff"]
             rows = db.execute(f"SELECT id FROM arrays WHERE {' AND '.join(clauses)}", args)
             wanted = {row[0]: None for row in rows}
         for array_id, positions in wanted.items():
