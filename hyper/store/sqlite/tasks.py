@@ -117,9 +117,10 @@ class Tasks(SQLiteBase):
         found = self._covering(db, job_id)
         if found is None:
             return None
-        (plan,) = db.execute("SELECT plan FROM arrays WHERE id = ?", (found[0],)).fetchone()
-        status: str = json.loads(plan)["status"]
-        return status
+        (status,) = db.execute(
+            "SELECT json_extract(plan, '$.status') FROM arrays WHERE id = ?", (found[0],)
+        ).fetchone()
+        return str(status)
 
     def _make_for(
         self,
@@ -185,12 +186,14 @@ class Tasks(SQLiteBase):
             wanted = {row[0]: None for row in rows}
         for array_id, positions in wanted.items():
             row = db.execute(
-                "SELECT made, size, plan FROM arrays WHERE id = ?", (array_id,)
+                "SELECT made, size, json_extract(plan, '$.names') IS NOT NULL AS named"
+                " FROM arrays WHERE id = ? AND plan IS NOT NULL",
+                (array_id,),
             ).fetchone()
-            if row["plan"] is None:
+            if row is None:
                 continue
             # tasks with names of their own are not alike under a filter by name
-            paged = limit if not (names and "names" in json.loads(row["plan"])) else None
+            paged = limit if not (names and row["named"]) else None
             upto = rules.to_make(
                 row["made"], row["size"], array_id, after=after, limit=paged, positions=positions
             )
@@ -215,13 +218,11 @@ class Tasks(SQLiteBase):
         the same jobs as if every task had been written at submit (an array's tasks share
         its priority, request and cap, and the made ones come first)."""
         arrays = db.execute(
-            "SELECT id, made, size, plan, priority FROM arrays WHERE plan IS NOT NULL"
-            " AND queue = ? AND definition = ?",
-            (queue, definition),
+            "SELECT id, made, priority FROM arrays WHERE plan IS NOT NULL AND queue = ?"
+            " AND definition = ? AND json_extract(plan, '$.status') = ?",
+            (queue, definition, rules.WAITING),
         ).fetchall()
         for row in arrays:
-            if json.loads(row["plan"])["status"] != rules.WAITING:
-                continue
             (ready,) = db.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_claim WHERE status = ?"
                 " AND queue = ? AND definition = ? AND priority = ? AND id > ? AND id <= ?"
