@@ -1695,6 +1695,33 @@ def test_cancel_hold_release_tasks_not_made_yet(any_store: Store) -> None:
     assert any_store.demand() == [(Q, D, LATER - 3, 0)]
 
 
+def test_cancel_of_whole_arrays_with_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now)
+    on_task = submit_one(any_store, now, depends=(Dependency("afterok", array_id + LATER),))
+    on_array = submit_one(any_store, now, depends=(Dependency("afterany", array_id),))
+    result = any_store.cancel(any_store.resolve([Selector(array_id)]), now)
+    assert (result.cancelled, result.stopping, result.finished) == (LATER, 0, [])
+    record = array_of(any_store, array_id)
+    assert record.counts["Cancelled"] == LATER and record.finished
+    assert statuses_of(any_store, array_id) == [JobStatus.CANCELLED] * LATER
+    last = any_store.get_job(array_id + LATER)
+    assert last is not None and last.cancel_requested and last.ended == now
+    assert last.reason == rules.CANCELLED_BEFORE_START
+    texts = [e.text for e in any_store.read_log(array_id + LATER, [LogKind.SYSTEM])]
+    assert texts == [rules.CANCELLED_BEFORE_START]
+    assert status_of(any_store, on_task) is JobStatus.FAILED
+    assert status_of(any_store, on_array) is JobStatus.WAITING
+    assert any_store.demand() == [(Q, D, 1, 0)]
+    assert sum(any_store.ended_per_minute(now - 60).values()) == LATER + 1  # and on_task
+    # by queue and state: every task of another array, made or not
+    other = later_array(any_store, now, definition="dB")
+    where = JobFilter(queue=Q, definition="dB", statuses=(JobStatus.WAITING,))
+    assert any_store.cancel(where, now).cancelled == LATER
+    assert any_store.count_jobs(JobFilter(array_id=other))[JobStatus.CANCELLED] == LATER
+    assert [t.array_index for t in tasks_of(any_store, other)] == list(range(1, LATER + 1))
+
+
 def test_a_held_array_with_tasks_not_made_yet(any_store: Store) -> None:
     now = time.time()
     array_id = later_array(any_store, now, hold=True)

@@ -323,6 +323,7 @@ class Jobs(Dependents):
     def cancel(self, where: JobFilter, now: float) -> CancelResult:
         clause, args = _where(where, "")
         with self._write() as db:
+            made_ended = self._cancel_unmade(db, where, now)
             self._make_for(db, where)
             finished = self._named(db, where, tuple(s.value for s in FINISHED), among=True)
             stopping = db.execute(
@@ -344,6 +345,7 @@ class Jobs(Dependents):
                 " RETURNING id, array_id, array_index, attempt",
                 [*values, *args, *unstarted],
             ).fetchall()
+            ended = [*made_ended, *ended]
             self._bulk_events(db, ended, rules.CANCELLED_BEFORE_START, now)
             rows = [(r["id"], r["array_id"], r["array_index"], JobStatus.CANCELLED) for r in ended]
             self._ended(db, rows, now)

@@ -53,13 +53,14 @@ class Tasks(SQLiteBase):
         # one statement however many: SQLite walks the indices itself (4x faster than rows)
         db.execute(
             "INSERT INTO jobs (id, array_id, array_index, name, queue, definition, status,"
-            " retries, retries_left, priority, time_limit, deps_left, reason, created, ended)"
-            " SELECT ? + key, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
+            " retries, retries_left, priority, time_limit, deps_left, reason, created, ended,"
+            " cancel_requested)"
+            " SELECT ? + key, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
             (
                 array["id"] + 1 + first, array["id"], array["name"], array["queue"],
                 array["definition"], plan["status"], array["retries"], array["retries"],
                 array["priority"], array["time_limit"], plan["deps_left"], plan["reason"],
-                array["created"], plan["ended"],
+                array["created"], plan["ended"], int(plan.get("cancel_requested", False)),
                 json.dumps(rules.task_indices(plan, first, end)),
             ),
         )  # fmt: skip
@@ -158,32 +159,7 @@ class Tasks(SQLiteBase):
                 elif (positions := wanted[array_id]) is not None:
                     positions.append(position)
         else:
-            clauses = ["plan IS NOT NULL"]
-            args: list[Any] = []
-            if where.queue is not None:
-                clauses.append("queue = ?")
-                args.append(where.queue)
-            if where.array_id is not None:
-                clauses.append("id = ?")
-                args.append(where.array_id)
-            if where.definition is not None:
-                clauses.append("definition = ?")
-                args.append(where.definition)
-            if where.statuses:  # the tasks not made yet are in the plan's status
-                marks = ",".join("?" * len(where.statuses))
-                clauses.append(f"json_extract(plan, '$.status') IN ({marks})")
-                args += [s.value for s in where.statuses]
-            # by name: the array's, unless its tasks have names of their own
-            if where.name is not None:
-                clauses.append("(name = ? OR json_extract(plan, '$.names') IS NOT NULL)")
-                args.append(where.name)
-            if where.name_prefix:
-                clauses.append(
-                    "((name >= ? AND name < ?) OR json_extract(plan, '$.names') IS NOT NULL)"
-                )
-                args += [where.name_prefix, where.name_prefix + "\U0010ffff"]
-            rows = db.execute(f"SELECT id FROM arrays WHERE {' AND '.join(clauses)}", args)
-            wanted = {row[0]: None for row in rows}
+            wanted = dict.fromkeys(self._pending_matching(db, where, whole=False))
         for array_id, positions in wanted.items():
             row = db.execute(
                 "SELECT made, size, json_extract(plan, '$.names') IS NOT NULL AS named"
@@ -209,6 +185,81 @@ class Tasks(SQLiteBase):
             [*args, after, last, last],
         ).fetchone()
         return found is not None
+
+    def _pending_matching(
+        self, db: sqlite3.Connection, where: JobFilter, *, whole: bool
+    ) -> list[int]:
+        """The arrays with tasks not made yet that a filter without selectors may reach
+        (`whole`: only those whose tasks not made yet it matches every one of)."""
+        clauses = ["plan IS NOT NULL"]
+        args: list[Any] = []
+        if where.queue is not None:
+            clauses.append("queue = ?")
+            args.append(where.queue)
+        if where.array_id is not None:
+            clauses.append("id = ?")
+            args.append(where.array_id)
+        if where.definition is not None:
+            clauses.append("definition = ?")
+            args.append(where.definition)
+        if where.statuses:  # the tasks not made yet are in the plan's status
+            marks = ",".join("?" * len(where.statuses))
+            clauses.append(f"json_extract(plan, '$.status') IN ({marks})")
+            args += [s.value for s in where.statuses]
+        # by name: the array's, unless its tasks have names of their own
+        named = "json_extract(plan, '$.names') IS NOT NULL"
+        if where.name is not None:
+            clauses.append(f"name = ? AND NOT {named}" if whole else f"(name = ? OR {named})")
+            args.append(where.name)
+        if where.name_prefix:
+            prefix = "name >= ? AND name < ?"
+            clauses.append(f"{prefix} AND NOT {named}" if whole else f"(({prefix}) OR {named})")
+            args += [where.name_prefix, where.name_prefix + "\U0010ffff"]
+        rows = db.execute(f"SELECT id FROM arrays WHERE {' AND '.join(clauses)}", args)
+        return [row[0] for row in rows]
+
+    def _cancel_unmade(self, db: sqlite3.Connection, where: JobFilter, now: float) -> list[Any]:
+        """A cancel of whole arrays with tasks not made yet: those tasks are made as the
+        cancel leaves them (rules.cancelled_unstarted), their counts moved in one step,
+        rather than made and then changed one by one. Returns (id, array_id, array_index,
+        attempt) of each, as the cancel's own change returns those it ends."""
+        if db.execute(f"{PENDING} LIMIT 1").fetchone() is None:
+            return []
+        if where.selects:
+            plain = where.ids == () and not (
+                where.queue or where.name or where.name_prefix or where.definition
+                or where.statuses or where.array_id is not None
+            )  # fmt: skip
+            arrays = [a for a, indices in where.arrays if indices is None] if plain else []
+        else:
+            arrays = self._pending_matching(db, where, whole=True)
+        fields = rules.cancelled_unstarted(now)
+        ended: list[Any] = []
+        for array_id in arrays:
+            row = db.execute(
+                "SELECT id, name, queue, definition, retries, priority, time_limit, created,"
+                " size, made, plan FROM arrays WHERE id = ? AND plan IS NOT NULL",
+                (array_id,),
+            ).fetchone()
+            if row is None:
+                continue
+            plan = json.loads(row["plan"])
+            first, size = row["made"], row["size"]
+            self._write_tasks(db, row, {**plan, **fields}, first, size)
+            for status, n in ((plan["status"], first - size), (fields["status"], size - first)):
+                db.execute(
+                    "INSERT INTO job_counts VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET n = n + ?",
+                    (row["queue"], row["definition"], array_id, status, n, n),
+                )
+            db.execute("UPDATE arrays SET made = size, plan = NULL WHERE id = ?", (array_id,))
+            indices = rules.task_indices(plan, first, size)
+            ended += [
+                {"id": array_id + 1 + first + k, "array_id": array_id, "array_index": index,
+                 "attempt": 0}
+                for k, index in enumerate(indices)
+            ]  # fmt: skip
+        return ended
 
     def _make_to_claim(
         self, db: sqlite3.Connection, queue: str, definition: str, limit: int
