@@ -35,7 +35,7 @@ def job(array: int | None = None) -> NewJob:
     return NewJob(
         name="deep", queue=QUEUE, definition=DEFINITION, script="true\n", retries=0, env={},
         submit_dir="/tmp", priority=0, time_limit=None, hold=False, depends=(), options={},
-        array=ArrayTasks(indices=list(range(1, array + 1))) if array else None,
+        array=ArrayTasks(indices=range(1, array + 1)) if array else None,
     )  # fmt: skip
 
 
@@ -55,6 +55,8 @@ def measure(size: int, samples: int, folder: Path) -> dict[str, float]:
             store.submit([job(min(CHUNK, left))], time.time())
             left -= CHUNK
         store.submit([job() for _ in range(100)], time.time())
+        while store.make_tasks(CHUNK):  # every task written, as a deep queue has them
+            pass
         figures["deep.fill_seconds"] = time.perf_counter() - start
         claims = [
             timed(lambda: store.claim("w1", QUEUE, DEFINITION, 1, 60.0, time.time()))

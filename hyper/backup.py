@@ -46,7 +46,7 @@ def backup(host: HostConfig, folder: Path) -> BackupSummary:
             with contextlib.closing(sqlite3.connect(partial)) as copy:
                 db.backup(copy)
                 copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-                (jobs,) = copy.execute("SELECT count(*) FROM jobs").fetchone()
+                jobs = _jobs_in(copy)
                 (schema,) = copy.execute("PRAGMA user_version").fetchone()
         os.chmod(partial, 0o600)
         _fsync(partial)
@@ -65,6 +65,17 @@ def backup(host: HostConfig, folder: Path) -> BackupSummary:
     return BackupSummary(folder, jobs, (folder / DATABASE).stat().st_size)
 
 
+def _jobs_in(db: sqlite3.Connection) -> int:
+    """The jobs and tasks a store holds, those of arrays not made yet among them."""
+    (jobs,) = db.execute("SELECT count(*) FROM jobs").fetchone()
+    if "plan" in {row[1] for row in db.execute("PRAGMA table_info(arrays)")}:
+        (later,) = db.execute(
+            "SELECT coalesce(sum(size - made), 0) FROM arrays WHERE plan IS NOT NULL"
+        ).fetchone()
+        jobs += later
+    return int(jobs)
+
+
 def restore(host: HostConfig, folder: Path) -> BackupSummary:
     """Replace the host's store with the backup in `folder` and restart its daemon. The
     backup is checked whole before anything of the host is touched."""
@@ -74,7 +85,7 @@ def restore(host: HostConfig, folder: Path) -> BackupSummary:
     try:
         with contextlib.closing(sqlite3.connect(f"{copy.as_uri()}?mode=ro", uri=True)) as db:
             (verdict,) = db.execute("PRAGMA quick_check").fetchone()
-            (jobs,) = db.execute("SELECT count(*) FROM jobs").fetchone()
+            jobs = _jobs_in(db)
     except sqlite3.Error as error:
         raise UsageError(f"{copy} is not a hyper backup: {error}") from None
     if verdict != "ok":

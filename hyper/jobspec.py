@@ -14,6 +14,10 @@ import re
 from hyper.errors import UsageError
 from hyper.records import NamedTuple
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see records)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 MAX_ARRAY_SIZE = 1_000_000
 MAX_ARRAY_INDEX = 4_000_000_000
 MAX_TIME_LIMIT = 10 * 365 * 86400  # seconds
@@ -32,7 +36,7 @@ DEPENDENCY_KINDS = ("afterok", "afterany", "afternotok", "aftercorr")
 
 
 class ArrayRange(NamedTuple):
-    indices: list[int]
+    indices: Sequence[int]  # a range when the spec is one (no list of a million to make)
     cap: int | None  # most tasks running at once
 
 
@@ -47,7 +51,8 @@ def parse_array(spec: str) -> ArrayRange:
         cap = int(cap_text)
     indices: list[int] = []
     seen: set[int] = set()
-    for part in body.split(","):
+    parts = body.split(",")
+    for part in parts:
         match = re.fullmatch(r"\s*([0-9]+)(?:\s*-\s*([0-9]+)(?::([0-9]+))?)?\s*", part)
         if not match:
             raise UsageError(
@@ -62,6 +67,8 @@ def parse_array(spec: str) -> ArrayRange:
             raise UsageError(f"array {spec!r}: indices go up to {MAX_ARRAY_INDEX}")
         if (last - first) // step + 1 + len(indices) > MAX_ARRAY_SIZE:
             raise UsageError(f"array {spec!r}: more than {MAX_ARRAY_SIZE} tasks")
+        if len(parts) == 1:  # one range: its indices, in order, without duplicates
+            return ArrayRange(range(first, last + 1, step), cap)
         for index in range(first, last + 1, step):
             if index not in seen:
                 seen.add(index)

@@ -92,6 +92,7 @@ class Scheduler:
             self.store.abandon(worker_id, now)  # what else it held (its leases ran on)
         gone = len(fenced) + self._forget_gone_workers(now, waiting)
         self.store.reconcile_counts(now)  # a submit cut off must not ask for workers
+        self.store.make_tasks()  # a bounded chunk of arrays' tasks not made yet
         started = self._scale()
         return TickReport(expired, started, gone)
 

@@ -20,6 +20,7 @@ import pytest
 from hyper.errors import Conflict, UsageError
 from hyper.jobs import JobStatus, LogKind
 from hyper.jobspec import Dependency, Selector
+from hyper.store import rules
 from hyper.store.base import (
     ArrayRecord,
     ArrayTasks,
@@ -1619,6 +1620,314 @@ def test_big_array_is_one_quick_submit(any_store: Store) -> None:
     assert any_store.demand() == [(Q, D, 10_001, 0)]
 
 
+# arrays whose tasks are made after the submit (SQLite makes the first FIRST at
+# submit, the rest later; every answer must be as if all were written at submit) ----------
+
+FIRST = 10  # tasks a submit makes in these tests (SQLite's setting, lowered to keep them quick)
+LATER = FIRST * 3 + 7  # an array with tasks left to make, past several chunks
+
+
+def made_later(store: Store) -> Store:
+    """The store, making the first FIRST tasks at submit and 8 at a time later (SQLite)."""
+    if isinstance(store, SQLiteStore):
+        store.first_tasks, store.tasks_per_make = FIRST, 8
+    return store
+
+
+def later_array(store: Store, now: float, n: int = LATER, **kwargs: object) -> int:
+    """An array of `n` tasks of indices 1..n."""
+    made_later(store)
+    tasks = ArrayTasks(indices=list(range(1, n + 1)), spec=f"1-{n}")
+    (array_id,) = store.submit([job("lazy", array=tasks, **kwargs)], now)  # type: ignore[arg-type]
+    return array_id
+
+
+def test_array_tasks_not_made_yet_read_as_if_written(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now)
+    (after,) = any_store.submit([job("after")], now)
+    assert after == array_id + LATER + 1
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == LATER
+    assert any_store.count_jobs(JobFilter())[JobStatus.WAITING] == LATER + 1
+    assert array_of(any_store, array_id).counts["Waiting"] == LATER
+    assert any_store.demand() == [(Q, D, LATER + 1, 0)]
+    # a page across the tasks made and those not
+    start = array_id + FIRST - 5
+    page = any_store.list_jobs(JobFilter(queue=Q), limit=20, after=start)
+    assert [j.id for j in page] == list(range(start + 1, start + 21))
+    assert all(isinstance(j, JobRecord) and j.array_index == j.id - array_id for j in page)
+    last = any_store.get_job(array_id + LATER, with_script=True)
+    assert last is not None and (last.array_index, last.status) == (LATER, JobStatus.WAITING)
+    assert last.script == "echo hi\n" and last.name == "lazy"
+    assert any_store.get_job(array_id + LATER + 1) is not None  # the job after it
+    # selectors name tasks not made yet
+    where = any_store.resolve([Selector(array_id + LATER - 1), Selector(array_id, (LATER,))])
+    assert where.ids == (array_id + LATER - 1,)
+    counted = any_store.count_jobs(where)
+    assert counted[JobStatus.WAITING] == 2 and sum(counted.values()) == 2
+    every = tasks_of(any_store, array_id)
+    assert [t.array_index for t in every] == list(range(1, LATER + 1))
+    assert [t.id for t in every] == list(range(array_id + 1, array_id + LATER + 1))
+    assert {(t.status, t.name, t.created) for t in every} == {(JobStatus.WAITING, "lazy", now)}
+    assert len(listed(any_store, JobFilter(name="lazy"))) == LATER
+
+
+def test_cancel_hold_release_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now)
+    far = tuple(range(LATER - 10, LATER - 7))  # qdel ID[LATER-10 - LATER-8]
+    result = any_store.cancel(any_store.resolve([Selector(array_id, far)]), now)
+    assert (result.cancelled, result.stopping) == (3, 0)
+    counts = array_of(any_store, array_id).counts
+    assert (counts["Cancelled"], counts["Waiting"]) == (3, LATER - 3)
+    assert [status_of(any_store, array_id + i) for i in (LATER - 11, *far, LATER - 7)] == [
+        JobStatus.WAITING, *[JobStatus.CANCELLED] * 3, JobStatus.WAITING,
+    ]  # fmt: skip
+    # hold a range not made yet, then the whole array, then release it
+    held = any_store.hold(JobFilter(arrays=((array_id, (LATER - 1, LATER)),)), now)
+    assert held.changed == 2
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.HELD] == 2
+    assert any_store.hold(JobFilter(arrays=((array_id, None),)), now).changed == LATER - 5
+    assert any_store.demand() == []
+    released = any_store.release(JobFilter(arrays=((array_id, None),)), now)
+    assert released.changed == LATER - 3
+    counts = array_of(any_store, array_id).counts
+    assert (counts["Waiting"], counts["Held"], counts["Cancelled"]) == (LATER - 3, 0, 3)
+    assert any_store.demand() == [(Q, D, LATER - 3, 0)]
+
+
+def test_cancel_of_whole_arrays_with_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now)
+    on_task = submit_one(any_store, now, depends=(Dependency("afterok", array_id + LATER),))
+    on_array = submit_one(any_store, now, depends=(Dependency("afterany", array_id),))
+    result = any_store.cancel(any_store.resolve([Selector(array_id)]), now)
+    assert (result.cancelled, result.stopping, result.finished) == (LATER, 0, [])
+    record = array_of(any_store, array_id)
+    assert record.counts["Cancelled"] == LATER and record.finished
+    assert statuses_of(any_store, array_id) == [JobStatus.CANCELLED] * LATER
+    last = any_store.get_job(array_id + LATER)
+    assert last is not None and last.cancel_requested and last.ended == now
+    assert last.reason == rules.CANCELLED_BEFORE_START
+    texts = [e.text for e in any_store.read_log(array_id + LATER, [LogKind.SYSTEM])]
+    assert texts == [rules.CANCELLED_BEFORE_START]
+    assert status_of(any_store, on_task) is JobStatus.FAILED
+    assert status_of(any_store, on_array) is JobStatus.WAITING
+    assert any_store.demand() == [(Q, D, 1, 0)]
+    assert sum(any_store.ended_per_minute(now - 60).values()) == LATER + 1  # and on_task
+    # by queue and state: every task of another array, made or not
+    other = later_array(any_store, now, definition="dB")
+    where = JobFilter(queue=Q, definition="dB", statuses=(JobStatus.WAITING,))
+    assert any_store.cancel(where, now).cancelled == LATER
+    assert any_store.count_jobs(JobFilter(array_id=other))[JobStatus.CANCELLED] == LATER
+    assert [t.array_index for t in tasks_of(any_store, other)] == list(range(1, LATER + 1))
+
+
+def test_a_held_array_with_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now, hold=True)
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.HELD] == LATER
+    assert any_store.claim("w", Q, D, 5, LEASE, now) == []
+    assert status_of(any_store, array_id + LATER) is JobStatus.HELD
+    assert any_store.release(JobFilter(arrays=((array_id, None),)), now).changed == LATER
+    assert statuses_of(any_store, array_id) == [JobStatus.WAITING] * LATER
+
+
+def test_claims_take_tasks_not_made_yet_in_order(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now)
+    single = submit_one(any_store, now)
+    # the first FIRST tasks end: the next claims take the tasks after them, by id,
+    # before the job submitted after the array
+    first = tuple(range(1, FIRST + 1))
+    any_store.cancel(JobFilter(arrays=((array_id, first),)), now)
+    claimed = any_store.claim("w", Q, D, 3, LEASE, now)
+    assert [c.id for c in claimed] == [array_id + FIRST + n for n in (1, 2, 3)]
+    assert [c.script for c in claimed] == ["echo hi\n"] * 3
+    higher = submit_one(any_store, now, priority=5)
+    assert claim_one(any_store, "w", now) == higher
+    assert claim_one(any_store, "w", now) == array_id + FIRST + 4
+    assert single not in [c.id for c in any_store.claim("w", Q, D, 2, LEASE, now)]
+
+
+def test_cap_on_an_array_with_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    tasks = ArrayTasks(indices=list(range(1, LATER + 1)), cap=2)
+    made_later(any_store)
+    (array_id,) = any_store.submit([job("capped", array=tasks)], now)
+    assert [c.id for c in any_store.claim("w", Q, D, 5, LEASE, now)] == [
+        array_id + 1,
+        array_id + 2,
+    ]
+    assert any_store.demand() == [(Q, D, 0, 2)]
+
+
+def test_dependencies_on_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now)
+    last = array_id + LATER
+    ok_after = submit_one(any_store, now, depends=(Dependency("afterok", last),))
+    any_after = submit_one(any_store, now, depends=(Dependency("afterany", last),))
+    assert status_of(any_store, ok_after) is JobStatus.BLOCKED
+    any_store.cancel(JobFilter(ids=(last,)), now)
+    assert status_of(any_store, ok_after) is JobStatus.FAILED
+    assert status_of(any_store, any_after) is JobStatus.WAITING
+    with pytest.raises(UsageError):  # past the array's last task: unknown
+        submit_one(any_store, now, depends=(Dependency("afterok", last + 100),))
+
+
+def test_an_array_waiting_on_a_job_with_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    first = submit_one(any_store, now, definition="dA")
+    array_id = later_array(any_store, now, depends=(Dependency("afterok", first),))
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.BLOCKED] == LATER
+    assert status_of(any_store, array_id + LATER) is JobStatus.BLOCKED
+    assert finish(any_store, first, 0, now, definition="dA") is JobStatus.SUCCESSFUL
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == LATER
+    assert statuses_of(any_store, array_id) == [JobStatus.WAITING] * LATER
+    # and one that can never run: every task fails with it
+    second = submit_one(any_store, now, definition="dA")
+    failing = later_array(any_store, now, depends=(Dependency("afterok", second),))
+    assert finish(any_store, second, 3, now, definition="dA") is JobStatus.FAILED
+    assert any_store.count_jobs(JobFilter(array_id=failing))[JobStatus.FAILED] == LATER
+    assert array_of(any_store, failing).finished
+
+
+def test_aftercorr_on_an_array_with_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    a = later_array(any_store, now, definition="dA")
+    any_store.cancel(JobFilter(arrays=((a, (LATER,)),)), now)  # A's last task never succeeds
+    (b,) = any_store.submit(
+        [
+            job(
+                "B",
+                array=ArrayTasks(indices=list(range(1, LATER + 1))),
+                depends=(Dependency("aftercorr", a),),
+            )
+        ],
+        now,
+    )
+    statuses = statuses_of(any_store, b)
+    assert statuses == [JobStatus.BLOCKED] * (LATER - 1) + [JobStatus.FAILED]
+    any_store.cancel(JobFilter(arrays=((a, (LATER - 1,)),)), now)
+    assert status_of(any_store, b + LATER - 1) is JobStatus.FAILED
+    assert status_of(any_store, b + LATER - 2) is JobStatus.BLOCKED
+
+
+def test_per_task_names_and_params_of_tasks_not_made_yet(any_store: Store) -> None:
+    now = time.time()
+    n = LATER
+    made_later(any_store)
+    tasks = ArrayTasks(
+        indices=list(range(1, n + 1)),
+        names=[f"item-{i}" if i % 2 else "" for i in range(1, n + 1)],
+        params=[
+            {"env": {"ITEM": str(i)}, "replacements": {"@I@": str(i)}} for i in range(1, n + 1)
+        ],
+    )
+    (array_id,) = any_store.submit([job("items", script="run @I@\n", array=tasks)], now)
+    last = any_store.get_job(array_id + n, with_script=True)
+    assert last is not None
+    assert (last.name, last.env, last.script) == (f"item-{n}", {"ITEM": str(n)}, f"run {n}\n")
+    even = any_store.get_job(array_id + n - 1)
+    assert even is not None and even.name == "items"
+    assert [j.id for j in listed(any_store, JobFilter(name=f"item-{n - 2}"))] == [array_id + n - 2]
+    assert any_store.count_jobs(JobFilter(name_prefix="item-"))[JobStatus.WAITING] == (n + 1) // 2
+
+
+def test_tasks_not_made_yet_survive_a_new_handle(open_store: Callable[[], Store]) -> None:
+    """What a submit acknowledged is on disk: another handle (a daemon started again after
+    a kill) sees every task, made or not, and goes on making them."""
+    now = time.time()
+    first = open_store()
+    array_id = later_array(first, now)
+    second = made_later(open_store())
+    assert second.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == LATER
+    assert [t.array_index for t in tasks_of(second, array_id)] == list(range(1, LATER + 1))
+    assert status_of(second, array_id + LATER) is JobStatus.WAITING
+
+
+def test_make_tasks_is_bounded_and_changes_no_answer(any_store: Store) -> None:
+    now = time.time()
+    array_id = later_array(any_store, now)
+    made = []
+    while count := any_store.make_tasks(5):
+        assert count <= 5
+        made.append(count)
+    assert sum(made) in (0, LATER - FIRST)  # 0: a store that writes all at submit
+    assert any_store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == LATER
+    assert [t.array_index for t in tasks_of(any_store, array_id)] == list(range(1, LATER + 1))
+    assert any_store.demand() == [(Q, D, LATER, 0)]
+
+
+def test_a_big_array_submit_writes_a_bounded_number_of_rows(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        (array_id,) = store.submit([job(array=ArrayTasks(indices=list(range(50_000))))], 1.0)
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == rules.FIRST_TASKS
+        assert store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 50_000
+        assert store.make_tasks() == rules.TASKS_PER_TICK  # a tick's share, no more
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == rules.FIRST_TASKS + rules.TASKS_PER_TICK
+        # what cannot be among the tasks not made yet makes none: another name or state
+        assert sum(store.count_jobs(JobFilter(name="other")).values()) == 0
+        assert store.cancel(JobFilter(statuses=(JobStatus.HELD,)), 1.0).cancelled == 0
+        assert store.release(JobFilter(queue=Q), 1.0).changed == 0
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == rules.FIRST_TASKS + rules.TASKS_PER_TICK
+        # a deep page reads as if every task were there, and makes only what it shows
+        page = store.list_jobs(JobFilter(array_id=array_id), limit=10, after=array_id + 40_000)
+        assert [j.id for j in page] == list(range(array_id + 40_001, array_id + 40_011))
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == 40_010
+    finally:
+        store.close()
+
+
+def test_a_cancel_in_steps_makes_a_big_arrays_tasks_a_step_at_a_time(tmp_path: Path) -> None:
+    """`qdel` of fresh arrays in steps (limit): the tasks not made yet are made Cancelled,
+    at most `limit` a step, so no step is one long transaction; together they end every
+    task once, and the counts follow."""
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        arrays = [
+            store.submit([job(array=ArrayTasks(indices=list(range(30_000))), hold=True)], 1.0)[0]
+            for _ in range(2)
+        ]
+        steps = [store.cancel(JobFilter(queue=Q), 1.0, limit=20_000)]
+        while steps[-1].more and len(steps) < 10:
+            steps.append(store.cancel(JobFilter(queue=Q), 1.0, limit=20_000))
+        assert [s.cancelled for s in steps if s.cancelled] == [20_000, 20_000, 20_000]
+        for array_id in arrays:
+            counts = store.count_jobs(JobFilter(array_id=array_id))
+            assert {k: v for k, v in counts.items() if v} == {JobStatus.CANCELLED: 30_000}
+            assert status_of(store, array_id + 30_000) is JobStatus.CANCELLED
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == 60_000
+    finally:
+        store.close()
+
+
+def test_a_met_dependency_of_a_big_array_makes_no_tasks(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        now = time.time()
+        first = submit_one(store, now)
+        tasks = ArrayTasks(indices=list(range(50_000)))
+        (array_id,) = store.submit([job(array=tasks, depends=(Dependency("afterok", first),))], now)
+        assert finish(store, first, 0, now) is JobStatus.SUCCESSFUL
+        (rows,) = store._db.execute("SELECT count(*) FROM jobs").fetchone()
+        assert rows == 1 + rules.FIRST_TASKS
+        assert store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 50_000
+        assert store.demand() == [(Q, D, 50_000, 0)]
+        assert status_of(store, array_id + 50_000) is JobStatus.WAITING
+        claimed = store.claim("w", Q, D, 1, LEASE, now)
+        assert [c.id for c in claimed] == [array_id + 1]
+    finally:
+        store.close()
+
+
 # files -------------------------------------------------------------------------------------
 
 
@@ -1776,3 +2085,25 @@ def test_a_change_with_a_limit_is_made_in_steps(any_store: Store) -> None:
     assert statuses_of(any_store, array_id) == [JobStatus.CANCELLED] * 25
     assert any_store.count_jobs(whole)[JobStatus.CANCELLED] == 25
     assert any_store.heartbeat("w", running, 1, LEASE, now) is True  # its worker stops it
+
+
+def test_sqlite_a_store_from_before_tasks_were_made_later_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    (old,) = store.submit([job("old", array=ArrayTasks(indices=[1, 2, 3]))], 1.0)
+    store.close()
+    with sqlite3.connect(path) as raw:  # the arrays table as it was
+        raw.execute("DROP INDEX arrays_unmade")
+        raw.execute("ALTER TABLE arrays DROP COLUMN plan")
+        raw.execute("ALTER TABLE arrays DROP COLUMN made")
+        raw.execute("PRAGMA user_version=5")
+    store = SQLiteStore(path)
+    try:
+        assert statuses_of(store, old) == [JobStatus.WAITING] * 3
+        new = later_array(store, 2.0)
+        assert store.count_jobs(JobFilter())[JobStatus.WAITING] == 3 + LATER
+        assert [c.id for c in store.claim("w", Q, D, 4, LEASE, 2.0)] == [
+            old + 1, old + 2, old + 3, new + 1,
+        ]  # fmt: skip
+    finally:
+        store.close()

@@ -34,7 +34,7 @@ Fits = Callable[[dict[str, Any] | None], bool]
 class ArrayTasks:
     """The tasks of an array submission; per-task lists run parallel to `indices`."""
 
-    indices: list[int]
+    indices: Sequence[int]  # a range, or a list
     cap: int | None = None  # most tasks running at once
     spec: str = ""  # as the user wrote it, for display
     names: list[str] | None = None  # work items name their tasks
@@ -471,6 +471,13 @@ class DemandStore(Protocol):
         """Bring the counters demand() reads back in line with the jobs where a write that
         was cut off left them apart (a bounded amount of work a call); how many fixes."""
         ...
+
+    def make_tasks(self, most: int | None = None) -> int:
+        """Make up to `most` (a store's own chunk when None) tasks of arrays whose submit
+        left them to be made later (hyper.store.rules: "tasks made after their array's
+        submit"), oldest arrays first; how many. A store that writes every task at submit
+        makes none."""
+        return 0
 
 
 class LogStore(Protocol):

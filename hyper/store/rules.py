@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from hyper.errors import Conflict, UsageError
@@ -30,7 +31,7 @@ from hyper.jobs import (
     outcome_of_attempt,
 )
 from hyper.jobspec import Selector
-from hyper.store.base import JobFilter, NewJob
+from hyper.store.base import ArrayTasks, JobFilter, NewJob
 
 # states as the stores write them
 WAITING = JobStatus.WAITING.value
@@ -189,6 +190,110 @@ def task_start(
     `waits` (aftercorr targets) beside the array's own dependencies."""
     left = array_deps_left + len(waits)
     return first_status(job, left, reason), left, reason
+
+
+# tasks made after their array's submit ------------------------------------------------------
+#
+# An array's submit writes its own record and its first FIRST_TASKS tasks; the rest are
+# made later, in order: TASKS_PER_TICK by each scheduler tick, TASKS_PER_MAKE by a claim
+# that finds too few made, and at once by whatever needs them (listing, cancel,
+# hold, release, a dependency that can never be met, aftercorr). A task not made yet is
+# exactly the task it would have been had it been written at submit: its array's plan
+# says how it is now (a dependency of the whole array that is met changes the plan as it
+# changes each task, `settled`), and its array's kept counts hold it from the submit on.
+
+FIRST_TASKS = 1000  # tasks an array's submit makes itself
+TASKS_PER_MAKE = 1000  # made at a time by a claim that finds too few (a few ms)
+TASKS_PER_TICK = 100  # made by each scheduler tick (the tick stays within its ms)
+
+
+def plan_tasks(
+    tasks: ArrayTasks, status: str, deps_left: int, reason: str | None, now: float
+) -> dict[str, Any]:
+    """What makes any task of an array: its indices (a range when they are one, as most
+    are: first, step, count), per-task names and params, and the state every task starts
+    in (status, dependencies left, reason, end)."""
+    indices = tasks.indices
+    step = indices[1] - indices[0] if len(indices) > 1 else 1
+    ranged = step > 0 and (
+        isinstance(indices, range) or all(b - a == step for a, b in pairwise(indices))
+    )
+    plan: dict[str, Any] = {
+        "range": [indices[0], step, len(indices)] if ranged else None,
+        "indices": None if ranged else list(indices),
+        "status": status,
+        "deps_left": deps_left,
+        "reason": reason,
+        "ended": now if reason else None,
+    }
+    if tasks.names and any(tasks.names):
+        plan["names"] = tasks.names
+    if tasks.params and any(tasks.params):
+        plan["params"] = tasks.params
+    return plan
+
+
+def made_later(size: int, status: str, corr: bool, first: int = FIRST_TASKS) -> bool:
+    """Whether an array's tasks past the first `first` are made after its submit: not
+    when they end at once (a dependency that can never be met) nor when each task waits
+    for its own (aftercorr); those are all written at submit."""
+    return size > first and status != FAILED and not corr
+
+
+def task_indices(plan: Mapping[str, Any], first: int, end: int) -> list[int]:
+    """The indices of tasks `first` to `end` - 1 (by position: task n has id array + 1 + n)."""
+    if plan["range"] is not None:
+        start, step, count = plan["range"]
+        return list(range(start + first * step, start + min(end, count) * step, step))
+    return list(plan["indices"][first:end])
+
+
+def task_position(plan: Mapping[str, Any], index: int) -> int | None:
+    """The position of the task of index `index`, or None if the array has none."""
+    if plan["range"] is not None:
+        start, step, count = plan["range"]
+        n, off = divmod(index - start, step)
+        return n if off == 0 and 0 <= n < count else None
+    try:
+        return list(plan["indices"]).index(index)
+    except ValueError:
+        return None
+
+
+def task_extras(
+    plan: Mapping[str, Any], first: int, end: int
+) -> list[tuple[int, str | None, str | None]]:
+    """(position, name, params as JSON) of the tasks `first` to `end` - 1 that have their
+    own name or params (work items)."""
+    names = plan.get("names") or []
+    params = plan.get("params") or []
+    found = []
+    for n in range(first, min(end, max(len(names), len(params)))):
+        name = names[n] if n < len(names) and names[n] else None
+        param = params[n] if n < len(params) and params[n] else None
+        if name or param:
+            found.append((n, name, json.dumps(param) if param else None))
+    return found
+
+
+def to_make(
+    made: int,
+    size: int,
+    array_id: int,
+    *,
+    after: int = 0,
+    limit: int | None = None,
+    positions: Iterable[int] | None = None,
+) -> int:
+    """How many tasks of an array (from the first) must be made for an answer to be exact:
+    all (`limit` None, no `positions`); those up to the last of `positions`; or for a page
+    of `limit` jobs after id `after`, the tasks up to `limit` past it (those not yet made
+    are all alike: either each of them matches a filter, or none)."""
+    if positions is not None:
+        return min(size, max([made, *(p + 1 for p in positions)]))
+    if limit is None:
+        return size
+    return min(size, max(made, after - array_id) + limit)
 
 
 # reading ---------------------------------------------------------------------------------

@@ -396,7 +396,7 @@ class Submitting(Dependents):
         return rules.judge_new(job, is_array, state_of)
 
     def _corr_pending(
-        self, targets: list[int], indices: list[int], found: dict[int, Item]
+        self, targets: list[int], indices: Sequence[int], found: dict[int, Item]
     ) -> list[tuple[list[int], str | None]]:
         """rules.corr_pending over the targets' tasks, read by id (strongly consistent)."""
 

@@ -12,7 +12,9 @@ everything else with NORMAL.
 Arrays: one ``arrays`` row holds the script and options once; each task is a
 ``jobs`` row with its own id (ids come from one sequence, so the array's id is
 never a task's). Counters on the array row (running, ok, bad) make concurrency
-caps and dependencies on whole arrays O(1).
+caps and dependencies on whole arrays O(1). A submit writes the array's row and its
+first tasks; the rest are made later from the row's plan, before anything reads or
+changes them (``tasks.py``; the rule in ``hyper.store.rules``).
 
 Dependencies: a ``deps`` row per (owner, kind, target), the owner a job or an
 array; ``jobs.deps_left`` counts what each job still waits for. When a job

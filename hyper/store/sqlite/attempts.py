@@ -52,6 +52,7 @@ class Attempts(Dependents):
         with self._write() as db:
             if fits is not None:
                 db.create_function("hyper_fits", 1, _fits_function(fits))
+            self._make_to_claim(db, queue, definition, limit)
             for _ in range(limit):
                 row = db.execute(
                     "SELECT j.id, j.array_id, j.attempt FROM jobs j INDEXED BY jobs_claim"

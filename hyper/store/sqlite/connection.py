@@ -19,6 +19,7 @@ from hyper.store.sqlite.schema import (
     LOG_INSERT,
     SCHEMA,
     SCHEMA_VERSION,
+    UPGRADABLE,
 )
 
 BUSY_TIMEOUT_MS = 2000
@@ -123,7 +124,7 @@ class SQLiteBase:
         # a write waits this long for it, then is refused and retried by the client
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, SCHEMA_VERSION, *UPGRADABLE):
             raise UsageError(
                 f"{self.path} was written by another version of hyper (schema {version},"
                 f" this one reads {SCHEMA_VERSION})"
@@ -132,6 +133,13 @@ class SQLiteBase:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(nodes)")}
         if "capacity" not in columns:  # a store from before machines said their capacity
             self._db.execute("ALTER TABLE nodes ADD COLUMN capacity TEXT NOT NULL DEFAULT ''")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(arrays)")}
+        if "plan" not in columns:  # a store from before tasks were made after the submit
+            self._db.execute("ALTER TABLE arrays ADD COLUMN made INTEGER NOT NULL DEFAULT 0")
+            self._db.execute("ALTER TABLE arrays ADD COLUMN plan TEXT")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS arrays_unmade ON arrays (id) WHERE plan IS NOT NULL"
+        )
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @classmethod

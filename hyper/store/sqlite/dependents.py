@@ -14,14 +14,14 @@ from hyper.jobs import (
     never_met,
 )
 from hyper.store import rules
-from hyper.store.sqlite.connection import SQLiteBase
 from hyper.store.sqlite.schema import (
     Ended,
     _set,
 )
+from hyper.store.sqlite.tasks import Tasks
 
 
-class Dependents(SQLiteBase):
+class Dependents(Tasks):
     """Dependencies as rows of `deps`, settled as sets of jobs when their targets end."""
 
     def _ended(self, db: sqlite3.Connection, ended: Sequence[Ended], now: float) -> None:
@@ -78,6 +78,7 @@ class Dependents(SQLiteBase):
             "DELETE FROM deps WHERE owner = ? AND kind = ? AND target = ?", (owner, kind, target)
         )
         reason = never_met(kind, target)
+        self._settle_later(db, owner, verdict, reason, now)
         return self._apply(db, "(id = ? OR array_id = ?)", (owner, owner), verdict, reason, now)
 
     def _settle_task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections import Counter
@@ -57,7 +58,10 @@ class Jobs(Dependents):
         if row is not None:
             return row["ok"], row["bad"], row["size"]
         row = db.execute("SELECT status FROM jobs WHERE id = ?", (target,)).fetchone()
-        return None if row is None else rules.job_state(row["status"])
+        if row is None:  # a task not made yet is as it starts
+            status = self._pending_status(db, target)
+            return None if status is None else rules.job_state(status)
+        return rules.job_state(row["status"])
 
     def _judge_new(
         self, db: sqlite3.Connection, job: NewJob
@@ -98,46 +102,25 @@ class Jobs(Dependents):
         pending, never = self._judge_new(db, job)
         size = len(tasks.indices)
         array_id = self._reserve_ids(db, size + 1)
+        array_deps = rules.array_deps(pending)
+        status = rules.first_status(job, len(array_deps), never)
+        corr_targets = rules.corr_targets(pending) if not never else []
+        plan = rules.plan_tasks(tasks, status, len(array_deps), never, now)
+        later = rules.made_later(size, status, bool(corr_targets), self.first_tasks)
         db.execute(
             "INSERT INTO arrays (id, name, queue, definition, script, env, submit_dir, retries,"
-            " priority, time_limit, options, size, cap, spec, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " priority, time_limit, options, size, cap, spec, created, plan)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 array_id, job.name, job.queue, job.definition, job.script, json.dumps(job.env),
                 job.submit_dir, job.retries, job.priority, job.time_limit,
-                json.dumps(job.options), size, tasks.cap, tasks.spec, now,
+                json.dumps(job.options), size, tasks.cap, tasks.spec, now, json.dumps(plan),
             ),
         )  # fmt: skip
-        array_deps = rules.array_deps(pending)
-        status = rules.first_status(job, len(array_deps), never)
-        # every task in one statement: SQLite walks the indices itself (4x faster than rows)
-        db.execute(
-            "INSERT INTO jobs (id, array_id, array_index, name, queue, definition, status,"
-            " retries, retries_left, priority, time_limit, deps_left, reason, created, ended)"
-            " SELECT ? + key + 1, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
-            (
-                array_id, array_id, job.name, job.queue, job.definition, status, job.retries,
-                job.retries, job.priority, job.time_limit, len(array_deps), never, now,
-                now if never else None, json.dumps(tasks.indices),
-            ),
-        )  # fmt: skip
-        self._count(db, job, array_id, status, size)
-        if tasks.names or tasks.params:
-            names = tasks.names or [""] * size
-            params = tasks.params or [{}] * size
-            db.executemany(
-                "UPDATE jobs SET name = coalesce(?, name), params = ? WHERE id = ?",
-                [
-                    (
-                        names[n] or None,
-                        json.dumps(params[n]) if params[n] else None,
-                        array_id + 1 + n,
-                    )
-                    for n in range(size)
-                ],
-            )
-        corr_targets = rules.corr_targets(pending)
-        if corr_targets and not never:
+        # the first tasks now (all of them unless the rest can be made later: rules)
+        self._make(db, array_id, self.first_tasks if later else size)
+        self._count(db, job, array_id, status, size)  # every task, made or not
+        if corr_targets:
             changes = []
             for n, (waits, why) in enumerate(self._corr_pending(db, corr_targets, tasks.indices)):
                 if waits or why:
@@ -169,17 +152,24 @@ class Jobs(Dependents):
         )
 
     def _corr_pending(
-        self, db: sqlite3.Connection, targets: list[int], indices: list[int]
+        self, db: sqlite3.Connection, targets: list[int], indices: Sequence[int]
     ) -> list[tuple[list[int], str | None]]:
         """rules.corr_pending over the targets' tasks as they are in this transaction."""
 
         def task_states(target: int) -> list[tuple[int, str]]:
+            self._make(db, target)
             rows = db.execute("SELECT array_index, status FROM jobs WHERE array_id = ?", (target,))
             return [(row[0], row[1]) for row in rows]
 
         return rules.corr_pending(targets, indices, task_states)
 
     # reading ---------------------------------------------------------------------
+
+    def _made_for(self, where: JobFilter, *, after: int = 0, limit: int | None = None) -> None:
+        """Before an answer read from the jobs: the tasks it could show are made."""
+        if self._db.execute("SELECT 1 FROM arrays WHERE plan IS NOT NULL LIMIT 1").fetchone():
+            with self._write() as db:
+                self._make_for(db, where, after=after, limit=limit)
 
     def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None:
         row = self._db.execute(
@@ -188,7 +178,12 @@ class Jobs(Dependents):
             (job_id,),
         ).fetchone()
         if row is None:
-            return None
+            covering = self._covering(self._db, job_id)
+            if covering is None:
+                return None
+            with self._write() as db:  # a task not made yet: made first, with those before it
+                self._make(db, covering[0], covering[1] + 1)
+            return self.get_job(job_id, with_script=with_script)
         return _task(row, with_script=with_script)
 
     def get_array(self, array_id: int) -> ArrayRecord | None:
@@ -225,12 +220,17 @@ class Jobs(Dependents):
     ) -> list[JobRecord | ArrayRecord]:
         clause, args = _where(where)
         if not rules.one_line_per_array(where, collapse):
-            rows = self._db.execute(
+            query = (
                 f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE {clause} AND j.id > ?"
-                " ORDER BY j.id LIMIT ?",
-                [*args, after, limit],
+                " ORDER BY j.id LIMIT ?"
             )
-            return [_job(row) for row in rows]
+            page: list[JobRecord | ArrayRecord]
+            page = [_job(row) for row in self._db.execute(query, [*args, after, limit])]
+            last = page[-1].id if len(page) == limit else None
+            if self._unmade_before(where.queue, after, last):  # the page may miss some
+                self._made_for(where, after=after, limit=limit)
+                page = [_job(row) for row in self._db.execute(query, [*args, after, limit])]
+            return page
         # single jobs as they are, each array as one line
         singles = [
             _job(row)
@@ -279,6 +279,7 @@ class Jobs(Dependents):
                 args,
             )
         else:
+            self._made_for(where)
             clause, args = _where(where, "")
             rows = self._db.execute(
                 f"SELECT status, count(*) AS n FROM jobs WHERE {clause} GROUP BY status", args
@@ -313,7 +314,8 @@ class Jobs(Dependents):
                 kinds[selector.id] = "array"
             elif selector.indices is None:
                 found = self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (selector.id,))
-                kinds[selector.id] = "job" if found.fetchone() else None
+                known = found.fetchone() or self._covering(self._db, selector.id)
+                kinds[selector.id] = "job" if known else None
         return rules.resolve(selectors, kinds)
 
     # changing state ------------------------------------------------------------------
@@ -321,6 +323,9 @@ class Jobs(Dependents):
     def cancel(self, where: JobFilter, now: float, *, limit: int | None = None) -> CancelResult:
         clause, args = _where(where, "")
         with self._write() as db:
+            made_ended, spent = self._cancel_unmade(db, where, now, limit)
+            if not spent:
+                self._make_for(db, where)
             finished = self._named(db, where, tuple(s.value for s in FINISHED), among=True)
             stopping = db.execute(
                 f"SELECT count(*) FROM jobs WHERE {clause} AND status = ?",
@@ -333,19 +338,25 @@ class Jobs(Dependents):
             ).fetchall()
             for row in asked:  # their workers stop them at their next report
                 self._event(db, row["id"], row["attempt"], rules.CANCEL_REQUESTED, now)
-            # what has not started ends now, in one statement however many (up to `limit`)
+            # what has not started ends now, in one statement however many (up to what is
+            # left of `limit` after the tasks made Cancelled)
             assign, values = _set(rules.cancelled_unstarted(now))
             unstarted = rules.NOT_STARTED_VALUES
-            chosen, chosen_args = _up_to(limit, f"{clause} AND status IN ({_in(unstarted)})")
-            ended = db.execute(
-                f"UPDATE jobs SET {assign} WHERE {chosen} RETURNING id, array_id, array_index,"
-                " attempt",
-                [*values, *args, *unstarted, *chosen_args],
-            ).fetchall()
+            left = None if limit is None else limit - len(made_ended)
+            ended = []
+            if left is None or left > 0:
+                chosen, chosen_args = _up_to(left, f"{clause} AND status IN ({_in(unstarted)})")
+                ended = db.execute(
+                    f"UPDATE jobs SET {assign} WHERE {chosen} RETURNING id, array_id,"
+                    " array_index, attempt",
+                    [*values, *args, *unstarted, *chosen_args],
+                ).fetchall()
+            more = spent or (left is not None and len(ended) == left)
+            ended = [*made_ended, *ended]
             self._bulk_events(db, ended, rules.CANCELLED_BEFORE_START, now)
             rows = [(r["id"], r["array_id"], r["array_index"], JobStatus.CANCELLED) for r in ended]
             self._ended(db, rows, now)
-        return CancelResult(len(ended), stopping, finished, more=len(ended) == limit)
+        return CancelResult(len(ended), stopping, finished, more=more)
 
     def _named(
         self, db: sqlite3.Connection, where: JobFilter, statuses: tuple[str, ...], *, among: bool
@@ -392,7 +403,9 @@ class Jobs(Dependents):
         movable = rules.movable(hold)
         new = "CASE WHEN deps_left > 0 THEN ? ELSE ? END"  # one job at a time: held_status()
         new_args = [rules.held_status(hold, 1), rules.held_status(hold, 0)]
+        moving = tuple(s for s in where.statuses or JobStatus if s.value in movable)
         with self._write() as db:
+            self._make_for(db, dataclasses.replace(where, statuses=moving))  # what may move
             unchanged = self._named(db, where, movable, among=False)  # named, to say so
             chosen, chosen_args = _up_to(limit, f"{clause} AND status IN ({_in(movable)})")
             changed = db.execute(

@@ -237,7 +237,9 @@ class Records(SQLiteBase):
                 f" SELECT id, array_id FROM jobs WHERE array_id IS NULL AND status IN ({done})"
                 "   AND ended < ?1"
                 " UNION ALL SELECT j.id, j.array_id FROM jobs j WHERE j.array_id IN ("
-                "   SELECT array_id FROM jobs WHERE array_id IS NOT NULL GROUP BY array_id"
+                "   SELECT array_id FROM jobs WHERE array_id IS NOT NULL"
+                "   AND array_id NOT IN (SELECT id FROM arrays WHERE plan IS NOT NULL)"
+                "   GROUP BY array_id"
                 f"   HAVING sum(status NOT IN ({done}) OR ended IS NULL OR ended >= ?1) = 0)",
                 (before,),
             )

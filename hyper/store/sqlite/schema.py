@@ -20,7 +20,8 @@ from hyper.store.base import (
     WorkflowRecord,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+UPGRADABLE = (5,)  # older schemas this one upgrades in place
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -29,13 +30,16 @@ CREATE TABLE IF NOT EXISTS resources (
     log TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
     PRIMARY KEY (kind, name)
 );
+-- an array: its tasks are jobs rows; `made` of them are written so far (the first ones),
+-- `plan` makes the rest (NULL once all are made: hyper.store.sqlite.tasks)
 CREATE TABLE IF NOT EXISTS arrays (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, queue TEXT NOT NULL, definition TEXT NOT NULL,
     script TEXT NOT NULL, env TEXT NOT NULL, submit_dir TEXT, retries INTEGER NOT NULL,
     priority INTEGER NOT NULL, time_limit INTEGER, options TEXT NOT NULL,
     size INTEGER NOT NULL, cap INTEGER, spec TEXT NOT NULL,
     running INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0,
-    bad INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL
+    bad INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+    made INTEGER NOT NULL DEFAULT 0, plan TEXT
 );
 CREATE INDEX IF NOT EXISTS arrays_by_queue ON arrays (queue);
 CREATE TABLE IF NOT EXISTS jobs (
