@@ -221,7 +221,7 @@ def test_pbs_values_are_ones_hyper_reads() -> None:
     options = translate(PBS_SCRIPT).options
     assert options.array is not None
     array = jobspec.parse_array(options.array)
-    assert (len(array.indices), array.indices[:3], array.indices[-1], array.cap) == (
+    assert (len(array.indices), list(array.indices[:3]), array.indices[-1], array.cap) == (
         50,
         [1, 3, 5],
         99,
