@@ -28,13 +28,17 @@ from tests.helpers.aws_gateway import STAGE, Gateway, Limits
 from tests.helpers.job_user import passable_folder
 from tests.helpers.moto import batch_child_environment, moto_server
 
-# slow: moto's DynamoDB copies every table on each transaction, so 1,000 jobs take minutes;
+# slow: 1,000 jobs through a usage plan of 4 requests/s take about five minutes, most of
+# it waiting on that rate;
 # alone: its workers leave after 60 s without a job and the gateway's limits answer 429s
-# and 500s, so a starved run fails where a fair one would not
+# and 500s, so a starved run fails where a fair one would not; beside: paced by that
+# limit more than by the machine (a third of a core), it runs in a process of its own beside
+# the parallel tier, never in its pool nor beside the other `alone` tests
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
     pytest.mark.alone,
+    pytest.mark.beside,
     pytest.mark.filterwarnings("ignore:Tried to parse AWS::"),
 ]
 

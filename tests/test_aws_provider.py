@@ -14,12 +14,16 @@ from moto import mock_aws
 from hyper.errors import DeployFailed
 from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
 from hyper.providers.aws.provider import AwsProvider
+from hyper.providers.aws.waiting import Patience
 from hyper.store.sqlite import SQLiteStore
 from tests.helpers.aws_host import vpc_with_subnets
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
 MAIN, OTHER = "us-east-1", "eu-west-1"
+# moto settles at once and its IAM is consistent: no 10 s for new roles to reach Batch, per
+# region, where a test is not about that wait (tests/test_aws_batch.py is)
+QUICK = Patience(timeout=60, interval=0, propagation=0)
 
 
 @pytest.fixture
@@ -31,7 +35,8 @@ def provider(aws_credentials: None, tmp_path: Path) -> Iterator[AwsProvider]:
             Name="hyper/h1/api-key", SecretString="the-key"
         )
         store = SQLiteStore(tmp_path / "store.db")
-        yield AwsProvider(store, host_name="h1", secret_arn=secret["ARN"], host_vpc="10.0.0.0/16")
+        yield AwsProvider(store, host_name="h1", secret_arn=secret["ARN"], host_vpc="10.0.0.0/16",
+                          patience=QUICK)  # fmt: skip
         store.close()
 
 

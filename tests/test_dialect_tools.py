@@ -160,6 +160,8 @@ def test_snakemake_cluster_generic(tool_host: LocalHost, kind: str) -> None:
         "--cluster-generic-status-cmd", "./status.sh",
         "--cluster-generic-cancel-cmd", CANCEL[kind],
         "--jobs", "10", "--keep-going", "--latency-wait", "5",
+        # a round of status checks every 2 s, not Snakemake's 10: the jobs end in a second
+        "--seconds-between-status-checks", "2",
         "all", "broken",
     ]  # fmt: skip
     done = subprocess.run(

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ from hyper.host_settings import HostSettings
 from hyper.local_host import start, stop
 from tests.conftest import BIN, LocalHost, running_local_host
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.alone]
+# alone (each test but the locked store's, which only waits on its clients): they kill,
+# stop and starve processes, or count on the machine's pace
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
 
@@ -42,6 +45,7 @@ with hosts.connect() as client:
 """
 
 
+@pytest.mark.alone
 def test_concurrent_submitters_get_unique_ids(local: LocalHost) -> None:
     """16 processes each send 1,000 single-job submissions at once."""
     submitters = [
@@ -67,6 +71,7 @@ def test_concurrent_submitters_get_unique_ids(local: LocalHost) -> None:
         )
 
 
+@pytest.mark.alone
 def test_daemon_killed_during_submit_loops_loses_no_printed_id(local: LocalHost) -> None:
     """8 shell loops of qsub while the daemon is killed three times: every id printed is
     stored with its script, and every qsub that printed no id exited non-zero."""
@@ -104,6 +109,7 @@ def test_daemon_killed_during_submit_loops_loses_no_printed_id(local: LocalHost)
     print(f"{400 - printed} qsubs exited non-zero and printed no id")
 
 
+@pytest.mark.alone
 def test_a_full_disk_refuses_writes_with_one_line_and_recovers(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -147,8 +153,11 @@ def test_a_locked_store_refuses_writes_with_one_line_and_recovers(local: LocalHo
     held = local.ok("qsub", "-h", *Q, "x.sh").strip()
     with contextlib.closing(sqlite3.connect(local.data_dir / "hyper.db")) as locker:
         locker.execute("BEGIN IMMEDIATE")  # what a user's sqlite3 shell writing would do
-        refused = local.sh("qsub", "-h", *Q, "x.sh", timeout=120)
-        cancel = local.sh("qdel", held, timeout=120)
+        # both at once: each is refused, retried by its client for about 20 s, then gives up
+        with ThreadPoolExecutor(2) as pool:
+            submit = pool.submit(local.sh, "qsub", "-h", *Q, "x.sh", timeout=120)
+            cancel_ = pool.submit(local.sh, "qdel", held, timeout=120)
+            refused, cancel = submit.result(), cancel_.result()
         locker.execute("ROLLBACK")
     for result in (refused, cancel):
         assert result.code == 1 and result.out == "", result
@@ -158,6 +167,7 @@ def test_a_locked_store_refuses_writes_with_one_line_and_recovers(local: LocalHo
     assert "Held: 2 " in local.ok("qstat")
 
 
+@pytest.mark.alone
 def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -230,6 +240,7 @@ def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
         stop(config.load_host("local"))
 
 
+@pytest.mark.alone
 def test_killed_workers_lose_no_job(local: LocalHost) -> None:
     """1,000 jobs with retries while random workers are SIGKILLed 20 times: each ends
     Successful or Failed with a reason, and no two attempts of one job ever overlap, by
@@ -283,6 +294,7 @@ def test_killed_workers_lose_no_job(local: LocalHost) -> None:
             assert end <= begin, (job_id, attempts)
 
 
+@pytest.mark.alone
 def test_a_killed_workers_job_does_not_run_on_beside_its_retry(local: LocalHost) -> None:
     local.script("long.sh", "echo $$ > leader.$HYPER_ATTEMPT\nsleep 600\n")
     job_id = local.ok("qsub", "-r", "1", *Q, "long.sh").strip()
@@ -302,6 +314,7 @@ def test_a_killed_workers_job_does_not_run_on_beside_its_retry(local: LocalHost)
     local.ok("qdel", job_id)
 
 
+@pytest.mark.alone
 def test_qdel_wins_over_a_dying_worker(local: LocalHost) -> None:
     """A job with retries left is cancelled and its worker killed at the same moment: it
     ends Cancelled and never starts again."""

@@ -9,10 +9,11 @@ import sqlite3
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalHost
+from tests.conftest import LocalHost, running_local_host
 from tests.helpers.slurm import needs_slurm, scancel_all, squeue
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e, pytest.mark.slow, needs_slurm]
@@ -25,6 +26,23 @@ PILOTS = f"hyper-{REGION}"
 def slurm_region(local: LocalHost) -> Iterator[LocalHost]:
     """The local host with a Slurm region `hpc`, a cluster with room, and a queue `hq`
     whose workers all go to it."""
+    with region_of_slurm(local):
+        yield local
+
+
+@pytest.fixture
+def short_lease_slurm_region(hyper_home: Path, tmp_path: Path) -> Iterator[LocalHost]:
+    """The same on a host whose jobs' leases are 12 s, not 30 (24 heartbeats of 0.5 s):
+    a job whose pilot Slurm cancelled is run again once its lease runs out."""
+    with (
+        running_local_host(hyper_home, tmp_path / "work", lease_seconds=12.0) as local,
+        region_of_slurm(local),
+    ):
+        yield local
+
+
+@contextlib.contextmanager
+def region_of_slurm(local: LocalHost) -> Iterator[None]:
     scancel_all(PILOTS)
     local.ok(
         "hyper", "regions", "add-region", "--name", REGION, "--kind", "slurm", "--yes",
@@ -37,7 +55,7 @@ def slurm_region(local: LocalHost) -> Iterator[LocalHost]:
         "--manual-region-weights", "-rw", f"{REGION}=1", "--yes",
     )  # fmt: skip
     try:
-        yield local
+        yield
     finally:
         scancel_all(PILOTS)
 
@@ -70,8 +88,8 @@ def region_record(local: LocalHost, name: str = REGION) -> dict:
     return next(item for item in items if item["name"] == name)
 
 
-def test_a_cancelled_pilot_loses_nothing(slurm_region: LocalHost) -> None:
-    local = slurm_region
+def test_a_cancelled_pilot_loses_nothing(short_lease_slurm_region: LocalHost) -> None:
+    local = short_lease_slurm_region
     script = local.script("slow.sh", "#!/bin/bash\nsleep 6\necho finished\n")
     job_id = local.ok("qsub", "-q", "hq", "-d", "sample-def-1", "-r", "2", "-a", "1-2",
                       str(script)).strip()  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import time
 import urllib.request
@@ -94,6 +95,16 @@ def forget_transaction_copies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DynamoDBBackend, "transact_write_items", forgetting)
 
 
+def no_iam_propagation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's IAM is consistent at once: the AWS providers built in this process (a host's
+    deploy function behind the loopback gateway) give new roles no 10 s per region to
+    reach Batch and EC2 (tests/test_aws_batch.py tests that wait)."""
+    from hyper.providers.aws import batch as aws_batch
+
+    quick = functools.partial(aws_batch.Patience, propagation=0.0)
+    monkeypatch.setattr(aws_batch, "Patience", quick)
+
+
 @contextlib.contextmanager
 def moto_server(
     monkeypatch: pytest.MonkeyPatch, *, managed_policies: bool = False, batch: bool = False
@@ -101,6 +112,7 @@ def moto_server(
     """A fresh moto server's endpoint, reset; `managed_policies` loads AWS's managed IAM
     policies, `batch` runs Batch jobs without docker."""
     forget_transaction_copies(monkeypatch)
+    no_iam_propagation(monkeypatch)
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true" if managed_policies else "false")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
