@@ -334,6 +334,9 @@ def test_interrupting_wait_says_the_job_goes_on(host: LocalHost) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C reaches it as at a terminal, even when these tests run in the background
+        # (where a shell leaves SIGINT ignored, and Python then never raises KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     job_id = process.stdout.readline().strip()
