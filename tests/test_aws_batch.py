@@ -235,8 +235,12 @@ def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_
         assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
         script = base64.b64decode(data["UserData"]).decode()
         assert script.startswith("MIME-Version: 1.0\n")  # Batch takes MIME multi-part only
+        assert "imds=169.254.169.254/32\n" in script
         assert ("iptables --insert DOCKER-USER 1 --in-interface docker+ "
-                "--destination 169.254.169.254/32 --jump DROP") in script  # fmt: skip
+                "--destination $imds --jump DROP") in script  # fmt: skip
+        # nor any process on the host's network but root's: the jobs, run as another user
+        assert ("iptables --insert OUTPUT 1 --destination $imds --match owner "
+                "! --uid-owner 0 --jump DROP") in script  # fmt: skip
         # Amazon Linux 2023: iptables fetched when absent; no agent, so no job, without it
         assert "dnf install -y iptables-nft" in script and "systemctl mask --now ecs" in script
         shell = script.split('charset="us-ascii"\n\n', 1)[1].split("\n--==HYPER==--")[0]

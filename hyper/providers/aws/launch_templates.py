@@ -1,6 +1,6 @@
 """The EC2 launch template of a cluster's instances, one per region, made, tagged and
-deleted with the cluster: IMDSv2 required, hop limit 1, and bridged containers' traffic
-to the metadata service dropped. See hyper/providers/aws/batch.py."""
+deleted with the cluster: IMDSv2 required, hop limit 1, and bridged containers' and
+non-root processes' traffic to the metadata service dropped. See hyper/providers/aws/batch.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ METADATA_OPTIONS = {"HttpEndpoint": "enabled", "HttpTokens": "required",
 # the instance's boot script (Batch takes user data as MIME multi-part; cloud-init runs
 # it on Amazon Linux 2023, the clusters' image type): containers on a bridge network never
 # reach the metadata service, as ECS's guide for task roles has it (DOCKER-USER made here
-# if docker has not yet: docker keeps the rules of one it finds). iptables comes with the
+# if docker has not yet: docker keeps the rules of one it finds); nor does any process on
+# the host's network but root's (Batch runs EC2 jobs in host network mode, where the
+# DOCKER-USER rule does not apply: the worker runs each job as another user, whom this
+# keeps from the instance role; root's ECS agent and worker keep it). iptables comes with the
 # ECS-optimised AMI's docker, not with every Amazon Linux 2023 image: fetched when absent;
 # an instance that still cannot drop that traffic never starts the ECS agent, so no job
 # runs where it could take the instance's credentials.
@@ -33,7 +36,9 @@ Content-Type: text/x-shellscript; charset="us-ascii"
 #!/bin/bash
 command -v iptables >/dev/null || dnf install -y iptables-nft || yum install -y iptables
 iptables --new-chain DOCKER-USER 2>/dev/null || true
-iptables --insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP
+imds=169.254.169.254/32
+iptables --insert DOCKER-USER 1 --in-interface docker+ --destination $imds --jump DROP \
+  && iptables --insert OUTPUT 1 --destination $imds --match owner ! --uid-owner 0 --jump DROP
 if [ $? -ne 0 ]; then
   echo "hyper: no ECS agent: containers' traffic to the metadata service would stay open" >&2
   systemctl mask --now ecs
