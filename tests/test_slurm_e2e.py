@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LocalHost, running_local_host
-from tests.helpers.slurm import needs_slurm, scancel_all, squeue
+from tests.helpers.slurm import needs_slurm, scancel_all, slurm_to_itself, squeue
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e, pytest.mark.slow, needs_slurm]
 
@@ -43,6 +43,11 @@ def short_lease_slurm_region(hyper_home: Path, tmp_path: Path) -> Iterator[Local
 
 @contextlib.contextmanager
 def region_of_slurm(local: LocalHost) -> Iterator[None]:
+    with slurm_to_itself():
+        yield from _region_of_slurm(local)
+
+
+def _region_of_slurm(local: LocalHost) -> Iterator[None]:
     scancel_all(PILOTS)
     local.ok(
         "hyper", "regions", "add-region", "--name", REGION, "--kind", "slurm", "--yes",
