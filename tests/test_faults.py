@@ -126,9 +126,12 @@ def test_a_full_disk_refuses_writes_with_one_line_and_recovers(
 
 
 def _fill_and_recover(local: LocalHost, disk: Path) -> None:
-    local.script("big.sh", "#" + "x" * 900_000 + "\ntrue\n")  # must grow the WAL
+    # the refused submit must grow the WAL: larger than all the WAL held before (a
+    # checkpoint lets the WAL's file be written again from its start, without growing)
+    local.script("big.sh", "#" + "x" * 900_000 + "\ntrue\n")
+    local.script("small.sh", "true\n")
     for _ in range(3):
-        local.ok("qsub", "-h", *Q, "big.sh")
+        local.ok("qsub", "-h", *Q, "small.sh")
     daemon = local.daemon_pid()
     filler = disk / "filler"
     with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
