@@ -440,25 +440,27 @@ class Records(Changes):
         self.s3.put_object(Bucket=self._file_bucket(), Key=FILES + key, Body=data)
 
     def get_file(self, key: str) -> bytes | None:
+        answer = self._file_object(key)
+        return None if answer is None else bytes(answer["Body"].read())
+
+    def _file_object(self, key: str) -> dict[str, Any] | None:
+        """S3's answer to a GET of the file under `key` (its body still to read); None
+        when there is no such file."""
         try:
-            answer = self.s3.get_object(Bucket=self._file_bucket(), Key=FILES + key)
+            return dict(self.s3.get_object(Bucket=self._file_bucket(), Key=FILES + key))
         except ClientError as error:
             if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise
-        return bytes(answer["Body"].read())
 
     # files moved by presigned URL, past the API (its requests are at most 6 MB) ----------
 
     def read_file(self, key: str, inline_bytes: int, seconds: int) -> bytes | FileLink | None:
         """The bytes under `key` when there are at most `inline_bytes`, else a link to GET
         them for `seconds`; None when there is no such file. One call either way."""
-        try:
-            answer = self.s3.get_object(Bucket=self._file_bucket(), Key=FILES + key)
-        except ClientError as error:
-            if error_code(error) in ("NoSuchKey", "404"):
-                return None
-            raise
+        answer = self._file_object(key)
+        if answer is None:
+            return None
         with answer["Body"] as body:
             if int(answer["ContentLength"]) <= inline_bytes:
                 return bytes(body.read())
