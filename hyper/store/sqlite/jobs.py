@@ -31,6 +31,7 @@ from hyper.store.sqlite.schema import (
     _from_row,
     _in,
     _job,
+    _placed,
     _set,
     _task,
     _where,
@@ -259,20 +260,8 @@ class Jobs(Dependents):
         counts = dict.fromkeys(JobStatus, 0)
         if rules.from_counts(where):
             # by queue, definition, array and state: from the kept counts
-            clauses = ["n > 0"]
-            args: list[Any] = []
-            if where.queue is not None:
-                clauses.append("queue = ?")
-                args.append(where.queue)
-            if where.array_id is not None:
-                clauses.append("array_id = ?")
-                args.append(where.array_id)
-            if where.definition is not None:
-                clauses.append("definition = ?")
-                args.append(where.definition)
-            if where.statuses:
-                clauses.append(f"status IN ({_in(where.statuses)})")
-                args += [s.value for s in where.statuses]
+            placed, args = _placed(where, array="array_id", status="status")
+            clauses = ["n > 0", *placed]
             rows = self._db.execute(
                 f"SELECT status, sum(n) AS n FROM job_counts WHERE {' AND '.join(clauses)}"
                 " GROUP BY status",

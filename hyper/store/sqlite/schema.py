@@ -173,6 +173,23 @@ def _set(fields: dict[str, Any]) -> tuple[str, list[Any]]:
     return ", ".join(f"{name} = ?" for name in fields), list(fields.values())
 
 
+def _placed(where: JobFilter, *, array: str, status: str) -> tuple[list[str], list[Any]]:
+    """The clauses (and their arguments) of a filter's queue, definition, array and
+    states, over a table that keeps jobs by those (job_counts; arrays, whose id is the
+    array and whose tasks not made yet are in `status`)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("queue", where.queue), (array, where.array_id),
+                          ("definition", where.definition)):  # fmt: skip
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if where.statuses:
+        clauses.append(f"{status} IN ({_in(where.statuses)})")
+        args += [s.value for s in where.statuses]
+    return clauses, args
+
+
 def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []

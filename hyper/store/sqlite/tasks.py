@@ -13,6 +13,7 @@ from hyper.jobs import Verdict
 from hyper.store import rules
 from hyper.store.base import JobFilter
 from hyper.store.sqlite.connection import SQLiteBase
+from hyper.store.sqlite.schema import _placed
 
 PENDING = "SELECT id, made, size, plan FROM arrays WHERE plan IS NOT NULL"
 
@@ -191,21 +192,9 @@ class Tasks(SQLiteBase):
     ) -> list[int]:
         """The arrays with tasks not made yet that a filter without selectors may reach
         (`whole`: only those whose tasks not made yet it matches every one of)."""
-        clauses = ["plan IS NOT NULL"]
-        args: list[Any] = []
-        if where.queue is not None:
-            clauses.append("queue = ?")
-            args.append(where.queue)
-        if where.array_id is not None:
-            clauses.append("id = ?")
-            args.append(where.array_id)
-        if where.definition is not None:
-            clauses.append("definition = ?")
-            args.append(where.definition)
-        if where.statuses:  # the tasks not made yet are in the plan's status
-            marks = ",".join("?" * len(where.statuses))
-            clauses.append(f"json_extract(plan, '$.status') IN ({marks})")
-            args += [s.value for s in where.statuses]
+        # the tasks not made yet are in the plan's status
+        placed, args = _placed(where, array="id", status="json_extract(plan, '$.status')")
+        clauses = ["plan IS NOT NULL", *placed]
         # by name: the array's, unless its tasks have names of their own
         named = "json_extract(plan, '$.names') IS NOT NULL"
         if where.name is not None:
