@@ -348,11 +348,17 @@ class JobStore(Protocol):
         """Hold the Waiting and Blocked jobs that match (they are not claimed until
         released); named jobs in other states are listed as unchanged. `limit`: as for
         cancel."""
-        ...
+        return self.set_hold(where, now, limit, hold=True)
 
     def release(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
         """Release the Held jobs that match: Blocked if dependencies remain, else Waiting.
         `limit`: as for cancel."""
+        return self.set_hold(where, now, limit, hold=False)
+
+    def set_hold(
+        self, where: JobFilter, now: float, limit: int | None, *, hold: bool
+    ) -> HoldResult:
+        """hold (`hold`) or release: the one change each store writes its own way."""
         ...
 
 

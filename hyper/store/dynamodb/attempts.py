@@ -77,13 +77,7 @@ class Attempts(Dependents):
         self._ended([self._ended_of(c) for c in ended], now)
         return CancelResult(len(ended), stopping, finished, more=more)
 
-    def hold(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
-        return self._set_hold(where, now, limit, hold=True)
-
-    def release(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
-        return self._set_hold(where, now, limit, hold=False)
-
-    def _set_hold(
+    def set_hold(
         self, where: JobFilter, now: float, limit: int | None, *, hold: bool
     ) -> HoldResult:
         movable = rules.movable(hold)

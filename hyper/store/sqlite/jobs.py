@@ -379,13 +379,7 @@ class Jobs(Dependents):
             if row["array_id"] is None:
                 self._event(db, row["id"], row["attempt"], text, now)
 
-    def hold(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
-        return self._set_hold(where, now, limit, hold=True)
-
-    def release(self, where: JobFilter, now: float, *, limit: int | None = None) -> HoldResult:
-        return self._set_hold(where, now, limit, hold=False)
-
-    def _set_hold(
+    def set_hold(
         self, where: JobFilter, now: float, limit: int | None, *, hold: bool
     ) -> HoldResult:
         clause, args = _where(where, "")
