@@ -177,20 +177,19 @@ class Spool:
         if skipped:
             kind = records[0][0] if records else LogKind.STDOUT
             yield [{"kind": kind.value, "text": cut_note(skipped, self.limit)}]
-        piece: list[OutputPiece] = []
+        runs: list[tuple[LogKind, list[bytes]]] = []  # a piece: runs of one stream each
         size = 0
         for kind, data in self._kept(records, skip, most):
-            text = data.decode(errors="replace")
-            if piece and piece[-1]["kind"] == kind.value:
-                piece[-1]["text"] += text  # pieces of at most `most` bytes: cheap enough
+            if runs and runs[-1][0] is kind:
+                runs[-1][1].append(data)
             else:
-                piece.append({"kind": kind.value, "text": text})
+                runs.append((kind, [data]))
             size += len(data)
             if size >= most:
-                yield piece
-                piece, size = [], 0
-        if piece:
-            yield piece
+                yield _piece(runs)
+                runs, size = [], 0
+        if runs:
+            yield _piece(runs)
 
     def _tail_records(self) -> Iterator[tuple[LogKind, int, bytes | tuple[int, int]]]:
         """The tail's records: their stream, size, and bytes or (offset, length) in the
@@ -255,3 +254,7 @@ class Spool:
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.folder.rmdir()
+
+
+def _piece(runs: list[tuple[LogKind, list[bytes]]]) -> list[OutputPiece]:
+    return [{"kind": k.value, "text": b"".join(p).decode(errors="replace")} for k, p in runs]
