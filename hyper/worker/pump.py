@@ -158,6 +158,8 @@ class OutputPump:
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
+            if not written:
+                raise OSError(f"could not append to {self._direct.file.name}")
             end = os.lseek(fd, 0, os.SEEK_CUR)  # appending: the end of what was written
             self._follow(upto=end - written)
             if self._spool is not None:
