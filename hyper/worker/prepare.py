@@ -11,6 +11,7 @@ import io
 import os
 import resource
 import socket
+import stat
 import sys
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -153,7 +154,7 @@ def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, Bi
         joined = True
     else:
         joined = False
-    mode = "wb" if job.attempt <= 1 else "ab"
+    first = job.attempt <= 1
     names: dict[str, Any] = {
         "job_id": job.id,
         "array_id": job.array_id or job.id,
@@ -174,12 +175,34 @@ def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, Bi
         for kind, path in paths.items():
             if path not in opened:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                opened[path] = cast(BinaryIO, open(path, mode))  # noqa: SIM115 - closed later
+                opened[path] = open_output(path, first)
             files[kind] = opened[path]
     except OSError:
         close_all(files)
         raise
     return files
+
+
+def open_output(path: Path, first: bool) -> BinaryIO:
+    """An -o/-e file, started afresh (`first`) or not, that appends (every writer to it
+    appends: the job writes its stdout into it itself, hyper.worker.pump), and that the
+    worker may read back (the kept part of what the job wrote there) where it may."""
+    flags = os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if first else 0)
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        regular = True
+    try:
+        if not regular:  # /dev/null, a FIFO (whose opening waits for its reader)...
+            raise PermissionError
+        fd = os.open(path, os.O_RDWR | flags, 0o666)
+    except PermissionError:  # a file the worker may write and not read: it is written
+        fd = os.open(path, os.O_WRONLY | flags, 0o666)
+    try:
+        return cast(BinaryIO, os.fdopen(fd, "ab"))
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def command(

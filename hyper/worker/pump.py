@@ -1,5 +1,12 @@
 """Reading a running job's stdout and stderr as they come, into its -o/-e files and its
-spool (hyper.worker.spool), with no threads of its own."""
+spool (hyper.worker.spool), with no threads of its own.
+
+A job whose stdout goes to a regular file (-o) writes into it straight (`Direct`), with
+no pipe and no copy by the worker on the way: the worker follows the file for the spool,
+copying the head (what `qlog -f` shows while the job runs) and only noting where the rest
+is, which the spool reads from the file at the end for the tail. Its stderr still comes
+through a pipe; where it joins stdout in one file, the worker appends it there (both
+append, so neither overwrites the other) and knows each piece it wrote for stderr."""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ import contextlib
 import fcntl
 import os
 import selectors
+import stat
 import subprocess
 import time
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from hyper.jobs import LogKind
@@ -20,6 +29,47 @@ from hyper.worker.spool import Spool
 PIPE_BYTES = 256 * 1024
 COALESCE_BYTES = 64 * 1024  # a read shorter than this waits COALESCE_SECONDS for more
 COALESCE_SECONDS = 0.002
+FOLLOW_SECONDS = 0.05  # how often the worker looks at a direct -o file while it copies its head
+FOLLOW_BYTES = 1024 * 1024  # the most read from a direct -o file at once
+
+
+@dataclass
+class Direct:
+    """A job's stdout written straight into its -o file: the worker's handle of it (read
+    and append), the descriptor the job gets as its stdout (a description of its own,
+    appending), and the file's size before the job started."""
+
+    file: BinaryIO
+    child: int
+    start: int
+
+    def close_child(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.child)
+
+
+def direct_stdout(files: dict[LogKind, BinaryIO]) -> Direct | None:
+    """The job's stdout file, for the job to write into itself, when it is a regular file
+    the worker may read and that appends (prepare.output_files); None otherwise (no -o,
+    or -o /dev/null, a FIFO...: the job's stdout is a pipe the worker reads)."""
+    handle = files.get(LogKind.STDOUT)
+    if handle is None:
+        return None
+    fd = handle.fileno()
+    try:
+        info = os.fstat(fd)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or flags & os.O_ACCMODE != os.O_RDWR:
+        return None
+    if not flags & os.O_APPEND:
+        return None
+    try:  # a description of its own: the job's writes move no offset of the worker's
+        child = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError:
+        return None
+    return Direct(handle, child, info.st_size)
 
 
 class OutputPump:
@@ -33,10 +83,14 @@ class OutputPump:
         process: subprocess.Popen[bytes],
         files: dict[LogKind, BinaryIO] | None = None,
         spool: Spool | None = None,
+        direct: Direct | None = None,
     ) -> None:
         self._process = process
         self._files = files or {}
         self._spool = spool
+        self._direct = direct
+        self._followed = direct.start if direct is not None else 0  # the file read up to here
+        self._follow_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._selector = selectors.DefaultSelector()
         for stream, kind in ((process.stdout, LogKind.STDOUT), (process.stderr, LogKind.STDERR)):
             if stream is not None:
@@ -53,14 +107,65 @@ class OutputPump:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
+            if self._following():
+                left = min(left, FOLLOW_SECONDS)
             if self._selector.get_map():
                 self._read(left)
-                continue
-            try:
-                self._process.wait(timeout=left)
-            except subprocess.TimeoutExpired:
-                return False
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=left)
+            self._follow()
         return True
+
+    def _following(self) -> bool:
+        """Whether the head of a direct -o file is still to be copied as it grows."""
+        return self._direct is not None and self._spool is not None and not self._spool.head_full
+
+    def _follow(self, upto: int | None = None) -> None:
+        """What the job wrote into its direct -o file since the last look (up to `upto`,
+        by default all of it), into the spool as stdout: copied while the head has room,
+        as a reference after."""
+        if self._direct is None or self._spool is None:
+            return
+        fd = self._direct.file.fileno()
+        end = os.fstat(fd).st_size if upto is None else upto
+        while self._followed < end:
+            if self._spool.head_full:
+                self._spool.refer(LogKind.STDOUT, fd, self._followed, end - self._followed)
+                self._followed = end
+                return
+            data = os.pread(fd, min(end - self._followed, FOLLOW_BYTES), self._followed)
+            if not data:
+                return  # the job made its file shorter
+            self._to_spool(LogKind.STDOUT, self._follow_decoder, data)
+            self._followed += len(data)
+
+    def _to_spool(self, kind: LogKind, decoder: codecs.IncrementalDecoder, data: bytes) -> None:
+        assert self._spool is not None
+        if data.isascii() and not decoder.getstate()[0]:
+            if data:  # ASCII is UTF-8 as it is: no decoding and encoding again
+                self._spool.write_bytes(kind, data)
+        else:
+            text = decoder.decode(data, final=not data)
+            if text:
+                self._spool.write(kind, text)
+
+    def _append(self, kind: LogKind, decoder: codecs.IncrementalDecoder, data: bytes) -> None:
+        """Output of a pipe into the direct -o file it joins: appended, and each piece
+        (where it landed, the job's stdout before it) in the spool in the file's order."""
+        assert self._direct is not None
+        fd = self._direct.file.fileno()
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if not written:
+                raise OSError(f"could not append to {self._direct.file.name}")
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # appending: the end of what was written
+            self._follow(upto=end - written)
+            if self._spool is not None:
+                self._to_spool(kind, decoder, bytes(view[:written]))
+            self._followed = max(self._followed, end)
+            view = view[written:]
 
     def _read(self, timeout: float) -> None:
         ready = self._selector.select(timeout)
@@ -70,17 +175,14 @@ class OutputPump:
             data = os.read(key.fd, PIPE_BYTES)
             short = short and 0 < len(data) < COALESCE_BYTES
             sink = self._files.get(kind)
+            if data and self._direct is not None and sink is self._direct.file:
+                self._append(kind, decoder, data)
+                continue
             if data and sink is not None:
                 sink.write(data)
                 sink.flush()
             if self._spool is not None:
-                if data.isascii() and not decoder.getstate()[0]:
-                    if data:  # ASCII is UTF-8 as it is: no decoding and encoding again
-                        self._spool.write_bytes(kind, data)
-                else:
-                    text = decoder.decode(data, final=not data)
-                    if text:
-                        self._spool.write(kind, text)
+                self._to_spool(kind, decoder, data)
             if not data:
                 self._selector.unregister(key.fd)
         if short:
@@ -93,6 +195,7 @@ class OutputPump:
         deadline = time.monotonic() + timeout
         while self._selector.get_map() and time.monotonic() < deadline:
             self._read(deadline - time.monotonic())
+        self._follow()
         self._selector.close()
         for stream in (self._process.stdout, self._process.stderr):
             if stream is not None:

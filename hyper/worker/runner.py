@@ -37,7 +37,7 @@ from hyper.worker.container import container_name, container_tool
 from hyper.worker.lease import LeaseKeeper, clock
 from hyper.worker.options import LEASE_MARK, WorkerOptions
 from hyper.worker.placement import Placement, pin
-from hyper.worker.pump import OutputPump
+from hyper.worker.pump import Direct, OutputPump, direct_stdout
 from hyper.worker.reaper import JobCgroup, kill_descendants, kill_tree, reaper_command
 from hyper.worker.spool import Spool
 from hyper.worker.usage import METRICS_SECONDS, MemoryWatch, metrics_every
@@ -68,6 +68,7 @@ class Attempt:
     script: Path
     watch: MemoryWatch
     tree: bool = False  # it runs under a keeper of its own processes (hyper.worker.jobreaper)
+    direct: Direct | None = None  # its stdout goes straight to its -o file
     spool: Spool | None = None
     pump: OutputPump | None = None
     keeper: LeaseKeeper | None = None
@@ -231,7 +232,7 @@ class JobRunner:
         run = started
         try:  # a spool the job cannot reach, where it runs as another user
             run.spool = self._spool(job, self.options.workdir if start.user else workdir)
-            run.pump = OutputPump(run.process, run.files, run.spool)
+            run.pump = OutputPump(run.process, run.files, run.spool, run.direct)
             run.keeper = self._keeper(job, run, start.claimed_at)
             verdict = self._watch(run, start.placement)
             return self._finish(run, verdict)
@@ -287,6 +288,7 @@ class JobRunner:
                 if cgroup is not None:
                     cgroup.remove()
                 return None
+            direct = direct_stdout(files)  # no pipe and no copy: the job writes its -o file
             pinned = pin(placement.cpus)
             try:
                 process = subprocess.Popen(
@@ -294,7 +296,7 @@ class JobRunner:
                     cwd=cwd,
                     env=env,
                     stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
+                    stdout=direct.child if direct is not None else subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
@@ -308,13 +310,15 @@ class JobRunner:
             finally:
                 if pinned:
                     pin(self.machine_cpus)
+                if direct is not None:
+                    direct.close_child()  # the job has its own copy
         placement.tree = tree
         if self.stopping:  # SIGTERM came as it started (the handler saw no group)
             placement.killed = True
             self.end_everything(process.pid, cgroup, alone=True)
         prepare.limit_memory(job, process.pid)
         watch = MemoryWatch(process.pid, request.mem_mib, cgroup, held, below=tree)
-        return Attempt(job, process, cgroup, files, script, watch, tree)
+        return Attempt(job, process, cgroup, files, script, watch, tree, direct)
 
     def _spool(self, job: ClaimedJob, workdir: Path) -> Spool | None:
         if not job.definition_spec.get("enable_qlog", True):

@@ -8,6 +8,9 @@ ends); the middle is counted and said in the log, not kept, so the spool never h
 more than about twice the limit, whatever the job writes.
 
 Records on disk: one byte for the stream (``o``/``e``), four for the length, then UTF-8.
+Output the job wrote straight into its -o file (hyper.worker.pump) goes to the tail as a
+reference instead: ``O``/``E``, then the offset and length of its bytes in that file,
+read from it only at the end, and only the part that is kept.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from hyper.messages import OutputPiece
 from hyper.output import cut_note
 
 HEADER = struct.Struct(">cI")
+REGION = struct.Struct(">QQ")  # a reference's offset and length in its file
 KINDS = {LogKind.STDOUT: b"o", LogKind.STDERR: b"e"}
 BY_CODE = {code: kind for kind, code in KINDS.items()}
+REFERENCES = {LogKind.STDOUT: b"O", LogKind.STDERR: b"E"}
+BY_REFERENCE = {code: kind for kind, code in REFERENCES.items()}
 SEGMENTS = 3  # the tail's files kept: the last `tail` bytes are in the last three
 
 
@@ -46,7 +52,13 @@ class Spool:
         self._tail_file_bytes = 0
         self._tail_bytes = 0  # payload that went to the tail, all told
         self._lock = threading.Lock()
+        self._source: int | None = None  # the file that references point into (its own fd)
         self.total = 0  # every byte of output written
+
+    @property
+    def head_full(self) -> bool:
+        """Whether what comes now goes to the tail (where a reference to it will do)."""
+        return self._head_bytes >= self.head_limit
 
     # writing (the worker's main thread) --------------------------------------------------
 
@@ -76,7 +88,21 @@ class Spool:
         if data:
             self._to_tail(kind, data)
 
-    def _to_tail(self, kind: LogKind, data: bytes) -> None:
+    def refer(self, kind: LogKind, fd: int, offset: int, length: int) -> None:
+        """Output already in a file (`length` bytes at `offset` of `fd`), once the head is
+        full: the tail notes where it is, rather than a copy. Of a region longer than the
+        tail only its end can be kept: the rest is counted as cut."""
+        if length <= 0:
+            return
+        if self._source is None:
+            self._source = os.dup(fd)  # the file may be closed by its owner before the end
+        self.total += length
+        kept = min(length, self.tail_limit)
+        self._tail_bytes += length - kept
+        self._to_tail(kind, REGION.pack(offset + length - kept, kept), kept)
+
+    def _to_tail(self, kind: LogKind, data: bytes, reference: int = 0) -> None:
+        """Append a record to the tail: `data`, or a `reference` of that many bytes."""
         if self._tail_fd is None or self._tail_file_bytes >= self._segment_bytes:
             if self._tail_fd is not None:
                 os.close(self._tail_fd)
@@ -88,9 +114,11 @@ class Spool:
             self._tail_file_bytes = 0
             for old in self._tail[:-SEGMENTS]:
                 old.unlink(missing_ok=True)
-        os.write(self._tail_fd, HEADER.pack(KINDS[kind], len(data)) + data)
-        self._tail_file_bytes += len(data)
-        self._tail_bytes += len(data)
+        code = REFERENCES[kind] if reference else KINDS[kind]
+        os.write(self._tail_fd, HEADER.pack(code, len(data)) + data)
+        size = reference or len(data)
+        self._tail_file_bytes += size
+        self._tail_bytes += size
 
     # sending (the sender's thread) -------------------------------------------------------
 
@@ -143,33 +171,29 @@ class Spool:
             os.close(self._tail_fd)
             self._tail_fd = None
         records = list(self._tail_records())
-        kept = sum(len(data) for _, data in records)
+        kept = sum(size for _, size, _ in records)
         skip = max(0, kept - self.tail_limit)
         skipped = self._tail_bytes - kept + skip
         if skipped:
             kind = records[0][0] if records else LogKind.STDOUT
             yield [{"kind": kind.value, "text": cut_note(skipped, self.limit)}]
-        piece: list[OutputPiece] = []
+        runs: list[tuple[LogKind, list[bytes]]] = []  # a piece: runs of one stream each
         size = 0
-        for kind, data in records:
-            if skip:
-                cut = min(skip, len(data))
-                data, skip = data[cut:], skip - cut
-                if not data:
-                    continue
-            text = data.decode(errors="replace")
-            if piece and piece[-1]["kind"] == kind.value:
-                piece[-1]["text"] += text  # pieces of at most `most` bytes: cheap enough
+        for kind, data in self._kept(records, skip, most):
+            if runs and runs[-1][0] is kind:
+                runs[-1][1].append(data)
             else:
-                piece.append({"kind": kind.value, "text": text})
+                runs.append((kind, [data]))
             size += len(data)
             if size >= most:
-                yield piece
-                piece, size = [], 0
-        if piece:
-            yield piece
+                yield _piece(runs)
+                runs, size = [], 0
+        if runs:
+            yield _piece(runs)
 
-    def _tail_records(self) -> Iterator[tuple[LogKind, bytes]]:
+    def _tail_records(self) -> Iterator[tuple[LogKind, int, bytes | tuple[int, int]]]:
+        """The tail's records: their stream, size, and bytes or (offset, length) in the
+        file they refer to."""
         for path in self._tail[-SEGMENTS:]:
             try:
                 data = path.read_bytes()
@@ -178,10 +202,44 @@ class Spool:
             offset = 0
             while offset + HEADER.size <= len(data):
                 code, size = HEADER.unpack_from(data, offset)
-                yield BY_CODE[code], data[offset + HEADER.size : offset + HEADER.size + size]
+                payload = data[offset + HEADER.size : offset + HEADER.size + size]
                 offset += HEADER.size + size
+                if code in BY_REFERENCE:
+                    if len(payload) == REGION.size:
+                        start, length = REGION.unpack(payload)
+                        yield BY_REFERENCE[code], length, (start, length)
+                else:
+                    yield BY_CODE[code], len(payload), payload
+
+    def _kept(
+        self, records: list[tuple[LogKind, int, bytes | tuple[int, int]]], skip: int, most: int
+    ) -> Iterator[tuple[LogKind, bytes]]:
+        """The bytes of the records past the first `skip`; those of a reference read from
+        its file in parts of at most `most` bytes (what the job left of it)."""
+        for kind, size, data in records:
+            cut = min(skip, size)
+            skip -= cut
+            if cut == size:
+                continue
+            if isinstance(data, bytes):
+                yield kind, data[cut:]
+                continue
+            start, length = data[0] + cut, data[1] - cut
+            while length > 0 and self._source is not None:
+                try:
+                    part = os.pread(self._source, min(length, most), start)
+                except OSError:
+                    break
+                if not part:
+                    break  # the job made its file shorter
+                yield kind, part
+                start, length = start + len(part), length - len(part)
 
     def close(self) -> None:
+        if self._source is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._source)
+            self._source = None
         if self._head is None and not self._tail:
             return  # nothing was written: nothing was made
         if self._head is not None:
@@ -196,3 +254,7 @@ class Spool:
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.folder.rmdir()
+
+
+def _piece(runs: list[tuple[LogKind, list[bytes]]]) -> list[OutputPiece]:
+    return [{"kind": k.value, "text": b"".join(p).decode(errors="replace")} for k, p in runs]
