@@ -316,3 +316,24 @@ def test_first_use_creates_the_local_host(hyper_home: Path, tmp_path: Path) -> N
         assert out.endswith("1 seconds\ndone\n")
     finally:
         subprocess.run([str(BIN / "hyper"), "hosts", "delete-host", "--yes"], env=env, timeout=30)
+
+
+def test_jobs_start_with_no_signal_ignored(hyper_home: Path, tmp_path: Path) -> None:
+    """A host first started from a script's background job, where SIGINT and SIGQUIT are
+    ignored, still starts its jobs with every signal at its default (`qsig -s INT`)."""
+    env = {**os.environ, "HYPER_HOME": str(hyper_home)}
+    (tmp_path / "signals.sh").write_text("grep SigIgn /proc/self/status\n")
+    started_ignoring = f"trap '' INT QUIT; exec {BIN}/qsub --wait -o signals.out signals.sh"
+    done = subprocess.run(
+        ["bash", "-c", started_ignoring],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "signals.out").read_text() == "SigIgn:\t0000000000000000\n"
+    finally:
+        subprocess.run([str(BIN / "hyper"), "hosts", "delete-host", "--yes"], env=env, timeout=30)

@@ -18,8 +18,10 @@ through an inherited pipe, read and closed before anything else (`take_secrets`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -84,8 +86,20 @@ def take_secrets() -> dict[str, str]:
         return dict(json.loads(pipe.read() or b"{}"))
 
 
+def jobs_get_default_signals() -> None:
+    """A worker started with signals ignored (its host started from a script's background
+    job ignores SIGINT and SIGQUIT) would pass them on to every job, which `qsig -s INT`
+    then could not reach: they go back to their default here, as slurmstepd does for its
+    tasks. SIGPIPE and SIGXFSZ stay as Python sets them; the jobs' start restores them."""
+    for number in signal.valid_signals() - {signal.SIGPIPE, signal.SIGXFSZ}:
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(number) == signal.SIG_IGN:
+                signal.signal(number, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     secrets = take_secrets()
+    jobs_get_default_signals()
     parser = argparse.ArgumentParser(prog="python -m hyper.worker")
     parser.add_argument("--url", default=os.environ.get("HYPER_URL"))
     parser.add_argument("--worker-id", required=True)

@@ -14,14 +14,23 @@ Run as a file with the standard library only (``-I -S``), as hyper.worker.jobrea
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
 
 PR_SET_NO_NEW_PRIVS = 38
-# what Python ignores at its start, which a job must get at their default
-RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def _signals_at_their_default() -> None:
+    """Every ignored signal back at its default: those Python ignores at its start, and
+    any the worker was started with ignored (a host started from a script's background
+    job ignores SIGINT and SIGQUIT), which the job would otherwise keep."""
+    for number in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(number) == signal.SIG_IGN:
+                signal.signal(number, signal.SIG_DFL)
 
 
 def _fail(message: str) -> int:
@@ -57,8 +66,7 @@ def main(argv: list[str]) -> int:
         pass
     else:
         return _fail("root is still within reach")
-    for number in RESTORED:
-        signal.signal(number, signal.SIG_DFL)
+    _signals_at_their_default()
     try:
         os.execvp(command[0], command)
     except OSError as error:
