@@ -218,6 +218,21 @@ def _walk(recorder: CallRecorder) -> Walk:
     quiet = lambda _: None  # noqa: E731
     step("hyper definitions delete-definition", "DeployRole",
          lambda: provider.teardown(ResourceKind.DEFINITION, definition, quiet))  # fmt: skip
+    # a definition whose job role was made before boundaries (an upgraded host's): the
+    # boundary lets the deploy role detach and delete its policies only once it holds it
+    before = DefinitionSpec(name="d0", use_cyclone_image=False, image_uri=uri)
+    iam = boto3.client("iam", region_name="us-east-1")
+    unbounded = provider.names.job_role("d0")
+    iam.create_role(RoleName=unbounded, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}))  # fmt: skip
+    iam.attach_role_policy(RoleName=unbounded,
+                           PolicyArn=f"arn:aws:iam::aws:policy/{ALLOWED[0]}")  # fmt: skip
+    iam.put_role_policy(RoleName=unbounded, PolicyName="hyper-api-key", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": secret,
+         "Action": "secretsmanager:GetSecretValue"}]}))  # fmt: skip
+    step("hyper definitions delete-definition (one made before boundaries)", "DeployRole",
+         lambda: provider.teardown(ResourceKind.DEFINITION, before, quiet))  # fmt: skip
     step("hyper images delete-image", "DeployRole",
          lambda: provider.teardown(ResourceKind.IMAGE, image, lambda _: None))  # fmt: skip
     step("hyper clusters delete-cluster", "DeployRole",
@@ -241,23 +256,27 @@ def _walk(recorder: CallRecorder) -> Walk:
 
 
 def _needs(walk: Walk, step: Step) -> list[tuple[Call, Need]]:
-    """What each call of a step needs; calls on a role made in the walk carry the
-    boundary it was made with (IAM's iam:PermissionsBoundary for that role)."""
+    """What each call of a step needs; a call on a role carries the boundary the role
+    holds at that moment (IAM's iam:PermissionsBoundary for that role): the one it was
+    made with or was given since, in the walk's order. A role made outside the walk holds
+    none until the walk gives it one."""
     place = Place(ACCOUNT)
-    boundaries = {
-        c.params["RoleName"]: c.params["PermissionsBoundary"]
-        for s in walk.steps
-        for c in s.calls
-        if c.name == "iam:CreateRole" and c.params.get("PermissionsBoundary")
-    }
     made = made_tags_of(c for s in walk.steps for c in s.calls)
-    return [
-        (c, n)
-        for c in step.calls
-        for n in needs(
-            c, place, stack_templates=walk.stacks, role_boundaries=boundaries, made_tags=made
-        )
-    ]
+    boundaries: dict[str, str] = {}
+    found: list[tuple[Call, Need]] = []
+    for each in walk.steps:
+        for c in each.calls:
+            if each is step:
+                found += [
+                    (c, n)
+                    for n in needs(c, place, stack_templates=walk.stacks,
+                                   role_boundaries=dict(boundaries), made_tags=made)
+                ]  # fmt: skip
+            if c.name in ("iam:CreateRole", "iam:PutRolePermissionsBoundary") and c.params.get(
+                "PermissionsBoundary"
+            ):
+                boundaries[c.params["RoleName"]] = c.params["PermissionsBoundary"]
+    return found
 
 
 def test_every_deploy_call_is_allowed_by_the_deploy_role(walk: Walk) -> None:

@@ -218,12 +218,13 @@ def _delete_resources(host: HostConfig, region: str, outputs: dict[str, str], lo
     }  # fmt: skip
     regions = [r.name for r in records[ResourceKind.REGION] if getattr(r, "kind", "") == "aws"]
     names = worker_names(host.name)
+    bounded = outputs.get("BoundaryArn") or None  # given first to a role made before it
     with aws_errors("deleting the host's resources"):
         for definition in records[ResourceKind.DEFINITION]:
             assert isinstance(definition, DefinitionSpec)
             for where in regions:
                 batch.delete_definition(where, definition, names, log)
-            batch.delete_job_role(definition, names, log)
+            batch.delete_job_role(definition, names, log, boundary=bounded)
         for image in records[ResourceKind.IMAGE]:
             assert isinstance(image, ImageSpec)
             for where in regions:
@@ -232,8 +233,8 @@ def _delete_resources(host: HostConfig, region: str, outputs: dict[str, str], lo
             assert isinstance(cluster, ClusterSpec)
             for where in regions:
                 batch.delete_cluster(where, cluster, names, log)
-            batch.delete_cluster_roles(cluster, names, log)
-        batch.delete_shared_roles(names, log)
+            batch.delete_cluster_roles(cluster, names, log, boundary=bounded)
+        batch.delete_shared_roles(names, log, boundary=bounded)
         main = next((r.name for r in records[ResourceKind.REGION]
                      if getattr(r, "main_region", False)), region)  # fmt: skip
         for where in regions:

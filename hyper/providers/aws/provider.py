@@ -172,14 +172,14 @@ class AwsProvider:
         elif isinstance(spec, ClusterSpec):
             for region in regions:
                 batch.delete_cluster(region, spec, self.names, log, patience=self.patience)
-            batch.delete_cluster_roles(spec, self.names, log)
+            batch.delete_cluster_roles(spec, self.names, log, boundary=self.boundary)
         elif isinstance(spec, ImageSpec):
             for region in regions:
                 batch.delete_repository(region, spec, self.names, log)
         elif isinstance(spec, DefinitionSpec):
             for region in regions:
                 batch.delete_definition(region, spec, self.names, log)
-            batch.delete_job_role(spec, self.names, log)
+            batch.delete_job_role(spec, self.names, log, boundary=self.boundary)
 
     def _region(self, spec: RegionSpec, log: Log) -> Spec:
         if spec.kind != "aws":

@@ -164,13 +164,19 @@ def _ensure_role(
     return arn
 
 
-def _delete_role(iam: Any, name: str, log: Log) -> None:
+def _delete_role(iam: Any, name: str, log: Log, boundary: str | None = None) -> None:
+    """Delete role `name` with its policies and instance profiles. With `boundary` (the
+    host's), a role that lacks it (made before boundaries) is given it first: the boundary
+    lets the host's roles detach and delete policies only of a role that holds it."""
     try:
-        iam.get_role(RoleName=name)
+        role = iam.get_role(RoleName=name)["Role"]
     except Exception as error:
         if error_code(error) == "NoSuchEntity":
             return
         raise _aws_failed(f"reading role {name}", error) from None
+    current = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+    if boundary and current != boundary:
+        iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
     for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
         for policy in page["AttachedPolicies"]:
             iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
@@ -313,19 +319,27 @@ def ensure_cluster_roles(
 
 
 def delete_cluster_roles(
-    cluster: ClusterSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> None:
-    """The cluster's own instance role and profile, once no region uses them. The service
-    and spot fleet roles are shared by the host's clusters and stay."""
-    _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log)
+    """The cluster's own instance role and profile, once no region uses them (given the
+    host's `boundary` first where it lacks it: `_delete_role`). The service and spot fleet
+    roles are shared by the host's clusters and stay."""
+    _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log, boundary)
 
 
-def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_client) -> None:
+def delete_shared_roles(
+    names: Names, log: Log, *, clients: ClientFactory = aws_client, boundary: str | None = None
+) -> None:
     """The roles every cluster of the host shares (Batch's service role, the spot fleet
     role): once the host goes."""
     iam = clients("iam", _IAM_REGION)
     for name in (names.service_role(), names.spot_fleet_role(), names.execution_role()):
-        _delete_role(iam, name, log)
+        _delete_role(iam, name, log, boundary)
 
 
 def ensure_job_role(
@@ -410,6 +424,11 @@ def ensure_execution_role(
 
 
 def delete_job_role(
-    definition: DefinitionSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+    definition: DefinitionSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> None:
-    _delete_role(clients("iam", _IAM_REGION), names.job_role(definition.name), log)
+    _delete_role(clients("iam", _IAM_REGION), names.job_role(definition.name), log, boundary)
