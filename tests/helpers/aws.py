@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from hyper.providers.aws.permissions import CallRecorder
+from tests.helpers.usage_plans import refuse_two_plans_per_stage
 
 ACCOUNT = "123456789012"  # moto's
 MANAGED_POLICIES = (
@@ -35,7 +36,8 @@ def managed_policies() -> str:
 @contextlib.contextmanager
 def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[CallRecorder]:
     """moto in-process, fake credentials, and a recorder of every call made with boto3's
-    default session from now on."""
+    default session from now on; stack changes that would put an API key in two usage
+    plans of one stage are refused, as API Gateway does (tests/helpers/usage_plans.py)."""
     import moto.iam.models
     from moto import mock_aws
 
@@ -51,6 +53,7 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[CallRecorder]:
     ):
         boto3.setup_default_session()
         recorder.attach(boto3.DEFAULT_SESSION.events)
+        refuse_two_plans_per_stage(boto3.DEFAULT_SESSION.events)
         try:
             yield recorder
         finally:
