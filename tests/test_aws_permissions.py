@@ -603,8 +603,10 @@ def other_calls(walk: Walk) -> list[tuple[str, str, Need, list[dict]]]:
         ("FunctionRole", "auto weights: GetSpotPlacementScores",
          Need("ec2:GetSpotPlacementScores", "*"), function_role),
     ]  # fmt: skip
-    instance = instance_policy(names, "aws", ACCOUNT, [templates.worker_log_group(HOST)])
     cluster = f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/AWSBatch-{names.compute_env('c1', 1)}-ID"
+    # as deployed: the ECS clusters Batch reports for the environments, exactly
+    instance = instance_policy(names, "aws", ACCOUNT, [templates.worker_log_group(HOST)],
+                               [cluster])  # fmt: skip
     instance_arn = (
         f"arn:aws:ecs:{region}:{ACCOUNT}:container-instance/"
         f"AWSBatch-{names.compute_env('c1', 1)}-ID/ID"

@@ -70,6 +70,7 @@ from hyper.providers.aws.clusters import (
     compute_resources,
     delete_cluster,
     deploy_cluster,
+    ecs_clusters,
     find_ami,
     split_vcpus,
 )
@@ -111,6 +112,7 @@ from hyper.providers.aws.roles import (
     ensure_execution_role,
     ensure_job_role,
     instance_policy,
+    narrow_instance_policy,
     wait_for_roles,
 )
 from hyper.providers.aws.waiting import ClientFactory, Patience
@@ -148,6 +150,7 @@ __all__ = [
     "deploy_cluster",
     "deploy_definition",
     "deploy_repository",
+    "ecs_clusters",
     "ensure_cluster_roles",
     "ensure_execution_role",
     "ensure_job_role",
@@ -156,6 +159,7 @@ __all__ = [
     "instance_policy",
     "job_definition",
     "launch_template_data",
+    "narrow_instance_policy",
     "push_local_image",
     "require_docker_engine",
     "split_vcpus",

@@ -32,6 +32,7 @@ class Network:
 class ClusterInRegion:
     job_queue: str  # ARN
     compute_environments: tuple[str, ...] = field(default=())  # ARNs, in queue order
+    ecs_clusters: tuple[str, ...] = field(default=())  # each environment's, Batch's ARN
 
 
 MAX_COMPUTE_ENVS = 3
@@ -245,7 +246,22 @@ def deploy_cluster(
     return ClusterInRegion(
         str(queue["jobQueueArn"]),
         tuple(envs[name]["computeEnvironmentArn"] for name in wanted),
+        tuple(str(envs[name].get("ecsClusterArn") or "") for name in wanted),
     )
+
+
+def ecs_clusters(
+    region: str, cluster: ClusterSpec, names: Names, *, clients: ClientFactory = aws_client
+) -> tuple[str, ...] | None:
+    """The ECS clusters of the cluster's compute environments in `region` as Batch reports
+    them (ecsClusterArn), or None when one is not made or not VALID yet."""
+    shares = split_vcpus(cluster.max_vcpus, cluster.compute_envs)
+    wanted = [names.compute_env(cluster.name, n + 1) for n in range(len(shares))]
+    envs = _compute_envs(clients("batch", region), wanted)
+    found = [envs.get(name, {}) for name in wanted]
+    if not all(env.get("status") == "VALID" and env.get("ecsClusterArn") for env in found):
+        return None
+    return tuple(str(env["ecsClusterArn"]) for env in found)
 
 
 def _iam_not_yet(roles: ClusterRoles, reason: str) -> bool:

@@ -198,20 +198,39 @@ def _spot_fleet_needed(cluster: ClusterSpec) -> bool:
 
 
 def instance_policy(
-    names: Names, partition: str, account: str, log_groups: Sequence[str] = ()
+    names: Names,
+    partition: str,
+    account: str,
+    log_groups: Sequence[str] = (),
+    ecs_clusters: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What the ECS agent on a cluster's instances does (AWS's managed
     AmazonEC2ContainerServiceforEC2Role's actions), on the host's own resources only:
-    the ECS clusters Batch makes for the host's compute environments (named
-    ``AWSBatch-COMPUTE_ENVIRONMENT-...``) and their container instances, the host's image
-    repositories, and the log groups its jobs write to (`log_groups`, the host's own:
-    never Batch's default `/aws/batch/job`, which every team's jobs share; the awslogs
-    driver makes the group in a region where it is missing). No ecs:CreateCluster: Batch
-    makes the clusters."""
+    the ECS clusters Batch made for the cluster's compute environments (`ecs_clusters`,
+    the ecsClusterArn Batch reports for each) and their container instances, the host's
+    image repositories, and the log groups its jobs write to (`log_groups`, the host's
+    own: never Batch's default `/aws/batch/job`, which every team's jobs share; the
+    awslogs driver makes the group in a region where it is missing). No
+    ecs:CreateCluster: Batch makes the clusters.
+
+    Without `ecs_clusters` (an environment not made yet, or not yet VALID: Batch reports
+    its ECS cluster only then) the grant is by the name Batch gives those clusters,
+    ``AWSBatch-COMPUTE_ENVIRONMENT-UUID``, which AWS documents no contract for: so it
+    holds only from a cluster's first deploy until its environments are VALID, before
+    any instance starts (they start at 0 vCPUs), and `narrow_instance_policy` then
+    replaces it."""
     host = f"{names.prefix}-"  # every compute environment's name starts with it
 
     def arn(service: str, rest: str) -> str:
         return f"arn:{partition}:{service}:*:{account}:{rest}"
+
+    if ecs_clusters:
+        clusters = sorted(set(ecs_clusters))
+        # container-instance/CLUSTER/ID, in the cluster's own region
+        instances = [f"{c.replace(':cluster/', ':container-instance/', 1)}/*" for c in clusters]
+    else:
+        clusters = [arn("ecs", f"cluster/AWSBatch-{host}*")]
+        instances = [arn("ecs", f"container-instance/AWSBatch-{host}*")]
 
     logs = [
         {"Sid": "JobLogs", "Effect": "Allow",
@@ -226,18 +245,18 @@ def instance_policy(
              "Action": ["ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance",
                         "ecs:SubmitContainerStateChange", "ecs:SubmitTaskStateChange",
                         "ecs:SubmitAttachmentStateChanges"],
-             "Resource": [arn("ecs", f"cluster/AWSBatch-{host}*")]},
+             "Resource": clusters},
             # these act on the container instance (ECS's service authorization reference),
             # whose ARN is container-instance/CLUSTER/ID
             {"Sid": "HostContainerInstances", "Effect": "Allow",
              "Action": ["ecs:Poll", "ecs:StartTelemetrySession",
                         "ecs:UpdateContainerInstancesState"],
-             "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")]},
+             "Resource": instances},
             # an agent that registers with tags (ECS_CONTAINER_INSTANCE_TAGS, or tags
             # propagated from the instance) tags its container instance as it registers
             {"Sid": "TagContainerInstancesAsRegistered", "Effect": "Allow",
              "Action": ["ecs:TagResource"],
-             "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")],
+             "Resource": instances,
              "Condition": {"StringEquals": {"ecs:CreateAction": "RegisterContainerInstance"}}},
             {"Sid": "HostImages", "Effect": "Allow",
              "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
@@ -260,10 +279,12 @@ def ensure_cluster_roles(
     clients: ClientFactory = aws_client,
     boundary: str | None = None,
     log_groups: Sequence[str] = (),
+    ecs_clusters: Sequence[str] = (),
 ) -> ClusterRoles:
     """The roles a cluster's compute environments need, created when absent, each with
     the permissions `boundary` (the host's) when given. The instance role has
-    `instance_policy` (with the host's `log_groups`) and the cluster's iam_policies."""
+    `instance_policy` (with the host's `log_groups`, and its environments' `ecs_clusters`
+    when all are known) and the cluster's iam_policies."""
     iam = clients("iam", _IAM_REGION)
     tags = names.tags(cluster=cluster.name)
     changed: list[str] = []
@@ -279,6 +300,7 @@ def ensure_cluster_roles(
     )
     instance_role = names.instance_role(cluster.name)
     partition, account = service.split(":")[1], service.split(":")[4]
+    policy = instance_policy(names, partition, account, log_groups, ecs_clusters)
     _ensure_role(
         iam,
         instance_role,
@@ -286,7 +308,7 @@ def ensure_cluster_roles(
         list(cluster.iam_policies),
         {**tags, **grants.tag("clusters")},
         log,
-        inline={_INSTANCE_POLICY_NAME: instance_policy(names, partition, account, log_groups)},
+        inline={_INSTANCE_POLICY_NAME: policy},
         changed=changed,
         boundary=boundary,
     )
@@ -316,6 +338,46 @@ def ensure_cluster_roles(
             boundary=boundary,
         )
     return ClusterRoles(service, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
+
+
+def narrow_instance_policy(
+    cluster: ClusterSpec,
+    names: Names,
+    ecs_clusters: Sequence[str],
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    log_groups: Sequence[str] = (),
+) -> None:
+    """The cluster's instance role granted the ECS clusters of its compute environments
+    (`ecs_clusters`, every region's, as Batch reports them) exactly, in place of the
+    name pattern; kept as it is when one is not known, or when the exact list would pass
+    IAM's inline limit for a role (then the pattern stays, and this says so)."""
+    from hyper.providers.aws.policies import INLINE_POLICIES_LIMIT
+
+    if not ecs_clusters or not all(ecs_clusters):
+        log(f"cluster {cluster.name}: its ECS clusters are not all known yet; the instance "
+            "role keeps the AWSBatch-<environment> name pattern")  # fmt: skip
+        return
+    partition, account = ecs_clusters[0].split(":")[1], ecs_clusters[0].split(":")[4]
+    document = instance_policy(names, partition, account, log_groups, ecs_clusters)
+    if len(json.dumps(document, separators=(",", ":"))) > INLINE_POLICIES_LIMIT:
+        log(f"cluster {cluster.name}: {len(ecs_clusters)} ECS clusters pass IAM's inline "
+            "limit; the instance role keeps the AWSBatch-<environment> name pattern")  # fmt: skip
+        return
+    name = names.instance_role(cluster.name)
+    iam = clients("iam", _IAM_REGION)
+    try:
+        current = iam.get_role_policy(RoleName=name, PolicyName=_INSTANCE_POLICY_NAME)
+        if current.get("PolicyDocument") == document:
+            return
+    except Exception as error:
+        if error_code(error) != "NoSuchEntity":
+            raise _aws_failed(f"reading role {name}", error) from None
+    iam.put_role_policy(RoleName=name, PolicyName=_INSTANCE_POLICY_NAME,
+                        PolicyDocument=json.dumps(document))  # fmt: skip
+    log(f"role {name}: granted exactly the ECS clusters of its {len(ecs_clusters)} compute "
+        "environments")  # fmt: skip
 
 
 def delete_cluster_roles(
