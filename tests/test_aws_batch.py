@@ -290,6 +290,18 @@ def test_the_compute_resources_of_an_on_demand_cluster() -> None:
     assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, "ami-1")[
         "ec2Configuration"
     ] == [{"imageType": "ECS_AL2023_NVIDIA", "imageIdOverride": "ami-1"}]
+    # without an AMI of its own, each type gets the family for it
+    assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, None)[
+        "ec2Configuration"
+    ] == [{"imageType": "ECS_AL2023"}, {"imageType": "ECS_AL2023_NVIDIA"}]
+    # Graviton GPU types (arm64): Batch's NVIDIA images are x86 only
+    for kinds, families in (
+        (["g5g.xlarge"], ["ECS_AL2023"]),
+        (["g5g", "c7g.large", "m6gd.large"], ["ECS_AL2023"]),
+        (["p4d.24xlarge", "g4dn.xlarge", "g4ad.xlarge", "g6e"], ["ECS_AL2023_NVIDIA"]),
+        (["g5g.2xlarge", "g5.2xlarge"], ["ECS_AL2023", "ECS_AL2023_NVIDIA"]),
+    ):
+        assert batch.image_types(ClusterSpec(name="g", instance_list=kinds)) == families, kinds
     assert batch.split_vcpus(1000, 3) == [334, 333, 333]
     assert batch.split_vcpus(2, 3) == [1, 1]  # never an environment of 0 vCPUs
 

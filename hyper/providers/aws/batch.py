@@ -72,6 +72,7 @@ from hyper.providers.aws.clusters import (
     deploy_cluster,
     ecs_clusters,
     find_ami,
+    image_types,
     split_vcpus,
 )
 from hyper.providers.aws.definitions import (
@@ -156,6 +157,7 @@ __all__ = [
     "ensure_job_role",
     "ensure_launch_template",
     "find_ami",
+    "image_types",
     "instance_policy",
     "job_definition",
     "launch_template_data",

@@ -63,13 +63,39 @@ def find_ami(region: str, name: str, *, clients: ClientFactory = aws_client) -> 
 
 # GPU instance families (P and G), which take the ECS-optimised AMI with NVIDIA's drivers
 GPU_FAMILY = re.compile(r"^[pg]\d")
+# AWS Graviton (arm64) families: a "g" among the letters after the generation (c7g,
+# m6gd, g5g, x2gd); Batch's NVIDIA image types are for x86 only ("can be used for all
+# non AWS Graviton-based instance types", Batch API reference, Ec2Configuration)
+GRAVITON_FAMILY = re.compile(r"^[a-z]+\d+[a-z-]*g[a-z-]*$")
 
 
-def image_type(cluster: ClusterSpec) -> str:
-    """The ECS-optimised AMI family a given AMI is of: Amazon Linux 2023 (Batch ends its
-    support of Amazon Linux 2), with NVIDIA's drivers for GPU instance types."""
-    gpu = any(GPU_FAMILY.match(kind) for kind in cluster.instance_list)
-    return "ECS_AL2023_NVIDIA" if gpu else "ECS_AL2023"
+def _graviton(kind: str) -> bool:
+    return bool(GRAVITON_FAMILY.match(kind.split(".")[0]))
+
+
+def nvidia(kind: str) -> bool:
+    """Whether instance type (or family) `kind` takes Batch's NVIDIA image: a P or G
+    type that is not a Graviton one."""
+    return bool(GPU_FAMILY.match(kind)) and not _graviton(kind)
+
+
+def graviton_gpus(cluster: ClusterSpec) -> list[str]:
+    """The cluster's Graviton GPU types (g5g): Batch has no NVIDIA image for them."""
+    return [k for k in cluster.instance_list if GPU_FAMILY.match(k) and _graviton(k)]
+
+
+def image_types(cluster: ClusterSpec, image_id: str | None = None) -> list[str]:
+    """The ECS-optimised AMI families of the cluster's compute environments: Amazon Linux
+    2023 (Batch ends its support of Amazon Linux 2), with NVIDIA's drivers for x86 GPU
+    instance types. A cluster with both gets both, and Batch gives each instance type the
+    one for it; Graviton types (arm64, g5g among them) get the plain one. One AMI given
+    (`image_id`) is one family: NVIDIA's when any type needs it."""
+    wanted = [
+        "ECS_AL2023_NVIDIA" if nvidia(kind) else "ECS_AL2023" for kind in cluster.instance_list
+    ]
+    if image_id:
+        return ["ECS_AL2023_NVIDIA" if "ECS_AL2023_NVIDIA" in wanted else "ECS_AL2023"]
+    return sorted(set(wanted)) or ["ECS_AL2023"]
 
 
 def compute_resources(
@@ -103,10 +129,10 @@ def compute_resources(
             resources["spotIamFleetRole"] = roles.spot_fleet_role
     # the AMI family named, not left to Batch's default: the launch template's boot script
     # is written for Amazon Linux 2023
-    configuration = {"imageType": image_type(cluster)}
-    if image_id:
-        configuration["imageIdOverride"] = image_id
-    resources["ec2Configuration"] = [configuration]
+    resources["ec2Configuration"] = [
+        {"imageType": kind, **({"imageIdOverride": image_id} if image_id else {})}
+        for kind in image_types(cluster, image_id)
+    ]
     if launch_template:
         resources["launchTemplate"] = {"launchTemplateName": launch_template, "version": "$Default"}
     return resources
@@ -178,6 +204,11 @@ def deploy_cluster(
     wanted = [names.compute_env(cluster.name, n + 1) for n in range(len(shares))]
     every = [names.compute_env(cluster.name, n + 1) for n in range(MAX_COMPUTE_ENVS)]
     wait_for_roles(roles, log, clients=clients, patience=patience)
+    arm = graviton_gpus(cluster)
+    if arm and not image_id:
+        log(f"{region}: {', '.join(arm)}: AWS Batch has no NVIDIA image for Graviton types; "
+            "they get Amazon Linux 2023 without NVIDIA's drivers (give the cluster an AMI "
+            "with them, main_region_image_name)")  # fmt: skip
     try:
         template = ensure_launch_template(region, cluster, names, log, clients=clients)
         existing = _compute_envs(batch, every)
