@@ -38,7 +38,7 @@ from hyper.models import (
     ResourceKind,
     Spec,
 )
-from hyper.providers.aws import batch, clusters
+from hyper.providers.aws import batch, clusters, launch_templates
 from hyper.providers.aws.batch import Names, Network, Patience, aws_client
 from hyper.scheduler import Scheduler, split_by_weight
 from hyper.store.base import ArrayTasks, NewJob, Store, WorkerRecord
@@ -235,12 +235,13 @@ def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_
         assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
         script = base64.b64decode(data["UserData"]).decode()
         assert script.startswith("MIME-Version: 1.0\n")  # Batch takes MIME multi-part only
-        assert "imds=169.254.169.254/32\n" in script
-        assert ("iptables --insert DOCKER-USER 1 --in-interface docker+ "
-                "--destination $imds --jump DROP") in script  # fmt: skip
-        # nor any process on the host's network but root's: the jobs, run as another user
-        assert ("iptables --insert OUTPUT 1 --destination $imds --match owner "
-                "! --uid-owner 0 --jump DROP") in script  # fmt: skip
+        # the rules are set by a unit on every boot, before docker and the ECS agent,
+        # which requires it (tests below run its script)
+        assert launch_templates.BLOCK_SCRIPT in script and launch_templates.UNIT in script
+        assert "Before=docker.service ecs.service" in launch_templates.UNIT
+        assert "WantedBy=multi-user.target" in launch_templates.UNIT
+        assert "Requires=hyper-block-imds.service" in launch_templates.ECS_DROP_IN
+        assert "systemctl enable hyper-block-imds.service" in script
         # Amazon Linux 2023: iptables fetched when absent; no agent, so no job, without it
         assert "dnf install -y iptables-nft" in script and "systemctl mask --now ecs" in script
         shell = script.split('charset="us-ascii"\n\n', 1)[1].split("\n--==HYPER==--")[0]
@@ -268,6 +269,54 @@ def test_an_environment_made_before_launch_templates_says_it_keeps_none() -> Non
         "launchTemplate"
     ]
     assert clusters._unchanged_in_place(wanted, wanted) == []
+
+
+FAKE_IPTABLES = """#!/bin/bash
+# a stand-in for iptables: its rules, one per line ("CHAIN ARGS..."), in $RULES
+[ -n "$FAIL" ] && exit 4
+case "$1" in
+  --new-chain) grep -qx "chain $2" "$RULES" && exit 1; echo "chain $2" >> "$RULES" ;;
+  --check) chain=$2; shift 2; grep -qxF -- "$chain $*" "$RULES" ;;
+  --insert) chain=$2; shift 3; echo "$chain $*" >> "$RULES" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def run_block_script(tmp_path: Path, rules: Path, **env: str) -> int:
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "iptables").write_text(FAKE_IPTABLES)
+    (fake / "iptables").chmod(0o755)
+    script = tmp_path / "hyper-block-imds"
+    script.write_text(launch_templates.BLOCK_SCRIPT)
+    return subprocess.run(
+        ["bash", str(script)], check=False, capture_output=True, text=True,
+        env={"PATH": f"{fake}:/usr/bin:/bin", "RULES": str(rules), **env},
+    ).returncode  # fmt: skip
+
+
+def test_every_boot_sets_the_metadata_rules_once_and_fails_when_it_cannot(
+    tmp_path: Path,
+) -> None:
+    """The unit's script, run at each boot: the two DROP rules (bridged containers, and
+    every process on the host's network but root's), each added only when missing; a
+    failure is its exit status, so the ECS agent, which requires the unit, never starts."""
+    rules = tmp_path / "rules"
+    rules.touch()
+    assert run_block_script(tmp_path, rules) == 0
+    wanted = [
+        "chain DOCKER-USER",
+        "DOCKER-USER --in-interface docker+ --destination 169.254.169.254/32 --jump DROP",
+        "OUTPUT --destination 169.254.169.254/32 --match owner ! --uid-owner 0 --jump DROP",
+    ]
+    assert rules.read_text().splitlines() == wanted
+    assert run_block_script(tmp_path, rules) == 0  # the service started again: no new rule
+    assert rules.read_text().splitlines() == wanted
+    rules.write_text("")  # a reboot: the kernel's rules are gone, the unit sets them again
+    assert run_block_script(tmp_path, rules) == 0
+    assert rules.read_text().splitlines() == wanted
+    assert run_block_script(tmp_path, tmp_path / "other", FAIL="1") != 0
 
 
 def test_the_compute_resources_of_an_on_demand_cluster() -> None:
