@@ -1105,8 +1105,10 @@ def test_the_hosts_roles_are_passed_only_to_the_services_that_use_them(walk: Wal
         for _, n in _needs(walk, step)
         if n.action == "iam:PassRole"
     }
-    assert {"batch.amazonaws.com", "ec2.amazonaws.com", "ecs-tasks.amazonaws.com",
+    # none to Batch: its compute environments take Batch's service-linked role
+    assert {"ec2.amazonaws.com", "ecs-tasks.amazonaws.com",
             "spotfleet.amazonaws.com"} <= passed  # fmt: skip
+    assert "batch.amazonaws.com" not in passed
     for policy in (walk.deploy, walk.boundary):
         for service in ("batch", "ec2", "ecs-tasks", "spotfleet"):
             need = Need("iam:PassRole", role, context=(("iam:PassedToService",

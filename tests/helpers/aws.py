@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -58,3 +59,32 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[CallRecorder]:
             yield recorder
         finally:
             boto3.DEFAULT_SESSION = None
+
+
+def batch_takes_its_service_linked_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's Batch asks every compute environment for a serviceRole; AWS's does not: one
+    made without takes Batch's service-linked role, AWSServiceRoleForBatch, made on first
+    use (Batch API reference, CreateComputeEnvironment). So does moto's here."""
+    from moto.batch import models
+
+    create = models.BatchBackend.create_compute_environment
+
+    def made(self: Any, *arguments: Any, **options: Any) -> Any:
+        given = list(arguments)
+        role = given[4] if len(given) > 4 else options.get("service_role")
+        if not role:
+            iam = self.iam_backend
+            path = "/aws-service-role/batch.amazonaws.com/"
+            found = [r.arn for r in iam.roles.values() if r.path == path]
+            role = (
+                found[0]
+                if found
+                else iam.create_service_linked_role("batch.amazonaws.com", "", "").arn
+            )
+            if len(given) > 4:
+                given[4] = role
+            else:
+                options["service_role"] = role
+        return create(self, *given, **options)
+
+    monkeypatch.setattr(models.BatchBackend, "create_compute_environment", made)

@@ -26,7 +26,9 @@ IAM roles are global: the ``ensure_*_role(s)`` functions run once per change, be
 per-region ones, and are idempotent. They are created when absent, each with the least
 AWS documents for its service:
 
-- ``PREFIX-batch-service``   (batch.amazonaws.com) AWS managed ``AWSBatchServiceRole``;
+- no Batch service role: compute environments take Batch's service-linked role,
+  ``AWSServiceRoleForBatch`` (a host made before has ``PREFIX-batch-service``, with AWS
+  managed ``AWSBatchServiceRole``, for the environments made with it);
 - ``PREFIX-CLUSTER-instance`` (ec2.amazonaws.com) and its instance profile: what the ECS
   agent does (``AmazonEC2ContainerServiceforEC2Role``'s actions) on the host's own ECS
   clusters, repositories and log groups (`instance_policy`), plus the cluster's

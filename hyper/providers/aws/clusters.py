@@ -222,7 +222,7 @@ def deploy_cluster(
                     "type": "MANAGED",
                     "state": "ENABLED",
                     "computeResources": resources,
-                    "serviceRole": roles.service_role,
+                    # no serviceRole: Batch's service-linked role (roles.py)
                     "tags": names.tags(cluster=cluster.name),
                 }
                 _create_env(batch, region, created[name], roles, patience, log)

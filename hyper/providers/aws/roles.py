@@ -32,7 +32,7 @@ class ClusterRoles:
     """What a cluster's compute environments run as (ARNs). `fresh`: IAM made or changed
     one of them just now, so Batch may not see it yet (`wait_for_roles`)."""
 
-    service_role: str
+    service_role: str | None  # None: Batch's service-linked role
     instance_profile: str
     spot_fleet_role: str | None = None
     fresh: bool = False
@@ -288,18 +288,13 @@ def ensure_cluster_roles(
     iam = clients("iam", _IAM_REGION)
     tags = names.tags(cluster=cluster.name)
     changed: list[str] = []
-    service = _ensure_role(
-        iam,
-        names.service_role(),
-        "batch.amazonaws.com",
-        [_BATCH_SERVICE_POLICY],
-        names.tags(),
-        log,
-        changed=changed,
-        boundary=boundary,
-    )
+    # no Batch service role of the host's: compute environments take Batch's
+    # service-linked role (AWSServiceRoleForBatch), which infrastructure updates need
+    # (Batch User Guide, "Perform infrastructure updates") and no host boundary caps; a
+    # host made before keeps its PREFIX-batch-service for the environments made with it
     instance_role = names.instance_role(cluster.name)
-    partition, account = service.split(":")[1], service.split(":")[4]
+    caller = str(clients("sts", _IAM_REGION).get_caller_identity()["Arn"])
+    partition, account = caller.split(":")[1], caller.split(":")[4]
     policy = instance_policy(names, partition, account, log_groups, ecs_clusters)
     _ensure_role(
         iam,
@@ -337,7 +332,7 @@ def ensure_cluster_roles(
             changed=changed,
             boundary=boundary,
         )
-    return ClusterRoles(service, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
+    return ClusterRoles(None, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
 
 
 def narrow_instance_policy(
