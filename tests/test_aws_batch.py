@@ -274,6 +274,61 @@ def test_an_environment_made_before_launch_templates_says_it_keeps_none() -> Non
     assert clusters._unchanged_in_place(wanted, wanted) == []
 
 
+@pytest.mark.parametrize("strategy", ["SPOT_CAPACITY_OPTIMIZED", "BEST_FIT"])
+def test_a_launch_template_of_an_older_release_gets_a_new_version_the_environments_take(
+    aws: None, strategy: str
+) -> None:
+    """A cluster's launch template whose default version holds another release's data
+    (another boot script) gets a new version of this release's, made its default; Batch
+    takes $Default again only in an infrastructure update, so each environment that can
+    have one is updated with the launch template; one that cannot (BEST_FIT) says so."""
+    import base64
+
+    cluster = CLUSTER.model_copy(update={"allocation_strategy": strategy, "compute_envs": 2,
+                                         "main_region_image_name": None})  # fmt: skip
+    region = "us-east-1"
+    lines: list[str] = []
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lines.append)
+    where = network(region)
+    batch.deploy_cluster(region, cluster, where, roles, NAMES, lines.append, patience=QUICK)
+    ec2 = boto3.client("ec2", region_name=region)
+    name = NAMES.launch_template("c1")
+    older = ec2.create_launch_template_version(
+        LaunchTemplateName=name,
+        LaunchTemplateData={"UserData": base64.b64encode(b"#!/bin/bash\ntrue\n").decode(),
+                            "MetadataOptions": {"HttpTokens": "required"}},
+    )["LaunchTemplateVersion"]["VersionNumber"]  # fmt: skip
+    ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(older))
+
+    calls, lines = Calls(), []
+    batch.deploy_cluster(region, cluster, where, roles, NAMES, lines.append, clients=calls,
+                         patience=QUICK)  # fmt: skip
+    (default,) = ec2.describe_launch_template_versions(
+        LaunchTemplateName=name, Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    assert default["VersionNumber"] == older + 1
+    data = default["LaunchTemplateData"]
+    assert base64.b64decode(data["UserData"]).decode() == launch_templates.USER_DATA
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    updates = calls.of("UpdateComputeEnvironment")
+    assert len(updates) == 2
+    given = [u["computeResources"].get("launchTemplate") for u in updates]
+    if strategy == "BEST_FIT":
+        assert given == [None, None]
+        assert sum("keeps its launch template's former version" in x for x in lines) == 2
+    else:
+        assert given == [{"launchTemplateName": name, "version": "$Default"}] * 2
+        assert sum("new instances from the new launch template" in x for x in lines) == 2
+
+    # the next deploy finds this release's data: no version, no infrastructure update
+    calls = Calls()
+    batch.deploy_cluster(region, cluster, where, roles, NAMES, lines.append, clients=calls,
+                         patience=QUICK)  # fmt: skip
+    assert not calls.of("CreateLaunchTemplateVersion")
+    assert all("launchTemplate" not in u["computeResources"]
+               for u in calls.of("UpdateComputeEnvironment"))  # fmt: skip
+
+
 FAKE_IPTABLES = """#!/bin/bash
 # a stand-in for iptables: its rules, one per line ("CHAIN ARGS..."), in $RULES
 [ -n "$FAIL" ] && exit 4

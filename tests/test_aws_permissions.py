@@ -188,6 +188,17 @@ def _walk(recorder: CallRecorder) -> Walk:
     step(
         "hyper clusters add-cluster", "DeployRole", lambda: deployed(ResourceKind.CLUSTER, cluster)
     )
+    # a launch template of an older release (another boot script): redeployed, the cluster
+    # gives it a new default version
+    for region in (MAIN, OTHER):
+        ec2 = boto3.client("ec2", region_name=region)
+        name = provider.names.launch_template("c1")
+        older = ec2.create_launch_template_version(
+            LaunchTemplateName=name, LaunchTemplateData={"UserData": "IyEvYmluL2Jhc2gK"}
+        )["LaunchTemplateVersion"]["VersionNumber"]
+        ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(older))
+    step("hyper clusters update-cluster (a launch template of an older release)", "DeployRole",
+         lambda: deployed(ResourceKind.CLUSTER, cluster))  # fmt: skip
     step("hyper queues add-queue", "DeployRole", lambda: deployed(ResourceKind.QUEUE, queue))
     step("hyper images add-image", "DeployRole", lambda: deployed(ResourceKind.IMAGE, image))
     step("hyper definitions add-definition", "DeployRole",
@@ -308,6 +319,8 @@ def test_the_walk_made_the_calls_that_matter(walk: Walk) -> None:
         "iam:ListInstanceProfilesForRole",
         "batch:CreateComputeEnvironment",
         "ec2:CreateLaunchTemplate",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:ModifyLaunchTemplate",
         "ec2:DeleteLaunchTemplate",
         "batch:RegisterJobDefinition",
         "batch:SubmitJob",
@@ -339,7 +352,10 @@ def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: W
         assert not walk.deploy.allows(
             Need("ec2:DeleteLaunchTemplate", template, resource_tags=foreign)
         )
-    assert not walk.deploy.allows(Need("ec2:ModifyLaunchTemplate", template, resource_tags=ours))
+    for action in ("ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate"):
+        assert walk.deploy.allows(Need(action, template, resource_tags=ours))  # a new version
+        for foreign in ((), theirs):
+            assert not walk.deploy.allows(Need(action, template, resource_tags=foreign))
     # tagged only as it is made, as this host's: no ec2:CreateTags on "*" grants more
     for refused in (
         Need("ec2:CreateTags", template, ours, ours),

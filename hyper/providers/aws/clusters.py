@@ -210,7 +210,7 @@ def deploy_cluster(
             "they get Amazon Linux 2023 without NVIDIA's drivers (give the cluster an AMI "
             "with them, main_region_image_name)")  # fmt: skip
     try:
-        template = ensure_launch_template(region, cluster, names, log, clients=clients)
+        template, renewed = ensure_launch_template(region, cluster, names, log, clients=clients)
         existing = _compute_envs(batch, every)
         created: dict[str, dict[str, Any]] = {}
         for name, vcpus in zip(wanted, shares, strict=True):
@@ -229,13 +229,27 @@ def deploy_cluster(
                 log(f"{region}: created compute environment {name} ({vcpus} vCPUs)")
                 continue
             _wait(f"compute environment {name}", _settled_envs(batch, region, [name]), patience)
+            update: dict[str, Any] = {"minvCpus": 0, "maxvCpus": vcpus}
+            current = env.get("computeResources", {})
+            uses = (current.get("launchTemplate") or {}).get("launchTemplateName") == template
+            if renewed and uses and infrastructure_updates(env):
+                # Batch takes $Default again only in an infrastructure update (Batch API
+                # reference, LaunchTemplateSpecification): its instances are replaced
+                update["launchTemplate"] = {"launchTemplateName": template, "version": "$Default"}
             batch.update_compute_environment(
-                computeEnvironment=name,
-                state="ENABLED",
-                computeResources={"minvCpus": 0, "maxvCpus": vcpus},
+                computeEnvironment=name, state="ENABLED", computeResources=update
             )
-            log(f"{region}: updated compute environment {name} ({vcpus} vCPUs, ENABLED)")
-            kept = _unchanged_in_place(env.get("computeResources", {}), resources)
+            log(
+                f"{region}: updated compute environment {name} ({vcpus} vCPUs, ENABLED"
+                f"{', new instances from the new launch template' if len(update) > 2 else ''})"
+            )
+            if renewed and uses and len(update) == 2:
+                log(
+                    f"{region}: {name} keeps its launch template's former version: Batch "
+                    "updates it only for an environment made with its service-linked role "
+                    "and not BEST_FIT; delete and re-create the cluster to change it"
+                )
+            kept = _unchanged_in_place(current, resources)
             if kept:
                 log(
                     f"{region}: {name} keeps its {', '.join(kept)}: delete and re-create the "
@@ -293,6 +307,18 @@ def ecs_clusters(
     if not all(env.get("status") == "VALID" and env.get("ecsClusterArn") for env in found):
         return None
     return tuple(str(env["ecsClusterArn"]) for env in found)
+
+
+SERVICE_LINKED_ROLE = ":role/aws-service-role/batch.amazonaws.com/"
+
+
+def infrastructure_updates(env: Mapping[str, Any]) -> bool:
+    """Whether Batch takes an infrastructure update (a launch template, an AMI) of
+    compute environment `env` (as DescribeComputeEnvironments gives it): only one made
+    with its service-linked role and an allocation strategy other than BEST_FIT (Batch
+    User Guide, "Perform infrastructure updates")."""
+    strategy = env.get("computeResources", {}).get("allocationStrategy", "BEST_FIT")
+    return SERVICE_LINKED_ROLE in str(env.get("serviceRole", "")) and strategy != "BEST_FIT"
 
 
 def _iam_not_yet(roles: ClusterRoles, reason: str) -> bool:

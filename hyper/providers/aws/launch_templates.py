@@ -107,23 +107,50 @@ def ensure_launch_template(
     log: Log,
     *,
     clients: ClientFactory = aws_client,
-) -> str:
+) -> tuple[str, bool]:
     """The cluster's launch template in `region` (`launch_template_data`), made when
-    absent; its name."""
+    absent; its name, and whether its default version is new. One whose default version
+    holds other data (made by an older hyper: another boot script, other metadata
+    options) gets a new version with this data, made its default: compute environments
+    take it on their next infrastructure update (`clusters.deploy_cluster`)."""
     ec2 = clients("ec2", region)
     name = names.launch_template(cluster.name)
+    wanted = launch_template_data()
     if _launch_template(ec2, name) is None:
         tags = names.tags(cluster=cluster.name)
         ec2.create_launch_template(
             LaunchTemplateName=name,
-            LaunchTemplateData=launch_template_data(),
+            LaunchTemplateData=wanted,
             TagSpecifications=[{
                 "ResourceType": "launch-template",
                 "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
             }],
         )  # fmt: skip
         log(f"{region}: created launch template {name} (IMDSv2, hop limit 1)")
-    return name
+        return name, False
+    (default,) = ec2.describe_launch_template_versions(
+        LaunchTemplateName=name, Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    if _holds(default.get("LaunchTemplateData", {}), wanted):
+        return name, False
+    version = ec2.create_launch_template_version(
+        LaunchTemplateName=name,
+        LaunchTemplateData=wanted,
+        VersionDescription="hyper: this release's boot script and metadata options",
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(version))
+    log(f"{region}: launch template {name}: version {version}, this release's boot script "
+        "and metadata options, is now its default")  # fmt: skip
+    return name, True
+
+
+def _holds(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a version's data is `wanted` (EC2 may report more metadata options than
+    were given: only those given are compared)."""
+    options = current.get("MetadataOptions", {})
+    return current.get("UserData") == wanted["UserData"] and all(
+        options.get(k) == v for k, v in wanted["MetadataOptions"].items()
+    )
 
 
 def delete_launch_template(
