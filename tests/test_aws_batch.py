@@ -534,6 +534,10 @@ def test_an_invalid_compute_environment_is_one_clear_line() -> None:
             "describe_launch_templates",
             {"LaunchTemplates": [{"LaunchTemplateName": "hyper-test-c9-instances"}]},
         )
+        ec2_stub.add_response(  # holding this release's data
+            "describe_launch_template_versions",
+            {"LaunchTemplateVersions": [{"LaunchTemplateData": batch.launch_template_data()}]},
+        )
         stub.add_response("describe_compute_environments", {"computeEnvironments": []})
         stub.add_response(
             "create_compute_environment",
