@@ -282,3 +282,19 @@ def local(hyper_home: Path, tmp_path: Path) -> Iterator[LocalHost]:
     """A running local host with quick settings; stopped, with its workers, afterwards."""
     with running_local_host(hyper_home, tmp_path / "work") as handle:
         yield handle
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _moto_batch_as_aws(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The AWS tests' moto makes compute environments without a serviceRole as AWS does
+    (tests/helpers/aws.py), from before any of their fixtures; a run without AWS tests
+    does not import moto for it."""
+    if not any("aws" in item.nodeid for item in request.session.items):
+        yield
+        return
+    from tests.helpers.aws import batch_takes_its_service_linked_role
+
+    patch = pytest.MonkeyPatch()
+    batch_takes_its_service_linked_role(patch)
+    yield
+    patch.undo()

@@ -38,7 +38,7 @@ from hyper.models import (
     ResourceKind,
     Spec,
 )
-from hyper.providers.aws import batch, clusters
+from hyper.providers.aws import batch, clusters, launch_templates
 from hyper.providers.aws.batch import Names, Network, Patience, aws_client
 from hyper.scheduler import Scheduler, split_by_weight
 from hyper.store.base import ArrayTasks, NewJob, Store, WorkerRecord
@@ -169,8 +169,11 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
     assert [s["Action"] for s in anywhere] == [
         ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken", "ec2:DescribeTags"]
     ]  # the actions AWS takes on no narrower resource; no ecs:CreateCluster
-    service = iam.list_attached_role_policies(RoleName="hyper-test-batch-service")
-    assert [p["PolicyName"] for p in service["AttachedPolicies"]] == ["AWSBatchServiceRole"]
+    # no Batch service role of the host's: Batch's service-linked one, which infrastructure
+    # updates (a new launch template version) need and no host boundary caps
+    assert "hyper-test-batch-service" not in {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    made = calls.of("CreateComputeEnvironment")
+    assert made and all("serviceRole" not in p for p in made)
 
     for region in TWO:
         client = boto3.client("batch", region_name=region)
@@ -183,7 +186,7 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
         assert [e["computeResources"]["maxvCpus"] for e in envs] == [334, 333, 333]
         for env in envs:
             assert env["type"] == "MANAGED" and env["state"] == "ENABLED"
-            assert env["serviceRole"].endswith(":role/hyper-test-batch-service")
+            assert ":role/aws-service-role/batch.amazonaws.com/" in env["serviceRole"]
             resources = env["computeResources"]
             assert resources["type"] == "SPOT"
             assert resources["bidPercentage"] == 80
@@ -235,12 +238,13 @@ def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_
         assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
         script = base64.b64decode(data["UserData"]).decode()
         assert script.startswith("MIME-Version: 1.0\n")  # Batch takes MIME multi-part only
-        assert "imds=169.254.169.254/32\n" in script
-        assert ("iptables --insert DOCKER-USER 1 --in-interface docker+ "
-                "--destination $imds --jump DROP") in script  # fmt: skip
-        # nor any process on the host's network but root's: the jobs, run as another user
-        assert ("iptables --insert OUTPUT 1 --destination $imds --match owner "
-                "! --uid-owner 0 --jump DROP") in script  # fmt: skip
+        # the rules are set by a unit on every boot, before docker and the ECS agent,
+        # which requires it (tests below run its script)
+        assert launch_templates.BLOCK_SCRIPT in script and launch_templates.UNIT in script
+        assert "Before=docker.service ecs.service" in launch_templates.UNIT
+        assert "WantedBy=multi-user.target" in launch_templates.UNIT
+        assert "Requires=hyper-block-imds.service" in launch_templates.ECS_DROP_IN
+        assert "systemctl enable hyper-block-imds.service" in script
         # Amazon Linux 2023: iptables fetched when absent; no agent, so no job, without it
         assert "dnf install -y iptables-nft" in script and "systemctl mask --now ecs" in script
         shell = script.split('charset="us-ascii"\n\n', 1)[1].split("\n--==HYPER==--")[0]
@@ -270,6 +274,109 @@ def test_an_environment_made_before_launch_templates_says_it_keeps_none() -> Non
     assert clusters._unchanged_in_place(wanted, wanted) == []
 
 
+@pytest.mark.parametrize("strategy", ["SPOT_CAPACITY_OPTIMIZED", "BEST_FIT"])
+def test_a_launch_template_of_an_older_release_gets_a_new_version_the_environments_take(
+    aws: None, strategy: str
+) -> None:
+    """A cluster's launch template whose default version holds another release's data
+    (another boot script) gets a new version of this release's, made its default; Batch
+    takes $Default again only in an infrastructure update, so each environment that can
+    have one is updated with the launch template; one that cannot (BEST_FIT) says so."""
+    import base64
+
+    cluster = CLUSTER.model_copy(update={"allocation_strategy": strategy, "compute_envs": 2,
+                                         "main_region_image_name": None})  # fmt: skip
+    region = "us-east-1"
+    lines: list[str] = []
+    roles = batch.ensure_cluster_roles(cluster, NAMES, lines.append)
+    where = network(region)
+    batch.deploy_cluster(region, cluster, where, roles, NAMES, lines.append, patience=QUICK)
+    ec2 = boto3.client("ec2", region_name=region)
+    name = NAMES.launch_template("c1")
+    older = ec2.create_launch_template_version(
+        LaunchTemplateName=name,
+        LaunchTemplateData={"UserData": base64.b64encode(b"#!/bin/bash\ntrue\n").decode(),
+                            "MetadataOptions": {"HttpTokens": "required"}},
+    )["LaunchTemplateVersion"]["VersionNumber"]  # fmt: skip
+    ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(older))
+
+    calls, lines = Calls(), []
+    batch.deploy_cluster(region, cluster, where, roles, NAMES, lines.append, clients=calls,
+                         patience=QUICK)  # fmt: skip
+    (default,) = ec2.describe_launch_template_versions(
+        LaunchTemplateName=name, Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    assert default["VersionNumber"] == older + 1
+    data = default["LaunchTemplateData"]
+    assert base64.b64decode(data["UserData"]).decode() == launch_templates.USER_DATA
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    updates = calls.of("UpdateComputeEnvironment")
+    assert len(updates) == 2
+    given = [u["computeResources"].get("launchTemplate") for u in updates]
+    if strategy == "BEST_FIT":
+        assert given == [None, None]
+        assert sum("keeps its launch template's former version" in x for x in lines) == 2
+    else:
+        assert given == [{"launchTemplateName": name, "version": "$Default"}] * 2
+        assert sum("new instances from the new launch template" in x for x in lines) == 2
+
+    # the next deploy finds this release's data: no version, no infrastructure update
+    calls = Calls()
+    batch.deploy_cluster(region, cluster, where, roles, NAMES, lines.append, clients=calls,
+                         patience=QUICK)  # fmt: skip
+    assert not calls.of("CreateLaunchTemplateVersion")
+    assert all("launchTemplate" not in u["computeResources"]
+               for u in calls.of("UpdateComputeEnvironment"))  # fmt: skip
+
+
+FAKE_IPTABLES = """#!/bin/bash
+# a stand-in for iptables: its rules, one per line ("CHAIN ARGS..."), in $RULES
+[ -n "$FAIL" ] && exit 4
+case "$1" in
+  --new-chain) grep -qx "chain $2" "$RULES" && exit 1; echo "chain $2" >> "$RULES" ;;
+  --check) chain=$2; shift 2; grep -qxF -- "$chain $*" "$RULES" ;;
+  --insert) chain=$2; shift 3; echo "$chain $*" >> "$RULES" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def run_block_script(tmp_path: Path, rules: Path, **env: str) -> int:
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "iptables").write_text(FAKE_IPTABLES)
+    (fake / "iptables").chmod(0o755)
+    script = tmp_path / "hyper-block-imds"
+    script.write_text(launch_templates.BLOCK_SCRIPT)
+    return subprocess.run(
+        ["bash", str(script)], check=False, capture_output=True, text=True,
+        env={"PATH": f"{fake}:/usr/bin:/bin", "RULES": str(rules), **env},
+    ).returncode  # fmt: skip
+
+
+def test_every_boot_sets_the_metadata_rules_once_and_fails_when_it_cannot(
+    tmp_path: Path,
+) -> None:
+    """The unit's script, run at each boot: the two DROP rules (bridged containers, and
+    every process on the host's network but root's), each added only when missing; a
+    failure is its exit status, so the ECS agent, which requires the unit, never starts."""
+    rules = tmp_path / "rules"
+    rules.touch()
+    assert run_block_script(tmp_path, rules) == 0
+    wanted = [
+        "chain DOCKER-USER",
+        "DOCKER-USER --in-interface docker+ --destination 169.254.169.254/32 --jump DROP",
+        "OUTPUT --destination 169.254.169.254/32 --match owner ! --uid-owner 0 --jump DROP",
+    ]
+    assert rules.read_text().splitlines() == wanted
+    assert run_block_script(tmp_path, rules) == 0  # the service started again: no new rule
+    assert rules.read_text().splitlines() == wanted
+    rules.write_text("")  # a reboot: the kernel's rules are gone, the unit sets them again
+    assert run_block_script(tmp_path, rules) == 0
+    assert rules.read_text().splitlines() == wanted
+    assert run_block_script(tmp_path, tmp_path / "other", FAIL="1") != 0
+
+
 def test_the_compute_resources_of_an_on_demand_cluster() -> None:
     cluster = ClusterSpec(name="od", type="ONDEMAND", allocation_strategy="SPOT_CAPACITY_OPTIMIZED")
     roles = batch.ClusterRoles("arn:service", "arn:profile", None)
@@ -290,6 +397,18 @@ def test_the_compute_resources_of_an_on_demand_cluster() -> None:
     assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, "ami-1")[
         "ec2Configuration"
     ] == [{"imageType": "ECS_AL2023_NVIDIA", "imageIdOverride": "ami-1"}]
+    # without an AMI of its own, each type gets the family for it
+    assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, None)[
+        "ec2Configuration"
+    ] == [{"imageType": "ECS_AL2023"}, {"imageType": "ECS_AL2023_NVIDIA"}]
+    # Graviton GPU types (arm64): Batch's NVIDIA images are x86 only
+    for kinds, families in (
+        (["g5g.xlarge"], ["ECS_AL2023"]),
+        (["g5g", "c7g.large", "m6gd.large"], ["ECS_AL2023"]),
+        (["p4d.24xlarge", "g4dn.xlarge", "g4ad.xlarge", "g6e"], ["ECS_AL2023_NVIDIA"]),
+        (["g5g.2xlarge", "g5.2xlarge"], ["ECS_AL2023", "ECS_AL2023_NVIDIA"]),
+    ):
+        assert batch.image_types(ClusterSpec(name="g", instance_list=kinds)) == families, kinds
     assert batch.split_vcpus(1000, 3) == [334, 333, 333]
     assert batch.split_vcpus(2, 3) == [1, 1]  # never an environment of 0 vCPUs
 
@@ -414,6 +533,10 @@ def test_an_invalid_compute_environment_is_one_clear_line() -> None:
         ec2_stub.add_response(  # the cluster's launch template is there already
             "describe_launch_templates",
             {"LaunchTemplates": [{"LaunchTemplateName": "hyper-test-c9-instances"}]},
+        )
+        ec2_stub.add_response(  # holding this release's data
+            "describe_launch_template_versions",
+            {"LaunchTemplateVersions": [{"LaunchTemplateData": batch.launch_template_data()}]},
         )
         stub.add_response("describe_compute_environments", {"computeEnvironments": []})
         stub.add_response(
@@ -1473,7 +1596,7 @@ def test_new_roles_are_waited_for_before_the_compute_environments(aws: None) -> 
         i for i, op in enumerate(order) if op in ("CreateRole", "AddRoleToInstanceProfile")
     )
     waited = order[last_role:first_create]
-    assert "GetRole" in waited and "GetInstanceProfile" in waited
+    assert "GetInstanceProfile" in waited  # (no role of its own for Batch: its service-linked one)
     assert slept[:1] == [10]
     assert any("reach Batch and EC2" in line for line in lines)
 

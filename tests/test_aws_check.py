@@ -157,7 +157,7 @@ def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: No
             compute["launchTemplate"] = template
         boto3.client("batch", region_name=REGION).create_compute_environment(
             computeEnvironmentName=names.compute_env(cluster, 1), type="MANAGED",
-            state="ENABLED", computeResources=compute, serviceRole=made.service_role,
+            state="ENABLED", computeResources=compute,
         )  # fmt: skip
     # region stacks of this release's template, and of one from before the marks
     new_stack = region_template(RegionSpec(name="eu-west-2", kind="aws", cidr="10.1.0.0/16"),

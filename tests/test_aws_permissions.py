@@ -188,6 +188,17 @@ def _walk(recorder: CallRecorder) -> Walk:
     step(
         "hyper clusters add-cluster", "DeployRole", lambda: deployed(ResourceKind.CLUSTER, cluster)
     )
+    # a launch template of an older release (another boot script): redeployed, the cluster
+    # gives it a new default version
+    for region in (MAIN, OTHER):
+        ec2 = boto3.client("ec2", region_name=region)
+        name = provider.names.launch_template("c1")
+        older = ec2.create_launch_template_version(
+            LaunchTemplateName=name, LaunchTemplateData={"UserData": "IyEvYmluL2Jhc2gK"}
+        )["LaunchTemplateVersion"]["VersionNumber"]
+        ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(older))
+    step("hyper clusters update-cluster (a launch template of an older release)", "DeployRole",
+         lambda: deployed(ResourceKind.CLUSTER, cluster))  # fmt: skip
     step("hyper queues add-queue", "DeployRole", lambda: deployed(ResourceKind.QUEUE, queue))
     step("hyper images add-image", "DeployRole", lambda: deployed(ResourceKind.IMAGE, image))
     step("hyper definitions add-definition", "DeployRole",
@@ -218,6 +229,21 @@ def _walk(recorder: CallRecorder) -> Walk:
     quiet = lambda _: None  # noqa: E731
     step("hyper definitions delete-definition", "DeployRole",
          lambda: provider.teardown(ResourceKind.DEFINITION, definition, quiet))  # fmt: skip
+    # a definition whose job role was made before boundaries (an upgraded host's): the
+    # boundary lets the deploy role detach and delete its policies only once it holds it
+    before = DefinitionSpec(name="d0", use_cyclone_image=False, image_uri=uri)
+    iam = boto3.client("iam", region_name="us-east-1")
+    unbounded = provider.names.job_role("d0")
+    iam.create_role(RoleName=unbounded, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}))  # fmt: skip
+    iam.attach_role_policy(RoleName=unbounded,
+                           PolicyArn=f"arn:aws:iam::aws:policy/{ALLOWED[0]}")  # fmt: skip
+    iam.put_role_policy(RoleName=unbounded, PolicyName="hyper-api-key", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": secret,
+         "Action": "secretsmanager:GetSecretValue"}]}))  # fmt: skip
+    step("hyper definitions delete-definition (one made before boundaries)", "DeployRole",
+         lambda: provider.teardown(ResourceKind.DEFINITION, before, quiet))  # fmt: skip
     step("hyper images delete-image", "DeployRole",
          lambda: provider.teardown(ResourceKind.IMAGE, image, lambda _: None))  # fmt: skip
     step("hyper clusters delete-cluster", "DeployRole",
@@ -241,23 +267,27 @@ def _walk(recorder: CallRecorder) -> Walk:
 
 
 def _needs(walk: Walk, step: Step) -> list[tuple[Call, Need]]:
-    """What each call of a step needs; calls on a role made in the walk carry the
-    boundary it was made with (IAM's iam:PermissionsBoundary for that role)."""
+    """What each call of a step needs; a call on a role carries the boundary the role
+    holds at that moment (IAM's iam:PermissionsBoundary for that role): the one it was
+    made with or was given since, in the walk's order. A role made outside the walk holds
+    none until the walk gives it one."""
     place = Place(ACCOUNT)
-    boundaries = {
-        c.params["RoleName"]: c.params["PermissionsBoundary"]
-        for s in walk.steps
-        for c in s.calls
-        if c.name == "iam:CreateRole" and c.params.get("PermissionsBoundary")
-    }
     made = made_tags_of(c for s in walk.steps for c in s.calls)
-    return [
-        (c, n)
-        for c in step.calls
-        for n in needs(
-            c, place, stack_templates=walk.stacks, role_boundaries=boundaries, made_tags=made
-        )
-    ]
+    boundaries: dict[str, str] = {}
+    found: list[tuple[Call, Need]] = []
+    for each in walk.steps:
+        for c in each.calls:
+            if each is step:
+                found += [
+                    (c, n)
+                    for n in needs(c, place, stack_templates=walk.stacks,
+                                   role_boundaries=dict(boundaries), made_tags=made)
+                ]  # fmt: skip
+            if c.name in ("iam:CreateRole", "iam:PutRolePermissionsBoundary") and c.params.get(
+                "PermissionsBoundary"
+            ):
+                boundaries[c.params["RoleName"]] = c.params["PermissionsBoundary"]
+    return found
 
 
 def test_every_deploy_call_is_allowed_by_the_deploy_role(walk: Walk) -> None:
@@ -289,6 +319,8 @@ def test_the_walk_made_the_calls_that_matter(walk: Walk) -> None:
         "iam:ListInstanceProfilesForRole",
         "batch:CreateComputeEnvironment",
         "ec2:CreateLaunchTemplate",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:ModifyLaunchTemplate",
         "ec2:DeleteLaunchTemplate",
         "batch:RegisterJobDefinition",
         "batch:SubmitJob",
@@ -320,7 +352,10 @@ def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: W
         assert not walk.deploy.allows(
             Need("ec2:DeleteLaunchTemplate", template, resource_tags=foreign)
         )
-    assert not walk.deploy.allows(Need("ec2:ModifyLaunchTemplate", template, resource_tags=ours))
+    for action in ("ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate"):
+        assert walk.deploy.allows(Need(action, template, resource_tags=ours))  # a new version
+        for foreign in ((), theirs):
+            assert not walk.deploy.allows(Need(action, template, resource_tags=foreign))
     # tagged only as it is made, as this host's: no ec2:CreateTags on "*" grants more
     for refused in (
         Need("ec2:CreateTags", template, ours, ours),
@@ -584,8 +619,10 @@ def other_calls(walk: Walk) -> list[tuple[str, str, Need, list[dict]]]:
         ("FunctionRole", "auto weights: GetSpotPlacementScores",
          Need("ec2:GetSpotPlacementScores", "*"), function_role),
     ]  # fmt: skip
-    instance = instance_policy(names, "aws", ACCOUNT, [templates.worker_log_group(HOST)])
     cluster = f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/AWSBatch-{names.compute_env('c1', 1)}-ID"
+    # as deployed: the ECS clusters Batch reports for the environments, exactly
+    instance = instance_policy(names, "aws", ACCOUNT, [templates.worker_log_group(HOST)],
+                               [cluster])  # fmt: skip
     instance_arn = (
         f"arn:aws:ecs:{region}:{ACCOUNT}:container-instance/"
         f"AWSBatch-{names.compute_env('c1', 1)}-ID/ID"
@@ -1084,8 +1121,10 @@ def test_the_hosts_roles_are_passed_only_to_the_services_that_use_them(walk: Wal
         for _, n in _needs(walk, step)
         if n.action == "iam:PassRole"
     }
-    assert {"batch.amazonaws.com", "ec2.amazonaws.com", "ecs-tasks.amazonaws.com",
+    # none to Batch: its compute environments take Batch's service-linked role
+    assert {"ec2.amazonaws.com", "ecs-tasks.amazonaws.com",
             "spotfleet.amazonaws.com"} <= passed  # fmt: skip
+    assert "batch.amazonaws.com" not in passed
     for policy in (walk.deploy, walk.boundary):
         for service in ("batch", "ec2", "ecs-tasks", "spotfleet"):
             need = Need("iam:PassRole", role, context=(("iam:PassedToService",

@@ -70,6 +70,28 @@ def test_resources_reach_every_active_region(provider: AwsProvider) -> None:
         assert sorted(e["computeResources"]["maxvCpus"] for e in environments) == [32, 32]
         (queue,) = aws_batch.describe_job_queues()["jobQueues"]
         assert len(queue["computeEnvironmentOrder"]) == 2
+    # the instance role holds exactly the ECS clusters Batch made for the environments
+    ecs = sorted(
+        e["ecsClusterArn"]
+        for region in (MAIN, OTHER)
+        for e in boto3.client("batch", region_name=region).describe_compute_environments()[
+            "computeEnvironments"
+        ]
+    )
+    assert len(ecs) == 4 and all(":cluster/" in arn for arn in ecs)
+    assert instance_grants(provider) == (ecs, [
+        arn.replace(":cluster/", ":container-instance/") + "/*" for arn in ecs
+    ])  # fmt: skip
+    # deployed again, it never holds the name pattern on the way
+    written: list[str] = []
+    boto3._get_default_session().events.register(
+        "before-parameter-build.iam.PutRolePolicy",
+        lambda params, **_: written.append(params["PolicyDocument"]),
+    )
+    provider.deploy(ResourceKind.CLUSTER, cluster, lines.append)
+    pattern = f"cluster/AWSBatch-{provider.names.prefix}-*"
+    assert written and not any(pattern in document for document in written)
+    assert instance_grants(provider)[0] == ecs
 
     queue = QueueSpec(name="q1", compute_environment="c1")
     provider.deploy(ResourceKind.QUEUE, queue, lines.append)
@@ -99,6 +121,15 @@ def test_resources_reach_every_active_region(provider: AwsProvider) -> None:
         assert aws_batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"] == []
         assert aws_batch.describe_job_queues()["jobQueues"] == []
         assert aws_batch.describe_compute_environments()["computeEnvironments"] == []
+
+
+def instance_grants(provider: AwsProvider) -> tuple[list[str], list[str]]:
+    """The ECS clusters and container instances the cluster c1's instance role holds."""
+    role = provider.names.instance_role("c1")
+    policy = boto3.client("iam").get_role_policy(RoleName=role, PolicyName="hyper-ecs-instance")
+    statements = {s["Sid"]: s["Resource"] for s in policy["PolicyDocument"]["Statement"]}
+    assert statements["TagContainerInstancesAsRegistered"] == statements["HostContainerInstances"]
+    return statements["HostEcsClusters"], statements["HostContainerInstances"]
 
 
 def test_a_region_that_reuses_no_vpc_is_refused(provider: AwsProvider) -> None:

@@ -26,7 +26,9 @@ IAM roles are global: the ``ensure_*_role(s)`` functions run once per change, be
 per-region ones, and are idempotent. They are created when absent, each with the least
 AWS documents for its service:
 
-- ``PREFIX-batch-service``   (batch.amazonaws.com) AWS managed ``AWSBatchServiceRole``;
+- no Batch service role: compute environments take Batch's service-linked role,
+  ``AWSServiceRoleForBatch`` (a host made before has ``PREFIX-batch-service``, with AWS
+  managed ``AWSBatchServiceRole``, for the environments made with it);
 - ``PREFIX-CLUSTER-instance`` (ec2.amazonaws.com) and its instance profile: what the ECS
   agent does (``AmazonEC2ContainerServiceforEC2Role``'s actions) on the host's own ECS
   clusters, repositories and log groups (`instance_policy`), plus the cluster's
@@ -70,7 +72,9 @@ from hyper.providers.aws.clusters import (
     compute_resources,
     delete_cluster,
     deploy_cluster,
+    ecs_clusters,
     find_ami,
+    image_types,
     split_vcpus,
 )
 from hyper.providers.aws.definitions import (
@@ -111,6 +115,7 @@ from hyper.providers.aws.roles import (
     ensure_execution_role,
     ensure_job_role,
     instance_policy,
+    narrow_instance_policy,
     wait_for_roles,
 )
 from hyper.providers.aws.waiting import ClientFactory, Patience
@@ -148,14 +153,17 @@ __all__ = [
     "deploy_cluster",
     "deploy_definition",
     "deploy_repository",
+    "ecs_clusters",
     "ensure_cluster_roles",
     "ensure_execution_role",
     "ensure_job_role",
     "ensure_launch_template",
     "find_ami",
+    "image_types",
     "instance_policy",
     "job_definition",
     "launch_template_data",
+    "narrow_instance_policy",
     "push_local_image",
     "require_docker_engine",
     "split_vcpus",

@@ -32,6 +32,7 @@ class Network:
 class ClusterInRegion:
     job_queue: str  # ARN
     compute_environments: tuple[str, ...] = field(default=())  # ARNs, in queue order
+    ecs_clusters: tuple[str, ...] = field(default=())  # each environment's, Batch's ARN
 
 
 MAX_COMPUTE_ENVS = 3
@@ -62,13 +63,39 @@ def find_ami(region: str, name: str, *, clients: ClientFactory = aws_client) -> 
 
 # GPU instance families (P and G), which take the ECS-optimised AMI with NVIDIA's drivers
 GPU_FAMILY = re.compile(r"^[pg]\d")
+# AWS Graviton (arm64) families: a "g" among the letters after the generation (c7g,
+# m6gd, g5g, x2gd); Batch's NVIDIA image types are for x86 only ("can be used for all
+# non AWS Graviton-based instance types", Batch API reference, Ec2Configuration)
+GRAVITON_FAMILY = re.compile(r"^[a-z]+\d+[a-z-]*g[a-z-]*$")
 
 
-def image_type(cluster: ClusterSpec) -> str:
-    """The ECS-optimised AMI family a given AMI is of: Amazon Linux 2023 (Batch ends its
-    support of Amazon Linux 2), with NVIDIA's drivers for GPU instance types."""
-    gpu = any(GPU_FAMILY.match(kind) for kind in cluster.instance_list)
-    return "ECS_AL2023_NVIDIA" if gpu else "ECS_AL2023"
+def _graviton(kind: str) -> bool:
+    return bool(GRAVITON_FAMILY.match(kind.split(".")[0]))
+
+
+def nvidia(kind: str) -> bool:
+    """Whether instance type (or family) `kind` takes Batch's NVIDIA image: a P or G
+    type that is not a Graviton one."""
+    return bool(GPU_FAMILY.match(kind)) and not _graviton(kind)
+
+
+def graviton_gpus(cluster: ClusterSpec) -> list[str]:
+    """The cluster's Graviton GPU types (g5g): Batch has no NVIDIA image for them."""
+    return [k for k in cluster.instance_list if GPU_FAMILY.match(k) and _graviton(k)]
+
+
+def image_types(cluster: ClusterSpec, image_id: str | None = None) -> list[str]:
+    """The ECS-optimised AMI families of the cluster's compute environments: Amazon Linux
+    2023 (Batch ends its support of Amazon Linux 2), with NVIDIA's drivers for x86 GPU
+    instance types. A cluster with both gets both, and Batch gives each instance type the
+    one for it; Graviton types (arm64, g5g among them) get the plain one. One AMI given
+    (`image_id`) is one family: NVIDIA's when any type needs it."""
+    wanted = [
+        "ECS_AL2023_NVIDIA" if nvidia(kind) else "ECS_AL2023" for kind in cluster.instance_list
+    ]
+    if image_id:
+        return ["ECS_AL2023_NVIDIA" if "ECS_AL2023_NVIDIA" in wanted else "ECS_AL2023"]
+    return sorted(set(wanted)) or ["ECS_AL2023"]
 
 
 def compute_resources(
@@ -102,10 +129,10 @@ def compute_resources(
             resources["spotIamFleetRole"] = roles.spot_fleet_role
     # the AMI family named, not left to Batch's default: the launch template's boot script
     # is written for Amazon Linux 2023
-    configuration = {"imageType": image_type(cluster)}
-    if image_id:
-        configuration["imageIdOverride"] = image_id
-    resources["ec2Configuration"] = [configuration]
+    resources["ec2Configuration"] = [
+        {"imageType": kind, **({"imageIdOverride": image_id} if image_id else {})}
+        for kind in image_types(cluster, image_id)
+    ]
     if launch_template:
         resources["launchTemplate"] = {"launchTemplateName": launch_template, "version": "$Default"}
     return resources
@@ -177,8 +204,13 @@ def deploy_cluster(
     wanted = [names.compute_env(cluster.name, n + 1) for n in range(len(shares))]
     every = [names.compute_env(cluster.name, n + 1) for n in range(MAX_COMPUTE_ENVS)]
     wait_for_roles(roles, log, clients=clients, patience=patience)
+    arm = graviton_gpus(cluster)
+    if arm and not image_id:
+        log(f"{region}: {', '.join(arm)}: AWS Batch has no NVIDIA image for Graviton types; "
+            "they get Amazon Linux 2023 without NVIDIA's drivers (give the cluster an AMI "
+            "with them, main_region_image_name)")  # fmt: skip
     try:
-        template = ensure_launch_template(region, cluster, names, log, clients=clients)
+        template, renewed = ensure_launch_template(region, cluster, names, log, clients=clients)
         existing = _compute_envs(batch, every)
         created: dict[str, dict[str, Any]] = {}
         for name, vcpus in zip(wanted, shares, strict=True):
@@ -190,20 +222,34 @@ def deploy_cluster(
                     "type": "MANAGED",
                     "state": "ENABLED",
                     "computeResources": resources,
-                    "serviceRole": roles.service_role,
+                    # no serviceRole: Batch's service-linked role (roles.py)
                     "tags": names.tags(cluster=cluster.name),
                 }
                 _create_env(batch, region, created[name], roles, patience, log)
                 log(f"{region}: created compute environment {name} ({vcpus} vCPUs)")
                 continue
             _wait(f"compute environment {name}", _settled_envs(batch, region, [name]), patience)
+            update: dict[str, Any] = {"minvCpus": 0, "maxvCpus": vcpus}
+            current = env.get("computeResources", {})
+            uses = (current.get("launchTemplate") or {}).get("launchTemplateName") == template
+            if renewed and uses and infrastructure_updates(env):
+                # Batch takes $Default again only in an infrastructure update (Batch API
+                # reference, LaunchTemplateSpecification): its instances are replaced
+                update["launchTemplate"] = {"launchTemplateName": template, "version": "$Default"}
             batch.update_compute_environment(
-                computeEnvironment=name,
-                state="ENABLED",
-                computeResources={"minvCpus": 0, "maxvCpus": vcpus},
+                computeEnvironment=name, state="ENABLED", computeResources=update
             )
-            log(f"{region}: updated compute environment {name} ({vcpus} vCPUs, ENABLED)")
-            kept = _unchanged_in_place(env.get("computeResources", {}), resources)
+            log(
+                f"{region}: updated compute environment {name} ({vcpus} vCPUs, ENABLED"
+                f"{', new instances from the new launch template' if len(update) > 2 else ''})"
+            )
+            if renewed and uses and len(update) == 2:
+                log(
+                    f"{region}: {name} keeps its launch template's former version: Batch "
+                    "updates it only for an environment made with its service-linked role "
+                    "and not BEST_FIT; delete and re-create the cluster to change it"
+                )
+            kept = _unchanged_in_place(current, resources)
             if kept:
                 log(
                     f"{region}: {name} keeps its {', '.join(kept)}: delete and re-create the "
@@ -245,7 +291,34 @@ def deploy_cluster(
     return ClusterInRegion(
         str(queue["jobQueueArn"]),
         tuple(envs[name]["computeEnvironmentArn"] for name in wanted),
+        tuple(str(envs[name].get("ecsClusterArn") or "") for name in wanted),
     )
+
+
+def ecs_clusters(
+    region: str, cluster: ClusterSpec, names: Names, *, clients: ClientFactory = aws_client
+) -> tuple[str, ...] | None:
+    """The ECS clusters of the cluster's compute environments in `region` as Batch reports
+    them (ecsClusterArn), or None when one is not made or not VALID yet."""
+    shares = split_vcpus(cluster.max_vcpus, cluster.compute_envs)
+    wanted = [names.compute_env(cluster.name, n + 1) for n in range(len(shares))]
+    envs = _compute_envs(clients("batch", region), wanted)
+    found = [envs.get(name, {}) for name in wanted]
+    if not all(env.get("status") == "VALID" and env.get("ecsClusterArn") for env in found):
+        return None
+    return tuple(str(env["ecsClusterArn"]) for env in found)
+
+
+SERVICE_LINKED_ROLE = ":role/aws-service-role/batch.amazonaws.com/"
+
+
+def infrastructure_updates(env: Mapping[str, Any]) -> bool:
+    """Whether Batch takes an infrastructure update (a launch template, an AMI) of
+    compute environment `env` (as DescribeComputeEnvironments gives it): only one made
+    with its service-linked role and an allocation strategy other than BEST_FIT (Batch
+    User Guide, "Perform infrastructure updates")."""
+    strategy = env.get("computeResources", {}).get("allocationStrategy", "BEST_FIT")
+    return SERVICE_LINKED_ROLE in str(env.get("serviceRole", "")) and strategy != "BEST_FIT"
 
 
 def _iam_not_yet(roles: ClusterRoles, reason: str) -> bool:

@@ -9,6 +9,7 @@ token; no job role reads a secret); they are read back from AWS, never printed.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import string
 import tempfile
@@ -96,6 +97,9 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
         options = stacks.outputs_of(before).get("AllowedContainerOptions", "") if before else ""
         options = "" if options == "-" else options
+    if host_stack is not None:
+        _worker_key_out_of_the_keys_plan(request.name, request.region, host_stack, log,
+                                         bucket=bucket, owner=account)  # fmt: skip
     prefix = templates.table_prefix(request.name)
     template = templates.host_template(
         request.name,
@@ -125,6 +129,56 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     )
     host = credentials(request.name, request.region, outputs, account, request.vpc)
     return host._replace(subnets=request.subnets)
+
+
+def _worker_key_out_of_the_keys_plan(
+    name: str, region: str, stack: dict[str, Any], log: Log, *, bucket: str, owner: str
+) -> None:
+    """A host made before the workers' own usage plan has its worker key in `UsagePlan`,
+    with the API key. The template now puts it in `WorkerUsagePlan`: a change of
+    UsagePlanKey's UsagePlanId replaces it, and CloudFormation makes the replacement before
+    it removes the old one, but API Gateway takes a key in only one usage plan of a stage
+    ("Usage plans and API keys for REST APIs"), so that update would fail and roll back.
+    So the worker key first leaves `UsagePlan`: the stack is updated with the template it
+    has, without `WorkerUsagePlanKey` (its parameters as they are); the full update then
+    adds the new association. Workers are refused (403) in between, for the seconds the
+    first update takes."""
+    if stack["StackStatus"] not in (*stacks.DEPLOYED, "UPDATE_ROLLBACK_COMPLETE"):
+        return  # deploy_stack waits for, remakes or refuses a stack in any other state
+    stack_name = stacks.host_stack_name(name)
+    deployed = stacks.deployed_template(stack_name, region)
+    resources = (deployed or {}).get("Resources", {})
+    association = resources.get(OLD_WORKER_PLAN_KEY, {}).get("Properties", {})
+    if association.get("UsagePlanId") != {"Ref": "UsagePlan"}:
+        return
+    assert deployed is not None
+    log(f"stack {stack_name}: the worker key leaves the API key's usage plan first "
+        "(a key may be in one usage plan of a stage only)")  # fmt: skip
+    interim = without_resource(deployed, OLD_WORKER_PLAN_KEY)
+    stacks.deploy_stack(stack_name, interim, region, stacks.parameters_of(stack), log,
+                        template_bucket=bucket, bucket_owner=owner,
+                        tags={templates.HOST_TAG: name})  # fmt: skip
+
+
+OLD_WORKER_PLAN_KEY = "WorkerUsagePlanKey"
+
+
+def without_resource(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """`template` without resource `logical_id` (and the other resources' DependsOn on
+    it); it must be named nowhere else."""
+    resources = {k: dict(v) for k, v in template["Resources"].items() if k != logical_id}
+    for body in resources.values():
+        after = body.get("DependsOn")
+        if after == logical_id:
+            del body["DependsOn"]
+        elif isinstance(after, list) and logical_id in after:
+            body["DependsOn"] = [d for d in after if d != logical_id]
+    result = {**template, "Resources": resources}
+    text = json.dumps(result)
+    if f'"{logical_id}"' in text:
+        raise DeployFailed(f"{logical_id} is still named in the stack's template: cannot "
+                           "take it out on its own")  # fmt: skip
+    return result
 
 
 def _check_lambda_concurrency(request: AwsHostRequest, log: Log) -> None:
@@ -218,12 +272,13 @@ def _delete_resources(host: HostConfig, region: str, outputs: dict[str, str], lo
     }  # fmt: skip
     regions = [r.name for r in records[ResourceKind.REGION] if getattr(r, "kind", "") == "aws"]
     names = worker_names(host.name)
+    bounded = outputs.get("BoundaryArn") or None  # given first to a role made before it
     with aws_errors("deleting the host's resources"):
         for definition in records[ResourceKind.DEFINITION]:
             assert isinstance(definition, DefinitionSpec)
             for where in regions:
                 batch.delete_definition(where, definition, names, log)
-            batch.delete_job_role(definition, names, log)
+            batch.delete_job_role(definition, names, log, boundary=bounded)
         for image in records[ResourceKind.IMAGE]:
             assert isinstance(image, ImageSpec)
             for where in regions:
@@ -232,8 +287,8 @@ def _delete_resources(host: HostConfig, region: str, outputs: dict[str, str], lo
             assert isinstance(cluster, ClusterSpec)
             for where in regions:
                 batch.delete_cluster(where, cluster, names, log)
-            batch.delete_cluster_roles(cluster, names, log)
-        batch.delete_shared_roles(names, log)
+            batch.delete_cluster_roles(cluster, names, log, boundary=bounded)
+        batch.delete_shared_roles(names, log, boundary=bounded)
         main = next((r.name for r in records[ResourceKind.REGION]
                      if getattr(r, "main_region", False)), region)  # fmt: skip
         for where in regions:

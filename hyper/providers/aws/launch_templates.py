@@ -17,17 +17,52 @@ from hyper.providers.aws.waiting import ClientFactory
 # container on a bridge network is one hop away (AL2023 AMIs otherwise launch with 2)
 METADATA_OPTIONS = {"HttpEndpoint": "enabled", "HttpTokens": "required",
                     "HttpPutResponseHopLimit": 1}  # fmt: skip
-# the instance's boot script (Batch takes user data as MIME multi-part; cloud-init runs
-# it on Amazon Linux 2023, the clusters' image type): containers on a bridge network never
-# reach the metadata service, as ECS's guide for task roles has it (DOCKER-USER made here
-# if docker has not yet: docker keeps the rules of one it finds); nor does any process on
-# the host's network but root's (Batch runs EC2 jobs in host network mode, where the
-# DOCKER-USER rule does not apply: the worker runs each job as another user, whom this
-# keeps from the instance role; root's ECS agent and worker keep it). iptables comes with the
-# ECS-optimised AMI's docker, not with every Amazon Linux 2023 image: fetched when absent;
-# an instance that still cannot drop that traffic never starts the ECS agent, so no job
-# runs where it could take the instance's credentials.
-USER_DATA = """MIME-Version: 1.0
+# What every boot of an instance runs before docker and the ECS agent start: containers on
+# a bridge network never reach the metadata service, as ECS's guide for task roles has it
+# (DOCKER-USER made here if docker has not yet: docker keeps the rules of one it finds);
+# nor does any process on the host's network but root's (Batch runs EC2 jobs in host
+# network mode, where the DOCKER-USER rule does not apply: the worker runs each job as
+# another user, whom this keeps from the instance role; root's ECS agent and worker keep
+# it). Each rule is added only when missing, so a second run adds nothing. iptables rules
+# live in the kernel and are gone after a reboot: hence a systemd unit that sets them on
+# every boot, which the ECS agent requires (it does not start when the unit fails).
+BLOCK_SCRIPT = """#!/bin/bash
+imds=169.254.169.254/32
+bridged="--in-interface docker+ --destination $imds --jump DROP"
+others="--destination $imds --match owner ! --uid-owner 0 --jump DROP"
+iptables --new-chain DOCKER-USER 2>/dev/null || true
+rule() {  # CHAIN RULE...: the rule, first in CHAIN, unless it is there already
+  local chain=$1; shift
+  iptables --check "$chain" "$@" 2>/dev/null || iptables --insert "$chain" 1 "$@"
+}
+rule DOCKER-USER $bridged && rule OUTPUT $others
+"""
+BLOCK_PATH = "/usr/local/sbin/hyper-block-imds"
+UNIT_NAME = "hyper-block-imds.service"
+UNIT = f"""[Unit]
+Description=hyper: jobs and bridged containers do not reach the instance metadata service
+Before=docker.service ecs.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={BLOCK_PATH}
+
+[Install]
+WantedBy=multi-user.target
+"""
+# the ECS agent starts only after the unit, and only when it succeeded
+ECS_DROP_IN = f"""[Unit]
+Requires={UNIT_NAME}
+After={UNIT_NAME}
+"""
+# the instance's first boot (Batch takes user data as MIME multi-part; cloud-init runs it
+# once, on Amazon Linux 2023, the clusters' image type, before docker and the ECS agent
+# start): it installs the unit and runs it. iptables comes with the ECS-optimised AMI's
+# docker, not with every Amazon Linux 2023 image: fetched when absent; an instance that
+# still cannot drop that traffic never starts the ECS agent, so no job runs where it could
+# take the instance's credentials.
+USER_DATA = f"""MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="==HYPER=="
 
 --==HYPER==
@@ -35,16 +70,23 @@ Content-Type: text/x-shellscript; charset="us-ascii"
 
 #!/bin/bash
 command -v iptables >/dev/null || dnf install -y iptables-nft || yum install -y iptables
-iptables --new-chain DOCKER-USER 2>/dev/null || true
-imds=169.254.169.254/32
-iptables --insert DOCKER-USER 1 --in-interface docker+ --destination $imds --jump DROP \
-  && iptables --insert OUTPUT 1 --destination $imds --match owner ! --uid-owner 0 --jump DROP
-if [ $? -ne 0 ]; then
+cat > {BLOCK_PATH} <<'HYPER-SCRIPT'
+{BLOCK_SCRIPT}HYPER-SCRIPT
+chmod 755 {BLOCK_PATH}
+cat > /etc/systemd/system/{UNIT_NAME} <<'HYPER-UNIT'
+{UNIT}HYPER-UNIT
+mkdir -p /etc/systemd/system/ecs.service.d
+cat > /etc/systemd/system/ecs.service.d/hyper-block-imds.conf <<'HYPER-DROP-IN'
+{ECS_DROP_IN}HYPER-DROP-IN
+systemctl daemon-reload
+systemctl enable {UNIT_NAME}
+if ! systemctl start {UNIT_NAME}; then
   echo "hyper: no ECS agent: containers' traffic to the metadata service would stay open" >&2
   systemctl mask --now ecs
   exit 1
 fi
-echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config
+grep -qx ECS_AWSVPC_BLOCK_IMDS=true /etc/ecs/ecs.config \\
+  || echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config
 
 --==HYPER==--
 """
@@ -65,23 +107,50 @@ def ensure_launch_template(
     log: Log,
     *,
     clients: ClientFactory = aws_client,
-) -> str:
+) -> tuple[str, bool]:
     """The cluster's launch template in `region` (`launch_template_data`), made when
-    absent; its name."""
+    absent; its name, and whether its default version is new. One whose default version
+    holds other data (made by an older hyper: another boot script, other metadata
+    options) gets a new version with this data, made its default: compute environments
+    take it on their next infrastructure update (`clusters.deploy_cluster`)."""
     ec2 = clients("ec2", region)
     name = names.launch_template(cluster.name)
+    wanted = launch_template_data()
     if _launch_template(ec2, name) is None:
         tags = names.tags(cluster=cluster.name)
         ec2.create_launch_template(
             LaunchTemplateName=name,
-            LaunchTemplateData=launch_template_data(),
+            LaunchTemplateData=wanted,
             TagSpecifications=[{
                 "ResourceType": "launch-template",
                 "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
             }],
         )  # fmt: skip
         log(f"{region}: created launch template {name} (IMDSv2, hop limit 1)")
-    return name
+        return name, False
+    (default,) = ec2.describe_launch_template_versions(
+        LaunchTemplateName=name, Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    if _holds(default.get("LaunchTemplateData", {}), wanted):
+        return name, False
+    version = ec2.create_launch_template_version(
+        LaunchTemplateName=name,
+        LaunchTemplateData=wanted,
+        VersionDescription="hyper: this release's boot script and metadata options",
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(version))
+    log(f"{region}: launch template {name}: version {version}, this release's boot script "
+        "and metadata options, is now its default")  # fmt: skip
+    return name, True
+
+
+def _holds(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a version's data is `wanted` (EC2 may report more metadata options than
+    were given: only those given are compared)."""
+    options = current.get("MetadataOptions", {})
+    return current.get("UserData") == wanted["UserData"] and all(
+        options.get(k) == v for k, v in wanted["MetadataOptions"].items()
+    )
 
 
 def delete_launch_template(

@@ -591,6 +591,10 @@ def _launch_template_statements(batch_prefix: str | None) -> list[Json]:
                                               f"aws:RequestTag/{HOST_TAG}": host}}),
         statement(["ec2:DeleteLaunchTemplate"], [templates], "DeleteHostLaunchTemplates",
                   Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host}}),
+        # a new version of this release's data, made the default (launch_templates.py)
+        statement(["ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate"], [templates],
+                  "VersionHostLaunchTemplates",
+                  Condition={"StringEquals": {f"aws:ResourceTag/{HOST_TAG}": host}}),
     ]  # fmt: skip
 
 

@@ -142,14 +142,7 @@ class AwsProvider:
         if isinstance(spec, RegionSpec):
             return self._region(spec, log)
         if isinstance(spec, ClusterSpec):
-            roles = batch.ensure_cluster_roles(
-                spec, self.names, log, boundary=self.boundary,
-                log_groups=[templates.worker_log_group(self.host_name)],
-            )  # fmt: skip
-            for region in self.active_regions():
-                batch.deploy_cluster(region.name, spec, self.network(region.name), roles,
-                                     self.names, log, patience=self.patience)  # fmt: skip
-            return spec
+            return self._cluster(spec, log)
         if isinstance(spec, QueueSpec):
             weights = spec.region_distribution_weights
             for region in self.active_regions():
@@ -172,14 +165,36 @@ class AwsProvider:
         elif isinstance(spec, ClusterSpec):
             for region in regions:
                 batch.delete_cluster(region, spec, self.names, log, patience=self.patience)
-            batch.delete_cluster_roles(spec, self.names, log)
+            batch.delete_cluster_roles(spec, self.names, log, boundary=self.boundary)
         elif isinstance(spec, ImageSpec):
             for region in regions:
                 batch.delete_repository(region, spec, self.names, log)
         elif isinstance(spec, DefinitionSpec):
             for region in regions:
                 batch.delete_definition(region, spec, self.names, log)
-            batch.delete_job_role(spec, self.names, log)
+            batch.delete_job_role(spec, self.names, log, boundary=self.boundary)
+
+    def _cluster(self, spec: ClusterSpec, log: Log) -> Spec:
+        """The cluster's roles, then its compute environments and queue in every ACTIVE
+        region; the instance role is granted the ECS clusters Batch made for them (known
+        before when every environment is there and VALID, else once they are)."""
+        regions = [r.name for r in self.active_regions()]
+        logs = [templates.worker_log_group(self.host_name)]
+        known = [batch.ecs_clusters(region, spec, self.names) for region in regions]
+        before = [arn for found in known if found is not None for arn in found]
+        if any(found is None for found in known):
+            before = []
+        roles = batch.ensure_cluster_roles(spec, self.names, log, boundary=self.boundary,
+                                           log_groups=logs, ecs_clusters=before)  # fmt: skip
+        made = [
+            batch.deploy_cluster(region, spec, self.network(region), roles, self.names, log,
+                                 patience=self.patience)
+            for region in regions
+        ]  # fmt: skip
+        after = [arn for placed in made for arn in placed.ecs_clusters]
+        if after != before:
+            batch.narrow_instance_policy(spec, self.names, after, log, log_groups=logs)
+        return spec
 
     def _region(self, spec: RegionSpec, log: Log) -> Spec:
         if spec.kind != "aws":

@@ -32,7 +32,7 @@ class ClusterRoles:
     """What a cluster's compute environments run as (ARNs). `fresh`: IAM made or changed
     one of them just now, so Batch may not see it yet (`wait_for_roles`)."""
 
-    service_role: str
+    service_role: str | None  # None: Batch's service-linked role
     instance_profile: str
     spot_fleet_role: str | None = None
     fresh: bool = False
@@ -164,13 +164,19 @@ def _ensure_role(
     return arn
 
 
-def _delete_role(iam: Any, name: str, log: Log) -> None:
+def _delete_role(iam: Any, name: str, log: Log, boundary: str | None = None) -> None:
+    """Delete role `name` with its policies and instance profiles. With `boundary` (the
+    host's), a role that lacks it (made before boundaries) is given it first: the boundary
+    lets the host's roles detach and delete policies only of a role that holds it."""
     try:
-        iam.get_role(RoleName=name)
+        role = iam.get_role(RoleName=name)["Role"]
     except Exception as error:
         if error_code(error) == "NoSuchEntity":
             return
         raise _aws_failed(f"reading role {name}", error) from None
+    current = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+    if boundary and current != boundary:
+        iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
     for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
         for policy in page["AttachedPolicies"]:
             iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
@@ -192,20 +198,39 @@ def _spot_fleet_needed(cluster: ClusterSpec) -> bool:
 
 
 def instance_policy(
-    names: Names, partition: str, account: str, log_groups: Sequence[str] = ()
+    names: Names,
+    partition: str,
+    account: str,
+    log_groups: Sequence[str] = (),
+    ecs_clusters: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What the ECS agent on a cluster's instances does (AWS's managed
     AmazonEC2ContainerServiceforEC2Role's actions), on the host's own resources only:
-    the ECS clusters Batch makes for the host's compute environments (named
-    ``AWSBatch-COMPUTE_ENVIRONMENT-...``) and their container instances, the host's image
-    repositories, and the log groups its jobs write to (`log_groups`, the host's own:
-    never Batch's default `/aws/batch/job`, which every team's jobs share; the awslogs
-    driver makes the group in a region where it is missing). No ecs:CreateCluster: Batch
-    makes the clusters."""
+    the ECS clusters Batch made for the cluster's compute environments (`ecs_clusters`,
+    the ecsClusterArn Batch reports for each) and their container instances, the host's
+    image repositories, and the log groups its jobs write to (`log_groups`, the host's
+    own: never Batch's default `/aws/batch/job`, which every team's jobs share; the
+    awslogs driver makes the group in a region where it is missing). No
+    ecs:CreateCluster: Batch makes the clusters.
+
+    Without `ecs_clusters` (an environment not made yet, or not yet VALID: Batch reports
+    its ECS cluster only then) the grant is by the name Batch gives those clusters,
+    ``AWSBatch-COMPUTE_ENVIRONMENT-UUID``, which AWS documents no contract for: so it
+    holds only from a cluster's first deploy until its environments are VALID, before
+    any instance starts (they start at 0 vCPUs), and `narrow_instance_policy` then
+    replaces it."""
     host = f"{names.prefix}-"  # every compute environment's name starts with it
 
     def arn(service: str, rest: str) -> str:
         return f"arn:{partition}:{service}:*:{account}:{rest}"
+
+    if ecs_clusters:
+        clusters = sorted(set(ecs_clusters))
+        # container-instance/CLUSTER/ID, in the cluster's own region
+        instances = [f"{c.replace(':cluster/', ':container-instance/', 1)}/*" for c in clusters]
+    else:
+        clusters = [arn("ecs", f"cluster/AWSBatch-{host}*")]
+        instances = [arn("ecs", f"container-instance/AWSBatch-{host}*")]
 
     logs = [
         {"Sid": "JobLogs", "Effect": "Allow",
@@ -220,18 +245,18 @@ def instance_policy(
              "Action": ["ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance",
                         "ecs:SubmitContainerStateChange", "ecs:SubmitTaskStateChange",
                         "ecs:SubmitAttachmentStateChanges"],
-             "Resource": [arn("ecs", f"cluster/AWSBatch-{host}*")]},
+             "Resource": clusters},
             # these act on the container instance (ECS's service authorization reference),
             # whose ARN is container-instance/CLUSTER/ID
             {"Sid": "HostContainerInstances", "Effect": "Allow",
              "Action": ["ecs:Poll", "ecs:StartTelemetrySession",
                         "ecs:UpdateContainerInstancesState"],
-             "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")]},
+             "Resource": instances},
             # an agent that registers with tags (ECS_CONTAINER_INSTANCE_TAGS, or tags
             # propagated from the instance) tags its container instance as it registers
             {"Sid": "TagContainerInstancesAsRegistered", "Effect": "Allow",
              "Action": ["ecs:TagResource"],
-             "Resource": [arn("ecs", f"container-instance/AWSBatch-{host}*")],
+             "Resource": instances,
              "Condition": {"StringEquals": {"ecs:CreateAction": "RegisterContainerInstance"}}},
             {"Sid": "HostImages", "Effect": "Allow",
              "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
@@ -254,25 +279,23 @@ def ensure_cluster_roles(
     clients: ClientFactory = aws_client,
     boundary: str | None = None,
     log_groups: Sequence[str] = (),
+    ecs_clusters: Sequence[str] = (),
 ) -> ClusterRoles:
     """The roles a cluster's compute environments need, created when absent, each with
     the permissions `boundary` (the host's) when given. The instance role has
-    `instance_policy` (with the host's `log_groups`) and the cluster's iam_policies."""
+    `instance_policy` (with the host's `log_groups`, and its environments' `ecs_clusters`
+    when all are known) and the cluster's iam_policies."""
     iam = clients("iam", _IAM_REGION)
     tags = names.tags(cluster=cluster.name)
     changed: list[str] = []
-    service = _ensure_role(
-        iam,
-        names.service_role(),
-        "batch.amazonaws.com",
-        [_BATCH_SERVICE_POLICY],
-        names.tags(),
-        log,
-        changed=changed,
-        boundary=boundary,
-    )
+    # no Batch service role of the host's: compute environments take Batch's
+    # service-linked role (AWSServiceRoleForBatch), which infrastructure updates need
+    # (Batch User Guide, "Perform infrastructure updates") and no host boundary caps; a
+    # host made before keeps its PREFIX-batch-service for the environments made with it
     instance_role = names.instance_role(cluster.name)
-    partition, account = service.split(":")[1], service.split(":")[4]
+    caller = str(clients("sts", _IAM_REGION).get_caller_identity()["Arn"])
+    partition, account = caller.split(":")[1], caller.split(":")[4]
+    policy = instance_policy(names, partition, account, log_groups, ecs_clusters)
     _ensure_role(
         iam,
         instance_role,
@@ -280,7 +303,7 @@ def ensure_cluster_roles(
         list(cluster.iam_policies),
         {**tags, **grants.tag("clusters")},
         log,
-        inline={_INSTANCE_POLICY_NAME: instance_policy(names, partition, account, log_groups)},
+        inline={_INSTANCE_POLICY_NAME: policy},
         changed=changed,
         boundary=boundary,
     )
@@ -309,23 +332,71 @@ def ensure_cluster_roles(
             changed=changed,
             boundary=boundary,
         )
-    return ClusterRoles(service, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
+    return ClusterRoles(None, str(profile["Arn"]), spot_fleet, fresh=bool(changed))
+
+
+def narrow_instance_policy(
+    cluster: ClusterSpec,
+    names: Names,
+    ecs_clusters: Sequence[str],
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    log_groups: Sequence[str] = (),
+) -> None:
+    """The cluster's instance role granted the ECS clusters of its compute environments
+    (`ecs_clusters`, every region's, as Batch reports them) exactly, in place of the
+    name pattern; kept as it is when one is not known, or when the exact list would pass
+    IAM's inline limit for a role (then the pattern stays, and this says so)."""
+    from hyper.providers.aws.policies import INLINE_POLICIES_LIMIT
+
+    if not ecs_clusters or not all(ecs_clusters):
+        log(f"cluster {cluster.name}: its ECS clusters are not all known yet; the instance "
+            "role keeps the AWSBatch-<environment> name pattern")  # fmt: skip
+        return
+    partition, account = ecs_clusters[0].split(":")[1], ecs_clusters[0].split(":")[4]
+    document = instance_policy(names, partition, account, log_groups, ecs_clusters)
+    if len(json.dumps(document, separators=(",", ":"))) > INLINE_POLICIES_LIMIT:
+        log(f"cluster {cluster.name}: {len(ecs_clusters)} ECS clusters pass IAM's inline "
+            "limit; the instance role keeps the AWSBatch-<environment> name pattern")  # fmt: skip
+        return
+    name = names.instance_role(cluster.name)
+    iam = clients("iam", _IAM_REGION)
+    try:
+        current = iam.get_role_policy(RoleName=name, PolicyName=_INSTANCE_POLICY_NAME)
+        if current.get("PolicyDocument") == document:
+            return
+    except Exception as error:
+        if error_code(error) != "NoSuchEntity":
+            raise _aws_failed(f"reading role {name}", error) from None
+    iam.put_role_policy(RoleName=name, PolicyName=_INSTANCE_POLICY_NAME,
+                        PolicyDocument=json.dumps(document))  # fmt: skip
+    log(f"role {name}: granted exactly the ECS clusters of its {len(ecs_clusters)} compute "
+        "environments")  # fmt: skip
 
 
 def delete_cluster_roles(
-    cluster: ClusterSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+    cluster: ClusterSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> None:
-    """The cluster's own instance role and profile, once no region uses them. The service
-    and spot fleet roles are shared by the host's clusters and stay."""
-    _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log)
+    """The cluster's own instance role and profile, once no region uses them (given the
+    host's `boundary` first where it lacks it: `_delete_role`). The service and spot fleet
+    roles are shared by the host's clusters and stay."""
+    _delete_role(clients("iam", _IAM_REGION), names.instance_role(cluster.name), log, boundary)
 
 
-def delete_shared_roles(names: Names, log: Log, *, clients: ClientFactory = aws_client) -> None:
+def delete_shared_roles(
+    names: Names, log: Log, *, clients: ClientFactory = aws_client, boundary: str | None = None
+) -> None:
     """The roles every cluster of the host shares (Batch's service role, the spot fleet
     role): once the host goes."""
     iam = clients("iam", _IAM_REGION)
     for name in (names.service_role(), names.spot_fleet_role(), names.execution_role()):
-        _delete_role(iam, name, log)
+        _delete_role(iam, name, log, boundary)
 
 
 def ensure_job_role(
@@ -410,6 +481,11 @@ def ensure_execution_role(
 
 
 def delete_job_role(
-    definition: DefinitionSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
+    definition: DefinitionSpec,
+    names: Names,
+    log: Log,
+    *,
+    clients: ClientFactory = aws_client,
+    boundary: str | None = None,
 ) -> None:
-    _delete_role(clients("iam", _IAM_REGION), names.job_role(definition.name), log)
+    _delete_role(clients("iam", _IAM_REGION), names.job_role(definition.name), log, boundary)

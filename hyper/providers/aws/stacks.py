@@ -156,6 +156,23 @@ def describe_stack(name: str, region: str) -> dict[str, Any] | None:
     return stacks[0] if stacks else None
 
 
+def deployed_template(name: str, region: str) -> dict[str, Any] | None:
+    """The template stack `name` was last deployed with (None when there is no stack)."""
+    cf = aws_client("cloudformation", region)
+    with aws_errors(f"stack {name}"):
+        try:
+            body = cf.get_template(StackName=name, TemplateStage="Original")["TemplateBody"]
+        except ClientError as error:
+            if "does not exist" in error_message(error):
+                return None
+            raise
+    return dict(body) if isinstance(body, dict) else dict(json.loads(body))
+
+
+def parameters_of(stack: dict[str, Any]) -> dict[str, str]:
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters") or []}
+
+
 def outputs_of(stack: dict[str, Any]) -> dict[str, str]:
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []}
 
