@@ -20,7 +20,7 @@ import pytest
 
 from hyper import config, hosts
 from hyper.host_settings import HostSettings
-from hyper.local_host import start, stop
+from hyper.local_host import start, status, stop
 from tests.conftest import BIN, LocalHost, running_local_host
 
 # alone (each test but the locked store's, which only waits on its clients): they kill,
@@ -28,6 +28,10 @@ from tests.conftest import BIN, LocalHost, running_local_host
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
+
+
+def running_daemon(local: LocalHost) -> int | None:
+    return status(config.load_host(local.config.name)).pid
 
 
 def database(local: LocalHost) -> sqlite3.Connection:
@@ -88,7 +92,9 @@ def test_daemon_killed_during_submit_loops_loses_no_printed_id(local: LocalHost)
     ]
     for _ in range(3):
         time.sleep(1.5)
-        os.kill(local.daemon_pid(), signal.SIGKILL)  # the loops' next qsub starts it again
+        # the loops' next qsub starts it again (on a busy machine, maybe not yet)
+        local.wait_for(lambda: running_daemon(local) is not None, what="a daemon to kill")
+        os.kill(local.daemon_pid(), signal.SIGKILL)
     outcomes: list[tuple[int, str]] = []
     for submitter in submitters:
         out, _ = submitter.communicate(timeout=300)
