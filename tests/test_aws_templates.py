@@ -698,8 +698,25 @@ def test_the_keyless_dashboard_routes_are_throttled_by_the_stage() -> None:
     }
     assert keyless == {"ApiDashboardResource", "ApiDashboardProxyResource"}
     assert {(s["ResourcePath"], s["HttpMethod"]) for s in settings} == {
-        ("/~1dashboard", "*"),
-        ("/~1dashboard~1{proxy+}", "*"),
+        ("/~1dashboard", "ANY"),
+        ("/~1dashboard~1{proxy+}", "ANY"),
     }
+
+    # each setting names a method the API has, by its path (a "/" in it as "~1") and its
+    # HTTP method: AWS documents the method "*" only with the path "/*"
+    def path(resource_id: str) -> str:
+        found = resources[resource_id]["Properties"]
+        parent = found["ParentId"]
+        above = "" if "Fn::GetAtt" in parent else path(parent["Ref"])
+        return above + "/" + found["PathPart"]
+
+    methods = {
+        (path(m["ResourceId"]["Ref"]).replace("/", "~1"), m["HttpMethod"])
+        for found in resources.values()
+        if found["Type"] == "AWS::ApiGateway::Method" and "Ref" in (m := found["Properties"])["ResourceId"]
+    }
+    for found in settings:
+        assert found["ResourcePath"].startswith("/~1")
+        assert (found["ResourcePath"][1:], found["HttpMethod"]) in methods, found
     for found in settings:
         assert 0 < found["ThrottlingRateLimit"] <= 10 and 0 < found["ThrottlingBurstLimit"] <= 20

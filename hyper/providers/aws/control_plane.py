@@ -499,11 +499,13 @@ def _stage(host_name: str, deployment: str) -> Json:
             "StageName": API_STAGE,
             "DeploymentId": ref(deployment),
             # the keyless dashboard routes: no usage plan throttles a request without a
-            # key, so the stage does (a flood must not fill the function's executions)
+            # key, so the stage does (a flood must not fill the function's executions).
+            # Each setting names a method that exists: ANY on its path (AWS documents the
+            # method "*" only together with the path "/*").
             "MethodSettings": [
                 {
                     "ResourcePath": path,
-                    "HttpMethod": "*",
+                    "HttpMethod": "ANY",
                     "ThrottlingRateLimit": DASHBOARD_RATE_LIMIT,
                     "ThrottlingBurstLimit": DASHBOARD_BURST_LIMIT,
                 }
