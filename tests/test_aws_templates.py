@@ -713,7 +713,8 @@ def test_the_keyless_dashboard_routes_are_throttled_by_the_stage() -> None:
     methods = {
         (path(m["ResourceId"]["Ref"]).replace("/", "~1"), m["HttpMethod"])
         for found in resources.values()
-        if found["Type"] == "AWS::ApiGateway::Method" and "Ref" in (m := found["Properties"])["ResourceId"]
+        if found["Type"] == "AWS::ApiGateway::Method"
+        and "Ref" in (m := found["Properties"])["ResourceId"]
     }
     for found in settings:
         assert found["ResourcePath"].startswith("/~1")
