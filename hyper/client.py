@@ -24,6 +24,7 @@ from hyper.errors import (
     UsageError,
 )
 from hyper.jobs import INLINE_FILE_BYTES, MAX_FILE_BYTES, MAX_LINKED_FILE_BYTES
+from hyper.key_headers import key_headers
 from hyper.transport import (
     RequestNotSent,
     SocketTransport,
@@ -143,8 +144,9 @@ class HostClient:
         self.url = url
         self.host_name = host_name or url
         self._key = api_key
-        # a worker's token, sent with its key where the host gave it one (hyper/host/auth.py)
-        self._auth = {"x-api-key": api_key}
+        # the key and its gateway value (hyper/key_headers.py), and a worker's token, sent
+        # with its key where the host gave it one (hyper/host/auth.py)
+        self._auth = key_headers(api_key)
         if worker_token:
             from hyper.worker_tokens import HEADER  # a worker's: not on the commands' path
 

@@ -14,11 +14,13 @@ from hyper.providers.aws.template_parts import (
     DEPLOY_CONCURRENCY,
     DEPLOY_TIMEOUT_SECONDS,
     FUNCTION_TIMEOUT_SECONDS,
+    GATEWAY_KEY_PARAMETER,
     KEY_THROTTLE,
     LAMBDA_HANDLER,
     LAMBDA_RUNTIME,
     SECRET_PARAMETER,
     TEMPLATE_VERSION,
+    WORKER_GATEWAY_KEY_PARAMETER,
     WORKER_SECRET_PARAMETER,
     WORKER_THROTTLE,
     Json,
@@ -257,7 +259,7 @@ def _host_outputs(
 ) -> dict[str, Json]:
     return {
         "ApiUrl": output(_api_url(), "where the host's API answers"),
-        "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is in the secret)"),
+        "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is the key's HMAC)"),
         "BucketName": output(ref("Bucket"), "scripts and archived logs"),
         "TablePrefix": output(prefix, "the prefix of the host's DynamoDB tables"),
         "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
@@ -291,6 +293,22 @@ def _host_parameters() -> dict[str, Json]:
             "Description": "the ARN of the secret holding the worker key: the function"
             " gives it to workers with their token; it opens only a worker's own routes",
         },
+        # The API Gateway keys' values. Anyone allowed apigateway:GET reads them, so they
+        # are not the keys but an HMAC of each (hyper/key_headers.py), which only picks
+        # the usage plan; the key itself travels in x-hyper-key and the function checks
+        # it. CloudFormation cannot compute an HMAC (a dynamic reference only copies a
+        # secret), so create-host computes them and passes them here. Not NoEcho: they
+        # are no secret (apigateway:GET reads them) and they open nothing.
+        GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the API key"),
+        WORKER_GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the worker key"),
+    }
+
+
+def _gateway_key_parameter(what: str) -> Json:
+    return {
+        "Type": "String",
+        "AllowedPattern": "[0-9a-f]{64}",
+        "Description": f"the API Gateway key value of {what}: HMAC-SHA256(key, 'apigw') in hex",
     }
 
 
@@ -543,8 +561,8 @@ def _api_keys(
                 "Name": api_name,
                 "Description": f"the key of hyper host {host_name}",
                 "Enabled": True,
-                # the secret made it; the function reads it from there
-                "Value": sub(f"{{{{resolve:secretsmanager:${{{SECRET_PARAMETER}}}}}}}"),
+                # derived from the key in the secret, which the function checks itself
+                "Value": ref(GATEWAY_KEY_PARAMETER),
                 "Tags": tags(host_name),
             },
         ),
@@ -560,7 +578,7 @@ def _api_keys(
                 "Name": f"{api_name}-workers",
                 "Description": f"the worker key of hyper host {host_name}: with a token only",
                 "Enabled": True,
-                "Value": sub(f"{{{{resolve:secretsmanager:${{{WORKER_SECRET_PARAMETER}}}}}}}"),
+                "Value": ref(WORKER_GATEWAY_KEY_PARAMETER),
                 "Tags": tags(host_name),
             },
         ),

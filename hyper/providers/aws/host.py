@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from hyper.config import HostConfig
 from hyper.errors import DeployFailed, UsageError, one_line
+from hyper.key_headers import gateway_key
 from hyper.providers.aws import batch, bundle, check, stacks, templates
 from hyper.providers.aws.calls import aws_errors, error_message
 from hyper.providers.aws.policies import check_allowed_policies
@@ -117,6 +118,11 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         {
             templates.SECRET_PARAMETER: secret_arn,
             templates.WORKER_SECRET_PARAMETER: worker_secret_arn,
+            # the API Gateway keys: values derived from the keys, never the keys
+            templates.GATEWAY_KEY_PARAMETER: gateway_key(_secret_value(secret_arn, request.region)),
+            templates.WORKER_GATEWAY_KEY_PARAMETER: gateway_key(
+                _secret_value(worker_secret_arn, request.region)
+            ),
         },
         log,
         template_bucket=bucket,
@@ -267,6 +273,12 @@ def _region_of(host: HostConfig) -> str:
     if not host.region:
         raise UsageError(f"host {host.name!r} has no AWS region saved; import it again")
     return host.region
+
+
+def _secret_value(arn: str, region: str) -> str:
+    with aws_errors("reading the host's key to derive its API Gateway key"):
+        found = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=arn)
+    return str(found["SecretString"])
 
 
 def _secret_name(host_name: str, *, worker: bool = False) -> str:
