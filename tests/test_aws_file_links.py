@@ -35,6 +35,7 @@ from hyper.host.app import create_app
 from hyper.host.lambda_adapter import LambdaApp
 from hyper.host_settings import HostSettings
 from hyper.jobs import INLINE_FILE_BYTES, LINK_SECONDS
+from hyper.key_headers import key_headers
 from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
 from hyper.store import dynamodb_tables as tables
 from hyper.store.dynamodb import DynamoDBStore
@@ -117,7 +118,7 @@ def payload(size: int) -> bytes:
 
 def raw(host: AwsHost, method: str, path: str, body: bytes | None = None) -> int:
     request = urllib.request.Request(f"{host.url}{path}", data=body, method=method,
-                                     headers={"x-api-key": KEY})  # fmt: skip
+                                     headers=key_headers(KEY))  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
             answer.read()
@@ -252,7 +253,7 @@ def test_a_worker_moves_its_own_jobs_files_by_link_and_no_others(aws_host: AwsHo
         request = urllib.request.Request(
             f"{aws_host.url}/links/upload/jobs/{held}/x.bin",
             data=json.dumps({"size": 5 * MB, "md5": "0" * 32}).encode(), method="POST",
-            headers={"x-api-key": WORKER_KEY, "x-hyper-worker-token": token,
+            headers={**key_headers(WORKER_KEY), "x-hyper-worker-token": token,
                      "Content-Type": "application/json"},
         )  # fmt: skip
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -7,7 +7,14 @@ import json
 from typing import Any
 
 from hyper.lambda_events import TICK_EVENT
-from hyper.providers.aws.policies import _boundary, _function_role, deploy_role
+from hyper.providers.aws.policies import (
+    KEY_SECRET_ACTIONS,
+    _boundary,
+    _function_role,
+    deploy_role,
+    key_readers,
+    key_secret_denies,
+)
 from hyper.providers.aws.template_parts import (
     API_CONCURRENCY,
     API_STAGE,
@@ -15,6 +22,7 @@ from hyper.providers.aws.template_parts import (
     DEPLOY_TIMEOUT_SECONDS,
     FUNCTION_TIMEOUT_SECONDS,
     GATEWAY_KEY_PARAMETER,
+    KEY_OWNERS_PARAMETER,
     KEY_THROTTLE,
     LAMBDA_HANDLER,
     LAMBDA_RUNTIME,
@@ -141,6 +149,7 @@ def host_template(
         "HYPER_ALLOWED_CONTAINER_OPTIONS": ",".join(allowed_container_options),
     }
     resources["Boundary"] = _boundary(host_name, batch_prefix, allowed_policies)
+    resources.update(_key_secret_policies(host_name, batch_prefix))
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
     resources["HostFunction"] = _function(
@@ -301,7 +310,43 @@ def _host_parameters() -> dict[str, Json]:
         # are no secret (apigateway:GET reads them) and they open nothing.
         GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the API key"),
         WORKER_GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the worker key"),
+        KEY_OWNERS_PARAMETER: {
+            "Type": "String",
+            "Description": "who besides the host's roles and the account's root may read"
+            " and change the keys' secrets: IAM ARN patterns, comma-separated (create-host"
+            " gives its caller's user or role)",
+        },
     }
+
+
+def _key_secret_policies(host_name: str, batch_prefix: str | None) -> dict[str, Json]:
+    """A resource policy on each key's secret: no one reads or changes it but the roles
+    that need it, the account's root and the owners create-host names, whatever their
+    identity policies allow (secretsmanager:GetSecretValue on "*", say)."""
+    readers = key_readers(host_name, batch_prefix)
+    root = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
+    found = {}
+    for lid, parameter, denied in zip(
+        ("ApiKeySecretPolicy", "WorkerKeySecretPolicy"),
+        (SECRET_PARAMETER, WORKER_SECRET_PARAMETER),
+        key_secret_denies(readers, KEY_SECRET_ACTIONS, root),
+        strict=True,
+    ):
+        patterns = denied["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+        joined = {"Fn::Join": [",", [*patterns, ref(KEY_OWNERS_PARAMETER)]]}
+        denied["Condition"]["ArnNotLike"]["aws:PrincipalArn"] = {"Fn::Split": [",", joined]}
+        found[lid] = resource(
+            "AWS::SecretsManager::ResourcePolicy",
+            {
+                "SecretId": ref(parameter),
+                "BlockPublicPolicy": True,
+                "ResourcePolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [{**denied, "Principal": "*", "Resource": "*"}],
+                },
+            },
+        )
+    return found
 
 
 def _gateway_key_parameter(what: str) -> Json:

@@ -25,7 +25,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Json = dict[str, Any]
@@ -593,8 +593,15 @@ class Policy:
     Anything not allowed is denied, as IAM does; Deny statements are kept too."""
 
     statements: list[Json]
+    principal: str = ""  # the aws:PrincipalArn it is checked as (a role's ARN), if known
+
+    def of(self, principal: str) -> Policy:
+        """The same statements, checked as `principal` (a boundary's, for one role)."""
+        return Policy(self.statements, principal)
 
     def allows(self, need: Need) -> bool:
+        if self.principal and "aws:PrincipalArn" not in dict(need.context):
+            need = replace(need, context=(*need.context, ("aws:PrincipalArn", self.principal)))
         allowed = False
         for statement in self.statements:
             if not self._applies(statement, need):
@@ -634,6 +641,7 @@ _CONTEXT_KEYS = frozenset(
         "ec2:CreateAction",
         "iam:PassedToService",
         "ecs:CreateAction",
+        "aws:PrincipalArn",
     }
 )
 
@@ -692,8 +700,9 @@ def _conditions(conditions: Json, need: Need) -> bool:
 
 
 def resolve(value: Any, values: Mapping[str, str]) -> Any:
-    """A CloudFormation value with Ref, Fn::GetAtt (as `LOGICAL.Attribute`) and Fn::Sub
-    replaced from `values` (AWS::AccountId, AWS::Partition, AWS::Region, parameters...)."""
+    """A CloudFormation value with Ref, Fn::GetAtt (as `LOGICAL.Attribute`), Fn::Sub,
+    Fn::Join and Fn::Split replaced from `values` (AWS::AccountId, AWS::Partition,
+    AWS::Region, parameters...)."""
     if isinstance(value, list):
         return [resolve(v, values) for v in value]
     if not isinstance(value, dict):
@@ -704,6 +713,12 @@ def resolve(value: Any, values: Mapping[str, str]) -> Any:
         return values[".".join(value["Fn::GetAtt"])]
     if set(value) == {"Fn::Sub"}:
         return re.sub(r"\$\{([^}]+)\}", lambda m: values[m[1]], value["Fn::Sub"])
+    if set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolve(parts, values))
+    if set(value) == {"Fn::Split"}:
+        separator, text = value["Fn::Split"]
+        return resolve(text, values).split(separator)
     return {k: resolve(v, values) for k, v in value.items()}
 
 
@@ -759,7 +774,8 @@ def template_values(
             values[lid] = name
             values[f"{lid}.Arn"] = place.arn("lambda", region, f"function:{name}")
         elif kind == "AWS::IAM::Role":
-            values[f"{lid}.Arn"] = place.arn("iam", "", f"role/{lid}")
+            name = properties.get("RoleName", lid)
+            values[f"{lid}.Arn"] = place.arn("iam", "", f"role/{name}")
         elif kind == "AWS::IAM::ManagedPolicy":
             values[lid] = place.arn("iam", "", f"policy/{properties['ManagedPolicyName']}")
     return values
