@@ -956,6 +956,38 @@ def test_tags_are_written_on_create_or_on_this_hosts_resources(walk: Walk) -> No
         assert not walk.deploy.allows(refused), refused
 
 
+def test_cloudformation_may_tag_as_the_hosts_what_it_made_untagged(walk: Walk) -> None:
+    """A CloudFormation handler that makes a resource without tags and tags it in a second
+    call (no ec2:CreateAction then) may still tag it as the host's: one of the types the
+    region stack makes, tagged by no host (nor the owner) yet, with only the host's tag
+    and a Name, and only through CloudFormation (aws:CalledVia)."""
+    via = (("aws:CalledVia", "cloudformation.amazonaws.com"),)
+
+    def after(kind: str, request: tuple, resource: tuple = (), context: tuple = via) -> Need:
+        arn = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:{kind}/{kind}-0a1b2c"
+        return Need("ec2:CreateTags", arn, request, resource, context=context)
+
+    def allowed(need: Need) -> bool:
+        return walk.deploy.allows(need) and walk.boundary.allows(need)
+
+    made = ("vpc", "subnet", "internet-gateway", "route-table", "elastic-ip", "natgateway",
+            "security-group", "vpc-endpoint", "vpc-peering-connection")  # fmt: skip
+    for kind in made:
+        assert allowed(after(kind, MINE)), kind
+        assert allowed(after(kind, (("Name", "hyper-h1-a"), *MINE))), kind
+    for refused in (
+        after("vpc", MINE, context=()),  # not through CloudFormation
+        after("vpc", MINE, context=(("aws:CalledVia", "athena.amazonaws.com"),)),
+        after("vpc", MINE, THEIRS),  # another host's
+        after("vpc", MINE, (("hyper:use", HOST),)),  # the owner's, lent to the host
+        after("vpc", THEIRS),  # as another host's
+        after("vpc", (("Name", "x"),)),  # without the host's tag
+        after("vpc", (*MINE, ("hyper:use", HOST))),  # another key beside it
+        after("instance", MINE),  # a type the region stack does not make
+    ):
+        assert not allowed(refused), refused
+
+
 def test_every_network_resource_hyper_makes_is_tagged_as_its_hosts() -> None:
     spec = RegionSpec(name=MAIN, kind="aws", main_region=True, cidr="10.0.0.0/16",
                       subnet_config="PRIVATE_WITH_NAT", nat_gateways=1,

@@ -642,6 +642,7 @@ _CONTEXT_KEYS = frozenset(
         "iam:PassedToService",
         "ecs:CreateAction",
         "aws:PrincipalArn",
+        "aws:CalledVia",
     }
 )
 
@@ -653,11 +654,35 @@ def _conditions(conditions: Json, need: Need) -> bool:
     have is met, as IAM has it."""
     request, resource = dict(need.request_tags), dict(need.resource_tags)
     context = dict(need.context)
+    unknown = ["unknown"]  # a key this checker cannot tell: no grant
+
+    def values_of(key: str) -> list[str] | None:
+        if key.startswith("aws:RequestTag/"):
+            got = request.get(key.split("/", 1)[1])
+            return None if got is None else [got]
+        if key.startswith("aws:ResourceTag/"):
+            got = resource.get(key.split("/", 1)[1])
+            return None if got is None else [got]
+        if key == "aws:TagKeys":
+            return list(request)
+        if key in context:
+            return [context[key]]
+        if key in _CONTEXT_KEYS:  # a key IAM knows, absent from this request
+            return None
+        return unknown
+
     for operator, tests in conditions.items():
+        if operator == "Null":  # "true": the key is absent; "false": present
+            for key, wanted in tests.items():
+                found = values_of(key)
+                if found is unknown or (found is None) != (str(wanted).lower() == "true"):
+                    return False
+            continue
         if_exists = operator.endswith("IfExists")
         base = operator.removesuffix("IfExists")
         multi = base.startswith("ForAllValues:")
-        base = base.removeprefix("ForAllValues:")
+        any_value = base.startswith("ForAnyValue:")
+        base = base.removeprefix("ForAllValues:").removeprefix("ForAnyValue:")
         base = {
             "ArnEquals": "StringEquals",
             "ArnLike": "StringLike",
@@ -669,20 +694,8 @@ def _conditions(conditions: Json, need: Need) -> bool:
         if base not in ("StringEquals", "StringLike"):
             return False
         for key, wanted in tests.items():
-            values: list[str] | None
-            if key.startswith("aws:RequestTag/"):
-                got = request.get(key.split("/", 1)[1])
-                values = None if got is None else [got]
-            elif key.startswith("aws:ResourceTag/"):
-                got = resource.get(key.split("/", 1)[1])
-                values = None if got is None else [got]
-            elif key == "aws:TagKeys":
-                values = list(request)
-            elif key in context:
-                values = [context[key]]
-            elif key in _CONTEXT_KEYS:  # a key IAM knows, absent from this request
-                values = None
-            else:
+            values = values_of(key)
+            if values is unknown:
                 return False
             if values is None or (multi and not values):
                 if if_exists or multi or negated:
@@ -690,6 +703,9 @@ def _conditions(conditions: Json, need: Need) -> bool:
                 return False
             if negated:
                 if any(_string_test(base, wanted, v) for v in values):
+                    return False
+            elif any_value:
+                if not any(_string_test(base, wanted, v) for v in values):
                     return False
             elif not all(_string_test(base, wanted, v) for v in values):
                 return False

@@ -545,6 +545,27 @@ def _network_statements(host_name: str) -> list[Json]:
                 }
             },
         ),
+        # A CloudFormation handler may make a resource without its tags and tag it in a
+        # second call, which carries no ec2:CreateAction: then the host's tag may be put
+        # on a resource of a type the region stack makes that no one has tagged as any
+        # host's yet (nor as an owner's, hyper:use), through CloudFormation only
+        # (aws:CalledVia, which CloudFormation sets on the calls it makes with the
+        # deploy role's credentials), and with no other tag key than the host's and
+        # Name. A tagged resource stays closed.
+        statement(
+            ["ec2:CreateTags"],
+            [ec2(kind) for kind in EC2_CREATED.values()],
+            "HostNetworkTagsAfterCreate",
+            Condition={
+                "Null": {
+                    f"aws:ResourceTag/{HOST_TAG}": "true",
+                    f"aws:ResourceTag/{OWNER_TAG}": "true",
+                },
+                "StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_name},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [HOST_TAG, "Name"]},
+                "ForAnyValue:StringEquals": {"aws:CalledVia": "cloudformation.amazonaws.com"},
+            },
+        ),
         statement(
             EC2_HOST_CHANGES,
             "*",
