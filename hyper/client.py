@@ -203,6 +203,7 @@ class HostClient:
         fetched from it."""
         headers = {**self._auth, **headers}
         attempt = 0
+        relinked = False
         while True:
             try:
                 status, payload = self._transport.request(method, path, data, headers)
@@ -236,7 +237,13 @@ class HostClient:
             if 200 <= status < 300:
                 return payload
             if linked and status == LINKED:
-                return self._follow(json.loads(payload)["link"])
+                try:
+                    return self._follow(json.loads(payload)["link"])
+                except LinkRefused as refused:
+                    if relinked:
+                        raise HostFailure(f"{refused}, a fresh link too") from None
+                    relinked = True  # its signer's session ended: a fresh link, once
+                    continue
             raise self._error(status, payload)
 
     def _switch(self, url: str) -> None:
@@ -429,16 +436,23 @@ class HostClient:
         body = {"size": len(data), "md5": hashlib.md5(data).hexdigest()}
         wanted = json.dumps(body).encode()
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        try:
-            answer = self._exchange(
-                "POST", f"{links}/upload/{quote(key)}", wanted, headers, repeatable=True
-            )
-        except NotFound:  # a host older than links: it takes the file itself
-            return False
-        link = json.loads(answer).get("link")
-        if not link:
-            return False
-        self._follow(link, data)
+        for fresh in (False, True):
+            try:
+                answer = self._exchange(
+                    "POST", f"{links}/upload/{quote(key)}", wanted, headers, repeatable=True
+                )
+            except NotFound:  # a host older than links: it takes the file itself
+                return False
+            link = json.loads(answer).get("link")
+            if not link:
+                return False
+            try:
+                self._follow(link, data)
+                break
+            except LinkRefused as refused:
+                if fresh:
+                    raise HostFailure(f"{refused}, a fresh link too") from None
+                # its signer's session ended: ask for a fresh link, once
         self._exchange("POST", f"{links}/uploaded/{quote(key)}", wanted, headers, repeatable=True)
         return True
 
@@ -480,7 +494,8 @@ class HostClient:
                         f"the storage of host {self.host_name!r} sent {len(payload):,} of the"
                         f" {size:,} bytes of {what}"
                     )
-                raise HostFailure(
+                expired = status == 403 and _storage_code(payload) in EXPIRED_LINK_CODES
+                raise (LinkRefused if expired else HostFailure)(
                     f"the storage of host {self.host_name!r} refused {what}: HTTP {status}"
                     f" {_storage_error(payload)}".rstrip()
                 )
@@ -548,6 +563,20 @@ class HostClient:
 
     def worker_exit(self, worker_id: str) -> None:
         self.call("POST", f"/workers/{quote(worker_id)}/exit", {})
+
+
+class LinkRefused(HostFailure):
+    """S3 refused a link (403): as it does once the temporary credentials that signed it
+    have expired, whatever its X-Amz-Expires (ExpiredToken, or AccessDenied; S3 User
+    Guide, "Download and upload objects with presigned URLs"). The client asks the host
+    for a fresh link once, then gives up with this one line."""
+
+
+EXPIRED_LINK_CODES = ("ExpiredToken", "AccessDenied")
+
+
+def _storage_code(payload: bytes) -> str:
+    return payload.decode(errors="replace").partition("<Code>")[2].partition("</Code>")[0]
 
 
 def _storage_error(payload: bytes) -> str:
