@@ -144,9 +144,10 @@ class HostClient:
         self.url = url
         self.host_name = host_name or url
         self._key = api_key
-        # the key and its gateway value (hyper/key_headers.py), and a worker's token, sent
-        # with its key where the host gave it one (hyper/host/auth.py)
-        self._auth = key_headers(api_key)
+        # the key and its gateway value (hyper/key_headers.py; a local host on its socket
+        # has no gateway: the key alone), and a worker's token, sent with its key where
+        # the host gave it one (hyper/host/auth.py)
+        self._auth = {"x-api-key": api_key} if is_local_url(url) else key_headers(api_key)
         if worker_token:
             from hyper.worker_tokens import HEADER  # a worker's: not on the commands' path
 

@@ -7,15 +7,12 @@ value there is not the key: it is `gateway_key`, an HMAC of the key that only pi
 plan. The key itself goes in ``x-hyper-key``, and the host checks that one
 (hyper/host/auth.py): a request carrying only the gateway's value is refused (401).
 
-A client sends both on every host; a local host, which has no gateway, checks
-``x-hyper-key`` the same way, and still takes the key in ``x-api-key`` alone (`given_key`),
-as clients that sent only that did.
+A client sends both to every host but a local one on its Unix socket, which gets the
+key in ``x-api-key`` alone, as before (and no hashlib is loaded for its commands). A
+host checks ``x-hyper-key`` when given, else ``x-api-key`` (`given_key`).
 """
 
 from __future__ import annotations
-
-import hashlib
-import hmac
 
 GATEWAY_HEADER = "x-api-key"  # API Gateway's: the gateway key, which picks the usage plan
 KEY_HEADER = "x-hyper-key"  # the host's: the key itself
@@ -25,6 +22,9 @@ _GATEWAY_LABEL = b"apigw"
 def gateway_key(key: str) -> str:
     """The API Gateway key value of `key`: 64 hex digits (API Gateway takes 20 to 128
     letters and digits), from which `key` cannot be found."""
+    import hashlib  # not on a local host's commands' path: they send the key alone
+    import hmac
+
     return hmac.new(key.encode(), _GATEWAY_LABEL, hashlib.sha256).hexdigest()
 
 
