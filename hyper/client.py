@@ -24,6 +24,7 @@ from hyper.errors import (
     UsageError,
 )
 from hyper.jobs import INLINE_FILE_BYTES, MAX_FILE_BYTES, MAX_LINKED_FILE_BYTES
+from hyper.key_headers import key_headers
 from hyper.transport import (
     RequestNotSent,
     SocketTransport,
@@ -143,8 +144,10 @@ class HostClient:
         self.url = url
         self.host_name = host_name or url
         self._key = api_key
-        # a worker's token, sent with its key where the host gave it one (hyper/host/auth.py)
-        self._auth = {"x-api-key": api_key}
+        # the key and its gateway value (hyper/key_headers.py; a local host on its socket
+        # has no gateway: the key alone), and a worker's token, sent with its key where
+        # the host gave it one (hyper/host/auth.py)
+        self._auth = {"x-api-key": api_key} if is_local_url(url) else key_headers(api_key)
         if worker_token:
             from hyper.worker_tokens import HEADER  # a worker's: not on the commands' path
 
@@ -201,6 +204,7 @@ class HostClient:
         fetched from it."""
         headers = {**self._auth, **headers}
         attempt = 0
+        relinked = False
         while True:
             try:
                 status, payload = self._transport.request(method, path, data, headers)
@@ -234,7 +238,13 @@ class HostClient:
             if 200 <= status < 300:
                 return payload
             if linked and status == LINKED:
-                return self._follow(json.loads(payload)["link"])
+                try:
+                    return self._follow(json.loads(payload)["link"])
+                except LinkRefused as refused:
+                    if relinked:
+                        raise HostFailure(f"{refused}, a fresh link too") from None
+                    relinked = True  # its signer's session ended: a fresh link, once
+                    continue
             raise self._error(status, payload)
 
     def _switch(self, url: str) -> None:
@@ -427,16 +437,23 @@ class HostClient:
         body = {"size": len(data), "md5": hashlib.md5(data).hexdigest()}
         wanted = json.dumps(body).encode()
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        try:
-            answer = self._exchange(
-                "POST", f"{links}/upload/{quote(key)}", wanted, headers, repeatable=True
-            )
-        except NotFound:  # a host older than links: it takes the file itself
-            return False
-        link = json.loads(answer).get("link")
-        if not link:
-            return False
-        self._follow(link, data)
+        for fresh in (False, True):
+            try:
+                answer = self._exchange(
+                    "POST", f"{links}/upload/{quote(key)}", wanted, headers, repeatable=True
+                )
+            except NotFound:  # a host older than links: it takes the file itself
+                return False
+            link = json.loads(answer).get("link")
+            if not link:
+                return False
+            try:
+                self._follow(link, data)
+                break
+            except LinkRefused as refused:
+                if fresh:
+                    raise HostFailure(f"{refused}, a fresh link too") from None
+                # its signer's session ended: ask for a fresh link, once
         self._exchange("POST", f"{links}/uploaded/{quote(key)}", wanted, headers, repeatable=True)
         return True
 
@@ -478,7 +495,8 @@ class HostClient:
                         f"the storage of host {self.host_name!r} sent {len(payload):,} of the"
                         f" {size:,} bytes of {what}"
                     )
-                raise HostFailure(
+                expired = status == 403 and _storage_code(payload) in EXPIRED_LINK_CODES
+                raise (LinkRefused if expired else HostFailure)(
                     f"the storage of host {self.host_name!r} refused {what}: HTTP {status}"
                     f" {_storage_error(payload)}".rstrip()
                 )
@@ -546,6 +564,20 @@ class HostClient:
 
     def worker_exit(self, worker_id: str) -> None:
         self.call("POST", f"/workers/{quote(worker_id)}/exit", {})
+
+
+class LinkRefused(HostFailure):
+    """S3 refused a link (403): as it does once the temporary credentials that signed it
+    have expired, whatever its X-Amz-Expires (ExpiredToken, or AccessDenied; S3 User
+    Guide, "Download and upload objects with presigned URLs"). The client asks the host
+    for a fresh link once, then gives up with this one line."""
+
+
+EXPIRED_LINK_CODES = ("ExpiredToken", "AccessDenied")
+
+
+def _storage_code(payload: bytes) -> str:
+    return payload.decode(errors="replace").partition("<Code>")[2].partition("</Code>")[0]
 
 
 def _storage_error(payload: bytes) -> str:

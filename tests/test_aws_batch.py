@@ -1442,9 +1442,11 @@ class Refusing(http.server.BaseHTTPRequestHandler):
 
     seen: list[tuple[str, str | None]] = []
     tokens: list[str | None] = []
+    gateway: list[str | None] = []  # x-api-key: the key's API Gateway value
 
     def do_POST(self) -> None:
-        self.seen.append((self.path, self.headers.get("x-api-key")))
+        self.seen.append((self.path, self.headers.get("x-hyper-key")))
+        self.gateway.append(self.headers.get("x-api-key"))
         self.tokens.append(self.headers.get("x-hyper-worker-token"))
         body = json.dumps({"detail": "bad key"}).encode()
         self.send_response(401)
@@ -1464,7 +1466,7 @@ def test_an_array_child_is_its_prefix_and_index_and_reads_the_key_by_arn(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    Refusing.seen, Refusing.tokens = [], []
+    Refusing.seen, Refusing.tokens, Refusing.gateway = [], [], []
     try:
         monkeypatch.setenv("HYPER_URL", f"http://127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("HYPER_API_KEY", secret["ARN"])
@@ -1488,7 +1490,7 @@ def test_a_worker_sends_the_key_and_token_its_launch_gave_it(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    Refusing.seen, Refusing.tokens = [], []
+    Refusing.seen, Refusing.tokens, Refusing.gateway = [], [], []
     try:
         monkeypatch.setenv("HYPER_URL", f"http://127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("HYPER_API_KEY", "the-worker-key")

@@ -30,11 +30,12 @@ import boto3
 import pytest
 
 from hyper.client import HostClient
-from hyper.errors import Conflict, NotFound
+from hyper.errors import Conflict, HostFailure, NotFound
 from hyper.host.app import create_app
 from hyper.host.lambda_adapter import LambdaApp
 from hyper.host_settings import HostSettings
 from hyper.jobs import INLINE_FILE_BYTES, LINK_SECONDS
+from hyper.key_headers import key_headers
 from hyper.resources import SAMPLE_DEFINITION, SAMPLE_QUEUE
 from hyper.store import dynamodb_tables as tables
 from hyper.store.dynamodb import DynamoDBStore
@@ -117,7 +118,7 @@ def payload(size: int) -> bytes:
 
 def raw(host: AwsHost, method: str, path: str, body: bytes | None = None) -> int:
     request = urllib.request.Request(f"{host.url}{path}", data=body, method=method,
-                                     headers={"x-api-key": KEY})  # fmt: skip
+                                     headers=key_headers(KEY))  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
             answer.read()
@@ -252,7 +253,7 @@ def test_a_worker_moves_its_own_jobs_files_by_link_and_no_others(aws_host: AwsHo
         request = urllib.request.Request(
             f"{aws_host.url}/links/upload/jobs/{held}/x.bin",
             data=json.dumps({"size": 5 * MB, "md5": "0" * 32}).encode(), method="POST",
-            headers={"x-api-key": WORKER_KEY, "x-hyper-worker-token": token,
+            headers={**key_headers(WORKER_KEY), "x-hyper-worker-token": token,
                      "Content-Type": "application/json"},
         )  # fmt: skip
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -309,3 +310,37 @@ def test_the_6_mb_limit_still_holds_for_everything_else(aws_host: AwsHost) -> No
     body = json.dumps({"jobs": [submission(script="#" + "y" * (7 * MB))]}).encode()
     assert raw(aws_host, "POST", "/jobs", body) == 413
     assert aws_host.gateway.answers[413] == 2
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "AccessDenied"])
+def test_a_link_dead_with_its_signers_session_is_asked_for_again_once(
+    aws_host: AwsHost, code: str
+) -> None:
+    """S3 ends a link signed with temporary credentials (the function's) when they expire,
+    before its X-Amz-Expires: the client asks the host for a fresh link once, up and
+    down, and then gives up with one line."""
+    data = payload(7 * MB)
+    s3 = aws_host.s3
+    s3.expired_code = code
+    with aws_host.client() as client:
+        s3.expire = 1  # the first link dies
+        client.put_file("inputs/late.bin", data)
+        assert s3.expire == 0 and len(s3.refused) == 1
+        s3.expire = 1
+        assert client.get_file("inputs/late.bin") == data
+        assert s3.expire == 0 and len(s3.refused) == 2
+        paths = [c["path"] for c in aws_host.gateway.api.calls]
+        assert paths.count("/links/upload/inputs/late.bin") == 2
+        assert paths.count("/files/inputs/late.bin") == 2  # a link asked for twice
+
+        s3.expire = 2  # the fresh link too: one line, nothing taken for sent
+        with pytest.raises(HostFailure) as failed:
+            client.put_file("inputs/never.bin", data)
+        assert "\n" not in str(failed.value) and "a fresh link too" in str(failed.value)
+        assert code in str(failed.value)
+        s3.expire = 2
+        with pytest.raises(HostFailure) as failed:
+            client.get_file("inputs/late.bin")
+        assert "\n" not in str(failed.value) and "a fresh link too" in str(failed.value)
+        with pytest.raises(NotFound):
+            client.get_file("inputs/never.bin")

@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from hyper.client import HostClient
+from hyper.worker_tokens import HEADER, WorkerTokens
 from tests.conftest import BIN, ROOT
 from tests.helpers.aws_gateway import STAGE, Gateway
 from tests.helpers.aws_host import bundle
@@ -79,6 +80,22 @@ def test_a_new_aws_host_runs_jobs_from_the_shell(
         with pytest.raises(urllib.error.HTTPError) as denied:  # API Gateway wants the key
             urllib.request.urlopen(f"{gateway.url}/{STAGE}/health", timeout=10)
         assert denied.value.code == 403
+        # what anyone allowed apigateway:GET reads (AWS's ReadOnlyAccess): the API Gateway
+        # keys' values (the template's: moto's CloudFormation makes no ApiKey), not the
+        # keys; each passes the gateway and the function refuses it, the worker key's even
+        # with a worker's token
+        readable = list(gateway.plans)  # the values the stack gives its API Gateway keys
+        assert len(readable) == 2 and not {gateway.key, gateway.worker_key} & set(readable)
+        token = WorkerTokens(gateway.key).token("b-1a2b")
+        for value, path in [(v, p) for v in readable
+                            for p in ("/resources/queues", "/workers/b-1a2b-0/claim")]:  # fmt: skip
+            request = urllib.request.Request(
+                f"{gateway.url}/{STAGE}{path}", data=b"{}", method="POST" if "claim" in path
+                else "GET", headers={"x-api-key": value, HEADER: token},
+            )  # fmt: skip
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 401, (value, path)
 
         run(aws, "hyper", "regions", "init-main-region", "--name", REGION, "--kind", "aws",
             "--new-vpc", "--vpc", "10.0.0.0/16", "--subnet-config", "PUBLIC",

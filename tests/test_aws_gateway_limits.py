@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 
 from hyper.host.lambda_adapter import LambdaApp
+from hyper.key_headers import key_headers
 from tests.helpers.aws_gateway import STAGE, Gateway, Limits
 
 KEY = "Key0123456789abcdefghijKLMNOP"
@@ -55,7 +56,7 @@ def call(
     gateway: Gateway, method: str, path: str, body: bytes | None = None, key: str = KEY
 ) -> int:
     request = urllib.request.Request(f"{gateway.url}/{STAGE}{path}", data=body, method=method,
-                                     headers={"x-api-key": key})  # fmt: skip
+                                     headers=key_headers(key))  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             answer.read()

@@ -32,7 +32,7 @@ from hyper.models import (
     Spec,
 )
 from hyper.providers.aws import batch, grants, templates
-from hyper.providers.aws.host import worker_names
+from hyper.providers.aws.host import owner_patterns, worker_names
 from hyper.providers.aws.permissions import (
     Call,
     CallRecorder,
@@ -46,6 +46,7 @@ from hyper.providers.aws.permissions import (
     role_policy,
     template_values,
 )
+from hyper.providers.aws.policies import deploy_role_name, function_role_name
 from hyper.providers.aws.provider import AwsProvider
 from hyper.store import dynamodb_tables as tables
 from hyper.store.sqlite import SQLiteStore
@@ -80,7 +81,7 @@ class Walk:
     stacks: dict[str, dict]  # the templates of the stacks made, by name
     deploy: Policy
     function: Policy
-    boundary: Policy  # on both roles: what they may do is what both allow
+    boundary: Policy  # on both roles: what they may do is what both allow (as DeployRole)
     statements: dict[str, list[dict]]  # role -> its statements, for naming where a grant is
 
 
@@ -258,12 +259,21 @@ def _walk(recorder: CallRecorder) -> Walk:
         stacks,
         role_policy(template, "DeployRole", values),
         role_policy(template, "FunctionRole", values),
-        Policy(resolve(boundary_document["PolicyDocument"]["Statement"], values)),
+        # as the deploy role sees it (aws:PrincipalArn); boundary_of(ROLE) for another
+        Policy(
+            resolve(boundary_document["PolicyDocument"]["Statement"], values),
+            values["DeployRole.Arn"],
+        ),
         {
             "DeployRole": role_policy(template, "DeployRole", values).statements,
             "FunctionRole": role_policy(template, "FunctionRole", values).statements,
         },
     )
+
+
+def function_boundary(walk: Walk) -> Policy:
+    """The boundary as the API function's role sees it."""
+    return walk.boundary.of(f"arn:aws:iam::{ACCOUNT}:role/{function_role_name(HOST)}")
 
 
 def _needs(walk: Walk, step: Step) -> list[tuple[Call, Need]]:
@@ -307,7 +317,7 @@ def test_every_launcher_call_is_allowed_by_the_api_function_role(walk: Walk) -> 
         for step in walk.steps
         if step.role == "FunctionRole"
         for _, need in _needs(walk, step)
-        if not (walk.function.allows(need) and walk.boundary.allows(need))
+        if not (walk.function.allows(need) and function_boundary(walk).allows(need))
     ]
     assert not denied, "\n".join(sorted(set(denied)))
 
@@ -474,7 +484,7 @@ def test_the_api_function_may_do_what_its_files_and_their_links_do_and_no_more(
         f"{need.action} on {need.resource}"
         for call in calls
         for need in needs(call, place)
-        if not (walk.function.allows(need) and walk.boundary.allows(need))
+        if not (walk.function.allows(need) and function_boundary(walk).allows(need))
     ]
     assert not denied, denied
     objects = f"arn:aws:s3:::{bucket}"
@@ -785,7 +795,12 @@ def test_a_role_within_the_boundary_makes_no_role_without_it(walk: Walk) -> None
     boundary = f"arn:aws:iam::{ACCOUNT}:policy/hyper-h1-boundary"
     allowed = f"arn:aws:iam::aws:policy/{ALLOWED[0]}"
 
+    job = walk.boundary.of(f"arn:aws:iam::{ACCOUNT}:role/{worker_names(HOST).job_role('d1')}")
+
     def allowed_to_job(need: Need) -> bool:
+        return admin.allows(need) and job.allows(need)
+
+    def allowed_to_deploy(need: Need) -> bool:  # the deploy role, were it an administrator
         return admin.allows(need) and walk.boundary.allows(need)
 
     def held(value: str, *more: tuple[str, str]) -> tuple[tuple[str, str], ...]:
@@ -804,15 +819,22 @@ def test_a_role_within_the_boundary_makes_no_role_without_it(walk: Walk) -> None
         Need("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/outside", context=held(boundary)),
         Need("iam:CreatePolicyVersion", boundary),
     ):
-        assert not allowed_to_job(refused), refused
-    # what the host's roles need stays: roles made with the boundary, allowed policies
+        assert not allowed_to_job(refused) and not allowed_to_deploy(refused), refused
+    # what the deploy role needs stays: roles made with the boundary, allowed policies; a
+    # job's role (or an instance's) may not even that, whatever policy it holds: a role
+    # it made with the boundary could trust an outside account
     for granted in (
         Need("iam:CreateRole", role, context=held(boundary)),
         Need("iam:AttachRolePolicy", role, context=held(boundary, ("iam:PolicyARN", allowed))),
         Need("iam:PutRolePolicy", role, context=held(boundary)),
         Need("iam:DetachRolePolicy", role, context=held(boundary)),
+        Need("iam:TagRole", role),
+        Need("iam:DeleteRole", role),
+        Need("iam:AddRoleToInstanceProfile", role.replace(":role/", ":instance-profile/")),
     ):
-        assert allowed_to_job(granted), granted
+        assert allowed_to_deploy(granted), granted
+        assert not allowed_to_job(granted), granted
+        assert not admin.allows(granted) or not function_boundary(walk).allows(granted), granted
 
 
 def test_one_hosts_policies_reach_no_name_of_another_host(walk: Walk) -> None:
@@ -969,6 +991,38 @@ def test_tags_are_written_on_create_or_on_this_hosts_resources(walk: Walk) -> No
         tagging(MINE, (), "RunInstances"),
     ):
         assert not walk.deploy.allows(refused), refused
+
+
+def test_cloudformation_may_tag_as_the_hosts_what_it_made_untagged(walk: Walk) -> None:
+    """A CloudFormation handler that makes a resource without tags and tags it in a second
+    call (no ec2:CreateAction then) may still tag it as the host's: one of the types the
+    region stack makes, tagged by no host (nor the owner) yet, with only the host's tag
+    and a Name, and only through CloudFormation (aws:CalledVia)."""
+    via = (("aws:CalledVia", "cloudformation.amazonaws.com"),)
+
+    def after(kind: str, request: tuple, resource: tuple = (), context: tuple = via) -> Need:
+        arn = f"arn:aws:ec2:{MAIN}:{ACCOUNT}:{kind}/{kind}-0a1b2c"
+        return Need("ec2:CreateTags", arn, request, resource, context=context)
+
+    def allowed(need: Need) -> bool:
+        return walk.deploy.allows(need) and walk.boundary.allows(need)
+
+    made = ("vpc", "subnet", "internet-gateway", "route-table", "elastic-ip", "natgateway",
+            "security-group", "vpc-endpoint", "vpc-peering-connection")  # fmt: skip
+    for kind in made:
+        assert allowed(after(kind, MINE)), kind
+        assert allowed(after(kind, (("Name", "hyper-h1-a"), *MINE))), kind
+    for refused in (
+        after("vpc", MINE, context=()),  # not through CloudFormation
+        after("vpc", MINE, context=(("aws:CalledVia", "athena.amazonaws.com"),)),
+        after("vpc", MINE, THEIRS),  # another host's
+        after("vpc", MINE, (("hyper:use", HOST),)),  # the owner's, lent to the host
+        after("vpc", THEIRS),  # as another host's
+        after("vpc", (("Name", "x"),)),  # without the host's tag
+        after("vpc", (*MINE, ("hyper:use", HOST))),  # another key beside it
+        after("instance", MINE),  # a type the region stack does not make
+    ):
+        assert not allowed(refused), refused
 
 
 def test_every_network_resource_hyper_makes_is_tagged_as_its_hosts() -> None:
@@ -1134,3 +1188,75 @@ def test_the_hosts_roles_are_passed_only_to_the_services_that_use_them(walk: Wal
             need = Need("iam:PassRole", role, context=(("iam:PassedToService",
                                                         f"{service}.amazonaws.com"),))  # fmt: skip
             assert not policy.allows(need), service
+
+
+def _key_secret_policies(walk: Walk) -> dict[str, Policy]:
+    """Each key's secret's resource policy, by the secret's ARN, with an owner's
+    patterns as create-host gives them (a user, by name whatever its path)."""
+    template = templates.host_template(
+        HOST, tables.table_definitions(templates.table_prefix(HOST)), enable_dashboard=False,
+        code_bucket="b", code_key="k", batch_prefix=worker_names(HOST).prefix,
+    )  # fmt: skip
+    api = f"arn:aws:secretsmanager:{MAIN}:{ACCOUNT}:secret:hyper/{HOST}/api-key-AbCdEf"
+    workers = f"arn:aws:secretsmanager:{MAIN}:{ACCOUNT}:secret:hyper/{HOST}/worker-key-AbCdEf"
+    owners = ",".join(owner_patterns(f"arn:aws:iam::{ACCOUNT}:user/team/owner"))
+    values = template_values(template, region=MAIN, account=ACCOUNT, ApiKeySecretArn=api,
+                             WorkerKeySecretArn=workers, KeyOwners=owners)  # fmt: skip
+    found = {}
+    for lid, arn in (("ApiKeySecretPolicy", api), ("WorkerKeySecretPolicy", workers)):
+        properties = template["Resources"][lid]["Properties"]
+        assert properties["SecretId"] == {"Ref": "ApiKeySecretArn" if arn == api else
+                                          "WorkerKeySecretArn"}  # fmt: skip
+        found[arn] = Policy(resolve(properties["ResourcePolicy"]["Statement"], values))
+    return found
+
+
+def test_no_role_of_the_host_nor_anyone_else_reads_the_keys(walk: Walk) -> None:
+    """Whatever policy a job's role holds (here AdministratorAccess), within the boundary
+    it reads no API Gateway key's value (apigateway:GET on /apikeys, which AWS's
+    ReadOnlyAccess grants; the values open nothing anyway, hyper/key_headers.py); and no
+    one in the account, a host role or a user allowed secretsmanager:* (AWS's
+    SecretsManagerReadWrite), reads or changes either key's secret, whose resource policy
+    lets only its readers: the API and deploy functions' roles, the execution role (the
+    worker key's only, for the ECS agent), the account's root and the owner create-host
+    names."""
+    admin = Policy([{"Effect": "Allow", "Action": "*", "Resource": "*"}])
+    role = f"arn:aws:iam::{ACCOUNT}:role/"
+    names = worker_names(HOST)
+    job = walk.boundary.of(role + names.job_role("d1"))
+    for path in ("/apikeys", "/apikeys/a1b2c3d4e5", "/apikeys/a1b2c3d4e5/tags"):
+        need = Need("apigateway:GET", f"arn:aws:apigateway:{MAIN}::{path}")
+        for boundary in (job, walk.boundary, function_boundary(walk)):
+            assert not (admin.allows(need) and boundary.allows(need)), (need, boundary.principal)
+    assert job.allows(Need("apigateway:GET", f"arn:aws:apigateway:{MAIN}::/restapis/x"))
+
+    policies = _key_secret_policies(walk)
+    api, workers = sorted(policies)  # (api-key, worker-key)
+
+    def allowed(principal: str, action: str, secret: str) -> bool:
+        """What the principal's AdministratorAccess allows, less the secret's Deny."""
+        need = Need(action, secret, context=(("aws:PrincipalArn", principal),))
+        return Policy([*policies[secret].statements, *admin.statements]).allows(need)
+
+    readers = {
+        role + function_role_name(HOST): {api, workers},
+        role + deploy_role_name(HOST): {api, workers},
+        role + names.execution_role(): {workers},
+        f"arn:aws:iam::{ACCOUNT}:root": {api, workers},
+        f"arn:aws:iam::{ACCOUNT}:user/team/owner": {api, workers},
+        role + names.job_role("d1"): set(),
+        role + names.instance_role("c1"): set(),
+        f"arn:aws:iam::{ACCOUNT}:user/auditor": set(),
+        f"arn:aws:iam::{ACCOUNT}:user/owner2": set(),
+        f"arn:aws:iam::210987654321:role/{function_role_name(HOST)}": set(),  # another account
+    }
+    for principal, readable in readers.items():
+        for secret in (api, workers):
+            for action in (
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:PutResourcePolicy",
+            ):
+                assert allowed(principal, action, secret) is (secret in readable), (
+                    principal, action, secret)  # fmt: skip

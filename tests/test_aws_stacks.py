@@ -22,6 +22,7 @@ import pytest
 from moto import mock_aws
 
 from hyper.errors import DeployFailed, NotFound
+from hyper.key_headers import gateway_key
 from hyper.models import RegionSpec
 from hyper.providers.aws.stacks import (
     MAX_TEMPLATE_BODY,
@@ -35,7 +36,10 @@ from hyper.providers.aws.stacks import (
     stack_outputs,
 )
 from hyper.providers.aws.templates import (
+    GATEWAY_KEY_PARAMETER,
+    KEY_OWNERS_PARAMETER,
     SECRET_PARAMETER,
+    WORKER_GATEWAY_KEY_PARAMETER,
     WORKER_SECRET_PARAMETER,
     PeerVpc,
     host_template,
@@ -79,6 +83,9 @@ def host_parameters(**extra: str) -> dict[str, str]:
     return {
         SECRET_PARAMETER: secrets.describe_secret(SecretId=SECRET_NAME)["ARN"],
         WORKER_SECRET_PARAMETER: secrets.describe_secret(SecretId=WORKER_SECRET_NAME)["ARN"],
+        GATEWAY_KEY_PARAMETER: gateway_key("the-key"),
+        WORKER_GATEWAY_KEY_PARAMETER: gateway_key("the-worker-key"),
+        KEY_OWNERS_PARAMETER: "arn:aws:iam::123456789012:user/owner",
         **extra,
     }
 

@@ -275,6 +275,14 @@ def test_changes_are_deployed_by_a_function_the_api_cannot_become() -> None:
             continue
         tags = {k: v for test in found.get("Condition", {}).values() for k, v in test.items()
                 if k.endswith(("Tag/hyper:host", "Tag/hyper:use"))}  # fmt: skip
+        if found["Sid"] == "HostNetworkTagsAfterCreate":  # untagged ones, as the host's
+            assert found["Condition"]["Null"] == {
+                "aws:ResourceTag/hyper:host": "true",
+                "aws:ResourceTag/hyper:use": "true",
+            }
+            assert found["Condition"]["StringEquals"] == {"aws:RequestTag/hyper:host": "h1"}
+            assert found["Action"] == ["ec2:CreateTags"]
+            continue
         if found["Sid"].startswith(("HostNetworkCreates", "OwnerNetworkCreates")):
             # network creates: ARNs of ids AWS makes, narrowed by the network's tag (HOST)
             assert set(tags.values()) == {"h1"}, found
@@ -363,8 +371,11 @@ def test_the_host_stack_holds_what_it_should() -> None:
         ("WorkerApiKey", "WorkerUsagePlan"),
     ]
     keys = of_type("AWS::ApiGateway::ApiKey")
-    assert "ApiKeySecret" in keys["ApiKey"]["Value"]["Fn::Sub"]
-    assert "WorkerKeySecret" in keys["WorkerApiKey"]["Value"]["Fn::Sub"]
+    # the API Gateway keys' values are the keys' HMACs, given by create-host, never the
+    # secrets themselves (apigateway:GET reads a key's value; hyper/key_headers.py)
+    assert keys["ApiKey"]["Value"] == {"Ref": "ApiGatewayKey"}
+    assert keys["WorkerApiKey"]["Value"] == {"Ref": "WorkerGatewayKey"}
+    assert "resolve:secretsmanager" not in json.dumps(keys)
 
     function = of_type("AWS::Lambda::Function")["HostFunction"]
     assert function["Runtime"] in ("python3.12", "python3.13")  # Amazon Linux 2023
@@ -698,8 +709,26 @@ def test_the_keyless_dashboard_routes_are_throttled_by_the_stage() -> None:
     }
     assert keyless == {"ApiDashboardResource", "ApiDashboardProxyResource"}
     assert {(s["ResourcePath"], s["HttpMethod"]) for s in settings} == {
-        ("/~1dashboard", "*"),
-        ("/~1dashboard~1{proxy+}", "*"),
+        ("/~1dashboard", "ANY"),
+        ("/~1dashboard~1{proxy+}", "ANY"),
     }
+
+    # each setting names a method the API has, by its path (a "/" in it as "~1") and its
+    # HTTP method: AWS documents the method "*" only with the path "/*"
+    def path(resource_id: str) -> str:
+        found = resources[resource_id]["Properties"]
+        parent = found["ParentId"]
+        above = "" if "Fn::GetAtt" in parent else path(parent["Ref"])
+        return above + "/" + found["PathPart"]
+
+    methods = {
+        (path(m["ResourceId"]["Ref"]).replace("/", "~1"), m["HttpMethod"])
+        for found in resources.values()
+        if found["Type"] == "AWS::ApiGateway::Method"
+        and "Ref" in (m := found["Properties"])["ResourceId"]
+    }
+    for found in settings:
+        assert found["ResourcePath"].startswith("/~1")
+        assert (found["ResourcePath"][1:], found["HttpMethod"]) in methods, found
     for found in settings:
         assert 0 < found["ThrottlingRateLimit"] <= 10 and 0 < found["ThrottlingBurstLimit"] <= 20

@@ -27,6 +27,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from hyper.key_headers import gateway_key
 from hyper.launchers.base import LaunchRequest
 from hyper.launchers.batch import BatchLauncher
 from hyper.models import DefinitionSpec
@@ -125,9 +126,11 @@ class Host(http.server.BaseHTTPRequestHandler):
 
     seen: list[tuple[str, str | None]] = []
     tokens: list[str | None] = []
+    gateway: list[str | None] = []  # x-api-key: the key's API Gateway value
 
     def do_POST(self) -> None:
-        self.seen.append((self.path, self.headers.get("x-api-key")))
+        self.seen.append((self.path, self.headers.get("x-hyper-key")))
+        self.gateway.append(self.headers.get("x-api-key"))
         self.tokens.append(self.headers.get("x-hyper-worker-token"))
         body = b'{"detail": "bad key"}'
         self.send_response(401)
@@ -164,7 +167,7 @@ def test_the_image_installs_what_start_sh_needs_and_a_batch_child_reads_its_key(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    Host.seen = []
+    Host.seen, Host.gateway = [], []
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     definition = DefinitionSpec(name="d1", use_cyclone_image=False, image_uri="w:1")
     names = Names("hyper-img")
@@ -228,7 +231,7 @@ def test_a_launch_with_a_token_reaches_its_worker_through_the_re_exec(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    Host.seen, Host.tokens = [], []
+    Host.seen, Host.tokens, Host.gateway = [], [], []
     child = {
         **image.env(),
         "HYPER_URL": f"http://127.0.0.1:{server.server_address[1]}/v1",
@@ -244,6 +247,7 @@ def test_a_launch_with_a_token_reaches_its_worker_through_the_re_exec(
         server.shutdown()
         server.server_close()
     assert Host.seen == [("/v1/workers/b-1/claim", "Worker0Key0123456789")], done.stderr
+    assert Host.gateway == [gateway_key("Worker0Key0123456789")]  # the gateway's, never the key
     assert Host.tokens == ["Token0123456789"]
     assert done.returncode == 1 and "refused the API key" in done.stderr
 

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from hyper.host.app import create_app
 from hyper.host.auth import worker_route
 from hyper.host_settings import HostSettings
+from hyper.key_headers import gateway_key, key_headers
 from hyper.store.sqlite import SQLiteStore
 from hyper.worker_tokens import HEADER, WorkerTokens, worker_group
 from tests.helpers.api import claim, submission, submit
@@ -45,7 +46,7 @@ def token(group: str) -> str:
 
 
 def as_worker(group: str) -> dict[str, str]:
-    return {"x-api-key": WORKER_KEY, HEADER: token(group)}
+    return {**key_headers(WORKER_KEY), HEADER: token(group)}
 
 
 @pytest.fixture
@@ -95,6 +96,11 @@ def test_a_workers_key_and_token_open_its_own_routes_and_nothing_else(app: objec
         ({"x-api-key": WORKER_KEY}, ME),  # no token
         ({"x-api-key": WORKER_KEY, HEADER: token("b-1a2b")[:-1] + "0"}, ME),  # a wrong one
         ({"x-api-key": "wrong", HEADER: token("b-1a2b")}, ME),  # a token without the key
+        # the worker key's API Gateway value, which anyone allowed apigateway:GET reads,
+        # passes the gateway and opens nothing, with the token or without
+        ({"x-api-key": gateway_key(WORKER_KEY), HEADER: token("b-1a2b")}, ME),
+        ({**key_headers(WORKER_KEY), "x-hyper-key": "wrong", HEADER: token("b-1a2b")}, ME),
+        ({"x-api-key": WORKER_KEY, "x-hyper-key": "", HEADER: token("b-1a2b")}, "b-9f9f-0"),
     ],
 )
 def test_no_worker_acts_as_another(app: object, headers: dict[str, str], worker: str) -> None:
@@ -175,3 +181,30 @@ def test_a_host_without_a_worker_key_takes_no_empty_one(tmp_path: Path) -> None:
         assert "worker_key" not in (tmp_path / "host.json").read_text()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (key_headers(HOST_KEY), 200),  # what a client sends, on any host
+        ({"x-api-key": HOST_KEY}, 200),  # a client that sent only the key (local hosts)
+        ({"x-hyper-key": HOST_KEY}, 200),
+        # the API key's API Gateway value (apigateway:GET reads it): never the key
+        ({"x-api-key": gateway_key(HOST_KEY)}, 401),
+        ({"x-api-key": gateway_key(HOST_KEY), "x-hyper-key": gateway_key(HOST_KEY)}, 401),
+        ({"x-api-key": HOST_KEY, "x-hyper-key": "wrong"}, 401),  # x-hyper-key is the one read
+    ],
+)
+def test_the_host_key_is_checked_in_x_hyper_key_and_its_gateway_value_opens_nothing(
+    app: object, headers: dict[str, str], status: int
+) -> None:
+    with TestClient(app, headers=headers) as client:  # type: ignore[arg-type]
+        assert client.get("/resources/queues").status_code == status
+
+
+def test_a_gateway_key_is_an_alphanumeric_value_that_is_not_the_key() -> None:
+    """API Gateway takes 20 to 128 letters and digits; the value derives from the key."""
+    for key in (HOST_KEY, WORKER_KEY, "k" * 40):
+        value = gateway_key(key)
+        assert value.isascii() and value.isalnum() and 20 <= len(value) <= 128
+        assert key not in value and value == gateway_key(key) != gateway_key(key + "x")

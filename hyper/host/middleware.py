@@ -15,9 +15,13 @@ from fastapi.routing import APIRoute
 from hyper.errors import is_utf8
 from hyper.host.auth import Keys
 from hyper.host.dashboard import router as dashboard
+from hyper.key_headers import GATEWAY_HEADER as GATEWAY
+from hyper.key_headers import KEY_HEADER as KEY
+from hyper.key_headers import given_key
 from hyper.worker_tokens import HEADER
 
 TOKEN_HEADER = HEADER.encode()
+GATEWAY_HEADER, KEY_HEADER = GATEWAY.encode(), KEY.encode()
 
 
 class BodyTooLarge(HTTPException):
@@ -80,7 +84,7 @@ class ApiKeyMiddleware:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not _dashboard_path(scope["path"]):
             headers = dict(scope["headers"])
-            given = headers.get(b"x-api-key", b"")
+            given = given_key(headers.get(KEY_HEADER), headers.get(GATEWAY_HEADER))
             token = headers.get(TOKEN_HEADER, b"")
             if not self.keys.allows(scope["method"], scope["path"], given, token):
                 response = JSONResponse({"detail": "missing or wrong x-api-key"}, status_code=401)

@@ -4,9 +4,11 @@ moto keeps a host stack's functions, REST API and key, but cannot run the functi
 (that needs docker) nor answer at the API's execute-api address. This stands in for
 both, the way AWS would run the stack:
 
-- ``/v1/...`` is the API's stage: a request without the host's API key is refused
-  with 403 (API Gateway's answer), one with it becomes a REST proxy event for the API
-  function; ``/v1/dashboard/...`` needs no key (the function checks a session cookie);
+- ``/v1/...`` is the API's stage: a request whose ``x-api-key`` is not one of the
+  stack's API Gateway key values (read from API Gateway, as the template set them) is
+  refused with 403 (API Gateway's answer), one with it becomes a REST proxy event for
+  the API function, every header passed on (the function checks ``x-hyper-key``);
+  ``/v1/dashboard/...`` needs no key (the function checks a session cookie);
 - ``POST /2015-03-31/functions/NAME/invocations`` is Lambda's Invoke: an ``Event``
   invocation is queued and run on a thread of its own (as another container would),
   ``RequestResponse`` runs at once. Point boto3 here with ``AWS_ENDPOINT_URL_LAMBDA``.
@@ -44,6 +46,7 @@ import base64
 import json
 import os
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -57,6 +60,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 
 from hyper.host.lambda_adapter import LambdaApp, LambdaHandler, make_handler
+from hyper.key_headers import gateway_key
 from hyper.providers.aws.template_parts import KEY_THROTTLE, WORKER_THROTTLE
 from tests.helpers.lambda_events import proxy_event
 
@@ -257,7 +261,19 @@ class Gateway:
             for name in (api, variables["HYPER_DEPLOY_FUNCTION"])
         }
         self._start(key, envs, api, limits or Limits())
-        self.add_worker_key(workers)
+        # the usage plans' keys, by the values the stack gives its API Gateway keys (what
+        # a client's x-api-key must equal; moto's CloudFormation makes no ApiKey)
+        template = cloudformation.get_template(StackName=stack)["TemplateBody"]
+        template = json.loads(template) if isinstance(template, str) else template
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in found["Parameters"]}
+        self.plans = {}
+        for name, rate, burst in [
+            ("ApiKey", self.limits.rate, self.limits.burst),
+            ("WorkerApiKey", self.limits.worker_rate, self.limits.worker_burst),
+        ]:
+            value = template["Resources"][name]["Properties"]["Value"]
+            self._add_plan(_resolved(value, parameters, secrets), rate, burst)
+        self.worker_key = workers
 
     @classmethod
     def of(
@@ -284,8 +300,10 @@ class Gateway:
     ) -> None:
         self.key = key
         self.limits = limits
-        # each key's usage plan, which throttles it alone: a key not here gets 403
-        self.plans = {key: TokenBucket(limits.rate, limits.burst)}
+        # each key's usage plan, which throttles it alone, by its API Gateway key value
+        # (hyper/key_headers.py): a request whose x-api-key is not one of them gets 403
+        self.plans: dict[str, TokenBucket] = {}
+        self._add_plan(gateway_key(key), limits.rate, limits.burst)
         self.answers: Counter[int] = Counter()  # what API Gateway answered, by status
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
         self.server.daemon_threads = True
@@ -304,7 +322,12 @@ class Gateway:
 
     def add_worker_key(self, key: str) -> None:
         """The worker key, in its usage plan (the stack's WorkerUsagePlan)."""
-        self.plans[key] = TokenBucket(self.limits.worker_rate, self.limits.worker_burst)
+        self._add_plan(gateway_key(key), self.limits.worker_rate, self.limits.worker_burst)
+
+    def _add_plan(self, value: str, rate: float, burst: int) -> None:
+        # as API Gateway documents a key's value: 20 to 128 letters and digits
+        assert value.isascii() and value.isalnum() and 20 <= len(value) <= 128, value
+        self.plans[value] = TokenBucket(rate, burst)
 
     def __enter__(self) -> Gateway:
         self.thread.start()
@@ -425,3 +448,17 @@ def proxy_headers(answer: dict[str, Any]) -> list[tuple[str, str]]:
         known = merged.setdefault(name, [])
         known.extend(v for v in values if v not in known)
     return [(name, value) for name, values in merged.items() for value in values]
+
+
+def _resolved(value: Any, parameters: dict[str, str], secrets: Any) -> str:
+    """A template's value as CloudFormation gives it: a parameter's (Ref), or a secret's
+    (a dynamic reference to the whole secret)."""
+    if isinstance(value, dict) and "Ref" in value:
+        return parameters[value["Ref"]]
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    for name, given in parameters.items():
+        text = text.replace("${" + name + "}", given)
+    found = re.fullmatch(r"\{\{resolve:secretsmanager:([^}]+)\}\}", text)
+    if found:
+        return str(secrets.get_secret_value(SecretId=found.group(1))["SecretString"])
+    return str(text)

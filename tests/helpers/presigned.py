@@ -5,6 +5,11 @@ documented Signature Version 4 for query strings (the canonical request of the m
 path, query without the signature, the signed headers as they arrived, and
 ``UNSIGNED-PAYLOAD``; the key derived from the secret, date, region and service), and
 refused with S3's 403 (``SignatureDoesNotMatch``, or ``AccessDenied`` once expired).
+``.expire`` makes the next that many presigned requests fail as they do once the
+temporary credentials that signed them have expired (403 ``ExpiredToken``, or
+``.expired_code``), whatever
+their ``X-Amz-Expires`` says: S3 User Guide, "Download and upload objects with
+presigned URLs".
 Every request then goes on to moto as it came. Written from the algorithm
 (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html), not
 with botocore's signer, so that it checks what the client sent, not how it was made.
@@ -67,6 +72,12 @@ def problem(method: str, target: str, headers: dict[str, str], secret: str) -> s
     return None
 
 
+EXPIRED = {
+    "ExpiredToken": "ExpiredToken: The provided token has expired.",
+    "AccessDenied": "AccessDenied: Access Denied",
+}
+
+
 @contextmanager
 def checking_s3(moto_endpoint: str, secret: str) -> Iterator[Any]:
     """A server on 127.0.0.1 that checks presigned requests and passes every request on
@@ -86,6 +97,10 @@ def checking_s3(moto_endpoint: str, secret: str) -> Iterator[Any]:
             if "X-Amz-Signature=" in self.path:
                 server.checked += 1
                 why = problem(self.command, self.path, headers, secret)
+                with lock:
+                    if why is None and server.expire > 0:  # its signer's session has ended
+                        server.expire -= 1
+                        why = EXPIRED[server.expired_code]
                 if why is not None:
                     server.refused.append(why)
                     code, message = why.split(": ", 1)
@@ -120,6 +135,9 @@ def checking_s3(moto_endpoint: str, secret: str) -> Iterator[Any]:
     server.daemon_threads = True
     server.refused = []
     server.checked = 0
+    server.expire = 0
+    server.expired_code = "ExpiredToken"  # or AccessDenied, as S3 may answer either
+    lock = threading.Lock()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -99,8 +99,12 @@ def install(app: FastAPI, service: HostService) -> None:
         if not login.session_valid(api_key, request.cookies.get(cookie, ""), time.time()):
             raise LoginRequired()
 
-    def with_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if not login.key_matches(api_key, x_api_key):
+    def with_key(
+        x_api_key: Annotated[str | None, Header()] = None,
+        x_hyper_key: Annotated[str | None, Header()] = None,
+    ) -> None:
+        # the key as the API takes it (hyper/key_headers.py)
+        if not login.key_matches(api_key, x_hyper_key or x_api_key):
             raise HTTPException(401, "missing or wrong x-api-key")
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:

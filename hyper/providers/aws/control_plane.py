@@ -7,18 +7,28 @@ import json
 from typing import Any
 
 from hyper.lambda_events import TICK_EVENT
-from hyper.providers.aws.policies import _boundary, _function_role, deploy_role
+from hyper.providers.aws.policies import (
+    KEY_SECRET_ACTIONS,
+    _boundary,
+    _function_role,
+    deploy_role,
+    key_readers,
+    key_secret_denies,
+)
 from hyper.providers.aws.template_parts import (
     API_CONCURRENCY,
     API_STAGE,
     DEPLOY_CONCURRENCY,
     DEPLOY_TIMEOUT_SECONDS,
     FUNCTION_TIMEOUT_SECONDS,
+    GATEWAY_KEY_PARAMETER,
+    KEY_OWNERS_PARAMETER,
     KEY_THROTTLE,
     LAMBDA_HANDLER,
     LAMBDA_RUNTIME,
     SECRET_PARAMETER,
     TEMPLATE_VERSION,
+    WORKER_GATEWAY_KEY_PARAMETER,
     WORKER_SECRET_PARAMETER,
     WORKER_THROTTLE,
     Json,
@@ -139,6 +149,7 @@ def host_template(
         "HYPER_ALLOWED_CONTAINER_OPTIONS": ",".join(allowed_container_options),
     }
     resources["Boundary"] = _boundary(host_name, batch_prefix, allowed_policies)
+    resources.update(_key_secret_policies(host_name, batch_prefix))
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
     resources["HostFunction"] = _function(
@@ -257,7 +268,7 @@ def _host_outputs(
 ) -> dict[str, Json]:
     return {
         "ApiUrl": output(_api_url(), "where the host's API answers"),
-        "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is in the secret)"),
+        "ApiKeyId": output(ref("ApiKey"), "the API key's id (its value is the key's HMAC)"),
         "BucketName": output(ref("Bucket"), "scripts and archived logs"),
         "TablePrefix": output(prefix, "the prefix of the host's DynamoDB tables"),
         "SecretArn": output(ref(SECRET_PARAMETER), "the secret holding the API key"),
@@ -291,6 +302,58 @@ def _host_parameters() -> dict[str, Json]:
             "Description": "the ARN of the secret holding the worker key: the function"
             " gives it to workers with their token; it opens only a worker's own routes",
         },
+        # The API Gateway keys' values. Anyone allowed apigateway:GET reads them, so they
+        # are not the keys but an HMAC of each (hyper/key_headers.py), which only picks
+        # the usage plan; the key itself travels in x-hyper-key and the function checks
+        # it. CloudFormation cannot compute an HMAC (a dynamic reference only copies a
+        # secret), so create-host computes them and passes them here. Not NoEcho: they
+        # are no secret (apigateway:GET reads them) and they open nothing.
+        GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the API key"),
+        WORKER_GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the worker key"),
+        KEY_OWNERS_PARAMETER: {
+            "Type": "String",
+            "Description": "who besides the host's roles and the account's root may read"
+            " and change the keys' secrets: IAM ARN patterns, comma-separated (create-host"
+            " gives its caller's user or role)",
+        },
+    }
+
+
+def _key_secret_policies(host_name: str, batch_prefix: str | None) -> dict[str, Json]:
+    """A resource policy on each key's secret: no one reads or changes it but the roles
+    that need it, the account's root and the owners create-host names, whatever their
+    identity policies allow (secretsmanager:GetSecretValue on "*", say)."""
+    readers = key_readers(host_name, batch_prefix)
+    root = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
+    found = {}
+    for lid, parameter, denied in zip(
+        ("ApiKeySecretPolicy", "WorkerKeySecretPolicy"),
+        (SECRET_PARAMETER, WORKER_SECRET_PARAMETER),
+        key_secret_denies(readers, KEY_SECRET_ACTIONS, root),
+        strict=True,
+    ):
+        patterns = denied["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+        joined = {"Fn::Join": [",", [*patterns, ref(KEY_OWNERS_PARAMETER)]]}
+        denied["Condition"]["ArnNotLike"]["aws:PrincipalArn"] = {"Fn::Split": [",", joined]}
+        found[lid] = resource(
+            "AWS::SecretsManager::ResourcePolicy",
+            {
+                "SecretId": ref(parameter),
+                "BlockPublicPolicy": True,
+                "ResourcePolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [{**denied, "Principal": "*", "Resource": "*"}],
+                },
+            },
+        )
+    return found
+
+
+def _gateway_key_parameter(what: str) -> Json:
+    return {
+        "Type": "String",
+        "AllowedPattern": "[0-9a-f]{64}",
+        "Description": f"the API Gateway key value of {what}: HMAC-SHA256(key, 'apigw') in hex",
     }
 
 
@@ -499,11 +562,13 @@ def _stage(host_name: str, deployment: str) -> Json:
             "StageName": API_STAGE,
             "DeploymentId": ref(deployment),
             # the keyless dashboard routes: no usage plan throttles a request without a
-            # key, so the stage does (a flood must not fill the function's executions)
+            # key, so the stage does (a flood must not fill the function's executions).
+            # Each setting names a method that exists: ANY on its path (AWS documents the
+            # method "*" only together with the path "/*").
             "MethodSettings": [
                 {
                     "ResourcePath": path,
-                    "HttpMethod": "*",
+                    "HttpMethod": "ANY",
                     "ThrottlingRateLimit": DASHBOARD_RATE_LIMIT,
                     "ThrottlingBurstLimit": DASHBOARD_BURST_LIMIT,
                 }
@@ -541,8 +606,8 @@ def _api_keys(
                 "Name": api_name,
                 "Description": f"the key of hyper host {host_name}",
                 "Enabled": True,
-                # the secret made it; the function reads it from there
-                "Value": sub(f"{{{{resolve:secretsmanager:${{{SECRET_PARAMETER}}}}}}}"),
+                # derived from the key in the secret, which the function checks itself
+                "Value": ref(GATEWAY_KEY_PARAMETER),
                 "Tags": tags(host_name),
             },
         ),
@@ -558,7 +623,7 @@ def _api_keys(
                 "Name": f"{api_name}-workers",
                 "Description": f"the worker key of hyper host {host_name}: with a token only",
                 "Enabled": True,
-                "Value": sub(f"{{{{resolve:secretsmanager:${{{WORKER_SECRET_PARAMETER}}}}}}}"),
+                "Value": ref(WORKER_GATEWAY_KEY_PARAMETER),
                 "Tags": tags(host_name),
             },
         ),

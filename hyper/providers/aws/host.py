@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from hyper.config import HostConfig
 from hyper.errors import DeployFailed, UsageError, one_line
+from hyper.key_headers import gateway_key
 from hyper.providers.aws import batch, bundle, check, stacks, templates
 from hyper.providers.aws.calls import aws_errors, error_message
 from hyper.providers.aws.policies import check_allowed_policies
@@ -121,6 +122,13 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         {
             templates.SECRET_PARAMETER: secret_arn,
             templates.WORKER_SECRET_PARAMETER: worker_secret_arn,
+            # the API Gateway keys: values derived from the keys, never the keys
+            templates.GATEWAY_KEY_PARAMETER: gateway_key(_secret_value(secret_arn, request.region)),
+            templates.WORKER_GATEWAY_KEY_PARAMETER: gateway_key(
+                _secret_value(worker_secret_arn, request.region)
+            ),
+            # who may read the keys' secrets besides the host's roles and the root: you
+            templates.KEY_OWNERS_PARAMETER: ",".join(owner_patterns(caller_arn(request.region))),
         },
         log,
         template_bucket=bucket,
@@ -322,6 +330,36 @@ def _region_of(host: HostConfig) -> str:
     if not host.region:
         raise UsageError(f"host {host.name!r} has no AWS region saved; import it again")
     return host.region
+
+
+def caller_arn(region: str) -> str:
+    with aws_errors("finding who you are in AWS"):
+        return str(boto3.client("sts", region_name=region).get_caller_identity()["Arn"])
+
+
+def owner_patterns(arn: str) -> list[str]:
+    """The aws:PrincipalArn patterns of the caller `arn`: its IAM user or role by name,
+    whatever its path (names are unique in an account, paths aside); a role's session
+    (``sts::...:assumed-role/NAME/SESSION``) is its role's; the root is the root."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6:
+        return [arn]
+    partition, account, what = parts[1], parts[4], parts[5]
+    kind, _, path = what.partition("/")
+    if kind == "assumed-role":
+        kind, name = "role", path.split("/")[0]
+    else:
+        name = path.rsplit("/", 1)[-1]
+    if kind not in ("user", "role") or not name:
+        return [f"arn:{partition}:iam::{account}:root"] if what == "root" else [arn]
+    base = f"arn:{partition}:iam::{account}:{kind}/"
+    return [base + name, base + "*/" + name]
+
+
+def _secret_value(arn: str, region: str) -> str:
+    with aws_errors("reading the host's key to derive its API Gateway key"):
+        found = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=arn)
+    return str(found["SecretString"])
 
 
 def _secret_name(host_name: str, *, worker: bool = False) -> str:

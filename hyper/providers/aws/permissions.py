@@ -25,7 +25,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Json = dict[str, Any]
@@ -593,8 +593,15 @@ class Policy:
     Anything not allowed is denied, as IAM does; Deny statements are kept too."""
 
     statements: list[Json]
+    principal: str = ""  # the aws:PrincipalArn it is checked as (a role's ARN), if known
+
+    def of(self, principal: str) -> Policy:
+        """The same statements, checked as `principal` (a boundary's, for one role)."""
+        return Policy(self.statements, principal)
 
     def allows(self, need: Need) -> bool:
+        if self.principal and "aws:PrincipalArn" not in dict(need.context):
+            need = replace(need, context=(*need.context, ("aws:PrincipalArn", self.principal)))
         allowed = False
         for statement in self.statements:
             if not self._applies(statement, need):
@@ -634,6 +641,8 @@ _CONTEXT_KEYS = frozenset(
         "ec2:CreateAction",
         "iam:PassedToService",
         "ecs:CreateAction",
+        "aws:PrincipalArn",
+        "aws:CalledVia",
     }
 )
 
@@ -645,11 +654,35 @@ def _conditions(conditions: Json, need: Need) -> bool:
     have is met, as IAM has it."""
     request, resource = dict(need.request_tags), dict(need.resource_tags)
     context = dict(need.context)
+    unknown = ["unknown"]  # a key this checker cannot tell: no grant
+
+    def values_of(key: str) -> list[str] | None:
+        if key.startswith("aws:RequestTag/"):
+            got = request.get(key.split("/", 1)[1])
+            return None if got is None else [got]
+        if key.startswith("aws:ResourceTag/"):
+            got = resource.get(key.split("/", 1)[1])
+            return None if got is None else [got]
+        if key == "aws:TagKeys":
+            return list(request)
+        if key in context:
+            return [context[key]]
+        if key in _CONTEXT_KEYS:  # a key IAM knows, absent from this request
+            return None
+        return unknown
+
     for operator, tests in conditions.items():
+        if operator == "Null":  # "true": the key is absent; "false": present
+            for key, wanted in tests.items():
+                found = values_of(key)
+                if found is unknown or (found is None) != (str(wanted).lower() == "true"):
+                    return False
+            continue
         if_exists = operator.endswith("IfExists")
         base = operator.removesuffix("IfExists")
         multi = base.startswith("ForAllValues:")
-        base = base.removeprefix("ForAllValues:")
+        any_value = base.startswith("ForAnyValue:")
+        base = base.removeprefix("ForAllValues:").removeprefix("ForAnyValue:")
         base = {
             "ArnEquals": "StringEquals",
             "ArnLike": "StringLike",
@@ -661,20 +694,8 @@ def _conditions(conditions: Json, need: Need) -> bool:
         if base not in ("StringEquals", "StringLike"):
             return False
         for key, wanted in tests.items():
-            values: list[str] | None
-            if key.startswith("aws:RequestTag/"):
-                got = request.get(key.split("/", 1)[1])
-                values = None if got is None else [got]
-            elif key.startswith("aws:ResourceTag/"):
-                got = resource.get(key.split("/", 1)[1])
-                values = None if got is None else [got]
-            elif key == "aws:TagKeys":
-                values = list(request)
-            elif key in context:
-                values = [context[key]]
-            elif key in _CONTEXT_KEYS:  # a key IAM knows, absent from this request
-                values = None
-            else:
+            values = values_of(key)
+            if values is unknown:
                 return False
             if values is None or (multi and not values):
                 if if_exists or multi or negated:
@@ -682,6 +703,9 @@ def _conditions(conditions: Json, need: Need) -> bool:
                 return False
             if negated:
                 if any(_string_test(base, wanted, v) for v in values):
+                    return False
+            elif any_value:
+                if not any(_string_test(base, wanted, v) for v in values):
                     return False
             elif not all(_string_test(base, wanted, v) for v in values):
                 return False
@@ -692,8 +716,9 @@ def _conditions(conditions: Json, need: Need) -> bool:
 
 
 def resolve(value: Any, values: Mapping[str, str]) -> Any:
-    """A CloudFormation value with Ref, Fn::GetAtt (as `LOGICAL.Attribute`) and Fn::Sub
-    replaced from `values` (AWS::AccountId, AWS::Partition, AWS::Region, parameters...)."""
+    """A CloudFormation value with Ref, Fn::GetAtt (as `LOGICAL.Attribute`), Fn::Sub,
+    Fn::Join and Fn::Split replaced from `values` (AWS::AccountId, AWS::Partition,
+    AWS::Region, parameters...)."""
     if isinstance(value, list):
         return [resolve(v, values) for v in value]
     if not isinstance(value, dict):
@@ -704,6 +729,12 @@ def resolve(value: Any, values: Mapping[str, str]) -> Any:
         return values[".".join(value["Fn::GetAtt"])]
     if set(value) == {"Fn::Sub"}:
         return re.sub(r"\$\{([^}]+)\}", lambda m: values[m[1]], value["Fn::Sub"])
+    if set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolve(parts, values))
+    if set(value) == {"Fn::Split"}:
+        separator, text = value["Fn::Split"]
+        return resolve(text, values).split(separator)
     return {k: resolve(v, values) for k, v in value.items()}
 
 
@@ -759,7 +790,8 @@ def template_values(
             values[lid] = name
             values[f"{lid}.Arn"] = place.arn("lambda", region, f"function:{name}")
         elif kind == "AWS::IAM::Role":
-            values[f"{lid}.Arn"] = place.arn("iam", "", f"role/{lid}")
+            name = properties.get("RoleName", lid)
+            values[f"{lid}.Arn"] = place.arn("iam", "", f"role/{name}")
         elif kind == "AWS::IAM::ManagedPolicy":
             values[lid] = place.arn("iam", "", f"policy/{properties['ManagedPolicyName']}")
     return values

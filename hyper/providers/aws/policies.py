@@ -5,9 +5,11 @@ of every role the host makes."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from hyper.errors import UsageError
+from hyper.providers.aws.names import Names
 from hyper.providers.aws.template_parts import (
     HOST_TAG,
     SECRET_PARAMETER,
@@ -223,7 +225,9 @@ def _function_role(
         statement(["batch:DescribeJobs", "batch:ListJobs"], "*", "ReadWorkers"),
         statement(["ec2:GetSpotPlacementScores"], "*", "SpotPlacementScores"),
     ]
-    return _lambda_role(f"the API function of hyper host {host_name}", statements, host_name)
+    return _lambda_role(
+        f"the API function of hyper host {host_name}", statements, host_name, function_role_name
+    )
 
 
 # the AWS managed policies hyper attaches to the roles it makes (batch.py)
@@ -289,14 +293,19 @@ def _boundary(
     this = {"iam:PermissionsBoundary": sub(f"{iam}policy/{boundary_name}")}
     free = [a for a in [*ROLE_ACTIONS, *PROFILE_ACTIONS] if a not in BOUNDARY_KEEPING_ACTIONS]
     policies = [managed_policy_arn(p) for p in (*BATCH_MANAGED_POLICIES, *allowed_policies)]
+    # IAM changes: the deploy role's alone (no job or instance role makes a role, which
+    # could trust an outside account, even with an allowed policy that lets it)
+    deployer = {"aws:PrincipalArn": f"arn:*:iam::*:role/{deploy_role_name(host_name)}"}
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
-        statement(free, own, "HostRolesOnly"),
+        statement(free, own, "HostRolesOnly", Condition={"ArnLike": deployer}),
         statement([a for a in BOUNDARY_KEEPING_ACTIONS if a != "iam:AttachRolePolicy"], own,
-                  "HostRolesWithTheBoundaryOnly", Condition={"StringEquals": this}),
+                  "HostRolesWithTheBoundaryOnly",
+                  Condition={"StringEquals": this, "ArnLike": deployer}),
         statement(["iam:AttachRolePolicy"], own, "AllowedPoliciesOnHostRolesWithTheBoundary",
-                  Condition={"StringEquals": this, "ArnEquals": {"iam:PolicyARN": policies}}),
+                  Condition={"StringEquals": this, "ArnEquals": {"iam:PolicyARN": policies},
+                             "ArnLike": deployer}),
         statement(["iam:PassRole"], own, "PassHostRolesOnly",
                   Condition={"StringEqualsIfExists": {"iam:PassedToService": list(
                       BOUNDARY_PASSED_TO)}}),
@@ -306,6 +315,13 @@ def _boundary(
         _service_linked_roles(),
         {"Sid": "KeepTheAccountsWatch", "Effect": "Deny", "Action": ACCOUNT_WATCH_ACTIONS,
          "Resource": "*"},
+        # the API Gateway keys' values open nothing (hyper/key_headers.py), and no role
+        # of the host needs them
+        {"Sid": "ApiKeyValues", "Effect": "Deny", "Action": "apigateway:GET",
+         "Resource": "arn:*:apigateway:*::/apikeys*"},
+        # (the keys' secrets: their resource policies (control_plane.py) let only their
+        # readers read or change them, every principal of the account and these roles
+        # alike; here it would pass IAM's 6,144 characters for the longest names)
         {"Sid": "KeepTheBoundary", "Effect": "Deny",
          "Action": ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion",
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
@@ -324,6 +340,39 @@ def _boundary(
             "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
         },
     )
+
+
+# what may be done to the keys' secrets, and only by their readers (key_readers)
+KEY_SECRET_ACTIONS = [
+    "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret", "secretsmanager:DeleteSecret",
+    "secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy",
+    "secretsmanager:RotateSecret", "secretsmanager:RestoreSecret",
+]  # fmt: skip
+
+
+def key_readers(host_name: str, batch_prefix: str | None) -> dict[str, list[Json]]:
+    """The roles of the host that may read each key's secret, by their ARNs (aws:PrincipalArn
+    of a role's session is its role's ARN): the API function's and the deploy function's
+    both; the worker key's also the execution role, for the ECS agent."""
+    iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"
+    functions = [sub(iam + function_role_name(host_name)), sub(iam + deploy_role_name(host_name))]
+    execution = (Names(prefix=batch_prefix) if batch_prefix else Names()).execution_role()
+    return {"api": functions, "worker": [*functions, sub(iam + execution)]}
+
+
+def key_secret_denies(
+    readers: dict[str, list[Json]], actions: list[str], *more: Json
+) -> list[Json]:
+    """Deny statements: no one but the readers (and `more`, as ArnLike patterns) does
+    `actions` on the API key's or the worker key's secret."""
+    return [
+        {"Sid": f"{sid}SecretToItsReadersOnly", "Effect": "Deny", "Action": actions,
+         "Resource": ref(parameter),
+         "Condition": {"ArnNotLike": {"aws:PrincipalArn": [*readers[which], *more]}}}
+        for sid, which, parameter in (("ApiKey", "api", SECRET_PARAMETER),
+                                      ("WorkerKey", "worker", WORKER_SECRET_PARAMETER))
+    ]  # fmt: skip
 
 
 # IAM's quotas (IAM User Guide, "IAM and AWS STS quotas"), in characters without
@@ -391,7 +440,9 @@ def deploy_role(
                 "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
             },
         )
-    made = _lambda_role(f"the deploy function of hyper host {host_name}", role, host_name)
+    made = _lambda_role(
+        f"the deploy function of hyper host {host_name}", role, host_name, deploy_role_name
+    )
     made["Properties"]["ManagedPolicyArns"] = [ref(lid) for lid in found]
     return {"DeployRole": made, **found}
 
@@ -492,6 +543,27 @@ def _network_statements(host_name: str) -> list[Json]:
                     "ec2:CreateAction": [a.removeprefix("ec2:") for a in EC2_HOST_CREATES],
                     f"aws:RequestTag/{HOST_TAG}": host_name,
                 }
+            },
+        ),
+        # A CloudFormation handler may make a resource without its tags and tag it in a
+        # second call, which carries no ec2:CreateAction: then the host's tag may be put
+        # on a resource of a type the region stack makes that no one has tagged as any
+        # host's yet (nor as an owner's, hyper:use), through CloudFormation only
+        # (aws:CalledVia, which CloudFormation sets on the calls it makes with the
+        # deploy role's credentials), and with no other tag key than the host's and
+        # Name. A tagged resource stays closed.
+        statement(
+            ["ec2:CreateTags"],
+            [ec2(kind) for kind in EC2_CREATED.values()],
+            "HostNetworkTagsAfterCreate",
+            Condition={
+                "Null": {
+                    f"aws:ResourceTag/{HOST_TAG}": "true",
+                    f"aws:ResourceTag/{OWNER_TAG}": "true",
+                },
+                "StringEquals": {f"aws:RequestTag/{HOST_TAG}": host_name},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [HOST_TAG, "Name"]},
+                "ForAnyValue:StringEquals": {"aws:CalledVia": "cloudformation.amazonaws.com"},
             },
         ),
         statement(
@@ -603,10 +675,26 @@ def ec2(kind: str) -> Json:
     return sub(f"arn:${{AWS::Partition}}:ec2:*:${{AWS::AccountId}}:{kind}/*")
 
 
-def _lambda_role(description: str, statements: list[Json], host_name: str) -> Json:
+def function_role_name(host_name: str) -> str:
+    """The API function's role's name: named, so that the boundary and the secrets'
+    policies can name it (a generated name is known only once the role is made, and the
+    boundary is made before it). Not under the host's role prefix ``hyper-HOST--``,
+    which the boundary lets the deploy role change."""
+    return physical_name(host_name, "api-role", limit=40)
+
+
+def deploy_role_name(host_name: str) -> str:
+    """The deploy function's role's name (see `function_role_name`)."""
+    return physical_name(host_name, "deploy-role", limit=40)
+
+
+def _lambda_role(
+    description: str, statements: list[Json], host_name: str, name: Callable[[str], str]
+) -> Json:
     return resource(
         "AWS::IAM::Role",
         {
+            "RoleName": name(host_name),
             "Description": description,
             "AssumeRolePolicyDocument": {
                 "Version": "2012-10-17",

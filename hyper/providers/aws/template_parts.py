@@ -23,6 +23,10 @@ TEMPLATE_VERSION = "2010-09-09"
 HOST_TAG = "hyper:host"
 SECRET_PARAMETER = "ApiKeySecretArn"  # the host stack's parameters: the host's key's secret
 WORKER_SECRET_PARAMETER = "WorkerKeySecretArn"  # and the worker key's (hyper/host/auth.py)
+# the API Gateway keys' values: derived from the keys (hyper/key_headers.py), never them
+GATEWAY_KEY_PARAMETER = "ApiGatewayKey"
+WORKER_GATEWAY_KEY_PARAMETER = "WorkerGatewayKey"
+KEY_OWNERS_PARAMETER = "KeyOwners"  # who else may read the keys' secrets (policies.py)
 # Lambda concurrency reserved for each function: the API always has its share of the
 # account's (1,000 by default; at least 100 must stay unreserved) and cannot take it all
 # from the account's other functions; changes always have room. docs/aws.md.
