@@ -103,8 +103,7 @@ def install(app: FastAPI, service: HostService) -> None:
         x_api_key: Annotated[str | None, Header()] = None,
         x_hyper_key: Annotated[str | None, Header()] = None,
     ) -> None:
-        # the key as the API takes it (hyper/key_headers.py)
-        if not login.key_matches(api_key, x_hyper_key or x_api_key):
+        if not login.key_matches(api_key, x_hyper_key or x_api_key):  # as hyper.key_headers
             raise HTTPException(401, "missing or wrong x-api-key")
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
