@@ -42,6 +42,7 @@ class HostRequest(NamedTuple):
     allowed_vpcs: str | None = None  # aws: existing VPCs (vpc-a,vpc-b) regions may put workers in
     # aws: privileged,host-volumes,devices,log-groups,root-jobs
     allowed_container_options: str | None = None
+    key_readers: str | None = None  # aws: IAM users and roles (ARNs) who may read the keys too
 
 
 Log = Callable[[str], None]
@@ -150,6 +151,7 @@ def _deploy_aws_host(request: HostRequest, log: Log) -> HostConfig:
             allowed_policies=request.allowed_policies,
             allowed_vpcs=request.allowed_vpcs,
             allowed_container_options=request.allowed_container_options,
+            key_readers=request.key_readers,
         ),
         log,
         code=request.code_bundle,
@@ -241,6 +243,7 @@ def update_host(
     data_dir: Path | None = None,
     code_bundle: Path | None = None,
     allowed_vpcs: str | None = None,
+    key_readers: str | None = None,
     log: Log = print,
 ) -> HostConfig:
     """Change a host's saved settings; a local host's daemon restarts on them (and on the
@@ -249,8 +252,9 @@ def update_host(
     if host.provider == "local":
         if url is not None:
             raise UsageError("--url is for imported hosts; a local host's URL follows its port")
-        if allowed_vpcs is not None:
-            raise UsageError("--allowed-vpcs is for aws hosts")
+        for flag, value in (("--allowed-vpcs", allowed_vpcs), ("--key-readers", key_readers)):
+            if value is not None:
+                raise UsageError(f"{flag} is for aws hosts")
         new_bind = host.bind if bind is None else ("" if bind in NO_TCP else bind)
         changed = host._replace(bind=new_bind, port=host.port if port is None else port)
         if not new_bind:
@@ -268,8 +272,9 @@ def update_host(
     else:
         if bind is not None or port is not None or data_dir is not None:
             raise UsageError("--bind, --port and --data-dir are for local hosts")
-        if allowed_vpcs is not None and (host.provider != "aws" or url is not None):
-            raise UsageError("--allowed-vpcs is for aws hosts")
+        for flag, value in (("--allowed-vpcs", allowed_vpcs), ("--key-readers", key_readers)):
+            if value is not None and (host.provider != "aws" or url is not None):
+                raise UsageError(f"{flag} is for aws hosts")
         if url is not None:
             config.save_host(host._replace(url=checked_url(url)))
         elif host.provider == "aws":  # the control plane again, on the installed code
@@ -283,6 +288,7 @@ def update_host(
                 enable_dashboard=host.dashboard,
                 code_bundle=code_bundle,
                 allowed_vpcs=allowed_vpcs,
+                key_readers=key_readers,
             )
             config.save_host(_deploy_aws_host(request, log))
     return config.load_host(name)

@@ -14,11 +14,14 @@ from pathlib import Path
 import boto3
 import pytest
 
+from hyper.providers.aws.host import owner_patterns
+from hyper.providers.aws.template_parts import KEY_OWNERS_PARAMETER
 from tests.conftest import BIN
 from tests.helpers.aws_host import bundle, vpc_with_subnets
 from tests.helpers.moto import moto_server
 
 REGION = "eu-west-1"
+ACCOUNT = "123456789012"  # moto's
 API_URL = re.compile(rf"https://\w+\.execute-api\.{REGION}\.amazonaws\.com/v1")
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
@@ -52,6 +55,13 @@ def saved(env: dict[str, str], name: str) -> dict:
     return json.loads((Path(env["HYPER_HOME"]) / "config" / "hosts" / f"{name}.json").read_text())
 
 
+def key_owners(stack: dict) -> list[str]:
+    """Who the host stack lets read the keys' secrets, besides its roles and the root."""
+    (value,) = [p["ParameterValue"] for p in stack["Parameters"]
+                if p["ParameterKey"] == KEY_OWNERS_PARAMETER]  # fmt: skip
+    return value.split(",")
+
+
 def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> None:
     code = bundle(tmp_path / "one.zip", "# one\n")
     done = hyper(
@@ -74,16 +84,31 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
     (row,) = json.loads(listing.stdout)["hosts"]
     assert row["name"] == "h1" and row["in_use"] and row["api_key"] == "********"
 
-    # the same control plane on new code, and with a VPC the owner now allows
+    caller = boto3.client("sts", region_name=REGION).get_caller_identity()["Arn"]
+    assert key_owners(stack) == owner_patterns(caller)  # the keys' readers: you alone
+
+    # the same control plane on new code, with a VPC and a reader of the keys the owner now
+    # allows; an update that names no readers keeps them
+    reader = f"arn:aws:iam::{ACCOUNT}:role/team/deployer"
     updated = hyper(aws, "hosts", "update-host", "h1", "--code-bundle",
                     str(bundle(tmp_path / "two.zip", "# two\n")),
-                    "--allowed-vpcs", "vpc-0123abcd")  # fmt: skip
+                    "--allowed-vpcs", "vpc-0123abcd", "--key-readers", reader)  # fmt: skip
     assert updated.returncode == 0, updated.stderr
     (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
     assert stack["StackStatus"] == "UPDATE_COMPLETE"
     assert saved(aws, "h1")["api_key"] == key
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert outputs["AllowedVpcs"] == "vpc-0123abcd"
+    readers = [*owner_patterns(caller), *owner_patterns(reader)]
+    assert key_owners(stack) == readers
+    again = hyper(aws, "hosts", "update-host", "h1", "--code-bundle",
+                  str(bundle(tmp_path / "three.zip", "# three\n")))  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
+    assert key_owners(stack) == readers
+    assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["AllowedVpcs"] == (
+        "vpc-0123abcd"
+    )
 
     # credentials read back from AWS on another machine
     (Path(aws["HYPER_HOME"]) / "config" / "hosts" / "h1.json").unlink()
@@ -114,6 +139,21 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
         (["--name", "prod.", "--region", REGION], "invalid host name"),
         (["--name", "prod..x", "--region", REGION], "invalid host name"),
         (["--name", "h2", "--region", REGION, "--allowed-vpcs", "vpc-0123abcd,x"], "not a vpc-id"),
+        (
+            ["--name", "h2", "--region", REGION, "--key-readers", "deployer"],
+            "'deployer' is not the ARN of an IAM user or role",
+        ),
+        (
+            [
+                "--name",
+                "h2",
+                "--region",
+                REGION,
+                "--key-readers",
+                "arn:aws:iam::999999999999:user/x",
+            ],
+            "is not of this account",
+        ),
         (
             ["--name", "h2", "--region", REGION, "--allowed-container-options", "root"],
             "'root' is none of privileged, host-volumes, devices, log-groups, root-jobs",

@@ -174,6 +174,12 @@ def create_host(
         help="aws: what definitions may ask beyond their container (privileged,host-volumes,"
         "devices,log-groups,root-jobs); default none",
     ),
+    key_readers: str = typer.Option(
+        None,
+        "--key-readers",
+        help="aws: IAM users or roles (ARNs, a,b) who may read the host's keys besides you"
+        " (to import the host, or deploy it again); default none",
+    ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
 ) -> None:
@@ -193,6 +199,7 @@ def create_host(
         allowed_policies=allowed_policies,
         allowed_vpcs=allowed_vpcs,
         allowed_container_options=allowed_container_options,
+        key_readers=key_readers,
     )
     missing = [
         flag for flag, value in (("--name", name), ("--provider", provider)) if value is None
@@ -278,6 +285,12 @@ def update_host(
         help='aws: the existing VPCs (vpc-a,vpc-b) regions may use from now on ("": none);'
         " default: as before",
     ),
+    key_readers: str = typer.Option(
+        None,
+        "--key-readers",
+        help="aws: IAM users or roles (ARNs, a,b) who may read the keys from now on, besides"
+        ' you ("": you alone); default: as before, and you',
+    ),
 ) -> None:
     """Change a host's settings and restart it on the installed code."""
     updated = hosts.update_host(
@@ -288,6 +301,7 @@ def update_host(
         data_dir=data_dir,
         code_bundle=code_bundle,
         allowed_vpcs=allowed_vpcs,
+        key_readers=key_readers,
         log=_say,
     )
     typer.echo(f"host {updated.name!r} updated ({updated.url})", err=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import string
 import tempfile
@@ -47,6 +48,8 @@ class AwsHostRequest(NamedTuple):
     allowed_vpcs: str | None = None
     # what definitions may ask beyond their container (a,b); None: as deployed before
     allowed_container_options: str | None = None
+    # IAM users and roles (ARNs, a,b) who may read the keys besides the caller; None: as before
+    key_readers: str | None = None
 
 
 def caller_account(region: str) -> str:
@@ -71,6 +74,9 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     options = request.allowed_container_options
     if options is not None:
         options = ",".join(batch.check_container_options(options))
+    readers = (
+        None if request.key_readers is None else check_key_readers(request.key_readers, account)
+    )
     if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
         stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
     _check_lambda_concurrency(request, log)  # the last check: nothing is made before it
@@ -85,19 +91,15 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
             code = bundle.build_bundle(Path(work))
         key = f"hyper/{code.name}"
         _upload(bucket, key, code, request.region, log, owner=account)
-    allowed = request.allowed_policies
-    if allowed is None:  # an update keeps the owner's list
-        before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
-        allowed = stacks.outputs_of(before).get("AllowedPolicies", "") if before else ""
-        allowed = "" if allowed == "-" else allowed  # an output cannot be empty
-    if allowed_vpcs is None:  # an update keeps the owner's list
-        before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
-        allowed_vpcs = stacks.outputs_of(before).get("AllowedVpcs", "") if before else ""
-        allowed_vpcs = "" if allowed_vpcs == "-" else allowed_vpcs
-    if options is None:  # an update keeps the owner's list
-        before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
-        options = stacks.outputs_of(before).get("AllowedContainerOptions", "") if before else ""
-        options = "" if options == "-" else options
+    # what an update does not name, it keeps as deployed before
+    before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+    allowed = _kept(request.allowed_policies, before, "AllowedPolicies")
+    allowed_vpcs = _kept(allowed_vpcs, before, "AllowedVpcs")
+    options = _kept(options, before, "AllowedContainerOptions")
+    owners = owner_patterns(caller_arn(request.region))
+    if readers is None:  # the readers deployed before stay, with the caller now
+        readers = _deployed_key_owners(before)
+    owners += [pattern for reader in readers for pattern in owner_patterns(reader)]
     if host_stack is not None:
         _worker_key_out_of_the_keys_plan(request.name, request.region, host_stack, log,
                                          bucket=bucket, owner=account)  # fmt: skip
@@ -128,7 +130,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
                 _secret_value(worker_secret_arn, request.region)
             ),
             # who may read the keys' secrets besides the host's roles and the root: you
-            templates.KEY_OWNERS_PARAMETER: ",".join(owner_patterns(caller_arn(request.region))),
+            templates.KEY_OWNERS_PARAMETER: ",".join(dict.fromkeys(owners)),
         },
         log,
         template_bucket=bucket,
@@ -169,6 +171,8 @@ def _worker_key_out_of_the_keys_plan(
 
 
 OLD_WORKER_PLAN_KEY = "WorkerUsagePlanKey"
+# an IAM user or role, whatever its path, for --key-readers
+KEY_READER = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>\d{12}):(?:user|role)/[\w+=,.@/-]+")
 
 
 def without_resource(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
@@ -335,6 +339,40 @@ def _region_of(host: HostConfig) -> str:
 def caller_arn(region: str) -> str:
     with aws_errors("finding who you are in AWS"):
         return str(boto3.client("sts", region_name=region).get_caller_identity()["Arn"])
+
+
+def _kept(given: str | None, stack: dict[str, Any] | None, output: str) -> str:
+    """`given`, or for an update that does not name it, the owner's list as deployed (its
+    stack's `output`, where "-" stands for an empty list: an output cannot be empty)."""
+    if given is not None:
+        return given
+    deployed = stacks.outputs_of(stack).get(output, "") if stack else ""
+    return "" if deployed == "-" else deployed
+
+
+def _deployed_key_owners(stack: dict[str, Any] | None) -> list[str]:
+    """The key secrets' readers the host stack was deployed with (its KeyOwners)."""
+    for parameter in (stack or {}).get("Parameters") or []:
+        if parameter.get("ParameterKey") == templates.KEY_OWNERS_PARAMETER:
+            return [p for p in parameter.get("ParameterValue", "").split(",") if p]
+    return []
+
+
+def check_key_readers(text: str, account: str) -> list[str]:
+    """The IAM users and roles of `--key-readers` (ARNs, a,b), each of this account (a
+    resource policy that only denies lets no other account in anyway); UsageError for
+    anything else."""
+    readers = [r.strip() for r in text.split(",") if r.strip()]
+    for reader in readers:
+        found = KEY_READER.fullmatch(reader)
+        if not found:
+            raise UsageError(
+                f"--key-readers: {reader!r} is not the ARN of an IAM user or role"
+                " (arn:aws:iam::ACCOUNT:role/NAME)"
+            )
+        if found["account"] != account:
+            raise UsageError(f"--key-readers: {reader!r} is not of this account ({account})")
+    return readers
 
 
 def owner_patterns(arn: str) -> list[str]:
