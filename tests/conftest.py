@@ -6,7 +6,7 @@ tests marked `smoke`); `pytest -m e2e` or `-m slow` runs those; `pytest --tier a
 (what .ci/run does) runs everything. Naming test files or `-m` chooses as pytest always
 does. A test that uses a real local host is `e2e` whether or not it says so.
 
-Run in parallel (`-n 2`, as .ci/run does), the slow tests are handed out first, so
+Run in parallel (`-n 3`, as .ci/run does), the slow tests are handed out first, so
 that the longest do not start last; tests marked `alone` (they stop, kill or starve
 processes, or time what they see) are for a run of their own: `-m alone`.
 """
