@@ -91,6 +91,24 @@ def test_asuser_drops_every_way_back_to_root(tmp_path: Path) -> None:
 
 
 @linux_root
+def test_asuser_takes_the_memory_limit_on_itself_before_it_drops_root() -> None:
+    """Once the job runs as another uid, a worker without CAP_SYS_RESOURCE (a container's
+    root) can no longer set its RLIMIT_AS from outside: the switch sets it, as root."""
+    limit = 512 * 2**20
+    command = JobUser(JOB_UID, JOB_UID).command(
+        ["sh", "-c", "id -u; grep 'Max address space' /proc/self/limits"], limit
+    )
+    # the worker's root without CAP_SYS_RESOURCE, as in a container
+    done = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource", *command],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    uid, limits = done.stdout.splitlines()
+    assert uid == str(JOB_UID)
+    assert limits.split()[3:5] == [str(limit), str(limit)]
+
+
+@linux_root
 def test_a_folder_handed_over_is_the_users_but_not_what_its_links_point_to(
     tmp_path: Path,
 ) -> None:

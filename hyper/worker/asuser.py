@@ -1,6 +1,6 @@
 """Start a job as another user, for a worker that runs as root (hyper.worker.identity):
 
-    python -I -S asuser.py UID GID GROUPS|- -- COMMAND [ARG...]
+    python -I -S asuser.py UID GID GROUPS|- [--address-space BYTES] -- COMMAND [ARG...]
 
 It sets ``no_new_privs`` (no set-uid program of the image makes the job root again), its
 supplementary groups (GROUPS, comma-separated; ``-`` for none), its gid, then its uid (real,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import sys
 
@@ -40,14 +41,26 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    limit = None
+    if argv[3:4] == ["--address-space"] and len(argv) > 4:
+        limit, argv = int(argv[4]), argv[:3] + argv[5:]
     if len(argv) < 5 or argv[3] != "--":
-        sys.stderr.write("usage: asuser.py UID GID GROUPS|- -- COMMAND [ARG...]\n")
+        sys.stderr.write(
+            "usage: asuser.py UID GID GROUPS|- [--address-space BYTES] -- COMMAND [ARG...]\n"
+        )
         return 2
     uid, gid = int(argv[0]), int(argv[1])
     groups = [] if argv[2] == "-" else [int(g) for g in argv[2].split(",")]
     command = argv[4:]
     if uid == 0 or gid == 0:
         return _fail("not as root")
+    # the memory limit, set here as root: once the job's uid is another, only a worker
+    # with CAP_SYS_RESOURCE (which a container does not have) could set it from outside
+    if limit is not None:
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (OSError, ValueError) as error:
+            return _fail(f"its memory limit: {error}")
     # what execvp imports on its way (warnings), while the standard library is still
     # readable: the worker's Python may live where the job's user cannot read
     os.get_exec_path()

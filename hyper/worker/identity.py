@@ -54,13 +54,15 @@ class JobUser:
         name = self.name or str(self.uid)
         return {"HOME": home, "USER": name, "LOGNAME": name}
 
-    def command(self, command: list[str]) -> list[str]:
+    def command(self, command: list[str], address_space: int | None = None) -> list[str]:
         """`command`, started as this user (hyper.worker.asuser, run by the worker's
-        Python in isolated mode: the job's variables cannot change what it does)."""
+        Python in isolated mode: the job's variables cannot change what it does), held
+        to `address_space` bytes (RLIMIT_AS) when given."""
         helper = Path(__file__).with_name("asuser.py")
         groups = ",".join(str(g) for g in self.groups) or "-"
+        limit = [] if address_space is None else ["--address-space", str(address_space)]
         return [sys.executable, "-I", "-S", str(helper), str(self.uid), str(self.gid),
-                groups, "--", *command]  # fmt: skip
+                groups, *limit, "--", *command]  # fmt: skip
 
     def hand_over(self, folder: Path) -> None:
         """Make `folder` and everything in it this user's (links themselves, never

@@ -245,14 +245,19 @@ def open_beneath(folder: Path, path: str) -> int:
         os.close(directory)
 
 
-def limit_memory(job: ClaimedJob, pid: int) -> None:
-    """The job's memory limit, as address space (RLIMIT_AS), set on its first process
-    right after it starts, so what that process starts later inherits it. Set from
-    outside rather than in a preexec hook, which would cost a slower fork for every job;
-    a script that forks within microseconds of starting could escape it. Containers get
-    their limit from the container tool."""
+def address_space(job: ClaimedJob) -> int | None:
+    """The job's memory limit as address space (RLIMIT_AS) in bytes, if it has one and no
+    image (containers get theirs from the container tool)."""
     mib = job.definition_spec.get("memory_limit_mib")
-    if mib and not job.image:
-        limit = int(mib) * 2**20
+    return int(mib) * 2**20 if mib and not job.image else None
+
+
+def limit_memory(pid: int, limit: int | None) -> None:
+    """Set `limit` (address_space) on the job's first process right after it starts, so
+    what that process starts later inherits it. Set from outside rather than in a
+    preexec hook, which would cost a slower fork for every job; a script that forks
+    within microseconds of starting could escape it. (A job run as another user sets it
+    on itself, as root, before it drops root: hyper.worker.asuser.)"""
+    if limit is not None:
         with contextlib.suppress(ProcessLookupError):
             resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))

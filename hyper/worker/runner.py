@@ -270,7 +270,8 @@ class JobRunner:
                 prepare.close_all(files)
                 script.unlink(missing_ok=True)
                 return ending(job_id, attempt, 1, f"cannot give its folder to its user: {exc}", [])
-            command = start.user.command(command)  # the last step before the job, as root
+            # the last step before the job, as root: it takes the memory limit on itself
+            command = start.user.command(command, prepare.address_space(job))
         cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt) if self.cgroups else None
         request = placement.request
         held = cgroup is not None and cgroup.limit(request.cpus, request.mem_mib)
@@ -316,7 +317,8 @@ class JobRunner:
         if self.stopping:  # SIGTERM came as it started (the handler saw no group)
             placement.killed = True
             self.end_everything(process.pid, cgroup, alone=True)
-        prepare.limit_memory(job, process.pid)
+        if start.user is None:
+            prepare.limit_memory(process.pid, prepare.address_space(job))
         watch = MemoryWatch(process.pid, request.mem_mib, cgroup, held, below=tree)
         return Attempt(job, process, cgroup, files, script, watch, tree, direct)
 
