@@ -14,7 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from hyper.providers.aws.host import owner_patterns
+from hyper.errors import UsageError
+from hyper.providers.aws.host import key_people, owner_patterns
 from hyper.providers.aws.permissions import resolve, template_values
 from hyper.providers.aws.template_parts import KEY_OWNERS_PARAMETER, KEY_READERS_PARAMETER
 from tests.conftest import BIN
@@ -56,7 +57,7 @@ def saved(env: dict[str, str], name: str) -> dict:
     return json.loads((Path(env["HYPER_HOME"]) / "config" / "hosts" / f"{name}.json").read_text())
 
 
-def key_people(stack: dict) -> tuple[list[str], list[str]]:
+def deployed_people(stack: dict) -> tuple[list[str], list[str]]:
     """Who may change the keys' secrets besides the root (their owners), and who else may
     read them, as the host stack was deployed."""
     values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
@@ -113,7 +114,7 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
     assert row["name"] == "h1" and row["in_use"] and row["api_key"] == "********"
 
     caller = boto3.client("sts", region_name=REGION).get_caller_identity()["Arn"]
-    assert key_people(stack) == (owner_patterns(caller), [])  # the keys' owner: you alone
+    assert deployed_people(stack) == (owner_patterns(caller), [])  # the keys' owner: you alone
 
     # the same control plane on new code, with a VPC and a reader of the keys (a name
     # with a comma, which IAM allows) the owner now allows
@@ -129,7 +130,7 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert outputs["AllowedVpcs"] == "vpc-0123abcd"
     people = (owner_patterns(caller), owner_patterns(reader))
-    assert key_people(stack) == people
+    assert deployed_people(stack) == people
     put_key_policies(stack)
 
     # the reader deploys it again: owners and readers as they were (the secrets' policy
@@ -138,7 +139,7 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
                   str(bundle(tmp_path / "three.zip", "# three\n")))  # fmt: skip
     assert again.returncode == 0, again.stderr
     (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
-    assert key_people(stack) == people
+    assert deployed_people(stack) == people
     assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["AllowedVpcs"] == (
         "vpc-0123abcd"
     )
@@ -373,3 +374,37 @@ def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
     assert {b["TableName"] for b in backups} >= {outputs["TablePrefix"] + "-jobs"}
     assert "backed up table" in deleted.stderr
     assert boto3.client("secretsmanager", region_name=REGION).list_secrets()["SecretList"] == []
+
+
+def test_owners_stay_owners_and_readers_readers_across_updates() -> None:
+    """key_people: the owners are create-host's caller, kept by every update; readers
+    are the --key-readers named last; a host deployed when KeyOwners held the owner and
+    the readers together (comma-separated) keeps them all as owners until the owner names
+    its readers again; only an owner or the root changes either list."""
+    iam = f"arn:aws:iam::{ACCOUNT}:"
+    owner, reader, root = iam + "user/owner", iam + "role/team/de,ployer", iam + "root"
+    mine, theirs = owner_patterns(owner), owner_patterns(reader)
+    assert key_people(None, owner, None) == (mine, [])
+    assert key_people(None, owner, [reader]) == (mine, theirs)
+
+    def stack(**parameters: str) -> dict:
+        return {"Parameters": [{"ParameterKey": k, "ParameterValue": v}
+                               for k, v in parameters.items()]}  # fmt: skip
+
+    deployed = stack(KeyOwners="".join("|" + p for p in mine),
+                     KeyReaders="".join("|" + p for p in theirs))  # fmt: skip
+    for caller in (owner, reader, iam + "assumed-role/owner/s"):  # the reader: no change
+        assert key_people(deployed, caller, None) == (mine, theirs), caller
+    assert key_people(deployed, owner, []) == (mine, [])
+    assert key_people(deployed, root, []) == (mine, [])
+    with pytest.raises(UsageError, match="only an owner of the host's keys"):
+        key_people(deployed, reader, [])
+    # a host deployed before KeyReaders: its KeyOwners, caller and readers, all owners
+    legacy = stack(KeyOwners=",".join([*mine, *owner_patterns(iam + "role/deployer")]))
+    before = [*mine, *owner_patterns(iam + "role/deployer")]
+    assert key_people(legacy, iam + "role/deployer", None) == (before, [])
+    assert key_people(legacy, owner, [iam + "role/deployer"]) == (
+        mine, owner_patterns(iam + "role/deployer"))  # fmt: skip
+    # a host deployed before KeyOwners: the caller becomes its owner
+    assert key_people(stack(), iam + "role/deployer", None) == (
+        owner_patterns(iam + "role/deployer"), [])  # fmt: skip
