@@ -201,3 +201,78 @@ def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: No
     resources["clusters"] = resources["clusters"][1:]  # c-old made again, from the start
     (line,) = [c for c in check.check_host(host, resources) if c.what.startswith(mine)]
     assert line.ok and "this release's" in line.detail
+
+
+def test_check_host_names_environments_that_keep_an_older_launch_template_version(
+    aws: None,
+) -> None:
+    """A cluster whose launch template has a newer default version (this release's boot
+    script) than its compute environments took gets a line for those Batch cannot update
+    (a custom service role, or BEST_FIT): they keep the older version, so only deleting
+    and adding the cluster again mends them; those made with Batch's service-linked role
+    and another strategy take it on their update, and get none."""
+    from hyper.models import ClusterSpec
+    from hyper.providers.aws import launch_templates, roles
+    from hyper.providers.aws.names import Names
+    from hyper.providers.aws.templates import resource_prefix
+
+    host = HostConfig(name="h1", provider="aws", url="https://x", api_key="k", region=REGION,
+                      account=ACCOUNT)  # fmt: skip
+    names = Names(prefix=resource_prefix("h1"))
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    custom = iam.create_role(RoleName="old-batch-service", AssumeRolePolicyDocument=trust)
+    linked = iam.create_role(RoleName="AWSServiceRoleForBatch", AssumeRolePolicyDocument=trust,
+                             Path="/aws-service-role/batch.amazonaws.com/")  # fmt: skip
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="w", Description="w", VpcId=vpc)["GroupId"]
+    batch = boto3.client("batch", region_name=REGION)
+    clusters = {  # cluster: (its environment's service role, strategy)
+        "c-custom": (custom["Role"]["Arn"], "BEST_FIT_PROGRESSIVE"),
+        "c-best-fit": (linked["Role"]["Arn"], "BEST_FIT"),
+        "c-linked": (linked["Role"]["Arn"], "BEST_FIT_PROGRESSIVE"),
+    }
+    for cluster, (service_role, strategy) in clusters.items():
+        made = roles.ensure_cluster_roles(ClusterSpec(name=cluster), names, print)
+        template = names.launch_template(cluster)
+        ec2.create_launch_template(LaunchTemplateName=template,
+                                   LaunchTemplateData={"UserData": "b2xk"})  # fmt: skip
+        batch.create_compute_environment(
+            computeEnvironmentName=names.compute_env(cluster, 1), type="MANAGED",
+            state="ENABLED", serviceRole=service_role,
+            computeResources={
+                "type": "EC2", "minvCpus": 0, "maxvCpus": 4, "instanceTypes": ["optimal"],
+                "subnets": [subnet], "securityGroupIds": [group],
+                "instanceRole": made.instance_profile, "allocationStrategy": strategy,
+                "launchTemplate": {"launchTemplateName": template, "version": "$Default"},
+            },
+        )  # fmt: skip
+    resources = {
+        "regions": [{"name": REGION, "status": "ACTIVE", "spec": {"kind": "aws"}}],
+        "clusters": [{"name": c, "spec": {"type": "ONDEMAND", "max_vcpus": 0}} for c in clusters],
+    }
+
+    def lines() -> list[tuple[str, bool | None, str]]:
+        return [(c.what, c.ok, c.detail) for c in check.check_host(host, resources)
+                if c.what.startswith("launch template")]  # fmt: skip
+
+    assert lines() == []  # every environment on its template's first version
+    for cluster in clusters:  # this release's boot script: version 2, the default
+        launch_templates.ensure_launch_template(REGION, ClusterSpec(name=cluster), names, print)
+    found = lines()
+    assert [(what, ok) for what, ok, _ in found] == [
+        (f"launch template version of cluster {c} in {REGION}", False)
+        for c in ("c-custom", "c-best-fit")
+    ]
+    detail = found[0][2]
+    assert detail.startswith(
+        "hyper-h1--c-custom-ce1 cannot take an infrastructure update (made with a custom"
+        " service role, or BEST_FIT), so they keep the version of hyper-h1--c-custom-instances"
+        " they were made with unless made after its default version 2 ("
+    ), detail
+    assert detail.endswith(
+        "which holds this release's boot script (the metadata service's rules for jobs):"
+        " hyper clusters delete-cluster c-custom, then add-cluster"
+    ), detail

@@ -14,8 +14,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from hyper.providers.aws.host import owner_patterns
-from hyper.providers.aws.template_parts import KEY_OWNERS_PARAMETER
+from hyper.errors import UsageError
+from hyper.providers.aws.host import key_people, owner_patterns
+from hyper.providers.aws.permissions import resolve, template_values
+from hyper.providers.aws.template_parts import KEY_OWNERS_PARAMETER, KEY_READERS_PARAMETER
 from tests.conftest import BIN
 from tests.helpers.aws_host import bundle, vpc_with_subnets
 from tests.helpers.moto import moto_server
@@ -55,11 +57,38 @@ def saved(env: dict[str, str], name: str) -> dict:
     return json.loads((Path(env["HYPER_HOME"]) / "config" / "hosts" / f"{name}.json").read_text())
 
 
-def key_owners(stack: dict) -> list[str]:
-    """Who the host stack lets read the keys' secrets, besides its roles and the root."""
-    (value,) = [p["ParameterValue"] for p in stack["Parameters"]
-                if p["ParameterKey"] == KEY_OWNERS_PARAMETER]  # fmt: skip
-    return value.split(",")
+def deployed_people(stack: dict) -> tuple[list[str], list[str]]:
+    """Who may change the keys' secrets besides the root (their owners), and who else may
+    read them, as the host stack was deployed."""
+    values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    owners, readers = values[KEY_OWNERS_PARAMETER], values[KEY_READERS_PARAMETER]
+    return [p for p in owners.split("|") if p], [p for p in readers.split("|") if p]
+
+
+def put_key_policies(stack: dict) -> None:
+    """Put on the keys' secrets the resource policies the stack's template gives them, as
+    CloudFormation would (moto makes no AWS::SecretsManager::ResourcePolicy)."""
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    template = cloudformation.get_template(StackName=stack["StackName"])["TemplateBody"]
+    template = template if isinstance(template, dict) else json.loads(template)
+    values = template_values(template, region=REGION, account=ACCOUNT,
+                             **{p["ParameterKey"]: p["ParameterValue"]
+                                for p in stack["Parameters"]})  # fmt: skip
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    for lid in ("ApiKeySecretPolicy", "WorkerKeySecretPolicy"):
+        properties = resolve(template["Resources"][lid]["Properties"], values)
+        secrets.put_resource_policy(
+            SecretId=properties["SecretId"], ResourcePolicy=json.dumps(properties["ResourcePolicy"])
+        )
+
+
+def as_user(env: dict[str, str], name: str) -> dict[str, str]:
+    """`env` with the credentials of a new IAM user `name` of moto's account."""
+    iam = boto3.client("iam", region_name=REGION)
+    iam.create_user(UserName=name, Path="/team/")
+    made = iam.create_access_key(UserName=name)["AccessKey"]
+    return {**env, "AWS_ACCESS_KEY_ID": made["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": made["SecretAccessKey"]}  # fmt: skip
 
 
 def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> None:
@@ -85,11 +114,12 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
     assert row["name"] == "h1" and row["in_use"] and row["api_key"] == "********"
 
     caller = boto3.client("sts", region_name=REGION).get_caller_identity()["Arn"]
-    assert key_owners(stack) == owner_patterns(caller)  # the keys' readers: you alone
+    assert deployed_people(stack) == (owner_patterns(caller), [])  # the keys' owner: you alone
 
-    # the same control plane on new code, with a VPC and a reader of the keys the owner now
-    # allows; an update that names no readers keeps them
-    reader = f"arn:aws:iam::{ACCOUNT}:role/team/deployer"
+    # the same control plane on new code, with a VPC and a reader of the keys (a name
+    # with a comma, which IAM allows) the owner now allows
+    reader_env = as_user(aws, "de,ployer")
+    reader = f"arn:aws:iam::{ACCOUNT}:user/team/de,ployer"
     updated = hyper(aws, "hosts", "update-host", "h1", "--code-bundle",
                     str(bundle(tmp_path / "two.zip", "# two\n")),
                     "--allowed-vpcs", "vpc-0123abcd", "--key-readers", reader)  # fmt: skip
@@ -99,16 +129,35 @@ def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> Non
     assert saved(aws, "h1")["api_key"] == key
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert outputs["AllowedVpcs"] == "vpc-0123abcd"
-    readers = [*owner_patterns(caller), *owner_patterns(reader)]
-    assert key_owners(stack) == readers
-    again = hyper(aws, "hosts", "update-host", "h1", "--code-bundle",
+    people = (owner_patterns(caller), owner_patterns(reader))
+    assert deployed_people(stack) == people
+    put_key_policies(stack)
+
+    # the reader deploys it again: owners and readers as they were (the secrets' policy
+    # unchanged, which only an owner may change); the reader changes no one
+    again = hyper(reader_env, "hosts", "update-host", "h1", "--code-bundle",
                   str(bundle(tmp_path / "three.zip", "# three\n")))  # fmt: skip
     assert again.returncode == 0, again.stderr
     (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
-    assert key_owners(stack) == readers
+    assert deployed_people(stack) == people
     assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["AllowedVpcs"] == (
         "vpc-0123abcd"
     )
+    refused = hyper(reader_env, "hosts", "update-host", "h1", "--key-readers", "")
+    assert refused.returncode != 0
+    assert refused.stderr.strip() == (
+        f"hyper: --key-readers: only an owner of the host's keys ({', '.join(people[0])}) or"
+        f" the account's root may change who reads them, not {reader}"
+    ), refused.stderr
+    # nor deletes the host: refused before anything is deleted
+    refused = hyper(reader_env, "hosts", "delete-host", "h1", "--yes")
+    assert refused.returncode != 0
+    assert "only an owner of its keys" in refused.stderr and "nothing was deleted" in (
+        refused.stderr
+    ), refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    (stack,) = cloudformation.describe_stacks(StackName="hyper-h1")["Stacks"]
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
 
     # credentials read back from AWS on another machine
     (Path(aws["HYPER_HOME"]) / "config" / "hosts" / "h1.json").unlink()
@@ -325,3 +374,37 @@ def test_delete_host_asks_backs_up_and_removes_everything_in_every_region(
     assert {b["TableName"] for b in backups} >= {outputs["TablePrefix"] + "-jobs"}
     assert "backed up table" in deleted.stderr
     assert boto3.client("secretsmanager", region_name=REGION).list_secrets()["SecretList"] == []
+
+
+def test_owners_stay_owners_and_readers_readers_across_updates() -> None:
+    """key_people: the owners are create-host's caller, kept by every update; readers
+    are the --key-readers named last; a host deployed when KeyOwners held the owner and
+    the readers together (comma-separated) keeps them all as owners until the owner names
+    its readers again; only an owner or the root changes either list."""
+    iam = f"arn:aws:iam::{ACCOUNT}:"
+    owner, reader, root = iam + "user/owner", iam + "role/team/de,ployer", iam + "root"
+    mine, theirs = owner_patterns(owner), owner_patterns(reader)
+    assert key_people(None, owner, None) == (mine, [])
+    assert key_people(None, owner, [reader]) == (mine, theirs)
+
+    def stack(**parameters: str) -> dict:
+        return {"Parameters": [{"ParameterKey": k, "ParameterValue": v}
+                               for k, v in parameters.items()]}  # fmt: skip
+
+    deployed = stack(KeyOwners="".join("|" + p for p in mine),
+                     KeyReaders="".join("|" + p for p in theirs))  # fmt: skip
+    for caller in (owner, reader, iam + "assumed-role/owner/s"):  # the reader: no change
+        assert key_people(deployed, caller, None) == (mine, theirs), caller
+    assert key_people(deployed, owner, []) == (mine, [])
+    assert key_people(deployed, root, []) == (mine, [])
+    with pytest.raises(UsageError, match="only an owner of the host's keys"):
+        key_people(deployed, reader, [])
+    # a host deployed before KeyReaders: its KeyOwners, caller and readers, all owners
+    legacy = stack(KeyOwners=",".join([*mine, *owner_patterns(iam + "role/deployer")]))
+    before = [*mine, *owner_patterns(iam + "role/deployer")]
+    assert key_people(legacy, iam + "role/deployer", None) == (before, [])
+    assert key_people(legacy, owner, [iam + "role/deployer"]) == (
+        mine, owner_patterns(iam + "role/deployer"))  # fmt: skip
+    # a host deployed before KeyOwners: the caller becomes its owner
+    assert key_people(stack(), iam + "role/deployer", None) == (
+        owner_patterns(iam + "role/deployer"), [])  # fmt: skip

@@ -1199,9 +1199,11 @@ def _key_secret_policies(walk: Walk) -> dict[str, Policy]:
     )  # fmt: skip
     api = f"arn:aws:secretsmanager:{MAIN}:{ACCOUNT}:secret:hyper/{HOST}/api-key-AbCdEf"
     workers = f"arn:aws:secretsmanager:{MAIN}:{ACCOUNT}:secret:hyper/{HOST}/worker-key-AbCdEf"
-    owners = ",".join(owner_patterns(f"arn:aws:iam::{ACCOUNT}:user/team/owner"))
+    owners = "".join("|" + p for p in owner_patterns(f"arn:aws:iam::{ACCOUNT}:user/team/owner"))
+    readers = "".join("|" + p for p in owner_patterns(f"arn:aws:iam::{ACCOUNT}:role/a,b/reader"))
     values = template_values(template, region=MAIN, account=ACCOUNT, ApiKeySecretArn=api,
-                             WorkerKeySecretArn=workers, KeyOwners=owners)  # fmt: skip
+                             WorkerKeySecretArn=workers, KeyOwners=owners,
+                             KeyReaders=readers)  # fmt: skip
     found = {}
     for lid, arn in (("ApiKeySecretPolicy", api), ("WorkerKeySecretPolicy", workers)):
         properties = template["Resources"][lid]["Properties"]
@@ -1244,6 +1246,8 @@ def test_no_role_of_the_host_nor_anyone_else_reads_the_keys(walk: Walk) -> None:
         role + names.execution_role(): {workers},
         f"arn:aws:iam::{ACCOUNT}:root": {api, workers},
         f"arn:aws:iam::{ACCOUNT}:user/team/owner": {api, workers},
+        f"arn:aws:iam::{ACCOUNT}:role/reader": {api, workers},  # --key-readers
+        f"arn:aws:iam::{ACCOUNT}:role/reader2": set(),
         role + names.job_role("d1"): set(),
         role + names.instance_role("c1"): set(),
         f"arn:aws:iam::{ACCOUNT}:user/auditor": set(),
@@ -1252,11 +1256,28 @@ def test_no_role_of_the_host_nor_anyone_else_reads_the_keys(walk: Walk) -> None:
     }
     for principal, readable in readers.items():
         for secret in (api, workers):
-            for action in (
-                "secretsmanager:GetSecretValue",
-                "secretsmanager:PutSecretValue",
-                "secretsmanager:DeleteSecret",
-                "secretsmanager:PutResourcePolicy",
-            ):
-                assert allowed(principal, action, secret) is (secret in readable), (
-                    principal, action, secret)  # fmt: skip
+            assert allowed(principal, "secretsmanager:GetSecretValue", secret) is (
+                secret in readable), principal  # fmt: skip
+            # describing it is open to all; anything else is the root's and the owners'
+            # alone: the host's roles and the readers only read
+            for action in OPEN_ACTIONS:
+                assert allowed(principal, action, secret), (principal, action)
+            owns = principal.endswith((":root", ":user/team/owner"))
+            for action in OWNERS_ACTIONS:
+                assert allowed(principal, action, secret) is owns, (principal, action, secret)
+
+
+OPEN_ACTIONS = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
+                "secretsmanager:ListSecretVersionIds"]  # fmt: skip
+# what an owner may do to a key's secret and no one else: every action besides reading
+# and describing it (Secrets Manager's actions, Service Authorization Reference)
+OWNERS_ACTIONS = [
+    "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
+    "secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret",
+    "secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy",
+    "secretsmanager:ValidateResourcePolicy", "secretsmanager:RotateSecret",
+    "secretsmanager:CancelRotateSecret", "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:ReplicateSecretToRegions", "secretsmanager:RemoveRegionsFromReplication",
+    "secretsmanager:StopReplicationToReplica", "secretsmanager:TagResource",
+    "secretsmanager:UntagResource",
+]  # fmt: skip

@@ -38,6 +38,7 @@ from hyper.providers.aws.stacks import (
 from hyper.providers.aws.templates import (
     GATEWAY_KEY_PARAMETER,
     KEY_OWNERS_PARAMETER,
+    KEY_READERS_PARAMETER,
     SECRET_PARAMETER,
     WORKER_GATEWAY_KEY_PARAMETER,
     WORKER_SECRET_PARAMETER,
@@ -85,7 +86,8 @@ def host_parameters(**extra: str) -> dict[str, str]:
         WORKER_SECRET_PARAMETER: secrets.describe_secret(SecretId=WORKER_SECRET_NAME)["ARN"],
         GATEWAY_KEY_PARAMETER: gateway_key("the-key"),
         WORKER_GATEWAY_KEY_PARAMETER: gateway_key("the-worker-key"),
-        KEY_OWNERS_PARAMETER: "arn:aws:iam::123456789012:user/owner",
+        KEY_OWNERS_PARAMETER: "|arn:aws:iam::123456789012:user/owner",
+        KEY_READERS_PARAMETER: "",
         **extra,
     }
 

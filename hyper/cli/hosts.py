@@ -177,8 +177,9 @@ def create_host(
     key_readers: str = typer.Option(
         None,
         "--key-readers",
-        help="aws: IAM users or roles (ARNs, a,b) who may read the host's keys besides you"
-        " (to import the host, or deploy it again); default none",
+        help="aws: IAM users or roles (ARNs, a,b) who may read the host's keys besides you,"
+        " their owner (to import the host, or deploy it again; not change or delete it);"
+        " default none",
     ),
     select: bool = typer.Option(True, "--select/--no-select", help="use the new host from now on"),
     yes: bool = typer.Option(False, "--yes", "-y", help="take the defaults for anything not given"),
@@ -289,7 +290,7 @@ def update_host(
         None,
         "--key-readers",
         help="aws: IAM users or roles (ARNs, a,b) who may read the keys from now on, besides"
-        ' you ("": you alone); default: as before, and you',
+        ' their owner ("": none); default: as before. The owner or the root only',
     ),
 ) -> None:
     """Change a host's settings and restart it on the installed code."""

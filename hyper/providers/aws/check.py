@@ -11,6 +11,8 @@ screen. Each check says what it found and, when something is missing, what to do
 - images: each definition's image is in its registry in every ACTIVE region;
 - grants: each definition, cluster and region deployed with older grants than this
   release gives (hyper.providers.aws.grants), with the command that deploys it again;
+  each cluster's compute environments that keep an older launch template (made before
+  launch templates, or unable to take an infrastructure update), with what mends them;
 - a round trip (optional, `--queue` and `--definition`): one job submitted, run by a
   Batch worker and reported back, within a deadline.
 
@@ -28,7 +30,7 @@ from typing import Any
 from hyper.config import HostConfig
 from hyper.providers.aws import grants, stacks
 from hyper.providers.aws.calls import aws_client, error_code, error_message
-from hyper.providers.aws.clusters import MAX_COMPUTE_ENVS
+from hyper.providers.aws.clusters import MAX_COMPUTE_ENVS, infrastructure_updates
 from hyper.providers.aws.names import Names
 from hyper.providers.aws.template_parts import (
     API_CONCURRENCY,
@@ -258,7 +260,8 @@ def _grants(
 
 def _launch_templates(clients: Clients, names: Names, cluster: str, region: str) -> list[Check]:
     """A line when the cluster's compute environments in `region` were made before launch
-    templates (IMDSv2, no metadata service for containers): an update keeps them so."""
+    templates (IMDSv2, no metadata service for containers): an update keeps them so; and
+    one when some cannot take an infrastructure update (`_kept_versions`)."""
     label = f"launch template of cluster {cluster} in {region}"
     wanted = [names.compute_env(cluster, n + 1) for n in range(MAX_COMPUTE_ENVS)]
     try:
@@ -269,10 +272,58 @@ def _launch_templates(clients: Clients, names: Names, cluster: str, region: str)
         return [Check(label, None, f"could not read: {error_message(error)}")]
     bare = [e["computeEnvironmentName"] for e in envs
             if not (e.get("computeResources") or {}).get("launchTemplate")]  # fmt: skip
-    if not bare:
+    found = []
+    if bare:
+        said = (
+            f"{', '.join(bare)} made before launch templates, which an update keeps:"
+            f" hyper clusters delete-cluster {cluster}, then add-cluster"
+        )
+        found.append(Check(label, False, said))
+    return found + _kept_versions(clients, names, cluster, region, envs)
+
+
+def _kept_versions(
+    clients: Clients, names: Names, cluster: str, region: str, envs: list[dict[str, Any]]
+) -> list[Check]:
+    """A line when the cluster's launch template has had a newer default version made (a
+    release's new boot script or metadata options: ensure_launch_template) and some of
+    its compute environments cannot take it: Batch takes $Default again only in an
+    infrastructure update, which it does only for an environment made with its
+    service-linked role and not BEST_FIT (clusters.infrastructure_updates); so their
+    instances boot the older version (without, for one, the rules that keep jobs from
+    the metadata service). Only a new environment takes the new version."""
+    template = names.launch_template(cluster)
+    stuck = []
+    for env in envs:
+        spec = (env.get("computeResources") or {}).get("launchTemplate") or {}
+        if spec.get("launchTemplateName") == template and not infrastructure_updates(env):
+            stuck.append((env["computeEnvironmentName"], str(spec.get("version", "$Default"))))
+    if not stuck:
         return []
+    label = f"launch template version of cluster {cluster} in {region}"
+    ec2 = clients("ec2", region)
+    try:
+        (found,) = ec2.describe_launch_templates(LaunchTemplateNames=[template])["LaunchTemplates"]
+    except Exception as error:
+        if "NotFound" in error_code(error):
+            return []  # no template: each environment says so when it next launches
+        return [Check(label, None, f"could not read: {error_message(error)}")]
+    default = int(found["DefaultVersionNumber"])
+    kept = [name for name, version in stuck if version != str(default)]
+    if default <= 1 or not kept:
+        return []  # the version they were made with, or the one they name
+    try:
+        (made,) = ec2.describe_launch_template_versions(
+            LaunchTemplateName=template, Versions=[str(default)]
+        )["LaunchTemplateVersions"]
+        since = f" ({made['CreateTime']:%Y-%m-%d %H:%M} UTC)"
+    except Exception:  # the date only helps: the line stands without it
+        since = ""
     said = (
-        f"{', '.join(bare)} made before launch templates, which an update keeps:"
+        f"{', '.join(kept)} cannot take an infrastructure update (made with a custom"
+        f" service role, or BEST_FIT), so they keep the version of {template} they were"
+        f" made with unless made after its default version {default}{since}, which holds"
+        f" this release's boot script (the metadata service's rules for jobs):"
         f" hyper clusters delete-cluster {cluster}, then add-cluster"
     )
     return [Check(label, False, said)]

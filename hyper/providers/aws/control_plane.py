@@ -8,7 +8,6 @@ from typing import Any
 
 from hyper.lambda_events import TICK_EVENT
 from hyper.providers.aws.policies import (
-    KEY_SECRET_ACTIONS,
     _boundary,
     _function_role,
     deploy_role,
@@ -23,6 +22,8 @@ from hyper.providers.aws.template_parts import (
     FUNCTION_TIMEOUT_SECONDS,
     GATEWAY_KEY_PARAMETER,
     KEY_OWNERS_PARAMETER,
+    KEY_PATTERNS_FORMAT,
+    KEY_READERS_PARAMETER,
     KEY_THROTTLE,
     LAMBDA_HANDLER,
     LAMBDA_RUNTIME,
@@ -310,31 +311,47 @@ def _host_parameters() -> dict[str, Json]:
         # are no secret (apigateway:GET reads them) and they open nothing.
         GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the API key"),
         WORKER_GATEWAY_KEY_PARAMETER: _gateway_key_parameter("the worker key"),
+        # the key secrets' owners and readers, as aws:PrincipalArn patterns each preceded
+        # by KEY_PATTERNS_SEPARATOR: a character no IAM user or role name holds (unlike
+        # `,`), and the patterns name their user or role by name, whatever its path
         KEY_OWNERS_PARAMETER: {
             "Type": "String",
-            "Description": "who besides the host's roles and the account's root may read"
-            " and change the keys' secrets: IAM ARN patterns, comma-separated (create-host"
-            " gives its caller's user or role)",
+            "AllowedPattern": KEY_PATTERNS_FORMAT.format(at_least=1),
+            "Description": "who besides the account's root may read, change and delete the"
+            " keys' secrets and their policies: IAM ARN patterns, each preceded by '|'"
+            " (create-host gives its caller's user or role)",
+        },
+        KEY_READERS_PARAMETER: {
+            "Type": "String",
+            "AllowedPattern": KEY_PATTERNS_FORMAT.format(at_least=0),
+            "Description": "who besides the host's roles and the owners may read the keys'"
+            " secrets (and change nothing): IAM ARN patterns, each preceded by '|'"
+            " (create-host's --key-readers)",
         },
     }
 
 
 def _key_secret_policies(host_name: str, batch_prefix: str | None) -> dict[str, Json]:
-    """A resource policy on each key's secret: no one reads or changes it but the roles
-    that need it, the account's root and the owners create-host names, whatever their
-    identity policies allow (secretsmanager:GetSecretValue on "*", say)."""
+    """A resource policy on each key's secret: no one reads it but the roles that need it,
+    the account's root, the owners (create-host's caller) and the readers it names; no one
+    changes, deletes, replicates or tags it (or its policy) but the root and the owners;
+    whatever their identity policies allow (secretsmanager:* on "*", say)."""
     readers = key_readers(host_name, batch_prefix)
     root = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
+    # the parameters' patterns each follow a "|", so the lists join with "" after a first
+    people = [ref(KEY_OWNERS_PARAMETER), ref(KEY_READERS_PARAMETER)]
     found = {}
-    for lid, parameter, denied in zip(
+    for lid, parameter, (read, changed) in zip(
         ("ApiKeySecretPolicy", "WorkerKeySecretPolicy"),
         (SECRET_PARAMETER, WORKER_SECRET_PARAMETER),
-        key_secret_denies(readers, KEY_SECRET_ACTIONS, root),
+        key_secret_denies(readers, [], [root]),
         strict=True,
     ):
-        patterns = denied["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
-        joined = {"Fn::Join": [",", [*patterns, ref(KEY_OWNERS_PARAMETER)]]}
-        denied["Condition"]["ArnNotLike"]["aws:PrincipalArn"] = {"Fn::Split": [",", joined]}
+        for statement, more in ((read, people), (changed, people[:1])):
+            condition = statement["Condition"]["ArnNotLike"]
+            first = {"Fn::Join": ["|", condition["aws:PrincipalArn"]]}
+            joined = {"Fn::Join": ["", [first, *more]]}
+            condition["aws:PrincipalArn"] = {"Fn::Split": ["|", joined]}
         found[lid] = resource(
             "AWS::SecretsManager::ResourcePolicy",
             {
@@ -342,7 +359,10 @@ def _key_secret_policies(host_name: str, batch_prefix: str | None) -> dict[str, 
                 "BlockPublicPolicy": True,
                 "ResourcePolicy": {
                     "Version": "2012-10-17",
-                    "Statement": [{**denied, "Principal": "*", "Resource": "*"}],
+                    "Statement": [
+                        {**statement, "Principal": "*", "Resource": "*"}
+                        for statement in (read, changed)
+                    ],
                 },
             },
         )

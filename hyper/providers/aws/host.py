@@ -27,7 +27,7 @@ from hyper.errors import DeployFailed, UsageError, one_line
 from hyper.key_headers import gateway_key
 from hyper.providers.aws import batch, bundle, check, stacks, templates
 from hyper.providers.aws.calls import aws_errors, error_message
-from hyper.providers.aws.policies import check_allowed_policies
+from hyper.providers.aws.policies import KEY_OWNERS_SID, check_allowed_policies
 from hyper.store import dynamodb_tables as tables
 
 Log = Callable[[str], None]
@@ -77,6 +77,8 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     readers = (
         None if request.key_readers is None else check_key_readers(request.key_readers, account)
     )
+    deployed = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+    owners, readers = key_people(deployed, caller_arn(request.region), readers)
     if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
         stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
     _check_lambda_concurrency(request, log)  # the last check: nothing is made before it
@@ -96,10 +98,6 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     allowed = _kept(request.allowed_policies, before, "AllowedPolicies")
     allowed_vpcs = _kept(allowed_vpcs, before, "AllowedVpcs")
     options = _kept(options, before, "AllowedContainerOptions")
-    owners = owner_patterns(caller_arn(request.region))
-    if readers is None:  # the readers deployed before stay, with the caller now
-        readers = _deployed_key_owners(before)
-    owners += [pattern for reader in readers for pattern in owner_patterns(reader)]
     if host_stack is not None:
         _worker_key_out_of_the_keys_plan(request.name, request.region, host_stack, log,
                                          bucket=bucket, owner=account)  # fmt: skip
@@ -129,8 +127,9 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
             templates.WORKER_GATEWAY_KEY_PARAMETER: gateway_key(
                 _secret_value(worker_secret_arn, request.region)
             ),
-            # who may read the keys' secrets besides the host's roles and the root: you
-            templates.KEY_OWNERS_PARAMETER: ",".join(dict.fromkeys(owners)),
+            # who may change the keys' secrets besides the root (you), and read them
+            templates.KEY_OWNERS_PARAMETER: _patterns_value(owners),
+            templates.KEY_READERS_PARAMETER: _patterns_value(readers),
         },
         log,
         template_bucket=bucket,
@@ -250,6 +249,7 @@ def delete_host(host: HostConfig, log: Log, *, backup: bool = True) -> list[str]
     Each step finds what is left, so a delete cut short can be run again. Returns the
     ARNs of the backups made (they outlive the tables, and are billed, until deleted)."""
     region = _region_of(host)
+    check_key_owner(host, region)
     stack = stacks.describe_stack(stacks.host_stack_name(host.name), region)
     outputs = stacks.outputs_of(stack) if stack else {}
     made: list[str] = []
@@ -350,19 +350,63 @@ def _kept(given: str | None, stack: dict[str, Any] | None, output: str) -> str:
     return "" if deployed == "-" else deployed
 
 
-def _deployed_key_owners(stack: dict[str, Any] | None) -> list[str]:
-    """The key secrets' readers the host stack was deployed with (its KeyOwners)."""
-    for parameter in (stack or {}).get("Parameters") or []:
-        if parameter.get("ParameterKey") == templates.KEY_OWNERS_PARAMETER:
-            return [p for p in parameter.get("ParameterValue", "").split(",") if p]
-    return []
+def _deployed_key_people(stack: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """The key secrets' owners and readers (aws:PrincipalArn patterns) the host stack was
+    deployed with; a stack deployed before KeyReaders has its owners and readers together
+    in KeyOwners, comma-separated: all owners."""
+    deployed = {p.get("ParameterKey"): p.get("ParameterValue", "")
+                for p in (stack or {}).get("Parameters") or []}  # fmt: skip
+    owners = deployed.get(templates.KEY_OWNERS_PARAMETER, "")
+    if templates.KEY_READERS_PARAMETER not in deployed:
+        return [p for p in owners.split(",") if p], []
+    readers = deployed[templates.KEY_READERS_PARAMETER]
+    separator = templates.KEY_PATTERNS_SEPARATOR
+    return [p for p in owners.split(separator) if p], [p for p in readers.split(separator) if p]
+
+
+def _patterns_value(patterns: list[str]) -> str:
+    """A KeyOwners or KeyReaders value: each pattern preceded by the separator."""
+    return "".join(templates.KEY_PATTERNS_SEPARATOR + p for p in dict.fromkeys(patterns))
+
+
+def key_people(
+    stack: dict[str, Any] | None, caller: str, readers: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """Who owns the keys' secrets (may change or delete them) and who else reads them,
+    as aws:PrincipalArn patterns, for a deploy by `caller` naming `readers` (ARNs; None:
+    as before). The owners are who created the host (the caller, on a first deploy),
+    kept as they are by every update: a reader who deploys again neither becomes an owner
+    nor changes the secrets' policy (which their policy would deny them). An owner named
+    among the readers (a host deployed before, when readers were owners) becomes a
+    reader only, unless it is the caller. UsageError when the caller, neither an owner nor
+    the root, would change either list."""
+    deployed_owners, deployed_readers = _deployed_key_people(stack)
+    mine = owner_patterns(caller)
+    owners = deployed_owners or mine
+    if readers is not None:
+        named = [pattern for reader in readers for pattern in owner_patterns(reader)]
+        owners = [p for p in owners if p not in named or p in mine]
+        readers = list(dict.fromkeys(named))
+    else:
+        readers = deployed_readers
+    is_owner = bool(set(mine) & set(deployed_owners)) or mine[0].endswith(":root")
+    if (
+        deployed_owners
+        and not is_owner
+        and (owners, readers) != (deployed_owners, deployed_readers)
+    ):
+        raise UsageError(
+            f"--key-readers: only an owner of the host's keys ({', '.join(deployed_owners)})"
+            f" or the account's root may change who reads them, not {caller}"
+        )
+    return owners, readers
 
 
 def check_key_readers(text: str, account: str) -> list[str]:
-    """The IAM users and roles of `--key-readers` (ARNs, a,b), each of this account (a
-    resource policy that only denies lets no other account in anyway); UsageError for
-    anything else."""
-    readers = [r.strip() for r in text.split(",") if r.strip()]
+    """The IAM users and roles of `--key-readers` (ARNs, a,b: a comma inside a name, which
+    IAM allows, stays in it), each of this account (a resource policy that only denies
+    lets no other account in anyway); UsageError for anything else."""
+    readers = [r.strip() for r in re.split(r",(?=\s*arn:)", text) if r.strip(" ,")]
     for reader in readers:
         found = KEY_READER.fullmatch(reader)
         if not found:
@@ -373,6 +417,37 @@ def check_key_readers(text: str, account: str) -> list[str]:
         if found["account"] != account:
             raise UsageError(f"--key-readers: {reader!r} is not of this account ({account})")
     return readers
+
+
+def check_key_owner(host: HostConfig, region: str) -> None:
+    """UsageError, before anything is deleted, when the caller is neither an owner of the
+    host's keys nor the root: the API key secret's policy denies them DeleteResourcePolicy
+    and DeleteSecret, so CloudFormation would fail to delete the host stack half-way. Read
+    from that policy (GetResourcePolicy is open to the account); none read: no check."""
+    client = boto3.client("secretsmanager", region_name=region)
+    try:
+        text = client.get_resource_policy(SecretId=_secret_name(host.name)).get("ResourcePolicy")
+    except ClientError:  # no secret, or not readable: the delete says what it meets
+        return
+    statements = json.loads(text)["Statement"] if text else []
+    owners = [
+        pattern
+        for statement in statements
+        if str(statement.get("Sid", "")).endswith((KEY_OWNERS_SID, "SecretToItsReadersOnly"))
+        for pattern in _listed(statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"])
+    ]
+    caller = caller_arn(region)
+    if owners and not set(owner_patterns(caller)) & set(owners):
+        listed = ", ".join(p for p in dict.fromkeys(owners) if not p.endswith(":root"))
+        raise UsageError(
+            f"host {host.name!r}: only an owner of its keys ({listed}) or the account's"
+            f" root may delete it (the keys' policy denies {caller} their deletion);"
+            " nothing was deleted"
+        )
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def owner_patterns(arn: str) -> list[str]:

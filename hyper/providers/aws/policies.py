@@ -343,12 +343,18 @@ def _boundary(
 
 
 # what may be done to the keys' secrets, and only by their readers (key_readers)
-KEY_SECRET_ACTIONS = [
-    "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
-    "secretsmanager:UpdateSecret", "secretsmanager:DeleteSecret",
-    "secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy",
-    "secretsmanager:RotateSecret", "secretsmanager:RestoreSecret",
+# what anyone in the account may do on a key's secret (reading neither its value nor
+# anything that changes it); the rest, administrative actions included, is the owners'
+# (every action, the ones AWS adds later too: ReplicateSecretToRegions, TagResource...)
+KEY_SECRET_OPEN_ACTIONS = [
+    "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
+    "secretsmanager:ListSecretVersionIds",
 ]  # fmt: skip
+# what the host's roles and the readers may do besides: read the value
+KEY_SECRET_READ = "secretsmanager:GetSecretValue"
+KEY_SECRET_ACTIONS = [KEY_SECRET_READ, *KEY_SECRET_OPEN_ACTIONS]  # NotAction of the owners'
+# the Sid suffix of the owners' statement (delete-host reads it back: check_key_owner)
+KEY_OWNERS_SID = "SecretChangedByItsOwnersOnly"
 
 
 def key_readers(host_name: str, batch_prefix: str | None) -> dict[str, list[Json]]:
@@ -362,14 +368,20 @@ def key_readers(host_name: str, batch_prefix: str | None) -> dict[str, list[Json
 
 
 def key_secret_denies(
-    readers: dict[str, list[Json]], actions: list[str], *more: Json
-) -> list[Json]:
-    """Deny statements: no one but the readers (and `more`, as ArnLike patterns) does
-    `actions` on the API key's or the worker key's secret."""
+    readers: dict[str, list[Json]], readable_by: list[Json], owned_by: list[Json]
+) -> list[list[Json]]:
+    """For the API key's and the worker key's secret, two Deny statements: no one but
+    the readers (the host's roles), `readable_by` and `owned_by` (ArnLike patterns)
+    reads its value; no one but `owned_by` does anything else to it but describe it
+    (KEY_SECRET_OPEN_ACTIONS): change, delete, replicate, tag it or its policy."""
     return [
-        {"Sid": f"{sid}SecretToItsReadersOnly", "Effect": "Deny", "Action": actions,
-         "Resource": ref(parameter),
-         "Condition": {"ArnNotLike": {"aws:PrincipalArn": [*readers[which], *more]}}}
+        [{"Sid": f"{sid}SecretReadByItsReadersOnly", "Effect": "Deny",
+          "Action": KEY_SECRET_READ, "Resource": ref(parameter),
+          "Condition": {"ArnNotLike": {"aws:PrincipalArn": [*readers[which], *readable_by,
+                                                            *owned_by]}}},
+         {"Sid": f"{sid}{KEY_OWNERS_SID}", "Effect": "Deny",
+          "NotAction": KEY_SECRET_ACTIONS, "Resource": ref(parameter),
+          "Condition": {"ArnNotLike": {"aws:PrincipalArn": owned_by}}}]
         for sid, which, parameter in (("ApiKey", "api", SECRET_PARAMETER),
                                       ("WorkerKey", "worker", WORKER_SECRET_PARAMETER))
     ]  # fmt: skip

@@ -26,7 +26,12 @@ WORKER_SECRET_PARAMETER = "WorkerKeySecretArn"  # and the worker key's (hyper/ho
 # the API Gateway keys' values: derived from the keys (hyper/key_headers.py), never them
 GATEWAY_KEY_PARAMETER = "ApiGatewayKey"
 WORKER_GATEWAY_KEY_PARAMETER = "WorkerGatewayKey"
-KEY_OWNERS_PARAMETER = "KeyOwners"  # who else may read the keys' secrets (policies.py)
+KEY_OWNERS_PARAMETER = "KeyOwners"  # who may change the keys' secrets besides the root
+KEY_READERS_PARAMETER = "KeyReaders"  # who else may only read them (policies.py)
+# their values: aws:PrincipalArn patterns, each preceded by this character, which no IAM
+# user or role name holds (IAM's names take [\w+=,.@-]: a "," would split a name)
+KEY_PATTERNS_SEPARATOR = "|"
+KEY_PATTERNS_FORMAT = r"(\|[^|]+){{{at_least},}}"
 # Lambda concurrency reserved for each function: the API always has its share of the
 # account's (1,000 by default; at least 100 must stay unreserved) and cannot take it all
 # from the account's other functions; changes always have room. docs/aws.md.
