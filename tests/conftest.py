@@ -196,6 +196,11 @@ class LocalHost:
         assert result.code == 0, f"{argv} exited {result.code}: {result.err}"
         return result.out
 
+    def follow(self, job_id: str) -> subprocess.Popen[str]:
+        """`qlog -f JOB` started, its output to read as it comes."""
+        return subprocess.Popen([str(BIN / "qlog"), "-f", job_id], cwd=self.cwd, env=self.env,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+
     def script(self, name: str, text: str) -> Path:
         path = self.cwd / name
         path.write_text(text)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,13 +165,7 @@ def test_wait_exit_codes(local: LocalHost) -> None:
 def test_follow_streams_output_while_the_job_runs(local: LocalHost) -> None:
     local.script("slow.sh", "for i in 1 2 3; do echo line $i; sleep 0.7; done\n")
     job_id = local.ok("qsub", *Q, "slow.sh").strip()
-    with subprocess.Popen(
-        [str(BIN / "qlog"), "-f", job_id],
-        cwd=local.cwd,
-        env=local.env,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as follower:
+    with local.follow(job_id) as follower:
         assert follower.stdout is not None
         first = follower.stdout.readline()
         assert first == "line 1\n"
@@ -287,23 +283,24 @@ def test_wrong_key_is_refused(local: LocalHost) -> None:
     assert result.code == 77 and "refused the API key" in result.err
 
 
-def test_first_use_creates_the_local_host(hyper_home: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def first_use(
+    hyper_home: Path, cwd: Path, argv: list[str]
+) -> Iterator[tuple[subprocess.CompletedProcess[str], dict[str, str]]]:
+    """`argv` run where no host exists yet (its first command starts the local host),
+    with the environment it ran in; the host deleted afterwards."""
     env = {**os.environ, "HYPER_HOME": str(hyper_home)}
-    done = subprocess.run(
-        [
-            str(BIN / "qsub"),
-            "--wait",
-            "-p",
-            '{"${SECONDS_TO_RUN:-10}": "1"}',
-            str(ROOT / "qsub-example-file.sh"),
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
     try:
+        yield done, env
+    finally:
+        subprocess.run([str(BIN / "hyper"), "hosts", "delete-host", "--yes"], env=env, timeout=30)
+
+
+def test_first_use_creates_the_local_host(hyper_home: Path, tmp_path: Path) -> None:
+    qsub = [str(BIN / "qsub"), "--wait", "-p", '{"${SECONDS_TO_RUN:-10}": "1"}',
+            str(ROOT / "qsub-example-file.sh")]  # fmt: skip
+    with first_use(hyper_home, tmp_path, qsub) as (done, env):
         assert done.returncode == 0, done.stderr
         assert "created the local host 'local'" in done.stderr
         out = subprocess.run(
@@ -314,26 +311,13 @@ def test_first_use_creates_the_local_host(hyper_home: Path, tmp_path: Path) -> N
             timeout=30,
         ).stdout
         assert out.endswith("1 seconds\ndone\n")
-    finally:
-        subprocess.run([str(BIN / "hyper"), "hosts", "delete-host", "--yes"], env=env, timeout=30)
 
 
 def test_jobs_start_with_no_signal_ignored(hyper_home: Path, tmp_path: Path) -> None:
     """A host first started from a script's background job, where SIGINT and SIGQUIT are
     ignored, still starts its jobs with every signal at its default (`qsig -s INT`)."""
-    env = {**os.environ, "HYPER_HOME": str(hyper_home)}
     (tmp_path / "signals.sh").write_text("grep SigIgn /proc/self/status\n")
     started_ignoring = f"trap '' INT QUIT; exec {BIN}/qsub --wait -o signals.out signals.sh"
-    done = subprocess.run(
-        ["bash", "-c", started_ignoring],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    try:
+    with first_use(hyper_home, tmp_path, ["bash", "-c", started_ignoring]) as (done, _):
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "signals.out").read_text() == "SigIgn:\t0000000000000000\n"
-    finally:
-        subprocess.run([str(BIN / "hyper"), "hosts", "delete-host", "--yes"], env=env, timeout=30)

@@ -17,7 +17,7 @@ from hyper.jobs import LogKind
 from hyper.worker.prepare import open_output
 from hyper.worker.pump import OutputPump, direct_stdout
 from hyper.worker.spool import Spool
-from tests.conftest import BIN, LocalHost, wait_until
+from tests.conftest import LocalHost, wait_until
 
 KIB = 1024
 Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
@@ -172,13 +172,7 @@ def test_qlog_keeps_the_streams_of_a_job_whose_stdout_went_straight_to_its_file(
         "echo out 2\necho err 2 >&2\n",
     )
     job_id = local.ok("qsub", "-o", "mixed.out", *Q, "mixed.sh").strip()
-    with subprocess.Popen(
-        [str(BIN / "qlog"), "-f", job_id],
-        cwd=local.cwd,
-        env=local.env,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as follower:
+    with local.follow(job_id) as follower:
         assert follower.stdout is not None
         assert follower.stdout.readline() == "out 1\n"
         assert follower.stdout.readline() == "err 1\n"
