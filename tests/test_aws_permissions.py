@@ -1081,7 +1081,8 @@ def test_every_policy_hyper_makes_fits_iams_limits(host: str, partition: str, re
     assert len(allowed) >= 20
     template = templates.host_template(
         host, tables.table_definitions(templates.table_prefix(host)), enable_dashboard=True,
-        code_bucket="b", code_key="k", batch_prefix=worker_names(host).prefix,
+        code_bucket=f"hyper-code-{account}-{region}-0123abcd",  # the longest (host.py)
+        code_key="k", code_version="v" * 32, batch_prefix=worker_names(host).prefix,
         allowed_policies=allowed,
     )  # fmt: skip
     secret = f"arn:{partition}:secretsmanager:{region}:{account}:secret:hyper/{host}/api-key-AbCdEf"
