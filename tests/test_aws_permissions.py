@@ -1269,7 +1269,8 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
     AmazonDynamoDBFullAccess...) is refused by the boundary each write that would put its
     code or its endpoint where the keys are read or sent, or act as other definitions'
     workers: the functions' code and configuration, the REST API, the host's files and
-    the code bundle, the host's repositories and tables, and passing the host's roles.
+    the code bundle (the code bucket's policy), the host's repositories, tables and
+    Batch queues, and passing the host's roles.
     The API and deploy functions' roles still may (their own policies say what they do:
     the walk's tests), and the job may still pull the host's images and write what is
     not the host's."""
@@ -1283,7 +1284,6 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
     function = f"arn:aws:lambda:{MAIN}:{ACCOUNT}:function:"
     api = f"arn:aws:apigateway:{MAIN}::/restapis/a1b2c3d4e5"  # the walk's Api (template_values)
     bucket = "arn:aws:s3:::hyper-h1-bucket-1a2b3c"
-    code = f"arn:aws:s3:::hyper-code-{ACCOUNT}-{MAIN}/hyper/bundle-0123abcd.zip"
     repository = f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/{names.repository('work')}"
     execution, instance = role + names.execution_role(), role + names.instance_role("c1")
 
@@ -1305,8 +1305,6 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         Need("s3:DeleteObject", f"{bucket}/files/123/result.pickle"),
         Need("s3:DeleteBucketPolicy", bucket),
         Need("s3:PutBucketPolicy", bucket),
-        Need("s3:PutObject", code),
-        Need("s3:DeleteObjectVersion", code),
         *(Need(f"ecr:{action}", repository) for action in (
             "PutImage", "InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload",
             "BatchDeleteImage", "SetRepositoryPolicy", "PutImageTagMutability",
@@ -1315,6 +1313,12 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
           for table in tables_ for action in (
             "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "PartiQLUpdate",
             "DeleteTable", "UpdateTable")),
+        Need("batch:SubmitJob", f"arn:aws:batch:{MAIN}:{ACCOUNT}:job-queue/"
+             f"{names.job_queue('q1')}"),
+        Need("batch:RegisterJobDefinition",
+             f"arn:aws:batch:{MAIN}:{ACCOUNT}:job-definition/{names.job_definition('x')}"),
+        Need("batch:UpdateComputeEnvironment", f"arn:aws:batch:{MAIN}:{ACCOUNT}:"
+             f"compute-environment/{names.compute_env('c1', 1)}"),
     ]  # fmt: skip
     passes = [passed(execution, "ecs-tasks.amazonaws.com"), passed(instance, "ec2.amazonaws.com")]
     workloads = [role + names.job_role("d1"), instance, execution, role + names.spot_fleet_role()]
@@ -1339,6 +1343,18 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
     for principal in [*workloads[:3], role + function_role_name(HOST)]:
         for need in passes:
             assert not walk.boundary.of(principal).allows(need), (principal, need)
+    # the code bucket's own policy: no role a host's deploy function made writes it
+    code = Policy(json.loads(boto3.client("s3", region_name=MAIN).get_bucket_policy(
+        Bucket=f"hyper-code-{ACCOUNT}-{MAIN}")["Policy"])["Statement"])  # fmt: skip
+    bundle = f"arn:aws:s3:::hyper-code-{ACCOUNT}-{MAIN}/hyper/bundle-0123abcd.zip"
+    for principal in [*workloads, role + "hyper-h1-eu--d1-job"]:  # any host's
+        for action in ("s3:PutObject", "s3:DeleteObjectVersion", "s3:PutBucketPolicy"):
+            need = Need(action, bundle if "Object" in action else bundle.split("/")[0],
+                        context=(("aws:PrincipalArn", principal),))  # fmt: skip
+            assert not Policy([*code.statements, *admin.statements]).allows(need), need
+    for principal in (f"arn:aws:iam::{ACCOUNT}:user/team/owner", role + deploy_role_name(HOST)):
+        need = Need("s3:PutObject", bundle, context=(("aws:PrincipalArn", principal),))
+        assert Policy([*code.statements, *admin.statements]).allows(need), principal
     for need in passes:
         assert walk.boundary.allows(need), need  # the deploy role
     assert walk.boundary.of(role + names.spot_fleet_role()).allows(passes[1])
@@ -1391,8 +1407,8 @@ def test_the_host_buckets_objects_are_written_by_the_host_only(walk: Walk) -> No
 def test_the_functions_run_the_bundle_version_create_host_uploaded(walk: Walk) -> None:
     """The code bucket is versioned and the functions name the version of the bundle that
     create-host uploaded (S3ObjectVersion): whoever writes the bundle's key afterwards
-    (before CloudFormation reads it, or at the next update) makes a new version, which
-    nothing deployed names."""
+    (before CloudFormation reads it, or at the next update; no job may: the bucket's
+    policy) makes a new version, which nothing deployed names."""
     s3 = boto3.client("s3", region_name=MAIN)
     bucket, key = f"hyper-code-{ACCOUNT}-{MAIN}", "hyper/bundle-0123abcd.zip"
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"

@@ -152,7 +152,7 @@ def host_template(
         "HYPER_ALLOWED_VPCS": ",".join(allowed_vpcs),
         "HYPER_ALLOWED_CONTAINER_OPTIONS": ",".join(allowed_container_options),
     }
-    resources["Boundary"] = _boundary(host_name, batch_prefix, allowed_policies, code_bucket)
+    resources["Boundary"] = _boundary(host_name, batch_prefix, allowed_policies)
     resources.update(_key_secret_policies(host_name, batch_prefix))
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
     if code_version:  # the version uploaded: a later write of the key changes nothing here

@@ -477,6 +477,24 @@ def _code_bucket(account: str, region: str, log: Log, *, kept: str | None = None
     return name
 
 
+# the roles the hosts' deploy functions make (jobs', instances', Batch's: every host's
+# `resource_prefix` then one more "-"); never the functions' own, nor a user
+WORKLOAD_ROLES = "arn:*:iam::*:role/hyper-*--*"
+
+
+def code_bucket_policy(bucket: str, region: str) -> dict[str, Any]:
+    """The code bucket's policy: no role a host's deploy function made (a job's, whatever
+    policy its owner allowed) writes, deletes or reconfigures anything in it, for any
+    host of the account that keeps its code there."""
+    partition = boto3.session.Session().get_partition_for_region(region)
+    arn = f"arn:{partition}:s3:::{bucket}"
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "NoJobWritesTheCode", "Effect": "Deny", "Principal": "*",
+        "Action": ["s3:Put*", "s3:Delete*", "s3:Replicate*", "s3:RestoreObject"],
+        "Resource": [arn, f"{arn}/*"],
+        "Condition": {"ArnLike": {"aws:PrincipalArn": WORKLOAD_ROLES}}}]}  # fmt: skip
+
+
 def _upload(bucket: str, key: str, code: Path, region: str, log: Log, *, owner: str) -> str:
     """Upload the bundle, always (an object of that name, the bundle's hash, may have been
     put there by anyone able to write the bucket), into the bucket made versioned; the
@@ -487,6 +505,8 @@ def _upload(bucket: str, key: str, code: Path, region: str, log: Log, *, owner: 
     with aws_errors(f"uploading the code bundle to s3://{bucket}/{key}"):
         s3.put_bucket_versioning(Bucket=bucket, ExpectedBucketOwner=owner,
                                  VersioningConfiguration={"Status": "Enabled"})  # fmt: skip
+        s3.put_bucket_policy(Bucket=bucket, ExpectedBucketOwner=owner,
+                             Policy=json.dumps(code_bucket_policy(bucket, region)))  # fmt: skip
         with code.open("rb") as body:
             made = s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=owner)
     log(f"uploaded {code.name} ({code.stat().st_size // 1024} KiB)")

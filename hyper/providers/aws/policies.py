@@ -279,43 +279,42 @@ BOUNDARY_KEEPING_ACTIONS = [
 CONTROL_PLANE_READS = ["ecr:BatchCheck*", "ecr:BatchGet*", "ecr:GetDownload*"]
 
 
-def control_plane_arns(host_name: str, batch_prefix: str | None, code_bucket: str) -> list[Json]:
+def control_plane_arns(host_name: str, batch_prefix: str | None) -> list[Json]:
     """The host's control plane, as ARN patterns: its two functions (and their versions
     and aliases), its REST API and everything under it, its tables (and their indexes
-    and streams), its ECR repositories, its bucket and objects, and the code bucket's
-    objects. By name, not by the hyper:host tag: a pattern holds for every action of
-    every service, where aws:ResourceTag is evaluated for some actions only and a tag can
-    be taken off. A pattern may also match another host's names that start like these;
-    it only ever denies."""
+    and streams), its ECR repositories, its Batch queues, compute environments and
+    definitions, and its bucket and objects (the code bucket has a policy of its own:
+    host.code_bucket_policy). By name, not by the hyper:host tag: a pattern holds for
+    every action of every service, where aws:ResourceTag is evaluated for some actions
+    only and a tag can be taken off. A long name is matched by its first 40 characters
+    (IAM's 6,144): a pattern may then also match another's names that start alike, which
+    only ever denies this host's other roles more."""
     host, deploy = function_name(host_name), physical_name(host_name, "deploy")
     same = min(len(host), len(deploy))
     while host[:same] != deploy[:same]:
         same -= 1
-    functions = host[:same]  # the start both names share
-    repositories = (_batch_named(batch_prefix) or f"{table_prefix(host_name)}-").rstrip("-")
+    named = _batch_named(batch_prefix) or f"{table_prefix(host_name)}--"
     return [
-        f"arn:*:lambda:*:*:function:{functions}*",
+        f"arn:*:lambda:*:*:function:{host[: min(same, 40)]}*",  # the start both names share
         sub("arn:*:apigateway:*::/restapis/${Api}*"),
-        f"arn:*:dynamodb:*:*:table/{table_prefix(host_name)}-*",
-        f"arn:*:ecr:*:*:repository/{repositories}/*",
+        f"arn:*:dynamodb:*:*:table/{(table_prefix(host_name) + '-')[:40]}*",
+        f"arn:*:ecr:*:*:repository/{named.rstrip('-')}/*",
+        f"arn:*:batch:*:*:*/{named}*",  # its queues, compute environments, definitions
         sub("${Bucket.Arn}*"),
-        f"arn:*:s3:::{code_bucket}/*",
     ]
 
 
-def _control_plane_deny(
-    host_name: str, batch_prefix: str | None, code_bucket: str, runs: list[str]
-) -> Json:
+def _control_plane_deny(host_name: str, batch_prefix: str | None, runs: list[str]) -> Json:
     """Deny: no role of the host but those that run its control plane (`runs`, patterns of
     aws:PrincipalArn) writes, invokes or reads the control plane (control_plane_arns),
     whatever policy it holds (an allowed AdministratorAccess, AWSLambda_FullAccess,
     AmazonS3FullAccess...): a job that could change the functions' code, the API's
-    integration, the bundle, the host's files, its images or its tables would act as
+    integration, the host's files, its images, its queues or its tables would act as
     the functions (which read the keys), as other definitions' workers, or on users'
     machines through their results. Images may still be pulled (CONTROL_PLANE_READS)."""
-    return {"Sid": "ControlPlaneToItsRoles", "Effect": "Deny",
+    return {"Sid": "ControlPlane", "Effect": "Deny",
             "NotAction": CONTROL_PLANE_READS,
-            "Resource": control_plane_arns(host_name, batch_prefix, code_bucket),
+            "Resource": control_plane_arns(host_name, batch_prefix),
             "Condition": {"ArnNotLike": {"aws:PrincipalArn": runs}}}  # fmt: skip
 
 
@@ -323,7 +322,6 @@ def _boundary(
     host_name: str,
     batch_prefix: str | None,
     allowed_policies: tuple[str, ...] = (),
-    code_bucket: str = "hyper-code-*",
 ) -> Json:
     """The permissions boundary of every role of the host: anything but IAM, STS,
     Organizations, account changes and ACCOUNT_WATCH_ACTIONS, and of IAM only what the
@@ -352,7 +350,9 @@ def _boundary(
     # who passes the host's roles: the deploy role (to Batch, EC2, ECS), and Spot Fleet's
     # role (the instance role to the instances it launches); not a job's role, which
     # could pass the execution role (the worker key) or an instance role to its own
-    passers = [deployer, f"{iam}role/{named}spot-fleet"]
+    # (and the Batch service role of a compute environment made before Batch's
+    # service-linked role, which passes the instance role the same way)
+    passers = [deployer, *(f"{iam}role/{named}{n}" for n in ("spot-fleet", "batch-service"))]
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
@@ -377,7 +377,7 @@ def _boundary(
         # of the host needs them
         {"Sid": "ApiKeyValues", "Effect": "Deny", "Action": "apigateway:GET",
          "Resource": "arn:*:apigateway:*::/apikeys*"},
-        _control_plane_deny(host_name, batch_prefix, code_bucket, runs),
+        _control_plane_deny(host_name, batch_prefix, runs),
         # (the keys' secrets: their resource policies (control_plane.py) let only their
         # readers read or change them, every principal of the account and these roles
         # alike; here it would pass IAM's 6,144 characters for the longest names)
