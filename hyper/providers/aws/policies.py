@@ -279,7 +279,7 @@ BOUNDARY_KEEPING_ACTIONS = [
 CONTROL_PLANE_READS = ["ecr:BatchCheck*", "ecr:BatchGet*", "ecr:GetDownload*"]
 
 
-def control_plane_arns(host_name: str, batch_prefix: str | None) -> list[Json]:
+def control_plane_arns(host_name: str, batch_prefix: str | None) -> list[Json | str]:
     """The host's control plane, as ARN patterns: its two functions (and their versions
     and aliases), its REST API and everything under it, its tables (and their indexes
     and streams), its ECR repositories, its Batch queues, compute environments and
