@@ -286,7 +286,7 @@ def control_plane_arns(host_name: str, batch_prefix: str | None) -> list[Json | 
     definitions, and its bucket and objects (the code bucket has a policy of its own:
     host.code_bucket_policy). By name, not by the hyper:host tag: a pattern holds for
     every action of every service, where aws:ResourceTag is evaluated for some actions
-    only and a tag can be taken off. A long name is matched by its first 40 characters
+    only and a tag can be taken off. A long name is matched by its first 32 characters
     (IAM's 6,144): a pattern may then also match another's names that start alike, which
     only ever denies this host's other roles more."""
     host, deploy = function_name(host_name), physical_name(host_name, "deploy")
@@ -295,9 +295,9 @@ def control_plane_arns(host_name: str, batch_prefix: str | None) -> list[Json | 
         same -= 1
     named = _batch_named(batch_prefix) or f"{table_prefix(host_name)}--"
     return [
-        f"arn:*:lambda:*:*:function:{host[: min(same, 40)]}*",  # the start both names share
+        f"arn:*:lambda:*:*:function:{host[: min(same, 32)]}*",  # the start both names share
         sub("arn:*:apigateway:*::/restapis/${Api}*"),
-        f"arn:*:dynamodb:*:*:table/{(table_prefix(host_name) + '-')[:40]}*",
+        f"arn:*:dynamodb:*:*:table/{(table_prefix(host_name) + '-')[:32]}*",
         f"arn:*:ecr:*:*:repository/{named.rstrip('-')}/*",
         f"arn:*:batch:*:*:*/{named}*",  # its queues, compute environments, definitions
         sub("${Bucket.Arn}*"),
@@ -359,11 +359,11 @@ def _boundary(
         statement(free, own, "HostRolesOnly",
                   Condition={"ArnLike": {"aws:PrincipalArn": deployer}}),
         statement([a for a in BOUNDARY_KEEPING_ACTIONS if a != "iam:AttachRolePolicy"], own,
-                  "HostRolesWithTheBoundaryOnly",
-                  Condition={"ArnLike": {**this, "aws:PrincipalArn": deployer}}),
+                  "BoundedHostRoles",
+                  Condition={"StringLike": this, "ArnLike": {"aws:PrincipalArn": deployer}}),
         statement(["iam:AttachRolePolicy"], own, "AllowedPoliciesOnly",
-                  Condition={"ArnEquals": {"iam:PolicyARN": policies},
-                             "ArnLike": {**this, "aws:PrincipalArn": deployer}}),
+                  Condition={"ArnEquals": {"iam:PolicyARN": policies}, "StringLike": this,
+                             "ArnLike": {"aws:PrincipalArn": deployer}}),
         statement(["iam:PassRole"], own, "PassHostRolesOnly",
                   Condition={"StringEqualsIfExists": {"iam:PassedToService": list(
                       BOUNDARY_PASSED_TO)}, "ArnLike": {"aws:PrincipalArn": passers}}),
@@ -386,10 +386,10 @@ def _boundary(
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
         # a role is made, bounded or given a policy only when it holds this boundary
         # (which then caps it), whatever else allows it
-        {"Sid": "RolesWithTheBoundaryOnly", "Effect": "Deny",
+        {"Sid": "BoundaryOnly", "Effect": "Deny",
          "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy",
                     "iam:PutRolePolicy"], "Resource": "*",
-         "Condition": {"ArnNotLike": this}},
+         "Condition": {"StringNotLike": this}},
     ]  # fmt: skip
     return resource(
         "AWS::IAM::ManagedPolicy",
