@@ -1081,7 +1081,8 @@ def test_every_policy_hyper_makes_fits_iams_limits(host: str, partition: str, re
     assert len(allowed) >= 20
     template = templates.host_template(
         host, tables.table_definitions(templates.table_prefix(host)), enable_dashboard=True,
-        code_bucket="b", code_key="k", batch_prefix=worker_names(host).prefix,
+        code_bucket=f"hyper-code-{account}-{region}-0123abcd",  # the longest (host.py)
+        code_key="k", code_version="v" * 32, batch_prefix=worker_names(host).prefix,
         allowed_policies=allowed,
     )  # fmt: skip
     secret = f"arn:{partition}:secretsmanager:{region}:{account}:secret:hyper/{host}/api-key-AbCdEf"
@@ -1281,3 +1282,162 @@ OWNERS_ACTIONS = [
     "secretsmanager:StopReplicationToReplica", "secretsmanager:TagResource",
     "secretsmanager:UntagResource",
 ]  # fmt: skip
+
+
+def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: Walk) -> None:
+    """A job whose role holds AdministratorAccess (as if the owner allowed it; or only
+    AWSLambda_FullAccess, AmazonS3FullAccess, AmazonEC2ContainerRegistryPowerUser,
+    AmazonDynamoDBFullAccess...) is refused by the boundary each write that would put its
+    code or its endpoint where the keys are read or sent, or act as other definitions'
+    workers: the functions' code and configuration, the REST API, the host's files and
+    the code bundle (the code bucket's policy), the host's repositories, tables and
+    Batch queues, and passing the host's roles.
+    The API and deploy functions' roles still may (their own policies say what they do:
+    the walk's tests), and the job may still pull the host's images and write what is
+    not the host's."""
+    admin = Policy([{"Effect": "Allow", "Action": "*", "Resource": "*"}])
+    role = f"arn:aws:iam::{ACCOUNT}:role/"
+    names = worker_names(HOST)
+    template = walk.stacks[HOST_STACK]
+    tables_ = [r["Properties"]["TableName"] for r in template["Resources"].values()
+               if r["Type"] == "AWS::DynamoDB::Table"]  # fmt: skip
+    assert tables_
+    function = f"arn:aws:lambda:{MAIN}:{ACCOUNT}:function:"
+    api = f"arn:aws:apigateway:{MAIN}::/restapis/a1b2c3d4e5"  # the walk's Api (template_values)
+    bucket = "arn:aws:s3:::hyper-h1-bucket-1a2b3c"
+    repository = f"arn:aws:ecr:{MAIN}:{ACCOUNT}:repository/{names.repository('work')}"
+    execution, instance = role + names.execution_role(), role + names.instance_role("c1")
+
+    def passed(arn: str, service: str) -> Need:
+        return Need("iam:PassRole", arn, context=(("iam:PassedToService", service),))
+
+    writes = [
+        Need("lambda:UpdateFunctionCode", function + "hyper-h1-host"),
+        Need("lambda:UpdateFunctionConfiguration", function + "hyper-h1-host"),
+        Need("lambda:UpdateFunctionConfiguration", function + "hyper-h1-deploy"),
+        Need("lambda:UpdateFunctionCode", function + "hyper-h1-deploy:1"),
+        Need("lambda:InvokeFunction", function + "hyper-h1-deploy"),
+        Need("lambda:AddPermission", function + "hyper-h1-host"),
+        *(Need(f"apigateway:{verb}", api + path) for verb in ("PATCH", "PUT", "POST", "DELETE")
+          for path in ("", "/resources/r1/methods/ANY/integration", "/deployments",
+                       "/stages/v1")),
+        Need("s3:PutObject", f"{bucket}/files/123/result.pickle"),
+        Need("s3:PutObject", f"{bucket}/scripts/456"),
+        Need("s3:DeleteObject", f"{bucket}/files/123/result.pickle"),
+        Need("s3:DeleteBucketPolicy", bucket),
+        Need("s3:PutBucketPolicy", bucket),
+        *(Need(f"ecr:{action}", repository) for action in (
+            "PutImage", "InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload",
+            "BatchDeleteImage", "SetRepositoryPolicy", "PutImageTagMutability",
+            "DeleteRepository")),
+        *(Need(f"dynamodb:{action}", f"arn:aws:dynamodb:{MAIN}:{ACCOUNT}:table/{table}")
+          for table in tables_ for action in (
+            "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "PartiQLUpdate",
+            "DeleteTable", "UpdateTable")),
+        Need("batch:SubmitJob", f"arn:aws:batch:{MAIN}:{ACCOUNT}:job-queue/"
+             f"{names.job_queue('q1')}"),
+        Need("batch:RegisterJobDefinition",
+             f"arn:aws:batch:{MAIN}:{ACCOUNT}:job-definition/{names.job_definition('x')}"),
+        Need("batch:UpdateComputeEnvironment", f"arn:aws:batch:{MAIN}:{ACCOUNT}:"
+             f"compute-environment/{names.compute_env('c1', 1)}"),
+    ]  # fmt: skip
+    passes = [passed(execution, "ecs-tasks.amazonaws.com"), passed(instance, "ec2.amazonaws.com")]
+    workloads = [role + names.job_role("d1"), instance, execution, role + names.spot_fleet_role()]
+    for principal in workloads:
+        bounded = walk.boundary.of(principal)
+        for need in writes:
+            assert not (admin.allows(need) and bounded.allows(need)), (principal, need)
+        # images are still pulled (the instance's agent, the execution role), and what
+        # is not the host's stays the owner's to allow
+        for need in (
+            Need("ecr:BatchGetImage", repository),
+            Need("ecr:GetDownloadUrlForLayer", repository),
+            Need("ecr:BatchCheckLayerAvailability", repository),
+            Need("s3:PutObject", "arn:aws:s3:::team-data/out/1.csv"),
+            Need("lambda:UpdateFunctionCode", function + "team-function"),
+            Need("dynamodb:PutItem", f"arn:aws:dynamodb:{MAIN}:{ACCOUNT}:table/team-table"),
+            Need("apigateway:PATCH", f"arn:aws:apigateway:{MAIN}::/restapis/f9e8d7c6b5"),
+        ):
+            assert admin.allows(need) and bounded.allows(need), (principal, need)
+    # only the deploy role passes the host's roles (and Spot Fleet's, the instance role
+    # to the instances it launches); no job, instance or execution role, nor the API's
+    for principal in [*workloads[:3], role + function_role_name(HOST)]:
+        for need in passes:
+            assert not walk.boundary.of(principal).allows(need), (principal, need)
+    # the code bucket's own policy: no role a host's deploy function made writes it
+    code = Policy(json.loads(boto3.client("s3", region_name=MAIN).get_bucket_policy(
+        Bucket=f"hyper-code-{ACCOUNT}-{MAIN}")["Policy"])["Statement"])  # fmt: skip
+    bundle = f"arn:aws:s3:::hyper-code-{ACCOUNT}-{MAIN}/hyper/bundle-0123abcd.zip"
+    for principal in [*workloads, role + "hyper-h1-eu--d1-job"]:  # any host's
+        for action in ("s3:PutObject", "s3:DeleteObjectVersion", "s3:PutBucketPolicy"):
+            need = Need(action, bundle if "Object" in action else bundle.split("/")[0],
+                        context=(("aws:PrincipalArn", principal),))  # fmt: skip
+            assert not Policy([*code.statements, *admin.statements]).allows(need), need
+    for principal in (f"arn:aws:iam::{ACCOUNT}:user/team/owner", role + deploy_role_name(HOST)):
+        need = Need("s3:PutObject", bundle, context=(("aws:PrincipalArn", principal),))
+        assert Policy([*code.statements, *admin.statements]).allows(need), principal
+    for need in passes:
+        assert walk.boundary.allows(need), need  # the deploy role
+    assert walk.boundary.of(role + names.spot_fleet_role()).allows(passes[1])
+    # the roles that run the control plane are not stopped by the boundary
+    for bounded in (walk.boundary, function_boundary(walk)):
+        for need in writes:
+            assert bounded.allows(need), (bounded.principal, need)
+
+
+def _bucket_policy(walk: Walk) -> Policy:
+    """The host bucket's policy as deployed in the walk, with an owner's patterns as
+    create-host gives them."""
+    template = walk.stacks[HOST_STACK]
+    owners = ",".join(owner_patterns(f"arn:aws:iam::{ACCOUNT}:user/team/owner"))
+    values = template_values(template, region=MAIN, account=ACCOUNT,
+                             Bucket="hyper-h1-bucket-1a2b3c", KeyOwners=owners)  # fmt: skip
+    document = template["Resources"]["BucketPolicy"]["Properties"]["PolicyDocument"]
+    return Policy(resolve(document["Statement"], values))
+
+
+def test_the_host_buckets_objects_are_written_by_the_host_only(walk: Walk) -> None:
+    """The host bucket's policy lets no one write or delete its objects (a user's result
+    file, which the user's client unpickles; a big submit's scripts) but the functions'
+    roles (a presigned link, a worker's upload or a user's, acts as the API function's
+    role), the account's root and the owners create-host names (delete-host empties the
+    bucket): a job or a user of the account allowed s3:* is refused; reads are as before."""
+    policy = _bucket_policy(walk)
+    admin = Policy([{"Effect": "Allow", "Action": "*", "Resource": "*"}])
+    role = f"arn:aws:iam::{ACCOUNT}:role/"
+    bucket = "arn:aws:s3:::hyper-h1-bucket-1a2b3c"
+
+    def allowed(principal: str, action: str, key: str) -> bool:
+        need = Need(action, f"{bucket}/{key}", context=(("aws:PrincipalArn", principal),))
+        return Policy([*policy.statements, *admin.statements]).allows(need)
+
+    user = f"arn:aws:iam::{ACCOUNT}:user/"
+    writers = [role + function_role_name(HOST), role + deploy_role_name(HOST),
+               f"arn:aws:iam::{ACCOUNT}:root", user + "team/owner"]  # fmt: skip
+    others = [role + worker_names(HOST).job_role("d1"), user + "auditor",
+              f"arn:aws:iam::210987654321:role/{function_role_name(HOST)}"]  # fmt: skip
+    for key in ("files/123/result.pickle", "scripts/456", "anything"):
+        for action in ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"):
+            for principal in writers:
+                assert allowed(principal, action, key), (principal, action, key)
+            for principal in others:
+                assert not allowed(principal, action, key), (principal, action, key)
+        assert allowed(others[0], "s3:GetObject", key)  # the owner's policies decide reads
+
+
+def test_the_functions_run_the_bundle_version_create_host_uploaded(walk: Walk) -> None:
+    """The code bucket is versioned and the functions name the version of the bundle that
+    create-host uploaded (S3ObjectVersion): whoever writes the bundle's key afterwards
+    (before CloudFormation reads it, or at the next update; no job may: the bucket's
+    policy) makes a new version, which nothing deployed names."""
+    s3 = boto3.client("s3", region_name=MAIN)
+    bucket, key = f"hyper-code-{ACCOUNT}-{MAIN}", "hyper/bundle-0123abcd.zip"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    uploaded = s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    resources = walk.stacks[HOST_STACK]["Resources"]
+    for function in ("HostFunction", "DeployFunction"):
+        code = resources[function]["Properties"]["Code"]
+        assert code == {"S3Bucket": bucket, "S3Key": key, "S3ObjectVersion": uploaded}
+    overwritten = s3.put_object(Bucket=bucket, Key=key, Body=b"not hyper")["VersionId"]
+    assert overwritten != uploaded
+    assert s3.get_object(Bucket=bucket, Key=key, VersionId=uploaded)["Body"].read() != b"not hyper"

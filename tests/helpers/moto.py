@@ -105,6 +105,27 @@ def no_iam_propagation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aws_batch, "Patience", quick)
 
 
+def bucket_policy_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto evaluates a bucket policy's statements without their conditions (its
+    put_bucket_policy says so), so a Deny for some principals (the code bucket's, for
+    the roles hosts' deploy functions make) denies everyone; S3 takes the conditions.
+    Here a statement with a condition is left out: what S3 does for the principals
+    these tests call as (moto's user), which no such condition names."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        document = json.loads(self.policy)
+        found = document.get("Statement", [])
+        found = found if isinstance(found, list) else [found]
+        document["Statement"] = [s for s in found if "Condition" not in s]
+        return IAMPolicy(json.dumps(document)).is_action_permitted(action, resource)
+
+    monkeypatch.setattr(FakeBucket, "get_permission", get_permission)
+
+
 @contextlib.contextmanager
 def moto_server(
     monkeypatch: pytest.MonkeyPatch, *, managed_policies: bool = False, batch: bool = False
@@ -113,6 +134,7 @@ def moto_server(
     policies, `batch` runs Batch jobs without docker."""
     forget_transaction_copies(monkeypatch)
     no_iam_propagation(monkeypatch)
+    bucket_policy_conditions(monkeypatch)
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true" if managed_policies else "false")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

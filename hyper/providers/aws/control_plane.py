@@ -11,6 +11,8 @@ from hyper.providers.aws.policies import (
     _boundary,
     _function_role,
     deploy_role,
+    deploy_role_name,
+    function_role_name,
     key_readers,
     key_secret_denies,
 )
@@ -94,6 +96,7 @@ def host_template(
     enable_dashboard: bool,
     code_bucket: str,
     code_key: str,
+    code_version: str | None = None,
     throttle: tuple[float, int] = KEY_THROTTLE,
     worker_throttle: tuple[float, int] = WORKER_THROTTLE,
     log_retention_days: int = 30,
@@ -110,7 +113,8 @@ def host_template(
     """The control plane of host `host_name`. `tables` are CreateTable requests whose
     names start with `table_prefix(host_name)`; the function's code is the zip at
     `code_bucket`/`code_key` (name the key after the bundle's hash: the function is
-    updated only when the key changes). `throttle` is the API key's usage plan, and
+    updated only when the key changes), at `code_version` when given (the version the
+    upload made, in the versioned code bucket). `throttle` is the API key's usage plan, and
     `worker_throttle` the worker key's (each a rate in requests per second and a burst).
     With `batch_prefix` (the prefix of `batch.Names`), the function may submit only to
     the job queues and definitions whose names start with it.
@@ -152,6 +156,8 @@ def host_template(
     resources["Boundary"] = _boundary(host_name, batch_prefix, allowed_policies)
     resources.update(_key_secret_policies(host_name, batch_prefix))
     code = {"S3Bucket": code_bucket, "S3Key": code_key}
+    if code_version:  # the version uploaded: a later write of the key changes nothing here
+        code["S3ObjectVersion"] = code_version
     resources["FunctionRole"] = _function_role(host_name, by_id, batch_prefix, deployer)
     resources["HostFunction"] = _function(
         function,
@@ -381,6 +387,10 @@ def _api_url() -> Json:
     return sub("https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + API_STAGE)
 
 
+# what writes, replaces or deletes an object (S3's actions on objects)
+BUCKET_OBJECT_WRITES = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:Replicate*"]
+
+
 def _bucket(host_name: str) -> dict[str, Json]:
     bucket = resource(
         "AWS::S3::Bucket",
@@ -420,11 +430,27 @@ def _bucket(host_name: str) -> dict[str, Json]:
         "Resource": [get_att("Bucket", "Arn"), sub("${Bucket.Arn}/*")],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
+    # the host's files (a Python-API job's result, which its user's client unpickles) and
+    # scripts: written by the functions (a presigned link acts as the API function's
+    # role) or the deploy function only, and emptied by the root or the host's owners
+    # (delete-host), whatever any other principal's policy allows
+    iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
+    writers = [sub(f"{iam}role/{function_role_name(host_name)}"),
+               sub(f"{iam}role/{deploy_role_name(host_name)}"), sub(f"{iam}root")]  # fmt: skip
+    joined = {"Fn::Join": [",", [*writers, ref(KEY_OWNERS_PARAMETER)]]}
+    files = {
+        "Sid": "ObjectsWrittenByTheHostOnly",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": BUCKET_OBJECT_WRITES,
+        "Resource": sub("${Bucket.Arn}/*"),
+        "Condition": {"ArnNotLike": {"aws:PrincipalArn": {"Fn::Split": [",", joined]}}},
+    }
     policy = resource(
         "AWS::S3::BucketPolicy",
         {
             "Bucket": ref("Bucket"),
-            "PolicyDocument": {"Version": "2012-10-17", "Statement": [only_tls]},
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [only_tls, files]},
         },
     )
     return {"Bucket": bucket, "BucketPolicy": policy}

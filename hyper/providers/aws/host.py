@@ -92,7 +92,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
             log("building the host's code bundle from this install")
             code = bundle.build_bundle(Path(work))
         key = f"hyper/{code.name}"
-        _upload(bucket, key, code, request.region, log, owner=account)
+        version = _upload(bucket, key, code, request.region, log, owner=account)
     # what an update does not name, it keeps as deployed before
     before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
     allowed = _kept(request.allowed_policies, before, "AllowedPolicies")
@@ -108,6 +108,7 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         enable_dashboard=request.enable_dashboard,
         code_bucket=bucket,
         code_key=key,
+        code_version=version or None,
         host_vpc=request.vpc,
         host_subnets=request.subnets,
         batch_prefix=worker_names(request.name).prefix,
@@ -551,10 +552,37 @@ def _code_bucket(account: str, region: str, log: Log, *, kept: str | None = None
     return name
 
 
-def _upload(bucket: str, key: str, code: Path, region: str, log: Log, *, owner: str) -> None:
-    """Upload the bundle, always: an object of that name (the bundle's hash) may have been
-    put there by anyone able to write the bucket, and the function would run it."""
+# the roles the hosts' deploy functions make (jobs', instances', Batch's: every host's
+# `resource_prefix` then one more "-"); never the functions' own, nor a user
+WORKLOAD_ROLES = "arn:*:iam::*:role/hyper-*--*"
+
+
+def code_bucket_policy(bucket: str, region: str) -> dict[str, Any]:
+    """The code bucket's policy: no role a host's deploy function made (a job's, whatever
+    policy its owner allowed) writes, deletes or reconfigures anything in it, for any
+    host of the account that keeps its code there."""
+    partition = boto3.session.Session().get_partition_for_region(region)
+    arn = f"arn:{partition}:s3:::{bucket}"
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "NoJobWritesTheCode", "Effect": "Deny", "Principal": "*",
+        "Action": ["s3:Put*", "s3:Delete*", "s3:Replicate*", "s3:RestoreObject"],
+        "Resource": [arn, f"{arn}/*"],
+        "Condition": {"ArnLike": {"aws:PrincipalArn": WORKLOAD_ROLES}}}]}  # fmt: skip
+
+
+def _upload(bucket: str, key: str, code: Path, region: str, log: Log, *, owner: str) -> str:
+    """Upload the bundle, always (an object of that name, the bundle's hash, may have been
+    put there by anyone able to write the bucket), into the bucket made versioned; the
+    version this upload made, which the host's functions are deployed from: a write of
+    the same key later (before CloudFormation reads it, or after) changes nothing they
+    run. "" when S3 gives no version."""
     s3 = boto3.client("s3", region_name=region)
     with aws_errors(f"uploading the code bundle to s3://{bucket}/{key}"):
-        s3.upload_file(str(code), bucket, key, ExtraArgs={"ExpectedBucketOwner": owner})
+        s3.put_bucket_versioning(Bucket=bucket, ExpectedBucketOwner=owner,
+                                 VersioningConfiguration={"Status": "Enabled"})  # fmt: skip
+        s3.put_bucket_policy(Bucket=bucket, ExpectedBucketOwner=owner,
+                             Policy=json.dumps(code_bucket_policy(bucket, region)))  # fmt: skip
+        with code.open("rb") as body:
+            made = s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=owner)
     log(f"uploaded {code.name} ({code.stat().st_size // 1024} KiB)")
+    return str(made.get("VersionId") or "")

@@ -446,6 +446,7 @@ _S3_ACTIONS = {
     "CreateBucket": ("s3:CreateBucket", False),
     "PutPublicAccessBlock": ("s3:PutBucketPublicAccessBlock", False),
     "PutBucketPolicy": ("s3:PutBucketPolicy", False),
+    "PutBucketVersioning": ("s3:PutBucketVersioning", False),
     "DeleteBucket": ("s3:DeleteBucket", False),
     "DeleteObjects": ("s3:DeleteObject", False),
     "HeadObject": ("s3:GetObject", True),
@@ -794,4 +795,6 @@ def template_values(
             values[f"{lid}.Arn"] = place.arn("iam", "", f"role/{name}")
         elif kind == "AWS::IAM::ManagedPolicy":
             values[lid] = place.arn("iam", "", f"policy/{properties['ManagedPolicyName']}")
+        elif kind == "AWS::ApiGateway::RestApi":  # an id API Gateway makes: 10 characters
+            values[lid] = more.get(lid, "a1b2c3d4e5")
     return values

@@ -23,6 +23,7 @@ from hyper.providers.aws.template_parts import (
     resource_prefix,
     statement,
     sub,
+    table_prefix,
     tags,
 )
 
@@ -254,11 +255,9 @@ def managed_policy_arn(policy: str) -> Any:
 ACCOUNT_WATCH_ACTIONS = [
     "cloudtrail:StopLogging", "cloudtrail:DeleteTrail", "cloudtrail:UpdateTrail",
     "cloudtrail:PutEventSelectors",
-    "guardduty:DeleteDetector", "guardduty:UpdateDetector",
-    "guardduty:DisassociateFromAdministratorAccount", "guardduty:DisassociateFromMasterAccount",
-    "config:StopConfigurationRecorder", "config:DeleteConfigurationRecorder",
-    "config:DeleteDeliveryChannel",
-    "securityhub:DisableSecurityHub", "securityhub:BatchDisableStandards",
+    "guardduty:DeleteDetector", "guardduty:UpdateDetector", "guardduty:DisassociateFrom*",
+    "config:StopConfigurationRecorder", "config:Delete*",
+    "securityhub:*Disable*",
     "access-analyzer:DeleteAnalyzer",
     "s3:PutAccountPublicAccessBlock",
     "kms:ScheduleKeyDeletion",
@@ -275,8 +274,54 @@ BOUNDARY_KEEPING_ACTIONS = [
 ]  # fmt: skip
 
 
+# what a role of the host that does not run its control plane may still do to it: pull
+# the images of the host's repositories (an instance's agent, the execution role)
+CONTROL_PLANE_READS = ["ecr:BatchCheck*", "ecr:BatchGet*", "ecr:GetDownload*"]
+
+
+def control_plane_arns(host_name: str, batch_prefix: str | None) -> list[Json | str]:
+    """The host's control plane, as ARN patterns: its two functions (and their versions
+    and aliases), its REST API and everything under it, its tables (and their indexes
+    and streams), its ECR repositories, its Batch queues, compute environments and
+    definitions, and its bucket and objects (the code bucket has a policy of its own:
+    host.code_bucket_policy). By name, not by the hyper:host tag: a pattern holds for
+    every action of every service, where aws:ResourceTag is evaluated for some actions
+    only and a tag can be taken off. A long name is matched by its first 32 characters
+    (IAM's 6,144): a pattern may then also match another's names that start alike, which
+    only ever denies this host's other roles more."""
+    host, deploy = function_name(host_name), physical_name(host_name, "deploy")
+    same = min(len(host), len(deploy))
+    while host[:same] != deploy[:same]:
+        same -= 1
+    named = _batch_named(batch_prefix) or f"{table_prefix(host_name)}--"
+    return [
+        f"arn:*:lambda:*:*:function:{host[: min(same, 32)]}*",  # the start both names share
+        sub("arn:*:apigateway:*::/restapis/${Api}*"),
+        f"arn:*:dynamodb:*:*:table/{(table_prefix(host_name) + '-')[:32]}*",
+        f"arn:*:ecr:*:*:repository/{named.rstrip('-')}/*",
+        f"arn:*:batch:*:*:*/{named}*",  # its queues, compute environments, definitions
+        sub("${Bucket.Arn}*"),
+    ]
+
+
+def _control_plane_deny(host_name: str, batch_prefix: str | None, runs: list[str]) -> Json:
+    """Deny: no role of the host but those that run its control plane (`runs`, patterns of
+    aws:PrincipalArn) writes, invokes or reads the control plane (control_plane_arns),
+    whatever policy it holds (an allowed AdministratorAccess, AWSLambda_FullAccess,
+    AmazonS3FullAccess...): a job that could change the functions' code, the API's
+    integration, the host's files, its images, its queues or its tables would act as
+    the functions (which read the keys), as other definitions' workers, or on users'
+    machines through their results. Images may still be pulled (CONTROL_PLANE_READS)."""
+    return {"Sid": "ControlPlane", "Effect": "Deny",
+            "NotAction": CONTROL_PLANE_READS,
+            "Resource": control_plane_arns(host_name, batch_prefix),
+            "Condition": {"ArnNotLike": {"aws:PrincipalArn": runs}}}  # fmt: skip
+
+
 def _boundary(
-    host_name: str, batch_prefix: str | None, allowed_policies: tuple[str, ...] = ()
+    host_name: str,
+    batch_prefix: str | None,
+    allowed_policies: tuple[str, ...] = (),
 ) -> Json:
     """The permissions boundary of every role of the host: anything but IAM, STS,
     Organizations, account changes and ACCOUNT_WATCH_ACTIONS, and of IAM only what the
@@ -287,28 +332,41 @@ def _boundary(
     (an allowed IAMFullAccess, say) cannot make a role without it, nor attach any other
     policy, nor take the boundary off."""
     named = _batch_named(batch_prefix)
-    iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
-    own = [sub(f"{iam}role/{named}*"), sub(f"{iam}instance-profile/{named}*")]
+    # any partition and account: IAM acts on the caller's account only, and these
+    # patterns are shorter than the account's own ARNs (IAM's 6,144 characters)
+    iam = "arn:*:iam::*:"
+    own = [f"{iam}role/{named}*", f"{iam}instance-profile/{named}*"]
     boundary_name = physical_name(host_name, "boundary", limit=128)  # its own ARN, by name
-    this = {"iam:PermissionsBoundary": sub(f"{iam}policy/{boundary_name}")}
-    free = [a for a in [*ROLE_ACTIONS, *PROFILE_ACTIONS] if a not in BOUNDARY_KEEPING_ACTIONS]
+    this = {"iam:PermissionsBoundary": f"{iam}policy/{boundary_name}"}
+    # ROLE_ACTIONS and PROFILE_ACTIONS but BOUNDARY_KEEPING_ACTIONS, in fewer characters
+    # (and their reads and untagging with them)
+    free = ["iam:DeleteRole", "iam:TagRole", "iam:GetRole*", "iam:List*", "iam:*InstanceProfile"]
     policies = [managed_policy_arn(p) for p in (*BATCH_MANAGED_POLICIES, *allowed_policies)]
     # IAM changes: the deploy role's alone (no job or instance role makes a role, which
     # could trust an outside account, even with an allowed policy that lets it)
-    deployer = {"aws:PrincipalArn": f"arn:*:iam::*:role/{deploy_role_name(host_name)}"}
+    deployer = f"{iam}role/{deploy_role_name(host_name)}"
+    # the roles that run the control plane: the API function's and the deploy function's
+    runs = [f"{iam}role/{function_role_name(host_name)}", deployer]
+    # who passes the host's roles: the deploy role (to Batch, EC2, ECS), and Spot Fleet's
+    # role (the instance role to the instances it launches); not a job's role, which
+    # could pass the execution role (the worker key) or an instance role to its own
+    # (and the Batch service role of a compute environment made before Batch's
+    # service-linked role, which passes the instance role the same way)
+    passers = [deployer, *(f"{iam}role/{named}{n}" for n in ("spot-fleet", "batch-service"))]
     statements = [
         {"Sid": "AnythingButIdentity", "Effect": "Allow",
          "NotAction": ["iam:*", "sts:*", "organizations:*", "account:*"], "Resource": "*"},
-        statement(free, own, "HostRolesOnly", Condition={"ArnLike": deployer}),
+        statement(free, own, "HostRolesOnly",
+                  Condition={"ArnLike": {"aws:PrincipalArn": deployer}}),
         statement([a for a in BOUNDARY_KEEPING_ACTIONS if a != "iam:AttachRolePolicy"], own,
-                  "HostRolesWithTheBoundaryOnly",
-                  Condition={"StringEquals": this, "ArnLike": deployer}),
-        statement(["iam:AttachRolePolicy"], own, "AllowedPoliciesOnHostRolesWithTheBoundary",
-                  Condition={"StringEquals": this, "ArnEquals": {"iam:PolicyARN": policies},
-                             "ArnLike": deployer}),
+                  "BoundedHostRoles",
+                  Condition={"StringLike": this, "ArnLike": {"aws:PrincipalArn": deployer}}),
+        statement(["iam:AttachRolePolicy"], own, "AllowedPoliciesOnly",
+                  Condition={"ArnEquals": {"iam:PolicyARN": policies}, "StringLike": this,
+                             "ArnLike": {"aws:PrincipalArn": deployer}}),
         statement(["iam:PassRole"], own, "PassHostRolesOnly",
                   Condition={"StringEqualsIfExists": {"iam:PassedToService": list(
-                      BOUNDARY_PASSED_TO)}}),
+                      BOUNDARY_PASSED_TO)}, "ArnLike": {"aws:PrincipalArn": passers}}),
         statement(["iam:GetInstanceProfile", "iam:GetRole", "iam:ListInstanceProfiles",
                    "iam:ListRoles", "sts:GetCallerIdentity"],
                   "*", "ReadIdentity"),
@@ -319,6 +377,7 @@ def _boundary(
         # of the host needs them
         {"Sid": "ApiKeyValues", "Effect": "Deny", "Action": "apigateway:GET",
          "Resource": "arn:*:apigateway:*::/apikeys*"},
+        _control_plane_deny(host_name, batch_prefix, runs),
         # (the keys' secrets: their resource policies (control_plane.py) let only their
         # readers read or change them, every principal of the account and these roles
         # alike; here it would pass IAM's 6,144 characters for the longest names)
@@ -327,10 +386,10 @@ def _boundary(
                     "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"], "Resource": "*"},
         # a role is made, bounded or given a policy only when it holds this boundary
         # (which then caps it), whatever else allows it
-        {"Sid": "RolesWithTheBoundaryOnly", "Effect": "Deny",
+        {"Sid": "BoundaryOnly", "Effect": "Deny",
          "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy",
                     "iam:PutRolePolicy"], "Resource": "*",
-         "Condition": {"StringNotEquals": this}},
+         "Condition": {"StringNotLike": this}},
     ]  # fmt: skip
     return resource(
         "AWS::IAM::ManagedPolicy",
