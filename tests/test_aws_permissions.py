@@ -48,6 +48,7 @@ from hyper.providers.aws.permissions import (
 )
 from hyper.providers.aws.policies import deploy_role_name, function_role_name
 from hyper.providers.aws.provider import AwsProvider
+from hyper.providers.aws.roles import not_an_ecs_agent
 from hyper.store import dynamodb_tables as tables
 from hyper.store.sqlite import SQLiteStore
 from tests.helpers.aws import ACCOUNT, mocked_aws
@@ -1378,6 +1379,18 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         assert Policy([*code.statements, *admin.statements]).allows(need), principal
     for need in passes:
         assert walk.boundary.allows(need), need  # the deploy role
+    # a job role never acts as an ECS agent of the host's clusters (its tasks' payloads
+    # carry other workers' execution-role credentials): its own inline Deny, whatever its
+    # allowed policies; the instance role, which is the agent, may
+    job = role + names.job_role("d1")
+    cluster = f"AWSBatch-{names.compute_env('c1', 1)}-0a1b"  # as Batch names it
+    agent = f"arn:aws:ecs:{MAIN}:{ACCOUNT}:container-instance/{cluster}/0123"
+    own = Policy([*admin.statements, *not_an_ecs_agent()["Statement"]])
+    for action in ("ecs:Poll", "ecs:RegisterContainerInstance", "ecs:DiscoverPollEndpoint",
+                   "ecs:SubmitTaskStateChange", "ecs:StartTelemetrySession"):  # fmt: skip
+        need = Need(action, agent)
+        assert not (own.allows(need) and walk.boundary.of(job).allows(need)), need
+        assert admin.allows(need) and walk.boundary.of(instance).allows(need), need
     assert walk.boundary.of(role + names.spot_fleet_role()).allows(passes[1])
     # the roles that run the control plane are not stopped by the boundary
     for bounded in (walk.boundary, function_boundary(walk)):

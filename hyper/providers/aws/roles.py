@@ -399,6 +399,32 @@ def delete_shared_roles(
         _delete_role(iam, name, log, boundary)
 
 
+# A job's role never acts as an ECS container agent, whatever its definition's policies
+# allow (AdministratorAccess, AmazonECS_FullAccess...): a principal allowed ecs:Poll on a
+# container instance of the clusters Batch made for the host is handed that instance's
+# task payloads, with other workers' execution-role credentials (so the worker key) and
+# their tokens. The instance roles, which need these actions, are no job roles.
+NOT_AN_ECS_AGENT = "hyper-not-an-ecs-agent"
+ECS_AGENT_ACTIONS = [
+    "ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance",
+    "ecs:DiscoverPollEndpoint", "ecs:Poll", "ecs:StartTelemetrySession",
+    "ecs:PutSystemLogEvents", "ecs:SubmitTaskStateChange", "ecs:SubmitContainerStateChange",
+    "ecs:SubmitAttachmentStateChanges", "ecs:UpdateContainerInstancesState",
+    "ecs:UpdateContainerAgent", "ecs:ExecuteCommand",
+]  # fmt: skip
+
+
+def not_an_ecs_agent() -> dict[str, Any]:
+    """The inline policy every job role holds: ECS_AGENT_ACTIONS denied."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "NotAnEcsAgent", "Effect": "Deny", "Action": ECS_AGENT_ACTIONS,
+             "Resource": "*"}
+        ],
+    }  # fmt: skip
+
+
 def ensure_job_role(
     definition: DefinitionSpec,
     names: Names,
@@ -409,9 +435,10 @@ def ensure_job_role(
     boundary: str | None = None,
 ) -> str:
     """The job role of a definition's workers: what the definition's iam_policies allow
-    (within the permissions `boundary`, when given), and with a `secret_arn` reading that
-    secret (a host made before worker tokens); no other inline policy."""
-    inline = {}
+    (within the permissions `boundary`, when given) but act as an ECS agent
+    (not_an_ecs_agent), and with a `secret_arn` reading that secret (a host made before
+    worker tokens); no other inline policy."""
+    inline = {NOT_AN_ECS_AGENT: not_an_ecs_agent()}
     if secret_arn:
         inline["hyper-api-key"] = {
             "Version": "2012-10-17",
