@@ -1201,8 +1201,8 @@ def _key_secret_policies(walk: Walk) -> dict[str, Policy]:
     )  # fmt: skip
     api = f"arn:aws:secretsmanager:{MAIN}:{ACCOUNT}:secret:hyper/{HOST}/api-key-AbCdEf"
     workers = f"arn:aws:secretsmanager:{MAIN}:{ACCOUNT}:secret:hyper/{HOST}/worker-key-AbCdEf"
-    owners = "".join("|" + p for p in owner_patterns(f"arn:aws:iam::{ACCOUNT}:user/team/owner"))
-    readers = "".join("|" + p for p in owner_patterns(f"arn:aws:iam::{ACCOUNT}:role/a,b/reader"))
+    owners = key_people_value(f"arn:aws:iam::{ACCOUNT}:user/team/owner")
+    readers = key_people_value(f"arn:aws:iam::{ACCOUNT}:role/a,b/reader")
     values = template_values(template, region=MAIN, account=ACCOUNT, ApiKeySecretArn=api,
                              WorkerKeySecretArn=workers, KeyOwners=owners,
                              KeyReaders=readers)  # fmt: skip
@@ -1398,11 +1398,16 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
             assert bounded.allows(need), (bounded.principal, need)
 
 
+def key_people_value(arn: str) -> str:
+    """A KeyOwners or KeyReaders parameter naming `arn`, as create-host passes it."""
+    return "".join("|" + pattern for pattern in owner_patterns(arn))
+
+
 def _bucket_policy(walk: Walk) -> Policy:
     """The host bucket's policy as deployed in the walk, with an owner's patterns as
     create-host gives them."""
     template = walk.stacks[HOST_STACK]
-    owners = ",".join(owner_patterns(f"arn:aws:iam::{ACCOUNT}:user/team/owner"))
+    owners = key_people_value(f"arn:aws:iam::{ACCOUNT}:user/team/owner")
     values = template_values(template, region=MAIN, account=ACCOUNT,
                              Bucket="hyper-h1-bucket-1a2b3c", KeyOwners=owners)  # fmt: skip
     document = template["Resources"]["BucketPolicy"]["Properties"]["PolicyDocument"]

@@ -337,6 +337,13 @@ def _host_parameters() -> dict[str, Json]:
     }
 
 
+def _with_people(patterns: list[Json], *parameters: Json) -> Json:
+    """`patterns`, then those of the `parameters` (KeyOwners, KeyReaders: each pattern
+    after a "|", which no IAM name holds), as one list of ARN patterns."""
+    first = {"Fn::Join": ["|", patterns]}
+    return {"Fn::Split": ["|", {"Fn::Join": ["", [first, *parameters]]}]}
+
+
 def _key_secret_policies(host_name: str, batch_prefix: str | None) -> dict[str, Json]:
     """A resource policy on each key's secret: no one reads it but the roles that need it,
     the account's root, the owners (create-host's caller) and the readers it names; no one
@@ -355,9 +362,7 @@ def _key_secret_policies(host_name: str, batch_prefix: str | None) -> dict[str, 
     ):
         for statement, more in ((read, people), (changed, people[:1])):
             condition = statement["Condition"]["ArnNotLike"]
-            first = {"Fn::Join": ["|", condition["aws:PrincipalArn"]]}
-            joined = {"Fn::Join": ["", [first, *more]]}
-            condition["aws:PrincipalArn"] = {"Fn::Split": ["|", joined]}
+            condition["aws:PrincipalArn"] = _with_people(condition["aws:PrincipalArn"], *more)
         found[lid] = resource(
             "AWS::SecretsManager::ResourcePolicy",
             {
@@ -437,14 +442,15 @@ def _bucket(host_name: str) -> dict[str, Json]:
     iam = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
     writers = [sub(f"{iam}role/{function_role_name(host_name)}"),
                sub(f"{iam}role/{deploy_role_name(host_name)}"), sub(f"{iam}root")]  # fmt: skip
-    joined = {"Fn::Join": [",", [*writers, ref(KEY_OWNERS_PARAMETER)]]}
     files = {
         "Sid": "ObjectsWrittenByTheHostOnly",
         "Effect": "Deny",
         "Principal": "*",
         "Action": BUCKET_OBJECT_WRITES,
         "Resource": sub("${Bucket.Arn}/*"),
-        "Condition": {"ArnNotLike": {"aws:PrincipalArn": {"Fn::Split": [",", joined]}}},
+        "Condition": {
+            "ArnNotLike": {"aws:PrincipalArn": _with_people(writers, ref(KEY_OWNERS_PARAMETER))}
+        },
     }
     policy = resource(
         "AWS::S3::BucketPolicy",
