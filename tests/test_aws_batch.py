@@ -40,7 +40,7 @@ from hyper.models import (
 )
 from hyper.providers.aws import batch, clusters, launch_templates
 from hyper.providers.aws.batch import Names, Network, Patience, aws_client
-from hyper.providers.aws.roles import NOT_AN_ECS_AGENT
+from hyper.providers.aws.roles import JOB_LIMITS
 from hyper.scheduler import Scheduler, split_by_weight
 from hyper.store.base import ArrayTasks, NewJob, Store, WorkerRecord
 from hyper.store.sqlite import SQLiteStore
@@ -1079,10 +1079,10 @@ def test_a_job_role_reads_no_secret_when_workers_are_given_their_key(aws: None) 
     iam = boto3.client("iam")
     batch.ensure_job_role(DEFINITION, NAMES, SECRET, lambda _: None)
     listed = iam.list_role_policies(RoleName="hyper-test-d1-job")["PolicyNames"]
-    assert sorted(listed) == ["hyper-api-key", NOT_AN_ECS_AGENT]
+    assert sorted(listed) == ["hyper-api-key", JOB_LIMITS]
     role = batch.ensure_job_role(DEFINITION, NAMES, None, lambda _: None)
     listed = iam.list_role_policies(RoleName="hyper-test-d1-job")["PolicyNames"]
-    assert listed == [NOT_AN_ECS_AGENT]
+    assert listed == [JOB_LIMITS]
     request = batch.job_definition("us-east-1", DEFINITION, NAMES, image="worker:1",
                                    job_role_arn=role, secret_arn=None)  # fmt: skip
     names = {e["name"] for e in request["containerProperties"]["environment"]}

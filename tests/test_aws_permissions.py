@@ -48,7 +48,7 @@ from hyper.providers.aws.permissions import (
 )
 from hyper.providers.aws.policies import deploy_role_name, function_role_name
 from hyper.providers.aws.provider import AwsProvider
-from hyper.providers.aws.roles import not_an_ecs_agent
+from hyper.providers.aws.roles import job_limits
 from hyper.store import dynamodb_tables as tables
 from hyper.store.sqlite import SQLiteStore
 from tests.helpers.aws import ACCOUNT, mocked_aws
@@ -1385,12 +1385,42 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
     job = role + names.job_role("d1")
     cluster = f"AWSBatch-{names.compute_env('c1', 1)}-0a1b"  # as Batch names it
     agent = f"arn:aws:ecs:{MAIN}:{ACCOUNT}:container-instance/{cluster}/0123"
-    own = Policy([*admin.statements, *not_an_ecs_agent()["Statement"]])
+    own = Policy([*admin.statements, *job_limits(names)["Statement"]])
     for action in ("ecs:Poll", "ecs:RegisterContainerInstance", "ecs:DiscoverPollEndpoint",
                    "ecs:SubmitTaskStateChange", "ecs:StartTelemetrySession"):  # fmt: skip
         need = Need(action, agent)
         assert not (own.allows(need) and walk.boundary.of(job).allows(need)), need
         assert admin.allows(need) and walk.boundary.of(instance).allows(need), need
+    # nor runs a task of its own on those clusters (as root on the instance's network, it
+    # would reach the instance role), changes the registry's settings (another account
+    # writing the host's repositories), or the host's stacks, keys, plans and logs
+    ecs = f"arn:aws:ecs:{MAIN}:{ACCOUNT}:"
+    on_cluster = (("ecs:cluster", ecs + f"cluster/{cluster}"),)
+    for need in (
+        Need("ecs:RunTask", ecs + "task-definition/mine:1", context=on_cluster),
+        Need("ecs:StartTask", ecs + "task-definition/mine:1", context=on_cluster),
+        Need("ecs:StopTask", ecs + f"task/{cluster}/0a1b2c"),
+        Need("ecs:UpdateCluster", ecs + f"cluster/{cluster}"),
+        Need("ecr:PutRegistryPolicy", "*"),
+        Need("ecr:PutReplicationConfiguration", "*"),
+        Need("cloudformation:DeleteStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
+             f"{HOST_STACK}/0a1b"),
+        Need("cloudformation:UpdateStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
+             f"{HOST_STACK}--region-{MAIN}/0a1b"),
+        Need("apigateway:DELETE", f"arn:aws:apigateway:{MAIN}::/usageplans/a1b2"),
+        Need("apigateway:POST", f"arn:aws:apigateway:{MAIN}::/apikeys"),
+        Need("logs:DeleteLogGroup", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group:/aws/lambda/"
+             f"{HOST_STACK}-api"),
+    ):  # fmt: skip
+        assert not (own.allows(need) and walk.boundary.of(job).allows(need)), need
+    for need in (  # the account's other ECS clusters, stacks and logs stay the owner's to allow
+        Need("ecs:RunTask", ecs + "task-definition/mine:1",
+             context=(("ecs:cluster", ecs + "cluster/team"),)),
+        Need("cloudformation:UpdateStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
+             "team/0a1b"),
+        Need("logs:DeleteLogGroup", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group:/team/x"),
+    ):  # fmt: skip
+        assert own.allows(need) and walk.boundary.of(job).allows(need), need
     assert walk.boundary.of(role + names.spot_fleet_role()).allows(passes[1])
     # the roles that run the control plane are not stopped by the boundary
     for bounded in (walk.boundary, function_boundary(walk)):

@@ -642,6 +642,7 @@ _CONTEXT_KEYS = frozenset(
         "ec2:CreateAction",
         "iam:PassedToService",
         "ecs:CreateAction",
+        "ecs:cluster",
         "aws:PrincipalArn",
         "aws:CalledVia",
     }

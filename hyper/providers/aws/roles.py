@@ -399,12 +399,13 @@ def delete_shared_roles(
         _delete_role(iam, name, log, boundary)
 
 
-# A job's role never acts as an ECS container agent, whatever its definition's policies
-# allow (AdministratorAccess, AmazonECS_FullAccess...): a principal allowed ecs:Poll on a
-# container instance of the clusters Batch made for the host is handed that instance's
-# task payloads, with other workers' execution-role credentials (so the worker key) and
-# their tokens. The instance roles, which need these actions, are no job roles.
-NOT_AN_ECS_AGENT = "hyper-not-an-ecs-agent"
+# What a job's role never does, whatever its definition's policies allow (an owner may
+# allow AdministratorAccess): the host's functions, API, tables, repositories, Batch and
+# bucket are the boundary's (ControlPlane); these reach the same keys by other ways.
+JOB_LIMITS = "hyper-job-limits"
+# the ECS container agent's actions: a principal allowed ecs:Poll on a container instance
+# of the clusters Batch made for the host is handed that instance's task payloads, with
+# other workers' execution-role credentials (so the worker key) and their tokens
 ECS_AGENT_ACTIONS = [
     "ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance",
     "ecs:DiscoverPollEndpoint", "ecs:Poll", "ecs:StartTelemetrySession",
@@ -412,15 +413,46 @@ ECS_AGENT_ACTIONS = [
     "ecs:SubmitAttachmentStateChanges", "ecs:UpdateContainerInstancesState",
     "ecs:UpdateContainerAgent", "ecs:ExecuteCommand",
 ]  # fmt: skip
+# the registry's own settings, on "*": a registry policy or a replication rule lets
+# another account write the host's repositories (mutable tags: a new :latest runs in
+# other definitions' workers)
+ECR_REGISTRY_ACTIONS = [
+    "ecr:PutRegistryPolicy", "ecr:DeleteRegistryPolicy", "ecr:PutReplicationConfiguration",
+    "ecr:CreatePullThroughCacheRule", "ecr:UpdatePullThroughCacheRule",
+    "ecr:CreateRepositoryCreationTemplate", "ecr:UpdateRepositoryCreationTemplate",
+]  # fmt: skip
 
 
-def not_an_ecs_agent() -> dict[str, Any]:
-    """The inline policy every job role holds: ECS_AGENT_ACTIONS denied."""
+def job_limits(names: Names) -> dict[str, Any]:
+    """The inline policy every job role holds: no ECS agent's actions anywhere; nothing on
+    the ECS clusters Batch made for the host (a task of its own there runs as root on the
+    instance's network, where the metadata service gives the instance role); no
+    registry-wide ECR settings; and none of the host's stacks, API keys, usage plans and
+    log groups (each would stop or slow the host)."""
+    host = names.prefix.rstrip("-")
+    ecs = f"arn:*:ecs:*:*:{{}}/AWSBatch-{host}--*"
+    clusters = ecs.format("cluster")
     return {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "NotAnEcsAgent", "Effect": "Deny", "Action": ECS_AGENT_ACTIONS,
-             "Resource": "*"}
+             "Resource": "*"},
+            {"Sid": "NotOnTheHostsClusters", "Effect": "Deny", "Action": "ecs:*",
+             "Resource": [clusters, ecs.format("container-instance"), ecs.format("task"),
+                          ecs.format("service")]},
+            # RunTask and StartTask are checked against the task definition, with the
+            # cluster in ecs:cluster
+            {"Sid": "NoTasksOnTheHostsClusters", "Effect": "Deny", "Action": "ecs:*",
+             "Resource": "*", "Condition": {"ArnLike": {"ecs:cluster": clusters}}},
+            {"Sid": "NotTheRegistrysSettings", "Effect": "Deny",
+             "Action": ECR_REGISTRY_ACTIONS, "Resource": "*"},
+            {"Sid": "NotTheHostsStacksKeysAndLogs", "Effect": "Deny",
+             "Action": ["cloudformation:*", "apigateway:*", "logs:Delete*", "logs:Put*Policy",
+                        "logs:PutSubscriptionFilter", "logs:AssociateKmsKey"],
+             "Resource": [f"arn:*:cloudformation:*:*:stack/{host}/*",
+                          f"arn:*:cloudformation:*:*:stack/{host}--*/*",
+                          "arn:*:apigateway:*::/apikeys*", "arn:*:apigateway:*::/usageplans*",
+                          f"arn:*:logs:*:*:log-group:*{host}*"]},
         ],
     }  # fmt: skip
 
@@ -435,10 +467,10 @@ def ensure_job_role(
     boundary: str | None = None,
 ) -> str:
     """The job role of a definition's workers: what the definition's iam_policies allow
-    (within the permissions `boundary`, when given) but act as an ECS agent
-    (not_an_ecs_agent), and with a `secret_arn` reading that secret (a host made before
-    worker tokens); no other inline policy."""
-    inline = {NOT_AN_ECS_AGENT: not_an_ecs_agent()}
+    (within the permissions `boundary`, when given) but what job_limits denies, and with
+    a `secret_arn` reading that secret (a host made before worker tokens); no other
+    inline policy."""
+    inline = {JOB_LIMITS: job_limits(names)}
     if secret_arn:
         inline["hyper-api-key"] = {
             "Version": "2012-10-17",
