@@ -235,6 +235,10 @@ def test_every_instance_is_launched_with_imdsv2_hop_limit_1_and_no_metadata_for_
             LaunchTemplateId=template["LaunchTemplateId"]
         )["LaunchTemplateVersions"]
         data = version["LaunchTemplateData"]
+        # its instances and volumes carry the host's tag, which job roles may not touch
+        tagged = {spec["ResourceType"]: spec["Tags"] for spec in data["TagSpecifications"]}
+        for kind in ("instance", "volume"):
+            assert {"Key": "hyper:host", "Value": "hyper-test"} in tagged[kind], kind
         assert data["MetadataOptions"]["HttpTokens"] == "required"
         assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
         script = base64.b64decode(data["UserData"]).decode()
@@ -537,7 +541,11 @@ def test_an_invalid_compute_environment_is_one_clear_line() -> None:
         )
         ec2_stub.add_response(  # holding this release's data
             "describe_launch_template_versions",
-            {"LaunchTemplateVersions": [{"LaunchTemplateData": batch.launch_template_data()}]},
+            {
+                "LaunchTemplateVersions": [
+                    {"LaunchTemplateData": batch.launch_template_data(NAMES.tags(cluster="c9"))}
+                ]
+            },
         )
         stub.add_response("describe_compute_environments", {"computeEnvironments": []})
         stub.add_response(

@@ -1395,6 +1395,7 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
     # would reach the instance role), changes the registry's settings (another account
     # writing the host's repositories), or the host's stacks, keys, plans and logs
     ecs = f"arn:aws:ecs:{MAIN}:{ACCOUNT}:"
+    hosts = tuple(names.tags().items())  # the tag a worker's instance and volumes carry
     on_cluster = (("ecs:cluster", ecs + f"cluster/{cluster}"),)
     for need in (
         Need("ecs:RunTask", ecs + "task-definition/mine:1", context=on_cluster),
@@ -1402,6 +1403,11 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         Need("ecs:StopTask", ecs + f"task/{cluster}/0a1b2c"),
         Need("ecs:UpdateCluster", ecs + f"cluster/{cluster}"),
         Need("ecr:PutRegistryPolicy", "*"),
+        *(Need(action, f"arn:aws:ec2:{MAIN}:{ACCOUNT}:{kind}", resource_tags=hosts)
+          for action, kind in (("ec2:CreateSnapshot", "volume/vol-0a1b"),
+                               ("ec2:ModifyInstanceAttribute", "instance/i-0a1b"),
+                               ("ec2:StopInstances", "instance/i-0a1b"),
+                               ("ssm:SendCommand", "instance/i-0a1b"))),
         Need("ecr:PutReplicationConfiguration", "*"),
         Need("cloudformation:DeleteStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
              f"{HOST_STACK}/0a1b"),
@@ -1419,6 +1425,7 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         Need("cloudformation:UpdateStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
              "team/0a1b"),
         Need("logs:DeleteLogGroup", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group:/team/x"),
+        Need("ec2:CreateSnapshot", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:volume/vol-team"),
     ):  # fmt: skip
         assert own.allows(need) and walk.boundary.of(job).allows(need), need
     assert walk.boundary.of(role + names.spot_fleet_role()).allows(passes[1])

@@ -92,12 +92,21 @@ grep -qx ECS_AWSVPC_BLOCK_IMDS=true /etc/ecs/ecs.config \\
 """
 
 
-def launch_template_data() -> dict[str, Any]:
-    """What every instance of a hyper cluster is launched with."""
-    return {
+MACHINE_TAGGED = ("instance", "volume")  # what a version tags with the host's tag
+
+
+def launch_template_data(tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """What every instance of a hyper cluster is launched with; its instances and their
+    volumes tagged `tags` (the host's: job roles may not touch what holds it, roles.py)."""
+    data: dict[str, Any] = {
         "MetadataOptions": dict(METADATA_OPTIONS),
         "UserData": base64.b64encode(USER_DATA.encode()).decode(),
     }
+    if tags:
+        listed = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        data["TagSpecifications"] = [{"ResourceType": kind, "Tags": listed}
+                                     for kind in MACHINE_TAGGED]  # fmt: skip
+    return data
 
 
 def ensure_launch_template(
@@ -115,9 +124,9 @@ def ensure_launch_template(
     take it on their next infrastructure update (`clusters.deploy_cluster`)."""
     ec2 = clients("ec2", region)
     name = names.launch_template(cluster.name)
-    wanted = launch_template_data()
+    tags = names.tags(cluster=cluster.name)
+    wanted = launch_template_data(tags)
     if _launch_template(ec2, name) is None:
-        tags = names.tags(cluster=cluster.name)
         ec2.create_launch_template(
             LaunchTemplateName=name,
             LaunchTemplateData=wanted,
@@ -148,9 +157,20 @@ def _holds(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a version's data is `wanted` (EC2 may report more metadata options than
     were given: only those given are compared)."""
     options = current.get("MetadataOptions", {})
-    return current.get("UserData") == wanted["UserData"] and all(
-        options.get(k) == v for k, v in wanted["MetadataOptions"].items()
+    return (
+        current.get("UserData") == wanted["UserData"]
+        and all(options.get(k) == v for k, v in wanted["MetadataOptions"].items())
+        and _tagged(current) == _tagged(wanted)
     )
+
+
+def _tagged(data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """The tags a version gives its instances and volumes (and nothing else it may list)."""
+    return {
+        spec["ResourceType"]: sorted((t["Key"], t["Value"]) for t in spec.get("Tags", []))
+        for spec in data.get("TagSpecifications", [])
+        if spec.get("ResourceType") in MACHINE_TAGGED
+    }
 
 
 def delete_launch_template(

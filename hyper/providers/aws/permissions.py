@@ -91,8 +91,7 @@ _IAM_PREFIX = {"monitoring": "cloudwatch", "events": "events", "execute-api": "a
 # ---- what each call needs ------------------------------------------------------------------
 
 # actions CloudFormation performs with the caller's credentials for each resource type it
-# creates, updates or deletes in hyper's region stacks (AWS's resource type reference,
-# "required permissions" of each handler)
+# makes, changes or deletes in the region stacks (each handler's "required permissions")
 STACK_RESOURCE_ACTIONS: dict[str, tuple[str, ...]] = {
     "AWS::EC2::VPC": ("ec2:CreateVpc", "ec2:DescribeVpcs", "ec2:ModifyVpcAttribute",
                       "ec2:DescribeVpcAttribute", "ec2:DeleteVpc", "ec2:CreateTags",

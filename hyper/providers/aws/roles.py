@@ -423,12 +423,24 @@ ECR_REGISTRY_ACTIONS = [
 ]  # fmt: skip
 
 
+# what reaches into an instance or its volumes (the machines launch templates tag with the
+# host's tag, launch_templates.py)
+HOST_MACHINE_ACTIONS = [
+    "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateImage", "ec2:CreateStoreImageTask",
+    "ec2:ModifyInstanceAttribute", "ec2:StopInstances", "ec2:StartInstances",
+    "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateReplaceRootVolumeTask",
+    "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot", "ec2:SendSerialConsoleSSHPublicKey",
+    "ec2-instance-connect:*", "ssm:SendCommand", "ssm:StartSession",
+]  # fmt: skip
+
+
 def job_limits(names: Names) -> dict[str, Any]:
-    """The inline policy every job role holds: no ECS agent's actions anywhere; nothing on
-    the ECS clusters Batch made for the host (a task of its own there runs as root on the
-    instance's network, where the metadata service gives the instance role); no
-    registry-wide ECR settings; and none of the host's stacks, API keys, usage plans and
-    log groups (each would stop or slow the host)."""
+    """The inline policy every job role holds: no ECS agent's actions anywhere; nothing
+    that reaches into the host's machines; nothing on the ECS clusters Batch made for the
+    host (a task of its own there runs as root on the instance's network, where the
+    metadata service gives the instance role); no registry-wide ECR settings; and none
+    of the host's stacks, API keys, usage plans and log groups (each would stop or slow
+    the host)."""
     host = names.prefix.rstrip("-")
     ecs = f"arn:*:ecs:*:*:{{}}/AWSBatch-{host}--*"
     clusters = ecs.format("cluster")
@@ -444,6 +456,11 @@ def job_limits(names: Names) -> dict[str, Any]:
             # cluster in ecs:cluster
             {"Sid": "NoTasksOnTheHostsClusters", "Effect": "Deny", "Action": "ecs:*",
              "Resource": "*", "Condition": {"ArnLike": {"ecs:cluster": clusters}}},
+            # its machines: a snapshot of a worker's volume, an image of it or a change of
+            # its user data would give what its containers hold (the worker key)
+            {"Sid": "NotTheHostsMachines", "Effect": "Deny", "Action": HOST_MACHINE_ACTIONS,
+             "Resource": "*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/hyper:host": host}}},
             {"Sid": "NotTheRegistrysSettings", "Effect": "Deny",
              "Action": ECR_REGISTRY_ACTIONS, "Resource": "*"},
             {"Sid": "NotTheHostsStacksKeysAndLogs", "Effect": "Deny",
