@@ -441,6 +441,25 @@ def test_a_missing_ami_is_one_clear_line(aws: None) -> None:
     ]
 
 
+def test_a_launch_template_version_with_more_than_hypers_data_is_replaced(aws: None) -> None:
+    """A default version holding this release's data and more (a key pair someone added)
+    is not this release's: the deploy makes and defaults a version of hyper's data only."""
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    cluster = ClusterSpec(name="c1", compute_envs=1)
+    name, _ = launch_templates.ensure_launch_template("us-east-1", cluster, NAMES, print)
+    data = launch_templates.launch_template_data(NAMES.tags(cluster="c1"))
+    added = ec2.create_launch_template_version(
+        LaunchTemplateName=name, LaunchTemplateData={**data, "KeyName": "someones-key"}
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(added))
+    _, renewed = launch_templates.ensure_launch_template("us-east-1", cluster, NAMES, print)
+    (default,) = ec2.describe_launch_template_versions(
+        LaunchTemplateName=name, Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    assert renewed and default["VersionNumber"] == added + 1
+    assert "KeyName" not in default["LaunchTemplateData"]
+
+
 def test_an_update_sets_max_vcpus_and_state_and_drops_environments(aws: None) -> None:
     for region in TWO:
         ami(region, "hyper-worker-ami")

@@ -1407,7 +1407,11 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
           for action, kind in (("ec2:CreateSnapshot", "volume/vol-0a1b"),
                                ("ec2:ModifyInstanceAttribute", "instance/i-0a1b"),
                                ("ec2:StopInstances", "instance/i-0a1b"),
-                               ("ssm:SendCommand", "instance/i-0a1b"))),
+                               ("ssm:SendCommand", "instance/i-0a1b"),
+                               ("ec2:DeleteTags", "volume/vol-0a1b"),
+                               ("ec2:CreateTags", "instance/i-0a1b"),
+                               ("ec2:CreateLaunchTemplateVersion", "launch-template/lt-0a1b"),
+                               ("ec2:ModifyLaunchTemplate", "launch-template/lt-0a1b"))),
         Need("ecr:PutReplicationConfiguration", "*"),
         Need("cloudformation:DeleteStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
              f"{HOST_STACK}/0a1b"),

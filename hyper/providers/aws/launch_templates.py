@@ -154,11 +154,12 @@ def ensure_launch_template(
 
 
 def _holds(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Whether a version's data is `wanted` (EC2 may report more metadata options than
-    were given: only those given are compared)."""
+    """Whether a version's data is `wanted` and nothing more (EC2 may report more metadata
+    options than were given: only those given are compared)."""
     options = current.get("MetadataOptions", {})
     return (
-        current.get("UserData") == wanted["UserData"]
+        not set(current) - {"TagSpecifications", *wanted}  # nothing else (a key pair...)
+        and current.get("UserData") == wanted["UserData"]
         and all(options.get(k) == v for k, v in wanted["MetadataOptions"].items())
         and _tagged(current) == _tagged(wanted)
     )

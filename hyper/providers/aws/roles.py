@@ -423,14 +423,18 @@ ECR_REGISTRY_ACTIONS = [
 ]  # fmt: skip
 
 
-# what reaches into an instance or its volumes (the machines launch templates tag with the
-# host's tag, launch_templates.py)
+# what reaches into an instance or its volumes, or changes what makes them (the machines
+# and launch templates carry the host's tag, launch_templates.py)
 HOST_MACHINE_ACTIONS = [
     "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateImage", "ec2:CreateStoreImageTask",
     "ec2:ModifyInstanceAttribute", "ec2:StopInstances", "ec2:StartInstances",
     "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateReplaceRootVolumeTask",
-    "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot", "ec2:SendSerialConsoleSSHPublicKey",
-    "ec2-instance-connect:*", "ssm:SendCommand", "ssm:StartSession",
+    "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot", "ec2-instance-connect:*",
+    "ssm:SendCommand", "ssm:StartSession",
+    # the tag itself (untagged, a volume would be open), and the launch templates that
+    # make the machines (a version with a key pair of its own)
+    "ec2:CreateTags", "ec2:DeleteTags", "ec2:CreateLaunchTemplateVersion",
+    "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplate", "ec2:DeleteLaunchTemplateVersions",
 ]  # fmt: skip
 
 
