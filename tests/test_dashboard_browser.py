@@ -50,7 +50,13 @@ def attribute(driver: Any, selector: str, name: str) -> str | None:
 
 
 def body(driver: Any) -> str:
-    return str(driver.find_element("tag name", "body").text)
+    """The page's text; "" while a refresh replaces the body found (a waiter asks again)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("tag name", "body").text)
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_array_progress_advances_to_done(
