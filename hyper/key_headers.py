@@ -14,6 +14,10 @@ host checks ``x-hyper-key`` when given, else ``x-api-key`` (`given_key`).
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing stays off the q-commands' path
+if TYPE_CHECKING:
+    from typing import AnyStr
+
 GATEWAY_HEADER = "x-api-key"  # API Gateway's: the gateway key, which picks the usage plan
 KEY_HEADER = "x-hyper-key"  # the host's: the key itself
 _GATEWAY_LABEL = b"apigw"
@@ -33,7 +37,7 @@ def key_headers(key: str) -> dict[str, str]:
     return {GATEWAY_HEADER: gateway_key(key), KEY_HEADER: key}
 
 
-def given_key(hyper_key: bytes | None, api_key: bytes | None) -> bytes:
+def given_key(hyper_key: AnyStr | None, api_key: AnyStr | None) -> AnyStr | None:
     """The key a request gives: its ``x-hyper-key``, or (from a client that sends only
-    that) its ``x-api-key``."""
-    return hyper_key or api_key or b""
+    that) its ``x-api-key``; None when it gives neither."""
+    return hyper_key or api_key

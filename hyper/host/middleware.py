@@ -84,7 +84,7 @@ class ApiKeyMiddleware:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not _dashboard_path(scope["path"]):
             headers = dict(scope["headers"])
-            given = given_key(headers.get(KEY_HEADER), headers.get(GATEWAY_HEADER))
+            given = given_key(headers.get(KEY_HEADER), headers.get(GATEWAY_HEADER)) or b""
             token = headers.get(TOKEN_HEADER, b"")
             if not self.keys.allows(scope["method"], scope["path"], given, token):
                 response = JSONResponse({"detail": "missing or wrong x-api-key"}, status_code=401)

@@ -23,6 +23,7 @@ from hyper.host.dashboard import login, views
 from hyper.host.schemas import MAX_ID, Selection
 from hyper.host.service import HostService
 from hyper.jobs import UNFINISHED, LogKind
+from hyper.key_headers import given_key
 from hyper.store.base import ArrayRecord, JobFilter, JobRecord
 
 PREFIX = "/dashboard"
@@ -103,7 +104,7 @@ def install(app: FastAPI, service: HostService) -> None:
         x_api_key: Annotated[str | None, Header()] = None,
         x_hyper_key: Annotated[str | None, Header()] = None,
     ) -> None:
-        if not login.key_matches(api_key, x_hyper_key or x_api_key):  # as hyper.key_headers
+        if not login.key_matches(api_key, given_key(x_hyper_key, x_api_key)):
             raise HTTPException(401, "missing or wrong x-api-key")
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
