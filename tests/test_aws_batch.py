@@ -194,7 +194,7 @@ def test_a_cluster_is_three_compute_environments_and_one_queue_per_region(aws: N
             assert resources["allocationStrategy"] == "SPOT_CAPACITY_OPTIMIZED"
             assert resources["instanceTypes"] == ["c5.large", "m5.large"]
             assert resources["minvCpus"] == 0
-            assert resources["tags"] == {"team": "hydro", "hyper:cluster": "c1"}
+            assert resources["tags"] == {"team": "hydro", **NAMES.tags(cluster="c1")}
             assert resources["instanceRole"] == profile["InstanceProfile"]["Arn"]
             assert resources["ec2Configuration"] == [
                 {"imageType": "ECS_AL2023", "imageIdOverride": images[region]}
@@ -385,7 +385,9 @@ def test_every_boot_sets_the_metadata_rules_once_and_fails_when_it_cannot(
 def test_the_compute_resources_of_an_on_demand_cluster() -> None:
     cluster = ClusterSpec(name="od", type="ONDEMAND", allocation_strategy="SPOT_CAPACITY_OPTIMIZED")
     roles = batch.ClusterRoles("arn:service", "arn:profile", None)
-    resources = batch.compute_resources(cluster, 500, Network(("s-1",), "sg-1"), roles, None)
+    resources = batch.compute_resources(
+        cluster, 500, Network(("s-1",), "sg-1"), roles, None, tags=NAMES.tags(cluster="od")
+    )
     assert resources == {
         "type": "EC2",
         "allocationStrategy": "BEST_FIT_PROGRESSIVE",
@@ -395,15 +397,21 @@ def test_the_compute_resources_of_an_on_demand_cluster() -> None:
         "subnets": ["s-1"],
         "securityGroupIds": ["sg-1"],
         "instanceRole": "arn:profile",
-        "tags": {"hyper:cluster": "od"},
+        "tags": {"hyper:host": "hyper-test", "hyper:cluster": "od"},
         "ec2Configuration": [{"imageType": "ECS_AL2023"}],  # not left to Batch's default
     }
+    # the host's tag is hyper's: a cluster's own tags never replace it (the job roles'
+    # limits on the host's machines key on it)
+    own = ClusterSpec(name="od", compute_resources_tags={"hyper:host": "other", "team": "t"})
+    assert batch.compute_resources(
+        own, 8, Network(("s-1",), "sg-1"), roles, None, tags=NAMES.tags(cluster="od")
+    )["tags"] == {"hyper:host": "hyper-test", "team": "t", "hyper:cluster": "od"}
     gpu = ClusterSpec(name="g", instance_list=["c5.large", "g5.xlarge"])
-    assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, "ami-1")[
+    assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, "ami-1", tags={})[
         "ec2Configuration"
     ] == [{"imageType": "ECS_AL2023_NVIDIA", "imageIdOverride": "ami-1"}]
     # without an AMI of its own, each type gets the family for it
-    assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, None)[
+    assert batch.compute_resources(gpu, 8, Network(("s-1",), "sg-1"), roles, None, tags={})[
         "ec2Configuration"
     ] == [{"imageType": "ECS_AL2023"}, {"imageType": "ECS_AL2023_NVIDIA"}]
     # Graviton GPU types (arm64): Batch's NVIDIA images are x86 only

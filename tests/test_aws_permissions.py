@@ -1413,6 +1413,10 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
                                ("ec2:CreateLaunchTemplateVersion", "launch-template/lt-0a1b"),
                                ("ec2:ModifyLaunchTemplate", "launch-template/lt-0a1b"))),
         Need("ecr:PutReplicationConfiguration", "*"),
+        # commands to machines picked by tag or target list: no tag condition holds there
+        Need("ssm:CreateAssociation", f"arn:aws:ssm:{MAIN}:{ACCOUNT}:document/AWS-RunShellScript"),
+        Need("ssm:StartAutomationExecution",
+             f"arn:aws:ssm:{MAIN}:{ACCOUNT}:automation-definition/AWS-RunShellScript:$DEFAULT"),
         Need("cloudformation:DeleteStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
              f"{HOST_STACK}/0a1b"),
         Need("cloudformation:UpdateStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"

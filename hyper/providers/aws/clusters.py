@@ -105,9 +105,12 @@ def compute_resources(
     roles: ClusterRoles,
     image_id: str | None,
     launch_template: str | None = None,
+    *,
+    tags: Mapping[str, str],
 ) -> dict[str, Any]:
     """The computeResources of one of the cluster's compute environments (its instances
-    launched from `launch_template`, when given)."""
+    launched from `launch_template`, when given, and tagged with the cluster's tags and
+    hyper's `tags`, which win: the job roles' limits key on the host's tag)."""
     spot = cluster.type == "SPOT"
     strategy = cluster.allocation_strategy
     if not spot and strategy == "SPOT_CAPACITY_OPTIMIZED":  # on-demand has no such strategy
@@ -121,7 +124,7 @@ def compute_resources(
         "subnets": list(network.subnets),
         "securityGroupIds": [network.security_group],
         "instanceRole": roles.instance_profile,
-        "tags": {**cluster.compute_resources_tags, "hyper:cluster": cluster.name},
+        "tags": {**cluster.compute_resources_tags, **tags},
     }
     if spot:
         resources["bidPercentage"] = cluster.bid_percentage
@@ -214,7 +217,8 @@ def deploy_cluster(
         existing = _compute_envs(batch, every)
         created: dict[str, dict[str, Any]] = {}
         for name, vcpus in zip(wanted, shares, strict=True):
-            resources = compute_resources(cluster, vcpus, network, roles, image_id, template)
+            resources = compute_resources(cluster, vcpus, network, roles, image_id, template,
+                                          tags=names.tags(cluster=cluster.name))  # fmt: skip
             env = existing.get(name)
             if env is None:
                 created[name] = {

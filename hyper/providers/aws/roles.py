@@ -423,6 +423,14 @@ ECR_REGISTRY_ACTIONS = [
 ]  # fmt: skip
 
 
+# what runs commands on machines chosen by tag or by a document's targets, not one by one:
+# no tag condition can keep the host's machines out of them (a job has no need of them)
+FLEET_COMMAND_ACTIONS = [
+    "ssm:CreateAssociation", "ssm:CreateAssociationBatch", "ssm:UpdateAssociation",
+    "ssm:StartAutomationExecution", "ssm:StartChangeRequestExecution",
+]  # fmt: skip
+
+
 # what reaches into an instance or its volumes, or changes what makes them (the machines
 # and launch templates carry the host's tag, launch_templates.py)
 HOST_MACHINE_ACTIONS = [
@@ -440,11 +448,11 @@ HOST_MACHINE_ACTIONS = [
 
 def job_limits(names: Names) -> dict[str, Any]:
     """The inline policy every job role holds: no ECS agent's actions anywhere; nothing
-    that reaches into the host's machines; nothing on the ECS clusters Batch made for the
-    host (a task of its own there runs as root on the instance's network, where the
-    metadata service gives the instance role); no registry-wide ECR settings; and none
-    of the host's stacks, API keys, usage plans and log groups (each would stop or slow
-    the host)."""
+    that reaches into the host's machines, nor commands sent to machines by tag; nothing
+    on the ECS clusters Batch made for the host (a task of its own there runs as root on
+    the instance's network, where the metadata service gives the instance role); no
+    registry-wide ECR settings; and none of the host's stacks, API keys, usage plans and
+    log groups (each would stop or slow the host)."""
     host = names.prefix.rstrip("-")
     ecs = f"arn:*:ecs:*:*:{{}}/AWSBatch-{host}--*"
     clusters = ecs.format("cluster")
@@ -465,6 +473,8 @@ def job_limits(names: Names) -> dict[str, Any]:
             {"Sid": "NotTheHostsMachines", "Effect": "Deny", "Action": HOST_MACHINE_ACTIONS,
              "Resource": "*",
              "Condition": {"StringEquals": {"aws:ResourceTag/hyper:host": host}}},
+            {"Sid": "NoCommandsByTag", "Effect": "Deny", "Action": FLEET_COMMAND_ACTIONS,
+             "Resource": "*"},
             {"Sid": "NotTheRegistrysSettings", "Effect": "Deny",
              "Action": ECR_REGISTRY_ACTIONS, "Resource": "*"},
             {"Sid": "NotTheHostsStacksKeysAndLogs", "Effect": "Deny",
