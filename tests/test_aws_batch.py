@@ -335,12 +335,14 @@ def test_a_launch_template_of_an_older_release_gets_a_new_version_the_environmen
 
 
 FAKE_IPTABLES = """#!/bin/bash
-# a stand-in for iptables: its rules, one per line ("CHAIN ARGS..."), in $RULES
-[ -n "$FAIL" ] && exit 4
+# a stand-in for iptables and ip6tables: their rules, one per line ("TOOL CHAIN ARGS..."),
+# in $RULES; $FAIL names the tool that fails
+tool=$(basename "$0")
+[ "$FAIL" = "$tool" ] && exit 4
 case "$1" in
-  --new-chain) grep -qx "chain $2" "$RULES" && exit 1; echo "chain $2" >> "$RULES" ;;
-  --check) chain=$2; shift 2; grep -qxF -- "$chain $*" "$RULES" ;;
-  --insert) chain=$2; shift 3; echo "$chain $*" >> "$RULES" ;;
+  --new-chain) grep -qx "$tool chain $2" "$RULES" && exit 1; echo "$tool chain $2" >> "$RULES" ;;
+  --check) chain=$2; shift 2; grep -qxF -- "$tool $chain $*" "$RULES" ;;
+  --insert) chain=$2; shift 3; echo "$tool $chain $*" >> "$RULES" ;;
   *) exit 2 ;;
 esac
 """
@@ -349,8 +351,9 @@ esac
 def run_block_script(tmp_path: Path, rules: Path, **env: str) -> int:
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
-    (fake / "iptables").write_text(FAKE_IPTABLES)
-    (fake / "iptables").chmod(0o755)
+    for tool in ("iptables", "ip6tables"):
+        (fake / tool).write_text(FAKE_IPTABLES)
+        (fake / tool).chmod(0o755)
     script = tmp_path / "hyper-block-imds"
     script.write_text(launch_templates.BLOCK_SCRIPT)
     return subprocess.run(
@@ -363,23 +366,30 @@ def test_every_boot_sets_the_metadata_rules_once_and_fails_when_it_cannot(
     tmp_path: Path,
 ) -> None:
     """The unit's script, run at each boot: the two DROP rules (bridged containers, and
-    every process on the host's network but root's), each added only when missing; a
+    every process on the host's network but root's) for the metadata service's IPv4
+    address and, where the kernel has IPv6, its IPv6 one, each added only when missing; a
     failure is its exit status, so the ECS agent, which requires the unit, never starts."""
     rules = tmp_path / "rules"
     rules.touch()
     assert run_block_script(tmp_path, rules) == 0
     wanted = [
-        "chain DOCKER-USER",
-        "DOCKER-USER --in-interface docker+ --destination 169.254.169.254/32 --jump DROP",
-        "OUTPUT --destination 169.254.169.254/32 --match owner ! --uid-owner 0 --jump DROP",
-    ]
+        f"{tool} {rule}"
+        for tool, address in (("iptables", "169.254.169.254/32"),
+                              ("ip6tables", "fd00:ec2::254/128"))
+        if tool == "iptables" or Path("/proc/net/if_inet6").exists()
+        for rule in ("chain DOCKER-USER",
+                     f"DOCKER-USER --in-interface docker+ --destination {address} --jump DROP",
+                     f"OUTPUT --destination {address} --match owner ! --uid-owner 0 --jump DROP")
+    ]  # fmt: skip
     assert rules.read_text().splitlines() == wanted
     assert run_block_script(tmp_path, rules) == 0  # the service started again: no new rule
     assert rules.read_text().splitlines() == wanted
     rules.write_text("")  # a reboot: the kernel's rules are gone, the unit sets them again
     assert run_block_script(tmp_path, rules) == 0
     assert rules.read_text().splitlines() == wanted
-    assert run_block_script(tmp_path, tmp_path / "other", FAIL="1") != 0
+    for tool in ("iptables", "ip6tables"):
+        if tool == "iptables" or Path("/proc/net/if_inet6").exists():
+            assert run_block_script(tmp_path, tmp_path / f"other-{tool}", FAIL=tool) != 0
 
 
 def test_the_compute_resources_of_an_on_demand_cluster() -> None:

@@ -1411,7 +1411,24 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
                                ("ec2:DeleteTags", "volume/vol-0a1b"),
                                ("ec2:CreateTags", "instance/i-0a1b"),
                                ("ec2:CreateLaunchTemplateVersion", "launch-template/lt-0a1b"),
-                               ("ec2:ModifyLaunchTemplate", "launch-template/lt-0a1b"))),
+                               ("ec2:ModifyLaunchTemplate", "launch-template/lt-0a1b"),
+                               # its IPv6 metadata endpoint, its role
+                               ("ec2:ModifyInstanceMetadataOptions", "instance/i-0a1b"),
+                               ("ec2:DisassociateIamInstanceProfile", "instance/i-0a1b"))),
+        # Batch's own launchers of the host's machines: its launch templates and Spot Fleet
+        # requests (tagged AWSBatchServiceTag) and its Auto Scaling groups
+        *(Need(action, f"arn:aws:ec2:{MAIN}:{ACCOUNT}:{kind}",
+               resource_tags=(("AWSBatchServiceTag", "batch"),))
+          for action, kind in (("ec2:CreateLaunchTemplateVersion", "launch-template/lt-b"),
+                               ("ec2:ModifyLaunchTemplate", "launch-template/lt-b"),
+                               ("ec2:ModifySpotFleetRequest", "spot-fleet-request/sfr-b"),
+                               ("ec2:DeleteTags", "instance/i-b"))),
+        *(Need(action, f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:autoScalingGroup:0a1b:"
+               f"autoScalingGroupName/{group}", resource_tags=tags)
+          for action in ("autoscaling:CreateOrUpdateTags", "autoscaling:UpdateAutoScalingGroup",
+                         "autoscaling:StartInstanceRefresh")
+          for group, tags in ((f"AWSBatch-{names.compute_env('c1', 1)}-asg-0a1b", ()),
+                              ("AWSBatch-other-asg", (("AWSBatchServiceTag", "batch"),)))),
         Need("ecr:PutReplicationConfiguration", "*"),
         # commands to machines picked by tag or target list: no tag condition holds there
         Need("ssm:CreateAssociation", f"arn:aws:ssm:{MAIN}:{ACCOUNT}:document/AWS-RunShellScript"),
@@ -1434,6 +1451,10 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
              "team/0a1b"),
         Need("logs:DeleteLogGroup", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group:/team/x"),
         Need("ec2:CreateSnapshot", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:volume/vol-team"),
+        Need("ec2:CreateLaunchTemplateVersion", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/"
+             "lt-team"),
+        Need("autoscaling:UpdateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
+             "autoScalingGroup:0a1b:autoScalingGroupName/team"),
     ):  # fmt: skip
         assert own.allows(need) and walk.boundary.of(job).allows(need), need
     assert walk.boundary.of(role + names.spot_fleet_role()).allows(passes[1])

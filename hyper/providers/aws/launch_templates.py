@@ -14,28 +14,33 @@ from hyper.providers.aws.names import Names
 from hyper.providers.aws.waiting import ClientFactory
 
 # IMDSv2 only, and its answers go no further than the instance itself (hop limit 1): a
-# container on a bridge network is one hop away (AL2023 AMIs otherwise launch with 2)
+# container on a bridge network is one hop away (AL2023 AMIs otherwise launch with 2); no
+# IPv6 endpoint (said, so that a version turning it on differs from hyper's)
 METADATA_OPTIONS = {"HttpEndpoint": "enabled", "HttpTokens": "required",
-                    "HttpPutResponseHopLimit": 1}  # fmt: skip
+                    "HttpPutResponseHopLimit": 1, "HttpProtocolIpv6": "disabled"}  # fmt: skip
 # What every boot of an instance runs before docker and the ECS agent start: containers on
 # a bridge network never reach the metadata service, as ECS's guide for task roles has it
 # (DOCKER-USER made here if docker has not yet: docker keeps the rules of one it finds);
 # nor does any process on the host's network but root's (Batch runs EC2 jobs in host
 # network mode, where the DOCKER-USER rule does not apply: the worker runs each job as
 # another user, whom this keeps from the instance role; root's ECS agent and worker keep
-# it). Each rule is added only when missing, so a second run adds nothing. iptables rules
-# live in the kernel and are gone after a reboot: hence a systemd unit that sets them on
-# every boot, which the ECS agent requires (it does not start when the unit fails).
+# it). The same for the service's IPv6 address, which a Nitro instance with an IPv6
+# address serves when its metadata options allow it, unless the kernel has no IPv6. Each
+# rule is added only when missing, so a second run adds nothing. The rules live in the
+# kernel and are gone after a reboot: hence a systemd unit that sets them on every boot,
+# which the ECS agent requires (it does not start when the unit fails).
 BLOCK_SCRIPT = """#!/bin/bash
-imds=169.254.169.254/32
-bridged="--in-interface docker+ --destination $imds --jump DROP"
-others="--destination $imds --match owner ! --uid-owner 0 --jump DROP"
-iptables --new-chain DOCKER-USER 2>/dev/null || true
-rule() {  # CHAIN RULE...: the rule, first in CHAIN, unless it is there already
-  local chain=$1; shift
-  iptables --check "$chain" "$@" 2>/dev/null || iptables --insert "$chain" 1 "$@"
+rule() {  # TOOL CHAIN RULE...: the rule, first in CHAIN, unless it is there already
+  local tool=$1 chain=$2; shift 2
+  $tool --check "$chain" "$@" 2>/dev/null || $tool --insert "$chain" 1 "$@"
 }
-rule DOCKER-USER $bridged && rule OUTPUT $others
+block() {  # TOOL ADDRESS: bridged containers' and non-root processes' traffic to it
+  $1 --new-chain DOCKER-USER 2>/dev/null || true
+  rule $1 DOCKER-USER --in-interface docker+ --destination $2 --jump DROP &&
+    rule $1 OUTPUT --destination $2 --match owner ! --uid-owner 0 --jump DROP
+}
+block iptables 169.254.169.254/32 || exit 1
+[ ! -e /proc/net/if_inet6 ] || block ip6tables fd00:ec2::254/128
 """
 BLOCK_PATH = "/usr/local/sbin/hyper-block-imds"
 UNIT_NAME = "hyper-block-imds.service"
@@ -69,7 +74,7 @@ Content-Type: multipart/mixed; boundary="==HYPER=="
 Content-Type: text/x-shellscript; charset="us-ascii"
 
 #!/bin/bash
-command -v iptables >/dev/null || dnf install -y iptables-nft || yum install -y iptables
+command -v ip6tables >/dev/null || dnf install -y iptables-nft || yum install -y iptables
 cat > {BLOCK_PATH} <<'HYPER-SCRIPT'
 {BLOCK_SCRIPT}HYPER-SCRIPT
 chmod 755 {BLOCK_PATH}

@@ -443,12 +443,29 @@ HOST_MACHINE_ACTIONS = [
     # make the machines (a version with a key pair of its own)
     "ec2:CreateTags", "ec2:DeleteTags", "ec2:CreateLaunchTemplateVersion",
     "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplate", "ec2:DeleteLaunchTemplateVersions",
+    # the metadata service's settings (its IPv6 endpoint turned on, or the agent's
+    # credentials cut off) and the instance's role; and what only stops the host's work
+    "ec2:ModifyInstanceMetadataOptions", "ec2:DisassociateIamInstanceProfile",
+    "ec2:ReplaceIamInstanceProfileAssociation", "ec2:TerminateInstances",
+    "ec2:RebootInstances", "ec2:ModifyVolume",
 ]  # fmt: skip
+# what launches the next machines from Batch's side: Batch makes a launch template of its
+# own from the cluster's (with the instance role in it) for an Auto Scaling group or a
+# Spot Fleet request, each tagged AWSBatchServiceTag; a new default version there would
+# launch the host's next workers with a job's key pair or boot script, and Auto Scaling
+# checks no PassRole for a group that follows $Latest or $Default
+BATCH_LAUNCHER_ACTIONS = [
+    "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplate",
+    "ec2:DeleteLaunchTemplateVersions", "ec2:ModifySpotFleetRequest",
+    "ec2:CancelSpotFleetRequests", "ec2:CreateTags", "ec2:DeleteTags",
+]  # fmt: skip
+BATCH_TAG = "aws:ResourceTag/AWSBatchServiceTag"
 
 
 def job_limits(names: Names) -> dict[str, Any]:
     """The inline policy every job role holds: no ECS agent's actions anywhere; nothing
-    that reaches into the host's machines, nor commands sent to machines by tag; nothing
+    that reaches into the host's machines or Batch's launchers of them, nor commands sent
+    to machines by tag; nothing
     on the ECS clusters Batch made for the host (a task of its own there runs as root on
     the instance's network, where the metadata service gives the instance role); no
     registry-wide ECR settings; and none of the host's stacks, API keys, usage plans and
@@ -475,6 +492,16 @@ def job_limits(names: Names) -> dict[str, Any]:
              "Condition": {"StringEquals": {"aws:ResourceTag/hyper:host": host}}},
             {"Sid": "NoCommandsByTag", "Effect": "Deny", "Action": FLEET_COMMAND_ACTIONS,
              "Resource": "*"},
+            # Batch's own launchers, any Batch environment's (its tag's value is Batch's)
+            {"Sid": "NotBatchsLaunchers", "Effect": "Deny", "Action": BATCH_LAUNCHER_ACTIONS,
+             "Resource": "*", "Condition": {"Null": {BATCH_TAG: "false"}}},
+            {"Sid": "NotBatchsGroups", "Effect": "Deny", "NotAction": "autoscaling:Describe*",
+             "Resource": f"arn:*:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/"
+                         f"AWSBatch-{host}--*"},
+            {"Sid": "NotBatchsTaggedGroups", "Effect": "Deny",
+             "NotAction": "autoscaling:Describe*",
+             "Resource": "arn:*:autoscaling:*:*:autoScalingGroup:*",
+             "Condition": {"Null": {BATCH_TAG: "false"}}},
             {"Sid": "NotTheRegistrysSettings", "Effect": "Deny",
              "Action": ECR_REGISTRY_ACTIONS, "Resource": "*"},
             {"Sid": "NotTheHostsStacksKeysAndLogs", "Effect": "Deny",
