@@ -180,9 +180,9 @@ def test_check_host_names_what_holds_older_grants_and_how_to_redeploy_it(aws: No
     mine = ("grants", "launch template")
     found = [c for c in check.check_host(host, resources) if c.what.startswith(mine)]
     assert [(c.what, c.ok, c.detail) for c in found] == [
-        ("grants of definition old", False, "deployed with grants version 1, older than 2:"
+        ("grants of definition old", False, "deployed with grants version 1, older than 3:"
          " hyper definitions update-definition old --redeploy"),
-        ("grants of cluster c-old", False, "deployed with grants version 1, older than 2:"
+        ("grants of cluster c-old", False, "deployed with grants version 1, older than 3:"
          " hyper clusters update-cluster c-old --redeploy"),
         (f"grants of region {REGION}", False, "deployed with grants version 1, older than 2:"
          f" hyper regions update-region {REGION} --redeploy"),

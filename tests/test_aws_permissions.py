@@ -347,7 +347,8 @@ def test_a_redeploy_marks_an_old_roles_grants_and_may(walk: Walk) -> None:
     call of the step is allowed)."""
     (redeploy,) = [s for s in walk.steps if s.command.endswith("--redeploy")]
     tagged = [c for c in redeploy.calls if c.operation == "TagRole"]
-    assert [c.params["Tags"] for c in tagged] == [[{"Key": grants.GRANTS_TAG, "Value": "2"}]]
+    version = str(grants.VERSIONS["definitions"])
+    assert [c.params["Tags"] for c in tagged] == [[{"Key": grants.GRANTS_TAG, "Value": version}]]
 
 
 def test_the_deploy_role_makes_and_deletes_only_its_own_launch_templates(walk: Walk) -> None:
@@ -1434,6 +1435,16 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         Need("ssm:CreateAssociation", f"arn:aws:ssm:{MAIN}:{ACCOUNT}:document/AWS-RunShellScript"),
         Need("ssm:StartAutomationExecution",
              f"arn:aws:ssm:{MAIN}:{ACCOUNT}:automation-definition/AWS-RunShellScript:$DEFAULT"),
+        Need("ssm:RegisterTaskWithMaintenanceWindow",
+             f"arn:aws:ssm:{MAIN}:{ACCOUNT}:maintenancewindow/mw-0a1b"),
+        # a launch configuration, or a group from a running worker, takes its instance role
+        Need("autoscaling:CreateLaunchConfiguration", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
+             "launchConfiguration:0a1b:launchConfigurationName/mine"),
+        Need("autoscaling:CreateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
+             "autoScalingGroup:0a1b:autoScalingGroupName/mine"),
+        # a machine Batch launched, whatever became of its hyper:host tag
+        Need("ec2:StopInstances", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:instance/i-b",
+             resource_tags=(("AWSBatchServiceTag", "batch"),)),
         Need("cloudformation:DeleteStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
              f"{HOST_STACK}/0a1b"),
         Need("cloudformation:UpdateStack", f"arn:aws:cloudformation:{MAIN}:{ACCOUNT}:stack/"
@@ -1454,7 +1465,8 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         Need("ec2:CreateLaunchTemplateVersion", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/"
              "lt-team"),
         Need("autoscaling:UpdateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
-             "autoScalingGroup:0a1b:autoScalingGroupName/team"),
+             "autoScalingGroup:0a1b:autoScalingGroupName/team",
+             context=(("autoscaling:LaunchTemplateVersionSpecified", "true"),)),
     ):  # fmt: skip
         assert own.allows(need) and walk.boundary.of(job).allows(need), need
     assert walk.boundary.of(role + names.spot_fleet_role()).allows(passes[1])

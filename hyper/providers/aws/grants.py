@@ -21,10 +21,12 @@ GRANTS_TAG = "hyper:grants"
 GRANTS_OUTPUT = "GrantsVersion"
 UNMARKED = 1
 # 2: the scoped policies (boundary, scoped instance role, job roles without secrets,
-# EC2 creates split by resource, worker tokens), a definition's workers that stay root to
-# run its jobs as another user (no container `user` in its job definition), the job
-# roles' hyper-job-limits and a cluster's machines tagged with the host
-VERSIONS = {"regions": 2, "clusters": 2, "definitions": 2}
+# EC2 creates split by resource, worker tokens), and a definition's workers that stay
+# root to run its jobs as another user (no container `user` in its job definition);
+# 3: job roles that hold hyper-job-limits (nothing on the host's machines, Batch's
+# launchers of them, its ECS clusters, stacks, keys and logs), and a cluster's machines
+# tagged with the host, with no IPv6 way to the metadata service
+VERSIONS = {"regions": 2, "clusters": 3, "definitions": 3}
 SINGULAR = {"regions": "region", "clusters": "cluster", "definitions": "definition"}
 
 

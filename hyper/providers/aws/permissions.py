@@ -633,19 +633,11 @@ def _string_test(operator: str, wanted: Any, value: str) -> bool:
 
 
 # condition keys a request may or may not carry (`Need.context`), besides tags
-_CONTEXT_KEYS = frozenset(
-    {
-        "iam:PermissionsBoundary",
-        "iam:PolicyARN",
-        "iam:AWSServiceName",
-        "ec2:CreateAction",
-        "iam:PassedToService",
-        "ecs:CreateAction",
-        "ecs:cluster",
-        "aws:PrincipalArn",
-        "aws:CalledVia",
-    }
-)
+_CONTEXT_KEYS = frozenset({
+    "iam:PermissionsBoundary", "iam:PolicyARN", "iam:AWSServiceName", "iam:PassedToService",
+    "ec2:CreateAction", "ecs:CreateAction", "ecs:cluster", "aws:PrincipalArn", "aws:CalledVia",
+    "autoscaling:LaunchTemplateVersionSpecified",
+})  # fmt: skip
 
 
 def _conditions(conditions: Json, need: Need) -> bool:

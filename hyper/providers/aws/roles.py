@@ -428,6 +428,8 @@ ECR_REGISTRY_ACTIONS = [
 FLEET_COMMAND_ACTIONS = [
     "ssm:CreateAssociation", "ssm:CreateAssociationBatch", "ssm:UpdateAssociation",
     "ssm:StartAutomationExecution", "ssm:StartChangeRequestExecution",
+    "ssm:RegisterTaskWithMaintenanceWindow", "ssm:UpdateMaintenanceWindowTask",
+    "ssm:RegisterTargetWithMaintenanceWindow", "ssm:UpdateMaintenanceWindowTarget",
 ]  # fmt: skip
 
 
@@ -447,18 +449,13 @@ HOST_MACHINE_ACTIONS = [
     # credentials cut off) and the instance's role; and what only stops the host's work
     "ec2:ModifyInstanceMetadataOptions", "ec2:DisassociateIamInstanceProfile",
     "ec2:ReplaceIamInstanceProfileAssociation", "ec2:TerminateInstances",
-    "ec2:RebootInstances", "ec2:ModifyVolume",
+    "ec2:RebootInstances", "ec2:ModifyVolume", "ec2:SendDiagnosticInterrupt",
 ]  # fmt: skip
-# what launches the next machines from Batch's side: Batch makes a launch template of its
-# own from the cluster's (with the instance role in it) for an Auto Scaling group or a
-# Spot Fleet request, each tagged AWSBatchServiceTag; a new default version there would
-# launch the host's next workers with a job's key pair or boot script, and Auto Scaling
-# checks no PassRole for a group that follows $Latest or $Default
-BATCH_LAUNCHER_ACTIONS = [
-    "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplate",
-    "ec2:DeleteLaunchTemplateVersions", "ec2:ModifySpotFleetRequest",
-    "ec2:CancelSpotFleetRequests", "ec2:CreateTags", "ec2:DeleteTags",
-]  # fmt: skip
+# what Batch launches and launches from carries this tag: its machines, and the launch
+# template it makes of the cluster's (with the instance role in it) for an Auto Scaling
+# group or a Spot Fleet request; a new default version there would launch the host's next
+# workers with a job's key pair or boot script, and Auto Scaling checks no PassRole for a
+# group that follows $Latest or $Default
 BATCH_TAG = "aws:ResourceTag/AWSBatchServiceTag"
 
 
@@ -492,12 +489,23 @@ def job_limits(names: Names) -> dict[str, Any]:
              "Condition": {"StringEquals": {"aws:ResourceTag/hyper:host": host}}},
             {"Sid": "NoCommandsByTag", "Effect": "Deny", "Action": FLEET_COMMAND_ACTIONS,
              "Resource": "*"},
-            # Batch's own launchers, any Batch environment's (its tag's value is Batch's)
-            {"Sid": "NotBatchsLaunchers", "Effect": "Deny", "Action": BATCH_LAUNCHER_ACTIONS,
+            # what Batch launched and launches from, any Batch environment's (the tag's
+            # value is Batch's own), whatever other tags a version or a group put on it
+            {"Sid": "NotWhatBatchLaunches", "Effect": "Deny",
+             "Action": [*HOST_MACHINE_ACTIONS, "ec2:ModifySpotFleetRequest",
+                        "ec2:CancelSpotFleetRequests"],
              "Resource": "*", "Condition": {"Null": {BATCH_TAG: "false"}}},
             {"Sid": "NotBatchsGroups", "Effect": "Deny", "NotAction": "autoscaling:Describe*",
              "Resource": f"arn:*:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/"
                          f"AWSBatch-{host}--*"},
+            # a launch configuration, or a group without a launch template, made from a
+            # running worker (its InstanceId) would take its instance role
+            {"Sid": "NoLaunchConfigurations", "Effect": "Deny",
+             "Action": ["autoscaling:CreateLaunchConfiguration",
+                        "autoscaling:CreateAutoScalingGroup",
+                        "autoscaling:UpdateAutoScalingGroup"],
+             "Resource": "*",
+             "Condition": {"Null": {"autoscaling:LaunchTemplateVersionSpecified": "true"}}},
             {"Sid": "NotBatchsTaggedGroups", "Effect": "Deny",
              "NotAction": "autoscaling:Describe*",
              "Resource": "arn:*:autoscaling:*:*:autoScalingGroup:*",
