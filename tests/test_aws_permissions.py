@@ -1442,6 +1442,14 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
              "launchConfiguration:0a1b:launchConfigurationName/mine"),
         Need("autoscaling:CreateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
              "autoScalingGroup:0a1b:autoScalingGroupName/mine"),
+        # a new version of any template, its own included: a group on $Latest launches it
+        # with no PassRole check, so with the host's instance profile if it names it
+        Need("ec2:CreateLaunchTemplateVersion", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/"
+             "lt-mine"),
+        Need("ec2:ModifyLaunchTemplate", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/lt-mine"),
+        # an AMI of a name a cluster looks up at each deploy would boot its next workers
+        *(Need(action, f"arn:aws:ec2:{MAIN}::image/*")
+          for action in ("ec2:RegisterImage", "ec2:CopyImage", "ec2:CreateImage")),
         # a machine Batch launched, whatever became of its hyper:host tag
         Need("ec2:StopInstances", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:instance/i-b",
              resource_tags=(("AWSBatchServiceTag", "batch"),)),
@@ -1462,9 +1470,10 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
              "team/0a1b"),
         Need("logs:DeleteLogGroup", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group:/team/x"),
         Need("ec2:CreateSnapshot", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:volume/vol-team"),
-        Need("ec2:CreateLaunchTemplateVersion", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/"
-             "lt-team"),
+        Need("ec2:CreateLaunchTemplate", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/*"),
         Need("autoscaling:UpdateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
+             "autoScalingGroup:0a1b:autoScalingGroupName/team"),
+        Need("autoscaling:CreateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
              "autoScalingGroup:0a1b:autoScalingGroupName/team",
              context=(("autoscaling:LaunchTemplateVersionSpecified", "true"),)),
     ):  # fmt: skip

@@ -436,20 +436,32 @@ FLEET_COMMAND_ACTIONS = [
 # what reaches into an instance or its volumes, or changes what makes them (the machines
 # and launch templates carry the host's tag, launch_templates.py)
 HOST_MACHINE_ACTIONS = [
-    "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateImage", "ec2:CreateStoreImageTask",
+    "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateStoreImageTask",
     "ec2:ModifyInstanceAttribute", "ec2:StopInstances", "ec2:StartInstances",
     "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateReplaceRootVolumeTask",
     "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot", "ec2-instance-connect:*",
     "ssm:SendCommand", "ssm:StartSession",
     # the tag itself (untagged, a volume would be open), and the launch templates that
-    # make the machines (a version with a key pair of its own)
-    "ec2:CreateTags", "ec2:DeleteTags", "ec2:CreateLaunchTemplateVersion",
-    "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplate", "ec2:DeleteLaunchTemplateVersions",
+    # make the machines
+    "ec2:CreateTags", "ec2:DeleteTags", "ec2:DeleteLaunchTemplate",
+    "ec2:DeleteLaunchTemplateVersions",
     # the metadata service's settings (its IPv6 endpoint turned on, or the agent's
     # credentials cut off) and the instance's role; and what only stops the host's work
     "ec2:ModifyInstanceMetadataOptions", "ec2:DisassociateIamInstanceProfile",
     "ec2:ReplaceIamInstanceProfileAssociation", "ec2:TerminateInstances",
     "ec2:RebootInstances", "ec2:ModifyVolume", "ec2:SendDiagnosticInterrupt",
+]  # fmt: skip
+# what a machine is launched from later, anywhere: AWS checks no iam:PassRole when an Auto
+# Scaling group or fleet that follows $Latest or $Default launches a new launch template
+# version, so a version naming the host's instance profile (in a template of the job's
+# own or anyone's) would start a machine with its role; a launch configuration made from
+# a running worker takes its role too; and an AMI named as a cluster's
+# main_region_image_name (the newest of the name is taken at each deploy) would boot the
+# host's next workers
+LAUNCH_SOURCE_ACTIONS = [
+    "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate",
+    "autoscaling:CreateLaunchConfiguration", "ec2:RegisterImage", "ec2:CopyImage",
+    "ec2:CreateImage", "ec2:ImportImage", "ec2:CreateRestoreImageTask",
 ]  # fmt: skip
 # what Batch launches and launches from carries this tag: its machines, and the launch
 # template it makes of the cluster's (with the instance role in it) for an Auto Scaling
@@ -498,13 +510,11 @@ def job_limits(names: Names) -> dict[str, Any]:
             {"Sid": "NotBatchsGroups", "Effect": "Deny", "NotAction": "autoscaling:Describe*",
              "Resource": f"arn:*:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/"
                          f"AWSBatch-{host}--*"},
-            # a launch configuration, or a group without a launch template, made from a
-            # running worker (its InstanceId) would take its instance role
-            {"Sid": "NoLaunchConfigurations", "Effect": "Deny",
-             "Action": ["autoscaling:CreateLaunchConfiguration",
-                        "autoscaling:CreateAutoScalingGroup",
-                        "autoscaling:UpdateAutoScalingGroup"],
-             "Resource": "*",
+            {"Sid": "NoNewLaunchSources", "Effect": "Deny", "Action": LAUNCH_SOURCE_ACTIONS,
+             "Resource": "*"},
+            # nor a group made from a running worker (its InstanceId, no launch template)
+            {"Sid": "NoGroupsFromAMachine", "Effect": "Deny",
+             "Action": "autoscaling:CreateAutoScalingGroup", "Resource": "*",
              "Condition": {"Null": {"autoscaling:LaunchTemplateVersionSpecified": "true"}}},
             {"Sid": "NotBatchsTaggedGroups", "Effect": "Deny",
              "NotAction": "autoscaling:Describe*",
