@@ -1447,6 +1447,9 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         Need("ec2:CreateLaunchTemplateVersion", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/"
              "lt-mine"),
         Need("ec2:ModifyLaunchTemplate", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/lt-mine"),
+        # nor a template of its own naming that profile, launched by a fleet
+        Need("ec2:CreateLaunchTemplate", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/*"),
+        Need("ec2:CreateFleet", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:fleet/*"),
         # an AMI of a name a cluster looks up at each deploy would boot its next workers
         *(Need(action, f"arn:aws:ec2:{MAIN}::image/*")
           for action in ("ec2:RegisterImage", "ec2:CopyImage", "ec2:CreateImage")),
@@ -1470,7 +1473,6 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
              "team/0a1b"),
         Need("logs:DeleteLogGroup", f"arn:aws:logs:{MAIN}:{ACCOUNT}:log-group:/team/x"),
         Need("ec2:CreateSnapshot", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:volume/vol-team"),
-        Need("ec2:CreateLaunchTemplate", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/*"),
         Need("autoscaling:UpdateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"
              "autoScalingGroup:0a1b:autoScalingGroupName/team"),
         Need("autoscaling:CreateAutoScalingGroup", f"arn:aws:autoscaling:{MAIN}:{ACCOUNT}:"

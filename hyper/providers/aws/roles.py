@@ -451,15 +451,17 @@ HOST_MACHINE_ACTIONS = [
     "ec2:ReplaceIamInstanceProfileAssociation", "ec2:TerminateInstances",
     "ec2:RebootInstances", "ec2:ModifyVolume", "ec2:SendDiagnosticInterrupt",
 ]  # fmt: skip
-# what a machine is launched from later, anywhere: AWS checks no iam:PassRole when an Auto
-# Scaling group or fleet that follows $Latest or $Default launches a new launch template
-# version, so a version naming the host's instance profile (in a template of the job's
-# own or anyone's) would start a machine with its role; a launch configuration made from
+# what machines are launched from later, and what launches them, anywhere: AWS checks no
+# iam:PassRole when an Auto Scaling group that follows $Latest or $Default launches a new
+# launch template version, so a version naming the host's instance profile (in a template
+# of the job's own or anyone's) would start a machine with its role; whether EC2 Fleet
+# checks it for a template naming one, AWS does not say; a launch configuration made from
 # a running worker takes its role too; and an AMI named as a cluster's
 # main_region_image_name (the newest of the name is taken at each deploy) would boot the
 # host's next workers
 LAUNCH_SOURCE_ACTIONS = [
-    "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate",
+    "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate",
+    "ec2:CreateFleet", "ec2:ModifyFleet", "autoscaling:StartInstanceRefresh",
     "autoscaling:CreateLaunchConfiguration", "ec2:RegisterImage", "ec2:CopyImage",
     "ec2:CreateImage", "ec2:ImportImage", "ec2:CreateRestoreImageTask",
 ]  # fmt: skip
