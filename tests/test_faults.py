@@ -116,6 +116,7 @@ def test_daemon_killed_during_submit_loops_loses_no_printed_id(local: LocalHost)
 
 
 @pytest.mark.alone
+@pytest.mark.beside  # its own tmpfs, filled and emptied
 def test_a_full_disk_refuses_writes_with_one_line_and_recovers(
     hyper_home: Path, tmp_path: Path
 ) -> None:

@@ -243,6 +243,7 @@ def test_a_flood_of_silent_connections_on_the_socket_leaves_the_owner_in(local: 
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.alone
+@pytest.mark.beside  # its own daemon's limits, whatever the machine's load
 def test_19980_half_open_tcp_connections_leave_the_owner_in(local: LocalHost) -> None:
     """The issue's probe: 19,980 connections without a key on the TCP door, all open at
     once. The owner's commands (the socket) answer meanwhile, the daemon holds a bounded
@@ -270,6 +271,7 @@ def test_19980_half_open_tcp_connections_leave_the_owner_in(local: LocalHost) ->
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.alone
+@pytest.mark.beside  # its own daemon's limits, whatever the machine's load
 def test_concurrent_uploads_are_streamed_to_disk(local: LocalHost) -> None:
     """The issue's probe, smaller: 8 uploads of 40 MB at once. The daemon's peak memory
     stays far below their sum, and every file arrives whole."""
