@@ -90,6 +90,7 @@ def test_payloads_over_6_mb_give_413_and_502(gateway: Gateway) -> None:
     assert call(gateway, "GET", f"/big?n={7 * 1024 * 1024}") == 502
 
 
+@pytest.mark.slow  # it holds the gateway's functions for 8 s: not the fast tier
 def test_an_answer_after_29_s_gives_504_and_a_busy_function_500(gateway: Gateway) -> None:
     assert call(gateway, "GET", "/sleep?s=0.1") == 200
     assert call(gateway, "GET", "/sleep?s=3") == 504  # the limit here is 1.5 s

@@ -91,6 +91,7 @@ def as_user(env: dict[str, str], name: str) -> dict[str, str]:
             "AWS_SECRET_ACCESS_KEY": made["SecretAccessKey"]}  # fmt: skip
 
 
+@pytest.mark.slow  # a whole host deployed under moto, 12 s: not the fast tier
 def test_an_aws_host_from_flags_only(aws: dict[str, str], tmp_path: Path) -> None:
     code = bundle(tmp_path / "one.zip", "# one\n")
     done = hyper(

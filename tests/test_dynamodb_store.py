@@ -656,6 +656,7 @@ def test_throttling_past_botocores_retries_is_a_503_clients_ask_again(
     assert store.get_job(ids[0]) is not None
 
 
+@pytest.mark.slow  # hundreds of workers' heartbeats under moto, 7 s: not the fast tier
 def test_heartbeats_spread_over_partitions_with_margin_at_10000_running_jobs(
     store: DynamoDBStore,
 ) -> None:
