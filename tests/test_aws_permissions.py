@@ -1450,6 +1450,9 @@ def test_no_role_of_the_host_but_its_functions_changes_its_control_plane(walk: W
         # nor a template of its own naming that profile, launched by a fleet
         Need("ec2:CreateLaunchTemplate", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:launch-template/*"),
         Need("ec2:CreateFleet", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:fleet/*"),
+        # nor points an owner's Spot Fleet at Batch's template, which names that profile
+        Need("ec2:ModifySpotFleetRequest", f"arn:aws:ec2:{MAIN}:{ACCOUNT}:spot-fleet-request/"
+             "sfr-team"),
         # an AMI of a name a cluster looks up at each deploy would boot its next workers
         *(Need(action, f"arn:aws:ec2:{MAIN}::image/*")
           for action in ("ec2:RegisterImage", "ec2:CopyImage", "ec2:CreateImage")),

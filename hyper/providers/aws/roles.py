@@ -450,6 +450,7 @@ HOST_MACHINE_ACTIONS = [
     "ec2:ModifyInstanceMetadataOptions", "ec2:DisassociateIamInstanceProfile",
     "ec2:ReplaceIamInstanceProfileAssociation", "ec2:TerminateInstances",
     "ec2:RebootInstances", "ec2:ModifyVolume", "ec2:SendDiagnosticInterrupt",
+    "ec2:AttachNetworkInterface",
 ]  # fmt: skip
 # what machines are launched from later, and what launches them, anywhere: AWS checks no
 # iam:PassRole when an Auto Scaling group that follows $Latest or $Default launches a new
@@ -461,7 +462,8 @@ HOST_MACHINE_ACTIONS = [
 # host's next workers
 LAUNCH_SOURCE_ACTIONS = [
     "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate",
-    "ec2:CreateFleet", "ec2:ModifyFleet", "autoscaling:StartInstanceRefresh",
+    "ec2:CreateFleet", "ec2:ModifyFleet", "ec2:ModifySpotFleetRequest",
+    "autoscaling:StartInstanceRefresh",
     "autoscaling:CreateLaunchConfiguration", "ec2:RegisterImage", "ec2:CopyImage",
     "ec2:CreateImage", "ec2:ImportImage", "ec2:CreateRestoreImageTask",
 ]  # fmt: skip
@@ -506,8 +508,7 @@ def job_limits(names: Names) -> dict[str, Any]:
             # what Batch launched and launches from, any Batch environment's (the tag's
             # value is Batch's own), whatever other tags a version or a group put on it
             {"Sid": "NotWhatBatchLaunches", "Effect": "Deny",
-             "Action": [*HOST_MACHINE_ACTIONS, "ec2:ModifySpotFleetRequest",
-                        "ec2:CancelSpotFleetRequests"],
+             "Action": [*HOST_MACHINE_ACTIONS, "ec2:CancelSpotFleetRequests"],
              "Resource": "*", "Condition": {"Null": {BATCH_TAG: "false"}}},
             {"Sid": "NotBatchsGroups", "Effect": "Deny", "NotAction": "autoscaling:Describe*",
              "Resource": f"arn:*:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/"
@@ -526,7 +527,8 @@ def job_limits(names: Names) -> dict[str, Any]:
              "Action": ECR_REGISTRY_ACTIONS, "Resource": "*"},
             {"Sid": "NotTheHostsStacksKeysAndLogs", "Effect": "Deny",
              "Action": ["cloudformation:*", "apigateway:*", "logs:Delete*", "logs:Put*Policy",
-                        "logs:PutSubscriptionFilter", "logs:AssociateKmsKey"],
+                        "logs:PutSubscriptionFilter", "logs:AssociateKmsKey",
+                        "logs:PutTransformer"],
              "Resource": [f"arn:*:cloudformation:*:*:stack/{host}/*",
                           f"arn:*:cloudformation:*:*:stack/{host}--*/*",
                           "arn:*:apigateway:*::/apikeys*", "arn:*:apigateway:*::/usageplans*",
