@@ -467,20 +467,18 @@ LAUNCH_SOURCE_ACTIONS = [
     "autoscaling:CreateLaunchConfiguration", "ec2:RegisterImage", "ec2:CopyImage",
     "ec2:CreateImage", "ec2:ImportImage", "ec2:CreateRestoreImageTask",
 ]  # fmt: skip
-# what Batch launches and launches from carries this tag: its machines, and the launch
-# template it makes of the cluster's (with the instance role in it) for an Auto Scaling
-# group or a Spot Fleet request; a new default version there would launch the host's next
-# workers with a job's key pair or boot script, and Auto Scaling checks no PassRole for a
-# group that follows $Latest or $Default
+# what Batch launches and launches from carries this tag: its machines, its Auto Scaling
+# groups and Spot Fleet requests, and the launch template it makes of the cluster's (with
+# the instance role in it)
 BATCH_TAG = "aws:ResourceTag/AWSBatchServiceTag"
 
 
 def job_limits(names: Names) -> dict[str, Any]:
     """The inline policy every job role holds: no ECS agent's actions anywhere; nothing
-    that reaches into the host's machines or Batch's launchers of them, nor commands sent
-    to machines by tag; nothing
     on the ECS clusters Batch made for the host (a task of its own there runs as root on
-    the instance's network, where the metadata service gives the instance role); no
+    the instance's network, where the metadata service gives the instance role); nothing
+    that reaches into the host's machines or what Batch launched, no new launch sources
+    (templates, versions, fleets, AMIs), nor commands sent to machines by tag; no
     registry-wide ECR settings; and none of the host's stacks, API keys, usage plans and
     log groups (each would stop or slow the host)."""
     host = names.prefix.rstrip("-")
@@ -513,16 +511,16 @@ def job_limits(names: Names) -> dict[str, Any]:
             {"Sid": "NotBatchsGroups", "Effect": "Deny", "NotAction": "autoscaling:Describe*",
              "Resource": f"arn:*:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/"
                          f"AWSBatch-{host}--*"},
+            {"Sid": "NotBatchsTaggedGroups", "Effect": "Deny",
+             "NotAction": "autoscaling:Describe*",
+             "Resource": "arn:*:autoscaling:*:*:autoScalingGroup:*",
+             "Condition": {"Null": {BATCH_TAG: "false"}}},
             {"Sid": "NoNewLaunchSources", "Effect": "Deny", "Action": LAUNCH_SOURCE_ACTIONS,
              "Resource": "*"},
             # nor a group made from a running worker (its InstanceId, no launch template)
             {"Sid": "NoGroupsFromAMachine", "Effect": "Deny",
              "Action": "autoscaling:CreateAutoScalingGroup", "Resource": "*",
              "Condition": {"Null": {"autoscaling:LaunchTemplateVersionSpecified": "true"}}},
-            {"Sid": "NotBatchsTaggedGroups", "Effect": "Deny",
-             "NotAction": "autoscaling:Describe*",
-             "Resource": "arn:*:autoscaling:*:*:autoScalingGroup:*",
-             "Condition": {"Null": {BATCH_TAG: "false"}}},
             {"Sid": "NotTheRegistrysSettings", "Effect": "Deny",
              "Action": ECR_REGISTRY_ACTIONS, "Resource": "*"},
             {"Sid": "NotTheHostsStacksKeysAndLogs", "Effect": "Deny",
