@@ -236,7 +236,8 @@ def deploy_cluster(
             update: dict[str, Any] = {"minvCpus": 0, "maxvCpus": vcpus}
             current = env.get("computeResources", {})
             uses = (current.get("launchTemplate") or {}).get("launchTemplateName") == template
-            if renewed and uses and infrastructure_updates(env):
+            follows = renewed and uses and infrastructure_updates(env)  # the new version
+            if follows:
                 # Batch takes $Default again only in an infrastructure update (Batch API
                 # reference, LaunchTemplateSpecification): its instances are replaced
                 update["launchTemplate"] = {"launchTemplateName": template, "version": "$Default"}
@@ -245,9 +246,9 @@ def deploy_cluster(
             )
             log(
                 f"{region}: updated compute environment {name} ({vcpus} vCPUs, ENABLED"
-                f"{', new instances from the new launch template' if len(update) > 2 else ''})"
+                f"{', new instances from the new launch template' if follows else ''})"
             )
-            if renewed and uses and len(update) == 2:
+            if renewed and uses and not follows:
                 log(
                     f"{region}: {name} keeps its launch template's former version: Batch "
                     "updates it only for an environment made with its service-linked role "

@@ -357,7 +357,7 @@ def _key_secret_policies(host_name: str, batch_prefix: str | None) -> dict[str, 
     for lid, parameter, (read, changed) in zip(
         ("ApiKeySecretPolicy", "WorkerKeySecretPolicy"),
         (SECRET_PARAMETER, WORKER_SECRET_PARAMETER),
-        key_secret_denies(readers, [], [root]),
+        key_secret_denies(readers, [root]),
         strict=True,
     ):
         for statement, more in ((read, people), (changed, people[:1])):

@@ -77,14 +77,15 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
     readers = (
         None if request.key_readers is None else check_key_readers(request.key_readers, account)
     )
-    deployed = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
-    owners, readers = key_people(deployed, caller_arn(request.region), readers)
+    # the host stack as deployed (None for a new host): nothing below changes it before
+    # the deploy
+    host_stack = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
+    owners, readers = key_people(host_stack, caller_arn(request.region), readers)
     if request.subnets and request.vpc:  # they must be the VPC's, before anything is made
         stacks.lookup_vpc(request.vpc, request.region, subnets=request.subnets.split(","))
     _check_lambda_concurrency(request, log)  # the last check: nothing is made before it
     secret_arn = _api_key_secret(request.name, request.region, log)
     worker_secret_arn = _api_key_secret(request.name, request.region, log, worker=True)
-    host_stack = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
     kept = stacks.outputs_of(host_stack).get("CodeBucket") if host_stack else None
     bucket = _code_bucket(account, request.region, log, kept=kept)
     with tempfile.TemporaryDirectory(prefix="hyper-bundle-") as work:
@@ -94,10 +95,9 @@ def deploy_host(request: AwsHostRequest, log: Log, *, code: Path | None = None) 
         key = f"hyper/{code.name}"
         version = _upload(bucket, key, code, request.region, log, owner=account)
     # what an update does not name, it keeps as deployed before
-    before = stacks.describe_stack(stacks.host_stack_name(request.name), request.region)
-    allowed = _kept(request.allowed_policies, before, "AllowedPolicies")
-    allowed_vpcs = _kept(allowed_vpcs, before, "AllowedVpcs")
-    options = _kept(options, before, "AllowedContainerOptions")
+    allowed = _kept(request.allowed_policies, host_stack, "AllowedPolicies")
+    allowed_vpcs = _kept(allowed_vpcs, host_stack, "AllowedVpcs")
+    options = _kept(options, host_stack, "AllowedContainerOptions")
     if host_stack is not None:
         _worker_key_out_of_the_keys_plan(request.name, request.region, host_stack, log,
                                          bucket=bucket, owner=account)  # fmt: skip
@@ -355,8 +355,7 @@ def _deployed_key_people(stack: dict[str, Any] | None) -> tuple[list[str], list[
     """The key secrets' owners and readers (aws:PrincipalArn patterns) the host stack was
     deployed with; a stack deployed before KeyReaders has its owners and readers together
     in KeyOwners, comma-separated: all owners."""
-    deployed = {p.get("ParameterKey"): p.get("ParameterValue", "")
-                for p in (stack or {}).get("Parameters") or []}  # fmt: skip
+    deployed = stacks.parameters_of(stack) if stack else {}
     owners = deployed.get(templates.KEY_OWNERS_PARAMETER, "")
     if templates.KEY_READERS_PARAMETER not in deployed:
         return [p for p in owners.split(",") if p], []

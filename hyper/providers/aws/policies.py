@@ -426,18 +426,15 @@ def key_readers(host_name: str, batch_prefix: str | None) -> dict[str, list[Json
     return {"api": functions, "worker": [*functions, sub(iam + execution)]}
 
 
-def key_secret_denies(
-    readers: dict[str, list[Json]], readable_by: list[Json], owned_by: list[Json]
-) -> list[list[Json]]:
+def key_secret_denies(readers: dict[str, list[Json]], owned_by: list[Json]) -> list[list[Json]]:
     """For the API key's and the worker key's secret, two Deny statements: no one but
-    the readers (the host's roles), `readable_by` and `owned_by` (ArnLike patterns)
-    reads its value; no one but `owned_by` does anything else to it but describe it
-    (KEY_SECRET_OPEN_ACTIONS): change, delete, replicate, tag it or its policy."""
+    the readers (the host's roles) and `owned_by` (ArnLike patterns) reads its value; no
+    one but `owned_by` does anything else to it but describe it (KEY_SECRET_OPEN_ACTIONS):
+    change, delete, replicate, tag it or its policy."""
     return [
         [{"Sid": f"{sid}SecretReadByItsReadersOnly", "Effect": "Deny",
           "Action": KEY_SECRET_READ, "Resource": ref(parameter),
-          "Condition": {"ArnNotLike": {"aws:PrincipalArn": [*readers[which], *readable_by,
-                                                            *owned_by]}}},
+          "Condition": {"ArnNotLike": {"aws:PrincipalArn": [*readers[which], *owned_by]}}},
          {"Sid": f"{sid}{KEY_OWNERS_SID}", "Effect": "Deny",
           "NotAction": KEY_SECRET_ACTIONS, "Resource": ref(parameter),
           "Condition": {"ArnNotLike": {"aws:PrincipalArn": owned_by}}}]

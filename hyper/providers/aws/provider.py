@@ -181,9 +181,8 @@ class AwsProvider:
         regions = [r.name for r in self.active_regions()]
         logs = [templates.worker_log_group(self.host_name)]
         known = [batch.ecs_clusters(region, spec, self.names) for region in regions]
-        before = [arn for found in known if found is not None for arn in found]
-        if any(found is None for found in known):
-            before = []
+        # all or nothing: a region whose clusters are not known yet leaves the pattern
+        before = [] if None in known else [arn for found in known if found for arn in found]
         roles = batch.ensure_cluster_roles(spec, self.names, log, boundary=self.boundary,
                                            log_groups=logs, ecs_clusters=before)  # fmt: skip
         made = [

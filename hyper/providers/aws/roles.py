@@ -14,6 +14,7 @@ from hyper.providers import Log
 from hyper.providers.aws import grants
 from hyper.providers.aws.calls import aws_client, error_code
 from hyper.providers.aws.names import Names
+from hyper.providers.aws.policies import INLINE_POLICIES_LIMIT
 from hyper.providers.aws.waiting import ClientFactory, Patience, _aws_failed
 
 # ---- IAM (global) ---------------------------------------------------------------------------
@@ -348,8 +349,6 @@ def narrow_instance_policy(
     (`ecs_clusters`, every region's, as Batch reports them) exactly, in place of the
     name pattern; kept as it is when one is not known, or when the exact list would pass
     IAM's inline limit for a role (then the pattern stays, and this says so)."""
-    from hyper.providers.aws.policies import INLINE_POLICIES_LIMIT
-
     if not ecs_clusters or not all(ecs_clusters):
         log(f"cluster {cluster.name}: its ECS clusters are not all known yet; the instance "
             "role keeps the AWSBatch-<environment> name pattern")  # fmt: skip
