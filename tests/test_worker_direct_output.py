@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 
 from hyper import output
+from hyper.client import HostClient
 from hyper.jobs import LogKind
+from hyper.worker.lease import SEND_BYTES, LeaseKeeper
 from hyper.worker.prepare import open_output
 from hyper.worker.pump import OutputPump, direct_stdout
 from hyper.worker.spool import Spool
 from tests.conftest import LocalHost, wait_until
 
 KIB = 1024
+MIB = 1024 * KIB
 Q = ["-q", "sample-queue-1", "-d", "sample-def-1"]
 
 
@@ -192,3 +195,43 @@ def test_output_to_dev_null_is_still_kept_for_qlog(local: LocalHost) -> None:
     local.script("quiet.sh", "echo kept\necho also >&2\n")
     job_id = local.ok("qsub", "--wait", "-o", "/dev/null", *Q, "quiet.sh").strip()
     assert local.ok("qlog", job_id) == "kept\nalso\n"
+
+
+class Recording:
+    """A transport that answers every request with 200 and keeps the bodies sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+                ) -> tuple[int, bytes]:  # fmt: skip
+        self.bodies.append(body or b"")
+        return 200, b'{"lease_expires_in": 30}'
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("url", "largest"),
+    [("https://a1b2.execute-api.us-east-1.amazonaws.com/prod", 4_000_000),  # Lambda's 6 MB
+     ("http://127.0.0.1:1", 10 * MIB)],
+)  # fmt: skip
+def test_an_ended_jobs_tail_goes_in_pieces_its_host_takes(
+    tmp_path: Path, url: str, largest: int
+) -> None:
+    """A job that ended with 24 MiB of tail unsent: an AWS host gets it in calls within
+    what API Gateway and Lambda carry; a local host in fewer, larger ones."""
+    spool = Spool(tmp_path / "s", limit=48 * MIB)
+    chunk = (b"x" * 99 + b"\n") * 655  # what the pump reads at a time, about 64 KiB
+    for _ in range(2 * 24 * MIB // len(chunk)):  # the head's half, then the tail's
+        spool.write_bytes(LogKind.STDOUT, chunk)
+    while spool.take(SEND_BYTES):  # the head went while the job ran
+        pass
+    transport = Recording()
+    client = HostClient(url, "key", transport=transport)
+    keeper = LeaseKeeper(client, "w-1", 1, 1, 1, spool, 30.0, lambda: None)
+    assert keeper.flush(patience=5.0) == []
+    assert transport.bodies and max(map(len, transport.bodies)) <= largest
+    assert sum(map(len, transport.bodies)) >= 24 * MIB - len(chunk)  # all of the tail went
+    spool.close()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hyper.client import HostClient
+from hyper.client import HostClient, on_lambda
 from hyper.errors import Conflict, HostFailure, HostUnreachable
 from hyper.messages import OutputPiece, Progress
 from hyper.worker.spool import Spool
@@ -28,7 +28,8 @@ from hyper.worker.spool import Spool
 SEND_BYTES = 1024 * 1024  # output per call, at most (about)
 # output per call once the job has ended (its tail, sent before its report): fewer, larger
 # calls, each a transaction on the host; escaped into JSON (a piece of both streams), at
-# most 6 times as long, still within the host's 32 MiB request limit
+# most 6 times as long, still within the host's 32 MiB request limit; not to an AWS host,
+# whose requests API Gateway and Lambda keep within 6 MB
 FLUSH_BYTES = 4 * 1024 * 1024
 RAW_BYTES = 64 * 1024  # a piece of one stream this large goes as the body of its call
 
@@ -138,7 +139,7 @@ class LeaseKeeper(threading.Thread):
         lease is gone (the output is then dropped)."""
         if self.spool is None:
             return None if self.lost.is_set() else []
-        pieces = self.spool.rest(FLUSH_BYTES)
+        pieces = self.spool.rest(SEND_BYTES if on_lambda(self.client.url) else FLUSH_BYTES)
         first = next(pieces, [])
         second = next(pieces, None)
         if second is None and sum(len(c["text"].encode()) for c in first) <= carry:
