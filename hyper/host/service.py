@@ -312,8 +312,7 @@ class HostService:
     def hold(self, selection: Selection, *, hold: bool) -> HoldResult:
         where = self.select(selection)
         now = time.time()
-        change = self.store.hold if hold else self.store.release
-        result = change(where, now, limit=selection.limit)
+        result = self.store.set_hold(where, now, selection.limit, hold=hold)
         self.jobs_changed.fire()
         if not hold:
             self.work_arrived.fire()

@@ -63,8 +63,6 @@ def direct_stdout(files: dict[LogKind, BinaryIO]) -> Direct | None:
         return None
     if not stat.S_ISREG(info.st_mode) or flags & os.O_ACCMODE != os.O_RDWR:
         return None
-    if not flags & os.O_APPEND:
-        return None
     try:  # a description of its own: the job's writes move no offset of the worker's
         child = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     except OSError:

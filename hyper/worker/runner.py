@@ -248,6 +248,7 @@ class JobRunner:
         one); its report when it could not start, None when the worker is stopping."""
         job_id, attempt = job.key
         placement = start.placement
+        address_space = prepare.address_space(job)  # set by the user switch, or from here
         env = prepare.environment(job, workdir, self.options.worker_id)
         env.update(prepare.resource_variables(job, placement, start.gpus_here))
         if start.user is not None:
@@ -271,7 +272,7 @@ class JobRunner:
                 script.unlink(missing_ok=True)
                 return ending(job_id, attempt, 1, f"cannot give its folder to its user: {exc}", [])
             # the last step before the job, as root: it takes the memory limit on itself
-            command = start.user.command(command, prepare.address_space(job))
+            command = start.user.command(command, address_space)
         cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt) if self.cgroups else None
         request = placement.request
         held = cgroup is not None and cgroup.limit(request.cpus, request.mem_mib)
@@ -318,7 +319,7 @@ class JobRunner:
             placement.killed = True
             self.end_everything(process.pid, cgroup, alone=True)
         if start.user is None:
-            prepare.limit_memory(process.pid, prepare.address_space(job))
+            prepare.limit_memory(process.pid, address_space)
         watch = MemoryWatch(process.pid, request.mem_mib, cgroup, held, below=tree)
         return Attempt(job, process, cgroup, files, script, watch, tree, direct)
 

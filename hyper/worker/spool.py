@@ -141,15 +141,11 @@ class Spool:
                     break  # the next record does not fit this read: next time
                 data = os.pread(self._head, HEADER.size + size, start)  # one large record
             payload = data[offset + HEADER.size : offset + HEADER.size + size]
-            kind = BY_CODE[code]
-            if runs and runs[-1][0] is kind:
-                runs[-1][1].append(payload)
-            else:
-                runs.append((kind, [payload]))
+            _add(runs, BY_CODE[code], payload)
             offset += HEADER.size + size
             taken += size
         self._taken_from, self._head_sent = start, start + offset
-        return [{"kind": k.value, "text": b"".join(p).decode(errors="replace")} for k, p in runs]
+        return _piece(runs)
 
     def unsend(self) -> None:
         """The last piece taken did not reach the host: it is taken again next time."""
@@ -180,10 +176,7 @@ class Spool:
         runs: list[tuple[LogKind, list[bytes]]] = []  # a piece: runs of one stream each
         size = 0
         for kind, data in self._kept(records, skip, most):
-            if runs and runs[-1][0] is kind:
-                runs[-1][1].append(data)
-            else:
-                runs.append((kind, [data]))
+            _add(runs, kind, data)
             size += len(data)
             if size >= most:
                 yield _piece(runs)
@@ -254,6 +247,14 @@ class Spool:
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.folder.rmdir()
+
+
+def _add(runs: list[tuple[LogKind, list[bytes]]], kind: LogKind, data: bytes) -> None:
+    """`data` of stream `kind` onto the last run, when it is of that stream, or a new one."""
+    if runs and runs[-1][0] is kind:
+        runs[-1][1].append(data)
+    else:
+        runs.append((kind, [data]))
 
 
 def _piece(runs: list[tuple[LogKind, list[bytes]]]) -> list[OutputPiece]:

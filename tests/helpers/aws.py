@@ -14,7 +14,6 @@ import boto3
 import pytest
 
 from hyper.providers.aws.permissions import CallRecorder
-from tests.helpers.moto import bucket_policy_conditions
 from tests.helpers.usage_plans import refuse_two_plans_per_stage
 
 ACCOUNT = "123456789012"  # moto's
@@ -49,6 +48,8 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[CallRecorder]:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(moto.iam.models, "aws_managed_policies_data", managed_policies())
+    from tests.helpers.moto import bucket_policy_conditions  # moto's server: when used
+
     bucket_policy_conditions(monkeypatch)
     recorder = CallRecorder()
     with mock_aws(
