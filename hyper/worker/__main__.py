@@ -18,7 +18,6 @@ through an inherited pipe, read and closed before anything else (`take_secrets`)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from hyper import machine
 from hyper.client import HostClient
 from hyper.messages import TIMINGS
 from hyper.worker.agent import WorkerAgent, WorkerOptions
+from hyper.worker.asuser import signals_at_their_default
 from hyper.worker_tokens import ENVIRONMENT as TOKEN_ENVIRONMENT
 
 # The worker's retry policy, in this one place: what it asks again, backing off (up to
@@ -91,10 +91,7 @@ def jobs_get_default_signals() -> None:
     job ignores SIGINT and SIGQUIT) would pass them on to every job, which `qsig -s INT`
     then could not reach: they go back to their default here, as slurmstepd does for its
     tasks. SIGPIPE and SIGXFSZ stay as Python sets them; the jobs' start restores them."""
-    for number in signal.valid_signals() - {signal.SIGPIPE, signal.SIGXFSZ}:
-        with contextlib.suppress(OSError, ValueError):
-            if signal.getsignal(number) == signal.SIG_IGN:
-                signal.signal(number, signal.SIG_DFL)
+    signals_at_their_default(keep=frozenset({signal.SIGPIPE, signal.SIGXFSZ}))
 
 
 def main(argv: list[str] | None = None) -> int:

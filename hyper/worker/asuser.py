@@ -24,11 +24,11 @@ import sys
 PR_SET_NO_NEW_PRIVS = 38
 
 
-def _signals_at_their_default() -> None:
-    """Every ignored signal back at its default: those Python ignores at its start, and
-    any the worker was started with ignored (a host started from a script's background
-    job ignores SIGINT and SIGQUIT), which the job would otherwise keep."""
-    for number in signal.valid_signals():
+def signals_at_their_default(keep: frozenset[int] = frozenset()) -> None:
+    """Every ignored signal but `keep` back at its default: those Python ignores at its
+    start, and any a process was started with ignored (a host started from a script's
+    background job ignores SIGINT and SIGQUIT), which a job would otherwise keep."""
+    for number in signal.valid_signals() - keep:
         with contextlib.suppress(OSError, ValueError):
             if signal.getsignal(number) == signal.SIG_IGN:
                 signal.signal(number, signal.SIG_DFL)
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         pass
     else:
         return _fail("root is still within reach")
-    _signals_at_their_default()
+    signals_at_their_default()
     try:
         os.execvp(command[0], command)
     except OSError as error:
