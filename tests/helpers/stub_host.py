@@ -33,6 +33,8 @@ def job(job_id: int, script: str, *, cpus: int = 1, vcpus: int = 2, **extra: Any
 class StubHost:
     """What a worker's HostClient offers, as far as the agent uses it."""
 
+    url = "http://127.0.0.1:1"  # a local host's: its limits on a request are the local ones
+
     def __init__(self, jobs: list[ClaimedJob]) -> None:
         self.jobs = list(jobs)
         self.calls: list[tuple[float, str, Any]] = []  # (time, path, body)
