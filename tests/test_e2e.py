@@ -27,7 +27,7 @@ def alive(pid: int) -> bool:
         return False
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:  # it ended (and was reaped) between the two looks
+    except (FileNotFoundError, ProcessLookupError):  # it ended and was reaped as we looked
         return False
 
 
