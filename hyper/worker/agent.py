@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import queue
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from hyper import capacity
@@ -57,6 +59,38 @@ HOLD_SHARE = 1 / 3
 STOP_WAIT_SECONDS = 5.0  # on SIGTERM: how long the jobs that had ended get to be reported
 
 
+class Lanes:
+    """The threads jobs run in, kept between jobs: a job starts in one that is idle
+    (a new thread costs a short job more than the job itself), in a new one otherwise.
+    A lane is named for the job it runs. They are daemon threads: a worker leaving on
+    SIGTERM waits for none of them."""
+
+    IDLE = "idle job lane"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._work: queue.SimpleQueue[tuple[Callable[[], None], str]] = queue.SimpleQueue()
+
+    def run(self, body: Callable[[], None], name: str) -> None:
+        """Run `body` in a lane named `name`; RuntimeError when no thread could start."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._work.put((body, name))
+                return
+        threading.Thread(target=self._serve, args=(body,), name=name, daemon=True).start()
+
+    def _serve(self, body: Callable[[], None]) -> None:
+        lane = threading.current_thread()
+        while True:
+            body()
+            lane.name = self.IDLE
+            with self._lock:
+                self._idle += 1
+            body, lane.name = self._work.get()
+
+
 class WorkerAgent:
     def __init__(self, client: HostClient, options: WorkerOptions) -> None:
         self.client = client
@@ -71,6 +105,7 @@ class WorkerAgent:
         self._running = self._packing.running  # (job id, attempt): its placement
         self._lock = threading.Lock()  # guards the placements' state
         self._ended = threading.Event()  # a job thread finished
+        self._lanes = Lanes()
         self._runner = JobRunner(client, options, self._packing.machine_cpus, self._count)
         self._sweep = False  # a job ended while others ran: its orphans wait for a quiet time
         self._interruptible = False  # SIGTERM may leave the run loop (not its last steps)
@@ -254,9 +289,8 @@ class WorkerAgent:
                 placement.done = True
                 self._ended.set()
 
-        thread = threading.Thread(target=body, name=f"job-{job.id}.{job.attempt}", daemon=True)
         try:
-            thread.start()
+            self._lanes.run(body, f"job-{job.id}.{job.attempt}")
         except RuntimeError:  # no thread to be had (a limit): the job waits, held
             with self._lock:
                 self._running.pop(job.key, None)

@@ -67,15 +67,26 @@ class LeaseKeeper(threading.Thread):
         self.lost = threading.Event()  # the host refused the lease: the job is not ours
         self._halt = threading.Event()
         self._wake = threading.Event()
+        self._first_wait = heartbeat_seconds
+
+    def start_after(self, elapsed: float) -> None:
+        """Start the thread for a job that has run `elapsed` seconds: its first call is
+        due one heartbeat after the job started. A job that ends sooner needs no thread:
+        its claim's lease covers it, and its output goes with its final report (short
+        jobs, batched, stay cheap)."""
+        self._first_wait = max(0.0, self.heartbeat_seconds - elapsed)
+        self.start()
 
     def stop(self) -> None:
         self._halt.set()
         self._wake.set()
 
+    def join(self, timeout: float | None = None) -> None:
+        if self.ident is not None:  # a keeper never started has nothing to wait for
+            super().join(timeout)
+
     def run(self) -> None:
-        # a job that ends within one heartbeat costs no call: its claim's lease covers it,
-        # and its output goes with its final report (short jobs, batched, stay cheap)
-        if self._halt.wait(self.heartbeat_seconds):
+        if self._halt.wait(self._first_wait):
             return
         first = True
         while not self._halt.is_set():
