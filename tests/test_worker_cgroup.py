@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hyper.worker.agent import WorkerAgent, WorkerOptions
-from hyper.worker.reaper import JobCgroup, cgroup_parent, own_cgroup
+from hyper.worker.reaper import ENTER_BY_BASH_ENV, JobCgroup, cgroup_parent, own_cgroup
 from tests.helpers.stub_host import StubHost, job
 
 
@@ -25,7 +25,7 @@ def test_the_first_process_writes_its_own_pid_then_runs_the_job(tmp_path: Path) 
     (folder / "cgroup.procs").write_text("")
     cgroup = JobCgroup(folder, tmp_path)
     process = subprocess.Popen(
-        cgroup.wrap(["/bin/sh", "-c", "echo $$ ran"]), stdout=subprocess.PIPE
+        cgroup.wrap(["/bin/sh", "-c", "echo $$ ran"], {}, None), stdout=subprocess.PIPE
     )
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0
@@ -38,11 +38,55 @@ def test_a_job_that_cannot_enter_its_cgroup_does_not_run(tmp_path: Path) -> None
     cgroup = JobCgroup(tmp_path / "gone", tmp_path)  # no such folder
     ran = tmp_path / "ran"
     done = subprocess.run(
-        cgroup.wrap(["/bin/sh", "-c", f"touch {ran}"]), capture_output=True, timeout=30
+        cgroup.wrap(["/bin/sh", "-c", f"touch {ran}"], {}, None), capture_output=True, timeout=30
     )
     assert done.returncode == 126
     assert b"hyper: the job could not enter its cgroup" in done.stderr
     assert not ran.exists()
+
+
+def _bash_job(tmp_path: Path, folder: Path, env: dict[str, str]) -> tuple[list[str], Path]:
+    """A script bash runs, wrapped for the cgroup at `folder` with an enter file."""
+    enter = tmp_path / "enter-cgroup.sh"
+    enter.write_text(ENTER_BY_BASH_ENV)
+    script = tmp_path / "job.sh"
+    script.write_text(f"touch {tmp_path / 'ran'}\necho $$\nenv\n")
+    return JobCgroup(folder, tmp_path).wrap(["/bin/bash", str(script)], env, enter), enter
+
+
+def test_a_script_bash_runs_enters_its_cgroup_with_no_shell_before_it(tmp_path: Path) -> None:
+    """bash itself (the job's first and only process) writes its pid before the script
+    runs, and the script sees neither the enter file nor the cgroup's path."""
+    folder = tmp_path / "hyper-w.1.1"
+    folder.mkdir()
+    (folder / "cgroup.procs").write_text("")
+    env = {"PATH": os.environ["PATH"]}
+    command, _ = _bash_job(tmp_path, folder, env)
+    assert command[0] == "/bin/bash"  # no shell of hyper's before the job's
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    lines = out.decode().splitlines()
+    assert lines[0] == str(process.pid)
+    assert (folder / "cgroup.procs").read_text().split() == [str(process.pid)]
+    assert not [line for line in lines if line.startswith(("BASH_ENV=", "HYPER_CGROUP_PROCS="))]
+
+
+def test_a_script_bash_runs_that_cannot_enter_its_cgroup_does_not_run(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"]}
+    command, _ = _bash_job(tmp_path, tmp_path / "gone", env)
+    done = subprocess.run(command, env=env, capture_output=True, timeout=30)
+    assert done.returncode == 126
+    assert b"hyper: the job could not enter its cgroup" in done.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_job_with_a_bash_env_of_its_own_enters_through_a_shell(tmp_path: Path) -> None:
+    """The job's own BASH_ENV is left as it is: hyper's shell enters the cgroup first."""
+    env = {"PATH": os.environ["PATH"], "BASH_ENV": "/etc/its-own"}
+    command, _ = _bash_job(tmp_path, tmp_path / "hyper-w.1.1", env)
+    assert command[:2] == ["/bin/sh", "-c"]
+    assert env["BASH_ENV"] == "/etc/its-own" and "HYPER_CGROUP_PROCS" not in env
 
 
 def _writable_cgroups() -> bool:
@@ -66,7 +110,9 @@ def test_jobs_run_in_their_cgroups_and_the_worker_stays_in_its_own(tmp_path: Pat
     worker = f"cg{os.getpid()}"
     agent = WorkerAgent(StubHost([]), WorkerOptions(worker, "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
     try:
-        reports = [agent.run_job(job(n, "cat /proc/self/cgroup")) for n in range(1, 6)]
+        # bash's scripts enter by BASH_ENV; one with a shebang of its own, through a shell
+        scripts = ["cat /proc/self/cgroup"] * 5 + ["#!/bin/sh\ncat /proc/self/cgroup\n"]
+        reports = [agent.run_job(job(n, script)) for n, script in enumerate(scripts, 1)]
     finally:
         done.set()
         watcher.join()

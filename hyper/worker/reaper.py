@@ -38,6 +38,14 @@ ENTER_CGROUP = (
     'echo $$ > "$0" || { echo "hyper: the job could not enter its cgroup $0" >&2; exit 126; }\n'
     'exec "$@"'
 )
+# the same for a script bash runs (no shebang), with no shell before it: bash reads the file
+# BASH_ENV names before the script, and nothing it starts runs before that
+ENTER_BY_BASH_ENV = (
+    "unset BASH_ENV\n"
+    '{ echo $$ > "$HYPER_CGROUP_PROCS"; } 2>/dev/null || {\n'
+    '  echo "hyper: the job could not enter its cgroup $HYPER_CGROUP_PROCS" >&2; exit 126; }\n'
+    "unset HYPER_CGROUP_PROCS\n"
+)
 
 
 def become_subreaper() -> bool:
@@ -231,9 +239,12 @@ class JobCgroup:
         self.home = home  # the worker's own cgroup
 
     @classmethod
-    def make(cls, worker_id: str, job_id: int, attempt: int) -> JobCgroup | None:
-        """A new cgroup for the attempt; None where cgroup v2 is missing or not writable."""
-        parent = cgroup_parent()
+    def make(
+        cls, worker_id: str, job_id: int, attempt: int, parent: Path | None = None
+    ) -> JobCgroup | None:
+        """A new cgroup for the attempt, under `parent` (by default this process's own
+        cgroup); None where cgroup v2 is missing or not writable."""
+        parent = parent or cgroup_parent()
         if parent is None or not os.access(parent / "cgroup.procs", os.W_OK):
             return None
         folder = parent / cgroup_name(worker_id, job_id, attempt)
@@ -273,11 +284,17 @@ class JobCgroup:
             pass
         return 0
 
-    def wrap(self, command: list[str]) -> list[str]:
+    def wrap(self, command: list[str], env: dict[str, str], enter: Path | None) -> list[str]:
         """`command`, started so that its first process steps into this cgroup before it
-        runs the job (a shell writes its own pid to cgroup.procs, then execs the command):
-        nothing the job forks is ever outside it, and the worker itself never enters it."""
-        return ["/bin/sh", "-c", ENTER_CGROUP, str(self.folder / "cgroup.procs"), *command]
+        runs the job: nothing the job forks is ever outside it, and the worker itself never
+        enters it. A script bash runs enters it from `enter` (a file holding
+        ENTER_BY_BASH_ENV, through `env`); any other command through a shell that writes
+        its own pid to cgroup.procs, then execs the command (one process start more)."""
+        procs = str(self.folder / "cgroup.procs")
+        if enter is not None and command[0] == "/bin/bash" and "BASH_ENV" not in env:
+            env.update(BASH_ENV=str(enter), HYPER_CGROUP_PROCS=procs)
+            return command
+        return ["/bin/sh", "-c", ENTER_CGROUP, procs, *command]
 
     def kill(self, patience: float = 2.0, *, spare: int | None = None) -> None:
         kill_cgroup(self.folder, patience, spare=spare)
@@ -307,9 +324,12 @@ def kill_cgroup(folder: Path, patience: float = 2.0, *, spare: int | None = None
     it), never this process, and wait until it is empty (or `patience` runs out)."""
     own = os.getpid()
     deadline = time.monotonic() + patience
-    at_once = (folder / "cgroup.kill").exists() and own not in cgroup_pids(folder)
+    left = cgroup_pids(folder)
+    if not left:
+        return  # the common end of a job: nothing it started outlived it
+    at_once = (folder / "cgroup.kill").exists() and own not in left
     while True:
-        left = [pid for pid in cgroup_pids(folder) if pid != own]
+        left = [pid for pid in left if pid != own]
         if not left or time.monotonic() > deadline:
             return
         if at_once:
@@ -320,6 +340,7 @@ def kill_cgroup(folder: Path, patience: float = 2.0, *, spare: int | None = None
                 os.kill(pid, signal.SIGKILL)
         reap([pid for pid in left if pid != spare])
         time.sleep(0.01)
+        left = cgroup_pids(folder)
 
 
 def worker_cgroups(parent: Path, worker_id: str) -> list[Path]:

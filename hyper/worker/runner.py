@@ -38,7 +38,14 @@ from hyper.worker.lease import LeaseKeeper, clock
 from hyper.worker.options import LEASE_MARK, WorkerOptions
 from hyper.worker.placement import Placement, pin
 from hyper.worker.pump import Direct, OutputPump, direct_stdout
-from hyper.worker.reaper import JobCgroup, kill_descendants, kill_tree, reaper_command
+from hyper.worker.reaper import (
+    ENTER_BY_BASH_ENV,
+    JobCgroup,
+    cgroup_parent,
+    kill_descendants,
+    kill_tree,
+    reaper_command,
+)
 from hyper.worker.spool import Spool
 from hyper.worker.usage import METRICS_SECONDS, MemoryWatch, metrics_every
 
@@ -115,6 +122,7 @@ class JobRunner:
         self.spawn = threading.Lock()  # one job starts at a time (its CPUs)
         self.stopping = False  # SIGTERM: nothing starts any more
         self.cgroups = options.cgroups  # a cgroup v2 of its own for each job, where writable
+        self._cgroup_home: Path | None = None  # the worker's own cgroup, where theirs go
 
     def patiently(self, call: Callable[..., Any], *args: Any) -> Any:
         """Repeat a call while the host is down or failing, up to the patience limit."""
@@ -273,11 +281,11 @@ class JobRunner:
                 return ending(job_id, attempt, 1, f"cannot give its folder to its user: {exc}", [])
             # the last step before the job, as root: it takes the memory limit on itself
             command = start.user.command(command, address_space)
-        cgroup = JobCgroup.make(self.options.worker_id, job_id, attempt) if self.cgroups else None
+        cgroup = self._cgroup(job_id, attempt)
         request = placement.request
         held = cgroup is not None and cgroup.limit(request.cpus, request.mem_mib)
         if cgroup is not None:  # its first process steps into it (the worker never does)
-            command = cgroup.wrap(command)
+            command = cgroup.wrap(command, env, self._enter_file())
         tree = start.beside and cgroup is None and not job.image
         if tree:
             command = reaper_command(command)
@@ -323,6 +331,28 @@ class JobRunner:
         watch = MemoryWatch(process.pid, request.mem_mib, cgroup, held, below=tree)
         return Attempt(job, process, cgroup, files, script, watch, tree, direct)
 
+    def _cgroup(self, job_id: int, attempt: int) -> JobCgroup | None:
+        """The attempt's own cgroup, under the worker's (found at its first job)."""
+        if not self.cgroups:
+            return None
+        if self._cgroup_home is None:
+            self._cgroup_home = cgroup_parent()
+        return JobCgroup.make(self.options.worker_id, job_id, attempt, self._cgroup_home)
+
+    def _enter_file(self) -> Path | None:
+        """The file a bash script's shell reads to enter its cgroup (ENTER_BY_BASH_ENV),
+        in the worker's folder; written again if anything changed it. None when it cannot
+        be written (jobs then enter through a shell of their own)."""
+        path = self.options.workdir / "enter-cgroup.sh"
+        with contextlib.suppress(OSError):
+            if path.read_text() == ENTER_BY_BASH_ENV:
+                return path
+        try:
+            path.write_text(ENTER_BY_BASH_ENV)
+        except OSError:
+            return None
+        return path
+
     def _spool(self, job: ClaimedJob, workdir: Path) -> Spool | None:
         if not job.definition_spec.get("enable_qlog", True):
             return None
@@ -350,8 +380,7 @@ class JobRunner:
         if options.self_fence:
             with contextlib.suppress(OSError):
                 (options.workdir / LEASE_MARK).write_text(f"{self._fence_after(job)}\n")
-        keeper.start()
-        return keeper
+        return keeper  # its thread starts once the job outlives its first look (_watch)
 
     def _fence_after(self, job: ClaimedJob) -> float | None:
         return job.lease_seconds * FENCE_SHARE if self.options.self_fence else None
@@ -366,6 +395,7 @@ class JobRunner:
         deadline = time.monotonic() + time_limit if time_limit else None
         kill_at: float | None = None
         verdict = Verdict()
+        started = time.monotonic()
         while True:
             wait = min(self.options.heartbeat_seconds, LOOP_SECONDS)
             if deadline is not None and kill_at is None:
@@ -373,6 +403,8 @@ class JobRunner:
             if pump.wait(wait):
                 placement.exited = True
                 return verdict
+            if keeper.ident is None:
+                keeper.start_after(time.monotonic() - started)
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
                     self.end_everything(process.pid, run.cgroup, tree=run.tree)
@@ -439,7 +471,7 @@ class JobRunner:
         with contextlib.suppress(Exception):
             self.end_everything(run.process.pid, run.cgroup, tree=run.tree)
             run.process.wait(timeout=KILL_GRACE_SECONDS * 4)
-        if run.keeper is not None and run.keeper.is_alive():
+        if run.keeper is not None:
             run.keeper.stop()
             run.keeper.join()
         with contextlib.suppress(Exception):
