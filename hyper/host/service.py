@@ -99,10 +99,19 @@ class Pulse:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float, *, settle: float = 0.0) -> bool:
+        """Wait until it fires (True) or `timeout` passes (False). With `settle`, first
+        let that long pass, a fire meanwhile counting: a burst of fires wakes it once."""
         event = self._event
+        if settle > 0:
+            await asyncio.sleep(settle)
+            if event.is_set():
+                return True
+            timeout -= settle
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), max(0.0, timeout))
+            return True
+        return False
 
 
 class HostService:
@@ -398,6 +407,7 @@ class HostService:
         if jobs:
             self.jobs_changed.fire()
         image = self._container_image(spec)
+        definition_spec = spec.model_dump() if jobs else {}
         claimed = []
         for job in jobs:
             job.env = {**spec.environment, **job.env}
@@ -405,7 +415,7 @@ class HostService:
                 ClaimedJob.from_wire(
                     {
                         **job.as_dict(),
-                        "definition_spec": spec.model_dump(),
+                        "definition_spec": definition_spec,
                         "image": image,
                         "lease_seconds": self.settings.lease_seconds,  # it fences itself by it
                     }
