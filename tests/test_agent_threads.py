@@ -21,6 +21,7 @@ import pytest
 
 from hyper.client import HostClient
 from hyper.errors import HostUnreachable
+from hyper.messages import ClaimedJob, Completion
 from hyper.worker.agent import LEASE_MARK, WorkerAgent, WorkerOptions
 from hyper.worker.lease import clock
 from tests.conftest import wait_until
@@ -322,3 +323,45 @@ def test_a_job_whose_thread_cannot_start_waits_and_runs(
     assert not runner.is_alive()
     assert refused == ["job-1.1"]
     assert host.reported() == {1: (host.reported()[1][0], 4)}
+
+
+class FeedingHost(StubHost):
+    """Hands out its jobs as a host does: `limit` of them on a claim, `claim_next` with
+    a report."""
+
+    def claim(self, worker_id: str, **kwargs: Any) -> list[ClaimedJob]:
+        self._record("claim", kwargs)
+        return self._take(kwargs.get("limit", 1))
+
+    def complete(self, worker_id: str, body: Completion) -> list[ClaimedJob]:
+        self.call("POST", f"/workers/{worker_id}/complete", body)
+        return self._take(body["claim_next"])
+
+    def _take(self, count: int) -> list[ClaimedJob]:
+        with self.lock:
+            taken, self.jobs = self.jobs[:count], self.jobs[count:]
+        return taken
+
+
+@pytest.mark.parametrize(
+    ("url", "most"),
+    [
+        ("http://127.0.0.1:1", 64),
+        ("https://a1b2c3.execute-api.eu-west-1.amazonaws.com/prod", 16),
+    ],
+)
+def test_short_jobs_are_claimed_in_batches_growing_to_what_the_host_carries(
+    tmp_path: Path, url: str, most: int
+) -> None:
+    """Reports of short jobs bring back more and more of them, up to 64 from a
+    local host (fewer round trips, each costing the host more than a short job) and 16
+    from an AWS host (whose answers API Gateway keeps within 6 MB); all of them run."""
+    host = FeedingHost([job(n, "true", vcpus=1) for n in range(1, 301)])
+    host.url = url  # type: ignore[misc]
+    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=0.5)
+    assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
+    asked = [b["claim_next"] for _, p, b in host.calls if p.endswith("/complete")]
+    assert max(asked) == most
+    claims = [n for n in asked if n]  # a report may also claim nothing (its batch not run)
+    assert claims == sorted(claims) and claims[0] < most  # growing while jobs stay short
+    assert sorted(host.reported()) == list(range(1, 301))

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hyper import capacity
-from hyper.client import HostClient
+from hyper.client import HostClient, on_lambda
 from hyper.errors import Conflict, HostFailure, HostUnreachable, HyperError
 from hyper.messages import TIMINGS, ClaimedJob, ClaimRef, Completion, Ending, ending
 from hyper.worker.lease import clock
@@ -50,7 +50,10 @@ from hyper.worker.runner import LOOP_SECONDS, JobRunner
 __all__ = ["DEFAULT_TIME_LIMIT_SECONDS", "LEASE_MARK", "Placement", "WorkerAgent", "WorkerOptions"]
 
 SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
-PREFETCH_MAX = 16
+# short jobs claimed per round trip, at most: each round trip costs the host more than
+# the jobs it brings; an AWS host's answers are kept within what API Gateway carries
+PREFETCH_MAX = 64
+LAMBDA_PREFETCH_MAX = 16
 # under a walltime (a pilot), a job with no time limit is taken to need this long
 DEFAULT_TIME_LIMIT_SECONDS = 600
 # a claimed job waiting for room on its worker goes back to the host after this share of
@@ -106,6 +109,7 @@ class WorkerAgent:
         self._lock = threading.Lock()  # guards the placements' state
         self._ended = threading.Event()  # a job thread finished
         self._lanes = Lanes()
+        self._prefetch_max = LAMBDA_PREFETCH_MAX if on_lambda(client.url) else PREFETCH_MAX
         self._runner = JobRunner(client, options, self._packing.machine_cpus, self._count)
         self._sweep = False  # a job ended while others ran: its orphans wait for a quiet time
         self._interruptible = False  # SIGTERM may leave the run loop (not its last steps)
@@ -182,7 +186,7 @@ class WorkerAgent:
                 ended = self._collect()
                 if ended:
                     short = all(p.short for p in ended)
-                    prefetch = min(prefetch * 2, PREFETCH_MAX) if short else 1
+                    prefetch = min(prefetch * 2, self._prefetch_max) if short else 1
                 if self._running or ended:
                     idle_since = time.monotonic()
                 if not self._start_held(born):
