@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import getpass
 import io
 import os
@@ -160,7 +161,7 @@ def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, Bi
         "array_id": job.array_id or job.id,
         "index": job.array_index,
         "name": job.name,
-        "user": user or getpass.getuser(),  # the job's (%u), where it runs as another
+        "user": user or _worker_user(),  # the job's (%u), where it runs as another
     }
     paths = {
         kind: cwd / expand_output_pattern(pattern, **names)
@@ -181,6 +182,12 @@ def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, Bi
         close_all(files)
         raise
     return files
+
+
+@functools.cache
+def _worker_user() -> str:
+    """The worker's user name, looked up once (a job run as another user has its own)."""
+    return getpass.getuser()
 
 
 def open_output(path: Path, first: bool) -> BinaryIO:

@@ -152,6 +152,8 @@ def kill_descendants(
     itself (`spare`: the job's first process, through subprocess) keeps its exit status.
     Processes in `keep` and below them are left alone."""
     own = os.getpid()
+    if not descendants(own, zombies=True, keep=keep):
+        return  # the common case: the job left nothing, not even a process to reap
     deadline = time.monotonic() + patience
     while True:
         left = descendants(own, keep=keep)
