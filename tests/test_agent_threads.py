@@ -343,6 +343,7 @@ class FeedingHost(StubHost):
         return taken
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("url", "most"),
     [
@@ -356,7 +357,7 @@ def test_short_jobs_are_claimed_in_batches_growing_to_what_the_host_carries(
     """Reports of short jobs bring back more and more of them, up to 64 from a
     local host (fewer round trips, each costing the host more than a short job) and 16
     from an AWS host (whose answers API Gateway keeps within 6 MB); all of them run."""
-    host = FeedingHost([job(n, "true", vcpus=1) for n in range(1, 301)])
+    host = FeedingHost([job(n, "true", vcpus=1) for n in range(1, 201)])
     host.url = url  # type: ignore[misc]
     options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=0.5)
     assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
@@ -364,4 +365,4 @@ def test_short_jobs_are_claimed_in_batches_growing_to_what_the_host_carries(
     assert max(asked) == most
     claims = [n for n in asked if n]  # a report may also claim nothing (its batch not run)
     assert claims == sorted(claims) and claims[0] < most  # growing while jobs stay short
-    assert sorted(host.reported()) == list(range(1, 301))
+    assert sorted(host.reported()) == list(range(1, 201))
