@@ -8,12 +8,21 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from hyper.worker import runner
 from hyper.worker.agent import WorkerAgent, WorkerOptions
-from hyper.worker.reaper import ENTER_BY_BASH_ENV, JobCgroup, cgroup_parent, own_cgroup
+from hyper.worker.reaper import (
+    ENTER_BY_BASH_ENV,
+    EXIT_NOT_ENTERED,
+    OUTSIDE_ITS_CGROUP,
+    JobCgroup,
+    cgroup_parent,
+    own_cgroup,
+)
 from tests.helpers.stub_host import StubHost, job
 
 
@@ -81,12 +90,43 @@ def test_a_script_bash_runs_that_cannot_enter_its_cgroup_does_not_run(tmp_path: 
     assert not (tmp_path / "ran").exists()
 
 
-def test_a_job_with_a_bash_env_of_its_own_enters_through_a_shell(tmp_path: Path) -> None:
-    """The job's own BASH_ENV is left as it is: hyper's shell enters the cgroup first."""
-    env = {"PATH": os.environ["PATH"], "BASH_ENV": "/etc/its-own"}
-    command, _ = _bash_job(tmp_path, tmp_path / "hyper-w.1.1", env)
+@pytest.mark.parametrize(
+    "own",
+    [
+        {"BASH_ENV": "/etc/its-own"},  # left as it is
+        {"POSIXLY_CORRECT": "1"},  # bash in POSIX mode reads no BASH_ENV
+        {"SHELLOPTS": "posix"},
+        {"SHELLOPTS": "noclobber:xtrace"},
+        {"BASHOPTS": "extglob"},
+        {"BASH_FUNC_echo%%": "() {  :\n}"},  # an exported function standing in for echo
+    ],
+)
+def test_a_job_whose_bash_might_not_read_the_enter_file_enters_through_a_shell(
+    tmp_path: Path, own: dict[str, str]
+) -> None:
+    """Whatever in the job's environment could make bash skip the enter file, or read it
+    otherwise: hyper's shell enters the cgroup first, and the job runs in it."""
+    folder = tmp_path / "hyper-w.1.1"
+    folder.mkdir()
+    (folder / "cgroup.procs").write_text("")
+    env = {"PATH": os.environ["PATH"], **own}
+    command, _ = _bash_job(tmp_path, folder, env)
     assert command[:2] == ["/bin/sh", "-c"]
-    assert env["BASH_ENV"] == "/etc/its-own" and "HYPER_CGROUP_PROCS" not in env
+    assert env == {"PATH": os.environ["PATH"], **own}  # nothing of hyper's added
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert (folder / "cgroup.procs").read_text().split() == [str(process.pid)]
+    assert (tmp_path / "ran").exists()
+
+
+def test_an_enter_file_whose_path_bash_would_expand_is_not_used(tmp_path: Path) -> None:
+    """bash expands BASH_ENV ($, `): an enter file in a folder named so is not used."""
+    odd = tmp_path / "a$HOME`b`"
+    odd.mkdir()
+    env = {"PATH": os.environ["PATH"]}
+    command, _ = _bash_job(odd, tmp_path / "hyper-w.1.1", env)
+    assert command[:2] == ["/bin/sh", "-c"] and "BASH_ENV" not in env
 
 
 def _writable_cgroups() -> bool:
@@ -96,8 +136,18 @@ def _writable_cgroups() -> bool:
 
 @pytest.mark.e2e
 @pytest.mark.skipif(not _writable_cgroups(), reason="no writable cgroup v2 here")
-def test_jobs_run_in_their_cgroups_and_the_worker_stays_in_its_own(tmp_path: Path) -> None:
+def test_jobs_run_in_their_cgroups_and_the_worker_stays_in_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = own_cgroup()
+    started: list[str] = []  # how each job's first process was started
+    wrap = JobCgroup.wrap
+
+    def noted(cgroup: JobCgroup, command: list[str], *args: object) -> list[str]:
+        started.append(wrap(cgroup, command, *args)[0])  # type: ignore[arg-type]
+        return wrap(cgroup, command, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(JobCgroup, "wrap", noted)
     seen: set[str | None] = set()
     done = threading.Event()
 
@@ -113,6 +163,7 @@ def test_jobs_run_in_their_cgroups_and_the_worker_stays_in_its_own(tmp_path: Pat
         # bash's scripts enter by BASH_ENV; one with a shebang of its own, through a shell
         scripts = ["cat /proc/self/cgroup"] * 5 + ["#!/bin/sh\ncat /proc/self/cgroup\n"]
         reports = [agent.run_job(job(n, script)) for n, script in enumerate(scripts, 1)]
+
     finally:
         done.set()
         watcher.join()
@@ -123,3 +174,22 @@ def test_jobs_run_in_their_cgroups_and_the_worker_stays_in_its_own(tmp_path: Pat
         assert f"hyper-{worker}.{n}.1" in text, text
         parent = cgroup_parent()
         assert parent is not None and not (parent / f"hyper-{worker}.{n}.1").exists()
+    assert started == ["/bin/bash"] * 5 + ["/bin/sh"]  # bash itself, then a shell's
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not _writable_cgroups(), reason="no writable cgroup v2 here")
+def test_a_job_found_outside_its_cgroup_is_stopped_at_the_first_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a job's way in be taken from it (here: the enter file says nothing), the
+    worker finds it outside its cgroup at its first look and stops it, as a job that
+    could not enter."""
+    monkeypatch.setattr(runner, "ENTER_BY_BASH_ENV", "true\n")
+    agent = WorkerAgent(StubHost([]), WorkerOptions(f"out{os.getpid()}", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    began = time.monotonic()
+    report = agent.run_job(job(1, "sleep 20; echo ran"))
+    assert time.monotonic() - began < 5
+    assert report is not None
+    assert (report["exit_code"], report["reason"]) == (EXIT_NOT_ENTERED, OUTSIDE_ITS_CGROUP)
+    assert "ran" not in "".join(piece["text"] for piece in report.get("output", []))

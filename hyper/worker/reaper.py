@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import sys
 import time
@@ -33,19 +34,40 @@ from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
 CGROUP_PREFIX = "hyper-"
+EXIT_NOT_ENTERED = 126  # a job that could not enter its cgroup (its first process exits so)
+OUTSIDE_ITS_CGROUP = "stopped: it was not in its cgroup (it could not enter it)"
 # the start of a job in a cgroup: `sh -c ENTER_CGROUP PROCS COMMAND...` (PROCS is $0)
 ENTER_CGROUP = (
     'echo $$ > "$0" || { echo "hyper: the job could not enter its cgroup $0" >&2; exit 126; }\n'
     'exec "$@"'
 )
 # the same for a script bash runs (no shebang), with no shell before it: bash reads the file
-# BASH_ENV names before the script, and nothing it starts runs before that
+# BASH_ENV names before the script, and nothing it starts runs before that (`builtin`: no
+# function of the job's environment stands in; `>|`: whatever its shell options)
 ENTER_BY_BASH_ENV = (
-    "unset BASH_ENV\n"
-    '{ echo $$ > "$HYPER_CGROUP_PROCS"; } 2>/dev/null || {\n'
-    '  echo "hyper: the job could not enter its cgroup $HYPER_CGROUP_PROCS" >&2; exit 126; }\n'
-    "unset HYPER_CGROUP_PROCS\n"
+    "builtin unset BASH_ENV\n"
+    '{ builtin echo $$ >| "$HYPER_CGROUP_PROCS"; } 2>/dev/null || {\n'
+    '  builtin echo "hyper: the job could not enter its cgroup $HYPER_CGROUP_PROCS" >&2\n'
+    "  builtin exit 126; }\n"
+    "builtin unset HYPER_CGROUP_PROCS\n"
 )
+# what makes bash skip BASH_ENV (POSIX mode) or read it differently (options, functions)
+BASH_STARTUP_VARIABLES = ("BASH_ENV", "ENV", "POSIXLY_CORRECT", "SHELLOPTS", "BASHOPTS")
+# a path bash takes as it is: BASH_ENV's value is expanded ($, `) before it is read
+PLAIN_PATH = re.compile(r"[A-Za-z0-9/._+-]+")
+
+
+def bash_reads_enter_file(env: dict[str, str], enter: Path) -> bool:
+    """Whether a bash started with `env` reads `enter` through BASH_ENV before its
+    script, exactly as written: not in POSIX or privileged mode, with no shell options,
+    exported functions or startup file of the job's own, from a path with nothing to expand."""
+    if os.getuid() != os.geteuid() or os.getgid() != os.getegid():
+        return False  # bash's privileged mode reads no startup file
+    if any(name in env for name in BASH_STARTUP_VARIABLES):
+        return False
+    if any(name.startswith("BASH_FUNC_") for name in env):
+        return False
+    return PLAIN_PATH.fullmatch(str(enter)) is not None
 
 
 def become_subreaper() -> bool:
@@ -290,13 +312,19 @@ class JobCgroup:
         """`command`, started so that its first process steps into this cgroup before it
         runs the job: nothing the job forks is ever outside it, and the worker itself never
         enters it. A script bash runs enters it from `enter` (a file holding
-        ENTER_BY_BASH_ENV, through `env`); any other command through a shell that writes
-        its own pid to cgroup.procs, then execs the command (one process start more)."""
+        ENTER_BY_BASH_ENV, through `env`) where bash surely reads it; any other command
+        through a shell that writes its own pid to cgroup.procs, then execs the command
+        (one process start more). Either way the job does not run if it cannot enter."""
         procs = str(self.folder / "cgroup.procs")
-        if enter is not None and command[0] == "/bin/bash" and "BASH_ENV" not in env:
+        if enter is not None and command[0] == "/bin/bash" and bash_reads_enter_file(env, enter):
             env.update(BASH_ENV=str(enter), HYPER_CGROUP_PROCS=procs)
             return command
         return ["/bin/sh", "-c", ENTER_CGROUP, procs, *command]
+
+    def holds(self, pid: int) -> bool | None:
+        """Whether the process is in this cgroup (or one below it); None when it is gone."""
+        path = own_cgroup(pid)
+        return None if path is None else self.folder.name in path.split("/")
 
     def kill(self, patience: float = 2.0, *, spare: int | None = None) -> None:
         kill_cgroup(self.folder, patience, spare=spare)

@@ -40,6 +40,8 @@ from hyper.worker.placement import Placement, pin
 from hyper.worker.pump import Direct, OutputPump, direct_stdout
 from hyper.worker.reaper import (
     ENTER_BY_BASH_ENV,
+    EXIT_NOT_ENTERED,
+    OUTSIDE_ITS_CGROUP,
     JobCgroup,
     cgroup_parent,
     kill_descendants,
@@ -123,6 +125,7 @@ class JobRunner:
         self.stopping = False  # SIGTERM: nothing starts any more
         self.cgroups = options.cgroups  # a cgroup v2 of its own for each job, where writable
         self._cgroup_home: Path | None = None  # the worker's own cgroup, where theirs go
+        self._cgroup_home_known = False
 
     def patiently(self, call: Callable[..., Any], *args: Any) -> Any:
         """Repeat a call while the host is down or failing, up to the patience limit."""
@@ -332,24 +335,30 @@ class JobRunner:
         return Attempt(job, process, cgroup, files, script, watch, tree, direct)
 
     def _cgroup(self, job_id: int, attempt: int) -> JobCgroup | None:
-        """The attempt's own cgroup, under the worker's (found at its first job)."""
+        """The attempt's own cgroup, under the worker's (looked for at its first job)."""
         if not self.cgroups:
             return None
+        if not self._cgroup_home_known:
+            self._cgroup_home, self._cgroup_home_known = cgroup_parent(), True
         if self._cgroup_home is None:
-            self._cgroup_home = cgroup_parent()
+            return None
         return JobCgroup.make(self.options.worker_id, job_id, attempt, self._cgroup_home)
 
     def _enter_file(self) -> Path | None:
         """The file a bash script's shell reads to enter its cgroup (ENTER_BY_BASH_ENV),
-        in the worker's folder; written again if anything changed it. None when it cannot
-        be written (jobs then enter through a shell of their own)."""
-        path = self.options.workdir / "enter-cgroup.sh"
+        hidden in the worker's folder (a job cleaning its folder with `rm *` leaves it);
+        written again, whole at once, if anything changed it. None when it cannot be
+        written (jobs then enter through a shell of their own)."""
+        path = self.options.workdir / ".enter-cgroup.sh"
         with contextlib.suppress(OSError):
             if path.read_text() == ENTER_BY_BASH_ENV:
                 return path
+        draft = path.with_name(f"{path.name}.{threading.get_ident()}")
         try:
-            path.write_text(ENTER_BY_BASH_ENV)
+            draft.write_text(ENTER_BY_BASH_ENV)
+            os.replace(draft, path)  # a bash starting meanwhile reads the old file or this
         except OSError:
+            draft.unlink(missing_ok=True)
             return None
         return path
 
@@ -403,8 +412,15 @@ class JobRunner:
             if pump.wait(wait):
                 placement.exited = True
                 return verdict
-            if keeper.ident is None:
+            if keeper.ident is None:  # the first look at a job still running
                 keeper.start_after(time.monotonic() - started)
+                if run.cgroup is not None and run.cgroup.holds(process.pid) is False:
+                    # it started outside its cgroup (the way in was taken from it): it
+                    # runs no further than a job that could not enter
+                    verdict.reason, verdict.exit_code = OUTSIDE_ITS_CGROUP, EXIT_NOT_ENTERED
+                    self.end_everything(process.pid, run.cgroup, tree=run.tree)
+                    kill_at = time.monotonic()
+                    continue
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
                     self.end_everything(process.pid, run.cgroup, tree=run.tree)
