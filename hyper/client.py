@@ -77,13 +77,23 @@ SUBMIT_BATCH_BYTES = 16 * 2**20  # half the host's max_body_bytes: room for esca
 # A bigger file goes by a link the host gives (a presigned S3 URL: `_follow`).
 LAMBDA_FILE_BYTES = INLINE_FILE_BYTES
 LAMBDA_SUBMIT_BYTES = 3_000_000
-LAMBDA_HOSTS = (".amazonaws.com",)  # execute-api.REGION.amazonaws.com
+# execute-api.REGION.amazonaws.com, and .amazonaws.com.cn in AWS's China regions
+LAMBDA_HOSTS = (".amazonaws.com", ".amazonaws.com.cn")
 
 
 def on_lambda(url: str) -> bool:
     """Whether a host's URL is an API Gateway endpoint (an AWS host's)."""
     host = url.partition("://")[2].partition("/")[0].partition(":")[0].lower()
     return ".execute-api." in host and host.endswith(LAMBDA_HOSTS)
+
+
+def on_this_machine(url: str) -> bool:
+    """Whether a host's URL is on this machine: its Unix socket, or a loopback address."""
+    if url.startswith("unix:"):
+        return True
+    where = url.partition("://")[2].partition("/")[0].rpartition("@")[2].lower()
+    host = where[1:].partition("]")[0] if where.startswith("[") else where.partition(":")[0]
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _batches(

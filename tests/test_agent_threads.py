@@ -22,10 +22,15 @@ import pytest
 from hyper.client import HostClient
 from hyper.errors import HostUnreachable
 from hyper.messages import ClaimedJob, Completion
+from hyper.worker import agent as agent_module
 from hyper.worker.agent import LEASE_MARK, WorkerAgent, WorkerOptions
 from hyper.worker.lease import clock
 from tests.conftest import wait_until
 from tests.helpers.stub_host import StubHost, job
+
+# a worker id of this test process's own: a job's cgroup is named by its worker and job,
+# and the tests of other processes run jobs 1, 2 and 3 too
+WORKER = f"w{os.getpid()}"
 
 
 @contextlib.contextmanager
@@ -56,7 +61,7 @@ def test_sigterm_during_the_drain_reports_what_ended_and_says_goodbye(tmp_path: 
     too_long = job(3, "true", time_limit=600)  # past the walltime: the pilot leaves
     first, second = job(1, f"touch {done}", time_limit=60), job(2, f"exec {tag}", time_limit=60)
     host = StubHost([first, second, too_long])
-    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=30, walltime_seconds=100)
+    options = WorkerOptions(WORKER, "q", "d", tmp_path / "w", idle_seconds=30, walltime_seconds=100)
     agent = WorkerAgent(host, options)  # type: ignore[arg-type]
 
     def terminate_once_job_1_ended() -> None:
@@ -91,7 +96,7 @@ def test_sigterm_during_the_drain_reports_what_ended_and_says_goodbye(tmp_path: 
 @pytest.mark.e2e
 def test_no_job_starts_after_sigterm(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
-    agent = WorkerAgent(StubHost([]), WorkerOptions("w1", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    agent = WorkerAgent(StubHost([]), WorkerOptions(WORKER, "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
     agent._stopping = True  # what the SIGTERM handler sets
     assert agent.run_job(job(1, f"touch {ran}")) is None  # not reported: its lease runs out
     assert not ran.exists()
@@ -163,7 +168,7 @@ def test_a_job_ending_during_the_drain_is_reported_at_once(tmp_path: Path) -> No
         job(3, "true", time_limit=600),  # past the walltime: the pilot leaves
     ]
     host = StubHost(jobs)
-    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=30, walltime_seconds=100)
+    options = WorkerOptions(WORKER, "q", "d", tmp_path / "w", idle_seconds=30, walltime_seconds=100)
     assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
     reported = host.reported()
     assert reported.keys() == {1, 2}
@@ -218,7 +223,7 @@ def test_a_job_whose_thread_fails_leaves_nothing_running(tmp_path: Path) -> None
     (work / "spool-1.1").write_text("in the way\n")
     script = f"echo $$ > {pid_file}; while true; do echo x; sleep 0.1; done"
     host = StubHost([job(1, script)])
-    options = WorkerOptions("w1", "q", "d", work, idle_seconds=1, heartbeat_seconds=0.5)
+    options = WorkerOptions(WORKER, "q", "d", work, idle_seconds=1, heartbeat_seconds=0.5)
     assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
     reports = [r for _, p, b in host.calls if p.endswith("/complete") for r in b["reports"]]
     assert [r["exit_code"] for r in reports] == [1]
@@ -236,7 +241,7 @@ def test_two_jobs_ending_together_take_the_lease_mark_away(tmp_path: Path) -> No
     at = time.time() + 1.0
     script = f"#!{sys.executable}\nimport time; time.sleep(max(0, {at} - time.time()))\n"
     host = StubHost([job(1, script), job(2, script)])
-    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=0.5)
+    options = WorkerOptions(WORKER, "q", "d", tmp_path / "w", idle_seconds=0.5)
     assert options.self_fence
     assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
     assert host.reported().keys() == {1, 2}
@@ -258,7 +263,7 @@ def test_a_job_started_beside_one_that_ends_keeps_its_processes(tmp_path: Path) 
                 host.jobs.append(job(2, "sleep 1; exit 3"))
 
     host.on_call = second_claim_brings_job_2
-    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=1)
+    options = WorkerOptions(WORKER, "q", "d", tmp_path / "w", idle_seconds=1)
     assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
     reported = host.reported()
     assert reported.keys() == {1, 2}
@@ -267,7 +272,7 @@ def test_a_job_started_beside_one_that_ends_keeps_its_processes(tmp_path: Path) 
 
 def test_held_jobs_stay_held_when_handing_them_back_fails(tmp_path: Path) -> None:
     host = StubHost([])
-    agent = WorkerAgent(host, WorkerOptions("w1", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    agent = WorkerAgent(host, WorkerOptions(WORKER, "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
     agent._held_jobs.extend([job(1, "true"), job(2, "true")])
 
     def host_down(path: str, body: Any) -> None:
@@ -289,7 +294,7 @@ def test_each_held_job_goes_back_when_its_own_claim_is_old(tmp_path: Path) -> No
     """A job held for room goes back once a third of its lease has passed since its own
     claim, whatever the other held jobs did meanwhile; a young one stays."""
     host = StubHost([])
-    agent = WorkerAgent(host, WorkerOptions("w1", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    agent = WorkerAgent(host, WorkerOptions(WORKER, "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
     old, young = job(1, "true"), job(2, "true")  # leases of 30 s
     agent._held_jobs.extend([*agent._stamp([old], clock() - 11), *agent._stamp([young], clock())])
     agent._hand_back_stale()
@@ -315,7 +320,7 @@ def test_a_job_whose_thread_cannot_start_waits_and_runs(
 
     monkeypatch.setattr(threading.Thread, "start", start)
     host = StubHost([job(1, "exit 4")])
-    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=1)
+    options = WorkerOptions(WORKER, "q", "d", tmp_path / "w", idle_seconds=1)
     agent = WorkerAgent(host, options)  # type: ignore[arg-type]
     runner = threading.Thread(target=agent.run, daemon=True)
     real_start(runner)
@@ -349,20 +354,41 @@ class FeedingHost(StubHost):
     [
         ("http://127.0.0.1:1", 64),
         ("https://a1b2c3.execute-api.eu-west-1.amazonaws.com/prod", 16),
+        ("https://hyper.example.org", 16),  # behind a proxy, say: its limits are not known
     ],
 )
 def test_short_jobs_are_claimed_in_batches_growing_to_what_the_host_carries(
-    tmp_path: Path, url: str, most: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, most: int
 ) -> None:
-    """Reports of short jobs bring back more and more of them, up to 64 from a
-    local host (fewer round trips, each costing the host more than a short job) and 16
-    from an AWS host (whose answers API Gateway keeps within 6 MB); all of them run."""
+    """Reports of short jobs bring back more and more of them, up to 64 from a host on
+    the worker's machine (fewer round trips, each costing the host more than a short job)
+    and 16 from any other (an AWS host's answers API Gateway keeps within 6 MB); all of
+    them run."""
+    monkeypatch.setattr(agent_module, "SHORT_JOB_SECONDS", 30.0)  # short, on a busy machine too
     host = FeedingHost([job(n, "true", vcpus=1) for n in range(1, 201)])
     host.url = url  # type: ignore[misc]
-    options = WorkerOptions("w1", "q", "d", tmp_path / "w", idle_seconds=0.5)
+    options = WorkerOptions(WORKER, "q", "d", tmp_path / "w", idle_seconds=0.5)
     assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
     asked = [b["claim_next"] for _, p, b in host.calls if p.endswith("/complete")]
     assert max(asked) == most
     claims = [n for n in asked if n]  # a report may also claim nothing (its batch not run)
     assert claims == sorted(claims) and claims[0] < most  # growing while jobs stay short
+    assert not [p for _, p, _ in host.calls if p.endswith("/return")]
     assert sorted(host.reported()) == list(range(1, 201))
+
+
+@pytest.mark.e2e
+def test_jobs_held_behind_a_job_that_turned_out_long_go_back_within_a_second(
+    tmp_path: Path,
+) -> None:
+    """Jobs claimed to follow a job that then runs long go back to the host after about a
+    second, for other workers, not after a third of their lease (10 s here)."""
+    host = StubHost([job(1, "sleep 3", vcpus=1), job(2, "true", vcpus=1), job(3, "true", vcpus=1)])
+    options = WorkerOptions(WORKER, "q", "d", tmp_path / "w", idle_seconds=0.5)
+    assert WorkerAgent(host, options).run() == 0  # type: ignore[arg-type]
+    returns = [(at, b) for at, p, b in host.calls if p.endswith("/return")]
+    assert [b for _, b in returns] == [
+        {"jobs": [{"job_id": 2, "attempt": 1}, {"job_id": 3, "attempt": 1}]}
+    ]
+    assert 0.9 < returns[0][0] < 2.5
+    assert list(host.reported()) == [1]

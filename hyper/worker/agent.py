@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hyper import capacity
-from hyper.client import HostClient, on_lambda
+from hyper.client import HostClient, on_this_machine
 from hyper.errors import Conflict, HostFailure, HostUnreachable, HyperError
 from hyper.messages import TIMINGS, ClaimedJob, ClaimRef, Completion, Ending, ending
 from hyper.worker.lease import clock
@@ -51,14 +51,18 @@ __all__ = ["DEFAULT_TIME_LIMIT_SECONDS", "LEASE_MARK", "Placement", "WorkerAgent
 
 SHORT_JOB_SECONDS = 0.05  # jobs shorter than this are claimed and reported in batches
 # short jobs claimed per round trip, at most: each round trip costs the host more than
-# the jobs it brings; an AWS host's answers are kept within what API Gateway carries
-PREFETCH_MAX = 64
-LAMBDA_PREFETCH_MAX = 16
+# the jobs it brings. A host on the worker's own machine takes more; from any other (an
+# AWS host, whose answers API Gateway keeps within 6 MB, or one behind a proxy) fewer
+NEARBY_PREFETCH_MAX = 64
+PREFETCH_MAX = 16
 # under a walltime (a pilot), a job with no time limit is taken to need this long
 DEFAULT_TIME_LIMIT_SECONDS = 600
 # a claimed job waiting for room on its worker goes back to the host after this share of
 # its lease (its lease is not renewed while it waits)
 HOLD_SHARE = 1 / 3
+# ... and all of them at once when every running job has run this long: they were claimed
+# as short jobs' successors, and the jobs they wait behind were not short after all
+BEHIND_LONG_SECONDS = 1.0
 STOP_WAIT_SECONDS = 5.0  # on SIGTERM: how long the jobs that had ended get to be reported
 
 
@@ -88,6 +92,7 @@ class Lanes:
         lane = threading.current_thread()
         while True:
             body()
+            del body  # an idle lane holds nothing of its last job
             lane.name = self.IDLE
             with self._lock:
                 self._idle += 1
@@ -109,7 +114,6 @@ class WorkerAgent:
         self._lock = threading.Lock()  # guards the placements' state
         self._ended = threading.Event()  # a job thread finished
         self._lanes = Lanes()
-        self._prefetch_max = LAMBDA_PREFETCH_MAX if on_lambda(client.url) else PREFETCH_MAX
         self._runner = JobRunner(client, options, self._packing.machine_cpus, self._count)
         self._sweep = False  # a job ended while others ran: its orphans wait for a quiet time
         self._interruptible = False  # SIGTERM may leave the run loop (not its last steps)
@@ -179,6 +183,7 @@ class WorkerAgent:
         born = time.monotonic()
         idle_since = born
         prefetch = 1
+        prefetch_max = NEARBY_PREFETCH_MAX if on_this_machine(self.client.url) else PREFETCH_MAX
         become_subreaper()  # what a job leaves behind stays the worker's to end
         self._interruptible = True
         try:
@@ -186,7 +191,7 @@ class WorkerAgent:
                 ended = self._collect()
                 if ended:
                     short = all(p.short for p in ended)
-                    prefetch = min(prefetch * 2, self._prefetch_max) if short else 1
+                    prefetch = min(prefetch * 2, prefetch_max) if short else 1
                 if self._running or ended:
                     idle_since = time.monotonic()
                 if not self._start_held(born):
@@ -276,6 +281,7 @@ class WorkerAgent:
         thread could be started."""
         with self._lock:
             placement = self._packing.place(request)
+            placement.started = time.monotonic()
             self._running[job.key] = placement
             room = self._packing.room()
             # others may run beside it: they do, or there is room for more
@@ -331,12 +337,18 @@ class WorkerAgent:
 
     def _hand_back_stale(self) -> None:
         """Held jobs that waited too long for room go back, so that other workers run
-        them (their leases are not renewed while they wait): each aged from its own claim."""
+        them (their leases are not renewed while they wait): each aged from its own claim,
+        or all of them once the jobs they wait behind turned out long."""
         now = clock()
+        running = list(self._running.values())
+        behind_long = bool(running) and all(
+            time.monotonic() - p.started > BEHIND_LONG_SECONDS for p in running
+        )
         stale = [
             job
             for job in self._held_jobs
-            if now - self._claimed_at.get(job.key, now) > job.lease_seconds * HOLD_SHARE
+            if behind_long
+            or now - self._claimed_at.get(job.key, now) > job.lease_seconds * HOLD_SHARE
         ]
         if stale:
             with contextlib.suppress(HyperError):

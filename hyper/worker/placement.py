@@ -27,6 +27,7 @@ class Placement:
     exited: bool = False  # its script ended (before any SIGTERM of the worker)
     killed: bool = False  # ended by the worker's SIGTERM: not reported, its lease runs out
     tree: bool = False  # it runs under a keeper of its own processes (hyper.worker.jobreaper)
+    started: float = 0.0  # when the worker started it (monotonic)
 
 
 class Packing:
