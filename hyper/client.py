@@ -81,19 +81,24 @@ LAMBDA_SUBMIT_BYTES = 3_000_000
 LAMBDA_HOSTS = (".amazonaws.com", ".amazonaws.com.cn")
 
 
+def _url_host(url: str) -> str:
+    """The host name of a URL, lower case, without user, port or IPv6 brackets."""
+    where = url.partition("://")[2].partition("/")[0].rpartition("@")[2].lower()
+    return where[1:].partition("]")[0] if where.startswith("[") else where.partition(":")[0]
+
+
 def on_lambda(url: str) -> bool:
     """Whether a host's URL is an API Gateway endpoint (an AWS host's)."""
-    host = url.partition("://")[2].partition("/")[0].partition(":")[0].lower()
+    host = _url_host(url)
     return ".execute-api." in host and host.endswith(LAMBDA_HOSTS)
 
 
 def on_this_machine(url: str) -> bool:
     """Whether a host's URL is on this machine: its Unix socket, or a loopback address."""
-    if url.startswith("unix:"):
-        return True
-    where = url.partition("://")[2].partition("/")[0].rpartition("@")[2].lower()
-    host = where[1:].partition("]")[0] if where.startswith("[") else where.partition(":")[0]
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+    host = _url_host(url)
+    return (
+        url.startswith("unix:") or host == "localhost" or host.startswith("127.") or host == "::1"
+    )
 
 
 def _batches(

@@ -263,13 +263,10 @@ class JobCgroup:
         self.home = home  # the worker's own cgroup
 
     @classmethod
-    def make(
-        cls, worker_id: str, job_id: int, attempt: int, parent: Path | None = None
-    ) -> JobCgroup | None:
-        """A new cgroup for the attempt, under `parent` (by default this process's own
-        cgroup); None where cgroup v2 is missing or not writable."""
-        parent = parent or cgroup_parent()
-        if parent is None or not os.access(parent / "cgroup.procs", os.W_OK):
+    def make(cls, worker_id: str, job_id: int, attempt: int, parent: Path) -> JobCgroup | None:
+        """A new cgroup for the attempt, under `parent` (the worker's own cgroup, from
+        cgroup_parent); None where it is not writable."""
+        if not os.access(parent / "cgroup.procs", os.W_OK):
             return None
         folder = parent / cgroup_name(worker_id, job_id, attempt)
         try:

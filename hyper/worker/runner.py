@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import signal
@@ -124,8 +125,6 @@ class JobRunner:
         self.spawn = threading.Lock()  # one job starts at a time (its CPUs)
         self.stopping = False  # SIGTERM: nothing starts any more
         self.cgroups = options.cgroups  # a cgroup v2 of its own for each job, where writable
-        self._cgroup_home: Path | None = None  # the worker's own cgroup, where theirs go
-        self._cgroup_home_known = False
 
     def patiently(self, call: Callable[..., Any], *args: Any) -> Any:
         """Repeat a call while the host is down or failing, up to the patience limit."""
@@ -336,13 +335,13 @@ class JobRunner:
 
     def _cgroup(self, job_id: int, attempt: int) -> JobCgroup | None:
         """The attempt's own cgroup, under the worker's (looked for at its first job)."""
-        if not self.cgroups:
-            return None
-        if not self._cgroup_home_known:
-            self._cgroup_home, self._cgroup_home_known = cgroup_parent(), True
-        if self._cgroup_home is None:
-            return None
-        return JobCgroup.make(self.options.worker_id, job_id, attempt, self._cgroup_home)
+        home = self._cgroup_home if self.cgroups else None
+        return JobCgroup.make(self.options.worker_id, job_id, attempt, home) if home else None
+
+    @functools.cached_property
+    def _cgroup_home(self) -> Path | None:
+        """The worker's own cgroup, where its jobs' go (None without cgroup v2)."""
+        return cgroup_parent()
 
     def _enter_file(self) -> Path | None:
         """The file a bash script's shell reads to enter its cgroup (ENTER_BY_BASH_ENV),
