@@ -38,7 +38,8 @@ EXIT_NOT_ENTERED = 126  # a job that could not enter its cgroup (its first proce
 OUTSIDE_ITS_CGROUP = "stopped: it was not in its cgroup (it could not enter it)"
 # the start of a job in a cgroup: `sh -c ENTER_CGROUP PROCS COMMAND...` (PROCS is $0)
 ENTER_CGROUP = (
-    'echo $$ > "$0" || { echo "hyper: the job could not enter its cgroup $0" >&2; exit 126; }\n'
+    'echo $$ > "$0" || { echo "hyper: the job could not enter its cgroup $0" >&2; '
+    f"exit {EXIT_NOT_ENTERED}; }}\n"
     'exec "$@"'
 )
 # the same for a script bash runs (no shebang), with no shell before it: bash reads the file
@@ -48,7 +49,7 @@ ENTER_BY_BASH_ENV = (
     "builtin unset BASH_ENV\n"
     '{ builtin echo $$ >| "$HYPER_CGROUP_PROCS"; } 2>/dev/null || {\n'
     '  builtin echo "hyper: the job could not enter its cgroup $HYPER_CGROUP_PROCS" >&2\n'
-    "  builtin exit 126; }\n"
+    f"  builtin exit {EXIT_NOT_ENTERED}; }}\n"
     "builtin unset HYPER_CGROUP_PROCS\n"
 )
 # what makes bash skip BASH_ENV (POSIX mode) or read it differently (options, functions)
