@@ -96,9 +96,14 @@ def on_lambda(url: str) -> bool:
 def on_this_machine(url: str) -> bool:
     """Whether a host's URL is on this machine: its Unix socket, or a loopback address."""
     host = _url_host(url)
-    return (
-        url.startswith("unix:") or host == "localhost" or host.startswith("127.") or host == "::1"
-    )
+    if url.startswith("unix:") or host == "localhost":
+        return True
+    import ipaddress  # only the worker asks, once: not at every command's start
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only localhost is surely this machine
+        return False
 
 
 def _batches(

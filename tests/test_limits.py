@@ -27,6 +27,7 @@ from hyper.client import (
     HostClient,
     _batches,
     on_lambda,
+    on_this_machine,
 )
 from hyper.errors import UsageError
 from hyper.host.app import create_app
@@ -96,6 +97,16 @@ def test_the_client_splits_by_count_and_by_size() -> None:
     assert sum(len(b) for b in batches) == 12 and len(batches) > 1
     assert [j for b in batches for j in b] == heavy  # in order
     assert all(sum(len(str(j["script"])) for j in b) <= SUBMIT_BATCH_BYTES for b in batches)
+
+
+def test_which_urls_are_this_machine_and_which_api_gateway() -> None:
+    """Loopback addresses and the Unix socket are this machine (a worker asks more of
+    them at once); a name merely starting like one is not. China's API Gateway is AWS's."""
+    for url in ("unix:/h/hyper.sock", "http://127.0.0.1:8", "https://[::1]:9/", "http://localhost"):
+        assert on_this_machine(url), url
+    for url in ("http://127.example.com", "http://10.0.0.1:8", "https://hyper.example.org"):
+        assert not on_this_machine(url), url
+    assert on_lambda("https://abc.execute-api.cn-north-1.amazonaws.com.cn/v1")
 
 
 def test_an_aws_hosts_client_keeps_within_lambdas_6_mb() -> None:
