@@ -178,6 +178,7 @@ def test_a_locked_store_refuses_writes_with_one_line_and_recovers(local: LocalHo
 
 
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -308,6 +309,7 @@ def test_killed_workers_lose_no_job(local: LocalHost) -> None:
 
 
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_a_killed_workers_job_does_not_run_on_beside_its_retry(local: LocalHost) -> None:
     local.script("long.sh", "echo $$ > leader.$HYPER_ATTEMPT\nsleep 600\n")
     job_id = local.ok("qsub", "-r", "1", *Q, "long.sh").strip()
@@ -328,6 +330,7 @@ def test_a_killed_workers_job_does_not_run_on_beside_its_retry(local: LocalHost)
 
 
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_qdel_wins_over_a_dying_worker(local: LocalHost) -> None:
     """A job with retries left is cancelled and its worker killed at the same moment: it
     ends Cancelled and never starts again."""

@@ -154,6 +154,7 @@ fi
 
 @pytest.mark.slow
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_a_stalled_workers_job_never_runs_beside_its_retry(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -190,6 +191,7 @@ def test_a_stalled_workers_job_never_runs_beside_its_retry(
 
 @pytest.mark.slow
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_a_pools_node_ends_its_stalled_workers_job_before_the_lease_runs_out(
     hyper_home: Path, tmp_path: Path
 ) -> None:
@@ -228,6 +230,7 @@ def test_a_pools_node_ends_its_stalled_workers_job_before_the_lease_runs_out(
 
 @pytest.mark.slow
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_a_stalled_daemon_fails_no_healthy_job(hyper_home: Path, tmp_path: Path) -> None:
     """Finding 4: the daemon SIGSTOPped for 10 s, over three of its 3 s leases (and past
     the silence after which it forgets workers), while a -r 0 job runs: when it is back it
@@ -252,6 +255,7 @@ def test_a_stalled_daemon_fails_no_healthy_job(hyper_home: Path, tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_a_time_limit_holds_while_the_daemon_is_stopped(hyper_home: Path, tmp_path: Path) -> None:
     """Finding 7's last part: a -t 0:03 job is stopped by its worker at 3 s although the
     daemon is SIGSTOPped all along; it then ends Failed with the time limit's exit code."""
@@ -299,6 +303,7 @@ def _self_fencing_worker(local: LocalHost, worker_id: str) -> subprocess.Popen[b
 
 @pytest.mark.slow
 @pytest.mark.alone
+@pytest.mark.beside  # paced by its leases and stops
 def test_a_worker_that_cannot_renew_its_lease_stops_its_job_itself(
     hyper_home: Path, tmp_path: Path
 ) -> None:
