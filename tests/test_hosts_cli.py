@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +15,13 @@ from prompt_toolkit.output import DummyOutput
 from typer.testing import CliRunner
 
 from hyper import config, local_host
-from hyper.cli import app, main
+from hyper.cli import GROUPS, main, make_app
 from hyper.cli.hosts import ask_host_request
 from hyper.hosts import HostRequest
 
 
 def hyper(*argv: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(argv), input=input)
+    result = CliRunner().invoke(make_app(), list(argv), input=input)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -180,9 +182,33 @@ def _commands(group, prefix=()):
 
 
 def test_every_command_has_help() -> None:
-    for path, command in _commands(app):
+    for path, command in _commands(make_app()):
         assert command.help or command.short_help, f"hyper {' '.join(path)} has no help"
         for sub in getattr(command, "commands", {}).values():
             assert sub.help, f"hyper {' '.join(path)} {sub.name} has no help"
             code, out, _ = hyper(*path, sub.name, "--help")
             assert code == 0 and "Usage" in out
+
+
+def test_a_command_loads_only_its_own_group_and_reads_as_in_the_whole_app() -> None:
+    """`hyper GROUP ...` builds the app with that group alone: the same commands, options
+    and help as in `hyper --help`'s app, without the other groups' modules."""
+    import typer.main
+
+    whole = typer.main.get_command(make_app()).commands
+    for name in GROUPS:
+        alone = typer.main.get_command(make_app(name)).commands
+        assert set(alone) == {name, "dashboard", "dialect-path"}
+        ours, theirs = alone[name], whole[name]
+        assert ours.commands.keys() == theirs.commands.keys(), name
+        for sub in theirs.commands:
+            params = [(p.name, p.opts, p.default) for p in ours.commands[sub].params]
+            assert params == [(p.name, p.opts, p.default) for p in theirs.commands[sub].params]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom hyper.cli import main\n"
+         "main(['queues', 'list-queues', '--help'])\nprint(sorted(sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "'hyper.cli.resources'" in loaded
+    for other in ("hyper.cli.hosts", "hyper.cli.workflows", "hyper.cli.worker", "hyper.cli.data"):
+        assert f"'{other}'" not in loaded

@@ -12,10 +12,10 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from typer.testing import CliRunner
 
-from hyper.cli import app
+from hyper.cli import make_app
 from hyper.cli import questions as q
-from hyper.cli.resources import pair_arguments, to_spec
-from hyper.cli.walkthrough import Answers, Question, parse, walk
+from hyper.cli.resources import to_spec
+from hyper.cli.walkthrough import Answers, Question, pair_arguments, parse, walk
 from hyper.errors import UsageError
 from hyper.models import ClusterSpec, DefinitionSpec, QueueSpec, RegionSpec, ResourceKind
 
@@ -491,7 +491,7 @@ def test_pair_arguments() -> None:
 
 
 def _subcommands() -> list[tuple[str, str, Any]]:
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(make_app())
     return [
         (group_name, name, command)
         for group_name, group in root.commands.items()
@@ -500,7 +500,7 @@ def _subcommands() -> list[tuple[str, str, Any]]:
 
 
 def test_every_command_has_help() -> None:
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(make_app())
     for group_name, group in root.commands.items():
         assert group.help, f"hyper {group_name} has no help"
     commands = _subcommands()
@@ -530,5 +530,5 @@ def test_every_option_of_an_add_command_has_help() -> None:
 
 
 def test_add_command_help_runs() -> None:
-    result = CliRunner().invoke(app, ["clusters", "add-cluster", "--help"])
+    result = CliRunner().invoke(make_app(), ["clusters", "add-cluster", "--help"])
     assert result.exit_code == 0 and "--max-vcpus" in result.stdout

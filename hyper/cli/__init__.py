@@ -7,14 +7,31 @@ stdin is not a terminal.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from hyper.cli import dashboard, data, dialects, hosts, items, resources, tasks, worker, workflows
+from hyper.cli.walkthrough import pair_arguments
 from hyper.errors import EXIT_FAILURE, EXIT_USAGE, HyperError, is_utf8, one_line
+
+# each group's module and the Typer in it: a command loads its own group's modules only,
+# `hyper --help` every group's
+GROUPS = {
+    "hosts": ("hyper.cli.hosts", "app"),
+    "regions": ("hyper.cli.resources", "regions"),
+    "clusters": ("hyper.cli.resources", "clusters"),
+    "queues": ("hyper.cli.resources", "queues"),
+    "images": ("hyper.cli.resources", "images"),
+    "definitions": ("hyper.cli.resources", "definitions"),
+    "worker": ("hyper.cli.worker", "app"),
+    "workflows": ("hyper.cli.workflows", "app"),
+    "tasks": ("hyper.cli.tasks", "app"),
+    "items": ("hyper.cli.items", "app"),
+    "data": ("hyper.cli.data", "app"),
+}
 
 
 class HyperGroup(TyperGroup):
@@ -31,28 +48,26 @@ class HyperGroup(TyperGroup):
             ctx.exit(EXIT_FAILURE)
 
 
-app = typer.Typer(
-    name="hyper",
-    cls=HyperGroup,
-    help="Manage hyper hosts and their resources.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    add_completion=False,
-)
-app.add_typer(hosts.app, name="hosts")
-app.add_typer(resources.regions, name="regions")
-app.add_typer(resources.clusters, name="clusters")
-app.add_typer(resources.queues, name="queues")
-app.add_typer(resources.images, name="images")
-app.add_typer(resources.definitions, name="definitions")
-app.add_typer(worker.app, name="worker")
-app.add_typer(workflows.app, name="workflows")
-app.add_typer(tasks.app, name="tasks")
-app.add_typer(items.app, name="items")
-app.add_typer(data.app, name="data")
-app.command("dashboard")(dashboard.command)
-app.command("dialect-path")(dialects.dialect_path)
+def make_app(group: str | None = None) -> typer.Typer:
+    """The ``hyper`` command with every group, or with only `group` among them (the
+    others' modules are not imported: most of a command's start)."""
+    app = typer.Typer(
+        name="hyper",
+        cls=HyperGroup,
+        help="Manage hyper hosts and their resources.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        add_completion=False,
+    )
+    for name, (module, attribute) in GROUPS.items():
+        if group in (None, name):
+            app.add_typer(getattr(importlib.import_module(module), attribute), name=name)
+    from hyper.cli import dashboard, dialects  # small; two commands keep `hyper` a group
+
+    app.command("dashboard")(dashboard.command)
+    app.command("dialect-path")(dialects.dialect_path)
+    return app
 
 
 def _click_errors() -> Any:
@@ -66,13 +81,14 @@ def _click_errors() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     errors = _click_errors()
-    args = resources.pair_arguments(sys.argv[1:] if argv is None else argv)
+    args = pair_arguments(sys.argv[1:] if argv is None else argv)
     for arg in args:
         if not is_utf8(arg):
             sys.stderr.write(f"hyper: argument '{one_line(arg)}' is not valid UTF-8\n")
             return EXIT_USAGE
     try:
-        code = app(args=args, prog_name="hyper", standalone_mode=False)
+        group = args[0] if args and args[0] in GROUPS else None
+        code = make_app(group)(args=args, prog_name="hyper", standalone_mode=False)
     except errors.UsageError as error:
         sys.stderr.write(f"hyper: {error.format_message()}\n")
         return EXIT_USAGE

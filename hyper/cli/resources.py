@@ -27,7 +27,6 @@ from hyper.errors import HyperError, NotFound, UsageError
 from hyper.models import DeployStatus, ResourceKind
 
 SETTLE_TIMEOUT = 600.0
-PAIR_FLAGS = ("-rw", "--region-distribution-weights", "--compute-resources-tags")
 
 
 def connect(host: str | None) -> HostClient:
@@ -362,19 +361,3 @@ images.command("replace-with-local-image")(
     _command(_replace, [*map(_option, q.REPLACE_IMAGE), _yes, WAIT, HOST],
              "Use a locally built image (repo:tag) for an image.")
 )  # fmt: skip
-
-
-def pair_arguments(argv: list[str]) -> list[str]:
-    """`-rw us-east-1 5` as the original tool wrote it, into `-rw us-east-1=5`."""
-    out: list[str] = []
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        out.append(word)
-        index += 1
-        pair = word in PAIR_FLAGS and index + 1 < len(argv) and "=" not in argv[index]
-        value = argv[index + 1] if pair else ""
-        if pair and (not value.startswith("-") or value[1:].isdigit()):  # `-rw r -1` too
-            out.append(f"{argv[index]}={argv[index + 1]}")
-            index += 2
-    return out

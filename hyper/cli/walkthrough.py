@@ -225,3 +225,23 @@ def walk(
         context[question.key] = answers.get(question.key, question.default)
     refuse_missing(missing)
     return answers
+
+
+# flags the original tool took as two words: `-rw REGION WEIGHT`
+PAIR_FLAGS = ("-rw", "--region-distribution-weights", "--compute-resources-tags")
+
+
+def pair_arguments(argv: list[str]) -> list[str]:
+    """`-rw us-east-1 5` as the original tool wrote it, into `-rw us-east-1=5`."""
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        out.append(word)
+        index += 1
+        pair = word in PAIR_FLAGS and index + 1 < len(argv) and "=" not in argv[index]
+        value = argv[index + 1] if pair else ""
+        if pair and (not value.startswith("-") or value[1:].isdigit()):  # `-rw r -1` too
+            out.append(f"{argv[index]}={argv[index + 1]}")
+            index += 2
+    return out
