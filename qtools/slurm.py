@@ -352,7 +352,10 @@ def squeue(argv: list[str]) -> int:
         else:
             finished = bool(wanted & set(states.FINISHED))
             since = time.time() - MIN_JOB_AGE
-            jobs = dialect.fetch_all(client, finished=finished, collapse=False, since=since)
+            one = partitions if partitions and "," not in partitions else None
+            jobs = dialect.fetch_all(
+                client, finished=finished, collapse=False, queue=one, since=since
+            )
             jobs = [job for job in jobs if job["status"] in wanted]
     if users is not None and not dialect.is_me(users):
         jobs = []

@@ -76,6 +76,10 @@ def test_slurm_commands(local: LocalHost) -> None:
     held = ok(local, "sbatch --parsable -H args.sh").strip()
     assert ok(local, f"squeue -h -o '%i %t %r' -j {held}") == f"{held} PD JobHeldUser\n"
     assert held in ok(local, "squeue --me -h -o %i")
+    # -p: one partition is asked of the host, several are filtered here; the same lines
+    assert ok(local, "squeue -h -o %i -p sample-queue-1") == f"{held}\n"
+    assert ok(local, "squeue -h -o %i -p elsewhere,sample-queue-1") == f"{held}\n"
+    assert ok(local, "squeue -h -o %i --partition elsewhere") == ""
     listed = json.loads(ok(local, f"squeue --json -j {held}"))["jobs"]
     assert [(j["job_id"], j["job_state"]) for j in listed] == [(int(held), ["PENDING"])]
     shown = ok(local, f"scontrol show job {held}")
