@@ -27,6 +27,7 @@ from hyper.store.base import (
     CancelResult,
     JobFilter,
     JobRecord,
+    LogEntry,
     NewJob,
     Store,
     WorkerRecord,
@@ -168,6 +169,20 @@ def test_get_job_fields_with_and_without_script(any_store: Store) -> None:
     assert with_script is not None
     assert with_script.script == "echo one\n"
     assert with_script.as_dict()["status"] == "Waiting"
+
+
+def test_records_as_dicts_hold_every_field_and_their_values() -> None:
+    """as_dict gives what dataclasses.asdict gives, statuses and kinds as their values."""
+    options = {"request": {"cpus": 2}, "deps": [{"kind": "afterok", "target": 1}]}
+    record = JobRecord(
+        id=7, name="n", queue=Q, definition=D, status=JobStatus.RUNNING, retries=1,
+        retries_left=1, attempt=1, exit_code=None, reason=None, cancel_requested=False,
+        worker_id="w", lease_until=2.0, submit_dir="/tmp", env={"A": "1"}, created=1.0,
+        started=1.5, ended=None, array_id=6, array_index=1, options=options,
+    )  # fmt: skip
+    assert record.as_dict() == {**dataclasses.asdict(record), "status": "Running"}
+    entry = LogEntry(seq=3, job_id=7, attempt=1, kind=LogKind.STDOUT, time=1.0, text="hi\n")
+    assert entry.as_dict() == {**dataclasses.asdict(entry), "kind": "STDOUT"}
 
 
 def test_get_job_unknown_is_none(any_store: Store) -> None:
