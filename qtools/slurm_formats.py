@@ -60,63 +60,61 @@ class Fields:
         self.job = job
         self.server = server
         self.said = states.words(job)
-        self._table: dict[str, Callable[[], str]] | None = None
+        self.options = job.get("options") or {}
 
     def value(self, name: str) -> str:
-        if self._table is None:  # made once per job, not once per column
-            self._table = self._make_table()
-        if name not in self._table:
+        field = FIELDS.get(name)
+        if field is None:
             raise UsageError(f'Invalid field requested: "{name}"')
-        return self._table[name]()
+        return field(self)
 
-    def _make_table(self) -> dict[str, Callable[[], str]]:
-        job, said = self.job, self.said
-        options = job.get("options") or {}
-        array = job.get("array_id")
-        table: dict[str, Callable[[], str]] = {
-            "jobid": lambda: slurm_id(job),
-            "jobidraw": lambda: str(job["id"]),
-            "jobarrayid": lambda: slurm_id(job),
-            "arrayjobid": lambda: str(array if array is not None else job["id"]),
-            "arraytaskid": lambda: str(job["array_index"]) if array is not None else "N/A",
-            "jobname": lambda: job["name"],
-            "name": lambda: job["name"],
-            "partition": lambda: job["queue"],
-            "account": lambda: "",
-            "alloccpus": lambda: str(dialect.requested(job)[0]),
-            "ncpus": lambda: str(dialect.requested(job)[0]),
-            "nnodes": lambda: "1",
-            "numnodes": lambda: "1",
-            "state": lambda: said.slurm,
-            "statecompact": lambda: said.slurm_compact,
-            "exitcode": lambda: states.slurm_exit_code(job),
-            "derivedexitcode": lambda: states.slurm_exit_code(job),
-            "elapsed": lambda: _duration(dialect.elapsed(job)),
-            "elapsedraw": lambda: str(int(dialect.elapsed(job))),
-            "timeused": lambda: _short_duration(dialect.elapsed(job)),
-            "timelimit": lambda: _minutes(job.get("time_limit")),
-            "submit": lambda: dialect.iso(job.get("created")),
-            "submittime": lambda: dialect.iso(job.get("created")),
-            "start": lambda: dialect.iso(job.get("started")),
-            "starttime": lambda: dialect.iso(job.get("started")),
-            "end": lambda: dialect.iso(job.get("ended")),
-            "endtime": lambda: dialect.iso(job.get("ended")),
-            "user": dialect.user,
-            "username": dialect.user,
-            "uid": lambda: str(__import__("os").getuid()),
-            "nodelist": lambda: self.server if job.get("started") else "None assigned",
-            "reason": lambda: said.slurm_reason,
-            "workdir": lambda: job.get("submit_dir") or "",
-            "stdout": lambda: options.get("stdout") or "",
-            "stderr": lambda: options.get("stderr") or options.get("stdout") or "",
-            "priority": lambda: str(job.get("priority") or 0),
-            "qos": lambda: "normal",
-            "comment": lambda: job.get("reason") or "",
-            "reqmem": lambda: f"{dialect.requested(job)[1] or 0}M",
-            "maxrss": lambda: _maxrss(job),
-            "cluster": lambda: "hyper",
-        }
-        return table
+
+# each field of a job by its Slurm name; made once, not once per job listed
+FIELDS: dict[str, Callable[[Fields], str]] = {
+    "jobid": lambda f: slurm_id(f.job),
+    "jobidraw": lambda f: str(f.job["id"]),
+    "jobarrayid": lambda f: slurm_id(f.job),
+    "arrayjobid": lambda f: str(
+        f.job["id"] if f.job.get("array_id") is None else f.job["array_id"]
+    ),
+    "arraytaskid": lambda f: "N/A" if f.job.get("array_id") is None else str(f.job["array_index"]),
+    "jobname": lambda f: f.job["name"],
+    "name": lambda f: f.job["name"],
+    "partition": lambda f: f.job["queue"],
+    "account": lambda f: "",
+    "alloccpus": lambda f: str(dialect.requested(f.job)[0]),
+    "ncpus": lambda f: str(dialect.requested(f.job)[0]),
+    "nnodes": lambda f: "1",
+    "numnodes": lambda f: "1",
+    "state": lambda f: f.said.slurm,
+    "statecompact": lambda f: f.said.slurm_compact,
+    "exitcode": lambda f: states.slurm_exit_code(f.job),
+    "derivedexitcode": lambda f: states.slurm_exit_code(f.job),
+    "elapsed": lambda f: _duration(dialect.elapsed(f.job)),
+    "elapsedraw": lambda f: str(int(dialect.elapsed(f.job))),
+    "timeused": lambda f: _short_duration(dialect.elapsed(f.job)),
+    "timelimit": lambda f: _minutes(f.job.get("time_limit")),
+    "submit": lambda f: dialect.iso(f.job.get("created")),
+    "submittime": lambda f: dialect.iso(f.job.get("created")),
+    "start": lambda f: dialect.iso(f.job.get("started")),
+    "starttime": lambda f: dialect.iso(f.job.get("started")),
+    "end": lambda f: dialect.iso(f.job.get("ended")),
+    "endtime": lambda f: dialect.iso(f.job.get("ended")),
+    "user": lambda f: dialect.user(),
+    "username": lambda f: dialect.user(),
+    "uid": lambda f: str(__import__("os").getuid()),
+    "nodelist": lambda f: f.server if f.job.get("started") else "None assigned",
+    "reason": lambda f: f.said.slurm_reason,
+    "workdir": lambda f: f.job.get("submit_dir") or "",
+    "stdout": lambda f: f.options.get("stdout") or "",
+    "stderr": lambda f: f.options.get("stderr") or f.options.get("stdout") or "",
+    "priority": lambda f: str(f.job.get("priority") or 0),
+    "qos": lambda f: "normal",
+    "comment": lambda f: f.job.get("reason") or "",
+    "reqmem": lambda f: f"{dialect.requested(f.job)[1] or 0}M",
+    "maxrss": lambda f: _maxrss(f.job),
+    "cluster": lambda f: "hyper",
+}
 
 
 SQUEUE_DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
