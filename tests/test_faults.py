@@ -177,8 +177,7 @@ def test_a_locked_store_refuses_writes_with_one_line_and_recovers(local: LocalHo
     assert "Held: 2 " in local.ok("qstat")
 
 
-@pytest.mark.alone
-@pytest.mark.beside  # paced by its leases and stops
+@pytest.mark.alone  # one at a time: its 2-3 s leases do not hold on a loaded machine
 def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
     hyper_home: Path, tmp_path: Path
 ) -> None:

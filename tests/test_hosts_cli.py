@@ -15,7 +15,7 @@ from prompt_toolkit.output import DummyOutput
 from typer.testing import CliRunner
 
 from hyper import config, local_host
-from hyper.cli import GROUPS, main, make_app
+from hyper.cli import COMMANDS, GROUPS, main, make_app
 from hyper.cli.hosts import ask_host_request
 from hyper.hosts import HostRequest
 
@@ -191,24 +191,36 @@ def test_every_command_has_help() -> None:
 
 
 def test_a_command_loads_only_its_own_group_and_reads_as_in_the_whole_app() -> None:
-    """`hyper GROUP ...` builds the app with that group alone: the same commands, options
-    and help as in `hyper --help`'s app, without the other groups' modules."""
+    """`hyper GROUP ...` builds the app with that group alone (`hyper dialect-path` and
+    `hyper dashboard` with no group): every command's help reads as in the whole app's,
+    and the other groups' modules are not imported."""
     import typer.main
 
-    whole = typer.main.get_command(make_app()).commands
-    for name in GROUPS:
-        alone = typer.main.get_command(make_app(name)).commands
-        assert set(alone) == {name, "dashboard", "dialect-path"}
-        ours, theirs = alone[name], whole[name]
-        assert ours.commands.keys() == theirs.commands.keys(), name
-        for sub in theirs.commands:
-            params = [(p.name, p.opts, p.default) for p in ours.commands[sub].params]
-            assert params == [(p.name, p.opts, p.default) for p in theirs.commands[sub].params]
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom hyper.cli import main\n"
-         "main(['queues', 'list-queues', '--help'])\nprint(sorted(sys.modules))"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert "'hyper.cli.resources'" in loaded
-    for other in ("hyper.cli.hosts", "hyper.cli.workflows", "hyper.cli.worker", "hyper.cli.data"):
-        assert f"'{other}'" not in loaded
+    whole = make_app()
+    for name in (*GROUPS, *COMMANDS):
+        alone = make_app(name)
+        shown = set(typer.main.get_command(alone).commands)
+        assert shown == ({name} if name in GROUPS else set()) | set(COMMANDS), name
+        group = typer.main.get_command(whole).commands[name]
+        for argv in [
+            [name, "--help"],
+            *([name, sub, "--help"] for sub in getattr(group, "commands", {})),
+        ]:
+            ours, theirs = CliRunner().invoke(alone, argv), CliRunner().invoke(whole, argv)
+            assert (ours.exit_code, ours.stdout) == (theirs.exit_code, theirs.stdout), argv
+    script = (
+        "import sys\nfrom hyper.cli import main\nmain(sys.argv[1:])\nprint(sorted(sys.modules))"
+    )
+    for argv, kept in ((["queues", "list-queues", "--help"], "hyper.cli.resources"),
+                       (["dialect-path", "--help"], "hyper.cli.dialects")):  # fmt: skip
+        loaded = subprocess.run(
+            [sys.executable, "-c", script, *argv], capture_output=True, text=True, check=True
+        ).stdout
+        assert f"'{kept}'" in loaded
+        for other in (
+            "hyper.cli.hosts",
+            "hyper.cli.workflows",
+            "hyper.cli.worker",
+            "hyper.cli.data",
+        ):
+            assert f"'{other}'" not in loaded, (argv, other)

@@ -229,8 +229,7 @@ def test_a_pools_node_ends_its_stalled_workers_job_before_the_lease_runs_out(
 
 
 @pytest.mark.slow
-@pytest.mark.alone
-@pytest.mark.beside  # paced by its leases and stops
+@pytest.mark.alone  # one at a time: its 2-3 s leases do not hold on a loaded machine
 def test_a_stalled_daemon_fails_no_healthy_job(hyper_home: Path, tmp_path: Path) -> None:
     """Finding 4: the daemon SIGSTOPped for 10 s, over three of its 3 s leases (and past
     the silence after which it forgets workers), while a -r 0 job runs: when it is back it

@@ -32,6 +32,7 @@ GROUPS = {
     "items": ("hyper.cli.items", "app"),
     "data": ("hyper.cli.data", "app"),
 }
+COMMANDS = ("dashboard", "dialect-path")  # commands of their own, in every app: no group
 
 
 class HyperGroup(TyperGroup):
@@ -49,8 +50,9 @@ class HyperGroup(TyperGroup):
 
 
 def make_app(group: str | None = None) -> typer.Typer:
-    """The ``hyper`` command with every group, or with only `group` among them (the
-    others' modules are not imported: most of a command's start)."""
+    """The ``hyper`` command with every group, or with only `group` among them (none,
+    for one of COMMANDS): the others' modules are not imported, most of a command's
+    start."""
     app = typer.Typer(
         name="hyper",
         cls=HyperGroup,
@@ -65,8 +67,8 @@ def make_app(group: str | None = None) -> typer.Typer:
             app.add_typer(getattr(importlib.import_module(module), attribute), name=name)
     from hyper.cli import dashboard, dialects  # small; two commands keep `hyper` a group
 
-    app.command("dashboard")(dashboard.command)
-    app.command("dialect-path")(dialects.dialect_path)
+    app.command(COMMANDS[0])(dashboard.command)
+    app.command(COMMANDS[1])(dialects.dialect_path)
     return app
 
 
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"hyper: argument '{one_line(arg)}' is not valid UTF-8\n")
             return EXIT_USAGE
     try:
-        group = args[0] if args and args[0] in GROUPS else None
+        group = args[0] if args and (args[0] in GROUPS or args[0] in COMMANDS) else None
         code = make_app(group)(args=args, prog_name="hyper", standalone_mode=False)
     except errors.UsageError as error:
         sys.stderr.write(f"hyper: {error.format_message()}\n")

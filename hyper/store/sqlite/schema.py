@@ -215,8 +215,8 @@ def _where(where: JobFilter, alias: str = "j.") -> tuple[str, list[Any]]:
     if where.statuses:
         clauses.append(f"{alias}status IN ({_in(where.statuses)})")
         args.extend(s.value for s in where.statuses)
-        if set(where.statuses) <= set(UNFINISHED):  # implied, and lets jobs_unfinished serve
-            clauses.append(f"{alias}{UNFINISHED_TERM}")
+        if where.queue is not None and set(where.statuses) == set(UNFINISHED):
+            clauses.append(f"{alias}{UNFINISHED_TERM}")  # implied: lets jobs_unfinished serve
     if where.array_id is not None:
         clauses.append(f"{alias}array_id = ?")
         args.append(where.array_id)
