@@ -32,7 +32,11 @@ GROUPS = {
     "items": ("hyper.cli.items", "app"),
     "data": ("hyper.cli.data", "app"),
 }
-COMMANDS = ("dashboard", "dialect-path")  # commands of their own, in every app: no group
+# commands of their own, not in a group: in every app (two keep `hyper` a group)
+COMMANDS = {
+    "dashboard": ("hyper.cli.dashboard", "command"),
+    "dialect-path": ("hyper.cli.dialects", "dialect_path"),
+}
 
 
 class HyperGroup(TyperGroup):
@@ -64,12 +68,14 @@ def make_app(group: str | None = None) -> typer.Typer:
     )
     for name, (module, attribute) in GROUPS.items():
         if group in (None, name):
-            app.add_typer(getattr(importlib.import_module(module), attribute), name=name)
-    from hyper.cli import dashboard, dialects  # small; two commands keep `hyper` a group
-
-    app.command(COMMANDS[0])(dashboard.command)
-    app.command(COMMANDS[1])(dialects.dialect_path)
+            app.add_typer(_loaded(module, attribute), name=name)
+    for name, (module, attribute) in COMMANDS.items():
+        app.command(name)(_loaded(module, attribute))
     return app
+
+
+def _loaded(module: str, attribute: str) -> Any:
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _click_errors() -> Any:
