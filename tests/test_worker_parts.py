@@ -80,7 +80,8 @@ assert become_subreaper()
 subprocess.run(["bash", "-c", "( setsid sleep {a} & ); env -i setsid -f sleep {b};"
                 " bash -c '(sleep {c} &) &'"], check=True)
 deadline = time.monotonic() + 10
-while len(descendants(os.getpid())) < 3 and time.monotonic() < deadline:
+# exactly the three sleeps: a shell that forked one may not have exited yet
+while len(descendants(os.getpid())) != 3 and time.monotonic() < deadline:
     time.sleep(0.05)
 print(len(descendants(os.getpid())), flush=True)
 kill_descendants()
