@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -948,3 +949,17 @@ def test_batch_completion_claims_nothing_after_a_refused_report(api: TestClient)
     answer = api.post("/workers/W/complete", json={"reports": reports, "claim_next": 2}).json()
     assert answer == {"statuses": ["Successful", None], "jobs": []}
     assert api.get(f"/jobs/{ids[1]}").json()["status"] == "Waiting"
+
+
+def test_a_stopping_host_answers_its_long_polls_at_once(api: TestClient) -> None:
+    """On SIGTERM the daemon tells the service (hyper/host/daemon.py): a job's wait and a
+    worker's claim answer with what there is, so the server closes their connections at
+    once instead of cutting them after its grace period. Without that, each waits its 20 s."""
+    (held,) = submit(api, submission(hold=True))
+    with ThreadPoolExecutor(2) as pool:
+        job = pool.submit(api.get, f"/jobs/{held}", params={"wait": 60})
+        claimed = pool.submit(claim, api, "w-stopping", 1, 60)
+        time.sleep(0.5)  # both wait now (or not yet: once it stops, none waits at all)
+        api.portal.call(api.app.state.service.stop_waiting)
+        assert job.result(timeout=10).json()["status"] == "Held"
+        assert claimed.result(timeout=10) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hyper import local_host
 from hyper.errors import EXIT_CANCELLED, EXIT_UNREACHABLE
 from tests.conftest import BIN, ROOT, LocalHost, running_local_host
 
@@ -213,6 +214,17 @@ def test_daemon_killed_with_jobs_in_flight(local: LocalHost) -> None:
         record = local.wait_finished(job_id, timeout=60)
         assert record["status"] == "Successful"
         assert local.ok("qlog", job_id) == f"start {job_id}\nend {job_id}\n"
+
+
+def test_stopping_the_host_answers_its_workers_long_poll_instead_of_cutting_it(
+    local: LocalHost,
+) -> None:
+    local.script("x.sh", "true\n")
+    local.ok("qsub", "--wait", *Q, "x.sh")  # its worker now waits for more in a long-poll
+    assert local_host.stop(local.config)
+    log = (local.data_dir / local_host.LOG_FILE).read_text()
+    assert "host local stopped" in log
+    assert " ERROR " not in log and "graceful shutdown exceeded" not in log, log[-3000:]
 
 
 def test_bad_input_gets_one_line_and_changes_nothing(local: LocalHost) -> None:

@@ -124,6 +124,20 @@ class HostService:
         self.deployer = Deployer(store, provider, on_change=self.work_arrived.fire)
         self.workflows = WorkflowEngine(ServiceWorkflowHost(self))
         self._limits: dict[str, tuple[float, int]] = {}  # definition: (read at, output limit)
+        self._stopping = False  # the host is stopping: long-polls answer at once
+
+    def stop_waiting(self) -> None:
+        """The host is stopping: every long-poll answers now with what it has (clients
+        ask again), so that the server closes its connections at once instead of cutting
+        them after its grace period."""
+        self._stopping = True
+        for pulse in (self.work_arrived, self.jobs_changed, self.assignments):
+            pulse.fire()
+
+    def _left(self, deadline: float) -> float:
+        """How long a long-poll may still wait: until `deadline`, or not at all once the
+        host is stopping."""
+        return 0.0 if self._stopping else deadline - time.monotonic()
 
     # jobs ---------------------------------------------------------------------
 
@@ -282,7 +296,7 @@ class HostService:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             job = self.job(job_id)
-            left = deadline - time.monotonic()
+            left = self._left(deadline)
             if job.finished or left <= 0:
                 return job
             await self.jobs_changed.wait(left)
@@ -336,7 +350,7 @@ class HostService:
         while True:
             finished = self.job(job_id).finished
             entries, full = self._log_page(job_id, kinds, after)
-            left = deadline - time.monotonic()
+            left = self._left(deadline)
             if entries or finished or left <= 0:
                 # the reader is done once the job is and this page was not full
                 return entries, finished and not full
@@ -400,7 +414,7 @@ class HostService:
                 time.time(),
                 fits,
             )
-            left = deadline - time.monotonic()
+            left = self._left(deadline)
             if jobs or left <= 0:
                 break
             await self.work_arrived.wait(left)
@@ -631,7 +645,7 @@ class HostService:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             workers = self.store.take_assignments(node_id, time.time())
-            left = deadline - time.monotonic()
+            left = self._left(deadline)
             if workers or left <= 0:
                 break
             await self.assignments.wait(left)

@@ -26,7 +26,7 @@ import resource
 import signal
 import socket
 import ssl
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,12 @@ class GuardedProtocol(HttpToolsProtocol):
 class Server(uvicorn.Server):
     """uvicorn's server, stopped by SIGTERM/SIGINT through the event loop, so that the
     daemon's own clean-up runs afterwards (uvicorn would raise the signal again and die
-    of it)."""
+    of it). `on_stop` runs as the signal comes, before the server waits for requests
+    in flight to end."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -132,6 +137,7 @@ class Server(uvicorn.Server):
 
     def _stop(self) -> None:
         self.should_exit = True
+        self._on_stop()
 
 
 def raise_file_limit() -> int:

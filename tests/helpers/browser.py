@@ -68,10 +68,16 @@ def chromium() -> Iterator[Any]:
 
 
 def wait_until(check: Callable[[], T], timeout: float = 60, what: str = "") -> T:
-    """The first true value `check` gives, asked every 0.2 s within `timeout`."""
+    """The first true value `check` gives, asked every 0.2 s within `timeout`. An element
+    not there yet, or gone with its page, is asked again (a page between two documents has
+    neither), as Selenium's own waits do."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
+        value: T | None = None
+        with contextlib.suppress(NoSuchElementException, StaleElementReferenceException):
+            value = check()
         if value:
             return value
         if time.monotonic() > deadline:
