@@ -356,7 +356,10 @@ def walk_through(local: LocalHost, *command: str, name: str) -> str:
     )  # fmt: skip
     child.expect("name")
     child.send(name + "\r")
-    while child.expect([r"\?", pexpect.EOF]) == 0:
+    # a question's mark, not the "?" of the terminal's escape sequences (ESC [ ? 25 h):
+    # each question shows it when asked and again with its answer, an Enter each time
+    # (one too many answers the next question's default early, as a user typing ahead)
+    while child.expect([r"(?<!\[)\?", pexpect.EOF]) == 0:
         child.send("\r")
     child.close()
     assert child.exitstatus == 0, child.before
