@@ -82,6 +82,13 @@ class StoreUnavailable(HyperError):
     exit_code = EXIT_FAILURE
 
 
+class HostStopping(HyperError):
+    """The host is stopping: a request that would wait for news is refused, to be sent
+    again once the host is back."""
+
+    exit_code = EXIT_FAILURE
+
+
 class DeployFailed(HyperError):
     exit_code = EXIT_FAILURE
 

@@ -951,15 +951,18 @@ def test_batch_completion_claims_nothing_after_a_refused_report(api: TestClient)
     assert api.get(f"/jobs/{ids[1]}").json()["status"] == "Waiting"
 
 
-def test_a_stopping_host_answers_its_long_polls_at_once(api: TestClient) -> None:
-    """On SIGTERM the daemon tells the service (hyper/host/daemon.py): a job's wait and a
-    worker's claim answer with what there is, so the server closes their connections at
-    once instead of cutting them after its grace period. Without that, each waits its 20 s."""
+def test_a_stopping_host_refuses_its_long_polls_at_once(api: TestClient) -> None:
+    """Once the daemon tells the service it stops (SIGTERM), a job's wait and a worker's
+    claim that have nothing to answer are refused with 503 at once, where each would
+    have held its connection for 20 s; a request that does not wait is still served."""
     (held,) = submit(api, submission(hold=True))
     with ThreadPoolExecutor(2) as pool:
         job = pool.submit(api.get, f"/jobs/{held}", params={"wait": 60})
-        claimed = pool.submit(claim, api, "w-stopping", 1, 60)
+        body = {"queue": Q, "definition": D, "limit": 1, "wait": 60}
+        claimed = pool.submit(api.post, "/workers/w-stopping/claim", json=body)
         time.sleep(0.5)  # both wait now (or not yet: once it stops, none waits at all)
         api.portal.call(api.app.state.service.stop_waiting)
-        assert job.result(timeout=10).json()["status"] == "Held"
-        assert claimed.result(timeout=10) == []
+        for answer in (job.result(timeout=10), claimed.result(timeout=10)):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["detail"] == "the host is stopping; send it again once it is back"
+    assert api.get(f"/jobs/{held}").json()["status"] == "Held"

@@ -50,12 +50,13 @@ def attribute(driver: Any, selector: str, name: str) -> str | None:
 
 
 def body(driver: Any) -> str:
-    """The page's text; "" while a refresh replaces the body found (a waiter asks again)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    """The page's text; "" while a refresh replaces the body found, or a page between
+    two documents has none (a waiter asks again)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
     try:
         return str(driver.find_element("tag name", "body").text)
-    except StaleElementReferenceException:
+    except (NoSuchElementException, StaleElementReferenceException):
         return ""
 
 

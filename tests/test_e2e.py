@@ -216,7 +216,7 @@ def test_daemon_killed_with_jobs_in_flight(local: LocalHost) -> None:
         assert local.ok("qlog", job_id) == f"start {job_id}\nend {job_id}\n"
 
 
-def test_stopping_the_host_answers_its_workers_long_poll_instead_of_cutting_it(
+def test_stopping_the_host_ends_its_workers_long_poll_instead_of_cutting_it(
     local: LocalHost,
 ) -> None:
     local.script("x.sh", "true\n")

@@ -18,7 +18,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from hyper.errors import Conflict, HyperError, NotFound, StoreUnavailable, UsageError
+from hyper.errors import (
+    Conflict,
+    HostStopping,
+    HyperError,
+    NotFound,
+    StoreUnavailable,
+    UsageError,
+)
 from hyper.host.auth import Keys
 from hyper.host.dashboard import router as dashboard
 from hyper.host.deps import authenticated
@@ -41,6 +48,7 @@ HTTP_STATUS = (
     (Conflict, 409),
     (UsageError, 400),
     (StoreUnavailable, 503),  # nothing was changed: the client may send it again
+    (HostStopping, 503),  # the same, once the host is back
 )
 
 

@@ -123,13 +123,12 @@ def _serve(settings: Any, store: Any, bind: str, port: int, log: logging.Logger)
             access_log=False,
             lifespan=lifespan,
             http=serving.GuardedProtocol.limits(cap, settings.header_timeout_seconds),
-            timeout_graceful_shutdown=1,  # for a request still running once long-polls ended
+            timeout_graceful_shutdown=1,  # what still runs; long-polls end at once (stop_waiting)
             timeout_keep_alive=int(settings.idle_timeout_seconds),
         )
         made.load()
         return made
 
-    # on SIGTERM, workers' and commands' long-polls answer at once: nothing waits to be cut
     server = serving.Server(config(settings.max_connections, "on"), app.state.service.stop_waiting)
     # the doors listen already: what connects now waits for the app to start
     _write_state(data_dir, settings.url, tls_url)

@@ -13,7 +13,7 @@ from typing import Any
 
 from hyper import capacity, jobspec, output, resources
 from hyper.deployer import Deployer
-from hyper.errors import Conflict, NotFound, UsageError
+from hyper.errors import Conflict, HostStopping, NotFound, UsageError
 from hyper.host.schemas import (
     MAX_ID,
     ArrayBody,
@@ -124,20 +124,29 @@ class HostService:
         self.deployer = Deployer(store, provider, on_change=self.work_arrived.fire)
         self.workflows = WorkflowEngine(ServiceWorkflowHost(self))
         self._limits: dict[str, tuple[float, int]] = {}  # definition: (read at, output limit)
-        self._stopping = False  # the host is stopping: long-polls answer at once
+        self._stopping = False
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def stop_waiting(self) -> None:
-        """The host is stopping: every long-poll answers now with what it has (clients
-        ask again), so that the server closes its connections at once instead of cutting
-        them after its grace period."""
+        """The host is stopping: long-polls (claims, a job's wait, a log's follow, a
+        machine's assignments) stop waiting, so that the server can close their
+        connections at once rather than cut them after its grace period. Those that
+        have nothing to answer yet are refused (503): their clients pause and send them
+        again, to the host once it is back (a claim takes no job it cannot hand out)."""
         self._stopping = True
         for pulse in (self.work_arrived, self.jobs_changed, self.assignments):
             pulse.fire()
 
-    def _left(self, deadline: float) -> float:
-        """How long a long-poll may still wait: until `deadline`, or not at all once the
-        host is stopping."""
-        return 0.0 if self._stopping else deadline - time.monotonic()
+    async def _wait(self, pulse: Pulse, seconds: float) -> None:
+        """A long-poll's wait for `pulse`, at most `seconds`; HostStopping once the host
+        stops (stop_waiting)."""
+        if not self._stopping:
+            await pulse.wait(seconds)
+        if self._stopping:
+            raise HostStopping("the host is stopping; send it again once it is back")
 
     # jobs ---------------------------------------------------------------------
 
@@ -296,10 +305,10 @@ class HostService:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             job = self.job(job_id)
-            left = self._left(deadline)
+            left = deadline - time.monotonic()
             if job.finished or left <= 0:
                 return job
-            await self.jobs_changed.wait(left)
+            await self._wait(self.jobs_changed, left)
 
     def named(self, ids: Sequence[str], where: JobFilter) -> JobFilter:
         """`where`, narrowed to the jobs and tasks `ids` name."""
@@ -350,11 +359,11 @@ class HostService:
         while True:
             finished = self.job(job_id).finished
             entries, full = self._log_page(job_id, kinds, after)
-            left = self._left(deadline)
+            left = deadline - time.monotonic()
             if entries or finished or left <= 0:
                 # the reader is done once the job is and this page was not full
                 return entries, finished and not full
-            await self.jobs_changed.wait(left)
+            await self._wait(self.jobs_changed, left)
 
     def _log_page(
         self, job_id: int, kinds: Sequence[LogKind], after: int
@@ -414,10 +423,10 @@ class HostService:
                 time.time(),
                 fits,
             )
-            left = self._left(deadline)
+            left = deadline - time.monotonic()
             if jobs or left <= 0:
                 break
-            await self.work_arrived.wait(left)
+            await self._wait(self.work_arrived, left)
         if jobs:
             self.jobs_changed.fire()
         image = self._container_image(spec)
@@ -645,10 +654,10 @@ class HostService:
         deadline = time.monotonic() + min(wait, self.settings.max_wait_seconds)
         while True:
             workers = self.store.take_assignments(node_id, time.time())
-            left = self._left(deadline)
+            left = deadline - time.monotonic()
             if workers or left <= 0:
                 break
-            await self.assignments.wait(left)
+            await self._wait(self.assignments, left)
         settings = self.settings
         assignments = []
         for w in workers:

@@ -121,8 +121,8 @@ class GuardedProtocol(HttpToolsProtocol):
 class Server(uvicorn.Server):
     """uvicorn's server, stopped by SIGTERM/SIGINT through the event loop, so that the
     daemon's own clean-up runs afterwards (uvicorn would raise the signal again and die
-    of it). `on_stop` runs as the signal comes, before the server waits for requests
-    in flight to end."""
+    of it). `on_stop` runs as the signal comes, before the server waits for the requests
+    in flight."""
 
     def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
         super().__init__(config)

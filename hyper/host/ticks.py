@@ -49,12 +49,13 @@ class Ticker:
 
 
 async def run_ticks(ticker: Ticker, settings: HostSettings) -> None:
-    """Tick until cancelled: every `scheduler_seconds`, and at once when work arrives.
-    Once an hour (and at start) finished jobs older than the retention are purged."""
+    """Tick until cancelled or the host stops: every `scheduler_seconds`, and at once
+    when work arrives. Once an hour (and at start) finished jobs older than the retention
+    are purged."""
     service = ticker.service
     next_purge = time.monotonic()
     burst = False
-    while True:
+    while not service.stopping:
         if time.monotonic() >= next_purge and hasattr(service.store, "purge"):
             next_purge = time.monotonic() + PURGE_PERIOD_SECONDS
             try:

@@ -68,16 +68,10 @@ def chromium() -> Iterator[Any]:
 
 
 def wait_until(check: Callable[[], T], timeout: float = 60, what: str = "") -> T:
-    """The first true value `check` gives, asked every 0.2 s within `timeout`. An element
-    not there yet, or gone with its page, is asked again (a page between two documents has
-    neither), as Selenium's own waits do."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
+    """The first true value `check` gives, asked every 0.2 s within `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        value: T | None = None
-        with contextlib.suppress(NoSuchElementException, StaleElementReferenceException):
-            value = check()
+        value = check()
         if value:
             return value
         if time.monotonic() > deadline:
