@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hyper import local_host
+from hyper import config, local_host
 from hyper.errors import EXIT_CANCELLED, EXIT_UNREACHABLE
 from tests.conftest import BIN, ROOT, LocalHost, running_local_host
 
@@ -225,6 +226,28 @@ def test_stopping_the_host_ends_its_workers_long_poll_instead_of_cutting_it(
     log = (local.data_dir / local_host.LOG_FILE).read_text()
     assert "host local stopped" in log
     assert " ERROR " not in log and "graceful shutdown exceeded" not in log, log[-3000:]
+
+
+def test_a_worker_that_left_while_the_host_was_stopped_is_forgotten_at_its_start(
+    local: LocalHost,
+) -> None:
+    """It could not tell the host it left: its slot is freed at the first tick, not
+    after a lease of silence, so the next job starts at once."""
+    local.script("x.sh", "true\n")
+    local.ok("qsub", "--wait", *Q, "x.sh")
+    assert local_host.stop(local.config)
+    (pid,) = local.worker_pids()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # it would leave by itself, after its patience
+    local.wait_for(lambda: not alive(pid), 10, "the worker to be gone")
+    local_host.start(config.load_host("local"))
+
+    def state() -> str:
+        with contextlib.closing(sqlite3.connect(local.data_dir / "hyper.db")) as db:
+            (row,) = db.execute("SELECT state FROM workers WHERE pid = ?", (pid,))
+        return str(row[0])
+
+    local.wait_for(lambda: state() == "EXITED", 10, "the worker to be forgotten")
 
 
 def test_bad_input_gets_one_line_and_changes_nothing(local: LocalHost) -> None:

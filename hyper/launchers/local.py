@@ -35,6 +35,17 @@ def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest)
 ORPHAN_PATIENCE_SECONDS = 5.0  # how long a dead worker's jobs may take to die of SIGKILL
 
 
+def _gone(pid: int) -> bool:
+    """No process has `pid`, or only one that ended and waits to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:  # unreadable: it is there
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")  # after the name, its state
+
+
 class LocalLauncher(Launcher):
     kind = "local"
 
@@ -57,9 +68,10 @@ class LocalLauncher(Launcher):
                 return True
             del self._children[worker.pid]
             return False
-        # started by an earlier run of the daemon: its pid may have been reused since, so
-        # only silence can tell
-        return None
+        # started by an earlier run of the daemon: gone when no process has its pid (it
+        # left while the host was stopped, unable to say so); a process that has it may
+        # be another that reused the pid, so then only silence can tell
+        return False if _gone(worker.pid) else None
 
     def stop(self, worker: WorkerRecord) -> None:
         """A stuck worker of ours: woken (it may be stopped) and asked to end, which ends
