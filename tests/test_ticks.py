@@ -23,7 +23,7 @@ def _ticking(fires: Any) -> list[float]:
     async def main() -> None:
         pulse = Pulse()
         started = time.monotonic()
-        service = SimpleNamespace(store=object(), work_arrived=pulse)  # a store with no purge
+        service = SimpleNamespace(store=object(), work_arrived=pulse, stopping=False)  # no purge
         ticker = SimpleNamespace(
             service=service, tick=lambda now: ticks.append(time.monotonic() - started)
         )
@@ -70,3 +70,23 @@ def test_work_after_a_quiet_spell_ticks_at_once() -> None:
     ticks = _ticking(lone)
     assert len(ticks) == 2  # at start, and for the fire
     assert 0.3 <= ticks[1] < 0.3 + TICK_GAP_SECONDS / 2, ticks
+
+
+def test_a_stopping_host_ticks_no_more() -> None:
+    """A stop fires the work pulse to end the long-polls (HostService.stop_waiting): the
+    tick loop ends instead of ticking once more."""
+    ticks: list[float] = []
+
+    async def main() -> None:
+        pulse = Pulse()
+        service = SimpleNamespace(store=object(), work_arrived=pulse, stopping=False)
+        ticker = SimpleNamespace(service=service, tick=ticks.append)
+        settings = HostSettings(data_dir=Path("/nonexistent"), api_key="k", scheduler_seconds=5.0)
+        loop = asyncio.create_task(run_ticks(ticker, settings))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)  # its tick at start
+        service.stopping = True
+        pulse.fire()
+        await asyncio.wait_for(loop, 2)  # it ends by itself
+
+    asyncio.run(main())
+    assert len(ticks) == 1
