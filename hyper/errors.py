@@ -86,8 +86,6 @@ class HostStopping(HyperError):
     """The host is stopping: a request that would wait for news is refused, to be sent
     again once the host is back."""
 
-    exit_code = EXIT_FAILURE
-
 
 class DeployFailed(HyperError):
     exit_code = EXIT_FAILURE

@@ -3,6 +3,7 @@ squeue's ``-o`` and ``-O`` columns, and the ``--json`` documents of squeue and s
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
@@ -102,7 +103,7 @@ FIELDS: dict[str, Callable[[Fields], str]] = {
     "endtime": lambda f: dialect.iso(f.job.get("ended")),
     "user": lambda f: dialect.user(),
     "username": lambda f: dialect.user(),
-    "uid": lambda f: str(__import__("os").getuid()),
+    "uid": lambda f: str(os.getuid()),
     "nodelist": lambda f: f.server if f.job.get("started") else "None assigned",
     "reason": lambda f: f.said.slurm_reason,
     "workdir": lambda f: f.job.get("submit_dir") or "",

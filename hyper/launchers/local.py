@@ -12,7 +12,7 @@ from pathlib import Path
 from hyper.host_settings import HostSettings
 from hyper.launchers.base import Launcher, LaunchRequest
 from hyper.store.base import WorkerRecord
-from hyper.worker.reaper import cgroup_parent, kill_cgroup, worker_cgroups
+from hyper.worker.reaper import cgroup_parent, kill_cgroup, process_state, worker_cgroups
 from hyper.worker.spawn import WorkerStart, spawn_worker
 
 
@@ -33,17 +33,6 @@ def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest)
 
 
 ORPHAN_PATIENCE_SECONDS = 5.0  # how long a dead worker's jobs may take to die of SIGKILL
-
-
-def _gone(pid: int) -> bool:
-    """No process has `pid`, or only one that ended and waits to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:  # unreadable: it is there
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")  # after the name, its state
 
 
 class LocalLauncher(Launcher):
@@ -69,9 +58,9 @@ class LocalLauncher(Launcher):
             del self._children[worker.pid]
             return False
         # started by an earlier run of the daemon: gone when no process has its pid (it
-        # left while the host was stopped, unable to say so); a process that has it may
-        # be another that reused the pid, so then only silence can tell
-        return False if _gone(worker.pid) else None
+        # left while the host was stopped, unable to say so) or only a zombie does; a
+        # live process with it may be another that reused the pid: only silence can tell
+        return False if process_state(worker.pid) in (None, "Z", "X") else None
 
     def stop(self, worker: WorkerRecord) -> None:
         """A stuck worker of ours: woken (it may be stopped) and asked to end, which ends

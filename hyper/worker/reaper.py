@@ -123,13 +123,19 @@ def _children(pid: int) -> list[int] | None:
     return found
 
 
-def _is_zombie(pid: int) -> bool:
+def process_state(pid: int) -> str | None:
+    """The state letter of process `pid` (R, S, Z for one that ended and waits to be
+    reaped...); None when no process has it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
-        return False  # reaped meanwhile: it is no one's to kill
+        return None
     # the command name may hold spaces and parentheses: fields start after the last ')'
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3].decode()
+
+
+def _is_zombie(pid: int) -> bool:
+    return process_state(pid) == "Z"  # None: reaped meanwhile, it is no one's to kill
 
 
 def _descendants_by_scan(pid: int, *, zombies: bool = False, keep: Sequence[int] = ()) -> list[int]:
