@@ -8,11 +8,12 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, LocalHost
+from tests.conftest import BIN, LocalHost, running_local_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -86,6 +87,31 @@ def test_two_one_cpu_jobs_share_a_worker_and_a_two_cpu_job_waits(local: LocalHos
     assert (c["nproc"], c["hyper_cpus"]) == (2, "2")
     shown = local.job(whole)
     assert shown["options"]["request"] == {"cpus": 2}
+
+
+@pytest.fixture
+def own_locks_host(
+    hyper_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalHost]:
+    """A local host whose workers keep their device locks apart from other tests' hosts."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    with running_local_host(hyper_home, tmp_path / "work") as handle:
+        yield handle
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: nowhere else to go")
+def test_two_workers_jobs_at_once_run_on_cpus_of_their_own(own_locks_host: LocalHost) -> None:
+    local = own_locks_host
+    _definition(local, "one", "--vcpus", "1", "--memory-limit-mib", "512")
+    flags = ("-q", "sample-queue-1", "-d", "one")
+    first = _submit(local, *flags, sleep=0.1, meet=_meet(local.cwd, "e", "f"))
+    second = _submit(local, *flags, sleep=0.1, meet=_meet(local.cwd, "f", "e"))
+    a, b = _ran(local, first), _ran(local, second)
+    assert a["worker"] != b["worker"] and _overlap(a, b), (a, b)  # two workers, at once
+    assert len(_cpus(a["cpus"])) == len(_cpus(b["cpus"])) == 1
+    assert _cpus(a["cpus"]).isdisjoint(_cpus(b["cpus"])), (a["cpus"], b["cpus"])
 
 
 def test_slurm_cpus_per_task_is_what_the_job_gets(local: LocalHost) -> None:

@@ -41,6 +41,7 @@ from hyper import capacity
 from hyper.client import HostClient, on_this_machine
 from hyper.errors import Conflict, HostFailure, HostUnreachable, HyperError
 from hyper.messages import TIMINGS, ClaimedJob, ClaimRef, Completion, Ending, ending
+from hyper.worker.devices import DeviceLocks, lock_folder
 from hyper.worker.lease import clock
 from hyper.worker.options import LEASE_MARK, WorkerOptions
 from hyper.worker.placement import Packing, Placement
@@ -109,7 +110,7 @@ class WorkerAgent:
         self._claimed_at: dict[tuple[int, int], float] = {}
         self._pending: list[Ending] = []  # reports of ended jobs, not sent yet
         self._started_any = False
-        self._packing = Packing(options.machine_shape)
+        self._packing = Packing(options.machine_shape, DeviceLocks(lock_folder()))
         self._running = self._packing.running  # (job id, attempt): its placement
         self._lock = threading.Lock()  # guards the placements' state
         self._ended = threading.Event()  # a job thread finished
@@ -162,16 +163,21 @@ class WorkerAgent:
         """Run one job to its end (hyper.worker.runner); its report, None when its lease
         was lost. Without a placement, on its own: the whole worker. `beside`: other
         jobs may run beside it."""
+        alone = placement is None
         if placement is None:
             self._packing.learn_shape(job)
             placement = self._packing.place(self._packing.request(job))
-        return self._runner.run_job(
-            job,
-            placement,
-            claimed_at=self._claimed_at.pop(job.key, None),
-            gpus_here=self._packing.has_gpus(),
-            beside=beside,
-        )
+        try:
+            return self._runner.run_job(
+                job,
+                placement,
+                claimed_at=self._claimed_at.pop(job.key, None),
+                gpus_here=self._packing.has_gpus(),
+                beside=beside,
+            )
+        finally:
+            if alone:
+                self._packing.release(placement)
 
     # the run loop ---------------------------------------------------------------------
 
@@ -315,6 +321,7 @@ class WorkerAgent:
             ended = [key for key, p in self._running.items() if p.done]
             placements = [self._running.pop(key) for key in ended]
         for placement in placements:
+            self._packing.release(placement)
             if placement.report is not None and not placement.killed:
                 self._pending.append(placement.report)
         if placements and not self._running:  # the mark is the running jobs': none left

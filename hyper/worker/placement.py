@@ -1,14 +1,16 @@
 """Packing jobs on a worker: what it has (its shape), what is left, and where each running
 job sits (its CPUs and GPUs). A worker runs as many jobs at once as fit in what it has
-left; it pins each to CPUs of its own and hands it GPUs no running job holds."""
+left; it pins each to CPUs of its own and hands it GPUs no running job holds, choosing
+first those no job of another worker on the machine holds (hyper.worker.devices)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hyper import capacity, machine
 from hyper.messages import ClaimedJob, Ending, Room
+from hyper.worker.devices import DeviceLocks
 from hyper.worker.reaper import JobCgroup
 
 
@@ -28,18 +30,22 @@ class Placement:
     killed: bool = False  # ended by the worker's SIGTERM: not reported, its lease runs out
     tree: bool = False  # it runs under a keeper of its own processes (hyper.worker.jobreaper)
     started: float = 0.0  # when the worker started it (monotonic)
+    locks: list[int] = field(default_factory=list)  # its devices' locks (hyper.worker.devices)
 
 
 class Packing:
     """A worker's shape and its running jobs' placements (keyed by job id and attempt).
     The worker's main thread changes `running`, under its lock."""
 
-    def __init__(self, machine_shape: capacity.Shape | None = None) -> None:
+    def __init__(
+        self, machine_shape: capacity.Shape | None = None, devices: DeviceLocks | None = None
+    ) -> None:
         # its machine's share when it said one, else known from the first job's definition
         self.shape: capacity.Shape | None = machine_shape
         self.given = machine_shape
         self.machine_cpus = sorted(os.sched_getaffinity(0))
         self.running: dict[tuple[int, int], Placement] = {}
+        self.devices = devices or DeviceLocks(None)
 
     def learn_shape(self, job: ClaimedJob) -> None:
         """The definition's shape; GPUs found on the machine when it declares none."""
@@ -75,8 +81,9 @@ class Packing:
         return body
 
     def place(self, request: capacity.Request) -> Placement:
-        """CPUs for the job: the machine's least used ones (a job never shares a CPU with
-        another while the worker has CPUs to spare); GPUs no running job holds."""
+        """CPUs for the job: the least used ones (a job never shares a CPU with another
+        while the worker has CPUs to spare), first those no other worker's job holds;
+        GPUs no running job holds. Its devices' locks go with it (`release`)."""
         use = {cpu: 0 for cpu in self.machine_cpus}
         taken: set[str] = set()
         for placement in self.running.values():
@@ -84,9 +91,17 @@ class Packing:
                 use[cpu] = use.get(cpu, 0) + 1
             taken.update(placement.gpus)
         order = sorted(use, key=lambda cpu: (use[cpu], cpu))
-        cpus = tuple(sorted(order[: max(1, request.cpus)]))
+        unused = {cpu for cpu, count in use.items() if not count}
+        cpus, locks = self.devices.choose("cpu", order, unused, max(1, request.cpus))
         free = [g for g in (self.shape.gpu_ids if self.shape else ()) if g not in taken]
-        return Placement(request, cpus, tuple(free[: request.gpus]))
+        gpus, gpu_locks = self.devices.choose("gpu", free, set(free), min(request.gpus, len(free)))
+        return Placement(request, tuple(sorted(cpus)), tuple(gpus), locks=locks + gpu_locks)
+
+    @staticmethod
+    def release(placement: Placement) -> None:
+        """The job ended: its devices are free for other workers' jobs."""
+        DeviceLocks.free(placement.locks)
+        placement.locks = []
 
     def has_gpus(self) -> bool:
         return bool(self.shape and self.shape.gpu_ids)

@@ -1,0 +1,97 @@
+"""Workers sharing a machine put their jobs on CPUs and GPUs no other worker's job holds
+(hyper.worker.devices): real locks in a real folder, between packings as between workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hyper import capacity
+from hyper.worker.devices import DeviceLocks, lock_folder
+from hyper.worker.placement import Packing
+
+ONE_CPU = capacity.Request(cpus=1, mem_mib=100, gpus=0)
+
+
+def packing(folder: Path, cpus: list[int], gpus: tuple[str, ...] = ()) -> Packing:
+    """A worker's packing on a machine of these CPUs and GPUs, its locks in `folder`."""
+    shape = capacity.Shape(cpus=len(cpus), mem_mib=1000, gpu_ids=gpus)
+    packed = Packing(shape, DeviceLocks(folder))
+    packed.machine_cpus = cpus
+    return packed
+
+
+def test_two_workers_one_cpu_jobs_go_to_different_cpus_and_back_when_they_end(
+    tmp_path: Path,
+) -> None:
+    first, second = packing(tmp_path, [0, 1]), packing(tmp_path, [0, 1])
+    a = first.place(ONE_CPU)
+    b = second.place(ONE_CPU)
+    assert (a.cpus, b.cpus) == ((0,), (1,))
+    third = packing(tmp_path, [0, 1]).place(ONE_CPU)  # every CPU held: it shares, as before
+    assert third.cpus == (0,) and third.locks == []
+    Packing.release(a)
+    assert packing(tmp_path, [0, 1]).place(ONE_CPU).cpus == (0,)  # free again
+
+
+def test_a_worker_never_doubles_up_its_own_jobs_to_dodge_another_workers(
+    tmp_path: Path,
+) -> None:
+    other = packing(tmp_path, [0, 1, 2]).place(ONE_CPU)  # holds CPU 0
+    mine = packing(tmp_path, [0, 1, 2])
+    for key, expected in (((1, 1), (1,)), ((2, 1), (2,)), ((3, 1), (0,))):
+        placed = mine.place(ONE_CPU)
+        mine.running[key] = placed
+        assert placed.cpus == expected  # the third shares CPU 0 with the other worker
+    assert other.cpus == (0,)
+
+
+def test_gpus_too_are_held_machine_wide(tmp_path: Path) -> None:
+    request = capacity.Request(cpus=1, mem_mib=100, gpus=1)
+    a = packing(tmp_path, [0, 1], ("3", "5")).place(request)
+    b = packing(tmp_path, [0, 1], ("3", "5")).place(request)
+    assert {a.gpus, b.gpus} == {("3",), ("5",)}
+
+
+def test_a_worker_that_dies_holds_nothing(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from hyper.worker.devices import DeviceLocks;"
+        f"DeviceLocks(__import__('pathlib').Path({str(tmp_path)!r})).take('cpu', 0);"
+        "print('held', flush=True); time.sleep(60)"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "held\n"
+            assert DeviceLocks(tmp_path).take("cpu", 0) is None
+            child.kill()
+            child.wait(timeout=10)
+            held = DeviceLocks(tmp_path).take("cpu", 0)
+            assert held is not None
+            DeviceLocks.free([held])
+        finally:
+            child.kill()
+
+
+def test_the_lock_folder_is_this_users_own_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    folder = lock_folder()
+    assert folder == tmp_path / f"hyper-devices-{os.getuid()}"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    folder.chmod(0o777)  # anyone may write in it: not to be trusted
+    assert lock_folder() is None
+    folder.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    folder.symlink_to(elsewhere)  # a link, wherever it leads: not to be trusted
+    assert lock_folder() is None
+
+
+def test_without_a_folder_no_device_is_held_and_packing_is_as_before() -> None:
+    first, second = packing(None, [0, 1]), packing(None, [0, 1])  # type: ignore[arg-type]
+    assert first.place(ONE_CPU).cpus == second.place(ONE_CPU).cpus == (0,)
