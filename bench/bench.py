@@ -468,6 +468,15 @@ def chart(figures: dict[str, list[float]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def free_stamp(day: str) -> str:
+    """The day, or DAY-runN for a later run that day: an earlier run's results are kept."""
+    stamp, run = day, 1
+    while (RESULTS / f"{stamp}.md").exists():
+        run += 1
+        stamp = f"{day}-run{run}"
+    return stamp
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -519,7 +528,7 @@ def main() -> int:
         print("\n".join(f"# {line}" for line in verdicts), file=sys.stderr)
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    stamp = free_stamp(datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     png = RESULTS / f"{stamp}.png"
     chart(figures, png)
     header = [
