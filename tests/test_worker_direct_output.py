@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -234,4 +235,31 @@ def test_an_ended_jobs_tail_goes_in_pieces_its_host_takes(
     assert keeper.flush(patience=5.0) == []
     assert transport.bodies and max(map(len, transport.bodies)) <= largest
     assert sum(map(len, transport.bodies)) >= 24 * MIB - len(chunk)  # all of the tail went
+    spool.close()
+
+
+def test_a_job_that_ends_after_a_short_line_is_not_held_for_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short read waits a little for more output (the pump's coalescing), but never past
+    the job's end: with that wait made 30 s, a job printing a line and ending is taken at
+    once, its whole output read."""
+    monkeypatch.setattr("hyper.worker.pump.COALESCE_SECONDS", 30.0)
+    process = subprocess.Popen(
+        ["/bin/bash", "-c", "echo hello; echo oops >&2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    spool = Spool(tmp_path / "s", limit=KIB)
+    pump = OutputPump(process, {}, spool)
+    started = time.monotonic()
+    while not pump.wait(1.0):
+        pass
+    pump.finish(timeout=10)
+    assert time.monotonic() - started < 20  # not one 30 s wait
+    taken = list(iter(lambda: spool.take(KIB), []))
+    assert (_streams(taken, LogKind.STDOUT), _streams(taken, LogKind.STDERR)) == (
+        "hello\n",
+        "oops\n",
+    )
     spool.close()

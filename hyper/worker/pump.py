@@ -14,6 +14,7 @@ import codecs
 import contextlib
 import fcntl
 import os
+import select
 import selectors
 import stat
 import subprocess
@@ -70,6 +71,15 @@ def direct_stdout(files: dict[LogKind, BinaryIO]) -> Direct | None:
     return Direct(handle, child, info.st_size)
 
 
+def _exit_descriptor(pid: int) -> int | None:
+    """A descriptor that becomes readable when the process ends (a pidfd, Linux 5.3 on);
+    None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 class OutputPump:
     """Reads a child's stdout and stderr as they come, in the order they come, with no
     threads: the worker waits on the pipes and the process together (`wait`). What it
@@ -90,6 +100,11 @@ class OutputPump:
         self._followed = direct.start if direct is not None else 0  # the file read up to here
         self._follow_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._selector = selectors.DefaultSelector()
+        self._exit_fd = _exit_descriptor(process.pid)
+        self._exit: select.poll | None = None  # readable once the process has ended
+        if self._exit_fd is not None:
+            self._exit = select.poll()
+            self._exit.register(self._exit_fd, select.POLLIN)
         for stream, kind in ((process.stdout, LogKind.STDOUT), (process.stderr, LogKind.STDERR)):
             if stream is not None:
                 # a larger pipe: a job writing fast waits less, and is read in fewer calls
@@ -185,8 +200,12 @@ class OutputPump:
                 self._selector.unregister(key.fd)
         if short:
             # a job writing fast in small pieces (stdio's 4 KiB) is read a pipeful at a
-            # time rather than a piece per wake-up: its output waits at most this long
-            time.sleep(COALESCE_SECONDS)
+            # time rather than a piece per wake-up: its output waits at most this long,
+            # and not at all once its process has ended
+            if self._exit is None:
+                time.sleep(COALESCE_SECONDS)
+            else:
+                self._exit.poll(COALESCE_SECONDS * 1000)
 
     def finish(self, timeout: float) -> None:
         """Read what is left until both pipes close (or `timeout`), then let them go."""
@@ -195,6 +214,9 @@ class OutputPump:
             self._read(deadline - time.monotonic())
         self._follow()
         self._selector.close()
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd, self._exit = None, None
         for stream in (self._process.stdout, self._process.stderr):
             if stream is not None:
                 stream.close()
