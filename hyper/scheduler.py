@@ -241,8 +241,10 @@ class Scheduler:
             cluster = clusters.get(q.compute_environment) if q else None
             if not waiting or q is None or d is None or cluster is None:
                 continue
-            wanted, big = self._wanted(queue_name, d, waiting + running)
             weights = self._weights(q, regions, d.name, cluster, current)
+            if all(cluster.max_vcpus - used[(q.compute_environment, r)] <= 0 for r in weights):
+                continue  # full wherever they may go: their requests need not be read
+            wanted, big = self._wanted(queue_name, d, waiting + running)
             if not any(self.launchers[regions[r].kind].sizes_workers for r in weights):
                 big = []  # no region here can size a worker for them: none started
             shares = split_by_weight(wanted + len(big), weights)

@@ -464,3 +464,21 @@ def test_requests_waiting_are_still_capped_by_the_cluster(
     build(store, max_vcpus=8, weights={"local": 1}, ratio=1, vcpus=4)
     _sized(store, 5, {"cpus": 4})
     assert scheduler.tick(time.time()).started == 2  # five wanted, 8 vCPUs hold two
+
+
+def test_a_full_cluster_reads_no_waiting_jobs_requests(
+    store: SQLiteStore, scheduler: Scheduler
+) -> None:
+    """Once the cluster holds all the workers it may, a tick starts none and does not read
+    the waiting jobs' requests to find how many it would want (a burst of short jobs
+    ticks every 50 ms)."""
+    build(store, max_vcpus=2, weights={"local": 1}, ratio=1, vcpus=1)
+    _sized(store, 50, {"cpus": 1})
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    assert scheduler.tick(time.time()).started == 2
+    assert any("$.request" in sql for sql in statements)  # read while there was room
+    statements.clear()
+    assert scheduler.tick(time.time()).started == 0
+    assert not any("$.request" in sql for sql in statements)
+    store._db.set_trace_callback(None)
