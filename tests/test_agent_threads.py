@@ -24,6 +24,7 @@ from hyper.errors import HostUnreachable
 from hyper.messages import ClaimedJob, Completion
 from hyper.worker import agent as agent_module
 from hyper.worker.agent import LEASE_MARK, WorkerAgent, WorkerOptions
+from hyper.worker.devices import DeviceLocks
 from hyper.worker.lease import clock
 from tests.conftest import wait_until
 from tests.helpers.stub_host import StubHost, job
@@ -308,7 +309,11 @@ def test_a_job_whose_thread_cannot_start_waits_and_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No thread to be had (a process limit): the job is held again and started once a
-    thread can be had, instead of the worker waiting for it forever."""
+    thread can be had, instead of the worker waiting for it forever; the CPUs it was
+    placed on were let go meanwhile (hyper.worker.devices)."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     real_start = threading.Thread.start
     refused: list[str] = []
 
@@ -328,6 +333,10 @@ def test_a_job_whose_thread_cannot_start_waits_and_runs(
     assert not runner.is_alive()
     assert refused == ["job-1.1"]
     assert host.reported() == {1: (host.reported()[1][0], 4)}
+    locks = DeviceLocks.here()
+    held = [locks.take("cpu", cpu) for cpu in sorted(os.sched_getaffinity(0))]
+    assert None not in held  # no CPU still held by the worker
+    DeviceLocks.free(fd for fd in held if fd is not None)
 
 
 class FeedingHost(StubHost):

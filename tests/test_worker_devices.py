@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hyper import capacity
-from hyper.worker.devices import DeviceLocks, lock_folder
+from hyper.worker.devices import DeviceLocks, lock_folders
 from hyper.worker.placement import Packing
 
 ONE_CPU = capacity.Request(cpus=1, mem_mib=100, gpus=0)
@@ -34,8 +34,12 @@ def test_two_workers_one_cpu_jobs_go_to_different_cpus_and_back_when_they_end(
     assert (a.cpus, b.cpus) == ((0,), (1,))
     third = packing(tmp_path, [0, 1]).place(ONE_CPU)  # every CPU held: it shares, as before
     assert third.cpus == (0,) and third.locks == []
-    Packing.release(a)
-    assert packing(tmp_path, [0, 1]).place(ONE_CPU).cpus == (0,)  # free again
+    first.release(a)
+    fourth = packing(tmp_path, [0, 1])
+    again = fourth.place(ONE_CPU)
+    assert again.cpus == (0,) and again.locks  # free again
+    for owner, placed in ((second, b), (fourth, again)):
+        owner.release(placed)
 
 
 def test_a_worker_never_doubles_up_its_own_jobs_to_dodge_another_workers(
@@ -48,13 +52,17 @@ def test_a_worker_never_doubles_up_its_own_jobs_to_dodge_another_workers(
         mine.running[key] = placed
         assert placed.cpus == expected  # the third shares CPU 0 with the other worker
     assert other.cpus == (0,)
+    for placed in [other, *mine.running.values()]:
+        mine.release(placed)
 
 
 def test_gpus_too_are_held_machine_wide(tmp_path: Path) -> None:
     request = capacity.Request(cpus=1, mem_mib=100, gpus=1)
-    a = packing(tmp_path, [0, 1], ("3", "5")).place(request)
-    b = packing(tmp_path, [0, 1], ("3", "5")).place(request)
+    first, second = packing(tmp_path, [0, 1], ("3", "5")), packing(tmp_path, [0, 1], ("3", "5"))
+    a, b = first.place(request), second.place(request)
     assert {a.gpus, b.gpus} == {("3",), ("5",)}
+    first.release(a)
+    second.release(b)
 
 
 def test_a_worker_that_dies_holds_nothing(tmp_path: Path) -> None:
@@ -80,16 +88,41 @@ def test_the_lock_folder_is_this_users_own_or_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    folder = lock_folder()
-    assert folder == tmp_path / f"hyper-devices-{os.getuid()}"
+    folder = tmp_path / f"hyper-devices-{os.getuid()}"
+    assert lock_folders()[0] == folder
+    assert DeviceLocks(folder).usable
     assert folder.stat().st_mode & 0o777 == 0o700
     folder.chmod(0o777)  # anyone may write in it: not to be trusted
-    assert lock_folder() is None
+    assert not DeviceLocks(folder).usable
     folder.rmdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
     folder.symlink_to(elsewhere)  # a link, wherever it leads: not to be trusted
-    assert lock_folder() is None
+    assert not DeviceLocks(folder).usable
+
+
+def test_an_unusable_runtime_folder_falls_back_to_the_temporary_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Slurm job carries the login node's XDG_RUNTIME_DIR, which its node may lack."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone" / "run"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # looked for again, from TMPDIR
+    monkeypatch.chdir(tmp_path / "..")
+    locks = DeviceLocks.here()
+    assert locks.usable
+    assert (tmp_path / f"hyper-devices-{os.getuid()}").is_dir()
+
+
+def test_a_planted_file_that_is_no_regular_file_holds_nothing_and_blocks_nothing(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "cpu-0")  # opening a FIFO to read would wait for a writer
+    locks = DeviceLocks(tmp_path)
+    assert locks.take("cpu", 0) is None
+    held = locks.take("cpu", 1)
+    assert held is not None
+    DeviceLocks.free([held])
 
 
 def test_without_a_folder_no_device_is_held_and_packing_is_as_before() -> None:

@@ -238,6 +238,15 @@ def test_an_ended_jobs_tail_goes_in_pieces_its_host_takes(
     spool.close()
 
 
+def _has_pidfd() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_pidfd(), reason="no pidfd here (Linux before 5.3)")
 def test_a_job_that_ends_after_a_short_line_is_not_held_for_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,7 +41,7 @@ from hyper import capacity
 from hyper.client import HostClient, on_this_machine
 from hyper.errors import Conflict, HostFailure, HostUnreachable, HyperError
 from hyper.messages import TIMINGS, ClaimedJob, ClaimRef, Completion, Ending, ending
-from hyper.worker.devices import DeviceLocks, lock_folder
+from hyper.worker.devices import DeviceLocks
 from hyper.worker.lease import clock
 from hyper.worker.options import LEASE_MARK, WorkerOptions
 from hyper.worker.placement import Packing, Placement
@@ -110,7 +110,7 @@ class WorkerAgent:
         self._claimed_at: dict[tuple[int, int], float] = {}
         self._pending: list[Ending] = []  # reports of ended jobs, not sent yet
         self._started_any = False
-        self._packing = Packing(options.machine_shape, DeviceLocks(lock_folder()))
+        self._packing = Packing(options.machine_shape, DeviceLocks.here())
         self._running = self._packing.running  # (job id, attempt): its placement
         self._lock = threading.Lock()  # guards the placements' state
         self._ended = threading.Event()  # a job thread finished
@@ -176,7 +176,7 @@ class WorkerAgent:
                 beside=beside,
             )
         finally:
-            if alone:
+            if alone:  # never in the run loop's placements, which release their own
                 self._packing.release(placement)
 
     # the run loop ---------------------------------------------------------------------
@@ -310,6 +310,7 @@ class WorkerAgent:
         except RuntimeError:  # no thread to be had (a limit): the job waits, held
             with self._lock:
                 self._running.pop(job.key, None)
+            self._packing.release(placement)
             self._held_jobs.appendleft(job)
             return False
         return True

@@ -93,14 +93,15 @@ class Packing:
         order = sorted(use, key=lambda cpu: (use[cpu], cpu))
         unused = {cpu for cpu, count in use.items() if not count}
         cpus, locks = self.devices.choose("cpu", order, unused, max(1, request.cpus))
-        free = [g for g in (self.shape.gpu_ids if self.shape else ()) if g not in taken]
-        gpus, gpu_locks = self.devices.choose("gpu", free, set(free), min(request.gpus, len(free)))
+        spare = [g for g in (self.shape.gpu_ids if self.shape else ()) if g not in taken]
+        gpus, gpu_locks = self.devices.choose(
+            "gpu", spare, set(spare), min(request.gpus, len(spare))
+        )
         return Placement(request, tuple(sorted(cpus)), tuple(gpus), locks=locks + gpu_locks)
 
-    @staticmethod
-    def release(placement: Placement) -> None:
-        """The job ended: its devices are free for other workers' jobs."""
-        DeviceLocks.free(placement.locks)
+    def release(self, placement: Placement) -> None:
+        """The job ended (or never started): its devices are free for other workers' jobs."""
+        self.devices.free(placement.locks)
         placement.locks = []
 
     def has_gpus(self) -> bool:
