@@ -179,17 +179,34 @@ def test_jobs_run_in_their_cgroups_and_the_worker_stays_in_its_own(
 
 @pytest.mark.e2e
 @pytest.mark.skipif(not _writable_cgroups(), reason="no writable cgroup v2 here")
-def test_a_job_found_outside_its_cgroup_is_stopped_at_the_first_look(
+def test_a_job_slow_to_enter_its_cgroup_runs_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel may take a while to move a job's first process into its cgroup (on a
+    loaded machine, past the worker's first look at 0.25 s; played here by a pause before
+    the way in): the job is not taken for one that never entered."""
+    monkeypatch.setattr(runner, "ENTER_BY_BASH_ENV", "sleep 0.8\n" + runner.ENTER_BY_BASH_ENV)
+    agent = WorkerAgent(StubHost([]), WorkerOptions(f"slow{os.getpid()}", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
+    report = agent.run_job(job(1, "echo ran"))
+    assert report is not None
+    assert (report["exit_code"], report.get("reason")) == (0, None)
+    assert "ran" in "".join(piece["text"] for piece in report.get("output", []))
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not _writable_cgroups(), reason="no writable cgroup v2 here")
+def test_a_job_found_outside_its_cgroup_is_stopped_once_it_had_time_to_enter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Should a job's way in be taken from it (here: the enter file says nothing), the
-    worker finds it outside its cgroup at its first look and stops it, as a job that
-    could not enter."""
+    worker finds it still outside its cgroup once it had ENTER_SECONDS to enter, and
+    stops it, as a job that could not enter."""
     monkeypatch.setattr(runner, "ENTER_BY_BASH_ENV", "true\n")
+    monkeypatch.setattr(runner, "ENTER_SECONDS", 1.0)
     agent = WorkerAgent(StubHost([]), WorkerOptions(f"out{os.getpid()}", "q", "d", tmp_path / "w"))  # type: ignore[arg-type]
     began = time.monotonic()
     report = agent.run_job(job(1, "sleep 20; echo ran"))
-    assert time.monotonic() - began < 5
+    assert 1.0 <= time.monotonic() - began < 10
     assert report is not None
     assert (report["exit_code"], report["reason"]) == (EXIT_NOT_ENTERED, OUTSIDE_ITS_CGROUP)
     assert "ran" not in "".join(piece["text"] for piece in report.get("output", []))

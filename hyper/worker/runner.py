@@ -60,6 +60,10 @@ LOOP_SECONDS = 0.25  # how often the worker looks at a running job's limits and 
 # a worker that fences itself stops its job when the host has not renewed its lease for
 # this share of the lease: the job is gone (SIGTERM, SIGKILL) before the host may retry it
 FENCE_SHARE = 2 / 3
+# a job's first process not in its cgroup this long after its start is stopped: it never
+# entered (the way in was taken from it). Before that it may still be entering: the
+# kernel takes a while to move a process into a cgroup on a busy or idle machine
+ENTER_SECONDS = 5.0
 
 
 def kill_group(pgid: int, sig: int) -> None:
@@ -404,6 +408,7 @@ class JobRunner:
         kill_at: float | None = None
         verdict = Verdict()
         started = time.monotonic()
+        entering = run.cgroup is not None  # until its first process is seen in its cgroup
         while True:
             wait = min(self.options.heartbeat_seconds, LOOP_SECONDS)
             if deadline is not None and kill_at is None:
@@ -413,12 +418,14 @@ class JobRunner:
                 return verdict
             if keeper.ident is None:  # the first look at a job still running
                 keeper.start_after(time.monotonic() - started)
-                if run.cgroup is not None and run.cgroup.holds(process.pid) is False:
-                    # it started outside its cgroup (the way in was taken from it): it
+            if entering and run.cgroup is not None:
+                entering = run.cgroup.holds(process.pid) is False
+                if entering and time.monotonic() - started > ENTER_SECONDS:
+                    # it never entered its cgroup (the way in was taken from it): it
                     # runs no further than a job that could not enter
                     verdict.reason, verdict.exit_code = OUTSIDE_ITS_CGROUP, EXIT_NOT_ENTERED
                     self.end_everything(process.pid, run.cgroup, tree=run.tree)
-                    kill_at = time.monotonic()
+                    kill_at, entering = time.monotonic(), False
                     continue
             if kill_at is not None:
                 if time.monotonic() >= kill_at:
