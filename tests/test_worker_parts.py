@@ -79,9 +79,19 @@ from hyper.worker.reaper import become_subreaper, descendants, kill_descendants
 assert become_subreaper()
 subprocess.run(["bash", "-c", "( setsid sleep {a} & ); env -i setsid -f sleep {b};"
                 " bash -c '(sleep {c} &) &'"], check=True)
-deadline = time.monotonic() + 10
-# exactly the three sleeps: a shell that forked one may not have exited yet
-while len(descendants(os.getpid())) != 3 and time.monotonic() < deadline:
+def commands():
+    found = []
+    for pid in descendants(os.getpid()):
+        try:
+            found.append(open(f"/proc/{{pid}}/cmdline", "rb").read().replace(b"\\0", b" ").strip())
+        except OSError:
+            pass
+    return sorted(found)
+deadline = time.monotonic() + 30
+# the three sleeps and nothing else: a shell may not have forked its sleep yet, or not
+# have exited after it did (three processes then, but not these three)
+sleeps = sorted(f"sleep {{n}}".encode() for n in ({a}, {b}, {c}))
+while commands() != sleeps and time.monotonic() < deadline:
     time.sleep(0.05)
 print(len(descendants(os.getpid())), flush=True)
 kill_descendants()
