@@ -20,6 +20,8 @@ from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from hyper.transport import private_folder_problem
+
 Device = TypeVar("Device", bound=Hashable)  # a CPU's number, a GPU's id
 
 
@@ -49,8 +51,7 @@ def _own_folder(path: Path) -> int | None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    info = os.fstat(fd)
-    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if private_folder_problem(fd, str(path)) is not None:
         os.close(fd)
         return None
     return fd
