@@ -15,6 +15,7 @@ import socket
 import stat
 import sys
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 
@@ -84,10 +85,18 @@ def close_all(files: dict[LogKind, BinaryIO]) -> None:
         handle.close()
 
 
-def environment(job: ClaimedJob, workdir: Path, worker_id: str) -> dict[str, str]:
-    """What the job's processes find in their environment: the worker's (but its secrets),
-    the job's own, and what hyper says of the job."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+def worker_environment() -> dict[str, str]:
+    """The worker's environment but its secrets: what every job's starts from."""
+    return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+
+
+def environment(
+    job: ClaimedJob, workdir: Path, worker_id: str, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What the job's processes find in their environment: the worker's (`base`, read
+    once by a worker that runs many jobs; by default read now), the job's own, and what
+    hyper says of the job."""
+    env = dict(base) if base is not None else worker_environment()
     env.update(job.env)
     env.update(
         {

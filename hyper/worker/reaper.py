@@ -111,8 +111,7 @@ def _children(pid: int) -> list[int] | None:
     for thread in threads:
         path = f"/proc/{pid}/task/{thread}/children"
         try:
-            with open(path, "rb", buffering=0) as file:
-                data = b"".join(iter(lambda: file.read(65536), b""))
+            data = read_whole(path)
         except FileNotFoundError:
             if os.path.exists(f"/proc/{pid}/task/{thread}"):
                 return None  # the thread is there, its list is not: no such lists here
@@ -278,8 +277,8 @@ class JobCgroup:
         folder = parent / cgroup_name(worker_id, job_id, attempt)
         try:
             with contextlib.suppress(FileExistsError):
-                folder.mkdir()
-            if not (folder / "cgroup.procs").exists():
+                os.mkdir(folder)
+            if not os.path.exists(f"{folder}/cgroup.procs"):
                 return None
         except OSError:
             return None
@@ -288,18 +287,16 @@ class JobCgroup:
     def limit(self, cpus: int, mem_mib: int) -> bool:
         """Hold the job to its CPUs (cpu.max) and memory (memory.max, no swap) where the
         machine's cgroup v2 has those controllers for us; True when memory is held here."""
-        with contextlib.suppress(OSError):
-            if (self.folder / "cpu.max").exists():
-                (self.folder / "cpu.max").write_text(f"{cpus * 100_000} 100000")
+        folder = str(self.folder)
+        with contextlib.suppress(OSError):  # no such file: no cpu controller here
+            write_control(f"{folder}/cpu.max", f"{cpus * 100_000} 100000")
         try:
-            if not (self.folder / "memory.max").exists():
-                return False
-            (self.folder / "memory.max").write_text(str(mem_mib * 2**20))
-            with contextlib.suppress(OSError):
-                (self.folder / "memory.swap.max").write_text("0")
-            return True
+            write_control(f"{folder}/memory.max", str(mem_mib * 2**20))
         except OSError:
-            return False
+            return False  # no memory controller here (or it would not take the limit)
+        with contextlib.suppress(OSError):
+            write_control(f"{folder}/memory.swap.max", "0")
+        return True
 
     def oom_kills(self) -> int:
         """How many of its processes the kernel killed for going over memory.max."""
@@ -335,7 +332,7 @@ class JobCgroup:
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):
-            self.folder.rmdir()
+            os.rmdir(self.folder)
 
 
 def _move(pid: int, folder: Path) -> bool:
@@ -346,9 +343,31 @@ def _move(pid: int, folder: Path) -> bool:
         return False
 
 
+def write_control(path: str, value: str) -> None:
+    """Write a cgroup's control file, which must be there (it is never made), at once."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def read_whole(path: str) -> bytes:
+    """The whole of a small file (a cgroup's, /proc's), read without Python's buffered
+    and text layers: a short job's start and end read several."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = []
+        while part := os.read(fd, 65536):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def cgroup_pids(folder: Path) -> list[int]:
     try:
-        return [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+        return [int(p) for p in read_whole(f"{folder}/cgroup.procs").split()]
     except (OSError, ValueError):
         return []
 

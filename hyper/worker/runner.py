@@ -47,6 +47,7 @@ from hyper.worker.reaper import (
     cgroup_parent,
     kill_descendants,
     kill_tree,
+    read_whole,
     reaper_command,
 )
 from hyper.worker.spool import Spool
@@ -129,6 +130,9 @@ class JobRunner:
         self.spawn = threading.Lock()  # one job starts at a time (its CPUs)
         self.stopping = False  # SIGTERM: nothing starts any more
         self.cgroups = options.cgroups  # a cgroup v2 of its own for each job, where writable
+        # read once: the worker's own environment does not change once it runs jobs, and
+        # decoding os.environ again costs a short job more than copying a dict
+        self.environment = prepare.worker_environment()
 
     def patiently(self, call: Callable[..., Any], *args: Any) -> Any:
         """Repeat a call while the host is down or failing, up to the patience limit."""
@@ -263,7 +267,7 @@ class JobRunner:
         job_id, attempt = job.key
         placement = start.placement
         address_space = prepare.address_space(job)  # set by the user switch, or from here
-        env = prepare.environment(job, workdir, self.options.worker_id)
+        env = prepare.environment(job, workdir, self.options.worker_id, self.environment)
         env.update(prepare.resource_variables(job, placement, start.gpus_here))
         if start.user is not None:
             env.update(start.user.variables(cwd))
@@ -354,7 +358,7 @@ class JobRunner:
         written (jobs then enter through a shell of their own)."""
         path = self.options.workdir / ".enter-cgroup.sh"
         with contextlib.suppress(OSError):
-            if path.read_text() == ENTER_BY_BASH_ENV:
+            if read_whole(str(path)) == ENTER_BY_BASH_ENV.encode():
                 return path
         draft = path.with_name(f"{path.name}.{threading.get_ident()}")
         try:
