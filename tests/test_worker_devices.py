@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from hyper import capacity
+from hyper.worker.agent import WorkerAgent, WorkerOptions
 from hyper.worker.devices import DeviceLocks, lock_folders
 from hyper.worker.placement import Packing
+from tests.helpers.stub_host import StubHost, job
 
 ONE_CPU = capacity.Request(cpus=1, mem_mib=100, gpus=0)
 
@@ -128,3 +130,29 @@ def test_a_planted_file_that_is_no_regular_file_holds_nothing_and_blocks_nothing
 def test_without_a_folder_no_device_is_held_and_packing_is_as_before() -> None:
     first, second = packing(None, [0, 1]), packing(None, [0, 1])  # type: ignore[arg-type]
     assert first.place(ONE_CPU).cpus == second.place(ONE_CPU).cpus == (0,)
+
+
+def test_a_worker_that_sees_no_other_workers_locks_pins_only_where_it_runs_alone() -> None:
+    # in a container of its own, one CPU of a machine's four: any CPU it chose, every
+    # worker beside it would choose alike (CPU 0); it leaves its jobs to the kernel
+    share = Packing(capacity.Shape(cpus=1, mem_mib=1000, gpu_ids=()), DeviceLocks(None))
+    share.machine_cpus = [0, 1, 2, 3]
+    assert share.place(ONE_CPU).cpus == ()
+    whole = packing(None, [0, 1, 2, 3])  # type: ignore[arg-type]  # the machine is its own
+    assert whole.place(ONE_CPU).cpus == (0,)
+
+
+def test_a_worker_in_a_batch_container_starts_its_jobs_on_every_cpu_it_may_use(
+    tmp_path: Path,
+) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs this process may use")
+    options = WorkerOptions("wbatch", "q", "d", tmp_path / "w", idle_seconds=1, in_image=True)
+    agent = WorkerAgent(StubHost([]), options)  # type: ignore[arg-type]
+    out = tmp_path / "cpus"
+    spec = {"vcpus": 1, "memory_limit_mib": 1000, "user": "root"}  # as itself, if root
+    script = f"grep Cpus_allowed_list /proc/self/status > {out}"
+    report = agent.run_job(job(1, script, definition_spec=spec))
+    assert report is not None and report["exit_code"] == 0
+    mine = Path("/proc/self/status").read_text().splitlines()
+    assert out.read_text().strip() in mine  # all of them, not one CPU of every container's

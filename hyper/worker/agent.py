@@ -110,7 +110,10 @@ class WorkerAgent:
         self._claimed_at: dict[tuple[int, int], float] = {}
         self._pending: list[Ending] = []  # reports of ended jobs, not sent yet
         self._started_any = False
-        self._packing = Packing(options.machine_shape, DeviceLocks.here())
+        # a Batch container's folders are its own: no other worker of the instance would
+        # see its locks (hyper.worker.placement: it then pins where it runs alone only)
+        devices = DeviceLocks(None) if options.in_image else DeviceLocks.here()
+        self._packing = Packing(options.machine_shape, devices)
         self._running = self._packing.running  # (job id, attempt): its placement
         self._lock = threading.Lock()  # guards the placements' state
         self._ended = threading.Event()  # a job thread finished

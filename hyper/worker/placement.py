@@ -80,19 +80,32 @@ class Packing:
             body.update(of_cpus=given.cpus, of_mem_mib=given.mem_mib, of_gpus=len(given.gpu_ids))
         return body
 
+    def pins(self) -> bool:
+        """Whether the worker pins its jobs to CPUs of their own: where it runs on the
+        machine alone (it may use no more CPUs than it has), or where it sees which CPUs
+        the machine's other workers' jobs hold. A worker that sees neither (in a container
+        of its own, beside others on one instance) would choose as each of them does
+        (CPU 0 first): its jobs run where the kernel puts them, as the container's do."""
+        alone = self.shape is not None and self.shape.cpus >= len(self.machine_cpus)
+        return alone or self.devices.usable
+
     def place(self, request: capacity.Request) -> Placement:
-        """CPUs for the job: the least used ones (a job never shares a CPU with another
-        while the worker has CPUs to spare), first those no other worker's job holds;
-        GPUs no running job holds. Its devices' locks go with it (`release`)."""
+        """CPUs for the job (none where the worker does not pin): the least used ones (a
+        job never shares a CPU with another while the worker has CPUs to spare), first
+        those no other worker's job holds; GPUs no running job holds. Its devices' locks
+        go with it (`release`)."""
         use = {cpu: 0 for cpu in self.machine_cpus}
         taken: set[str] = set()
         for placement in self.running.values():
             for cpu in placement.cpus:
                 use[cpu] = use.get(cpu, 0) + 1
             taken.update(placement.gpus)
-        order = sorted(use, key=lambda cpu: (use[cpu], cpu))
-        unused = {cpu for cpu, count in use.items() if not count}
-        cpus, locks = self.devices.choose("cpu", order, unused, max(1, request.cpus))
+        cpus: list[int] = []
+        locks: list[int] = []
+        if self.pins():
+            order = sorted(use, key=lambda cpu: (use[cpu], cpu))
+            unused = {cpu for cpu, count in use.items() if not count}
+            cpus, locks = self.devices.choose("cpu", order, unused, max(1, request.cpus))
         spare = [g for g in (self.shape.gpu_ids if self.shape else ()) if g not in taken]
         gpus, gpu_locks = self.devices.choose(
             "gpu", spare, set(spare), min(request.gpus, len(spare))

@@ -309,7 +309,7 @@ class JobRunner:
                     cgroup.remove()
                 return None
             direct = direct_stdout(files)  # no pipe and no copy: the job writes its -o file
-            pinned = pin(placement.cpus)
+            pinned = bool(placement.cpus) and pin(placement.cpus)
             try:
                 process = subprocess.Popen(
                     command,
