@@ -91,12 +91,12 @@ def worker_environment() -> dict[str, str]:
 
 
 def environment(
-    job: ClaimedJob, workdir: Path, worker_id: str, base: Mapping[str, str] | None = None
+    job: ClaimedJob, workdir: Path, worker_id: str, base: Mapping[str, str]
 ) -> dict[str, str]:
-    """What the job's processes find in their environment: the worker's (`base`, read
-    once by a worker that runs many jobs; by default read now), the job's own, and what
-    hyper says of the job."""
-    env = dict(base) if base is not None else worker_environment()
+    """What the job's processes find in their environment: the worker's (`base`, from
+    worker_environment, read once by a worker that runs many jobs), the job's own, and
+    what hyper says of the job."""
+    env = dict(base)
     env.update(job.env)
     env.update(
         {

@@ -337,7 +337,7 @@ class JobCgroup:
 
 def _move(pid: int, folder: Path) -> bool:
     try:
-        (folder / "cgroup.procs").write_text(str(pid))
+        write_control(f"{folder}/cgroup.procs", str(pid))
         return True
     except OSError:
         return False
@@ -387,7 +387,7 @@ def kill_cgroup(folder: Path, patience: float = 2.0, *, spare: int | None = None
             return
         if at_once:
             with contextlib.suppress(OSError):
-                (folder / "cgroup.kill").write_text("1")
+                write_control(f"{folder}/cgroup.kill", "1")
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
