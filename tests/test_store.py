@@ -33,7 +33,11 @@ from hyper.store.base import (
     WorkerRecord,
 )
 from hyper.store.sqlite import SQLiteStore
-from tests.conftest import fake_aws_credentials, moto_one_request_at_a_time
+from tests.conftest import (
+    fake_aws_credentials,
+    moto_backs_up_a_table_once,
+    moto_one_request_at_a_time,
+)
 from tests.helpers.store import D, Q, job
 
 BACKENDS = ["sqlite", "dynamodb"]
@@ -76,6 +80,7 @@ def _dynamodb_factory(
 
     fake_aws_credentials(monkeypatch)
     moto_one_request_at_a_time(monkeypatch)
+    moto_backs_up_a_table_once(monkeypatch)
     region = "us-east-1"
     with moto.mock_aws():
         create_tables(boto3.client("dynamodb", region_name=region), "contract")
@@ -1643,8 +1648,10 @@ LATER = FIRST * 3 + 7  # an array with tasks left to make, past several chunks
 
 
 def made_later(store: Store) -> Store:
-    """The store, making the first FIRST tasks at submit and 8 at a time later (SQLite)."""
-    if isinstance(store, SQLiteStore):
+    """The store, making the first FIRST tasks at submit and 8 at a time later."""
+    from hyper.store.dynamodb import DynamoDBStore
+
+    if isinstance(store, SQLiteStore | DynamoDBStore):
         store.first_tasks, store.tasks_per_make = FIRST, 8
     return store
 

@@ -276,6 +276,35 @@ def task_extras(
     return found
 
 
+def unmade_may_match(
+    where: JobFilter,
+    *,
+    array_id: int,
+    queue: str,
+    definition: str,
+    name: str,
+    named: bool,
+    status: str,
+    whole: bool = False,
+) -> bool:
+    """Whether a filter without selectors may match an array's tasks not made yet (they
+    are alike: in the plan's `status`, named after their array unless the plan gives
+    names of their own, `named`); `whole`: whether it matches every one of them."""
+    if where.queue not in (None, queue) or where.definition not in (None, definition):
+        return False
+    if where.array_id not in (None, array_id):
+        return False
+    if where.statuses and status not in {s.value for s in where.statuses}:
+        return False
+    asked = []
+    if where.name is not None:
+        asked.append(name == where.name)
+    if where.name_prefix:
+        asked.append(name.startswith(where.name_prefix))
+    # a task's own name may fit where its array's does not, and the reverse
+    return all(fits and not named if whole else fits or named for fits in asked)
+
+
 def to_make(
     made: int,
     size: int,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -48,6 +49,8 @@ class Attempts(Dependents):
     """Cancel and hold, claims, leases, endings, lost workers, and the scheduler's demand."""
 
     def cancel(self, where: JobFilter, now: float, *, limit: int | None = None) -> CancelResult:
+        # what it may change is made first (with one more than `limit` takes: `more`)
+        self._made_for(where, limit=None if limit is None else limit + 1)
         finished = self._named(where, (s.value for s in FINISHED), among=True)
         items, more = _up_to(
             limit,
@@ -81,6 +84,10 @@ class Attempts(Dependents):
         self, where: JobFilter, now: float, limit: int | None, *, hold: bool
     ) -> HoldResult:
         movable = rules.movable(hold)
+        moving = tuple(s for s in JobStatus if s.value in set(movable) & self._statuses(where))
+        if moving:  # what it may change is made first (one more than `limit` takes: `more`)
+            limited = None if limit is None else limit + 1
+            self._made_for(dataclasses.replace(where, statuses=moving), limit=limited)
         unchanged = self._named(where, movable, among=False)  # named, to say so
         items, more = _up_to(limit, self._unfinished(where, movable), lambda item: True)
         bulk = rules.is_bulk(len(items))
@@ -108,6 +115,7 @@ class Attempts(Dependents):
         now: float,
         fits: Fits | None = None,
     ) -> list[JobRecord]:
+        self._make_to_claim(queue, definition, limit)
         claimed: list[JobRecord] = []
         after = ""  # the claim order to continue after
         full: set[int] = set()  # arrays at their cap

@@ -46,6 +46,7 @@ class Dependents(Reading):
 
     def _task_states(self, array_id: int, size: int) -> dict[int, str]:
         """The state of every task of an array by index (strongly consistent, by id)."""
+        self._make(array_id)  # each task has a state of its own
         items = self._get_jobs(
             range(array_id + 1, array_id + size + 1), "#id, #array_index, #status"
         )
@@ -121,8 +122,10 @@ class Dependents(Reading):
             # every task (in transactions of up to 100; more than one step for a big array)
             if self._transact([delete]) is not None:
                 return []
+            # the tasks not made yet through the plan; those made, each
+            made = self._settle_unmade(owner, int(item["size"]), verdict, reason, now)
             ended: list[Ended] = []
-            last = owner + int(item["size"])
+            last = owner + made
             for first in range(owner + 1, last + 1, SETTLE_CHUNK):  # a million is read in parts
                 chunk = self._get_jobs(range(first, min(first + SETTLE_CHUNK, last + 1)))
                 tasks = self._complete(sorted(chunk.values(), key=lambda t: t["id"]))

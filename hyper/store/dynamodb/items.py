@@ -61,6 +61,13 @@ LIVE_SHARDS = tuple(f"W{n:02d}" for n in range(SHARDS))
 # its jobs): the tick takes back what it counted for jobs that were never written.
 SUBMIT_CUT_OFF = 900.0
 SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first id
+# An array whose tasks are made after its submit has a marker in the counts table (scope
+# UNMADE, keyed by its id) from the end of its submit until its last task is made: the
+# arrays with tasks to make are one strongly consistent Query, and a task is made only
+# while the marker is there (a submit undone deletes its items, never tasks made since).
+UNMADE = "unmade"
+MAKE_CHUNK = TRANSACTION_ITEMS - 2  # tasks a transaction makes (beside the array and marker)
+PLAN_ITEM_BYTES = 350_000  # an array item with a plan past this is written whole at submit
 SETTLED_PER_TICK = 10  # journal entries settled per tick at most
 JOURNAL_RUNS_CHARS = 200_000  # of an entry's runs of counter keys, at most
 ARRAY_CACHE = 1024
@@ -279,13 +286,22 @@ def _counter_keys(job: Mapping[str, Any], status: str) -> list[CounterKey]:
 
 
 def _journal_entry(
-    counted: Sequence[tuple[int, list[CounterKey]]], deltas: Mapping[CounterKey, int], now: float
+    counted: Sequence[tuple[int, list[CounterKey]]],
+    deltas: Mapping[CounterKey, int],
+    now: float,
+    *,
+    later: Mapping[int, tuple[int, int]] | None = None,
 ) -> Item:
     """A submit's journal entry: its ids, its counters (in the order they are made) and
-    the counter keys of its jobs as runs of consecutive ids that share them."""
+    the counter keys of its jobs as runs of consecutive ids that share them. `later`:
+    per array whose tasks past its first are made after the submit, the ids of those
+    (first, last); they are counted with the array's own id (each key with how many
+    times), as they are there exactly when the array's item is."""
+    later = later or {}
     runs: list[list[Any]] = []
     for job_id, keys in counted:
-        listed = [list(k) for k in keys]
+        times = [later[job_id][1] - later[job_id][0] + 1] if job_id in later else []
+        listed = [[*k, *times] for k in keys]
         if runs and runs[-1][1] == job_id - 1 and runs[-1][2] == listed:
             runs[-1][1] = job_id
         else:
@@ -301,6 +317,7 @@ def _journal_entry(
         # aftercorr can make them) are left out, and only a submit cut off before it
         # wrote any job can then be taken back
         "runs": text if len(text) <= JOURNAL_RUNS_CHARS else None,
+        "later": json.dumps(sorted([a, *ids] for a, ids in later.items())) if later else None,
     }
 
 
@@ -319,9 +336,59 @@ def _journal_deltas(
         for first, last in only:
             n = min(high, last) - max(low, first) + 1
             if n > 0:
-                for scope, key, pinned in keys:
-                    found[(scope, key, bool(pinned))] += n
+                for scope, key, pinned, *times in keys:
+                    found[(scope, key, bool(pinned))] += n * (times[0] if times else 1)
     return [[*k, n] for k, n in sorted(found.items()) if n]
+
+
+def _task_item(
+    array_id: int,
+    n: int,
+    index: int,
+    status: str,
+    *,
+    queue: str,
+    claim_key: str,
+    priority: int,
+    left: int = 0,
+    reason: str | None = None,
+    ended: float | None = None,
+    name: str | None = None,
+    params: Any = None,
+    waits: list[int] | None = None,
+) -> Item:
+    """Task `n` of an array (id array + 1 + n) as written: as little as differs between
+    tasks (a million of them are written one by one); the rest is read from the array."""
+    task_id = array_id + 1 + n
+    task: Item = {
+        "id": task_id,
+        "array_id": array_id,
+        "array_index": index,
+        "status": status,
+        "qs": f"{queue}{SEP}{status}{SEP}t",
+    }
+    if name:  # named on its own: in the name index (others are found by array)
+        task |= {"name": name, "nh": f"t{name[:1]}", "nk": _name_key(name, task_id)}
+    if params:
+        task["params"] = json.dumps(params)
+    if left:
+        task["deps_left"] = left
+    if waits:
+        task["corr"] = waits
+    if reason:
+        task["reason"], task["ended"] = reason, ended
+    if status == WAITING:
+        task["ck"], task["co"] = claim_key, _claim_order(priority, task_id)
+    return task
+
+
+def _id_key(job_id: int) -> str:
+    """An id as a key of the counts table that sorts as the id."""
+    return f"{job_id:019d}"
+
+
+def _unmade_marker(array_id: int, now: float) -> Item:
+    return {"scope": UNMADE, "key": _id_key(array_id), "array_id": array_id, "started": now}
 
 
 def _split_output(entries: Sequence[tuple[LogKind, str]]) -> list[tuple[LogKind, str]]:

@@ -21,7 +21,6 @@ from hyper.store.base import (
     JobFilter,
     JobRecord,
 )
-from hyper.store.dynamodb.changes import Changes
 from hyper.store.dynamodb.items import (
     GET_BATCH,
     NAME_KEY_CHARS,
@@ -32,15 +31,18 @@ from hyper.store.dynamodb.items import (
     _chunks,
     _float,
 )
+from hyper.store.dynamodb.tasks import Tasks
 
 
-class Reading(Changes):
+class Reading(Tasks):
     """Jobs and arrays read by id, listed and counted through the indexes."""
 
     # reading ------------------------------------------------------------------------------
 
     def get_job(self, job_id: int, *, with_script: bool = False) -> JobRecord | None:
         item = self._get(self._jobs, {"id": job_id})
+        if item is None and self._make_ids([job_id]):  # a task not made yet: made first
+            item = self._get(self._jobs, {"id": job_id})
         if item is None or item.get("kind") == "array":
             return None
         return self._record(self._complete([item])[0], with_script=with_script, task_env=True)
@@ -255,11 +257,11 @@ class Reading(Changes):
     ) -> list[JobRecord | ArrayRecord]:
         page = min(max(limit, 10) + 1, PAGE)
         if not rules.one_line_per_array(where, collapse):
-            found = []
-            for item in self._iterate(where, after, page):
-                found.append(item)
-                if len(found) >= limit:
-                    break
+            found = self._page(where, after, page, limit)
+            last = found[-1]["id"] if len(found) >= limit else None
+            if self._unmade_before(where.queue, after, last):  # the page may miss some
+                self._made_for(where, after=after, limit=limit)
+                found = self._page(where, after, page, limit)
             return [self._record(item) for item in found]
         # single jobs as they are, each array as one line (filtered by queue and name, as
         # in SQLite)
@@ -292,6 +294,14 @@ class Reading(Changes):
             for item in merged
         ]
 
+    def _page(self, where: JobFilter, after: int, page: int, limit: int) -> list[Item]:
+        found = []
+        for item in self._iterate(where, after, page):
+            found.append(item)
+            if len(found) >= limit:
+                break
+        return found
+
     def count_jobs(self, where: JobFilter) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
         statuses = self._statuses(where)
@@ -312,6 +322,7 @@ class Reading(Changes):
                 if status in statuses and (where.definition is None or d == where.definition):
                     counts[JobStatus(status)] += n
             return counts
+        self._made_for(where)  # counted from the jobs: every one must be there
         for item in self._iterate(where):
             counts[JobStatus(item["status"])] += 1
         return counts
@@ -327,7 +338,9 @@ class Reading(Changes):
 
     def resolve(self, selectors: Sequence[Selector]) -> JobFilter:
         found = self._get_jobs((s.id for s in selectors), "#id, #kind, #array_id")
-        return rules.resolve(selectors, {i: item.get("kind") for i, item in found.items()})
+        kinds = {i: item.get("kind") for i, item in found.items()}
+        kinds |= self._task_kinds(s.id for s in selectors if s.id not in found)
+        return rules.resolve(selectors, kinds)
 
     # changing state -------------------------------------------------------------------------
 

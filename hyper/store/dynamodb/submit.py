@@ -24,28 +24,28 @@ from hyper.store.base import (
 )
 from hyper.store.dynamodb.dependents import Dependents
 from hyper.store.dynamodb.items import (
-    BLOCKED,
-    FAILED,
-    HELD,
+    PLAN_ITEM_BYTES,
     SCRIPT_INLINE_BYTES,
     SEP,
     SETTLED_PER_TICK,
     SUBMIT_CUT_OFF,
     SUBMITS,
     TRANSACTION_ITEMS,
-    WAITING,
+    UNMADE,
     WRITE_BATCH,
     CounterKey,
     Ended,
     Item,
     _chunks,
-    _claim_order,
     _counter_keys,
+    _id_key,
     _index_keys,
     _journal_deltas,
     _journal_entry,
     _marshal,
     _name_key,
+    _task_item,
+    _unmade_marker,
     _update,
     _values,
 )
@@ -74,6 +74,7 @@ class Submitting(Dependents):
         links: list[tuple[int, str, int]] = []  # owner, kind, target: pending dependencies
         deltas: Counter[CounterKey] = Counter()
         counted: list[tuple[int, list[CounterKey]]] = []  # each job's keys, for the journal
+        later: dict[int, tuple[int, int]] = {}  # array: ids of its tasks made after the submit
         for job, (pending, never, corr) in zip(jobs, judged, strict=True):
             ids.append(next_id)
             links += [(next_id, kind, target) for kind, target in pending]
@@ -87,17 +88,25 @@ class Submitting(Dependents):
                     logs.append({**event, "kind": LogKind.SYSTEM.value, "time": now})
                 next_id += 1
             else:
-                made = self._array_items(job, next_id, pending, never, corr, now)
+                made, unmade, later_status = self._array_items(
+                    job, next_id, pending, never, corr, now
+                )
                 items += made
                 view = {"queue": job.queue, "definition": job.definition, "array_id": next_id,
                         "options": json.dumps(job.options)}  # fmt: skip
-                for status, n in Counter(task["status"] for task in made[1:]).items():
+                statuses = Counter(task["status"] for task in made[1:])
+                if unmade:  # every task is counted from the submit on, made or not
+                    statuses[later_status] += unmade
+                    size = len(job.array.indices)
+                    later[next_id] = (next_id + 1 + size - unmade, next_id + size)
+                for status, n in statuses.items():
                     for key in _counter_keys(view, status):
                         deltas[key] += n
-                counted.append((next_id, []))
+                plan_keys = _counter_keys(view, later_status) if unmade else []
+                counted.append((next_id, plan_keys))
                 counted += [(t["id"], _counter_keys(view, t["status"])) for t in made[1:]]
                 next_id += len(job.array.indices) + 1
-        entry = _journal_entry(counted, deltas, now)
+        entry = _journal_entry(counted, deltas, now, later=later)
         try:
             self._count_submit(entry)
         except Exception:
@@ -107,6 +116,7 @@ class Submitting(Dependents):
         writes += [(self._log, {"PutRequest": {"Item": _marshal(e)}}) for e in logs]
         try:
             self._write(writes)
+            self._mark_unmade(later, now)  # only now may their tasks be made
         except Exception:
             self._undo_submit(items, entry)
             raise
@@ -117,11 +127,36 @@ class Submitting(Dependents):
             self._link(links, now)
         return ids
 
+    def _mark_unmade(self, arrays: Iterable[int], now: float) -> None:
+        """The markers of a submit's arrays with tasks to make (items.UNMADE)."""
+        self._write(
+            [(self._counts_name, {"PutRequest": {"Item": _marshal(_unmade_marker(a, now))}})
+             for a in sorted(arrays)]
+        )  # fmt: skip
+
     def _undo_submit(self, items: Sequence[Item], entry: Item) -> None:
         """A submit that failed part-way takes back what it wrote, as far as it can; its ids
-        stay used (they are never reused). Its jobs go last first, so that those left by
-        a failure here are still the first ones, as the journal expects."""
+        stay used (they are never reused). Its arrays' markers go first (no task is made
+        from then on), with any task made since; its jobs go last first, so that those
+        left by a failure here are still the first ones, as the journal expects."""
         try:
+            arrays = [a for a, _, _ in json.loads(entry.get("later") or "[]")]
+            if arrays and items:
+                self._write(
+                    [(self._counts_name,
+                      {"DeleteRequest": {"Key": _marshal({"scope": UNMADE, "key": _id_key(a)})}})
+                     for a in arrays]
+                )  # fmt: skip
+                made = self._get_jobs(arrays, "#id, #made")
+                items = [
+                    *items,
+                    *(
+                        {"id": t}
+                        for a, i in made.items()
+                        for t in range(a + 1 + self.first_tasks, a + 1 + i["made"])
+                    ),
+                ]
+                items.sort(key=lambda i: i["id"])  # fmt: skip
             for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
                 self._write(
                     [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
@@ -172,6 +207,7 @@ class Submitting(Dependents):
         then remove its entry. Each step is a transaction on the entry's `applied`, so a
         settle cut off in turn is taken up where it stopped, never done twice."""
         key = {"scope": SUBMITS, "key": entry["key"]}
+        self._remark_unmade(entry)
         deltas = _journal_deltas(entry)
         chunks = [list(c) for c in _chunks(deltas, TRANSACTION_ITEMS - 1)] or [[]]
         applied = int(entry["applied"])
@@ -210,17 +246,29 @@ class Submitting(Dependents):
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
 
+    def _remark_unmade(self, entry: Item) -> None:
+        """A submit cut off after it wrote an array with tasks to make, before its marker:
+        the marker is put now (the array's tasks are counted, so they must be made)."""
+        later = json.loads(entry.get("later") or "[]")
+        if not later:
+            return
+        found = self._get_jobs((a for a, _, _ in later), "#id, #plan")
+        self._mark_unmade((a for a, item in found.items() if "plan" in item), entry["started"])
+
     def _unwritten(self, entry: Item) -> list[tuple[int, int]]:
         """The ranges of ids (first, last) of a submit's jobs that are not there. They were
         written in order, WRITE_BATCH at a time, each batch finished before the next: so
         the batches up to one are all there, that one maybe in part, none after it. The
-        last batch with any job is found by halving (a few reads), then read in full."""
+        last batch with any job is found by halving (a few reads), then read in full. The
+        ids of tasks made after the submit were not written by it: they are skipped (what
+        they count is the array's, there when its item is)."""
         first, last = int(entry["first"]), int(entry["last"])
-        batches = (last - first) // WRITE_BATCH + 1
+        written = _spans(first, last, [(low, high) for _, low, high in
+                                       json.loads(entry.get("later") or "[]")])  # fmt: skip
+        batches = (sum(len(span) for span in written) - 1) // WRITE_BATCH + 1
 
-        def ids_of(batch: int) -> range:
-            start = first + batch * WRITE_BATCH
-            return range(start, min(start + WRITE_BATCH, last + 1))
+        def ids_of(batch: int) -> list[int]:
+            return _taken(written, batch * WRITE_BATCH, WRITE_BATCH)
 
         def any_there(batch: int) -> bool:
             return bool(self._get_jobs(ids_of(batch), "#id"))
@@ -300,7 +348,11 @@ class Submitting(Dependents):
         never: str | None,
         corr: list[tuple[list[int], str | None]] | None,
         now: float,
-    ) -> list[Item]:
+    ) -> tuple[list[Item], int, str]:
+        """The array's item and the tasks its submit writes: the first ones when the rest
+        can be made later (rules.made_later; the item then holds the plan that makes
+        them), else all. Returns them, how many tasks are left to make and the status
+        those start in."""
         tasks = job.array
         assert tasks is not None
         size = len(tasks.indices)
@@ -325,46 +377,33 @@ class Submitting(Dependents):
             "capped": "1" if tasks.cap else None,
             **self._put_script(array_id, job.script),
         }
-        items = [{k: v for k, v in array.items() if v is not None}]
+        array = {k: v for k, v in array.items() if v is not None}
         array_deps = len(rules.array_deps(pending))
         first = rules.first_status(job, array_deps, never)
+        written = size
+        if rules.made_later(size, first, corr is not None, self.first_tasks):
+            plan = json.dumps(rules.plan_tasks(tasks, first, array_deps, never, now))
+            if len(plan) + len(json.dumps(array)) <= PLAN_ITEM_BYTES:  # else written whole
+                written = self.first_tasks
+                array |= {"plan": plan, "made": written, "plan_rev": 0}
+        items = [array]
         names = tasks.names or [""] * size
         params = tasks.params or [{}] * size
-        queue_status = {s: f"{job.queue}{SEP}{s}{SEP}t" for s in (WAITING, BLOCKED, HELD, FAILED)}
         claim_key = f"{job.queue}{SEP}{job.definition}"
-        for n, index in enumerate(tasks.indices):
-            task_id = array_id + 1 + n
+        for n, index in zip(range(written), tasks.indices, strict=False):
             status, left, reason, waits = first, array_deps, never, None
             if corr is not None and not never:
                 waits, corr_reason = corr[n]
                 if waits or corr_reason:
                     status, left, reason = rules.task_start(job, array_deps, waits, corr_reason)
-            # as little as differs between tasks: a million of them are written one by one
-            task: Item = {
-                "id": task_id,
-                "array_id": array_id,
-                "array_index": index,
-                "status": status,
-                "qs": queue_status[status],
-            }
-            if names[n]:  # named on its own: in the name index (others are found by array)
-                task |= {
-                    "name": names[n],
-                    "nh": f"t{names[n][:1]}",
-                    "nk": _name_key(names[n], task_id),
-                }
-            if params[n]:
-                task["params"] = json.dumps(params[n])
-            if left:
-                task["deps_left"] = left
-            if waits:
-                task["corr"] = waits
-            if reason:
-                task["reason"], task["ended"] = reason, now
-            if status == WAITING:
-                task["ck"], task["co"] = claim_key, _claim_order(job.priority, task_id)
-            items.append(task)
-        return items
+            items.append(
+                _task_item(
+                    array_id, n, index, status, queue=job.queue, claim_key=claim_key,
+                    priority=job.priority, left=left, reason=reason, ended=now,
+                    name=names[n], params=params[n], waits=waits,
+                )
+            )  # fmt: skip
+        return items, size - written, first
 
     def _judge_all(
         self, jobs: Sequence[NewJob]
@@ -372,7 +411,10 @@ class Submitting(Dependents):
         """Per job: the dependencies still pending, why it can never run (or None), and per
         task of an aftercorr array the targets it waits for and why it can never run."""
         targets = {dep.target for job in jobs for dep in job.depends}
-        found = self._complete(list(self._get_jobs(targets).values())) if targets else []
+        items = self._get_jobs(targets) if targets else {}
+        if self._make_ids(targets - set(items)):  # tasks not made yet: made, to be flagged
+            items = self._get_jobs(targets)
+        found = self._complete(list(items.values()))
         by_id = {item["id"]: item for item in found}
         judged = []
         for job in jobs:
@@ -463,3 +505,27 @@ class Submitting(Dependents):
                 judged[task["id"]] = rules.ended_verdict("aftercorr", JobStatus(status))
         chosen = [t for t in tasks if t["id"] in judged]
         return self._apply_corr(chosen, target, lambda item: judged[item["id"]], now)
+
+
+def _spans(first: int, last: int, skipped: Sequence[tuple[int, int]]) -> list[range]:
+    """The ids from `first` to `last` but those of the `skipped` ranges, as ranges."""
+    spans, start = [], first
+    for low, high in sorted(skipped):
+        spans.append(range(start, low))
+        start = high + 1
+    spans.append(range(start, last + 1))
+    return [span for span in spans if span]
+
+
+def _taken(spans: Sequence[range], start: int, count: int) -> list[int]:
+    """`count` ids of `spans` from the one at position `start`."""
+    found: list[int] = []
+    for span in spans:
+        if start >= len(span):
+            start -= len(span)
+            continue
+        found += span[start : start + count - len(found)]
+        start = 0
+        if len(found) >= count:
+            break
+    return found

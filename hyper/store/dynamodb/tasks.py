@@ -1,0 +1,337 @@
+"""The DynamoDB store's tasks made after their array's submit (hyper.store.rules: "tasks
+made after their array's submit"): an array's item keeps its plan (``plan``, JSON,
+removed once every task is made), how many tasks are made (``made``, the first ones)
+and how often the plan changed (``plan_rev``); a marker in the counts table
+(items.UNMADE) says which arrays have tasks to make. Whatever needs a task that is not
+made yet makes it first.
+
+Making a chunk is one transaction: each task put where no item is, the array's
+``made`` moved on from the value read (and ``plan_rev`` still the one read), the marker
+still there (removed with the last chunk). Several Lambdas may make one array's tasks at
+once: whoever is second fails its condition, reads again and goes on from there, so no
+task is made twice, none made is ever written again (a claimed task stays claimed), and
+``made`` never passes a task that is not there."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from hyper.errors import StoreUnavailable
+from hyper.jobs import Verdict
+from hyper.store import rules
+from hyper.store.base import JobFilter
+from hyper.store.dynamodb.changes import Changes
+from hyper.store.dynamodb.items import (
+    CHECK_FAILED,
+    MAKE_CHUNK,
+    SEP,
+    TRANSACTION_BYTES,
+    TRIES,
+    UNMADE,
+    WAITING,
+    CounterKey,
+    Item,
+    _Array,
+    _counter_keys,
+    _id_key,
+    _marshal,
+    _task_item,
+    _update,
+)
+
+STATE = "#id, #made, #size, #plan, #plan_rev"  # what making and planning read of an array
+
+
+@dataclass(frozen=True)
+class _Unmade:
+    """An array with tasks not made yet, as read (strongly consistent)."""
+
+    info: _Array
+    made: int
+    plan: dict[str, Any]
+    rev: int
+
+    @property
+    def id(self) -> int:
+        return self.info.id
+
+    @property
+    def size(self) -> int:
+        return self.info.size
+
+    @property
+    def named(self) -> bool:
+        """Whether its tasks have names of their own (work items)."""
+        return bool(self.plan.get("names"))
+
+    def position(self, job_id: int) -> int | None:
+        """The position of the task `job_id` when it is one of this array's not made yet."""
+        return job_id - self.id - 1 if self.id + self.made < job_id <= self.id + self.size else None
+
+
+class Tasks(Changes):
+    """Making an array's tasks: the first at submit, the rest when needed or in chunks."""
+
+    first_tasks = rules.FIRST_TASKS  # made by the submit (a store's setting: tests lower it)
+    tasks_per_make = rules.TASKS_PER_MAKE  # made at a time by a claim
+    tasks_per_tick = rules.TASKS_PER_TICK  # made by make_tasks (a tick)
+
+    # what is left to make -------------------------------------------------------------------
+
+    def _unmade(self, *, forget: bool = False) -> list[_Unmade]:
+        """The arrays with tasks not made yet, oldest first (`forget`: markers whose array
+        is gone, left by a submit undone, are removed)."""
+        markers = self._query_all(
+            self._counts_name, "#scope = :scope", {"scope": UNMADE}, consistent=True
+        )
+        if not markers:
+            return []
+        ids = [int(m["array_id"]) for m in markers]
+        states = self._get_jobs(ids, STATE)
+        if forget:
+            for gone in set(ids) - set(states):
+                self.dynamodb.delete_item(
+                    TableName=self._counts_name,
+                    Key=_marshal({"scope": UNMADE, "key": _id_key(gone)}),
+                )
+        infos = self._array_infos(i for i, s in states.items() if "plan" in s)
+        return [self._as_unmade(infos[i], states[i]) for i in ids if i in infos]
+
+    def _unmade_one(self, array_id: int) -> _Unmade | None:
+        state = self._get(self._jobs, {"id": array_id}, STATE)
+        if state is None or "plan" not in state:
+            return None
+        info = self._array_info(array_id)
+        return None if info is None else self._as_unmade(info, state)
+
+    @staticmethod
+    def _as_unmade(info: _Array, state: Item) -> _Unmade:
+        return _Unmade(info, int(state["made"]), json.loads(state["plan"]), int(state["plan_rev"]))
+
+    # making -----------------------------------------------------------------------------------
+
+    def _make(self, array_id: int, upto: int | None = None, most: int | None = None) -> int:
+        """Make the array's tasks up to position `upto` (all: None), at most `most` of them
+        in this call; how many this call made (others may make some meanwhile)."""
+        done = failed = 0
+        while True:
+            array = self._unmade_one(array_id)
+            if array is None:
+                return done
+            end = array.size if upto is None else min(upto, array.size)
+            if most is not None:
+                end = min(end, array.made + most - done)
+            if end <= array.made:
+                return done
+            actions, stop = self._chunk(array, end)
+            codes = self._transact(actions)
+            if codes is None:
+                done += stop - array.made
+                continue
+            if codes[1] == CHECK_FAILED:
+                return done  # no marker: its submit is not over (or was cut off)
+            failed += 1  # another maker was first: read again and go on from there
+            if failed > TRIES * 10:
+                raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
+
+    def _chunk(self, array: _Unmade, end: int) -> tuple[list[dict[str, Any]], int]:
+        """The transaction that makes tasks `array.made` up to `end` (fewer when they do
+        not fit in one); and where it stops."""
+        first = array.made
+        stop = min(end, first + MAKE_CHUNK)
+        tasks = self._task_items(array, first, stop)
+        room, size = TRANSACTION_BYTES, 0
+        for n, task in enumerate(tasks):
+            size += len(json.dumps(task))
+            if size > room and n:
+                tasks, stop = tasks[:n], first + n
+                break
+        last = stop >= array.size
+        update = _update(
+            self._jobs,
+            {"id": array.id},
+            set_={"made": stop, **({"plan": None} if last else {})},
+            condition="#made = :made AND #plan_rev = :rev",
+            values={"made": first, "rev": array.rev},
+        )
+        marker = {
+            "TableName": self._counts_name,
+            "Key": _marshal({"scope": UNMADE, "key": _id_key(array.id)}),
+            "ConditionExpression": "attribute_exists(#scope)",
+            "ExpressionAttributeNames": {"#scope": "scope"},
+        }
+        puts = [
+            {
+                "Put": {
+                    "TableName": self._jobs,
+                    "Item": _marshal(task),
+                    "ConditionExpression": "attribute_not_exists(#id)",
+                    "ExpressionAttributeNames": {"#id": "id"},
+                }
+            }
+            for task in tasks
+        ]
+        return [{"Update": update}, {"Delete" if last else "ConditionCheck": marker}, *puts], stop
+
+    @staticmethod
+    def _task_items(array: _Unmade, first: int, end: int) -> list[Item]:
+        """Tasks `first` to `end` - 1 as the plan says they start."""
+        plan, info = array.plan, array.info
+        names, params = plan.get("names") or [], plan.get("params") or []
+        claim_key = f"{info.queue}{SEP}{info.definition}"
+        indices = rules.task_indices(plan, first, end)
+        return [
+            _task_item(
+                info.id, n, index, plan["status"], queue=info.queue, claim_key=claim_key,
+                priority=info.priority, left=plan["deps_left"], reason=plan["reason"],
+                ended=plan["ended"], name=names[n] if n < len(names) else None,
+                params=params[n] if n < len(params) else None,
+            )
+            for n, index in zip(range(first, end), indices, strict=True)
+        ]  # fmt: skip
+
+    def make_tasks(self, most: int | None = None) -> int:
+        """Make up to `most` (the store's tasks_per_tick) tasks of arrays not all made yet,
+        oldest first; how many."""
+        most = most or self.tasks_per_tick
+        made = 0
+        for array in self._unmade(forget=True):
+            if made >= most:
+                break
+            made += self._make(array.id, most=most - made)
+        return made
+
+    # made before an answer ---------------------------------------------------------------
+
+    def _make_ids(self, ids: Iterable[int]) -> bool:
+        """Make the tasks with these ids that are not made yet, with those before them;
+        whether any id was one of them."""
+        wanted = list(ids)
+        upto: dict[int, int] = {}
+        for array in self._unmade() if wanted else []:
+            for job_id in wanted:
+                position = array.position(job_id)
+                if position is not None:
+                    upto[array.id] = max(upto.get(array.id, 0), position + 1)
+        for array_id, end in upto.items():
+            self._make(array_id, end)
+        return bool(upto)
+
+    def _task_kinds(self, ids: Iterable[int]) -> dict[int, str]:
+        """The ids among these of tasks not made yet, as "task"."""
+        wanted = list(ids)
+        unmade = self._unmade() if wanted else []
+        return {i: "task" for i in wanted for a in unmade if a.position(i) is not None}
+
+    def _made_for(self, where: JobFilter, *, after: int = 0, limit: int | None = None) -> None:
+        """Make the tasks not made yet that jobs matching `where` could be (for a page of
+        `limit` after `after`, only as many as the page can show), so that an answer read
+        from the jobs is what it would be had every task been written at submit."""
+        unmade = {array.id: array for array in self._unmade()}
+        if not unmade:
+            return
+        wanted: dict[int, list[int] | None] = {}  # array: positions (None: the page's)
+        if where.selects:
+            for array_id, indices in where.arrays:
+                if (array := unmade.get(array_id)) is None:
+                    continue
+                found = (rules.task_position(array.plan, i) for i in indices or ())
+                wanted[array_id] = None if indices is None else [p for p in found if p is not None]
+            for job_id in where.ids:
+                for array in unmade.values():
+                    if (position := array.position(job_id)) is None:
+                        continue
+                    if array.id not in wanted:
+                        wanted[array.id] = [position]
+                    elif (positions := wanted[array.id]) is not None:
+                        positions.append(position)
+        else:
+            wanted = {a.id: None for a in unmade.values() if self._may_match(where, a)}
+        names = where.name is not None or bool(where.name_prefix)
+        for array_id, positions in wanted.items():
+            array = unmade[array_id]
+            # tasks with names of their own are not alike under a filter by name
+            paged = limit if not (names and array.named) else None
+            upto = rules.to_make(
+                array.made, array.size, array_id, after=after, limit=paged, positions=positions
+            )
+            self._make(array_id, upto)
+
+    @staticmethod
+    def _may_match(where: JobFilter, array: _Unmade, *, whole: bool = False) -> bool:
+        info = array.info
+        return rules.unmade_may_match(
+            where, array_id=info.id, queue=info.queue, definition=info.definition,
+            name=info.name, named=array.named, status=array.plan["status"], whole=whole,
+        )  # fmt: skip
+
+    def _unmade_before(self, queue: str | None, after: int, last: int | None) -> bool:
+        """Whether a task not made yet has an id past `after` and before `last` (a full
+        page's last id; None: the page was not full), of one queue's arrays or all."""
+        return any(
+            queue in (None, a.info.queue)
+            and a.id + a.size > after
+            and (last is None or a.id + 1 + a.made < last)
+            for a in self._unmade()
+        )
+
+    def _make_to_claim(self, queue: str, definition: str, limit: int) -> None:
+        """Before a claim of `limit` jobs: each array of (queue, definition) whose tasks not
+        made yet are Waiting gets at least `limit` made Waiting ones, so that a claim takes
+        the same jobs as if every task had been written at submit (an array's tasks share
+        its priority, request and cap, and the made ones come first). Its made Waiting
+        tasks are its Waiting count (exact, every task's) less those not made yet."""
+        for array in self._unmade():
+            if (array.info.queue, array.info.definition, array.plan["status"]) != (
+                queue, definition, WAITING,
+            ):  # fmt: skip
+                continue
+            waiting = self._counts(f"array:{array.id}").get(WAITING, 0)
+            if waiting - (array.size - array.made) < limit:
+                self._make(array.id, array.made + max(limit, self.tasks_per_make))
+
+    # a dependency of a whole array ---------------------------------------------------------
+
+    def _settle_unmade(
+        self, owner: int, size: int, verdict: Verdict, reason: str, now: float
+    ) -> int:
+        """A settled dependency of array `owner`, for its tasks not made yet: their plan
+        changes as each of them would (rules.settled), their counts with it, in one
+        transaction on the array's made-count; one that can never be met makes them all
+        first (each task then ends with an event of its own). Returns how many tasks are
+        made, the first ones: those to change one by one (any made later start as the
+        plan says)."""
+        if verdict is Verdict.NEVER:
+            self._make(owner)
+        for _ in range(TRIES * 10):
+            array = self._unmade_one(owner)
+            if array is None:
+                return size
+            plan = array.plan
+            change = rules.settled(plan["status"], plan["deps_left"], verdict, reason, now)
+            if change is None:
+                return array.made
+            deltas: Counter[CounterKey] = Counter()
+            if change["status"] != plan["status"]:
+                unmade = array.size - array.made
+                view = {"queue": array.info.queue, "definition": array.info.definition,
+                        "array_id": owner, "options": array.info.options}  # fmt: skip
+                for key in _counter_keys(view, plan["status"]):
+                    deltas[key] -= unmade
+                for key in _counter_keys(view, change["status"]):
+                    deltas[key] += unmade
+            update = _update(
+                self._jobs,
+                {"id": owner},
+                set_={"plan": json.dumps({**plan, **change})},
+                add={"plan_rev": 1},
+                condition="#made = :made AND #plan_rev = :rev",
+                values={"made": array.made, "rev": array.rev},
+            )
+            if self._transact([{"Update": update}, *self._counter_actions(deltas)]) is None:
+                return array.made
+        raise StoreUnavailable(f"array {owner}: its tasks kept changing; try again")
