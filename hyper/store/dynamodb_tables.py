@@ -17,8 +17,8 @@ A heartbeat changes a running job's lease, process group and version: the indexe
 running job is in (queue-status, array, lease, worker) project keys only, so a
 heartbeat writes the lease index alone (its sort key is the lease's end; its partitions
 are sharded), and listings read the jobs they find by id. Only the claim index (Waiting
-jobs, which nobody heartbeats) and the arrays index (array items, which never change)
-project more.
+jobs, which nobody heartbeats) and the arrays index (array items; the fields it projects
+never change, unlike the plan and count of made tasks, which it leaves out) project more.
 """
 
 from __future__ import annotations

@@ -26,7 +26,10 @@ one transaction is done here as follows.
 - Ids: one counter item, one atomic ADD per submit for all of its ids.
 - Submits: ids first, then the counters, then the items in BatchWriteItem calls of 25
   (unprocessed items retried with back-off); nothing is written before every
-  dependency has been judged, so a refused submit leaves nothing behind. Scripts over
+  dependency has been judged, so a refused submit leaves nothing behind. An array's
+  submit writes its item, with the plan that makes any of its tasks, and its first
+  1,000 tasks; the rest are made later, in transactions, by whatever needs them first
+  and by the tick (``tasks.py``), and are counted from the submit on. Scripts over
   300 KB go to S3 under ``scripts/{id}`` first. The counters go with a journal entry
   (counts table, scope ``submits``) that the submit removes once its items are written;
   a submit cut off in between (its Lambda timed out) leaves the entry, and the tick
@@ -46,8 +49,8 @@ resources table (kind ``workflow``, named by their zero-filled id), with a marke
 (kind ``workflow-open``) while unfinished, so the scheduler's tick reads only those.
 
 The tasks of an array hold only what differs between them (index, state, attempts,
-name, parameters); the rest is read from the array item, which never changes and is
-kept in a small cache.
+name, parameters); the rest is read from the array item, whose fields a task reads never
+change and are kept in a small cache (its plan and count of made tasks are read afresh).
 
 Not one step, unlike SQLite: a submit is several calls (if one fails, what was written
 is deleted again as far as possible before the error is raised; the ids stay used); a
