@@ -216,3 +216,23 @@ def test_a_submit_cut_off_keeps_the_counts_of_tasks_its_array_can_make(
     listed = store.list_jobs(JobFilter(queue=Q), limit=1000)
     assert len(listed) == expected
     assert store.reconcile_counts(now + 2 * SUBMIT_CUT_OFF) == 0  # settled once
+
+
+def test_a_submit_that_fails_at_its_marker_takes_everything_back(open_store: Any) -> None:
+    """A submit whose last write (its array's marker) fails takes back its items and
+    counts, and its array has no task left to make."""
+    store = open_store()
+    calls = [0]
+
+    def fail_the_marker(**_: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 4:  # three calls of items (51 of them), then the marker
+            raise RuntimeError("DynamoDB went away")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_marker)
+    with pytest.raises(RuntimeError):
+        _later(store, n=300, first=50)
+    assert store.demand() == []
+    assert store.list_jobs(JobFilter(), limit=1000) == []
+    assert store.make_tasks() == 0
+    assert store.reconcile_counts(time.time() + 2 * SUBMIT_CUT_OFF) == 0

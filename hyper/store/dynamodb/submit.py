@@ -140,23 +140,21 @@ class Submitting(Dependents):
         from then on), with any task made since; its jobs go last first, so that those
         left by a failure here are still the first ones, as the journal expects."""
         try:
-            arrays = [a for a, _, _ in json.loads(entry.get("later") or "[]")]
-            if arrays and items:
+            later = json.loads(entry.get("later") or "[]")  # [array, first unmade id, last]
+            if later and items:
                 self._write(
                     [(self._counts_name,
                       {"DeleteRequest": {"Key": _marshal({"scope": UNMADE, "key": _id_key(a)})}})
-                     for a in arrays]
+                     for a, _, _ in later]
                 )  # fmt: skip
-                made = self._get_jobs(arrays, "#id, #made")
-                items = [
-                    *items,
-                    *(
-                        {"id": t}
-                        for a, i in made.items()
-                        for t in range(a + 1 + self.first_tasks, a + 1 + i["made"])
-                    ),
+                made = self._get_jobs((a for a, _, _ in later), "#id, #made")
+                since = [
+                    {"id": task_id}
+                    for a, low, _ in later
+                    if a in made
+                    for task_id in range(low, a + 1 + int(made[a]["made"]))
                 ]
-                items.sort(key=lambda i: i["id"])  # fmt: skip
+                items = sorted([*items, *since], key=lambda i: i["id"])
             for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
                 self._write(
                     [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
