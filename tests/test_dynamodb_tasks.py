@@ -122,13 +122,13 @@ def test_a_late_maker_never_writes_over_a_task_made_and_claimed(open_store: Any)
     stale = late._unmade_one(array_id)  # the late maker read the array here...
     assert stale is not None and stale.made == 20
     # ...then another made the next tasks and a worker claimed one of them
-    assert one._make(array_id, 30) == 10
+    assert one._make(array_id, 30) == list(range(array_id + 21, array_id + 31))
     one.cancel(JobFilter(arrays=((array_id, tuple(range(25))),)), now)
     (claimed,) = one.claim("w", Q, D, 1, LEASE, now)
     assert claimed.id == array_id + 26
     actions, stop = late._chunk(stale, 40)
     assert stop == 40 and late._transact(actions) is not None  # refused: made moved on
-    assert late._make(array_id, 40) == 10  # read again: only those after the 30 made
+    assert len(late._make(array_id, 40)) == 10  # read again: only those after the 30 made
     task = late.get_job(array_id + 26)
     assert task is not None and (task.status, task.worker_id) == (JobStatus.RUNNING, "w")
     counts = late.count_jobs(JobFilter(array_id=array_id))
@@ -186,15 +186,15 @@ class CutOff(BaseException):
     """The end of a Lambda that timed out: no handler of the store's runs after it."""
 
 
-@pytest.mark.parametrize("written", [0, 1, 3])
+@pytest.mark.parametrize("written", [0, 1, 2, 3])
 def test_a_submit_cut_off_keeps_the_counts_of_tasks_its_array_can_make(
     open_store: Any, written: int
 ) -> None:
-    """Cut off after none, one or all three of its BatchWriteItem calls of items (the
-    array's item and its first 24 tasks, 25 more, the 50th), before its marker: once no
-    submit can still be running, the tick takes back what was counted for the items
-    never written. The tasks not made yet are the array's: there when its item is (the
-    tick then marks it, and they are made), else taken back with it."""
+    """Cut off after none, one, two or three of its BatchWriteItem calls (its array's
+    marker; then its items: the array's item and its first 24 tasks, 25 more, the 50th):
+    once no submit can still be running, the tick takes back what was counted for the
+    items never written. The tasks not made yet are the array's: there when its item
+    is (they are made), else taken back with it."""
     store = open_store()
     now = time.time()
     left = [written]
@@ -210,7 +210,7 @@ def test_a_submit_cut_off_keeps_the_counts_of_tasks_its_array_can_make(
     store.dynamodb.meta.events.unregister("before-call.dynamodb.BatchWriteItem", None, "cut-off")
     assert store.demand() == [(Q, D, 300, 0)]
     store.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
-    expected = {0: 0, 1: 24 + 250, 3: 300}[written]
+    expected = {0: 0, 1: 0, 2: 24 + 250, 3: 49 + 250}[written]
     assert store.demand() == ([(Q, D, expected, 0)] if expected else [])
     assert store.count_jobs(JobFilter())[JobStatus.WAITING] == expected
     listed = store.list_jobs(JobFilter(queue=Q), limit=1000)
@@ -218,21 +218,142 @@ def test_a_submit_cut_off_keeps_the_counts_of_tasks_its_array_can_make(
     assert store.reconcile_counts(now + 2 * SUBMIT_CUT_OFF) == 0  # settled once
 
 
-def test_a_submit_that_fails_at_its_marker_takes_everything_back(open_store: Any) -> None:
-    """A submit whose last write (its array's marker) fails takes back its items and
-    counts, and its array has no task left to make."""
+def test_a_submit_that_fails_at_its_last_write_takes_everything_back(open_store: Any) -> None:
+    """A submit whose last write (its last tasks) fails takes back its marker, its items
+    and counts, and its array has no task left to make."""
     store = open_store()
     calls = [0]
 
-    def fail_the_marker(**_: Any) -> None:
+    def fail_the_last(**_: Any) -> None:
         calls[0] += 1
-        if calls[0] == 4:  # three calls of items (51 of them), then the marker
+        if calls[0] == 4:  # the marker, then three calls of items (51 of them)
             raise RuntimeError("DynamoDB went away")
 
-    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_marker)
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
     with pytest.raises(RuntimeError):
         _later(store, n=300, first=50)
     assert store.demand() == []
     assert store.list_jobs(JobFilter(), limit=1000) == []
     assert store.make_tasks() == 0
     assert store.reconcile_counts(time.time() + 2 * SUBMIT_CUT_OFF) == 0
+
+
+@pytest.mark.parametrize("cut_at", ["BatchWriteItem", "DeleteItem"])
+def test_a_submit_cut_off_anywhere_leaves_no_task_to_run_after_a_cancel(
+    open_store: Any, cut_at: str
+) -> None:
+    """Cut off at its second write (of its marker and its items, one call each) or at
+    its end (its journal entry): where its array was written, other Lambdas see every
+    task of it at once, and a cancel of it sticks (no task is made later to run)."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    calls = [0]
+
+    def cut(**_: Any) -> None:
+        calls[0] += 1
+        if cut_at == "DeleteItem" or calls[0] == 2:
+            raise CutOff
+
+    store.dynamodb.meta.events.register(f"before-call.dynamodb.{cut_at}", cut, "cut-off")
+    with pytest.raises(CutOff):
+        _later(store, n=37, first=10)
+    for array in other.list_jobs(JobFilter(), limit=5, collapse=True):
+        assert other.count_jobs(JobFilter(name="race"))[JobStatus.WAITING] == 37
+        assert other.cancel(other.resolve([Selector(array.id)]), now).cancelled == 37
+    other.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
+    while other.make_tasks(1000):
+        pass
+    assert other.claim("w", Q, D, 100, LEASE, now) == []
+    assert other.demand() == []
+
+
+def lagging(store: DynamoDBStore) -> set[int]:
+    """Make `store`'s index Queries miss the tasks it made itself (until the set returned is
+    cleared): DynamoDB's indexes show a write a moment after it, moto's at once."""
+    hidden: set[int] = set()
+    transact, query = store._transact, store._query
+
+    def transact_seen(actions: list[dict[str, Any]]) -> Any:
+        codes = transact(actions)
+        if codes is None:
+            for action in actions:
+                put = action.get("Put")
+                if put and put["TableName"] == store._jobs and "array_id" in put["Item"]:
+                    hidden.add(int(put["Item"]["id"]["N"]))
+        return codes
+
+    def query_behind(table: str, condition: str, values: Any, **kwargs: Any) -> Any:
+        for items, more in query(table, condition, values, **kwargs):
+            if kwargs.get("index"):
+                items = [item for item in items if item.get("id") not in hidden]
+            yield items, more
+
+    store._transact, store._query = transact_seen, query_behind  # type: ignore[method-assign]
+    return hidden
+
+
+def test_what_a_call_made_counts_in_its_answer_before_the_index_shows_it(
+    open_store: Any,
+) -> None:
+    """A cancel, hold, release, count or page that makes tasks answers with them, though
+    no index shows them yet: the tasks a call made are read by id as well."""
+    store = open_store()
+    now = time.time()
+    store.first_tasks, store.tasks_per_make = 10, 8
+
+    def lazy(name: str, **kwargs: Any) -> int:
+        tasks = ArrayTasks(indices=list(range(1, 38)))
+        (array_id,) = store.submit([job(name, array=tasks, **kwargs)], now)
+        return int(array_id)
+
+    hidden = lagging(store)
+    first = lazy("first")
+    result = store.cancel(store.resolve([Selector(first, (30, 31))]), now)
+    assert (result.cancelled, result.more) == (2, False)
+    whole = lazy("whole")
+    assert store.cancel(store.resolve([Selector(whole)]), now).cancelled == 37
+    lazy("named")
+    assert store.count_jobs(JobFilter(name="named"))[JobStatus.WAITING] == 37
+    held = lazy("held", hold=True)
+    assert store.release(JobFilter(arrays=((held, None),)), now).changed == 37
+    paged = lazy("paged")
+    page = store.list_jobs(JobFilter(array_id=paged), limit=30, after=paged + 5)
+    assert [record.id for record in page] == list(range(paged + 6, paged + 36))
+    hidden.clear()  # the indexes caught up: the answers were the same as now
+    for array_id, status in ((whole, JobStatus.CANCELLED), (held, JobStatus.WAITING)):
+        assert store.count_jobs(JobFilter(array_id=array_id))[status] == 37
+    assert {store.get_job(first + i).status for i in (30, 31)} == {JobStatus.CANCELLED}
+
+
+def test_an_undo_cut_short_leaves_an_array_whose_count_matches_its_tasks(
+    open_store: Any,
+) -> None:
+    """A submit fails at its last write after another Lambda made 100 of its tasks, and
+    its undo is cut short after taking back some of them: the array left says which of its
+    tasks are there, so the tick makes the rest, and its counts are its tasks'."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    writes: list[str] = []  # the submitting Lambda's calls that write
+
+    def write(event_name: str, **_: Any) -> None:
+        writes.append(event_name.rsplit(".", 1)[1])
+        if len(writes) == 5:  # its counts, its marker, three calls of items: the last fails
+            (array,) = other.list_jobs(JobFilter(), limit=5, collapse=True)
+            assert len(other._make(array.id, 150)) == 100
+            raise RuntimeError("DynamoDB went away")
+        if len(writes) == 8:  # its undo: its marker, a chunk of the tasks made since, cut
+            raise RuntimeError("the undo is cut short")
+
+    for operation in ("BatchWriteItem", "TransactWriteItems"):
+        store.dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", write)
+    with pytest.raises(RuntimeError, match="went away"):
+        _later(store, n=300, first=50)
+    assert len(writes) == 8
+    other.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
+    while other.make_tasks(1000):
+        pass
+    (array,) = other.list_jobs(JobFilter(), limit=5, collapse=True)
+    ids = sorted(int(item["id"]["N"]) for item in task_items(other, array.id))
+    assert len(ids) == len(set(ids)) == 299  # its 50th task was never written
+    assert other.count_jobs(JobFilter(array_id=array.id))[JobStatus.WAITING] == 299
+    assert other.demand() == [(Q, D, 299, 0)]

@@ -50,11 +50,11 @@ class Attempts(Dependents):
 
     def cancel(self, where: JobFilter, now: float, *, limit: int | None = None) -> CancelResult:
         # what it may change is made first (with one more than `limit` takes: `more`)
-        self._made_for(where, limit=None if limit is None else limit + 1)
+        made = self._made_for(where, limit=None if limit is None else limit + 1)
         finished = self._named(where, (s.value for s in FINISHED), among=True)
         items, more = _up_to(
             limit,
-            self._unfinished(where, (s.value for s in UNFINISHED)),
+            self._unfinished(where, (s.value for s in UNFINISHED), made),
             lambda item: item["status"] in rules.NOT_STARTED_VALUES,
         )
         running = {i["id"] for i in items if i["status"] == RUNNING}
@@ -85,11 +85,12 @@ class Attempts(Dependents):
     ) -> HoldResult:
         movable = rules.movable(hold)
         moving = tuple(s for s in JobStatus if s.value in set(movable) & self._statuses(where))
+        made: list[int] = []
         if moving:  # what it may change is made first (one more than `limit` takes: `more`)
             limited = None if limit is None else limit + 1
-            self._made_for(dataclasses.replace(where, statuses=moving), limit=limited)
+            made = self._made_for(dataclasses.replace(where, statuses=moving), limit=limited)
         unchanged = self._named(where, movable, among=False)  # named, to say so
-        items, more = _up_to(limit, self._unfinished(where, movable), lambda item: True)
+        items, more = _up_to(limit, self._unfinished(where, movable, made), lambda item: True)
         bulk = rules.is_bulk(len(items))
         text = rules.hold_event(hold)
 

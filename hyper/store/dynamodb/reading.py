@@ -238,9 +238,14 @@ class Reading(Tasks):
         after: int = 0,
         page: int = PAGE,
         flags: tuple[str, ...] = ("s", "t"),
+        made: Iterable[int] = (),
     ) -> Iterator[Item]:
-        """Every job that matches, in id order."""
-        merged = heapq.merge(*self._streams(where, after, page, flags), key=lambda i: i["id"])
+        """Every job that matches, in id order. `made`: the ids of tasks this call has just
+        made, read by id (strongly consistent) as well: an index shows a new item only a
+        moment after its write, and an answer must count them (a qdel must not miss them)."""
+        streams = self._streams(where, after, page, flags)
+        fresh = self._by_ids(i for i in made if i > after)  # first: its copy is the one kept
+        merged = heapq.merge(fresh, *streams, key=lambda i: i["id"])
         last = None
         for item in merged:
             if item["id"] == last:
@@ -249,8 +254,8 @@ class Reading(Tasks):
             if self._matches(where, item) and (flags != ("s",) or item.get("kind") == "job"):
                 yield item
 
-    def _select(self, where: JobFilter) -> list[Item]:
-        return list(self._iterate(where))
+    def _select(self, where: JobFilter, made: Iterable[int] = ()) -> list[Item]:
+        return list(self._iterate(where, made=made))
 
     def list_jobs(
         self, where: JobFilter, *, limit: int, after: int = 0, collapse: bool = False
@@ -260,8 +265,8 @@ class Reading(Tasks):
             found = self._page(where, after, page, limit)
             last = found[-1]["id"] if len(found) >= limit else None
             if self._unmade_before(where.queue, after, last):  # the page may miss some
-                self._made_for(where, after=after, limit=limit)
-                found = self._page(where, after, page, limit)
+                made = self._made_for(where, after=after, limit=limit)
+                found = self._page(where, after, page, limit, made)
             return [self._record(item) for item in found]
         # single jobs as they are, each array as one line (filtered by queue and name, as
         # in SQLite)
@@ -294,9 +299,11 @@ class Reading(Tasks):
             for item in merged
         ]
 
-    def _page(self, where: JobFilter, after: int, page: int, limit: int) -> list[Item]:
+    def _page(
+        self, where: JobFilter, after: int, page: int, limit: int, made: Iterable[int] = ()
+    ) -> list[Item]:
         found = []
-        for item in self._iterate(where, after, page):
+        for item in self._iterate(where, after, page, made=made):
             found.append(item)
             if len(found) >= limit:
                 break
@@ -322,8 +329,8 @@ class Reading(Tasks):
                 if status in statuses and (where.definition is None or d == where.definition):
                     counts[JobStatus(status)] += n
             return counts
-        self._made_for(where)  # counted from the jobs: every one must be there
-        for item in self._iterate(where):
+        made = self._made_for(where)  # counted from the jobs: every one must be there
+        for item in self._iterate(where, made=made):
             counts[JobStatus(item["status"])] += 1
         return counts
 
@@ -357,13 +364,15 @@ class Reading(Tasks):
             if item.get("kind") != "array" and (item["status"] in wanted) == among
         )
 
-    def _unfinished(self, where: JobFilter, states: Iterable[str]) -> list[Item]:
-        """The jobs that match and are in one of these states."""
+    def _unfinished(
+        self, where: JobFilter, states: Iterable[str], made: Iterable[int] = ()
+    ) -> list[Item]:
+        """The jobs that match and are in one of these states (`made`: as _iterate)."""
         allowed = set(states) & self._statuses(where)
         chosen = tuple(s for s in JobStatus if s.value in allowed)
         if not chosen:
             return []
-        return self._select(dataclasses.replace(where, statuses=chosen))
+        return self._select(dataclasses.replace(where, statuses=chosen), made)
 
     def _bulk_events(self, changes: Sequence[_Change], text: str, now: float) -> None:
         """A large change logs one event per array (its jobs logged theirs in the change)."""

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from hyper.aws_errors import error_code
-from hyper.errors import UsageError
+from hyper.errors import StoreUnavailable, UsageError
 from hyper.jobs import (
     FINISHED,
     JobStatus,
@@ -24,6 +24,7 @@ from hyper.store.base import (
 )
 from hyper.store.dynamodb.dependents import Dependents
 from hyper.store.dynamodb.items import (
+    MAKE_CHUNK,
     PLAN_ITEM_BYTES,
     SCRIPT_INLINE_BYTES,
     SEP,
@@ -31,6 +32,7 @@ from hyper.store.dynamodb.items import (
     SUBMIT_CUT_OFF,
     SUBMITS,
     TRANSACTION_ITEMS,
+    TRIES,
     UNMADE,
     WRITE_BATCH,
     CounterKey,
@@ -115,8 +117,11 @@ class Submitting(Dependents):
         writes = [(self._jobs, {"PutRequest": {"Item": _marshal(i)}}) for i in items]
         writes += [(self._log, {"PutRequest": {"Item": _marshal(e)}}) for e in logs]
         try:
+            # the markers first: from the array's item on, every reader must know its
+            # tasks not made yet are there to make, even if this submit is cut off (the
+            # tasks made meanwhile come after those the submit writes)
+            self._mark_unmade(later, now)
             self._write(writes)
-            self._mark_unmade(later, now)  # only now may their tasks be made
         except Exception:
             self._undo_submit(items, entry)
             raise
@@ -137,7 +142,7 @@ class Submitting(Dependents):
     def _undo_submit(self, items: Sequence[Item], entry: Item) -> None:
         """A submit that failed part-way takes back what it wrote, as far as it can; its ids
         stay used (they are never reused). Its arrays' markers go first (no task is made
-        from then on), with any task made since; its jobs go last first, so that those
+        from then on), then any task made since; its jobs go last first, so that those
         left by a failure here are still the first ones, as the journal expects."""
         try:
             later = json.loads(entry.get("later") or "[]")  # [array, first unmade id, last]
@@ -147,14 +152,8 @@ class Submitting(Dependents):
                       {"DeleteRequest": {"Key": _marshal({"scope": UNMADE, "key": _id_key(a)})}})
                      for a, _, _ in later]
                 )  # fmt: skip
-                made = self._get_jobs((a for a, _, _ in later), "#id, #made")
-                since = [
-                    {"id": task_id}
-                    for a, low, _ in later
-                    if a in made
-                    for task_id in range(low, a + 1 + int(made[a]["made"]))
-                ]
-                items = sorted([*items, *since], key=lambda i: i["id"])
+                for array_id, low, _ in reversed(later):
+                    self._unmake_since(array_id, low)
             for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
                 self._write(
                     [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
@@ -165,6 +164,31 @@ class Submitting(Dependents):
                 self._settle_submit(found)
         except Exception:  # the error being raised says more than this one; the tick
             pass  # settles what is left
+
+    def _unmake_since(self, array_id: int, low: int) -> None:
+        """Delete an array's tasks made after its submit (ids from `low` on), the last ones
+        first, each chunk in one transaction with the array's made-count lowered to match:
+        an undo cut off part-way leaves an array whose count still says which tasks are
+        there (the journal's settle then marks it again, and the rest are made)."""
+        for _ in range(TRIES * 10):
+            state = self._get(self._jobs, {"id": array_id}, "#id, #made")
+            if state is None or "made" not in state:
+                return
+            made = int(state["made"])
+            top = array_id + 1 + made  # one past the last task made
+            if top <= low:
+                return
+            start = max(low, top - MAKE_CHUNK)
+            update = _update(
+                self._jobs, {"id": array_id}, set_={"made": start - array_id - 1},
+                condition="#made = :made", values={"made": made},
+            )  # fmt: skip
+            deletes = [
+                {"Delete": {"TableName": self._jobs, "Key": _marshal({"id": task_id})}}
+                for task_id in range(start, top)
+            ]
+            self._transact([{"Update": update}, *deletes])  # refused: read again
+        raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
 
     # the journal of submits -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ task is made twice, none made is ever written again (a claimed task stays claime
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from hyper.store.dynamodb.items import (
     CHECK_FAILED,
     MAKE_CHUNK,
     SEP,
+    SUBMIT_CUT_OFF,
     TRANSACTION_BYTES,
     TRIES,
     UNMADE,
@@ -83,8 +85,10 @@ class Tasks(Changes):
     # what is left to make -------------------------------------------------------------------
 
     def _unmade(self, *, forget: bool = False) -> list[_Unmade]:
-        """The arrays with tasks not made yet, oldest first (`forget`: markers whose array
-        is gone, left by a submit undone, are removed)."""
+        """The arrays with tasks not made yet, oldest first. `forget`: markers left behind
+        are removed: of an array whose tasks are all made (a marker put back as its last
+        chunk was made), or of one that is not there once no submit can still be writing
+        it (a submit cut off or undone)."""
         markers = self._query_all(
             self._counts_name, "#scope = :scope", {"scope": UNMADE}, consistent=True
         )
@@ -93,11 +97,15 @@ class Tasks(Changes):
         ids = [int(m["array_id"]) for m in markers]
         states = self._get_jobs(ids, STATE)
         if forget:
-            for gone in set(ids) - set(states):
-                self.dynamodb.delete_item(
-                    TableName=self._counts_name,
-                    Key=_marshal({"scope": UNMADE, "key": _id_key(gone)}),
-                )
+            old = time.time() - SUBMIT_CUT_OFF
+            for marker in markers:
+                array_id, state = int(marker["array_id"]), states.get(int(marker["array_id"]))
+                left = state is None and float(marker["started"]) <= old
+                if left or (state is not None and "plan" not in state):
+                    self.dynamodb.delete_item(
+                        TableName=self._counts_name,
+                        Key=_marshal({"scope": UNMADE, "key": _id_key(array_id)}),
+                    )
         infos = self._array_infos(i for i, s in states.items() if "plan" in s)
         return [self._as_unmade(infos[i], states[i]) for i in ids if i in infos]
 
@@ -114,23 +122,24 @@ class Tasks(Changes):
 
     # making -----------------------------------------------------------------------------------
 
-    def _make(self, array_id: int, upto: int | None = None, most: int | None = None) -> int:
+    def _make(self, array_id: int, upto: int | None = None, most: int | None = None) -> list[int]:
         """Make the array's tasks up to position `upto` (all: None), at most `most` of them
-        in this call; how many this call made (others may make some meanwhile)."""
-        done = failed = 0
+        in this call; the ids of those this call made (others may make some meanwhile)."""
+        done: list[int] = []
+        failed = 0
         while True:
             array = self._unmade_one(array_id)
             if array is None:
                 return done
             end = array.size if upto is None else min(upto, array.size)
             if most is not None:
-                end = min(end, array.made + most - done)
+                end = min(end, array.made + most - len(done))
             if end <= array.made:
                 return done
             actions, stop = self._chunk(array, end)
             codes = self._transact(actions)
             if codes is None:
-                done += stop - array.made
+                done += range(array_id + 1 + array.made, array_id + 1 + stop)
                 continue
             if codes[1] == CHECK_FAILED:
                 return done  # no marker: its submit is not over (or was cut off)
@@ -202,7 +211,7 @@ class Tasks(Changes):
         for array in self._unmade(forget=True):
             if made >= most:
                 break
-            made += self._make(array.id, most=most - made)
+            made += len(self._make(array.id, most=most - made))
         return made
 
     # made before an answer ---------------------------------------------------------------
@@ -227,13 +236,15 @@ class Tasks(Changes):
         unmade = self._unmade() if wanted else []
         return {i: "task" for i in wanted for a in unmade if a.position(i) is not None}
 
-    def _made_for(self, where: JobFilter, *, after: int = 0, limit: int | None = None) -> None:
+    def _made_for(self, where: JobFilter, *, after: int = 0, limit: int | None = None) -> list[int]:
         """Make the tasks not made yet that jobs matching `where` could be (for a page of
         `limit` after `after`, only as many as the page can show), so that an answer read
-        from the jobs is what it would be had every task been written at submit."""
+        from the jobs is what it would be had every task been written at submit. Returns
+        the ids this call made, for the answer to read by id (reading._iterate)."""
         unmade = {array.id: array for array in self._unmade()}
+        made: list[int] = []
         if not unmade:
-            return
+            return made
         wanted: dict[int, list[int] | None] = {}  # array: positions (None: the page's)
         if where.selects:
             for array_id, indices in where.arrays:
@@ -259,7 +270,8 @@ class Tasks(Changes):
             upto = rules.to_make(
                 array.made, array.size, array_id, after=after, limit=paged, positions=positions
             )
-            self._make(array_id, upto)
+            made += self._make(array_id, upto)
+        return made
 
     @staticmethod
     def _may_match(where: JobFilter, array: _Unmade, *, whole: bool = False) -> bool:
