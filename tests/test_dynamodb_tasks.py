@@ -5,6 +5,7 @@ under moto's in-process mock."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -267,28 +268,31 @@ def test_a_submit_cut_off_anywhere_leaves_no_task_to_run_after_a_cancel(
     assert other.demand() == []
 
 
-def lagging(store: DynamoDBStore) -> set[int]:
-    """Make `store`'s index Queries miss the tasks it made itself (until the set returned is
-    cleared): DynamoDB's indexes show a write a moment after it, moto's at once."""
+def lagging(*stores: DynamoDBStore) -> set[int]:
+    """DynamoDB's indexes show a write a moment after it, moto's at once: the index
+    Queries of these handles miss the tasks any of them made (put in a transaction) until
+    the set returned is cleared. The handles' own calls are left as they are: only the
+    answers AWS gives change."""
     hidden: set[int] = set()
-    transact, query = store._transact, store._query
 
-    def transact_seen(actions: list[dict[str, Any]]) -> Any:
-        codes = transact(actions)
-        if codes is None:
-            for action in actions:
-                put = action.get("Put")
-                if put and put["TableName"] == store._jobs and "array_id" in put["Item"]:
-                    hidden.add(int(put["Item"]["id"]["N"]))
-        return codes
+    def seen(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        for action in json.loads(params["body"])["TransactItems"]:
+            if "array_id" in action.get("Put", {}).get("Item", {}):
+                hidden.add(int(action["Put"]["Item"]["id"]["N"]))
 
-    def query_behind(table: str, condition: str, values: Any, **kwargs: Any) -> Any:
-        for items, more in query(table, condition, values, **kwargs):
-            if kwargs.get("index"):
-                items = [item for item in items if item.get("id") not in hidden]
-            yield items, more
+    def asked(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["from_index"] = "IndexName" in json.loads(params["body"])
 
-    store._transact, store._query = transact_seen, query_behind  # type: ignore[method-assign]
+    def behind(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if context.get("from_index") and "Items" in parsed:
+            parsed["Items"] = [i for i in parsed["Items"] if int(i["id"]["N"]) not in hidden]
+            parsed["Count"] = len(parsed["Items"])
+
+    for store in stores:
+        events = store.dynamodb.meta.events
+        events.register("before-call.dynamodb.TransactWriteItems", seen)
+        events.register("before-call.dynamodb.Query", asked)
+        events.register("after-call.dynamodb.Query", behind)
     return hidden
 
 
@@ -325,12 +329,50 @@ def test_what_a_call_made_counts_in_its_answer_before_the_index_shows_it(
     assert {store.get_job(first + i).status for i in (30, 31)} == {JobStatus.CANCELLED}
 
 
-def test_an_undo_cut_short_leaves_an_array_whose_count_matches_its_tasks(
-    open_store: Any,
+def test_tasks_another_call_made_count_before_the_index_shows_them(
+    open_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A submit fails at its last write after another Lambda made 100 of its tasks, and
-    its undo is cut short after taking back some of them: the array left says which of its
-    tasks are there, so the tick makes the rest, and its counts are its tasks'."""
+    """A tick (another Lambda) makes tasks; a qdel of some, a page past them, a qdel in
+    steps and a listing by state right after see every one, though no index shows them
+    yet: the tasks made within INDEX_LAG are read by id as well. Once that long has
+    passed, the tick forgets the markers of arrays all made."""
+    store, tick = open_store(), open_store()
+    now = time.time()
+    tick.tasks_per_tick = 20
+    hidden = lagging(store, tick)
+    first = _later(store, n=37, first=10)
+    assert tick.make_tasks() == 20  # its tasks 11 to 30, in no index yet
+    result = store.cancel(store.resolve([Selector(first, (25, 26))]), now)
+    assert (result.cancelled, result.more) == (2, False)
+    page = store.list_jobs(JobFilter(array_id=first), limit=10, after=first + 10)
+    assert [record.id for record in page] == list(range(first + 11, first + 21))
+    stepped = _later(store, n=37, first=10)
+    while tick.make_tasks():  # every task made: the arrays have no plan left
+        pass
+    cancelled, more = 0, True
+    while more:
+        result = store.cancel(store.resolve([Selector(stepped)]), now, limit=10)
+        cancelled, more = cancelled + result.cancelled, result.more
+    assert cancelled == 37
+    waiting = store.list_jobs(JobFilter(queue=Q, statuses=(JobStatus.WAITING,)), limit=100)
+    assert [r.id for r in waiting] == [
+        i for i in range(first + 1, first + 38) if i - first not in (26, 27)
+    ]
+    hidden.clear()  # the indexes caught up: the answers were the same as now
+    assert store.count_jobs(JobFilter(array_id=stepped))[JobStatus.CANCELLED] == 37
+    monkeypatch.setattr("hyper.store.dynamodb.tasks.INDEX_LAG", 0.0)
+    assert tick.make_tasks() == 0
+    assert tick._marked() == []
+
+
+@pytest.mark.parametrize(("upto", "others"), [(150, 100), (None, 250)])
+def test_an_undo_cut_short_leaves_an_array_whose_count_matches_its_tasks(
+    open_store: Any, upto: int | None, others: int
+) -> None:
+    """A submit fails at its last write after another Lambda made 100 of its tasks (or
+    all 250 not made at submit), and its undo is cut short after taking back some of them:
+    the array left says which of its tasks are there and how to make the others, so the
+    tick makes the rest, and its counts are its tasks'."""
     store, other = open_store(), open_store()
     now = time.time()
     writes: list[str] = []  # the submitting Lambda's calls that write
@@ -339,7 +381,7 @@ def test_an_undo_cut_short_leaves_an_array_whose_count_matches_its_tasks(
         writes.append(event_name.rsplit(".", 1)[1])
         if len(writes) == 5:  # its counts, its marker, three calls of items: the last fails
             (array,) = other.list_jobs(JobFilter(), limit=5, collapse=True)
-            assert len(other._make(array.id, 150)) == 100
+            assert len(other._make(array.id, upto)) == others
             raise RuntimeError("DynamoDB went away")
         if len(writes) == 8:  # its undo: its marker, a chunk of the tasks made since, cut
             raise RuntimeError("the undo is cut short")
@@ -357,3 +399,28 @@ def test_an_undo_cut_short_leaves_an_array_whose_count_matches_its_tasks(
     assert len(ids) == len(set(ids)) == 299  # its 50th task was never written
     assert other.count_jobs(JobFilter(array_id=array.id))[JobStatus.WAITING] == 299
     assert other.demand() == [(Q, D, 299, 0)]
+
+
+def test_an_undo_of_many_chunks_ends_though_no_refusal_is_allowed(
+    open_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An undo takes back the tasks made since its submit a chunk at a time: only the
+    chunks refused (made or changed meanwhile) count against its tries, so an undo of
+    any size ends (here: three chunks, with no refusal allowed)."""
+    store, other = open_store(), open_store()
+    monkeypatch.setattr("hyper.store.dynamodb.submit.TRIES", 0)
+    writes, arrays = [0], []
+
+    def fail_the_last(**_: Any) -> None:
+        writes[0] += 1
+        if writes[0] == 4:  # the marker, then three calls of items: the last fails
+            arrays.extend(other.list_jobs(JobFilter(), limit=5, collapse=True))
+            assert len(other._make(arrays[0].id)) == 250  # all the others
+            raise RuntimeError("DynamoDB went away")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
+    with pytest.raises(RuntimeError, match="went away"):
+        _later(store, n=300, first=50)
+    assert store.list_jobs(JobFilter(), limit=1000) == []
+    assert task_items(other, arrays[0].id) == []
+    assert other.demand() == []

@@ -4,6 +4,7 @@ takes back what a cut-off submit counted, and pending dependencies."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -152,8 +153,9 @@ class Submitting(Dependents):
                       {"DeleteRequest": {"Key": _marshal({"scope": UNMADE, "key": _id_key(a)})}})
                      for a, _, _ in later]
                 )  # fmt: skip
+                plans = {int(i["id"]): i["plan"] for i in items if "plan" in i}
                 for array_id, low, _ in reversed(later):
-                    self._unmake_since(array_id, low)
+                    self._unmake_since(array_id, low, plans.get(array_id))
             for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
                 self._write(
                     [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
@@ -165,13 +167,15 @@ class Submitting(Dependents):
         except Exception:  # the error being raised says more than this one; the tick
             pass  # settles what is left
 
-    def _unmake_since(self, array_id: int, low: int) -> None:
+    def _unmake_since(self, array_id: int, low: int, plan: str | None) -> None:
         """Delete an array's tasks made after its submit (ids from `low` on), the last ones
-        first, each chunk in one transaction with the array's made-count lowered to match:
-        an undo cut off part-way leaves an array whose count still says which tasks are
-        there (the journal's settle then marks it again, and the rest are made)."""
-        for _ in range(TRIES * 10):
-            state = self._get(self._jobs, {"id": array_id}, "#id, #made")
+        first, each chunk in one transaction with the array's made-count lowered to match
+        (and its `plan`, the submit's, put back if all were made): an undo cut off part-way
+        leaves an array whose count and plan still say which tasks are there and which to
+        make (the journal's settle then marks it again, and the rest are made)."""
+        refused = 0
+        while True:
+            state = self._get(self._jobs, {"id": array_id}, "#id, #made, #plan")
             if state is None or "made" not in state:
                 return
             made = int(state["made"])
@@ -179,16 +183,19 @@ class Submitting(Dependents):
             if top <= low:
                 return
             start = max(low, top - MAKE_CHUNK)
+            restore = {"plan": plan} if plan is not None and "plan" not in state else {}
             update = _update(
-                self._jobs, {"id": array_id}, set_={"made": start - array_id - 1},
+                self._jobs, {"id": array_id}, set_={"made": start - array_id - 1, **restore},
                 condition="#made = :made", values={"made": made},
             )  # fmt: skip
             deletes = [
                 {"Delete": {"TableName": self._jobs, "Key": _marshal({"id": task_id})}}
                 for task_id in range(start, top)
             ]
-            self._transact([{"Update": update}, *deletes])  # refused: read again
-        raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
+            if self._transact([{"Update": update}, *deletes]) is not None:
+                refused += 1  # made or changed meanwhile: read again
+                if refused > TRIES * 10:
+                    raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
 
     # the journal of submits -------------------------------------------------------------
 
@@ -408,6 +415,7 @@ class Submitting(Dependents):
             if len(plan) + len(json.dumps(array)) <= PLAN_ITEM_BYTES:  # else written whole
                 written = self.first_tasks
                 array |= {"plan": plan, "made": written, "plan_rev": 0}
+                array |= {"made_at": time.time(), "fresh": 0}  # tasks.py: INDEX_LAG
         items = [array]
         names = tasks.names or [""] * size
         params = tasks.params or [{}] * size

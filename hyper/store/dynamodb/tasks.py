@@ -2,18 +2,24 @@
 made after their array's submit"): an array's item keeps its plan (``plan``, JSON,
 removed once every task is made), how many tasks are made (``made``, the first ones)
 and how often the plan changed (``plan_rev``); a marker in the counts table
-(items.UNMADE) says which arrays have tasks to make. Whatever needs a task that is not
-made yet makes it first.
+(items.UNMADE) says which arrays have tasks to make, or made some within INDEX_LAG.
+Whatever needs a task that is not made yet makes it first.
+
+An index shows a new item only a moment after its write. The array's item therefore
+keeps when its tasks were last made (``made_at``) and from which one on they were made
+within INDEX_LAG of that (``fresh``): an answer reads those by id as well, so that a
+qdel or a listing right after another request made them misses none.
 
 Making a chunk is one transaction: each task put where no item is, the array's
 ``made`` moved on from the value read (and ``plan_rev`` still the one read), the marker
-still there (removed with the last chunk). Several Lambdas may make one array's tasks at
-once: whoever is second fails its condition, reads again and goes on from there, so no
-task is made twice, none made is ever written again (a claimed task stays claimed), and
-``made`` never passes a task that is not there."""
+still there (a tick removes it INDEX_LAG after the last chunk). Several Lambdas may make
+one array's tasks at once: whoever is second fails its condition, reads again and goes on
+from there, so no task is made twice, none made is ever written again (a claimed task
+stays claimed), and ``made`` never passes a task that is not there."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -28,6 +34,7 @@ from hyper.store.base import JobFilter
 from hyper.store.dynamodb.changes import Changes
 from hyper.store.dynamodb.items import (
     CHECK_FAILED,
+    INDEX_LAG,
     MAKE_CHUNK,
     SEP,
     SUBMIT_CUT_OFF,
@@ -45,7 +52,8 @@ from hyper.store.dynamodb.items import (
     _update,
 )
 
-STATE = "#id, #made, #size, #plan, #plan_rev"  # what making and planning read of an array
+# what making and planning read of an array
+STATE = "#id, #made, #size, #plan, #plan_rev, #made_at, #fresh"
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class _Unmade:
     made: int
     plan: dict[str, Any]
     rev: int
+    made_at: float  # when tasks were last made (0: never since its submit)
+    fresh: int  # the first task made within INDEX_LAG of made_at
 
     @property
     def id(self) -> int:
@@ -75,6 +85,18 @@ class _Unmade:
         return job_id - self.id - 1 if self.id + self.made < job_id <= self.id + self.size else None
 
 
+def _made_at(state: Item) -> float:
+    return float(state.get("made_at", 0))
+
+
+def _fresh_range(info: _Array, state: Item, now: float) -> range:
+    """The ids of an array's tasks made within INDEX_LAG (an index may not show them)."""
+    if _made_at(state) <= now - INDEX_LAG:
+        return range(0)
+    made = int(state.get("made", 0))
+    return range(info.id + 1 + int(state.get("fresh", made)), info.id + 1 + made)
+
+
 class Tasks(Changes):
     """Making an array's tasks: the first at submit, the rest when needed or in chunks."""
 
@@ -84,11 +106,11 @@ class Tasks(Changes):
 
     # what is left to make -------------------------------------------------------------------
 
-    def _unmade(self, *, forget: bool = False) -> list[_Unmade]:
-        """The arrays with tasks not made yet, oldest first. `forget`: markers left behind
-        are removed: of an array whose tasks are all made (a marker put back as its last
-        chunk was made), or of one that is not there once no submit can still be writing
-        it (a submit cut off or undone)."""
+    def _marked(self, *, forget: bool = False) -> list[tuple[_Array, Item]]:
+        """The arrays with a marker (tasks to make, or made within INDEX_LAG), oldest
+        first, each with its STATE. `forget`: markers left behind are removed: of an array
+        whose tasks were all made longer than INDEX_LAG ago, or of one that is not there
+        once no submit can still be writing it (a submit cut off or undone)."""
         markers = self._query_all(
             self._counts_name, "#scope = :scope", {"scope": UNMADE}, consistent=True
         )
@@ -97,17 +119,25 @@ class Tasks(Changes):
         ids = [int(m["array_id"]) for m in markers]
         states = self._get_jobs(ids, STATE)
         if forget:
-            old = time.time() - SUBMIT_CUT_OFF
+            now = time.time()
             for marker in markers:
                 array_id, state = int(marker["array_id"]), states.get(int(marker["array_id"]))
-                left = state is None and float(marker["started"]) <= old
-                if left or (state is not None and "plan" not in state):
+                if state is None:
+                    left = float(marker["started"]) <= now - SUBMIT_CUT_OFF
+                else:
+                    left = "plan" not in state and _made_at(state) <= now - INDEX_LAG
+                if left:
                     self.dynamodb.delete_item(
                         TableName=self._counts_name,
                         Key=_marshal({"scope": UNMADE, "key": _id_key(array_id)}),
                     )
-        infos = self._array_infos(i for i, s in states.items() if "plan" in s)
-        return [self._as_unmade(infos[i], states[i]) for i in ids if i in infos]
+        infos = self._array_infos(states)
+        return [(infos[i], states[i]) for i in ids if i in infos]
+
+    def _unmade(self, *, forget: bool = False) -> list[_Unmade]:
+        """The arrays with tasks not made yet, oldest first (`forget`: as _marked)."""
+        marked = self._marked(forget=forget)
+        return [self._as_unmade(info, state) for info, state in marked if "plan" in state]
 
     def _unmade_one(self, array_id: int) -> _Unmade | None:
         state = self._get(self._jobs, {"id": array_id}, STATE)
@@ -118,7 +148,9 @@ class Tasks(Changes):
 
     @staticmethod
     def _as_unmade(info: _Array, state: Item) -> _Unmade:
-        return _Unmade(info, int(state["made"]), json.loads(state["plan"]), int(state["plan_rev"]))
+        made, rev = int(state["made"]), int(state["plan_rev"])
+        fresh = int(state.get("fresh", made))
+        return _Unmade(info, made, json.loads(state["plan"]), rev, _made_at(state), fresh)
 
     # making -----------------------------------------------------------------------------------
 
@@ -160,10 +192,12 @@ class Tasks(Changes):
                 tasks, stop = tasks[:n], first + n
                 break
         last = stop >= array.size
+        now = time.time()
+        fresh = array.fresh if array.made_at > now - INDEX_LAG else first
         update = _update(
             self._jobs,
             {"id": array.id},
-            set_={"made": stop, **({"plan": None} if last else {})},
+            set_={"made": stop, "made_at": now, "fresh": fresh, **({"plan": None} if last else {})},
             condition="#made = :made AND #plan_rev = :rev",
             values={"made": first, "rev": array.rev},
         )
@@ -184,7 +218,7 @@ class Tasks(Changes):
             }
             for task in tasks
         ]
-        return [{"Update": update}, {"Delete" if last else "ConditionCheck": marker}, *puts], stop
+        return [{"Update": update}, {"ConditionCheck": marker}, *puts], stop
 
     @staticmethod
     def _task_items(array: _Unmade, first: int, end: int) -> list[Item]:
@@ -240,11 +274,10 @@ class Tasks(Changes):
         """Make the tasks not made yet that jobs matching `where` could be (for a page of
         `limit` after `after`, only as many as the page can show), so that an answer read
         from the jobs is what it would be had every task been written at submit. Returns
-        the ids this call made, for the answer to read by id (reading._iterate)."""
-        unmade = {array.id: array for array in self._unmade()}
-        made: list[int] = []
-        if not unmade:
-            return made
+        the ids of the tasks made within INDEX_LAG (by this call or any other) that `where`
+        may match, for the answer to read by id (reading._iterate)."""
+        marked = self._marked()
+        unmade = {info.id: self._as_unmade(info, s) for info, s in marked if "plan" in s}
         wanted: dict[int, list[int] | None] = {}  # array: positions (None: the page's)
         if where.selects:
             for array_id, indices in where.arrays:
@@ -270,8 +303,32 @@ class Tasks(Changes):
             upto = rules.to_make(
                 array.made, array.size, array_id, after=after, limit=paged, positions=positions
             )
-            made += self._make(array_id, upto)
-        return made
+            self._make(array_id, upto)
+        if wanted:  # what this call (and any other meanwhile) made
+            states = self._get_jobs((info.id for info, _ in marked), STATE)
+            marked = [(info, states[info.id]) for info, _ in marked if info.id in states]
+        return self._fresh_ids(where, marked)
+
+    @staticmethod
+    def _fresh_ids(where: JobFilter, marked: Iterable[tuple[_Array, Item]]) -> list[int]:
+        """The ids of the tasks made within INDEX_LAG that `where` may match."""
+        now, found = time.time(), list[int]()
+        anyhow = dataclasses.replace(where, statuses=())  # a task's state is its own
+        for info, state in marked:
+            window = _fresh_range(info, state, now)
+            if not window:
+                continue
+            if where.selects:
+                if any(array_id == info.id for array_id, _ in where.arrays):
+                    found += window
+                else:
+                    found += (i for i in where.ids if i in window)
+            elif rules.unmade_may_match(
+                anyhow, array_id=info.id, queue=info.queue, definition=info.definition,
+                name=info.name, named=True, status="",
+            ):  # fmt: skip
+                found += window
+        return found
 
     @staticmethod
     def _may_match(where: JobFilter, array: _Unmade, *, whole: bool = False) -> bool:
@@ -282,14 +339,23 @@ class Tasks(Changes):
         )  # fmt: skip
 
     def _unmade_before(self, queue: str | None, after: int, last: int | None) -> bool:
-        """Whether a task not made yet has an id past `after` and before `last` (a full
-        page's last id; None: the page was not full), of one queue's arrays or all."""
-        return any(
-            queue in (None, a.info.queue)
-            and a.id + a.size > after
-            and (last is None or a.id + 1 + a.made < last)
-            for a in self._unmade()
-        )
+        """Whether a task not made yet, or one made within INDEX_LAG, has an id past `after`
+        and before `last` (a full page's last id; None: the page was not full), of one
+        queue's arrays or all."""
+        now = time.time()
+        for info, state in self._marked():
+            made = int(state.get("made", info.size))
+            fresh = _fresh_range(info, state, now)
+            low = fresh.start if fresh else info.id + 1 + made
+            high = info.id + (info.size if "plan" in state else made)
+            if (
+                queue in (None, info.queue)
+                and low <= high
+                and high > after
+                and (last is None or low < last)
+            ):
+                return True
+        return False
 
     def _make_to_claim(self, queue: str, definition: str, limit: int) -> None:
         """Before a claim of `limit` jobs: each array of (queue, definition) whose tasks not
