@@ -20,7 +20,8 @@ from hyper.jobspec import Selector
 from hyper.store import rules
 from hyper.store.base import ArrayTasks, JobFilter
 from hyper.store.dynamodb import DynamoDBStore
-from hyper.store.dynamodb.items import SUBMIT_CUT_OFF
+from hyper.store.dynamodb.items import INDEX_LAG, SLOW_WRITE, SUBMIT_CUT_OFF, _Array
+from hyper.store.dynamodb.tasks import Epoch, _fresh_range
 from hyper.store.dynamodb_tables import create_tables
 from tests.conftest import moto_backs_up_a_table_once, moto_one_request_at_a_time
 from tests.helpers.store import D, Q, job
@@ -127,7 +128,7 @@ def test_a_late_maker_never_writes_over_a_task_made_and_claimed(open_store: Any)
     one.cancel(JobFilter(arrays=((array_id, tuple(range(25))),)), now)
     (claimed,) = one.claim("w", Q, D, 1, LEASE, now)
     assert claimed.id == array_id + 26
-    actions, stop = late._chunk(stale, 40)
+    actions, stop = late._chunk(stale, 40, time.time())
     assert stop == 40 and late._transact(actions) is not None  # refused: made moved on
     assert len(late._make(array_id, 40)) == 10  # read again: only those after the 30 made
     task = late.get_job(array_id + 26)
@@ -270,15 +271,18 @@ def test_a_submit_cut_off_anywhere_leaves_no_task_to_run_after_a_cancel(
 
 def lagging(*stores: DynamoDBStore) -> set[int]:
     """DynamoDB's indexes show a write a moment after it, moto's at once: the index
-    Queries of these handles miss the tasks any of them made (put in a transaction) until
-    the set returned is cleared. The handles' own calls are left as they are: only the
-    answers AWS gives change."""
+    Queries of these handles miss the tasks any of them wrote (at submit or made later)
+    until the set returned is cleared. The handles' own calls are left as they are: only
+    the answers AWS gives change."""
     hidden: set[int] = set()
 
     def seen(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        for action in json.loads(params["body"])["TransactItems"]:
-            if "array_id" in action.get("Put", {}).get("Item", {}):
-                hidden.add(int(action["Put"]["Item"]["id"]["N"]))
+        body = json.loads(params["body"])
+        puts = [a.get("Put", {}) for a in body.get("TransactItems", [])]
+        for requests in body.get("RequestItems", {}).values():
+            puts += [r.get("PutRequest", {}) for r in requests]
+        tasks = [p["Item"] for p in puts if {"id", "array_id"} <= set(p.get("Item", {}))]
+        hidden.update(int(task["id"]["N"]) for task in tasks)
 
     def asked(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["from_index"] = "IndexName" in json.loads(params["body"])
@@ -291,6 +295,7 @@ def lagging(*stores: DynamoDBStore) -> set[int]:
     for store in stores:
         events = store.dynamodb.meta.events
         events.register("before-call.dynamodb.TransactWriteItems", seen)
+        events.register("before-call.dynamodb.BatchWriteItem", seen)
         events.register("before-call.dynamodb.Query", asked)
         events.register("after-call.dynamodb.Query", behind)
     return hidden
@@ -363,6 +368,112 @@ def test_tasks_another_call_made_count_before_the_index_shows_them(
     monkeypatch.setattr("hyper.store.dynamodb.tasks.INDEX_LAG", 0.0)
     assert tick.make_tasks() == 0
     assert tick._marked() == []
+
+
+def test_an_arrays_tasks_written_at_its_submit_count_before_the_index_shows_them(
+    open_store: Any,
+) -> None:
+    """A qdel right after the submit of an array written whole (as small ones are) or of
+    one whose first tasks its submit wrote cancels every task, though no index shows them
+    yet."""
+    store = open_store()
+    now = time.time()
+    hidden = lagging(store)
+    whole = _later(store, n=150, first=200)
+    assert store.cancel(store.resolve([Selector(whole)]), now).cancelled == 150
+    first = _later(store, n=300, first=200)
+    assert store.cancel(store.resolve([Selector(first)]), now).cancelled == 300
+    hidden.clear()
+    for array_id in (whole, first):
+        assert set(store.count_jobs(JobFilter(array_id=array_id)).values()) <= {0, 150, 300}
+        assert store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 0
+
+
+def test_the_tasks_read_by_id_are_those_made_within_a_few_index_lags() -> None:
+    """An array whose tasks are made a chunk every 8 s for four minutes: at every moment
+    the tasks made within INDEX_LAG are among those read by id, and those are never
+    more than the tasks made within 4 x INDEX_LAG."""
+    fields = {"name": "n", "queue": Q, "definition": D, "retries": 0, "priority": 0}
+    info = _Array.of({"id": 0, "size": 10_000, "created": 0.0, **fields})
+    state: dict[str, Any] = {"made": 0, "epoch_at": 0.0, "epoch": 0, "fresh": 0}
+    made_at: list[tuple[float, int]] = []  # each chunk: when, its first task's position
+    for step in range(30):
+        now = 1000.0 + 8 * step
+        state |= Epoch.of(state).after_chunk(state["made"], now)
+        made_at.append((now, state["made"]))
+        state["made"] += 100
+        for later in (now, now + 0.5, now + 7.9):  # readers between this chunk and the next
+            window = _fresh_range(info, state, later)
+            recent = [first for when, first in made_at if when > later - INDEX_LAG]
+            assert all(info.id + 1 + first in window for first in recent)
+            wide = [first for when, first in made_at if when > later - 4 * INDEX_LAG]
+            assert len(window) <= 100 * len(wide)
+    assert not _fresh_range(info, state, 1000.0 + 8 * 29 + 2 * INDEX_LAG + 1)
+
+
+def test_tasks_written_slowly_are_read_by_id_from_when_they_were_written(
+    open_store: Any,
+) -> None:
+    """A chunk whose write DynamoDB took long over (throttled and retried), and a slow
+    submit: the array's epoch begins when the tasks reached the table, not when they
+    were stamped, so they are read by id for INDEX_LAG after that."""
+    store = open_store()
+    written: list[float] = []
+
+    def slow(**_: Any) -> None:
+        time.sleep(SLOW_WRITE + 0.1)
+
+    def done(**_: Any) -> None:
+        written.append(time.time())
+
+    for operation in ("BatchWriteItem", "TransactWriteItems"):
+        store.dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", slow)
+        store.dynamodb.meta.events.register(f"after-call.dynamodb.{operation}", done)
+    array_id = _later(store, n=60, first=10)
+    state = store._get(store._jobs, {"id": array_id})
+    assert state is not None and float(state["epoch_at"]) >= written[-1]
+    store.tasks_per_tick = 20
+    assert store.make_tasks() == 20
+    state = store._get(store._jobs, {"id": array_id})
+    assert state is not None and float(state["epoch_at"]) >= written[-1]
+
+
+def test_an_undo_keeps_an_array_one_of_whose_tasks_another_request_changed(
+    open_store: Any,
+) -> None:
+    """A submit fails at its last write after another Lambda made all its tasks and a
+    qdel cancelled one of them: the undo takes back the untouched tasks above it, then
+    keeps the array as it is (the cancelled task stays cancelled, nothing is made or run
+    twice); the tick makes again the tasks it took back."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    writes, arrays = [0], []
+
+    def fail_the_last(**_: Any) -> None:
+        writes[0] += 1
+        if writes[0] == 4:  # the marker, then three calls of items: the last fails
+            arrays.extend(other.list_jobs(JobFilter(), limit=5, collapse=True))
+            assert len(other._make(arrays[0].id)) == 250
+            selected = other.resolve([Selector(arrays[0].id, (200,))])
+            assert other.cancel(selected, now).cancelled == 1
+            raise RuntimeError("DynamoDB went away")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
+    with pytest.raises(RuntimeError, match="went away"):
+        _later(store, n=300, first=50)
+    array_id = arrays[0].id
+    other.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
+    while other.make_tasks(1000):
+        pass
+    items = task_items(other, array_id)
+    ids = sorted(int(item["id"]["N"]) for item in items)
+    assert len(ids) == len(set(ids)) == 299  # its 50th task was never written
+    cancelled = [int(i["id"]["N"]) for i in items if i["status"]["S"] == rules.CANCELLED]
+    assert cancelled == [array_id + 1 + 200]
+    counts = other.count_jobs(JobFilter(array_id=array_id))
+    assert (counts[JobStatus.WAITING], counts[JobStatus.CANCELLED]) == (298, 1)
+    assert other.demand() == [(Q, D, 298, 0)]
+    assert array_id + 1 + 200 not in [job.id for job in other.claim("w", Q, D, 300, LEASE, now)]
 
 
 @pytest.mark.parametrize(("upto", "others"), [(150, 100), (None, 250)])

@@ -62,16 +62,19 @@ LIVE_SHARDS = tuple(f"W{n:02d}" for n in range(SHARDS))
 SUBMIT_CUT_OFF = 900.0
 SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first id
 # An array whose tasks are made after its submit has a marker in the counts table (scope
-# UNMADE, keyed by its id), put before its submit writes any item and kept until INDEX_LAG
-# after its last task is made: the arrays with tasks to make are one strongly consistent
+# UNMADE, keyed by its id), put before its submit writes any item and kept until its last
+# task is made: the arrays with tasks to make are one strongly consistent
 # Query, whatever point a submit was cut off at, and a task is made only while the marker
 # is there (a submit undone deletes the marker first, then the tasks made since and its
-# items).
+# items). It stays while tasks may have been made within INDEX_LAG (tasks.Epoch).
 UNMADE = "unmade"
 # How long after a write an index may still not show the item: DynamoDB's global
 # secondary indexes are eventually consistent, "usually within a fraction of a second".
 # Tasks made after their array's submit within this long are read by id as well.
 INDEX_LAG = 10.0
+# A write that takes longer than this (retried under throttling, a long submit) is stamped
+# again once done: its items are read by id INDEX_LAG after they reached the table.
+SLOW_WRITE = 1.0
 MAKE_CHUNK = TRANSACTION_ITEMS - 2  # tasks a transaction makes (beside the array and marker)
 PLAN_ITEM_BYTES = 350_000  # an array item with a plan past this is written whole at submit
 SETTLED_PER_TICK = 10  # journal entries settled per tick at most

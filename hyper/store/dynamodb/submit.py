@@ -25,6 +25,7 @@ from hyper.store.base import (
 )
 from hyper.store.dynamodb.dependents import Dependents
 from hyper.store.dynamodb.items import (
+    CHECK_FAILED,
     MAKE_CHUNK,
     PLAN_ITEM_BYTES,
     SCRIPT_INLINE_BYTES,
@@ -78,6 +79,7 @@ class Submitting(Dependents):
         deltas: Counter[CounterKey] = Counter()
         counted: list[tuple[int, list[CounterKey]]] = []  # each job's keys, for the journal
         later: dict[int, tuple[int, int]] = {}  # array: ids of its tasks made after the submit
+        arrays: list[int] = []
         for job, (pending, never, corr) in zip(jobs, judged, strict=True):
             ids.append(next_id)
             links += [(next_id, kind, target) for kind, target in pending]
@@ -91,6 +93,7 @@ class Submitting(Dependents):
                     logs.append({**event, "kind": LogKind.SYSTEM.value, "time": now})
                 next_id += 1
             else:
+                arrays.append(next_id)
                 made, unmade, later_status = self._array_items(
                     job, next_id, pending, never, corr, now
                 )
@@ -117,15 +120,21 @@ class Submitting(Dependents):
             raise
         writes = [(self._jobs, {"PutRequest": {"Item": _marshal(i)}}) for i in items]
         writes += [(self._log, {"PutRequest": {"Item": _marshal(e)}}) for e in logs]
+        # every array's marker: its tasks are read by id while an index may not show them
+        whole = [a for a in arrays if a not in later]
+        writes += [(self._counts_name, _marker_put(a, now)) for a in whole]
         try:
-            # the markers first: from the array's item on, every reader must know its
-            # tasks not made yet are there to make, even if this submit is cut off (the
-            # tasks made meanwhile come after those the submit writes)
+            # the markers of arrays with tasks to make first: from the array's item on,
+            # every reader must know they are there to make, even if this submit is cut
+            # off (the tasks made meanwhile come after those the submit writes)
             self._mark_unmade(later, now)
             self._write(writes)
         except Exception:
             self._undo_submit(items, entry)
             raise
+        for item in items:
+            if "epoch_at" in item:  # an array's, maybe written later than it was stamped
+                self._restamp(item["id"], item["epoch_at"])
         self.dynamodb.delete_item(
             TableName=self._counts_name, Key=_marshal({"scope": SUBMITS, "key": entry["key"]})
         )
@@ -135,10 +144,7 @@ class Submitting(Dependents):
 
     def _mark_unmade(self, arrays: Iterable[int], now: float) -> None:
         """The markers of a submit's arrays with tasks to make (items.UNMADE)."""
-        self._write(
-            [(self._counts_name, {"PutRequest": {"Item": _marshal(_unmade_marker(a, now))}})
-             for a in sorted(arrays)]
-        )  # fmt: skip
+        self._write([(self._counts_name, _marker_put(a, now)) for a in sorted(arrays)])
 
     def _undo_submit(self, items: Sequence[Item], entry: Item) -> None:
         """A submit that failed part-way takes back what it wrote, as far as it can; its ids
@@ -154,8 +160,12 @@ class Submitting(Dependents):
                      for a, _, _ in later]
                 )  # fmt: skip
                 plans = {int(i["id"]): i["plan"] for i in items if "plan" in i}
-                for array_id, low, _ in reversed(later):
-                    self._unmake_since(array_id, low, plans.get(array_id))
+                kept = {
+                    array_id
+                    for array_id, low, _ in reversed(later)
+                    if not self._unmake_since(array_id, low, plans[array_id])
+                }
+                items = [i for i in items if kept.isdisjoint((i["id"], i.get("array_id")))]
             for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
                 self._write(
                     [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
@@ -167,35 +177,48 @@ class Submitting(Dependents):
         except Exception:  # the error being raised says more than this one; the tick
             pass  # settles what is left
 
-    def _unmake_since(self, array_id: int, low: int, plan: str | None) -> None:
+    def _unmake_since(self, array_id: int, low: int, plan: str) -> bool:
         """Delete an array's tasks made after its submit (ids from `low` on), the last ones
-        first, each chunk in one transaction with the array's made-count lowered to match
-        (and its `plan`, the submit's, put back if all were made): an undo cut off part-way
-        leaves an array whose count and plan still say which tasks are there and which to
-        make (the journal's settle then marks it again, and the rest are made)."""
+        first, each chunk in one transaction with the array's made-count lowered to match;
+        whether all of them were. A task another request changed meanwhile (claimed,
+        cancelled, held) is not deleted: the undo stops there and the array is kept, as
+        it then is. The array's `plan` (the submit's) is put back if every task had been
+        made, so that an array kept, or left by an undo cut off part-way, still says which
+        of its tasks are there and makes the rest as they were (the journal's settle marks
+        it again)."""
+        status = json.loads(plan)["status"]
         refused = 0
         while True:
             state = self._get(self._jobs, {"id": array_id}, "#id, #made, #plan")
             if state is None or "made" not in state:
-                return
+                return True
             made = int(state["made"])
             top = array_id + 1 + made  # one past the last task made
             if top <= low:
-                return
+                return True
             start = max(low, top - MAKE_CHUNK)
-            restore = {"plan": plan} if plan is not None and "plan" not in state else {}
+            restore = {"plan": plan} if "plan" not in state else {}
             update = _update(
                 self._jobs, {"id": array_id}, set_={"made": start - array_id - 1, **restore},
                 condition="#made = :made", values={"made": made},
             )  # fmt: skip
+            untouched = {  # as the plan made it: never claimed, in the state it began in
+                "ConditionExpression": "#status = :status AND attribute_not_exists(#attempt)",
+                "ExpressionAttributeNames": {"#status": "status", "#attempt": "attempt"},
+                "ExpressionAttributeValues": _values({"status": status}),
+            }
             deletes = [
-                {"Delete": {"TableName": self._jobs, "Key": _marshal({"id": task_id})}}
+                {"Delete": {"TableName": self._jobs, "Key": _marshal({"id": task_id}), **untouched}}
                 for task_id in range(start, top)
             ]
-            if self._transact([{"Update": update}, *deletes]) is not None:
-                refused += 1  # made or changed meanwhile: read again
-                if refused > TRIES * 10:
-                    raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
+            codes = self._transact([{"Update": update}, *deletes])
+            if codes is None:
+                continue
+            if CHECK_FAILED in codes[1:]:  # a task was changed: keep the array as it is
+                return False  # (its plan is back if an earlier chunk was taken back)
+            refused += 1  # made or changed meanwhile: read again
+            if refused > TRIES * 10:
+                raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
 
     # the journal of submits -------------------------------------------------------------
 
@@ -407,6 +430,7 @@ class Submitting(Dependents):
             **self._put_script(array_id, job.script),
         }
         array = {k: v for k, v in array.items() if v is not None}
+        array |= {"epoch_at": time.time(), "epoch": 0, "fresh": 0}  # its tasks: tasks.Epoch
         array_deps = len(rules.array_deps(pending))
         first = rules.first_status(job, array_deps, never)
         written = size
@@ -415,7 +439,6 @@ class Submitting(Dependents):
             if len(plan) + len(json.dumps(array)) <= PLAN_ITEM_BYTES:  # else written whole
                 written = self.first_tasks
                 array |= {"plan": plan, "made": written, "plan_rev": 0}
-                array |= {"made_at": time.time(), "fresh": 0}  # tasks.py: INDEX_LAG
         items = [array]
         names = tasks.names or [""] * size
         params = tasks.params or [{}] * size
@@ -559,3 +582,7 @@ def _taken(spans: Sequence[range], start: int, count: int) -> list[int]:
         if len(found) >= count:
             break
     return found
+
+
+def _marker_put(array_id: int, now: float) -> dict[str, Any]:
+    return {"PutRequest": {"Item": _marshal(_unmade_marker(array_id, now))}}

@@ -6,9 +6,13 @@ and how often the plan changed (``plan_rev``); a marker in the counts table
 Whatever needs a task that is not made yet makes it first.
 
 An index shows a new item only a moment after its write. The array's item therefore
-keeps when its tasks were last made (``made_at``) and from which one on they were made
-within INDEX_LAG of that (``fresh``): an answer reads those by id as well, so that a
-qdel or a listing right after another request made them misses none.
+keeps which tasks may have been made within INDEX_LAG, in spans ("epochs") of making of
+at most INDEX_LAG each: when the current one began (``epoch_at``), the made-count then
+(``epoch``) and at the start of the one before (``fresh``). A chunk made INDEX_LAG or
+more after ``epoch_at`` begins a new one. Every task made within INDEX_LAG is in the
+current epoch or the one before, so an answer reads those from ``fresh`` on by id as well
+(a qdel or a listing right after another request made them misses none), and they are
+the tasks made within 4 x INDEX_LAG at most, however long the making goes on.
 
 Making a chunk is one transaction: each task put where no item is, the array's
 ``made`` moved on from the value read (and ``plan_rev`` still the one read), the marker
@@ -37,6 +41,7 @@ from hyper.store.dynamodb.items import (
     INDEX_LAG,
     MAKE_CHUNK,
     SEP,
+    SLOW_WRITE,
     SUBMIT_CUT_OFF,
     TRANSACTION_BYTES,
     TRIES,
@@ -53,7 +58,7 @@ from hyper.store.dynamodb.items import (
 )
 
 # what making and planning read of an array
-STATE = "#id, #made, #size, #plan, #plan_rev, #made_at, #fresh"
+STATE = "#id, #made, #size, #plan, #plan_rev, #epoch_at, #epoch, #fresh"
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,7 @@ class _Unmade:
     made: int
     plan: dict[str, Any]
     rev: int
-    made_at: float  # when tasks were last made (0: never since its submit)
-    fresh: int  # the first task made within INDEX_LAG of made_at
+    epoch: Epoch
 
     @property
     def id(self) -> int:
@@ -85,16 +89,40 @@ class _Unmade:
         return job_id - self.id - 1 if self.id + self.made < job_id <= self.id + self.size else None
 
 
-def _made_at(state: Item) -> float:
-    return float(state.get("made_at", 0))
+@dataclass(frozen=True)
+class Epoch:
+    """Which of an array's tasks may have been made within INDEX_LAG (module docstring)."""
+
+    at: float  # when the current epoch began (0: none since the array's submit)
+    made: int  # the made-count then
+    fresh: int  # the made-count when the one before began
+
+    @classmethod
+    def of(cls, state: Item) -> Epoch:
+        made = int(state.get("made", 0))
+        return cls(float(state.get("epoch_at", 0)), int(state.get("epoch", made)),
+                   int(state.get("fresh", made)))  # fmt: skip
+
+    def recent(self, now: float) -> bool:
+        """Whether a task may have been made within INDEX_LAG (the current epoch's last
+        chunk came less than INDEX_LAG after its start)."""
+        return self.at > now - 2 * INDEX_LAG
+
+    def after_chunk(self, first: int, now: float) -> dict[str, Any]:
+        """The fields a chunk of tasks from `first` on, made at `now`, changes."""
+        if self.at > now - INDEX_LAG:
+            return {}  # within the current epoch
+        fresh = self.made if self.recent(now) else first
+        return {"epoch_at": now, "epoch": first, "fresh": fresh}
 
 
 def _fresh_range(info: _Array, state: Item, now: float) -> range:
-    """The ids of an array's tasks made within INDEX_LAG (an index may not show them)."""
-    if _made_at(state) <= now - INDEX_LAG:
+    """The ids of an array's tasks that may have been made within INDEX_LAG (an index
+    may not show them yet)."""
+    epoch = Epoch.of(state)
+    if not epoch.recent(now):
         return range(0)
-    made = int(state.get("made", 0))
-    return range(info.id + 1 + int(state.get("fresh", made)), info.id + 1 + made)
+    return range(info.id + 1 + epoch.fresh, info.id + 1 + int(state.get("made", info.size)))
 
 
 class Tasks(Changes):
@@ -125,7 +153,7 @@ class Tasks(Changes):
                 if state is None:
                     left = float(marker["started"]) <= now - SUBMIT_CUT_OFF
                 else:
-                    left = "plan" not in state and _made_at(state) <= now - INDEX_LAG
+                    left = "plan" not in state and not Epoch.of(state).recent(now)
                 if left:
                     self.dynamodb.delete_item(
                         TableName=self._counts_name,
@@ -149,8 +177,7 @@ class Tasks(Changes):
     @staticmethod
     def _as_unmade(info: _Array, state: Item) -> _Unmade:
         made, rev = int(state["made"]), int(state["plan_rev"])
-        fresh = int(state.get("fresh", made))
-        return _Unmade(info, made, json.loads(state["plan"]), rev, _made_at(state), fresh)
+        return _Unmade(info, made, json.loads(state["plan"]), rev, Epoch.of(state))
 
     # making -----------------------------------------------------------------------------------
 
@@ -168,10 +195,12 @@ class Tasks(Changes):
                 end = min(end, array.made + most - len(done))
             if end <= array.made:
                 return done
-            actions, stop = self._chunk(array, end)
+            stamped = time.time()
+            actions, stop = self._chunk(array, end, stamped)
             codes = self._transact(actions)
             if codes is None:
                 done += range(array_id + 1 + array.made, array_id + 1 + stop)
+                self._restamp(array_id, stamped)
                 continue
             if codes[1] == CHECK_FAILED:
                 return done  # no marker: its submit is not over (or was cut off)
@@ -179,9 +208,9 @@ class Tasks(Changes):
             if failed > TRIES * 10:
                 raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
 
-    def _chunk(self, array: _Unmade, end: int) -> tuple[list[dict[str, Any]], int]:
+    def _chunk(self, array: _Unmade, end: int, now: float) -> tuple[list[dict[str, Any]], int]:
         """The transaction that makes tasks `array.made` up to `end` (fewer when they do
-        not fit in one); and where it stops."""
+        not fit in one), stamped `now`; and where it stops."""
         first = array.made
         stop = min(end, first + MAKE_CHUNK)
         tasks = self._task_items(array, first, stop)
@@ -192,12 +221,11 @@ class Tasks(Changes):
                 tasks, stop = tasks[:n], first + n
                 break
         last = stop >= array.size
-        now = time.time()
-        fresh = array.fresh if array.made_at > now - INDEX_LAG else first
+        epoch = array.epoch.after_chunk(first, now)
         update = _update(
             self._jobs,
             {"id": array.id},
-            set_={"made": stop, "made_at": now, "fresh": fresh, **({"plan": None} if last else {})},
+            set_={"made": stop, **epoch, **({"plan": None} if last else {})},
             condition="#made = :made AND #plan_rev = :rev",
             values={"made": first, "rev": array.rev},
         )
@@ -219,6 +247,18 @@ class Tasks(Changes):
             for task in tasks
         ]
         return [{"Update": update}, {"ConditionCheck": marker}, *puts], stop
+
+    def _restamp(self, array_id: int, stamped: float) -> None:
+        """Tasks of the array stamped at `stamped` were written only now (a write retried
+        under throttling, a long submit): its current epoch begins now instead, so that
+        they are read by id INDEX_LAG after they reached the table, not after the stamp."""
+        now = time.time()
+        if now - stamped < SLOW_WRITE:
+            return
+        later = "attribute_exists(#id) AND #epoch_at < :now"
+        restamp = _update(self._jobs, {"id": array_id}, set_={"epoch_at": now}, condition=later,
+                          values={"now": now})  # fmt: skip
+        self._update_if(restamp)
 
     @staticmethod
     def _task_items(array: _Unmade, first: int, end: int) -> list[Item]:
