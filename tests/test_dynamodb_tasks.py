@@ -68,11 +68,11 @@ def test_a_big_arrays_submit_writes_its_first_tasks_and_answers_exactly(open_sto
     now = time.time()
     n = 5000
     (array_id,) = store.submit([job("big", array=ArrayTasks(indices=range(1, n + 1)))], now)
-    assert len(task_items(store, array_id)) == rules.FIRST_TASKS
+    assert len(task_items(store, array_id)) == store.first_tasks == 24
     assert store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == n
     assert store.demand() == [(Q, D, n, 0)]
     assert store.make_tasks() == rules.TASKS_PER_TICK  # a tick's share, no more
-    made = rules.FIRST_TASKS + rules.TASKS_PER_TICK
+    made = store.first_tasks + rules.TASKS_PER_TICK
     assert len(task_items(store, array_id)) == made
     # nothing that cannot be among the tasks not made yet makes any
     assert store.cancel(JobFilter(statuses=(JobStatus.HELD,)), now).cancelled == 0

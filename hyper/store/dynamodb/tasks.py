@@ -47,6 +47,7 @@ from hyper.store.dynamodb.items import (
     TRIES,
     UNMADE,
     WAITING,
+    WRITE_BATCH,
     CounterKey,
     Item,
     _Array,
@@ -128,7 +129,10 @@ def _fresh_range(info: _Array, state: Item, now: float) -> range:
 class Tasks(Changes):
     """Making an array's tasks: the first at submit, the rest when needed or in chunks."""
 
-    first_tasks = rules.FIRST_TASKS  # made by the submit (a store's setting: tests lower it)
+    # made by the submit (a store's setting: tests change it): as many as fit beside the
+    # array's item in one BatchWriteItem call, so that an array of any size is accepted
+    # in about the calls of one job (every further call would cost a round trip)
+    first_tasks = WRITE_BATCH - 1
     tasks_per_make = rules.TASKS_PER_MAKE  # made at a time by a claim
     tasks_per_tick = rules.TASKS_PER_TICK  # made by make_tasks (a tick)
 
