@@ -68,9 +68,11 @@ SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first i
 # is there (a submit undone deletes the marker first, then the tasks made since and its
 # items). It stays while tasks may have been made within INDEX_LAG (tasks.Epoch).
 UNMADE = "unmade"
+# An array written whole at its submit has a marker too (flagged `whole`), kept as long:
+# claims, which make tasks, leave those out of their Query.
 # How long after a write an index may still not show the item: DynamoDB's global
 # secondary indexes are eventually consistent, "usually within a fraction of a second".
-# Tasks made after their array's submit within this long are read by id as well.
+# An array's tasks written within this long are read by id as well (tasks.Epoch).
 INDEX_LAG = 10.0
 # A write that takes longer than this (retried under throttling, a long submit) is stamped
 # again once done: its items are read by id INDEX_LAG after they reached the table.
@@ -396,8 +398,9 @@ def _id_key(job_id: int) -> str:
     return f"{job_id:019d}"
 
 
-def _unmade_marker(array_id: int, now: float) -> Item:
-    return {"scope": UNMADE, "key": _id_key(array_id), "array_id": array_id, "started": now}
+def _unmade_marker(array_id: int, now: float, *, whole: bool = False) -> Item:
+    marker = {"scope": UNMADE, "key": _id_key(array_id), "array_id": array_id, "started": now}
+    return marker | ({"whole": 1} if whole else {})
 
 
 def _split_output(entries: Sequence[tuple[LogKind, str]]) -> list[tuple[LogKind, str]]:

@@ -25,7 +25,6 @@ from hyper.store.base import (
 )
 from hyper.store.dynamodb.dependents import Dependents
 from hyper.store.dynamodb.items import (
-    CHECK_FAILED,
     MAKE_CHUNK,
     PLAN_ITEM_BYTES,
     SCRIPT_INLINE_BYTES,
@@ -122,7 +121,7 @@ class Submitting(Dependents):
         writes += [(self._log, {"PutRequest": {"Item": _marshal(e)}}) for e in logs]
         # every array's marker: its tasks are read by id while an index may not show them
         whole = [a for a in arrays if a not in later]
-        writes += [(self._counts_name, _marker_put(a, now)) for a in whole]
+        writes += [(self._counts_name, _marker_put(a, now, whole=True)) for a in whole]
         try:
             # the markers of arrays with tasks to make first: from the array's item on,
             # every reader must know they are there to make, even if this submit is cut
@@ -160,12 +159,8 @@ class Submitting(Dependents):
                      for a, _, _ in later]
                 )  # fmt: skip
                 plans = {int(i["id"]): i["plan"] for i in items if "plan" in i}
-                kept = {
-                    array_id
-                    for array_id, low, _ in reversed(later)
-                    if not self._unmake_since(array_id, low, plans[array_id])
-                }
-                items = [i for i in items if kept.isdisjoint((i["id"], i.get("array_id")))]
+                for array_id, low, _ in reversed(later):
+                    self._unmake_since(array_id, low, plans[array_id])
             for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
                 self._write(
                     [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
@@ -177,48 +172,40 @@ class Submitting(Dependents):
         except Exception:  # the error being raised says more than this one; the tick
             pass  # settles what is left
 
-    def _unmake_since(self, array_id: int, low: int, plan: str) -> bool:
+    def _unmake_since(self, array_id: int, low: int, plan: str) -> None:
         """Delete an array's tasks made after its submit (ids from `low` on), the last ones
-        first, each chunk in one transaction with the array's made-count lowered to match;
-        whether all of them were. A task another request changed meanwhile (claimed,
-        cancelled, held) is not deleted: the undo stops there and the array is kept, as
-        it then is. The array's `plan` (the submit's) is put back if every task had been
-        made, so that an array kept, or left by an undo cut off part-way, still says which
-        of its tasks are there and makes the rest as they were (the journal's settle marks
-        it again)."""
-        status = json.loads(plan)["status"]
+        first, each chunk in one transaction with the array's made-count (and its epoch,
+        tasks.Epoch) lowered to match, and its `plan` (the submit's) put back if every task
+        had been made: an undo cut off part-way leaves an array whose count and plan still
+        say which tasks are there and make the rest (the journal's settle marks it again).
+        Like the submit's own items, a task is deleted whatever another request did to it
+        meanwhile: the submit failed, and its jobs are taken back."""
         refused = 0
         while True:
-            state = self._get(self._jobs, {"id": array_id}, "#id, #made, #plan")
+            state = self._get(self._jobs, {"id": array_id}, "#id, #made, #plan, #epoch, #fresh")
             if state is None or "made" not in state:
-                return True
+                return
             made = int(state["made"])
             top = array_id + 1 + made  # one past the last task made
             if top <= low:
-                return True
+                return
             start = max(low, top - MAKE_CHUNK)
-            restore = {"plan": plan} if "plan" not in state else {}
+            lowered = start - array_id - 1
+            fields: dict[str, Any] = {"made": lowered}
+            fields |= {k: lowered for k in ("epoch", "fresh") if int(state.get(k, 0)) > lowered}
+            fields |= {"plan": plan} if "plan" not in state else {}
             update = _update(
-                self._jobs, {"id": array_id}, set_={"made": start - array_id - 1, **restore},
-                condition="#made = :made", values={"made": made},
+                self._jobs, {"id": array_id}, set_=fields, condition="#made = :made",
+                values={"made": made},
             )  # fmt: skip
-            untouched = {  # as the plan made it: never claimed, in the state it began in
-                "ConditionExpression": "#status = :status AND attribute_not_exists(#attempt)",
-                "ExpressionAttributeNames": {"#status": "status", "#attempt": "attempt"},
-                "ExpressionAttributeValues": _values({"status": status}),
-            }
             deletes = [
-                {"Delete": {"TableName": self._jobs, "Key": _marshal({"id": task_id}), **untouched}}
+                {"Delete": {"TableName": self._jobs, "Key": _marshal({"id": task_id})}}
                 for task_id in range(start, top)
             ]
-            codes = self._transact([{"Update": update}, *deletes])
-            if codes is None:
-                continue
-            if CHECK_FAILED in codes[1:]:  # a task was changed: keep the array as it is
-                return False  # (its plan is back if an earlier chunk was taken back)
-            refused += 1  # made or changed meanwhile: read again
-            if refused > TRIES * 10:
-                raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
+            if self._transact([{"Update": update}, *deletes]) is not None:
+                refused += 1  # made or changed meanwhile: read again
+                if refused > TRIES * 10:
+                    raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
 
     # the journal of submits -------------------------------------------------------------
 
@@ -584,5 +571,5 @@ def _taken(spans: Sequence[range], start: int, count: int) -> list[int]:
     return found
 
 
-def _marker_put(array_id: int, now: float) -> dict[str, Any]:
-    return {"PutRequest": {"Item": _marshal(_unmade_marker(array_id, now))}}
+def _marker_put(array_id: int, now: float, *, whole: bool = False) -> dict[str, Any]:
+    return {"PutRequest": {"Item": _marshal(_unmade_marker(array_id, now, whole=whole))}}

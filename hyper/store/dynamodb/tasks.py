@@ -105,16 +105,18 @@ class Epoch:
                    int(state.get("fresh", made)))  # fmt: skip
 
     def recent(self, now: float) -> bool:
-        """Whether a task may have been made within INDEX_LAG (the current epoch's last
-        chunk came less than INDEX_LAG after its start)."""
-        return self.at > now - 2 * INDEX_LAG
+        """Whether a task may have been written within INDEX_LAG: the current epoch's
+        last chunk was stamped less than INDEX_LAG after its start, and written at most
+        SLOW_WRITE after its stamp (a slower write stamps its epoch again, Tasks._restamp)."""
+        return self.at > now - 2 * INDEX_LAG - SLOW_WRITE
 
     def after_chunk(self, first: int, now: float) -> dict[str, Any]:
-        """The fields a chunk of tasks from `first` on, made at `now`, changes."""
+        """The fields a chunk of tasks from `first` on, made at `now`, changes. A new
+        epoch keeps the one before in the window whatever its age: a chunk of it may
+        still be on its way (another maker's, slow), stamped in it."""
         if self.at > now - INDEX_LAG:
             return {}  # within the current epoch
-        fresh = self.made if self.recent(now) else first
-        return {"epoch_at": now, "epoch": first, "fresh": fresh}
+        return {"epoch_at": now, "epoch": first, "fresh": self.made}
 
 
 def _fresh_range(info: _Array, state: Item, now: float) -> range:
@@ -138,14 +140,16 @@ class Tasks(Changes):
 
     # what is left to make -------------------------------------------------------------------
 
-    def _marked(self, *, forget: bool = False) -> list[tuple[_Array, Item]]:
-        """The arrays with a marker (tasks to make, or made within INDEX_LAG), oldest
-        first, each with its STATE. `forget`: markers left behind are removed: of an array
-        whose tasks were all made longer than INDEX_LAG ago, or of one that is not there
-        once no submit can still be writing it (a submit cut off or undone)."""
+    def _marked(self, *, whole: bool = True, forget: bool = False) -> list[tuple[_Array, Item]]:
+        """The arrays with a marker (tasks to make, or written within INDEX_LAG; `whole`:
+        with those written whole at their submit too), oldest first, each with its STATE.
+        `forget`: markers left behind are removed: of an array whose tasks were all
+        written longer than INDEX_LAG ago, or of one that is not there once no submit can
+        still be writing it (a submit cut off or undone)."""
         markers = self._query_all(
-            self._counts_name, "#scope = :scope", {"scope": UNMADE}, consistent=True
-        )
+            self._counts_name, "#scope = :scope", {"scope": UNMADE}, consistent=True,
+            filter_=None if whole else "attribute_not_exists(#whole)",
+        )  # fmt: skip
         if not markers:
             return []
         ids = [int(m["array_id"]) for m in markers]
@@ -153,7 +157,7 @@ class Tasks(Changes):
         if forget:
             now = time.time()
             for marker in markers:
-                array_id, state = int(marker["array_id"]), states.get(int(marker["array_id"]))
+                state = states.get(int(marker["array_id"]))
                 if state is None:
                     left = float(marker["started"]) <= now - SUBMIT_CUT_OFF
                 else:
@@ -161,14 +165,15 @@ class Tasks(Changes):
                 if left:
                     self.dynamodb.delete_item(
                         TableName=self._counts_name,
-                        Key=_marshal({"scope": UNMADE, "key": _id_key(array_id)}),
+                        Key=_marshal({"scope": marker["scope"], "key": marker["key"]}),
                     )
         infos = self._array_infos(states)
         return [(infos[i], states[i]) for i in ids if i in infos]
 
     def _unmade(self, *, forget: bool = False) -> list[_Unmade]:
-        """The arrays with tasks not made yet, oldest first (`forget`: as _marked)."""
-        marked = self._marked(forget=forget)
+        """The arrays with tasks not made yet, oldest first (`forget`: as _marked, of
+        every scope)."""
+        marked = self._marked(whole=forget, forget=forget)
         return [self._as_unmade(info, state) for info, state in marked if "plan" in state]
 
     def _unmade_one(self, array_id: int) -> _Unmade | None:
