@@ -390,6 +390,26 @@ def test_an_arrays_tasks_written_at_its_submit_count_before_the_index_shows_them
         assert store.count_jobs(JobFilter(array_id=array_id))[JobStatus.WAITING] == 0
 
 
+def test_a_claim_makes_tasks_of_the_first_arrays_it_takes_from_only(open_store: Any) -> None:
+    """Thirty arrays of 50 tasks in one queue (24 written at each submit): a claim of 32
+    makes the rest of the first array and takes its first 32, no other array's; an
+    array whose request does not fit the claim does not hold back those after it."""
+    store = open_store()
+    now = time.time()
+    big: dict[str, object] = {"request": {"cpus": 4}}
+    arrays = [
+        store.submit(
+            [job(f"a{n}", array=ArrayTasks(indices=range(50)), options=big if n == 0 else {})], now
+        )[0]
+        for n in range(30)
+    ]
+    fits = lambda request: not request or request.get("cpus", 1) <= 2  # noqa: E731
+    claimed = store.claim("w", Q, D, 32, LEASE, now, fits)
+    assert [job.id for job in claimed] == list(range(arrays[1] + 1, arrays[1] + 33))
+    made = {a: len(task_items(store, a)) for a in arrays}
+    assert made == {a: 50 if n in (0, 1) else 24 for n, a in enumerate(arrays)}
+
+
 def test_the_tasks_read_by_id_are_those_made_within_a_few_index_lags() -> None:
     """An array whose tasks are made a chunk every 8 s for four minutes, then again after
     a pause of a minute: at every moment the tasks written within INDEX_LAG (+ SLOW_WRITE)

@@ -116,7 +116,7 @@ class Attempts(Dependents):
         now: float,
         fits: Fits | None = None,
     ) -> list[JobRecord]:
-        self._make_to_claim(queue, definition, limit)
+        self._make_to_claim(queue, definition, limit, fits)
         claimed: list[JobRecord] = []
         after = ""  # the claim order to continue after
         full: set[int] = set()  # arrays at their cap

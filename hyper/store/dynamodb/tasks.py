@@ -34,7 +34,7 @@ from typing import Any
 from hyper.errors import StoreUnavailable
 from hyper.jobs import Verdict
 from hyper.store import rules
-from hyper.store.base import JobFilter
+from hyper.store.base import Fits, JobFilter
 from hyper.store.dynamodb.changes import Changes
 from hyper.store.dynamodb.items import (
     CHECK_FAILED,
@@ -406,20 +406,38 @@ class Tasks(Changes):
                 return True
         return False
 
-    def _make_to_claim(self, queue: str, definition: str, limit: int) -> None:
-        """Before a claim of `limit` jobs: each array of (queue, definition) whose tasks not
-        made yet are Waiting gets at least `limit` made Waiting ones, so that a claim takes
-        the same jobs as if every task had been written at submit (an array's tasks share
-        its priority, request and cap, and the made ones come first). Its made Waiting
-        tasks are its Waiting count (exact, every task's) less those not made yet."""
-        for array in self._unmade():
-            if (array.info.queue, array.info.definition, array.plan["status"]) != (
-                queue, definition, WAITING,
-            ):  # fmt: skip
-                continue
-            waiting = self._counts(f"array:{array.id}").get(WAITING, 0)
+    def _make_to_claim(
+        self, queue: str, definition: str, limit: int, fits: Fits | None = None
+    ) -> None:
+        """Before a claim of `limit` jobs: the arrays of (queue, definition) whose tasks not
+        made yet are Waiting, in the order a claim takes tasks (priority, then id), each
+        get at least `limit` made Waiting ones, until those the claim could take from the
+        arrays seen (each's up to its cap's room; none of one whose request does not fit)
+        reach `limit`. So a claim takes the same jobs as if every task had been written at
+        submit (an array's tasks share its priority, request and cap, the made ones come
+        first, and all come before those of arrays later in that order), and makes tasks
+        of the first arrays only. An array's made Waiting tasks are its Waiting count
+        (exact, every task's) less those not made yet."""
+        arrays = [
+            array
+            for array in self._unmade()
+            if (array.info.queue, array.info.definition, array.plan["status"])
+            == (queue, definition, WAITING)
+        ]
+        arrays.sort(key=lambda array: (-array.info.priority, array.id))
+        seen = 0
+        for array in arrays:
+            if seen >= limit:
+                return
+            counts = self._counts(f"array:{array.id}")
+            waiting = counts.get(WAITING, 0)
             if waiting - (array.size - array.made) < limit:
                 self._make(array.id, array.made + max(limit, self.tasks_per_make))
+            if fits is not None and not fits(rules.request_of(array.info.options)):
+                continue  # the claim takes none of its tasks
+            cap = array.info.cap
+            room = waiting if cap is None else max(0, cap - counts.get(rules.RUNNING, 0))
+            seen += min(waiting, room)
 
     # a dependency of a whole array ---------------------------------------------------------
 
