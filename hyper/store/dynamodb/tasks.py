@@ -2,8 +2,9 @@
 made after their array's submit"): an array's item keeps its plan (``plan``, JSON,
 removed once every task is made), how many tasks are made (``made``, the first ones)
 and how often the plan changed (``plan_rev``); a marker in the counts table
-(items.UNMADE) says which arrays have tasks to make, or made some within INDEX_LAG.
-Whatever needs a task that is not made yet makes it first.
+(items.UNMADE) says which arrays have tasks to make, or wrote some within INDEX_LAG
+(arrays written whole at their submit too, flagged `whole`). Whatever needs a task that
+is not made yet makes it first.
 
 An index shows a new item only a moment after its write. The array's item therefore
 keeps which tasks may have been made within INDEX_LAG, in spans ("epochs") of making of
@@ -12,7 +13,8 @@ at most INDEX_LAG each: when the current one began (``epoch_at``), the made-coun
 more after ``epoch_at`` begins a new one. Every task made within INDEX_LAG is in the
 current epoch or the one before, so an answer reads those from ``fresh`` on by id as well
 (a qdel or a listing right after another request made them misses none), and they are
-the tasks made within 4 x INDEX_LAG at most, however long the making goes on.
+the tasks of two epochs at most, however long the making goes on. A write slower than
+SLOW_WRITE stamps its epoch again once done (Tasks._restamp).
 
 Making a chunk is one transaction: each task put where no item is, the array's
 ``made`` moved on from the value read (and ``plan_rev`` still the one read), the marker
