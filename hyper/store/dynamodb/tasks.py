@@ -127,7 +127,12 @@ def _fresh_range(info: _Array, state: Item, now: float) -> range:
     epoch = Epoch.of(state)
     if not epoch.recent(now):
         return range(0)
-    return range(info.id + 1 + epoch.fresh, info.id + 1 + int(state.get("made", info.size)))
+    return range(info.id + 1 + epoch.fresh, info.id + 1 + _made(info, state))
+
+
+def _made(info: _Array, state: Item) -> int:
+    """How many of an array's tasks are made (all, for one written whole at its submit)."""
+    return int(state.get("made", info.size))
 
 
 class Tasks(Changes):
@@ -395,7 +400,7 @@ class Tasks(Changes):
         queue's arrays or all."""
         now = time.time()
         for info, state in self._marked():
-            made = int(state.get("made", info.size))
+            made = _made(info, state)
             fresh = _fresh_range(info, state, now)
             low = fresh.start if fresh else info.id + 1 + made
             high = info.id + (info.size if "plan" in state else made)
