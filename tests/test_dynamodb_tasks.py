@@ -15,10 +15,11 @@ import boto3
 import moto
 import pytest
 
+from hyper.errors import Conflict
 from hyper.jobs import JobStatus
 from hyper.jobspec import Selector
 from hyper.store import rules
-from hyper.store.base import ArrayTasks, JobFilter
+from hyper.store.base import ArrayTasks, Ending, JobFilter
 from hyper.store.dynamodb import DynamoDBStore
 from hyper.store.dynamodb.items import INDEX_LAG, SLOW_WRITE, SUBMIT_CUT_OFF, _Array
 from hyper.store.dynamodb.tasks import Epoch, _fresh_range
@@ -460,69 +461,132 @@ def test_tasks_written_slowly_are_read_by_id_from_when_they_were_written(
     assert state is not None and float(state["epoch_at"]) >= written[-1]
 
 
-def test_an_undo_takes_back_its_array_whatever_another_request_did_to_its_tasks(
-    open_store: Any,
+def _meanwhile(other: DynamoDBStore, what: str, now: float) -> list[int]:
+    """What another Lambda does to an array while its submit fails (the ids it claims)."""
+    (array,) = other.list_jobs(JobFilter(), limit=5, collapse=True)
+    if what == "made some":
+        assert len(other._make(array.id, 150)) == 100
+    elif what == "made all":
+        assert len(other._make(array.id)) == 250
+    elif what == "made all, cancelled one":
+        assert len(other._make(array.id)) == 250
+        assert other.cancel(other.resolve([Selector(array.id, (200,))]), now).cancelled == 1
+    elif what == "cancelled all":
+        assert other.cancel(JobFilter(queue=Q), now).cancelled == 299
+    elif what == "claimed some":
+        return [claimed.id for claimed in other.claim("w1", Q, D, 60, LEASE, now)]
+    return []
+
+
+def _left_of_it(other: DynamoDBStore, array_id: int, claimed: list[int], now: float) -> None:
+    """Nothing of a withdrawn submit's array is left: no item, no count, nothing to make
+    or claim; the worker that claimed some of its tasks is told they are gone."""
+    assert other.make_tasks(1000) == 0
+    assert task_items(other, array_id) == []
+    assert other.list_jobs(JobFilter(), limit=5) == []
+    counts = other.count_jobs(JobFilter(queue=Q))
+    assert set(counts.values()) == {0}
+    assert other.claim("w2", Q, D, 300, LEASE, now) == []
+    if claimed:
+        done = other.complete_many("w1", [Ending(i, 1, 0, None) for i in claimed], now)
+        assert {type(answer) for answer in done} == {Conflict}
+    assert other.count_jobs(JobFilter(queue=Q)) == counts
+    assert other.demand() == []
+
+
+@pytest.mark.parametrize(
+    "what", ["made some", "made all", "made all, cancelled one", "cancelled all", "claimed some"]
+)
+def test_a_failed_submit_takes_back_its_tasks_counted_as_they_are(
+    open_store: Any, what: str
 ) -> None:
-    """A submit fails at its last write after another Lambda made all its tasks and a
-    qdel cancelled one of them: the undo takes back every task and the array (the submit
-    failed), so nothing of it is left to make or run."""
+    """A submit fails at its last write after another Lambda made some or all of its
+    tasks, a qdel cancelled one or all, or a worker claimed 60 of them: its undo takes back
+    every task in the state it is in, with its counts, so that none is left."""
     store, other = open_store(), open_store()
     now = time.time()
-    writes, arrays = [0], []
+    writes, claimed = [0], []
 
     def fail_the_last(**_: Any) -> None:
         writes[0] += 1
         if writes[0] == 4:  # the marker, then three calls of items: the last fails
-            arrays.extend(other.list_jobs(JobFilter(), limit=5, collapse=True))
-            assert len(other._make(arrays[0].id)) == 250
-            selected = other.resolve([Selector(arrays[0].id, (200,))])
-            assert other.cancel(selected, now).cancelled == 1
+            claimed.extend(_meanwhile(other, what, now))
             raise RuntimeError("DynamoDB went away")
 
     store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
     with pytest.raises(RuntimeError, match="went away"):
         _later(store, n=300, first=50)
+    array_id = 1  # the first id of fresh tables
+    assert len(claimed) == (60 if what == "claimed some" else 0)
+    _left_of_it(other, array_id, claimed, now)  # at once: the undo ended
     other.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
-    assert other.make_tasks(1000) == 0
-    assert task_items(other, arrays[0].id) == []
-    assert other.claim("w", Q, D, 300, LEASE, now) == []
+    _left_of_it(other, array_id, claimed, now)
+
+
+def test_a_failed_submit_of_jobs_and_arrays_takes_back_those_claimed_meanwhile(
+    open_store: Any,
+) -> None:
+    """A submit of 30 jobs, an array written whole (in another queue) and an array made
+    later fails at its last write, after a worker claimed 60 of its jobs and tasks (of
+    both kinds): nothing of it is left, nor counted, in either queue."""
+    store, other = open_store(), open_store()
+    store.first_tasks = 50
+    now = time.time()
+    writes, claimed = [0], []
+
+    def fail_the_last(**_: Any) -> None:
+        writes[0] += 1
+        if writes[0] == 6:  # the marker, then five calls of items: the last fails
+            claimed.extend(j.id for j in other.claim("w1", Q, D, 60, LEASE, now))
+            raise RuntimeError("DynamoDB went away")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
+    jobs = [job(f"single-{n}") for n in range(30)]
+    jobs += [job("whole", queue="other", array=ArrayTasks(indices=range(20))),
+             job("later", array=ArrayTasks(indices=range(300)))]  # fmt: skip
+    with pytest.raises(RuntimeError, match="went away"):
+        store.submit(jobs, now)
+    assert len(claimed) == 60 and min(claimed) < 30 < max(claimed)  # jobs and tasks
+    other.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
+    for handle in (store, other):
+        assert handle.list_jobs(JobFilter(), limit=500) == []
+        assert set(handle.count_jobs(JobFilter()).values()) == {0}
+    done = other.complete_many("w1", [Ending(i, 1, 0, None) for i in claimed], now)
+    assert {type(answer) for answer in done} == {Conflict}
     assert other.demand() == []
 
 
-@pytest.mark.parametrize(("upto", "others"), [(150, 100), (None, 250)])
-def test_an_undo_cut_short_leaves_an_array_whose_count_matches_its_tasks(
-    open_store: Any, upto: int | None, others: int
-) -> None:
-    """A submit fails at its last write after another Lambda made 100 of its tasks (or
-    all 250 not made at submit), and its undo is cut short after taking back some of them:
-    the array left says which of its tasks are there and how to make the others, so the
-    tick makes the rest, and its counts are its tasks'."""
+@pytest.mark.parametrize("what", ["made some", "made all", "cancelled all", "claimed some"])
+def test_an_undo_cut_short_is_finished_by_the_tick(open_store: Any, what: str) -> None:
+    """As above, with the undo cut short after it took back one chunk of tasks: the
+    submit was withdrawn, so the tick's settle finishes its undo (it keeps nothing of
+    it, and makes none of its tasks again, as it would for a submit cut off)."""
     store, other = open_store(), open_store()
     now = time.time()
     writes: list[str] = []  # the submitting Lambda's calls that write
+    claimed: list[int] = []
 
     def write(event_name: str, **_: Any) -> None:
         writes.append(event_name.rsplit(".", 1)[1])
-        if len(writes) == 5:  # its counts, its marker, three calls of items: the last fails
-            (array,) = other.list_jobs(JobFilter(), limit=5, collapse=True)
-            assert len(other._make(array.id, upto)) == others
+        if len(writes) == 6:  # its ids, counts, marker, three calls of items: the last fails
+            claimed.extend(_meanwhile(other, what, now))
             raise RuntimeError("DynamoDB went away")
-        if len(writes) == 8:  # its undo: its marker, a chunk of the tasks made since, cut
+        if len(writes) == 10:  # its undo: withdrawn, its marker, a chunk taken back, cut
             raise RuntimeError("the undo is cut short")
 
+    store.dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", write)
     for operation in ("BatchWriteItem", "TransactWriteItems"):
         store.dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", write)
     with pytest.raises(RuntimeError, match="went away"):
         _later(store, n=300, first=50)
-    assert len(writes) == 8
+    undo = ["UpdateItem", "BatchWriteItem", "TransactWriteItems", "TransactWriteItems"]
+    assert writes[6:] == undo  # withdrawn, its marker, a chunk taken back, a chunk cut
+    array_id = 1  # the first id of fresh tables
+    left = task_items(other, array_id)
+    assert 0 < len(left) < 299  # cut short: some of its tasks are still there
+    assert other.make_tasks(1000) == 0  # none is made meanwhile
     other.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
-    while other.make_tasks(1000):
-        pass
-    (array,) = other.list_jobs(JobFilter(), limit=5, collapse=True)
-    ids = sorted(int(item["id"]["N"]) for item in task_items(other, array.id))
-    assert len(ids) == len(set(ids)) == 299  # its 50th task was never written
-    assert other.count_jobs(JobFilter(array_id=array.id))[JobStatus.WAITING] == 299
-    assert other.demand() == [(Q, D, 299, 0)]
+    _left_of_it(other, array_id, claimed, now)
 
 
 def test_an_undo_of_many_chunks_ends_though_no_refusal_is_allowed(
@@ -532,7 +596,7 @@ def test_an_undo_of_many_chunks_ends_though_no_refusal_is_allowed(
     chunks refused (made or changed meanwhile) count against its tries, so an undo of
     any size ends (here: three chunks, with no refusal allowed)."""
     store, other = open_store(), open_store()
-    monkeypatch.setattr("hyper.store.dynamodb.submit.TRIES", 0)
+    monkeypatch.setattr("hyper.store.dynamodb.journal.TRIES", 0)
     writes, arrays = [0], []
 
     def fail_the_last(**_: Any) -> None:

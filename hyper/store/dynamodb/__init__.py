@@ -25,16 +25,18 @@ one transaction is done here as follows.
   requests into workers without reading the jobs.
 - Ids: one counter item, one atomic ADD per submit for all of its ids.
 - Submits: ids first, then the counters, then the items in BatchWriteItem calls of 25
-  (unprocessed items retried with back-off); nothing is written before every
-  dependency has been judged, so a refused submit leaves nothing behind. An array's
-  submit writes its item, with the plan that makes any of its tasks, and its first
-  1,000 tasks; the rest are made later, in transactions, by whatever needs them first
-  and by the tick (``tasks.py``), and are counted from the submit on. Scripts over
-  300 KB go to S3 under ``scripts/{id}`` first. The counters go with a journal entry
-  (counts table, scope ``submits``) that the submit removes once its items are written;
-  a submit cut off in between (its Lambda timed out) leaves the entry, and the tick
-  takes back what it counted for the items it never wrote (``reconcile_counts``), so
-  the scheduler does not start workers for jobs that do not exist.
+  (unprocessed items retried with back-off); nothing is written before every dependency
+  has been judged, so a refused submit leaves nothing behind. An array's submit writes
+  its item, with the plan that makes any of its tasks, and its first 24 tasks (one
+  BatchWriteItem call with the item); the rest are made later, in transactions, by
+  whatever needs them first and by the tick (``tasks.py``), and are counted from the
+  submit on. Scripts over 300 KB go to S3 under ``scripts/{id}`` first. The counters go
+  with a journal entry (counts table, scope ``submits``) that the submit removes once
+  its items are written; a submit cut off in between (its Lambda timed out) leaves the
+  entry, and the tick takes back what it counted for the items it never wrote
+  (``reconcile_counts``), so the scheduler does not start workers for jobs that do not
+  exist. A submit that failed is withdrawn: every item it wrote is deleted in the state
+  it is in, with its counters (``journal.py``).
 - Dependencies: as in SQLite, judged at submit. A pending one is recorded (a ``deps``
   item, and a ``dependents`` flag on its target) and then judged again, so that a target
   that ended in between is not missed; settling removes the ``deps`` item on a

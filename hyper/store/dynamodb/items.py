@@ -65,8 +65,9 @@ SUBMITS = "submits"  # the journal's scope in the counts table, keyed by first i
 # UNMADE, keyed by its id), put before its submit writes any item and kept until its last
 # task is made: the arrays with tasks to make are one strongly consistent
 # Query, whatever point a submit was cut off at, and a task is made only while the marker
-# is there (a submit undone deletes the marker first, then the tasks made since and its
-# items). It stays while tasks may have been made within INDEX_LAG (tasks.Epoch).
+# is there (a submit withdrawn deletes the marker first, then the tasks made since and
+# its items: hyper.store.dynamodb.journal). It stays while tasks may have been made
+# within INDEX_LAG (tasks.Epoch).
 UNMADE = "unmade"
 # An array written whole at its submit has a marker too (flagged `whole`), kept as long:
 # claims, which make tasks, leave those out of their Query.

@@ -1,5 +1,5 @@
-"""The DynamoDB store's submits: judging, items of jobs and arrays, the journal that
-takes back what a cut-off submit counted, and pending dependencies."""
+"""The DynamoDB store's submits: judging, items of jobs and arrays, written in batches
+after their counts (hyper.store.dynamodb.journal), and pending dependencies."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from hyper.aws_errors import error_code
-from hyper.errors import StoreUnavailable, UsageError
+from hyper.errors import UsageError
 from hyper.jobs import (
     FINISHED,
     JobStatus,
@@ -23,38 +20,26 @@ from hyper.store import rules
 from hyper.store.base import (
     NewJob,
 )
-from hyper.store.dynamodb.dependents import Dependents
 from hyper.store.dynamodb.items import (
-    MAKE_CHUNK,
     PLAN_ITEM_BYTES,
     SCRIPT_INLINE_BYTES,
     SEP,
-    SETTLED_PER_TICK,
-    SUBMIT_CUT_OFF,
     SUBMITS,
-    TRANSACTION_ITEMS,
-    TRIES,
-    UNMADE,
-    WRITE_BATCH,
     CounterKey,
     Ended,
     Item,
-    _chunks,
     _counter_keys,
-    _id_key,
     _index_keys,
-    _journal_deltas,
     _journal_entry,
     _marshal,
     _name_key,
     _task_item,
-    _unmade_marker,
     _update,
-    _values,
 )
+from hyper.store.dynamodb.journal import Journal, _marker_put
 
 
-class Submitting(Dependents):
+class Submitting(Journal):
     """Submits: judged, counted in a journal, written in batches, then linked."""
 
     # submitting -------------------------------------------------------------------------
@@ -140,193 +125,6 @@ class Submitting(Dependents):
         if links:
             self._link(links, now)
         return ids
-
-    def _mark_unmade(self, arrays: Iterable[int], now: float) -> None:
-        """The markers of a submit's arrays with tasks to make (items.UNMADE)."""
-        self._write([(self._counts_name, _marker_put(a, now)) for a in sorted(arrays)])
-
-    def _undo_submit(self, items: Sequence[Item], entry: Item) -> None:
-        """A submit that failed part-way takes back what it wrote, as far as it can; its ids
-        stay used (they are never reused). Its arrays' markers go first (no task is made
-        from then on), then any task made since; its jobs go last first, so that those
-        left by a failure here are still the first ones, as the journal expects."""
-        try:
-            later = json.loads(entry.get("later") or "[]")  # [array, first unmade id, last]
-            if later and items:
-                self._write(
-                    [(self._counts_name,
-                      {"DeleteRequest": {"Key": _marshal({"scope": UNMADE, "key": _id_key(a)})}})
-                     for a, _, _ in later]
-                )  # fmt: skip
-                plans = {int(i["id"]): i["plan"] for i in items if "plan" in i}
-                for array_id, low, _ in reversed(later):
-                    self._unmake_since(array_id, low, plans[array_id])
-            for chunk in reversed(list(_chunks(items, WRITE_BATCH))):
-                self._write(
-                    [(self._jobs, {"DeleteRequest": {"Key": _marshal({"id": i["id"]})}})
-                     for i in chunk]
-                )  # fmt: skip
-            found = self._get(self._counts_name, {"scope": SUBMITS, "key": entry["key"]})
-            if found is not None:
-                self._settle_submit(found)
-        except Exception:  # the error being raised says more than this one; the tick
-            pass  # settles what is left
-
-    def _unmake_since(self, array_id: int, low: int, plan: str) -> None:
-        """Delete an array's tasks made after its submit (ids from `low` on), the last ones
-        first, each chunk in one transaction with the array's made-count (and its epoch,
-        tasks.Epoch) lowered to match, and its `plan` (the submit's) put back if every task
-        had been made: an undo cut off part-way leaves an array whose count and plan still
-        say which tasks are there and make the rest (the journal's settle marks it again).
-        Like the submit's own items, a task is deleted whatever another request did to it
-        meanwhile: the submit failed, and its jobs are taken back."""
-        refused = 0
-        while True:
-            state = self._get(self._jobs, {"id": array_id}, "#id, #made, #plan, #epoch, #fresh")
-            if state is None or "made" not in state:
-                return
-            made = int(state["made"])
-            top = array_id + 1 + made  # one past the last task made
-            if top <= low:
-                return
-            start = max(low, top - MAKE_CHUNK)
-            lowered = start - array_id - 1
-            fields: dict[str, Any] = {"made": lowered}
-            fields |= {k: lowered for k in ("epoch", "fresh") if int(state.get(k, 0)) > lowered}
-            fields |= {"plan": plan} if "plan" not in state else {}
-            update = _update(
-                self._jobs, {"id": array_id}, set_=fields, condition="#made = :made",
-                values={"made": made},
-            )  # fmt: skip
-            deletes = [
-                {"Delete": {"TableName": self._jobs, "Key": _marshal({"id": task_id})}}
-                for task_id in range(start, top)
-            ]
-            if self._transact([{"Update": update}, *deletes]) is not None:
-                refused += 1  # made or changed meanwhile: read again
-                if refused > TRIES * 10:
-                    raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
-
-    # the journal of submits -------------------------------------------------------------
-
-    def _count_submit(self, entry: Item) -> None:
-        """A submit's counters, with its journal entry: put with the first transaction of
-        counters, then its `applied` raised by each further one, so that it always says
-        how many of them were made."""
-        deltas = _journal_deltas(entry)
-        key = {"scope": SUBMITS, "key": entry["key"]}
-        for n, chunk in enumerate(_chunks(deltas, TRANSACTION_ITEMS - 1) if deltas else [[]]):
-            if n == 0:
-                step = {"Put": {"TableName": self._counts_name,
-                                "Item": _marshal({**key, **entry, "applied": 1})}}  # fmt: skip
-            else:
-                step = {"Update": _update(self._counts_name, key, add={"applied": 1})}
-            made = Counter({(sc, k, bool(p)): n for sc, k, p, n in chunk})
-            self._transact([*self._counter_actions(made), step])
-
-    def reconcile_counts(self, now: float) -> int:
-        """Settle the journal entries of submits cut off (older than SUBMIT_CUT_OFF), a few
-        a tick: the counters of their jobs that were never written are taken back. How
-        many were settled."""
-        settled = 0
-        for items, _ in self._query(
-            self._counts_name, "#scope = :scope", {"scope": SUBMITS}, consistent=True,
-            limit=100,
-        ):  # fmt: skip
-            for entry in items:
-                if float(entry["started"]) <= now - SUBMIT_CUT_OFF:
-                    self._settle_submit(entry)
-                    settled += 1
-                    if settled >= SETTLED_PER_TICK:
-                        return settled
-        return settled
-
-    def _settle_submit(self, entry: Item) -> None:
-        """Take back what a submit that did not finish counted for jobs it never wrote,
-        then remove its entry. Each step is a transaction on the entry's `applied`, so a
-        settle cut off in turn is taken up where it stopped, never done twice."""
-        key = {"scope": SUBMITS, "key": entry["key"]}
-        self._remark_unmade(entry)
-        deltas = _journal_deltas(entry)
-        chunks = [list(c) for c in _chunks(deltas, TRANSACTION_ITEMS - 1)] or [[]]
-        applied = int(entry["applied"])
-        if not entry.get("undo") and applied == len(chunks):
-            # every counter was made: the jobs never written are the ones to take back
-            undo = _journal_deltas(entry, self._unwritten(entry))
-            chunks = [list(c) for c in _chunks(undo, TRANSACTION_ITEMS - 1)]
-            done = self._update_if(
-                _update(
-                    self._counts_name, key,
-                    set_={"deltas": json.dumps(undo), "applied": len(chunks), "undo": True},
-                    condition="#applied = :applied", values={"applied": applied},
-                )
-            )  # fmt: skip
-            if done is None:
-                return  # someone else is settling it
-            applied = len(chunks)
-        while applied > 0:
-            back = Counter({(sc, k, bool(p)): -n for sc, k, p, n in chunks[applied - 1]})
-            step = _update(
-                self._counts_name, key, add={"applied": -1},
-                condition="#applied = :applied", values={"applied": applied},
-            )  # fmt: skip
-            if self._transact([*self._counter_actions(back), {"Update": step}]) is not None:
-                return
-            applied -= 1
-        try:
-            self.dynamodb.delete_item(
-                TableName=self._counts_name,
-                Key=_marshal(key),
-                ConditionExpression="#applied = :zero",
-                ExpressionAttributeNames={"#applied": "applied"},
-                ExpressionAttributeValues=_values({"zero": 0}),
-            )
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
-
-    def _remark_unmade(self, entry: Item) -> None:
-        """A submit cut off after it wrote an array with tasks to make, before its marker:
-        the marker is put now (the array's tasks are counted, so they must be made)."""
-        later = json.loads(entry.get("later") or "[]")
-        if not later:
-            return
-        found = self._get_jobs((a for a, _, _ in later), "#id, #plan")
-        self._mark_unmade((a for a, item in found.items() if "plan" in item), entry["started"])
-
-    def _unwritten(self, entry: Item) -> list[tuple[int, int]]:
-        """The ranges of ids (first, last) of a submit's jobs that are not there. They were
-        written in order, WRITE_BATCH at a time, each batch finished before the next: so
-        the batches up to one are all there, that one maybe in part, none after it. The
-        last batch with any job is found by halving (a few reads), then read in full. The
-        ids of tasks made after the submit were not written by it: they are skipped (what
-        they count is the array's, there when its item is)."""
-        first, last = int(entry["first"]), int(entry["last"])
-        written = _spans(first, last, [(low, high) for _, low, high in
-                                       json.loads(entry.get("later") or "[]")])  # fmt: skip
-        batches = (sum(len(span) for span in written) - 1) // WRITE_BATCH + 1
-
-        def ids_of(batch: int) -> list[int]:
-            return _taken(written, batch * WRITE_BATCH, WRITE_BATCH)
-
-        def any_there(batch: int) -> bool:
-            return bool(self._get_jobs(ids_of(batch), "#id"))
-
-        low, high = -1, batches - 1  # the last batch with a job is in (low, high]
-        if not any_there(0):
-            return [(first, last)]
-        low = 0
-        while low < high:
-            middle = (low + high + 1) // 2
-            if any_there(middle):
-                low = middle
-            else:
-                high = middle - 1
-        there = set(self._get_jobs(ids_of(low), "#id"))
-        missing = [(i, i) for i in ids_of(low) if i not in there]
-        if low + 1 < batches:
-            missing.append((ids_of(low + 1)[0], last))
-        return missing
 
     def _reserve_ids(self, count: int) -> int:
         """The first of `count` consecutive new ids: one atomic ADD (ids are never reused)."""
@@ -545,31 +343,3 @@ class Submitting(Dependents):
                 judged[task["id"]] = rules.ended_verdict("aftercorr", JobStatus(status))
         chosen = [t for t in tasks if t["id"] in judged]
         return self._apply_corr(chosen, target, lambda item: judged[item["id"]], now)
-
-
-def _spans(first: int, last: int, skipped: Sequence[tuple[int, int]]) -> list[range]:
-    """The ids from `first` to `last` but those of the `skipped` ranges, as ranges."""
-    spans, start = [], first
-    for low, high in sorted(skipped):
-        spans.append(range(start, low))
-        start = high + 1
-    spans.append(range(start, last + 1))
-    return [span for span in spans if span]
-
-
-def _taken(spans: Sequence[range], start: int, count: int) -> list[int]:
-    """`count` ids of `spans` from the one at position `start`."""
-    found: list[int] = []
-    for span in spans:
-        if start >= len(span):
-            start -= len(span)
-            continue
-        found += span[start : start + count - len(found)]
-        start = 0
-        if len(found) >= count:
-            break
-    return found
-
-
-def _marker_put(array_id: int, now: float, *, whole: bool = False) -> dict[str, Any]:
-    return {"PutRequest": {"Item": _marshal(_unmade_marker(array_id, now, whole=whole))}}
