@@ -281,24 +281,15 @@ def submit(
     # and gives the job's default name
     path = script_name(name)
     args = qsub.build_parser().parse_args([f"./{path}" if path.startswith("-") else path])
-    here = os.getcwd()
-    if workdir is not None:
-        try:
-            os.chdir(workdir)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot use {workdir} as the working directory: {exc.strerror}"
-            ) from None
     try:
-        job = qsub.build_job(args, notes, script=script.encode())
+        job = qsub.build_job(args, notes, script=script.encode(), workdir=workdir)
     except UsageError as error:  # told as the option the user gave, when it was one
         raise UsageError(said_as_option(str(error), prefix, added)) from None
-    finally:
-        os.chdir(here)
     sys.stderr.write("".join(f"{prog}: {said_as_option(n, prefix, added)}\n" for n in notes))
     sys.stderr.flush()
     client = connect(host)
     try:
+        qsub.resolve_names(client, job)
         # the host's default queue and that queue's default definition, where qsub's
         # library fills them in after building the job
         complete = getattr(qsub, "complete_target", None)

@@ -33,11 +33,13 @@ class JobOptions(NamedTuple):
     definition: str | None = None
     array: str | None = None
     depends: tuple[str, ...] = ()
+    named_depends: tuple[str, ...] = ()  # KIND:NAME, on the jobs of that name (LSF's -w)
     time_limit: str | None = None
     env: tuple[str, ...] = ()  # NAME=VALUE, or NAME alone for the submitting shell's value
     export_all: bool | None = None
     stdout: str | None = None
     stderr: str | None = None
+    workdir: str | None = None  # where the job runs (Slurm -D, LSF -cwd, Torque -d)
     join: bool | None = None
     hold: bool | None = None
     priority: int | None = None
@@ -49,6 +51,10 @@ class JobOptions(NamedTuple):
     tasks: str | None = None  # Slurm -n/--ntasks: CPUs are tasks times --cpus-per-task
     tasks_per_node: str | None = None  # Slurm --ntasks-per-node: more tasks is more nodes
     mem_per_cpu: str | None = None  # Slurm --mem-per-cpu, PBS pmem: this times CPUs
+    gpus_per_task: str | None = None  # Slurm --gpus-per-task, LSF -gpu num=N/task: times tasks
+    cpus_per_gpu: str | None = None  # Slurm --cpus-per-gpu: this times GPUs
+    mem_per_gpu: str | None = None  # Slurm --mem-per-gpu: this times GPUs
+    slots_per_host: str | None = None  # LSF span[ptile=N]: more slots (-n) is more hosts
 
     def merged_over(self, base: JobOptions) -> JobOptions:
         """These options, falling back to `base` for anything not said here. Lists add up,
@@ -365,6 +371,7 @@ class Translation:
         self.warnings: list[str] = []  # at most one line, naming all of `ignored`
         self.schedulers: list[str] = []  # whose directives the script had
         self.torque_array = False  # the array came from Torque's -t (its own file names)
+        self.slurm_tasks: int | None = None  # Slurm's task count, when it said one
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Translation):

@@ -1,8 +1,8 @@
 """Scripts from Slurm, PBS and LSF run unchanged: their directives, translated.
 
 Understood: job name, queue (partition), array, dependency, time limit,
-environment export, output and error files, requeue (one retry), hold,
-priority, and the job's request (CPUs, memory, GPUs on one node, in each
+environment export, output and error files, working directory, requeue (one
+retry), hold, priority, and the job's request (CPUs, memory, GPUs on one node, in each
 dialect's units: docs/resources.md); more than one node is refused. Anything
 else is named in a warning, never silently dropped.
 
@@ -46,6 +46,19 @@ def _set(field: str) -> Handler:
 
 def _flag(field: str, value: object) -> Handler:
     return lambda options, _: _with(options, field, value)
+
+
+def _workdir(written: str) -> Handler:
+    """Where the job runs: a directory here, relative to the submission's. One that is not
+    (a path on the cluster the script came from) is named in the warning, and the job
+    runs where it was submitted (where Slurm and LSF fall back to /tmp)."""
+
+    def handler(options: JobOptions, value: str) -> JobOptions:
+        if not os.path.isdir(value):
+            raise _Unsupported(f"{written} {value} (no such directory here)", options)
+        return options._replace(workdir=os.path.abspath(value))
+
+    return handler
 
 
 # ---- Slurm ----------------------------------------------------------------------
@@ -97,6 +110,11 @@ def _slurm_gpus(options: JobOptions, value: str) -> JobOptions:
     return options._replace(gpus=_count(value.rsplit(":", 1)[-1], "--gpus"))
 
 
+def _slurm_gpus_per_task(options: JobOptions, value: str) -> JobOptions:
+    """--gpus-per-task [type:]N: times the tasks (combine)."""
+    return options._replace(gpus_per_task=_count(value.rsplit(":", 1)[-1], "--gpus-per-task"))
+
+
 def _slurm_gres(options: JobOptions, value: str) -> JobOptions:
     """--gres gpu[:type]:N (gpu alone is 1); other generic resources are not something
     hyper has."""
@@ -124,6 +142,7 @@ SLURM: dict[str, Handler] = {
     "--export": _slurm_export,
     "-o": _set("stdout"), "--output": _set("stdout"),
     "-e": _set("stderr"), "--error": _set("stderr"),
+    "-D": _workdir("-D"), "--chdir": _workdir("--chdir"),
     "--requeue": _flag("retries", 1), "--no-requeue": _flag("retries", 0),
     "-H": _flag("hold", True), "--hold": _flag("hold", True),
     "-c": lambda o, v: o._replace(cpus=_count(v, "--cpus-per-task")),
@@ -131,10 +150,13 @@ SLURM: dict[str, Handler] = {
     "-n": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
     "--ntasks": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
     "--ntasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--ntasks-per-node")),
+    "--tasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--tasks-per-node")),
     "--mem": lambda o, v: o._replace(mem=_mib(v, "M", "--mem")),
     "--mem-per-cpu": lambda o, v: o._replace(mem_per_cpu=_mib(v, "M", "--mem-per-cpu")),
     "--gres": _slurm_gres, "--gpus": _slurm_gpus, "-G": _slurm_gpus,
-    "--gpus-per-node": _slurm_gpus,
+    "--gpus-per-node": _slurm_gpus, "--gpus-per-task": _slurm_gpus_per_task,
+    "--cpus-per-gpu": lambda o, v: o._replace(cpus_per_gpu=_count(v, "--cpus-per-gpu")),
+    "--mem-per-gpu": lambda o, v: o._replace(mem_per_gpu=_mib(v, "M", "--mem-per-gpu")),
     "-N": _slurm_nodes, "--nodes": _slurm_nodes,
 }  # fmt: skip
 SLURM_FLAGS = {"--requeue", "--no-requeue", "-H", "--hold"}
@@ -163,7 +185,7 @@ def pbs_resources(options: JobOptions, value: str) -> tuple[JobOptions, list[str
         key, _, amount = item.partition("=")
         key, amount = key.strip(), amount.strip()
         if key == "walltime":
-            options = options._replace(time_limit=amount)
+            options = options._replace(time_limit=pbs_walltime(amount))
         elif key in ("select", "nodes"):
             if "+" in amount:
                 capacity.check_nodes(2, f"-l {item}")
@@ -183,6 +205,18 @@ def pbs_resources(options: JobOptions, value: str) -> tuple[JobOptions, list[str
     return options, others
 
 
+def pbs_walltime(value: str) -> str:
+    """PBS's walltime, `[[hours:]minutes:]seconds[.fraction]` (qsub(1B), "duration"), as
+    hyper's HH:MM:SS: a bare number is seconds in PBS, where Slurm reads minutes."""
+    match = re.fullmatch(r"(?:(?:([0-9]+):)?([0-9]+):)?([0-9]+)(?:\.([0-9]*))?", value)
+    if not match:
+        raise UsageError(f"walltime={value}: use [[HH:]MM:]SS")
+    hours, minutes, seconds, fraction = match.groups()
+    total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds)
+    total += 1 if fraction and int(fraction) else 0  # a part of a second is one more
+    return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
+
+
 def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
     options, others = pbs_resources(options, value)
     if others:
@@ -192,11 +226,12 @@ def _pbs_resources(options: JobOptions, value: str) -> JobOptions:
 
 def pbs_path(value: str) -> str:
     """A PBS output path as hyper writes it: PBS's `[hostname:]path` loses its host (the
-    job writes where it runs), and a `%` is only a percent sign (PBS expands no patterns)."""
+    job writes where it runs), a `%` is only a percent sign, and PBS Pro's `^array_index^`
+    is the subjob's index (hyper's %a; the only pattern PBS expands)."""
     match = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*:(.+)", value)
     if match and not match.group(1).startswith("//"):
         value = match.group(1)
-    return value.replace("%", "%%")
+    return value.replace("%", "%%").replace("^array_index^", "%a")
 
 
 def _pbs_file(field: str) -> Handler:
@@ -247,7 +282,7 @@ PBS: dict[str, Handler] = {
     "-N": _set("name"), "-q": _set("queue"), "-J": _set("array"), "-t": _set("array"),
     "-W": _pbs_w, "-l": _pbs_resources, "-V": _flag("export_all", True), "-v": _pbs_env,
     "-o": _pbs_file("stdout"), "-e": _pbs_file("stderr"), "-j": _pbs_join, "-r": _pbs_rerun,
-    "-S": _pbs_shell,
+    "-S": _pbs_shell, "-d": _workdir("-d"),  # Torque's working directory
     "-h": _flag("hold", True),
     "-p": lambda options, value: options._replace(priority=int(value)),
 }  # fmt: skip
@@ -266,15 +301,29 @@ def _lsf_name(options: JobOptions, value: str) -> JobOptions:
     return options._replace(name=name, array=match.group(2) + (match.group(3) or ""))
 
 
+QUOTES = "\"'"
+
+
 def _lsf_depend(options: JobOptions, value: str) -> JobOptions:
+    """-w 'done(12) && ended(prep) && exit("3d*")': on a job by id, or on every job of a
+    name (a trailing * is any name it begins: LSF's wildcard), quoted or not."""
     kinds = {"done": "afterok", "ended": "afterany", "exit": "afternotok"}
     if "||" in value or "!" in value:
         raise UsageError(f"-w {value!r}: hyper takes conditions joined by && only")
-    terms = [re.fullmatch(r"(\w+)\(\s*([0-9]+)\s*\)", t.strip()) for t in value.split("&&")]
-    if not all(terms) or any(t.group(1) not in kinds for t in terms if t):
-        raise UsageError(f"-w {value!r}: use done(ID), ended(ID) or exit(ID), joined by &&")
-    found = [f"{kinds[t.group(1)]}:{t.group(2)}" for t in terms if t]
-    return options._replace(depends=(*options.depends, *found))
+    terms = [re.fullmatch(r"(\w+)\(\s*([^()]*?)\s*\)", t.strip()) for t in value.split("&&")]
+    if not all(terms) or any(t.group(1) not in kinds or not t.group(2) for t in terms if t):
+        raise UsageError(
+            f"-w {value!r}: use done(ID), ended(ID) or exit(ID), joined by && (ID: a job's id"
+            " or name)"
+        )
+    depends, named = list(options.depends), list(options.named_depends)
+    for term in (t for t in terms if t):
+        kind, target = kinds[term.group(1)], term.group(2)
+        if target.isdigit():
+            depends.append(f"{kind}:{target}")
+        else:
+            named.append(f"{kind}:{target.strip(QUOTES)}")
+    return options._replace(depends=tuple(depends), named_depends=tuple(named))
 
 
 def _lsf_walltime(options: JobOptions, value: str) -> JobOptions:
@@ -340,7 +389,7 @@ def _lsf_slots(options: JobOptions, value: str) -> JobOptions:
 
 def _lsf_requirement(options: JobOptions, value: str) -> JobOptions:
     """-R "rusage[mem=16000] span[hosts=1]": memory in MB; span[hosts=1] is what hyper
-    does anyway; other sections are not taken."""
+    does anyway, span[ptile=N] too while -n is at most N; other sections are not taken."""
     others = []
     for section in re.findall(r"(\w+)\[([^\]]*)\]", value):
         name, body = section
@@ -352,6 +401,8 @@ def _lsf_requirement(options: JobOptions, value: str) -> JobOptions:
                 others.append(f"rusage[{body}]")
         elif name == "span" and body.replace(" ", "") == "hosts=1":
             continue
+        elif name == "span" and re.fullmatch(r"\s*ptile\s*=\s*[0-9]+\s*", body):
+            options = options._replace(slots_per_host=body.partition("=")[2].strip())
         else:
             others.append(f"{name}[{body}]")
     if not re.findall(r"\w+\[", value) and value.strip():
@@ -362,10 +413,13 @@ def _lsf_requirement(options: JobOptions, value: str) -> JobOptions:
 
 
 def _lsf_gpu(options: JobOptions, value: str) -> JobOptions:
-    """-gpu "num=2:mode=shared" (or -gpu -, LSF's default of one GPU)."""
+    """-gpu "num=2:mode=shared" (or -gpu -, LSF's default of one GPU); num=N/task is N
+    for each slot (-n), num=N/host N on the one host."""
     if value.strip() == "-":
         return options._replace(gpus="1")
-    found = re.search(r"(?:^|:)num=([0-9]+)", value)
+    found = re.search(r"(?:^|:)num=([0-9]+)(/task|/host)?", value)
+    if found and found.group(2) == "/task":
+        return options._replace(gpus_per_task=found.group(1))
     return options._replace(gpus=found.group(1) if found else "1")
 
 
@@ -374,7 +428,7 @@ LSF: dict[str, Handler] = {
     "-o": _lsf_file("stdout"), "-oo": _lsf_file("stdout"),
     "-e": _lsf_file("stderr"), "-eo": _lsf_file("stderr"),
     "-r": _flag("retries", 1), "-rn": _flag("retries", 0), "-H": _flag("hold", True),
-    "-env": _lsf_env,
+    "-env": _lsf_env, "-cwd": _workdir("-cwd"),
     "-sp": lambda options, value: options._replace(priority=int(value)),
     "-n": _lsf_slots, "-R": _lsf_requirement, "-gpu": _lsf_gpu,
     "-M": lambda o, v: o._replace(mem=o.mem or _mib(v, lsf_unit(), "-M")),
@@ -487,7 +541,8 @@ def translate(text: str) -> Translation:
                 raise UsageError(f"line {number}: {prefix} {error}") from None
             except ValueError:
                 raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
-    result.options = combine(result.options)
+    result.slurm_tasks = task_count(result.options) if "slurm" in result.schedulers else None
+    result.options = combine(result.options, slots="lsf" in result.schedulers)
     for prefix, *_ in SCHEDULERS:
         for number in indented_lines(text, prefix):
             result.ignored.append((number, f"indented {prefix} (a comment to its scheduler)"))
@@ -499,20 +554,46 @@ def translate(text: str) -> Translation:
     return result
 
 
-def combine(options: JobOptions) -> JobOptions:
-    """The request from its dialect's parts: Slurm's CPUs are tasks times CPUs per task,
-    and --mem-per-cpu is per CPU."""
+def combine(options: JobOptions, *, slots: bool = False) -> JobOptions:
+    """The request from its dialect's parts, as Slurm counts them: CPUs are tasks times
+    CPUs per task (or GPUs times --cpus-per-gpu), GPUs --gpus-per-task times tasks (LSF's
+    num=N/task times its slots, its CPUs: `slots`), memory --mem-per-cpu times CPUs (or
+    --mem-per-gpu times GPUs)."""
     tasks, per_node, per_task = options.tasks, options.tasks_per_node, options.cpus
     if tasks is not None and per_node is not None and int(tasks) > int(per_node):
         nodes = -(-int(tasks) // max(1, int(per_node)))
         capacity.check_nodes(nodes, f"#SBATCH --ntasks={tasks} --ntasks-per-node={per_node}")
     tasks = per_node if per_node is not None else tasks
-    if tasks is not None:
+    asked, per_host = int(options.cpus or 1), options.slots_per_host
+    if per_host is not None and asked > int(per_host):
+        hosts = -(-asked // max(1, int(per_host)))
+        capacity.check_nodes(hosts, f"#BSUB -n {asked} -R span[ptile={per_host}]")
+    if options.gpus_per_task is not None:
+        times = tasks if tasks is not None else options.cpus if slots else None
+        options = options._replace(gpus=str(int(options.gpus_per_task) * int(times or 1)))
+    if options.cpus_per_gpu is not None and options.gpus is not None:
+        options = options._replace(cpus=str(int(options.cpus_per_gpu) * int(options.gpus)))
+    elif tasks is not None:
         options = options._replace(cpus=str(int(tasks) * int(per_task or 1)))
-    if options.mem_per_cpu is not None and options.mem is None:
-        mib = int(options.mem_per_cpu.rstrip("M")) * int(options.cpus or 1)
-        options = options._replace(mem=f"{mib}M")
-    return options._replace(tasks=None, tasks_per_node=None, mem_per_cpu=None)
+    if options.mem is None and options.mem_per_cpu is not None:
+        options = options._replace(mem=_times(options.mem_per_cpu, options.cpus or "1"))
+    elif options.mem is None and options.mem_per_gpu is not None and options.gpus is not None:
+        options = options._replace(mem=_times(options.mem_per_gpu, options.gpus))
+    return options._replace(
+        tasks=None, tasks_per_node=None, mem_per_cpu=None, gpus_per_task=None,
+        cpus_per_gpu=None, mem_per_gpu=None, slots_per_host=None,
+    )  # fmt: skip
+
+
+def _times(mib: str, count: str) -> str:
+    """A size in MiB (`_mib`'s "NM") times a count."""
+    return f"{int(mib.rstrip('M')) * int(count)}M"
+
+
+def task_count(options: JobOptions) -> int | None:
+    """Slurm's number of tasks, as the script said it (before combine)."""
+    said = options.tasks_per_node if options.tasks_per_node is not None else options.tasks
+    return None if said is None else int(said)
 
 
 def output_files(

@@ -15,9 +15,11 @@ tells them apart (see ``pbs_forms``).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import sys
 
 from hyper import jobspec
@@ -258,10 +260,45 @@ def split_variables(value: str) -> list[str]:
     return [part for part in re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*(?:=|,|$))", value) if part]
 
 
+def with_dialect_variables(text: str, foreign: Translation, options: JobOptions) -> str:
+    """A shell script given what its scheduler would set beside the worker's variables:
+    Torque's PBS_ARRAYID, and Slurm's task count (the worker counts CPUs, one task's
+    worth: srun and MPI read the tasks from these), before its first command."""
+    if shell_of(text) is None:
+        return text
+    if foreign.torque_array:  # the worker sets PBS Pro's PBS_ARRAY_INDEX
+        text = before_first_command(
+            text, 'export PBS_ARRAYID="$PBS_ARRAY_INDEX"  # Torque\'s name for the task index'
+        )
+    tasks = foreign.slurm_tasks
+    if tasks and tasks > 1:
+        per_task = max(1, int(options.cpus or tasks) // tasks)
+        text = before_first_command(
+            text,
+            f"export SLURM_NTASKS={tasks} SLURM_NPROCS={tasks} SLURM_CPUS_PER_TASK={per_task}"
+            "  # the job's Slurm tasks",
+        )
+    return text
+
+
+def working_directory(path: str) -> str:
+    """A job's working directory as given (relative to this one), made absolute; one
+    that is not a directory here is refused."""
+    try:
+        if not stat.S_ISDIR(os.stat(path).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot use {one_line(path)} as the working directory: {exc.strerror}"
+        ) from None
+    return os.path.abspath(path)
+
+
 def without_host(path: str) -> str:
-    """PBS's `host:/path` as the path: the job writes where it runs."""
+    """PBS's `host:/path` as the path: the job writes where it runs; PBS Pro's
+    `^array_index^` is the task's index (%a)."""
     match = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*:(/.*)", path)
-    return match.group(1) if match else path
+    return (match.group(1) if match else path).replace("^array_index^", "%a")
 
 
 def program_of(text: str) -> str:
@@ -388,14 +425,19 @@ def read_lines(source: str, flag: str) -> list[tuple[int, str]]:
 
 
 def build_job(
-    args: Namespace, notes: list[str] | None = None, *, script: bytes | None = None
+    args: Namespace,
+    notes: list[str] | None = None,
+    *,
+    script: bytes | None = None,
+    workdir: str | None = None,
 ) -> dict[str, Any]:
     """The job to submit. Its queue and definition are None when nothing named them:
     `complete_target` fills them from the host's defaults. Notes for the user (CRLF
     converted, one warning naming what hyper ignores) are written once the job is built,
     or added to `notes` for the caller to write before the job id: a refused job gets one
     line, its error. `script`: the script's bytes, when the caller has them rather than
-    the file `args.file` names (which still names it in messages and gives its name)."""
+    the file `args.file` names (which still names it in messages and gives its name).
+    `workdir`: where the job runs, as a command line said it (over the script's)."""
     file = args.file
     if file is None and args.commands is None:
         if sys.stdin is None or sys.stdin.isatty():
@@ -419,13 +461,13 @@ def build_job(
     arguments = getattr(args, "script_args", None) or []
     if arguments:
         text = with_arguments(text, arguments, source(file))
-    if foreign and foreign.torque_array and shell_of(text) is not None:
-        # Torque names a task's index PBS_ARRAYID; the worker sets PBS Pro's PBS_ARRAY_INDEX
-        text = before_first_command(
-            text, 'export PBS_ARRAYID="$PBS_ARRAY_INDEX"  # Torque\'s name for the task index'
-        )
+    if foreign is not None:
+        text = with_dialect_variables(text, foreign, options)
     check_size(len(text.encode()), source(file))
     submit_dir = os.getcwd()
+    workdir = workdir if workdir is not None else options.workdir
+    if workdir is not None:
+        submit_dir = working_directory(workdir)
     if not is_utf8(submit_dir):
         raise UsageError(f"the current directory {one_line(submit_dir)} is not UTF-8; cd elsewhere")
     for flag, value in (("-q", options.queue), ("-d", options.definition)):
@@ -453,6 +495,8 @@ def build_job(
             for d in jobspec.parse_dependencies(spec)
         ],
     }
+    if options.named_depends:  # by id once the host says which jobs have those names
+        job["named_depends"] = list(options.named_depends)
     if options.time_limit is not None:
         job["time_limit"] = jobspec.parse_time_limit(options.time_limit)
     resources = request_body(options)
@@ -498,6 +542,19 @@ def request_body(options: JobOptions) -> dict[str, int]:
     if options.gpus is not None:
         body["gpus"] = capacity.parse_count(options.gpus, "--gpus", capacity.MAX_GPUS)
     return body
+
+
+def resolve_names(client: HostClient, job: dict[str, Any]) -> None:
+    """Dependencies on jobs by name (LSF's -w done(NAME)), as dependencies on each job of
+    that name (an array as a whole), as LSF's default has them; a trailing * is any name
+    it begins. A name no job has is refused, as bsub refuses it."""
+    for said in job.pop("named_depends", []):
+        kind, _, name = said.partition(":")
+        where = {"name_prefix": name[:-1]} if name.endswith("*") else {"name": name}
+        ids = [found["id"] for found in client.iter_jobs(collapse=True, **where)]
+        if not ids:
+            raise UsageError(f"dependency on the jobs named {name!r}: there is none")
+        job["depends"] += [{"kind": kind, "target": job_id} for job_id in ids]
 
 
 def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = False) -> None:
@@ -581,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         job = build_job(args, notes)
         said = "".join(f"qsub: {note}\n" for note in notes)
         with connect(args.host) as client:
+            resolve_names(client, job)
             complete_target(client, job, check=args.dry_run)
             if args.dry_run:
                 sys.stdout.write(describe(job))

@@ -142,3 +142,57 @@ def test_pbs_forms(local: LocalHost) -> None:
     local.wait_finished(held)
     assert json.loads(ok(local, f"qstat -x -f -F json {held}"))["Jobs"][held]["Exit_status"] == 265
     assert unfinished(local) == []
+
+
+def test_lsf_dependency_on_a_job_name_waits_for_every_job_of_that_name(local: LocalHost) -> None:
+    """bsub -w "done(NAME)" (hh-suite's database scripts chain their steps so): the job
+    waits for every job of that name, an array as a whole; a name no job has is refused
+    with one line, and nothing is submitted."""
+    local.script("step.sh", f"#!/bin/bash\n#BSUB -q sample-queue-1\n{DEF}sleep 1\n")
+    first = re.findall(r"Job <([0-9]+)>", ok(local, "bsub -J prepare step.sh"))[0]
+    array = re.findall(r"Job <([0-9]+)>", ok(local, "bsub -J 'prepare[1-3]' step.sh"))[0]
+    local.script(
+        "after.sh",
+        f'#!/bin/bash\n#BSUB -q sample-queue-1\n#BSUB -w "done(prepare)"\n{DEF}echo after\n',
+    )
+    after = re.findall(r"Job <([0-9]+)>", ok(local, "bsub < after.sh"))[0]
+    depends = local.job(after)["options"]["depends"]
+    assert sorted(depends) == sorted([f"afterok:{first}", f"afterok:{array}"])
+    ended = local.wait_finished(after)
+    assert ended["status"] == "Successful"
+    listed = json.loads(local.ok("qstat", "--json", "--expand", "--limit", "0"))["jobs"]
+    before_it = [j for j in listed if str(j["id"]) == first or str(j["array_id"]) == array]
+    assert len(before_it) == 4
+    assert all(j["ended"] <= ended["started"] for j in before_it)
+    before = ok(local, "bjobs -a -noheader -o jobid")
+    refused = sh(local, "bsub -w 'ended(no-such-step)' step.sh")
+    assert refused.code != 0 and refused.out == ""
+    assert refused.err == "bsub: dependency on the jobs named 'no-such-step': there is none\n"
+    assert ok(local, "bjobs -a -noheader -o jobid") == before
+
+
+def test_a_scripts_working_directory_and_slurm_tasks_reach_the_job(local: LocalHost) -> None:
+    """#SBATCH -D (rnaproject's salmon_index.sh) runs the job there, its relative -o
+    too; --ntasks=2 gives the job SLURM_NTASKS=2 as Slurm does (srun starts that many);
+    sbatch -D on the command line wins over the script's."""
+    (local.cwd / "run-here").mkdir()
+    (local.cwd / "or-here").mkdir()
+    local.ok("hyper", "definitions", "add-definition", "--name", "two", "--vcpus", "2",
+             "--memory-limit-mib", "1024", "--yes")  # fmt: skip
+    body = "pwd\necho tasks=$SLURM_NTASKS per=$SLURM_CPUS_PER_TASK\nsrun echo step\n"
+    local.script(
+        "where.sh",
+        f"#!/bin/bash\n#SBATCH -p sample-queue-1\n#SBATCH -D run-here\n#SBATCH --ntasks=2\n"
+        f"#SBATCH -o out.txt\n#HYPER -d two\n{body}",
+    )
+    job = ok(local, "sbatch --parsable where.sh").strip()
+    assert local.wait_finished(job)["status"] == "Successful"
+    said = (local.cwd / "run-here" / "out.txt").read_text().splitlines()
+    assert said[:2] == [str(local.cwd / "run-here"), "tasks=2 per=1"]
+    assert sorted(said[2:]) == ["step", "step"]
+    job = ok(local, "sbatch --parsable -D or-here where.sh").strip()
+    assert local.wait_finished(job)["status"] == "Successful"
+    assert (local.cwd / "or-here" / "out.txt").read_text().startswith(f"{local.cwd}/or-here\n")
+    missing = sh(local, "sbatch -D no-such-dir where.sh")
+    assert missing.code != 0 and len(missing.err.splitlines()) == 1
+    assert "cannot use no-such-dir as the working directory" in missing.err

@@ -3,6 +3,8 @@ what is warned about, and what is refused."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hyper import jobspec
@@ -115,6 +117,52 @@ def test_slurm_export(value: str, export_all: bool, env: tuple[str, ...]) -> Non
     assert (options.export_all, options.env) == (export_all, env)
 
 
+@pytest.mark.parametrize(
+    ("lines", "asks"),
+    [
+        # altrove-ai/toy-example-gpu, 4process_4gpu.sh: 4 tasks of a GPU each, 4 CPUs a GPU
+        (["--nodes=1", "--ntasks=4", "--gpus-per-task=1", "--cpus-per-gpu=4", "--mem=32G"],
+         ("16", "32768M", "4")),
+        # AMReX on Perlmutter's GPU nodes: --tasks-per-node is sbatch's --ntasks-per-node
+        (["--nodes=1", "--tasks-per-node=4", "--cpus-per-task=16", "--gpus-per-task=1"],
+         ("64", None, "4")),
+        (["--tasks-per-node=8", "--cpus-per-task=16"], ("128", None, None)),
+        (["--gpus=2", "--mem-per-gpu=10G"], (None, "20480M", "2")),
+        (["--gpus-per-task=a100:2"], (None, None, "2")),  # one task unless told
+        (["--gpus=2", "--cpus-per-gpu=8", "--mem-per-cpu=1G"], ("16", "16384M", "2")),
+    ],
+)  # fmt: skip
+def test_slurm_per_task_and_per_gpu_requests_multiply_out(
+    lines: list[str], asks: tuple[str | None, str | None, str | None]
+) -> None:
+    """sbatch(1): --gpus-per-task "requires the --ntasks option" (the GPUs are per task),
+    --cpus-per-gpu and --mem-per-gpu are per allocated GPU."""
+    options = _only("#!/bin/bash\n" + "".join(f"#SBATCH {line}\n" for line in lines) + "run\n")
+    assert (options.cpus, options.mem, options.gpus) == asks
+
+
+def test_slurm_task_count_is_kept_for_the_jobs_environment() -> None:
+    result = translate("#SBATCH --ntasks=4 -c 2\n")
+    assert (result.slurm_tasks, result.options.cpus) == (4, "8")
+    assert translate("#SBATCH -c 2\n").slurm_tasks is None
+    assert translate("#PBS -l ncpus=2\n").slurm_tasks is None
+
+
+def test_working_directory_lines_take_a_directory_here(tmp_path: Path) -> None:
+    """rnaproject's salmon_index.sh (#SBATCH -D), Sanger's workshop scripts (#BSUB -cwd),
+    Torque's #PBS -d: where the job runs. A path this machine does not have is named in
+    the warning (Slurm and LSF would run the job in /tmp): the job runs where submitted."""
+    for line in (f"#SBATCH -D {tmp_path}", f"#SBATCH --chdir={tmp_path}",
+                 f"#BSUB -cwd {tmp_path}", f"#PBS -d {tmp_path}"):  # fmt: skip
+        assert _only(f"{line}\n").workdir == str(tmp_path)
+    missing = tmp_path / "elsewhere"
+    result = translate(f"#!/bin/bash\n#BSUB -cwd {missing}\nrun\n")
+    assert result.options.workdir is None
+    assert result.warnings == [
+        f"ignored (not supported): -cwd {missing} (no such directory here) (line 2)"
+    ]
+
+
 def test_slurm_dependencies_on_several_lines_add_up() -> None:
     options = _only("#SBATCH -d afterok:1\n#SBATCH --dependency=afternotok:2\n")
     assert options.depends == ("afterok:1", "afternotok:2")
@@ -205,7 +253,7 @@ def test_pbs_script() -> None:
         retries=1,
         array="1-100:2%10",
         depends=("depend=afterok:123:124",),
-        time_limit="01:00:00",
+        time_limit="1:00:00",
         env=("A=1", "B=2"),
         export_all=False,  # PBS's default: the submitting shell's environment is not passed
         stdout="run.out",
@@ -265,6 +313,37 @@ def test_pbs_values_are_ones_hyper_reads() -> None:
 def test_pbs_options(line: str, field: str, value: object) -> None:
     options = translate(f"#!/bin/bash\n#PBS {line}\nrun\n").options
     assert getattr(options, field) == value
+
+
+@pytest.mark.parametrize(
+    ("walltime", "seconds"),
+    [
+        ("3600", 3600),  # azurehpc's run_opm.sh: one hour, where Slurm would read 60 hours
+        ("600", 600),
+        ("90:00", 5400),
+        ("1:00:00", 3600),
+        ("48:00:00", 172800),
+        ("0:00:30.5", 31),
+    ],
+)
+def test_pbs_walltime_is_hours_minutes_seconds_and_a_bare_number_is_seconds(
+    walltime: str, seconds: int
+) -> None:
+    """qsub(1B): walltime is a duration, [[hours:]minutes:]seconds[.milliseconds]."""
+    options = _only(f"#!/bin/bash\n#PBS -l walltime={walltime}\nrun\n")
+    assert options.time_limit is not None
+    assert jobspec.parse_time_limit(options.time_limit) == seconds
+
+
+def test_pbs_walltime_that_is_not_a_duration_is_refused_with_the_line() -> None:
+    with pytest.raises(UsageError, match=r"^line 2: #PBS .*walltime=1h: use \[\[HH:\]MM:\]SS$"):
+        translate("#!/bin/bash\n#PBS -l walltime=1h\nrun\n")
+
+
+def test_pbs_pro_array_index_in_output_paths_is_each_tasks_index() -> None:
+    """raghavst/fluid, FEMNIST/client_array.pbs: -J 0-7, -o output_^array_index^.txt."""
+    options = _only("#PBS -J 0-7\n#PBS -o output_^array_index^.txt\n#PBS -e e^array_index^\n")
+    assert (options.stdout, options.stderr) == ("output_%a.txt", "e%a")
 
 
 def test_pbs_walltime_and_the_select_chunk_are_both_taken() -> None:
@@ -407,13 +486,52 @@ def test_lsf_dependency_conditions(value: str, depends: tuple[str, ...]) -> None
     assert _only(f"#BSUB -w '{value}'\n").depends == depends
 
 
+def test_lsf_slots_on_more_hosts_than_one_are_refused() -> None:
+    """soedinglab/uniclust-pipeline's run_main.sh: -n 160 with span[ptile=16] is ten
+    hosts; -n 16 with span[ptile=16] (or fewer slots) is one."""
+    with pytest.raises(UsageError, match="asks for 10 nodes; hyper runs each job on one"):
+        translate('#BSUB -n 160\n#BSUB -R "span[ptile=16]"\n')
+    for slots in (16, 4):
+        assert _only(f'#BSUB -R "span[ptile=16]"\n#BSUB -n {slots}\n').cpus == str(slots)
+
+
+@pytest.mark.parametrize(
+    ("lines", "gpus"),
+    [
+        (["-n 4", '-gpu "num=1/task:mode=shared"'], "4"),  # bsub -gpu: "/task" is per task
+        (['-gpu "num=2/task"', "-n 3"], "6"),
+        (["-n 4", '-gpu "num=2/host"'], "2"),
+        (["-n 4", '-gpu "num=2"'], "2"),  # "By default, the number is per host"
+        (['-gpu "num=1/task"'], "1"),
+    ],
+)
+def test_lsf_gpus_per_task_are_times_the_slots(lines: list[str], gpus: str) -> None:
+    assert _only("".join(f"#BSUB {line}\n" for line in lines)).gpus == gpus
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        # hh-suite's cif70_hhblits (soedinglab): #BSUB -w "done(cif70_prepare_input)"
+        ('"done(cif70_prepare_input)"', ("afterok:cif70_prepare_input",)),
+        # bsub: "Use double quotes (") around job names that begin with a number"
+        ("'ended(\"3dprep\") && done(12)'", ("afterany:3dprep",)),
+        ("'exit(prep*)'", ("afternotok:prep*",)),
+    ],
+)
+def test_lsf_dependency_on_a_job_name_is_kept_by_name(value: str, named: tuple[str, ...]) -> None:
+    options = _only(f"#BSUB -w {value}\n")
+    assert options.named_depends == named
+    assert options.depends == (("afterok:12",) if "12" in value else ())
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
         ("done(1) || done(2)", "hyper takes conditions joined by && only"),
         ("!done(1)", "hyper takes conditions joined by && only"),
         ("started(1)", "use done(ID), ended(ID) or exit(ID), joined by &&"),
-        ("done(myjob)", "use done(ID), ended(ID) or exit(ID)"),
+        ("done()", "use done(ID), ended(ID) or exit(ID)"),
         ("done(1) && 2", "use done(ID), ended(ID) or exit(ID)"),
         ("done(1) done(2)", "use done(ID), ended(ID) or exit(ID)"),
     ],

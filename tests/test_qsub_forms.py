@@ -62,6 +62,7 @@ def test_an_unbalanced_quote_in_the_options_is_refused_with_its_line(tmp_path: P
         (["-j", "cyclonename"], "name", "cyclonename"),
         (["-l", "walltime=1:30:00"], "time_limit", 5400),
         (["-l", "select=1:ncpus=4:mem=8gb,walltime=00:10:00"], "time_limit", 600),
+        (["-l", "walltime=3600"], "time_limit", 3600),  # PBS: a bare number is seconds
         (["-p", "5"], "priority", 5),
         (["-r", "y"], "retries", 1),
         (["-r", "n"], "retries", 0),
@@ -94,6 +95,25 @@ def test_pbs_join_is_told_from_a_job_name_by_its_value(
 def test_pbs_output_paths_lose_their_host(tmp_path: Path) -> None:
     job = _job(tmp_path, "echo\n", "-o", "login1:/tmp/x.out")
     assert job["output"]["stdout"] == "/tmp/x.out"
+
+
+def test_pbs_pro_array_index_in_output_paths_on_the_command_line(tmp_path: Path) -> None:
+    job = _job(tmp_path, "echo\n", "-J", "0-7", "-o", "out.^array_index^", "-e", "e^array_index^")
+    assert (job["output"]["stdout"], job["output"]["stderr"]) == ("out.%a", "e%a")
+
+
+def test_a_slurm_jobs_tasks_are_exported_before_its_first_command(tmp_path: Path) -> None:
+    """altrove-ai's 4process_4gpu.sh: --ntasks=4 --gpus-per-task=1 --cpus-per-gpu=4."""
+    text = ("#!/bin/bash\n#SBATCH --ntasks=4\n#SBATCH --gpus-per-task=1\n"
+            "#SBATCH --cpus-per-gpu=4\nsrun python train.py\n")  # fmt: skip
+    job = _job(tmp_path, text)
+    assert job["resources"] == {"cpus": 16, "gpus": 4}
+    lines = job["script"].splitlines()
+    assert lines[-2:] == [
+        "export SLURM_NTASKS=4 SLURM_NPROCS=4 SLURM_CPUS_PER_TASK=4  # the job's Slurm tasks",
+        "srun python train.py",
+    ]
+    assert "SLURM_NTASKS" not in _job(tmp_path, "#!/bin/bash\n#SBATCH -c 4\necho\n")["script"]
 
 
 def test_pbs_options_hyper_does_not_use_make_one_warning_line(

@@ -13,12 +13,14 @@ Every value comes from that scheduler's documentation, not from what hyper does:
   files are "job_name.oSEQ" and "job_name.eSEQ" in the submission directory; "-j oe"
   merges stderr into the stdout file. A Torque array task (-t) writes
   job_name.oSEQ-INDEX; a PBS Pro subjob (-J) job_name.oSEQ.INDEX. walltime is
-  [[hours:]minutes:]seconds.
+  [[hours:]minutes:]seconds. PBS Pro replaces `^array_index^` in -o and -e paths by
+  the subjob's index.
 - LSF, bsub: -W is [hour:]minute; "%J is replaced by the job ID", shared by every
   element of an array ("All jobs in the array share the same job ID"); "%I is replaced by
   the index of the job in the array ... Otherwise, %I is replaced by 0"; "If you use -o
   without -e or -eo, the standard error of the job is stored in the output file". Without
-  -o LSF mails the output: no file.
+  -o LSF mails the output: no file. -R "span[ptile=N]" puts N slots on each host: more
+  slots (-n) than N is more than one host.
 
 Paths are templates: {job} is the job's (or task's) own id, {array} the array's id,
 {index} the task's index, {name} the job's name. `stderr` None: into the stdout file
@@ -107,6 +109,8 @@ SCRIPTS = [
       "env_5ebb.o{array}-{index}", "env_5ebb.e{array}-{index}", True),
     E("pbs/psuastro-ex1_job_array.pbs", "Ast528Lab6Ex1", None, 10, 300,
       "Ast528Lab6Ex1.o{array}-{index}", None, True, asks={"cpus": 1, "mem_mib": 1024}),
+    E("pbs/fluid-client_array.pbs", "femArray0.5", None, 8, 3 * H,
+      "output_{index}.txt", "error_{index}.txt", True, asks={"cpus": 1, "mem_mib": 131072}),
     # ---- LSF ----
     E("lsf/helgehatt-lsf.sh", "lsf", "hpcintro", None, 900,
       "lsf_{job}.out", "lsf_{job}.err", True, asks={"cpus": 1, "mem_mib": 512}),
@@ -127,6 +131,8 @@ SCRIPTS = [
       None, False, asks={"cpus": 8, "mem_mib": 245760}),
     E("lsf/psana-bsub_test.sh", "psana-bsub_test.sh", None, None, 1800,
       "lsf-{job}.out", "lsf-{job}.err", True),
+    E("lsf/uniclust-run_main.sh", "uniclust-run_main.sh", "mpi-long+", None, 330 * H,
+      "out.{job}", "err.{job}", True, refused=True),
 ]  # fmt: skip
 
 
