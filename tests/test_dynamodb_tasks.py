@@ -22,6 +22,7 @@ from hyper.store import rules
 from hyper.store.base import ArrayTasks, Ending, JobFilter
 from hyper.store.dynamodb import DynamoDBStore
 from hyper.store.dynamodb.items import INDEX_LAG, SLOW_WRITE, SUBMIT_CUT_OFF, _Array
+from hyper.store.dynamodb.journal import Journal
 from hyper.store.dynamodb.tasks import Epoch, _fresh_range
 from hyper.store.dynamodb_tables import create_tables
 from tests.conftest import moto_backs_up_a_table_once, moto_one_request_at_a_time
@@ -559,8 +560,8 @@ def test_a_failed_submit_of_jobs_and_arrays_takes_back_those_claimed_meanwhile(
 @pytest.mark.parametrize("what", ["made some", "made all", "cancelled all", "claimed some"])
 def test_an_undo_cut_short_is_finished_by_the_tick(open_store: Any, what: str) -> None:
     """As above, with the undo cut short after it took back one chunk of tasks: the
-    submit was withdrawn, so the tick's settle finishes its undo (it keeps nothing of
-    it, and makes none of its tasks again, as it would for a submit cut off)."""
+    submit was withdrawn, so the next tick's settle finishes its undo (it keeps nothing
+    of it, and makes none of its tasks again, as it would for a submit cut off)."""
     store, other = open_store(), open_store()
     now = time.time()
     writes: list[str] = []  # the submitting Lambda's calls that write
@@ -585,7 +586,7 @@ def test_an_undo_cut_short_is_finished_by_the_tick(open_store: Any, what: str) -
     left = task_items(other, array_id)
     assert 0 < len(left) < 299  # cut short: some of its tasks are still there
     assert other.make_tasks(1000) == 0  # none is made meanwhile
-    other.reconcile_counts(now + SUBMIT_CUT_OFF + 1)
+    other.reconcile_counts(now)  # the next tick: a withdrawn entry waits for no cut-off
     _left_of_it(other, array_id, claimed, now)
 
 
@@ -612,3 +613,99 @@ def test_an_undo_of_many_chunks_ends_though_no_refusal_is_allowed(
     assert store.list_jobs(JobFilter(), limit=1000) == []
     assert task_items(other, arrays[0].id) == []
     assert other.demand() == []
+
+
+def test_a_failed_sweep_whose_jobs_have_counters_of_their_own_is_taken_back(
+    open_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """125 jobs each asking a memory of their own (a counter each), the 100 written
+    cancelled by a qdel while the submit fails at its last call: a chunk's counters
+    outnumber its deletes, and the undo still takes back every job, a few at a time."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    rounds = []
+    taken_back = Journal._delete_last
+
+    def counted(self: Journal, ids: Any, was: Any) -> int:
+        rounds.append(taken_back(self, ids, was))
+        assert len(rounds) < 50, "the undo goes round without deleting"
+        return rounds[-1]
+
+    monkeypatch.setattr(Journal, "_delete_last", counted)
+    calls = [0]
+
+    def fail_the_last(**_: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 5:  # four calls of items (100 jobs) were written
+            assert other.cancel(JobFilter(queue=Q), now).cancelled == 100
+            raise RuntimeError("DynamoDB went away")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
+    sweep = [job(f"m{n}", options={"request": {"mem_mib": 100 + n}}) for n in range(125)]
+    with pytest.raises(RuntimeError, match="went away"):
+        store.submit(sweep, now)
+    assert 0 not in rounds and sum(rounds) >= 100
+    assert other.list_jobs(JobFilter(), limit=200) == []
+    assert set(other.count_jobs(JobFilter()).values()) == {0}
+    assert other.demand() == []
+
+
+def test_tasks_written_without_their_arrays_item_are_taken_back(open_store: Any) -> None:
+    """A BatchWriteItem call that leaves the array's item unprocessed (its tasks in the
+    same call written), whose retry fails: the undo takes back those tasks too, and the
+    tick has nothing left to settle."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    calls: list[str] = []
+    held: list[Any] = []
+
+    def strip(params: dict[str, Any], **_: Any) -> None:
+        calls.append("write")
+        puts = params["RequestItems"].get(f"{PREFIX}-jobs")
+        if puts and len(calls) == 2:  # its first call of items: the array's item held back
+            held.extend(p for p in puts if "size" in p["PutRequest"]["Item"])  # the array's
+            params["RequestItems"][f"{PREFIX}-jobs"] = [p for p in puts if p not in held]
+        elif len(calls) == 3:
+            raise RuntimeError("DynamoDB went away")
+
+    def unprocessed(parsed: dict[str, Any], **_: Any) -> None:
+        if len(calls) == 2 and held:
+            parsed["UnprocessedItems"] = {f"{PREFIX}-jobs": held}
+
+    events = store.dynamodb.meta.events
+    events.register("before-parameter-build.dynamodb.BatchWriteItem", strip)
+    events.register("after-call.dynamodb.BatchWriteItem", unprocessed)
+    with pytest.raises(RuntimeError, match="went away"):
+        _later(store, n=300, first=24)
+    assert held and task_items(other, 1) == []
+    assert other.reconcile_counts(now) == 0
+    assert set(other.count_jobs(JobFilter()).values()) == {0}
+    assert other.claim("w", Q, D, 5, LEASE, now) == []
+    assert other.demand() == []
+
+
+def test_a_failed_submit_too_varied_for_its_journals_runs_takes_back_its_claimed_jobs(
+    open_store: Any,
+) -> None:
+    """4,000 jobs alternating between two definitions (their journal entry keeps no runs:
+    too many), 10 claimed while the submit fails at its last call: each job says how it
+    was counted, so the undo moves the claimed ones' counters back too."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    jobs = [job(f"j{n}", definition=D if n % 2 == 0 else "d2") for n in range(4000)]
+    calls, claimed = [0], []
+
+    def fail_the_last(**_: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 4000 // 25:
+            claimed.extend(j.id for j in other.claim("w1", Q, D, 10, LEASE, now))
+            raise RuntimeError("DynamoDB went away")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
+    with pytest.raises(RuntimeError, match="went away"):
+        store.submit(jobs, now)
+    assert len(claimed) == 10
+    for when in (now, now + SUBMIT_CUT_OFF + 1):
+        other.reconcile_counts(when)
+        assert set(other.count_jobs(JobFilter()).values()) == {0}
+        assert other.demand() == []

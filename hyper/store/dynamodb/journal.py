@@ -102,7 +102,7 @@ class Journal(Dependents):
             self._unmake_since(array_id, low, counted)
         ids = self._written(entry)
         while ids:
-            ids = ids[: len(ids) - self._delete_last(ids[-MAKE_CHUNK:], counted)]
+            ids = ids[: len(ids) - self._delete_last(ids[-MAKE_CHUNK:], counted)]  # 1 at least
 
     def _unmake_since(self, array_id: int, low: int, counted: _Counted) -> None:
         """Delete an array's tasks made after its submit (ids from `low` on), the last ones
@@ -131,7 +131,8 @@ class Journal(Dependents):
                 deletes = self._deletes([t for t in tasks if t["id"] >= start], counted)
                 return [{"Update": update}, *deletes]
 
-            if self._transact(_fitting(actions, max(low, top - MAKE_CHUNK))[0]) is not None:
+            starts = range(max(low, top - MAKE_CHUNK), top)
+            if self._transact(_fitting(actions, starts)[0]) is not None:
                 refused += 1  # made or changed meanwhile: read again
                 if refused > TRIES * 10:
                     raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
@@ -146,7 +147,7 @@ class Journal(Dependents):
             def actions(start: int, found: list[Item] = found) -> list[Any]:
                 return self._deletes([item for item in found if item["id"] >= start], counted)
 
-            chosen, start = _fitting(actions, ids[0])
+            chosen, start = _fitting(actions, ids)
             if not chosen or self._transact(chosen) is None:
                 return sum(1 for i in ids if i >= start)
             refused += 1  # changed meanwhile: read again
@@ -155,10 +156,13 @@ class Journal(Dependents):
 
     def _as_they_are(self, ids: Iterable[int]) -> list[Item]:
         """The jobs there of these ids, in id order, as read now, tasks completed from
-        their arrays (what their counters need)."""
+        their arrays (what their counters need). A task whose array's item is not there
+        (a call of the submit's written in part) was never read by anyone: it is left as
+        it is, and deleted with no counter moved."""
         found = sorted(self._get_jobs(ids).values(), key=lambda item: int(item["id"]))
-        # an array's item is deleted after its tasks: theirs is always there
-        return self._complete(found)
+        arrays = self._array_infos({i["array_id"] for i in found if i.get("kind") == "task"})
+        self._complete([i for i in found if i.get("kind") != "task" or i["array_id"] in arrays])
+        return found
 
     def _deletes(self, items: Sequence[Item], counted: _Counted) -> list[dict[str, Any]]:
         """Deletes of these jobs, each only in the state read, with the counter ADDs that
@@ -172,7 +176,7 @@ class Journal(Dependents):
                 delete |= {"ConditionExpression": "#status = :status",
                            "ExpressionAttributeNames": {"#status": "status"},
                            "ExpressionAttributeValues": status}  # fmt: skip
-                was = counted.keys(int(item["id"]))
+                was = counted.keys(item) if "queue" in item else None  # (not completed)
                 if was is not None:
                     back.update(was)
                     back.subtract(_counter_keys(item, item["status"]))
@@ -182,20 +186,27 @@ class Journal(Dependents):
     # settling ------------------------------------------------------------------------------
 
     def reconcile_counts(self, now: float) -> int:
-        """Settle the journal entries of submits cut off (older than SUBMIT_CUT_OFF), a few
-        a tick: the counters of their jobs that were never written are taken back. How
-        many were settled."""
-        settled = 0
-        for items, _ in self._query(
+        """Settle the journal entries of submits cut off (older than SUBMIT_CUT_OFF) or
+        withdrawn, a few a tick: the counters of their jobs that were never written (or
+        were deleted) are taken back. How many were settled."""
+        settled, failed = 0, None
+        pages = self._query(
             self._counts_name, "#scope = :scope", {"scope": SUBMITS}, consistent=True,
             limit=100,
-        ):  # fmt: skip
-            for entry in items:
-                if float(entry["started"]) <= now - SUBMIT_CUT_OFF:
+        )  # fmt: skip
+        for entry in (entry for items, _ in pages for entry in items):
+            # a withdrawn submit wrote its last: its withdrawal is finished at once
+            if entry.get("withdrawn") or float(entry["started"]) <= now - SUBMIT_CUT_OFF:
+                try:
                     self._settle_submit(entry)
-                    settled += 1
-                    if settled >= SETTLED_PER_TICK:
-                        return settled
+                except Exception as error:  # the others are settled first; a later tick
+                    failed = failed or error  # takes this one up again
+                    continue
+                settled += 1
+                if settled >= SETTLED_PER_TICK:
+                    break
+        if failed is not None:
+            raise failed
         return settled
 
     def _settle_submit(self, entry: Item) -> None:
@@ -300,34 +311,39 @@ class Journal(Dependents):
 
 
 class _Counted:
-    """The counter keys a submit counted each of its jobs with, from its journal entry's
-    runs (none known when it keeps none: a submit too varied to keep them). A task made
-    after the submit was counted with its array's id."""
+    """The counter keys a submit counted each of its jobs with: from its journal entry's
+    runs, or, for a submit too varied to keep them, the status each job was written in
+    (`s0`, on the job) or its array's plan made it in (the entry's `planned`). A task
+    made after the submit was counted with its array's id."""
 
     def __init__(self, entry: Item) -> None:
         runs = entry.get("runs")
         self._runs: list[Any] = json.loads(runs) if runs else []
         self._lows = [run[0] for run in self._runs]
         self._later = [(low, high, a) for a, low, high in json.loads(entry.get("later") or "[]")]
+        self._planned = {int(a): s for a, s in json.loads(entry.get("planned") or "{}").items()}
 
-    def keys(self, job_id: int) -> list[CounterKey] | None:
-        for low, high, array_id in self._later:
-            if low <= job_id <= high:
-                job_id = array_id
-        at = bisect.bisect_right(self._lows, job_id) - 1
-        if at < 0 or job_id > self._runs[at][1]:
+    def keys(self, job: Item) -> list[CounterKey] | None:
+        job_id = int(job["id"])
+        array_id = next((a for low, high, a in self._later if low <= job_id <= high), None)
+        if not self._runs:
+            status = job.get("s0") if array_id is None else self._planned.get(array_id)
+            return None if status is None else _counter_keys(job, status)
+        at = bisect.bisect_right(self._lows, job_id if array_id is None else array_id) - 1
+        if at < 0 or (job_id if array_id is None else array_id) > self._runs[at][1]:
             return None
         return [(scope, key, bool(pinned)) for scope, key, pinned, *_ in self._runs[at][2]]
 
 
-def _fitting(actions: Any, start: int) -> tuple[list[dict[str, Any]], int]:
-    """`actions(start)`, for the lowest `start` (from this one up) whose actions fit in
-    one transaction (each id left out takes out its own delete, at least); and that start."""
-    while True:
+def _fitting(actions: Any, starts: Sequence[int]) -> tuple[list[dict[str, Any]], int]:
+    """`actions(start)` for the first of `starts` (ascending ids) whose actions fit in one
+    transaction, and that start: each job left out takes out its delete and its counters
+    (a job's own are a few, so the last start always fits)."""
+    for start in starts:
         chosen = actions(start)
         if len(chosen) <= TRANSACTION_ITEMS:
             return chosen, start
-        start += len(chosen) - TRANSACTION_ITEMS
+    raise StoreUnavailable(f"jobs from {starts[0]}: too many counters to move at once")
 
 
 def _own_spans(entry: Item) -> list[range]:

@@ -63,6 +63,7 @@ class Submitting(Journal):
         deltas: Counter[CounterKey] = Counter()
         counted: list[tuple[int, list[CounterKey]]] = []  # each job's keys, for the journal
         later: dict[int, tuple[int, int]] = {}  # array: ids of its tasks made after the submit
+        planned: dict[int, str] = {}  # array: the status those start in
         arrays: list[int] = []
         for job, (pending, never, corr) in zip(jobs, judged, strict=True):
             ids.append(next_id)
@@ -89,6 +90,7 @@ class Submitting(Journal):
                     statuses[later_status] += unmade
                     size = len(job.array.indices)
                     later[next_id] = (next_id + 1 + size - unmade, next_id + size)
+                    planned[next_id] = later_status
                 for status, n in statuses.items():
                     for key in _counter_keys(view, status):
                         deltas[key] += n
@@ -97,6 +99,11 @@ class Submitting(Journal):
                 counted += [(t["id"], _counter_keys(view, t["status"])) for t in made[1:]]
                 next_id += len(job.array.indices) + 1
         entry = _journal_entry(counted, deltas, now, later=later)
+        if entry["runs"] is None:  # too varied to keep: each job says how it was counted
+            entry["planned"] = json.dumps(planned) if planned else None
+            for item in items:
+                if "status" in item:
+                    item["s0"] = item["status"]
         try:
             self._count_submit(entry)
         except Exception:
