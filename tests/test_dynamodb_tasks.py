@@ -17,7 +17,7 @@ import pytest
 
 from hyper.errors import Conflict
 from hyper.jobs import JobStatus
-from hyper.jobspec import Selector
+from hyper.jobspec import Dependency, Selector
 from hyper.store import rules
 from hyper.store.base import ArrayTasks, Ending, JobFilter
 from hyper.store.dynamodb import DynamoDBStore
@@ -626,8 +626,8 @@ def test_a_failed_sweep_whose_jobs_have_counters_of_their_own_is_taken_back(
     rounds = []
     taken_back = Journal._delete_last
 
-    def counted(self: Journal, ids: Any, was: Any) -> int:
-        rounds.append(taken_back(self, ids, was))
+    def counted(self: Journal, ids: Any, was: Any, gone: list[int]) -> int:
+        rounds.append(taken_back(self, ids, was, gone))
         assert len(rounds) < 50, "the undo goes round without deleting"
         return rounds[-1]
 
@@ -709,3 +709,38 @@ def test_a_failed_submit_too_varied_for_its_journals_runs_takes_back_its_claimed
         other.reconcile_counts(when)
         assert set(other.count_jobs(JobFilter()).values()) == {0}
         assert other.demand() == []
+
+
+def test_what_depends_on_a_withdrawn_job_can_never_be_met(open_store: Any) -> None:
+    """Another user's job depends on one of a failing submit, seen in the queue before
+    the submit failed: once that job is withdrawn, the dependent ends as one whose
+    dependency can never be met (it was Blocked for good), and so does one that linked
+    to it after it was gone."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    calls, seen = [0], {}
+
+    def fail_the_second(**_: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 2:  # its first call of items was written, the second fails
+            target = other.list_jobs(JobFilter(queue=Q), limit=1)[0].id
+            after = Dependency("afterok", target)
+            (seen["dependent"],) = other.submit([job("dep", queue="q2", depends=(after,))], now)
+            raise RuntimeError("DynamoDB went away")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_second)
+    with pytest.raises(RuntimeError, match="went away"):
+        store.submit([job(f"s{n}") for n in range(40)], now)
+    dependent = other.get_job(seen["dependent"])
+    assert dependent is not None and dependent.status is JobStatus.FAILED
+    assert "can never be met" in (dependent.reason or "")
+    (target,) = other.submit([job("t")], now)
+    linked = other._link
+
+    def gone_first(links: Any, at: float) -> None:  # judged while there, linked once gone
+        other.dynamodb.delete_item(TableName=f"{PREFIX}-jobs", Key={"id": {"N": str(target)}})
+        linked(links, at)
+
+    other._link = gone_first  # type: ignore[method-assign]
+    (late,) = other.submit([job("late", depends=(Dependency("afterok", target),))], now)
+    assert other.get_job(late).status is JobStatus.FAILED  # type: ignore[union-attr]

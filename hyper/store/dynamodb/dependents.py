@@ -39,10 +39,22 @@ class Dependents(Reading):
             return counts.get(SUCCESSFUL, 0), bad, int(target["size"])
         return rules.job_state(target["status"])
 
-    def _target_state(self, target_id: int) -> tuple[int, int, int]:
+    def _target_verdict(self, kind: str, target_id: int) -> Verdict:
+        """A dependency judged on its target as it is now; one on a target that is gone (a
+        submit withdrawn after the dependent saw it) can never be met."""
         item = self._get(self._jobs, {"id": target_id}, "#id, #kind, #status, #size")
-        assert item is not None  # a target is never deleted
-        return self._state_of(item)
+        if item is None:
+            return Verdict.NEVER
+        ok, bad, size = self._state_of(item)
+        return judge_dependency(kind, ok=ok, bad=bad, size=size)
+
+    def _settle_gone(self, targets: Sequence[int], now: float) -> None:
+        """What depends on these jobs, deleted by a withdrawal, can never be met."""
+        ended: list[Ended] = []
+        for target in targets:
+            for dep in self._deps_on(target):
+                ended += self._settle(dep.owner, dep.kind, target, Verdict.NEVER, now)
+        self._ended(ended, now)
 
     def _task_states(self, array_id: int, size: int) -> dict[int, str]:
         """The state of every task of an array by index (strongly consistent, by id)."""
@@ -92,8 +104,7 @@ class Dependents(Reading):
                             verdict = rules.ended_verdict("aftercorr", state)
                             more += self._settle_task(dep.owner, array_id, index, verdict, now)
                             continue
-                        good, bad, size = self._target_state(array_id)
-                        verdict = judge_dependency(dep.kind, ok=good, bad=bad, size=size)
+                        verdict = self._target_verdict(dep.kind, array_id)
                         more += self._settle(dep.owner, dep.kind, array_id, verdict, now)
             work += more
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -89,7 +90,8 @@ class Journal(Dependents):
         """Delete every job a submit wrote: its arrays' markers first (no task is made
         from then on), then the tasks made since for them, then its own jobs, the last
         first, so that those a failure here leaves are still the first ones (_unwritten).
-        Each in the state it is in, its counters moved back to those it was counted with."""
+        Each in the state it is in, its counters moved back to those it was counted with;
+        what depends on any of them can never be met."""
         later = json.loads(entry.get("later") or "[]")  # [array, first unmade id, last]
         counted = _Counted(entry)
         if later:
@@ -98,13 +100,15 @@ class Journal(Dependents):
                   {"DeleteRequest": {"Key": _marshal({"scope": UNMADE, "key": _id_key(a)})}})
                  for a, _, _ in later]
             )  # fmt: skip
+        gone: list[int] = []  # deleted jobs something depends on
         for array_id, low, _ in reversed(later):
-            self._unmake_since(array_id, low, counted)
+            self._unmake_since(array_id, low, counted, gone)
         ids = self._written(entry)
         while ids:
-            ids = ids[: len(ids) - self._delete_last(ids[-MAKE_CHUNK:], counted)]  # 1 at least
+            ids = ids[: len(ids) - self._delete_last(ids[-MAKE_CHUNK:], counted, gone)]
+        self._settle_gone(gone, time.time())
 
-    def _unmake_since(self, array_id: int, low: int, counted: _Counted) -> None:
+    def _unmake_since(self, array_id: int, low: int, counted: _Counted, gone: list[int]) -> None:
         """Delete an array's tasks made after its submit (ids from `low` on), the last ones
         first, each chunk in one transaction with the array's made-count (and its epoch,
         tasks.Epoch) lowered to match: a withdrawal cut short leaves an array whose count
@@ -131,13 +135,15 @@ class Journal(Dependents):
                 deletes = self._deletes([t for t in tasks if t["id"] >= start], counted)
                 return [{"Update": update}, *deletes]
 
-            starts = range(max(low, top - MAKE_CHUNK), top)
-            if self._transact(_fitting(actions, starts)[0]) is not None:
+            chosen, start = _fitting(actions, range(max(low, top - MAKE_CHUNK), top))
+            if self._transact(chosen) is None:
+                gone += [t["id"] for t in tasks if t["id"] >= start and t.get("dependents")]
+            else:
                 refused += 1  # made or changed meanwhile: read again
                 if refused > TRIES * 10:
                     raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
 
-    def _delete_last(self, ids: Sequence[int], counted: _Counted) -> int:
+    def _delete_last(self, ids: Sequence[int], counted: _Counted, gone: list[int]) -> int:
         """Delete the last of these jobs (as many as one transaction takes, all where their
         counters allow), each in the state it is in; how many ids were done."""
         refused = 0
@@ -149,6 +155,7 @@ class Journal(Dependents):
 
             chosen, start = _fitting(actions, ids)
             if not chosen or self._transact(chosen) is None:
+                gone += [j["id"] for j in found if j["id"] >= start and j.get("dependents")]
                 return sum(1 for i in ids if i >= start)
             refused += 1  # changed meanwhile: read again
             if refused > TRIES * 10:

@@ -14,7 +14,7 @@ from hyper.jobs import (
     FINISHED,
     JobStatus,
     LogKind,
-    judge_dependency,
+    Verdict,
 )
 from hyper.store import rules
 from hyper.store.base import (
@@ -332,13 +332,13 @@ class Submitting(Journal):
             if kind == "aftercorr":
                 ended += self._recheck_corr(owner, target, now)
                 continue
-            ok, bad, size = self._target_state(target)
-            verdict = judge_dependency(kind, ok=ok, bad=bad, size=size)
-            ended += self._settle(owner, kind, target, verdict, now)
+            ended += self._settle(owner, kind, target, self._target_verdict(kind, target), now)
         self._ended(ended, now)
 
     def _recheck_corr(self, owner: int, target: int, now: float) -> list[Ended]:
         infos = self._array_infos([owner, target])
+        if target not in infos:  # withdrawn since the dependent saw it
+            return self._settle(owner, "aftercorr", target, Verdict.NEVER, now)
         states = self._task_states(target, infos[target].size)
         tasks = self._complete(
             list(self._get_jobs(range(owner + 1, owner + infos[owner].size + 1)).values())
