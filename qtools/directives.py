@@ -11,6 +11,8 @@ wins over ``#HYPER``, which wins over the others.
 
 from __future__ import annotations
 
+import os
+
 from hyper.errors import UsageError
 from hyper.records import NamedTuple
 
@@ -66,6 +68,12 @@ class JobOptions(NamedTuple):
             elif value is not None:
                 given[name] = value
         return base._replace(**given)
+
+
+def names_a_directory(path: str) -> bool:
+    """Whether an output path names a directory, as PBS reads -o and -e: one ending in
+    '/', or one that is a directory here."""
+    return path.endswith("/") or os.path.isdir(path.replace("%%", "%"))
 
 
 def _at(where: str) -> str:

@@ -26,6 +26,7 @@ from qtools.directives import (
     directive_lines,
     directive_words,
     indented_lines,
+    names_a_directory,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a dialect's submit 3 ms
@@ -612,8 +613,8 @@ def output_files(
         # qsub(1B): "the default ... is used: job_name.oSEQ" (Torque arrays: SEQ-INDEX,
         # PBS Pro subjobs: SEQ.INDEX)
         seq = ("%A-%a" if torque else "%A.%a") if array else "%j"
-        out = _in_directory(out, f"%x.o{seq}", lambda p: p.endswith("/") or os.path.isdir(p))
-        err = _in_directory(err, f"%x.e{seq}", lambda p: p.endswith("/") or os.path.isdir(p))
+        out = _in_directory(out, f"%x.o{seq}", names_a_directory)
+        err = _in_directory(err, f"%x.e{seq}", names_a_directory)
         if options.join_into_error:  # -j eo: both streams into the error file
             return options._replace(stdout=err, stderr=None, join=True)
         if options.join:
@@ -627,6 +628,18 @@ def output_files(
             err = _in_directory(err, f"{seq}.err", lambda p: p.endswith("/"))
         return options._replace(stdout=out, stderr=err)
     return options
+
+
+def pbs_directories(options: JobOptions, *, array: bool) -> JobOptions:
+    """qsub's -o and -e naming a directory (a path ending in '/', or one that is), as PBS
+    reads them: the job's default file in it (job_name.oSEQ). Others are left as given."""
+    seq = "%A.%a" if array else "%j"
+    out, err = options.stdout, options.stderr
+    if out is not None:
+        out = _in_directory(out, f"%x.o{seq}", names_a_directory)
+    if err is not None:
+        err = _in_directory(err, f"%x.e{seq}", names_a_directory)
+    return options._replace(stdout=out, stderr=err)
 
 
 def _in_directory(path: str | None, name: str, is_directory: Callable[[str], bool]) -> str:

@@ -173,7 +173,10 @@ def bsub(argv: list[str]) -> int:
         text = dialect.with_arguments(script, command[1:], "bsub")
         name = file_name(command[0])
     elif command:
-        text = "#!/bin/sh\n" + shlex.join(command) + "\n"
+        # one word is a command line for the shell, as LSF runs it (bsub "a | b; c");
+        # several are a program and its arguments, each kept whole
+        line = command[0] if len(command) == 1 else shlex.join(command)
+        text = "#!/bin/sh\n" + line + "\n"
         name = " ".join(command)
     else:
         text = dialect.read_stdin_script("bsub")

@@ -41,6 +41,7 @@ from qtools.directives import (
     add_job_options,
     first_command_line,
     leading_block,
+    names_a_directory,
     options_from,
     parse_directives,
 )
@@ -479,6 +480,10 @@ def build_job(
 
         torque = bool(foreign and foreign.torque_array)
         options = output_files(schedulers[0], options, array=array is not None, torque=torque)
+    elif any(path and names_a_directory(path) for path in (options.stdout, options.stderr)):
+        from qtools.foreign import pbs_directories  # qsub -o logs/, as PBS reads it
+
+        options = pbs_directories(options, array=array is not None)
     job: dict[str, Any] = {
         "name": jobspec.check_job_name(default_name if options.name is None else options.name),
         "queue": options.queue,

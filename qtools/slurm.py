@@ -455,13 +455,12 @@ def scancel(argv: list[str]) -> int:
         chosen = [dialect.display_id(job) for job in jobs if not states.finished(job)]
         if chosen:
             client.change("cancel", {"ids": chosen})
-        for job in jobs:
-            if states.finished(job) and words and not quiet:
-                sys.stderr.write(
-                    f"scancel: error: Kill job error on job id {slurm_id(job)}:"
-                    " Job/step already completing or completed\n"
-                )
-                code = SLURM_ERROR
+        for said in _already_ended(jobs, words) if not quiet else []:
+            sys.stderr.write(
+                f"scancel: error: Kill job error on job id {said}:"
+                " Job/step already completing or completed\n"
+            )
+            code = SLURM_ERROR
         for word in missing:
             if not quiet:
                 sys.stderr.write(
@@ -469,6 +468,23 @@ def scancel(argv: list[str]) -> int:
                 )
             code = SLURM_ERROR
     return code
+
+
+def _already_ended(jobs: list[dict[str, Any]], words: list[str]) -> list[str]:
+    """The ids scancel names as ended: each job named by its own id that had ended, and an
+    array named whole whose every task had (its ended tasks are no error while others
+    were cancelled, as in Slurm)."""
+    if not words:
+        return []
+    whole: dict[str, bool] = {}  # an array named by its id: whether all its tasks ended
+    said = []
+    for job in jobs:
+        array = str(job.get("array_id") or "")
+        if array in words and slurm_id(job) not in words:
+            whole[array] = whole.get(array, True) and states.finished(job)
+        elif states.finished(job):
+            said.append(slurm_id(job))
+    return said + [array for array, ended in whole.items() if ended]
 
 
 # ---- sacct ----------------------------------------------------------------------------

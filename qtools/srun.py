@@ -39,15 +39,21 @@ LONG_VALUED = set(VALUED.values()) | {
     "--gpus-per-node", "--ntasks-per-node", "--cpu-bind", "--mpi", "--export",
     "--signal", "--qos", "--comment", "--open-mode", "--distribution", "--threads-per-core",
     "--hint", "--het-group", "--network", "--reservation", "--tres-per-task", "--cpu-freq",
+    "--gpu-bind", "--mem-bind", "--ntasks-per-core", "--ntasks-per-socket", "--cpus-per-gpu",
+    "--jobid", "--cores-per-socket", "--sockets-per-node", "--nodefile", "--relative",
+    "--switches", "--begin", "--deadline", "--dependency", "--licenses", "--prolog",
+    "--epilog", "--task-prolog", "--task-epilog", "--container", "--wckey", "--nice",
 }  # fmt: skip
+ALIASES = {"--tasks-per-node": "--ntasks-per-node"}  # sbatch(1) and srun(1) name it so too
 FLAGS = {
     "-l": "--label", "-u": "--unbuffered", "-Q": "--quiet", "-v": "--verbose",
     "-X": "--disable-status", "-E": "--preserve-env", "-Z": "--no-allocate",
-    "-K": "--kill-on-bad-exit",  # its optional value only as -K=N
+    "-K": "--kill-on-bad-exit",  # its optional value only as -K=N or -K1
+    "-k": "--no-kill", "-H": "--hold", "-s": "--oversubscribe",
 }  # fmt: skip
 LONG_FLAGS = set(FLAGS.values()) | {
     "--exclusive", "--overlap", "--overcommit", "--oversubscribe", "--pty", "--whole",
-    "--exact", "--spread-job",
+    "--exact", "--spread-job", "--propagate", "--multi-prog", "--test-only",
 }  # fmt: skip
 STEP_FILE = "hyper-srun-steps"  # in the job's TMPDIR: how many steps it has started
 
@@ -61,8 +67,12 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         if word == "--":
             break
         name, equals, value = word.partition("=")
+        name = ALIASES.get(name, name)
         if name in FLAGS or name in LONG_FLAGS:
             options[FLAGS.get(name, name)] = value
+            continue
+        if _clustered(word):  # -vv, -lu, -K1
+            options.update((FLAGS[f"-{letter}"], "") for letter in word[1:] if letter.isalpha())
             continue
         if name in LONG_VALUED or (name in VALUED and equals):
             long = VALUED.get(name, name)
@@ -80,8 +90,24 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return options, words
 
 
+def _clustered(word: str) -> bool:
+    """Short flags written together (-vv, -lu), the last maybe with its number (-K1)."""
+    letters = word[1:].rstrip("0123456789")
+    return (
+        not word.startswith("--")
+        and len(word) > 2
+        and bool(letters)
+        and all(f"-{letter}" in FLAGS for letter in letters)
+    )
+
+
 def _count(options: dict[str, str]) -> int:
-    said = options.get("--ntasks") or os.environ.get("SLURM_NTASKS") or "1"
+    said = (
+        options.get("--ntasks")
+        or options.get("--ntasks-per-node")  # one node here: the tasks on it
+        or os.environ.get("SLURM_NTASKS")
+        or "1"
+    )
     try:
         tasks = int(said)
     except ValueError:

@@ -196,3 +196,31 @@ def test_a_scripts_working_directory_and_slurm_tasks_reach_the_job(local: LocalH
     missing = sh(local, "sbatch -D no-such-dir where.sh")
     assert missing.code != 0 and len(missing.err.splitlines()) == 1
     assert "cannot use no-such-dir as the working directory" in missing.err
+
+
+def test_what_workflow_tools_type_runs_as_each_scheduler_runs_it(local: LocalHost) -> None:
+    """bsub "a; b" is a command line for the shell (LSF's form for one-line jobs); qsub -o
+    logs/ on a script with no #PBS line writes job_name.oSEQ in that folder (Snakemake's
+    PBS profiles); scancel of an array one task of which has ended cancels the rest with
+    no error (submitit's cancel(check=True))."""
+    said = ok(local, "bsub -q sample-queue-1 -o line.%J.out 'echo one; echo two'")
+    line = re.findall(r"Job <([0-9]+)>", said)[0]
+    assert local.wait_finished(line)["status"] == "Successful"
+    assert (local.cwd / f"line.{line}.out").read_text().split() == ["one", "two"]
+    (local.cwd / "logs").mkdir()
+    local.script("plain.sh", "#!/bin/bash\necho plain\n")
+    job = local.ok("qsub", "-q", "sample-queue-1", "-d", "sample-def-1", "-o", "logs/",
+                   "-j", "oe", "plain.sh").strip()  # fmt: skip
+    assert local.wait_finished(job)["status"] == "Successful"
+    assert (local.cwd / "logs" / f"plain.sh.o{job}").read_text() == "plain\n"
+    local.script(
+        "tasks.sh",
+        f"#!/bin/bash\n#SBATCH -p sample-queue-1\n{DEF}"
+        '[ "$SLURM_ARRAY_TASK_ID" = 0 ] || sleep 60\n',
+    )
+    array = ok(local, "sbatch --parsable --array=0-2 tasks.sh").strip()
+    local.wait_for(lambda: local.job(f"{array}[0]")["status"] == "Successful", 60, "task 0")
+    cancel = sh(local, f"scancel {array}")
+    assert (cancel.code, cancel.err) == (0, "")
+    local.wait_finished(array)
+    assert sh(local, f"scancel {array}_0").code != 0  # a task named on its own had ended

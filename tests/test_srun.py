@@ -57,6 +57,20 @@ def test_placement_options_are_taken_and_the_command_gets_its_own(tmp_path: Path
     assert (done.returncode, done.stdout) == (0, "--output x")  # echo's -n, not srun's
 
 
+def test_binding_verbosity_and_clustered_flags_are_taken_as_slurm_writes_them(
+    tmp_path: Path,
+) -> None:
+    """What submitit (slurm_srun_args=["-vv"]), Parsl's SrunLauncher overrides and GPU
+    scripts pass: -vv, -lu, -K1, --gpu-bind, --mem-bind, --ntasks-per-core, --jobid,
+    --propagate, --no-kill; --tasks-per-node is --ntasks-per-node, the step's tasks on
+    its one node."""
+    done = srun(tmp_path, "-vv", "-lu", "-K1", "--gpu-bind=closest", "--mem-bind", "local",
+                "--ntasks-per-core=1", "--jobid", "41", "--propagate", "--no-kill",
+                "--tasks-per-node=2", "sh", "-c", "echo $SLURM_PROCID")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == ["0", "1"]
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "said"),
     [
