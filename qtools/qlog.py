@@ -65,7 +65,13 @@ def _stamp(entry: dict[str, Any]) -> str:
 
 
 def write_entries(entries: list[dict[str, Any]], raw: bool) -> None:
+    """Output entries on stdout, as the job wrote them: in UTF-8 whatever the locale says
+    (a job's characters a locale cannot encode are still the job's, and `qlog ID > file`
+    gets its bytes back)."""
     out = sys.stdout
+    if (out.encoding or "").lower().replace("-", "") != "utf8" and hasattr(out, "reconfigure"):
+        out.flush()
+        out.reconfigure(encoding="utf-8", errors="replace")
     for entry in entries:
         if raw:
             out.write(entry["text"])

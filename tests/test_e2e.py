@@ -45,6 +45,16 @@ def test_example_job_runs_and_prints(local: LocalHost) -> None:
     assert (record["status"], record["exit_code"], record["retries_left"]) == ("Successful", 0, 2)
 
 
+def test_qlog_gives_a_jobs_characters_back_whatever_the_locale(local: LocalHost) -> None:
+    """A job printing a euro sign and a Latin-1 byte (kept as U+FFFD), read with qlog
+    whose locale cannot encode either: the job's UTF-8 comes back, not a traceback."""
+    local.script("euro.sh", 'printf "caf\\xe9\\n"\necho "price: 5 €"\n')
+    job_id = local.ok("qsub", "--wait", *Q, "euro.sh").strip()
+    for encoding in ("ascii", "latin-1"):
+        env = {**local.env, "PYTHONIOENCODING": encoding}
+        assert local.ok("qlog", job_id, env=env) == "caf�\nprice: 5 €\n"
+
+
 def test_stdout_carries_only_the_id_and_the_job_sees_its_environment(local: LocalHost) -> None:
     local.script(
         "env.sh",

@@ -9,6 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from hyper import output
 from hyper.jobs import LogKind
 from hyper.worker.spool import Spool
@@ -56,6 +58,20 @@ def test_a_spool_of_short_output_cuts_nothing(tmp_path: Path) -> None:
     text = _text([first, *spool.rest(4 * KIB)])
     assert "[hyper:" not in text
     assert text == "".join(f"{n:09d}\n" for n in range(3000)) + "é" * (5 * KIB)
+    spool.close()
+
+
+@pytest.mark.parametrize("character", ["€", "😀"])
+def test_a_character_across_the_heads_edge_starts_the_tail(tmp_path: Path, character: str) -> None:
+    """Output of characters of three or four bytes whose one straddles the head's edge:
+    the head ends before it, and it and all that follows go to the tail (it was all
+    dropped: the head, a byte or two short of full, never counted as full)."""
+    spool = Spool(tmp_path / "s", limit=64 * KIB)
+    text = character * (40 * KIB // len(character.encode()))  # 40 KiB: more than the head
+    for start in range(0, len(text), 1000):
+        spool.write(LogKind.STDOUT, text[start : start + 1000])
+    spool.write(LogKind.STDOUT, "the end\n")
+    assert _text([*spool.rest(8 * KIB)]) == text + "the end\n"
     spool.close()
 
 

@@ -83,8 +83,9 @@ class Spool:
             with self._lock:
                 self._head_end += len(record)
             data = data[len(part) :]
-            if self._head_bytes < self.head_limit:
+            if not data:
                 return
+            self._head_bytes = self.head_limit  # full: its next character did not fit
         if data:
             self._to_tail(kind, data)
 
