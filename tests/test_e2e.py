@@ -55,6 +55,28 @@ def test_qlog_gives_a_jobs_characters_back_whatever_the_locale(local: LocalHost)
         assert local.ok("qlog", job_id, env=env) == "caf�\nprice: 5 €\n"
 
 
+def test_an_output_file_that_cannot_be_written_leaves_the_job_and_its_log_whole(
+    local: LocalHost,
+) -> None:
+    """-o /dev/full (a full disk, a FIFO whose reader left): the job runs to its end,
+    qlog keeps all it printed and says once that the file could not be written. A FIFO
+    no process reads is refused at the job's start, at once, instead of holding it."""
+    local.script("chat.sh", 'echo "line one"\necho "an error" >&2\nsleep 0.2\necho "last"\n')
+    job_id = local.ok("qsub", "--wait", *Q, "-o", "/dev/full", "chat.sh").strip()
+    record = local.job(job_id)
+    assert (record["status"], record["exit_code"], record["attempt"]) == ("Successful", 0, 1)
+    log = local.ok("qlog", job_id)
+    assert log.startswith("line one\nhyper: cannot write /dev/full: No space left on device")
+    assert log.endswith("an error\nlast\n")
+    os.mkfifo(local.cwd / "nobody-reads")
+    started = time.monotonic()
+    job_id = local.sh("qsub", "--wait", *Q, "-o", "nobody-reads", "chat.sh").out.strip()
+    record = local.job(job_id)
+    assert time.monotonic() - started < 20
+    assert record["status"] == "Failed"
+    assert "cannot open its output file" in (record["reason"] or "")
+
+
 def test_stdout_carries_only_the_id_and_the_job_sees_its_environment(local: LocalHost) -> None:
     local.script(
         "env.sh",

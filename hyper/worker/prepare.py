@@ -82,7 +82,8 @@ def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
 
 def close_all(files: dict[LogKind, BinaryIO]) -> None:
     for handle in set(files.values()):
-        handle.close()
+        with contextlib.suppress(OSError):  # what a full disk kept of it is lost already
+            handle.close()
 
 
 def worker_environment() -> dict[str, str]:
@@ -209,11 +210,13 @@ def open_output(path: Path, first: bool) -> BinaryIO:
     except FileNotFoundError:
         regular = True
     try:
-        if not regular:  # /dev/null, a FIFO (whose opening waits for its reader)...
+        if not regular:  # /dev/null, a FIFO...
             raise PermissionError
         fd = os.open(path, os.O_RDWR | flags, 0o666)
     except PermissionError:  # a file the worker may write and not read: it is written
-        fd = os.open(path, os.O_WRONLY | flags, 0o666)
+        # without waiting for a FIFO's reader (ENXIO: none), then writes that wait for it
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | flags, 0o666)
+        os.set_blocking(fd, True)
     try:
         return cast(BinaryIO, os.fdopen(fd, "ab"))
     except BaseException:

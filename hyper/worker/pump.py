@@ -98,6 +98,7 @@ class OutputPump:
         self._spool = spool
         self._direct = direct
         self._followed = direct.start if direct is not None else 0  # the file read up to here
+        self._appended = 0
         self._follow_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._selector = selectors.DefaultSelector()
         self._exit_fd = _exit_descriptor(process.pid)
@@ -163,12 +164,28 @@ class OutputPump:
             if text:
                 self._spool.write(kind, text)
 
+    def _lost(self, sink: BinaryIO, error: OSError) -> None:
+        """An -o/-e file that could not be written (a full disk, a FIFO whose reader left):
+        the job runs on, its output from here on kept by the host only, and its log says
+        so once."""
+        for kind in [k for k, handle in self._files.items() if handle is sink]:
+            del self._files[kind]
+        if self._spool is not None:
+            try:
+                name = os.readlink(f"/proc/self/fd/{sink.fileno()}")
+            except (OSError, ValueError):
+                name = "its output file"
+            note = f"hyper: cannot write {name}: {error.strerror or error}; its output from"
+            self._spool.write(LogKind.STDERR, f"{note} here on is kept only here\n")
+
     def _append(self, kind: LogKind, decoder: codecs.IncrementalDecoder, data: bytes) -> None:
         """Output of a pipe into the direct -o file it joins: appended, and each piece
-        (where it landed, the job's stdout before it) in the spool in the file's order."""
+        (where it landed, the job's stdout before it) in the spool in the file's order
+        (`_appended`: how much of it was, should a write fail)."""
         assert self._direct is not None
         fd = self._direct.file.fileno()
         view = memoryview(data)
+        self._appended = 0
         while view:
             written = os.write(fd, view)
             if not written:
@@ -179,6 +196,7 @@ class OutputPump:
                 self._to_spool(kind, decoder, bytes(view[:written]))
             self._followed = max(self._followed, end)
             view = view[written:]
+            self._appended += written
 
     def _read(self, timeout: float) -> None:
         ready = self._selector.select(timeout)
@@ -186,17 +204,27 @@ class OutputPump:
         for key, _ in ready:
             kind, decoder = key.data
             data = os.read(key.fd, PIPE_BYTES)
+            ended = not data
             short = short and 0 < len(data) < COALESCE_BYTES
             sink = self._files.get(kind)
+            failed: OSError | None = None
             if data and self._direct is not None and sink is self._direct.file:
-                self._append(kind, decoder, data)
-                continue
-            if data and sink is not None:
-                sink.write(data)
-                sink.flush()
-            if self._spool is not None:
+                try:
+                    self._append(kind, decoder, data)
+                    continue
+                except OSError as error:  # what it could not append goes to the spool
+                    failed, data = error, data[self._appended :]
+            elif data and sink is not None:
+                try:
+                    sink.write(data)
+                    sink.flush()
+                except OSError as error:
+                    failed = error
+            if self._spool is not None and (data or ended):
                 self._to_spool(kind, decoder, data)
-            if not data:
+            if failed is not None and sink is not None:
+                self._lost(sink, failed)
+            if ended:
                 self._selector.unregister(key.fd)
         if short:
             # a job writing fast in small pieces (stdio's 4 KiB) is read a pipeful at a
