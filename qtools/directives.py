@@ -12,6 +12,7 @@ wins over ``#HYPER``, which wins over the others.
 from __future__ import annotations
 
 import os
+import re
 
 from hyper.errors import UsageError
 from hyper.records import NamedTuple
@@ -68,6 +69,12 @@ class JobOptions(NamedTuple):
             elif value is not None:
                 given[name] = value
         return base._replace(**given)
+
+
+def without_servers(depend: str) -> str:
+    """A PBS dependency with its job ids as hyper's: `afterok:123.server:124.server` (as
+    PBS prints ids) is `afterok:123:124`."""
+    return re.sub(r"([0-9]+)\.[\w.-]+", r"\1", depend)
 
 
 def names_a_directory(path: str) -> bool:

@@ -27,6 +27,7 @@ from qtools.directives import (
     directive_words,
     indented_lines,
     names_a_directory,
+    without_servers,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a dialect's submit 3 ms
@@ -92,6 +93,12 @@ def _mib(value: str, unit: str, written: str) -> str:
     return f"{capacity.parse_size(value, unit, written)}M"
 
 
+def _zero(size: str) -> bool:
+    """--mem=0: sbatch(1) "grants the job access to all of the memory on each node": the
+    job asks no memory of its own (it gets its worker's, or its share with its CPUs)."""
+    return re.fullmatch(r"0+[KMGT]?B?", size.strip(), re.IGNORECASE) is not None
+
+
 def _count(value: str, written: str) -> str:
     text = value.strip()
     if not text.isdigit():
@@ -152,7 +159,7 @@ SLURM: dict[str, Handler] = {
     "--ntasks": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
     "--ntasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--ntasks-per-node")),
     "--tasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--tasks-per-node")),
-    "--mem": lambda o, v: o._replace(mem=_mib(v, "M", "--mem")),
+    "--mem": lambda o, v: o if _zero(v) else o._replace(mem=_mib(v, "M", "--mem")),
     "--mem-per-cpu": lambda o, v: o._replace(mem_per_cpu=_mib(v, "M", "--mem-per-cpu")),
     "--gres": _slurm_gres, "--gpus": _slurm_gpus, "-G": _slurm_gpus,
     "--gpus-per-node": _slurm_gpus, "--gpus-per-task": _slurm_gpus_per_task,
@@ -256,8 +263,7 @@ def _pbs_env(options: JobOptions, value: str) -> JobOptions:
 
 
 def _pbs_depend(options: JobOptions, value: str) -> JobOptions:
-    # PBS ids may carry a server name: afterok:123.server:124.server
-    return options._replace(depends=(*options.depends, re.sub(r"([0-9]+)\.[\w.-]+", r"\1", value)))
+    return options._replace(depends=(*options.depends, without_servers(value)))
 
 
 def _pbs_join(options: JobOptions, value: str) -> JobOptions:

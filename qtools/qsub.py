@@ -44,8 +44,10 @@ from qtools.directives import (
     names_a_directory,
     options_from,
     parse_directives,
+    without_servers,
 )
 
+UNLIMITED = ("UNLIMITED", "INFINITE")  # time limits that are none (sbatch(1), --time)
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a submit's start 3 ms
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -229,7 +231,7 @@ def pbs_forms(args: Namespace, ignored: list[str]) -> JobOptions:
         if "=" in spec and not spec.startswith("depend="):
             ignored.append(f"-W {spec}")
         else:
-            depends.append(spec)
+            depends.append(without_servers(spec))
     args.depends = depends
     resources = getattr(args, "resources", [])
     from_l = JobOptions()
@@ -502,7 +504,8 @@ def build_job(
     }
     if options.named_depends:  # by id once the host says which jobs have those names
         job["named_depends"] = list(options.named_depends)
-    if options.time_limit is not None:
+    # Slurm's UNLIMITED and INFINITE: no limit of the job's own (its definition's applies)
+    if options.time_limit is not None and options.time_limit.upper() not in UNLIMITED:
         job["time_limit"] = jobspec.parse_time_limit(options.time_limit)
     resources = request_body(options)
     if resources:

@@ -69,6 +69,11 @@ def test_an_unbalanced_quote_in_the_options_is_refused_with_its_line(tmp_path: P
         (["-r", "3"], "retries", 3),
         (["-J", "1-4"], "array", {"spec": "1-4"}),
         (["-W", "depend=afterok:7"], "depends", [{"kind": "afterok", "target": 7}]),
+        (
+            ["-W", "depend=afterok:7.pbs01:8.pbs01.example.org"],
+            "depends",
+            [{"kind": "afterok", "target": 7}, {"kind": "afterok", "target": 8}],
+        ),  # PBS's ids
         (["-h"], "hold", True),
     ],
 )
@@ -368,3 +373,20 @@ def test_interrupting_wait_says_the_job_goes_on(host: LocalHost) -> None:
     assert f"qdel {job_id}" in err
     host.ok("qdel", job_id)
     assert host.wait_finished(job_id)["status"] == "Cancelled"
+
+
+@pytest.mark.parametrize("limit", ["UNLIMITED", "INFINITE", "unlimited"])
+def test_a_slurm_time_limit_of_unlimited_is_none_of_the_jobs_own(
+    tmp_path: Path, limit: str
+) -> None:
+    """sbatch(1), --time: "A time limit of ... "INFINITE" or "UNLIMITED" ... no limit"."""
+    job = _job(tmp_path, f"#!/bin/bash\n#SBATCH -t {limit}\n#SBATCH -c 2\necho\n")
+    assert "time_limit" not in job and job["resources"] == {"cpus": 2}
+
+
+def test_a_slurm_memory_of_zero_asks_no_memory_of_its_own(tmp_path: Path) -> None:
+    """sbatch(1), --mem: "a memory size specification of zero ... grants the job access
+    to all of the memory on each node"."""
+    job = _job(tmp_path, "#!/bin/bash\n#SBATCH --mem=0\n#SBATCH -c 2\necho\n")
+    assert job["resources"] == {"cpus": 2}
+    assert "resources" not in _job(tmp_path, "#!/bin/bash\n#SBATCH --mem=0G\necho\n")
