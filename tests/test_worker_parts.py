@@ -75,6 +75,41 @@ def test_a_character_across_the_heads_edge_starts_the_tail(tmp_path: Path, chara
     spool.close()
 
 
+def _referred(tmp_path: Path, data: bytes, most: int) -> str:
+    """What a spool of 64 KiB sends at the end for a job that filled its head, then wrote
+    `data` straight into its -o file."""
+    spool = Spool(tmp_path / "s", limit=64 * KIB)
+    spool.write(LogKind.STDOUT, "h" * (32 * KIB))
+    (tmp_path / "out").write_bytes(data)
+    with open(tmp_path / "out", "rb") as file:
+        spool.refer(LogKind.STDOUT, file.fileno(), 0, len(data))
+    while spool.take(most):  # the head, sent while the job ran
+        pass
+    text = _text(list(spool.rest(most)))
+    spool.close()
+    return text
+
+
+def test_a_direct_files_tail_that_is_not_utf8_is_kept_to_its_end(tmp_path: Path) -> None:
+    """200 KiB of bytes that are not UTF-8 (each kept as U+FFFD, three bytes), then a
+    last line, written straight into the -o file: the tail sent is within the limit as
+    the host counts it (UTF-8), ends with that line, and the note counts what was cut."""
+    data = bytes(range(128, 256)) * 1600 + b"the end\n"
+    text = _referred(tmp_path, data, 8 * KIB)
+    tail = text.split("]\n", 1)[1]  # after the note
+    assert tail.endswith("\ufffd" * 128 + "the end\n")
+    assert 32 * KIB - 3 <= len(tail.encode()) <= 32 * KIB
+    kept = len(tail)  # one character a byte
+    assert text == output.cut_note(len(data) - kept, 64 * KIB) + tail
+
+
+def test_a_direct_files_characters_across_read_edges_are_whole(tmp_path: Path) -> None:
+    """Characters of three bytes read in parts whose edges fall inside them, and a last
+    one cut short by the job: each whole character is itself, the short one U+FFFD."""
+    data = "€".encode() * 5000 + "€".encode()[:2]
+    assert _referred(tmp_path, data, 1000) == "€" * 5000 + "\ufffd"
+
+
 def test_the_host_keeps_output_up_to_the_limit_then_one_note() -> None:
     limit = 2**20
     almost = limit + output.NOTE_ROOM_BYTES - 1000  # kept already: room for 1000 bytes

@@ -15,12 +15,14 @@ read from it only at the end, and only the part that is kept.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hyper.jobs import LogKind
 from hyper.messages import OutputPiece
@@ -169,15 +171,26 @@ class Spool:
             self._tail_fd = None
         records = list(self._tail_records())
         kept = sum(size for _, size, _ in records)
-        skip = max(0, kept - self.tail_limit)
-        skipped = self._tail_bytes - kept + skip
+        # the tail is at most tail_limit bytes as the host stores it (UTF-8): bytes of a
+        # file that are not UTF-8 grow as they are read (an invalid byte is U+FFFD, three
+        # bytes), so what is cut from its front is counted in text, and said in bytes
+        sizes = [(size, len(text.encode())) for _, size, text in self._decoded(records, most)]
+        drop = max(0, sum(text for _, text in sizes) - self.tail_limit)
+        skipped = self._tail_bytes - kept + _raw_share(sizes, drop)
         if skipped:
             kind = records[0][0] if records else LogKind.STDOUT
             yield [{"kind": kind.value, "text": cut_note(skipped, self.limit)}]
-        runs: list[tuple[LogKind, list[bytes]]] = []  # a piece: runs of one stream each
+        runs: list[tuple[LogKind, list[str]]] = []  # a piece: runs of one stream each
         size = 0
-        for kind, data in self._kept(records, skip, most):
-            _add(runs, kind, data)
+        for kind, _, text in self._decoded(records, most):
+            data = text.encode()
+            if drop:
+                cut = min(drop, len(data))
+                drop, data = drop - cut, data[cut:]
+                text = data.decode(errors="ignore")
+            if not text:
+                continue
+            _add(runs, kind, text)
             size += len(data)
             if size >= most:
                 yield _piece(runs)
@@ -205,20 +218,18 @@ class Spool:
                 else:
                     yield BY_CODE[code], len(payload), payload
 
-    def _kept(
-        self, records: list[tuple[LogKind, int, bytes | tuple[int, int]]], skip: int, most: int
-    ) -> Iterator[tuple[LogKind, bytes]]:
-        """The bytes of the records past the first `skip`; those of a reference read from
-        its file in parts of at most `most` bytes (what the job left of it)."""
-        for kind, size, data in records:
-            cut = min(skip, size)
-            skip -= cut
-            if cut == size:
+    def _decoded(
+        self, records: list[tuple[LogKind, int, bytes | tuple[int, int]]], most: int
+    ) -> Iterator[tuple[LogKind, int, str]]:
+        """The tail's records as text, with how many of their bytes each part is: those
+        of a reference read from its file in parts of at most `most` bytes (what the job
+        left of it), decoded across the parts' edges."""
+        for kind, _, data in records:
+            if isinstance(data, bytes):  # written as UTF-8
+                yield kind, len(data), data.decode(errors="replace")
                 continue
-            if isinstance(data, bytes):
-                yield kind, data[cut:]
-                continue
-            start, length = data[0] + cut, data[1] - cut
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            start, length = data
             while length > 0 and self._source is not None:
                 try:
                     part = os.pread(self._source, min(length, most), start)
@@ -226,8 +237,9 @@ class Spool:
                     break
                 if not part:
                     break  # the job made its file shorter
-                yield kind, part
+                yield kind, len(part), decoder.decode(part)
                 start, length = start + len(part), length - len(part)
+            yield kind, 0, decoder.decode(b"", final=True)
 
     def close(self) -> None:
         if self._source is not None:
@@ -250,7 +262,7 @@ class Spool:
             self.folder.rmdir()
 
 
-def _add(runs: list[tuple[LogKind, list[bytes]]], kind: LogKind, data: bytes) -> None:
+def _add(runs: list[tuple[LogKind, list[Any]]], kind: LogKind, data: Any) -> None:
     """`data` of stream `kind` onto the last run, when it is of that stream, or a new one."""
     if runs and runs[-1][0] is kind:
         runs[-1][1].append(data)
@@ -258,5 +270,24 @@ def _add(runs: list[tuple[LogKind, list[bytes]]], kind: LogKind, data: bytes) ->
         runs.append((kind, [data]))
 
 
-def _piece(runs: list[tuple[LogKind, list[bytes]]]) -> list[OutputPiece]:
-    return [{"kind": k.value, "text": b"".join(p).decode(errors="replace")} for k, p in runs]
+def _piece(runs: list[tuple[LogKind, list[Any]]]) -> list[OutputPiece]:
+    """Runs of text, or of UTF-8 (the head's records), as a piece to send."""
+    return [
+        {"kind": k.value, "text": "".join(p) if p and isinstance(p[0], str)
+         else b"".join(p).decode(errors="replace")}
+        for k, p in runs
+    ]  # fmt: skip
+
+
+def _raw_share(sizes: list[tuple[int, int]], drop: int) -> int:
+    """Of parts of (bytes read, bytes as text), how many bytes read the first `drop` bytes
+    of text came from (in proportion within the part where it ends)."""
+    raw = 0
+    for read, text in sizes:
+        if drop <= 0:
+            break
+        if drop >= text:
+            raw, drop = raw + read, drop - text
+        else:
+            raw, drop = raw + read * drop // text, 0
+    return raw
