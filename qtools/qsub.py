@@ -263,6 +263,16 @@ def split_variables(value: str) -> list[str]:
     return [part for part in re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*(?:=|,|$))", value) if part]
 
 
+def job_name(name: str, foreign: Translation | None, said: list[str]) -> str:
+    """The job's name, checked. Slurm, PBS and LSF take any name (Snakemake's hold its
+    wildcards' paths); hyper's go into file names (%x): a '/' of theirs is a '_', said."""
+    if foreign is not None and foreign.schedulers and "/" in name:
+        said.append(f"warning: job name {name!r} is {name.replace('/', '_')!r} here (names go into"
+                    " file names, %x: no '/')")  # fmt: skip
+        name = name.replace("/", "_")
+    return jobspec.check_job_name(name)
+
+
 def with_dialect_variables(text: str, foreign: Translation, options: JobOptions) -> str:
     """A shell script given what its scheduler would set beside the worker's variables:
     Torque's PBS_ARRAYID, and Slurm's task count (the worker counts CPUs, one task's
@@ -487,7 +497,7 @@ def build_job(
 
         options = pbs_directories(options, array=array is not None)
     job: dict[str, Any] = {
-        "name": jobspec.check_job_name(default_name if options.name is None else options.name),
+        "name": job_name(default_name if options.name is None else options.name, foreign, said),
         "queue": options.queue,
         "definition": options.definition,
         "retries": options.retries or 0,

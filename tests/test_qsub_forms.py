@@ -390,3 +390,18 @@ def test_a_slurm_memory_of_zero_asks_no_memory_of_its_own(tmp_path: Path) -> Non
     job = _job(tmp_path, "#!/bin/bash\n#SBATCH --mem=0\n#SBATCH -c 2\necho\n")
     assert job["resources"] == {"cpus": 2}
     assert "resources" not in _job(tmp_path, "#!/bin/bash\n#SBATCH --mem=0G\necho\n")
+
+
+def test_a_dialects_job_name_with_a_slash_runs_with_an_underscore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Snakemake's --job-name=smk-{rule}-{wildcards} holds its wildcards' paths: Slurm
+    takes any name, hyper's go into file names; one warning line says the name it has."""
+    job = _job(tmp_path, "#!/bin/sh\n#SBATCH -J smk-part-sample=batch1/s1\ntrue\n")
+    assert job["name"] == "smk-part-sample=batch1_s1"
+    assert capsys.readouterr().err == (
+        "qsub: warning: job name 'smk-part-sample=batch1/s1' is 'smk-part-sample=batch1_s1'"
+        " here (names go into file names, %x: no '/')\n"
+    )
+    with pytest.raises(UsageError, match="no '/'"):  # hyper's own lines keep hyper's rule
+        _job(tmp_path, "#!/bin/sh\n#HYPER -n a/b\ntrue\n")
