@@ -159,7 +159,8 @@ SLURM: dict[str, Handler] = {
     "--ntasks": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
     "--ntasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--ntasks-per-node")),
     "--tasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--tasks-per-node")),
-    "--mem": lambda o, v: o if _zero(v) else o._replace(mem=_mib(v, "M", "--mem")),
+    "--mem": lambda o, v: (o._replace(mem=None, mem_per_cpu=None, mem_per_gpu=None) if _zero(v)
+                           else o._replace(mem=_mib(v, "M", "--mem"))),
     "--mem-per-cpu": lambda o, v: o._replace(mem_per_cpu=_mib(v, "M", "--mem-per-cpu")),
     "--gres": _slurm_gres, "--gpus": _slurm_gpus, "-G": _slurm_gpus,
     "--gpus-per-node": _slurm_gpus, "--gpus-per-task": _slurm_gpus_per_task,
@@ -563,25 +564,25 @@ def translate(text: str) -> Translation:
 
 def combine(options: JobOptions, *, slots: bool = False) -> JobOptions:
     """The request from its dialect's parts, as Slurm counts them: CPUs are tasks times
-    CPUs per task (or GPUs times --cpus-per-gpu), GPUs --gpus-per-task times tasks (LSF's
-    num=N/task times its slots, its CPUs: `slots`), memory --mem-per-cpu times CPUs (or
-    --mem-per-gpu times GPUs)."""
+    CPUs per task (or GPUs times --cpus-per-gpu), GPUs --gpus-per-task times the tasks
+    unless the script said its GPUs (LSF's num=N/task times its slots, its CPUs:
+    `slots`), memory --mem-per-cpu times CPUs (or --mem-per-gpu times GPUs)."""
     tasks, per_node, per_task = options.tasks, options.tasks_per_node, options.cpus
     if tasks is not None and per_node is not None and int(tasks) > int(per_node):
         nodes = -(-int(tasks) // max(1, int(per_node)))
         capacity.check_nodes(nodes, f"#SBATCH --ntasks={tasks} --ntasks-per-node={per_node}")
-    tasks = per_node if per_node is not None else tasks
+    count = task_count(options)
     asked, per_host = int(options.cpus or 1), options.slots_per_host
     if per_host is not None and asked > int(per_host):
         hosts = -(-asked // max(1, int(per_host)))
         capacity.check_nodes(hosts, f"#BSUB -n {asked} -R span[ptile={per_host}]")
-    if options.gpus_per_task is not None:
-        times = tasks if tasks is not None else options.cpus if slots else None
+    if options.gpus_per_task is not None and options.gpus is None:
+        times = count if count is not None else options.cpus if slots else None
         options = options._replace(gpus=str(int(options.gpus_per_task) * int(times or 1)))
     if options.cpus_per_gpu is not None and options.gpus is not None:
         options = options._replace(cpus=str(int(options.cpus_per_gpu) * int(options.gpus)))
-    elif tasks is not None:
-        options = options._replace(cpus=str(int(tasks) * int(per_task or 1)))
+    elif count is not None:
+        options = options._replace(cpus=str(count * int(per_task or 1)))
     if options.mem is None and options.mem_per_cpu is not None:
         options = options._replace(mem=_times(options.mem_per_cpu, options.cpus or "1"))
     elif options.mem is None and options.mem_per_gpu is not None and options.gpus is not None:
@@ -598,9 +599,19 @@ def _times(mib: str, count: str) -> str:
 
 
 def task_count(options: JobOptions) -> int | None:
-    """Slurm's number of tasks, as the script said it (before combine)."""
-    said = options.tasks_per_node if options.tasks_per_node is not None else options.tasks
-    return None if said is None else int(said)
+    """Slurm's number of tasks, as the script said it (before combine): --ntasks (with
+    --ntasks-per-node its most on the one node), else --ntasks-per-node, else its GPUs
+    over --gpus-per-task (sbatch(1): --gpus=4 --gpus-per-task=1 is four tasks)."""
+    tasks, per_node = options.tasks, options.tasks_per_node
+    if tasks is not None and per_node is not None:
+        return min(int(tasks), int(per_node))
+    if tasks is not None:
+        return int(tasks)
+    if per_node is not None:
+        return int(per_node)
+    if options.gpus_per_task is not None and options.gpus is not None:
+        return max(1, int(options.gpus) // max(1, int(options.gpus_per_task)))
+    return None
 
 
 def output_files(

@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import sys
+import time
 
 from hyper import jobspec
 from hyper.errors import UsageError, is_utf8, one_line
@@ -48,6 +49,8 @@ from qtools.directives import (
 )
 
 UNLIMITED = ("UNLIMITED", "INFINITE")  # time limits that are none (sbatch(1), --time)
+# the jobs a dependency by name may mean: LSF forgets a finished job after its CLEAN_PERIOD
+NAMED_DEPENDENCY_SECONDS = 3600
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a submit's start 3 ms
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -261,6 +264,29 @@ def split_variables(value: str) -> list[str]:
     """PBS's -v takes a comma-separated list (`A=1,B,C=x`); a comma that is not followed
     by a variable name stays in the value (`-v X=a,b`: X is `a,b`)."""
     return [part for part in re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*(?:=|,|$))", value) if part]
+
+
+def output_paths(
+    options: JobOptions, foreign: Translation | None, array: bool, submit_dir: str
+) -> JobOptions:
+    """The -o and -e files where the script's scheduler puts them (qtools.foreign), and
+    qsub's -o naming a folder as PBS reads it."""
+    schedulers = foreign.schedulers if foreign else []
+    if schedulers:
+        from qtools.foreign import output_files
+
+        torque = bool(foreign and foreign.torque_array)
+        options = output_files(schedulers[0], options, array=array, torque=torque)
+        if schedulers[0] == "pbs" and submit_dir != os.getcwd():  # Torque's -d: qsub(1B)'s
+            options = options._replace(  # relative -o and -e are where qsub ran
+                stdout=options.stdout and os.path.join(os.getcwd(), options.stdout),
+                stderr=options.stderr and os.path.join(os.getcwd(), options.stderr),
+            )
+    elif any(path and names_a_directory(path) for path in (options.stdout, options.stderr)):
+        from qtools.foreign import pbs_directories  # qsub -o logs/, as PBS reads it
+
+        options = pbs_directories(options, array=array)
+    return options
 
 
 def job_name(name: str, foreign: Translation | None, said: list[str]) -> str:
@@ -487,15 +513,7 @@ def build_job(
         if value is not None and not value.strip():
             raise UsageError(f"{flag}: the name is empty")
     array = array_body(options, args)
-    if schedulers:
-        from qtools.foreign import output_files
-
-        torque = bool(foreign and foreign.torque_array)
-        options = output_files(schedulers[0], options, array=array is not None, torque=torque)
-    elif any(path and names_a_directory(path) for path in (options.stdout, options.stderr)):
-        from qtools.foreign import pbs_directories  # qsub -o logs/, as PBS reads it
-
-        options = pbs_directories(options, array=array is not None)
+    options = output_paths(options, foreign, array is not None, submit_dir)
     job: dict[str, Any] = {
         "name": job_name(default_name if options.name is None else options.name, foreign, said),
         "queue": options.queue,
@@ -564,12 +582,22 @@ def request_body(options: JobOptions) -> dict[str, int]:
 
 def resolve_names(client: HostClient, job: dict[str, Any]) -> None:
     """Dependencies on jobs by name (LSF's -w done(NAME)), as dependencies on each job of
-    that name (an array as a whole), as LSF's default has them; a trailing * is any name
-    it begins. A name no job has is refused, as bsub refuses it."""
+    that name (an array as a whole) that LSF would still know: not ended, or ended within
+    its CLEAN_PERIOD (an hour by default); a trailing * is any name it begins. A name no
+    such job has is refused, as bsub refuses it."""
     for said in job.pop("named_depends", []):
+        from qtools.states import FINISHED  # only here: a submit's start stays lean
+
         kind, _, name = said.partition(":")
+        if not name.rstrip("*"):
+            raise UsageError(f"dependency on the jobs named {name!r}: name some")
         where = {"name_prefix": name[:-1]} if name.endswith("*") else {"name": name}
-        ids = [found["id"] for found in client.iter_jobs(collapse=True, **where)]
+        since = time.time() - NAMED_DEPENDENCY_SECONDS
+        ids = [
+            found["id"]
+            for found in client.iter_jobs(collapse=True, **where)
+            if found["status"] not in FINISHED or (found.get("ended") or since) >= since
+        ]
         if not ids:
             raise UsageError(f"dependency on the jobs named {name!r}: there is none")
         job["depends"] += [{"kind": kind, "target": job_id} for job_id in ids]

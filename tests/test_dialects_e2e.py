@@ -168,6 +168,8 @@ def test_lsf_dependency_on_a_job_name_waits_for_every_job_of_that_name(local: Lo
     refused = sh(local, "bsub -w 'ended(no-such-step)' step.sh")
     assert refused.code != 0 and refused.out == ""
     assert refused.err == "bsub: dependency on the jobs named 'no-such-step': there is none\n"
+    everything = sh(local, "bsub -w 'done(*)' step.sh")  # not every job on the host
+    assert everything.err == "bsub: dependency on the jobs named '*': name some\n"
     assert ok(local, "bjobs -a -noheader -o jobid") == before
 
 

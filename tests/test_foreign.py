@@ -130,6 +130,10 @@ def test_slurm_export(value: str, export_all: bool, env: tuple[str, ...]) -> Non
         (["--gpus=2", "--mem-per-gpu=10G"], (None, "20480M", "2")),
         (["--gpus-per-task=a100:2"], (None, None, "2")),  # one task unless told
         (["--gpus=2", "--cpus-per-gpu=8", "--mem-per-cpu=1G"], ("16", "16384M", "2")),
+        (["--gpus=4", "--gpus-per-task=1"], ("4", None, "4")),  # sbatch(1): four tasks
+        (["--ntasks=2", "--ntasks-per-node=4"], ("2", None, None)),  # per node: a most
+        (["--mem=4G", "--mem=0"], (None, None, None)),  # the last line (the command line)
+        (["--mem-per-cpu=2G", "-c 2", "--mem=0"], ("2", None, None)),
     ],
 )  # fmt: skip
 def test_slurm_per_task_and_per_gpu_requests_multiply_out(
@@ -144,6 +148,8 @@ def test_slurm_per_task_and_per_gpu_requests_multiply_out(
 def test_slurm_task_count_is_kept_for_the_jobs_environment() -> None:
     result = translate("#SBATCH --ntasks=4 -c 2\n")
     assert (result.slurm_tasks, result.options.cpus) == (4, "8")
+    assert translate("#SBATCH --gpus=4 --gpus-per-task=1\n").slurm_tasks == 4
+    assert translate("#SBATCH --ntasks=2 --ntasks-per-node=4\n").slurm_tasks == 2
     assert translate("#SBATCH -c 2\n").slurm_tasks is None
     assert translate("#PBS -l ncpus=2\n").slurm_tasks is None
 

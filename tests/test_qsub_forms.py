@@ -405,3 +405,14 @@ def test_a_dialects_job_name_with_a_slash_runs_with_an_underscore(
     )
     with pytest.raises(UsageError, match="no '/'"):  # hyper's own lines keep hyper's rule
         _job(tmp_path, "#!/bin/sh\n#HYPER -n a/b\ntrue\n")
+
+
+def test_torques_working_directory_leaves_relative_output_where_qsub_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qsub(1B): a relative -o is the directory qsub ran in, whatever -d says."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    job = _job(tmp_path, "#!/bin/bash\n#PBS -N n\n#PBS -d run\n#PBS -o logs/n.out\necho\n")
+    assert job["submit_dir"] == str(tmp_path / "run")
+    assert job["output"]["stdout"] == str(tmp_path / "logs" / "n.out")
