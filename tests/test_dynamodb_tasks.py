@@ -21,6 +21,7 @@ from hyper.jobspec import Dependency, Selector
 from hyper.store import rules
 from hyper.store.base import ArrayTasks, Ending, JobFilter
 from hyper.store.dynamodb import DynamoDBStore
+from hyper.store.dynamodb import submit as submit_module
 from hyper.store.dynamodb.items import INDEX_LAG, SLOW_WRITE, SUBMIT_CUT_OFF, _Array
 from hyper.store.dynamodb.journal import Journal
 from hyper.store.dynamodb.tasks import Epoch, _fresh_range
@@ -685,26 +686,35 @@ def test_tasks_written_without_their_arrays_item_are_taken_back(open_store: Any)
 
 
 def test_a_failed_submit_too_varied_for_its_journals_runs_takes_back_its_claimed_jobs(
-    open_store: Any,
+    open_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """4,000 jobs alternating between two definitions (their journal entry keeps no runs:
-    too many), 10 claimed while the submit fails at its last call: each job says how it
-    was counted, so the undo moves the claimed ones' counters back too."""
+    """Jobs alternating between two definitions, too many runs for their journal entry
+    to keep (here 100 jobs, and room for a few runs: 4,000 at the real size), 10 claimed
+    while the submit fails at its last call: each job says how it was counted, so the
+    undo moves the claimed ones' counters back too."""
+    monkeypatch.setattr("hyper.store.dynamodb.items.JOURNAL_RUNS_CHARS", 500)
+    entries: list[Any] = []
+    made = submit_module._journal_entry
+    monkeypatch.setattr(
+        submit_module,
+        "_journal_entry",
+        lambda *a, **k: entries.append(made(*a, **k)) or entries[-1],
+    )
     store, other = open_store(), open_store()
     now = time.time()
-    jobs = [job(f"j{n}", definition=D if n % 2 == 0 else "d2") for n in range(4000)]
+    jobs = [job(f"j{n}", definition=D if n % 2 == 0 else "d2") for n in range(100)]
     calls, claimed = [0], []
 
     def fail_the_last(**_: Any) -> None:
         calls[0] += 1
-        if calls[0] == 4000 // 25:
+        if calls[0] == 100 // 25:
             claimed.extend(j.id for j in other.claim("w1", Q, D, 10, LEASE, now))
             raise RuntimeError("DynamoDB went away")
 
     store.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_the_last)
     with pytest.raises(RuntimeError, match="went away"):
         store.submit(jobs, now)
-    assert len(claimed) == 10
+    assert len(claimed) == 10 and entries[0]["runs"] is None
     for when in (now, now + SUBMIT_CUT_OFF + 1):
         other.reconcile_counts(when)
         assert set(other.count_jobs(JobFilter()).values()) == {0}
