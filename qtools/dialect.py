@@ -289,7 +289,7 @@ def submit(
     sys.stderr.flush()
     client = connect(host)
     try:
-        qsub.resolve_names(client, job)
+        qsub.resolve_targets(client, job)
         # the host's default queue and that queue's default definition, where qsub's
         # library fills them in after building the job
         complete = getattr(qsub, "complete_target", None)

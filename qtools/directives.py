@@ -37,6 +37,7 @@ class JobOptions(NamedTuple):
     array: str | None = None
     depends: tuple[str, ...] = ()
     named_depends: tuple[str, ...] = ()  # KIND:NAME, on the jobs of that name (LSF's -w)
+    task_depends: tuple[str, ...] = ()  # KIND:ID_INDEX, on one task of an array (Slurm's -d)
     time_limit: str | None = None
     env: tuple[str, ...] = ()  # NAME=VALUE, or NAME alone for the submitting shell's value
     export_all: bool | None = None

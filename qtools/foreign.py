@@ -81,11 +81,21 @@ def _slurm_export(options: JobOptions, value: str) -> JobOptions:
 
 
 def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
+    """afterok:12:13_4,afterany:14: a task of an array (12_4, Slurm's id of it) is found
+    by the host at submit (qsub.resolve_targets); the rest as hyper reads it."""
     if "singleton" in value or "afterburstbuffer" in value or "+" in value:
         raise UsageError(
             f"dependency {value!r}: hyper takes afterok, afterany, afternotok, aftercorr"
         )
-    return options._replace(depends=(*options.depends, value))
+    clauses, tasks = [], list(options.task_depends)
+    for clause in value.split(","):
+        kind, *targets = clause.strip().split(":")
+        tasks += [f"{kind}:{t}" for t in targets if re.fullmatch(r"[0-9]+_[0-9]+", t)]
+        ids = [t for t in targets if not re.fullmatch(r"[0-9]+_[0-9]+", t)]
+        if ids or len(targets) == len(ids):
+            clauses.append(":".join([kind, *ids]))
+    depends = (*options.depends, ",".join(clauses)) if clauses else options.depends
+    return options._replace(depends=depends, task_depends=tuple(tasks))
 
 
 def _mib(value: str, unit: str, written: str) -> str:

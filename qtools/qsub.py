@@ -532,6 +532,8 @@ def build_job(
     }
     if options.named_depends:  # by id once the host says which jobs have those names
         job["named_depends"] = list(options.named_depends)
+    if options.task_depends:  # by id once the host says which job each task is
+        job["task_depends"] = list(options.task_depends)
     # Slurm's UNLIMITED and INFINITE: no limit of the job's own (its definition's applies)
     if options.time_limit is not None and options.time_limit.upper() not in UNLIMITED:
         job["time_limit"] = jobspec.parse_time_limit(options.time_limit)
@@ -580,11 +582,18 @@ def request_body(options: JobOptions) -> dict[str, int]:
     return body
 
 
-def resolve_names(client: HostClient, job: dict[str, Any]) -> None:
-    """Dependencies on jobs by name (LSF's -w done(NAME)), as dependencies on each job of
-    that name (an array as a whole) that LSF would still know: not ended, or ended within
-    its CLEAN_PERIOD (an hour by default); a trailing * is any name it begins. A name no
-    such job has is refused, as bsub refuses it."""
+def resolve_targets(client: HostClient, job: dict[str, Any]) -> None:
+    """Dependencies the host finds the jobs of: on a task of an array by Slurm's id of it
+    (afterok:12_4), and on jobs by name (LSF's -w done(NAME)), as dependencies on each
+    job of that name (an array as a whole) that LSF would still know: not ended, or
+    ended within its CLEAN_PERIOD (an hour by default); a trailing * is any name it
+    begins. A task or a name no such job has is refused, as sbatch and bsub refuse it."""
+    for said in job.pop("task_depends", []):
+        kind, _, task = said.partition(":")
+        found = client.list_jobs(ids=[task], limit=1)["jobs"]
+        if not found:
+            raise UsageError(f"dependency {kind}:{task}: there is no such task")
+        job["depends"].append({"kind": kind, "target": found[0]["id"]})
     for said in job.pop("named_depends", []):
         from qtools.states import FINISHED  # only here: a submit's start stays lean
 
@@ -684,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         job = build_job(args, notes)
         said = "".join(f"qsub: {note}\n" for note in notes)
         with connect(args.host) as client:
-            resolve_names(client, job)
+            resolve_targets(client, job)
             complete_target(client, job, check=args.dry_run)
             if args.dry_run:
                 sys.stdout.write(describe(job))

@@ -226,3 +226,24 @@ def test_what_workflow_tools_type_runs_as_each_scheduler_runs_it(local: LocalHos
     assert (cancel.code, cancel.err) == (0, "")
     local.wait_finished(array)
     assert sh(local, f"scancel {array}_0").code != 0  # a task named on its own had ended
+
+
+def test_a_slurm_dependency_on_one_task_of_an_array(local: LocalHost) -> None:
+    """sbatch -d afterok:ARRAY_INDEX (Slurm's id of one task): the job waits for that
+    task alone; a task the array does not have is refused with one line."""
+    local.script(
+        "tasks.sh",
+        f"#!/bin/bash\n#SBATCH -p sample-queue-1\n{DEF}"
+        '[ "$SLURM_ARRAY_TASK_ID" = 1 ] && sleep 1\ntrue\n',
+    )
+    array = ok(local, "sbatch --parsable --array=0-2 tasks.sh").strip()
+    local.script("after.sh", f"#!/bin/bash\n#SBATCH -p sample-queue-1\n{DEF}echo after\n")
+    after = ok(local, f"sbatch --parsable -d afterok:{array}_1 after.sh").strip()
+    task = local.job(f"{array}[1]")
+    assert local.job(after)["options"]["depends"] == [f"afterok:{task['id']}"]
+    ended = local.wait_finished(after)
+    assert ended["status"] == "Successful"
+    assert local.job(f"{array}[1]")["ended"] <= ended["started"]
+    missing = sh(local, f"sbatch -d afterok:{array}_7 after.sh")
+    assert missing.code != 0
+    assert missing.err == f"sbatch: dependency afterok:{array}_7: there is no such task\n"

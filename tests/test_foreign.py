@@ -169,6 +169,13 @@ def test_working_directory_lines_take_a_directory_here(tmp_path: Path) -> None:
     ]
 
 
+def test_a_slurm_dependency_on_a_task_is_found_by_the_host() -> None:
+    """afterok:12_4 is Slurm's id of task 4 of array 12: kept for the host to find."""
+    options = _only("#SBATCH -d afterok:12_4:13,afterany:14_0\n")
+    assert options.depends == ("afterok:13",)
+    assert options.task_depends == ("afterok:12_4", "afterany:14_0")
+
+
 def test_slurm_dependencies_on_several_lines_add_up() -> None:
     options = _only("#SBATCH -d afterok:1\n#SBATCH --dependency=afternotok:2\n")
     assert options.depends == ("afterok:1", "afternotok:2")
