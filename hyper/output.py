@@ -27,12 +27,14 @@ def limit_bytes(spec: dict[str, object] | None) -> int:
     return int(mib if isinstance(mib, int) and mib > 0 else DEFAULT_OUTPUT_LIMIT_MIB) * 2**20
 
 
-def cut_note(skipped: int, limit: int) -> str:
-    """What the log says where the worker left out the middle of an attempt's output."""
+def cut_note(skipped: int, limit: int, *, files: bool = True) -> str:
+    """What the log says where the worker left out the middle of an attempt's output
+    (`files`: the job's output went to -o/-e files too, which have all of it)."""
+    where = "-o files get all of it" if files else "-o FILE keeps all of it"
     return (
         f"\n[hyper: {skipped} bytes of output cut here; the host keeps the first and the"
         f" last {_amount(limit // 2)} of each attempt (the definition's output_limit_mib);"
-        " -o files get all of it]\n"
+        f" {where}]\n"
     )
 
 

@@ -110,6 +110,20 @@ def test_a_direct_files_characters_across_read_edges_are_whole(tmp_path: Path) -
     assert _referred(tmp_path, data, 1000) == "€" * 5000 + "\ufffd"
 
 
+def test_the_cut_note_says_where_all_of_it_is_only_when_a_file_has_it(tmp_path: Path) -> None:
+    """A job with -o: "-o files get all of it"; without: how to keep all of it."""
+    for files, said in ((True, "-o files get all of it"), (False, "-o FILE keeps all of it")):
+        spool = Spool(tmp_path / f"s{files}", limit=64 * KIB, files=files)
+        for n in range(20_000):
+            spool.write(LogKind.STDOUT, f"line {n:06d}\n")
+        while spool.take(16 * KIB):
+            pass
+        text = _text(list(spool.rest(16 * KIB)))
+        assert output.cut_note(240_000 - 64 * KIB, 64 * KIB, files=files) in text
+        assert said in text
+        spool.close()
+
+
 def test_the_host_keeps_output_up_to_the_limit_then_one_note() -> None:
     limit = 2**20
     almost = limit + output.NOTE_ROOM_BYTES - 1000  # kept already: room for 1000 bytes

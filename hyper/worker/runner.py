@@ -249,7 +249,8 @@ class JobRunner:
             return started
         run = started
         try:  # a spool the job cannot reach, where it runs as another user
-            run.spool = self._spool(job, self.options.workdir if start.user else workdir)
+            folder = self.options.workdir if start.user else workdir
+            run.spool = self._spool(job, folder, files=bool(run.files))
             run.pump = OutputPump(run.process, run.files, run.spool, run.direct)
             run.keeper = self._keeper(job, run, start.claimed_at)
             verdict = self._watch(run, start.placement)
@@ -369,11 +370,11 @@ class JobRunner:
             return None
         return path
 
-    def _spool(self, job: ClaimedJob, workdir: Path) -> Spool | None:
+    def _spool(self, job: ClaimedJob, workdir: Path, files: bool) -> Spool | None:
         if not job.definition_spec.get("enable_qlog", True):
             return None
         limit = output.limit_bytes(job.definition_spec)
-        return Spool(workdir / f"spool-{job.id}.{job.attempt}", limit)
+        return Spool(workdir / f"spool-{job.id}.{job.attempt}", limit, files=files)
 
     def _keeper(self, job: ClaimedJob, run: Attempt, claimed_at: float | None) -> LeaseKeeper:
         """The job's lease keeper, started; with the worker's lease mark written where it

@@ -38,8 +38,9 @@ SEGMENTS = 3  # the tail's files kept: the last `tail` bytes are in the last thr
 
 
 class Spool:
-    def __init__(self, folder: Path, limit: int) -> None:
+    def __init__(self, folder: Path, limit: int, *, files: bool = True) -> None:
         self.folder = folder  # made with the first output: a silent job costs no files
+        self.files = files  # the job's output goes to -o/-e files too (the cut note says)
         self.limit = limit
         self.head_limit = limit // 2
         self.tail_limit = limit - self.head_limit
@@ -179,7 +180,8 @@ class Spool:
         skipped = self._tail_bytes - kept + _raw_share(sizes, drop)
         if skipped:
             kind = records[0][0] if records else LogKind.STDOUT
-            yield [{"kind": kind.value, "text": cut_note(skipped, self.limit)}]
+            note = cut_note(skipped, self.limit, files=self.files)
+            yield [{"kind": kind.value, "text": note}]
         runs: list[tuple[LogKind, list[str]]] = []  # a piece: runs of one stream each
         size = 0
         for kind, _, text in self._decoded(records, most):
