@@ -54,6 +54,23 @@ def _maxrss(job: dict[str, Any]) -> str:
     return f"{int(peak * 1024)}K" if peak else ""
 
 
+def _output_path(fields: Fields, pattern: str | None) -> str:
+    """A job's -o or -e file as scontrol shows it: its patterns filled in for the job (or
+    the task), under its working directory. An array as a whole keeps %a."""
+    if not pattern:
+        return ""
+    from hyper.jobspec import expand_output_pattern
+
+    job = fields.job
+    if job.get("kind") == "array":
+        pattern = pattern.replace("%a", "%%a")  # its tasks' own
+    path = expand_output_pattern(
+        pattern, job_id=job["id"], array_id=job.get("array_id") or job["id"],
+        index=job.get("array_index"), name=job["name"], user=dialect.user(),
+    )  # fmt: skip
+    return os.path.join(job.get("submit_dir") or "", path)
+
+
 class Fields:
     """A job's values under Slurm's names, as squeue and sacct print them."""
 
@@ -107,8 +124,8 @@ FIELDS: dict[str, Callable[[Fields], str]] = {
     "nodelist": lambda f: f.server if f.job.get("started") else "None assigned",
     "reason": lambda f: f.said.slurm_reason,
     "workdir": lambda f: f.job.get("submit_dir") or "",
-    "stdout": lambda f: f.options.get("stdout") or "",
-    "stderr": lambda f: f.options.get("stderr") or f.options.get("stdout") or "",
+    "stdout": lambda f: _output_path(f, f.options.get("stdout")),
+    "stderr": lambda f: _output_path(f, f.options.get("stderr") or f.options.get("stdout")),
     "priority": lambda f: str(f.job.get("priority") or 0),
     "qos": lambda f: "normal",
     "comment": lambda f: f.job.get("reason") or "",

@@ -247,3 +247,13 @@ def test_a_slurm_dependency_on_one_task_of_an_array(local: LocalHost) -> None:
     missing = sh(local, f"sbatch -d afterok:{array}_7 after.sh")
     assert missing.code != 0
     assert missing.err == f"sbatch: dependency afterok:{array}_7: there is no such task\n"
+
+
+def test_scontrol_shows_a_tasks_output_files_as_its_patterns_make_them(local: LocalHost) -> None:
+    """scontrol show job: StdOut and StdErr as the task writes them, under its folder."""
+    local.script("named.sh", f"#!/bin/bash\n#SBATCH -p sample-queue-1\n{DEF}true\n")
+    array = ok(local, "sbatch --parsable --array=0-1 -o out-%A_%a.txt named.sh").strip()
+    local.wait_finished(array)
+    shown = ok(local, f"scontrol show job {array}_1")
+    assert f"StdOut={local.cwd}/out-{array}_1.txt" in shown
+    assert f"StdErr={local.cwd}/out-{array}_1.txt" in shown  # stderr joins stdout
