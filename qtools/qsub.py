@@ -266,6 +266,13 @@ def split_variables(value: str) -> list[str]:
     return [part for part in re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*(?:=|,|$))", value) if part]
 
 
+def pbs_command_line(args: Namespace) -> bool:
+    """Whether qsub's command line has a form only PBS's qsub has (-l, -j oe, -A, -m, -M,
+    -S): the job is a PBS job, and finds PBS_JOBID, NCPUS... as a #PBS script's does."""
+    forms = (args.resources, args.account, args.mail_events, args.mail_users, args.shell)
+    return any(forms) or getattr(args, "j", None) in ("oe", "eo", "n")
+
+
 def output_paths(
     options: JobOptions, foreign: Translation | None, array: bool, submit_dir: str
 ) -> JobOptions:
@@ -546,8 +553,8 @@ def build_job(
             "stderr": options.stderr,
             "join": bool(options.join),
         }
-    if schedulers:
-        job["compat"] = schedulers
+    if schedulers or pbs_command_line(args):  # what each scheduler sets, the job finds
+        job["compat"] = schedulers or ["pbs"]
     if array is not None:
         job["array"] = array
     parts = []

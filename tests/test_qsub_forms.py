@@ -416,3 +416,16 @@ def test_torques_working_directory_leaves_relative_output_where_qsub_ran(
     job = _job(tmp_path, "#!/bin/bash\n#PBS -N n\n#PBS -d run\n#PBS -o logs/n.out\necho\n")
     assert job["submit_dir"] == str(tmp_path / "run")
     assert job["output"]["stdout"] == str(tmp_path / "logs" / "n.out")
+
+
+@pytest.mark.parametrize(
+    ("flags", "compat"),
+    [(["-l", "ncpus=1"], ["pbs"]), (["-j", "oe"], ["pbs"]), (["-A", "acct"], ["pbs"]),
+     ([], None), (["-j", "name"], None)],
+)  # fmt: skip
+def test_pbs_forms_on_the_command_line_make_a_pbs_job(
+    tmp_path: Path, flags: list[str], compat: list[str] | None
+) -> None:
+    """Snakemake's PBS profiles pass -l and -j oe on a script with no #PBS line: the job
+    finds PBS_JOBID, NCPUS... as a #PBS script's does; Cyclone's forms make none."""
+    assert _job(tmp_path, "#!/bin/bash\necho\n", *flags).get("compat") == compat
