@@ -754,3 +754,35 @@ def test_what_depends_on_a_withdrawn_job_can_never_be_met(open_store: Any) -> No
     other._link = gone_first  # type: ignore[method-assign]
     (late,) = other.submit([job("late", depends=(Dependency("afterok", target),))], now)
     assert other.get_job(late).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+
+def test_a_submit_that_cannot_be_settled_keeps_neither_the_others_nor_the_tick_waiting(
+    open_store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two submits cut off; settling the first fails (here: always): the second is
+    settled all the same, and the tick goes on (its scaling comes after), the first
+    named in a warning and taken up again by a later tick."""
+    store = open_store()
+    now = time.time()
+    events = store.dynamodb.meta.events
+    events.register("before-call.dynamodb.BatchWriteItem", _cut_off, "cut-off")
+    for name in ("first", "second"):  # each cut off as it writes its job
+        with pytest.raises(CutOff):
+            store.submit([job(name)], now)
+    settle = Journal._settle_submit
+
+    def failing_first(self: Journal, entry: Any) -> None:
+        if int(entry["first"]) == 1:
+            raise RuntimeError("DynamoDB went away")
+        settle(self, entry)
+
+    monkeypatch.setattr(Journal, "_settle_submit", failing_first)
+    assert store.reconcile_counts(now + SUBMIT_CUT_OFF + 1) == 1
+    assert "the submit from job 1: not settled yet: DynamoDB went away" in caplog.text
+    monkeypatch.setattr(Journal, "_settle_submit", settle)
+    assert store.reconcile_counts(now + SUBMIT_CUT_OFF + 1) == 1
+    assert store.demand() == []
+
+
+def _cut_off(**_: Any) -> None:
+    raise CutOff
