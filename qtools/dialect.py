@@ -281,6 +281,7 @@ def submit(
     # and gives the job's default name
     path = script_name(name)
     args = qsub.build_parser().parse_args([f"./{path}" if path.startswith("-") else path])
+    args.dialect = {"sbatch": "slurm", "bsub": "lsf"}.get(prog, "pbs")  # its lines, of several
     try:
         job = qsub.build_job(args, notes, script=script.encode(), workdir=workdir)
     except UsageError as error:  # told as the option the user gave, when it was one

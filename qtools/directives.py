@@ -59,6 +59,7 @@ class JobOptions(NamedTuple):
     cpus_per_gpu: str | None = None  # Slurm --cpus-per-gpu: this times GPUs
     mem_per_gpu: str | None = None  # Slurm --mem-per-gpu: this times GPUs
     slots_per_host: str | None = None  # LSF span[ptile=N]: more slots (-n) is more hosts
+    tasks_per_gpu: str | None = None  # Slurm --ntasks-per-gpu: this times GPUs are the tasks
 
     def merged_over(self, base: JobOptions) -> JobOptions:
         """These options, falling back to `base` for anything not said here. Lists add up,

@@ -169,6 +169,7 @@ SLURM: dict[str, Handler] = {
     "--ntasks": lambda o, v: o._replace(tasks=_count(v, "--ntasks")),
     "--ntasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--ntasks-per-node")),
     "--tasks-per-node": lambda o, v: o._replace(tasks_per_node=_count(v, "--tasks-per-node")),
+    "--ntasks-per-gpu": lambda o, v: o._replace(tasks_per_gpu=_count(v, "--ntasks-per-gpu")),
     "--mem": lambda o, v: (o._replace(mem=None, mem_per_cpu=None, mem_per_gpu=None) if _zero(v)
                            else o._replace(mem=_mib(v, "M", "--mem"))),
     "--mem-per-cpu": lambda o, v: o._replace(mem_per_cpu=_mib(v, "M", "--mem-per-cpu")),
@@ -405,6 +406,12 @@ def _lsf_slots(options: JobOptions, value: str) -> JobOptions:
     return options._replace(cpus=_count(value.split(",", 1)[0], "-n"))
 
 
+def _lsf_nodes(options: JobOptions, value: str) -> JobOptions:
+    """-nnodes N (CSM machines such as Summit): more than one node is refused."""
+    capacity.check_nodes(int(_count(value, "-nnodes")), f"-nnodes {value}")
+    return options
+
+
 def _lsf_requirement(options: JobOptions, value: str) -> JobOptions:
     """-R "rusage[mem=16000] span[hosts=1]": memory in MB; span[hosts=1] is what hyper
     does anyway, span[ptile=N] too while -n is at most N; other sections are not taken."""
@@ -415,7 +422,12 @@ def _lsf_requirement(options: JobOptions, value: str) -> JobOptions:
             found = re.search(r"(?:^|[,:\s])mem\s*=\s*([0-9.]+\s*[A-Za-z]*)", body)
             if found:
                 options = options._replace(mem=_mib(found.group(1), lsf_unit(), "rusage[mem]"))
-            if re.sub(r"(?:^|[,:\s])mem\s*=\s*[^,:\s]+", "", body).strip(" ,:"):
+            # GPUs as LSF's older form asks them: ngpus_excl_p=1, ngpus_shared=2...
+            gpus = re.search(r"(?:^|[,:\s])ngpus\w*\s*=\s*([0-9]+)", body)
+            if gpus:
+                options = options._replace(gpus=gpus.group(1))
+            rest = re.sub(r"(?:^|[,:\s])(?:mem|ngpus\w*)\s*=\s*[^,:\s]+", "", body)
+            if rest.strip(" ,:"):
                 others.append(f"rusage[{body}]")
         elif name == "span" and body.replace(" ", "") == "hosts=1":
             continue
@@ -448,7 +460,7 @@ LSF: dict[str, Handler] = {
     "-r": _flag("retries", 1), "-rn": _flag("retries", 0), "-H": _flag("hold", True),
     "-env": _lsf_env, "-cwd": _workdir("-cwd"),
     "-sp": lambda options, value: options._replace(priority=int(value)),
-    "-n": _lsf_slots, "-R": _lsf_requirement, "-gpu": _lsf_gpu,
+    "-n": _lsf_slots, "-R": _lsf_requirement, "-gpu": _lsf_gpu, "-nnodes": _lsf_nodes,
     "-M": lambda o, v: o._replace(mem=o.mem or _mib(v, lsf_unit(), "-M")),
 }  # fmt: skip
 LSF_FLAGS = {"-r", "-rn", "-H"}
@@ -524,15 +536,19 @@ def ignored_warning(ignored: list[tuple[int, str]]) -> str | None:
     return f"ignored (not supported): {parts} (line {lines})"
 
 
-def translate(text: str) -> Translation:
+def translate(text: str, *, prefer: str | None = None) -> Translation:
     """Options from a script's #SBATCH, #PBS and #BSUB lines, each read where and as its
-    scheduler reads them (see qtools.directives.RULES), and one warning for the rest."""
+    scheduler reads them (see qtools.directives.RULES), and one warning for the rest. A
+    script with lines for several schedulers, one of them `prefer` (the command's own:
+    sbatch's Slurm), is read as that one reads it: the others' lines are comments to it."""
     result = Translation()
     found_lines = sorted(
         (number, rest, entry)
         for entry in SCHEDULERS
         for number, rest in directive_lines(text, entry[0])
     )
+    if any(entry[1] == prefer for _, _, entry in found_lines):
+        found_lines = [line for line in found_lines if line[2][1] == prefer]
     defaults: list[bool] = []
     for number, rest, (prefix, scheduler, table, flags, whole, exports) in found_lines:
         words = directive_words(rest, prefix, number)
@@ -546,6 +562,11 @@ def translate(text: str) -> Translation:
         for option, value, written in found:
             if scheduler == "pbs" and option == "-t":
                 result.torque_array = True
+            if scheduler == "slurm" and option in ("hetjob", "packjob"):
+                raise UsageError(
+                    f"line {number}: {prefix} {option}: a heterogeneous job is several"
+                    " allocations; hyper runs each job on one machine (submit each part)"
+                )
             handler = table.get(option)
             if handler is None or value is None:
                 result.ignored.append((number, written))
@@ -599,7 +620,7 @@ def combine(options: JobOptions, *, slots: bool = False) -> JobOptions:
         options = options._replace(mem=_times(options.mem_per_gpu, options.gpus))
     return options._replace(
         tasks=None, tasks_per_node=None, mem_per_cpu=None, gpus_per_task=None,
-        cpus_per_gpu=None, mem_per_gpu=None, slots_per_host=None,
+        cpus_per_gpu=None, mem_per_gpu=None, slots_per_host=None, tasks_per_gpu=None,
     )  # fmt: skip
 
 
@@ -610,8 +631,9 @@ def _times(mib: str, count: str) -> str:
 
 def task_count(options: JobOptions) -> int | None:
     """Slurm's number of tasks, as the script said it (before combine): --ntasks (with
-    --ntasks-per-node its most on the one node), else --ntasks-per-node, else its GPUs
-    over --gpus-per-task (sbatch(1): --gpus=4 --gpus-per-task=1 is four tasks)."""
+    --ntasks-per-node its most on the one node), else --ntasks-per-node, else
+    --ntasks-per-gpu times its GPUs, else its GPUs over --gpus-per-task (sbatch(1):
+    --gpus=4 --gpus-per-task=1 is four tasks)."""
     tasks, per_node = options.tasks, options.tasks_per_node
     if tasks is not None and per_node is not None:
         return min(int(tasks), int(per_node))
@@ -619,6 +641,8 @@ def task_count(options: JobOptions) -> int | None:
         return int(tasks)
     if per_node is not None:
         return int(per_node)
+    if options.tasks_per_gpu is not None and options.gpus is not None:
+        return int(options.tasks_per_gpu) * int(options.gpus)
     if options.gpus_per_task is not None and options.gpus is not None:
         return max(1, int(options.gpus) // max(1, int(options.gpus_per_task)))
     return None

@@ -195,9 +195,12 @@ def replace_body(text: str, commands: str) -> str:
     return "\n".join([*kept, commands]) + "\n"
 
 
-def script_options(text: str, directives: str) -> tuple[JobOptions, Translation | None]:
+def script_options(
+    text: str, directives: str, dialect: str = "pbs"
+) -> tuple[JobOptions, Translation | None]:
     """The options a script's directive lines give, and the translation of its other
-    schedulers' lines (None when it has none, or they are not read)."""
+    schedulers' lines (None when it has none, or they are not read): of a script written
+    for several, the lines of the command's own `dialect` (qsub's is PBS's)."""
     if directives == "none":
         return JobOptions(), None
     own = parse_directives(text)
@@ -207,7 +210,7 @@ def script_options(text: str, directives: str) -> tuple[JobOptions, Translation 
         return own, None
     from qtools.foreign import translate  # only for scripts written for another scheduler
 
-    foreign = translate(text)
+    foreign = translate(text, prefer=dialect)
     return own.merged_over(foreign.options), foreign
 
 
@@ -500,7 +503,7 @@ def build_job(
     check_size(len(text.encode()), source(file))
     if not text.strip():
         raise UsageError(f"{source(file)} is empty: nothing to run")
-    in_script, foreign = script_options(text, args.directives)
+    in_script, foreign = script_options(text, args.directives, getattr(args, "dialect", "pbs"))
     ignored: list[str] = []
     options = pbs_forms(args, ignored).merged_over(in_script)
     schedulers = foreign.schedulers if foreign else []

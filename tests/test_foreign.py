@@ -671,3 +671,42 @@ def test_an_indented_sbatch_line_is_a_comment_and_said_so() -> None:
     ]
     pbs = translate("#!/bin/bash\n    #PBS -N x\necho\n")
     assert (pbs.options.name, pbs.warnings) == ("x", [])
+
+
+def test_a_script_for_several_schedulers_is_read_as_the_commands_own_reads_it() -> None:
+    """NCAR's goesbufr submit.csh carries a #PBS header and a #BSUB one: qsub(1B) reads
+    only #PBS lines (the others are comments to it), bsub only #BSUB ones."""
+    text = ("#!/bin/csh\n#PBS -N test\n#PBS -l select=1:ncpus=36\n#PBS -l walltime=00:10:00\n"
+            '#BSUB -J hybrid\n#BSUB -n 128\n#BSUB -R "span[ptile=16]"\n#BSUB -W 0:15\n'
+            "echo\n")  # fmt: skip
+    pbs = translate(text, prefer="pbs")
+    assert (pbs.options.name, pbs.options.cpus, pbs.schedulers) == ("test", "36", ["pbs"])
+    assert pbs.warnings == []
+    lsf = translate(text.replace('#BSUB -R "span[ptile=16]"\n', ""), prefer="lsf")
+    assert (lsf.options.name, lsf.options.cpus, lsf.schedulers) == ("hybrid", "128", ["lsf"])
+    slurm = translate("#SBATCH -J s\n#PBS -N p\n", prefer="slurm")
+    assert slurm.options.name == "s"
+    assert translate("#SBATCH -J s\n", prefer="pbs").options.name == "s"  # the only ones
+
+
+@pytest.mark.parametrize("word", ["hetjob", "packjob"])
+def test_a_slurm_heterogeneous_job_is_refused_with_its_line(word: str) -> None:
+    """A het job's components are allocations of their own (several nodes)."""
+    text = f"#!/bin/bash\n#SBATCH -n 68\n#SBATCH {word}\n#SBATCH -n 2\nsrun a : b\n"
+    with pytest.raises(UsageError, match=f"^line 3: #SBATCH {word}: a heterogeneous job"):
+        translate(text)
+
+
+def test_lsf_nodes_and_gpus_in_rusage_are_taken() -> None:
+    """Summit's #BSUB -nnodes 2000 is 2,000 nodes; rusage[ngpus_excl_p=1] is a GPU."""
+    with pytest.raises(UsageError, match="asks for 2000 nodes"):
+        translate("#BSUB -nnodes 2000\n")
+    assert _only("#BSUB -nnodes 1\n").cpus is None
+    options = _only('#BSUB -n 6\n#BSUB -R "rusage[mem=2048, ngpus_excl_p=1]"\n')
+    assert (options.cpus, options.mem, options.gpus) == ("6", "2048M", "1")
+
+
+def test_slurm_tasks_per_gpu_are_times_the_gpus() -> None:
+    """sbatch(1), --ntasks-per-gpu: "ntasks tasks invoked for every GPU"."""
+    result = translate("#SBATCH --gpus-per-node=4 --ntasks-per-gpu=1 -c 32\n")
+    assert (result.options.cpus, result.options.gpus, result.slurm_tasks) == ("128", "4", 4)
