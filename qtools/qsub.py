@@ -154,6 +154,9 @@ def read_script(file: str | None, notes: list[str], given: bytes | None = None) 
         # a script saved on Windows would fail in bash at its first line ending
         text = text.replace("\r\n", "\n")
         notes.append("the script's DOS line endings (CRLF) were converted to LF")
+    if text.startswith("\ufeff"):  # an editor's mark: it hid the shebang and every directive
+        text = text[1:]
+        notes.append("the script's byte order mark (BOM) before its first line was removed")
     return text, name
 
 

@@ -429,3 +429,15 @@ def test_pbs_forms_on_the_command_line_make_a_pbs_job(
     """Snakemake's PBS profiles pass -l and -j oe on a script with no #PBS line: the job
     finds PBS_JOBID, NCPUS... as a #PBS script's does; Cyclone's forms make none."""
     assert _job(tmp_path, "#!/bin/bash\necho\n", *flags).get("compat") == compat
+
+
+def test_a_byte_order_mark_before_the_shebang_is_removed_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script saved with a BOM: its shebang and directives are read (they were all
+    silently skipped: a 1,000-task array ran as one job)."""
+    script = tmp_path / "job.sh"
+    script.write_bytes("\ufeff#!/bin/bash\n#SBATCH --array=0-999%16\necho\n".encode())
+    job = build_job(build_parser().parse_args([str(script)]))
+    assert job["array"] == {"spec": "0-999%16"} and job["script"].startswith("#!/bin/bash\n")
+    assert "byte order mark (BOM) before its first line was removed" in capsys.readouterr().err
