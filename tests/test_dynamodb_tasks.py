@@ -627,8 +627,8 @@ def test_a_failed_sweep_whose_jobs_have_counters_of_their_own_is_taken_back(
     rounds = []
     taken_back = Journal._delete_last
 
-    def counted(self: Journal, ids: Any, was: Any, gone: list[int]) -> int:
-        rounds.append(taken_back(self, ids, was, gone))
+    def counted(self: Journal, ids: Any, was: Any) -> int:
+        rounds.append(taken_back(self, ids, was))
         assert len(rounds) < 50, "the undo goes round without deleting"
         return rounds[-1]
 
@@ -786,3 +786,46 @@ def test_a_submit_that_cannot_be_settled_keeps_neither_the_others_nor_the_tick_w
 
 def _cut_off(**_: Any) -> None:
     raise CutOff
+
+
+@pytest.mark.parametrize("race", ["cut after its delete", "linked before its delete"])
+def test_what_depends_on_a_withdrawn_job_is_settled_however_the_withdrawal_goes(
+    open_store: Any, race: str
+) -> None:
+    """A dependent of a job of a failing submit ends "never met" when the undo is cut
+    right after the job's delete (the next tick finds the job gone, and must not need
+    to), and when its link lands between the undo's read of the job and its delete."""
+    store, other = open_store(), open_store()
+    now = time.time()
+    calls, seen = [0], {}
+
+    def link(target: int) -> None:
+        after = (Dependency("afterok", target),)
+        (seen["dependent"],) = other.submit([job("dep", queue="q2", depends=after)], now)
+
+    def step(event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[1]
+        if operation == "BatchWriteItem" and "undo" not in seen:
+            calls[0] += 1
+            if calls[0] == 2:  # its first call of items written, the second fails
+                seen["target"] = other.list_jobs(JobFilter(queue=Q), limit=1)[0].id
+                if race == "cut after its delete":
+                    link(seen["target"])
+                seen["undo"] = True
+                raise RuntimeError("DynamoDB went away")
+        elif operation == "TransactWriteItems" and seen.get("undo"):
+            if race == "linked before its delete" and "dependent" not in seen:
+                link(seen["target"])  # read already, not deleted yet
+            elif race == "cut after its delete" and seen.pop("undo"):
+                seen["cut"] = True  # this delete goes; the undo's next call is cut
+        elif seen.get("cut") and operation != "TransactWriteItems":
+            raise RuntimeError("the undo is cut short")
+
+    store.dynamodb.meta.events.register("before-call.dynamodb.*", step)
+    with pytest.raises(RuntimeError):
+        store.submit([job(f"s{n}") for n in range(40)], now)
+    other.reconcile_counts(now)
+    assert other.get_job(seen["target"]) is None
+    dependent = other.get_job(seen["dependent"])
+    assert dependent is not None and dependent.status is JobStatus.FAILED
+    assert other.count_jobs(JobFilter(queue="q2"))[JobStatus.BLOCKED] == 0

@@ -3,6 +3,7 @@ targets end."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,8 +49,9 @@ class Dependents(Reading):
         ok, bad, size = self._state_of(item)
         return judge_dependency(kind, ok=ok, bad=bad, size=size)
 
-    def _settle_gone(self, targets: Sequence[int], now: float) -> None:
-        """What depends on these jobs, deleted by a withdrawal, can never be met."""
+    def _settle_gone(self, targets: Sequence[int]) -> None:
+        """What depends on these jobs, which a withdrawal deletes, can never be met."""
+        now = time.time()
         ended: list[Ended] = []
         for target in targets:
             for dep in self._deps_on(target):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -94,7 +93,8 @@ class Journal(Dependents):
         from then on), then the tasks made since for them, then its own jobs, the last
         first, so that those a failure here leaves are still the first ones (_unwritten).
         Each in the state it is in, its counters moved back to those it was counted with;
-        what depends on any of them can never be met."""
+        what depends on any of them can never be met (settled before it goes: a withdrawal
+        cut short after a delete would not find it again)."""
         later = json.loads(entry.get("later") or "[]")  # [array, first unmade id, last]
         counted = _Counted(entry)
         if later:
@@ -103,15 +103,13 @@ class Journal(Dependents):
                   {"DeleteRequest": {"Key": _marshal({"scope": UNMADE, "key": _id_key(a)})}})
                  for a, _, _ in later]
             )  # fmt: skip
-        gone: list[int] = []  # deleted jobs something depends on
         for array_id, low, _ in reversed(later):
-            self._unmake_since(array_id, low, counted, gone)
+            self._unmake_since(array_id, low, counted)
         ids = self._written(entry)
         while ids:
-            ids = ids[: len(ids) - self._delete_last(ids[-MAKE_CHUNK:], counted, gone)]
-        self._settle_gone(gone, time.time())
+            ids = ids[: len(ids) - self._delete_last(ids[-MAKE_CHUNK:], counted)]
 
-    def _unmake_since(self, array_id: int, low: int, counted: _Counted, gone: list[int]) -> None:
+    def _unmake_since(self, array_id: int, low: int, counted: _Counted) -> None:
         """Delete an array's tasks made after its submit (ids from `low` on), the last ones
         first, each chunk in one transaction with the array's made-count (and its epoch,
         tasks.Epoch) lowered to match: a withdrawal cut short leaves an array whose count
@@ -139,14 +137,13 @@ class Journal(Dependents):
                 return [{"Update": update}, *deletes]
 
             chosen, start = _fitting(actions, range(max(low, top - MAKE_CHUNK), top))
-            if self._transact(chosen) is None:
-                gone += [t["id"] for t in tasks if t["id"] >= start and t.get("dependents")]
-            else:
+            self._settle_gone([t["id"] for t in tasks if t["id"] >= start and t.get("dependents")])
+            if self._transact(chosen) is not None:
                 refused += 1  # made or changed meanwhile: read again
                 if refused > TRIES * 10:
                     raise StoreUnavailable(f"array {array_id}: its tasks kept changing; try again")
 
-    def _delete_last(self, ids: Sequence[int], counted: _Counted, gone: list[int]) -> int:
+    def _delete_last(self, ids: Sequence[int], counted: _Counted) -> int:
         """Delete the last of these jobs (as many as one transaction takes, all where their
         counters allow), each in the state it is in; how many ids were done."""
         refused = 0
@@ -157,8 +154,8 @@ class Journal(Dependents):
                 return self._deletes([item for item in found if item["id"] >= start], counted)
 
             chosen, start = _fitting(actions, ids)
+            self._settle_gone([j["id"] for j in found if j["id"] >= start and j.get("dependents")])
             if not chosen or self._transact(chosen) is None:
-                gone += [j["id"] for j in found if j["id"] >= start and j.get("dependents")]
                 return sum(1 for i in ids if i >= start)
             refused += 1  # changed meanwhile: read again
             if refused > TRIES * 10:
@@ -180,16 +177,23 @@ class Journal(Dependents):
         back: Counter[CounterKey] = Counter()
         actions: list[dict[str, Any]] = []
         for item in items:
-            delete: dict[str, Any] = {"TableName": self._jobs, "Key": _marshal({"id": item["id"]})}
+            # as read: a dependency linked since (a version more) is settled first, re-read
+            same = {"version": item["version"]} if "version" in item else {}
+            condition = "#version = :version" if same else "attribute_not_exists(#version)"
+            names = {"#version": "version"}
             if item.get("kind") != "array":  # an array's own item counts for nothing
-                status = _values({"status": item["status"]})
-                delete |= {"ConditionExpression": "#status = :status",
-                           "ExpressionAttributeNames": {"#status": "status"},
-                           "ExpressionAttributeValues": status}  # fmt: skip
+                condition += " AND #status = :status"
+                names["#status"], same["status"] = "status", item["status"]
                 was = counted.keys(item) if "queue" in item else None  # (not completed)
                 if was is not None:
                     back.update(was)
                     back.subtract(_counter_keys(item, item["status"]))
+            delete: dict[str, Any] = {
+                "TableName": self._jobs, "Key": _marshal({"id": item["id"]}),
+                "ConditionExpression": condition, "ExpressionAttributeNames": names,
+            }  # fmt: skip
+            if same:
+                delete["ExpressionAttributeValues"] = _values(same)
             actions.append({"Delete": delete})
         return actions + self._counter_actions(back)
 
