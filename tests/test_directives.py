@@ -546,8 +546,15 @@ def test_compat_lists_the_schedulers_whose_lines_the_script_has(tmp_path: Path) 
     assert build_job(_args(tmp_path, "#SBATCH -J x\n" + PLAIN))["compat"] == ["slurm"]
     assert "compat" not in build_job(_args(tmp_path, PLAIN))
     assert "compat" not in build_job(_args(tmp_path, "echo\n", "-q", "q", "-d", "d"))
+    # a script for two schedulers: qsub reads it as PBS does (#SBATCH lines are comments
+    # to PBS), sbatch as Slurm does
     mixed = "#PBS -N a\n#SBATCH -p b\n#PBS -q c\n" + PLAIN
-    assert build_job(_args(tmp_path, mixed))["compat"] == ["pbs", "slurm"]
+    job = build_job(_args(tmp_path, mixed))
+    assert (job["compat"], job["name"]) == (["pbs"], "a")  # (#HYPER's -q wins over both)
+    args = _args(tmp_path, mixed)
+    args.dialect = "slurm"
+    job = build_job(args)
+    assert job["compat"] == ["slurm"] and job["name"] != "a"
 
 
 # ---- --dry-run ----------------------------------------------------------------------
