@@ -80,6 +80,9 @@ def _slurm_export(options: JobOptions, value: str) -> JobOptions:
     return options._replace(export_all=export_all, env=tuple(env))
 
 
+SLURM_TASK_ID = re.compile(r"[0-9]+_[0-9]+")  # 12_4: task 4 of array 12
+
+
 def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
     """afterok:12:13_4,afterany:14: a task of an array (12_4, Slurm's id of it) is found
     by the host at submit (qsub.resolve_targets); the rest as hyper reads it."""
@@ -90,9 +93,9 @@ def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
     clauses, tasks = [], list(options.task_depends)
     for clause in value.split(","):
         kind, *targets = clause.strip().split(":")
-        tasks += [f"{kind}:{t}" for t in targets if re.fullmatch(r"[0-9]+_[0-9]+", t)]
-        ids = [t for t in targets if not re.fullmatch(r"[0-9]+_[0-9]+", t)]
-        if ids or len(targets) == len(ids):
+        ids = [t for t in targets if not SLURM_TASK_ID.fullmatch(t)]
+        tasks += [f"{kind}:{t}" for t in targets if t not in ids]
+        if ids or not targets:  # (no target at all: hyper's reading refuses it)
             clauses.append(":".join([kind, *ids]))
     depends = (*options.depends, ",".join(clauses)) if clauses else options.depends
     return options._replace(depends=depends, task_depends=tuple(tasks))

@@ -22,7 +22,6 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from hyper.jobs import LogKind
 from hyper.messages import OutputPiece
@@ -135,7 +134,7 @@ class Spool:
         if start >= end or self._head is None:
             return []
         data = os.pread(self._head, min(end - start, most + HEADER.size * 64), start)
-        runs: list[tuple[LogKind, list[bytes]]] = []
+        runs: list[tuple[LogKind, list[str]]] = []
         offset = 0
         taken = 0
         while offset + HEADER.size <= len(data) and taken < most:
@@ -145,7 +144,7 @@ class Spool:
                     break  # the next record does not fit this read: next time
                 data = os.pread(self._head, HEADER.size + size, start)  # one large record
             payload = data[offset + HEADER.size : offset + HEADER.size + size]
-            _add(runs, BY_CODE[code], payload)
+            _add(runs, BY_CODE[code], payload.decode(errors="replace"))  # whole characters
             offset += HEADER.size + size
             taken += size
         self._taken_from, self._head_sent = start, start + offset
@@ -264,7 +263,7 @@ class Spool:
             self.folder.rmdir()
 
 
-def _add(runs: list[tuple[LogKind, list[Any]]], kind: LogKind, data: Any) -> None:
+def _add(runs: list[tuple[LogKind, list[str]]], kind: LogKind, data: str) -> None:
     """`data` of stream `kind` onto the last run, when it is of that stream, or a new one."""
     if runs and runs[-1][0] is kind:
         runs[-1][1].append(data)
@@ -272,13 +271,8 @@ def _add(runs: list[tuple[LogKind, list[Any]]], kind: LogKind, data: Any) -> Non
         runs.append((kind, [data]))
 
 
-def _piece(runs: list[tuple[LogKind, list[Any]]]) -> list[OutputPiece]:
-    """Runs of text, or of UTF-8 (the head's records), as a piece to send."""
-    return [
-        {"kind": k.value, "text": "".join(p) if p and isinstance(p[0], str)
-         else b"".join(p).decode(errors="replace")}
-        for k, p in runs
-    ]  # fmt: skip
+def _piece(runs: list[tuple[LogKind, list[str]]]) -> list[OutputPiece]:
+    return [{"kind": k.value, "text": "".join(parts)} for k, parts in runs]
 
 
 def _raw_share(sizes: list[tuple[int, int]], drop: int) -> int:
