@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 from hyper import capacity
 from hyper.errors import UsageError
+from qtools import long_options
 from qtools.directives import (
     JobOptions,
     Translation,
@@ -480,10 +481,11 @@ LSF_WORDS = {"-We", "-Ep", "-Ip", "-Is", "-IS", "-ISp", "-ISs", "-IX", "-Jd", "-
 LSF_FLAGS |= {"-B", "-N", "-x", "-K", "-I", "-Ip", "-Is", "-tty", "-rn", "-ul", "-hl"}
 
 NO_WORDS: set[str] = set()
+NO_NAMES: frozenset[str] = frozenset()  # no long options to abbreviate
 SCHEDULERS = (
-    ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, NO_WORDS, True),
-    ("#PBS", "pbs", PBS, PBS_FLAGS, NO_WORDS, False),
-    ("#BSUB", "lsf", LSF, LSF_FLAGS, LSF_WORDS, True),
+    ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, NO_WORDS, long_options.SBATCH_OPTIONS, True),
+    ("#PBS", "pbs", PBS, PBS_FLAGS, NO_WORDS, NO_NAMES, False),
+    ("#BSUB", "lsf", LSF, LSF_FLAGS, LSF_WORDS, NO_NAMES, True),
 )
 
 
@@ -496,24 +498,32 @@ class _Unsupported(Exception):
 
 
 def _options(
-    words: list[str], table: dict[str, Handler], flags: set[str], whole: set[str]
+    words: list[str],
+    table: dict[str, Handler],
+    flags: set[str],
+    whole: set[str],
+    names: frozenset[str],
 ) -> Iterator[tuple[str, str | None, str]]:
-    """(option, value, as written) from directive words: `-J x`, `-Jx`, `--job-name=x`.
-    An option hyper knows takes the next word as its value even when it starts with
-    `-` (`-p -3`); for one it does not know, a next word that is not an option."""
+    """(option, value, as written) from directive words: `-J x`, `-Jx`, `--job-name=x`,
+    a long one abbreviated as its scheduler's getopt reads it among `names`. An option
+    hyper knows takes the next word as its value even when it starts with `-` (`-p -3`);
+    for one it does not know, a next word that is not an option."""
     index = 0
     while index < len(words):
-        word = words[index]
+        written = word = words[index]
         index += 1
         if not word.startswith("-") or word == "-":
             yield word, None, word
             continue
+        if word.startswith("--") and len(word) > 2 and names:
+            option, equals, value = word.partition("=")
+            word = long_options.resolve(option, names) + equals + value
         if word.startswith("--") and "=" in word:
             option, _, value = word.partition("=")
-            yield option, value, word
+            yield option, value, written
             continue
         if word in flags:
-            yield word, "", word
+            yield word, "", written
             continue
         known = word in table
         glued = not known and not word.startswith("--") and len(word) > 2 and word not in whole
@@ -521,12 +531,12 @@ def _options(
             yield word[:2], word[2:], word  # -Jname, -W30, -lwalltime=1:00:00
             continue
         if index < len(words) and (known or not words[index].startswith("-")):
-            yield word, words[index], f"{word} {words[index]}"
+            yield word, words[index], f"{written} {words[index]}"
             index += 1
             continue
         if known:
-            raise UsageError(f"{word} needs a value")
-        yield word, "", word
+            raise UsageError(f"{written} needs a value")
+        yield word, "", written
 
 
 def ignored_warning(ignored: list[tuple[int, str]]) -> str | None:
@@ -553,13 +563,13 @@ def translate(text: str, *, prefer: str | None = None) -> Translation:
     if any(entry[1] == prefer for _, _, entry in found_lines):
         found_lines = [line for line in found_lines if line[2][1] == prefer]
     defaults: list[bool] = []
-    for number, rest, (prefix, scheduler, table, flags, whole, exports) in found_lines:
+    for number, rest, (prefix, scheduler, table, flags, whole, names, exports) in found_lines:
         words = directive_words(rest, prefix, number)
         defaults.append(exports)
         if scheduler not in result.schedulers:
             result.schedulers.append(scheduler)
         try:
-            found = list(_options(words, table, flags, whole))
+            found = list(_options(words, table, flags, whole, names))
         except UsageError as error:
             raise UsageError(f"line {number}: {prefix} {error}") from None
         for option, value, written in found:

@@ -32,7 +32,7 @@ import sys
 import time
 
 from hyper.errors import UsageError
-from qtools import dialect, states
+from qtools import dialect, long_options, states
 from qtools.common import file_name
 from qtools.slurm_formats import (
     MIN_JOB_AGE,
@@ -162,25 +162,17 @@ def _usage(prog: str, text: str) -> int:
     return 0
 
 
-def _long_name(name: str, known: set[str]) -> str:
-    """A long option as written or abbreviated (`--job` for `--jobs`), as getopt reads it."""
-    if name in known:
-        return name
-    candidates = [option for option in known if option.startswith(name)]
-    if len(candidates) == 1:
-        return candidates[0]
-    if len(candidates) > 1:
-        raise UsageError(
-            f"option '{name}' is ambiguous; possibilities: {' '.join(sorted(candidates))}"
-        )
-    return name
-
-
 def _options(
-    argv: list[str], valued: set[str], flags: set[str], short_valued: set[str]
+    argv: list[str],
+    valued: set[str],
+    flags: set[str],
+    short_valued: set[str],
+    names: frozenset[str] = frozenset(),
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
     """(option, value or None) pairs and the words after the options. Long options take
-    `--opt=value` or `--opt value`; short ones `-J name` or `-Jname`; `-hv` is two flags."""
+    `--opt=value` or `--opt value`, abbreviated as getopt reads them among `names` (the
+    command's every long option) and those it takes; short ones `-J name` or `-Jname`;
+    `-hv` is two flags."""
     found: list[tuple[str, str | None]] = []
     index = 0
     while index < len(argv):
@@ -192,7 +184,7 @@ def _options(
         index += 1
         if word.startswith("--"):
             name, equals, value = word.partition("=")
-            name = _long_name(name, valued | flags | OPTIONAL_VALUE)
+            name = long_options.resolve(name, names | valued | flags | OPTIONAL_VALUE)
             if equals:
                 found.append((name, value))
             elif name in flags or name in OPTIONAL_VALUE:
@@ -241,7 +233,9 @@ def sbatch(argv: list[str]) -> int:
     argv, host = dialect.host_option(argv)
     if argv[:1] in (["-h"], ["--help"], ["--usage"]):
         return _usage("sbatch", "[options] [SCRIPT [ARGS...]] | --wrap COMMAND")
-    options, rest = _options(argv, SBATCH_VALUED, SBATCH_FLAGS, SHORT_VALUED)
+    options, rest = _options(
+        argv, SBATCH_VALUED, SBATCH_FLAGS, SHORT_VALUED, long_options.SBATCH_OPTIONS
+    )
     given = dict(options)
     wrap = given.get("--wrap")
     if wrap is not None:

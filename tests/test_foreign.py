@@ -226,6 +226,51 @@ def test_slurm_dependencies_hyper_cannot_keep_are_refused_with_the_line(value: s
     assert "hyper takes afterok, afterany, afternotok, aftercorr" in message
 
 
+# what Slurm 22.05's sbatch --test-only made of each line (one processor per task):
+# getopt_long takes any prefix that only one of sbatch's long options has
+@pytest.mark.parametrize(
+    ("line", "field", "value"),
+    [
+        ("--tasks=2", "cpus", "2"),  # --tasks-per-node
+        ("--tasks 2", "cpus", "2"),
+        ("--ntasks-per-n=2", "cpus", "2"),
+        ("--job=x", "name", "x"),
+        ("--part=short", "queue", "short"),
+        ("--requ", "retries", 1),
+        ("--mem=2G", "mem", "2048M"),  # whole: never --mem-per-cpu
+        ("--gpus-per-t=1", "gpus", "1"),
+    ],
+)
+def test_slurm_long_options_may_be_abbreviated_as_sbatch_reads_them(
+    line: str, field: str, value: object
+) -> None:
+    options = _only(f"#!/bin/bash\n#SBATCH {line}\nrun\n")
+    assert getattr(options, field) == value
+
+
+@pytest.mark.parametrize(
+    ("line", "possibilities"),
+    [
+        ("--mem-per=1G", "--mem-per-cpu --mem-per-gpu"),
+        ("--cpus=4", "--cpus-per-gpu --cpus-per-task"),
+        ("--tim=10", "--time --time-min"),
+    ],
+)
+def test_slurm_ambiguous_abbreviation_is_refused_as_sbatch_refuses_it(
+    line: str, possibilities: str
+) -> None:
+    with pytest.raises(UsageError) as raised:
+        translate(f"#!/bin/bash\n#SBATCH {line}\nrun\n")
+    option = line.partition("=")[0]
+    expected = f"line 2: #SBATCH option '{option}' is ambiguous; possibilities: {possibilities}"
+    assert str(raised.value) == expected
+
+
+def test_slurm_abbreviated_option_hyper_does_not_take_is_warned_as_written() -> None:
+    result = translate("#!/bin/bash\n#SBATCH --mail-u=a@b.c\nrun\n")
+    assert result.warnings == ["ignored (not supported): --mail-u=a@b.c (line 2)"]
+
+
 def test_slurm_option_without_its_value_is_not_silently_dropped() -> None:
     try:
         result = translate("#!/bin/bash\n#SBATCH -t\nrun\n")
