@@ -146,7 +146,8 @@ def add_job_options(
         "--time-limit",
         dest="time_limit",
         metavar="TIME",
-        help="stop the job after this long: MINUTES, MM:SS, HH:MM:SS or D-HH:MM:SS",
+        help="stop the job after this long: MINUTES, MM:SS, HH:MM:SS or D-HH:MM:SS"
+        " (qsub: a range or list without a colon, 1-100, is Torque's array)",
     )
     add(
         "-v",

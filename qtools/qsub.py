@@ -49,6 +49,10 @@ from qtools.directives import (
 )
 
 UNLIMITED = ("UNLIMITED", "INFINITE")  # time limits that are none (sbatch(1), --time)
+# Torque's qsub -t array_request: indexes, ranges, a %slot limit (qsub(1), Torque 6)
+TORQUE_ARRAY = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*(%[0-9]+)?")
+# a -t that is also a time: minutes (qsub's other times all have a colon)
+TIME_WITHOUT_COLON = re.compile(r"[0-9]+")
 # the jobs a dependency by name may mean: LSF forgets a finished job after its CLEAN_PERIOD
 NAMED_DEPENDENCY_SECONDS = 3600
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: typing costs a submit's start 3 ms
@@ -217,12 +221,23 @@ def script_options(
     return own.merged_over(foreign.options), foreign
 
 
-def pbs_forms(args: Namespace, ignored: list[str]) -> JobOptions:
+def pbs_forms(args: Namespace, ignored: list[str], *, torque: bool = False) -> JobOptions:
     """The options of the command line, reading PBS's forms where they share a letter with
     Cyclone's: -j oe|eo|n joins the output (any other value is the job name); -p N is a
     priority (any other value is --params JSON); -r y|n says rerunnable (a number is
     retries); -W depend=... is a dependency (other attributes are ignored); -l walltime=
-    is the time limit. What hyper does not use is added to `ignored`, as written."""
+    is the time limit; -t is Torque's array where its value is no time of qsub's (1-100,
+    1,3, 0-9%2: a time has a colon, or is minutes) or the script is a Torque array
+    (`torque`: its #PBS -t), the time limit otherwise. What hyper does not use is added to `ignored`, as written."""
+    limit = args.time_limit
+    args.torque_array = bool(
+        limit is not None
+        and args.array is None
+        and TORQUE_ARRAY.fullmatch(limit)
+        and (torque or not TIME_WITHOUT_COLON.fullmatch(limit))
+    )
+    if args.torque_array:
+        args.array, args.time_limit = limit, None
     j = getattr(args, "j", None)
     join = join_into_error = None
     if j in ("oe", "eo", "n"):
@@ -274,9 +289,11 @@ def split_variables(value: str) -> list[str]:
 
 def pbs_command_line(args: Namespace) -> bool:
     """Whether qsub's command line has a form only PBS's qsub has (-l, -j oe, -A, -m, -M,
-    -S): the job is a PBS job, and finds PBS_JOBID, NCPUS... as a #PBS script's does."""
+    -S, Torque's -t array): the job is a PBS job, and finds PBS_JOBID, NCPUS... as a #PBS
+    script's does."""
     forms = (args.resources, args.account, args.mail_events, args.mail_users, args.shell)
-    return any(forms) or getattr(args, "j", None) in ("oe", "eo", "n")
+    torque = getattr(args, "torque_array", False)
+    return any(forms) or torque or getattr(args, "j", None) in ("oe", "eo", "n")
 
 
 def output_paths(
@@ -312,17 +329,20 @@ def job_name(name: str, foreign: Translation | None, said: list[str]) -> str:
     return jobspec.check_job_name(name)
 
 
-def with_dialect_variables(text: str, foreign: Translation, options: JobOptions) -> str:
+def with_dialect_variables(
+    text: str, foreign: Translation | None, options: JobOptions, *, torque: bool
+) -> str:
     """A shell script given what its scheduler would set beside the worker's variables:
-    Torque's PBS_ARRAYID, and Slurm's task count (the worker counts CPUs, one task's
-    worth: srun and MPI read the tasks from these), before its first command."""
+    Torque's PBS_ARRAYID (of a Torque array: `torque`), and Slurm's task count (the worker
+    counts CPUs, one task's worth: srun and MPI read the tasks from these), before its
+    first command."""
     if shell_of(text) is None:
         return text
-    if foreign.torque_array:  # the worker sets PBS Pro's PBS_ARRAY_INDEX
+    if torque:  # the worker sets PBS Pro's PBS_ARRAY_INDEX
         text = before_first_command(
             text, 'export PBS_ARRAYID="$PBS_ARRAY_INDEX"  # Torque\'s name for the task index'
         )
-    tasks = foreign.slurm_tasks
+    tasks = foreign.slurm_tasks if foreign is not None else None
     if tasks and tasks > 1:
         per_task = max(1, int(options.cpus or tasks) // tasks)
         text = before_first_command(
@@ -508,13 +528,15 @@ def build_job(
         raise UsageError(f"{source(file)} is empty: nothing to run")
     in_script, foreign = script_options(text, args.directives, getattr(args, "dialect", "pbs"))
     ignored: list[str] = []
-    options = pbs_forms(args, ignored).merged_over(in_script)
+    torque = bool(foreign and foreign.torque_array)
+    options = pbs_forms(args, ignored, torque=torque).merged_over(in_script)
+    torque = torque or args.torque_array
     schedulers = foreign.schedulers if foreign else []
     arguments = getattr(args, "script_args", None) or []
     if arguments:
         text = with_arguments(text, arguments, source(file))
-    if foreign is not None:
-        text = with_dialect_variables(text, foreign, options)
+    if foreign is not None or torque:
+        text = with_dialect_variables(text, foreign, options, torque=torque)
     check_size(len(text.encode()), source(file))
     submit_dir = os.getcwd()
     workdir = workdir if workdir is not None else options.workdir

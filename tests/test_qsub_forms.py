@@ -102,6 +102,39 @@ def test_pbs_output_paths_lose_their_host(tmp_path: Path) -> None:
     assert job["output"]["stdout"] == "/tmp/x.out"
 
 
+@pytest.mark.parametrize(
+    ("value", "array", "time_limit"),
+    [
+        ("1-100", "1-100", None),  # Torque's qsub -t array_request
+        ("0-1", "0-1", None),
+        ("1,3,5-9", "1,3,5-9", None),
+        ("0-9%2", "0-9%2", None),
+        ("90", None, 5400),  # minutes: qsub's own time limit
+        ("1:30:00", None, 5400),
+        ("2-12:00:00", None, 216000),
+    ],
+)
+def test_qsub_t_is_torques_array_where_its_value_is_no_time(
+    tmp_path: Path, value: str, array: str | None, time_limit: int | None
+) -> None:
+    """Torque's qsub(1): "-t array_request Specifies the task ids of a job array"; a
+    1-100 read as a time limit of 1 day and 100 hours ran one job instead of 100."""
+    job = _job(tmp_path, "#!/bin/bash\necho $PBS_ARRAYID\n", "-t", value)
+    assert job.get("array") == ({"spec": array} if array else None)
+    assert job.get("time_limit") == time_limit
+    if array:  # a PBS job, whose tasks find Torque's name for their index
+        assert job["compat"] == ["pbs"]
+        assert 'export PBS_ARRAYID="$PBS_ARRAY_INDEX"' in job["script"]
+
+
+def test_qsub_t_on_a_torque_array_script_overrides_its_range(tmp_path: Path) -> None:
+    """A script of `#PBS -t 0-1024%2000` resubmitted for two of its tasks: `qsub -t 0-1`."""
+    text = "#!/bin/bash\n#PBS -t 0-1024%2000\necho $PBS_ARRAYID\n"
+    assert _job(tmp_path, text, "-t", "0-1")["array"] == {"spec": "0-1"}
+    job = _job(tmp_path, text, "-t", "1:00:00")
+    assert (job["array"], job["time_limit"]) == ({"spec": "0-1024%2000"}, 3600)
+
+
 def test_pbs_pro_array_index_in_output_paths_on_the_command_line(tmp_path: Path) -> None:
     job = _job(tmp_path, "echo\n", "-J", "0-7", "-o", "out.^array_index^", "-e", "e^array_index^")
     assert (job["output"]["stdout"], job["output"]["stderr"]) == ("out.%a", "e%a")
