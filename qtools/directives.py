@@ -61,6 +61,10 @@ class JobOptions(NamedTuple):
     slots_per_host: str | None = None  # LSF span[ptile=N]: more slots (-n) is more hosts
     tasks_per_gpu: str | None = None  # Slurm --ntasks-per-gpu: this times GPUs are the tasks
 
+    def has_parts(self) -> bool:
+        """Whether it says a request in parts (REQUEST_PARTS) that foreign.combine adds up."""
+        return any(getattr(self, name) is not None for name in REQUEST_PARTS)
+
     def merged_over(self, base: JobOptions) -> JobOptions:
         """These options, falling back to `base` for anything not said here. Lists add up,
         this side last, so its variables win."""
@@ -71,6 +75,11 @@ class JobOptions(NamedTuple):
             elif value is not None:
                 given[name] = value
         return base._replace(**given)
+
+
+# a request said in parts, as dialects say it: tasks, and amounts per CPU, task or GPU
+REQUEST_PARTS = ("tasks", "tasks_per_node", "mem_per_cpu", "gpus_per_task", "cpus_per_gpu",
+                 "mem_per_gpu", "slots_per_host", "tasks_per_gpu")  # fmt: skip
 
 
 def without_servers(depend: str) -> str:
@@ -384,7 +393,8 @@ class Translation:
     """Options found in other schedulers' directives, and what hyper could not take."""
 
     def __init__(self) -> None:
-        self.options = JobOptions()
+        self.options = JobOptions()  # the request combined from its parts (foreign.combine)
+        self.parts = JobOptions()  # the same before that: a command line's -l may add parts
         self.ignored: list[tuple[int, str]] = []  # (line, option as written) hyper does not do
         self.warnings: list[str] = []  # at most one line, naming all of `ignored`
         self.schedulers: list[str] = []  # whose directives the script had

@@ -22,6 +22,7 @@ from hyper import capacity
 from hyper.errors import UsageError
 from qtools import long_options
 from qtools.directives import (
+    REQUEST_PARTS,
     JobOptions,
     Translation,
     directive_lines,
@@ -593,14 +594,15 @@ def translate(text: str, *, prefer: str | None = None) -> Translation:
                 raise UsageError(f"line {number}: {prefix} {error}") from None
             except ValueError:
                 raise UsageError(f"line {number}: {prefix} {written}: not a number") from None
+    if defaults and result.options.export_all is None:
+        result.options = result.options._replace(export_all=defaults[0])
     result.slurm_tasks = task_count(result.options) if "slurm" in result.schedulers else None
+    result.parts = result.options
     result.options = combine(result.options, slots="lsf" in result.schedulers)
     for prefix, *_ in SCHEDULERS:
         for number in indented_lines(text, prefix):
             result.ignored.append((number, f"indented {prefix} (a comment to its scheduler)"))
     result.ignored.sort(key=lambda item: item[0])
-    if defaults and result.options.export_all is None:
-        result.options = result.options._replace(export_all=defaults[0])
     warning = ignored_warning(result.ignored)
     result.warnings = [warning] if warning else []
     return result
@@ -631,10 +633,8 @@ def combine(options: JobOptions, *, slots: bool = False) -> JobOptions:
         options = options._replace(mem=_times(options.mem_per_cpu, options.cpus or "1"))
     elif options.mem is None and options.mem_per_gpu is not None and options.gpus is not None:
         options = options._replace(mem=_times(options.mem_per_gpu, options.gpus))
-    return options._replace(
-        tasks=None, tasks_per_node=None, mem_per_cpu=None, gpus_per_task=None,
-        cpus_per_gpu=None, mem_per_gpu=None, slots_per_host=None, tasks_per_gpu=None,
-    )  # fmt: skip
+    parts: dict[str, Any] = dict.fromkeys(REQUEST_PARTS)
+    return options._replace(**parts)
 
 
 def _times(mib: str, count: str) -> str:

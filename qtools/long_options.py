@@ -9,8 +9,7 @@ from hyper.errors import UsageError
 # every long option of sbatch (Slurm 22.05, as its getopt lists them when a prefix is
 # ambiguous), and those later releases added: an abbreviation is read against all of
 # them, not just those hyper takes, so that it means what it means to sbatch
-SBATCH = frozenset(
-    """
+_SBATCH_NAMES = """
     account acctg-freq array batch bb bbf begin chdir cluster cluster-constraint clusters
     comment constraint container context contiguous core-spec cores-per-socket cpu-freq
     cpus-per-gpu cpus-per-task deadline delay-boot dependency distribution error exclude
@@ -24,9 +23,8 @@ SBATCH = frozenset(
     spread-job switches tasks-per-node test-only thread-spec threads-per-core time time-min
     tmp uid usage use-min-nodes verbose version wait wait-all-nodes wckey wrap
     tres-per-task tres-bind oom-kill-step segment spread-segment
-    """.split()
-)
-SBATCH_OPTIONS = frozenset(f"--{name}" for name in SBATCH)
+"""
+SBATCH_OPTIONS = frozenset(f"--{name}" for name in _SBATCH_NAMES.split())
 
 
 def resolve(name: str, known: frozenset[str] | set[str]) -> str:

@@ -205,7 +205,7 @@ def replace_body(text: str, commands: str) -> str:
 def script_options(
     text: str, directives: str, dialect: str = "pbs"
 ) -> tuple[JobOptions, Translation | None]:
-    """The options a script's directive lines give, and the translation of its other
+    """The options a script's #HYPER lines give, and the translation of its other
     schedulers' lines (None when it has none, or they are not read): of a script written
     for several, the lines of the command's own `dialect` (qsub's is PBS's)."""
     if directives == "none":
@@ -217,18 +217,39 @@ def script_options(
         return own, None
     from qtools.foreign import translate  # only for scripts written for another scheduler
 
-    foreign = translate(text, prefer=dialect)
-    return own.merged_over(foreign.options), foreign
+    return own, translate(text, prefer=dialect)
 
 
-def pbs_forms(args: Namespace, ignored: list[str], *, torque: bool = False) -> JobOptions:
+def dialect_request(resources: JobOptions, foreign: Translation | None) -> JobOptions:
+    """The options of the script's other schedulers' lines, with the command line's PBS
+    resources (-l) over them part by part: `-l pmem=256mb` takes the place of the
+    script's pmem, `-l ncpus=2` gives its pmem to two CPUs (qsub(1B): the command line
+    overrides the script's directives)."""
+    if foreign is None:
+        parts, schedulers = resources, []
+    else:
+        parts, schedulers = resources.merged_over(foreign.parts), foreign.schedulers
+    if resources.cpus is not None:  # PBS's ncpus are all the job's: no tasks to count
+        parts = parts._replace(tasks=None, tasks_per_node=None, cpus_per_gpu=None)
+    if not parts.has_parts():
+        return parts
+    from qtools.foreign import combine
+
+    return combine(parts, slots="lsf" in schedulers)
+
+
+def pbs_forms(
+    args: Namespace, ignored: list[str], *, torque: bool = False
+) -> tuple[JobOptions, JobOptions]:
     """The options of the command line, reading PBS's forms where they share a letter with
     Cyclone's: -j oe|eo|n joins the output (any other value is the job name); -p N is a
     priority (any other value is --params JSON); -r y|n says rerunnable (a number is
     retries); -W depend=... is a dependency (other attributes are ignored); -l walltime=
     is the time limit; -t is Torque's array where its value is no time of qsub's (1-100,
     1,3, 0-9%2: a time has a colon, or is minutes) or the script is a Torque array
-    (`torque`: its #PBS -t), the time limit otherwise. What hyper does not use is added to `ignored`, as written."""
+    (`torque`: its #PBS -t), the time limit otherwise. What hyper does not use is added
+    to `ignored`, as written. The command line's options, and apart from them those its
+    -l resources give."""
     limit = args.time_limit
     args.torque_array = bool(
         limit is not None
@@ -275,10 +296,10 @@ def pbs_forms(args: Namespace, ignored: list[str], *, torque: bool = False) -> J
     for dest in ("stdout", "stderr"):
         if getattr(args, dest) is not None:
             setattr(args, dest, without_host(getattr(args, dest)))
-    options = options_from(args, "").merged_over(from_l)
+    options = options_from(args, "")
     if join is not None:
         options = options._replace(join=join, join_into_error=join_into_error)
-    return options
+    return options, from_l
 
 
 def split_variables(value: str) -> list[str]:
@@ -526,10 +547,11 @@ def build_job(
     check_size(len(text.encode()), source(file))
     if not text.strip():
         raise UsageError(f"{source(file)} is empty: nothing to run")
-    in_script, foreign = script_options(text, args.directives, getattr(args, "dialect", "pbs"))
+    own, foreign = script_options(text, args.directives, getattr(args, "dialect", "pbs"))
     ignored: list[str] = []
     torque = bool(foreign and foreign.torque_array)
-    options = pbs_forms(args, ignored, torque=torque).merged_over(in_script)
+    line, from_l = pbs_forms(args, ignored, torque=torque)
+    options = line.merged_over(own.merged_over(dialect_request(from_l, foreign)))
     torque = torque or args.torque_array
     schedulers = foreign.schedulers if foreign else []
     arguments = getattr(args, "script_args", None) or []

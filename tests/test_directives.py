@@ -468,8 +468,8 @@ def test_pbs_dependency_with_server_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [("0:02", 2), ("90", 5400), ("1:30:00", 5400), ("1-0", 86400)]
-)
+    ("value", "seconds"), [("0:02", 2), ("90", 5400), ("1:30:00", 5400), ("1-0:00", 86400)]
+)  # qsub's -t 1-0, with no colon, is Torque's array request (test_qsub_forms)
 def test_time_limit_is_sent_in_seconds(tmp_path: Path, value: str, seconds: int) -> None:
     assert build_job(_args(tmp_path, PLAIN, "-t", value))["time_limit"] == seconds
 

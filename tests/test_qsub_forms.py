@@ -135,6 +135,38 @@ def test_qsub_t_on_a_torque_array_script_overrides_its_range(tmp_path: Path) -> 
     assert (job["array"], job["time_limit"]) == ({"spec": "0-1024%2000"}, 3600)
 
 
+@pytest.mark.parametrize(
+    ("flags", "resources"),
+    [
+        ([], {"cpus": 1, "mem_mib": 4096}),
+        (["-l", "pmem=256mb"], {"cpus": 1, "mem_mib": 256}),  # the script's pmem replaced
+        (["-l", "ncpus=2"], {"cpus": 2, "mem_mib": 8192}),  # its pmem for each of 2 CPUs
+        (["-l", "mem=1gb"], {"cpus": 1, "mem_mib": 1024}),  # the job's whole memory
+        (["--cpus", "3"], {"cpus": 3, "mem_mib": 4096}),  # hyper's own: the whole request
+    ],
+)
+def test_the_command_lines_pbs_resources_replace_the_scripts_part_by_part(
+    tmp_path: Path, flags: list[str], resources: dict[str, int]
+) -> None:
+    """qsub(1B): options on the command line override the script's directives; pmem is
+    memory for each CPU (`-l pmem=` was dropped, and `-l ncpus=` kept 1 CPU's pmem)."""
+    text = "#!/bin/bash\n#PBS -l nodes=1:ppn=1\n#PBS -l pmem=4gb\necho\n"
+    assert _job(tmp_path, text, *flags)["resources"] == resources
+
+
+def test_pmem_on_the_command_line_of_a_plain_script_is_memory_for_each_cpu(
+    tmp_path: Path,
+) -> None:
+    job = _job(tmp_path, "#!/bin/bash\necho\n", "-l", "pmem=256mb,ncpus=2")
+    assert job["resources"] == {"cpus": 2, "mem_mib": 512}
+
+
+def test_pbs_ncpus_on_the_command_line_are_all_a_slurm_scripts_cpus(tmp_path: Path) -> None:
+    text = "#!/bin/bash\n#SBATCH -n 4 -c 2\necho\n"
+    assert _job(tmp_path, text)["resources"] == {"cpus": 8}
+    assert _job(tmp_path, text, "-l", "ncpus=3")["resources"] == {"cpus": 3}
+
+
 def test_pbs_pro_array_index_in_output_paths_on_the_command_line(tmp_path: Path) -> None:
     job = _job(tmp_path, "echo\n", "-J", "0-7", "-o", "out.^array_index^", "-e", "e^array_index^")
     assert (job["output"]["stdout"], job["output"]["stderr"]) == ("out.%a", "e%a")
