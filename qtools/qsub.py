@@ -672,10 +672,15 @@ def resolve_targets(client: HostClient, job: dict[str, Any]) -> None:
 def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = False) -> None:
     """Fill in the queue and definition the job does not name: the host's default queue,
     that queue's default definition. One line names everything still missing. With
-    `check`, also make sure both exist (the host checks again when it takes the job)."""
-    if job["queue"] and job["definition"] and not check:
+    `check`, also make sure both exist (the host checks again when it takes the job).
+    A list of queues (Slurm's `-p a,b`, LSF's `-q "a b"`: the job may run in any) is the
+    first of them the host has."""
+    listed = [name for name in re.split(r"[,\s]+", job["queue"] or "") if name]
+    if job["queue"] and job["definition"] and not check and len(listed) < 2:
         return
     queues = {q["name"]: q for q in client.list_resources("queues")}
+    if len(listed) > 1:
+        job["queue"] = next((name for name in listed if name in queues), job["queue"])
     if job["queue"] and job["queue"] not in queues:
         from hyper.models import ResourceKind
         from hyper.resources import unknown

@@ -257,3 +257,21 @@ def test_scontrol_shows_a_tasks_output_files_as_its_patterns_make_them(local: Lo
     shown = ok(local, f"scontrol show job {array}_1")
     assert f"StdOut={local.cwd}/out-{array}_1.txt" in shown
     assert f"StdErr={local.cwd}/out-{array}_1.txt" in shown  # stderr joins stdout
+
+
+def test_a_list_of_queues_is_the_first_of_them_the_host_has(local: LocalHost) -> None:
+    """sbatch(1) -p: "If the job can use more than one partition, specify their names in a
+    comma separate list"; bsub -q "queue_name ...": one of the queues. Stanford Sherlock's
+    `#SBATCH --partition=hns,normal` was refused as one unknown queue."""
+    local.script("listed.sh", f"#!/bin/bash\n#SBATCH --partition=hns,sample-queue-1\n{DEF}echo\n")
+    ids = [
+        ok(local, "sbatch --parsable listed.sh").strip(),
+        ok(local, "sbatch --parsable -p nope,sample-queue-1 --wrap true").strip(),
+        re.findall(r"Job <([0-9]+)>", ok(local, "bsub -q 'nope sample-queue-1' true"))[0],
+    ]
+    assert [local.job(i)["queue"] for i in ids] == ["sample-queue-1"] * 3
+    refused = sh(local, "sbatch -p nope,none --wrap true")
+    assert refused.code != 0 and refused.err.count("\n") == 1
+    assert "unknown queue 'nope,none'" in refused.err
+    for job_id in ids:
+        local.wait_finished(job_id)
