@@ -31,7 +31,8 @@ FAKE_DOCKER = """#!/bin/sh
 echo "$@" >> "{log}"
 case "$1" in
   info) echo 27.0.0 ;;
-  build) cp -r "$4" "{log}.context"; echo "Successfully built 0123456789ab" ;;
+  build) for context; do :; done; cp -r "$context" "{log}.context"; echo "Successfully built" ;;
+  image) echo "${{FAKE_PLATFORM:-linux/amd64}}" ;;
 esac
 """
 
@@ -87,7 +88,8 @@ def test_an_image_is_built_here_and_pushed_to_every_region(
                                  [MAIN, OTHER], lines.append)  # fmt: skip
     assert spec["uri"] == "123456789012.dkr.ecr._REGION_.amazonaws.com/hyper-h1/work:latest"
     asked = log.read_text().splitlines()
-    assert asked[1].startswith("build -t hyper/work:latest")
+    # for the instances workers run on, whatever this machine is (an arm64 Mac)
+    assert asked[1].startswith("build --platform linux/amd64 -t hyper/work:latest")
     pushes = [line for line in asked if " push " in f" {line} "]
     assert [p.rsplit(" ", 1)[-1] for p in pushes] == [
         f"123456789012.dkr.ecr.{region}.amazonaws.com/hyper-h1/work:latest"
@@ -144,7 +146,7 @@ def test_the_default_image_folder_builds_every_copy_from_its_context(
     images.push_from_here(host, {"name": "work", "local_build_directory": str(folder)},
                           [MAIN], lambda _: None)  # fmt: skip
     build = next(line for line in log.read_text().splitlines() if line.startswith("build "))
-    assert build.split()[:3] == ["build", "-t", "hyper/work:latest"]
+    assert build.split()[:5] == ["build", "--platform", "linux/amd64", "-t", "hyper/work:latest"]
     context = Path(f"{log}.context")  # what docker was given, as it was
     sources = copy_sources(context / "Dockerfile")
     assert sources, "the Dockerfile copies nothing"
@@ -226,3 +228,29 @@ def test_the_default_image_makes_the_jobs_user_and_leaves_its_worker_root() -> N
     assert "USER" not in words
     assert f"groupadd --gid {JOB_UID} {JOB_USER}" in text
     assert f"useradd --uid {JOB_UID} --gid {JOB_UID} --create-home" in text
+
+
+@pytest.mark.parametrize("platform", ["linux/arm64", "linux/arm/v7", "windows/amd64"])
+def test_a_local_image_for_other_machines_than_the_workers_is_refused_before_any_push(
+    provider: AwsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
+    """An image built on an arm64 Mac is linux/arm64; on the x86_64 instances of a cluster's
+    default types every worker would end in "exec format error", and the host would go on
+    starting them."""
+    log = fake_docker(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_PLATFORM", platform)
+    host = HostConfig(name="h1", provider="aws", url="https://x", api_key="k", region=MAIN)
+    spec = {"name": "work", "local_docker_image": "mine:1"}
+    with pytest.raises(DeployFailed) as failed:
+        images.push_from_here(host, spec, [MAIN, OTHER], lambda _: None)
+    assert str(failed.value) == (
+        f"image 'mine:1' is {platform}; workers run linux/amd64 (build it with docker build"
+        " --platform linux/amd64, or give an image for other instance types by URI:"
+        " --use-image-uri)"
+    )
+    assert not any(" push " in f" {line} " for line in log.read_text().splitlines())
+    for region in (MAIN, OTHER):  # nothing was made
+        assert not boto3.client("ecr", region).describe_repositories()["repositories"]
+    monkeypatch.setenv("FAKE_PLATFORM", "linux/amd64")
+    pushed = images.push_from_here(host, spec, [MAIN, OTHER], lambda _: None)
+    assert pushed["uri"].endswith("/hyper-h1/work:latest")

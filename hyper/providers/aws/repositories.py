@@ -20,6 +20,10 @@ from hyper.providers.aws.waiting import ClientFactory, _aws_failed
 # ---- images ---------------------------------------------------------------------------------
 
 REGION_PLACEHOLDER = "_REGION_"
+# what workers run on: the x86_64 instances of a cluster's default ("optimal") types. An
+# image is built for it wherever it is built (an arm64 Mac's docker would build arm64,
+# and every worker would end in "exec format error")
+WORKER_PLATFORM = "linux/amd64"
 
 
 def deploy_repository(
@@ -131,7 +135,8 @@ def build_and_push(
     log(f"building {local} from {folder} (with a wheel of this hyper)")
     with build_context(folder) as context:  # the folder's files and hyper's wheel
         try:
-            output = run(["docker", "build", "-t", local, str(context)], timeout=3600)
+            build = ["docker", "build", "--platform", WORKER_PLATFORM, "-t", local, str(context)]
+            output = run(build, timeout=3600)
         except CommandFailed as error:
             raise DeployFailed(str(error)) from None
     for line in output.strip().splitlines()[-5:]:
@@ -152,9 +157,16 @@ def push_local_image(
     if not image.local_docker_image:
         raise DeployFailed("give the local image to push (repo:tag)")
     require_docker_engine()
+    inspect = ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}"]
     try:
-        run(["docker", "image", "inspect", image.local_docker_image], timeout=60)
+        platform = run([*inspect, image.local_docker_image], timeout=60).strip()
     except CommandFailed:
         raise DeployFailed(f"docker has no image {image.local_docker_image!r}") from None
+    if platform != WORKER_PLATFORM:
+        raise DeployFailed(
+            f"image {image.local_docker_image!r} is {platform}; workers run {WORKER_PLATFORM}"
+            f" (build it with docker build --platform {WORKER_PLATFORM}, or give an image for"
+            " other instance types by URI: --use-image-uri)"
+        )
     uri = _push(image.local_docker_image, image, regions, names, log, clients)
     return image.model_copy(update={"uri": uri})
