@@ -16,8 +16,11 @@ runs one command as a job.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
+import stat
 import subprocess
 import sys
 
@@ -55,7 +58,7 @@ LONG_FLAGS = set(FLAGS.values()) | {
     "--exclusive", "--overlap", "--overcommit", "--oversubscribe", "--pty", "--whole",
     "--exact", "--spread-job", "--propagate", "--multi-prog", "--test-only",
 }  # fmt: skip
-STEP_FILE = "hyper-srun-steps"  # in the job's TMPDIR: how many steps it has started
+STEP_FILE = "hyper-srun-steps"  # a user's folder in TMPDIR: how many steps each job started
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -118,19 +121,34 @@ def _count(options: dict[str, str]) -> int:
 
 
 def _next_step() -> int:
-    """This job's next step number: 0, 1, 2... for its successive sruns."""
-    folder = os.environ.get("TMPDIR") or "/tmp"
-    path = os.path.join(folder, f"{STEP_FILE}-{os.environ['SLURM_JOB_ID']}")
+    """This job's next step number: 0, 1, 2... for its successive sruns, counted in a
+    file of this attempt's (its worker, job and attempt in its name) in a folder only this
+    user may write, opened without following a link: a shared /tmp is everyone's, and a
+    link planted at a name others can guess would have had a job overwrite its target."""
+    env = os.environ
+    folder = os.path.join(env.get("TMPDIR") or "/tmp", f"{STEP_FILE}-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    found = os.lstat(folder)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise UsageError(f"{folder} is not a folder of this user's alone: srun counts steps there")
+    attempt = (env.get("HYPER_WORKER_ID", ""), env["SLURM_JOB_ID"], env.get("HYPER_ATTEMPT", ""))
+    path = os.path.join(folder, ".".join(attempt))
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with open(path) as file:
-            step = int(file.read() or 0)
-    except (OSError, ValueError):
-        step = 0
+        fd = os.open(path, flags, 0o600)
+    except OSError as error:  # a link in its place (ELOOP): never followed
+        raise UsageError(f"cannot count steps in {path}: {error.strerror}") from None
     try:
-        with open(path, "w") as file:
-            file.write(str(step + 1))
-    except OSError:
-        pass
+        fcntl.flock(fd, fcntl.LOCK_EX)  # two sruns started at once take two numbers
+        try:
+            step = int(os.read(fd, 32) or 0)
+        except ValueError:
+            step = 0
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(step + 1).encode(), 0)
+    finally:
+        os.close(fd)
     return step
 
 

@@ -37,6 +37,28 @@ def test_a_steps_tasks_run_side_by_side_with_their_own_variables(tmp_path: Path)
     assert again.stdout == "1\n1\n"
 
 
+def test_step_numbers_are_kept_where_no_other_user_can_plant_a_link(tmp_path: Path) -> None:
+    """They were kept in TMPDIR/hyper-srun-steps-JOBID, a name any user of a shared /tmp
+    could guess: a link planted there had a job truncate its target."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (tmp_path / "hyper-srun-steps-41").symlink_to(target)  # the old name: not used
+    env = {"HYPER_WORKER_ID": "w1", "HYPER_ATTEMPT": "1"}
+    assert srun(tmp_path, "sh", "-c", "echo $SLURM_STEP_ID", env=env).stdout == "0\n"
+    assert target.read_text() == "keep me\n"
+    folder = tmp_path / f"hyper-srun-steps-{os.getuid()}"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "w1.41.1").read_text() == "1"
+    # another attempt of the same job counts from 0; a link in its place is never followed
+    (folder / "w1.41.2").symlink_to(target)
+    planted = srun(tmp_path, "true", env={**env, "HYPER_ATTEMPT": "2"})
+    assert planted.returncode != 0 and planted.stderr.count("\n") == 1
+    assert "cannot count steps in" in planted.stderr and target.read_text() == "keep me\n"
+    folder.chmod(0o777)  # a folder others may write is refused
+    shared = srun(tmp_path, "true", env=env)
+    assert shared.returncode != 0 and "is not a folder of this user's alone" in shared.stderr
+
+
 def test_the_jobs_task_count_is_the_default_and_stderr_follows_output(tmp_path: Path) -> None:
     done = srun(tmp_path, "-o", "all.txt", "sh", "-c", "echo out; echo err >&2",
                 env={"SLURM_NTASKS": "2"})  # fmt: skip
