@@ -158,6 +158,45 @@ def _fill_and_recover(local: LocalHost, disk: Path) -> None:
     assert script == (local.cwd / "big.sh").read_text()
 
 
+@pytest.mark.beside  # its own tmpfs, filled and emptied
+def test_a_purge_on_a_full_disk_deletes_and_says_so(tmp_path: Path) -> None:
+    """A store of 24 MB of finished jobs' files on a disk with 1 MiB left. SQLite as Debian
+    builds it overwrote each deleted byte (secure_delete), so the purge's deletes alone
+    filled the disk and were refused; when they did fit, giving the pages back failed
+    after they were made, and the purge said "nothing was changed" (its retry: 0 jobs)."""
+    from hyper.store.sqlite import SQLiteStore
+    from tests.test_store_integrity import finish, new_job
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(disk)], check=True)
+    try:
+        store = SQLiteStore(disk / "hyper.db")
+        old = time.time() - 40 * 86400
+        ids = store.submit([new_job(f"j{n}") for n in range(20)], old)
+        finish(store, old, count=20)
+        for job_id in ids:
+            store.put_file(f"jobs/{job_id}/out.bin", os.urandom(1_200_000), old)
+        store.close()  # which empties its write-ahead log
+        store = SQLiteStore(disk / "hyper.db")
+        room = os.statvfs(disk)
+        with (disk / "filler").open("wb") as filler:
+            filler.write(b"\0" * (room.f_bavail * room.f_frsize - 2**20))
+        report = store.purge(time.time() - 30 * 86400)
+        assert (report["jobs"], report["files"]) == (20, 20)
+        assert report["space_kept"] == 1  # the disk had no room to take the pages back
+        assert all(store.get_job(job_id) is None for job_id in ids)
+        (disk / "filler").unlink()
+        assert store.purge(time.time())["jobs"] == 0
+        (after,) = store.submit([new_job("after")], time.time())
+        assert store.get_job(after) is not None
+        store.close()
+        with contextlib.closing(sqlite3.connect(disk / "hyper.db")) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
 def test_a_locked_store_refuses_writes_with_one_line_and_recovers(local: LocalHost) -> None:
     local.script("x.sh", "true\n")
     held = local.ok("qsub", "-h", *Q, "x.sh").strip()

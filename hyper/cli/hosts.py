@@ -499,9 +499,14 @@ def purge(
     if as_json:
         typer.echo(json.dumps(done, indent=2))
         return
+    kept = (
+        "; the disk was too full to give their space back to it, so the store keeps it for new jobs"
+        if done.get("space_kept")
+        else ""
+    )
     typer.echo(
         f"purged {done['jobs']} jobs, {done['log_lines']} log lines and {done['files']} files"
-        f" that finished more than {done['older_than_days']:g} days ago",
+        f" that finished more than {done['older_than_days']:g} days ago{kept}",
         err=True,
     )
 

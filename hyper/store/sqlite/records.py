@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from hyper import output
+from hyper.errors import StoreUnavailable
 from hyper.jobs import (
     FINISHED,
     LogKind,
@@ -290,9 +291,16 @@ class Records(SQLiteBase):
                 "DELETE FROM workers WHERE ended IS NOT NULL AND ended < ?", (before,)
             ).rowcount
             db.execute("DROP TABLE temp.purged")
+        space_kept = 0
         if jobs or files or workers:
-            self._give_back_space(rewrite=rewrite)
-        return {"jobs": jobs, "log_lines": logs, "files": files, "workers": workers}
+            try:
+                self._give_back_space(rewrite=rewrite)
+            except (StoreUnavailable, sqlite3.OperationalError):
+                # the deletes are made whatever the disk says now: the store keeps their
+                # pages for new jobs (a purge said "nothing was changed", and its retry 0 jobs)
+                space_kept = 1
+        counts = {"jobs": jobs, "log_lines": logs, "files": files, "workers": workers}
+        return {**counts, "space_kept": space_kept}
 
     def _give_back_space(self, *, rewrite: bool) -> None:
         """Return free pages to the file system and empty the write-ahead log. A store made
