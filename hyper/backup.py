@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -39,8 +40,10 @@ def backup(host: HostConfig, folder: Path) -> BackupSummary:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UsageError(f"{folder} exists and is not an empty folder")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _own_alone(folder, "a backup holds the store and its jobs' secrets")
     partial = folder / (DATABASE + ".partial")  # renamed only once complete
     try:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         with contextlib.closing(sqlite3.connect(f"{source.as_uri()}?mode=ro", uri=True)) as db:
             db.execute("PRAGMA busy_timeout=10000")
             with contextlib.closing(sqlite3.connect(partial)) as copy:
@@ -61,7 +64,9 @@ def backup(host: HostConfig, folder: Path) -> BackupSummary:
         "schema": schema,
         "hyper": __version__,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(folder / MANIFEST, flags, 0o600), "w") as file:
+        file.write(json.dumps(manifest, indent=2) + "\n")
     return BackupSummary(folder, jobs, (folder / DATABASE).stat().st_size)
 
 
@@ -82,19 +87,32 @@ def restore(host: HostConfig, folder: Path) -> BackupSummary:
     copy = folder / DATABASE
     if not copy.is_file():
         raise UsageError(f"{folder} holds no backup ({DATABASE} is missing)")
+    # the store runs its jobs as this user: a backup another user could have written is
+    # someone else's jobs to run
+    _own_alone(folder, "a restored store's jobs run as you", writable_only=True)
+    target = _database(host)
+    incoming = target.with_name(DATABASE + ".restoring")
     try:
-        with contextlib.closing(sqlite3.connect(f"{copy.as_uri()}?mode=ro", uri=True)) as db:
+        with open(os.open(copy, os.O_RDONLY | os.O_NOFOLLOW), "rb") as file:
+            _own_alone_file(copy, os.fstat(file.fileno()))
+            data = file.read()
+    except OSError as error:
+        raise UsageError(f"cannot read {copy}: {error.strerror}") from None
+    incoming.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with open(os.open(incoming, flags, 0o600), "wb") as file:
+        file.write(data)
+        os.fsync(file.fileno())
+    try:  # what was read is what is checked, and what is restored
+        with contextlib.closing(sqlite3.connect(f"{incoming.as_uri()}?mode=ro", uri=True)) as db:
             (verdict,) = db.execute("PRAGMA quick_check").fetchone()
             jobs = _jobs_in(db)
     except sqlite3.Error as error:
+        incoming.unlink(missing_ok=True)
         raise UsageError(f"{copy} is not a hyper backup: {error}") from None
     if verdict != "ok":
+        incoming.unlink(missing_ok=True)
         raise UsageError(f"{copy} is damaged: {verdict}")
-    target = _database(host)
-    incoming = target.with_name(DATABASE + ".restoring")
-    incoming.write_bytes(copy.read_bytes())
-    os.chmod(incoming, 0o600)
-    _fsync(incoming)
     was_running = local_host.stop(host)
     # the old write-ahead log belongs to the old store: applied to the new one it would
     # corrupt it
@@ -117,6 +135,32 @@ def accept_store(host: HostConfig) -> int:
     if local_host.status(host).running:
         raise UsageError(f"host {host.name!r} is running: its store was accepted already")
     return SQLiteStore.accept_rollback(_database(host))
+
+
+def _own_alone(folder: Path, why: str, *, writable_only: bool = False) -> None:
+    """UsageError unless `folder` is a folder of this user's that no other may write
+    (nor, unless `writable_only`, read or enter)."""
+    found = os.lstat(folder)
+    others = 0o022 if writable_only else 0o077
+    if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & others:
+        return
+    if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not writable_only:
+        os.chmod(folder, 0o700)  # the user's own, made as their umask says: made private
+        return
+    raise UsageError(
+        f"{folder} is not a folder of yours that only you may "
+        f"{'write' if writable_only else 'use'} (owner uid {found.st_uid},"
+        f" mode {stat.S_IMODE(found.st_mode):o}): {why}"
+    )
+
+
+def _own_alone_file(path: Path, found: os.stat_result) -> None:
+    if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o022:
+        raise UsageError(
+            f"{path} is not a file of yours that only you may write (owner uid"
+            f" {found.st_uid}, mode {stat.S_IMODE(found.st_mode):o}): a restored store's"
+            " jobs run as you"
+        )
 
 
 def _database(host: HostConfig) -> Path:

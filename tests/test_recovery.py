@@ -4,7 +4,9 @@ another folder, with jobs that were running finishing or retried and their logs 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,50 @@ def test_bad_backups_and_restores_change_nothing(local: LocalHost, tmp_path: Pat
         assert result.err.count("\n") == 1 and message in result.err, (argv, result.err)
     assert (tmp_path / "full" / "something").read_text() == "mine\n"
     assert ids_in(local) == {job_id}
+
+
+def test_a_backup_is_kept_and_taken_only_where_no_other_user_can_reach(
+    local: LocalHost, tmp_path: Path
+) -> None:
+    """A backup folder another user made (empty, world-writable) let them read the store
+    as it was copied (secrets of -V jobs), swap in a store whose jobs then ran as the
+    owner, and have the manifest's write follow their link over the owner's file."""
+    local.script("x.sh", "true\n")
+    job_id = local.ok("qsub", "-h", *Q, "x.sh").strip()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o777)
+    theirs.chmod(0o777)
+    os.chown(theirs, 65534, 65534)  # nobody's
+    refused = local.sh("hyper", "hosts", "backup-host", "--to", str(theirs))
+    assert refused.code == 2 and refused.err.count("\n") == 1, refused
+    assert "is not a folder of yours that only you may use (owner uid 65534" in refused.err
+    assert list(theirs.iterdir()) == []
+    # a folder of the user's own, made open by their umask: made private, files 0600
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    mine.chmod(0o777)
+    local.ok("hyper", "hosts", "backup-host", "--to", str(mine))
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in mine.iterdir()} == {
+        "hyper.db": 0o600,
+        "backup.json": 0o600,
+    }
+    # restored only from what no other user could have written
+    for making_it_theirs in (
+        lambda: mine.chmod(0o777),
+        lambda: os.chown(mine / "hyper.db", 65534, 65534),
+        lambda: (mine / "hyper.db").chmod(0o666),
+    ):
+        making_it_theirs()
+        result = local.sh("hyper", "hosts", "restore-host", "--from", str(mine), "--yes")
+        assert result.code == 2 and result.err.count("\n") == 1, result
+        assert "that only you may write" in result.err and "run as you" in result.err
+        mine.chmod(0o700)
+        os.chown(mine / "hyper.db", os.getuid(), os.getgid())
+        (mine / "hyper.db").chmod(0o600)
+    later = local.ok("qsub", "-h", *Q, "x.sh").strip()
+    local.ok("hyper", "hosts", "restore-host", "--from", str(mine), "--yes")
+    assert ids_in(local) == {job_id} and later not in ids_in(local)
 
 
 def test_data_folder_moved_with_a_job_running(local: LocalHost, tmp_path: Path) -> None:
