@@ -458,6 +458,14 @@ def environment(options: JobOptions, notes: list[str]) -> dict[str, str]:
     return env
 
 
+def shell_umask() -> str:
+    """This shell's umask, in octal: the job runs and makes its files with it (as sbatch
+    records SLURM_UMASK and slurmd applies it)."""
+    umask = os.umask(0o077)  # a umask is read only by setting one: then it is put back
+    os.umask(umask)
+    return f"{umask:03o}"
+
+
 def array_body(options: JobOptions, args: Namespace) -> dict[str, Any] | None:
     items = None
     if args.workitems is not None:
@@ -579,6 +587,7 @@ def build_job(
         "script": text,
         "submit_dir": submit_dir,
         "env": environment(options, said),
+        "umask": shell_umask(),
         "priority": options.priority or 0,
         "hold": bool(options.hold),
         "depends": [
@@ -716,7 +725,7 @@ def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = Fa
 def describe(job: dict[str, Any]) -> str:
     """What --dry-run prints: the job as it would be submitted."""
     lines = [f"{key}: {job[key]}" for key in ("name", "queue", "definition", "retries", "priority")]
-    for key in ("time_limit", "hold", "submit_dir"):
+    for key in ("time_limit", "hold", "submit_dir", "umask"):
         if job.get(key):
             lines.append(f"{key}: {job[key]}")
     if job.get("resources"):

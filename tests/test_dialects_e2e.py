@@ -275,3 +275,21 @@ def test_a_list_of_queues_is_the_first_of_them_the_host_has(local: LocalHost) ->
     assert "unknown queue 'nope,none'" in refused.err
     for job_id in ids:
         local.wait_finished(job_id)
+
+
+@pytest.mark.parametrize("umask", ["077", "027", "002"])
+def test_a_job_runs_and_makes_its_files_with_the_umask_it_was_submitted_with(
+    local: LocalHost, umask: str
+) -> None:
+    """sbatch records the submitting shell's umask (SLURM_UMASK) and the job runs with it;
+    here jobs ran with the daemon's 022, and a user of umask 077 found their -o file and
+    the job's own files readable by every other user."""
+    local.script("files.sh", f"#!/bin/bash\n{DEF}umask\necho secret > made.txt\necho out\n")
+    mode = 0o666 & ~int(umask, 8)
+    for submit in ("qsub -o out-%j.txt files.sh", "sbatch --parsable -o out-%j.txt files.sh"):
+        (local.cwd / "made.txt").unlink(missing_ok=True)
+        job_id = ok(local, f"umask {umask}; {submit}").strip()
+        assert local.wait_finished(job_id)["status"] == "Successful"
+        assert local.ok("qlog", job_id) == f"0{umask}\nout\n"
+        for made in (local.cwd / "made.txt", local.cwd / f"out-{job_id}.txt"):
+            assert made.stat().st_mode & 0o777 == mode, (submit, made)

@@ -488,6 +488,7 @@ def test_no_time_limit_no_output_no_array_by_default(tmp_path: Path) -> None:
         "retries",
         "script",
         "submit_dir",
+        "umask",
         "env",
         "priority",
         "hold",
@@ -602,3 +603,15 @@ def test_describe_a_plain_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert 'output: {"stdout": "o.%j", "stderr": null, "join": false}' in lines
     assert lines[lines.index("environment: 2 variables") + 1 :][:2] == ["  A=1", "  B=2"]
     assert not any(line.startswith(("tasks:", "hold:", "depends:")) for line in lines)
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o022, 0o002])
+def test_a_job_carries_the_umask_of_the_shell_that_submitted_it(tmp_path: Path, umask: int) -> None:
+    """As sbatch records SLURM_UMASK: the job runs and makes its files with it."""
+    before = os.umask(umask)
+    try:
+        job = build_job(_args(tmp_path, PLAIN))
+    finally:
+        os.umask(before)
+    assert job["umask"] == f"{umask:03o}"
+    assert "HYPER_UMASK" not in job["env"] and os.umask(before) == before

@@ -153,9 +153,19 @@ def resource_variables(job: ClaimedJob, placement: Placement, gpus_here: bool) -
     return found
 
 
-def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, BinaryIO]:
-    """Open the job's -o/-e files (Slurm's rule: without -e, stderr joins stdout).
-    The first attempt starts them afresh; later attempts append."""
+def job_umask(job: ClaimedJob) -> int | None:
+    """The umask the job was submitted with, which it runs with and its -o/-e files are
+    made with (as sbatch records it and slurmd applies it); None when it did not say."""
+    said = job.job_options().get("umask")
+    return int(said, 8) & 0o777 if said else None
+
+
+def output_files(
+    job: ClaimedJob, cwd: Path, user: str = "", umask: int | None = None
+) -> dict[LogKind, BinaryIO]:
+    """Open the job's -o/-e files (Slurm's rule: without -e, stderr joins stdout), made
+    as the job's `umask` says (the worker's own without one). The first attempt starts
+    them afresh; later attempts append."""
     options = job.job_options()
     stdout, stderr = options.get("stdout"), options.get("stderr")
     if not job.definition_spec.get("enable_qlog", True) and not stdout:
@@ -186,7 +196,8 @@ def output_files(job: ClaimedJob, cwd: Path, user: str = "") -> dict[LogKind, Bi
         for kind, path in paths.items():
             if path not in opened:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                opened[path] = open_output(path, first)
+                mode = None if umask is None else 0o666 & ~umask
+                opened[path] = open_output(path, first, mode)
             files[kind] = opened[path]
     except OSError:
         close_all(files)
@@ -200,10 +211,11 @@ def _worker_user() -> str:
     return getpass.getuser()
 
 
-def open_output(path: Path, first: bool) -> BinaryIO:
+def open_output(path: Path, first: bool, mode: int | None = None) -> BinaryIO:
     """An -o/-e file, started afresh (`first`) or not, that appends (every writer to it
     appends: the job writes its stdout into it itself, hyper.worker.pump), and that the
-    worker may read back (the kept part of what the job wrote there) where it may."""
+    worker may read back (the kept part of what the job wrote there) where it may. One
+    it makes has `mode` (the job's umask's), else what the worker's umask leaves."""
     flags = os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if first else 0)
     try:
         regular = stat.S_ISREG(os.stat(path).st_mode)
@@ -212,16 +224,29 @@ def open_output(path: Path, first: bool) -> BinaryIO:
     try:
         if not regular:  # /dev/null, a FIFO...
             raise PermissionError
-        fd = os.open(path, os.O_RDWR | flags, 0o666)
+        fd = _create(path, os.O_RDWR | flags, mode)
     except PermissionError:  # a file the worker may write and not read: it is written
         # without waiting for a FIFO's reader (ENXIO: none), then writes that wait for it
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | flags, 0o666)
+        fd = _create(path, os.O_WRONLY | os.O_NONBLOCK | flags, mode)
         os.set_blocking(fd, True)
     try:
         return cast(BinaryIO, os.fdopen(fd, "ab"))
     except BaseException:
         os.close(fd)
         raise
+
+
+def _create(path: Path, flags: int, mode: int | None) -> int:
+    """os.open, an existing file as it is; one made here has exactly `mode` (the worker's
+    own umask does not take from it), or 0o666 less the worker's umask without one."""
+    if mode is None:
+        return os.open(path, flags, 0o666)
+    try:
+        return os.open(path, flags & ~os.O_CREAT)
+    except FileNotFoundError:
+        fd = os.open(path, flags | os.O_EXCL, mode)
+        os.fchmod(fd, mode)
+        return fd
 
 
 def command(

@@ -277,9 +277,10 @@ class JobRunner:
             command, script = prepare.command(job, cwd, env, options.workdir, options.region)
         except OSError as exc:
             return ending(job_id, attempt, 1, f"cannot start: {exc}", [])
+        umask = prepare.job_umask(job)
         try:
             user = start.user.variables(cwd)["USER"] if start.user else ""
-            files = prepare.output_files(job, cwd, user)
+            files = prepare.output_files(job, cwd, user, umask)
         except OSError as exc:
             script.unlink(missing_ok=True)
             return ending(job_id, attempt, 1, f"cannot open its output file: {exc}", [])
@@ -320,6 +321,7 @@ class JobRunner:
                     stdout=direct.child if direct is not None else subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
+                    umask=-1 if umask is None else umask,
                 )
                 placement.group, placement.cgroup = process.pid, cgroup
             except OSError as exc:
