@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from hyper.errors import CommandFailed
 
+# what hyper's own commands hold near their top: its console scripts and the dialect
+# folders' launchers (qtools.dialect_path) are Python that imports qtools
+OWN_COMMAND_MARKS = (b"from qtools.", b"import qtools")
+
+
+def past_own_commands(command: list[str]) -> list[str]:
+    """`command` with its program found on PATH past hyper's own commands of that name: a
+    host started from a shell with a dialect's folder first on PATH (as docs/dialects.md
+    suggests) ran its own `squeue` for its Slurm region's, which asked the host itself,
+    and both waited until the command's time was up."""
+    name = command[0]
+    if os.sep in name:
+        return command
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(folder or os.curdir, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK) and not _own(path):
+            return [path, *command[1:]]
+    return command  # run() says it is not found
+
+
+def _own(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            head = file.read(1024)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and any(mark in head for mark in OWN_COMMAND_MARKS)
+
 
 def run(command: list[str], *, timeout: float = 600, cwd: str | None = None) -> str:
-    """Run a command to completion and return its stdout; CommandFailed says what went wrong."""
+    """Run a command to completion and return its stdout; CommandFailed says what went
+    wrong. The program is never one of hyper's own (past_own_commands)."""
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+            past_own_commands(command),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            check=False,
         )
     except FileNotFoundError:
         raise CommandFailed(command, 127, "", f"{command[0]}: not found") from None

@@ -188,3 +188,25 @@ def test_the_region_walkthrough_asks_the_slurm_questions_only_for_slurm() -> Non
     static = walk(questions.REGION, {"name": "pool", "kind": "static"}, yes=True,
                   refs=lambda kind: [], prompt=False)  # fmt: skip
     assert "partition" not in static
+
+
+@pytest.mark.parametrize("name", ["squeue", "qsub", "bjobs"])
+def test_a_batch_systems_command_is_never_one_of_hypers_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A host started with a dialect's folder (or hyper's own bin, with its qsub) first
+    on PATH ran itself for its region's Slurm, PBS or LSF, and waited on itself."""
+    from hyper.commands import run
+    from qtools.dialect_path import folder
+
+    dialects = tmp_path / "dialects"
+    for dialect in ("slurm", "pbs", "lsf"):
+        folder(dialect, dialects)
+    system = tmp_path / "system"
+    system.mkdir()
+    real = system / name
+    real.write_text(f'#!/bin/sh\necho the batch system: {name} "$@"\n')
+    real.chmod(0o755)
+    found = [str(dialects / d) for d in ("slurm", "pbs", "lsf")]
+    monkeypatch.setenv("PATH", ":".join([*found, str(system), "/usr/bin", "/bin"]))
+    assert run([name, "-x"]) == f"the batch system: {name} -x\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 from collections import Counter
@@ -198,3 +199,22 @@ def test_deleting_the_region_cancels_its_pilots(slurm_region: LocalHost) -> None
     assert [p["state"] for p in listed["items"]] == ["PENDING"]
     local.ok("hyper", "regions", "delete-region", REGION, "--force", timeout=120)
     assert not squeue(PILOTS)
+
+
+def test_a_host_started_with_the_slurm_dialect_on_path_runs_slurms_own_commands(
+    hyper_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/dialects.md suggests the dialect's folder first on a shell's PATH; a host
+    started from that shell ran its own squeue and sbatch for its Slurm region's, which
+    asked the host itself: its ticks waited 60 s each, and jobs failed without running."""
+    from qtools.dialect_path import folder
+
+    dialect = folder("slurm", hyper_home / "data" / "dialects")
+    monkeypatch.setenv("PATH", f"{dialect}:{os.environ['PATH']}")
+    with running_local_host(hyper_home, tmp_path / "work") as local, region_of_slurm(local):
+        script = local.script("one.sh", "#!/bin/bash\necho ran\n")
+        job_id = local.ok("qsub", "-q", "hq", "-d", "sample-def-1", str(script)).strip()
+        done = local.wait_finished(job_id, timeout=180)
+        assert done["status"] == "Successful", done
+        assert local.ok("qlog", job_id) == "ran\n"
+        assert any(region == REGION for _, region, _ in workers(local))  # a Slurm pilot ran it
