@@ -216,6 +216,51 @@ def test_a_locked_store_refuses_writes_with_one_line_and_recovers(local: LocalHo
     assert "Held: 2 " in local.ok("qstat")
 
 
+@pytest.mark.alone  # one at a time: its 3 s leases do not hold on a loaded machine
+def test_stalled_workers_are_ended_without_holding_the_host(
+    hyper_home: Path, tmp_path: Path
+) -> None:
+    """The host ended each stalled worker by waiting up to 5 s for it, in its own loop:
+    with two stopped past their leases, every request waited 5 s at a time (a qstat
+    took 9.9 s), and the host then took its own freeze for a stall."""
+    with running_local_host(hyper_home, tmp_path / "w", lease_seconds=3.0) as local:
+        local.script("long.sh", "sleep 60\n")
+        ids = [local.ok("qsub", *Q, "long.sh").strip() for _ in range(2)]  # one a CPU
+        local.wait_for(
+            lambda: all(local.job(i)["status"] == "Running" for i in ids), 60, "2 running"
+        )
+        with contextlib.closing(database(local)) as db:
+            stalled = [pid for (pid,) in db.execute(
+                "SELECT pid FROM workers WHERE state != 'EXITED' AND pid IS NOT NULL")]  # fmt: skip
+        for pid in stalled:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            slowest = 0.0
+            deadline = time.monotonic() + 30
+            while any(alive_process(pid) for pid in stalled):
+                assert time.monotonic() < deadline, "the stalled workers were not ended"
+                began = time.monotonic()
+                local.ok("qstat")
+                slowest = max(slowest, time.monotonic() - began)
+                time.sleep(0.1)
+        finally:
+            for pid in stalled:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        assert slowest < 2.0, f"a qstat took {slowest:.1f} s while stalled workers were ended"
+        log = (local.data_dir / "host.log").read_text()
+        assert "did not run for" not in log  # no freeze of its own taken for a stall
+        for job_id in ids:  # lost, with no retry left
+            assert local.wait_finished(job_id)["status"] == "Failed"
+
+
+def alive_process(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.alone  # one at a time: its 2-3 s leases do not hold on a loaded machine
 def test_a_stalled_worker_loses_its_job_and_its_late_report_is_refused(
     hyper_home: Path, tmp_path: Path

@@ -33,6 +33,10 @@ def worker_start(settings: HostSettings, worker_id: str, request: LaunchRequest)
 
 
 ORPHAN_PATIENCE_SECONDS = 5.0  # how long a dead worker's jobs may take to die of SIGKILL
+# how long a stuck worker told to end gets before SIGKILL: the host waits meanwhile (the
+# tick holds its loop), and the worker's last reports, which would need the host, are
+# refused anyway (it was ended first); its jobs' processes are ended by end_orphans
+STOP_PATIENCE_SECONDS = 0.5
 
 
 class LocalLauncher(Launcher):
@@ -64,14 +68,16 @@ class LocalLauncher(Launcher):
 
     def stop(self, worker: WorkerRecord) -> None:
         """A stuck worker of ours: woken (it may be stopped) and asked to end, which ends
-        every process of its job (it is their subreaper); killed if it has not ended soon."""
+        every process of its job (it is their subreaper); killed if it has not ended at
+        once. Each second here every request to the host waits: two stalled workers held
+        it 10 s, and jobs that had ended while their workers were stopped ran again."""
         child = self._children.get(worker.pid or -1)
         if child is not None and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGCONT)
                 child.send_signal(signal.SIGTERM)
             try:
-                child.wait(timeout=ORPHAN_PATIENCE_SECONDS)
+                child.wait(timeout=STOP_PATIENCE_SECONDS)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
