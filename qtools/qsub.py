@@ -51,6 +51,8 @@ from qtools.directives import (
 UNLIMITED = ("UNLIMITED", "INFINITE")  # time limits that are none (sbatch(1), --time)
 # Torque's qsub -t array_request: indexes, ranges, a %slot limit (qsub(1), Torque 6)
 TORQUE_ARRAY = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*(%[0-9]+)?")
+# a -d that is Torque's working directory, not a definition: a path (qsub(1B) -d path)
+TORQUE_DIRECTORY = re.compile(r"/|^\.{1,2}$")
 # a -t that is also a time: minutes (qsub's other times all have a colon)
 TIME_WITHOUT_COLON = re.compile(r"[0-9]+")
 # the jobs a dependency by name may mean: LSF forgets a finished job after its CLEAN_PERIOD
@@ -245,7 +247,8 @@ def pbs_forms(
     Cyclone's: -j oe|eo|n joins the output (any other value is the job name); -p N is a
     priority (any other value is --params JSON); -r y|n says rerunnable (a number is
     retries); -W depend=... is a dependency (other attributes are ignored); -l walltime=
-    is the time limit; -t is Torque's array where its value is no time of qsub's (1-100,
+    is the time limit; -d PATH (a '/' in it, or . or ..) is Torque's working directory;
+    -t is Torque's array where its value is no time of qsub's (1-100,
     1,3, 0-9%2: a time has a colon, or is minutes) or the script is a Torque array
     (`torque`: its #PBS -t), the time limit otherwise. What hyper does not use is added
     to `ignored`, as written. The command line's options, and apart from them those its
@@ -299,6 +302,10 @@ def pbs_forms(
     options = options_from(args, "")
     if join is not None:
         options = options._replace(join=join, join_into_error=join_into_error)
+    if options.definition is not None and TORQUE_DIRECTORY.search(options.definition):
+        # Torque's -d: where the job runs (myqueue passes its folder); no definition's name
+        # has a '/' or is '.'
+        options = options._replace(definition=None, workdir=options.definition)
     return options, from_l
 
 

@@ -167,6 +167,21 @@ def test_pbs_ncpus_on_the_command_line_are_all_a_slurm_scripts_cpus(tmp_path: Pa
     assert _job(tmp_path, text, "-l", "ncpus=3")["resources"] == {"cpus": 3}
 
 
+def test_qsub_d_is_torques_working_directory_where_it_is_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Torque's qsub(1B): "-d path: defines the working directory path to be used for the
+    job"; myqueue passes `-d FOLDER`, which was refused as an unknown definition."""
+    folder = tmp_path / "run here"
+    folder.mkdir()
+    job = _job(tmp_path, "#!/bin/bash\necho\n", "-d", str(folder))
+    assert (job["definition"], job["submit_dir"]) == (None, str(folder))
+    monkeypatch.chdir(folder)
+    assert _job(tmp_path, "#!/bin/bash\necho\n", "-d", ".")["submit_dir"] == str(folder)
+    named = _job(tmp_path, "#!/bin/bash\necho\n", "-d", "sample-def-1")  # hyper's own
+    assert (named["definition"], named["submit_dir"]) == ("sample-def-1", str(folder))
+
+
 def test_pbs_pro_array_index_in_output_paths_on_the_command_line(tmp_path: Path) -> None:
     job = _job(tmp_path, "echo\n", "-J", "0-7", "-o", "out.^array_index^", "-e", "e^array_index^")
     assert (job["output"]["stdout"], job["output"]["stderr"]) == ("out.%a", "e%a")
