@@ -41,6 +41,9 @@ FINISHED = frozenset({JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLE
 NOT_STARTED = frozenset({JobStatus.WAITING, JobStatus.BLOCKED, JobStatus.HELD})
 UNFINISHED = tuple(s for s in JobStatus if s not in FINISHED)
 SECRET_VARIABLES = ("HYPER_API_KEY", "HYPER_WORKER_TOKEN")  # never passed on to jobs
+# the submitting shell's umask, in octal, which the job runs and makes its files with: in
+# its environment, as sbatch passes SLURM_UMASK (and a host of any version takes it)
+UMASK_VARIABLE = "HYPER_UMASK"
 ALL_STATUSES = tuple(JobStatus)
 
 

@@ -91,7 +91,6 @@ class JobOptions(TypedDict, total=False):
     collect: list[str]  # the files sent back to the host when the job ends
     request: dict[str, Any] | None  # what it asked: cpus, mem_mib, gpus (hyper.capacity)
     compat: list[str]  # the schedulers whose variables it gets: slurm, pbs, lsf
-    umask: str  # octal: the umask it runs and makes its files with (its submitter's)
 
 
 @dataclass

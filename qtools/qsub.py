@@ -25,7 +25,7 @@ import time
 
 from hyper import jobspec
 from hyper.errors import UsageError, is_utf8, one_line
-from hyper.jobs import SECRET_VARIABLES, wait_exit_code
+from hyper.jobs import SECRET_VARIABLES, UMASK_VARIABLE, wait_exit_code
 from qtools.command_line import REMAINDER
 from qtools.common import (
     ArgumentParser,
@@ -470,7 +470,7 @@ def shell_umask() -> str:
     records SLURM_UMASK and slurmd applies it)."""
     umask = os.umask(0o077)  # a umask is read only by setting one: then it is put back
     os.umask(umask)
-    return f"{umask:03o}"
+    return f"{umask:04o}"
 
 
 def array_body(options: JobOptions, args: Namespace) -> dict[str, Any] | None:
@@ -593,8 +593,7 @@ def build_job(
         "retries": options.retries or 0,
         "script": text,
         "submit_dir": submit_dir,
-        "env": environment(options, said),
-        "umask": shell_umask(),
+        "env": {**environment(options, said), UMASK_VARIABLE: shell_umask()},
         "priority": options.priority or 0,
         "hold": bool(options.hold),
         "depends": [
@@ -732,7 +731,7 @@ def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = Fa
 def describe(job: dict[str, Any]) -> str:
     """What --dry-run prints: the job as it would be submitted."""
     lines = [f"{key}: {job[key]}" for key in ("name", "queue", "definition", "retries", "priority")]
-    for key in ("time_limit", "hold", "submit_dir", "umask"):
+    for key in ("time_limit", "hold", "submit_dir"):
         if job.get(key):
             lines.append(f"{key}: {job[key]}")
     if job.get("resources"):

@@ -63,6 +63,11 @@ def test_bad_directives_name_the_line(text: str, message: str) -> None:
         parse_directives(text)
 
 
+def _env(job: dict) -> dict[str, str]:
+    """The job's environment but the submitting shell's umask, which every job carries."""
+    return {name: value for name, value in job["env"].items() if name != "HYPER_UMASK"}
+
+
 def _args(tmp_path: Path, text: str, *flags: str) -> argparse.Namespace:
     script = tmp_path / "job.sh"
     script.write_text(text)
@@ -190,7 +195,7 @@ def test_environment_lists_add_up_and_the_command_line_wins(tmp_path: Path) -> N
         "echo\n"
     )
     job = build_job(_args(tmp_path, text, "-v", "C=flag", "--name-value", "D=flag"))
-    assert job["env"] == {"A": "sbatch", "B": "hyper", "C": "flag", "D": "flag"}
+    assert _env(job) == {"A": "sbatch", "B": "hyper", "C": "flag", "D": "flag"}
 
 
 def test_directives_hyper_ignores_other_schedulers(
@@ -201,7 +206,7 @@ def test_directives_hyper_ignores_other_schedulers(
     assert job["name"] == "job.sh"
     assert "time_limit" not in job
     assert "compat" not in job
-    assert job["env"] == {}  # no Slurm default export either
+    assert _env(job) == {}  # no Slurm default export either
     assert capsys.readouterr().err == ""
 
 
@@ -239,7 +244,7 @@ def test_name_alone_takes_the_value_from_this_shell(
 ) -> None:
     monkeypatch.setenv("HYPER_TEST_VALUE", "from shell")
     job = build_job(_args(tmp_path, PLAIN, "-v", "HYPER_TEST_VALUE", "-v", "X=1"))
-    assert job["env"] == {"HYPER_TEST_VALUE": "from shell", "X": "1"}
+    assert _env(job) == {"HYPER_TEST_VALUE": "from shell", "X": "1"}
 
 
 def test_name_alone_must_be_set_in_this_shell(
@@ -255,7 +260,7 @@ def test_slurm_export_of_a_name_alone_takes_the_shell_value(
 ) -> None:
     monkeypatch.setenv("HYPER_TEST_VALUE", "v")
     text = "#SBATCH --export=HYPER_TEST_VALUE,Y=2\n" + PLAIN
-    assert build_job(_args(tmp_path, text))["env"] == {"HYPER_TEST_VALUE": "v", "Y": "2"}
+    assert _env(build_job(_args(tmp_path, text))) == {"HYPER_TEST_VALUE": "v", "Y": "2"}
 
 
 @pytest.mark.parametrize(
@@ -296,8 +301,8 @@ def test_slurm_default_export_never_passes_the_api_key(
 
 def test_no_environment_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYPER_TEST_VALUE", "seen")
-    assert build_job(_args(tmp_path, PLAIN))["env"] == {}
-    assert build_job(_args(tmp_path, "#PBS -N x\n" + PLAIN))["env"] == {}
+    assert _env(build_job(_args(tmp_path, PLAIN))) == {}
+    assert _env(build_job(_args(tmp_path, "#PBS -N x\n" + PLAIN))) == {}
 
 
 # ---- arrays and work items ----------------------------------------------------------
@@ -488,7 +493,6 @@ def test_no_time_limit_no_output_no_array_by_default(tmp_path: Path) -> None:
         "retries",
         "script",
         "submit_dir",
-        "umask",
         "env",
         "priority",
         "hold",
@@ -601,7 +605,13 @@ def test_describe_a_plain_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert lines[:5] == ["name: job.sh", "queue: q", "definition: d", "retries: 0", "priority: 0"]
     assert f"submit_dir: {tmp_path}" in lines
     assert 'output: {"stdout": "o.%j", "stderr": null, "join": false}' in lines
-    assert lines[lines.index("environment: 2 variables") + 1 :][:2] == ["  A=1", "  B=2"]
+    umask = os.umask(0o077)
+    os.umask(umask)
+    assert lines[lines.index("environment: 3 variables") + 1 :][:3] == [
+        "  A=1",
+        "  B=2",
+        f"  HYPER_UMASK={umask:04o}",  # the submitting shell's, which every job carries
+    ]
     assert not any(line.startswith(("tasks:", "hold:", "depends:")) for line in lines)
 
 
@@ -613,5 +623,4 @@ def test_a_job_carries_the_umask_of_the_shell_that_submitted_it(tmp_path: Path, 
         job = build_job(_args(tmp_path, PLAIN))
     finally:
         os.umask(before)
-    assert job["umask"] == f"{umask:03o}"
-    assert "HYPER_UMASK" not in job["env"] and os.umask(before) == before
+    assert job["env"]["HYPER_UMASK"] == f"{umask:04o}"  # Slurm's jobs find SLURM_UMASK

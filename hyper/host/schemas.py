@@ -91,9 +91,6 @@ class JobSubmission(Body):
     priority: int = Field(0, ge=-10_000, le=10_000)
     time_limit: int | None = Field(None, ge=1, le=10 * 365 * 86400, description="seconds")
     hold: bool = False
-    umask: str | None = Field(
-        None, pattern=r"^[0-7]{3,4}$", description="the submitter's umask, octal: the job's"
-    )
     resources: ResourcesBody | None = Field(
         None, description="CPUs, memory (MiB) and GPUs the job gets on its worker"
     )

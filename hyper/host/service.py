@@ -219,8 +219,6 @@ class HostService:
         output = job.output.model_dump() if job.output else {}
         # what the worker needs besides the script travels in the options
         options = {**output, "compat": job.compat, "package": job.package, "collect": job.collect}
-        if job.umask is not None:
-            options["umask"] = job.umask
         # kept for people to read (the dashboard): the store settles dependencies its own way
         options["depends"] = [f"{d.kind}:{d.target}" for d in job.depends]
         if job.resources:  # what the job asked for; the worker gives it (hyper.capacity)

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 
 from hyper import tarballs
-from hyper.jobs import SECRET_VARIABLES, LogKind
+from hyper.jobs import SECRET_VARIABLES, UMASK_VARIABLE, LogKind
 from hyper.jobspec import expand_output_pattern
 from hyper.messages import ClaimedJob
 from hyper.worker.container import container_command, container_tool
@@ -156,8 +156,9 @@ def resource_variables(job: ClaimedJob, placement: Placement, gpus_here: bool) -
 def job_umask(job: ClaimedJob) -> int | None:
     """The umask the job was submitted with, which it runs with and its -o/-e files are
     made with (as sbatch records it and slurmd applies it); None when it did not say."""
-    said = job.job_options().get("umask")
-    return int(said, 8) & 0o777 if said else None
+    said = job.env.get(UMASK_VARIABLE, "")
+    octal = 0 < len(said) <= 4 and all(digit in "01234567" for digit in said)
+    return int(said, 8) & 0o777 if octal else None
 
 
 def output_files(
