@@ -156,6 +156,10 @@ def _slurm_gres(options: JobOptions, value: str) -> JobOptions:
     return options
 
 
+def _same(options: JobOptions, value: str) -> JobOptions:
+    return options
+
+
 SLURM: dict[str, Handler] = {
     "-J": _set("name"), "--job-name": _set("name"),
     "-p": _set("queue"), "--partition": _set("queue"),
@@ -183,8 +187,10 @@ SLURM: dict[str, Handler] = {
     "--cpus-per-gpu": lambda o, v: o._replace(cpus_per_gpu=_count(v, "--cpus-per-gpu")),
     "--mem-per-gpu": lambda o, v: o._replace(mem_per_gpu=_mib(v, "M", "--mem-per-gpu")),
     "-N": _slurm_nodes, "--nodes": _slurm_nodes,
+    # sbatch's own (qtools.slurm.SCRIPT_OWN): how it answers, nothing of the job's
+    "--parsable": _same, "-W": _same, "--wait": _same,
 }  # fmt: skip
-SLURM_FLAGS = {"--requeue", "--no-requeue", "-H", "--hold"}
+SLURM_FLAGS = {"--requeue", "--no-requeue", "-H", "--hold", "--parsable", "-W", "--wait"}
 
 
 # ---- PBS --------------------------------------------------------------------------

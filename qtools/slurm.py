@@ -25,6 +25,7 @@ States and exit codes: ``qtools.states``; job fields and output formats:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -157,6 +158,11 @@ OWN = {
 }
 
 
+# of OWN, those a script's #SBATCH lines may give (sbatch(1): "#SBATCH ... followed by
+# any of the CLI options")
+SCRIPT_OWN = {"--parsable", "-W", "--wait"}
+
+
 def _usage(prog: str, text: str) -> int:
     sys.stdout.write(f"Usage: {prog} {text}\n")
     return 0
@@ -255,6 +261,7 @@ def sbatch(argv: list[str]) -> int:
             "This does not look like a batch script.  The first line must start"
             " with #! followed by the path to an interpreter."
         )
+    given.update(dict.fromkeys(_own_in_script(text), ""))
     lines = []
     for option, value in options:
         if option in OWN:
@@ -280,6 +287,26 @@ def sbatch(argv: list[str]) -> int:
         if "-W" in given or "--wait" in given:
             return dialect.wait_for(client, job_id)
     return 0
+
+
+def _own_in_script(text: str) -> set[str]:
+    """sbatch's flags of its own that a script's #SBATCH lines give: sbatch reads them
+    there as on its command line (simple_slurm writes `#SBATCH --parsable`, then reads
+    the id alone)."""
+    from qtools.directives import directive_lines, directive_words
+
+    found = set()
+    for number, rest in directive_lines(text, "#SBATCH"):
+        try:
+            words = directive_words(rest, "#SBATCH", number)
+        except UsageError:
+            continue  # the translation refuses the line, in its words
+        for word in words:
+            if word.startswith("--") and len(word) > 2:
+                with contextlib.suppress(UsageError):
+                    word = long_options.resolve(word.partition("=")[0], long_options.SBATCH_OPTIONS)
+            found.add(word)
+    return found & SCRIPT_OWN
 
 
 # ---- squeue ---------------------------------------------------------------------------

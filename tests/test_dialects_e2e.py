@@ -293,3 +293,18 @@ def test_a_job_runs_and_makes_its_files_with_the_umask_it_was_submitted_with(
         assert local.ok("qlog", job_id) == f"0{umask}\nout\n"
         for made in (local.cwd / "made.txt", local.cwd / f"out-{job_id}.txt"):
             assert made.stat().st_mode & 0o777 == mode, (submit, made)
+
+
+def test_sbatchs_own_options_in_a_scripts_lines_are_sbatchs(local: LocalHost) -> None:
+    """sbatch(1): #SBATCH lines take "any of the CLI options"; simple_slurm writes every
+    option there, `--parsable` among them, then reads the id alone (it was warned about
+    and ignored, and the tool failed on "Submitted batch job N", its job orphaned)."""
+    local.script("parsable.sh", f"#!/bin/bash\n#SBATCH --parsable\n#SBATCH -J p\n{DEF}exit 3\n")
+    done = sh(local, "sbatch parsable.sh")
+    assert done.code == 0 and done.err == "", done
+    assert re.fullmatch(r"[0-9]+\n", done.out), done.out
+    local.script("waits.sh", f"#!/bin/bash\n#SBATCH --pars\n#SBATCH --wait\n{DEF}exit 3\n")
+    waited = sh(local, "sbatch waits.sh")  # abbreviated as getopt reads it; and -W
+    assert waited.code == 3 and re.fullmatch(r"[0-9]+\n", waited.out), waited
+    assert local.wait_finished(done.out.strip())["status"] == "Failed"
+    assert sh(local, "qsub parsable.sh").err == ""  # qsub takes the lines as sbatch's
