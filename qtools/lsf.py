@@ -304,10 +304,12 @@ def bjobs(argv: list[str]) -> int:
         jobs = [job for job in jobs if job["queue"] == given["-q"]]
     if not dialect.is_me(given.get("-u")):
         jobs = []
+    # each state flag adds its jobs: `bjobs -p -r` lists the pending and the running ones
+    # (FireWorks counts a queue's jobs so), not those that are both
     wanted = {"-d": ("DONE", "EXIT"), "-p": ("PEND", "PSUSP"), "-r": ("RUN",)}
-    for flag, words in wanted.items():
-        if flag in given and not ids:
-            jobs = [job for job in jobs if states.words(job).lsf in words]
+    chosen = [word for flag, words in wanted.items() if flag in given for word in words]
+    if chosen and not ids:
+        jobs = [job for job in jobs if states.words(job).lsf in chosen]
     if "-json" in given:
         chosen = fields or [(f, None, False) for f in DEFAULT_FIELDS]
         records: list[dict[str, str]] = [

@@ -308,3 +308,17 @@ def test_sbatchs_own_options_in_a_scripts_lines_are_sbatchs(local: LocalHost) ->
     assert waited.code == 3 and re.fullmatch(r"[0-9]+\n", waited.out), waited
     assert local.wait_finished(done.out.strip())["status"] == "Failed"
     assert sh(local, "qsub parsable.sh").err == ""  # qsub takes the lines as sbatch's
+
+
+def test_bjobs_state_flags_add_their_jobs_up(local: LocalHost) -> None:
+    """FireWorks' LSF adapter counts a queue's jobs with `bjobs -p -r`: the pending and the
+    running ones (each flag filtered in turn, it counted none, and would submit on past
+    the queue's limit)."""
+    local.script("long.sh", f"#!/bin/bash\n{DEF}sleep 30\n")
+    running = re.findall(r"Job <([0-9]+)>", ok(local, "bsub -q sample-queue-1 long.sh"))[0]
+    held = re.findall(r"Job <([0-9]+)>", ok(local, "bsub -H -q sample-queue-1 long.sh"))[0]
+    local.wait_for(lambda: local.job(running)["status"] == "Running", 60, "a running job")
+    listed = ok(local, "bjobs -p -r -noheader -o 'jobid stat'").split("\n")
+    assert sorted(line.split() for line in listed if line) == [[running, "RUN"], [held, "PSUSP"]]
+    assert ok(local, "bjobs -r -noheader -o jobid").split() == [running]
+    ok(local, f"bkill {running} {held}")
