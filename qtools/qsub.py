@@ -16,6 +16,7 @@ tells them apart (see ``pbs_forms``).
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import re
@@ -622,6 +623,8 @@ def build_job(
         job["compat"] = schedulers or ["pbs"]
     if array is not None:
         job["array"] = array
+        if "slurm" in job.get("compat", []) and array.get("spec"):
+            job["env"].update(slurm_array_variables(array["spec"]))
     parts = []
     if foreign and foreign.warnings:
         parts.append(foreign.warnings[0].removeprefix("ignored (not supported): "))
@@ -634,6 +637,22 @@ def build_job(
     else:
         notes += said
     return job
+
+
+def slurm_array_variables(spec: str) -> dict[str, str]:
+    """What every task of a Slurm array finds of the array as a whole (sbatch(1), "Job
+    Array Support"): its lowest and highest index, and its step where the indices have
+    one (Snakemake's Slurm executor runs the array's commands from the task whose index
+    is the lowest)."""
+    indices = jobspec.parse_array(spec).indices
+    found = {
+        "SLURM_ARRAY_TASK_MIN": str(min(indices)),
+        "SLURM_ARRAY_TASK_MAX": str(max(indices)),
+    }
+    steps = {b - a for a, b in itertools.pairwise(indices)}
+    if len(steps) <= 1:
+        found["SLURM_ARRAY_TASK_STEP"] = str(steps.pop() if steps else 1)
+    return found
 
 
 def request_body(options: JobOptions) -> dict[str, int]:

@@ -322,3 +322,21 @@ def test_bjobs_state_flags_add_their_jobs_up(local: LocalHost) -> None:
     assert sorted(line.split() for line in listed if line) == [[running, "RUN"], [held, "PSUSP"]]
     assert ok(local, "bjobs -r -noheader -o jobid").split() == [running]
     ok(local, f"bkill {running} {held}")
+
+
+def test_a_slurm_arrays_tasks_find_the_arrays_lowest_highest_index_and_step(
+    local: LocalHost,
+) -> None:
+    """sbatch(1), "Job Array Support": SLURM_ARRAY_TASK_MIN, _MAX, _STEP and _COUNT.
+    Snakemake's Slurm executor runs the array's commands from the task whose index is
+    _MIN: without it, every task of its arrays failed."""
+    body = 'echo "$SLURM_ARRAY_TASK_ID $SLURM_ARRAY_TASK_MIN $SLURM_ARRAY_TASK_MAX'
+    body += ' ${SLURM_ARRAY_TASK_STEP-none} $SLURM_ARRAY_TASK_COUNT"\n'
+    for spec, expected in (
+        ("3-11:4", ["3 3 11 4 3", "7 3 11 4 3", "11 3 11 4 3"]),
+        ("2,5,9", ["2 2 9 none 3", "5 2 9 none 3", "9 2 9 none 3"]),
+    ):
+        local.script("arr.sh", f"#!/bin/bash\n#SBATCH -a {spec}\n#SBATCH -o /dev/null\n{DEF}{body}")
+        array_id = ok(local, "sbatch --parsable --wait arr.sh").strip()
+        said = [line for line in local.ok("qlog", array_id).splitlines() if "==>" not in line]
+        assert said == expected, spec
