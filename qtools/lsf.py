@@ -307,9 +307,9 @@ def bjobs(argv: list[str]) -> int:
     # each state flag adds its jobs: `bjobs -p -r` lists the pending and the running ones
     # (FireWorks counts a queue's jobs so), not those that are both
     wanted = {"-d": ("DONE", "EXIT"), "-p": ("PEND", "PSUSP"), "-r": ("RUN",)}
-    chosen = [word for flag, words in wanted.items() if flag in given for word in words]
-    if chosen and not ids:
-        jobs = [job for job in jobs if states.words(job).lsf in chosen]
+    in_states = [word for flag, words in wanted.items() if flag in given for word in words]
+    if in_states and not ids:
+        jobs = [job for job in jobs if states.words(job).lsf in in_states]
     if "-json" in given:
         chosen = fields or [(f, None, False) for f in DEFAULT_FIELDS]
         records: list[dict[str, str]] = [
