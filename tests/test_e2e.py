@@ -77,6 +77,41 @@ def test_an_output_file_that_cannot_be_written_leaves_the_job_and_its_log_whole(
     assert "cannot open its output file" in (record["reason"] or "")
 
 
+def test_output_files_in_a_folder_every_user_may_write_are_never_another_users(
+    local: LocalHost, tmp_path: Path
+) -> None:
+    """A sticky folder all may write (/tmp) on a machine without the kernel's
+    protected_symlinks: another user's link there, at a job's -o path, had a root-run
+    host overwrite its target (/etc's files); another user's file there got the job's
+    stderr. Both are refused now, as that kernel setting would; the user's own link is
+    followed, and a new file is made."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim.conf"
+    victim.write_text("keep\n")
+    (shared / "planted.out").symlink_to(victim)
+    os.chown(shared / "planted.out", 65534, 65534, follow_symlinks=False)  # nobody's
+    theirs = shared / "theirs.err"
+    theirs.write_text("")
+    theirs.chmod(0o666)
+    os.chown(theirs, 65534, 65534)
+    local.script("secret.sh", "echo secret\necho secret-error >&2\n")
+    for flags in (["-o", str(shared / "planted.out")],
+                  ["-o", str(shared / "ok.out"), "-e", str(theirs)]):  # fmt: skip
+        job_id = local.sh("qsub", "--wait", *Q, *flags, "secret.sh").out.strip()
+        record = local.job(job_id)
+        assert record["status"] == "Failed", record
+        assert "another user's" in record["reason"], record
+        assert "in a folder all may write" in record["reason"], record
+    assert victim.read_text() == "keep\n" and theirs.read_text() == ""
+    mine = tmp_path / "mine.txt"
+    (shared / "mine.out").symlink_to(mine)  # the user's own link: followed
+    local.ok("qsub", "--wait", *Q, "-o", str(shared / "mine.out"), "secret.sh")
+    local.ok("qsub", "--wait", *Q, "-o", str(shared / "new.out"), "secret.sh")
+    assert mine.read_text() == (shared / "new.out").read_text() == "secret\nsecret-error\n"
+
+
 def test_stdout_carries_only_the_id_and_the_job_sees_its_environment(local: LocalHost) -> None:
     local.script(
         "env.sh",

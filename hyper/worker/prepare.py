@@ -218,23 +218,61 @@ def open_output(path: Path, first: bool, mode: int | None = None) -> BinaryIO:
     worker may read back (the kept part of what the job wrote there) where it may. One
     it makes has `mode` (the job's umask's), else what the worker's umask leaves."""
     flags = os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if first else 0)
+    owners = _shared_folder_owners(path)
+    if owners is not None:
+        flags |= os.O_NOFOLLOW  # a link of its owners' is followed: see _shared_folder_owners
     try:
         regular = stat.S_ISREG(os.stat(path).st_mode)
     except FileNotFoundError:
         regular = True
     try:
-        if not regular:  # /dev/null, a FIFO...
-            raise PermissionError
-        fd = _create(path, os.O_RDWR | flags, mode)
-    except PermissionError:  # a file the worker may write and not read: it is written
-        # without waiting for a FIFO's reader (ENXIO: none), then writes that wait for it
-        fd = _create(path, os.O_WRONLY | os.O_NONBLOCK | flags, mode)
-        os.set_blocking(fd, True)
+        try:
+            if not regular:  # /dev/null, a FIFO...
+                raise PermissionError
+            fd = _create(path, os.O_RDWR | flags, mode)
+        except PermissionError:  # a file the worker may write and not read: it is written
+            # without waiting for a FIFO's reader (ENXIO: none), then writes that wait for it
+            fd = _create(path, os.O_WRONLY | os.O_NONBLOCK | flags, mode)
+            os.set_blocking(fd, True)
+    except OSError as error:
+        if owners is not None and error.errno == errno.ELOOP:
+            raise PermissionError(
+                errno.EACCES,
+                "another user's link in a folder all may write (not followed)",
+                str(path),
+            ) from None
+        raise
+    if owners is not None and os.fstat(fd).st_uid not in owners:
+        os.close(fd)
+        raise PermissionError(
+            errno.EACCES, "another user's file in a folder all may write (not written)", str(path)
+        )
     try:
         return cast(BinaryIO, os.fdopen(fd, "ab"))
     except BaseException:
         os.close(fd)
         raise
+
+
+def _shared_folder_owners(path: Path) -> tuple[int, int] | None:
+    """Who may own an output file in a sticky folder that every user may write (/tmp),
+    as the kernel's protected_symlinks and protected_regular would have it where a
+    machine does not set them: the worker's user and the folder's owner. Another user's
+    link there was followed (a root-run host overwrote /etc's files), and another user's
+    file written into. None: not such a folder, or a link of those owners' there, which
+    is followed as the kernel follows it (no other user may replace it in such a folder)."""
+    try:
+        folder = os.stat(path.parent)
+    except OSError:
+        return None
+    if not (folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH):
+        return None
+    owners = (os.geteuid(), folder.st_uid)
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return owners  # made here, never through a link planted meanwhile (O_NOFOLLOW)
+    return None if stat.S_ISLNK(found.st_mode) and found.st_uid in owners else owners
 
 
 def _create(path: Path, flags: int, mode: int | None) -> int:
@@ -245,7 +283,10 @@ def _create(path: Path, flags: int, mode: int | None) -> int:
     try:
         return os.open(path, flags & ~os.O_CREAT)
     except FileNotFoundError:
-        fd = os.open(path, flags | os.O_EXCL, mode)
+        try:
+            fd = os.open(path, flags | os.O_EXCL, mode)
+        except FileExistsError:  # a link to no file yet (O_EXCL never follows one)
+            return os.open(path, flags, mode)
         os.fchmod(fd, mode)
         return fd
 
