@@ -210,3 +210,51 @@ def test_a_batch_systems_command_is_never_one_of_hypers_own(
     found = [str(dialects / d) for d in ("slurm", "pbs", "lsf")]
     monkeypatch.setenv("PATH", ":".join([*found, str(system), "/usr/bin", "/bin"]))
     assert run([name, "-x"]) == f"the batch system: {name} -x\n"
+
+
+def _slurm_commands(folder: Path, monkeypatch: pytest.MonkeyPatch, squeue: str) -> None:
+    """sbatch and squeue stand-ins first on PATH: sbatch submits array 77, squeue as given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in (("sbatch", "echo 77"), ("squeue", squeue)):
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+
+
+def test_a_slow_batch_system_never_holds_the_host(
+    tmp_path: Path, store: SQLiteStore, settings: HostSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Slurm controller that stopped answering held every scheduler tick on squeue, for up
+    to 60 s each: every request to the host waited, and jobs whose leases it could not
+    renew meanwhile were ended by their own workers. The poll runs beside the host now."""
+    from hyper.launchers.slurm import SlurmLauncher
+
+    _slurm_commands(tmp_path / "bin", monkeypatch, "sleep 3\necho '77_1|RUNNING|hyper-hpc'")
+    put_region(store, region(partition="p"))
+    launcher = SlurmLauncher(settings, store)
+    (pilot,) = launcher.launch(request(1))
+    began = time.monotonic()
+    assert launcher.alive(pilot) is None  # no answer yet: not judged
+    assert launcher.alive(pilot) is None
+    assert time.monotonic() - began < 1.5  # one wait of 1 s at most, not one per question
+    deadline = time.monotonic() + 10
+    while launcher.alive(pilot) is None:
+        assert time.monotonic() < deadline, "the late answer was never taken"
+        time.sleep(0.2)
+    assert launcher.alive(pilot) is True
+
+
+def test_no_pilot_is_submitted_while_the_batch_system_does_not_answer(
+    tmp_path: Path, store: SQLiteStore, settings: HostSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hyper.launchers.slurm import SlurmLauncher
+
+    _slurm_commands(tmp_path / "bin", monkeypatch, "echo 'connection refused' >&2\nexit 1")
+    put_region(store, region(partition="p"))
+    launcher = SlurmLauncher(settings, store)
+    (pilot,) = launcher.launch(request(1))
+    assert launcher.alive(pilot) is None  # its squeue failed
+    assert launcher.launch(request(1)) == []  # its sbatch would wait as long: not asked
+    _slurm_commands(tmp_path / "bin", monkeypatch, "echo '77_1|PENDING|hyper-hpc'")
+    assert launcher.alive(pilot) is True
+    assert len(launcher.launch(request(1))) == 1

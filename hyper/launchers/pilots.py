@@ -25,8 +25,10 @@ import re
 import secrets
 import shlex
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 LEAVE_MARGIN_SECONDS = 120.0
 STATUS_SECONDS = 2.0  # one status poll serves every question asked within this long
 COMMAND_SECONDS = 60.0  # the longest a submit, status or cancel command may take
+# how long the host waits for a status poll's answer: the poll runs in a thread of its
+# own, and a batch system slower than this is asked again later, without holding the host
+STATUS_PATIENCE_SECONDS = 1.0
 KEY_FILE = "pilot-key"  # beside the host's data, mode 0600: the pilots read the API key here
 
 # REGION-JOBID-TOKEN: a batch job id starts with a digit (Slurm 12_3, PBS 12[3].server,
@@ -123,6 +128,61 @@ def pilot_name(region: str) -> str:
     return f"hyper-{region}"
 
 
+class StatusPoll:
+    """A batch system's status command, run in a thread of its own: the host's loop waits
+    for its answer STATUS_PATIENCE_SECONDS at most, and never while one poll is late. A
+    Slurm controller that stopped answering held every tick 60 s (squeue's time limit):
+    requests to the host waited, and healthy jobs, their leases not renewed, were ended
+    by their own workers. Without an answer the host judges no pilot (None)."""
+
+    def __init__(self, command: Callable[[], list[str]], system: BatchSystem) -> None:
+        self._command, self._system = command, system
+        self._lock = threading.Lock()
+        self._states: dict[str, str] | None = None
+        self._at = 0.0  # when those states were read (monotonic)
+        self._since = 0.0  # a poll asked before this (pilots changed since) counts for none
+        self._asking: threading.Thread | None = None
+        self._asked_at = 0.0
+        self.answering = True  # its last poll answered (or none was made yet)
+
+    def states(self) -> dict[str, str] | None:
+        with self._lock:
+            if self._fresh():
+                return self._states
+            if self._asking is None or not self._asking.is_alive():
+                self._asking = threading.Thread(
+                    target=self._ask, name=f"{self._system.name} status", daemon=True
+                )
+                self._asked_at = time.monotonic()
+                self._asking.start()
+            asking, waited = self._asking, time.monotonic() - self._asked_at
+        asking.join(max(0.0, STATUS_PATIENCE_SECONDS - waited))
+        with self._lock:
+            return self._states if self._fresh() else None
+
+    def forget(self) -> None:
+        """The next question asks again (pilots were submitted or cancelled)."""
+        with self._lock:
+            self._at, self._since = 0.0, time.monotonic()
+
+    def _fresh(self) -> bool:
+        return self._states is not None and time.monotonic() - self._at <= STATUS_SECONDS
+
+    def _ask(self) -> None:
+        asked = time.monotonic()
+        try:
+            states = self._system.parse_status(run(self._command(), timeout=COMMAND_SECONDS))
+        except CommandFailed as error:
+            log.warning("%s status: %s", self._system.name, error)
+            with self._lock:
+                self.answering = False
+            return
+        with self._lock:
+            self.answering = True
+            if asked >= self._since:  # read after the last change of pilots: it holds
+                self._states, self._at = states, time.monotonic()
+
+
 def parse_pilot_id(worker_id: str) -> tuple[str, str] | None:
     """(region, batch job id) of a pilot's worker id."""
     found = PILOT_ID.match(worker_id)
@@ -135,9 +195,8 @@ class PilotLauncher(Launcher):
     def __init__(self, settings: HostSettings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self._status: dict[str, str] | None = None
-        self._status_at = 0.0
         self.user = getpass.getuser()
+        self._poll = StatusPoll(lambda: self.system.status_command(self.user), self.system)
 
     @property
     def startup_seconds(self) -> float | None:  # type: ignore[override]
@@ -150,6 +209,8 @@ class PilotLauncher(Launcher):
     def launch(self, request: LaunchRequest) -> list[WorkerRecord]:
         region = find_spec(self.store, ResourceKind.REGION, request.region, RegionSpec)
         if region is None:
+            return []
+        if not self._poll.answering:  # its submit would wait as long on the host's loop
             return []
         count = min(request.count, self.capacity(request.region, request.definition.name) or 0)
         if count <= 0:
@@ -179,7 +240,7 @@ class PilotLauncher(Launcher):
             said = "; ".join(line.strip() for line in error.stderr.splitlines() if line.strip())
             self._fail(region, said or str(error))
             return []
-        self._status = None  # the next question polls again
+        self._poll.forget()  # the next question polls again
         records = []
         for index in range(1, count + 1):
             element = self.system.element_id(array_id, index)
@@ -244,16 +305,8 @@ class PilotLauncher(Launcher):
 
     def status(self) -> dict[str, str] | None:
         """Every pilot's state, from one status command at most every STATUS_SECONDS;
-        None when the batch system does not answer."""
-        now = time.monotonic()
-        if self._status is None or now - self._status_at > STATUS_SECONDS:
-            try:
-                stdout = run(self.system.status_command(self.user), timeout=COMMAND_SECONDS)
-            except CommandFailed as error:
-                log.warning("%s status: %s", self.system.name, error)
-                return None
-            self._status, self._status_at = self.system.parse_status(stdout), now
-        return self._status
+        None when the batch system does not answer (or not yet: StatusPoll)."""
+        return self._poll.states()
 
     def alive(self, worker: WorkerRecord) -> bool | None:
         found = parse_pilot_id(worker.id)
@@ -299,7 +352,7 @@ class PilotLauncher(Launcher):
 
     def _cancel(self, job_ids: list[str]) -> None:
         self._run_quietly(self.system.cancel_command(job_ids))
-        self._status = None
+        self._poll.forget()
 
     def _run_quietly(self, command: list[str]) -> None:
         try:
