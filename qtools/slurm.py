@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -390,10 +391,13 @@ def squeue(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(json_document(jobs, "squeue"), indent=2) + "\n")
         return 0
     header = not ("-h" in given or "--noheader" in given)
-    if "-O" in given or "--Format" in given:
-        cells = long_format(given.get("-O", given.get("--Format", "")))
+    # squeue(1): SQUEUE_FORMAT is -o, SQUEUE_FORMAT2 is -O, where neither option is given
+    percent = given.get("-o", given.get("--format", os.environ.get("SQUEUE_FORMAT")))
+    fields = given.get("-O", given.get("--Format", os.environ.get("SQUEUE_FORMAT2")))
+    if fields is not None and ("-o" not in given and "--format" not in given):
+        cells = long_format(fields)
     else:
-        cells = percent_format(given.get("-o", given.get("--format", SQUEUE_DEFAULT)))
+        cells = percent_format(percent or SQUEUE_DEFAULT)
     sys.stdout.write(render(cells, jobs, header))
     return 0
 

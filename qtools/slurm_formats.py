@@ -132,7 +132,25 @@ FIELDS: dict[str, Callable[[Fields], str]] = {
     "reqmem": lambda f: f"{dialect.requested(f.job)[1] or 0}M",
     "maxrss": lambda f: _maxrss(f.job),
     "cluster": lambda f: "hyper",
+    "timeleft": lambda f: _time_left(f.job),
+    "minmemory": lambda f: f"{dialect.requested(f.job)[1] or 0}M",
+    "tres-per-node": lambda f: _gres(f.job),
+    "gres": lambda f: _gres(f.job),
 }
+
+
+def _time_left(job: dict[str, Any]) -> str:
+    """squeue's %L: the time limit less what the job has run, UNLIMITED without one."""
+    limit = job.get("time_limit")
+    if not limit:
+        return "UNLIMITED"
+    return _short_duration(max(0.0, limit - dialect.elapsed(job)))
+
+
+def _gres(job: dict[str, Any]) -> str:
+    """squeue's %b: the generic resources it asked for, GPUs here (N/A without)."""
+    gpus = dialect.requested(job)[2]
+    return f"gres/gpu:{gpus}" if gpus else "N/A"
 
 
 SQUEUE_DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
@@ -165,6 +183,9 @@ PERCENT = {
     "o": "name",
     "k": "comment",
     "Q": "priority",
+    "L": "timeleft",
+    "m": "minmemory",
+    "b": "tres-per-node",
 }
 
 
@@ -196,6 +217,9 @@ PERCENT_TITLES = {
     "o": "COMMAND",
     "k": "COMMENT",
     "Q": "PRIORITY",
+    "L": "TIME_LEFT",
+    "m": "MIN_MEMORY",
+    "b": "TRES_PER_NODE",
 }
 
 
@@ -208,6 +232,9 @@ FORMAT_TITLES = {
     "name": "NAME",
     "numnodes": "NODES",
     "reasonlist": "NODELIST(REASON)",
+    "timeleft": "TIME_LEFT",
+    "minmemory": "MIN_MEMORY",
+    "tres-per-node": "TRES_PER_NODE",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,28 @@ def test_squeue_formats() -> None:
         ["JOBID", "ST", "REASON"], ["12", "R", "None"], ["13_2", "PD", "Priority"]]  # fmt: skip
     with pytest.raises(UsageError):
         slurm_formats.percent_format("%y")
+
+
+def test_squeue_time_left_memory_and_gres_as_simple_slurm_asks_them() -> None:
+    """simple_slurm's squeue wrapper asks "%i","%j","%t","%M","%L","%D","%C","%m","%b","%R":
+    squeue(1) "%L Time left for the job to execute in days-hours:minutes:seconds ... or
+    UNLIMITED", "%m Minimum size of memory (in MB) requested by the job", "%b Generic
+    resources (gres) required by the job" (it was refused: invalid output format: %L)."""
+    now = time.time()
+    jobs = [
+        job("Running", started=now - 65, time_limit=600, resources={"mem_mib": 512, "gpus": 1}),
+        job("Waiting", id=14),
+    ]
+    spec = '"%i","%j","%t","%M","%L","%D","%C","%m","%b","%R"'
+    out = slurm_formats.render(slurm_formats.percent_format(spec), jobs, header=True)
+    lines = out.splitlines()
+    assert lines[0] == (
+        '"JOBID","NAME","ST","TIME","TIME_LEFT","NODES","CPUS","MIN_MEMORY","TRES_PER_NODE",'
+        '"NODELIST(REASON)"'
+    )
+    assert lines[1].split(",")[4] in ('"8:55"', '"8:54"')
+    assert lines[1].split(",")[7:9] == ['"512M"', '"gres/gpu:1"']
+    assert lines[2].split(",")[4] == '"UNLIMITED"' and lines[2].split(",")[8] == '"N/A"'
 
 
 def test_squeue_json() -> None:

@@ -340,3 +340,14 @@ def test_a_slurm_arrays_tasks_find_the_arrays_lowest_highest_index_and_step(
         array_id = ok(local, "sbatch --parsable --wait arr.sh").strip()
         said = [line for line in local.ok("qlog", array_id).splitlines() if "==>" not in line]
         assert said == expected, spec
+
+
+def test_squeue_reads_its_format_from_the_environment(local: LocalHost) -> None:
+    """squeue(1), ENVIRONMENT VARIABLES: "SQUEUE_FORMAT Same as -o", "SQUEUE_FORMAT2 Same
+    as -O"; an option given wins."""
+    local.script("wait.sh", f"#!/bin/bash\n#SBATCH -t 5\n{DEF}sleep 30\n")
+    job_id = ok(local, "sbatch --parsable wait.sh").strip()
+    assert ok(local, "SQUEUE_FORMAT='%i|%L|%b' squeue -h").startswith(f"{job_id}|")
+    assert ok(local, "SQUEUE_FORMAT2='JobID:10,Name' squeue -h").split() == [job_id, "wait.sh"]
+    assert ok(local, "SQUEUE_FORMAT='%L' squeue -h -o %i").split() == [job_id]
+    ok(local, f"scancel {job_id}")
