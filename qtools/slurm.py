@@ -159,6 +159,8 @@ OWN = {
 }
 
 
+# a job step hyper keeps no record of: 12.0, 12_3.1, 12.extern (12.batch is the job)
+SLURM_STEP = re.compile(r"[0-9]+(_[0-9]+)?\.([0-9]+|extern|interactive)")
 # of OWN, those a script's #SBATCH lines may give (sbatch(1): "#SBATCH ... followed by
 # any of the CLI options")
 SCRIPT_OWN = {"--parsable", "-W", "--wait"}
@@ -629,7 +631,9 @@ def sacct(argv: list[str]) -> int:
         sys.stdout.write(" ".join(known) + "\n")
         return 0
     ids = dialect.split_words([v for k, v in options if k in ("-j", "--jobs") and v], r"[,\s]+")
-    words = [dialect.job_word(w) for w in ids]
+    # a job's steps: hyper keeps none but the batch step, which is the job (12.batch); sacct
+    # prints nothing for a step there is not (Snakemake asks 12.0 to 12.9 of a failed job)
+    words = [dialect.job_word(w) for w in ids if not SLURM_STEP.fullmatch(w)]
     state_names = given.get("-s", given.get("--state"))
     names = given.get("--name")
     users = given.get("-u", given.get("--user"))
@@ -637,8 +641,10 @@ def sacct(argv: list[str]) -> int:
     from qtools.common import connect
 
     with connect(host) as client:
-        if words:
-            jobs, _missing = dialect.fetch_named(client, words, collapse=False)
+        if ids:
+            jobs, _missing = (
+                dialect.fetch_named(client, words, collapse=False) if words else ([], [])
+            )
             jobs = [job for job in jobs if job.get("kind") != "array"]
         else:
             since_text = given.get("-S", given.get("--starttime"))

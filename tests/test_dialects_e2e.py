@@ -351,3 +351,15 @@ def test_squeue_reads_its_format_from_the_environment(local: LocalHost) -> None:
     assert ok(local, "SQUEUE_FORMAT2='JobID:10,Name' squeue -h").split() == [job_id, "wait.sh"]
     assert ok(local, "SQUEUE_FORMAT='%L' squeue -h -o %i").split() == [job_id]
     ok(local, f"scancel {job_id}")
+
+
+def test_sacct_prints_nothing_for_a_step_hyper_has_no_record_of(local: LocalHost) -> None:
+    """Snakemake's Slurm executor asks `sacct -j ID.0` to `ID.9` of a failed job, and read
+    ten steps, each with the job's state; Slurm prints a step only where there is one. The
+    batch step (ID.batch) is the job itself here."""
+    local.script("fails.sh", f"#!/bin/bash\n{DEF}exit 3\n")
+    job_id = sh(local, "sbatch --parsable --wait fails.sh").out.strip()
+    fields = "-n -P -o JobID,State"
+    assert ok(local, f"sacct -j {job_id}.0,{job_id}.9,{job_id}.extern {fields}") == ""
+    assert ok(local, f"sacct -j {job_id}.batch {fields}").split() == [f"{job_id}|FAILED"]
+    assert ok(local, f"sacct -j {job_id}.0,{job_id} {fields}").split() == [f"{job_id}|FAILED"]
