@@ -326,15 +326,22 @@ def pbs_command_line(args: Namespace) -> bool:
 
 
 def output_paths(
-    options: JobOptions, foreign: Translation | None, array: bool, submit_dir: str
+    options: JobOptions,
+    foreign: Translation | None,
+    array: bool,
+    submit_dir: str,
+    *,
+    pbs: bool = False,
+    torque: bool = False,
 ) -> JobOptions:
-    """The -o and -e files where the script's scheduler puts them (qtools.foreign), and
-    qsub's -o naming a folder as PBS reads it."""
-    schedulers = foreign.schedulers if foreign else []
+    """The -o and -e files where the script's scheduler puts them (qtools.foreign): a
+    script without directives is PBS's where the command line has PBS's forms (`pbs`:
+    myqueue, Snakemake's PBS profiles; `torque`: a Torque array); and qsub's -o naming a
+    folder as PBS reads it."""
+    schedulers = (foreign.schedulers if foreign else []) or (["pbs"] if pbs else [])
     if schedulers:
         from qtools.foreign import output_files
 
-        torque = bool(foreign and foreign.torque_array)
         options = output_files(schedulers[0], options, array=array, torque=torque)
         if schedulers[0] == "pbs" and submit_dir != os.getcwd():  # Torque's -d: qsub(1B)'s
             options = options._replace(  # relative -o and -e are where qsub ran
@@ -586,7 +593,9 @@ def build_job(
         if value is not None and not value.strip():
             raise UsageError(f"{flag}: the name is empty")
     array = array_body(options, args)
-    options = output_paths(options, foreign, array is not None, submit_dir)
+    options = output_paths(
+        options, foreign, array is not None, submit_dir, pbs=pbs_command_line(args), torque=torque
+    )
     job: dict[str, Any] = {
         "name": job_name(default_name if options.name is None else options.name, foreign, said),
         "queue": options.queue,

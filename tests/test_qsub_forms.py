@@ -511,6 +511,23 @@ def test_pbs_forms_on_the_command_line_make_a_pbs_job(
     assert _job(tmp_path, "#!/bin/bash\necho\n", *flags).get("compat") == compat
 
 
+@pytest.mark.parametrize(
+    ("flags", "output"),
+    [
+        (["-l", "walltime=1:00:00"], {"stdout": "%x.o%j", "stderr": "%x.e%j", "join": False}),
+        (["-j", "oe"], {"stdout": "%x.o%j", "stderr": None, "join": True}),
+        (["-t", "1-3"], {"stdout": "%x.o%A-%a", "stderr": "%x.e%A-%a", "join": False}),
+        (["-q", "sample-queue-1"], None),  # Cyclone's forms: hyper's job, its log only
+    ],
+)
+def test_pbs_forms_on_the_command_line_write_pbss_output_files(
+    tmp_path: Path, flags: list[str], output: dict | None
+) -> None:
+    """qsub(1B): "the default ... job_name.oSEQ"; myqueue and Snakemake's PBS profiles
+    submit scripts without #PBS lines and read those files (none were written)."""
+    assert _job(tmp_path, "#!/bin/bash\necho\n", *flags).get("output") == output
+
+
 def test_a_byte_order_mark_before_the_shebang_is_removed_with_a_note(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
