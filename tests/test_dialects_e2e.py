@@ -363,3 +363,22 @@ def test_sacct_prints_nothing_for_a_step_hyper_has_no_record_of(local: LocalHost
     assert ok(local, f"sacct -j {job_id}.0,{job_id}.9,{job_id}.extern {fields}") == ""
     assert ok(local, f"sacct -j {job_id}.batch {fields}").split() == [f"{job_id}|FAILED"]
     assert ok(local, f"sacct -j {job_id}.0,{job_id} {fields}").split() == [f"{job_id}|FAILED"]
+
+
+def test_a_job_ended_at_its_time_limit_says_so_as_its_scheduler_would(local: LocalHost) -> None:
+    """slurmstepd writes "*** JOB N ON NODE CANCELLED AT TIME DUE TO TIME LIMIT ***" into the
+    job's stderr, which myqueue reads to tell a timeout (it showed such jobs as running
+    for 30 more minutes); PBS writes "=>> PBS: job killed: walltime ... exceeded limit"."""
+    local.script("slurm.sh", f"#!/bin/bash\n#SBATCH -t 0:02\n#SBATCH -o s-%j.out\n{DEF}sleep 30\n")
+    job_id = sh(local, "sbatch --parsable --wait slurm.sh").out.strip()
+    said = (local.cwd / f"s-{job_id}.out").read_text()
+    assert re.fullmatch(
+        rf"slurmstepd: error: \*\*\* JOB {job_id} ON \S+ CANCELLED AT "
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8} DUE TO TIME LIMIT \*\*\*\n",
+        said,
+    ), said
+    assert local.ok("qlog", "-t", "STDERR", job_id) == said
+    assert ok(local, f"sacct -j {job_id} -X -n -P -o State").strip() == "TIMEOUT"
+    local.script("pbs.sh", f"#!/bin/bash\n#PBS -l walltime=00:00:02\n#PBS -N w\n{DEF}sleep 30\n")
+    job_id = sh(local, "qsub --wait pbs.sh").out.strip()
+    assert (local.cwd / f"w.e{job_id}").read_text().startswith("=>> PBS: job killed: walltime")

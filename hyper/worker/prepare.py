@@ -15,6 +15,7 @@ import socket
 import stat
 import sys
 import tarfile
+import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
@@ -78,6 +79,22 @@ def compat_variables(scheduler: str, env: dict[str, str]) -> dict[str, str]:
             found |= {"LSB_JOBINDEX": index or "", "LSB_JOBID": array_id}
         return found
     return {}
+
+
+def time_limit_notice(job: ClaimedJob, now: float) -> str | None:
+    """What the job's own scheduler writes at the end of its stderr when it ends the job
+    at its time limit (myqueue reads Slurm's line to tell a timeout), None for hyper's."""
+    compat = job.job_options().get("compat", [])
+    if "slurm" in compat:
+        node = socket.gethostname().split(".")[0]
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+        said = f"*** JOB {job.id} ON {node} CANCELLED AT {when} DUE TO TIME LIMIT ***"
+        return f"slurmstepd: error: {said}\n"
+    if "pbs" in compat:
+        return f"=>> PBS: job killed: walltime exceeded limit {job.time_limit}\n"
+    if "lsf" in compat:
+        return "TERM_RUNLIMIT: job killed after reaching LSF run time limit.\n"
+    return None
 
 
 def close_all(files: dict[LogKind, BinaryIO]) -> None:

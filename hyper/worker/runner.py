@@ -471,6 +471,8 @@ class JobRunner:
         if verdict.exit_code is None and run.watch.killed_by_kernel():
             verdict.reason, verdict.exit_code = run.watch.reason(), EXIT_OUT_OF_MEMORY
         run.pump.finish(timeout=2.0)
+        if verdict.exit_code == EXIT_TIME_LIMIT:
+            self._say_in_stderr(run, prepare.time_limit_notice(run.job, time.time()))
         if run.cgroup is not None:
             run.cgroup.remove()
         prepare.close_all(run.files)
@@ -494,6 +496,20 @@ class JobRunner:
         report = ending(job_id, attempt, exit_code, verdict.reason, carried)
         report["usage"] = run.watch.usage()
         return report
+
+    @staticmethod
+    def _say_in_stderr(run: Attempt, line: str | None) -> None:
+        """A line at the end of the job's stderr, in its -e (or joined -o) file and its log:
+        what its scheduler would have written there (a Slurm job's TIME LIMIT line)."""
+        if not line:
+            return
+        handle = run.files.get(LogKind.STDERR)
+        if handle is not None:
+            with contextlib.suppress(OSError):  # a full disk: the log still says it
+                handle.write(line.encode())
+                handle.flush()
+        if run.spool is not None:
+            run.spool.write(LogKind.STDERR, line)
 
     def _abandon(self, run: Attempt) -> None:
         """End a job whose thread failed: its processes, its lease keeper, its files."""
