@@ -48,6 +48,11 @@ class HostSettings:
     def database(self) -> Path:
         return self.data_dir / "hyper.db"
 
+    @property
+    def workers_dir(self) -> Path:
+        """Where local workers keep their folders (worker.log, spools), one each."""
+        return self.data_dir / "workers"
+
     def save(self) -> None:
         data = asdict(self)
         data.pop("data_dir")

@@ -268,10 +268,22 @@ def test_hyper_hosts_purge_now(local: LocalHost) -> None:
         return sum(f.stat().st_size for f in files if f.exists())
 
     size = on_disk()
+    # the folders of workers that ended (a killed one's spool with them) go as their jobs
+    # do: one that ended 40 days ago with the default retention, one of now with 0 days
+    workers = local.data_dir / "workers"
+    for name, age in (("w-ended-long-ago", 40 * 86400), ("w-ended-now", 0)):
+        (workers / name).mkdir(parents=True)
+        (workers / name / "worker.log").write_text("its last words\n")
+        (workers / name / "spool-7.1").write_text("output never sent\n")
+        for path in (workers / name / "worker.log", workers / name / "spool-7.1", workers / name):
+            os.utime(path, (time.time() - age, time.time() - age))
     kept = json.loads(local.ok("hyper", "hosts", "purge", "--json"))
     assert kept["jobs"] == 0 and kept["older_than_days"] == 30  # the default retention
+    assert kept["worker_folders"] == 1 and not (workers / "w-ended-long-ago").exists()
+    assert (workers / "w-ended-now").is_dir()
     result = local.sh("hyper", "hosts", "purge", "--older-than", "0")
     assert result.code == 0 and "purged 2 jobs" in result.err, result
+    assert "ended workers' folders" in result.err and not (workers / "w-ended-now").exists()
     assert "Total: 1 " in local.ok("qstat")
     gone = local.sh("qstat", "-i", str(done[0]))
     assert gone.code != 0

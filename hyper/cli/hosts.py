@@ -504,9 +504,11 @@ def purge(
         if done.get("space_kept")
         else ""
     )
+    folders = done.get("worker_folders")
+    workers = f" (and {folders} ended workers' folders)" if folders else ""
     typer.echo(
         f"purged {done['jobs']} jobs, {done['log_lines']} log lines and {done['files']} files"
-        f" that finished more than {done['older_than_days']:g} days ago{kept}",
+        f" that finished more than {done['older_than_days']:g} days ago{workers}{kept}",
         err=True,
     )
 

@@ -9,12 +9,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from hyper.errors import UsageError
 from hyper.host.service import HostService
 from hyper.host_settings import HostSettings
 from hyper.scheduler import Scheduler, TickReport
 from hyper.store.base import Store
+from hyper.worker.spawn import remove_ended_folders
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,9 @@ async def run_ticks(ticker: Ticker, settings: HostSettings) -> None:
         if time.monotonic() >= next_purge and hasattr(service.store, "purge"):
             next_purge = time.monotonic() + PURGE_PERIOD_SECONDS
             try:
-                purge_finished(service.store, settings.retention_days)
+                purge_finished(
+                    service.store, settings.retention_days, workers_dir=settings.workers_dir
+                )
             except Exception:  # the next hour tries again
                 log.exception("purging finished jobs failed")
         try:
@@ -74,13 +78,20 @@ async def run_ticks(ticker: Ticker, settings: HostSettings) -> None:
         )
 
 
-def purge_finished(store: Store, days: float, *, rewrite: bool = False) -> dict[str, int]:
-    """Purge what finished more than `days` ago, on stores that can (SQLite); `rewrite`
-    lets a store made before auto_vacuum be rewritten to give the space back."""
+def purge_finished(
+    store: Store, days: float, *, rewrite: bool = False, workers_dir: Path | None = None
+) -> dict[str, int]:
+    """Purge what finished more than `days` ago, on stores that can (SQLite), and the
+    folders of local workers that ended as long ago (`workers_dir`); `rewrite` lets a
+    store made before auto_vacuum be rewritten to give the space back."""
     purge = getattr(store, "purge", None)
     if purge is None:
         raise UsageError("this host's store keeps finished jobs by its own rules")
-    report: dict[str, int] = purge(time.time() - days * 86400, rewrite=rewrite)
+    before = time.time() - days * 86400
+    report: dict[str, int] = purge(before, rewrite=rewrite)
+    if workers_dir is not None:
+        live = {worker.id for worker in store.live_workers()}
+        report["worker_folders"] = remove_ended_folders(workers_dir, live, before)
     if any(report.values()):
         log.info("purged what finished more than %s days ago: %s", days, report)
     return report

@@ -48,7 +48,7 @@ class LocalLauncher(Launcher):
 
     def _start(self, worker_id: str, request: LaunchRequest) -> WorkerRecord | None:
         start = worker_start(self.settings, worker_id, request)
-        child = spawn_worker(start, self.settings.api_key, self.settings.data_dir / "workers")
+        child = spawn_worker(start, self.settings.api_key, self.settings.workers_dir)
         self._children[child.pid] = child
         return self._record(worker_id, request, pid=child.pid)
 

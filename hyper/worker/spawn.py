@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -62,3 +63,30 @@ def spawn_worker(start: WorkerStart, api_key: str, workers_dir: Path) -> subproc
             env=env,
             start_new_session=True,
         )
+
+
+def remove_ended_folders(workers_dir: Path, live: set[str], before: float) -> int:
+    """Remove the folders of workers that are not `live` and were last written before
+    `before` (their worker.log, and the spool a killed worker left): kept for as long as
+    finished jobs are, then purged with them. Returns how many were removed."""
+    removed = 0
+    try:
+        folders = [
+            entry for entry in os.scandir(workers_dir) if entry.is_dir(follow_symlinks=False)
+        ]
+    except OSError:
+        return 0
+    for folder in folders:
+        if folder.name in live:
+            continue
+        try:
+            written = max(
+                [folder.stat().st_mtime]
+                + [entry.stat().st_mtime for entry in os.scandir(folder.path)]
+            )
+        except OSError:
+            continue
+        if written < before:
+            shutil.rmtree(folder.path, ignore_errors=True)
+            removed += 1
+    return removed

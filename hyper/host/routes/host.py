@@ -33,4 +33,5 @@ async def purge(request: PurgeRequest, settings: Settings, store: StoreDep) -> d
     """Delete finished jobs, their logs and files, older than `older_than_days`
     (default: the host's retention), and give the space back."""
     days = settings.retention_days if request.older_than_days is None else request.older_than_days
-    return {"older_than_days": days, **purge_finished(store, days, rewrite=True)}
+    done = purge_finished(store, days, rewrite=True, workers_dir=settings.workers_dir)
+    return {"older_than_days": days, **done}
