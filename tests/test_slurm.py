@@ -258,3 +258,31 @@ def test_no_pilot_is_submitted_while_the_batch_system_does_not_answer(
     _slurm_commands(tmp_path / "bin", monkeypatch, "echo '77_1|PENDING|hyper-hpc'")
     assert launcher.alive(pilot) is True
     assert len(launcher.launch(request(1))) == 1
+
+
+def test_a_pending_pilot_no_job_waits_for_is_cancelled(
+    tmp_path: Path, store: SQLiteStore, settings: HostSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`qdel` of the only waiting job left its PENDING pilot in Slurm's queue for the
+    region's pending limit (30 min), to hold an allocation for nothing once it started."""
+    from dataclasses import replace
+
+    from hyper.launchers.slurm import SlurmLauncher
+    from hyper.store.base import JobFilter, NewJob
+
+    bin_dir = tmp_path / "bin"
+    _slurm_commands(bin_dir, monkeypatch, "echo '77_1|PENDING|hyper-hpc'")
+    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "cancelled"}\n')
+    (bin_dir / "scancel").chmod(0o755)
+    put_region(store, region(partition="p"))
+    launcher = SlurmLauncher(settings, store)
+    (pilot,) = launcher.launch(request(1))
+    store.add_worker(pilot)
+    (waiting,) = store.submit([NewJob("w", "q1", "big", "echo\n")], time.time())
+    assert launcher.alive(pilot) is True  # just submitted: its job may still come
+    older = replace(pilot, started=time.time() - 60)
+    assert launcher.alive(older) is True  # a job waits for it
+    assert not (tmp_path / "cancelled").exists()
+    store.cancel(JobFilter(ids=(waiting,)), time.time())  # qdel of the only waiting job
+    assert launcher.alive(older) is False
+    assert (tmp_path / "cancelled").read_text().split() == ["77_1"]

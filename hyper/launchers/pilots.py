@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 LEAVE_MARGIN_SECONDS = 120.0
 STATUS_SECONDS = 2.0  # one status poll serves every question asked within this long
 COMMAND_SECONDS = 60.0  # the longest a submit, status or cancel command may take
+# a PENDING pilot no waiting job needs is cancelled once it is this old (not one the
+# scheduler just submitted for jobs that a claim or a cancel took meanwhile)
+UNNEEDED_GRACE_SECONDS = 10.0
 # how long the host waits for a status poll's answer: the poll runs in a thread of its
 # own, and a batch system slower than this is asked again later, without holding the host
 STATUS_PATIENCE_SECONDS = 1.0
@@ -322,14 +325,29 @@ class PilotLauncher(Launcher):
         if state == PilotState.PENDING:
             region = find_spec(self.store, ResourceKind.REGION, region_name, RegionSpec)
             limit = (region.pilot_pending_minutes if region else 30.0) * 60
-            if time.time() - worker.started > limit:
+            pending = time.time() - worker.started
+            if pending > limit:
                 self._cancel([job_id])
                 self._note(
                     region_name,
                     f"pilot {job_id} PENDING longer than {limit / 60:g} min: cancelled",
                 )
                 return False
+            if pending > UNNEEDED_GRACE_SECONDS and not self._waiting(worker):
+                # its jobs were cancelled (or run elsewhere): it would hold an allocation
+                # for nothing once it starts, or sit in the batch system's queue for good
+                self._cancel([job_id])
+                self._note(region_name, f"pilot {job_id}: no job waits for it: cancelled")
+                return False
         return True
+
+    def _waiting(self, worker: WorkerRecord) -> bool:
+        """Whether any job of its queue and definition waits to start."""
+        return any(
+            waiting
+            for queue, definition, waiting, _ in self.store.demand()
+            if (queue, definition) == (worker.queue, worker.definition)
+        )
 
     def stop(self, worker: WorkerRecord) -> None:
         found = parse_pilot_id(worker.id)
