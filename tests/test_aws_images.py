@@ -100,6 +100,13 @@ def test_an_image_is_built_here_and_pushed_to_every_region(
     assert provider.deploy(ResourceKind.IMAGE, ImageSpec(**spec), lambda _: None).uri == spec["uri"]
     assert images.needs_push(spec) and not images.needs_push({"name": "x", "uri": "u"})
     assert json.dumps(spec)  # what the CLI sends
+    # each push leaves the image it replaced untagged: such images expire a day after
+    for region in (MAIN, OTHER):
+        ecr = boto3.client("ecr", region_name=region)
+        policy = json.loads(ecr.get_lifecycle_policy(repositoryName="hyper-h1/work")[
+            "lifecyclePolicyText"])  # fmt: skip
+        (rule,) = policy["rules"]
+        assert rule["selection"]["tagStatus"] == "untagged" and rule["action"]["type"] == "expire"
 
 
 def test_every_call_on_the_code_bucket_names_its_owner(

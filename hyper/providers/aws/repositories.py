@@ -26,6 +26,25 @@ REGION_PLACEHOLDER = "_REGION_"
 WORKER_PLATFORM = "linux/amd64"
 
 
+UNTAGGED_EXPIRE = json.dumps(
+    {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "images a newer push left untagged",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 1,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    }
+)
+
+
 def deploy_repository(
     region: str, image: ImageSpec, names: Names, log: Log, *, clients: ClientFactory = aws_client
 ) -> str:
@@ -44,6 +63,9 @@ def deploy_repository(
                 tags=[{"Key": k, "Value": v} for k, v in names.tags(image=image.name).items()],
             )["repository"]
             log(f"{region}: created repository {name}")
+        # each push moves :latest, and the image it leaves untagged was kept (and billed)
+        # for good: such images go a day after
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=UNTAGGED_EXPIRE)
     except Exception as error:
         raise _aws_failed(f"image {image.name} in {region}", error) from None
     return str(found["repositoryUri"])
