@@ -38,6 +38,7 @@ class JobOptions(NamedTuple):
     depends: tuple[str, ...] = ()
     named_depends: tuple[str, ...] = ()  # KIND:NAME, on the jobs of that name (LSF's -w)
     task_depends: tuple[str, ...] = ()  # KIND:ID_INDEX, on one task of an array (Slurm's -d)
+    singleton: bool | None = None  # Slurm's -d singleton: after the others of its name
     time_limit: str | None = None
     env: tuple[str, ...] = ()  # NAME=VALUE, or NAME alone for the submitting shell's value
     export_all: bool | None = None

@@ -86,14 +86,18 @@ SLURM_TASK_ID = re.compile(r"[0-9]+_[0-9]+")  # 12_4: task 4 of array 12
 
 
 def _slurm_dependency(options: JobOptions, value: str) -> JobOptions:
-    """afterok:12:13_4,afterany:14: a task of an array (12_4, Slurm's id of it) is found
-    by the host at submit (qsub.resolve_targets); the rest as hyper reads it."""
-    if "singleton" in value or "afterburstbuffer" in value or "+" in value:
+    """afterok:12:13_4,afterany:14,singleton: a task of an array (12_4, Slurm's id of it)
+    is found by the host at submit (qsub.resolve_targets), as are the jobs of its name a
+    singleton waits for; the rest as hyper reads it."""
+    if "afterburstbuffer" in value or "+" in value:
         raise UsageError(
-            f"dependency {value!r}: hyper takes afterok, afterany, afternotok, aftercorr"
+            f"dependency {value!r}: hyper takes afterok, afterany, afternotok, aftercorr, singleton"
         )
     clauses, tasks = [], list(options.task_depends)
     for clause in value.split(","):
+        if clause.strip() == "singleton":
+            options = options._replace(singleton=True)
+            continue
         kind, *targets = clause.strip().split(":")
         ids = [t for t in targets if not SLURM_TASK_ID.fullmatch(t)]
         tasks += [f"{kind}:{t}" for t in targets if t not in ids]

@@ -616,6 +616,8 @@ def build_job(
         job["named_depends"] = list(options.named_depends)
     if options.task_depends:  # by id once the host says which job each task is
         job["task_depends"] = list(options.task_depends)
+    if options.singleton:  # after the jobs of its name the host has unfinished
+        job["singleton"] = True
     # Slurm's UNLIMITED and INFINITE: no limit of the job's own (its definition's applies)
     if options.time_limit is not None and options.time_limit.upper() not in UNLIMITED:
         job["time_limit"] = jobspec.parse_time_limit(options.time_limit)
@@ -687,7 +689,8 @@ def resolve_targets(client: HostClient, job: dict[str, Any]) -> None:
     (afterok:12_4), and on jobs by name (LSF's -w done(NAME)), as dependencies on each
     job of that name (an array as a whole) that LSF would still know: not ended, or
     ended within its CLEAN_PERIOD (an hour by default); a trailing * is any name it
-    begins. A task or a name no such job has is refused, as sbatch and bsub refuse it."""
+    begins. A task or a name no such job has is refused, as sbatch and bsub refuse it.
+    And Slurm's singleton: after every unfinished job of its name (none: no dependency)."""
     for said in job.pop("task_depends", []):
         kind, _, task = said.partition(":")
         found = client.list_jobs(ids=[task], limit=1)["jobs"]
@@ -710,6 +713,16 @@ def resolve_targets(client: HostClient, job: dict[str, Any]) -> None:
         if not ids:
             raise UsageError(f"dependency on the jobs named {name!r}: there is none")
         job["depends"] += [{"kind": kind, "target": job_id} for job_id in ids]
+    if job.pop("singleton", False):
+        from qtools.states import FINISHED
+
+        # sbatch(1) -d singleton: "after any previously launched jobs sharing the same job
+        # name and user have terminated"; none there: it waits for nothing
+        job["depends"] += [
+            {"kind": "afterany", "target": found["id"]}
+            for found in client.iter_jobs(collapse=True, name=job["name"])
+            if found["status"] not in FINISHED
+        ]
 
 
 def complete_target(client: HostClient, job: dict[str, Any], *, check: bool = False) -> None:

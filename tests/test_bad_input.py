@@ -170,7 +170,7 @@ CASES = [
       for name, lines in [
         ("sbatch-missing-value", ["#HYPER -d sample-def-1", "#SBATCH -p sample-queue-1 -J"]),
         ("sbatch-bad-array", ["#HYPER -d sample-def-1", "#SBATCH -p sample-queue-1 --array=5-1"]),
-        ("sbatch-singleton", [f"#HYPER {D}", "#SBATCH -d singleton"]),
+        ("sbatch-burst-buffer-dependency", [f"#HYPER {D}", "#SBATCH -d afterburstbuffer:3"]),
         ("sbatch-bad-export-name", [f"#HYPER {D}", "#SBATCH --export=1BAD=x"]),
         ("pbs-priority-not-a-number", [f"#HYPER {D}", "#PBS -p abc"]),
         ("pbs-bad-join", [f"#HYPER {D}", "#PBS -j xy"]),

@@ -382,3 +382,22 @@ def test_a_job_ended_at_its_time_limit_says_so_as_its_scheduler_would(local: Loc
     local.script("pbs.sh", f"#!/bin/bash\n#PBS -l walltime=00:00:02\n#PBS -N w\n{DEF}sleep 30\n")
     job_id = sh(local, "qsub --wait pbs.sh").out.strip()
     assert (local.cwd / f"w.e{job_id}").read_text().startswith("=>> PBS: job killed: walltime")
+
+
+def test_a_slurm_singleton_runs_after_the_unfinished_jobs_of_its_name(local: LocalHost) -> None:
+    """sbatch(1) -d singleton: "This job can begin execution after any previously launched
+    jobs sharing the same job name and user have terminated" (it was refused). A chain
+    of singletons runs one at a time; with none of its name unfinished, it waits for none."""
+    local.script("one.sh", f"#!/bin/bash\n#SBATCH -J chain\n#SBATCH -d singleton\n{DEF}"
+                 'echo "start $SLURM_JOB_ID $(date +%s.%N)" >> order.txt\nsleep 1\n'
+                 'echo "end $SLURM_JOB_ID $(date +%s.%N)" >> order.txt\n')  # fmt: skip
+    first = ok(local, "sbatch --parsable one.sh").strip()
+    second = ok(local, "sbatch --parsable one.sh").strip()
+    third = ok(local, "sbatch --parsable one.sh").strip()
+    for job_id in (first, second, third):
+        assert local.wait_finished(job_id)["status"] == "Successful"
+    events = [line.split() for line in (local.cwd / "order.txt").read_text().splitlines()]
+    assert [(what, job) for what, job, _ in events] == [
+        ("start", first), ("end", first), ("start", second), ("end", second),
+        ("start", third), ("end", third),
+    ]  # fmt: skip

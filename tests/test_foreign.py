@@ -213,9 +213,13 @@ def test_slurm_more_than_one_node_is_refused_with_one_line(line: str) -> None:
     assert "hyper runs each job on one machine" in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    "value", ["singleton", "afterok:1,singleton", "afterburstbuffer:3", "afterok:1+60"]
-)
+def test_slurm_singleton_is_kept_for_the_host_to_find_the_jobs_of_its_name() -> None:
+    text = "#!/bin/bash\n#SBATCH -J chain\n#SBATCH --dependency=afterok:7,singleton\nrun\n"
+    options = translate(text).options
+    assert (options.singleton, options.depends) == (True, ("afterok:7",))
+
+
+@pytest.mark.parametrize("value", ["afterburstbuffer:3", "afterok:1+60"])
 def test_slurm_dependencies_hyper_cannot_keep_are_refused_with_the_line(value: str) -> None:
     text = f"#!/bin/bash\n#SBATCH -J x\n#SBATCH --dependency={value}\nrun\n"
     with pytest.raises(UsageError) as caught:
