@@ -192,8 +192,45 @@ def table(jobs: list[dict[str, Any]], header: bool = True) -> str:
     return "".join(row.rstrip() + "\n" for row in rows)
 
 
+ALTERNATE_TITLES = ("Job ID", "Username", "Queue", "Jobname", "SessID", "NDS", "TSK",
+                    "Memory", "Time", "S", "Time")  # fmt: skip
+ALTERNATE_WIDTHS = (15, 8, 8, 10, 6, 3, 3, 6, 5, 1, 5)
+
+
+def alternate_table(jobs: list[dict[str, Any]], header: bool = True) -> str:
+    """PBS's alternative display (qstat -a, and -u USER): one word per column, so that
+    FireWorks' PBS adapter finds each job's S and Queue where the heading's words say."""
+    rows = []
+    if header:
+        above = ("", "", "", "", "", "", "", "Req'd", "Req'd", "", "Elap")
+        rows += [_cells(above, ALTERNATE_WIDTHS), _cells(ALTERNATE_TITLES, ALTERNATE_WIDTHS)]
+        rows.append(" ".join("-" * width for width in ALTERNATE_WIDTHS))
+    for job in jobs:
+        cpus, mem, _ = requested(job)
+        limit = job.get("time_limit")
+        cells = (
+            pbs_id(job),
+            user()[:8],
+            job["queue"],
+            "_".join(job["name"].split())[:10],
+            "--",
+            "1",
+            str(cpus),
+            f"{mem}mb" if mem else "--",
+            clock(limit)[:5] if limit else "--",
+            states.words(job).pbs,
+            clock(elapsed(job))[:5] if job.get("started") else "--",
+        )
+        rows.append(_cells(cells, ALTERNATE_WIDTHS))
+    return "".join(row.rstrip() + "\n" for row in rows)
+
+
+def _cells(cells: tuple[str, ...], widths: tuple[int, ...]) -> str:
+    return " ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+
 def _row(cells: tuple[str, ...]) -> str:
-    return " ".join(cell.ljust(width) for cell, width in zip(cells, TABLE_WIDTHS, strict=True))
+    return _cells(cells, TABLE_WIDTHS)
 
 
 def ids_only(jobs: list[dict[str, Any]]) -> str:

@@ -224,6 +224,8 @@ def show_pbs(args: Namespace) -> int:
             sys.stdout.write(pbs_formats.full_text(jobs))
     elif _truthy(args.only_job_id_out):
         sys.stdout.write(pbs_formats.ids_only(jobs))
+    elif jobs and args.users:  # qstat(1B) -u: jobs shown in the alternative format
+        sys.stdout.write(pbs_formats.alternate_table(jobs, header=not args.noheader))
     elif jobs:
         sys.stdout.write(pbs_formats.table(jobs, header=not args.noheader))
     return PBS_UNKNOWN_JOB if missing else 0

@@ -401,3 +401,22 @@ def test_a_slurm_singleton_runs_after_the_unfinished_jobs_of_its_name(local: Loc
         ("start", first), ("end", first), ("start", second), ("end", second),
         ("start", third), ("end", third),
     ]  # fmt: skip
+
+
+def test_qstat_u_shows_pbss_alternative_format(local: LocalHost) -> None:
+    """qstat(1B): -u lists a user's jobs in the alternative format ("Job ID Username Queue
+    Jobname SessID NDS TSK Memory Time S Time"); FireWorks' PBS adapter counts a queue's
+    jobs from its heading's words (it failed with IndexError on the default table)."""
+    local.script("w.sh", f"#!/bin/bash\n{DEF}sleep 30\n")
+    running = ok(local, "qsub -q sample-queue-1 -N fw -l walltime=00:05:00 w.sh").strip()
+    held = ok(local, "qsub -h -q sample-queue-1 -N fw w.sh").strip()
+    local.wait_for(lambda: local.job(running)["status"] == "Running", 60, "a running job")
+    user = ok(local, "id -un").strip()
+    lines = ok(local, f"qstat -u {user}").splitlines()
+    (heading,) = [line.split() for line in lines if line.lower().startswith("job")]
+    state_at, queue_at = heading.index("S") - 1, heading.index("Queue") - 1  # "Job ID"
+    rows = {row.split()[0]: row.split() for row in lines if row.split()[0] in (running, held)}
+    assert [rows[running][state_at], rows[held][state_at]] == ["R", "H"]
+    assert rows[running][queue_at] == "sample-queue-1"
+    assert all(len(row) == len(heading) - 1 for row in rows.values())
+    ok(local, f"qdel {running} {held}")
