@@ -27,12 +27,21 @@ def limit_bytes(spec: dict[str, object] | None) -> int:
     return int(mib if isinstance(mib, int) and mib > 0 else DEFAULT_OUTPUT_LIMIT_MIB) * 2**20
 
 
+NOTE_START = "\n[hyper: "  # what a note that output was cut begins with
+
+
+def is_cut_note(text: str) -> bool:
+    """Whether a log entry is a note that output was cut (cut_note, host_cut_note): it
+    belongs to both streams, so a log of one stream shows it too."""
+    return text.startswith(NOTE_START)
+
+
 def cut_note(skipped: int, limit: int, *, files: bool = True) -> str:
     """What the log says where the worker left out the middle of an attempt's output
     (`files`: the job's output went to -o/-e files too, which have all of it)."""
     where = "-o files get all of it" if files else "-o FILE keeps all of it"
     return (
-        f"\n[hyper: {skipped} bytes of output cut here; the host keeps the first and the"
+        f"{NOTE_START}{skipped} bytes of output cut here; the host keeps the first and the"
         f" last {_amount(limit // 2)} of each attempt (the definition's output_limit_mib);"
         f" {where}]\n"
     )
@@ -45,9 +54,9 @@ def _amount(size: int) -> str:
 def host_cut_note(limit: int) -> str:
     """What the log says where the host stopped keeping an attempt's output."""
     if limit <= 0:  # a final report: its notes only
-        return f"\n[hyper: a final report keeps {NOTE_ROOM_BYTES // 1024} KiB of output]\n"
+        return f"{NOTE_START}a final report keeps {NOTE_ROOM_BYTES // 1024} KiB of output]\n"
     return (
-        f"\n[hyper: the host keeps at most {_amount(limit)} of output per attempt;"
+        f"{NOTE_START}the host keeps at most {_amount(limit)} of output per attempt;"
         " what came after this was not kept]\n"
     )
 

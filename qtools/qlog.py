@@ -64,14 +64,19 @@ def _stamp(entry: dict[str, Any]) -> str:
     )
 
 
-def write_entries(entries: list[dict[str, Any]], raw: bool) -> None:
+def write_entries(entries: list[dict[str, Any]], raw: bool, only: str | None = None) -> None:
     """Output entries on stdout, as the job wrote them: in UTF-8 whatever the locale says
     (a job's characters a locale cannot encode are still the job's, and `qlog ID > file`
-    gets its bytes back)."""
+    gets its bytes back). `only`: one stream's (STDOUT or STDERR), with the notes of the
+    other that say where output was cut: they are said once, in either."""
     out = sys.stdout
     if (out.encoding or "").lower().replace("-", "") != "utf8" and hasattr(out, "reconfigure"):
         out.flush()
         out.reconfigure(encoding="utf-8", errors="replace")
+    if only is not None:
+        from hyper.output import is_cut_note
+
+        entries = [e for e in entries if e["kind"] == only or is_cut_note(e["text"])]
     for entry in entries:
         if raw:
             out.write(entry["text"])
@@ -82,7 +87,12 @@ def write_entries(entries: list[dict[str, Any]], raw: bool) -> None:
 
 
 def print_array(
-    client: HostClient, array: dict[str, Any], kinds: list[str], raw: bool, follow: bool
+    client: HostClient,
+    array: dict[str, Any],
+    kinds: list[str],
+    raw: bool,
+    follow: bool,
+    only: str | None = None,
 ) -> int:
     """Each task's log in turn, under a header naming it."""
     if follow:
@@ -97,7 +107,7 @@ def print_array(
         after = 0
         while True:
             page = client.read_log(int(task["id"]), kinds=kinds, after=after)
-            write_entries(page["entries"], raw)
+            write_entries(page["entries"], raw, only)
             if not page["entries"]:
                 break
             after = page["next"]
@@ -118,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"unknown log type {args.log_type!r}; use STDOUT, STDERR, SYSTEM, METRICS or ALL"
             )
         raw = kind in ("OUTPUT", "STDOUT", "STDERR")
-        kinds = [k.value for k in TYPES[kind]]
+        # one stream's log is read with the other's, for the notes where output was cut
+        only = kind if kind in ("STDOUT", "STDERR") else None
+        kinds = [k.value for k in TYPES["OUTPUT" if only else kind]]
         with connect(args.host) as client:
             job_id = job_id_of(client, selector)
             if selector.indices is None:
                 record = client.get_job(job_id)
                 if record.get("kind") == "array":
-                    return print_array(client, record, kinds, raw, args.follow)
+                    return print_array(client, record, kinds, raw, args.follow, only)
             if args.queue is not None:
                 job = client.get_job(job_id)
                 if job["queue"] != args.queue:
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     after=after,
                     wait=FOLLOW_WAIT_SECONDS if args.follow else None,
                 )
-                write_entries(page["entries"], raw)
+                write_entries(page["entries"], raw, only)
                 after = page["next"]
                 if page["entries"]:
                     continue

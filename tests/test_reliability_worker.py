@@ -136,6 +136,26 @@ def test_a_definition_sets_how_much_output_is_kept(local: LocalHost) -> None:
     assert "bytes of output cut here" in text and "the last 0 MiB" not in text
 
 
+def test_the_log_of_one_stream_says_where_output_was_cut_too(local: LocalHost) -> None:
+    """The note where output was cut is the log's, in whichever stream its tail began:
+    `qlog -t STDOUT` joined the kept head and tail with nothing between them."""
+    local.ok(
+        "hyper", "definitions", "add-definition", "--name", "small-log",
+        "--output-limit-mib", "1", "--yes",
+    )  # fmt: skip
+    local.script("both.sh", "for i in $(seq 1 200000); do echo out $i; echo err $i >&2; done\n")
+    job_id = local.ok("qsub", "-q", "sample-queue-1", "-d", "small-log", "both.sh").strip()
+    assert local.wait_finished(job_id, timeout=180)["status"] == "Successful"
+    whole = qlog_output(local, job_id)
+    assert whole.count("bytes of output cut here") == 1
+    for stream, other in (("STDOUT", "err "), ("STDERR", "out ")):
+        text = local.ok("qlog", "-t", stream, job_id, timeout=120)
+        assert text.count("bytes of output cut here") == 1, stream
+        assert other not in text  # the other stream's output is not shown
+        head, _, tail = text.partition("\n[hyper: ")
+        assert head and tail.partition("]\n")[2], stream  # the note between head and tail
+
+
 # fencing and stalls ---------------------------------------------------------------------
 
 ATTEMPT_GUARD = """\
