@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 from hyper import capacity
 from hyper.errors import UsageError
-from qtools import long_options
+from qtools import sbatch_options
 from qtools.directives import (
     REQUEST_PARTS,
     JobOptions,
@@ -494,7 +494,7 @@ LSF_FLAGS |= {"-B", "-N", "-x", "-K", "-I", "-Ip", "-Is", "-tty", "-rn", "-ul", 
 NO_WORDS: set[str] = set()
 NO_NAMES: frozenset[str] = frozenset()  # no long options to abbreviate
 SCHEDULERS = (
-    ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, NO_WORDS, long_options.SBATCH_OPTIONS, True),
+    ("#SBATCH", "slurm", SLURM, SLURM_FLAGS, NO_WORDS, sbatch_options.SBATCH_OPTIONS, True),
     ("#PBS", "pbs", PBS, PBS_FLAGS, NO_WORDS, NO_NAMES, False),
     ("#BSUB", "lsf", LSF, LSF_FLAGS, LSF_WORDS, NO_NAMES, True),
 )
@@ -528,7 +528,7 @@ def _options(
             continue
         if word.startswith("--") and len(word) > 2 and names:
             option, equals, value = word.partition("=")
-            word = long_options.resolve(option, names) + equals + value
+            word = sbatch_options.resolve(option, names) + equals + value
         if word.startswith("--") and "=" in word:
             option, _, value = word.partition("=")
             yield option, value, written

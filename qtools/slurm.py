@@ -34,8 +34,16 @@ import sys
 import time
 
 from hyper.errors import UsageError
-from qtools import dialect, long_options, states
+from qtools import dialect, sbatch_options, states
 from qtools.common import file_name
+from qtools.sbatch_options import (
+    OPTIONAL_VALUE,
+    OWN,
+    SBATCH_FLAGS,
+    SBATCH_VALUED,
+    SCRIPT_OWN,
+    SHORT_VALUED,
+)
 from qtools.slurm_formats import (
     MIN_JOB_AGE,
     PROBE,
@@ -55,115 +63,8 @@ if TYPE_CHECKING:
 
 SLURM_ERROR = 1
 
-# sbatch options that take no value; those after `|` take one only as --opt=value
-SBATCH_FLAGS = {
-    "--parsable",
-    "--requeue",
-    "--no-requeue",
-    "-H",
-    "--hold",
-    "-O",
-    "--overcommit",
-    "-Q",
-    "--quiet",
-    "-W",
-    "--wait",
-    "--test-only",
-    "--contiguous",
-    "--spread-job",
-    "--use-min-nodes",
-    "-v",
-    "--verbose",
-    "--ignore-pbs",
-    "--exclusive",
-    "--get-user-env",
-    "--nice",
-    "--no-kill",
-    "-k",
-    "-s",
-    "--oversubscribe",
-    "--propagate",
-    "--reboot",
-}
-OPTIONAL_VALUE = {"--exclusive", "--get-user-env", "--nice", "--no-kill", "--propagate"}
-SHORT_VALUED = set("abABcCdDeFGiJLmMnNopqSstwx")
-SBATCH_VALUED = {
-    "--job-name",
-    "--partition",
-    "--array",
-    "--dependency",
-    "--time",
-    "--export",
-    "--output",
-    "--error",
-    "--chdir",
-    "--wrap",
-    "--account",
-    "--nodes",
-    "--ntasks",
-    "--cpus-per-task",
-    "--mem",
-    "--mem-per-cpu",
-    "--mem-per-gpu",
-    "--gres",
-    "--gpus",
-    "--gpus-per-node",
-    "--gpus-per-task",
-    "--constraint",
-    "--qos",
-    "--mail-type",
-    "--mail-user",
-    "--begin",
-    "--comment",
-    "--licenses",
-    "--nodelist",
-    "--exclude",
-    "--reservation",
-    "--signal",
-    "--time-min",
-    "--ntasks-per-node",
-    "--open-mode",
-    "--input",
-    "--clusters",
-    "--priority",
-    "--kill-on-invalid-dep",
-    "--tmp",
-    "--cpu-bind",
-    "--mem-bind",
-    "--distribution",
-    "--network",
-    "--wckey",
-    "--export-file",
-    "--hint",
-    "--threads-per-core",
-    "--mincpus",
-    "--profile",
-    "--deadline",
-    "--acctg-freq",
-    "--container",
-    "--extra-node-info",
-}
-OWN = {
-    "--parsable",
-    "-W",
-    "--wait",
-    "-D",
-    "--chdir",
-    "--wrap",
-    "-Q",
-    "--quiet",
-    "--test-only",
-    "-v",
-    "--verbose",
-    "--ignore-pbs",
-}
-
-
 # a job step hyper keeps no record of: 12.0, 12_3.1, 12.extern (12.batch is the job)
 SLURM_STEP = re.compile(r"[0-9]+(_[0-9]+)?\.([0-9]+|extern|interactive)")
-# of OWN, those a script's #SBATCH lines may give (sbatch(1): "#SBATCH ... followed by
-# any of the CLI options")
-SCRIPT_OWN = {"--parsable", "-W", "--wait"}
 
 
 def _usage(prog: str, text: str) -> int:
@@ -193,7 +94,7 @@ def _options(
         index += 1
         if word.startswith("--"):
             name, equals, value = word.partition("=")
-            name = long_options.resolve(name, names | valued | flags | OPTIONAL_VALUE)
+            name = sbatch_options.resolve(name, names | valued | flags | OPTIONAL_VALUE)
             if equals:
                 found.append((name, value))
             elif name in flags or name in OPTIONAL_VALUE:
@@ -243,7 +144,7 @@ def sbatch(argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"], ["--usage"]):
         return _usage("sbatch", "[options] [SCRIPT [ARGS...]] | --wrap COMMAND")
     options, rest = _options(
-        argv, SBATCH_VALUED, SBATCH_FLAGS, SHORT_VALUED, long_options.SBATCH_OPTIONS
+        argv, SBATCH_VALUED, SBATCH_FLAGS, SHORT_VALUED, sbatch_options.SBATCH_OPTIONS
     )
     given = dict(options)
     wrap = given.get("--wrap")
@@ -307,7 +208,9 @@ def _own_in_script(text: str) -> set[str]:
         for word in words:
             if word.startswith("--") and len(word) > 2:
                 with contextlib.suppress(UsageError):
-                    word = long_options.resolve(word.partition("=")[0], long_options.SBATCH_OPTIONS)
+                    word = sbatch_options.resolve(
+                        word.partition("=")[0], sbatch_options.SBATCH_OPTIONS
+                    )
             found.add(word)
     return found & SCRIPT_OWN
 

@@ -15,7 +15,8 @@ import pytest
 
 from hyper.errors import UsageError
 from qtools.directives import JobOptions, parse_directives
-from qtools.qsub import build_job, build_parser, split_variables
+from qtools.qsub import build_job, build_parser
+from qtools.qsub_forms import split_variables
 from tests.conftest import BIN, ROOT, LocalHost, running_local_host
 
 
