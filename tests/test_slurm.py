@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hyper.errors import CommandFailed
 from hyper.host_settings import HostSettings
 from hyper.launchers.base import LaunchRequest
 from hyper.launchers.lsf import LSFLauncher
@@ -95,7 +96,8 @@ def test_pbs_pilots_are_one_qsub_array(
     assert [r.id.rsplit("-", 1)[0] for r in records] == [
         "hpc-12[1].pbs-server", "hpc-12[2].pbs-server",
     ]  # fmt: skip
-    submit = fake_batch.calls(recorded)[0]
+    # a launch asks the batch system first (qstat), and submits only if it answers
+    submit = next(call for call in fake_batch.calls(recorded) if call[0] == "-N")
     script = Path(submit[-1])
     assert submit[:-1] == [
         "-N", "hyper-hpc", "-J", "1-2", "-l", "walltime=01:00:00",
@@ -116,7 +118,7 @@ def test_lsf_pilots_are_one_bsub_array(
     put_region(store, region(partition="normal"))
     launcher = LSFLauncher(settings, store)
     records = launcher.launch(request(2))
-    submit = fake_batch.calls(recorded)[0]
+    submit = next(call for call in fake_batch.calls(recorded) if call[0] == "-J")
     assert submit[:-2] == [
         "-J", "hyper-hpc[1-2]", "-W", "60", "-n", "8", "-R", "span[hosts=1]",
         "-R", "rusage[mem=4096]", "-o", f"{settings.data_dir / 'lsf' / 'hpc'}/%J_%I.out",
@@ -149,7 +151,9 @@ def test_a_failed_submit_fails_the_region_in_the_batch_systems_words(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "qsub").write_text("#!/bin/sh\necho 'qsub: Unknown queue' >&2\nexit 170\n")
-    (bin_dir / "qsub").chmod(0o755)
+    (bin_dir / "qstat").write_text("#!/bin/sh\necho '{\"Jobs\": {}}'\n")  # it answers
+    for name in ("qsub", "qstat"):
+        (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     put_region(store, region(partition="nope"))
     assert PBSLauncher(settings, store).launch(request(1)) == []
@@ -210,6 +214,10 @@ def test_a_batch_systems_command_is_never_one_of_hypers_own(
     found = [str(dialects / d) for d in ("slurm", "pbs", "lsf")]
     monkeypatch.setenv("PATH", ":".join([*found, str(system), "/usr/bin", "/bin"]))
     assert run([name, "-x"]) == f"the batch system: {name} -x\n"
+    monkeypatch.setenv("PATH", ":".join(found))  # hyper's own alone: not found, not run
+    with pytest.raises(CommandFailed) as failed:
+        run([name, "-x"])
+    assert failed.value.code == 127 and f"{name}: not found" in str(failed.value)
 
 
 def _slurm_commands(folder: Path, monkeypatch: pytest.MonkeyPatch, squeue: str) -> None:
@@ -226,38 +234,42 @@ def test_a_slow_batch_system_never_holds_the_host(
 ) -> None:
     """A Slurm controller that stopped answering held every scheduler tick on squeue, for up
     to 60 s each: every request to the host waited, and jobs whose leases it could not
-    renew meanwhile were ended by their own workers. The poll runs beside the host now."""
+    renew meanwhile were ended by their own workers. The poll runs beside the host now;
+    no pilot is submitted while it is late (sbatch would wait as long)."""
     from hyper.launchers.slurm import SlurmLauncher
 
-    _slurm_commands(tmp_path / "bin", monkeypatch, "sleep 3\necho '77_1|RUNNING|hyper-hpc'")
+    listed = "echo '77_1|RUNNING|hyper-hpc'"
+    _slurm_commands(tmp_path / "bin", monkeypatch, listed)
     put_region(store, region(partition="p"))
     launcher = SlurmLauncher(settings, store)
     (pilot,) = launcher.launch(request(1))
+    assert launcher.alive(pilot) is True
+    _slurm_commands(tmp_path / "bin", monkeypatch, f"sleep 3\n{listed}")
+    time.sleep(2.5)  # the last answer is no longer fresh
     began = time.monotonic()
-    assert launcher.alive(pilot) is None  # no answer yet: not judged
-    assert launcher.alive(pilot) is None
+    assert launcher.launch(request(1)) == []  # no answer within its patience: no submit
+    assert launcher.alive(pilot) is True  # judged by the last answer meanwhile
+    assert launcher.alive(pilot) is True
     assert time.monotonic() - began < 1.5  # one wait of 1 s at most, not one per question
     deadline = time.monotonic() + 10
-    while launcher.alive(pilot) is None:
-        assert time.monotonic() < deadline, "the late answer was never taken"
+    while not launcher.launch(request(1)):
+        assert time.monotonic() < deadline, "no pilot once it answered again"
         time.sleep(0.2)
-    assert launcher.alive(pilot) is True
 
 
 def test_no_pilot_is_submitted_while_the_batch_system_does_not_answer(
     tmp_path: Path, store: SQLiteStore, settings: HostSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Nor is it refused for good: with no pilot left to watch, a launch asks itself."""
     from hyper.launchers.slurm import SlurmLauncher
 
     _slurm_commands(tmp_path / "bin", monkeypatch, "echo 'connection refused' >&2\nexit 1")
     put_region(store, region(partition="p"))
     launcher = SlurmLauncher(settings, store)
-    (pilot,) = launcher.launch(request(1))
-    assert launcher.alive(pilot) is None  # its squeue failed
-    assert launcher.launch(request(1)) == []  # its sbatch would wait as long: not asked
+    assert launcher.launch(request(1)) == []  # its squeue failed: its sbatch is not asked
     _slurm_commands(tmp_path / "bin", monkeypatch, "echo '77_1|PENDING|hyper-hpc'")
+    (pilot,) = launcher.launch(request(1))
     assert launcher.alive(pilot) is True
-    assert len(launcher.launch(request(1))) == 1
 
 
 def test_a_pending_pilot_no_job_waits_for_is_cancelled(

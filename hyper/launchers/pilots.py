@@ -136,7 +136,8 @@ class StatusPoll:
     for its answer STATUS_PATIENCE_SECONDS at most, and never while one poll is late. A
     Slurm controller that stopped answering held every tick 60 s (squeue's time limit):
     requests to the host waited, and healthy jobs, their leases not renewed, were ended
-    by their own workers. Without an answer the host judges no pilot (None)."""
+    by their own workers. Without a fresh answer the host judges pilots by the last one
+    read since they last changed (None: none), and submits none."""
 
     def __init__(self, command: Callable[[], list[str]], system: BatchSystem) -> None:
         self._command, self._system = command, system
@@ -146,12 +147,28 @@ class StatusPoll:
         self._since = 0.0  # a poll asked before this (pilots changed since) counts for none
         self._asking: threading.Thread | None = None
         self._asked_at = 0.0
-        self.answering = True  # its last poll answered (or none was made yet)
 
     def states(self) -> dict[str, str] | None:
+        """The pilots' states: a fresh answer, else the last one read since the pilots
+        last changed (a pilot that ended since shows as it was: it is judged at the next
+        answer, never judged gone for being missing from an older one), else None."""
+        self._wait()
+        with self._lock:
+            return self._states if self._at > self._since else None
+
+    def answers(self) -> bool:
+        """Whether the batch system answers now: a fresh answer, asked for here if need
+        be (a launch asks before it submits, whether or not any pilot is watched)."""
+        self._wait()
+        with self._lock:
+            return self._fresh()
+
+    def _wait(self) -> None:
+        """Start a poll unless an answer is fresh or one is under way, and wait for it what
+        is left of STATUS_PATIENCE_SECONDS since it started."""
         with self._lock:
             if self._fresh():
-                return self._states
+                return
             if self._asking is None or not self._asking.is_alive():
                 self._asking = threading.Thread(
                     target=self._ask, name=f"{self._system.name} status", daemon=True
@@ -160,8 +177,6 @@ class StatusPoll:
                 self._asking.start()
             asking, waited = self._asking, time.monotonic() - self._asked_at
         asking.join(max(0.0, STATUS_PATIENCE_SECONDS - waited))
-        with self._lock:
-            return self._states if self._fresh() else None
 
     def forget(self) -> None:
         """The next question asks again (pilots were submitted or cancelled)."""
@@ -177,11 +192,8 @@ class StatusPoll:
             states = self._system.parse_status(run(self._command(), timeout=COMMAND_SECONDS))
         except CommandFailed as error:
             log.warning("%s status: %s", self._system.name, error)
-            with self._lock:
-                self.answering = False
             return
         with self._lock:
-            self.answering = True
             if asked >= self._since:  # read after the last change of pilots: it holds
                 self._states, self._at = states, time.monotonic()
 
@@ -213,7 +225,7 @@ class PilotLauncher(Launcher):
         region = find_spec(self.store, ResourceKind.REGION, request.region, RegionSpec)
         if region is None:
             return []
-        if not self._poll.answering:  # its submit would wait as long on the host's loop
+        if not self._poll.answers():  # its submit would wait as long on the host's loop
             return []
         count = min(request.count, self.capacity(request.region, request.definition.name) or 0)
         if count <= 0:
