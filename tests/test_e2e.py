@@ -93,7 +93,7 @@ def test_output_files_in_a_folder_every_user_may_write_are_never_another_users(
     (shared / "planted.out").symlink_to(victim)
     os.chown(shared / "planted.out", 65534, 65534, follow_symlinks=False)  # nobody's
     theirs = shared / "theirs.err"
-    theirs.write_text("")
+    theirs.write_text("their own\n")  # refused before anything of it is cut
     theirs.chmod(0o666)
     os.chown(theirs, 65534, 65534)
     local.script("secret.sh", "echo secret\necho secret-error >&2\n")
@@ -104,7 +104,9 @@ def test_output_files_in_a_folder_every_user_may_write_are_never_another_users(
         assert record["status"] == "Failed", record
         assert "another user's" in record["reason"], record
         assert "in a folder all may write" in record["reason"], record
-    assert victim.read_text() == "keep\n" and theirs.read_text() == ""
+    assert victim.read_text() == "keep\n" and theirs.read_text() == "their own\n"
+    job_id = local.sh("qsub", "--wait", *Q, "-o", str(theirs), "secret.sh").out.strip()
+    assert local.job(job_id)["status"] == "Failed" and theirs.read_text() == "their own\n"
     mine = tmp_path / "mine.txt"
     (shared / "mine.out").symlink_to(mine)  # the user's own link: followed
     local.ok("qsub", "--wait", *Q, "-o", str(shared / "mine.out"), "secret.sh")

@@ -234,8 +234,11 @@ def open_output(path: Path, first: bool, mode: int | None = None) -> BinaryIO:
     appends: the job writes its stdout into it itself, hyper.worker.pump), and that the
     worker may read back (the kept part of what the job wrote there) where it may. One
     it makes has `mode` (the job's umask's), else what the worker's umask leaves."""
-    flags = os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if first else 0)
     owners = _shared_folder_owners(path)
+    # another user's file is refused before anything of it is cut: there, the open never
+    # truncates, its owner is looked at first
+    truncate = first and owners is not None
+    flags = os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if first and not truncate else 0)
     if owners is not None:
         flags |= os.O_NOFOLLOW  # a link of its owners' is followed: see _shared_folder_owners
     try:
@@ -264,6 +267,8 @@ def open_output(path: Path, first: bool, mode: int | None = None) -> BinaryIO:
         raise PermissionError(
             errno.EACCES, "another user's file in a folder all may write (not written)", str(path)
         )
+    if truncate and stat.S_ISREG(os.fstat(fd).st_mode):
+        os.ftruncate(fd, 0)
     try:
         return cast(BinaryIO, os.fdopen(fd, "ab"))
     except BaseException:
