@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 
@@ -24,7 +25,8 @@ def past_own_commands(command: list[str]) -> list[str]:
         path = os.path.join(folder or os.curdir, name)
         if os.path.isfile(path) and os.access(path, os.X_OK) and not _own(path):
             return [path, *command[1:]]
-    return command  # run() says it is not found
+    # none but hyper's own, or none at all: not found (run() says so), never hyper's own
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
 
 
 def _own(path: str) -> bool:
