@@ -126,12 +126,7 @@ def _next_step() -> int:
     user may write, opened without following a link: a shared /tmp is everyone's, and a
     link planted at a name others can guess would have had a job overwrite its target."""
     env = os.environ
-    folder = os.path.join(env.get("TMPDIR") or "/tmp", f"{STEP_FILE}-{os.getuid()}")
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
-    found = os.lstat(folder)
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
-        raise UsageError(f"{folder} is not a folder of this user's alone: srun counts steps there")
+    folder = _step_folder()
     attempt = (env.get("HYPER_WORKER_ID", ""), env["SLURM_JOB_ID"], env.get("HYPER_ATTEMPT", ""))
     path = os.path.join(folder, ".".join(attempt))
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -150,6 +145,26 @@ def _next_step() -> int:
     finally:
         os.close(fd)
     return step
+
+
+def _step_folder() -> str:
+    """The folder of this user's alone where srun counts steps: in TMPDIR (or /tmp), else,
+    where another user took that name first, in the user's own ~/.cache."""
+    places = (
+        os.path.join(os.environ.get("TMPDIR") or "/tmp", f"{STEP_FILE}-{os.getuid()}"),
+        os.path.join(os.path.expanduser("~"), ".cache", "hyper", "srun-steps"),
+    )
+    for folder in places:
+        with contextlib.suppress(OSError):
+            os.makedirs(folder, 0o700, exist_ok=True)
+        try:
+            found = os.lstat(folder)
+        except OSError:
+            continue
+        owner, mode = found.st_uid, found.st_mode
+        if stat.S_ISDIR(mode) and owner == os.getuid() and not mode & 0o077:
+            return folder
+    raise UsageError(f"no folder of this user's alone to count srun's steps in: {places[0]}")
 
 
 def _output(pattern: str | None, step: int, task: int) -> str | None:

@@ -54,9 +54,11 @@ def test_step_numbers_are_kept_where_no_other_user_can_plant_a_link(tmp_path: Pa
     planted = srun(tmp_path, "true", env={**env, "HYPER_ATTEMPT": "2"})
     assert planted.returncode != 0 and planted.stderr.count("\n") == 1
     assert "cannot count steps in" in planted.stderr and target.read_text() == "keep me\n"
-    folder.chmod(0o777)  # a folder others may write is refused
-    shared = srun(tmp_path, "true", env=env)
-    assert shared.returncode != 0 and "is not a folder of this user's alone" in shared.stderr
+    folder.chmod(0o777)  # a folder others may write (made first by another user) is passed
+    home = tmp_path / "home"  # over for one in the user's own home
+    shared = srun(tmp_path, "sh", "-c", "echo $SLURM_STEP_ID", env={**env, "HOME": str(home)})
+    assert shared.returncode == 0 and shared.stdout == "0\n", shared
+    assert (home / ".cache" / "hyper" / "srun-steps" / "w1.41.1").read_text() == "1"
 
 
 def test_the_jobs_task_count_is_the_default_and_stderr_follows_output(tmp_path: Path) -> None:
