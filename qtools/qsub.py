@@ -443,7 +443,7 @@ def build_job(
         job["array"] = array
         if "slurm" in job.get("compat", []) and array.get("spec"):
             job["env"].update(slurm_array_variables(array["spec"]))
-    said += ignored_warning(foreign, ignored)
+    said += args.notes + ignored_warning(foreign, ignored)
     if notes is None:
         sys.stderr.write("".join(f"qsub: {note}\n" for note in said))
     else:

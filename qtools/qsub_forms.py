@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 TORQUE_ARRAY = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*(%[0-9]+)?")
 # a -d that is Torque's working directory, not a definition: a path (qsub(1B) -d path)
 TORQUE_DIRECTORY = re.compile(r"/|^\.{1,2}$")
+# a -t array that Slurm's time format would read as days-hours (1-12)
+DAYS_HOURS = re.compile(r"[0-9]+-([01]?[0-9]|2[0-3])")
 # a -t that is also a time: minutes (qsub's other times all have a colon)
 TIME_WITHOUT_COLON = re.compile(r"[0-9]+")
 
@@ -64,8 +66,14 @@ def pbs_forms(
         and TORQUE_ARRAY.fullmatch(limit)
         and (torque or not TIME_WITHOUT_COLON.fullmatch(limit))
     )
+    args.notes = []
     if args.torque_array:
         args.array, args.time_limit = limit, None
+        if DAYS_HOURS.fullmatch(limit):  # what the same -t meant before: say it
+            args.notes.append(
+                f"note: -t {limit} is Torque's array of tasks {limit}; a time limit of days"
+                f" and hours is -t {limit}:00"
+            )
     j = getattr(args, "j", None)
     join = join_into_error = None
     if j in ("oe", "eo", "n"):

@@ -128,6 +128,17 @@ def test_qsub_t_is_torques_array_where_its_value_is_no_time(
         assert 'export PBS_ARRAYID="$PBS_ARRAY_INDEX"' in job["script"]
 
 
+def test_qsub_t_that_was_days_and_hours_says_what_it_is_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _job(tmp_path, "#!/bin/bash\necho\n", "-t", "1-12")
+    assert "note: -t 1-12 is Torque's array of tasks 1-12; a time limit of days and hours" in (
+        capsys.readouterr().err
+    )
+    _job(tmp_path, "#!/bin/bash\necho\n", "-t", "1-100")  # never a time: no note
+    assert capsys.readouterr().err == ""
+
+
 def test_qsub_t_on_a_torque_array_script_overrides_its_range(tmp_path: Path) -> None:
     """A script of `#PBS -t 0-1024%2000` resubmitted for two of its tasks: `qsub -t 0-1`."""
     text = "#!/bin/bash\n#PBS -t 0-1024%2000\necho $PBS_ARRAYID\n"
