@@ -383,7 +383,9 @@ def build_job(
     line, from_l = pbs_forms(args, ignored, torque=torque)
     options = line.merged_over(own.merged_over(dialect_request(from_l, foreign)))
     torque = torque or args.torque_array
-    schedulers = foreign.schedulers if foreign else []
+    # the schedulers whose variables and files the job gets: its script's, or PBS's where
+    # only the command line has PBS's forms (Snakemake's and myqueue's PBS submits)
+    compat = (foreign.schedulers if foreign else []) or (["pbs"] if pbs_command_line(args) else [])
     arguments = getattr(args, "script_args", None) or []
     if arguments:
         text = with_arguments(text, arguments, source(file))
@@ -400,9 +402,7 @@ def build_job(
         if value is not None and not value.strip():
             raise UsageError(f"{flag}: the name is empty")
     array = array_body(options, args)
-    options = output_paths(
-        options, foreign, array is not None, submit_dir, pbs=pbs_command_line(args), torque=torque
-    )
+    options = output_paths(options, compat, array is not None, submit_dir, torque=torque)
     job: dict[str, Any] = {
         "name": job_name(default_name if options.name is None else options.name, foreign, said),
         "queue": options.queue,
@@ -437,8 +437,8 @@ def build_job(
             "stderr": options.stderr,
             "join": bool(options.join),
         }
-    if schedulers or pbs_command_line(args):  # what each scheduler sets, the job finds
-        job["compat"] = schedulers or ["pbs"]
+    if compat:  # what each scheduler sets, the job finds
+        job["compat"] = compat
     if array is not None:
         job["array"] = array
         if "slurm" in job.get("compat", []) and array.get("spec"):

@@ -137,24 +137,16 @@ def pbs_command_line(args: Namespace) -> bool:
 
 
 def output_paths(
-    options: JobOptions,
-    foreign: Translation | None,
-    array: bool,
-    submit_dir: str,
-    *,
-    pbs: bool = False,
-    torque: bool = False,
+    options: JobOptions, compat: list[str], array: bool, submit_dir: str, *, torque: bool
 ) -> JobOptions:
-    """The -o and -e files where the script's scheduler puts them (qtools.foreign): a
-    script without directives is PBS's where the command line has PBS's forms (`pbs`:
-    myqueue, Snakemake's PBS profiles; `torque`: a Torque array); and qsub's -o naming a
-    folder as PBS reads it."""
-    schedulers = (foreign.schedulers if foreign else []) or (["pbs"] if pbs else [])
-    if schedulers:
+    """The -o and -e files where the job's scheduler (`compat`: its script's, or PBS's
+    where only the command line has PBS's forms) puts them (qtools.foreign; `torque`: a
+    Torque array); and qsub's -o naming a folder as PBS reads it."""
+    if compat:
         from qtools.foreign import output_files
 
-        options = output_files(schedulers[0], options, array=array, torque=torque)
-        if schedulers[0] == "pbs" and submit_dir != os.getcwd():  # Torque's -d: qsub(1B)'s
+        options = output_files(compat[0], options, array=array, torque=torque)
+        if compat[0] == "pbs" and submit_dir != os.getcwd():  # Torque's -d: qsub(1B)'s
             options = options._replace(  # relative -o and -e are where qsub ran
                 stdout=options.stdout and os.path.join(os.getcwd(), options.stdout),
                 stderr=options.stderr and os.path.join(os.getcwd(), options.stderr),

@@ -129,14 +129,19 @@ FIELDS: dict[str, Callable[[Fields], str]] = {
     "priority": lambda f: str(f.job.get("priority") or 0),
     "qos": lambda f: "normal",
     "comment": lambda f: f.job.get("reason") or "",
-    "reqmem": lambda f: f"{dialect.requested(f.job)[1] or 0}M",
+    "reqmem": lambda f: _memory(f.job),
     "maxrss": lambda f: _maxrss(f.job),
     "cluster": lambda f: "hyper",
     "timeleft": lambda f: _time_left(f.job),
-    "minmemory": lambda f: f"{dialect.requested(f.job)[1] or 0}M",
+    "minmemory": lambda f: _memory(f.job),
     "tres-per-node": lambda f: _gres(f.job),
     "gres": lambda f: _gres(f.job),
 }
+
+
+def _memory(job: dict[str, Any]) -> str:
+    """The memory it asked for, in MB (sacct's ReqMem, squeue's %m)."""
+    return f"{dialect.requested(job)[1] or 0}M"
 
 
 def _time_left(job: dict[str, Any]) -> str:
